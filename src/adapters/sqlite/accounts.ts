@@ -1,0 +1,159 @@
+import type { Account, AccountStore, ApiKeyRecord, AuditDifference, LedgerEntry, LedgerKind } from '../../ports/store';
+import type { Db } from './database';
+import { optional } from './rows';
+
+interface AccountRow {
+  id: string;
+  name: string;
+  balance: number;
+  held: number;
+  callback_url: string | null;
+  webhook_secret: string;
+  created_at: number;
+}
+
+interface KeyRow {
+  id: string;
+  account_id: string;
+  name: string | null;
+  secret_hash: string;
+  rpm: number | null;
+  max_concurrency: number | null;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+interface LedgerRow {
+  id: number;
+  account_id: string;
+  task_id: string | null;
+  kind: LedgerKind;
+  amount: number;
+  reference: string | null;
+  created_at: number;
+}
+
+const toAccount = (r: AccountRow): Account => ({
+  id: r.id,
+  name: r.name,
+  balance: r.balance,
+  held: r.held,
+  webhookSecret: r.webhook_secret,
+  createdAt: r.created_at,
+  ...optional('callbackUrl', r.callback_url),
+});
+
+const toKey = (r: KeyRow): ApiKeyRecord => ({
+  id: r.id,
+  accountId: r.account_id,
+  secretHash: r.secret_hash,
+  createdAt: r.created_at,
+  ...optional('name', r.name),
+  ...optional('rpm', r.rpm),
+  ...optional('maxConcurrency', r.max_concurrency),
+  ...optional('revokedAt', r.revoked_at),
+});
+
+const toLedger = (r: LedgerRow): LedgerEntry => ({
+  id: r.id,
+  accountId: r.account_id,
+  kind: r.kind,
+  amount: r.amount,
+  createdAt: r.created_at,
+  ...optional('taskId', r.task_id),
+  ...optional('reference', r.reference),
+});
+
+/**
+ * What the ledger says an account should hold: balance = top-ups + adjustments − captures;
+ * held = holds − captures − releases. The same formula is the audit's reference.
+ */
+const LEDGER_TOTALS = `
+  SELECT a.id AS account_id, a.balance AS balance, a.held AS held,
+    COALESCE(SUM(CASE l.kind WHEN 'topup' THEN l.amount WHEN 'adjust' THEN l.amount WHEN 'capture' THEN -l.amount ELSE 0 END), 0) AS ledger_balance,
+    COALESCE(SUM(CASE l.kind WHEN 'hold' THEN l.amount WHEN 'capture' THEN -l.amount WHEN 'release' THEN -l.amount ELSE 0 END), 0) AS ledger_held
+  FROM accounts a LEFT JOIN ledger l ON l.account_id = a.id
+  GROUP BY a.id`;
+
+export function sqliteAccountStore(db: Db): AccountStore {
+  const insertAccount = db.prepare(
+    `INSERT INTO accounts (id, name, balance, held, callback_url, webhook_secret, created_at)
+     VALUES (@id, @name, @balance, 0, @callbackUrl, @webhookSecret, @now)`,
+  );
+  const insertLedger = db.prepare(
+    `INSERT INTO ledger (account_id, task_id, kind, amount, reference, created_at)
+     VALUES (?, ?, ?, ?, ?, ?)`,
+  );
+  const selectAccount = db.prepare<[string], AccountRow>('SELECT * FROM accounts WHERE id = ?');
+  const selectKey = db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE id = ?');
+  const addBalance = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
+
+  const createAccount = db.transaction(
+    (input: Parameters<AccountStore['createAccount']>[0]): Account => {
+      insertAccount.run({ ...input, callbackUrl: input.callbackUrl ?? null });
+      if (input.balance > 0) insertLedger.run(input.id, null, 'topup', input.balance, 'opening balance', input.now);
+      return toAccount(selectAccount.get(input.id)!);
+    },
+  );
+
+  const topUp = db.transaction((accountId: string, amount: number, reference: string | undefined, now: number) => {
+    if (addBalance.run(amount, accountId).changes === 0) return undefined;
+    insertLedger.run(accountId, null, 'topup', amount, reference ?? null, now);
+    return selectAccount.get(accountId)!.balance;
+  });
+
+  return {
+    async createAccount(input) {
+      return createAccount.immediate(input);
+    },
+    async getAccount(id) {
+      const row = selectAccount.get(id);
+      return row && toAccount(row);
+    },
+    async countAccounts() {
+      return (db.prepare('SELECT COUNT(*) AS n FROM accounts').get() as { n: number }).n;
+    },
+    async createKey(key) {
+      db.prepare(
+        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(key.id, key.accountId, key.name ?? null, key.secretHash, key.rpm ?? null, key.maxConcurrency ?? null, key.createdAt);
+      return toKey(selectKey.get(key.id)!);
+    },
+    async getKey(id) {
+      const row = selectKey.get(id);
+      return row && toKey(row);
+    },
+    async revokeKey(id, now) {
+      return db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes > 0;
+    },
+    async topUp(accountId, amount, reference, now) {
+      return topUp.immediate(accountId, amount, reference, now);
+    },
+    async ledger(accountId, limit) {
+      return db
+        .prepare<[string, number], LedgerRow>('SELECT * FROM ledger WHERE account_id = ? ORDER BY id DESC LIMIT ?')
+        .all(accountId, limit)
+        .map(toLedger);
+    },
+    async audit() {
+      const rows = db.prepare(LEDGER_TOTALS).all() as Array<{
+        account_id: string;
+        balance: number;
+        held: number;
+        ledger_balance: number;
+        ledger_held: number;
+      }>;
+      const differences: AuditDifference[] = [];
+      for (const r of rows) {
+        if (r.balance !== r.ledger_balance) {
+          differences.push({ accountId: r.account_id, field: 'balance', stored: r.balance, fromLedger: r.ledger_balance });
+        }
+        if (r.held !== r.ledger_held) {
+          differences.push({ accountId: r.account_id, field: 'held', stored: r.held, fromLedger: r.ledger_held });
+        }
+      }
+      return differences;
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import type { FileRecord, FileStore, NewFile } from '../../ports/store';
+import type { Db } from './database';
+import { optional } from './rows';
+
+export const INSERT_FILE = `INSERT INTO files
+  (id, account_id, task_id, purpose, storage_key, content_type, size, width, height, expires_at, created_at)
+  VALUES (@id, @accountId, @taskId, @purpose, @storageKey, @contentType, @size, @width, @height, @expiresAt, @now)`;
+
+export function fileParams(f: NewFile, now: number) {
+  return {
+    id: f.id,
+    accountId: f.accountId,
+    taskId: f.taskId ?? null,
+    purpose: f.purpose,
+    storageKey: f.storageKey,
+    contentType: f.contentType,
+    size: f.size,
+    width: f.width,
+    height: f.height,
+    expiresAt: f.expiresAt ?? null,
+    now,
+  };
+}
+
+interface FileRow {
+  id: string;
+  account_id: string;
+  task_id: string | null;
+  purpose: 'input' | 'output';
+  storage_key: string;
+  content_type: string;
+  size: number;
+  width: number;
+  height: number;
+  expires_at: number | null;
+  created_at: number;
+}
+
+const toFile = (r: FileRow): FileRecord => ({
+  id: r.id,
+  accountId: r.account_id,
+  purpose: r.purpose,
+  storageKey: r.storage_key,
+  contentType: r.content_type,
+  size: r.size,
+  width: r.width,
+  height: r.height,
+  createdAt: r.created_at,
+  ...optional('taskId', r.task_id),
+  ...optional('expiresAt', r.expires_at),
+});
+
+export function sqliteFileStore(db: Db): FileStore {
+  const select = db.prepare<[string], FileRow>('SELECT * FROM files WHERE id = ?');
+  const insert = db.prepare(INSERT_FILE);
+  return {
+    async createFile(file, now) {
+      insert.run(fileParams(file, now));
+      return toFile(select.get(file.id)!);
+    },
+    async getFile(id) {
+      const row = select.get(id);
+      return row && toFile(row);
+    },
+    async deleteFile(id) {
+      return db.prepare('DELETE FROM files WHERE id = ?').run(id).changes > 0;
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import { notFound } from '../domain/errors';
+import type { Clock } from '../ports/clock';
+import type { Account, ApiKeyRecord, Store } from '../ports/store';
+import { issueKey } from './api-keys';
+import { newId } from './ids';
+
+/** Operator use cases over accounts and keys; the admin HTTP routes and the CLI both call these. */
+export async function createAccount(
+  store: Store,
+  clock: Clock,
+  input: { name: string; balance?: number; callbackUrl?: string },
+): Promise<Account> {
+  return store.accounts.createAccount({
+    id: newId('acct'),
+    name: input.name,
+    balance: input.balance ?? 0,
+    webhookSecret: `whsec_${randomBytes(24).toString('base64')}`,
+    now: clock.now(),
+    ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
+  });
+}
+
+export async function createApiKey(
+  store: Store,
+  clock: Clock,
+  accountId: string,
+  input: { name?: string; rpm?: number; maxConcurrency?: number },
+): Promise<{ record: ApiKeyRecord; plaintext: string }> {
+  if (!(await store.accounts.getAccount(accountId))) throw notFound('account', accountId);
+  const issued = issueKey();
+  const record = await store.accounts.createKey({
+    id: issued.keyId,
+    accountId,
+    secretHash: issued.secretHash,
+    createdAt: clock.now(),
+    ...(input.name !== undefined ? { name: input.name } : {}),
+    ...(input.rpm !== undefined ? { rpm: input.rpm } : {}),
+    ...(input.maxConcurrency !== undefined ? { maxConcurrency: input.maxConcurrency } : {}),
+  });
+  return { record, plaintext: issued.plaintext };
+}
+
+export async function topUp(store: Store, clock: Clock, accountId: string, amount: number, reference?: string): Promise<number> {
+  const balance = await store.accounts.topUp(accountId, amount, reference, clock.now());
+  if (balance === undefined) throw notFound('account', accountId);
+  return balance;
+}

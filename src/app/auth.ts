@@ -1,0 +1,34 @@
+import { RelayError } from '../domain/errors';
+import type { Account, ApiKeyRecord, Store } from '../ports/store';
+import { parseKey, secretMatches, tokensMatch } from './api-keys';
+
+export interface Caller {
+  readonly account: Account;
+  readonly key: ApiKeyRecord;
+}
+
+const unauthorized = (why: string): RelayError => new RelayError('AuthFailure', `Authorization: ${why}`);
+
+/** `Authorization: Bearer <token>` → the token, or an AuthFailure saying what is wrong with the header. */
+export function bearerToken(header: string | undefined): string {
+  if (!header) throw unauthorized('missing; send "Authorization: Bearer <key>"');
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) throw unauthorized('malformed; expected "Bearer <key>"');
+  return match[1]!;
+}
+
+export async function authenticate(store: Store, header: string | undefined): Promise<Caller> {
+  const parsed = parseKey(bearerToken(header));
+  if (!parsed) throw unauthorized('malformed API key');
+  const key = await store.accounts.getKey(parsed.keyId);
+  // Same message for unknown and wrong-secret keys: the answer must not reveal which key ids exist.
+  if (!key || !secretMatches(parsed.secret, key.secretHash)) throw unauthorized('unknown API key');
+  if (key.revokedAt !== undefined) throw unauthorized('this API key was revoked');
+  const account = await store.accounts.getAccount(key.accountId);
+  if (!account) throw unauthorized('unknown API key');
+  return { account, key };
+}
+
+export function authenticateAdmin(header: string | undefined, adminToken: string): void {
+  if (!tokensMatch(bearerToken(header), adminToken)) throw unauthorized('not the admin token');
+}

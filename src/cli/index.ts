@@ -1,0 +1,52 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, loadConfig, type Config } from '../config/env';
+import { runSubmit } from './submit';
+import { serve } from './serve';
+import { accountCommands } from './admin';
+
+/** A thin layer: flags → config or arguments → library calls. No relay logic lives here. */
+function configOrExit(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`aigc-relay: invalid configuration: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+export const positiveInt = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number');
+  return Number(value);
+};
+
+const program = new Command('aigc-relay').description('Relay for Tencent Cloud VOD AIGC image generation').showHelpAfterError();
+
+program
+  .command('serve')
+  .description('serve the API (what `npm start` runs); configured by AIGC_RELAY_* environment variables')
+  .action(async () => serve(configOrExit()));
+
+program
+  .command('submit')
+  .description('submit a task to a running relay over HTTP, show its progress and save the images')
+  .requiredOption('--prompt <text>', 'what to draw')
+  .option('--model <name>', 'GEM, Qwen or Hunyuan', 'GEM')
+  .option('--version <version>', 'model version (GEM: 2.5 or 3.0, Qwen: 0925, Hunyuan: 3.0)', '3.0')
+  .option('--resolution <resolution>', '720P, 1080P, 2K, 4K or WxH such as 1024x1024')
+  .option('--aspect-ratio <ratio>', 'GEM only: 1:1, 16:9, 9:16, …')
+  .option('--file <file_id...>', 'input image file ids (uploaded with POST /tencent-vod/v1/files)')
+  .option('--priority <n>', 'tasks_priority, -10…10')
+  .option('--wait', 'wait for the result and save it', false)
+  .option('--out <dir>', 'directory for the images (with --wait)', '.')
+  .option('--url <url>', 'relay base URL (or AIGC_RELAY_URL)', process.env.AIGC_RELAY_URL ?? 'http://127.0.0.1:8080')
+  .option('--key <key>', 'API key (or AIGC_RELAY_KEY)', process.env.AIGC_RELAY_KEY)
+  .action(async (options) => {
+    process.exitCode = await runSubmit(options);
+  });
+
+accountCommands(program, configOrExit);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,52 @@
+import type { Config } from '../config/env';
+import { createRelay } from '../main';
+
+/** `aigc-relay serve` (what `npm start` runs): listen, print how to try it, drain on SIGTERM. */
+export async function serve(config: Config): Promise<void> {
+  const relay = await createRelay(config);
+  const url = await relay.listen();
+  const out = (line = '') => process.stdout.write(`${line}\n`);
+  out();
+  out(`aigc-relay listening on ${url}`);
+  out(`  provider: ${config.instantProvider ? 'INSTANT (fixed 64x64 PNG; benchmark stand-in, not for real use)' : `local preview renderer (${config.previewDelayMs} ms per image; no cloud account needed)`}`);
+  out(`  data:     ${config.dataDir}`);
+  out(`  docs:     ${url}/docs   openapi: ${url}/openapi.json   metrics: ${url}/metrics`);
+  if (config.instantProvider) out('  WARNING: AIGC_RELAY_INSTANT_PROVIDER=1: every task answers at once with a fixed small PNG.');
+  if (relay.firstStart.adminToken) {
+    out();
+    out(`Admin token (shown once; also kept in ${config.dataDir}/admin-token):`);
+    out(`  ${relay.firstStart.adminToken}`);
+  }
+  if (relay.firstStart.devKey) {
+    const body = JSON.stringify({
+      model_name: 'GEM',
+      model_version: '3.0',
+      prompt: 'a lighthouse on a cliff at dawn, watercolor',
+      output_config: { resolution: '1080P', aspect_ratio: '16:9' },
+    });
+    out();
+    out('Created account "dev" with an API key (shown once, never again):');
+    out(`  ${relay.firstStart.devKey}`);
+    out();
+    out('Try it:');
+    out(`  curl -sS ${url}/tencent-vod/v1/aigc-image -H 'Authorization: Bearer ${relay.firstStart.devKey}' -H 'Content-Type: application/json' -d '${body}'`);
+    out(`  then poll the status_url it returns with the same Authorization header.`);
+  }
+  out();
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    relay.logger.info({ signal }, 'draining');
+    relay
+      .close()
+      .then(() => process.exit(0))
+      .catch((err: unknown) => {
+        relay.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

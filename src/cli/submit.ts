@@ -1,0 +1,89 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { SingleBar, Presets } from 'cli-progress';
+
+export interface SubmitOptions {
+  prompt: string;
+  model: string;
+  version: string;
+  resolution?: string;
+  aspectRatio?: string;
+  file?: string[];
+  priority?: string;
+  wait: boolean;
+  out: string;
+  url: string;
+  key?: string;
+}
+
+interface StatusBody {
+  status: 'IN_QUEUE' | 'IN_PROGRESS' | 'COMPLETED';
+  progress?: number;
+  queue_position?: number;
+  status_url: string;
+  response_url: string;
+  outcome?: string;
+  error?: { code: string; message: string } | null;
+}
+
+/** `aigc-relay submit`: an HTTP client of the relay, like any other client. Returns the process exit code. */
+export async function runSubmit(options: SubmitOptions): Promise<number> {
+  if (!options.key) {
+    process.stderr.write('aigc-relay submit: give --key or set AIGC_RELAY_KEY\n');
+    return 2;
+  }
+  const headers = { authorization: `Bearer ${options.key}`, 'content-type': 'application/json' };
+  const body = {
+    model_name: options.model,
+    model_version: options.version,
+    prompt: options.prompt,
+    ...(options.file?.length ? { file_infos: options.file.map((id) => ({ type: 'File', file_id: id })) } : {}),
+    output_config: {
+      ...(options.resolution ? { resolution: options.resolution } : {}),
+      ...(options.aspectRatio ? { aspect_ratio: options.aspectRatio } : {}),
+    },
+    ...(options.priority !== undefined ? { tasks_priority: options.priority } : {}),
+  };
+  const base = options.url.replace(/\/+$/, '');
+  const response = await fetch(`${base}/tencent-vod/v1/aigc-image`, { method: 'POST', headers, body: JSON.stringify(body) });
+  const accepted = (await response.json()) as StatusBody & { request_id: string; Response?: { Error?: { Code: string; Message: string } } };
+  if (!response.ok) {
+    const error = accepted.Response?.Error;
+    process.stderr.write(`rejected (${response.status}): ${error ? `${error.Code}: ${error.Message}` : JSON.stringify(accepted)}\n`);
+    return 1;
+  }
+  process.stdout.write(`accepted: ${accepted.request_id}\n`);
+  if (!options.wait) {
+    process.stdout.write(`status: ${accepted.status_url}\n`);
+    return 0;
+  }
+
+  const bar = new SingleBar({ format: ' {bar} {percentage}% | {state}', hideCursor: true }, Presets.shades_classic);
+  bar.start(100, 0, { state: 'IN_QUEUE' });
+  let status: StatusBody = accepted;
+  let delay = 250;
+  while (status.status !== 'COMPLETED') {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 1.5, 2000);
+    status = (await (await fetch(status.status_url, { headers })).json()) as StatusBody;
+    const state = status.status === 'IN_QUEUE' ? `IN_QUEUE (position ${status.queue_position ?? 0})` : status.status;
+    bar.update(status.progress ?? 0, { state });
+  }
+  bar.update(100, { state: status.outcome ?? 'COMPLETED' });
+  bar.stop();
+  if (status.outcome !== 'succeeded') {
+    process.stderr.write(`task ${status.outcome}: ${status.error ? `${status.error.code}: ${status.error.message}` : ''}\n`);
+    return 1;
+  }
+  const result = (await (await fetch(status.response_url, { headers })).json()) as {
+    images: Array<{ url: string; file_id: string; content_type: string; width: number; height: number }>;
+  };
+  await fs.mkdir(options.out, { recursive: true });
+  for (const image of result.images) {
+    const data = Buffer.from(await (await fetch(image.url)).arrayBuffer());
+    const file = path.join(options.out, `${image.file_id}.${image.content_type === 'image/jpeg' ? 'jpg' : image.content_type.split('/')[1]}`);
+    await fs.writeFile(file, data);
+    process.stdout.write(`saved ${file} (${image.width}x${image.height})\n`);
+  }
+  return 0;
+}

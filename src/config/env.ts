@@ -1,0 +1,125 @@
+import path from 'node:path';
+
+/**
+ * Configuration comes from the environment, parsed and checked once at start-up. A bad value stops the process
+ * with one line naming the variable (see `ConfigError`); nothing below reads `process.env` again.
+ */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  /** `undefined` = embedded SQLite in `dataDir`. */
+  readonly databaseUrl?: string;
+  readonly adminToken?: string;
+  /** `undefined` = `http://HOST:PORT` once the port is known. */
+  readonly publicUrl?: string;
+  readonly secret?: string;
+  readonly previewDelayMs: number;
+  readonly instantProvider: boolean;
+  readonly allowPrivateUrls: readonly string[];
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Tasks the local preview renderer runs at once. */
+  readonly previewConcurrency: number;
+  /** Tasks waiting in the queue beyond which submits get 503. */
+  readonly maxQueued: number;
+  /** Credits the `dev` account starts with on a fresh database. */
+  readonly devBalance: number;
+  /** Optional JSON price table that replaces the built-in one. */
+  readonly pricesFile?: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    reason: string,
+  ) {
+    super(`${variable}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(name, `${JSON.stringify(raw)} is not a whole number`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `${value} is outside ${min}…${max}`);
+  return value;
+}
+
+function url(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const raw = read(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `${JSON.stringify(raw)} is not a URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function loadConfig(env: Env = process.env): Config {
+  const host = read(env, 'AIGC_RELAY_HOST') ?? '127.0.0.1';
+  if (!/^[A-Za-z0-9.:\-[\]]+$/.test(host)) throw new ConfigError('AIGC_RELAY_HOST', `${JSON.stringify(host)} is not a host`);
+
+  const instant = read(env, 'AIGC_RELAY_INSTANT_PROVIDER');
+  if (instant !== undefined && !['0', '1', 'true', 'false'].includes(instant)) {
+    throw new ConfigError('AIGC_RELAY_INSTANT_PROVIDER', 'must be 1 or 0');
+  }
+
+  const logLevel = (read(env, 'AIGC_RELAY_LOG_LEVEL') ?? 'info') as Config['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('AIGC_RELAY_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+
+  const adminToken = read(env, 'AIGC_RELAY_ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError('AIGC_RELAY_ADMIN_TOKEN', 'must be at least 16 characters');
+  }
+  const secret = read(env, 'AIGC_RELAY_SECRET');
+  if (secret !== undefined && secret.length < 32) {
+    throw new ConfigError('AIGC_RELAY_SECRET', 'must be at least 32 characters');
+  }
+
+  const config: Config = {
+    host,
+    port: integer(env, 'AIGC_RELAY_PORT', 8080, 0, 65535),
+    dataDir: path.resolve(read(env, 'AIGC_RELAY_DATA_DIR') ?? './data'),
+    previewDelayMs: integer(env, 'AIGC_RELAY_PREVIEW_DELAY_MS', 1500, 0, 600_000),
+    instantProvider: instant === '1' || instant === 'true',
+    allowPrivateUrls: (read(env, 'AIGC_RELAY_ALLOW_PRIVATE_URLS') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    logLevel,
+    previewConcurrency: integer(env, 'AIGC_RELAY_PREVIEW_CONCURRENCY', 2, 1, 256),
+    maxQueued: integer(env, 'AIGC_RELAY_MAX_QUEUED', 100_000, 1, 10_000_000),
+    devBalance: integer(env, 'AIGC_RELAY_DEV_BALANCE', 100_000, 0, Number.MAX_SAFE_INTEGER),
+  };
+  const optional: { databaseUrl?: string; publicUrl?: string; pricesFile?: string } = {};
+  const databaseUrl = url(env, 'AIGC_RELAY_DATABASE_URL', ['postgres:', 'postgresql:']);
+  if (databaseUrl) optional.databaseUrl = databaseUrl;
+  const publicUrl = url(env, 'AIGC_RELAY_PUBLIC_URL', ['http:', 'https:']);
+  if (publicUrl) optional.publicUrl = publicUrl;
+  const pricesFile = read(env, 'AIGC_RELAY_PRICES_FILE');
+  if (pricesFile) optional.pricesFile = path.resolve(pricesFile);
+  return {
+    ...config,
+    ...optional,
+    ...(adminToken ? { adminToken } : {}),
+    ...(secret ? { secret } : {}),
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * The model catalogue as the seed page documents it, with Tencent's own limits (shared/reference). Everything that
+ * differs by model lives in this one table so validation, pricing and the upstream mapping read the same facts.
+ */
+export type ModelName = 'GEM' | 'Qwen' | 'Hunyuan';
+
+export interface ModelVersionSpec {
+  /** Most input images the upstream accepts for this version. */
+  readonly maxImages: number;
+  /** `file_infos[].text` (an image description) is only understood by GEM. */
+  readonly acceptsImageText: boolean;
+  /** `output_config.aspect_ratio` is only supported by GEM. */
+  readonly acceptsAspectRatio: boolean;
+}
+
+const GEM: ModelVersionSpec = { maxImages: 3, acceptsImageText: true, acceptsAspectRatio: true };
+
+export const MODELS: Readonly<Record<ModelName, Readonly<Record<string, ModelVersionSpec>>>> = {
+  GEM: {
+    '2.5': GEM,
+    '3.0': { ...GEM, maxImages: 14 },
+  },
+  Qwen: {
+    '0925': { maxImages: 1, acceptsImageText: false, acceptsAspectRatio: false },
+  },
+  Hunyuan: {
+    '3.0': { maxImages: 3, acceptsImageText: false, acceptsAspectRatio: false },
+  },
+};
+
+export const MODEL_NAMES = Object.keys(MODELS) as ModelName[];
+
+export function modelSpec(model: ModelName, version: string): ModelVersionSpec | undefined {
+  return MODELS[model][version];
+}
+
+export const RESOLUTIONS = [
+  '720P', '1080P', '2K', '4K',
+  '1024x1024', '2048x2048', '2304x1728', '2496x1664', '2560x1440', '3024x1296',
+  '4096x4096', '4694x3520', '4992x3328', '5404x3040', '6198x2656',
+] as const;
+export type Resolution = (typeof RESOLUTIONS)[number];
+
+export const ASPECT_RATIOS = ['1:1', '3:2', '2:3', '3:4', '4:3', '4:5', '5:4', '9:16', '16:9', '21:9'] as const;
+export type AspectRatio = (typeof ASPECT_RATIOS)[number];
+
+export const STORAGE_MODES = ['Permanent', 'Temporary'] as const;
+export type StorageMode = (typeof STORAGE_MODES)[number];
+
+export const SWITCHES = ['Enabled', 'Disabled'] as const;
+export type Switch = (typeof SWITCHES)[number];
+
+export const PERSON_GENERATION = ['AllowAdult', 'Disallowed'] as const;
+export type PersonGeneration = (typeof PERSON_GENERATION)[number];
+
+export const FILE_TYPES = ['File', 'Url'] as const;
+export type FileType = (typeof FILE_TYPES)[number];

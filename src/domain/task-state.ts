@@ -1,0 +1,55 @@
+/**
+ * The task state machine, enforced here and nowhere else. Stores apply a transition only as a conditional update
+ * (`WHERE state IN from`), so a completion processed twice changes nothing the second time.
+ */
+export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type TerminalState = 'succeeded' | 'failed' | 'cancelled';
+
+export const TERMINAL_STATES: readonly TerminalState[] = ['succeeded', 'failed', 'cancelled'];
+
+const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
+  queued: ['running', 'failed', 'cancelled'],
+  // running → queued is the crash/retry path: the attempt is handed back and the task waits its turn again.
+  running: ['queued', 'succeeded', 'failed', 'cancelled'],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+};
+
+export function isTerminal(state: TaskState): state is TerminalState {
+  return TRANSITIONS[state].length === 0;
+}
+
+export function canTransition(from: TaskState, to: TaskState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** The states a task may be in for a move to `to` to be legal: what a store puts in its `WHERE state IN (…)`. */
+export function statesAllowing(to: TaskState): TaskState[] {
+  return (Object.keys(TRANSITIONS) as TaskState[]).filter((from) => canTransition(from, to));
+}
+
+/** fal-style status words: clients poll until COMPLETED, whatever the outcome. */
+export type PublicStatus = 'IN_QUEUE' | 'IN_PROGRESS' | 'COMPLETED';
+
+export function publicStatus(state: TaskState): PublicStatus {
+  if (state === 'queued') return 'IN_QUEUE';
+  if (state === 'running') return 'IN_PROGRESS';
+  return 'COMPLETED';
+}
+
+/** Tencent DescribeTaskDetail status words. */
+export type UpstreamStyleStatus = 'WAITING' | 'PROCESSING' | 'FINISH' | 'ABORTED';
+
+export function tencentStatus(state: TaskState): UpstreamStyleStatus {
+  switch (state) {
+    case 'queued':
+      return 'WAITING';
+    case 'running':
+      return 'PROCESSING';
+    case 'cancelled':
+      return 'ABORTED';
+    default:
+      return 'FINISH';
+  }
+}

@@ -1,0 +1,75 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { newRequestId } from '../app/ids';
+import type { HttpDeps } from './context';
+import { installErrorHandling } from './errors';
+import { adminRoutes } from './routes/admin';
+import { fileRoutes } from './routes/files';
+import { opsRoutes } from './routes/ops';
+import { requestRoutes } from './routes/requests';
+import { submitRoutes } from './routes/submit';
+import { ErrorEnvelope } from './schemas';
+
+const JSON_BODY_LIMIT = 1024 * 1024;
+
+/** The HTTP surface. Knows nothing of SQLite or providers: it talks to use cases and ports through `deps`. */
+export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger,
+    disableRequestLogging: true,
+    genReqId: () => newRequestId(),
+    bodyLimit: JSON_BODY_LIMIT,
+    requestTimeout: 120_000,
+    connectionTimeout: 0,
+    // Slow-loris: a client must send its headers within 10 s.
+    http: { headersTimeout: 10_000 } as object,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.decorateRequest('caller', null);
+  // JSON only; Fastify would otherwise also parse text/plain.
+  app.removeContentTypeParser('text/plain');
+
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('X-Request-Id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    deps.metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+    // One line per request; the reqId binding ties it to the RequestId the client saw.
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
+  });
+  installErrorHandling(app);
+
+  app.addSchema(ErrorEnvelope);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'aigc-relay',
+        version: '0.1.0',
+        description:
+          'Relay API for Tencent Cloud VOD AIGC image generation (GEM, Qwen, Hunyuan). Errors use the Tencent Cloud ' +
+          'envelope {"Response":{"Error":{"Code","Message"},"RequestId"}} with a real HTTP status.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'API key: ar_key_….…' },
+          admin: { type: 'http', scheme: 'bearer', description: 'Admin token' },
+        },
+      },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  opsRoutes(app, deps);
+  submitRoutes(app, deps);
+  requestRoutes(app, deps);
+  fileRoutes(app, deps);
+  adminRoutes(app, deps);
+  return app;
+}

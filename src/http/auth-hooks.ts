@@ -1,0 +1,27 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { authenticate, authenticateAdmin, type Caller } from '../app/auth';
+import type { HttpDeps } from './context';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller | null;
+  }
+}
+
+/** Authenticates in `onRequest`, before the body is read, so an anonymous client learns nothing from validation. */
+export function requireApiKey(scope: FastifyInstance, deps: HttpDeps): void {
+  scope.addHook('onRequest', async (request) => {
+    request.caller = await authenticate(deps.store, request.headers.authorization);
+  });
+}
+
+export function requireAdmin(scope: FastifyInstance, deps: HttpDeps): void {
+  scope.addHook('onRequest', async (request) => {
+    authenticateAdmin(request.headers.authorization, deps.adminToken);
+  });
+}
+
+export function callerOf(request: FastifyRequest): Caller {
+  if (!request.caller) throw new Error('route registered without requireApiKey');
+  return request.caller;
+}

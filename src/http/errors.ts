@@ -1,0 +1,76 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RelayError, type ErrorCode, statusOf } from '../domain/errors';
+
+/** The one error envelope (Tencent Cloud's), used for every failure the API answers. */
+export function envelope(code: ErrorCode | string, message: string, requestId: string) {
+  return { Response: { Error: { Code: code, Message: message }, RequestId: requestId } };
+}
+
+export function sendError(reply: FastifyReply, error: RelayError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined) reply.header('Retry-After', String(error.retryAfterSeconds));
+  return reply.code(error.status).send(envelope(error.code, error.message, reply.request.id));
+}
+
+/** `/output_config/resolution` + `must be …` → `output_config.resolution: must be …` */
+function fieldOf(instancePath: string, params: Record<string, unknown> | undefined, context: string): string {
+  const path = instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`))
+    .join('')
+    .replace(/^\./, '');
+  const extra = (params?.additionalProperty ?? params?.missingProperty) as string | undefined;
+  const joined = extra ? (path ? `${path}.${extra}` : extra) : path;
+  return joined || context;
+}
+
+/**
+ * Translates whatever was thrown into a RelayError. Client mistakes that Fastify detects itself (bad JSON, wrong
+ * content type, body too large, schema failures) become the matching 4xx; anything unrecognised is a 500 whose
+ * details go to the log only.
+ */
+export function toRelayError(error: FastifyError | Error): RelayError | undefined {
+  if (error instanceof RelayError) return error;
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation && fastifyError.validation.length > 0) {
+    const first = fastifyError.validation[0]!;
+    const params = first.params as Record<string, unknown> | undefined;
+    const field = fieldOf(first.instancePath, params, fastifyError.validationContext ?? 'body');
+    if (params?.missingProperty) return new RelayError('MissingParameter', `${field}: required`);
+    if (params?.additionalProperty) return new RelayError('InvalidParameter', `${field}: unknown field`);
+    return new RelayError('InvalidParameterValue', `${field}: ${first.message ?? 'invalid'}`);
+  }
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new RelayError('UnsupportedMediaType', 'Content-Type: send application/json');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new RelayError('RequestSizeLimitExceeded', 'body: larger than the limit for this route');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new RelayError('MissingParameter', 'body: empty; send a JSON object');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new RelayError('InvalidParameter', 'Content-Length: does not match the body');
+    default:
+      break;
+  }
+  const status = fastifyError.statusCode;
+  if (error instanceof SyntaxError || fastifyError.code === 'FST_ERR_CTP_INVALID_JSON' || (status === 400 && /JSON/i.test(error.message))) {
+    return new RelayError('InvalidParameter', 'body: malformed JSON');
+  }
+  if (status !== undefined && status >= 400 && status < 500) {
+    const code: ErrorCode = status === 413 ? 'RequestSizeLimitExceeded' : status === 415 ? 'UnsupportedMediaType' : 'InvalidParameter';
+    return new RelayError(code, `request: ${error.message}`);
+  }
+  return undefined;
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const relayError = toRelayError(error);
+    if (relayError) return sendError(reply, relayError);
+    request.log.error({ err: error }, 'unhandled error');
+    return reply.code(statusOf('InternalError')).send(envelope('InternalError', 'Internal error; quote the RequestId when reporting it.', request.id));
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new RelayError('ResourceNotFound', `No route ${request.method} ${request.url.split('?')[0]}`)),
+  );
+}

@@ -1,0 +1,83 @@
+import client from 'prom-client';
+import type { TaskState } from '../domain/task-state';
+
+/** One registry per relay instance (tests run several in one process). */
+export interface RelayMetrics {
+  readonly registry: client.Registry;
+  readonly httpRequests: client.Counter<'route' | 'method' | 'status'>;
+  readonly httpDuration: client.Histogram<'route' | 'method'>;
+  readonly taskFinished: client.Counter<'outcome' | 'provider'>;
+  readonly queueTime: client.Histogram<'provider'>;
+  readonly inferenceTime: client.Histogram<'provider'>;
+}
+
+export function createMetrics(sources: {
+  queueDepth: () => number;
+  running: () => number;
+  countByState: () => Promise<Record<TaskState, number>>;
+}): RelayMetrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'aigc_relay_process_' });
+  const metrics: RelayMetrics = {
+    registry,
+    httpRequests: new client.Counter({
+      name: 'aigc_relay_http_requests_total',
+      help: 'HTTP requests by route pattern, method and status code',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new client.Histogram({
+      name: 'aigc_relay_http_request_duration_seconds',
+      help: 'HTTP request latency by route pattern',
+      labelNames: ['route', 'method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+      registers: [registry],
+    }),
+    taskFinished: new client.Counter({
+      name: 'aigc_relay_tasks_finished_total',
+      help: 'Tasks that reached a terminal state, by outcome and provider',
+      labelNames: ['outcome', 'provider'],
+      registers: [registry],
+    }),
+    queueTime: new client.Histogram({
+      name: 'aigc_relay_task_queue_seconds',
+      help: 'Time from accept to first start',
+      labelNames: ['provider'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+      registers: [registry],
+    }),
+    inferenceTime: new client.Histogram({
+      name: 'aigc_relay_task_inference_seconds',
+      help: 'Time from start to finish',
+      labelNames: ['provider'],
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900],
+      registers: [registry],
+    }),
+  };
+  new client.Gauge({
+    name: 'aigc_relay_queue_depth',
+    help: 'Tasks waiting for a provider slot on this node',
+    registers: [registry],
+    collect() {
+      this.set(sources.queueDepth());
+    },
+  });
+  new client.Gauge({
+    name: 'aigc_relay_tasks_running',
+    help: 'Tasks running on this node',
+    registers: [registry],
+    collect() {
+      this.set(sources.running());
+    },
+  });
+  new client.Gauge({
+    name: 'aigc_relay_tasks',
+    help: 'Tasks in the store by state',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      for (const [state, n] of Object.entries(await sources.countByState())) this.set({ state }, n);
+    },
+  });
+  return metrics;
+}

@@ -1,0 +1,136 @@
+import type { FileLinkSigner } from '../app/file-links';
+import { publicStatus, tencentStatus } from '../domain/task-state';
+import type { TaskRecord } from '../ports/store';
+
+/** Shapes a task for each way the API shows it. Pure functions of the task and what the route looked up. */
+const seconds = (ms: number): number => Math.round(ms) / 1000;
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+export function taskUrls(base: string, id: string) {
+  const root = `${base}/tencent-vod/v1/requests/${id}`;
+  return { response_url: root, status_url: `${root}/status`, cancel_url: `${root}/cancel` };
+}
+
+export function taskMetrics(task: TaskRecord, now: number): { queue_time?: number; inference_time?: number } {
+  const metrics: { queue_time?: number; inference_time?: number } = {};
+  if (task.startedAt !== undefined) metrics.queue_time = seconds(task.startedAt - task.createdAt);
+  else if (task.finishedAt === undefined) metrics.queue_time = seconds(now - task.createdAt);
+  if (task.startedAt !== undefined) metrics.inference_time = seconds((task.finishedAt ?? now) - task.startedAt);
+  return metrics;
+}
+
+export function outcomeOf(task: TaskRecord) {
+  if (task.state !== 'succeeded' && task.state !== 'failed' && task.state !== 'cancelled') return {};
+  return { outcome: task.state, error: task.error ? { code: task.error.code, message: task.error.message } : null };
+}
+
+export interface StatusExtras {
+  readonly queuePosition?: number;
+  readonly logs?: ReadonlyArray<{ at: number; message: string }>;
+}
+
+export function statusBody(task: TaskRecord, base: string, now: number, extras: StatusExtras) {
+  return {
+    status: publicStatus(task.state),
+    request_id: task.id,
+    ...(task.state === 'queued' ? { queue_position: extras.queuePosition ?? 0 } : {}),
+    progress: task.state === 'succeeded' ? 100 : task.progress,
+    ...taskUrls(base, task.id),
+    logs: (extras.logs ?? []).map((l) => ({ message: l.message, level: 'INFO', source: 'relay', timestamp: iso(l.at) })),
+    metrics: taskMetrics(task, now),
+    ...outcomeOf(task),
+  };
+}
+
+export function submitBody(task: TaskRecord, base: string, now: number, queuePosition: number) {
+  return {
+    Response: { TaskId: task.id, RequestId: task.requestId },
+    ...statusBody(task, base, now, { queuePosition }),
+  };
+}
+
+export function imagesOf(task: TaskRecord, signer: FileLinkSigner) {
+  return (task.result?.images ?? []).map((image) => ({
+    url: signer.url(image.file_id, image.expires_at),
+    file_id: image.file_id,
+    content_type: image.content_type,
+    width: image.width,
+    height: image.height,
+    expires_at: iso(image.expires_at),
+  }));
+}
+
+export function resultBody(task: TaskRecord, base: string, now: number, signer: FileLinkSigner) {
+  const metrics = taskMetrics(task, now);
+  return {
+    request_id: task.id,
+    status: publicStatus(task.state),
+    ...outcomeOf(task),
+    images: imagesOf(task, signer),
+    seed: task.result?.seed ?? null,
+    produced_by: task.result?.producedBy ?? null,
+    model_name: task.input.model_name,
+    model_version: task.input.model_version,
+    session_context: task.input.session_context ?? null,
+    timings: metrics,
+    metrics,
+    created_at: iso(task.createdAt),
+    started_at: iso(task.startedAt),
+    finished_at: iso(task.finishedAt),
+    ...taskUrls(base, task.id),
+  };
+}
+
+/** Tencent's DescribeTaskDetail shape, for clients written against VOD itself. */
+export function describeTaskDetailBody(task: TaskRecord, signer: FileLinkSigner, requestId: string) {
+  const status = tencentStatus(task.state);
+  const failed = task.state === 'failed';
+  const input = task.input;
+  return {
+    Response: {
+      TaskType: 'AigcImageTask',
+      Status: status,
+      CreateTime: iso(task.createdAt),
+      BeginProcessTime: iso(task.startedAt),
+      FinishTime: iso(task.finishedAt),
+      AigcImageTask: {
+        TaskId: task.id,
+        Status: status,
+        ErrCode: failed ? 1 : 0,
+        ErrCodeExt: task.state === 'succeeded' || !task.error ? '' : task.error.code,
+        Message: task.error?.message ?? '',
+        Progress: task.state === 'succeeded' ? 100 : task.progress,
+        Input: {
+          ModelName: input.model_name,
+          ModelVersion: input.model_version,
+          Prompt: input.prompt ?? '',
+          NegativePrompt: input.negative_prompt ?? '',
+          EnhancePrompt: input.enhance_prompt ?? '',
+          FileInfos: input.file_infos.map((f) => ({ Type: f.type, FileId: f.file_id ?? '', Url: f.url ?? '', Text: f.text ?? '' })),
+          OutputConfig: {
+            StorageMode: input.output_config.storage_mode,
+            Resolution: input.output_config.resolution ?? '',
+            AspectRatio: input.output_config.aspect_ratio ?? '',
+            PersonGeneration: input.output_config.person_generation ?? '',
+            InputComplianceCheck: input.output_config.input_compliance_check ?? '',
+            OutputComplianceCheck: input.output_config.output_compliance_check ?? '',
+          },
+        },
+        Output: {
+          FileInfos: imagesOf(task, signer).map((image) => ({
+            FileType: image.content_type.replace('image/', '').replace('jpeg', 'jpg'),
+            FileUrl: image.url,
+            FileId: image.file_id,
+            StorageMode: input.output_config.storage_mode,
+            ExpireTime: image.expires_at ?? '',
+          })),
+        },
+        SessionId: input.session_id ?? '',
+        SessionContext: input.session_context ?? '',
+      },
+      SessionId: input.session_id ?? '',
+      SessionContext: input.session_context ?? '',
+      RequestId: requestId,
+    },
+  };
+}

@@ -1,0 +1,97 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { notFound } from '../../domain/errors';
+import { isTerminal } from '../../domain/task-state';
+import type { TaskRecord } from '../../ports/store';
+import { callerOf, requireApiKey } from '../auth-hooks';
+import type { HttpDeps } from '../context';
+import { describeTaskDetailBody, resultBody, statusBody } from '../presenters';
+import { errorResponses, ResultBody, StatusBody, TaskIdParams } from '../schemas';
+
+/** Following a task: status, result, cancel, and Tencent's DescribeTaskDetail view. Other accounts' tasks are 404. */
+export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const ownTask = async (accountId: string, id: string): Promise<TaskRecord> => {
+    const task = await deps.store.tasks.getTask(id);
+    if (!task || task.accountId !== accountId) throw notFound('request', id);
+    return task;
+  };
+  const status = async (task: TaskRecord, withLogs: boolean) =>
+    statusBody(task, deps.publicUrl(), deps.clock.now(), {
+      ...(task.state === 'queued' ? { queuePosition: await deps.store.tasks.queuePosition(task) } : {}),
+      ...(withLogs ? { logs: await deps.store.tasks.logs(task.id) } : {}),
+    });
+  const common = { tags: ['tasks'], security: [{ bearer: [] }], params: TaskIdParams };
+
+  app.register(async (scope) => {
+    requireApiKey(scope, deps);
+
+    scope.get<{ Params: { id: string }; Querystring: { logs?: string } }>(
+      '/tencent-vod/v1/requests/:id/status',
+      {
+        schema: {
+          ...common,
+          summary: 'Task status (fal-style)',
+          querystring: Type.Object({ logs: Type.Optional(Type.String({ description: '1 to include the task log' })) }),
+          response: { 200: StatusBody, ...errorResponses('AuthFailure', 'ResourceNotFound') },
+        },
+      },
+      async (request) => {
+        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        return status(task, request.query.logs === '1' || request.query.logs === 'true');
+      },
+    );
+
+    scope.get<{ Params: { id: string } }>(
+      '/tencent-vod/v1/requests/:id',
+      {
+        schema: {
+          ...common,
+          summary: 'Task result; 202 with the status body until it is finished',
+          response: { 200: ResultBody, 202: StatusBody, ...errorResponses('AuthFailure', 'ResourceNotFound') },
+        },
+      },
+      async (request, reply) => {
+        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        if (!isTerminal(task.state)) return reply.code(202).send(await status(task, false));
+        return resultBody(task, deps.publicUrl(), deps.clock.now(), deps.signer);
+      },
+    );
+
+    scope.put<{ Params: { id: string } }>(
+      '/tencent-vod/v1/requests/:id/cancel',
+      {
+        schema: {
+          ...common,
+          summary: 'Cancel a task that has not finished; a cancelled task costs nothing',
+          response: {
+            202: Type.Object({ status: Type.Literal('CANCELLATION_REQUESTED') }),
+            400: Type.Object({ status: Type.Literal('ALREADY_COMPLETED') }),
+            ...errorResponses('AuthFailure', 'ResourceNotFound'),
+          },
+        },
+      },
+      async (request, reply) => {
+        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        const accepted = await deps.engine.cancel(task);
+        return accepted
+          ? reply.code(202).send({ status: 'CANCELLATION_REQUESTED' })
+          : reply.code(400).send({ status: 'ALREADY_COMPLETED' });
+      },
+    );
+
+    scope.get<{ Params: { id: string } }>(
+      '/tencent-vod/v1/query/:id',
+      {
+        schema: {
+          ...common,
+          summary: "The task in Tencent's DescribeTaskDetail shape",
+          response: { 200: Type.Object({ Response: Type.Object({}, { additionalProperties: true }) }), ...errorResponses('AuthFailure', 'ResourceNotFound') },
+        },
+      },
+      async (request) => {
+        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        return describeTaskDetailBody(task, deps.signer, request.id);
+      },
+    );
+  });
+}

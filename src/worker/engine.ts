@@ -1,0 +1,246 @@
+import { EventEmitter } from 'node:events';
+import type { Clock } from '../ports/clock';
+import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext } from '../ports/provider';
+import { ProviderError } from '../ports/provider';
+import type { Completion, Store, TaskRecord } from '../ports/store';
+import type { TaskState } from '../domain/task-state';
+import { outputSize } from '../domain/output-size';
+import { PriorityQueue, type QueueEntry } from './priority-queue';
+import { retryDelayMs, type RetryPolicy } from './retry';
+
+/** Emitted on every state or progress change; `wait`, SSE, webhooks and metrics listen here. */
+export interface TaskEvent {
+  readonly id: string;
+  readonly accountId: string;
+  readonly state: TaskState;
+  readonly progress: number;
+  readonly task?: TaskRecord;
+}
+
+export interface EngineDeps {
+  readonly store: Store;
+  readonly providers: readonly ImageProvider[];
+  readonly clock: Clock;
+  /** Loads the bytes of a task's input images (own files, URLs). Throws ProviderError for unusable inputs. */
+  readonly resolveInputs: (task: TaskRecord) => Promise<InputImage[]>;
+  /** Stores the produced images and describes them for the task's result. */
+  readonly saveOutputs: (task: TaskRecord, result: ProviderResult) => Promise<Extract<Completion, { state: 'succeeded' }>>;
+  readonly retry: RetryPolicy;
+  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+interface Lane {
+  readonly provider: ImageProvider;
+  readonly queue: PriorityQueue;
+  running: number;
+}
+
+/**
+ * The in-process dispatcher: one lane per provider, each a priority queue with its own concurrency limit. The
+ * store is the truth; the queues are an index of it, rebuilt on start. A task runs only after the store moved it
+ * `queued → running`, and finishes only through the store's conditional `finish`, so a duplicate or late event
+ * cannot run a task twice to success or settle its money twice.
+ */
+export class TaskEngine {
+  readonly events = new EventEmitter();
+  private readonly lanes = new Map<string, Lane>();
+  private readonly inFlight = new Map<string, AbortController>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly settled = new Set<Promise<void>>();
+  private accepting = false;
+
+  constructor(private readonly deps: EngineDeps) {
+    this.events.setMaxListeners(0);
+    for (const provider of deps.providers) {
+      this.lanes.set(provider.id, { provider, queue: new PriorityQueue(), running: 0 });
+    }
+  }
+
+  /** Hands back whatever a crash left running, loads the queue from the store and starts dispatching. */
+  async start(): Promise<{ recovered: number; queued: number }> {
+    const { store, clock } = this.deps;
+    const recovered = await store.tasks.requeueAllRunning(clock.now());
+    for (const id of recovered) await store.tasks.appendLog(id, 'Resumed after a restart; the attempt was handed back.', clock.now());
+    const queued = await store.tasks.listQueued();
+    this.accepting = true;
+    for (const task of queued) this.enqueue(task);
+    return { recovered: recovered.length, queued: queued.length };
+  }
+
+  /** Makes a committed `queued` task dispatchable. */
+  enqueue(task: Pick<TaskRecord, 'id' | 'provider' | 'priority' | 'seq' | 'notBefore'>): void {
+    if (!this.accepting) return; // picked up from the store on the next start
+    const lane = this.lanes.get(task.provider);
+    if (!lane) {
+      this.deps.log.error({ taskId: task.id, provider: task.provider }, 'task names a provider this node does not have');
+      return;
+    }
+    const delay = (task.notBefore ?? 0) - this.deps.clock.now();
+    if (delay > 0) {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        this.enqueue({ ...task, notBefore: undefined });
+      }, delay);
+      timer.unref();
+      this.timers.add(timer);
+      return;
+    }
+    lane.queue.push({ id: task.id, priority: task.priority, seq: task.seq });
+    this.pump(lane);
+  }
+
+  queueDepth(): number {
+    let depth = 0;
+    for (const lane of this.lanes.values()) depth += lane.queue.size;
+    return depth;
+  }
+
+  runningCount(): number {
+    let running = 0;
+    for (const lane of this.lanes.values()) running += lane.running;
+    return running;
+  }
+
+  /**
+   * Cancels a task: a queued one at once (its hold released), a running one by aborting its provider call.
+   * Returns false when the task is already terminal.
+   */
+  async cancel(task: TaskRecord): Promise<boolean> {
+    const { store, clock } = this.deps;
+    if (task.state === 'queued') {
+      const done = await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now());
+      if (done) await this.announce(task.id);
+      return done;
+    }
+    if (task.state !== 'running') return false;
+    await store.tasks.requestCancel(task.id, clock.now());
+    const controller = this.inFlight.get(task.id);
+    if (controller) controller.abort();
+    else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
+      // Running on no provider call of ours (e.g. between a crash and recovery): settle it here.
+      await this.announce(task.id);
+    }
+    return true;
+  }
+
+  /** Stops dispatching, aborts nothing: in-flight tasks finish (or are handed back on the next start). */
+  async drain(timeoutMs: number): Promise<void> {
+    this.accepting = false;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    const all = Promise.allSettled([...this.settled]);
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((resolve) => (timeout = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timeout);
+    // Whatever is still running stays `running` in the store and is handed back by the next start.
+    for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
+  }
+
+  private pump(lane: Lane): void {
+    while (this.accepting && lane.running < lane.provider.concurrency && lane.queue.size > 0) {
+      const entry = lane.queue.pop()!;
+      lane.running++;
+      const run = this.dispatch(lane, entry)
+        .catch((err: unknown) => this.deps.log.error({ err, taskId: entry.id }, 'dispatch failed'))
+        .finally(() => {
+          lane.running--;
+          this.settled.delete(run);
+          this.pump(lane);
+        });
+      this.settled.add(run);
+    }
+  }
+
+  private async dispatch(lane: Lane, entry: QueueEntry): Promise<void> {
+    const { store, clock } = this.deps;
+    const task = await store.tasks.markRunning(entry.id, clock.now());
+    if (!task) return; // cancelled (or taken) while it waited: nothing to do
+    await this.announce(task.id, task);
+    const controller = new AbortController();
+    this.inFlight.set(task.id, controller);
+    try {
+      const completion = await this.runOnProvider(lane.provider, task, controller.signal);
+      await this.complete(task, completion);
+    } catch (err) {
+      await this.handleFailure(task, err, controller.signal);
+    } finally {
+      this.inFlight.delete(task.id);
+    }
+  }
+
+  private async runOnProvider(provider: ImageProvider, task: TaskRecord, signal: AbortSignal): Promise<Completion> {
+    const { store, clock } = this.deps;
+    const inputImages = await this.deps.resolveInputs(task);
+    const job: ProviderJob = {
+      taskId: task.id,
+      input: task.input,
+      size: outputSize(task.input.output_config.resolution, task.input.output_config.aspect_ratio),
+      inputImages,
+      attempt: task.attempts,
+      ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}),
+    };
+    let lastProgress = -1;
+    const ctx: RunContext = {
+      signal,
+      progress: (percent) => {
+        const p = Math.max(0, Math.min(100, Math.round(percent)));
+        if (p <= lastProgress || signal.aborted) return;
+        lastProgress = p;
+        void store.tasks.saveProgress(task.id, p, clock.now()).then(() =>
+          this.events.emit('task', { id: task.id, accountId: task.accountId, state: 'running', progress: p } satisfies TaskEvent),
+        );
+      },
+      log: (message) => void store.tasks.appendLog(task.id, message, clock.now()),
+      checkpoint: (data) => store.tasks.saveCheckpoint(task.id, data, clock.now()),
+    };
+    await store.tasks.appendLog(task.id, `Attempt ${task.attempts} started on ${provider.id}.`, clock.now());
+    const result = await provider.run(job, ctx);
+    signal.throwIfAborted();
+    return this.deps.saveOutputs(task, result);
+  }
+
+  private async complete(task: TaskRecord, completion: Completion): Promise<void> {
+    const { store, clock } = this.deps;
+    if (await store.tasks.finish(task.id, completion, clock.now())) {
+      await store.tasks.appendLog(task.id, `Finished: ${completion.state}.`, clock.now());
+      await this.announce(task.id);
+    }
+  }
+
+  /** The one retry path: cancel, permanent failure, or hand the attempt back with backoff. */
+  private async handleFailure(task: TaskRecord, err: unknown, signal: AbortSignal): Promise<void> {
+    const { store, clock, retry, log } = this.deps;
+    const now = clock.now();
+    if (signal.aborted) {
+      const current = await store.tasks.getTask(task.id);
+      if (current?.cancelRequested) {
+        await this.complete(task, { state: 'cancelled', error: cancelledError });
+      }
+      // Otherwise this was a shutdown: the task stays `running` and the next start hands it back.
+      return;
+    }
+    const error =
+      err instanceof ProviderError
+        ? err
+        : new ProviderError('InternalError', err instanceof Error ? err.message : String(err), true, { cause: err });
+    log.warn({ taskId: task.id, code: error.code, retryable: error.retryable, attempt: task.attempts, err }, 'attempt failed');
+    if (error.retryable && task.attempts < retry.maxAttempts) {
+      const notBefore = now + retryDelayMs(retry, task.attempts);
+      await store.tasks.appendLog(task.id, `Attempt ${task.attempts} failed (${error.code}); retrying.`, now);
+      if (await store.tasks.requeue(task.id, notBefore, now)) {
+        await this.announce(task.id);
+        this.enqueue({ ...task, notBefore });
+      }
+      return;
+    }
+    await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });
+  }
+
+  private async announce(id: string, known?: TaskRecord): Promise<void> {
+    const task = known ?? (await this.deps.store.tasks.getTask(id));
+    if (!task) return;
+    this.events.emit('task', { id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+  }
+}
+
+const cancelledError = { code: 'Cancelled', message: 'The task was cancelled by the client before it finished.' };
