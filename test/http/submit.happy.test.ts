@@ -1,0 +1,73 @@
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+
+let t: TestRelay;
+beforeAll(async () => {
+  t = await startTestRelay();
+});
+afterAll(() => t.close());
+
+describe('POST /tencent-vod/v1/aigc-image — happy path', () => {
+  it('accepts, runs on the local preview and serves an image of the requested size', async () => {
+    const res = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+    expect(res.status).toBe(200);
+    const id = res.body.request_id as string;
+    expect(res.body.Response).toEqual({ TaskId: id, RequestId: res.headers.get('x-request-id') });
+    expect(res.body.status_url).toBe(`${t.url}/tencent-vod/v1/requests/${id}/status`);
+    expect(res.body.response_url).toBe(`${t.url}/tencent-vod/v1/requests/${id}`);
+    expect(res.body.cancel_url).toBe(`${t.url}/tencent-vod/v1/requests/${id}/cancel`);
+
+    await waitForTask(t.relay, id);
+    const status = await t.api.get(`${res.body.status_url}?logs=1`);
+    expect(status.body).toMatchObject({ status: 'COMPLETED', outcome: 'succeeded', progress: 100, error: null });
+    expect(status.body.logs.map((l: { message: string }) => l.message).join('\n')).toMatch(/local preview.*not an AI model/);
+    expect(status.body.metrics.inference_time).toBeGreaterThanOrEqual(0);
+
+    const result = await t.api.get(res.body.response_url);
+    expect(result.status).toBe(200);
+    expect(result.body.produced_by).toMatch(/local-preview/);
+    expect(result.body.images).toHaveLength(1);
+    const image = result.body.images[0];
+    expect(image).toMatchObject({ width: 1920, height: 1080, content_type: 'image/png' });
+    expect(Date.parse(image.expires_at) - Date.now()).toBeGreaterThan(6.9 * 24 * 3600 * 1000);
+
+    const download = await fetch(image.url);
+    expect(download.status).toBe(200);
+    expect(download.headers.get('content-type')).toBe('image/png');
+    const meta = await sharp(Buffer.from(await download.arrayBuffer())).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 1920, 1080]);
+  });
+
+  it('charges the price on success: held while queued, captured at the end', async () => {
+    const before = await t.admin.get(`/admin/v1/accounts/${await accountId()}`);
+    const res = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+    await waitForTask(t.relay, res.body.request_id);
+    const after = await t.admin.get(`/admin/v1/accounts/${await accountId()}`);
+    const prices = await t.admin.get('/admin/v1/prices');
+    const price = prices.body.prices['GEM:3.0']['1K'] as number; // 1920x1080 ≈ 2.07 MP → 1K class
+    expect(after.body.balance).toBe(before.body.balance - price);
+    expect(after.body.held).toBe(0);
+    expect((await t.admin.get('/admin/v1/audit')).body).toEqual({ ok: true, differences: [] });
+  });
+
+  it('Tencent DescribeTaskDetail view of a finished task', async () => {
+    const res = await t.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, session_context: 'ctx-1' });
+    await waitForTask(t.relay, res.body.request_id);
+    const q = await t.api.get(`/tencent-vod/v1/query/${res.body.request_id}`);
+    expect(q.status).toBe(200);
+    expect(q.body.Response).toMatchObject({
+      TaskType: 'AigcImageTask',
+      Status: 'FINISH',
+      SessionContext: 'ctx-1',
+      AigcImageTask: { TaskId: res.body.request_id, Status: 'FINISH', ErrCode: 0, Progress: 100 },
+    });
+    expect(q.body.Response.AigcImageTask.Output.FileInfos[0].FileUrl).toMatch(/\/tencent-vod\/v1\/files\//);
+    expect(q.body.Response.AigcImageTask.Input.ModelName).toBe('GEM');
+  });
+});
+
+async function accountId(): Promise<string> {
+  const key = await t.relay.store.accounts.getKey(t.devKey.slice(3).split('.')[0]!);
+  return key!.accountId;
+}
