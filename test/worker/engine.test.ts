@@ -1,0 +1,119 @@
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { permanentError, retryableError, type GeneratedImage } from '../../src/ports/provider';
+import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+
+const PNG: GeneratedImage = {
+  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#123456' } }).png().toBuffer(),
+  contentType: 'image/png',
+  width: 8,
+  height: 8,
+};
+
+let t: TestRelay | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+async function relayWith(concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }) {
+  const provider = new ControlledProvider('controlled', concurrency, PNG);
+  t = await startTestRelay({ overrides: { providers: [provider], retry } });
+  const submit = async (priority = 0) => {
+    const res = await t!.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, tasks_priority: priority });
+    expect(res.status).toBe(200);
+    return res.body.request_id as string;
+  };
+  return { provider, relay: t, submit };
+}
+
+describe('task engine', () => {
+  it('dispatches higher tasks_priority first, FIFO within a priority', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const blocker = await submit();
+    const first = await provider.whenStarted(blocker);
+    const ids = { p0: await submit(0), p5a: await submit(5), p5b: await submit('5' as never), m3: await submit(-3), p10: await submit(10) };
+    // queue_position reflects the same order while they wait
+    const pos = async (id: string) => (await relay.api.get(`/tencent-vod/v1/requests/${id}/status`)).body.queue_position;
+    expect(await Promise.all([pos(ids.p10), pos(ids.p5a), pos(ids.p5b), pos(ids.p0), pos(ids.m3)])).toEqual([0, 1, 2, 3, 4]);
+    first.succeed();
+    for (const id of [ids.p10, ids.p5a, ids.p5b, ids.p0, ids.m3]) (await provider.whenStarted(id)).succeed();
+    expect(provider.started).toEqual([blocker, ids.p10, ids.p5a, ids.p5b, ids.p0, ids.m3]);
+  });
+
+  it('never runs more than the provider concurrency at once', async () => {
+    const { provider, relay, submit } = await relayWith(3);
+    const ids = await Promise.all(Array.from({ length: 10 }, () => submit()));
+    await provider.whenRunning(3);
+    expect(relay.relay.engine.runningCount()).toBe(3);
+    expect(relay.relay.engine.queueDepth()).toBe(7);
+    let finished = 0;
+    while (finished < ids.length) {
+      await provider.whenRunning(Math.min(3, ids.length - finished));
+      expect(provider.running.size).toBeLessThanOrEqual(3);
+      for (const run of [...provider.running.values()]) {
+        run.succeed();
+        finished++;
+      }
+    }
+    await Promise.all(ids.map((id) => waitForTask(relay.relay, id)));
+    expect(provider.maxSeenConcurrency).toBe(3);
+  });
+
+  it('retries a retryable failure and succeeds on the next attempt, charging once', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const id = await submit();
+    (await provider.whenStarted(id)).fail(retryableError('RequestLimitExceeded', 'busy'));
+    const second = await provider.whenStarted(id);
+    expect(second.job.attempt).toBe(2);
+    second.succeed();
+    const task = await waitForTask(relay.relay, id);
+    expect(task.state).toBe('succeeded');
+    const ledger = await relay.relay.store.accounts.ledger(task.accountId, 100);
+    expect(ledger.filter((e) => e.taskId === id).map((e) => e.kind).sort()).toEqual(['capture', 'hold']);
+  });
+
+  it('fails at once on a permanent error and releases the hold', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const id = await submit();
+    (await provider.whenStarted(id)).fail(permanentError('InvalidParameter.VoilationContent', 'prompt refused'));
+    const task = await waitForTask(relay.relay, id);
+    expect(task).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'InvalidParameter.VoilationContent' } });
+    const status = await relay.api.get(`/tencent-vod/v1/requests/${id}/status`);
+    expect(status.body).toMatchObject({ status: 'COMPLETED', outcome: 'failed', error: { code: 'InvalidParameter.VoilationContent', message: 'prompt refused' } });
+    const account = await relay.relay.store.accounts.getAccount(task.accountId);
+    expect(account!.held).toBe(0);
+    expect((await relay.relay.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id).map((e) => e.kind).sort()).toEqual(['hold', 'release']);
+  });
+
+  it('gives up after the attempt budget and fails with the last error', async () => {
+    const { provider, relay, submit } = await relayWith(1, { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 });
+    const id = await submit();
+    (await provider.whenStarted(id)).fail(retryableError('InternalError', 'boom 1'));
+    await waitForTask(relay.relay, id, ['queued']);
+    (await provider.whenStarted(id)).fail(new Error('boom 2'));
+    const task = await waitForTask(relay.relay, id);
+    expect(task).toMatchObject({ state: 'failed', attempts: 2, error: { code: 'InternalError', message: 'boom 2' } });
+  });
+
+  it('cancels a queued task at once and a running one through its abort signal; both cost nothing', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const running = await submit();
+    const run = await provider.whenStarted(running);
+    const queued = await submit();
+    expect((await relay.api.put(`/tencent-vod/v1/requests/${queued}/cancel`)).status).toBe(202);
+    expect((await waitForTask(relay.relay, queued)).state).toBe('cancelled');
+    expect((await relay.api.put(`/tencent-vod/v1/requests/${running}/cancel`)).status).toBe(202);
+    expect(run.ctx.signal.aborted).toBe(true);
+    expect((await waitForTask(relay.relay, running)).state).toBe('cancelled');
+    const again = await relay.api.put(`/tencent-vod/v1/requests/${running}/cancel`);
+    expect(again).toMatchObject({ status: 400, body: { status: 'ALREADY_COMPLETED' } });
+    const task = await relay.relay.store.tasks.getTask(running);
+    const account = await relay.relay.store.accounts.getAccount(task!.accountId);
+    expect(account!.held).toBe(0);
+    expect((await relay.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+    // the queued one never reached the provider
+    expect(provider.started).toEqual([running]);
+  });
+});
