@@ -5,7 +5,9 @@ import { createRelay } from '../main';
 export async function serve(config: Config): Promise<void> {
   const relay = await createRelay(config);
   const url = await relay.listen();
-  const out = (line = '') => process.stdout.write(`${line}\n`);
+  // Built whole and written once, so a reader of stdout sees the banner in one piece.
+  const lines: string[] = [];
+  const out = (line = '') => lines.push(line);
   out();
   out(`aigc-relay listening on ${url}`);
   out(`  provider: ${config.instantProvider ? 'INSTANT (fixed 64x64 PNG; benchmark stand-in, not for real use)' : `local preview renderer (${config.previewDelayMs} ms per image; no cloud account needed)`}`);
@@ -33,6 +35,7 @@ export async function serve(config: Config): Promise<void> {
     out(`  then poll the status_url it returns with the same Authorization header.`);
   }
   out();
+  process.stdout.write(`${lines.join('\n')}\n`);
 
   let stopping = false;
   const stop = (signal: string) => {

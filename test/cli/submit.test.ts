@@ -1,0 +1,41 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { tempDir } from '../helpers/relay';
+
+let relay: RelayProcess;
+let key: string;
+beforeAll(async () => {
+  relay = await spawnRelay({ AIGC_RELAY_DATA_DIR: tempDir(), AIGC_RELAY_PREVIEW_DELAY_MS: '300' });
+  key = /(ar_key_\S+)/.exec(relay.output())![1]!;
+});
+afterAll(() => relay.stop('SIGTERM'));
+
+describe('aigc-relay submit', () => {
+  it('submits over HTTP, waits with progress and saves the image at the requested size', async () => {
+    const out = tempDir();
+    const run = await runCli(
+      ['submit', '--prompt', 'a tiny robot', '--resolution', '720P', '--aspect-ratio', '9:16', '--wait', '--out', out, '--url', relay.url],
+      { AIGC_RELAY_KEY: key },
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/accepted: [0-9a-f-]{36}/);
+    const files = fs.readdirSync(out);
+    expect(files).toHaveLength(1);
+    const meta = await sharp(path.join(out, files[0]!)).metadata();
+    expect([meta.width, meta.height]).toEqual([720, 1280]);
+  });
+
+  it('shows the API error and exits 1 for a bad request', async () => {
+    const run = await runCli(['submit', '--prompt', 'x', '--resolution', '3K', '--url', relay.url], { AIGC_RELAY_KEY: key });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/rejected \(400\): InvalidParameterValue: output_config\.resolution/);
+  });
+
+  it('needs a key', async () => {
+    const run = await runCli(['submit', '--prompt', 'x', '--url', relay.url], { AIGC_RELAY_KEY: '' });
+    expect(run.code).toBe(2);
+  });
+});

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { ASPECT_RATIOS, RESOLUTIONS, type AspectRatio, type Resolution } from '../../src/domain/models';
+import { outputSize, sizeMatchesRatio } from '../../src/domain/output-size';
+import { DEFAULT_PRICES, parsePriceTable, priceClass, priceOf } from '../../src/domain/pricing';
+import type { TaskInput } from '../../src/domain/task-input';
+
+describe('resolution → pixels', () => {
+  it.each<[Resolution | undefined, AspectRatio | undefined, number, number]>([
+    ['1080P', '16:9', 1920, 1080],
+    ['1080P', '9:16', 1080, 1920],
+    ['1080P', '1:1', 1080, 1080],
+    ['720P', '16:9', 1280, 720],
+    ['2K', '16:9', 2560, 1440],
+    ['4K', '16:9', 3840, 2160],
+    ['4K', undefined, 2160, 2160],
+    ['1080P', '21:9', 2520, 1080],
+    ['1080P', '4:5', 1080, 1350],
+    [undefined, undefined, 1024, 1024],
+    [undefined, '3:2', 1536, 1024],
+    ['6198x2656', undefined, 6198, 2656],
+    ['1024x1024', '1:1', 1024, 1024],
+  ])('%s + %s → %ix%i', (resolution, ratio, width, height) => {
+    expect(outputSize(resolution, ratio)).toEqual({ width, height });
+  });
+
+  it('every class and ratio gives even sizes with the requested shape', () => {
+    for (const resolution of RESOLUTIONS.filter((r) => !r.includes('x'))) {
+      for (const ratio of ASPECT_RATIOS) {
+        const size = outputSize(resolution, ratio);
+        expect(size.width % 2 + (size.height % 2)).toBe(0);
+        expect(sizeMatchesRatio(size, ratio)).toBe(true);
+      }
+    }
+  });
+
+  it("every explicit size of the seed matches some aspect ratio (they are GEM's fixed sizes)", () => {
+    for (const resolution of RESOLUTIONS.filter((r) => r.includes('x'))) {
+      expect(ASPECT_RATIOS.some((ratio) => sizeMatchesRatio(outputSize(resolution, undefined), ratio)), resolution).toBe(true);
+    }
+  });
+});
+
+describe('pricing', () => {
+  const input = (resolution?: Resolution, aspect_ratio?: AspectRatio): TaskInput => ({
+    model_name: 'GEM',
+    model_version: '3.0',
+    prompt: 'x',
+    file_infos: [],
+    output_config: { storage_mode: 'Temporary', ...(resolution ? { resolution } : {}), ...(aspect_ratio ? { aspect_ratio } : {}) },
+    tasks_priority: 0,
+  });
+
+  it('classes come from the pixel count, so equal sizes cost the same', () => {
+    expect(priceClass(input('1080P', '16:9'))).toBe('1K');
+    expect(priceClass(input('2K', '16:9'))).toBe('2K');
+    expect(priceClass(input('2560x1440'))).toBe('2K');
+    expect(priceClass(input('4K'))).toBe('4K');
+    expect(priceOf(DEFAULT_PRICES, input('2K', '16:9'))).toBe(priceOf(DEFAULT_PRICES, input('2560x1440')));
+  });
+
+  it('a price table must cover every model version with whole, non-negative credits', () => {
+    expect(parsePriceTable(JSON.parse(JSON.stringify(DEFAULT_PRICES)))).toEqual(DEFAULT_PRICES);
+    expect(() => parsePriceTable({ ...DEFAULT_PRICES, 'GEM:3.0': { '1K': 1.5, '2K': 2, '4K': 3 } })).toThrow(/"GEM:3.0".1K must be a whole number/);
+    const missing: Record<string, unknown> = { ...DEFAULT_PRICES };
+    delete missing['Qwen:0925'];
+    expect(() => parsePriceTable(missing)).toThrow(/missing "Qwen:0925"/);
+  });
+});

@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+
+let t: TestRelay;
+beforeAll(async () => {
+  t = await startTestRelay();
+});
+afterAll(() => t.close());
+
+describe('operations endpoints', () => {
+  it('/healthz and /readyz answer without auth', async () => {
+    expect((await t.api.get('/healthz')).body).toEqual({ status: 'ok' });
+    expect((await t.api.get('/readyz')).body).toMatchObject({ status: 'ready', database: true, accepting: true });
+  });
+
+  it('/metrics exposes request, task and queue metrics in Prometheus text', async () => {
+    const res = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+    await waitForTask(t.relay, res.body.request_id);
+    const metrics = await t.api.get('/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get('content-type')).toMatch(/text\/plain/);
+    expect(metrics.text).toMatch(/aigc_relay_http_requests_total\{route="\/tencent-vod\/v1\/aigc-image",method="POST",status="200"\} 1/);
+    expect(metrics.text).toMatch(/aigc_relay_tasks\{state="succeeded"\} 1/);
+    expect(metrics.text).toMatch(/aigc_relay_tasks_finished_total\{outcome="succeeded",provider="local-preview"\} 1/);
+    expect(metrics.text).toMatch(/aigc_relay_queue_depth 0/);
+    expect(metrics.text).toMatch(/aigc_relay_task_inference_seconds_count\{provider="local-preview"\} 1/);
+  });
+
+  it('/openapi.json is generated from the route schemas, including the submit body and error envelope', async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    expect(doc.openapi).toMatch(/^3\./);
+    const submit = doc.paths['/tencent-vod/v1/aigc-image'].post;
+    const body = submit.requestBody.content['application/json'].schema;
+    expect(body.properties.model_name).toBeDefined();
+    expect(body.properties.output_config.properties.resolution).toBeDefined();
+    expect(body.additionalProperties).toBe(false);
+    expect(Object.keys(submit.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '402', '413', '415', '429', '500', '503']));
+    for (const path of ['/tencent-vod/v1/requests/{id}/status', '/tencent-vod/v1/requests/{id}', '/tencent-vod/v1/requests/{id}/cancel', '/tencent-vod/v1/query/{id}', '/admin/v1/accounts']) {
+      expect(doc.paths[path], path).toBeDefined();
+    }
+  });
+
+  it('/docs serves the rendered reference', async () => {
+    const res = await fetch(`${t.url}/docs/`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/swagger/i);
+  });
+
+  it('unknown routes are 404 in the envelope with a request id', async () => {
+    const res = await t.api.get('/nope');
+    expect(res.status).toBe(404);
+    expect(res.body.Response.Error.Code).toBe('ResourceNotFound');
+    expect(res.body.Response.RequestId).toBe(res.headers.get('x-request-id'));
+  });
+});

@@ -1,0 +1,142 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
+
+/** The seed page's own example body, verbatim. */
+const SEED_BODY = {
+  model_name: 'GEM',
+  model_version: '3.0',
+  file_infos: [{ type: 'file', file_id: '387702299774574677', url: '', text: '原始图片的描述信息' }],
+  prompt: 'convert this image to anime style',
+  negative_prompt: 'blur, distorted',
+  enhance_prompt: 'Enabled',
+  output_config: {
+    storage_mode: 'Temporary',
+    resolution: '1080P',
+    aspect_ratio: '1:1',
+    person_generation: 'AllowAdult',
+    input_compliance_check: 'Enabled',
+    output_compliance_check: 'Enabled',
+  },
+  session_id: 'image-task-67890',
+  session_context: '{"user_id": "123", "scene": "profile_picture"}',
+  tasks_priority: 10,
+  ext_info: '',
+};
+
+let t: TestRelay;
+beforeAll(async () => {
+  t = await startTestRelay();
+});
+afterAll(() => t.close());
+
+const inject = (payload: unknown, headers: Record<string, string> = {}) =>
+  t.relay.app.inject({
+    method: 'POST',
+    url: '/tencent-vod/v1/aigc-image',
+    headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'application/json', ...headers },
+    payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+  });
+
+async function balance(): Promise<number> {
+  const key = await t.relay.store.accounts.getKey(t.devKey.slice(3).split('.')[0]!);
+  return (await t.relay.store.accounts.getAccount(key!.accountId))!.balance - (await t.relay.store.accounts.getAccount(key!.accountId))!.held;
+}
+
+describe('POST /tencent-vod/v1/aigc-image — errors', () => {
+  it("the seed's example passes validation and fails only on its unknown file, naming it", async () => {
+    const before = await balance();
+    const res = await inject(SEED_BODY);
+    expect(res.statusCode).toBe(400);
+    const error = res.json().Response.Error;
+    expect(error.Code).toBe('InvalidParameterValue');
+    expect(error.Message).toMatch(/^file_infos\[0\]\.file_id: file "387702299774574677" does not exist/);
+    expect(res.json().Response.RequestId).toBe(res.headers['x-request-id']);
+    expect(await balance()).toBe(before); // nothing charged
+  });
+
+  it.each([
+    ['unknown resolution', { ...PROMPT_BODY, output_config: { resolution: '3K' } }, 'InvalidParameterValue', /^output_config\.resolution: .*3K.*720P, 1080P/],
+    ['missing model_name', { model_version: '3.0', prompt: 'x' }, 'MissingParameter', /^model_name/],
+    ['bad version for the model', { ...PROMPT_BODY, model_name: 'Qwen' }, 'InvalidParameterValue', /^model_version/],
+    ['unknown field', { ...PROMPT_BODY, colour: 'red' }, 'InvalidParameter', /^colour: unknown field/],
+    ['no prompt and no images', { model_name: 'GEM', model_version: '2.5' }, 'MissingParameter', /^prompt/],
+    ['priority out of range', { ...PROMPT_BODY, tasks_priority: 11 }, 'InvalidParameterValue', /^tasks_priority/],
+    ['aspect ratio on Hunyuan', { model_name: 'Hunyuan', model_version: '3.0', prompt: 'x', output_config: { aspect_ratio: '1:1' } }, 'InvalidParameterValue', /^output_config\.aspect_ratio/],
+  ])('%s → 400 naming the field', async (_name, body, code, message) => {
+    const res = await inject(body);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().Response.Error.Code).toBe(code);
+    expect(res.json().Response.Error.Message).toMatch(message);
+  });
+
+  it('malformed JSON → 400 InvalidParameter naming the body', async () => {
+    const res = await inject('{"model_name": ');
+    expect(res.statusCode).toBe(400);
+    expect(res.json().Response.Error).toMatchObject({ Code: 'InvalidParameter', Message: 'body: malformed JSON' });
+  });
+
+  it('non-JSON content type → 415', async () => {
+    const res = await inject('model_name=GEM', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(res.statusCode).toBe(415);
+    expect(res.json().Response.Error.Code).toBe('UnsupportedMediaType');
+  });
+
+  it('body over 1 MiB → 413', async () => {
+    const res = await inject({ ...PROMPT_BODY, prompt: 'x'.repeat(1_100_000) });
+    expect(res.statusCode).toBe(413);
+    expect(res.json().Response.Error.Code).toBe('RequestSizeLimitExceeded');
+  });
+
+  it('insufficient balance → 402 and nothing written', async () => {
+    const account = await t.admin.post('/admin/v1/accounts', { name: 'poor', balance: 1 });
+    const key = await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {});
+    const res = await t.relay.app.inject({
+      method: 'POST',
+      url: '/tencent-vod/v1/aigc-image',
+      headers: { authorization: `Bearer ${key.body.key}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(PROMPT_BODY),
+    });
+    expect(res.statusCode).toBe(402);
+    expect(res.json().Response.Error.Code).toBe('FailedOperation.InsufficientBalance');
+    expect(await t.relay.store.tasks.listTasks({ accountId: account.body.id, limit: 10 })).toEqual([]);
+    expect((await t.admin.get(`/admin/v1/accounts/${account.body.id}`)).body).toMatchObject({ balance: 1, held: 0 });
+  });
+
+  it('property: thousands of random and mutated bodies never yield a 500; every 4xx is the envelope naming a field', async () => {
+    // `<field path>: <reason>`, e.g. `output_config.resolution: …`, `file_infos[1].url: …`, `["odd key"]: unknown field`
+    const fieldNames = /^(body|\w+(\[\d+\])?(\.\w+(\[\d+\])?)*|[\w.[\]]*\[".*"\]): \S/;
+    const mutation = fc.oneof(
+      fc.jsonValue(),
+      fc.record({ key: fc.constantFrom(...Object.keys(SEED_BODY), 'output_config', 'x'), value: fc.jsonValue() }).map(({ key, value }) => ({ ...SEED_BODY, [key]: value })),
+      fc.record({ key: fc.constantFrom(...Object.keys(SEED_BODY.output_config)), value: fc.jsonValue() }).map(({ key, value }) => ({
+        ...PROMPT_BODY,
+        output_config: { ...SEED_BODY.output_config, [key]: value },
+      })),
+      fc.constantFrom(...Object.keys(SEED_BODY)).map((key) => {
+        const copy: Record<string, unknown> = { ...SEED_BODY };
+        delete copy[key];
+        return copy;
+      }),
+      fc.string().map((s) => `{"model_name":${s}`), // broken JSON text
+    );
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(mutation, async (body) => {
+        const res = await inject(typeof body === 'string' ? body : JSON.stringify(body));
+        expect(res.statusCode).not.toBe(500);
+        if (res.statusCode === 200) {
+          accepted++;
+          return;
+        }
+        expect(res.statusCode).toBeGreaterThanOrEqual(400);
+        expect(res.statusCode).toBeLessThan(500);
+        const error = res.json().Response.Error;
+        expect(typeof error.Code).toBe('string');
+        expect(error.Message).toMatch(fieldNames);
+      }),
+      { numRuns: 2500 },
+    );
+    expect(accepted).toBeLessThan(2500); // sanity: the generator produced invalid bodies too
+  });
+});
