@@ -21,6 +21,7 @@ import type { ImageProvider } from './ports/provider';
 import { permanentError } from './ports/provider';
 import type { Store } from './ports/store';
 import { TaskEngine } from './worker/engine';
+import { LocalDispatchQueue } from './worker/local-queue';
 import { DEFAULT_RETRY, type RetryPolicy } from './worker/retry';
 
 /**
@@ -83,6 +84,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
 
   const engine = new TaskEngine({
     store,
+    queue: new LocalDispatchQueue(store, clock),
     providers,
     clock,
     retry: overrides.retry ?? DEFAULT_RETRY,

@@ -2,10 +2,10 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../ports/clock';
 import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext } from '../ports/provider';
 import { ProviderError } from '../ports/provider';
+import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import type { TaskState } from '../domain/task-state';
 import { outputSize } from '../domain/output-size';
-import { PriorityQueue, type QueueEntry } from './priority-queue';
 import { retryDelayMs, type RetryPolicy } from './retry';
 
 /** Emitted on every state or progress change; `wait`, SSE, webhooks and metrics listen here. */
@@ -19,6 +19,8 @@ export interface TaskEvent {
 
 export interface EngineDeps {
   readonly store: Store;
+  /** Where claimable work comes from (in-memory index for one node, the shared database for many). */
+  readonly queue: DispatchQueue;
   readonly providers: readonly ImageProvider[];
   readonly clock: Clock;
   /** Loads the bytes of a task's input images (own files, URLs). Throws ProviderError for unusable inputs. */
@@ -31,8 +33,10 @@ export interface EngineDeps {
 
 interface Lane {
   readonly provider: ImageProvider;
-  readonly queue: PriorityQueue;
   running: number;
+  /** A claim is in flight; a wake-up meanwhile sets `wokenDuringClaim` so it is not lost. */
+  claiming: boolean;
+  wokenDuringClaim: boolean;
 }
 
 /**
@@ -45,54 +49,34 @@ export class TaskEngine {
   readonly events = new EventEmitter();
   private readonly lanes = new Map<string, Lane>();
   private readonly inFlight = new Map<string, AbortController>();
-  private readonly timers = new Set<NodeJS.Timeout>();
   private readonly settled = new Set<Promise<void>>();
   private accepting = false;
 
   constructor(private readonly deps: EngineDeps) {
     this.events.setMaxListeners(0);
     for (const provider of deps.providers) {
-      this.lanes.set(provider.id, { provider, queue: new PriorityQueue(), running: 0 });
+      this.lanes.set(provider.id, { provider, running: 0, claiming: false, wokenDuringClaim: false });
     }
   }
 
-  /** Hands back whatever a crash left running, loads the queue from the store and starts dispatching. */
+  /** Recovers what a crash left, loads the queue and starts dispatching. */
   async start(): Promise<{ recovered: number; queued: number }> {
-    const { store, clock } = this.deps;
-    const recovered = await store.tasks.requeueAllRunning(clock.now());
-    for (const id of recovered) await store.tasks.appendLog(id, 'Resumed after a restart; the attempt was handed back.', clock.now());
-    const queued = await store.tasks.listQueued();
     this.accepting = true;
-    for (const task of queued) this.enqueue(task);
-    return { recovered: recovered.length, queued: queued.length };
+    return this.deps.queue.start((lane) => this.wake(lane));
   }
 
   /** Makes a committed `queued` task dispatchable. */
-  enqueue(task: Pick<TaskRecord, 'id' | 'provider' | 'priority' | 'seq' | 'notBefore'>): void {
+  enqueue(task: QueuedRef): void {
     if (!this.accepting) return; // picked up from the store on the next start
-    const lane = this.lanes.get(task.provider);
-    if (!lane) {
+    if (!this.lanes.has(task.provider)) {
       this.deps.log.error({ taskId: task.id, provider: task.provider }, 'task names a provider this node does not have');
       return;
     }
-    const delay = (task.notBefore ?? 0) - this.deps.clock.now();
-    if (delay > 0) {
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        this.enqueue({ ...task, notBefore: undefined });
-      }, delay);
-      timer.unref();
-      this.timers.add(timer);
-      return;
-    }
-    lane.queue.push({ id: task.id, priority: task.priority, seq: task.seq });
-    this.pump(lane);
+    this.deps.queue.added(task);
   }
 
   queueDepth(): number {
-    let depth = 0;
-    for (const lane of this.lanes.values()) depth += lane.queue.size;
-    return depth;
+    return this.deps.queue.depth();
   }
 
   runningCount(): number {
@@ -126,8 +110,7 @@ export class TaskEngine {
   /** Stops dispatching, aborts nothing: in-flight tasks finish (or are handed back on the next start). */
   async drain(timeoutMs: number): Promise<void> {
     this.accepting = false;
-    for (const timer of this.timers) clearTimeout(timer);
-    this.timers.clear();
+    await this.deps.queue.stop();
     const all = Promise.allSettled([...this.settled]);
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((resolve) => (timeout = setTimeout(resolve, timeoutMs)))]);
@@ -136,25 +119,47 @@ export class TaskEngine {
     for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
   }
 
-  private pump(lane: Lane): void {
-    while (this.accepting && lane.running < lane.provider.concurrency && lane.queue.size > 0) {
-      const entry = lane.queue.pop()!;
-      lane.running++;
-      const run = this.dispatch(lane, entry)
-        .catch((err: unknown) => this.deps.log.error({ err, taskId: entry.id }, 'dispatch failed'))
-        .finally(() => {
-          lane.running--;
-          this.settled.delete(run);
-          this.pump(lane);
-        });
-      this.settled.add(run);
+  private wake(laneId: string): void {
+    const lane = this.lanes.get(laneId);
+    if (lane) void this.pump(lane);
+  }
+
+  /** Claims as many tasks as the lane has free slots, and runs each. Re-entered on every wake-up and finish. */
+  private async pump(lane: Lane): Promise<void> {
+    if (lane.claiming) {
+      lane.wokenDuringClaim = true;
+      return;
+    }
+    lane.claiming = true;
+    try {
+      for (;;) {
+        lane.wokenDuringClaim = false;
+        const free = lane.provider.concurrency - lane.running;
+        if (!this.accepting || free <= 0) break;
+        const tasks = await this.deps.queue.claim(lane.provider.id, free);
+        for (const task of tasks) this.startRun(lane, task);
+        if (tasks.length === 0 && !lane.wokenDuringClaim) break;
+      }
+    } catch (err) {
+      this.deps.log.error({ err, lane: lane.provider.id }, 'claiming work failed');
+    } finally {
+      lane.claiming = false;
     }
   }
 
-  private async dispatch(lane: Lane, entry: QueueEntry): Promise<void> {
-    const { store, clock } = this.deps;
-    const task = await store.tasks.markRunning(entry.id, clock.now());
-    if (!task) return; // cancelled (or taken) while it waited: nothing to do
+  private startRun(lane: Lane, task: TaskRecord): void {
+    lane.running++;
+    const run = this.dispatch(lane, task)
+      .catch((err: unknown) => this.deps.log.error({ err, taskId: task.id }, 'dispatch failed'))
+      .finally(() => {
+        lane.running--;
+        this.settled.delete(run);
+        void this.pump(lane);
+      });
+    this.settled.add(run);
+  }
+
+  private async dispatch(lane: Lane, task: TaskRecord): Promise<void> {
     await this.announce(task.id, task);
     const controller = new AbortController();
     this.inFlight.set(task.id, controller);

@@ -1,0 +1,29 @@
+import type { TaskRecord } from './store';
+
+/**
+ * Where the engine gets work from. The single-node queue keeps an in-memory priority index of the store; a
+ * multi-node queue claims straight from a shared database (`FOR UPDATE SKIP LOCKED`). Either way a task is handed
+ * out only after the store moved it `queued → running`, so two claimers can never both get it.
+ */
+export interface QueuedRef {
+  readonly id: string;
+  readonly provider: string;
+  readonly priority: number;
+  readonly seq: number;
+  readonly notBefore?: number;
+}
+
+export interface DispatchQueue {
+  /**
+   * Recovers what a crash left behind, loads what is waiting and starts calling `wake(lane)` whenever a lane may
+   * have claimable work. Returns how many tasks were recovered and how many are waiting.
+   */
+  start(wake: (lane: string) => void): Promise<{ recovered: number; queued: number }>;
+  /** A task was committed as `queued` (new, retried or handed back). */
+  added(task: QueuedRef): void;
+  /** Claims up to `max` tasks of `lane` in dispatch order (priority desc, then FIFO), each moved to `running`. */
+  claim(lane: string, max: number): Promise<TaskRecord[]>;
+  /** Tasks waiting, as far as this node knows. */
+  depth(): number;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,70 @@
+import type { Clock } from '../ports/clock';
+import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
+import type { Store, TaskRecord } from '../ports/store';
+import { PriorityQueue } from './priority-queue';
+
+/**
+ * The single-node dispatch queue: one in-memory priority heap per lane, an index of the `queued` rows of the store,
+ * rebuilt on start. Entries whose task left `queued` meanwhile (cancelled) are skipped when claimed, because the
+ * claim is the store's conditional `queued → running`.
+ */
+export class LocalDispatchQueue implements DispatchQueue {
+  private readonly heaps = new Map<string, PriorityQueue>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private wake: ((lane: string) => void) | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  async start(wake: (lane: string) => void) {
+    const now = this.clock.now();
+    // Single node: anything `running` belonged to this process before it died. Hand it back.
+    const recovered = await this.store.tasks.requeueAllRunning(now);
+    for (const id of recovered) await this.store.tasks.appendLog(id, 'Resumed after a restart; the attempt was handed back.', now);
+    const queued = await this.store.tasks.listQueued();
+    this.wake = wake;
+    for (const task of queued) this.added(task);
+    return { recovered: recovered.length, queued: queued.length };
+  }
+
+  added(task: QueuedRef): void {
+    const delay = (task.notBefore ?? 0) - this.clock.now();
+    if (delay > 0) {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        this.added({ ...task, notBefore: undefined });
+      }, delay);
+      timer.unref();
+      this.timers.add(timer);
+      return;
+    }
+    let heap = this.heaps.get(task.provider);
+    if (!heap) this.heaps.set(task.provider, (heap = new PriorityQueue()));
+    heap.push({ id: task.id, priority: task.priority, seq: task.seq });
+    this.wake?.(task.provider);
+  }
+
+  async claim(lane: string, max: number): Promise<TaskRecord[]> {
+    const heap = this.heaps.get(lane);
+    const claimed: TaskRecord[] = [];
+    while (heap && heap.size > 0 && claimed.length < max) {
+      const task = await this.store.tasks.markRunning(heap.pop()!.id, this.clock.now());
+      if (task) claimed.push(task);
+    }
+    return claimed;
+  }
+
+  depth(): number {
+    let depth = 0;
+    for (const heap of this.heaps.values()) depth += heap.size;
+    return depth;
+  }
+
+  async stop(): Promise<void> {
+    this.wake = undefined;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+}
