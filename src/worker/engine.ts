@@ -191,11 +191,12 @@ export class TaskEngine {
         const p = Math.max(0, Math.min(100, Math.round(percent)));
         if (p <= lastProgress || signal.aborted) return;
         lastProgress = p;
-        void store.tasks.saveProgress(task.id, p, clock.now()).then(() =>
-          this.events.emit('task', { id: task.id, accountId: task.accountId, state: 'running', progress: p } satisfies TaskEvent),
-        );
+        store.tasks
+          .saveProgress(task.id, p, clock.now())
+          .then(() => this.events.emit('task', { id: task.id, accountId: task.accountId, state: 'running', progress: p } satisfies TaskEvent))
+          .catch(this.logFailure(task.id, 'saving progress'));
       },
-      log: (message) => void store.tasks.appendLog(task.id, message, clock.now()),
+      log: (message) => void store.tasks.appendLog(task.id, message, clock.now()).catch(this.logFailure(task.id, 'appending a log line')),
       checkpoint: (data) => store.tasks.saveCheckpoint(task.id, data, clock.now()),
     };
     await store.tasks.appendLog(task.id, `Attempt ${task.attempts} started on ${provider.id}.`, clock.now());
@@ -239,6 +240,11 @@ export class TaskEngine {
       return;
     }
     await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });
+  }
+
+  /** Side writes (progress, log lines) must never become unhandled rejections that take the process down. */
+  private logFailure(taskId: string, what: string) {
+    return (err: unknown) => this.deps.log.warn({ err, taskId }, `${what} failed`);
   }
 
   private async announce(id: string, known?: TaskRecord): Promise<void> {
