@@ -37,6 +37,9 @@ export async function serve(config: Config): Promise<void> {
   out();
   process.stdout.write(`${lines.join('\n')}\n`);
 
+  // State lives in the database, so a stray rejection is logged rather than allowed to kill in-flight work.
+  process.on('unhandledRejection', (err) => relay.logger.error({ err }, 'unhandled rejection'));
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
