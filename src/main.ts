@@ -3,26 +3,47 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { createFsFileStorage } from './adapters/fs/file-storage';
+import {
+  createAddressPolicy,
+  createSafeHttpClient,
+  createUrlInputFetcher,
+  outboundUrlProblem,
+  type AddressPolicy,
+  type Connector,
+  type HostResolver,
+} from './adapters/http-fetch';
 import { createInstantProvider } from './adapters/instant/provider';
+import { createTencentVod, TENCENT_VOD_ID, type TencentVodOverrides } from './adapters/tencent';
+import { isVodFileId } from './adapters/tencent/request';
 import { createLocalPreviewProvider } from './adapters/local';
-import { createSqliteStore } from './adapters/sqlite';
+import { openBackend } from './adapters/select-store';
+import { createWebhookPost } from './adapters/webhooks/safe-post';
 import { ensureDevAccount } from './app/bootstrap';
+import { createChannelAdmin } from './app/channels';
 import { createFileLinkSigner } from './app/file-links';
+import { IdempotencyGate } from './app/idempotency';
+import { MAX_INPUT_BYTES } from './app/image-check';
 import { createInputResolver, type UrlFetcher } from './app/inputs';
-import { createOutputSaver } from './app/outputs';
+import { RequestRateLimiter } from './app/limits';
+import { createOutputDiscarder, createOutputSaver } from './app/outputs';
+import { createPriceBook } from './app/prices';
 import { loadOrCreateSecret } from './app/secrets';
+import { createSecretBox } from './app/secret-box';
 import type { SubmitDeps } from './app/submit-task';
-import type { Config } from './config/env';
+import { ConfigError, type Config } from './config/env';
 import { DEFAULT_PRICES, parsePriceTable, type PriceTable } from './domain/pricing';
+import { isTerminal } from './domain/task-state';
 import { buildHttpApp } from './http/app';
+import { resultBody } from './http/presenters';
 import { createMetrics } from './http/metrics';
 import { systemClock, type Clock } from './ports/clock';
 import type { ImageProvider } from './ports/provider';
-import { permanentError } from './ports/provider';
 import type { Store } from './ports/store';
 import { TaskEngine } from './worker/engine';
-import { LocalDispatchQueue } from './worker/local-queue';
+import { startFileCleanup, type FileCleanupJob } from './worker/file-cleanup';
+import { startDeliveryPurge, type DeliveryPurgeJob } from './worker/delivery-purge';
 import { DEFAULT_RETRY, type RetryPolicy } from './worker/retry';
+import { DEFAULT_WEBHOOK_POLICY, WebhookDispatcher, type WebhookPolicy } from './worker/webhook-dispatcher';
 
 /**
  * All wiring lives here: config → adapters → use cases → engine and HTTP. Tests build a relay through the same
@@ -33,7 +54,13 @@ export interface RelayOverrides {
   readonly logger?: Logger;
   readonly providers?: readonly ImageProvider[];
   readonly fetchUrl?: UrlFetcher;
+  /** How outbound requests to client-chosen URLs resolve names and connect (tests pin these to loopback). */
+  readonly outbound?: { readonly resolve?: HostResolver; readonly connect?: Connector };
   readonly retry?: RetryPolicy;
+  /** Webhook backoff and timeouts (tests use millisecond delays). */
+  readonly webhookPolicy?: Partial<WebhookPolicy>;
+  /** Tencent VOD adapter timing (tests use millisecond polls and short timeouts). */
+  readonly tencent?: TencentVodOverrides;
 }
 
 export interface Relay {
@@ -41,6 +68,8 @@ export interface Relay {
   readonly app: FastifyInstance;
   readonly store: Store;
   readonly engine: TaskEngine;
+  /** The webhook outbox dispatcher (its `events` report each attempt). */
+  readonly webhooks: WebhookDispatcher;
   readonly logger: Logger;
   /** Set when this start created the admin token / dev key: printed once by `serve`, never again. */
   readonly firstStart: { adminToken?: string; devKey?: string };
@@ -57,39 +86,75 @@ function loadPrices(config: Config): PriceTable {
   return parsePriceTable(JSON.parse(fs.readFileSync(config.pricesFile, 'utf8')));
 }
 
-const noUrlFetcher: UrlFetcher = async (_url, field) => {
-  throw permanentError('InvalidParameterValue', `${field}: URL inputs are not enabled on this relay`);
-};
+/** Expired Temporary files are removed this often (and once at start). */
+const FILE_CLEANUP_INTERVAL_MS = 10 * 60 * 1000;
+
+function outboundPolicy(config: Config): AddressPolicy {
+  try {
+    return createAddressPolicy(config.allowPrivateUrls);
+  } catch (err) {
+    throw new ConfigError('AIGC_RELAY_ALLOW_PRIVATE_URLS', (err as Error).message);
+  }
+}
 
 export async function createRelay(config: Config, overrides: RelayOverrides = {}): Promise<Relay> {
+  // One SSRF policy for every request to a client-chosen address (URL inputs; webhooks can use `outbound` too).
+  // Built first: a bad AIGC_RELAY_ALLOW_PRIVATE_URLS entry stops start-up before anything is opened.
+  const urlPolicy = outboundPolicy(config);
+  const outbound = createSafeHttpClient({ policy: urlPolicy, ...overrides.outbound });
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? pino({ level: config.logLevel, base: { service: 'aigc-relay' } });
   fs.mkdirSync(config.dataDir, { recursive: true });
 
-  const store = createSqliteStore(path.join(config.dataDir, 'relay.db'));
+  // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set.
+  const backend = await openBackend(config, logger);
+  const store = backend.store;
   const storage = createFsFileStorage(path.join(config.dataDir, 'files'));
   const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32);
   const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24);
+  // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
+  const signer = createFileLinkSigner(secret.value, () => baseUrl);
   const prices = loadPrices(config);
+  // The file (or built-in) table is the fallback; an operator's PUT /admin/v1/prices, kept in the database, wins.
+  const priceBook = await createPriceBook(store, clock, { prices, source: config.pricesFile ? 'file' : 'default' });
 
-  const providers: readonly ImageProvider[] = overrides.providers ?? [
+  const localProviders: readonly ImageProvider[] = overrides.providers ?? [
     config.instantProvider
       ? createInstantProvider()
       : createLocalPreviewProvider({ delayMs: config.previewDelayMs, concurrency: config.previewConcurrency }),
   ];
-  const defaultProvider = providers[0]!.id;
+  // The Tencent VOD upstream: its channels (SecretKeys sealed under a key derived from the relay secret) decide
+  // which models go upstream; the lane's concurrency is their total capacity.
+  const box = createSecretBox(secret.value);
+  const tencent = createTencentVod({
+    store,
+    box,
+    clock,
+    log: logger,
+    fileLink: (fileId, expiresAt) => signer.url(fileId, expiresAt),
+    resumeOnStart: backend.kind === 'sqlite',
+    // One node counts slots in the pool itself; several share the count in the database.
+    ...(backend.kind === 'postgres' ? { slots: backend.channelSlots } : {}),
+    ...(overrides.tencent ? { options: overrides.tencent } : {}),
+  });
+  const providers: readonly ImageProvider[] = localProviders.some((p) => p.id === TENCENT_VOD_ID)
+    ? localProviders
+    : [...localProviders, tencent.provider];
+  const defaultProvider = localProviders[0]!.id;
 
   let baseUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
   let shuttingDown = false;
+  let fileCleanup: FileCleanupJob | undefined;
 
   const engine = new TaskEngine({
     store,
-    queue: new LocalDispatchQueue(store, clock),
+    queue: backend.queue(clock, logger),
     providers,
     clock,
     retry: overrides.retry ?? DEFAULT_RETRY,
-    resolveInputs: createInputResolver(store, storage, overrides.fetchUrl ?? noUrlFetcher),
+    resolveInputs: createInputResolver(store, storage, overrides.fetchUrl ?? createUrlInputFetcher(outbound, MAX_INPUT_BYTES)),
     saveOutputs: createOutputSaver(storage, clock),
+    discardOutputs: createOutputDiscarder(storage),
     log: logger,
   });
   const metrics = createMetrics({
@@ -110,12 +175,48 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   const submit: SubmitDeps = {
     store,
     clock,
-    prices: () => prices,
-    route: () => defaultProvider,
+    prices: () => priceBook.current(),
+    // An enabled channel serving the model takes it upstream; otherwise the local provider (instant mode: always).
+    route: (input) => (!config.instantProvider && tencent.serves(input) ? TENCENT_VOD_ID : defaultProvider),
+    upstreamFileId: (provider, fileId) => provider === TENCENT_VOD_ID && isVodFileId(fileId),
     enqueue: (task) => engine.enqueue(task),
     queueDepth: () => engine.queueDepth(),
     maxQueued: config.maxQueued,
+    precheckUrl: (url) => outboundUrlProblem(url, urlPolicy),
+    rateLimiter: new RequestRateLimiter(),
+    billing: config.billing,
   };
+  // Webhooks: the store writes the outbox row with the terminal state; the dispatcher delivers it, signed, through
+  // the same SSRF-safe client as URL inputs (its own timeouts), and is woken by every terminal event.
+  const webhookPolicy: WebhookPolicy = { ...DEFAULT_WEBHOOK_POLICY, ...overrides.webhookPolicy };
+  const webhooks = new WebhookDispatcher({
+    store,
+    clock,
+    policy: webhookPolicy,
+    post: createWebhookPost(
+      createSafeHttpClient({
+        policy: urlPolicy,
+        totalTimeoutMs: webhookPolicy.timeoutMs,
+        readTimeoutMs: webhookPolicy.timeoutMs,
+        userAgent: 'aigc-relay-webhooks/1',
+        ...overrides.outbound,
+      }),
+    ),
+    render: (task) => JSON.stringify(resultBody(task, baseUrl, clock.now(), signer)),
+    // Only a single node may assume every lease is its own leftover; PostgreSQL nodes wait for leases to expire.
+    releaseLeasesOnStart: backend.kind === 'sqlite',
+    log: logger,
+  });
+  engine.events.on('task', (event) => {
+    if (isTerminal(event.state)) webhooks.wake();
+  });
+  // Completion events are confirmed upstream only once the terminal state is committed (this event follows the commit).
+  engine.events.on('task', (event) => {
+    if (isTerminal(event.state)) tencent.onTaskSettled(event.id);
+  });
+  tencent.onCapacityChange(() => engine.kick(TENCENT_VOD_ID));
+  let deliveryPurge: DeliveryPurgeJob | undefined;
+
   const app = await buildHttpApp(
     {
       config,
@@ -123,18 +224,28 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       storage,
       engine,
       clock,
-      signer: createFileLinkSigner(secret.value, () => baseUrl),
+      signer,
       adminToken: admin.value,
-      prices: () => prices,
+      prices: () => priceBook.current(),
+      priceBook,
       submit,
       metrics,
       publicUrl: () => baseUrl,
       isShuttingDown: () => shuttingDown,
+      idempotency: new IdempotencyGate({ store: store.idempotency, clock }),
+      webhooks,
+      channels: createChannelAdmin({
+        channels: store.channels,
+        clock,
+        box,
+        runtime: { refresh: () => tencent.refresh(), health: (id) => tencent.health(id), repoll: (id) => tencent.repoll(id) },
+      }),
     },
     logger,
   );
 
-  const devAccount = await ensureDevAccount(store, clock, config.devBalance);
+  // Under a cluster-wide lock: nodes starting together on an empty database create one dev account between them.
+  const devAccount = await backend.exclusive('bootstrap', () => ensureDevAccount(store, clock, config.devBalance));
   const firstStart = {
     ...(admin.created ? { adminToken: admin.value } : {}),
     ...(devAccount ? { devKey: devAccount.key } : {}),
@@ -145,24 +256,35 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     app,
     store,
     engine,
+    webhooks,
     logger,
     firstStart,
     adminToken: admin.value,
     publicUrl: () => baseUrl,
     async listen() {
+      await tencent.refresh(); // routing knows the channels from the first request on
       await app.listen({ host: config.host, port: config.port });
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       if (!config.publicUrl) baseUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+      await tencent.start();
       const { recovered, queued } = await engine.start();
+      fileCleanup = startFileCleanup({ store, storage, clock, log: logger }, FILE_CLEANUP_INTERVAL_MS);
+      await webhooks.start();
+      deliveryPurge = startDeliveryPurge({ store, clock, log: logger });
       logger.info({ recovered, queued, providers: providers.map((p) => p.id) }, 'engine started');
       return baseUrl;
     },
     async close(drainMs = 10_000) {
       shuttingDown = true;
       await engine.drain(drainMs);
+      await tencent.stop();
+      // After the engine: webhooks of tasks that finished while draining still get their chance.
+      await webhooks.stop(Math.min(drainMs, webhookPolicy.timeoutMs));
+      deliveryPurge?.stop();
       await app.close();
+      await fileCleanup?.stop();
       await store.close();
     },
   };

@@ -25,7 +25,7 @@ export async function createApiKey(
   store: Store,
   clock: Clock,
   accountId: string,
-  input: { name?: string; rpm?: number; maxConcurrency?: number },
+  input: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number },
 ): Promise<{ record: ApiKeyRecord; plaintext: string }> {
   if (!(await store.accounts.getAccount(accountId))) throw notFound('account', accountId);
   const issued = issueKey();
@@ -37,6 +37,7 @@ export async function createApiKey(
     ...(input.name !== undefined ? { name: input.name } : {}),
     ...(input.rpm !== undefined ? { rpm: input.rpm } : {}),
     ...(input.maxConcurrency !== undefined ? { maxConcurrency: input.maxConcurrency } : {}),
+    ...(input.spendCap !== undefined ? { spendCap: input.spendCap } : {}),
   });
   return { record, plaintext: issued.plaintext };
 }

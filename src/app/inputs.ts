@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { FieldError } from '../domain/errors';
+import { checkInputImage } from './image-check';
 import type { TaskInput } from '../domain/task-input';
 import type { FileStorage } from '../ports/file-storage';
 import { permanentError, type InputImage } from '../ports/provider';
@@ -9,12 +10,29 @@ import type { Store, TaskRecord } from '../ports/store';
 export type UrlFetcher = (url: string, field: string) => Promise<{ data: Buffer; contentType: string }>;
 
 /**
- * At submit time: every `File` input must be a file this account owns. Unknown and foreign ids get the same
- * answer, so ids of other accounts cannot be probed.
+ * The submit-time part of the URL rules (scheme, credentials, IP literals, local-only names): the reason a URL
+ * would be refused, or undefined. The DNS-dependent part runs when the task fetches the URL.
  */
-export async function checkFileRefs(store: Store, accountId: string, input: TaskInput): Promise<void> {
+export type UrlPrecheck = (url: string) => string | undefined;
+
+/**
+ * At submit time: every `File` input must be a file this account owns. Unknown and foreign ids get the same
+ * answer, so ids of other accounts cannot be probed. `Url` inputs get the cheap checks of `precheckUrl`.
+ */
+export async function checkFileRefs(
+  store: Store,
+  accountId: string,
+  input: TaskInput,
+  precheckUrl?: UrlPrecheck,
+  /** Ids the task's upstream resolves itself (Tencent VOD FileIds): not looked up here. */
+  upstreamFileId?: (fileId: string) => boolean,
+): Promise<void> {
   for (const [index, ref] of input.file_infos.entries()) {
-    if (ref.type !== 'File' || ref.file_id === undefined) continue;
+    if (ref.type === 'Url' && ref.url !== undefined && precheckUrl) {
+      const problem = precheckUrl(ref.url);
+      if (problem) throw new FieldError('InvalidParameterValue', `file_infos[${index}].url`, problem);
+    }
+    if (ref.type !== 'File' || ref.file_id === undefined || upstreamFileId?.(ref.file_id)) continue;
     const file = await store.files.getFile(ref.file_id);
     if (!file || file.accountId !== accountId) {
       throw new FieldError(
@@ -41,6 +59,12 @@ export function createInputResolver(store: Store, storage: FileStorage, fetchUrl
         contentType = file.contentType;
       } else {
         ({ data, contentType } = await fetchUrl(ref.url!, `${field}.url`));
+        // Fetched bytes were only sniffed; decode them fully once, as an upload is, so a truncated or corrupt image
+        // fails here with the field named instead of somewhere inside a provider.
+        const check = await checkInputImage(data);
+        if (!check.ok) throw permanentError('InvalidParameterValue', `${field}.url: ${check.reason}`);
+        images.push({ data, contentType: check.contentType, width: check.width, height: check.height });
+        continue;
       }
       const meta = await sharp(data).metadata().catch(() => undefined);
       if (!meta?.width || !meta.height) throw permanentError('InvalidParameterValue', `${field}: not a readable image`);

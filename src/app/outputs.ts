@@ -50,3 +50,10 @@ export function createOutputSaver(storage: FileStorage, clock: Clock) {
     };
   };
 }
+
+/** Deletes the bytes of outputs whose task did not end as a success (the rows were never written). */
+export function createOutputDiscarder(storage: FileStorage) {
+  return async (completion: Extract<Completion, { state: 'succeeded' }>): Promise<void> => {
+    for (const file of completion.files) await storage.delete(file.storageKey);
+  };
+}

@@ -1,4 +1,4 @@
-import { RelayError } from '../domain/errors';
+import { FieldError, RelayError } from '../domain/errors';
 import { priceOf, type PriceTable } from '../domain/pricing';
 import type { TaskInput } from '../domain/task-input';
 import { validateSubmitBody } from '../domain/validate-submit';
@@ -6,7 +6,8 @@ import type { Clock } from '../ports/clock';
 import type { Store, TaskRecord } from '../ports/store';
 import type { Caller } from './auth';
 import { newTaskId } from './ids';
-import { checkFileRefs } from './inputs';
+import { checkFileRefs, type UrlPrecheck } from './inputs';
+import { enforceRequestRate, refusalError, type RequestRateLimiter } from './limits';
 
 export interface SubmitDeps {
   readonly store: Store;
@@ -17,11 +18,24 @@ export interface SubmitDeps {
   readonly enqueue: (task: TaskRecord) => void;
   readonly queueDepth: () => number;
   readonly maxQueued: number;
+  /** Per-key `rpm`; absent = no rate limit. */
+  readonly rateLimiter?: RequestRateLimiter;
+  /** AIGC_RELAY_BILLING; false = tasks are accepted at price 0 with no hold and no ledger rows. Default true. */
+  readonly billing?: boolean;
+  /**
+   * Submit-time checks of `Url` inputs and `?webhook=` URLs (SSRF literal rules); the DNS-dependent ones run at
+   * fetch/delivery time. Absent = per-task webhooks are refused (nothing may be sent to an unchecked address).
+   */
+  readonly precheckUrl?: UrlPrecheck;
+  /** A `file_id` that the task's provider hands to its upstream as is (Tencent VOD FileIds), so it need not be ours. */
+  readonly upstreamFileId?: (provider: string, fileId: string) => boolean;
 }
 
 export interface SubmitOptions {
   readonly requestId: string;
   readonly webhookUrl?: string;
+  /** The Idempotency-Key reservation this request runs under (app/idempotency.ts). */
+  readonly idempotency?: { readonly key: string; readonly token: string };
 }
 
 /**
@@ -30,12 +44,18 @@ export interface SubmitOptions {
  * with its hold, which the engine picks up on the next start.
  */
 export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown, options: SubmitOptions): Promise<TaskRecord> {
+  // Every authenticated submit counts against rpm, valid or not, except one refused by rpm itself.
+  if (deps.rateLimiter) enforceRequestRate(deps.rateLimiter, caller.key, deps.clock.now());
   const input = validateSubmitBody(body);
-  await checkFileRefs(deps.store, caller.account.id, input);
+  const provider = deps.route(input);
+  const upstreamFileId = deps.upstreamFileId;
+  await checkFileRefs(deps.store, caller.account.id, input, deps.precheckUrl, upstreamFileId && ((id) => upstreamFileId(provider, id)));
+  const webhookUrl = options.webhookUrl === undefined ? undefined : checkWebhook(deps, options.webhookUrl);
   if (deps.queueDepth() >= deps.maxQueued) {
     throw new RelayError('ResourceUnavailable', 'The queue is full; try again shortly.', { retryAfterSeconds: 5 });
   }
-  const price = priceOf(deps.prices(), input);
+  const billed = deps.billing !== false;
+  const price = billed ? priceOf(deps.prices(), input) : 0;
   const outcome = await deps.store.tasks.createTask({
     id: newTaskId(),
     accountId: caller.account.id,
@@ -43,16 +63,22 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
     requestId: options.requestId,
     input,
     price,
-    provider: deps.route(input),
+    billed,
+    provider,
     now: deps.clock.now(),
-    ...(options.webhookUrl ? { webhookUrl: options.webhookUrl } : {}),
+    ...(webhookUrl ? { webhookUrl } : {}),
+    ...(options.idempotency ? { idempotency: options.idempotency } : {}),
   });
-  if (!outcome.ok) {
-    throw new RelayError(
-      'FailedOperation.InsufficientBalance',
-      `This request costs ${price} credits; the account has ${outcome.available} available.`,
-    );
-  }
+  // Concurrency, spend cap and balance are checked inside createTask's transaction; a refusal wrote nothing.
+  if (!outcome.ok) throw refusalError(outcome, price);
   deps.enqueue(outcome.task);
   return outcome.task;
+}
+
+/** `?webhook=` → the normalised URL, or a 400 naming `webhook` (same outbound rules as URL inputs). */
+function checkWebhook(deps: SubmitDeps, url: string): string {
+  if (!deps.precheckUrl) throw new FieldError('InvalidParameterValue', 'webhook', 'per-task webhooks are not enabled on this relay');
+  const problem = deps.precheckUrl(url);
+  if (problem !== undefined) throw new FieldError('InvalidParameterValue', 'webhook', problem);
+  return new URL(url).href;
 }

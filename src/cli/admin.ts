@@ -1,65 +1,187 @@
-import path from 'node:path';
-import type { Command } from 'commander';
-import { createSqliteStore } from '../adapters/sqlite';
+import fs from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
+import { openStore } from '../adapters/select-store';
 import { createAccount, createApiKey, topUp } from '../app/accounts';
+import { accountView, auditView, keyView, ledgerView } from '../app/admin-views';
+import { getAccount, listAccounts, listKeys, revokeKey, updateKey } from '../app/keys';
+import { forceFailTask } from '../app/operator';
+import { createPriceBook, type PriceBookState } from '../app/prices';
 import type { Config } from '../config/env';
+import { RelayError } from '../domain/errors';
+import { DEFAULT_PRICES, parsePriceTable } from '../domain/pricing';
 import { systemClock } from '../ports/clock';
-import type { Store } from '../ports/store';
+import type { KeyPatch, Store } from '../ports/store';
 
-/** Operator commands that work on the database directly (the server may be running: SQLite WAL allows it). */
-async function withStore<T>(config: Config, run: (store: Store) => Promise<T>): Promise<T> {
-  const store = createSqliteStore(path.join(config.dataDir, 'relay.db'));
+/**
+ * Operator commands: a thin layer over the same use cases as the admin API, on the database directly (the server
+ * may be running beside them: SQLite WAL and the busy timeout allow it). A use-case error (unknown id, bad value)
+ * prints one line and exits 1.
+ */
+export async function withStore(config: Config, run: (store: Store) => Promise<void>): Promise<void> {
+  const store = await openStore(config); // SQLite in the data dir, or the shared PostgreSQL
   try {
-    return await run(store);
+    await run(store);
+  } catch (err) {
+    if (!(err instanceof RelayError)) throw err;
+    process.stderr.write(`aigc-relay: ${err.message}\n`);
+    process.exitCode = 1;
   } finally {
     await store.close();
   }
 }
 
-const print = (value: unknown): void => {
+export const print = (value: unknown): void => {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 };
+
+const credits = (value: string): number => {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a whole number of credits');
+  return Number(value);
+};
+const positive = (value: string): number => {
+  const n = credits(value);
+  if (n < 1) throw new InvalidArgumentError('must be at least 1');
+  return n;
+};
+/**
+ * A limit flag: a number sets it, `none` removes it. (Kept as the word until the action: commander turns a parser's
+ * null into ''.)
+ */
+const NONE = 'none';
+const limitOrNone = (value: string): number | typeof NONE => (value === NONE ? NONE : positive(value));
+const creditsOrNone = (value: string): number | typeof NONE => (value === NONE ? NONE : credits(value));
+const patchOf = (o: { name?: string; rpm?: number | typeof NONE; maxConcurrency?: number | typeof NONE; spendCap?: number | typeof NONE }): KeyPatch => {
+  const value = (v: number | typeof NONE | undefined) => (v === NONE ? null : v);
+  return {
+    ...(o.name !== undefined ? { name: o.name } : {}),
+    ...(o.rpm !== undefined ? { rpm: value(o.rpm) } : {}),
+    ...(o.maxConcurrency !== undefined ? { maxConcurrency: value(o.maxConcurrency) } : {}),
+    ...(o.spendCap !== undefined ? { spendCap: value(o.spendCap) } : {}),
+  };
+};
+
+function priceBookFor(store: Store, config: Config) {
+  const fallback = config.pricesFile
+    ? { prices: parsePriceTable(JSON.parse(fs.readFileSync(config.pricesFile, 'utf8'))), source: 'file' as const }
+    : { prices: DEFAULT_PRICES, source: 'default' as const };
+  return createPriceBook(store, systemClock, fallback);
+}
+const priceView = (s: PriceBookState) => ({
+  prices: s.prices,
+  source: s.source,
+  updated_at: s.updatedAt === undefined ? null : new Date(s.updatedAt).toISOString(),
+});
 
 export function accountCommands(program: Command, config: () => Config): void {
   const accounts = program.command('accounts').description('manage accounts');
   accounts
     .command('create')
     .requiredOption('--name <name>')
-    .option('--balance <credits>', 'starting balance', '0')
-    .action(async (o: { name: string; balance: string }) =>
-      withStore(config(), async (store) => print(await createAccount(store, systemClock, { name: o.name, balance: Number(o.balance) }))),
+    .option('--balance <credits>', 'starting balance', credits, 0)
+    .option('--callback-url <url>', 'default webhook URL for its tasks')
+    .action(async (o: { name: string; balance: number; callbackUrl?: string }) =>
+      withStore(config(), async (store) =>
+        print(accountView(await createAccount(store, systemClock, { name: o.name, balance: o.balance, ...(o.callbackUrl ? { callbackUrl: o.callbackUrl } : {}) }))),
+      ),
     );
   accounts
     .command('get <id>')
-    .action(async (id: string) => withStore(config(), async (store) => print((await store.accounts.getAccount(id)) ?? { error: 'not found' })));
+    .action(async (id: string) => withStore(config(), async (store) => print(accountView(await getAccount(store, id)))));
+  accounts
+    .command('list')
+    .option('--limit <n>', 'how many, newest first', positive, 100)
+    .action(async (o: { limit: number }) => withStore(config(), async (store) => print((await listAccounts(store, o.limit)).map(accountView))));
   accounts
     .command('top-up <id> <credits>')
-    .action(async (id: string, credits: string) =>
-      withStore(config(), async (store) => print({ balance: await topUp(store, systemClock, id, Number(credits), 'cli') })),
+    .option('--reference <text>', 'kept on the ledger row', 'cli')
+    .action(async (id: string, amount: string, o: { reference: string }) =>
+      withStore(config(), async (store) => print({ balance: await topUp(store, systemClock, id, positive(amount), o.reference) })),
+    );
+  accounts
+    .command('ledger <id>')
+    .option('--limit <n>', 'how many rows, newest first', positive, 100)
+    .action(async (id: string, o: { limit: number }) =>
+      withStore(config(), async (store) => {
+        await getAccount(store, id);
+        print((await store.accounts.ledger(id, o.limit)).map(ledgerView));
+      }),
     );
 
   const keys = program.command('keys').description('manage API keys');
   keys
     .command('create <accountId>')
     .option('--name <name>')
-    .action(async (accountId: string, o: { name?: string }) =>
+    .option('--rpm <n>', 'submits per minute (per relay node)', positive)
+    .option('--max-concurrency <n>', 'tasks queued or running at once', positive)
+    .option('--spend-cap <credits>', 'most credits held + captured by this key', credits)
+    .action(async (accountId: string, o: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number }) =>
       withStore(config(), async (store) => {
-        const { record, plaintext } = await createApiKey(store, systemClock, accountId, o.name ? { name: o.name } : {});
-        print({ id: record.id, key: plaintext });
+        const { record, plaintext } = await createApiKey(store, systemClock, accountId, o);
+        print({ ...keyView(record), key: plaintext });
       }),
     );
   keys
+    .command('list <accountId>')
+    .description('the account’s keys (never their secrets)')
+    .action(async (accountId: string) => withStore(config(), async (store) => print((await listKeys(store, accountId)).map(keyView))));
+  keys
+    .command('update <keyId>')
+    .description('change limits; `none` removes one')
+    .option('--name <name>')
+    .option('--rpm <n|none>', 'submits per minute', limitOrNone)
+    .option('--max-concurrency <n|none>', 'tasks queued or running at once', limitOrNone)
+    .option('--spend-cap <credits|none>', 'most credits held + captured', creditsOrNone)
+    .action(async (keyId: string, o: Parameters<typeof patchOf>[0]) =>
+      withStore(config(), async (store) => print(keyView(await updateKey(store, keyId, patchOf(o))))),
+    );
+  keys
     .command('revoke <keyId>')
-    .action(async (keyId: string) => withStore(config(), async (store) => print({ revoked: await store.accounts.revokeKey(keyId, Date.now()) })));
+    .action(async (keyId: string) =>
+      withStore(config(), async (store) => {
+        await revokeKey(store, keyId, systemClock.now());
+        print({ revoked: keyId });
+      }),
+    );
+
+  const prices = program.command('prices').description('the price table (credits per model version and resolution class)');
+  prices.command('show').action(async () => withStore(config(), async (store) => print(priceView((await priceBookFor(store, config())).state()))));
+  prices
+    .command('set <file>')
+    .description('replace the table with a JSON file (kept in the database; running servers apply it within 2 s)')
+    .action(async (file: string) =>
+      withStore(config(), async (store) => {
+        const book = await priceBookFor(store, config());
+        print(priceView(await book.set(JSON.parse(fs.readFileSync(file, 'utf8')))));
+      }),
+    );
+  prices
+    .command('reset')
+    .description('go back to AIGC_RELAY_PRICES_FILE or the built-in table')
+    .action(async () => withStore(config(), async (store) => print(priceView(await (await priceBookFor(store, config())).reset()))));
+
+  const tasks = program.command('tasks').description('operator actions on tasks');
+  tasks
+    .command('fail <taskId>')
+    .description('force-fail a stuck queued or running task and release its hold')
+    .option('--reason <text>')
+    .action(async (taskId: string, o: { reason?: string }) =>
+      withStore(config(), async (store) => {
+        const task = await forceFailTask({ store, clock: systemClock }, taskId, o.reason);
+        print({ id: task.id, state: task.state, error: task.error ?? null, released: task.billed ? task.price : 0 });
+      }),
+    );
 
   program
     .command('audit')
-    .description('recompute balances and holds from the ledger; exit 1 on any difference')
-    .action(async () =>
+    .description('recompute balances and holds from the ledger and check every task’s ledger rows; exit 1 on any difference')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { json?: boolean }) =>
       withStore(config(), async (store) => {
-        const differences = await store.accounts.audit();
-        print({ ok: differences.length === 0, differences });
-        if (differences.length) process.exitCode = 1;
+        const view = auditView(await store.accounts.audit());
+        if (o.json) print(view);
+        else if (view.ok) process.stdout.write('audit: clean (balances, holds and every task’s ledger rows agree)\n');
+        else process.stdout.write(`audit: ${view.differences.length} difference(s)\n${view.differences.map((d) => `  ${d.message}\n`).join('')}`);
+        if (!view.ok) process.exitCode = 1;
       }),
     );
 }

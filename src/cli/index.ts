@@ -3,6 +3,8 @@ import { ConfigError, loadConfig, type Config } from '../config/env';
 import { runSubmit } from './submit';
 import { serve } from './serve';
 import { accountCommands } from './admin';
+import { channelCommands } from './channels';
+import { runMigrate } from './migrate';
 
 /** A thin layer: flags → config or arguments → library calls. No relay logic lives here. */
 function configOrExit(): Config {
@@ -47,6 +49,12 @@ program
     process.exitCode = await runSubmit(options);
   });
 
+program
+  .command('migrate')
+  .description('apply pending database migrations (SQLite file, or PostgreSQL at AIGC_RELAY_DATABASE_URL) and exit')
+  .action(async () => runMigrate(configOrExit()));
+
 accountCommands(program, configOrExit);
+channelCommands(program, configOrExit);
 
 await program.parseAsync(process.argv);

@@ -26,6 +26,23 @@ export interface Config {
   readonly devBalance: number;
   /** Optional JSON price table that replaces the built-in one. */
   readonly pricesFile?: string;
+  /**
+   * AIGC_RELAY_BILLING (on|off, default on). Off: tasks are accepted at price 0 with no balance check, no hold and
+   * no ledger rows (rate and concurrency limits still apply). For benchmarks and free internal deployments.
+   */
+  readonly billing: boolean;
+  /** A client must send all its request headers within this (slow-loris guard). */
+  readonly headersTimeoutMs: number;
+  /** …and its whole request, body included; at least `headersTimeoutMs`. */
+  readonly requestTimeoutMs: number;
+  /**
+   * With a database URL (several nodes): how long a node's claim on a task lasts without renewal before another
+   * node takes the task over (AIGC_RELAY_LEASE_MS, default 30 s), this node's name in `tasks.lease_owner`
+   * (AIGC_RELAY_NODE_ID, default host-pid-random) and its connection pool size (AIGC_RELAY_DB_POOL_SIZE).
+   */
+  readonly leaseMs: number;
+  readonly nodeId?: string;
+  readonly dbPoolSize: number;
 }
 
 export class ConfigError extends Error {
@@ -80,6 +97,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('AIGC_RELAY_INSTANT_PROVIDER', 'must be 1 or 0');
   }
 
+  const billing = (read(env, 'AIGC_RELAY_BILLING') ?? 'on').toLowerCase();
+  if (!['on', 'off', '1', '0', 'true', 'false'].includes(billing)) {
+    throw new ConfigError('AIGC_RELAY_BILLING', 'must be on or off');
+  }
+
   const logLevel = (read(env, 'AIGC_RELAY_LOG_LEVEL') ?? 'info') as Config['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('AIGC_RELAY_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -108,10 +130,22 @@ export function loadConfig(env: Env = process.env): Config {
     previewConcurrency: integer(env, 'AIGC_RELAY_PREVIEW_CONCURRENCY', 2, 1, 256),
     maxQueued: integer(env, 'AIGC_RELAY_MAX_QUEUED', 100_000, 1, 10_000_000),
     devBalance: integer(env, 'AIGC_RELAY_DEV_BALANCE', 100_000, 0, Number.MAX_SAFE_INTEGER),
+    billing: ['on', '1', 'true'].includes(billing),
+    headersTimeoutMs: integer(env, 'AIGC_RELAY_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    requestTimeoutMs: integer(env, 'AIGC_RELAY_REQUEST_TIMEOUT_MS', 120_000, 100, 3_600_000),
+    leaseMs: integer(env, 'AIGC_RELAY_LEASE_MS', 30_000, 500, 3_600_000),
+    dbPoolSize: integer(env, 'AIGC_RELAY_DB_POOL_SIZE', 10, 2, 1000),
   };
+  if (config.requestTimeoutMs < config.headersTimeoutMs) {
+    throw new ConfigError('AIGC_RELAY_REQUEST_TIMEOUT_MS', `must be at least AIGC_RELAY_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs})`);
+  }
   const optional: { databaseUrl?: string; publicUrl?: string; pricesFile?: string } = {};
   const databaseUrl = url(env, 'AIGC_RELAY_DATABASE_URL', ['postgres:', 'postgresql:']);
   if (databaseUrl) optional.databaseUrl = databaseUrl;
+  const nodeId = read(env, 'AIGC_RELAY_NODE_ID');
+  if (nodeId !== undefined && !/^[A-Za-z0-9._:-]{1,100}$/.test(nodeId)) {
+    throw new ConfigError('AIGC_RELAY_NODE_ID', 'use 1-100 letters, digits, dots, dashes, colons or underscores');
+  }
   const publicUrl = url(env, 'AIGC_RELAY_PUBLIC_URL', ['http:', 'https:']);
   if (publicUrl) optional.publicUrl = publicUrl;
   const pricesFile = read(env, 'AIGC_RELAY_PRICES_FILE');
@@ -121,5 +155,6 @@ export function loadConfig(env: Env = process.env): Config {
     ...optional,
     ...(adminToken ? { adminToken } : {}),
     ...(secret ? { secret } : {}),
+    ...(nodeId ? { nodeId } : {}),
   };
 }

@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   AuthFailure: 401,
   'FailedOperation.InsufficientBalance': 402,
   ResourceNotFound: 404,
+  // The client did not send its request in time (slow-loris guard, AIGC_RELAY_HEADERS/REQUEST_TIMEOUT_MS).
+  RequestTimeout: 408,
   'FailedOperation.DuplicateSession': 409,
   RequestSizeLimitExceeded: 413,
   UnsupportedMediaType: 415,

@@ -2,14 +2,19 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { newRequestId } from '../app/ids';
+import { installClosingSignal } from './closing';
 import type { HttpDeps } from './context';
 import { installErrorHandling } from './errors';
 import { adminRoutes } from './routes/admin';
+import { adminChannelRoutes } from './routes/admin-channels';
+import { adminWebhookRoutes } from './routes/admin-webhooks';
+import { eventRoutes } from './routes/events';
 import { fileRoutes } from './routes/files';
 import { opsRoutes } from './routes/ops';
 import { requestRoutes } from './routes/requests';
 import { submitRoutes } from './routes/submit';
 import { ErrorEnvelope } from './schemas';
+import { installJsonBodyParser, transportOptions } from './transport-guards';
 
 const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -21,16 +26,15 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newRequestId(),
     bodyLimit: JSON_BODY_LIMIT,
-    requestTimeout: 120_000,
-    connectionTimeout: 0,
-    // Slow-loris: a client must send its headers within 10 s.
-    http: { headersTimeout: 10_000 } as object,
+    // Slow-loris and malformed-HTTP guards: timeouts from AIGC_RELAY_*_TIMEOUT_MS, errors in the envelope.
+    ...transportOptions(deps.config),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     routerOptions: { ignoreTrailingSlash: true },
   });
   app.decorateRequest('caller', null);
   // JSON only; Fastify would otherwise also parse text/plain.
   app.removeContentTypeParser('text/plain');
+  installJsonBodyParser(app, JSON_BODY_LIMIT);
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('X-Request-Id', request.id);
@@ -43,6 +47,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
     request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
   });
   installErrorHandling(app);
+  installClosingSignal(app);
 
   app.addSchema(ErrorEnvelope);
   await app.register(swagger, {
@@ -72,5 +77,8 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   requestRoutes(app, deps);
   fileRoutes(app, deps);
   adminRoutes(app, deps);
+  eventRoutes(app, deps);
+  adminWebhookRoutes(app, deps);
+  adminChannelRoutes(app, deps);
   return app;
 }

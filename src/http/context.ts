@@ -1,4 +1,7 @@
+import type { ChannelAdmin } from '../app/channels';
 import type { FileLinkSigner } from '../app/file-links';
+import type { IdempotencyGate } from '../app/idempotency';
+import type { PriceBook } from '../app/prices';
 import type { SubmitDeps } from '../app/submit-task';
 import type { Config } from '../config/env';
 import type { PriceTable } from '../domain/pricing';
@@ -18,10 +21,18 @@ export interface HttpDeps {
   readonly signer: FileLinkSigner;
   readonly adminToken: string;
   readonly prices: () => PriceTable;
+  /** The operator's price table: GET/PUT/DELETE /admin/v1/prices. */
+  readonly priceBook: PriceBook;
   readonly submit: SubmitDeps;
   readonly metrics: RelayMetrics;
   /** Base of every URL the API returns; known once the server listens. */
   readonly publicUrl: () => string;
   /** True while the process drains on SIGTERM: new work gets 503. */
   readonly isShuttingDown: () => boolean;
+  /** Idempotency-Key handling for the submit route. */
+  readonly idempotency: IdempotencyGate;
+  /** The webhook dispatcher, woken when an operator queues a replay. */
+  readonly webhooks: { wake(): void };
+  /** Upstream channels: /admin/v1/channels. */
+  readonly channels: ChannelAdmin;
 }

@@ -16,12 +16,18 @@ function fieldOf(instancePath: string, params: Record<string, unknown> | undefin
   const path = instancePath
     .split('/')
     .filter(Boolean)
-    .map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`))
-    .join('')
-    .replace(/^\./, '');
+    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((part) => (/^\d+$/.test(part) ? `[${part}]` : keyPart(part)))
+    .join('');
   const extra = (params?.additionalProperty ?? params?.missingProperty) as string | undefined;
-  const joined = extra ? (path ? `${path}.${extra}` : extra) : path;
+  const joined = (extra !== undefined ? path + keyPart(extra) : path).replace(/^\./, '');
   return joined || context;
+}
+
+/** `.name` for a visible key (`.GEM:3.0` too); `["odd key"]` for an empty, spaced, bracketed or very long one. */
+function keyPart(key: string): string {
+  if (/^[^\s"[\]\u0000-\u001f\u007f]{1,60}$/.test(key)) return `.${key}`;
+  return `[${JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key)}]`;
 }
 
 /**

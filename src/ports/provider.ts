@@ -51,10 +51,20 @@ export interface ProviderResult {
 export interface ImageProvider {
   /** Stable id, used as the dispatch lane and in logs: `local-preview`, `instant`, `tencent-vod`. */
   readonly id: string;
-  /** How many tasks the engine may run on this provider at once. */
+  /** How many tasks the engine may run on this provider at once (may change over time, e.g. a getter). */
   readonly concurrency: number;
+  /** False when the provider reads `input.file_infos` itself (e.g. hands links upstream): the engine skips loading bytes. */
+  readonly wantsInputBytes?: boolean;
   run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult>;
+  /**
+   * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream yet, cancel
+   * as usual. `cancelled`: the upstream work was stopped, cancel as usual. `too-late`: upstream work has started
+   * and cannot be stopped; the task goes on (the client gets ALREADY_COMPLETED).
+   */
+  cancel?(task: { readonly id: string; readonly state: string; readonly checkpoint?: Record<string, unknown> }): Promise<CancelVerdict>;
 }
+
+export type CancelVerdict = 'not-started' | 'cancelled' | 'too-late';
 
 /**
  * Typed failures steer the engine's one retry path: a retryable error hands the attempt back (with backoff) until
@@ -69,6 +79,14 @@ export class ProviderError extends Error {
   ) {
     super(message, options);
     this.name = 'ProviderError';
+  }
+}
+
+/** The upstream ended the work as cancelled (e.g. aborted there): the engine settles the task `cancelled`. */
+export class ProviderCancelledError extends ProviderError {
+  constructor(message: string) {
+    super('Cancelled', message, false);
+    this.name = 'ProviderCancelledError';
   }
 }
 

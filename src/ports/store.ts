@@ -1,5 +1,7 @@
 import type { TaskInput } from '../domain/task-input';
 import type { TaskState, TerminalState } from '../domain/task-state';
+import type { ChannelStore } from './channels';
+import type { IdempotencyStore, WebhookStore } from './delivery-store';
 
 /**
  * The persistence port, phrased as the operations the relay needs rather than as tables, so SQLite and PostgreSQL
@@ -32,8 +34,30 @@ export interface ApiKeyRecord {
   readonly secretHash: string;
   readonly rpm?: number;
   readonly maxConcurrency?: number;
+  /** Most credits this key may have committed (held + captured) at once over its life; released credits return. */
+  readonly spendCap?: number;
+  /** Credits this key has committed: held by its unfinished tasks plus captured by its succeeded ones. */
+  readonly spent: number;
+  /** Where this key's task webhooks go when a task names no `?webhook=`; before the account's callback URL. */
+  readonly callbackUrl?: string;
   readonly createdAt: number;
   readonly revokedAt?: number;
+}
+
+/** A change to a key's settings: a value sets it, `null` removes the limit, absent leaves it as it is. */
+export interface KeyPatch {
+  readonly name?: string | null;
+  readonly rpm?: number | null;
+  readonly maxConcurrency?: number | null;
+  readonly spendCap?: number | null;
+  /** The key's webhook URL (checked against the outbound rules by the caller); null removes it. */
+  readonly callbackUrl?: string | null;
+}
+
+/** The operator's price table as stored (PUT /admin/v1/prices); `prices: null` means "back to the file/default". */
+export interface StoredPriceTable {
+  readonly prices: unknown;
+  readonly updatedAt: number;
 }
 
 export type LedgerKind = 'topup' | 'hold' | 'capture' | 'release' | 'adjust';
@@ -48,11 +72,21 @@ export interface LedgerEntry {
   readonly createdAt: number;
 }
 
+/**
+ * One disagreement found by the audit. `balance`/`held`: the account row against the ledger; `held_by_tasks`: the
+ * account's held against its unfinished tasks; `key_spent`: a key's counter against its tasks; `task`: a task whose
+ * ledger rows break the rules (domain/ledger-rules.ts); `ledger`: a row that belongs to no task it could.
+ */
 export interface AuditDifference {
   readonly accountId: string;
-  readonly field: 'balance' | 'held';
+  readonly field: 'balance' | 'held' | 'held_by_tasks' | 'key_spent' | 'task' | 'ledger';
+  /** The value stored (or found), and the value the ledger/tasks say it should be; 0/0 where counts do not apply. */
   readonly stored: number;
   readonly fromLedger: number;
+  readonly taskId?: string;
+  readonly keyId?: string;
+  /** One line a human can act on. */
+  readonly message: string;
 }
 
 export interface AccountStore {
@@ -66,15 +100,28 @@ export interface AccountStore {
   }): Promise<Account>;
   getAccount(id: string): Promise<Account | undefined>;
   countAccounts(): Promise<number>;
-  createKey(input: Omit<ApiKeyRecord, 'revokedAt'>): Promise<ApiKeyRecord>;
+  createKey(input: Omit<ApiKeyRecord, 'revokedAt' | 'spent'>): Promise<ApiKeyRecord>;
   getKey(id: string): Promise<ApiKeyRecord | undefined>;
   /** False when the key does not exist or was already revoked. */
   revokeKey(id: string, now: number): Promise<boolean>;
   /** Adds credits and writes the ledger row; returns the new balance, or undefined for an unknown account. */
   topUp(accountId: string, amount: number, reference: string | undefined, now: number): Promise<number | undefined>;
   ledger(accountId: string, limit: number): Promise<LedgerEntry[]>;
-  /** Recomputes every account's balance and held from the ledger; returns the accounts that disagree. */
+  /**
+   * Recomputes every account's balance and held from the ledger and checks each task's ledger rows against its
+   * state; returns every disagreement (empty when the books are clean).
+   */
   audit(): Promise<AuditDifference[]>;
+  /** Newest first. */
+  listAccounts(limit: number): Promise<Account[]>;
+  /** The account's keys, revoked ones included, oldest first. */
+  listKeys(accountId: string): Promise<ApiKeyRecord[]>;
+  /** Applies the patch; undefined for an unknown key. Takes effect on the key's next request. */
+  updateKey(id: string, patch: KeyPatch): Promise<ApiKeyRecord | undefined>;
+  /** The operator's newest price table, or undefined if none was ever saved. */
+  currentPrices(): Promise<StoredPriceTable | undefined>;
+  /** Appends a price table (already validated); `null` reverts to the configured file or the built-in table. */
+  savePrices(prices: unknown, now: number): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------- tasks
@@ -111,6 +158,8 @@ export interface TaskRecord {
   readonly priority: number;
   /** The credits held for this task (captured on success, released otherwise). */
   readonly price: number;
+  /** False when the task was accepted with billing off: it has no ledger rows and settles nothing. */
+  readonly billed: boolean;
   /** Dispatch lane: the provider id the task runs on. */
   readonly provider: string;
   readonly attempts: number;
@@ -134,8 +183,12 @@ export interface NewTask {
   readonly requestId: string;
   readonly input: TaskInput;
   readonly price: number;
+  /** Default true. False (AIGC_RELAY_BILLING=off): no hold, no ledger rows, no balance check; limits still apply. */
+  readonly billed?: boolean;
   readonly provider: string;
   readonly webhookUrl?: string;
+  /** The Idempotency-Key reservation this submit runs under: the task id is recorded on it in the same transaction. */
+  readonly idempotency?: { readonly key: string; readonly token: string };
   readonly now: number;
 }
 
@@ -163,7 +216,15 @@ export type Completion =
 
 export type CreateTaskOutcome =
   | { readonly ok: true; readonly task: TaskRecord }
-  | { readonly ok: false; readonly reason: 'insufficient_balance'; readonly available: number };
+  | { readonly ok: false; readonly reason: 'insufficient_balance'; readonly available: number }
+  /** The key already has `limit` tasks queued or running. */
+  | { readonly ok: false; readonly reason: 'concurrency_limit'; readonly limit: number }
+  /** The key's committed credits plus this price would pass its spend cap. */
+  | { readonly ok: false; readonly reason: 'spend_cap'; readonly cap: number; readonly spent: number }
+  /** The account used this `session_id` within the dedup window (domain/delivery.ts), for task `taskId`. */
+  | { readonly ok: false; readonly reason: 'duplicate_session'; readonly taskId: string }
+  /** The Idempotency-Key reservation was no longer this request's (taken over after its lease ran out). */
+  | { readonly ok: false; readonly reason: 'idempotency_lost' };
 
 export interface TaskFilter {
   readonly accountId?: string;
@@ -174,7 +235,10 @@ export interface TaskFilter {
 export interface TaskStore {
   /**
    * Inserts the task as `queued` and places its hold, in one transaction. The hold is a conditional update
-   * (`balance - held >= price`); when it cannot be placed nothing is written.
+   * (`balance - held >= price`); when it cannot be placed nothing is written. The key's `max_concurrency` and
+   * `spend_cap` are checked in the same transaction (read there, so a change applies to the next request), before
+   * the hold: a refusal writes nothing. A non-empty `session_id` is claimed there too, through a unique key per
+   * account (a use older than the dedup window is replaced in the same transaction).
    */
   createTask(task: NewTask): Promise<CreateTaskOutcome>;
   getTask(id: string): Promise<TaskRecord | undefined>;
@@ -194,8 +258,12 @@ export interface TaskStore {
    * Moves a task to a terminal state and settles its money in the same transaction: capture on success,
    * release otherwise; output files are recorded with it. Conditional on the task not being terminal, so a
    * completion processed twice returns false the second time and changes nothing.
+   * When the task has a webhook URL (its own, its key's or its account's), the webhook outbox row is written in
+   * the same transaction, so a crash cannot lose the notification of a committed result.
    */
   finish(id: string, completion: Completion, now: number): Promise<boolean>;
+  /** Forgets `session_id` uses recorded at or before `before`; returns how many. */
+  purgeSessions(before: number): Promise<number>;
   /** Tasks queued ahead of this one in its lane (higher priority, or same priority and earlier). */
   queuePosition(task: TaskRecord): Promise<number>;
   countByState(): Promise<Record<TaskState, number>>;
@@ -207,12 +275,18 @@ export interface FileStore {
   createFile(file: NewFile, now: number): Promise<FileRecord>;
   getFile(id: string): Promise<FileRecord | undefined>;
   deleteFile(id: string): Promise<boolean>;
+  /** Files whose `expiresAt` is at or before `now`, oldest expiry first, at most `limit` (the cleanup job's batch). */
+  listExpiredFiles(now: number, limit: number): Promise<FileRecord[]>;
 }
 
 export interface Store {
   readonly accounts: AccountStore;
   readonly tasks: TaskStore;
   readonly files: FileStore;
+  readonly idempotency: IdempotencyStore;
+  readonly webhooks: WebhookStore;
+  /** Upstream channels (ports/channels.ts). */
+  readonly channels: ChannelStore;
   /** Whether the database answers (for /readyz). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../ports/clock';
 import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext } from '../ports/provider';
-import { ProviderError } from '../ports/provider';
+import { ProviderCancelledError, ProviderError } from '../ports/provider';
 import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import type { TaskState } from '../domain/task-state';
@@ -27,6 +27,8 @@ export interface EngineDeps {
   readonly resolveInputs: (task: TaskRecord) => Promise<InputImage[]>;
   /** Stores the produced images and describes them for the task's result. */
   readonly saveOutputs: (task: TaskRecord, result: ProviderResult) => Promise<Extract<Completion, { state: 'succeeded' }>>;
+  /** Removes stored outputs of a success that lost the race to finish (cancelled or force-failed meanwhile). */
+  readonly discardOutputs: (completion: Extract<Completion, { state: 'succeeded' }>) => Promise<void>;
   readonly retry: RetryPolicy;
   readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
@@ -91,6 +93,11 @@ export class TaskEngine {
    */
   async cancel(task: TaskRecord): Promise<boolean> {
     const { store, clock } = this.deps;
+    // A provider with upstream work asks the upstream first: once the work has started there, it cannot be stopped.
+    const provider = this.lanes.get(task.provider)?.provider;
+    if (provider?.cancel && (task.state === 'queued' || task.state === 'running')) {
+      if ((await provider.cancel(task)) === 'too-late') return false;
+    }
     if (task.state === 'queued') {
       const done = await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now());
       if (done) await this.announce(task.id);
@@ -117,6 +124,21 @@ export class TaskEngine {
     clearTimeout(timeout);
     // Whatever is still running stays `running` in the store and is handed back by the next start.
     for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
+  }
+
+  /**
+   * A task was finished outside the engine (an operator force-failed it). Stops this node's provider call for it,
+   * if any, so the slot frees and no upstream work is wasted, and tells the listeners. The call's own completion
+   * then finds the task terminal and changes nothing.
+   */
+  settledElsewhere(task: TaskRecord): void {
+    this.inFlight.get(task.id)?.abort(new Error('settled elsewhere'));
+    this.events.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+  }
+
+  /** Re-checks a lane's free slots (its provider's `concurrency` grew, e.g. an upstream channel was added). */
+  kick(laneId: string): void {
+    this.wake(laneId);
   }
 
   private wake(laneId: string): void {
@@ -175,7 +197,7 @@ export class TaskEngine {
 
   private async runOnProvider(provider: ImageProvider, task: TaskRecord, signal: AbortSignal): Promise<Completion> {
     const { store, clock } = this.deps;
-    const inputImages = await this.deps.resolveInputs(task);
+    const inputImages = provider.wantsInputBytes === false ? [] : await this.deps.resolveInputs(task);
     const job: ProviderJob = {
       taskId: task.id,
       input: task.input,
@@ -210,6 +232,8 @@ export class TaskEngine {
     if (await store.tasks.finish(task.id, completion, clock.now())) {
       await store.tasks.appendLog(task.id, `Finished: ${completion.state}.`, clock.now());
       await this.announce(task.id);
+    } else if (completion.state === 'succeeded') {
+      await this.deps.discardOutputs(completion).catch(this.logFailure(task.id, 'discarding outputs'));
     }
   }
 
@@ -223,6 +247,10 @@ export class TaskEngine {
         await this.complete(task, { state: 'cancelled', error: cancelledError });
       }
       // Otherwise this was a shutdown: the task stays `running` and the next start hands it back.
+      return;
+    }
+    if (err instanceof ProviderCancelledError) {
+      await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } });
       return;
     }
     const error =

@@ -1,7 +1,7 @@
 import type { Clock } from '../ports/clock';
 import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
 import type { Store, TaskRecord } from '../ports/store';
-import { PriorityQueue } from './priority-queue';
+import { PriorityQueue, type QueueEntry } from './priority-queue';
 
 /**
  * The single-node dispatch queue: one in-memory priority heap per lane, an index of the `queued` rows of the store,
@@ -49,9 +49,27 @@ export class LocalDispatchQueue implements DispatchQueue {
   async claim(lane: string, max: number): Promise<TaskRecord[]> {
     const heap = this.heaps.get(lane);
     const claimed: TaskRecord[] = [];
+    // Each batch is marked running all at once, not one await per task, so the SQLite store's group commit moves it
+    // in one transaction (one fsync). Entries cancelled while they waited come back undefined; the loop pops more,
+    // so a short answer always means the lane is empty, which is what the engine relies on to stop claiming.
     while (heap && heap.size > 0 && claimed.length < max) {
-      const task = await this.store.tasks.markRunning(heap.pop()!.id, this.clock.now());
-      if (task) claimed.push(task);
+      const batch: QueueEntry[] = [];
+      while (heap.size > 0 && batch.length < max - claimed.length) batch.push(heap.pop()!);
+      const now = this.clock.now();
+      const outcomes = await Promise.allSettled(batch.map((entry) => this.store.tasks.markRunning(entry.id, now)));
+      let failure: unknown;
+      outcomes.forEach((outcome, i) => {
+        if (outcome.status === 'fulfilled') {
+          if (outcome.value) claimed.push(outcome.value);
+        } else {
+          heap.push(batch[i]!); // the store failed, not the task: keep it for the next claim
+          failure ??= outcome.reason;
+        }
+      });
+      if (failure !== undefined) {
+        if (claimed.length === 0) throw failure;
+        break;
+      }
     }
     return claimed;
   }

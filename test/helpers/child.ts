@@ -16,8 +16,13 @@ export interface RelayProcess {
  * Starts `aigc-relay serve` as a real process (what `npm start` runs) on a free loopback port and resolves once it
  * printed its address. Used by crash tests: kill -9, start again on the same data dir.
  */
-export function spawnRelay(env: Record<string, string>, args: string[] = ['serve']): Promise<RelayProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], {
+export function spawnRelay(
+  env: Record<string, string>,
+  args: string[] = ['serve'],
+  options: { nodeArgs?: readonly string[] } = {},
+): Promise<RelayProcess> {
+  // nodeArgs: flags for node itself, e.g. the benchmark's `--cpu-prof`.
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], {
     env: { ...process.env, AIGC_RELAY_HOST: '127.0.0.1', AIGC_RELAY_PORT: '0', AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -117,3 +117,37 @@ describe('task engine', () => {
     expect(provider.started).toEqual([running]);
   });
 });
+
+describe('task engine — queue hygiene', () => {
+  it('a task cancelled while queued does not stall the tasks behind it', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const a = await submit();
+    const runA = await provider.whenStarted(a);
+    const b = await submit();
+    const c = await submit();
+    expect((await relay.api.put(`/tencent-vod/v1/requests/${b}/cancel`)).status).toBe(202);
+    runA.succeed();
+    (await provider.whenStarted(c)).succeed();
+    expect((await waitForTask(relay.relay, c)).state).toBe('succeeded');
+    expect(provider.started).toEqual([a, c]);
+  });
+});
+
+describe('task engine — a success that lost the race', () => {
+  it('leaves no output bytes behind when the task was settled elsewhere first', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const id = await submit();
+    const run = await provider.whenStarted(id);
+    // Another node (or an operator's CLI) fails the task directly in the store while the provider is still working.
+    expect(await relay.relay.store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'elsewhere' } }, Date.now())).toBe(true);
+    run.succeed();
+    await new Promise<void>((resolve) => {
+      const check = () => (relay.relay.engine.runningCount() === 0 ? resolve() : setImmediate(check));
+      check();
+    });
+    const fs = await import('node:fs');
+    const dir = `${relay.dataDir}/files/outputs/${id}`;
+    expect(fs.existsSync(dir) ? fs.readdirSync(dir) : []).toEqual([]);
+    expect((await relay.relay.store.tasks.getTask(id))!.state).toBe('failed');
+  });
+});

@@ -29,6 +29,17 @@ export function createFsFileStorage(root: string): FileStorage {
         throw err;
       }
     },
+    async stream(key, range) {
+      // Opened first so a missing file is `undefined` here rather than an error in the middle of a response.
+      let handle: fs.FileHandle;
+      try {
+        handle = await fs.open(resolve(key), 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+      return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+    },
     async delete(key) {
       await fs.rm(resolve(key), { force: true });
     },

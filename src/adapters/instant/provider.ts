@@ -9,7 +9,10 @@ import type { ImageProvider, ProviderResult } from '../../ports/provider';
 export const INSTANT_ID = 'instant';
 export const INSTANT_PRODUCED_BY = 'instant (benchmark stand-in)';
 export const INSTANT_SIZE = 64;
-export const INSTANT_CONCURRENCY = 64;
+// High on purpose: the stand-in answers at once, so it holds a slot only while the engine records the task (a few
+// group commits and file writes). With 64, those round-trips, not the relay's capacity, capped dispatch near
+// 1,000 tasks/s and queued tasks for hundreds of ms at 1k req/s (BENCHMARKS.md).
+export const INSTANT_CONCURRENCY = 1024;
 
 let cached: Promise<Buffer> | undefined;
 

@@ -1,4 +1,5 @@
-import type { Account, AccountStore, ApiKeyRecord, AuditDifference, LedgerEntry, LedgerKind } from '../../ports/store';
+import type { Account, AccountStore, ApiKeyRecord, KeyPatch, LedgerEntry, LedgerKind } from '../../ports/store';
+import { auditBooks } from './audit';
 import type { Db } from './database';
 import { optional } from './rows';
 
@@ -19,6 +20,9 @@ interface KeyRow {
   secret_hash: string;
   rpm: number | null;
   max_concurrency: number | null;
+  spend_cap: number | null;
+  spent: number;
+  callback_url: string | null;
   created_at: number;
   revoked_at: number | null;
 }
@@ -47,10 +51,13 @@ const toKey = (r: KeyRow): ApiKeyRecord => ({
   id: r.id,
   accountId: r.account_id,
   secretHash: r.secret_hash,
+  spent: r.spent,
   createdAt: r.created_at,
   ...optional('name', r.name),
   ...optional('rpm', r.rpm),
   ...optional('maxConcurrency', r.max_concurrency),
+  ...optional('spendCap', r.spend_cap),
+  ...optional('callbackUrl', r.callback_url),
   ...optional('revokedAt', r.revoked_at),
 });
 
@@ -64,16 +71,14 @@ const toLedger = (r: LedgerRow): LedgerEntry => ({
   ...optional('reference', r.reference),
 });
 
-/**
- * What the ledger says an account should hold: balance = top-ups + adjustments − captures;
- * held = holds − captures − releases. The same formula is the audit's reference.
- */
-const LEDGER_TOTALS = `
-  SELECT a.id AS account_id, a.balance AS balance, a.held AS held,
-    COALESCE(SUM(CASE l.kind WHEN 'topup' THEN l.amount WHEN 'adjust' THEN l.amount WHEN 'capture' THEN -l.amount ELSE 0 END), 0) AS ledger_balance,
-    COALESCE(SUM(CASE l.kind WHEN 'hold' THEN l.amount WHEN 'capture' THEN -l.amount WHEN 'release' THEN -l.amount ELSE 0 END), 0) AS ledger_held
-  FROM accounts a LEFT JOIN ledger l ON l.account_id = a.id
-  GROUP BY a.id`;
+/** Columns a key patch may set; the SQL is built only from these constant names. */
+const KEY_PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
+  name: 'name',
+  rpm: 'rpm',
+  maxConcurrency: 'max_concurrency',
+  spendCap: 'spend_cap',
+  callbackUrl: 'callback_url',
+};
 
 export function sqliteAccountStore(db: Db): AccountStore {
   const insertAccount = db.prepare(
@@ -115,9 +120,18 @@ export function sqliteAccountStore(db: Db): AccountStore {
     },
     async createKey(key) {
       db.prepare(
-        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      ).run(key.id, key.accountId, key.name ?? null, key.secretHash, key.rpm ?? null, key.maxConcurrency ?? null, key.createdAt);
+        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        key.id,
+        key.accountId,
+        key.name ?? null,
+        key.secretHash,
+        key.rpm ?? null,
+        key.maxConcurrency ?? null,
+        key.spendCap ?? null,
+        key.createdAt,
+      );
       return toKey(selectKey.get(key.id)!);
     },
     async getKey(id) {
@@ -137,23 +151,38 @@ export function sqliteAccountStore(db: Db): AccountStore {
         .map(toLedger);
     },
     async audit() {
-      const rows = db.prepare(LEDGER_TOTALS).all() as Array<{
-        account_id: string;
-        balance: number;
-        held: number;
-        ledger_balance: number;
-        ledger_held: number;
-      }>;
-      const differences: AuditDifference[] = [];
-      for (const r of rows) {
-        if (r.balance !== r.ledger_balance) {
-          differences.push({ accountId: r.account_id, field: 'balance', stored: r.balance, fromLedger: r.ledger_balance });
-        }
-        if (r.held !== r.ledger_held) {
-          differences.push({ accountId: r.account_id, field: 'held', stored: r.held, fromLedger: r.ledger_held });
-        }
+      return auditBooks(db);
+    },
+    async listAccounts(limit) {
+      return db
+        .prepare<[number], AccountRow>('SELECT * FROM accounts ORDER BY created_at DESC, id DESC LIMIT ?')
+        .all(limit)
+        .map(toAccount);
+    },
+    async listKeys(accountId) {
+      return db
+        .prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id')
+        .all(accountId)
+        .map(toKey);
+    },
+    async updateKey(id, patch) {
+      const fields = (Object.keys(KEY_PATCH_COLUMNS) as Array<keyof KeyPatch>).filter((f) => patch[f] !== undefined);
+      if (fields.length > 0) {
+        const sets = fields.map((f) => `${KEY_PATCH_COLUMNS[f]} = @${f}`).join(', ');
+        const values = Object.fromEntries(fields.map((f) => [f, patch[f]]));
+        db.prepare(`UPDATE api_keys SET ${sets} WHERE id = @id`).run({ ...values, id });
       }
-      return differences;
+      const row = selectKey.get(id);
+      return row && toKey(row);
+    },
+    async currentPrices() {
+      const row = db
+        .prepare<[], { prices: string | null; created_at: number }>('SELECT prices, created_at FROM price_tables ORDER BY id DESC LIMIT 1')
+        .get();
+      return row && { prices: row.prices === null ? null : (JSON.parse(row.prices) as unknown), updatedAt: row.created_at };
+    },
+    async savePrices(prices, now) {
+      db.prepare('INSERT INTO price_tables (prices, created_at) VALUES (?, ?)').run(prices === null ? null : JSON.stringify(prices), now);
     },
   };
 }

@@ -53,6 +53,9 @@ const toFile = (r: FileRow): FileRecord => ({
 export function sqliteFileStore(db: Db): FileStore {
   const select = db.prepare<[string], FileRow>('SELECT * FROM files WHERE id = ?');
   const insert = db.prepare(INSERT_FILE);
+  const selectExpired = db.prepare<[number, number], FileRow>(
+    'SELECT * FROM files WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?',
+  );
   return {
     async createFile(file, now) {
       insert.run(fileParams(file, now));
@@ -64,6 +67,10 @@ export function sqliteFileStore(db: Db): FileStore {
     },
     async deleteFile(id) {
       return db.prepare('DELETE FROM files WHERE id = ?').run(id).changes > 0;
+    },
+    async listExpiredFiles(now, limit) {
+      // Served by the partial index files_expiry.
+      return selectExpired.all(now, limit).map(toFile);
     },
   };
 }

@@ -87,4 +87,130 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX files_task ON files(task_id);
   CREATE INDEX files_expiry ON files(expires_at) WHERE expires_at IS NOT NULL;
   `,
+  // Billing and limits: per-key spend cap with a running counter of what the key has committed (held + captured),
+  // tasks that were accepted without charging (AIGC_RELAY_BILLING=off), operator price tables, an append-only ledger.
+  `
+  ALTER TABLE api_keys ADD COLUMN spend_cap INTEGER CHECK (spend_cap IS NULL OR spend_cap >= 0);
+  ALTER TABLE api_keys ADD COLUMN spent INTEGER NOT NULL DEFAULT 0 CHECK (spent >= 0);
+  UPDATE api_keys SET spent = (SELECT COALESCE(SUM(price), 0) FROM tasks
+    WHERE tasks.key_id = api_keys.id AND tasks.state IN ('queued','running','succeeded'));
+  ALTER TABLE tasks ADD COLUMN billed INTEGER NOT NULL DEFAULT 1 CHECK (billed IN (0, 1));
+  -- max_concurrency counts a key's unfinished tasks; the query repeats this exact WHERE so the planner uses it.
+  CREATE INDEX tasks_key_inflight ON tasks(key_id) WHERE state IN ('queued','running');
+  -- Every PUT/DELETE of /admin/v1/prices appends a row; the newest one is in force (prices NULL = back to the file).
+  CREATE TABLE price_tables (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prices TEXT,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+  CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+  `,
+  // Delivery guarantees: session_id de-duplication and Idempotency-Key reservations (both enforced by their
+  // primary keys, never by read-then-insert), per-key callback URLs, and the webhook outbox with its attempt log.
+  `
+  CREATE TABLE task_sessions (
+    account_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, session_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX task_sessions_created ON task_sessions(created_at);
+  CREATE TABLE idempotency_keys (
+    account_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    token TEXT NOT NULL,
+    task_id TEXT,
+    status INTEGER,
+    response TEXT,
+    created_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    PRIMARY KEY (account_id, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_created ON idempotency_keys(created_at);
+  ALTER TABLE api_keys ADD COLUMN callback_url TEXT;
+  CREATE TABLE webhook_deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending','delivered','failed','gone')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    lease_until INTEGER,
+    last_status INTEGER,
+    replay_of TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    finished_at INTEGER
+  );
+  CREATE INDEX webhook_due ON webhook_deliveries(next_attempt_at) WHERE state = 'pending';
+  CREATE INDEX webhook_task ON webhook_deliveries(task_id, seq);
+  -- A task's terminal event enters the outbox once, whatever the code above does; replays point at their original.
+  CREATE UNIQUE INDEX webhook_task_once ON webhook_deliveries(task_id) WHERE replay_of IS NULL;
+  CREATE TABLE webhook_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id),
+    attempted_at INTEGER NOT NULL,
+    status INTEGER,
+    error TEXT,
+    latency_ms INTEGER NOT NULL,
+    response_body TEXT
+  );
+  CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, id);
+  `,
+  // Upstream channels (Tencent VOD accounts). secret_key_sealed is AES-256-GCM under a key derived from the relay
+  // secret (app/secret-box.ts). A deleted channel keeps its row (deleted_at) so tasks running on it can be followed.
+  `
+  CREATE TABLE channels (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL CHECK (provider IN ('tencent-vod')),
+    name TEXT NOT NULL,
+    secret_id TEXT NOT NULL,
+    secret_key_sealed TEXT NOT NULL,
+    sub_app_id INTEGER NOT NULL CHECK (sub_app_id >= 0),
+    region TEXT,
+    endpoint TEXT,
+    models TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 1),
+    max_concurrency INTEGER NOT NULL DEFAULT 1 CHECK (max_concurrency >= 1),
+    enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    events_enabled INTEGER NOT NULL DEFAULT 0 CHECK (events_enabled IN (0, 1)),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER
+  );
+  `,
+  // Queued tasks per lane and priority, kept by triggers in the same transaction as every change of a task's state,
+  // lane or priority. A queue position is then a sum over at most 21 priorities minus the few tasks behind it,
+  // instead of a count of the whole queue on every submit (BENCHMARKS.md). Covers every writer, present and future.
+  `
+  CREATE TABLE queue_counts (
+    provider TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (provider, priority)
+  ) WITHOUT ROWID;
+  INSERT INTO queue_counts (provider, priority, n)
+    SELECT provider, priority, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY provider, priority;
+  CREATE TRIGGER queue_counts_insert AFTER INSERT ON tasks WHEN NEW.state = 'queued' BEGIN
+    INSERT INTO queue_counts (provider, priority, n) VALUES (NEW.provider, NEW.priority, 1)
+      ON CONFLICT (provider, priority) DO UPDATE SET n = n + 1;
+  END;
+  CREATE TRIGGER queue_counts_leave AFTER UPDATE OF state, provider, priority ON tasks WHEN OLD.state = 'queued' BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE provider = OLD.provider AND priority = OLD.priority;
+  END;
+  CREATE TRIGGER queue_counts_enter AFTER UPDATE OF state, provider, priority ON tasks WHEN NEW.state = 'queued' BEGIN
+    INSERT INTO queue_counts (provider, priority, n) VALUES (NEW.provider, NEW.priority, 1)
+      ON CONFLICT (provider, priority) DO UPDATE SET n = n + 1;
+  END;
+  CREATE TRIGGER queue_counts_delete AFTER DELETE ON tasks WHEN OLD.state = 'queued' BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE provider = OLD.provider AND priority = OLD.priority;
+  END;
+  `,
 ];

@@ -1,8 +1,11 @@
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import type { TaskInput } from '../../domain/task-input';
-import type { Completion, NewTask, TaskRecord, TaskResult, TaskStore } from '../../ports/store';
+import type { Completion, CreateTaskOutcome, NewTask, TaskRecord, TaskResult, TaskStore } from '../../ports/store';
 import type { Db } from './database';
 import { fileParams, INSERT_FILE } from './files';
+import { sqliteIdempotencyBinder } from './idempotency';
+import { sqliteSessionClaims } from './sessions';
+import { sqliteOutbox } from './webhooks';
 import { optional, parseJson } from './rows';
 
 interface TaskRow {
@@ -15,6 +18,7 @@ interface TaskRow {
   provider: string;
   priority: number;
   price: number;
+  billed: number;
   input: string;
   attempts: number;
   progress: number;
@@ -41,6 +45,7 @@ export function toTask(r: TaskRow): TaskRecord {
     input: JSON.parse(r.input) as TaskInput,
     priority: r.priority,
     price: r.price,
+    billed: r.billed !== 0,
     provider: r.provider,
     attempts: r.attempts,
     progress: r.progress,
@@ -58,12 +63,31 @@ export function toTask(r: TaskRow): TaskRecord {
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
 
+/** Thrown inside createTask's transaction to roll back everything it wrote and answer with the refusal. */
+class Refused {
+  constructor(readonly outcome: Extract<CreateTaskOutcome, { ok: false }>) {}
+}
+
 export function sqliteTaskStore(db: Db): TaskStore {
   const placeHold = db.prepare('UPDATE accounts SET held = held + @price WHERE id = @accountId AND balance - held >= @price');
   const insertTask = db.prepare(
-    `INSERT INTO tasks (id, account_id, key_id, request_id, state, provider, priority, price, input, webhook_url, created_at, updated_at)
-     VALUES (@id, @accountId, @keyId, @requestId, 'queued', @provider, @priority, @price, @input, @webhookUrl, @now, @now)`,
+    `INSERT INTO tasks (id, account_id, key_id, request_id, state, provider, priority, price, billed, input, webhook_url, created_at, updated_at)
+     VALUES (@id, @accountId, @keyId, @requestId, 'queued', @provider, @priority, @price, @billed, @input, @webhookUrl, @now, @now)`,
   );
+  // Key limits are read inside the transaction, so a PATCH applies to the very next submit and 50 concurrent
+  // submits are serialised by the write lock: none can see a stale count.
+  const keyLimits = db.prepare<[string], { max_concurrency: number | null; spend_cap: number | null; spent: number }>(
+    'SELECT max_concurrency, spend_cap, spent FROM api_keys WHERE id = ?',
+  );
+  // Counts at most `limit` rows, through the partial index tasks_key_inflight (same WHERE).
+  const inFlightOfKey = db.prepare<[string, number], { n: number }>(
+    "SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE key_id = ? AND state IN ('queued','running') LIMIT ?)",
+  );
+  const commitToKey = db.prepare(
+    'UPDATE api_keys SET spent = spent + @price WHERE id = @keyId AND (spend_cap IS NULL OR spent + @price <= spend_cap)',
+  );
+  // MAX(0, …): a counter that drifted (the audit reports it) must never make a task impossible to finish.
+  const uncommitFromKey = db.prepare('UPDATE api_keys SET spent = MAX(0, spent - ?) WHERE id = ?');
   const insertLedger = db.prepare(
     'INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES (?, ?, ?, ?, ?)',
   );
@@ -95,14 +119,41 @@ export function sqliteTaskStore(db: Db): TaskStore {
        WHERE id = @id AND state IN (${inList(statesAllowing('cancelled'))})`,
     ),
   };
+  // Queued at this priority or above (queue_counts, kept by triggers) minus those at this priority from this task
+  // on: the same number as counting everything ahead, but the count runs over the tasks behind, which for a task
+  // just submitted are only the ones committed with it in the same group commit.
   const queueAhead = db.prepare<{ provider: string; priority: number; seq: number }, { n: number }>(
-    `SELECT COUNT(*) AS n FROM tasks WHERE state = 'queued' AND provider = @provider
-       AND (priority > @priority OR (priority = @priority AND seq < @seq))`,
+    `SELECT (SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE provider = @provider AND priority >= @priority)
+          - (SELECT COUNT(*) FROM tasks WHERE state = 'queued' AND provider = @provider AND priority = @priority AND seq >= @seq)
+          AS n`,
   );
 
+  // Prepared once: these run several times per task (every log line, every progress step).
+  const updateProgress = db.prepare("UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'");
+  const updateCheckpoint = db.prepare('UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ?');
+  const markCancelRequested = db.prepare('UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ?');
+  const insertLog = db.prepare('INSERT INTO task_logs (task_id, at, message) VALUES (?, ?, ?)');
+  const selectLogs = db.prepare<[string], { at: number; message: string }>('SELECT at, message FROM task_logs WHERE task_id = ? ORDER BY id');
+
+  const sessions = sqliteSessionClaims(db);
+  const bindIdempotency = sqliteIdempotencyBinder(db);
+  const outbox = sqliteOutbox(db);
+
   const createTask = db.transaction((t: NewTask) => {
-    if (placeHold.run({ price: t.price, accountId: t.accountId }).changes === 0) {
-      return { ok: false as const, reason: 'insufficient_balance' as const, available: availableOf.get(t.accountId)?.available ?? 0 };
+    // First, so a duplicate is told so (409) rather than about a limit; the claim is rolled back with any refusal.
+    const sessionHolder = sessions.claim(t);
+    if (sessionHolder !== undefined) throw new Refused({ ok: false, reason: 'duplicate_session', taskId: sessionHolder });
+    const billed = t.billed !== false;
+    const key = keyLimits.get(t.keyId);
+    if (key?.max_concurrency != null && inFlightOfKey.get(t.keyId, key.max_concurrency)!.n >= key.max_concurrency) {
+      throw new Refused({ ok: false, reason: 'concurrency_limit', limit: key.max_concurrency });
+    }
+    if (billed && key && commitToKey.run({ price: t.price, keyId: t.keyId }).changes === 0) {
+      throw new Refused({ ok: false, reason: 'spend_cap', cap: key.spend_cap ?? 0, spent: key.spent });
+    }
+    if (billed && placeHold.run({ price: t.price, accountId: t.accountId }).changes === 0) {
+      // Throwing (not returning) rolls back the key's counter updated just above.
+      throw new Refused({ ok: false, reason: 'insufficient_balance', available: availableOf.get(t.accountId)?.available ?? 0 });
     }
     insertTask.run({
       id: t.id,
@@ -112,11 +163,13 @@ export function sqliteTaskStore(db: Db): TaskStore {
       provider: t.provider,
       priority: t.input.tasks_priority,
       price: t.price,
+      billed: billed ? 1 : 0,
       input: JSON.stringify(t.input),
       webhookUrl: t.webhookUrl ?? null,
       now: t.now,
     });
-    insertLedger.run(t.accountId, t.id, 'hold', t.price, t.now);
+    if (billed) insertLedger.run(t.accountId, t.id, 'hold', t.price, t.now);
+    if (t.idempotency && !bindIdempotency(t.accountId, t.idempotency, t.id)) throw new Refused({ ok: false, reason: 'idempotency_lost' });
     return { ok: true as const, task: toTask(selectTask.get(t.id)!) };
   });
 
@@ -127,14 +180,22 @@ export function sqliteTaskStore(db: Db): TaskStore {
         : { id, now, code: c.error?.code ?? null, message: c.error?.message ?? null };
     if (finishStatements[c.state].run(params).changes === 0) return false;
     const task = selectTask.get(id)!;
+    // Settled by how the task was accepted, not by the current switch: a task held before a restart with
+    // AIGC_RELAY_BILLING=off is still captured or released.
+    const billed = task.billed !== 0;
     if (c.state === 'succeeded') {
-      capture.run(task.price, task.price, task.account_id);
-      insertLedger.run(task.account_id, id, 'capture', task.price, now);
+      if (billed) {
+        capture.run(task.price, task.price, task.account_id);
+        insertLedger.run(task.account_id, id, 'capture', task.price, now);
+      }
       for (const f of c.files) insertFile.run(fileParams(f, now));
-    } else {
+    } else if (billed) {
       release.run(task.price, task.account_id);
       insertLedger.run(task.account_id, id, 'release', task.price, now);
+      uncommitFromKey.run(task.price, task.key_id);
     }
+    // The webhook outbox row commits with the terminal state, or neither does (delivered by worker/webhook-dispatcher).
+    outbox(id, now);
     return true;
   });
 
@@ -146,7 +207,15 @@ export function sqliteTaskStore(db: Db): TaskStore {
 
   return {
     async createTask(t) {
-      return createTask.immediate(t);
+      try {
+        return createTask.immediate(t);
+      } catch (err) {
+        if (err instanceof Refused) return err.outcome;
+        throw err;
+      }
+    },
+    async purgeSessions(before) {
+      return sessions.purge(before);
     },
     async getTask(id) {
       const row = selectTask.get(id);
@@ -176,13 +245,13 @@ export function sqliteTaskStore(db: Db): TaskStore {
       return requeueAllRunning.immediate(now);
     },
     async saveProgress(id, progress, now) {
-      db.prepare("UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'").run(progress, now, id);
+      updateProgress.run(progress, now, id);
     },
     async saveCheckpoint(id, checkpoint, now) {
-      db.prepare('UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(checkpoint), now, id);
+      updateCheckpoint.run(JSON.stringify(checkpoint), now, id);
     },
     async requestCancel(id, now) {
-      db.prepare('UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ?').run(now, id);
+      markCancelRequested.run(now, id);
     },
     async finish(id, completion, now) {
       return finish.immediate(id, completion, now);
@@ -198,10 +267,10 @@ export function sqliteTaskStore(db: Db): TaskStore {
       return counts;
     },
     async appendLog(id, message, now) {
-      db.prepare('INSERT INTO task_logs (task_id, at, message) VALUES (?, ?, ?)').run(id, now, message);
+      insertLog.run(id, now, message);
     },
     async logs(id) {
-      return db.prepare<[string], { at: number; message: string }>('SELECT at, message FROM task_logs WHERE task_id = ? ORDER BY id').all(id);
+      return selectLogs.all(id);
     },
   };
 }

@@ -1,41 +1,26 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { createAccount, createApiKey, topUp } from '../../app/accounts';
+import { createAccount, topUp } from '../../app/accounts';
+import { accountView, auditView, ledgerView } from '../../app/admin-views';
+import { getAccount, listAccounts } from '../../app/keys';
+import { forceFailTask } from '../../app/operator';
 import { notFound } from '../../domain/errors';
 import type { TaskState } from '../../domain/task-state';
-import type { Account } from '../../ports/store';
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
-import { errorResponses } from '../schemas';
+import { adminKeyRoutes } from './admin-keys';
+import { adminPriceRoutes } from './admin-prices';
+import { adminSchema, Credits, Id, Limit } from './admin-schema';
 
-const accountView = (a: Account) => ({
-  id: a.id,
-  name: a.name,
-  balance: a.balance,
-  held: a.held,
-  available: a.balance - a.held,
-  callback_url: a.callbackUrl ?? null,
-  webhook_secret: a.webhookSecret,
-  created_at: new Date(a.createdAt).toISOString(),
-});
-
-const Credits = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'whole credits' });
-const Id = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
-const adminErrors = errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound');
-
-/** The operator API (`Authorization: Bearer <admin token>`). */
+/** The operator API (`Authorization: Bearer <admin token>`): accounts, tasks, audit; keys and prices in their files. */
 export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const { store, clock } = deps;
-  const schema = (summary: string, extra: object = {}) => ({
-    summary,
-    tags: ['admin'],
-    security: [{ admin: [] }],
-    response: adminErrors,
-    ...extra,
-  });
+  const schema = adminSchema;
 
   app.register(async (scope) => {
     requireAdmin(scope, deps);
+    adminKeyRoutes(scope, deps);
+    adminPriceRoutes(scope, deps);
 
     scope.post<{ Body: { name: string; balance?: number; callback_url?: string } }>(
       '/admin/v1/accounts',
@@ -58,49 +43,15 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     );
 
-    scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { params: Id }) }, async (request) => {
-      const account = await store.accounts.getAccount(request.params.id);
-      if (!account) throw notFound('account', request.params.id);
-      return accountView(account);
-    });
-
-    scope.post<{ Params: { id: string }; Body: { name?: string; rpm?: number; max_concurrency?: number } }>(
-      '/admin/v1/accounts/:id/keys',
-      {
-        schema: schema('Create an API key (the key is shown only in this response)', {
-          params: Id,
-          body: Type.Object(
-            {
-              name: Type.Optional(Type.String({ maxLength: 100 })),
-              rpm: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
-              max_concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-            },
-            { additionalProperties: false },
-          ),
-        }),
-      },
-      async (request, reply) => {
-        const { name, rpm, max_concurrency: maxConcurrency } = request.body ?? {};
-        const { record, plaintext } = await createApiKey(store, clock, request.params.id, {
-          ...(name !== undefined ? { name } : {}),
-          ...(rpm !== undefined ? { rpm } : {}),
-          ...(maxConcurrency !== undefined ? { maxConcurrency } : {}),
-        });
-        return reply.code(201).send({
-          id: record.id,
-          key: plaintext,
-          account_id: record.accountId,
-          name: record.name ?? null,
-          rpm: record.rpm ?? null,
-          max_concurrency: record.maxConcurrency ?? null,
-        });
-      },
+    scope.get<{ Querystring: { limit?: number } }>(
+      '/admin/v1/accounts',
+      { schema: schema('List accounts, newest first', { querystring: Limit }) },
+      async (request) => ({ accounts: (await listAccounts(store, request.query.limit ?? 100)).map(accountView) }),
     );
 
-    scope.delete<{ Params: { id: string } }>('/admin/v1/keys/:id', { schema: schema('Revoke an API key', { params: Id }) }, async (request, reply) => {
-      if (!(await store.accounts.revokeKey(request.params.id, clock.now()))) throw notFound('key', request.params.id);
-      return reply.code(204).send();
-    });
+    scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { params: Id }) }, async (request) =>
+      accountView(await getAccount(store, request.params.id)),
+    );
 
     scope.post<{ Params: { id: string }; Body: { amount: number; reference?: string } }>(
       '/admin/v1/accounts/:id/top-ups',
@@ -122,14 +73,14 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
     scope.get<{ Params: { id: string }; Querystring: { limit?: number } }>(
       '/admin/v1/accounts/:id/ledger',
       {
-        schema: schema("An account's ledger, newest first", {
+        schema: schema("An account's ledger (append-only: top-ups, holds, captures, releases, adjustments), newest first", {
           params: Id,
-          querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }),
+          querystring: Limit,
         }),
       },
       async (request) => {
-        if (!(await store.accounts.getAccount(request.params.id))) throw notFound('account', request.params.id);
-        return { entries: await store.accounts.ledger(request.params.id, request.query.limit ?? 100) };
+        await getAccount(store, request.params.id);
+        return { entries: (await store.accounts.ledger(request.params.id, request.query.limit ?? 100)).map(ledgerView) };
       },
     );
 
@@ -156,14 +107,45 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       return { ...task, logs: await store.tasks.logs(task.id) };
     });
 
-    scope.get('/admin/v1/prices', { schema: schema('The price table in credits per model version and resolution class') }, async () => ({
-      prices: deps.prices(),
-      classes: { '1K': 'up to 2.1 megapixels', '2K': 'up to 4.2 megapixels', '4K': 'larger' },
-    }));
+    scope.post<{ Params: { id: string }; Body: { reason?: string } | null | undefined }>(
+      '/admin/v1/tasks/:id/fail',
+      {
+        schema: schema(
+          'Force-fail a stuck queued or running task and release its hold (exactly once; a provider call still running ' +
+            'cannot succeed it afterwards). 400 if the task has already finished.',
+          {
+            params: Id,
+            // `null` admits a POST with no body at all (Fastify validates an absent body as null).
+            body: Type.Unsafe<{ reason?: string } | null>({
+              ...Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false }),
+              nullable: true,
+            }),
+          },
+        ),
+      },
+      async (request) => {
+        const task = await forceFailTask(
+          {
+            store,
+            clock,
+            announce: (t) => deps.engine.settledElsewhere(t),
+          },
+          request.params.id,
+          request.body?.reason,
+        );
+        return { id: task.id, state: task.state, error: task.error ?? null, released: task.billed ? task.price : 0 };
+      },
+    );
 
-    scope.get('/admin/v1/audit', { schema: schema('Balances and holds recomputed from the ledger') }, async () => {
-      const differences = await store.accounts.audit();
-      return { ok: differences.length === 0, differences };
-    });
+    scope.get(
+      '/admin/v1/audit',
+      {
+        schema: schema(
+          'Recompute balances and holds from the ledger and check every task has exactly the ledger rows its state ' +
+            'requires; `ok` is false and `differences` lists each problem otherwise',
+        ),
+      },
+      async () => auditView(await store.accounts.audit()),
+    );
   });
 }

@@ -1,52 +1,139 @@
-import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authenticate } from '../../app/auth';
-import { notFound, RelayError } from '../../domain/errors';
+import { MAX_INPUT_BYTES } from '../../app/image-check';
+import { deleteOwnFile, saveUpload } from '../../app/uploads';
+import { notFound } from '../../domain/errors';
+import type { FileRecord } from '../../ports/store';
+import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
+import { envelope } from '../errors';
+import { sendStoredFile } from '../file-response';
 import { errorResponses } from '../schemas';
+import { readUpload, registerUploadParsers } from '../upload-body';
+
+const FileParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+const UploadResponse = Type.Object({
+  file_id: Type.String({ description: 'Use it in file_infos[] as {"type": "File", "file_id": …}.' }),
+  url: Type.String({ description: 'A signed download link that does not expire (the file lives until deleted).' }),
+  content_type: Type.Union([Type.Literal('image/jpeg'), Type.Literal('image/png'), Type.Literal('image/webp')]),
+  size: Type.Integer({ description: 'Bytes.' }),
+  width: Type.Integer(),
+  height: Type.Integer(),
+});
+
+const Forbidden = Type.Ref('ErrorEnvelope', { description: 'AuthFailure: the signed link has expired or was altered' });
 
 /**
- * Serving stored images: with a signed link (`expires` + `signature`, what results return) or, for the owner,
- * with the API key. An expired or tampered link is 403, not 404, so a client can tell "ask again" from "gone".
+ * Stored images: uploads (inputs), downloads (outputs and uploads) and deletion. A download is allowed with a signed
+ * link (what results return) or with the owner's API key. An expired or tampered link is 403, not 404, so a client
+ * can tell "ask for a fresh link" from "gone"; another account's file is 404, like an unknown one.
  */
 export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const fileDeps = { store: deps.store, storage: deps.storage, clock: deps.clock };
+
   app.get<{ Params: { id: string }; Querystring: { expires?: string; signature?: string } }>(
     '/tencent-vod/v1/files/:id',
     {
       schema: {
         summary: 'Download a stored image (signed link, or Bearer key of the owner)',
+        description:
+          'Sends Content-Type, Content-Length, a strong ETag, Last-Modified and Cache-Control; honours If-None-Match ' +
+          '(304) and a single byte Range (206, or 416 when outside the file), with If-Range.',
         tags: ['files'],
-        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
+        params: FileParams,
         querystring: Type.Object({ expires: Type.Optional(Type.String()), signature: Type.Optional(Type.String()) }),
-        response: errorResponses('AuthFailure', 'ResourceNotFound'),
+        response: { 403: Forbidden, ...errorResponses('AuthFailure', 'ResourceNotFound') },
       },
     },
     async (request, reply) => {
-      const { id } = request.params;
-      const file = await deps.store.files.getFile(id);
-      if (request.query.signature !== undefined || request.query.expires !== undefined) {
-        const verdict = deps.signer.verify(id, request.query.expires, request.query.signature, deps.clock.now());
-        if (verdict !== 'ok') {
-          return reply.code(403).send({
-            Response: {
-              Error: { Code: 'AuthFailure', Message: verdict === 'expired' ? 'signature: this link has expired' : 'signature: invalid' },
-              RequestId: request.id,
-            },
-          });
-        }
-        if (!file) throw notFound('file', id);
-      } else {
-        const caller = await authenticate(deps.store, request.headers.authorization);
-        if (!file || file.accountId !== caller.account.id) throw notFound('file', id);
-      }
-      if (file.expiresAt !== undefined && file.expiresAt <= deps.clock.now()) throw notFound('file', id);
-      const data = await deps.storage.get(file.storageKey);
-      if (!data) throw new RelayError('ResourceNotFound', `file ${JSON.stringify(id)}: content is gone`);
-      const etag = `"${createHash('sha256').update(data).digest('base64url').slice(0, 27)}"`;
-      reply.header('ETag', etag).header('Cache-Control', file.expiresAt ? 'private, max-age=3600' : 'private, max-age=86400, immutable');
-      if (request.headers['if-none-match'] === etag) return reply.code(304).send();
-      return reply.type(file.contentType).header('Content-Length', data.length).send(data);
+      const file = await downloadable(request, reply);
+      if (!file) return reply;
+      return sendStoredFile(request, reply, file, deps.storage, deps.clock.now());
     },
   );
+
+  /** The file the request may download, or undefined after answering 403 itself. */
+  async function downloadable(
+    request: FastifyRequest<{ Params: { id: string }; Querystring: { expires?: string; signature?: string } }>,
+    reply: FastifyReply,
+  ): Promise<FileRecord | undefined> {
+    const { id } = request.params;
+    const now = deps.clock.now();
+    let file: FileRecord | undefined;
+    if (request.query.signature !== undefined || request.query.expires !== undefined) {
+      const verdict = deps.signer.verify(id, request.query.expires, request.query.signature, now);
+      if (verdict !== 'ok') {
+        const message = verdict === 'expired' ? 'signature: this link has expired' : 'signature: invalid for this file and expiry';
+        reply.code(403).send(envelope('AuthFailure', message, request.id));
+        return undefined;
+      }
+      file = await deps.store.files.getFile(id);
+    } else {
+      const caller = await authenticate(deps.store, request.headers.authorization);
+      file = await deps.store.files.getFile(id);
+      if (file && file.accountId !== caller.account.id) file = undefined;
+    }
+    // Past its expiry a file is gone even before the cleanup job has removed it.
+    if (!file || (file.expiresAt !== undefined && file.expiresAt <= now)) throw notFound('file', id);
+    return file;
+  }
+
+  app.register(async (scope) => {
+    requireApiKey(scope, deps);
+    await registerUploadParsers(scope, MAX_INPUT_BYTES);
+
+    scope.post(
+      '/tencent-vod/v1/files',
+      {
+        schema: {
+          summary: 'Upload an input image',
+          description:
+            'multipart/form-data with the image in field "file", or the image itself as an image/* body. jpeg, png ' +
+            `and webp only, decided by the content (not the name or Content-Type); at most ${MAX_INPUT_BYTES} bytes. ` +
+            'The file belongs to the calling account and stays until deleted.',
+          tags: ['files'],
+          security: [{ bearer: [] }],
+          consumes: ['multipart/form-data'],
+          body: Type.Object({ file: Type.String({ format: 'binary', description: 'The image (jpeg, png or webp).' }) }),
+          response: {
+            201: UploadResponse,
+            ...errorResponses('InvalidParameter', 'MissingParameter', 'AuthFailure', 'RequestSizeLimitExceeded', 'UnsupportedMediaType'),
+          },
+        },
+        // The body schema documents the form for OpenAPI; the body itself is read and checked by readUpload.
+        validatorCompiler: () => (value) => ({ value }),
+      },
+      async (request, reply) => {
+        const data = await readUpload(request, MAX_INPUT_BYTES);
+        const file = await saveUpload(fileDeps, callerOf(request).account.id, data);
+        return reply.code(201).send({
+          file_id: file.id,
+          url: deps.signer.url(file.id, file.expiresAt),
+          content_type: file.contentType,
+          size: file.size,
+          width: file.width,
+          height: file.height,
+        });
+      },
+    );
+
+    scope.delete<{ Params: { id: string } }>(
+      '/tencent-vod/v1/files/:id',
+      {
+        schema: {
+          summary: 'Delete one of your files (an upload or a Permanent output)',
+          tags: ['files'],
+          security: [{ bearer: [] }],
+          params: FileParams,
+          response: { 204: Type.Null({ description: 'Deleted.' }), ...errorResponses('AuthFailure', 'ResourceNotFound') },
+        },
+      },
+      async (request, reply) => {
+        await deleteOwnFile(fileDeps, callerOf(request).account.id, request.params.id);
+        return reply.code(204).send();
+      },
+    );
+  });
 }

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { MAX_WAIT_SECONDS, readPreferWait } from '../../domain/delivery';
 import { notFound } from '../../domain/errors';
 import { isTerminal } from '../../domain/task-state';
 import type { TaskRecord } from '../../ports/store';
@@ -7,6 +8,7 @@ import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { describeTaskDetailBody, resultBody, statusBody } from '../presenters';
 import { errorResponses, ResultBody, StatusBody, TaskIdParams } from '../schemas';
+import { waitAsPreferred } from '../wait';
 
 /** Following a task: status, result, cancel, and Tencent's DescribeTaskDetail view. Other accounts' tasks are 404. */
 export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
@@ -47,11 +49,14 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: {
           ...common,
           summary: 'Task result; 202 with the status body until it is finished',
-          response: { 200: ResultBody, 202: StatusBody, ...errorResponses('AuthFailure', 'ResourceNotFound') },
+          description: `\`Prefer: wait=N\` (N ≤ ${MAX_WAIT_SECONDS}) holds the answer until the task finishes or N seconds pass.`,
+          headers: Type.Object({ prefer: Type.Optional(Type.String({ description: 'wait=N' })) }),
+          response: { 200: ResultBody, 202: StatusBody, ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound') },
         },
       },
       async (request, reply) => {
-        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        const wait = readPreferWait(request.headers.prefer);
+        const task = await waitAsPreferred(deps, reply, await ownTask(callerOf(request).account.id, request.params.id), wait);
         if (!isTerminal(task.state)) return reply.code(202).send(await status(task, false));
         return resultBody(task, deps.publicUrl(), deps.clock.now(), deps.signer);
       },
@@ -66,7 +71,8 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
           response: {
             202: Type.Object({ status: Type.Literal('CANCELLATION_REQUESTED') }),
             400: Type.Object({ status: Type.Literal('ALREADY_COMPLETED') }),
-            ...errorResponses('AuthFailure', 'ResourceNotFound'),
+            // 502: the upstream could not be asked whether its task can still be stopped (try again).
+            ...errorResponses('AuthFailure', 'ResourceNotFound', 'FailedOperation.Upstream'),
           },
         },
       },

@@ -1,11 +1,54 @@
-import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Caller } from '../../app/auth';
+import { requestFingerprint, type StoredResponse } from '../../app/idempotency';
 import { submitTask } from '../../app/submit-task';
-import { RelayError } from '../../domain/errors';
+import { MAX_WAIT_SECONDS, readIdempotencyKey, readPreferWait } from '../../domain/delivery';
+import { FieldError, RelayError } from '../../domain/errors';
 import { SubmitBodySchema } from '../../domain/submit-schema';
+import { isTerminal } from '../../domain/task-state';
+import type { TaskRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
-import { submitBody } from '../presenters';
-import { errorResponses, SubmitResponse } from '../schemas';
+import { resultBody, submitBody } from '../presenters';
+import { errorResponses, ResultBody, SubmitResponse } from '../schemas';
+import { waitAsPreferred } from '../wait';
+
+/** Documentation of the optional headers and query (read by hand below: this route's validator is a no-op). */
+const SubmitHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      maxLength: 255,
+      description:
+        'Same key + same body (and ?webhook=) within 24 h → the first response again, byte for byte, with ' +
+        '`Idempotent-Replayed: true`; nothing new is charged or queued. Same key + different body → 422. Per account.',
+    }),
+  ),
+  prefer: Type.Optional(
+    Type.String({
+      description: `\`wait=N\` (N ≤ ${MAX_WAIT_SECONDS}): hold the connection until the task finishes or N seconds pass; answers with the result body if it finished. Sets \`Preference-Applied\`.`,
+    }),
+  ),
+});
+const SubmitQuery = Type.Object({
+  webhook: Type.Optional(
+    Type.String({ maxLength: 2048, description: 'http(s) URL to POST the signed result to when the task finishes (overrides the key/account callback URL).' }),
+  ),
+});
+
+/** `?webhook=` as given ("" = absent), or a 400 when repeated. */
+function webhookParam(request: FastifyRequest): string | undefined {
+  const value = (request.query as Record<string, unknown> | undefined)?.webhook;
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string') throw new FieldError('InvalidParameter', 'webhook', 'give the query parameter once');
+  if (value.length > 2048) throw new FieldError('InvalidParameterValue', 'webhook', 'longer than 2048 characters');
+  return value;
+}
+
+function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
+  // A string body with a JSON type is sent as is, so a replay is byte-identical to what was first sent.
+  return reply.code(response.status).type('application/json; charset=utf-8').send(response.body);
+}
 
 export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.register(async (scope) => {
@@ -21,12 +64,17 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
           tags: ['tasks'],
           security: [{ bearer: [] }],
           body: SubmitBodySchema,
+          headers: SubmitHeaders,
+          querystring: SubmitQuery,
           response: {
-            200: SubmitResponse,
+            200: Type.Union([SubmitResponse, ResultBody], {
+              description: 'The accepted task (IN_QUEUE); with `Prefer: wait=N`, the result body if it finished within N s.',
+            }),
             ...errorResponses(
               'InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure',
-              'FailedOperation.InsufficientBalance', 'RequestSizeLimitExceeded', 'UnsupportedMediaType',
-              'RequestLimitExceeded', 'ResourceUnavailable',
+              'FailedOperation.InsufficientBalance', 'FailedOperation.DuplicateSession', 'RequestSizeLimitExceeded',
+              'UnsupportedMediaType', 'FailedOperation.IdempotencyKeyReused', 'RequestLimitExceeded',
+              'LimitExceeded.Concurrency', 'ResourceUnavailable',
             ),
           },
         },
@@ -38,9 +86,35 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         if (deps.isShuttingDown()) {
           throw new RelayError('ResourceUnavailable', 'The relay is shutting down; retry on another node.', { retryAfterSeconds: 5 });
         }
-        const task = await submitTask(deps.submit, callerOf(request), request.body, { requestId: request.id });
-        const position = await deps.store.tasks.queuePosition(task);
-        return reply.code(200).send(submitBody(task, deps.publicUrl(), deps.clock.now(), position));
+        const caller = callerOf(request);
+        // Header and query problems are reported before anything is reserved or charged.
+        const wait = readPreferWait(request.headers.prefer);
+        const key = readIdempotencyKey(request.headers['idempotency-key']);
+        const webhook = webhookParam(request);
+        // The finished result when a wait saw the task finish, else the accepted-task body (what a submit always was).
+        const answerFor = async (task: TaskRecord) =>
+          isTerminal(task.state)
+            ? resultBody(task, deps.publicUrl(), deps.clock.now(), deps.signer)
+            : submitBody(task, deps.publicUrl(), deps.clock.now(), await deps.store.tasks.queuePosition(task));
+        const accept = async (idempotency?: { key: string; token: string }): Promise<StoredResponse> => {
+          const task = await submitTask(deps.submit, caller, request.body, {
+            requestId: request.id,
+            ...(webhook !== undefined ? { webhookUrl: webhook } : {}),
+            ...(idempotency ? { idempotency } : {}),
+          });
+          return { status: 200, body: JSON.stringify(await answerFor(await waitAsPreferred(deps, reply, task, wait))) };
+        };
+        if (key === undefined) return send(reply, await accept());
+        const fingerprint = requestFingerprint({ body: request.body ?? null, webhook: webhook ?? null });
+        const { response, replayed } = await deps.idempotency.run(caller.account.id, key, fingerprint, {
+          produce: accept,
+          recover: async (taskId) => {
+            const task = await deps.store.tasks.getTask(taskId);
+            return task && task.accountId === caller.account.id ? { status: 200, body: JSON.stringify(await answerFor(task)) } : undefined;
+          },
+        });
+        if (replayed) reply.header('Idempotent-Replayed', 'true');
+        return send(reply, response);
       },
     );
   });

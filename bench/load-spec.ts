@@ -1,0 +1,29 @@
+/** What bench/run.ts asks of one load run (bench/load.ts), and what it gets back. */
+export interface LoadSpec {
+  readonly url: string;
+  readonly method: 'GET' | 'POST';
+  readonly body?: string;
+  readonly headers?: Record<string, string>;
+  readonly connections: number;
+  /** Measured run length; ignored when `amount` is set. */
+  readonly durationSeconds?: number;
+  /** Stop after this many requests instead of after a duration. */
+  readonly amount?: number;
+  /** Fixed offered load (requests per second over all connections); unset = as fast as the server answers. */
+  readonly overallRate?: number;
+  /** An unmeasured run first, so both servers are measured with warm JIT and caches. */
+  readonly warmupSeconds?: number;
+}
+
+export interface LoadResult {
+  readonly seconds: number;
+  /** 2xx responses. */
+  readonly ok: number;
+  /** 2xx responses per second. */
+  readonly rps: number;
+  readonly statusCodes: Record<string, number>;
+  readonly errors: number;
+  readonly timeouts: number;
+  /** Of 2xx responses, from send to last byte. */
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
+}

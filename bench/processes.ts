@@ -1,0 +1,103 @@
+/** The processes a benchmark run starts: the bare baseline, relays, and one load generator per measurement. */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnRelay, type RelayProcess } from '../test/helpers/child';
+import type { LoadResult, LoadSpec } from './load-spec';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+export interface Server {
+  readonly url: string;
+  readonly pid: number;
+  stop(): Promise<unknown>;
+}
+
+export interface BenchRelay extends Server {
+  readonly dataDir: string;
+  readonly devKey: string;
+  readonly adminToken: string;
+  readonly process: RelayProcess;
+  kill(): Promise<unknown>;
+}
+
+/** Polls `check` every `everyMs` until it returns a value, or fails after `ms`. For output that has no event. */
+export async function until<T>(
+  what: string,
+  ms: number,
+  check: () => T | undefined | Promise<T | undefined>,
+  everyMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+export async function startBare(): Promise<Server> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'bare-server.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const url = await until('the bare server', 15_000, () => /listening on (http:\/\/\S+)/.exec(output)?.[1]);
+  return { url, pid: child.pid!, stop: () => (child.kill('SIGTERM'), exited) };
+}
+
+/**
+ * `aigc-relay serve` on a fresh data dir (on the same disk as the repo's temp dir: fsync is real there), with a
+ * known admin token; resolves once the dev key it prints on first start has been read.
+ */
+export async function startRelay(env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<BenchRelay> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bench-'));
+  const adminToken = randomBytes(24).toString('base64url');
+  const relay = await spawnRelay(
+    { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: adminToken, AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
+    ['serve'],
+    { nodeArgs },
+  );
+  const devKey = await until('the dev key', 15_000, () => /\b(ar_key_[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43})\b/.exec(relay.output())?.[1]);
+  const cleanup = (result: unknown) => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    return result;
+  };
+  return {
+    url: relay.url,
+    pid: relay.child.pid!,
+    dataDir,
+    devKey,
+    adminToken,
+    process: relay,
+    stop: () => relay.stop('SIGTERM').then(cleanup),
+    kill: () => relay.stop('SIGKILL').then(cleanup),
+  };
+}
+
+/** Runs one measurement in a separate `node` process (bench/load.ts) and returns what it measured. */
+export function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'load.ts'), JSON.stringify(spec)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  return new Promise((resolve, reject) =>
+    child.once('exit', (code) => {
+      const line = output.trim().split('\n').at(-1);
+      if (code !== 0 || !line) reject(new Error(`load run exited ${code}: ${output}`));
+      else resolve(JSON.parse(line) as LoadResult);
+    }),
+  );
+}
+
+/** Resident set size of a process, from /proc (Linux). */
+export function rssBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+  if (!kb) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(kb) * 1024;
+}

@@ -1,0 +1,86 @@
+/** The shape of bench/results.json and the table printed at the end of a run. */
+import type { LoadResult } from './load-spec';
+
+export interface BenchResults {
+  readonly date: string;
+  readonly machine: { cpus: number; cpu: string; node: string; platform: string };
+  readonly settings: { seconds: number; connections: number; warmupSeconds: number; fixedRate: number; threadpool: number };
+  /** write + fdatasync of one page in the data dir's file system: the floor under any durable commit. */
+  readonly fsync: { p50: number; p99: number };
+  readonly bare: { post: LoadResult; get: LoadResult; postFixed: LoadResult };
+  readonly relay: { submit: LoadResult; status: LoadResult; submitFixed: LoadResult };
+  /** started_at − created_at, ms. */
+  readonly dispatch: { p50: number; p99: number; max: number; n: number };
+  /** Queued tasks left when the fill phase ended, and how long the engine took to finish them. */
+  readonly drain: { backlog: number; seconds: number };
+  readonly afterTasks: { tasks: number; rssBytes: number };
+  readonly queued: { queued: number; rssBytes: number; idleRssBytes: number; submit: LoadResult };
+  readonly billing: { on: LoadResult; off: LoadResult } | { todo: string };
+  readonly wallSeconds: number;
+}
+
+interface Row {
+  readonly metric: string;
+  readonly relay: string;
+  readonly bare: string;
+  readonly result: string;
+  readonly target: string;
+  readonly met: string;
+}
+
+const n0 = (x: number) => Math.round(x).toLocaleString('en-US');
+const ms = (x: number) => `${x.toFixed(2)} ms`;
+const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
+const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
+
+export function rows(r: BenchResults): Row[] {
+  const submitRatio = r.relay.submit.rps / r.bare.post.rps;
+  const statusRatio = r.relay.status.rps / r.bare.get.rps;
+  const added50 = r.relay.submitFixed.latencyMs.p50 - r.bare.postFixed.latencyMs.p50;
+  const added99 = r.relay.submitFixed.latencyMs.p99 - r.bare.postFixed.latencyMs.p99;
+  const out: Row[] = [
+    { metric: 'submit throughput (req/s)', relay: n0(r.relay.submit.rps), bare: n0(r.bare.post.rps), result: `ratio ${submitRatio.toFixed(3)}`, target: '≥ 0.25', met: yes(submitRatio >= 0.25) },
+    { metric: 'status GET throughput (req/s)', relay: n0(r.relay.status.rps), bare: n0(r.bare.get.rps), result: `ratio ${statusRatio.toFixed(3)}`, target: '≥ 0.5', met: yes(statusRatio >= 0.5) },
+    { metric: `submit latency p50 at ${r.settings.fixedRate}/s`, relay: ms(r.relay.submitFixed.latencyMs.p50), bare: ms(r.bare.postFixed.latencyMs.p50), result: `+${ms(added50)}`, target: '', met: '' },
+    { metric: `submit latency p99 at ${r.settings.fixedRate}/s`, relay: ms(r.relay.submitFixed.latencyMs.p99), bare: ms(r.bare.postFixed.latencyMs.p99), result: `+${ms(added99)}`, target: '≤ +2 ms', met: yes(added99 <= 2) },
+    { metric: 'disk fsync (durable-commit floor)', relay: `p50 ${ms(r.fsync.p50)}`, bare: '', result: `p99 ${ms(r.fsync.p99)}`, target: '', met: '' },
+    { metric: 'enqueue→dispatch p50', relay: ms(r.dispatch.p50), bare: '', result: `n=${r.dispatch.n}`, target: '', met: '' },
+    { metric: 'enqueue→dispatch p99', relay: ms(r.dispatch.p99), bare: '', result: `max ${ms(r.dispatch.max)}`, target: '≤ 10 ms', met: yes(r.dispatch.p99 <= 10) },
+    { metric: `engine drain of ${n0(r.drain.backlog)} queued (tasks/s)`, relay: r.drain.seconds > 0 ? n0(r.drain.backlog / r.drain.seconds) : '-', bare: '', result: `${r.drain.seconds.toFixed(1)} s`, target: '', met: '' },
+    { metric: `RSS after ${n0(r.afterTasks.tasks)} tasks`, relay: mib(r.afterTasks.rssBytes), bare: '', result: '', target: '', met: '' },
+    { metric: `RSS with ${n0(r.queued.queued)} queued`, relay: mib(r.queued.rssBytes), bare: '', result: `idle ${mib(r.queued.idleRssBytes)}`, target: '', met: '' },
+    { metric: `submit at queue depth 0→${n0(r.queued.queued)} (req/s)`, relay: n0(r.queued.submit.rps), bare: '', result: `p99 ${ms(r.queued.submit.latencyMs.p99)}`, target: '', met: '' },
+  ];
+  if ('todo' in r.billing) {
+    out.push({ metric: 'submit, billing off vs on', relay: 'TODO', bare: '', result: r.billing.todo, target: '', met: '' });
+  } else {
+    out.push({
+      metric: 'submit, billing off vs on (req/s)',
+      relay: `${n0(r.billing.off.rps)} vs ${n0(r.billing.on.rps)}`,
+      bare: '',
+      result: `billing costs ${((1 - r.billing.on.rps / r.billing.off.rps) * 100).toFixed(1)}%`,
+      target: '',
+      met: '',
+    });
+  }
+  return out;
+}
+
+/** A Markdown table: readable in a terminal and pasteable into BENCHMARKS.md. */
+export function printTable(r: BenchResults): void {
+  const table = rows(r);
+  const head: Row = { metric: 'metric', relay: 'relay', bare: 'bare Node', result: 'result', target: 'target', met: 'met' };
+  const keys = Object.keys(head) as Array<keyof Row>;
+  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...[head, ...table].map((row) => row[k].length))])) as Record<keyof Row, number>;
+  const line = (row: Row) => `| ${keys.map((k) => row[k].padEnd(width[k])).join(' | ')} |`;
+  const out = [
+    line(head),
+    `|${keys.map((k) => '-'.repeat(width[k] + 2)).join('|')}|`,
+    ...table.map(line),
+    '',
+    `${r.machine.cpus} × ${r.machine.cpu}, Node ${r.machine.node}, ${r.machine.platform}; ${r.settings.connections} connections, ` +
+      `${r.settings.seconds} s per phase after ${r.settings.warmupSeconds} s warm-up; relays run with UV_THREADPOOL_SIZE=${r.settings.threadpool}; ` +
+      `whole run ${r.wallSeconds.toFixed(0)} s.`,
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+}

@@ -1,0 +1,211 @@
+/**
+ * `npm run bench`: the relay against bare Node, in one run, on loopback. See BENCHMARKS.md for the method.
+ *
+ *   BENCH_SECONDS=8 BENCH_CONNECTIONS=50 npm run bench     (defaults shown)
+ *   npm run bench -- --profile      only the submit phase, relay under --cpu-prof (profiles in bench/profiles/)
+ *
+ * Everything is reported, nothing is asserted: the figures depend on the machine.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { apiClient } from '../test/helpers/api';
+import { PROMPT_BODY } from '../test/helpers/relay';
+import type { LoadResult, LoadSpec } from './load-spec';
+import { printTable, type BenchResults } from './report';
+import { rssBytes, runLoad, startBare, startRelay, until, type BenchRelay } from './processes';
+import { measureFsync } from './fsync-floor';
+import { percentile } from './stats';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const WARMUP = Math.max(1, Math.round(SECONDS / 5));
+const FIXED_RATE = 1000;
+const TASKS_TARGET = Number(process.env.BENCH_TASKS ?? 100_000);
+const QUEUED_TARGET = Number(process.env.BENCH_QUEUED ?? 10_000);
+const PROFILE = process.argv.includes('--profile');
+
+const SUBMIT = '/tencent-vod/v1/aigc-image';
+const BODY = JSON.stringify(PROMPT_BODY);
+/**
+ * libuv's pool (4 threads by default) carries the output files' mkdir/write/rename; with 4 it, not SQLite, limits
+ * how fast the engine finishes tasks (BENCHMARKS.md). Node reads it only from the environment at start, so the
+ * relay cannot raise it itself; operators set it like this. BENCH_UV_THREADPOOL_SIZE=4 measures Node's default.
+ */
+const THREADPOOL = process.env.BENCH_UV_THREADPOOL_SIZE ?? '16';
+const RELAY_ENV = { UV_THREADPOOL_SIZE: THREADPOOL, AIGC_RELAY_MAX_QUEUED: '10000000' };
+const INSTANT = { ...RELAY_ENV, AIGC_RELAY_INSTANT_PROVIDER: '1' };
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+const submitSpec = (relay: BenchRelay, extra: Partial<LoadSpec> = {}): LoadSpec => ({
+  url: `${relay.url}${SUBMIT}`,
+  method: 'POST',
+  body: BODY,
+  headers: { 'content-type': 'application/json', authorization: `Bearer ${relay.devKey}` },
+  connections: CONNECTIONS,
+  durationSeconds: SECONDS,
+  warmupSeconds: WARMUP,
+  ...extra,
+});
+
+/** One submit through the API (a task id for the status phase), then a top-up of its account via the admin API. */
+async function prepare(relay: BenchRelay): Promise<{ taskId: string }> {
+  const api = apiClient(relay.url, relay.devKey);
+  const admin = apiClient(relay.url, relay.adminToken);
+  const submitted = await api.post(SUBMIT, PROMPT_BODY);
+  if (submitted.status !== 200) throw new Error(`warm-up submit failed: ${submitted.status} ${submitted.text}`);
+  const taskId = submitted.body.request_id as string;
+  const task = await admin.get(`/admin/v1/tasks/${taskId}`);
+  // Enough credits that no phase ever meets a 402.
+  const topUp = await admin.post(`/admin/v1/accounts/${task.body.accountId}/top-ups`, { amount: 1_000_000_000_000, reference: 'bench' });
+  if (topUp.status !== 201) throw new Error(`top-up failed: ${topUp.status} ${topUp.text}`);
+  return { taskId };
+}
+
+/** Task counts by state, from the relay's Prometheus gauge. */
+async function taskCounts(relay: BenchRelay): Promise<Record<string, number>> {
+  const text = await (await fetch(`${relay.url}/metrics`)).text();
+  const counts: Record<string, number> = {};
+  for (const m of text.matchAll(/^aigc_relay_tasks\{state="(\w+)"\} (\d+)/gm)) counts[m[1]!] = Number(m[2]);
+  return counts;
+}
+
+/** Waits until nothing is queued or running (polled gently: each /metrics scrape counts the tasks table). */
+async function drained(relay: BenchRelay, ms: number): Promise<Record<string, number>> {
+  return until(
+    'the queue to drain',
+    ms,
+    async () => {
+      const c = await taskCounts(relay);
+      return (c.queued ?? 0) + (c.running ?? 0) === 0 ? c : undefined;
+    },
+    250,
+  );
+}
+
+/** started_at − created_at of the newest tasks (the admin API lists at most 1000). */
+async function dispatchLatency(relay: BenchRelay): Promise<{ p50: number; p99: number; max: number; n: number }> {
+  const admin = apiClient(relay.url, relay.adminToken);
+  const { tasks } = (await admin.get('/admin/v1/tasks?limit=1000')).body as { tasks: Array<{ createdAt: number; startedAt?: number }> };
+  const waits = tasks.filter((t) => t.startedAt !== undefined).map((t) => t.startedAt! - t.createdAt).sort((a, b) => a - b);
+  return { p50: percentile(waits, 0.5), p99: percentile(waits, 0.99), max: waits.at(-1) ?? NaN, n: waits.length };
+}
+
+function billingSwitchExists(): boolean {
+  return fs.readFileSync(path.join(HERE, '../src/config/env.ts'), 'utf8').includes('AIGC_RELAY_BILLING');
+}
+
+async function profileOnly(): Promise<void> {
+  const dir = path.join(HERE, 'profiles');
+  fs.mkdirSync(dir, { recursive: true });
+  // BENCH_PROFILE_ENV (JSON) adds relay settings, e.g. '{"AIGC_RELAY_BILLING":"off"}'.
+  const extra = JSON.parse(process.env.BENCH_PROFILE_ENV ?? '{}') as Record<string, string>;
+  const relay = await startRelay({ ...INSTANT, ...extra }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  await prepare(relay);
+  const result = await runLoad(submitSpec(relay));
+  log(`submit under --cpu-prof: ${result.rps.toFixed(0)} req/s`);
+  await relay.stop();
+  log(`profile written to ${dir} (summarise with: node --import tsx bench/profile-summary.ts ${dir}/<file>)`);
+}
+
+async function main(): Promise<void> {
+  if (PROFILE) return profileOnly();
+  const started = Date.now();
+  const fsync = measureFsync();
+  log(`fsync floor on this disk: p50 ${fsync.p50.toFixed(2)} ms, p99 ${fsync.p99.toFixed(2)} ms`);
+  const bare = await startBare();
+  const relay = await startRelay(INSTANT);
+  const cleanup = [() => bare.stop(), () => relay.stop()];
+  try {
+    const { taskId } = await prepare(relay);
+    await drained(relay, 10_000); // the status phase reads a finished task
+    const statusUrl = `${relay.url}/tencent-vod/v1/requests/${taskId}/status`;
+    const auth = { authorization: `Bearer ${relay.devKey}` };
+    const barePost: LoadSpec = { ...submitSpec(relay), url: `${bare.url}/post`, headers: { 'content-type': 'application/json', ...auth } };
+    const bareGet: LoadSpec = { url: `${bare.url}/get`, method: 'GET', headers: auth, connections: CONNECTIONS, durationSeconds: SECONDS, warmupSeconds: WARMUP };
+    const phase = async (name: string, spec: LoadSpec): Promise<LoadResult> => {
+      log(`${name}…`);
+      const r = await runLoad(spec);
+      log(`${name}: ${r.rps.toFixed(0)} 2xx/s, p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms, codes ${JSON.stringify(r.statusCodes)}, errors ${r.errors}`);
+      return r;
+    };
+
+    const bareSubmit = await phase('bare POST', barePost);
+    const relaySubmit = await phase('relay submit', submitSpec(relay));
+    await drained(relay, 90_000);
+    // Billing on vs off: the same phase on a fresh relay right after, so the two see the same machine.
+    let billing: BenchResults['billing'];
+    if (billingSwitchExists()) {
+      const off = await startRelay({ ...INSTANT, AIGC_RELAY_BILLING: 'off' });
+      try {
+        await apiClient(off.url, off.devKey).post(SUBMIT, PROMPT_BODY);
+        billing = { on: relaySubmit, off: await phase('relay submit, AIGC_RELAY_BILLING=off', submitSpec(off)) };
+      } finally {
+        await off.stop();
+      }
+    } else {
+      billing = { todo: 'AIGC_RELAY_BILLING is not in src/config/env.ts yet: billing on vs off not measured' };
+    }
+    const bareStatus = await phase('bare GET', bareGet);
+    const relayStatus = await phase('relay status GET', { ...bareGet, url: statusUrl });
+    // Open loop: enough connections that a slow answer does not lower the offered rate.
+    const fixed = { overallRate: FIXED_RATE, connections: CONNECTIONS, warmupSeconds: WARMUP };
+    const bareFixed = await phase(`bare POST at ${FIXED_RATE}/s`, { ...barePost, ...fixed });
+    const relayFixed = await phase(`relay submit at ${FIXED_RATE}/s`, submitSpec(relay, fixed));
+    const dispatch = await dispatchLatency(relay);
+    log(`enqueue→dispatch: p50 ${dispatch.p50} ms, p99 ${dispatch.p99} ms over the newest ${dispatch.n} tasks`);
+
+    // Fill to TASKS_TARGET tasks in all, let them all finish, then read the relay's RSS.
+    const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0);
+    // Bounded in time: a slow relay reports RSS after fewer tasks rather than overrun the 5-minute budget.
+    const missing = TASKS_TARGET - sum(await taskCounts(relay));
+    const fillSpec = missing / relaySubmit.rps > 75 ? { durationSeconds: 75 } : { amount: missing };
+    if (missing > 0) await phase(`fill to ${TASKS_TARGET} tasks`, submitSpec(relay, { ...fillSpec, warmupSeconds: 0 }));
+    const drainStarted = Date.now();
+    const backlog = (await taskCounts(relay)).queued ?? 0;
+    const counts = await drained(relay, 120_000);
+    const drain = { backlog, seconds: (Date.now() - drainStarted) / 1000 };
+    log(`drained a backlog of ${backlog} queued tasks in ${drain.seconds.toFixed(1)} s`);
+    const afterTasks = { tasks: sum(counts), rssBytes: rssBytes(relay.pid) };
+    log(`RSS after ${afterTasks.tasks} tasks: ${(afterTasks.rssBytes / 2 ** 20).toFixed(0)} MiB`);
+    await cleanup.pop()!();
+
+    // A relay whose provider never finishes within the run: every submit stays queued.
+    const stuck = await startRelay({ ...RELAY_ENV, AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVIEW_CONCURRENCY: '1' });
+    let queued: BenchResults['queued'];
+    try {
+      await prepare(stuck);
+      const idleRss = rssBytes(stuck.pid);
+      const fill = await phase(`queue ${QUEUED_TARGET} tasks`, submitSpec(stuck, { amount: QUEUED_TARGET, warmupSeconds: 0 }));
+      const c = await taskCounts(stuck);
+      queued = { queued: c.queued ?? 0, rssBytes: rssBytes(stuck.pid), idleRssBytes: idleRss, submit: fill };
+      log(`RSS with ${queued.queued} queued: ${(queued.rssBytes / 2 ** 20).toFixed(0)} MiB (idle ${(idleRss / 2 ** 20).toFixed(0)} MiB)`);
+    } finally {
+      await stuck.kill(); // its one running task would hold a graceful drain for 10 s
+    }
+
+    const results: BenchResults = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?', node: process.version, platform: `${os.platform()} ${os.release()}` },
+      settings: { seconds: SECONDS, connections: CONNECTIONS, warmupSeconds: WARMUP, fixedRate: FIXED_RATE, threadpool: Number(THREADPOOL) },
+      fsync,
+      bare: { post: bareSubmit, get: bareStatus, postFixed: bareFixed },
+      relay: { submit: relaySubmit, status: relayStatus, submitFixed: relayFixed },
+      dispatch,
+      drain,
+      afterTasks,
+      queued,
+      billing,
+      wallSeconds: (Date.now() - started) / 1000,
+    };
+    fs.writeFileSync(path.join(HERE, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    printTable(results);
+  } finally {
+    for (const stop of cleanup.reverse()) await stop().catch(() => undefined);
+  }
+}
+
+await main();

@@ -1,0 +1,37 @@
+import type { UrlFetcher } from '../../app/inputs';
+import { ACCEPTED_IMAGE_NAMES, describeContent, sniffImageType } from '../../domain/image-format';
+import { ProviderError } from '../../ports/provider';
+import { OutboundError } from './outbound-guard';
+import type { SafeHttpClient } from './safe-client';
+
+/**
+ * URL inputs (`file_infos[].url`): fetched through the SSRF-safe client, at most `maxBytes`, and kept only if the
+ * bytes are a jpeg, png or webp, whatever the server's Content-Type says. Every failure becomes a ProviderError
+ * whose message starts with the field, e.g. `file_infos[0].url: refused: 10.0.0.1 is a private address`; refusals,
+ * 4xx answers and wrong content are permanent, network trouble and 5xx are retryable.
+ */
+export function createUrlInputFetcher(client: SafeHttpClient, maxBytes: number): UrlFetcher {
+  return async (url, field) => {
+    const fail = (err: OutboundError): ProviderError =>
+      new ProviderError('InvalidParameterValue', `${field}: ${err.message}`, err.retryable, { cause: err });
+    let response;
+    try {
+      response = await client.request(url, {
+        maxBytes,
+        headers: { accept: 'image/jpeg, image/png, image/webp', 'accept-encoding': 'identity' },
+      });
+    } catch (err) {
+      if (err instanceof OutboundError) throw fail(err);
+      throw err;
+    }
+    if (response.status < 200 || response.status > 299) {
+      const retryable = response.status >= 500 || response.status === 429 || response.status === 408;
+      throw fail(new OutboundError('http_status', `the server answered HTTP ${response.status}`, retryable));
+    }
+    const contentType = sniffImageType(response.body);
+    if (!contentType) {
+      throw fail(new OutboundError('bad_content', `must be a ${ACCEPTED_IMAGE_NAMES} image; the content is ${describeContent(response.body)}`, false));
+    }
+    return { data: response.body, contentType };
+  };
+}

@@ -1,0 +1,125 @@
+import dns from 'node:dns';
+import net from 'node:net';
+import type { AddressPolicy } from './address-policy';
+
+/**
+ * The SSRF guard for every request the relay makes to an address a client chose (URL inputs now, webhooks next).
+ * Two steps, because only the first is cheap enough for submit time:
+ *
+ * 1. `checkOutboundUrl`: the URL itself — http/https, no credentials, and a host that is not a refused IP literal
+ *    or a local-only name. Run it when the URL is accepted, to answer 400 at once.
+ * 2. `resolveOutboundTarget`: resolves the name ONCE and checks every address it gets. The caller then connects to
+ *    the returned address and nothing else (see pinned-request.ts), so a second, different DNS answer (rebinding)
+ *    can never be used.
+ */
+
+export type OutboundErrorKind = 'refused' | 'unreachable' | 'timeout' | 'too_large' | 'http_status' | 'bad_content';
+
+/** A failed outbound request, with a message fit for a client (no field name: the caller adds it). */
+export class OutboundError extends Error {
+  constructor(
+    readonly kind: OutboundErrorKind,
+    message: string,
+    /** Whether trying again later could help (timeouts, connection failures, 5xx); refusals never do. */
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'OutboundError';
+  }
+}
+
+export const refused = (reason: string): OutboundError => new OutboundError('refused', `refused: ${reason}`, false);
+
+export interface ResolvedAddress {
+  readonly address: string;
+  readonly family: 4 | 6;
+}
+
+/** Name → addresses. Injected in tests; the default asks the system resolver (hosts file + DNS) once. */
+export type HostResolver = (hostname: string) => Promise<readonly ResolvedAddress[]>;
+
+export const systemResolver: HostResolver = async (hostname) => {
+  const answers = await dns.promises.lookup(hostname, { all: true, verbatim: true });
+  return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
+};
+
+/** Where a request will go: the URL's host name (for Host and TLS SNI) pinned to one checked address. */
+export interface PinnedTarget {
+  readonly hostname: string;
+  readonly address: string;
+  readonly family: 4 | 6;
+  readonly port: number;
+}
+
+/** URL host without IPv6 brackets, lower case, no trailing dot. */
+export function bareHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase().replace(/\.$/, '');
+}
+
+const LOCAL_NAMES = /(^|\.)(localhost|localdomain|local|internal|home\.arpa)$/;
+
+/**
+ * Step 1 (no I/O). Returns the parsed URL or throws OutboundError('refused'). WHATWG URL parsing has already turned
+ * `2130706433`, `0x7f.1`, `0177.0.0.1` and `127.1` into `127.0.0.1`, so IP literals are judged in canonical form;
+ * a host that is still all digits and dots but not a valid IPv4 is refused rather than passed to a resolver that
+ * might read it the old BSD way.
+ */
+export function checkOutboundUrl(input: string | URL, policy: AddressPolicy): URL {
+  let url: URL;
+  try {
+    url = typeof input === 'string' ? new URL(input) : input;
+  } catch {
+    throw refused('not an absolute URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refused(`only http and https URLs are fetched, not ${url.protocol.replace(':', '')}`);
+  if (url.username || url.password) throw refused('URLs with credentials (user:password@) are not accepted');
+  const host = bareHost(url);
+  if (!host) throw refused('the URL has no host');
+  if (url.port === '0') throw refused('port 0 is not a valid port');
+  if (policy.hostAllowed(host)) return url;
+  if (net.isIP(host)) {
+    const why = policy.refusal(host);
+    if (why) throw refused(`${host} is ${why}`);
+    return url;
+  }
+  if (/^[0-9a-fx.]+$/i.test(host) && /^[0-9.]|^0x/i.test(host)) throw refused(`${host} is not a plain IP address or host name`);
+  if (LOCAL_NAMES.test(host) || !host.includes('.')) throw refused(`${host} is a local-only host name`);
+  return url;
+}
+
+const portOf = (url: URL): number => (url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80);
+
+/**
+ * Step 2. Resolves the host once and returns the address to connect to. Every address in the answer must pass:
+ * a name that mixes public and private addresses is refused as a whole, so which one a client library would have
+ * picked does not matter. IP literals are not resolved.
+ */
+export async function resolveOutboundTarget(url: URL, policy: AddressPolicy, resolve: HostResolver): Promise<PinnedTarget> {
+  const hostname = bareHost(url);
+  const port = portOf(url);
+  const allowedHost = policy.hostAllowed(hostname);
+  const literal = net.isIP(hostname);
+  if (literal) {
+    const why = allowedHost ? undefined : policy.refusal(hostname);
+    if (why) throw refused(`${hostname} is ${why}`);
+    return { hostname, address: hostname, family: literal === 6 ? 6 : 4, port };
+  }
+  let answers: readonly ResolvedAddress[];
+  try {
+    answers = await resolve(hostname);
+  } catch (err) {
+    if (err instanceof OutboundError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const permanent = code === 'ENOTFOUND' || code === 'ENODATA';
+    throw new OutboundError('unreachable', `${hostname} could not be resolved (${code ?? 'DNS error'})`, !permanent, { cause: err });
+  }
+  if (answers.length === 0) throw new OutboundError('unreachable', `${hostname} has no addresses`, false);
+  for (const answer of answers) {
+    if (!net.isIP(answer.address)) throw refused(`${hostname} resolves to ${JSON.stringify(answer.address)}, not an IP address`);
+    const why = allowedHost ? undefined : policy.refusal(answer.address);
+    if (why) throw refused(`${hostname} resolves to ${answer.address}, ${why}`);
+  }
+  const chosen = answers[0]!;
+  return { hostname, address: chosen.address, family: net.isIP(chosen.address) === 6 ? 6 : 4, port };
+}

@@ -1,0 +1,190 @@
+import type { Account, AccountStore, ApiKeyRecord, KeyPatch, LedgerEntry, LedgerKind } from '../../ports/store';
+import { AUDIT_SQL, reconcileBooks, type AccountTotalsRow, type KeySpentRow, type StrayLedgerRow, type TaskLedgerRow } from '../audit-books';
+import { optional } from '../sqlite/rows';
+import type { PgContext } from './context';
+import { inTransaction, one, rows } from './database';
+import { insertLedger } from './tasks';
+
+interface AccountRow {
+  id: string;
+  name: string;
+  balance: number;
+  held: number;
+  callback_url: string | null;
+  webhook_secret: string;
+  created_at: number;
+}
+
+interface KeyRow {
+  id: string;
+  account_id: string;
+  name: string | null;
+  secret_hash: string;
+  rpm: number | null;
+  max_concurrency: number | null;
+  spend_cap: number | null;
+  spent: number;
+  callback_url: string | null;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+interface LedgerRow {
+  id: number;
+  account_id: string;
+  task_id: string | null;
+  kind: LedgerKind;
+  amount: number;
+  reference: string | null;
+  created_at: number;
+}
+
+const toAccount = (r: AccountRow): Account => ({
+  id: r.id,
+  name: r.name,
+  balance: r.balance,
+  held: r.held,
+  webhookSecret: r.webhook_secret,
+  createdAt: r.created_at,
+  ...optional('callbackUrl', r.callback_url),
+});
+
+const toKey = (r: KeyRow): ApiKeyRecord => ({
+  id: r.id,
+  accountId: r.account_id,
+  secretHash: r.secret_hash,
+  spent: r.spent,
+  createdAt: r.created_at,
+  ...optional('name', r.name),
+  ...optional('rpm', r.rpm),
+  ...optional('maxConcurrency', r.max_concurrency),
+  ...optional('spendCap', r.spend_cap),
+  ...optional('callbackUrl', r.callback_url),
+  ...optional('revokedAt', r.revoked_at),
+});
+
+const toLedger = (r: LedgerRow): LedgerEntry => ({
+  id: r.id,
+  accountId: r.account_id,
+  kind: r.kind,
+  amount: r.amount,
+  createdAt: r.created_at,
+  ...optional('taskId', r.task_id),
+  ...optional('reference', r.reference),
+});
+
+/** Columns a key patch may set; the SQL is built only from these constant names. */
+const KEY_PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
+  name: 'name',
+  rpm: 'rpm',
+  maxConcurrency: 'max_concurrency',
+  spendCap: 'spend_cap',
+  callbackUrl: 'callback_url',
+};
+
+export function postgresAccountStore({ pool }: PgContext): AccountStore {
+  const selectAccount = (id: string) => one<AccountRow>(pool, 'SELECT * FROM accounts WHERE id = $1', [id]);
+  const selectKey = (id: string) => one<KeyRow>(pool, 'SELECT * FROM api_keys WHERE id = $1', [id]);
+
+  return {
+    async createAccount(input) {
+      return inTransaction(pool, async (c) => {
+        const row = await one<AccountRow>(
+          c,
+          `INSERT INTO accounts (id, name, balance, held, callback_url, webhook_secret, created_at)
+           VALUES ($1, $2, $3, 0, $4, $5, $6) RETURNING *`,
+          [input.id, input.name, input.balance, input.callbackUrl ?? null, input.webhookSecret, input.now],
+        );
+        if (input.balance > 0) await insertLedger(c, input.id, null, 'topup', input.balance, input.now, 'opening balance');
+        return toAccount(row!);
+      });
+    },
+    async getAccount(id) {
+      const row = await selectAccount(id);
+      return row && toAccount(row);
+    },
+    async countAccounts() {
+      return (await one<{ n: number }>(pool, 'SELECT count(*) AS n FROM accounts'))!.n;
+    },
+    async createKey(key) {
+      const row = await one<KeyRow>(
+        pool,
+        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, callback_url, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+        [
+          key.id,
+          key.accountId,
+          key.name ?? null,
+          key.secretHash,
+          key.rpm ?? null,
+          key.maxConcurrency ?? null,
+          key.spendCap ?? null,
+          key.callbackUrl ?? null,
+          key.createdAt,
+        ],
+      );
+      return toKey(row!);
+    },
+    async getKey(id) {
+      const row = await selectKey(id);
+      return row && toKey(row);
+    },
+    async revokeKey(id, now) {
+      const result = await pool.query('UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL', [id, now]);
+      return (result.rowCount ?? 0) > 0;
+    },
+    async topUp(accountId, amount, reference, now) {
+      return inTransaction(pool, async (c) => {
+        const row = await one<{ balance: number }>(c, 'UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance', [accountId, amount]);
+        if (!row) return undefined;
+        await insertLedger(c, accountId, null, 'topup', amount, now, reference);
+        return row.balance;
+      });
+    },
+    async ledger(accountId, limit) {
+      return (await rows<LedgerRow>(pool, 'SELECT * FROM ledger WHERE account_id = $1 ORDER BY id DESC LIMIT $2', [accountId, limit])).map(toLedger);
+    },
+    async audit() {
+      // One REPEATABLE READ snapshot: nodes writing meanwhile cannot make consistent books look inconsistent.
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const snapshot = {
+          accounts: await rows<AccountTotalsRow>(client, AUDIT_SQL.accounts),
+          tasks: await rows<TaskLedgerRow>(client, AUDIT_SQL.tasks),
+          keys: await rows<KeySpentRow>(client, AUDIT_SQL.keys),
+          strays: await rows<StrayLedgerRow>(client, AUDIT_SQL.strays),
+        };
+        await client.query('COMMIT');
+        return reconcileBooks(snapshot);
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async listAccounts(limit) {
+      return (await rows<AccountRow>(pool, 'SELECT * FROM accounts ORDER BY created_at DESC, id DESC LIMIT $1', [limit])).map(toAccount);
+    },
+    async listKeys(accountId) {
+      return (await rows<KeyRow>(pool, 'SELECT * FROM api_keys WHERE account_id = $1 ORDER BY created_at, id', [accountId])).map(toKey);
+    },
+    async updateKey(id, patch) {
+      const fields = (Object.keys(KEY_PATCH_COLUMNS) as Array<keyof KeyPatch>).filter((f) => patch[f] !== undefined);
+      if (fields.length > 0) {
+        const sets = fields.map((f, i) => `${KEY_PATCH_COLUMNS[f]} = $${i + 2}`).join(', ');
+        await pool.query(`UPDATE api_keys SET ${sets} WHERE id = $1`, [id, ...fields.map((f) => patch[f])]);
+      }
+      const row = await selectKey(id);
+      return row && toKey(row);
+    },
+    async currentPrices() {
+      const row = await one<{ prices: unknown; created_at: number }>(pool, 'SELECT prices, created_at FROM price_tables ORDER BY id DESC LIMIT 1');
+      return row && { prices: row.prices, updatedAt: row.created_at };
+    },
+    async savePrices(prices, now) {
+      await pool.query('INSERT INTO price_tables (prices, created_at) VALUES ($1, $2)', [prices === null ? null : JSON.stringify(prices), now]);
+    },
+  };
+}

@@ -1,0 +1,45 @@
+import type { ChannelSlots } from '../../ports/channel-slots';
+import type { PgContext } from './context';
+import { inTransaction, rows } from './database';
+
+/** Advisory lock class for one channel's slot count ("slot" in ASCII); the second key is the channel id's hash. */
+const SLOT_LOCK = 0x736c6f74;
+
+/**
+ * Channel slots shared by every node: one row per taken slot, leased to its node on the database clock and renewed
+ * by that node's dispatch heartbeat (PgDispatchQueue). Taking a slot counts the live rows under a per-channel
+ * advisory lock, so two nodes can never both take the last one; rows whose lease lapsed (a dead node) do not count.
+ */
+export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): ChannelSlots {
+  return {
+    acquire: (channelId, holder, limit) =>
+      inTransaction(pool, async (c) => {
+        await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [SLOT_LOCK, channelId]);
+        await c.query('DELETE FROM channel_slots WHERE channel_id = $1 AND lease_until < now()', [channelId]);
+        const mine = await c.query(
+          `UPDATE channel_slots SET node_id = $3, lease_until = now() + $4 * interval '1 millisecond'
+           WHERE channel_id = $1 AND holder = $2`,
+          [channelId, holder, nodeId, leaseMs],
+        );
+        if (mine.rowCount === 1) return true;
+        const taken = (await rows<{ n: number }>(c, 'SELECT count(*) AS n FROM channel_slots WHERE channel_id = $1', [channelId]))[0]!.n;
+        if (taken >= limit) return false;
+        await c.query(
+          `INSERT INTO channel_slots (channel_id, holder, node_id, lease_until)
+           VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')`,
+          [channelId, holder, nodeId, leaseMs],
+        );
+        return true;
+      }),
+    async release(channelId, holder) {
+      await pool.query('DELETE FROM channel_slots WHERE channel_id = $1 AND holder = $2', [channelId, holder]);
+    },
+    async inUse() {
+      const found = await rows<{ channel_id: string; n: number }>(
+        pool,
+        'SELECT channel_id, count(*) AS n FROM channel_slots WHERE lease_until >= now() GROUP BY channel_id',
+      );
+      return Object.fromEntries(found.map((r) => [r.channel_id, r.n]));
+    },
+  };
+}

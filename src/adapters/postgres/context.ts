@@ -1,0 +1,22 @@
+import type { Pool } from './database';
+
+/** What every part of the PostgreSQL adapter shares: the pool, who this node is, and how it signals new work. */
+export interface PgContext {
+  readonly pool: Pool;
+  /** A small pool whose commits do not wait for the disk: claims, lease renewals, hand-backs (see ConnectOptions.relaxed). */
+  readonly relaxed: Pool;
+  /** Identifies this process in `tasks.lease_owner`. Unique per process start. */
+  readonly nodeId: string;
+  /** How long a claim lasts without renewal before any node may hand the task back. */
+  readonly leaseMs: number;
+  /** LISTEN/NOTIFY channel that carries wake-ups (per schema, so test schemas in one database stay apart). */
+  readonly channel: string;
+}
+
+/**
+ * Notification payloads: `q:<lane>` = a task became claimable in that lane (new, retried, handed back);
+ * `f:<lane>` = a running task of that lane finished, so a lane with a global limit has a free slot again.
+ * Sent with pg_notify inside the transaction that made the change, so nodes hear of it only once it committed.
+ */
+export const NOTIFY_QUEUED = 'q:';
+export const NOTIFY_FREED = 'f:';

@@ -1,0 +1,146 @@
+import pg from 'pg';
+
+/**
+ * The PostgreSQL connection pool with the settings the relay relies on: 64-bit integers (money, epoch-ms times,
+ * sequence numbers) come back as JS numbers instead of strings, checked to be exact; every connection works in
+ * one schema (tests give each run its own); transactions are a helper, so no caller forgets ROLLBACK.
+ */
+
+export type Pool = pg.Pool;
+export type Queryable = pg.Pool | pg.PoolClient | pg.Client;
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+/** bigint and numeric (what SUM(bigint) returns) as numbers; a value past 2^53 is a bug, never silently rounded. */
+function exactNumber(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new RangeError(`database returned ${text}, which is not a safe integer`);
+  return value;
+}
+
+/** Per-pool parsers, so importing this module never changes how other `pg` users in the process parse values. */
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (format !== 'binary' && (oid === INT8_OID || oid === NUMERIC_OID)) return exactNumber;
+    return pg.types.getTypeParser(oid, format as 'text');
+  }) as typeof pg.types.getTypeParser,
+};
+
+export interface ConnectOptions {
+  /** Schema every connection uses (created if missing). Default: the server's search_path (normally `public`). */
+  readonly schema?: string;
+  /** Pool size. */
+  readonly max?: number;
+  readonly applicationName?: string;
+  /**
+   * `synchronous_commit = off` on these connections: a commit returns before its WAL reaches disk. Only for writes
+   * that may be lost in a database crash without harm (claims and leases: the task then runs again, and its
+   * completion is still settled once); never for money.
+   */
+  readonly relaxed?: boolean;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export function checkIdentifier(name: string, what: string): string {
+  if (!IDENTIFIER.test(name)) throw new Error(`${what} ${JSON.stringify(name)} must be a lower-case SQL identifier`);
+  return name;
+}
+
+/** Connection settings for one client (the pool's, and the dedicated LISTEN client's). */
+export function clientConfig(url: string, options: ConnectOptions = {}): pg.ClientConfig {
+  return {
+    connectionString: url,
+    types,
+    application_name: options.applicationName ?? 'aigc-relay',
+    ...(options.schema || options.relaxed
+      ? {
+          options: [
+            options.schema ? `-c search_path=${checkIdentifier(options.schema, 'schema')}` : '',
+            options.relaxed ? '-c synchronous_commit=off' : '',
+          ]
+            .filter(Boolean)
+            .join(' '),
+        }
+      : {}),
+  };
+}
+
+export async function createPool(url: string, options: ConnectOptions = {}): Promise<Pool> {
+  if (options.schema) {
+    // The schema must exist before a connection with that search_path creates anything in it.
+    const admin = new pg.Client(clientConfig(url));
+    admin.on('error', () => {}); // reported by the query below, not as an uncaught event
+    await admin.connect();
+    try {
+      await admin.query(`CREATE SCHEMA IF NOT EXISTS ${checkIdentifier(options.schema, 'schema')}`);
+    } catch (err) {
+      // IF NOT EXISTS is not race-free: a node creating the same schema at this instant wins with a unique violation.
+      if (pgCode(err) !== '23505' && pgCode(err) !== '42P06') throw err;
+    } finally {
+      await admin.end();
+    }
+  }
+  const pool = new pg.Pool({ ...clientConfig(url, options), max: options.max ?? 10 });
+  // An idle client losing its connection (server restart) must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/** Runs `fn` in one transaction: COMMIT when it resolves, ROLLBACK when it throws (and the error goes on). */
+export async function inTransaction<T>(pool: Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      broken = true; // the connection is gone: do not hand it back to the pool
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** Rows of a query, typed by the caller. */
+export async function rows<T>(db: Queryable, sql: string, params: readonly unknown[] = []): Promise<T[]> {
+  const result = await db.query(sql, params as unknown[]);
+  return result.rows as T[];
+}
+
+export async function one<T>(db: Queryable, sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+  return (await rows<T>(db, sql, params))[0];
+}
+
+/** Error code of a PostgreSQL error (`23505` unique violation, `23514` check violation, …). */
+export function pgCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}
+
+/** Advisory lock class for named one-at-a-time sections ("excl" in ASCII); the second key is the name's hash. */
+const EXCLUSIVE_LOCK = 0x6578636c;
+
+/**
+ * Runs `fn` holding a session advisory lock named `name` (per schema): nodes doing the same thing at the same time
+ * take turns. The lock lives on a dedicated connection and ends with it, so a node that dies mid-way frees it.
+ */
+export async function withAdvisoryLock<T>(pool: Pool, name: string, fn: () => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1, hashtext(current_schema() || $2))', [EXCLUSIVE_LOCK, name]);
+    try {
+      return await fn();
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1, hashtext(current_schema() || $2))', [EXCLUSIVE_LOCK, name]);
+    }
+  } finally {
+    client.release();
+  }
+}

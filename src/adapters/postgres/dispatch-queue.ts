@@ -1,0 +1,219 @@
+import type { Clock } from '../../ports/clock';
+import type { DispatchQueue, QueuedRef } from '../../ports/dispatch-queue';
+import type { TaskRecord } from '../../ports/store';
+import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
+import { clientConfig, inTransaction, rows, type Queryable } from './database';
+import { NotificationListener } from './listener';
+import { byDispatchOrder, START_RUNNING, toTask, type TaskRow } from './tasks';
+
+export interface PgQueueOptions {
+  /** The database URL and schema, for the dedicated LISTEN connection. */
+  readonly url: string;
+  readonly schema?: string;
+  /** Fallback look for claimable work (missed notifications, retries whose `not_before` came due on a dead node). */
+  readonly pollMs?: number;
+  /** How often this node renews the leases of the tasks it runs. Default: a third of the lease. */
+  readonly heartbeatMs?: number;
+  /** How often this node looks for lapsed leases of any node. Default: half the lease. */
+  readonly reapMs?: number;
+  /**
+   * Most tasks of a lane running at once across all nodes (undefined: no global limit, only each node's own lane
+   * concurrency). Counted in the database under a per-lane advisory lock, so it holds however many nodes claim.
+   */
+  readonly laneLimit?: (lane: string) => number | undefined;
+  readonly log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+/** Advisory lock class for per-lane claims under a global limit ("lane" in ASCII); the second key is the lane's hash. */
+const LANE_LOCK = 0x6c616e65;
+
+/** Claims in dispatch order, skipping rows other nodes are claiming right now. `$1` node, `$2` lease ms, `$3` now, `$4` lane, `$5` count. */
+const CLAIM = `
+  WITH picked AS MATERIALIZED (
+    SELECT id FROM tasks
+    WHERE state = 'queued' AND provider = $4 AND (not_before IS NULL OR not_before <= $3)
+    ORDER BY priority DESC, seq
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED)
+  UPDATE tasks SET ${START_RUNNING}
+  WHERE id IN (SELECT id FROM picked)
+  RETURNING *`;
+
+/**
+ * Hands back every running task whose lease lapsed (its node died or lost the database), oldest lapse first, and
+ * tells every node. SKIP LOCKED: a task being finished or renewed right now is not waited for (and so no two
+ * reapers, nor a reaper and a heartbeat, can deadlock). `$1` now, `$2` channel, `$3` the `q:` prefix.
+ */
+const REAP = `
+  WITH lapsed AS MATERIALIZED (
+    SELECT id, lease_owner FROM tasks
+    WHERE state = 'running' AND (lease_until IS NULL OR lease_until < now())
+    ORDER BY lease_until NULLS FIRST
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED),
+  handed AS (
+    UPDATE tasks t SET state = 'queued', lease_owner = NULL, lease_until = NULL, not_before = NULL, updated_at = $1
+    FROM lapsed WHERE t.id = lapsed.id
+    RETURNING t.id, t.provider, lapsed.lease_owner AS owner),
+  logged AS (
+    INSERT INTO task_logs (task_id, at, message)
+    SELECT id, $1, 'Handed back: node ' || COALESCE(owner, '(none)') || ' stopped renewing its lease; the attempt will run again.'
+    FROM handed)
+  SELECT id, provider, pg_notify($2, $3 || provider) FROM handed`;
+
+/**
+ * The multi-node dispatch queue: PostgreSQL is the queue. Claims are one `FOR UPDATE SKIP LOCKED` statement, so any
+ * number of nodes claim concurrently without ever getting the same task, in priority order. A claim is a lease on the
+ * database clock, renewed by this node's heartbeat; every node reaps lapsed leases, so the tasks of a node that died
+ * are taken over. Wake-ups come by LISTEN/NOTIFY (sent in the transaction that queued the task), with a slow poll as
+ * the safety net, so dispatch latency does not depend on the poll interval.
+ */
+export class PgDispatchQueue implements DispatchQueue {
+  private wake: ((lane: string) => void) | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly listener: NotificationListener;
+  private cachedDepth = 0;
+  private polling = false;
+
+  constructor(
+    private readonly ctx: PgContext,
+    private readonly clock: Clock,
+    private readonly options: PgQueueOptions,
+  ) {
+    this.listener = new NotificationListener({
+      config: clientConfig(options.url, options.schema ? { schema: options.schema } : {}),
+      channel: ctx.channel,
+      onNotify: (payload) => this.onNotify(payload),
+      // Anything sent while the connection was down is lost: look at the database instead.
+      onConnected: () => void this.poll().catch((err: unknown) => this.options.log?.warn({ err }, 'looking for work failed')),
+      onError: (err) => this.options.log?.warn({ err }, 'LISTEN connection broke; reconnecting'),
+    });
+  }
+
+  async start(wake: (lane: string) => void): Promise<{ recovered: number; queued: number }> {
+    this.wake = wake;
+    await this.listener.start();
+    const recovered = await this.reap();
+    await this.poll();
+    const { leaseMs } = this.ctx;
+    this.every(this.options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)), () => this.heartbeat());
+    this.every(this.options.reapMs ?? Math.max(50, Math.floor(leaseMs / 2)), () => this.reap());
+    this.every(this.options.pollMs ?? 2000, () => this.poll());
+    return { recovered, queued: this.cachedDepth };
+  }
+
+  added(task: QueuedRef): void {
+    this.cachedDepth++;
+    const delay = (task.notBefore ?? 0) - this.clock.now();
+    if (delay <= 0) {
+      this.wake?.(task.provider);
+      return;
+    }
+    // A retry on this node: wake when it comes due. Were this node to die first, another's poll finds it.
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.wake?.(task.provider);
+    }, delay);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  async claim(lane: string, max: number): Promise<TaskRecord[]> {
+    if (max <= 0) return [];
+    const limit = this.options.laneLimit?.(lane);
+    const claimed =
+      limit === undefined
+        ? await this.claimFrom(this.ctx.relaxed, lane, max)
+        : await inTransaction(this.ctx.relaxed, async (c) => {
+            // Serialises this lane's claims across nodes only while it has a global limit, so the count below
+            // cannot be read by two claimers at once; other lanes and unlimited lanes never wait on it.
+            await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LANE_LOCK, lane]);
+            const running = (await rows<{ n: number }>(c, "SELECT count(*) AS n FROM tasks WHERE state = 'running' AND provider = $1", [lane]))[0]!.n;
+            const room = Math.min(max, limit - running);
+            return room > 0 ? this.claimFrom(c, lane, room) : [];
+          });
+    this.cachedDepth = Math.max(0, this.cachedDepth - claimed.length);
+    return claimed;
+  }
+
+  depth(): number {
+    return this.cachedDepth;
+  }
+
+  async stop(): Promise<void> {
+    this.wake = undefined;
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers.clear();
+    await this.listener.stop();
+    // Leases are left as they are: in-flight tasks may still finish while the engine drains; whatever does not
+    // is handed back by another node once its lease lapses.
+  }
+
+  private async claimFrom(db: Queryable, lane: string, max: number): Promise<TaskRecord[]> {
+    const found = await rows<TaskRow>(db, CLAIM, [this.ctx.nodeId, this.ctx.leaseMs, this.clock.now(), lane, max]);
+    // RETURNING has no order: restore dispatch order for the engine.
+    return found.map(toTask).sort(byDispatchOrder);
+  }
+
+  private onNotify(payload: string): void {
+    if (payload.startsWith(NOTIFY_QUEUED)) {
+      this.wake?.(payload.slice(NOTIFY_QUEUED.length));
+    } else if (payload.startsWith(NOTIFY_FREED)) {
+      // A finished task frees a slot elsewhere only where a global limit may have held this node back.
+      const lane = payload.slice(NOTIFY_FREED.length);
+      if (this.options.laneLimit?.(lane) !== undefined) this.wake?.(lane);
+    }
+  }
+
+  /** Renews this node's leases; a node that stops doing this (dead, partitioned) loses its tasks to the others. */
+  private async heartbeat(): Promise<void> {
+    // SKIP LOCKED: a row locked right now is being finished or handed back (it needs no lease), and waiting for it
+    // while holding the others could deadlock with a batch of completions.
+    await this.ctx.relaxed.query(
+      `UPDATE tasks SET lease_until = now() + $2 * interval '1 millisecond'
+       WHERE id IN (SELECT id FROM tasks WHERE state = 'running' AND lease_owner = $1 FOR UPDATE SKIP LOCKED)`,
+      [this.ctx.nodeId, this.ctx.leaseMs],
+    );
+    // The upstream channel slots this node holds (adapters/postgres/channel-slots.ts) live as long as it does.
+    await this.ctx.relaxed.query(`UPDATE channel_slots SET lease_until = now() + $2 * interval '1 millisecond' WHERE node_id = $1`, [
+      this.ctx.nodeId,
+      this.ctx.leaseMs,
+    ]);
+  }
+
+  private async reap(): Promise<number> {
+    const handed = await rows<{ id: string; provider: string }>(this.ctx.relaxed, REAP, [this.clock.now(), this.ctx.channel, NOTIFY_QUEUED]);
+    return handed.length;
+  }
+
+  /** Refreshes the depth estimate and wakes every lane that has claimable work (the safety net for lost wake-ups). */
+  private async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      const lanes = await rows<{ provider: string; ready: number; n: number }>(
+        this.ctx.pool,
+        `SELECT provider, count(*) FILTER (WHERE not_before IS NULL OR not_before <= $1) AS ready, count(*) AS n
+         FROM tasks WHERE state = 'queued' GROUP BY provider`,
+        [this.clock.now()],
+      );
+      this.cachedDepth = lanes.reduce((sum, l) => sum + l.n, 0);
+      for (const lane of lanes) if (lane.ready > 0) this.wake?.(lane.provider);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private every(ms: number, run: () => Promise<unknown>): void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return; // a slow database must not pile up overlapping rounds
+      busy = true;
+      run()
+        .catch((err: unknown) => this.options.log?.warn({ err }, 'dispatch queue maintenance failed'))
+        .finally(() => (busy = false));
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+}

@@ -1,0 +1,119 @@
+import type pg from 'pg';
+import { pgCode, type Pool } from './database';
+
+/**
+ * Group commit for the hot writes: submits and completions (which all update their account's row), progress and
+ * log lines. PostgreSQL holds a row lock until the commit's WAL flush returns, so one transaction per request
+ * serialises an account at one fsync per submit, whatever the number of nodes. Here, writes that arrive while a
+ * batch is committing wait and go together in the next one, and each kind of write goes as ONE statement over all
+ * of its units (a JSON array in, one result row per unit out): a batch costs BEGIN, one statement per kind and
+ * COMMIT, whatever its size, and the account row pays one fsync per batch.
+ *
+ * Durability is unchanged: a unit's promise settles only after the COMMIT that contains it returned. An idle relay
+ * pays nothing: a lone unit is sent at once. Units are sorted by `order` (the account or task id) so that batches
+ * of different nodes lock rows in the same order. A unit never fails its neighbours: refusals are answered from
+ * inside the SQL (aigc_create_task), and if a batch cannot commit as a whole (a deadlock with another node's
+ * batch, a lost connection, an unexpected error), each of its units is run again in a batch of its own.
+ */
+export interface BulkKind<A, R> {
+  readonly name: string;
+  /** Runs every unit of this kind in one statement; returns one result per argument, in order. */
+  run(client: pg.PoolClient, args: readonly A[]): Promise<readonly R[]>;
+}
+
+interface Unit {
+  readonly kind: BulkKind<unknown, unknown>;
+  readonly arg: unknown;
+  readonly order: string;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Errors after which a lone unit is worth one more try rather than failing its caller. */
+const TRANSIENT = new Set(['40P01', '40001']); // deadlock detected, serialization failure
+
+export class PgGroupCommit {
+  private queue: Unit[] = [];
+  private running = false;
+  readonly stats = { batches: 0, units: 0 };
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly options: {
+      /**
+       * Runs first in every batch, before any unit: takes the locks the batch will need in one fixed order (see
+       * tasks.ts), so that two nodes' batches queue behind each other instead of deadlocking.
+       */
+      readonly prelude?: (client: pg.PoolClient, units: ReadonlyArray<{ kind: BulkKind<unknown, unknown>; arg: unknown }>) => Promise<void>;
+      readonly maxBatch?: number;
+    } = {},
+  ) {}
+
+  run<A, R>(kind: BulkKind<A, R>, arg: A, order: string): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ kind: kind as BulkKind<unknown, unknown>, arg, order, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.options.maxBatch ?? 500).sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+        // Lost as a whole: each unit again in a batch of its own, so one bad unit cannot fail its neighbours.
+        if (!(await this.commit(batch))) for (const unit of batch) await this.commit([unit]);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** One transaction for the whole batch; false (nothing committed, nobody settled) when it could not commit. */
+  private async commit(batch: readonly Unit[]): Promise<boolean> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      for (const unit of batch) unit.reject(err);
+      return true;
+    }
+    let broken = false;
+    const results = new Map<Unit, unknown>();
+    try {
+      await client.query('BEGIN');
+      await this.options.prelude?.(client, batch);
+      const kinds = new Map<BulkKind<unknown, unknown>, Unit[]>();
+      for (const unit of batch) kinds.set(unit.kind, [...(kinds.get(unit.kind) ?? []), unit]);
+      for (const [kind, units] of kinds) {
+        const out = await kind.run(client, units.map((u) => u.arg));
+        units.forEach((unit, i) => results.set(unit, out[i]));
+      }
+      await client.query('COMMIT');
+      this.stats.batches++;
+      this.stats.units += batch.length;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => (broken = true));
+      client.release(broken);
+      if (batch.length === 1) {
+        this.retryOrReject(batch[0]!, err);
+        return true;
+      }
+      return false;
+    }
+    client.release();
+    for (const unit of batch) unit.resolve(results.get(unit));
+    return true;
+  }
+
+  private readonly retried = new WeakSet<Unit>();
+
+  private retryOrReject(unit: Unit, err: unknown): void {
+    if (TRANSIENT.has(pgCode(err) ?? '') && !this.retried.has(unit)) {
+      this.retried.add(unit); // one more try, queued behind what is waiting
+      this.queue.push(unit);
+      return;
+    }
+    unit.reject(err);
+  }
+}

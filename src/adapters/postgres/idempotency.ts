@@ -1,0 +1,54 @@
+import { randomBytes } from 'node:crypto';
+import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
+import type { PgContext } from './context';
+import { inTransaction, one } from './database';
+
+/**
+ * Idempotency-Key reservations: a row under a primary key, inserted with ON CONFLICT DO NOTHING, so of any number of
+ * concurrent requests (on any node) exactly one wins; the others wait for its transaction and then read what it
+ * wrote. Binding the task to its reservation happens inside aigc_create_task (migrations.ts), with the session claim.
+ */
+export function postgresIdempotencyStore({ pool }: PgContext): IdempotencyStore {
+  return {
+    reserve: (input) =>
+      inTransaction(pool, async (c): Promise<IdempotencyReservation> => {
+        await c.query(
+          `DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2
+             AND (created_at <= $3 OR (status IS NULL AND task_id IS NULL AND created_at <= $4))`,
+          [input.accountId, input.key, input.now - input.ttlMs, input.now - input.leaseMs],
+        );
+        const token = randomBytes(12).toString('base64url');
+        const inserted = await c.query(
+          `INSERT INTO idempotency_keys (account_id, key, body_hash, token, created_at) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (account_id, key) DO NOTHING`,
+          [input.accountId, input.key, input.bodyHash, token, input.now],
+        );
+        if (inserted.rowCount === 1) return { state: 'reserved', token };
+        const row = (await one<{ body_hash: string; task_id: string | null; status: number | null; response: string | null }>(
+          c,
+          'SELECT body_hash, task_id, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2',
+          [input.accountId, input.key],
+        ))!;
+        if (row.body_hash !== input.bodyHash) return { state: 'mismatch' };
+        if (row.status !== null && row.response !== null) return { state: 'done', status: row.status, body: row.response };
+        return row.task_id === null ? { state: 'pending' } : { state: 'pending', taskId: row.task_id };
+      }),
+    async complete({ accountId, key, status, body, now }) {
+      const result = await pool.query(
+        `UPDATE idempotency_keys SET status = $3, response = $4, completed_at = $5
+         WHERE account_id = $1 AND key = $2 AND status IS NULL`,
+        [accountId, key, status, body, now],
+      );
+      return result.rowCount === 1;
+    },
+    async release(accountId, key, token) {
+      await pool.query(
+        'DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND token = $3 AND task_id IS NULL AND status IS NULL',
+        [accountId, key, token],
+      );
+    },
+    async purge(before) {
+      return (await pool.query('DELETE FROM idempotency_keys WHERE created_at <= $1', [before])).rowCount ?? 0;
+    },
+  };
+}

@@ -1,0 +1,397 @@
+import type { Pool } from './database';
+
+/**
+ * PostgreSQL schema versions, applied in order and recorded in `schema_migrations`. Append; never edit one that has
+ * shipped. Each entry says which SQLite migrations (src/adapters/sqlite/migrations.ts) it mirrors, so the two
+ * adapters keep the same tables, columns and constraints. Differences that are deliberate: BIGINT for money, times
+ * and sequence numbers; BOOLEAN and JSONB where SQLite has 0/1 and TEXT; the dispatch lease columns, which only
+ * a multi-node queue needs; SQL functions for the hot writes (one round trip each, batched by group-commit.ts); and
+ * no `queue_counts` (SQLite 5): a counter row per lane and priority, updated by every submit and claim, would be
+ * one row that every node's writes queue on until their commit reaches disk. Here a queue position is counted
+ * through the partial index `tasks_queue` instead.
+ */
+export const PG_MIGRATIONS: readonly string[] = [
+  // Mirrors SQLite 1 (core tables) and 2 (key spend caps, billed flag, price tables, append-only ledger).
+  `
+  CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    balance BIGINT NOT NULL CONSTRAINT accounts_balance_not_negative CHECK (balance >= 0),
+    held BIGINT NOT NULL DEFAULT 0 CONSTRAINT accounts_held_not_negative CHECK (held >= 0),
+    callback_url TEXT,
+    webhook_secret TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    -- No statement can overdraw an account, whatever the code above does.
+    CONSTRAINT accounts_held_within_balance CHECK (held <= balance)
+  );
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    name TEXT,
+    secret_hash TEXT NOT NULL,
+    rpm INTEGER,
+    max_concurrency INTEGER,
+    spend_cap BIGINT CHECK (spend_cap IS NULL OR spend_cap >= 0),
+    spent BIGINT NOT NULL DEFAULT 0 CHECK (spent >= 0),
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+  CREATE INDEX api_keys_account ON api_keys(account_id);
+  CREATE TABLE tasks (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    key_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued','running','succeeded','failed','cancelled')),
+    provider TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    price BIGINT NOT NULL CHECK (price >= 0),
+    billed BOOLEAN NOT NULL DEFAULT TRUE,
+    input JSONB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    progress INTEGER NOT NULL DEFAULT 0,
+    checkpoint JSONB,
+    result JSONB,
+    error_code TEXT,
+    error_message TEXT,
+    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    webhook_url TEXT,
+    created_at BIGINT NOT NULL,
+    started_at BIGINT,
+    finished_at BIGINT,
+    not_before BIGINT,
+    updated_at BIGINT NOT NULL,
+    -- The node running the task and until when (database clock); a lapsed lease is handed back by any node.
+    lease_owner TEXT,
+    lease_until TIMESTAMPTZ
+  );
+  -- The claim reads this index in dispatch order and skips rows another node has locked.
+  CREATE INDEX tasks_queue ON tasks(provider, priority DESC, seq) WHERE state = 'queued';
+  -- Lane counts (global limits), lease renewal and the reaper read only running rows.
+  CREATE INDEX tasks_running ON tasks(provider, lease_owner) WHERE state = 'running';
+  CREATE INDEX tasks_lease ON tasks(lease_until) WHERE state = 'running';
+  CREATE INDEX tasks_account ON tasks(account_id, seq);
+  CREATE INDEX tasks_key_inflight ON tasks(key_id) WHERE state IN ('queued','running');
+  CREATE TABLE task_logs (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    message TEXT NOT NULL
+  );
+  CREATE INDEX task_logs_task ON task_logs(task_id, id);
+  CREATE TABLE ledger (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    task_id TEXT,
+    kind TEXT NOT NULL CHECK (kind IN ('topup','hold','capture','release','adjust')),
+    amount BIGINT NOT NULL,
+    reference TEXT,
+    created_at BIGINT NOT NULL,
+    -- A task is held, captured and released at most once each (NULL task ids, i.e. top-ups, are all distinct).
+    CONSTRAINT ledger_task_once UNIQUE (task_id, kind)
+  );
+  CREATE INDEX ledger_account ON ledger(account_id, id);
+  CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION 'ledger is append-only';
+  END $$;
+  CREATE TRIGGER ledger_no_update BEFORE UPDATE OR DELETE ON ledger FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+  CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
+  CREATE TABLE files (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    task_id TEXT,
+    purpose TEXT NOT NULL CHECK (purpose IN ('input','output')),
+    storage_key TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL
+  );
+  CREATE INDEX files_task ON files(task_id);
+  CREATE INDEX files_expiry ON files(expires_at) WHERE expires_at IS NOT NULL;
+  CREATE TABLE price_tables (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    prices JSONB,
+    created_at BIGINT NOT NULL
+  );
+  `,
+  // Mirrors SQLite 3 (delivery guarantees): session_id de-duplication and Idempotency-Key reservations, both enforced
+  // by their primary keys; per-key callback URLs; the webhook outbox with its attempt log.
+  `
+  CREATE TABLE task_sessions (
+    account_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, session_id)
+  );
+  CREATE INDEX task_sessions_created ON task_sessions(created_at);
+  CREATE TABLE idempotency_keys (
+    account_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    token TEXT NOT NULL,
+    task_id TEXT,
+    status INTEGER,
+    response TEXT,
+    created_at BIGINT NOT NULL,
+    completed_at BIGINT,
+    PRIMARY KEY (account_id, key)
+  );
+  CREATE INDEX idempotency_created ON idempotency_keys(created_at);
+  ALTER TABLE api_keys ADD COLUMN callback_url TEXT;
+  CREATE TABLE webhook_deliveries (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending','delivered','failed','gone')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    lease_until BIGINT,
+    last_status INTEGER,
+    replay_of TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    finished_at BIGINT
+  );
+  CREATE INDEX webhook_due ON webhook_deliveries(next_attempt_at) WHERE state = 'pending';
+  CREATE INDEX webhook_task ON webhook_deliveries(task_id, seq);
+  CREATE UNIQUE INDEX webhook_task_once ON webhook_deliveries(task_id) WHERE replay_of IS NULL;
+  CREATE TABLE webhook_attempts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id),
+    attempted_at BIGINT NOT NULL,
+    status INTEGER,
+    error TEXT,
+    latency_ms INTEGER NOT NULL,
+    response_body TEXT
+  );
+  CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, id);
+  `,
+  // Mirrors SQLite 4 (upstream channels).
+  `
+  CREATE TABLE channels (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL CHECK (provider IN ('tencent-vod')),
+    name TEXT NOT NULL,
+    secret_id TEXT NOT NULL,
+    secret_key_sealed TEXT NOT NULL,
+    sub_app_id BIGINT NOT NULL CHECK (sub_app_id >= 0),
+    region TEXT,
+    endpoint TEXT,
+    models JSONB NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 1),
+    max_concurrency INTEGER NOT NULL DEFAULT 1 CHECK (max_concurrency >= 1),
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    events_enabled BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    deleted_at BIGINT
+  );
+  `,
+  // PostgreSQL only: submit and finish as SQL functions (graphile-worker's add_job idea), so each is one round trip
+  // and many of them share one transaction (group-commit.ts). They do what src/adapters/sqlite/tasks.ts does, in
+  // the same order; the conformance suite holds both adapters to the same contract.
+  `
+  -- The outbox row of a finished task, to the first URL it resolves to (explicit, task, key, account); none: no row.
+  CREATE FUNCTION aigc_enqueue_delivery(p_delivery_id text, p_task_id text, p_now bigint, p_url text, p_replay_of text)
+  RETURNS SETOF webhook_deliveries LANGUAGE sql AS $$
+    INSERT INTO webhook_deliveries (id, message_id, task_id, account_id, url, state, next_attempt_at, replay_of, created_at, updated_at)
+    SELECT p_delivery_id, 'msg_' || t.id, t.id, t.account_id, COALESCE(p_url, t.webhook_url, k.callback_url, a.callback_url),
+           'pending', p_now, p_replay_of, p_now, p_now
+    FROM tasks t JOIN accounts a ON a.id = t.account_id LEFT JOIN api_keys k ON k.id = t.key_id
+    WHERE t.id = p_task_id AND COALESCE(p_url, t.webhook_url, k.callback_url, a.callback_url) IS NOT NULL
+    RETURNING *
+  $$;
+
+  -- Accepts a task: session claim, key limits, spend cap, hold, insert, ledger, Idempotency-Key binding and the
+  -- wake-up, all or nothing. A refusal is raised inside the inner block (SQLSTATE AR001, the outcome as JSON in the
+  -- message), which undoes every write made so far, and is returned as the outcome.
+  CREATE FUNCTION aigc_create_task(t jsonb, p_channel text) RETURNS jsonb LANGUAGE plpgsql AS $$
+  DECLARE
+    v_billed boolean := COALESCE((t->>'billed')::boolean, true);
+    v_price bigint := (t->>'price')::bigint;
+    v_account text := t->>'accountId';
+    v_key text := t->>'keyId';
+    v_session text := t->'input'->>'session_id';
+    v_stale_before bigint := (t->>'sessionStaleBefore')::bigint;
+    v_limit integer;
+    v_cap bigint;
+    v_spent bigint;
+    v_key_found boolean;
+    v_count integer;
+    v_holder text;
+    v_available bigint;
+    v_task tasks;
+  BEGIN
+    BEGIN
+      IF COALESCE(v_session, '') <> '' THEN
+        DELETE FROM task_sessions WHERE account_id = v_account AND session_id = v_session AND created_at <= v_stale_before;
+        INSERT INTO task_sessions (account_id, session_id, task_id, created_at)
+        VALUES (v_account, v_session, t->>'id', (t->>'now')::bigint) ON CONFLICT (account_id, session_id) DO NOTHING;
+        IF NOT FOUND THEN
+          SELECT task_id INTO v_holder FROM task_sessions WHERE account_id = v_account AND session_id = v_session;
+          RAISE EXCEPTION USING ERRCODE = 'AR001',
+            MESSAGE = jsonb_build_object('ok', false, 'reason', 'duplicate_session', 'taskId', v_holder)::text;
+        END IF;
+      END IF;
+      -- The key row lock serialises one key's submits, so the in-flight count cannot be read stale.
+      SELECT max_concurrency, spend_cap, spent INTO v_limit, v_cap, v_spent FROM api_keys WHERE id = v_key FOR UPDATE;
+      v_key_found := FOUND;
+      IF v_key_found AND v_limit IS NOT NULL THEN
+        SELECT count(*) INTO v_count FROM (SELECT 1 FROM tasks WHERE key_id = v_key AND state IN ('queued','running') LIMIT v_limit) s;
+        IF v_count >= v_limit THEN
+          RAISE EXCEPTION USING ERRCODE = 'AR001',
+            MESSAGE = jsonb_build_object('ok', false, 'reason', 'concurrency_limit', 'limit', v_limit)::text;
+        END IF;
+      END IF;
+      IF v_billed AND v_key_found THEN
+        UPDATE api_keys SET spent = spent + v_price WHERE id = v_key AND (spend_cap IS NULL OR spent + v_price <= spend_cap);
+        IF NOT FOUND THEN
+          RAISE EXCEPTION USING ERRCODE = 'AR001',
+            MESSAGE = jsonb_build_object('ok', false, 'reason', 'spend_cap', 'cap', COALESCE(v_cap, 0), 'spent', v_spent)::text;
+        END IF;
+      END IF;
+      IF v_billed THEN
+        -- One conditional statement: concurrent holds queue on the row lock and each re-checks the balance.
+        UPDATE accounts SET held = held + v_price WHERE id = v_account AND balance - held >= v_price;
+        IF NOT FOUND THEN
+          SELECT balance - held INTO v_available FROM accounts WHERE id = v_account;
+          RAISE EXCEPTION USING ERRCODE = 'AR001',
+            MESSAGE = jsonb_build_object('ok', false, 'reason', 'insufficient_balance', 'available', COALESCE(v_available, 0))::text;
+        END IF;
+      END IF;
+      INSERT INTO tasks (id, account_id, key_id, request_id, state, provider, priority, price, billed, input, webhook_url, created_at, updated_at)
+      VALUES (t->>'id', v_account, v_key, t->>'requestId', 'queued', t->>'provider', (t->'input'->>'tasks_priority')::integer,
+              v_price, v_billed, t->'input', t->>'webhookUrl', (t->>'now')::bigint, (t->>'now')::bigint)
+      RETURNING * INTO v_task;
+      IF v_billed THEN
+        INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES (v_account, v_task.id, 'hold', v_price, v_task.created_at);
+      END IF;
+      IF t ? 'idempotency' THEN
+        UPDATE idempotency_keys SET task_id = v_task.id
+        WHERE account_id = v_account AND key = t->'idempotency'->>'key' AND token = t->'idempotency'->>'token'
+          AND task_id IS NULL AND status IS NULL;
+        IF NOT FOUND THEN
+          RAISE EXCEPTION USING ERRCODE = 'AR001', MESSAGE = jsonb_build_object('ok', false, 'reason', 'idempotency_lost')::text;
+        END IF;
+      END IF;
+      -- Enqueued in the submit's own transaction: nodes hear of the task only once it committed.
+      PERFORM pg_notify(p_channel, 'q:' || v_task.provider);
+      RETURN jsonb_build_object('ok', true, 'task', to_jsonb(v_task));
+    EXCEPTION WHEN SQLSTATE 'AR001' THEN
+      RETURN SQLERRM::jsonb;
+    END;
+  END $$;
+
+  -- Moves a task to a terminal state and settles it: capture (and output files) on success, release otherwise;
+  -- writes the webhook outbox row and frees the lane slot. False when the task was already terminal.
+  -- f: {id, state, from[], result?, code?, message?, files?, now, deliveryId}.
+  CREATE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
+  DECLARE
+    d record;
+    p_id text := f->>'id';
+    p_state text := f->>'state';
+    p_from text[] := ARRAY(SELECT jsonb_array_elements_text(f->'from'));
+    p_result jsonb := NULLIF(f->'result', 'null'::jsonb);
+    p_code text := f->>'code';
+    p_message text := f->>'message';
+    p_files jsonb := NULLIF(f->'files', 'null'::jsonb);
+    p_now bigint := (f->>'now')::bigint;
+    p_delivery_id text := f->>'deliveryId';
+  BEGIN
+    UPDATE tasks SET state = p_state, result = p_result, error_code = p_code, error_message = p_message,
+      progress = CASE WHEN p_state = 'succeeded' THEN 100 ELSE progress END,
+      finished_at = p_now, updated_at = p_now, lease_owner = NULL, lease_until = NULL
+    WHERE id = p_id AND state = ANY(p_from)
+    RETURNING account_id, key_id, price, billed, provider INTO d;
+    IF NOT FOUND THEN
+      RETURN false;
+    END IF;
+    IF p_state = 'succeeded' THEN
+      IF d.billed THEN
+        UPDATE accounts SET balance = balance - d.price, held = held - d.price WHERE id = d.account_id;
+        INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES (d.account_id, p_id, 'capture', d.price, p_now);
+      END IF;
+      INSERT INTO files (id, account_id, task_id, purpose, storage_key, content_type, size, width, height, expires_at, created_at)
+      SELECT f.id, f."accountId", f."taskId", f.purpose, f."storageKey", f."contentType", f.size, f.width, f.height, f."expiresAt", p_now
+      FROM jsonb_to_recordset(COALESCE(p_files, '[]'::jsonb)) AS f(id text, "accountId" text, "taskId" text, purpose text,
+        "storageKey" text, "contentType" text, size bigint, width integer, height integer, "expiresAt" bigint);
+    ELSIF d.billed THEN
+      -- Key before account: the lock order of aigc_create_task, so the two never deadlock.
+      UPDATE api_keys SET spent = GREATEST(0, spent - d.price) WHERE id = d.key_id;
+      UPDATE accounts SET held = held - d.price WHERE id = d.account_id;
+      INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES (d.account_id, p_id, 'release', d.price, p_now);
+    END IF;
+    PERFORM aigc_enqueue_delivery(p_delivery_id, p_id, p_now, NULL, NULL);
+    PERFORM pg_notify(p_channel, 'f:' || d.provider);
+    RETURN true;
+  END $$;
+  `,
+  // PostgreSQL only: upstream channel slots counted across nodes (ports/channel-slots.ts), one row per slot, leased
+  // to the node that holds it so a dead node's slots come free.
+  `
+  CREATE TABLE channel_slots (
+    channel_id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    lease_until TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (channel_id, holder)
+  );
+  CREATE INDEX channel_slots_node ON channel_slots(node_id);
+  `,
+];
+
+/** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */
+const MIGRATION_LOCK = 0x61696763;
+
+/**
+ * Brings the schema up to date. Several nodes starting at once take turns on an advisory lock (session-level, on
+ * one dedicated connection): the first applies what is missing, the others then find nothing to do. Each version
+ * is applied in its own transaction with its row in `schema_migrations`, so a crash leaves a whole version or none.
+ * Returns the versions applied by this call.
+ */
+export async function migrate(pool: Pool, migrations: readonly string[] = PG_MIGRATIONS): Promise<number[]> {
+  const client = await pool.connect();
+  try {
+    // Scoped to the schema in use, so test runs in separate schemas of one database do not wait on each other.
+    await client.query('SELECT pg_advisory_lock($1, hashtext(current_schema()))', [MIGRATION_LOCK]);
+    try {
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+      )`);
+      const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations');
+      const current = rows[0]?.v ?? 0;
+      if (current > migrations.length) {
+        throw new Error(`database schema is at version ${current}, newer than this relay (${migrations.length}); upgrade the relay`);
+      }
+      const applied: number[] = [];
+      for (let version = current + 1; version <= migrations.length; version++) {
+        await client.query('BEGIN');
+        try {
+          await client.query(migrations[version - 1]!);
+          await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK');
+          throw new Error(`migration ${version} failed: ${(err as Error).message}`, { cause: err });
+        }
+        applied.push(version);
+      }
+      return applied;
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1, hashtext(current_schema()))', [MIGRATION_LOCK]);
+    }
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,275 @@
+import { SESSION_DEDUP_MS } from '../../domain/delivery';
+import { statesAllowing, type TaskState } from '../../domain/task-state';
+import type { TaskInput } from '../../domain/task-input';
+import type { Completion, CreateTaskOutcome, NewTask, TaskRecord, TaskResult, TaskStore } from '../../ports/store';
+import { optional } from '../sqlite/rows';
+import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
+import { inTransaction, one, rows, type Queryable } from './database';
+import { PgGroupCommit, type BulkKind } from './group-commit';
+import { newDeliveryId } from './webhooks';
+
+export interface TaskRow {
+  seq: number;
+  id: string;
+  account_id: string;
+  key_id: string;
+  request_id: string;
+  state: TaskState;
+  provider: string;
+  priority: number;
+  price: number;
+  billed: boolean;
+  input: TaskInput;
+  attempts: number;
+  progress: number;
+  checkpoint: Record<string, unknown> | null;
+  result: TaskResult | null;
+  error_code: string | null;
+  error_message: string | null;
+  cancel_requested: boolean;
+  webhook_url: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  not_before: number | null;
+}
+
+export function toTask(r: TaskRow): TaskRecord {
+  return {
+    id: r.id,
+    seq: r.seq,
+    accountId: r.account_id,
+    keyId: r.key_id,
+    requestId: r.request_id,
+    state: r.state,
+    input: r.input,
+    priority: r.priority,
+    price: r.price,
+    billed: r.billed,
+    provider: r.provider,
+    attempts: r.attempts,
+    progress: r.progress,
+    cancelRequested: r.cancel_requested,
+    createdAt: r.created_at,
+    ...optional('checkpoint', r.checkpoint),
+    ...optional('result', r.result),
+    ...(r.error_code !== null ? { error: { code: r.error_code, message: r.error_message ?? '' } } : {}),
+    ...optional('webhookUrl', r.webhook_url),
+    ...optional('startedAt', r.started_at),
+    ...optional('finishedAt', r.finished_at),
+    ...optional('notBefore', r.not_before),
+  };
+}
+
+/** Dispatch order, the same everywhere: higher priority first, then first come first served. */
+export const byDispatchOrder = (a: TaskRecord, b: TaskRecord): number => b.priority - a.priority || a.seq - b.seq;
+
+/** `queued → running` for this node, with a fresh lease on the database clock; `$1` = node, `$2` = lease ms, `$3` = now. */
+export const START_RUNNING = `state = 'running', lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond',
+  attempts = attempts + 1, started_at = COALESCE(started_at, $3), progress = 0, not_before = NULL, updated_at = $3`;
+
+/** The hot writes as bulk statements for the group commit: one statement per kind per batch, one result per unit. */
+type ByOrdinal<R> = Array<{ ord: number; r: R }>;
+const inOrder = <R>(found: ByOrdinal<R>, n: number): R[] => {
+  const out = new Array<R>(n);
+  for (const { ord, r } of found) out[ord - 1] = r;
+  return out;
+};
+
+type CreateOutcome = { ok: true; task: TaskRow } | Extract<CreateTaskOutcome, { ok: false }>;
+type CreateArg = NewTask & { sessionStaleBefore: number; channel: string };
+/** aigc_create_task (migrations.ts) per unit: a refusal is its answer, written nothing. */
+const CREATE: BulkKind<CreateArg, CreateOutcome> = {
+  name: 'create',
+  run: async (c, args) =>
+    inOrder(
+      await rows<{ ord: number; r: CreateOutcome }>(
+        c,
+        'SELECT x.ord::int AS ord, aigc_create_task(x.t, $2) AS r FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(t, ord)',
+        [JSON.stringify(args), args[0]!.channel],
+      ),
+      args.length,
+    ),
+};
+
+type FinishArg = { id: string; channel: string } & Record<string, unknown>;
+const FINISH: BulkKind<FinishArg, boolean> = {
+  name: 'finish',
+  run: async (c, args) =>
+    inOrder(
+      await rows<{ ord: number; r: boolean }>(
+        c,
+        'SELECT x.ord::int AS ord, aigc_finish_task(x.f, $2) AS r FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(f, ord)',
+        [JSON.stringify(args), args[0]!.channel],
+      ),
+      args.length,
+    ),
+};
+
+const LOG: BulkKind<{ task_id: string; at: number; message: string }, void> = {
+  name: 'log',
+  run: async (c, args) => {
+    await c.query(
+      `INSERT INTO task_logs (task_id, at, message)
+       SELECT x.e->>'task_id', (x.e->>'at')::bigint, x.e->>'message' FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, ord)
+       ORDER BY x.ord`,
+      [JSON.stringify(args)],
+    );
+    return args.map(() => undefined);
+  },
+};
+
+/** Progress only moves forward within an attempt, so of several updates to one task in a batch the highest wins. */
+const PROGRESS: BulkKind<{ id: string; progress: number; at: number }, void> = {
+  name: 'progress',
+  run: async (c, args) => {
+    await c.query(
+      `UPDATE tasks t SET progress = x.progress, updated_at = x.at
+       FROM (SELECT id, max(progress) AS progress, max(at) AS at
+             FROM jsonb_to_recordset($1::jsonb) AS r(id text, progress integer, at bigint) GROUP BY id) x
+       WHERE t.id = x.id AND t.state = 'running'`,
+      [JSON.stringify(args)],
+    );
+    return args.map(() => undefined);
+  },
+};
+
+export function postgresTaskStore(ctx: PgContext): TaskStore {
+  const { pool, nodeId, leaseMs, channel } = ctx;
+  const notify = (db: Queryable, kind: string, lane: string) => db.query('SELECT pg_notify($1, $2)', [channel, kind + lane]);
+  // Submits and completions update the account row: they share transactions (group-commit.ts). Every batch first
+  // locks the accounts its submits and completions touch, in id order, before any key or task row: with that one
+  // lock order (account → key → task) two nodes' batches wait for each other and never deadlock.
+  const group = new PgGroupCommit(pool, {
+    prelude: async (c, units) => {
+      const accounts = units.filter((u) => u.kind === CREATE).map((u) => (u.arg as CreateArg).accountId);
+      const tasks = units.filter((u) => u.kind === FINISH).map((u) => (u.arg as FinishArg).id);
+      if (accounts.length === 0 && tasks.length === 0) return;
+      await c.query(
+        `SELECT 1 FROM accounts WHERE id = ANY($1::text[]) OR id IN (SELECT account_id FROM tasks WHERE id = ANY($2::text[]))
+         ORDER BY id FOR UPDATE`,
+        [accounts, tasks],
+      );
+    },
+  });
+
+  const createTask = (t: NewTask): Promise<CreateTaskOutcome> =>
+    group.run(CREATE, { ...t, sessionStaleBefore: t.now - SESSION_DEDUP_MS, channel }, t.accountId).then((outcome) =>
+      outcome.ok ? { ok: true as const, task: toTask(outcome.task) } : outcome,
+    );
+
+  const finish = (id: string, c: Completion, now: number): Promise<boolean> =>
+    group.run(
+      FINISH,
+      {
+        id,
+        state: c.state,
+        from: statesAllowing(c.state),
+        now,
+        deliveryId: newDeliveryId(),
+        channel,
+        ...(c.state === 'succeeded' ? { result: c.result, files: c.files } : { code: c.error?.code ?? null, message: c.error?.message ?? null }),
+      },
+      id,
+    );
+
+  return {
+    createTask,
+    finish,
+    async getTask(id) {
+      const row = await one<TaskRow>(pool, 'SELECT * FROM tasks WHERE id = $1', [id]);
+      return row && toTask(row);
+    },
+    async listTasks({ accountId, state, limit }) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (accountId) where.push(`account_id = $${params.push(accountId)}`);
+      if (state) where.push(`state = $${params.push(state)}`);
+      const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${params.push(limit)}`;
+      return (await rows<TaskRow>(pool, sql, params)).map(toTask);
+    },
+    async listQueued() {
+      return (await rows<TaskRow>(pool, "SELECT * FROM tasks WHERE state = 'queued' ORDER BY priority DESC, seq")).map(toTask);
+    },
+    async markRunning(id, now) {
+      const row = await one<TaskRow>(
+        pool,
+        `UPDATE tasks SET ${START_RUNNING} WHERE id = $4 AND state = ANY($5::text[]) RETURNING *`,
+        [nodeId, leaseMs, now, id, statesAllowing('running')],
+      );
+      return row && toTask(row);
+    },
+    async requeue(id, notBefore, now) {
+      // Only the lease holder hands an attempt back: a node whose lease lapsed (and whose task another node took
+      // over) must not pull the task from under the new owner. One statement: the NOTIFY commits with the update.
+      const result = await pool.query(
+        `WITH r AS (
+           UPDATE tasks SET state = 'queued', not_before = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL
+           WHERE id = $1 AND state = 'running' AND (lease_owner IS NULL OR lease_owner = $4)
+           RETURNING provider)
+         SELECT pg_notify($5, $6 || provider) FROM r`,
+        [id, notBefore, now, nodeId, channel, NOTIFY_QUEUED],
+      );
+      return (result.rowCount ?? 0) > 0;
+    },
+    async requeueAllRunning(now) {
+      // Whole-database recovery for a single node (or an operator); the multi-node queue hands back only lapsed leases.
+      return inTransaction(pool, async (c) => {
+        const handed = await rows<{ id: string; provider: string }>(
+          c,
+          `UPDATE tasks SET state = 'queued', not_before = NULL, updated_at = $1, lease_owner = NULL, lease_until = NULL
+           WHERE state = 'running' RETURNING id, provider`,
+          [now],
+        );
+        for (const lane of new Set(handed.map((r) => r.provider))) await notify(c, NOTIFY_QUEUED, lane);
+        return handed.map((r) => r.id);
+      });
+    },
+    async purgeSessions(before) {
+      return (await pool.query('DELETE FROM task_sessions WHERE created_at <= $1', [before])).rowCount ?? 0;
+    },
+    // Progress and log lines ride along in the shared transactions too: one fsync per batch, not one per line.
+    async saveProgress(id, progress, now) {
+      await group.run(PROGRESS, { id, progress, at: now }, id);
+    },
+    async saveCheckpoint(id, checkpoint, now) {
+      await pool.query('UPDATE tasks SET checkpoint = $2, updated_at = $3 WHERE id = $1', [id, JSON.stringify(checkpoint), now]);
+    },
+    async requestCancel(id, now) {
+      await pool.query('UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1', [id, now]);
+    },
+    async queuePosition(task) {
+      const row = await one<{ n: number }>(
+        pool,
+        `SELECT count(*) AS n FROM tasks WHERE state = 'queued' AND provider = $1
+           AND (priority > $2 OR (priority = $2 AND seq < $3))`,
+        [task.provider, task.priority, task.seq],
+      );
+      return row!.n;
+    },
+    async countByState() {
+      const counts: Record<TaskState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
+      for (const r of await rows<{ state: TaskState; n: number }>(pool, 'SELECT state, count(*) AS n FROM tasks GROUP BY state')) {
+        counts[r.state] = r.n;
+      }
+      return counts;
+    },
+    async appendLog(id, message, now) {
+      await group.run(LOG, { task_id: id, at: now, message }, id);
+    },
+    async logs(id) {
+      return rows<{ at: number; message: string }>(pool, 'SELECT at, message FROM task_logs WHERE task_id = $1 ORDER BY id', [id]);
+    },
+  };
+}
+
+export function insertLedger(db: Queryable, accountId: string, taskId: string | null, kind: string, amount: number, now: number, reference?: string) {
+  return db.query('INSERT INTO ledger (account_id, task_id, kind, amount, reference, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+    accountId,
+    taskId,
+    kind,
+    amount,
+    reference ?? null,
+    now,
+  ]);
+}

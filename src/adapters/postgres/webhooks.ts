@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import type { DeliveryState, WebhookAttempt, WebhookDelivery, WebhookStore } from '../../ports/delivery-store';
+import { optional } from '../sqlite/rows';
+import type { PgContext } from './context';
+import { inTransaction, one, rows, type Queryable } from './database';
+
+interface DeliveryRow {
+  seq: number;
+  id: string;
+  message_id: string;
+  task_id: string;
+  account_id: string;
+  url: string;
+  state: DeliveryState;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_status: number | null;
+  replay_of: string | null;
+  created_at: number;
+  finished_at: number | null;
+}
+
+interface AttemptRow {
+  id: number;
+  delivery_id: string;
+  attempted_at: number;
+  status: number | null;
+  error: string | null;
+  latency_ms: number;
+  response_body: string | null;
+}
+
+const toDelivery = (r: DeliveryRow): WebhookDelivery => ({
+  id: r.id,
+  messageId: r.message_id,
+  taskId: r.task_id,
+  accountId: r.account_id,
+  url: r.url,
+  state: r.state,
+  attempts: r.attempts,
+  createdAt: r.created_at,
+  ...optional('nextAttemptAt', r.next_attempt_at),
+  ...optional('lastStatus', r.last_status),
+  ...optional('replayOf', r.replay_of),
+  ...optional('finishedAt', r.finished_at),
+});
+
+const toAttempt = (r: AttemptRow): WebhookAttempt => ({
+  id: r.id,
+  deliveryId: r.delivery_id,
+  at: r.attempted_at,
+  latencyMs: r.latency_ms,
+  ...optional('status', r.status),
+  ...optional('error', r.error),
+  ...optional('responseBody', r.response_body),
+});
+
+export const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
+
+/** The outbox insert (aigc_enqueue_delivery, migrations.ts: the same SQL finish uses); undefined when the task has no URL. */
+export async function enqueueDelivery(
+  db: Queryable,
+  taskId: string,
+  now: number,
+  options: { url?: string; replayOf?: string } = {},
+): Promise<DeliveryRow | undefined> {
+  return one<DeliveryRow>(db, 'SELECT * FROM aigc_enqueue_delivery($1, $2, $3, $4, $5)', [
+    newDeliveryId(),
+    taskId,
+    now,
+    options.url ?? null,
+    options.replayOf ?? null,
+  ]);
+}
+
+export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
+  return {
+    async claimDue(now, limit, leaseMs) {
+      // SKIP LOCKED: several nodes' dispatchers claim side by side without ever taking the same delivery.
+      const claimed = await rows<DeliveryRow>(
+        pool,
+        `WITH due AS MATERIALIZED (
+           SELECT id FROM webhook_deliveries
+           WHERE state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+           ORDER BY next_attempt_at, seq LIMIT $2
+           FOR UPDATE SKIP LOCKED)
+         UPDATE webhook_deliveries SET lease_until = $1 + $3 WHERE id IN (SELECT id FROM due) RETURNING *`,
+        [now, limit, leaseMs],
+      );
+      return claimed.sort((a, b) => (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.seq - b.seq).map(toDelivery);
+    },
+    async recordAttempt(deliveryId, attempt, step) {
+      await inTransaction(pool, async (c) => {
+        await c.query(
+          `INSERT INTO webhook_attempts (delivery_id, attempted_at, status, error, latency_ms, response_body)
+           VALUES ($1, $2, $3, $4, $5, $6)`,
+          [deliveryId, attempt.at, attempt.status ?? null, attempt.error ?? null, attempt.latencyMs, attempt.responseBody ?? null],
+        );
+        await c.query(
+          `UPDATE webhook_deliveries SET attempts = attempts + 1, state = $3, next_attempt_at = $4,
+             lease_until = NULL, last_status = $5, finished_at = $6, updated_at = $2
+           WHERE id = $1 AND state = 'pending'`,
+          [
+            deliveryId,
+            attempt.at,
+            step.state,
+            step.state === 'pending' ? step.nextAttemptAt : null,
+            attempt.status ?? null,
+            step.state === 'pending' ? null : attempt.at,
+          ],
+        );
+      });
+    },
+    async nextDueAt() {
+      // A leased row is claimable again when its lease ends, so that is when it is "due" for the dispatcher's timer.
+      const row = await one<{ at: number | null }>(
+        pool,
+        `SELECT min(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) AS at FROM webhook_deliveries WHERE state = 'pending'`,
+      );
+      return row?.at ?? undefined;
+    },
+    async releaseLeases() {
+      return (await pool.query('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL')).rowCount ?? 0;
+    },
+    async enqueueForTask(taskId, options) {
+      const row = await enqueueDelivery(pool, taskId, options.now, {
+        ...(options.url !== undefined ? { url: options.url } : {}),
+        ...(options.replayOf !== undefined ? { replayOf: options.replayOf } : {}),
+      });
+      return row && toDelivery(row);
+    },
+    async getDelivery(id) {
+      const row = await one<DeliveryRow>(pool, 'SELECT * FROM webhook_deliveries WHERE id = $1', [id]);
+      return row && toDelivery(row);
+    },
+    async listDeliveries({ taskId, state, limit }) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (taskId) where.push(`task_id = $${params.push(taskId)}`);
+      if (state) where.push(`state = $${params.push(state)}`);
+      const sql = `SELECT * FROM webhook_deliveries ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${params.push(limit)}`;
+      return (await rows<DeliveryRow>(pool, sql, params)).map(toDelivery);
+    },
+    async attempts(deliveryId) {
+      return (await rows<AttemptRow>(pool, 'SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id', [deliveryId])).map(toAttempt);
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/env';
+import type { ChannelSlots } from '../ports/channel-slots';
+import type { Clock } from '../ports/clock';
+import type { DispatchQueue } from '../ports/dispatch-queue';
+import type { Store } from '../ports/store';
+import { LocalDispatchQueue } from '../worker/local-queue';
+import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type PostgresStore } from './postgres';
+import { createPool, withAdvisoryLock } from './postgres/database';
+import { localChannelSlots } from './local-channel-slots';
+import { createSqliteStore } from './sqlite';
+import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations';
+
+type Log = { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+
+/**
+ * The one place that picks the store: PostgreSQL when AIGC_RELAY_DATABASE_URL is set (several nodes share it),
+ * else the embedded SQLite file in the data dir. The rest of the relay sees only the ports.
+ */
+export interface Backend {
+  readonly kind: 'sqlite' | 'postgres';
+  readonly store: Store;
+  /** The dispatch queue this store calls for: in-memory for one node, claims from the database for many. */
+  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined }): DispatchQueue;
+  /**
+   * Runs `fn` while no other node of this database runs one under the same name (first-start bootstrap, so
+   * several nodes starting on an empty database create one dev account, not several). One node: just runs it.
+   */
+  exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** Upstream channel slots: in the process for one node, in the database for many (ports/channel-slots.ts). */
+  readonly channelSlots: ChannelSlots;
+}
+
+/** Who this process is in `tasks.lease_owner`: readable for operators, unique per start. */
+export function defaultNodeId(): string {
+  return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function openBackend(config: Config, log?: Log): Promise<Backend> {
+  if (!config.databaseUrl) {
+    const store = createSqliteStore(path.join(config.dataDir, 'relay.db'));
+    return {
+      kind: 'sqlite',
+      store,
+      queue: (clock) => new LocalDispatchQueue(store, clock),
+      exclusive: (_name, fn) => fn(),
+      channelSlots: localChannelSlots(),
+    };
+  }
+  if (!config.secret || !config.adminToken) {
+    // Signed file links and the admin token must be the same on every node; generated ones live in each node's data dir.
+    log?.warn(
+      { missing: [!config.secret && 'AIGC_RELAY_SECRET', !config.adminToken && 'AIGC_RELAY_ADMIN_TOKEN'].filter(Boolean) },
+      'several nodes share this database: give every node the same AIGC_RELAY_SECRET and AIGC_RELAY_ADMIN_TOKEN (or one shared data dir)',
+    );
+  }
+  const url = config.databaseUrl;
+  const store: PostgresStore = await createPostgresStore(url, {
+    nodeId: config.nodeId ?? defaultNodeId(),
+    leaseMs: config.leaseMs,
+    max: config.dbPoolSize,
+  });
+  return {
+    kind: 'postgres',
+    store,
+    queue: (clock, queueLog, options = {}) => new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, ...options }),
+    exclusive: (name, fn) => withAdvisoryLock(store.ctx.pool, name, fn),
+    channelSlots: store.channelSlots,
+  };
+}
+
+/** A store for a CLI command (no queue): the same choice as the server makes. */
+export async function openStore(config: Config): Promise<Store> {
+  return (await openBackend(config)).store;
+}
+
+/**
+ * Brings the configured database's schema up to date and reports the versions (what `aigc-relay migrate` runs; a
+ * server does the same at start). Safe while nodes run or start: PostgreSQL migrations take an advisory lock.
+ */
+export async function migrateDatabase(config: Config): Promise<{ kind: Backend['kind']; applied: number[]; version: number }> {
+  if (!config.databaseUrl) {
+    const store = createSqliteStore(path.join(config.dataDir, 'relay.db')); // opening applies what is missing
+    await store.close();
+    return { kind: 'sqlite', applied: [], version: SQLITE_MIGRATIONS.length };
+  }
+  const pool = await createPool(config.databaseUrl, { max: 1 });
+  try {
+    return { kind: 'postgres', applied: await migrate(pool), version: PG_MIGRATIONS.length };
+  } finally {
+    await pool.end();
+  }
+}

@@ -1,0 +1,116 @@
+import type { ChannelPatch, ChannelProvider, ChannelRecord, ChannelStore, NewChannel } from '../../ports/channels';
+import type { Db } from './database';
+import { optional } from './rows';
+
+interface ChannelRow {
+  id: string;
+  provider: ChannelProvider;
+  name: string;
+  secret_id: string;
+  secret_key_sealed: string;
+  sub_app_id: number;
+  region: string | null;
+  endpoint: string | null;
+  models: string;
+  priority: number;
+  weight: number;
+  max_concurrency: number;
+  enabled: number;
+  events_enabled: number;
+  created_at: number;
+  updated_at: number;
+  deleted_at: number | null;
+}
+
+const toChannel = (r: ChannelRow): ChannelRecord => ({
+  id: r.id,
+  provider: r.provider,
+  name: r.name,
+  secretId: r.secret_id,
+  secretKeySealed: r.secret_key_sealed,
+  subAppId: r.sub_app_id,
+  models: JSON.parse(r.models) as string[],
+  priority: r.priority,
+  weight: r.weight,
+  maxConcurrency: r.max_concurrency,
+  enabled: r.enabled === 1,
+  eventsEnabled: r.events_enabled === 1,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  ...optional('region', r.region),
+  ...optional('endpoint', r.endpoint),
+  ...optional('deletedAt', r.deleted_at),
+});
+
+/** Patch field → column, with how the value is stored. Only columns named here can be updated. */
+const PATCH_COLUMNS: Record<keyof ChannelPatch, [string, (v: unknown) => unknown]> = {
+  name: ['name', (v) => v],
+  secretId: ['secret_id', (v) => v],
+  secretKeySealed: ['secret_key_sealed', (v) => v],
+  subAppId: ['sub_app_id', (v) => v],
+  region: ['region', (v) => v ?? null],
+  endpoint: ['endpoint', (v) => v ?? null],
+  models: ['models', (v) => JSON.stringify(v)],
+  priority: ['priority', (v) => v],
+  weight: ['weight', (v) => v],
+  maxConcurrency: ['max_concurrency', (v) => v],
+  enabled: ['enabled', (v) => (v ? 1 : 0)],
+  eventsEnabled: ['events_enabled', (v) => (v ? 1 : 0)],
+};
+
+export function sqliteChannelStore(db: Db): ChannelStore {
+  const select = db.prepare<[string], ChannelRow>('SELECT * FROM channels WHERE id = ?');
+  const insert = db.prepare(
+    `INSERT INTO channels (id, provider, name, secret_id, secret_key_sealed, sub_app_id, region, endpoint, models, priority,
+       weight, max_concurrency, enabled, events_enabled, created_at, updated_at)
+     VALUES (@id, @provider, @name, @secretId, @secretKeySealed, @subAppId, @region, @endpoint, @models, @priority,
+       @weight, @maxConcurrency, @enabled, @eventsEnabled, @now, @now)`,
+  );
+  const remove = db.prepare('UPDATE channels SET deleted_at = ?, enabled = 0, updated_at = ? WHERE id = ? AND deleted_at IS NULL');
+
+  return {
+    async createChannel(c: NewChannel) {
+      insert.run({
+        id: c.id,
+        provider: c.provider,
+        name: c.name,
+        secretId: c.secretId,
+        secretKeySealed: c.secretKeySealed,
+        subAppId: c.subAppId,
+        region: c.region ?? null,
+        endpoint: c.endpoint ?? null,
+        models: JSON.stringify(c.models),
+        priority: c.priority,
+        weight: c.weight,
+        maxConcurrency: c.maxConcurrency,
+        enabled: c.enabled ? 1 : 0,
+        eventsEnabled: c.eventsEnabled ? 1 : 0,
+        now: c.createdAt,
+      });
+      return toChannel(select.get(c.id)!);
+    },
+    async getChannel(id) {
+      const row = select.get(id);
+      return row && toChannel(row);
+    },
+    async listChannels(options = {}) {
+      const where = options.includeDeleted ? '' : 'WHERE deleted_at IS NULL';
+      return db.prepare<[], ChannelRow>(`SELECT * FROM channels ${where} ORDER BY created_at, id`).all().map(toChannel);
+    },
+    async updateChannel(id, patch, now) {
+      const sets: string[] = ['updated_at = @now'];
+      const params: Record<string, unknown> = { id, now };
+      for (const [field, value] of Object.entries(patch)) {
+        if (value === undefined) continue;
+        const [column, encode] = PATCH_COLUMNS[field as keyof ChannelPatch];
+        sets.push(`${column} = @${column}`);
+        params[column] = encode(value);
+      }
+      const changed = db.prepare(`UPDATE channels SET ${sets.join(', ')} WHERE id = @id AND deleted_at IS NULL`).run(params);
+      return changed.changes === 0 ? undefined : toChannel(select.get(id)!);
+    },
+    async deleteChannel(id, now) {
+      return remove.run(now, now, id).changes > 0;
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
+import type { Db } from './database';
+
+interface KeyRow {
+  body_hash: string;
+  task_id: string | null;
+  status: number | null;
+  response: string | null;
+}
+
+/**
+ * Idempotency-Key reservations. The (account_id, key) primary key makes the reservation atomic: of any number of
+ * concurrent requests exactly one inserts the row; the others read it.
+ */
+export function sqliteIdempotencyStore(db: Db): IdempotencyStore {
+  const forget = db.prepare(
+    `DELETE FROM idempotency_keys WHERE account_id = @accountId AND key = @key
+       AND (created_at <= @expiredBefore OR (status IS NULL AND task_id IS NULL AND created_at <= @abandonedBefore))`,
+  );
+  const insert = db.prepare(
+    `INSERT INTO idempotency_keys (account_id, key, body_hash, token, created_at)
+     VALUES (@accountId, @key, @bodyHash, @token, @now) ON CONFLICT (account_id, key) DO NOTHING`,
+  );
+  const select = db.prepare<{ accountId: string; key: string }, KeyRow>(
+    'SELECT body_hash, task_id, status, response FROM idempotency_keys WHERE account_id = @accountId AND key = @key',
+  );
+  const complete = db.prepare(
+    `UPDATE idempotency_keys SET status = @status, response = @body, completed_at = @now
+     WHERE account_id = @accountId AND key = @key AND status IS NULL`,
+  );
+  const release = db.prepare(
+    `DELETE FROM idempotency_keys WHERE account_id = ? AND key = ? AND token = ? AND task_id IS NULL AND status IS NULL`,
+  );
+  const purge = db.prepare('DELETE FROM idempotency_keys WHERE created_at <= ?');
+
+  const reserve = db.transaction((input: Parameters<IdempotencyStore['reserve']>[0]): IdempotencyReservation => {
+    const key = { accountId: input.accountId, key: input.key };
+    forget.run({ ...key, expiredBefore: input.now - input.ttlMs, abandonedBefore: input.now - input.leaseMs });
+    const token = randomBytes(12).toString('base64url');
+    if (insert.run({ ...key, bodyHash: input.bodyHash, token, now: input.now }).changes > 0) return { state: 'reserved', token };
+    const row = select.get(key)!;
+    if (row.body_hash !== input.bodyHash) return { state: 'mismatch' };
+    if (row.status !== null && row.response !== null) return { state: 'done', status: row.status, body: row.response };
+    return row.task_id === null ? { state: 'pending' } : { state: 'pending', taskId: row.task_id };
+  });
+
+  return {
+    async reserve(input) {
+      return reserve.immediate(input);
+    },
+    async complete({ accountId, key, status, body, now }) {
+      return complete.run({ accountId, key, status, body, now }).changes > 0;
+    },
+    async release(accountId, key, token) {
+      release.run(accountId, key, token);
+    },
+    async purge(before) {
+      return purge.run(before).changes;
+    },
+  };
+}
+
+/** Records the task on its reservation, inside createTask's transaction; false when the reservation is not ours. */
+export function sqliteIdempotencyBinder(db: Db) {
+  const bind = db.prepare(
+    `UPDATE idempotency_keys SET task_id = @taskId
+     WHERE account_id = @accountId AND key = @key AND token = @token AND task_id IS NULL AND status IS NULL`,
+  );
+  return (accountId: string, reservation: { key: string; token: string }, taskId: string): boolean =>
+    bind.run({ accountId, key: reservation.key, token: reservation.token, taskId }).changes > 0;
+}

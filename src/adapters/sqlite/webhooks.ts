@@ -1,0 +1,163 @@
+import { randomBytes } from 'node:crypto';
+import type { DeliveryState, WebhookAttempt, WebhookDelivery, WebhookStore } from '../../ports/delivery-store';
+import type { Db } from './database';
+import { optional } from './rows';
+
+interface DeliveryRow {
+  id: string;
+  message_id: string;
+  task_id: string;
+  account_id: string;
+  url: string;
+  state: DeliveryState;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_status: number | null;
+  replay_of: string | null;
+  created_at: number;
+  finished_at: number | null;
+}
+
+interface AttemptRow {
+  id: number;
+  delivery_id: string;
+  attempted_at: number;
+  status: number | null;
+  error: string | null;
+  latency_ms: number;
+  response_body: string | null;
+}
+
+const toDelivery = (r: DeliveryRow): WebhookDelivery => ({
+  id: r.id,
+  messageId: r.message_id,
+  taskId: r.task_id,
+  accountId: r.account_id,
+  url: r.url,
+  state: r.state,
+  attempts: r.attempts,
+  createdAt: r.created_at,
+  ...optional('nextAttemptAt', r.next_attempt_at),
+  ...optional('lastStatus', r.last_status),
+  ...optional('replayOf', r.replay_of),
+  ...optional('finishedAt', r.finished_at),
+});
+
+const toAttempt = (r: AttemptRow): WebhookAttempt => ({
+  id: r.id,
+  deliveryId: r.delivery_id,
+  at: r.attempted_at,
+  latencyMs: r.latency_ms,
+  ...optional('status', r.status),
+  ...optional('error', r.error),
+  ...optional('responseBody', r.response_body),
+});
+
+const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
+
+/**
+ * The outbox insert for a task's terminal event. The URL is resolved here, in SQL, from the task's own `?webhook=`,
+ * then its key's, then its account's callback URL (an explicit `@url` wins), so the row written by `finish` and the
+ * one written by an operator's redeliver follow the same rule. No URL → no row.
+ */
+export function sqliteOutbox(db: Db) {
+  const insert = db.prepare(
+    `INSERT INTO webhook_deliveries (id, message_id, task_id, account_id, url, state, next_attempt_at, replay_of, created_at, updated_at)
+     SELECT @deliveryId, 'msg_' || t.id, t.id, t.account_id, COALESCE(@url, t.webhook_url, k.callback_url, a.callback_url),
+            'pending', @now, @replayOf, @now, @now
+     FROM tasks t JOIN accounts a ON a.id = t.account_id LEFT JOIN api_keys k ON k.id = t.key_id
+     WHERE t.id = @taskId AND COALESCE(@url, t.webhook_url, k.callback_url, a.callback_url) IS NOT NULL`,
+  );
+  return (taskId: string, now: number, options: { url?: string; replayOf?: string } = {}): string | undefined => {
+    const deliveryId = newDeliveryId();
+    const changes = insert.run({ deliveryId, taskId, now, url: options.url ?? null, replayOf: options.replayOf ?? null }).changes;
+    return changes > 0 ? deliveryId : undefined;
+  };
+}
+
+export function sqliteWebhookStore(db: Db): WebhookStore {
+  const outbox = sqliteOutbox(db);
+  const selectDelivery = db.prepare<[string], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE id = ?');
+  const due = db.prepare<{ now: number; limit: number }, DeliveryRow>(
+    `SELECT * FROM webhook_deliveries
+     WHERE state = 'pending' AND next_attempt_at <= @now AND (lease_until IS NULL OR lease_until <= @now)
+     ORDER BY next_attempt_at, seq LIMIT @limit`,
+  );
+  const lease = db.prepare('UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?');
+  const insertAttempt = db.prepare(
+    `INSERT INTO webhook_attempts (delivery_id, attempted_at, status, error, latency_ms, response_body)
+     VALUES (@deliveryId, @at, @status, @error, @latencyMs, @responseBody)`,
+  );
+  const applyStep = db.prepare(
+    `UPDATE webhook_deliveries SET attempts = attempts + 1, state = @state, next_attempt_at = @nextAttemptAt,
+       lease_until = NULL, last_status = @status, finished_at = @finishedAt, updated_at = @at
+     WHERE id = @deliveryId AND state = 'pending'`,
+  );
+  // A leased row is claimable again when its lease ends, so that is when it is "due" for the dispatcher's timer.
+  const nextDue = db.prepare<[], { at: number | null }>(
+    `SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) AS at FROM webhook_deliveries WHERE state = 'pending'`,
+  );
+
+  const claimDue = db.transaction((now: number, limit: number, leaseMs: number) => {
+    const rows = due.all({ now, limit });
+    for (const row of rows) lease.run(now + leaseMs, row.id);
+    return rows.map(toDelivery);
+  });
+  const recordAttempt = db.transaction((deliveryId: string, attempt: Parameters<WebhookStore['recordAttempt']>[1], step: Parameters<WebhookStore['recordAttempt']>[2]) => {
+    insertAttempt.run({
+      deliveryId,
+      at: attempt.at,
+      status: attempt.status ?? null,
+      error: attempt.error ?? null,
+      latencyMs: attempt.latencyMs,
+      responseBody: attempt.responseBody ?? null,
+    });
+    applyStep.run({
+      deliveryId,
+      at: attempt.at,
+      state: step.state,
+      status: attempt.status ?? null,
+      nextAttemptAt: step.state === 'pending' ? step.nextAttemptAt : null,
+      finishedAt: step.state === 'pending' ? null : attempt.at,
+    });
+  });
+
+  return {
+    async claimDue(now, limit, leaseMs) {
+      return claimDue.immediate(now, limit, leaseMs);
+    },
+    async recordAttempt(deliveryId, attempt, step) {
+      recordAttempt.immediate(deliveryId, attempt, step);
+    },
+    async nextDueAt() {
+      return nextDue.get()?.at ?? undefined;
+    },
+    async releaseLeases() {
+      return db.prepare('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL').run().changes;
+    },
+    async enqueueForTask(taskId, options) {
+      const id = outbox(taskId, options.now, {
+        ...(options.url !== undefined ? { url: options.url } : {}),
+        ...(options.replayOf !== undefined ? { replayOf: options.replayOf } : {}),
+      });
+      return id === undefined ? undefined : toDelivery(selectDelivery.get(id)!);
+    },
+    async getDelivery(id) {
+      const row = selectDelivery.get(id);
+      return row && toDelivery(row);
+    },
+    async listDeliveries({ taskId, state, limit }) {
+      const where: string[] = [];
+      if (taskId) where.push('task_id = @taskId');
+      if (state) where.push('state = @state');
+      const sql = `SELECT * FROM webhook_deliveries ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT @limit`;
+      return db.prepare<object, DeliveryRow>(sql).all({ taskId, state, limit }).map(toDelivery);
+    },
+    async attempts(deliveryId) {
+      return db
+        .prepare<[string], AttemptRow>('SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY id')
+        .all(deliveryId)
+        .map(toAttempt);
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import { ProviderError } from '../../ports/provider';
+import { UpstreamTimeout } from './client';
+
+/**
+ * What a failed Tencent call means for the relay, decided in one place:
+ *
+ * - `task`: Tencent refused this request (InvalidParameter*, content violation, …). Another channel would refuse
+ *   it too: the task fails with Tencent's code and message.
+ * - `channel`: this account is at fault (AuthFailure*, UnauthorizedOperation*, …): try another channel; when none
+ *   is left the task fails with Tencent's code.
+ * - `transient`: throttling, server errors, an unreachable host (RequestLimitExceeded, InternalError, connection
+ *   refused, …): try another channel, then hand the attempt back to the engine's retry path.
+ * - `ambiguous`: a submission that may have arrived (timeout, connection lost after sending, a gateway 5xx). Never
+ *   resubmitted blindly: it is reconciled by SessionId (reconcile.ts).
+ */
+export type FailureKind = 'task' | 'channel' | 'transient' | 'ambiguous';
+
+export interface UpstreamFailure {
+  readonly kind: FailureKind;
+  readonly code: string;
+  readonly message: string;
+  readonly requestId?: string;
+}
+
+/** Tencent error code prefixes, first match wins; anything unlisted is transient. */
+const CODE_RULES: ReadonlyArray<readonly [RegExp, FailureKind]> = [
+  [/^(AuthFailure|UnauthorizedOperation|OperationDenied)(\.|$)/, 'channel'],
+  [/^(RequestLimitExceeded|InternalError|ResourceUnavailable|ResourceInsufficient|LimitExceeded|FailedOperation)(\.|$)/, 'transient'],
+  [/^(InvalidParameter|InvalidParameterValue|MissingParameter|UnknownParameter|UnsupportedOperation|ResourceNotFound)(\.|$)/, 'task'],
+];
+
+/** Network failures in which the request cannot have reached Tencent's application. */
+const NOT_SENT = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL|certificate|self[- ]signed|SSL|TLS/i;
+
+export const UNREACHABLE = 'FailedOperation.Upstream';
+
+export function kindOfCode(code: string): FailureKind {
+  for (const [pattern, kind] of CODE_RULES) if (pattern.test(code)) return kind;
+  return 'transient';
+}
+
+interface SdkError {
+  readonly code?: string;
+  readonly httpCode?: number;
+  readonly requestId?: string;
+  readonly message?: string;
+}
+
+/**
+ * Node and node-fetch put system codes (`ECONNRESET`, `ERR_STREAM_PREMATURE_CLOSE`) in the same `code` field where
+ * the SDK puts Tencent's (`AuthFailure.SignatureFailure`, `InternalError`): all capitals means a system code.
+ */
+const SYSTEM_CODE = /^[A-Z][A-Z0-9_]+$/;
+
+/**
+ * `submission` says whether the call creates something upstream (CreateAigcImageTask): only then can a lost
+ * answer be ambiguous. For reads, the same failure is simply transient.
+ */
+export function classify(err: unknown, submission: boolean): UpstreamFailure {
+  const lost = (message: string): UpstreamFailure => ({ kind: submission ? 'ambiguous' : 'transient', code: UNREACHABLE, message });
+  if (err instanceof UpstreamTimeout) return lost(err.message);
+  const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as SdkError;
+  const message = e.message ?? String(err);
+  const requestId = e.requestId ? { requestId: e.requestId } : {};
+  if (e.code && !SYSTEM_CODE.test(e.code)) return { kind: kindOfCode(e.code), code: e.code, message, ...requestId };
+  if (e.httpCode !== undefined) {
+    // A 5xx from a gateway may come after the request was forwarded; a 4xx means it was not accepted.
+    return e.httpCode >= 500 ? lost(`HTTP ${e.httpCode}: ${message}`) : { kind: 'channel', code: UNREACHABLE, message: `HTTP ${e.httpCode}: ${message}` };
+  }
+  // Refused before anything was sent: safe to send elsewhere. Anything later (a reset, a body cut short after the
+  // headers came back) may have reached Tencent.
+  if (NOT_SENT.test(`${e.code ?? ''} ${message}`)) return { kind: 'transient', code: UNREACHABLE, message };
+  return lost(message);
+}
+
+/** Tencent refuses a SessionId seen in the last 3 days; the exact code is not documented, so match loosely. */
+export function isDuplicateSession(f: UpstreamFailure): boolean {
+  if (f.kind === 'ambiguous' || f.code === UNREACHABLE) return false;
+  return /SessionId/i.test(f.code) || (/session\s*id/i.test(f.message) && /exist|duplicat|used|repeat|重复/i.test(f.message));
+}
+
+export function describe(f: UpstreamFailure): string {
+  return `Tencent VOD: ${f.message}${f.requestId ? ` (RequestId ${f.requestId})` : ''}`;
+}
+
+export function toProviderError(f: UpstreamFailure, retryable: boolean): ProviderError {
+  return new ProviderError(f.code, describe(f), retryable);
+}
+
+/** True when `err` is our own abort (cancel or shutdown), which must never be mapped to an upstream failure. */
+export function isAbort(err: unknown, signal: AbortSignal): boolean {
+  return signal.aborted || (err instanceof Error && err.name === 'AbortError');
+}

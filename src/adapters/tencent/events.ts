@@ -1,0 +1,142 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ChannelRecord } from '../../ports/channels';
+import type { Vod } from './client';
+import { classify } from './errors';
+import type { ChannelAccess, TaskFollower } from './follower';
+
+/**
+ * Completion events for channels that enable them: a PullEvents loop per channel (Tencent holds the request up to
+ * a few seconds when there is nothing to say). An AigcImageTaskComplete event about a task followed here settles
+ * its follow at once, without waiting for the next poll.
+ *
+ * An event is confirmed (ConfirmEvents) only once the task's result is committed: `settled(taskId)` is called
+ * after the engine has written the terminal state. Until then Tencent keeps the event and offers it again after
+ * its 30-second confirmation window, so a crash between event and commit loses nothing. Events that are not ours
+ * (another type, or a SessionId the relay does not know) are never confirmed: some other consumer may want them.
+ */
+export type TaskStanding = 'unknown' | 'active' | 'terminal';
+
+export interface EventPumpDeps {
+  readonly follower: TaskFollower;
+  readonly channel: (channelId: string) => ChannelAccess | undefined;
+  /** What the store says about one of our task ids (a SessionId). */
+  readonly standing: (taskId: string) => Promise<TaskStanding>;
+  readonly noteError: (channelId: string, code: string, message: string) => void;
+  readonly options: {
+    readonly pullTimeoutMs: number;
+    readonly idleMs: number;
+    readonly errorBackoffMaxMs: number;
+    readonly callTimeoutMs: number;
+  };
+}
+
+const CONFIRM_BATCH = 16;
+
+export class EventPump {
+  private readonly loops = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  /** Latest unconfirmed handle per task (an older one is superseded when Tencent offers the event again). */
+  private readonly pending = new Map<string, { channelId: string; handle: string }>();
+  private readonly toConfirm = new Map<string, string[]>();
+  private flushing: NodeJS.Immediate | undefined;
+
+  constructor(private readonly deps: EventPumpDeps) {}
+
+  /** Runs one loop per channel that enables events; stops the others. */
+  sync(channels: readonly ChannelRecord[]): void {
+    const wanted = new Set(channels.filter((c) => c.eventsEnabled && c.deletedAt === undefined).map((c) => c.id));
+    for (const [id, loop] of this.loops) {
+      if (!wanted.has(id)) {
+        loop.controller.abort();
+        this.loops.delete(id);
+      }
+    }
+    for (const id of wanted) {
+      if (this.loops.has(id)) continue;
+      const controller = new AbortController();
+      this.loops.set(id, { controller, done: this.loop(id, controller.signal) });
+    }
+  }
+
+  /** The task's terminal state is committed: its event can be confirmed. */
+  settled(taskId: string): void {
+    const pending = this.pending.get(taskId);
+    if (!pending) return;
+    this.pending.delete(taskId);
+    this.confirm(pending.channelId, pending.handle);
+  }
+
+  async stop(): Promise<void> {
+    const loops = [...this.loops.values()];
+    this.loops.clear();
+    for (const loop of loops) loop.controller.abort();
+    await Promise.allSettled(loops.map((l) => l.done));
+    if (this.flushing) clearImmediate(this.flushing);
+  }
+
+  private async loop(channelId: string, signal: AbortSignal): Promise<void> {
+    const { options } = this.deps;
+    let failures = 0;
+    while (!signal.aborted) {
+      const access = this.deps.channel(channelId);
+      if (!access) break;
+      try {
+        const res = await access.api.pullEvents({ SubAppId: access.subAppId }, { timeoutMs: options.pullTimeoutMs, signal });
+        failures = 0;
+        const events = res.EventSet ?? [];
+        for (const event of events) await this.handle(channelId, event);
+        if (events.length === 0) await sleep(options.idleMs, undefined, { signal });
+      } catch (err) {
+        if (signal.aborted) break;
+        failures++;
+        const f = classify(err, false);
+        this.deps.noteError(channelId, f.code, `PullEvents: ${f.message}`);
+        const backoff = Math.min(options.errorBackoffMaxMs, options.idleMs * 2 ** Math.min(failures, 10));
+        await sleep(backoff, undefined, { signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  private async handle(channelId: string, event: Vod.EventContent): Promise<void> {
+    const task = event.AigcImageCompleteEvent;
+    if (event.EventType !== 'AigcImageTaskComplete' || !task || !event.EventHandle) return;
+    const final = task.Status === 'FINISH' ? { status: 'FINISH' as const, detail: task } : undefined;
+    const ours = this.deps.follower.observe(task.TaskId, task.SessionId, final);
+    if (ours) {
+      this.pending.set(ours, { channelId, handle: event.EventHandle });
+      return;
+    }
+    // Not followed right now: confirm only what is ours and already committed; anything else comes back later.
+    if (task.SessionId && (await this.deps.standing(task.SessionId)) === 'terminal') this.confirm(channelId, event.EventHandle);
+  }
+
+  private confirm(channelId: string, handle: string): void {
+    const list = this.toConfirm.get(channelId) ?? [];
+    list.push(handle);
+    this.toConfirm.set(channelId, list);
+    this.flushing ??= setImmediate(() => {
+      this.flushing = undefined;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batches = [...this.toConfirm.entries()];
+    this.toConfirm.clear();
+    for (const [channelId, handles] of batches) {
+      const access = this.deps.channel(channelId);
+      if (!access) continue;
+      for (let i = 0; i < handles.length; i += CONFIRM_BATCH) {
+        try {
+          await access.api.confirmEvents(
+            { EventHandles: handles.slice(i, i + CONFIRM_BATCH), SubAppId: access.subAppId },
+            { timeoutMs: this.deps.options.callTimeoutMs },
+          );
+        } catch (err) {
+          // Unconfirmed events come back after Tencent's window and are confirmed then (the task is terminal).
+          const f = classify(err, false);
+          this.deps.noteError(channelId, f.code, `ConfirmEvents: ${f.message}`);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import type { SecretBox } from '../../app/secret-box';
+import { outputSize } from '../../domain/output-size';
+import { isTerminal } from '../../domain/task-state';
+import type { TaskInput } from '../../domain/task-input';
+import type { ChannelSlots } from '../../ports/channel-slots';
+import type { ChannelHealth } from '../../ports/channels';
+import type { Clock } from '../../ports/clock';
+import type { Store } from '../../ports/store';
+import { resolveOptions, type TencentVodOverrides } from './options';
+import { TencentVodProvider, TENCENT_VOD_ID } from './provider';
+import { TencentRuntime, type RuntimeLog } from './runtime';
+
+/**
+ * The Tencent VOD upstream as main.ts sees it: the provider for the engine's lane, plus routing (does an enabled
+ * channel serve this model?), channel health and reload for the admin API, and the hooks main wires to the
+ * engine (capacity changed → pump the queue; task settled → confirm its event).
+ *
+ * Files: client.ts (SDK, endpoint, credentials) · request.ts (field mapping) · errors.ts (what failures mean) ·
+ * submit.ts (failover) · reconcile.ts (ambiguous submissions) · follower.ts (shared poller) · events.ts
+ * (PullEvents/ConfirmEvents) · download.ts (outputs) · provider.ts (one run) · runtime.ts (shared state).
+ */
+export { TENCENT_VOD_ID } from './provider';
+export type { TencentVodOverrides } from './options';
+
+export interface TencentVodDeps {
+  readonly store: Store;
+  readonly box: SecretBox;
+  readonly clock: Clock;
+  readonly log: RuntimeLog;
+  readonly fileLink: (fileId: string, expiresAtMs: number) => string;
+  /**
+   * Single node (SQLite): every unfinished task in the store is this process's own, so at start the ones with an
+   * upstream task are followed at once. Not with a shared database, where other nodes own their running tasks.
+   */
+  readonly resumeOnStart: boolean;
+  /** Channel slots counted across nodes (PostgreSQL); the pool's own count covers one node. */
+  readonly slots?: ChannelSlots;
+  readonly options?: TencentVodOverrides;
+}
+
+export interface TencentVod {
+  readonly provider: TencentVodProvider;
+  /** True when some enabled channel serves the model version: route the task upstream. */
+  serves(input: Pick<TaskInput, 'model_name' | 'model_version'>): boolean;
+  /** Loads channels and resumes following this node's upstream tasks; call before the engine starts. */
+  start(): Promise<void>;
+  refresh(): Promise<void>;
+  health(channelId: string): ChannelHealth | undefined;
+  /** Operator action: ask Tencent about a followed task now. Undefined when this process does not follow it. */
+  repoll(taskId: string): { upstreamTaskId: string; lastStatus: string | null } | undefined;
+  /** After the engine committed a task's terminal state. */
+  onTaskSettled(taskId: string): void;
+  onCapacityChange(listener: () => void): void;
+  stop(): Promise<void>;
+}
+
+export function createTencentVod(deps: TencentVodDeps): TencentVod {
+  const options = resolveOptions(deps.options);
+  const runtime = new TencentRuntime({
+    channels: deps.store.channels,
+    box: deps.box,
+    clock: deps.clock,
+    log: deps.log,
+    options,
+    fileLink: deps.fileLink,
+    ...(deps.slots ? { slots: deps.slots } : {}),
+    standing: async (taskId) => {
+      const task = await deps.store.tasks.getTask(taskId);
+      if (!task) return 'unknown';
+      return isTerminal(task.state) ? 'terminal' : 'active';
+    },
+  });
+  const provider = new TencentVodProvider(runtime, deps.store.tasks);
+  let refresher: NodeJS.Timeout | undefined;
+
+  const refresh = async () => {
+    try {
+      await runtime.refresh();
+    } catch (err) {
+      deps.log.warn({ err }, 'channel refresh failed');
+    }
+  };
+
+  return {
+    provider,
+    serves: (input) => runtime.pool.serves(input.model_name, input.model_version),
+    async start() {
+      await runtime.refresh();
+      if (deps.resumeOnStart) {
+        const unfinished = [...(await deps.store.tasks.listTasks({ state: 'running', limit: 1_000_000 })), ...(await deps.store.tasks.listQueued())];
+        let resumed = 0;
+        for (const task of unfinished) {
+          if (task.provider !== TENCENT_VOD_ID) continue;
+          const size = outputSize(task.input.output_config.resolution, task.input.output_config.aspect_ratio);
+          if (provider.resumeInBackground({ id: task.id, input: task.input, size, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) })) resumed++;
+        }
+        if (resumed > 0) deps.log.info({ resumed }, 'following upstream tasks left by the previous run');
+      }
+      refresher = setInterval(() => void refresh(), options.channelRefreshMs);
+      refresher.unref();
+    },
+    refresh,
+    health: (channelId) => runtime.pool.health(channelId),
+    repoll(taskId) {
+      const upstreamTaskId = runtime.follower.upstreamOf(taskId);
+      if (!upstreamTaskId || !runtime.follower.repoll(taskId)) return undefined;
+      return { upstreamTaskId, lastStatus: runtime.follower.status(taskId) ?? null };
+    },
+    onTaskSettled(taskId) {
+      runtime.events.settled(taskId);
+      provider.forget(taskId);
+    },
+    onCapacityChange(listener) {
+      runtime.pool.onChange(listener);
+    },
+    async stop() {
+      clearInterval(refresher);
+      provider.stopResumes();
+      await runtime.stop();
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import type { FollowerOptions } from './follower';
+import type { ReconcileOptions } from './reconcile';
+
+/**
+ * Timing and limits of the Tencent VOD adapter. Defaults suit the real service; tests shrink the delays.
+ * Tencent facts behind them: tasks can be queried for 3 days; PullEvents holds a request up to 5 s; an event
+ * handle must be confirmed within 30 s; CreateAigcImageTask allows 20 requests per second per account.
+ */
+export interface TencentVodOptions {
+  readonly createTimeoutMs: number;
+  readonly callTimeoutMs: number;
+  readonly follower: FollowerOptions;
+  readonly reconcile: Omit<ReconcileOptions, 'windowMs' | 'createTimeoutMs' | 'callTimeoutMs'>;
+  readonly events: { readonly pullTimeoutMs: number; readonly idleMs: number; readonly errorBackoffMaxMs: number };
+  readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
+  /** How often the channel cache reloads from the database (changes made by the CLI beside a running server). */
+  readonly channelRefreshMs: number;
+  readonly download: { readonly timeoutMs: number; readonly maxBytes: number };
+  /** Lifetime of the signed links handed to Tencent for the client's own input files. */
+  readonly inputLinkTtlMs: number;
+  readonly random?: () => number;
+}
+
+const DAY = 24 * 3600 * 1000;
+
+export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
+  createTimeoutMs: 15_000,
+  callTimeoutMs: 10_000,
+  follower: {
+    pollMinMs: 1_000,
+    pollMaxMs: 60_000,
+    // 1 s for the first minute (most image tasks finish within it), then doubling: 2 s to 3 min, 4 s to 7 min, …
+    pollAgingMs: 60_000,
+    eventsPollMinMs: 15_000,
+    maxPollsPerChannel: 8,
+    pollTimeoutMs: 10_000,
+    windowMs: 3 * DAY,
+    sweepEveryMs: 60_000,
+  },
+  reconcile: { delaysMs: [1_000, 2_000, 5_000, 10_000, 30_000], lookupsBeforeResubmit: 3, slackMs: 5 * 60_000 },
+  events: { pullTimeoutMs: 10_000, idleMs: 1_000, errorBackoffMaxMs: 30_000 },
+  breaker: { failureThreshold: 5, cooldownMs: 30_000 },
+  channelRefreshMs: 5_000,
+  download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024 },
+  inputLinkTtlMs: 3 * DAY,
+};
+
+/** Any subset of the options; grouped settings merge one level deep. */
+export interface TencentVodOverrides {
+  readonly createTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
+  readonly follower?: Partial<TencentVodOptions['follower']>;
+  readonly reconcile?: Partial<TencentVodOptions['reconcile']>;
+  readonly events?: Partial<TencentVodOptions['events']>;
+  readonly breaker?: Partial<TencentVodOptions['breaker']>;
+  readonly channelRefreshMs?: number;
+  readonly download?: Partial<TencentVodOptions['download']>;
+  readonly inputLinkTtlMs?: number;
+  readonly random?: () => number;
+}
+
+export function resolveOptions(overrides: TencentVodOverrides = {}): TencentVodOptions {
+  const o = DEFAULT_TENCENT_OPTIONS;
+  return {
+    ...o,
+    ...overrides,
+    follower: { ...o.follower, ...overrides.follower },
+    reconcile: { ...o.reconcile, ...overrides.reconcile },
+    events: { ...o.events, ...overrides.events },
+    breaker: { ...o.breaker, ...overrides.breaker },
+    download: { ...o.download, ...overrides.download },
+  };
+}

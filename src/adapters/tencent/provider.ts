@@ -1,0 +1,301 @@
+import { RelayError } from '../../domain/errors';
+import {
+  permanentError,
+  ProviderCancelledError,
+  ProviderError,
+  retryableError,
+  type CancelVerdict,
+  type ImageProvider,
+  type ProviderJob,
+  type ProviderResult,
+  type RunContext,
+} from '../../ports/provider';
+import type { ChannelLease } from '../../worker/channel-pool';
+import { downloadOutputs } from './download';
+import { kindOfCode, classify, UNREACHABLE } from './errors';
+import type { Observation } from './follower';
+import type { TencentRuntime } from './runtime';
+import { reconcile } from './reconcile';
+import { toCreateRequest, UPSTREAM_MODELS } from './request';
+import { RunState } from './run-state';
+import { submitWithFailover } from './submit';
+
+/**
+ * The Tencent VOD provider: behind the same port as the local renderer. One run = submit (with failover) or
+ * resume, follow until the upstream task ends, then download the images for the engine to store and capture.
+ *
+ * Checkpoints (persisted by the engine before the run goes on):
+ *   { phase: 'submitting', channelId, submittedAt }              a CreateAigcImageTask may be on the wire
+ *   { phase: 'accepted', channelId, upstreamTaskId, submittedAt } the upstream task exists
+ *   { phase: 'idle' }                                            the last submission was refused: nothing upstream
+ * A run that finds 'accepted' follows that task; 'submitting' reconciles it by SessionId; never a blind resubmit.
+ */
+export const TENCENT_VOD_ID = 'tencent-vod';
+
+export interface TencentCheckpoint {
+  readonly phase: 'submitting' | 'accepted' | 'idle';
+  readonly channelId?: string;
+  readonly upstreamTaskId?: string;
+  readonly submittedAt?: number;
+}
+
+export function readCheckpoint(raw: Record<string, unknown> | undefined): TencentCheckpoint | undefined {
+  if (!raw || (raw.phase !== 'submitting' && raw.phase !== 'accepted' && raw.phase !== 'idle')) return undefined;
+  return raw as unknown as TencentCheckpoint;
+}
+
+/** What a background resume needs from the task store (it runs before the engine dispatches the task). */
+export interface ResumeStore {
+  appendLog(id: string, message: string, now: number): Promise<void>;
+  saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number): Promise<void>;
+}
+
+type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'checkpoint'>;
+
+interface Resume {
+  readonly controller: AbortController;
+  readonly state: RunState;
+  readonly final: Promise<Observation>;
+}
+
+export class TencentVodProvider implements ImageProvider {
+  readonly id = TENCENT_VOD_ID;
+  readonly wantsInputBytes = false;
+  private readonly runs = new Map<string, RunState>();
+  /** Upstream tasks picked up again at start, followed before the engine gets round to dispatching them. */
+  private readonly resumes = new Map<string, Resume>();
+
+  constructor(
+    private readonly rt: TencentRuntime,
+    private readonly tasks: ResumeStore,
+  ) {}
+
+  /** Total upstream capacity of the channels (at least 1, so tasks of a model that lost its channels still fail). */
+  get concurrency(): number {
+    return Math.max(1, this.rt.pool.capacity);
+  }
+
+  async run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult> {
+    ctx.signal.throwIfAborted();
+    const resumed = this.resumes.get(job.taskId);
+    const state = resumed?.state ?? new RunState();
+    this.runs.set(job.taskId, state);
+    try {
+      const final = resumed ? await this.join(job.taskId, resumed, ctx.signal) : await this.followToEnd(job, ctx, state);
+      state.enter('downloading');
+      return await this.outcome(job, ctx, final);
+    } finally {
+      state.enter('done');
+      if (this.runs.get(job.taskId) === state) this.runs.delete(job.taskId);
+    }
+  }
+
+  /**
+   * At start (single node): every unfinished task that already has an upstream task (or a submission in doubt)
+   * takes its channel slot and is followed at once, whatever the engine's queue order. New submissions then see
+   * those slots taken, so a restart never pushes a channel over `max_concurrency`, and no new task can wait for a
+   * slot that only a task stuck behind it in the queue would free.
+   */
+  resumeInBackground(task: { id: string; input: ProviderJob['input']; size: ProviderJob['size']; checkpoint?: Record<string, unknown> }): boolean {
+    const cp = readCheckpoint(task.checkpoint);
+    if (!cp || cp.phase === 'idle' || this.resumes.has(task.id)) return false;
+    const controller = new AbortController();
+    const state = new RunState();
+    const now = () => this.rt.clock.now();
+    const ctx: RunContext = {
+      signal: controller.signal,
+      progress: () => undefined,
+      log: (message) => void this.tasks.appendLog(task.id, message, now()).catch(() => undefined),
+      checkpoint: (data) => this.tasks.saveCheckpoint(task.id, data, now()),
+    };
+    const job: FollowJob = { taskId: task.id, input: task.input, size: task.size, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) };
+    const final = this.followToEnd(job, ctx, state);
+    final.catch(() => undefined); // observed when the engine dispatches the task
+    this.resumes.set(task.id, { controller, state, final });
+    this.runs.set(task.id, state);
+    return true;
+  }
+
+  /** The task was settled without (or after) running here: stop whatever still follows it. */
+  forget(taskId: string): void {
+    const resumed = this.resumes.get(taskId);
+    if (!resumed) return;
+    this.resumes.delete(taskId);
+    resumed.controller.abort(new Error('task settled'));
+    if (this.runs.get(taskId) === resumed.state) this.runs.delete(taskId);
+  }
+
+  stopResumes(): void {
+    for (const id of [...this.resumes.keys()]) this.forget(id);
+  }
+
+  async cancel(task: { id: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
+    const state = this.runs.get(task.id);
+    if (!state) return this.cancelNotRunning(task);
+    while (state.phase === 'submitting') await state.changed();
+    switch (state.phase) {
+      case 'selecting':
+      case 'done':
+        state.cancelled = true;
+        return 'not-started';
+      case 'following': {
+        const status = this.rt.follower.status(task.id);
+        if (status !== undefined && status !== 'WAITING') return 'too-late';
+        return this.abortUpstream(state.channelId!, state.upstreamTaskId!);
+      }
+      default:
+        return 'too-late';
+    }
+  }
+
+  private async join(taskId: string, resumed: Resume, signal: AbortSignal): Promise<Observation> {
+    const onAbort = () => resumed.controller.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await resumed.final;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      if (this.resumes.get(taskId) === resumed) this.resumes.delete(taskId);
+    }
+  }
+
+  /** Submit or resume, then follow until the upstream task ends; the channel slot is held exactly that long. */
+  private async followToEnd(job: FollowJob, ctx: RunContext, state: RunState): Promise<Observation> {
+    let lease: ChannelLease | undefined;
+    try {
+      const { upstream, submittedAt, held, resumed } = await this.submitOrResume(job, ctx, state);
+      lease = held;
+      state.enter('following', { channelId: lease.channel.id, upstreamTaskId: upstream });
+      if (!resumed) ctx.log(`Accepted upstream as Tencent VOD task ${upstream}; following it.`);
+      return await this.rt.follower.follow({
+        taskId: job.taskId,
+        channelId: lease.channel.id,
+        upstreamTaskId: upstream,
+        submittedAt,
+        signal: ctx.signal,
+        onUpdate: (o) => {
+          if (o.detail?.Progress !== undefined) ctx.progress(Math.min(90, o.detail.Progress));
+        },
+      });
+    } finally {
+      lease?.release();
+    }
+  }
+
+  private async submitOrResume(job: FollowJob, ctx: RunContext, state: RunState) {
+    const cp = readCheckpoint(job.checkpoint);
+    if ((cp?.phase === 'accepted' || cp?.phase === 'submitting') && cp.channelId && cp.submittedAt !== undefined) {
+      const held = this.rt.pool.adopt(cp.channelId, job.taskId);
+      if (!held) throw permanentError(UNREACHABLE, 'Tencent VOD: the channel this task was submitted on no longer exists');
+      try {
+        if (cp.phase === 'accepted' && cp.upstreamTaskId) {
+          ctx.log(`Resuming: following Tencent VOD task ${cp.upstreamTaskId}.`);
+          return { upstream: cp.upstreamTaskId, submittedAt: cp.submittedAt, held, resumed: true };
+        }
+        state.enter('reconciling', { channelId: cp.channelId });
+        ctx.log('Resuming after an interrupted submission: reconciling by SessionId.');
+        const access = this.rt.access(held.channel);
+        if (!access) throw retryableError(UNREACHABLE, 'Tencent VOD: the channel credentials could not be opened');
+        const upstream = await reconcile({
+          taskId: job.taskId,
+          submittedAt: cp.submittedAt,
+          api: access.api,
+          subAppId: access.subAppId,
+          request: () => this.request(job, held.channel.subAppId),
+          watchSession: (id, cb) => this.rt.follower.watchSession(id, cb),
+          log: (m) => ctx.log(m),
+          clock: this.rt.clock,
+          options: this.rt.reconcileOptions,
+          signal: ctx.signal,
+        });
+        await ctx.checkpoint({ phase: 'accepted', channelId: cp.channelId, upstreamTaskId: upstream, submittedAt: cp.submittedAt });
+        ctx.log(`Reconciled as Tencent VOD task ${upstream}; following it.`);
+        return { upstream, submittedAt: cp.submittedAt, held, resumed: true };
+      } catch (err) {
+        held.release();
+        throw err;
+      }
+    }
+    const submitted = await submitWithFailover(job, ctx, state, {
+      pool: this.rt.pool,
+      access: (channel) => this.rt.access(channel),
+      request: (channel) => this.request(job, channel.subAppId),
+      watchSession: (id, cb) => this.rt.follower.watchSession(id, cb),
+      clock: this.rt.clock,
+      createTimeoutMs: this.rt.options.createTimeoutMs,
+      reconcile: this.rt.reconcileOptions,
+      log: (obj, msg) => this.rt.log.info(obj, msg),
+    });
+    try {
+      await ctx.checkpoint({
+        phase: 'accepted',
+        channelId: submitted.lease.channel.id,
+        upstreamTaskId: submitted.upstreamTaskId,
+        submittedAt: submitted.submittedAt,
+      });
+    } catch (err) {
+      submitted.lease.release();
+      throw err;
+    }
+    return { upstream: submitted.upstreamTaskId, submittedAt: submitted.submittedAt, held: submitted.lease, resumed: false };
+  }
+
+  private request(job: FollowJob, subAppId: number) {
+    return toCreateRequest(job.input, {
+      taskId: job.taskId,
+      subAppId,
+      size: job.size,
+      linkFor: (fileId) => this.rt.linkFor(fileId),
+    });
+  }
+
+  /** Final upstream state → images, or the error the engine settles the task with. */
+  private async outcome(job: ProviderJob, ctx: RunContext, final: Observation): Promise<ProviderResult> {
+    if (final.status === 'ABORTED') throw new ProviderCancelledError('Tencent VOD: the upstream task was aborted');
+    const detail = final.detail;
+    if (!detail) throw retryableError(UNREACHABLE, 'Tencent VOD: the task finished but its details were missing; asking again');
+    if ((detail.ErrCode !== undefined && detail.ErrCode !== 0) || detail.ErrCodeExt) {
+      const code = detail.ErrCodeExt || UNREACHABLE;
+      const message = `Tencent VOD: ${detail.Message || 'the upstream task failed'} (ErrCode ${detail.ErrCode ?? 'n/a'}${detail.ErrCodeExt ? `, ${detail.ErrCodeExt}` : ''})`;
+      // Accepted upstream, then failed: the same SessionId cannot be submitted again, so this is final.
+      throw new ProviderError(code, message, false);
+    }
+    ctx.log(`Upstream finished; downloading ${detail.Output?.FileInfos?.length ?? 0} image(s).`);
+    const images = await downloadOutputs(detail, { signal: ctx.signal, ...this.rt.options.download });
+    const model = UPSTREAM_MODELS[job.input.model_name];
+    return {
+      images,
+      producedBy: `tencent-vod ${model.name} ${model.versions[job.input.model_version] ?? job.input.model_version}`,
+      ...(typeof detail.Input?.Seed === 'number' ? { seed: detail.Input.Seed } : {}),
+    };
+  }
+
+  /** Cancel of a task with no run in this process (queued after a restart, or between dispatch and run). */
+  private async cancelNotRunning(task: { id: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
+    const cp = readCheckpoint(task.checkpoint);
+    if (cp?.phase === 'submitting') return 'too-late';
+    if (cp?.phase !== 'accepted' || !cp.channelId || !cp.upstreamTaskId) return 'not-started';
+    return this.abortUpstream(cp.channelId, cp.upstreamTaskId);
+  }
+
+  /** ManageTask Abort: Tencent stops a task only while it is WAITING and refuses otherwise. */
+  private async abortUpstream(channelId: string, upstreamTaskId: string): Promise<CancelVerdict> {
+    const channel = this.rt.pool.channel(channelId);
+    const access = channel && this.rt.access(channel);
+    if (!access) return 'too-late';
+    try {
+      await access.api.manageTask(
+        { TaskId: upstreamTaskId, OperationType: 'Abort', SubAppId: access.subAppId },
+        { timeoutMs: this.rt.options.callTimeoutMs },
+      );
+      return 'cancelled';
+    } catch (err) {
+      const f = classify(err, false);
+      const cannotTell = f.code === UNREACHABLE || /^(RequestLimitExceeded|InternalError)/.test(f.code) || kindOfCode(f.code) === 'channel';
+      if (cannotTell) {
+        throw new RelayError('FailedOperation.Upstream', `Could not reach Tencent VOD to stop the task (${f.code}); try again.`);
+      }
+      return 'too-late';
+    }
+  }
+}

@@ -1,0 +1,127 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { permanentError } from '../../ports/provider';
+import type { Clock } from '../../ports/clock';
+import type { Vod, VodApi } from './client';
+import { classify, isDuplicateSession, toProviderError, UNREACHABLE } from './errors';
+
+/**
+ * Resolving an ambiguous submission (no answer to CreateAigcImageTask, or a crash while it was in flight) without
+ * guessing. The hold stays in place throughout.
+ *
+ * 1. DescribeTasks over the submission's time window, looking for SessionId = our task id. Found: that is the task.
+ * 2. A completion event carrying the SessionId answers the same question (the follower passes it on).
+ * 3. Not listed after a few lookups (the listing may lag): submit again with the same SessionId on the same
+ *    channel. Tencent refuses a SessionId it has seen in 3 days, so this either creates the one and only task (the
+ *    first request never arrived) or is refused, which proves the task exists: keep looking it up.
+ *
+ * It ends only with a TaskId, a refusal that is the request's own fault, or the query window passing.
+ */
+export interface ReconcileOptions {
+  /** Pause after each round; the last value repeats. */
+  readonly delaysMs: readonly number[];
+  readonly lookupsBeforeResubmit: number;
+  readonly callTimeoutMs: number;
+  readonly createTimeoutMs: number;
+  readonly windowMs: number;
+  /** Margin around the submission time for the CreateTime filter (clock skew). */
+  readonly slackMs: number;
+}
+
+export interface ReconcileRequest {
+  readonly taskId: string;
+  readonly submittedAt: number;
+  readonly api: VodApi;
+  readonly subAppId: number;
+  /** The same request as the first submission (same SessionId). */
+  readonly request: () => Vod.CreateAigcImageTaskRequest;
+  readonly watchSession: (taskId: string, onFound: (upstreamTaskId: string) => void) => () => void;
+  readonly log: (message: string) => void;
+  readonly clock: Clock;
+  readonly options: ReconcileOptions;
+  readonly signal: AbortSignal;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+const MAX_PAGES = 50;
+
+export async function findBySessionId(
+  api: VodApi,
+  subAppId: number,
+  sessionId: string,
+  window: { from: number; to: number },
+  o: { timeoutMs: number; signal: AbortSignal },
+): Promise<Vod.TaskSimpleInfo | undefined> {
+  let scrollToken: string | undefined;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const res = await api.describeTasks(
+      {
+        SubAppId: subAppId,
+        CreateTime: { After: iso(window.from), Before: iso(window.to) },
+        Limit: 100,
+        ...(scrollToken ? { ScrollToken: scrollToken } : {}),
+      },
+      o,
+    );
+    const hit = res.TaskSet?.find((t) => t.SessionId === sessionId);
+    if (hit) return hit;
+    scrollToken = res.ScrollToken || undefined;
+    if (!scrollToken) return undefined;
+  }
+  return undefined;
+}
+
+export async function reconcile(r: ReconcileRequest): Promise<string> {
+  const { options, signal } = r;
+  let unwatch = (): void => undefined;
+  const fromEvent = new Promise<string>((resolve) => {
+    unwatch = r.watchSession(r.taskId, resolve);
+  });
+  try {
+    let lookups = 0;
+    for (let round = 0; ; round++) {
+      signal.throwIfAborted();
+      const now = r.clock.now();
+      if (now - r.submittedAt > options.windowMs) {
+        throw permanentError(UNREACHABLE, 'Tencent VOD: the submission could not be confirmed within the query window; the hold is released');
+      }
+      try {
+        const window = { from: r.submittedAt - options.slackMs, to: now + options.slackMs };
+        const hit = await findBySessionId(r.api, r.subAppId, r.taskId, window, { timeoutMs: options.callTimeoutMs, signal });
+        if (hit?.TaskId) {
+          r.log(`Reconciled: DescribeTasks lists upstream task ${hit.TaskId} for this SessionId.`);
+          return hit.TaskId;
+        }
+        lookups++;
+      } catch (err) {
+        signal.throwIfAborted();
+        r.log(`DescribeTasks failed (${classify(err, false).message}); will look again.`);
+      }
+
+      if (lookups >= options.lookupsBeforeResubmit) {
+        lookups = 0;
+        try {
+          const res = await r.api.createAigcImageTask(r.request(), { timeoutMs: options.createTimeoutMs, signal });
+          if (res.TaskId) {
+            r.log(`Reconciled: the first submission never arrived; resubmitted with the same SessionId as upstream task ${res.TaskId}.`);
+            return res.TaskId;
+          }
+        } catch (err) {
+          signal.throwIfAborted();
+          const f = classify(err, true);
+          if (isDuplicateSession(f)) r.log('Tencent already has a task with this SessionId; looking it up again.');
+          else if (f.kind === 'task') throw toProviderError(f, false);
+          else r.log(`Resubmission with the same SessionId failed (${f.code}); will look again.`);
+        }
+      }
+
+      const delay = options.delaysMs[Math.min(round, options.delaysMs.length - 1)] ?? 1000;
+      const found = await Promise.race([sleep(delay, undefined, { signal }).then(() => undefined), fromEvent]);
+      if (found) {
+        r.log(`Reconciled: a completion event names upstream task ${found} for this SessionId.`);
+        return found;
+      }
+    }
+  } finally {
+    unwatch();
+  }
+}

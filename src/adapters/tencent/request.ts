@@ -1,0 +1,163 @@
+import { ASPECT_RATIOS, type ModelName } from '../../domain/models';
+import { explicitSize, sizeMatchesRatio, type PixelSize } from '../../domain/output-size';
+import { priceClass } from '../../domain/pricing';
+import type { InputImageRef, TaskInput } from '../../domain/task-input';
+import type { Vod } from './client';
+
+/**
+ * The client body (the seed's snake_case, validated into TaskInput) → Tencent's CreateAigcImageTask, declared as
+ * data and applied by one function.
+ *
+ * Model names: the seed's `GEM` is upstream `GG` (versions 2.5 and 3.0 as they are); `Qwen` and `Hunyuan` keep their
+ * names. Resolution:
+ * - GG takes `OutputConfig.Resolution` ∈ 1K/2K/4K. Classes map by name: 720P and 1080P → 1K (GG's smallest),
+ *   2K → 2K, 4K → 4K. An explicit WxH maps by its pixel count with the thresholds of domain/pricing.ts: up to
+ *   2.1 MP → 1K (1024x1024), up to 4.2 MP → 2K (2048x2048, 2560x1440, …), larger → 4K (4096x4096, …); it also
+ *   sends the aspect ratio it has when none was given (2560x1440 → 16:9).
+ * - Hunyuan and Qwen take no Resolution; the size goes in `ExtInfo` as `{"AdditionalParameters":"{\"size\":\"WxH\"}"}`.
+ *   Tencent documents Hunyuan's limits (each side 512–2048, at most 1024x1024 pixels in all); the requested size
+ *   is scaled down into them keeping its shape. Qwen's limits are not documented; the same ones are applied.
+ * - No resolution given: nothing is sent and Tencent's default applies.
+ *
+ * `SessionId` is always our task id: Tencent refuses a repeated SessionId for 3 days, so a resubmission after a
+ * crash or a lost answer cannot create a second upstream task. The client's own `session_id` is the relay's
+ * de-duplication and is not forwarded.
+ */
+export interface ModelMapping {
+  readonly name: string;
+  readonly versions: Readonly<Record<string, string>>;
+  readonly resolution: 'class' | 'ext-size';
+}
+
+export const UPSTREAM_MODELS: Readonly<Record<ModelName, ModelMapping>> = {
+  GEM: { name: 'GG', versions: { '2.5': '2.5', '3.0': '3.0' }, resolution: 'class' },
+  Qwen: { name: 'Qwen', versions: { '0925': '0925' }, resolution: 'ext-size' },
+  Hunyuan: { name: 'Hunyuan', versions: { '3.0': '3.0' }, resolution: 'ext-size' },
+};
+
+export const EXT_SIZE_LIMITS = { minSide: 512, maxSide: 2048, maxPixels: 1024 * 1024 } as const;
+
+/** Field rules: target field ← value from the input (undefined = not sent). */
+type Rules<T> = ReadonlyArray<readonly [keyof T, (input: TaskInput) => string | number | undefined]>;
+
+const TOP_LEVEL: Rules<Vod.CreateAigcImageTaskRequest> = [
+  ['Prompt', (i) => i.prompt],
+  ['NegativePrompt', (i) => i.negative_prompt],
+  ['EnhancePrompt', (i) => i.enhance_prompt],
+  ['SessionContext', (i) => i.session_context],
+  ['TasksPriority', (i) => (i.tasks_priority === 0 ? undefined : i.tasks_priority)],
+];
+
+const OUTPUT_CONFIG: Rules<Vod.AigcImageOutputConfig> = [
+  ['StorageMode', (i) => i.output_config.storage_mode],
+  ['AspectRatio', (i) => i.output_config.aspect_ratio ?? ratioOfExplicitSize(i)],
+  ['PersonGeneration', (i) => i.output_config.person_generation],
+  ['InputComplianceCheck', (i) => i.output_config.input_compliance_check],
+  ['OutputComplianceCheck', (i) => i.output_config.output_compliance_check],
+];
+
+function apply<T>(rules: Rules<T>, input: TaskInput, target: Partial<Record<keyof T, unknown>>): void {
+  for (const [field, read] of rules) {
+    const value = read(input);
+    if (value !== undefined) target[field] = value;
+  }
+}
+
+function ratioOfExplicitSize(input: TaskInput): string | undefined {
+  if (input.model_name !== 'GEM' || !input.output_config.resolution) return undefined;
+  const size = explicitSize(input.output_config.resolution);
+  return size ? ASPECT_RATIOS.find((r) => sizeMatchesRatio(size, r)) : undefined;
+}
+
+/** Fits a size into the ExtInfo limits keeping its shape (sides rounded down to a multiple of 8, at least 512). */
+export function fitExtSize(size: PixelSize): PixelSize {
+  const { minSide, maxSide, maxPixels } = EXT_SIZE_LIMITS;
+  const down = Math.min(1, Math.sqrt(maxPixels / (size.width * size.height)), maxSide / Math.max(size.width, size.height));
+  const scale = Math.max(down, minSide / Math.min(size.width, size.height));
+  // The epsilon keeps float noise (767.99999…) from costing a whole step of 8.
+  const fit = (n: number) => Math.max(minSide, Math.floor((n * scale) / 8 + 1e-9) * 8);
+  let width = fit(size.width);
+  let height = fit(size.height);
+  // A very elongated shape can hit the minimum side; shorten the long side to stay within the pixel budget.
+  if (width * height > maxPixels) {
+    if (width >= height) width = Math.floor(maxPixels / height / 8) * 8;
+    else height = Math.floor(maxPixels / width / 8) * 8;
+  }
+  return { width, height };
+}
+
+/** Adds `size` to the client's ExtInfo (kept as given when it is not a JSON object, or already names a size). */
+export function extInfoWithSize(extInfo: string | undefined, size: PixelSize): string | undefined {
+  let outer: Record<string, unknown> = {};
+  if (extInfo !== undefined) {
+    try {
+      const parsed: unknown = JSON.parse(extInfo);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return extInfo;
+      outer = parsed as Record<string, unknown>;
+    } catch {
+      return extInfo;
+    }
+  }
+  let additional: Record<string, unknown> = {};
+  if (typeof outer.AdditionalParameters === 'string') {
+    try {
+      additional = JSON.parse(outer.AdditionalParameters) as Record<string, unknown>;
+    } catch {
+      return extInfo;
+    }
+  } else if (outer.AdditionalParameters !== undefined) return extInfo;
+  if (typeof additional !== 'object' || additional === null || 'size' in additional) return extInfo;
+  return JSON.stringify({ ...outer, AdditionalParameters: JSON.stringify({ ...additional, size: `${size.width}x${size.height}` }) });
+}
+
+const GG_CLASSES: Readonly<Record<string, string>> = { '720P': '1K', '1080P': '1K', '2K': '2K', '4K': '4K' };
+
+function ggResolution(input: TaskInput): string {
+  const resolution = input.output_config.resolution!;
+  return GG_CLASSES[resolution] ?? priceClass(input);
+}
+
+export interface MappingContext {
+  readonly taskId: string;
+  readonly subAppId: number;
+  /** The size the client asked for (domain/output-size). */
+  readonly size: PixelSize;
+  /** A link the upstream can fetch for one of our own files. */
+  readonly linkFor: (fileId: string) => string;
+}
+
+/** Digit-only ids are Tencent VOD FileIds (ours look like `file_…`): passed through as `File`. */
+export const isVodFileId = (id: string): boolean => /^\d+$/.test(id);
+
+function fileInfo(ref: InputImageRef, ctx: MappingContext): Vod.AigcImageTaskInputFileInfo {
+  const text = ref.text !== undefined ? { Text: ref.text } : {};
+  if (ref.type === 'Url') return { Type: 'Url', Url: ref.url!, ...text };
+  const id = ref.file_id!;
+  return isVodFileId(id) ? { Type: 'File', FileId: id, ...text } : { Type: 'Url', Url: ctx.linkFor(id), ...text };
+}
+
+export function toCreateRequest(input: TaskInput, ctx: MappingContext): Vod.CreateAigcImageTaskRequest {
+  const model = UPSTREAM_MODELS[input.model_name];
+  const version = model.versions[input.model_version];
+  if (!version) throw new Error(`no upstream mapping for ${input.model_name} ${input.model_version}`);
+
+  const request: Partial<Record<keyof Vod.CreateAigcImageTaskRequest, unknown>> = {
+    SubAppId: ctx.subAppId,
+    ModelName: model.name,
+    ModelVersion: version,
+    SessionId: ctx.taskId,
+  };
+  apply(TOP_LEVEL, input, request);
+  if (input.file_infos.length > 0) request.FileInfos = input.file_infos.map((ref) => fileInfo(ref, ctx));
+
+  const output: Partial<Record<keyof Vod.AigcImageOutputConfig, unknown>> = {};
+  apply(OUTPUT_CONFIG, input, output);
+  let extInfo = input.ext_info;
+  if (input.output_config.resolution) {
+    if (model.resolution === 'class') output.Resolution = ggResolution(input);
+    else extInfo = extInfoWithSize(extInfo, fitExtSize(ctx.size));
+  }
+  if (Object.keys(output).length > 0) request.OutputConfig = output;
+  if (extInfo !== undefined) request.ExtInfo = extInfo;
+  return request as unknown as Vod.CreateAigcImageTaskRequest;
+}

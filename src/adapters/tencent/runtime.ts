@@ -1,0 +1,139 @@
+import type { SecretBox } from '../../app/secret-box';
+import type { ChannelSlots } from '../../ports/channel-slots';
+import type { ChannelRecord, ChannelStore } from '../../ports/channels';
+import type { Clock } from '../../ports/clock';
+import { ChannelPool } from '../../worker/channel-pool';
+import { createVodApi, type VodApi } from './client';
+import { EventPump, type TaskStanding } from './events';
+import { TaskFollower, type ChannelAccess } from './follower';
+import type { TencentVodOptions } from './options';
+import type { ReconcileOptions } from './reconcile';
+
+/**
+ * The long-lived parts the provider's runs share: the channel pool (cached configuration, slots, circuits), one
+ * SDK client per channel (rebuilt when the channel changes), the shared poller and the event pumps.
+ */
+export interface RuntimeLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface RuntimeDeps {
+  readonly channels: ChannelStore;
+  readonly box: SecretBox;
+  readonly clock: Clock;
+  readonly log: RuntimeLog;
+  readonly options: TencentVodOptions;
+  /** A signed link to one of our files that the upstream can fetch. */
+  readonly fileLink: (fileId: string, expiresAtMs: number) => string;
+  readonly standing: (taskId: string) => Promise<TaskStanding>;
+  /** Channel slots shared by every node (absent: counted in this process only). */
+  readonly slots?: ChannelSlots;
+}
+
+export class TencentRuntime {
+  readonly pool: ChannelPool;
+  readonly follower: TaskFollower;
+  readonly events: EventPump;
+  readonly reconcileOptions: ReconcileOptions;
+  private readonly clients = new Map<string, { updatedAt: number; access: ChannelAccess }>();
+
+  constructor(private readonly deps: RuntimeDeps) {
+    const { options, clock } = deps;
+    this.pool = new ChannelPool({
+      clock,
+      breaker: options.breaker,
+      ...(options.random ? { random: options.random } : {}),
+      ...(deps.slots ? { slots: deps.slots } : {}),
+    });
+    const channelAccess = (id: string) => {
+      const channel = this.pool.channel(id);
+      return channel && this.access(channel);
+    };
+    const noteError = (id: string, code: string, message: string) => this.pool.noteError(id, code, message);
+    this.follower = new TaskFollower({
+      channel: channelAccess,
+      clock,
+      noteError,
+      options: options.follower,
+      ...(options.random ? { random: options.random } : {}),
+    });
+    this.events = new EventPump({
+      follower: this.follower,
+      channel: channelAccess,
+      standing: deps.standing,
+      noteError,
+      options: { ...options.events, callTimeoutMs: options.callTimeoutMs },
+    });
+    this.reconcileOptions = {
+      ...options.reconcile,
+      windowMs: options.follower.windowMs,
+      createTimeoutMs: options.createTimeoutMs,
+      callTimeoutMs: options.callTimeoutMs,
+    };
+  }
+
+  get options(): TencentVodOptions {
+    return this.deps.options;
+  }
+
+  get clock(): Clock {
+    return this.deps.clock;
+  }
+
+  get log(): RuntimeLog {
+    return this.deps.log;
+  }
+
+  linkFor(fileId: string): string {
+    return this.deps.fileLink(fileId, this.deps.clock.now() + this.deps.options.inputLinkTtlMs);
+  }
+
+  /** Reloads channels from the store into the pool and the event pumps. */
+  async refresh(): Promise<void> {
+    const channels = await this.deps.channels.listChannels({ includeDeleted: true });
+    this.pool.load(channels);
+    this.events.sync(channels);
+    for (const [id, cached] of this.clients) {
+      const current = this.pool.channel(id);
+      if (!current || current.updatedAt !== cached.updatedAt) {
+        // Calls still on the old client finish; its idle sockets go a little later.
+        setTimeout(() => cached.access.api.close(), 60_000).unref();
+        this.clients.delete(id);
+      }
+    }
+  }
+
+  /** The SDK client for a channel; undefined (and logged) when its sealed SecretKey does not open. */
+  access(channel: ChannelRecord): ChannelAccess | undefined {
+    const cached = this.clients.get(channel.id);
+    if (cached && cached.updatedAt === channel.updatedAt) return cached.access;
+    let secretKey: string;
+    try {
+      secretKey = this.deps.box.open(channel.secretKeySealed, channel.id);
+    } catch (err) {
+      this.deps.log.error({ channel: channel.id, err: (err as Error).message }, 'channel secret does not open');
+      this.pool.noteError(channel.id, 'InternalError', 'the sealed SecretKey does not open with this relay secret');
+      return undefined;
+    }
+    if (cached) setTimeout(() => cached.access.api.close(), 60_000).unref();
+    const api: VodApi = createVodApi({
+      secretId: channel.secretId,
+      secretKey,
+      ...(channel.region ? { region: channel.region } : {}),
+      ...(channel.endpoint ? { endpoint: channel.endpoint } : {}),
+    });
+    const access: ChannelAccess = { api, subAppId: channel.subAppId, eventsEnabled: channel.eventsEnabled };
+    this.clients.set(channel.id, { updatedAt: channel.updatedAt, access });
+    return access;
+  }
+
+  async stop(): Promise<void> {
+    await this.events.stop();
+    this.follower.stop();
+    this.pool.close();
+    for (const cached of this.clients.values()) cached.access.api.close();
+    this.clients.clear();
+  }
+}

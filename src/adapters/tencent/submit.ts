@@ -1,0 +1,118 @@
+import type { ChannelRecord } from '../../ports/channels';
+import type { Clock } from '../../ports/clock';
+import { permanentError, type ProviderJob, type RunContext } from '../../ports/provider';
+import type { ChannelLease, ChannelPool } from '../../worker/channel-pool';
+import type { Vod } from './client';
+import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
+import type { ChannelAccess } from './follower';
+import { reconcile, type ReconcileOptions } from './reconcile';
+import type { RunState } from './run-state';
+
+/**
+ * Submitting a task upstream with failover. Each try takes a slot on the best channel, checkpoints "submitting
+ * on channel X" (so a crash mid-call is reconciled, never resubmitted elsewhere), then calls CreateAigcImageTask:
+ *
+ * - accepted: the slot stays taken until the upstream task ends;
+ * - refused for the request's own sake (`task`): fail, no other channel would take it;
+ * - refused by the channel or transient: count against the channel's circuit, try the next channel; when none is
+ *   left the attempt fails (retryable for transient causes, permanent for channel faults such as bad credentials);
+ * - no clear answer (`ambiguous`): reconcile on that same channel by SessionId.
+ */
+export interface SubmitDeps {
+  readonly pool: ChannelPool;
+  readonly access: (channel: ChannelRecord) => ChannelAccess | undefined;
+  readonly request: (channel: ChannelRecord) => Vod.CreateAigcImageTaskRequest;
+  readonly watchSession: (taskId: string, onFound: (upstreamTaskId: string) => void) => () => void;
+  readonly clock: Clock;
+  readonly createTimeoutMs: number;
+  readonly reconcile: ReconcileOptions;
+  readonly log: (obj: object, msg: string) => void;
+}
+
+export interface Submitted {
+  readonly lease: ChannelLease;
+  readonly upstreamTaskId: string;
+  readonly submittedAt: number;
+}
+
+export interface SubmittingCheckpoint {
+  readonly phase: 'submitting';
+  readonly channelId: string;
+  readonly submittedAt: number;
+}
+
+export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'input'>, ctx: RunContext, state: RunState, deps: SubmitDeps): Promise<Submitted> {
+  const { model_name: model, model_version: version } = job.input;
+  const tried = new Set<string>();
+  let last: UpstreamFailure | undefined;
+  for (;;) {
+    state.enter('selecting');
+    const lease = await deps.pool.acquire(model, version, tried, ctx.signal, job.taskId);
+    if (!lease) {
+      if (!last) throw permanentError(UNREACHABLE, `Tencent VOD: no enabled upstream channel serves ${model} ${version}`);
+      throw toProviderError(last, last.kind === 'transient');
+    }
+    const channel = lease.channel;
+    const access = deps.access(channel);
+    if (!access) {
+      last = { kind: 'channel', code: 'InternalError', message: 'the channel credentials could not be opened' };
+      lease.failed(last.code, last.message);
+      lease.release();
+      tried.add(channel.id);
+      continue;
+    }
+    let keep = false;
+    try {
+      const submittedAt = deps.clock.now();
+      await ctx.checkpoint({ phase: 'submitting', channelId: channel.id, submittedAt } satisfies SubmittingCheckpoint);
+      state.enter('submitting', { channelId: channel.id });
+      if (state.cancelled) ctx.signal.throwIfAborted();
+      const request = deps.request(channel);
+      try {
+        const res = await access.api.createAigcImageTask(request, { timeoutMs: deps.createTimeoutMs, signal: ctx.signal });
+        if (!res.TaskId) throw Object.assign(new Error('CreateAigcImageTask answered without a TaskId'), { httpCode: 502 });
+        lease.succeeded();
+        keep = true;
+        deps.log({ taskId: job.taskId, channel: channel.name, upstreamTaskId: res.TaskId }, 'submitted upstream');
+        return { lease, upstreamTaskId: res.TaskId, submittedAt };
+      } catch (err) {
+        ctx.signal.throwIfAborted();
+        const f = classify(err, true);
+        deps.log({ taskId: job.taskId, channel: channel.name, code: f.code, kind: f.kind, err: f.message }, 'upstream submission failed');
+        // A refused SessionId means this channel already has the task (an earlier try we could not see through):
+        // reconcile it there, never fail it and never submit it elsewhere.
+        if (f.kind === 'ambiguous' || isDuplicateSession(f)) {
+          lease.failed(f.code, f.message);
+          state.enter('reconciling', { channelId: channel.id });
+          ctx.log(`No clear answer from the upstream (${f.message}); reconciling by SessionId before anything else.`);
+          const upstreamTaskId = await reconcile({
+            taskId: job.taskId,
+            submittedAt,
+            api: access.api,
+            subAppId: access.subAppId,
+            request: () => request,
+            watchSession: deps.watchSession,
+            log: (m) => ctx.log(m),
+            clock: deps.clock,
+            options: deps.reconcile,
+            signal: ctx.signal,
+          });
+          keep = true;
+          return { lease, upstreamTaskId, submittedAt };
+        }
+        // Definitely not created upstream: a later attempt must not mistake this for an ambiguous submission.
+        await ctx.checkpoint({ phase: 'idle' });
+        if (f.kind === 'task') {
+          lease.succeeded();
+          throw toProviderError(f, false);
+        }
+        lease.failed(f.code, f.message);
+        ctx.log(`An upstream channel refused (${describe(f)}); trying another channel.`);
+        tried.add(channel.id);
+        last = f;
+      }
+    } finally {
+      if (!keep) lease.release();
+    }
+  }
+}

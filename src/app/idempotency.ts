@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+import { IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS } from '../domain/delivery';
+import { RelayError } from '../domain/errors';
+import type { Clock } from '../ports/clock';
+import type { IdempotencyStore } from '../ports/delivery-store';
+
+/** A response as sent: replayed byte for byte. */
+export interface StoredResponse {
+  readonly status: number;
+  readonly body: string;
+}
+
+export interface IdempotentRun {
+  /** Runs the request under the reservation (`NewTask.idempotency` ties the task to it). */
+  readonly produce: (reservation: { key: string; token: string }) => Promise<StoredResponse>;
+  /** The response for a task whose request died before storing one (a crash between commit and reply). */
+  readonly recover: (taskId: string) => Promise<StoredResponse | undefined>;
+}
+
+/** JSON with object keys sorted, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are the same request. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** What "the same request" means for a key: SHA-256 of the canonical JSON of everything that shapes the task. */
+export function requestFingerprint(parts: unknown): string {
+  return createHash('sha256').update(canonical(parts)).digest('hex');
+}
+
+/**
+ * Idempotency-Key handling. The database row (account, key) is the reservation, inserted atomically, so across
+ * processes only one request per key can create a task. Within this process a request that finds the key busy
+ * waits on the holder's promise and then reads the stored response, instead of failing: 20 concurrent duplicates
+ * give one task and 20 identical answers.
+ *
+ * Only responses of requests that created a task are stored. A request refused before that (validation, balance,
+ * limits) releases its reservation, so fixing the cause and retrying with the same key works — nothing was charged.
+ */
+export class IdempotencyGate {
+  private readonly busy = new Map<string, Promise<void>>();
+
+  constructor(private readonly deps: { readonly store: IdempotencyStore; readonly clock: Clock }) {}
+
+  async run(accountId: string, key: string, fingerprint: string, request: IdempotentRun): Promise<{ response: StoredResponse; replayed: boolean }> {
+    const slot = `${accountId}\n${key}`;
+    for (;;) {
+      const holder = this.busy.get(slot);
+      if (holder) {
+        await holder;
+        continue;
+      }
+      let release!: () => void;
+      this.busy.set(slot, new Promise<void>((resolve) => (release = resolve)));
+      try {
+        return await this.once(accountId, key, fingerprint, request);
+      } finally {
+        this.busy.delete(slot);
+        release();
+      }
+    }
+  }
+
+  private async once(accountId: string, key: string, fingerprint: string, request: IdempotentRun) {
+    const { store, clock } = this.deps;
+    const reserve = () =>
+      store.reserve({ accountId, key, bodyHash: fingerprint, now: clock.now(), ttlMs: IDEMPOTENCY_TTL_MS, leaseMs: IDEMPOTENCY_LEASE_MS });
+    let reservation = await reserve();
+    if (reservation.state === 'pending' && reservation.taskId !== undefined) {
+      // Nobody in this process holds the key, yet its task exists: the request that made it died before
+      // answering. Answer from the task (first writer wins, so every later replay agrees).
+      const recovered = await request.recover(reservation.taskId);
+      if (recovered) await store.complete({ accountId, key, ...recovered, now: clock.now() });
+      reservation = await reserve();
+    }
+    switch (reservation.state) {
+      case 'mismatch':
+        throw new RelayError(
+          'FailedOperation.IdempotencyKeyReused',
+          'Idempotency-Key: already used with a different request in the last 24 hours; send a new key for a new request.',
+        );
+      case 'done':
+        return { response: { status: reservation.status, body: reservation.body }, replayed: true };
+      case 'pending':
+        throw new RelayError('ResourceUnavailable', 'Idempotency-Key: a request with this key is still in progress; retry shortly.', {
+          retryAfterSeconds: 1,
+        });
+      case 'reserved':
+        break;
+    }
+    const token = reservation.token;
+    let response: StoredResponse;
+    try {
+      response = await request.produce({ key, token });
+    } catch (err) {
+      // Deletes only a reservation that created no task; one that did stays, to be answered by `recover`.
+      await store.release(accountId, key, token);
+      throw err;
+    }
+    await store.complete({ accountId, key, ...response, now: clock.now() });
+    return { response, replayed: false };
+  }
+}

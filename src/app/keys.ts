@@ -1,0 +1,38 @@
+import { notFound } from '../domain/errors';
+import type { Account, ApiKeyRecord, KeyPatch, Store } from '../ports/store';
+
+/**
+ * Operator use cases over keys and accounts beyond creating them (app/accounts.ts); the admin routes and the CLI
+ * both call these. Limits are read by the store on every submit, so a change applies to the key's next request on
+ * every node; a revoked key is refused from its next request on (nothing caches keys).
+ */
+export async function listAccounts(store: Store, limit = 100): Promise<Account[]> {
+  return store.accounts.listAccounts(limit);
+}
+
+export async function getAccount(store: Store, accountId: string): Promise<Account> {
+  const account = await store.accounts.getAccount(accountId);
+  if (!account) throw notFound('account', accountId);
+  return account;
+}
+
+export async function listKeys(store: Store, accountId: string): Promise<ApiKeyRecord[]> {
+  await getAccount(store, accountId);
+  return store.accounts.listKeys(accountId);
+}
+
+export async function getKey(store: Store, keyId: string): Promise<ApiKeyRecord> {
+  const key = await store.accounts.getKey(keyId);
+  if (!key) throw notFound('key', keyId);
+  return key;
+}
+
+export async function updateKey(store: Store, keyId: string, patch: KeyPatch): Promise<ApiKeyRecord> {
+  const key = await store.accounts.updateKey(keyId, patch);
+  if (!key) throw notFound('key', keyId);
+  return key;
+}
+
+export async function revokeKey(store: Store, keyId: string, now: number): Promise<void> {
+  if (!(await store.accounts.revokeKey(keyId, now))) throw notFound('key', keyId);
+}

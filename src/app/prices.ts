@@ -1,0 +1,118 @@
+import { FieldError } from '../domain/errors';
+import { MODELS } from '../domain/models';
+import { parsePriceTable, PRICE_CLASSES, type PriceTable } from '../domain/pricing';
+import type { Clock } from '../ports/clock';
+import type { Store } from '../ports/store';
+
+/**
+ * The price table in force. Three sources, newest wins:
+ *   1. a table the operator saved (PUT /admin/v1/prices, `aigc-relay prices set`): kept in the database, so it
+ *      survives restarts and every node sharing the database uses it;
+ *   2. the JSON file named by AIGC_RELAY_PRICES_FILE, read at start;
+ *   3. the built-in DEFAULT_PRICES.
+ * DELETE /admin/v1/prices (`aigc-relay prices reset`) goes back to 2/3. Submits read the table synchronously from
+ * memory; a node re-reads the database at most every `refreshMs`, so a change made on another node (or by the CLI)
+ * applies here within that time. A change made through this node applies at once.
+ */
+export type PriceSource = 'database' | 'file' | 'default';
+
+export interface PriceBookState {
+  readonly prices: PriceTable;
+  readonly source: PriceSource;
+  /** When the operator's table was saved (source `database`). */
+  readonly updatedAt?: number;
+}
+
+export interface PriceBook {
+  /** The table in force, from memory; starts a background re-read when it is older than `refreshMs`. */
+  current(): PriceTable;
+  state(): PriceBookState;
+  /** Validates and saves an operator table; applies it at once on this node. Throws 400 naming the entry. */
+  set(raw: unknown): Promise<PriceBookState>;
+  /** Back to the file or built-in table. */
+  reset(): Promise<PriceBookState>;
+  /** Re-reads the database now. */
+  refresh(): Promise<PriceBookState>;
+}
+
+const KNOWN_ROWS = new Set(Object.entries(MODELS).flatMap(([model, versions]) => Object.keys(versions).map((v) => `${model}:${v}`)));
+
+/**
+ * An operator's table, checked strictly: every catalogued version with every class (parsePriceTable), and nothing
+ * else, so a typo such as "GEM:3" is an error rather than a silently ignored row.
+ */
+export function validatePriceTable(raw: unknown, field = 'prices'): PriceTable {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new FieldError('InvalidParameterValue', field, 'must be an object like {"GEM:3.0": {"1K": 40, "2K": 60, "4K": 100}, …}');
+  }
+  for (const [row, classes] of Object.entries(raw)) {
+    if (!KNOWN_ROWS.has(row)) {
+      throw new FieldError('InvalidParameter', `${field}.${row}`, `not a model version; expected ${[...KNOWN_ROWS].join(', ')}`);
+    }
+    if (typeof classes === 'object' && classes !== null) {
+      const extra = Object.keys(classes).find((c) => !(PRICE_CLASSES as readonly string[]).includes(c));
+      if (extra) throw new FieldError('InvalidParameter', `${field}.${row}.${extra}`, `not a resolution class; expected ${PRICE_CLASSES.join(', ')}`);
+    }
+  }
+  try {
+    return parsePriceTable(raw);
+  } catch (err) {
+    const reason = (err as Error).message.replace(/^price table:\s*/, '');
+    throw new FieldError('InvalidParameterValue', field, reason);
+  }
+}
+
+export async function createPriceBook(
+  store: Store,
+  clock: Clock,
+  fallback: { readonly prices: PriceTable; readonly source: 'file' | 'default' },
+  refreshMs = 2000,
+): Promise<PriceBook> {
+  let state: PriceBookState = fallback;
+  let loadedAt = -Infinity;
+  let refreshing: Promise<PriceBookState> | undefined;
+
+  const load = async (): Promise<PriceBookState> => {
+    const saved = await store.accounts.currentPrices();
+    loadedAt = clock.now();
+    if (!saved || saved.prices === null) {
+      state = fallback;
+    } else {
+      // Merged over the fallback: a model version catalogued after the table was saved gets the file's price
+      // instead of making the saved table unusable.
+      state = { prices: parsePriceTable({ ...fallback.prices, ...(saved.prices as object) }), source: 'database', updatedAt: saved.updatedAt };
+    }
+    return state;
+  };
+  const refresh = (): Promise<PriceBookState> => {
+    refreshing ??= load().finally(() => (refreshing = undefined));
+    return refreshing;
+  };
+  /** A read that starts after a save: one already in flight may have read the table before it. */
+  const reload = async (): Promise<PriceBookState> => {
+    await refreshing?.catch(() => undefined);
+    return refresh();
+  };
+
+  await refresh();
+  return {
+    current() {
+      if (clock.now() - loadedAt > refreshMs && !refreshing) {
+        // Stale-while-revalidate: this submit uses the table in memory; a failed re-read keeps it.
+        refresh().catch(() => undefined);
+      }
+      return state.prices;
+    },
+    state: () => state,
+    async set(raw) {
+      const table = validatePriceTable(raw);
+      await store.accounts.savePrices(table, clock.now());
+      return reload();
+    },
+    async reset() {
+      await store.accounts.savePrices(null, clock.now());
+      return reload();
+    },
+    refresh,
+  };
+}

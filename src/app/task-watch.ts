@@ -1,0 +1,77 @@
+import { isTerminal } from '../domain/task-state';
+import type { TaskRecord, TaskStore } from '../ports/store';
+import type { TaskEvent } from '../worker/engine';
+
+/** The engine's event source as the watchers need it (`engine.events`). */
+export interface TaskEvents {
+  on(event: 'task', listener: (e: TaskEvent) => void): unknown;
+  off(event: 'task', listener: (e: TaskEvent) => void): unknown;
+}
+
+/**
+ * Follows one task through the engine's events until `onEvent` returns true, the signal aborts or `stop()` is
+ * called. Subscribes before reading the store, so a change between the read and the subscription cannot be missed.
+ * Always removes its listener: a closed connection must not leave one behind.
+ */
+export function watchTask(
+  events: TaskEvents,
+  id: string,
+  onEvent: (event: TaskEvent) => boolean | void,
+  signal?: AbortSignal,
+): () => void {
+  let active = true;
+  const listener = (event: TaskEvent) => {
+    if (!active || event.id !== id) return;
+    if (onEvent(event) === true) stop();
+  };
+  const stop = () => {
+    if (!active) return;
+    active = false;
+    events.off('task', listener);
+    signal?.removeEventListener('abort', stop);
+  };
+  events.on('task', listener);
+  if (signal?.aborted) stop();
+  else signal?.addEventListener('abort', stop, { once: true });
+  return stop;
+}
+
+/**
+ * `Prefer: wait`: resolves with the task once it is terminal, or with undefined after `timeoutMs` or when `signal`
+ * aborts (the client went away). Event-driven: one store read up front, then only engine events.
+ */
+export function awaitTerminal(
+  events: TaskEvents,
+  tasks: Pick<TaskStore, 'getTask'>,
+  id: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<TaskRecord | undefined> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      stop();
+      signal?.removeEventListener('abort', onAbort);
+      return true;
+    };
+    const finish = (task: TaskRecord | undefined) => settle() && resolve(task);
+    const fail = (err: unknown) => settle() && reject(err);
+    const onAbort = () => finish(undefined);
+    const stop = watchTask(events, id, (event) => {
+      if (!isTerminal(event.state)) return false;
+      if (event.task) finish(event.task);
+      else tasks.getTask(id).then(finish, fail);
+      return true;
+    });
+    if (signal?.aborted) return finish(undefined);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    timer = setTimeout(() => finish(undefined), timeoutMs);
+    tasks.getTask(id).then((task) => {
+      if (task && isTerminal(task.state)) finish(task);
+    }, fail);
+  });
+}

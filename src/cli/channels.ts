@@ -1,0 +1,101 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { createChannelAdmin, type ChannelAdmin } from '../app/channels';
+import { createSecretBox } from '../app/secret-box';
+import { loadOrCreateSecret } from '../app/secrets';
+import type { Config } from '../config/env';
+import { systemClock } from '../ports/clock';
+import { print, withStore } from './admin';
+
+/**
+ * `aigc-relay channels add|list|disable|enable`: the admin API's channel use cases on the database directly. The
+ * SecretKey is sealed with the same relay secret the server uses (AIGC_RELAY_SECRET or the data dir's). A running
+ * server picks the change up within its channel refresh interval (5 s). Health is runtime state: see
+ * GET /admin/v1/channels on the server.
+ */
+const integer = (min: number, max: number) => (value: string): number => {
+  if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number');
+  const n = Number(value);
+  if (n < min || n > max) throw new InvalidArgumentError(`must be within ${min}…${max}`);
+  return n;
+};
+
+async function withChannels(config: Config, run: (channels: ChannelAdmin) => Promise<void>): Promise<void> {
+  const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32);
+  await withStore(config, (store) => run(createChannelAdmin({ channels: store.channels, clock: systemClock, box: createSecretBox(secret.value) })));
+}
+
+interface AddOptions {
+  name: string;
+  secretId: string;
+  secretKey?: string;
+  subAppId: number;
+  region?: string;
+  endpoint?: string;
+  models?: string;
+  priority?: number;
+  weight?: number;
+  maxConcurrency?: number;
+  events: boolean;
+  disabled: boolean;
+}
+
+export function channelCommands(program: Command, config: () => Config): void {
+  const channels = program.command('channels').description('manage upstream channels (Tencent VOD accounts)');
+
+  channels
+    .command('add')
+    .description('add a Tencent VOD channel')
+    .requiredOption('--name <name>')
+    .requiredOption('--secret-id <id>', 'Tencent Cloud SecretId')
+    .option('--secret-key <key>', 'Tencent Cloud SecretKey (or TENCENTCLOUD_SECRET_KEY, which keeps it out of the process list)')
+    .requiredOption('--sub-app-id <n>', 'VOD SubAppId', integer(0, Number.MAX_SAFE_INTEGER))
+    .option('--region <region>')
+    .option('--endpoint <url>', 'API base override, e.g. http://127.0.0.1:9000')
+    .option('--models <list>', 'comma-separated: GEM, Qwen, Hunyuan or NAME:VERSION (default all)')
+    .option('--priority <n>', 'tier, higher first (default 0)', integer(-1000, 1000))
+    .option('--weight <n>', 'share within the tier (default 1)', integer(1, 10_000))
+    .option('--max-concurrency <n>', 'upstream tasks at once (default 1)', integer(1, 100_000))
+    .option('--events', 'also follow completions with PullEvents/ConfirmEvents', false)
+    .option('--disabled', 'add it disabled', false)
+    .action(async (o: AddOptions) => {
+      const secretKey = o.secretKey ?? process.env.TENCENTCLOUD_SECRET_KEY;
+      if (!secretKey) {
+        process.stderr.write('aigc-relay: give --secret-key or set TENCENTCLOUD_SECRET_KEY\n');
+        process.exitCode = 1;
+        return;
+      }
+      await withChannels(config(), async (admin) =>
+        print(
+          await admin.create({
+            provider: 'tencent-vod',
+            name: o.name,
+            secret_id: o.secretId,
+            secret_key: secretKey,
+            sub_app_id: o.subAppId,
+            enabled: !o.disabled,
+            events_enabled: o.events,
+            ...(o.region ? { region: o.region } : {}),
+            ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+            ...(o.models ? { models: o.models.split(',').map((m) => m.trim()).filter(Boolean) } : {}),
+            ...(o.priority !== undefined ? { priority: o.priority } : {}),
+            ...(o.weight !== undefined ? { weight: o.weight } : {}),
+            ...(o.maxConcurrency !== undefined ? { max_concurrency: o.maxConcurrency } : {}),
+          }),
+        ),
+      );
+    });
+
+  channels
+    .command('list')
+    .description('list channels (never their secret keys)')
+    .action(async () => withChannels(config(), async (admin) => print({ channels: await admin.list() })));
+
+  channels
+    .command('disable <id>')
+    .description('stop sending new tasks to a channel (its running tasks are still followed)')
+    .action(async (id: string) => withChannels(config(), async (admin) => print(await admin.update(id, { enabled: false }))));
+
+  channels
+    .command('enable <id>')
+    .action(async (id: string) => withChannels(config(), async (admin) => print(await admin.update(id, { enabled: true }))));
+}

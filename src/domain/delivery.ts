@@ -1,0 +1,64 @@
+import { FieldError } from './errors';
+
+/**
+ * The rules behind the delivery guarantees (session de-duplication, Idempotency-Key, `Prefer: wait`): the
+ * windows they hold for and the header grammar. Pure: no I/O, no clock.
+ */
+
+/** A `session_id` is refused when the same account used it within this window (the contract says 3 days). */
+export const SESSION_DEDUP_MS = 3 * 24 * 3600 * 1000;
+
+/** A stored Idempotency-Key response is replayed for this long, then the key may be used afresh. */
+export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+
+/**
+ * A reservation that never got a task after this long belongs to a process that died mid-request; it may be taken
+ * over. A submit takes milliseconds, so a minute is far beyond any live request's reservation-to-insert gap.
+ */
+export const IDEMPOTENCY_LEASE_MS = 60 * 1000;
+
+/** `Prefer: wait=N` is honoured up to this many seconds (the contract's N ≤ 60). */
+export const MAX_WAIT_SECONDS = 60;
+
+/** Printable ASCII without spaces at the ends, like Stripe's and the IETF draft's keys; 255 is Stripe's limit. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;
+
+/** The `Idempotency-Key` header's value, or undefined when absent. A present but unusable key is a 400. */
+export function readIdempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (Array.isArray(header)) {
+    throw new FieldError('InvalidParameter', 'Idempotency-Key', 'send the header once');
+  }
+  if (!IDEMPOTENCY_KEY.test(header)) {
+    throw new FieldError('InvalidParameterValue', 'Idempotency-Key', 'must be 1 to 255 printable ASCII characters (a UUID is ideal)');
+  }
+  return header;
+}
+
+/**
+ * `Prefer: wait=N` (RFC 7240 §4.3) → N, or undefined when the header asks for no wait. Other preferences in the
+ * header are ignored, as RFC 7240 allows; a `wait` we cannot honour as written is a 400 naming the header, because
+ * silently not waiting would turn a client's bug into polling load.
+ */
+export function readPreferWait(header: string | string[] | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const values = Array.isArray(header) ? header : [header];
+  let wait: number | undefined;
+  for (const value of values) {
+    for (const preference of value.split(',')) {
+      const [name, ...rest] = preference.split(';')[0]!.split('=');
+      if (name!.trim().toLowerCase() !== 'wait') continue;
+      const raw = rest.join('=').trim().replace(/^"(.*)"$/, '$1');
+      if (!/^\d{1,6}$/.test(raw) || Number(raw) > MAX_WAIT_SECONDS) {
+        throw new FieldError(
+          'InvalidParameterValue',
+          'Prefer',
+          `wait=${raw.slice(0, 20)} is not a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`,
+        );
+      }
+      if (wait !== undefined) throw new FieldError('InvalidParameterValue', 'Prefer', 'give wait= once');
+      wait = Number(raw);
+    }
+  }
+  return wait;
+}

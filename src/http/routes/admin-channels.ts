@@ -1,0 +1,156 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { ChannelInput, ChannelUpdate } from '../../app/channels';
+import { notFound } from '../../domain/errors';
+import { MODEL_NAMES } from '../../domain/models';
+import { requireAdmin } from '../auth-hooks';
+import type { HttpDeps } from '../context';
+import { adminSchema, Id } from './admin-schema';
+
+/**
+ * Upstream channels: `POST/GET /admin/v1/channels`, `GET/PATCH/DELETE /admin/v1/channels/{id}`. The SecretKey is
+ * accepted, sealed, and never returned (no response schema even has the field); GET adds each channel's health.
+ * Also the operator's "re-poll upstream" for a task: `POST /admin/v1/tasks/{id}/poll`.
+ */
+const Name = Type.String({ minLength: 1, maxLength: 100 });
+const SecretId = Type.String({ minLength: 1, maxLength: 128, description: 'Tencent Cloud SecretId' });
+const SecretKey = Type.String({ minLength: 1, maxLength: 256, description: 'Tencent Cloud SecretKey: stored encrypted, never returned' });
+const SubAppId = Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1, description: 'VOD SubAppId' });
+const Region = Type.String({ maxLength: 64, pattern: '^[a-z0-9-]*$', description: 'e.g. ap-guangzhou; VOD needs none' });
+const Endpoint = Type.String({ maxLength: 300, description: 'API base override, e.g. http://127.0.0.1:9000 for a test server' });
+const Models = Type.Array(Type.String({ minLength: 1, maxLength: 40 }), {
+  minItems: 1,
+  maxItems: 20,
+  description: `model names (${MODEL_NAMES.join(', ')}) or NAME:VERSION; default all`,
+});
+const Priority = Type.Integer({ minimum: -1000, maximum: 1000, description: 'higher tiers are tried first (default 0)' });
+const Weight = Type.Integer({ minimum: 1, maximum: 10_000, description: 'share of the load within a tier (default 1)' });
+const MaxConcurrency = Type.Integer({ minimum: 1, maximum: 100_000, description: 'upstream tasks at once (default 1, as Tencent allows by default)' });
+const EventsEnabled = Type.Boolean({ description: 'also follow completions with PullEvents/ConfirmEvents (default false)' });
+
+const CreateBody = Type.Object(
+  {
+    provider: Type.Literal('tencent-vod'),
+    name: Name,
+    secret_id: SecretId,
+    secret_key: SecretKey,
+    sub_app_id: SubAppId,
+    region: Type.Optional(Region),
+    endpoint: Type.Optional(Endpoint),
+    models: Type.Optional(Models),
+    priority: Type.Optional(Priority),
+    weight: Type.Optional(Weight),
+    max_concurrency: Type.Optional(MaxConcurrency),
+    enabled: Type.Optional(Type.Boolean()),
+    events_enabled: Type.Optional(EventsEnabled),
+  },
+  { additionalProperties: false },
+);
+
+const nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+const PatchBody = Type.Object(
+  {
+    name: Type.Optional(Name),
+    secret_id: Type.Optional(SecretId),
+    secret_key: Type.Optional(SecretKey),
+    sub_app_id: Type.Optional(SubAppId),
+    region: nullable(Region),
+    endpoint: nullable(Endpoint),
+    models: Type.Optional(Models),
+    priority: Type.Optional(Priority),
+    weight: Type.Optional(Weight),
+    max_concurrency: Type.Optional(MaxConcurrency),
+    enabled: Type.Optional(Type.Boolean()),
+    events_enabled: Type.Optional(EventsEnabled),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+const Health = Type.Union([
+  Type.Object({
+    circuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')]),
+    consecutive_failures: Type.Integer(),
+    opened_at: Type.Union([Type.String(), Type.Null()]),
+    in_flight: Type.Integer({ description: 'upstream tasks of this relay on the channel now' }),
+    recent_errors: Type.Array(Type.Object({ at: Type.String(), code: Type.String(), message: Type.String() })),
+  }),
+  Type.Null(),
+]);
+
+const ChannelBody = Type.Object({
+  id: Type.String(),
+  provider: Type.String(),
+  name: Type.String(),
+  secret_id: Type.String(),
+  sub_app_id: Type.Integer(),
+  region: Type.Union([Type.String(), Type.Null()]),
+  endpoint: Type.Union([Type.String(), Type.Null()]),
+  models: Type.Array(Type.String()),
+  priority: Type.Integer(),
+  weight: Type.Integer(),
+  max_concurrency: Type.Integer(),
+  enabled: Type.Boolean(),
+  events_enabled: Type.Boolean(),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+  health: Health,
+});
+
+export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const channels = deps.channels;
+  const schema = (summary: string, extra: { response?: object } & Record<string, unknown>) => {
+    const base = adminSchema(summary, extra);
+    return { ...base, response: { ...adminSchema(summary).response, ...extra.response } };
+  };
+
+  app.register(async (scope) => {
+    requireAdmin(scope, deps);
+
+    scope.post<{ Body: Static<typeof CreateBody> }>(
+      '/admin/v1/channels',
+      { schema: schema('Add an upstream channel (the secret key is never returned)', { body: CreateBody, response: { 201: ChannelBody } }) },
+      async (request, reply) => reply.code(201).send(await channels.create(request.body as ChannelInput)),
+    );
+
+    scope.get(
+      '/admin/v1/channels',
+      { schema: schema('List upstream channels with their health', { response: { 200: Type.Object({ channels: Type.Array(ChannelBody) }) } }) },
+      async () => ({ channels: await channels.list() }),
+    );
+
+    scope.get<{ Params: { id: string } }>(
+      '/admin/v1/channels/:id',
+      { schema: schema('Get an upstream channel with its health', { params: Id, response: { 200: ChannelBody } }) },
+      async (request) => channels.get(request.params.id),
+    );
+
+    scope.patch<{ Params: { id: string }; Body: Static<typeof PatchBody> }>(
+      '/admin/v1/channels/:id',
+      { schema: schema('Change an upstream channel (null clears region or endpoint)', { params: Id, body: PatchBody, response: { 200: ChannelBody } }) },
+      async (request) => channels.update(request.params.id, request.body as ChannelUpdate),
+    );
+
+    scope.post<{ Params: { id: string } }>(
+      '/admin/v1/tasks/:id/poll',
+      {
+        schema: schema('Re-poll upstream: ask Tencent about a followed task now (the answer is applied as any poll)', {
+          params: Id,
+          response: { 202: Type.Object({ upstream_task_id: Type.String(), last_status: Type.Union([Type.String(), Type.Null()]) }) },
+        }),
+      },
+      async (request, reply) => {
+        if (!(await deps.store.tasks.getTask(request.params.id))) throw notFound('task', request.params.id);
+        return reply.code(202).send(channels.repoll(request.params.id));
+      },
+    );
+
+    scope.delete<{ Params: { id: string } }>(
+      '/admin/v1/channels/:id',
+      { schema: schema('Delete an upstream channel (its running tasks are still followed to the end)', { params: Id }) },
+      async (request, reply) => {
+        await channels.remove(request.params.id);
+        return reply.code(204).send();
+      },
+    );
+  });
+}

@@ -1,0 +1,103 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { createApiKey } from '../../app/accounts';
+import { keyView } from '../../app/admin-views';
+import { getKey, listKeys, revokeKey, updateKey } from '../../app/keys';
+import type { KeyPatch } from '../../ports/store';
+import type { HttpDeps } from '../context';
+import { adminSchema as schema, Credits, Id } from './admin-schema';
+
+const Rpm = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'submits per minute, per relay node' });
+const MaxConcurrency = Type.Integer({ minimum: 1, maximum: 100_000, description: 'tasks of this key queued or running at once' });
+const SpendCap = { ...Credits, description: 'most credits this key may have held + captured; released credits do not count' };
+/**
+ * `integer | null` as one schema (`nullable`, which both Ajv and OpenAPI 3.0 understand), not a union: with Ajv's
+ * type coercion a union's null branch would turn a 0 into null, silently clearing a limit set to 0 by mistake.
+ */
+const orNull = (t: ReturnType<typeof Type.Integer>) => Type.Optional(Type.Unsafe<number | null>({ ...t, nullable: true }));
+
+interface KeyBody {
+  name?: string | null;
+  rpm?: number | null;
+  max_concurrency?: number | null;
+  spend_cap?: number | null;
+}
+
+/** `null` clears a limit; an absent field leaves it. */
+const toPatch = (b: KeyBody): KeyPatch => ({
+  ...(b.name !== undefined ? { name: b.name } : {}),
+  ...(b.rpm !== undefined ? { rpm: b.rpm } : {}),
+  ...(b.max_concurrency !== undefined ? { maxConcurrency: b.max_concurrency } : {}),
+  ...(b.spend_cap !== undefined ? { spendCap: b.spend_cap } : {}),
+});
+
+/** API keys: create (the secret is shown once), list (never the secret), limits, revoke. Registered in the admin scope. */
+export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
+  const { store, clock } = deps;
+
+  scope.post<{ Params: { id: string }; Body: { name?: string; rpm?: number; max_concurrency?: number; spend_cap?: number } }>(
+    '/admin/v1/accounts/:id/keys',
+    {
+      schema: schema('Create an API key (the key is shown only in this response)', {
+        params: Id,
+        body: Type.Object(
+          {
+            name: Type.Optional(Type.String({ maxLength: 100 })),
+            rpm: Type.Optional(Rpm),
+            max_concurrency: Type.Optional(MaxConcurrency),
+            spend_cap: Type.Optional(SpendCap),
+          },
+          { additionalProperties: false },
+        ),
+      }),
+    },
+    async (request, reply) => {
+      const { name, rpm, max_concurrency: maxConcurrency, spend_cap: spendCap } = request.body ?? {};
+      const { record, plaintext } = await createApiKey(store, clock, request.params.id, {
+        ...(name !== undefined ? { name } : {}),
+        ...(rpm !== undefined ? { rpm } : {}),
+        ...(maxConcurrency !== undefined ? { maxConcurrency } : {}),
+        ...(spendCap !== undefined ? { spendCap } : {}),
+      });
+      return reply.code(201).send({ ...keyView(record), key: plaintext });
+    },
+  );
+
+  scope.get<{ Params: { id: string } }>(
+    '/admin/v1/accounts/:id/keys',
+    { schema: schema("An account's API keys, revoked ones included (never the secret)", { params: Id }) },
+    async (request) => ({ keys: (await listKeys(store, request.params.id)).map(keyView) }),
+  );
+
+  scope.get<{ Params: { id: string } }>('/admin/v1/keys/:id', { schema: schema('Get an API key (never the secret)', { params: Id }) }, async (request) =>
+    keyView(await getKey(store, request.params.id)),
+  );
+
+  scope.patch<{ Params: { id: string }; Body: KeyBody }>(
+    '/admin/v1/keys/:id',
+    {
+      schema: schema("Change a key's name or limits; null removes a limit. Applies from the key's next request.", {
+        params: Id,
+        body: Type.Object(
+          {
+            name: Type.Optional(Type.Union([Type.String({ maxLength: 100 }), Type.Null()])),
+            rpm: orNull(Rpm),
+            max_concurrency: orNull(MaxConcurrency),
+            spend_cap: orNull(SpendCap),
+          },
+          { additionalProperties: false },
+        ),
+      }),
+    },
+    async (request) => keyView(await updateKey(store, request.params.id, toPatch(request.body ?? {}))),
+  );
+
+  scope.delete<{ Params: { id: string } }>(
+    '/admin/v1/keys/:id',
+    { schema: schema('Revoke an API key: refused (401) from its next request on', { params: Id }) },
+    async (request, reply) => {
+      await revokeKey(store, request.params.id, clock.now());
+      return reply.code(204).send();
+    },
+  );
+}

@@ -1,0 +1,17 @@
+import { Type } from '@sinclair/typebox';
+import { errorResponses } from '../schemas';
+
+/** Schema pieces shared by the admin route files. */
+export const Credits = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'whole credits' });
+export const Id = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+export const Limit = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) });
+
+const adminErrors = errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound');
+
+export const adminSchema = (summary: string, extra: object = {}) => ({
+  summary,
+  tags: ['admin'],
+  security: [{ admin: [] }],
+  response: adminErrors,
+  ...extra,
+});

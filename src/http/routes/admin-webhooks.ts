@@ -1,0 +1,85 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { deliveriesWithAttempts, redeliverTask, replayDelivery } from '../../app/webhooks';
+import type { DeliveryState, WebhookAttempt, WebhookDelivery } from '../../ports/delivery-store';
+import { requireAdmin } from '../auth-hooks';
+import type { HttpDeps } from '../context';
+import { adminSchema, Id } from './admin-schema';
+
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+const attemptView = (a: WebhookAttempt) => ({
+  at: iso(a.at),
+  status: a.status ?? null,
+  error: a.error ?? null,
+  latency_ms: a.latencyMs,
+  response_body: a.responseBody ?? null,
+});
+
+const deliveryView = (d: WebhookDelivery, attempts?: WebhookAttempt[]) => ({
+  id: d.id,
+  webhook_id: d.messageId,
+  task_id: d.taskId,
+  account_id: d.accountId,
+  url: d.url,
+  status: d.state,
+  attempts: d.attempts,
+  last_status: d.lastStatus ?? null,
+  next_attempt_at: iso(d.nextAttemptAt),
+  replay_of: d.replayOf ?? null,
+  created_at: iso(d.createdAt),
+  finished_at: iso(d.finishedAt),
+  ...(attempts ? { attempt_log: attempts.map(attemptView) } : {}),
+});
+
+const STATES: readonly DeliveryState[] = ['pending', 'delivered', 'failed', 'gone'];
+
+/** The webhook delivery log and the operator's re-send actions. */
+export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const { store, clock } = deps;
+  app.register(async (scope) => {
+    requireAdmin(scope, deps);
+
+    scope.get<{ Querystring: { task?: string; status?: DeliveryState; limit?: number } }>(
+      '/admin/v1/webhooks',
+      {
+        schema: adminSchema('Webhook deliveries with every attempt (status, latency, start of the answer), newest first', {
+          querystring: Type.Object({
+            task: Type.Optional(Type.String({ maxLength: 64 })),
+            status: Type.Optional(Type.Union(STATES.map((s) => Type.Literal(s)))),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          }),
+        }),
+      },
+      async (request) => {
+        const { task, status, limit } = request.query;
+        const deliveries = await deliveriesWithAttempts(store, { limit: limit ?? 100, ...(task ? { taskId: task } : {}), ...(status ? { state: status } : {}) });
+        return { deliveries: deliveries.map((d) => deliveryView(d, d.attemptLog)) };
+      },
+    );
+
+    scope.post<{ Params: { id: string } }>(
+      '/admin/v1/webhooks/:id/replay',
+      { schema: adminSchema('Send a delivery again now, to the same URL, as a new delivery (same webhook-id)', { params: Id }) },
+      async (request, reply) => {
+        const delivery = await replayDelivery(store, clock, request.params.id);
+        deps.webhooks.wake();
+        return reply.code(202).send(deliveryView(delivery));
+      },
+    );
+
+    scope.post<{ Params: { id: string } }>(
+      '/admin/v1/tasks/:id/redeliver',
+      {
+        schema: adminSchema("Send a finished task's webhook again, to the URL it resolves to now; 400 if it has not finished or has no URL", {
+          params: Id,
+        }),
+      },
+      async (request, reply) => {
+        const delivery = await redeliverTask(store, clock, request.params.id);
+        deps.webhooks.wake();
+        return reply.code(202).send(deliveryView(delivery));
+      },
+    );
+  });
+}

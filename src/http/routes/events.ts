@@ -1,0 +1,102 @@
+import { PassThrough } from 'node:stream';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { watchTask } from '../../app/task-watch';
+import { notFound } from '../../domain/errors';
+import { isTerminal } from '../../domain/task-state';
+import type { TaskRecord } from '../../ports/store';
+import { callerOf, requireApiKey } from '../auth-hooks';
+import '../closing';
+import type { HttpDeps } from '../context';
+import { resultBody, statusBody } from '../presenters';
+import { errorResponses, TaskIdParams } from '../schemas';
+
+/** A comment line now and then keeps proxies from closing a quiet stream (a timer for the line, not a poll). */
+const KEEP_ALIVE_MS = 15_000;
+
+/**
+ * `GET /tencent-vod/v1/requests/{id}/events`: Server-Sent Events. `status` events carry the status body on every
+ * state or progress change (the first one at once), then one `result` event with the result body, then the stream
+ * ends. Driven by the engine's events; the store is read once per event to show the task as committed.
+ */
+export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  app.register(async (scope) => {
+    requireApiKey(scope, deps);
+    scope.get<{ Params: { id: string } }>(
+      '/tencent-vod/v1/requests/:id/events',
+      {
+        schema: {
+          summary: 'Follow a task as Server-Sent Events until it finishes',
+          description:
+            'text/event-stream. `event: status` (the status body) on every state or progress change, then `event: result` ' +
+            '(the result body) when the task is finished, then the stream closes. Already finished: one status and the result.',
+          tags: ['tasks'],
+          security: [{ bearer: [] }],
+          params: TaskIdParams,
+          response: {
+            200: Type.String({ description: 'text/event-stream' }),
+            ...errorResponses('AuthFailure', 'ResourceNotFound'),
+          },
+        },
+      },
+      async (request, reply) => {
+        const accountId = callerOf(request).account.id;
+        const first = await deps.store.tasks.getTask(request.params.id);
+        if (!first || first.accountId !== accountId) throw notFound('request', request.params.id);
+
+        const stream = new PassThrough();
+        const write = (event: string, data: unknown) => stream.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+        let last = '';
+        let ended = false;
+        const show = async (task: TaskRecord) => {
+          if (ended) return;
+          const seen = `${task.state}:${task.progress}`;
+          const now = deps.clock.now();
+          if (seen !== last) {
+            last = seen;
+            const position = task.state === 'queued' ? await deps.store.tasks.queuePosition(task) : undefined;
+            write('status', statusBody(task, deps.publicUrl(), now, position === undefined ? {} : { queuePosition: position }));
+          }
+          if (isTerminal(task.state)) {
+            write('result', resultBody(task, deps.publicUrl(), now, deps.signer));
+            end();
+          }
+        };
+        // Events arrive faster than the store reads they trigger; chaining keeps the stream in event order.
+        let chain = Promise.resolve();
+        const refresh = () => {
+          chain = chain
+            .then(async () => {
+              const task = await deps.store.tasks.getTask(first.id);
+              if (task) await show(task);
+            })
+            .catch((err: unknown) => {
+              request.log.error({ err }, 'event stream failed');
+              end();
+            });
+        };
+        const stopWatching = watchTask(deps.engine.events, first.id, () => refresh());
+        const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
+        keepAlive.unref();
+        function end() {
+          if (ended) return;
+          ended = true;
+          stopWatching();
+          clearInterval(keepAlive);
+          reply.server.closing.removeEventListener('abort', end);
+          stream.end();
+        }
+        // The client hung up: drop the listener and the timer now, not when the task finishes. A closing server
+        // ends the stream too (the client reconnects to another node or after the restart).
+        reply.raw.once('close', end);
+        reply.server.closing.addEventListener('abort', end, { once: true });
+        refresh();
+        return reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-cache, no-transform')
+          .header('x-accel-buffering', 'no')
+          .send(stream);
+      },
+    );
+  });
+}

@@ -1,0 +1,111 @@
+import { isUtf8 } from 'node:buffer';
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { newRequestId } from '../app/ids';
+import { FieldError, RelayError } from '../domain/errors';
+import { envelope, sendError } from './errors';
+
+/**
+ * What the HTTP layer refuses before any route sees a request, always in the Tencent envelope: requests that are
+ * not well-formed HTTP, that arrive too slowly (slow-loris), URLs the router cannot decode, and JSON bodies that are
+ * not UTF-8 or are nested absurdly deep. Routes then only ever see a parsed, bounded JSON value.
+ */
+
+/** Deeper than any body the API defines (the submit body is 3 levels); protects every recursive walk downstream. */
+export const MAX_JSON_DEPTH = 64;
+
+export interface TransportTimeouts {
+  /** A client must have sent all its headers within this time (AIGC_RELAY_HEADERS_TIMEOUT_MS). */
+  readonly headersTimeoutMs: number;
+  /** …and its whole request, body included (AIGC_RELAY_REQUEST_TIMEOUT_MS). */
+  readonly requestTimeoutMs: number;
+}
+
+/** Fastify options for the timeouts, the raw-HTTP error answer and the router's own errors. */
+export function transportOptions(timeouts: TransportTimeouts) {
+  return {
+    requestTimeout: timeouts.requestTimeoutMs,
+    connectionTimeout: 0,
+    http: {
+      headersTimeout: timeouts.headersTimeoutMs,
+      // Node checks the two timeouts only this often (30 s by default), so a slow client would otherwise live up
+      // to 30 s past its deadline.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.headersTimeoutMs / 4))),
+    } as object,
+    clientErrorHandler,
+    frameworkErrors,
+  };
+}
+
+/**
+ * Node's parser rejected the bytes (bad request line, CR/LF where none may be, headers over 16 KiB) or the client
+ * was too slow. No Fastify request exists yet, so the envelope is written to the socket by hand, then it closes.
+ */
+function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const error =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new RelayError('RequestTimeout', 'request: not received in time; send the headers and body without pausing')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new RelayError('RequestSizeLimitExceeded', `headers: larger than ${http.maxHeaderSize} bytes`)
+        : new RelayError('InvalidParameter', `request: not well-formed HTTP/1.1 (${err.code ?? 'parse error'})`);
+  const requestId = newRequestId();
+  this.log.debug({ err, requestId, status: error.status }, 'client error');
+  if (socket.writable) {
+    const body = JSON.stringify(envelope(error.code, error.message, requestId));
+    socket.write(
+      `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/** The router could not take the URL apart: bad percent-encoding, or a path segment over its length limit. */
+function frameworkErrors(error: Error & { code?: string }, _request: FastifyRequest, reply: FastifyReply): void {
+  const relayError =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? new RelayError('InvalidParameterValue', 'path: a path parameter (such as an id) is too long')
+      : error.code === 'FST_ERR_BAD_URL'
+        ? new RelayError('InvalidParameter', 'path: not a valid URL (bad percent-encoding)')
+        : new RelayError('InvalidParameter', `request: ${error.message}`);
+  void sendError(reply, relayError);
+}
+
+/**
+ * `application/json` bodies: Fastify's own parser (prototype-poisoning checks included), with the bytes checked
+ * as UTF-8 first (otherwise invalid bytes would silently become U+FFFD and reach a provider) and the parsed value
+ * checked for depth.
+ */
+export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (request, body, done) => {
+    const bytes = body as Buffer;
+    if (!isUtf8(bytes)) {
+      done(new FieldError('InvalidParameter', 'body', 'not valid UTF-8'), undefined);
+      return;
+    }
+    parseJson(request, bytes.toString('utf8'), (err, value) => {
+      if (err) done(err, undefined);
+      else if (deeperThan(value, MAX_JSON_DEPTH)) {
+        done(new FieldError('InvalidParameterValue', 'body', `nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+      } else done(null, value);
+    });
+  });
+}
+
+/** Whether objects/arrays nest more than `max` levels; iterative, so no input can overflow the stack here. */
+export function deeperThan(value: unknown, max: number): boolean {
+  const stack: Array<{ node: unknown; depth: number }> = [{ node: value, depth: 1 }];
+  while (stack.length > 0) {
+    const { node, depth } = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    if (depth > max) return true;
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      if (child !== null && typeof child === 'object') stack.push({ node: child, depth: depth + 1 });
+    }
+  }
+  return false;
+}

@@ -1,0 +1,99 @@
+import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { FieldError, RelayError } from '../domain/errors';
+
+/**
+ * Reading an upload (`POST /tencent-vod/v1/files`): a multipart form with the image in field `file`, or the image
+ * itself as an `image/*` body. Both paths stop at `maxBytes` while streaming: a declared Content-Length over the
+ * limit is refused before any body byte is read, and an undeclared (chunked) body is cut off as soon as the count
+ * passes the limit; the rest of the body is discarded by Node, never kept. The Content-Type only picks the parser:
+ * the format is decided from the bytes afterwards (app/uploads.ts).
+ */
+
+/** Boundaries and part headers around the file; anything bigger than this beyond the file is not an image upload. */
+const MULTIPART_OVERHEAD = 64 * 1024;
+
+const megabytes = (bytes: number): string => `${Math.round((bytes / 1024 / 1024) * 10) / 10} MB`;
+
+export const tooLarge = (maxBytes: number): RelayError =>
+  new RelayError('RequestSizeLimitExceeded', `file: larger than ${megabytes(maxBytes)} (${maxBytes} bytes), the upload limit`);
+
+/** Registers, in an encapsulated scope, the only body parsers the upload route understands. */
+export async function registerUploadParsers(scope: FastifyInstance, maxBytes: number): Promise<void> {
+  scope.removeAllContentTypeParsers();
+  await scope.register(multipart, {
+    limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 1024, parts: 12, headerPairs: 50 },
+  });
+  scope.addContentTypeParser(/^image\/[a-z0-9.+-]+$/i, { parseAs: 'buffer', bodyLimit: maxBytes }, (_request, body, done) =>
+    done(null, body),
+  );
+  scope.addContentTypeParser('*', (request, _payload, done) => {
+    const type = request.headers['content-type'];
+    done(
+      new RelayError(
+        'UnsupportedMediaType',
+        `Content-Type: ${type ? JSON.stringify(type) + ' is not accepted' : 'missing'}; send multipart/form-data with the image in field "file", or the image itself as an image/* body`,
+      ),
+      undefined,
+    );
+  });
+  scope.setErrorHandler((error, _request, reply) => {
+    const tooBig = (error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (error instanceof RelayError && error.code === 'RequestSizeLimitExceeded');
+    // The rest of an oversized body is never read: the connection closes after the answer, so a client still
+    // sending learns at once, and the relay does not sit on a paused socket.
+    if (tooBig) reply.header('Connection', 'close');
+    // Fastify's own limit error (image/* parser): say which limit; the app's handler then answers.
+    if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(maxBytes);
+    throw error;
+  });
+}
+
+/** The uploaded bytes, at most `maxBytes`. Throws the 4xx RelayErrors a client should see. */
+export async function readUpload(request: FastifyRequest, maxBytes: number): Promise<Buffer> {
+  if (!request.isMultipart()) {
+    if (Buffer.isBuffer(request.body)) return request.body;
+    throw new FieldError('MissingParameter', 'file', 'required; send multipart/form-data with field "file", or an image/* body');
+  }
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes + MULTIPART_OVERHEAD) throw tooLarge(maxBytes);
+  let part;
+  try {
+    part = await request.file({ limits: { fileSize: maxBytes }, throwFileSizeLimit: false });
+  } catch (err) {
+    throw multipartError(err, maxBytes);
+  }
+  if (!part) throw new FieldError('MissingParameter', 'file', 'required; the form has no file part');
+  if (part.fieldname !== 'file') {
+    part.file.resume();
+    throw new FieldError('InvalidParameter', part.fieldname || 'file', 'unknown field; send the image in the multipart field "file"');
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  // busboy stops delivering at fileSize but ends the part only at its closing boundary, i.e. after the client has
+  // sent everything; 'limit' lets us answer at once instead.
+  const file = part.file;
+  file.once('limit', () => file.destroy(tooLarge(maxBytes)));
+  try {
+    for await (const chunk of file) {
+      total += (chunk as Buffer).length;
+      if (total > maxBytes) throw tooLarge(maxBytes);
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    file.destroy();
+    throw multipartError(err, maxBytes);
+  }
+  if (file.truncated) throw tooLarge(maxBytes);
+  return Buffer.concat(chunks, total);
+}
+
+function multipartError(err: unknown, maxBytes: number): RelayError {
+  if (err instanceof RelayError) return err;
+  const code = (err as { code?: string }).code;
+  if (code === 'FST_REQ_FILE_TOO_LARGE') return tooLarge(maxBytes);
+  if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
+    return new RelayError('RequestSizeLimitExceeded', 'file: send one image per request, with no more than a few small fields');
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new FieldError('InvalidParameter', 'file', `malformed multipart body (${message})`);
+}

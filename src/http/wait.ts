@@ -1,0 +1,28 @@
+import type { FastifyReply } from 'fastify';
+import { awaitTerminal } from '../app/task-watch';
+import { isTerminal } from '../domain/task-state';
+import type { TaskRecord } from '../ports/store';
+import './closing';
+import type { HttpDeps } from './context';
+
+/**
+ * `Prefer: wait=N` for a route that shows a task: holds the response until the task is terminal or N seconds pass,
+ * then returns the task as it is now. Marks the response `Preference-Applied`. If the client hangs up first, the
+ * wait ends at once and its engine listener is removed (the route then answers into a closed socket, harmlessly);
+ * if the server starts closing, the wait ends too and the client gets the ordinary body.
+ */
+export async function waitAsPreferred(deps: HttpDeps, reply: FastifyReply, task: TaskRecord, waitSeconds: number | undefined): Promise<TaskRecord> {
+  if (waitSeconds === undefined) return task;
+  reply.header('Preference-Applied', `wait=${waitSeconds}`);
+  if (isTerminal(task.state) || waitSeconds === 0) return task;
+  const hangUp = new AbortController();
+  const onClose = () => hangUp.abort();
+  reply.raw.once('close', onClose);
+  try {
+    const stop = AbortSignal.any([hangUp.signal, reply.server.closing]);
+    const done = await awaitTerminal(deps.engine.events, deps.store.tasks, task.id, waitSeconds * 1000, stop);
+    return done ?? (await deps.store.tasks.getTask(task.id)) ?? task;
+  } finally {
+    reply.raw.off('close', onClose);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Persistence for the delivery guarantees: Idempotency-Key reservations with their stored responses, and the
+ * webhook outbox with its attempt log. Part of `Store` (ports/store.ts). The outbox row of a task's terminal event
+ * is written by `TaskStore.finish` in the same transaction as the state change; this port adds the rest.
+ *
+ * Times are epoch milliseconds.
+ */
+
+// ---------------------------------------------------------------------------------------------- idempotency
+
+export type IdempotencyReservation =
+  /** This caller owns the key now; `token` proves it to `complete`, `release` and `NewTask.idempotency`. */
+  | { readonly state: 'reserved'; readonly token: string }
+  /** The key was used with a different request body (or `?webhook=`). */
+  | { readonly state: 'mismatch' }
+  /** Another request holds the key and has not stored its response yet; `taskId` once it created its task. */
+  | { readonly state: 'pending'; readonly taskId?: string }
+  /** The stored first response, to replay as is. */
+  | { readonly state: 'done'; readonly status: number; readonly body: string };
+
+export interface IdempotencyStore {
+  /**
+   * Atomically: forgets the key if its row is older than `ttlMs` (or a reservation older than `leaseMs` that never
+   * created a task), then inserts a reservation or reports the existing row. Keys are per account.
+   */
+  reserve(input: {
+    accountId: string;
+    key: string;
+    bodyHash: string;
+    now: number;
+    ttlMs: number;
+    leaseMs: number;
+  }): Promise<IdempotencyReservation>;
+  /** Stores the response once; false when one is already stored (the first writer wins). */
+  complete(input: { accountId: string; key: string; status: number; body: string; now: number }): Promise<boolean>;
+  /** Drops a reservation that created nothing (the request failed), so a retry runs afresh. */
+  release(accountId: string, key: string, token: string): Promise<void>;
+  /** Deletes rows created at or before `before`; returns how many. */
+  purge(before: number): Promise<number>;
+}
+
+// ---------------------------------------------------------------------------------------------- webhooks
+
+export type DeliveryState = 'pending' | 'delivered' | 'failed' | 'gone';
+
+export interface WebhookDelivery {
+  readonly id: string;
+  /** `webhook-id`: one per task event, the same on every attempt, replay and redelivery, so receivers can dedupe. */
+  readonly messageId: string;
+  readonly taskId: string;
+  readonly accountId: string;
+  readonly url: string;
+  readonly state: DeliveryState;
+  readonly attempts: number;
+  readonly nextAttemptAt?: number;
+  readonly lastStatus?: number;
+  /** The delivery this one re-sends (admin replay / redeliver). */
+  readonly replayOf?: string;
+  readonly createdAt: number;
+  readonly finishedAt?: number;
+}
+
+export interface WebhookAttempt {
+  readonly id: number;
+  readonly deliveryId: string;
+  readonly at: number;
+  /** HTTP status; absent when no response came (refused, timeout, blocked address). */
+  readonly status?: number;
+  readonly error?: string;
+  readonly latencyMs: number;
+  /** The first bytes of the receiver's answer. */
+  readonly responseBody?: string;
+}
+
+export type NewWebhookAttempt = Omit<WebhookAttempt, 'id' | 'deliveryId'>;
+
+/** What an attempt leads to: `pending` with the next try, or a final state. */
+export type DeliveryStep =
+  | { readonly state: 'pending'; readonly nextAttemptAt: number }
+  | { readonly state: 'delivered' | 'failed' | 'gone' };
+
+export interface WebhookFilter {
+  readonly taskId?: string;
+  readonly state?: DeliveryState;
+  readonly limit: number;
+}
+
+export interface WebhookStore {
+  /** Pending deliveries due at `now` and not leased, leased to the caller until `now + leaseMs`, oldest first. */
+  claimDue(now: number, limit: number, leaseMs: number): Promise<WebhookDelivery[]>;
+  /** Logs the attempt and applies its step in one transaction; clears the lease. */
+  recordAttempt(deliveryId: string, attempt: NewWebhookAttempt, step: DeliveryStep): Promise<void>;
+  /** When the earliest pending delivery can next be claimed (due and unleased), or undefined when none is pending. */
+  nextDueAt(): Promise<number | undefined>;
+  /** Clears every lease: at start-up a single node owns none, whatever a crash left. Returns how many. */
+  releaseLeases(): Promise<number>;
+  /**
+   * A new pending delivery of a finished task's event, due now: to `url` when given, else to the URL the task
+   * resolves to (its own `?webhook=`, the key's, then the account's callback URL). Undefined when there is none.
+   */
+  enqueueForTask(taskId: string, options: { url?: string; replayOf?: string; now: number }): Promise<WebhookDelivery | undefined>;
+  getDelivery(id: string): Promise<WebhookDelivery | undefined>;
+  listDeliveries(filter: WebhookFilter): Promise<WebhookDelivery[]>;
+  attempts(deliveryId: string): Promise<WebhookAttempt[]>;
+}

@@ -1,0 +1,304 @@
+import type { ChannelSlots } from '../ports/channel-slots';
+import type { ChannelError, ChannelHealth, ChannelRecord } from '../ports/channels';
+import type { Clock } from '../ports/clock';
+import { CircuitBreaker, type BreakerOptions } from './circuit-breaker';
+
+/**
+ * The runtime view of the upstream channels: a cached copy of their configuration plus what only this process
+ * knows (upstream tasks in flight per channel, circuit breakers, recent errors).
+ *
+ * A slot is taken for an upstream task from the moment its submission starts until the upstream task ends, so a
+ * channel never has more than `max_concurrency` tasks submitted by the relay. Following an upstream task that
+ * already exists (after a restart) always gets a slot, even over the limit: the task is there whatever we do; the
+ * provider adopts those before the engine dispatches anything new, so the limit holds across restarts too.
+ *
+ * Choice: among enabled channels that serve the model, whose circuit lets a submission through and that have a
+ * free slot, the highest priority tier wins; within it, a weighted random draw.
+ *
+ * With several nodes (PostgreSQL), `slots` counts each channel's slots across all of them: after choosing, a
+ * submission also takes the channel's shared slot for its task; a channel full elsewhere is skipped this round.
+ */
+export interface ChannelLease {
+  readonly channel: ChannelRecord;
+  /** The channel answered properly: closes its circuit. */
+  succeeded(): void;
+  /** The channel failed this submission (network, throttling, credentials): counts towards opening its circuit. */
+  failed(code: string, message: string): void;
+  /** Hands the slot back (the upstream task ended, or was never created). Idempotent. */
+  release(): void;
+}
+
+export interface PoolOptions {
+  readonly clock: Clock;
+  readonly breaker: BreakerOptions;
+  readonly random?: () => number;
+  /** How many recent errors each channel keeps for its health view. */
+  readonly recentErrors?: number;
+  /** Slots counted across nodes (ports/channel-slots.ts); absent = this process is the whole relay. */
+  readonly slots?: ChannelSlots;
+  /** How long to wait before asking again when every candidate channel is full on other nodes. */
+  readonly slotRetryMs?: number;
+}
+
+interface Slot {
+  channel: ChannelRecord;
+  readonly breaker: CircuitBreaker;
+  leases: number;
+  readonly errors: ChannelError[];
+  timer?: NodeJS.Timeout;
+}
+
+export type Acquired = ChannelLease | 'busy' | 'none';
+
+export function channelServes(channel: ChannelRecord, model: string, version: string): boolean {
+  return channel.models.includes(model) || channel.models.includes(`${model}:${version}`);
+}
+
+const usable = (c: ChannelRecord): boolean => c.enabled && c.deletedAt === undefined;
+
+export class ChannelPool {
+  private readonly slots = new Map<string, Slot>();
+  private readonly listeners = new Set<() => void>();
+  private readonly waiters = new Set<() => void>();
+  private readonly random: () => number;
+
+  constructor(private readonly options: PoolOptions) {
+    this.random = options.random ?? Math.random;
+  }
+
+  /** Replaces the cached configuration; runtime state of channels that remain is kept. */
+  load(channels: readonly ChannelRecord[]): void {
+    const seen = new Set<string>();
+    for (const channel of channels) {
+      seen.add(channel.id);
+      const slot = this.slots.get(channel.id);
+      if (slot) slot.channel = channel;
+      else {
+        this.slots.set(channel.id, {
+          channel,
+          breaker: new CircuitBreaker(this.options.breaker, () => this.options.clock.now()),
+          leases: 0,
+          errors: [],
+        });
+      }
+    }
+    for (const [id, slot] of this.slots) {
+      if (!seen.has(id) && this.inFlight(slot) === 0) {
+        clearTimeout(slot.timer);
+        this.slots.delete(id);
+      }
+    }
+    this.changed();
+  }
+
+  channel(id: string): ChannelRecord | undefined {
+    return this.slots.get(id)?.channel;
+  }
+
+  channels(): ChannelRecord[] {
+    return [...this.slots.values()].map((s) => s.channel);
+  }
+
+  /** Whether some enabled channel serves this model version (the routing question). */
+  serves(model: string, version: string): boolean {
+    for (const { channel } of this.slots.values()) if (usable(channel) && channelServes(channel, model, version)) return true;
+    return false;
+  }
+
+  /**
+   * Upstream tasks the relay can have at once right now: what is in flight plus the free submission slots of
+   * channels whose circuit lets submissions through (one probe for a half-open one). The engine's lane uses it as
+   * its concurrency, so tasks beyond it wait in the relay's own queue.
+   */
+  get capacity(): number {
+    let total = 0;
+    for (const slot of this.slots.values()) total += this.inFlight(slot) + this.freeSlots(slot);
+    return total;
+  }
+
+  /** Takes a submission slot on the best channel for the model, or says why none is available now. */
+  tryAcquire(model: string, version: string, exclude: ReadonlySet<string> = new Set(), holder?: string): Acquired {
+    const candidates = [...this.slots.values()].filter(
+      (s) => usable(s.channel) && channelServes(s.channel, model, version) && !exclude.has(s.channel.id),
+    );
+    if (candidates.length === 0) return 'none';
+    const ready = candidates.filter((s) => this.freeSlots(s) > 0);
+    if (ready.length === 0) return 'busy';
+    const top = Math.max(...ready.map((s) => s.channel.priority));
+    const tier = ready.filter((s) => s.channel.priority === top);
+    const slot = this.draw(tier);
+    slot.leases++;
+    const probe = slot.breaker.begin();
+    return this.lease(slot, probe, holder);
+  }
+
+  /**
+   * Like tryAcquire, waiting while every candidate is full or has its circuit open, and taking the shared slot
+   * for `holder` (the task id) when slots are counted across nodes. Undefined: no candidate at all.
+   */
+  async acquire(model: string, version: string, exclude: ReadonlySet<string>, signal: AbortSignal, holder: string): Promise<ChannelLease | undefined> {
+    const elsewhere = new Set<string>();
+    for (;;) {
+      signal.throwIfAborted();
+      const skip = elsewhere.size > 0 ? new Set([...exclude, ...elsewhere]) : exclude;
+      const got = this.tryAcquire(model, version, skip, holder);
+      if (got === 'none' && elsewhere.size === 0) return undefined;
+      if (got === 'busy' || got === 'none') {
+        // Full here (a release wakes us), or full on other nodes (nothing tells us: look again shortly).
+        await this.nextChange(signal, elsewhere.size > 0 ? (this.options.slotRetryMs ?? 1000) : undefined);
+        elsewhere.clear();
+        continue;
+      }
+      if (!this.options.slots) return got;
+      let shared: boolean;
+      try {
+        shared = await this.options.slots.acquire(got.channel.id, holder, got.channel.maxConcurrency);
+      } catch (err) {
+        got.release();
+        throw err;
+      }
+      if (shared) return got;
+      got.release();
+      elsewhere.add(got.channel.id);
+    }
+  }
+
+  /** A slot for following an upstream task that already exists; undefined when the channel is unknown. */
+  adopt(channelId: string, holder: string): ChannelLease | undefined {
+    const slot = this.slots.get(channelId);
+    if (!slot) return undefined;
+    slot.leases++;
+    // Counted across nodes too, whatever the limit: the upstream task exists. Best effort: a failure here only
+    // means other nodes see one slot fewer taken until this task ends.
+    void this.options.slots?.acquire(channelId, holder, Number.MAX_SAFE_INTEGER).catch(() => undefined);
+    return this.lease(slot, false, holder);
+  }
+
+  /** Records an error for the health view without judging the circuit (e.g. a failed poll). */
+  noteError(channelId: string, code: string, message: string): void {
+    const slot = this.slots.get(channelId);
+    if (slot) this.remember(slot, code, message);
+  }
+
+  health(channelId: string): ChannelHealth | undefined {
+    const slot = this.slots.get(channelId);
+    if (!slot) return undefined;
+    const openedAt = slot.breaker.openedSince;
+    return {
+      circuit: slot.breaker.state,
+      consecutiveFailures: slot.breaker.consecutiveFailures,
+      ...(openedAt !== undefined ? { openedAt } : {}),
+      inFlight: this.inFlight(slot),
+      recentErrors: [...slot.errors],
+    };
+  }
+
+  /** Called whenever capacity may have grown or shrunk. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  close(): void {
+    for (const slot of this.slots.values()) clearTimeout(slot.timer);
+    this.listeners.clear();
+  }
+
+  private inFlight(slot: Slot): number {
+    return slot.leases;
+  }
+
+  private freeSlots(slot: Slot): number {
+    if (!usable(slot.channel) || !slot.breaker.canSubmit()) return 0;
+    const room = Math.max(0, slot.channel.maxConcurrency - this.inFlight(slot));
+    return slot.breaker.state === 'half-open' ? Math.min(1, room) : room;
+  }
+
+  private draw(tier: Slot[]): Slot {
+    const total = tier.reduce((sum, s) => sum + Math.max(1, s.channel.weight), 0);
+    let point = this.random() * total;
+    for (const slot of tier) {
+      point -= Math.max(1, slot.channel.weight);
+      if (point < 0) return slot;
+    }
+    return tier[tier.length - 1]!;
+  }
+
+  private lease(slot: Slot, probe: boolean, holder: string | undefined): ChannelLease {
+    let released = false;
+    let judged = false;
+    return {
+      channel: slot.channel,
+      succeeded: () => {
+        judged = true;
+        slot.breaker.success();
+        this.changed();
+      },
+      failed: (code, message) => {
+        judged = true;
+        this.remember(slot, code, message);
+        if (slot.breaker.failure()) this.armReopen(slot);
+        this.changed();
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        if (!judged) slot.breaker.abandon(probe);
+        slot.leases--;
+        if (!this.slots.has(slot.channel.id) && this.inFlight(slot) === 0) clearTimeout(slot.timer);
+        if (holder !== undefined) this.releaseShared(slot.channel.id, holder, 0);
+        this.changed();
+      },
+    };
+  }
+
+  /** A shared slot left taken would be renewed by this node's heartbeat forever: retry the release a few times. */
+  private releaseShared(channelId: string, holder: string, attempt: number): void {
+    this.options.slots?.release(channelId, holder).catch(() => {
+      if (attempt >= 5) return;
+      setTimeout(() => this.releaseShared(channelId, holder, attempt + 1), 1000 * 2 ** attempt).unref();
+    });
+  }
+
+  private remember(slot: Slot, code: string, message: string): void {
+    slot.errors.push({ at: this.options.clock.now(), code, message });
+    const keep = this.options.recentErrors ?? 10;
+    if (slot.errors.length > keep) slot.errors.splice(0, slot.errors.length - keep);
+  }
+
+  /** Tells waiters and the engine when an open circuit turns half-open (state itself is derived from the clock). */
+  private armReopen(slot: Slot): void {
+    clearTimeout(slot.timer);
+    const at = slot.breaker.reopensAt;
+    if (at === undefined) return;
+    slot.timer = setTimeout(() => this.changed(), Math.max(0, at - this.options.clock.now()) + 1);
+    slot.timer.unref();
+  }
+
+  private changed(): void {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiters) wake();
+    for (const listener of this.listeners) listener();
+  }
+
+  private nextChange(signal: AbortSignal, timeoutMs?: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => {
+        this.waiters.delete(wake);
+        clearTimeout(timer);
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      const wake = () => {
+        this.waiters.delete(wake);
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      this.waiters.add(wake);
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (timeoutMs !== undefined) timer = setTimeout(wake, timeoutMs);
+    });
+  }
+}

@@ -1,0 +1,67 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../ports/clock';
+import type { FileStorage } from '../ports/file-storage';
+import type { Store } from '../ports/store';
+
+/**
+ * Removes files whose expiry has passed (Temporary outputs, 7 days after they were made): bytes first, then the
+ * row, so an interrupted pass leaves a row that the next pass finds again rather than bytes nothing points to.
+ * Both steps are idempotent, so two nodes cleaning at once do no harm. Files without an expiry are never touched.
+ */
+export interface FileCleanupDeps {
+  readonly store: Store;
+  readonly storage: FileStorage;
+  readonly clock: Clock;
+  readonly log?: Pick<Logger, 'info' | 'error'>;
+  readonly batchSize?: number;
+}
+
+/** One pass; returns how many files it removed. */
+export async function removeExpiredFiles(deps: FileCleanupDeps): Promise<number> {
+  const now = deps.clock.now();
+  const batchSize = deps.batchSize ?? 200;
+  let removed = 0;
+  for (;;) {
+    const batch = await deps.store.files.listExpiredFiles(now, batchSize);
+    for (const file of batch) {
+      await deps.storage.delete(file.storageKey);
+      if (await deps.store.files.deleteFile(file.id)) removed++;
+    }
+    if (batch.length < batchSize) break;
+  }
+  if (removed > 0) deps.log?.info({ removed }, 'expired files removed');
+  return removed;
+}
+
+export interface FileCleanupJob {
+  /** Runs a pass now (unless one is running) and resolves when it is done. */
+  runOnce(): Promise<number>;
+  /** Stops the timer and waits for a pass under way. */
+  stop(): Promise<void>;
+}
+
+/** Runs a pass at once and then every `intervalMs`; passes never overlap. The timer does not keep the process up. */
+export function startFileCleanup(deps: FileCleanupDeps, intervalMs: number): FileCleanupJob {
+  let running: Promise<number> | undefined;
+  const runOnce = (): Promise<number> => {
+    running ??= removeExpiredFiles(deps)
+      .catch((err: unknown) => {
+        deps.log?.error({ err }, 'file cleanup failed; will try again');
+        return 0;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+  const timer = setInterval(() => void runOnce(), intervalMs);
+  timer.unref();
+  void runOnce();
+  return {
+    runOnce,
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

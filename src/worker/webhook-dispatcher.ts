@@ -1,0 +1,235 @@
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { signedHeaders } from '../app/webhook-signature';
+import type { Clock } from '../ports/clock';
+import type { DeliveryStep, NewWebhookAttempt, WebhookDelivery } from '../ports/delivery-store';
+import type { Store, TaskRecord } from '../ports/store';
+import { retryDelayMs, type RetryPolicy } from './retry';
+
+/**
+ * Backoff for webhook deliveries: the engine's exponential-with-jitter formula (retry.ts) on a webhook scale, and a
+ * minimum age: a delivery is given up only after an attempt fails when its event is `maxAgeMs` old.
+ */
+export interface WebhookPolicy extends RetryPolicy {
+  /** Keep trying for at least this long after the task finished. */
+  readonly maxAgeMs: number;
+  /** One attempt's limit, connection to last byte read. */
+  readonly timeoutMs: number;
+  /** Deliveries in flight at once. */
+  readonly concurrency: number;
+}
+
+/** 5 s, 10 s, 20 s … doubling to a 6 h ceiling (each delay jittered between half and all of it), for ≥ 24 h. */
+export const DEFAULT_WEBHOOK_POLICY: WebhookPolicy = {
+  baseDelayMs: 5_000,
+  maxDelayMs: 6 * 3600_000,
+  maxAgeMs: 24 * 3600_000,
+  // A bound for the pathological case only: with the delays above, 24 h is reached in about 20 attempts.
+  maxAttempts: 60,
+  timeoutMs: 10_000,
+  concurrency: 8,
+};
+
+/**
+ * Sends one signed POST. Resolves with whatever the receiver answered; throws when no answer came. An error with
+ * `permanent: true` (e.g. the URL is refused by the outbound rules) ends the delivery instead of retrying it.
+ */
+export type WebhookPost = (
+  url: string,
+  request: { headers: Record<string, string>; body: string; timeoutMs: number; signal: AbortSignal },
+) => Promise<{ status: number; body: string }>;
+
+/** Emitted as 'attempt' after each attempt is recorded (tests and metrics listen). */
+export interface WebhookAttemptEvent {
+  readonly delivery: WebhookDelivery;
+  readonly attempt: NewWebhookAttempt;
+  readonly step: DeliveryStep;
+}
+
+/** How much of a receiver's answer the attempt log keeps. */
+export const RESPONSE_EXCERPT_CHARS = 1024;
+/** Idle re-check, for rows written by another process (CLI, a second node). */
+const IDLE_RECHECK_MS = 30_000;
+/** A claimed row stays leased a little beyond the attempt's own timeout. */
+const LEASE_MARGIN_MS = 30_000;
+
+/**
+ * The outcome of an attempt, as a rule: 2xx delivered, 410 gone (stop), a permanent refusal failed, else retry
+ * until old enough.
+ */
+export function nextStep(
+  policy: WebhookPolicy,
+  delivery: Pick<WebhookDelivery, 'attempts' | 'createdAt'>,
+  status: number | undefined,
+  now: number,
+  permanent = false,
+): DeliveryStep {
+  if (status !== undefined && status >= 200 && status < 300) return { state: 'delivered' };
+  if (status === 410) return { state: 'gone' };
+  if (permanent) return { state: 'failed' };
+  const attempt = delivery.attempts + 1;
+  if (now - delivery.createdAt >= policy.maxAgeMs || attempt >= policy.maxAttempts) return { state: 'failed' };
+  return { state: 'pending', nextAttemptAt: now + retryDelayMs(policy, attempt) };
+}
+
+export interface WebhookDispatcherDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly policy: WebhookPolicy;
+  readonly post: WebhookPost;
+  /** The body a finished task's webhook carries (the result body of GET /requests/{id}). */
+  readonly render: (task: TaskRecord) => string;
+  /** True for a single node (the embedded store): whatever is leased at start was leased by this node's past life. */
+  readonly releaseLeasesOnStart: boolean;
+  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+/**
+ * Delivers the webhook outbox. Rows are written by the store in the transaction that finishes a task, so this only
+ * has to claim due rows, POST them signed, and record each attempt with its next step. Woken by the engine's
+ * terminal events and by its own timer for the next due retry; it never scans on a fixed beat while work is due.
+ */
+export class WebhookDispatcher {
+  readonly events = new EventEmitter();
+  private started = false;
+  private pumping = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly inFlight = new Map<Promise<void>, AbortController>();
+
+  constructor(private readonly deps: WebhookDispatcherDeps) {
+    this.events.setMaxListeners(0);
+  }
+
+  /**
+   * Starts delivering. A single node first frees whatever its crash left leased, so those rows are due at once;
+   * with several nodes a dead node's leases simply expire (attempt timeout + 30 s).
+   */
+  async start(): Promise<void> {
+    if (this.deps.releaseLeasesOnStart) {
+      const released = await this.deps.store.webhooks.releaseLeases();
+      if (released > 0) this.deps.log.info({ released }, 'webhook deliveries interrupted by a restart are due again');
+    }
+    this.started = true;
+    this.wake();
+  }
+
+  /** Something may be due now (a task finished, an operator replayed a delivery). */
+  wake(): void {
+    if (!this.started) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    void this.pump();
+  }
+
+  /** Stops claiming; lets attempts in flight finish for up to `timeoutMs`, then aborts them (they stay due). */
+  async stop(timeoutMs: number): Promise<void> {
+    this.started = false;
+    clearTimeout(this.timer);
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.inFlight.keys()]), new Promise((r) => (timeout = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timeout);
+    for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
+    await Promise.allSettled([...this.inFlight.keys()]);
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  private async pump(): Promise<void> {
+    const { store, clock, policy, log } = this.deps;
+    this.pumping = true;
+    try {
+      do {
+        this.again = false;
+        const free = policy.concurrency - this.inFlight.size;
+        if (free <= 0) break;
+        const due = await store.webhooks.claimDue(clock.now(), free, policy.timeoutMs + LEASE_MARGIN_MS);
+        for (const delivery of due) this.track(delivery);
+        if (due.length === free) this.again = true;
+      } while (this.again && this.started);
+    } catch (err) {
+      log.error({ err }, 'webhook dispatcher could not claim deliveries');
+    } finally {
+      this.pumping = false;
+    }
+    await this.schedule();
+  }
+
+  private track(delivery: WebhookDelivery): void {
+    const controller = new AbortController();
+    const run = this.deliver(delivery, controller.signal)
+      .catch((err: unknown) => this.deps.log.error({ err, deliveryId: delivery.id }, 'webhook delivery failed unexpectedly'))
+      .finally(() => {
+        this.inFlight.delete(run);
+        this.wake();
+      });
+    this.inFlight.set(run, controller);
+  }
+
+  /** Arms the timer for the next due row; none while every slot is busy (a finishing attempt wakes us). */
+  private async schedule(): Promise<void> {
+    clearTimeout(this.timer);
+    if (!this.started || this.inFlight.size >= this.deps.policy.concurrency) return;
+    let delay = IDLE_RECHECK_MS;
+    try {
+      const at = await this.deps.store.webhooks.nextDueAt();
+      if (at !== undefined) delay = Math.min(IDLE_RECHECK_MS, Math.max(5, at - this.deps.clock.now()));
+    } catch (err) {
+      this.deps.log.error({ err }, 'webhook dispatcher could not read the next due time');
+    }
+    if (!this.started) return;
+    this.timer = setTimeout(() => this.wake(), delay);
+    this.timer.unref();
+  }
+
+  private async deliver(delivery: WebhookDelivery, signal: AbortSignal): Promise<void> {
+    const { store, clock, policy, log } = this.deps;
+    const at = clock.now();
+    const [task, account] = await Promise.all([store.tasks.getTask(delivery.taskId), store.accounts.getAccount(delivery.accountId)]);
+    if (!task || !account) {
+      const attempt = { at, latencyMs: 0, error: 'the task or its account no longer exists' };
+      await store.webhooks.recordAttempt(delivery.id, attempt, { state: 'failed' });
+      this.events.emit('attempt', { delivery, attempt, step: { state: 'failed' } } satisfies WebhookAttemptEvent);
+      return;
+    }
+    const body = this.deps.render(task);
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': 'aigc-relay-webhooks/1',
+      ...signedHeaders(account.webhookSecret, delivery.messageId, Math.floor(at / 1000), body),
+    };
+    const started = performance.now();
+    let status: number | undefined;
+    let responseBody: string | undefined;
+    let error: string | undefined;
+    let permanent = false;
+    try {
+      const answer = await this.deps.post(delivery.url, { headers, body, timeoutMs: policy.timeoutMs, signal });
+      status = answer.status;
+      responseBody = answer.body.slice(0, RESPONSE_EXCERPT_CHARS);
+    } catch (err) {
+      // Shutting down is not the receiver's failure: record nothing; the row stays due for the next start.
+      if (signal.aborted) return;
+      error = (err instanceof Error ? err.message : String(err)).slice(0, RESPONSE_EXCERPT_CHARS);
+      permanent = (err as { permanent?: unknown }).permanent === true;
+    }
+    const latencyMs = Math.round(performance.now() - started);
+    const step = nextStep(policy, delivery, status, clock.now(), permanent);
+    const attempt: NewWebhookAttempt = {
+      at,
+      latencyMs,
+      ...(status !== undefined ? { status } : {}),
+      ...(error !== undefined ? { error } : {}),
+      ...(responseBody ? { responseBody } : {}),
+    };
+    await store.webhooks.recordAttempt(delivery.id, attempt, step);
+    this.events.emit('attempt', { delivery, attempt, step } satisfies WebhookAttemptEvent);
+    const fields = { deliveryId: delivery.id, taskId: delivery.taskId, attempt: delivery.attempts + 1, status, latencyMs, next: step.state };
+    if (step.state === 'delivered') log.info(fields, 'webhook delivered');
+    else log.warn({ ...fields, error }, 'webhook attempt failed');
+  }
+}

@@ -1,0 +1,133 @@
+import Database from 'better-sqlite3';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { batchWrites, createGroupCommit, type GroupCommit } from '../../src/adapters/sqlite/group-commit';
+import { openDatabase, type Db } from '../../src/adapters/sqlite/database';
+import { tempDir } from '../helpers/relay';
+
+let file: string;
+let db: Db;
+let other: Db;
+let commits: GroupCommit;
+
+const insert = (id: number, value = 'x') => () => db.prepare('INSERT INTO items (id, value) VALUES (?, ?)').run(id, value).changes;
+/** What a second connection sees: only committed rows. */
+const committedIds = () => (other.prepare('SELECT id FROM items ORDER BY id').all() as Array<{ id: number }>).map((r) => r.id);
+
+beforeEach(() => {
+  file = path.join(tempDir('aigc-relay-gc-'), 'test.db');
+  db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.exec('CREATE TABLE items (id INTEGER PRIMARY KEY, value TEXT NOT NULL CHECK (value <> \'bad\'))');
+  other = new Database(file);
+  commits = createGroupCommit(db);
+});
+afterEach(() => {
+  other.close();
+  db.close();
+});
+
+describe('group commit', () => {
+  it('runs the writes made in one tick in one transaction, and settles each only after the commit', async () => {
+    const seenAtSettle: number[][] = [];
+    const calls = [1, 2, 3, 4, 5].map((id) => commits.run(insert(id)).then((v) => (seenAtSettle.push(committedIds()), v)));
+    expect(committedIds()).toEqual([]); // nothing is written at call time
+    expect(await Promise.all(calls)).toEqual([1, 1, 1, 1, 1]);
+    expect(commits.stats).toEqual({ batches: 1, units: 5 });
+    // Every caller, when its promise settled, could already read all five rows from another connection.
+    for (const seen of seenAtSettle) expect(seen).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('rolls back a failing unit alone: its caller gets the error, its neighbours commit', async () => {
+    const results = await Promise.allSettled([
+      commits.run(insert(1)),
+      commits.run(() => {
+        db.prepare('INSERT INTO items (id, value) VALUES (?, ?)').run(2, 'ok');
+        db.prepare('INSERT INTO items (id, value) VALUES (?, ?)').run(3, 'bad'); // CHECK fails after a write
+      }),
+      commits.run(insert(4)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/CHECK constraint/);
+    expect(committedIds()).toEqual([1, 4]); // row 2 of the failed unit was rolled back with it
+    expect(commits.stats.batches).toBe(1);
+  });
+
+  it('keeps an adapter transaction atomic when it nests inside the batch', async () => {
+    const pair = db.transaction((a: number, b: number) => {
+      insert(a)();
+      insert(b, 'bad')();
+    });
+    const results = await Promise.allSettled([commits.run(() => pair(1, 2)), commits.run(insert(3))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+    expect(committedIds()).toEqual([3]);
+  });
+
+  it('when SQLite abandons the batch, reruns every unit on its own so only the culprit fails', async () => {
+    const results = await Promise.allSettled([
+      commits.run(insert(1)),
+      commits.run(() => db.exec('ROLLBACK')), // ends the shared transaction under the others' feet
+      commits.run(insert(2)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(committedIds()).toEqual([1, 2]);
+    expect(db.inTransaction).toBe(false);
+  });
+
+  it('when BEGIN cannot get the write lock, every caller gets the error and a later batch works', async () => {
+    db.pragma('busy_timeout = 0');
+    other.exec('BEGIN IMMEDIATE'); // another process holding the write lock
+    const results = await Promise.allSettled([commits.run(insert(1)), commits.run(insert(2))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/locked|busy/i);
+    other.exec('ROLLBACK');
+    await expect(commits.run(insert(3))).resolves.toBe(1);
+    expect(committedIds()).toEqual([3]);
+  });
+
+  it('splits a very large burst into bounded batches', async () => {
+    const small = createGroupCommit(db, { maxBatch: 4 });
+    await Promise.all(Array.from({ length: 10 }, (_, i) => small.run(insert(i + 1))));
+    expect(small.stats).toEqual({ batches: 3, units: 10 });
+    expect(committedIds()).toHaveLength(10);
+  });
+
+  it('flush() commits what is queued at once (used before close)', async () => {
+    const pending = commits.run(insert(7));
+    commits.flush();
+    expect(committedIds()).toEqual([7]);
+    await expect(pending).resolves.toBe(1);
+  });
+});
+
+describe('batchWrites', () => {
+  it('routes only the named async methods through the batch and keeps their results and errors', async () => {
+    const store = {
+      async add(id: number) {
+        return insert(id)();
+      },
+      async addBad(id: number) {
+        return insert(id, 'bad')();
+      },
+      async count() {
+        return (db.prepare('SELECT COUNT(*) AS n FROM items').get() as { n: number }).n;
+      },
+    };
+    const wrapped = batchWrites(commits, store, ['add', 'addBad']);
+    expect(wrapped.count).toBe(store.count);
+    const results = await Promise.allSettled([wrapped.add(1), wrapped.addBad(2), wrapped.add(3)]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(await wrapped.count()).toBe(2);
+    expect(commits.stats).toEqual({ batches: 1, units: 3 });
+  });
+});
+
+describe('the relay database', () => {
+  it('is opened with synchronous = FULL (group commit batches fsyncs, it does not skip them)', () => {
+    const relayDb = openDatabase(path.join(tempDir('aigc-relay-gc-'), 'relay.db'));
+    expect(relayDb.pragma('synchronous', { simple: true })).toBe(2);
+    expect(relayDb.pragma('journal_mode', { simple: true })).toBe('wal');
+    relayDb.close();
+  });
+});

@@ -1,0 +1,242 @@
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type PostgresStore } from '../../src/adapters/postgres';
+import { createPool, pgCode, withAdvisoryLock } from '../../src/adapters/postgres/database';
+import { ensureDevAccount } from '../../src/app/bootstrap';
+import { systemClock } from '../../src/ports/clock';
+import type { NewTask } from '../../src/ports/store';
+import { INPUT } from '../conformance/store.conformance';
+import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+
+/**
+ * What only the PostgreSQL adapter has: migrations under an advisory lock, wake-ups by LISTEN/NOTIFY, leases
+ * (renewal, takeover of a dead node's tasks, fencing), global lane limits, and the constraints that back the money.
+ * The port contract itself is test/conformance.
+ */
+const unavailable = await postgresUnavailable();
+if (unavailable) warnSkipped('postgres adapter', unavailable);
+
+/** Resolves when `check` holds, polling (across connections there is no event to await), failing after `ms`. */
+async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+(unavailable ? describe.skip : describe)('postgres adapter', () => {
+  let db: TestDatabase;
+  let schema: string;
+  const open: Array<{ close(): Promise<void> } | { stop(): Promise<void> }> = [];
+  const node = async (nodeId: string, leaseMs = 30_000): Promise<PostgresStore> => {
+    const store = await createPostgresStore(db.url, { schema, nodeId, leaseMs, max: 4 });
+    open.push(store);
+    return store;
+  };
+  const queue = (store: PostgresStore, options: Partial<ConstructorParameters<typeof PgDispatchQueue>[2]> = {}) => {
+    const q = new PgDispatchQueue(store.ctx, systemClock, { url: db.url, schema, pollMs: 60_000, ...options });
+    open.push(q);
+    return q;
+  };
+  let n = 0;
+  async function owner(store: PostgresStore, balance = 1000) {
+    const accountId = `acct_${++n}`;
+    await store.accounts.createAccount({ id: accountId, name: 'a', balance, webhookSecret: 'w', now: 1 });
+    await store.accounts.createKey({ id: `key_${n}`, accountId, secretHash: 'h', createdAt: 1 });
+    return { accountId, keyId: `key_${n}` };
+  }
+  const task = (o: { accountId: string; keyId: string }, extra: Partial<NewTask> = {}): NewTask => ({
+    id: `task_${++n}`,
+    ...o,
+    requestId: `req_${n}`,
+    input: INPUT,
+    price: 1,
+    provider: 'lane-a',
+    now: Date.now(),
+    ...extra,
+  });
+
+  beforeEach(async () => {
+    db ??= await createTestDatabase('relay_pg');
+    schema = db.schema();
+  });
+  afterEach(async () => {
+    for (const thing of open.splice(0).reverse()) await ('stop' in thing ? thing.stop() : thing.close());
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  describe('migrations', () => {
+    it('nodes migrating at once apply each version exactly once', async () => {
+      const pools = await Promise.all(Array.from({ length: 5 }, () => createPool(db.url, { schema, max: 1 })));
+      try {
+        const applied = await Promise.all(pools.map((p) => migrate(p)));
+        expect(applied.flat().sort()).toEqual(PG_MIGRATIONS.map((_, i) => i + 1));
+        const { rows } = await pools[0]!.query('SELECT version FROM schema_migrations ORDER BY version');
+        expect(rows.map((r) => r.version)).toEqual(PG_MIGRATIONS.map((_, i) => i + 1));
+        expect(await migrate(pools[1]!)).toEqual([]);
+      } finally {
+        await Promise.all(pools.map((p) => p.end()));
+      }
+    });
+
+    it('refuses a database newer than the code', async () => {
+      const pool = await createPool(db.url, { schema, max: 1 });
+      try {
+        await migrate(pool);
+        await expect(migrate(pool, PG_MIGRATIONS.slice(0, 1))).rejects.toThrow(/newer than this relay/);
+      } finally {
+        await pool.end();
+      }
+    });
+  });
+
+  describe('constraints behind the money', () => {
+    it('no statement can overdraw, rewrite the ledger or settle a task twice', async () => {
+      const store = await node('n1');
+      const o = await owner(store, 10);
+      const { pool } = store.ctx;
+      const code = (p: Promise<unknown>) => p.then(() => 'ok', (err: unknown) => pgCode(err) ?? String(err));
+      expect(await code(pool.query('UPDATE accounts SET held = 11 WHERE id = $1', [o.accountId]))).toBe('23514');
+      expect(await code(pool.query('UPDATE accounts SET balance = -1, held = 0 WHERE id = $1', [o.accountId]))).toBe('23514');
+      expect(await code(pool.query('UPDATE ledger SET amount = 99'))).toBe('P0001');
+      expect(await code(pool.query('DELETE FROM ledger'))).toBe('P0001');
+      const created = await store.tasks.createTask(task(o));
+      expect(created.ok).toBe(true);
+      const hold = [o.accountId, created.ok ? created.task.id : '', 'hold', 1, 1];
+      expect(await code(pool.query('INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES ($1, $2, $3, $4, $5)', hold))).toBe('23505');
+    });
+
+    it('64-bit values past 2^53 are refused, not rounded', async () => {
+      const store = await node('n1');
+      await expect(store.ctx.pool.query('SELECT 9007199254740993::bigint AS v')).rejects.toThrow(/not a safe integer/);
+      expect((await store.ctx.pool.query('SELECT 9007199254740991::bigint AS v')).rows[0].v).toBe(Number.MAX_SAFE_INTEGER);
+    });
+
+    it('nodes bootstrapping an empty database at once create one dev account', async () => {
+      const nodes = await Promise.all(['a', 'b', 'c'].map((id) => node(id)));
+      const made = await Promise.all(
+        nodes.map((s) => withAdvisoryLock(s.ctx.pool, 'bootstrap', () => ensureDevAccount(s, systemClock, 100))),
+      );
+      expect(made.filter(Boolean)).toHaveLength(1);
+      expect(await nodes[0]!.accounts.countAccounts()).toBe(1);
+    });
+  });
+
+  describe('dispatch across nodes', () => {
+    it('a task committed on one node wakes the others by NOTIFY, without a poll', async () => {
+      const a = await node('a');
+      const b = await node('b');
+      const o = await owner(a);
+      let woke!: (lane: string) => void;
+      const wakeup = new Promise<string>((resolve) => (woke = resolve));
+      await queue(b).start((lane) => woke(lane)); // pollMs 60 s: only a notification can wake it in time
+      const t = await a.tasks.createTask(task(o, { provider: 'lane-x' }));
+      expect(t.ok).toBe(true);
+      expect(await wakeup).toBe('lane-x');
+    });
+
+    it('a retry handed back by the engine (store.requeue) notifies too', async () => {
+      const a = await node('a');
+      const b = await node('b');
+      const o = await owner(a);
+      const created = await a.tasks.createTask(task(o, { provider: 'lane-r' }));
+      if (!created.ok) throw new Error('refused');
+      await a.tasks.markRunning(created.task.id, Date.now());
+      const lanes: string[] = [];
+      let woke!: () => void;
+      const wakeup = new Promise<void>((resolve) => (woke = resolve));
+      await queue(b).start((lane) => {
+        lanes.push(lane);
+        woke();
+      });
+      lanes.length = 0;
+      expect(await a.tasks.requeue(created.task.id, Date.now(), Date.now())).toBe(true);
+      await wakeup;
+      expect(lanes).toContain('lane-r');
+    });
+
+    it('a dead node loses its lease and another node takes its task over', async () => {
+      const dead = await node('dead', 300);
+      const alive = await node('alive', 300);
+      const o = await owner(dead);
+      const created = await dead.tasks.createTask(task(o));
+      if (!created.ok) throw new Error('refused');
+      // The dead node claimed it and then stopped renewing (its queue never started a heartbeat).
+      const [claimed] = await queue(dead).claim('lane-a', 1);
+      expect(claimed).toMatchObject({ id: created.task.id, attempts: 1 });
+
+      let woke!: () => void;
+      const wakeup = new Promise<void>((resolve) => (woke = resolve));
+      const survivor = queue(alive, { reapMs: 50 });
+      await survivor.start(() => woke());
+      await wakeup;
+      const [taken] = await eventually('the task to be claimable again', 5000, async () => {
+        const got = await survivor.claim('lane-a', 1);
+        return got.length ? got : undefined;
+      });
+      expect(taken).toMatchObject({ id: created.task.id, attempts: 2, state: 'running' });
+      expect((await alive.tasks.logs(created.task.id)).map((l) => l.message).join('\n')).toMatch(/node dead stopped renewing/);
+      // The old owner can no longer hand the attempt back from under the new one, but completion stays idempotent.
+      expect(await dead.tasks.requeue(created.task.id, 0, Date.now())).toBe(false);
+      expect(await alive.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(true);
+      expect(await dead.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(false);
+      expect(await alive.accounts.audit()).toEqual([]);
+    });
+
+    it('a live node renews its leases, so nobody takes its tasks', async () => {
+      const a = await node('a', 400);
+      const o = await owner(a);
+      const created = await a.tasks.createTask(task(o));
+      if (!created.ok) throw new Error('refused');
+      const q = queue(a, { heartbeatMs: 50, reapMs: 50 });
+      await q.start(() => {});
+      const [claimed] = await q.claim('lane-a', 1);
+      expect(claimed!.id).toBe(created.task.id);
+      const leaseOf = async () =>
+        (await a.ctx.pool.query<{ until: Date }>('SELECT lease_until AS until FROM tasks WHERE id = $1', [created.task.id])).rows[0]!.until.getTime();
+      const first = await leaseOf();
+      await eventually('a renewal past the first lease', 5000, async () => ((await leaseOf()) > first + 300 ? true : undefined));
+      const after = (await a.tasks.getTask(created.task.id))!;
+      expect(after).toMatchObject({ state: 'running', attempts: 1 }); // never reaped in between
+    });
+
+    it('upstream channel slots are counted across nodes; a dead node\'s slots come free when its lease lapses', async () => {
+      const nodes = await Promise.all(['a', 'b', 'c'].map((id) => node(id, 400)));
+      const tries = Array.from({ length: 12 }, (_, i) => nodes[i % 3]!.channelSlots.acquire('ch-1', `task-${i}`, 3));
+      const granted = await Promise.all(tries);
+      expect(granted.filter(Boolean)).toHaveLength(3);
+      expect(await nodes[0]!.channelSlots.inUse()).toEqual({ 'ch-1': 3 });
+      const holder = `task-${granted.indexOf(true)}`;
+      const owner = nodes[granted.indexOf(true) % 3]!;
+      expect(await owner.channelSlots.acquire('ch-1', holder, 3)).toBe(true); // the holder keeps its slot
+      expect(await nodes[1]!.channelSlots.acquire('ch-2', 'other', 1)).toBe(true); // channels count apart
+      await owner.channelSlots.release('ch-1', holder);
+      expect(await nodes[2]!.channelSlots.acquire('ch-1', 'late', 3)).toBe(true);
+      expect(await nodes[2]!.channelSlots.acquire('ch-1', 'later', 3)).toBe(false);
+      // Nobody renews (no queue heartbeats here): once the leases lapse, the slots are free again.
+      await eventually('the slots to lapse', 5000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', 'after', 3)) ? true : undefined));
+    });
+
+    it('a global lane limit holds across nodes, and a finish elsewhere frees a slot', async () => {
+      const nodes = await Promise.all(['a', 'b', 'c'].map((id) => node(id)));
+      const o = await owner(nodes[0]!);
+      for (let i = 0; i < 12; i++) await nodes[0]!.tasks.createTask(task(o, { provider: 'tencent' }));
+      const limit = (lane: string) => (lane === 'tencent' ? 3 : undefined);
+      const queues = nodes.map((s) => queue(s, { laneLimit: limit }));
+      const claimed = (await Promise.all(queues.map((q) => q.claim('tencent', 10)))).flat();
+      expect(claimed).toHaveLength(3);
+      expect((await nodes[0]!.tasks.countByState()).running).toBe(3);
+      expect(await queues[1]!.claim('tencent', 10)).toEqual([]);
+
+      const woken = new Promise<string>((resolve) => void queues[2]!.start(resolve));
+      await nodes[0]!.tasks.finish(claimed[0]!.id, { state: 'cancelled' }, Date.now());
+      expect(await woken).toBe('tencent');
+      expect(await queues[2]!.claim('tencent', 10)).toHaveLength(1);
+      expect((await nodes[0]!.tasks.countByState()).running).toBe(3);
+    });
+  });
+});

@@ -1,0 +1,97 @@
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSqliteStore } from '../../src/adapters/sqlite';
+import type { Store, TaskRecord } from '../../src/ports/store';
+import { tempDir } from '../helpers/relay';
+
+/**
+ * queuePosition reads the trigger-kept queue_counts table; whatever happens to tasks, it must say exactly what a
+ * plain count of the queue says.
+ */
+let store: Store;
+let file: string;
+let plain: Database.Database;
+const ACCOUNT = 'acct_queue_position';
+
+const countAhead = (t: TaskRecord): number =>
+  (
+    plain
+      .prepare(
+        `SELECT COUNT(*) AS n FROM tasks WHERE state = 'queued' AND provider = ?
+           AND (priority > ? OR (priority = ? AND seq < ?))`,
+      )
+      .get(t.provider, t.priority, t.priority, t.seq) as { n: number }
+  ).n;
+
+beforeAll(async () => {
+  file = path.join(tempDir('aigc-relay-qpos-'), 'relay.db');
+  store = createSqliteStore(file);
+  await store.accounts.createAccount({ id: ACCOUNT, name: 'q', balance: 1_000_000_000, webhookSecret: 'whsec_x', now: 1 });
+  plain = new Database(file, { readonly: true });
+});
+afterAll(async () => {
+  plain.close();
+  await store.close();
+});
+
+type Op =
+  | { kind: 'create'; provider: string; priority: number }
+  | { kind: 'run' | 'finish' | 'requeue' | 'cancel'; pick: number };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ kind: fc.constant('create' as const), provider: fc.constantFrom('a', 'b'), priority: fc.integer({ min: -2, max: 2 }) }),
+  fc.record({ kind: fc.constantFrom('run' as const, 'finish' as const, 'requeue' as const, 'cancel' as const), pick: fc.nat() }),
+);
+
+describe('queuePosition with trigger-kept counts', () => {
+  it('equals a plain count of the tasks ahead, after any sequence of submits, runs, retries and ends', async () => {
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
+        const ids: string[] = [];
+        for (const o of ops) {
+          const now = ++n;
+          if (o.kind === 'create') {
+            const id = `task-${n}`;
+            // Submitted together, as concurrent requests are: they share one group commit.
+            const created = await Promise.all([0, 1].map((k) =>
+              store.tasks.createTask({
+                id: `${id}-${k}`,
+                accountId: ACCOUNT,
+                keyId: 'key_none',
+                requestId: id,
+                input: { model_name: 'GEM', model_version: '3.0', prompt: 'p', file_infos: [], output_config: { storage_mode: 'Temporary' }, tasks_priority: o.priority },
+                price: 1,
+                provider: o.provider,
+                now,
+              }),
+            ));
+            for (const c of created) if (c.ok) ids.push(c.task.id);
+            continue;
+          }
+          const id = ids[o.pick % Math.max(1, ids.length)];
+          if (id === undefined) continue;
+          if (o.kind === 'run') await store.tasks.markRunning(id, now);
+          if (o.kind === 'requeue') await store.tasks.requeue(id, 0, now);
+          if (o.kind === 'finish') await store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'x' } }, now);
+          if (o.kind === 'cancel') await store.tasks.finish(id, { state: 'cancelled' }, now);
+        }
+        for (const id of ids) {
+          const task = (await store.tasks.getTask(id))!;
+          expect(await store.tasks.queuePosition(task)).toBe(countAhead(task));
+        }
+      }),
+      { numRuns: 60 },
+    );
+    // The counts table agrees with the tasks table as a whole.
+    const drift = plain
+      .prepare(
+        `SELECT COUNT(*) AS n FROM queue_counts q WHERE q.n <>
+           (SELECT COUNT(*) FROM tasks t WHERE t.state = 'queued' AND t.provider = q.provider AND t.priority = q.priority)`,
+      )
+      .get() as { n: number };
+    expect(drift.n).toBe(0);
+  });
+});

@@ -1,0 +1,51 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_PRICES } from '../../src/domain/pricing';
+import { runCli } from '../helpers/child';
+import { tempDir } from '../helpers/relay';
+
+/** The operator CLI over the same use cases as the admin API, on a data dir of its own (no server needed). */
+describe('aigc-relay accounts | keys | prices', () => {
+  it('creates, lists, tops up, issues and limits keys, revokes, and changes prices', async () => {
+    const env = { AIGC_RELAY_DATA_DIR: tempDir() };
+    const cli = async (...args: string[]) => {
+      const res = await runCli(args, env);
+      expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0);
+      return JSON.parse(res.stdout);
+    };
+
+    const account = await cli('accounts', 'create', '--name', 'acme', '--balance', '500');
+    expect(account).toMatchObject({ name: 'acme', balance: 500, held: 0, available: 500 });
+    expect(await cli('accounts', 'top-up', account.id, '250')).toEqual({ balance: 750 });
+    expect(await cli('accounts', 'get', account.id)).toMatchObject({ id: account.id, balance: 750 });
+    expect((await cli('accounts', 'list')).map((a: { id: string }) => a.id)).toContain(account.id);
+
+    const key = await cli('keys', 'create', account.id, '--name', 'ci', '--rpm', '30', '--max-concurrency', '4', '--spend-cap', '100');
+    expect(key).toMatchObject({ name: 'ci', rpm: 30, max_concurrency: 4, spend_cap: 100, spent: 0 });
+    expect(key.key).toMatch(/^ar_key_/);
+    const updated = await cli('keys', 'update', key.id, '--rpm', 'none', '--max-concurrency', '9');
+    expect(updated).toMatchObject({ rpm: null, max_concurrency: 9, spend_cap: 100 });
+    expect(await cli('keys', 'revoke', key.id)).toEqual({ revoked: key.id });
+    const listed = await cli('keys', 'list', account.id);
+    expect(listed).toEqual([expect.objectContaining({ id: key.id, rpm: null, max_concurrency: 9, revoked_at: expect.any(String) })]);
+    expect(JSON.stringify(listed)).not.toContain(key.key.split('.')[1]);
+
+    const file = path.join(env.AIGC_RELAY_DATA_DIR, 'prices.json');
+    fs.writeFileSync(file, JSON.stringify({ ...DEFAULT_PRICES, 'Qwen:0925': { '1K': 1, '2K': 2, '4K': 3 } }));
+    expect(await cli('prices', 'set', file)).toMatchObject({ source: 'database', prices: { 'Qwen:0925': { '1K': 1 } } });
+    expect(await cli('prices', 'reset')).toMatchObject({ source: 'default', prices: DEFAULT_PRICES });
+  });
+
+  it('an unknown id or a bad price file is one line on stderr and exit 1', async () => {
+    const env = { AIGC_RELAY_DATA_DIR: tempDir() };
+    const missing = await runCli(['accounts', 'get', 'acct_nope'], env);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('aigc-relay: account "acct_nope" does not exist');
+    const file = path.join(env.AIGC_RELAY_DATA_DIR, 'bad.json');
+    fs.writeFileSync(file, JSON.stringify({ 'GEM:3.0': { '1K': 1, '2K': 1, '4K': 1 } }));
+    const bad = await runCli(['prices', 'set', file], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^aigc-relay: prices: missing "GEM:2.5"/);
+  });
+});

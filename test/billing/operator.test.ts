@@ -1,0 +1,173 @@
+import Database from 'better-sqlite3';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { DEFAULT_PRICES } from '../../src/domain/pricing';
+import type { Relay } from '../../src/main';
+import type { GeneratedImage } from '../../src/ports/provider';
+import { apiClient } from '../helpers/api';
+import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { accountWithKey, eventually, promptPrice, reopenRelay, submit } from './support';
+
+const PNG: GeneratedImage = {
+  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#abcdef' } }).png().toBuffer(),
+  contentType: 'image/png',
+  width: 8,
+  height: 8,
+};
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+async function relay(options: Parameters<typeof startTestRelay>[0] = {}): Promise<TestRelay> {
+  const t = await startTestRelay(options);
+  cleanups.push(() => t.close());
+  return t;
+}
+async function reopen(dataDir: string, env: Record<string, string> = {}) {
+  const r = await reopenRelay(dataDir, env);
+  cleanups.push(() => r.relay.close(2000));
+  return r;
+}
+const ledgerOf = (dataDir: string, taskId: string) => {
+  const db = new Database(path.join(dataDir, 'relay.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT kind, amount FROM ledger WHERE task_id = ? ORDER BY id').all(taskId);
+  } finally {
+    db.close();
+  }
+};
+
+describe('prices', () => {
+  const table = (gem3k1: number) => ({ ...DEFAULT_PRICES, 'GEM:3.0': { ...DEFAULT_PRICES['GEM:3.0'], '1K': gem3k1 } });
+
+  it('PUT replaces the table at once, survives a restart, and DELETE goes back to the default', async () => {
+    const t = await relay();
+    expect((await t.admin.get('/admin/v1/prices')).body).toMatchObject({ source: 'default', updated_at: null, billing: 'on' });
+    const put = await t.admin.put('/admin/v1/prices', { prices: table(7) });
+    expect(put.status).toBe(200);
+    expect(put.body).toMatchObject({ source: 'database', prices: { 'GEM:3.0': { '1K': 7 } } });
+    const task = await submit(t.api);
+    expect((await t.relay.store.tasks.getTask(task.body.request_id))!.price).toBe(7);
+
+    await t.close();
+    cleanups.pop();
+    const again = await reopen(t.dataDir);
+    const admin = apiClient(again.url, t.adminToken);
+    expect((await admin.get('/admin/v1/prices')).body).toMatchObject({ source: 'database', prices: { 'GEM:3.0': { '1K': 7 } } });
+    const reset = await admin.delete('/admin/v1/prices');
+    expect(reset.body).toMatchObject({ source: 'default', prices: DEFAULT_PRICES });
+    const after = await apiClient(again.url, t.devKey).post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+    expect((await again.relay.store.tasks.getTask(after.body.request_id))!.price).toBe(DEFAULT_PRICES['GEM:3.0']!['1K']);
+  });
+
+  it('another node on the same database sees a saved table', async () => {
+    const t = await relay();
+    const other = await reopen(t.dataDir);
+    await t.admin.put('/admin/v1/prices', { prices: table(11) });
+    expect((await apiClient(other.url, t.adminToken).get('/admin/v1/prices')).body.prices['GEM:3.0']['1K']).toBe(11);
+  });
+
+  it.each([
+    ['a missing model version', () => { const { 'Qwen:0925': _, ...rest } = DEFAULT_PRICES; return rest; }, /^prices: missing "Qwen:0925"/],
+    ['an unknown model version', () => ({ ...DEFAULT_PRICES, 'GEM:9.9': { '1K': 1, '2K': 1, '4K': 1 } }), /^prices\.GEM:9\.9: not a model version/],
+    ['a negative price', () => table(-1), /^prices\.GEM:3\.0\.1K: /],
+    ['a fractional price', () => table(1.5), /^prices\.GEM:3\.0\.1K: /],
+    ['an unknown class', () => ({ ...DEFAULT_PRICES, 'GEM:2.5': { ...DEFAULT_PRICES['GEM:2.5'], '8K': 1 } }), /^prices\.GEM:2\.5\.8K: /],
+  ])('rejects %s with 400 naming the entry, and keeps the old table', async (_name, body, message) => {
+    const t = await relay();
+    const res = await t.admin.put('/admin/v1/prices', { prices: body() });
+    expect(res.status).toBe(400);
+    expect(res.body.Response.Error.Message).toMatch(message);
+    expect((await t.admin.get('/admin/v1/prices')).body).toMatchObject({ source: 'default', prices: DEFAULT_PRICES });
+  });
+});
+
+describe('AIGC_RELAY_BILLING=off', () => {
+  it('accepts without charging: price 0, no ledger rows, no balance needed; limits still apply', async () => {
+    const t = await relay({ env: { AIGC_RELAY_BILLING: 'off' } });
+    expect((await t.admin.get('/admin/v1/prices')).body.billing).toBe('off');
+    const { accountId, api } = await accountWithKey(t, 0, { rpm: 2 });
+    const first = await submit(api);
+    expect(first.status).toBe(200);
+    const done = await waitForTask(t.relay, first.body.request_id);
+    expect(done).toMatchObject({ state: 'succeeded', price: 0, billed: false });
+    expect(await t.relay.store.accounts.ledger(accountId, 100)).toEqual([]);
+    expect((await submit(api)).status).toBe(200);
+    expect((await submit(api)).status).toBe(429);
+    expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('a task held with billing on is still captured when it finishes under billing off', async () => {
+    const slow = await relay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '60000' } });
+    const price = await promptPrice(slow.admin);
+    const held = await submit(slow.api);
+    expect(held.status).toBe(200);
+    expect((await slow.relay.store.tasks.getTask(held.body.request_id))!.state).toMatch(/^(queued|running)$/);
+    await slow.close();
+    cleanups.pop();
+
+    const off = await reopen(slow.dataDir, { AIGC_RELAY_BILLING: 'off' });
+    expect((await waitForTask(off.relay, held.body.request_id)).state).toBe('succeeded');
+    expect(ledgerOf(slow.dataDir, held.body.request_id)).toEqual([
+      { kind: 'hold', amount: price },
+      { kind: 'capture', amount: price },
+    ]);
+    const free = await apiClient(off.url, slow.devKey).post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+    await waitForTask(off.relay, free.body.request_id);
+    expect(ledgerOf(slow.dataDir, free.body.request_id)).toEqual([]);
+    expect(await off.relay.store.accounts.audit()).toEqual([]);
+  });
+});
+
+describe('force-fail', () => {
+  async function blocked() {
+    const provider = new ControlledProvider('blocking', 1, PNG);
+    const t = await relay({ overrides: { providers: [provider] } });
+    cleanups.push(async () => {
+      for (const run of [...provider.running.values()]) run.fail(new Error('test over'));
+    });
+    return { t, provider };
+  }
+  const accountOf = async (r: Relay, id: string) => (await r.store.accounts.getAccount(id))!;
+
+  it('fails a running task with a refund, exactly once, and stops its provider call', async () => {
+    const { t, provider } = await blocked();
+    const price = await promptPrice(t.admin);
+    const { accountId, api } = await accountWithKey(t, 10 * price);
+    const running = await submit(api);
+    const queued = await submit(api);
+    const run = await provider.whenStarted(running.body.request_id);
+
+    // A queued task is failed before it ever starts, and never starts afterwards.
+    expect((await t.admin.post(`/admin/v1/tasks/${queued.body.request_id}/fail`)).status).toBe(200);
+
+    const failed = await t.admin.post(`/admin/v1/tasks/${running.body.request_id}/fail`, { reason: 'stuck upstream' });
+    expect(failed.status).toBe(200);
+    expect(failed.body).toMatchObject({ state: 'failed', released: price, error: { code: 'FailedOperation.ForceFailed' } });
+    expect(failed.body.error.message).toMatch(/stuck upstream/);
+    expect(await accountOf(t.relay, accountId)).toMatchObject({ balance: 10 * price, held: 0 });
+    // The provider call is stopped at once (its slot frees, no upstream work is wasted).
+    expect(run.ctx.signal.aborted).toBe(true);
+
+    const again = await t.admin.post(`/admin/v1/tasks/${running.body.request_id}/fail`, {});
+    expect(again.status).toBe(400);
+    expect(again.body.Response.Error.Message).toMatch(/already failed/);
+
+    // The aborted call ends in the engine without touching the task: wait (with a deadline) for the lane to be idle.
+    await eventually('the engine to finish the run', 10_000, async () => (t.relay.engine.runningCount() === 0 ? true : undefined));
+    const status = await api.get(`/tencent-vod/v1/requests/${running.body.request_id}/status`);
+    expect(status.body).toMatchObject({ status: 'COMPLETED', outcome: 'failed' });
+    expect(provider.started).not.toContain(queued.body.request_id);
+    expect(await t.relay.store.tasks.getTask(running.body.request_id)).toMatchObject({ state: 'failed' });
+    expect(ledgerOf(t.dataDir, running.body.request_id)).toEqual([
+      { kind: 'hold', amount: price },
+      { kind: 'release', amount: price },
+    ]);
+    expect(await accountOf(t.relay, accountId)).toMatchObject({ balance: 10 * price, held: 0 });
+    expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+    expect((await t.admin.post('/admin/v1/tasks/task_nope/fail')).status).toBe(404);
+  });
+});

@@ -1,0 +1,494 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { TaskInput } from '../../src/domain/task-input';
+import type { Clock } from '../../src/ports/clock';
+import type { DispatchQueue } from '../../src/ports/dispatch-queue';
+import type { Completion, NewFile, NewTask, Store, TaskRecord } from '../../src/ports/store';
+
+/**
+ * The store contract, run against every adapter (BullMQ-style: one suite, one fixture per adapter). A fixture hands
+ * out a fresh, empty database per test. Nothing here knows which adapter it is talking to.
+ */
+export interface StoreFixture {
+  readonly store: Store;
+  /** A second, independent handle on the same database: what another process (or node) would open. */
+  peer(): Promise<Store>;
+  /** The dispatch queue the relay builds over this kind of store. */
+  queue(store: Store, clock: Clock): DispatchQueue;
+  close(): Promise<void>;
+}
+
+export type FixtureFactory = () => Promise<StoreFixture>;
+
+const id = (prefix: string) => `${prefix}_${randomBytes(6).toString('hex')}`;
+const clock: Clock = { now: () => Date.now() };
+
+export const INPUT: TaskInput = {
+  model_name: 'GEM',
+  model_version: '3.0',
+  prompt: 'a lighthouse',
+  file_infos: [],
+  output_config: { storage_mode: 'Temporary', resolution: '1080P', aspect_ratio: '16:9' },
+  tasks_priority: 0,
+} as TaskInput;
+
+/** Runs the contract for `adapter`; with no factory (e.g. no server to talk to) the suite is registered as skipped. */
+export function storeConformance(adapter: string, factory: FixtureFactory | undefined): void {
+  (factory ? describe : describe.skip)(`store conformance: ${adapter}`, () => {
+    let fx: StoreFixture;
+    let store: Store;
+    const closers: Array<() => Promise<void>> = [];
+    beforeEach(async () => {
+      fx = await factory!();
+      store = fx.store;
+    });
+    afterEach(async () => {
+      for (const close of closers.splice(0).reverse()) await close();
+      await fx.close();
+    });
+
+    async function account(balance: number, key: { maxConcurrency?: number; spendCap?: number } = {}) {
+      const acct = await store.accounts.createAccount({ id: id('acct'), name: 'a', balance, webhookSecret: 'whsec_x', now: 1000 });
+      const k = await store.accounts.createKey({ id: id('key'), accountId: acct.id, secretHash: 'h', createdAt: 1000, ...key });
+      return { accountId: acct.id, keyId: k.id };
+    }
+    const newTask = (owner: { accountId: string; keyId: string }, price: number, extra: Partial<NewTask> = {}): NewTask => ({
+      id: id('task'),
+      ...owner,
+      requestId: id('req'),
+      input: INPUT,
+      price,
+      provider: 'lane-a',
+      now: 2000,
+      ...extra,
+    });
+    async function created(task: NewTask): Promise<TaskRecord> {
+      const outcome = await store.tasks.createTask(task);
+      if (!outcome.ok) throw new Error(`createTask refused: ${outcome.reason}`);
+      return outcome.task;
+    }
+    const kindsOf = async (accountId: string, taskId: string) =>
+      (await store.accounts.ledger(accountId, 100)).filter((l) => l.taskId === taskId).map((l) => l.kind).sort();
+    const outputFile = (task: TaskRecord): NewFile => ({
+      id: id('file'),
+      accountId: task.accountId,
+      taskId: task.id,
+      purpose: 'output',
+      storageKey: `out/${task.id}.png`,
+      contentType: 'image/png',
+      size: 10,
+      width: 8,
+      height: 8,
+    });
+    const success = (task: TaskRecord): Completion => ({
+      state: 'succeeded',
+      result: { images: [], producedBy: 'test' },
+      files: [outputFile(task)],
+    });
+
+    describe('accounts and keys', () => {
+      it('creates an account with its opening balance as a top-up, and counts it', async () => {
+        const a = await store.accounts.createAccount({ id: 'acct_1', name: 'one', balance: 500, webhookSecret: 'whsec_1', now: 1 });
+        expect(a).toMatchObject({ id: 'acct_1', name: 'one', balance: 500, held: 0, webhookSecret: 'whsec_1', createdAt: 1 });
+        expect(await store.accounts.getAccount('acct_1')).toEqual(a);
+        expect(await store.accounts.getAccount('acct_nope')).toBeUndefined();
+        expect(await store.accounts.countAccounts()).toBe(1);
+        expect((await store.accounts.ledger('acct_1', 10)).map((l) => [l.kind, l.amount])).toEqual([['topup', 500]]);
+      });
+
+      it('tops up an account (ledger row included) and refuses an unknown one without writing', async () => {
+        const { accountId } = await account(100);
+        expect(await store.accounts.topUp(accountId, 50, 'invoice 7', 3)).toBe(150);
+        expect(await store.accounts.topUp('acct_nope', 50, undefined, 3)).toBeUndefined();
+        const ledger = await store.accounts.ledger(accountId, 10);
+        expect(ledger[0]).toMatchObject({ kind: 'topup', amount: 50, reference: 'invoice 7' });
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('money beyond 2^32 round-trips exactly', async () => {
+        const big = 2 ** 40 + 7;
+        const a = await store.accounts.createAccount({ id: id('acct'), name: 'big', balance: big, webhookSecret: 'w', now: 1 });
+        expect(a.balance).toBe(big);
+        expect(await store.accounts.topUp(a.id, 1, undefined, 2)).toBe(big + 1);
+      });
+
+      it('keys: create, read, list oldest first, patch (set, clear, leave) and revoke once', async () => {
+        const { accountId, keyId } = await account(0, { maxConcurrency: 3 });
+        const second = await store.accounts.createKey({ id: id('key'), accountId, secretHash: 'h2', createdAt: 2000, name: 'second', rpm: 60 });
+        expect((await store.accounts.listKeys(accountId)).map((k) => k.id)).toEqual([keyId, second.id]);
+        expect(await store.accounts.getKey(keyId)).toMatchObject({ id: keyId, accountId, maxConcurrency: 3, spent: 0 });
+
+        const patched = await store.accounts.updateKey(second.id, { rpm: null, spendCap: 900, name: 'renamed' });
+        expect(patched).toMatchObject({ name: 'renamed', spendCap: 900 });
+        expect(patched!.rpm).toBeUndefined();
+        expect(await store.accounts.updateKey('key_nope', { rpm: 1 })).toBeUndefined();
+
+        expect(await store.accounts.revokeKey(keyId, 5)).toBe(true);
+        expect(await store.accounts.revokeKey(keyId, 6)).toBe(false);
+        expect((await store.accounts.getKey(keyId))!.revokedAt).toBe(5);
+      });
+
+      it('lists accounts newest first and keeps price tables newest-wins', async () => {
+        await store.accounts.createAccount({ id: 'acct_old', name: 'old', balance: 0, webhookSecret: 'w', now: 1 });
+        await store.accounts.createAccount({ id: 'acct_new', name: 'new', balance: 0, webhookSecret: 'w', now: 2 });
+        expect((await store.accounts.listAccounts(10)).map((a) => a.id)).toEqual(['acct_new', 'acct_old']);
+
+        expect(await store.accounts.currentPrices()).toBeUndefined();
+        await store.accounts.savePrices({ GEM: { '1080P': 7 } }, 10);
+        expect(await store.accounts.currentPrices()).toEqual({ prices: { GEM: { '1080P': 7 } }, updatedAt: 10 });
+        await store.accounts.savePrices(null, 11);
+        expect(await store.accounts.currentPrices()).toEqual({ prices: null, updatedAt: 11 });
+      });
+    });
+
+    describe('holds and settlement', () => {
+      it('createTask queues the task and holds its price in one go', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 30));
+        expect(task).toMatchObject({ state: 'queued', price: 30, billed: true, attempts: 0, provider: 'lane-a', input: INPUT });
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 100, held: 30 });
+        expect(await kindsOf(owner.accountId, task.id)).toEqual(['hold']);
+        expect((await store.accounts.getKey(owner.keyId))!.spent).toBe(30);
+        expect(await store.tasks.getTask(task.id)).toEqual(task);
+      });
+
+      it('insufficient balance writes nothing: no task, no ledger row, no hold, no key spend', async () => {
+        const owner = await account(100);
+        await created(newTask(owner, 80));
+        const refused = newTask(owner, 30);
+        expect(await store.tasks.createTask(refused)).toEqual({ ok: false, reason: 'insufficient_balance', available: 20 });
+        expect(await store.tasks.getTask(refused.id)).toBeUndefined();
+        expect(await kindsOf(owner.accountId, refused.id)).toEqual([]);
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 100, held: 80 });
+        expect((await store.accounts.getKey(owner.keyId))!.spent).toBe(80);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('a task accepted with billing off holds nothing and settles nothing', async () => {
+        const owner = await account(0);
+        const task = await created(newTask(owner, 30, { billed: false }));
+        expect(task.billed).toBe(false);
+        await store.tasks.markRunning(task.id, 2500);
+        expect(await store.tasks.finish(task.id, success(task), 3000)).toBe(true);
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 0, held: 0 });
+        expect(await kindsOf(owner.accountId, task.id)).toEqual([]);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('key limits refuse without writing: max_concurrency counts unfinished tasks, spend_cap counts committed credits', async () => {
+        const limited = await account(1000, { maxConcurrency: 2 });
+        const first = await created(newTask(limited, 1));
+        await created(newTask(limited, 1));
+        const third = newTask(limited, 1);
+        expect(await store.tasks.createTask(third)).toEqual({ ok: false, reason: 'concurrency_limit', limit: 2 });
+        expect(await store.tasks.getTask(third.id)).toBeUndefined();
+        await store.tasks.finish(first.id, { state: 'failed', error: { code: 'X', message: 'x' } }, 3000);
+        expect((await store.tasks.createTask(third)).ok).toBe(true);
+
+        const capped = await account(1000, { spendCap: 50 });
+        await created(newTask(capped, 40));
+        const over = newTask(capped, 20);
+        expect(await store.tasks.createTask(over)).toEqual({ ok: false, reason: 'spend_cap', cap: 50, spent: 40 });
+        expect(await store.tasks.getTask(over.id)).toBeUndefined();
+        expect(await store.accounts.getAccount(capped.accountId)).toMatchObject({ held: 40 });
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('success captures exactly once: a second completion returns false and changes nothing', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 30));
+        await store.tasks.markRunning(task.id, 2500);
+        const completion = success(task);
+        expect(await store.tasks.finish(task.id, completion, 3000)).toBe(true);
+        expect(await store.tasks.finish(task.id, completion, 3001)).toBe(false);
+        expect(await store.tasks.finish(task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, 3002)).toBe(false);
+
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 70, held: 0 });
+        expect(await kindsOf(owner.accountId, task.id)).toEqual(['capture', 'hold']);
+        const done = (await store.tasks.getTask(task.id))!;
+        expect(done).toMatchObject({ state: 'succeeded', progress: 100, finishedAt: 3000, result: { images: [], producedBy: 'test' } });
+        expect(await store.files.getFile(completion.state === 'succeeded' ? completion.files[0]!.id : '')).toMatchObject({ taskId: task.id, purpose: 'output' });
+        expect((await store.accounts.getKey(owner.keyId))!.spent).toBe(30);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('failure and cancellation release exactly once and give the key its credits back', async () => {
+        const owner = await account(100);
+        const failed = await created(newTask(owner, 30));
+        const cancelled = await created(newTask(owner, 20));
+        await store.tasks.markRunning(failed.id, 2500);
+        expect(await store.tasks.finish(failed.id, { state: 'failed', error: { code: 'Boom', message: 'upstream' } }, 3000)).toBe(true);
+        expect(await store.tasks.finish(cancelled.id, { state: 'cancelled' }, 3000)).toBe(true);
+        expect(await store.tasks.finish(cancelled.id, { state: 'cancelled' }, 3001)).toBe(false);
+
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 100, held: 0 });
+        expect(await kindsOf(owner.accountId, failed.id)).toEqual(['hold', 'release']);
+        expect(await kindsOf(owner.accountId, cancelled.id)).toEqual(['hold', 'release']);
+        expect((await store.tasks.getTask(failed.id))!.error).toEqual({ code: 'Boom', message: 'upstream' });
+        expect((await store.accounts.getKey(owner.keyId))!.spent).toBe(0);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('100 concurrent submits against a balance for 50 accept exactly 50 and never overdraw', async () => {
+        const owner = await account(50 * 7);
+        // A second handle as well: on a shared database the race is between processes, not only within one.
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        const outcomes = await Promise.all(
+          Array.from({ length: 100 }, (_, i) => (i % 2 ? other : store).tasks.createTask(newTask(owner, 7))),
+        );
+        expect(outcomes.filter((o) => o.ok)).toHaveLength(50);
+        expect(outcomes.filter((o) => !o.ok).every((o) => !o.ok && o.reason === 'insufficient_balance')).toBe(true);
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 350, held: 350 });
+        expect((await store.tasks.countByState()).queued).toBe(50);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('concurrent completions of one task settle it once', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 10));
+        await store.tasks.markRunning(task.id, 2500);
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => (i % 2 ? other : store).tasks.finish(task.id, success(task), 3000 + i)),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 90, held: 0 });
+        expect(await kindsOf(owner.accountId, task.id)).toEqual(['capture', 'hold']);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('the audit finds an account whose stored numbers disagree with its ledger', async () => {
+        // Built through the port only: a correct store gives a clean audit after a mix of outcomes.
+        const owner = await account(1000);
+        for (let i = 0; i < 6; i++) {
+          const task = await created(newTask(owner, 10 + i));
+          if (i % 3 === 0) {
+            await store.tasks.markRunning(task.id, 2500);
+            await store.tasks.finish(task.id, success(task), 3000);
+          }
+          if (i % 3 === 1) await store.tasks.finish(task.id, { state: 'cancelled' }, 3000);
+        }
+        await store.accounts.topUp(owner.accountId, 5, 'bonus', 4000);
+        expect(await store.accounts.audit()).toEqual([]);
+        const ledger = await store.accounts.ledger(owner.accountId, 3);
+        expect(ledger).toHaveLength(3);
+        expect(ledger[0]!.kind).toBe('topup'); // newest first
+      });
+    });
+
+    describe('task lifecycle', () => {
+      it('queue order: priority first, then first come; positions count only the same lane', async () => {
+        const owner = await account(1000);
+        const make = (priority: number, provider = 'lane-a') =>
+          created(newTask(owner, 1, { input: { ...INPUT, tasks_priority: priority }, provider }));
+        const low = await make(-5);
+        const midA = await make(0);
+        const high = await make(5);
+        const midB = await make(0);
+        const elsewhere = await make(9, 'lane-b');
+        expect((await store.tasks.listQueued()).map((t) => t.id)).toEqual([elsewhere.id, high.id, midA.id, midB.id, low.id]);
+        expect(await Promise.all([high, midA, midB, low, elsewhere].map((t) => store.tasks.queuePosition(t)))).toEqual([0, 1, 2, 3, 0]);
+        expect(midA.seq).toBeLessThan(midB.seq);
+      });
+
+      it('markRunning counts attempts once per claim; requeue hands back with notBefore; a second claim fails', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        const running = await store.tasks.markRunning(task.id, 2100);
+        expect(running).toMatchObject({ state: 'running', attempts: 1, startedAt: 2100 });
+        expect(await store.tasks.markRunning(task.id, 2101)).toBeUndefined();
+
+        expect(await store.tasks.requeue(task.id, 9000, 2200)).toBe(true);
+        expect(await store.tasks.requeue(task.id, 9000, 2201)).toBe(false); // already queued
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', notBefore: 9000, attempts: 1 });
+
+        const again = await store.tasks.markRunning(task.id, 9100);
+        expect(again).toMatchObject({ attempts: 2, startedAt: 2100 });
+        expect(again!.notBefore).toBeUndefined();
+        expect(await store.tasks.requeueAllRunning(9200)).toEqual([task.id]);
+        expect((await store.tasks.getTask(task.id))!.state).toBe('queued');
+      });
+
+      it('progress (running only), checkpoints, cancel requests and log lines are kept', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        await store.tasks.saveProgress(task.id, 40, 2001);
+        expect((await store.tasks.getTask(task.id))!.progress).toBe(0);
+        await store.tasks.markRunning(task.id, 2002);
+        await store.tasks.saveProgress(task.id, 40, 2003);
+        await store.tasks.saveCheckpoint(task.id, { upstream: 'abc', n: 2 }, 2004);
+        await store.tasks.requestCancel(task.id, 2005);
+        await store.tasks.appendLog(task.id, 'first', 2006);
+        await store.tasks.appendLog(task.id, 'second', 2007);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ progress: 40, checkpoint: { upstream: 'abc', n: 2 }, cancelRequested: true });
+        expect(await store.tasks.logs(task.id)).toEqual([
+          { at: 2006, message: 'first' },
+          { at: 2007, message: 'second' },
+        ]);
+      });
+
+      it('lists tasks newest first by account and state, and counts by state', async () => {
+        const a = await account(100);
+        const b = await account(100);
+        const a1 = await created(newTask(a, 1));
+        const a2 = await created(newTask(a, 1));
+        const b1 = await created(newTask(b, 1));
+        await store.tasks.finish(a1.id, { state: 'cancelled' }, 3000);
+        expect((await store.tasks.listTasks({ accountId: a.accountId, limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
+        expect((await store.tasks.listTasks({ state: 'queued', limit: 10 })).map((t) => t.id)).toEqual([b1.id, a2.id]);
+        expect((await store.tasks.listTasks({ limit: 1 })).map((t) => t.id)).toEqual([b1.id]);
+        expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
+      });
+    });
+
+    describe('delivery guarantees', () => {
+      it('a session_id is accepted once per account; a refusal names the task that holds it and writes nothing', async () => {
+        const owner = await account(100);
+        const other = await account(100);
+        const withSession = { ...INPUT, session_id: 'sess-1' } as TaskInput;
+        const first = await created(newTask(owner, 5, { input: withSession }));
+        const again = newTask(owner, 5, { input: withSession });
+        expect(await store.tasks.createTask(again)).toEqual({ ok: false, reason: 'duplicate_session', taskId: first.id });
+        expect(await store.tasks.getTask(again.id)).toBeUndefined();
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ held: 5 });
+        expect((await store.tasks.createTask(newTask(other, 5, { input: withSession }))).ok).toBe(true); // per account
+        // A use older than the window no longer counts.
+        const later = newTask(owner, 5, { input: withSession, now: 2000 + 4 * 24 * 3600 * 1000 });
+        expect((await store.tasks.createTask(later)).ok).toBe(true);
+        expect(await store.tasks.purgeSessions(Number.MAX_SAFE_INTEGER)).toBe(2);
+      });
+
+      it('an Idempotency-Key is reserved once; the task is bound to it in the submit; the first response is kept', async () => {
+        const owner = await account(100);
+        const input = { accountId: owner.accountId, key: 'k-1', bodyHash: 'h1', now: 5000, ttlMs: 86_400_000, leaseMs: 60_000 };
+        const reserved = await store.idempotency.reserve(input);
+        if (reserved.state !== 'reserved') throw new Error(`expected a reservation, got ${reserved.state}`);
+        expect(await store.idempotency.reserve(input)).toEqual({ state: 'pending' });
+        expect(await store.idempotency.reserve({ ...input, bodyHash: 'h2' })).toEqual({ state: 'mismatch' });
+
+        const lost = newTask(owner, 5, { idempotency: { key: 'k-1', token: 'not-the-token' } });
+        expect(await store.tasks.createTask(lost)).toEqual({ ok: false, reason: 'idempotency_lost' });
+        expect(await store.tasks.getTask(lost.id)).toBeUndefined();
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ held: 0 });
+
+        const task = await created(newTask(owner, 5, { idempotency: { key: 'k-1', token: reserved.token } }));
+        expect(await store.idempotency.reserve(input)).toEqual({ state: 'pending', taskId: task.id });
+        expect(await store.idempotency.complete({ accountId: owner.accountId, key: 'k-1', status: 200, body: '{"a":1}', now: 5001 })).toBe(true);
+        expect(await store.idempotency.complete({ accountId: owner.accountId, key: 'k-1', status: 500, body: 'x', now: 5002 })).toBe(false);
+        expect(await store.idempotency.reserve(input)).toEqual({ state: 'done', status: 200, body: '{"a":1}' });
+        expect(await store.idempotency.purge(5000)).toBe(1);
+      });
+
+      it('finish writes the webhook outbox row with the terminal state; due rows are claimed by one caller at a time', async () => {
+        const a = await store.accounts.createAccount({ id: id('acct'), name: 'hooks', balance: 100, callbackUrl: 'https://example.test/hook', webhookSecret: 'w', now: 1 });
+        const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
+        const owner = { accountId: a.id, keyId: k.id };
+        const withOwnUrl = await created(newTask(owner, 1, { webhookUrl: 'https://example.test/own' }));
+        const withAccountUrl = await created(newTask(owner, 1));
+        await store.tasks.finish(withOwnUrl.id, { state: 'cancelled' }, 3000);
+        await store.tasks.finish(withAccountUrl.id, { state: 'cancelled' }, 3001);
+        await store.tasks.finish(withAccountUrl.id, { state: 'cancelled' }, 3002); // no second row
+        const rows = await store.webhooks.listDeliveries({ limit: 10 });
+        expect(rows.map((d) => [d.taskId, d.url, d.state]).sort()).toEqual(
+          [
+            [withOwnUrl.id, 'https://example.test/own', 'pending'],
+            [withAccountUrl.id, 'https://example.test/hook', 'pending'],
+          ].sort(),
+        );
+        expect(await store.webhooks.nextDueAt()).toBe(3000);
+
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        const [mine, theirs] = await Promise.all([store.webhooks.claimDue(4000, 10, 30_000), other.webhooks.claimDue(4000, 10, 30_000)]);
+        expect(mine.length + theirs.length).toBe(2);
+        expect(mine.filter((d) => theirs.some((t) => t.id === d.id))).toEqual([]);
+        const delivery = [...mine, ...theirs][0]!;
+        await store.webhooks.recordAttempt(delivery.id, { at: 4100, status: 200, latencyMs: 12 }, { state: 'delivered' });
+        expect(await store.webhooks.getDelivery(delivery.id)).toMatchObject({ state: 'delivered', attempts: 1, lastStatus: 200, finishedAt: 4100 });
+        expect(await store.webhooks.attempts(delivery.id)).toEqual([{ id: expect.any(Number), deliveryId: delivery.id, at: 4100, status: 200, latencyMs: 12 }]);
+        const replay = await store.webhooks.enqueueForTask(delivery.taskId, { replayOf: delivery.id, now: 5000 });
+        expect(replay).toMatchObject({ taskId: delivery.taskId, replayOf: delivery.id, messageId: delivery.messageId, state: 'pending' });
+      });
+    });
+
+    describe('files', () => {
+      it('creates, reads, lists expired oldest first and deletes once', async () => {
+        const { accountId } = await account(0);
+        const base = { accountId, purpose: 'input' as const, contentType: 'image/png', size: 3, width: 1, height: 1 };
+        const permanent = await store.files.createFile({ ...base, id: 'file_p', storageKey: 'in/p' }, 10);
+        await store.files.createFile({ ...base, id: 'file_late', storageKey: 'in/l', expiresAt: 500 }, 10);
+        await store.files.createFile({ ...base, id: 'file_early', storageKey: 'in/e', expiresAt: 100 }, 10);
+        expect(permanent).toMatchObject({ id: 'file_p', createdAt: 10, size: 3 });
+        expect(permanent.expiresAt).toBeUndefined();
+        expect(await store.files.getFile('file_p')).toEqual(permanent);
+        expect((await store.files.listExpiredFiles(500, 10)).map((f) => f.id)).toEqual(['file_early', 'file_late']);
+        expect((await store.files.listExpiredFiles(499, 10)).map((f) => f.id)).toEqual(['file_early']);
+        expect(await store.files.deleteFile('file_p')).toBe(true);
+        expect(await store.files.deleteFile('file_p')).toBe(false);
+        expect(await store.files.getFile('file_p')).toBeUndefined();
+      });
+    });
+
+    describe('dispatch queue', () => {
+      async function startQueue(s: Store): Promise<DispatchQueue> {
+        const q = fx.queue(s, clock);
+        await q.start(() => {});
+        closers.push(() => q.stop());
+        return q;
+      }
+
+      it('claims in priority order, then first come, and moves each claimed task to running', async () => {
+        const owner = await account(1000);
+        const ids: Record<string, string> = {};
+        for (const [name, priority] of [['low', -1], ['a', 3], ['top', 9], ['b', 3]] as const) {
+          ids[name] = (await created(newTask(owner, 1, { input: { ...INPUT, tasks_priority: priority } }))).id;
+        }
+        const q = await startQueue(store);
+        const first = await q.claim('lane-a', 2);
+        const rest = await q.claim('lane-a', 10);
+        expect(first.map((t) => t.id)).toEqual([ids.top, ids.a]);
+        expect(rest.map((t) => t.id)).toEqual([ids.b, ids.low]);
+        expect([...first, ...rest].every((t) => t.state === 'running' && t.attempts === 1)).toBe(true);
+        expect(await q.claim('lane-a', 10)).toEqual([]);
+        expect(await q.claim('lane-b', 10)).toEqual([]);
+      });
+
+      it('a retry is not claimed before its notBefore', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        const q = await startQueue(store);
+        expect((await q.claim('lane-a', 1)).map((t) => t.id)).toEqual([task.id]);
+        expect(await store.tasks.requeue(task.id, clock.now() + 60_000, clock.now())).toBe(true);
+        q.added({ ...task, notBefore: clock.now() + 60_000 });
+        expect(await q.claim('lane-a', 1)).toEqual([]);
+        expect((await store.tasks.getTask(task.id))!.state).toBe('queued');
+      });
+
+      it('two claimers racing over one database never get the same task, and together get them all', async () => {
+        const owner = await account(10_000);
+        const all = new Set<string>();
+        for (let i = 0; i < 120; i++) all.add((await created(newTask(owner, 1, { input: { ...INPUT, tasks_priority: i % 5 } }))).id);
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        const queues = [await startQueue(store), await startQueue(other)];
+        const got: string[][] = [[], []];
+        await Promise.all(
+          queues.map(async (q, n) => {
+            for (;;) {
+              const batch = await q.claim('lane-a', 1 + (got[n]!.length % 4));
+              if (batch.length === 0) return;
+              got[n]!.push(...batch.map((t) => t.id));
+            }
+          }),
+        );
+        const [a, b] = got as [string[], string[]];
+        expect(a.filter((x) => b.includes(x))).toEqual([]);
+        expect(new Set([...a, ...b])).toEqual(all);
+        expect(a.length + b.length).toBe(120);
+        expect((await store.tasks.countByState()).running).toBe(120);
+      });
+    });
+  });
+}

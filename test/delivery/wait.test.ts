@@ -1,0 +1,105 @@
+import http from 'node:http';
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import type { GeneratedImage } from '../../src/ports/provider';
+import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { body, SUBMIT } from './fixtures';
+
+const PNG: GeneratedImage = {
+  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#345678' } }).png().toBuffer(),
+  contentType: 'image/png',
+  width: 8,
+  height: 8,
+};
+
+let t: TestRelay | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+/** Resolves when the engine's listener count for 'task' changes to `n` (driven by newListener/removeListener). */
+function listenersBecome(t: TestRelay, n: number): Promise<void> {
+  const events = t.relay.engine.events;
+  return new Promise((resolve) => {
+    const check = () => {
+      // newListener fires before the listener is added, removeListener after it is removed: re-check on the next tick.
+      setImmediate(() => {
+        if (events.listenerCount('task') !== n) return;
+        events.off('newListener', check);
+        events.off('removeListener', check);
+        resolve();
+      });
+    };
+    events.on('newListener', check);
+    events.on('removeListener', check);
+    check();
+  });
+}
+
+describe('Prefer: wait=N', () => {
+  it('submit with wait=30 on a ~1 s task answers with the finished result', async () => {
+    t = await startTestRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '1000' } });
+    const res = await t.api.post(SUBMIT, body('wait for me'), { prefer: 'wait=30' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('preference-applied')).toBe('wait=30');
+    expect(res.body).toMatchObject({ status: 'COMPLETED', outcome: 'succeeded', error: null });
+    expect(res.body.images).toHaveLength(1);
+  });
+
+  it('GET /requests/{id} with wait answers 200 with the result once the task finishes', async () => {
+    t = await startTestRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '1000' } });
+    const submitted = await t.api.post(SUBMIT, body('follow me'));
+    expect(submitted.body.status).toBe('IN_QUEUE');
+    const res = await t.api.get(`/tencent-vod/v1/requests/${submitted.body.request_id}`, { prefer: 'respond-async, wait=30' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('preference-applied')).toBe('wait=30');
+    expect(res.body).toMatchObject({ request_id: submitted.body.request_id, status: 'COMPLETED', outcome: 'succeeded' });
+  });
+
+  it('when the task is not done in time, answers the ordinary body', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider] } });
+    const res = await t.api.post(SUBMIT, body('slow'), { prefer: 'wait=1' });
+    expect(res.status).toBe(200);
+    expect(['IN_QUEUE', 'IN_PROGRESS']).toContain(res.body.status);
+    expect(res.body.Response.TaskId).toBe(res.body.request_id);
+    const status = await t.api.get(`/tencent-vod/v1/requests/${res.body.request_id}`, { prefer: 'wait=0' });
+    expect(status.status).toBe(202);
+    (await provider.whenStarted(res.body.request_id)).succeed();
+  });
+
+  it('an invalid wait is a 400 naming the header', async () => {
+    t = await startTestRelay();
+    for (const prefer of ['wait=61', 'wait=abc', 'wait=-1', 'wait=1.5']) {
+      const res = await t.api.post(SUBMIT, body('x'), { prefer });
+      expect(res.status, prefer).toBe(400);
+      expect(res.body.Response.Error.Message).toMatch(/^Prefer: wait=/);
+    }
+    const get = await t.api.get('/tencent-vod/v1/requests/whatever', { prefer: 'wait=100' });
+    expect(get.status).toBe(400);
+  });
+
+  it('a client that hangs up stops the wait and leaves no engine listener behind', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider] } });
+    const submitted = await t.api.post(SUBMIT, body('never finishes in this test'));
+    const baseline = t.relay.engine.events.listenerCount('task');
+    // node:http without an agent: fetch's pool opens a spare connection on abort, which only delays close().
+    const request = http.get(`${t.url}/tencent-vod/v1/requests/${submitted.body.request_id}`, {
+      agent: false,
+      headers: { authorization: `Bearer ${t.devKey}`, prefer: 'wait=60' },
+    });
+    const answered = new Promise<string>((resolve) => {
+      request.on('response', () => resolve('answered'));
+      request.on('error', () => resolve('hung up'));
+    });
+    await listenersBecome(t, baseline + 1);
+    request.destroy();
+    expect(await answered).toBe('hung up');
+    await listenersBecome(t, baseline);
+    expect(t.relay.engine.events.listenerCount('task')).toBe(baseline);
+    (await provider.whenStarted(submitted.body.request_id)).succeed();
+  });
+});

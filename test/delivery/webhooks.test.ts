@@ -1,0 +1,181 @@
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { directConnect, type Connector } from '../../src/adapters/http-fetch';
+import type { GeneratedImage } from '../../src/ports/provider';
+import type { WebhookAttemptEvent } from '../../src/worker/webhook-dispatcher';
+import { apiClient } from '../helpers/api';
+import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { body, devAccountId, startReceiver, SUBMIT, verified, type Answer, type Receiver } from './fixtures';
+
+const PNG: GeneratedImage = {
+  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#abcdef' } }).png().toBuffer(),
+  contentType: 'image/png',
+  width: 8,
+  height: 8,
+};
+
+/** Millisecond backoff so a retry test takes milliseconds; the production schedule is tested in webhook-policy. */
+const FAST = { baseDelayMs: 10, maxDelayMs: 40, timeoutMs: 5_000 };
+const ENV = { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' };
+/** Whatever the code under test decides, no socket leaves loopback: a bug fails the test instead of sending traffic. */
+const loopbackOnly: Connector = (target) => {
+  if (target.address !== '127.0.0.1') throw new Error(`test guard: refused to connect to ${target.address}`);
+  return directConnect(target);
+};
+
+let t: TestRelay | undefined;
+let receiver: Receiver | undefined;
+afterEach(async () => {
+  await t?.close();
+  await receiver?.close();
+  t = undefined;
+  receiver = undefined;
+});
+
+async function setUp(answer?: Answer, providers?: ControlledProvider[]) {
+  receiver = await startReceiver(answer);
+  t = await startTestRelay({ env: ENV, overrides: { webhookPolicy: FAST, outbound: { connect: loopbackOnly }, ...(providers ? { providers } : {}) } });
+  const finalAttempt = recordAttempts(t);
+  const account = await t.admin.get(`/admin/v1/accounts/${await devAccountId(t)}`);
+  return { relay: t, receiver, secret: account.body.webhook_secret as string, finalAttempt };
+}
+
+const withWebhook = (url: string) => `${SUBMIT}?webhook=${encodeURIComponent(url)}`;
+
+/** Every attempt the relay makes from its start, so a test cannot miss one that happened before it asked. */
+function recordAttempts(relay: TestRelay) {
+  const seen: WebhookAttemptEvent[] = [];
+  const emitter = relay.relay.webhooks.events;
+  emitter.on('attempt', (e: WebhookAttemptEvent) => seen.push(e));
+  /** Resolves with the attempt that ended the (first) delivery of `taskId` in a final state. */
+  return (taskId: string): Promise<WebhookAttemptEvent> => {
+    const isFinal = (e: WebhookAttemptEvent) => e.delivery.taskId === taskId && e.step.state !== 'pending';
+    const already = seen.find(isFinal);
+    if (already) return Promise.resolve(already);
+    return new Promise((resolve) => {
+      const on = (e: WebhookAttemptEvent) => {
+        if (!isFinal(e)) return;
+        emitter.off('attempt', on);
+        resolve(e);
+      };
+      emitter.on('attempt', on);
+    });
+  };
+}
+
+describe('webhooks', () => {
+  it('POSTs the signed result to ?webhook=; the signature verifies with the standardwebhooks package', async () => {
+    const { relay, receiver, secret } = await setUp();
+    const res = await relay.api.post(withWebhook(receiver.url), body('hooked', { session_context: 'ctx-7' }));
+    expect(res.status).toBe(200);
+    const got = await receiver.nth(1);
+    const payload = verified(secret, got);
+    expect(payload).toMatchObject({ request_id: res.body.request_id, status: 'COMPLETED', outcome: 'succeeded', error: null, session_context: 'ctx-7' });
+    expect(payload.images).toHaveLength(1);
+    expect(got.headers['webhook-id']).toBe(`msg_${res.body.request_id}`);
+    expect(got.headers['content-type']).toBe('application/json');
+    // The same body the result route answers with.
+    const result = await relay.api.get(`/tencent-vod/v1/requests/${res.body.request_id}`);
+    expect(JSON.parse(got.body)).toEqual(result.body);
+    // A tampered body does not verify: the check above is not vacuous.
+    expect(() => verified(secret, { ...got, body: got.body.replace('ctx-7', 'ctx-8') })).toThrow();
+  });
+
+  it('a receiver that fails 3 times then succeeds gets exactly one successful delivery; every attempt is logged', async () => {
+    const { relay, receiver, secret, finalAttempt } = await setUp((r) => (r.n <= 3 ? 500 : 200));
+    const res = await relay.api.post(withWebhook(receiver.url), body('flaky receiver'));
+    const final = await finalAttempt(res.body.request_id);
+    expect(final.step.state).toBe('delivered');
+    expect(receiver.received).toHaveLength(4);
+    for (const r of receiver.received) expect(verified(secret, r).request_id).toBe(res.body.request_id);
+    expect(new Set(receiver.received.map((r) => r.headers['webhook-id'])).size).toBe(1);
+
+    const list = await relay.admin.get(`/admin/v1/webhooks?task=${res.body.request_id}`);
+    expect(list.status).toBe(200);
+    expect(list.body.deliveries).toHaveLength(1);
+    const delivery = list.body.deliveries[0];
+    expect(delivery).toMatchObject({ status: 'delivered', attempts: 4, last_status: 200, url: receiver.url, next_attempt_at: null });
+    expect(delivery.attempt_log.map((a: { status: number }) => a.status)).toEqual([500, 500, 500, 200]);
+    expect(delivery.attempt_log[0].response_body).toBe('answer 1: 500');
+    for (const a of delivery.attempt_log) expect(a.latency_ms).toBeGreaterThanOrEqual(0);
+    // Nothing is left to deliver: the dispatcher has no due row.
+    expect(await relay.relay.store.webhooks.nextDueAt()).toBeUndefined();
+  });
+
+  it('410 Gone stops further attempts', async () => {
+    const { relay, receiver, finalAttempt } = await setUp(() => 410);
+    const res = await relay.api.post(withWebhook(receiver.url), body('gone receiver'));
+    const final = await finalAttempt(res.body.request_id);
+    expect(final.step.state).toBe('gone');
+    expect(receiver.received).toHaveLength(1);
+    expect((await relay.admin.get('/admin/v1/webhooks?status=gone')).body.deliveries.map((d: { task_id: string }) => d.task_id)).toEqual([res.body.request_id]);
+    expect(await relay.relay.store.webhooks.nextDueAt()).toBeUndefined();
+  });
+
+  it('falls back to the account callback_url, and also reports cancelled tasks', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    const { relay, receiver } = await setUp(undefined, [provider]);
+    const account = await relay.admin.post('/admin/v1/accounts', { name: 'hooked', balance: 10_000, callback_url: receiver.url });
+    const api = apiClient(relay.url, (await relay.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {})).body.key);
+    const running = await api.post(SUBMIT, body('occupies the only slot'));
+    const run = await provider.whenStarted(running.body.request_id);
+    const queued = await api.post(SUBMIT, body('cancelled while queued'));
+    expect((await api.put(`/tencent-vod/v1/requests/${queued.body.request_id}/cancel`)).status).toBe(202);
+    const cancelled = verified(account.body.webhook_secret, await receiver.nth(1));
+    expect(cancelled).toMatchObject({ request_id: queued.body.request_id, outcome: 'cancelled' });
+    run.succeed();
+    expect(verified(account.body.webhook_secret, await receiver.nth(2))).toMatchObject({ request_id: running.body.request_id, outcome: 'succeeded' });
+  });
+
+  it('gives up at once on a callback URL the outbound rules refuse (no retries, nothing sent)', async () => {
+    const { relay, finalAttempt } = await setUp();
+    // Admin-set URLs are not checked when saved; the rules apply again at every send.
+    const account = await relay.admin.post('/admin/v1/accounts', { name: 'private hook', balance: 10_000, callback_url: 'http://10.0.0.1/hook' });
+    const api = apiClient(relay.url, (await relay.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {})).body.key);
+    const res = await api.post(SUBMIT, body('to a private address'));
+    const final = await finalAttempt(res.body.request_id);
+    expect(final.step.state).toBe('failed');
+    expect(final.attempt.error).toMatch(/10\.0\.0\.1 is a private address/);
+    expect(final.attempt.status).toBeUndefined();
+  });
+
+  it('a task with no webhook URL anywhere writes no delivery', async () => {
+    const { relay } = await setUp();
+    const res = await relay.api.post(SUBMIT, body('no hook'));
+    await waitForTask(relay.relay, res.body.request_id);
+    expect(await relay.relay.store.webhooks.listDeliveries({ taskId: res.body.request_id, limit: 10 })).toEqual([]);
+    const redeliver = await relay.admin.post(`/admin/v1/tasks/${res.body.request_id}/redeliver`);
+    expect(redeliver.status).toBe(400);
+  });
+
+  it('refuses a webhook URL that breaks the outbound rules at submit (400 naming webhook)', async () => {
+    const { relay } = await setUp();
+    for (const url of ['http://10.0.0.1/hook', 'http://169.254.169.254/latest', 'ftp://example.com/x', 'not a url', 'http://user:pw@example.com/']) {
+      const res = await relay.api.post(withWebhook(url), body('bad hook'));
+      expect(res.status, url).toBe(400);
+      expect(res.body.Response.Error.Message, url).toMatch(/^webhook: /);
+    }
+    const twice = await relay.api.post(`${withWebhook('https://example.com/a')}&webhook=${encodeURIComponent('https://example.com/b')}`, body('x'));
+    expect(twice.status).toBe(400);
+  });
+
+  it('admin replay and redeliver send the event again with the same webhook-id', async () => {
+    const { relay, receiver, secret } = await setUp();
+    const res = await relay.api.post(withWebhook(receiver.url), body('replay me'));
+    const first = await receiver.nth(1);
+    const [original] = (await relay.admin.get(`/admin/v1/webhooks?task=${res.body.request_id}`)).body.deliveries;
+
+    const replay = await relay.admin.post(`/admin/v1/webhooks/${original.id}/replay`);
+    expect(replay.status).toBe(202);
+    expect(replay.body).toMatchObject({ replay_of: original.id, status: 'pending', webhook_id: original.webhook_id });
+    const second = await receiver.nth(2);
+    expect(verified(secret, second).request_id).toBe(res.body.request_id);
+    expect(second.headers['webhook-id']).toBe(first.headers['webhook-id']);
+
+    const redeliver = await relay.admin.post(`/admin/v1/tasks/${res.body.request_id}/redeliver`);
+    expect(redeliver.status).toBe(202);
+    expect(verified(secret, await receiver.nth(3)).request_id).toBe(res.body.request_id);
+    expect((await relay.admin.post('/admin/v1/webhooks/whd_nope/replay')).status).toBe(404);
+  });
+});

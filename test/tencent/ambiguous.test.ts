@@ -1,0 +1,121 @@
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/env';
+import { createRelay, type Relay } from '../../src/main';
+import { waitForTask } from '../helpers/relay';
+import { FAST, ledgerOf, startHarness, type Harness } from './harness';
+
+/**
+ * Submissions whose outcome is not known (no answer in time, or a crash while the call was on the wire) are
+ * reconciled by SessionId, never guessed; a restarted relay follows its upstream tasks instead of resubmitting.
+ */
+let h: Harness | undefined;
+let restarted: Relay | undefined;
+afterEach(async () => {
+  await restarted?.close(500);
+  restarted = undefined;
+  await h?.close();
+  h = undefined;
+});
+
+async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const logText = async (relay: Relay, id: string) => (await relay.store.tasks.logs(id)).map((l) => l.message).join('\n');
+
+/** A second relay process on the same data dir (same secret, same channels), as after a crash. */
+async function restart(dataDir: string): Promise<Relay> {
+  const config = loadConfig({ AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_HOST: '127.0.0.1', AIGC_RELAY_PORT: '0', AIGC_RELAY_LOG_LEVEL: 'silent' });
+  const relay = await createRelay(config, { logger: pino({ level: 'silent' }), tencent: FAST, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 } });
+  await relay.listen();
+  return relay;
+}
+
+describe('ambiguous submissions', () => {
+  it('no answer in time: the hold stays, DescribeTasks finds the task by SessionId, it completes, charged once', async () => {
+    h = await startHarness({ tencent: { createTimeoutMs: 200 } });
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept-late', delayMs: 1_500 });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.bySession(id)).toHaveLength(1);
+    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+    expect(h.server.count('DescribeTasks')).toBeGreaterThanOrEqual(1);
+    expect(await logText(h.t.relay, id)).toMatch(/reconciling by SessionId[\s\S]*DescribeTasks lists upstream task/);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
+  });
+
+  it('listing lags: a resubmission with the same SessionId is refused (the task exists) and the lookup finds it later', async () => {
+    h = await startHarness({ tencent: { createTimeoutMs: 200 } });
+    const account = h.accounts[0]!;
+    await h.addChannel(account);
+    h.server.onCreate = () => ({ kind: 'accept-late', delayMs: 1_500 });
+    h.server.hideListings(account.secretId, 3);
+    const id = await h.submit();
+    expect((await h.finished(id)).state).toBe('succeeded');
+    expect(h.server.bySession(id)).toHaveLength(1); // Tencent's SessionId rule kept it at one
+    expect(h.server.calls.filter((c) => c.action === 'CreateAigcImageTask').map((c) => c.error ?? 'ok')).toEqual([
+      'ok',
+      'InvalidParameterValue.SessionId',
+    ]);
+    expect(await logText(h.t.relay, id)).toContain('Tencent already has a task with this SessionId');
+  });
+
+  it('the request never arrived: not listed, so it is submitted again with the same SessionId and runs once', async () => {
+    h = await startHarness({ tencent: { createTimeoutMs: 200 } });
+    await h.addChannel(h.accounts[0]!);
+    let creates = 0;
+    h.server.onCreate = () => (++creates === 1 ? { kind: 'drop', delayMs: 1_000 } : { kind: 'accept' });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(task.attempts).toBe(1);
+    expect(h.server.bySession(id)).toHaveLength(1);
+    expect(await logText(h.t.relay, id)).toContain('the first submission never arrived');
+  });
+
+  it('a restart while following resumes the same upstream task instead of submitting again', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const id = await h.submit();
+    await waitUntil(async () => (await h!.t.relay.store.tasks.getTask(id))?.checkpoint?.phase === 'accepted');
+    await h.stopRelay(50); // the run is cut off; the task stays `running` with its checkpoint
+
+    restarted = await restart(h.t.dataDir);
+    const upstream = h.server.bySession(id)[0]!;
+    await waitUntil(() => upstream.polls >= 3); // followed again by the new process
+    h.server.finish(upstream.taskId);
+    const task = await waitForTask(restarted, id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+    const log = await logText(restarted, id);
+    expect(log).toContain(`Resuming: following Tencent VOD task ${upstream.taskId}`);
+    expect(log).toContain('handed back');
+    const entries = (await restarted.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id);
+    expect(entries.map((e) => e.kind).sort()).toEqual(['capture', 'hold']);
+  });
+
+  it('a restart during the submission call reconciles by SessionId rather than resubmitting blindly', async () => {
+    h = await startHarness({ tencent: { createTimeoutMs: 10_000 } });
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept-late', delayMs: 5_000, plan: { processingPolls: 2 } });
+    const id = await h.submit();
+    await waitUntil(() => h!.server.bySession(id).length === 1);
+    expect((await h.t.relay.store.tasks.getTask(id))?.checkpoint).toMatchObject({ phase: 'submitting' });
+    await h.stopRelay(50);
+
+    restarted = await restart(h.t.dataDir);
+    const task = await waitForTask(restarted, id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.bySession(id)).toHaveLength(1);
+    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+    expect(await logText(restarted, id)).toMatch(/interrupted submission[\s\S]*DescribeTasks lists upstream task/);
+  });
+});

@@ -1,0 +1,146 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSecretBox } from '../../src/app/secret-box';
+import { runCli } from '../helpers/child';
+import { PROMPT_BODY, startTestRelay, tempDir, waitForTask, type TestRelay } from '../helpers/relay';
+import { FAST, makeAccount } from './harness';
+import { TencentTestServer } from './server';
+
+/** /admin/v1/channels as the contract has it, the SecretKey sealed at rest and never shown, and the CLI. */
+const account = makeAccount(7);
+let server: TencentTestServer;
+let t: TestRelay;
+const logLines: string[] = [];
+
+beforeAll(async () => {
+  server = await TencentTestServer.start({ accounts: [account] });
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      logLines.push(String(chunk));
+      done();
+    },
+  });
+  t = await startTestRelay({ overrides: { logger: pino({ level: 'trace' }, sink), tencent: FAST } });
+});
+afterAll(async () => {
+  await t.close();
+  await server.close();
+});
+
+const body = (extra: Record<string, unknown> = {}) => ({
+  provider: 'tencent-vod',
+  name: 'primary',
+  secret_id: account.secretId,
+  secret_key: account.secretKey,
+  sub_app_id: account.subAppId,
+  endpoint: server.url,
+  ...extra,
+});
+
+describe('POST/GET/PATCH/DELETE /admin/v1/channels', () => {
+  it('creates a channel with defaults and health, and never returns the secret key', async () => {
+    const res = await t.admin.post('/admin/v1/channels', body());
+    expect(res.status).toBe(201);
+    expect(res.text).not.toContain(account.secretKey);
+    expect(res.body).not.toHaveProperty('secret_key');
+    expect(res.body).toMatchObject({
+      id: expect.stringMatching(/^ch_/),
+      provider: 'tencent-vod',
+      name: 'primary',
+      secret_id: account.secretId,
+      sub_app_id: account.subAppId,
+      region: null,
+      endpoint: server.url,
+      models: ['GEM', 'Qwen', 'Hunyuan'],
+      priority: 0,
+      weight: 1,
+      max_concurrency: 1,
+      enabled: true,
+      events_enabled: false,
+      health: { circuit: 'closed', consecutive_failures: 0, opened_at: null, in_flight: 0, recent_errors: [] },
+    });
+    const list = await t.admin.get('/admin/v1/channels');
+    expect(list.body.channels.map((c: { id: string }) => c.id)).toContain(res.body.id);
+    expect(list.text).not.toContain(account.secretKey);
+    const one = await t.admin.get(`/admin/v1/channels/${res.body.id}`);
+    expect(one.body).toEqual(res.body);
+  });
+
+  it('keeps the key sealed at rest (AES-256-GCM bound to the channel id) and out of the logs, even in use', async () => {
+    const created = (await t.admin.post('/admin/v1/channels', body({ name: 'sealed', max_concurrency: 3 }))).body;
+    const id = (await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id;
+    expect((await waitForTask(t.relay, id)).state).toBe('succeeded'); // the key works for signing
+    const rotated = await t.admin.request('PATCH', `/admin/v1/channels/${created.id}`, { secret_key: account.secretKey, priority: 3 });
+    expect(rotated.status).toBe(200);
+    expect(rotated.text).not.toContain(account.secretKey);
+
+    for (const file of fs.readdirSync(t.dataDir).filter((f) => f.startsWith('relay.db'))) {
+      expect(fs.readFileSync(path.join(t.dataDir, file)).includes(account.secretKey)).toBe(false);
+    }
+    const stored = (await t.relay.store.channels.getChannel(created.id))!;
+    const box = createSecretBox(fs.readFileSync(path.join(t.dataDir, 'secret'), 'utf8').trim());
+    expect(stored.secretKeySealed).toMatch(/^v1\./);
+    expect(box.open(stored.secretKeySealed, created.id)).toBe(account.secretKey);
+    expect(() => box.open(stored.secretKeySealed, 'ch_other')).toThrow(/does not open/);
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(logLines.join('')).not.toContain(account.secretKey);
+  });
+
+  it('PATCH changes what it names; models are canonicalised; DELETE removes it from routing', async () => {
+    const created = (await t.admin.post('/admin/v1/channels', body({ name: 'temp', priority: -5 }))).body;
+    const patched = await t.admin.request('PATCH', `/admin/v1/channels/${created.id}`, { models: ['gem:3.0', 'hunyuan'], enabled: false, region: 'ap-guangzhou' });
+    expect(patched.body).toMatchObject({ models: ['GEM:3.0', 'Hunyuan'], enabled: false, region: 'ap-guangzhou', priority: -5, name: 'temp' });
+    const cleared = await t.admin.request('PATCH', `/admin/v1/channels/${created.id}`, { region: null });
+    expect(cleared.body.region).toBeNull();
+    expect((await t.admin.delete(`/admin/v1/channels/${created.id}`)).status).toBe(204);
+    expect((await t.admin.get(`/admin/v1/channels/${created.id}`)).status).toBe(404);
+    expect((await t.admin.delete(`/admin/v1/channels/${created.id}`)).status).toBe(404);
+    const list = await t.admin.get('/admin/v1/channels');
+    expect(list.body.channels.map((c: { id: string }) => c.id)).not.toContain(created.id);
+  });
+
+  it.each([
+    [{ secret_key: undefined }, 400, 'MissingParameter', 'secret_key'],
+    [{ provider: 'openai' }, 400, 'InvalidParameterValue', 'provider'],
+    [{ models: ['GPT'] }, 400, 'InvalidParameterValue', 'models[0]'],
+    [{ models: ['GEM:9.9'] }, 400, 'InvalidParameterValue', 'models[0]'],
+    [{ endpoint: 'ftp://127.0.0.1:21' }, 400, 'InvalidParameterValue', 'endpoint'],
+    [{ endpoint: 'http://127.0.0.1:9000/v2' }, 400, 'InvalidParameterValue', 'endpoint'],
+    [{ max_concurrency: 0 }, 400, 'InvalidParameterValue', 'max_concurrency'],
+    [{ surprise: 1 }, 400, 'InvalidParameter', 'surprise'],
+    [{ name: '   ' }, 400, 'InvalidParameterValue', 'name'],
+  ])('rejects %j with %i %s naming the field', async (change, status, code, field) => {
+    const res = await t.admin.post('/admin/v1/channels', { ...body(), ...change });
+    expect(res.status).toBe(status);
+    expect(res.body.Response.Error.Code).toBe(code);
+    expect(res.body.Response.Error.Message.startsWith(field)).toBe(true);
+  });
+
+  it('needs the admin token; unknown ids are 404', async () => {
+    expect((await t.api.get('/admin/v1/channels')).status).toBe(401);
+    expect((await t.admin.request('PATCH', '/admin/v1/channels/ch_nope', { enabled: false })).status).toBe(404);
+    expect((await t.admin.request('PATCH', '/admin/v1/channels/ch_nope', {})).status).toBe(400);
+  });
+});
+
+describe('aigc-relay channels add|list|disable', () => {
+  it('adds (sealing the key with the data dir secret), lists and disables without printing the key', async () => {
+    const dataDir = tempDir();
+    const env = { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_LOG_LEVEL: 'silent', TENCENTCLOUD_SECRET_KEY: account.secretKey };
+    const add = await runCli(['channels', 'add', '--name', 'cli', '--secret-id', account.secretId, '--sub-app-id', String(account.subAppId), '--models', 'GEM,Qwen:0925', '--max-concurrency', '3', '--events'], env);
+    expect(add.code).toBe(0);
+    const created = JSON.parse(add.stdout);
+    expect(created).toMatchObject({ name: 'cli', models: ['GEM', 'Qwen:0925'], max_concurrency: 3, events_enabled: true, enabled: true, health: null });
+    const list = await runCli(['channels', 'list'], env);
+    expect(JSON.parse(list.stdout).channels.map((c: { id: string }) => c.id)).toEqual([created.id]);
+    const disable = await runCli(['channels', 'disable', created.id], env);
+    expect(JSON.parse(disable.stdout).enabled).toBe(false);
+    for (const out of [add, list, disable]) expect(out.stdout + out.stderr).not.toContain(account.secretKey);
+    const bad = await runCli(['channels', 'add', '--name', 'x', '--secret-id', 'y', '--sub-app-id', '1', '--models', 'GPT'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('models[0]');
+  });
+});

@@ -1,0 +1,161 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createVodApi } from '../../src/adapters/tencent/client';
+import { ledgerOf, startHarness, type Harness } from './harness';
+
+/** Completion events (PullEvents/ConfirmEvents), cancel against the upstream, and channel health. */
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('completion events', () => {
+  it('a channel with events completes a task from its AigcImageTaskComplete event and confirms it only after commit', async () => {
+    // Polls on an events channel are at least a minute apart here: only the event can finish the task in time.
+    h = await startHarness();
+    const account = h.accounts[0]!;
+    await h.addChannel(account, { events_enabled: true });
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity, finishAfterMs: 300 } });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    const upstream = h.server.bySession(id)[0]!;
+    expect(upstream.polls).toBe(1); // the first look right after submitting; the rest came by event
+
+    await waitUntil(() => h!.server.confirmed.length === 1);
+    const [confirmed] = h.server.confirmed;
+    expect(confirmed!.taskId).toBe(upstream.taskId);
+    expect(confirmed!.at).toBeGreaterThanOrEqual(task.finishedAt!);
+    expect(h.server.count('PullEvents', account.secretId)).toBeGreaterThanOrEqual(1);
+  });
+
+  it('an event about a task the relay already settled is confirmed; one about an unknown SessionId is left alone', async () => {
+    h = await startHarness({ server: { eventLeaseMs: 200 } });
+    const account = h.accounts[0]!;
+    const channel = await h.addChannel(account, { events_enabled: false });
+    h.server.onCreate = (req) => ({ kind: 'accept', plan: req.SessionId === 'someone-else' ? { processingPolls: Infinity, finishAfterMs: 0 } : { processingPolls: 1 } });
+    // A task another system created in the same VOD app: its event is not the relay's to consume.
+    const other = createVodApi({ secretId: account.secretId, secretKey: account.secretKey, endpoint: h.server.url });
+    const foreign = await other.createAigcImageTask({ SubAppId: account.subAppId, ModelName: 'GG', ModelVersion: '3.0', Prompt: 'x', SessionId: 'someone-else' }, { timeoutMs: 2000 });
+    other.close();
+    const id = await h.submit();
+    expect((await h.finished(id)).state).toBe('succeeded'); // by polling; its event waits upstream
+    await h.t.admin.request('PATCH', `/admin/v1/channels/${channel.id}`, { events_enabled: true });
+    await waitUntil(() => h!.server.confirmed.length === 1 && h!.server.eventDeliveries(foreign.TaskId!) >= 2);
+    expect(h.server.confirmed.map((c) => c.taskId)).toEqual([h.server.bySession(id)[0]!.taskId]);
+  });
+});
+
+describe('cancel against the upstream', () => {
+  it('while the upstream task is WAITING: ManageTask Abort, 202, cancelled and released', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity } });
+    const id = await h.submit();
+    await waitUntil(() => (h!.server.bySession(id)[0]?.polls ?? 0) >= 1);
+    const res = await h.t.api.put(`/tencent-vod/v1/requests/${id}/cancel`);
+    expect([res.status, res.body]).toEqual([202, { status: 'CANCELLATION_REQUESTED' }]);
+    const task = await h.finished(id);
+    expect(task.state).toBe('cancelled');
+    expect(h.server.bySession(id)[0]!.status).toBe('ABORTED');
+    expect(h.server.count('ManageTask')).toBe(1);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+  });
+
+  it('once the upstream task is PROCESSING: 400 ALREADY_COMPLETED, and it goes on to succeed', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const id = await h.submit();
+    const upstream = await (async () => {
+      await waitUntil(() => (h!.server.bySession(id)[0]?.polls ?? 0) >= 1);
+      return h!.server.bySession(id)[0]!;
+    })();
+    const res = await h.t.api.put(`/tencent-vod/v1/requests/${id}/cancel`);
+    expect([res.status, res.body]).toEqual([400, { status: 'ALREADY_COMPLETED' }]);
+    h.server.finish(upstream.taskId);
+    expect((await h.finished(id)).state).toBe('succeeded');
+  });
+
+  it('before anything went upstream (waiting for a channel slot): cancelled at once', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!, { max_concurrency: 1 });
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const first = await h.submit();
+    await waitUntil(() => h!.server.bySession(first).length === 1);
+    const second = await h.submit(); // waits in the relay queue: the channel is full
+    const res = await h.t.api.put(`/tencent-vod/v1/requests/${second}/cancel`);
+    expect(res.status).toBe(202);
+    expect((await h.finished(second)).state).toBe('cancelled');
+    expect(h.server.bySession(second)).toHaveLength(0);
+    h.server.finish(h.server.bySession(first)[0]!.taskId);
+    expect((await h.finished(first)).state).toBe('succeeded');
+  });
+});
+
+describe('channel health', () => {
+  it('a failing channel opens its circuit; GET /admin/v1/channels shows it with recent errors and in-flight counts', async () => {
+    h = await startHarness({ accounts: 2 });
+    const [bad, good] = h.accounts as [typeof h.accounts[0], typeof h.accounts[0]];
+    await h.addChannel(bad, { priority: 5 });
+    await h.addChannel(good, { max_concurrency: 10 });
+    h.server.onCreate = (_req, account) =>
+      account.secretId === bad.secretId ? { kind: 'refuse', code: 'InternalError', message: 'backend down' } : { kind: 'accept', plan: { processingPolls: Infinity } };
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(await h.submit());
+      await waitUntil(() => h!.server.stats(good.secretId).inFlight === i + 1); // one at a time: a clear count
+    }
+    // Threshold 3: after three failures the bad channel is skipped without being called.
+    expect(h.server.count('CreateAigcImageTask', bad.secretId)).toBe(3);
+    const { body } = await h.t.admin.get('/admin/v1/channels');
+    const bySecret = Object.fromEntries(body.channels.map((c: any) => [c.secret_id, c]));
+    expect(bySecret[bad.secretId].health).toMatchObject({ circuit: 'open', consecutive_failures: 3, in_flight: 0 });
+    expect(bySecret[bad.secretId].health.recent_errors).toHaveLength(3);
+    expect(bySecret[bad.secretId].health.recent_errors[0]).toMatchObject({ code: 'InternalError', message: 'backend down' });
+    expect(bySecret[good.secretId].health).toMatchObject({ circuit: 'closed', in_flight: 5 });
+    for (const task of h.server.tasksOf(good.secretId)) h.server.finish(task.taskId);
+    for (const id of ids) expect((await h.finished(id)).state).toBe('succeeded');
+  });
+});
+
+describe('operations', () => {
+  it('the sweep fails and releases a task whose upstream outlived the 3-day query window', async () => {
+    let skew = 0;
+    h = await startHarness({ clock: { now: () => Date.now() + skew } });
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const id = await h.submit();
+    await waitUntil(() => (h!.server.bySession(id)[0]?.polls ?? 0) >= 1);
+    skew = 3 * 24 * 3600 * 1000 + 60_000;
+    const task = await h.finished(id);
+    expect(task.state).toBe('failed');
+    expect(task.error).toEqual({ code: 'FailedOperation.Upstream', message: expect.stringContaining('72-hour query window') });
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+  });
+
+  it('POST /admin/v1/tasks/{id}/poll asks Tencent about a followed task at once', async () => {
+    h = await startHarness({ tencent: { follower: { pollMinMs: 60_000, pollMaxMs: 60_000 } } });
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const id = await h.submit();
+    await waitUntil(() => (h!.server.bySession(id)[0]?.polls ?? 0) === 1);
+    const upstream = h.server.bySession(id)[0]!;
+    h.server.finish(upstream.taskId);
+    const res = await h.t.admin.post(`/admin/v1/tasks/${id}/poll`);
+    expect([res.status, res.body]).toEqual([202, { upstream_task_id: upstream.taskId, last_status: 'PROCESSING' }]);
+    expect((await h.finished(id)).state).toBe('succeeded');
+    expect(upstream.polls).toBe(2);
+    const done = await h.t.admin.post(`/admin/v1/tasks/${id}/poll`);
+    expect(done.status).toBe(400);
+    expect((await h.t.admin.post('/admin/v1/tasks/nope/poll')).status).toBe(404);
+  });
+});

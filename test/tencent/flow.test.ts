@@ -1,0 +1,216 @@
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ledgerOf, startHarness, type Harness } from './harness';
+
+/** The Tencent VOD adapter end to end: public API → relay → signed calls to the loopback Tencent server → result. */
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function upload(url: string, key: string): Promise<string> {
+  const png = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#345' } }).png().toBuffer();
+  const res = await fetch(`${url}/tencent-vod/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'image/png' }, body: new Uint8Array(png) });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { file_id: string }).file_id;
+}
+
+describe('Tencent VOD upstream', () => {
+  it('succeeds after N polls: request mapped, inputs linked, outputs downloaded and served, charged once', async () => {
+    h = await startHarness();
+    const [account] = h.accounts as [typeof h.accounts[0]];
+    await h.addChannel(account);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: 3, fetchInputs: true } });
+    const fileId = await upload(h.t.url, h.t.devKey);
+    const id = await h.submit({
+      model_name: 'GEM',
+      model_version: '3.0',
+      prompt: 'a lighthouse at dawn',
+      file_infos: [
+        { type: 'File', file_id: fileId, text: 'the shape of the tower' },
+        { type: 'file', file_id: '5285485487985271487' },
+      ],
+      output_config: { resolution: '2K', aspect_ratio: '16:9', person_generation: 'Disallowed' },
+      session_context: 'ctx-42',
+      tasks_priority: 5,
+    });
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+
+    const [upstream, ...others] = h.server.bySession(id);
+    expect(others).toHaveLength(0);
+    expect(upstream!.request).toMatchObject({
+      SubAppId: account.subAppId,
+      ModelName: 'GG',
+      ModelVersion: '3.0',
+      Prompt: 'a lighthouse at dawn',
+      SessionId: id,
+      SessionContext: 'ctx-42',
+      TasksPriority: 5,
+      OutputConfig: { StorageMode: 'Temporary', Resolution: '2K', AspectRatio: '16:9', PersonGeneration: 'Disallowed' },
+    });
+    const [own, vod] = upstream!.request.FileInfos as Array<Record<string, string>>;
+    expect(own).toMatchObject({ Type: 'Url', Text: 'the shape of the tower' });
+    expect(own!.Url!.startsWith(`${h.t.url}/tencent-vod/v1/files/${fileId}?expires=`)).toBe(true);
+    expect(vod).toEqual({ Type: 'File', FileId: '5285485487985271487' });
+    expect(upstream!.inputStatuses).toEqual([200]); // the signed link works for the upstream
+    expect(upstream!.polls).toBeGreaterThanOrEqual(3);
+
+    const result = await h.t.api.get(`/tencent-vod/v1/requests/${id}`);
+    expect(result.body).toMatchObject({ outcome: 'succeeded', produced_by: 'tencent-vod GG 3.0', session_context: 'ctx-42' });
+    const image = await fetch(result.body.images[0].url);
+    expect(image.status).toBe(200);
+    const meta = await sharp(Buffer.from(await image.arrayBuffer())).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 48]);
+
+    const status = await h.t.api.get(`/tencent-vod/v1/requests/${id}/status?logs=1`);
+    expect(status.body.logs.map((l: { message: string }) => l.message).join('\n')).toContain(`Tencent VOD task ${upstream!.taskId}`);
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'capture', amount: task.price },
+    ]);
+    expect((await h.t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('routes only models a channel serves; Hunyuan gets its size through ExtInfo', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!, { models: ['Hunyuan'] });
+    const gem = await h.submit();
+    expect((await h.finished(gem)).provider).toBe('local-preview');
+    const hunyuan = await h.submit({ model_name: 'Hunyuan', model_version: '3.0', prompt: 'a panorama', output_config: { resolution: '2560x1440' } });
+    const task = await h.finished(hunyuan);
+    expect([task.provider, task.state]).toEqual(['tencent-vod', 'succeeded']);
+    const request = h.server.bySession(hunyuan)[0]!.request;
+    expect(request.ModelName).toBe('Hunyuan');
+    expect(request.OutputConfig?.Resolution).toBeUndefined();
+    // 2560x1440 scaled into Hunyuan's ≤ 1024x1024-pixel budget, same shape, sides multiples of 8.
+    expect(JSON.parse(JSON.parse(request.ExtInfo).AdditionalParameters)).toEqual({ size: '1360x768' });
+  });
+
+  it('FINISH with ErrCode: the task fails with Tencent’s code and message, and the hold is released', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({
+      kind: 'accept',
+      plan: { processingPolls: 2, result: { kind: 'error', errCode: 70000, errCodeExt: 'InvalidParameter.VoilationContent', message: 'output violates content policy' } },
+    });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('failed');
+    expect(task.error!.code).toBe('InvalidParameter.VoilationContent');
+    expect(task.error!.message).toContain('output violates content policy');
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'release', amount: task.price },
+    ]);
+    expect(h.server.count('CreateAigcImageTask')).toBe(1); // accepted upstream: never submitted again
+  });
+
+  it('ABORTED upstream: the task is cancelled and released', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: 1, result: { kind: 'aborted' } } });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('cancelled');
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'release', amount: task.price },
+    ]);
+    const status = await h.t.api.get(`/tencent-vod/v1/requests/${id}/status`);
+    expect(status.body).toMatchObject({ status: 'COMPLETED', outcome: 'cancelled' });
+  });
+
+  it('RequestLimitExceeded on create (one channel): the attempt is retried and the task completes, charged once', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    let creates = 0;
+    h.server.onCreate = () =>
+      ++creates === 1 ? { kind: 'refuse', code: 'RequestLimitExceeded', message: 'too many requests' } : { kind: 'accept' };
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(task.attempts).toBe(2);
+    expect(h.server.count('CreateAigcImageTask')).toBe(2);
+    expect(h.server.bySession(id)).toHaveLength(1);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
+  });
+
+  it('fails over: channel A answers RequestLimitExceeded, the task completes on channel B, charged once', async () => {
+    h = await startHarness({ accounts: 2 });
+    const [a, b] = h.accounts as [typeof h.accounts[0], typeof h.accounts[0]];
+    await h.addChannel(a, { priority: 10 }); // tried first
+    await h.addChannel(b, { priority: 0 });
+    h.server.onCreate = (_req, account) =>
+      account.secretId === a.secretId ? { kind: 'refuse', code: 'RequestLimitExceeded', message: 'quota' } : { kind: 'accept' };
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(task.attempts).toBe(1); // failover happened inside one attempt
+    expect(h.server.count('CreateAigcImageTask', a.secretId)).toBe(1);
+    expect(h.server.count('CreateAigcImageTask', b.secretId)).toBe(1);
+    expect(h.server.bySession(id).map((t) => t.account.secretId)).toEqual([b.secretId]);
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'capture', amount: task.price },
+    ]);
+    const { body } = await h.t.admin.get('/admin/v1/channels');
+    const health = Object.fromEntries(body.channels.map((c: any) => [c.secret_id, c.health]));
+    expect(health[a.secretId].recent_errors.map((e: { code: string }) => e.code)).toEqual(['RequestLimitExceeded']);
+    expect(health[b.secretId]).toMatchObject({ circuit: 'closed', consecutive_failures: 0, in_flight: 0 });
+  });
+
+  it('a wrong secret key: the task fails with AuthFailure.SignatureFailure carried in its error', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!, { secret_key: 'not-the-right-key' });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('failed');
+    expect(task.error!.code).toBe('AuthFailure.SignatureFailure');
+    expect(task.error!.message).toMatch(/^Tencent VOD: signature does not match/);
+    expect(h.server.calls.filter((c) => c.error === 'AuthFailure.SignatureFailure')).toHaveLength(1);
+    expect(h.server.tasks.size).toBe(0);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+  });
+
+  it('a content refusal on create fails at once, without retry or failover', async () => {
+    h = await startHarness({ accounts: 2 });
+    await h.addChannel(h.accounts[0]!);
+    await h.addChannel(h.accounts[1]!);
+    h.server.onCreate = () => ({ kind: 'refuse', code: 'InvalidParameter.VoilationContent', message: 'prompt violates content policy' });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.error).toEqual({ code: 'InvalidParameter.VoilationContent', message: expect.stringContaining('prompt violates content policy') });
+    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+  });
+
+  it('never has more upstream tasks on a channel than its max_concurrency; the rest wait in the relay queue', async () => {
+    h = await startHarness();
+    const account = h.accounts[0]!;
+    await h.addChannel(account, { max_concurrency: 2 });
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const ids = await Promise.all(Array.from({ length: 6 }, () => h!.submit()));
+    await waitUntil(() => h!.server.stats(account.secretId).inFlight === 2);
+    expect(h.t.relay.engine.runningCount()).toBe(2);
+    expect(h.t.relay.engine.queueDepth()).toBe(4);
+    for (let done = 0; done < ids.length; ) {
+      await waitUntil(() => h!.server.tasks.size > done);
+      const running = [...h.server.tasks.values()].filter((t) => t.status === 'PROCESSING');
+      for (const task of running) h.server.finish(task.taskId);
+      done += running.length;
+    }
+    for (const id of ids) expect((await h.finished(id)).state).toBe('succeeded');
+    expect(h.server.stats(account.secretId)).toMatchObject({ maxInFlight: 2, created: 6 });
+  });
+});
+
+/** Poll-with-deadline for conditions with no event to await (the upstream server's internal state). */
+async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+

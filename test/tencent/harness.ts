@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import type { TencentVodOverrides } from '../../src/adapters/tencent';
+import type { Clock } from '../../src/ports/clock';
+import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { TencentTestServer, type Account, type TencentTestServerOptions } from './server';
+
+/**
+ * A test relay wired to a loopback Tencent protocol server: accounts on the server, channels added through the
+ * public admin API with `endpoint: http://127.0.0.1:PORT`, tasks submitted through the public API.
+ */
+export const FAST: TencentVodOverrides = {
+  createTimeoutMs: 2_000,
+  callTimeoutMs: 2_000,
+  follower: { pollMinMs: 15, pollMaxMs: 150, pollAgingMs: 2_000, eventsPollMinMs: 60_000, pollTimeoutMs: 2_000, sweepEveryMs: 500 },
+  reconcile: { delaysMs: [20, 40, 80], lookupsBeforeResubmit: 2, slackMs: 60_000 },
+  events: { pullTimeoutMs: 3_000, idleMs: 10, errorBackoffMaxMs: 100 },
+  breaker: { failureThreshold: 3, cooldownMs: 60_000 },
+  channelRefreshMs: 60_000,
+};
+
+export function makeAccount(n: number): Account {
+  return { secretId: `AKIDtest${n}${randomBytes(4).toString('hex')}`, secretKey: randomBytes(20).toString('base64url'), subAppId: 1_500_000_000 + n };
+}
+
+export interface Harness {
+  readonly server: TencentTestServer;
+  readonly t: TestRelay;
+  readonly accounts: Account[];
+  addChannel(account: Account, extra?: Record<string, unknown>): Promise<{ id: string } & Record<string, unknown>>;
+  /** Submits and returns the task id (asserting a 200). */
+  submit(body?: Record<string, unknown>): Promise<string>;
+  finished(id: string): ReturnType<typeof waitForTask>;
+  /** Stops the relay as a crash would leave it: runs cut off after `drainMs`, tasks left `running`. */
+  stopRelay(drainMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  options: {
+    accounts?: number;
+    server?: Partial<TencentTestServerOptions>;
+    tencent?: TencentVodOverrides;
+    env?: Record<string, string>;
+    clock?: Clock;
+  } = {},
+): Promise<Harness> {
+  const accounts = Array.from({ length: options.accounts ?? 1 }, (_, i) => makeAccount(i + 1));
+  const server = await TencentTestServer.start({ accounts, pullWaitMs: 300, ...options.server });
+  const tencent = { ...FAST, ...options.tencent, follower: { ...FAST.follower, ...options.tencent?.follower } };
+  const t = await startTestRelay({
+    ...(options.env ? { env: options.env } : {}),
+    overrides: { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 }, ...(options.clock ? { clock: options.clock } : {}) },
+  });
+  let relayOpen = true;
+  return {
+    server,
+    t,
+    accounts,
+    async addChannel(account, extra = {}) {
+      const res = await t.admin.post('/admin/v1/channels', {
+        provider: 'tencent-vod',
+        name: `channel ${account.subAppId}`,
+        secret_id: account.secretId,
+        secret_key: account.secretKey,
+        sub_app_id: account.subAppId,
+        endpoint: server.url,
+        max_concurrency: 4,
+        ...extra,
+      });
+      if (res.status !== 201) throw new Error(`adding a channel failed: ${res.status} ${res.text}`);
+      return res.body;
+    },
+    async submit(body = PROMPT_BODY) {
+      const res = await t.api.post('/tencent-vod/v1/aigc-image', body);
+      if (res.status !== 200) throw new Error(`submit failed: ${res.status} ${res.text}`);
+      return res.body.request_id as string;
+    },
+    finished: (id) => waitForTask(t.relay, id),
+    async stopRelay(drainMs) {
+      relayOpen = false;
+      await t.relay.close(drainMs);
+    },
+    async close() {
+      if (relayOpen) await t.close();
+      relayOpen = false;
+      await server.close();
+    },
+  };
+}
+
+/** The dev account's ledger rows for one task, oldest first. */
+export async function ledgerOf(t: TestRelay, taskId: string): Promise<Array<{ kind: string; amount: number }>> {
+  const task = await t.relay.store.tasks.getTask(taskId);
+  const entries = (await t.relay.store.accounts.ledger(task!.accountId, 1000)) as Array<{ taskId?: string; kind: string; amount: number; id: number }>;
+  return entries
+    .filter((e) => e.taskId === taskId)
+    .sort((a, b) => a.id - b.id)
+    .map((e) => ({ kind: e.kind, amount: e.amount }));
+}

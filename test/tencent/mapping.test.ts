@@ -1,0 +1,157 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { UpstreamTimeout } from '../../src/adapters/tencent/client';
+import { classify, isDuplicateSession, kindOfCode } from '../../src/adapters/tencent/errors';
+import { EXT_SIZE_LIMITS, extInfoWithSize, fitExtSize, toCreateRequest } from '../../src/adapters/tencent/request';
+import { outputSize } from '../../src/domain/output-size';
+import { validateSubmitBody } from '../../src/domain/validate-submit';
+
+/** Pure parts of the adapter: the request mapping and what upstream failures mean. */
+const map = (body: Record<string, unknown>) => {
+  const input = validateSubmitBody(body);
+  return toCreateRequest(input, {
+    taskId: 'task-1',
+    subAppId: 42,
+    size: outputSize(input.output_config.resolution, input.output_config.aspect_ratio),
+    linkFor: (id) => `https://relay.example/tencent-vod/v1/files/${id}?signed`,
+  });
+};
+
+describe('CreateAigcImageTask mapping', () => {
+  it('GEM → GG with its version; our task id is the SessionId; the client session_id stays with the relay', () => {
+    expect(map({ model_name: 'GEM', model_version: '2.5', prompt: 'p', session_id: 'client-dedupe' })).toEqual({
+      SubAppId: 42,
+      ModelName: 'GG',
+      ModelVersion: '2.5',
+      SessionId: 'task-1',
+      Prompt: 'p',
+      OutputConfig: { StorageMode: 'Temporary' },
+    });
+  });
+
+  it.each([
+    ['720P', '1K'],
+    ['1080P', '1K'],
+    ['1024x1024', '1K'],
+    ['2K', '2K'],
+    ['4K', '4K'],
+    ['2048x2048', '2K'],
+    ['2560x1440', '2K'],
+    ['3024x1296', '2K'],
+    ['4096x4096', '4K'],
+    ['6198x2656', '4K'],
+  ])('GG resolution %s → %s', (resolution, expected) => {
+    expect(map({ model_name: 'GEM', model_version: '3.0', prompt: 'p', output_config: { resolution } }).OutputConfig?.Resolution).toBe(expected);
+  });
+
+  it('an explicit GG size also sends the aspect ratio it has; a given ratio wins', () => {
+    expect(map({ model_name: 'GEM', model_version: '3.0', prompt: 'p', output_config: { resolution: '3024x1296' } }).OutputConfig).toMatchObject({ AspectRatio: '21:9' });
+    expect(map({ model_name: 'GEM', model_version: '3.0', prompt: 'p', output_config: { resolution: '4K', aspect_ratio: '9:16' } }).OutputConfig).toMatchObject({ Resolution: '4K', AspectRatio: '9:16' });
+  });
+
+  it('every other field: negative prompt, enhance, checks, storage, context, priority, file inputs', () => {
+    const req = map({
+      model_name: 'GEM',
+      model_version: '3.0',
+      prompt: 'p',
+      negative_prompt: 'n',
+      enhance_prompt: 'enabled',
+      file_infos: [
+        { type: 'Url', url: 'https://img.example/a.png' },
+        { type: 'File', file_id: 'file_abc', text: 'style' },
+        { type: 'File', file_id: '5285485487985271487' },
+      ],
+      output_config: { storage_mode: 'Permanent', input_compliance_check: 'Enabled', output_compliance_check: 'Disabled', person_generation: 'AllowAdult' },
+      session_context: 'ctx',
+      tasks_priority: '-3',
+    });
+    expect(req).toMatchObject({
+      NegativePrompt: 'n',
+      EnhancePrompt: 'Enabled',
+      SessionContext: 'ctx',
+      TasksPriority: -3,
+      FileInfos: [
+        { Type: 'Url', Url: 'https://img.example/a.png' },
+        { Type: 'Url', Url: 'https://relay.example/tencent-vod/v1/files/file_abc?signed', Text: 'style' },
+        { Type: 'File', FileId: '5285485487985271487' },
+      ],
+      OutputConfig: { StorageMode: 'Permanent', InputComplianceCheck: 'Enabled', OutputComplianceCheck: 'Disabled', PersonGeneration: 'AllowAdult' },
+    });
+    expect(req.OutputConfig).not.toHaveProperty('Resolution');
+  });
+
+  it('Qwen and Hunyuan keep their names and get the size through ExtInfo, merged into the client’s own', () => {
+    const qwen = map({ model_name: 'Qwen', model_version: '0925', prompt: 'p', output_config: { resolution: '1024x1024' } });
+    expect([qwen.ModelName, qwen.ModelVersion, qwen.ExtInfo]).toEqual(['Qwen', '0925', JSON.stringify({ AdditionalParameters: JSON.stringify({ size: '1024x1024' }) })]);
+    const merged = map({
+      model_name: 'Hunyuan',
+      model_version: '3.0',
+      prompt: 'p',
+      output_config: { resolution: '4K' },
+      ext_info: JSON.stringify({ Other: 1, AdditionalParameters: JSON.stringify({ seed_mode: 'x' }) }),
+    });
+    expect(JSON.parse(merged.ExtInfo!)).toEqual({ Other: 1, AdditionalParameters: JSON.stringify({ seed_mode: 'x', size: '1024x1024' }) });
+    expect(map({ model_name: 'Hunyuan', model_version: '3.0', prompt: 'p' }).ExtInfo).toBeUndefined();
+  });
+
+  it('ExtInfo the relay cannot safely merge into is passed through untouched', () => {
+    const size = { width: 800, height: 600 };
+    expect(extInfoWithSize('not json', size)).toBe('not json');
+    expect(extInfoWithSize('[1]', size)).toBe('[1]');
+    const withSize = JSON.stringify({ AdditionalParameters: JSON.stringify({ size: '512x512' }) });
+    expect(extInfoWithSize(withSize, size)).toBe(withSize);
+  });
+
+  it('fitted sizes always respect the documented limits and keep the shape', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 256, max: 8000 }), fc.integer({ min: 256, max: 8000 }), (width, height) => {
+        fc.pre(Math.max(width, height) / Math.min(width, height) <= 4);
+        const fit = fitExtSize({ width, height });
+        const { minSide, maxSide, maxPixels } = EXT_SIZE_LIMITS;
+        expect(fit.width * fit.height).toBeLessThanOrEqual(maxPixels);
+        for (const side of [fit.width, fit.height]) expect(side >= minSide && side <= maxSide && side % 8 === 0).toBe(true);
+        expect(Math.abs(fit.width / fit.height - width / height) / (width / height)).toBeLessThan(0.05);
+      }),
+    );
+  });
+});
+
+describe('upstream failures', () => {
+  it.each([
+    ['AuthFailure.SignatureFailure', 'channel'],
+    ['UnauthorizedOperation', 'channel'],
+    ['RequestLimitExceeded', 'transient'],
+    ['InternalError', 'transient'],
+    ['FailedOperation.Backlog', 'transient'],
+    ['InvalidParameter.VoilationContent', 'task'],
+    ['InvalidParameterValue.Prompt', 'task'],
+    ['MissingParameter', 'task'],
+    ['SomethingNew', 'transient'],
+  ])('%s is %s', (code, kind) => {
+    expect(kindOfCode(code)).toBe(kind);
+  });
+
+  it('a lost answer is ambiguous for a submission and transient for a read; a refused connection never is', () => {
+    const timeout = new UpstreamTimeout('CreateAigcImageTask', 100);
+    expect(classify(timeout, true).kind).toBe('ambiguous');
+    expect(classify(timeout, false).kind).toBe('transient');
+    expect(classify(new Error('request to http://x/ failed, reason: socket hang up'), true).kind).toBe('ambiguous');
+    expect(classify(new Error('request to http://x/ failed, reason: connect ECONNREFUSED 127.0.0.1:1'), true).kind).toBe('transient');
+    expect(classify(Object.assign(new Error('Bad Gateway'), { httpCode: 502 }), true).kind).toBe('ambiguous');
+    expect(classify(Object.assign(new Error('Forbidden'), { httpCode: 403 }), true).kind).toBe('channel');
+    expect(classify(Object.assign(new Error('quota'), { code: 'RequestLimitExceeded', requestId: 'r-1' }), true)).toEqual({
+      kind: 'transient',
+      code: 'RequestLimitExceeded',
+      message: 'quota',
+      requestId: 'r-1',
+    });
+  });
+
+  it('recognises a refused duplicate SessionId, and nothing else, as one', () => {
+    const f = (code: string, message: string) => classify(Object.assign(new Error(message), { code }), true);
+    expect(isDuplicateSession(f('InvalidParameterValue.SessionId', 'used'))).toBe(true);
+    expect(isDuplicateSession(f('FailedOperation', 'SessionId already exists'))).toBe(true);
+    expect(isDuplicateSession(f('InvalidParameterValue.Prompt', 'bad prompt'))).toBe(false);
+    expect(isDuplicateSession(classify(new UpstreamTimeout('x', 1), true))).toBe(false);
+  });
+});

@@ -1,0 +1,189 @@
+import { describe, expect, it } from 'vitest';
+import { pollDelayMs } from '../../src/adapters/tencent/follower';
+import { DEFAULT_TENCENT_OPTIONS } from '../../src/adapters/tencent/options';
+import { createSecretBox } from '../../src/app/secret-box';
+import type { ChannelRecord } from '../../src/ports/channels';
+import { localChannelSlots } from '../../src/adapters/local-channel-slots';
+import { ChannelPool, type ChannelLease } from '../../src/worker/channel-pool';
+import { CircuitBreaker } from '../../src/worker/circuit-breaker';
+
+/** Channel choice, capacity, circuit breakers, sealing, poll pacing: no network, a fake clock. */
+const clock = { t: 1_000_000, now() { return this.t; } };
+
+const channel = (id: string, extra: Partial<ChannelRecord> = {}): ChannelRecord => ({
+  id,
+  provider: 'tencent-vod',
+  name: id,
+  secretId: 'AKID',
+  secretKeySealed: 'v1.x',
+  subAppId: 1,
+  models: ['GEM', 'Qwen', 'Hunyuan'],
+  priority: 0,
+  weight: 1,
+  maxConcurrency: 2,
+  enabled: true,
+  eventsEnabled: false,
+  createdAt: 0,
+  updatedAt: 0,
+  ...extra,
+});
+
+const poolOf = (channels: ChannelRecord[], random = () => 0.5) => {
+  const pool = new ChannelPool({ clock, breaker: { failureThreshold: 2, cooldownMs: 1000 }, random });
+  pool.load(channels);
+  return pool;
+};
+const idOf = (got: ChannelLease | 'busy' | 'none') => (typeof got === 'string' ? got : got.channel.id);
+
+describe('channel choice', () => {
+  it('takes the highest priority tier with a free slot, then the next tier when it is full', () => {
+    const pool = poolOf([channel('low'), channel('high', { priority: 5, maxConcurrency: 1 })]);
+    expect(idOf(pool.tryAcquire('GEM', '3.0'))).toBe('high');
+    expect(idOf(pool.tryAcquire('GEM', '3.0'))).toBe('low');
+    expect(idOf(pool.tryAcquire('GEM', '3.0'))).toBe('low');
+    expect(pool.tryAcquire('GEM', '3.0')).toBe('busy');
+  });
+
+  it('shares a tier by weight', () => {
+    const counts: Record<string, number> = { a: 0, b: 0 };
+    let r = 0;
+    const pool = poolOf([channel('a', { weight: 1, maxConcurrency: 1000 }), channel('b', { weight: 3, maxConcurrency: 1000 })], () => (r++ % 100) / 100);
+    for (let i = 0; i < 400; i++) {
+      const lease = pool.tryAcquire('GEM', '3.0') as ChannelLease;
+      counts[lease.channel.id]!++;
+      lease.release();
+    }
+    expect(counts).toEqual({ a: 100, b: 300 });
+  });
+
+  it('only channels that serve the model (name or NAME:VERSION), are enabled and not excluded', () => {
+    const pool = poolOf([channel('gem30', { models: ['GEM:3.0'] }), channel('qwen', { models: ['Qwen'] }), channel('off', { enabled: false })]);
+    expect(idOf(pool.tryAcquire('GEM', '3.0'))).toBe('gem30');
+    expect(pool.tryAcquire('GEM', '2.5')).toBe('none');
+    expect(pool.tryAcquire('Qwen', '0925', new Set(['qwen']))).toBe('none');
+    expect([pool.serves('GEM', '3.0'), pool.serves('GEM', '2.5'), pool.serves('Hunyuan', '3.0')]).toEqual([true, false, false]);
+  });
+
+  it('capacity is in-flight plus free submission slots; following an existing task may exceed the limit', () => {
+    const pool = poolOf([channel('a', { maxConcurrency: 2 }), channel('b', { maxConcurrency: 3 })]);
+    expect(pool.capacity).toBe(5);
+    const adopted = [pool.adopt('a', 't1')!, pool.adopt('a', 't2')!, pool.adopt('a', 't3')!];
+    expect(pool.health('a')!.inFlight).toBe(3);
+    expect(pool.capacity).toBe(6); // three followed on a (one over its limit), three free on b
+    expect(idOf(pool.tryAcquire('GEM', '3.0'))).toBe('b');
+    for (const lease of adopted) lease.release();
+    expect(pool.health('a')!.inFlight).toBe(0);
+  });
+
+  it('a deleted channel keeps following what it has, takes nothing new, and leaves once idle', () => {
+    const pool = poolOf([channel('a')]);
+    const lease = pool.tryAcquire('GEM', '3.0') as ChannelLease;
+    pool.load([channel('a', { deletedAt: 5, enabled: false })]);
+    expect(pool.tryAcquire('GEM', '3.0')).toBe('none');
+    expect(pool.capacity).toBe(1);
+    lease.release();
+    pool.load([]);
+    expect(pool.channel('a')).toBeUndefined();
+  });
+});
+
+describe('slots shared by several nodes', () => {
+  it('a channel full on other nodes is skipped; with none left the submission waits until a slot frees anywhere', async () => {
+    const shared = localChannelSlots(); // stands in for the database count both "nodes" see
+    const node = (channels: ChannelRecord[]) => {
+      const pool = new ChannelPool({ clock, breaker: { failureThreshold: 2, cooldownMs: 1000 }, random: () => 0, slots: shared, slotRetryMs: 5 });
+      pool.load(channels);
+      return pool;
+    };
+    const a = node([channel('x', { maxConcurrency: 2, priority: 1 }), channel('y', { maxConcurrency: 1 })]);
+    const b = node([channel('x', { maxConcurrency: 2, priority: 1 }), channel('y', { maxConcurrency: 1 })]);
+    const signal = new AbortController().signal;
+    const first = [await a.acquire('GEM', '3.0', new Set(), signal, 't1'), await a.acquire('GEM', '3.0', new Set(), signal, 't2')];
+    expect(first.map((l) => l!.channel.id)).toEqual(['x', 'x']);
+    const onB = await b.acquire('GEM', '3.0', new Set(), signal, 't3'); // x is full on node A
+    expect(onB!.channel.id).toBe('y');
+    expect(await shared.inUse()).toEqual({ x: 2, y: 1 });
+    let got: ChannelLease | undefined;
+    const waiting = b.acquire('GEM', '3.0', new Set(), signal, 't4').then((l) => (got = l));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(got).toBeUndefined();
+    first[0]!.release(); // node A's task ends: its shared slot frees
+    await waiting;
+    expect(got!.channel.id).toBe('x');
+    expect(await shared.inUse()).toEqual({ x: 2, y: 1 });
+  });
+});
+
+describe('circuit breaker', () => {
+  it('opens after consecutive failures, lets one probe through after the cooldown, closes on its success', () => {
+    const pool = poolOf([channel('a', { maxConcurrency: 5 })]);
+    for (let i = 0; i < 2; i++) {
+      const lease = pool.tryAcquire('GEM', '3.0') as ChannelLease;
+      lease.failed('InternalError', 'down');
+      lease.release();
+    }
+    expect(pool.health('a')).toMatchObject({ circuit: 'open', consecutiveFailures: 2 });
+    expect(pool.tryAcquire('GEM', '3.0')).toBe('busy');
+    expect(pool.capacity).toBe(0);
+    clock.t += 1000;
+    expect(pool.health('a')!.circuit).toBe('half-open');
+    expect(pool.capacity).toBe(1);
+    const probe = pool.tryAcquire('GEM', '3.0') as ChannelLease;
+    expect(pool.tryAcquire('GEM', '3.0')).toBe('busy'); // one probe at a time
+    probe.succeeded();
+    probe.release();
+    expect(pool.health('a')).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
+    expect(pool.capacity).toBe(5);
+  });
+
+  it('a failed probe opens the circuit for another cooldown; an abandoned one frees the probe slot', () => {
+    const breaker = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 100 }, () => clock.t);
+    breaker.failure();
+    clock.t += 100;
+    expect(breaker.begin()).toBe(true);
+    expect(breaker.canSubmit()).toBe(false);
+    breaker.abandon(true);
+    expect(breaker.canSubmit()).toBe(true);
+    breaker.begin();
+    expect(breaker.failure()).toBe(true);
+    expect(breaker.state).toBe('open');
+    clock.t += 99;
+    expect(breaker.state).toBe('open');
+    clock.t += 1;
+    expect(breaker.state).toBe('half-open');
+  });
+
+  it('wakes waiters when capacity frees', async () => {
+    const pool = poolOf([channel('a', { maxConcurrency: 1 })]);
+    const first = pool.tryAcquire('GEM', '3.0') as ChannelLease;
+    const waiting = pool.acquire('GEM', '3.0', new Set(), new AbortController().signal, 't2');
+    first.release();
+    expect((await waiting)!.channel.id).toBe('a');
+    const aborted = new AbortController();
+    const never = pool.acquire('GEM', '3.0', new Set(), aborted.signal, 't3');
+    aborted.abort();
+    await expect(never).rejects.toThrow();
+  });
+});
+
+describe('sealing and pacing', () => {
+  it('seals with a fresh IV each time and opens only with the same secret and channel id', () => {
+    const box = createSecretBox('a'.repeat(32));
+    const a = box.seal('my-secret-key', 'ch_1');
+    const b = box.seal('my-secret-key', 'ch_1');
+    expect(a).not.toBe(b);
+    expect(a).not.toContain('my-secret-key');
+    expect(box.open(a, 'ch_1')).toBe('my-secret-key');
+    expect(() => box.open(a, 'ch_2')).toThrow();
+    expect(() => createSecretBox('b'.repeat(32)).open(a, 'ch_1')).toThrow(/AIGC_RELAY_SECRET/);
+    const tampered = a.slice(0, -2) + (a.endsWith('A') ? 'BB' : 'AA');
+    expect(() => box.open(tampered, 'ch_1')).toThrow();
+  });
+
+  it('polls young tasks often and old ones rarely; channels with events only as a safety net', () => {
+    const o = DEFAULT_TENCENT_OPTIONS.follower;
+    const delays = [0, 30_000, 60_000, 5 * 60_000, 3_600_000, 10 * 3_600_000].map((age) => pollDelayMs(age, false, o));
+    expect(delays).toEqual([1_000, 1_000, 2_000, 4_000, 32_000, 60_000]);
+    expect(pollDelayMs(0, true, o)).toBe(o.eventsPollMinMs);
+  });
+});
