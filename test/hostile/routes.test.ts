@@ -1,0 +1,160 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { expectEnvelope, expectNamesAField } from './envelope';
+
+/**
+ * The routes other than submit, fed garbage: task routes with ids that are not ids, the admin API with bodies that
+ * are not what it takes, file links with forged signatures. Answers are 2xx for what is valid and otherwise 4xx in
+ * the envelope; never a 500.
+ */
+let t: TestRelay;
+let accountId: string;
+let fileUrl: URL;
+
+beforeAll(async () => {
+  t = await startTestRelay({ env: { AIGC_RELAY_INSTANT_PROVIDER: '1' } });
+  const submitted = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+  const task = await waitForTask(t.relay, submitted.body.request_id);
+  accountId = task.accountId;
+  const result = await t.api.get(`/tencent-vod/v1/requests/${task.id}`);
+  fileUrl = new URL(result.body.images[0].url);
+});
+afterAll(() => t.close());
+
+const inject = (method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', url: string, headers: Record<string, string> = {}, payload?: string) =>
+  t.relay.app.inject({ method, url, headers: { ...headers, ...(payload !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(payload !== undefined ? { payload } : {}) });
+
+const noServerError = (res: { statusCode: number; body: string; headers: Record<string, unknown> }, tableException?: number) => {
+  expect(res.statusCode, res.body).toBeLessThan(500);
+  if (res.statusCode >= 400) expectEnvelope(res.statusCode, res.body, res.headers['x-request-id'] as string, tableException);
+};
+
+/** Signed links answer a bad signature with 403 (not the table's 401 for AuthFailure), on purpose. */
+const LINK_REFUSED = 403;
+
+describe('task routes with ids that are not ids', () => {
+  const routes = (id: string): Array<['GET' | 'PUT', string]> => [
+    ['GET', `/tencent-vod/v1/requests/${id}/status`],
+    ['GET', `/tencent-vod/v1/requests/${id}/status?logs=1`],
+    ['GET', `/tencent-vod/v1/requests/${id}`],
+    ['PUT', `/tencent-vod/v1/requests/${id}/cancel`],
+    ['GET', `/tencent-vod/v1/query/${id}`],
+  ];
+
+  it('answers 404 (or 400 for ids the router refuses) in the envelope for random ids', async () => {
+    const auth = { authorization: `Bearer ${t.devKey}` };
+    await fc.assert(
+      fc.asyncProperty(fc.string({ minLength: 1, maxLength: 120, unit: 'binary' }), async (raw) => {
+        for (const [method, url] of routes(encodeURIComponent(raw))) {
+          const res = await inject(method, url, auth);
+          noServerError(res);
+          expect([400, 404]).toContain(res.statusCode);
+        }
+      }),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+
+  it.each([
+    ['path traversal', '..%2F..%2Fadmin-token'],
+    ['a SQL fragment', "x'%20OR%20'1'%3D'1"],
+    ['a NUL byte', 'a%00b'],
+    ['another account-looking id', '00000000-0000-4000-8000-000000000000'],
+  ])('answers 404 in the envelope for %s', async (_name, id) => {
+    for (const [method, url] of routes(id)) {
+      const res = await inject(method, url, { authorization: `Bearer ${t.devKey}` });
+      expectEnvelope(res.statusCode, res.body);
+      expect(res.statusCode).toBe(404);
+    }
+  });
+});
+
+describe('the admin API with bodies it does not take', () => {
+  const adminHeaders = () => ({ authorization: `Bearer ${t.adminToken}` });
+  const anyJson = fc.jsonValue({ maxDepth: 3 });
+  const odd = fc.oneof(anyJson, fc.constantFrom(-1, 0, 1.5, 1e308, Number.MAX_SAFE_INTEGER + 2, '', 'x'.repeat(5000), null));
+
+  it.each([
+    ['create account', 'POST', (): string => '/admin/v1/accounts', ['name', 'balance', 'callback_url', 'extra']],
+    ['create key', 'POST', (): string => `/admin/v1/accounts/${accountId}/keys`, ['name', 'rpm', 'max_concurrency', 'spend_cap', 'extra']],
+    ['top up', 'POST', (): string => `/admin/v1/accounts/${accountId}/top-ups`, ['amount', 'reference', 'extra']],
+  ] as const)('%s: 2xx when valid, else 400 in the envelope naming a field', async (_name, method, url, keys) => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(anyJson.map((v) => JSON.stringify(v) ?? 'null'), fc.dictionary(fc.constantFrom(...keys), odd, { maxKeys: 4 }).map((v) => JSON.stringify(v))),
+        async (payload) => {
+          const res = await inject(method, url(), adminHeaders(), payload);
+          noServerError(res);
+          if (res.statusCode >= 400) {
+            expect(res.statusCode, res.body).toBe(400);
+            expectNamesAField(JSON.parse(res.body).Response.Error.Message);
+          }
+        },
+      ),
+      { numRuns: 300, seed: 11 },
+    );
+    // The books still balance after whatever was accepted.
+    expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('answers 4xx in the envelope for garbage ids and query strings', async () => {
+    for (const url of [
+      '/admin/v1/accounts/%E0%A4%A',
+      `/admin/v1/accounts/${'a'.repeat(300)}`,
+      '/admin/v1/accounts/nope',
+      '/admin/v1/accounts/nope/ledger?limit=-5',
+      '/admin/v1/tasks?limit=abc',
+      '/admin/v1/tasks?status=exploded',
+      '/admin/v1/tasks?limit=99999999999999999999',
+      '/admin/v1/tasks/..%2F..',
+    ]) {
+      const res = await inject('GET', url, adminHeaders());
+      expectEnvelope(res.statusCode, res.body);
+    }
+  });
+});
+
+describe('file links with forged signatures', () => {
+  const fileId = () => fileUrl.pathname.split('/').pop()!;
+
+  it('serves the genuine link', async () => {
+    const res = await inject('GET', `${fileUrl.pathname}${fileUrl.search}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('image/png');
+  });
+
+  it('answers AuthFailure in the envelope naming the signature for any tampered link', async () => {
+    const expires = fileUrl.searchParams.get('expires')!;
+    const signature = fileUrl.searchParams.get('signature')!;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          expires: fc.oneof(fc.constant(expires), fc.string({ maxLength: 30 }), fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }).map(String)),
+          signature: fc.oneof(fc.string({ maxLength: 200 }), fc.base64String({ maxLength: 64 }), fc.constant(`${signature.slice(0, -1)}A`)),
+        }),
+        async (q) => {
+          fc.pre(q.signature !== signature);
+          const res = await inject('GET', `/tencent-vod/v1/files/${fileId()}?expires=${encodeURIComponent(q.expires)}&signature=${encodeURIComponent(q.signature)}`);
+          noServerError(res, LINK_REFUSED);
+          const { Code, Message } = JSON.parse(res.body).Response.Error;
+          expect([Code, Message]).toEqual(['AuthFailure', expect.stringMatching(/^signature: /)]);
+        },
+      ),
+      { numRuns: 300, seed: 13 },
+    );
+  });
+
+  it('answers 4xx in the envelope for repeated or missing parameters and foreign ids', async () => {
+    for (const url of [
+      `/tencent-vod/v1/files/${fileId()}?expires=1&expires=2&signature=a&signature=b`,
+      `/tencent-vod/v1/files/${fileId()}?signature=abc`,
+      `/tencent-vod/v1/files/${fileId()}?expires=${fileUrl.searchParams.get('expires')}`,
+      `/tencent-vod/v1/files/file_doesnotexist?${fileUrl.searchParams}`,
+      `/tencent-vod/v1/files/${fileId()}`,
+    ]) {
+      const res = await inject('GET', url);
+      expectEnvelope(res.statusCode, res.body, undefined, LINK_REFUSED);
+    }
+  });
+});
