@@ -1,9 +1,13 @@
 import { RelayError } from '../domain/errors';
-import type { Account, ApiKeyRecord, Store } from '../ports/store';
+import type { ApiKeyRecord, Store } from '../ports/store';
 import { parseKey, secretMatches, tokensMatch } from './api-keys';
 
+/**
+ * Who is calling: the key and the account it belongs to. Only the account's id is carried: every route needs just
+ * that, and a key's account always exists (accounts are never deleted), so authenticating is one lookup.
+ */
 export interface Caller {
-  readonly account: Account;
+  readonly accountId: string;
   readonly key: ApiKeyRecord;
 }
 
@@ -24,9 +28,7 @@ export async function authenticate(store: Store, header: string | undefined): Pr
   // Same message for unknown and wrong-secret keys: the answer must not reveal which key ids exist.
   if (!key || !secretMatches(parsed.secret, key.secretHash)) throw unauthorized('unknown API key');
   if (key.revokedAt !== undefined) throw unauthorized('this API key was revoked');
-  const account = await store.accounts.getAccount(key.accountId);
-  if (!account) throw unauthorized('unknown API key');
-  return { account, key };
+  return { accountId: key.accountId, key };
 }
 
 export function authenticateAdmin(header: string | undefined, adminToken: string): void {

@@ -49,7 +49,7 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
   const input = validateSubmitBody(body);
   const provider = deps.route(input);
   const upstreamFileId = deps.upstreamFileId;
-  await checkFileRefs(deps.store, caller.account.id, input, deps.precheckUrl, upstreamFileId && ((id) => upstreamFileId(provider, id)));
+  await checkFileRefs(deps.store, caller.accountId, input, deps.precheckUrl, upstreamFileId && ((id) => upstreamFileId(provider, id)));
   const webhookUrl = options.webhookUrl === undefined ? undefined : checkWebhook(deps, options.webhookUrl);
   if (deps.queueDepth() >= deps.maxQueued) {
     throw new RelayError('ResourceUnavailable', 'The queue is full; try again shortly.', { retryAfterSeconds: 5 });
@@ -58,7 +58,7 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
   const price = billed ? priceOf(deps.prices(), input) : 0;
   const outcome = await deps.store.tasks.createTask({
     id: newTaskId(),
-    accountId: caller.account.id,
+    accountId: caller.accountId,
     keyId: caller.key.id,
     requestId: options.requestId,
     input,

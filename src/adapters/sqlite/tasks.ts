@@ -2,6 +2,7 @@ import { statesAllowing, type TaskState } from '../../domain/task-state';
 import type { TaskInput } from '../../domain/task-input';
 import type { Completion, CreateTaskOutcome, NewTask, TaskRecord, TaskResult, TaskStore } from '../../ports/store';
 import type { Db } from './database';
+import { newTaskRecord } from '../new-task-record';
 import { fileParams, INSERT_FILE } from './files';
 import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
@@ -155,7 +156,7 @@ export function sqliteTaskStore(db: Db): TaskStore {
       // Throwing (not returning) rolls back the key's counter updated just above.
       throw new Refused({ ok: false, reason: 'insufficient_balance', available: availableOf.get(t.accountId)?.available ?? 0 });
     }
-    insertTask.run({
+    const { lastInsertRowid } = insertTask.run({
       id: t.id,
       accountId: t.accountId,
       keyId: t.keyId,
@@ -170,7 +171,7 @@ export function sqliteTaskStore(db: Db): TaskStore {
     });
     if (billed) insertLedger.run(t.accountId, t.id, 'hold', t.price, t.now);
     if (t.idempotency && !bindIdempotency(t.accountId, t.idempotency, t.id)) throw new Refused({ ok: false, reason: 'idempotency_lost' });
-    return { ok: true as const, task: toTask(selectTask.get(t.id)!) };
+    return { ok: true as const, task: newTaskRecord(t, Number(lastInsertRowid), billed) };
   });
 
   const finish = db.transaction((id: string, c: Completion, now: number): boolean => {

@@ -40,7 +40,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async (request, reply) => {
-        const accountId = callerOf(request).account.id;
+        const accountId = callerOf(request).accountId;
         const first = await deps.store.tasks.getTask(request.params.id);
         if (!first || first.accountId !== accountId) throw notFound('request', request.params.id);
 

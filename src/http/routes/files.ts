@@ -73,7 +73,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
     } else {
       const caller = await authenticate(deps.store, request.headers.authorization);
       file = await deps.store.files.getFile(id);
-      if (file && file.accountId !== caller.account.id) file = undefined;
+      if (file && file.accountId !== caller.accountId) file = undefined;
     }
     // Past its expiry a file is gone even before the cleanup job has removed it.
     if (!file || (file.expiresAt !== undefined && file.expiresAt <= now)) throw notFound('file', id);
@@ -107,7 +107,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request, reply) => {
         const data = await readUpload(request, MAX_INPUT_BYTES);
-        const file = await saveUpload(fileDeps, callerOf(request).account.id, data);
+        const file = await saveUpload(fileDeps, callerOf(request).accountId, data);
         return reply.code(201).send({
           file_id: file.id,
           url: deps.signer.url(file.id, file.expiresAt),
@@ -131,7 +131,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async (request, reply) => {
-        await deleteOwnFile(fileDeps, callerOf(request).account.id, request.params.id);
+        await deleteOwnFile(fileDeps, callerOf(request).accountId, request.params.id);
         return reply.code(204).send();
       },
     );

@@ -38,7 +38,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async (request) => {
-        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        const task = await ownTask(callerOf(request).accountId, request.params.id);
         return status(task, request.query.logs === '1' || request.query.logs === 'true');
       },
     );
@@ -56,7 +56,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request, reply) => {
         const wait = readPreferWait(request.headers.prefer);
-        const task = await waitAsPreferred(deps, reply, await ownTask(callerOf(request).account.id, request.params.id), wait);
+        const task = await waitAsPreferred(deps, reply, await ownTask(callerOf(request).accountId, request.params.id), wait);
         if (!isTerminal(task.state)) return reply.code(202).send(await status(task, false));
         return resultBody(task, deps.publicUrl(), deps.clock.now(), deps.signer);
       },
@@ -77,7 +77,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async (request, reply) => {
-        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        const task = await ownTask(callerOf(request).accountId, request.params.id);
         const accepted = await deps.engine.cancel(task);
         return accepted
           ? reply.code(202).send({ status: 'CANCELLATION_REQUESTED' })
@@ -95,7 +95,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async (request) => {
-        const task = await ownTask(callerOf(request).account.id, request.params.id);
+        const task = await ownTask(callerOf(request).accountId, request.params.id);
         return describeTaskDetailBody(task, deps.signer, request.id);
       },
     );

@@ -106,11 +106,11 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         };
         if (key === undefined) return send(reply, await accept());
         const fingerprint = requestFingerprint({ body: request.body ?? null, webhook: webhook ?? null });
-        const { response, replayed } = await deps.idempotency.run(caller.account.id, key, fingerprint, {
+        const { response, replayed } = await deps.idempotency.run(caller.accountId, key, fingerprint, {
           produce: accept,
           recover: async (taskId) => {
             const task = await deps.store.tasks.getTask(taskId);
-            return task && task.accountId === caller.account.id ? { status: 200, body: JSON.stringify(await answerFor(task)) } : undefined;
+            return task && task.accountId === caller.accountId ? { status: 200, body: JSON.stringify(await answerFor(task)) } : undefined;
           },
         });
         if (replayed) reply.header('Idempotent-Replayed', 'true');
