@@ -24,6 +24,7 @@ export const keyView = (k: ApiKeyRecord) => ({
   rpm: k.rpm ?? null,
   max_concurrency: k.maxConcurrency ?? null,
   spend_cap: k.spendCap ?? null,
+  callback_url: k.callbackUrl ?? null,
   /** Credits committed by this key: held by its unfinished tasks + captured by its succeeded ones. */
   spent: k.spent,
   created_at: iso(k.createdAt),

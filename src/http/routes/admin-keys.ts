@@ -5,7 +5,7 @@ import { keyView } from '../../app/admin-views';
 import { getKey, listKeys, revokeKey, updateKey } from '../../app/keys';
 import type { KeyPatch } from '../../ports/store';
 import type { HttpDeps } from '../context';
-import { adminSchema as schema, Credits, Id } from './admin-schema';
+import { adminSchema as schema, checkCallbackUrl, Credits, Id } from './admin-schema';
 
 const Rpm = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'submits per minute, per relay node' });
 const MaxConcurrency = Type.Integer({ minimum: 1, maximum: 100_000, description: 'tasks of this key queued or running at once' });
@@ -21,6 +21,7 @@ interface KeyBody {
   rpm?: number | null;
   max_concurrency?: number | null;
   spend_cap?: number | null;
+  callback_url?: string | null;
 }
 
 /** `null` clears a limit; an absent field leaves it. */
@@ -29,6 +30,7 @@ const toPatch = (b: KeyBody): KeyPatch => ({
   ...(b.rpm !== undefined ? { rpm: b.rpm } : {}),
   ...(b.max_concurrency !== undefined ? { maxConcurrency: b.max_concurrency } : {}),
   ...(b.spend_cap !== undefined ? { spendCap: b.spend_cap } : {}),
+  ...(b.callback_url !== undefined ? { callbackUrl: b.callback_url } : {}),
 });
 
 /** API keys: create (the secret is shown once), list (never the secret), limits, revoke. Registered in the admin scope. */
@@ -84,12 +86,18 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
             rpm: orNull(Rpm),
             max_concurrency: orNull(MaxConcurrency),
             spend_cap: orNull(SpendCap),
+            callback_url: Type.Optional(
+              Type.Unsafe<string | null>({ type: 'string', format: 'uri', maxLength: 2048, nullable: true, description: "webhook target for this key's tasks (before the account's)" }),
+            ),
           },
           { additionalProperties: false },
         ),
       }),
     },
-    async (request) => keyView(await updateKey(store, request.params.id, toPatch(request.body ?? {}))),
+    async (request) => {
+      checkCallbackUrl(deps, 'callback_url', request.body?.callback_url);
+      return keyView(await updateKey(store, request.params.id, toPatch(request.body ?? {})));
+    },
   );
 
   scope.delete<{ Params: { id: string } }>(

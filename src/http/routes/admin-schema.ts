@@ -1,3 +1,5 @@
+import { FieldError } from '../../domain/errors';
+import type { HttpDeps } from '../context';
 import { Type } from '@sinclair/typebox';
 import { errorResponses } from '../schemas';
 
@@ -15,3 +17,10 @@ export const adminSchema = (summary: string, extra: object = {}) => ({
   response: adminErrors,
   ...extra,
 });
+
+/** A callback URL stored for an account or key must pass the same outbound (SSRF) rules as a per-task `?webhook=`. */
+export function checkCallbackUrl(deps: Pick<HttpDeps, 'submit'>, field: string, url: string | null | undefined): void {
+  if (url === undefined || url === null) return;
+  const problem = deps.submit.precheckUrl?.(url);
+  if (problem) throw new FieldError('InvalidParameterValue', field, problem);
+}

@@ -10,7 +10,7 @@ import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { adminKeyRoutes } from './admin-keys';
 import { adminPriceRoutes } from './admin-prices';
-import { adminSchema, Credits, Id, Limit } from './admin-schema';
+import { adminSchema, checkCallbackUrl, Credits, Id, Limit } from './admin-schema';
 
 /** The operator API (`Authorization: Bearer <admin token>`): accounts, tasks, audit; keys and prices in their files. */
 export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
@@ -38,6 +38,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request, reply) => {
         const { name, balance, callback_url: callbackUrl } = request.body;
+        checkCallbackUrl(deps, 'callback_url', callbackUrl);
         const account = await createAccount(store, clock, { name, ...(balance !== undefined ? { balance } : {}), ...(callbackUrl ? { callbackUrl } : {}) });
         return reply.code(201).send(accountView(account));
       },

@@ -1,0 +1,33 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRelay, type TestRelay } from '../helpers/relay';
+
+let t: TestRelay;
+beforeAll(async () => {
+  t = await startTestRelay();
+});
+afterAll(() => t.close());
+
+describe('stored callback URLs', () => {
+  it("a key's callback_url is set and cleared with PATCH, and shown on the key", async () => {
+    const account = await t.admin.post('/admin/v1/accounts', { name: 'hooks', balance: 10 });
+    const key = await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {});
+    const set = await t.admin.request('PATCH', `/admin/v1/keys/${key.body.id}`, { callback_url: 'https://hooks.example.com/relay' });
+    expect(set.status).toBe(200);
+    expect(set.body.callback_url).toBe('https://hooks.example.com/relay');
+    const cleared = await t.admin.request('PATCH', `/admin/v1/keys/${key.body.id}`, { callback_url: null });
+    expect(cleared.body.callback_url).toBeNull();
+  });
+
+  it.each([
+    ['a key', async () => {
+      const account = await t.admin.post('/admin/v1/accounts', { name: 'k', balance: 10 });
+      const key = await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {});
+      return t.admin.request('PATCH', `/admin/v1/keys/${key.body.id}`, { callback_url: 'http://169.254.169.254/latest' });
+    }],
+    ['an account', async () => t.admin.post('/admin/v1/accounts', { name: 'a', callback_url: 'http://10.0.0.1/hook' })],
+  ])('a private callback_url on %s is refused with 400 naming the field', async (_what, call) => {
+    const res = await call();
+    expect(res.status).toBe(400);
+    expect(res.body.Response.Error.Message).toMatch(/^callback_url: /);
+  });
+});
