@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnRelay, type RelayProcess } from '../test/helpers/child';
+import { eventually } from '../test/helpers/eventually';
 import type { LoadResult, LoadSpec } from './load-spec';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -24,21 +25,8 @@ export interface BenchRelay extends Server {
   kill(): Promise<unknown>;
 }
 
-/** Polls `check` every `everyMs` until it returns a value, or fails after `ms`. For output that has no event. */
-export async function until<T>(
-  what: string,
-  ms: number,
-  check: () => T | undefined | Promise<T | undefined>,
-  everyMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}
+/** Poll-with-deadline for output that has no event: the tests' helper, under the name the benchmarks use. */
+export const until = eventually;
 
 export async function startBare(): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'bare-server.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });

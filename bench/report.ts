@@ -1,5 +1,6 @@
 /** The shape of bench/results.json and the table printed at the end of a run. */
 import type { LoadResult } from './load-spec';
+import type { StoreBenchResult } from './postgres';
 
 export interface BenchResults {
   readonly date: string;
@@ -17,6 +18,12 @@ export interface BenchResults {
   /** `submit`: the submit path alone, on this relay whose provider does not drain (after the RSS reading). */
   readonly queued: { queued: number; rssBytes: number; idleRssBytes: number; submit: LoadResult };
   readonly billing: { on: LoadResult; off: LoadResult } | { todo: string };
+  /**
+   * SQLite vs PostgreSQL (bench/postgres.ts), run after the phases above with its own, shorter settings; `skipped`
+   * says why PostgreSQL was not measured (no rows then: the comparison is not run at all). Absent in older files.
+   */
+  readonly stores?: StoreBenchResult & { readonly seconds: number; readonly fixedRate: number; readonly wallSeconds: number };
+  /** The whole run, store comparison included. */
   readonly wallSeconds: number;
 }
 

@@ -2,6 +2,7 @@
  * `npm run bench`: the relay against bare Node, in one run, on loopback. See BENCHMARKS.md for the method.
  *
  *   BENCH_SECONDS=8 BENCH_CONNECTIONS=50 npm run bench     (defaults shown)
+ *   BENCH_STORE_SECONDS=4   seconds per phase of the SQLite vs PostgreSQL comparison at the end (0 skips it)
  *   npm run bench -- --profile      only the submit phase, relay under --cpu-prof (profiles in bench/profiles/)
  *
  * Everything is reported, nothing is asserted: the figures depend on the machine.
@@ -16,6 +17,8 @@ import type { LoadResult, LoadSpec } from './load-spec';
 import { printTable, type BenchResults } from './report';
 import { rssBytes, runLoad, startBare, startRelay, until, type BenchRelay } from './processes';
 import { measureFsync } from './fsync-floor';
+import { benchStores, printStoreTable } from './postgres';
+import { postgresUnavailable } from '../test/helpers/postgres';
 import { percentile } from './stats';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -26,6 +29,12 @@ const FIXED_RATE = 1000;
 const TASKS_TARGET = Number(process.env.BENCH_TASKS ?? 100_000);
 const QUEUED_TARGET = Number(process.env.BENCH_QUEUED ?? 10_000);
 const PROFILE = process.argv.includes('--profile');
+/**
+ * The store comparison runs three relays (SQLite, PostgreSQL, PostgreSQL ×2), each with a submit phase and a
+ * fixed-rate phase plus drains: shorter phases than the main ones keep `npm run bench` within 5 minutes on 2 cores.
+ */
+const STORE_SECONDS = Number(process.env.BENCH_STORE_SECONDS ?? 4);
+const STORE_FIXED_RATE = 200;
 
 const SUBMIT = '/tencent-vod/v1/aigc-image';
 const BODY = JSON.stringify(PROMPT_BODY);
@@ -111,6 +120,26 @@ async function profileOnly(): Promise<void> {
   log(`profile written to ${dir} (summarise with: node --import tsx bench/profile-summary.ts ${dir}/<file>)`);
 }
 
+/** SQLite against PostgreSQL; not run at all (a note instead) when no PostgreSQL answers or BENCH_STORE_SECONDS=0. */
+async function storeComparison(): Promise<NonNullable<BenchResults['stores']>> {
+  const started = Date.now();
+  const settings = { seconds: STORE_SECONDS, fixedRate: STORE_FIXED_RATE };
+  const skip = (skipped: string) => {
+    log(`store comparison skipped: ${skipped}`);
+    return { rows: [], skipped, ...settings, wallSeconds: 0 };
+  };
+  if (STORE_SECONDS <= 0) return skip('BENCH_STORE_SECONDS=0');
+  const unavailable = await postgresUnavailable();
+  if (unavailable) return skip(unavailable);
+  try {
+    const result = await benchStores({ ...settings, connections: CONNECTIONS, warmupSeconds: 1, log });
+    return { ...result, ...settings, wallSeconds: (Date.now() - started) / 1000 };
+  } catch (err) {
+    // The main figures are already measured: report them with the failure rather than lose them.
+    return skip(`failed: ${(err as Error).message}`);
+  }
+}
+
 async function main(): Promise<void> {
   if (PROFILE) return profileOnly();
   const started = Date.now();
@@ -191,6 +220,8 @@ async function main(): Promise<void> {
       await stuck.kill(); // its one running task would hold a graceful drain for 10 s
     }
 
+    const stores = await storeComparison();
+
     const results: BenchResults = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?', node: process.version, platform: `${os.platform()} ${os.release()}` },
@@ -203,10 +234,19 @@ async function main(): Promise<void> {
       afterTasks,
       queued,
       billing,
+      stores,
       wallSeconds: (Date.now() - started) / 1000,
     };
     fs.writeFileSync(path.join(HERE, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
     printTable(results);
+    if (stores.rows.length > 0) {
+      process.stdout.write(
+        `\nSQLite vs PostgreSQL (instant provider, ${CONNECTIONS} connections, ${stores.seconds} s per phase after 1 s warm-up, ` +
+          `dispatch measured at ${stores.fixedRate}/s; ${stores.wallSeconds.toFixed(0)} s):\n`,
+      );
+      printStoreTable(stores);
+    }
+    else process.stdout.write(`\nSQLite vs PostgreSQL: not measured (${stores.skipped}).\n`);
   } finally {
     for (const stop of cleanup.reverse()) await stop().catch(() => undefined);
   }

@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { apiClient } from '../test/helpers/api';
 import { spawnRelay } from '../test/helpers/child';
+import { waitUntil } from '../test/helpers/eventually';
 import { PROMPT_BODY } from '../test/helpers/relay';
 import { TencentTestServer, type Account } from '../test/tencent/server';
 
@@ -35,14 +36,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
-async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 /** Opens the task's SSE stream and resolves with the moment its `result` event arrives. */
@@ -125,7 +118,7 @@ async function runMode(events: boolean): Promise<ModeResult> {
     const arrivals = new Map(ids.map((id) => [id, resultArrival(relay.url, key, id)] as const));
     const capacity = CHANNELS * SLOTS;
     const inFlight = () => accounts.reduce((n, a) => n + server.stats(a.secretId).inFlight, 0);
-    await until('every upstream slot to fill', () => inFlight() === Math.min(capacity, TASKS));
+    await waitUntil(() => inFlight() === Math.min(capacity, TASKS), 120_000, 'every upstream slot to fill');
     const queued = (await admin.get('/admin/v1/tasks?status=queued&limit=1000')).body.tasks.length as number;
     log(`${mode}: ${inFlight()} tasks in flight upstream, ${queued} waiting in the relay queue`);
 

@@ -25,7 +25,7 @@ export async function createApiKey(
   store: Store,
   clock: Clock,
   accountId: string,
-  input: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number },
+  input: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number; callbackUrl?: string },
 ): Promise<{ record: ApiKeyRecord; plaintext: string }> {
   if (!(await store.accounts.getAccount(accountId))) throw notFound('account', accountId);
   const issued = issueKey();
@@ -38,6 +38,7 @@ export async function createApiKey(
     ...(input.rpm !== undefined ? { rpm: input.rpm } : {}),
     ...(input.maxConcurrency !== undefined ? { maxConcurrency: input.maxConcurrency } : {}),
     ...(input.spendCap !== undefined ? { spendCap: input.spendCap } : {}),
+    ...(input.callbackUrl !== undefined ? { callbackUrl: input.callbackUrl } : {}),
   });
   return { record, plaintext: issued.plaintext };
 }

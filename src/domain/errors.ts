@@ -9,12 +9,20 @@ export const ERROR_STATUS = {
   MissingParameter: 400,
   AuthFailure: 401,
   'FailedOperation.InsufficientBalance': 402,
+  // A signed file link that was altered or has expired (Tencent's own codes for a bad or expired signature). 403,
+  // not AuthFailure's 401: the link is refused, not the caller, so a client can tell "get a fresh link" from "fix
+  // the key".
+  'AuthFailure.SignatureFailure': 403,
+  'AuthFailure.SignatureExpire': 403,
   ResourceNotFound: 404,
   // The client did not send its request in time (slow-loris guard, AIGC_RELAY_HEADERS/REQUEST_TIMEOUT_MS).
   RequestTimeout: 408,
   'FailedOperation.DuplicateSession': 409,
   RequestSizeLimitExceeded: 413,
   UnsupportedMediaType: 415,
+  // A byte Range outside the file (RFC 9110). Tencent has no code for it: a sub-code of the bad-value family, so a
+  // client that matches the `InvalidParameterValue` prefix still reads it as a bad value.
+  'InvalidParameterValue.Range': 416,
   'FailedOperation.IdempotencyKeyReused': 422,
   RequestLimitExceeded: 429,
   'LimitExceeded.Concurrency': 429,

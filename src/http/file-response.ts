@@ -3,7 +3,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FileStorage } from '../ports/file-storage';
 import type { FileRecord } from '../ports/store';
 import { RelayError } from '../domain/errors';
-import { envelope } from './errors';
 
 /**
  * HTTP semantics for serving a stored file (RFC 9110): a strong ETag, conditional GET (If-None-Match → 304),
@@ -70,11 +69,9 @@ export async function sendStoredFile(
   const rangeApplies = ifRange === undefined || ifRange === etag || ifRange === lastModified;
   const range = rangeApplies ? parseRange(request.headers.range, file.size) : undefined;
   if (range === 'unsatisfiable') {
-    // 416 is not in the error table (no Tencent code has it); the envelope is the same as every other error's.
-    return reply
-      .code(416)
-      .header('Content-Range', `bytes */${file.size}`)
-      .send(envelope('InvalidParameterValue', `Range: ${JSON.stringify(request.headers.range)} is outside the file (${file.size} bytes)`, request.id));
+    // RFC 9110: a 416 names the current length; the error handler keeps headers set on the reply.
+    reply.header('Content-Range', `bytes */${file.size}`);
+    throw new RelayError('InvalidParameterValue.Range', `Range: ${JSON.stringify(request.headers.range)} is outside the file (${file.size} bytes)`);
   }
   reply.type(file.contentType);
   if (range) {

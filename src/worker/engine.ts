@@ -51,6 +51,7 @@ export class TaskEngine {
   readonly events = new EventEmitter();
   private readonly lanes = new Map<string, Lane>();
   private readonly inFlight = new Map<string, AbortController>();
+  private readonly timers = new Set<NodeJS.Timeout>();
   private readonly settled = new Set<Promise<void>>();
   private accepting = false;
 
@@ -100,6 +101,8 @@ export class TaskEngine {
     }
     if (task.state === 'queued') {
       const done = await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now());
+      // The engine may have claimed it while we decided (the read above is not a lock): stop that run too.
+      if (done) this.inFlight.get(task.id)?.abort(new Error('cancelled'));
       if (done) await this.announce(task.id);
       return done;
     }
@@ -117,6 +120,8 @@ export class TaskEngine {
   /** Stops dispatching, aborts nothing: in-flight tasks finish (or are handed back on the next start). */
   async drain(timeoutMs: number): Promise<void> {
     this.accepting = false;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
     await this.deps.queue.stop();
     const all = Promise.allSettled([...this.settled]);
     let timeout: NodeJS.Timeout | undefined;
@@ -163,15 +168,31 @@ export class TaskEngine {
         if (tasks.length === 0 && !lane.wokenDuringClaim) break;
       }
     } catch (err) {
-      this.deps.log.error({ err, lane: lane.provider.id }, 'claiming work failed');
+      // Nothing else may wake an idle lane (no new submit, nothing finishing), so try again shortly ourselves.
+      this.deps.log.error({ err, lane: lane.provider.id }, 'claiming work failed; retrying shortly');
+      this.later(STORE_RETRY_MS, () => void this.pump(lane));
     } finally {
       lane.claiming = false;
     }
   }
 
+  /** A timer that never keeps the process alive and is dropped on drain. */
+  private later(ms: number, run: () => void): void {
+    if (!this.accepting) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.accepting) run();
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
   private startRun(lane: Lane, task: TaskRecord): void {
     lane.running++;
-    const run = this.dispatch(lane, task)
+    // Registered before anything awaits, so a cancel arriving while the run starts always finds it.
+    const controller = new AbortController();
+    this.inFlight.set(task.id, controller);
+    const run = this.dispatch(lane, task, controller)
       .catch((err: unknown) => this.deps.log.error({ err, taskId: task.id }, 'dispatch failed'))
       .finally(() => {
         lane.running--;
@@ -181,17 +202,38 @@ export class TaskEngine {
     this.settled.add(run);
   }
 
-  private async dispatch(lane: Lane, task: TaskRecord): Promise<void> {
-    await this.announce(task.id, task);
-    const controller = new AbortController();
-    this.inFlight.set(task.id, controller);
+  private async dispatch(lane: Lane, task: TaskRecord, controller: AbortController): Promise<void> {
     try {
-      const completion = await this.runOnProvider(lane.provider, task, controller.signal);
-      await this.complete(task, completion);
-    } catch (err) {
-      await this.handleFailure(task, err, controller.signal);
+      let outcome: { completion: Completion } | { error: unknown };
+      try {
+        await this.announce(task.id, task);
+        controller.signal.throwIfAborted();
+        outcome = { completion: await this.runOnProvider(lane.provider, task, controller.signal) };
+      } catch (error) {
+        outcome = { error };
+      }
+      await this.settle(task, outcome, controller.signal);
     } finally {
       this.inFlight.delete(task.id);
+    }
+  }
+
+  /**
+   * Records how a run ended. If the store fails meanwhile (a busy lock, a dropped connection), the task would stay
+   * `running` with its credits held until a restart, so the settlement is tried again with backoff; finish and
+   * requeue are conditional, so a repeat that already took effect changes nothing.
+   */
+  private async settle(task: TaskRecord, outcome: { completion: Completion } | { error: unknown }, signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if ('completion' in outcome) await this.complete(task, outcome.completion);
+        else await this.handleFailure(task, outcome.error, signal);
+        return;
+      } catch (err) {
+        if (attempt >= SETTLE_ATTEMPTS || !this.accepting) throw err;
+        this.deps.log.error({ err, taskId: task.id, attempt }, 'recording the end of a run failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_MS * attempt).unref());
+      }
     }
   }
 
@@ -281,5 +323,9 @@ export class TaskEngine {
     this.events.emit('task', { id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
   }
 }
+
+/** How long to wait before trying the store again after it failed (a claim, or recording a run's end). */
+const STORE_RETRY_MS = 1000;
+const SETTLE_ATTEMPTS = 5;
 
 const cancelledError = { code: 'Cancelled', message: 'The task was cancelled by the client before it finished.' };

@@ -5,6 +5,7 @@ import { ensureDevAccount } from '../../src/app/bootstrap';
 import { systemClock } from '../../src/ports/clock';
 import type { NewTask } from '../../src/ports/store';
 import { INPUT } from '../conformance/store.conformance';
+import { eventually } from '../helpers/eventually';
 import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
 
 /**
@@ -14,17 +15,6 @@ import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase
  */
 const unavailable = await postgresUnavailable();
 if (unavailable) warnSkipped('postgres adapter', unavailable);
-
-/** Resolves when `check` holds, polling (across connections there is no event to await), failing after `ms`. */
-async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 (unavailable ? describe.skip : describe)('postgres adapter', () => {
   let db: TestDatabase;

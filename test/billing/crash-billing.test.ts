@@ -4,8 +4,9 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { eventually } from '../helpers/eventually';
 import { tempDir } from '../helpers/relay';
-import { accountWithKey, eventually, promptPrice, submit } from './support';
+import { accountWithKey, promptPrice, submit } from './support';
 
 let proc: RelayProcess | undefined;
 afterEach(async () => {

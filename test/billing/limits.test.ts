@@ -1,17 +1,12 @@
-import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
-import type { GeneratedImage } from '../../src/ports/provider';
 import { apiClient } from '../helpers/api';
+import { movableClock } from '../helpers/clock';
+import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
-import { accountWithKey, movableClock, promptPrice, submit } from './support';
+import { accountWithKey, promptPrice, submit } from './support';
 
-const PNG: GeneratedImage = {
-  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#345678' } }).png().toBuffer(),
-  contentType: 'image/png',
-  width: 8,
-  height: 8,
-};
+const PNG = await solidPng('#345678');
 
 let t: TestRelay | undefined;
 let blocking: ControlledProvider | undefined;

@@ -1,21 +1,16 @@
 import Database from 'better-sqlite3';
 import path from 'node:path';
-import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { DEFAULT_PRICES } from '../../src/domain/pricing';
 import type { Relay } from '../../src/main';
-import type { GeneratedImage } from '../../src/ports/provider';
 import { apiClient } from '../helpers/api';
-import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
-import { accountWithKey, eventually, promptPrice, reopenRelay, submit } from './support';
+import { eventually } from '../helpers/eventually';
+import { solidPng } from '../helpers/images';
+import { openRelay, PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { accountWithKey, promptPrice, submit } from './support';
 
-const PNG: GeneratedImage = {
-  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#abcdef' } }).png().toBuffer(),
-  contentType: 'image/png',
-  width: 8,
-  height: 8,
-};
+const PNG = await solidPng('#abcdef');
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -27,7 +22,7 @@ async function relay(options: Parameters<typeof startTestRelay>[0] = {}): Promis
   return t;
 }
 async function reopen(dataDir: string, env: Record<string, string> = {}) {
-  const r = await reopenRelay(dataDir, env);
+  const r = await openRelay(dataDir, env);
   cleanups.push(() => r.relay.close(2000));
   return r;
 }

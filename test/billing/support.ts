@@ -1,7 +1,4 @@
-import pino from 'pino';
 import { expect } from 'vitest';
-import { loadConfig } from '../../src/config/env';
-import { createRelay, type Relay, type RelayOverrides } from '../../src/main';
 import { apiClient, type ApiClient } from '../helpers/api';
 import { PROMPT_BODY, type TestRelay } from '../helpers/relay';
 
@@ -33,34 +30,3 @@ export async function accountWithKey(
 }
 
 export const submit = (api: ApiClient, prompt: string = PROMPT_BODY.prompt) => api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, prompt });
-
-/** Polls across processes or timers (no event to await), failing after `ms`. */
-export async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** A second start on an existing data dir (startTestRelay insists on a fresh one). */
-export async function reopenRelay(dataDir: string, env: Record<string, string> = {}, overrides: RelayOverrides = {}): Promise<{ relay: Relay; url: string }> {
-  const config = loadConfig({
-    AIGC_RELAY_DATA_DIR: dataDir,
-    AIGC_RELAY_HOST: '127.0.0.1',
-    AIGC_RELAY_PORT: '0',
-    AIGC_RELAY_LOG_LEVEL: 'silent',
-    AIGC_RELAY_PREVIEW_DELAY_MS: '0',
-    ...env,
-  });
-  const relay = await createRelay(config, { logger: pino({ level: 'silent' }), ...overrides });
-  return { relay, url: await relay.listen() };
-}
-
-/** A clock the test can move forward; everything else in the relay keeps reading real time plus the offset. */
-export function movableClock() {
-  let offset = 0;
-  return { now: () => Date.now() + offset, advance: (ms: number) => void (offset += ms) };
-}

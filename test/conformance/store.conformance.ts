@@ -114,7 +114,8 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
 
       it('keys: create, read, list oldest first, patch (set, clear, leave) and revoke once', async () => {
         const { accountId, keyId } = await account(0, { maxConcurrency: 3 });
-        const second = await store.accounts.createKey({ id: id('key'), accountId, secretHash: 'h2', createdAt: 2000, name: 'second', rpm: 60 });
+        const second = await store.accounts.createKey({ id: id('key'), accountId, secretHash: 'h2', createdAt: 2000, name: 'second', rpm: 60, callbackUrl: 'https://example.test/k' });
+        expect(second).toMatchObject({ name: 'second', rpm: 60, callbackUrl: 'https://example.test/k' });
         expect((await store.accounts.listKeys(accountId)).map((k) => k.id)).toEqual([keyId, second.id]);
         expect(await store.accounts.getKey(keyId)).toMatchObject({ id: keyId, accountId, maxConcurrency: 3, spent: 0 });
 

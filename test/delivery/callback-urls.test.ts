@@ -14,6 +14,9 @@ describe('stored callback URLs', () => {
     const set = await t.admin.request('PATCH', `/admin/v1/keys/${key.body.id}`, { callback_url: 'https://hooks.example.com/relay' });
     expect(set.status).toBe(200);
     expect(set.body.callback_url).toBe('https://hooks.example.com/relay');
+    const created = await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, { callback_url: 'https://hooks.example.com/k2' });
+    expect(created.status).toBe(201);
+    expect((await t.admin.get(`/admin/v1/keys/${created.body.id}`)).body.callback_url).toBe('https://hooks.example.com/k2');
     const cleared = await t.admin.request('PATCH', `/admin/v1/keys/${key.body.id}`, { callback_url: null });
     expect(cleared.body.callback_url).toBeNull();
   });

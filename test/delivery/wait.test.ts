@@ -1,17 +1,11 @@
 import http from 'node:http';
-import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
-import type { GeneratedImage } from '../../src/ports/provider';
+import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { body, SUBMIT } from './fixtures';
 
-const PNG: GeneratedImage = {
-  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#345678' } }).png().toBuffer(),
-  contentType: 'image/png',
-  width: 8,
-  height: 8,
-};
+const PNG = await solidPng('#345678');
 
 let t: TestRelay | undefined;
 afterEach(async () => {

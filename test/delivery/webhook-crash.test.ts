@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { spawnRelay, type RelayProcess } from '../helpers/child';
+import { eventually } from '../helpers/eventually';
 import { tempDir } from '../helpers/relay';
 import { body, startReceiver, SUBMIT, verified, type Receiver } from './fixtures';
 
@@ -14,17 +15,6 @@ afterEach(async () => {
   proc = undefined;
   receiver = undefined;
 });
-
-/** Polls across processes (the relay is another process: there is no event to await), failing after `ms`. */
-async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('webhook outbox survives kill -9', () => {
   it('a task finished but not yet confirmed delivered when the relay is killed is delivered after the restart', async () => {

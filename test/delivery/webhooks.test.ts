@@ -1,19 +1,13 @@
-import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
-import { directConnect, type Connector } from '../../src/adapters/http-fetch';
-import type { GeneratedImage } from '../../src/ports/provider';
+import { directConnect, type Connector, type HostResolver } from '../../src/adapters/http-fetch';
 import type { WebhookAttemptEvent } from '../../src/worker/webhook-dispatcher';
 import { apiClient } from '../helpers/api';
+import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { body, devAccountId, startReceiver, SUBMIT, verified, type Answer, type Receiver } from './fixtures';
 
-const PNG: GeneratedImage = {
-  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#abcdef' } }).png().toBuffer(),
-  contentType: 'image/png',
-  width: 8,
-  height: 8,
-};
+const PNG = await solidPng('#abcdef');
 
 /** Millisecond backoff so a retry test takes milliseconds; the production schedule is tested in webhook-policy. */
 const FAST = { baseDelayMs: 10, maxDelayMs: 40, timeoutMs: 5_000 };
@@ -22,6 +16,12 @@ const ENV = { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' };
 const loopbackOnly: Connector = (target) => {
   if (target.address !== '127.0.0.1') throw new Error(`test guard: refused to connect to ${target.address}`);
   return directConnect(target);
+};
+/** No real DNS: one name that resolves to a private address (passes the door, refused at send); others are unknown. */
+const PRIVATE_NAME = 'hooks.rebound.example';
+const testResolver: HostResolver = async (hostname) => {
+  if (hostname === PRIVATE_NAME) return [{ address: '10.0.0.1', family: 4 }];
+  throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
 };
 
 let t: TestRelay | undefined;
@@ -35,7 +35,7 @@ afterEach(async () => {
 
 async function setUp(answer?: Answer, providers?: ControlledProvider[]) {
   receiver = await startReceiver(answer);
-  t = await startTestRelay({ env: ENV, overrides: { webhookPolicy: FAST, outbound: { connect: loopbackOnly }, ...(providers ? { providers } : {}) } });
+  t = await startTestRelay({ env: ENV, overrides: { webhookPolicy: FAST, outbound: { connect: loopbackOnly, resolve: testResolver }, ...(providers ? { providers } : {}) } });
   const finalAttempt = recordAttempts(t);
   const account = await t.admin.get(`/admin/v1/accounts/${await devAccountId(t)}`);
   return { relay: t, receiver, secret: account.body.webhook_secret as string, finalAttempt };
@@ -130,13 +130,15 @@ describe('webhooks', () => {
 
   it('gives up at once on a callback URL the outbound rules refuse (no retries, nothing sent)', async () => {
     const { relay, finalAttempt } = await setUp();
-    // Admin-set URLs are not checked when saved; the rules apply again at every send.
-    const account = await relay.admin.post('/admin/v1/accounts', { name: 'private hook', balance: 10_000, callback_url: 'http://10.0.0.1/hook' });
+    // A saved URL passed the rules by its text; a name can resolve to a private address later (DNS rebinding), so
+    // the rules apply again, to the resolved address, at every send.
+    const account = await relay.admin.post('/admin/v1/accounts', { name: 'private hook', balance: 10_000, callback_url: `http://${PRIVATE_NAME}/hook` });
+    expect(account.status, account.text).toBe(201);
     const api = apiClient(relay.url, (await relay.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {})).body.key);
     const res = await api.post(SUBMIT, body('to a private address'));
     const final = await finalAttempt(res.body.request_id);
     expect(final.step.state).toBe('failed');
-    expect(final.attempt.error).toMatch(/10\.0\.0\.1 is a private address/);
+    expect(final.attempt.error).toMatch(/resolves to 10\.0\.0\.1, a private address/);
     expect(final.attempt.status).toBeUndefined();
   });
 

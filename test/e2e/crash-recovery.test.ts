@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { eventually } from '../helpers/eventually';
 import { PROMPT_BODY, tempDir } from '../helpers/relay';
 
 let proc: RelayProcess | undefined;
@@ -10,17 +11,6 @@ afterEach(async () => {
   await proc?.stop('SIGKILL');
   proc = undefined;
 });
-
-/** Polls a condition across processes (no shared event to await), failing after `ms`. */
-async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('crash recovery (kill -9)', () => {
   it('loses no task: 20 queued or running tasks all complete after a restart, each charged once', async () => {

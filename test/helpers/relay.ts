@@ -32,16 +32,7 @@ export function tempDir(prefix = 'aigc-relay-test-'): string {
  */
 export async function startTestRelay(options: { env?: Record<string, string>; overrides?: RelayOverrides } = {}): Promise<TestRelay> {
   const dataDir = options.env?.AIGC_RELAY_DATA_DIR ?? tempDir();
-  const config = loadConfig({
-    AIGC_RELAY_DATA_DIR: dataDir,
-    AIGC_RELAY_HOST: '127.0.0.1',
-    AIGC_RELAY_PORT: '0',
-    AIGC_RELAY_LOG_LEVEL: 'silent',
-    AIGC_RELAY_PREVIEW_DELAY_MS: '0',
-    ...options.env,
-  });
-  const relay = await createRelay(config, { logger: pino({ level: 'silent' }), ...options.overrides });
-  const url = await relay.listen();
+  const { relay, url } = await openRelay(dataDir, options.env, options.overrides);
   const devKey = relay.firstStart.devKey;
   if (!devKey) throw new Error('expected a fresh database with a dev key');
   return {
@@ -54,6 +45,27 @@ export async function startTestRelay(options: { env?: Record<string, string>; ov
     admin: apiClient(url, relay.adminToken),
     close: () => relay.close(2000),
   };
+}
+
+/**
+ * A listening relay in this process on `dataDir`, which may already hold a database: a restart after a crash, or
+ * another node sharing it. Silent logs, loopback, a free port, an instant preview renderer unless `env` says otherwise.
+ */
+export async function openRelay(
+  dataDir: string,
+  env: Record<string, string> = {},
+  overrides: RelayOverrides = {},
+): Promise<{ relay: Relay; url: string }> {
+  const config = loadConfig({
+    AIGC_RELAY_DATA_DIR: dataDir,
+    AIGC_RELAY_HOST: '127.0.0.1',
+    AIGC_RELAY_PORT: '0',
+    AIGC_RELAY_LOG_LEVEL: 'silent',
+    AIGC_RELAY_PREVIEW_DELAY_MS: '0',
+    ...env,
+  });
+  const relay = await createRelay(config, { logger: pino({ level: 'silent' }), ...overrides });
+  return { relay, url: await relay.listen() };
 }
 
 /** Resolves when the task reaches one of `states` (default: any terminal state), driven by engine events. */

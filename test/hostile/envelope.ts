@@ -6,18 +6,15 @@ export interface Envelope {
   readonly Response: { readonly Error: { readonly Code: string; readonly Message: string }; readonly RequestId: string };
 }
 
-/**
- * `tableException`: a status a route answers on purpose although the code → status table says otherwise (signed
- * file links answer AuthFailure with 403, so a client can tell a bad link from a bad key).
- */
-export function expectEnvelope(status: number, text: string, requestIdHeader?: string | string[] | null, tableException?: number): Envelope {
+/** Every route answers exactly the status the code → status table gives its code: no exceptions. */
+export function expectEnvelope(status: number, text: string, requestIdHeader?: string | string[] | null): Envelope {
   expect(status, text).toBeGreaterThanOrEqual(400);
   expect(status, text).toBeLessThan(500);
   const body = JSON.parse(text) as Envelope;
   expect(Object.keys(body)).toEqual(['Response']);
   const { Error: error, RequestId } = body.Response;
   expect(Object.keys(ERROR_STATUS)).toContain(error.Code);
-  if (status !== tableException) expect(ERROR_STATUS[error.Code as keyof typeof ERROR_STATUS], text).toBe(status);
+  expect(ERROR_STATUS[error.Code as keyof typeof ERROR_STATUS], text).toBe(status);
   expect(typeof error.Message).toBe('string');
   expect(RequestId).toMatch(/^[0-9a-f-]{36}$/);
   if (requestIdHeader !== undefined) expect(requestIdHeader).toBe(RequestId);

@@ -35,6 +35,11 @@ describe('operations endpoints', () => {
     expect(body.properties.output_config.properties.resolution).toBeDefined();
     expect(body.additionalProperties).toBe(false);
     expect(Object.keys(submit.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '402', '413', '415', '429', '500', '503']));
+    // The download's refusals come from the one code → status table too (403 for a refused link, 416 for a range).
+    const download = doc.paths['/tencent-vod/v1/files/{id}'].get.responses;
+    expect(download['403'].description).toBe('AuthFailure.SignatureFailure, AuthFailure.SignatureExpire');
+    expect(download['401'].description).toBe('AuthFailure');
+    expect(download['416'].description).toBe('InvalidParameterValue.Range');
     for (const path of ['/tencent-vod/v1/requests/{id}/status', '/tencent-vod/v1/requests/{id}', '/tencent-vod/v1/requests/{id}/cancel', '/tencent-vod/v1/query/{id}', '/admin/v1/accounts']) {
       expect(doc.paths[path], path).toBeDefined();
     }

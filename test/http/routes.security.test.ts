@@ -54,6 +54,7 @@ describe('tenant isolation', () => {
     url.searchParams.set('expires', String(Number(url.searchParams.get('expires')) + 1));
     const res = await fetch(url);
     expect(res.status).toBe(403);
+    expect(((await res.json()) as any).Response.Error.Code).toBe('AuthFailure.SignatureFailure');
   });
 });
 

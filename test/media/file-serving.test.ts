@@ -5,8 +5,9 @@ import { createFsFileStorage } from '../../src/adapters/fs/file-storage';
 import { TEMPORARY_TTL_MS } from '../../src/app/outputs';
 import { removeExpiredFiles } from '../../src/worker/file-cleanup';
 import { apiClient, type ApiClient } from '../helpers/api';
+import { movableClock } from '../helpers/clock';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
-import { makeImage, movableClock } from './support';
+import { makeImage } from './support';
 
 const clock = movableClock();
 let t: TestRelay;
@@ -67,7 +68,7 @@ describe('Temporary outputs', () => {
     clock.advance(2 * 60_000);
     const expired = await fetch(image.url);
     expect(expired.status).toBe(403);
-    expect(((await expired.json()) as any).Response.Error).toEqual({ Code: 'AuthFailure', Message: 'signature: this link has expired' });
+    expect(((await expired.json()) as any).Response.Error).toEqual({ Code: 'AuthFailure.SignatureExpire', Message: 'signature: this link has expired' });
     // With the key, an expired file is simply gone.
     expect((await t.api.get(`/tencent-vod/v1/files/${image.file_id}`)).status).toBe(404);
   });
@@ -88,7 +89,7 @@ describe('Temporary outputs', () => {
     for (const bad of [flipped, later, unsigned, otherFile]) {
       const res = await fetch(bad);
       expect(res.status).toBe(403);
-      expect(((await res.json()) as any).Response.Error.Code).toBe('AuthFailure');
+      expect(((await res.json()) as any).Response.Error.Code).toBe('AuthFailure.SignatureFailure');
     }
     expect((await fetch(url)).status).toBe(200);
   });
@@ -191,7 +192,7 @@ describe('HTTP semantics: ETag, conditional GET, ranges', () => {
     const outside = await get({ range: `bytes=${png.length}-` });
     expect(outside.status).toBe(416);
     expect(outside.headers.get('content-range')).toBe(`bytes */${png.length}`);
-    expect(((await outside.json()) as any).Response.Error.Message).toMatch(/^Range: /);
+    expect(((await outside.json()) as any).Response.Error).toMatchObject({ Code: 'InvalidParameterValue.Range', Message: expect.stringMatching(/^Range: /) });
 
     const several = await get({ range: 'bytes=0-1,4-5' });
     expect(several.status).toBe(200);

@@ -11,17 +11,6 @@ export function makeImage(format: 'jpeg' | 'png' | 'webp' | 'gif', width = 64, h
     .toBuffer();
 }
 
-/** Real time plus an offset the test moves forward (the engine keeps working; expiry checks see the future). */
-export function movableClock() {
-  let offset = 0;
-  return {
-    now: () => Date.now() + offset,
-    advance(ms: number) {
-      offset += ms;
-    },
-  };
-}
-
 /**
  * Wraps the fetcher's connect step so that anything but a loopback address throws before a socket exists: a bug
  * in the SSRF rules then fails the test instead of sending traffic anywhere. Records every target it was asked for.

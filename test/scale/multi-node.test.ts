@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { apiClient, type ApiClient } from '../helpers/api';
 import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { eventually } from '../helpers/eventually';
 import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
 import { PROMPT_BODY, tempDir } from '../helpers/relay';
 
@@ -20,16 +21,6 @@ const TASKS = 500;
 const CONCURRENCY = 3; // AIGC_RELAY_PREVIEW_CONCURRENCY: each node's own lane limit
 const NODES = ['node-0', 'node-1', 'node-2'];
 const VICTIM = 1;
-
-async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 (unavailable ? describe.skip : describe)('multi-node on one PostgreSQL', () => {
   let db: TestDatabase | undefined;

@@ -1,8 +1,7 @@
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/env';
-import { createRelay, type Relay } from '../../src/main';
-import { waitForTask } from '../helpers/relay';
+import type { Relay } from '../../src/main';
+import { waitUntil } from '../helpers/eventually';
+import { openRelay, waitForTask } from '../helpers/relay';
 import { FAST, ledgerOf, startHarness, type Harness } from './harness';
 
 /**
@@ -18,22 +17,11 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const logText = async (relay: Relay, id: string) => (await relay.store.tasks.logs(id)).map((l) => l.message).join('\n');
 
 /** A second relay process on the same data dir (same secret, same channels), as after a crash. */
 async function restart(dataDir: string): Promise<Relay> {
-  const config = loadConfig({ AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_HOST: '127.0.0.1', AIGC_RELAY_PORT: '0', AIGC_RELAY_LOG_LEVEL: 'silent' });
-  const relay = await createRelay(config, { logger: pino({ level: 'silent' }), tencent: FAST, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 } });
-  await relay.listen();
-  return relay;
+  return (await openRelay(dataDir, {}, { tencent: FAST, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 } })).relay;
 }
 
 describe('ambiguous submissions', () => {

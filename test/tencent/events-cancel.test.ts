@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createVodApi } from '../../src/adapters/tencent/client';
+import { waitUntil } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
 
 /** Completion events (PullEvents/ConfirmEvents), cancel against the upstream, and channel health. */
@@ -8,14 +9,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('completion events', () => {
   it('a channel with events completes a task from its AigcImageTaskComplete event and confirms it only after commit', async () => {

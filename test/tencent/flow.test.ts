@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitUntil } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
 
 /** The Tencent VOD adapter end to end: public API → relay → signed calls to the loopback Tencent server → result. */
@@ -204,13 +205,3 @@ describe('Tencent VOD upstream', () => {
     expect(h.server.stats(account.secretId)).toMatchObject({ maxInFlight: 2, created: 6 });
   });
 });
-
-/** Poll-with-deadline for conditions with no event to await (the upstream server's internal state). */
-async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-

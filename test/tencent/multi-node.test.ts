@@ -1,10 +1,9 @@
-import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/env';
-import { createRelay, type Relay } from '../../src/main';
+import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
 import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
-import { tempDir, waitForTask } from '../helpers/relay';
+import { waitUntil } from '../helpers/eventually';
+import { openRelay, tempDir, waitForTask } from '../helpers/relay';
 import { FAST, makeAccount } from './harness';
 import { TencentTestServer } from './server';
 
@@ -33,18 +32,13 @@ if (unavailable) warnSkipped('tencent channels on two nodes (PostgreSQL)', unava
     const dataDir = tempDir();
     const adminToken = 'two-node-admin-token-0123456789';
     const start = async (nodeId: string) => {
-      const config = loadConfig({
+      const env = {
         AIGC_RELAY_DATABASE_URL: db!.url,
-        AIGC_RELAY_DATA_DIR: dataDir,
         AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
         AIGC_RELAY_ADMIN_TOKEN: adminToken,
         AIGC_RELAY_NODE_ID: nodeId,
-        AIGC_RELAY_HOST: '127.0.0.1',
-        AIGC_RELAY_PORT: '0',
-        AIGC_RELAY_LOG_LEVEL: 'silent',
-      });
-      const relay = await createRelay(config, { logger: pino({ level: 'silent' }), tencent: { ...FAST, channelRefreshMs: 100 } });
-      await relay.listen();
+      };
+      const { relay } = await openRelay(dataDir, env, { tencent: { ...FAST, channelRefreshMs: 100 } });
       nodes.push(relay);
       return relay;
     };
@@ -73,11 +67,7 @@ if (unavailable) warnSkipped('tencent channels on two nodes (PostgreSQL)', unava
     }
     const stats = () => server!.stats(account.secretId);
     for (let finished = 0; finished < ids.length; ) {
-      const deadline = Date.now() + 15_000;
-      while (!server.tasksOf(account.secretId).some((t) => t.status === 'PROCESSING')) {
-        if (Date.now() > deadline) throw new Error('no upstream task appeared');
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await waitUntil(() => server!.tasksOf(account.secretId).some((t) => t.status === 'PROCESSING'), 15_000, 'an upstream task');
       expect(stats().inFlight).toBeLessThanOrEqual(2);
       for (const task of server.tasksOf(account.secretId).filter((t) => t.status === 'PROCESSING')) {
         server.finish(task.taskId);

@@ -1,15 +1,10 @@
-import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
-import { permanentError, retryableError, type GeneratedImage } from '../../src/ports/provider';
+import { permanentError, retryableError } from '../../src/ports/provider';
+import { solidPng } from '../helpers/images';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 
-const PNG: GeneratedImage = {
-  data: await sharp({ create: { width: 8, height: 8, channels: 3, background: '#123456' } }).png().toBuffer(),
-  contentType: 'image/png',
-  width: 8,
-  height: 8,
-};
+const PNG = await solidPng('#123456');
 
 let t: TestRelay | undefined;
 afterEach(async () => {
@@ -149,5 +144,49 @@ describe('task engine — a success that lost the race', () => {
     const dir = `${relay.dataDir}/files/outputs/${id}`;
     expect(fs.existsSync(dir) ? fs.readdirSync(dir) : []).toEqual([]);
     expect((await relay.relay.store.tasks.getTask(id))!.state).toBe('failed');
+  });
+});
+
+describe('task engine — store failures and stale reads', () => {
+  it('a claim that fails on a store error is retried; the queued task is not stranded', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const tasks = relay.relay.store.tasks;
+    const original = tasks.markRunning.bind(tasks);
+    let failures = 0;
+    tasks.markRunning = async (id, now) => {
+      if (failures++ === 0) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      return original(id, now);
+    };
+    const id = await submit();
+    (await provider.whenStarted(id)).succeed();
+    expect((await waitForTask(relay.relay, id)).state).toBe('succeeded');
+    expect(failures).toBeGreaterThanOrEqual(2);
+  });
+
+  it('recording the end of a run is retried when the store fails, so the task does not stay running', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const tasks = relay.relay.store.tasks;
+    const original = tasks.finish.bind(tasks);
+    let failures = 0;
+    tasks.finish = async (id, completion, now) => {
+      if (failures++ === 0) throw new Error('connection reset');
+      return original(id, completion, now);
+    };
+    const id = await submit();
+    (await provider.whenStarted(id)).succeed();
+    const task = await waitForTask(relay.relay, id);
+    expect(task.state).toBe('succeeded');
+    expect(failures).toBe(2);
+    expect((await relay.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('a cancel decided on a stale "queued" read still stops the run that started meanwhile', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const id = await submit();
+    const run = await provider.whenStarted(id);
+    const stale = { ...(await relay.relay.store.tasks.getTask(id))!, state: 'queued' as const };
+    expect(await relay.relay.engine.cancel(stale)).toBe(true);
+    expect(run.ctx.signal.aborted).toBe(true);
+    expect((await waitForTask(relay.relay, id)).state).toBe('cancelled');
   });
 });

@@ -1,64 +1,11 @@
-import type { ChannelPatch, ChannelProvider, ChannelRecord, ChannelStore, NewChannel } from '../../ports/channels';
-import { optional } from '../sqlite/rows';
+import type { ChannelPatch, ChannelStore, NewChannel } from '../../ports/channels';
+import { channelPatchColumns, toChannel, type ChannelRow } from '../rows/channels';
 import type { PgContext } from './context';
 import { one, rows } from './database';
 
+const PATCH_COLUMNS = channelPatchColumns((v) => v);
+
 /** The channel port on PostgreSQL; same rules as the SQLite one (soft delete, sealed SecretKey stored as given). */
-interface ChannelRow {
-  id: string;
-  provider: ChannelProvider;
-  name: string;
-  secret_id: string;
-  secret_key_sealed: string;
-  sub_app_id: number;
-  region: string | null;
-  endpoint: string | null;
-  models: string[];
-  priority: number;
-  weight: number;
-  max_concurrency: number;
-  enabled: boolean;
-  events_enabled: boolean;
-  created_at: number;
-  updated_at: number;
-  deleted_at: number | null;
-}
-
-const toChannel = (r: ChannelRow): ChannelRecord => ({
-  id: r.id,
-  provider: r.provider,
-  name: r.name,
-  secretId: r.secret_id,
-  secretKeySealed: r.secret_key_sealed,
-  subAppId: r.sub_app_id,
-  models: r.models,
-  priority: r.priority,
-  weight: r.weight,
-  maxConcurrency: r.max_concurrency,
-  enabled: r.enabled,
-  eventsEnabled: r.events_enabled,
-  createdAt: r.created_at,
-  updatedAt: r.updated_at,
-  ...optional('region', r.region),
-  ...optional('endpoint', r.endpoint),
-  ...optional('deletedAt', r.deleted_at),
-});
-
-const PATCH_COLUMNS: Record<keyof ChannelPatch, [string, (v: unknown) => unknown]> = {
-  name: ['name', (v) => v],
-  secretId: ['secret_id', (v) => v],
-  secretKeySealed: ['secret_key_sealed', (v) => v],
-  subAppId: ['sub_app_id', (v) => v],
-  region: ['region', (v) => v ?? null],
-  endpoint: ['endpoint', (v) => v ?? null],
-  models: ['models', (v) => JSON.stringify(v)],
-  priority: ['priority', (v) => v],
-  weight: ['weight', (v) => v],
-  maxConcurrency: ['max_concurrency', (v) => v],
-  enabled: ['enabled', (v) => v],
-  eventsEnabled: ['events_enabled', (v) => v],
-};
-
 export function postgresChannelStore({ pool }: PgContext): ChannelStore {
   return {
     async createChannel(c: NewChannel) {

@@ -4,7 +4,8 @@ import type { TaskRecord } from '../../ports/store';
 import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
 import { NotificationListener } from './listener';
-import { byDispatchOrder, START_RUNNING, toTask, type TaskRow } from './tasks';
+import { toTask, type TaskRow } from '../rows/tasks';
+import { byDispatchOrder, START_RUNNING } from './tasks';
 
 export interface PgQueueOptions {
   /** The database URL and schema, for the dedicated LISTEN connection. */

@@ -1,35 +1,7 @@
 import type { FileRecord, FileStore, NewFile } from '../../ports/store';
-import { optional } from '../sqlite/rows';
+import { toFile, type FileRow } from '../rows/files';
 import type { PgContext } from './context';
 import { one, rows, type Queryable } from './database';
-
-interface FileRow {
-  id: string;
-  account_id: string;
-  task_id: string | null;
-  purpose: 'input' | 'output';
-  storage_key: string;
-  content_type: string;
-  size: number;
-  width: number;
-  height: number;
-  expires_at: number | null;
-  created_at: number;
-}
-
-const toFile = (r: FileRow): FileRecord => ({
-  id: r.id,
-  accountId: r.account_id,
-  purpose: r.purpose,
-  storageKey: r.storage_key,
-  contentType: r.content_type,
-  size: r.size,
-  width: r.width,
-  height: r.height,
-  createdAt: r.created_at,
-  ...optional('taskId', r.task_id),
-  ...optional('expiresAt', r.expires_at),
-});
 
 /** Used on its own and inside `finish`, which records a task's outputs in the transaction that settles it. */
 export async function insertFile(db: Queryable, f: NewFile, now: number): Promise<FileRecord> {

@@ -1,65 +1,11 @@
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import type { TaskInput } from '../../domain/task-input';
-import type { Completion, CreateTaskOutcome, NewTask, TaskRecord, TaskResult, TaskStore } from '../../ports/store';
-import { optional } from '../sqlite/rows';
+import type { Completion, CreateTaskOutcome, NewTask, TaskRecord, TaskStore } from '../../ports/store';
+import { toTask, type TaskRow } from '../rows/tasks';
 import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
 import { newDeliveryId } from './webhooks';
-
-export interface TaskRow {
-  seq: number;
-  id: string;
-  account_id: string;
-  key_id: string;
-  request_id: string;
-  state: TaskState;
-  provider: string;
-  priority: number;
-  price: number;
-  billed: boolean;
-  input: TaskInput;
-  attempts: number;
-  progress: number;
-  checkpoint: Record<string, unknown> | null;
-  result: TaskResult | null;
-  error_code: string | null;
-  error_message: string | null;
-  cancel_requested: boolean;
-  webhook_url: string | null;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  not_before: number | null;
-}
-
-export function toTask(r: TaskRow): TaskRecord {
-  return {
-    id: r.id,
-    seq: r.seq,
-    accountId: r.account_id,
-    keyId: r.key_id,
-    requestId: r.request_id,
-    state: r.state,
-    input: r.input,
-    priority: r.priority,
-    price: r.price,
-    billed: r.billed,
-    provider: r.provider,
-    attempts: r.attempts,
-    progress: r.progress,
-    cancelRequested: r.cancel_requested,
-    createdAt: r.created_at,
-    ...optional('checkpoint', r.checkpoint),
-    ...optional('result', r.result),
-    ...(r.error_code !== null ? { error: { code: r.error_code, message: r.error_message ?? '' } } : {}),
-    ...optional('webhookUrl', r.webhook_url),
-    ...optional('startedAt', r.started_at),
-    ...optional('finishedAt', r.finished_at),
-    ...optional('notBefore', r.not_before),
-  };
-}
 
 /** Dispatch order, the same everywhere: higher priority first, then first come first served. */
 export const byDispatchOrder = (a: TaskRecord, b: TaskRecord): number => b.priority - a.priority || a.seq - b.seq;

@@ -1,84 +1,7 @@
-import type { Account, AccountStore, ApiKeyRecord, KeyPatch, LedgerEntry, LedgerKind } from '../../ports/store';
+import type { Account, AccountStore, KeyPatch } from '../../ports/store';
 import { auditBooks } from './audit';
 import type { Db } from './database';
-import { optional } from './rows';
-
-interface AccountRow {
-  id: string;
-  name: string;
-  balance: number;
-  held: number;
-  callback_url: string | null;
-  webhook_secret: string;
-  created_at: number;
-}
-
-interface KeyRow {
-  id: string;
-  account_id: string;
-  name: string | null;
-  secret_hash: string;
-  rpm: number | null;
-  max_concurrency: number | null;
-  spend_cap: number | null;
-  spent: number;
-  callback_url: string | null;
-  created_at: number;
-  revoked_at: number | null;
-}
-
-interface LedgerRow {
-  id: number;
-  account_id: string;
-  task_id: string | null;
-  kind: LedgerKind;
-  amount: number;
-  reference: string | null;
-  created_at: number;
-}
-
-const toAccount = (r: AccountRow): Account => ({
-  id: r.id,
-  name: r.name,
-  balance: r.balance,
-  held: r.held,
-  webhookSecret: r.webhook_secret,
-  createdAt: r.created_at,
-  ...optional('callbackUrl', r.callback_url),
-});
-
-const toKey = (r: KeyRow): ApiKeyRecord => ({
-  id: r.id,
-  accountId: r.account_id,
-  secretHash: r.secret_hash,
-  spent: r.spent,
-  createdAt: r.created_at,
-  ...optional('name', r.name),
-  ...optional('rpm', r.rpm),
-  ...optional('maxConcurrency', r.max_concurrency),
-  ...optional('spendCap', r.spend_cap),
-  ...optional('callbackUrl', r.callback_url),
-  ...optional('revokedAt', r.revoked_at),
-});
-
-const toLedger = (r: LedgerRow): LedgerEntry => ({
-  id: r.id,
-  accountId: r.account_id,
-  kind: r.kind,
-  amount: r.amount,
-  createdAt: r.created_at,
-  ...optional('taskId', r.task_id),
-  ...optional('reference', r.reference),
-});
-
-/** Columns a key patch may set; the SQL is built only from these constant names. */
-const KEY_PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
-  name: 'name',
-  rpm: 'rpm',
-  maxConcurrency: 'max_concurrency',
-  spendCap: 'spend_cap',
-  callbackUrl: 'callback_url',
-};
+import { KEY_PATCH_COLUMNS, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 
 export function sqliteAccountStore(db: Db): AccountStore {
   const insertAccount = db.prepare(
@@ -120,8 +43,8 @@ export function sqliteAccountStore(db: Db): AccountStore {
     },
     async createKey(key) {
       db.prepare(
-        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, callback_url, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         key.id,
         key.accountId,
@@ -130,6 +53,7 @@ export function sqliteAccountStore(db: Db): AccountStore {
         key.rpm ?? null,
         key.maxConcurrency ?? null,
         key.spendCap ?? null,
+        key.callbackUrl ?? null,
         key.createdAt,
       );
       return toKey(selectKey.get(key.id)!);

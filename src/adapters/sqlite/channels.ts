@@ -1,62 +1,8 @@
-import type { ChannelPatch, ChannelProvider, ChannelRecord, ChannelStore, NewChannel } from '../../ports/channels';
+import type { ChannelPatch, ChannelStore, NewChannel } from '../../ports/channels';
 import type { Db } from './database';
-import { optional } from './rows';
+import { channelPatchColumns, toChannel, type ChannelRow } from '../rows/channels';
 
-interface ChannelRow {
-  id: string;
-  provider: ChannelProvider;
-  name: string;
-  secret_id: string;
-  secret_key_sealed: string;
-  sub_app_id: number;
-  region: string | null;
-  endpoint: string | null;
-  models: string;
-  priority: number;
-  weight: number;
-  max_concurrency: number;
-  enabled: number;
-  events_enabled: number;
-  created_at: number;
-  updated_at: number;
-  deleted_at: number | null;
-}
-
-const toChannel = (r: ChannelRow): ChannelRecord => ({
-  id: r.id,
-  provider: r.provider,
-  name: r.name,
-  secretId: r.secret_id,
-  secretKeySealed: r.secret_key_sealed,
-  subAppId: r.sub_app_id,
-  models: JSON.parse(r.models) as string[],
-  priority: r.priority,
-  weight: r.weight,
-  maxConcurrency: r.max_concurrency,
-  enabled: r.enabled === 1,
-  eventsEnabled: r.events_enabled === 1,
-  createdAt: r.created_at,
-  updatedAt: r.updated_at,
-  ...optional('region', r.region),
-  ...optional('endpoint', r.endpoint),
-  ...optional('deletedAt', r.deleted_at),
-});
-
-/** Patch field → column, with how the value is stored. Only columns named here can be updated. */
-const PATCH_COLUMNS: Record<keyof ChannelPatch, [string, (v: unknown) => unknown]> = {
-  name: ['name', (v) => v],
-  secretId: ['secret_id', (v) => v],
-  secretKeySealed: ['secret_key_sealed', (v) => v],
-  subAppId: ['sub_app_id', (v) => v],
-  region: ['region', (v) => v ?? null],
-  endpoint: ['endpoint', (v) => v ?? null],
-  models: ['models', (v) => JSON.stringify(v)],
-  priority: ['priority', (v) => v],
-  weight: ['weight', (v) => v],
-  maxConcurrency: ['max_concurrency', (v) => v],
-  enabled: ['enabled', (v) => (v ? 1 : 0)],
-  eventsEnabled: ['events_enabled', (v) => (v ? 1 : 0)],
-};
+const PATCH_COLUMNS = channelPatchColumns((v) => (v ? 1 : 0));
 
 export function sqliteChannelStore(db: Db): ChannelStore {
   const select = db.prepare<[string], ChannelRow>('SELECT * FROM channels WHERE id = ?');

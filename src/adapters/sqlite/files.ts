@@ -1,6 +1,6 @@
-import type { FileRecord, FileStore, NewFile } from '../../ports/store';
+import type { FileStore, NewFile } from '../../ports/store';
 import type { Db } from './database';
-import { optional } from './rows';
+import { toFile, type FileRow } from '../rows/files';
 
 export const INSERT_FILE = `INSERT INTO files
   (id, account_id, task_id, purpose, storage_key, content_type, size, width, height, expires_at, created_at)
@@ -21,34 +21,6 @@ export function fileParams(f: NewFile, now: number) {
     now,
   };
 }
-
-interface FileRow {
-  id: string;
-  account_id: string;
-  task_id: string | null;
-  purpose: 'input' | 'output';
-  storage_key: string;
-  content_type: string;
-  size: number;
-  width: number;
-  height: number;
-  expires_at: number | null;
-  created_at: number;
-}
-
-const toFile = (r: FileRow): FileRecord => ({
-  id: r.id,
-  accountId: r.account_id,
-  purpose: r.purpose,
-  storageKey: r.storage_key,
-  contentType: r.content_type,
-  size: r.size,
-  width: r.width,
-  height: r.height,
-  createdAt: r.created_at,
-  ...optional('taskId', r.task_id),
-  ...optional('expiresAt', r.expires_at),
-});
 
 export function sqliteFileStore(db: Db): FileStore {
   const select = db.prepare<[string], FileRow>('SELECT * FROM files WHERE id = ?');

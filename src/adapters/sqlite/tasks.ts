@@ -1,66 +1,12 @@
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import type { TaskInput } from '../../domain/task-input';
-import type { Completion, CreateTaskOutcome, NewTask, TaskRecord, TaskResult, TaskStore } from '../../ports/store';
+import type { Completion, CreateTaskOutcome, NewTask, TaskStore } from '../../ports/store';
 import type { Db } from './database';
 import { newTaskRecord } from '../new-task-record';
 import { fileParams, INSERT_FILE } from './files';
 import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
 import { sqliteOutbox } from './webhooks';
-import { optional, parseJson } from './rows';
-
-interface TaskRow {
-  seq: number;
-  id: string;
-  account_id: string;
-  key_id: string;
-  request_id: string;
-  state: TaskState;
-  provider: string;
-  priority: number;
-  price: number;
-  billed: number;
-  input: string;
-  attempts: number;
-  progress: number;
-  checkpoint: string | null;
-  result: string | null;
-  error_code: string | null;
-  error_message: string | null;
-  cancel_requested: number;
-  webhook_url: string | null;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  not_before: number | null;
-}
-
-export function toTask(r: TaskRow): TaskRecord {
-  return {
-    id: r.id,
-    seq: r.seq,
-    accountId: r.account_id,
-    keyId: r.key_id,
-    requestId: r.request_id,
-    state: r.state,
-    input: JSON.parse(r.input) as TaskInput,
-    priority: r.priority,
-    price: r.price,
-    billed: r.billed !== 0,
-    provider: r.provider,
-    attempts: r.attempts,
-    progress: r.progress,
-    cancelRequested: r.cancel_requested === 1,
-    createdAt: r.created_at,
-    ...optional('checkpoint', parseJson<Record<string, unknown>>(r.checkpoint)),
-    ...optional('result', parseJson<TaskResult>(r.result)),
-    ...(r.error_code !== null ? { error: { code: r.error_code, message: r.error_message ?? '' } } : {}),
-    ...optional('webhookUrl', r.webhook_url),
-    ...optional('startedAt', r.started_at),
-    ...optional('finishedAt', r.finished_at),
-    ...optional('notBefore', r.not_before),
-  };
-}
+import { toTask, type TaskRow } from '../rows/tasks';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
 

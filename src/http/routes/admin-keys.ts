@@ -9,6 +9,7 @@ import { adminSchema as schema, checkCallbackUrl, Credits, Id } from './admin-sc
 
 const Rpm = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'submits per minute, per relay node' });
 const MaxConcurrency = Type.Integer({ minimum: 1, maximum: 100_000, description: 'tasks of this key queued or running at once' });
+const CallbackUrl = Type.String({ format: 'uri', maxLength: 2048, description: "webhook target for this key's tasks (before the account's)" });
 const SpendCap = { ...Credits, description: 'most credits this key may have held + captured; released credits do not count' };
 /**
  * `integer | null` as one schema (`nullable`, which both Ajv and OpenAPI 3.0 understand), not a union: with Ajv's
@@ -37,7 +38,7 @@ const toPatch = (b: KeyBody): KeyPatch => ({
 export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
   const { store, clock } = deps;
 
-  scope.post<{ Params: { id: string }; Body: { name?: string; rpm?: number; max_concurrency?: number; spend_cap?: number } }>(
+  scope.post<{ Params: { id: string }; Body: { name?: string; rpm?: number; max_concurrency?: number; spend_cap?: number; callback_url?: string } }>(
     '/admin/v1/accounts/:id/keys',
     {
       schema: schema('Create an API key (the key is shown only in this response)', {
@@ -48,18 +49,21 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
             rpm: Type.Optional(Rpm),
             max_concurrency: Type.Optional(MaxConcurrency),
             spend_cap: Type.Optional(SpendCap),
+            callback_url: Type.Optional(CallbackUrl),
           },
           { additionalProperties: false },
         ),
       }),
     },
     async (request, reply) => {
-      const { name, rpm, max_concurrency: maxConcurrency, spend_cap: spendCap } = request.body ?? {};
+      const { name, rpm, max_concurrency: maxConcurrency, spend_cap: spendCap, callback_url: callbackUrl } = request.body ?? {};
+      checkCallbackUrl(deps, 'callback_url', callbackUrl);
       const { record, plaintext } = await createApiKey(store, clock, request.params.id, {
         ...(name !== undefined ? { name } : {}),
         ...(rpm !== undefined ? { rpm } : {}),
         ...(maxConcurrency !== undefined ? { maxConcurrency } : {}),
         ...(spendCap !== undefined ? { spendCap } : {}),
+        ...(callbackUrl !== undefined ? { callbackUrl } : {}),
       });
       return reply.code(201).send({ ...keyView(record), key: plaintext });
     },
@@ -86,9 +90,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
             rpm: orNull(Rpm),
             max_concurrency: orNull(MaxConcurrency),
             spend_cap: orNull(SpendCap),
-            callback_url: Type.Optional(
-              Type.Unsafe<string | null>({ type: 'string', format: 'uri', maxLength: 2048, nullable: true, description: "webhook target for this key's tasks (before the account's)" }),
-            ),
+            callback_url: Type.Optional(Type.Unsafe<string | null>({ ...CallbackUrl, nullable: true })),
           },
           { additionalProperties: false },
         ),

@@ -1,13 +1,12 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticate } from '../../app/auth';
 import { MAX_INPUT_BYTES } from '../../app/image-check';
 import { deleteOwnFile, saveUpload } from '../../app/uploads';
-import { notFound } from '../../domain/errors';
+import { notFound, RelayError } from '../../domain/errors';
 import type { FileRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
-import { envelope } from '../errors';
 import { sendStoredFile } from '../file-response';
 import { errorResponses } from '../schemas';
 import { readUpload, registerUploadParsers } from '../upload-body';
@@ -22,8 +21,6 @@ const UploadResponse = Type.Object({
   width: Type.Integer(),
   height: Type.Integer(),
 });
-
-const Forbidden = Type.Ref('ErrorEnvelope', { description: 'AuthFailure: the signed link has expired or was altered' });
 
 /**
  * Stored images: uploads (inputs), downloads (outputs and uploads) and deletion. A download is allowed with a signed
@@ -40,35 +37,32 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
         summary: 'Download a stored image (signed link, or Bearer key of the owner)',
         description:
           'Sends Content-Type, Content-Length, a strong ETag, Last-Modified and Cache-Control; honours If-None-Match ' +
-          '(304) and a single byte Range (206, or 416 when outside the file), with If-Range.',
+          '(304) and a single byte Range (206, or 416 InvalidParameterValue.Range when outside the file), with If-Range. ' +
+          'A signed link that was altered answers 403 AuthFailure.SignatureFailure; one past its expiry 403 ' +
+          'AuthFailure.SignatureExpire (ask for a fresh link); without a link, a missing or wrong key is 401 AuthFailure.',
         tags: ['files'],
         params: FileParams,
         querystring: Type.Object({ expires: Type.Optional(Type.String()), signature: Type.Optional(Type.String()) }),
-        response: { 403: Forbidden, ...errorResponses('AuthFailure', 'ResourceNotFound') },
+        response: errorResponses('AuthFailure', 'AuthFailure.SignatureFailure', 'AuthFailure.SignatureExpire', 'ResourceNotFound', 'InvalidParameterValue.Range'),
       },
     },
     async (request, reply) => {
-      const file = await downloadable(request, reply);
-      if (!file) return reply;
+      const file = await downloadable(request);
       return sendStoredFile(request, reply, file, deps.storage, deps.clock.now());
     },
   );
 
-  /** The file the request may download, or undefined after answering 403 itself. */
+  /** The file the request may download; throws 403 for a refused link, 401 for a refused key, 404 otherwise. */
   async function downloadable(
     request: FastifyRequest<{ Params: { id: string }; Querystring: { expires?: string; signature?: string } }>,
-    reply: FastifyReply,
-  ): Promise<FileRecord | undefined> {
+  ): Promise<FileRecord> {
     const { id } = request.params;
     const now = deps.clock.now();
     let file: FileRecord | undefined;
     if (request.query.signature !== undefined || request.query.expires !== undefined) {
       const verdict = deps.signer.verify(id, request.query.expires, request.query.signature, now);
-      if (verdict !== 'ok') {
-        const message = verdict === 'expired' ? 'signature: this link has expired' : 'signature: invalid for this file and expiry';
-        reply.code(403).send(envelope('AuthFailure', message, request.id));
-        return undefined;
-      }
+      if (verdict === 'expired') throw new RelayError('AuthFailure.SignatureExpire', 'signature: this link has expired');
+      if (verdict !== 'ok') throw new RelayError('AuthFailure.SignatureFailure', 'signature: invalid for this file and expiry');
       file = await deps.store.files.getFile(id);
     } else {
       const caller = await authenticate(deps.store, request.headers.authorization);

@@ -1,0 +1,79 @@
+import type { Account, ApiKeyRecord, KeyPatch, LedgerEntry, LedgerKind } from '../../ports/store';
+import { optional } from './common';
+
+export interface AccountRow {
+  id: string;
+  name: string;
+  balance: number;
+  held: number;
+  callback_url: string | null;
+  webhook_secret: string;
+  created_at: number;
+}
+
+export interface KeyRow {
+  id: string;
+  account_id: string;
+  name: string | null;
+  secret_hash: string;
+  rpm: number | null;
+  max_concurrency: number | null;
+  spend_cap: number | null;
+  spent: number;
+  callback_url: string | null;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+export interface LedgerRow {
+  id: number;
+  account_id: string;
+  task_id: string | null;
+  kind: LedgerKind;
+  amount: number;
+  reference: string | null;
+  created_at: number;
+}
+
+export const toAccount = (r: AccountRow): Account => ({
+  id: r.id,
+  name: r.name,
+  balance: r.balance,
+  held: r.held,
+  webhookSecret: r.webhook_secret,
+  createdAt: r.created_at,
+  ...optional('callbackUrl', r.callback_url),
+});
+
+export const toKey = (r: KeyRow): ApiKeyRecord => ({
+  id: r.id,
+  accountId: r.account_id,
+  secretHash: r.secret_hash,
+  spent: r.spent,
+  createdAt: r.created_at,
+  ...optional('name', r.name),
+  ...optional('rpm', r.rpm),
+  ...optional('maxConcurrency', r.max_concurrency),
+  ...optional('spendCap', r.spend_cap),
+  ...optional('callbackUrl', r.callback_url),
+  ...optional('revokedAt', r.revoked_at),
+});
+
+export const toLedger = (r: LedgerRow): LedgerEntry => ({
+  id: r.id,
+  accountId: r.account_id,
+  kind: r.kind,
+  amount: r.amount,
+  createdAt: r.created_at,
+  ...optional('taskId', r.task_id),
+  ...optional('reference', r.reference),
+});
+
+/** Columns a key patch may set; the SQL is built only from these constant names. */
+export const KEY_PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
+  name: 'name',
+  rpm: 'rpm',
+  maxConcurrency: 'max_concurrency',
+  spendCap: 'spend_cap',
+  callbackUrl: 'callback_url',
+};
