@@ -1,6 +1,8 @@
 import type { Config } from '../config/env';
 import { createRelay } from '../main';
 
+const SHUTDOWN_DEADLINE_MS = 30_000;
+
 /** `aigc-relay serve` (what `npm start` runs): listen, print how to try it, drain on SIGTERM. */
 export async function serve(config: Config): Promise<void> {
   const relay = await createRelay(config);
@@ -45,6 +47,12 @@ export async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     relay.logger.info({ signal }, 'draining');
+    // A client that never reads its response would hold the HTTP server open forever. Everything that matters is
+    // already durable by then (unfinished tasks are handed back on the next start), so stop waiting at some point.
+    setTimeout(() => {
+      relay.logger.warn({ afterMs: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline passed; exiting with connections still open');
+      process.exit(0);
+    }, SHUTDOWN_DEADLINE_MS).unref();
     relay
       .close()
       .then(() => process.exit(0))

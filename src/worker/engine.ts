@@ -275,8 +275,19 @@ export class TaskEngine {
       await store.tasks.appendLog(task.id, `Finished: ${completion.state}.`, clock.now());
       await this.announce(task.id);
     } else if (completion.state === 'succeeded') {
-      await this.deps.discardOutputs(completion).catch(this.logFailure(task.id, 'discarding outputs'));
+      if (await this.recordedAs(task.id, completion)) await this.announce(task.id);
+      else await this.deps.discardOutputs(completion).catch(this.logFailure(task.id, 'discarding outputs'));
     }
+  }
+
+  /**
+   * Whether the store already holds this very success: a `finish` whose commit went through but whose answer was
+   * lost (a dropped connection) is retried and then refused. Its files belong to a charged task and must stay.
+   */
+  private async recordedAs(taskId: string, completion: Extract<Completion, { state: 'succeeded' }>): Promise<boolean> {
+    const current = await this.deps.store.tasks.getTask(taskId);
+    const first = completion.result.images[0]?.file_id;
+    return current?.state === 'succeeded' && first !== undefined && current.result?.images[0]?.file_id === first;
   }
 
   /** The one retry path: cancel, permanent failure, or hand the attempt back with backoff. */

@@ -190,3 +190,29 @@ describe('task engine — store failures and stale reads', () => {
     expect((await waitForTask(relay.relay, id)).state).toBe('cancelled');
   });
 });
+
+describe('task engine — a success whose commit answer was lost', () => {
+  it('keeps the output files when the refused finish was its own earlier, committed success', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const tasks = relay.relay.store.tasks;
+    const original = tasks.finish.bind(tasks);
+    let calls = 0;
+    // The first finish commits but its answer is "lost"; the engine's retry is then refused by the conditional update.
+    tasks.finish = async (id, completion, now) => {
+      const done = await original(id, completion, now);
+      if (calls++ === 0) throw new Error('connection lost after COMMIT');
+      return done;
+    };
+    const id = await submit();
+    (await provider.whenStarted(id)).succeed();
+    const task = await waitForTask(relay.relay, id);
+    expect(task.state).toBe('succeeded');
+    await new Promise<void>((resolve) => {
+      const check = () => (relay.relay.engine.runningCount() === 0 ? resolve() : setImmediate(check));
+      check();
+    });
+    const file = await relay.relay.store.files.getFile(task.result!.images[0]!.file_id);
+    const fs = await import('node:fs');
+    expect(fs.existsSync(`${relay.dataDir}/files/${file!.storageKey}`)).toBe(true);
+  });
+});
