@@ -232,7 +232,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       metrics,
       publicUrl: () => baseUrl,
       isShuttingDown: () => shuttingDown,
-      idempotency: new IdempotencyGate({ store: store.idempotency, clock }),
+      idempotency: new IdempotencyGate({ store: store.idempotency, clock, soleNode: backend.kind === 'sqlite' }),
       webhooks,
       channels: createChannelAdmin({
         channels: store.channels,

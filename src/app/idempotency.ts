@@ -46,7 +46,18 @@ export function requestFingerprint(parts: unknown): string {
 export class IdempotencyGate {
   private readonly busy = new Map<string, Promise<void>>();
 
-  constructor(private readonly deps: { readonly store: IdempotencyStore; readonly clock: Clock }) {}
+  constructor(
+    private readonly deps: {
+      readonly store: IdempotencyStore;
+      readonly clock: Clock;
+      /**
+       * True when this process is the only one serving the database (SQLite): a key pending with nobody here
+       * holding it can only be a request that died. With several nodes it may be running on another one, so it
+       * is answered from its task only once its reservation lease has run out.
+       */
+      readonly soleNode: boolean;
+    },
+  ) {}
 
   async run(accountId: string, key: string, fingerprint: string, request: IdempotentRun): Promise<{ response: StoredResponse; replayed: boolean }> {
     const slot = `${accountId}\n${key}`;
@@ -72,9 +83,10 @@ export class IdempotencyGate {
     const reserve = () =>
       store.reserve({ accountId, key, bodyHash: fingerprint, now: clock.now(), ttlMs: IDEMPOTENCY_TTL_MS, leaseMs: IDEMPOTENCY_LEASE_MS });
     let reservation = await reserve();
-    if (reservation.state === 'pending' && reservation.taskId !== undefined) {
-      // Nobody in this process holds the key, yet its task exists: the request that made it died before
-      // answering. Answer from the task (first writer wins, so every later replay agrees).
+    const holderGone = (reservedAt: number) => this.deps.soleNode || clock.now() - reservedAt >= IDEMPOTENCY_LEASE_MS;
+    if (reservation.state === 'pending' && reservation.taskId !== undefined && holderGone(reservation.reservedAt)) {
+      // Nobody holds the key any more, yet its task exists: the request that made it died before answering.
+      // Answer from the task (first writer wins, so every later replay agrees).
       const recovered = await request.recover(reservation.taskId);
       if (recovered) await store.complete({ accountId, key, ...recovered, now: clock.now() });
       reservation = await reserve();

@@ -14,7 +14,7 @@ export type IdempotencyReservation =
   /** The key was used with a different request body (or `?webhook=`). */
   | { readonly state: 'mismatch' }
   /** Another request holds the key and has not stored its response yet; `taskId` once it created its task. */
-  | { readonly state: 'pending'; readonly taskId?: string }
+  | { readonly state: 'pending'; readonly taskId?: string; readonly reservedAt: number }
   /** The stored first response, to replay as is. */
   | { readonly state: 'done'; readonly status: number; readonly body: string };
 

@@ -366,7 +366,7 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         const input = { accountId: owner.accountId, key: 'k-1', bodyHash: 'h1', now: 5000, ttlMs: 86_400_000, leaseMs: 60_000 };
         const reserved = await store.idempotency.reserve(input);
         if (reserved.state !== 'reserved') throw new Error(`expected a reservation, got ${reserved.state}`);
-        expect(await store.idempotency.reserve(input)).toEqual({ state: 'pending' });
+        expect(await store.idempotency.reserve(input)).toEqual({ state: 'pending', reservedAt: 5000 });
         expect(await store.idempotency.reserve({ ...input, bodyHash: 'h2' })).toEqual({ state: 'mismatch' });
 
         const lost = newTask(owner, 5, { idempotency: { key: 'k-1', token: 'not-the-token' } });
@@ -375,7 +375,7 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ held: 0 });
 
         const task = await created(newTask(owner, 5, { idempotency: { key: 'k-1', token: reserved.token } }));
-        expect(await store.idempotency.reserve(input)).toEqual({ state: 'pending', taskId: task.id });
+        expect(await store.idempotency.reserve(input)).toEqual({ state: 'pending', taskId: task.id, reservedAt: 5000 });
         expect(await store.idempotency.complete({ accountId: owner.accountId, key: 'k-1', status: 200, body: '{"a":1}', now: 5001 })).toBe(true);
         expect(await store.idempotency.complete({ accountId: owner.accountId, key: 'k-1', status: 500, body: 'x', now: 5002 })).toBe(false);
         expect(await store.idempotency.reserve(input)).toEqual({ state: 'done', status: 200, body: '{"a":1}' });

@@ -24,14 +24,16 @@ export function postgresIdempotencyStore({ pool }: PgContext): IdempotencyStore 
           [input.accountId, input.key, input.bodyHash, token, input.now],
         );
         if (inserted.rowCount === 1) return { state: 'reserved', token };
-        const row = (await one<{ body_hash: string; task_id: string | null; status: number | null; response: string | null }>(
+        const row = (await one<{ body_hash: string; task_id: string | null; status: number | null; response: string | null; created_at: number }>(
           c,
-          'SELECT body_hash, task_id, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2',
+          'SELECT body_hash, task_id, status, response, created_at FROM idempotency_keys WHERE account_id = $1 AND key = $2',
           [input.accountId, input.key],
         ))!;
         if (row.body_hash !== input.bodyHash) return { state: 'mismatch' };
         if (row.status !== null && row.response !== null) return { state: 'done', status: row.status, body: row.response };
-        return row.task_id === null ? { state: 'pending' } : { state: 'pending', taskId: row.task_id };
+        return row.task_id === null
+      ? { state: 'pending', reservedAt: Number(row.created_at) }
+      : { state: 'pending', taskId: row.task_id, reservedAt: Number(row.created_at) };
       }),
     async complete({ accountId, key, status, body, now }) {
       const result = await pool.query(

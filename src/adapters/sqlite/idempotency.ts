@@ -7,6 +7,7 @@ interface KeyRow {
   task_id: string | null;
   status: number | null;
   response: string | null;
+  created_at: number;
 }
 
 /**
@@ -23,7 +24,7 @@ export function sqliteIdempotencyStore(db: Db): IdempotencyStore {
      VALUES (@accountId, @key, @bodyHash, @token, @now) ON CONFLICT (account_id, key) DO NOTHING`,
   );
   const select = db.prepare<{ accountId: string; key: string }, KeyRow>(
-    'SELECT body_hash, task_id, status, response FROM idempotency_keys WHERE account_id = @accountId AND key = @key',
+    'SELECT body_hash, task_id, status, response, created_at FROM idempotency_keys WHERE account_id = @accountId AND key = @key',
   );
   const complete = db.prepare(
     `UPDATE idempotency_keys SET status = @status, response = @body, completed_at = @now
@@ -42,7 +43,9 @@ export function sqliteIdempotencyStore(db: Db): IdempotencyStore {
     const row = select.get(key)!;
     if (row.body_hash !== input.bodyHash) return { state: 'mismatch' };
     if (row.status !== null && row.response !== null) return { state: 'done', status: row.status, body: row.response };
-    return row.task_id === null ? { state: 'pending' } : { state: 'pending', taskId: row.task_id };
+    return row.task_id === null
+      ? { state: 'pending', reservedAt: Number(row.created_at) }
+      : { state: 'pending', taskId: row.task_id, reservedAt: Number(row.created_at) };
   });
 
   return {
