@@ -3,8 +3,8 @@ import { megapixels, outputSize } from './output-size';
 import type { TaskInput } from './task-input';
 
 /**
- * Prices are whole credits (never floats) per model version and resolution class. The class comes from the pixel
- * count the request will produce, so `2K` and `2560x1440` cost the same.
+ * Prices are whole credits (never floats) per model version and resolution class (see `priceClass`), so `2K` and
+ * `2560x1440` cost the same.
  */
 export const PRICE_CLASSES = ['1K', '2K', '4K'] as const;
 export type PriceClass = (typeof PRICE_CLASSES)[number];
@@ -19,8 +19,19 @@ export const DEFAULT_PRICES: PriceTable = {
   'Hunyuan:3.0': { '1K': 20, '2K': 30, '4K': 50 },
 };
 
+/** What a named resolution costs, whatever the aspect ratio: the class the upstream is asked for by that name. */
+const NAMED_CLASSES: Readonly<Record<string, PriceClass>> = { '720P': '1K', '1080P': '1K', '2K': '2K', '4K': '4K' };
+
+/**
+ * A named resolution is priced by its name (`2K` is class 2K at 1:1 as at 21:9, as the upstream is asked for 2K);
+ * an explicit `WxH` by its pixel count (≤ 2.1 MP → 1K, ≤ 4.2 MP → 2K, larger → 4K); no resolution is 1K.
+ */
 export function priceClass(input: TaskInput): PriceClass {
-  const mp = megapixels(outputSize(input.output_config.resolution, input.output_config.aspect_ratio));
+  const { resolution, aspect_ratio: aspectRatio } = input.output_config;
+  if (resolution === undefined) return '1K';
+  const named = NAMED_CLASSES[resolution];
+  if (named) return named;
+  const mp = megapixels(outputSize(resolution, aspectRatio));
   if (mp <= 2.1) return '1K';
   if (mp <= 4.2) return '2K';
   return '4K';

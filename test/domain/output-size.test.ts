@@ -58,6 +58,14 @@ describe('pricing', () => {
     expect(priceOf(DEFAULT_PRICES, input('2K', '16:9'))).toBe(priceOf(DEFAULT_PRICES, input('2560x1440')));
   });
 
+  it('a named resolution is priced by its name whatever the ratio (it is what the upstream is asked for)', () => {
+    expect(priceClass(input('2K', '1:1'))).toBe('2K'); // 1440x1440 is only 2.07 MP, but it is a 2K request
+    expect(priceClass(input('2K', '21:9'))).toBe('2K'); // 3360x1440 = 4.8 MP, still a 2K request
+    expect(priceClass(input('1080P', '21:9'))).toBe('1K');
+    expect(priceClass(input(undefined, '16:9'))).toBe('1K');
+    expect(priceClass(input('4096x4096'))).toBe('4K');
+  });
+
   it('a price table must cover every model version with whole, non-negative credits', () => {
     expect(parsePriceTable(JSON.parse(JSON.stringify(DEFAULT_PRICES)))).toEqual(DEFAULT_PRICES);
     expect(() => parsePriceTable({ ...DEFAULT_PRICES, 'GEM:3.0': { '1K': 1.5, '2K': 2, '4K': 3 } })).toThrow(/"GEM:3.0".1K must be a whole number/);

@@ -110,11 +110,9 @@ export function extInfoWithSize(extInfo: string | undefined, size: PixelSize): s
   return JSON.stringify({ ...outer, AdditionalParameters: JSON.stringify({ ...additional, size: `${size.width}x${size.height}` }) });
 }
 
-const GG_CLASSES: Readonly<Record<string, string>> = { '720P': '1K', '1080P': '1K', '2K': '2K', '4K': '4K' };
-
+/** GG's resolution is the class the request is priced at (domain/pricing.ts), so what is charged is what is asked for. */
 function ggResolution(input: TaskInput): string {
-  const resolution = input.output_config.resolution!;
-  return GG_CLASSES[resolution] ?? priceClass(input);
+  return priceClass(input);
 }
 
 export interface MappingContext {

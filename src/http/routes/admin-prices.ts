@@ -11,7 +11,7 @@ const PriceRow = Type.Object(Object.fromEntries(PRICE_CLASSES.map((c) => [c, Cre
 export function adminPriceRoutes(scope: FastifyInstance, deps: HttpDeps): void {
   const view = (s: PriceBookState) => ({
     prices: s.prices,
-    classes: { '1K': 'up to 2.1 megapixels', '2K': 'up to 4.2 megapixels', '4K': 'larger' },
+    classes: { '1K': '720P, 1080P, none, or WxH up to 2.1 megapixels', '2K': '2K, or WxH up to 4.2 megapixels', '4K': '4K, or larger WxH' },
     source: s.source,
     updated_at: s.updatedAt === undefined ? null : new Date(s.updatedAt).toISOString(),
     billing: deps.config.billing ? 'on' : 'off',
