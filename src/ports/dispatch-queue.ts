@@ -18,7 +18,12 @@ export interface DispatchQueue {
    * Recovers what a crash left behind, loads what is waiting and starts calling `wake(lane)` whenever a lane may
    * have claimable work. Returns how many tasks were recovered and how many are waiting.
    */
-  start(wake: (lane: string) => void): Promise<{ recovered: number; queued: number }>;
+  start(wake: (lane: string) => void, settledElsewhere?: (taskId: string) => void): Promise<{ recovered: number; queued: number }>;
+  /**
+   * Tells every node that a task was settled outside its run (a cancel or an operator's force-fail), so the node
+   * running it stops its provider call: `settledElsewhere(taskId)` is called there. A single node needs no message.
+   */
+  announceSettled(taskId: string): Promise<void>;
   /** A task was committed as `queued` (new, retried or handed back). */
   added(task: QueuedRef): void;
   /** Claims up to `max` tasks of `lane` in dispatch order (priority desc, then FIFO), each moved to `running`. */

@@ -65,7 +65,10 @@ export class TaskEngine {
   /** Recovers what a crash left, loads the queue and starts dispatching. */
   async start(): Promise<{ recovered: number; queued: number }> {
     this.accepting = true;
-    return this.deps.queue.start((lane) => this.wake(lane));
+    return this.deps.queue.start(
+      (lane) => this.wake(lane),
+      (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
+    );
   }
 
   /** Makes a committed `queued` task dispatchable. */
@@ -101,8 +104,8 @@ export class TaskEngine {
     }
     if (task.state === 'queued') {
       const done = await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now());
-      // The engine may have claimed it while we decided (the read above is not a lock): stop that run too.
-      if (done) this.inFlight.get(task.id)?.abort(new Error('cancelled'));
+      // The engine (this node's or another's) may have claimed it while we decided: stop that run too.
+      if (done) await this.stopRunsOf(task.id, 'cancelled');
       if (done) await this.announce(task.id);
       return done;
     }
@@ -111,7 +114,9 @@ export class TaskEngine {
     const controller = this.inFlight.get(task.id);
     if (controller) controller.abort();
     else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
-      // Running on no provider call of ours (e.g. between a crash and recovery): settle it here.
+      // Running on no provider call of ours (another node's, or between a crash and recovery): settle it here,
+      // and tell the node running it to stop.
+      await this.stopRunsOf(task.id, 'cancelled');
       await this.announce(task.id);
     }
     return true;
@@ -137,7 +142,7 @@ export class TaskEngine {
    * then finds the task terminal and changes nothing.
    */
   settledElsewhere(task: TaskRecord): void {
-    this.inFlight.get(task.id)?.abort(new Error('settled elsewhere'));
+    void this.stopRunsOf(task.id, 'settled elsewhere').catch(this.logFailure(task.id, 'telling other nodes to stop'));
     this.events.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
   }
 
@@ -174,6 +179,13 @@ export class TaskEngine {
     } finally {
       lane.claiming = false;
     }
+  }
+
+  /** Stops the provider call of a task settled outside its run, on this node at once and on others by message. */
+  private async stopRunsOf(taskId: string, why: string): Promise<void> {
+    const local = this.inFlight.get(taskId);
+    if (local) local.abort(new Error(why));
+    else await this.deps.queue.announceSettled(taskId);
   }
 
   /** A timer that never keeps the process alive and is dropped on drain. */

@@ -74,6 +74,10 @@ export class LocalDispatchQueue implements DispatchQueue {
     return claimed;
   }
 
+  async announceSettled(): Promise<void> {
+    // One node: the engine that settled the task is the one running it, and stops it itself.
+  }
+
   depth(): number {
     let depth = 0;
     for (const heap of this.heaps.values()) depth += heap.size;

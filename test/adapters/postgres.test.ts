@@ -129,6 +129,16 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       expect(await wakeup).toBe('lane-x');
     });
 
+    it('a task settled on one node (cancel, force-fail) reaches the node running it, which stops its run', async () => {
+      const a = await node('a');
+      const b = await node('b');
+      let settled!: (taskId: string) => void;
+      const heard = new Promise<string>((resolve) => (settled = resolve));
+      await queue(b).start(() => undefined, (taskId) => settled(taskId));
+      await queue(a).announceSettled('task-settled-elsewhere');
+      expect(await heard).toBe('task-settled-elsewhere');
+    });
+
     it('a retry handed back by the engine (store.requeue) notifies too', async () => {
       const a = await node('a');
       const b = await node('b');

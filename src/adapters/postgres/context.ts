@@ -20,3 +20,5 @@ export interface PgContext {
  */
 export const NOTIFY_QUEUED = 'q:';
 export const NOTIFY_FREED = 'f:';
+/** `s:<task id>` = a task was settled outside its run (cancel, force-fail): the node running it stops it. */
+export const NOTIFY_SETTLED = 's:';

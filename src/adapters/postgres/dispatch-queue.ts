@@ -1,7 +1,7 @@
 import type { Clock } from '../../ports/clock';
 import type { DispatchQueue, QueuedRef } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
-import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
+import { NOTIFY_FREED, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
 import { NotificationListener } from './listener';
 import { toTask, type TaskRow } from '../rows/tasks';
@@ -71,6 +71,7 @@ const REAP = `
  */
 export class PgDispatchQueue implements DispatchQueue {
   private wake: ((lane: string) => void) | undefined;
+  private settledElsewhere: ((taskId: string) => void) | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listener: NotificationListener;
   private cachedDepth = 0;
@@ -91,8 +92,9 @@ export class PgDispatchQueue implements DispatchQueue {
     });
   }
 
-  async start(wake: (lane: string) => void): Promise<{ recovered: number; queued: number }> {
+  async start(wake: (lane: string) => void, settledElsewhere?: (taskId: string) => void): Promise<{ recovered: number; queued: number }> {
     this.wake = wake;
+    this.settledElsewhere = settledElsewhere;
     await this.listener.start();
     const recovered = await this.reap();
     await this.poll();
@@ -137,12 +139,17 @@ export class PgDispatchQueue implements DispatchQueue {
     return claimed;
   }
 
+  async announceSettled(taskId: string): Promise<void> {
+    await this.ctx.relaxed.query('SELECT pg_notify($1, $2)', [this.ctx.channel, NOTIFY_SETTLED + taskId]);
+  }
+
   depth(): number {
     return this.cachedDepth;
   }
 
   async stop(): Promise<void> {
     this.wake = undefined;
+    this.settledElsewhere = undefined;
     for (const timer of this.timers) clearInterval(timer);
     this.timers.clear();
     await this.listener.stop();
@@ -159,6 +166,8 @@ export class PgDispatchQueue implements DispatchQueue {
   private onNotify(payload: string): void {
     if (payload.startsWith(NOTIFY_QUEUED)) {
       this.wake?.(payload.slice(NOTIFY_QUEUED.length));
+    } else if (payload.startsWith(NOTIFY_SETTLED)) {
+      this.settledElsewhere?.(payload.slice(NOTIFY_SETTLED.length));
     } else if (payload.startsWith(NOTIFY_FREED)) {
       // A finished task frees a slot elsewhere only where a global limit may have held this node back.
       const lane = payload.slice(NOTIFY_FREED.length);
