@@ -116,6 +116,24 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
     });
   });
 
+  describe('a create whose commit answer was lost', () => {
+    it('is run again by the group commit and recognised as its own success: one task, one hold', async () => {
+      const a = await node('a');
+      const o = await owner(a, 100);
+      const same = task(o, { price: 7 });
+      const first = await a.tasks.createTask(same);
+      expect(first.ok).toBe(true);
+      // What the re-run after a lost COMMIT answer amounts to: the same unit again.
+      const again = await a.tasks.createTask(same);
+      expect(again).toEqual(first);
+      const withSession = task(o, { price: 7, input: { ...INPUT, session_id: 'once' } });
+      const firstSession = await a.tasks.createTask(withSession);
+      expect(await a.tasks.createTask(withSession)).toEqual(firstSession);
+      expect(await a.accounts.getAccount(o.accountId)).toMatchObject({ balance: 100, held: 14 });
+      expect(await a.accounts.audit()).toEqual([]);
+    });
+  });
+
   describe('dispatch across nodes', () => {
     it('a task committed on one node wakes the others by NOTIFY, without a poll', async () => {
       const a = await node('a');

@@ -99,10 +99,29 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
     },
   });
 
-  const createTask = (t: NewTask): Promise<CreateTaskOutcome> =>
-    group.run(CREATE, { ...t, sessionStaleBefore: t.now - SESSION_DEDUP_MS, channel }, t.accountId).then((outcome) =>
-      outcome.ok ? { ok: true as const, task: toTask(outcome.task) } : outcome,
-    );
+  /**
+   * A batch whose COMMIT went through but whose answer was lost is run again unit by unit (group-commit.ts); for a
+   * create that second run meets its own task (primary key, or its own session_id). The task id is ours, so that
+   * case is recognised and answered as the success it was, never as a 500 or a 409 that would invite a paid retry.
+   */
+  const ownCommittedTask = async (t: NewTask): Promise<CreateTaskOutcome | undefined> => {
+    const row = await one<TaskRow>(pool, 'SELECT * FROM tasks WHERE id = $1', [t.id]);
+    return row && row.account_id === t.accountId && row.request_id === t.requestId ? { ok: true, task: toTask(row) } : undefined;
+  };
+
+  const createTask = async (t: NewTask): Promise<CreateTaskOutcome> => {
+    let outcome: CreateOutcome;
+    try {
+      outcome = await group.run(CREATE, { ...t, sessionStaleBefore: t.now - SESSION_DEDUP_MS, channel }, t.accountId);
+    } catch (err) {
+      const committed = await ownCommittedTask(t).catch(() => undefined);
+      if (committed) return committed;
+      throw err;
+    }
+    if (outcome.ok) return { ok: true, task: toTask(outcome.task) };
+    if (outcome.reason === 'duplicate_session' && outcome.taskId === t.id) return (await ownCommittedTask(t)) ?? outcome;
+    return outcome;
+  };
 
   const finish = (id: string, c: Completion, now: number): Promise<boolean> =>
     group.run(
