@@ -127,13 +127,16 @@ export class TaskEngine {
     this.accepting = false;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
-    await this.deps.queue.stop();
     const all = Promise.allSettled([...this.settled]);
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((resolve) => (timeout = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timeout);
-    // Whatever is still running stays `running` in the store and is handed back by the next start.
+    // Whatever is still running stays `running` in the store and is handed back by the next start (or, on a shared
+    // database, by another node once its lease lapses).
     for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
+    // Only now: the queue keeps renewing this node's leases while in-flight work drains, so no other node takes
+    // over (and runs again) a task that is about to finish here.
+    await this.deps.queue.stop();
   }
 
   /**
