@@ -9,38 +9,10 @@ import { explicitSize, sizeMatchesRatio } from '../../src/domain/output-size';
 import { SubmitBodySchema } from '../../src/domain/submit-schema';
 import type { TaskInput } from '../../src/domain/task-input';
 import { validateSubmitBody } from '../../src/domain/validate-submit';
-
-/** The request example from shared/seed/quickrouter-tencent-vod-aigc-image.txt, verbatim. */
-const SEED_JSON = String.raw`{
-    "model_name": "GEM",
-    "model_version": "3.0",
-    "file_infos": [
-        {
-            "type": "file",
-            "file_id": "387702299774574677",
-            "url": "",
-            "text": "原始图片的描述信息"
-        }
-    ],
-    "prompt": "convert this image to anime style",
-    "negative_prompt": "blur, distorted",
-    "enhance_prompt": "Enabled",
-    "output_config": {
-        "storage_mode": "Temporary",
-        "resolution": "1080P",
-        "aspect_ratio": "1:1",
-        "person_generation": "AllowAdult",
-        "input_compliance_check": "Enabled",
-        "output_compliance_check": "Enabled"
-    },
-    "session_id": "image-task-67890",
-    "session_context": "{\"user_id\": \"123\", \"scene\": \"profile_picture\"}",
-    "tasks_priority": 10,
-    "ext_info": ""
-}`;
+import { seedBody } from '../helpers/seed';
 
 type Body = Record<string, unknown>;
-const seed = (): Body => JSON.parse(SEED_JSON) as Body;
+const seed = (): Body => seedBody();
 /** A minimal valid text-to-image body, with overrides. */
 const body = (over: Body = {}): Body => ({ model_name: 'GEM', model_version: '2.5', prompt: 'a cat', ...over });
 const withOutput = (output_config: Body, over: Body = {}): Body => body({ output_config, ...over });

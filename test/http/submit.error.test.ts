@@ -1,28 +1,10 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
+import { seedBody } from '../helpers/seed';
 
 /** The seed page's own example body, verbatim. */
-const SEED_BODY = {
-  model_name: 'GEM',
-  model_version: '3.0',
-  file_infos: [{ type: 'file', file_id: '387702299774574677', url: '', text: '原始图片的描述信息' }],
-  prompt: 'convert this image to anime style',
-  negative_prompt: 'blur, distorted',
-  enhance_prompt: 'Enabled',
-  output_config: {
-    storage_mode: 'Temporary',
-    resolution: '1080P',
-    aspect_ratio: '1:1',
-    person_generation: 'AllowAdult',
-    input_compliance_check: 'Enabled',
-    output_compliance_check: 'Enabled',
-  },
-  session_id: 'image-task-67890',
-  session_context: '{"user_id": "123", "scene": "profile_picture"}',
-  tasks_priority: 10,
-  ext_info: '',
-};
+const SEED_BODY = seedBody() as Record<string, unknown> & { output_config: Record<string, unknown> };
 
 let t: TestRelay;
 beforeAll(async () => {

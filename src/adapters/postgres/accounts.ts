@@ -1,6 +1,6 @@
 import type { AccountStore, KeyPatch } from '../../ports/store';
 import { AUDIT_SQL, reconcileBooks, type AccountTotalsRow, type KeySpentRow, type StrayLedgerRow, type TaskLedgerRow } from '../audit-books';
-import { KEY_PATCH_COLUMNS, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
+import { KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 import type { PgContext } from './context';
 import { inTransaction, one, rows } from './database';
 import { insertLedger } from './tasks';
@@ -32,19 +32,8 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
     async createKey(key) {
       const row = await one<KeyRow>(
         pool,
-        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, callback_url, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
-        [
-          key.id,
-          key.accountId,
-          key.name ?? null,
-          key.secretHash,
-          key.rpm ?? null,
-          key.maxConcurrency ?? null,
-          key.spendCap ?? null,
-          key.callbackUrl ?? null,
-          key.createdAt,
-        ],
+        `INSERT INTO api_keys (${KEY_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+        keyInsertValues(key),
       );
       return toKey(row!);
     },

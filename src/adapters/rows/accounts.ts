@@ -77,3 +77,17 @@ export const KEY_PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
   spendCap: 'spend_cap',
   callbackUrl: 'callback_url',
 };
+
+/** The columns an API key is inserted with, and its values in that order (both stores; placeholders differ). */
+export const KEY_INSERT_COLUMNS = 'id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, callback_url, created_at';
+export const keyInsertValues = (key: Omit<ApiKeyRecord, 'revokedAt' | 'spent'>): unknown[] => [
+  key.id,
+  key.accountId,
+  key.name ?? null,
+  key.secretHash,
+  key.rpm ?? null,
+  key.maxConcurrency ?? null,
+  key.spendCap ?? null,
+  key.callbackUrl ?? null,
+  key.createdAt,
+];

@@ -1,7 +1,7 @@
 import type { Account, AccountStore, KeyPatch } from '../../ports/store';
 import { auditBooks } from './audit';
 import type { Db } from './database';
-import { KEY_PATCH_COLUMNS, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
+import { KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 
 export function sqliteAccountStore(db: Db): AccountStore {
   const insertAccount = db.prepare(
@@ -42,20 +42,7 @@ export function sqliteAccountStore(db: Db): AccountStore {
       return (db.prepare('SELECT COUNT(*) AS n FROM accounts').get() as { n: number }).n;
     },
     async createKey(key) {
-      db.prepare(
-        `INSERT INTO api_keys (id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, callback_url, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        key.id,
-        key.accountId,
-        key.name ?? null,
-        key.secretHash,
-        key.rpm ?? null,
-        key.maxConcurrency ?? null,
-        key.spendCap ?? null,
-        key.callbackUrl ?? null,
-        key.createdAt,
-      );
+      db.prepare(`INSERT INTO api_keys (${KEY_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...keyInsertValues(key));
       return toKey(selectKey.get(key.id)!);
     },
     async getKey(id) {

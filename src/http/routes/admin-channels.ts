@@ -28,41 +28,32 @@ const Weight = Type.Integer({ minimum: 1, maximum: 10_000, description: 'share o
 const MaxConcurrency = Type.Integer({ minimum: 1, maximum: 100_000, description: 'upstream tasks at once (default 1, as Tencent allows by default)' });
 const EventsEnabled = Type.Boolean({ description: 'also follow completions with PullEvents/ConfirmEvents (default false)' });
 
-const CreateBody = Type.Object(
-  {
-    provider: Type.Literal('tencent-vod'),
-    name: Name,
-    secret_id: SecretId,
-    secret_key: SecretKey,
-    sub_app_id: SubAppId,
-    region: Type.Optional(Region),
-    endpoint: Type.Optional(Endpoint),
-    models: Type.Optional(Models),
-    priority: Type.Optional(Priority),
-    weight: Type.Optional(Weight),
-    max_concurrency: Type.Optional(MaxConcurrency),
-    enabled: Type.Optional(Type.Boolean()),
-    events_enabled: Type.Optional(EventsEnabled),
-  },
+/** Who the channel is (required to create one) and how it is used (optional); the PATCH body is all of it, optional. */
+const Identity = { name: Name, secret_id: SecretId, secret_key: SecretKey, sub_app_id: SubAppId };
+const Settings = {
+  region: Region,
+  endpoint: Endpoint,
+  models: Models,
+  priority: Priority,
+  weight: Weight,
+  max_concurrency: MaxConcurrency,
+  enabled: Type.Boolean(),
+  events_enabled: EventsEnabled,
+};
+
+const CreateBody = Type.Composite(
+  [Type.Object({ provider: Type.Literal('tencent-vod'), ...Identity }), Type.Partial(Type.Object(Settings))],
   { additionalProperties: false },
 );
 
-const nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
-const PatchBody = Type.Object(
-  {
-    name: Type.Optional(Name),
-    secret_id: Type.Optional(SecretId),
-    secret_key: Type.Optional(SecretKey),
-    sub_app_id: Type.Optional(SubAppId),
-    region: nullable(Region),
-    endpoint: nullable(Endpoint),
-    models: Type.Optional(Models),
-    priority: Type.Optional(Priority),
-    weight: Type.Optional(Weight),
-    max_concurrency: Type.Optional(MaxConcurrency),
-    enabled: Type.Optional(Type.Boolean()),
-    events_enabled: Type.Optional(EventsEnabled),
-  },
+// `null` clears the optional connection overrides (back to Tencent's default host and region).
+const PatchBody = Type.Partial(
+  Type.Object({
+    ...Identity,
+    ...Settings,
+    region: Type.Union([Region, Type.Null()]),
+    endpoint: Type.Union([Endpoint, Type.Null()]),
+  }),
   { additionalProperties: false, minProperties: 1 },
 );
 
