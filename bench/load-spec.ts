@@ -9,8 +9,13 @@ export interface LoadSpec {
   readonly durationSeconds?: number;
   /** Stop after this many requests instead of after a duration. */
   readonly amount?: number;
-  /** Fixed offered load (requests per second over all connections); unset = as fast as the server answers. */
-  readonly overallRate?: number;
+  /**
+   * Fixed offered load, evenly paced (bench/paced-load.ts): one request every 1/rate s on up to `connections`
+   * keep-alive connections, latency counted from each request's scheduled time. Unset = autocannon, as fast as the
+   * server answers. (autocannon's own `overallRate` is not used: it lets every connection send its whole per-second
+   * quota back to back at the top of each second, a full-speed burst, not a fixed rate.)
+   */
+  readonly pacedRate?: number;
   /** An unmeasured run first, so both servers are measured with warm JIT and caches. */
   readonly warmupSeconds?: number;
 }

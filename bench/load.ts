@@ -8,9 +8,11 @@
  */
 import autocannon from 'autocannon';
 import type { LoadResult, LoadSpec } from './load-spec';
+import { pacedLoad } from './paced-load';
 import { percentile } from './stats';
 
 async function once(spec: LoadSpec, seconds: number | undefined, record: boolean): Promise<LoadResult> {
+  if (spec.pacedRate !== undefined) return pacedLoad({ ...spec, pacedRate: spec.pacedRate }, seconds ?? 1, record);
   const samples: number[] = [];
   const statusCodes: Record<string, number> = {};
   const started = process.hrtime.bigint();
@@ -21,7 +23,6 @@ async function once(spec: LoadSpec, seconds: number | undefined, record: boolean
     headers: spec.headers ?? {},
     connections: spec.connections,
     ...(spec.amount !== undefined && record ? { amount: spec.amount } : { duration: seconds ?? 1 }),
-    ...(spec.overallRate !== undefined ? { overallRate: spec.overallRate } : {}),
     timeout: 30,
   });
   instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {

@@ -129,7 +129,7 @@ async function measure(store: string, cluster: Cluster, o: StoreBenchOptions): P
   o.log?.(`${label}: enqueue→dispatch at ${o.fixedRate}/s…`);
   const since = Date.now();
   await Promise.all(
-    cluster.urls.map((url) => runLoad(spec(url, { overallRate: o.fixedRate / cluster.urls.length, connections: 10, warmupSeconds: 0 }))),
+    cluster.urls.map((url) => runLoad(spec(url, { pacedRate: o.fixedRate / cluster.urls.length, connections: 10, warmupSeconds: 0 }))),
   );
   await idle(cluster);
   const admin = apiClient(cluster.urls[0]!, cluster.adminToken);

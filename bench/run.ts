@@ -20,9 +20,13 @@ import { measureFsync } from './fsync-floor';
 import { benchStores, printStoreTable } from './postgres';
 import { postgresUnavailable } from '../test/helpers/postgres';
 import { percentile } from './stats';
+import { paired, type Paired } from './paired';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 9);
+/** The ratio phases run as this many alternating bare/relay rounds of SECONDS / ROUNDS each (bench/paired.ts). */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const ROUND_SECONDS = Math.max(2, SECONDS / ROUNDS);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const WARMUP = Math.max(1, Math.round(SECONDS / 5));
 const FIXED_RATE = 1000;
@@ -179,12 +183,10 @@ async function main(): Promise<void> {
     } else {
       billing = { todo: 'AIGC_RELAY_BILLING is not in src/config/env.ts yet: billing on vs off not measured' };
     }
-    const bareStatus = await phase('bare GET', bareGet);
-    const relayStatus = await phase('relay status GET', { ...bareGet, url: statusUrl });
-    // Open loop: enough connections that a slow answer does not lower the offered rate.
-    const fixed = { overallRate: FIXED_RATE, connections: CONNECTIONS, warmupSeconds: WARMUP };
-    const bareFixed = await phase(`bare POST at ${FIXED_RATE}/s`, { ...barePost, ...fixed });
-    const relayFixed = await phase(`relay submit at ${FIXED_RATE}/s`, submitSpec(relay, fixed));
+    const status = await paired(phase, 'status GET', bareGet, { ...bareGet, url: statusUrl }, ROUNDS, ROUND_SECONDS);
+    // Open loop, evenly paced (bench/paced-load.ts): enough connections that a slow answer does not lower the rate.
+    const fixed = { pacedRate: FIXED_RATE, connections: CONNECTIONS, warmupSeconds: WARMUP };
+    const fixedRate = await paired(phase, `POST at ${FIXED_RATE}/s`, { ...barePost, ...fixed }, submitSpec(relay, fixed), ROUNDS, ROUND_SECONDS);
     const dispatch = await dispatchLatency(relay);
     log(`enqueue→dispatch: p50 ${dispatch.p50} ms, p99 ${dispatch.p99} ms over the newest ${dispatch.n} tasks`);
 
@@ -204,8 +206,10 @@ async function main(): Promise<void> {
     await cleanup.pop()!();
 
     // A relay whose provider never finishes within the run: every submit stays queued.
-    const stuck = await startRelay({ ...RELAY_ENV, AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVIEW_CONCURRENCY: '1' });
+    const STUCK = { ...RELAY_ENV, AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVIEW_CONCURRENCY: '1' };
+    const stuck = await startRelay(STUCK);
     let queued: BenchResults['queued'];
+    let submitAlone!: Paired;
     try {
       await prepare(stuck);
       const idleRss = rssBytes(stuck.pid);
@@ -214,10 +218,19 @@ async function main(): Promise<void> {
       const rss = rssBytes(stuck.pid);
       log(`RSS with ${c.queued ?? 0} queued: ${(rss / 2 ** 20).toFixed(0)} MiB (idle ${(idleRss / 2 ** 20).toFixed(0)} MiB)`);
       // The submit path alone (validated, authenticated, charged, durably committed, queued): nothing drains.
-      const submit = await phase('relay submit path alone (provider not draining)', submitSpec(stuck));
-      queued = { queued: c.queued ?? 0, rssBytes: rss, idleRssBytes: idleRss, submit };
+      submitAlone = await paired(phase, 'submit path alone (provider not draining)', barePost, submitSpec(stuck), ROUNDS, ROUND_SECONDS);
+      queued = { queued: c.queued ?? 0, rssBytes: rss, idleRssBytes: idleRss, submit: submitAlone.relay };
     } finally {
       await stuck.kill(); // its one running task would hold a graceful drain for 10 s
+    }
+    // The same with the SQLite writes on the main thread (AIGC_RELAY_SQLITE_WRITER=inline): the writer thread's baseline.
+    const inline = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: 'inline' });
+    let submitInline!: Paired;
+    try {
+      await prepare(inline);
+      submitInline = await paired(phase, 'submit path alone, writer inline', barePost, submitSpec(inline), ROUNDS, ROUND_SECONDS);
+    } finally {
+      await inline.kill();
     }
 
     const stores = await storeComparison();
@@ -225,10 +238,11 @@ async function main(): Promise<void> {
     const results: BenchResults = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?', node: process.version, platform: `${os.platform()} ${os.release()}` },
-      settings: { seconds: SECONDS, connections: CONNECTIONS, warmupSeconds: WARMUP, fixedRate: FIXED_RATE, threadpool: Number(THREADPOOL) },
+      settings: { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS, warmupSeconds: WARMUP, fixedRate: FIXED_RATE, threadpool: Number(THREADPOOL) },
       fsync,
-      bare: { post: bareSubmit, get: bareStatus, postFixed: bareFixed },
-      relay: { submit: relaySubmit, status: relayStatus, submitFixed: relayFixed },
+      bare: { post: submitAlone.bare, postEndToEnd: bareSubmit, get: status.bare, postFixed: fixedRate.bare },
+      relay: { submit: relaySubmit, status: status.relay, submitFixed: fixedRate.relay },
+      pairs: { submit: submitAlone, submitInline, status, fixed: fixedRate },
       dispatch,
       drain,
       afterTasks,

@@ -38,9 +38,9 @@ export function defaultNodeId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-export async function openBackend(config: Config, log?: Log): Promise<Backend> {
+export async function openBackend(config: Config, log?: Log, options: { sqliteWriter?: Config['sqliteWriter'] } = {}): Promise<Backend> {
   if (!config.databaseUrl) {
-    const store = createSqliteStore(path.join(config.dataDir, 'relay.db'));
+    const store = createSqliteStore(path.join(config.dataDir, 'relay.db'), { writer: options.sqliteWriter ?? config.sqliteWriter });
     return {
       kind: 'sqlite',
       store,
@@ -71,9 +71,12 @@ export async function openBackend(config: Config, log?: Log): Promise<Backend> {
   };
 }
 
-/** A store for a CLI command (no queue): the same choice as the server makes. */
+/**
+ * A store for a CLI command (no queue): the same database as the server. SQLite writes inline: a command makes a
+ * write or two, where a writer thread would only add its start-up.
+ */
 export async function openStore(config: Config): Promise<Store> {
-  return (await openBackend(config)).store;
+  return (await openBackend(config, undefined, { sqliteWriter: 'inline' })).store;
 }
 
 /**

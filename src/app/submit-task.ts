@@ -43,7 +43,13 @@ export interface SubmitOptions {
  * Only a committed task is enqueued, so a crash at any point leaves either nothing (no charge) or a queued task
  * with its hold, which the engine picks up on the next start.
  */
-export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown, options: SubmitOptions): Promise<TaskRecord> {
+/** The accepted task and, when the store reported it with the insert, how many tasks were queued ahead of it. */
+export interface Accepted {
+  readonly task: TaskRecord;
+  readonly queuePosition?: number;
+}
+
+export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown, options: SubmitOptions): Promise<Accepted> {
   // Every authenticated submit counts against rpm, valid or not, except one refused by rpm itself.
   if (deps.rateLimiter) enforceRequestRate(deps.rateLimiter, caller.key, deps.clock.now());
   const input = validateSubmitBody(body);
@@ -72,7 +78,7 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
   // Concurrency, spend cap and balance are checked inside createTask's transaction; a refusal wrote nothing.
   if (!outcome.ok) throw refusalError(outcome, price);
   deps.enqueue(outcome.task);
-  return outcome.task;
+  return outcome.queuePosition === undefined ? { task: outcome.task } : { task: outcome.task, queuePosition: outcome.queuePosition };
 }
 
 /** `?webhook=` → the normalised URL, or a 400 naming `webhook` (same outbound rules as URL inputs). */

@@ -31,6 +31,12 @@ export interface Config {
    * no ledger rows (rate and concurrency limits still apply). For benchmarks and free internal deployments.
    */
   readonly billing: boolean;
+  /**
+   * AIGC_RELAY_SQLITE_WRITER (thread|inline, default thread): where the embedded store's request-path writes run,
+   * on a writer thread of their own or on the main thread (adapters/sqlite/index.ts). Inline is the baseline the
+   * benchmark compares against; there is no other reason to choose it.
+   */
+  readonly sqliteWriter: 'thread' | 'inline';
   /** A client must send all its request headers within this (slow-loris guard). */
   readonly headersTimeoutMs: number;
   /** …and its whole request, body included; at least `headersTimeoutMs`. */
@@ -102,6 +108,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('AIGC_RELAY_BILLING', 'must be on or off');
   }
 
+  const sqliteWriter = (read(env, 'AIGC_RELAY_SQLITE_WRITER') ?? 'thread').toLowerCase();
+  if (sqliteWriter !== 'thread' && sqliteWriter !== 'inline') {
+    throw new ConfigError('AIGC_RELAY_SQLITE_WRITER', 'must be thread or inline');
+  }
+
   const logLevel = (read(env, 'AIGC_RELAY_LOG_LEVEL') ?? 'info') as Config['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('AIGC_RELAY_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -131,6 +142,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueued: integer(env, 'AIGC_RELAY_MAX_QUEUED', 100_000, 1, 10_000_000),
     devBalance: integer(env, 'AIGC_RELAY_DEV_BALANCE', 100_000, 0, Number.MAX_SAFE_INTEGER),
     billing: ['on', '1', 'true'].includes(billing),
+    sqliteWriter,
     headersTimeoutMs: integer(env, 'AIGC_RELAY_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: integer(env, 'AIGC_RELAY_REQUEST_TIMEOUT_MS', 120_000, 100, 3_600_000),
     leaseMs: integer(env, 'AIGC_RELAY_LEASE_MS', 30_000, 500, 3_600_000),

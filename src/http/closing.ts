@@ -10,9 +10,17 @@ declare module 'fastify' {
 /**
  * `app.close()` waits for every in-flight response. A `Prefer: wait` or an event stream follows a task that may stay
  * queued through a shutdown, so without this the drain would wait for it (up to 60 s, or forever for a stream).
+ *
+ * A response that was still in flight when closing began goes out with `Connection: close`: the server closes idle
+ * keep-alive connections once, when it stops listening, and a connection that turns idle after that (its answer
+ * needed one more store read) would otherwise hold `close()` until the keep-alive timeout.
  */
 export function installClosingSignal(app: FastifyInstance): void {
   const closing = new AbortController();
   app.decorate('closing', closing.signal);
   app.addHook('preClose', async () => closing.abort());
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing.signal.aborted) reply.raw.shouldKeepAlive = false;
+    done(null, payload);
+  });
 }

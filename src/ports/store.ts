@@ -215,7 +215,11 @@ export type Completion =
   | { readonly state: 'cancelled'; readonly error?: TaskError };
 
 export type CreateTaskOutcome =
-  | { readonly ok: true; readonly task: TaskRecord }
+  /**
+   * `queuePosition`: the tasks queued ahead of this one as its own transaction saw them (what `queuePosition` would
+   * answer right after), when the store can tell without another read; the submit answer carries it.
+   */
+  | { readonly ok: true; readonly task: TaskRecord; readonly queuePosition?: number }
   | { readonly ok: false; readonly reason: 'insufficient_balance'; readonly available: number }
   /** The key already has `limit` tasks queued or running. */
   | { readonly ok: false; readonly reason: 'concurrency_limit'; readonly limit: number }

@@ -68,7 +68,12 @@ describe('queuePosition with trigger-kept counts', () => {
                 now,
               }),
             ));
-            for (const c of created) if (c.ok) ids.push(c.task.id);
+            for (const c of created) {
+              if (!c.ok) continue;
+              ids.push(c.task.id);
+              // The position reported with the insert is the one a count right after gives.
+              expect(c.queuePosition).toBe(countAhead(c.task));
+            }
             continue;
           }
           const id = ids[o.pick % Math.max(1, ids.length)];

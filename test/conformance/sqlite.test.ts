@@ -1,17 +1,20 @@
 import path from 'node:path';
-import { createSqliteStore } from '../../src/adapters/sqlite';
+import { createSqliteStore, type SqliteWriterMode } from '../../src/adapters/sqlite';
 import { LocalDispatchQueue } from '../../src/worker/local-queue';
 import { tempDir } from '../helpers/relay';
 import { storeConformance } from './store.conformance';
 
-// A fresh database file per test; a peer is a second connection to the same file (what the CLI opens beside a server).
-storeConformance('sqlite', async () => {
-  const file = path.join(tempDir('aigc-relay-conformance-'), 'relay.db');
-  const store = createSqliteStore(file);
-  return {
-    store,
-    peer: async () => createSqliteStore(file),
-    queue: (s, clock) => new LocalDispatchQueue(s, clock),
-    close: () => store.close(),
-  };
-});
+// A fresh database file per test; a peer is a second connection to the same file (what the CLI opens beside a
+// server: inline). Run once per place the group-committed writes can run: the main thread, or the writer thread.
+for (const writer of ['inline', 'thread'] as const satisfies readonly SqliteWriterMode[]) {
+  storeConformance(`sqlite (${writer} writer)`, async () => {
+    const file = path.join(tempDir('aigc-relay-conformance-'), 'relay.db');
+    const store = createSqliteStore(file, { writer });
+    return {
+      store,
+      peer: async () => createSqliteStore(file, { writer: 'inline' }),
+      queue: (s, clock) => new LocalDispatchQueue(s, clock),
+      close: () => store.close(),
+    };
+  });
+}

@@ -141,11 +141,21 @@ export function createGroupCommit(db: Db, options: { maxBatch?: number } = {}): 
  * is still correct, only not batched.
  */
 export function batchWrites<T extends object>(commits: GroupCommit, target: T, methods: ReadonlyArray<keyof T>): T {
-  const wrapped: Record<PropertyKey, unknown> = { ...(target as Record<PropertyKey, unknown>) };
+  return redirectMethods(target, methods, (name, args) =>
+    commits.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args)),
+  );
+}
+
+/** `target` with the named methods replaced by `route(name, args)`; the rest untouched. */
+export function redirectMethods<T extends object>(
+  target: T,
+  methods: ReadonlyArray<keyof T>,
+  route: (name: keyof T, args: unknown[]) => Promise<unknown>,
+): T {
+  const redirected: Record<PropertyKey, unknown> = { ...(target as Record<PropertyKey, unknown>) };
   for (const name of methods) {
-    const method = target[name];
-    if (typeof method !== 'function') throw new TypeError(`batchWrites: ${String(name)} is not a method`);
-    wrapped[name as PropertyKey] = (...args: unknown[]) => commits.run(() => method.apply(target, args));
+    if (typeof target[name] !== 'function') throw new TypeError(`redirectMethods: ${String(name)} is not a method`);
+    redirected[name as PropertyKey] = (...args: unknown[]) => route(name, args);
   }
-  return wrapped as T;
+  return redirected as T;
 }

@@ -3,31 +3,59 @@ import { sqliteAccountStore } from './accounts';
 import { sqliteChannelStore } from './channels';
 import { openDatabase } from './database';
 import { sqliteFileStore } from './files';
-import { batchWrites, createGroupCommit } from './group-commit';
+import { batchWrites, createGroupCommit, redirectMethods } from './group-commit';
+import { createReadBatch } from './read-batch';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteWebhookStore } from './webhooks';
 import { sqliteTaskStore } from './tasks';
+import { SqliteWriterThread } from './writer-client';
+import type { WriterStoreName } from './writer-protocol';
 
-/** The embedded store: one SQLite file, every port on one connection (better-sqlite3 is synchronous). */
-export function createSqliteStore(file: string): Store {
-  const db = openDatabase(file);
-  // The writes on the request and dispatch paths share transactions (group-commit.ts): one fsync per event-loop
-  // turn instead of one per write. Writes not listed here (operator actions) commit on their own, as before.
-  const commits = createGroupCommit(db);
+/**
+ * Where the group-committed writes run (AIGC_RELAY_SQLITE_WRITER):
+ * - `thread`: on a writer thread with its own connection (writer-client.ts); the main thread keeps reads and the
+ *   rare operator writes. The server's default.
+ * - `inline`: on this thread's connection, group-committed at setImmediate (group-commit.ts). For CLI commands,
+ *   which make a write or two and exit, and for `:memory:` databases, which a second connection cannot open.
+ */
+export type SqliteWriterMode = 'thread' | 'inline';
+
+/** The writes on the request and dispatch paths: one shared transaction per turn instead of one fsync per write. */
+const GROUP_COMMITTED = {
+  tasks: ['createTask', 'markRunning', 'requeue', 'saveProgress', 'saveCheckpoint', 'requestCancel', 'finish', 'appendLog'],
+  idempotency: ['reserve', 'complete', 'release'],
+  webhooks: ['claimDue', 'recordAttempt', 'enqueueForTask'],
+} as const satisfies Record<WriterStoreName, readonly string[]>;
+
+/** The embedded store: one SQLite file; better-sqlite3 is synchronous, so where its writes run matters (above). */
+export function createSqliteStore(file: string, options: { writer?: SqliteWriterMode } = {}): Store {
+  const db = openDatabase(file); // applies migrations before a writer thread opens its own connection
+  const threaded = (options.writer ?? 'inline') === 'thread' && file !== ':memory:';
+  const writer = threaded ? new SqliteWriterThread(file) : undefined;
+  const commits = writer ? undefined : createGroupCommit(db);
+  const route = <T extends object>(store: WriterStoreName, target: T): T => {
+    const methods = GROUP_COMMITTED[store] as unknown as ReadonlyArray<keyof T>;
+    return writer
+      ? redirectMethods(target, methods, (name, args) => writer.call(store, String(name), args))
+      : batchWrites(commits!, target, methods);
+  };
+  // The point reads every request makes (read-batch.ts); listings and operator reads stay direct.
+  const reads = createReadBatch(db);
+  const batchReads = <T extends object>(target: T, methods: ReadonlyArray<keyof T>): T =>
+    redirectMethods(target, methods, (name, args) => reads.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args)));
   return {
-    accounts: sqliteAccountStore(db),
-    tasks: batchWrites(commits, sqliteTaskStore(db), [
-      'createTask', 'markRunning', 'requeue', 'saveProgress', 'saveCheckpoint', 'requestCancel', 'finish', 'appendLog',
-    ]),
-    files: sqliteFileStore(db),
-    idempotency: batchWrites(commits, sqliteIdempotencyStore(db), ['reserve', 'complete', 'release']),
-    webhooks: batchWrites(commits, sqliteWebhookStore(db), ['claimDue', 'recordAttempt', 'enqueueForTask']),
+    accounts: batchReads(sqliteAccountStore(db), ['getKey']),
+    tasks: batchReads(route('tasks', sqliteTaskStore(db)), ['getTask', 'queuePosition']),
+    files: batchReads(sqliteFileStore(db), ['getFile']),
+    idempotency: route('idempotency', sqliteIdempotencyStore(db)),
+    webhooks: route('webhooks', sqliteWebhookStore(db)),
     channels: sqliteChannelStore(db),
     async ping() {
-      return db.prepare('SELECT 1 AS ok').get() !== undefined;
+      return (writer?.alive ?? true) && db.prepare('SELECT 1 AS ok').get() !== undefined;
     },
     async close() {
-      commits.flush();
+      await writer?.close();
+      commits?.flush();
       if (db.open) db.close();
     },
   };

@@ -75,6 +75,12 @@ export function sqliteTaskStore(db: Db): TaskStore {
           AS n`,
   );
 
+  // Inside createTask, right after the insert: every queued task at this priority or above except the new one is
+  // ahead of it (nothing was inserted behind it yet), so the position is one lookup in the trigger-kept counts.
+  const queuedAtOrAbove = db.prepare<{ provider: string; priority: number }, { n: number }>(
+    'SELECT COALESCE(SUM(n), 0) AS n FROM queue_counts WHERE provider = @provider AND priority >= @priority',
+  );
+
   // Prepared once: these run several times per task (every log line, every progress step).
   const updateProgress = db.prepare("UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'");
   const updateCheckpoint = db.prepare('UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ?');
@@ -117,7 +123,8 @@ export function sqliteTaskStore(db: Db): TaskStore {
     });
     if (billed) insertLedger.run(t.accountId, t.id, 'hold', t.price, t.now);
     if (t.idempotency && !bindIdempotency(t.accountId, t.idempotency, t.id)) throw new Refused({ ok: false, reason: 'idempotency_lost' });
-    return { ok: true as const, task: newTaskRecord(t, Number(lastInsertRowid), billed) };
+    const queuePosition = queuedAtOrAbove.get({ provider: t.provider, priority: t.input.tasks_priority })!.n - 1;
+    return { ok: true as const, task: newTaskRecord(t, Number(lastInsertRowid), billed), queuePosition };
   });
 
   const finish = db.transaction((id: string, c: Completion, now: number): boolean => {

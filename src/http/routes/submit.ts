@@ -92,17 +92,19 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         const key = readIdempotencyKey(request.headers['idempotency-key']);
         const webhook = webhookParam(request);
         // The finished result when a wait saw the task finish, else the accepted-task body (what a submit always was).
-        const answerFor = async (task: TaskRecord) =>
+        // The position the store saw at insert is current unless the client asked to wait; then it is read again.
+        const answerFor = async (task: TaskRecord, knownPosition: number | undefined) =>
           isTerminal(task.state)
             ? resultBody(task, deps.publicUrl(), deps.clock.now(), deps.signer)
-            : submitBody(task, deps.publicUrl(), deps.clock.now(), await deps.store.tasks.queuePosition(task));
+            : submitBody(task, deps.publicUrl(), deps.clock.now(), knownPosition ?? (await deps.store.tasks.queuePosition(task)));
         const accept = async (idempotency?: { key: string; token: string }): Promise<StoredResponse> => {
-          const task = await submitTask(deps.submit, caller, request.body, {
+          const accepted = await submitTask(deps.submit, caller, request.body, {
             requestId: request.id,
             ...(webhook !== undefined ? { webhookUrl: webhook } : {}),
             ...(idempotency ? { idempotency } : {}),
           });
-          return { status: 200, body: JSON.stringify(await answerFor(await waitAsPreferred(deps, reply, task, wait))) };
+          const task = await waitAsPreferred(deps, reply, accepted.task, wait);
+          return { status: 200, body: JSON.stringify(await answerFor(task, wait === undefined ? accepted.queuePosition : undefined)) };
         };
         if (key === undefined) return send(reply, await accept());
         const fingerprint = requestFingerprint({ body: request.body ?? null, webhook: webhook ?? null });
@@ -110,7 +112,7 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
           produce: accept,
           recover: async (taskId) => {
             const task = await deps.store.tasks.getTask(taskId);
-            return task && task.accountId === caller.accountId ? { status: 200, body: JSON.stringify(await answerFor(task)) } : undefined;
+            return task && task.accountId === caller.accountId ? { status: 200, body: JSON.stringify(await answerFor(task, undefined)) } : undefined;
           },
         });
         if (replayed) reply.header('Idempotent-Replayed', 'true');

@@ -1,0 +1,63 @@
+/**
+ * Relay and bare Node measured in alternating rounds (bare, relay, bare, relay, …) rather than one long run each:
+ * on a shared virtual machine the baseline itself moves by 2× within minutes, and a ratio of two runs taken at
+ * different moments measures the machine as much as the relay. Each round's ratio pairs two runs taken seconds
+ * apart; the reported figure is the median round.
+ */
+import type { LoadResult, LoadSpec } from './load-spec';
+
+export interface Paired {
+  /** The median of the rounds, metric by metric (max: the largest seen). */
+  readonly bare: LoadResult;
+  readonly relay: LoadResult;
+  /** relay rps / bare rps, per round. */
+  readonly ratios: number[];
+  /** relay p99 − bare p99 (ms), per round. */
+  readonly addedP99: number[];
+  readonly addedP50: number[];
+}
+
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export function medianResult(results: readonly LoadResult[]): LoadResult {
+  const statusCodes: Record<string, number> = {};
+  for (const r of results) for (const [code, n] of Object.entries(r.statusCodes)) statusCodes[code] = (statusCodes[code] ?? 0) + n;
+  const of = (pick: (r: LoadResult) => number) => median(results.map(pick));
+  return {
+    seconds: results.reduce((s, r) => s + r.seconds, 0),
+    ok: results.reduce((s, r) => s + r.ok, 0),
+    rps: of((r) => r.rps),
+    statusCodes,
+    errors: results.reduce((s, r) => s + r.errors, 0),
+    timeouts: results.reduce((s, r) => s + r.timeouts, 0),
+    latencyMs: { p50: of((r) => r.latencyMs.p50), p99: of((r) => r.latencyMs.p99), max: Math.max(...results.map((r) => r.latencyMs.max)) },
+  };
+}
+
+/** `rounds` alternating pairs of `seconds` each; warm-up (if the specs ask for one) only before the first pair. */
+export async function paired(
+  run: (name: string, spec: LoadSpec) => Promise<LoadResult>,
+  name: string,
+  bare: LoadSpec,
+  relay: LoadSpec,
+  rounds: number,
+  seconds: number,
+): Promise<Paired> {
+  const bares: LoadResult[] = [];
+  const relays: LoadResult[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const round = (spec: LoadSpec): LoadSpec => ({ ...spec, durationSeconds: seconds, warmupSeconds: i === 0 ? spec.warmupSeconds ?? 0 : 0 });
+    bares.push(await run(`${name} ${i + 1}/${rounds}: bare`, round(bare)));
+    relays.push(await run(`${name} ${i + 1}/${rounds}: relay`, round(relay)));
+  }
+  return {
+    bare: medianResult(bares),
+    relay: medianResult(relays),
+    ratios: relays.map((r, i) => r.rps / bares[i]!.rps),
+    addedP99: relays.map((r, i) => r.latencyMs.p99 - bares[i]!.latencyMs.p99),
+    addedP50: relays.map((r, i) => r.latencyMs.p50 - bares[i]!.latencyMs.p50),
+  };
+}

@@ -1,0 +1,116 @@
+import { Worker } from 'node:worker_threads';
+import { deserializeError, type FromWriter, type ToWriter, type WriterCall, type WriterStoreName } from './writer-protocol';
+
+/**
+ * The main thread's side of the SQLite writer thread (writer-thread.ts).
+ *
+ * Why a thread: better-sqlite3 is synchronous, so on the main thread every statement of a write and every COMMIT
+ * (its WAL writes and fsync) stops the event loop; under load a batch of submits held it for milliseconds at a time,
+ * which is what the submit throughput and the p99 paid for (BENCHMARKS.md). Here the writes run on a second core;
+ * the main thread only parses, validates, authenticates (reads stay on its own connection: WAL readers never wait
+ * for the writer) and answers.
+ *
+ * Durability is unchanged: a call settles only with the writer's answer, which it sends after the COMMIT holding
+ * the call returned. Calls made in one turn of the event loop go over as one message.
+ */
+export class SqliteWriterThread {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  private outgoing: WriterCall[] = [];
+  private nextId = 1;
+  /** Set once the thread has failed or exited: every call from then on fails with it. */
+  private stopped: Error | undefined;
+  private readonly exited: Promise<void>;
+  /** Resolves close()'s wait once the last pending call has been answered. */
+  private onIdle: (() => void) | undefined;
+
+  constructor(file: string) {
+    this.worker = new Worker(new URL('./writer-thread-boot.mjs', import.meta.url), { workerData: { file } });
+    this.worker.unref();
+    this.worker.on('message', (message: FromWriter) => {
+      if (message.type !== 'replies') return;
+      for (const r of message.replies) {
+        const waiter = this.pending.get(r.id);
+        if (!waiter) continue;
+        this.pending.delete(r.id);
+        if (r.ok) waiter.resolve(r.value);
+        else waiter.reject(deserializeError(r.error));
+      }
+      this.checkIdle();
+    });
+    this.worker.on('error', (error) => this.fail(error));
+    this.exited = new Promise((resolve) =>
+      this.worker.once('exit', (code) => {
+        this.fail(new Error(`the SQLite writer thread exited (code ${code})`));
+        resolve();
+      }),
+    );
+  }
+
+  /** Whether writes can still be made (for /readyz). */
+  get alive(): boolean {
+    return this.stopped === undefined;
+  }
+
+  call(store: WriterStoreName, method: string, args: readonly unknown[]): Promise<unknown> {
+    if (this.stopped) return Promise.reject(this.stopped);
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      if (this.pending.size === 0) this.worker.ref(); // a write in flight keeps the process alive
+      this.pending.set(id, { resolve, reject });
+      if (this.outgoing.length === 0) setImmediate(() => this.post());
+      this.outgoing.push({ id, store, method, args });
+    });
+  }
+
+  /** Waits for every call made so far to be answered, then closes the writer's connection and ends the thread. */
+  async close(): Promise<void> {
+    this.post();
+    if (this.pending.size > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+    if (!this.stopped) {
+      this.worker.ref(); // until it has exited
+      this.send({ type: 'close' });
+    }
+    await this.exited;
+  }
+
+  private checkIdle(): void {
+    if (this.pending.size > 0) return;
+    this.worker.unref(); // an idle writer does not keep the process alive
+    const idle = this.onIdle;
+    this.onIdle = undefined;
+    idle?.();
+  }
+
+  private post(): void {
+    if (this.outgoing.length === 0) return;
+    const calls = this.outgoing;
+    this.outgoing = [];
+    this.send({ type: 'calls', calls });
+  }
+
+  private send(message: ToWriter): void {
+    try {
+      this.worker.postMessage(message);
+    } catch (error) {
+      if (message.type !== 'calls') throw error;
+      // An argument that cannot be cloned (a function, say) fails its own call only, not its neighbours.
+      if (message.calls.length > 1) for (const call of message.calls) this.send({ type: 'calls', calls: [call] });
+      else for (const call of message.calls) this.settleWithError(call.id, error as Error);
+    }
+  }
+
+  private settleWithError(id: number, error: Error): void {
+    const waiter = this.pending.get(id);
+    this.pending.delete(id);
+    waiter?.reject(error);
+    this.checkIdle();
+  }
+
+  private fail(error: Error): void {
+    this.stopped ??= error;
+    this.outgoing = [];
+    for (const id of [...this.pending.keys()]) this.settleWithError(id, this.stopped);
+    this.checkIdle();
+  }
+}

@@ -1,0 +1,109 @@
+import Database from 'better-sqlite3';
+import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSqliteStore, type SqliteWriterMode } from '../../src/adapters/sqlite';
+import { openDatabase } from '../../src/adapters/sqlite/database';
+import { createReadBatch } from '../../src/adapters/sqlite/read-batch';
+import { SqliteWriterThread } from '../../src/adapters/sqlite/writer-client';
+import type { NewTask, Store } from '../../src/ports/store';
+import { INPUT } from '../conformance/store.conformance';
+import { tempDir } from '../helpers/relay';
+
+/**
+ * The writer thread (adapters/sqlite/writer-client.ts) and group reads (read-batch.ts): what the conformance suite
+ * cannot see from the store's outside — errors crossing the thread, a thread that dies, close() with writes in flight.
+ */
+const closers: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+const dbFile = () => path.join(tempDir('aigc-relay-writer-'), 'relay.db');
+
+async function storeWithAccount(writer: SqliteWriterMode): Promise<{ store: Store; file: string; task: (id: string) => NewTask }> {
+  const file = dbFile();
+  const store = createSqliteStore(file, { writer });
+  closers.push(() => store.close());
+  await store.accounts.createAccount({ id: 'acct_w', name: 'w', balance: 1_000_000, webhookSecret: 'whsec_x', now: 1 });
+  await store.accounts.createKey({ id: 'key_w', accountId: 'acct_w', secretHash: 'h', createdAt: 1 });
+  const task = (id: string): NewTask => ({ id, accountId: 'acct_w', keyId: 'key_w', requestId: `req-${id}`, input: INPUT, price: 10, provider: 'local', now: 2 });
+  return { store, file, task };
+}
+
+describe('SQLite writer thread', () => {
+  it.each(['inline', 'thread'] as const)('a constraint failure reaches the caller as the same SqliteError (%s writer), and fails alone', async (writer) => {
+    const { store, task } = await storeWithAccount(writer);
+    expect((await store.tasks.createTask(task('t1'))).ok).toBe(true);
+    // Issued in one turn: they share a message and a transaction; only the duplicate fails.
+    const [duplicate, fresh] = await Promise.allSettled([store.tasks.createTask(task('t1')), store.tasks.createTask(task('t2'))]);
+    expect(duplicate.status).toBe('rejected');
+    const error = (duplicate as PromiseRejectedResult).reason as { code?: string };
+    expect(error).toBeInstanceOf(Database.SqliteError);
+    expect(error.code).toBe('SQLITE_CONSTRAINT_UNIQUE');
+    expect(fresh.status === 'fulfilled' && fresh.value.ok).toBe(true);
+    expect((await store.tasks.getTask('t2'))?.state).toBe('queued');
+  });
+
+  it('close() waits for every write already made, so none is lost', async () => {
+    const { store, file, task } = await storeWithAccount('thread');
+    const writes = Array.from({ length: 40 }, (_, i) => store.tasks.createTask(task(`close-${i}`)));
+    await store.close(); // without awaiting the writes first
+    const outcomes = await Promise.all(writes);
+    expect(outcomes.every((o) => o.ok)).toBe(true);
+    const plain = new Database(file, { readonly: true });
+    closers.push(() => plain.close());
+    expect((plain.prepare("SELECT COUNT(*) AS n FROM tasks WHERE id LIKE 'close-%'").get() as { n: number }).n).toBe(40);
+    expect((plain.prepare("SELECT COUNT(*) AS n FROM ledger WHERE kind = 'hold'").get() as { n: number }).n).toBe(40);
+  });
+
+  it('an argument that cannot cross the thread fails its own call, not its neighbours', async () => {
+    const file = dbFile();
+    openDatabase(file).close();
+    const writer = new SqliteWriterThread(file);
+    closers.push(() => writer.close());
+    const [bad, good] = await Promise.allSettled([
+      writer.call('tasks', 'saveProgress', ['x', () => 1, 3]),
+      writer.call('tasks', 'requestCancel', ['x', 3]),
+    ]);
+    expect(bad.status).toBe('rejected');
+    expect(((bad as PromiseRejectedResult).reason as Error).name).toBe('DataCloneError');
+    expect(good.status).toBe('fulfilled');
+  });
+
+  it('when the thread dies, calls in flight and later ones fail with a clear error, and it reports itself not alive', async () => {
+    const file = dbFile();
+    openDatabase(file).close();
+    const writer = new SqliteWriterThread(file);
+    closers.push(() => writer.close());
+    await writer.call('tasks', 'requestCancel', ['x', 1]);
+    expect(writer.alive).toBe(true);
+    const inFlight = writer.call('tasks', 'requestCancel', ['x', 2]);
+    // Ended from outside, as a crash of the thread would end it (the worker is private: reached through a cast).
+    await (writer as unknown as { worker: Worker }).worker.terminate();
+    await expect(inFlight).rejects.toThrow(/writer thread exited/);
+    await expect(writer.call('tasks', 'requestCancel', ['x', 3])).rejects.toThrow(/writer thread exited/);
+    expect(writer.alive).toBe(false); // what the threaded store's ping() (and so /readyz) reports
+  });
+});
+
+describe('group reads', () => {
+  it('reads of one turn share a snapshot taken when they run: they see every commit made before, and a failing read fails alone', async () => {
+    const file = dbFile();
+    const db = openDatabase(file);
+    const other = openDatabase(file);
+    closers.push(() => db.close(), () => other.close());
+    db.exec('CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)');
+    const reads = createReadBatch(db);
+    const get = db.prepare<[string], { v: number }>('SELECT v FROM t WHERE k = ?');
+    const pending = [reads.run(() => get.get('a')?.v), reads.run(() => { throw new Error('bad read'); }), reads.run(() => get.get('b')?.v)];
+    // Committed by another connection after the reads were asked for, before they ran (at setImmediate).
+    other.prepare('INSERT INTO t VALUES (?, ?), (?, ?)').run('a', 1, 'b', 2);
+    const [a, bad, b] = await Promise.allSettled(pending);
+    expect(a).toEqual({ status: 'fulfilled', value: 1 });
+    expect(bad?.status).toBe('rejected');
+    expect(b).toEqual({ status: 'fulfilled', value: 2 });
+    expect(db.inTransaction).toBe(false);
+  });
+});
+
