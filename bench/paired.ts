@@ -37,7 +37,42 @@ export function medianResult(results: readonly LoadResult[]): LoadResult {
   };
 }
 
-/** `rounds` alternating pairs of `seconds` each; warm-up (if the specs ask for one) only before the first pair. */
+/**
+ * `rounds` rounds of `seconds` each; in every round bare Node first, then each relay in turn (so two relays compared
+ * with each other are also measured seconds apart). Warm-up (if the specs ask for one) only in the first round.
+ */
+export async function interleaved<Names extends string>(
+  run: (name: string, spec: LoadSpec) => Promise<LoadResult>,
+  name: string,
+  bare: LoadSpec,
+  relays: Record<Names, LoadSpec>,
+  rounds: number,
+  seconds: number,
+): Promise<Record<Names, Paired>> {
+  const names = Object.keys(relays) as Names[];
+  const bares: LoadResult[] = [];
+  const measured = Object.fromEntries(names.map((n) => [n, [] as LoadResult[]])) as Record<Names, LoadResult[]>;
+  for (let i = 0; i < rounds; i++) {
+    const round = (spec: LoadSpec): LoadSpec => ({ ...spec, durationSeconds: seconds, warmupSeconds: i === 0 ? spec.warmupSeconds ?? 0 : 0 });
+    bares.push(await run(`${name} ${i + 1}/${rounds}: bare`, round(bare)));
+    for (const n of names) measured[n].push(await run(`${name} ${i + 1}/${rounds}: ${n}`, round(relays[n])));
+  }
+  return Object.fromEntries(
+    names.map((n) => {
+      const rs = measured[n];
+      const paired: Paired = {
+        bare: medianResult(bares),
+        relay: medianResult(rs),
+        ratios: rs.map((r, i) => r.rps / bares[i]!.rps),
+        addedP99: rs.map((r, i) => r.latencyMs.p99 - bares[i]!.latencyMs.p99),
+        addedP50: rs.map((r, i) => r.latencyMs.p50 - bares[i]!.latencyMs.p50),
+      };
+      return [n, paired];
+    }),
+  ) as Record<Names, Paired>;
+}
+
+/** One relay against bare Node in alternating rounds. */
 export async function paired(
   run: (name: string, spec: LoadSpec) => Promise<LoadResult>,
   name: string,
@@ -46,18 +81,5 @@ export async function paired(
   rounds: number,
   seconds: number,
 ): Promise<Paired> {
-  const bares: LoadResult[] = [];
-  const relays: LoadResult[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const round = (spec: LoadSpec): LoadSpec => ({ ...spec, durationSeconds: seconds, warmupSeconds: i === 0 ? spec.warmupSeconds ?? 0 : 0 });
-    bares.push(await run(`${name} ${i + 1}/${rounds}: bare`, round(bare)));
-    relays.push(await run(`${name} ${i + 1}/${rounds}: relay`, round(relay)));
-  }
-  return {
-    bare: medianResult(bares),
-    relay: medianResult(relays),
-    ratios: relays.map((r, i) => r.rps / bares[i]!.rps),
-    addedP99: relays.map((r, i) => r.latencyMs.p99 - bares[i]!.latencyMs.p99),
-    addedP50: relays.map((r, i) => r.latencyMs.p50 - bares[i]!.latencyMs.p50),
-  };
+  return (await interleaved(run, name, bare, { relay }, rounds, seconds)).relay;
 }

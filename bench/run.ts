@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: the relay against bare Node, in one run, on loopback. See BENCHMARKS.md for the method.
  *
- *   BENCH_SECONDS=8 BENCH_CONNECTIONS=50 npm run bench     (defaults shown)
- *   BENCH_STORE_SECONDS=4   seconds per phase of the SQLite vs PostgreSQL comparison at the end (0 skips it)
+ *   BENCH_SECONDS=6 BENCH_ROUNDS=3 BENCH_CONNECTIONS=50 npm run bench     (defaults shown; ratio phases run ROUNDS
+ *   alternating bare/relay rounds of SECONDS / ROUNDS each, bench/paired.ts)
+ *   BENCH_STORE_SECONDS=3   seconds per phase of the SQLite vs PostgreSQL comparison at the end (0 skips it)
  *   npm run bench -- --profile      only the submit phase, relay under --cpu-prof (profiles in bench/profiles/)
  *
  * Everything is reported, nothing is asserted: the figures depend on the machine.
@@ -20,10 +21,10 @@ import { measureFsync } from './fsync-floor';
 import { benchStores, printStoreTable } from './postgres';
 import { postgresUnavailable } from '../test/helpers/postgres';
 import { percentile } from './stats';
-import { paired, type Paired } from './paired';
+import { interleaved, paired, type Paired } from './paired';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 9);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 /** The ratio phases run as this many alternating bare/relay rounds of SECONDS / ROUNDS each (bench/paired.ts). */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const ROUND_SECONDS = Math.max(2, SECONDS / ROUNDS);
@@ -37,7 +38,7 @@ const PROFILE = process.argv.includes('--profile');
  * The store comparison runs three relays (SQLite, PostgreSQL, PostgreSQL ×2), each with a submit phase and a
  * fixed-rate phase plus drains: shorter phases than the main ones keep `npm run bench` within 5 minutes on 2 cores.
  */
-const STORE_SECONDS = Number(process.env.BENCH_STORE_SECONDS ?? 4);
+const STORE_SECONDS = Number(process.env.BENCH_STORE_SECONDS ?? 3);
 const STORE_FIXED_RATE = 200;
 
 const SUBMIT = '/tencent-vod/v1/aigc-image';
@@ -205,31 +206,33 @@ async function main(): Promise<void> {
     log(`RSS after ${afterTasks.tasks} tasks: ${(afterTasks.rssBytes / 2 ** 20).toFixed(0)} MiB`);
     await cleanup.pop()!();
 
-    // A relay whose provider never finishes within the run: every submit stays queued.
+    // Relays whose provider never finishes within the run: every submit stays queued. One with the SQLite writes on
+    // the writer thread (the default), one with them inline on the main thread (AIGC_RELAY_SQLITE_WRITER=inline, as
+    // before the writer thread): that change's baseline, measured in the same rounds.
     const STUCK = { ...RELAY_ENV, AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVIEW_CONCURRENCY: '1' };
     const stuck = await startRelay(STUCK);
+    const inline = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: 'inline' });
     let queued: BenchResults['queued'];
     let submitAlone!: Paired;
+    let submitInline!: Paired;
     try {
       await prepare(stuck);
+      await prepare(inline);
       const idleRss = rssBytes(stuck.pid);
       await phase(`queue ${QUEUED_TARGET} tasks`, submitSpec(stuck, { amount: QUEUED_TARGET, warmupSeconds: 0 }));
       const c = await taskCounts(stuck);
       const rss = rssBytes(stuck.pid);
       log(`RSS with ${c.queued ?? 0} queued: ${(rss / 2 ** 20).toFixed(0)} MiB (idle ${(idleRss / 2 ** 20).toFixed(0)} MiB)`);
       // The submit path alone (validated, authenticated, charged, durably committed, queued): nothing drains.
-      submitAlone = await paired(phase, 'submit path alone (provider not draining)', barePost, submitSpec(stuck), ROUNDS, ROUND_SECONDS);
+      const alone = await interleaved(phase, 'submit path alone (provider not draining)', barePost, {
+        'writer thread': submitSpec(stuck),
+        'writer inline': submitSpec(inline),
+      }, ROUNDS, ROUND_SECONDS);
+      submitAlone = alone['writer thread'];
+      submitInline = alone['writer inline'];
       queued = { queued: c.queued ?? 0, rssBytes: rss, idleRssBytes: idleRss, submit: submitAlone.relay };
     } finally {
       await stuck.kill(); // its one running task would hold a graceful drain for 10 s
-    }
-    // The same with the SQLite writes on the main thread (AIGC_RELAY_SQLITE_WRITER=inline): the writer thread's baseline.
-    const inline = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: 'inline' });
-    let submitInline!: Paired;
-    try {
-      await prepare(inline);
-      submitInline = await paired(phase, 'submit path alone, writer inline', barePost, submitSpec(inline), ROUNDS, ROUND_SECONDS);
-    } finally {
       await inline.kill();
     }
 

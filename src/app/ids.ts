@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomFillSync, randomUUID } from 'node:crypto';
 
 /**
  * Task ids are UUIDv7 (RFC 9562: 48 bits of Unix milliseconds, then 74 random bits). Time-ordered ids keep every
@@ -19,7 +19,23 @@ export function newTaskId(now: number = Date.now()): string {
 /** Per-HTTP-request ids are never stored in an index: random v4 is fine. */
 export const newRequestId = (): string => randomUUID();
 
+/**
+ * Random bytes from a pool refilled 4 KiB at a time: one call into the CSPRNG per few hundred ids instead of one per
+ * id (every output file takes an id). The bytes are the CSPRNG's either way; a slice is handed out once.
+ */
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+function pooledRandom(bytes: number): Buffer {
+  if (bytes > pool.length) return randomFillSync(Buffer.alloc(bytes));
+  if (poolOffset + bytes > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  poolOffset += bytes;
+  return pool.subarray(poolOffset - bytes, poolOffset);
+}
+
 /** Short random ids with a readable prefix: `acct_…`, `key_…`, `file_…`. */
 export function newId(prefix: string, bytes = 12): string {
-  return `${prefix}_${randomBytes(bytes).toString('base64url')}`;
+  return `${prefix}_${pooledRandom(bytes).toString('base64url')}`;
 }

@@ -1,6 +1,5 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { FileStorage } from '../../ports/file-storage';
 
 /**
@@ -8,6 +7,8 @@ import type { FileStorage } from '../../ports/file-storage';
  * half-written image under a real key. Keys are relative paths made by the relay, never by a client.
  */
 export function createFsFileStorage(root: string): FileStorage {
+  // Temporary names need only be unique among this process's writes in flight (keys are random already): a counter.
+  let tmpSeq = 0;
   const resolve = (key: string): string => {
     const full = path.resolve(root, key);
     if (!full.startsWith(path.resolve(root) + path.sep)) throw new Error(`storage key escapes the root: ${key}`);
@@ -17,7 +18,7 @@ export function createFsFileStorage(root: string): FileStorage {
     async put(key, data) {
       const file = resolve(key);
       await fs.mkdir(path.dirname(file), { recursive: true });
-      const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+      const tmp = `${file}.${process.pid}-${++tmpSeq}.tmp`;
       await fs.writeFile(tmp, data);
       await fs.rename(tmp, file);
     },
