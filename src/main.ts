@@ -109,7 +109,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set.
   const backend = await openBackend(config, logger);
   const store = backend.store;
-  const storage = createFsFileStorage(path.join(config.dataDir, 'files'));
+  const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter });
   const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32);
   const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24);
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
@@ -285,6 +285,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       deliveryPurge?.stop();
       await app.close();
       await fileCleanup?.stop();
+      await storage.close();
       await store.close();
     },
   };

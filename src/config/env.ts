@@ -37,6 +37,8 @@ export interface Config {
    * benchmark compares against; there is no other reason to choose it.
    */
   readonly sqliteWriter: 'thread' | 'inline';
+  /** AIGC_RELAY_FILE_WRITER (thread|inline, default thread): where output images are written (adapters/fs/file-storage.ts). */
+  readonly fileWriter: 'thread' | 'inline';
   /** A client must send all its request headers within this (slow-loris guard). */
   readonly headersTimeoutMs: number;
   /** …and its whole request, body included; at least `headersTimeoutMs`. */
@@ -113,6 +115,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('AIGC_RELAY_SQLITE_WRITER', 'must be thread or inline');
   }
 
+  const fileWriter = (read(env, 'AIGC_RELAY_FILE_WRITER') ?? 'thread').toLowerCase();
+  if (fileWriter !== 'thread' && fileWriter !== 'inline') {
+    throw new ConfigError('AIGC_RELAY_FILE_WRITER', 'must be thread or inline');
+  }
+
   const logLevel = (read(env, 'AIGC_RELAY_LOG_LEVEL') ?? 'info') as Config['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('AIGC_RELAY_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -143,6 +150,7 @@ export function loadConfig(env: Env = process.env): Config {
     devBalance: integer(env, 'AIGC_RELAY_DEV_BALANCE', 100_000, 0, Number.MAX_SAFE_INTEGER),
     billing: ['on', '1', 'true'].includes(billing),
     sqliteWriter,
+    fileWriter,
     headersTimeoutMs: integer(env, 'AIGC_RELAY_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: integer(env, 'AIGC_RELAY_REQUEST_TIMEOUT_MS', 120_000, 100, 3_600_000),
     leaseMs: integer(env, 'AIGC_RELAY_LEASE_MS', 30_000, 500, 3_600_000),

@@ -10,4 +10,6 @@ export interface FileStorage {
    */
   stream(key: string, range?: { readonly start: number; readonly end: number }): Promise<Readable | undefined>;
   delete(key: string): Promise<void>;
+  /** After every write made so far has landed: releases what the storage holds (a writer thread). */
+  close(): Promise<void>;
 }

@@ -5,13 +5,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createSqliteStore, type SqliteWriterMode } from '../../src/adapters/sqlite';
 import { openDatabase } from '../../src/adapters/sqlite/database';
 import { createReadBatch } from '../../src/adapters/sqlite/read-batch';
-import { SqliteWriterThread } from '../../src/adapters/sqlite/writer-client';
+import { ThreadCalls } from '../../src/adapters/threads/thread-calls';
 import type { NewTask, Store } from '../../src/ports/store';
 import { INPUT } from '../conformance/store.conformance';
 import { tempDir } from '../helpers/relay';
 
 /**
- * The writer thread (adapters/sqlite/writer-client.ts) and group reads (read-batch.ts): what the conformance suite
+ * The writer thread (adapters/threads/thread-calls.ts, adapters/sqlite/writer-thread.ts) and group reads (read-batch.ts): what the conformance suite
  * cannot see from the store's outside — errors crossing the thread, a thread that dies, close() with writes in flight.
  */
 const closers: Array<() => Promise<unknown> | unknown> = [];
@@ -60,7 +60,7 @@ describe('SQLite writer thread', () => {
   it('an argument that cannot cross the thread fails its own call, not its neighbours', async () => {
     const file = dbFile();
     openDatabase(file).close();
-    const writer = new SqliteWriterThread(file);
+    const writer = new ThreadCalls(new URL('../../src/adapters/sqlite/writer-thread.ts', import.meta.url), { file }, 'SQLite writer');
     closers.push(() => writer.close());
     const [bad, good] = await Promise.allSettled([
       writer.call('tasks', 'saveProgress', ['x', () => 1, 3]),
@@ -74,7 +74,7 @@ describe('SQLite writer thread', () => {
   it('when the thread dies, calls in flight and later ones fail with a clear error, and it reports itself not alive', async () => {
     const file = dbFile();
     openDatabase(file).close();
-    const writer = new SqliteWriterThread(file);
+    const writer = new ThreadCalls(new URL('../../src/adapters/sqlite/writer-thread.ts', import.meta.url), { file }, 'SQLite writer');
     closers.push(() => writer.close());
     await writer.call('tasks', 'requestCancel', ['x', 1]);
     expect(writer.alive).toBe(true);

@@ -141,8 +141,9 @@ describe('task engine — a success that lost the race', () => {
       check();
     });
     const fs = await import('node:fs');
-    const dir = `${relay.dataDir}/files/outputs/${id}`;
-    expect(fs.existsSync(dir) ? fs.readdirSync(dir) : []).toEqual([]);
+    const outputs = `${relay.dataDir}/files/outputs`;
+    const written = fs.existsSync(outputs) ? (fs.readdirSync(outputs, { recursive: true }) as string[]) : [];
+    expect(written.filter((name) => name.includes(id))).toEqual([]);
     expect((await relay.relay.store.tasks.getTask(id))!.state).toBe('failed');
   });
 });

@@ -8,17 +8,19 @@ import { createReadBatch } from './read-batch';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteWebhookStore } from './webhooks';
 import { sqliteTaskStore } from './tasks';
-import { SqliteWriterThread } from './writer-client';
-import type { WriterStoreName } from './writer-protocol';
+import { ThreadCalls } from '../threads/thread-calls';
 
 /**
  * Where the group-committed writes run (AIGC_RELAY_SQLITE_WRITER):
- * - `thread`: on a writer thread with its own connection (writer-client.ts); the main thread keeps reads and the
+ * - `thread`: on a writer thread with its own connection (writer-thread.ts); the main thread keeps reads and the
  *   rare operator writes. The server's default.
  * - `inline`: on this thread's connection, group-committed at setImmediate (group-commit.ts). For CLI commands,
  *   which make a write or two and exit, and for `:memory:` databases, which a second connection cannot open.
  */
 export type SqliteWriterMode = 'thread' | 'inline';
+
+/** The stores whose write methods the writer thread runs. */
+type WriterStoreName = 'tasks' | 'idempotency' | 'webhooks';
 
 /** The writes on the request and dispatch paths: one shared transaction per turn instead of one fsync per write. */
 const GROUP_COMMITTED = {
@@ -31,7 +33,7 @@ const GROUP_COMMITTED = {
 export function createSqliteStore(file: string, options: { writer?: SqliteWriterMode } = {}): Store {
   const db = openDatabase(file); // applies migrations before a writer thread opens its own connection
   const threaded = (options.writer ?? 'inline') === 'thread' && file !== ':memory:';
-  const writer = threaded ? new SqliteWriterThread(file) : undefined;
+  const writer = threaded ? new ThreadCalls(new URL('./writer-thread.ts', import.meta.url), { file }, 'SQLite writer') : undefined;
   const commits = writer ? undefined : createGroupCommit(db);
   const route = <T extends object>(store: WriterStoreName, target: T): T => {
     const methods = GROUP_COMMITTED[store] as unknown as ReadonlyArray<keyof T>;

@@ -1,19 +1,16 @@
 import { Worker } from 'node:worker_threads';
-import { deserializeError, type FromWriter, type ToWriter, type WriterCall, type WriterStoreName } from './writer-protocol';
+import { deserializeError, type FromWriter, type ToWriter, type WriterCall } from './protocol';
 
 /**
- * The main thread's side of the SQLite writer thread (writer-thread.ts).
+ * The main thread's side of a worker thread that serves method calls (serve-calls.ts): the SQLite writer
+ * (sqlite/writer-thread.ts), the file writer (fs/file-writer-thread.ts). Work that would otherwise stop the event
+ * loop (better-sqlite3's synchronous statements and COMMITs; a file's mkdir, write and rename) runs on the thread,
+ * and a call settles with the thread's answer. Calls made in one turn of the event loop go over as one message.
  *
- * Why a thread: better-sqlite3 is synchronous, so on the main thread every statement of a write and every COMMIT
- * (its WAL writes and fsync) stops the event loop; under load a batch of submits held it for milliseconds at a time,
- * which is what the submit throughput and the p99 paid for (BENCHMARKS.md). Here the writes run on a second core;
- * the main thread only parses, validates, authenticates (reads stay on its own connection: WAL readers never wait
- * for the writer) and answers.
- *
- * Durability is unchanged: a call settles only with the writer's answer, which it sends after the COMMIT holding
- * the call returned. Calls made in one turn of the event loop go over as one message.
+ * An idle thread does not keep the process alive; one with calls in flight does. `close()` waits for every call
+ * already made. If the thread dies, every call in flight and every later one fails with "the <label> thread exited".
  */
-export class SqliteWriterThread {
+export class ThreadCalls {
   private readonly worker: Worker;
   private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   private outgoing: WriterCall[] = [];
@@ -24,8 +21,13 @@ export class SqliteWriterThread {
   /** Resolves close()'s wait once the last pending call has been answered. */
   private onIdle: (() => void) | undefined;
 
-  constructor(file: string) {
-    this.worker = new Worker(new URL('./writer-thread-boot.mjs', import.meta.url), { workerData: { file } });
+  /** `entry`: the thread's module (a .ts file, loaded through boot.mjs); `data`: its `workerData` besides that. */
+  constructor(
+    entry: URL,
+    data: Record<string, unknown>,
+    private readonly label: string,
+  ) {
+    this.worker = new Worker(new URL('./boot.mjs', import.meta.url), { workerData: { ...data, entry: entry.href } });
     this.worker.unref();
     this.worker.on('message', (message: FromWriter) => {
       if (message.type !== 'replies') return;
@@ -41,25 +43,25 @@ export class SqliteWriterThread {
     this.worker.on('error', (error) => this.fail(error));
     this.exited = new Promise((resolve) =>
       this.worker.once('exit', (code) => {
-        this.fail(new Error(`the SQLite writer thread exited (code ${code})`));
+        this.fail(new Error(`the ${this.label} thread exited (code ${code})`));
         resolve();
       }),
     );
   }
 
-  /** Whether writes can still be made (for /readyz). */
+  /** Whether calls can still be made (for /readyz). */
   get alive(): boolean {
     return this.stopped === undefined;
   }
 
-  call(store: WriterStoreName, method: string, args: readonly unknown[]): Promise<unknown> {
+  call(target: string, method: string, args: readonly unknown[]): Promise<unknown> {
     if (this.stopped) return Promise.reject(this.stopped);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       if (this.pending.size === 0) this.worker.ref(); // a write in flight keeps the process alive
       this.pending.set(id, { resolve, reject });
       if (this.outgoing.length === 0) setImmediate(() => this.post());
-      this.outgoing.push({ id, store, method, args });
+      this.outgoing.push({ id, target, method, args });
     });
   }
 

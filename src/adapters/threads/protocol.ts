@@ -1,17 +1,15 @@
 import Database from 'better-sqlite3';
 
 /**
- * The messages between the main thread and the SQLite writer thread (writer-thread.ts). Calls made in one turn of
- * the main event loop travel as one message, and the answers of one group commit come back as one, so the per-
- * message cost of a thread hop is paid per batch, not per write.
+ * The messages between the main thread (thread-calls.ts) and a worker thread serving method calls (serve-calls.ts):
+ * the SQLite writer, the file writer. Calls made in one turn of the main event loop travel as one message, and the
+ * answers settled together come back as one, so the per-message cost of a thread hop is paid per batch, not per call.
  */
-
-/** The stores whose write methods the writer thread runs (the group-committed ones; see index.ts). */
-export type WriterStoreName = 'tasks' | 'idempotency' | 'webhooks';
 
 export interface WriterCall {
   readonly id: number;
-  readonly store: WriterStoreName;
+  /** Which of the thread's objects (e.g. the task store) the method belongs to. */
+  readonly target: string;
   readonly method: string;
   readonly args: readonly unknown[];
 }
@@ -31,7 +29,7 @@ export interface SerializedError {
   readonly stack?: string;
 }
 
-/** Structured clone keeps an Error's message but drops `code`, which callers of a SQLite error may look at. */
+/** Structured clone keeps an Error's message but drops `code`, which callers of a SQLite or fs error may look at. */
 export function serializeError(error: unknown): SerializedError {
   if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
   const code = (error as { code?: unknown }).code;
@@ -43,7 +41,7 @@ export function serializeError(error: unknown): SerializedError {
   };
 }
 
-/** The error the writer thread threw, as the same class where it is SQLite's own. */
+/** The error the thread threw, as the same class where it is SQLite's own, with its `code`. */
 export function deserializeError(e: SerializedError): Error {
   const error = e.name === 'SqliteError' && e.code ? new Database.SqliteError(e.message, e.code) : new Error(e.message);
   if (error.name !== e.name) error.name = e.name;
