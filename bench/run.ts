@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0);
     // Bounded in time: a slow relay reports RSS after fewer tasks rather than overrun the 5-minute budget.
     const missing = TASKS_TARGET - sum(await taskCounts(relay));
-    const fillSpec = missing / relaySubmit.rps > 60 ? { durationSeconds: 60 } : { amount: missing };
+    const fillSpec = missing / relaySubmit.rps > 45 ? { durationSeconds: 45 } : { amount: missing };
     if (missing > 0) await phase(`fill to ${TASKS_TARGET} tasks`, submitSpec(relay, { ...fillSpec, warmupSeconds: 0 }));
     const drainStarted = Date.now();
     const backlog = (await taskCounts(relay)).queued ?? 0;
