@@ -213,4 +213,27 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE queue_counts SET n = n - 1 WHERE provider = OLD.provider AND priority = OLD.priority;
   END;
   `,
+  // Finished tasks per terminal state, kept by triggers in the same transaction as the state change, so /metrics
+  // reads three rows instead of counting the whole tasks table (60 ms of blocked event loop per scrape at 100k
+  // tasks, growing with every task). Queued comes from queue_counts, running from its partial index.
+  `
+  CREATE TABLE finished_counts (
+    state TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO finished_counts (state, n)
+    SELECT state, COUNT(*) FROM tasks WHERE state IN ('succeeded','failed','cancelled') GROUP BY state;
+  CREATE TRIGGER finished_counts_insert AFTER INSERT ON tasks WHEN NEW.state IN ('succeeded','failed','cancelled') BEGIN
+    INSERT INTO finished_counts (state, n) VALUES (NEW.state, 1) ON CONFLICT (state) DO UPDATE SET n = n + 1;
+  END;
+  CREATE TRIGGER finished_counts_change AFTER UPDATE OF state ON tasks WHEN OLD.state <> NEW.state
+    AND (OLD.state IN ('succeeded','failed','cancelled') OR NEW.state IN ('succeeded','failed','cancelled')) BEGIN
+    UPDATE finished_counts SET n = n - 1 WHERE state = OLD.state;
+    INSERT INTO finished_counts (state, n) SELECT NEW.state, 1 WHERE NEW.state IN ('succeeded','failed','cancelled')
+      ON CONFLICT (state) DO UPDATE SET n = n + 1;
+  END;
+  CREATE TRIGGER finished_counts_delete AFTER DELETE ON tasks WHEN OLD.state IN ('succeeded','failed','cancelled') BEGIN
+    UPDATE finished_counts SET n = n - 1 WHERE state = OLD.state;
+  END;
+  `,
 ];

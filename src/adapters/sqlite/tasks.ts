@@ -81,6 +81,13 @@ export function sqliteTaskStore(db: Db): TaskStore {
     'SELECT COALESCE(SUM(n), 0) AS n FROM queue_counts WHERE provider = @provider AND priority >= @priority',
   );
 
+  // Trigger-kept counts (migrations.ts) and the running tasks' partial index: no scan of the tasks table.
+  const stateCounts = db.prepare<[], { state: TaskState; n: number }>(
+    `SELECT 'queued' AS state, COALESCE(SUM(n), 0) AS n FROM queue_counts
+     UNION ALL SELECT 'running', COUNT(*) FROM tasks WHERE state = 'running'
+     UNION ALL SELECT state, n FROM finished_counts`,
+  );
+
   // Prepared once: these run several times per task (every log line, every progress step).
   const updateProgress = db.prepare("UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'");
   const updateCheckpoint = db.prepare('UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ?');
@@ -215,9 +222,7 @@ export function sqliteTaskStore(db: Db): TaskStore {
     },
     async countByState() {
       const counts: Record<TaskState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
-      for (const row of db.prepare<[], { state: TaskState; n: number }>('SELECT state, COUNT(*) AS n FROM tasks GROUP BY state').all()) {
-        counts[row.state] = row.n;
-      }
+      for (const row of stateCounts.all()) counts[row.state] = row.n;
       return counts;
     },
     async appendLog(id, message, now) {
