@@ -61,6 +61,8 @@ export interface RelayOverrides {
   readonly webhookPolicy?: Partial<WebhookPolicy>;
   /** Tencent VOD adapter timing (tests use millisecond polls and short timeouts). */
   readonly tencent?: TencentVodOverrides;
+  /** What to do when a writer thread dies (default: log fatal and exit, see below). */
+  readonly onThreadExit?: (error: Error) => void;
 }
 
 export interface Relay {
@@ -106,10 +108,18 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   const logger = overrides.logger ?? pino({ level: config.logLevel, base: { service: 'aigc-relay' } });
   fs.mkdirSync(config.dataDir, { recursive: true });
 
+  // A writer thread that dies (SQLite or files) leaves a relay that cannot finish a task: exit, so the supervisor
+  // restarts it; everything is durable and the next start hands unfinished tasks back to the queue.
+  const onThreadExit =
+    overrides.onThreadExit ??
+    ((err: Error) => {
+      logger.fatal({ err }, 'a writer thread died; exiting so the relay restarts and recovers its queue');
+      process.exit(1);
+    });
   // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set.
-  const backend = await openBackend(config, logger);
+  const backend = await openBackend(config, logger, { onThreadExit });
   const store = backend.store;
-  const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter });
+  const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter, onThreadExit });
   const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32);
   const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24);
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.

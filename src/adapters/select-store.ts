@@ -38,9 +38,16 @@ export function defaultNodeId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-export async function openBackend(config: Config, log?: Log, options: { sqliteWriter?: Config['sqliteWriter'] } = {}): Promise<Backend> {
+export async function openBackend(
+  config: Config,
+  log?: Log,
+  options: { sqliteWriter?: Config['sqliteWriter']; onThreadExit?: (error: Error) => void } = {},
+): Promise<Backend> {
   if (!config.databaseUrl) {
-    const store = createSqliteStore(path.join(config.dataDir, 'relay.db'), { writer: options.sqliteWriter ?? config.sqliteWriter });
+    const store = createSqliteStore(path.join(config.dataDir, 'relay.db'), {
+      writer: options.sqliteWriter ?? config.sqliteWriter,
+      ...(options.onThreadExit ? { onThreadExit: options.onThreadExit } : {}),
+    });
     return {
       kind: 'sqlite',
       store,

@@ -71,10 +71,11 @@ describe('SQLite writer thread', () => {
     expect(good.status).toBe('fulfilled');
   });
 
-  it('when the thread dies, calls in flight and later ones fail with a clear error, and it reports itself not alive', async () => {
+  it('when the thread dies, calls in flight and later ones fail with a clear error, it reports itself not alive, and its owner hears of it once', async () => {
     const file = dbFile();
     openDatabase(file).close();
-    const writer = new ThreadCalls(new URL('../../src/adapters/sqlite/writer-thread.ts', import.meta.url), { file }, 'SQLite writer');
+    const exits: Error[] = [];
+    const writer = new ThreadCalls(new URL('../../src/adapters/sqlite/writer-thread.ts', import.meta.url), { file }, 'SQLite writer', (e) => exits.push(e));
     closers.push(() => writer.close());
     await writer.call('tasks', 'requestCancel', ['x', 1]);
     expect(writer.alive).toBe(true);
@@ -84,7 +85,9 @@ describe('SQLite writer thread', () => {
     await expect(inFlight).rejects.toThrow(/writer thread exited/);
     await expect(writer.call('tasks', 'requestCancel', ['x', 3])).rejects.toThrow(/writer thread exited/);
     expect(writer.alive).toBe(false); // what the threaded store's ping() (and so /readyz) reports
+    expect(exits.map((e) => e.message)).toEqual([expect.stringMatching(/SQLite writer thread exited/)]);
   });
+
 });
 
 describe('group reads', () => {
@@ -107,3 +110,35 @@ describe('group reads', () => {
   });
 });
 
+
+describe('thread calls', () => {
+  const echo = (onExit?: (e: Error) => void) => {
+    const thread = new ThreadCalls(new URL('./fixtures/echo-thread.ts', import.meta.url), {}, 'echo', onExit);
+    closers.push(() => thread.close());
+    return thread;
+  };
+
+  it('an answer that cannot cross back fails its own call only, and the thread lives on', async () => {
+    const thread = echo();
+    const [bad, good, failed] = await Promise.allSettled([
+      thread.call('echo', 'uncloneable', []),
+      thread.call('echo', 'value', [{ a: [1, 2] }]),
+      thread.call('echo', 'fails', []),
+    ]);
+    expect(bad.status === 'rejected' && (bad.reason as Error).name).toBe('DataCloneError');
+    expect(good).toEqual({ status: 'fulfilled', value: { a: [1, 2] } });
+    expect(failed.status === 'rejected' && (failed.reason as { code?: string }).code).toBe('ENOENT');
+    expect(await thread.call('echo', 'value', [7])).toBe(7);
+    expect(thread.alive).toBe(true);
+  });
+
+  it('close() called twice at once settles both, and a closing thread is not reported as a crash', async () => {
+    const exits: Error[] = [];
+    const thread = echo((e) => exits.push(e));
+    const inFlight = thread.call('echo', 'value', [1]);
+    await Promise.all([thread.close(), thread.close()]);
+    expect(await inFlight).toBe(1);
+    expect(thread.alive).toBe(false);
+    expect(exits).toEqual([]);
+  });
+});

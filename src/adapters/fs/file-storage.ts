@@ -14,8 +14,14 @@ export type FileWriterMode = 'thread' | 'inline';
  * Files under one directory. Writes go to a temporary name and are renamed into place, so a crash never leaves a
  * half-written image under a real key. Keys are relative paths made by the relay, never by a client.
  */
-export function createFsFileStorage(root: string, options: { writer?: FileWriterMode } = {}): FileStorage {
-  const thread = options.writer === 'thread' ? new ThreadCalls(new URL('./file-writer-thread.ts', import.meta.url), {}, 'file writer') : undefined;
+export function createFsFileStorage(
+  root: string,
+  options: { writer?: FileWriterMode; onThreadExit?: (error: Error) => void } = {},
+): FileStorage {
+  const thread =
+    options.writer === 'thread'
+      ? new ThreadCalls(new URL('./file-writer-thread.ts', import.meta.url), {}, 'file writer', options.onThreadExit)
+      : undefined;
   // Temporary names need only be unique among this process's writes in flight (keys are random already): a counter.
   let tmpSeq = 0;
   const resolve = (key: string): string => {

@@ -30,10 +30,12 @@ const GROUP_COMMITTED = {
 } as const satisfies Record<WriterStoreName, readonly string[]>;
 
 /** The embedded store: one SQLite file; better-sqlite3 is synchronous, so where its writes run matters (above). */
-export function createSqliteStore(file: string, options: { writer?: SqliteWriterMode } = {}): Store {
+export function createSqliteStore(file: string, options: { writer?: SqliteWriterMode; onThreadExit?: (error: Error) => void } = {}): Store {
   const db = openDatabase(file); // applies migrations before a writer thread opens its own connection
   const threaded = (options.writer ?? 'inline') === 'thread' && file !== ':memory:';
-  const writer = threaded ? new ThreadCalls(new URL('./writer-thread.ts', import.meta.url), { file }, 'SQLite writer') : undefined;
+  const writer = threaded
+    ? new ThreadCalls(new URL('./writer-thread.ts', import.meta.url), { file }, 'SQLite writer', options.onThreadExit)
+    : undefined;
   const commits = writer ? undefined : createGroupCommit(db);
   const route = <T extends object>(store: WriterStoreName, target: T): T => {
     const methods = GROUP_COMMITTED[store] as unknown as ReadonlyArray<keyof T>;

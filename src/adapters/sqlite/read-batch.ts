@@ -39,7 +39,11 @@ export function createReadBatch(db: Db): ReadBatch {
     queue = [];
     // Inside someone else's transaction (or a closed database) the reads run as they are; the caller sees the error.
     if (batch.length === 1 || db.inTransaction || !db.open) return batch.forEach(runOne);
-    begin.run();
+    try {
+      begin.run();
+    } catch {
+      return batch.forEach(runOne); // each read then fails (or succeeds) on its own
+    }
     try {
       batch.forEach(runOne);
     } finally {

@@ -17,16 +17,31 @@ export function serveCalls(
   if (!port) throw new Error('serveCalls runs in a worker thread (see thread-calls.ts)');
   let replies: WriterReply[] = [];
   const send = (message: FromWriter) => port.postMessage(message);
+  // A value that cannot be cloned (a method returning a function, say) fails its own call, not the thread: the
+  // work is done by then, and a dead thread would fail every caller.
+  const sendReplies = (batch: WriterReply[]) => {
+    try {
+      send({ type: 'replies', replies: batch });
+    } catch (error) {
+      if (batch.length > 1) for (const one of batch) sendReplies([one]);
+      else send({ type: 'replies', replies: [{ id: batch[0]!.id, ok: false, error: serializeError(error) }] });
+    }
+  };
   const reply = (answer: WriterReply) => {
     if (replies.length === 0) {
       setImmediate(() => {
         const batch = replies;
         replies = [];
-        send({ type: 'replies', replies: batch });
+        sendReplies(batch);
       });
     }
     replies.push(answer);
   };
+  // A message from the main thread that cannot be read here: its calls would never be answered. End the thread;
+  // the main side fails everything pending when it exits.
+  port.on('messageerror', (error) => {
+    throw error;
+  });
 
   port.on('message', (message: ToWriter) => {
     if (message.type === 'close') {

@@ -20,12 +20,18 @@ export class ThreadCalls {
   private readonly exited: Promise<void>;
   /** Resolves close()'s wait once the last pending call has been answered. */
   private onIdle: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
 
-  /** `entry`: the thread's module (a .ts file, loaded through boot.mjs); `data`: its `workerData` besides that. */
+  /**
+   * `entry`: the thread's module (a .ts file, loaded through boot.mjs); `data`: its `workerData` besides that.
+   * `onUnexpectedExit`: called once if the thread ends before `close()` asked it to (a crash): the owner decides
+   * what a process without this thread should do (the server exits so that its supervisor restarts it).
+   */
   constructor(
     entry: URL,
     data: Record<string, unknown>,
     private readonly label: string,
+    private readonly onUnexpectedExit?: (error: Error) => void,
   ) {
     this.worker = new Worker(new URL('./boot.mjs', import.meta.url), { workerData: { ...data, entry: entry.href } });
     this.worker.unref();
@@ -41,9 +47,18 @@ export class ThreadCalls {
       this.checkIdle();
     });
     this.worker.on('error', (error) => this.fail(error));
+    // A message the thread sent that cannot be read here (out of memory while copying it): its calls would never
+    // be answered. End the thread; its exit fails everything pending.
+    this.worker.on('messageerror', (error) => {
+      this.fail(error);
+      void this.worker.terminate();
+    });
     this.exited = new Promise((resolve) =>
       this.worker.once('exit', (code) => {
-        this.fail(new Error(`the ${this.label} thread exited (code ${code})`));
+        const error = new Error(`the ${this.label} thread exited (code ${code})`);
+        const unexpected = this.closing === undefined;
+        this.fail(error);
+        if (unexpected) this.onUnexpectedExit?.(this.stopped ?? error);
         resolve();
       }),
     );
@@ -65,8 +80,13 @@ export class ThreadCalls {
     });
   }
 
-  /** Waits for every call made so far to be answered, then closes the writer's connection and ends the thread. */
-  async close(): Promise<void> {
+  /** Waits for every call made so far to be answered, then lets the thread close what it holds and end. */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.post();
     if (this.pending.size > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
     if (!this.stopped) {
