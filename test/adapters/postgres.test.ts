@@ -206,7 +206,7 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
     });
 
     it('a live node renews its leases, so nobody takes its tasks', async () => {
-      const a = await node('a', 400);
+      const a = await node('a', 1000);
       const o = await owner(a);
       const created = await a.tasks.createTask(task(o));
       if (!created.ok) throw new Error('refused');
@@ -223,7 +223,9 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
     });
 
     it('upstream channel slots are counted across nodes; a dead node\'s slots come free when its lease lapses', async () => {
-      const nodes = await Promise.all(['a', 'b', 'c'].map((id) => node(id, 400)));
+      // Leases long enough that the checks below run inside them on a loaded 2-core machine (400 ms lapsed once
+      // between the grants and the first check), short enough that the lapse at the end comes quickly.
+      const nodes = await Promise.all(['a', 'b', 'c'].map((id) => node(id, 2000)));
       const tries = Array.from({ length: 12 }, (_, i) => nodes[i % 3]!.channelSlots.acquire('ch-1', `task-${i}`, 3));
       const granted = await Promise.all(tries);
       expect(granted.filter(Boolean)).toHaveLength(3);
@@ -236,7 +238,7 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       expect(await nodes[2]!.channelSlots.acquire('ch-1', 'late', 3)).toBe(true);
       expect(await nodes[2]!.channelSlots.acquire('ch-1', 'later', 3)).toBe(false);
       // Nobody renews (no queue heartbeats here): once the leases lapse, the slots are free again.
-      await eventually('the slots to lapse', 5000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', 'after', 3)) ? true : undefined));
+      await eventually('the slots to lapse', 10_000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', 'after', 3)) ? true : undefined));
     });
 
     it('a global lane limit holds across nodes, and a finish elsewhere frees a slot', async () => {
