@@ -93,6 +93,40 @@ describe('group commit', () => {
     expect(committedIds()).toHaveLength(10);
   });
 
+  it('takes request writes first: one queued behind a backlog of background writes commits in the first transaction', async () => {
+    let clock = 0;
+    // Every reading of the clock moves it 1 ms: a transaction with a 4 ms budget takes a handful of units.
+    const lanes = createGroupCommit(db, { budgetMs: 4, minPerLane: 2, now: () => clock++ });
+    const background = Array.from({ length: 20 }, (_, i) => lanes.run(insert(i + 1), 'background'));
+    let batchesWhenAnswered = 0;
+    let committedWhenAnswered: number[] = [];
+    const request = lanes.run(insert(100), 'request').then(() => {
+      batchesWhenAnswered = lanes.stats.batches;
+      committedWhenAnswered = committedIds();
+    });
+    await request;
+    expect(batchesWhenAnswered).toBe(1);
+    expect(committedWhenAnswered).toContain(100);
+    expect(committedWhenAnswered.length).toBeLessThan(21); // the budget left background writes for later
+    await Promise.all(background);
+    expect(committedIds()).toHaveLength(21);
+    expect(lanes.stats.units).toBe(21);
+    expect(lanes.stats.batches).toBeGreaterThan(1);
+  });
+
+  it('starves no lane: background writes get their share of every transaction however many requests wait', async () => {
+    let clock = 0;
+    const lanes = createGroupCommit(db, { budgetMs: 1, minPerLane: 3, now: () => (clock += 10) });
+    const requests = Array.from({ length: 30 }, (_, i) => lanes.run(insert(i + 1), 'request'));
+    const batchOf: number[] = [];
+    const background = Array.from({ length: 6 }, (_, i) => lanes.run(insert(100 + i), 'background').then(() => batchOf.push(lanes.stats.batches)));
+    await Promise.all([...requests, ...background]);
+    // Over budget from the first unit, each transaction still took 3 of each lane: the background writes were done
+    // in the first two transactions, not after the ten the requests needed.
+    expect(batchOf).toEqual([1, 1, 1, 2, 2, 2]);
+    expect(lanes.stats).toEqual({ batches: 10, units: 36 });
+  });
+
   it('flush() commits what is queued at once (used before close)', async () => {
     const pending = commits.run(insert(7));
     commits.flush();
@@ -114,7 +148,7 @@ describe('batchWrites', () => {
         return (db.prepare('SELECT COUNT(*) AS n FROM items').get() as { n: number }).n;
       },
     };
-    const wrapped = batchWrites(commits, store, ['add', 'addBad']);
+    const wrapped = batchWrites(commits, store, { add: 'request', addBad: 'background' });
     expect(wrapped.count).toBe(store.count);
     const results = await Promise.allSettled([wrapped.add(1), wrapped.addBad(2), wrapped.add(3)]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);

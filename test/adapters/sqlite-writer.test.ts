@@ -132,6 +132,22 @@ describe('thread calls', () => {
     expect(thread.alive).toBe(true);
   });
 
+  it('a long run of calls answers as it goes: the first answer is back while later calls still wait to run', async () => {
+    const thread = echo();
+    const ran = new Int32Array(new SharedArrayBuffer(4));
+    const calls = 300; // about 300 ms of work on the thread, in one message
+    let runWhenFirstAnswered: number | undefined;
+    const answers = Array.from({ length: calls }, () =>
+      thread.call('echo', 'busy', [ran, 1]).then((count) => {
+        runWhenFirstAnswered ??= Atomics.load(ran, 0);
+        return count;
+      }),
+    );
+    expect((await Promise.all(answers)).sort((a, b) => (a as number) - (b as number))).toEqual(Array.from({ length: calls }, (_, i) => i + 1));
+    // Answered in slices of a few ms, not after the 300th call (which would read 300 here).
+    expect(runWhenFirstAnswered).toBeLessThan(calls / 2);
+  });
+
   it('close() called twice at once settles both, and a closing thread is not reported as a crash', async () => {
     const exits: Error[] = [];
     const thread = echo((e) => exits.push(e));

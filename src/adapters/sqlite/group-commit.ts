@@ -7,8 +7,9 @@ import type { Db } from './database';
  * With `synchronous = FULL`, every commit waits for the disk; better-sqlite3 is synchronous, so that wait also
  * stops the event loop, and at a few hundred submits a second the process spends most of its time in fsync. Here a
  * write is not run when it is called: it is queued, and at `setImmediate` (after the poll phase has handed every
- * request that arrived to its handler) one `BEGIN IMMEDIATE … COMMIT` runs every queued write, each inside its own
- * SAVEPOINT. Durability is unchanged: a caller's promise settles only after the COMMIT that contains its write
+ * request that arrived to its handler) one `BEGIN IMMEDIATE … COMMIT` runs the queued writes, each inside its own
+ * SAVEPOINT, taking them lane by lane (below) until the queue, a count or a time budget runs out; what is left
+ * goes into the next transaction, at the next `setImmediate`. Durability is unchanged: a caller's promise settles only after the COMMIT that contains its write
  * returned, so a 200 is never sent for a task that is not on disk. An idle relay pays nothing extra: a lone
  * write is flushed in the same loop iteration it was made.
  *
@@ -18,9 +19,36 @@ import type { Db } from './database';
  * timeout), nothing of the batch was committed and every unit is run again on its own, as it was before batching,
  * so one bad write cannot fail its neighbours.
  */
+
+/**
+ * Which queued writes a transaction takes first when it cannot take them all. A submit's 200 waits for its
+ * transaction; a task's finish or log line waits for nobody. Without lanes, a burst of a thousand finishes (a slow
+ * disk hands the output files back all at once) became one 90 ms transaction that every submit arriving behind it
+ * waited for (BENCHMARKS.md).
+ * - `request`: writes a client's answer waits on (create, cancel, Idempotency-Key);
+ * - `dispatch`: claiming queued tasks (enqueue → dispatch latency);
+ * - `background`: everything else (progress, logs, finishes, the webhook outbox).
+ */
+export type WriteLane = 'request' | 'dispatch' | 'background';
+const LANES: readonly WriteLane[] = ['request', 'dispatch', 'background'];
+
+export interface GroupCommitOptions {
+  /** Most units in one transaction. */
+  readonly maxBatch?: number;
+  /**
+   * Milliseconds of work after which a transaction stops taking units (the rest wait for the next one, lanes in
+   * order), so one transaction, and whatever waits behind it, is bounded in time, not only in count.
+   */
+  readonly budgetMs?: number;
+  /** Units every non-empty lane gets per transaction whatever the budget says: no lane starves. */
+  readonly minPerLane?: number;
+  /** Monotonic milliseconds (tests slow units down with it). */
+  readonly now?: () => number;
+}
+
 export interface GroupCommit {
-  /** Runs `work` in the next shared transaction; settles like `work` once that transaction has committed. */
-  run<T>(work: () => T): Promise<Awaited<T>>;
+  /** Runs `work` in a coming shared transaction; settles like `work` once that transaction has committed. */
+  run<T>(work: () => T, lane?: WriteLane): Promise<Awaited<T>>;
   /** Commits whatever is queued now (before the database is closed). */
   flush(): void;
   /** Transactions committed and units run in them, for the benchmark notes. */
@@ -43,9 +71,33 @@ function discard(outcome: Outcome): void {
   if (outcome.ok && outcome.value instanceof Promise) outcome.value.catch(() => undefined);
 }
 
-export function createGroupCommit(db: Db, options: { maxBatch?: number } = {}): GroupCommit {
-  // Bounds how long one flush holds the event loop; the rest waits for the next iteration.
+/** A FIFO of units; taking from the front is O(1) (a head index, compacted once drained). */
+class LaneQueue {
+  private items: Unit[] = [];
+  private head = 0;
+  get size(): number {
+    return this.items.length - this.head;
+  }
+  push(unit: Unit): void {
+    this.items.push(unit);
+  }
+  take(): Unit {
+    const unit = this.items[this.head++]!;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    }
+    return unit;
+  }
+}
+
+export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): GroupCommit {
   const maxBatch = options.maxBatch ?? 1000;
+  // A few ms of work per transaction keeps the fsync (0.2–0.5 ms here) a small share of it while bounding what a
+  // submit can wait behind.
+  const budgetMs = options.budgetMs ?? 4;
+  const minPerLane = options.minPerLane ?? 8;
+  const now = options.now ?? (() => performance.now());
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
   const rollback = db.prepare('ROLLBACK');
@@ -53,7 +105,8 @@ export function createGroupCommit(db: Db, options: { maxBatch?: number } = {}): 
   const release = db.prepare('RELEASE aigc_group_unit');
   const rollbackTo = db.prepare('ROLLBACK TO aigc_group_unit');
   const stats = { batches: 0, units: 0 };
-  let queue: Unit[] = [];
+  const lanes = new Map<WriteLane, LaneQueue>(LANES.map((lane) => [lane, new LaneQueue()]));
+  let queued = 0;
   let scheduled = false;
 
   const inSavepoint = (unit: Unit): Outcome => {
@@ -83,34 +136,57 @@ export function createGroupCommit(db: Db, options: { maxBatch?: number } = {}): 
     }
   };
 
-  const runBatch = (batch: readonly Unit[]): Outcome[] => {
+  /** Takes units lane by lane, running each as it is taken, until the lanes, the count or the budget run out. */
+  const fill = (taken: Unit[], outcomes: Outcome[] | undefined): void => {
+    const started = now();
+    for (const lane of lanes.values()) {
+      let fromLane = 0;
+      while (lane.size > 0 && taken.length < maxBatch && (fromLane < minPerLane || now() - started < budgetMs)) {
+        const unit = lane.take();
+        queued--;
+        fromLane++;
+        taken.push(unit);
+        outcomes?.push(inSavepoint(unit));
+      }
+    }
+  };
+
+  const runBatch = (): { taken: Unit[]; outcomes: Outcome[] } => {
+    const taken: Unit[] = [];
     const outcomes: Outcome[] = [];
     try {
       begin.run();
-      for (const unit of batch) outcomes.push(inSavepoint(unit));
+      fill(taken, outcomes);
       commit.run();
       stats.batches++;
-      stats.units += batch.length;
-      return outcomes;
+      stats.units += taken.length;
+      return { taken, outcomes };
     } catch {
       if (db.inTransaction) rollback.run();
       outcomes.forEach(discard);
-      return batch.map(alone);
+      // BEGIN failed (nothing taken yet: take a batch to fail alone), or the batch was lost midway.
+      if (taken.length === 0) fill(taken, undefined);
+      return { taken, outcomes: taken.map(alone) };
     }
   };
 
   const flushOne = (): void => {
     scheduled = false;
-    if (queue.length === 0) return;
-    const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
-    queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
-    if (queue.length > 0) schedule();
-    const outcomes = db.open ? runBatch(batch) : batch.map(alone);
-    batch.forEach((unit, i) => {
+    if (queued === 0) return;
+    const { taken, outcomes } = db.open ? runBatch() : closedBatch();
+    if (queued > 0) schedule();
+    taken.forEach((unit, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) unit.resolve(outcome.value);
       else unit.reject(outcome.error);
     });
+  };
+
+  /** After close: each queued unit runs alone and fails on the closed database, as a direct call would. */
+  const closedBatch = (): { taken: Unit[]; outcomes: Outcome[] } => {
+    const taken: Unit[] = [];
+    fill(taken, undefined);
+    return { taken, outcomes: taken.map(alone) };
   };
 
   function schedule(): void {
@@ -122,11 +198,12 @@ export function createGroupCommit(db: Db, options: { maxBatch?: number } = {}): 
   return {
     stats,
     flush() {
-      while (queue.length > 0) flushOne();
+      while (queued > 0) flushOne();
     },
-    run<T>(work: () => T): Promise<Awaited<T>> {
+    run<T>(work: () => T, lane: WriteLane = 'request'): Promise<Awaited<T>> {
       return new Promise<Awaited<T>>((resolve, reject) => {
-        queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+        lanes.get(lane)!.push({ work, resolve: resolve as (value: unknown) => void, reject });
+        queued++;
         schedule();
       });
     },
@@ -134,15 +211,15 @@ export function createGroupCommit(db: Db, options: { maxBatch?: number } = {}): 
 }
 
 /**
- * `target` with the named (write) methods sent through `commits`: a call returns at once and settles after the
+ * `target` with the named (write) methods sent through `commits`, each in its lane: a call returns at once and settles after the
  * shared transaction that ran it committed. Methods not named are untouched; reads should stay direct, since
  * going through a batch would only delay them. Suits adapters whose methods do their database work synchronously
  * (better-sqlite3): whatever a method does after its first `await` runs outside the batch, in autocommit, which
  * is still correct, only not batched.
  */
-export function batchWrites<T extends object>(commits: GroupCommit, target: T, methods: ReadonlyArray<keyof T>): T {
-  return redirectMethods(target, methods, (name, args) =>
-    commits.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args)),
+export function batchWrites<T extends object>(commits: GroupCommit, target: T, lanes: Partial<Record<keyof T, WriteLane>>): T {
+  return redirectMethods(target, Object.keys(lanes) as Array<keyof T>, (name, args) =>
+    commits.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args), lanes[name]),
   );
 }
 

@@ -3,12 +3,13 @@ import { sqliteAccountStore } from './accounts';
 import { sqliteChannelStore } from './channels';
 import { openDatabase } from './database';
 import { sqliteFileStore } from './files';
-import { batchWrites, createGroupCommit, redirectMethods } from './group-commit';
+import { batchWrites, createGroupCommit, redirectMethods, type WriteLane } from './group-commit';
 import { createReadBatch } from './read-batch';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteWebhookStore } from './webhooks';
 import { sqliteTaskStore } from './tasks';
 import { ThreadCalls } from '../threads/thread-calls';
+import { GROUP_COMMITTED, type WriterStoreName } from './write-lanes';
 
 /**
  * Where the group-committed writes run (AIGC_RELAY_SQLITE_WRITER):
@@ -19,16 +20,6 @@ import { ThreadCalls } from '../threads/thread-calls';
  */
 export type SqliteWriterMode = 'thread' | 'inline';
 
-/** The stores whose write methods the writer thread runs. */
-type WriterStoreName = 'tasks' | 'idempotency' | 'webhooks';
-
-/** The writes on the request and dispatch paths: one shared transaction per turn instead of one fsync per write. */
-const GROUP_COMMITTED = {
-  tasks: ['createTask', 'markRunning', 'requeue', 'saveProgress', 'saveCheckpoint', 'requestCancel', 'finish', 'appendLog'],
-  idempotency: ['reserve', 'complete', 'release'],
-  webhooks: ['claimDue', 'recordAttempt', 'enqueueForTask'],
-} as const satisfies Record<WriterStoreName, readonly string[]>;
-
 /** The embedded store: one SQLite file; better-sqlite3 is synchronous, so where its writes run matters (above). */
 export function createSqliteStore(file: string, options: { writer?: SqliteWriterMode; onThreadExit?: (error: Error) => void } = {}): Store {
   const db = openDatabase(file); // applies migrations before a writer thread opens its own connection
@@ -38,10 +29,10 @@ export function createSqliteStore(file: string, options: { writer?: SqliteWriter
     : undefined;
   const commits = writer ? undefined : createGroupCommit(db);
   const route = <T extends object>(store: WriterStoreName, target: T): T => {
-    const methods = GROUP_COMMITTED[store] as unknown as ReadonlyArray<keyof T>;
+    const lanes = GROUP_COMMITTED[store] as Partial<Record<keyof T, WriteLane>>;
     return writer
-      ? redirectMethods(target, methods, (name, args) => writer.call(store, String(name), args))
-      : batchWrites(commits!, target, methods);
+      ? redirectMethods(target, Object.keys(lanes) as Array<keyof T>, (name, args) => writer.call(store, String(name), args))
+      : batchWrites(commits!, target, lanes);
   };
   // The point reads every request makes (read-batch.ts); listings and operator reads stay direct.
   const reads = createReadBatch(db);

@@ -10,12 +10,13 @@ import { createGroupCommit } from './group-commit';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteTaskStore } from './tasks';
 import { sqliteWebhookStore } from './webhooks';
+import { laneOf } from './write-lanes';
 
 const db = openDatabase((workerData as { file: string }).file);
 const commits = createGroupCommit(db);
 serveCalls(
   { tasks: sqliteTaskStore(db), idempotency: sqliteIdempotencyStore(db), webhooks: sqliteWebhookStore(db) },
-  (work) => commits.run(work),
+  (work, call) => commits.run(work, laneOf(call.target, call.method)),
   () => {
     commits.flush();
     db.close();

@@ -1,0 +1,35 @@
+import type { IdempotencyStore, WebhookStore } from '../../ports/delivery-store';
+import type { TaskStore } from '../../ports/store';
+import type { WriteLane } from './group-commit';
+
+/**
+ * The writes on the request and dispatch paths: group-committed (one shared transaction per turn instead of one
+ * fsync per write), on the writer thread or inline, each in the lane that says what waits for it (group-commit.ts).
+ * Writes not named here (operator and CLI writes, uploads, cleanup) stay direct.
+ */
+export const GROUP_COMMITTED = {
+  tasks: {
+    createTask: 'request',
+    requestCancel: 'request',
+    markRunning: 'dispatch',
+    requeue: 'background',
+    saveProgress: 'background',
+    saveCheckpoint: 'background',
+    finish: 'background',
+    appendLog: 'background',
+  },
+  idempotency: { reserve: 'request', complete: 'request', release: 'request' },
+  webhooks: { claimDue: 'background', recordAttempt: 'background', enqueueForTask: 'background' },
+} as const satisfies {
+  tasks: Partial<Record<keyof TaskStore, WriteLane>>;
+  idempotency: Partial<Record<keyof IdempotencyStore, WriteLane>>;
+  webhooks: Partial<Record<keyof WebhookStore, WriteLane>>;
+};
+
+export type WriterStoreName = keyof typeof GROUP_COMMITTED;
+
+/** The lane of a call that reached the writer thread by name; an unknown name (a bug) goes first, not last. */
+export function laneOf(store: string, method: string): WriteLane {
+  const lanes = (GROUP_COMMITTED as Record<string, Record<string, WriteLane> | undefined>)[store];
+  return lanes?.[method] ?? 'request';
+}
