@@ -114,6 +114,16 @@ describe('group commit', () => {
     expect(lanes.stats.batches).toBeGreaterThan(1);
   });
 
+  it('keeps a transaction that a client waits on short: with a request write in it, later lanes add only their minimum', async () => {
+    const lanes = createGroupCommit(db, { budgetMs: 1000, minPerLane: 2, now: () => 0 }); // the budget never runs out
+    const background = Array.from({ length: 10 }, (_, i) => lanes.run(insert(i + 1), 'background'));
+    let committedWhenAnswered: number[] = [];
+    await lanes.run(insert(100), 'request').then(() => (committedWhenAnswered = committedIds()));
+    expect(committedWhenAnswered).toEqual([1, 2, 100]);
+    await Promise.all(background);
+    expect(lanes.stats).toEqual({ batches: 2, units: 11 }); // the second, with no client waiting, took the other 8
+  });
+
   it('starves no lane: background writes get their share of every transaction however many requests wait', async () => {
     let clock = 0;
     const lanes = createGroupCommit(db, { budgetMs: 1, minPerLane: 3, now: () => (clock += 10) });
