@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { FileStorage } from '../../ports/file-storage';
 import { ThreadCalls } from '../threads/thread-calls';
+import { writeDurably } from './durable-files';
 
 /**
  * Where writes run: `thread`, a file-writer thread doing each write's mkdir, write and rename synchronously
@@ -11,8 +12,9 @@ import { ThreadCalls } from '../threads/thread-calls';
 export type FileWriterMode = 'thread' | 'inline';
 
 /**
- * Files under one directory. Writes go to a temporary name and are renamed into place, so a crash never leaves a
- * half-written image under a real key. Keys are relative paths made by the relay, never by a client.
+ * Files under one directory. Writes go to a temporary name, are flushed and renamed into place, and the directory is
+ * flushed before the put resolves (durable-files.ts): neither a crash nor a power cut leaves a half-written image
+ * under a real key or loses one the relay has reported. Keys are relative paths made by the relay, never by a client.
  */
 export function createFsFileStorage(
   root: string,
@@ -36,10 +38,7 @@ export function createFsFileStorage(
         await thread.call('files', 'put', [file, data]);
         return;
       }
-      await fs.mkdir(path.dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}-${++tmpSeq}.tmp`;
-      await fs.writeFile(tmp, data);
-      await fs.rename(tmp, file);
+      await writeDurably(`${file}.${process.pid}-${++tmpSeq}.tmp`, file, data);
     },
     async get(key) {
       try {
