@@ -1,56 +1,82 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { makeDirDurablySync, writeDurably, writeThenRenameSync } from '../../src/adapters/fs/durable-files';
+import { DirectorySyncs } from '../../src/adapters/fs/durable-files';
+import { DurableWriter } from '../../src/adapters/fs/durable-writer';
 import { tempDir } from '../helpers/relay';
 
 afterEach(() => vi.restoreAllMocks());
 
-/** Records, in order, which paths were flushed and renamed (fds are mapped back to the paths they were opened on). */
+/** Records, in order, which paths were flushed (fsync: a directory, fdatasync: a file's data) and renamed. */
 function recordFlushes(): string[] {
   const events: string[] = [];
   const opened = new Map<number, string>();
-  const open = fs.openSync;
-  vi.spyOn(fs, 'openSync').mockImplementation(((p: fs.PathLike, ...rest: unknown[]) => {
-    const fd = (open as (...a: unknown[]) => number)(p, ...rest);
-    opened.set(fd, String(p));
+  const openSync = fs.openSync;
+  vi.spyOn(fs, 'openSync').mockImplementation(((file: fs.PathLike, ...rest: unknown[]) => {
+    const fd = (openSync as (...a: unknown[]) => number)(file, ...rest);
+    opened.set(fd, String(file));
     return fd;
   }) as typeof fs.openSync);
-  const fsync = fs.fsyncSync;
-  vi.spyOn(fs, 'fsyncSync').mockImplementation((fd) => (events.push(`fsync ${opened.get(fd as number)}`), fsync(fd)));
-  const fdatasync = fs.fdatasyncSync;
-  vi.spyOn(fs, 'fdatasyncSync').mockImplementation((fd) => (events.push(`fdatasync ${opened.get(fd as number)}`), fdatasync(fd)));
-  const rename = fs.renameSync;
-  vi.spyOn(fs, 'renameSync').mockImplementation((from, to) => (events.push(`rename ${String(from)} -> ${String(to)}`), rename(from, to)));
+  for (const how of ['fsync', 'fdatasync'] as const) {
+    const real = fs[how];
+    vi.spyOn(fs, how).mockImplementation(((fd: number, callback: fs.NoParamCallback) => {
+      events.push(`${how} ${opened.get(fd)}`);
+      real(fd, callback);
+    }) as typeof real);
+  }
+  const renameSync = fs.renameSync;
+  vi.spyOn(fs, 'renameSync').mockImplementation((from, to) => (events.push(`rename ${String(from)}`), renameSync(from, to)));
   return events;
 }
 
-describe('durable files', () => {
-  it('flushes the bytes before the rename that makes them visible', () => {
+describe('durable writes', () => {
+  it('flush the bytes, rename, flush the directory, and only then resolve; a new directory is flushed in its parents', async () => {
     const root = tempDir('aigc-relay-durable-');
     const events = recordFlushes();
-    const file = path.join(root, 'a.png');
-    writeThenRenameSync(`${file}.tmp`, file, Buffer.from('image'));
-    expect(events).toEqual([`fdatasync ${file}.tmp`, `rename ${file}.tmp -> ${file}`]);
+    const writer = new DurableWriter('t');
+    const file = path.join(root, 'outputs', 'b1', 'a.png');
+    await writer.put(file, Buffer.from('image')).then(() => events.push('resolved'));
+    const tmp = events.find((e) => e.startsWith('fdatasync '))!.slice('fdatasync '.length);
+    expect(path.dirname(tmp)).toBe(path.dirname(file));
+    expect(events).toEqual([
+      // mkdir -p made outputs/ and outputs/b1/: each is an entry in its parent
+      `fsync ${path.join(root, 'outputs')}`,
+      `fsync ${root}`,
+      `fdatasync ${tmp}`,
+      `rename ${tmp}`,
+      `fsync ${path.dirname(file)}`,
+      'resolved',
+    ]);
     expect(fs.readFileSync(file, 'utf8')).toBe('image');
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['a.png']);
+
+    events.length = 0;
+    await writer.put(path.join(path.dirname(file), 'b.png'), Buffer.from('two'));
+    expect(events.map((e) => e.split(' ')[0])).toEqual(['fdatasync', 'rename', 'fsync']); // the directory is known now
   });
 
-  it('makes a directory chain whose every new entry is flushed in its parent, and does nothing for one that exists', () => {
+  it('makes a known directory again when it was removed behind its back', async () => {
+    const root = tempDir('aigc-relay-durable-');
+    const writer = new DurableWriter('t');
+    const dir = path.join(root, 'outputs', 'b2');
+    await writer.put(path.join(dir, 'a.png'), Buffer.from('1'));
+    fs.rmSync(dir, { recursive: true });
+    await writer.put(path.join(dir, 'b.png'), Buffer.from('2'));
+    expect(fs.readdirSync(dir)).toEqual(['b.png']);
+  });
+
+  it('coalesces directory flushes: one running, one more for everyone who asked meanwhile', async () => {
     const root = tempDir('aigc-relay-durable-');
     const events = recordFlushes();
-    makeDirDurablySync(path.join(root, 'outputs', 'bucket'));
-    expect(events.sort()).toEqual([`fsync ${path.join(root, 'outputs')}`, `fsync ${root}`].sort());
-    events.length = 0;
-    makeDirDurablySync(path.join(root, 'outputs', 'bucket'));
-    expect(events).toEqual([]);
-    expect(fs.statSync(path.join(root, 'outputs', 'bucket')).isDirectory()).toBe(true);
-  });
-
-  it('the promise form lands the bytes under the key and leaves no temporary file', async () => {
-    const root = tempDir('aigc-relay-durable-');
-    const file = path.join(root, 'x', 'y', 'b.png');
-    await writeDurably(`${file}.tmp`, file, Buffer.from([1, 2, 3]));
-    expect([...fs.readFileSync(file)]).toEqual([1, 2, 3]);
-    expect(fs.readdirSync(path.dirname(file))).toEqual(['b.png']);
+    const syncs = new DirectorySyncs();
+    const flushesWhenSettled: number[] = [];
+    const count = () => events.filter((e) => e === `fsync ${root}`).length;
+    await Promise.all(Array.from({ length: 10 }, () => syncs.after(root).then(() => flushesWhenSettled.push(count()))));
+    expect(count()).toBe(2);
+    // The first caller was served by the first flush; the other nine asked while it ran, so only a flush that began
+    // after their call (the second) covers them.
+    expect(flushesWhenSettled).toEqual([1, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+    await syncs.after(root);
+    expect(count()).toBe(3); // idle again: a new call starts a new flush
   });
 });

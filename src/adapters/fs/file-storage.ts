@@ -2,12 +2,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { FileStorage } from '../../ports/file-storage';
 import { ThreadCalls } from '../threads/thread-calls';
-import { writeDurably } from './durable-files';
+import { DurableWriter } from './durable-writer';
 
 /**
- * Where writes run: `thread`, a file-writer thread doing each write's mkdir, write and rename synchronously
- * (file-writer-thread.ts); `inline`, this thread through fs/promises. On the engine's path at 1k tasks/s, handing
- * those five steps per image to libuv's pool one by one cost a quarter of the main thread (BENCHMARKS.md).
+ * Where writes run: `thread`, on a file-writer thread (file-writer-thread.ts); `inline`, on this thread. The same
+ * durable writes either way (durable-writer.ts); on the engine's path at 1k tasks/s, taking their callbacks on the
+ * main thread cost a quarter of it (BENCHMARKS.md).
  */
 export type FileWriterMode = 'thread' | 'inline';
 
@@ -24,8 +24,7 @@ export function createFsFileStorage(
     options.writer === 'thread'
       ? new ThreadCalls(new URL('./file-writer-thread.ts', import.meta.url), {}, 'file writer', options.onThreadExit)
       : undefined;
-  // Temporary names need only be unique among this process's writes in flight (keys are random already): a counter.
-  let tmpSeq = 0;
+  const inline = thread ? undefined : new DurableWriter('i');
   const resolve = (key: string): string => {
     const full = path.resolve(root, key);
     if (!full.startsWith(path.resolve(root) + path.sep)) throw new Error(`storage key escapes the root: ${key}`);
@@ -38,7 +37,7 @@ export function createFsFileStorage(
         await thread.call('files', 'put', [file, data]);
         return;
       }
-      await writeDurably(`${file}.${process.pid}-${++tmpSeq}.tmp`, file, data);
+      await inline!.put(file, data);
     },
     async get(key) {
       try {
