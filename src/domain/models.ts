@@ -11,7 +11,24 @@ export interface ModelVersionSpec {
   readonly acceptsImageText: boolean;
   /** `output_config.aspect_ratio` is only supported by GEM. */
   readonly acceptsAspectRatio: boolean;
+  /**
+   * The sizes the upstream can make, when it cannot make every size the seed lists: a request for more is made at
+   * the largest size within these, keeping its shape (output-size.ts), and priced at what is made (pricing.ts).
+   */
+  readonly sizeLimits?: SizeLimits;
 }
+
+export interface SizeLimits {
+  readonly minSide: number;
+  readonly maxSide: number;
+  readonly maxPixels: number;
+}
+
+/**
+ * Hunyuan 3.0 (shared/reference: AdditionalParameters): each side 512–2048, at most 1024x1024 pixels in all. Qwen's
+ * limits are not documented; the same ones are applied.
+ */
+export const EXT_SIZE_LIMITS: SizeLimits = { minSide: 512, maxSide: 2048, maxPixels: 1024 * 1024 };
 
 const GEM: ModelVersionSpec = { maxImages: 3, acceptsImageText: true, acceptsAspectRatio: true };
 
@@ -21,10 +38,10 @@ export const MODELS: Readonly<Record<ModelName, Readonly<Record<string, ModelVer
     '3.0': { ...GEM, maxImages: 14 },
   },
   Qwen: {
-    '0925': { maxImages: 1, acceptsImageText: false, acceptsAspectRatio: false },
+    '0925': { maxImages: 1, acceptsImageText: false, acceptsAspectRatio: false, sizeLimits: EXT_SIZE_LIMITS },
   },
   Hunyuan: {
-    '3.0': { maxImages: 3, acceptsImageText: false, acceptsAspectRatio: false },
+    '3.0': { maxImages: 3, acceptsImageText: false, acceptsAspectRatio: false, sizeLimits: EXT_SIZE_LIMITS },
   },
 };
 

@@ -1,4 +1,5 @@
-import type { AspectRatio, Resolution } from './models';
+import { modelSpec, type AspectRatio, type Resolution, type SizeLimits } from './models';
+import type { TaskInput } from './task-input';
 
 /**
  * How `output_config.resolution` and `aspect_ratio` become pixels.
@@ -7,6 +8,7 @@ import type { AspectRatio, Resolution } from './models';
  *   aspect ratio (default 1:1), rounded to an even number: `1080P` + `16:9` → 1920x1080, `4K` + `9:16` → 2160x3840.
  * - An explicit `WxH` is used as given; an aspect ratio that disagrees with it is rejected by validation.
  * - No resolution: a 1K class (short side 1024), so `1:1` → 1024x1024.
+ * - A model with size limits (models.ts) makes the largest size within them that keeps the shape (`producedSize`).
  */
 export interface PixelSize {
   readonly width: number;
@@ -49,4 +51,28 @@ export function sizeMatchesRatio(size: PixelSize, ratio: AspectRatio): boolean {
 
 export function megapixels(size: PixelSize): number {
   return (size.width * size.height) / 1_000_000;
+}
+
+/** Fits a size into `limits` keeping its shape (sides rounded down to a multiple of 8, at least `minSide`). */
+export function fitWithin(size: PixelSize, limits: SizeLimits): PixelSize {
+  const { minSide, maxSide, maxPixels } = limits;
+  const down = Math.min(1, Math.sqrt(maxPixels / (size.width * size.height)), maxSide / Math.max(size.width, size.height));
+  const scale = Math.max(down, minSide / Math.min(size.width, size.height));
+  // The epsilon keeps float noise (767.99999…) from costing a whole step of 8.
+  const fit = (n: number) => Math.max(minSide, Math.floor((n * scale) / 8 + 1e-9) * 8);
+  let width = fit(size.width);
+  let height = fit(size.height);
+  // A very elongated shape can hit the minimum side; shorten the long side to stay within the pixel budget.
+  if (width * height > maxPixels) {
+    if (width >= height) width = Math.floor(maxPixels / height / 8) * 8;
+    else height = Math.floor(maxPixels / width / 8) * 8;
+  }
+  return { width, height };
+}
+
+/** The size a task's images are made at: what it asked for, fitted into its model's limits if it has any. */
+export function producedSize(input: TaskInput): PixelSize {
+  const asked = outputSize(input.output_config.resolution, input.output_config.aspect_ratio);
+  const limits = modelSpec(input.model_name, input.model_version)?.sizeLimits;
+  return limits ? fitWithin(asked, limits) : asked;
 }

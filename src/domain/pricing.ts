@@ -1,5 +1,5 @@
-import { MODELS, type ModelName } from './models';
-import { megapixels, outputSize } from './output-size';
+import { MODELS, modelSpec, type ModelName } from './models';
+import { megapixels, outputSize, producedSize } from './output-size';
 import type { TaskInput } from './task-input';
 
 /**
@@ -24,14 +24,18 @@ const NAMED_CLASSES: Readonly<Record<string, PriceClass>> = { '720P': '1K', '108
 
 /**
  * A named resolution is priced by its name (`2K` is class 2K at 1:1 as at 21:9, as the upstream is asked for 2K);
- * an explicit `WxH` by its pixel count (≤ 2.1 MP → 1K, ≤ 4.2 MP → 2K, larger → 4K); no resolution is 1K.
+ * an explicit `WxH` by its pixel count (≤ 2.1 MP → 1K, ≤ 4.2 MP → 2K, larger → 4K); no resolution is 1K. A model
+ * with size limits is asked for a size, not a name, and is priced by the pixels it makes: a `4K` request to Hunyuan
+ * is made at 1024x1024 and costs 1K.
  */
 export function priceClass(input: TaskInput): PriceClass {
   const { resolution, aspect_ratio: aspectRatio } = input.output_config;
+  if (modelSpec(input.model_name, input.model_version)?.sizeLimits) return classOfPixels(megapixels(producedSize(input)));
   if (resolution === undefined) return '1K';
-  const named = NAMED_CLASSES[resolution];
-  if (named) return named;
-  const mp = megapixels(outputSize(resolution, aspectRatio));
+  return NAMED_CLASSES[resolution] ?? classOfPixels(megapixels(outputSize(resolution, aspectRatio)));
+}
+
+function classOfPixels(mp: number): PriceClass {
   if (mp <= 2.1) return '1K';
   if (mp <= 4.2) return '2K';
   return '4K';

@@ -5,7 +5,7 @@ import { ProviderCancelledError, ProviderError } from '../ports/provider';
 import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import type { TaskState } from '../domain/task-state';
-import { outputSize } from '../domain/output-size';
+import { producedSize } from '../domain/output-size';
 import { retryDelayMs, type RetryPolicy } from './retry';
 
 /** Emitted on every state or progress change; `wait`, SSE, webhooks and metrics listen here. */
@@ -258,7 +258,7 @@ export class TaskEngine {
     const job: ProviderJob = {
       taskId: task.id,
       input: task.input,
-      size: outputSize(task.input.output_config.resolution, task.input.output_config.aspect_ratio),
+      size: producedSize(task.input),
       inputImages,
       attempt: task.attempts,
       ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ASPECT_RATIOS, RESOLUTIONS, type AspectRatio, type Resolution } from '../../src/domain/models';
-import { outputSize, sizeMatchesRatio } from '../../src/domain/output-size';
+import { outputSize, producedSize, sizeMatchesRatio } from '../../src/domain/output-size';
 import { DEFAULT_PRICES, parsePriceTable, priceClass, priceOf } from '../../src/domain/pricing';
 import type { TaskInput } from '../../src/domain/task-input';
 
@@ -64,6 +64,26 @@ describe('pricing', () => {
     expect(priceClass(input('1080P', '21:9'))).toBe('1K');
     expect(priceClass(input(undefined, '16:9'))).toBe('1K');
     expect(priceClass(input('4096x4096'))).toBe('4K');
+  });
+
+  it('a model with size limits is priced at the size it makes, not the size asked for', () => {
+    const limited = (model_name: 'Hunyuan' | 'Qwen', model_version: string, resolution: Resolution): TaskInput => ({
+      ...input(resolution),
+      model_name,
+      model_version,
+    });
+    for (const resolution of ['4K', '4096x4096', '2K', '1080P'] as const) {
+      const hunyuan = limited('Hunyuan', '3.0', resolution);
+      const made = producedSize(hunyuan);
+      expect(made.width * made.height).toBeLessThanOrEqual(1024 * 1024); // Tencent's documented Hunyuan limit
+      expect(priceClass(hunyuan)).toBe('1K');
+      expect(priceOf(DEFAULT_PRICES, hunyuan)).toBe(DEFAULT_PRICES['Hunyuan:3.0']!['1K']);
+      expect(priceClass(limited('Qwen', '0925', resolution))).toBe('1K');
+    }
+    expect(producedSize(limited('Hunyuan', '3.0', '4K'))).toEqual({ width: 1024, height: 1024 });
+    // GEM has no such limit: a 4K request is made, and priced, at 4K.
+    expect(producedSize(input('4K'))).toEqual({ width: 2160, height: 2160 });
+    expect(priceClass(input('4K'))).toBe('4K');
   });
 
   it('a price table must cover every model version with whole, non-negative credits', () => {

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UpstreamTimeout } from '../../src/adapters/tencent/client';
 import { classify, isDuplicateSession, kindOfCode } from '../../src/adapters/tencent/errors';
-import { EXT_SIZE_LIMITS, extInfoWithSize, fitExtSize, toCreateRequest } from '../../src/adapters/tencent/request';
+import { extInfoWithSize, toCreateRequest } from '../../src/adapters/tencent/request';
+import { EXT_SIZE_LIMITS } from '../../src/domain/models';
+import { fitWithin } from '../../src/domain/output-size';
 import { outputSize } from '../../src/domain/output-size';
 import { validateSubmitBody } from '../../src/domain/validate-submit';
 
@@ -106,7 +108,7 @@ describe('CreateAigcImageTask mapping', () => {
     fc.assert(
       fc.property(fc.integer({ min: 256, max: 8000 }), fc.integer({ min: 256, max: 8000 }), (width, height) => {
         fc.pre(Math.max(width, height) / Math.min(width, height) <= 4);
-        const fit = fitExtSize({ width, height });
+        const fit = fitWithin({ width, height }, EXT_SIZE_LIMITS);
         const { minSide, maxSide, maxPixels } = EXT_SIZE_LIMITS;
         expect(fit.width * fit.height).toBeLessThanOrEqual(maxPixels);
         for (const side of [fit.width, fit.height]) expect(side >= minSide && side <= maxSide && side % 8 === 0).toBe(true);

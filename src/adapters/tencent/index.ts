@@ -1,5 +1,5 @@
 import type { SecretBox } from '../../app/secret-box';
-import { outputSize } from '../../domain/output-size';
+import { producedSize } from '../../domain/output-size';
 import { isTerminal } from '../../domain/task-state';
 import type { TaskInput } from '../../domain/task-input';
 import type { ChannelSlots } from '../../ports/channel-slots';
@@ -91,7 +91,7 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
         let resumed = 0;
         for (const task of unfinished) {
           if (task.provider !== TENCENT_VOD_ID) continue;
-          const size = outputSize(task.input.output_config.resolution, task.input.output_config.aspect_ratio);
+          const size = producedSize(task.input);
           if (provider.resumeInBackground({ id: task.id, input: task.input, size, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) })) resumed++;
         }
         if (resumed > 0) deps.log.info({ resumed }, 'following upstream tasks left by the previous run');

@@ -1,5 +1,5 @@
-import { ASPECT_RATIOS, type ModelName } from '../../domain/models';
-import { explicitSize, sizeMatchesRatio, type PixelSize } from '../../domain/output-size';
+import { ASPECT_RATIOS, EXT_SIZE_LIMITS, modelSpec, type ModelName } from '../../domain/models';
+import { explicitSize, fitWithin, sizeMatchesRatio, type PixelSize } from '../../domain/output-size';
 import { priceClass } from '../../domain/pricing';
 import type { InputImageRef, TaskInput } from '../../domain/task-input';
 import type { Vod } from './client';
@@ -15,8 +15,8 @@ import type { Vod } from './client';
  *   2.1 MP → 1K (1024x1024), up to 4.2 MP → 2K (2048x2048, 2560x1440, …), larger → 4K (4096x4096, …); it also
  *   sends the aspect ratio it has when none was given (2560x1440 → 16:9).
  * - Hunyuan and Qwen take no Resolution; the size goes in `ExtInfo` as `{"AdditionalParameters":"{\"size\":\"WxH\"}"}`.
- *   Tencent documents Hunyuan's limits (each side 512–2048, at most 1024x1024 pixels in all); the requested size
- *   is scaled down into them keeping its shape. Qwen's limits are not documented; the same ones are applied.
+ *   The size is the one the task is made at (domain/output-size.ts `producedSize`): the requested size scaled
+ *   into the model's limits (domain/models.ts), which is also what it is priced at.
  * - No resolution given: nothing is sent and Tencent's default applies.
  *
  * `SessionId` is always our task id: Tencent refuses a repeated SessionId for 3 days, so a resubmission after a
@@ -34,8 +34,6 @@ export const UPSTREAM_MODELS: Readonly<Record<ModelName, ModelMapping>> = {
   Qwen: { name: 'Qwen', versions: { '0925': '0925' }, resolution: 'ext-size' },
   Hunyuan: { name: 'Hunyuan', versions: { '3.0': '3.0' }, resolution: 'ext-size' },
 };
-
-export const EXT_SIZE_LIMITS = { minSide: 512, maxSide: 2048, maxPixels: 1024 * 1024 } as const;
 
 /** Field rules: target field ← value from the input (undefined = not sent). */
 type Rules<T> = ReadonlyArray<readonly [keyof T, (input: TaskInput) => string | number | undefined]>;
@@ -67,23 +65,6 @@ function ratioOfExplicitSize(input: TaskInput): string | undefined {
   if (input.model_name !== 'GEM' || !input.output_config.resolution) return undefined;
   const size = explicitSize(input.output_config.resolution);
   return size ? ASPECT_RATIOS.find((r) => sizeMatchesRatio(size, r)) : undefined;
-}
-
-/** Fits a size into the ExtInfo limits keeping its shape (sides rounded down to a multiple of 8, at least 512). */
-export function fitExtSize(size: PixelSize): PixelSize {
-  const { minSide, maxSide, maxPixels } = EXT_SIZE_LIMITS;
-  const down = Math.min(1, Math.sqrt(maxPixels / (size.width * size.height)), maxSide / Math.max(size.width, size.height));
-  const scale = Math.max(down, minSide / Math.min(size.width, size.height));
-  // The epsilon keeps float noise (767.99999…) from costing a whole step of 8.
-  const fit = (n: number) => Math.max(minSide, Math.floor((n * scale) / 8 + 1e-9) * 8);
-  let width = fit(size.width);
-  let height = fit(size.height);
-  // A very elongated shape can hit the minimum side; shorten the long side to stay within the pixel budget.
-  if (width * height > maxPixels) {
-    if (width >= height) width = Math.floor(maxPixels / height / 8) * 8;
-    else height = Math.floor(maxPixels / width / 8) * 8;
-  }
-  return { width, height };
 }
 
 /** Adds `size` to the client's ExtInfo (kept as given when it is not a JSON object, or already names a size). */
@@ -153,7 +134,7 @@ export function toCreateRequest(input: TaskInput, ctx: MappingContext): Vod.Crea
   let extInfo = input.ext_info;
   if (input.output_config.resolution) {
     if (model.resolution === 'class') output.Resolution = ggResolution(input);
-    else extInfo = extInfoWithSize(extInfo, fitExtSize(ctx.size));
+    else extInfo = extInfoWithSize(extInfo, fitWithin(ctx.size, modelSpec(input.model_name, input.model_version)?.sizeLimits ?? EXT_SIZE_LIMITS));
   }
   if (Object.keys(output).length > 0) request.OutputConfig = output;
   if (extInfo !== undefined) request.ExtInfo = extInfo;
