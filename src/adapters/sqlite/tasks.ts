@@ -6,7 +6,7 @@ import { fileParams, INSERT_FILE } from './files';
 import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
 import { sqliteOutbox } from './webhooks';
-import { toTask, type TaskRow } from '../rows/tasks';
+import { TASK_COLUMNS, taskRowFromValues, toTask, type TaskRow } from '../rows/tasks';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
 
@@ -38,7 +38,14 @@ export function sqliteTaskStore(db: Db): TaskStore {
   const insertLedger = db.prepare(
     'INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES (?, ?, ?, ?, ?)',
   );
-  const selectTask = db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?');
+  // Read as an array and built in JS (rows/tasks.ts, TASK_COLUMNS: why).
+  const selectTaskValues = db.prepare<[string], unknown[]>(`SELECT ${TASK_COLUMNS.join(', ')} FROM tasks WHERE id = ?`).raw();
+  const selectTask = {
+    get(id: string): TaskRow | undefined {
+      const values = selectTaskValues.get(id);
+      return values && taskRowFromValues(values);
+    },
+  };
   const availableOf = db.prepare<[string], { available: number }>('SELECT balance - held AS available FROM accounts WHERE id = ?');
   const markRunning = db.prepare(
     `UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, @now),
