@@ -25,6 +25,22 @@ export interface KeyRow {
   revoked_at: number | null;
 }
 
+/** KeyRow's columns in a fixed order and the row from values in that order (why: rows/tasks.ts, TASK_COLUMNS). */
+export const KEY_COLUMNS = [
+  'id', 'account_id', 'name', 'secret_hash', 'rpm', 'max_concurrency', 'spend_cap', 'spent', 'callback_url', 'created_at', 'revoked_at',
+] as const satisfies ReadonlyArray<keyof KeyRow>;
+
+/** Fails to compile when KeyRow gains a column KEY_COLUMNS lacks. */
+type MissingKeyColumn = Exclude<keyof KeyRow, (typeof KEY_COLUMNS)[number]>;
+export const KEY_COLUMNS_COMPLETE: [MissingKeyColumn] extends [never] ? true : MissingKeyColumn = true;
+
+export function keyRowFromValues(v: readonly unknown[]): KeyRow {
+  return {
+    id: v[0], account_id: v[1], name: v[2], secret_hash: v[3], rpm: v[4], max_concurrency: v[5], spend_cap: v[6],
+    spent: v[7], callback_url: v[8], created_at: v[9], revoked_at: v[10],
+  } as KeyRow;
+}
+
 export interface LedgerRow {
   id: number;
   account_id: string;

@@ -1,7 +1,7 @@
 import type { Account, AccountStore, KeyPatch } from '../../ports/store';
 import { auditBooks } from './audit';
 import type { Db } from './database';
-import { KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
+import { KEY_COLUMNS, KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, keyRowFromValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 
 export function sqliteAccountStore(db: Db): AccountStore {
   const insertAccount = db.prepare(
@@ -13,7 +13,14 @@ export function sqliteAccountStore(db: Db): AccountStore {
      VALUES (?, ?, ?, ?, ?, ?)`,
   );
   const selectAccount = db.prepare<[string], AccountRow>('SELECT * FROM accounts WHERE id = ?');
-  const selectKey = db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE id = ?');
+  // Read as an array and built in JS: every authenticated request reads its key (rows/tasks.ts, TASK_COLUMNS: why).
+  const selectKeyValues = db.prepare<[string], unknown[]>(`SELECT ${KEY_COLUMNS.join(', ')} FROM api_keys WHERE id = ?`).raw();
+  const selectKey = {
+    get(id: string): KeyRow | undefined {
+      const values = selectKeyValues.get(id);
+      return values && keyRowFromValues(values);
+    },
+  };
   const addBalance = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
 
   const createAccount = db.transaction(
