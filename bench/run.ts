@@ -22,6 +22,7 @@ import { benchStores, printStoreTable } from './postgres';
 import { postgresUnavailable } from '../test/helpers/postgres';
 import { percentile } from './stats';
 import { interleaved, paired, type Paired } from './paired';
+import { DEFAULT_SQLITE_WRITER } from '../src/config/env';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -51,6 +52,9 @@ const BODY = JSON.stringify(PROMPT_BODY);
 const THREADPOOL = process.env.BENCH_UV_THREADPOOL_SIZE ?? '16';
 const RELAY_ENV = { UV_THREADPOOL_SIZE: THREADPOOL, AIGC_RELAY_MAX_QUEUED: '10000000' };
 const INSTANT = { ...RELAY_ENV, AIGC_RELAY_INSTANT_PROVIDER: '1' };
+/** The relay's default SQLite writer mode and the other one, measured beside it in the same rounds. */
+const DEFAULT_WRITER = DEFAULT_SQLITE_WRITER;
+const OTHER_WRITER = DEFAULT_WRITER === 'thread' ? 'inline' : 'thread';
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
@@ -186,10 +190,30 @@ async function main(): Promise<void> {
     }
     const status = await paired(phase, 'status GET', bareGet, { ...bareGet, url: statusUrl }, ROUNDS, ROUND_SECONDS);
     // Open loop, evenly paced (bench/paced-load.ts): enough connections that a slow answer does not lower the rate.
+    // On two fresh relays, one per SQLite writer mode, in the same rounds: latency is where the modes differ most.
     const fixed = { pacedRate: FIXED_RATE, connections: CONNECTIONS, warmupSeconds: WARMUP };
-    const fixedRate = await paired(phase, `POST at ${FIXED_RATE}/s`, { ...barePost, ...fixed }, submitSpec(relay, fixed), ROUNDS, ROUND_SECONDS);
-    const dispatch = await dispatchLatency(relay);
-    log(`enqueue→dispatch: p50 ${dispatch.p50} ms, p99 ${dispatch.p99} ms over the newest ${dispatch.n} tasks`);
+    const pacedDefault = await startRelay({ ...INSTANT, AIGC_RELAY_SQLITE_WRITER: DEFAULT_WRITER });
+    const pacedOther = await startRelay({ ...INSTANT, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER });
+    let fixedRate: Paired;
+    let fixedOther: Paired;
+    let dispatch: BenchResults['dispatch'];
+    let dispatchOther: BenchResults['dispatch'];
+    try {
+      await prepare(pacedDefault);
+      await prepare(pacedOther);
+      const rates = await interleaved(phase, `POST at ${FIXED_RATE}/s`, { ...barePost, ...fixed }, {
+        [`writer ${DEFAULT_WRITER}`]: submitSpec(pacedDefault, fixed),
+        [`writer ${OTHER_WRITER}`]: submitSpec(pacedOther, fixed),
+      }, ROUNDS, ROUND_SECONDS);
+      fixedRate = rates[`writer ${DEFAULT_WRITER}`]!;
+      fixedOther = rates[`writer ${OTHER_WRITER}`]!;
+      dispatch = await dispatchLatency(pacedDefault);
+      dispatchOther = await dispatchLatency(pacedOther);
+    } finally {
+      await pacedDefault.stop();
+      await pacedOther.stop();
+    }
+    log(`enqueue→dispatch: p50 ${dispatch.p50} ms, p99 ${dispatch.p99} ms over the newest ${dispatch.n} tasks (writer ${OTHER_WRITER}: p99 ${dispatchOther.p99} ms)`);
 
     // Fill to TASKS_TARGET tasks in all, let them all finish, then read the relay's RSS.
     const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0);
@@ -206,18 +230,18 @@ async function main(): Promise<void> {
     log(`RSS after ${afterTasks.tasks} tasks: ${(afterTasks.rssBytes / 2 ** 20).toFixed(0)} MiB`);
     await cleanup.pop()!();
 
-    // Relays whose provider never finishes within the run: every submit stays queued. One with the SQLite writes on
-    // the writer thread (the default), one with them inline on the main thread (AIGC_RELAY_SQLITE_WRITER=inline, as
-    // before the writer thread): that change's baseline, measured in the same rounds.
+    // Relays whose provider never finishes within the run: every submit stays queued. One per SQLite writer mode
+    // (AIGC_RELAY_SQLITE_WRITER: the writes on a writer thread, or inline on the main thread), measured in the same
+    // rounds; RSS is read on the default one.
     const STUCK = { ...RELAY_ENV, AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVIEW_CONCURRENCY: '1' };
-    const stuck = await startRelay(STUCK);
-    const inline = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: 'inline' });
+    const stuck = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: DEFAULT_WRITER });
+    const other = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER });
     let queued: BenchResults['queued'];
     let submitAlone!: Paired;
-    let submitInline!: Paired;
+    let submitOther!: Paired;
     try {
       await prepare(stuck);
-      await prepare(inline);
+      await prepare(other);
       const idleRss = rssBytes(stuck.pid);
       await phase(`queue ${QUEUED_TARGET} tasks`, submitSpec(stuck, { amount: QUEUED_TARGET, warmupSeconds: 0 }));
       const c = await taskCounts(stuck);
@@ -225,15 +249,15 @@ async function main(): Promise<void> {
       log(`RSS with ${c.queued ?? 0} queued: ${(rss / 2 ** 20).toFixed(0)} MiB (idle ${(idleRss / 2 ** 20).toFixed(0)} MiB)`);
       // The submit path alone (validated, authenticated, charged, durably committed, queued): nothing drains.
       const alone = await interleaved(phase, 'submit path alone (provider not draining)', barePost, {
-        'writer thread': submitSpec(stuck),
-        'writer inline': submitSpec(inline),
+        [`writer ${DEFAULT_WRITER}`]: submitSpec(stuck),
+        [`writer ${OTHER_WRITER}`]: submitSpec(other),
       }, ROUNDS, ROUND_SECONDS);
-      submitAlone = alone['writer thread'];
-      submitInline = alone['writer inline'];
+      submitAlone = alone[`writer ${DEFAULT_WRITER}`]!;
+      submitOther = alone[`writer ${OTHER_WRITER}`]!;
       queued = { queued: c.queued ?? 0, rssBytes: rss, idleRssBytes: idleRss, submit: submitAlone.relay };
     } finally {
       await stuck.kill(); // its one running task would hold a graceful drain for 10 s
-      await inline.kill();
+      await other.kill();
     }
 
     const stores = await storeComparison();
@@ -245,8 +269,10 @@ async function main(): Promise<void> {
       fsync,
       bare: { post: submitAlone.bare, postEndToEnd: bareSubmit, get: status.bare, postFixed: fixedRate.bare },
       relay: { submit: relaySubmit, status: status.relay, submitFixed: fixedRate.relay },
-      pairs: { submit: submitAlone, submitInline, status, fixed: fixedRate },
+      pairs: { submit: submitAlone, submitOther, status, fixed: fixedRate, fixedOther },
       dispatch,
+      dispatchOther,
+      writers: { default: DEFAULT_WRITER, other: OTHER_WRITER },
       drain,
       afterTasks,
       queued,

@@ -32,9 +32,9 @@ export interface Config {
    */
   readonly billing: boolean;
   /**
-   * AIGC_RELAY_SQLITE_WRITER (thread|inline, default thread): where the embedded store's request-path writes run,
-   * on a writer thread of their own or on the main thread (adapters/sqlite/index.ts). Inline is the baseline the
-   * benchmark compares against; there is no other reason to choose it.
+   * AIGC_RELAY_SQLITE_WRITER (thread|inline, default DEFAULT_SQLITE_WRITER): where the embedded store's
+   * request-path writes run, on a writer thread of their own or on the main thread (adapters/sqlite/index.ts). The
+   * benchmark measures both in the same rounds (BENCHMARKS.md).
    */
   readonly sqliteWriter: 'thread' | 'inline';
   /** AIGC_RELAY_FILE_WRITER (thread|inline, default thread): where output images are written (adapters/fs/file-storage.ts). */
@@ -64,6 +64,9 @@ export class ConfigError extends Error {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** Where the SQLite request-path writes run unless AIGC_RELAY_SQLITE_WRITER says otherwise. */
+export const DEFAULT_SQLITE_WRITER: 'thread' | 'inline' = 'thread';
 
 function read(env: Env, name: string): string | undefined {
   const value = env[name];
@@ -110,7 +113,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('AIGC_RELAY_BILLING', 'must be on or off');
   }
 
-  const sqliteWriter = (read(env, 'AIGC_RELAY_SQLITE_WRITER') ?? 'thread').toLowerCase();
+  const sqliteWriter = (read(env, 'AIGC_RELAY_SQLITE_WRITER') ?? DEFAULT_SQLITE_WRITER).toLowerCase();
   if (sqliteWriter !== 'thread' && sqliteWriter !== 'inline') {
     throw new ConfigError('AIGC_RELAY_SQLITE_WRITER', 'must be thread or inline');
   }

@@ -286,7 +286,8 @@ export class TaskEngine {
 
   private async complete(task: TaskRecord, completion: Completion): Promise<void> {
     const { store, clock } = this.deps;
-    if (await store.tasks.finish(task.id, completion, clock.now())) {
+    // ownAttempt: if our lease lapsed and another node took the task over, its attempt decides, not ours.
+    if (await store.tasks.finish(task.id, completion, clock.now(), { ownAttempt: true })) {
       await store.tasks.appendLog(task.id, `Finished: ${completion.state}.`, clock.now());
       await this.announce(task.id);
     } else if (completion.state === 'succeeded') {

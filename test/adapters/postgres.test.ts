@@ -198,9 +198,13 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       });
       expect(taken).toMatchObject({ id: created.task.id, attempts: 2, state: 'running' });
       expect((await alive.tasks.logs(created.task.id)).map((l) => l.message).join('\n')).toMatch(/node dead stopped renewing/);
-      // The old owner can no longer hand the attempt back from under the new one, but completion stays idempotent.
+      // The old owner can no longer hand the attempt back from under the new one, nor settle the task with the outcome
+      // of its own (superseded) attempt: the new owner's attempt decides.
       expect(await dead.tasks.requeue(created.task.id, 0, Date.now())).toBe(false);
-      expect(await alive.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(true);
+      const failed = { state: 'failed', error: { code: 'X', message: 'x' } } as const;
+      expect(await dead.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: true })).toBe(false);
+      expect(await alive.tasks.getTask(created.task.id)).toMatchObject({ state: 'running' });
+      expect(await alive.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: true })).toBe(true);
       expect(await dead.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(false);
       expect(await alive.accounts.audit()).toEqual([]);
     });

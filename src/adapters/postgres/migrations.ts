@@ -348,6 +348,24 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX channel_slots_node ON channel_slots(node_id);
   `,
+  // Fencing finishes by lease: an attempt's own outcome (f.owner = its node) settles a task only while no other
+  // node holds the task's lease. The row is locked first, so no hand-back or claim can slip between the check and
+  // the settlement; the settlement itself is the function as it was.
+  `
+  ALTER FUNCTION aigc_finish_task(jsonb, text) RENAME TO aigc_settle_task;
+  CREATE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
+  DECLARE
+    t record;
+  BEGIN
+    IF f->>'owner' IS NOT NULL THEN
+      SELECT state, lease_owner INTO t FROM tasks WHERE id = f->>'id' FOR UPDATE;
+      IF FOUND AND t.state = 'running' AND t.lease_owner IS NOT NULL AND t.lease_owner <> f->>'owner' THEN
+        RETURN false;
+      END IF;
+    END IF;
+    RETURN aigc_settle_task(f, p_channel);
+  END $$;
+  `,
 ];
 
 /** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */

@@ -38,7 +38,7 @@ const CREATE: BulkKind<CreateArg, CreateOutcome> = {
     ),
 };
 
-type FinishArg = { id: string; channel: string } & Record<string, unknown>;
+type FinishArg = { id: string; channel: string; owner: string | null } & Record<string, unknown>;
 const FINISH: BulkKind<FinishArg, boolean> = {
   name: 'finish',
   run: async (c, args) =>
@@ -123,11 +123,12 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
     return outcome;
   };
 
-  const finish = (id: string, c: Completion, now: number): Promise<boolean> =>
+  const finish = (id: string, c: Completion, now: number, options?: { readonly ownAttempt?: boolean }): Promise<boolean> =>
     group.run(
       FINISH,
       {
         id,
+        owner: options?.ownAttempt ? nodeId : null,
         state: c.state,
         from: statesAllowing(c.state),
         now,
