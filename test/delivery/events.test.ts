@@ -115,6 +115,8 @@ describe('GET /requests/{id}/events (SSE)', () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
     t = await startTestRelay({ overrides: { providers: [provider] } });
     const res = await t.api.post(SUBMIT, body('never finishes'));
+    // Running before the stream opens: no state change can add a second status event while it is open.
+    await provider.whenStarted(res.body.request_id);
     const baseline = t.relay.engine.events.listenerCount('task');
     const opened = new Promise<void>((resolve) => t!.relay.engine.events.on('newListener', () => setImmediate(() => {
       if (t!.relay.engine.events.listenerCount('task') === baseline + 2) resolve();
