@@ -30,5 +30,10 @@ export interface DispatchQueue {
   claim(lane: string, max: number): Promise<TaskRecord[]>;
   /** Tasks waiting, as far as this node knows. */
   depth(): number;
+  /**
+   * Tasks of `lane` a claim made now would get, when the queue knows without asking the store (the single-node
+   * index); absent when only the database knows. The engine sets aside that many slots for a claim in flight.
+   */
+  waiting?(lane: string): number;
   stop(): Promise<void>;
 }

@@ -36,10 +36,19 @@ export interface EngineDeps {
 interface Lane {
   readonly provider: ImageProvider;
   running: number;
-  /** A claim is in flight; a wake-up meanwhile sets `wokenDuringClaim` so it is not lost. */
-  claiming: boolean;
+  /** Claims in flight, and the slots they have set aside (a slot is either reserved by a claim or running). */
+  claims: number;
+  reserved: number;
+  /** A wake-up arrived while a claim was in flight; the claims that end after it look again, so it is not lost. */
   wokenDuringClaim: boolean;
 }
+
+/**
+ * Claims of one lane that may be in flight at once. With one, work that arrived while a claim waited for its store
+ * round trip (the SQLite writer thread's COMMIT, a PostgreSQL query) waited for that claim to end before its own
+ * began: the enqueue → dispatch latency was two round trips at worst instead of one.
+ */
+const CLAIMS_IN_FLIGHT = 4;
 
 /**
  * The in-process dispatcher: one lane per provider, each a priority queue with its own concurrency limit. The
@@ -58,7 +67,7 @@ export class TaskEngine {
   constructor(private readonly deps: EngineDeps) {
     this.events.setMaxListeners(0);
     for (const provider of deps.providers) {
-      this.lanes.set(provider.id, { provider, running: 0, claiming: false, wokenDuringClaim: false });
+      this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false });
     }
   }
 
@@ -156,32 +165,44 @@ export class TaskEngine {
 
   private wake(laneId: string): void {
     const lane = this.lanes.get(laneId);
-    if (lane) void this.pump(lane);
+    if (lane) this.pump(lane);
   }
 
-  /** Claims as many tasks as the lane has free slots, and runs each. Re-entered on every wake-up and finish. */
-  private async pump(lane: Lane): Promise<void> {
-    if (lane.claiming) {
-      lane.wokenDuringClaim = true;
-      return;
-    }
-    lane.claiming = true;
+  /**
+   * Claims as many tasks as the lane has free slots, and runs each. Re-entered on every wake-up and finish; starts
+   * another claim beside those in flight (up to CLAIMS_IN_FLIGHT) when slots are free, so new work need not wait
+   * for a claim that is waiting on the store.
+   */
+  private pump(lane: Lane): void {
+    if (!this.accepting) return;
+    if (lane.claims > 0) lane.wokenDuringClaim = true;
+    if (lane.claims >= CLAIMS_IN_FLIGHT) return;
+    const free = lane.provider.concurrency - lane.running - lane.reserved;
+    // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
+    const want = Math.min(free, this.deps.queue.waiting?.(lane.provider.id) ?? free);
+    if (want <= 0) return;
+    void this.claim(lane, want);
+  }
+
+  private async claim(lane: Lane, free: number): Promise<void> {
+    lane.claims++;
+    lane.reserved += free;
+    lane.wokenDuringClaim = false;
+    let tasks: TaskRecord[];
     try {
-      for (;;) {
-        lane.wokenDuringClaim = false;
-        const free = lane.provider.concurrency - lane.running;
-        if (!this.accepting || free <= 0) break;
-        const tasks = await this.deps.queue.claim(lane.provider.id, free);
-        for (const task of tasks) this.startRun(lane, task);
-        if (tasks.length === 0 && !lane.wokenDuringClaim) break;
-      }
+      tasks = await this.deps.queue.claim(lane.provider.id, free);
     } catch (err) {
       // Nothing else may wake an idle lane (no new submit, nothing finishing), so try again shortly ourselves.
       this.deps.log.error({ err, lane: lane.provider.id }, 'claiming work failed; retrying shortly');
-      this.later(STORE_RETRY_MS, () => void this.pump(lane));
+      this.later(STORE_RETRY_MS, () => this.pump(lane));
+      return;
     } finally {
-      lane.claiming = false;
+      lane.claims--;
+      lane.reserved -= free;
     }
+    for (const task of tasks) this.startRun(lane, task);
+    // A short answer means the lane was empty when it was read; look again only if something arrived meanwhile.
+    if (tasks.length > 0 || lane.wokenDuringClaim) this.pump(lane);
   }
 
   /** Stops the provider call of a task settled outside its run, on this node at once and on others by message. */
@@ -212,7 +233,7 @@ export class TaskEngine {
       .finally(() => {
         lane.running--;
         this.settled.delete(run);
-        void this.pump(lane);
+        this.pump(lane);
       });
     this.settled.add(run);
   }

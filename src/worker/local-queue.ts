@@ -78,6 +78,10 @@ export class LocalDispatchQueue implements DispatchQueue {
     // One node: the engine that settled the task is the one running it, and stops it itself.
   }
 
+  waiting(lane: string): number {
+    return this.heaps.get(lane)?.size ?? 0;
+  }
+
   depth(): number {
     let depth = 0;
     for (const heap of this.heaps.values()) depth += heap.size;

@@ -164,6 +164,39 @@ describe('task engine — store failures and stale reads', () => {
     expect(failures).toBeGreaterThanOrEqual(2);
   });
 
+  it('work that arrives while a claim waits on the store is claimed beside it, not after it', async () => {
+    const { provider, relay, submit } = await relayWith(2);
+    const tasks = relay.relay.store.tasks;
+    const original = tasks.markRunning.bind(tasks);
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let held: string | undefined;
+    tasks.markRunning = async (id, now) => {
+      if (held === undefined) {
+        held = id; // the first claim's store round trip does not come back until the gate opens
+        await gate;
+      }
+      return original(id, now);
+    };
+    const slow = await submit();
+    const fast = await submit();
+    // A guard, not a wait for the answer: with one claim at a time, `fast` would start only after the gate opens.
+    let guard: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error('the second task waited for the first claim')), 20_000);
+    });
+    try {
+      (await Promise.race([provider.whenStarted(fast), stuck])).succeed();
+    } finally {
+      clearTimeout(guard);
+    }
+    expect(held).toBe(slow);
+    expect(provider.started).toEqual([fast]);
+    openGate();
+    (await provider.whenStarted(slow)).succeed();
+    for (const id of [slow, fast]) expect((await waitForTask(relay.relay, id)).state).toBe('succeeded');
+  });
+
   it('recording the end of a run is retried when the store fails, so the task does not stay running', async () => {
     const { provider, relay, submit } = await relayWith(1);
     const tasks = relay.relay.store.tasks;
