@@ -71,20 +71,32 @@ function discard(outcome: Outcome): void {
   if (outcome.ok && outcome.value instanceof Promise) outcome.value.catch(() => undefined);
 }
 
-/** A FIFO of units; taking from the front is O(1) (a head index, compacted once drained). */
-class LaneQueue {
-  private items: Unit[] = [];
+/**
+ * A FIFO of units; taking from the front is O(1) (a head index). A taken slot is cleared at once, and the array is
+ * compacted when it empties or when the taken part outgrows the rest: under sustained load a lane may never empty,
+ * and the units taken (their arguments, their promises) must not stay reachable until it does.
+ */
+export class LaneQueue<T = Unit> {
+  private items: Array<T | undefined> = [];
   private head = 0;
   get size(): number {
     return this.items.length - this.head;
   }
-  push(unit: Unit): void {
+  /** Slots held by the array, taken ones included (for the test of the compaction). */
+  get capacity(): number {
+    return this.items.length;
+  }
+  push(unit: T): void {
     this.items.push(unit);
   }
-  take(): Unit {
-    const unit = this.items[this.head++]!;
+  take(): T {
+    const unit = this.items[this.head]!;
+    this.items[this.head++] = undefined;
     if (this.head === this.items.length) {
       this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
       this.head = 0;
     }
     return unit;
@@ -105,7 +117,7 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   const release = db.prepare('RELEASE aigc_group_unit');
   const rollbackTo = db.prepare('ROLLBACK TO aigc_group_unit');
   const stats = { batches: 0, units: 0 };
-  const lanes = new Map<WriteLane, LaneQueue>(LANES.map((lane) => [lane, new LaneQueue()]));
+  const lanes = new Map<WriteLane, LaneQueue>(LANES.map((lane) => [lane, new LaneQueue<Unit>()]));
   let queued = 0;
   let scheduled = false;
 
