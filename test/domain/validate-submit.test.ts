@@ -541,6 +541,8 @@ function setAt(target: Body, path: Path, op: 'delete' | 'replace' | 'add', value
   const last = path[path.length - 1]!;
   if (op === 'delete') delete obj[last];
   else if (op === 'replace') obj[last] = value;
+  // An array's `length` cannot be a JSON member: there is no body to mutate into.
+  else if (Array.isArray(obj) && key === 'length') return;
   else Object.defineProperty(obj, key, { value, enumerable: true, configurable: true, writable: true });
 }
 
