@@ -80,3 +80,60 @@ describe('durable writes', () => {
     expect(count()).toBe(3); // idle again: a new call starts a new flush
   });
 });
+
+describe('durable writes, concurrent', () => {
+  it('a put into a directory another put is still making waits until the directory is flushed in its parent', async () => {
+    const root = tempDir('aigc-relay-durable-');
+    const events: string[] = [];
+    const opened = new Map<number, string>();
+    const openSync = fs.openSync;
+    vi.spyOn(fs, 'openSync').mockImplementation(((file: fs.PathLike, ...rest: unknown[]) => {
+      const fd = (openSync as (...a: unknown[]) => number)(file, ...rest);
+      opened.set(fd, String(file));
+      return fd;
+    }) as typeof fs.openSync);
+    // Flushes answer at once (within microtasks), except the parent's, which finishes only when the test says so:
+    // a put that did not wait for it would resolve before the next turn of the event loop.
+    let releaseParent!: () => void;
+    const parentFlushed = new Promise<void>((resolve) => (releaseParent = resolve));
+    vi.spyOn(fs, 'fsync').mockImplementation(((fd: number, callback: fs.NoParamCallback) => {
+      if (opened.get(fd) === root) void parentFlushed.then(() => (events.push('parent flushed'), callback(null)));
+      else queueMicrotask(() => callback(null));
+    }) as typeof fs.fsync);
+    vi.spyOn(fs, 'fdatasync').mockImplementation(((_fd: number, callback: fs.NoParamCallback) => queueMicrotask(() => callback(null))) as typeof fs.fdatasync);
+    const writer = new DurableWriter('t');
+    const dir = path.join(root, 'bucket');
+    const a = writer.put(path.join(dir, 'a.png'), Buffer.from('a')).then(() => events.push('a resolved'));
+    const b = writer.put(path.join(dir, 'b.png'), Buffer.from('b')).then(() => events.push('b resolved'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toEqual([]); // neither may report its file while the directory entry itself is not on disk
+    releaseParent();
+    await Promise.all([a, b]);
+    expect(events[0]).toBe('parent flushed');
+    expect(events.slice(1).sort()).toEqual(['a resolved', 'b resolved']);
+  });
+
+  it('never has more writes in flight than it was given, and a failed write leaves no temporary file', async () => {
+    const root = tempDir('aigc-relay-durable-');
+    let inFlight = 0;
+    let most = 0;
+    const fdatasync = fs.fdatasync;
+    vi.spyOn(fs, 'fdatasync').mockImplementation(((fd: number, callback: fs.NoParamCallback) => {
+      most = Math.max(most, ++inFlight);
+      fdatasync(fd, (err) => {
+        inFlight--;
+        callback(err);
+      });
+    }) as typeof fs.fdatasync);
+    const writer = new DurableWriter('t', 2);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writer.put(path.join(root, 'd', `${i}.png`), Buffer.from([i]))));
+    expect(most).toBe(2);
+    expect(fs.readdirSync(path.join(root, 'd'))).toHaveLength(20);
+
+    vi.spyOn(fs, 'renameSync').mockImplementation(() => {
+      throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+    });
+    await expect(writer.put(path.join(root, 'd', 'x.png'), Buffer.from('x'))).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(fs.readdirSync(path.join(root, 'd')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});

@@ -46,12 +46,17 @@ export async function makeDirDurably(dir: string): Promise<void> {
 export async function writeThenRename(tmp: string, file: string, data: Uint8Array): Promise<void> {
   const fd = fs.openSync(tmp, 'w');
   try {
-    fs.writeFileSync(fd, data);
-    await flush(fd, 'fdatasync');
-  } finally {
-    fs.closeSync(fd);
+    try {
+      fs.writeFileSync(fd, data);
+      await flush(fd, 'fdatasync');
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true }); // no half-written temporary left behind
+    throw err;
   }
-  fs.renameSync(tmp, file);
 }
 
 /**
