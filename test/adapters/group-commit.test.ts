@@ -137,6 +137,16 @@ describe('group commit', () => {
     expect(lanes.stats).toEqual({ batches: 10, units: 36 });
   });
 
+  it('keeps room for the later lanes when the count, not the budget, fills a transaction', async () => {
+    const lanes = createGroupCommit(db, { maxBatch: 10, minPerLane: 2, budgetMs: 1000, now: () => 0 });
+    const requests = Array.from({ length: 30 }, (_, i) => lanes.run(insert(i + 1), 'request'));
+    const batchOf: number[] = [];
+    const background = [lanes.run(insert(100), 'background').then(() => batchOf.push(lanes.stats.batches))];
+    await Promise.all([...requests, ...background]);
+    expect(batchOf).toEqual([1]); // 9 requests and the background write in the first transaction of 10
+    expect(lanes.stats).toEqual({ batches: 4, units: 31 });
+  });
+
   it('flush() commits what is queued at once (used before close)', async () => {
     const pending = commits.run(insert(7));
     commits.flush();

@@ -155,19 +155,25 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
    */
   const fill = (taken: Unit[], outcomes: Outcome[] | undefined): void => {
     const started = now();
+    const queues = [...lanes.values()];
     let urgent = false;
-    for (const [name, lane] of lanes) {
+    queues.forEach((lane, i) => {
+      // Room is kept for the later lanes' minimum, so a full count does not crowd them out either (as long as
+      // maxBatch holds every lane's minimum); a lane's own minimum comes first, and maxBatch is never exceeded.
+      const left = maxBatch - taken.length;
+      const laterMinimum = queues.slice(i + 1).reduce((n, later) => n + Math.min(minPerLane, later.size), 0);
+      const room = Math.max(Math.min(minPerLane, lane.size, left), left - laterMinimum);
       let fromLane = 0;
       const budgeted = !urgent;
-      while (lane.size > 0 && taken.length < maxBatch && (fromLane < minPerLane || (budgeted && now() - started < budgetMs))) {
+      while (lane.size > 0 && fromLane < room && (fromLane < minPerLane || (budgeted && now() - started < budgetMs))) {
         const unit = lane.take();
         queued--;
         fromLane++;
         taken.push(unit);
         outcomes?.push(inSavepoint(unit));
       }
-      if (name === 'request' && fromLane > 0) urgent = true;
-    }
+      if (i === 0 && fromLane > 0) urgent = true;
+    });
   };
 
   const runBatch = (): { taken: Unit[]; outcomes: Outcome[] } => {
@@ -181,7 +187,11 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
       stats.units += taken.length;
       return { taken, outcomes };
     } catch {
-      if (db.inTransaction) rollback.run();
+      try {
+        if (db.inTransaction) rollback.run();
+      } catch {
+        // Nothing more to undo here; each unit below runs alone and reports its own outcome.
+      }
       outcomes.forEach(discard);
       // BEGIN failed (nothing taken yet: take a batch to fail alone), or the batch was lost midway.
       if (taken.length === 0) fill(taken, undefined);
@@ -192,8 +202,13 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   const flushOne = (): void => {
     scheduled = false;
     if (queued === 0) return;
-    const { taken, outcomes } = db.open ? runBatch() : closedBatch();
-    if (queued > 0) schedule();
+    let batch: { taken: Unit[]; outcomes: Outcome[] };
+    try {
+      batch = db.open ? runBatch() : closedBatch();
+    } finally {
+      if (queued > 0) schedule(); // what this transaction did not take is never left waiting for another call
+    }
+    const { taken, outcomes } = batch;
     taken.forEach((unit, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) unit.resolve(outcome.value);
