@@ -205,6 +205,13 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       expect(await dead.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: true })).toBe(false);
       expect(await alive.tasks.getTask(created.task.id)).toMatchObject({ state: 'running' });
       expect(await alive.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: true })).toBe(true);
+      // Handed back but not yet taken again: the old attempt cannot settle it either (it is to run again).
+      const second = await dead.tasks.createTask(task(o));
+      if (!second.ok) throw new Error('refused');
+      await queue(dead).claim('lane-a', 1);
+      await dead.ctx.pool.query("UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until = NULL WHERE id = $1", [second.task.id]);
+      expect(await dead.tasks.finish(second.task.id, failed, Date.now(), { ownAttempt: true })).toBe(false);
+      expect(await dead.tasks.getTask(second.task.id)).toMatchObject({ state: 'queued' });
       expect(await dead.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(false);
       expect(await alive.accounts.audit()).toEqual([]);
     });

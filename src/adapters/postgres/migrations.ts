@@ -348,9 +348,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX channel_slots_node ON channel_slots(node_id);
   `,
-  // Fencing finishes by lease: an attempt's own outcome (f.owner = its node) settles a task only while no other
-  // node holds the task's lease. The row is locked first, so no hand-back or claim can slip between the check and
-  // the settlement; the settlement itself is the function as it was.
+  // Fencing finishes by lease: an attempt's own outcome (f.owner = its node) settles a task only while the task is
+  // running under that node's lease: not once it was handed back (queued, to run again) nor taken over by another
+  // node. The row is locked first, so no hand-back or claim can slip between the check and the settlement; the
+  // settlement itself is the function as it was.
   `
   ALTER FUNCTION aigc_finish_task(jsonb, text) RENAME TO aigc_settle_task;
   CREATE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -359,7 +360,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   BEGIN
     IF f->>'owner' IS NOT NULL THEN
       SELECT state, lease_owner INTO t FROM tasks WHERE id = f->>'id' FOR UPDATE;
-      IF FOUND AND t.state = 'running' AND t.lease_owner IS NOT NULL AND t.lease_owner <> f->>'owner' THEN
+      IF NOT FOUND OR t.state <> 'running' OR t.lease_owner IS DISTINCT FROM f->>'owner' THEN
         RETURN false;
       END IF;
     END IF;
