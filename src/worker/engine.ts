@@ -62,6 +62,8 @@ export class TaskEngine {
   private readonly inFlight = new Map<string, AbortController>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly settled = new Set<Promise<void>>();
+  /** Claims in flight on any lane: drain waits for them, so the runs they start are among those it waits for. */
+  private readonly claiming = new Set<Promise<void>>();
   private accepting = false;
 
   constructor(private readonly deps: EngineDeps) {
@@ -136,7 +138,7 @@ export class TaskEngine {
     this.accepting = false;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
-    const all = Promise.allSettled([...this.settled]);
+    const all = Promise.allSettled([...this.claiming]).then(() => Promise.allSettled([...this.settled]));
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((resolve) => (timeout = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timeout);
@@ -181,7 +183,9 @@ export class TaskEngine {
     // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
     const want = Math.min(free, this.deps.queue.waiting?.(lane.provider.id) ?? free);
     if (want <= 0) return;
-    void this.claim(lane, want);
+    const claim = this.claim(lane, want);
+    this.claiming.add(claim);
+    void claim.finally(() => this.claiming.delete(claim));
   }
 
   private async claim(lane: Lane, free: number): Promise<void> {
