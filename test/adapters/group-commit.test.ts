@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { batchWrites, createGroupCommit, LaneQueue, type GroupCommit } from '../../src/adapters/sqlite/group-commit';
 import { openDatabase, type Db } from '../../src/adapters/sqlite/database';
 import { tempDir } from '../helpers/relay';
+import { laneOf } from '../../src/adapters/sqlite/write-lanes';
 
 let file: string;
 let db: Db;
@@ -152,6 +153,17 @@ describe('group commit', () => {
     commits.flush();
     expect(committedIds()).toEqual([7]);
     await expect(pending).resolves.toBe(1);
+  });
+});
+
+describe('write lanes of the relay', () => {
+  it('put what a client waits on first: a create, and a cancel of a queued task, but not a run\'s own finish', () => {
+    expect(laneOf('tasks', 'createTask', [])).toBe('request');
+    expect(laneOf('tasks', 'finish', ['t', { state: 'cancelled' }, 1])).toBe('request');
+    expect(laneOf('tasks', 'finish', ['t', { state: 'succeeded', result: {}, files: [] }, 1])).toBe('background');
+    expect(laneOf('tasks', 'markRunning', ['t', 1])).toBe('dispatch');
+    expect(laneOf('tasks', 'appendLog', ['t', 'x', 1])).toBe('background');
+    expect(laneOf('tasks', 'noSuchMethod', [])).toBe('request');
   });
 });
 

@@ -30,6 +30,11 @@ import type { Db } from './database';
  * - `background`: everything else (progress, logs, finishes, the webhook outbox).
  */
 export type WriteLane = 'request' | 'dispatch' | 'background';
+/** A method's lane, or how to tell it from the call's arguments. */
+export type LaneRule = WriteLane | ((args: readonly unknown[]) => WriteLane);
+
+export const laneFor = (rule: LaneRule | undefined, args: readonly unknown[]): WriteLane | undefined =>
+  typeof rule === 'function' ? rule(args) : rule;
 const LANES: readonly WriteLane[] = ['request', 'dispatch', 'background'];
 
 export interface GroupCommitOptions {
@@ -251,9 +256,9 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
  * (better-sqlite3): whatever a method does after its first `await` runs outside the batch, in autocommit, which
  * is still correct, only not batched.
  */
-export function batchWrites<T extends object>(commits: GroupCommit, target: T, lanes: Partial<Record<keyof T, WriteLane>>): T {
+export function batchWrites<T extends object>(commits: GroupCommit, target: T, lanes: Partial<Record<keyof T, LaneRule>>): T {
   return redirectMethods(target, Object.keys(lanes) as Array<keyof T>, (name, args) =>
-    commits.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args), lanes[name]),
+    commits.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args), laneFor(lanes[name], args)),
   );
 }
 

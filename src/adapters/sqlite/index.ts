@@ -3,7 +3,7 @@ import { sqliteAccountStore } from './accounts';
 import { sqliteChannelStore } from './channels';
 import { openDatabase } from './database';
 import { sqliteFileStore } from './files';
-import { batchWrites, createGroupCommit, redirectMethods, type WriteLane } from './group-commit';
+import { batchWrites, createGroupCommit, redirectMethods, type LaneRule } from './group-commit';
 import { createReadBatch } from './read-batch';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteWebhookStore } from './webhooks';
@@ -29,7 +29,7 @@ export function createSqliteStore(file: string, options: { writer?: SqliteWriter
     : undefined;
   const commits = writer ? undefined : createGroupCommit(db);
   const route = <T extends object>(store: WriterStoreName, target: T): T => {
-    const lanes = GROUP_COMMITTED[store] as Partial<Record<keyof T, WriteLane>>;
+    const lanes = GROUP_COMMITTED[store] as Partial<Record<keyof T, LaneRule>>;
     return writer
       ? redirectMethods(target, Object.keys(lanes) as Array<keyof T>, (name, args) => writer.call(store, String(name), args))
       : batchWrites(commits!, target, lanes);

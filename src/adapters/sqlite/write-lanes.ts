@@ -1,6 +1,6 @@
 import type { IdempotencyStore, WebhookStore } from '../../ports/delivery-store';
-import type { TaskStore } from '../../ports/store';
-import type { WriteLane } from './group-commit';
+import type { Completion, TaskStore } from '../../ports/store';
+import { laneFor, type LaneRule, type WriteLane } from './group-commit';
 
 /**
  * The writes on the request and dispatch paths: group-committed (one shared transaction per turn instead of one
@@ -15,21 +15,22 @@ export const GROUP_COMMITTED = {
     requeue: 'background',
     saveProgress: 'background',
     saveCheckpoint: 'background',
-    finish: 'background',
+    // A client's cancel of a queued task is a finish it waits for; the runs' own finishes wait for nobody.
+    finish: (args: readonly unknown[]) => ((args[1] as Completion | undefined)?.state === 'cancelled' ? 'request' : 'background'),
     appendLog: 'background',
   },
   idempotency: { reserve: 'request', complete: 'request', release: 'request' },
   webhooks: { claimDue: 'background', recordAttempt: 'background', enqueueForTask: 'background' },
 } as const satisfies {
-  tasks: Partial<Record<keyof TaskStore, WriteLane>>;
-  idempotency: Partial<Record<keyof IdempotencyStore, WriteLane>>;
-  webhooks: Partial<Record<keyof WebhookStore, WriteLane>>;
+  tasks: Partial<Record<keyof TaskStore, LaneRule>>;
+  idempotency: Partial<Record<keyof IdempotencyStore, LaneRule>>;
+  webhooks: Partial<Record<keyof WebhookStore, LaneRule>>;
 };
 
 export type WriterStoreName = keyof typeof GROUP_COMMITTED;
 
 /** The lane of a call that reached the writer thread by name; an unknown name (a bug) goes first, not last. */
-export function laneOf(store: string, method: string): WriteLane {
-  const lanes = (GROUP_COMMITTED as Record<string, Record<string, WriteLane> | undefined>)[store];
-  return lanes?.[method] ?? 'request';
+export function laneOf(store: string, method: string, args: readonly unknown[]): WriteLane {
+  const lanes = (GROUP_COMMITTED as Record<string, Record<string, LaneRule> | undefined>)[store];
+  return laneFor(lanes?.[method], args) ?? 'request';
 }

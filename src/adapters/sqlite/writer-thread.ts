@@ -16,7 +16,7 @@ const db = openDatabase((workerData as { file: string }).file);
 const commits = createGroupCommit(db);
 serveCalls(
   { tasks: sqliteTaskStore(db), idempotency: sqliteIdempotencyStore(db), webhooks: sqliteWebhookStore(db) },
-  (work, call) => commits.run(work, laneOf(call.target, call.method)),
+  (work, call) => commits.run(work, laneOf(call.target, call.method, call.args)),
   () => {
     commits.flush();
     db.close();

@@ -13,7 +13,7 @@ const SLICE_MS = 2;
  */
 export function serveCalls(
   targets: Record<string, object>,
-  run: (work: () => unknown, call: { readonly target: string; readonly method: string }) => Promise<unknown>,
+  run: (work: () => unknown, call: { readonly target: string; readonly method: string; readonly args: readonly unknown[] }) => Promise<unknown>,
   onClose: () => void,
 ): void {
   const port = parentPort;
