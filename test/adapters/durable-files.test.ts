@@ -7,9 +7,8 @@ import { tempDir } from '../helpers/relay';
 
 afterEach(() => vi.restoreAllMocks());
 
-/** Records, in order, which paths were flushed (fsync: a directory, fdatasync: a file's data) and renamed. */
-function recordFlushes(): string[] {
-  const events: string[] = [];
+/** The path each descriptor opened from now on was opened on. */
+function trackOpened(): Map<number, string> {
   const opened = new Map<number, string>();
   const openSync = fs.openSync;
   vi.spyOn(fs, 'openSync').mockImplementation(((file: fs.PathLike, ...rest: unknown[]) => {
@@ -17,6 +16,13 @@ function recordFlushes(): string[] {
     opened.set(fd, String(file));
     return fd;
   }) as typeof fs.openSync);
+  return opened;
+}
+
+/** Records, in order, which paths were flushed (fsync: a directory, fdatasync: a file's data) and renamed. */
+function recordFlushes(): string[] {
+  const events: string[] = [];
+  const opened = trackOpened();
   for (const how of ['fsync', 'fdatasync'] as const) {
     const real = fs[how];
     vi.spyOn(fs, how).mockImplementation(((fd: number, callback: fs.NoParamCallback) => {
@@ -85,13 +91,7 @@ describe('durable writes, concurrent', () => {
   it('a put into a directory another put is still making waits until the directory is flushed in its parent', async () => {
     const root = tempDir('aigc-relay-durable-');
     const events: string[] = [];
-    const opened = new Map<number, string>();
-    const openSync = fs.openSync;
-    vi.spyOn(fs, 'openSync').mockImplementation(((file: fs.PathLike, ...rest: unknown[]) => {
-      const fd = (openSync as (...a: unknown[]) => number)(file, ...rest);
-      opened.set(fd, String(file));
-      return fd;
-    }) as typeof fs.openSync);
+    const opened = trackOpened();
     // Flushes answer at once (within microtasks), except the parent's, which finishes only when the test says so:
     // a put that did not wait for it would resolve before the next turn of the event loop.
     let releaseParent!: () => void;
