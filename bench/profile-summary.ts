@@ -46,6 +46,28 @@ const show = (title: string, map: Map<string, number>) => {
     process.stdout.write(`${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${key}\n`);
   }
 };
+// Total (inclusive) time per function: its self time plus everything it called, counted once per stack even when
+// the function recurses.
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const parentOf = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+const keyOf = (node: Node) => {
+  const { functionName, url, lineNumber } = node.callFrame;
+  const where = url.replace(/^file:\/\//, '').replace(process.cwd() + '/', '');
+  return `${functionName || '(anonymous)'} ${where ? `${where}:${lineNumber + 1}` : ''}`;
+};
+const inclusive = new Map<string, number>();
+for (const [id, us] of selfUs) {
+  const seen = new Set<string>();
+  for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+    const key = keyOf(byId.get(at)!);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    inclusive.set(key, (inclusive.get(key) ?? 0) + us);
+  }
+}
+
 process.stdout.write(`${(total / 1e6).toFixed(1)} s sampled\n`);
 show('self time by package / file', byFile);
 show('self time by function', byFunction);
+if (process.env.PROFILE_TOTAL) show('total time by function (self + callees)', inclusive);

@@ -4,7 +4,8 @@
  *   BENCH_SECONDS=6 BENCH_ROUNDS=3 BENCH_CONNECTIONS=50 npm run bench     (defaults shown; ratio phases run ROUNDS
  *   alternating bare/relay rounds of SECONDS / ROUNDS each, bench/paired.ts)
  *   BENCH_STORE_SECONDS=3   seconds per phase of the SQLite vs PostgreSQL comparison at the end (0 skips it)
- *   npm run bench -- --profile      only the submit phase, relay under --cpu-prof (profiles in bench/profiles/)
+ *   npm run bench -- --profile[=submit|alone|status]   one phase only, the relay under --cpu-prof (profiles in
+ *   bench/profiles/): submit with tasks running (default), the submit path alone (nothing drains), or status GET
  *
  * Everything is reported, nothing is asserted: the figures depend on the machine.
  */
@@ -34,7 +35,7 @@ const WARMUP = Math.max(1, Math.round(SECONDS / 5));
 const FIXED_RATE = 1000;
 const TASKS_TARGET = Number(process.env.BENCH_TASKS ?? 100_000);
 const QUEUED_TARGET = Number(process.env.BENCH_QUEUED ?? 10_000);
-const PROFILE = process.argv.includes('--profile');
+const PROFILE = process.argv.find((a) => a === '--profile' || a.startsWith('--profile='))?.split('=')[1] ?? (process.argv.includes('--profile') ? 'submit' : undefined);
 /**
  * The store comparison runs three relays (SQLite, PostgreSQL, PostgreSQL ×2), each with a submit phase and a
  * fixed-rate phase plus drains: shorter phases than the main ones keep `npm run bench` within 5 minutes on 2 cores.
@@ -52,6 +53,8 @@ const BODY = JSON.stringify(PROMPT_BODY);
 const THREADPOOL = process.env.BENCH_UV_THREADPOOL_SIZE ?? '16';
 const RELAY_ENV = { UV_THREADPOOL_SIZE: THREADPOOL, AIGC_RELAY_MAX_QUEUED: '10000000' };
 const INSTANT = { ...RELAY_ENV, AIGC_RELAY_INSTANT_PROVIDER: '1' };
+/** A provider that never finishes within the run: every submit stays queued (the submit path alone). */
+const STUCK_PROVIDER = { AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVIEW_CONCURRENCY: '1' };
 /** The relay's default SQLite writer mode and the other one, measured beside it in the same rounds. */
 const DEFAULT_WRITER = DEFAULT_SQLITE_WRITER;
 const OTHER_WRITER = DEFAULT_WRITER === 'thread' ? 'inline' : 'thread';
@@ -121,11 +124,19 @@ async function profileOnly(): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   // BENCH_PROFILE_ENV (JSON) adds relay settings, e.g. '{"AIGC_RELAY_BILLING":"off"}'.
   const extra = JSON.parse(process.env.BENCH_PROFILE_ENV ?? '{}') as Record<string, string>;
-  const relay = await startRelay({ ...INSTANT, ...extra }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
-  await prepare(relay);
-  const result = await runLoad(submitSpec(relay));
-  log(`submit under --cpu-prof: ${result.rps.toFixed(0)} req/s`);
-  await relay.stop();
+  const phase = PROFILE!;
+  if (!['submit', 'alone', 'status'].includes(phase)) throw new Error(`--profile=${phase}: submit, alone or status`);
+  const base = phase === 'alone' ? { ...RELAY_ENV, ...STUCK_PROVIDER } : INSTANT;
+  const relay = await startRelay({ ...base, ...extra }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  const { taskId } = await prepare(relay);
+  const spec =
+    phase === 'status'
+      ? { ...submitSpec(relay), method: 'GET' as const, body: undefined, url: `${relay.url}/tencent-vod/v1/requests/${taskId}/status` }
+      : submitSpec(relay);
+  if (phase === 'status') await drained(relay, 10_000);
+  const result = await runLoad(spec);
+  log(`${phase} under --cpu-prof: ${result.rps.toFixed(0)} req/s`);
+  await relay.stop(); // not kill(): --cpu-prof writes the profile as the process exits
   log(`profile written to ${dir} (summarise with: node --import tsx bench/profile-summary.ts ${dir}/<file>)`);
 }
 
@@ -233,7 +244,7 @@ async function main(): Promise<void> {
     // Relays whose provider never finishes within the run: every submit stays queued. One per SQLite writer mode
     // (AIGC_RELAY_SQLITE_WRITER: the writes on a writer thread, or inline on the main thread), measured in the same
     // rounds; RSS is read on the default one.
-    const STUCK = { ...RELAY_ENV, AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVIEW_CONCURRENCY: '1' };
+    const STUCK = { ...RELAY_ENV, ...STUCK_PROVIDER };
     const stuck = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: DEFAULT_WRITER });
     const other = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER });
     let queued: BenchResults['queued'];

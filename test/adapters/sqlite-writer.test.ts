@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createSqliteStore, type SqliteWriterMode } from '../../src/adapters/sqlite';
 import { openDatabase } from '../../src/adapters/sqlite/database';
 import { createReadBatch } from '../../src/adapters/sqlite/read-batch';
-import { ThreadCalls } from '../../src/adapters/threads/thread-calls';
+import { POST_AFTER, ThreadCalls } from '../../src/adapters/threads/thread-calls';
 import type { NewTask, Store } from '../../src/ports/store';
 import { INPUT } from '../conformance/store.conformance';
 import { tempDir } from '../helpers/relay';
@@ -146,6 +146,19 @@ describe('thread calls', () => {
     expect((await Promise.all(answers)).sort((a, b) => (a as number) - (b as number))).toEqual(Array.from({ length: calls }, (_, i) => i + 1));
     // Answered in slices of a few ms, not after the 300th call (which would read 300 here).
     expect(runWhenFirstAnswered).toBeLessThan(calls / 2);
+  });
+
+  it('the first calls of a turn reach the thread while later ones are still being made', async () => {
+    const thread = echo();
+    const ran = new Int32Array(new SharedArrayBuffer(4));
+    const first = Array.from({ length: POST_AFTER }, () => thread.call('echo', 'busy', [ran, 0]));
+    // Still in the same turn: with one message per turn nothing would have been sent yet, and this would time out.
+    const deadline = performance.now() + 10_000;
+    while (Atomics.load(ran, 0) < POST_AFTER && performance.now() < deadline);
+    expect(Atomics.load(ran, 0)).toBe(POST_AFTER);
+    const later = thread.call('echo', 'busy', [ran, 0]);
+    expect(await Promise.all([...first, later])).toHaveLength(POST_AFTER + 1);
+    expect(Atomics.load(ran, 0)).toBe(POST_AFTER + 1);
   });
 
   it('close() called twice at once settles both, and a closing thread is not reported as a crash', async () => {

@@ -1,7 +1,7 @@
 import type { TaskInput } from '../../domain/task-input';
 import type { TaskState } from '../../domain/task-state';
 import type { TaskRecord, TaskResult } from '../../ports/store';
-import { flag, json, optional, parseJson, type Flag, type Json } from './common';
+import { flag, json, type Flag, type Json } from './common';
 
 export interface TaskRow {
   seq: number;
@@ -53,15 +53,24 @@ export function taskRowFromValues(v: readonly unknown[]): TaskRow {
   } as TaskRow;
 }
 
+/**
+ * The row as a record. The JSON columns (input, result, checkpoint) are parsed when first read, not here: a status
+ * poll reads neither, and parsing the input was the largest cost of building its record (BENCHMARKS.md). A lazy
+ * field reads like a plain one (spread, JSON.stringify, structuredClone and equality all see the parsed value).
+ * Optional fields are added only when set, so they stay absent rather than undefined.
+ */
 export function toTask(r: TaskRow): TaskRecord {
-  return {
+  let input: TaskInput | undefined;
+  const task: Record<string, unknown> = {
     id: r.id,
     seq: r.seq,
     accountId: r.account_id,
     keyId: r.key_id,
     requestId: r.request_id,
     state: r.state,
-    input: json(r.input),
+    get input(): TaskInput {
+      return (input ??= json(r.input));
+    },
     priority: r.priority,
     price: r.price,
     billed: flag(r.billed),
@@ -70,12 +79,30 @@ export function toTask(r: TaskRow): TaskRecord {
     progress: r.progress,
     cancelRequested: flag(r.cancel_requested),
     createdAt: r.created_at,
-    ...optional('checkpoint', parseJson(r.checkpoint)),
-    ...optional('result', parseJson(r.result)),
-    ...(r.error_code !== null ? { error: { code: r.error_code, message: r.error_message ?? '' } } : {}),
-    ...optional('webhookUrl', r.webhook_url),
-    ...optional('startedAt', r.started_at),
-    ...optional('finishedAt', r.finished_at),
-    ...optional('notBefore', r.not_before),
   };
+  if (r.checkpoint !== null) lazyJson(task, 'checkpoint', r.checkpoint);
+  if (r.result !== null) lazyJson(task, 'result', r.result);
+  if (r.error_code !== null) task.error = { code: r.error_code, message: r.error_message ?? '' };
+  if (r.webhook_url !== null) task.webhookUrl = r.webhook_url;
+  if (r.started_at !== null) task.startedAt = r.started_at;
+  if (r.finished_at !== null) task.finishedAt = r.finished_at;
+  if (r.not_before !== null) task.notBefore = r.not_before;
+  return task as unknown as TaskRecord;
+}
+
+/** An enumerable property whose value is `column` parsed on first read. */
+function lazyJson(target: Record<string, unknown>, key: string, column: Json<unknown>): void {
+  let parsed: unknown;
+  let done = false;
+  Object.defineProperty(target, key, {
+    enumerable: true,
+    configurable: true,
+    get() {
+      if (!done) {
+        parsed = json(column);
+        done = true;
+      }
+      return parsed;
+    },
+  });
 }
