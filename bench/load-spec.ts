@@ -18,6 +18,11 @@ export interface LoadSpec {
   readonly pacedRate?: number;
   /** An unmeasured run first, so both servers are measured with warm JIT and caches. */
   readonly warmupSeconds?: number;
+  /**
+   * The measured server's pid: its CPU time (all threads, user + kernel) over the run, warm-up included, is
+   * reported per 2xx answer. Read by bench/processes.ts, not by the load process.
+   */
+  readonly serverPid?: number;
 }
 
 export interface LoadResult {
@@ -29,6 +34,13 @@ export interface LoadResult {
   readonly statusCodes: Record<string, number>;
   readonly errors: number;
   readonly timeouts: number;
+  /** 2xx responses during the warm-up run. */
+  readonly warmupOk?: number;
+  /**
+   * The server's CPU time per 2xx answer, µs (when the spec named its pid). Unlike a throughput, this hardly moves
+   * when another tenant of the machine takes a core for a while: it measures the work, not the share of the machine.
+   */
+  readonly serverCpuUsPerOk?: number;
   /** Of 2xx responses, from send to last byte. */
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
 }

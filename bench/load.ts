@@ -45,6 +45,6 @@ async function once(spec: LoadSpec, seconds: number | undefined, record: boolean
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
-if (spec.warmupSeconds) await once(spec, spec.warmupSeconds, false);
+const warmup = spec.warmupSeconds ? await once(spec, spec.warmupSeconds, false) : undefined;
 const result = await once(spec, spec.durationSeconds, true);
-process.stdout.write(`${JSON.stringify(result)}\n`);
+process.stdout.write(`${JSON.stringify({ ...result, warmupOk: warmup?.ok ?? 0 })}\n`);

@@ -15,6 +15,8 @@ export interface Paired {
   /** relay p99 − bare p99 (ms), per round. */
   readonly addedP99: number[];
   readonly addedP50: number[];
+  /** bare CPU per answer / relay CPU per answer, per round (when both specs named their server's pid). */
+  readonly cpuRatios: number[];
 }
 
 export const median = (xs: readonly number[]): number => {
@@ -34,6 +36,7 @@ export function medianResult(results: readonly LoadResult[]): LoadResult {
     errors: results.reduce((s, r) => s + r.errors, 0),
     timeouts: results.reduce((s, r) => s + r.timeouts, 0),
     latencyMs: { p50: of((r) => r.latencyMs.p50), p99: of((r) => r.latencyMs.p99), max: Math.max(...results.map((r) => r.latencyMs.max)) },
+    ...(results.every((r) => r.serverCpuUsPerOk !== undefined) ? { serverCpuUsPerOk: of((r) => r.serverCpuUsPerOk!) } : {}),
   };
 }
 
@@ -66,6 +69,10 @@ export async function interleaved<Names extends string>(
         ratios: rs.map((r, i) => r.rps / bares[i]!.rps),
         addedP99: rs.map((r, i) => r.latencyMs.p99 - bares[i]!.latencyMs.p99),
         addedP50: rs.map((r, i) => r.latencyMs.p50 - bares[i]!.latencyMs.p50),
+        cpuRatios: rs.flatMap((r, i) => {
+          const bareCpu = bares[i]!.serverCpuUsPerOk;
+          return bareCpu !== undefined && r.serverCpuUsPerOk !== undefined ? [bareCpu / r.serverCpuUsPerOk] : [];
+        }),
       };
       return [n, paired];
     }),

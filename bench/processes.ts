@@ -66,8 +66,25 @@ export async function startRelay(env: Record<string, string>, nodeArgs: readonly
   };
 }
 
-/** Runs one measurement in a separate `node` process (bench/load.ts) and returns what it measured. */
-export function runLoad(spec: LoadSpec): Promise<LoadResult> {
+/** CPU time a process has used so far, all threads, user + kernel, in µs (Linux /proc; clock ticks of 10 ms). */
+export function cpuUs(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime, stime (fields 14 and 15 of stat)
+}
+
+/**
+ * Runs one measurement in a separate `node` process (bench/load.ts) and returns what it measured; with
+ * `spec.serverPid`, also the server's CPU time per 2xx answer.
+ */
+export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  if (spec.serverPid === undefined) return runLoadProcess(spec);
+  const before = cpuUs(spec.serverPid);
+  const result = await runLoadProcess(spec);
+  const answered = result.ok + (result.warmupOk ?? 0);
+  return answered > 0 ? { ...result, serverCpuUsPerOk: (cpuUs(spec.serverPid) - before) / answered } : result;
+}
+
+function runLoadProcess(spec: LoadSpec): Promise<LoadResult> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'load.ts'), JSON.stringify(spec)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

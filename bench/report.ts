@@ -9,6 +9,8 @@ export interface BenchResults {
   readonly settings: { seconds: number; rounds: number; connections: number; warmupSeconds: number; fixedRate: number; threadpool: number };
   /** write + fdatasync of one page in the data dir's file system: the floor under any durable commit. */
   readonly fsync: { p50: number; p99: number };
+  /** CPU (user + kernel) of creating one small file durably, as an output image is stored. Absent in older files. */
+  readonly fileCreate?: { cpuUsPerFile: number; wallMsP50: number };
   /** `post`, `get`, `postFixed`: the median rounds of the paired phases below; `postEndToEnd`: one run before the end-to-end phase. */
   readonly bare: { post: LoadResult; postEndToEnd: LoadResult; get: LoadResult; postFixed: LoadResult };
   readonly relay: { submit: LoadResult; status: LoadResult; submitFixed: LoadResult };
@@ -51,6 +53,22 @@ const ms = (x: number) => `${x.toFixed(2)} ms`;
 const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
 const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
 
+/**
+ * The servers' CPU time per answer in a paired phase, and bare ÷ relay per round: the ratio of the work each does
+ * for one answer, which a noisy neighbour moves far less than it moves a throughput. No row when not measured.
+ */
+const cpuRow = (metric: string, pair: Paired): Row[] =>
+  pair.cpuRatios?.length && pair.relay.serverCpuUsPerOk !== undefined && pair.bare.serverCpuUsPerOk !== undefined
+    ? [{
+        metric,
+        relay: n0(pair.relay.serverCpuUsPerOk),
+        bare: n0(pair.bare.serverCpuUsPerOk),
+        result: `bare ÷ relay ${median(pair.cpuRatios).toFixed(3)}${spread(pair.cpuRatios, 3)}`,
+        target: '',
+        met: '',
+      }]
+    : [];
+
 /** "0.123 (0.110–0.131)": the median round and the spread of the rounds. */
 const spread = (xs: readonly number[], digits: number) =>
   xs.length > 1 ? ` (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : '';
@@ -72,12 +90,17 @@ export function rows(r: BenchResults): Row[] {
     { metric: `submit throughput (req/s), writer ${r.writers.default}`, relay: n0(submit.relay.rps), bare: n0(submit.bare.rps), result: `ratio ${submitRatio.toFixed(3)}${spread(submit.ratios, 3)}`, target: '≥ 0.25', met: yes(submitRatio >= 0.25) },
     { metric: other, relay: n0(submitOther.relay.rps), bare: n0(submitOther.bare.rps), result: `ratio ${otherRatio.toFixed(3)}${spread(submitOther.ratios, 3)}; ${r.writers.default} ÷ ${r.writers.other} ${median(modeGain).toFixed(2)}${spread(modeGain, 2)}`, target: '', met: '' },
     { metric: 'submit + run + finish, end to end (tasks/s)', relay: n0(r.relay.submit.rps), bare: n0(r.bare.postEndToEnd.rps), result: `ratio ${endToEndRatio.toFixed(3)}`, target: '', met: '' },
+    ...cpuRow('… server CPU per submit (µs), path alone', submit),
     { metric: 'status GET throughput (req/s)', relay: n0(status.relay.rps), bare: n0(status.bare.rps), result: `ratio ${statusRatio.toFixed(3)}${spread(status.ratios, 3)}`, target: '≥ 0.5', met: yes(statusRatio >= 0.5) },
+    ...cpuRow('… server CPU per status GET (µs)', status),
     { metric: `submit latency p50 at ${r.settings.fixedRate}/s, paced`, ...latency('p50', fixed, fixed.addedP50), target: '', met: '' },
     { metric: other, ...latency('p50', fixedOther, fixedOther.addedP50), target: '', met: '' },
     { metric: `submit latency p99 at ${r.settings.fixedRate}/s, paced`, ...latency('p99', fixed, fixed.addedP99), target: '≤ +2 ms', met: yes(added99 <= 2) },
     { metric: other, ...latency('p99', fixedOther, fixedOther.addedP99), target: '', met: '' },
     { metric: 'disk fsync (durable-commit floor)', relay: `p50 ${ms(r.fsync.p50)}`, bare: '', result: `p99 ${ms(r.fsync.p99)}`, target: '', met: '' },
+    ...(r.fileCreate
+      ? [{ metric: 'small file created durably (output floor)', relay: `${n0(r.fileCreate.cpuUsPerFile)} µs CPU`, bare: '', result: `p50 ${ms(r.fileCreate.wallMsP50)}`, target: '', met: '' }]
+      : []),
     { metric: 'enqueue→dispatch p50', relay: ms(r.dispatch.p50), bare: '', result: `n=${r.dispatch.n}`, target: '', met: '' },
     { metric: 'enqueue→dispatch p99', relay: ms(r.dispatch.p99), bare: '', result: `max ${ms(r.dispatch.max)}`, target: '≤ 10 ms', met: yes(r.dispatch.p99 <= 10) },
     { metric: other, relay: ms(r.dispatchOther.p99), bare: '', result: `p50 ${ms(r.dispatchOther.p50)}, max ${ms(r.dispatchOther.max)}`, target: '', met: '' },

@@ -18,7 +18,7 @@ import { PROMPT_BODY } from '../test/helpers/relay';
 import type { LoadResult, LoadSpec } from './load-spec';
 import { printTable, type BenchResults } from './report';
 import { rssBytes, runLoad, startBare, startRelay, until, type BenchRelay } from './processes';
-import { measureFsync } from './fsync-floor';
+import { measureFileCreate, measureFsync } from './fsync-floor';
 import { benchStores, printStoreTable } from './postgres';
 import { postgresUnavailable } from '../test/helpers/postgres';
 import { percentile } from './stats';
@@ -69,6 +69,7 @@ const submitSpec = (relay: BenchRelay, extra: Partial<LoadSpec> = {}): LoadSpec 
   connections: CONNECTIONS,
   durationSeconds: SECONDS,
   warmupSeconds: WARMUP,
+  serverPid: relay.pid,
   ...extra,
 });
 
@@ -165,6 +166,8 @@ async function main(): Promise<void> {
   const started = Date.now();
   const fsync = measureFsync();
   log(`fsync floor on this disk: p50 ${fsync.p50.toFixed(2)} ms, p99 ${fsync.p99.toFixed(2)} ms`);
+  const fileCreate = measureFileCreate();
+  log(`creating a small file durably: ${fileCreate.cpuUsPerFile.toFixed(0)} µs of CPU, p50 ${fileCreate.wallMsP50.toFixed(2)} ms`);
   const bare = await startBare();
   const relay = await startRelay(INSTANT);
   const cleanup = [() => bare.stop(), () => relay.stop()];
@@ -173,12 +176,13 @@ async function main(): Promise<void> {
     await drained(relay, 10_000); // the status phase reads a finished task
     const statusUrl = `${relay.url}/tencent-vod/v1/requests/${taskId}/status`;
     const auth = { authorization: `Bearer ${relay.devKey}` };
-    const barePost: LoadSpec = { ...submitSpec(relay), url: `${bare.url}/post`, headers: { 'content-type': 'application/json', ...auth } };
-    const bareGet: LoadSpec = { url: `${bare.url}/get`, method: 'GET', headers: auth, connections: CONNECTIONS, durationSeconds: SECONDS, warmupSeconds: WARMUP };
+    const barePost: LoadSpec = { ...submitSpec(relay), url: `${bare.url}/post`, headers: { 'content-type': 'application/json', ...auth }, serverPid: bare.pid };
+    const bareGet: LoadSpec = { url: `${bare.url}/get`, method: 'GET', headers: auth, connections: CONNECTIONS, durationSeconds: SECONDS, warmupSeconds: WARMUP, serverPid: bare.pid };
     const phase = async (name: string, spec: LoadSpec): Promise<LoadResult> => {
       log(`${name}…`);
       const r = await runLoad(spec);
-      log(`${name}: ${r.rps.toFixed(0)} 2xx/s, p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms, codes ${JSON.stringify(r.statusCodes)}, errors ${r.errors}`);
+      const cpu = r.serverCpuUsPerOk !== undefined ? `, server CPU ${r.serverCpuUsPerOk.toFixed(0)} µs per 2xx` : '';
+      log(`${name}: ${r.rps.toFixed(0)} 2xx/s${cpu}, p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms, codes ${JSON.stringify(r.statusCodes)}, errors ${r.errors}`);
       return r;
     };
 
@@ -199,7 +203,7 @@ async function main(): Promise<void> {
     } else {
       billing = { todo: 'AIGC_RELAY_BILLING is not in src/config/env.ts yet: billing on vs off not measured' };
     }
-    const status = await paired(phase, 'status GET', bareGet, { ...bareGet, url: statusUrl }, ROUNDS, ROUND_SECONDS);
+    const status = await paired(phase, 'status GET', bareGet, { ...bareGet, url: statusUrl, serverPid: relay.pid }, ROUNDS, ROUND_SECONDS);
     // Open loop, evenly paced (bench/paced-load.ts): enough connections that a slow answer does not lower the rate.
     // On two fresh relays, one per SQLite writer mode, in the same rounds: latency is where the modes differ most.
     const fixed = { pacedRate: FIXED_RATE, connections: CONNECTIONS, warmupSeconds: WARMUP };
@@ -278,6 +282,7 @@ async function main(): Promise<void> {
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?', node: process.version, platform: `${os.platform()} ${os.release()}` },
       settings: { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS, warmupSeconds: WARMUP, fixedRate: FIXED_RATE, threadpool: Number(THREADPOOL) },
       fsync,
+      fileCreate,
       bare: { post: submitAlone.bare, postEndToEnd: bareSubmit, get: status.bare, postFixed: fixedRate.bare },
       relay: { submit: relaySubmit, status: status.relay, submitFixed: fixedRate.relay },
       pairs: { submit: submitAlone, submitOther, status, fixed: fixedRate, fixedOther },
