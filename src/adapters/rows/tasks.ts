@@ -61,6 +61,7 @@ export function taskRowFromValues(v: readonly unknown[]): TaskRow {
  */
 export function toTask(r: TaskRow): TaskRecord {
   let input: TaskInput | undefined;
+  const inputColumn = r.input; // the getter keeps this string alive, not the whole row
   const task: Record<string, unknown> = {
     id: r.id,
     seq: r.seq,
@@ -69,7 +70,7 @@ export function toTask(r: TaskRow): TaskRecord {
     requestId: r.request_id,
     state: r.state,
     get input(): TaskInput {
-      return (input ??= json(r.input));
+      return (input ??= json(inputColumn));
     },
     priority: r.priority,
     price: r.price,
