@@ -20,22 +20,10 @@ export function createMetrics(sources: {
 }): RelayMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'aigc_relay_process_' });
-  // The labelled series of each route, method and status, looked up once: prom-client otherwise turns the label
-  // object into its key on every call, and this runs on every request.
-  const requestSeries = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
   const metrics: RelayMetrics = {
     observeRequest(route, method, status, seconds) {
-      const key = `${method} ${status} ${route}`;
-      let series = requestSeries.get(key);
-      if (!series) {
-        series = {
-          count: metrics.httpRequests.labels({ route, method, status: String(status) }),
-          duration: metrics.httpDuration.labels({ route, method }),
-        };
-        requestSeries.set(key, series);
-      }
-      series.count.inc();
-      series.duration.observe(seconds);
+      metrics.httpRequests.inc({ route, method, status: String(status) });
+      metrics.httpDuration.observe({ route, method }, seconds);
     },
     registry,
     httpRequests: new client.Counter({

@@ -135,7 +135,7 @@ describe('thread calls', () => {
   it('a long run of calls answers as it goes: the first answer is back while later calls still wait to run', async () => {
     const thread = echo();
     const ran = new Int32Array(new SharedArrayBuffer(4));
-    const calls = 300; // about 300 ms of work on the thread, in one message
+    const calls = 300; // about 300 ms of work on the thread, queued there faster than it runs them
     let runWhenFirstAnswered: number | undefined;
     const answers = Array.from({ length: calls }, () =>
       thread.call('echo', 'busy', [ran, 1]).then((count) => {
@@ -159,6 +159,22 @@ describe('thread calls', () => {
     const later = thread.call('echo', 'busy', [ran, 0]);
     expect(await Promise.all([...first, later])).toHaveLength(POST_AFTER + 1);
     expect(Atomics.load(ran, 0)).toBe(POST_AFTER + 1);
+  });
+
+  it('close() serves the calls made while it waits, and refuses later ones before they reach the thread', async () => {
+    const thread = echo();
+    const ran = new Int32Array(new SharedArrayBuffer(4));
+    // Answered while close() waits: its caller makes enough new calls for them to be sent at once.
+    const followUps = thread.call('echo', 'value', [0]).then(() =>
+      Promise.allSettled(Array.from({ length: POST_AFTER }, () => thread.call('echo', 'busy', [ran, 0]))),
+    );
+    await thread.close();
+    const settled = await followUps;
+    // Each ran on the thread and its caller was told so (not "exited" after it ran).
+    expect(settled.map((s) => s.status)).toEqual(Array(POST_AFTER).fill('fulfilled'));
+    expect(Atomics.load(ran, 0)).toBe(POST_AFTER);
+    await expect(thread.call('echo', 'busy', [ran, 0])).rejects.toThrow(/closed/);
+    expect(Atomics.load(ran, 0)).toBe(POST_AFTER);
   });
 
   it('close() called twice at once settles both, and a closing thread is not reported as a crash', async () => {

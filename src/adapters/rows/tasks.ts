@@ -61,7 +61,8 @@ export function taskRowFromValues(v: readonly unknown[]): TaskRow {
  */
 export function toTask(r: TaskRow): TaskRecord {
   let input: TaskInput | undefined;
-  const inputColumn = r.input; // the getter keeps this string alive, not the whole row
+  // The getter keeps only this column alive (not the row), and only until it has parsed it.
+  let inputColumn: Json<TaskInput> | undefined = r.input;
   const task: Record<string, unknown> = {
     id: r.id,
     seq: r.seq,
@@ -70,7 +71,11 @@ export function toTask(r: TaskRow): TaskRecord {
     requestId: r.request_id,
     state: r.state,
     get input(): TaskInput {
-      return (input ??= json(inputColumn));
+      if (input === undefined) {
+        input = json(inputColumn!);
+        inputColumn = undefined;
+      }
+      return input;
     },
     priority: r.priority,
     price: r.price,
@@ -92,7 +97,7 @@ export function toTask(r: TaskRow): TaskRecord {
 }
 
 /** An enumerable property whose value is `column` parsed on first read. */
-function lazyJson(target: Record<string, unknown>, key: string, column: Json<unknown>): void {
+function lazyJson(target: Record<string, unknown>, key: string, column: Json<unknown> | undefined): void {
   let parsed: unknown;
   let done = false;
   Object.defineProperty(target, key, {
@@ -100,8 +105,9 @@ function lazyJson(target: Record<string, unknown>, key: string, column: Json<unk
     configurable: true,
     get() {
       if (!done) {
-        parsed = json(column);
+        parsed = json(column!);
         done = true;
+        column = undefined; // the text is not needed once parsed
       }
       return parsed;
     },

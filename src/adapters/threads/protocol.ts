@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 
 /**
  * The messages between the main thread (thread-calls.ts) and a worker thread serving method calls (serve-calls.ts):
- * the SQLite writer, the file writer. Calls made in one turn of the main event loop travel as one message, and the
- * answers settled together come back as one, so the per-message cost of a thread hop is paid per batch, not per call.
+ * the SQLite writer, the file writer. Calls travel a few to a message (thread-calls.ts, POST_AFTER), and the answers
+ * settled together come back as one, so the per-message cost of a thread hop is paid per batch, not per call.
  */
 
 export interface WriterCall {

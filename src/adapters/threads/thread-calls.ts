@@ -25,6 +25,8 @@ export class ThreadCalls {
   private readonly worker: Worker;
   private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   private outgoing: WriterCall[] = [];
+  /** A `setImmediate` will post what is in `outgoing`. */
+  private postScheduled = false;
   private nextId = 1;
   /** Set once the thread has failed or exited: every call from then on fails with it. */
   private stopped: Error | undefined;
@@ -86,22 +88,36 @@ export class ThreadCalls {
       const id = this.nextId++;
       if (this.pending.size === 0) this.worker.ref(); // a write in flight keeps the process alive
       this.pending.set(id, { resolve, reject });
-      if (this.outgoing.length === 0) setImmediate(() => this.post());
       this.outgoing.push({ id, target, method, args });
       if (this.outgoing.length >= POST_AFTER) this.post();
+      else if (!this.postScheduled) {
+        this.postScheduled = true;
+        setImmediate(() => {
+          this.postScheduled = false;
+          this.post();
+        });
+      }
     });
   }
 
-  /** Waits for every call made so far to be answered, then lets the thread close what it holds and end. */
+  /**
+   * Waits for every call made so far to be answered, including calls made while it waits (a caller answered during
+   * the wait may make more), then lets the thread close what it holds and end. A call made after that is refused at
+   * once: it never reaches the thread, so it can never be run and then reported lost.
+   */
   close(): Promise<void> {
     this.closing ??= this.closeOnce();
     return this.closing;
   }
 
   private async closeOnce(): Promise<void> {
-    this.post();
-    if (this.pending.size > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+    while (this.pending.size > 0 && !this.stopped) {
+      this.post();
+      await new Promise<void>((resolve) => (this.onIdle = resolve));
+    }
     if (!this.stopped) {
+      // Nothing is pending, and nothing more is accepted, in the same synchronous step as the close message.
+      this.stopped = new Error(`the ${this.label} thread is closed`);
       this.worker.ref(); // until it has exited
       this.send({ type: 'close' });
     }
