@@ -264,11 +264,12 @@ export interface TaskStore {
    * completion processed twice returns false the second time and changes nothing.
    * When the task has a webhook URL (its own, its key's or its account's), the webhook outbox row is written in
    * the same transaction, so a crash cannot lose the notification of a committed result.
-   * `ownAttempt`: the outcome of an attempt this process ran. A store whose claims are leases (PostgreSQL) refuses
-   * it, returning false, when the task is running under another node's lease: this node's lease lapsed (a long
-   * pause, a partition) and the task was handed to another node, whose attempt now decides it.
+   * `ownAttempt`: the outcome of an attempt this process ran, by its number (`attempts` of the record its claim
+   * returned). A store whose claims are leases (PostgreSQL) refuses it, returning false, unless the task is running
+   * under this node's lease in that very attempt: this node's lease may have lapsed (a long pause, a partition) and
+   * the task been handed to another node, or back to this one as a later attempt; the current attempt decides it.
    */
-  finish(id: string, completion: Completion, now: number, options?: { readonly ownAttempt?: boolean }): Promise<boolean>;
+  finish(id: string, completion: Completion, now: number, options?: { readonly ownAttempt?: number }): Promise<boolean>;
   /** Forgets `session_id` uses recorded at or before `before`; returns how many. */
   purgeSessions(before: number): Promise<number>;
   /** Tasks queued ahead of this one in its lane (higher priority, or same priority and earlier). */

@@ -311,8 +311,9 @@ export class TaskEngine {
 
   private async complete(task: TaskRecord, completion: Completion): Promise<void> {
     const { store, clock } = this.deps;
-    // ownAttempt: if our lease lapsed and another node took the task over, its attempt decides, not ours.
-    if (await store.tasks.finish(task.id, completion, clock.now(), { ownAttempt: true })) {
+    // ownAttempt: if our lease lapsed and the task was taken over (by another node, or by this one as a later
+    // attempt), the current attempt decides, not ours.
+    if (await store.tasks.finish(task.id, completion, clock.now(), { ownAttempt: task.attempts })) {
       await store.tasks.appendLog(task.id, `Finished: ${completion.state}.`, clock.now());
       await this.announce(task.id);
     } else if (completion.state === 'succeeded') {

@@ -202,18 +202,36 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       // of its own (superseded) attempt: the new owner's attempt decides.
       expect(await dead.tasks.requeue(created.task.id, 0, Date.now())).toBe(false);
       const failed = { state: 'failed', error: { code: 'X', message: 'x' } } as const;
-      expect(await dead.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: true })).toBe(false);
+      expect(await dead.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: 1 })).toBe(false);
       expect(await alive.tasks.getTask(created.task.id)).toMatchObject({ state: 'running' });
-      expect(await alive.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: true })).toBe(true);
+      expect(await alive.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: 2 })).toBe(true);
       // Handed back but not yet taken again: the old attempt cannot settle it either (it is to run again).
       const second = await dead.tasks.createTask(task(o));
       if (!second.ok) throw new Error('refused');
       await queue(dead).claim('lane-a', 1);
       await dead.ctx.pool.query("UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until = NULL WHERE id = $1", [second.task.id]);
-      expect(await dead.tasks.finish(second.task.id, failed, Date.now(), { ownAttempt: true })).toBe(false);
+      expect(await dead.tasks.finish(second.task.id, failed, Date.now(), { ownAttempt: 1 })).toBe(false);
       expect(await dead.tasks.getTask(second.task.id)).toMatchObject({ state: 'queued' });
       expect(await dead.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(false);
       expect(await alive.accounts.audit()).toEqual([]);
+    });
+
+    it('a lapsed attempt cannot settle a task its own node has since claimed again as a later attempt', async () => {
+      const a = await node('a', 1000);
+      const o = await owner(a);
+      const created = await a.tasks.createTask(task(o));
+      if (!created.ok) throw new Error('refused');
+      const id = created.task.id;
+      expect((await queue(a).claim('lane-a', 1))[0]).toMatchObject({ id, attempts: 1 });
+      // Attempt 1's lease lapsed and the task was handed back (as the reaper does); the same node claimed it again.
+      await a.ctx.pool.query("UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until = NULL WHERE id = $1", [id]);
+      expect((await queue(a).claim('lane-a', 1))[0]).toMatchObject({ id, attempts: 2, state: 'running' });
+      const failed = { state: 'failed', error: { code: 'X', message: 'attempt 1, late' } } as const;
+      expect(await a.tasks.finish(id, failed, Date.now(), { ownAttempt: 1 })).toBe(false);
+      expect(await a.tasks.getTask(id)).toMatchObject({ state: 'running', attempts: 2 });
+      expect(await a.tasks.finish(id, { state: 'failed', error: { code: 'Y', message: 'attempt 2' } }, Date.now(), { ownAttempt: 2 })).toBe(true);
+      expect(await a.tasks.getTask(id)).toMatchObject({ state: 'failed', error: { code: 'Y' } });
+      expect(await a.accounts.audit()).toEqual([]);
     });
 
     it('a live node renews its leases, so nobody takes its tasks', async () => {

@@ -367,6 +367,23 @@ export const PG_MIGRATIONS: readonly string[] = [
     RETURN aigc_settle_task(f, p_channel);
   END $$;
   `,
+  // …and by attempt: the lease owner alone cannot tell this node's lapsed attempt from a later attempt the same
+  // node claimed after the task was handed back. f.attempt is the attempt the outcome belongs to.
+  `
+  CREATE OR REPLACE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
+  DECLARE
+    t record;
+  BEGIN
+    IF f->>'owner' IS NOT NULL THEN
+      SELECT state, lease_owner, attempts INTO t FROM tasks WHERE id = f->>'id' FOR UPDATE;
+      IF NOT FOUND OR t.state <> 'running' OR t.lease_owner IS DISTINCT FROM f->>'owner'
+        OR (f->>'attempt' IS NOT NULL AND t.attempts <> (f->>'attempt')::int) THEN
+        RETURN false;
+      END IF;
+    END IF;
+    RETURN aigc_settle_task(f, p_channel);
+  END $$;
+  `,
 ];
 
 /** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */

@@ -38,7 +38,7 @@ const CREATE: BulkKind<CreateArg, CreateOutcome> = {
     ),
 };
 
-type FinishArg = { id: string; channel: string; owner: string | null } & Record<string, unknown>;
+type FinishArg = { id: string; channel: string; owner: string | null; attempt: number | null } & Record<string, unknown>;
 const FINISH: BulkKind<FinishArg, boolean> = {
   name: 'finish',
   run: async (c, args) =>
@@ -123,12 +123,13 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
     return outcome;
   };
 
-  const finish = (id: string, c: Completion, now: number, options?: { readonly ownAttempt?: boolean }): Promise<boolean> =>
+  const finish = (id: string, c: Completion, now: number, options?: { readonly ownAttempt?: number }): Promise<boolean> =>
     group.run(
       FINISH,
       {
         id,
-        owner: options?.ownAttempt ? nodeId : null,
+        owner: options?.ownAttempt !== undefined ? nodeId : null,
+        attempt: options?.ownAttempt ?? null,
         state: c.state,
         from: statesAllowing(c.state),
         now,
