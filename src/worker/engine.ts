@@ -231,6 +231,9 @@ export class TaskEngine {
     lane.running++;
     // Registered before anything awaits, so a cancel arriving while the run starts always finds it.
     const controller = new AbortController();
+    // A run of this task still in flight here is a superseded attempt: its lease lapsed (a long pause) and the task
+    // was handed back and claimed again. It must stop, and it must not take the new attempt's entry with it.
+    this.inFlight.get(task.id)?.abort(new Error(`superseded by attempt ${task.attempts}`));
     this.inFlight.set(task.id, controller);
     const run = this.dispatch(lane, task, controller)
       .catch((err: unknown) => this.deps.log.error({ err, taskId: task.id }, 'dispatch failed'))
@@ -254,7 +257,7 @@ export class TaskEngine {
       }
       await this.settle(task, outcome, controller.signal);
     } finally {
-      this.inFlight.delete(task.id);
+      if (this.inFlight.get(task.id) === controller) this.inFlight.delete(task.id);
     }
   }
 

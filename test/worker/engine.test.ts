@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { ControlledProvider, type ControlledRun } from '../../src/adapters/fakes/controlled-provider';
 import { permanentError, retryableError } from '../../src/ports/provider';
 import { solidPng } from '../helpers/images';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
@@ -221,6 +221,28 @@ describe('task engine — store failures and stale reads', () => {
     const stale = { ...(await relay.relay.store.tasks.getTask(id))!, state: 'queued' as const };
     expect(await relay.relay.engine.cancel(stale)).toBe(true);
     expect(run.ctx.signal.aborted).toBe(true);
+    expect((await waitForTask(relay.relay, id)).state).toBe('cancelled');
+  });
+});
+
+describe('task engine — a task claimed again while an earlier attempt still runs', () => {
+  it('stops the superseded attempt, and a cancel then reaches the new one', async () => {
+    const { provider, relay, submit } = await relayWith(2);
+    const id = await submit();
+    const first = await provider.whenStarted(id);
+    const task = (await relay.relay.store.tasks.getTask(id))!;
+    // What a reaper does when this node's lease lapsed: the task goes back to the queue; this node claims it again.
+    expect(await relay.relay.store.tasks.requeue(id, 0, Date.now())).toBe(true);
+    const second = new Promise<ControlledRun>((resolve) =>
+      provider.events.on('started', (run: ControlledRun) => run !== first && run.job.taskId === id && resolve(run)),
+    );
+    relay.relay.engine.enqueue({ id, provider: task.provider, priority: task.priority, seq: task.seq });
+    const retry = await second;
+    expect(first.ctx.signal.aborted).toBe(true);
+    expect(retry.ctx.signal.aborted).toBe(false);
+    expect((await relay.relay.store.tasks.getTask(id))?.attempts).toBe(2);
+    expect((await relay.api.put(`/tencent-vod/v1/requests/${id}/cancel`)).status).toBe(202);
+    expect(retry.ctx.signal.aborted).toBe(true);
     expect((await waitForTask(relay.relay, id)).state).toBe('cancelled');
   });
 });
