@@ -10,8 +10,12 @@ declare module 'fastify' {
 
 /** Authenticates in `onRequest`, before the body is read, so an anonymous client learns nothing from validation. */
 export function requireApiKey(scope: FastifyInstance, deps: HttpDeps): void {
-  scope.addHook('onRequest', async (request) => {
-    request.caller = await authenticate(deps.store, request.headers.authorization);
+  // Callback style: it runs on every authenticated request, and an async hook adds a promise and a turn of its own.
+  scope.addHook('onRequest', (request, _reply, done) => {
+    authenticate(deps.store, request.headers.authorization).then((caller) => {
+      request.caller = caller;
+      done();
+    }, done);
   });
 }
 
