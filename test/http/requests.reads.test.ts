@@ -61,6 +61,23 @@ describe('task routes: the task read', () => {
     }
   });
 
+  it('is not made for a request with no credentials', async () => {
+    const tasks = t.relay.store.tasks;
+    const getTask = tasks.getTask.bind(tasks);
+    const reads: string[] = [];
+    tasks.getTask = (id) => {
+      reads.push(id);
+      return getTask(id);
+    };
+    try {
+      const res = await fetch(`${t.url}/tencent-vod/v1/requests/some-task/status`);
+      expect(res.status).toBe(401);
+      expect(reads).toEqual([]);
+    } finally {
+      tasks.getTask = getTask;
+    }
+  });
+
   it('is never answered to a caller whose key fails, nor to another account', async () => {
     const id = (await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
     const bad = await fetch(`${t.url}/tencent-vod/v1/requests/${id}/status`, { headers: { authorization: 'Bearer ar_key_AAAAAAAAAAAAAAAA.' + 'A'.repeat(43) } });

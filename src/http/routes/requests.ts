@@ -39,7 +39,8 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
     // only for a task of the caller's own account.
     scope.addHook('onRequest', (request, _reply, done) => {
       const id = (request.params as { id?: unknown } | undefined)?.id;
-      if (typeof id === 'string') {
+      // Not for a request with no credentials at all: it is refused without touching the store.
+      if (typeof id === 'string' && request.headers.authorization !== undefined) {
         request.taskRead = deps.store.tasks.getTask(id);
         request.taskRead.catch(() => undefined); // an unauthenticated request never awaits it
       }
