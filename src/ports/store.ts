@@ -236,6 +236,11 @@ export interface TaskFilter {
   readonly limit: number;
 }
 
+export interface FinishOptions {
+  readonly ownAttempt?: number;
+  readonly log?: string;
+}
+
 export interface TaskStore {
   /**
    * Inserts the task as `queued` and places its hold, in one transaction. The hold is a conditional update
@@ -268,8 +273,10 @@ export interface TaskStore {
    * returned). A store whose claims are leases (PostgreSQL) refuses it, returning false, unless the task is running
    * under this node's lease in that very attempt: this node's lease may have lapsed (a long pause, a partition) and
    * the task been handed to another node, or back to this one as a later attempt; the current attempt decides it.
+   * `log`: a line for the task's log, written in the same transaction when (and only when) the finish takes effect,
+   * so whoever sees the terminal state sees the line too, for one commit instead of two.
    */
-  finish(id: string, completion: Completion, now: number, options?: { readonly ownAttempt?: number }): Promise<boolean>;
+  finish(id: string, completion: Completion, now: number, options?: FinishOptions): Promise<boolean>;
   /** Forgets `session_id` uses recorded at or before `before`; returns how many. */
   purgeSessions(before: number): Promise<number>;
   /** Tasks queued ahead of this one in its lane (higher priority, or same priority and earlier). */

@@ -306,7 +306,9 @@ export class TaskEngine {
       log: (message) => void store.tasks.appendLog(task.id, message, clock.now()).catch(this.logFailure(task.id, 'appending a log line')),
       checkpoint: (data) => store.tasks.saveCheckpoint(task.id, data, clock.now()),
     };
-    await store.tasks.appendLog(task.id, `Attempt ${task.attempts} started on ${provider.id}.`, clock.now());
+    // Not awaited, like the provider's own lines after it: it goes in the same lane, so it keeps its place before
+    // them, and it shares a group commit with the run's next write instead of holding up the provider call for one.
+    ctx.log(`Attempt ${task.attempts} started on ${provider.id}.`);
     const result = await provider.run(job, ctx);
     signal.throwIfAborted();
     return this.deps.saveOutputs(task, result);
@@ -316,8 +318,8 @@ export class TaskEngine {
     const { store, clock } = this.deps;
     // ownAttempt: if our lease lapsed and the task was taken over (by another node, or by this one as a later
     // attempt), the current attempt decides, not ours.
-    if (await store.tasks.finish(task.id, completion, clock.now(), { ownAttempt: task.attempts })) {
-      await store.tasks.appendLog(task.id, `Finished: ${completion.state}.`, clock.now());
+    const finished = { ownAttempt: task.attempts, log: `Finished: ${completion.state}.` };
+    if (await store.tasks.finish(task.id, completion, clock.now(), finished)) {
       await this.announce(task.id);
     } else if (completion.state === 'succeeded') {
       if (await this.recordedAs(task.id, completion)) await this.announce(task.id);

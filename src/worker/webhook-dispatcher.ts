@@ -142,11 +142,20 @@ export class WebhookDispatcher {
   private async pump(): Promise<void> {
     const { store, clock, policy, log } = this.deps;
     this.pumping = true;
+    let nextDue: { at: number | undefined } | undefined;
     try {
       do {
         this.again = false;
+        nextDue = undefined;
         const free = policy.concurrency - this.inFlight.size;
         if (free <= 0) break;
+        // Every finished task wakes us, and most have no webhook. A claim is a write transaction (on SQLite, a round
+        // trip to the writer thread); asking first whether anything is due is one read.
+        const at = await store.webhooks.nextDueAt();
+        if (at === undefined || at > clock.now()) {
+          nextDue = { at };
+          continue; // a wake-up that came meanwhile (this.again) looks again; otherwise the timer takes over
+        }
         const due = await store.webhooks.claimDue(clock.now(), free, policy.timeoutMs + LEASE_MARGIN_MS);
         for (const delivery of due) this.track(delivery);
         if (due.length === free) this.again = true;
@@ -156,7 +165,7 @@ export class WebhookDispatcher {
     } finally {
       this.pumping = false;
     }
-    await this.schedule();
+    await this.schedule(nextDue);
   }
 
   private track(delivery: WebhookDelivery): void {
@@ -170,13 +179,16 @@ export class WebhookDispatcher {
     this.inFlight.set(run, controller);
   }
 
-  /** Arms the timer for the next due row; none while every slot is busy (a finishing attempt wakes us). */
-  private async schedule(): Promise<void> {
+  /**
+   * Arms the timer for the next due row; none while every slot is busy (a finishing attempt wakes us). `known`: the
+   * next due time the pump has just read, so it is not read twice.
+   */
+  private async schedule(known?: { at: number | undefined }): Promise<void> {
     clearTimeout(this.timer);
     if (!this.started || this.inFlight.size >= this.deps.policy.concurrency) return;
     let delay = IDLE_RECHECK_MS;
     try {
-      const at = await this.deps.store.webhooks.nextDueAt();
+      const at = known ? known.at : await this.deps.store.webhooks.nextDueAt();
       if (at !== undefined) delay = Math.min(IDLE_RECHECK_MS, Math.max(5, at - this.deps.clock.now()));
     } catch (err) {
       this.deps.log.error({ err }, 'webhook dispatcher could not read the next due time');

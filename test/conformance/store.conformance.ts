@@ -330,6 +330,30 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         ]);
       });
 
+      it("a finish's log line commits with it, and a refused finish writes none (also within one batch)", async () => {
+        const owner = await account(100);
+        const failed = await created(newTask(owner, 10));
+        const raced = await created(newTask(owner, 10));
+        await store.tasks.markRunning(failed.id, 2500);
+        await store.tasks.markRunning(raced.id, 2500);
+        await store.tasks.appendLog(failed.id, 'started', 2501);
+        const boom = { state: 'failed' as const, error: { code: 'X', message: 'x' } };
+        expect(await store.tasks.finish(failed.id, boom, 3000, { log: 'Finished: failed.' })).toBe(true);
+        expect(await store.tasks.finish(failed.id, boom, 3001, { log: 'Finished twice.' })).toBe(false);
+        // Two finishes of one task made at once (they share a group commit): one takes effect, one line is written.
+        const outcomes = await Promise.all([
+          store.tasks.finish(raced.id, success(raced), 3002, { log: 'Finished: succeeded.' }),
+          store.tasks.finish(raced.id, boom, 3002, { log: 'Finished: failed.' }),
+        ]);
+        expect(outcomes).toEqual([true, false]);
+        expect(await store.tasks.logs(failed.id)).toEqual([
+          { at: 2501, message: 'started' },
+          { at: 3000, message: 'Finished: failed.' },
+        ]);
+        expect(await store.tasks.logs(raced.id)).toEqual([{ at: 3002, message: 'Finished: succeeded.' }]);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
       it('lists tasks newest first by account and state, and counts by state', async () => {
         const a = await account(100);
         const b = await account(100);

@@ -151,6 +151,24 @@ describe('webhooks', () => {
     expect(redeliver.status).toBe(400);
   });
 
+  it('a finished task with no webhook wakes the dispatcher for a read, not a claim (a write transaction)', async () => {
+    const { relay, receiver, finalAttempt } = await setUp();
+    const webhooks = relay.relay.store.webhooks;
+    const claim = webhooks.claimDue.bind(webhooks);
+    let claims = 0;
+    webhooks.claimDue = async (...args) => {
+      claims++;
+      return claim(...args);
+    };
+    const plain = await relay.api.post(SUBMIT, body('no hook'));
+    await waitForTask(relay.relay, plain.body.request_id);
+    const hooked = await relay.api.post(withWebhook(receiver.url), body('hooked'));
+    expect((await finalAttempt(hooked.body.request_id)).step.state).toBe('delivered');
+    // Three wake-ups (two tasks finished, one attempt ended); only the one that found a row due claimed.
+    expect(claims).toBe(1);
+    expect(receiver.received).toHaveLength(1);
+  });
+
   it('refuses a webhook URL that breaks the outbound rules at submit (400 naming webhook)', async () => {
     const { relay } = await setUp();
     for (const url of ['http://10.0.0.1/hook', 'http://169.254.169.254/latest', 'ftp://example.com/x', 'not a url', 'http://user:pw@example.com/']) {

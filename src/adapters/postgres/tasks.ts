@@ -1,6 +1,6 @@
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import type { Completion, CreateTaskOutcome, NewTask, TaskRecord, TaskStore } from '../../ports/store';
+import type { Completion, CreateTaskOutcome, FinishOptions, NewTask, TaskRecord, TaskStore } from '../../ports/store';
 import { toTask, type TaskRow } from '../rows/tasks';
 import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
@@ -38,14 +38,21 @@ const CREATE: BulkKind<CreateArg, CreateOutcome> = {
     ),
 };
 
-type FinishArg = { id: string; channel: string; owner: string | null; attempt: number | null } & Record<string, unknown>;
+type FinishArg = { id: string; channel: string; owner: string | null; attempt: number | null; now: number; log: string | null } & Record<string, unknown>;
+// The log line of a finish that took effect is inserted by the same statement, so it commits with the terminal state.
 const FINISH: BulkKind<FinishArg, boolean> = {
   name: 'finish',
   run: async (c, args) =>
     inOrder(
       await rows<{ ord: number; r: boolean }>(
         c,
-        'SELECT x.ord::int AS ord, aigc_finish_task(x.f, $2) AS r FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(f, ord)',
+        `WITH done AS MATERIALIZED (
+           SELECT x.ord::int AS ord, x.f, aigc_finish_task(x.f, $2) AS r FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(f, ord)
+         ), logged AS (
+           INSERT INTO task_logs (task_id, at, message)
+           SELECT d.f->>'id', (d.f->>'now')::bigint, d.f->>'log' FROM done d WHERE d.r AND d.f->>'log' IS NOT NULL ORDER BY d.ord
+         )
+         SELECT ord, r FROM done`,
         [JSON.stringify(args), args[0]!.channel],
       ),
       args.length,
@@ -123,13 +130,14 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
     return outcome;
   };
 
-  const finish = (id: string, c: Completion, now: number, options?: { readonly ownAttempt?: number }): Promise<boolean> =>
+  const finish = (id: string, c: Completion, now: number, options?: FinishOptions): Promise<boolean> =>
     group.run(
       FINISH,
       {
         id,
         owner: options?.ownAttempt !== undefined ? nodeId : null,
         attempt: options?.ownAttempt ?? null,
+        log: options?.log ?? null,
         state: c.state,
         from: statesAllowing(c.state),
         now,

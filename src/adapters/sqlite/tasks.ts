@@ -1,5 +1,5 @@
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import type { Completion, CreateTaskOutcome, NewTask, TaskStore } from '../../ports/store';
+import type { Completion, CreateTaskOutcome, FinishOptions, NewTask, TaskStore } from '../../ports/store';
 import type { Db } from './database';
 import { newTaskRecord } from '../new-task-record';
 import { fileParams, INSERT_FILE } from './files';
@@ -141,7 +141,7 @@ export function sqliteTaskStore(db: Db): TaskStore {
     return { ok: true as const, task: newTaskRecord(t, Number(lastInsertRowid), billed), queuePosition };
   });
 
-  const finish = db.transaction((id: string, c: Completion, now: number): boolean => {
+  const finish = db.transaction((id: string, c: Completion, now: number, log: string | undefined): boolean => {
     const params =
       c.state === 'succeeded'
         ? { id, now, result: JSON.stringify(c.result) }
@@ -164,6 +164,7 @@ export function sqliteTaskStore(db: Db): TaskStore {
     }
     // The webhook outbox row commits with the terminal state, or neither does (delivered by worker/webhook-dispatcher).
     outbox(id, now);
+    if (log !== undefined) insertLog.run(id, now, log);
     return true;
   });
 
@@ -221,8 +222,9 @@ export function sqliteTaskStore(db: Db): TaskStore {
     async requestCancel(id, now) {
       markCancelRequested.run(now, id);
     },
-    async finish(id, completion, now) {
-      return finish.immediate(id, completion, now);
+    // ownAttempt guards leases, which only the PostgreSQL store has (ports/store.ts).
+    async finish(id, completion, now, options?: FinishOptions) {
+      return finish.immediate(id, completion, now, options?.log);
     },
     async queuePosition(task) {
       return queueAhead.get({ provider: task.provider, priority: task.priority, seq: task.seq })!.n;
