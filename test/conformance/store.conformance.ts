@@ -354,6 +354,26 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.accounts.audit()).toEqual([]);
       });
 
+      it("a run's finish line comes after the lines written before it, whatever shares its transaction", async () => {
+        const owner = await account(100);
+        const made = [await created(newTask(owner, 1)), await created(newTask(owner, 1)), await created(newTask(owner, 1))];
+        // PostgreSQL sorts a batch by task id: the other task's finish, sorted first, must not pull this task's line ahead.
+        const [other, task, busy] = made.sort((x, y) => (x.id < y.id ? -1 : 1)) as [TaskRecord, TaskRecord, TaskRecord];
+        for (const t of [other, task]) await store.tasks.markRunning(t.id, 2500);
+        const own = { ownAttempt: 1, log: 'Finished.' };
+        // As the engine makes them: nothing awaited before the finish. The first write occupies the store, so the
+        // next ones go together; the run's cancellation is its own finish (SQLite: not the client-cancel lane).
+        const writes = [
+          store.tasks.appendLog(busy.id, 'occupies the store', 2600),
+          store.tasks.appendLog(task.id, 'Attempt 1 started.', 2601),
+          store.tasks.appendLog(task.id, 'A line of the provider.', 2602),
+          store.tasks.finish(other.id, { state: 'failed', error: { code: 'X', message: 'x' } }, 2603, own),
+          store.tasks.finish(task.id, { state: 'cancelled', error: { code: 'Cancelled', message: 'c' } }, 2603, own),
+        ];
+        await Promise.all(writes);
+        expect((await store.tasks.logs(task.id)).map((l) => l.message)).toEqual(['Attempt 1 started.', 'A line of the provider.', 'Finished.']);
+      });
+
       it('lists tasks newest first by account and state, and counts by state', async () => {
         const a = await account(100);
         const b = await account(100);

@@ -17,6 +17,12 @@ import { pgCode, type Pool } from './database';
  */
 export interface BulkKind<A, R> {
   readonly name: string;
+  /**
+   * Runs before the other kinds of its batch (otherwise kinds run in order of first appearance, and a batch is
+   * sorted by `order`, not by arrival). For log lines: insert-only, so moving them takes no lock out of order, and
+   * a line written before a finish stays before the finish's own line in the task's log.
+   */
+  readonly runsFirst?: boolean;
   /** Runs every unit of this kind in one statement; returns one result per argument, in order. */
   run(client: pg.PoolClient, args: readonly A[]): Promise<readonly R[]>;
 }
@@ -85,7 +91,8 @@ export class PgGroupCommit {
       await this.options.prelude?.(client, batch);
       const kinds = new Map<BulkKind<unknown, unknown>, Unit[]>();
       for (const unit of batch) kinds.set(unit.kind, [...(kinds.get(unit.kind) ?? []), unit]);
-      for (const [kind, units] of kinds) {
+      const ordered = [...kinds].sort(([a], [b]) => Number(b.runsFirst ?? false) - Number(a.runsFirst ?? false));
+      for (const [kind, units] of ordered) {
         const out = await kind.run(client, units.map((u) => u.arg));
         units.forEach((unit, i) => results.set(unit, out[i]));
       }

@@ -61,6 +61,7 @@ const FINISH: BulkKind<FinishArg, boolean> = {
 
 const LOG: BulkKind<{ task_id: string; at: number; message: string }, void> = {
   name: 'log',
+  runsFirst: true,
   run: async (c, args) => {
     await c.query(
       `INSERT INTO task_logs (task_id, at, message)

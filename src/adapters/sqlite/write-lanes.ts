@@ -1,5 +1,5 @@
 import type { IdempotencyStore, WebhookStore } from '../../ports/delivery-store';
-import type { Completion, TaskStore } from '../../ports/store';
+import type { Completion, FinishOptions, TaskStore } from '../../ports/store';
 import { laneFor, type LaneRule, type WriteLane } from './group-commit';
 
 /**
@@ -15,8 +15,12 @@ export const GROUP_COMMITTED = {
     requeue: 'background',
     saveProgress: 'background',
     saveCheckpoint: 'background',
-    // A client's cancel of a queued task is a finish it waits for; the runs' own finishes wait for nobody.
-    finish: (args: readonly unknown[]) => ((args[1] as Completion | undefined)?.state === 'cancelled' ? 'request' : 'background'),
+    // A client's cancel of a queued task is a finish it waits for. A run's own finish (it names its attempt) waits
+    // for nobody, and stays behind the run's log lines in the background lane, so its own line comes after them.
+    finish: (args: readonly unknown[]) =>
+      (args[1] as Completion | undefined)?.state === 'cancelled' && (args[3] as FinishOptions | undefined)?.ownAttempt === undefined
+        ? 'request'
+        : 'background',
     appendLog: 'background',
   },
   idempotency: { reserve: 'request', complete: 'request', release: 'request' },
