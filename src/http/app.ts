@@ -14,7 +14,7 @@ import { opsRoutes } from './routes/ops';
 import { requestRoutes } from './routes/requests';
 import { submitRoutes } from './routes/submit';
 import { ErrorEnvelope } from './schemas';
-import { installJsonBodyParser, transportOptions } from './transport-guards';
+import { installJsonBodyParser, installNulGuard, transportOptions } from './transport-guards';
 
 const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -35,6 +35,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   // JSON only; Fastify would otherwise also parse text/plain.
   app.removeContentTypeParser('text/plain');
   installJsonBodyParser(app, JSON_BODY_LIMIT);
+  installNulGuard(app);
 
   // Callback-style hooks: these run on every request, and an async hook costs a promise and a microtask each.
   app.addHook('onSend', (request, reply, payload, done) => {

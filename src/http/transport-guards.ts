@@ -87,13 +87,50 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
       done(new FieldError('InvalidParameter', 'body', 'not valid UTF-8'), undefined);
       return;
     }
-    parseJson(request, bytes.toString('utf8'), (err, value) => {
+    const text = bytes.toString('utf8');
+    parseJson(request, text, (err, value) => {
       if (err) done(err, undefined);
       else if (deeperThan(value, MAX_JSON_DEPTH)) {
         done(new FieldError('InvalidParameterValue', 'body', `nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
-      } else done(null, value);
+      } else {
+        // JSON can carry U+0000 only escaped, so the walk runs only for a body whose text has the escape.
+        const nul = text.includes('\\u0000') ? fieldWithNul(value) : undefined;
+        if (nul !== undefined) done(new FieldError('InvalidParameterValue', nul, 'contains a NUL character (U+0000)'), undefined);
+        else done(null, value);
+      }
     });
   });
+}
+
+/**
+ * U+0000 has no use in any field of this API, and PostgreSQL cannot store it in text: refused at the door in URLs
+ * (`%00`; Node's parser already refuses a raw NUL) so that no store ever sees it as an id or a filter.
+ */
+export function installNulGuard(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!request.url.includes('%00')) return done();
+    void sendError(reply, new RelayError('InvalidParameterValue', 'path: contains a NUL character (%00)'));
+  });
+}
+
+/** The first field (`a.b[2].c`) whose key or string value holds U+0000; iterative like deeperThan. */
+export function fieldWithNul(value: unknown): string | undefined {
+  const stack: Array<{ node: unknown; path: string }> = [{ node: value, path: 'body' }];
+  while (stack.length > 0) {
+    const { node, path } = stack.pop()!;
+    if (typeof node === 'string') {
+      if (node.includes('\0')) return path;
+      continue;
+    }
+    if (node === null || typeof node !== 'object') continue;
+    const entries: Array<[string, unknown]> = Array.isArray(node) ? node.map((v, i) => [`[${i}]`, v]) : Object.entries(node);
+    for (const [key, child] of entries.reverse()) {
+      if (!Array.isArray(node) && key.includes('\0')) return path;
+      const childPath = Array.isArray(node) ? `${path}${key}` : path === 'body' ? key : `${path}.${key}`;
+      stack.push({ node: child, path: childPath });
+    }
+  }
+  return undefined;
 }
 
 /** Whether objects/arrays nest more than `max` levels; iterative, so no input can overflow the stack here. */

@@ -55,7 +55,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
           ...common,
           summary: 'Task status (fal-style)',
           querystring: Type.Object({ logs: Type.Optional(Type.String({ description: '1 to include the task log' })) }),
-          response: { 200: StatusBody, ...errorResponses('AuthFailure', 'ResourceNotFound') },
+          response: { 200: StatusBody, ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound') },
         },
       },
       async (request) => {
@@ -91,7 +91,10 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
           summary: 'Cancel a task that has not finished; a cancelled task costs nothing',
           response: {
             202: Type.Object({ status: Type.Literal('CANCELLATION_REQUESTED') }),
-            400: Type.Object({ status: Type.Literal('ALREADY_COMPLETED') }),
+            // Or the envelope of a malformed request (a NUL in the id): both must serialise under this status.
+            400: Type.Union([Type.Object({ status: Type.Literal('ALREADY_COMPLETED') }), Type.Ref('ErrorEnvelope')], {
+              description: 'ALREADY_COMPLETED; or InvalidParameterValue in the error envelope',
+            }),
             // 502: the upstream could not be asked whether its task can still be stopped (try again).
             ...errorResponses('AuthFailure', 'ResourceNotFound', 'FailedOperation.Upstream'),
           },
@@ -112,7 +115,10 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: {
           ...common,
           summary: "The task in Tencent's DescribeTaskDetail shape",
-          response: { 200: Type.Object({ Response: Type.Object({}, { additionalProperties: true }) }), ...errorResponses('AuthFailure', 'ResourceNotFound') },
+          response: {
+            200: Type.Object({ Response: Type.Object({}, { additionalProperties: true }) }),
+            ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound'),
+          },
         },
       },
       async (request) => {
