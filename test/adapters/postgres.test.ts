@@ -132,6 +132,18 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       expect(await a.accounts.getAccount(o.accountId)).toMatchObject({ balance: 100, held: 14 });
       expect(await a.accounts.audit()).toEqual([]);
     });
+
+    it('is recognised even when its own committed hold leaves no room: the re-run is not answered as a refusal', async () => {
+      const a = await node('a');
+      const o = await owner(a, 100);
+      const big = task(o, { price: 60 });
+      const first = await a.tasks.createTask(big);
+      expect(first.ok).toBe(true);
+      // The re-run meets the balance its own hold took (a 402 for a task that is queued and held) before its id.
+      expect(await a.tasks.createTask(big)).toEqual(first);
+      expect(await a.accounts.getAccount(o.accountId)).toMatchObject({ balance: 100, held: 60 });
+      expect(await a.accounts.audit()).toEqual([]);
+    });
   });
 
   describe('dispatch across nodes', () => {

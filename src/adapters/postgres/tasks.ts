@@ -109,8 +109,9 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
 
   /**
    * A batch whose COMMIT went through but whose answer was lost is run again unit by unit (group-commit.ts); for a
-   * create that second run meets its own task (primary key, or its own session_id). The task id is ours, so that
-   * case is recognised and answered as the success it was, never as a 500 or a 409 that would invite a paid retry.
+   * create that second run meets its own task (primary key, its own session_id, or the room its own hold took). The
+   * task id is ours, so that case is recognised and answered as the success it was, never as a 500, a 409 or a 402
+   * that would invite a paid retry.
    */
   const ownCommittedTask = async (t: NewTask): Promise<CreateTaskOutcome | undefined> => {
     const row = await one<TaskRow>(pool, 'SELECT * FROM tasks WHERE id = $1', [t.id]);
@@ -127,8 +128,9 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       throw err;
     }
     if (outcome.ok) return { ok: true, task: toTask(outcome.task) };
-    if (outcome.reason === 'duplicate_session' && outcome.taskId === t.id) return (await ownCommittedTask(t)) ?? outcome;
-    return outcome;
+    // A re-run may be refused by its own committed self before it reaches its id: its session_id, or the balance,
+    // spend cap or concurrency its own hold took. A refusal is rare; one read by primary key settles which it is.
+    return (await ownCommittedTask(t)) ?? outcome;
   };
 
   const finish = (id: string, c: Completion, now: number, options?: FinishOptions): Promise<boolean> =>
