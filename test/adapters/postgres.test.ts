@@ -146,6 +146,58 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
     });
   });
 
+  describe('a finish whose commit answer was lost', () => {
+    /** The next COMMIT of a batch that ran `statement` reaches the server, then its answer is "lost". */
+    const loseNextCommitAfter = (store: PostgresStore, statement: string) => {
+      const pool = store.ctx.pool;
+      const connect = pool.connect.bind(pool) as (callback?: unknown) => Promise<import('pg').PoolClient>;
+      let armed = true;
+      (pool as unknown as { connect: (callback?: unknown) => Promise<unknown> }).connect = async (callback?: unknown) => {
+        if (callback) return connect(callback); // pool.query's own checkout
+        const client = await connect();
+        const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+        let ran = false;
+        (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = async (...args: unknown[]) => {
+          const result = await query(...args);
+          if (typeof args[0] === 'string' && args[0].includes(statement)) ran = true;
+          if (armed && ran && args[0] === 'COMMIT') {
+            armed = false;
+            throw new Error('Connection terminated unexpectedly');
+          }
+          return result;
+        };
+        return client;
+      };
+    };
+
+    it('is run again and recognised as its own: true, settled once, its log line once', async () => {
+      const a = await node('a');
+      const o = await owner(a, 100);
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const created = await a.tasks.createTask(task(o, { price: 10 }));
+        if (!created.ok) throw new Error('refused');
+        await a.tasks.markRunning(created.task.id, Date.now());
+        ids.push(created.task.id);
+      }
+      loseNextCommitAfter(a, 'aigc_finish_task');
+      const busy = a.tasks.appendLog(ids[0]!, 'occupies the group commit', 1); // the finishes then share one batch
+      const failed = { state: 'failed' as const, error: { code: 'X', message: 'x' } };
+      const outcomes = await Promise.all(ids.map((id) => a.tasks.finish(id, failed, Date.now(), { ownAttempt: 1, log: 'Finished.' })));
+      await busy;
+      // Before the finish token, the re-run was refused by the task it had settled itself: false, so nothing was announced.
+      expect(outcomes).toEqual([true, true]);
+      for (const id of ids) {
+        expect((await a.tasks.getTask(id))!.state).toBe('failed');
+        expect((await a.tasks.logs(id)).filter((l) => l.message === 'Finished.')).toHaveLength(1);
+      }
+      // A finish refused because the task was settled before it is still refused.
+      expect(await a.tasks.finish(ids[0]!, failed, Date.now())).toBe(false);
+      expect(await a.accounts.getAccount(o.accountId)).toMatchObject({ balance: 100, held: 0 });
+      expect(await a.accounts.audit()).toEqual([]);
+    });
+  });
+
   describe('dispatch across nodes', () => {
     it('a task committed on one node wakes the others by NOTIFY, without a poll', async () => {
       const a = await node('a');

@@ -384,6 +384,29 @@ export const PG_MIGRATIONS: readonly string[] = [
     RETURN aigc_settle_task(f, p_channel);
   END $$;
   `,
+  // The finish that settled a task, by a token each finish call makes (f.token). A batch whose COMMIT went through
+  // but whose answer was lost is run again (group-commit.ts), and the re-run of a finish is refused by the task it
+  // settled itself; the token tells that refusal from a task settled by someone else (tasks.ts).
+  `
+  ALTER TABLE tasks ADD COLUMN finish_token TEXT;
+  CREATE OR REPLACE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
+  DECLARE
+    t record;
+  BEGIN
+    IF f->>'owner' IS NOT NULL THEN
+      SELECT state, lease_owner, attempts INTO t FROM tasks WHERE id = f->>'id' FOR UPDATE;
+      IF NOT FOUND OR t.state <> 'running' OR t.lease_owner IS DISTINCT FROM f->>'owner'
+        OR (f->>'attempt' IS NOT NULL AND t.attempts <> (f->>'attempt')::int) THEN
+        RETURN false;
+      END IF;
+    END IF;
+    IF NOT aigc_settle_task(f, p_channel) THEN
+      RETURN false;
+    END IF;
+    UPDATE tasks SET finish_token = f->>'token' WHERE id = f->>'id';
+    RETURN true;
+  END $$;
+  `,
 ];
 
 /** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import type { Completion, CreateTaskOutcome, FinishOptions, NewTask, TaskRecord, TaskStore } from '../../ports/store';
@@ -6,6 +7,8 @@ import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
 import { newDeliveryId } from './webhooks';
+
+const newFinishToken = (): string => randomBytes(12).toString('base64url');
 
 /** Dispatch order, the same everywhere: higher priority first, then first come first served. */
 export const byDispatchOrder = (a: TaskRecord, b: TaskRecord): number => b.priority - a.priority || a.seq - b.seq;
@@ -133,10 +136,16 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
     return (await ownCommittedTask(t)) ?? outcome;
   };
 
-  const finish = (id: string, c: Completion, now: number, options?: FinishOptions): Promise<boolean> =>
-    group.run(
+  // Whether a refused finish is this very call's, re-run after its COMMIT went through unanswered (migrations.ts).
+  const settledBy = async (id: string, token: string): Promise<boolean> =>
+    (await one<{ mine: boolean }>(pool, 'SELECT finish_token = $2 AS mine FROM tasks WHERE id = $1', [id, token]))?.mine === true;
+
+  const finish = async (id: string, c: Completion, now: number, options?: FinishOptions): Promise<boolean> => {
+    const token = newFinishToken();
+    const done = await group.run(
       FINISH,
       {
+        token,
         id,
         owner: options?.ownAttempt !== undefined ? nodeId : null,
         attempt: options?.ownAttempt ?? null,
@@ -150,6 +159,8 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       },
       id,
     );
+    return done || settledBy(id, token);
+  };
 
   return {
     createTask,
