@@ -23,11 +23,11 @@ export async function forceFailTask(
   if (isTerminal(task.state)) throw alreadyDone(task.state);
   const message = `Failed by the operator${reason ? `: ${reason}` : ''}. ${task.billed ? 'The held credits were released.' : ''}`.trim();
   const now = deps.clock.now();
-  if (!(await deps.store.tasks.finish(taskId, { state: 'failed', error: { code: FORCE_FAILED_CODE, message } }, now))) {
+  // The log line commits with the failure: a write failing after it cannot make a done force-fail look like an error.
+  if (!(await deps.store.tasks.finish(taskId, { state: 'failed', error: { code: FORCE_FAILED_CODE, message } }, now, { log: message }))) {
     // It finished on its own between the read and the update.
     throw alreadyDone((await deps.store.tasks.getTask(taskId))?.state ?? 'finished');
   }
-  await deps.store.tasks.appendLog(taskId, message, now);
   const failed = (await deps.store.tasks.getTask(taskId))!;
   deps.announce?.(failed);
   return failed;

@@ -143,6 +143,9 @@ describe('force-fail', () => {
     expect(failed.status).toBe(200);
     expect(failed.body).toMatchObject({ state: 'failed', released: price, error: { code: 'FailedOperation.ForceFailed' } });
     expect(failed.body.error.message).toMatch(/stuck upstream/);
+    // The operator's line is in the task's log, once, committed with the failure.
+    const lines = (await t.relay.store.tasks.logs(running.body.request_id)).map((l) => l.message);
+    expect(lines.filter((line) => /Failed by the operator: stuck upstream/.test(line))).toHaveLength(1);
     expect(await accountOf(t.relay, accountId)).toMatchObject({ balance: 10 * price, held: 0 });
     // The provider call is stopped at once (its slot frees, no upstream work is wasted).
     expect(run.ctx.signal.aborted).toBe(true);
