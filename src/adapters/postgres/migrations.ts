@@ -389,18 +389,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   // settled itself; the token tells that refusal from a task settled by someone else (tasks.ts).
   `
   ALTER TABLE tasks ADD COLUMN finish_token TEXT;
-  CREATE OR REPLACE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
-  DECLARE
-    t record;
+  ALTER FUNCTION aigc_finish_task(jsonb, text) RENAME TO aigc_finish_fenced;
+  CREATE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
   BEGIN
-    IF f->>'owner' IS NOT NULL THEN
-      SELECT state, lease_owner, attempts INTO t FROM tasks WHERE id = f->>'id' FOR UPDATE;
-      IF NOT FOUND OR t.state <> 'running' OR t.lease_owner IS DISTINCT FROM f->>'owner'
-        OR (f->>'attempt' IS NOT NULL AND t.attempts <> (f->>'attempt')::int) THEN
-        RETURN false;
-      END IF;
-    END IF;
-    IF NOT aigc_settle_task(f, p_channel) THEN
+    IF NOT aigc_finish_fenced(f, p_channel) THEN
       RETURN false;
     END IF;
     UPDATE tasks SET finish_token = f->>'token' WHERE id = f->>'id';
