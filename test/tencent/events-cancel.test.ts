@@ -92,6 +92,52 @@ describe('cancel against the upstream', () => {
     h.server.finish(h.server.bySession(first)[0]!.taskId);
     expect((await h.finished(first)).state).toBe('succeeded');
   });
+
+  it('a cancel answered while the submission checkpoint is being written stops the submission (no upstream task)', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    let created = false;
+    let markCreated!: () => void;
+    const createdUpstream = new Promise<void>((resolve) => (markCreated = resolve));
+    h.server.onCreate = () => {
+      created = true;
+      markCreated();
+      return { kind: 'accept', plan: { processingPolls: Infinity } };
+    };
+    // A slow store (a PostgreSQL round trip, a busy writer): the run's "submitting" checkpoint is still being written
+    // when the cancel comes, and the cancel's own write lands only after the run went on.
+    const tasks = h.t.relay.store.tasks;
+    const saveCheckpoint = tasks.saveCheckpoint.bind(tasks);
+    const requestCancel = tasks.requestCancel.bind(tasks);
+    let writingCheckpoint!: () => void;
+    const checkpointHeld = new Promise<void>((resolve) => (writingCheckpoint = resolve));
+    let letCheckpointThrough!: () => void;
+    const checkpointGate = new Promise<void>((resolve) => (letCheckpointThrough = resolve));
+    tasks.saveCheckpoint = async (id, checkpoint, now) => {
+      if (checkpoint.phase === 'submitting') {
+        writingCheckpoint();
+        await checkpointGate;
+      }
+      return saveCheckpoint(id, checkpoint, now);
+    };
+    const id = await h.submit();
+    const ended = new Promise<void>((resolve) =>
+      h!.t.relay.engine.events.on('task', (e: { id: string; state: string }) => e.id === id && e.state === 'cancelled' && resolve()),
+    );
+    tasks.requestCancel = async (taskId, now) => {
+      letCheckpointThrough();
+      // Before the fix the run went on to submit; with it, the run ends cancelled. Either way, then this write.
+      await Promise.race([ended, createdUpstream]);
+      return requestCancel(taskId, now);
+    };
+    await checkpointHeld;
+    const res = await h.t.api.put(`/tencent-vod/v1/requests/${id}/cancel`);
+    expect(res.status).toBe(202);
+    expect((await h.finished(id)).state).toBe('cancelled');
+    expect(created).toBe(false);
+    expect(h.server.bySession(id)).toHaveLength(0);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+  });
 });
 
 describe('channel health', () => {

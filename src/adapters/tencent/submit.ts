@@ -1,6 +1,6 @@
 import type { ChannelRecord } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
-import { permanentError, type ProviderJob, type RunContext } from '../../ports/provider';
+import { permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
 import type { ChannelLease, ChannelPool } from '../../worker/channel-pool';
 import type { Vod } from './client';
 import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
@@ -65,8 +65,11 @@ export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'inpu
     try {
       const submittedAt = deps.clock.now();
       await ctx.checkpoint({ phase: 'submitting', channelId: channel.id, submittedAt } satisfies SubmittingCheckpoint);
+      // A cancel answered "not started" (provider.ts) while the checkpoint was being written. The engine aborts the
+      // run only after it has recorded the request, which may still be on its way: the flag, not the signal, must
+      // stop the submission. Checked and the phase entered in one step, so no cancel falls between the two.
+      if (state.cancelled) throw new ProviderCancelledError('cancelled by the client before anything was sent upstream');
       state.enter('submitting', { channelId: channel.id });
-      if (state.cancelled) ctx.signal.throwIfAborted();
       const request = deps.request(channel);
       try {
         const res = await access.api.createAigcImageTask(request, { timeoutMs: deps.createTimeoutMs, signal: ctx.signal });
