@@ -39,6 +39,26 @@ describe('ambiguous submissions', () => {
     expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
   });
 
+  it('on a busy VOD app (thousands of other tasks in the window) the lookup still reaches the task', async () => {
+    h = await startHarness({ tencent: { createTimeoutMs: 200 } });
+    const account = h.accounts[0]!;
+    await h.addChannel(account);
+    // 6,000 other tasks of the same app (transcodes, other customers' images) made shortly before ours: more than
+    // the 50 pages of 100 that the lookup used to read, in an unsorted listing that puts them all first.
+    const before = Date.now() - 10_000;
+    for (let i = 0; i < 6_000; i++) {
+      const taskId = `other-${i}`;
+      h.server.tasks.set(taskId, { taskId, account, request: {}, sessionId: '', createdAt: before, status: 'FINISH', plan: {}, polls: 0, waitingLeft: 0, processingLeft: 0 });
+    }
+    h.server.onCreate = () => ({ kind: 'accept-late', delayMs: 1_500 });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.bySession(id)).toHaveLength(1);
+    expect(await logText(h.t.relay, id)).toMatch(/DescribeTasks lists upstream task/);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
+  });
+
   it('listing lags: a resubmission with the same SessionId is refused (the task exists) and the lookup finds it later', async () => {
     h = await startHarness({ tencent: { createTimeoutMs: 200 } });
     const account = h.accounts[0]!;

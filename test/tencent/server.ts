@@ -252,6 +252,8 @@ export class TencentTestServer {
     const after = p.CreateTime?.After ? Date.parse(p.CreateTime.After) : -Infinity;
     const before = p.CreateTime?.Before ? Date.parse(p.CreateTime.Before) : Infinity;
     const all = this.tasksOf(state.account.secretId).filter((t) => t.createdAt >= after && t.createdAt < before);
+    // Sort by CreateTime as asked; unsorted, the listing is in no promised order (here: the order tasks were made).
+    if (p.Sort?.Field === 'CreateTime') all.sort((a, b) => (a.createdAt - b.createdAt) * (p.Sort.Order === 'Desc' ? -1 : 1));
     const offset = Number(p.ScrollToken || 0);
     const limit = Math.min(100, Number(p.Limit ?? 10));
     const page = all.slice(offset, offset + limit);

@@ -42,7 +42,11 @@ export interface ReconcileRequest {
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-const MAX_PAGES = 50;
+/**
+ * A VOD app lists every task it ran (transcodes too), so a busy one can hold thousands in the window: the pages are
+ * read oldest first (our task comes after at most `slackMs` of others) and up to 100,000 rows, not the first 5,000.
+ */
+const MAX_PAGES = 1000;
 
 export async function findBySessionId(
   api: VodApi,
@@ -57,6 +61,7 @@ export async function findBySessionId(
       {
         SubAppId: subAppId,
         CreateTime: { After: iso(window.from), Before: iso(window.to) },
+        Sort: { Field: 'CreateTime', Order: 'Asc' },
         Limit: 100,
         ...(scrollToken ? { ScrollToken: scrollToken } : {}),
       },
@@ -78,6 +83,9 @@ export async function reconcile(r: ReconcileRequest): Promise<string> {
   });
   try {
     let lookups = 0;
+    // The task can only have been created while a submission of ours was in flight: the window ends there (plus
+    // the clock-skew slack), instead of growing with every round towards now and past other tasks by the thousand.
+    let lastSubmittedAt = r.submittedAt;
     for (let round = 0; ; round++) {
       signal.throwIfAborted();
       const now = r.clock.now();
@@ -85,7 +93,7 @@ export async function reconcile(r: ReconcileRequest): Promise<string> {
         throw permanentError(UNREACHABLE, 'Tencent VOD: the submission could not be confirmed within the query window; the hold is released');
       }
       try {
-        const window = { from: r.submittedAt - options.slackMs, to: now + options.slackMs };
+        const window = { from: r.submittedAt - options.slackMs, to: Math.min(now, lastSubmittedAt + options.createTimeoutMs) + options.slackMs };
         const hit = await findBySessionId(r.api, r.subAppId, r.taskId, window, { timeoutMs: options.callTimeoutMs, signal });
         if (hit?.TaskId) {
           r.log(`Reconciled: DescribeTasks lists upstream task ${hit.TaskId} for this SessionId.`);
@@ -100,6 +108,7 @@ export async function reconcile(r: ReconcileRequest): Promise<string> {
       if (lookups >= options.lookupsBeforeResubmit) {
         lookups = 0;
         try {
+          lastSubmittedAt = r.clock.now();
           const res = await r.api.createAigcImageTask(r.request(), { timeoutMs: options.createTimeoutMs, signal });
           if (res.TaskId) {
             r.log(`Reconciled: the first submission never arrived; resubmitted with the same SessionId as upstream task ${res.TaskId}.`);
