@@ -38,6 +38,15 @@ export function defaultNodeId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
+/**
+ * The name this process's leases carry: AIGC_RELAY_NODE_ID (or the host and pid) plus a random part, new on every
+ * start. A node restarted under the same configured id (a supervisor, a StatefulSet) must not renew the leases of
+ * the process it replaces: those tasks were lost with it, and only their leases lapsing hands them back.
+ */
+export function leaseOwner(configured: string | undefined): string {
+  return configured === undefined ? defaultNodeId() : `${configured}-${randomBytes(3).toString('hex')}`;
+}
+
 export async function openBackend(
   config: Config,
   log?: Log,
@@ -65,7 +74,7 @@ export async function openBackend(
   }
   const url = config.databaseUrl;
   const store: PostgresStore = await createPostgresStore(url, {
-    nodeId: config.nodeId ?? defaultNodeId(),
+    nodeId: leaseOwner(config.nodeId),
     leaseMs: config.leaseMs,
     max: config.dbPoolSize,
   });

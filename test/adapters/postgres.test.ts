@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type PostgresStore } from '../../src/adapters/postgres';
 import { createPool, pgCode, withAdvisoryLock } from '../../src/adapters/postgres/database';
+import { leaseOwner } from '../../src/adapters/select-store';
 import { ensureDevAccount } from '../../src/app/bootstrap';
 import { systemClock } from '../../src/ports/clock';
 import type { NewTask } from '../../src/ports/store';
@@ -278,6 +279,26 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       expect(await dead.tasks.getTask(second.task.id)).toMatchObject({ state: 'queued' });
       expect(await dead.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(false);
       expect(await alive.accounts.audit()).toEqual([]);
+    });
+
+    it('a node restarted under the same AIGC_RELAY_NODE_ID does not renew its predecessor\'s leases: the task comes back', async () => {
+      // Both processes are "node-0" by configuration; each start's leases carry their own name (select-store.ts).
+      const [crashedName, restartedName] = [leaseOwner('node-0'), leaseOwner('node-0')];
+      expect(crashedName).not.toBe(restartedName);
+      expect(crashedName.startsWith('node-0-')).toBe(true);
+      const crashed = await node(crashedName, 300);
+      const restarted = await node(restartedName, 300);
+      const o = await owner(crashed);
+      const created = await crashed.tasks.createTask(task(o));
+      if (!created.ok) throw new Error('refused');
+      expect(await queue(crashed).claim('lane-a', 1)).toHaveLength(1); // then killed: it never renews
+      const successor = queue(restarted, { reapMs: 50 });
+      await successor.start(() => undefined); // its heartbeat renews what it owns: not the crashed process's task
+      const [taken] = await eventually('the task to be claimable again', 5000, async () => {
+        const got = await successor.claim('lane-a', 1);
+        return got.length ? got : undefined;
+      });
+      expect(taken).toMatchObject({ id: created.task.id, attempts: 2 });
     });
 
     it('a lapsed attempt cannot settle a task its own node has since claimed again as a later attempt', async () => {
