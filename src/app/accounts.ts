@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { notFound } from '../domain/errors';
+import { FieldError, notFound } from '../domain/errors';
 import type { Clock } from '../ports/clock';
 import type { Account, ApiKeyRecord, Store } from '../ports/store';
 import { issueKey } from './api-keys';
@@ -45,6 +45,8 @@ export async function createApiKey(
 
 export async function topUp(store: Store, clock: Clock, accountId: string, amount: number, reference?: string): Promise<number> {
   const balance = await store.accounts.topUp(accountId, amount, reference, clock.now());
-  if (balance === undefined) throw notFound('account', accountId);
-  return balance;
+  if (balance !== undefined) return balance;
+  const account = await store.accounts.getAccount(accountId);
+  if (!account) throw notFound('account', accountId);
+  throw new FieldError('InvalidParameterValue', 'amount', `the balance (${account.balance}) would pass ${Number.MAX_SAFE_INTEGER}`);
 }

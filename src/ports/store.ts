@@ -104,7 +104,10 @@ export interface AccountStore {
   getKey(id: string): Promise<ApiKeyRecord | undefined>;
   /** False when the key does not exist or was already revoked. */
   revokeKey(id: string, now: number): Promise<boolean>;
-  /** Adds credits and writes the ledger row; returns the new balance, or undefined for an unknown account. */
+  /**
+   * Adds credits and writes the ledger row; returns the new balance. Undefined, and nothing written, for an unknown
+   * account or when the balance would pass Number.MAX_SAFE_INTEGER (money must stay exact as a JS number).
+   */
   topUp(accountId: string, amount: number, reference: string | undefined, now: number): Promise<number | undefined>;
   ledger(accountId: string, limit: number): Promise<LedgerEntry[]>;
   /**

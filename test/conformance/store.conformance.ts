@@ -110,6 +110,11 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         const a = await store.accounts.createAccount({ id: id('acct'), name: 'big', balance: big, webhookSecret: 'w', now: 1 });
         expect(a.balance).toBe(big);
         expect(await store.accounts.topUp(a.id, 1, undefined, 2)).toBe(big + 1);
+        // Up to exactly MAX_SAFE_INTEGER, never past it (it would no longer be exact as a JS number): refused, nothing written.
+        expect(await store.accounts.topUp(a.id, Number.MAX_SAFE_INTEGER - big - 1, undefined, 3)).toBe(Number.MAX_SAFE_INTEGER);
+        expect(await store.accounts.topUp(a.id, 1, undefined, 4)).toBeUndefined();
+        expect((await store.accounts.getAccount(a.id))!.balance).toBe(Number.MAX_SAFE_INTEGER);
+        expect((await store.accounts.ledger(a.id, 10)).map((e) => e.amount)).toEqual([Number.MAX_SAFE_INTEGER - big - 1, 1, big]);
       });
 
       it('keys: create, read, list oldest first, patch (set, clear, leave) and revoke once', async () => {

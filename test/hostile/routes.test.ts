@@ -94,6 +94,15 @@ describe('the admin API with bodies it does not take', () => {
     expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
   });
 
+  it('a top-up that would take the balance past 2^53 - 1 is a 400 naming amount, and writes nothing', async () => {
+    const before = (await t.admin.get(`/admin/v1/accounts/${accountId}`)).body.balance as number;
+    const res = await inject('POST', `/admin/v1/accounts/${accountId}/top-ups`, adminHeaders(), JSON.stringify({ amount: Number.MAX_SAFE_INTEGER }));
+    const body = expectEnvelope(res.statusCode, res.body, res.headers['x-request-id'] as string);
+    expect(body.Response.Error.Message).toMatch(/^amount: /);
+    expect((await t.admin.get(`/admin/v1/accounts/${accountId}`)).body.balance).toBe(before);
+    expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
   it('answers 4xx in the envelope for garbage ids and query strings', async () => {
     for (const url of [
       '/admin/v1/accounts/%E0%A4%A',

@@ -47,7 +47,7 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
     },
     async topUp(accountId, amount, reference, now) {
       return inTransaction(pool, async (c) => {
-        const row = await one<{ balance: number }>(c, 'UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance', [accountId, amount]);
+        const row = await one<{ balance: number }>(c, `UPDATE accounts SET balance = balance + $2 WHERE id = $1 AND balance + $2 <= ${Number.MAX_SAFE_INTEGER} RETURNING balance`, [accountId, amount]);
         if (!row) return undefined;
         await insertLedger(c, accountId, null, 'topup', amount, now, reference);
         return row.balance;

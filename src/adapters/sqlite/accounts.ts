@@ -21,7 +21,7 @@ export function sqliteAccountStore(db: Db): AccountStore {
       return values && keyRowFromValues(values);
     },
   };
-  const addBalance = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
+  const addBalance = db.prepare(`UPDATE accounts SET balance = balance + @amount WHERE id = @accountId AND balance + @amount <= ${Number.MAX_SAFE_INTEGER}`);
 
   const createAccount = db.transaction(
     (input: Parameters<AccountStore['createAccount']>[0]): Account => {
@@ -32,7 +32,7 @@ export function sqliteAccountStore(db: Db): AccountStore {
   );
 
   const topUp = db.transaction((accountId: string, amount: number, reference: string | undefined, now: number) => {
-    if (addBalance.run(amount, accountId).changes === 0) return undefined;
+    if (addBalance.run({ amount, accountId }).changes === 0) return undefined;
     insertLedger.run(accountId, null, 'topup', amount, reference ?? null, now);
     return selectAccount.get(accountId)!.balance;
   });
