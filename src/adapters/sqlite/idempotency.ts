@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
+import { deleteInBatches } from './batched-delete';
 import type { Db } from './database';
 
 interface KeyRow {
@@ -33,7 +34,10 @@ export function sqliteIdempotencyStore(db: Db): IdempotencyStore {
   const release = db.prepare(
     `DELETE FROM idempotency_keys WHERE account_id = ? AND key = ? AND token = ? AND task_id IS NULL AND status IS NULL`,
   );
-  const purge = db.prepare('DELETE FROM idempotency_keys WHERE created_at <= ?');
+  const purge = db.prepare<[number, number]>(
+    `DELETE FROM idempotency_keys WHERE (account_id, key) IN
+       (SELECT account_id, key FROM idempotency_keys WHERE created_at <= ? ORDER BY created_at LIMIT ?)`,
+  );
 
   const reserve = db.transaction((input: Parameters<IdempotencyStore['reserve']>[0]): IdempotencyReservation => {
     const key = { accountId: input.accountId, key: input.key };
@@ -59,7 +63,7 @@ export function sqliteIdempotencyStore(db: Db): IdempotencyStore {
       release.run(accountId, key, token);
     },
     async purge(before) {
-      return purge.run(before).changes;
+      return deleteInBatches((limit) => purge.run(before, limit).changes);
     },
   };
 }

@@ -1,5 +1,6 @@
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import type { NewTask } from '../../ports/store';
+import { deleteInBatches } from './batched-delete';
 import type { Db } from './database';
 
 /**
@@ -18,7 +19,10 @@ export function sqliteSessionClaims(db: Db) {
   const holder = db.prepare<{ accountId: string; sessionId: string }, { task_id: string }>(
     'SELECT task_id FROM task_sessions WHERE account_id = @accountId AND session_id = @sessionId',
   );
-  const purge = db.prepare('DELETE FROM task_sessions WHERE created_at <= ?');
+  const purge = db.prepare<[number, number]>(
+    `DELETE FROM task_sessions WHERE (account_id, session_id) IN
+       (SELECT account_id, session_id FROM task_sessions WHERE created_at <= ? ORDER BY created_at LIMIT ?)`,
+  );
 
   return {
     /** Claims the task's session id; returns the id of the task that already holds it, if any. Call in a transaction. */
@@ -30,8 +34,8 @@ export function sqliteSessionClaims(db: Db) {
       if (insert.run({ ...key, taskId: t.id, now: t.now }).changes > 0) return undefined;
       return holder.get(key)!.task_id;
     },
-    purge(before: number): number {
-      return purge.run(before).changes;
+    purge(before: number): Promise<number> {
+      return deleteInBatches((limit) => purge.run(before, limit).changes);
     },
   };
 }
