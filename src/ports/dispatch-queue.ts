@@ -17,8 +17,15 @@ export interface DispatchQueue {
   /**
    * Recovers what a crash left behind, loads what is waiting and starts calling `wake(lane)` whenever a lane may
    * have claimable work. Returns how many tasks were recovered and how many are waiting.
+   * `running`: the tasks this node has a run of now. A queue whose claims are leases renews only those, so a task
+   * this node claimed but lost track of (the claim's answer lost, its end never recorded) lapses to the others
+   * instead of being kept alive by a node that will never run it.
    */
-  start(wake: (lane: string) => void, settledElsewhere?: (taskId: string) => void): Promise<{ recovered: number; queued: number }>;
+  start(
+    wake: (lane: string) => void,
+    settledElsewhere?: (taskId: string) => void,
+    running?: () => readonly string[],
+  ): Promise<{ recovered: number; queued: number }>;
   /**
    * Tells every node that a task was settled outside its run (a cancel or an operator's force-fail), so the node
    * running it stops its provider call: `settledElsewhere(taskId)` is called there. A single node needs no message.

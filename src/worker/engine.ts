@@ -79,6 +79,7 @@ export class TaskEngine {
     return this.deps.queue.start(
       (lane) => this.wake(lane),
       (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
+      () => [...this.inFlight.keys()],
     );
   }
 

@@ -301,6 +301,25 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       expect(taken).toMatchObject({ id: created.task.id, attempts: 2 });
     });
 
+    it('a task a node claimed but has no run of (its claim\'s answer was lost) is not renewed: it lapses and comes back', async () => {
+      const a = await node('a', 300);
+      const o = await owner(a);
+      const lost = await a.tasks.createTask(task(o));
+      const kept = await a.tasks.createTask(task(o));
+      if (!lost.ok || !kept.ok) throw new Error('refused');
+      const q = queue(a, { reapMs: 50, heartbeatMs: 50 });
+      // The engine runs `kept` only: `lost` was claimed in the database, but the answer never reached the engine.
+      await q.start(() => undefined, undefined, () => [kept.task.id]);
+      expect((await q.claim('lane-a', 2)).map((t) => t.id).sort()).toEqual([lost.task.id, kept.task.id].sort());
+      const [back] = await eventually('the lost claim to be claimable again', 5000, async () => {
+        const got = await q.claim('lane-a', 1);
+        return got.length ? got : undefined;
+      });
+      expect(back).toMatchObject({ id: lost.task.id, attempts: 2 });
+      // The run the engine has kept its lease all along.
+      expect(await a.tasks.getTask(kept.task.id)).toMatchObject({ state: 'running', attempts: 1 });
+    });
+
     it('a lapsed attempt cannot settle a task its own node has since claimed again as a later attempt', async () => {
       const a = await node('a', 1000);
       const o = await owner(a);

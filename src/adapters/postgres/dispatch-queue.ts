@@ -72,6 +72,7 @@ const REAP = `
 export class PgDispatchQueue implements DispatchQueue {
   private wake: ((lane: string) => void) | undefined;
   private settledElsewhere: ((taskId: string) => void) | undefined;
+  private running: (() => readonly string[]) | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listener: NotificationListener;
   private cachedDepth = 0;
@@ -92,9 +93,14 @@ export class PgDispatchQueue implements DispatchQueue {
     });
   }
 
-  async start(wake: (lane: string) => void, settledElsewhere?: (taskId: string) => void): Promise<{ recovered: number; queued: number }> {
+  async start(
+    wake: (lane: string) => void,
+    settledElsewhere?: (taskId: string) => void,
+    running?: () => readonly string[],
+  ): Promise<{ recovered: number; queued: number }> {
     this.wake = wake;
     this.settledElsewhere = settledElsewhere;
+    this.running = running;
     await this.listener.start();
     const recovered = await this.reap();
     await this.poll();
@@ -150,6 +156,7 @@ export class PgDispatchQueue implements DispatchQueue {
   async stop(): Promise<void> {
     this.wake = undefined;
     this.settledElsewhere = undefined;
+    this.running = undefined;
     for (const timer of this.timers) clearInterval(timer);
     this.timers.clear();
     await this.listener.stop();
@@ -179,10 +186,13 @@ export class PgDispatchQueue implements DispatchQueue {
   private async heartbeat(): Promise<void> {
     // SKIP LOCKED: a row locked right now is being finished or handed back (it needs no lease), and waiting for it
     // while holding the others could deadlock with a batch of completions.
+    // Only the runs the engine has (port: `running`); without that list, everything this node's name holds.
+    const running = this.running?.();
     await this.ctx.relaxed.query(
       `UPDATE tasks SET lease_until = now() + $2 * interval '1 millisecond'
-       WHERE id IN (SELECT id FROM tasks WHERE state = 'running' AND lease_owner = $1 FOR UPDATE SKIP LOCKED)`,
-      [this.ctx.nodeId, this.ctx.leaseMs],
+       WHERE id IN (SELECT id FROM tasks WHERE state = 'running' AND lease_owner = $1 AND ($3::text[] IS NULL OR id = ANY($3))
+                    FOR UPDATE SKIP LOCKED)`,
+      [this.ctx.nodeId, this.ctx.leaseMs, running ?? null],
     );
     // The upstream channel slots this node holds (adapters/postgres/channel-slots.ts) live as long as it does.
     await this.ctx.relaxed.query(`UPDATE channel_slots SET lease_until = now() + $2 * interval '1 millisecond' WHERE node_id = $1`, [
