@@ -57,6 +57,8 @@ export interface RelayOverrides {
   /** How outbound requests to client-chosen URLs resolve names and connect (tests pin these to loopback). */
   readonly outbound?: { readonly resolve?: HostResolver; readonly connect?: Connector };
   readonly retry?: RetryPolicy;
+  /** How often runs in flight are checked for a task settled outside them (engine.ts; tests use milliseconds). */
+  readonly settledSweepMs?: number;
   /** Webhook backoff and timeouts (tests use millisecond delays). */
   readonly webhookPolicy?: Partial<WebhookPolicy>;
   /** Tencent VOD adapter timing (tests use millisecond polls and short timeouts). */
@@ -162,6 +164,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     providers,
     clock,
     retry: overrides.retry ?? DEFAULT_RETRY,
+    ...(overrides.settledSweepMs !== undefined ? { settledSweepMs: overrides.settledSweepMs } : {}),
     resolveInputs: createInputResolver(store, storage, overrides.fetchUrl ?? createUrlInputFetcher(outbound, MAX_INPUT_BYTES)),
     saveOutputs: createOutputSaver(storage, clock),
     discardOutputs: createOutputDiscarder(storage),

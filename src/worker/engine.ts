@@ -4,7 +4,7 @@ import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext
 import { ProviderCancelledError, ProviderError } from '../ports/provider';
 import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
-import type { TaskState } from '../domain/task-state';
+import { isTerminal, type TaskState } from '../domain/task-state';
 import { producedSize } from '../domain/output-size';
 import { retryDelayMs, type RetryPolicy } from './retry';
 
@@ -30,6 +30,8 @@ export interface EngineDeps {
   /** Removes stored outputs of a success that lost the race to finish (cancelled or force-failed meanwhile). */
   readonly discardOutputs: (completion: Extract<Completion, { state: 'succeeded' }>) => Promise<void>;
   readonly retry: RetryPolicy;
+  /** How often the runs in flight are checked against the store for a task settled outside them (default 5 s). */
+  readonly settledSweepMs?: number;
   readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -60,6 +62,8 @@ export class TaskEngine {
   readonly events = new EventEmitter();
   private readonly lanes = new Map<string, Lane>();
   private readonly inFlight = new Map<string, AbortController>();
+  /** Runs that are recording their own end: a terminal state the sweep sees then is theirs, not someone else's. */
+  private readonly settling = new WeakSet<AbortController>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly settled = new Set<Promise<void>>();
   /** Claims in flight on any lane: drain waits for them, so the runs they start are among those it waits for. */
@@ -76,6 +80,7 @@ export class TaskEngine {
   /** Recovers what a crash left, loads the queue and starts dispatching. */
   async start(): Promise<{ recovered: number; queued: number }> {
     this.accepting = true;
+    this.sweepSettledEvery(this.deps.settledSweepMs ?? SETTLED_SWEEP_MS);
     return this.deps.queue.start(
       (lane) => this.wake(lane),
       (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
@@ -159,6 +164,29 @@ export class TaskEngine {
   settledElsewhere(task: TaskRecord): void {
     void this.stopRunsOf(task.id, 'settled elsewhere').catch(this.logFailure(task.id, 'telling other nodes to stop'));
     this.events.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+  }
+
+  /**
+   * The safety net under `settledElsewhere`: a task can be settled where this engine hears nothing of it (the
+   * `aigc-relay tasks fail` command in another process, a lost notification between nodes), and its run would then
+   * hold its slot (and its upstream channel's) until the provider call ended on its own, which for a stuck upstream
+   * task is days. Every run in flight is looked up now and then; one whose task is terminal is stopped and announced.
+   */
+  private sweepSettledEvery(ms: number): void {
+    this.later(ms, () => {
+      void this.sweepSettled()
+        .catch((err: unknown) => this.deps.log.warn({ err }, 'checking runs against the store failed'))
+        .finally(() => this.sweepSettledEvery(ms));
+    });
+  }
+
+  private async sweepSettled(): Promise<void> {
+    for (const [id, controller] of [...this.inFlight]) {
+      const mine = () => this.inFlight.get(id) === controller && !controller.signal.aborted && !this.settling.has(controller);
+      if (!mine()) continue; // being stopped already (and announced by whoever stopped it), or ending on its own
+      const task = await this.deps.store.tasks.getTask(id);
+      if (task && isTerminal(task.state) && mine()) this.settledElsewhere(task);
+    }
   }
 
   /** Re-checks a lane's free slots (its provider's `concurrency` grew, e.g. an upstream channel was added). */
@@ -256,6 +284,7 @@ export class TaskEngine {
       } catch (error) {
         outcome = { error };
       }
+      this.settling.add(controller);
       await this.settle(task, outcome, controller.signal);
     } finally {
       if (this.inFlight.get(task.id) === controller) this.inFlight.delete(task.id);
@@ -385,6 +414,7 @@ export class TaskEngine {
 
 /** How long to wait before trying the store again after it failed (a claim, or recording a run's end). */
 const STORE_RETRY_MS = 1000;
+const SETTLED_SWEEP_MS = 5000;
 const SETTLE_ATTEMPTS = 5;
 
 const cancelledError = { code: 'Cancelled', message: 'The task was cancelled by the client before it finished.' };

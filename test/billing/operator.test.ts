@@ -2,8 +2,10 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { forceFailTask } from '../../src/app/operator';
 import { DEFAULT_PRICES } from '../../src/domain/pricing';
 import type { Relay } from '../../src/main';
+import { systemClock } from '../../src/ports/clock';
 import { apiClient } from '../helpers/api';
 import { eventually } from '../helpers/eventually';
 import { solidPng } from '../helpers/images';
@@ -167,5 +169,27 @@ describe('force-fail', () => {
     expect(await accountOf(t.relay, accountId)).toMatchObject({ balance: 10 * price, held: 0 });
     expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
     expect((await t.admin.post('/admin/v1/tasks/task_nope/fail')).status).toBe(404);
+  });
+
+  it('a force-fail the server hears nothing of (the CLI, in its own process) still stops the run and frees its slot', async () => {
+    const provider = new ControlledProvider('blocking', 1, PNG);
+    const t = await relay({ overrides: { providers: [provider], settledSweepMs: 20 } });
+    cleanups.push(async () => {
+      for (const run of [...provider.running.values()]) run.fail(new Error('test over'));
+    });
+    const { api } = await accountWithKey(t, 10 * (await promptPrice(t.admin)));
+    const stuck = (await submit(api)).body.request_id as string;
+    const run = await provider.whenStarted(stuck);
+    const announced = new Promise<void>((resolve) =>
+      t.relay.engine.events.on('task', (e: { id: string; state: string }) => e.id === stuck && e.state === 'failed' && resolve()),
+    );
+    // What `aigc-relay tasks fail` does: the store's conditional finish, with no engine to tell.
+    await forceFailTask({ store: t.relay.store, clock: systemClock }, stuck, 'from the command line');
+    await announced; // the engine found the task settled under its run, stopped the run and told its listeners
+    expect(run.ctx.signal.aborted).toBe(true);
+    const next = (await submit(api)).body.request_id as string;
+    (await provider.whenStarted(next)).succeed(); // the only slot was free again
+    expect((await waitForTask(t.relay, next)).state).toBe('succeeded');
+    expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
   });
 });

@@ -12,9 +12,9 @@ afterEach(async () => {
   t = undefined;
 });
 
-async function relayWith(concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }) {
+async function relayWith(concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, settledSweepMs?: number) {
   const provider = new ControlledProvider('controlled', concurrency, PNG);
-  t = await startTestRelay({ overrides: { providers: [provider], retry } });
+  t = await startTestRelay({ overrides: { providers: [provider], retry, ...(settledSweepMs !== undefined ? { settledSweepMs } : {}) } });
   const submit = async (priority = 0) => {
     const res = await t!.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, tasks_priority: priority });
     expect(res.status).toBe(200);
@@ -222,6 +222,28 @@ describe('task engine — store failures and stale reads', () => {
     expect(await relay.relay.engine.cancel(stale)).toBe(true);
     expect(run.ctx.signal.aborted).toBe(true);
     expect((await waitForTask(relay.relay, id)).state).toBe('cancelled');
+  });
+});
+
+describe('task engine — runs checked against the store', () => {
+  it("a run's own end is announced once, however often the sweep for tasks settled elsewhere looks", async () => {
+    const { provider, relay, submit } = await relayWith(8, undefined, 1);
+    const terminal = new Map<string, number>();
+    relay.relay.engine.events.on('task', (e: { id: string; state: string }) => {
+      if (['succeeded', 'failed', 'cancelled'].includes(e.state)) terminal.set(e.id, (terminal.get(e.id) ?? 0) + 1);
+    });
+    const ids = await Promise.all(Array.from({ length: 16 }, () => submit()));
+    for (const id of ids) {
+      const run = await provider.whenStarted(id);
+      if (ids.indexOf(id) % 2 === 0) run.succeed();
+      else run.fail(permanentError('Refused', 'no'));
+    }
+    for (const id of ids) await waitForTask(relay.relay, id);
+    await new Promise<void>((resolve) => {
+      const idle = () => (relay.relay.engine.runningCount() === 0 ? resolve() : setImmediate(idle));
+      idle();
+    });
+    expect(ids.map((id) => terminal.get(id))).toEqual(ids.map(() => 1));
   });
 });
 
