@@ -2,7 +2,7 @@ import { isTerminal } from '../domain/task-state';
 import type { TaskRecord, TaskStore } from '../ports/store';
 import type { TaskEvent } from '../worker/engine';
 
-/** The engine's event source as the watchers need it (`engine.events`). */
+/** The event source the watchers need (`engine.watchEvents`: this node's events and the ends of tasks on others). */
 export interface TaskEvents {
   on(event: 'task', listener: (e: TaskEvent) => void): unknown;
   off(event: 'task', listener: (e: TaskEvent) => void): unknown;

@@ -20,7 +20,7 @@ export async function waitAsPreferred(deps: HttpDeps, reply: FastifyReply, task:
   reply.raw.once('close', onClose);
   try {
     const stop = AbortSignal.any([hangUp.signal, reply.server.closing]);
-    const done = await awaitTerminal(deps.engine.events, deps.store.tasks, task.id, waitSeconds * 1000, stop);
+    const done = await awaitTerminal(deps.engine.watchEvents, deps.store.tasks, task.id, waitSeconds * 1000, stop);
     return done ?? (await deps.store.tasks.getTask(task.id)) ?? task;
   } finally {
     reply.raw.off('close', onClose);

@@ -1,3 +1,4 @@
+import type { TaskState } from '../domain/task-state';
 import type { TaskRecord } from './store';
 
 /**
@@ -20,11 +21,14 @@ export interface DispatchQueue {
    * `running`: the tasks this node has a run of now. A queue whose claims are leases renews only those, so a task
    * this node claimed but lost track of (the claim's answer lost, its end never recorded) lapses to the others
    * instead of being kept alive by a node that will never run it.
+   * `finished`: a task reached a terminal state on any node, this one included (for watchers: `Prefer: wait`, event
+   * streams). A single node has no other node to hear from and never calls it.
    */
   start(
     wake: (lane: string) => void,
     settledElsewhere?: (taskId: string) => void,
     running?: () => readonly string[],
+    finished?: (taskId: string, state: TaskState) => void,
   ): Promise<{ recovered: number; queued: number }>;
   /**
    * Tells every node that a task was settled outside its run (a cancel or an operator's force-fail), so the node

@@ -59,7 +59,14 @@ const CLAIMS_IN_FLIGHT = 4;
  * cannot run a task twice to success or settle its money twice.
  */
 export class TaskEngine {
+  /** Changes made by this node's engine (metrics, webhooks and the upstream adapters listen here). */
   readonly events = new EventEmitter();
+  /**
+   * What watchers of a task (`Prefer: wait`, event streams) listen to: this node's events, and the ends of tasks
+   * on every other node that shares the queue (those carry no record: a watcher reads the store). A terminal event
+   * may come twice (from here and as the queue's echo); a watcher stops at the first.
+   */
+  readonly watchEvents = new EventEmitter();
   private readonly lanes = new Map<string, Lane>();
   private readonly inFlight = new Map<string, AbortController>();
   /** Runs that are recording their own end: a terminal state the sweep sees then is theirs, not someone else's. */
@@ -72,6 +79,8 @@ export class TaskEngine {
 
   constructor(private readonly deps: EngineDeps) {
     this.events.setMaxListeners(0);
+    this.watchEvents.setMaxListeners(0);
+    this.events.on('task', (event: TaskEvent) => this.watchEvents.emit('task', event));
     for (const provider of deps.providers) {
       this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false });
     }
@@ -85,6 +94,7 @@ export class TaskEngine {
       (lane) => this.wake(lane),
       (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
       () => [...this.inFlight.keys()],
+      (id, state) => this.watchEvents.emit('task', { id, accountId: '', state, progress: state === 'succeeded' ? 100 : 0 } satisfies TaskEvent),
     );
   }
 

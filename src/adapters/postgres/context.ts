@@ -22,3 +22,5 @@ export const NOTIFY_QUEUED = 'q:';
 export const NOTIFY_FREED = 'f:';
 /** `s:<task id>` = a task was settled outside its run (cancel, force-fail): the node running it stops it. */
 export const NOTIFY_SETTLED = 's:';
+/** `d:<state>:<task id>`: a task reached a terminal state (sent by the finish itself, at its commit), for watchers on every node. */
+export const NOTIFY_DONE = 'd:';

@@ -1,7 +1,8 @@
+import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { Clock } from '../../ports/clock';
 import type { DispatchQueue, QueuedRef } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
-import { NOTIFY_FREED, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
+import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
 import { NotificationListener } from './listener';
 import { toTask, type TaskRow } from '../rows/tasks';
@@ -73,6 +74,7 @@ export class PgDispatchQueue implements DispatchQueue {
   private wake: ((lane: string) => void) | undefined;
   private settledElsewhere: ((taskId: string) => void) | undefined;
   private running: (() => readonly string[]) | undefined;
+  private finished: ((taskId: string, state: TaskState) => void) | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listener: NotificationListener;
   private cachedDepth = 0;
@@ -97,10 +99,12 @@ export class PgDispatchQueue implements DispatchQueue {
     wake: (lane: string) => void,
     settledElsewhere?: (taskId: string) => void,
     running?: () => readonly string[],
+    finished?: (taskId: string, state: TaskState) => void,
   ): Promise<{ recovered: number; queued: number }> {
     this.wake = wake;
     this.settledElsewhere = settledElsewhere;
     this.running = running;
+    this.finished = finished;
     await this.listener.start();
     const recovered = await this.reap();
     await this.poll();
@@ -157,6 +161,7 @@ export class PgDispatchQueue implements DispatchQueue {
     this.wake = undefined;
     this.settledElsewhere = undefined;
     this.running = undefined;
+    this.finished = undefined;
     for (const timer of this.timers) clearInterval(timer);
     this.timers.clear();
     await this.listener.stop();
@@ -175,6 +180,11 @@ export class PgDispatchQueue implements DispatchQueue {
       this.wake?.(payload.slice(NOTIFY_QUEUED.length));
     } else if (payload.startsWith(NOTIFY_SETTLED)) {
       this.settledElsewhere?.(payload.slice(NOTIFY_SETTLED.length));
+    } else if (payload.startsWith(NOTIFY_DONE)) {
+      const rest = payload.slice(NOTIFY_DONE.length);
+      const colon = rest.indexOf(':');
+      const state = rest.slice(0, colon);
+      if (colon > 0 && isTerminal(state as TaskState)) this.finished?.(rest.slice(colon + 1), state as TaskState);
     } else if (payload.startsWith(NOTIFY_FREED)) {
       // A finished task frees a slot elsewhere only where a global limit may have held this node back.
       const lane = payload.slice(NOTIFY_FREED.length);

@@ -3,7 +3,7 @@ import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import type { Completion, CreateTaskOutcome, FinishOptions, NewTask, TaskRecord, TaskStore } from '../../ports/store';
 import { toTask, type TaskRow } from '../rows/tasks';
-import { NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
+import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
 import { newDeliveryId } from './webhooks';
@@ -42,7 +42,8 @@ const CREATE: BulkKind<CreateArg, CreateOutcome> = {
 };
 
 type FinishArg = { id: string; channel: string; owner: string | null; attempt: number | null; now: number; log: string | null } & Record<string, unknown>;
-// The log line of a finish that took effect is inserted by the same statement, so it commits with the terminal state.
+// The log line of a finish that took effect is inserted by the same statement, so it commits with the terminal state;
+// and every node is told (at the commit), so a `Prefer: wait` or an event stream on any node sees the end.
 const FINISH: BulkKind<FinishArg, boolean> = {
   name: 'finish',
   run: async (c, args) =>
@@ -55,7 +56,7 @@ const FINISH: BulkKind<FinishArg, boolean> = {
            INSERT INTO task_logs (task_id, at, message)
            SELECT d.f->>'id', (d.f->>'now')::bigint, d.f->>'log' FROM done d WHERE d.r AND d.f->>'log' IS NOT NULL ORDER BY d.ord
          )
-         SELECT ord, r FROM done`,
+         SELECT ord, r, CASE WHEN r THEN pg_notify($2, '${NOTIFY_DONE}' || (f->>'state') || ':' || (f->>'id')) END AS told FROM done`,
         [JSON.stringify(args), args[0]!.channel],
       ),
       args.length,
