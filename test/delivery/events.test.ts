@@ -93,21 +93,21 @@ describe('GET /requests/{id}/events (SSE)', () => {
     t = await startTestRelay({ overrides: { providers: [provider] } });
     expect((await t.api.get('/tencent-vod/v1/requests/nope/events')).status).toBe(404);
     const res = await t.api.post(SUBMIT, body('left hanging'));
-    const baseline = t.relay.engine.events.listenerCount('task');
+    const baseline = t.relay.engine.watchEvents.listenerCount('task');
     const removed = new Promise<void>((resolve) => {
-      t!.relay.engine.events.on('removeListener', function check() {
-        if (t!.relay.engine.events.listenerCount('task') !== baseline) return;
-        t!.relay.engine.events.off('removeListener', check);
+      t!.relay.engine.watchEvents.on('removeListener', function check() {
+        if (t!.relay.engine.watchEvents.listenerCount('task') !== baseline) return;
+        t!.relay.engine.watchEvents.off('removeListener', check);
         resolve();
       });
     });
     const stream = follow(t, res.body.request_id, (e, request) => {
-      expect(t!.relay.engine.events.listenerCount('task')).toBe(baseline + 1);
+      expect(t!.relay.engine.watchEvents.listenerCount('task')).toBe(baseline + 1);
       if (e.event === 'status') request.destroy();
     });
     await stream.done.catch(() => undefined);
     await removed;
-    expect(t.relay.engine.events.listenerCount('task')).toBe(baseline);
+    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     (await provider.whenStarted(res.body.request_id)).succeed();
   });
 
@@ -117,9 +117,9 @@ describe('GET /requests/{id}/events (SSE)', () => {
     const res = await t.api.post(SUBMIT, body('never finishes'));
     // Running before the stream opens: no state change can add a second status event while it is open.
     await provider.whenStarted(res.body.request_id);
-    const baseline = t.relay.engine.events.listenerCount('task');
-    const opened = new Promise<void>((resolve) => t!.relay.engine.events.on('newListener', () => setImmediate(() => {
-      if (t!.relay.engine.events.listenerCount('task') === baseline + 2) resolve();
+    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const opened = new Promise<void>((resolve) => t!.relay.engine.watchEvents.on('newListener', () => setImmediate(() => {
+      if (t!.relay.engine.watchEvents.listenerCount('task') === baseline + 2) resolve();
     })));
     const stream = follow(t, res.body.request_id);
     const waited = t.api.get(`/tencent-vod/v1/requests/${res.body.request_id}`, { prefer: 'wait=60' });

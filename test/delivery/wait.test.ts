@@ -15,7 +15,7 @@ afterEach(async () => {
 
 /** Resolves when the engine's listener count for 'task' changes to `n` (driven by newListener/removeListener). */
 function listenersBecome(t: TestRelay, n: number): Promise<void> {
-  const events = t.relay.engine.events;
+  const events = t.relay.engine.watchEvents;
   return new Promise((resolve) => {
     const check = () => {
       // newListener fires before the listener is added, removeListener after it is removed: re-check on the next tick.
@@ -79,7 +79,7 @@ describe('Prefer: wait=N', () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
     t = await startTestRelay({ overrides: { providers: [provider] } });
     const submitted = await t.api.post(SUBMIT, body('never finishes in this test'));
-    const baseline = t.relay.engine.events.listenerCount('task');
+    const baseline = t.relay.engine.watchEvents.listenerCount('task');
     // node:http without an agent: fetch's pool opens a spare connection on abort, which only delays close().
     const request = http.get(`${t.url}/tencent-vod/v1/requests/${submitted.body.request_id}`, {
       agent: false,
@@ -93,7 +93,7 @@ describe('Prefer: wait=N', () => {
     request.destroy();
     expect(await answered).toBe('hung up');
     await listenersBecome(t, baseline);
-    expect(t.relay.engine.events.listenerCount('task')).toBe(baseline);
+    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     (await provider.whenStarted(submitted.body.request_id)).succeed();
   });
 });
