@@ -1,47 +1,25 @@
 import http from 'node:http';
-import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
-import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
-import { openRelay, PROMPT_BODY, tempDir } from '../helpers/relay';
+import { postgresUnavailable, warnSkipped } from '../helpers/postgres';
+import { PROMPT_BODY } from '../helpers/relay';
+import { startCluster, type TestCluster } from './cluster';
 
 /** A watcher on one node (`Prefer: wait`, the event stream) hears of a task that ends on another node. */
 const unavailable = await postgresUnavailable();
 if (unavailable) warnSkipped('watching a task across nodes (PostgreSQL)', unavailable);
 
 (unavailable ? describe.skip : describe)('watching a task that runs on another node', () => {
-  let db: TestDatabase | undefined;
-  const nodes: Relay[] = [];
-  afterAll(async () => {
-    for (const node of nodes) await node.close(500);
-    await db?.drop();
-  });
+  let cluster: TestCluster | undefined;
+  afterAll(() => cluster?.close());
 
   it('the event stream on node B ends with the result when node A finishes the task; a wait on B returns it', async () => {
-    db = await createTestDatabase('relay_cross_watch');
-    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#204060' } }).png().toBuffer();
-    const image = { data: png, contentType: 'image/png' as const, width: 8, height: 8 };
-    const dataDir = tempDir();
-    const adminToken = 'cross-watch-admin-token-0123456789';
-    const start = async (nodeId: string, provider: ControlledProvider) => {
-      const env = {
-        AIGC_RELAY_DATABASE_URL: db!.url,
-        AIGC_RELAY_SECRET: 'cross-watch-secret-0123456789abcdef01234567',
-        AIGC_RELAY_ADMIN_TOKEN: adminToken,
-        AIGC_RELAY_NODE_ID: nodeId,
-      };
-      const { relay } = await openRelay(dataDir, env, { providers: [provider] });
-      nodes.push(relay);
-      return relay;
-    };
-    const onA = new ControlledProvider('controlled', 1, image);
-    await start('node-a', onA);
-    const b = await start('node-b', new ControlledProvider('controlled', 0, image)); // B runs nothing
-    const admin = apiClient(b.publicUrl(), adminToken);
-    const owner = await admin.post('/admin/v1/accounts', { name: 'w', balance: 10_000 });
-    const key = (await admin.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
+    cluster = await startCluster('relay_cross_watch');
+    const onA = new ControlledProvider('controlled', 1, cluster.image);
+    await cluster.start('node-a', onA);
+    const b = await cluster.start('node-b', new ControlledProvider('controlled', 0, cluster.image)); // B runs nothing
+    const { key } = await cluster.account(b, 'w');
     const onB = apiClient(b.publicUrl(), key);
     const id = (await onB.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
     const run = await onA.whenStarted(id);
