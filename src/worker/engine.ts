@@ -180,7 +180,10 @@ export class TaskEngine {
    * The safety net under `settledElsewhere`: a task can be settled where this engine hears nothing of it (the
    * `aigc-relay tasks fail` command in another process, a lost notification between nodes), and its run would then
    * hold its slot (and its upstream channel's) until the provider call ended on its own, which for a stuck upstream
-   * task is days. Every run in flight is looked up now and then; one whose task is terminal is stopped and announced.
+   * task is days. Every run in flight is looked up now and then; one whose task is terminal is stopped. It is not
+   * announced from here: whoever settled it may have announced it already (an operator's force-fail, another node
+   * that took over a lapsed attempt), and a second terminal event would be counted twice. Its webhook goes out from
+   * the outbox either way.
    */
   private sweepSettledEvery(ms: number): void {
     this.later(ms, () => {
@@ -195,7 +198,7 @@ export class TaskEngine {
       const mine = () => this.inFlight.get(id) === controller && !controller.signal.aborted && !this.settling.has(controller);
       if (!mine()) continue; // being stopped already (and announced by whoever stopped it), or ending on its own
       const task = await this.deps.store.tasks.getTask(id);
-      if (task && isTerminal(task.state) && mine()) this.settledElsewhere(task);
+      if (task && isTerminal(task.state) && mine()) controller.abort(new Error('settled elsewhere'));
     }
   }
 

@@ -245,6 +245,30 @@ describe('task engine — runs checked against the store', () => {
     });
     expect(ids.map((id) => terminal.get(id))).toEqual(ids.map(() => 1));
   });
+
+  it('a run stopped by the sweep after an operator force-failed its task is announced once, by the operator', async () => {
+    const { provider, relay, submit } = await relayWith(1, undefined, 1);
+    // The committed finish answers late (a writer-thread reply, a COMMIT round trip under load): meanwhile the sweep
+    // already reads the task as failed. Before, the sweep announced it too, and metrics counted it twice.
+    const tasks = relay.relay.store.tasks;
+    const finish = tasks.finish.bind(tasks);
+    tasks.finish = async (...args) => {
+      const done = await finish(...args);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return done;
+    };
+    const id = await submit();
+    const run = await provider.whenStarted(id);
+    const terminal: string[] = [];
+    relay.relay.engine.events.on('task', (e: { id: string; state: string }) => e.id === id && e.state === 'failed' && terminal.push(e.state));
+    expect((await relay.admin.post(`/admin/v1/tasks/${id}/fail`, { reason: 'stuck' })).status).toBe(200);
+    expect(run.ctx.signal.aborted).toBe(true);
+    await new Promise<void>((resolve) => {
+      const idle = () => (relay.relay.engine.runningCount() === 0 ? resolve() : setImmediate(idle));
+      idle();
+    });
+    expect(terminal).toEqual(['failed']);
+  });
 });
 
 describe('task engine — a task claimed again while an earlier attempt still runs', () => {
