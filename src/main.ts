@@ -191,7 +191,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     prices: () => priceBook.current(),
     // An enabled channel serving the model takes it upstream; otherwise the local provider (instant mode: always).
     route: (input) => (!config.instantProvider && tencent.serves(input) ? TENCENT_VOD_ID : defaultProvider),
-    upstreamFileId: (provider, fileId) => provider === TENCENT_VOD_ID && isVodFileId(fileId),
+    // A VOD FileId can be anyone's media in the channel's app: passed through only where the operator says so.
+    upstreamFileId: (provider, fileId) => config.vodFileIds && provider === TENCENT_VOD_ID && isVodFileId(fileId),
     enqueue: (task) => engine.enqueue(task),
     queueDepth: () => engine.queueDepth(),
     maxQueued: config.maxQueued,

@@ -32,6 +32,13 @@ export interface Config {
    */
   readonly billing: boolean;
   /**
+   * AIGC_RELAY_VOD_FILE_IDS (on|off, default off). On: a digit-only `file_id` is passed to Tencent as a FileId of the
+   * channel's VOD app. Off: it is refused like any unknown file. The relay cannot tell whose media a VOD FileId is,
+   * and Tencent's FileIds are close to sequential, so on a relay shared by several customers one could feed another's
+   * stored images to a model. Turn it on only where every client may use every media file of the VOD apps.
+   */
+  readonly vodFileIds: boolean;
+  /**
    * AIGC_RELAY_SQLITE_WRITER (thread|inline, default DEFAULT_SQLITE_WRITER): where the embedded store's
    * request-path writes run, on a writer thread of their own or on the main thread (adapters/sqlite/index.ts). The
    * benchmark measures both in the same rounds (BENCHMARKS.md).
@@ -82,6 +89,14 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   return value;
 }
 
+function onOff(env: Env, name: string, fallback: boolean): boolean {
+  const raw = read(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (['on', '1', 'true'].includes(raw)) return true;
+  if (['off', '0', 'false'].includes(raw)) return false;
+  throw new ConfigError(name, 'must be on or off');
+}
+
 function url(env: Env, name: string, protocols: readonly string[]): string | undefined {
   const raw = read(env, name);
   if (raw === undefined) return undefined;
@@ -108,10 +123,6 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('AIGC_RELAY_INSTANT_PROVIDER', 'must be 1 or 0');
   }
 
-  const billing = (read(env, 'AIGC_RELAY_BILLING') ?? 'on').toLowerCase();
-  if (!['on', 'off', '1', '0', 'true', 'false'].includes(billing)) {
-    throw new ConfigError('AIGC_RELAY_BILLING', 'must be on or off');
-  }
 
   const sqliteWriter = (read(env, 'AIGC_RELAY_SQLITE_WRITER') ?? DEFAULT_SQLITE_WRITER).toLowerCase();
   if (sqliteWriter !== 'thread' && sqliteWriter !== 'inline') {
@@ -151,7 +162,8 @@ export function loadConfig(env: Env = process.env): Config {
     previewConcurrency: integer(env, 'AIGC_RELAY_PREVIEW_CONCURRENCY', 2, 1, 256),
     maxQueued: integer(env, 'AIGC_RELAY_MAX_QUEUED', 100_000, 1, 10_000_000),
     devBalance: integer(env, 'AIGC_RELAY_DEV_BALANCE', 100_000, 0, Number.MAX_SAFE_INTEGER),
-    billing: ['on', '1', 'true'].includes(billing),
+    billing: onOff(env, 'AIGC_RELAY_BILLING', true),
+    vodFileIds: onOff(env, 'AIGC_RELAY_VOD_FILE_IDS', false),
     sqliteWriter,
     fileWriter,
     headersTimeoutMs: integer(env, 'AIGC_RELAY_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),

@@ -11,6 +11,13 @@ describe('configuration', () => {
     expect(config.databaseUrl).toBeUndefined();
   });
 
+  it('switches read on/off, 1/0 and true/false; billing defaults on, VOD FileIds off', () => {
+    expect(loadConfig({})).toMatchObject({ billing: true, vodFileIds: false });
+    expect(loadConfig({ AIGC_RELAY_BILLING: 'OFF', AIGC_RELAY_VOD_FILE_IDS: 'on' })).toMatchObject({ billing: false, vodFileIds: true });
+    expect(loadConfig({ AIGC_RELAY_BILLING: '0', AIGC_RELAY_VOD_FILE_IDS: 'true' })).toMatchObject({ billing: false, vodFileIds: true });
+    expect(loadConfig({ AIGC_RELAY_BILLING: 'true', AIGC_RELAY_VOD_FILE_IDS: '0' })).toMatchObject({ billing: true, vodFileIds: false });
+  });
+
   it.each([
     ['AIGC_RELAY_PORT', 'eighty'],
     ['AIGC_RELAY_PORT', '70000'],
@@ -19,6 +26,8 @@ describe('configuration', () => {
     ['AIGC_RELAY_PUBLIC_URL', 'not a url'],
     ['AIGC_RELAY_INSTANT_PROVIDER', 'yes please'],
     ['AIGC_RELAY_SECRET', 'short'],
+    ['AIGC_RELAY_BILLING', 'maybe'],
+    ['AIGC_RELAY_VOD_FILE_IDS', 'yes please'],
   ])('%s=%s is refused naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name}: `));

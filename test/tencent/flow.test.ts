@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
+import { devAccountId } from '../delivery/fixtures';
 import { waitUntil } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
 
@@ -19,7 +20,7 @@ async function upload(url: string, key: string): Promise<string> {
 
 describe('Tencent VOD upstream', () => {
   it('succeeds after N polls: request mapped, inputs linked, outputs downloaded and served, charged once', async () => {
-    h = await startHarness();
+    h = await startHarness({ env: { AIGC_RELAY_VOD_FILE_IDS: 'on' } });
     const [account] = h.accounts as [typeof h.accounts[0]];
     await h.addChannel(account);
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: 3, fetchInputs: true } });
@@ -72,6 +73,25 @@ describe('Tencent VOD upstream', () => {
       { kind: 'capture', amount: task.price },
     ]);
     expect((await h.t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('refuses a VOD FileId unless the operator allows them: no task, no charge, nothing sent upstream', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    const account = `/admin/v1/accounts/${await devAccountId(h.t)}`;
+    const before = (await h.t.admin.get(account)).body;
+    const res = await h.t.api.post('/tencent-vod/v1/aigc-image', {
+      model_name: 'GEM',
+      model_version: '3.0',
+      prompt: 'a lighthouse at dawn',
+      file_infos: [{ type: 'File', file_id: '5285485487985271487' }],
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.Response.Error).toMatchObject({ Code: 'InvalidParameterValue' });
+    expect(res.body.Response.Error.Message).toMatch(/^file_infos\[0\]\.file_id: file "5285485487985271487" does not exist/);
+    expect((await h.t.admin.get(account)).body).toMatchObject({ balance: before.balance, held: before.held });
+    expect((await h.t.admin.get('/admin/v1/tasks')).body.tasks).toHaveLength(0);
+    expect(h.server.count('CreateAigcImageTask')).toBe(0);
   });
 
   it('routes only models a channel serves; Hunyuan gets its size through ExtInfo', async () => {
