@@ -93,9 +93,10 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
       else if (deeperThan(value, MAX_JSON_DEPTH)) {
         done(new FieldError('InvalidParameterValue', 'body', `nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
       } else {
-        // JSON can carry U+0000 only escaped, so the walk runs only for a body whose text has the escape.
-        const nul = text.includes('\\u0000') ? fieldWithNul(value) : undefined;
-        if (nul !== undefined) done(new FieldError('InvalidParameterValue', nul, 'contains a NUL character (U+0000)'), undefined);
+        // Valid UTF-8 cannot carry U+0000 or a lone surrogate; JSON can, escaped. The walk runs only for a body
+        // whose text has such an escape.
+        const bad = UNSTORABLE_ESCAPE.test(text) ? fieldWithUnstorableText(value) : undefined;
+        if (bad !== undefined) done(new FieldError('InvalidParameterValue', bad.field, bad.reason), undefined);
         else done(null, value);
       }
     });
@@ -113,19 +114,34 @@ export function installNulGuard(app: FastifyInstance): void {
   });
 }
 
-/** The first field (`a.b[2].c`) whose key or string value holds U+0000; iterative like deeperThan. */
-export function fieldWithNul(value: unknown): string | undefined {
+/** A JSON escape of U+0000 or of a UTF-16 surrogate (paired or not: the walk tells them apart). */
+const UNSTORABLE_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
+
+/**
+ * Why a string cannot be stored or sent on as text: U+0000 (PostgreSQL text cannot hold it), or a lone UTF-16
+ * surrogate (not Unicode: PostgreSQL's jsonb refuses it, and UTF-8 cannot encode it for an upstream).
+ */
+function unstorable(text: string): string | undefined {
+  if (text.includes('\0')) return 'contains a NUL character (U+0000)';
+  if (!text.isWellFormed()) return 'contains a lone UTF-16 surrogate (not a Unicode character)';
+  return undefined;
+}
+
+/** The first field (`a.b[2].c`) whose key or string value cannot be stored as text, and why; iterative like deeperThan. */
+export function fieldWithUnstorableText(value: unknown): { field: string; reason: string } | undefined {
   const stack: Array<{ node: unknown; path: string }> = [{ node: value, path: 'body' }];
   while (stack.length > 0) {
     const { node, path } = stack.pop()!;
     if (typeof node === 'string') {
-      if (node.includes('\0')) return path;
+      const reason = unstorable(node);
+      if (reason) return { field: path, reason };
       continue;
     }
     if (node === null || typeof node !== 'object') continue;
     const entries: Array<[string, unknown]> = Array.isArray(node) ? node.map((v, i) => [`[${i}]`, v]) : Object.entries(node);
     for (const [key, child] of entries.reverse()) {
-      if (!Array.isArray(node) && key.includes('\0')) return path;
+      const keyReason = Array.isArray(node) ? undefined : unstorable(key);
+      if (keyReason) return { field: path, reason: `a key ${keyReason.replace('contains', 'that contains')}` };
       const childPath = Array.isArray(node) ? `${path}${key}` : path === 'body' ? key : `${path}.${key}`;
       stack.push({ node: child, path: childPath });
     }

@@ -191,6 +191,21 @@ describe('NUL characters, which no field takes and PostgreSQL cannot store', () 
     expect((await t.admin.get(`/admin/v1/accounts/${accountId}`)).body.balance).toBe(before);
   });
 
+  it('a lone UTF-16 surrogate (valid JSON, not Unicode) likewise, in a value or a key; a surrogate pair is fine', async () => {
+    const auth = { authorization: `Bearer ${t.devKey}` };
+    const before = (await t.admin.get(`/admin/v1/accounts/${accountId}`)).body.balance;
+    const raw = (text: string) => `{"model_name":"GEM","model_version":"3.0",${text}}`;
+    expect(await nulIn('POST', '/tencent-vod/v1/aigc-image', auth, raw('"prompt":"a\\ud800b"'))).toMatch(/^prompt: .*lone UTF-16 surrogate/);
+    expect(await nulIn('POST', '/tencent-vod/v1/aigc-image', auth, raw('"prompt":"a\\uDFFF"'))).toMatch(/^prompt: /);
+    expect(await nulIn('POST', '/tencent-vod/v1/aigc-image', auth, raw('"prompt":"x","session_id":"\\udc00\\ud800"'))).toMatch(/^session_id: /);
+    expect(await nulIn('POST', '/tencent-vod/v1/aigc-image', auth, raw('"prompt":"x","output_config":{"\\ud800":1}'))).toMatch(
+      /^output_config: a key that contains a lone/,
+    );
+    expect((await t.admin.get(`/admin/v1/accounts/${accountId}`)).body.balance).toBe(before);
+    const pair = await inject('POST', '/tencent-vod/v1/aigc-image', auth, raw('"prompt":"a \\ud83e\\udd8a"'));
+    expect(pair.statusCode, pair.body).toBe(200);
+  });
+
   it('in a URL (an id, a query parameter): 400 before any store is asked', async () => {
     const auth = { authorization: `Bearer ${t.devKey}` };
     await nulIn('GET', '/tencent-vod/v1/requests/a%00b/status', auth);

@@ -6,13 +6,14 @@ import { openRelay, PROMPT_BODY, tempDir } from '../helpers/relay';
 import { expectEnvelope } from './envelope';
 
 /**
- * PostgreSQL cannot store U+0000 in text and answers an error for a query that carries one: without the HTTP
- * layer's refusal, a NUL in a prompt or an id was a 500 on this store (and only on this one).
+ * PostgreSQL cannot store U+0000 in text, nor a lone UTF-16 surrogate in jsonb, and answers an error for a query
+ * that carries one: without the HTTP layer's refusal, either in a prompt (a NUL also in an id) was a 500 on this
+ * store (and only on this one).
  */
 const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('NUL characters on a PostgreSQL relay', unavailable);
+if (unavailable) warnSkipped('NUL characters and lone surrogates on a PostgreSQL relay', unavailable);
 
-(unavailable ? describe.skip : describe)('NUL characters on a PostgreSQL relay', () => {
+(unavailable ? describe.skip : describe)('NUL characters and lone surrogates on a PostgreSQL relay', () => {
   let db: TestDatabase | undefined;
   let relay: Relay | undefined;
   afterAll(async () => {
@@ -20,7 +21,7 @@ if (unavailable) warnSkipped('NUL characters on a PostgreSQL relay', unavailable
     await db?.drop();
   });
 
-  it('a NUL in a prompt, a task id or an admin id is a 400 in the envelope, and nothing is charged', async () => {
+  it('a NUL or a lone surrogate in a prompt, a NUL in a task id or an admin id: a 400 in the envelope, and nothing is charged', async () => {
     db = await createTestDatabase('relay_nul');
     const adminToken = 'nul-admin-token-0123456789abcdef';
     ({ relay } = await openRelay(tempDir(), {
@@ -34,6 +35,8 @@ if (unavailable) warnSkipped('NUL characters on a PostgreSQL relay', unavailable
     const api = apiClient(relay.publicUrl(), (await admin.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string);
     const answers = [
       await api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, prompt: 'a\u0000b' }),
+      await api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, prompt: 'a\ud800b' }),
+      await api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, session_context: 'x\udfffy' }),
       await api.get('/tencent-vod/v1/requests/a%00b/status'),
       await admin.get('/admin/v1/tasks/a%00b'),
     ];
@@ -42,5 +45,9 @@ if (unavailable) warnSkipped('NUL characters on a PostgreSQL relay', unavailable
       expectEnvelope(res.status, res.text, res.headers.get('x-request-id'));
     }
     expect((await admin.get(`/admin/v1/accounts/${owner.body.id}`)).body).toMatchObject({ balance: 10_000, held: 0 });
+    // A surrogate pair is a character like any other (U+1F98A), stored and read back whole.
+    const fox = await api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, prompt: 'a \ud83e\udd8a in the snow' });
+    expect(fox.status, fox.text).toBe(200);
+    expect((await relay.store.tasks.getTask(fox.body.request_id))!.input.prompt).toBe('a 🦊 in the snow');
   });
 });
