@@ -89,7 +89,8 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
     }
     const text = bytes.toString('utf8');
     parseJson(request, text, (err, value) => {
-      if (err) done(err, undefined);
+      // The parser refuses prototype-poisoning keys with the same error as broken JSON: tell the client which it was.
+      if (err) done(isJson(text) ? new FieldError('InvalidParameter', 'body', POISON_KEYS) : err, undefined);
       else if (deeperThan(value, MAX_JSON_DEPTH)) {
         done(new FieldError('InvalidParameterValue', 'body', `nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
       } else {
@@ -112,6 +113,17 @@ export function installNulGuard(app: FastifyInstance): void {
     if (!request.url.includes('%00')) return done();
     void sendError(reply, new RelayError('InvalidParameterValue', 'path: contains a NUL character (%00)'));
   });
+}
+
+const POISON_KEYS = 'a key named "__proto__", or "constructor" holding "prototype", is not allowed';
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A JSON escape of U+0000 or of a UTF-16 surrogate (paired or not: the walk tells them apart). */

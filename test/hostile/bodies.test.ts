@@ -124,10 +124,17 @@ describe('invalid UTF-8', () => {
 });
 
 describe('malformed JSON', () => {
-  it.each(['{', '{"a":}', '{"model_name":"GEM",}', 'nul', '"unterminated', '{"__proto__":{"admin":true}}', '\u0000'])(
+  it.each(['{', '{"a":}', '{"model_name":"GEM",}', 'nul', '"unterminated', '\u0000'])(
     'refuses %j with 400 naming the body',
     async (payload) => {
-      expect(refused(await submit(payload), 400, 'InvalidParameter')).toMatch(/^body:/);
+      expect(refused(await submit(payload), 400, 'InvalidParameter')).toMatch(/^body: malformed JSON/);
+    },
+  );
+
+  it.each(['{"__proto__":{"admin":true}}', '{"prompt":"x","output_config":{"__proto__":{}}}', '{"constructor":{"prototype":{}}}'])(
+    'refuses prototype-poisoning keys in well-formed JSON %j, saying so',
+    async (payload) => {
+      expect(refused(await submit(payload), 400, 'InvalidParameter')).toMatch(/^body: a key named "__proto__"/);
     },
   );
 });
