@@ -1,8 +1,9 @@
 import { FieldError } from './errors';
 import {
   ASPECT_RATIOS, FILE_TYPES, MODELS, MODEL_NAMES, PERSON_GENERATION, RESOLUTIONS, STORAGE_MODES, SWITCHES,
-  type ModelName, type ModelVersionSpec,
+  type ModelName, type ModelVersionSpec, type SizeLimits,
 } from './models';
+import { extSizeProblem, parseExtInfo } from './ext-info';
 import { explicitSize, sizeMatchesRatio } from './output-size';
 import {
   FILE_ID_PATTERN, FileInfoSchema, LIMITS, OutputConfigSchema, SubmitBodySchema,
@@ -57,6 +58,7 @@ export function validateSubmitBody(raw: unknown): TaskInput {
   const session_context = optionalString('session_context', get(body, 'session_context'), LIMITS.sessionContext);
   const tasks_priority = readPriority(get(body, 'tasks_priority'));
   const ext_info = optionalString('ext_info', get(body, 'ext_info'), LIMITS.extInfo);
+  if (spec.sizeLimits) checkExtInfoSize(ext_info, output_config.resolution !== undefined, `${model_name} ${model_version}`, spec.sizeLimits);
 
   // A fresh object in schema order; optional keys only when present.
   return {
@@ -180,6 +182,25 @@ function readOutputConfig(value: unknown, model: ModelName, spec: ModelVersionSp
   put(out, 'input_compliance_check', optionalEnum(`${p}.input_compliance_check`, get(config, 'input_compliance_check'), SWITCHES));
   put(out, 'output_compliance_check', optionalEnum(`${p}.output_compliance_check`, get(config, 'output_compliance_check'), SWITCHES));
   return out;
+}
+
+/**
+ * For models whose size travels in `ext_info` (models.ts `sizeLimits`): a size named there must be one the model can
+ * make, and a resolution needs an `ext_info` it can be written into. Otherwise the task would be charged and then
+ * refused upstream, or made at the upstream's default size instead of the one asked for.
+ */
+function checkExtInfoSize(extInfo: string | undefined, hasResolution: boolean, model: string, limits: SizeLimits): void {
+  const parts = parseExtInfo(extInfo);
+  if (!parts) {
+    if (hasResolution) {
+      throw bad('ext_info', `with output_config.resolution, ${model} needs ext_info to be a JSON object (its AdditionalParameters, if any, a JSON object in a string): the size is sent in it`);
+    }
+    return;
+  }
+  if (!('size' in parts.additional)) return;
+  const problem = extSizeProblem(parts.additional.size, limits);
+  if (problem) throw bad('ext_info', `${problem} for ${model}`);
+  if (hasResolution) throw bad('ext_info', 'names a size and output_config.resolution is given too; give one of them');
 }
 
 function readPriority(value: unknown): number {

@@ -89,8 +89,11 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
     }
     const text = bytes.toString('utf8');
     parseJson(request, text, (err, value) => {
-      // The parser refuses prototype-poisoning keys with the same error as broken JSON: tell the client which it was.
-      if (err) done(isJson(text) ? new FieldError('InvalidParameter', 'body', POISON_KEYS) : err, undefined);
+      if (err) {
+        // The parser refuses prototype-poisoning keys with the same error as broken JSON: tell the client which.
+        const poison = poisonKey(text);
+        done(poison ? new FieldError('InvalidParameter', poison.field, poison.reason) : err, undefined);
+      }
       else if (deeperThan(value, MAX_JSON_DEPTH)) {
         done(new FieldError('InvalidParameterValue', 'body', `nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
       } else {
@@ -115,15 +118,20 @@ export function installNulGuard(app: FastifyInstance): void {
   });
 }
 
-const POISON_KEYS = 'a key named "__proto__", or "constructor" holding "prototype", is not allowed';
-
-function isJson(text: string): boolean {
+/** Where well-formed JSON holds a prototype-poisoning key (undefined for JSON that is not well-formed). */
+function poisonKey(text: string): { field: string; reason: string } | undefined {
+  let value: unknown;
   try {
-    JSON.parse(text);
-    return true;
+    value = JSON.parse(text); // JSON.parse makes `__proto__` an own key; it poisons only code that copies it later
   } catch {
-    return false;
+    return undefined;
   }
+  return findInJson(value, {
+    key: (key, child) =>
+      key === '__proto__' || (key === 'constructor' && typeof child === 'object' && child !== null && Object.hasOwn(child, 'prototype'))
+        ? `a key named ${JSON.stringify(key)} is not allowed (prototype poisoning)`
+        : undefined,
+  });
 }
 
 /** A JSON escape of U+0000 or of a UTF-16 surrogate (paired or not: the walk tells them apart). */
@@ -139,21 +147,39 @@ function unstorable(text: string): string | undefined {
   return undefined;
 }
 
-/** The first field (`a.b[2].c`) whose key or string value cannot be stored as text, and why; iterative like deeperThan. */
+/** The first field (`a.b[2].c`) whose key or string value cannot be stored as text, and why. */
 export function fieldWithUnstorableText(value: unknown): { field: string; reason: string } | undefined {
+  return findInJson(value, {
+    key: (key) => {
+      const reason = unstorable(key);
+      return reason && `a key ${reason.replace('contains', 'that contains')}`;
+    },
+    string: unstorable,
+  });
+}
+
+interface JsonJudge {
+  /** Why an object's member key is refused (reported at the object that holds it). */
+  readonly key?: (key: string, value: unknown) => string | undefined;
+  /** Why a string value is refused (reported at its own field). */
+  readonly string?: (text: string) => string | undefined;
+}
+
+/** A field that `judge` refuses (the first met walking depth first), and why. Iterative like deeperThan. */
+function findInJson(value: unknown, judge: JsonJudge): { field: string; reason: string } | undefined {
   const stack: Array<{ node: unknown; path: string }> = [{ node: value, path: 'body' }];
   while (stack.length > 0) {
     const { node, path } = stack.pop()!;
     if (typeof node === 'string') {
-      const reason = unstorable(node);
+      const reason = judge.string?.(node);
       if (reason) return { field: path, reason };
       continue;
     }
     if (node === null || typeof node !== 'object') continue;
     const entries: Array<[string, unknown]> = Array.isArray(node) ? node.map((v, i) => [`[${i}]`, v]) : Object.entries(node);
     for (const [key, child] of entries.reverse()) {
-      const keyReason = Array.isArray(node) ? undefined : unstorable(key);
-      if (keyReason) return { field: path, reason: `a key ${keyReason.replace('contains', 'that contains')}` };
+      const keyReason = Array.isArray(node) ? undefined : judge.key?.(key, child);
+      if (keyReason) return { field: path, reason: keyReason };
       const childPath = Array.isArray(node) ? `${path}${key}` : path === 'body' ? key : `${path}.${key}`;
       stack.push({ node: child, path: childPath });
     }

@@ -396,6 +396,31 @@ describe('session_id, session_context, ext_info', () => {
     expectFieldError(body({ ext_info: 'e'.repeat(10001) }), 'InvalidParameterValue', 'ext_info', '10000');
     expectFieldError(body({ ext_info: { size: '1x1' } }), 'InvalidParameter', 'ext_info', 'expected a string');
   });
+
+  describe('for Hunyuan and Qwen, whose size travels in ext_info', () => {
+    const hunyuan = (over: Body): Body => ({ model_name: 'Hunyuan', model_version: '3.0', prompt: 'a cat', ...over });
+    const sized = (size: unknown) => JSON.stringify({ AdditionalParameters: JSON.stringify({ size }) });
+
+    it('a size named there must be one the model makes (each side 512–2048, at most 1024x1024 pixels)', () => {
+      expect(validateSubmitBody(hunyuan({ ext_info: sized('728x1024') })).ext_info).toBe(sized('728x1024'));
+      expect(validateSubmitBody(hunyuan({ ext_info: sized('512x2048') })).ext_info).toBe(sized('512x2048'));
+      for (const size of ['4096x4096', '2048x2048', '100x100', '1024x1032', 'huge', '728*1024', 1024]) {
+        expectFieldError(hunyuan({ ext_info: sized(size) }), 'InvalidParameterValue', 'ext_info', 'AdditionalParameters.size');
+      }
+      expectFieldError({ ...hunyuan({ ext_info: sized('2048x2048') }), model_name: 'Qwen', model_version: '0925' },
+        'InvalidParameterValue', 'ext_info', 'for Qwen 0925');
+    });
+
+    it('with a resolution, ext_info must be able to carry the size, and must not name another', () => {
+      const r = { output_config: { resolution: '2560x1440' } };
+      expect(validateSubmitBody(hunyuan({ ...r, ext_info: '{"AdditionalParameters":"{\\"seed\\":7}","x":1}' })).ext_info).toBeDefined();
+      expectFieldError(hunyuan({ ...r, ext_info: 'myextinfo' }), 'InvalidParameterValue', 'ext_info', 'JSON object');
+      expectFieldError(hunyuan({ ...r, ext_info: '{"AdditionalParameters":{"size":"728x1024"}}' }), 'InvalidParameterValue', 'ext_info');
+      expectFieldError(hunyuan({ ...r, ext_info: sized('728x1024') }), 'InvalidParameterValue', 'ext_info', 'give one of them');
+      // Without a resolution any string goes as it is, as for GEM.
+      expect(validateSubmitBody(hunyuan({ ext_info: 'myextinfo' })).ext_info).toBe('myextinfo');
+    });
+  });
 });
 
 describe('tasks_priority', () => {
@@ -515,6 +540,8 @@ const validBody: fc.Arbitrary<Body> = fc.constantFrom(...MODEL_PAIRS).chain(([m,
   }, { requiredKeys: ['model_name', 'model_version'] }).map((b) => {
     const hasImages = Array.isArray(b.file_infos) && b.file_infos.length > 0;
     if (!hasImages && (typeof b.prompt !== 'string' || b.prompt.trim() === '')) b.prompt = 'a prompt';
+    // Where a size travels in ext_info, it must be a JSON object (it may be given with a resolution).
+    if (spec.sizeLimits && typeof b.ext_info === 'string' && b.ext_info !== '') b.ext_info = JSON.stringify({ note: b.ext_info });
     return b as Body;
   });
 });

@@ -1,5 +1,6 @@
 import { ASPECT_RATIOS, EXT_SIZE_LIMITS, modelSpec, type ModelName } from '../../domain/models';
 import { explicitSize, fitWithin, sizeMatchesRatio, type PixelSize } from '../../domain/output-size';
+import { parseExtInfo, withSize } from '../../domain/ext-info';
 import { priceClass } from '../../domain/pricing';
 import type { InputImageRef, TaskInput } from '../../domain/task-input';
 import type { Vod } from './client';
@@ -67,28 +68,14 @@ function ratioOfExplicitSize(input: TaskInput): string | undefined {
   return size ? ASPECT_RATIOS.find((r) => sizeMatchesRatio(size, r)) : undefined;
 }
 
-/** Adds `size` to the client's ExtInfo (kept as given when it is not a JSON object, or already names a size). */
+/**
+ * Adds `size` to the client's ExtInfo. Validation (domain/validate-submit) has made sure an ExtInfo given with a
+ * resolution can carry it and names no size of its own; one that names a size without a resolution is kept as is.
+ */
 export function extInfoWithSize(extInfo: string | undefined, size: PixelSize): string | undefined {
-  let outer: Record<string, unknown> = {};
-  if (extInfo !== undefined) {
-    try {
-      const parsed: unknown = JSON.parse(extInfo);
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return extInfo;
-      outer = parsed as Record<string, unknown>;
-    } catch {
-      return extInfo;
-    }
-  }
-  let additional: Record<string, unknown> = {};
-  if (typeof outer.AdditionalParameters === 'string') {
-    try {
-      additional = JSON.parse(outer.AdditionalParameters) as Record<string, unknown>;
-    } catch {
-      return extInfo;
-    }
-  } else if (outer.AdditionalParameters !== undefined) return extInfo;
-  if (typeof additional !== 'object' || additional === null || 'size' in additional) return extInfo;
-  return JSON.stringify({ ...outer, AdditionalParameters: JSON.stringify({ ...additional, size: `${size.width}x${size.height}` }) });
+  const parts = parseExtInfo(extInfo);
+  if (!parts || 'size' in parts.additional) return extInfo;
+  return withSize(parts, size);
 }
 
 /** GG's resolution is the class the request is priced at (domain/pricing.ts), so what is charged is what is asked for. */

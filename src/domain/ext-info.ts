@@ -1,0 +1,57 @@
+import type { PixelSize } from './output-size';
+import type { SizeLimits } from './models';
+
+/**
+ * `ext_info` is Tencent's "reserved field": a string passed upstream as is. For Hunyuan (and Qwen) it is also where
+ * a size travels, as `{"AdditionalParameters": "{\"size\":\"728x1024\"}"}` (shared/reference: ExtInfo) — JSON in a
+ * string in JSON. Validation and the upstream mapping read it through this one parser so they agree on it.
+ */
+export interface ExtInfoParts {
+  /** The outer object, without `AdditionalParameters`' parsed form. */
+  readonly outer: Readonly<Record<string, unknown>>;
+  /** `AdditionalParameters` parsed (an empty object when absent). */
+  readonly additional: Readonly<Record<string, unknown>>;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The parts of an `ext_info` that can carry a size, or undefined when it cannot: not a JSON object, or an
+ * `AdditionalParameters` that is not a string holding a JSON object. An absent `ext_info` is an empty object.
+ */
+export function parseExtInfo(extInfo: string | undefined): ExtInfoParts | undefined {
+  if (extInfo === undefined) return { outer: {}, additional: {} };
+  const outer = parseJson(extInfo);
+  if (!isObject(outer)) return undefined;
+  if (outer.AdditionalParameters === undefined) return { outer, additional: {} };
+  if (typeof outer.AdditionalParameters !== 'string') return undefined;
+  const additional = parseJson(outer.AdditionalParameters);
+  return isObject(additional) ? { outer, additional } : undefined;
+}
+
+/** `ext_info` with `size` set in its AdditionalParameters; `parts` from parseExtInfo. */
+export function withSize(parts: ExtInfoParts, size: PixelSize): string {
+  return JSON.stringify({ ...parts.outer, AdditionalParameters: JSON.stringify({ ...parts.additional, size: `${size.width}x${size.height}` }) });
+}
+
+/** Why a size named in AdditionalParameters is not one the model can make, or undefined when it is. */
+export function extSizeProblem(size: unknown, limits: SizeLimits): string | undefined {
+  const match = typeof size === 'string' ? /^(\d{1,5})x(\d{1,5})$/.exec(size) : null;
+  const rule = `each side ${limits.minSide}–${limits.maxSide}, at most ${limits.maxPixels} pixels in all`;
+  if (!match) return `AdditionalParameters.size ${JSON.stringify(size)} is not WIDTHxHEIGHT (${rule})`;
+  const width = Number(match[1]);
+  const height = Number(match[2]);
+  const sideOk = (n: number) => n >= limits.minSide && n <= limits.maxSide;
+  if (!sideOk(width) || !sideOk(height) || width * height > limits.maxPixels) {
+    return `AdditionalParameters.size ${size as string} is outside the model's sizes (${rule})`;
+  }
+  return undefined;
+}
