@@ -259,7 +259,10 @@ export interface TaskStore {
   listQueued(): Promise<TaskRecord[]>;
   /** `queued → running`, counting the attempt. Undefined if the task was no longer queued. */
   markRunning(id: string, now: number): Promise<TaskRecord | undefined>;
-  /** `running → queued` (retry or crash recovery), dispatchable again from `notBefore`. */
+  /**
+   * `running → queued` for a retry, dispatchable again from `notBefore`. False (nothing changed) when the task is
+   * not running or a cancel was requested: a cancelled task must not be handed back to run again.
+   */
   requeue(id: string, notBefore: number, now: number): Promise<boolean>;
   /** Every `running` task back to `queued`; used at start-up by a single node. Returns the ids. */
   requeueAllRunning(now: number): Promise<string[]>;

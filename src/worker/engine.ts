@@ -291,7 +291,9 @@ export class TaskEngine {
     try {
       let outcome: { completion: Completion } | { error: unknown };
       try {
-        await this.announce(task.id, task);
+        // Cancelled while it waited for a retry (the cancel met it between hand-back and claim): settled, not run.
+        if (task.cancelRequested) controller.abort();
+        else await this.announce(task.id, task);
         controller.signal.throwIfAborted();
         outcome = { completion: await this.runOnProvider(lane.provider, task, controller.signal) };
       } catch (error) {
@@ -407,6 +409,9 @@ export class TaskEngine {
       if (await store.tasks.requeue(task.id, notBefore, now)) {
         await this.announce(task.id);
         this.enqueue({ ...task, notBefore });
+      } else if ((await store.tasks.getTask(task.id))?.cancelRequested) {
+        // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
+        await this.complete(task, { state: 'cancelled', error: cancelledError });
       }
       return;
     }

@@ -317,6 +317,18 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.tasks.getTask(task.id))!.state).toBe('queued');
       });
 
+      it('a retry is not handed back once a cancel was requested; crash recovery still hands it back, flag kept', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        await store.tasks.markRunning(task.id, 2100);
+        await store.tasks.requestCancel(task.id, 2150);
+        expect(await store.tasks.requeue(task.id, 9000, 2200)).toBe(false);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', cancelRequested: true });
+        expect(await store.tasks.requeueAllRunning(9200)).toEqual([task.id]);
+        // Claimed again, it carries the flag, so the engine settles it instead of running it.
+        expect(await store.tasks.markRunning(task.id, 9300)).toMatchObject({ state: 'running', cancelRequested: true });
+      });
+
       it('progress (running only), checkpoints, cancel requests and log lines are kept', async () => {
         const owner = await account(100);
         const task = await created(newTask(owner, 1));

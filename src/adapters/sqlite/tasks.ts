@@ -56,6 +56,11 @@ export function sqliteTaskStore(db: Db): TaskStore {
     `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
      WHERE id = @id AND state = 'running'`,
   );
+  // A retry is not handed back once the client asked to cancel: the engine settles it as cancelled instead.
+  const requeueForRetry = db.prepare(
+    `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
+     WHERE id = @id AND state = 'running' AND cancel_requested = 0`,
+  );
   const insertFile = db.prepare(INSERT_FILE);
   const capture = db.prepare('UPDATE accounts SET balance = balance - ?, held = held - ? WHERE id = ?');
   const release = db.prepare('UPDATE accounts SET held = held - ? WHERE id = ?');
@@ -208,7 +213,7 @@ export function sqliteTaskStore(db: Db): TaskStore {
       return toTask(selectTask.get(id)!);
     },
     async requeue(id, notBefore, now) {
-      return requeue.run({ id, notBefore, now }).changes > 0;
+      return requeueForRetry.run({ id, notBefore, now }).changes > 0;
     },
     async requeueAllRunning(now) {
       return requeueAllRunning.immediate(now);
