@@ -168,10 +168,11 @@ export class ChannelPool {
     const slot = this.slots.get(channelId);
     if (!slot) return undefined;
     slot.leases++;
-    // Counted across nodes too, whatever the limit: the upstream task exists. Best effort: a failure here only
-    // means other nodes see one slot fewer taken until this task ends.
-    void this.options.slots?.acquire(channelId, holder, Number.MAX_SAFE_INTEGER).catch(() => undefined);
-    return this.lease(slot, false, holder);
+    // Counted across nodes too, whatever the limit: the upstream task exists. Not awaited (best effort: a failure
+    // only means other nodes see one slot fewer taken until this task ends), but the release waits for it, or it
+    // could delete the row before the row is written and leave it behind.
+    const taken = this.options.slots?.acquire(channelId, holder, Number.MAX_SAFE_INTEGER).catch(() => undefined);
+    return this.lease(slot, false, holder, taken);
   }
 
   /** Records an error for the health view without judging the circuit (e.g. a failed poll). */
@@ -224,7 +225,7 @@ export class ChannelPool {
     return tier[tier.length - 1]!;
   }
 
-  private lease(slot: Slot, probe: boolean, holder: string | undefined): ChannelLease {
+  private lease(slot: Slot, probe: boolean, holder: string | undefined, sharedTaken?: Promise<unknown>): ChannelLease {
     let released = false;
     let judged = false;
     return {
@@ -246,13 +247,19 @@ export class ChannelPool {
         if (!judged) slot.breaker.abandon(probe);
         slot.leases--;
         if (!this.slots.has(slot.channel.id) && this.inFlight(slot) === 0) clearTimeout(slot.timer);
-        if (holder !== undefined) this.releaseShared(slot.channel.id, holder, 0);
+        if (holder !== undefined) {
+          if (sharedTaken) void sharedTaken.then(() => this.releaseShared(slot.channel.id, holder, 0));
+          else this.releaseShared(slot.channel.id, holder, 0);
+        }
         this.changed();
       },
     };
   }
 
-  /** A shared slot left taken would be renewed by this node's heartbeat forever: retry the release a few times. */
+  /**
+   * Retried a few times; a row left behind anyway is no longer renewed once its task is not running here (the
+   * PostgreSQL heartbeat renews only the slots of the engine's runs), so it lapses with its lease.
+   */
   private releaseShared(channelId: string, holder: string, attempt: number): void {
     this.options.slots?.release(channelId, holder).catch(() => {
       if (attempt >= 5) return;

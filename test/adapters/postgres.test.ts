@@ -3,8 +3,10 @@ import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type Post
 import { createPool, pgCode, withAdvisoryLock } from '../../src/adapters/postgres/database';
 import { leaseOwner } from '../../src/adapters/select-store';
 import { ensureDevAccount } from '../../src/app/bootstrap';
+import type { ChannelRecord } from '../../src/ports/channels';
 import { systemClock } from '../../src/ports/clock';
 import type { NewTask } from '../../src/ports/store';
+import { ChannelPool } from '../../src/worker/channel-pool';
 import { INPUT } from '../conformance/store.conformance';
 import { eventually } from '../helpers/eventually';
 import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
@@ -14,6 +16,11 @@ import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase
  * (renewal, takeover of a dead node's tasks, fencing), global lane limits, and the constraints that back the money.
  * The port contract itself is test/conformance.
  */
+const CHANNEL: ChannelRecord = {
+  id: 'ch-adopt', provider: 'tencent-vod', name: 'adopt', secretId: 'AKID', secretKeySealed: 'v1.x', subAppId: 1,
+  models: ['GEM'], priority: 0, weight: 1, maxConcurrency: 1, enabled: true, eventsEnabled: false, createdAt: 0, updatedAt: 0,
+};
+
 const unavailable = await postgresUnavailable();
 if (unavailable) warnSkipped('postgres adapter', unavailable);
 
@@ -372,6 +379,30 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       expect(await nodes[2]!.channelSlots.acquire('ch-1', 'later', 3)).toBe(false);
       // Nobody renews (no queue heartbeats here): once the leases lapse, the slots are free again.
       await eventually('the slots to lapse', 10_000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', 'after', 3)) ? true : undefined));
+    });
+
+    it('the heartbeat renews the channel slots of the engine\'s runs only: a slot whose release was lost lapses', async () => {
+      const a = await node('a', 1000);
+      expect(await a.channelSlots.acquire('ch-1', 'task-running', 5)).toBe(true);
+      expect(await a.channelSlots.acquire('ch-1', 'task-gone', 5)).toBe(true);
+      const q = queue(a, { heartbeatMs: 50, reapMs: 60_000 });
+      await q.start(() => undefined, undefined, () => ['task-running']);
+      await eventually('the orphaned slot to lapse', 10_000, async () => {
+        const held = await a.ctx.pool.query<{ holder: string }>('SELECT holder FROM channel_slots WHERE lease_until >= now() ORDER BY holder');
+        return held.rows.map((r) => r.holder).join() === 'task-running' ? true : undefined;
+      });
+    });
+
+    it('a followed task released right after adopt() leaves no shared slot behind', async () => {
+      const a = await node('a');
+      const pool = new ChannelPool({ clock: systemClock, breaker: { failureThreshold: 5, cooldownMs: 1000 }, slots: a.channelSlots });
+      pool.load([{ ...CHANNEL, maxConcurrency: 1 }]);
+      // Warm connections, as on a node in service: the release's one DELETE then overtakes adopt's acquire.
+      await Promise.all(Array.from({ length: 4 }, () => a.ctx.pool.query('SELECT pg_sleep(0.05)')));
+      // The release is made before adopt's own acquire has committed (it is not awaited): it must wait for it.
+      pool.adopt(CHANNEL.id, 'task-1')!.release();
+      await eventually('the slot to be free again', 5000, async () => ((await a.channelSlots.acquire(CHANNEL.id, 'task-2', 1)) ? true : undefined));
+      expect(await a.channelSlots.inUse()).toEqual({ [CHANNEL.id]: 1 });
     });
 
     it('a global lane limit holds across nodes, and a finish elsewhere frees a slot', async () => {

@@ -204,11 +204,13 @@ export class PgDispatchQueue implements DispatchQueue {
                     FOR UPDATE SKIP LOCKED)`,
       [this.ctx.nodeId, this.ctx.leaseMs, running ?? null],
     );
-    // The upstream channel slots this node holds (adapters/postgres/channel-slots.ts) live as long as it does.
-    await this.ctx.relaxed.query(`UPDATE channel_slots SET lease_until = now() + $2 * interval '1 millisecond' WHERE node_id = $1`, [
-      this.ctx.nodeId,
-      this.ctx.leaseMs,
-    ]);
+    // The upstream channel slots of those runs (adapters/postgres/channel-slots.ts; the holder is the task id). A
+    // slot whose release was lost is then not renewed for ever: it lapses like a dead node's.
+    await this.ctx.relaxed.query(
+      `UPDATE channel_slots SET lease_until = now() + $2 * interval '1 millisecond'
+       WHERE node_id = $1 AND ($3::text[] IS NULL OR holder = ANY($3))`,
+      [this.ctx.nodeId, this.ctx.leaseMs, running ?? null],
+    );
   }
 
   private async reap(): Promise<number> {
