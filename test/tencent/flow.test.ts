@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { devAccountId } from '../delivery/fixtures';
 import { waitUntil } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
+import type { Account } from './server';
 
 /** The Tencent VOD adapter end to end: public API → relay → signed calls to the loopback Tencent server → result. */
 let h: Harness | undefined;
@@ -180,6 +181,37 @@ describe('Tencent VOD upstream', () => {
     const health = Object.fromEntries(body.channels.map((c: any) => [c.secret_id, c.health]));
     expect(health[a.secretId].recent_errors.map((e: { code: string }) => e.code)).toEqual(['RequestLimitExceeded']);
     expect(health[b.secretId]).toMatchObject({ circuit: 'closed', consecutive_failures: 0, in_flight: 0 });
+  });
+
+  it('a channel whose sub_app_id is not the account\'s is at fault, not the task: it fails over, and its circuit opens', async () => {
+    h = await startHarness({ accounts: 2 });
+    const [bad, good] = h.accounts as [Account, Account];
+    // Tencent (and the test server) answer InvalidParameterValue.SubAppId for a SubAppId the account does not own.
+    const broken = await h.addChannel(bad, { priority: 10, sub_app_id: bad.subAppId + 1 });
+    await h.addChannel(good, { priority: 0 });
+    const id = await h.submit();
+    expect(await h.finished(id)).toMatchObject({ state: 'succeeded' });
+    expect(h.server.bySession(id).map((t) => t.account.secretId)).toEqual([good.secretId]);
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: expect.any(Number) },
+      { kind: 'capture', amount: expect.any(Number) },
+    ]);
+    for (let i = 0; i < 2; i++) await h.finished(await h.submit());
+    const { body } = await h.t.admin.get(`/admin/v1/channels/${broken.id}`);
+    expect(body.health).toMatchObject({ circuit: 'open', consecutive_failures: 3 }); // FAST: threshold 3
+  });
+
+  it('throttled on one channel, refused on the other: the attempt is retried (the busy one decides), charged once', async () => {
+    h = await startHarness({ accounts: 2 });
+    const [a, b] = h.accounts as [Account, Account];
+    await h.addChannel(a, { priority: 10 });
+    await h.addChannel(b, { priority: 0, secret_key: 'not-the-right-key' });
+    let creates = 0;
+    h.server.onCreate = (_request, account) =>
+      account.secretId === a.secretId && ++creates === 1 ? { kind: 'refuse', code: 'RequestLimitExceeded', message: 'quota' } : { kind: 'accept' };
+    const id = await h.submit();
+    expect(await h.finished(id)).toMatchObject({ state: 'succeeded', attempts: 2 });
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
   });
 
   it('a wrong secret key: the task fails with AuthFailure.SignatureFailure carried in its error', async () => {

@@ -128,6 +128,10 @@ describe('upstream failures', () => {
     ['InvalidParameter.VoilationContent', 'task'],
     ['InvalidParameterValue.Prompt', 'task'],
     ['MissingParameter', 'task'],
+    // The account's fault despite the prefix: another channel may take the task.
+    ['InvalidParameterValue.SubAppId', 'channel'],
+    ['ResourceNotFound.UserNotExist', 'channel'],
+    ['FailedOperation.InvalidVodUser', 'channel'],
     ['SomethingNew', 'transient'],
   ])('%s is %s', (code, kind) => {
     expect(kindOfCode(code)).toBe(kind);
@@ -141,6 +145,9 @@ describe('upstream failures', () => {
     expect(classify(new Error('request to http://x/ failed, reason: connect ECONNREFUSED 127.0.0.1:1'), true).kind).toBe('transient');
     expect(classify(Object.assign(new Error('Bad Gateway'), { httpCode: 502 }), true).kind).toBe('ambiguous');
     expect(classify(Object.assign(new Error('Forbidden'), { httpCode: 403 }), true).kind).toBe('channel');
+    // Throttled or timed out by a gateway: not accepted, worth another try (the SDK's shape: statusText, httpCode).
+    expect(classify(Object.assign(new Error('Too Many Requests'), { httpCode: 429 }), true).kind).toBe('transient');
+    expect(classify(Object.assign(new Error('Request Timeout'), { httpCode: 408 }), true).kind).toBe('transient');
     expect(classify(Object.assign(new Error('quota'), { code: 'RequestLimitExceeded', requestId: 'r-1' }), true)).toEqual({
       kind: 'transient',
       code: 'RequestLimitExceeded',

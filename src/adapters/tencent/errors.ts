@@ -25,6 +25,9 @@ export interface UpstreamFailure {
 /** Tencent error code prefixes, first match wins; anything unlisted is transient. */
 const CODE_RULES: ReadonlyArray<readonly [RegExp, FailureKind]> = [
   [/^(AuthFailure|UnauthorizedOperation|OperationDenied)(\.|$)/, 'channel'],
+  // The account, not the request, despite their prefixes: a SubAppId the account does not own, VOD not activated.
+  // Another channel may well take the task.
+  [/^(InvalidParameterValue\.SubAppId|InvalidParameter\.SubAppId|ResourceNotFound\.UserNotExist|FailedOperation\.InvalidVodUser|FailedOperation\.InvalidAccount)$/, 'channel'],
   [/^(RequestLimitExceeded|InternalError|ResourceUnavailable|ResourceInsufficient|LimitExceeded|FailedOperation)(\.|$)/, 'transient'],
   [/^(InvalidParameter|InvalidParameterValue|MissingParameter|UnknownParameter|UnsupportedOperation|ResourceNotFound)(\.|$)/, 'task'],
 ];
@@ -64,8 +67,11 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
   const requestId = e.requestId ? { requestId: e.requestId } : {};
   if (e.code && !SYSTEM_CODE.test(e.code)) return { kind: kindOfCode(e.code), code: e.code, message, ...requestId };
   if (e.httpCode !== undefined) {
-    // A 5xx from a gateway may come after the request was forwarded; a 4xx means it was not accepted.
-    return e.httpCode >= 500 ? lost(`HTTP ${e.httpCode}: ${message}`) : { kind: 'channel', code: UNREACHABLE, message: `HTTP ${e.httpCode}: ${message}` };
+    // A 5xx from a gateway may come after the request was forwarded; a 4xx means it was not accepted: throttled or
+    // timed out by a gateway (429, 408) is worth another try, any other 4xx says this channel cannot be used.
+    const answer = `HTTP ${e.httpCode}: ${message}`;
+    if (e.httpCode >= 500) return lost(answer);
+    return { kind: e.httpCode === 429 || e.httpCode === 408 ? 'transient' : 'channel', code: UNREACHABLE, message: answer };
   }
   // Refused before anything was sent: safe to send elsewhere. Anything later (a reset, a body cut short after the
   // headers came back) may have reached Tencent.

@@ -74,11 +74,21 @@ export class EventPump {
   }
 
   private async loop(channelId: string, signal: AbortSignal): Promise<void> {
+    try {
+      await this.pull(channelId, signal);
+    } finally {
+      // Ended by itself (its credentials could not be opened): forgotten, so the next sync (the operator fixed the
+      // channel) starts it again. A loop that sync or stop replaced is not this one.
+      if (this.loops.get(channelId)?.controller.signal === signal) this.loops.delete(channelId);
+    }
+  }
+
+  private async pull(channelId: string, signal: AbortSignal): Promise<void> {
     const { options } = this.deps;
     let failures = 0;
     while (!signal.aborted) {
       const access = this.deps.channel(channelId);
-      if (!access) break;
+      if (!access) return;
       try {
         const res = await access.api.pullEvents({ SubAppId: access.subAppId }, { timeoutMs: options.pullTimeoutMs, signal });
         failures = 0;

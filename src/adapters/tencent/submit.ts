@@ -45,12 +45,15 @@ export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'inpu
   const { model_name: model, model_version: version } = job.input;
   const tried = new Set<string>();
   let last: UpstreamFailure | undefined;
+  // When every channel refused, one that was only busy decides: the attempt is worth retrying whatever the others said.
+  let transient: UpstreamFailure | undefined;
   for (;;) {
     state.enter('selecting');
     const lease = await deps.pool.acquire(model, version, tried, ctx.signal, job.taskId);
     if (!lease) {
+      if (transient) throw toProviderError(transient, true);
       if (!last) throw permanentError(UNREACHABLE, `Tencent VOD: no enabled upstream channel serves ${model} ${version}`);
-      throw toProviderError(last, last.kind === 'transient');
+      throw toProviderError(last, false);
     }
     const channel = lease.channel;
     const access = deps.access(channel);
@@ -113,6 +116,7 @@ export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'inpu
         ctx.log(`An upstream channel refused (${describe(f)}); trying another channel.`);
         tried.add(channel.id);
         last = f;
+        if (f.kind === 'transient') transient ??= f;
       }
     } finally {
       if (!keep) lease.release();

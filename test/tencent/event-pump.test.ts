@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import type { VodApi } from '../../src/adapters/tencent/client';
+import { EventPump } from '../../src/adapters/tencent/events';
+import type { ChannelAccess, TaskFollower } from '../../src/adapters/tencent/follower';
+import type { ChannelRecord } from '../../src/ports/channels';
+
+const CHANNEL = { id: 'ch-1', eventsEnabled: true } as ChannelRecord;
+
+/** A PullEvents that answers nothing until aborted, and says when it is called. */
+function quietApi(onPull: () => void): VodApi {
+  return {
+    pullEvents: (_request: unknown, options: { signal?: AbortSignal }) => {
+      onPull();
+      return new Promise((_resolve, reject) => options.signal?.addEventListener('abort', () => reject(options.signal!.reason), { once: true }));
+    },
+  } as unknown as VodApi;
+}
+
+describe('the PullEvents loop of a channel', () => {
+  it('ends while the channel cannot be opened, and the next sync (the operator fixed it) starts it again', async () => {
+    let access: ChannelAccess | undefined;
+    let asked!: () => void;
+    const firstAsk = new Promise<void>((resolve) => (asked = resolve));
+    const pump = new EventPump({
+      follower: {} as TaskFollower,
+      channel: () => {
+        asked();
+        return access;
+      },
+      standing: async () => 'unknown',
+      noteError: () => undefined,
+      options: { pullTimeoutMs: 1000, idleMs: 10, errorBackoffMaxMs: 100, callTimeoutMs: 1000 },
+    });
+    pump.sync([CHANNEL]); // its secret does not open: the loop finds no access and ends
+    await firstAsk;
+    await new Promise((resolve) => setImmediate(resolve)); // the loop's own ending, a few microtasks later
+
+    let pulled!: () => void;
+    const pulling = new Promise<void>((resolve) => (pulled = resolve));
+    access = { api: quietApi(() => pulled()), subAppId: 1, eventsEnabled: true };
+    pump.sync([CHANNEL]);
+    const restarted = await Promise.race([pulling.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 2000))]);
+    await pump.stop();
+    expect(restarted).toBe(true);
+  });
+});
