@@ -47,6 +47,14 @@ export const MODELS: Readonly<Record<ModelName, Readonly<Record<string, ModelVer
 
 export const MODEL_NAMES = Object.keys(MODELS) as ModelName[];
 
+/** `GEM:3.0`: a model version as one key (per-model capacity, channel model lists). */
+export function modelKey(input: { readonly model_name: string; readonly model_version: string }): string {
+  return `${input.model_name}:${input.model_version}`;
+}
+
+/** Every model version of the catalogue, as keys. */
+export const MODEL_KEYS: readonly string[] = MODEL_NAMES.flatMap((m) => Object.keys(MODELS[m]).map((v) => modelKey({ model_name: m, model_version: v })));
+
 export function modelSpec(model: ModelName, version: string): ModelVersionSpec | undefined {
   return MODELS[model][version];
 }

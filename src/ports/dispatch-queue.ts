@@ -12,7 +12,17 @@ export interface QueuedRef {
   readonly priority: number;
   readonly seq: number;
   readonly notBefore?: number;
+  readonly input: { readonly model_name: string; readonly model_version: string };
+  readonly checkpoint?: unknown;
 }
+
+/**
+ * At most this many tasks of each listed model key (`GEM:3.0`) in one claim; unlisted models are not limited
+ * (ImageProvider.startable). A queue that cannot count per model exactly must at least claim none of a model at 0.
+ * Tasks with a checkpoint are never held back: they resume work already under way (an upstream task to follow),
+ * which may be exactly what fills their model's capacity.
+ */
+export type ModelQuotas = ReadonlyMap<string, number>;
 
 export interface DispatchQueue {
   /**
@@ -37,14 +47,17 @@ export interface DispatchQueue {
   announceSettled(taskId: string): Promise<void>;
   /** A task was committed as `queued` (new, retried or handed back). */
   added(task: QueuedRef): void;
-  /** Claims up to `max` tasks of `lane` in dispatch order (priority desc, then FIFO), each moved to `running`. */
-  claim(lane: string, max: number): Promise<TaskRecord[]>;
+  /**
+   * Claims up to `max` tasks of `lane` in dispatch order (priority desc, then FIFO), each moved to `running`,
+   * passing over tasks of models whose quota is used up.
+   */
+  claim(lane: string, max: number, quotas?: ModelQuotas): Promise<TaskRecord[]>;
   /** Tasks waiting, as far as this node knows. */
   depth(): number;
   /**
    * Tasks of `lane` a claim made now would get, when the queue knows without asking the store (the single-node
    * index); absent when only the database knows. The engine sets aside that many slots for a claim in flight.
    */
-  waiting?(lane: string): number;
+  waiting?(lane: string, quotas?: ModelQuotas): number;
   stop(): Promise<void>;
 }

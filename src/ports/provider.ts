@@ -55,6 +55,13 @@ export interface ImageProvider {
   readonly concurrency: number;
   /** False when the provider reads `input.file_infos` itself (e.g. hands links upstream): the engine skips loading bytes. */
   readonly wantsInputBytes?: boolean;
+  /**
+   * How many more tasks of each model (key `GEM:3.0`, domain/models `modelKey`) could start now without waiting,
+   * when the provider's capacity is not shared by every model (upstream channels that serve some models only). The
+   * engine claims no more than that of a listed model, so tasks of a model whose capacity is taken wait in the
+   * queue instead of in the lane, where they would hold up other models' tasks. Unlisted models: no limit of their own.
+   */
+  startable?(): ReadonlyMap<string, number>;
   run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult>;
   /**
    * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream yet, cancel

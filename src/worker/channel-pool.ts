@@ -1,3 +1,4 @@
+import { MODEL_KEYS, modelKey } from '../domain/models';
 import type { ChannelSlots } from '../ports/channel-slots';
 import type { ChannelError, ChannelHealth, ChannelRecord } from '../ports/channels';
 import type { Clock } from '../ports/clock';
@@ -60,6 +61,8 @@ export class ChannelPool {
   private readonly slots = new Map<string, Slot>();
   private readonly listeners = new Set<() => void>();
   private readonly waiters = new Set<() => void>();
+  /** Submissions waiting in `acquire` for a slot, per model key: the slots they will take are not free to others. */
+  private readonly seeking = new Map<string, number>();
   private readonly random: () => number;
 
   constructor(private readonly options: PoolOptions) {
@@ -116,6 +119,28 @@ export class ChannelPool {
     return total;
   }
 
+  /**
+   * Per model version that some channel serves: how many more submissions could take a slot now (free slots of
+   * the channels serving it, less the submissions already waiting for one). Channels serving several models count
+   * for each, so the figures may overlap; the lane's concurrency (capacity) bounds the total. Models no channel
+   * serves are left out: their tasks must still be dispatched, to fail.
+   */
+  startable(): Map<string, number> {
+    const quotas = new Map<string, number>();
+    for (const key of MODEL_KEYS) {
+      const [model, version] = key.split(':') as [string, string];
+      let free = 0;
+      let served = false;
+      for (const slot of this.slots.values()) {
+        if (!usable(slot.channel) || !channelServes(slot.channel, model, version)) continue;
+        served = true;
+        free += this.freeSlots(slot);
+      }
+      if (served) quotas.set(key, Math.max(0, free - (this.seeking.get(key) ?? 0)));
+    }
+    return quotas;
+  }
+
   /** Takes a submission slot on the best channel for the model, or says why none is available now. */
   tryAcquire(model: string, version: string, exclude: ReadonlySet<string> = new Set(), holder?: string): Acquired {
     const candidates = [...this.slots.values()].filter(
@@ -145,7 +170,13 @@ export class ChannelPool {
       if (got === 'none' && elsewhere.size === 0) return undefined;
       if (got === 'busy' || got === 'none') {
         // Full here (a release wakes us), or full on other nodes (nothing tells us: look again shortly).
-        await this.nextChange(signal, elsewhere.size > 0 ? (this.options.slotRetryMs ?? 1000) : undefined);
+        const key = modelKey({ model_name: model, model_version: version });
+        this.seeking.set(key, (this.seeking.get(key) ?? 0) + 1);
+        try {
+          await this.nextChange(signal, elsewhere.size > 0 ? (this.options.slotRetryMs ?? 1000) : undefined);
+        } finally {
+          this.seeking.set(key, this.seeking.get(key)! - 1);
+        }
         elsewhere.clear();
         continue;
       }

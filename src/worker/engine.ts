@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../ports/clock';
 import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext } from '../ports/provider';
 import { ProviderCancelledError, ProviderError } from '../ports/provider';
-import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
+import type { DispatchQueue, ModelQuotas, QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import { isTerminal, type TaskState } from '../domain/task-state';
 import { producedSize } from '../domain/output-size';
@@ -220,23 +220,27 @@ export class TaskEngine {
   private pump(lane: Lane): void {
     if (!this.accepting) return;
     if (lane.claims > 0) lane.wokenDuringClaim = true;
-    if (lane.claims >= CLAIMS_IN_FLIGHT) return;
+    // Models whose own capacity is taken are passed over: their tasks wait in the queue, not in the lane, where they
+    // would hold up other models' tasks. The provider counts a task only once its run takes a slot, so a lane with
+    // quotas has one claim in flight at a time (the claims that end look again, as for any wake-up).
+    const quotas = lane.provider.startable?.();
+    if (lane.claims >= (quotas ? 1 : CLAIMS_IN_FLIGHT)) return;
     const free = lane.provider.concurrency - lane.running - lane.reserved;
     // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
-    const want = Math.min(free, this.deps.queue.waiting?.(lane.provider.id) ?? free);
+    const want = Math.min(free, this.deps.queue.waiting?.(lane.provider.id, quotas) ?? free);
     if (want <= 0) return;
-    const claim = this.claim(lane, want);
+    const claim = this.claim(lane, want, quotas);
     this.claiming.add(claim);
     void claim.finally(() => this.claiming.delete(claim));
   }
 
-  private async claim(lane: Lane, free: number): Promise<void> {
+  private async claim(lane: Lane, free: number, quotas: ModelQuotas | undefined): Promise<void> {
     lane.claims++;
     lane.reserved += free;
     lane.wokenDuringClaim = false;
     let tasks: TaskRecord[];
     try {
-      tasks = await this.deps.queue.claim(lane.provider.id, free);
+      tasks = await this.deps.queue.claim(lane.provider.id, free, quotas);
     } catch (err) {
       // Nothing else may wake an idle lane (no new submit, nothing finishing), so try again shortly ourselves.
       this.deps.log.error({ err, lane: lane.provider.id }, 'claiming work failed; retrying shortly');

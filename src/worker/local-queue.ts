@@ -1,15 +1,18 @@
 import type { Clock } from '../ports/clock';
-import type { DispatchQueue, QueuedRef } from '../ports/dispatch-queue';
+import { modelKey } from '../domain/models';
+import type { DispatchQueue, ModelQuotas, QueuedRef } from '../ports/dispatch-queue';
 import type { Store, TaskRecord } from '../ports/store';
-import { PriorityQueue, type QueueEntry } from './priority-queue';
+import { comesFirst, PriorityQueue, type QueueEntry } from './priority-queue';
 
 /**
- * The single-node dispatch queue: one in-memory priority heap per lane, an index of the `queued` rows of the store,
- * rebuilt on start. Entries whose task left `queued` meanwhile (cancelled) are skipped when claimed, because the
- * claim is the store's conditional `queued → running`.
+ * The single-node dispatch queue: one in-memory priority heap per lane and model, an index of the `queued` rows of
+ * the store, rebuilt on start. A claim takes the best head among the models that still have quota, so a model
+ * whose capacity is used up is passed over at no cost. Entries whose task left `queued` meanwhile (cancelled) are
+ * skipped when claimed, because the claim is the store's conditional `queued → running`.
  */
 export class LocalDispatchQueue implements DispatchQueue {
-  private readonly heaps = new Map<string, PriorityQueue>();
+  /** lane → model key → heap. */
+  private readonly heaps = new Map<string, Map<string, PriorityQueue>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private wake: ((lane: string) => void) | undefined;
 
@@ -40,29 +43,43 @@ export class LocalDispatchQueue implements DispatchQueue {
       this.timers.add(timer);
       return;
     }
-    let heap = this.heaps.get(task.provider);
-    if (!heap) this.heaps.set(task.provider, (heap = new PriorityQueue()));
+    let models = this.heaps.get(task.provider);
+    if (!models) this.heaps.set(task.provider, (models = new Map()));
+    const key = task.checkpoint === undefined ? modelKey(task.input) : RESUMING;
+    let heap = models.get(key);
+    if (!heap) models.set(key, (heap = new PriorityQueue()));
     heap.push({ id: task.id, priority: task.priority, seq: task.seq });
     this.wake?.(task.provider);
   }
 
-  async claim(lane: string, max: number): Promise<TaskRecord[]> {
-    const heap = this.heaps.get(lane);
+  async claim(lane: string, max: number, quotas?: ModelQuotas): Promise<TaskRecord[]> {
+    const models = this.heaps.get(lane);
+    const left = new Map(quotas);
     const claimed: TaskRecord[] = [];
     // Each batch is marked running all at once, not one await per task, so the SQLite store's group commit moves it
     // in one transaction (one fsync). Entries cancelled while they waited come back undefined; the loop pops more,
-    // so a short answer always means the lane is empty, which is what the engine relies on to stop claiming.
-    while (heap && heap.size > 0 && claimed.length < max) {
-      const batch: QueueEntry[] = [];
-      while (heap.size > 0 && batch.length < max - claimed.length) batch.push(heap.pop()!);
+    // so a short answer always means nothing claimable is left, which is what the engine relies on to stop claiming.
+    while (models && claimed.length < max) {
+      const batch: Array<{ entry: QueueEntry; key: string; heap: PriorityQueue }> = [];
+      while (batch.length < max - claimed.length) {
+        const next = bestHead(models, left);
+        if (!next) break;
+        batch.push({ entry: next.heap.pop()!, ...next });
+        if (left.has(next.key)) left.set(next.key, left.get(next.key)! - 1);
+      }
+      if (batch.length === 0) break;
       const now = this.clock.now();
-      const outcomes = await Promise.allSettled(batch.map((entry) => this.store.tasks.markRunning(entry.id, now)));
+      const outcomes = await Promise.allSettled(batch.map(({ entry }) => this.store.tasks.markRunning(entry.id, now)));
       let failure: unknown;
       outcomes.forEach((outcome, i) => {
-        if (outcome.status === 'fulfilled') {
-          if (outcome.value) claimed.push(outcome.value);
-        } else {
-          heap.push(batch[i]!); // the store failed, not the task: keep it for the next claim
+        const { entry, key, heap } = batch[i]!;
+        if (outcome.status === 'fulfilled' && outcome.value) {
+          claimed.push(outcome.value);
+          return;
+        }
+        if (left.has(key)) left.set(key, left.get(key)! + 1); // nothing was started: the quota is still there
+        if (outcome.status === 'rejected') {
+          heap.push(entry); // the store failed, not the task: keep it for the next claim
           failure ??= outcome.reason;
         }
       });
@@ -78,13 +95,15 @@ export class LocalDispatchQueue implements DispatchQueue {
     // One node: the engine that settled the task is the one running it, and stops it itself.
   }
 
-  waiting(lane: string): number {
-    return this.heaps.get(lane)?.size ?? 0;
+  waiting(lane: string, quotas?: ModelQuotas): number {
+    let n = 0;
+    for (const [key, heap] of this.heaps.get(lane) ?? []) n += Math.min(heap.size, quotas?.get(key) ?? Infinity);
+    return n;
   }
 
   depth(): number {
     let depth = 0;
-    for (const heap of this.heaps.values()) depth += heap.size;
+    for (const models of this.heaps.values()) for (const heap of models.values()) depth += heap.size;
     return depth;
   }
 
@@ -93,4 +112,18 @@ export class LocalDispatchQueue implements DispatchQueue {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
   }
+}
+
+/** The heap of tasks with a checkpoint: never in a quota map (ModelQuotas), so never held back. */
+const RESUMING = '';
+
+/** The model heap whose first entry comes first in dispatch order, among those with quota left. */
+function bestHead(models: ReadonlyMap<string, PriorityQueue>, left: ReadonlyMap<string, number>): { key: string; heap: PriorityQueue } | undefined {
+  let best: { key: string; heap: PriorityQueue; head: QueueEntry } | undefined;
+  for (const [key, heap] of models) {
+    const head = heap.peek();
+    if (!head || (left.get(key) ?? 1) <= 0) continue;
+    if (!best || comesFirst(head, best.head)) best = { key, heap, head };
+  }
+  return best;
 }

@@ -8,8 +8,10 @@ export interface QueueEntry {
   readonly seq: number;
 }
 
-const before = (a: QueueEntry, b: QueueEntry): boolean =>
+/** Dispatch order: higher priority first, then the earlier submission. */
+export const comesFirst = (a: QueueEntry, b: QueueEntry): boolean =>
   a.priority !== b.priority ? a.priority > b.priority : a.seq < b.seq;
+const before = comesFirst;
 
 export class PriorityQueue<T extends QueueEntry = QueueEntry> {
   private readonly heap: T[] = [];

@@ -381,6 +381,24 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       await eventually('the slots to lapse', 10_000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', 'after', 3)) ? true : undefined));
     });
 
+    it('a claim passes over models whose quota is 0, but never a task with a checkpoint', async () => {
+      const a = await node('a');
+      const o = await owner(a);
+      const make = async (model_name: string, model_version: string, priority: number) => {
+        const created = await a.tasks.createTask(task(o, { input: { ...INPUT, model_name, model_version, tasks_priority: priority } as NewTask['input'] }));
+        if (!created.ok) throw new Error('refused');
+        return created.task.id;
+      };
+      const hunyuan = await make('Hunyuan', '3.0', 9);
+      const resuming = await make('Hunyuan', '3.0', 5);
+      await a.tasks.saveCheckpoint(resuming, { phase: 'accepted' }, Date.now());
+      const gem = await make('GEM', '3.0', 0);
+      const q = queue(a);
+      const quotas = new Map([['Hunyuan:3.0', 0], ['GEM:3.0', 3]]);
+      expect((await q.claim('lane-a', 10, quotas)).map((t) => t.id)).toEqual([resuming, gem]);
+      expect((await q.claim('lane-a', 10)).map((t) => t.id)).toEqual([hunyuan]);
+    });
+
     it('the heartbeat renews the channel slots of the engine\'s runs only: a slot whose release was lost lapses', async () => {
       const a = await node('a', 1000);
       expect(await a.channelSlots.acquire('ch-1', 'task-running', 5)).toBe(true);

@@ -238,6 +238,23 @@ describe('Tencent VOD upstream', () => {
     expect(h.server.count('CreateAigcImageTask')).toBe(1);
   });
 
+  it('tasks waiting for a full channel of one model do not hold up another model whose channel is free', async () => {
+    h = await startHarness({ accounts: 2 });
+    const [hy, gem] = h.accounts as [Account, Account];
+    await h.addChannel(hy, { models: ['Hunyuan'], max_concurrency: 1 });
+    await h.addChannel(gem, { models: ['GEM'], max_concurrency: 1 });
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const hunyuan = { model_name: 'Hunyuan', model_version: '3.0', prompt: 'a panorama' };
+    const first = await h.submit(hunyuan);
+    await waitUntil(() => h!.server.bySession(first).length === 1);
+    const second = await h.submit(hunyuan);
+    const fox = await h.submit({ model_name: 'GEM', model_version: '3.0', prompt: 'a fox', tasks_priority: 10 });
+    // The lane's capacity is 2 (one slot per channel): the second Hunyuan task must not take the GEM one's.
+    await waitUntil(() => h!.server.bySession(fox).length === 1);
+    expect((await h.t.api.get(`/tencent-vod/v1/requests/${second}/status`)).body).toMatchObject({ status: 'IN_QUEUE' });
+    expect(h.server.bySession(second)).toHaveLength(0);
+  });
+
   it('never has more upstream tasks on a channel than its max_concurrency; the rest wait in the relay queue', async () => {
     h = await startHarness();
     const account = h.accounts[0]!;

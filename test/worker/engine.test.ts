@@ -282,7 +282,7 @@ describe('task engine — a task claimed again while an earlier attempt still ru
     const second = new Promise<ControlledRun>((resolve) =>
       provider.events.on('started', (run: ControlledRun) => run !== first && run.job.taskId === id && resolve(run)),
     );
-    relay.relay.engine.enqueue({ id, provider: task.provider, priority: task.priority, seq: task.seq });
+    relay.relay.engine.enqueue({ id, provider: task.provider, priority: task.priority, seq: task.seq, input: task.input });
     const retry = await second;
     expect(first.ctx.signal.aborted).toBe(true);
     expect(retry.ctx.signal.aborted).toBe(false);

@@ -1,6 +1,6 @@
 import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { Clock } from '../../ports/clock';
-import type { DispatchQueue, QueuedRef } from '../../ports/dispatch-queue';
+import type { DispatchQueue, ModelQuotas, QueuedRef } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
 import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
@@ -34,6 +34,7 @@ const CLAIM = `
   WITH picked AS MATERIALIZED (
     SELECT id FROM tasks
     WHERE state = 'queued' AND provider = $4 AND (not_before IS NULL OR not_before <= $3)
+      AND (checkpoint IS NOT NULL OR NOT ((input->>'model_name') || ':' || (input->>'model_version')) = ANY($6::text[]))
     ORDER BY priority DESC, seq
     LIMIT $5
     FOR UPDATE SKIP LOCKED)
@@ -131,19 +132,22 @@ export class PgDispatchQueue implements DispatchQueue {
     this.timers.add(timer);
   }
 
-  async claim(lane: string, max: number): Promise<TaskRecord[]> {
+  async claim(lane: string, max: number, quotas?: ModelQuotas): Promise<TaskRecord[]> {
     if (max <= 0) return [];
+    // One statement in dispatch order: models at 0 are passed over; the others are not counted per model (the claim
+    // is bounded by `max`, and a task over its model's quota waits for a channel slot in its run).
+    const blocked = [...(quotas ?? [])].filter(([, n]) => n <= 0).map(([key]) => key);
     const limit = this.options.laneLimit?.(lane);
     const claimed =
       limit === undefined
-        ? await this.claimFrom(this.ctx.relaxed, lane, max)
+        ? await this.claimFrom(this.ctx.relaxed, lane, max, blocked)
         : await inTransaction(this.ctx.relaxed, async (c) => {
             // Serialises this lane's claims across nodes only while it has a global limit, so the count below
             // cannot be read by two claimers at once; other lanes and unlimited lanes never wait on it.
             await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LANE_LOCK, lane]);
             const running = (await rows<{ n: number }>(c, "SELECT count(*) AS n FROM tasks WHERE state = 'running' AND provider = $1", [lane]))[0]!.n;
             const room = Math.min(max, limit - running);
-            return room > 0 ? this.claimFrom(c, lane, room) : [];
+            return room > 0 ? this.claimFrom(c, lane, room, blocked) : [];
           });
     this.cachedDepth = Math.max(0, this.cachedDepth - claimed.length);
     return claimed;
@@ -169,8 +173,8 @@ export class PgDispatchQueue implements DispatchQueue {
     // is handed back by another node once its lease lapses.
   }
 
-  private async claimFrom(db: Queryable, lane: string, max: number): Promise<TaskRecord[]> {
-    const found = await rows<TaskRow>(db, CLAIM, [this.ctx.nodeId, this.ctx.leaseMs, this.clock.now(), lane, max]);
+  private async claimFrom(db: Queryable, lane: string, max: number, blocked: readonly string[]): Promise<TaskRecord[]> {
+    const found = await rows<TaskRow>(db, CLAIM, [this.ctx.nodeId, this.ctx.leaseMs, this.clock.now(), lane, max, blocked]);
     // RETURNING has no order: restore dispatch order for the engine.
     return found.map(toTask).sort(byDispatchOrder);
   }

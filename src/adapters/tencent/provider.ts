@@ -75,6 +75,11 @@ export class TencentVodProvider implements ImageProvider {
     return Math.max(1, this.rt.pool.capacity);
   }
 
+  /** Per model: what its channels can still take (the engine passes over models whose channels are full). */
+  startable(): ReadonlyMap<string, number> {
+    return this.rt.pool.startable();
+  }
+
   async run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult> {
     ctx.signal.throwIfAborted();
     const resumed = this.resumes.get(job.taskId);
