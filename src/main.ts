@@ -31,7 +31,7 @@ import { loadOrCreateSecret } from './app/secrets';
 import { createSecretBox } from './app/secret-box';
 import type { SubmitDeps } from './app/submit-task';
 import { ConfigError, type Config } from './config/env';
-import { DEFAULT_PRICES, parsePriceTable, type PriceTable } from './domain/pricing';
+import { startingPrices } from './config/prices-file';
 import { isTerminal } from './domain/task-state';
 import { buildHttpApp } from './http/app';
 import { resultBody } from './http/presenters';
@@ -85,11 +85,6 @@ export interface Relay {
   publicUrl(): string;
 }
 
-function loadPrices(config: Config): PriceTable {
-  if (!config.pricesFile) return DEFAULT_PRICES;
-  return parsePriceTable(JSON.parse(fs.readFileSync(config.pricesFile, 'utf8')));
-}
-
 /** Expired Temporary files are removed this often (and once at start). */
 const FILE_CLEANUP_INTERVAL_MS = 10 * 60 * 1000;
 
@@ -103,8 +98,9 @@ function outboundPolicy(config: Config): AddressPolicy {
 
 export async function createRelay(config: Config, overrides: RelayOverrides = {}): Promise<Relay> {
   // One SSRF policy for every request to a client-chosen address (URL inputs; webhooks can use `outbound` too).
-  // Built first: a bad AIGC_RELAY_ALLOW_PRIVATE_URLS entry stops start-up before anything is opened.
+  // Built first, like the price file below: a bad setting stops start-up before anything is opened.
   const urlPolicy = outboundPolicy(config);
+  const startPrices = startingPrices(config);
   const outbound = createSafeHttpClient({ policy: urlPolicy, ...overrides.outbound });
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? pino({ level: config.logLevel, base: { service: 'aigc-relay' } });
@@ -126,9 +122,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24);
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
   const signer = createFileLinkSigner(secret.value, () => baseUrl);
-  const prices = loadPrices(config);
   // The file (or built-in) table is the fallback; an operator's PUT /admin/v1/prices, kept in the database, wins.
-  const priceBook = await createPriceBook(store, clock, { prices, source: config.pricesFile ? 'file' : 'default' });
+  const priceBook = await createPriceBook(store, clock, startPrices);
 
   const localProviders: readonly ImageProvider[] = overrides.providers ?? [
     config.instantProvider

@@ -7,8 +7,8 @@ import { getAccount, listAccounts, listKeys, revokeKey, updateKey } from '../app
 import { forceFailTask } from '../app/operator';
 import { createPriceBook, type PriceBookState } from '../app/prices';
 import type { Config } from '../config/env';
+import { startingPrices } from '../config/prices-file';
 import { RelayError } from '../domain/errors';
-import { DEFAULT_PRICES, parsePriceTable } from '../domain/pricing';
 import { systemClock } from '../ports/clock';
 import type { KeyPatch, Store } from '../ports/store';
 
@@ -61,10 +61,7 @@ const patchOf = (o: { name?: string; rpm?: number | typeof NONE; maxConcurrency?
 };
 
 function priceBookFor(store: Store, config: Config) {
-  const fallback = config.pricesFile
-    ? { prices: parsePriceTable(JSON.parse(fs.readFileSync(config.pricesFile, 'utf8'))), source: 'file' as const }
-    : { prices: DEFAULT_PRICES, source: 'default' as const };
-  return createPriceBook(store, systemClock, fallback);
+  return createPriceBook(store, systemClock, startingPrices(config));
 }
 const priceView = (s: PriceBookState) => ({
   prices: s.prices,

@@ -7,17 +7,7 @@ import { channelCommands } from './channels';
 import { runMigrate } from './migrate';
 
 /** A thin layer: flags → config or arguments → library calls. No relay logic lives here. */
-function configOrExit(): Config {
-  try {
-    return loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`aigc-relay: invalid configuration: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
-}
+const config = (): Config => loadConfig(process.env);
 
 export const positiveInt = (value: string): number => {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number');
@@ -29,7 +19,7 @@ const program = new Command('aigc-relay').description('Relay for Tencent Cloud V
 program
   .command('serve')
   .description('serve the API (what `npm start` runs); configured by AIGC_RELAY_* environment variables')
-  .action(async () => serve(configOrExit()));
+  .action(async () => serve(config()));
 
 program
   .command('submit')
@@ -52,9 +42,17 @@ program
 program
   .command('migrate')
   .description('apply pending database migrations (SQLite file, or PostgreSQL at AIGC_RELAY_DATABASE_URL) and exit')
-  .action(async () => runMigrate(configOrExit()));
+  .action(async () => runMigrate(config()));
 
-accountCommands(program, configOrExit);
-channelCommands(program, configOrExit);
+accountCommands(program, config);
+channelCommands(program, config);
 
-await program.parseAsync(process.argv);
+// Some settings can only be checked once a command uses them (an address policy, the price file), so a ConfigError
+// is caught here, whichever command and however deep it came from: one line naming the variable, never a stack.
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`aigc-relay: invalid configuration: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exit(1);
+}

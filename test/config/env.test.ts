@@ -1,5 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/env';
+import { startingPrices } from '../../src/config/prices-file';
+import { DEFAULT_PRICES } from '../../src/domain/pricing';
 import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
 
@@ -37,5 +41,44 @@ describe('configuration', () => {
     const run = await runCli(['serve'], { AIGC_RELAY_PORT: 'eighty', AIGC_RELAY_DATA_DIR: tempDir() });
     expect(run.code).toBe(1);
     expect(run.stderr.trim().split('\n')).toEqual(['aigc-relay: invalid configuration: AIGC_RELAY_PORT: "eighty" is not a whole number']);
+  });
+
+  // These two are checked where they are used (the address policy, the file read), after the environment is parsed.
+  it('a bad AIGC_RELAY_ALLOW_PRIVATE_URLS entry stops `serve` with the same one line', async () => {
+    const run = await runCli(['serve'], { AIGC_RELAY_ALLOW_PRIVATE_URLS: '10.0.0.0/99', AIGC_RELAY_DATA_DIR: tempDir(), AIGC_RELAY_PORT: '0' });
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim().split('\n')).toEqual([
+      'aigc-relay: invalid configuration: AIGC_RELAY_ALLOW_PRIVATE_URLS: "10.0.0.0/99" is not a CIDR range',
+    ]);
+  });
+
+  it('an unusable AIGC_RELAY_PRICES_FILE stops `serve` (and `prices show`) with one line naming the variable', async () => {
+    const dir = tempDir();
+    const missing = path.join(dir, 'missing.json');
+    for (const command of [['serve'], ['prices', 'show']]) {
+      const run = await runCli(command, { AIGC_RELAY_PRICES_FILE: missing, AIGC_RELAY_DATA_DIR: dir, AIGC_RELAY_PORT: '0' });
+      expect(run.code, command.join(' ')).toBe(1);
+      expect(run.stderr.trim().split('\n')).toEqual([
+        `aigc-relay: invalid configuration: AIGC_RELAY_PRICES_FILE: ${missing}: cannot read it (no such file)`,
+      ]);
+    }
+  });
+
+  it('reads AIGC_RELAY_PRICES_FILE, refusing an unreadable, malformed or incomplete one with a ConfigError', () => {
+    const dir = tempDir();
+    const file = (name: string, text: string) => {
+      fs.writeFileSync(path.join(dir, name), text);
+      return path.join(dir, name);
+    };
+    expect(startingPrices({})).toEqual({ prices: DEFAULT_PRICES, source: 'default' });
+    expect(startingPrices({ pricesFile: file('ok.json', JSON.stringify(DEFAULT_PRICES)) })).toEqual({ prices: DEFAULT_PRICES, source: 'file' });
+    for (const [pricesFile, reason] of [
+      [dir, 'cannot read it (is a directory)'],
+      [file('broken.json', '{\n"GEM:3.0": \n'), 'not valid JSON'],
+      [file('short.json', '{}'), 'price table: missing "GEM:2.5"'],
+    ] as const) {
+      expect(() => startingPrices({ pricesFile })).toThrow(ConfigError);
+      expect(() => startingPrices({ pricesFile })).toThrow(`AIGC_RELAY_PRICES_FILE: ${pricesFile}: ${reason}`);
+    }
   });
 });
