@@ -70,6 +70,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
       },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    transformObject: (doc) => ('openapiObject' in doc ? optionalNullableBodies(doc.openapiObject) : doc.swaggerObject),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -83,4 +84,20 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   adminWebhookRoutes(app, deps);
   adminChannelRoutes(app, deps);
   return app;
+}
+
+/**
+ * @fastify/swagger marks every request body required, but a body schema that admits null also admits no body at all
+ * (Fastify validates an absent body as null). Such a body is documented as optional, so that generated clients do
+ * not insist on sending one.
+ */
+function optionalNullableBodies<T extends { paths?: object }>(doc: T): T {
+  for (const item of Object.values(doc.paths ?? {}) as Array<Record<string, unknown>>) {
+    for (const operation of Object.values(item ?? {})) {
+      const body = (operation as { requestBody?: { required?: boolean; content?: Record<string, { schema?: { nullable?: boolean } }> } })?.requestBody;
+      const media = Object.values(body?.content ?? {});
+      if (body && media.length > 0 && media.every((m) => m.schema?.nullable === true)) body.required = false;
+    }
+  }
+  return doc;
 }

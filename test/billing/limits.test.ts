@@ -159,6 +159,19 @@ describe('keys', () => {
     expect((await t.admin.get('/admin/v1/accounts/acct_nope/keys')).status).toBe(404);
   });
 
+  it('creates a key from a POST with no body at all (every field is optional); a PATCH with no body is still a 400', async () => {
+    const { t } = await blockingRelay();
+    const { accountId, keyId } = await accountWithKey(t, 100);
+    const created = await t.admin.post(`/admin/v1/accounts/${accountId}/keys`);
+    expect(created.status, created.text).toBe(201);
+    expect(created.body).toMatchObject({ key: expect.stringMatching(/^ar_key_/), rpm: null, max_concurrency: null, spend_cap: null });
+    expect((await apiClient(t.url, created.body.key).get('/tencent-vod/v1/requests/task_nope/status')).status).toBe(404);
+    // A PATCH that changes nothing is more likely a client that lost its body than a request for a no-op.
+    const patch = await t.admin.request('PATCH', `/admin/v1/keys/${keyId}`);
+    expect(patch.status).toBe(400);
+    expect(patch.body.Response.Error.Message).toMatch(/^body/);
+  });
+
   it('rejects bad limit values with 400 naming the field, and unknown keys with 404', async () => {
     const { t } = await blockingRelay();
     const { keyId } = await accountWithKey(t, 100);

@@ -45,6 +45,14 @@ describe('operations endpoints', () => {
     }
   });
 
+  it('/openapi.json documents a body that may be left out as optional, and only such a body', async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    expect(doc.paths['/admin/v1/accounts/{id}/keys'].post.requestBody.required).toBe(false);
+    expect(doc.paths['/admin/v1/tasks/{id}/fail'].post.requestBody.required).toBe(false);
+    expect(doc.paths['/admin/v1/keys/{id}'].patch.requestBody.required).toBe(true);
+    expect(doc.paths['/tencent-vod/v1/aigc-image'].post.requestBody.required).toBe(true);
+  });
+
   it('/docs serves the rendered reference', async () => {
     const res = await fetch(`${t.url}/docs/`);
     expect(res.status).toBe(200);

@@ -17,6 +17,14 @@ const SpendCap = { ...Credits, description: 'most credits this key may have held
  */
 const orNull = (t: ReturnType<typeof Type.Integer>) => Type.Optional(Type.Unsafe<number | null>({ ...t, nullable: true }));
 
+interface NewKey {
+  name?: string;
+  rpm?: number;
+  max_concurrency?: number;
+  spend_cap?: number;
+  callback_url?: string;
+}
+
 interface KeyBody {
   name?: string | null;
   rpm?: number | null;
@@ -38,21 +46,25 @@ const toPatch = (b: KeyBody): KeyPatch => ({
 export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
   const { store, clock } = deps;
 
-  scope.post<{ Params: { id: string }; Body: { name?: string; rpm?: number; max_concurrency?: number; spend_cap?: number; callback_url?: string } }>(
+  scope.post<{ Params: { id: string }; Body: NewKey | null | undefined }>(
     '/admin/v1/accounts/:id/keys',
     {
-      schema: schema('Create an API key (the key is shown only in this response)', {
+      schema: schema('Create an API key (the key is shown only in this response). Every field is optional; so is the body.', {
         params: Id,
-        body: Type.Object(
-          {
-            name: Type.Optional(Type.String({ maxLength: 100 })),
-            rpm: Type.Optional(Rpm),
-            max_concurrency: Type.Optional(MaxConcurrency),
-            spend_cap: Type.Optional(SpendCap),
-            callback_url: Type.Optional(CallbackUrl),
-          },
-          { additionalProperties: false },
-        ),
+        // Every field is optional, so no body at all is a complete request (Fastify validates an absent body as null).
+        body: Type.Unsafe<NewKey | null>({
+          ...Type.Object(
+            {
+              name: Type.Optional(Type.String({ maxLength: 100 })),
+              rpm: Type.Optional(Rpm),
+              max_concurrency: Type.Optional(MaxConcurrency),
+              spend_cap: Type.Optional(SpendCap),
+              callback_url: Type.Optional(CallbackUrl),
+            },
+            { additionalProperties: false },
+          ),
+          nullable: true,
+        }),
       }),
     },
     async (request, reply) => {
