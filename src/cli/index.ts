@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../config/env';
+import { MODEL_NAMES, MODELS } from '../domain/models';
 import { runSubmit } from './submit';
 import { serve } from './serve';
 import { accountCommands } from './admin';
@@ -14,6 +15,8 @@ export const positiveInt = (value: string): number => {
   return Number(value);
 };
 
+const versionsHelp = MODEL_NAMES.map((m) => `${m}: ${Object.keys(MODELS[m]).join(' or ')}`).join(', ');
+
 const program = new Command('aigc-relay').description('Relay for Tencent Cloud VOD AIGC image generation').showHelpAfterError();
 
 program
@@ -26,7 +29,7 @@ program
   .description('submit a task to a running relay over HTTP, show its progress and save the images')
   .requiredOption('--prompt <text>', 'what to draw')
   .option('--model <name>', 'GEM, Qwen or Hunyuan', 'GEM')
-  .option('--version <version>', 'model version (GEM: 2.5 or 3.0, Qwen: 0925, Hunyuan: 3.0)', '3.0')
+  .option('--version <version>', `model version (${versionsHelp}; default: the model's newest)`)
   .option('--resolution <resolution>', '720P, 1080P, 2K, 4K or WxH such as 1024x1024')
   .option('--aspect-ratio <ratio>', 'GEM only: 1:1, 16:9, 9:16, …')
   .option('--file <file_id...>', 'input image file ids (uploaded with POST /tencent-vod/v1/files)')

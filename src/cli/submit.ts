@@ -1,11 +1,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
+import { MODEL_NAMES, newestVersion } from '../domain/models';
 
 export interface SubmitOptions {
   prompt: string;
   model: string;
-  version: string;
+  /** Absent: the newest version of the model in the catalogue. */
+  version?: string;
   resolution?: string;
   aspectRatio?: string;
   file?: string[];
@@ -33,9 +35,12 @@ export async function runSubmit(options: SubmitOptions): Promise<number> {
     return 2;
   }
   const headers = { authorization: `Bearer ${options.key}`, 'content-type': 'application/json' };
+  // Model names match case-insensitively, as the API does; an unknown one is sent as is for the API to refuse by name.
+  const model = MODEL_NAMES.find((m) => m.toLowerCase() === options.model.toLowerCase());
+  const version = options.version ?? (model ? newestVersion(model) : undefined);
   const body = {
     model_name: options.model,
-    model_version: options.version,
+    ...(version !== undefined ? { model_version: version } : {}),
     prompt: options.prompt,
     ...(options.file?.length ? { file_infos: options.file.map((id) => ({ type: 'File', file_id: id })) } : {}),
     output_config: {

@@ -32,6 +32,7 @@ export const EXT_SIZE_LIMITS: SizeLimits = { minSide: 512, maxSide: 2048, maxPix
 
 const GEM: ModelVersionSpec = { maxImages: 3, acceptsImageText: true, acceptsAspectRatio: true };
 
+/** Each model's versions, oldest first: the last one is what a client that names no version gets (`newestVersion`). */
 export const MODELS: Readonly<Record<ModelName, Readonly<Record<string, ModelVersionSpec>>>> = {
   GEM: {
     '2.5': GEM,
@@ -54,6 +55,10 @@ export function modelKey(input: { readonly model_name: string; readonly model_ve
 
 /** Every model version of the catalogue, as keys. */
 export const MODEL_KEYS: readonly string[] = MODEL_NAMES.flatMap((m) => Object.keys(MODELS[m]).map((v) => modelKey({ model_name: m, model_version: v })));
+
+export function newestVersion(model: ModelName): string {
+  return Object.keys(MODELS[model]).at(-1)!;
+}
 
 export function modelSpec(model: ModelName, version: string): ModelVersionSpec | undefined {
   return MODELS[model][version];

@@ -28,6 +28,14 @@ describe('aigc-relay submit', () => {
     expect([meta.width, meta.height]).toEqual([720, 1280]);
   });
 
+  it('--model without --version submits with that model’s newest version (Qwen has only 0925)', async () => {
+    for (const model of ['Qwen', 'hunyuan']) {
+      const run = await runCli(['submit', '--prompt', 'x', '--model', model, '--url', relay.url], { AIGC_RELAY_KEY: key });
+      expect(run.code, `${model}: ${run.stderr}`).toBe(0);
+      expect(run.stdout).toMatch(/accepted: /);
+    }
+  });
+
   it('shows the API error and exits 1 for a bad request', async () => {
     const run = await runCli(['submit', '--prompt', 'x', '--resolution', '3K', '--url', relay.url], { AIGC_RELAY_KEY: key });
     expect(run.code).toBe(1);
