@@ -121,7 +121,7 @@ export const SubmitBodySchema = Type.Object(
       examples: ['convert this image to anime style'],
     })),
     file_infos: Type.Optional(Type.Array(FileInfoSchema, {
-      description: `Input images. At most, per model and version: ${imagesText}.`,
+      description: `Input images. At most, per model and version: ${imagesText}. ${EMPTY_NOTE}`,
       maxItems: MAX_IMAGES,
     })),
     negative_prompt: Type.Optional(Type.String({

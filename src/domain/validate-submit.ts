@@ -18,9 +18,10 @@ import type { InputImageRef, OutputConfig, TaskInput } from './task-input';
  * type, unknown field, body not an object), InvalidParameterValue (right type, bad value).
  *
  * Policies a reader should know:
- * - `""` in an optional string field means absent (the contract). `null` is treated the same way: generated
- *   clients (openapi-generator, pydantic without exclude_none, …) commonly send `null` for unset optional fields,
- *   and refusing them buys nothing. For a required field, `null` and `""` are reported as MissingParameter. `null`
+ * - `""` in an optional field means absent: the contract says so of every optional field, so of `output_config`
+ *   and `file_infos` too, though they are not strings. `null` is treated the same way: generated clients
+ *   (openapi-generator, pydantic without exclude_none, …) commonly send `null` for unset optional fields, and
+ *   refusing them buys nothing. For a required field, `null` and `""` are reported as MissingParameter. `null`
  *   where an object is required (the body itself, an item of file_infos) is InvalidParameter.
  * - Enum values match case-insensitively; the result holds the canonical spelling. Nothing is trimmed.
  * - Lengths are counted in UTF-16 code units (`String.length`), which is never more lenient than counting
@@ -99,7 +100,7 @@ function modelsWhere(test: (spec: ModelVersionSpec) => boolean): string {
 // Nested objects
 
 function readFileInfos(value: unknown, model: ModelName, version: string, spec: ModelVersionSpec): InputImageRef[] {
-  if (isAbsent(value)) return [];
+  if (isAbsent(value) || value === '') return [];
   if (!Array.isArray(value)) throw wrongType('file_infos', 'an array', value);
   if (value.length > spec.maxImages) {
     const plural = spec.maxImages === 1 ? 'image' : 'images';
@@ -156,7 +157,7 @@ function checkUrl(path: string, text: string): string {
 
 function readOutputConfig(value: unknown, model: ModelName, spec: ModelVersionSpec): OutputConfig {
   const out: Mutable<OutputConfig> = { storage_mode: 'Temporary' };
-  if (isAbsent(value)) return out;
+  if (isAbsent(value) || value === '') return out;
   const p = 'output_config';
   const config = readObject(p, value);
   checkKeys(p, config, OUTPUT_KEYS);

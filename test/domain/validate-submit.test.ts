@@ -463,6 +463,15 @@ describe('empty strings and null mean absent in optional fields', () => {
     expect(validateSubmitBody(body({ output_config: null })).output_config).toEqual({ storage_mode: 'Temporary' });
   });
 
+  it('also where the field is an object or an array: output_config and file_infos', () => {
+    const result = validateSubmitBody(body({ output_config: '', file_infos: '' }));
+    expect(result.output_config).toEqual({ storage_mode: 'Temporary' });
+    expect(result.file_infos).toEqual([]);
+    expectFieldError(body({ output_config: '', file_infos: '', prompt: '' }), 'MissingParameter', 'prompt');
+    // An item of file_infos is not an optional field: "" there is still a wrong type.
+    expectFieldError(body({ file_infos: [''] }), 'InvalidParameter', 'file_infos[0]', 'expected an object');
+  });
+
   it('reports null in a required field as missing', () => {
     expectFieldError(body({ model_version: null }), 'MissingParameter', 'model_version');
     expectFieldError(body({ file_infos: [{ type: null, file_id: 'a' }] }), 'MissingParameter', 'file_infos[0].type');
@@ -529,10 +538,10 @@ const validBody: fc.Arbitrary<Body> = fc.constantFrom(...MODEL_PAIRS).chain(([m,
     model_name: mixed(m),
     model_version: fc.constant(v),
     prompt: text(10000),
-    file_infos: fc.oneof(fc.array(fc.oneof(fileRef, urlRef), { maxLength: spec.maxImages }), fc.constant(null)),
+    file_infos: fc.oneof(fc.array(fc.oneof(fileRef, urlRef), { maxLength: spec.maxImages }), emptyish),
     negative_prompt: text(10000),
     enhance_prompt: enumValue(SWITCHES),
-    output_config: fc.oneof(output, fc.constant(null)),
+    output_config: fc.oneof(output, emptyish),
     session_id: text(50),
     session_context: text(1000),
     tasks_priority: fc.oneof(fc.integer({ min: -10, max: 10 }), fc.integer({ min: -10, max: 10 }).map(String), emptyish),
@@ -620,10 +629,12 @@ describe('properties', () => {
     const notString = fc.oneof(wrong, fc.integer(), fc.double({ noNaN: true }));
     const cases = fc.constantFrom(...SEED_PATHS).chain((path) => {
       const field = fieldOf(path);
+      // "" in output_config or file_infos means absent, not a wrong type; an item of file_infos has no such rule.
       const arb = field === 'tasks_priority' ? wrong
-        : field === 'output_config' || field === 'file_infos[0]' ? fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.array(fc.jsonValue()))
-          : field === 'file_infos' ? fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.dictionary(fc.string(), fc.jsonValue()))
-            : notString;
+        : field === 'file_infos[0]' ? fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.array(fc.jsonValue()))
+          : field === 'output_config' ? fc.oneof(fc.string({ minLength: 1 }), fc.integer(), fc.boolean(), fc.array(fc.jsonValue()))
+            : field === 'file_infos' ? fc.oneof(fc.string({ minLength: 1 }), fc.integer(), fc.boolean(), fc.dictionary(fc.string(), fc.jsonValue()))
+              : notString;
       return fc.tuple(fc.constant(path), arb);
     });
     fc.assert(fc.property(cases, ([path, value]) => {
