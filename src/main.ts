@@ -80,6 +80,11 @@ export interface Relay {
   readonly adminToken: string;
   /** Listens, then starts the engine (which resumes whatever a crash left). Returns the base URL. */
   listen(): Promise<string>;
+  /**
+   * Where this process itself answers once listening (`http://HOST:PORT` with the port actually bound; 127.0.0.1 for
+   * 0.0.0.0), which AIGC_RELAY_PUBLIC_URL may hide behind a proxy's address.
+   */
+  localUrl(): string;
   /** Stops accepting, lets in-flight work finish for up to `drainMs`, closes everything. */
   close(drainMs?: number): Promise<void>;
   publicUrl(): string;
@@ -149,7 +154,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     : [...localProviders, tencent.provider];
   const defaultProvider = localProviders[0]!.id;
 
-  let baseUrl = config.publicUrl ?? `http://${config.host}:${config.port}`;
+  let localUrl = `http://${config.host}:${config.port}`;
+  let baseUrl = config.publicUrl ?? localUrl;
   let shuttingDown = false;
   let fileCleanup: FileCleanupJob | undefined;
 
@@ -270,13 +276,15 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     firstStart,
     adminToken: admin.value,
     publicUrl: () => baseUrl,
+    localUrl: () => localUrl,
     async listen() {
       await tencent.refresh(); // routing knows the channels from the first request on
       await app.listen({ host: config.host, port: config.port });
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-      if (!config.publicUrl) baseUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+      localUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+      if (!config.publicUrl) baseUrl = localUrl;
       await tencent.start();
       const { recovered, queued } = await engine.start();
       fileCleanup = startFileCleanup({ store, storage, clock, log: logger }, FILE_CLEANUP_INTERVAL_MS);

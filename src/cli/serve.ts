@@ -11,7 +11,9 @@ export async function serve(config: Config): Promise<void> {
   const lines: string[] = [];
   const out = (line = '') => lines.push(line);
   out();
-  out(`aigc-relay listening on ${url}`);
+  // The bound address always: with port 0 it is the only place the chosen port appears.
+  out(`aigc-relay listening on ${relay.localUrl()}`);
+  if (config.publicUrl) out(`  public:   ${url} (AIGC_RELAY_PUBLIC_URL: the base of every URL the API returns)`);
   out(`  provider: ${config.instantProvider ? 'INSTANT (fixed 64x64 PNG; benchmark stand-in, not for real use)' : `local preview renderer (${config.previewDelayMs} ms per image; no cloud account needed)`}`);
   out(`  data:     ${config.dataDir}`);
   out(`  docs:     ${url}/docs   openapi: ${url}/openapi.json   metrics: ${url}/metrics`);
