@@ -28,6 +28,26 @@ interface StatusBody {
   error?: { code: string; message: string } | null;
 }
 
+const STATUSES: readonly unknown[] = ['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED'];
+
+type Answer<T> = { ok: true; body: T } | { ok: false; problem: string };
+
+/** A relay answer's JSON object, or what went wrong: `(HTTP status) Code: Message` for an error envelope. */
+async function relayAnswer<T>(response: Response): Promise<Answer<T>> {
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const isObject = typeof body === 'object' && body !== null;
+  if (response.ok && isObject) return { ok: true, body: body as T };
+  const error = isObject ? (body as { Response?: { Error?: { Code?: string; Message?: string } } }).Response?.Error : undefined;
+  const detail = error ? `${error.Code}: ${error.Message}` : text.slice(0, 200) || 'an empty answer';
+  return { ok: false, problem: `(${response.status}) ${detail}` };
+}
+
 /** `aigc-relay submit`: an HTTP client of the relay, like any other client. Returns the process exit code. */
 export async function runSubmit(options: SubmitOptions): Promise<number> {
   if (!options.key) {
@@ -70,7 +90,14 @@ export async function runSubmit(options: SubmitOptions): Promise<number> {
   while (status.status !== 'COMPLETED') {
     await new Promise((resolve) => setTimeout(resolve, delay));
     delay = Math.min(delay * 1.5, 2000);
-    status = (await (await fetch(status.status_url, { headers })).json()) as StatusBody;
+    // An error answer is no status: read as one, it never says COMPLETED and has no status_url to poll next.
+    const polled = await relayAnswer<StatusBody>(await fetch(accepted.status_url, { headers }));
+    if (!polled.ok || !STATUSES.includes(polled.body.status)) {
+      bar.stop();
+      process.stderr.write(`status poll failed: ${polled.ok ? `no status in ${JSON.stringify(polled.body).slice(0, 200)}` : polled.problem}\n`);
+      return 1;
+    }
+    status = polled.body;
     const state = status.status === 'IN_QUEUE' ? `IN_QUEUE (position ${status.queue_position ?? 0})` : status.status;
     bar.update(status.progress ?? 0, { state });
   }

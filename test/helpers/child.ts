@@ -52,12 +52,28 @@ export function spawnRelay(
   });
 }
 
-/** Runs the CLI to completion; resolves with its exit code and output. */
-export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs the CLI to completion; resolves with its exit code and output. With `timeoutMs`, a CLI still running then is
+ * killed and resolves with code -1 (for commands that could hang, so that a regression fails rather than stalls).
+ */
+export function runCli(
+  args: string[],
+  env: Record<string, string>,
+  options: { timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr })));
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    stderr += `\n(killed: still running after ${options.timeoutMs} ms)`;
+    child.kill('SIGKILL');
+  }, options.timeoutMs);
+  return new Promise((resolve) =>
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    }),
+  );
 }
