@@ -107,12 +107,22 @@ export async function runSubmit(options: SubmitOptions): Promise<number> {
     process.stderr.write(`task ${status.outcome}: ${status.error ? `${status.error.code}: ${status.error.message}` : ''}\n`);
     return 1;
   }
-  const result = (await (await fetch(status.response_url, { headers })).json()) as {
+  const result = await relayAnswer<{
     images: Array<{ url: string; file_id: string; content_type: string; width: number; height: number }>;
-  };
+  }>(await fetch(status.response_url, { headers }));
+  if (!result.ok) {
+    process.stderr.write(`result fetch failed: ${result.problem}\n`);
+    return 1;
+  }
   await fs.mkdir(options.out, { recursive: true });
-  for (const image of result.images) {
-    const data = Buffer.from(await (await fetch(image.url)).arrayBuffer());
+  for (const image of result.body.images) {
+    const download = await fetch(image.url);
+    if (!download.ok) {
+      const failed = await relayAnswer(download);
+      process.stderr.write(`download of ${image.file_id} failed: ${failed.ok ? `(${download.status})` : failed.problem}\n`);
+      return 1;
+    }
+    const data = Buffer.from(await download.arrayBuffer());
     const file = path.join(options.out, `${image.file_id}.${image.content_type === 'image/jpeg' ? 'jpg' : image.content_type.split('/')[1]}`);
     await fs.writeFile(file, data);
     process.stdout.write(`saved ${file} (${image.width}x${image.height})\n`);

@@ -46,21 +46,36 @@ describe('aigc-relay submit', () => {
 
   it('--wait stops with the error and exit 1 when a status poll answers an error envelope', async () => {
     // A relay that accepts the task, then answers its status with an error (a revoked key, a task purged, …).
-    const fake = http.createServer((request, response) => {
-      const root = `http://127.0.0.1:${(fake.address() as AddressInfo).port}/tencent-vod/v1/requests/task_gone`;
-      const [status, body] = request.method === 'POST'
-        ? [200, { request_id: 'task_gone', status: 'IN_QUEUE', queue_position: 0, status_url: `${root}/status`, response_url: root }]
-        : [404, { Response: { Error: { Code: 'ResourceNotFound', Message: 'task "task_gone" not found' }, RequestId: 'r1' } }];
-      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    });
-    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
-    try {
-      const url = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
-      const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', tempDir(), '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
-      expect(run.code, run.stderr).toBe(1);
-      expect(run.stderr).toMatch(/status poll failed: \(404\) ResourceNotFound: task "task_gone" not found/);
-    } finally {
-      await new Promise((resolve) => fake.close(resolve));
+    await withFakeRelay(
+      (request, root) => (request.method === 'POST' ? [200, accepted(root)] : [404, envelope('ResourceNotFound', 'task "task_gone" not found')]),
+      async (url) => {
+        const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', tempDir(), '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+        expect(run.code, run.stderr).toBe(1);
+        expect(run.stderr).toMatch(/status poll failed: \(404\) ResourceNotFound: task "task_gone" not found/);
+      },
+    );
+  });
+
+  it('--wait stops with the error and exit 1, saving nothing, when the result or an image answers an error', async () => {
+    const image = { file_id: 'img_1', content_type: 'image/png', width: 64, height: 64 };
+    for (const failing of ['result', 'image'] as const) {
+      const out = tempDir();
+      await withFakeRelay(
+        (request, root) => {
+          if (request.method === 'POST') return [200, accepted(root)];
+          if (request.url!.endsWith('/status')) return [200, { ...accepted(root), status: 'COMPLETED', outcome: 'succeeded', progress: 100 }];
+          if (request.url!.endsWith('/img_1')) return [403, envelope('AuthFailure.SignatureExpire', 'the link has expired')];
+          return failing === 'result' ? [500, envelope('InternalError', 'internal error')] : [200, { images: [{ ...image, url: `${root}/img_1` }] }];
+        },
+        async (url) => {
+          const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', out, '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+          expect(run.code, run.stderr).toBe(1);
+          expect(run.stderr).toMatch(failing === 'result'
+            ? /result fetch failed: \(500\) InternalError: internal error/
+            : /download of img_1 failed: \(403\) AuthFailure\.SignatureExpire: the link has expired/);
+          expect(fs.readdirSync(out)).toEqual([]);
+        },
+      );
     }
   });
 
@@ -69,3 +84,23 @@ describe('aigc-relay submit', () => {
     expect(run.code).toBe(2);
   });
 });
+
+const accepted = (root: string) => ({ request_id: 'task_gone', status: 'IN_QUEUE', queue_position: 0, status_url: `${root}/status`, response_url: root });
+const envelope = (code: string, message: string) => ({ Response: { Error: { Code: code, Message: message }, RequestId: 'r1' } });
+
+/** A stand-in relay on loopback whose every answer `answer` picks (`root` is the task's response_url). */
+async function withFakeRelay(
+  answer: (request: http.IncomingMessage, root: string) => [number, unknown],
+  run: (url: string) => Promise<void>,
+): Promise<void> {
+  const server = http.createServer((request, response) => {
+    const [status, body] = answer(request, `http://127.0.0.1:${(server.address() as AddressInfo).port}/tencent-vod/v1/requests/task_gone`);
+    response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await run(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
