@@ -1,9 +1,9 @@
-import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
-import { body, SUBMIT } from './fixtures';
+import { within } from '../helpers/eventually';
+import { body, follow, holdNextRead, SUBMIT } from './fixtures';
 
 const PNG = await solidPng('#fedcba');
 
@@ -12,42 +12,6 @@ afterEach(async () => {
   await t?.close();
   t = undefined;
 });
-
-interface Sse {
-  readonly event: string;
-  readonly data: any;
-}
-
-/** Opens the event stream; `onEvent` sees each event as it arrives; resolves with all of them when the server ends it. */
-function follow(t: TestRelay, id: string, onEvent: (e: Sse, request: http.ClientRequest) => void = () => {}) {
-  let request!: http.ClientRequest;
-  const done = new Promise<{ status: number; type: string | undefined; events: Sse[] }>((resolve, reject) => {
-    request = http.get(`${t.url}/tencent-vod/v1/requests/${id}/events`, { agent: false, headers: { authorization: `Bearer ${t.devKey}` } }, (res) => {
-      const events: Sse[] = [];
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let cut: number;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          const event = /^event: (.*)$/m.exec(block)?.[1];
-          const data = /^data: (.*)$/m.exec(block)?.[1];
-          if (event && data) {
-            const e = { event, data: JSON.parse(data) };
-            events.push(e);
-            onEvent(e, request);
-          }
-        }
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], events }));
-      res.on('error', reject);
-    });
-    request.on('error', reject);
-  });
-  return { done, request: () => request };
-}
 
 describe('GET /requests/{id}/events (SSE)', () => {
   it('streams status and progress as they change, then the result, then ends', async () => {
@@ -130,5 +94,29 @@ describe('GET /requests/{id}/events (SSE)', () => {
     expect(events.map((e) => e.event)).toEqual(['status']);
     expect(answer.status).toBe(202);
     expect(answer.headers.get('preference-applied')).toBe('wait=60');
+  });
+
+  it('a stream that opens while the relay is closing ends at once, so the close does not wait for it', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    const local = await startTestRelay({ overrides: { providers: [provider] } });
+    const id = (await local.api.post(SUBMIT, body('never finishes'))).body.request_id as string;
+    await provider.whenStarted(id);
+    // The close begins while the route is inside its first read of the task, and goes on past it.
+    const read = holdNextRead(local, id);
+    const stream = follow(local, id);
+    await read.entered;
+    const closed = local.relay.close(100);
+    const closing = local.relay.app.closing;
+    await new Promise<void>((resolve) => (closing.aborted ? resolve() : closing.addEventListener('abort', () => resolve(), { once: true })));
+    read.release();
+    try {
+      const { status, events } = await within('the stream ending', 10_000, stream.done);
+      expect(status).toBe(200);
+      expect(events).toEqual([]);
+      await within('the relay closing', 10_000, closed);
+    } finally {
+      stream.request().destroy(); // after a failure, lets the close finish
+      await closed;
+    }
   });
 });

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import http, { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import type { Socket } from 'node:net';
 import type { TestRelay } from '../helpers/relay';
 
 /** A submit body whose prompt can vary (PROMPT_BODY is `as const`). */
@@ -88,4 +89,74 @@ export function verified(secret: string, r: Received): any {
     'webhook-signature': String(r.headers['webhook-signature']),
   };
   return new Webhook(secret).verify(r.body, headers);
+}
+
+export interface Sse {
+  readonly event: string;
+  readonly data: any;
+}
+
+/** Opens the event stream; `onEvent` sees each event as it arrives; resolves with all of them when the server ends it. */
+export function follow(t: TestRelay, id: string, onEvent: (e: Sse, request: http.ClientRequest) => void = () => {}) {
+  let request!: http.ClientRequest;
+  const done = new Promise<{ status: number; type: string | undefined; events: Sse[] }>((resolve, reject) => {
+    request = http.get(`${t.url}/tencent-vod/v1/requests/${id}/events`, { agent: false, headers: { authorization: `Bearer ${t.devKey}` } }, (res) => {
+      const events: Sse[] = [];
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        let cut: number;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (event && data) {
+            const e = { event, data: JSON.parse(data) };
+            events.push(e);
+            onEvent(e, request);
+          }
+        }
+      });
+      res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], events }));
+      res.on('error', reject);
+    });
+    request.on('error', reject);
+  });
+  return { done, request: () => request };
+}
+
+/**
+ * Holds the relay's next read of task `id` (a busy database) until `release()`, so a test can make something happen
+ * while a route is inside its first read. `answered` resolves once the held read returned and the route has run
+ * everything it does without waiting on I/O after it.
+ */
+export function holdNextRead(t: TestRelay, id: string) {
+  const tasks = t.relay.store.tasks;
+  const original = tasks.getTask;
+  let entered!: () => void;
+  let release!: () => void;
+  let answered!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const held = {
+    entered: new Promise<void>((resolve) => (entered = resolve)),
+    release: () => release(),
+    answered: new Promise<void>((resolve) => (answered = resolve)),
+  };
+  tasks.getTask = async (taskId) => {
+    if (taskId !== id) return original.call(tasks, taskId);
+    tasks.getTask = original;
+    entered();
+    await gate;
+    const task = await original.call(tasks, taskId);
+    setImmediate(answered);
+    return task;
+  };
+  return held;
+}
+
+/** The server's side of the next connection a client opens to the relay (e.g. to see it close after a hang-up). */
+export function nextConnection(t: TestRelay): Promise<Socket> {
+  return new Promise((resolve) => t.relay.app.server.once('connection', resolve));
 }

@@ -24,3 +24,19 @@ export async function eventually<T>(
 export async function waitUntil(condition: () => boolean | Promise<boolean>, ms = 10_000, what = 'the condition'): Promise<void> {
   await eventually(what, ms, async () => ((await condition()) ? true : undefined), 10);
 }
+
+/**
+ * Awaits an event with a deadline, for an event a regression would make never come: the test then fails saying
+ * what did not happen instead of running into the test timeout. It resolves as soon as the event does.
+ */
+export async function within<T>(what: string, ms: number, event: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([event, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
