@@ -15,14 +15,19 @@ export async function waitAsPreferred(deps: HttpDeps, reply: FastifyReply, task:
   if (waitSeconds === undefined) return task;
   reply.header('Preference-Applied', `wait=${waitSeconds}`);
   if (isTerminal(task.state) || waitSeconds === 0) return task;
-  const hangUp = new AbortController();
-  const onClose = () => hangUp.abort();
-  reply.raw.once('close', onClose);
+  // Not AbortSignal.any over `closing`: on Node 20 every signal derived from it stays in its dependants for the
+  // server's life, one more per wait. One listener of our own instead, removed when the wait ends.
+  const closing = reply.server.closing;
+  if (closing.aborted) return task;
+  const stop = new AbortController();
+  const onStop = () => stop.abort();
+  reply.raw.once('close', onStop);
+  closing.addEventListener('abort', onStop, { once: true });
   try {
-    const stop = AbortSignal.any([hangUp.signal, reply.server.closing]);
-    const done = await awaitTerminal(deps.engine.watchEvents, deps.store.tasks, task.id, waitSeconds * 1000, stop);
+    const done = await awaitTerminal(deps.engine.watchEvents, deps.store.tasks, task.id, waitSeconds * 1000, stop.signal);
     return done ?? (await deps.store.tasks.getTask(task.id)) ?? task;
   } finally {
-    reply.raw.off('close', onClose);
+    reply.raw.off('close', onStop);
+    closing.removeEventListener('abort', onStop);
   }
 }

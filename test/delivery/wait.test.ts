@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
@@ -30,6 +31,21 @@ function listenersBecome(t: TestRelay, n: number): Promise<void> {
     events.on('removeListener', check);
     check();
   });
+}
+
+/**
+ * What the server-lifetime `closing` signal holds on behalf of waits: its 'abort' listeners, and the signals Node
+ * keeps on it for every AbortSignal.any() over it (Node's own bookkeeping, read through its internal symbol; found on
+ * a signal of our own first, so a Node that keeps them elsewhere fails here instead of passing unseen).
+ */
+function heldBy(signal: AbortSignal): { listeners: number; dependants: number } {
+  const dependantsKey = (s: AbortSignal) => Object.getOwnPropertySymbols(s).find((sym) => sym.description === 'kDependantSignals');
+  const probe = new AbortController().signal;
+  AbortSignal.any([probe]);
+  const key = dependantsKey(probe);
+  expect(key, 'where Node keeps the signals derived from another').toBeDefined();
+  const dependants = (signal as unknown as Record<symbol, Set<unknown> | undefined>)[key!];
+  return { listeners: getEventListeners(signal, 'abort').length, dependants: dependants?.size ?? 0 };
 }
 
 describe('Prefer: wait=N', () => {
@@ -95,5 +111,22 @@ describe('Prefer: wait=N', () => {
     await listenersBecome(t, baseline);
     expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     (await provider.whenStarted(submitted.body.request_id)).succeed();
+  });
+
+  it('waits that ended leave nothing behind on the server-lifetime closing signal', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider] } });
+    const id = (await t.api.post(SUBMIT, body('waited on'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    const closing = t.relay.app.closing;
+    const before = heldBy(closing);
+    // A wait that runs out, and waits that end when the task does.
+    expect((await t.api.get(`/tencent-vod/v1/requests/${id}`, { prefer: 'wait=1' })).status).toBe(202);
+    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const held = Array.from({ length: 3 }, () => t!.api.get(`/tencent-vod/v1/requests/${id}`, { prefer: 'wait=30' }));
+    await listenersBecome(t, baseline + 3);
+    run.succeed();
+    for (const res of await Promise.all(held)) expect(res.status).toBe(200);
+    expect(heldBy(closing)).toEqual(before);
   });
 });
