@@ -18,7 +18,8 @@ export async function waitAsPreferred(deps: HttpDeps, reply: FastifyReply, task:
   // Not AbortSignal.any over `closing`: on Node 20 every signal derived from it stays in its dependants for the
   // server's life, one more per wait. One listener of our own instead, removed when the wait ends.
   const closing = reply.server.closing;
-  if (closing.aborted) return task;
+  // The client may have hung up, or closing begun, while the route read the task: their events do not come again.
+  if (closing.aborted || reply.raw.destroyed) return task;
   const stop = new AbortController();
   const onStop = () => stop.abort();
   reply.raw.once('close', onStop);

@@ -1,9 +1,10 @@
+import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { within } from '../helpers/eventually';
-import { body, follow, holdNextRead, SUBMIT } from './fixtures';
+import { body, follow, holdNextRead, nextConnection, SUBMIT } from './fixtures';
 
 const PNG = await solidPng('#fedcba');
 
@@ -73,6 +74,26 @@ describe('GET /requests/{id}/events (SSE)', () => {
     await removed;
     expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     (await provider.whenStarted(res.body.request_id)).succeed();
+  });
+
+  it('a client that hangs up while the route reads the task leaves no listener behind', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider] } });
+    const id = (await t.api.post(SUBMIT, body('outlives its watcher'))).body.request_id as string;
+    const run = await provider.whenStarted(id); // running, and for all of the test
+    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const read = holdNextRead(t, id);
+    const connection = nextConnection(t);
+    const stream = follow(t, id);
+    stream.done.catch(() => undefined);
+    await read.entered;
+    const serverSide = await connection;
+    stream.request().destroy();
+    await once(serverSide, 'close');
+    read.release();
+    await read.answered;
+    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
+    run.succeed();
   });
 
   it('closing the relay ends open streams and held waits instead of waiting for their tasks', async () => {

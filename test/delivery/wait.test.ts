@@ -1,10 +1,10 @@
-import { getEventListeners } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
-import { body, SUBMIT } from './fixtures';
+import { body, holdNextRead, nextConnection, SUBMIT } from './fixtures';
 
 const PNG = await solidPng('#345678');
 
@@ -111,6 +111,29 @@ describe('Prefer: wait=N', () => {
     await listenersBecome(t, baseline);
     expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     (await provider.whenStarted(submitted.body.request_id)).succeed();
+  });
+
+  it('a client that hangs up while the route reads the task is not waited for', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider] } });
+    const id = (await t.api.post(SUBMIT, body('outlives its waiter'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const read = holdNextRead(t, id);
+    const connection = nextConnection(t);
+    const request = http.get(`${t.url}/tencent-vod/v1/requests/${id}`, {
+      agent: false,
+      headers: { authorization: `Bearer ${t.devKey}`, prefer: 'wait=60' },
+    });
+    request.on('error', () => undefined);
+    await read.entered;
+    const serverSide = await connection;
+    request.destroy();
+    await once(serverSide, 'close');
+    read.release();
+    await read.answered;
+    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
+    run.succeed();
   });
 
   it('waits that ended leave nothing behind on the server-lifetime closing signal', async () => {

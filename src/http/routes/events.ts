@@ -90,9 +90,9 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         // ends the stream too (the client reconnects to another node or after the restart).
         reply.raw.once('close', end);
         reply.server.closing.addEventListener('abort', end, { once: true });
-        // Closing may have begun while the task was read above: its abort does not fire again, and a stream left open
-        // would hold close() for as long as the task runs.
-        if (reply.server.closing.aborted) end();
+        // Either may have happened while the task was read above, and neither event comes again: a stream left open
+        // then would keep its listener and timer until the task ends, or hold close() for as long as the task runs.
+        if (reply.raw.destroyed || reply.server.closing.aborted) end();
         else refresh();
         return reply
           .header('content-type', 'text/event-stream; charset=utf-8')
