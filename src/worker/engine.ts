@@ -181,9 +181,10 @@ export class TaskEngine {
    * `aigc-relay tasks fail` command in another process, a lost notification between nodes), and its run would then
    * hold its slot (and its upstream channel's) until the provider call ended on its own, which for a stuck upstream
    * task is days. Every run in flight is looked up now and then; one whose task is terminal is stopped. It is not
-   * announced from here: whoever settled it may have announced it already (an operator's force-fail, another node
+   * announced on `events`: whoever settled it may have announced it already (an operator's force-fail, another node
    * that took over a lapsed attempt), and a second terminal event would be counted twice. Its webhook goes out from
-   * the outbox either way.
+   * the outbox either way. Its watchers (`Prefer: wait`, event streams) may have heard nothing, though (the command
+   * line is another process): they are told on `watchEvents` alone, where a repeated terminal event is harmless.
    */
   private sweepSettledEvery(ms: number): void {
     this.later(ms, () => {
@@ -198,7 +199,10 @@ export class TaskEngine {
       const mine = () => this.inFlight.get(id) === controller && !controller.signal.aborted && !this.settling.has(controller);
       if (!mine()) continue; // being stopped already (and announced by whoever stopped it), or ending on its own
       const task = await this.deps.store.tasks.getTask(id);
-      if (task && isTerminal(task.state) && mine()) controller.abort(new Error('settled elsewhere'));
+      if (task && isTerminal(task.state) && mine()) {
+        controller.abort(new Error('settled elsewhere'));
+        this.watchEvents.emit('task', { id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+      }
     }
   }
 

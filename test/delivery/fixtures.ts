@@ -160,3 +160,22 @@ export function holdNextRead(t: TestRelay, id: string) {
 export function nextConnection(t: TestRelay): Promise<Socket> {
   return new Promise((resolve) => t.relay.app.server.once('connection', resolve));
 }
+
+/** Resolves when the engine's listener count for 'task' changes to `n` (driven by newListener/removeListener). */
+export function listenersBecome(t: TestRelay, n: number): Promise<void> {
+  const events = t.relay.engine.watchEvents;
+  return new Promise((resolve) => {
+    const check = () => {
+      // newListener fires before the listener is added, removeListener after it is removed: re-check on the next tick.
+      setImmediate(() => {
+        if (events.listenerCount('task') !== n) return;
+        events.off('newListener', check);
+        events.off('removeListener', check);
+        resolve();
+      });
+    };
+    events.on('newListener', check);
+    events.on('removeListener', check);
+    check();
+  });
+}

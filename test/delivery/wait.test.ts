@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
-import { body, holdNextRead, nextConnection, SUBMIT } from './fixtures';
+import { body, holdNextRead, listenersBecome, nextConnection, SUBMIT } from './fixtures';
 
 const PNG = await solidPng('#345678');
 
@@ -13,25 +13,6 @@ afterEach(async () => {
   await t?.close();
   t = undefined;
 });
-
-/** Resolves when the engine's listener count for 'task' changes to `n` (driven by newListener/removeListener). */
-function listenersBecome(t: TestRelay, n: number): Promise<void> {
-  const events = t.relay.engine.watchEvents;
-  return new Promise((resolve) => {
-    const check = () => {
-      // newListener fires before the listener is added, removeListener after it is removed: re-check on the next tick.
-      setImmediate(() => {
-        if (events.listenerCount('task') !== n) return;
-        events.off('newListener', check);
-        events.off('removeListener', check);
-        resolve();
-      });
-    };
-    events.on('newListener', check);
-    events.on('removeListener', check);
-    check();
-  });
-}
 
 /**
  * What the server-lifetime `closing` signal holds on behalf of waits: its 'abort' listeners, and the signals Node

@@ -1,0 +1,76 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { isTerminal } from '../../src/domain/task-state';
+import type { TaskEvent } from '../../src/worker/engine';
+import { runCli } from '../helpers/child';
+import { within } from '../helpers/eventually';
+import { solidPng } from '../helpers/images';
+import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { body, follow, listenersBecome, SUBMIT } from './fixtures';
+
+const PNG = await solidPng('#2468ac');
+
+let t: TestRelay | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+/** `aigc-relay tasks fail ID` in its own process: it settles the task in the database and tells no server. */
+async function failFromCli(t: TestRelay, id: string): Promise<void> {
+  const cli = await runCli(['tasks', 'fail', id], { AIGC_RELAY_DATA_DIR: t.dataDir, AIGC_RELAY_LOG_LEVEL: 'silent' });
+  expect(cli.code, cli.stderr).toBe(0);
+}
+
+/** The terminal events of `id` the engine announces itself: metrics, webhooks and the upstream adapters count these. */
+function announced(t: TestRelay, id: string): string[] {
+  const seen: string[] = [];
+  t.relay.engine.events.on('task', (e: TaskEvent) => e.id === id && isTerminal(e.state) && seen.push(e.state));
+  return seen;
+}
+
+/** An event stream and a `Prefer: wait=60` on task `id`, both open once this resolves; `ended` is when both ended. */
+async function watch(t: TestRelay, id: string) {
+  const baseline = t.relay.engine.watchEvents.listenerCount('task');
+  let firstStatus!: () => void;
+  const shown = new Promise<void>((resolve) => (firstStatus = resolve));
+  const stream = follow(t, id, (e) => e.event === 'status' && firstStatus());
+  const waited = t.api.get(`/tencent-vod/v1/requests/${id}`, { prefer: 'wait=60' });
+  await Promise.all([shown, listenersBecome(t, baseline + 2)]);
+  // Both must end well before the wait's own 60 s: the stream would never end.
+  const ended = within('the stream and the wait ending', 20_000, Promise.all([stream.done, waited]));
+  ended.catch(() => undefined); // awaited by the test; a failure is reported there
+  return { ended };
+}
+
+describe('watchers of a task failed from the command line (another process)', () => {
+  it('a running task: the stream sends the result and ends, and the wait answers, once the engine notices', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider], settledSweepMs: 50 } });
+    const id = (await t.api.post(SUBMIT, body('stuck upstream'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    const counted = announced(t, id);
+    // Every terminal event comes twice, as on PostgreSQL where the queue echoes it: a watcher answers once.
+    const told: string[] = [];
+    t.relay.engine.watchEvents.on('task', (e: TaskEvent) => {
+      if (e.id !== id || !isTerminal(e.state)) return;
+      if (told.push(e.state) > 1) return;
+      t!.relay.engine.watchEvents.emit('task', { id, accountId: '', state: e.state, progress: 0 } satisfies TaskEvent);
+    });
+    const { ended } = await watch(t, id);
+    await failFromCli(t, id);
+    const [{ events }, answer] = await ended;
+    expect(events.map((e) => [e.event, e.data.status])).toEqual([
+      ['status', 'IN_PROGRESS'],
+      ['status', 'COMPLETED'],
+      ['result', 'COMPLETED'],
+    ]);
+    expect(events.at(-1)!.data).toMatchObject({ request_id: id, outcome: 'failed' });
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ request_id: id, status: 'COMPLETED', outcome: 'failed' });
+    expect(told).toEqual(['failed', 'failed']);
+    expect(run.ctx.signal.aborted).toBe(true); // the sweep stopped the run
+    // Told to the watchers only: whoever settled the task announces it, so nothing counts it twice.
+    expect(counted).toEqual([]);
+  });
+});
