@@ -1,3 +1,4 @@
+import { isTerminal, type TaskState } from '../domain/task-state';
 import type { Clock } from '../ports/clock';
 import { modelKey } from '../domain/models';
 import type { DispatchQueue, ModelQuotas, QueuedRef } from '../ports/dispatch-queue';
@@ -15,19 +16,26 @@ export class LocalDispatchQueue implements DispatchQueue {
   private readonly heaps = new Map<string, Map<string, PriorityQueue>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private wake: ((lane: string) => void) | undefined;
+  private finished: ((taskId: string, state: TaskState) => void) | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
   ) {}
 
-  async start(wake: (lane: string) => void) {
+  async start(
+    wake: (lane: string) => void,
+    _settledElsewhere?: (taskId: string) => void,
+    _running?: () => readonly string[],
+    finished?: (taskId: string, state: TaskState) => void,
+  ) {
     const now = this.clock.now();
     // Single node: anything `running` belonged to this process before it died. Hand it back.
     const recovered = await this.store.tasks.requeueAllRunning(now);
     for (const id of recovered) await this.store.tasks.appendLog(id, 'Resumed after a restart; the attempt was handed back.', now);
     const queued = await this.store.tasks.listQueued();
     this.wake = wake;
+    this.finished = finished;
     for (const task of queued) this.added(task);
     return { recovered: recovered.length, queued: queued.length };
   }
@@ -78,7 +86,8 @@ export class LocalDispatchQueue implements DispatchQueue {
           return;
         }
         if (left.has(key)) left.set(key, left.get(key)! + 1); // nothing was started: the quota is still there
-        if (outcome.status === 'rejected') {
+        if (outcome.status === 'fulfilled') this.skipped(entry.id);
+        else {
           heap.push(entry); // the store failed, not the task: keep it for the next claim
           failure ??= outcome.reason;
         }
@@ -89,6 +98,22 @@ export class LocalDispatchQueue implements DispatchQueue {
       }
     }
     return claimed;
+  }
+
+  /**
+   * A task that left `queued` while it waited here. A cancel on this node was announced by the engine, but a task
+   * failed by `aigc-relay tasks fail` (another process) was announced nowhere this process hears, and whoever watches
+   * it (`Prefer: wait`, an event stream) would wait on. They are told; a watcher stops at the first terminal event,
+   * so telling them twice is harmless. Not awaited: the claimed tasks need not wait for it. If the read fails, a wait
+   * still ends at its deadline and a stream when its client leaves.
+   */
+  private skipped(taskId: string): void {
+    void this.store.tasks
+      .getTask(taskId)
+      .then((task) => {
+        if (task && isTerminal(task.state)) this.finished?.(task.id, task.state);
+      })
+      .catch(() => undefined);
   }
 
   async announceSettled(): Promise<void> {
@@ -109,6 +134,7 @@ export class LocalDispatchQueue implements DispatchQueue {
 
   async stop(): Promise<void> {
     this.wake = undefined;
+    this.finished = undefined;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
   }

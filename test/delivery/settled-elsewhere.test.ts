@@ -73,4 +73,26 @@ describe('watchers of a task failed from the command line (another process)', ()
     // Told to the watchers only: whoever settled the task announces it, so nothing counts it twice.
     expect(counted).toEqual([]);
   });
+
+  it('a queued task: they end when the engine reaches it in the queue and skips it', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider] } });
+    const first = (await t.api.post(SUBMIT, body('holds the only slot'))).body.request_id as string;
+    const run = await provider.whenStarted(first);
+    const id = (await t.api.post(SUBMIT, body('queued behind it'))).body.request_id as string;
+    const counted = announced(t, id);
+    const { ended } = await watch(t, id);
+    await failFromCli(t, id);
+    run.succeed(); // the slot frees; the claim finds the task failed and skips it
+    const [{ events }, answer] = await ended;
+    expect(events.map((e) => [e.event, e.data.status])).toEqual([
+      ['status', 'IN_QUEUE'],
+      ['status', 'COMPLETED'],
+      ['result', 'COMPLETED'],
+    ]);
+    expect(events.at(-1)!.data).toMatchObject({ request_id: id, outcome: 'failed' });
+    expect(answer).toMatchObject({ status: 200, body: { request_id: id, outcome: 'failed' } });
+    expect(provider.started).toEqual([first]);
+    expect(counted).toEqual([]);
+  });
 });

@@ -37,7 +37,9 @@ describe('local dispatch queue with model quotas', () => {
 
   it('a claim that comes back empty for a task (cancelled meanwhile) does not use up its model\'s quota', async () => {
     const gone = new Set(['g1']);
-    const store = { tasks: { markRunning: async (id: string) => (gone.has(id) ? undefined : ({ id } as TaskRecord)) } } as unknown as Store;
+    const store = {
+      tasks: { markRunning: async (id: string) => (gone.has(id) ? undefined : ({ id } as TaskRecord)), getTask: async () => undefined },
+    } as unknown as Store;
     const queue = new LocalDispatchQueue(store, { now: () => 0 });
     for (const r of [ref('g1', 'GEM:3.0', 9), ref('g2', 'GEM:3.0'), ref('g3', 'GEM:3.0')]) queue.added(r);
     expect((await queue.claim('lane', 10, new Map([['GEM:3.0', 1]]))).map((t) => t.id)).toEqual(['g2']);
