@@ -32,7 +32,7 @@ export interface DispatchQueue {
    * this node claimed but lost track of (the claim's answer lost, its end never recorded) lapses to the others
    * instead of being kept alive by a node that will never run it.
    * `finished`: a task reached a terminal state on any node, this one included (for watchers: `Prefer: wait`, event
-   * streams). A single node has no other node to hear from and never calls it.
+   * streams). A single node calls it for a queued task it finds settled by another process (the command line).
    */
   start(
     wake: (lane: string) => void,

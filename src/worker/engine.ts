@@ -62,9 +62,9 @@ export class TaskEngine {
   /** Changes made by this node's engine (metrics, webhooks and the upstream adapters listen here). */
   readonly events = new EventEmitter();
   /**
-   * What watchers of a task (`Prefer: wait`, event streams) listen to: this node's events, and the ends of tasks
-   * on every other node that shares the queue (those carry no record: a watcher reads the store). A terminal event
-   * may come twice (from here and as the queue's echo); a watcher stops at the first.
+   * What watchers of a task (`Prefer: wait`, event streams) listen to: this node's events, the ends of tasks on
+   * every other node that shares the queue (those carry no record: a watcher reads the store), and tasks found
+   * settled by another process (tellWatchers). A terminal event may come twice; a watcher stops at the first.
    */
   readonly watchEvents = new EventEmitter();
   private readonly lanes = new Map<string, Lane>();
@@ -201,7 +201,7 @@ export class TaskEngine {
       const task = await this.deps.store.tasks.getTask(id);
       if (task && isTerminal(task.state) && mine()) {
         controller.abort(new Error('settled elsewhere'));
-        this.watchEvents.emit('task', { id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+        this.tellWatchers(task);
       }
     }
   }
@@ -374,10 +374,28 @@ export class TaskEngine {
     const finished = { ownAttempt: task.attempts, log: `Finished: ${completion.state}.` };
     if (await store.tasks.finish(task.id, completion, clock.now(), finished)) {
       await this.announce(task.id);
-    } else if (completion.state === 'succeeded') {
-      if (await this.recordedAs(task.id, completion)) await this.announce(task.id);
-      else await this.deps.discardOutputs(completion).catch(this.logFailure(task.id, 'discarding outputs'));
+      return;
     }
+    if (completion.state === 'succeeded') {
+      if (await this.recordedAs(task.id, completion)) return this.announce(task.id);
+      await this.deps.discardOutputs(completion).catch(this.logFailure(task.id, 'discarding outputs'));
+    }
+    // Refused: settled elsewhere meanwhile (another process, before the sweep saw it). Its watchers may not know.
+    await this.tellWatchersIfSettled(task.id);
+  }
+
+  /**
+   * A task settled where this process did not hear it (`aigc-relay tasks fail` in another process): its watchers
+   * (`Prefer: wait`, event streams) are told on `watchEvents` alone. Not on `events`: whoever settled it may have
+   * announced it, and metrics and webhooks must count it once; a watcher stops at its first terminal event.
+   */
+  private tellWatchers(task: TaskRecord): void {
+    this.watchEvents.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+  }
+
+  private async tellWatchersIfSettled(taskId: string): Promise<void> {
+    const task = await this.deps.store.tasks.getTask(taskId);
+    if (task && isTerminal(task.state)) this.tellWatchers(task);
   }
 
   /**
@@ -417,10 +435,12 @@ export class TaskEngine {
       if (await store.tasks.requeue(task.id, notBefore, now)) {
         await this.announce(task.id);
         this.enqueue({ ...task, notBefore });
-      } else if ((await store.tasks.getTask(task.id))?.cancelRequested) {
-        // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
-        await this.complete(task, { state: 'cancelled', error: cancelledError });
+        return;
       }
+      const current = await store.tasks.getTask(task.id);
+      // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
+      if (current?.state === 'running' && current.cancelRequested) await this.complete(task, { state: 'cancelled', error: cancelledError });
+      else if (current && isTerminal(current.state)) this.tellWatchers(current);
       return;
     }
     await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });

@@ -74,6 +74,21 @@ describe('watchers of a task failed from the command line (another process)', ()
     expect(counted).toEqual([]);
   });
 
+  it('a running task whose run ends on its own before the sweep: the refused finish tells them', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider], settledSweepMs: 600_000 } });
+    const id = (await t.api.post(SUBMIT, body('finishes after the operator failed it'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    const counted = announced(t, id);
+    const { ended } = await watch(t, id);
+    await failFromCli(t, id);
+    run.succeed(); // its own finish is refused: the task is failed already
+    const [{ events }, answer] = await ended;
+    expect(events.at(-1)!.data).toMatchObject({ request_id: id, outcome: 'failed' });
+    expect(answer.body).toMatchObject({ request_id: id, status: 'COMPLETED', outcome: 'failed' });
+    expect(counted).toEqual([]);
+  });
+
   it('a queued task: they end when the engine reaches it in the queue and skips it', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
     t = await startTestRelay({ overrides: { providers: [provider] } });
