@@ -30,7 +30,11 @@ export interface RunContext {
   /** 0–100. */
   progress(percent: number): void;
   log(message: string): void;
-  /** Persists provider state durably before the provider goes on (e.g. right after an upstream accepted the task). */
+  /**
+   * Persists provider state durably before the provider goes on (e.g. right after an upstream accepted the task).
+   * Rejects, with `signal` aborted, when the task is no longer this run's (settled elsewhere, or taken over by a
+   * later attempt): the provider must then start nothing more.
+   */
   checkpoint(data: Record<string, unknown>): Promise<void>;
 }
 

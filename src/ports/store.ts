@@ -267,7 +267,13 @@ export interface TaskStore {
   /** Every `running` task back to `queued`; used at start-up by a single node. Returns the ids. */
   requeueAllRunning(now: number): Promise<string[]>;
   saveProgress(id: string, progress: number, now: number): Promise<void>;
-  saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number): Promise<void>;
+  /**
+   * Records where a run got to, so a later attempt can resume (e.g. an upstream task id). False, and nothing written,
+   * when the task is settled already, or, with `ownAttempt`, when the task is no longer that attempt's to run (a
+   * later attempt has it; on PostgreSQL, also when this node's lease on it lapsed): the run must then stop before it
+   * starts anything new, such as a second upstream submission beside the new owner's.
+   */
+  saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number, ownAttempt?: number): Promise<boolean>;
   requestCancel(id: string, now: number): Promise<void>;
   /**
    * Moves a task to a terminal state and settles its money in the same transaction: capture on success,

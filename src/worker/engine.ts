@@ -303,7 +303,7 @@ export class TaskEngine {
         if (task.cancelRequested) controller.abort();
         else await this.announce(task.id, task);
         controller.signal.throwIfAborted();
-        outcome = { completion: await this.runOnProvider(lane.provider, task, controller.signal) };
+        outcome = { completion: await this.runOnProvider(lane.provider, task, controller) };
       } catch (error) {
         outcome = { error };
       }
@@ -333,8 +333,9 @@ export class TaskEngine {
     }
   }
 
-  private async runOnProvider(provider: ImageProvider, task: TaskRecord, signal: AbortSignal): Promise<Completion> {
+  private async runOnProvider(provider: ImageProvider, task: TaskRecord, controller: AbortController): Promise<Completion> {
     const { store, clock } = this.deps;
+    const signal = controller.signal;
     const inputImages = provider.wantsInputBytes === false ? [] : await this.deps.resolveInputs(task);
     const job: ProviderJob = {
       taskId: task.id,
@@ -357,7 +358,12 @@ export class TaskEngine {
           .catch(this.logFailure(task.id, 'saving progress'));
       },
       log: (message) => void store.tasks.appendLog(task.id, message, clock.now()).catch(this.logFailure(task.id, 'appending a log line')),
-      checkpoint: (data) => store.tasks.saveCheckpoint(task.id, data, clock.now()),
+      checkpoint: async (data) => {
+        if (await store.tasks.saveCheckpoint(task.id, data, clock.now(), task.attempts)) return;
+        // Settled elsewhere, or a later attempt (another node's) has the task: this run must start nothing more.
+        controller.abort(new Error('the task is no longer this attempt\'s to run'));
+        signal.throwIfAborted();
+      },
     };
     // Not awaited, like the provider's own lines after it: it goes in the same lane, so it keeps its place before
     // them, and it shares a group commit with the run's next write instead of holding up the provider call for one.

@@ -329,6 +329,22 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.markRunning(task.id, 9300)).toMatchObject({ state: 'running', cancelRequested: true });
       });
 
+      it('a checkpoint is refused once the task is settled, and an attempt\'s own once a later attempt has the task', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'queued' }, 2001)).toBe(true); // a resume before dispatch
+        await store.tasks.markRunning(task.id, 2002);
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'one' }, 2003, 1)).toBe(true);
+        expect(await store.tasks.requeue(task.id, 0, 2004)).toBe(true);
+        await store.tasks.markRunning(task.id, 2005);
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'late one' }, 2006, 1)).toBe(false);
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'two' }, 2007, 2)).toBe(true);
+        expect(await store.tasks.finish(task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, 2008)).toBe(true);
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'after' }, 2009, 2)).toBe(false);
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'after' }, 2010)).toBe(false);
+        expect((await store.tasks.getTask(task.id))!.checkpoint).toEqual({ at: 'two' });
+      });
+
       it('progress (running only), checkpoints, cancel requests and log lines are kept', async () => {
         const owner = await account(100);
         const task = await created(newTask(owner, 1));

@@ -113,12 +113,12 @@ describe('cancel against the upstream', () => {
     const checkpointHeld = new Promise<void>((resolve) => (writingCheckpoint = resolve));
     let letCheckpointThrough!: () => void;
     const checkpointGate = new Promise<void>((resolve) => (letCheckpointThrough = resolve));
-    tasks.saveCheckpoint = async (id, checkpoint, now) => {
+    tasks.saveCheckpoint = async (id, checkpoint, now, ownAttempt) => {
       if (checkpoint.phase === 'submitting') {
         writingCheckpoint();
         await checkpointGate;
       }
-      return saveCheckpoint(id, checkpoint, now);
+      return saveCheckpoint(id, checkpoint, now, ownAttempt);
     };
     const id = await h.submit();
     const ended = new Promise<void>((resolve) =>

@@ -129,6 +129,18 @@ describe('task engine — queue hygiene', () => {
 });
 
 describe('task engine — a success that lost the race', () => {
+  it("a run's checkpoint after its task was settled elsewhere is refused and stops the run, before it starts anything more", async () => {
+    const { provider, relay, submit } = await relayWith(1, undefined, 600_000);
+    const id = await submit();
+    const run = await provider.whenStarted(id);
+    await run.ctx.checkpoint({ phase: 'before' });
+    // An operator's CLI (another process) fails the task while the provider is about to submit upstream.
+    expect(await relay.relay.store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'elsewhere' } }, Date.now())).toBe(true);
+    await expect(run.ctx.checkpoint({ phase: 'submitting' })).rejects.toThrow(/no longer this attempt/);
+    expect(run.ctx.signal.aborted).toBe(true);
+    expect(await relay.relay.store.tasks.getTask(id)).toMatchObject({ state: 'failed', checkpoint: { phase: 'before' } });
+  });
+
   it('leaves no output bytes behind when the task was settled elsewhere first', async () => {
     const { provider, relay, submit } = await relayWith(1);
     const id = await submit();

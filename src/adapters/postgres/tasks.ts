@@ -223,8 +223,15 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
     async saveProgress(id, progress, now) {
       await group.run(PROGRESS, { id, progress, at: now }, id);
     },
-    async saveCheckpoint(id, checkpoint, now) {
-      await pool.query('UPDATE tasks SET checkpoint = $2, updated_at = $3 WHERE id = $1', [id, JSON.stringify(checkpoint), now]);
+    async saveCheckpoint(id, checkpoint, now, ownAttempt) {
+      // An attempt writes only while it runs under this node's lease (like its own finish: aigc_finish_fenced).
+      const written = await pool.query(
+        `UPDATE tasks SET checkpoint = $2, updated_at = $3
+         WHERE id = $1 AND state IN ('queued', 'running')
+           AND ($4::int IS NULL OR (state = 'running' AND attempts = $4 AND lease_owner = $5))`,
+        [id, JSON.stringify(checkpoint), now, ownAttempt ?? null, nodeId],
+      );
+      return (written.rowCount ?? 0) > 0;
     },
     async requestCancel(id, now) {
       await pool.query('UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1', [id, now]);

@@ -102,7 +102,8 @@ export function sqliteTaskStore(db: Db): TaskStore {
 
   // Prepared once: these run several times per task (every log line, every progress step).
   const updateProgress = db.prepare("UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'");
-  const updateCheckpoint = db.prepare('UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ?');
+  const updateCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')");
+  const updateOwnCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state = 'running' AND attempts = ?");
   const markCancelRequested = db.prepare('UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ?');
   const insertLog = db.prepare('INSERT INTO task_logs (task_id, at, message) VALUES (?, ?, ?)');
   const selectLogs = db.prepare<[string], { at: number; message: string }>('SELECT at, message FROM task_logs WHERE task_id = ? ORDER BY id');
@@ -221,8 +222,10 @@ export function sqliteTaskStore(db: Db): TaskStore {
     async saveProgress(id, progress, now) {
       updateProgress.run(progress, now, id);
     },
-    async saveCheckpoint(id, checkpoint, now) {
-      updateCheckpoint.run(JSON.stringify(checkpoint), now, id);
+    async saveCheckpoint(id, checkpoint, now, ownAttempt) {
+      const json = JSON.stringify(checkpoint);
+      const written = ownAttempt === undefined ? updateCheckpoint.run(json, now, id) : updateOwnCheckpoint.run(json, now, id, ownAttempt);
+      return written.changes > 0;
     },
     async requestCancel(id, now) {
       markCancelRequested.run(now, id);

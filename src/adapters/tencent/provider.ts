@@ -47,7 +47,7 @@ export function readCheckpoint(raw: Record<string, unknown> | undefined): Tencen
 /** What a background resume needs from the task store (it runs before the engine dispatches the task). */
 export interface ResumeStore {
   appendLog(id: string, message: string, now: number): Promise<void>;
-  saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number): Promise<void>;
+  saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number): Promise<boolean>;
 }
 
 type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'checkpoint'>;
@@ -111,7 +111,11 @@ export class TencentVodProvider implements ImageProvider {
       signal: controller.signal,
       progress: () => undefined,
       log: (message) => void this.tasks.appendLog(task.id, message, now()).catch(() => undefined),
-      checkpoint: (data) => this.tasks.saveCheckpoint(task.id, data, now()),
+      checkpoint: async (data) => {
+        if (await this.tasks.saveCheckpoint(task.id, data, now())) return;
+        controller.abort(new Error('the task was settled')); // nothing more to start for it
+        controller.signal.throwIfAborted();
+      },
     };
     const job: FollowJob = { taskId: task.id, input: task.input, size: task.size, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) };
     const final = this.followToEnd(job, ctx, state);
