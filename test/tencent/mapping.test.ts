@@ -143,6 +143,11 @@ describe('upstream failures', () => {
     expect(classify(timeout, false).kind).toBe('transient');
     expect(classify(new Error('request to http://x/ failed, reason: socket hang up'), true).kind).toBe('ambiguous');
     expect(classify(new Error('request to http://x/ failed, reason: connect ECONNREFUSED 127.0.0.1:1'), true).kind).toBe('transient');
+    // A failed TLS handshake sent nothing; a TLS error on an established connection may have come after the request.
+    expect(classify(new Error('Client network socket disconnected before secure TLS connection was established'), true).kind).toBe('transient');
+    expect(classify(Object.assign(new Error('unable to verify the first certificate'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), true).kind).toBe('transient');
+    expect(classify(new Error('SSL routines:ssl3_read_bytes:bad record mac'), true).kind).toBe('ambiguous');
+    expect(classify(new Error('SSL routines:ssl3_get_record:decryption failed or bad record mac'), true).kind).toBe('ambiguous');
     expect(classify(Object.assign(new Error('Bad Gateway'), { httpCode: 502 }), true).kind).toBe('ambiguous');
     expect(classify(Object.assign(new Error('Forbidden'), { httpCode: 403 }), true).kind).toBe('channel');
     // Throttled or timed out by a gateway: not accepted, worth another try (the SDK's shape: statusText, httpCode).

@@ -32,8 +32,13 @@ const CODE_RULES: ReadonlyArray<readonly [RegExp, FailureKind]> = [
   [/^(InvalidParameter|InvalidParameterValue|MissingParameter|UnknownParameter|UnsupportedOperation|ResourceNotFound)(\.|$)/, 'task'],
 ];
 
-/** Network failures in which the request cannot have reached Tencent's application. */
-const NOT_SENT = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL|certificate|self[- ]signed|SSL|TLS/i;
+/**
+ * Network failures in which the request cannot have reached Tencent's application: no connection, or a TLS
+ * handshake that failed (certificates, protocol). Not any TLS error: one on an established connection (a bad
+ * record) may come after the request was sent.
+ */
+const NOT_SENT =
+  /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL|certificate|self[- ]signed|ERR_TLS_|CERT_|UNABLE_TO_(VERIFY|GET)|before secure TLS connection|handshake|wrong version number/i;
 
 export const UNREACHABLE = 'FailedOperation.Upstream';
 
