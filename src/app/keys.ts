@@ -33,6 +33,8 @@ export async function updateKey(store: Store, keyId: string, patch: KeyPatch): P
   return key;
 }
 
+/** Idempotent, as a DELETE is: revoking a revoked key is done already (it keeps its first revocation time). */
 export async function revokeKey(store: Store, keyId: string, now: number): Promise<void> {
-  if (!(await store.accounts.revokeKey(keyId, now))) throw notFound('key', keyId);
+  if (await store.accounts.revokeKey(keyId, now)) return;
+  if (!(await store.accounts.getKey(keyId))) throw notFound('key', keyId);
 }
