@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../ports/clock';
 import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext } from '../ports/provider';
-import { ProviderCancelledError, ProviderError } from '../ports/provider';
 import type { DispatchQueue, ModelQuotas, QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import { isTerminal, type TaskState } from '../domain/task-state';
 import { producedSize } from '../domain/output-size';
-import { retryDelayMs, type RetryPolicy } from './retry';
+import type { RetryPolicy } from './retry';
+import { cancelledError, RunSettlement, STORE_RETRY_MS } from './settlement';
 
 /** Emitted on every state or progress change; `wait`, SSE, webhooks and metrics listen here. */
 export interface TaskEvent {
@@ -76,6 +76,7 @@ export class TaskEngine {
   /** Claims in flight on any lane: drain waits for them, so the runs they start are among those it waits for. */
   private readonly claiming = new Set<Promise<void>>();
   private accepting = false;
+  private readonly settlement: RunSettlement;
 
   constructor(private readonly deps: EngineDeps) {
     this.events.setMaxListeners(0);
@@ -84,6 +85,13 @@ export class TaskEngine {
     for (const provider of deps.providers) {
       this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false });
     }
+    this.settlement = new RunSettlement({
+      ...deps,
+      announce: (id, known) => this.announce(id, known),
+      requeued: (task) => this.enqueue(task),
+      watchEvents: this.watchEvents,
+      accepting: () => this.accepting,
+    });
   }
 
   /** Recovers what a crash left, loads the queue and starts dispatching. */
@@ -201,7 +209,7 @@ export class TaskEngine {
       const task = await this.deps.store.tasks.getTask(id);
       if (task && isTerminal(task.state) && mine()) {
         controller.abort(new Error('settled elsewhere'));
-        this.tellWatchers(task);
+        this.settlement.tellWatchers(task);
       }
     }
   }
@@ -308,28 +316,9 @@ export class TaskEngine {
         outcome = { error };
       }
       this.settling.add(controller);
-      await this.settle(task, outcome, controller.signal);
+      await this.settlement.settle(task, outcome, controller.signal);
     } finally {
       if (this.inFlight.get(task.id) === controller) this.inFlight.delete(task.id);
-    }
-  }
-
-  /**
-   * Records how a run ended. If the store fails meanwhile (a busy lock, a dropped connection), the task would stay
-   * `running` with its credits held until a restart, so the settlement is tried again with backoff; finish and
-   * requeue are conditional, so a repeat that already took effect changes nothing.
-   */
-  private async settle(task: TaskRecord, outcome: { completion: Completion } | { error: unknown }, signal: AbortSignal): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if ('completion' in outcome) await this.complete(task, outcome.completion);
-        else await this.handleFailure(task, outcome.error, signal);
-        return;
-      } catch (err) {
-        if (attempt >= SETTLE_ATTEMPTS || !this.accepting) throw err;
-        this.deps.log.error({ err, taskId: task.id, attempt }, 'recording the end of a run failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_MS * attempt).unref());
-      }
     }
   }
 
@@ -373,85 +362,6 @@ export class TaskEngine {
     return this.deps.saveOutputs(task, result);
   }
 
-  private async complete(task: TaskRecord, completion: Completion): Promise<void> {
-    const { store, clock } = this.deps;
-    // ownAttempt: if our lease lapsed and the task was taken over (by another node, or by this one as a later
-    // attempt), the current attempt decides, not ours.
-    const finished = { ownAttempt: task.attempts, log: `Finished: ${completion.state}.` };
-    if (await store.tasks.finish(task.id, completion, clock.now(), finished)) {
-      await this.announce(task.id);
-      return;
-    }
-    if (completion.state === 'succeeded') {
-      if (await this.recordedAs(task.id, completion)) return this.announce(task.id);
-      await this.deps.discardOutputs(completion).catch(this.logFailure(task.id, 'discarding outputs'));
-    }
-    // Refused: settled elsewhere meanwhile (another process, before the sweep saw it). Its watchers may not know.
-    await this.tellWatchersIfSettled(task.id);
-  }
-
-  /**
-   * A task settled where this process did not hear it (`aigc-relay tasks fail` in another process): its watchers
-   * (`Prefer: wait`, event streams) are told on `watchEvents` alone. Not on `events`: whoever settled it may have
-   * announced it, and metrics and webhooks must count it once; a watcher stops at its first terminal event.
-   */
-  private tellWatchers(task: TaskRecord): void {
-    this.watchEvents.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
-  }
-
-  private async tellWatchersIfSettled(taskId: string): Promise<void> {
-    const task = await this.deps.store.tasks.getTask(taskId);
-    if (task && isTerminal(task.state)) this.tellWatchers(task);
-  }
-
-  /**
-   * Whether the store already holds this very success: a `finish` whose commit went through but whose answer was
-   * lost (a dropped connection) is retried and then refused. Its files belong to a charged task and must stay.
-   */
-  private async recordedAs(taskId: string, completion: Extract<Completion, { state: 'succeeded' }>): Promise<boolean> {
-    const current = await this.deps.store.tasks.getTask(taskId);
-    const first = completion.result.images[0]?.file_id;
-    return current?.state === 'succeeded' && first !== undefined && current.result?.images[0]?.file_id === first;
-  }
-
-  /** The one retry path: cancel, permanent failure, or hand the attempt back with backoff. */
-  private async handleFailure(task: TaskRecord, err: unknown, signal: AbortSignal): Promise<void> {
-    const { store, clock, retry, log } = this.deps;
-    const now = clock.now();
-    if (signal.aborted) {
-      const current = await store.tasks.getTask(task.id);
-      if (current?.cancelRequested) {
-        await this.complete(task, { state: 'cancelled', error: cancelledError });
-      }
-      // Otherwise this was a shutdown: the task stays `running` and the next start hands it back.
-      return;
-    }
-    if (err instanceof ProviderCancelledError) {
-      await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } });
-      return;
-    }
-    const error =
-      err instanceof ProviderError
-        ? err
-        : new ProviderError('InternalError', err instanceof Error ? err.message : String(err), true, { cause: err });
-    log.warn({ taskId: task.id, code: error.code, retryable: error.retryable, attempt: task.attempts, err }, 'attempt failed');
-    if (error.retryable && task.attempts < retry.maxAttempts) {
-      const notBefore = now + retryDelayMs(retry, task.attempts);
-      await store.tasks.appendLog(task.id, `Attempt ${task.attempts} failed (${error.code}); retrying.`, now);
-      if (await store.tasks.requeue(task.id, notBefore, now)) {
-        await this.announce(task.id);
-        this.enqueue({ ...task, notBefore });
-        return;
-      }
-      const current = await store.tasks.getTask(task.id);
-      // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
-      if (current?.state === 'running' && current.cancelRequested) await this.complete(task, { state: 'cancelled', error: cancelledError });
-      else if (current && isTerminal(current.state)) this.tellWatchers(current);
-      return;
-    }
-    await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });
-  }
-
   /** Side writes (progress, log lines) must never become unhandled rejections that take the process down. */
   private logFailure(taskId: string, what: string) {
     return (err: unknown) => this.deps.log.warn({ err, taskId }, `${what} failed`);
@@ -464,9 +374,4 @@ export class TaskEngine {
   }
 }
 
-/** How long to wait before trying the store again after it failed (a claim, or recording a run's end). */
-const STORE_RETRY_MS = 1000;
 const SETTLED_SWEEP_MS = 5000;
-const SETTLE_ATTEMPTS = 5;
-
-const cancelledError = { code: 'Cancelled', message: 'The task was cancelled by the client before it finished.' };

@@ -1,0 +1,137 @@
+import type { EventEmitter } from 'node:events';
+import { isTerminal } from '../domain/task-state';
+import type { Clock } from '../ports/clock';
+import type { QueuedRef } from '../ports/dispatch-queue';
+import { ProviderCancelledError, ProviderError } from '../ports/provider';
+import type { Completion, Store, TaskRecord } from '../ports/store';
+import type { TaskEvent } from './engine';
+import { retryDelayMs, type RetryPolicy } from './retry';
+
+/** How long to wait before trying the store again after it failed (a claim, or recording a run's end). */
+export const STORE_RETRY_MS = 1000;
+const SETTLE_ATTEMPTS = 5;
+
+export const cancelledError = { code: 'Cancelled', message: 'The task was cancelled by the client before it finished.' };
+
+export interface SettlementDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly retry: RetryPolicy;
+  readonly log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  readonly discardOutputs: (completion: Extract<Completion, { state: 'succeeded' }>) => Promise<void>;
+  /** The engine's announcement of a task's new state (metrics, webhooks, watchers). */
+  readonly announce: (id: string, known?: TaskRecord) => Promise<void>;
+  /** A task handed back for a retry, to dispatch again from its `notBefore`. */
+  readonly requeued: (task: QueuedRef) => void;
+  /** Where only watchers listen (`Prefer: wait`, event streams): engine.watchEvents. */
+  readonly watchEvents: EventEmitter;
+  /** False once the engine drains: a failing store is then not waited for. */
+  readonly accepting: () => boolean;
+}
+
+/**
+ * How a run's end is recorded: success, cancel, permanent failure, or a hand-back for retry (the one retry path),
+ * each conditional in the store so that a repeat, a race with a cancel or a settlement made elsewhere changes
+ * nothing twice. Split from the engine, which decides what runs when.
+ */
+export class RunSettlement {
+  constructor(private readonly deps: SettlementDeps) {}
+
+  /**
+   * Records how a run ended. If the store fails meanwhile (a busy lock, a dropped connection), the task would stay
+   * `running` with its credits held until a restart, so the settlement is tried again with backoff; finish and
+   * requeue are conditional, so a repeat that already took effect changes nothing.
+   */
+  async settle(task: TaskRecord, outcome: { completion: Completion } | { error: unknown }, signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if ('completion' in outcome) await this.complete(task, outcome.completion);
+        else await this.handleFailure(task, outcome.error, signal);
+        return;
+      } catch (err) {
+        if (attempt >= SETTLE_ATTEMPTS || !this.deps.accepting()) throw err;
+        this.deps.log.error({ err, taskId: task.id, attempt }, 'recording the end of a run failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_MS * attempt).unref());
+      }
+    }
+  }
+
+  private async complete(task: TaskRecord, completion: Completion): Promise<void> {
+    const { store, clock } = this.deps;
+    // ownAttempt: if our lease lapsed and the task was taken over (by another node, or by this one as a later
+    // attempt), the current attempt decides, not ours.
+    const finished = { ownAttempt: task.attempts, log: `Finished: ${completion.state}.` };
+    if (await store.tasks.finish(task.id, completion, clock.now(), finished)) {
+      await this.deps.announce(task.id);
+      return;
+    }
+    if (completion.state === 'succeeded') {
+      if (await this.recordedAs(task.id, completion)) return this.deps.announce(task.id);
+      await this.deps.discardOutputs(completion).catch((err: unknown) => this.deps.log.warn({ err, taskId: task.id }, 'discarding outputs failed'));
+    }
+    // Refused: settled elsewhere meanwhile (another process, before the sweep saw it). Its watchers may not know.
+    await this.tellWatchersIfSettled(task.id);
+  }
+
+  /**
+   * A task settled where this process did not hear it (`aigc-relay tasks fail` in another process): its watchers
+   * (`Prefer: wait`, event streams) are told on `watchEvents` alone. Not on `events`: whoever settled it may have
+   * announced it, and metrics and webhooks must count it once; a watcher stops at its first terminal event.
+   */
+  tellWatchers(task: TaskRecord): void {
+    this.deps.watchEvents.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+  }
+
+  private async tellWatchersIfSettled(taskId: string): Promise<void> {
+    const task = await this.deps.store.tasks.getTask(taskId);
+    if (task && isTerminal(task.state)) this.tellWatchers(task);
+  }
+
+  /**
+   * Whether the store already holds this very success: a `finish` whose commit went through but whose answer was
+   * lost (a dropped connection) is retried and then refused. Its files belong to a charged task and must stay.
+   */
+  private async recordedAs(taskId: string, completion: Extract<Completion, { state: 'succeeded' }>): Promise<boolean> {
+    const current = await this.deps.store.tasks.getTask(taskId);
+    const first = completion.result.images[0]?.file_id;
+    return current?.state === 'succeeded' && first !== undefined && current.result?.images[0]?.file_id === first;
+  }
+
+  /** The one retry path: cancel, permanent failure, or hand the attempt back with backoff. */
+  private async handleFailure(task: TaskRecord, err: unknown, signal: AbortSignal): Promise<void> {
+    const { store, clock, retry, log } = this.deps;
+    const now = clock.now();
+    if (signal.aborted) {
+      const current = await store.tasks.getTask(task.id);
+      if (current?.cancelRequested) {
+        await this.complete(task, { state: 'cancelled', error: cancelledError });
+      }
+      // Otherwise this was a shutdown: the task stays `running` and the next start hands it back.
+      return;
+    }
+    if (err instanceof ProviderCancelledError) {
+      await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } });
+      return;
+    }
+    const error =
+      err instanceof ProviderError
+        ? err
+        : new ProviderError('InternalError', err instanceof Error ? err.message : String(err), true, { cause: err });
+    log.warn({ taskId: task.id, code: error.code, retryable: error.retryable, attempt: task.attempts, err }, 'attempt failed');
+    if (error.retryable && task.attempts < retry.maxAttempts) {
+      const notBefore = now + retryDelayMs(retry, task.attempts);
+      await store.tasks.appendLog(task.id, `Attempt ${task.attempts} failed (${error.code}); retrying.`, now);
+      if (await store.tasks.requeue(task.id, notBefore, now)) {
+        await this.deps.announce(task.id);
+        this.deps.requeued({ ...task, notBefore });
+        return;
+      }
+      const current = await store.tasks.getTask(task.id);
+      // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
+      if (current?.state === 'running' && current.cancelRequested) await this.complete(task, { state: 'cancelled', error: cancelledError });
+      else if (current && isTerminal(current.state)) this.tellWatchers(current);
+      return;
+    }
+    await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });
+  }
+}
