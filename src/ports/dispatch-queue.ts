@@ -1,4 +1,6 @@
+import { modelKey } from '../domain/models';
 import type { TaskState } from '../domain/task-state';
+import { hasWorkUnderway } from './provider';
 import type { TaskRecord } from './store';
 
 /**
@@ -18,11 +20,15 @@ export interface QueuedRef {
 
 /**
  * At most this many tasks of each listed model key (`GEM:3.0`) in one claim; unlisted models are not limited
- * (ImageProvider.startable). A queue that cannot count per model exactly must at least claim none of a model at 0.
- * Tasks with a checkpoint are never held back: they resume work already under way (an upstream task to follow),
- * which may be exactly what fills their model's capacity.
+ * (ImageProvider.modelCapacity). Tasks with work under way (a checkpoint other than idle, ports/provider) are
+ * never held back: they resume an upstream task, which may be exactly what fills their model's capacity.
  */
 export type ModelQuotas = ReadonlyMap<string, number>;
+
+/** The key a task counts under in ModelQuotas; undefined for a task that quotas never hold back. */
+export function quotaKey(task: Pick<QueuedRef, 'input' | 'checkpoint'>): string | undefined {
+  return hasWorkUnderway(task.checkpoint) ? undefined : modelKey(task.input);
+}
 
 export interface DispatchQueue {
   /**

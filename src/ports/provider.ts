@@ -60,12 +60,13 @@ export interface ImageProvider {
   /** False when the provider reads `input.file_infos` itself (e.g. hands links upstream): the engine skips loading bytes. */
   readonly wantsInputBytes?: boolean;
   /**
-   * How many more tasks of each model (key `GEM:3.0`, domain/models `modelKey`) could start now without waiting,
-   * when the provider's capacity is not shared by every model (upstream channels that serve some models only). The
-   * engine claims no more than that of a listed model, so tasks of a model whose capacity is taken wait in the
-   * queue instead of in the lane, where they would hold up other models' tasks. Unlisted models: no limit of their own.
+   * Per model (key `GEM:3.0`, domain/models `modelKey`), when the provider's capacity is not shared by every model
+   * (upstream channels that serve some models only): `total`, the capacity serving the model (in use or not), and
+   * `free`, what is free right now. The engine claims no more of a listed model than it can start, so tasks of a
+   * model whose capacity is taken wait in the queue instead of in the lane, where they would hold up other models'
+   * tasks. Unlisted models: no limit of their own.
    */
-  startable?(): ReadonlyMap<string, number>;
+  modelCapacity?(): ReadonlyMap<string, ModelCapacity>;
   run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult>;
   /**
    * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream yet, cancel
@@ -73,6 +74,21 @@ export interface ImageProvider {
    * and cannot be stopped; the task goes on (the client gets ALREADY_COMPLETED).
    */
   cancel?(task: { readonly id: string; readonly state: string; readonly checkpoint?: Record<string, unknown> }): Promise<CancelVerdict>;
+}
+
+export interface ModelCapacity {
+  readonly total: number;
+  readonly free: number;
+}
+
+/**
+ * The checkpoint of a provider with nothing under way (e.g. a submission that was refused). Any other checkpoint
+ * means work under way, such as an upstream task to follow: such a task needs no new capacity to go on.
+ */
+export const IDLE_CHECKPOINT = { phase: 'idle' } as const;
+
+export function hasWorkUnderway(checkpoint: unknown): boolean {
+  return typeof checkpoint === 'object' && checkpoint !== null && (checkpoint as { phase?: unknown }).phase !== IDLE_CHECKPOINT.phase;
 }
 
 export type CancelVerdict = 'not-started' | 'cancelled' | 'too-late';

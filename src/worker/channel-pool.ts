@@ -1,5 +1,6 @@
 import { MODEL_KEYS, modelKey } from '../domain/models';
 import type { ChannelSlots } from '../ports/channel-slots';
+import type { ModelCapacity } from '../ports/provider';
 import type { ChannelError, ChannelHealth, ChannelRecord } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { CircuitBreaker, type BreakerOptions } from './circuit-breaker';
@@ -120,25 +121,28 @@ export class ChannelPool {
   }
 
   /**
-   * Per model version that some channel serves: how many more submissions could take a slot now (free slots of
-   * the channels serving it, less the submissions already waiting for one). Channels serving several models count
-   * for each, so the figures may overlap; the lane's concurrency (capacity) bounds the total. Models no channel
-   * serves are left out: their tasks must still be dispatched, to fail.
+   * Per model version that some channel serves: the slots of the channels serving it (`total`, in use or free), and
+   * how many more submissions could take one now (`free`, less the submissions already waiting for one). Channels
+   * serving several models count for each, so the figures may overlap. Models no channel serves are left out:
+   * their tasks must still be dispatched, to fail.
    */
-  startable(): Map<string, number> {
-    const quotas = new Map<string, number>();
+  modelCapacity(): Map<string, ModelCapacity> {
+    const capacity = new Map<string, ModelCapacity>();
     for (const key of MODEL_KEYS) {
       const [model, version] = key.split(':') as [string, string];
+      let total = 0;
       let free = 0;
       let served = false;
       for (const slot of this.slots.values()) {
         if (!usable(slot.channel) || !channelServes(slot.channel, model, version)) continue;
         served = true;
-        free += this.freeSlots(slot);
+        const room = this.freeSlots(slot);
+        total += this.inFlight(slot) + room;
+        free += room;
       }
-      if (served) quotas.set(key, Math.max(0, free - (this.seeking.get(key) ?? 0)));
+      if (served) capacity.set(key, { total, free: Math.max(0, free - (this.seeking.get(key) ?? 0)) });
     }
-    return quotas;
+    return capacity;
   }
 
   /** Takes a submission slot on the best channel for the model, or says why none is available now. */

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../ports/clock';
 import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext } from '../ports/provider';
-import type { DispatchQueue, ModelQuotas, QueuedRef } from '../ports/dispatch-queue';
+import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import { isTerminal, type TaskState } from '../domain/task-state';
 import { producedSize } from '../domain/output-size';
@@ -43,6 +43,8 @@ interface Lane {
   reserved: number;
   /** A wake-up arrived while a claim was in flight; the claims that end after it look again, so it is not lost. */
   wokenDuringClaim: boolean;
+  /** Runs per quota key (dispatch-queue `quotaKey`): what the lane has started of each model, slotted or not yet. */
+  readonly runningByModel: Map<string, number>;
 }
 
 /**
@@ -83,7 +85,7 @@ export class TaskEngine {
     this.watchEvents.setMaxListeners(0);
     this.events.on('task', (event: TaskEvent) => this.watchEvents.emit('task', event));
     for (const provider of deps.providers) {
-      this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false });
+      this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false, runningByModel: new Map() });
     }
     this.settlement = new RunSettlement({
       ...deps,
@@ -233,9 +235,9 @@ export class TaskEngine {
     if (!this.accepting) return;
     if (lane.claims > 0) lane.wokenDuringClaim = true;
     // Models whose own capacity is taken are passed over: their tasks wait in the queue, not in the lane, where they
-    // would hold up other models' tasks. The provider counts a task only once its run takes a slot, so a lane with
-    // quotas has one claim in flight at a time (the claims that end look again, as for any wake-up).
-    const quotas = lane.provider.startable?.();
+    // would hold up other models' tasks. A lane with quotas has one claim in flight at a time, so each claim's
+    // quotas count what the one before it started.
+    const quotas = this.quotasOf(lane);
     if (lane.claims >= (quotas ? 1 : CLAIMS_IN_FLIGHT)) return;
     const free = lane.provider.concurrency - lane.running - lane.reserved;
     // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
@@ -244,6 +246,19 @@ export class TaskEngine {
     const claim = this.claim(lane, want, quotas);
     this.claiming.add(claim);
     void claim.finally(() => this.claiming.delete(claim));
+  }
+
+  /**
+   * What the lane may claim of each model: no more than is free now, nor than the model's capacity less the runs
+   * the lane already has of it. The second bound covers runs just started that have not taken their slot yet (the
+   * provider cannot count them); the first, capacity that other models share or that is not this node's.
+   */
+  private quotasOf(lane: Lane): ModelQuotas | undefined {
+    const capacity = lane.provider.modelCapacity?.();
+    if (!capacity) return undefined;
+    const quotas = new Map<string, number>();
+    for (const [key, { total, free }] of capacity) quotas.set(key, Math.max(0, Math.min(free, total - (lane.runningByModel.get(key) ?? 0))));
+    return quotas;
   }
 
   private async claim(lane: Lane, free: number, quotas: ModelQuotas | undefined): Promise<void> {
@@ -287,6 +302,8 @@ export class TaskEngine {
 
   private startRun(lane: Lane, task: TaskRecord): void {
     lane.running++;
+    const model = quotaKey(task);
+    if (model !== undefined) lane.runningByModel.set(model, (lane.runningByModel.get(model) ?? 0) + 1);
     // Registered before anything awaits, so a cancel arriving while the run starts always finds it.
     const controller = new AbortController();
     // A run of this task still in flight here is a superseded attempt: its lease lapsed (a long pause) and the task
@@ -297,6 +314,7 @@ export class TaskEngine {
       .catch((err: unknown) => this.deps.log.error({ err, taskId: task.id }, 'dispatch failed'))
       .finally(() => {
         lane.running--;
+        if (model !== undefined) lane.runningByModel.set(model, lane.runningByModel.get(model)! - 1);
         this.settled.delete(run);
         this.pump(lane);
       });

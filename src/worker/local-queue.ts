@@ -1,7 +1,6 @@
 import { isTerminal, type TaskState } from '../domain/task-state';
 import type { Clock } from '../ports/clock';
-import { modelKey } from '../domain/models';
-import type { DispatchQueue, ModelQuotas, QueuedRef } from '../ports/dispatch-queue';
+import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Store, TaskRecord } from '../ports/store';
 import { comesFirst, PriorityQueue, type QueueEntry } from './priority-queue';
 
@@ -53,7 +52,7 @@ export class LocalDispatchQueue implements DispatchQueue {
     }
     let models = this.heaps.get(task.provider);
     if (!models) this.heaps.set(task.provider, (models = new Map()));
-    const key = task.checkpoint === undefined ? modelKey(task.input) : RESUMING;
+    const key = quotaKey(task) ?? RESUMING;
     let heap = models.get(key);
     if (!heap) models.set(key, (heap = new PriorityQueue()));
     heap.push({ id: task.id, priority: task.priority, seq: task.seq });
@@ -140,7 +139,7 @@ export class LocalDispatchQueue implements DispatchQueue {
   }
 }
 
-/** The heap of tasks with a checkpoint: never in a quota map (ModelQuotas), so never held back. */
+/** The heap of tasks with work under way: never in a quota map (ModelQuotas), so never held back. */
 const RESUMING = '';
 
 /** The model heap whose first entry comes first in dispatch order, among those with quota left. */

@@ -122,8 +122,10 @@ export class RunSettlement {
       const notBefore = now + retryDelayMs(retry, task.attempts);
       await store.tasks.appendLog(task.id, `Attempt ${task.attempts} failed (${error.code}); retrying.`, now);
       if (await store.tasks.requeue(task.id, notBefore, now)) {
-        await this.deps.announce(task.id);
-        this.deps.requeued({ ...task, notBefore });
+        // As stored now: the queue files it by the checkpoint the attempt left (work under way or not).
+        const current = await store.tasks.getTask(task.id);
+        await this.deps.announce(task.id, current);
+        this.deps.requeued(current ?? { ...task, notBefore });
         return;
       }
       const current = await store.tasks.getTask(task.id);

@@ -393,10 +393,27 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       const resuming = await make('Hunyuan', '3.0', 5);
       await a.tasks.saveCheckpoint(resuming, { phase: 'accepted' }, Date.now());
       const gem = await make('GEM', '3.0', 0);
+      const idle = await make('Hunyuan', '3.0', 4);
+      await a.tasks.saveCheckpoint(idle, { phase: 'idle' }, Date.now()); // refused upstream once: nothing under way
       const q = queue(a);
       const quotas = new Map([['Hunyuan:3.0', 0], ['GEM:3.0', 3]]);
       expect((await q.claim('lane-a', 10, quotas)).map((t) => t.id)).toEqual([resuming, gem]);
-      expect((await q.claim('lane-a', 10)).map((t) => t.id)).toEqual([hunyuan]);
+      expect((await q.claim('lane-a', 10)).map((t) => t.id)).toEqual([hunyuan, idle]);
+    });
+
+    it('a claim takes no more of a model than its quota, in dispatch order across models (as the single-node queue)', async () => {
+      const a = await node('a');
+      const o = await owner(a);
+      const make = async (model_name: string, model_version: string, priority: number) => {
+        const created = await a.tasks.createTask(task(o, { input: { ...INPUT, model_name, model_version, tasks_priority: priority } as NewTask['input'] }));
+        if (!created.ok) throw new Error('refused');
+        return created.task.id;
+      };
+      const [h1, h2, g1, q1] = [await make('Hunyuan', '3.0', 9), await make('Hunyuan', '3.0', 8), await make('GEM', '3.0', 1), await make('Qwen', '0925', 5)];
+      const q = queue(a);
+      const quotas = new Map([['Hunyuan:3.0', 1], ['GEM:3.0', 1]]);
+      expect((await q.claim('lane-a', 2, quotas)).map((t) => t.id)).toEqual([h1, q1]); // Qwen is not limited
+      expect((await q.claim('lane-a', 5, quotas)).map((t) => t.id)).toEqual([h2, g1]);
     });
 
     it('the heartbeat renews the channel slots of the engine\'s runs only: a slot whose release was lost lapses', async () => {

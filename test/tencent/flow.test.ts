@@ -245,14 +245,15 @@ describe('Tencent VOD upstream', () => {
     await h.addChannel(gem, { models: ['GEM'], max_concurrency: 1 });
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
     const hunyuan = { model_name: 'Hunyuan', model_version: '3.0', prompt: 'a panorama' };
-    const first = await h.submit(hunyuan);
-    await waitUntil(() => h!.server.bySession(first).length === 1);
-    const second = await h.submit(hunyuan);
+    // Submitted together: the second is claimable before the first run has taken its channel slot.
+    const both = await Promise.all([h.submit(hunyuan), h.submit(hunyuan)]);
+    await waitUntil(() => both.some((id) => h!.server.bySession(id).length === 1));
+    const waiting = both.find((id) => h!.server.bySession(id).length === 0)!;
     const fox = await h.submit({ model_name: 'GEM', model_version: '3.0', prompt: 'a fox', tasks_priority: 10 });
     // The lane's capacity is 2 (one slot per channel): the second Hunyuan task must not take the GEM one's.
     await waitUntil(() => h!.server.bySession(fox).length === 1);
-    expect((await h.t.api.get(`/tencent-vod/v1/requests/${second}/status`)).body).toMatchObject({ status: 'IN_QUEUE' });
-    expect(h.server.bySession(second)).toHaveLength(0);
+    expect((await h.t.api.get(`/tencent-vod/v1/requests/${waiting}/status`)).body).toMatchObject({ status: 'IN_QUEUE' });
+    expect(h.server.bySession(waiting)).toHaveLength(0);
   });
 
   it('never has more upstream tasks on a channel than its max_concurrency; the rest wait in the relay queue', async () => {

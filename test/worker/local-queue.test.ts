@@ -28,10 +28,11 @@ describe('local dispatch queue with model quotas', () => {
     expect((await queue.claim('lane', 10)).map((t) => t.id)).toEqual(['h1', 'h2', 'g2']);
   });
 
-  it('never holds back a task with a checkpoint (work under way), whatever its model\'s quota', async () => {
+  it('never holds back a task with work under way (a checkpoint other than idle), whatever its model\'s quota', async () => {
     const queue = new LocalDispatchQueue(claimingStore(), { now: () => 0 });
     queue.added(ref('fresh', 'GEM:3.0', 10));
     queue.added(ref('resuming', 'GEM:3.0', 0, { checkpoint: { phase: 'accepted' } }));
+    queue.added(ref('refused before', 'GEM:3.0', 5, { checkpoint: { phase: 'idle' } })); // nothing under way: held back
     expect((await queue.claim('lane', 10, new Map([['GEM:3.0', 0]]))).map((t) => t.id)).toEqual(['resuming']);
   });
 

@@ -34,10 +34,39 @@ const CLAIM = `
   WITH picked AS MATERIALIZED (
     SELECT id FROM tasks
     WHERE state = 'queued' AND provider = $4 AND (not_before IS NULL OR not_before <= $3)
-      AND (checkpoint IS NOT NULL OR NOT ((input->>'model_name') || ':' || (input->>'model_version')) = ANY($6::text[]))
     ORDER BY priority DESC, seq
     LIMIT $5
     FOR UPDATE SKIP LOCKED)
+  UPDATE tasks SET ${START_RUNNING}
+  WHERE id IN (SELECT id FROM picked)
+  RETURNING *`;
+
+/** dispatch-queue `quotaKey`, in SQL: a task with work under way (a checkpoint other than idle) counts under none. */
+const MODEL_KEY = `((input->>'model_name') || ':' || (input->>'model_version'))`;
+const UNDERWAY = `(checkpoint IS NOT NULL AND checkpoint->>'phase' IS DISTINCT FROM 'idle')`;
+const READY = `state = 'queued' AND provider = $4 AND (not_before IS NULL OR not_before <= $3)`;
+
+/**
+ * CLAIM with model quotas (`$6` keys, `$7` their quotas): the best `quota` of each listed model, and the best of
+ * the rest (unlisted models, work under way), each read in dispatch order; then the best `$5` of those together.
+ */
+const CLAIM_WITH_QUOTAS = `
+  WITH per_model AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq FROM unnest($6::text[], $7::int[]) AS q(key, quota)
+    CROSS JOIN LATERAL (
+      SELECT id, priority, seq FROM tasks
+      WHERE ${READY} AND NOT ${UNDERWAY} AND ${MODEL_KEY} = q.key
+      ORDER BY priority DESC, seq
+      LIMIT q.quota
+      FOR UPDATE SKIP LOCKED) c),
+  others AS MATERIALIZED (
+    SELECT id, priority, seq FROM tasks
+    WHERE ${READY} AND (${UNDERWAY} OR NOT ${MODEL_KEY} = ANY($6::text[]))
+    ORDER BY priority DESC, seq
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED),
+  candidates AS (SELECT * FROM per_model UNION ALL SELECT * FROM others),
+  picked AS (SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT $5)
   UPDATE tasks SET ${START_RUNNING}
   WHERE id IN (SELECT id FROM picked)
   RETURNING *`;
@@ -134,20 +163,17 @@ export class PgDispatchQueue implements DispatchQueue {
 
   async claim(lane: string, max: number, quotas?: ModelQuotas): Promise<TaskRecord[]> {
     if (max <= 0) return [];
-    // One statement in dispatch order: models at 0 are passed over; the others are not counted per model (the claim
-    // is bounded by `max`, and a task over its model's quota waits for a channel slot in its run).
-    const blocked = [...(quotas ?? [])].filter(([, n]) => n <= 0).map(([key]) => key);
     const limit = this.options.laneLimit?.(lane);
     const claimed =
       limit === undefined
-        ? await this.claimFrom(this.ctx.relaxed, lane, max, blocked)
+        ? await this.claimFrom(this.ctx.relaxed, lane, max, quotas)
         : await inTransaction(this.ctx.relaxed, async (c) => {
             // Serialises this lane's claims across nodes only while it has a global limit, so the count below
             // cannot be read by two claimers at once; other lanes and unlimited lanes never wait on it.
             await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LANE_LOCK, lane]);
             const running = (await rows<{ n: number }>(c, "SELECT count(*) AS n FROM tasks WHERE state = 'running' AND provider = $1", [lane]))[0]!.n;
             const room = Math.min(max, limit - running);
-            return room > 0 ? this.claimFrom(c, lane, room, blocked) : [];
+            return room > 0 ? this.claimFrom(c, lane, room, quotas) : [];
           });
     this.cachedDepth = Math.max(0, this.cachedDepth - claimed.length);
     return claimed;
@@ -173,8 +199,11 @@ export class PgDispatchQueue implements DispatchQueue {
     // is handed back by another node once its lease lapses.
   }
 
-  private async claimFrom(db: Queryable, lane: string, max: number, blocked: readonly string[]): Promise<TaskRecord[]> {
-    const found = await rows<TaskRow>(db, CLAIM, [this.ctx.nodeId, this.ctx.leaseMs, this.clock.now(), lane, max, blocked]);
+  private async claimFrom(db: Queryable, lane: string, max: number, quotas: ModelQuotas | undefined): Promise<TaskRecord[]> {
+    const params = [this.ctx.nodeId, this.ctx.leaseMs, this.clock.now(), lane, max];
+    const found = quotas
+      ? await rows<TaskRow>(db, CLAIM_WITH_QUOTAS, [...params, [...quotas.keys()], [...quotas.values()].map((n) => Math.max(0, n))])
+      : await rows<TaskRow>(db, CLAIM, params);
     // RETURNING has no order: restore dispatch order for the engine.
     return found.map(toTask).sort(byDispatchOrder);
   }

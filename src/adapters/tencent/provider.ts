@@ -6,6 +6,7 @@ import {
   retryableError,
   type CancelVerdict,
   type ImageProvider,
+  type ModelCapacity,
   type ProviderJob,
   type ProviderResult,
   type RunContext,
@@ -75,9 +76,9 @@ export class TencentVodProvider implements ImageProvider {
     return Math.max(1, this.rt.pool.capacity);
   }
 
-  /** Per model: what its channels can still take (the engine passes over models whose channels are full). */
-  startable(): ReadonlyMap<string, number> {
-    return this.rt.pool.startable();
+  /** Per model: its channels' capacity (the engine passes over models whose channels are full). */
+  modelCapacity(): ReadonlyMap<string, ModelCapacity> {
+    return this.rt.pool.modelCapacity();
   }
 
   async run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult> {

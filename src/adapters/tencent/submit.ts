@@ -1,6 +1,6 @@
 import type { ChannelRecord } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
-import { permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
+import { IDLE_CHECKPOINT, permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
 import type { ChannelLease, ChannelPool } from '../../worker/channel-pool';
 import type { Vod } from './client';
 import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
@@ -107,7 +107,7 @@ export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'inpu
           return { lease, upstreamTaskId, submittedAt };
         }
         // Definitely not created upstream: a later attempt must not mistake this for an ambiguous submission.
-        await ctx.checkpoint({ phase: 'idle' });
+        await ctx.checkpoint(IDLE_CHECKPOINT);
         if (f.kind === 'task') {
           lease.succeeded();
           throw toProviderError(f, false);
