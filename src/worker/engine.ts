@@ -149,8 +149,13 @@ export class TaskEngine {
     if (task.state !== 'running') return false;
     await store.tasks.requestCancel(task.id, clock.now());
     const controller = this.inFlight.get(task.id);
-    if (controller) controller.abort();
-    else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
+    if (controller) {
+      controller.abort();
+      // The run may have handed the task back for a retry just before the flag landed: a queued task would wait for
+      // its next claim (its backoff, or its model's capacity) to be settled. Settle it now.
+      const now = await store.tasks.getTask(task.id);
+      if (now?.state === 'queued') return this.cancel(now);
+    } else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
       // Running on no provider call of ours (another node's, or between a crash and recovery): settle it here,
       // and tell the node running it to stop.
       await this.stopRunsOf(task.id, 'cancelled');

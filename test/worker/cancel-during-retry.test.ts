@@ -3,6 +3,7 @@ import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider
 import { retryableError } from '../../src/ports/provider';
 import type { TaskStore } from '../../src/ports/store';
 import { solidPng } from '../helpers/images';
+import { within } from '../helpers/eventually';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 
 /**
@@ -66,6 +67,31 @@ describe('a cancel that meets a retry', () => {
     run.fail(retryableError('RequestLimitExceeded', 'busy'));
     await waitForTask(relay.relay, id, ['queued']);
     await relay.relay.store.tasks.requestCancel(id, Date.now());
+    expect(await outcome(relay, provider, id)).toEqual({ state: 'cancelled', starts: 1, ledger: ['hold', 'release'] });
+  });
+
+  it('a cancel that read the task running while its run was handing it back settles it at once, not after the backoff', async () => {
+    const { provider, relay, id, run } = await setUp({ maxAttempts: 3, baseDelayMs: 600_000, maxDelayMs: 600_000 });
+    const stale = (await relay.relay.store.tasks.getTask(id))!; // as the cancel route read it: running
+    const tasks = relay.relay.store.tasks;
+    const requeue = tasks.requeue.bind(tasks);
+    let handedBack!: () => void;
+    const committed = new Promise<void>((resolve) => (handedBack = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    tasks.requeue = async (...args) => {
+      const done = await requeue(...args);
+      handedBack();
+      await gate; // the run is still in flight here, its task queued in the store
+      return done;
+    };
+    run.fail(retryableError('RequestLimitExceeded', 'busy'));
+    await committed;
+    expect(await relay.relay.engine.cancel(stale)).toBe(true);
+    release();
+    // The backoff is ten minutes: only the cancel itself can have settled it.
+    const settled = await within('the task to be cancelled', 5000, waitForTask(relay.relay, id));
+    expect(settled.state).toBe('cancelled');
     expect(await outcome(relay, provider, id)).toEqual({ state: 'cancelled', starts: 1, ledger: ['hold', 'release'] });
   });
 });
