@@ -56,6 +56,16 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
     ...extra,
   });
 
+  /** Queues tasks of a model at a priority, for one new account; returns their ids. */
+  async function modelTasks(store: PostgresStore) {
+    const o = await owner(store);
+    return async (model_name: string, model_version: string, priority: number) => {
+      const created = await store.tasks.createTask(task(o, { input: { ...INPUT, model_name, model_version, tasks_priority: priority } as NewTask['input'] }));
+      if (!created.ok) throw new Error('refused');
+      return created.task.id;
+    };
+  }
+
   beforeEach(async () => {
     db ??= await createTestDatabase('relay_pg');
     schema = db.schema();
@@ -383,12 +393,7 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
 
     it('a claim passes over models whose quota is 0, but never a task with a checkpoint', async () => {
       const a = await node('a');
-      const o = await owner(a);
-      const make = async (model_name: string, model_version: string, priority: number) => {
-        const created = await a.tasks.createTask(task(o, { input: { ...INPUT, model_name, model_version, tasks_priority: priority } as NewTask['input'] }));
-        if (!created.ok) throw new Error('refused');
-        return created.task.id;
-      };
+      const make = await modelTasks(a);
       const hunyuan = await make('Hunyuan', '3.0', 9);
       const resuming = await make('Hunyuan', '3.0', 5);
       await a.tasks.saveCheckpoint(resuming, { phase: 'accepted' }, Date.now());
@@ -403,12 +408,7 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
 
     it('a claim takes no more of a model than its quota, in dispatch order across models (as the single-node queue)', async () => {
       const a = await node('a');
-      const o = await owner(a);
-      const make = async (model_name: string, model_version: string, priority: number) => {
-        const created = await a.tasks.createTask(task(o, { input: { ...INPUT, model_name, model_version, tasks_priority: priority } as NewTask['input'] }));
-        if (!created.ok) throw new Error('refused');
-        return created.task.id;
-      };
+      const make = await modelTasks(a);
       const [h1, h2, g1, q1] = [await make('Hunyuan', '3.0', 9), await make('Hunyuan', '3.0', 8), await make('GEM', '3.0', 1), await make('Qwen', '0925', 5)];
       const q = queue(a);
       const quotas = new Map([['Hunyuan:3.0', 1], ['GEM:3.0', 1]]);
