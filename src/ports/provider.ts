@@ -67,6 +67,12 @@ export interface ImageProvider {
    * tasks. Unlisted models: no limit of their own.
    */
   modelCapacity?(): ReadonlyMap<string, ModelCapacity>;
+  /**
+   * Runs that wait inside the provider for capacity (an upstream channel slot) and hold none. The engine does not
+   * count them against `concurrency`: two models sharing a channel may both have been claimed for its last slot,
+   * and the one left waiting must not hold up a third model whose channel is free.
+   */
+  waitingForCapacity?(): number;
   run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult>;
   /**
    * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream yet, cancel

@@ -145,6 +145,13 @@ export class ChannelPool {
     return capacity;
   }
 
+  /** Submissions waiting in `acquire` for a slot, all models together. */
+  get waiting(): number {
+    let n = 0;
+    for (const count of this.seeking.values()) n += count;
+    return n;
+  }
+
   /** Takes a submission slot on the best channel for the model, or says why none is available now. */
   tryAcquire(model: string, version: string, exclude: ReadonlySet<string> = new Set(), holder?: string): Acquired {
     const candidates = [...this.slots.values()].filter(
@@ -176,6 +183,9 @@ export class ChannelPool {
         // Full here (a release wakes us), or full on other nodes (nothing tells us: look again shortly).
         const key = modelKey({ model_name: model, model_version: version });
         this.seeking.set(key, (this.seeking.get(key) ?? 0) + 1);
+        // A run waiting here holds no slot: the engine may now have room for another model's task (not the waiters:
+        // nothing was freed, and waking them would only bring them back here).
+        for (const listener of this.listeners) listener();
         try {
           await this.nextChange(signal, elsewhere.size > 0 ? (this.options.slotRetryMs ?? 1000) : undefined);
         } finally {

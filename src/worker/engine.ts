@@ -154,7 +154,10 @@ export class TaskEngine {
       // The run may have handed the task back for a retry just before the flag landed: a queued task would wait for
       // its next claim (its backoff, or its model's capacity) to be settled. Settle it now.
       const now = await store.tasks.getTask(task.id);
-      if (now?.state === 'queued') return this.cancel(now);
+      if (now?.state === 'queued' && (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now()))) {
+        await this.announce(task.id);
+      }
+      // Settled here, or it will be: a task with the flag is cancelled, not run, when it is next claimed.
     } else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
       // Running on no provider call of ours (another node's, or between a crash and recovery): settle it here,
       // and tell the node running it to stop.
@@ -244,7 +247,8 @@ export class TaskEngine {
     // quotas count what the one before it started.
     const quotas = this.quotasOf(lane);
     if (lane.claims >= (quotas ? 1 : CLAIMS_IN_FLIGHT)) return;
-    const free = lane.provider.concurrency - lane.running - lane.reserved;
+    const holding = lane.running - (lane.provider.waitingForCapacity?.() ?? 0);
+    const free = lane.provider.concurrency - holding - lane.reserved;
     // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
     const want = Math.min(free, this.deps.queue.waiting?.(lane.provider.id, quotas) ?? free);
     if (want <= 0) return;

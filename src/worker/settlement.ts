@@ -121,17 +121,20 @@ export class RunSettlement {
     if (error.retryable && task.attempts < retry.maxAttempts) {
       const notBefore = now + retryDelayMs(retry, task.attempts);
       await store.tasks.appendLog(task.id, `Attempt ${task.attempts} failed (${error.code}); retrying.`, now);
-      if (await store.tasks.requeue(task.id, notBefore, now)) {
-        // As stored now: the queue files it by the checkpoint the attempt left (work under way or not).
-        const current = await store.tasks.getTask(task.id);
-        await this.deps.announce(task.id, current);
-        this.deps.requeued(current ?? { ...task, notBefore });
-        return;
-      }
+      const handedBack = await store.tasks.requeue(task.id, notBefore, now);
+      // As stored now: the queue files it by the checkpoint the attempt left (work under way or not). Read also when
+      // the hand-back was refused: it may be this settlement's own repeat after a read that failed (then the task is
+      // queued here and must still reach the queue), a cancel, or a settlement made elsewhere.
       const current = await store.tasks.getTask(task.id);
-      // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
-      if (current?.state === 'running' && current.cancelRequested) await this.complete(task, { state: 'cancelled', error: cancelledError });
-      else if (current && isTerminal(current.state)) this.tellWatchers(current);
+      if (current?.state === 'queued') {
+        if (handedBack) await this.deps.announce(task.id, current);
+        this.deps.requeued(current);
+      } else if (current?.state === 'running' && current.cancelRequested) {
+        // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
+        await this.complete(task, { state: 'cancelled', error: cancelledError });
+      } else if (current && isTerminal(current.state)) {
+        this.tellWatchers(current); // settled meanwhile (a cancel that met the hand-back announced it)
+      }
       return;
     }
     await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });

@@ -256,6 +256,23 @@ describe('Tencent VOD upstream', () => {
     expect(h.server.bySession(waiting)).toHaveLength(0);
   });
 
+  it('two models claimed for the last slot of a channel they share do not hold up a third model whose channel is free', async () => {
+    h = await startHarness({ accounts: 2 });
+    const [shared, other] = h.accounts as [Account, Account];
+    await h.addChannel(shared, { models: ['Hunyuan', 'GEM'], max_concurrency: 1 });
+    await h.addChannel(other, { models: ['Qwen'], max_concurrency: 1 });
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    // All at once: the lane (capacity 2) claims the first two, one of which waits for the shared slot; the Qwen
+    // task, queued behind them, must be claimed as soon as that run is seen waiting.
+    const [hunyuan, gem, qwen] = await Promise.all([
+      h.submit({ model_name: 'Hunyuan', model_version: '3.0', prompt: 'a panorama' }),
+      h.submit({ model_name: 'GEM', model_version: '3.0', prompt: 'a fox' }),
+      h.submit({ model_name: 'Qwen', model_version: '0925', prompt: 'a lake', tasks_priority: -5 }),
+    ]);
+    await waitUntil(() => h!.server.bySession(qwen).length === 1);
+    expect(h.server.bySession(hunyuan).length + h.server.bySession(gem).length).toBe(1);
+  });
+
   it('never has more upstream tasks on a channel than its max_concurrency; the rest wait in the relay queue', async () => {
     h = await startHarness();
     const account = h.accounts[0]!;

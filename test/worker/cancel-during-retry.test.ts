@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
-import { retryableError } from '../../src/ports/provider';
+import { isTerminal } from '../../src/domain/task-state';
+import { retryableError, type CancelVerdict } from '../../src/ports/provider';
 import type { TaskStore } from '../../src/ports/store';
+import type { TaskEvent } from '../../src/worker/engine';
 import { solidPng } from '../helpers/images';
-import { within } from '../helpers/eventually';
+import { waitUntil, within } from '../helpers/eventually';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 
 /**
@@ -16,6 +18,14 @@ afterEach(async () => {
   await t?.close();
   t = undefined;
 });
+
+/** Like Tencent's ManageTask Abort: stops an upstream task once; a second Abort of it is refused ('too-late'). */
+class AbortOnce extends ControlledProvider {
+  asked = 0;
+  async cancel(): Promise<CancelVerdict> {
+    return ++this.asked === 1 ? 'cancelled' : 'too-late';
+  }
+}
 
 async function setUp(retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number }) {
   const provider = new ControlledProvider('controlled', 1, PNG);
@@ -70,9 +80,15 @@ describe('a cancel that meets a retry', () => {
     expect(await outcome(relay, provider, id)).toEqual({ state: 'cancelled', starts: 1, ledger: ['hold', 'release'] });
   });
 
-  it('a cancel that read the task running while its run was handing it back settles it at once, not after the backoff', async () => {
-    const { provider, relay, id, run } = await setUp({ maxAttempts: 3, baseDelayMs: 600_000, maxDelayMs: 600_000 });
+  it('a cancel that read the task running while its run was handing it back: settled at once, asked upstream once, announced once', async () => {
+    const provider = new AbortOnce('controlled', 1, PNG);
+    t = await startTestRelay({ overrides: { providers: [provider], retry: { maxAttempts: 3, baseDelayMs: 600_000, maxDelayMs: 600_000 } } });
+    const relay = t;
+    const id = (await relay.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+    const run = await provider.whenStarted(id);
     const stale = (await relay.relay.store.tasks.getTask(id))!; // as the cancel route read it: running
+    const terminal: string[] = [];
+    relay.relay.engine.events.on('task', (e: TaskEvent) => e.id === id && isTerminal(e.state) && terminal.push(e.state));
     const tasks = relay.relay.store.tasks;
     const requeue = tasks.requeue.bind(tasks);
     let handedBack!: () => void;
@@ -87,11 +103,34 @@ describe('a cancel that meets a retry', () => {
     };
     run.fail(retryableError('RequestLimitExceeded', 'busy'));
     await committed;
+    // Accepted, and the provider asked once (a second Abort upstream would be refused and turn this into a 400).
     expect(await relay.relay.engine.cancel(stale)).toBe(true);
+    expect(provider.asked).toBe(1);
     release();
     // The backoff is ten minutes: only the cancel itself can have settled it.
-    const settled = await within('the task to be cancelled', 5000, waitForTask(relay.relay, id));
-    expect(settled.state).toBe('cancelled');
+    expect(await within('the task to be cancelled', 5000, waitForTask(relay.relay, id))).toMatchObject({ state: 'cancelled' });
+    await waitUntil(() => relay.relay.engine.runningCount() === 0); // the run's own settlement is over too
+    expect(terminal).toEqual(['cancelled']); // the settlement found it settled and did not announce it again
     expect(await outcome(relay, provider, id)).toEqual({ state: 'cancelled', starts: 1, ledger: ['hold', 'release'] });
+  });
+
+  it('a retry whose hand-back committed but whose next read failed still reaches the queue', async () => {
+    const { provider, relay, id, run } = await setUp({ maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 10 });
+    const tasks = relay.relay.store.tasks;
+    const requeue = tasks.requeue.bind(tasks);
+    const getTask = tasks.getTask.bind(tasks);
+    let failReads = 0;
+    tasks.requeue = async (...args) => {
+      const done = await requeue(...args);
+      if (done) failReads = 1; // once: the settlement is then tried again, and its hand-back is refused (queued)
+      return done;
+    };
+    tasks.getTask = async (...args) => {
+      if (failReads > 0 && failReads--) throw new Error('SQLITE_BUSY');
+      return getTask(...args);
+    };
+    run.fail(retryableError('RequestLimitExceeded', 'busy'));
+    (await within('the second attempt', 10_000, provider.whenStarted(id))).succeed();
+    expect((await waitForTask(relay.relay, id)).state).toBe('succeeded');
   });
 });

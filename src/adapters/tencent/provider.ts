@@ -81,6 +81,10 @@ export class TencentVodProvider implements ImageProvider {
     return this.rt.pool.modelCapacity();
   }
 
+  waitingForCapacity(): number {
+    return this.rt.pool.waiting;
+  }
+
   async run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult> {
     ctx.signal.throwIfAborted();
     const resumed = this.resumes.get(job.taskId);
