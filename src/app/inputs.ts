@@ -16,25 +16,30 @@ export type UrlFetcher = (url: string, field: string) => Promise<{ data: Buffer;
 export type UrlPrecheck = (url: string) => string | undefined;
 
 /**
- * At submit time: every `File` input must be a file this account owns. Unknown and foreign ids get the same
- * answer, so ids of other accounts cannot be probed. `Url` inputs get the cheap checks of `precheckUrl`.
+ * At submit time: every `File` input must be a file this account owns and that has not expired (an expired
+ * Temporary output is gone for downloads, and the cleanup job removes its bytes at any moment). Unknown, foreign
+ * and expired ids get the same answer, so ids of other accounts cannot be probed. `Url` inputs get the cheap checks
+ * of `precheckUrl`.
  */
 export async function checkFileRefs(
   store: Store,
   accountId: string,
   input: TaskInput,
-  precheckUrl?: UrlPrecheck,
-  /** Ids the task's upstream resolves itself (Tencent VOD FileIds): not looked up here. */
-  upstreamFileId?: (fileId: string) => boolean,
+  options: {
+    readonly now: number;
+    readonly precheckUrl?: UrlPrecheck;
+    /** Ids the task's upstream resolves itself (Tencent VOD FileIds): not looked up here. */
+    readonly upstreamFileId?: (fileId: string) => boolean;
+  },
 ): Promise<void> {
   for (const [index, ref] of input.file_infos.entries()) {
-    if (ref.type === 'Url' && ref.url !== undefined && precheckUrl) {
-      const problem = precheckUrl(ref.url);
+    if (ref.type === 'Url' && ref.url !== undefined && options.precheckUrl) {
+      const problem = options.precheckUrl(ref.url);
       if (problem) throw new FieldError('InvalidParameterValue', `file_infos[${index}].url`, problem);
     }
-    if (ref.type !== 'File' || ref.file_id === undefined || upstreamFileId?.(ref.file_id)) continue;
+    if (ref.type !== 'File' || ref.file_id === undefined || options.upstreamFileId?.(ref.file_id)) continue;
     const file = await store.files.getFile(ref.file_id);
-    if (!file || file.accountId !== accountId) {
+    if (!file || file.accountId !== accountId || (file.expiresAt !== undefined && file.expiresAt <= options.now)) {
       throw new FieldError(
         'InvalidParameterValue',
         `file_infos[${index}].file_id`,

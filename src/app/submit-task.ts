@@ -55,7 +55,11 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
   const input = validateSubmitBody(body);
   const provider = deps.route(input);
   const upstreamFileId = deps.upstreamFileId;
-  await checkFileRefs(deps.store, caller.accountId, input, deps.precheckUrl, upstreamFileId && ((id) => upstreamFileId(provider, id)));
+  await checkFileRefs(deps.store, caller.accountId, input, {
+    now: deps.clock.now(),
+    ...(deps.precheckUrl ? { precheckUrl: deps.precheckUrl } : {}),
+    ...(upstreamFileId ? { upstreamFileId: (id: string) => upstreamFileId(provider, id) } : {}),
+  });
   const webhookUrl = options.webhookUrl === undefined ? undefined : checkWebhook(deps, options.webhookUrl);
   if (deps.queueDepth() >= deps.maxQueued) {
     throw new RelayError('ResourceUnavailable', 'The queue is full; try again shortly.', { retryAfterSeconds: 5 });

@@ -69,8 +69,12 @@ describe('Temporary outputs', () => {
     const expired = await fetch(image.url);
     expect(expired.status).toBe(403);
     expect(((await expired.json()) as any).Response.Error).toEqual({ Code: 'AuthFailure.SignatureExpire', Message: 'signature: this link has expired' });
-    // With the key, an expired file is simply gone.
+    // With the key, an expired file is simply gone: not downloadable, and not an input either (its bytes may be
+    // removed by the cleanup at any moment), refused before anything is charged.
     expect((await t.api.get(`/tencent-vod/v1/files/${image.file_id}`)).status).toBe(404);
+    const reuse = await t.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, file_infos: [{ type: 'File', file_id: image.file_id }] });
+    expect(reuse.status).toBe(400);
+    expect(reuse.body.Response.Error.Message).toMatch(/^file_infos\[0\]\.file_id: file "file_[^"]+" does not exist/);
   });
 
   it('a tampered signature, a moved expiry or a link for another file is 403', async () => {
