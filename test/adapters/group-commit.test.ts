@@ -29,6 +29,32 @@ afterEach(() => {
   db.close();
 });
 
+/** The connection, with COMMIT and ROLLBACK failing (an I/O error) the given number of times, the transaction left open. */
+function withFailures(target: Db, fails: { commit: number; rollback: number }): Db {
+  return new Proxy(target, {
+    get(real, prop) {
+      if (prop === 'prepare') {
+        return (sql: string) => {
+          const statement = real.prepare(sql);
+          const key = sql === 'COMMIT' ? 'commit' : sql === 'ROLLBACK' ? 'rollback' : undefined;
+          if (!key) return statement;
+          return {
+            run: () => {
+              if (fails[key] > 0) {
+                fails[key]--;
+                throw new Database.SqliteError('disk I/O error', 'SQLITE_IOERR');
+              }
+              return statement.run();
+            },
+          };
+        };
+      }
+      const value = Reflect.get(real, prop, real) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(real) : value;
+    },
+  }) as Db;
+}
+
 describe('group commit', () => {
   it('runs the writes made in one tick in one transaction, and settles each only after the commit', async () => {
     const seenAtSettle: number[][] = [];
@@ -85,6 +111,27 @@ describe('group commit', () => {
     other.exec('ROLLBACK');
     await expect(commits.run(insert(3))).resolves.toBe(1);
     expect(committedIds()).toEqual([3]);
+  });
+
+  it('when COMMIT fails and ROLLBACK cannot close the batch, no caller is told its write is done; once it can, all commit', async () => {
+    const failing = { commit: 1, rollback: 2 };
+    commits = createGroupCommit(withFailures(db, failing));
+    const first = await Promise.allSettled([commits.run(insert(1)), commits.run(insert(2))]);
+    // The batch's transaction stayed open: running the units "alone" would have nested them in it and reported
+    // them done, until the next ROLLBACK threw them away.
+    expect(first.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(committedIds()).toEqual([]);
+    // The next batch's BEGIN meets the open transaction, rolls it back (now it can) and commits its own units.
+    expect(await Promise.all([commits.run(insert(1)), commits.run(insert(3))])).toEqual([1, 1]);
+    expect(committedIds()).toEqual([1, 3]);
+    expect(db.inTransaction).toBe(false);
+  });
+
+  it('when COMMIT fails and the first ROLLBACK does too, a second ROLLBACK closes the batch and the units run alone', async () => {
+    commits = createGroupCommit(withFailures(db, { commit: 1, rollback: 1 }));
+    expect(await Promise.all([commits.run(insert(1)), commits.run(insert(2))])).toEqual([1, 1]);
+    expect(committedIds()).toEqual([1, 2]);
+    expect(db.inTransaction).toBe(false);
   });
 
   it('splits a very large burst into bounded batches', async () => {

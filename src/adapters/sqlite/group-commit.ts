@@ -191,15 +191,22 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
       stats.batches++;
       stats.units += taken.length;
       return { taken, outcomes };
-    } catch {
-      try {
-        if (db.inTransaction) rollback.run();
-      } catch {
-        // Nothing more to undo here; each unit below runs alone and reports its own outcome.
+    } catch (error) {
+      // Twice: a ROLLBACK can fail once (an I/O error) and then go through.
+      for (let tries = 0; tries < 2 && db.inTransaction; tries++) {
+        try {
+          rollback.run();
+        } catch {
+          // tried again below, or by the next batch
+        }
       }
       outcomes.forEach(discard);
       // BEGIN failed (nothing taken yet: take a batch to fail alone), or the batch was lost midway.
       if (taken.length === 0) fill(taken, undefined);
+      // Still inside the batch's transaction: a unit run "alone" would only nest in it, be reported done and vanish
+      // with the next ROLLBACK. Nothing can be committed on this connection now, so the units fail; the next batch
+      // (its BEGIN fails the same way) tries the ROLLBACK again.
+      if (db.inTransaction) return { taken, outcomes: taken.map((): Outcome => ({ ok: false, error })) };
       return { taken, outcomes: taken.map(alone) };
     }
   };
