@@ -91,6 +91,17 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       }
     });
 
+    it('a query waiting for a connection fails after the connect timeout instead of waiting for ever', async () => {
+      const pool = await createPool(db.url, { schema, max: 1, connectTimeoutMs: 200 });
+      const held = await pool.connect();
+      try {
+        await expect(pool.query('SELECT 1')).rejects.toThrow(/timeout/i);
+      } finally {
+        held.release();
+        await pool.end();
+      }
+    });
+
     it('refuses a database newer than the code', async () => {
       const pool = await createPool(db.url, { schema, max: 1 });
       try {

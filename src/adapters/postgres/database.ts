@@ -39,7 +39,14 @@ export interface ConnectOptions {
    * completion is still settled once); never for money.
    */
   readonly relaxed?: boolean;
+  /**
+   * How long a query may wait for a free connection before it fails (default 30 s). Without a bound, a write queued
+   * while the pool was exhausted, or while it was being closed, could wait forever and never answer its caller.
+   */
+  readonly connectTimeoutMs?: number;
 }
+
+const CONNECT_TIMEOUT_MS = 30_000;
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -82,7 +89,11 @@ export async function createPool(url: string, options: ConnectOptions = {}): Pro
       await admin.end();
     }
   }
-  const pool = new pg.Pool({ ...clientConfig(url, options), max: options.max ?? 10 });
+  const pool = new pg.Pool({
+    ...clientConfig(url, options),
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+  });
   // An idle client losing its connection (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
   return pool;
