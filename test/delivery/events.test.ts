@@ -1,10 +1,9 @@
-import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { within } from '../helpers/eventually';
-import { body, follow, holdNextRead, nextConnection, SUBMIT } from './fixtures';
+import { body, follow, hangUpDuringRead, holdNextRead, SUBMIT } from './fixtures';
 
 const PNG = await solidPng('#fedcba');
 
@@ -82,16 +81,11 @@ describe('GET /requests/{id}/events (SSE)', () => {
     const id = (await t.api.post(SUBMIT, body('outlives its watcher'))).body.request_id as string;
     const run = await provider.whenStarted(id); // running, and for all of the test
     const baseline = t.relay.engine.watchEvents.listenerCount('task');
-    const read = holdNextRead(t, id);
-    const connection = nextConnection(t);
-    const stream = follow(t, id);
-    stream.done.catch(() => undefined);
-    await read.entered;
-    const serverSide = await connection;
-    stream.request().destroy();
-    await once(serverSide, 'close');
-    read.release();
-    await read.answered;
+    await hangUpDuringRead(t, id, () => {
+      const stream = follow(t!, id);
+      stream.done.catch(() => undefined);
+      return stream.request();
+    });
     expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     run.succeed();
   });

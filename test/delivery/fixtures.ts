@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import http, { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
@@ -159,6 +159,24 @@ export function holdNextRead(t: TestRelay, id: string) {
 /** The server's side of the next connection a client opens to the relay (e.g. to see it close after a hang-up). */
 export function nextConnection(t: TestRelay): Promise<Socket> {
   return new Promise((resolve) => t.relay.app.server.once('connection', resolve));
+}
+
+/**
+ * A client that hangs up while the route is inside its first read of task `id`: `open()` sends the request; once
+ * the read is held, the client destroys it, the server sees the socket close, and only then does the read return.
+ * Resolves when the route has done all it does after that read.
+ */
+export async function hangUpDuringRead(t: TestRelay, id: string, open: () => http.ClientRequest): Promise<void> {
+  const read = holdNextRead(t, id);
+  const connection = nextConnection(t);
+  const request = open();
+  request.on('error', () => undefined);
+  await read.entered;
+  const serverSide = await connection;
+  request.destroy();
+  await once(serverSide, 'close');
+  read.release();
+  await read.answered;
 }
 
 /** Resolves when the engine's listener count for 'task' changes to `n` (driven by newListener/removeListener). */

@@ -43,6 +43,18 @@ async function watch(t: TestRelay, id: string) {
   return { ended };
 }
 
+/** The stream showed the task as `before`, then failed, and ended; the wait answered the failed result. */
+async function toldFailed(ended: Awaited<ReturnType<typeof watch>>['ended'], id: string, before: 'IN_QUEUE' | 'IN_PROGRESS') {
+  const [{ events }, answer] = await ended;
+  expect(events.map((e) => [e.event, e.data.status])).toEqual([
+    ['status', before],
+    ['status', 'COMPLETED'],
+    ['result', 'COMPLETED'],
+  ]);
+  expect(events.at(-1)!.data).toMatchObject({ request_id: id, outcome: 'failed' });
+  expect(answer).toMatchObject({ status: 200, body: { request_id: id, status: 'COMPLETED', outcome: 'failed' } });
+}
+
 describe('watchers of a task failed from the command line (another process)', () => {
   it('a running task: the stream sends the result and ends, and the wait answers, once the engine notices', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
@@ -59,15 +71,7 @@ describe('watchers of a task failed from the command line (another process)', ()
     });
     const { ended } = await watch(t, id);
     await failFromCli(t, id);
-    const [{ events }, answer] = await ended;
-    expect(events.map((e) => [e.event, e.data.status])).toEqual([
-      ['status', 'IN_PROGRESS'],
-      ['status', 'COMPLETED'],
-      ['result', 'COMPLETED'],
-    ]);
-    expect(events.at(-1)!.data).toMatchObject({ request_id: id, outcome: 'failed' });
-    expect(answer.status).toBe(200);
-    expect(answer.body).toMatchObject({ request_id: id, status: 'COMPLETED', outcome: 'failed' });
+    await toldFailed(ended, id, 'IN_PROGRESS');
     expect(told).toEqual(['failed', 'failed']);
     expect(run.ctx.signal.aborted).toBe(true); // the sweep stopped the run
     // Told to the watchers only: whoever settled the task announces it, so nothing counts it twice.
@@ -83,9 +87,7 @@ describe('watchers of a task failed from the command line (another process)', ()
     const { ended } = await watch(t, id);
     await failFromCli(t, id);
     run.succeed(); // its own finish is refused: the task is failed already
-    const [{ events }, answer] = await ended;
-    expect(events.at(-1)!.data).toMatchObject({ request_id: id, outcome: 'failed' });
-    expect(answer.body).toMatchObject({ request_id: id, status: 'COMPLETED', outcome: 'failed' });
+    await toldFailed(ended, id, 'IN_PROGRESS');
     expect(counted).toEqual([]);
   });
 
@@ -99,14 +101,7 @@ describe('watchers of a task failed from the command line (another process)', ()
     const { ended } = await watch(t, id);
     await failFromCli(t, id);
     run.succeed(); // the slot frees; the claim finds the task failed and skips it
-    const [{ events }, answer] = await ended;
-    expect(events.map((e) => [e.event, e.data.status])).toEqual([
-      ['status', 'IN_QUEUE'],
-      ['status', 'COMPLETED'],
-      ['result', 'COMPLETED'],
-    ]);
-    expect(events.at(-1)!.data).toMatchObject({ request_id: id, outcome: 'failed' });
-    expect(answer).toMatchObject({ status: 200, body: { request_id: id, outcome: 'failed' } });
+    await toldFailed(ended, id, 'IN_QUEUE');
     expect(provider.started).toEqual([first]);
     expect(counted).toEqual([]);
   });

@@ -1,10 +1,10 @@
-import { getEventListeners, once } from 'node:events';
+import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
-import { body, holdNextRead, listenersBecome, nextConnection, SUBMIT } from './fixtures';
+import { body, hangUpDuringRead, listenersBecome, SUBMIT } from './fixtures';
 
 const PNG = await solidPng('#345678');
 
@@ -100,19 +100,9 @@ describe('Prefer: wait=N', () => {
     const id = (await t.api.post(SUBMIT, body('outlives its waiter'))).body.request_id as string;
     const run = await provider.whenStarted(id);
     const baseline = t.relay.engine.watchEvents.listenerCount('task');
-    const read = holdNextRead(t, id);
-    const connection = nextConnection(t);
-    const request = http.get(`${t.url}/tencent-vod/v1/requests/${id}`, {
-      agent: false,
-      headers: { authorization: `Bearer ${t.devKey}`, prefer: 'wait=60' },
-    });
-    request.on('error', () => undefined);
-    await read.entered;
-    const serverSide = await connection;
-    request.destroy();
-    await once(serverSide, 'close');
-    read.release();
-    await read.answered;
+    await hangUpDuringRead(t, id, () =>
+      http.get(`${t!.url}/tencent-vod/v1/requests/${id}`, { agent: false, headers: { authorization: `Bearer ${t!.devKey}`, prefer: 'wait=60' } }),
+    );
     expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     run.succeed();
   });
