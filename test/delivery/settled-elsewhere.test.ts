@@ -55,22 +55,26 @@ async function toldFailed(ended: Awaited<ReturnType<typeof watch>>['ended'], id:
   expect(answer).toMatchObject({ status: 200, body: { request_id: id, status: 'COMPLETED', outcome: 'failed' } });
 }
 
+/** A relay whose settled-run sweep runs every `sweepMs`, and one task running on it, its terminal events counted. */
+async function runningTask(sweepMs: number, prompt: string) {
+  const provider = new ControlledProvider('controlled', 1, PNG);
+  const relay = (t = await startTestRelay({ overrides: { providers: [provider], settledSweepMs: sweepMs } }));
+  const id = (await relay.api.post(SUBMIT, body(prompt))).body.request_id as string;
+  return { relay, id, run: await provider.whenStarted(id), counted: announced(relay, id) };
+}
+
 describe('watchers of a task failed from the command line (another process)', () => {
   it('a running task: the stream sends the result and ends, and the wait answers, once the engine notices', async () => {
-    const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider], settledSweepMs: 50 } });
-    const id = (await t.api.post(SUBMIT, body('stuck upstream'))).body.request_id as string;
-    const run = await provider.whenStarted(id);
-    const counted = announced(t, id);
+    const { relay, id, run, counted } = await runningTask(50, 'stuck upstream');
     // Every terminal event comes twice, as on PostgreSQL where the queue echoes it: a watcher answers once.
     const told: string[] = [];
-    t.relay.engine.watchEvents.on('task', (e: TaskEvent) => {
+    relay.relay.engine.watchEvents.on('task', (e: TaskEvent) => {
       if (e.id !== id || !isTerminal(e.state)) return;
       if (told.push(e.state) > 1) return;
-      t!.relay.engine.watchEvents.emit('task', { id, accountId: '', state: e.state, progress: 0 } satisfies TaskEvent);
+      relay.relay.engine.watchEvents.emit('task', { id, accountId: '', state: e.state, progress: 0 } satisfies TaskEvent);
     });
-    const { ended } = await watch(t, id);
-    await failFromCli(t, id);
+    const { ended } = await watch(relay, id);
+    await failFromCli(relay, id);
     await toldFailed(ended, id, 'IN_PROGRESS');
     expect(told).toEqual(['failed', 'failed']);
     expect(run.ctx.signal.aborted).toBe(true); // the sweep stopped the run
@@ -79,13 +83,9 @@ describe('watchers of a task failed from the command line (another process)', ()
   });
 
   it('a running task whose run ends on its own before the sweep: the refused finish tells them', async () => {
-    const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider], settledSweepMs: 600_000 } });
-    const id = (await t.api.post(SUBMIT, body('finishes after the operator failed it'))).body.request_id as string;
-    const run = await provider.whenStarted(id);
-    const counted = announced(t, id);
-    const { ended } = await watch(t, id);
-    await failFromCli(t, id);
+    const { relay, id, run, counted } = await runningTask(600_000, 'finishes after the operator failed it');
+    const { ended } = await watch(relay, id);
+    await failFromCli(relay, id);
     run.succeed(); // its own finish is refused: the task is failed already
     await toldFailed(ended, id, 'IN_PROGRESS');
     expect(counted).toEqual([]);
