@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type PostgresStore } from '../../src/adapters/postgres';
+import { claimStatement } from '../../src/adapters/postgres/dispatch-queue';
 import { createPool, pgCode, withAdvisoryLock } from '../../src/adapters/postgres/database';
 import { leaseOwner } from '../../src/adapters/select-store';
 import { ensureDevAccount } from '../../src/app/bootstrap';
@@ -16,6 +17,14 @@ import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase
  * (renewal, takeover of a dead node's tasks, fencing), global lane limits, and the constraints that back the money.
  * The port contract itself is test/conformance.
  */
+/** A node of `EXPLAIN (FORMAT JSON)`'s plan. */
+interface PlanNode {
+  readonly 'Actual Rows'?: number;
+  readonly 'Actual Loops'?: number;
+  readonly 'Rows Removed by Filter'?: number;
+  readonly Plans?: readonly PlanNode[];
+}
+
 const CHANNEL: ChannelRecord = {
   id: 'ch-adopt', provider: 'tencent-vod', name: 'adopt', secretId: 'AKID', secretKeySealed: 'v1.x', subAppId: 1,
   models: ['GEM'], priority: 0, weight: 1, maxConcurrency: 1, enabled: true, eventsEnabled: false, createdAt: 0, updatedAt: 0,
@@ -425,6 +434,42 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       const quotas = new Map([['Hunyuan:3.0', 1], ['GEM:3.0', 1]]);
       expect((await q.claim('lane-a', 2, quotas)).map((t) => t.id)).toEqual([h1, q1]); // Qwen is not limited
       expect((await q.claim('lane-a', 5, quotas)).map((t) => t.id)).toEqual([h2, g1]);
+    });
+
+    it('a claim for one model beside another model\'s backlog reads a few rows, not the backlog', async () => {
+      const a = await node('a');
+      const make = await modelTasks(a);
+      const blocked = await make('Hunyuan', '3.0', 9);
+      const gem = await make('GEM', '3.0', 0);
+      const resuming = await make('Qwen', '0925', 0);
+      await a.tasks.saveCheckpoint(resuming, { phase: 'accepted' }, Date.now());
+      // 5,000 more queued Hunyuan tasks, ahead of the GEM one in dispatch order, copied in one statement.
+      const columns = (
+        await a.ctx.pool.query<{ c: string }>(
+          `SELECT column_name AS c FROM information_schema.columns
+           WHERE table_schema = current_schema() AND table_name = 'tasks' AND column_name NOT IN ('id', 'seq', 'request_id')`,
+        )
+      ).rows.map((r) => r.c).join(', ');
+      await a.ctx.pool.query(
+        `INSERT INTO tasks (id, request_id, ${columns}) SELECT 'bulk_' || g, 'bulk_' || g, ${columns} FROM tasks, generate_series(1, 5000) g WHERE id = $1`,
+        [blocked],
+      );
+      await a.ctx.pool.query('ANALYZE tasks');
+      const quotas = new Map([['Hunyuan:3.0', 0], ['GEM:3.0', 1]]);
+      const { text, values } = claimStatement({ nodeId: 'a', leaseMs: 60_000, now: Date.now() }, 'lane-a', 10, quotas);
+      const client = await a.ctx.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const plan = (await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, values)).rows[0]!['QUERY PLAN'][0]!;
+        await client.query('ROLLBACK');
+        // Every row a scan produced or threw away, over the whole plan.
+        const read = (node: PlanNode): number =>
+          (node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 1) + (node['Rows Removed by Filter'] ?? 0) + (node.Plans ?? []).reduce((n, p) => n + read(p), 0);
+        expect(read(plan.Plan)).toBeLessThan(200);
+      } finally {
+        client.release();
+      }
+      expect((await queue(a).claim('lane-a', 10, quotas)).map((t) => t.id)).toEqual([gem, resuming]);
     });
 
     it('the heartbeat renews the channel slots of the engine\'s runs only: a slot whose release was lost lapses', async () => {

@@ -47,29 +47,58 @@ const UNDERWAY = `(checkpoint IS NOT NULL AND checkpoint->>'phase' IS DISTINCT F
 const READY = `state = 'queued' AND provider = $4 AND (not_before IS NULL OR not_before <= $3)`;
 
 /**
- * CLAIM with model quotas (`$6` keys, `$7` their quotas): the best `quota` of each listed model, and the best of
- * the rest (unlisted models, work under way), each read in dispatch order; then the best `$5` of those together.
+ * CLAIM with model quotas (`$6` keys, `$7` their quotas): the best `quota` of each model in the queue (unlisted
+ * models: up to `$5`) and the best tasks with work under way, each read in dispatch order; then the best `$5` of
+ * those together.
+ *
+ * Every read goes straight to its rows through an index (migration: tasks_queue_model, tasks_queue_underway): the
+ * models present are found by a skip scan (one index probe per model, the recursive `models`), and each model's
+ * tasks are read from its own part of the index. A claim for one model beside another's backlog thus reads a few
+ * rows, not the backlog: this runs whenever a slot frees while some model's capacity is used up, which is the
+ * steady state of a busy upstream (filtering one dispatch-order scan by model read every queued task of the blocked
+ * models, each time).
  */
 const CLAIM_WITH_QUOTAS = `
-  WITH per_model AS MATERIALIZED (
-    SELECT c.id, c.priority, c.seq FROM unnest($6::text[], $7::int[]) AS q(key, quota)
+  WITH RECURSIVE models(key) AS (
+    (SELECT ${MODEL_KEY} FROM tasks WHERE state = 'queued' AND provider = $4 ORDER BY 1 LIMIT 1)
+    UNION ALL
+    SELECT (SELECT ${MODEL_KEY} FROM tasks WHERE state = 'queued' AND provider = $4 AND ${MODEL_KEY} > m.key ORDER BY 1 LIMIT 1)
+    FROM models m WHERE m.key IS NOT NULL),
+  quotas AS (
+    SELECT m.key, COALESCE(q.quota, $5) AS quota
+    FROM models m LEFT JOIN unnest($6::text[], $7::int[]) AS q(key, quota) ON q.key = m.key
+    WHERE m.key IS NOT NULL),
+  per_model AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq FROM quotas
     CROSS JOIN LATERAL (
       SELECT id, priority, seq FROM tasks
-      WHERE ${READY} AND NOT ${UNDERWAY} AND ${MODEL_KEY} = q.key
+      WHERE ${READY} AND ${MODEL_KEY} = quotas.key AND NOT ${UNDERWAY}
       ORDER BY priority DESC, seq
-      LIMIT q.quota
+      LIMIT quotas.quota
       FOR UPDATE SKIP LOCKED) c),
-  others AS MATERIALIZED (
+  underway AS MATERIALIZED (
     SELECT id, priority, seq FROM tasks
-    WHERE ${READY} AND (${UNDERWAY} OR NOT ${MODEL_KEY} = ANY($6::text[]))
+    WHERE ${READY} AND ${UNDERWAY}
     ORDER BY priority DESC, seq
     LIMIT $5
     FOR UPDATE SKIP LOCKED),
-  candidates AS (SELECT * FROM per_model UNION ALL SELECT * FROM others),
+  candidates AS (SELECT * FROM per_model UNION ALL SELECT * FROM underway),
   picked AS (SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT $5)
   UPDATE tasks SET ${START_RUNNING}
   WHERE id IN (SELECT id FROM picked)
   RETURNING *`;
+
+/** The claim statement for a lane and its parameters (exported for the tests that read its plan). */
+export function claimStatement(
+  by: { readonly nodeId: string; readonly leaseMs: number; readonly now: number },
+  lane: string,
+  max: number,
+  quotas: ModelQuotas | undefined,
+): { text: string; values: unknown[] } {
+  const values: unknown[] = [by.nodeId, by.leaseMs, by.now, lane, max];
+  if (!quotas) return { text: CLAIM, values };
+  return { text: CLAIM_WITH_QUOTAS, values: [...values, [...quotas.keys()], [...quotas.values()].map((n) => Math.max(0, n))] };
+}
 
 /**
  * Hands back every running task whose lease lapsed (its node died or lost the database), oldest lapse first, and
@@ -200,10 +229,8 @@ export class PgDispatchQueue implements DispatchQueue {
   }
 
   private async claimFrom(db: Queryable, lane: string, max: number, quotas: ModelQuotas | undefined): Promise<TaskRecord[]> {
-    const params = [this.ctx.nodeId, this.ctx.leaseMs, this.clock.now(), lane, max];
-    const found = quotas
-      ? await rows<TaskRow>(db, CLAIM_WITH_QUOTAS, [...params, [...quotas.keys()], [...quotas.values()].map((n) => Math.max(0, n))])
-      : await rows<TaskRow>(db, CLAIM, params);
+    const { text, values } = claimStatement({ nodeId: this.ctx.nodeId, leaseMs: this.ctx.leaseMs, now: this.clock.now() }, lane, max, quotas);
+    const found = await rows<TaskRow>(db, text, values);
     // RETURNING has no order: restore dispatch order for the engine.
     return found.map(toTask).sort(byDispatchOrder);
   }

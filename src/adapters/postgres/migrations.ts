@@ -399,6 +399,14 @@ export const PG_MIGRATIONS: readonly string[] = [
     RETURN true;
   END $$;
   `,
+  // Claims with model quotas (dispatch-queue.ts, CLAIM_WITH_QUOTAS) read each model's queued tasks in dispatch order,
+  // and the tasks with work under way, without reading the rest of the queue. The model expression must stay
+  // exactly dispatch-queue.ts's MODEL_KEY for the planner to use the index.
+  `
+  CREATE INDEX tasks_queue_model ON tasks(provider, ((input->>'model_name') || ':' || (input->>'model_version')), priority DESC, seq)
+    WHERE state = 'queued';
+  CREATE INDEX tasks_queue_underway ON tasks(provider, priority DESC, seq) WHERE state = 'queued' AND checkpoint IS NOT NULL;
+  `,
 ];
 
 /** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */
