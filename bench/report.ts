@@ -28,7 +28,14 @@ export interface BenchResults {
   readonly drain: { backlog: number; seconds: number };
   readonly afterTasks: { tasks: number; rssBytes: number };
   /** `submit`: the submit path alone, on this relay whose provider does not drain (after the RSS reading). */
-  readonly queued: { queued: number; rssBytes: number; idleRssBytes: number; submit: LoadResult };
+  readonly queued: {
+    queued: number;
+    rssBytes: number;
+    idleRssBytes: number;
+    submit: LoadResult;
+    /** The queueing itself, at the fixed rate with nothing running: the submit path's own latency. */
+    paced?: LoadResult;
+  };
   readonly billing: { on: LoadResult; off: LoadResult } | { todo: string };
   /**
    * SQLite vs PostgreSQL (bench/postgres.ts), run after the phases above with its own, shorter settings; `skipped`
@@ -99,6 +106,18 @@ export function rows(r: BenchResults): Row[] {
     { metric: other, ...latency('p99', fixedOther, fixedOther.addedP99), target: '', met: '' },
     // Every task also runs and stores its image here: this is the CPU of 1,000 tasks a second, end to end.
     ...cpuRow(`… server CPU per task at ${r.settings.fixedRate}/s (µs)`, fixed),
+    // The same rate on a relay that only queues (one run, beside the median bare round): what the submit path
+    // itself adds, apart from the work of running the tasks.
+    ...(r.queued.paced
+      ? [{
+          metric: `… submit path alone at ${r.settings.fixedRate}/s, p50 / p99`,
+          relay: `${ms(r.queued.paced.latencyMs.p50)} / ${ms(r.queued.paced.latencyMs.p99)}`,
+          bare: `${ms(fixed.bare.latencyMs.p50)} / ${ms(fixed.bare.latencyMs.p99)}`,
+          result: `+${ms(r.queued.paced.latencyMs.p50 - fixed.bare.latencyMs.p50)} / +${ms(r.queued.paced.latencyMs.p99 - fixed.bare.latencyMs.p99)}`,
+          target: '',
+          met: '',
+        }]
+      : []),
     { metric: 'disk fsync (durable-commit floor)', relay: `p50 ${ms(r.fsync.p50)}`, bare: '', result: `p99 ${ms(r.fsync.p99)}`, target: '', met: '' },
     ...(r.fileCreate
       ? [{ metric: 'small file created durably (output floor)', relay: `${n0(r.fileCreate.cpuUsPerFile)} µs CPU`, bare: '', result: `p50 ${ms(r.fileCreate.wallMsP50)}`, target: '', met: '' }]

@@ -258,7 +258,12 @@ async function main(): Promise<void> {
       await prepare(stuck);
       await prepare(other);
       const idleRss = rssBytes(stuck.pid);
-      await phase(`queue ${QUEUED_TARGET} tasks`, submitSpec(stuck, { amount: QUEUED_TARGET, warmupSeconds: 0 }));
+      // Queued at the fixed rate, so the same phase measures the latency the submit path alone adds at that rate,
+      // with no task running beside it (the fixed-rate phase above runs every task as it is accepted).
+      const queueing = await phase(
+        `queue ${QUEUED_TARGET} tasks at ${FIXED_RATE}/s`,
+        submitSpec(stuck, { pacedRate: FIXED_RATE, warmupSeconds: WARMUP, durationSeconds: QUEUED_TARGET / FIXED_RATE - WARMUP }),
+      );
       const c = await taskCounts(stuck);
       const rss = rssBytes(stuck.pid);
       log(`RSS with ${c.queued ?? 0} queued: ${(rss / 2 ** 20).toFixed(0)} MiB (idle ${(idleRss / 2 ** 20).toFixed(0)} MiB)`);
@@ -269,7 +274,7 @@ async function main(): Promise<void> {
       }, ROUNDS, ROUND_SECONDS);
       submitAlone = alone[`writer ${DEFAULT_WRITER}`]!;
       submitOther = alone[`writer ${OTHER_WRITER}`]!;
-      queued = { queued: c.queued ?? 0, rssBytes: rss, idleRssBytes: idleRss, submit: submitAlone.relay };
+      queued = { queued: c.queued ?? 0, rssBytes: rss, idleRssBytes: idleRss, submit: submitAlone.relay, paced: queueing };
     } finally {
       await stuck.kill(); // its one running task would hold a graceful drain for 10 s
       await other.kill();
