@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { batchWrites, createGroupCommit, LaneQueue, type GroupCommit } from '../../src/adapters/sqlite/group-commit';
+import { batchWrites, createGroupCommit, LaneQueue, syncWrite, type GroupCommit } from '../../src/adapters/sqlite/group-commit';
 import { openDatabase, type Db } from '../../src/adapters/sqlite/database';
 import { tempDir } from '../helpers/relay';
 import { laneOf } from '../../src/adapters/sqlite/write-lanes';
@@ -79,6 +79,36 @@ describe('group commit', () => {
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/CHECK constraint/);
     expect(committedIds()).toEqual([1, 4]); // row 2 of the failed unit was rolled back with it
     expect(commits.stats.batches).toBe(1);
+  });
+
+  it('rolls back a unit that throws a non-SQLite error after its writes, alone', async () => {
+    const results = await Promise.allSettled([
+      commits.run(insert(1)),
+      commits.run(() => {
+        insert(2)();
+        throw new RangeError('a bug after a write');
+      }),
+      commits.run(insert(3)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(RangeError);
+    expect(committedIds()).toEqual([1, 3]);
+  });
+
+  it('refuses a unit that returns a promise: its savepoint is rolled back, not released with a rejection in it', async () => {
+    // An async function's throw is a rejected promise, not a throw: the unit "returned", and its writes would have
+    // been committed while its caller was told it failed.
+    const results = await Promise.allSettled([
+      commits.run(insert(1)),
+      commits.run(async () => {
+        insert(2)();
+        throw new Error('after a write');
+      }),
+      commits.run(insert(3)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(committedIds()).toEqual([1, 3]);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/synchronous/);
   });
 
   it('keeps an adapter transaction atomic when it nests inside the batch', async () => {
@@ -231,14 +261,10 @@ describe('a lane queue', () => {
 });
 
 describe('batchWrites', () => {
-  it('routes only the named async methods through the batch and keeps their results and errors', async () => {
+  it('routes only the named methods through the batch and keeps their results and errors', async () => {
     const store = {
-      async add(id: number) {
-        return insert(id)();
-      },
-      async addBad(id: number) {
-        return insert(id, 'bad')();
-      },
+      add: syncWrite((id: number) => insert(id)()),
+      addBad: syncWrite((id: number) => insert(id, 'bad')()),
       async count() {
         return (db.prepare('SELECT COUNT(*) AS n FROM items').get() as { n: number }).n;
       },
@@ -249,6 +275,19 @@ describe('batchWrites', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(await wrapped.count()).toBe(2);
     expect(commits.stats).toEqual({ batches: 1, units: 3 });
+    // Called directly, a syncWrite is still the port's async method: a throw is a rejection.
+    await expect(store.addBad(9)).rejects.toThrow(/CHECK constraint/);
+  });
+
+  it('refuses, when the store is built, a method without a synchronous body', () => {
+    // Its work after an await would run outside its savepoint, and its throw would not roll it back.
+    const store = {
+      async add(id: number) {
+        await Promise.resolve();
+        return insert(id)();
+      },
+    };
+    expect(() => batchWrites(commits, store, { add: 'request' })).toThrow(/add is group-committed but has no synchronous body/);
   });
 });
 

@@ -45,6 +45,32 @@ describe('SQLite writer thread', () => {
     expect((await store.tasks.getTask('t2'))?.state).toBe('queued');
   });
 
+  it.each(['inline', 'thread'] as const)('a non-SQLite error after a write\'s first statements rolls all of it back, its neighbours commit (%s writer)', async (writer) => {
+    const { store, file, task } = await storeWithAccount(writer);
+    for (const id of ['a', 'b']) {
+      expect((await store.tasks.createTask(task(id))).ok).toBe(true);
+      expect(await store.tasks.markRunning(id, 3)).toBeDefined();
+    }
+    const image = { accountId: 'acct_w', taskId: 'a', purpose: 'output', storageKey: 'out/a', contentType: 'image/png', width: 1, height: 1 } as const;
+    // The second file cannot be bound (a TypeError, not a SqliteError): by then the finish had updated the task,
+    // captured the hold, written the ledger row and the first file.
+    const files = [{ ...image, id: 'file_a1', size: 1 }, { ...image, id: 'file_a2', size: {} as unknown as number }];
+    const [broken, neighbour] = await Promise.allSettled([
+      store.tasks.finish('a', { state: 'succeeded', result: { images: [], producedBy: 'test' }, files }, 4),
+      store.tasks.finish('b', { state: 'failed', error: { code: 'X', message: 'x' } }, 4),
+    ]);
+    expect(broken.status === 'rejected' && (broken.reason as Error).name).toBe('TypeError');
+    expect(neighbour).toEqual({ status: 'fulfilled', value: true });
+    const plain = new Database(file, { readonly: true });
+    closers.push(() => plain.close());
+    const count = (sql: string) => (plain.prepare(sql).get() as { n: number }).n;
+    expect(count("SELECT COUNT(*) AS n FROM tasks WHERE id = 'a' AND state = 'running'")).toBe(1);
+    expect(count("SELECT COUNT(*) AS n FROM ledger WHERE task_id = 'a' AND kind <> 'hold'")).toBe(0);
+    expect(count("SELECT COUNT(*) AS n FROM files WHERE task_id = 'a'")).toBe(0);
+    expect(count("SELECT COUNT(*) AS n FROM ledger WHERE task_id = 'b' AND kind = 'release'")).toBe(1);
+    expect(plain.prepare("SELECT balance, held FROM accounts WHERE id = 'acct_w'").get()).toEqual({ balance: 1_000_000, held: 10 });
+  });
+
   it('close() waits for every write already made, so none is lost', async () => {
     const { store, file, task } = await storeWithAccount('thread');
     const writes = Array.from({ length: 40 }, (_, i) => store.tasks.createTask(task(`close-${i}`)));

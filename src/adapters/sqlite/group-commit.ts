@@ -14,10 +14,12 @@ import type { Db } from './database';
  * write is flushed in the same loop iteration it was made.
  *
  * Each write still fails alone: a unit that throws is rolled back to its savepoint and only its caller sees the
- * error (the adapters' own `db.transaction` functions nest as savepoints, so their atomicity is unchanged). If
- * SQLite itself abandons the outer transaction, or BEGIN or COMMIT fails (disk full, a lock held past the busy
- * timeout), nothing of the batch was committed and every unit is run again on its own, as it was before batching,
- * so one bad write cannot fail its neighbours.
+ * error (the adapters' own `db.transaction` functions nest as savepoints, so their atomicity is unchanged). A unit
+ * must be synchronous: one that returns a promise is refused and rolled back (an async function's throw is a
+ * rejection, not a throw, and what it does after an `await` runs after its savepoint is gone). If SQLite itself
+ * abandons the outer transaction, or BEGIN or COMMIT fails (disk full, a lock held past the busy timeout), nothing
+ * of the batch was committed and every unit is run again on its own, as it was before batching, so one bad write
+ * cannot fail its neighbours.
  */
 
 /**
@@ -52,7 +54,10 @@ export interface GroupCommitOptions {
 }
 
 export interface GroupCommit {
-  /** Runs `work` in a coming shared transaction; settles like `work` once that transaction has committed. */
+  /**
+   * Runs `work` in a coming shared transaction; settles like `work` once that transaction has committed. `work` must
+   * be synchronous: one that returns a promise fails, its writes rolled back.
+   */
   run<T>(work: () => T, lane?: WriteLane): Promise<Awaited<T>>;
   /** Commits whatever is queued now (before the database is closed). */
   flush(): void;
@@ -71,10 +76,15 @@ type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: f
 /** The outer transaction is gone (SQLite rolled it back): the batch must be redone unit by unit. */
 class BatchLost extends Error {}
 
-/** A unit that made it into a batch that was then abandoned: keep a rejected promise from going unobserved. */
-function discard(outcome: Outcome): void {
-  if (outcome.ok && outcome.value instanceof Promise) outcome.value.catch(() => undefined);
-}
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+
+/** A refused unit's promise: its rejection is reported through the refusal, not as an unhandled one. */
+const ignore = (value: PromiseLike<unknown>): void => void Promise.resolve(value).catch(() => undefined);
+
+/** Why a unit that returned a promise is refused (a bug in the caller: see syncWrite). */
+const asyncUnit = (): TypeError =>
+  new TypeError('a group-committed write must be synchronous: it returned a promise, so its savepoint could not cover its work');
 
 /**
  * A FIFO of units; taking from the front is O(1) (a head index). A taken slot is cleared at once, and the array is
@@ -131,23 +141,27 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
     let value: unknown;
     try {
       value = unit.work();
+      if (isThenable(value)) {
+        ignore(value);
+        throw asyncUnit();
+      }
     } catch (error) {
       if (!db.inTransaction) throw new BatchLost();
       rollbackTo.run();
       release.run();
       return { ok: false, error };
     }
-    if (!db.inTransaction) {
-      discard({ ok: true, value });
-      throw new BatchLost();
-    }
+    if (!db.inTransaction) throw new BatchLost();
     release.run();
     return { ok: true, value };
   };
 
   const alone = (unit: Unit): Outcome => {
     try {
-      return { ok: true, value: unit.work() };
+      const value = unit.work();
+      if (!isThenable(value)) return { ok: true, value };
+      ignore(value);
+      return { ok: false, error: asyncUnit() };
     } catch (error) {
       return { ok: false, error };
     }
@@ -200,7 +214,6 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
           // tried again below, or by the next batch
         }
       }
-      outcomes.forEach(discard);
       // BEGIN failed (nothing taken yet: take a batch to fail alone), or the batch was lost midway.
       if (taken.length === 0) fill(taken, undefined);
       // Still inside the batch's transaction: a unit run "alone" would only nest in it, be reported done and vanish
@@ -256,17 +269,49 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   };
 }
 
+const SYNC_BODY = Symbol('aigc-relay.syncBody');
+type Body = (...args: never[]) => unknown;
+
 /**
- * `target` with the named (write) methods sent through `commits`, each in its lane: a call returns at once and settles after the
- * shared transaction that ran it committed. Methods not named are untouched; reads should stay direct, since
- * going through a batch would only delay them. Suits adapters whose methods do their database work synchronously
- * (better-sqlite3): whatever a method does after its first `await` runs outside the batch, in autocommit, which
- * is still correct, only not batched.
+ * A store method whose database work is synchronous, as the async method the port wants (a throw becomes a
+ * rejection). The group commit runs the synchronous body itself, inside the unit's savepoint: an async method's
+ * throw would arrive as a rejected promise after its savepoint was released, with its writes kept, and whatever it
+ * did after an `await` would run outside the batch altogether.
+ */
+export function syncWrite<A extends unknown[], R>(body: (...args: A) => R): (...args: A) => Promise<R> {
+  const method = (...args: A): Promise<R> => {
+    try {
+      return Promise.resolve(body(...args));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+  return Object.assign(method, { [SYNC_BODY]: body });
+}
+
+/**
+ * The synchronous bodies (syncWrite) of `target`'s named methods. Throws when one has none: a write that could run
+ * partly outside its savepoint is refused when the store is built, not found out after a lost write.
+ */
+export function syncBodies<T extends object>(target: T, methods: ReadonlyArray<keyof T>): Record<string, (...args: unknown[]) => unknown> {
+  const bodies: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const name of methods) {
+    const body = (target[name] as { [SYNC_BODY]?: Body } | undefined)?.[SYNC_BODY];
+    if (typeof body !== 'function') throw new TypeError(`${String(name)} is group-committed but has no synchronous body (declare it with syncWrite)`);
+    bodies[String(name)] = body as (...args: unknown[]) => unknown;
+  }
+  return bodies;
+}
+
+/**
+ * `target` with the named (write) methods sent through `commits`, each in its lane: a call returns at once and
+ * settles after the shared transaction that ran it committed. Methods not named are untouched; reads should stay
+ * direct, since going through a batch would only delay them. Every named method must be a syncWrite.
  */
 export function batchWrites<T extends object>(commits: GroupCommit, target: T, lanes: Partial<Record<keyof T, LaneRule>>): T {
-  return redirectMethods(target, Object.keys(lanes) as Array<keyof T>, (name, args) =>
-    commits.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args), laneFor(lanes[name], args)),
-  );
+  const names = Object.keys(lanes) as Array<keyof T>;
+  const bodies = syncBodies(target, names);
+  return redirectMethods(target, names, (name, args) => commits.run(() => bodies[String(name)]!(...args), laneFor(lanes[name], args)));
 }
 
 /** `target` with the named methods replaced by `route(name, args)`; the rest untouched. */

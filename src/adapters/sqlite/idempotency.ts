@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
 import { deleteInBatches } from './batched-delete';
 import type { Db } from './database';
+import { syncWrite } from './group-commit';
 
 interface KeyRow {
   body_hash: string;
@@ -53,15 +54,13 @@ export function sqliteIdempotencyStore(db: Db): IdempotencyStore {
   });
 
   return {
-    async reserve(input) {
-      return reserve.immediate(input);
-    },
-    async complete({ accountId, key, status, body, now }) {
-      return complete.run({ accountId, key, status, body, now }).changes > 0;
-    },
-    async release(accountId, key, token) {
+    reserve: syncWrite((input: Parameters<IdempotencyStore['reserve']>[0]) => reserve.immediate(input)),
+    complete: syncWrite(({ accountId, key, status, body, now }: Parameters<IdempotencyStore['complete']>[0]) =>
+      complete.run({ accountId, key, status, body, now }).changes > 0,
+    ),
+    release: syncWrite((accountId: string, key: string, token: string) => {
       release.run(accountId, key, token);
-    },
+    }),
     async purge(before) {
       return deleteInBatches((limit) => purge.run(before, limit).changes);
     },

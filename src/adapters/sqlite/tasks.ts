@@ -7,6 +7,7 @@ import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
 import { sqliteOutbox } from './webhooks';
 import { TASK_COLUMNS, taskRowFromValues, toTask, type TaskRow } from '../rows/tasks';
+import { syncWrite } from './group-commit';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
 
@@ -181,14 +182,14 @@ export function sqliteTaskStore(db: Db): TaskStore {
   });
 
   return {
-    async createTask(t) {
+    createTask: syncWrite((t: NewTask): CreateTaskOutcome => {
       try {
         return createTask.immediate(t);
       } catch (err) {
         if (err instanceof Refused) return err.outcome;
         throw err;
       }
-    },
+    }),
     async purgeSessions(before) {
       return sessions.purge(before);
     },
@@ -209,31 +210,27 @@ export function sqliteTaskStore(db: Db): TaskStore {
         .all()
         .map(toTask);
     },
-    async markRunning(id, now) {
+    markRunning: syncWrite((id: string, now: number) => {
       if (markRunning.run({ id, now }).changes === 0) return undefined;
       return toTask(selectTask.get(id)!);
-    },
-    async requeue(id, notBefore, now) {
-      return requeueForRetry.run({ id, notBefore, now }).changes > 0;
-    },
+    }),
+    requeue: syncWrite((id: string, notBefore: number, now: number) => requeueForRetry.run({ id, notBefore, now }).changes > 0),
     async requeueAllRunning(now) {
       return requeueAllRunning.immediate(now);
     },
-    async saveProgress(id, progress, now) {
+    saveProgress: syncWrite((id: string, progress: number, now: number) => {
       updateProgress.run(progress, now, id);
-    },
-    async saveCheckpoint(id, checkpoint, now, ownAttempt) {
+    }),
+    saveCheckpoint: syncWrite((id: string, checkpoint: Record<string, unknown>, now: number, ownAttempt?: number) => {
       const json = JSON.stringify(checkpoint);
       const written = ownAttempt === undefined ? updateCheckpoint.run(json, now, id) : updateOwnCheckpoint.run(json, now, id, ownAttempt);
       return written.changes > 0;
-    },
-    async requestCancel(id, now) {
+    }),
+    requestCancel: syncWrite((id: string, now: number) => {
       markCancelRequested.run(now, id);
-    },
+    }),
     // ownAttempt guards leases, which only the PostgreSQL store has (ports/store.ts).
-    async finish(id, completion, now, options?: FinishOptions) {
-      return finish.immediate(id, completion, now, options?.log);
-    },
+    finish: syncWrite((id: string, completion: Completion, now: number, options?: FinishOptions) => finish.immediate(id, completion, now, options?.log)),
     async queuePosition(task) {
       return queueAhead.get({ provider: task.provider, priority: task.priority, seq: task.seq })!.n;
     },
@@ -242,9 +239,9 @@ export function sqliteTaskStore(db: Db): TaskStore {
       for (const row of stateCounts.all()) counts[row.state] = row.n;
       return counts;
     },
-    async appendLog(id, message, now) {
+    appendLog: syncWrite((id: string, message: string, now: number) => {
       insertLog.run(id, now, message);
-    },
+    }),
     async logs(id) {
       return selectLogs.all(id);
     },

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { WebhookStore } from '../../ports/delivery-store';
 import type { Db } from './database';
+import { syncWrite } from './group-commit';
 import { toAttempt, toDelivery, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
 
 const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
@@ -73,25 +74,23 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
   });
 
   return {
-    async claimDue(now, limit, leaseMs) {
-      return claimDue.immediate(now, limit, leaseMs);
-    },
-    async recordAttempt(deliveryId, attempt, step) {
+    claimDue: syncWrite((now: number, limit: number, leaseMs: number) => claimDue.immediate(now, limit, leaseMs)),
+    recordAttempt: syncWrite((deliveryId: string, attempt: Parameters<WebhookStore['recordAttempt']>[1], step: Parameters<WebhookStore['recordAttempt']>[2]) => {
       recordAttempt.immediate(deliveryId, attempt, step);
-    },
+    }),
     async nextDueAt() {
       return nextDue.get()?.at ?? undefined;
     },
     async releaseLeases() {
       return db.prepare('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL').run().changes;
     },
-    async enqueueForTask(taskId, options) {
+    enqueueForTask: syncWrite((taskId: string, options: Parameters<WebhookStore['enqueueForTask']>[1]) => {
       const id = outbox(taskId, options.now, {
         ...(options.url !== undefined ? { url: options.url } : {}),
         ...(options.replayOf !== undefined ? { replayOf: options.replayOf } : {}),
       });
       return id === undefined ? undefined : toDelivery(selectDelivery.get(id)!);
-    },
+    }),
     async getDelivery(id) {
       const row = selectDelivery.get(id);
       return row && toDelivery(row);

@@ -6,16 +6,19 @@
 import { workerData } from 'node:worker_threads';
 import { serveCalls } from '../threads/serve-calls';
 import { openDatabase } from './database';
-import { createGroupCommit } from './group-commit';
+import { createGroupCommit, syncBodies } from './group-commit';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteTaskStore } from './tasks';
 import { sqliteWebhookStore } from './webhooks';
-import { laneOf } from './write-lanes';
+import { GROUP_COMMITTED, laneOf, type WriterStoreName } from './write-lanes';
 
 const db = openDatabase((workerData as { file: string }).file);
 const commits = createGroupCommit(db);
+// The synchronous bodies of the group-committed methods, which the group commit runs inside their savepoints.
+const writes = <T extends object>(store: WriterStoreName, target: T) =>
+  syncBodies(target, Object.keys(GROUP_COMMITTED[store]) as Array<keyof T>);
 serveCalls(
-  { tasks: sqliteTaskStore(db), idempotency: sqliteIdempotencyStore(db), webhooks: sqliteWebhookStore(db) },
+  { tasks: writes('tasks', sqliteTaskStore(db)), idempotency: writes('idempotency', sqliteIdempotencyStore(db)), webhooks: writes('webhooks', sqliteWebhookStore(db)) },
   (work, call) => commits.run(work, laneOf(call.target, call.method, call.args)),
   () => {
     commits.flush();
