@@ -143,6 +143,49 @@ describe('group commit', () => {
     expect(committedIds()).toEqual([3]);
   });
 
+  it('a busy BEGIN fails its batch at once: the units do not each wait the busy timeout for the same lock', async () => {
+    const busyTimeoutMs = 50;
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    other.exec('BEGIN IMMEDIATE'); // another process (the CLI) holding the write lock past the busy timeout
+    let ran = 0;
+    const started = performance.now();
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => commits.run(() => (ran++, insert(i + 1)()))),
+    );
+    const elapsed = performance.now() - started;
+    expect(results.every((r) => r.status === 'rejected' && /locked|busy/i.test(String(r.reason)))).toBe(true);
+    expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_BUSY' });
+    // Run alone, each unit would have waited its own busy timeout: 20 of them, a second here, 83 minutes for a
+    // batch of 1,000 at the relay's 5 s.
+    expect(ran).toBe(0);
+    expect(elapsed).toBeLessThan(10 * busyTimeoutMs);
+    other.exec('ROLLBACK');
+    await expect(commits.run(insert(21))).resolves.toBe(1);
+    expect(committedIds()).toEqual([21]);
+  });
+
+  it('a unit that turns busy when run alone fails the rest of its lost batch with it, without running them', async () => {
+    db.pragma('busy_timeout = 50');
+    let ran = 0;
+    const results = await Promise.allSettled([
+      commits.run(() => (ran++, insert(1)())),
+      // Abandons the shared transaction, and another process takes the write lock before the units run alone.
+      commits.run(() => {
+        ran++;
+        db.exec('ROLLBACK');
+        if (!other.inTransaction) other.exec('BEGIN IMMEDIATE');
+      }),
+      commits.run(() => (ran++, insert(2)())),
+      commits.run(() => (ran++, insert(3)())),
+    ]);
+    other.exec('ROLLBACK');
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+    expect((results[3] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_BUSY' });
+    // In the batch: 2 (the second ended it); alone: the first, which met the lock; the rest failed without a try.
+    expect(ran).toBe(3);
+    expect(committedIds()).toEqual([]);
+  });
+
   it('when COMMIT fails and ROLLBACK cannot close the batch, no caller is told its write is done; once it can, all commit', async () => {
     const failing = { commit: 1, rollback: 2 };
     commits = createGroupCommit(withFailures(db, failing));
