@@ -320,3 +320,18 @@ export interface Store {
 }
 
 export type { TerminalState };
+
+// ---------------------------------------------------------------------------------------------- errors
+
+/**
+ * Codes with which a store says "busy now, try again", not "this request is wrong": SQLite's write lock held by
+ * another process past the busy timeout (a CLI command), PostgreSQL's statement timeout (57014, a statement stuck
+ * behind a lock) and lock timeout (55P03). Compared by code, as an error crossing the writer thread keeps its code
+ * but not its class.
+ */
+const BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_RECOVERY', 'SQLITE_BUSY_TIMEOUT', '57014', '55P03']);
+
+export function isStoreBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' && BUSY_CODES.has(code);
+}

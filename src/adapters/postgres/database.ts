@@ -44,9 +44,19 @@ export interface ConnectOptions {
    * while the pool was exhausted, or while it was being closed, could wait forever and never answer its caller.
    */
   readonly connectTimeoutMs?: number;
+  /**
+   * Longest one statement may take on a pool's connection, waits for a row lock included (PostgreSQL's
+   * `statement_timeout`; default 30 s, 0 = none). Without it, a statement stuck behind a lock (a session left in a
+   * transaction, an operator's psql) waited for ever, holding its connection and, in a group commit, every write
+   * queued behind it. The error (57014) is a "busy, retry" one (ports/store.ts `isStoreBusy`). Migrations lift it on
+   * their own connection (an index on a large table, the wait for another node's migration); the LISTEN connection
+   * is not a pool's and has none.
+   */
+  readonly statementTimeoutMs?: number;
 }
 
 const CONNECT_TIMEOUT_MS = 30_000;
+const STATEMENT_TIMEOUT_MS = 30_000;
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -61,16 +71,31 @@ export function clientConfig(url: string, options: ConnectOptions = {}): pg.Clie
     connectionString: url,
     types,
     application_name: options.applicationName ?? 'aigc-relay',
-    ...(options.schema || options.relaxed
+    ...(options.schema || options.relaxed || options.statementTimeoutMs !== undefined
       ? {
           options: [
             options.schema ? `-c search_path=${checkIdentifier(options.schema, 'schema')}` : '',
             options.relaxed ? '-c synchronous_commit=off' : '',
+            options.statementTimeoutMs !== undefined ? `-c statement_timeout=${checkMs(options.statementTimeoutMs, 'statementTimeoutMs')}` : '',
           ]
             .filter(Boolean)
             .join(' '),
         }
       : {}),
+  };
+}
+
+function checkMs(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${what} ${value} must be a whole number of milliseconds, 0 or more`);
+  return value;
+}
+
+/** A pool's settings: a client's, plus the bounds every pooled connection has (the wait for it, each statement). */
+export function poolConfig(url: string, options: ConnectOptions = {}, max = options.max ?? 10): pg.PoolConfig {
+  return {
+    ...clientConfig(url, { ...options, statementTimeoutMs: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS }),
+    max,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
   };
 }
 
@@ -89,11 +114,7 @@ export async function createPool(url: string, options: ConnectOptions = {}): Pro
       await admin.end();
     }
   }
-  const pool = new pg.Pool({
-    ...clientConfig(url, options),
-    max: options.max ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
-  });
+  const pool = new pg.Pool(poolConfig(url, options));
   // An idle client losing its connection (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
   return pool;

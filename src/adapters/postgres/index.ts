@@ -6,7 +6,7 @@ import { postgresAccountStore } from './accounts';
 import { postgresChannelStore } from './channels';
 import type { PgContext } from './context';
 import pg from 'pg';
-import { clientConfig, createPool, type ConnectOptions } from './database';
+import { createPool, poolConfig, type ConnectOptions } from './database';
 import { postgresFileStore } from './files';
 import { postgresIdempotencyStore } from './idempotency';
 import { migrate } from './migrations';
@@ -41,7 +41,7 @@ export async function createPostgresStore(url: string, options: PostgresStoreOpt
     await pool.end();
     throw err;
   }
-  const relaxed = new pg.Pool({ ...clientConfig(url, { ...options, relaxed: true }), max: 3 });
+  const relaxed = new pg.Pool(poolConfig(url, { ...options, relaxed: true }, 3));
   relaxed.on('error', () => {});
   const ctx: PgContext = {
     pool,

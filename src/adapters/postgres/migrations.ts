@@ -420,7 +420,11 @@ const MIGRATION_LOCK = 0x61696763;
  */
 export async function migrate(pool: Pool, migrations: readonly string[] = PG_MIGRATIONS): Promise<number[]> {
   const client = await pool.connect();
+  let broken = false;
   try {
+    // No statement timeout on this connection until it goes back to the pool (RESET below): a migration may take
+    // long (an index on a large table), and so may the wait for another node's.
+    await client.query('SET statement_timeout = 0');
     // Scoped to the schema in use, so test runs in separate schemas of one database do not wait on each other.
     await client.query('SELECT pg_advisory_lock($1, hashtext(current_schema()))', [MIGRATION_LOCK]);
     try {
@@ -451,6 +455,8 @@ export async function migrate(pool: Pool, migrations: readonly string[] = PG_MIG
       await client.query('SELECT pg_advisory_unlock($1, hashtext(current_schema()))', [MIGRATION_LOCK]);
     }
   } finally {
-    client.release();
+    // Back to the pool's own timeout; a connection that cannot say so is not handed back.
+    await client.query('RESET statement_timeout').catch(() => (broken = true));
+    client.release(broken);
   }
 }

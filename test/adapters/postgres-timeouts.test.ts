@@ -1,0 +1,80 @@
+import pg from 'pg';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createPostgresStore, migrate, type PostgresStore } from '../../src/adapters/postgres';
+import { clientConfig, createPool, pgCode } from '../../src/adapters/postgres/database';
+import { isStoreBusy, type NewTask } from '../../src/ports/store';
+import { INPUT } from '../conformance/store.conformance';
+import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+
+/**
+ * Statement timeouts on the PostgreSQL pools (database.ts `statementTimeoutMs`): a statement stuck behind a lock
+ * fails instead of holding its connection, and the writes queued behind it, for ever; what must not be bounded
+ * (migrations, the LISTEN connection) is not.
+ */
+const unavailable = await postgresUnavailable();
+if (unavailable) warnSkipped('postgres statement timeouts', unavailable);
+
+(unavailable ? describe.skip : describe)('postgres statement timeouts', () => {
+  let db: TestDatabase;
+  let schema: string;
+  const closers: Array<() => Promise<unknown>> = [];
+  beforeEach(async () => {
+    db ??= await createTestDatabase('relay_pgto');
+    schema = db.schema();
+  });
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  const storeWithAccount = async (statementTimeoutMs?: number): Promise<{ store: PostgresStore; task: (id: string) => NewTask }> => {
+    const store = await createPostgresStore(db.url, { schema, max: 2, ...(statementTimeoutMs !== undefined ? { statementTimeoutMs } : {}) });
+    closers.push(() => store.close());
+    await store.accounts.createAccount({ id: 'acct_t', name: 't', balance: 1000, webhookSecret: 'w', now: 1 });
+    await store.accounts.createKey({ id: 'key_t', accountId: 'acct_t', secretHash: 'h', createdAt: 1 });
+    const task = (id: string): NewTask => ({ id, accountId: 'acct_t', keyId: 'key_t', requestId: `req-${id}`, input: INPUT, price: 1, provider: 'local', now: 2 });
+    return { store, task };
+  };
+  const otherSession = async (): Promise<pg.Client> => {
+    const client = new pg.Client(clientConfig(db.url, { schema }));
+    await client.connect();
+    closers.push(() => client.end());
+    return client;
+  };
+  const timeoutOf = async (client: pg.Client | pg.Pool): Promise<string> =>
+    ((await client.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0]!.statement_timeout);
+
+  it('a write stuck behind a row lock fails after the statement timeout, as "busy", and the store works once the lock is gone', { timeout: 15_000 }, async () => {
+    const { store, task } = await storeWithAccount(300);
+    const holder = await otherSession();
+    // A session that locked the account's row and went quiet (an operator's psql, a node stalled mid-transaction).
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
+    const stuck = await store.tasks.createTask(task('t1')).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(pgCode(stuck)).toBe('57014');
+    expect(isStoreBusy(stuck)).toBe(true); // answered 503 with Retry-After, not 500 (http/errors.ts)
+    await holder.query('ROLLBACK');
+    expect((await store.tasks.createTask(task('t2'))).ok).toBe(true);
+    expect((await store.accounts.getAccount('acct_t'))?.held).toBe(1);
+  });
+
+  it('pool connections have a 30 s statement timeout by default; the LISTEN connection has none', async () => {
+    const { store } = await storeWithAccount();
+    expect(await timeoutOf(store.ctx.pool)).toBe('30s');
+    expect(await timeoutOf(store.ctx.relaxed)).toBe('30s');
+    // The dispatch queue's LISTEN client (dispatch-queue.ts) is configured like this: only the schema.
+    expect(await timeoutOf(await otherSession())).toBe('0');
+  });
+
+  it('a migration is not bounded by the pool\'s statement timeout, and its connection gets the timeout back', async () => {
+    const pool = await createPool(db.url, { schema, max: 1, statementTimeoutMs: 100 });
+    closers.push(() => pool.end());
+    expect(await migrate(pool, ['CREATE TABLE slow (x int); SELECT pg_sleep(0.3)'])).toEqual([1]);
+    expect(await timeoutOf(pool)).toBe('100ms'); // the pool's only connection, the one that migrated
+  });
+});
