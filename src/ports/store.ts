@@ -326,7 +326,8 @@ export type { TerminalState };
 /**
  * Codes with which a store says "busy now, try again", not "this request is wrong": SQLite's write lock held by
  * another process past the busy timeout (a CLI command), PostgreSQL's statement timeout (57014, a statement stuck
- * behind a lock) and lock timeout (55P03). Compared by code, as an error crossing the writer thread keeps its code
+ * behind a lock) and lock timeout (55P03). Not SQLITE_BUSY_SNAPSHOT: that one is about the writer's own stale
+ * snapshot, not a lock someone else holds. Compared by code, as an error crossing the writer thread keeps its code
  * but not its class.
  */
 const BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_RECOVERY', 'SQLITE_BUSY_TIMEOUT', '57014', '55P03']);

@@ -1,3 +1,4 @@
+import { isStoreBusy } from '../../ports/store';
 import type { Db } from './database';
 
 /**
@@ -77,15 +78,6 @@ type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: f
 
 /** The outer transaction is gone (SQLite rolled it back): the batch must be redone unit by unit. */
 class BatchLost extends Error {}
-
-/**
- * Another connection holds the write lock and the busy timeout ran out. Not SQLITE_BUSY_SNAPSHOT, which is about
- * the unit's own snapshot and fails at once, without waiting.
- */
-export const isBusyLock = (error: unknown): boolean => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY') && code !== 'SQLITE_BUSY_SNAPSHOT';
-};
 
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
@@ -184,7 +176,7 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
       if (busy !== undefined) return { ok: false, error: busy };
       const outcome = alone(unit);
       // Met the lock: the ones after it would each wait the busy timeout for it too.
-      if (!outcome.ok && isBusyLock(outcome.error)) busy = outcome.error;
+      if (!outcome.ok && isStoreBusy(outcome.error)) busy = outcome.error;
       return outcome;
     });
 
@@ -241,7 +233,7 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
       // with the next ROLLBACK. Nothing can be committed on this connection now, so the units fail; the next batch
       // (its BEGIN fails the same way) tries the ROLLBACK again.
       if (db.inTransaction) return { taken, outcomes: taken.map((): Outcome => ({ ok: false, error })) };
-      return { taken, outcomes: allAlone(taken, isBusyLock(error) ? error : undefined) };
+      return { taken, outcomes: allAlone(taken, isStoreBusy(error) ? error : undefined) };
     }
   };
 
