@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deleteInBatches, PURGE_BATCH } from '../../src/adapters/sqlite/batched-delete';
+import { deleteInBatches, PURGE_BATCH } from '../../src/adapters/batched-delete';
 import { openDatabase } from '../../src/adapters/sqlite/database';
 import { sqliteIdempotencyStore } from '../../src/adapters/sqlite/idempotency';
 import { sqliteSessionClaims } from '../../src/adapters/sqlite/sessions';

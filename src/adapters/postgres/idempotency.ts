@@ -1,3 +1,4 @@
+import { deleteInBatches } from '../batched-delete';
 import { randomBytes } from 'node:crypto';
 import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
 import type { PgContext } from './context';
@@ -50,7 +51,15 @@ export function postgresIdempotencyStore({ pool }: PgContext): IdempotencyStore 
       );
     },
     async purge(before) {
-      return (await pool.query('DELETE FROM idempotency_keys WHERE created_at <= $1', [before])).rowCount ?? 0;
+      return deleteInBatches(
+        async (limit) =>
+          (
+            await pool.query(
+              'DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE created_at <= $1 LIMIT $2)',
+              [before, limit],
+            )
+          ).rowCount ?? 0,
+      );
     },
   };
 }

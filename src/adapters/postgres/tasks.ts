@@ -1,3 +1,4 @@
+import { deleteInBatches } from '../batched-delete';
 import { randomBytes } from 'node:crypto';
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
@@ -217,7 +218,15 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       });
     },
     async purgeSessions(before) {
-      return (await pool.query('DELETE FROM task_sessions WHERE created_at <= $1', [before])).rowCount ?? 0;
+      return deleteInBatches(
+        async (limit) =>
+          (
+            await pool.query('DELETE FROM task_sessions WHERE ctid IN (SELECT ctid FROM task_sessions WHERE created_at <= $1 LIMIT $2)', [
+              before,
+              limit,
+            ])
+          ).rowCount ?? 0,
+      );
     },
     // Progress and log lines ride along in the shared transactions too: one fsync per batch, not one per line.
     async saveProgress(id, progress, now) {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
-import { deleteInBatches } from './batched-delete';
+import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 import { syncWrite } from './group-commit';
 

@@ -1,6 +1,6 @@
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import type { NewTask } from '../../ports/store';
-import { deleteInBatches } from './batched-delete';
+import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 
 /**
