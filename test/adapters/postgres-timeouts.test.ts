@@ -63,6 +63,28 @@ if (unavailable) warnSkipped('postgres statement timeouts', unavailable);
     expect((await store.accounts.getAccount('acct_t'))?.held).toBe(1);
   });
 
+  it('behind a held lock, the first of a lost batch\'s units for that row answers for the rest: one timeout per row, not one per unit', { timeout: 15_000 }, async () => {
+    const { store, task } = await storeWithAccount(300);
+    await store.accounts.createAccount({ id: 'acct_o', name: 'o', balance: 1000, webhookSecret: 'w', now: 1 });
+    await store.accounts.createKey({ id: 'key_o', accountId: 'acct_o', secretHash: 'h', createdAt: 1 });
+    const holder = await otherSession();
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
+    const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: v }), (err: unknown) => ({ err }));
+    // The first goes alone at once; the others wait for it and share the next batch, which the lock makes fail.
+    const first = outcome(store.tasks.createTask(task('a1')));
+    const same = ['a2', 'a3', 'a4'].map((id) => outcome(store.tasks.createTask(task(id))));
+    const other = outcome(store.tasks.createTask({ ...task('o1'), accountId: 'acct_o', keyId: 'key_o' }));
+    const [a1, a2, a3, a4, o1] = await Promise.all([first, ...same, other]);
+    expect(isStoreBusy((a1 as { err: unknown }).err)).toBe(true);
+    expect(isStoreBusy((a2 as { err: unknown }).err)).toBe(true);
+    // Not each its own wait for the same lock: the one timeout a2 met is their answer.
+    expect((a3 as { err: unknown }).err).toBe((a2 as { err: unknown }).err);
+    expect((a4 as { err: unknown }).err).toBe((a2 as { err: unknown }).err);
+    expect(o1).toEqual({ ok: expect.objectContaining({ ok: true }) }); // another account's submit is not held back
+    await holder.query('ROLLBACK');
+  });
+
   it('pool connections have a 30 s statement timeout by default; the LISTEN connection has none', async () => {
     const { store } = await storeWithAccount();
     expect(await timeoutOf(store.ctx.pool)).toBe('30s');

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { isStoreBusy } from '../../ports/store';
 import { pgCode, type Pool } from './database';
 
 /**
@@ -67,22 +68,46 @@ export class PgGroupCommit {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.options.maxBatch ?? 500).sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
-        // Lost as a whole: each unit again in a batch of its own, so one bad unit cannot fail its neighbours.
-        if (!(await this.commit(batch))) for (const unit of batch) await this.commit([unit]);
+        const lost = await this.commit(batch);
+        // A batch of one is settled whatever happened (commit); a larger one lost is not.
+        if (lost !== undefined && batch.length > 1) await this.commitOneByOne(batch);
       }
     } finally {
       this.running = false;
     }
   }
 
-  /** One transaction for the whole batch; false (nothing committed, nobody settled) when it could not commit. */
-  private async commit(batch: readonly Unit[]): Promise<boolean> {
+  /**
+   * A batch lost as a whole: each unit again in a batch of its own, so one bad unit cannot fail its neighbours.
+   * Except behind a lock held elsewhere (a statement or lock timeout: `isStoreBusy`): the units of the same `order`
+   * (the same account's submits, the same task's writes) need the same row and would each wait the whole timeout
+   * for it again, one after another, with every other write of this node queued behind them. The first to meet it
+   * answers for the rest ("busy": 503, retry), so a held lock costs one timeout per row, not one per unit.
+   */
+  private async commitOneByOne(batch: readonly Unit[]): Promise<void> {
+    const busyRows = new Map<string, unknown>();
+    for (const unit of batch) {
+      const busy = busyRows.get(unit.order);
+      if (busy !== undefined) {
+        unit.reject(busy);
+        continue;
+      }
+      const error = await this.commit([unit]);
+      if (error !== undefined && isStoreBusy(error)) busyRows.set(unit.order, error);
+    }
+  }
+
+  /**
+   * One transaction for the whole batch. Undefined when it committed (every unit settled); else the error. A batch
+   * of one is settled either way (rejected, or queued again for a transient error); a larger one is not settled.
+   */
+  private async commit(batch: readonly Unit[]): Promise<unknown> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
     } catch (err) {
       for (const unit of batch) unit.reject(err);
-      return true;
+      return undefined;
     }
     let broken = false;
     const results = new Map<Unit, unknown>();
@@ -102,15 +127,12 @@ export class PgGroupCommit {
     } catch (err) {
       await client.query('ROLLBACK').catch(() => (broken = true));
       client.release(broken);
-      if (batch.length === 1) {
-        this.retryOrReject(batch[0]!, err);
-        return true;
-      }
-      return false;
+      if (batch.length === 1) this.retryOrReject(batch[0]!, err);
+      return err ?? new Error('batch failed');
     }
     client.release();
     for (const unit of batch) unit.resolve(results.get(unit));
-    return true;
+    return undefined;
   }
 
   private readonly retried = new WeakSet<Unit>();
