@@ -85,10 +85,12 @@ if (unavailable) warnSkipped('postgres statement timeouts', unavailable);
     await holder.query('ROLLBACK');
   });
 
-  it('pool connections have a 30 s statement timeout by default; the LISTEN connection has none', async () => {
+  it('pool connections have a 30 s statement timeout and a 1 min idle-in-transaction timeout by default; the LISTEN connection has neither', async () => {
     const { store } = await storeWithAccount();
     expect(await timeoutOf(store.ctx.pool)).toBe('30s');
     expect(await timeoutOf(store.ctx.relaxed)).toBe('30s');
+    // …and a session left idle inside a transaction (a stalled node) is ended by the server, its row locks freed.
+    expect((await store.ctx.pool.query('SHOW idle_in_transaction_session_timeout')).rows[0].idle_in_transaction_session_timeout).toBe('1min');
     // The dispatch queue's LISTEN client (dispatch-queue.ts) is configured like this: only the schema.
     expect(await timeoutOf(await otherSession())).toBe('0');
   });

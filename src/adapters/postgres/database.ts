@@ -57,6 +57,7 @@ export interface ConnectOptions {
 
 const CONNECT_TIMEOUT_MS = 30_000;
 const STATEMENT_TIMEOUT_MS = 30_000;
+const IDLE_IN_TRANSACTION_MS = 60_000;
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -90,12 +91,19 @@ function checkMs(value: number, what: string): number {
   return value;
 }
 
-/** A pool's settings: a client's, plus the bounds every pooled connection has (the wait for it, each statement). */
+/**
+ * A pool's settings: a client's, plus the bounds every pooled connection has: the wait for it, each statement, and
+ * the time it may sit idle inside a transaction. The relay's own transactions go statement after statement, so
+ * only a stalled process (an event loop stuck, a node frozen mid-batch) leaves one open; the server then ends the
+ * session and frees its row locks, instead of every other node's writes to those rows timing out until the
+ * process dies.
+ */
 export function poolConfig(url: string, options: ConnectOptions = {}, max = options.max ?? 10): pg.PoolConfig {
   return {
     ...clientConfig(url, { ...options, statementTimeoutMs: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS }),
     max,
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
   };
 }
 
