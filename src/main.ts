@@ -24,7 +24,6 @@ import { createFileLinkSigner } from './app/file-links';
 import { IdempotencyGate } from './app/idempotency';
 import { MAX_INPUT_BYTES } from './app/image-check';
 import { createInputResolver, type UrlFetcher } from './app/inputs';
-import { RequestRateLimiter } from './app/limits';
 import { createOutputDiscarder, createOutputSaver } from './app/outputs';
 import { createPriceBook } from './app/prices';
 import { loadOrCreateSecret } from './app/secrets';
@@ -198,7 +197,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     queueDepth: () => engine.queueDepth(),
     maxQueued: config.maxQueued,
     precheckUrl: (url) => outboundUrlProblem(url, urlPolicy),
-    rateLimiter: new RequestRateLimiter(),
+    requestRates: backend.requestRates,
     billing: config.billing,
   };
   // Webhooks: the store writes the outbox row with the terminal state; the dispatcher delivers it, signed, through

@@ -9,6 +9,8 @@ import type { Store } from '../ports/store';
 import { LocalDispatchQueue } from '../worker/local-queue';
 import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type PostgresStore } from './postgres';
 import { createPool, withAdvisoryLock } from './postgres/database';
+import { InProcessRates } from './in-process-rates';
+import type { RequestRates } from '../ports/request-rates';
 import { localChannelSlots } from './local-channel-slots';
 import { createSqliteStore } from './sqlite';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations';
@@ -31,6 +33,8 @@ export interface Backend {
   exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
   /** Upstream channel slots: in the process for one node, in the database for many (ports/channel-slots.ts). */
   readonly channelSlots: ChannelSlots;
+  /** Per-key request rates (`rpm`): likewise (ports/request-rates.ts). */
+  readonly requestRates: RequestRates;
 }
 
 /** Who this process is in `tasks.lease_owner`: readable for operators, unique per start. */
@@ -63,6 +67,7 @@ export async function openBackend(
       queue: (clock) => new LocalDispatchQueue(store, clock),
       exclusive: (_name, fn) => fn(),
       channelSlots: localChannelSlots(),
+      requestRates: new InProcessRates(),
     };
   }
   if (!config.secret || !config.adminToken) {
@@ -84,6 +89,7 @@ export async function openBackend(
     queue: (clock, queueLog, options = {}) => new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, ...options }),
     exclusive: (name, fn) => withAdvisoryLock(store.ctx.pool, name, fn),
     channelSlots: store.channelSlots,
+    requestRates: store.requestRates,
   };
 }
 

@@ -7,7 +7,8 @@ import type { Store, TaskRecord } from '../ports/store';
 import type { Caller } from './auth';
 import { newTaskId } from './ids';
 import { checkFileRefs, type UrlPrecheck } from './inputs';
-import { enforceRequestRate, refusalError, type RequestRateLimiter } from './limits';
+import type { RequestRates } from '../ports/request-rates';
+import { enforceRequestRate, refusalError } from './limits';
 
 export interface SubmitDeps {
   readonly store: Store;
@@ -19,7 +20,7 @@ export interface SubmitDeps {
   readonly queueDepth: () => number;
   readonly maxQueued: number;
   /** Per-key `rpm`; absent = no rate limit. */
-  readonly rateLimiter?: RequestRateLimiter;
+  readonly requestRates?: RequestRates;
   /** AIGC_RELAY_BILLING; false = tasks are accepted at price 0 with no hold and no ledger rows. Default true. */
   readonly billing?: boolean;
   /**
@@ -51,7 +52,7 @@ export interface Accepted {
 
 export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown, options: SubmitOptions): Promise<Accepted> {
   // Every authenticated submit counts against rpm, valid or not, except one refused by rpm itself.
-  if (deps.rateLimiter) enforceRequestRate(deps.rateLimiter, caller.key, deps.clock.now());
+  if (deps.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.requestRates, caller.key, deps.clock.now());
   const input = validateSubmitBody(body);
   const provider = deps.route(input);
   const upstreamFileId = deps.upstreamFileId;

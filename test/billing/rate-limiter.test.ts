@@ -1,38 +1,92 @@
-import { describe, expect, it } from 'vitest';
-import { RequestRateLimiter } from '../../src/app/limits';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InProcessRates } from '../../src/adapters/in-process-rates';
+import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
+import { postgresRequestRates } from '../../src/adapters/postgres/request-rates';
+import type { RequestRates } from '../../src/ports/request-rates';
+import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
 
-describe('RequestRateLimiter (sliding window log, explicit times)', () => {
-  it('allows `limit` requests in any window and says when the oldest leaves', () => {
-    const limiter = new RequestRateLimiter(60_000);
-    for (const at of [0, 1000, 2000, 3000, 4000]) expect(limiter.take('k', 5, at)).toEqual({ ok: true });
-    expect(limiter.take('k', 5, 10_000)).toEqual({ ok: false, retryAfterMs: 50_000 });
-    // At 60 000 the request made at 0 has left the window: one slot, not five.
-    expect(limiter.take('k', 5, 60_000)).toEqual({ ok: true });
-    expect(limiter.take('k', 5, 60_500)).toEqual({ ok: false, retryAfterMs: 500 });
+/** One conformance suite for every request-rate log (ports/request-rates.ts), with explicit times. */
+function requestRatesConformance(name: string, make: (windowMs: number) => Promise<RequestRates>) {
+  describe(`${name}: sliding window log, explicit times`, () => {
+    it('allows `limit` requests in any window and says when the oldest leaves', async () => {
+      const rates = await make(60_000);
+      for (const at of [0, 1000, 2000, 3000, 4000]) expect(await rates.take('k', 5, at)).toEqual({ ok: true });
+      expect(await rates.take('k', 5, 10_000)).toEqual({ ok: false, retryAfterMs: 50_000 });
+      // At 60 000 the request made at 0 has left the window: one slot, not five.
+      expect(await rates.take('k', 5, 60_000)).toEqual({ ok: true });
+      expect(await rates.take('k', 5, 60_500)).toEqual({ ok: false, retryAfterMs: 500 });
+    });
+
+    it('keys are independent', async () => {
+      const rates = await make(60_000);
+      expect((await rates.take('a', 1, 0)).ok).toBe(true);
+      expect((await rates.take('a', 1, 1)).ok).toBe(false);
+      expect((await rates.take('b', 1, 1)).ok).toBe(true);
+    });
+
+    it('a lowered limit waits for enough old requests to leave', async () => {
+      const rates = await make(60_000);
+      for (let at = 0; at < 10; at++) expect((await rates.take('k', 10, at * 1000)).ok).toBe(true);
+      // 10 in the window, new limit 3: the 8th oldest (at 7000) must leave before one more fits.
+      expect(await rates.take('k', 3, 10_000)).toEqual({ ok: false, retryAfterMs: 57_000 });
+    });
+
+    it('refused requests do not count', async () => {
+      const rates = await make(1000);
+      expect((await rates.take('k', 1, 0)).ok).toBe(true);
+      for (let i = 0; i < 20; i++) expect((await rates.take('k', 1, 500)).ok).toBe(false);
+      expect((await rates.take('k', 1, 1000)).ok).toBe(true);
+    });
+
+    it('concurrent requests of one key: exactly `limit` are counted', async () => {
+      const rates = await make(60_000);
+      const taken = await Promise.all(Array.from({ length: 20 }, (_, i) => rates.take('busy', 7, 100 + i)));
+      expect(taken.filter((t) => t.ok)).toHaveLength(7);
+    });
   });
+}
 
-  it('keys are independent', () => {
-    const limiter = new RequestRateLimiter(60_000);
-    expect(limiter.take('a', 1, 0).ok).toBe(true);
-    expect(limiter.take('a', 1, 1).ok).toBe(false);
-    expect(limiter.take('b', 1, 1).ok).toBe(true);
-  });
+requestRatesConformance('in-process', async (windowMs) => new InProcessRates(windowMs));
 
-  it('a lowered limit waits for enough old requests to leave', () => {
-    const limiter = new RequestRateLimiter(60_000);
-    for (let at = 0; at < 10; at++) expect(limiter.take('k', 10, at * 1000).ok).toBe(true);
-    // 10 in the window, new limit 3: the 8th oldest (at 7000) must leave before one more fits.
-    expect(limiter.take('k', 3, 10_000)).toEqual({ ok: false, retryAfterMs: 57_000 });
-  });
-
-  it('refused requests do not count, and idle keys are forgotten', () => {
-    const limiter = new RequestRateLimiter(1000);
-    expect(limiter.take('k', 1, 0).ok).toBe(true);
-    for (let i = 0; i < 100; i++) expect(limiter.take('k', 1, 500).ok).toBe(false);
-    expect(limiter.take('k', 1, 1000).ok).toBe(true);
-    for (let i = 0; i < 3000; i++) limiter.take(`idle-${i}`, 1, 2000);
+describe('in-process request rates', () => {
+  it('idle keys are forgotten', () => {
+    const rates = new InProcessRates(1000);
+    for (let i = 0; i < 3000; i++) rates.take(`idle-${i}`, 1, 2000);
     // Long after, a sweep (every 1024 calls) drops every key with nothing in the window.
-    for (let i = 0; i < 1024; i++) limiter.take('busy', 100_000, 10_000);
-    expect(limiter.trackedKeys).toBe(1);
+    for (let i = 0; i < 1024; i++) rates.take('busy', 100_000, 10_000);
+    expect(rates.trackedKeys).toBe(1);
+  });
+});
+
+const unavailable = await postgresUnavailable();
+if (unavailable) warnSkipped('postgres request rates', unavailable);
+
+(unavailable ? describe.skip : describe)('postgres request rates', () => {
+  let db: TestDatabase;
+  let schema: string;
+  const stores: PostgresStore[] = [];
+  const open = async () => {
+    const store = await createPostgresStore(db.url, { schema, max: 4 });
+    stores.push(store);
+    return store;
+  };
+  beforeEach(async () => {
+    db ??= await createTestDatabase('relay_pgrates');
+    schema = db.schema(); // a fresh schema per test; every node of a test opens the same one
+  });
+  afterEach(async () => {
+    for (const store of stores.splice(0)) await store.close();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  requestRatesConformance('postgres', async (windowMs) => postgresRequestRates((await open()).ctx, windowMs));
+
+  it('two nodes on one database share each key\'s window: a key gets `limit`, not `limit` per node', async () => {
+    const [a, b] = [await open(), await open()];
+    const nodes = [postgresRequestRates(a.ctx), postgresRequestRates(b.ctx)];
+    const taken = await Promise.all(Array.from({ length: 30 }, (_, i) => nodes[i % 2]!.take('shared', 10, 1000 + i)));
+    expect(taken.filter((t) => t.ok)).toHaveLength(10);
   });
 });

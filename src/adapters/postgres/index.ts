@@ -4,6 +4,8 @@ import type { Store } from '../../ports/store';
 import { postgresChannelSlots } from './channel-slots';
 import { postgresAccountStore } from './accounts';
 import { postgresChannelStore } from './channels';
+import { postgresRequestRates } from './request-rates';
+import type { RequestRates } from '../../ports/request-rates';
 import type { PgContext } from './context';
 import pg from 'pg';
 import { createPool, poolConfig, type ConnectOptions } from './database';
@@ -27,6 +29,8 @@ export interface PostgresStore extends Store {
   readonly ctx: PgContext;
   /** Upstream channel slots counted across all nodes (see ports/channel-slots.ts). */
   readonly channelSlots: ChannelSlots;
+  /** Per-key request rates counted across all nodes (ports/request-rates.ts). */
+  readonly requestRates: RequestRates;
 }
 
 /**
@@ -54,6 +58,7 @@ export async function createPostgresStore(url: string, options: PostgresStoreOpt
   return {
     ctx,
     channelSlots: postgresChannelSlots(ctx),
+    requestRates: postgresRequestRates(ctx),
     accounts: postgresAccountStore(ctx),
     tasks: postgresTaskStore(ctx),
     files: postgresFileStore(ctx),

@@ -407,6 +407,33 @@ export const PG_MIGRATIONS: readonly string[] = [
     WHERE state = 'queued';
   CREATE INDEX tasks_queue_underway ON tasks(provider, priority DESC, seq) WHERE state = 'queued' AND checkpoint IS NOT NULL;
   `,
+  // Per-key request rates (rpm) shared by every node (request-rates.ts): the sliding-window log of each key, taken
+  // under a per-key advisory lock so that concurrent submits on several nodes count exactly.
+  `
+  CREATE TABLE request_rates (
+    key_id TEXT NOT NULL,
+    at BIGINT NOT NULL
+  );
+  CREATE INDEX request_rates_key ON request_rates(key_id, at);
+  CREATE INDEX request_rates_at ON request_rates(at);
+  CREATE FUNCTION aigc_take_rate(p_key text, p_limit integer, p_now bigint, p_window bigint) RETURNS bigint
+  LANGUAGE plpgsql AS $$
+  DECLARE
+    v_counted integer;
+    v_leaves bigint;
+  BEGIN
+    PERFORM pg_advisory_xact_lock(1918989413, hashtext(p_key)); -- "rate"
+    DELETE FROM request_rates WHERE key_id = p_key AND at <= p_now - p_window;
+    SELECT count(*) INTO v_counted FROM request_rates WHERE key_id = p_key;
+    IF v_counted >= p_limit THEN
+      -- The oldest requests leave the window first: one more fits once the limit-th newest has left.
+      SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at DESC OFFSET GREATEST(p_limit, 1) - 1 LIMIT 1;
+      RETURN GREATEST(1, v_leaves + p_window - p_now);
+    END IF;
+    INSERT INTO request_rates (key_id, at) VALUES (p_key, p_now);
+    RETURN 0;
+  END $$;
+  `,
 ];
 
 /** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */

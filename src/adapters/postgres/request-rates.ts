@@ -1,0 +1,29 @@
+import { RATE_WINDOW_MS, type RateDecision, type RequestRates } from '../../ports/request-rates';
+import type { PgContext } from './context';
+
+/** A request of a key that sent nothing since is forgotten by a sweep this often (in calls), at most this many rows at a time. */
+const SWEEP_EVERY = 1024;
+const SWEEP_ROWS = 1000;
+
+/**
+ * The request-rate log in the shared database (ports/request-rates.ts): every node counts a key's requests in the
+ * same log, so `rpm` holds across nodes. One round trip per request of a key that has an `rpm` (keys without one
+ * never come here): `aigc_take_rate` (migrations.ts) drops the key's requests that left the window, counts the
+ * rest and adds this one, under a per-key advisory lock. Times are the nodes' clocks.
+ */
+export function postgresRequestRates(ctx: PgContext, windowMs = RATE_WINDOW_MS): RequestRates {
+  let calls = 0;
+  // Each take drops its own key's old requests; a key that stopped sending keeps up to `limit` rows until this.
+  const sweep = (now: number) =>
+    ctx.pool
+      .query('DELETE FROM request_rates WHERE ctid IN (SELECT ctid FROM request_rates WHERE at <= $1 LIMIT $2)', [now - windowMs, SWEEP_ROWS])
+      .catch(() => undefined); // best effort: the next sweep tries again
+  return {
+    async take(keyId, limit, now): Promise<RateDecision> {
+      if (++calls % SWEEP_EVERY === 0) void sweep(now);
+      const { rows } = await ctx.pool.query<{ wait: number }>('SELECT aigc_take_rate($1, $2, $3, $4) AS wait', [keyId, limit, now, windowMs]);
+      const wait = Number(rows[0]!.wait);
+      return wait === 0 ? { ok: true } : { ok: false, retryAfterMs: wait };
+    },
+  };
+}
