@@ -19,7 +19,7 @@ export function createMetrics(sources: {
   countByState: () => Promise<Record<TaskState, number>>;
 }): RelayMetrics {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'aigc_relay_process_' });
+  client.collectDefaultMetrics({ register: registry, prefix: 'aigc_relay_' }); // aigc_relay_process_cpu_seconds_total, aigc_relay_nodejs_heap_size_used_bytes, …
   const metrics: RelayMetrics = {
     observeRequest(route, method, status, seconds) {
       metrics.httpRequests.inc({ route, method, status: String(status) });

@@ -20,6 +20,9 @@ describe('operations endpoints', () => {
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get('content-type')).toMatch(/text\/plain/);
     expect(metrics.text).toMatch(/aigc_relay_http_requests_total\{route="\/tencent-vod\/v1\/aigc-image",method="POST",status="200"\} 1/);
+    // Node's default process metrics under the relay's prefix, once (not aigc_relay_process_process_…).
+    expect(metrics.text).toMatch(/^aigc_relay_process_cpu_user_seconds_total \d/m);
+    expect(metrics.text).not.toMatch(/process_process/);
     expect(metrics.text).toMatch(/aigc_relay_tasks\{state="succeeded"\} 1/);
     expect(metrics.text).toMatch(/aigc_relay_tasks_finished_total\{outcome="succeeded",provider="local-preview"\} 1/);
     expect(metrics.text).toMatch(/aigc_relay_queue_depth 0/);
