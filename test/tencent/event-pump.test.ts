@@ -4,7 +4,7 @@ import { EventPump } from '../../src/adapters/tencent/events';
 import type { ChannelAccess, TaskFollower } from '../../src/adapters/tencent/follower';
 import type { ChannelRecord } from '../../src/ports/channels';
 
-const CHANNEL = { id: 'ch-1', eventsEnabled: true } as ChannelRecord;
+const CHANNEL = { id: 'ch-1', eventsEnabled: true, enabled: true } as ChannelRecord;
 
 /** A PullEvents that answers nothing until aborted, and says when it is called. */
 function quietApi(onPull: () => void): VodApi {
@@ -42,5 +42,25 @@ describe('the PullEvents loop of a channel', () => {
     const restarted = await Promise.race([pulling.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 2000))]);
     await pump.stop();
     expect(restarted).toBe(true);
+  });
+
+  it('runs only for channels in service: a disabled channel makes no PullEvents calls until it is enabled again', async () => {
+    let asked = 0;
+    const pump = new EventPump({
+      follower: {} as TaskFollower,
+      // A loop asks for its channel as soon as it starts (then finds none and ends).
+      channel: () => {
+        asked++;
+        return undefined;
+      },
+      standing: async () => 'unknown',
+      noteError: () => undefined,
+      options: { pullTimeoutMs: 1000, idleMs: 10, errorBackoffMaxMs: 100, callTimeoutMs: 1000 },
+    });
+    pump.sync([{ ...CHANNEL, enabled: false }, { ...CHANNEL, id: 'ch-deleted', deletedAt: 1 }, { ...CHANNEL, id: 'ch-no-events', eventsEnabled: false }]);
+    expect(asked).toBe(0);
+    pump.sync([CHANNEL]);
+    expect(asked).toBe(1);
+    await pump.stop();
   });
 });

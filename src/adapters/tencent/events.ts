@@ -16,6 +16,13 @@ import type { ChannelAccess, TaskFollower } from './follower';
  */
 export type TaskStanding = 'unknown' | 'active' | 'terminal';
 
+/**
+ * Whether the relay pulls a channel's completion events: enabled for it, and the channel in service. A disabled
+ * channel takes no new tasks; the ones it still has are followed by polling at the ordinary pace (follower.ts), and
+ * a channel added disabled, or left disabled, makes no calls upstream at all.
+ */
+export const pullsEvents = (c: ChannelRecord): boolean => c.eventsEnabled && c.enabled && c.deletedAt === undefined;
+
 export interface EventPumpDeps {
   readonly follower: TaskFollower;
   readonly channel: (channelId: string) => ChannelAccess | undefined;
@@ -41,9 +48,9 @@ export class EventPump {
 
   constructor(private readonly deps: EventPumpDeps) {}
 
-  /** Runs one loop per channel that enables events; stops the others. */
+  /** Runs one loop per channel whose events are pulled (pullsEvents); stops the others. */
   sync(channels: readonly ChannelRecord[]): void {
-    const wanted = new Set(channels.filter((c) => c.eventsEnabled && c.deletedAt === undefined).map((c) => c.id));
+    const wanted = new Set(channels.filter(pullsEvents).map((c) => c.id));
     for (const [id, loop] of this.loops) {
       if (!wanted.has(id)) {
         loop.controller.abort();

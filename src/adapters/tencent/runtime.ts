@@ -4,7 +4,7 @@ import type { ChannelRecord, ChannelStore } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import { ChannelPool } from '../../worker/channel-pool';
 import { createVodApi, type VodApi } from './client';
-import { EventPump, type TaskStanding } from './events';
+import { EventPump, pullsEvents, type TaskStanding } from './events';
 import { TaskFollower, type ChannelAccess } from './follower';
 import type { TencentVodOptions } from './options';
 import type { ReconcileOptions } from './reconcile';
@@ -124,7 +124,7 @@ export class TencentRuntime {
       ...(channel.region ? { region: channel.region } : {}),
       ...(channel.endpoint ? { endpoint: channel.endpoint } : {}),
     });
-    const access: ChannelAccess = { api, subAppId: channel.subAppId, eventsEnabled: channel.eventsEnabled };
+    const access: ChannelAccess = { api, subAppId: channel.subAppId, eventsEnabled: pullsEvents(channel) };
     this.clients.set(channel.id, { updatedAt: channel.updatedAt, access });
     return access;
   }
