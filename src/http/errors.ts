@@ -31,6 +31,23 @@ function keyPart(key: string): string {
   return `[${JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key)}]`;
 }
 
+type ValidationEntry = NonNullable<FastifyError['validation']>[number];
+
+/**
+ * The values a field may take, when its schema is a list of them: an `enum`, or a union of literals (each branch of
+ * the `anyOf` fails with its own `const`). Ajv's own message says only "must be equal to constant".
+ */
+function allowedValues(errors: readonly ValidationEntry[], first: ValidationEntry): string | undefined {
+  const params = first.params as Record<string, unknown> | undefined;
+  const values =
+    first.keyword === 'enum'
+      ? (params?.allowedValues as unknown[] | undefined)
+      : first.keyword === 'const'
+        ? errors.filter((e) => e.keyword === 'const' && e.instancePath === first.instancePath).map((e) => (e.params as Record<string, unknown>).allowedValue)
+        : undefined;
+  return values && values.length > 0 ? values.map((v) => JSON.stringify(v)).join(', ') : undefined;
+}
+
 /**
  * Translates whatever was thrown into a RelayError. Client mistakes that Fastify detects itself (bad JSON, wrong
  * content type, body too large, schema failures) become the matching 4xx; a busy database a 503 with Retry-After;
@@ -47,7 +64,8 @@ export function toRelayError(error: FastifyError | Error): RelayError | undefine
     const field = fieldOf(first.instancePath, params, fastifyError.validationContext ?? 'body');
     if (params?.missingProperty) return new RelayError('MissingParameter', `${field}: required`);
     if (params?.additionalProperty) return new RelayError('InvalidParameter', `${field}: unknown field`);
-    return new RelayError('InvalidParameterValue', `${field}: ${first.message ?? 'invalid'}`);
+    const allowed = allowedValues(fastifyError.validation, first);
+    return new RelayError('InvalidParameterValue', `${field}: ${allowed ? `must be one of ${allowed}` : (first.message ?? 'invalid')}`);
   }
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':

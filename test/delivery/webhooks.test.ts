@@ -110,6 +110,10 @@ describe('webhooks', () => {
     expect(final.step.state).toBe('gone');
     expect(receiver.received).toHaveLength(1);
     expect((await relay.admin.get('/admin/v1/webhooks?status=gone')).body.deliveries.map((d: { task_id: string }) => d.task_id)).toEqual([res.body.request_id]);
+    // A state that does not exist: the answer lists those that do.
+    const bogus = await relay.admin.get('/admin/v1/webhooks?status=bogus');
+    expect(bogus.status).toBe(400);
+    expect(bogus.body.Response.Error.Message).toBe('status: must be one of "pending", "delivered", "failed", "gone"');
     expect(await relay.relay.store.webhooks.nextDueAt()).toBeUndefined();
   });
 
