@@ -33,6 +33,8 @@ export const TaskLog = Type.Object({
   timestamp: Type.Union([Type.String(), Type.Null()]),
 });
 
+const TaskMetrics = Type.Object({ queue_time: Type.Optional(Type.Number()), inference_time: Type.Optional(Type.Number()) });
+
 export const TaskError = Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()]);
 
 export const StatusBody = Type.Object(
@@ -45,7 +47,7 @@ export const StatusBody = Type.Object(
     status_url: Type.String(),
     cancel_url: Type.String(),
     logs: Type.Array(TaskLog),
-    metrics: Type.Object({ queue_time: Type.Optional(Type.Number()), inference_time: Type.Optional(Type.Number()) }),
+    metrics: TaskMetrics,
     outcome: Type.Optional(Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('cancelled')])),
     error: Type.Optional(TaskError),
   },
@@ -75,9 +77,81 @@ export const ResultBody = Type.Object(
     images: Type.Array(ResultImage),
     seed: Type.Union([Type.Integer(), Type.Null()]),
     produced_by: Type.Union([Type.String(), Type.Null()]),
+    model_name: Type.String(),
+    model_version: Type.String(),
     session_context: Type.Union([Type.String(), Type.Null()]),
+    timings: TaskMetrics,
+    metrics: TaskMetrics,
+    created_at: Type.String({ format: 'date-time' }),
+    started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    finished_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    response_url: Type.String(),
+    status_url: Type.String(),
+    cancel_url: Type.String(),
   },
   { ...Open, description: 'The finished task. Before it finishes the route answers 202 with the status body.' },
 );
+
+const MaybeTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+
+/** Tencent VOD's DescribeTaskDetail answer for an AIGC image task (presenters.ts describeTaskDetailBody). */
+export const DescribeTaskDetailBody = Type.Object({
+  Response: Type.Object(
+    {
+      TaskType: Type.Literal('AigcImageTask'),
+      Status: Type.Union([Type.Literal('WAITING'), Type.Literal('PROCESSING'), Type.Literal('FINISH'), Type.Literal('ABORTED')]),
+      CreateTime: MaybeTime,
+      BeginProcessTime: MaybeTime,
+      FinishTime: MaybeTime,
+      AigcImageTask: Type.Object(
+        {
+          TaskId: Type.String(),
+          Status: Type.String(),
+          ErrCode: Type.Integer({ description: '0, or 1 when the task failed' }),
+          ErrCodeExt: Type.String({ description: "The failure's code; empty unless it failed or was cancelled" }),
+          Message: Type.String(),
+          Progress: Type.Integer({ minimum: 0, maximum: 100 }),
+          Input: Type.Object(
+            {
+              ModelName: Type.String(),
+              ModelVersion: Type.String(),
+              Prompt: Type.String(),
+              NegativePrompt: Type.String(),
+              EnhancePrompt: Type.String(),
+              FileInfos: Type.Array(Type.Object({ Type: Type.String(), FileId: Type.String(), Url: Type.String(), Text: Type.String() })),
+              OutputConfig: Type.Object({
+                StorageMode: Type.String(),
+                Resolution: Type.String(),
+                AspectRatio: Type.String(),
+                PersonGeneration: Type.String(),
+                InputComplianceCheck: Type.String(),
+                OutputComplianceCheck: Type.String(),
+              }),
+            },
+            Open,
+          ),
+          Output: Type.Object({
+            FileInfos: Type.Array(
+              Type.Object({
+                FileType: Type.String({ description: 'jpg, png or webp' }),
+                FileUrl: Type.String(),
+                FileId: Type.String(),
+                StorageMode: Type.String(),
+                ExpireTime: Type.String({ description: 'ISO time; empty for Permanent files' }),
+              }),
+            ),
+          }),
+          SessionId: Type.String(),
+          SessionContext: Type.String(),
+        },
+        Open,
+      ),
+      SessionId: Type.String(),
+      SessionContext: Type.String(),
+      RequestId: Type.String(),
+    },
+    Open,
+  ),
+});
 
 export const TaskIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });

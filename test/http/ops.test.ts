@@ -43,6 +43,16 @@ describe('operations endpoints', () => {
     expect(download['403'].description).toBe('AuthFailure.SignatureFailure, AuthFailure.SignatureExpire');
     expect(download['401'].description).toBe('AuthFailure');
     expect(download['416'].description).toBe('InvalidParameterValue.Range');
+    // What the public routes answer when they succeed, in its real content type.
+    expect(Object.keys(doc.paths['/tencent-vod/v1/files/{id}'].get.responses['200'].content)).toEqual(['image/jpeg', 'image/png', 'image/webp']);
+    expect(doc.paths['/tencent-vod/v1/files/{id}'].get.responses).toHaveProperty('206');
+    expect(doc.paths['/tencent-vod/v1/files/{id}'].get.responses).toHaveProperty('304');
+    expect(doc.paths['/tencent-vod/v1/files/{id}'].get.security).toEqual([{}, { bearer: [] }]); // a signed link, or the owner's key
+    expect(Object.keys(doc.paths['/tencent-vod/v1/files'].post.requestBody.content)).toEqual(['multipart/form-data', 'image/jpeg', 'image/png', 'image/webp']);
+    expect(Object.keys(doc.paths['/tencent-vod/v1/requests/{id}/events'].get.responses['200'].content)).toEqual(['text/event-stream']);
+    expect(Object.keys(doc.paths['/readyz'].get.responses)).toEqual(['200', '503']);
+    const detail = doc.paths['/tencent-vod/v1/query/{id}'].get.responses['200'].content['application/json'].schema.properties.Response;
+    expect(detail.properties.AigcImageTask.properties.Output.properties.FileInfos.items.properties).toHaveProperty('FileUrl');
     for (const path of ['/tencent-vod/v1/requests/{id}/status', '/tencent-vod/v1/requests/{id}', '/tencent-vod/v1/requests/{id}/cancel', '/tencent-vod/v1/query/{id}', '/admin/v1/accounts']) {
       expect(doc.paths[path], path).toBeDefined();
     }

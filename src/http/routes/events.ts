@@ -34,7 +34,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
           security: [{ bearer: [] }],
           params: TaskIdParams,
           response: {
-            200: Type.String({ description: 'text/event-stream' }),
+            200: { description: 'The event stream.', content: { 'text/event-stream': { schema: Type.String() } } },
             ...errorResponses('AuthFailure', 'ResourceNotFound'),
           },
         },

@@ -13,6 +13,11 @@ import { readUpload, registerUploadParsers } from '../upload-body';
 
 const FileParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
+/** The image formats the relay stores, as OpenAPI content: the bytes themselves. */
+const IMAGE_CONTENT = Object.fromEntries(
+  ['image/jpeg', 'image/png', 'image/webp'].map((type) => [type, { schema: Type.String({ format: 'binary' }) }]),
+);
+
 const UploadResponse = Type.Object({
   file_id: Type.String({ description: 'Use it in file_infos[] as {"type": "File", "file_id": …}.' }),
   url: Type.String({ description: 'A signed download link that does not expire (the file lives until deleted).' }),
@@ -41,9 +46,16 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
           'A signed link that was altered answers 403 AuthFailure.SignatureFailure; one past its expiry 403 ' +
           'AuthFailure.SignatureExpire (ask for a fresh link); without a link, a missing or wrong key is 401 AuthFailure.',
         tags: ['files'],
+        // Either a signed link (no credentials) or the owner's key.
+        security: [{}, { bearer: [] }],
         params: FileParams,
         querystring: Type.Object({ expires: Type.Optional(Type.String()), signature: Type.Optional(Type.String()) }),
-        response: errorResponses('AuthFailure', 'AuthFailure.SignatureFailure', 'AuthFailure.SignatureExpire', 'ResourceNotFound', 'InvalidParameterValue.Range'),
+        response: {
+          200: { description: 'The image.', content: IMAGE_CONTENT },
+          206: { description: 'The requested byte range of the image (Content-Range).', content: IMAGE_CONTENT },
+          304: Type.Null({ description: 'Not modified (If-None-Match matched the ETag).' }),
+          ...errorResponses('AuthFailure', 'AuthFailure.SignatureFailure', 'AuthFailure.SignatureExpire', 'ResourceNotFound', 'InvalidParameterValue.Range'),
+        },
       },
     },
     async (request, reply) => {
@@ -89,11 +101,15 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
             'The file belongs to the calling account and stays until deleted.',
           tags: ['files'],
           security: [{ bearer: [] }],
-          consumes: ['multipart/form-data'],
-          body: Type.Object({ file: Type.String({ format: 'binary', description: 'The image (jpeg, png or webp).' }) }),
+          body: {
+            content: {
+              'multipart/form-data': { schema: Type.Object({ file: Type.String({ format: 'binary', description: 'The image (jpeg, png or webp).' }) }) },
+              ...IMAGE_CONTENT,
+            },
+          },
           response: {
             201: UploadResponse,
-            ...errorResponses('InvalidParameter', 'MissingParameter', 'AuthFailure', 'RequestSizeLimitExceeded', 'UnsupportedMediaType'),
+            ...errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'RequestSizeLimitExceeded', 'UnsupportedMediaType'),
           },
         },
         // The body schema documents the form for OpenAPI; the body itself is read and checked by readUpload.

@@ -1,10 +1,21 @@
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { HttpDeps } from '../context';
 
 /** Liveness, readiness and Prometheus metrics; unauthenticated, as orchestrators expect. */
 export function opsRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.get('/healthz', { schema: { tags: ['ops'], summary: 'The process is up' } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { tags: ['ops'], summary: 'The database answers and the queue accepts work' } }, async (_request, reply) => {
+  const Readiness = (status: 'ready' | 'not ready', description: string) =>
+    Type.Object({ status: Type.Literal(status), database: Type.Boolean(), accepting: Type.Boolean() }, { description });
+  const readyz = {
+    tags: ['ops'],
+    summary: 'The database answers and the queue accepts work',
+    response: {
+      200: Readiness('ready', 'Ready.'),
+      503: Readiness('not ready', 'The database does not answer, or the relay is shutting down (draining).'),
+    },
+  };
+  app.get('/readyz', { schema: readyz }, async (_request, reply) => {
     const database = await deps.store.ping().catch(() => false);
     const accepting = !deps.isShuttingDown();
     return reply.code(database && accepting ? 200 : 503).send({ status: database && accepting ? 'ready' : 'not ready', database, accepting });

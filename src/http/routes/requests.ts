@@ -7,7 +7,7 @@ import type { TaskRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { describeTaskDetailBody, resultBody, statusBody } from '../presenters';
-import { errorResponses, ResultBody, StatusBody, TaskIdParams } from '../schemas';
+import { DescribeTaskDetailBody, errorResponses, ResultBody, StatusBody, TaskIdParams } from '../schemas';
 import { waitAsPreferred } from '../wait';
 
 declare module 'fastify' {
@@ -116,7 +116,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
           ...common,
           summary: "The task in Tencent's DescribeTaskDetail shape",
           response: {
-            200: Type.Object({ Response: Type.Object({}, { additionalProperties: true }) }),
+            200: DescribeTaskDetailBody,
             ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound'),
           },
         },
