@@ -15,6 +15,7 @@ import { requestRoutes } from './routes/requests';
 import { submitRoutes } from './routes/submit';
 import { ErrorEnvelope } from './schemas';
 import { installJsonBodyParser, installNulGuard, transportOptions } from './transport-guards';
+import { AJV_OPTIONS, buildValidator } from './validators';
 
 const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -28,7 +29,9 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
     bodyLimit: JSON_BODY_LIMIT,
     // Slow-loris and malformed-HTTP guards: timeouts from AIGC_RELAY_*_TIMEOUT_MS, errors in the envelope.
     ...transportOptions(deps.config),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    ajv: { customOptions: AJV_OPTIONS },
+    // Bodies without type coercion, query strings and path parameters with it (validators.ts: why).
+    schemaController: { compilersFactory: { buildValidator: buildValidator() } },
     routerOptions: { ignoreTrailingSlash: true },
   });
   app.decorateRequest('caller', null);
