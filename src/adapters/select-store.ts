@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Config } from '../config/env';
+import { ConfigError, type Config } from '../config/env';
 import type { ChannelSlots } from '../ports/channel-slots';
 import type { Clock } from '../ports/clock';
 import type { DispatchQueue } from '../ports/dispatch-queue';
@@ -12,7 +12,9 @@ import { createPool, withAdvisoryLock } from './postgres/database';
 import { InProcessRates } from './in-process-rates';
 import type { RequestRates } from '../ports/request-rates';
 import { localChannelSlots } from './local-channel-slots';
+import { SchemaTooNewError } from './schema-too-new';
 import { createSqliteStore } from './sqlite';
+import { openAndMigrate } from './sqlite/database';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations';
 
 type Log = { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -51,10 +53,31 @@ export function leaseOwner(configured: string | undefined): string {
   return configured === undefined ? defaultNodeId() : `${configured}-${randomBytes(3).toString('hex')}`;
 }
 
+/**
+ * A database migrated by a newer relay stops this one with the one line of a configuration error, naming the
+ * setting that points at it: the operator started an old binary on the wrong data dir or database, or downgraded.
+ */
+async function namingTheDatabase<T>(config: Config, open: () => Promise<T>): Promise<T> {
+  try {
+    return await open();
+  } catch (err) {
+    if (!(err instanceof SchemaTooNewError)) throw err;
+    throw new ConfigError(config.databaseUrl ? 'AIGC_RELAY_DATABASE_URL' : 'AIGC_RELAY_DATA_DIR', err.message);
+  }
+}
+
 export async function openBackend(
   config: Config,
   log?: Log,
   options: { sqliteWriter?: Config['sqliteWriter']; onThreadExit?: (error: Error) => void } = {},
+): Promise<Backend> {
+  return namingTheDatabase(config, () => open(config, log, options));
+}
+
+async function open(
+  config: Config,
+  log: Log | undefined,
+  options: { sqliteWriter?: Config['sqliteWriter']; onThreadExit?: (error: Error) => void },
 ): Promise<Backend> {
   if (!config.databaseUrl) {
     const store = createSqliteStore(path.join(config.dataDir, 'relay.db'), {
@@ -106,15 +129,17 @@ export async function openStore(config: Config): Promise<Store> {
  * server does the same at start). Safe while nodes run or start: PostgreSQL migrations take an advisory lock.
  */
 export async function migrateDatabase(config: Config): Promise<{ kind: Backend['kind']; applied: number[]; version: number }> {
-  if (!config.databaseUrl) {
-    const store = createSqliteStore(path.join(config.dataDir, 'relay.db')); // opening applies what is missing
-    await store.close();
-    return { kind: 'sqlite', applied: [], version: SQLITE_MIGRATIONS.length };
-  }
-  const pool = await createPool(config.databaseUrl, { max: 1 });
-  try {
-    return { kind: 'postgres', applied: await migrate(pool), version: PG_MIGRATIONS.length };
-  } finally {
-    await pool.end();
-  }
+  return namingTheDatabase(config, async () => {
+    if (!config.databaseUrl) {
+      const { db, applied } = openAndMigrate(path.join(config.dataDir, 'relay.db'));
+      db.close();
+      return { kind: 'sqlite' as const, applied, version: SQLITE_MIGRATIONS.length };
+    }
+    const pool = await createPool(config.databaseUrl, { max: 1 });
+    try {
+      return { kind: 'postgres' as const, applied: await migrate(pool), version: PG_MIGRATIONS.length };
+    } finally {
+      await pool.end();
+    }
+  });
 }

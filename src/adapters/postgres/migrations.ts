@@ -1,3 +1,4 @@
+import { SchemaTooNewError } from '../schema-too-new';
 import type { Pool } from './database';
 
 /**
@@ -462,7 +463,7 @@ export async function migrate(pool: Pool, migrations: readonly string[] = PG_MIG
       const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations');
       const current = rows[0]?.v ?? 0;
       if (current > migrations.length) {
-        throw new Error(`database schema is at version ${current}, newer than this relay (${migrations.length}); upgrade the relay`);
+        throw new SchemaTooNewError(current, migrations.length);
       }
       const applied: number[] = [];
       for (let version = current + 1; version <= migrations.length; version++) {

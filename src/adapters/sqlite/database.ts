@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
+import { SchemaTooNewError } from '../schema-too-new';
 import { MIGRATIONS } from './migrations';
 
 export type Db = Database.Database;
@@ -8,25 +9,51 @@ export type Db = Database.Database;
 /**
  * Opens (creating if needed) the embedded database with the settings a durable single-node service wants: WAL so
  * readers never block the writer, `synchronous = FULL` so a committed task survives power loss, a busy timeout so
- * a CLI command running beside the server waits instead of failing.
+ * a CLI command running beside the server waits instead of failing. Brings the schema up to date first.
  */
 export function openDatabase(file: string): Db {
-  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
-  return db;
+  return openAndMigrate(file).db;
 }
 
-function migrate(db: Db): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[version]!);
-      db.pragma(`user_version = ${version + 1}`);
-    }).immediate();
+/** `openDatabase`, also saying which schema versions this call applied (what `aigc-relay migrate` reports). */
+export function openAndMigrate(file: string): { db: Db; applied: number[] } {
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    return { db, applied: migrate(db) };
+  } catch (err) {
+    db.close();
+    throw err;
   }
+}
+
+/**
+ * Each version in its own IMMEDIATE transaction together with `user_version`, so a crash leaves a whole version or
+ * none. The version is read again inside that transaction, under the write lock: another process opening the same
+ * file at the same moment (a CLI command beside a starting server, the server's writer thread) may have applied it
+ * since the first read, and running it twice fails ("table accounts already exists"). A database newer than this
+ * code is refused rather than used.
+ */
+function migrate(db: Db): number[] {
+  const version = () => db.pragma('user_version', { simple: true }) as number;
+  const check = (current: number): number => {
+    if (current > MIGRATIONS.length) throw new SchemaTooNewError(current, MIGRATIONS.length);
+    return current;
+  };
+  // Up to date (the usual start): no write lock taken.
+  if (check(version()) === MIGRATIONS.length) return [];
+  const step = db.transaction((): number | undefined => {
+    const current = check(version());
+    if (current === MIGRATIONS.length) return undefined;
+    db.exec(MIGRATIONS[current]!);
+    db.pragma(`user_version = ${current + 1}`);
+    return current + 1;
+  });
+  const applied: number[] = [];
+  for (let done = step.immediate(); done !== undefined; done = step.immediate()) applied.push(done);
+  return applied;
 }
