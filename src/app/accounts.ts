@@ -11,6 +11,8 @@ export async function createAccount(
   clock: Clock,
   input: { name: string; balance?: number; callbackUrl?: string },
 ): Promise<Account> {
+  // The operator's only way to tell accounts apart in listings (the API and the CLI both come through here).
+  if (!input.name.trim()) throw new FieldError('InvalidParameterValue', 'name', 'must not be empty');
   return store.accounts.createAccount({
     id: newId('acct'),
     name: input.name,

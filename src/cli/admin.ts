@@ -1,14 +1,15 @@
 import fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
+import { createAddressPolicy, outboundUrlProblem } from '../adapters/http-fetch';
 import { openStore } from '../adapters/select-store';
 import { createAccount, createApiKey, topUp } from '../app/accounts';
 import { accountView, auditView, keyView, ledgerView } from '../app/admin-views';
 import { getAccount, listAccounts, listKeys, revokeKey, updateKey } from '../app/keys';
 import { forceFailTask } from '../app/operator';
 import { createPriceBook, type PriceBookState } from '../app/prices';
-import type { Config } from '../config/env';
+import { ConfigError, type Config } from '../config/env';
 import { startingPrices } from '../config/prices-file';
-import { RelayError } from '../domain/errors';
+import { FieldError, RelayError } from '../domain/errors';
 import { systemClock } from '../ports/clock';
 import type { KeyPatch, Store } from '../ports/store';
 
@@ -43,6 +44,40 @@ const positive = (value: string): number => {
   if (n < 1) throw new InvalidArgumentError('must be at least 1');
   return n;
 };
+const positiveCredits = (value: string): number => {
+  if (credits(value) < 1) throw new InvalidArgumentError('must be a whole number of credits, at least 1');
+  return Number(value);
+};
+
+/**
+ * A stored callback URL passes the same outbound (SSRF) rules as one given to the admin API (admin-schema.ts): a
+ * typo or an internal address would otherwise be stored and every webhook to it would fail later, unseen.
+ */
+function checkCallbackUrl(config: Config, url: string): void {
+  let policy;
+  try {
+    policy = createAddressPolicy(config.allowPrivateUrls);
+  } catch (err) {
+    throw new ConfigError('AIGC_RELAY_ALLOW_PRIVATE_URLS', (err as Error).message);
+  }
+  const problem = url.length > 2048 ? 'longer than 2048 characters' : outboundUrlProblem(url, policy);
+  if (problem) throw new FieldError('InvalidParameterValue', 'callback_url', problem);
+}
+
+/** A price table file, or a one-line error naming it (never a stack trace). */
+function readJsonFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FieldError('InvalidParameterValue', file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new FieldError('InvalidParameterValue', file, `not JSON (${(err as Error).message})`);
+  }
+}
 /**
  * A limit flag: a number sets it, `none` removes it. (Kept as the word until the action: commander turns a parser's
  * null into ''.)
@@ -77,9 +112,10 @@ export function accountCommands(program: Command, config: () => Config): void {
     .option('--balance <credits>', 'starting balance', credits, 0)
     .option('--callback-url <url>', 'default webhook URL for its tasks')
     .action(async (o: { name: string; balance: number; callbackUrl?: string }) =>
-      withStore(config(), async (store) =>
-        print(accountView(await createAccount(store, systemClock, { name: o.name, balance: o.balance, ...(o.callbackUrl ? { callbackUrl: o.callbackUrl } : {}) }))),
-      ),
+      withStore(config(), async (store) => {
+        if (o.callbackUrl !== undefined) checkCallbackUrl(config(), o.callbackUrl);
+        print(accountView(await createAccount(store, systemClock, { name: o.name, balance: o.balance, ...(o.callbackUrl ? { callbackUrl: o.callbackUrl } : {}) })));
+      }),
     );
   accounts
     .command('get <id>')
@@ -89,10 +125,13 @@ export function accountCommands(program: Command, config: () => Config): void {
     .option('--limit <n>', 'how many, newest first', positive, 100)
     .action(async (o: { limit: number }) => withStore(config(), async (store) => print((await listAccounts(store, o.limit)).map(accountView))));
   accounts
-    .command('top-up <id> <credits>')
+    .command('top-up')
+    .argument('<id>')
+    // Parsed by commander, so a bad amount is its usage error, before anything is opened.
+    .argument('<credits>', 'whole credits to add, at least 1', positiveCredits)
     .option('--reference <text>', 'kept on the ledger row', 'cli')
-    .action(async (id: string, amount: string, o: { reference: string }) =>
-      withStore(config(), async (store) => print({ balance: await topUp(store, systemClock, id, positive(amount), o.reference) })),
+    .action(async (id: string, amount: number, o: { reference: string }) =>
+      withStore(config(), async (store) => print({ balance: await topUp(store, systemClock, id, amount, o.reference) })),
     );
   accounts
     .command('ledger <id>')
@@ -148,7 +187,7 @@ export function accountCommands(program: Command, config: () => Config): void {
     .action(async (file: string) =>
       withStore(config(), async (store) => {
         const book = await priceBookFor(store, config());
-        print(priceView(await book.set(JSON.parse(fs.readFileSync(file, 'utf8')))));
+        print(priceView(await book.set(readJsonFile(file))));
       }),
     );
   prices

@@ -61,6 +61,10 @@ describe('admin bodies are not type-coerced', () => {
     expect((await t.admin.get('/admin/v1/prices')).body.source).toBe('default');
   });
 
+  it('an account name of nothing but spaces is refused like an empty one', async () => {
+    await refused(await t.admin.post('/admin/v1/accounts', { name: '   ' }), 'name');
+  });
+
   it('query strings and path parameters, which are text, are still read as numbers', async () => {
     const listed = await t.admin.get('/admin/v1/accounts?limit=1');
     expect(listed.status).toBe(200);

@@ -1,0 +1,50 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/child';
+import { tempDir } from '../helpers/relay';
+
+/**
+ * An operator's typo on the command line: a message saying what is wrong (no stack trace), exit 1, and nothing
+ * written. The admin API refuses the same values with a 400.
+ */
+let env: Record<string, string>;
+let accountId: string;
+beforeAll(async () => {
+  env = { AIGC_RELAY_DATA_DIR: tempDir() };
+  const created = await runCli(['accounts', 'create', '--name', 'acme', '--balance', '100'], env);
+  accountId = JSON.parse(created.stdout).id;
+});
+
+const refused = async (args: string[], mentions: RegExp) => {
+  const res = await runCli(args, env);
+  expect(res.code, res.stderr).toBe(1);
+  expect(res.stdout).toBe('');
+  expect(res.stderr).toMatch(mentions);
+  expect(res.stderr, 'a stack trace').not.toMatch(/\n\s+at /);
+};
+
+describe('operator mistakes on the command line', () => {
+  it('accounts top-up with an amount that is not a whole number of credits, at least 1: refused, balance and ledger unchanged', async () => {
+    for (const amount of ['1.5', '0', '-5', 'ten', '99999999999999999999']) await refused(['accounts', 'top-up', accountId, amount], /credits/);
+    expect(JSON.parse((await runCli(['accounts', 'ledger', accountId], env)).stdout)).toHaveLength(1);
+    expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
+  });
+
+  it('accounts create with a callback URL the admin API refuses, or an empty name: refused, no account made', async () => {
+    await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'not a url'], /^aigc-relay: callback_url: /);
+    await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'http://127.0.0.1:9/hook'], /^aigc-relay: callback_url: refused: 127\.0\.0\.1 is a loopback/);
+    await refused(['accounts', 'create', '--name', ''], /^aigc-relay: name: must not be empty/);
+    await refused(['accounts', 'create', '--name', '   '], /^aigc-relay: name: must not be empty/);
+    expect(JSON.parse((await runCli(['accounts', 'list'], env)).stdout)).toHaveLength(1);
+  });
+
+  it('prices set with a file that is missing or not JSON: one line naming the file', async () => {
+    const missing = path.join(env.AIGC_RELAY_DATA_DIR!, 'missing.json');
+    await refused(['prices', 'set', missing], new RegExp(`^aigc-relay: ${missing}: cannot be read \\(ENOENT\\)`));
+    const garbled = path.join(env.AIGC_RELAY_DATA_DIR!, 'garbled.json');
+    fs.writeFileSync(garbled, '{"GEM:3.0": {');
+    await refused(['prices', 'set', garbled], new RegExp(`^aigc-relay: ${garbled}: not JSON`));
+    expect(JSON.parse((await runCli(['prices', 'show'], env)).stdout).source).toBe('default');
+  });
+});
