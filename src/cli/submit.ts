@@ -30,7 +30,19 @@ interface StatusBody {
 
 const STATUSES: readonly unknown[] = ['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED'];
 
-type Answer<T> = { ok: true; body: T } | { ok: false; problem: string };
+type Answer<T> = { ok: true; body: T } | { ok: false; status: number; detail: string; problem: string };
+
+/** A request that got no answer at all (refused, reset, no such host): said in one line, not a stack trace. */
+class Unreachable extends Error {}
+
+async function call(url: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Unreachable(`cannot reach ${url} (${cause?.code ?? cause?.message ?? (err as Error).message})`);
+  }
+}
 
 /** A relay answer's JSON object, or what went wrong: `(HTTP status) Code: Message` for an error envelope. */
 async function relayAnswer<T>(response: Response): Promise<Answer<T>> {
@@ -45,11 +57,21 @@ async function relayAnswer<T>(response: Response): Promise<Answer<T>> {
   if (response.ok && isObject) return { ok: true, body: body as T };
   const error = isObject ? (body as { Response?: { Error?: { Code?: string; Message?: string } } }).Response?.Error : undefined;
   const detail = error ? `${error.Code}: ${error.Message}` : text.slice(0, 200) || 'an empty answer';
-  return { ok: false, problem: `(${response.status}) ${detail}` };
+  return { ok: false, status: response.status, detail, problem: `(${response.status}) ${detail}` };
 }
 
 /** `aigc-relay submit`: an HTTP client of the relay, like any other client. Returns the process exit code. */
 export async function runSubmit(options: SubmitOptions): Promise<number> {
+  try {
+    return await submitAndFollow(options);
+  } catch (err) {
+    if (!(err instanceof Unreachable)) throw err;
+    process.stderr.write(`aigc-relay submit: ${err.message}\n`);
+    return 1;
+  }
+}
+
+async function submitAndFollow(options: SubmitOptions): Promise<number> {
   if (!options.key) {
     process.stderr.write('aigc-relay submit: give --key or set AIGC_RELAY_KEY\n');
     return 2;
@@ -70,13 +92,15 @@ export async function runSubmit(options: SubmitOptions): Promise<number> {
     ...(options.priority !== undefined ? { tasks_priority: options.priority } : {}),
   };
   const base = options.url.replace(/\/+$/, '');
-  const response = await fetch(`${base}/tencent-vod/v1/aigc-image`, { method: 'POST', headers, body: JSON.stringify(body) });
-  const accepted = (await response.json()) as StatusBody & { request_id: string; Response?: { Error?: { Code: string; Message: string } } };
-  if (!response.ok) {
-    const error = accepted.Response?.Error;
-    process.stderr.write(`rejected (${response.status}): ${error ? `${error.Code}: ${error.Message}` : JSON.stringify(accepted)}\n`);
+  // Read like every other answer: a proxy's HTML error page in front of the relay is a refusal, not a crash.
+  const submitted = await relayAnswer<StatusBody & { request_id: string }>(
+    await call(`${base}/tencent-vod/v1/aigc-image`, { method: 'POST', headers, body: JSON.stringify(body) }),
+  );
+  if (!submitted.ok) {
+    process.stderr.write(`rejected (${submitted.status}): ${submitted.detail}\n`);
     return 1;
   }
+  const accepted = submitted.body;
   process.stdout.write(`accepted: ${accepted.request_id}\n`);
   if (!options.wait) {
     process.stdout.write(`status: ${accepted.status_url}\n`);
@@ -91,7 +115,7 @@ export async function runSubmit(options: SubmitOptions): Promise<number> {
     await new Promise((resolve) => setTimeout(resolve, delay));
     delay = Math.min(delay * 1.5, 2000);
     // An error answer is no status: read as one, it never says COMPLETED and has no status_url to poll next.
-    const polled = await relayAnswer<StatusBody>(await fetch(accepted.status_url, { headers }));
+    const polled = await relayAnswer<StatusBody>(await call(accepted.status_url, { headers }));
     if (!polled.ok || !STATUSES.includes(polled.body.status)) {
       bar.stop();
       process.stderr.write(`status poll failed: ${polled.ok ? `no status in ${JSON.stringify(polled.body).slice(0, 200)}` : polled.problem}\n`);
@@ -109,14 +133,14 @@ export async function runSubmit(options: SubmitOptions): Promise<number> {
   }
   const result = await relayAnswer<{
     images: Array<{ url: string; file_id: string; content_type: string; width: number; height: number }>;
-  }>(await fetch(status.response_url, { headers }));
+  }>(await call(status.response_url, { headers }));
   if (!result.ok) {
     process.stderr.write(`result fetch failed: ${result.problem}\n`);
     return 1;
   }
   await fs.mkdir(options.out, { recursive: true });
   for (const image of result.body.images) {
-    const download = await fetch(image.url);
+    const download = await call(image.url);
     if (!download.ok) {
       const failed = await relayAnswer(download);
       process.stderr.write(`download of ${image.file_id} failed: ${failed.ok ? `(${download.status})` : failed.problem}\n`);

@@ -79,6 +79,27 @@ describe('aigc-relay submit', () => {
     }
   });
 
+  it('a relay that cannot be reached, or answers something that is not JSON: one line saying so, exit 1', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const down = await runCli(['submit', '--prompt', 'x', '--url', `http://127.0.0.1:${port}`], { AIGC_RELAY_KEY: 'ar_key_x' });
+    expect(down.code, down.stderr).toBe(1);
+    expect(down.stderr).toBe(`aigc-relay submit: cannot reach http://127.0.0.1:${port}/tencent-vod/v1/aigc-image (ECONNREFUSED)\n`);
+
+    // A proxy in front of the relay answering with its own HTML page.
+    const proxy = http.createServer((_request, response) => response.writeHead(502, { 'content-type': 'text/html' }).end('<html>Bad Gateway</html>'));
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const run = await runCli(['submit', '--prompt', 'x', '--url', `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`], { AIGC_RELAY_KEY: 'ar_key_x' });
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stderr).toBe('rejected (502): <html>Bad Gateway</html>\n');
+    } finally {
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
   it('needs a key', async () => {
     const run = await runCli(['submit', '--prompt', 'x', '--url', relay.url], { AIGC_RELAY_KEY: '' });
     expect(run.code).toBe(2);
