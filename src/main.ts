@@ -29,7 +29,7 @@ import { createPriceBook } from './app/prices';
 import { loadOrCreateSecret } from './app/secrets';
 import { createSecretBox } from './app/secret-box';
 import type { SubmitDeps } from './app/submit-task';
-import { ConfigError, type Config } from './config/env';
+import { ADMIN_TOKEN_RULE, ConfigError, SECRET_RULE, type Config } from './config/env';
 import { startingPrices } from './config/prices-file';
 import { isTerminal } from './domain/task-state';
 import { buildHttpApp } from './http/app';
@@ -122,8 +122,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   const backend = await openBackend(config, logger, { onThreadExit });
   const store = backend.store;
   const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter, onThreadExit });
-  const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32);
-  const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24);
+  const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
+  const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24, ADMIN_TOKEN_RULE);
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
   const signer = createFileLinkSigner(secret.value, () => baseUrl);
   // The file (or built-in) table is the fallback; an operator's PUT /admin/v1/prices, kept in the database, wins.

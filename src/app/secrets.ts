@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ConfigError, credentialProblem, type CredentialRule } from '../config/env';
 
 /**
  * The admin token and the relay secret: from the environment when given, else generated once and kept in the
@@ -11,22 +12,41 @@ export interface Secret {
   readonly created: boolean;
 }
 
-export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: string | undefined, bytes: number): Secret {
+export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: string | undefined, bytes: number, rule: CredentialRule): Secret {
   if (fromEnv) return { value: fromEnv, created: false };
   const file = path.join(dataDir, fileName);
   try {
-    return { value: fs.readFileSync(file, 'utf8').trim(), created: false };
+    return { value: checked(file, fs.readFileSync(file, 'utf8'), rule), created: false };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   fs.mkdirSync(dataDir, { recursive: true });
   const value = randomBytes(bytes).toString('base64url');
+  let fd: number;
   try {
     // 'wx': if another process created it first, use theirs rather than overwrite it.
-    fs.writeFileSync(file, `${value}\n`, { mode: 0o600, flag: 'wx' });
-    return { value, created: true };
+    fd = fs.openSync(file, 'wx', 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return { value: fs.readFileSync(file, 'utf8').trim(), created: false };
+    return { value: checked(file, fs.readFileSync(file, 'utf8'), rule), created: false };
   }
+  try {
+    fs.writeSync(fd, `${value}\n`);
+    // On disk before it is used: a power cut must not leave an empty file behind a token already printed.
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { value, created: true };
+}
+
+/**
+ * The same rules as the environment variable: an empty or damaged file (a crash between creating and writing it,
+ * an operator's edit) must stop the start, not become an empty signing key anyone can forge links with.
+ */
+function checked(file: string, content: string, rule: CredentialRule): string {
+  const value = content.trim();
+  const problem = credentialProblem(value, rule);
+  if (problem) throw new ConfigError(rule.variable, `${file}: ${problem}; set ${rule.variable}, or delete the file to generate a new one`);
+  return value;
 }

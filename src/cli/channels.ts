@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createChannelAdmin, type ChannelAdmin } from '../app/channels';
 import { createSecretBox } from '../app/secret-box';
 import { loadOrCreateSecret } from '../app/secrets';
-import type { Config } from '../config/env';
+import { SECRET_RULE, type Config } from '../config/env';
 import { systemClock } from '../ports/clock';
 import { print, withStore } from './admin';
 
@@ -20,7 +20,7 @@ const integer = (min: number, max: number) => (value: string): number => {
 };
 
 async function withChannels(config: Config, run: (channels: ChannelAdmin) => Promise<void>): Promise<void> {
-  const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32);
+  const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
   await withStore(config, (store) => run(createChannelAdmin({ channels: store.channels, clock: systemClock, box: createSecretBox(secret.value) })));
 }
 

@@ -112,6 +112,27 @@ function url(env: Env, name: string, protocols: readonly string[]): string | und
   return raw.replace(/\/+$/, '');
 }
 
+/** What an admin token or relay secret must be, from the environment or from its file in the data dir. */
+export interface CredentialRule {
+  readonly variable: string;
+  readonly minLength: number;
+  /** Sent by clients as `Authorization: Bearer <token>`, so it must be one header-safe word. */
+  readonly token?: boolean;
+}
+export const ADMIN_TOKEN_RULE: CredentialRule = { variable: 'AIGC_RELAY_ADMIN_TOKEN', minLength: 16, token: true };
+export const SECRET_RULE: CredentialRule = { variable: 'AIGC_RELAY_SECRET', minLength: 32 };
+
+/**
+ * Why `value` cannot serve, or undefined. A token with a space, a control or a non-ASCII character can never be
+ * presented (the Authorization header carries one word of ASCII), so every admin call would be a 401.
+ */
+export function credentialProblem(value: string, rule: CredentialRule): string | undefined {
+  if (value.length === 0) return 'empty';
+  if (value.length < rule.minLength) return `must be at least ${rule.minLength} characters`;
+  if (rule.token && !/^[\x21-\x7e]+$/.test(value)) return 'use printable ASCII without spaces: it is sent as "Authorization: Bearer <token>"';
+  return undefined;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -140,13 +161,11 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const adminToken = read(env, 'AIGC_RELAY_ADMIN_TOKEN');
-  if (adminToken !== undefined && adminToken.length < 16) {
-    throw new ConfigError('AIGC_RELAY_ADMIN_TOKEN', 'must be at least 16 characters');
-  }
+  const tokenProblem = adminToken === undefined ? undefined : credentialProblem(adminToken, ADMIN_TOKEN_RULE);
+  if (tokenProblem) throw new ConfigError('AIGC_RELAY_ADMIN_TOKEN', tokenProblem);
   const secret = read(env, 'AIGC_RELAY_SECRET');
-  if (secret !== undefined && secret.length < 32) {
-    throw new ConfigError('AIGC_RELAY_SECRET', 'must be at least 32 characters');
-  }
+  const secretProblem = secret === undefined ? undefined : credentialProblem(secret, SECRET_RULE);
+  if (secretProblem) throw new ConfigError('AIGC_RELAY_SECRET', secretProblem);
 
   const config: Config = {
     host,

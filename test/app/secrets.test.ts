@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadOrCreateSecret } from '../../src/app/secrets';
+import { ConfigError, loadConfig } from '../../src/config/env';
+import { runCli } from '../helpers/child';
+import { tempDir } from '../helpers/relay';
+
+/**
+ * The admin token and the relay secret, from the environment or the data dir. A value that cannot work must stop
+ * the start with one line: an admin token with a space can never be sent as `Bearer <token>` (every admin call was
+ * a 401), and an empty secret file (a crash between creating the file and writing it, or an operator's edit) made
+ * the relay sign file links and seal channel keys with an empty key, which anyone can forge.
+ */
+describe('admin token and relay secret', () => {
+  it('AIGC_RELAY_ADMIN_TOKEN must be something a client can send as "Authorization: Bearer <token>"', () => {
+    for (const token of ['my long admin token phrase', 'tab\tseparated-admin-token', 'ünïcödé-admin-token-0123']) {
+      expect(() => loadConfig({ AIGC_RELAY_ADMIN_TOKEN: token })).toThrow(ConfigError);
+      expect(() => loadConfig({ AIGC_RELAY_ADMIN_TOKEN: token })).toThrow(/^AIGC_RELAY_ADMIN_TOKEN: /);
+    }
+    expect(loadConfig({ AIGC_RELAY_ADMIN_TOKEN: 'Abc-123._~+/=xyz0' }).adminToken).toBe('Abc-123._~+/=xyz0');
+  });
+
+  it.each([
+    ['secret', 'AIGC_RELAY_SECRET', 32, ''],
+    ['secret', 'AIGC_RELAY_SECRET', 32, 'short\n'],
+    ['admin-token', 'AIGC_RELAY_ADMIN_TOKEN', 16, '\n'],
+    ['admin-token', 'AIGC_RELAY_ADMIN_TOKEN', 16, 'my own admin token with spaces\n'],
+  ])('a %s file (%s, at least %i characters) holding %j: refused with a ConfigError naming the variable and the file', (fileName, variable, minLength, content) => {
+    const dataDir = tempDir();
+    const file = path.join(dataDir, fileName);
+    fs.writeFileSync(file, content);
+    const load = () => loadOrCreateSecret(dataDir, fileName, undefined, 32, { variable, minLength, token: fileName === 'admin-token' });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(new RegExp(`^${variable}: ${file}: `));
+    expect(fs.readFileSync(file, 'utf8')).toBe(content);
+  });
+
+  it('a generated one is kept and read back', () => {
+    const dataDir = tempDir();
+    const rule = { variable: 'AIGC_RELAY_SECRET', minLength: 32 };
+    const made = loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule);
+    expect(made.created).toBe(true);
+    expect(loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule)).toEqual({ value: made.value, created: false });
+  });
+
+  it('a command on a data dir with an empty secret file: one line naming the variable, exit 1', async () => {
+    const dataDir = tempDir();
+    fs.writeFileSync(path.join(dataDir, 'secret'), '');
+    const res = await runCli(['channels', 'list'], { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_SECRET: '' });
+    expect(res.code, res.stderr).toBe(1);
+    expect(res.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: .*secret: empty/);
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
