@@ -1,8 +1,10 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createChannelAdmin, type ChannelAdmin } from '../app/channels';
-import { createSecretBox } from '../app/secret-box';
+import { createSecretBox, type SecretBox } from '../app/secret-box';
 import { loadOrCreateSecret } from '../app/secrets';
-import { SECRET_RULE, type Config } from '../config/env';
+import { ConfigError, SECRET_RULE, type Config } from '../config/env';
 import { systemClock } from '../ports/clock';
 import { print, withStore } from './admin';
 
@@ -20,8 +22,29 @@ const integer = (min: number, max: number) => (value: string): number => {
 };
 
 async function withChannels(config: Config, run: (channels: ChannelAdmin) => Promise<void>): Promise<void> {
-  const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
-  await withStore(config, (store) => run(createChannelAdmin({ channels: store.channels, clock: systemClock, box: createSecretBox(secret.value) })));
+  await withStore(config, (store) => run(createChannelAdmin({ channels: store.channels, clock: systemClock, box: sealingBox(config) })));
+}
+
+/** The relay secret's box, read only when a command seals a key (listing or disabling needs none). */
+function sealingBox(config: Config): SecretBox {
+  let box: SecretBox | undefined;
+  const get = () => (box ??= createSecretBox(relaySecret(config)));
+  return { seal: (plaintext, context) => get().seal(plaintext, context), open: (sealed, context) => get().open(sealed, context) };
+}
+
+/**
+ * On a database several nodes share, the servers' secret: AIGC_RELAY_SECRET, or a data dir they share. One made up
+ * here would seal a key that no server can open, and the channel would fail every task long after `add` said it
+ * was added; so it is never generated for a shared database.
+ */
+function relaySecret(config: Config): string {
+  if (config.databaseUrl && !config.secret && !fs.existsSync(path.join(config.dataDir, 'secret'))) {
+    throw new ConfigError(
+      'AIGC_RELAY_SECRET',
+      `not set and no ${path.join(config.dataDir, 'secret')}: with AIGC_RELAY_DATABASE_URL, give the servers' secret so that they can open the key sealed here`,
+    );
+  }
+  return loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE).value;
 }
 
 interface AddOptions {

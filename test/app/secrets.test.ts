@@ -47,7 +47,8 @@ describe('admin token and relay secret', () => {
   it('a command on a data dir with an empty secret file: one line naming the variable, exit 1', async () => {
     const dataDir = tempDir();
     fs.writeFileSync(path.join(dataDir, 'secret'), '');
-    const res = await runCli(['channels', 'list'], { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_SECRET: '' });
+    const add = ['channels', 'add', '--name', 'main', '--secret-id', 'AKID1', '--secret-key', 'sk', '--sub-app-id', '1'];
+    const res = await runCli(add, { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_SECRET: '' });
     expect(res.code, res.stderr).toBe(1);
     expect(res.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: .*secret: empty/);
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
