@@ -108,7 +108,11 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   const outbound = createSafeHttpClient({ policy: urlPolicy, ...overrides.outbound });
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? pino({ level: config.logLevel, base: { service: 'aigc-relay' } });
-  fs.mkdirSync(config.dataDir, { recursive: true });
+  try {
+    fs.mkdirSync(config.dataDir, { recursive: true });
+  } catch (err) {
+    throw new ConfigError('AIGC_RELAY_DATA_DIR', `cannot be used: ${(err as Error).message}`);
+  }
 
   // A writer thread that dies (SQLite or files) leaves a relay that cannot finish a task: exit, so the supervisor
   // restarts it; everything is durable and the next start hands unfinished tasks back to the queue.

@@ -53,16 +53,34 @@ export function leaseOwner(configured: string | undefined): string {
   return configured === undefined ? defaultNodeId() : `${configured}-${randomBytes(3).toString('hex')}`;
 }
 
+/** Failures that say the configured place cannot be used, not that the relay has a bug. */
+const FS_CODES = new Set(['EACCES', 'EPERM', 'EEXIST', 'ENOTDIR', 'EISDIR', 'EROFS', 'ENOSPC', 'ENOENT', 'ELOOP', 'ENAMETOOLONG']);
+const SQLITE_CODES = /^SQLITE_(CANTOPEN|NOTADB|READONLY|PERM|CORRUPT|FULL)/;
+const NET_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET']);
+// SQLSTATE classes 08 (connection), 28 (authentication), 3D (no such database), 57P03 (cannot connect now).
+const PG_CODES = /^(08|28|3D)|^57P03$/;
+
+function unusable(err: unknown): boolean {
+  if (err instanceof SchemaTooNewError) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return err instanceof Error && /timeout exceeded when trying to connect|Connection terminated/i.test(err.message);
+  return FS_CODES.has(code) || SQLITE_CODES.test(code) || NET_CODES.has(code) || PG_CODES.test(code);
+}
+
 /**
- * A database migrated by a newer relay stops this one with the one line of a configuration error, naming the
- * setting that points at it: the operator started an old binary on the wrong data dir or database, or downgraded.
+ * A data dir or database this process cannot use (a file where the directory should be, not an SQLite file, no
+ * server answering, a wrong password, a database migrated by a newer relay) stops it with the one line of a
+ * configuration error naming the setting that points there, for `serve` and every operator command alike. Neither
+ * driver puts the URL's password in its messages.
  */
 async function namingTheDatabase<T>(config: Config, open: () => Promise<T>): Promise<T> {
   try {
     return await open();
   } catch (err) {
-    if (!(err instanceof SchemaTooNewError)) throw err;
-    throw new ConfigError(config.databaseUrl ? 'AIGC_RELAY_DATABASE_URL' : 'AIGC_RELAY_DATA_DIR', err.message);
+    if (!unusable(err)) throw err;
+    const message = (err as Error).message;
+    if (config.databaseUrl) throw new ConfigError('AIGC_RELAY_DATABASE_URL', message);
+    throw new ConfigError('AIGC_RELAY_DATA_DIR', `${path.join(config.dataDir, 'relay.db')}: ${message}`);
   }
 }
 

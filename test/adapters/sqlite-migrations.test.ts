@@ -70,7 +70,7 @@ describe('SQLite migrations', () => {
       const res = await runCli(args, { AIGC_RELAY_DATA_DIR: dataDir });
       expect(res.code, res.stderr).toBe(1);
       expect(res.stderr).toBe(
-        `aigc-relay: invalid configuration: AIGC_RELAY_DATA_DIR: database schema is at version ${MIGRATIONS.length + 1}, newer than this relay (${MIGRATIONS.length}); upgrade the relay\n`,
+        `aigc-relay: invalid configuration: AIGC_RELAY_DATA_DIR: ${file}: database schema is at version ${MIGRATIONS.length + 1}, newer than this relay (${MIGRATIONS.length}); upgrade the relay\n`,
       );
     }
   });
