@@ -74,8 +74,11 @@ export interface Relay {
   /** The webhook outbox dispatcher (its `events` report each attempt). */
   readonly webhooks: WebhookDispatcher;
   readonly logger: Logger;
-  /** Set when this start created the admin token / dev key: printed once by `serve`, never again. */
-  readonly firstStart: { adminToken?: string; devKey?: string };
+  /**
+   * Set when this start created the admin token / dev key: printed once by `serve`, never again. The dev account is
+   * made by `listen()`, once the port is bound: a first start that cannot listen must not make a key it never shows.
+   */
+  readonly firstStart: { readonly adminToken?: string; readonly devKey?: string };
   readonly adminToken: string;
   /** Listens, then starts the engine (which resumes whatever a crash left). Returns the base URL. */
   listen(): Promise<string>;
@@ -91,6 +94,16 @@ export interface Relay {
 
 /** Expired Temporary files are removed this often (and once at start). */
 const FILE_CLEANUP_INTERVAL_MS = 10 * 60 * 1000;
+
+/** An address that cannot be listened on is a configuration mistake: one line naming the variable (API.md). */
+function listenError(config: Config, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `cannot listen on ${config.host}:${config.port}`;
+  if (code === 'EADDRINUSE') return new ConfigError('AIGC_RELAY_PORT', `${where}: address already in use`);
+  if (code === 'EACCES') return new ConfigError('AIGC_RELAY_PORT', `${where}: permission denied (ports below 1024 need privileges)`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new ConfigError('AIGC_RELAY_HOST', `${where}: not an address of this machine`);
+  return err;
+}
 
 function outboundPolicy(config: Config): AddressPolicy {
   try {
@@ -262,12 +275,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     logger,
   );
 
-  // Under a cluster-wide lock: nodes starting together on an empty database create one dev account between them.
-  const devAccount = await backend.exclusive('bootstrap', () => ensureDevAccount(store, clock, config.devBalance));
-  const firstStart = {
-    ...(admin.created ? { adminToken: admin.value } : {}),
-    ...(devAccount ? { devKey: devAccount.key } : {}),
-  };
+  const firstStart: { adminToken?: string; devKey?: string } = admin.created ? { adminToken: admin.value } : {};
 
   return {
     config,
@@ -282,12 +290,19 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     localUrl: () => localUrl,
     async listen() {
       await tencent.refresh(); // routing knows the channels from the first request on
-      await app.listen({ host: config.host, port: config.port });
+      try {
+        await app.listen({ host: config.host, port: config.port });
+      } catch (err) {
+        throw listenError(config, err);
+      }
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       localUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
       if (!config.publicUrl) baseUrl = localUrl;
+      // Under a cluster-wide lock: nodes starting together on an empty database create one dev account between them.
+      const devAccount = await backend.exclusive('bootstrap', () => ensureDevAccount(store, clock, config.devBalance));
+      if (devAccount) firstStart.devKey = devAccount.key;
       await tencent.start();
       const { recovered, queued } = await engine.start();
       fileCleanup = startFileCleanup({ store, storage, clock, log: logger }, FILE_CLEANUP_INTERVAL_MS);

@@ -6,7 +6,14 @@ const SHUTDOWN_DEADLINE_MS = 30_000;
 /** `aigc-relay serve` (what `npm start` runs): listen, print how to try it, drain on SIGTERM. */
 export async function serve(config: Config): Promise<void> {
   const relay = await createRelay(config);
-  const url = await relay.listen();
+  let url: string;
+  try {
+    url = await relay.listen();
+  } catch (err) {
+    // The token this start generated is kept in the data dir, and a later start will not print it: now or never.
+    if (relay.firstStart.adminToken) process.stdout.write(adminTokenLines(config, relay.firstStart.adminToken).join('\n') + '\n');
+    throw err;
+  }
   // Built whole and written once, so a reader of stdout sees the banner in one piece.
   const lines: string[] = [];
   const out = (line = '') => lines.push(line);
@@ -20,8 +27,7 @@ export async function serve(config: Config): Promise<void> {
   if (config.instantProvider) out('  WARNING: AIGC_RELAY_INSTANT_PROVIDER=1: every task answers at once with a fixed small PNG.');
   if (relay.firstStart.adminToken) {
     out();
-    out(`Admin token (shown once; also kept in ${config.dataDir}/admin-token):`);
-    out(`  ${relay.firstStart.adminToken}`);
+    for (const line of adminTokenLines(config, relay.firstStart.adminToken)) out(line);
   }
   if (relay.firstStart.devKey) {
     const body = JSON.stringify({
@@ -66,3 +72,8 @@ export async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
+
+const adminTokenLines = (config: Config, token: string): string[] => [
+  `Admin token (shown once; also kept in ${config.dataDir}/admin-token):`,
+  `  ${token}`,
+];

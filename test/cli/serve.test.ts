@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
 
 const BIN = fileURLToPath(new URL('../../bin/aigc-relay.js', import.meta.url));
@@ -38,6 +40,26 @@ async function withBanner(env: Record<string, string>, check: (banner: string) =
 }
 
 describe('aigc-relay serve', () => {
+  it('a first start that cannot listen (port taken): one line naming AIGC_RELAY_PORT, exit 1; the dev key is made and shown by the start that listens', async () => {
+    const dataDir = tempDir();
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const failed = await runCli(['serve'], { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_HOST: '127.0.0.1', AIGC_RELAY_PORT: String(port), AIGC_RELAY_LOG_LEVEL: 'warn' }, { timeoutMs: 30_000 });
+      expect(failed.code, failed.stderr).toBe(1);
+      expect(failed.stderr).toBe(`aigc-relay: invalid configuration: AIGC_RELAY_PORT: cannot listen on 127.0.0.1:${port}: address already in use\n`);
+      // The admin token was generated (and kept) by this start: this is its one chance to show it.
+      expect(failed.stdout).toMatch(/Admin token \(shown once; also kept in .*admin-token\):\n {2}\S{32}/);
+      expect(failed.stdout).not.toContain('ar_key_');
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+    await withBanner({ AIGC_RELAY_DATA_DIR: dataDir }, async (banner) => {
+      expect(banner).toMatch(/Created account "dev" with an API key \(shown once, never again\):\n {2}ar_key_\S+/);
+    });
+  });
+
   it('prints the address it bound (the port AIGC_RELAY_PORT=0 chose) even when AIGC_RELAY_PUBLIC_URL is set', async () => {
     await withBanner({ AIGC_RELAY_DATA_DIR: tempDir(), AIGC_RELAY_PUBLIC_URL: 'https://relay.example.com' }, async (banner) => {
       const bound = /listening on (http:\/\/127\.0\.0\.1:\d+)\n/.exec(banner);
