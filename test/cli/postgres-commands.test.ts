@@ -1,0 +1,66 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PG_MIGRATIONS } from '../../src/adapters/postgres';
+import { createPool } from '../../src/adapters/postgres/database';
+import { runCli } from '../helpers/child';
+import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { tempDir } from '../helpers/relay';
+
+/** Operator commands against a PostgreSQL database that several relay nodes share (each test: its own database). */
+const unavailable = await postgresUnavailable();
+if (unavailable) warnSkipped('commands on a shared PostgreSQL database', unavailable);
+
+(unavailable ? describe.skip : describe)('commands on a shared PostgreSQL database', () => {
+  const dbs: TestDatabase[] = [];
+  const database = async () => {
+    const db = await createTestDatabase('relay_cli');
+    dbs.push(db);
+    return db;
+  };
+  afterAll(async () => {
+    for (const db of dbs) await db.drop();
+  });
+
+  it('aigc-relay migrate reports what it applied, and on a newer database prints one line naming it and exits 1', async () => {
+    const db = await database();
+    const env = { AIGC_RELAY_DATABASE_URL: db.url, AIGC_RELAY_DATA_DIR: tempDir() };
+    const first = await runCli(['migrate'], env);
+    expect(first.stdout, first.stderr).toBe(`aigc-relay: postgres schema at version ${PG_MIGRATIONS.length} (applied ${PG_MIGRATIONS.map((_, i) => i + 1).join(', ')})\n`);
+    const pool = await createPool(db.url, { max: 1 });
+    try {
+      await pool.query('INSERT INTO schema_migrations (version) VALUES ($1)', [PG_MIGRATIONS.length + 1]);
+    } finally {
+      await pool.end();
+    }
+    for (const args of [['migrate'], ['accounts', 'list']]) {
+      const res = await runCli(args, env);
+      expect(res.code, res.stderr).toBe(1);
+      expect(res.stderr).toBe(
+        `aigc-relay: invalid configuration: AIGC_RELAY_DATABASE_URL: database schema is at version ${PG_MIGRATIONS.length + 1}, newer than this relay (${PG_MIGRATIONS.length}); upgrade the relay\n`,
+      );
+    }
+  });
+
+  /**
+   * `channels add` seals the SecretKey with the relay secret: on a shared database, the servers' AIGC_RELAY_SECRET.
+   * A secret the command made up in its own data dir would seal a key no server can open, and the channel would
+   * fail every task long after the command said it was added.
+   */
+  it('channels add without AIGC_RELAY_SECRET or a secret file: one line naming the variable, exit 1, nothing added or generated', async () => {
+    const db = await database();
+    const dataDir = tempDir();
+    const env = { AIGC_RELAY_DATABASE_URL: db.url, AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_SECRET: '', TENCENTCLOUD_SECRET_KEY: 'sk-not-shown' };
+    const add = await runCli(['channels', 'add', '--name', 'main', '--secret-id', 'AKID1', '--sub-app-id', '1'], env);
+    expect(add.code, add.stderr).toBe(1);
+    expect(add.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: /);
+    expect(add.stderr.trim().split('\n')).toHaveLength(1);
+    expect(fs.existsSync(path.join(dataDir, 'secret'))).toBe(false);
+
+    const shared = { ...env, AIGC_RELAY_SECRET: 'the-servers-shared-secret-0123456789abcdef' };
+    expect(JSON.parse((await runCli(['channels', 'list'], shared)).stdout).channels).toEqual([]);
+    const added = await runCli(['channels', 'add', '--name', 'main', '--secret-id', 'AKID1', '--sub-app-id', '1'], shared);
+    expect(added.code, added.stderr).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({ name: 'main', secret_id: 'AKID1' });
+  });
+});
