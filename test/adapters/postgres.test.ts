@@ -91,7 +91,7 @@ if (unavailable) warnSkipped('postgres adapter', unavailable);
       const pools = await Promise.all(Array.from({ length: 5 }, () => createPool(db.url, { schema, max: 1 })));
       try {
         const applied = await Promise.all(pools.map((p) => migrate(p)));
-        expect(applied.flat().sort()).toEqual(PG_MIGRATIONS.map((_, i) => i + 1));
+        expect(applied.flat().sort((a, b) => a - b)).toEqual(PG_MIGRATIONS.map((_, i) => i + 1));
         const { rows } = await pools[0]!.query('SELECT version FROM schema_migrations ORDER BY version');
         expect(rows.map((r) => r.version)).toEqual(PG_MIGRATIONS.map((_, i) => i + 1));
         expect(await migrate(pools[1]!)).toEqual([]);
