@@ -1,4 +1,5 @@
-import type { Account, ApiKeyRecord, AuditDifference, LedgerEntry } from '../ports/store';
+import type { Account, ApiKeyRecord, AuditDifference, LedgerEntry, TaskRecord } from '../ports/store';
+import type { PriceBookState } from './prices';
 
 /**
  * The JSON the operator sees, shared by the admin API and the CLI so both print the same thing. Times are ISO
@@ -52,4 +53,48 @@ export const auditView = (differences: readonly AuditDifference[]) => ({
     expected: d.fromLedger,
     message: d.message,
   })),
+});
+
+/** The price table and where it comes from; `billing` is AIGC_RELAY_BILLING of the process that answers. */
+export const priceBookView = (s: PriceBookState, billing: boolean) => ({
+  prices: s.prices,
+  classes: { '1K': '720P, 1080P, none, or WxH up to 2.1 megapixels', '2K': '2K, or WxH up to 4.2 megapixels', '4K': '4K, or larger WxH' },
+  source: s.source,
+  updated_at: iso(s.updatedAt),
+  billing: billing ? ('on' as const) : ('off' as const),
+});
+
+/**
+ * A task as the operator sees it: every stored field, in the API's style (snake_case, ISO times). `input` is the
+ * request as accepted; `checkpoint` the provider's own resume state (the upstream task id, for Tencent).
+ */
+export const taskView = (t: TaskRecord, logs?: ReadonlyArray<{ readonly at: number; readonly message: string }>) => ({
+  id: t.id,
+  request_id: t.requestId,
+  account_id: t.accountId,
+  key_id: t.keyId,
+  state: t.state,
+  provider: t.provider,
+  priority: t.priority,
+  price: t.price,
+  billed: t.billed,
+  attempts: t.attempts,
+  progress: t.progress,
+  cancel_requested: t.cancelRequested,
+  webhook_url: t.webhookUrl ?? null,
+  created_at: iso(t.createdAt)!,
+  started_at: iso(t.startedAt),
+  finished_at: iso(t.finishedAt),
+  not_before: iso(t.notBefore),
+  input: t.input,
+  result: t.result
+    ? {
+        images: t.result.images.map((i) => ({ file_id: i.file_id, content_type: i.content_type, width: i.width, height: i.height, expires_at: iso(i.expires_at) })),
+        seed: t.result.seed ?? null,
+        produced_by: t.result.producedBy,
+      }
+    : null,
+  error: t.error ? { code: t.error.code, message: t.error.message } : null,
+  checkpoint: t.checkpoint ?? null,
+  ...(logs ? { logs: logs.map((l) => ({ at: iso(l.at)!, message: l.message })) } : {}),
 });

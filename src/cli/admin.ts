@@ -3,13 +3,14 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createAddressPolicy, outboundUrlProblem } from '../adapters/http-fetch';
 import { openStore } from '../adapters/select-store';
 import { createAccount, createApiKey, topUp } from '../app/accounts';
-import { accountView, auditView, keyView, ledgerView } from '../app/admin-views';
+import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
 import { getAccount, listAccounts, listKeys, revokeKey, updateKey } from '../app/keys';
 import { forceFailTask } from '../app/operator';
 import { createPriceBook, type PriceBookState } from '../app/prices';
 import { ConfigError, type Config } from '../config/env';
 import { startingPrices } from '../config/prices-file';
 import { FieldError, RelayError } from '../domain/errors';
+import { priceTableOf } from '../domain/pricing';
 import { systemClock } from '../ports/clock';
 import type { KeyPatch, Store } from '../ports/store';
 
@@ -65,6 +66,16 @@ function checkCallbackUrl(config: Config, url: string): void {
 }
 
 /** A price table file, or a one-line error naming it (never a stack trace). */
+/** The table in a price file: the table itself, or what `prices show` or the API printed (priceTableOf). */
+function priceTableIn(file: string): unknown {
+  try {
+    return priceTableOf(readJsonFile(file));
+  } catch (err) {
+    if (err instanceof RelayError) throw err;
+    throw new FieldError('InvalidParameter', file, (err as Error).message.replace(/^price table:\s*/, ''));
+  }
+}
+
 function readJsonFile(file: string): unknown {
   let text: string;
   try {
@@ -98,11 +109,6 @@ const patchOf = (o: { name?: string; rpm?: number | typeof NONE; maxConcurrency?
 function priceBookFor(store: Store, config: Config) {
   return createPriceBook(store, systemClock, startingPrices(config));
 }
-const priceView = (s: PriceBookState) => ({
-  prices: s.prices,
-  source: s.source,
-  updated_at: s.updatedAt === undefined ? null : new Date(s.updatedAt).toISOString(),
-});
 
 export function accountCommands(program: Command, config: () => Config): void {
   const accounts = program.command('accounts').description('manage accounts');
@@ -180,20 +186,20 @@ export function accountCommands(program: Command, config: () => Config): void {
     );
 
   const prices = program.command('prices').description('the price table (credits per model version and resolution class)');
-  prices.command('show').action(async () => withStore(config(), async (store) => print(priceView((await priceBookFor(store, config())).state()))));
+  prices.command('show').action(async () => withStore(config(), async (store) => print(priceBookView((await priceBookFor(store, config())).state(), config().billing))));
   prices
     .command('set <file>')
     .description('replace the table with a JSON file (kept in the database; running servers apply it within 2 s)')
     .action(async (file: string) =>
       withStore(config(), async (store) => {
         const book = await priceBookFor(store, config());
-        print(priceView(await book.set(readJsonFile(file))));
+        print(priceBookView(await book.set(priceTableIn(file)), config().billing));
       }),
     );
   prices
     .command('reset')
     .description('go back to AIGC_RELAY_PRICES_FILE or the built-in table')
-    .action(async () => withStore(config(), async (store) => print(priceView(await (await priceBookFor(store, config())).reset()))));
+    .action(async () => withStore(config(), async (store) => print(priceBookView(await (await priceBookFor(store, config())).reset(), config().billing))));
 
   const tasks = program.command('tasks').description('operator actions on tasks');
   tasks

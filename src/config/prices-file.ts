@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { DEFAULT_PRICES, parsePriceTable, type PriceTable } from '../domain/pricing';
+import { DEFAULT_PRICES, parsePriceTable, priceTableOf, type PriceTable } from '../domain/pricing';
 import { ConfigError, type Config } from './env';
 
 const READ_ERRORS: Readonly<Record<string, string>> = {
@@ -31,7 +31,7 @@ export function startingPrices(config: Pick<Config, 'pricesFile'>): { prices: Pr
     throw problem(`not valid JSON (${(err as Error).message})`);
   }
   try {
-    return { prices: parsePriceTable(raw), source: 'file' };
+    return { prices: parsePriceTable(priceTableOf(raw)), source: 'file' };
   } catch (err) {
     throw problem((err as Error).message);
   }

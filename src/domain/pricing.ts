@@ -48,6 +48,23 @@ export function priceOf(table: PriceTable, input: TaskInput): number {
   return row[priceClass(input)];
 }
 
+/** What `GET /admin/v1/prices` shows beside the table: read-only, and ignored when that answer is sent back. */
+export const READ_ONLY_PRICE_FIELDS: readonly string[] = ['classes', 'source', 'updated_at', 'billing'];
+
+/**
+ * A price document → the table in it. Accepted everywhere a table is read (`PUT /admin/v1/prices`, `aigc-relay
+ * prices set FILE`, AIGC_RELAY_PRICES_FILE): the table itself, or an object with the table under `prices` (PUT's
+ * body, or what GET answered, whose read-only fields are ignored), so what one place shows, another takes back.
+ */
+export function priceTableOf(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.hasOwn(raw, 'prices')) return raw;
+  const other = Object.keys(raw).find((k) => k !== 'prices' && !READ_ONLY_PRICE_FIELDS.includes(k));
+  if (other !== undefined) {
+    throw new Error(`price table: unknown field "${other}" beside "prices" (a price document is the table, or {"prices": table})`);
+  }
+  return (raw as { prices: unknown }).prices;
+}
+
 /**
  * Checks an operator's price table: every catalogued model version present, every price a non-negative safe
  * integer. Returns the table or throws an Error naming the offending entry.

@@ -37,6 +37,37 @@ const ledgerOf = (dataDir: string, taskId: string) => {
   }
 };
 
+describe('the admin task view', () => {
+  it('shows every stored field in the API\'s style: snake_case, ISO times, the input as accepted, the result and the log', async () => {
+    const t = await relay();
+    const submitted = await submit(t.api);
+    const done = await waitForTask(t.relay, submitted.body.request_id);
+    expect(done.state).toBe('succeeded');
+    const view = (await t.admin.get(`/admin/v1/tasks/${submitted.body.request_id}`)).body;
+    expect(view).toMatchObject({
+      id: submitted.body.request_id,
+      account_id: done.accountId,
+      key_id: done.keyId,
+      state: 'succeeded',
+      price: done.price,
+      billed: true,
+      cancel_requested: false,
+      webhook_url: null,
+      created_at: new Date(done.createdAt).toISOString(),
+      finished_at: new Date(done.finishedAt!).toISOString(),
+      input: { model_name: PROMPT_BODY.model_name, prompt: PROMPT_BODY.prompt },
+      result: { images: [{ file_id: done.result!.images[0]!.file_id }], produced_by: done.result!.producedBy },
+      error: null,
+    });
+    expect(view.logs.length).toBeGreaterThan(0);
+    expect(view.logs[0].at).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(view).not.toHaveProperty('accountId');
+    const listed = (await t.admin.get('/admin/v1/tasks?status=succeeded')).body.tasks;
+    expect(listed.map((x: { id: string }) => x.id)).toContain(submitted.body.request_id);
+    expect(listed[0]).not.toHaveProperty('logs');
+  });
+});
+
 describe('prices', () => {
   const table = (gem3k1: number) => ({ ...DEFAULT_PRICES, 'GEM:3.0': { ...DEFAULT_PRICES['GEM:3.0'], '1K': gem3k1 } });
 
@@ -58,6 +89,19 @@ describe('prices', () => {
     expect(reset.body).toMatchObject({ source: 'default', prices: DEFAULT_PRICES });
     const after = await apiClient(again.url, t.devKey).post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
     expect((await again.relay.store.tasks.getTask(after.body.request_id))!.price).toBe(DEFAULT_PRICES['GEM:3.0']!['1K']);
+  });
+
+  it('what GET answers can be edited and PUT back as it is (its read-only fields are ignored)', async () => {
+    const t = await relay();
+    const shown = (await t.admin.get('/admin/v1/prices')).body;
+    shown.prices['GEM:3.0']['1K'] = 9;
+    const put = await t.admin.put('/admin/v1/prices', shown);
+    expect(put.status).toBe(200);
+    expect(put.body).toMatchObject({ source: 'database', billing: 'on', prices: { 'GEM:3.0': { '1K': 9 } } });
+    // Beside the table, only GET's own fields: anything else is still refused, naming it.
+    const odd = await t.admin.put('/admin/v1/prices', { ...shown, currency: 'USD' });
+    expect(odd.status).toBe(400);
+    expect(odd.body.Response.Error.Message).toBe('currency: unknown field');
   });
 
   it('another node on the same database sees a saved table', async () => {

@@ -47,4 +47,16 @@ describe('operator mistakes on the command line', () => {
     await refused(['prices', 'set', garbled], new RegExp(`^aigc-relay: ${garbled}: not JSON`));
     expect(JSON.parse((await runCli(['prices', 'show'], env)).stdout).source).toBe('default');
   });
+
+  it('prices show, edited, goes back with prices set; the output has what GET shows', async () => {
+    const shown = JSON.parse((await runCli(['prices', 'show'], env)).stdout);
+    expect(Object.keys(shown)).toEqual(['prices', 'classes', 'source', 'updated_at', 'billing']);
+    shown.prices['GEM:3.0']['1K'] = 3;
+    const file = path.join(env.AIGC_RELAY_DATA_DIR!, 'shown.json');
+    fs.writeFileSync(file, JSON.stringify(shown));
+    const set = await runCli(['prices', 'set', file], env);
+    expect(set.code, set.stderr).toBe(0);
+    expect(JSON.parse(set.stdout)).toMatchObject({ source: 'database', prices: { 'GEM:3.0': { '1K': 3 } } });
+    await runCli(['prices', 'reset'], env);
+  });
 });

@@ -72,10 +72,15 @@ describe('configuration', () => {
     };
     expect(startingPrices({})).toEqual({ prices: DEFAULT_PRICES, source: 'default' });
     expect(startingPrices({ pricesFile: file('ok.json', JSON.stringify(DEFAULT_PRICES)) })).toEqual({ prices: DEFAULT_PRICES, source: 'file' });
+    // What PUT takes, and what GET or `prices show` printed, work as a file too.
+    const printed = { prices: DEFAULT_PRICES, classes: {}, source: 'database', updated_at: null, billing: 'on' };
+    expect(startingPrices({ pricesFile: file('put.json', JSON.stringify({ prices: DEFAULT_PRICES })) }).prices).toEqual(DEFAULT_PRICES);
+    expect(startingPrices({ pricesFile: file('shown.json', JSON.stringify(printed)) }).prices).toEqual(DEFAULT_PRICES);
     for (const [pricesFile, reason] of [
       [dir, 'cannot read it (is a directory)'],
       [file('broken.json', '{\n"GEM:3.0": \n'), 'not valid JSON'],
       [file('short.json', '{}'), 'price table: missing "GEM:2.5"'],
+      [file('extra.json', JSON.stringify({ prices: DEFAULT_PRICES, currency: 'USD' })), 'price table: unknown field "currency" beside "prices"'],
     ] as const) {
       expect(() => startingPrices({ pricesFile })).toThrow(ConfigError);
       expect(() => startingPrices({ pricesFile })).toThrow(`AIGC_RELAY_PRICES_FILE: ${pricesFile}: ${reason}`);

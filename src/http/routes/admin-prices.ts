@@ -1,23 +1,18 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { priceBookView } from '../../app/admin-views';
 import type { PriceBookState } from '../../app/prices';
-import { PRICE_CLASSES } from '../../domain/pricing';
+import { READ_ONLY_PRICE_FIELDS } from '../../domain/pricing';
+import { PriceRow, PricesBody } from './admin-bodies';
 import type { HttpDeps } from '../context';
-import { adminSchema as schema, Credits } from './admin-schema';
+import { adminSchema as schema } from './admin-schema';
 
-const PriceRow = Type.Object(Object.fromEntries(PRICE_CLASSES.map((c) => [c, Credits])), { additionalProperties: false });
 
 /** The price table: visible, replaceable without code (kept in the database), revertible to the file/default. */
 export function adminPriceRoutes(scope: FastifyInstance, deps: HttpDeps): void {
-  const view = (s: PriceBookState) => ({
-    prices: s.prices,
-    classes: { '1K': '720P, 1080P, none, or WxH up to 2.1 megapixels', '2K': '2K, or WxH up to 4.2 megapixels', '4K': '4K, or larger WxH' },
-    source: s.source,
-    updated_at: s.updatedAt === undefined ? null : new Date(s.updatedAt).toISOString(),
-    billing: deps.config.billing ? 'on' : 'off',
-  });
+  const view = (s: PriceBookState) => priceBookView(s, deps.config.billing);
 
-  scope.get('/admin/v1/prices', { schema: schema('The price table in credits per model version and resolution class') }, async () =>
+  scope.get('/admin/v1/prices', { schema: schema('The price table in credits per model version and resolution class', { response: { 200: PricesBody } }) }, async () =>
     view(await deps.priceBook.refresh()),
   );
 
@@ -28,10 +23,15 @@ export function adminPriceRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         'Replace the price table (every model version, every class, whole credits). Kept in the database: survives ' +
           'restarts and applies on every node within 2 s. Running tasks keep the price they were accepted at.',
         {
+          // What GET answers may be sent back as it is: its read-only fields are ignored.
           body: Type.Object(
-            { prices: Type.Record(Type.String({ description: 'MODEL:VERSION, e.g. GEM:3.0' }), PriceRow) },
+            {
+              prices: Type.Record(Type.String({ description: 'MODEL:VERSION, e.g. GEM:3.0' }), PriceRow),
+              ...Object.fromEntries(READ_ONLY_PRICE_FIELDS.map((f) => [f, Type.Optional(Type.Unknown({ description: 'read-only (what GET shows); ignored' }))])),
+            },
             { additionalProperties: false },
           ),
+          response: { 200: PricesBody },
         },
       ),
     },
@@ -40,7 +40,7 @@ export function adminPriceRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 
   scope.delete(
     '/admin/v1/prices',
-    { schema: schema('Go back to the table of AIGC_RELAY_PRICES_FILE, or the built-in one') },
+    { schema: schema('Go back to the table of AIGC_RELAY_PRICES_FILE, or the built-in one', { response: { 200: PricesBody } }) },
     async () => view(await deps.priceBook.reset()),
   );
 }
