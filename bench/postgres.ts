@@ -133,10 +133,10 @@ async function measure(store: string, cluster: Cluster, o: StoreBenchOptions): P
   );
   await idle(cluster);
   const admin = apiClient(cluster.urls[0]!, cluster.adminToken);
-  const { tasks } = (await admin.get('/admin/v1/tasks?limit=1000')).body as { tasks: Array<{ createdAt: number; startedAt?: number }> };
+  const { tasks } = (await admin.get('/admin/v1/tasks?limit=1000')).body as { tasks: Array<{ created_at: string; started_at: string | null }> };
   const waits = tasks
-    .filter((t) => t.createdAt >= since && t.startedAt !== undefined)
-    .map((t) => t.startedAt! - t.createdAt)
+    .filter((t) => Date.parse(t.created_at) >= since && t.started_at !== null)
+    .map((t) => Date.parse(t.started_at!) - Date.parse(t.created_at))
     .sort((a, b) => a - b);
   const dispatch = { p50: percentile(waits, 0.5), p99: percentile(waits, 0.99), max: waits.at(-1) ?? NaN, n: waits.length };
   o.log?.(`${label}: ${submit.rps.toFixed(0)} submits/s; dispatch p50 ${dispatch.p50} ms, p99 ${dispatch.p99} ms`);

@@ -82,7 +82,7 @@ async function prepare(relay: BenchRelay): Promise<{ taskId: string }> {
   const taskId = submitted.body.request_id as string;
   const task = await admin.get(`/admin/v1/tasks/${taskId}`);
   // Enough credits that no phase ever meets a 402.
-  const topUp = await admin.post(`/admin/v1/accounts/${task.body.accountId}/top-ups`, { amount: 1_000_000_000_000, reference: 'bench' });
+  const topUp = await admin.post(`/admin/v1/accounts/${task.body.account_id}/top-ups`, { amount: 1_000_000_000_000, reference: 'bench' });
   if (topUp.status !== 201) throw new Error(`top-up failed: ${topUp.status} ${topUp.text}`);
   return { taskId };
 }
@@ -111,8 +111,9 @@ async function drained(relay: BenchRelay, ms: number): Promise<Record<string, nu
 /** started_at − created_at of the newest tasks (the admin API lists at most 1000). */
 async function dispatchLatency(relay: BenchRelay): Promise<{ p50: number; p99: number; max: number; n: number }> {
   const admin = apiClient(relay.url, relay.adminToken);
-  const { tasks } = (await admin.get('/admin/v1/tasks?limit=1000')).body as { tasks: Array<{ createdAt: number; startedAt?: number }> };
-  const waits = tasks.filter((t) => t.startedAt !== undefined).map((t) => t.startedAt! - t.createdAt).sort((a, b) => a - b);
+  const { tasks } = (await admin.get('/admin/v1/tasks?limit=1000')).body as { tasks: Array<{ created_at: string; started_at: string | null }> };
+  // ISO times, to the millisecond.
+  const waits = tasks.filter((t) => t.started_at !== null).map((t) => Date.parse(t.started_at!) - Date.parse(t.created_at)).sort((a, b) => a - b);
   return { p50: percentile(waits, 0.5), p99: percentile(waits, 0.99), max: waits.at(-1) ?? NaN, n: waits.length };
 }
 

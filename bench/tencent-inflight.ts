@@ -145,7 +145,7 @@ async function runMode(events: boolean): Promise<ModeResult> {
     const finishedWall = new Map([...server.tasks.values()].map((t) => [t.sessionId, t.finishedAt!] as const));
     for (let i = 0; i < ids.length; i += 100) {
       const tasks = await Promise.all(ids.slice(i, i + 100).map((id) => admin.get(`/admin/v1/tasks/${id}`)));
-      for (const { body: task } of tasks) toCommit.push(task.finishedAt - finishedWall.get(task.id)!);
+      for (const { body: task } of tasks) toCommit.push(Date.parse(task.finished_at) - finishedWall.get(task.id)!);
     }
     toCommit.sort((a, b) => a - b);
     return {

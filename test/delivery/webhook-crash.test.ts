@@ -36,7 +36,7 @@ describe('webhook outbox survives kill -9', () => {
     proc = await spawnRelay(env);
     const second = await receiver.nth(2);
     const admin = apiClient(proc.url, fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim());
-    const accountId = (await admin.get(`/admin/v1/tasks/${taskId}`)).body.accountId as string;
+    const accountId = (await admin.get(`/admin/v1/tasks/${taskId}`)).body.account_id as string;
     const secret = (await admin.get(`/admin/v1/accounts/${accountId}`)).body.webhook_secret as string;
     expect(verified(secret, second)).toMatchObject({ request_id: taskId, outcome: 'succeeded' });
     // Same event, same webhook-id: a receiver that saw the first POST can tell this is a repeat.

@@ -5,6 +5,7 @@ import { notFound } from '../../domain/errors';
 import { MODEL_NAMES } from '../../domain/models';
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
+import { NoContent } from './admin-bodies';
 import { adminSchema, Id } from './admin-schema';
 
 /**
@@ -89,10 +90,7 @@ const ChannelBody = Type.Object({
 
 export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const channels = deps.channels;
-  const schema = (summary: string, extra: { response?: object } & Record<string, unknown>) => {
-    const base = adminSchema(summary, extra);
-    return { ...base, response: { ...adminSchema(summary).response, ...extra.response } };
-  };
+  const schema = adminSchema;
 
   app.register(async (scope) => {
     requireAdmin(scope, deps);
@@ -137,7 +135,7 @@ export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.delete<{ Params: { id: string } }>(
       '/admin/v1/channels/:id',
-      { schema: schema('Delete an upstream channel (its running tasks are still followed to the end)', { params: Id }) },
+      { schema: schema('Delete an upstream channel (its running tasks are still followed to the end)', { params: Id, response: { 204: NoContent } }) },
       async (request, reply) => {
         await channels.remove(request.params.id);
         return reply.code(204).send();

@@ -5,6 +5,7 @@ import { keyView } from '../../app/admin-views';
 import { getKey, listKeys, revokeKey, updateKey } from '../../app/keys';
 import type { KeyPatch } from '../../ports/store';
 import type { HttpDeps } from '../context';
+import { CreatedKeyBody, KeyBody as KeyAnswer, NoContent } from './admin-bodies';
 import { adminSchema as schema, checkCallbackUrl, Credits, Id } from './admin-schema';
 
 const Rpm = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'submits per minute, per relay node' });
@@ -65,6 +66,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
           ),
           nullable: true,
         }),
+        response: { 201: CreatedKeyBody },
       }),
     },
     async (request, reply) => {
@@ -83,11 +85,11 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 
   scope.get<{ Params: { id: string } }>(
     '/admin/v1/accounts/:id/keys',
-    { schema: schema("An account's API keys, revoked ones included (never the secret)", { params: Id }) },
+    { schema: schema("An account's API keys, revoked ones included (never the secret)", { params: Id, response: { 200: Type.Object({ keys: Type.Array(KeyAnswer) }) } }) },
     async (request) => ({ keys: (await listKeys(store, request.params.id)).map(keyView) }),
   );
 
-  scope.get<{ Params: { id: string } }>('/admin/v1/keys/:id', { schema: schema('Get an API key (never the secret)', { params: Id }) }, async (request) =>
+  scope.get<{ Params: { id: string } }>('/admin/v1/keys/:id', { schema: schema('Get an API key (never the secret)', { params: Id, response: { 200: KeyAnswer } }) }, async (request) =>
     keyView(await getKey(store, request.params.id)),
   );
 
@@ -106,6 +108,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
           },
           { additionalProperties: false },
         ),
+        response: { 200: KeyAnswer },
       }),
     },
     async (request) => {
@@ -116,7 +119,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 
   scope.delete<{ Params: { id: string } }>(
     '/admin/v1/keys/:id',
-    { schema: schema('Revoke an API key: refused (401) from its next request on', { params: Id }) },
+    { schema: schema('Revoke an API key: refused (401) from its next request on', { params: Id, response: { 204: NoContent } }) },
     async (request, reply) => {
       await revokeKey(store, request.params.id, clock.now());
       return reply.code(204).send();

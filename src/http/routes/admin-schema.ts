@@ -10,12 +10,13 @@ export const Limit = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 
 
 const adminErrors = errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound');
 
-export const adminSchema = (summary: string, extra: object = {}) => ({
+/** An admin route's schema: `extra.response` holds its success answers; the admin errors are added to them. */
+export const adminSchema = (summary: string, extra: { readonly response?: Record<number, unknown> } & Record<string, unknown> = {}) => ({
   summary,
   tags: ['admin'],
   security: [{ admin: [] }],
-  response: adminErrors,
   ...extra,
+  response: { ...extra.response, ...adminErrors },
 });
 
 /** A callback URL stored for an account or key must pass the same outbound (SSRF) rules as a per-task `?webhook=`. */

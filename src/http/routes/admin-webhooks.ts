@@ -4,6 +4,7 @@ import { deliveriesWithAttempts, redeliverTask, replayDelivery } from '../../app
 import type { DeliveryState, WebhookAttempt, WebhookDelivery } from '../../ports/delivery-store';
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
+import { DeliveryBody } from './admin-bodies';
 import { adminSchema, Id } from './admin-schema';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
@@ -49,6 +50,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
             status: Type.Optional(Type.Union(STATES.map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
           }),
+          response: { 200: Type.Object({ deliveries: Type.Array(DeliveryBody) }) },
         }),
       },
       async (request) => {
@@ -60,7 +62,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.post<{ Params: { id: string } }>(
       '/admin/v1/webhooks/:id/replay',
-      { schema: adminSchema('Send a delivery again now, to the same URL, as a new delivery (same webhook-id)', { params: Id }) },
+      { schema: adminSchema('Send a delivery again now, to the same URL, as a new delivery (same webhook-id)', { params: Id, response: { 202: DeliveryBody } }) },
       async (request, reply) => {
         const delivery = await replayDelivery(store, clock, request.params.id);
         deps.webhooks.wake();
@@ -73,6 +75,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
       {
         schema: adminSchema("Send a finished task's webhook again, to the URL it resolves to now; 400 if it has not finished or has no URL", {
           params: Id,
+          response: { 202: DeliveryBody },
         }),
       },
       async (request, reply) => {

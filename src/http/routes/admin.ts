@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { createAccount, topUp } from '../../app/accounts';
-import { accountView, auditView, ledgerView } from '../../app/admin-views';
+import { accountView, auditView, ledgerView, taskView } from '../../app/admin-views';
 import { getAccount, listAccounts } from '../../app/keys';
 import { forceFailTask } from '../../app/operator';
 import { notFound } from '../../domain/errors';
@@ -10,6 +10,7 @@ import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { adminKeyRoutes } from './admin-keys';
 import { adminPriceRoutes } from './admin-prices';
+import { AccountBody, AuditBody, LedgerEntryBody, TaskBody } from './admin-bodies';
 import { adminSchema, checkCallbackUrl, Credits, Id, Limit } from './admin-schema';
 
 /** The operator API (`Authorization: Bearer <admin token>`): accounts, tasks, audit; keys and prices in their files. */
@@ -34,6 +35,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             },
             { additionalProperties: false },
           ),
+          response: { 201: AccountBody },
         }),
       },
       async (request, reply) => {
@@ -46,11 +48,11 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.get<{ Querystring: { limit?: number } }>(
       '/admin/v1/accounts',
-      { schema: schema('List accounts, newest first', { querystring: Limit }) },
+      { schema: schema('List accounts, newest first', { querystring: Limit, response: { 200: Type.Object({ accounts: Type.Array(AccountBody) }) } }) },
       async (request) => ({ accounts: (await listAccounts(store, request.query.limit ?? 100)).map(accountView) }),
     );
 
-    scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { params: Id }) }, async (request) =>
+    scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { params: Id, response: { 200: AccountBody } }) }, async (request) =>
       accountView(await getAccount(store, request.params.id)),
     );
 
@@ -63,6 +65,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             { amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), reference: Type.Optional(Type.String({ maxLength: 200 })) },
             { additionalProperties: false },
           ),
+          response: { 201: Type.Object({ balance: Credits }, { description: 'The balance after the top-up' }) },
         }),
       },
       async (request, reply) => {
@@ -77,6 +80,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: schema("An account's ledger (append-only: top-ups, holds, captures, releases, adjustments), newest first", {
           params: Id,
           querystring: Limit,
+          response: { 200: Type.Object({ entries: Type.Array(LedgerEntryBody) }) },
         }),
       },
       async (request) => {
@@ -94,18 +98,20 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             status: Type.Optional(Type.Union(['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
           }),
+          response: { 200: Type.Object({ tasks: Type.Array(TaskBody) }) },
         }),
       },
       async (request) => {
         const { account, status, limit } = request.query;
-        return { tasks: await store.tasks.listTasks({ limit: limit ?? 100, ...(account ? { accountId: account } : {}), ...(status ? { state: status } : {}) }) };
+        const tasks = await store.tasks.listTasks({ limit: limit ?? 100, ...(account ? { accountId: account } : {}), ...(status ? { state: status } : {}) });
+        return { tasks: tasks.map((t) => taskView(t)) };
       },
     );
 
-    scope.get<{ Params: { id: string } }>('/admin/v1/tasks/:id', { schema: schema('Get a task', { params: Id }) }, async (request) => {
+    scope.get<{ Params: { id: string } }>('/admin/v1/tasks/:id', { schema: schema('Get a task, with its log', { params: Id, response: { 200: TaskBody } }) }, async (request) => {
       const task = await store.tasks.getTask(request.params.id);
       if (!task) throw notFound('task', request.params.id);
-      return { ...task, logs: await store.tasks.logs(task.id) };
+      return taskView(task, await store.tasks.logs(task.id));
     });
 
     scope.post<{ Params: { id: string }; Body: { reason?: string } | null | undefined }>(
@@ -121,6 +127,14 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
               ...Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false }),
               nullable: true,
             }),
+            response: {
+              200: Type.Object({
+                id: Type.String(),
+                state: Type.String(),
+                error: Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()]),
+                released: Type.Integer({ description: 'Credits released (0 for a task accepted with billing off)' }),
+              }),
+            },
           },
         ),
       },
@@ -144,6 +158,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: schema(
           'Recompute balances and holds from the ledger and check every task has exactly the ledger rows its state ' +
             'requires; `ok` is false and `differences` lists each problem otherwise',
+          { response: { 200: AuditBody } },
         ),
       },
       async () => auditView(await store.accounts.audit()),
