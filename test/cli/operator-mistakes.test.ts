@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -58,5 +59,17 @@ describe('operator mistakes on the command line', () => {
     expect(set.code, set.stderr).toBe(0);
     expect(JSON.parse(set.stdout)).toMatchObject({ source: 'database', prices: { 'GEM:3.0': { '1K': 3 } } });
     await runCli(['prices', 'reset'], env);
+  });
+
+  it('a command meeting a database another process holds locked past the busy timeout: one line, exit 1, nothing written', { timeout: 20_000 }, async () => {
+    const holder = new Database(path.join(env.AIGC_RELAY_DATA_DIR!, 'relay.db'));
+    holder.exec('BEGIN IMMEDIATE'); // another process's long write
+    try {
+      await refused(['accounts', 'top-up', accountId, '5'], /^aigc-relay: the database is busy \(another process holds its lock\); nothing was changed, try again\n$/);
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
   });
 });
