@@ -10,6 +10,7 @@ import { createPriceBook, type PriceBookState } from '../app/prices';
 import { ConfigError, type Config } from '../config/env';
 import { startingPrices } from '../config/prices-file';
 import { FieldError, RelayError } from '../domain/errors';
+import { MAX_KEY_CONCURRENCY, MAX_KEY_RPM } from '../domain/key-limits';
 import { priceTableOf } from '../domain/pricing';
 import { systemClock } from '../ports/clock';
 import type { KeyPatch, Store } from '../ports/store';
@@ -45,6 +46,14 @@ const positive = (value: string): number => {
   if (n < 1) throw new InvalidArgumentError('must be at least 1');
   return n;
 };
+/** A per-key limit: 1 to `max`, as the admin API takes it. */
+const limitUpTo =
+  (max: number) =>
+  (value: string): number => {
+    const n = positive(value);
+    if (n > max) throw new InvalidArgumentError(`must be at most ${max}`);
+    return n;
+  };
 const positiveCredits = (value: string): number => {
   if (credits(value) < 1) throw new InvalidArgumentError('must be a whole number of credits, at least 1');
   return Number(value);
@@ -94,7 +103,10 @@ function readJsonFile(file: string): unknown {
  * null into ''.)
  */
 const NONE = 'none';
-const limitOrNone = (value: string): number | typeof NONE => (value === NONE ? NONE : positive(value));
+const limitOrNone =
+  (max: number) =>
+  (value: string): number | typeof NONE =>
+    value === NONE ? NONE : limitUpTo(max)(value);
 const creditsOrNone = (value: string): number | typeof NONE => (value === NONE ? NONE : credits(value));
 const patchOf = (o: { name?: string; rpm?: number | typeof NONE; maxConcurrency?: number | typeof NONE; spendCap?: number | typeof NONE }): KeyPatch => {
   const value = (v: number | typeof NONE | undefined) => (v === NONE ? null : v);
@@ -153,8 +165,8 @@ export function accountCommands(program: Command, config: () => Config): void {
   keys
     .command('create <accountId>')
     .option('--name <name>')
-    .option('--rpm <n>', 'submits per minute (per relay node)', positive)
-    .option('--max-concurrency <n>', 'tasks queued or running at once', positive)
+    .option('--rpm <n>', 'submits per minute (all nodes together on PostgreSQL)', limitUpTo(MAX_KEY_RPM))
+    .option('--max-concurrency <n>', 'tasks queued or running at once', limitUpTo(MAX_KEY_CONCURRENCY))
     .option('--spend-cap <credits>', 'most credits held + captured by this key', credits)
     .action(async (accountId: string, o: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number }) =>
       withStore(config(), async (store) => {
@@ -170,8 +182,8 @@ export function accountCommands(program: Command, config: () => Config): void {
     .command('update <keyId>')
     .description('change limits; `none` removes one')
     .option('--name <name>')
-    .option('--rpm <n|none>', 'submits per minute', limitOrNone)
-    .option('--max-concurrency <n|none>', 'tasks queued or running at once', limitOrNone)
+    .option('--rpm <n|none>', 'submits per minute', limitOrNone(MAX_KEY_RPM))
+    .option('--max-concurrency <n|none>', 'tasks queued or running at once', limitOrNone(MAX_KEY_CONCURRENCY))
     .option('--spend-cap <credits|none>', 'most credits held + captured', creditsOrNone)
     .action(async (keyId: string, o: Parameters<typeof patchOf>[0]) =>
       withStore(config(), async (store) => print(keyView(await updateKey(store, keyId, patchOf(o))))),

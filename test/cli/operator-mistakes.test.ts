@@ -72,4 +72,12 @@ describe('operator mistakes on the command line', () => {
     }
     expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
   });
+
+  it('keys create and update with a limit past what the admin API takes: refused, naming the bound', async () => {
+    await refused(['keys', 'create', accountId, '--rpm', '1000001'], /rpm.*must be at most 1000000/);
+    await refused(['keys', 'create', accountId, '--max-concurrency', '100001'], /max-concurrency.*must be at most 100000/);
+    const key = JSON.parse((await runCli(['keys', 'create', accountId, '--rpm', '1000000'], env)).stdout);
+    await refused(['keys', 'update', key.id, '--max-concurrency', '100001'], /max-concurrency.*must be at most 100000/);
+    expect(JSON.parse((await runCli(['keys', 'list', accountId], env)).stdout).find((k: { id: string }) => k.id === key.id)).toMatchObject({ rpm: 1_000_000, max_concurrency: null });
+  });
 });

@@ -6,10 +6,11 @@ import { getKey, listKeys, revokeKey, updateKey } from '../../app/keys';
 import type { KeyPatch } from '../../ports/store';
 import type { HttpDeps } from '../context';
 import { CreatedKeyBody, KeyBody as KeyAnswer, NoContent } from './admin-bodies';
+import { MAX_KEY_CONCURRENCY, MAX_KEY_RPM } from '../../domain/key-limits';
 import { adminSchema as schema, checkCallbackUrl, Credits, Id } from './admin-schema';
 
-const Rpm = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'submits per minute, per relay node' });
-const MaxConcurrency = Type.Integer({ minimum: 1, maximum: 100_000, description: 'tasks of this key queued or running at once' });
+const Rpm = Type.Integer({ minimum: 1, maximum: MAX_KEY_RPM, description: 'submits per minute (all nodes together on PostgreSQL)' });
+const MaxConcurrency = Type.Integer({ minimum: 1, maximum: MAX_KEY_CONCURRENCY, description: 'tasks of this key queued or running at once' });
 const CallbackUrl = Type.String({ format: 'uri', maxLength: 2048, description: "webhook target for this key's tasks (before the account's)" });
 const SpendCap = { ...Credits, description: 'most credits this key may have held + captured; released credits do not count' };
 /**
