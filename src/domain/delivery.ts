@@ -12,6 +12,13 @@ export const SESSION_DEDUP_MS = 3 * 24 * 3600 * 1000;
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
 /**
+ * How long a webhook delivery that ended (delivered, failed or gone) stays listed with its attempts
+ * (`GET /admin/v1/webhooks`). One row and its attempts per finished task would otherwise grow without end; the
+ * task and its result stay, and `redeliver` can always send the event again.
+ */
+export const WEBHOOK_RETENTION_MS = 30 * 24 * 3600 * 1000;
+
+/**
  * A reservation that never got a task after this long belongs to a process that died mid-request; it may be taken
  * over. A submit takes milliseconds, so a minute is far beyond any live request's reservation-to-insert gap.
  */

@@ -102,4 +102,6 @@ export interface WebhookStore {
   getDelivery(id: string): Promise<WebhookDelivery | undefined>;
   listDeliveries(filter: WebhookFilter): Promise<WebhookDelivery[]>;
   attempts(deliveryId: string): Promise<WebhookAttempt[]>;
+  /** Deletes the deliveries that ended at or before `before` (never a pending one), with their attempts; returns how many. */
+  purge(before: number): Promise<number>;
 }

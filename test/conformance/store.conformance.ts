@@ -488,6 +488,14 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.webhooks.attempts(delivery.id)).toEqual([{ id: expect.any(Number), deliveryId: delivery.id, at: 4100, status: 200, latencyMs: 12 }]);
         const replay = await store.webhooks.enqueueForTask(delivery.taskId, { replayOf: delivery.id, now: 5000 });
         expect(replay).toMatchObject({ taskId: delivery.taskId, replayOf: delivery.id, messageId: delivery.messageId, state: 'pending' });
+
+        // Retention: only deliveries that ended at or before the cut go, with their attempts; pending ones stay.
+        expect(await store.webhooks.purge(4099)).toBe(0);
+        expect(await store.webhooks.purge(Number.MAX_SAFE_INTEGER)).toBe(1);
+        expect(await store.webhooks.getDelivery(delivery.id)).toBeUndefined();
+        expect(await store.webhooks.attempts(delivery.id)).toEqual([]);
+        expect(await store.webhooks.getDelivery(replay!.id)).toMatchObject({ state: 'pending' });
+        expect((await store.webhooks.listDeliveries({ limit: 10 })).map((d) => d.state).sort()).toEqual(['pending', 'pending']);
       });
     });
 

@@ -435,6 +435,10 @@ export const PG_MIGRATIONS: readonly string[] = [
     RETURN 0;
   END $$;
   `,
+  // The retention purge of ended webhook deliveries (webhooks.ts purge) reads them oldest first.
+  `
+  CREATE INDEX webhook_finished ON webhook_deliveries(finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];
 
 /** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */

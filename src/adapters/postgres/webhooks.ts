@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { WebhookStore } from '../../ports/delivery-store';
 import { toAttempt, toDelivery, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
+import { deleteInBatches } from '../batched-delete';
 import type { PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 
@@ -92,6 +93,25 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
     },
     async attempts(deliveryId) {
       return (await rows<AttemptRow>(pool, 'SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id', [deliveryId])).map(toAttempt);
+    },
+    async purge(before) {
+      // Ended deliveries oldest first (webhook_finished), a batch per transaction: their attempts first (they point
+      // at them). SKIP LOCKED: a row another node's purge took is its to delete.
+      return deleteInBatches((limit) =>
+        inTransaction(pool, async (c) => {
+          const ids = (
+            await c.query<{ id: string }>(
+              `SELECT id FROM webhook_deliveries WHERE finished_at <= $1 AND state <> 'pending'
+               ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
+              [before, limit],
+            )
+          ).rows.map((r) => r.id);
+          if (ids.length === 0) return 0;
+          await c.query('DELETE FROM webhook_attempts WHERE delivery_id = ANY($1::text[])', [ids]);
+          await c.query('DELETE FROM webhook_deliveries WHERE id = ANY($1::text[])', [ids]);
+          return ids.length;
+        }),
+      );
     },
   };
 }

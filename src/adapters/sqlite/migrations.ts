@@ -236,4 +236,8 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE finished_counts SET n = n - 1 WHERE state = OLD.state;
   END;
   `,
+  // The retention purge of ended webhook deliveries (webhooks.ts purge) reads them oldest first.
+  `
+  CREATE INDEX webhook_finished ON webhook_deliveries(finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];

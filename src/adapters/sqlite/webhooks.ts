@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { WebhookStore } from '../../ports/delivery-store';
+import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 import { syncWrite } from './group-commit';
 import { toAttempt, toDelivery, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
@@ -48,6 +49,21 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
   const nextDue = db.prepare<[], { at: number | null }>(
     `SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) AS at FROM webhook_deliveries WHERE state = 'pending'`,
   );
+
+  // Ended deliveries, oldest first (webhook_finished), a batch at a time: their attempts first (they point at them).
+  const endedBefore = db.prepare<[number, number], { id: string }>(
+    "SELECT id FROM webhook_deliveries WHERE finished_at <= ? AND state <> 'pending' ORDER BY finished_at LIMIT ?",
+  );
+  const deleteAttempts = db.prepare('DELETE FROM webhook_attempts WHERE delivery_id = ?');
+  const deleteDelivery = db.prepare('DELETE FROM webhook_deliveries WHERE id = ?');
+  const purgeBatch = db.transaction((before: number, limit: number): number => {
+    const ids = endedBefore.all(before, limit);
+    for (const { id } of ids) {
+      deleteAttempts.run(id);
+      deleteDelivery.run(id);
+    }
+    return ids.length;
+  });
 
   const claimDue = db.transaction((now: number, limit: number, leaseMs: number) => {
     const rows = due.all({ now, limit });
@@ -101,6 +117,9 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
       if (state) where.push('state = @state');
       const sql = `SELECT * FROM webhook_deliveries ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT @limit`;
       return db.prepare<object, DeliveryRow>(sql).all({ taskId, state, limit }).map(toDelivery);
+    },
+    async purge(before) {
+      return deleteInBatches((limit) => purgeBatch.immediate(before, limit));
     },
     async attempts(deliveryId) {
       return db
