@@ -118,6 +118,20 @@ function nonBlank(field: string, value: string): string {
   return trimmed;
 }
 
+/**
+ * A SecretId or SecretKey: it goes into every signed request's headers, so it must be printable ASCII with no
+ * spaces. Checked when it is given: one pasted from a page with an ellipsis ("AKID…") was stored, and every call
+ * on the channel then failed ("not a legal HTTP header value") until an operator found out why.
+ */
+function credential(field: string, value: string): string {
+  const trimmed = nonBlank(field, value);
+  const bad = [...trimmed].find((ch) => ch < '!' || ch > '~');
+  if (bad !== undefined) {
+    throw new FieldError('InvalidParameterValue', field, `must be printable ASCII without spaces (a Tencent Cloud credential); found ${JSON.stringify(bad)}`);
+  }
+  return trimmed;
+}
+
 export function createChannelAdmin(deps: ChannelAdminDeps) {
   const view = (c: ChannelRecord) => channelView(c, deps.runtime?.health(c.id));
   const changed = async () => deps.runtime?.refresh();
@@ -129,8 +143,8 @@ export function createChannelAdmin(deps: ChannelAdminDeps) {
         id,
         provider: input.provider,
         name: nonBlank('name', input.name),
-        secretId: nonBlank('secret_id', input.secret_id),
-        secretKeySealed: deps.box.seal(nonBlank('secret_key', input.secret_key), id),
+        secretId: credential('secret_id', input.secret_id),
+        secretKeySealed: deps.box.seal(credential('secret_key', input.secret_key), id),
         subAppId: input.sub_app_id,
         models: canonicalModels(input.models ?? MODEL_NAMES),
         priority: input.priority ?? CHANNEL_DEFAULTS.priority,
@@ -159,8 +173,8 @@ export function createChannelAdmin(deps: ChannelAdminDeps) {
     async update(id: string, input: ChannelUpdate): Promise<ChannelView> {
       const patch: { -readonly [K in keyof ChannelPatch]: ChannelPatch[K] } = {};
       if (input.name !== undefined) patch.name = nonBlank('name', input.name);
-      if (input.secret_id !== undefined) patch.secretId = nonBlank('secret_id', input.secret_id);
-      if (input.secret_key !== undefined) patch.secretKeySealed = deps.box.seal(nonBlank('secret_key', input.secret_key), id);
+      if (input.secret_id !== undefined) patch.secretId = credential('secret_id', input.secret_id);
+      if (input.secret_key !== undefined) patch.secretKeySealed = deps.box.seal(credential('secret_key', input.secret_key), id);
       if (input.sub_app_id !== undefined) patch.subAppId = input.sub_app_id;
       if (input.region !== undefined) patch.region = input.region === null || input.region.trim() === '' ? null : input.region.trim();
       if (input.endpoint !== undefined) patch.endpoint = input.endpoint === null || input.endpoint === '' ? null : canonicalEndpoint(input.endpoint);

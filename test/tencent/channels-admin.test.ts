@@ -119,6 +119,17 @@ describe('POST/GET/PATCH/DELETE /admin/v1/channels', () => {
     expect(res.body.Response.Error.Message.startsWith(field)).toBe(true);
   });
 
+  it('refuses a SecretId or SecretKey that cannot go into a request header (an ellipsis pasted from a page, a space), naming it', async () => {
+    for (const [field, value] of [['secret_id', 'AKID…'], ['secret_key', 'abc def'], ['secret_id', 'AKID\u00e9']] as const) {
+      const res = await t.admin.post('/admin/v1/channels', body({ name: `bad-${field}`, [field]: value }));
+      expect(res.status, `${field}=${value}`).toBe(400);
+      expect(res.body.Response.Error.Message).toMatch(new RegExp(`^${field}: must be printable ASCII without spaces`));
+    }
+    const created = (await t.admin.post('/admin/v1/channels', body({ name: 'to-patch' }))).body;
+    expect((await t.admin.request('PATCH', `/admin/v1/channels/${created.id}`, { secret_key: 'k\u2026' })).status).toBe(400);
+    expect((await t.admin.get('/admin/v1/channels')).body.channels.map((c: { name: string }) => c.name)).not.toContain('bad-secret_id');
+  });
+
   it('needs the admin token; unknown ids are 404', async () => {
     expect((await t.api.get('/admin/v1/channels')).status).toBe(401);
     expect((await t.admin.request('PATCH', '/admin/v1/channels/ch_nope', { enabled: false })).status).toBe(404);
