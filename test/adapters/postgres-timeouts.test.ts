@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPostgresStore, migrate, type PostgresStore } from '../../src/adapters/postgres';
-import { clientConfig, createPool, pgCode } from '../../src/adapters/postgres/database';
+import { clientConfig, createPool, inTransaction, pgCode } from '../../src/adapters/postgres/database';
 import { isStoreBusy, type NewTask } from '../../src/ports/store';
 import { INPUT } from '../conformance/store.conformance';
 import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
@@ -93,6 +93,72 @@ if (unavailable) warnSkipped('postgres statement timeouts', unavailable);
     expect((await store.ctx.pool.query('SHOW idle_in_transaction_session_timeout')).rows[0].idle_in_transaction_session_timeout).toBe('1min');
     // The dispatch queue's LISTEN client (dispatch-queue.ts) is configured like this: only the schema.
     expect(await timeoutOf(await otherSession())).toBe('0');
+  });
+
+  /**
+   * Uncaught exceptions while `run` runs (a pg client's 'error' event with nobody listening is one: the process
+   * dies). `run` gets a promise of the first one, to stop waiting for what will then never come.
+   */
+  const uncaughtDuring = async (run: (firstUncaught: Promise<void>) => Promise<void>): Promise<unknown[]> => {
+    const uncaught: unknown[] = [];
+    let seen!: () => void;
+    const firstUncaught = new Promise<void>((resolve) => (seen = resolve));
+    const record = (err: unknown) => {
+      uncaught.push(err);
+      seen();
+    };
+    process.on('uncaughtException', record);
+    try {
+      await run(firstUncaught);
+      // The client's 'end' and 'error' come on the ticks after its last query failed.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('uncaughtException', record);
+    }
+    return uncaught;
+  };
+
+  it('a write whose session the server ends while it waits (a restart, pg_terminate_backend) fails, and the process lives on', { timeout: 15_000 }, async () => {
+    const { store, task } = await storeWithAccount();
+    const holder = await otherSession();
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
+    const uncaught = await uncaughtDuring(async () => {
+      const write = store.tasks.createTask(task('t1')).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      // The group commit's session, waiting for the row lock: the server ends it.
+      const waiting = async (): Promise<number> => {
+        const { rows } = await holder.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        );
+        return rows[0]?.pid ?? (await new Promise((resolve) => setImmediate(resolve)), waiting());
+      };
+      await holder.query('SELECT pg_terminate_backend($1)', [await waiting()]);
+      expect(await write).toBeInstanceOf(Error);
+    });
+    expect(uncaught).toEqual([]);
+    await holder.query('ROLLBACK');
+    expect((await store.tasks.createTask(task('t2'))).ok).toBe(true);
+  });
+
+  it('a session the server ends for sitting idle in a transaction fails its transaction, not the process', { timeout: 15_000 }, async () => {
+    const pool = await createPool(db.url, { schema, max: 1, idleInTransactionMs: 200 });
+    closers.push(() => pool.end());
+    const uncaught = await uncaughtDuring(async (firstUncaught) => {
+      const outcome = await inTransaction(pool, async (c) => {
+        // A stalled node: nothing sent inside the transaction until the server has ended the session.
+        await Promise.race([new Promise((resolve) => (c as unknown as NodeJS.EventEmitter).once('end', resolve)), firstUncaught]);
+        await c.query('SELECT 1');
+      }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(outcome).toBeInstanceOf(Error);
+    });
+    expect(uncaught).toEqual([]);
+    expect((await pool.query('SELECT 1 AS ok')).rows[0].ok).toBe(1); // a fresh connection in place of the lost one
   });
 
   it('a migration is not bounded by the pool\'s statement timeout, and its connection gets the timeout back', async () => {

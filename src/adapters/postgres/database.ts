@@ -53,6 +53,11 @@ export interface ConnectOptions {
    * is not a pool's and has none.
    */
   readonly statementTimeoutMs?: number;
+  /**
+   * How long a pool's session may sit idle inside a transaction before the server ends it (PostgreSQL's
+   * `idle_in_transaction_session_timeout`; default 1 min, 0 = none). Tests shorten it.
+   */
+  readonly idleInTransactionMs?: number;
 }
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -103,8 +108,26 @@ export function poolConfig(url: string, options: ConnectOptions = {}, max = opti
     ...clientConfig(url, { ...options, statementTimeoutMs: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS }),
     max,
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
-    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    idle_in_transaction_session_timeout: checkMs(options.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS, 'idleInTransactionMs'),
   };
+}
+
+/**
+ * A pool whose connections never crash the process when the server ends them. pg-pool listens for a client's
+ * 'error' only while the client is idle in the pool; a checked-out one (a group-commit batch, a transaction, a
+ * statement waiting on a lock) whose session the server ends (the idle-in-transaction timeout above, a restart, a
+ * failover, pg_terminate_backend) emits 'error' with nobody listening: an uncaught exception that took the whole
+ * node down. Listened to here, the loss reaches its caller the ordinary way instead: the statement in flight, or
+ * the next one, fails, the transaction's ROLLBACK fails too, and the broken client is released and discarded.
+ */
+export function newPool(config: pg.PoolConfig): Pool {
+  const pool = new pg.Pool(config);
+  // An idle client losing its connection: the pool drops it and makes another when needed.
+  pool.on('error', () => {});
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
+  return pool;
 }
 
 export async function createPool(url: string, options: ConnectOptions = {}): Promise<Pool> {
@@ -122,10 +145,7 @@ export async function createPool(url: string, options: ConnectOptions = {}): Pro
       await admin.end();
     }
   }
-  const pool = new pg.Pool(poolConfig(url, options));
-  // An idle client losing its connection (server restart) must not crash the process; the pool replaces it.
-  pool.on('error', () => {});
-  return pool;
+  return newPool(poolConfig(url, options));
 }
 
 /** Runs `fn` in one transaction: COMMIT when it resolves, ROLLBACK when it throws (and the error goes on). */

@@ -7,8 +7,7 @@ import { postgresChannelStore } from './channels';
 import { postgresRequestRates } from './request-rates';
 import type { RequestRates } from '../../ports/request-rates';
 import type { PgContext } from './context';
-import pg from 'pg';
-import { createPool, poolConfig, type ConnectOptions } from './database';
+import { createPool, newPool, poolConfig, type ConnectOptions } from './database';
 import { postgresFileStore } from './files';
 import { postgresIdempotencyStore } from './idempotency';
 import { migrate } from './migrations';
@@ -45,8 +44,7 @@ export async function createPostgresStore(url: string, options: PostgresStoreOpt
     await pool.end();
     throw err;
   }
-  const relaxed = new pg.Pool(poolConfig(url, { ...options, relaxed: true }, 3));
-  relaxed.on('error', () => {});
+  const relaxed = newPool(poolConfig(url, { ...options, relaxed: true }, 3));
   const ctx: PgContext = {
     pool,
     relaxed,
