@@ -85,6 +85,29 @@ if (unavailable) warnSkipped('postgres statement timeouts', unavailable);
     await holder.query('ROLLBACK');
   });
 
+  it('behind an account\'s held lock, its tasks\' finishes (each of its own order) cost one statement timeout between them, not one each', { timeout: 30_000 }, async () => {
+    const { store, task } = await storeWithAccount(1000);
+    const ids = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+    for (const id of ids) {
+      expect((await store.tasks.createTask(task(id))).ok).toBe(true);
+      expect(await store.tasks.markRunning(id, 3)).toBeDefined();
+    }
+    const holder = await otherSession();
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
+    // A burst of completions for the account: the first goes alone, the rest share the next batch and lose it.
+    const answers = await Promise.all(
+      ids.map((id) => store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'x' } }, 4).then(() => undefined, (err: unknown) => err)),
+    );
+    expect(answers.every(isStoreBusy)).toBe(true); // 503 with Retry-After; the settlement tries again
+    // The lone first one and the lost batch met the statement timeout; the batch's units, run one by one, did not
+    // each wait it again (6 × 30 s with every other write of the node queued behind them).
+    expect(answers.filter((err) => pgCode(err) === '57014').length).toBeLessThanOrEqual(1);
+    await holder.query('ROLLBACK');
+    for (const id of ids) expect(await store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'x' } }, 5)).toBe(true);
+    expect((await store.accounts.getAccount('acct_t'))?.held).toBe(0);
+  });
+
   it('pool connections have a 30 s statement timeout and a 1 min idle-in-transaction timeout by default; the LISTEN connection has neither', async () => {
     const { store } = await storeWithAccount();
     expect(await timeoutOf(store.ctx.pool)).toBe('30s');

@@ -36,6 +36,14 @@ interface Unit {
   readonly reject: (error: unknown) => void;
 }
 
+/**
+ * Once a lost batch has met a lock held elsewhere, the longest its units, run one by one, wait for any lock
+ * (`lock_timeout`). Long enough for the ordinary wait behind another node's batch (milliseconds), short enough that
+ * units behind the held lock, whatever their `order`, fail fast as "busy" instead of each paying the statement
+ * timeout while every other write of this node waits.
+ */
+const BUSY_LOCK_WAIT_MS = 250;
+
 /** Errors after which a lone unit is worth one more try rather than failing its caller. */
 const TRANSIENT = new Set(['40P01', '40001']); // deadlock detected, serialization failure
 
@@ -70,7 +78,7 @@ export class PgGroupCommit {
         const batch = this.queue.splice(0, this.options.maxBatch ?? 500).sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
         const lost = await this.commit(batch);
         // A batch of one is settled whatever happened (commit); a larger one lost is not.
-        if (lost !== undefined && batch.length > 1) await this.commitOneByOne(batch);
+        if (lost !== undefined && batch.length > 1) await this.commitOneByOne(batch, lost);
       }
     } finally {
       this.running = false;
@@ -82,18 +90,24 @@ export class PgGroupCommit {
    * Except behind a lock held elsewhere (a statement or lock timeout: `isStoreBusy`): the units of the same `order`
    * (the same account's submits, the same task's writes) need the same row and would each wait the whole timeout
    * for it again, one after another, with every other write of this node queued behind them. The first to meet it
-   * answers for the rest ("busy": 503, retry), so a held lock costs one timeout per row, not one per unit.
+   * answers for the rest ("busy": 503, retry). Units of other orders may need that row too (a task's finish locks
+   * its account's row): once the lock has been met, every unit waits for a lock at most BUSY_LOCK_WAIT_MS, so a held
+   * lock costs one statement timeout, not one per unit.
    */
-  private async commitOneByOne(batch: readonly Unit[]): Promise<void> {
+  private async commitOneByOne(batch: readonly Unit[], lost: unknown): Promise<void> {
     const busyRows = new Map<string, unknown>();
+    let lockWaitMs = isStoreBusy(lost) ? BUSY_LOCK_WAIT_MS : undefined;
     for (const unit of batch) {
       const busy = busyRows.get(unit.order);
       if (busy !== undefined) {
         unit.reject(busy);
         continue;
       }
-      const error = await this.commit([unit]);
-      if (error !== undefined && isStoreBusy(error)) busyRows.set(unit.order, error);
+      const error = await this.commit([unit], lockWaitMs);
+      if (error !== undefined && isStoreBusy(error)) {
+        busyRows.set(unit.order, error);
+        lockWaitMs = BUSY_LOCK_WAIT_MS;
+      }
     }
   }
 
@@ -101,7 +115,7 @@ export class PgGroupCommit {
    * One transaction for the whole batch. Undefined when it committed (every unit settled); else the error. A batch
    * of one is settled either way (rejected, or queued again for a transient error); a larger one is not settled.
    */
-  private async commit(batch: readonly Unit[]): Promise<unknown> {
+  private async commit(batch: readonly Unit[], lockWaitMs?: number): Promise<unknown> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -113,6 +127,7 @@ export class PgGroupCommit {
     const results = new Map<Unit, unknown>();
     try {
       await client.query('BEGIN');
+      if (lockWaitMs !== undefined) await client.query(`SET LOCAL lock_timeout = ${Math.trunc(lockWaitMs)}`);
       await this.options.prelude?.(client, batch);
       const kinds = new Map<BulkKind<unknown, unknown>, Unit[]>();
       for (const unit of batch) kinds.set(unit.kind, [...(kinds.get(unit.kind) ?? []), unit]);
