@@ -184,6 +184,28 @@ if (unavailable) warnSkipped('postgres statement timeouts', unavailable);
     expect((await pool.query('SELECT 1 AS ok')).rows[0].ok).toBe(1); // a fresh connection in place of the lost one
   });
 
+  it('the audit, a read of the whole books, is not bounded by the statement timeout (a large database could never be audited)', { timeout: 60_000 }, async () => {
+    const { store } = await storeWithAccount(50);
+    // Years of tasks, each with its hold and its capture: written from a session without the pool's bound.
+    const bulk = await otherSession();
+    await bulk.query(
+      `INSERT INTO tasks (id, account_id, key_id, request_id, state, provider, priority, price, billed, input, created_at, updated_at)
+       SELECT 'bulk_' || g, 'acct_t', 'key_t', 'bulk_' || g, 'succeeded', 'local', 0, 1, true, '{}'::jsonb, 1, 1 FROM generate_series(1, 150000) g`,
+    );
+    await bulk.query(
+      `INSERT INTO ledger (account_id, task_id, kind, amount, created_at)
+       SELECT 'acct_t', 'bulk_' || g, k, 1, 1 FROM generate_series(1, 150000) g, (VALUES ('hold'), ('capture')) AS kinds(k)`,
+    );
+    await bulk.query('ANALYZE');
+    const outcome = await store.accounts.audit().then(
+      (differences) => differences,
+      (err: unknown) => err,
+    );
+    // Not "busy" (57014, which the CLI reports as a lock held elsewhere, "try again"): the books, differences and all.
+    expect(outcome).toBeInstanceOf(Array);
+    expect((outcome as Array<{ field: string }>).some((d) => d.field === 'balance')).toBe(true); // 150,000 captures the balance never paid
+  });
+
   it('a migration is not bounded by the pool\'s statement timeout, and its connection gets the timeout back', async () => {
     const pool = await createPool(db.url, { schema, max: 1, statementTimeoutMs: 100 });
     closers.push(() => pool.end());

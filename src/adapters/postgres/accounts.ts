@@ -61,6 +61,9 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
       const client = await pool.connect();
       try {
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        // Reads every task and ledger row, so it takes as long as the books are large: not bounded by the pool's
+        // statement timeout (database.ts), which is for writes stuck behind a lock. It takes no row lock itself.
+        await client.query('SET LOCAL statement_timeout = 0');
         const snapshot = {
           accounts: await rows<AccountTotalsRow>(client, AUDIT_SQL.accounts),
           tasks: await rows<TaskLedgerRow>(client, AUDIT_SQL.tasks),
