@@ -81,7 +81,28 @@ if (unavailable) warnSkipped('postgres request rates', unavailable);
     await db?.drop();
   });
 
-  requestRatesConformance('postgres', async (windowMs) => postgresRequestRates((await open()).ctx, windowMs));
+    // Explicit times (the caller's clock): the window arithmetic. Servers use the database's clock (below).
+  requestRatesConformance('postgres', async (windowMs) => postgresRequestRates((await open()).ctx, windowMs, 'caller'));
+
+  it('nodes whose clocks disagree still give a key `limit` a window, and never a Retry-After beyond the window', async () => {
+    const [a, b] = [await open(), await open()];
+    // Node a's clock is two minutes ahead of node b's (a host without NTP, a VM resumed from a snapshot).
+    const ahead = postgresRequestRates(a.ctx);
+    const behind = postgresRequestRates(b.ctx);
+    const now = Date.now();
+    expect(await behind.take('skewed', 1, now)).toEqual({ ok: true });
+    // The same moment on the node ahead: the key has used its one request of this minute.
+    expect((await ahead.take('skewed', 1, now + 120_000)).ok).toBe(false);
+    expect((await behind.take('other', 1, now)).ok).toBe(true);
+    const refused = await behind.take('skewed', 1, now + 5);
+    expect(refused.ok).toBe(false);
+    expect((refused as { retryAfterMs: number }).retryAfterMs).toBeLessThanOrEqual(60_000);
+    const first = await ahead.take('first-ahead', 1, now + 120_000);
+    expect(first.ok).toBe(true);
+    const second = await behind.take('first-ahead', 1, now);
+    expect(second.ok).toBe(false);
+    expect((second as { retryAfterMs: number }).retryAfterMs).toBeLessThanOrEqual(60_000);
+  });
 
   it('two nodes on one database share each key\'s window: a key gets `limit`, not `limit` per node', async () => {
     const [a, b] = [await open(), await open()];

@@ -409,7 +409,11 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_queue_underway ON tasks(provider, priority DESC, seq) WHERE state = 'queued' AND checkpoint IS NOT NULL;
   `,
   // Per-key request rates (rpm) shared by every node (request-rates.ts): the sliding-window log of each key, taken
-  // under a per-key advisory lock so that concurrent submits on several nodes count exactly.
+  // under a per-key advisory lock so that concurrent submits on several nodes count exactly. On the database's clock:
+  // with each node's own, nodes whose clocks disagreed counted each other's requests for a window plus the
+  // difference, or not at all, and answered a Retry-After longer than the window. A NULL p_now is the database's
+  // time, read once the key's lock is held (so a key's times only grow); a given one is used as is (tests of the
+  // window arithmetic).
   `
   CREATE TABLE request_rates (
     key_id TEXT NOT NULL,
@@ -420,18 +424,20 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE FUNCTION aigc_take_rate(p_key text, p_limit integer, p_now bigint, p_window bigint) RETURNS bigint
   LANGUAGE plpgsql AS $$
   DECLARE
+    v_now bigint;
     v_counted integer;
     v_leaves bigint;
   BEGIN
     PERFORM pg_advisory_xact_lock(1918989413, hashtext(p_key)); -- "rate"
-    DELETE FROM request_rates WHERE key_id = p_key AND at <= p_now - p_window;
+    v_now := COALESCE(p_now, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint);
+    DELETE FROM request_rates WHERE key_id = p_key AND at <= v_now - p_window;
     SELECT count(*) INTO v_counted FROM request_rates WHERE key_id = p_key;
     IF v_counted >= p_limit THEN
       -- The oldest requests leave the window first: one more fits once the limit-th newest has left.
       SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at DESC OFFSET GREATEST(p_limit, 1) - 1 LIMIT 1;
-      RETURN GREATEST(1, v_leaves + p_window - p_now);
+      RETURN LEAST(p_window, GREATEST(1, v_leaves + p_window - v_now));
     END IF;
-    INSERT INTO request_rates (key_id, at) VALUES (p_key, p_now);
+    INSERT INTO request_rates (key_id, at) VALUES (p_key, v_now);
     RETURN 0;
   END $$;
   `,

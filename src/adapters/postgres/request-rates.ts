@@ -5,23 +5,37 @@ import type { PgContext } from './context';
 const SWEEP_EVERY = 1024;
 const SWEEP_ROWS = 1000;
 
+/** The database's time in epoch milliseconds, in SQL (the statement's start: stable, so `at <=` it can use the index). */
+const DB_NOW_MS = 'floor(extract(epoch FROM now()) * 1000)::bigint';
+
 /**
  * The request-rate log in the shared database (ports/request-rates.ts): every node counts a key's requests in the
  * same log, so `rpm` holds across nodes. One round trip per request of a key that has an `rpm` (keys without one
  * never come here): `aigc_take_rate` (migrations.ts) drops the key's requests that left the window, counts the
- * rest and adds this one, under a per-key advisory lock. Times are the nodes' clocks.
+ * rest and adds this one, under a per-key advisory lock.
+ *
+ * Times are the database's clock, as for leases and channel slots: the nodes' clocks may disagree, and a node
+ * ahead by d then counted the others' requests for the window minus d (or not at all), the others its own for the
+ * window plus d, with Retry-Afters beyond the window. The `now` a caller passes is ignored unless `clock` is
+ * 'caller' (tests of the window arithmetic with explicit times).
  */
-export function postgresRequestRates(ctx: PgContext, windowMs = RATE_WINDOW_MS): RequestRates {
+export function postgresRequestRates(ctx: PgContext, windowMs = RATE_WINDOW_MS, clock: 'database' | 'caller' = 'database'): RequestRates {
   let calls = 0;
   // Each take drops its own key's old requests; a key that stopped sending keeps up to `limit` rows until this.
   const sweep = (now: number) =>
-    ctx.pool
-      .query('DELETE FROM request_rates WHERE ctid IN (SELECT ctid FROM request_rates WHERE at <= $1 LIMIT $2)', [now - windowMs, SWEEP_ROWS])
-      .catch(() => undefined); // best effort: the next sweep tries again
+    (clock === 'caller'
+      ? ctx.pool.query('DELETE FROM request_rates WHERE ctid IN (SELECT ctid FROM request_rates WHERE at <= $1 LIMIT $2)', [now - windowMs, SWEEP_ROWS])
+      : ctx.pool.query(`DELETE FROM request_rates WHERE ctid IN (SELECT ctid FROM request_rates WHERE at <= ${DB_NOW_MS} - $1 LIMIT $2)`, [windowMs, SWEEP_ROWS])
+    ).catch(() => undefined); // best effort: the next sweep tries again
   return {
     async take(keyId, limit, now): Promise<RateDecision> {
       if (++calls % SWEEP_EVERY === 0) void sweep(now);
-      const { rows } = await ctx.pool.query<{ wait: number }>('SELECT aigc_take_rate($1, $2, $3, $4) AS wait', [keyId, limit, now, windowMs]);
+      const { rows } = await ctx.pool.query<{ wait: number }>('SELECT aigc_take_rate($1, $2, $3, $4) AS wait', [
+        keyId,
+        limit,
+        clock === 'caller' ? now : null,
+        windowMs,
+      ]);
       const wait = Number(rows[0]!.wait);
       return wait === 0 ? { ok: true } : { ok: false, retryAfterMs: wait };
     },
