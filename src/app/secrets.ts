@@ -22,22 +22,44 @@ export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: s
   }
   fs.mkdirSync(dataDir, { recursive: true });
   const value = randomBytes(bytes).toString('base64url');
-  let fd: number;
+  // Written whole and flushed under a name of its own, then linked into place: the link fails if another process
+  // (a node sharing the data dir, a CLI command) got there first, and nobody ever reads the file half-written (an
+  // empty or short file is refused, see `checked`: a process starting beside this one stopped on it).
+  const draft = path.join(dataDir, `.${fileName}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = fs.openSync(draft, 'wx', 0o600);
   try {
-    // 'wx': if another process created it first, use theirs rather than overwrite it.
-    fd = fs.openSync(file, 'wx', 0o600);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return { value: checked(file, fs.readFileSync(file, 'utf8'), rule), created: false };
-  }
-  try {
-    fs.writeSync(fd, `${value}\n`);
-    // On disk before it is used: a power cut must not leave an empty file behind a token already printed.
-    fs.fsyncSync(fd);
+    try {
+      fs.writeSync(fd, `${value}\n`);
+      // On disk before it is used: a power cut must not leave an empty file behind a token already printed.
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    try {
+      fs.linkSync(draft, file);
+    } catch (err) {
+      // 'EEXIST': if another process created it first, use theirs rather than overwrite it.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return { value: checked(file, fs.readFileSync(file, 'utf8'), rule), created: false };
+    }
   } finally {
-    fs.closeSync(fd);
+    fs.rmSync(draft, { force: true });
   }
+  syncDirectory(dataDir);
   return { value, created: true };
+}
+
+/** The directory entry made durable too (best effort where a directory cannot be opened for it). */
+function syncDirectory(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // not supported here (some platforms and file systems)
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
 }
 
 /**

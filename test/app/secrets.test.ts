@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { loadOrCreateSecret } from '../../src/app/secrets';
 import { ConfigError, loadConfig } from '../../src/config/env';
 import { runCli } from '../helpers/child';
@@ -42,6 +42,37 @@ describe('admin token and relay secret', () => {
     const made = loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule);
     expect(made.created).toBe(true);
     expect(loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule)).toEqual({ value: made.value, created: false });
+  });
+
+  it('two processes generating at once agree on one value: the other never reads the file half-written (and refuses to start)', () => {
+    const dataDir = tempDir();
+    const rule = { variable: 'AIGC_RELAY_SECRET', minLength: 32 };
+    // The other process (a node sharing the data dir, a CLI command) looks while this one is writing its value.
+    let other: ReturnType<typeof loadOrCreateSecret> | unknown;
+    let looked = false;
+    const write = fs.writeSync;
+    const spy = vi.spyOn(fs, 'writeSync').mockImplementation(((...args: Parameters<typeof fs.writeSync>) => {
+      if (!looked) {
+        looked = true;
+        try {
+          other = loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule);
+        } catch (err) {
+          other = err;
+        }
+      }
+      return (write as (...a: unknown[]) => number)(...args);
+    }) as typeof fs.writeSync);
+    try {
+      const mine = loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule);
+      expect(other).not.toBeInstanceOf(Error);
+      expect((other as { value: string }).value).toBe(mine.value);
+      expect(fs.readFileSync(path.join(dataDir, 'secret'), 'utf8').trim()).toBe(mine.value);
+      // Exactly one of them made it (and would print it, for the admin token).
+      expect([mine.created, (other as { created: boolean }).created].filter(Boolean)).toHaveLength(1);
+      expect(fs.readdirSync(dataDir)).toEqual(['secret']); // nothing left behind
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('a command on a data dir with an empty secret file: one line naming the variable, exit 1', async () => {
