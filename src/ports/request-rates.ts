@@ -9,7 +9,11 @@
 export type RateDecision = { readonly ok: true } | { readonly ok: false; readonly retryAfterMs: number };
 
 export interface RequestRates {
-  /** Counts one request of `keyId` at `now` if fewer than `limit` were counted in the window; else says how long to wait. */
+  /**
+   * Counts one request of `keyId` at `now` if fewer than `limit` were counted in the window; else says how long to
+   * wait (at most the window). A log shared by several nodes keeps time by one clock for all of them instead of
+   * each caller's `now` (PostgreSQL: the database's, as for leases), since the nodes' clocks may disagree.
+   */
   take(keyId: string, limit: number, now: number): RateDecision | Promise<RateDecision>;
 }
 
