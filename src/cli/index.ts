@@ -5,7 +5,7 @@ import { runSubmit } from './submit';
 import { serve } from './serve';
 import { accountCommands } from './admin';
 import { channelCommands } from './channels';
-import { isStoreBusy } from '../ports/store';
+import { isStoreUnavailable } from '../ports/store';
 import { runMigrate } from './migrate';
 
 /** A thin layer: flags → config or arguments → library calls. No relay logic lives here. */
@@ -56,10 +56,11 @@ channelCommands(program, config);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  // A database another process holds locked past the busy timeout (a long write, a psql session): the command can
-  // simply be run again, which one line says; anything else unexpected keeps its stack, for the bug report.
-  if (isStoreBusy(err)) {
-    process.stderr.write('aigc-relay: the database is busy (another process holds its lock); nothing was changed, try again\n');
+  // A database locked by another process past the busy timeout (a long write, a psql session), or one restarting:
+  // the command can simply be run again, which one line says; anything else unexpected keeps its stack, for the bug
+  // report.
+  if (isStoreUnavailable(err)) {
+    process.stderr.write('aigc-relay: the database is busy or unavailable (a lock held elsewhere, a timeout, a restart); try again\n');
     process.exit(1);
   }
   if (!(err instanceof ConfigError)) throw err;

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RelayError, type ErrorCode, statusOf } from '../domain/errors';
-import { isStoreBusy } from '../ports/store';
+import { isStoreUnavailable } from '../ports/store';
 
 /** The one error envelope (Tencent Cloud's), used for every failure the API answers. */
 export function envelope(code: ErrorCode | string, message: string, requestId: string) {
@@ -56,7 +56,7 @@ function allowedValues(errors: readonly ValidationEntry[], first: ValidationEntr
 export function toRelayError(error: FastifyError | Error): RelayError | undefined {
   if (error instanceof RelayError) return error;
   // The database is busy (a lock held too long): the request may well succeed in a moment, so not a 500.
-  if (isStoreBusy(error)) return new RelayError('ResourceUnavailable', 'the database is busy; retry shortly', { retryAfterSeconds: 1, cause: error });
+  if (isStoreUnavailable(error)) return new RelayError('ResourceUnavailable', 'the database is busy or unavailable; retry shortly', { retryAfterSeconds: 1, cause: error });
   const fastifyError = error as FastifyError;
   if (fastifyError.validation && fastifyError.validation.length > 0) {
     const first = fastifyError.validation[0]!;
@@ -93,7 +93,7 @@ export function toRelayError(error: FastifyError | Error): RelayError | undefine
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const relayError = toRelayError(error);
-    if (relayError && isStoreBusy(error)) request.log.warn({ err: error }, 'database busy: answered 503');
+    if (relayError && isStoreUnavailable(error)) request.log.warn({ err: error }, 'database busy or unavailable: answered 503');
     if (relayError) return sendError(reply, relayError);
     request.log.error({ err: error }, 'unhandled error');
     return reply.code(statusOf('InternalError')).send(envelope('InternalError', 'Internal error; quote the RequestId when reporting it.', request.id));

@@ -336,3 +336,16 @@ export function isStoreBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | null | undefined)?.code;
   return typeof code === 'string' && BUSY_CODES.has(code);
 }
+
+/**
+ * PostgreSQL codes with which the server says "not now" about the connection rather than the request: the session
+ * was ended (a restart, `pg_terminate_backend`, the idle-in-transaction timeout), the server is starting or
+ * stopping, the connection failed. A client's request is worth retrying, as for a busy store.
+ */
+const UNAVAILABLE_CODES = new Set(['57P01', '57P02', '57P03', '25P03', '08000', '08003', '08006']);
+
+/** Busy (isStoreBusy) or unavailable for a moment: either way a 503 with Retry-After, not a 500. */
+export function isStoreUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return isStoreBusy(error) || (typeof code === 'string' && UNAVAILABLE_CODES.has(code));
+}

@@ -39,12 +39,14 @@ describe('a busy database', () => {
     // How it arrives from the writer thread: the code survives, the class does not (threads/protocol.ts).
     ['the same, from the writer thread', Object.assign(new Error('database is locked'), { name: 'SqliteError', code: 'SQLITE_BUSY' })],
     ['PostgreSQL statement timeout', Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' })],
+    ['PostgreSQL session ended (restart, pg_terminate_backend)', Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })],
+    ['PostgreSQL starting up', Object.assign(new Error('the database system is starting up'), { code: '57P03' })],
   ])('%s → 503 ResourceUnavailable with Retry-After', async (_name, error) => {
     const res = await submitFailingWith(error);
     expect(res.statusCode).toBe(503);
     expect(res.json().Response.Error.Code).toBe('ResourceUnavailable');
     expect(res.headers['retry-after']).toBe('1');
-    expect(res.json().Response.Error.Message).not.toMatch(/locked|statement/); // no internal detail
+    expect(res.json().Response.Error.Message).not.toMatch(/locked|statement|terminating|starting/); // no internal detail
     expect((await submit()).statusCode).toBe(200);
   });
 
