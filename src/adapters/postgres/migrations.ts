@@ -1,5 +1,6 @@
 import { SchemaTooNewError } from '../schema-too-new';
-import type { Pool } from './database';
+import { checkIdentifier, type Pool } from './database';
+import type { PoolClient } from 'pg';
 
 /**
  * PostgreSQL schema versions, applied in order and recorded in `schema_migrations`. Append; never edit one that has
@@ -11,7 +12,16 @@ import type { Pool } from './database';
  * one row that every node's writes queue on until their commit reaches disk. Here a queue position is counted
  * through the partial index `tasks_queue` instead.
  */
-export const PG_MIGRATIONS: readonly string[] = [
+/**
+ * A migration: SQL run in one transaction with its version row, or indexes built CONCURRENTLY, outside any
+ * transaction, so that the nodes still running keep writing to the table while a new version builds an index on it
+ * (a plain CREATE INDEX blocks every write to the table for the whole build, and on a table of millions of tasks the
+ * other nodes' submits would time out). An interrupted build leaves an invalid index behind, so each one is dropped
+ * first if it exists; the version row is written once every index is built.
+ */
+export type Migration = string | { readonly concurrentIndexes: ReadonlyArray<{ readonly name: string; readonly on: string }> };
+
+export const PG_MIGRATIONS: readonly Migration[] = [
   // Mirrors SQLite 1 (core tables) and 2 (key spend caps, billed flag, price tables, append-only ledger).
   `
   CREATE TABLE accounts (
@@ -403,11 +413,15 @@ export const PG_MIGRATIONS: readonly string[] = [
   // Claims with model quotas (dispatch-queue.ts, CLAIM_WITH_QUOTAS) read each model's queued tasks in dispatch order,
   // and the tasks with work under way, without reading the rest of the queue. The model expression must stay
   // exactly dispatch-queue.ts's MODEL_KEY for the planner to use the index.
-  `
-  CREATE INDEX tasks_queue_model ON tasks(provider, ((input->>'model_name') || ':' || (input->>'model_version')), priority DESC, seq)
-    WHERE state = 'queued';
-  CREATE INDEX tasks_queue_underway ON tasks(provider, priority DESC, seq) WHERE state = 'queued' AND checkpoint IS NOT NULL;
-  `,
+  {
+    concurrentIndexes: [
+      {
+        name: 'tasks_queue_model',
+        on: "tasks(provider, ((input->>'model_name') || ':' || (input->>'model_version')), priority DESC, seq) WHERE state = 'queued'",
+      },
+      { name: 'tasks_queue_underway', on: "tasks(provider, priority DESC, seq) WHERE state = 'queued' AND checkpoint IS NOT NULL" },
+    ],
+  },
   // Per-key request rates (rpm) shared by every node (request-rates.ts): the sliding-window log of each key, taken
   // under a per-key advisory lock so that concurrent submits on several nodes count exactly. On the database's clock:
   // with each node's own, nodes whose clocks disagreed counted each other's requests for a window plus the
@@ -442,13 +456,47 @@ export const PG_MIGRATIONS: readonly string[] = [
   END $$;
   `,
   // The retention purge of ended webhook deliveries (webhooks.ts purge) reads them oldest first.
-  `
-  CREATE INDEX webhook_finished ON webhook_deliveries(finished_at) WHERE finished_at IS NOT NULL;
-  `,
+  { concurrentIndexes: [{ name: 'webhook_finished', on: 'webhook_deliveries(finished_at) WHERE finished_at IS NOT NULL' }] },
 ];
+
+async function inOneTransaction(client: PoolClient, sql: string, version: number): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(sql);
+    await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    throw err;
+  }
+}
+
+async function buildIndexes(client: PoolClient, indexes: ReadonlyArray<{ name: string; on: string }>, version: number): Promise<void> {
+  for (const { name, on } of indexes) {
+    const index = checkIdentifier(name, 'index');
+    await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`); // an earlier, interrupted build's
+    await client.query(`CREATE INDEX CONCURRENTLY ${index} ON ${on}`);
+  }
+  await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
+}
 
 /** Advisory lock key for migrations: one number the whole relay agrees on ("aigc" in ASCII). */
 const MIGRATION_LOCK = 0x61696763;
+
+/**
+ * Waits for the migration lock by trying it now and then rather than by `pg_advisory_lock`: a session waiting in
+ * that call is inside a statement, and CREATE INDEX CONCURRENTLY (buildIndexes) waits for every statement under
+ * way to end, so the node building an index and the node waiting for its lock would wait for each other for ever
+ * (PostgreSQL reports it as a deadlock). Each try is a statement of its own that ends at once.
+ */
+async function takeMigrationLock(client: PoolClient): Promise<void> {
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext(current_schema())) AS locked', [MIGRATION_LOCK]);
+    if (rows[0]?.locked) return;
+    await new Promise((resolve) => setTimeout(resolve, MIGRATION_LOCK_RETRY_MS));
+  }
+}
+const MIGRATION_LOCK_RETRY_MS = 50;
 
 /**
  * Brings the schema up to date. Several nodes starting at once take turns on an advisory lock (session-level, on
@@ -456,7 +504,7 @@ const MIGRATION_LOCK = 0x61696763;
  * is applied in its own transaction with its row in `schema_migrations`, so a crash leaves a whole version or none.
  * Returns the versions applied by this call.
  */
-export async function migrate(pool: Pool, migrations: readonly string[] = PG_MIGRATIONS): Promise<number[]> {
+export async function migrate(pool: Pool, migrations: readonly Migration[] = PG_MIGRATIONS): Promise<number[]> {
   const client = await pool.connect();
   let broken = false;
   try {
@@ -464,7 +512,7 @@ export async function migrate(pool: Pool, migrations: readonly string[] = PG_MIG
     // long (an index on a large table), and so may the wait for another node's.
     await client.query('SET statement_timeout = 0');
     // Scoped to the schema in use, so test runs in separate schemas of one database do not wait on each other.
-    await client.query('SELECT pg_advisory_lock($1, hashtext(current_schema()))', [MIGRATION_LOCK]);
+    await takeMigrationLock(client);
     try {
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
         version INTEGER PRIMARY KEY,
@@ -477,13 +525,11 @@ export async function migrate(pool: Pool, migrations: readonly string[] = PG_MIG
       }
       const applied: number[] = [];
       for (let version = current + 1; version <= migrations.length; version++) {
-        await client.query('BEGIN');
+        const migration = migrations[version - 1]!;
         try {
-          await client.query(migrations[version - 1]!);
-          await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
-          await client.query('COMMIT');
+          if (typeof migration === 'string') await inOneTransaction(client, migration, version);
+          else await buildIndexes(client, migration.concurrentIndexes, version);
         } catch (err) {
-          await client.query('ROLLBACK');
           throw new Error(`migration ${version} failed: ${(err as Error).message}`, { cause: err });
         }
         applied.push(version);
