@@ -36,7 +36,7 @@ export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: s
       fs.closeSync(fd);
     }
     try {
-      fs.linkSync(draft, file);
+      placeWithoutOverwriting(draft, file);
     } catch (err) {
       // 'EEXIST': if another process created it first, use theirs rather than overwrite it.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -47,6 +47,20 @@ export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: s
   }
   syncDirectory(dataDir);
   return { value, created: true };
+}
+
+/**
+ * `draft` at `file` unless `file` exists (EEXIST). A hard link, which appears whole; on a file system without hard
+ * links (some network and container mounts), an exclusive copy of the few bytes instead, rather than no start at all.
+ */
+function placeWithoutOverwriting(draft: string, file: string): void {
+  try {
+    fs.linkSync(draft, file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV'].includes(code)) throw err;
+    fs.copyFileSync(draft, file, fs.constants.COPYFILE_EXCL);
+  }
 }
 
 /** The directory entry made durable too (best effort where a directory cannot be opened for it). */

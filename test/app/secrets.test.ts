@@ -75,6 +75,23 @@ describe('admin token and relay secret', () => {
     }
   });
 
+  it('on a file system without hard links the secret is still made (and still not overwritten when it exists)', () => {
+    const dataDir = tempDir();
+    const rule = { variable: 'AIGC_RELAY_SECRET', minLength: 32 };
+    const spy = vi.spyOn(fs, 'linkSync').mockImplementation(() => {
+      throw Object.assign(new Error('operation not permitted'), { code: 'EPERM' });
+    });
+    try {
+      const made = loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule);
+      expect(made.created).toBe(true);
+      expect(fs.readFileSync(path.join(dataDir, 'secret'), 'utf8').trim()).toBe(made.value);
+      expect(loadOrCreateSecret(dataDir, 'secret', undefined, 32, rule)).toEqual({ value: made.value, created: false });
+      expect(fs.readdirSync(dataDir)).toEqual(['secret']);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('a command on a data dir with an empty secret file: one line naming the variable, exit 1', async () => {
     const dataDir = tempDir();
     fs.writeFileSync(path.join(dataDir, 'secret'), '');
