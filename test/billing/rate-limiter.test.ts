@@ -3,6 +3,7 @@ import { InProcessRates } from '../../src/adapters/in-process-rates';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { postgresRequestRates } from '../../src/adapters/postgres/request-rates';
 import type { RequestRates } from '../../src/ports/request-rates';
+import { eventually } from '../helpers/eventually';
 import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
 
 /** One conformance suite for every request-rate log (ports/request-rates.ts), with explicit times. */
@@ -102,6 +103,21 @@ if (unavailable) warnSkipped('postgres request rates', unavailable);
     const second = await behind.take('first-ahead', 1, now);
     expect(second.ok).toBe(false);
     expect((second as { retryAfterMs: number }).retryAfterMs).toBeLessThanOrEqual(60_000);
+  });
+
+  it('the sweep of idle keys\' old requests brings their counts down with them (a key is not refused for requests that left)', async () => {
+    const store = await open();
+    const rates = postgresRequestRates(store.ctx, 1000, 'caller');
+    expect((await rates.take('idle', 1, 0)).ok).toBe(true);
+    // Every 1,024th take also sweeps every key's requests that left the window: this one's, here.
+    for (let i = 0; i < 1023; i++) await rates.take('busy', 100_000, 5000);
+    await eventually('the sweep to remove the idle key\'s request', 10_000, async () => {
+      const { rows } = await store.ctx.pool.query("SELECT count(*)::int AS n FROM request_rates WHERE key_id = 'idle'");
+      return rows[0].n === 0 ? true : undefined;
+    });
+    const counted = await store.ctx.pool.query("SELECT n FROM request_rate_counts WHERE key_id = 'idle'");
+    expect(counted.rows).toEqual([{ n: 0 }]);
+    expect(await rates.take('idle', 1, 5000)).toEqual({ ok: true });
   });
 
   it('two nodes on one database share each key\'s window: a key gets `limit`, not `limit` per node', async () => {

@@ -435,23 +435,35 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   );
   CREATE INDEX request_rates_key ON request_rates(key_id, at);
   CREATE INDEX request_rates_at ON request_rates(at);
+  -- How many rows each key has in request_rates, kept by whoever inserts or deletes them, so that a take costs the
+  -- same whatever the key's rpm (counting the log itself read up to rpm index entries per request).
+  CREATE TABLE request_rate_counts (
+    key_id TEXT PRIMARY KEY,
+    n INTEGER NOT NULL CHECK (n >= 0)
+  );
   CREATE FUNCTION aigc_take_rate(p_key text, p_limit integer, p_now bigint, p_window bigint) RETURNS bigint
   LANGUAGE plpgsql AS $$
   DECLARE
     v_now bigint;
+    v_gone integer;
     v_counted integer;
     v_leaves bigint;
   BEGIN
     PERFORM pg_advisory_xact_lock(1918989413, hashtext(p_key)); -- "rate"
     v_now := COALESCE(p_now, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint);
-    DELETE FROM request_rates WHERE key_id = p_key AND at <= v_now - p_window;
-    SELECT count(*) INTO v_counted FROM request_rates WHERE key_id = p_key;
+    WITH gone AS (DELETE FROM request_rates WHERE key_id = p_key AND at <= v_now - p_window RETURNING 1)
+    SELECT count(*) INTO v_gone FROM gone;
+    UPDATE request_rate_counts SET n = n - v_gone WHERE key_id = p_key RETURNING n INTO v_counted;
+    v_counted := COALESCE(v_counted, 0);
     IF v_counted >= p_limit THEN
-      -- The oldest requests leave the window first: one more fits once the limit-th newest has left.
-      SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at DESC OFFSET GREATEST(p_limit, 1) - 1 LIMIT 1;
+      -- The oldest requests leave the window first: one more fits once the limit-th newest has left, that is the
+      -- (counted - limit)-th oldest (0-based), which is the oldest itself unless the limit was lowered.
+      SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at OFFSET v_counted - GREATEST(p_limit, 1) LIMIT 1;
       RETURN LEAST(p_window, GREATEST(1, v_leaves + p_window - v_now));
     END IF;
     INSERT INTO request_rates (key_id, at) VALUES (p_key, v_now);
+    INSERT INTO request_rate_counts (key_id, n) VALUES (p_key, 1)
+      ON CONFLICT (key_id) DO UPDATE SET n = request_rate_counts.n + 1;
     RETURN 0;
   END $$;
   `,

@@ -11,8 +11,9 @@ const DB_NOW_MS = 'floor(extract(epoch FROM now()) * 1000)::bigint';
 /**
  * The request-rate log in the shared database (ports/request-rates.ts): every node counts a key's requests in the
  * same log, so `rpm` holds across nodes. One round trip per request of a key that has an `rpm` (keys without one
- * never come here): `aigc_take_rate` (migrations.ts) drops the key's requests that left the window, counts the
- * rest and adds this one, under a per-key advisory lock.
+ * never come here): `aigc_take_rate` (migrations.ts) drops the key's requests that left the window, reads the
+ * key's count (kept beside the log, so a take costs the same whatever the rpm) and adds this one, under a per-key
+ * advisory lock.
  *
  * Times are the database's clock, as for leases and channel slots: the nodes' clocks may disagree, and a node
  * ahead by d then counted the others' requests for the window minus d (or not at all), the others its own for the
@@ -22,10 +23,16 @@ const DB_NOW_MS = 'floor(extract(epoch FROM now()) * 1000)::bigint';
 export function postgresRequestRates(ctx: PgContext, windowMs = RATE_WINDOW_MS, clock: 'database' | 'caller' = 'database'): RequestRates {
   let calls = 0;
   // Each take drops its own key's old requests; a key that stopped sending keeps up to `limit` rows until this.
+  // The counts (request_rate_counts) go down with the rows, in the same statement.
+  const sweepSql = (cutoff: string) =>
+    `WITH gone AS (
+       DELETE FROM request_rates WHERE ctid IN (SELECT ctid FROM request_rates WHERE at <= ${cutoff} LIMIT $2) RETURNING key_id),
+     per_key AS (SELECT key_id, count(*)::integer AS n FROM gone GROUP BY key_id)
+     UPDATE request_rate_counts c SET n = c.n - per_key.n FROM per_key WHERE c.key_id = per_key.key_id`;
   const sweep = (now: number) =>
     (clock === 'caller'
-      ? ctx.pool.query('DELETE FROM request_rates WHERE ctid IN (SELECT ctid FROM request_rates WHERE at <= $1 LIMIT $2)', [now - windowMs, SWEEP_ROWS])
-      : ctx.pool.query(`DELETE FROM request_rates WHERE ctid IN (SELECT ctid FROM request_rates WHERE at <= ${DB_NOW_MS} - $1 LIMIT $2)`, [windowMs, SWEEP_ROWS])
+      ? ctx.pool.query(sweepSql('$1::bigint'), [now - windowMs, SWEEP_ROWS])
+      : ctx.pool.query(sweepSql(`${DB_NOW_MS} - $1::bigint`), [windowMs, SWEEP_ROWS])
     ).catch(() => undefined); // best effort: the next sweep tries again
   return {
     async take(keyId, limit, now): Promise<RateDecision> {
