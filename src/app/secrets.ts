@@ -36,7 +36,7 @@ export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: s
       fs.closeSync(fd);
     }
     try {
-      placeWithoutOverwriting(draft, file);
+      placeWithoutOverwriting(draft, file, `${value}\n`);
     } catch (err) {
       // 'EEXIST': if another process created it first, use theirs rather than overwrite it.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -51,15 +51,29 @@ export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: s
 
 /**
  * `draft` at `file` unless `file` exists (EEXIST). A hard link, which appears whole; on a file system without hard
- * links (some network and container mounts), an exclusive copy of the few bytes instead, rather than no start at all.
+ * links (some network and container mounts), `content` written to `file` created exclusively instead, rather than
+ * no start at all: flushed like the draft before the value is used (a copy is not, and a power cut could leave an
+ * empty file behind a token already printed), and removed again if it cannot be written whole.
  */
-function placeWithoutOverwriting(draft: string, file: string): void {
+function placeWithoutOverwriting(draft: string, file: string, content: string): void {
   try {
     fs.linkSync(draft, file);
+    return;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
     if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV'].includes(code)) throw err;
-    fs.copyFileSync(draft, file, fs.constants.COPYFILE_EXCL);
+  }
+  const fd = fs.openSync(file, 'wx', 0o600); // EEXIST: another process placed it first
+  try {
+    try {
+      fs.writeSync(fd, content);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    fs.rmSync(file, { force: true }); // ours, and not whole: no start may read it
+    throw err;
   }
 }
 

@@ -92,6 +92,40 @@ describe('admin token and relay secret', () => {
     }
   });
 
+  it('without hard links the placed file itself is flushed before the secret is used (a power cut leaves no empty file behind a printed token)', () => {
+    const dataDir = tempDir();
+    const file = path.join(dataDir, 'admin_token');
+    const rule = { variable: 'AIGC_RELAY_ADMIN_TOKEN', minLength: 16 };
+    const opened = new Map<number, string>();
+    const flushed: string[] = [];
+    const realOpen = fs.openSync.bind(fs);
+    const realFsync = fs.fsyncSync.bind(fs);
+    const spies = [
+      vi.spyOn(fs, 'linkSync').mockImplementation(() => {
+        throw Object.assign(new Error('operation not permitted'), { code: 'EPERM' });
+      }),
+      vi.spyOn(fs, 'openSync').mockImplementation(((p: fs.PathLike, ...rest: unknown[]) => {
+        const fd = (realOpen as (...a: unknown[]) => number)(p, ...rest);
+        opened.set(fd, String(p));
+        return fd;
+      }) as typeof fs.openSync),
+      vi.spyOn(fs, 'fsyncSync').mockImplementation((fd: number) => {
+        flushed.push(opened.get(fd) ?? '?');
+        realFsync(fd);
+      }),
+    ];
+    try {
+      const made = loadOrCreateSecret(dataDir, 'admin_token', undefined, 24, rule);
+      expect(made.created).toBe(true);
+      expect(flushed).toContain(file);
+      expect(fs.readFileSync(file, 'utf8').trim()).toBe(made.value);
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      expect(fs.readdirSync(dataDir)).toEqual(['admin_token']);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+  });
+
   it('a command on a data dir with an empty secret file: one line naming the variable, exit 1', async () => {
     const dataDir = tempDir();
     fs.writeFileSync(path.join(dataDir, 'secret'), '');
