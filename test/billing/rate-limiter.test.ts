@@ -120,6 +120,18 @@ if (unavailable) warnSkipped('postgres request rates', unavailable);
     expect(await rates.take('idle', 1, 5000)).toEqual({ ok: true });
   });
 
+  it('a key whose requests were deleted by hand (the count left behind) is counted again, not refused for ever', async () => {
+    const store = await open();
+    const rates = postgresRequestRates(store.ctx, 60_000, 'caller');
+    expect((await rates.take('k', 2, 0)).ok).toBe(true);
+    expect((await rates.take('k', 2, 1)).ok).toBe(true);
+    expect((await rates.take('k', 2, 2)).ok).toBe(false);
+    await store.ctx.pool.query("DELETE FROM request_rates WHERE key_id = 'k'"); // an operator's clean-up
+    expect(await rates.take('k', 2, 3)).toEqual({ ok: true });
+    expect(await rates.take('k', 2, 4)).toEqual({ ok: true });
+    expect(await rates.take('k', 2, 5)).toEqual({ ok: false, retryAfterMs: 59_998 });
+  });
+
   it('two nodes on one database share each key\'s window: a key gets `limit`, not `limit` per node', async () => {
     const [a, b] = [await open(), await open()];
     const nodes = [postgresRequestRates(a.ctx), postgresRequestRates(b.ctx)];

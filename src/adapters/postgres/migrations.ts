@@ -459,7 +459,18 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       -- The oldest requests leave the window first: one more fits once the limit-th newest has left, that is the
       -- (counted - limit)-th oldest (0-based), which is the oldest itself unless the limit was lowered.
       SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at OFFSET v_counted - GREATEST(p_limit, 1) LIMIT 1;
-      RETURN LEAST(p_window, GREATEST(1, v_leaves + p_window - v_now));
+      IF v_leaves IS NULL THEN
+        -- The count ran ahead of the log (rows deleted by something that did not count them, e.g. by hand): count
+        -- again and go on with the true figure, rather than refuse the key for ever.
+        SELECT count(*) INTO v_counted FROM request_rates WHERE key_id = p_key;
+        UPDATE request_rate_counts SET n = v_counted WHERE key_id = p_key;
+        IF v_counted >= p_limit THEN
+          SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at OFFSET v_counted - GREATEST(p_limit, 1) LIMIT 1;
+        END IF;
+      END IF;
+      IF v_leaves IS NOT NULL THEN
+        RETURN LEAST(p_window, GREATEST(1, v_leaves + p_window - v_now));
+      END IF;
     END IF;
     INSERT INTO request_rates (key_id, at) VALUES (p_key, v_now);
     INSERT INTO request_rate_counts (key_id, n) VALUES (p_key, 1)
