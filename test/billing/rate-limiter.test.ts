@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InProcessRates } from '../../src/adapters/in-process-rates';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { postgresRequestRates } from '../../src/adapters/postgres/request-rates';
@@ -130,6 +130,27 @@ if (unavailable) warnSkipped('postgres request rates', unavailable);
     expect(await rates.take('k', 2, 3)).toEqual({ ok: true });
     expect(await rates.take('k', 2, 4)).toEqual({ ok: true });
     expect(await rates.take('k', 2, 5)).toEqual({ ok: false, retryAfterMs: 59_998 });
+  });
+
+  it('a take aborted as a deadlock (with a sweep deleting the same rows) is tried once more, not failed', async () => {
+    const store = await open();
+    const rates = postgresRequestRates(store.ctx, 60_000, 'caller');
+    const query = store.ctx.pool.query.bind(store.ctx.pool) as (...args: unknown[]) => Promise<unknown>;
+    let aborted = 0;
+    const spy = vi.spyOn(store.ctx.pool, 'query').mockImplementation(((...args: unknown[]) => {
+      if (aborted === 0 && String(args[0]).includes('aigc_take_rate')) {
+        aborted++;
+        return Promise.reject(Object.assign(new Error('deadlock detected'), { code: '40P01' }));
+      }
+      return query(...args);
+    }) as never);
+    try {
+      expect(await rates.take('k', 1, 0)).toEqual({ ok: true });
+      expect(aborted).toBe(1);
+      expect(await rates.take('k', 1, 1)).toEqual({ ok: false, retryAfterMs: 59_999 }); // counted once, not twice
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('two nodes on one database share each key\'s window: a key gets `limit`, not `limit` per node', async () => {

@@ -1,5 +1,6 @@
 import { RATE_WINDOW_MS, type RateDecision, type RequestRates } from '../../ports/request-rates';
 import type { PgContext } from './context';
+import { pgCode } from './database';
 
 /** A request of a key that sent nothing since is forgotten by a sweep this often (in calls), at most this many rows at a time. */
 const SWEEP_EVERY = 1024;
@@ -37,12 +38,15 @@ export function postgresRequestRates(ctx: PgContext, windowMs = RATE_WINDOW_MS, 
   return {
     async take(keyId, limit, now): Promise<RateDecision> {
       if (++calls % SWEEP_EVERY === 0) void sweep(now);
-      const { rows } = await ctx.pool.query<{ wait: number }>('SELECT aigc_take_rate($1, $2, $3, $4) AS wait', [
-        keyId,
-        limit,
-        clock === 'caller' ? now : null,
-        windowMs,
-      ]);
+      const params = [keyId, limit, clock === 'caller' ? now : null, windowMs];
+      const run = () => ctx.pool.query<{ wait: number }>('SELECT aigc_take_rate($1, $2, $3, $4) AS wait', params);
+      // The sweep deletes rows of any key without the key's lock, so it and a take can each hold rows the other
+      // wants: PostgreSQL then aborts one of them as a deadlock. The take is worth one more try (the sweep's own
+      // failure is simply the next sweep's work), rather than a submit answered 500.
+      const { rows } = await run().catch((err: unknown) => {
+        if (pgCode(err) !== '40P01') throw err;
+        return run();
+      });
       const wait = Number(rows[0]!.wait);
       return wait === 0 ? { ok: true } : { ok: false, retryAfterMs: wait };
     },
