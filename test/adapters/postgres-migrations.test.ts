@@ -3,16 +3,13 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/adapters/postgres';
 import { clientConfig, createPool } from '../../src/adapters/postgres/database';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 
 /**
  * Index migrations on PostgreSQL are built CONCURRENTLY (migrations.ts `concurrentIndexes`): nodes still running the
  * previous version keep writing to the table while a new version builds an index on it.
  */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('postgres index migrations', unavailable);
-
-(unavailable ? describe.skip : describe)('postgres index migrations', () => {
+await describeWithPostgres('postgres index migrations', 'postgres index migrations', () => {
   let db: TestDatabase;
   let schema: string;
   beforeEach(async () => {

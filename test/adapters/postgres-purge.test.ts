@@ -1,17 +1,14 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PURGE_BATCH } from '../../src/adapters/batched-delete';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 
 /**
  * PostgreSQL purges of expired Idempotency-Keys and session ids run in bounded statements, as SQLite's do: every
  * statement is bounded in time (statement_timeout), so one DELETE of a large backlog would fail every hour and the
  * backlog would never go.
  */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('postgres purges', unavailable);
-
-(unavailable ? describe.skip : describe)('postgres purges', () => {
+await describeWithPostgres('postgres purges', 'postgres purges', () => {
   let db: TestDatabase;
   let store: PostgresStore;
   beforeEach(async () => {

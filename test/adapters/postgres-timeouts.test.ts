@@ -4,17 +4,14 @@ import { createPostgresStore, migrate, type PostgresStore } from '../../src/adap
 import { clientConfig, createPool, inTransaction, pgCode } from '../../src/adapters/postgres/database';
 import { isStoreBusy, type NewTask } from '../../src/ports/store';
 import { INPUT } from '../conformance/store.conformance';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 
 /**
  * Statement timeouts on the PostgreSQL pools (database.ts `statementTimeoutMs`): a statement stuck behind a lock
  * fails instead of holding its connection, and the writes queued behind it, for ever; what must not be bounded
  * (migrations, the LISTEN connection) is not.
  */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('postgres statement timeouts', unavailable);
-
-(unavailable ? describe.skip : describe)('postgres statement timeouts', () => {
+await describeWithPostgres('postgres statement timeouts', 'postgres statement timeouts', () => {
   let db: TestDatabase;
   let schema: string;
   const closers: Array<() => Promise<unknown>> = [];

@@ -10,7 +10,7 @@ import type { NewTask } from '../../src/ports/store';
 import { ChannelPool } from '../../src/worker/channel-pool';
 import { INPUT } from '../conformance/store.conformance';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 
 /**
  * What only the PostgreSQL adapter has: migrations under an advisory lock, wake-ups by LISTEN/NOTIFY, leases
@@ -30,10 +30,8 @@ const CHANNEL: ChannelRecord = {
   models: ['GEM'], priority: 0, weight: 1, maxConcurrency: 1, enabled: true, eventsEnabled: false, createdAt: 0, updatedAt: 0,
 };
 
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('postgres adapter', unavailable);
 
-(unavailable ? describe.skip : describe)('postgres adapter', () => {
+await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
   let db: TestDatabase;
   let schema: string;
   const open: Array<{ close(): Promise<void> } | { stop(): Promise<void> }> = [];

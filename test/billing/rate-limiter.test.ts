@@ -4,7 +4,7 @@ import { createPostgresStore, type PostgresStore } from '../../src/adapters/post
 import { postgresRequestRates } from '../../src/adapters/postgres/request-rates';
 import type { RequestRates } from '../../src/ports/request-rates';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 
 /** One conformance suite for every request-rate log (ports/request-rates.ts), with explicit times. */
 function requestRatesConformance(name: string, make: (windowMs: number) => Promise<RequestRates>) {
@@ -59,10 +59,8 @@ describe('in-process request rates', () => {
   });
 });
 
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('postgres request rates', unavailable);
 
-(unavailable ? describe.skip : describe)('postgres request rates', () => {
+await describeWithPostgres('postgres request rates', 'postgres request rates', () => {
   let db: TestDatabase;
   let schema: string;
   const stores: PostgresStore[] = [];

@@ -4,14 +4,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PG_MIGRATIONS } from '../../src/adapters/postgres';
 import { createPool } from '../../src/adapters/postgres/database';
 import { runCli } from '../helpers/child';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 import { tempDir } from '../helpers/relay';
 
 /** Operator commands against a PostgreSQL database that several relay nodes share (each test: its own database). */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('commands on a shared PostgreSQL database', unavailable);
-
-(unavailable ? describe.skip : describe)('commands on a shared PostgreSQL database', () => {
+await describeWithPostgres('commands on a shared PostgreSQL database', 'commands on a shared PostgreSQL database', () => {
   const dbs: TestDatabase[] = [];
   const database = async () => {
     const db = await createTestDatabase('relay_cli');

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 import { openRelay, PROMPT_BODY, tempDir } from '../helpers/relay';
 import { expectEnvelope } from './envelope';
 
@@ -10,10 +10,7 @@ import { expectEnvelope } from './envelope';
  * that carries one: without the HTTP layer's refusal, either in a prompt (a NUL also in an id) was a 500 on this
  * store (and only on this one).
  */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('NUL characters and lone surrogates on a PostgreSQL relay', unavailable);
-
-(unavailable ? describe.skip : describe)('NUL characters and lone surrogates on a PostgreSQL relay', () => {
+await describeWithPostgres('NUL characters and lone surrogates on a PostgreSQL relay', 'NUL characters and lone surrogates on a PostgreSQL relay', () => {
   let db: TestDatabase | undefined;
   let relay: Relay | undefined;
   afterAll(async () => {

@@ -1,15 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
-import { postgresUnavailable, warnSkipped } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres';
 import { PROMPT_BODY, waitForTask } from '../helpers/relay';
 import { startCluster, type TestCluster } from './cluster';
 
 /** A cancel (or force-fail) answered by one node stops the provider call running on another node. */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('cancel across nodes (PostgreSQL)', unavailable);
-
-(unavailable ? describe.skip : describe)('settling a task on another node', () => {
+await describeWithPostgres('settling a task on another node', 'cancel across nodes (PostgreSQL)', () => {
   let cluster: TestCluster | undefined;
   afterAll(() => cluster?.close());
 

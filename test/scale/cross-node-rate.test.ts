@@ -1,15 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
-import { postgresUnavailable, warnSkipped } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres';
 import { PROMPT_BODY } from '../helpers/relay';
 import { startCluster, type TestCluster } from './cluster';
 
 /** A key's `rpm` holds across the nodes of one PostgreSQL database (ports/request-rates.ts), not per node. */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('rpm across nodes (PostgreSQL)', unavailable);
-
-(unavailable ? describe.skip : describe)('rpm across nodes', () => {
+await describeWithPostgres('rpm across nodes', 'rpm across nodes (PostgreSQL)', () => {
   let cluster: TestCluster | undefined;
   afterAll(() => cluster?.close());
 

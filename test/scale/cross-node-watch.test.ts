@@ -2,15 +2,12 @@ import http from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
-import { postgresUnavailable, warnSkipped } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres';
 import { PROMPT_BODY } from '../helpers/relay';
 import { startCluster, type TestCluster } from './cluster';
 
 /** A watcher on one node (`Prefer: wait`, the event stream) hears of a task that ends on another node. */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('watching a task across nodes (PostgreSQL)', unavailable);
-
-(unavailable ? describe.skip : describe)('watching a task that runs on another node', () => {
+await describeWithPostgres('watching a task that runs on another node', 'watching a task across nodes (PostgreSQL)', () => {
   let cluster: TestCluster | undefined;
   afterAll(() => cluster?.close());
 

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { apiClient, type ApiClient } from '../helpers/api';
 import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 import { PROMPT_BODY, tempDir } from '../helpers/relay';
 
 /**
@@ -14,15 +14,13 @@ import { PROMPT_BODY, tempDir } from '../helpers/relay';
  * it runs tasks, and the books must come out exact: every task succeeded once, with one capture and one output file,
  * and no node ever ran more than its own concurrency.
  */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('multi-node (3 relays on one PostgreSQL)', unavailable);
 
 const TASKS = 500;
 const CONCURRENCY = 3; // AIGC_RELAY_PREVIEW_CONCURRENCY: each node's own lane limit
 const NODES = ['node-0', 'node-1', 'node-2'];
 const VICTIM = 1;
 
-(unavailable ? describe.skip : describe)('multi-node on one PostgreSQL', () => {
+await describeWithPostgres('multi-node on one PostgreSQL', 'multi-node (3 relays on one PostgreSQL)', () => {
   let db: TestDatabase | undefined;
   let sql: pg.Pool | undefined;
   const procs: RelayProcess[] = [];

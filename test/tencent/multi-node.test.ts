@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
-import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
 import { waitUntil } from '../helpers/eventually';
 import { openRelay, tempDir, waitForTask } from '../helpers/relay';
 import { FAST, makeAccount } from './harness';
@@ -11,10 +11,7 @@ import { TencentTestServer } from './server';
  * Two relay nodes on one PostgreSQL share a channel: its max_concurrency holds for both together (the slots are
  * counted in the database), and every task completes once.
  */
-const unavailable = await postgresUnavailable();
-if (unavailable) warnSkipped('tencent channels on two nodes (PostgreSQL)', unavailable);
-
-(unavailable ? describe.skip : describe)('a channel shared by two nodes', () => {
+await describeWithPostgres('a channel shared by two nodes', 'tencent channels on two nodes (PostgreSQL)', () => {
   let db: TestDatabase | undefined;
   let server: TencentTestServer | undefined;
   const nodes: Relay[] = [];
