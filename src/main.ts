@@ -122,7 +122,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? pino({ level: config.logLevel, base: { service: 'aigc-relay' } });
   try {
-    fs.mkdirSync(config.dataDir, { recursive: true });
+    fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 }); // secrets, database and images: this user's only
   } catch (err) {
     throw new ConfigError('AIGC_RELAY_DATA_DIR', `cannot be used: ${(err as Error).message}`);
   }

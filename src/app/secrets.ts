@@ -20,7 +20,7 @@ export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: s
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  fs.mkdirSync(dataDir, { recursive: true });
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const value = randomBytes(bytes).toString('base64url');
   // Written whole and flushed under a name of its own, then linked into place: the link fails if another process
   // (a node sharing the data dir, a CLI command) got there first, and nobody ever reads the file half-written (an

@@ -17,7 +17,7 @@ export function openDatabase(file: string): Db {
 
 /** `openDatabase`, also saying which schema versions this call applied (what `aigc-relay migrate` reports). */
 export function openAndMigrate(file: string): { db: Db; applied: number[] } {
-  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+  if (file !== ':memory:') createPrivately(file);
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
@@ -28,6 +28,20 @@ export function openAndMigrate(file: string): { db: Db; applied: number[] } {
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/**
+ * The database holds webhook secrets, sealed channel keys and every client's tasks: a new one is created readable by
+ * this user only (SQLite gives its -wal and -shm files the database file's permissions), in a directory that is
+ * private too when this call creates it. An existing file or directory keeps the permissions its operator gave it.
+ */
+function createPrivately(file: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  try {
+    fs.closeSync(fs.openSync(file, 'wx', 0o600)); // an empty file is an empty database to SQLite
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
 }
 
