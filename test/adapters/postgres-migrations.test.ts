@@ -3,7 +3,8 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/adapters/postgres';
 import { clientConfig, createPool } from '../../src/adapters/postgres/database';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 
 /**
  * Index migrations on PostgreSQL are built CONCURRENTLY (migrations.ts `concurrentIndexes`): nodes still running the

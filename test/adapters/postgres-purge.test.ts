@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PURGE_BATCH } from '../../src/adapters/batched-delete';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 
 /**
  * PostgreSQL purges of expired Idempotency-Keys and session ids run in bounded statements, as SQLite's do: every

@@ -4,7 +4,8 @@ import { createPostgresStore, migrate, type PostgresStore } from '../../src/adap
 import { clientConfig, createPool, inTransaction, pgCode } from '../../src/adapters/postgres/database';
 import { isStoreBusy, type NewTask } from '../../src/ports/store';
 import { INPUT } from '../conformance/store.conformance';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 
 /**
  * Statement timeouts on the PostgreSQL pools (database.ts `statementTimeoutMs`): a statement stuck behind a lock

@@ -10,7 +10,8 @@ import type { NewTask } from '../../src/ports/store';
 import { ChannelPool } from '../../src/worker/channel-pool';
 import { INPUT } from '../conformance/store.conformance';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 
 /**
  * What only the PostgreSQL adapter has: migrations under an advisory lock, wake-ups by LISTEN/NOTIFY, leases

@@ -4,7 +4,8 @@ import { createPostgresStore, type PostgresStore } from '../../src/adapters/post
 import { postgresRequestRates } from '../../src/adapters/postgres/request-rates';
 import type { RequestRates } from '../../src/ports/request-rates';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 
 /** One conformance suite for every request-rate log (ports/request-rates.ts), with explicit times. */
 function requestRatesConformance(name: string, make: (windowMs: number) => Promise<RequestRates>) {

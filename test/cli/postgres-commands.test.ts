@@ -4,7 +4,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PG_MIGRATIONS } from '../../src/adapters/postgres';
 import { createPool } from '../../src/adapters/postgres/database';
 import { runCli } from '../helpers/child';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 import { tempDir } from '../helpers/relay';
 
 /** Operator commands against a PostgreSQL database that several relay nodes share (each test: its own database). */

@@ -1,9 +1,8 @@
-import { describe } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
 /**
- * PostgreSQL for tests: the server at 127.0.0.1:5432 (user postgres, trust auth), or AIGC_RELAY_TEST_PG_URL. Each
+ * PostgreSQL for tests (and for the bench, which runs outside vitest: nothing here may import it): the server at 127.0.0.1:5432 (user postgres, trust auth), or AIGC_RELAY_TEST_PG_URL. Each
  * test file makes its own database under a random name and drops it afterwards (graphile-worker style), so files
  * run in parallel without seeing each other's rows or notifications; within a file, each test takes a fresh schema.
  */
@@ -56,17 +55,6 @@ export async function createTestDatabase(prefix = 'relay_test'): Promise<TestDat
     // FORCE: a relay process killed with -9 may leave a connection behind for a moment.
     drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
   };
-}
-
-/**
- * `describe` for a suite that needs the test PostgreSQL: registered as skipped, with a visible notice naming
- * `skipNotice` and the reason, when none answers (the machines this project runs on have one; others may not).
- * `await describeWithPostgres(…)` at the top level of the test file.
- */
-export async function describeWithPostgres(name: string, skipNotice: string, body: () => void): Promise<void> {
-  const unavailable = await postgresUnavailable();
-  if (unavailable) warnSkipped(skipNotice, unavailable);
-  (unavailable ? describe.skip : describe)(name, body);
 }
 
 /** The visible notice for a skipped PostgreSQL suite. */

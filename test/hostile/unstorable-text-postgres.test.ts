@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 import { openRelay, PROMPT_BODY, tempDir } from '../helpers/relay';
 import { expectEnvelope } from './envelope';
 

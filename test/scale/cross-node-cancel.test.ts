@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
-import { describeWithPostgres } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 import { PROMPT_BODY, waitForTask } from '../helpers/relay';
 import { startCluster, type TestCluster } from './cluster';
 

@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { apiClient, type ApiClient } from '../helpers/api';
 import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, describeWithPostgres, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
 import { PROMPT_BODY, tempDir } from '../helpers/relay';
 
 /**
