@@ -16,7 +16,7 @@ import type { IdempotencyStore, WebhookStore } from './delivery-store';
 export interface Account {
   readonly id: string;
   readonly name: string;
-  /** Credits owned (top-ups minus captures). */
+  /** Credits owned (top-ups and adjustments minus captures). */
   readonly balance: number;
   /** Credits reserved by unfinished tasks; `balance - held` is what can still be spent. */
   readonly held: number;
@@ -89,6 +89,14 @@ export interface AuditDifference {
   readonly message: string;
 }
 
+export type AdjustOutcome =
+  | { readonly ok: true; readonly balance: number }
+  | { readonly ok: false; readonly reason: 'unknown_account' }
+  /** What the account had available (`balance - held`) when the adjustment was refused. */
+  | { readonly ok: false; readonly reason: 'insufficient_balance'; readonly available: number }
+  /** The balance would pass Number.MAX_SAFE_INTEGER. */
+  | { readonly ok: false; readonly reason: 'balance_limit'; readonly balance: number };
+
 export interface AccountStore {
   createAccount(input: {
     id: string;
@@ -109,6 +117,14 @@ export interface AccountStore {
    * account or when the balance would pass Number.MAX_SAFE_INTEGER (money must stay exact as a JS number).
    */
   topUp(accountId: string, amount: number, reference: string | undefined, now: number): Promise<number | undefined>;
+  /**
+   * An operator's correction: adds `amount` (a non-zero safe integer; negative takes credits away) to the balance and
+   * writes the ledger row (kind `adjust`, `reason` as its reference), in one transaction with the account's row
+   * locked. Refused, with nothing written, for an unknown account, when a negative amount would leave less than
+   * nothing available (`balance - held`: credits held by unfinished tasks cannot be taken back), or when the balance
+   * would pass Number.MAX_SAFE_INTEGER.
+   */
+  adjust(accountId: string, amount: number, reason: string, now: number): Promise<AdjustOutcome>;
   ledger(accountId: string, limit: number): Promise<LedgerEntry[]>;
   /**
    * Recomputes every account's balance and held from the ledger and checks each task's ledger rows against its

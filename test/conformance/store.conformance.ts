@@ -117,6 +117,64 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.accounts.ledger(a.id, 10)).map((e) => e.amount)).toEqual([Number.MAX_SAFE_INTEGER - big - 1, 1, big]);
       });
 
+      it('adjusts a balance up and down, each with its ledger row (kind adjust, the reason kept); the books still balance', async () => {
+        const { accountId } = await account(100);
+        expect(await store.accounts.adjust(accountId, 50, 'goodwill', 3)).toEqual({ ok: true, balance: 150 });
+        expect(await store.accounts.adjust(accountId, -120, 'wrong top-up on invoice 7', 4)).toEqual({ ok: true, balance: 30 });
+        expect(await store.accounts.getAccount(accountId)).toMatchObject({ balance: 30, held: 0 });
+        const [newest, older] = await store.accounts.ledger(accountId, 10);
+        expect(newest).toMatchObject({ kind: 'adjust', amount: -120, reference: 'wrong top-up on invoice 7', createdAt: 4 });
+        expect(newest!.taskId).toBeUndefined();
+        expect(older).toMatchObject({ kind: 'adjust', amount: 50, reference: 'goodwill', createdAt: 3 });
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('a negative adjustment takes only available credits (never held ones); a refusal writes nothing', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 70));
+        const ledgerBefore = await store.accounts.ledger(owner.accountId, 100);
+        expect(await store.accounts.adjust(owner.accountId, -31, 'claw back', 3)).toEqual({ ok: false, reason: 'insufficient_balance', available: 30 });
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 100, held: 70 });
+        expect(await store.accounts.ledger(owner.accountId, 100)).toEqual(ledgerBefore);
+        // Down to exactly nothing available is allowed; the held task still settles.
+        expect(await store.accounts.adjust(owner.accountId, -30, 'claw back', 4)).toEqual({ ok: true, balance: 70 });
+        expect(await store.accounts.adjust(owner.accountId, -1, 'one more', 5)).toEqual({ ok: false, reason: 'insufficient_balance', available: 0 });
+        await store.tasks.markRunning(task.id, 5);
+        expect(await store.tasks.finish(task.id, success(task), 6)).toBe(true);
+        expect(await store.accounts.getAccount(owner.accountId)).toMatchObject({ balance: 0, held: 0 });
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('an adjustment of an unknown account, or past 2^53 - 1, is refused and writes nothing', async () => {
+        expect(await store.accounts.adjust('acct_nope', 5, 'x', 3)).toEqual({ ok: false, reason: 'unknown_account' });
+        expect(await store.accounts.adjust('acct_nope', -5, 'x', 3)).toEqual({ ok: false, reason: 'unknown_account' });
+        expect(await store.accounts.ledger('acct_nope', 10)).toEqual([]);
+        const { accountId } = await account(Number.MAX_SAFE_INTEGER - 1);
+        expect(await store.accounts.adjust(accountId, 2, 'too much', 3)).toEqual({ ok: false, reason: 'balance_limit', balance: Number.MAX_SAFE_INTEGER - 1 });
+        expect(await store.accounts.adjust(accountId, 1, 'exactly the most', 4)).toEqual({ ok: true, balance: Number.MAX_SAFE_INTEGER });
+        expect((await store.accounts.ledger(accountId, 10)).map((e) => e.amount)).toEqual([1, Number.MAX_SAFE_INTEGER - 1]);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
+      it('negative adjustments racing holds (two handles) together never take more than the balance', async () => {
+        const owner = await account(100);
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        // 20 attempts of 10 each on a balance of 100: whatever the order, exactly 10 go through.
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => {
+            const handle = i % 4 < 2 ? store : other;
+            return i % 2
+              ? handle.accounts.adjust(owner.accountId, -10, `claw back ${i}`, 3000 + i).then((o) => o.ok)
+              : handle.tasks.createTask(newTask(owner, 10)).then((o) => o.ok);
+          }),
+        );
+        expect(results.filter(Boolean)).toHaveLength(10);
+        const after = (await store.accounts.getAccount(owner.accountId))!;
+        expect(after.balance - after.held).toBe(0);
+        expect(await store.accounts.audit()).toEqual([]);
+      });
+
       it('keys: create, read, list oldest first, patch (set, clear, leave) and revoke once', async () => {
         const { accountId, keyId } = await account(0, { maxConcurrency: 3 });
         const second = await store.accounts.createKey({ id: id('key'), accountId, secretHash: 'h2', createdAt: 2000, name: 'second', rpm: 60, callbackUrl: 'https://example.test/k' });

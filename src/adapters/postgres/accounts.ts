@@ -1,4 +1,4 @@
-import type { AccountStore, KeyPatch } from '../../ports/store';
+import type { AccountStore, AdjustOutcome, KeyPatch } from '../../ports/store';
 import { AUDIT_SQL, reconcileBooks, type AccountTotalsRow, type KeySpentRow, type StrayLedgerRow, type TaskLedgerRow } from '../audit-books';
 import { KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 import type { PgContext } from './context';
@@ -51,6 +51,19 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
         if (!row) return undefined;
         await insertLedger(c, accountId, null, 'topup', amount, now, reference);
         return row.balance;
+      });
+    },
+    async adjust(accountId, amount, reason, now) {
+      return inTransaction(pool, async (c): Promise<AdjustOutcome> => {
+        // The row lock holds off holds and captures on this account until the adjustment commits or rolls back.
+        const row = await one<{ balance: number; held: number }>(c, 'SELECT balance, held FROM accounts WHERE id = $1 FOR UPDATE', [accountId]);
+        if (!row) return { ok: false, reason: 'unknown_account' };
+        const available = row.balance - row.held;
+        if (available + amount < 0) return { ok: false, reason: 'insufficient_balance', available };
+        if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
+        const updated = await one<{ balance: number }>(c, 'UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance', [accountId, amount]);
+        await insertLedger(c, accountId, null, 'adjust', amount, now, reason);
+        return { ok: true, balance: updated!.balance };
       });
     },
     async ledger(accountId, limit) {

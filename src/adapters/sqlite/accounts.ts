@@ -1,4 +1,4 @@
-import type { Account, AccountStore, KeyPatch } from '../../ports/store';
+import type { Account, AccountStore, AdjustOutcome, KeyPatch } from '../../ports/store';
 import { auditBooks } from './audit';
 import type { Db } from './database';
 import { KEY_COLUMNS, KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, keyRowFromValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
@@ -22,6 +22,8 @@ export function sqliteAccountStore(db: Db): AccountStore {
     },
   };
   const addBalance = db.prepare(`UPDATE accounts SET balance = balance + @amount WHERE id = @accountId AND balance + @amount <= ${Number.MAX_SAFE_INTEGER}`);
+  const selectMoney = db.prepare<[string], { balance: number; held: number }>('SELECT balance, held FROM accounts WHERE id = ?');
+  const changeBalance = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
 
   const createAccount = db.transaction(
     (input: Parameters<AccountStore['createAccount']>[0]): Account => {
@@ -35,6 +37,18 @@ export function sqliteAccountStore(db: Db): AccountStore {
     if (addBalance.run({ amount, accountId }).changes === 0) return undefined;
     insertLedger.run(accountId, null, 'topup', amount, reference ?? null, now);
     return selectAccount.get(accountId)!.balance;
+  });
+
+  // Read and written under the write lock (`.immediate`), so no hold can be placed between the check and the update.
+  const adjust = db.transaction((accountId: string, amount: number, reason: string, now: number): AdjustOutcome => {
+    const row = selectMoney.get(accountId);
+    if (!row) return { ok: false, reason: 'unknown_account' };
+    const available = row.balance - row.held;
+    if (available + amount < 0) return { ok: false, reason: 'insufficient_balance', available };
+    if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
+    changeBalance.run(amount, accountId);
+    insertLedger.run(accountId, null, 'adjust', amount, reason, now);
+    return { ok: true, balance: row.balance + amount };
   });
 
   return {
@@ -61,6 +75,9 @@ export function sqliteAccountStore(db: Db): AccountStore {
     },
     async topUp(accountId, amount, reference, now) {
       return topUp.immediate(accountId, amount, reference, now);
+    },
+    async adjust(accountId, amount, reason, now) {
+      return adjust.immediate(accountId, amount, reason, now);
     },
     async ledger(accountId, limit) {
       return db
