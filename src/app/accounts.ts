@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { FieldError, notFound } from '../domain/errors';
+import { FieldError, notFound, RelayError } from '../domain/errors';
 import type { Clock } from '../ports/clock';
 import type { Account, ApiKeyRecord, Store } from '../ports/store';
 import { issueKey } from './api-keys';
@@ -51,4 +51,33 @@ export async function topUp(store: Store, clock: Clock, accountId: string, amoun
   const account = await store.accounts.getAccount(accountId);
   if (!account) throw notFound('account', accountId);
   throw new FieldError('InvalidParameterValue', 'amount', `the balance (${account.balance}) would pass ${Number.MAX_SAFE_INTEGER}`);
+}
+
+/** Longest reason an adjustment takes (the admin API's schema says the same). */
+export const ADJUSTMENT_REASON_MAX = 200;
+
+/**
+ * An operator's signed correction of a balance (a wrong top-up, a claw-back, a goodwill credit): a ledger row of kind
+ * `adjust` with its reason. A negative amount may take only what is available: credits held by unfinished tasks
+ * stay theirs. Returns the new balance.
+ */
+export async function adjustBalance(store: Store, clock: Clock, accountId: string, amount: number, reason: string): Promise<number> {
+  if (!Number.isSafeInteger(amount)) throw new FieldError('InvalidParameterValue', 'amount', 'must be a whole number of credits');
+  if (amount === 0) throw new FieldError('InvalidParameterValue', 'amount', 'must not be 0 (positive adds credits, negative takes them away)');
+  // Kept on the ledger for ever: the only record of why the balance moved.
+  if (!reason.trim()) throw new FieldError('InvalidParameterValue', 'reason', 'must not be empty');
+  if ([...reason].length > ADJUSTMENT_REASON_MAX) throw new FieldError('InvalidParameterValue', 'reason', `must be at most ${ADJUSTMENT_REASON_MAX} characters`);
+  const outcome = await store.accounts.adjust(accountId, amount, reason, clock.now());
+  if (outcome.ok) return outcome.balance;
+  switch (outcome.reason) {
+    case 'unknown_account':
+      throw notFound('account', accountId);
+    case 'insufficient_balance':
+      throw new RelayError(
+        'FailedOperation.InsufficientBalance',
+        `This adjustment takes ${-amount} credits; the account has ${outcome.available} available (its balance less the credits held by unfinished tasks). Nothing was changed.`,
+      );
+    case 'balance_limit':
+      throw new FieldError('InvalidParameterValue', 'amount', `the balance (${outcome.balance}) would pass ${Number.MAX_SAFE_INTEGER}`);
+  }
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createAddressPolicy, outboundUrlProblem } from '../adapters/http-fetch';
 import { openStore } from '../adapters/select-store';
-import { createAccount, createApiKey, topUp } from '../app/accounts';
+import { adjustBalance, createAccount, createApiKey, topUp } from '../app/accounts';
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
 import { getAccount, listAccounts, listKeys, revokeKey, updateKey } from '../app/keys';
 import { forceFailTask } from '../app/operator';
@@ -56,6 +56,15 @@ const limitUpTo =
   };
 const positiveCredits = (value: string): number => {
   if (credits(value) < 1) throw new InvalidArgumentError('must be a whole number of credits, at least 1');
+  return Number(value);
+};
+/**
+ * A signed adjustment, `-500` to take credits away: commander passes a negative number through as an argument (not
+ * an unknown option) because `adjust` has no subcommands and no option is a digit.
+ */
+const signedCredits = (value: string): number => {
+  if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a whole number of credits, negative to take credits away');
+  if (Number(value) === 0) throw new InvalidArgumentError('must not be 0');
   return Number(value);
 };
 
@@ -150,6 +159,15 @@ export function accountCommands(program: Command, config: () => Config): void {
     .option('--reference <text>', 'kept on the ledger row', 'cli')
     .action(async (id: string, amount: number, o: { reference: string }) =>
       withStore(config(), async (store) => print({ balance: await topUp(store, systemClock, id, amount, o.reference) })),
+    );
+  accounts
+    .command('adjust')
+    .description('correct a balance: add credits, or take available ones away with a negative amount')
+    .argument('<id>')
+    .argument('<credits>', 'whole credits, not 0: positive adds, negative (e.g. -500) takes away', signedCredits)
+    .requiredOption('--reason <text>', 'why; kept on the ledger row')
+    .action(async (id: string, amount: number, o: { reason: string }) =>
+      withStore(config(), async (store) => print({ balance: await adjustBalance(store, systemClock, id, amount, o.reason) })),
     );
   accounts
     .command('ledger <id>')

@@ -37,6 +37,26 @@ describe('aigc-relay accounts | keys | prices', () => {
     expect(await cli('prices', 'reset')).toMatchObject({ source: 'default', prices: DEFAULT_PRICES });
   });
 
+  it('accounts adjust takes a negative amount (-500) with a reason, and a positive one; each is an adjust row on the ledger', async () => {
+    const env = { AIGC_RELAY_DATA_DIR: tempDir() };
+    const cli = async (...args: string[]) => {
+      const res = await runCli(args, env);
+      expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0);
+      return JSON.parse(res.stdout);
+    };
+    const account = await cli('accounts', 'create', '--name', 'acme', '--balance', '1200');
+    expect(await cli('accounts', 'adjust', account.id, '-500', '--reason', 'top-up entered twice')).toEqual({ balance: 700 });
+    // The option may come first too.
+    expect(await cli('accounts', 'adjust', '--reason', 'goodwill', account.id, '25')).toEqual({ balance: 725 });
+    expect(await cli('accounts', 'get', account.id)).toMatchObject({ balance: 725, held: 0, available: 725 });
+    expect((await cli('accounts', 'ledger', account.id)).slice(0, 2)).toEqual([
+      expect.objectContaining({ kind: 'adjust', amount: 25, reference: 'goodwill' }),
+      expect.objectContaining({ kind: 'adjust', amount: -500, reference: 'top-up entered twice' }),
+    ]);
+    const audit = await runCli(['audit'], env);
+    expect(audit.code, audit.stdout).toBe(0);
+  });
+
   it('an unknown id or a bad price file is one line on stderr and exit 1', async () => {
     const env = { AIGC_RELAY_DATA_DIR: tempDir() };
     const missing = await runCli(['accounts', 'get', 'acct_nope'], env);

@@ -32,6 +32,18 @@ describe('operator mistakes on the command line', () => {
     expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
   });
 
+  it('accounts adjust with 0, a fraction, no reason, a blank one, or more than is available: refused, balance and ledger unchanged', async () => {
+    for (const amount of ['0', '-0', '-1.5', 'ten', '-99999999999999999999']) {
+      await refused(['accounts', 'adjust', accountId, amount, '--reason', 'x'], /invalid for argument 'credits'/);
+    }
+    await refused(['accounts', 'adjust', accountId, '-5'], /required option '--reason <text>'/);
+    await refused(['accounts', 'adjust', accountId, '-5', '--reason', '  '], /^aigc-relay: reason: must not be empty/);
+    await refused(['accounts', 'adjust', accountId, '-101', '--reason', 'claw back'], /^aigc-relay: This adjustment takes 101 credits; the account has 100 available/);
+    await refused(['accounts', 'adjust', 'acct_nope', '-5', '--reason', 'x'], /^aigc-relay: account "acct_nope" does not exist/);
+    expect(JSON.parse((await runCli(['accounts', 'ledger', accountId], env)).stdout)).toHaveLength(1);
+    expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
+  });
+
   it('accounts create with a callback URL the admin API refuses, or an empty name: refused, no account made', async () => {
     await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'not a url'], /^aigc-relay: callback_url: /);
     await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'http://127.0.0.1:9/hook'], /^aigc-relay: callback_url: refused: 127\.0\.0\.1 is a loopback/);

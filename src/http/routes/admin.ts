@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { createAccount, topUp } from '../../app/accounts';
+import { ADJUSTMENT_REASON_MAX, adjustBalance, createAccount, topUp } from '../../app/accounts';
 import { accountView, auditView, ledgerView, taskView } from '../../app/admin-views';
 import { getAccount, listAccounts } from '../../app/keys';
 import { forceFailTask } from '../../app/operator';
@@ -8,6 +8,7 @@ import { notFound } from '../../domain/errors';
 import type { TaskState } from '../../domain/task-state';
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
+import { errorResponses } from '../schemas';
 import { adminKeyRoutes } from './admin-keys';
 import { adminPriceRoutes } from './admin-prices';
 import { AccountBody, AuditBody, LedgerEntryBody, TaskBody } from './admin-bodies';
@@ -70,6 +71,39 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request, reply) => {
         const balance = await topUp(store, clock, request.params.id, request.body.amount, request.body.reference);
+        return reply.code(201).send({ balance });
+      },
+    );
+
+    scope.post<{ Params: { id: string }; Body: { amount: number; reason: string } }>(
+      '/admin/v1/accounts/:id/adjustments',
+      {
+        schema: schema(
+          'Correct a balance: add credits (positive amount) or take them away (negative), with a reason kept on the ' +
+            'ledger row (kind `adjust`). Only available credits can be taken (balance less what unfinished tasks ' +
+            'hold): 402 otherwise, and nothing is changed.',
+          {
+            params: Id,
+            body: Type.Object(
+              {
+                amount: Type.Integer({
+                  minimum: -Number.MAX_SAFE_INTEGER,
+                  maximum: Number.MAX_SAFE_INTEGER,
+                  description: 'whole credits, not 0: positive adds, negative takes away',
+                }),
+                reason: Type.String({ minLength: 1, maxLength: ADJUSTMENT_REASON_MAX, description: 'why; kept on the ledger row' }),
+              },
+              { additionalProperties: false },
+            ),
+            response: {
+              201: Type.Object({ balance: Credits }, { description: 'The balance after the adjustment' }),
+              ...errorResponses('FailedOperation.InsufficientBalance'),
+            },
+          },
+        ),
+      },
+      async (request, reply) => {
+        const balance = await adjustBalance(store, clock, request.params.id, request.body.amount, request.body.reason);
         return reply.code(201).send({ balance });
       },
     );
