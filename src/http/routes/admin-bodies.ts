@@ -40,7 +40,7 @@ export const LedgerEntryBody = Type.Object({
   id: Type.Integer(),
   account_id: Type.String(),
   task_id: Nullable(Type.String()),
-  kind: Type.String({ description: 'top_up, hold, capture, release or adjust' }),
+  kind: Type.String({ description: 'topup, hold, capture, release or adjust' }),
   amount: Type.Integer(),
   reference: Nullable(Type.String()),
   created_at: Time,
