@@ -70,6 +70,7 @@ export function channelView(c: ChannelRecord, health: ChannelHealth | undefined)
           consecutive_failures: health.consecutiveFailures,
           opened_at: health.openedAt === undefined ? null : new Date(health.openedAt).toISOString(),
           in_flight: health.inFlight,
+          in_flight_elsewhere: health.inFlightElsewhere,
           recent_errors: health.recentErrors.map((e) => ({ at: new Date(e.at).toISOString(), code: e.code, message: e.message })),
         }
       : null,

@@ -64,6 +64,8 @@ export interface ChannelHealth {
   readonly consecutiveFailures: number;
   readonly openedAt?: number;
   readonly inFlight: number;
+  /** Upstream tasks other nodes had on the channel when last read (several nodes on PostgreSQL; 0 on one). */
+  readonly inFlightElsewhere: number;
   readonly recentErrors: readonly ChannelError[];
 }
 

@@ -19,6 +19,10 @@ import { CircuitBreaker, type BreakerOptions } from './circuit-breaker';
  *
  * With several nodes (PostgreSQL), `slots` counts each channel's slots across all of them: after choosing, a
  * submission also takes the channel's shared slot for its task; a channel full elsewhere is skipped this round.
+ * The slots other nodes hold are also read every `sharedRefreshMs` (and after a channel turned out full
+ * elsewhere) and left out of `capacity` and `modelCapacity`, so a node claims from the shared queue only the tasks
+ * that can start: otherwise each node counted every slot it did not hold itself as free, and claimed tasks that
+ * then waited inside it, shown as running, while another node had the room to run them.
  */
 export interface ChannelLease {
   readonly channel: ChannelRecord;
@@ -40,12 +44,16 @@ export interface PoolOptions {
   readonly slots?: ChannelSlots;
   /** How long to wait before asking again when every candidate channel is full on other nodes. */
   readonly slotRetryMs?: number;
+  /** How often the slots other nodes hold are read (with `slots`); 1 s by default. */
+  readonly sharedRefreshMs?: number;
 }
 
 interface Slot {
   channel: ChannelRecord;
   readonly breaker: CircuitBreaker;
   leases: number;
+  /** Slots other nodes held when last read (refreshShared): not free here either. */
+  elsewhere: number;
   readonly errors: ChannelError[];
   timer?: NodeJS.Timeout;
 }
@@ -66,8 +74,41 @@ export class ChannelPool {
   private readonly seeking = new Map<string, number>();
   private readonly random: () => number;
 
+  private readonly refreshTimer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+
   constructor(private readonly options: PoolOptions) {
     this.random = options.random ?? Math.random;
+    if (options.slots) {
+      this.refreshTimer = setInterval(() => void this.refreshShared(), options.sharedRefreshMs ?? 1000);
+      this.refreshTimer.unref();
+    }
+  }
+
+  /**
+   * Reads how many slots of each channel other nodes hold (all taken slots less this node's leases). One read at a
+   * time; a failed read keeps the last figures (the next one corrects them). Capacity that grew wakes the engine
+   * and the waiting submissions.
+   */
+  refreshShared(): Promise<void> {
+    const slots = this.options.slots;
+    if (!slots || this.slots.size === 0) return Promise.resolve();
+    this.refreshing ??= slots
+      .inUse()
+      .then((taken) => {
+        let grew = false;
+        for (const [id, slot] of this.slots) {
+          // A lease whose shared row is not written yet, or is deleted but not yet gone, makes this off by one
+          // until the next read; the shared acquire itself never lets a channel pass its limit.
+          const elsewhere = Math.max(0, (taken[id] ?? 0) - slot.leases);
+          if (elsewhere < slot.elsewhere) grew = true;
+          slot.elsewhere = elsewhere;
+        }
+        if (grew) this.changed();
+      })
+      .catch(() => undefined)
+      .finally(() => (this.refreshing = undefined));
+    return this.refreshing;
   }
 
   /** Replaces the cached configuration; runtime state of channels that remain is kept. */
@@ -82,6 +123,7 @@ export class ChannelPool {
           channel,
           breaker: new CircuitBreaker(this.options.breaker, () => this.options.clock.now()),
           leases: 0,
+          elsewhere: 0,
           errors: [],
         });
       }
@@ -186,8 +228,11 @@ export class ChannelPool {
         // A run waiting here holds no slot: the engine may now have room for another model's task (not the waiters:
         // nothing was freed, and waking them would only bring them back here).
         for (const listener of this.listeners) listener();
+        // Slots held on other nodes: nothing here tells us when they free, so look again shortly, reading afresh.
+        const othersHold = elsewhere.size > 0 || this.heldElsewhere(model, version);
         try {
-          await this.nextChange(signal, elsewhere.size > 0 ? (this.options.slotRetryMs ?? 1000) : undefined);
+          await this.nextChange(signal, othersHold ? (this.options.slotRetryMs ?? 1000) : undefined);
+          if (othersHold) await this.refreshShared();
         } finally {
           this.seeking.set(key, this.seeking.get(key)! - 1);
         }
@@ -205,6 +250,7 @@ export class ChannelPool {
       if (shared) return got;
       got.release();
       elsewhere.add(got.channel.id);
+      void this.refreshShared(); // this node's figures were out of date: correct them before the engine claims more
     }
   }
 
@@ -235,6 +281,7 @@ export class ChannelPool {
       consecutiveFailures: slot.breaker.consecutiveFailures,
       ...(openedAt !== undefined ? { openedAt } : {}),
       inFlight: this.inFlight(slot),
+      inFlightElsewhere: slot.elsewhere,
       recentErrors: [...slot.errors],
     };
   }
@@ -246,8 +293,15 @@ export class ChannelPool {
   }
 
   close(): void {
+    clearInterval(this.refreshTimer);
     for (const slot of this.slots.values()) clearTimeout(slot.timer);
     this.listeners.clear();
+  }
+
+  /** Whether some channel serving the model has slots taken on other nodes (as last read). */
+  private heldElsewhere(model: string, version: string): boolean {
+    for (const slot of this.slots.values()) if (slot.elsewhere > 0 && usable(slot.channel) && channelServes(slot.channel, model, version)) return true;
+    return false;
   }
 
   private inFlight(slot: Slot): number {
@@ -256,7 +310,7 @@ export class ChannelPool {
 
   private freeSlots(slot: Slot): number {
     if (!usable(slot.channel) || !slot.breaker.canSubmit()) return 0;
-    const room = Math.max(0, slot.channel.maxConcurrency - this.inFlight(slot));
+    const room = Math.max(0, slot.channel.maxConcurrency - this.inFlight(slot) - slot.elsewhere);
     return slot.breaker.state === 'half-open' ? Math.min(1, room) : room;
   }
 

@@ -60,7 +60,7 @@ describe('POST/GET/PATCH/DELETE /admin/v1/channels', () => {
       max_concurrency: 1,
       enabled: true,
       events_enabled: false,
-      health: { circuit: 'closed', consecutive_failures: 0, opened_at: null, in_flight: 0, recent_errors: [] },
+      health: { circuit: 'closed', consecutive_failures: 0, opened_at: null, in_flight: 0, in_flight_elsewhere: 0, recent_errors: [] },
     });
     const list = await t.admin.get('/admin/v1/channels');
     expect(list.body.channels.map((c: { id: string }) => c.id)).toContain(res.body.id);

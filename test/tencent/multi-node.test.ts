@@ -76,4 +76,70 @@ await describeWithPostgres('a channel shared by two nodes', 'tencent channels on
     expect(done).toEqual(Array(6).fill('succeeded'));
     expect(stats()).toMatchObject({ maxInFlight: 2, created: 6 });
   });
+
+  it("a node does not claim a task for a channel another node fills: it stays in the shared queue until a slot frees", async () => {
+    const fresh = await createTestDatabase('relay_tencent_full');
+    const account = makeAccount(4);
+    const upstream = await TencentTestServer.start({ accounts: [account] });
+    upstream.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const adminToken = 'two-node-admin-token-0123456789';
+    const start = async (nodeId: string) => {
+      const env = {
+        AIGC_RELAY_DATABASE_URL: fresh.url,
+        AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
+        AIGC_RELAY_ADMIN_TOKEN: adminToken,
+        AIGC_RELAY_NODE_ID: nodeId,
+      };
+      const { relay } = await openRelay(tempDir(), env, { tencent: { ...FAST, channelRefreshMs: 100, sharedSlotsRefreshMs: 25 } });
+      nodes.push(relay);
+      return relay;
+    };
+    try {
+      const a = await start('node-a');
+      const adminA = apiClient(a.publicUrl(), adminToken);
+      const channel = await adminA.post('/admin/v1/channels', {
+        provider: 'tencent-vod',
+        name: 'one-slot',
+        secret_id: account.secretId,
+        secret_key: account.secretKey,
+        sub_app_id: account.subAppId,
+        endpoint: upstream.url,
+        max_concurrency: 1,
+      });
+      expect(channel.status, channel.text).toBe(201);
+      const b = await start('node-b');
+      const adminB = apiClient(b.publicUrl(), adminToken);
+      const owner = await adminA.post('/admin/v1/accounts', { name: 'full', balance: 1_000_000 });
+      const key = (await adminA.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
+      const body = { model_name: 'GEM', model_version: '3.0', prompt: 'one slot' };
+
+      const first = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
+      await waitUntil(() => upstream.tasksOf(account.secretId).some((t) => t.status === 'PROCESSING'), 15_000, 'the first upstream task');
+      // Node B has read that node A holds the channel's one slot (its admin view shows what it counts).
+      await waitUntil(
+        async () => (await adminB.get(`/admin/v1/channels/${channel.body.id}`)).body.health?.in_flight_elsewhere === 1,
+        10_000,
+        "node B to count node A's slot",
+      );
+      const second = (await apiClient(b.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
+      // Before, node B claimed it at once and held it as running, waiting for a slot inside itself. There is no event
+      // for "not claimed", so it is given a few of node B's slot reads (25 ms apart) to go wrong in.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect((await adminB.get(`/admin/v1/tasks/${second}`)).body.state).toBe('queued');
+
+      const freedAt = Date.now();
+      upstream.finish(upstream.tasksOf(account.secretId)[0]!.taskId);
+      await waitUntil(() => upstream.tasksOf(account.secretId).length === 2, 15_000, 'the second upstream task');
+      const startedAt = Date.parse((await adminB.get(`/admin/v1/tasks/${second}`)).body.started_at as string);
+      expect(startedAt).toBeGreaterThanOrEqual(freedAt);
+      upstream.finish(upstream.tasksOf(account.secretId)[1]!.taskId);
+      const states = await Promise.all([first, second].map(async (id) => (await Promise.race(nodes.map((n) => waitForTask(n, id)))).state));
+      expect(states).toEqual(['succeeded', 'succeeded']);
+      expect(upstream.stats(account.secretId)).toMatchObject({ maxInFlight: 1, created: 2 });
+    } finally {
+      for (const node of nodes.splice(0)) await node.close(500);
+      await upstream.close();
+      await fresh.drop();
+    }
+  });
 });

@@ -6,6 +6,7 @@ import type { ChannelRecord } from '../../src/ports/channels';
 import { localChannelSlots } from '../../src/adapters/local-channel-slots';
 import { ChannelPool, type ChannelLease } from '../../src/worker/channel-pool';
 import { CircuitBreaker } from '../../src/worker/circuit-breaker';
+import { waitUntil, within } from '../helpers/eventually';
 
 /** Channel choice, capacity, circuit breakers, sealing, poll pacing: no network, a fake clock. */
 const clock = { t: 1_000_000, now() { return this.t; } };
@@ -111,6 +112,63 @@ describe('slots shared by several nodes', () => {
     await waiting;
     expect(got!.channel.id).toBe('x');
     expect(await shared.inUse()).toEqual({ x: 2, y: 1 });
+  });
+});
+
+describe("other nodes' slots in this node's capacity", () => {
+  const twoNodes = (sharedRefreshMs?: number) => {
+    const shared = localChannelSlots(); // stands in for the database count both "nodes" see
+    const node = () => {
+      const pool = new ChannelPool({ clock, breaker: { failureThreshold: 2, cooldownMs: 1000 }, random: () => 0, slots: shared, slotRetryMs: 5, ...(sharedRefreshMs ? { sharedRefreshMs } : {}) });
+      pool.load([channel('x', { maxConcurrency: 3 })]);
+      return pool;
+    };
+    return { a: node(), b: node(), signal: new AbortController().signal };
+  };
+
+  it('slots another node holds are not free here: the engine is not told it can start tasks that would only wait', async () => {
+    const { a, b, signal } = twoNodes();
+    const onA = [await a.acquire('GEM', '3.0', new Set(), signal, 't1'), await a.acquire('GEM', '3.0', new Set(), signal, 't2')];
+    await b.refreshShared();
+    expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 1 });
+    expect(b.capacity).toBe(1);
+    // Node A's own figures are unchanged by the read: its leases are its own.
+    await a.refreshShared();
+    expect(a.modelCapacity().get('GEM:3.0')).toEqual({ total: 3, free: 1 });
+    const onB = await b.acquire('GEM', '3.0', new Set(), signal, 't3');
+    await b.refreshShared();
+    expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 0 });
+    await a.refreshShared();
+    expect(a.capacity).toBe(2);
+    for (const lease of [...onA, onB]) lease!.release();
+  });
+
+  it("a slot freed on another node is noticed by this node's next read, which wakes the engine", async () => {
+    const { a, b, signal } = twoNodes(5);
+    const onA = await Promise.all(['t1', 't2', 't3'].map((t) => a.acquire('GEM', '3.0', new Set(), signal, t)));
+    await b.refreshShared();
+    expect(b.capacity).toBe(0);
+    const woken = new Promise<void>((resolve) => b.onChange(resolve));
+    onA[0]!.release();
+    await within('node B hearing of the freed slot', 5000, woken);
+    expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 1 });
+    for (const lease of onA.slice(1)) lease!.release();
+    a.close();
+    b.close();
+  });
+
+  it('a channel found full elsewhere corrects the figures at once, without waiting for the timer', async () => {
+    const { a, b, signal } = twoNodes(3_600_000);
+    await Promise.all(['t1', 't2'].map((t) => a.acquire('GEM', '3.0', new Set(), signal, t)));
+    expect(b.capacity).toBe(3); // not read yet
+    const third = await b.acquire('GEM', '3.0', new Set(), signal, 't3');
+    const refused = b.acquire('GEM', '3.0', new Set(), new AbortController().signal, 't4');
+    void refused.catch(() => undefined);
+    await waitUntil(() => b.capacity === 1, 5000, "node B's capacity to count node A's slots");
+    expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 0 });
+    third!.release();
+    a.close();
+    b.close();
   });
 });
 

@@ -15,6 +15,8 @@ export interface TencentVodOptions {
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
   /** How often the channel cache reloads from the database (changes made by the CLI beside a running server). */
   readonly channelRefreshMs: number;
+  /** How often a node reads the channel slots other nodes hold (PostgreSQL; channel-pool.ts `sharedRefreshMs`). */
+  readonly sharedSlotsRefreshMs: number;
   readonly download: { readonly timeoutMs: number; readonly maxBytes: number };
   /** Lifetime of the signed links handed to Tencent for the client's own input files. */
   readonly inputLinkTtlMs: number;
@@ -41,6 +43,7 @@ export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
   events: { pullTimeoutMs: 10_000, idleMs: 1_000, errorBackoffMaxMs: 30_000 },
   breaker: { failureThreshold: 5, cooldownMs: 30_000 },
   channelRefreshMs: 5_000,
+  sharedSlotsRefreshMs: 1_000,
   download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024 },
   inputLinkTtlMs: 3 * DAY,
 };
@@ -54,6 +57,7 @@ export interface TencentVodOverrides {
   readonly events?: Partial<TencentVodOptions['events']>;
   readonly breaker?: Partial<TencentVodOptions['breaker']>;
   readonly channelRefreshMs?: number;
+  readonly sharedSlotsRefreshMs?: number;
   readonly download?: Partial<TencentVodOptions['download']>;
   readonly inputLinkTtlMs?: number;
   readonly random?: () => number;

@@ -45,7 +45,7 @@ export class TencentRuntime {
       clock,
       breaker: options.breaker,
       ...(options.random ? { random: options.random } : {}),
-      ...(deps.slots ? { slots: deps.slots } : {}),
+      ...(deps.slots ? { slots: deps.slots, sharedRefreshMs: options.sharedSlotsRefreshMs } : {}),
     });
     const channelAccess = (id: string) => {
       const channel = this.pool.channel(id);

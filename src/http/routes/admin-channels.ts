@@ -63,7 +63,10 @@ const Health = Type.Union([
     circuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')]),
     consecutive_failures: Type.Integer(),
     opened_at: Type.Union([Type.String(), Type.Null()]),
-    in_flight: Type.Integer({ description: 'upstream tasks of this relay on the channel now' }),
+    in_flight: Type.Integer({ description: 'upstream tasks of this relay node on the channel now' }),
+    in_flight_elsewhere: Type.Integer({
+      description: "upstream tasks other nodes had on the channel when this node last looked (about once a second; several nodes on PostgreSQL, 0 on one): not free to this node's tasks",
+    }),
     recent_errors: Type.Array(Type.Object({ at: Type.String(), code: Type.String(), message: Type.String() })),
   }),
   Type.Null(),
