@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import type { TencentVodOverrides } from '../../src/adapters/tencent/options';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { waitUntil } from '../helpers/eventually';
 import { openRelay, tempDir, waitForTask } from '../helpers/relay';
@@ -12,36 +13,38 @@ import { TencentTestServer } from './server';
  * Two relay nodes on one PostgreSQL share a channel: its max_concurrency holds for both together (the slots are
  * counted in the database), and every task completes once.
  */
-await describeWithPostgres('a channel shared by two nodes', 'tencent channels on two nodes (PostgreSQL)', () => {
-  let db: TestDatabase | undefined;
-  let server: TencentTestServer | undefined;
-  const nodes: Relay[] = [];
-  afterAll(async () => {
-    for (const node of nodes) await node.close(500);
-    await server?.close();
-    await db?.drop();
-  });
+const ADMIN_TOKEN = 'two-node-admin-token-0123456789';
 
-  it('never has more upstream tasks than max_concurrency across both nodes', async () => {
-    db = await createTestDatabase('relay_tencent_nodes');
-    const account = makeAccount(3);
-    server = await TencentTestServer.start({ accounts: [account] });
-    server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
-    const dataDir = tempDir();
-    const adminToken = 'two-node-admin-token-0123456789';
-    const start = async (nodeId: string) => {
-      const env = {
-        AIGC_RELAY_DATABASE_URL: db!.url,
-        AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
-        AIGC_RELAY_ADMIN_TOKEN: adminToken,
-        AIGC_RELAY_NODE_ID: nodeId,
-      };
-      const { relay } = await openRelay(dataDir, env, { tencent: { ...FAST, channelRefreshMs: 100 } });
-      nodes.push(relay);
-      return relay;
+/**
+ * A PostgreSQL database of its own, a Tencent protocol server with one account whose tasks stay PROCESSING until
+ * finished by hand, node A with one channel of `maxConcurrency` on it, and node B beside it; closed by `close`.
+ */
+async function twoNodes(dbName: string, accountNumber: number, maxConcurrency: number, tencent: TencentVodOverrides) {
+  const db = await createTestDatabase(dbName);
+  const account = makeAccount(accountNumber);
+  const server = await TencentTestServer.start({ accounts: [account] });
+  server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+  const nodes: Relay[] = [];
+  const dataDir = tempDir(); // shared, as the nodes of one deployment share their stored files
+  const start = async (nodeId: string) => {
+    const env = {
+      AIGC_RELAY_DATABASE_URL: db.url,
+      AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
+      AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN,
+      AIGC_RELAY_NODE_ID: nodeId,
     };
+    const { relay } = await openRelay(dataDir, env, { tencent: { ...FAST, channelRefreshMs: 100, ...tencent } });
+    nodes.push(relay);
+    return relay;
+  };
+  const close = async () => {
+    for (const node of nodes) await node.close(500);
+    await server.close();
+    await db.drop();
+  };
+  try {
     const a = await start('node-a');
-    const admin = apiClient(a.publicUrl(), adminToken);
+    const admin = apiClient(a.publicUrl(), ADMIN_TOKEN);
     const channel = await admin.post('/admin/v1/channels', {
       provider: 'tencent-vod',
       name: 'shared',
@@ -49,12 +52,31 @@ await describeWithPostgres('a channel shared by two nodes', 'tencent channels on
       secret_key: account.secretKey,
       sub_app_id: account.subAppId,
       endpoint: server.url,
-      max_concurrency: 2,
+      max_concurrency: maxConcurrency,
     });
     expect(channel.status, channel.text).toBe(201);
     const b = await start('node-b');
     const owner = await admin.post('/admin/v1/accounts', { name: 'load', balance: 1_000_000 });
     const key = (await admin.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
+    return { a, b, nodes, server, account, channelId: channel.body.id as string, key, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+const finishedOnSomeNode = (nodes: Relay[], ids: string[]) =>
+  Promise.all(ids.map(async (id) => (await Promise.race(nodes.map((n) => waitForTask(n, id)))).state));
+
+await describeWithPostgres('a channel shared by two nodes', 'tencent channels on two nodes (PostgreSQL)', () => {
+  const closers: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const close of closers) await close();
+  });
+
+  it('never has more upstream tasks than max_concurrency across both nodes', async () => {
+    const { a, b, nodes, server, account, key, close } = await twoNodes('relay_tencent_nodes', 3, 2, {});
+    closers.push(close);
     const clients = [apiClient(a.publicUrl(), key), apiClient(b.publicUrl(), key)];
 
     const ids: string[] = [];
@@ -72,74 +94,37 @@ await describeWithPostgres('a channel shared by two nodes', 'tencent channels on
         finished++;
       }
     }
-    const done = await Promise.all(ids.map(async (id) => (await Promise.race(nodes.map((n) => waitForTask(n, id)))).state));
-    expect(done).toEqual(Array(6).fill('succeeded'));
+    expect(await finishedOnSomeNode(nodes, ids)).toEqual(Array(6).fill('succeeded'));
     expect(stats()).toMatchObject({ maxInFlight: 2, created: 6 });
   });
 
   it("a node does not claim a task for a channel another node fills: it stays in the shared queue until a slot frees", async () => {
-    const fresh = await createTestDatabase('relay_tencent_full');
-    const account = makeAccount(4);
-    const upstream = await TencentTestServer.start({ accounts: [account] });
-    upstream.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
-    const adminToken = 'two-node-admin-token-0123456789';
-    const start = async (nodeId: string) => {
-      const env = {
-        AIGC_RELAY_DATABASE_URL: fresh.url,
-        AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
-        AIGC_RELAY_ADMIN_TOKEN: adminToken,
-        AIGC_RELAY_NODE_ID: nodeId,
-      };
-      const { relay } = await openRelay(tempDir(), env, { tencent: { ...FAST, channelRefreshMs: 100, sharedSlotsRefreshMs: 25 } });
-      nodes.push(relay);
-      return relay;
-    };
-    try {
-      const a = await start('node-a');
-      const adminA = apiClient(a.publicUrl(), adminToken);
-      const channel = await adminA.post('/admin/v1/channels', {
-        provider: 'tencent-vod',
-        name: 'one-slot',
-        secret_id: account.secretId,
-        secret_key: account.secretKey,
-        sub_app_id: account.subAppId,
-        endpoint: upstream.url,
-        max_concurrency: 1,
-      });
-      expect(channel.status, channel.text).toBe(201);
-      const b = await start('node-b');
-      const adminB = apiClient(b.publicUrl(), adminToken);
-      const owner = await adminA.post('/admin/v1/accounts', { name: 'full', balance: 1_000_000 });
-      const key = (await adminA.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
-      const body = { model_name: 'GEM', model_version: '3.0', prompt: 'one slot' };
+    const { a, b, nodes, server: upstream, account, channelId, key, close } = await twoNodes('relay_tencent_full', 4, 1, { sharedSlotsRefreshMs: 25 });
+    closers.push(close);
+    const adminB = apiClient(b.publicUrl(), ADMIN_TOKEN);
+    const body = { model_name: 'GEM', model_version: '3.0', prompt: 'one slot' };
 
-      const first = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
-      await waitUntil(() => upstream.tasksOf(account.secretId).some((t) => t.status === 'PROCESSING'), 15_000, 'the first upstream task');
-      // Node B has read that node A holds the channel's one slot (its admin view shows what it counts).
-      await waitUntil(
-        async () => (await adminB.get(`/admin/v1/channels/${channel.body.id}`)).body.health?.in_flight_elsewhere === 1,
-        10_000,
-        "node B to count node A's slot",
-      );
-      const second = (await apiClient(b.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
-      // Before, node B claimed it at once and held it as running, waiting for a slot inside itself. There is no event
-      // for "not claimed", so it is given a few of node B's slot reads (25 ms apart) to go wrong in.
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect((await adminB.get(`/admin/v1/tasks/${second}`)).body.state).toBe('queued');
+    const first = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
+    await waitUntil(() => upstream.tasksOf(account.secretId).some((t) => t.status === 'PROCESSING'), 15_000, 'the first upstream task');
+    // Node B has read that node A holds the channel's one slot (its admin view shows what it counts).
+    await waitUntil(
+      async () => (await adminB.get(`/admin/v1/channels/${channelId}`)).body.health?.in_flight_elsewhere === 1,
+      10_000,
+      "node B to count node A's slot",
+    );
+    const second = (await apiClient(b.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
+    // Before, node B claimed it at once and held it as running, waiting for a slot inside itself. There is no event
+    // for "not claimed", so it is given a few of node B's slot reads (25 ms apart) to go wrong in.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await adminB.get(`/admin/v1/tasks/${second}`)).body.state).toBe('queued');
 
-      const freedAt = Date.now();
-      upstream.finish(upstream.tasksOf(account.secretId)[0]!.taskId);
-      await waitUntil(() => upstream.tasksOf(account.secretId).length === 2, 15_000, 'the second upstream task');
-      const startedAt = Date.parse((await adminB.get(`/admin/v1/tasks/${second}`)).body.started_at as string);
-      expect(startedAt).toBeGreaterThanOrEqual(freedAt);
-      upstream.finish(upstream.tasksOf(account.secretId)[1]!.taskId);
-      const states = await Promise.all([first, second].map(async (id) => (await Promise.race(nodes.map((n) => waitForTask(n, id)))).state));
-      expect(states).toEqual(['succeeded', 'succeeded']);
-      expect(upstream.stats(account.secretId)).toMatchObject({ maxInFlight: 1, created: 2 });
-    } finally {
-      for (const node of nodes.splice(0)) await node.close(500);
-      await upstream.close();
-      await fresh.drop();
-    }
+    const freedAt = Date.now();
+    upstream.finish(upstream.tasksOf(account.secretId)[0]!.taskId);
+    await waitUntil(() => upstream.tasksOf(account.secretId).length === 2, 15_000, 'the second upstream task');
+    const startedAt = Date.parse((await adminB.get(`/admin/v1/tasks/${second}`)).body.started_at as string);
+    expect(startedAt).toBeGreaterThanOrEqual(freedAt);
+    upstream.finish(upstream.tasksOf(account.secretId)[1]!.taskId);
+    expect(await finishedOnSomeNode(nodes, [first, second])).toEqual(['succeeded', 'succeeded']);
+    expect(upstream.stats(account.secretId)).toMatchObject({ maxInFlight: 1, created: 2 });
   });
 });
