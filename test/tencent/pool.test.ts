@@ -4,6 +4,8 @@ import { DEFAULT_TENCENT_OPTIONS } from '../../src/adapters/tencent/options';
 import { createSecretBox } from '../../src/app/secret-box';
 import type { ChannelRecord } from '../../src/ports/channels';
 import { localChannelSlots } from '../../src/adapters/local-channel-slots';
+import { createSqliteStore } from '../../src/adapters/sqlite';
+import { createTencentVod } from '../../src/adapters/tencent';
 import { ChannelPool, type ChannelLease } from '../../src/worker/channel-pool';
 import { CircuitBreaker } from '../../src/worker/circuit-breaker';
 import { waitUntil, within } from '../helpers/eventually';
@@ -169,6 +171,27 @@ describe("other nodes' slots in this node's capacity", () => {
     third!.release();
     a.close();
     b.close();
+  });
+
+  it("a node starting beside others has counted their slots when its engine starts claiming (main.ts: tencent.start(), then engine.start())", async () => {
+    const shared = localChannelSlots();
+    await shared.acquire('x', 'on-another-node-1', 3);
+    await shared.acquire('x', 'on-another-node-2', 3);
+    const store = createSqliteStore(':memory:');
+    const box = createSecretBox('s'.repeat(32));
+    await store.channels.createChannel({ ...channel('x', { maxConcurrency: 3 }), secretKeySealed: box.seal('SecretKey', 'x') });
+    const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    // The periodic read is an hour away: only a read made by start() itself can count the other node's slots.
+    const tencent = createTencentVod({ store, box, clock, log: quiet, fileLink: () => 'http://127.0.0.1/f', resumeOnStart: false, slots: shared, options: { sharedSlotsRefreshMs: 3_600_000 } });
+    try {
+      await tencent.start();
+      expect(tencent.health('x')!.inFlightElsewhere).toBe(2);
+      expect(tencent.provider.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 1 });
+      expect(tencent.provider.concurrency).toBe(1);
+    } finally {
+      await tencent.stop();
+      await store.close();
+    }
   });
 });
 

@@ -86,6 +86,10 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
     serves: (input) => runtime.pool.serves(input.model_name, input.model_version),
     async start() {
       await runtime.refresh();
+      // The slots other nodes hold, read now: the engine starts claiming as soon as this returns, and the pool's
+      // periodic read is up to `sharedSlotsRefreshMs` away. Until then every slot this node does not hold looked
+      // free, and a node (re)starting beside busy ones claimed tasks it could not start and kept them, as running.
+      await runtime.pool.refreshShared();
       if (deps.resumeOnStart) {
         const unfinished = [...(await deps.store.tasks.listTasks({ state: 'running', limit: 1_000_000 })), ...(await deps.store.tasks.listQueued())];
         let resumed = 0;
