@@ -54,6 +54,12 @@ interface Slot {
   leases: number;
   /** Slots other nodes held when last read (refreshShared): not free here either. */
   elsewhere: number;
+  /**
+   * With `slots`: the channel is new to this pool and what other nodes hold on it was not read yet. It offers no
+   * room until then: other nodes may have loaded it earlier and filled it, and the engine claims as soon as load()
+   * reports the new capacity.
+   */
+  unread: boolean;
   readonly errors: ChannelError[];
   timer?: NodeJS.Timeout;
 }
@@ -101,8 +107,9 @@ export class ChannelPool {
           // A lease whose shared row is not written yet, or is deleted but not yet gone, makes this off by one
           // until the next read; the shared acquire itself never lets a channel pass its limit.
           const elsewhere = Math.max(0, (taken[id] ?? 0) - slot.leases);
-          if (elsewhere < slot.elsewhere) grew = true;
+          if (elsewhere < slot.elsewhere || slot.unread) grew = true;
           slot.elsewhere = elsewhere;
+          slot.unread = false;
         }
         if (grew) this.changed();
       })
@@ -114,6 +121,7 @@ export class ChannelPool {
   /** Replaces the cached configuration; runtime state of channels that remain is kept. */
   load(channels: readonly ChannelRecord[]): void {
     const seen = new Set<string>();
+    let added = false;
     for (const channel of channels) {
       seen.add(channel.id);
       const slot = this.slots.get(channel.id);
@@ -124,8 +132,10 @@ export class ChannelPool {
           breaker: new CircuitBreaker(this.options.breaker, () => this.options.clock.now()),
           leases: 0,
           elsewhere: 0,
+          unread: this.options.slots !== undefined,
           errors: [],
         });
+        added = true;
       }
     }
     for (const [id, slot] of this.slots) {
@@ -135,6 +145,7 @@ export class ChannelPool {
       }
     }
     this.changed();
+    if (added) void this.refreshShared(); // its end reports the new channels' room
   }
 
   channel(id: string): ChannelRecord | undefined {
@@ -309,7 +320,7 @@ export class ChannelPool {
   }
 
   private freeSlots(slot: Slot): number {
-    if (!usable(slot.channel) || !slot.breaker.canSubmit()) return 0;
+    if (slot.unread || !usable(slot.channel) || !slot.breaker.canSubmit()) return 0;
     const room = Math.max(0, slot.channel.maxConcurrency - this.inFlight(slot) - slot.elsewhere);
     return slot.breaker.state === 'half-open' ? Math.min(1, room) : room;
   }

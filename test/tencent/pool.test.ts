@@ -173,6 +173,26 @@ describe("other nodes' slots in this node's capacity", () => {
     b.close();
   });
 
+  it('a channel that appears in a reload offers no room until the slots other nodes hold on it are read', async () => {
+    const shared = localChannelSlots();
+    const b = new ChannelPool({ clock, breaker: { failureThreshold: 2, cooldownMs: 1000 }, random: () => 0, slots: shared, sharedRefreshMs: 3_600_000 });
+    b.load([channel('x', { maxConcurrency: 3, models: ['GEM'] })]);
+    await b.refreshShared();
+    expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 3, free: 3 });
+    // Node A loaded channel y first (an operator created it there) and already runs two tasks on it.
+    await shared.acquire('y', 'on-a-1', 3);
+    await shared.acquire('y', 'on-a-2', 3);
+    const capacities: number[] = [];
+    const read = new Promise<void>((resolve) => b.onChange(() => (capacities.push(b.capacity), b.health('y')!.inFlightElsewhere === 2 && resolve())));
+    b.load([channel('x', { maxConcurrency: 3, models: ['GEM'] }), channel('y', { maxConcurrency: 3, models: ['GEM'] })]);
+    // The engine claims as soon as load() tells it capacity changed: y's two slots on node A must not look free then.
+    await within("node B's read of channel y", 5000, read);
+    expect(Math.max(...capacities)).toBeLessThanOrEqual(4);
+    expect(b.capacity).toBe(4);
+    expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 4, free: 4 });
+    b.close();
+  });
+
   it("a node starting beside others has counted their slots when its engine starts claiming (main.ts: tencent.start(), then engine.start())", async () => {
     const shared = localChannelSlots();
     await shared.acquire('x', 'on-another-node-1', 3);
