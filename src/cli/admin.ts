@@ -62,7 +62,7 @@ const positiveCredits = (value: string): number => {
  * A signed adjustment, `-500` to take credits away: commander passes a negative number through as an argument (not
  * an unknown option) because `adjust` has no subcommands and no option is a digit.
  */
-const signedCredits = (value: string): number => {
+export const signedCredits = (value: string): number => {
   if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a whole number of credits, negative to take credits away');
   if (Number(value) === 0) throw new InvalidArgumentError('must not be 0');
   return Number(value);

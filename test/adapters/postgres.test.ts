@@ -493,6 +493,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       pool.adopt(CHANNEL.id, 'task-1')!.release();
       await eventually('the slot to be free again', 5000, async () => ((await a.channelSlots.acquire(CHANNEL.id, 'task-2', 1)) ? true : undefined));
       expect(await a.channelSlots.inUse()).toEqual({ [CHANNEL.id]: 1 });
+      pool.close(); // its timer reads the shared slots
     });
 
     it('a global lane limit holds across nodes, and a finish elsewhere frees a slot', async () => {

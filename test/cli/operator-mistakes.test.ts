@@ -2,6 +2,8 @@ import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from 'commander';
+import { signedCredits } from '../../src/cli/admin';
 import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
 
@@ -32,10 +34,13 @@ describe('operator mistakes on the command line', () => {
     expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
   });
 
-  it('accounts adjust with 0, a fraction, no reason, a blank one, or more than is available: refused, balance and ledger unchanged', async () => {
-    for (const amount of ['0', '-0', '-1.5', 'ten', '-99999999999999999999']) {
-      await refused(['accounts', 'adjust', accountId, amount, '--reason', 'x'], /invalid for argument 'credits'/);
-    }
+  it('an adjustment of 0, a fraction, a word or past 2^53: refused by the argument parser', () => {
+    for (const amount of ['0', '-0', '-1.5', '+5', 'ten', '5e2', '-99999999999999999999']) expect(() => signedCredits(amount), amount).toThrow(InvalidArgumentError);
+    expect([signedCredits('-500'), signedCredits('7')]).toEqual([-500, 7]);
+  });
+
+  it('accounts adjust with a bad amount, no reason, a blank one, or more than is available: refused, balance and ledger unchanged', async () => {
+    await refused(['accounts', 'adjust', accountId, '-1.5', '--reason', 'x'], /invalid for argument 'credits'/);
     await refused(['accounts', 'adjust', accountId, '-5'], /required option '--reason <text>'/);
     await refused(['accounts', 'adjust', accountId, '-5', '--reason', '  '], /^aigc-relay: reason: must not be empty/);
     await refused(['accounts', 'adjust', accountId, '-101', '--reason', 'claw back'], /^aigc-relay: This adjustment takes 101 credits; the account has 100 available/);
