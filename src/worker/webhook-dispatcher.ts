@@ -48,6 +48,17 @@ export interface WebhookAttemptEvent {
 
 /** How much of a receiver's answer the attempt log keeps. */
 export const RESPONSE_EXCERPT_CHARS = 1024;
+
+/**
+ * The start of a text the receiver chose (its answer, or an error about it), as text every store can hold: U+0000
+ * becomes U+FFFD (PostgreSQL refuses a NUL in text, and the attempt, with the delivery's next step, would then never
+ * be recorded), and the cut never splits a surrogate pair.
+ */
+export function excerpt(text: string, maxChars = RESPONSE_EXCERPT_CHARS): string {
+  let cut = text.length > maxChars ? text.slice(0, maxChars) : text;
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return cut.replace(/\u0000/g, '\uFFFD');
+}
 /** Idle re-check, for rows written by another process (CLI, a second node). */
 const IDLE_RECHECK_MS = 30_000;
 /** A claimed row stays leased a little beyond the attempt's own timeout. */
@@ -222,11 +233,11 @@ export class WebhookDispatcher {
     try {
       const answer = await this.deps.post(delivery.url, { headers, body, timeoutMs: policy.timeoutMs, signal });
       status = answer.status;
-      responseBody = answer.body.slice(0, RESPONSE_EXCERPT_CHARS);
+      responseBody = excerpt(answer.body);
     } catch (err) {
       // Shutting down is not the receiver's failure: record nothing; the row stays due for the next start.
       if (signal.aborted) return;
-      error = (err instanceof Error ? err.message : String(err)).slice(0, RESPONSE_EXCERPT_CHARS);
+      error = excerpt(err instanceof Error ? err.message : String(err));
       permanent = (err as { permanent?: unknown }).permanent === true;
     }
     const latencyMs = Math.round(performance.now() - started);
