@@ -13,6 +13,9 @@ const SETTLE_ATTEMPTS = 5;
 
 export const cancelledError = { code: 'Cancelled', message: 'The task was cancelled by the client before it finished.' };
 
+/** What a client reads when a run failed inside the relay rather than at its provider. */
+export const internalErrorMessage = 'The relay could not complete this task (an internal error); quote the request_id when reporting it.';
+
 export interface SettlementDeps {
   readonly store: Store;
   readonly clock: Clock;
@@ -113,10 +116,10 @@ export class RunSettlement {
       await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } });
       return;
     }
-    const error =
-      err instanceof ProviderError
-        ? err
-        : new ProviderError('InternalError', err instanceof Error ? err.message : String(err), true, { cause: err });
+    // A provider's errors are written for the client. Anything else is the relay's own failure (a disk, the store, a
+    // bug), whose message may name paths or SQL: the client is told no more than the envelope of a 500 tells, and
+    // the cause goes to the log below, with the task id.
+    const error = err instanceof ProviderError ? err : new ProviderError('InternalError', internalErrorMessage, true, { cause: err });
     log.warn({ taskId: task.id, code: error.code, retryable: error.retryable, attempt: task.attempts, err }, 'attempt failed');
     if (error.retryable && task.attempts < retry.maxAttempts) {
       const notBefore = now + retryDelayMs(retry, task.attempts);

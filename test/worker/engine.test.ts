@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider, type ControlledRun } from '../../src/adapters/fakes/controlled-provider';
 import { permanentError, retryableError } from '../../src/ports/provider';
+import { internalErrorMessage } from '../../src/worker/settlement';
 import { solidPng } from '../helpers/images';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 
@@ -87,9 +88,10 @@ describe('task engine', () => {
     const id = await submit();
     (await provider.whenStarted(id)).fail(retryableError('InternalError', 'boom 1'));
     await waitForTask(relay.relay, id, ['queued']);
-    (await provider.whenStarted(id)).fail(new Error('boom 2'));
+    // Not a ProviderError: the relay's own failure, whose message (a path, SQL) the client must not see.
+    (await provider.whenStarted(id)).fail(new Error('boom 2 at /var/lib/relay/files'));
     const task = await waitForTask(relay.relay, id);
-    expect(task).toMatchObject({ state: 'failed', attempts: 2, error: { code: 'InternalError', message: 'boom 2' } });
+    expect(task).toMatchObject({ state: 'failed', attempts: 2, error: { code: 'InternalError', message: internalErrorMessage } });
   });
 
   it('cancels a queued task at once and a running one through its abort signal; both cost nothing', async () => {
