@@ -18,8 +18,15 @@ export type FailureKind = 'task' | 'channel' | 'transient' | 'ambiguous';
 export interface UpstreamFailure {
   readonly kind: FailureKind;
   readonly code: string;
+  /** The whole text: for the server log and the channel's health (the operator). */
   readonly message: string;
   readonly requestId?: string;
+  /**
+   * What a client may read instead (task log, task error), when `message` is not Tencent's answer but text of Node's,
+   * the SDK's or a gateway's, which names the channel's endpoint (an operator's address and port) or carries a
+   * proxy's page. Absent: `message` is Tencent's own, written for the caller.
+   */
+  readonly clientMessage?: string;
 }
 
 /** Tencent error code prefixes, first match wins; anything unlisted is transient. */
@@ -65,8 +72,14 @@ const SYSTEM_CODE = /^[A-Z][A-Z0-9_]+$/;
  * answer be ambiguous. For reads, the same failure is simply transient.
  */
 export function classify(err: unknown, submission: boolean): UpstreamFailure {
-  const lost = (message: string): UpstreamFailure => ({ kind: submission ? 'ambiguous' : 'transient', code: UNREACHABLE, message });
-  if (err instanceof UpstreamTimeout) return lost(err.message);
+  const lost = (message: string, clientMessage: string): UpstreamFailure => ({
+    kind: submission ? 'ambiguous' : 'transient',
+    code: UNREACHABLE,
+    message,
+    clientMessage,
+  });
+  // Our own text ("CreateAigcImageTask: no answer within 30000 ms"): nothing in it but the action and our deadline.
+  if (err instanceof UpstreamTimeout) return lost(err.message, err.message);
   const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as SdkError;
   const message = e.message ?? String(err);
   const requestId = e.requestId ? { requestId: e.requestId } : {};
@@ -75,13 +88,16 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
     // A 5xx from a gateway may come after the request was forwarded; a 4xx means it was not accepted: throttled or
     // timed out by a gateway (429, 408) is worth another try, any other 4xx says this channel cannot be used.
     const answer = `HTTP ${e.httpCode}: ${message}`;
-    if (e.httpCode >= 500) return lost(answer);
-    return { kind: e.httpCode === 429 || e.httpCode === 408 ? 'transient' : 'channel', code: UNREACHABLE, message: answer };
+    const clientMessage = `the upstream answered HTTP ${e.httpCode}`;
+    if (e.httpCode >= 500) return lost(answer, clientMessage);
+    return { kind: e.httpCode === 429 || e.httpCode === 408 ? 'transient' : 'channel', code: UNREACHABLE, message: answer, clientMessage };
   }
   // Refused before anything was sent: safe to send elsewhere. Anything later (a reset, a body cut short after the
   // headers came back) may have reached Tencent.
-  if (NOT_SENT.test(`${e.code ?? ''} ${message}`)) return { kind: 'transient', code: UNREACHABLE, message };
-  return lost(message);
+  if (NOT_SENT.test(`${e.code ?? ''} ${message}`)) {
+    return { kind: 'transient', code: UNREACHABLE, message, clientMessage: 'the upstream could not be reached' };
+  }
+  return lost(message, 'the connection to the upstream failed before an answer came');
 }
 
 /** Tencent refuses a SessionId seen in the last 3 days; the exact code is not documented, so match loosely. */
@@ -90,8 +106,9 @@ export function isDuplicateSession(f: UpstreamFailure): boolean {
   return /SessionId/i.test(f.code) || (/session\s*id/i.test(f.message) && /exist|duplicat|used|repeat|重复/i.test(f.message));
 }
 
+/** The failure as a client reads it (task log, task error): Tencent's answer, or only what kind of failure it was. */
 export function describe(f: UpstreamFailure): string {
-  return `Tencent VOD: ${f.message}${f.requestId ? ` (RequestId ${f.requestId})` : ''}`;
+  return `Tencent VOD: ${f.clientMessage ?? f.message}${f.requestId ? ` (RequestId ${f.requestId})` : ''}`;
 }
 
 export function toProviderError(f: UpstreamFailure, retryable: boolean): ProviderError {

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { permanentError } from '../../ports/provider';
 import type { Clock } from '../../ports/clock';
 import type { Vod, VodApi } from './client';
-import { classify, isDuplicateSession, toProviderError, UNREACHABLE } from './errors';
+import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE } from './errors';
 
 /**
  * Resolving an ambiguous submission (no answer to CreateAigcImageTask, or a crash while it was in flight) without
@@ -102,7 +102,7 @@ export async function reconcile(r: ReconcileRequest): Promise<string> {
         lookups++;
       } catch (err) {
         signal.throwIfAborted();
-        r.log(`DescribeTasks failed (${classify(err, false).message}); will look again.`);
+        r.log(`DescribeTasks failed (${describe(classify(err, false))}); will look again.`);
       }
 
       if (lookups >= options.lookupsBeforeResubmit) {

@@ -90,7 +90,7 @@ export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'inpu
         if (f.kind === 'ambiguous' || isDuplicateSession(f)) {
           lease.failed(f.code, f.message);
           state.enter('reconciling', { channelId: channel.id });
-          ctx.log(`No clear answer from the upstream (${f.message}); reconciling by SessionId before anything else.`);
+          ctx.log(`No clear answer from the upstream (${describe(f)}); reconciling by SessionId before anything else.`);
           const upstreamTaskId = await reconcile({
             taskId: job.taskId,
             submittedAt,
