@@ -48,7 +48,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   app.addHook('onResponse', (request, reply, done) => {
     deps.metrics.observeRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
     // One line per request; the reqId binding ties it to the RequestId the client saw.
-    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
+    request.log.info({ method: request.method, url: loggableUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
     done();
   });
   installErrorHandling(app);
@@ -88,6 +88,15 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   adminChannelRoutes(app, deps);
   return app;
 }
+
+/**
+ * Query parameters whose values are credentials: a signed link's `signature` (an upload's link never expires) and a
+ * `webhook` URL (many receivers are secret by their path). Whoever reads the logs must not be able to use them.
+ */
+const SECRET_QUERY_VALUES = /([?&](?:signature|webhook)=)[^&#]*/g;
+
+/** The request URL as the request log line shows it. */
+export const loggableUrl = (url: string): string => (url.includes('=') ? url.replace(SECRET_QUERY_VALUES, '$1[redacted]') : url);
 
 /**
  * @fastify/swagger marks every request body required, but a body schema that admits null also admits no body at all

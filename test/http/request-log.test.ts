@@ -1,0 +1,55 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually';
+import { solidPng } from '../helpers/images';
+import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
+
+/**
+ * The one log line per request carried the URL with its query: a signed link's signature (an upload's link never
+ * expires, so whoever reads the log could fetch the file for ever) and a `?webhook=` URL (often secret by its path,
+ * as Slack's and many others' are). Both are logged as `[redacted]`; the rest of the URL stays.
+ */
+describe('the request log line', () => {
+  let t: TestRelay;
+  const lines: Array<Record<string, unknown>> = [];
+  beforeAll(async () => {
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(JSON.parse(String(chunk)));
+        done();
+      },
+    });
+    t = await startTestRelay({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' }, overrides: { logger: pino({ level: 'info' }, sink) } });
+  });
+  afterAll(() => t.close());
+
+  /** The request's line, written once its answer has gone out (a download's after the last byte). */
+  const logged = (requestId: string | null) =>
+    eventually('the request log line', 5_000, () => lines.find((l) => l.reqId === requestId && l.msg === 'request'));
+
+  it("does not carry a signed link's signature", async () => {
+    const upload = await fetch(`${t.url}/tencent-vod/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png' },
+      body: new Uint8Array((await solidPng('#123456', 16, 16)).data),
+    });
+    const link = new URL(((await upload.json()) as { url: string }).url);
+    const signature = link.searchParams.get('signature')!;
+    const res = await fetch(link);
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const line = await logged(res.headers.get('x-request-id'));
+    expect(line?.url).toBe(`${link.pathname}?expires=0&signature=[redacted]`);
+    expect(JSON.stringify(lines)).not.toContain(signature);
+  });
+
+  it('does not carry a webhook URL', async () => {
+    const hook = 'http://127.0.0.1:9/services/T0001/B0001/s3cr3tT0ken';
+    const res = await t.api.post(`/tencent-vod/v1/aigc-image?webhook=${encodeURIComponent(hook)}`, PROMPT_BODY);
+    expect(res.status, res.text).toBe(200);
+    const line = await logged(res.headers.get('x-request-id'));
+    expect(line?.url).toBe('/tencent-vod/v1/aigc-image?webhook=[redacted]');
+    expect(JSON.stringify(lines)).not.toContain('s3cr3tT0ken');
+  });
+});
