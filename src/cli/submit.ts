@@ -140,6 +140,11 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
   }
   await fs.mkdir(options.out, { recursive: true });
   for (const image of result.body.images) {
+    const name = savedName(image);
+    if (!name) {
+      process.stderr.write(`result names ${JSON.stringify(image.file_id)} (${JSON.stringify(image.content_type)}): not a file id and image type the CLI saves\n`);
+      return 1;
+    }
     const download = await call(image.url);
     if (!download.ok) {
       const failed = await relayAnswer(download);
@@ -147,9 +152,22 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
       return 1;
     }
     const data = Buffer.from(await download.arrayBuffer());
-    const file = path.join(options.out, `${image.file_id}.${image.content_type === 'image/jpeg' ? 'jpg' : image.content_type.split('/')[1]}`);
+    const file = path.join(options.out, name);
     await fs.writeFile(file, data);
     process.stdout.write(`saved ${file} (${image.width}x${image.height})\n`);
   }
   return 0;
+}
+
+const EXTENSIONS: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp' };
+
+/**
+ * The name an image is saved under in --out. The parts come from the relay's answer, so they are taken only in the
+ * shapes the relay gives them (`file_…` ids, the three image types): a relay that is not what it seems (a wrong
+ * --url, a proxy, plain http on a shared network) must not choose a path (`../../.bashrc`, an absolute one).
+ */
+function savedName(image: { file_id: unknown; content_type: unknown }): string | undefined {
+  const extension = typeof image.content_type === 'string' ? EXTENSIONS[image.content_type] : undefined;
+  if (typeof image.file_id !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(image.file_id) || !extension) return undefined;
+  return `${image.file_id}.${extension}`;
 }

@@ -79,6 +79,44 @@ describe('aigc-relay submit', () => {
     }
   });
 
+  it('saves only inside --out, under a name it makes itself: a file_id or content_type with a path in it is refused', async () => {
+    // The names come from the relay's answer: a relay that is not what it seems (a wrong --url, a proxy, plain http
+    // on a shared network) must not make the CLI write outside --out (../../.bashrc, an absolute path).
+    const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#000' } }).png().toBuffer();
+    const parent = tempDir();
+    const out = path.join(parent, 'out');
+    const cases = [
+      { file_id: '../escaped', content_type: 'image/png' },
+      { file_id: `${parent}/absolute`, content_type: 'image/png' },
+      { file_id: 'img_1', content_type: 'image/../../escaped' },
+    ];
+    for (const image of cases) {
+      const server = http.createServer((request, response) => {
+        const root = `http://127.0.0.1:${(server.address() as AddressInfo).port}/tencent-vod/v1/requests/task_gone`;
+        if (request.url!.endsWith('/img')) return response.writeHead(200, { 'content-type': 'image/png' }).end(png);
+        const body =
+          request.method === 'POST'
+            ? accepted(root)
+            : request.url!.endsWith('/status')
+              ? { ...accepted(root), status: 'COMPLETED', outcome: 'succeeded', progress: 100 }
+              : { images: [{ ...image, width: 4, height: 4, url: `${root}/img` }] };
+        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', out, '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+        expect(run.code, `${JSON.stringify(image)}: ${run.stderr}`).toBe(1);
+        expect(run.stderr).toMatch(/not a file id and image type the CLI saves/);
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    }
+    expect(fs.readdirSync(parent)).toEqual(['out']);
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+
   it('a relay that cannot be reached, or answers something that is not JSON: one line saying so, exit 1', async () => {
     const closed = http.createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
