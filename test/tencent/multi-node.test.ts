@@ -101,27 +101,26 @@ await describeWithPostgres('a channel shared by two nodes', 'tencent channels on
   it("a node does not claim a task for a channel another node fills: it stays in the shared queue until a slot frees", async () => {
     const { a, b, nodes, server: upstream, account, channelId, key, close } = await twoNodes('relay_tencent_full', 4, 1, { sharedSlotsRefreshMs: 25 });
     closers.push(close);
-    const adminB = apiClient(b.publicUrl(), ADMIN_TOKEN);
     const body = { model_name: 'GEM', model_version: '3.0', prompt: 'one slot' };
-
     const first = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
     await waitUntil(() => upstream.tasksOf(account.secretId).some((t) => t.status === 'PROCESSING'), 15_000, 'the first upstream task');
-    // Node B has read that node A holds the channel's one slot (its admin view shows what it counts).
-    await waitUntil(
-      async () => (await adminB.get(`/admin/v1/channels/${channelId}`)).body.health?.in_flight_elsewhere === 1,
-      10_000,
-      "node B to count node A's slot",
-    );
-    const second = (await apiClient(b.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
-    // Before, node B claimed it at once and held it as running, waiting for a slot inside itself. There is no event
-    // for "not claimed", so it is given a few of node B's slot reads (25 ms apart) to go wrong in.
+    // Either node may have claimed it (the queue is shared): the other is the one that must hold back.
+    const healthOn = async (node: Relay) => (await apiClient(node.publicUrl(), ADMIN_TOKEN).get(`/admin/v1/channels/${channelId}`)).body.health;
+    const [holder, other] = (await healthOn(a)).in_flight === 1 ? [a, b] : [b, a];
+    expect((await healthOn(holder)).in_flight).toBe(1);
+    // The other node has read that the holder has the channel's one slot (its admin view shows what it counts).
+    await waitUntil(async () => (await healthOn(other)).in_flight_elsewhere === 1, 10_000, "the other node to count the holder's slot");
+    const admin = apiClient(other.publicUrl(), ADMIN_TOKEN);
+    const second = (await apiClient(other.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
+    // Before, the other node claimed it at once and held it as running, waiting for a slot inside itself. There is no
+    // event for "not claimed", so it is given a few of that node's slot reads (25 ms apart) to go wrong in.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect((await adminB.get(`/admin/v1/tasks/${second}`)).body.state).toBe('queued');
+    expect((await admin.get(`/admin/v1/tasks/${second}`)).body.state).toBe('queued');
 
     const freedAt = Date.now();
     upstream.finish(upstream.tasksOf(account.secretId)[0]!.taskId);
     await waitUntil(() => upstream.tasksOf(account.secretId).length === 2, 15_000, 'the second upstream task');
-    const startedAt = Date.parse((await adminB.get(`/admin/v1/tasks/${second}`)).body.started_at as string);
+    const startedAt = Date.parse((await admin.get(`/admin/v1/tasks/${second}`)).body.started_at as string);
     expect(startedAt).toBeGreaterThanOrEqual(freedAt);
     upstream.finish(upstream.tasksOf(account.secretId)[1]!.taskId);
     expect(await finishedOnSomeNode(nodes, [first, second])).toEqual(['succeeded', 'succeeded']);
