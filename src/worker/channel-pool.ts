@@ -46,6 +46,11 @@ export interface PoolOptions {
   readonly slotRetryMs?: number;
   /** How often the slots other nodes hold are read (with `slots`); 1 s by default. */
   readonly sharedRefreshMs?: number;
+  /**
+   * Told when reading the shared slots starts failing (`error`) and when it works again (undefined): meanwhile the
+   * pool runs on the last figures, and a channel it has never read offers no room.
+   */
+  readonly onSharedReadProblem?: (error: unknown) => void;
 }
 
 interface Slot {
@@ -82,6 +87,7 @@ export class ChannelPool {
 
   private readonly refreshTimer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  private readFailing = false;
 
   constructor(private readonly options: PoolOptions) {
     this.random = options.random ?? Math.random;
@@ -111,9 +117,18 @@ export class ChannelPool {
           slot.elsewhere = elsewhere;
           slot.unread = false;
         }
+        if (this.readFailing) {
+          this.readFailing = false;
+          this.options.onSharedReadProblem?.(undefined);
+        }
         if (grew) this.changed();
       })
-      .catch(() => undefined)
+      .catch((error: unknown) => {
+        // Once per run of failures, not once a second.
+        if (this.readFailing) return;
+        this.readFailing = true;
+        this.options.onSharedReadProblem?.(error);
+      })
       .finally(() => (this.refreshing = undefined));
     return this.refreshing;
   }

@@ -177,6 +177,29 @@ describe("other nodes' slots in this node's capacity", () => {
     third!.release();
   });
 
+  it('failing reads of the shared slots are reported once, and their end too; the last figures stay meanwhile', async () => {
+    const shared = localChannelSlots();
+    let down = false;
+    const flaky = { ...shared, inUse: () => (down ? Promise.reject(new Error('connection refused')) : shared.inUse()) };
+    const problems: unknown[] = [];
+    const pool = new ChannelPool({ clock, breaker: { failureThreshold: 2, cooldownMs: 1000 }, slots: flaky, sharedRefreshMs: 3_600_000, onSharedReadProblem: (e) => problems.push(e) });
+    pools.push(pool);
+    pool.load([channel('x', { maxConcurrency: 3 })]);
+    await pool.refreshShared(); // the read load() started
+    await shared.acquire('x', 'elsewhere-1', 3);
+    await pool.refreshShared();
+    expect(pool.capacity).toBe(2);
+    down = true;
+    await pool.refreshShared();
+    await pool.refreshShared();
+    expect(problems).toHaveLength(1);
+    expect((problems[0] as Error).message).toBe('connection refused');
+    expect(pool.capacity).toBe(2);
+    down = false;
+    await pool.refreshShared();
+    expect(problems).toEqual([problems[0], undefined]);
+  });
+
   it('a channel that appears in a reload offers no room until the slots other nodes hold on it are read', async () => {
     const shared = localChannelSlots();
     const b = new ChannelPool({ clock, breaker: { failureThreshold: 2, cooldownMs: 1000 }, random: () => 0, slots: shared, sharedRefreshMs: 3_600_000 });

@@ -45,7 +45,16 @@ export class TencentRuntime {
       clock,
       breaker: options.breaker,
       ...(options.random ? { random: options.random } : {}),
-      ...(deps.slots ? { slots: deps.slots, sharedRefreshMs: options.sharedSlotsRefreshMs } : {}),
+      ...(deps.slots
+        ? {
+            slots: deps.slots,
+            sharedRefreshMs: options.sharedSlotsRefreshMs,
+            onSharedReadProblem: (err: unknown) =>
+              err === undefined
+                ? deps.log.info({}, 'reading the channel slots other nodes hold works again')
+                : deps.log.warn({ err }, 'cannot read the channel slots other nodes hold; using the last figures (a channel not read yet offers no room)'),
+          }
+        : {}),
     });
     const channelAccess = (id: string) => {
       const channel = this.pool.channel(id);
