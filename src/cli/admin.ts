@@ -59,11 +59,11 @@ const positiveCredits = (value: string): number => {
   return Number(value);
 };
 /**
- * A signed adjustment, `-500` to take credits away: commander passes a negative number through as an argument (not
+ * A signed adjustment, `-500` to take credits away (`500` or `+500` to add): commander passes a negative number through as an argument (not
  * an unknown option) because `adjust` has no subcommands and no option is a digit.
  */
 export const signedCredits = (value: string): number => {
-  if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a whole number of credits, negative to take credits away');
+  if (!/^[-+]?\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a whole number of credits, negative to take credits away');
   if (Number(value) === 0) throw new InvalidArgumentError('must not be 0');
   return Number(value);
 };

@@ -34,9 +34,9 @@ describe('operator mistakes on the command line', () => {
     expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
   });
 
-  it('an adjustment of 0, a fraction, a word or past 2^53: refused by the argument parser', () => {
-    for (const amount of ['0', '-0', '-1.5', '+5', 'ten', '5e2', '-99999999999999999999']) expect(() => signedCredits(amount), amount).toThrow(InvalidArgumentError);
-    expect([signedCredits('-500'), signedCredits('7')]).toEqual([-500, 7]);
+  it('an adjustment of 0, a fraction, a word or past 2^53: refused by the argument parser; a sign either way is fine', () => {
+    for (const amount of ['0', '-0', '+0', '-1.5', 'ten', '5e2', '0x10', '-99999999999999999999']) expect(() => signedCredits(amount), amount).toThrow(InvalidArgumentError);
+    expect([signedCredits('-500'), signedCredits('7'), signedCredits('+12')]).toEqual([-500, 7, 12]);
   });
 
   it('accounts adjust with a bad amount, no reason, a blank one, or more than is available: refused, balance and ledger unchanged', async () => {
