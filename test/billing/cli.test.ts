@@ -5,15 +5,21 @@ import { DEFAULT_PRICES } from '../../src/domain/pricing';
 import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
 
+/** A data dir of its own, and the CLI on it for commands that must succeed (exit 0; their JSON output parsed). */
+function freshCli() {
+  const env = { AIGC_RELAY_DATA_DIR: tempDir() };
+  const cli = async (...args: string[]) => {
+    const res = await runCli(args, env);
+    expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0);
+    return JSON.parse(res.stdout);
+  };
+  return { env, cli };
+}
+
 /** The operator CLI over the same use cases as the admin API, on a data dir of its own (no server needed). */
 describe('aigc-relay accounts | keys | prices', () => {
   it('creates, lists, tops up, issues and limits keys, revokes, and changes prices', async () => {
-    const env = { AIGC_RELAY_DATA_DIR: tempDir() };
-    const cli = async (...args: string[]) => {
-      const res = await runCli(args, env);
-      expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0);
-      return JSON.parse(res.stdout);
-    };
+    const { env, cli } = freshCli();
 
     const account = await cli('accounts', 'create', '--name', 'acme', '--balance', '500');
     expect(account).toMatchObject({ name: 'acme', balance: 500, held: 0, available: 500 });
@@ -38,12 +44,7 @@ describe('aigc-relay accounts | keys | prices', () => {
   });
 
   it('accounts adjust takes a negative amount (-500) with a reason, and a positive one; each is an adjust row on the ledger', async () => {
-    const env = { AIGC_RELAY_DATA_DIR: tempDir() };
-    const cli = async (...args: string[]) => {
-      const res = await runCli(args, env);
-      expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0);
-      return JSON.parse(res.stdout);
-    };
+    const { env, cli } = freshCli();
     const account = await cli('accounts', 'create', '--name', 'acme', '--balance', '1200');
     expect(await cli('accounts', 'adjust', account.id, '-500', '--reason', 'top-up entered twice')).toEqual({ balance: 700 });
     // The option may come first too.
