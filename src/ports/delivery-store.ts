@@ -86,12 +86,20 @@ export interface WebhookFilter {
 }
 
 export interface WebhookStore {
-  /** Pending deliveries due at `now` and not leased, leased to the caller until `now + leaseMs`, oldest first. */
-  claimDue(now: number, limit: number, leaseMs: number): Promise<WebhookDelivery[]>;
+  /**
+   * Up to `limit` pending deliveries due at `now` and not leased, leased to the caller until `now + leaseMs`. Fair
+   * between accounts: an account gets no more than `perAccount` leased at once (its unexpired leases, whoever holds
+   * them, count), and every account's oldest due row is taken before any account's second, and so on; within that,
+   * oldest first.
+   */
+  claimDue(now: number, limit: number, leaseMs: number, perAccount: number): Promise<WebhookDelivery[]>;
   /** Logs the attempt and applies its step in one transaction; clears the lease. */
   recordAttempt(deliveryId: string, attempt: NewWebhookAttempt, step: DeliveryStep): Promise<void>;
-  /** When the earliest pending delivery can next be claimed (due and unleased), or undefined when none is pending. */
-  nextDueAt(): Promise<number | undefined>;
+  /**
+   * The earliest time after `after` (default: any) at which a pending delivery can be claimed (due and unleased),
+   * or undefined when there is none.
+   */
+  nextDueAt(after?: number): Promise<number | undefined>;
   /** Clears every lease: at start-up a single node owns none, whatever a crash left. Returns how many. */
   releaseLeases(): Promise<number>;
   /**

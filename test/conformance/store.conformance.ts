@@ -537,7 +537,7 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
 
         const other = await fx.peer();
         closers.push(() => other.close());
-        const [mine, theirs] = await Promise.all([store.webhooks.claimDue(4000, 10, 30_000), other.webhooks.claimDue(4000, 10, 30_000)]);
+        const [mine, theirs] = await Promise.all([store.webhooks.claimDue(4000, 10, 30_000, 10), other.webhooks.claimDue(4000, 10, 30_000, 10)]);
         expect(mine.length + theirs.length).toBe(2);
         expect(mine.filter((d) => theirs.some((t) => t.id === d.id))).toEqual([]);
         const delivery = [...mine, ...theirs][0]!;
@@ -554,6 +554,47 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.webhooks.attempts(delivery.id)).toEqual([]);
         expect(await store.webhooks.getDelivery(replay!.id)).toMatchObject({ state: 'pending' });
         expect((await store.webhooks.listDeliveries({ limit: 10 })).map((d) => d.state).sort()).toEqual(['pending', 'pending']);
+      });
+      it('claims due deliveries fairly: round-robin over accounts, at most perAccount leased per account on any node', async () => {
+        const LEASE = 30_000;
+        async function hookedAccount(name: string, finishedAt: number[]) {
+          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
+          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
+          const tasks: string[] = [];
+          for (const at of finishedAt) {
+            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
+            await store.tasks.finish(task.id, { state: 'cancelled' }, at);
+            tasks.push(task.id);
+          }
+          return tasks;
+        }
+        const noisy = await hookedAccount('noisy', [3000, 3001, 3002, 3003, 3004]);
+        const quiet = await hookedAccount('quiet', [3010, 3011]);
+        const late = await hookedAccount('late', [3020, 9000]);
+        const claim = async (s: Store, now: number, limit: number) => (await s.webhooks.claimDue(now, limit, LEASE, 2)).map((d) => d.taskId);
+
+        // Every account's oldest before anyone's second; within a round, oldest first. The row due at 9000 waits.
+        expect(await claim(store, 4000, 4)).toEqual([noisy[0], quiet[0], late[0], noisy[1]]);
+        // noisy holds its 2 and gets no third however old its rows; quiet has room for one more.
+        expect(await claim(store, 4000, 10)).toEqual([quiet[1]]);
+        // Another node sees the same leases and takes nothing past the caps.
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        expect(await claim(other, 4001, 10)).toEqual([]);
+        // The blocked rows are due already; after now come the row due at 9000, then the ends of the leases.
+        expect(await store.webhooks.nextDueAt()).toBe(3002);
+        expect(await store.webhooks.nextDueAt(4001)).toBe(9000);
+        expect(await store.webhooks.nextDueAt(9000)).toBe(4000 + LEASE);
+        expect(await store.webhooks.nextDueAt(4000 + LEASE)).toBeUndefined();
+
+        // An attempt ending frees its account's slot (here on the other node's claim).
+        const [first] = await store.webhooks.listDeliveries({ taskId: noisy[0]!, limit: 1 });
+        await store.webhooks.recordAttempt(first!.id, { at: 4100, status: 200, latencyMs: 3 }, { state: 'delivered' });
+        expect(await claim(other, 4200, 10)).toEqual([noisy[2]]);
+        expect(await store.webhooks.nextDueAt(4000 + LEASE)).toBe(4200 + LEASE);
+        // Leases that have run out (their node died) no longer count, and their rows are due again; the other node's
+        // lease of noisy[2] still runs, so noisy gets one; the row due at 9000 is due by now.
+        expect(await claim(store, 4000 + LEASE + 1, 10)).toEqual([noisy[1], quiet[0], late[0], quiet[1], late[1]]);
       });
     });
 

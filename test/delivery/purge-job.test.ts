@@ -16,7 +16,7 @@ describe('the delivery purge job', () => {
     await store.accounts.createKey({ id: 'key', accountId: 'acct', secretHash: 'h', createdAt: now });
     await store.tasks.createTask({ id: 'task', accountId: 'acct', keyId: 'key', requestId: 'r', input: INPUT, price: 1, provider: 'local', now });
     await store.tasks.finish('task', { state: 'cancelled' }, now);
-    const [delivery] = await store.webhooks.claimDue(now, 1, 30_000);
+    const [delivery] = await store.webhooks.claimDue(now, 1, 30_000, 1);
     await store.webhooks.recordAttempt(delivery!.id, { at: now, status: 200, latencyMs: 1 }, { state: 'delivered' });
     await store.idempotency.reserve({ accountId: 'acct', key: 'k', bodyHash: 'h', now, ttlMs: IDEMPOTENCY_TTL_MS, leaseMs: 60_000 });
 

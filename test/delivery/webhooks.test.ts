@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { directConnect, type Connector, type HostResolver } from '../../src/adapters/http-fetch';
-import type { WebhookAttemptEvent } from '../../src/worker/webhook-dispatcher';
+import type { WebhookAttemptEvent, WebhookPolicy } from '../../src/worker/webhook-dispatcher';
 import { apiClient } from '../helpers/api';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
@@ -33,9 +33,9 @@ afterEach(async () => {
   receiver = undefined;
 });
 
-async function setUp(answer?: Answer, providers?: ControlledProvider[]) {
+async function setUp(answer?: Answer, providers?: ControlledProvider[], policy: Partial<WebhookPolicy> = {}) {
   receiver = await startReceiver(answer);
-  t = await startTestRelay({ env: ENV, overrides: { webhookPolicy: FAST, outbound: { connect: loopbackOnly, resolve: testResolver }, ...(providers ? { providers } : {}) } });
+  t = await startTestRelay({ env: ENV, overrides: { webhookPolicy: { ...FAST, ...policy }, outbound: { connect: loopbackOnly, resolve: testResolver }, ...(providers ? { providers } : {}) } });
   const finalAttempt = recordAttempts(t);
   const account = await t.admin.get(`/admin/v1/accounts/${await devAccountId(t)}`);
   return { relay: t, receiver, secret: account.body.webhook_secret as string, finalAttempt };
@@ -130,6 +130,25 @@ describe('webhooks', () => {
     expect(cancelled).toMatchObject({ request_id: queued.body.request_id, outcome: 'cancelled' });
     run.succeed();
     expect(verified(account.body.webhook_secret, await receiver.nth(2))).toMatchObject({ request_id: running.body.request_id, outcome: 'succeeded' });
+  });
+
+  it("an account whose receiver hangs holds perAccount slots, not all: another account's webhook goes out meanwhile", async () => {
+    const { relay, receiver: hanging, finalAttempt } = await setUp(() => 'hold', undefined, { concurrency: 4, perAccount: 2, timeoutMs: 60_000 });
+    for (let i = 0; i < 6; i++) expect((await relay.api.post(withWebhook(hanging.url), body(`hangs ${i}`))).status).toBe(200);
+    await hanging.nth(2);
+    const healthy = await startReceiver();
+    try {
+      const other = await relay.admin.post('/admin/v1/accounts', { name: 'other', balance: 10_000, callback_url: healthy.url });
+      const api = apiClient(relay.url, (await relay.admin.post(`/admin/v1/accounts/${other.body.id}/keys`, {})).body.key);
+      const res = await api.post(SUBMIT, body('from an account with a healthy receiver'));
+      // With the hanging account free to take every slot, this waited for an attempt to time out (here 60 s).
+      expect((await finalAttempt(res.body.request_id)).step.state).toBe('delivered');
+      expect(verified(other.body.webhook_secret, await healthy.nth(1))).toMatchObject({ request_id: res.body.request_id });
+      expect(hanging.received).toHaveLength(2);
+    } finally {
+      await healthy.close();
+      await hanging.close(); // ends the held requests, so the relay's close need not wait out its drain
+    }
   });
 
   it('gives up at once on a callback URL the outbound rules refuse (no retries, nothing sent)', async () => {

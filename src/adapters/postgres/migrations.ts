@@ -480,6 +480,14 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   `,
   // The retention purge of ended webhook deliveries (webhooks.ts purge) reads them oldest first.
   { concurrentIndexes: [{ name: 'webhook_finished', on: 'webhook_deliveries(finished_at) WHERE finished_at IS NOT NULL' }] },
+  // The fair webhook claim (webhooks.ts claimDue): pending rows by account for its skip scan and per-account due
+  // rows; leased rows for the in-flight counts and for nextDueAt.
+  {
+    concurrentIndexes: [
+      { name: 'webhook_pending_account', on: "webhook_deliveries(account_id, next_attempt_at, seq) WHERE state = 'pending'" },
+      { name: 'webhook_leased', on: 'webhook_deliveries(lease_until) WHERE lease_until IS NOT NULL' },
+    ],
+  },
 ];
 
 async function inOneTransaction(client: PoolClient, sql: string, version: number): Promise<void> {

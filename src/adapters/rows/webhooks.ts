@@ -51,3 +51,20 @@ export const toAttempt = (r: AttemptRow): WebhookAttempt => ({
   ...optional('error', r.error),
   ...optional('responseBody', r.response_body),
 });
+
+const oldestFirst = (a: DeliveryRow, b: DeliveryRow): number => (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.seq - b.seq;
+
+/**
+ * The fair claim's order: every account's oldest due row before any account's second, and so on; within a round,
+ * oldest first. `perAccount`: each account's due rows, oldest first. So one account with a thousand due deliveries
+ * to a receiver that hangs takes one slot a round, not all of them.
+ */
+export function takeRoundRobin(perAccount: readonly (readonly DeliveryRow[])[], limit: number): DeliveryRow[] {
+  const taken: DeliveryRow[] = [];
+  for (let round = 0; taken.length < limit; round++) {
+    const thisRound = perAccount.flatMap((rows) => (round < rows.length ? [rows[round]!] : []));
+    if (thisRound.length === 0) break;
+    taken.push(...thisRound.sort(oldestFirst).slice(0, limit - taken.length));
+  }
+  return taken;
+}

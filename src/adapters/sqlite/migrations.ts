@@ -240,4 +240,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX webhook_finished ON webhook_deliveries(finished_at) WHERE finished_at IS NOT NULL;
   `,
+  // The fair webhook claim (webhooks.ts claimDue): pending rows by account for its skip scan and per-account due
+  // rows; leased rows for the in-flight counts and for nextDueAt.
+  `
+  CREATE INDEX webhook_pending_account ON webhook_deliveries(account_id, next_attempt_at, seq) WHERE state = 'pending';
+  CREATE INDEX webhook_leased ON webhook_deliveries(lease_until) WHERE lease_until IS NOT NULL;
+  `,
 ];

@@ -3,7 +3,7 @@ import type { WebhookStore } from '../../ports/delivery-store';
 import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 import { syncWrite } from './group-commit';
-import { toAttempt, toDelivery, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
+import { takeRoundRobin, toAttempt, toDelivery, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
 
 const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
 
@@ -30,9 +30,24 @@ export function sqliteOutbox(db: Db) {
 export function sqliteWebhookStore(db: Db): WebhookStore {
   const outbox = sqliteOutbox(db);
   const selectDelivery = db.prepare<[string], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE id = ?');
-  const due = db.prepare<{ now: number; limit: number }, DeliveryRow>(
-    `SELECT * FROM webhook_deliveries
-     WHERE state = 'pending' AND next_attempt_at <= @now AND (lease_until IS NULL OR lease_until <= @now)
+  // The fair claim (claimDue below) reads, per account with pending rows, that account's oldest due rows, after
+  // counting the rows already leased per account (in flight here or on another node).
+  const leasedPerAccount = db.prepare<{ now: number }, { account_id: string; n: number }>(
+    `SELECT account_id, COUNT(*) AS n FROM webhook_deliveries INDEXED BY webhook_leased
+     WHERE lease_until > @now AND state = 'pending' GROUP BY account_id`,
+  );
+  // A skip scan of webhook_pending_account: one index seek per account, however many rows each has.
+  const pendingAccounts = db.prepare<[], { id: string }>(
+    `WITH RECURSIVE accounts(id) AS (
+       SELECT (SELECT MIN(account_id) FROM webhook_deliveries WHERE state = 'pending')
+       UNION ALL
+       SELECT (SELECT MIN(account_id) FROM webhook_deliveries WHERE state = 'pending' AND account_id > accounts.id)
+       FROM accounts WHERE accounts.id IS NOT NULL)
+     SELECT id FROM accounts WHERE id IS NOT NULL`,
+  );
+  const dueOfAccount = db.prepare<{ accountId: string; now: number; limit: number }, DeliveryRow>(
+    `SELECT * FROM webhook_deliveries INDEXED BY webhook_pending_account
+     WHERE state = 'pending' AND account_id = @accountId AND next_attempt_at <= @now AND (lease_until IS NULL OR lease_until <= @now)
      ORDER BY next_attempt_at, seq LIMIT @limit`,
   );
   const lease = db.prepare('UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?');
@@ -45,11 +60,16 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
        lease_until = NULL, last_status = @status, finished_at = @finishedAt, updated_at = @at
      WHERE id = @deliveryId AND state = 'pending'`,
   );
-  // A leased row is claimable again when its lease ends, so that is when it is "due" for the dispatcher's timer.
-  const nextDue = db.prepare<[], { at: number | null }>(
-    `SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) AS at FROM webhook_deliveries WHERE state = 'pending'`,
+  // When a row can next be claimed: an unleased row at its next_attempt_at, a leased one when its lease ends (a
+  // lease is taken only on a due row, so it ends after next_attempt_at). Two index seeks, not a scan of the pending
+  // rows: the leased rows the first skips are at most the deliveries in flight.
+  const nextDue = db.prepare<{ after: number }, { at: number | null }>(
+    `SELECT MIN(at) AS at FROM (
+       SELECT MIN(next_attempt_at) AS at FROM webhook_deliveries
+       WHERE state = 'pending' AND lease_until IS NULL AND next_attempt_at > @after
+       UNION ALL
+       SELECT MIN(lease_until) FROM webhook_deliveries WHERE lease_until > @after AND state = 'pending')`,
   );
-
   // Ended deliveries, oldest first (webhook_finished), a batch at a time: their attempts first (they point at them).
   const endedBefore = db.prepare<[number, number], { id: string }>(
     "SELECT id FROM webhook_deliveries WHERE finished_at <= ? AND state <> 'pending' ORDER BY finished_at LIMIT ?",
@@ -65,10 +85,16 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
     return ids.length;
   });
 
-  const claimDue = db.transaction((now: number, limit: number, leaseMs: number) => {
-    const rows = due.all({ now, limit });
-    for (const row of rows) lease.run(now + leaseMs, row.id);
-    return rows.map(toDelivery);
+  const claimDue = db.transaction((now: number, limit: number, leaseMs: number, perAccount: number) => {
+    const inFlight = new Map(leasedPerAccount.all({ now }).map((r) => [r.account_id, r.n]));
+    const perAccountRows: DeliveryRow[][] = [];
+    for (const { id: accountId } of pendingAccounts.all()) {
+      const room = Math.min(limit, perAccount - (inFlight.get(accountId) ?? 0));
+      if (room > 0) perAccountRows.push(dueOfAccount.all({ accountId, now, limit: room }));
+    }
+    const claimed = takeRoundRobin(perAccountRows, limit);
+    for (const row of claimed) lease.run(now + leaseMs, row.id);
+    return claimed.map(toDelivery);
   });
   const recordAttempt = db.transaction((deliveryId: string, attempt: Parameters<WebhookStore['recordAttempt']>[1], step: Parameters<WebhookStore['recordAttempt']>[2]) => {
     insertAttempt.run({
@@ -90,12 +116,12 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
   });
 
   return {
-    claimDue: syncWrite((now: number, limit: number, leaseMs: number) => claimDue.immediate(now, limit, leaseMs)),
+    claimDue: syncWrite((now: number, limit: number, leaseMs: number, perAccount: number) => claimDue.immediate(now, limit, leaseMs, perAccount)),
     recordAttempt: syncWrite((deliveryId: string, attempt: Parameters<WebhookStore['recordAttempt']>[1], step: Parameters<WebhookStore['recordAttempt']>[2]) => {
       recordAttempt.immediate(deliveryId, attempt, step);
     }),
-    async nextDueAt() {
-      return nextDue.get()?.at ?? undefined;
+    async nextDueAt(after = -1) {
+      return nextDue.get({ after })?.at ?? undefined;
     },
     async releaseLeases() {
       return db.prepare('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL').run().changes;
