@@ -7,6 +7,40 @@ export const MAX_INPUT_BYTES = 10 * 1024 * 1024;
 /** Decoded size cap: a 10 MB file can still claim gigapixels (a decompression bomb). */
 export const MAX_INPUT_PIXELS = 100_000_000;
 
+/**
+ * Decodes at once, process-wide. A decode runs on libuv's thread pool, which file writes, reads and DNS lookups share,
+ * and one of a 100-megapixel image takes seconds of CPU: without a bound, a few such uploads at the same moment
+ * would take every pool thread and stall the relay's other work. The rest wait their turn, first come first served.
+ */
+export const DECODES_AT_ONCE = 2;
+
+/** A FIFO bound on concurrent async work: too small a need for a library. */
+export class TakeTurns {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly atOnce: number) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.atOnce) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await work();
+    } finally {
+      // The slot passes straight to the next in line (running stays the same), or is given back.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+}
+
+const decodes = new TakeTurns(DECODES_AT_ONCE);
+
 export type ImageCheck =
   | { readonly ok: true; readonly contentType: AcceptedImageType; readonly width: number; readonly height: number }
   | { readonly ok: false; readonly problem: 'unsupported' | 'corrupt'; readonly reason: string };
@@ -14,13 +48,18 @@ export type ImageCheck =
 /**
  * Decides whether bytes are an acceptable input image: the format from the magic bytes (never from a name or a
  * header), then a full decode by sharp, because a truncated JPEG still has a readable header and only fails when
- * its pixels are read. `stats()` streams the pixels through libvips without keeping a decoded copy.
+ * its pixels are read. `stats()` streams the pixels through libvips without keeping a decoded copy. At most
+ * DECODES_AT_ONCE run at a time.
  */
 export async function checkInputImage(data: Buffer): Promise<ImageCheck> {
   const contentType = sniffImageType(data);
   if (!contentType) {
     return { ok: false, problem: 'unsupported', reason: `must be a ${ACCEPTED_IMAGE_NAMES} image; the content is ${describeContent(data)}` };
   }
+  return decodes.run(() => decodeAndCheck(data, contentType));
+}
+
+async function decodeAndCheck(data: Buffer, contentType: AcceptedImageType): Promise<ImageCheck> {
   const image = sharp(data, { failOn: 'truncated', limitInputPixels: MAX_INPUT_PIXELS });
   let width: number | undefined;
   let height: number | undefined;

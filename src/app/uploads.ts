@@ -1,20 +1,49 @@
 import { FieldError, notFound, RelayError } from '../domain/errors';
 import type { Clock } from '../ports/clock';
 import type { FileStorage } from '../ports/file-storage';
+import type { RequestRates } from '../ports/request-rates';
 import type { FileRecord, Store } from '../ports/store';
+import type { Caller } from './auth';
 import { newId } from './ids';
 import { checkInputImage, extensionOf } from './image-check';
+import { enforceRequestRate } from './limits';
 
 export interface FileDeps {
   readonly store: Store;
   readonly storage: FileStorage;
   readonly clock: Clock;
+  /** Bytes one account's uploads may take in all; undefined = no quota. */
+  readonly uploadQuotaBytes: number | undefined;
+  /** Per-key `rpm` counts uploads as it counts submits; absent = no rate limit. */
+  readonly requestRates?: RequestRates;
+}
+
+const megabytes = (bytes: number): string => `${Math.round((bytes / 1024 / 1024) * 10) / 10} MB`;
+
+function quotaError(used: number, quota: number, size?: number): RelayError {
+  const adding = size === undefined ? '' : `; this file (${megabytes(size)}) would pass it`;
+  return new RelayError(
+    'RequestSizeLimitExceeded',
+    `file: this account's uploads take ${megabytes(used)} of its ${megabytes(quota)} quota${adding}. Delete uploads you no longer need (DELETE /tencent-vod/v1/files/{file_id}).`,
+  );
+}
+
+/**
+ * What is refused before an upload's body is read: the key's `rpm` (an upload is a request like a submit, and
+ * checking one costs far more CPU), and an account whose uploads already fill its quota.
+ */
+export async function admitUpload(deps: FileDeps, caller: Caller): Promise<void> {
+  if (deps.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.requestRates, caller.key, deps.clock.now());
+  const quota = deps.uploadQuotaBytes;
+  if (quota === undefined) return;
+  const used = await deps.store.files.inputBytes(caller.accountId);
+  if (used >= quota) throw quotaError(used, quota);
 }
 
 /**
  * An uploaded input image: checked by content (415 for anything but jpeg/png/webp, 400 for a truncated or corrupt
- * one), stored under a key the relay makes up, and recorded as the account's `input` file. Uploads do not expire;
- * the owner deletes them.
+ * one), stored under a key the relay makes up, and recorded as the account's `input` file if the account's uploads
+ * stay within its quota (413 otherwise, and the bytes are removed). Uploads do not expire; the owner deletes them.
  */
 export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer): Promise<FileRecord> {
   if (data.length === 0) throw new FieldError('MissingParameter', 'file', 'empty; send the image bytes');
@@ -26,8 +55,9 @@ export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer
   const id = newId('file');
   const storageKey = `inputs/${accountId}/${id}.${extensionOf(check.contentType)}`;
   await deps.storage.put(storageKey, data);
+  let outcome;
   try {
-    return await deps.store.files.createFile(
+    outcome = await deps.store.files.createUpload(
       {
         id,
         accountId,
@@ -39,11 +69,15 @@ export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer
         height: check.height,
       },
       deps.clock.now(),
+      deps.uploadQuotaBytes,
     );
   } catch (err) {
     await deps.storage.delete(storageKey).catch(() => undefined);
     throw err;
   }
+  if (outcome.ok) return outcome.file;
+  await deps.storage.delete(storageKey).catch(() => undefined);
+  throw quotaError(outcome.used, deps.uploadQuotaBytes!, data.length);
 }
 
 /**

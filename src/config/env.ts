@@ -58,6 +58,8 @@ export interface Config {
   readonly leaseMs: number;
   readonly nodeId?: string;
   readonly dbPoolSize: number;
+  /** AIGC_RELAY_UPLOAD_QUOTA_MB (default 1024; 0 = none): what one account's uploads may take, in bytes. */
+  readonly uploadQuotaBytes: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -88,6 +90,8 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   if (value < min || value > max) throw new ConfigError(name, `${value} is outside ${min}…${max}`);
   return value;
 }
+
+const megabytesOrNone = (mb: number): number | undefined => (mb === 0 ? undefined : mb * 1024 * 1024);
 
 function onOff(env: Env, name: string, fallback: boolean): boolean {
   const raw = read(env, name)?.toLowerCase();
@@ -189,6 +193,7 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs: integer(env, 'AIGC_RELAY_REQUEST_TIMEOUT_MS', 120_000, 100, 3_600_000),
     leaseMs: integer(env, 'AIGC_RELAY_LEASE_MS', 30_000, 500, 3_600_000),
     dbPoolSize: integer(env, 'AIGC_RELAY_DB_POOL_SIZE', 10, 2, 1000),
+    uploadQuotaBytes: megabytesOrNone(integer(env, 'AIGC_RELAY_UPLOAD_QUOTA_MB', 1024, 0, 1_000_000_000)),
   };
   if (config.requestTimeoutMs < config.headersTimeoutMs) {
     throw new ConfigError('AIGC_RELAY_REQUEST_TIMEOUT_MS', `must be at least AIGC_RELAY_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs})`);

@@ -314,8 +314,18 @@ export interface TaskStore {
   logs(id: string): Promise<Array<{ at: number; message: string }>>;
 }
 
+/** An upload recorded, or refused because the account's uploads would pass its quota (`used`: bytes they take now). */
+export type CreateUploadOutcome = { readonly ok: true; readonly file: FileRecord } | { readonly ok: false; readonly used: number };
+
 export interface FileStore {
   createFile(file: NewFile, now: number): Promise<FileRecord>;
+  /**
+   * Records an upload (`purpose: 'input'`) if the account's uploads, with it, take at most `quotaBytes` (no quota:
+   * undefined). The sum and the insert are one step, so uploads racing each other cannot pass the quota together.
+   */
+  createUpload(file: NewFile, now: number, quotaBytes: number | undefined): Promise<CreateUploadOutcome>;
+  /** Bytes the account's uploads take (files with `purpose: 'input'`). */
+  inputBytes(accountId: string): Promise<number>;
   getFile(id: string): Promise<FileRecord | undefined>;
   deleteFile(id: string): Promise<boolean>;
   /** Files whose `expiresAt` is at or before `now`, oldest expiry first, at most `limit` (the cleanup job's batch). */

@@ -15,6 +15,12 @@ describe('configuration', () => {
     expect(config.databaseUrl).toBeUndefined();
   });
 
+  it('upload quota: 1 GiB by default, in MB, 0 for none', () => {
+    expect(loadConfig({}).uploadQuotaBytes).toBe(1024 * 1024 * 1024);
+    expect(loadConfig({ AIGC_RELAY_UPLOAD_QUOTA_MB: '5' }).uploadQuotaBytes).toBe(5 * 1024 * 1024);
+    expect(loadConfig({ AIGC_RELAY_UPLOAD_QUOTA_MB: '0' }).uploadQuotaBytes).toBeUndefined();
+  });
+
   it('switches read on/off, 1/0 and true/false; billing defaults on, VOD FileIds off', () => {
     expect(loadConfig({})).toMatchObject({ billing: true, vodFileIds: false });
     expect(loadConfig({ AIGC_RELAY_BILLING: 'OFF', AIGC_RELAY_VOD_FILE_IDS: 'on' })).toMatchObject({ billing: false, vodFileIds: true });
@@ -32,6 +38,8 @@ describe('configuration', () => {
     ['AIGC_RELAY_SECRET', 'short'],
     ['AIGC_RELAY_BILLING', 'maybe'],
     ['AIGC_RELAY_VOD_FILE_IDS', 'yes please'],
+    ['AIGC_RELAY_UPLOAD_QUOTA_MB', '-1'],
+    ['AIGC_RELAY_UPLOAD_QUOTA_MB', '1.5'],
   ])('%s=%s is refused naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name}: `));

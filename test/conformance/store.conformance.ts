@@ -614,6 +614,42 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.files.deleteFile('file_p')).toBe(false);
         expect(await store.files.getFile('file_p')).toBeUndefined();
       });
+
+      it('createUpload keeps an account within its quota, counting only its uploads; racing uploads never pass it together', async () => {
+        const { accountId } = await account(0);
+        const { accountId: otherAccount } = await account(0);
+        const upload = (n: number, size: number, owner = accountId) => ({
+          id: `file_u${n}_${owner}`,
+          accountId: owner,
+          purpose: 'input' as const,
+          storageKey: `in/${owner}/${n}`,
+          contentType: 'image/png',
+          size,
+          width: 1,
+          height: 1,
+        });
+        expect(await store.files.inputBytes(accountId)).toBe(0);
+        expect(await store.files.createUpload(upload(1, 60), 10, 100)).toMatchObject({ ok: true, file: { id: upload(1, 60).id, size: 60 } });
+        // Outputs and other accounts' uploads do not count.
+        await store.files.createFile({ ...upload(2, 500), id: 'file_out', purpose: 'output' }, 10);
+        expect(await store.files.createUpload(upload(3, 90, otherAccount), 10, 100)).toMatchObject({ ok: true });
+        expect(await store.files.inputBytes(accountId)).toBe(60);
+        expect(await store.files.createUpload(upload(4, 41), 10, 100)).toEqual({ ok: false, used: 60 });
+        expect(await store.files.getFile(upload(4, 41).id)).toBeUndefined();
+        expect(await store.files.createUpload(upload(5, 40), 10, 100)).toMatchObject({ ok: true });
+        expect(await store.files.createUpload(upload(6, 10_000), 10, undefined)).toMatchObject({ ok: true });
+        expect(await store.files.inputBytes(accountId)).toBe(10_100);
+
+        // Eight uploads of 30 against a quota of 100, on two handles at once: exactly three fit.
+        const { accountId: racer } = await account(0);
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        const outcomes = await Promise.all(
+          Array.from({ length: 8 }, (_, n) => (n % 2 ? other : store).files.createUpload(upload(10 + n, 30, racer), 10, 100)),
+        );
+        expect(outcomes.filter((o) => o.ok)).toHaveLength(3);
+        expect(await store.files.inputBytes(racer)).toBe(90);
+      });
     });
 
     describe('dispatch queue', () => {

@@ -488,6 +488,8 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       { name: 'webhook_leased', on: 'webhook_deliveries(lease_until) WHERE lease_until IS NOT NULL' },
     ],
   },
+  // The upload quota (files.ts createUpload) sums an account's uploads; this index covers the sum.
+  { concurrentIndexes: [{ name: 'files_account_inputs', on: "files(account_id, size) WHERE purpose = 'input'" }] },
 ];
 
 async function inOneTransaction(client: PoolClient, sql: string, version: number): Promise<void> {

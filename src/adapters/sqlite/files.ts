@@ -1,4 +1,4 @@
-import type { FileStore, NewFile } from '../../ports/store';
+import type { CreateUploadOutcome, FileStore, NewFile } from '../../ports/store';
 import type { Db } from './database';
 import { toFile, type FileRow } from '../rows/files';
 
@@ -28,10 +28,26 @@ export function sqliteFileStore(db: Db): FileStore {
   const selectExpired = db.prepare<[number, number], FileRow>(
     'SELECT * FROM files WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?',
   );
+  // Served by files_account_inputs (it covers the sum).
+  const usedByInputs = db.prepare<[string], { used: number }>(
+    "SELECT COALESCE(SUM(size), 0) AS used FROM files WHERE account_id = ? AND purpose = 'input'",
+  );
+  const createUpload = db.transaction((file: NewFile, now: number, quotaBytes: number | undefined): CreateUploadOutcome => {
+    const used = usedByInputs.get(file.accountId)!.used;
+    if (quotaBytes !== undefined && used + file.size > quotaBytes) return { ok: false, used };
+    insert.run(fileParams(file, now));
+    return { ok: true, file: toFile(select.get(file.id)!) };
+  });
   return {
     async createFile(file, now) {
       insert.run(fileParams(file, now));
       return toFile(select.get(file.id)!);
+    },
+    async createUpload(file, now, quotaBytes) {
+      return createUpload.immediate(file, now, quotaBytes);
+    },
+    async inputBytes(accountId) {
+      return usedByInputs.get(accountId)!.used;
     },
     async getFile(id) {
       const row = select.get(id);

@@ -246,4 +246,8 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX webhook_pending_account ON webhook_deliveries(account_id, next_attempt_at, seq) WHERE state = 'pending';
   CREATE INDEX webhook_leased ON webhook_deliveries(lease_until) WHERE lease_until IS NOT NULL;
   `,
+  // The upload quota (files.ts createUpload) sums an account's uploads; this index covers the sum.
+  `
+  CREATE INDEX files_account_inputs ON files(account_id, size) WHERE purpose = 'input';
+  `,
 ];

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticate } from '../../app/auth';
 import { MAX_INPUT_BYTES } from '../../app/image-check';
-import { deleteOwnFile, saveUpload } from '../../app/uploads';
+import { admitUpload, deleteOwnFile, saveUpload, type FileDeps } from '../../app/uploads';
 import { notFound, RelayError } from '../../domain/errors';
 import type { FileRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
@@ -33,7 +33,13 @@ const UploadResponse = Type.Object({
  * can tell "ask for a fresh link" from "gone"; another account's file is 404, like an unknown one.
  */
 export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  const fileDeps = { store: deps.store, storage: deps.storage, clock: deps.clock };
+  const fileDeps: FileDeps = {
+    store: deps.store,
+    storage: deps.storage,
+    clock: deps.clock,
+    uploadQuotaBytes: deps.config.uploadQuotaBytes,
+    ...(deps.submit.requestRates ? { requestRates: deps.submit.requestRates } : {}),
+  };
 
   app.get<{ Params: { id: string }; Querystring: { expires?: string; signature?: string } }>(
     '/tencent-vod/v1/files/:id',
@@ -98,7 +104,8 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
           description:
             'multipart/form-data with the image in field "file", or the image itself as an image/* body. jpeg, png ' +
             `and webp only, decided by the content (not the name or Content-Type); at most ${MAX_INPUT_BYTES} bytes. ` +
-            'The file belongs to the calling account and stays until deleted.',
+            'The file belongs to the calling account and stays until deleted. Uploads count against the key\'s rpm, ' +
+            'and one account\'s uploads together may take at most the relay\'s upload quota (413 past it).',
           tags: ['files'],
           security: [{ bearer: [] }],
           body: {
@@ -109,8 +116,21 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
           },
           response: {
             201: UploadResponse,
-            ...errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'RequestSizeLimitExceeded', 'UnsupportedMediaType'),
+            ...errorResponses(
+              'InvalidParameter',
+              'InvalidParameterValue',
+              'MissingParameter',
+              'AuthFailure',
+              'RequestSizeLimitExceeded',
+              'UnsupportedMediaType',
+              'RequestLimitExceeded',
+            ),
           },
+        },
+        // Before a byte of the body is read: a key over its rpm, or an account whose uploads fill its quota.
+        preParsing: async (request, _reply, payload) => {
+          await admitUpload(fileDeps, callerOf(request));
+          return payload;
         },
         // The body schema documents the form for OpenAPI; the body itself is read and checked by readUpload.
         validatorCompiler: () => (value) => ({ value }),
