@@ -69,6 +69,13 @@ export function excerpt(text: string, maxChars = RESPONSE_EXCERPT_CHARS): string
 }
 /** Idle re-check, for rows written by another process (CLI, a second node). */
 const IDLE_RECHECK_MS = 30_000;
+/**
+ * While some account is at its cap, a claim takes the store's fair path (a look at every account with pending rows:
+ * tens of ms with thousands of them, and on SQLite inside the one write transaction every submit waits for). Such a
+ * claim is then not followed by another for this many times as long as it took, so claims take at most a fifth of
+ * the store's time; healthy accounts' webhooks wait that much longer while it lasts.
+ */
+const BLOCKED_CLAIM_SPACING = 4;
 /** A claimed row stays leased a little beyond the attempt's own timeout. */
 const LEASE_MARGIN_MS = 30_000;
 
@@ -115,6 +122,17 @@ export class WebhookDispatcher {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Map<Promise<void>, AbortController>();
+  /**
+   * Set when a claim came back short: every row due at that time and not claimed belongs to an account at its cap.
+   * Until a slot frees, only rows due after it can be claimed, so only those wake a claim (a write transaction):
+   * otherwise every finished task, webhook or not, would claim nothing again. At most IDLE_RECHECK_MS old, because
+   * another node's attempt ending also frees room, and this node is not told.
+   */
+  private blockedAsOf: number | undefined;
+  /** Attempts ended so far: one that ends while a claim runs makes that claim's "blocked" stale at once. */
+  private attemptsEnded = 0;
+  /** No claim starts before this (clock time); see BLOCKED_CLAIM_SPACING. */
+  private claimNotBefore = 0;
 
   constructor(private readonly deps: WebhookDispatcherDeps) {
     this.events.setMaxListeners(0);
@@ -168,20 +186,35 @@ export class WebhookDispatcher {
         nextDue = undefined;
         const free = policy.concurrency - this.inFlight.size;
         if (free <= 0) break;
+        if (this.blockedAsOf !== undefined && clock.now() - this.blockedAsOf >= IDLE_RECHECK_MS) this.blockedAsOf = undefined;
         // Every finished task wakes us, and most have no webhook. A claim is a write transaction (on SQLite, a round
         // trip to the writer thread); asking first whether anything is due is one read.
-        const at = await store.webhooks.nextDueAt();
+        const at = await store.webhooks.nextDueAt(this.blockedAsOf);
         if (at === undefined || at > clock.now()) {
           nextDue = { at };
           continue; // a wake-up that came meanwhile (this.again) looks again; otherwise the timer takes over
         }
-        const due = await store.webhooks.claimDue(clock.now(), free, policy.timeoutMs + LEASE_MARGIN_MS, policy.perAccount);
+        if (clock.now() < this.claimNotBefore) {
+          nextDue = { at: this.claimNotBefore };
+          continue;
+        }
+        const claimedAt = clock.now();
+        const endedBefore = this.attemptsEnded;
+        const due = await store.webhooks.claimDue(claimedAt, free, policy.timeoutMs + LEASE_MARGIN_MS, policy.perAccount);
+        const took = clock.now() - claimedAt; // whole ms: a claim under 1 ms is not spaced out
         for (const delivery of due) this.track(delivery);
-        if (due.length === free) this.again = true;
-        // Fewer than asked for: whatever is still due belongs to accounts at their cap. One of our attempts ending
-        // wakes us for those (another node's ending wakes that node); a timer has to wait only for the next row
-        // due after now. Waiting for the first due row would claim nothing every 5 ms.
-        else if (!this.again) nextDue = { at: await store.webhooks.nextDueAt(clock.now()) };
+        if (due.length === free) {
+          this.again = true;
+          this.blockedAsOf = undefined;
+          this.claimNotBefore = 0;
+        } else {
+          this.claimNotBefore = clock.now() + BLOCKED_CLAIM_SPACING * took;
+          // Fewer than asked for: whatever was due at claimedAt and is still unclaimed is capped. One of our attempts
+          // ending wakes us for those; what the timer waits for is the next row due after claimedAt (one that fell
+          // due while the claim ran is found at once: it is not after now, so the timer is the shortest).
+          this.blockedAsOf = this.attemptsEnded === endedBefore ? claimedAt : undefined;
+          if (!this.again) nextDue = { at: await store.webhooks.nextDueAt(claimedAt) };
+        }
       } while (this.again && this.started);
     } catch (err) {
       log.error({ err }, 'webhook dispatcher could not claim deliveries');
@@ -197,6 +230,8 @@ export class WebhookDispatcher {
       .catch((err: unknown) => this.deps.log.error({ err, deliveryId: delivery.id }, 'webhook delivery failed unexpectedly'))
       .finally(() => {
         this.inFlight.delete(run);
+        this.attemptsEnded++;
+        this.blockedAsOf = undefined; // a slot is free: an account at its cap may have room now
         this.wake();
       });
     this.inFlight.set(run, controller);
@@ -211,7 +246,7 @@ export class WebhookDispatcher {
     if (!this.started || this.inFlight.size >= this.deps.policy.concurrency) return;
     let delay = IDLE_RECHECK_MS;
     try {
-      const at = known ? known.at : await this.deps.store.webhooks.nextDueAt();
+      const at = known ? known.at : await this.deps.store.webhooks.nextDueAt(this.blockedAsOf);
       if (at !== undefined) delay = Math.min(IDLE_RECHECK_MS, Math.max(5, at - this.deps.clock.now()));
     } catch (err) {
       this.deps.log.error({ err }, 'webhook dispatcher could not read the next due time');

@@ -596,6 +596,26 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         // lease of noisy[2] still runs, so noisy gets one; the row due at 9000 is due by now.
         expect(await claim(store, 4000 + LEASE + 1, 10)).toEqual([noisy[1], quiet[0], late[0], quiet[1], late[1]]);
       });
+
+      it("claims racing on two handles never pass an account's cap together, and leave no other account's due row behind", async () => {
+        async function hooked(name: string, rows: number) {
+          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
+          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
+          for (let i = 0; i < rows; i++) {
+            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
+            await store.tasks.finish(task.id, { state: 'cancelled' }, 3000 + i);
+          }
+          return a.id;
+        }
+        const hot = await hooked('hot', 20);
+        const others = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((name) => hooked(name, 1)));
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        const claimed = (await Promise.all([store.webhooks.claimDue(9000, 8, 30_000, 4), other.webhooks.claimDue(9000, 8, 30_000, 4)])).flat();
+        expect(new Set(claimed.map((d) => d.id)).size).toBe(claimed.length);
+        expect(claimed.filter((d) => d.accountId === hot)).toHaveLength(4);
+        expect(claimed.filter((d) => d.accountId !== hot).map((d) => d.accountId).sort()).toEqual([...others].sort());
+      });
     });
 
     describe('files', () => {

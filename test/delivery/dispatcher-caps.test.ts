@@ -1,44 +1,176 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { WebhookStore } from '../../src/ports/delivery-store';
+import type { DeliveryStep, WebhookDelivery, WebhookStore } from '../../src/ports/delivery-store';
 import type { Store } from '../../src/ports/store';
-import { DEFAULT_WEBHOOK_POLICY, WebhookDispatcher } from '../../src/worker/webhook-dispatcher';
+import { DEFAULT_WEBHOOK_POLICY, WebhookDispatcher, type WebhookPost } from '../../src/worker/webhook-dispatcher';
+
+/**
+ * The dispatcher against an in-memory outbox with the store contract's claim rules (due, unleased, at most
+ * `perAccount` leased per account), on fake timers: what it claims, and when, while an account is at its cap.
+ */
+interface Row {
+  readonly id: string;
+  readonly accountId: string;
+  dueAt: number;
+  leaseUntil?: number;
+  ended?: boolean;
+}
+
+function memoryOutbox(options: { claimTakesMs?: number } = {}) {
+  const rows: Row[] = [];
+  const claims: string[][] = [];
+  const leasedBy = (accountId: string, now: number) => rows.filter((r) => !r.ended && r.accountId === accountId && (r.leaseUntil ?? 0) > now).length;
+  const webhooks: Partial<WebhookStore> = {
+    async nextDueAt(after = -1) {
+      const times = rows.filter((r) => !r.ended).map((r) => (r.leaseUntil === undefined ? r.dueAt : r.leaseUntil)).filter((at) => at > after);
+      return times.length ? Math.min(...times) : undefined;
+    },
+    async claimDue(now, limit, leaseMs, perAccount) {
+      if (options.claimTakesMs) vi.setSystemTime(Date.now() + options.claimTakesMs); // time passes while it runs
+      const taken: Row[] = [];
+      for (const row of [...rows].sort((a, b) => a.dueAt - b.dueAt)) {
+        if (taken.length === limit) break;
+        if (row.ended || row.dueAt > now || (row.leaseUntil ?? 0) > now || leasedBy(row.accountId, now) >= perAccount) continue;
+        row.leaseUntil = now + leaseMs;
+        taken.push(row);
+      }
+      claims.push(taken.map((r) => r.id));
+      return taken.map((r): WebhookDelivery => ({ id: r.id, messageId: `msg_${r.id}`, taskId: r.id, accountId: r.accountId, url: `https://${r.accountId}.test/`, state: 'pending', attempts: 0, createdAt: 0 }));
+    },
+    async recordAttempt(id, _attempt, step: DeliveryStep) {
+      const row = rows.find((r) => r.id === id)!;
+      delete row.leaseUntil;
+      if (step.state === 'pending') row.dueAt = step.nextAttemptAt;
+      else row.ended = true;
+    },
+  };
+  const store = {
+    webhooks,
+    tasks: { getTask: async (id: string) => ({ id }) },
+    accounts: { getAccount: async (id: string) => ({ id, webhookSecret: `whsec_${Buffer.from('0123456789abcdef0123456789abcdef').toString('base64')}` }) },
+  } as unknown as Store;
+  return { rows, claims, store, add: (id: string, accountId: string, dueAt = Date.now()) => rows.push({ id, accountId, dueAt }) };
+}
+
+/** Receivers by account: `hang` never answers (until shutdown aborts it); the rest answer 200 at once. */
+function receivers(hang: string[]) {
+  const sent: string[] = [];
+  const release: Array<() => void> = [];
+  const post: WebhookPost = (url, { signal }) => {
+    sent.push(url);
+    if (!hang.some((a) => url.includes(a))) return Promise.resolve({ status: 200, body: '' });
+    return new Promise((resolve, reject) => {
+      release.push(() => resolve({ status: 200, body: '' }));
+      signal.addEventListener('abort', () => reject(signal.reason));
+    });
+  };
+  return { post, sent, answerHeld: () => release.shift()!() };
+}
 
 const silent = { info() {}, warn() {}, error() {} };
-
-afterEach(() => {
+let dispatcher: WebhookDispatcher | undefined;
+afterEach(async () => {
   vi.useRealTimers();
+  await dispatcher?.stop(0);
+  dispatcher = undefined;
 });
 
-describe('webhook dispatcher, every due delivery belonging to an account at its cap', () => {
-  it('claims once, then waits for the next row due after now instead of claiming nothing every few ms', async () => {
+async function start(outbox: ReturnType<typeof memoryOutbox>, post: WebhookPost) {
+  dispatcher = new WebhookDispatcher({
+    store: outbox.store,
+    clock: { now: () => Date.now() },
+    policy: { ...DEFAULT_WEBHOOK_POLICY, concurrency: 4, perAccount: 1 },
+    post,
+    render: () => '{}',
+    releaseLeasesOnStart: false,
+    log: silent,
+  });
+  await dispatcher.start();
+  await vi.advanceTimersByTimeAsync(0);
+  return dispatcher;
+}
+
+describe('webhook dispatcher with an account at its cap', () => {
+  it('wake-ups with nothing new due claim nothing; a row of another account falling due is claimed at once', async () => {
     vi.useFakeTimers();
-    const now = () => Date.now();
-    // Rows are due (the blocked account's), none can be claimed; the next row due after now is 60 s out.
-    const claims: number[] = [];
-    const webhooks: Partial<WebhookStore> = {
-      async nextDueAt(after?: number) {
-        return after === undefined ? now() - 1_000 : now() + 60_000;
-      },
-      async claimDue(at) {
-        claims.push(at);
-        return [];
-      },
+    const outbox = memoryOutbox();
+    outbox.add('stuck-1', 'stuck');
+    outbox.add('stuck-2', 'stuck');
+    const net = receivers(['stuck']);
+    const d = await start(outbox, net.post);
+    expect(outbox.claims).toEqual([['stuck-1']]);
+    // Finished tasks without webhooks wake the dispatcher; stuck-2 is due but capped: each wake must stay a read.
+    for (let i = 0; i < 10; i++) d.wake();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(outbox.claims).toEqual([['stuck-1']]);
+    outbox.add('fresh-1', 'fresh');
+    d.wake();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(outbox.claims[1]).toEqual(['fresh-1']);
+    expect(net.sent).toEqual(['https://stuck.test/', 'https://fresh.test/']);
+    // fresh-1's attempt ended: a slot freed, so one claim looks again (the cap may have room), and finds none.
+    expect(outbox.claims.slice(2)).toEqual([[]]);
+    // The stuck receiver answers: its slot frees, and stuck-2 goes out.
+    net.answerHeld();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(outbox.claims.at(-1)).toEqual(['stuck-2']);
+  });
+
+  it('a row that falls due while a claim runs is claimed next, not at the 30 s re-check', async () => {
+    vi.useFakeTimers();
+    const outbox = memoryOutbox({ claimTakesMs: 20 });
+    outbox.add('stuck-1', 'stuck');
+    outbox.add('stuck-2', 'stuck');
+    outbox.add('soon', 'other', Date.now() + 10); // due 10 ms after the claim starts, 10 ms before it ends
+    const net = receivers(['stuck']);
+    await start(outbox, net.post);
+    expect(outbox.claims[0]).toEqual(['stuck-1']);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(outbox.claims.flat()).toContain('soon');
+  });
+
+  it('an attempt that ends while a claim runs leaves nothing blocked', async () => {
+    vi.useFakeTimers();
+    const outbox = memoryOutbox();
+    outbox.add('stuck-1', 'stuck');
+    outbox.add('stuck-2', 'stuck');
+    const net = receivers(['stuck', 'fresh']); // fresh hangs too: only stuck-1's ending can free stuck's slot
+    const d = await start(outbox, net.post);
+    // The next claim (woken by a new row elsewhere) runs while stuck-1's receiver answers.
+    const claim = outbox.store.webhooks.claimDue.bind(outbox.store.webhooks);
+    outbox.store.webhooks.claimDue = async (...args) => {
+      const claimed = await claim(...args);
+      outbox.store.webhooks.claimDue = claim;
+      const inFlight = d.inFlightCount;
+      net.answerHeld();
+      // Until stuck-1's attempt has wholly ended (its slot given back), and only then, does the claim answer.
+      for (let turn = 0; d.inFlightCount === inFlight && turn < 1_000; turn++) await Promise.resolve();
+      expect(d.inFlightCount).toBe(inFlight - 1);
+      return claimed;
     };
-    const dispatcher = new WebhookDispatcher({
-      store: { webhooks } as unknown as Store,
-      clock: { now },
-      policy: DEFAULT_WEBHOOK_POLICY,
-      post: async () => ({ status: 200, body: '' }),
-      render: () => '{}',
-      releaseLeasesOnStart: false,
-      log: silent,
-    });
-    await dispatcher.start();
-    // The timer it armed is for that next row, or the idle re-check (30 s) before it; not for the blocked rows.
-    await vi.advanceTimersByTimeAsync(29_000);
-    expect(claims).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(32_000);
-    expect(claims).toHaveLength(3);
-    await dispatcher.stop(0);
+    await vi.advanceTimersByTimeAsync(5);
+    outbox.add('fresh-1', 'fresh');
+    d.wake();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(outbox.claims.flat()).toContain('stuck-2');
+  });
+});
+
+describe('webhook dispatcher, claims that take long while an account is at its cap', () => {
+  it('spaces them out by four times their length, so they take at most a fifth of the store', async () => {
+    vi.useFakeTimers();
+    const outbox = memoryOutbox({ claimTakesMs: 100 });
+    outbox.add('stuck-1', 'stuck');
+    outbox.add('stuck-2', 'stuck');
+    const net = receivers(['stuck']);
+    const d = await start(outbox, net.post);
+    const firstEnded = Date.now(); // the first claim took 100 ms and came back short
+    expect(outbox.claims).toEqual([['stuck-1']]);
+    outbox.add('fresh-1', 'fresh');
+    d.wake();
+    await vi.advanceTimersByTimeAsync(399);
+    expect(outbox.claims).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(outbox.claims[1]).toEqual(['fresh-1']);
+    expect(Date.now() - firstEnded).toBeGreaterThanOrEqual(400);
   });
 });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { WebhookStore } from '../../ports/delivery-store';
-import { toAttempt, toDelivery, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
+import { toAttempt, toDelivery, withinCaps, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
 import { deleteInBatches } from '../batched-delete';
 import type { PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
@@ -23,47 +23,72 @@ export async function enqueueDelivery(
   ]);
 }
 
+/** Advisory lock namespace of the webhook claim ("hook" in ASCII). */
+const WEBHOOK_CLAIM_LOCK = 0x686f6f6b;
+
+/**
+ * The fair path of the claim (the port's contract; takeRoundRobin is the same order), for when the oldest due rows
+ * would take some account past its cap: a skip scan of webhook_pending_account gives each account with pending rows
+ * and its earliest (one seek each); an account with something due and room left beside its leases gives its oldest
+ * due rows; every account's first comes before any account's second. The lateral's LIMIT is a plain parameter, not
+ * the room left: with an expression it cannot estimate, the planner walked webhook_due and filtered out every other
+ * account's rows (3,000 rows read per account in a 33,000-row backlog) instead of reading a few index entries.
+ */
+const FAIR_CLAIM = `
+  WITH RECURSIVE accounts(id) AS (
+    SELECT (SELECT min(account_id) FROM webhook_deliveries WHERE state = 'pending')
+    UNION ALL
+    SELECT (SELECT min(account_id) FROM webhook_deliveries WHERE state = 'pending' AND account_id > accounts.id)
+    FROM accounts WHERE accounts.id IS NOT NULL
+  ), due_accounts AS MATERIALIZED (
+    SELECT id FROM accounts
+    WHERE id IS NOT NULL AND (SELECT min(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending' AND account_id = accounts.id) <= $1
+  ), in_flight AS (
+    SELECT account_id, count(*) AS n FROM webhook_deliveries WHERE lease_until > $1 AND state = 'pending' GROUP BY account_id
+  ), candidates AS MATERIALIZED (
+    SELECT d.*, $3::bigint - COALESCE(f.n, 0) AS room,
+           row_number() OVER (PARTITION BY a.id ORDER BY d.next_attempt_at, d.seq) AS round
+    FROM due_accounts a LEFT JOIN in_flight f ON f.account_id = a.id
+    CROSS JOIN LATERAL (
+      SELECT * FROM webhook_deliveries
+      WHERE state = 'pending' AND account_id = a.id AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+        AND COALESCE(f.n, 0) < $3
+      ORDER BY next_attempt_at, seq LIMIT LEAST($2::bigint, $3::bigint)) d
+  )
+  SELECT * FROM candidates WHERE round <= room ORDER BY round, next_attempt_at, seq LIMIT $2`;
+
 export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
   return {
     async claimDue(now, limit, leaseMs, perAccount) {
-      // The fair claim (the port's contract, and takeRoundRobin's order): per account with pending rows (a skip scan
-      // of webhook_pending_account, one seek per account), its oldest due rows up to what it has room for beside its
-      // leased ones, then every account's first before any account's second. SKIP LOCKED: several nodes' dispatchers
-      // claim side by side without ever taking the same delivery. (Two nodes claiming at the same instant can each
-      // fill the same account's room once: the cap is per claim, not a lock.) The lateral's LIMIT is a parameter,
-      // not the room left (an expression the planner cannot see through): with a limit it cannot estimate it walks
-      // webhook_due and filters out every other account's rows, 3,000 rows per account read in a 33,000-row backlog,
-      // instead of a few rows of webhook_pending_account. Rows past an account's room are locked until the
-      // statement ends and not leased; an account with no room is not read at all (locking its rows is a write).
-      const claimed = await rows<DeliveryRow & { round: number }>(
-        pool,
-        `WITH RECURSIVE accounts(id) AS (
-           SELECT (SELECT min(account_id) FROM webhook_deliveries WHERE state = 'pending')
-           UNION ALL
-           SELECT (SELECT min(account_id) FROM webhook_deliveries WHERE state = 'pending' AND account_id > accounts.id)
-           FROM accounts WHERE accounts.id IS NOT NULL
-         ), in_flight AS (
-           SELECT account_id, count(*) AS n FROM webhook_deliveries WHERE lease_until > $1 AND state = 'pending' GROUP BY account_id
-         ), candidates AS MATERIALIZED (
-           SELECT d.id, d.next_attempt_at, d.seq, $4::bigint - COALESCE(f.n, 0) AS room,
-                  row_number() OVER (PARTITION BY a.id ORDER BY d.next_attempt_at, d.seq) AS round
-           FROM accounts a LEFT JOIN in_flight f ON f.account_id = a.id
-           CROSS JOIN LATERAL (
-             SELECT id, next_attempt_at, seq FROM webhook_deliveries
-             WHERE state = 'pending' AND account_id = a.id AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-               AND COALESCE(f.n, 0) < $4
-             ORDER BY next_attempt_at, seq LIMIT LEAST($2::bigint, $4::bigint)
-             FOR UPDATE SKIP LOCKED) d
-           WHERE a.id IS NOT NULL
-         ), chosen AS (
-           SELECT id, round FROM candidates WHERE round <= room ORDER BY round, next_attempt_at, seq LIMIT $2
-         )
-         UPDATE webhook_deliveries w SET lease_until = $1 + $3 FROM chosen WHERE w.id = chosen.id RETURNING w.*, chosen.round`,
-        [now, limit, leaseMs, perAccount],
-      );
-      return claimed
-        .sort((a, b) => a.round - b.round || (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.seq - b.seq)
-        .map(toDelivery);
+      // One node claims at a time (a transaction-scoped advisory lock; a claim is a few milliseconds), so that each
+      // one counts the leases of the last and an account's cap holds across nodes. Racing claims with SKIP LOCKED
+      // instead let each fill the same account's room, and steered the second towards the rows the first had
+      // passed over: the busiest account's.
+      return inTransaction(pool, async (c) => {
+        await c.query('SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))', [WEBHOOK_CLAIM_LOCK]);
+        const leased = await rows<{ account_id: string; n: number }>(
+          c,
+          "SELECT account_id, count(*) AS n FROM webhook_deliveries WHERE lease_until > $1 AND state = 'pending' GROUP BY account_id",
+          [now],
+        );
+        const inFlight = new Map(leased.map((r) => [r.account_id, r.n]));
+        let chosen = await rows<DeliveryRow>(
+          c,
+          `SELECT * FROM webhook_deliveries
+           WHERE state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+           ORDER BY next_attempt_at, seq LIMIT $2`,
+          [now, limit],
+        );
+        if (!withinCaps(chosen, inFlight, perAccount)) chosen = await rows<DeliveryRow>(c, FAIR_CLAIM, [now, limit, perAccount]);
+        if (chosen.length === 0) return [];
+        const order = new Map(chosen.map((row, i) => [row.id, i]));
+        const taken = await rows<DeliveryRow>(
+          c,
+          "UPDATE webhook_deliveries SET lease_until = $2 WHERE id = ANY($1) AND state = 'pending' RETURNING *",
+          [chosen.map((row) => row.id), now + leaseMs],
+        );
+        return taken.sort((x, y) => order.get(x.id)! - order.get(y.id)!).map(toDelivery);
+      });
     },
     async recordAttempt(deliveryId, attempt, step) {
       await inTransaction(pool, async (c) => {

@@ -55,6 +55,20 @@ export const toAttempt = (r: AttemptRow): WebhookAttempt => ({
 const oldestFirst = (a: DeliveryRow, b: DeliveryRow): number => (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.seq - b.seq;
 
 /**
+ * The fair claim's fast path: the oldest due rows, taken as they come, when no account among them would pass its
+ * cap (its unexpired leases, `inFlight`, plus its rows here). The common case: nobody's receiver is stuck.
+ */
+export function withinCaps(rows: readonly DeliveryRow[], inFlight: ReadonlyMap<string, number>, perAccount: number): boolean {
+  const taken = new Map<string, number>();
+  for (const row of rows) {
+    const n = (taken.get(row.account_id) ?? 0) + 1;
+    if (n + (inFlight.get(row.account_id) ?? 0) > perAccount) return false;
+    taken.set(row.account_id, n);
+  }
+  return true;
+}
+
+/**
  * The fair claim's order: every account's oldest due row before any account's second, and so on; within a round,
  * oldest first. `perAccount`: each account's due rows, oldest first. So one account with a thousand due deliveries
  * to a receiver that hangs takes one slot a round, not all of them.

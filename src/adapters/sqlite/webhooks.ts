@@ -3,7 +3,7 @@ import type { WebhookStore } from '../../ports/delivery-store';
 import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 import { syncWrite } from './group-commit';
-import { takeRoundRobin, toAttempt, toDelivery, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
+import { takeRoundRobin, toAttempt, toDelivery, withinCaps, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
 
 const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
 
@@ -30,21 +30,24 @@ export function sqliteOutbox(db: Db) {
 export function sqliteWebhookStore(db: Db): WebhookStore {
   const outbox = sqliteOutbox(db);
   const selectDelivery = db.prepare<[string], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE id = ?');
-  // The fair claim (claimDue below) reads, per account with pending rows, that account's oldest due rows, after
-  // counting the rows already leased per account (in flight here or on another node).
+  // The claim (claimDue below). Rows already leased, per account (in flight here or on another node):
   const leasedPerAccount = db.prepare<{ now: number }, { account_id: string; n: number }>(
     `SELECT account_id, COUNT(*) AS n FROM webhook_deliveries INDEXED BY webhook_leased
      WHERE lease_until > @now AND state = 'pending' GROUP BY account_id`,
   );
-  // A skip scan of webhook_pending_account: one index seek per account, however many rows each has.
-  const pendingAccounts = db.prepare<[], { id: string }>(
-    `WITH RECURSIVE accounts(id) AS (
-       SELECT (SELECT MIN(account_id) FROM webhook_deliveries WHERE state = 'pending')
-       UNION ALL
-       SELECT (SELECT MIN(account_id) FROM webhook_deliveries WHERE state = 'pending' AND account_id > accounts.id)
-       FROM accounts WHERE accounts.id IS NOT NULL)
-     SELECT id FROM accounts WHERE id IS NOT NULL`,
+  // …the oldest due rows, in time order (the fast path)…
+  const oldestDue = db.prepare<{ now: number; limit: number }, DeliveryRow>(
+    `SELECT * FROM webhook_deliveries
+     WHERE state = 'pending' AND next_attempt_at <= @now AND (lease_until IS NULL OR lease_until <= @now)
+     ORDER BY next_attempt_at, seq LIMIT @limit`,
   );
+  // …and for the fair path, a skip scan of webhook_pending_account: the next account with pending rows and its
+  // earliest one, one index seek per account however many rows it has…
+  const nextPendingAccount = db.prepare<[string], { account_id: string; earliest: number }>(
+    `SELECT account_id, next_attempt_at AS earliest FROM webhook_deliveries INDEXED BY webhook_pending_account
+     WHERE state = 'pending' AND account_id > ? ORDER BY account_id, next_attempt_at LIMIT 1`,
+  );
+  // …then, for an account with something due and room left, its oldest due rows.
   const dueOfAccount = db.prepare<{ accountId: string; now: number; limit: number }, DeliveryRow>(
     `SELECT * FROM webhook_deliveries INDEXED BY webhook_pending_account
      WHERE state = 'pending' AND account_id = @accountId AND next_attempt_at <= @now AND (lease_until IS NULL OR lease_until <= @now)
@@ -87,12 +90,16 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
 
   const claimDue = db.transaction((now: number, limit: number, leaseMs: number, perAccount: number) => {
     const inFlight = new Map(leasedPerAccount.all({ now }).map((r) => [r.account_id, r.n]));
-    const perAccountRows: DeliveryRow[][] = [];
-    for (const { id: accountId } of pendingAccounts.all()) {
-      const room = Math.min(limit, perAccount - (inFlight.get(accountId) ?? 0));
-      if (room > 0) perAccountRows.push(dueOfAccount.all({ accountId, now, limit: room }));
+    let claimed = oldestDue.all({ now, limit });
+    if (!withinCaps(claimed, inFlight, perAccount)) {
+      // Someone is at their cap: every account with something due gets its turn, up to its room.
+      const perAccountRows: DeliveryRow[][] = [];
+      for (let next = nextPendingAccount.get(''); next; next = nextPendingAccount.get(next.account_id)) {
+        const room = Math.min(limit, perAccount - (inFlight.get(next.account_id) ?? 0));
+        if (room > 0 && next.earliest <= now) perAccountRows.push(dueOfAccount.all({ accountId: next.account_id, now, limit: room }));
+      }
+      claimed = takeRoundRobin(perAccountRows, limit);
     }
-    const claimed = takeRoundRobin(perAccountRows, limit);
     for (const row of claimed) lease.run(now + leaseMs, row.id);
     return claimed.map(toDelivery);
   });
