@@ -239,7 +239,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     log: logger,
   });
   engine.events.on('task', (event) => {
-    if (isTerminal(event.state)) webhooks.wake();
+    if (isTerminal(event.state)) webhooks.taskFinished(event.id);
   });
   // Completion events are confirmed upstream only once the terminal state is committed (this event follows the commit).
   engine.events.on('task', (event) => {

@@ -87,10 +87,10 @@ export interface WebhookFilter {
 
 export interface WebhookStore {
   /**
-   * Up to `limit` pending deliveries due at `now` and not leased, leased to the caller until `now + leaseMs`. Fair
-   * between accounts: an account gets no more than `perAccount` leased at once (its unexpired leases, whoever holds
-   * them, count), and every account's oldest due row is taken before any account's second, and so on; within that,
-   * oldest first.
+   * Up to `limit` pending deliveries due at `now` and not leased, leased to the caller until `now + leaseMs`. An
+   * account gets no more than `perAccount` leased at once (its unexpired leases, whoever holds them, count; claims
+   * from several nodes never pass it together). Oldest first while that keeps everyone within their cap; otherwise
+   * every account with room gets its oldest due row before any account gets its second, and so on.
    */
   claimDue(now: number, limit: number, leaseMs: number, perAccount: number): Promise<WebhookDelivery[]>;
   /** Logs the attempt and applies its step in one transaction; clears the lease. */
@@ -100,6 +100,8 @@ export interface WebhookStore {
    * or undefined when there is none.
    */
   nextDueAt(after?: number): Promise<number | undefined>;
+  /** Whether any of these tasks has a pending delivery (one point read for the lot). */
+  anyPending(taskIds: readonly string[]): Promise<boolean>;
   /** Clears every lease: at start-up a single node owns none, whatever a crash left. Returns how many. */
   releaseLeases(): Promise<number>;
   /**

@@ -71,11 +71,13 @@ export function excerpt(text: string, maxChars = RESPONSE_EXCERPT_CHARS): string
 const IDLE_RECHECK_MS = 30_000;
 /**
  * While some account is at its cap, a claim takes the store's fair path (a look at every account with pending rows:
- * tens of ms with thousands of them, and on SQLite inside the one write transaction every submit waits for). Such a
- * claim is then not followed by another for this many times as long as it took, so claims take at most a fifth of
- * the store's time; healthy accounts' webhooks wait that much longer while it lasts.
+ * tens of ms with thousands of them, and on SQLite inside the one write transaction every submit waits for). A
+ * claim that came back short and took at least SLOW_CLAIM_MS is then not followed by another for this many times
+ * as long as it took (at most MAX_CLAIM_SPACING_MS), so such claims take at most a fifth of the store's time.
  */
 const BLOCKED_CLAIM_SPACING = 4;
+const SLOW_CLAIM_MS = 5;
+const MAX_CLAIM_SPACING_MS = 1_000;
 /** A claimed row stays leased a little beyond the attempt's own timeout. */
 const LEASE_MARGIN_MS = 30_000;
 
@@ -123,12 +125,16 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Map<Promise<void>, AbortController>();
   /**
-   * Set when a claim came back short: every row due at that time and not claimed belongs to an account at its cap.
-   * Until a slot frees, only rows due after it can be claimed, so only those wake a claim (a write transaction):
-   * otherwise every finished task, webhook or not, would claim nothing again. At most IDLE_RECHECK_MS old, because
-   * another node's attempt ending also frees room, and this node is not told.
+   * Set when a claim came back short: every row it could see due at that time and did not claim belongs to an
+   * account at its cap. Until something changes that, only rows due after it can be claimed, so only those wake a
+   * claim (a write transaction): otherwise every finished task, webhook or not, would claim nothing again. Cleared
+   * when one of our attempts ends (a slot frees), when a task finished meanwhile has a pending delivery (its row
+   * may be stamped before the claim and committed after it), on an operator's replay, and after IDLE_RECHECK_MS
+   * (another node's attempt ending also frees room, and this node is not told).
    */
   private blockedAsOf: number | undefined;
+  /** Tasks that finished while blocked: does any have a delivery the last claim could not see? */
+  private readonly finishedWhileBlocked = new Set<string>();
   /** Attempts ended so far: one that ends while a claim runs makes that claim's "blocked" stale at once. */
   private attemptsEnded = 0;
   /** No claim starts before this (clock time); see BLOCKED_CLAIM_SPACING. */
@@ -148,11 +154,24 @@ export class WebhookDispatcher {
       if (released > 0) this.deps.log.info({ released }, 'webhook deliveries interrupted by a restart are due again');
     }
     this.started = true;
+    this.blockedAsOf = undefined;
+    this.claimNotBefore = 0;
     this.wake();
   }
 
-  /** Something may be due now (a task finished, an operator replayed a delivery). */
+  /** A task reached its final state; its delivery row, if it has one, was written with it. */
+  taskFinished(taskId: string): void {
+    if (this.blockedAsOf !== undefined) this.finishedWhileBlocked.add(taskId);
+    this.pumpSoon();
+  }
+
+  /** Something new may be due now (an operator replayed a delivery). */
   wake(): void {
+    this.blockedAsOf = undefined;
+    this.pumpSoon();
+  }
+
+  private pumpSoon(): void {
     if (!this.started) return;
     if (this.pumping) {
       this.again = true;
@@ -187,6 +206,12 @@ export class WebhookDispatcher {
         const free = policy.concurrency - this.inFlight.size;
         if (free <= 0) break;
         if (this.blockedAsOf !== undefined && clock.now() - this.blockedAsOf >= IDLE_RECHECK_MS) this.blockedAsOf = undefined;
+        if (this.blockedAsOf === undefined) this.finishedWhileBlocked.clear();
+        else if (this.finishedWhileBlocked.size > 0) {
+          const finished = [...this.finishedWhileBlocked];
+          this.finishedWhileBlocked.clear();
+          if (await store.webhooks.anyPending(finished)) this.blockedAsOf = undefined;
+        }
         // Every finished task wakes us, and most have no webhook. A claim is a write transaction (on SQLite, a round
         // trip to the writer thread); asking first whether anything is due is one read.
         const at = await store.webhooks.nextDueAt(this.blockedAsOf);
@@ -201,14 +226,14 @@ export class WebhookDispatcher {
         const claimedAt = clock.now();
         const endedBefore = this.attemptsEnded;
         const due = await store.webhooks.claimDue(claimedAt, free, policy.timeoutMs + LEASE_MARGIN_MS, policy.perAccount);
-        const took = clock.now() - claimedAt; // whole ms: a claim under 1 ms is not spaced out
+        const took = clock.now() - claimedAt; // a clock step shows up here too: hence the ceiling on the spacing
         for (const delivery of due) this.track(delivery);
         if (due.length === free) {
           this.again = true;
           this.blockedAsOf = undefined;
           this.claimNotBefore = 0;
         } else {
-          this.claimNotBefore = clock.now() + BLOCKED_CLAIM_SPACING * took;
+          this.claimNotBefore = took >= SLOW_CLAIM_MS ? clock.now() + Math.min(MAX_CLAIM_SPACING_MS, BLOCKED_CLAIM_SPACING * took) : 0;
           // Fewer than asked for: whatever was due at claimedAt and is still unclaimed is capped. One of our attempts
           // ending wakes us for those; what the timer waits for is the next row due after claimedAt (one that fell
           // due while the claim ran is found at once: it is not after now, so the timer is the shortest).
@@ -232,7 +257,7 @@ export class WebhookDispatcher {
         this.inFlight.delete(run);
         this.attemptsEnded++;
         this.blockedAsOf = undefined; // a slot is free: an account at its cap may have room now
-        this.wake();
+        this.pumpSoon();
       });
     this.inFlight.set(run, controller);
   }
@@ -252,7 +277,7 @@ export class WebhookDispatcher {
       this.deps.log.error({ err }, 'webhook dispatcher could not read the next due time');
     }
     if (!this.started) return;
-    this.timer = setTimeout(() => this.wake(), delay);
+    this.timer = setTimeout(() => this.pumpSoon(), delay);
     this.timer.unref();
   }
 

@@ -36,6 +36,9 @@ function memoryOutbox(options: { claimTakesMs?: number } = {}) {
       claims.push(taken.map((r) => r.id));
       return taken.map((r): WebhookDelivery => ({ id: r.id, messageId: `msg_${r.id}`, taskId: r.id, accountId: r.accountId, url: `https://${r.accountId}.test/`, state: 'pending', attempts: 0, createdAt: 0 }));
     },
+    async anyPending(taskIds) {
+      return rows.some((r) => !r.ended && taskIds.includes(r.id));
+    },
     async recordAttempt(id, _attempt, step: DeliveryStep) {
       const row = rows.find((r) => r.id === id)!;
       delete row.leaseUntil;
@@ -99,11 +102,11 @@ describe('webhook dispatcher with an account at its cap', () => {
     const d = await start(outbox, net.post);
     expect(outbox.claims).toEqual([['stuck-1']]);
     // Finished tasks without webhooks wake the dispatcher; stuck-2 is due but capped: each wake must stay a read.
-    for (let i = 0; i < 10; i++) d.wake();
+    for (let i = 0; i < 10; i++) d.taskFinished(`no-webhook-${i}`);
     await vi.advanceTimersByTimeAsync(1_000);
     expect(outbox.claims).toEqual([['stuck-1']]);
     outbox.add('fresh-1', 'fresh');
-    d.wake();
+    d.taskFinished('fresh-1');
     await vi.advanceTimersByTimeAsync(0);
     expect(outbox.claims[1]).toEqual(['fresh-1']);
     expect(net.sent).toEqual(['https://stuck.test/', 'https://fresh.test/']);
@@ -149,7 +152,7 @@ describe('webhook dispatcher with an account at its cap', () => {
     };
     await vi.advanceTimersByTimeAsync(5);
     outbox.add('fresh-1', 'fresh');
-    d.wake();
+    d.taskFinished('fresh-1');
     await vi.advanceTimersByTimeAsync(1_000);
     expect(outbox.claims.flat()).toContain('stuck-2');
   });
@@ -166,11 +169,38 @@ describe('webhook dispatcher, claims that take long while an account is at its c
     const firstEnded = Date.now(); // the first claim took 100 ms and came back short
     expect(outbox.claims).toEqual([['stuck-1']]);
     outbox.add('fresh-1', 'fresh');
-    d.wake();
+    d.taskFinished('fresh-1');
     await vi.advanceTimersByTimeAsync(399);
     expect(outbox.claims).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1);
     expect(outbox.claims[1]).toEqual(['fresh-1']);
     expect(Date.now() - firstEnded).toBeGreaterThanOrEqual(400);
+  });
+});
+
+describe('webhook dispatcher, a delivery committed just after a claim that came back short', () => {
+  it('is claimed when its task finishes, though it is stamped before that claim', async () => {
+    vi.useFakeTimers();
+    const outbox = memoryOutbox();
+    outbox.add('slow-1', 'slow'); // receivers that hang: slots busy, nobody passes a cap
+    const net = receivers(['slow', 'other']);
+    const d = await start(outbox, net.post);
+    // The next claim (woken by another task) comes back short; while it runs, a task finishes whose delivery is
+    // stamped at the claim's time and commits after it looked (PostgreSQL's group commit does exactly this).
+    const claim = outbox.store.webhooks.claimDue.bind(outbox.store.webhooks);
+    outbox.store.webhooks.claimDue = async (...args) => {
+      const claimed = await claim(...args);
+      outbox.store.webhooks.claimDue = claim;
+      outbox.add('late', 'healthy', args[0]);
+      return claimed;
+    };
+    outbox.add('other-1', 'other');
+    d.taskFinished('other-1');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(outbox.claims.at(-1)).toEqual(['other-1']);
+    d.taskFinished('late');
+    await vi.advanceTimersByTimeAsync(100);
+    expect(outbox.claims.flat()).toContain('late');
+    expect(net.sent).toContain('https://healthy.test/');
   });
 });

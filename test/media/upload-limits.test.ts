@@ -21,7 +21,7 @@ afterEach(async () => {
 
 async function upload(relay: TestRelay, data: Buffer, key = relay.devKey, type = 'image/png') {
   const res = await fetch(`${relay.url}/tencent-vod/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': type }, body: new Uint8Array(data) });
-  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as any };
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), connection: res.headers.get('connection'), body: (await res.json()) as any };
 }
 
 const storedInputs = (relay: TestRelay, accountId: string): string[] => {
@@ -104,6 +104,8 @@ describe('uploads and rpm', () => {
     expect(refused.status).toBe(429);
     expect(refused.body.Response.Error.Code).toBe('RequestLimitExceeded');
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+    // Refused before its body was read: the connection closes rather than read and discard whatever follows.
+    expect(refused.connection).toBe('close');
     // The dev key has no rpm: unaffected.
     expect((await upload(t, png)).status).toBe(201);
   });

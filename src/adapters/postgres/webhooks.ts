@@ -84,8 +84,11 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
         const order = new Map(chosen.map((row, i) => [row.id, i]));
         const taken = await rows<DeliveryRow>(
           c,
-          "UPDATE webhook_deliveries SET lease_until = $2 WHERE id = ANY($1) AND state = 'pending' RETURNING *",
-          [chosen.map((row) => row.id), now + leaseMs],
+          // The row's due and unleased still: nothing locks it between the read and here, and a node whose lease on
+          // it had run out may have recorded its attempt (a retry, not due yet) meanwhile.
+          `UPDATE webhook_deliveries SET lease_until = $3 WHERE id = ANY($1) AND state = 'pending'
+             AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) RETURNING *`,
+          [chosen.map((row) => row.id), now, now + leaseMs],
         );
         return taken.sort((x, y) => order.get(x.id)! - order.get(y.id)!).map(toDelivery);
       });
@@ -124,6 +127,11 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
         [after],
       );
       return row?.at ?? undefined;
+    },
+    async anyPending(taskIds) {
+      if (taskIds.length === 0) return false;
+      const row = await one(pool, "SELECT 1 AS found FROM webhook_deliveries WHERE task_id = ANY($1) AND state = 'pending' LIMIT 1", [taskIds]);
+      return row !== undefined;
     },
     async releaseLeases() {
       return (await pool.query('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL')).rowCount ?? 0;

@@ -54,6 +54,10 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
      ORDER BY next_attempt_at, seq LIMIT @limit`,
   );
   const lease = db.prepare('UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?');
+  // By webhook_task: one seek per task id.
+  const pendingOfTasks = db.prepare<[string], { found: number }>(
+    "SELECT 1 AS found FROM webhook_deliveries WHERE task_id IN (SELECT value FROM json_each(?)) AND state = 'pending' LIMIT 1",
+  );
   const insertAttempt = db.prepare(
     `INSERT INTO webhook_attempts (delivery_id, attempted_at, status, error, latency_ms, response_body)
      VALUES (@deliveryId, @at, @status, @error, @latencyMs, @responseBody)`,
@@ -129,6 +133,9 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
     }),
     async nextDueAt(after = -1) {
       return nextDue.get({ after })?.at ?? undefined;
+    },
+    async anyPending(taskIds) {
+      return taskIds.length > 0 && pendingOfTasks.get(JSON.stringify(taskIds)) !== undefined;
     },
     async releaseLeases() {
       return db.prepare('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL').run().changes;
