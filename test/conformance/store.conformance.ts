@@ -597,6 +597,28 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await claim(store, 4000 + LEASE + 1, 10)).toEqual([noisy[1], quiet[0], late[0], quiet[1], late[1]]);
       });
 
+      it('while an account is at its cap, successive claims give every other account its turn, none twice', async () => {
+        async function hooked(name: string, rows: number, from: number) {
+          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
+          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
+          for (let i = 0; i < rows; i++) {
+            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
+            await store.tasks.finish(task.id, { state: 'cancelled' }, from + i);
+          }
+          return a.id;
+        }
+        const hot = await hooked('hot', 12, 3000); // the oldest rows of all, and more than its cap
+        const others: string[] = [];
+        for (let n = 0; n < 10; n++) others.push(await hooked(`other-${n}`, 1, 4000 + n));
+        const seen: string[] = [];
+        for (let claim = 0; claim < 5; claim++) {
+          const got = await store.webhooks.claimDue(9000 + claim, 3, 60_000, 2);
+          seen.push(...got.map((d) => d.accountId));
+        }
+        expect(seen.filter((a) => a === hot)).toHaveLength(2);
+        expect(seen.filter((a) => a !== hot).sort()).toEqual([...others].sort());
+      });
+
       it("claims racing on two handles never pass an account's cap together, and leave no other account's due row behind", async () => {
         async function hooked(name: string, rows: number) {
           const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });

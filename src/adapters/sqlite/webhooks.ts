@@ -92,18 +92,39 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
     return ids.length;
   });
 
+  // Where the last fair claim stopped looking: the next starts after it, so every account gets its turn while each
+  // claim looks only until it has `limit` accounts with something to send (a few ms, not one seek per account with
+  // a pending row: this runs in the write transaction every submit waits for).
+  let fairFrom = '';
+  /** Accounts with something due and room left, from fairFrom on (wrapping once), until `limit` of them are found. */
+  function dueByAccount(now: number, limit: number, perAccount: number, inFlight: ReadonlyMap<string, number>): DeliveryRow[][] {
+    const found: DeliveryRow[][] = [];
+    const start = fairFrom;
+    let after = start;
+    let wrapped = start === '';
+    while (found.length < limit) {
+      let next = nextPendingAccount.get(after);
+      if (!next && !wrapped) {
+        wrapped = true;
+        next = nextPendingAccount.get('');
+      }
+      if (!next || (wrapped && start !== '' && next.account_id > start)) break; // the end, or full circle
+      after = next.account_id;
+      const room = Math.min(limit, perAccount - (inFlight.get(after) ?? 0));
+      if (room > 0 && next.earliest <= now) {
+        const rows = dueOfAccount.all({ accountId: after, now, limit: room });
+        if (rows.length > 0) found.push(rows);
+      }
+    }
+    fairFrom = after;
+    return found;
+  }
+
   const claimDue = db.transaction((now: number, limit: number, leaseMs: number, perAccount: number) => {
     const inFlight = new Map(leasedPerAccount.all({ now }).map((r) => [r.account_id, r.n]));
     let claimed = oldestDue.all({ now, limit });
-    if (!withinCaps(claimed, inFlight, perAccount)) {
-      // Someone is at their cap: every account with something due gets its turn, up to its room.
-      const perAccountRows: DeliveryRow[][] = [];
-      for (let next = nextPendingAccount.get(''); next; next = nextPendingAccount.get(next.account_id)) {
-        const room = Math.min(limit, perAccount - (inFlight.get(next.account_id) ?? 0));
-        if (room > 0 && next.earliest <= now) perAccountRows.push(dueOfAccount.all({ accountId: next.account_id, now, limit: room }));
-      }
-      claimed = takeRoundRobin(perAccountRows, limit);
-    }
+    // Someone would pass their cap: every account with something due gets its turn, up to its room.
+    if (!withinCaps(claimed, inFlight, perAccount)) claimed = takeRoundRobin(dueByAccount(now, limit, perAccount, inFlight), limit);
     for (const row of claimed) lease.run(now + leaseMs, row.id);
     return claimed.map(toDelivery);
   });
