@@ -28,36 +28,66 @@ const WEBHOOK_CLAIM_LOCK = 0x686f6f6b;
 
 /**
  * The fair path of the claim (the port's contract; takeRoundRobin is the same order), for when the oldest due rows
- * would take some account past its cap: a skip scan of webhook_pending_account gives each account with pending rows
- * and its earliest (one seek each); an account with something due and room left beside its leases gives its oldest
- * due rows; every account's first comes before any account's second. The lateral's LIMIT is a plain parameter, not
- * the room left: with an expression it cannot estimate, the planner walked webhook_due and filtered out every other
- * account's rows (3,000 rows read per account in a 33,000-row backlog) instead of reading a few index entries.
+ * would take some account past its cap. A skip scan of webhook_pending_account walks the accounts with pending rows
+ * after $4 (and up to $5, when given), one seek each, and keeps those with room beside their leases and something
+ * due, until it has $6 of them: the recursive CTE is read only as far as that LIMIT asks, so a claim does not look
+ * at every account. Each kept account gives its oldest due rows; every account's first comes before any account's
+ * second. The lateral's LIMIT is a plain parameter, not the room left: with an expression it cannot estimate, the
+ * planner walked webhook_due and filtered out every other account's rows (3,000 rows read per account in a
+ * 33,000-row backlog) instead of reading a few index entries.
  */
 const FAIR_CLAIM = `
   WITH RECURSIVE accounts(id) AS (
-    SELECT (SELECT min(account_id) FROM webhook_deliveries WHERE state = 'pending')
+    SELECT (SELECT min(account_id) FROM webhook_deliveries
+            WHERE state = 'pending' AND account_id > $4 AND ($5::text IS NULL OR account_id <= $5))
     UNION ALL
-    SELECT (SELECT min(account_id) FROM webhook_deliveries WHERE state = 'pending' AND account_id > accounts.id)
+    SELECT (SELECT min(account_id) FROM webhook_deliveries
+            WHERE state = 'pending' AND account_id > accounts.id AND ($5::text IS NULL OR account_id <= $5))
     FROM accounts WHERE accounts.id IS NOT NULL
   ), due_accounts AS MATERIALIZED (
-    SELECT id FROM accounts
-    WHERE id IS NOT NULL AND (SELECT min(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending' AND account_id = accounts.id) <= $1
-  ), in_flight AS (
-    SELECT account_id, count(*) AS n FROM webhook_deliveries WHERE lease_until > $1 AND state = 'pending' GROUP BY account_id
+    SELECT id, room FROM (
+      SELECT a.id, $3::bigint - (SELECT count(*) FROM webhook_deliveries l
+                                 WHERE l.lease_until > $1 AND l.state = 'pending' AND l.account_id = a.id) AS room
+      FROM accounts a WHERE a.id IS NOT NULL) r
+    WHERE room > 0 AND EXISTS (
+      SELECT 1 FROM webhook_deliveries d
+      WHERE d.state = 'pending' AND d.account_id = r.id AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1))
+    LIMIT $6
   ), candidates AS MATERIALIZED (
-    SELECT d.*, $3::bigint - COALESCE(f.n, 0) AS room,
-           row_number() OVER (PARTITION BY a.id ORDER BY d.next_attempt_at, d.seq) AS round
-    FROM due_accounts a LEFT JOIN in_flight f ON f.account_id = a.id
+    SELECT d.*, a.room, row_number() OVER (PARTITION BY a.id ORDER BY d.next_attempt_at, d.seq) AS round,
+           max(a.id) OVER () AS last_account -- in the database's collation, which the walk's order is
+    FROM due_accounts a
     CROSS JOIN LATERAL (
       SELECT * FROM webhook_deliveries
       WHERE state = 'pending' AND account_id = a.id AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-        AND COALESCE(f.n, 0) < $3
       ORDER BY next_attempt_at, seq LIMIT LEAST($2::bigint, $3::bigint)) d
   )
   SELECT * FROM candidates WHERE round <= room ORDER BY round, next_attempt_at, seq LIMIT $2`;
 
+type FairRow = DeliveryRow & { round: number; last_account: string };
+
+const byRound = (a: FairRow, b: FairRow): number => a.round - b.round || (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.seq - b.seq;
+
 export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
+  // Where this node's last fair claim stopped looking: the next starts after it (then wraps round), so every account
+  // gets its turn while each claim looks only until it has `limit` accounts to serve.
+  let fairFrom = '';
+  async function fairClaim(c: Queryable, now: number, limit: number, perAccount: number): Promise<DeliveryRow[]> {
+    const accountsIn = (found: FairRow[]) => new Set(found.map((r) => r.account_id));
+    const lastOf = (found: FairRow[]) => found[0]?.last_account;
+    const onward = await rows<FairRow>(c, FAIR_CLAIM, [now, limit, perAccount, fairFrom, null, limit]);
+    let found = onward;
+    let last = lastOf(onward);
+    const short = limit - accountsIn(onward).size;
+    if (short > 0 && fairFrom !== '') {
+      const wrapped = await rows<FairRow>(c, FAIR_CLAIM, [now, limit, perAccount, '', fairFrom, short]);
+      found = [...onward, ...wrapped];
+      last = lastOf(wrapped) ?? last;
+    }
+    fairFrom = last ?? '';
+    return found.sort(byRound).slice(0, limit);
+  }
+
   return {
     async claimDue(now, limit, leaseMs, perAccount) {
       // One node claims at a time (a transaction-scoped advisory lock; a claim is a few milliseconds), so that each
@@ -79,7 +109,7 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
            ORDER BY next_attempt_at, seq LIMIT $2`,
           [now, limit],
         );
-        if (!withinCaps(chosen, inFlight, perAccount)) chosen = await rows<DeliveryRow>(c, FAIR_CLAIM, [now, limit, perAccount]);
+        if (!withinCaps(chosen, inFlight, perAccount)) chosen = await fairClaim(c, now, limit, perAccount);
         if (chosen.length === 0) return [];
         const order = new Map(chosen.map((row, i) => [row.id, i]));
         const taken = await rows<DeliveryRow>(
