@@ -29,7 +29,8 @@ const WEBHOOK_CLAIM_LOCK = 0x686f6f6b;
 /**
  * The fair path of the claim (the port's contract; takeRoundRobin is the same order), for when the oldest due rows
  * would take some account past its cap. A skip scan of webhook_pending_account walks the accounts with pending rows
- * after $4 (and up to $5, when given), one seek each, and keeps those with room beside their leases and something
+ * after $4 (and up to $5, when given), one seek each, and keeps those with room beside their leases ($7: leased
+ * rows per account, as a JSON object, counted once by the caller) and something
  * due, until it has $6 of them: the recursive CTE is read only as far as that LIMIT asks, so a claim does not look
  * at every account. Each kept account gives its oldest due rows; every account's first comes before any account's
  * second. The lateral's LIMIT is a plain parameter, not the room left: with an expression it cannot estimate, the
@@ -46,8 +47,7 @@ const FAIR_CLAIM = `
     FROM accounts WHERE accounts.id IS NOT NULL
   ), due_accounts AS MATERIALIZED (
     SELECT id, room FROM (
-      SELECT a.id, $3::bigint - (SELECT count(*) FROM webhook_deliveries l
-                                 WHERE l.lease_until > $1 AND l.state = 'pending' AND l.account_id = a.id) AS room
+      SELECT a.id, $3::bigint - COALESCE(($7::jsonb ->> a.id)::bigint, 0) AS room
       FROM accounts a WHERE a.id IS NOT NULL) r
     WHERE room > 0 AND EXISTS (
       SELECT 1 FROM webhook_deliveries d
@@ -72,15 +72,16 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
   // Where this node's last fair claim stopped looking: the next starts after it (then wraps round), so every account
   // gets its turn while each claim looks only until it has `limit` accounts to serve.
   let fairFrom = '';
-  async function fairClaim(c: Queryable, now: number, limit: number, perAccount: number): Promise<DeliveryRow[]> {
+  async function fairClaim(c: Queryable, now: number, limit: number, perAccount: number, inFlight: ReadonlyMap<string, number>): Promise<DeliveryRow[]> {
+    const leased = JSON.stringify(Object.fromEntries(inFlight));
     const accountsIn = (found: FairRow[]) => new Set(found.map((r) => r.account_id));
     const lastOf = (found: FairRow[]) => found[0]?.last_account;
-    const onward = await rows<FairRow>(c, FAIR_CLAIM, [now, limit, perAccount, fairFrom, null, limit]);
+    const onward = await rows<FairRow>(c, FAIR_CLAIM, [now, limit, perAccount, fairFrom, null, limit, leased]);
     let found = onward;
     let last = lastOf(onward);
     const short = limit - accountsIn(onward).size;
     if (short > 0 && fairFrom !== '') {
-      const wrapped = await rows<FairRow>(c, FAIR_CLAIM, [now, limit, perAccount, '', fairFrom, short]);
+      const wrapped = await rows<FairRow>(c, FAIR_CLAIM, [now, limit, perAccount, '', fairFrom, short, leased]);
       found = [...onward, ...wrapped];
       last = lastOf(wrapped) ?? last;
     }
@@ -109,7 +110,7 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
            ORDER BY next_attempt_at, seq LIMIT $2`,
           [now, limit],
         );
-        if (!withinCaps(chosen, inFlight, perAccount)) chosen = await fairClaim(c, now, limit, perAccount);
+        if (!withinCaps(chosen, inFlight, perAccount)) chosen = await fairClaim(c, now, limit, perAccount, inFlight);
         if (chosen.length === 0) return [];
         const order = new Map(chosen.map((row, i) => [row.id, i]));
         const taken = await rows<DeliveryRow>(
