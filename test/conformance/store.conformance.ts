@@ -619,6 +619,53 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(seen.filter((a) => a !== hot).sort()).toEqual([...others].sort());
       });
 
+      it('the fair turn is shared by every handle: claims from two, one after the other, give each account its first before any its second', async () => {
+        async function hooked(name: string, rows: number, from: number) {
+          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
+          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
+          for (let i = 0; i < rows; i++) {
+            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
+            await store.tasks.finish(task.id, { state: 'cancelled' }, from + i);
+          }
+          return a.id;
+        }
+        const hot = await hooked('hot', 12, 3000);
+        const others: string[] = [];
+        for (let n = 0; n < 6; n++) others.push(await hooked(`other-${n}`, 3, 4000 + 10 * n));
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        const served = new Map(others.map((a) => [a, 0]));
+        for (let claim = 0; claim < 8; claim++) {
+          const handle = claim % 2 === 0 ? store : other;
+          for (const d of await handle.webhooks.claimDue(9000 + claim, 2, 60_000, 3)) if (d.accountId !== hot) served.set(d.accountId, served.get(d.accountId)! + 1);
+          // After every claim, no account is more than one delivery ahead of any other (with a turn per handle, the
+          // first accounts were served again by the second handle before the rest had anything).
+          expect(Math.max(...served.values()) - Math.min(...served.values()), `after claim ${claim}: ${[...served.values()]}`).toBeLessThanOrEqual(1);
+        }
+        expect(Math.min(...served.values())).toBeGreaterThanOrEqual(1);
+      });
+
+      it('accounts whose ids sort differently in JavaScript and in the database are never walked twice in one claim', async () => {
+        const suffix = id('');
+        async function hooked(accountId: string, rows: number, from: number) {
+          const a = await store.accounts.createAccount({ id: accountId, name: 'n', balance: 100, callbackUrl: 'https://example.test/h', webhookSecret: 'w', now: 1 });
+          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
+          for (let i = 0; i < rows; i++) {
+            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
+            await store.tasks.finish(task.id, { state: 'cancelled' }, from + i);
+          }
+        }
+        await hooked(`h${suffix}`, 10, 3000); // the oldest rows: at its cap after the first claim
+        // In the database's order (UTF-8 bytes): a < h < U+FF01 < U+1F600; in JavaScript's (UTF-16): U+1F600 < U+FF01.
+        for (const name of ['a', '\uFF01', '\u{1F600}']) await hooked(`${name}${suffix}`, 3, 4000);
+        // The third claim leaves the turn at U+FF01, and the fourth walks on, wraps round, and must stop there.
+        for (const [claim, limit] of [3, 1, 1, 5].entries()) {
+          const got = await store.webhooks.claimDue(9000 + claim, limit, 60_000, 3);
+          expect(got.length, `claim ${claim}`).toBeGreaterThan(0);
+          expect(new Set(got.map((d) => d.id)).size, `claim ${claim}: ${got.map((d) => d.accountId)}`).toBe(got.length);
+        }
+      });
+
       it("claims racing on two handles never pass an account's cap together, and leave no other account's due row behind", async () => {
         async function hooked(name: string, rows: number) {
           const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });

@@ -490,6 +490,14 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   },
   // The upload quota (files.ts createUpload) sums an account's uploads; this index covers the sum.
   { concurrentIndexes: [{ name: 'files_account_inputs', on: "files(account_id, size) WHERE purpose = 'input'" }] },
+  // Where the last fair webhook claim stopped (webhooks.ts claimDue), shared by every node: with a cursor per node,
+  // each node served the same accounts again before the next ones got their first delivery.
+  `
+  CREATE TABLE webhook_fair_cursor (
+    only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+    after_account TEXT NOT NULL
+  );
+  `,
 ];
 
 async function inOneTransaction(client: PoolClient, sql: string, version: number): Promise<void> {

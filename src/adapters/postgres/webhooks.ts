@@ -69,11 +69,14 @@ type FairRow = DeliveryRow & { round: number; last_account: string };
 const byRound = (a: FairRow, b: FairRow): number => a.round - b.round || (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.seq - b.seq;
 
 export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
-  // Where this node's last fair claim stopped looking: the next starts after it (then wraps round), so every account
-  // gets its turn while each claim looks only until it has `limit` accounts to serve.
-  let fairFrom = '';
+  /**
+   * The fair path, inside the claim's transaction and lock. It starts after where the last fair claim, on any node,
+   * stopped looking (webhook_fair_cursor; it rolls back with a claim that fails), then wraps round, so every account
+   * gets its turn while each claim looks only until it has `limit` accounts to serve.
+   */
   async function fairClaim(c: Queryable, now: number, limit: number, perAccount: number, inFlight: ReadonlyMap<string, number>): Promise<DeliveryRow[]> {
     const leased = JSON.stringify(Object.fromEntries(inFlight));
+    const fairFrom = (await one<{ after_account: string }>(c, 'SELECT after_account FROM webhook_fair_cursor'))?.after_account ?? '';
     const accountsIn = (found: FairRow[]) => new Set(found.map((r) => r.account_id));
     const lastOf = (found: FairRow[]) => found[0]?.last_account;
     const onward = await rows<FairRow>(c, FAIR_CLAIM, [now, limit, perAccount, fairFrom, null, limit, leased]);
@@ -85,7 +88,11 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
       found = [...onward, ...wrapped];
       last = lastOf(wrapped) ?? last;
     }
-    fairFrom = last ?? '';
+    await c.query(
+      `INSERT INTO webhook_fair_cursor (only_row, after_account) VALUES (true, $1)
+       ON CONFLICT (only_row) DO UPDATE SET after_account = EXCLUDED.after_account`,
+      [last ?? ''],
+    );
     return found.sort(byRound).slice(0, limit);
   }
 

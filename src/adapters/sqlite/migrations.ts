@@ -250,4 +250,12 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX files_account_inputs ON files(account_id, size) WHERE purpose = 'input';
   `,
+  // Where the last fair webhook claim stopped (webhooks.ts claimDue), kept with the claims it follows: it rolls
+  // back with a claim that fails and outlives a restart, as on PostgreSQL, where every node shares it.
+  `
+  CREATE TABLE webhook_fair_cursor (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    after_account TEXT NOT NULL
+  );
+  `,
 ];

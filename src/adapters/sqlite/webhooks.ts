@@ -43,9 +43,13 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
   );
   // …and for the fair path, a skip scan of webhook_pending_account: the next account with pending rows and its
   // earliest one, one index seek per account however many rows it has…
-  const nextPendingAccount = db.prepare<[string], { account_id: string; earliest: number }>(
+  const nextPendingAccount = db.prepare<{ after: string }, { account_id: string; earliest: number }>(
     `SELECT account_id, next_attempt_at AS earliest FROM webhook_deliveries INDEXED BY webhook_pending_account
-     WHERE state = 'pending' AND account_id > ? ORDER BY account_id, next_attempt_at LIMIT 1`,
+     WHERE state = 'pending' AND account_id > @after ORDER BY account_id, next_attempt_at LIMIT 1`,
+  );
+  const nextPendingAccountUpTo = db.prepare<{ after: string; upTo: string }, { account_id: string; earliest: number }>(
+    `SELECT account_id, next_attempt_at AS earliest FROM webhook_deliveries INDEXED BY webhook_pending_account
+     WHERE state = 'pending' AND account_id > @after AND account_id <= @upTo ORDER BY account_id, next_attempt_at LIMIT 1`,
   );
   // …then, for an account with something due and room left, its oldest due rows.
   const dueOfAccount = db.prepare<{ accountId: string; now: number; limit: number }, DeliveryRow>(
@@ -92,31 +96,37 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
     return ids.length;
   });
 
-  // Where the last fair claim stopped looking: the next starts after it, so every account gets its turn while each
-  // claim looks only until it has `limit` accounts with something to send (a few ms, not one seek per account with
-  // a pending row: this runs in the write transaction every submit waits for).
-  let fairFrom = '';
-  /** Accounts with something due and room left, from fairFrom on (wrapping once), until `limit` of them are found. */
+  // Where the last fair claim stopped looking (webhook_fair_cursor): the next starts after it, so every account gets
+  // its turn while each claim looks only until it has `limit` accounts with something to send (a few ms, not one
+  // seek per account with a pending row: this runs in the write transaction every submit waits for).
+  const readCursor = db.prepare<[], { after_account: string }>('SELECT after_account FROM webhook_fair_cursor');
+  const writeCursor = db.prepare(
+    'INSERT INTO webhook_fair_cursor (only_row, after_account) VALUES (1, ?) ON CONFLICT (only_row) DO UPDATE SET after_account = excluded.after_account',
+  );
+  /**
+   * Accounts with something due and room left, after the cursor, then from the first up to it, until `limit` of
+   * them are found. The bounds are compared in SQL, in SQLite's order, never in JavaScript's (they differ beyond
+   * U+E000), so no account is walked twice.
+   */
   function dueByAccount(now: number, limit: number, perAccount: number, inFlight: ReadonlyMap<string, number>): DeliveryRow[][] {
+    const fairFrom = readCursor.get()?.after_account ?? '';
     const found: DeliveryRow[][] = [];
-    const start = fairFrom;
-    let after = start;
-    let wrapped = start === '';
-    while (found.length < limit) {
-      let next = nextPendingAccount.get(after);
-      if (!next && !wrapped) {
-        wrapped = true;
-        next = nextPendingAccount.get('');
+    let last: string | undefined;
+    const walk = (after: string, upTo?: string) => {
+      while (found.length < limit) {
+        const next = upTo === undefined ? nextPendingAccount.get({ after }) : nextPendingAccountUpTo.get({ after, upTo });
+        if (!next) return;
+        after = last = next.account_id;
+        const room = Math.min(limit, perAccount - (inFlight.get(after) ?? 0));
+        if (room > 0 && next.earliest <= now) {
+          const rows = dueOfAccount.all({ accountId: after, now, limit: room });
+          if (rows.length > 0) found.push(rows);
+        }
       }
-      if (!next || (wrapped && start !== '' && next.account_id > start)) break; // the end, or full circle
-      after = next.account_id;
-      const room = Math.min(limit, perAccount - (inFlight.get(after) ?? 0));
-      if (room > 0 && next.earliest <= now) {
-        const rows = dueOfAccount.all({ accountId: after, now, limit: room });
-        if (rows.length > 0) found.push(rows);
-      }
-    }
-    fairFrom = after;
+    };
+    walk(fairFrom);
+    if (fairFrom !== '') walk('', fairFrom);
+    writeCursor.run(last ?? '');
     return found;
   }
 
