@@ -67,6 +67,23 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
       if (!outcome.ok) throw new Error(`createTask refused: ${outcome.reason}`);
       return outcome.task;
     }
+    /**
+     * An account with a callback URL and a key, and one finished task per time in `finishedAt`: a pending webhook
+     * delivery due at that time each. Returns the account's id and the tasks' ids.
+     */
+    async function accountWithDeliveries(finishedAt: readonly number[], accountId = id('acct')) {
+      const a = await store.accounts.createAccount({ id: accountId, name: 'hooked', balance: 100, callbackUrl: 'https://example.test/hook', webhookSecret: 'w', now: 1 });
+      const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
+      const taskIds: string[] = [];
+      for (const at of finishedAt) {
+        const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
+        await store.tasks.finish(task.id, { state: 'cancelled' }, at);
+        taskIds.push(task.id);
+      }
+      return { accountId: a.id, taskIds };
+    }
+    /** `n` times from `from` on, a millisecond apart. */
+    const times = (n: number, from: number) => Array.from({ length: n }, (_, i) => from + i);
     const kindsOf = async (accountId: string, taskId: string) =>
       (await store.accounts.ledger(accountId, 100)).filter((l) => l.taskId === taskId).map((l) => l.kind).sort();
     const outputFile = (task: TaskRecord): NewFile => ({
@@ -557,20 +574,9 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
       });
       it('claims due deliveries fairly: round-robin over accounts, at most perAccount leased per account on any node', async () => {
         const LEASE = 30_000;
-        async function hookedAccount(name: string, finishedAt: number[]) {
-          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
-          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
-          const tasks: string[] = [];
-          for (const at of finishedAt) {
-            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
-            await store.tasks.finish(task.id, { state: 'cancelled' }, at);
-            tasks.push(task.id);
-          }
-          return tasks;
-        }
-        const noisy = await hookedAccount('noisy', [3000, 3001, 3002, 3003, 3004]);
-        const quiet = await hookedAccount('quiet', [3010, 3011]);
-        const late = await hookedAccount('late', [3020, 9000]);
+        const noisy = (await accountWithDeliveries([3000, 3001, 3002, 3003, 3004])).taskIds;
+        const quiet = (await accountWithDeliveries([3010, 3011])).taskIds;
+        const late = (await accountWithDeliveries([3020, 9000])).taskIds;
         const claim = async (s: Store, now: number, limit: number) => (await s.webhooks.claimDue(now, limit, LEASE, 2)).map((d) => d.taskId);
 
         // Every account's oldest before anyone's second; within a round, oldest first. The row due at 9000 waits.
@@ -598,18 +604,9 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
       });
 
       it('while an account is at its cap, successive claims give every other account its turn, none twice', async () => {
-        async function hooked(name: string, rows: number, from: number) {
-          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
-          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
-          for (let i = 0; i < rows; i++) {
-            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
-            await store.tasks.finish(task.id, { state: 'cancelled' }, from + i);
-          }
-          return a.id;
-        }
-        const hot = await hooked('hot', 12, 3000); // the oldest rows of all, and more than its cap
+        const hot = (await accountWithDeliveries(times(12, 3000))).accountId; // the oldest rows of all, and more than its cap
         const others: string[] = [];
-        for (let n = 0; n < 10; n++) others.push(await hooked(`other-${n}`, 1, 4000 + n));
+        for (let n = 0; n < 10; n++) others.push((await accountWithDeliveries([4000 + n])).accountId);
         const seen: string[] = [];
         for (let claim = 0; claim < 5; claim++) {
           const got = await store.webhooks.claimDue(9000 + claim, 3, 60_000, 2);
@@ -620,18 +617,9 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
       });
 
       it('the fair turn is shared by every handle: claims from two, one after the other, give each account its first before any its second', async () => {
-        async function hooked(name: string, rows: number, from: number) {
-          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
-          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
-          for (let i = 0; i < rows; i++) {
-            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
-            await store.tasks.finish(task.id, { state: 'cancelled' }, from + i);
-          }
-          return a.id;
-        }
-        const hot = await hooked('hot', 12, 3000);
+        const hot = (await accountWithDeliveries(times(12, 3000))).accountId;
         const others: string[] = [];
-        for (let n = 0; n < 6; n++) others.push(await hooked(`other-${n}`, 3, 4000 + 10 * n));
+        for (let n = 0; n < 6; n++) others.push((await accountWithDeliveries(times(3, 4000 + 10 * n))).accountId);
         const other = await fx.peer();
         closers.push(() => other.close());
         const served = new Map(others.map((a) => [a, 0]));
@@ -647,17 +635,9 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
 
       it('accounts whose ids sort differently in JavaScript and in the database are never walked twice in one claim', async () => {
         const suffix = id('');
-        async function hooked(accountId: string, rows: number, from: number) {
-          const a = await store.accounts.createAccount({ id: accountId, name: 'n', balance: 100, callbackUrl: 'https://example.test/h', webhookSecret: 'w', now: 1 });
-          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
-          for (let i = 0; i < rows; i++) {
-            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
-            await store.tasks.finish(task.id, { state: 'cancelled' }, from + i);
-          }
-        }
-        await hooked(`h${suffix}`, 10, 3000); // the oldest rows: at its cap after the first claim
+        await accountWithDeliveries(times(10, 3000), `h${suffix}`); // the oldest rows: at its cap after the first claim
         // In the database's order (UTF-8 bytes): a < h < U+FF01 < U+1F600; in JavaScript's (UTF-16): U+1F600 < U+FF01.
-        for (const name of ['a', '\uFF01', '\u{1F600}']) await hooked(`${name}${suffix}`, 3, 4000);
+        for (const name of ['a', '\uFF01', '\u{1F600}']) await accountWithDeliveries(times(3, 4000), `${name}${suffix}`);
         // The third claim leaves the turn at U+FF01, and the fourth walks on, wraps round, and must stop there.
         for (const [claim, limit] of [3, 1, 1, 5].entries()) {
           const got = await store.webhooks.claimDue(9000 + claim, limit, 60_000, 3);
@@ -667,17 +647,9 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
       });
 
       it("claims racing on two handles never pass an account's cap together, and leave no other account's due row behind", async () => {
-        async function hooked(name: string, rows: number) {
-          const a = await store.accounts.createAccount({ id: id('acct'), name, balance: 100, callbackUrl: `https://example.test/${name}`, webhookSecret: 'w', now: 1 });
-          const k = await store.accounts.createKey({ id: id('key'), accountId: a.id, secretHash: 'h', createdAt: 1 });
-          for (let i = 0; i < rows; i++) {
-            const task = await created(newTask({ accountId: a.id, keyId: k.id }, 1));
-            await store.tasks.finish(task.id, { state: 'cancelled' }, 3000 + i);
-          }
-          return a.id;
-        }
-        const hot = await hooked('hot', 20);
-        const others = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((name) => hooked(name, 1)));
+        const hot = (await accountWithDeliveries(times(20, 3000))).accountId;
+        const others: string[] = [];
+        for (let n = 0; n < 6; n++) others.push((await accountWithDeliveries([3000])).accountId);
         const other = await fx.peer();
         closers.push(() => other.close());
         const claimed = (await Promise.all([store.webhooks.claimDue(9000, 8, 30_000, 4), other.webhooks.claimDue(9000, 8, 30_000, 4)])).flat();
