@@ -2,8 +2,15 @@
  * The baseline: Node's own `http` server, reading the whole request body and answering with a fixed JSON body of
  * about the size and shape of the relay's submit answer. Runs as its own process (like the relay) and prints
  * `listening on http://127.0.0.1:PORT`.
+ *
+ * `--durable FILE`: the same server, but a POST is answered only once its body is on disk: appended to FILE and
+ * covered by an fdatasync, the fsyncs group-committed (every body written while one runs waits for the next), as
+ * the relay's SQLite commits are. Nothing is cheaper and durable, so this is the floor under the relay's latency
+ * on this disk: what durability costs before any of the relay's own work (BENCHMARKS.md, Method).
  */
+import fs from 'node:fs';
 import http from 'node:http';
+import { durableLog } from './durable-log';
 
 const BODY = JSON.stringify({
   Response: { TaskId: '00000000-0000-4000-8000-000000000000', RequestId: '00000000-0000-4000-8000-000000000001' },
@@ -18,11 +25,26 @@ const BODY = JSON.stringify({
   metrics: { queue_time: 0 },
 });
 
+const durableFile = process.argv[process.argv.indexOf('--durable') + 1];
+const log = process.argv.includes('--durable') && durableFile ? fs.openSync(durableFile, 'a') : undefined;
+
+const append =
+  log === undefined
+    ? undefined
+    : durableLog({ write: (data, done) => fs.write(log, data, (error) => done(error)), fdatasync: (done) => fs.fdatasync(log, done) });
+
 const server = http.createServer((request, response) => {
-  request.resume();
+  // Unchanged from before the durable mode (the baseline's cost must not move): the plain server reads and drops.
+  const chunks: Buffer[] = [];
+  if (log === undefined) request.resume();
+  else request.on('data', (chunk: Buffer) => chunks.push(chunk));
   request.on('end', () => {
-    response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(BODY) });
-    response.end(BODY);
+    const answer = () => {
+      response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(BODY) });
+      response.end(BODY);
+    };
+    if (append === undefined || request.method !== 'POST') return answer();
+    append(Buffer.concat(chunks), answer);
   });
 });
 server.keepAliveTimeout = 72_000;

@@ -17,6 +17,11 @@ export interface Server {
   stop(): Promise<unknown>;
 }
 
+export interface BareServer extends Server {
+  /** Where a durable bare server appends the POSTs it answers (removed by `stop`). */
+  readonly durableFile?: string;
+}
+
 export interface BenchRelay extends Server {
   readonly dataDir: string;
   readonly devKey: string;
@@ -28,13 +33,22 @@ export interface BenchRelay extends Server {
 /** Poll-with-deadline for output that has no event: the tests' helper, under the name the benchmarks use. */
 export const until = eventually;
 
-export async function startBare(): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'bare-server.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Bare Node (bench/bare-server.ts); `durable`: each POST answered once its body is appended and fdatasync'd. */
+export async function startBare(options: { durable?: boolean } = {}): Promise<BareServer> {
+  const dir = options.durable ? fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bare-')) : undefined;
+  const durableFile = dir && path.join(dir, 'posts.log');
+  const args = durableFile ? ['--durable', durableFile] : [];
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'bare-server.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const url = await until('the bare server', 15_000, () => /listening on (http:\/\/\S+)/.exec(output)?.[1]);
-  return { url, pid: child.pid!, stop: () => (child.kill('SIGTERM'), exited) };
+  const stop = async () => {
+    child.kill('SIGTERM');
+    await exited;
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { url, pid: child.pid!, stop, ...(durableFile ? { durableFile } : {}) };
 }
 
 /**

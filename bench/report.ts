@@ -20,6 +20,11 @@ export interface BenchResults {
    * on relays with the other one (AIGC_RELAY_SQLITE_WRITER), in the same rounds.
    */
   readonly pairs: { submit: Paired; submitOther: Paired; status: Paired; fixed: Paired; fixedOther: Paired };
+  /**
+   * Bare Node answering each POST only once it is appended and fdatasync'd (group-committed), in the same rounds as
+   * `pairs.submit` and `pairs.fixed`: what durability alone costs on this disk. Absent in older files.
+   */
+  readonly durable?: { submit: Paired; fixed: Paired };
   /** started_at − created_at, ms, on the fixed-rate relays (default writer mode, the other one). */
   readonly dispatch: { p50: number; p99: number; max: number; n: number };
   readonly dispatchOther: { p50: number; p99: number; max: number; n: number };
@@ -80,6 +85,42 @@ const cpuRow = (metric: string, pair: Paired): Row[] =>
 const spread = (xs: readonly number[], digits: number) =>
   xs.length > 1 ? ` (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : '';
 
+/** Durable bare Node's throughput against bare Node's, in the submit-path-alone rounds. */
+const durableThroughputRow = (r: BenchResults): Row[] => {
+  if (!r.durable) return [];
+  const { submit } = r.durable;
+  return [{ metric: '… bare Node, durable (append + fdatasync)', relay: n0(submit.relay.rps), bare: n0(submit.bare.rps), result: `ratio ${median(submit.ratios).toFixed(3)}${spread(submit.ratios, 3)}`, target: '', met: '' }];
+};
+
+/**
+ * Durable bare Node at the fixed rate, and the relay's p99 over it round by round (both were paired with the same
+ * bare round): the part of the added p99 that is the relay's own work rather than the disk's flushes.
+ */
+const durableLatencyRows = (r: BenchResults): Row[] => {
+  if (!r.durable) return [];
+  const { fixed } = r.durable;
+  const overDurable = r.pairs.fixed.addedP99.map((added, i) => added - fixed.addedP99[i]!);
+  const sign = (x: number) => (x >= 0 ? '+' : '−');
+  return [
+    {
+      metric: '… bare Node, durable, p50 / p99',
+      relay: `${ms(fixed.relay.latencyMs.p50)} / ${ms(fixed.relay.latencyMs.p99)}`,
+      bare: `${ms(fixed.bare.latencyMs.p50)} / ${ms(fixed.bare.latencyMs.p99)}`,
+      result: `+${ms(median(fixed.addedP50))} / +${ms(median(fixed.addedP99))}${spread(fixed.addedP99, 2)}`,
+      target: '',
+      met: '',
+    },
+    {
+      metric: `… relay p99 over durable bare Node`,
+      relay: ms(r.pairs.fixed.relay.latencyMs.p99),
+      bare: ms(fixed.relay.latencyMs.p99),
+      result: `${sign(median(overDurable))}${ms(Math.abs(median(overDurable)))}${spread(overDurable, 2)}`,
+      target: '',
+      met: '',
+    },
+  ];
+};
+
 export function rows(r: BenchResults): Row[] {
   const { submit, submitOther, status, fixed, fixedOther } = r.pairs;
   const other = `… writer ${r.writers.other}`;
@@ -96,6 +137,7 @@ export function rows(r: BenchResults): Row[] {
   const out: Row[] = [
     { metric: `submit throughput (req/s), writer ${r.writers.default}`, relay: n0(submit.relay.rps), bare: n0(submit.bare.rps), result: `ratio ${submitRatio.toFixed(3)}${spread(submit.ratios, 3)}`, target: '≥ 0.25', met: yes(submitRatio >= 0.25) },
     { metric: other, relay: n0(submitOther.relay.rps), bare: n0(submitOther.bare.rps), result: `ratio ${otherRatio.toFixed(3)}${spread(submitOther.ratios, 3)}; ${r.writers.default} ÷ ${r.writers.other} ${median(modeGain).toFixed(2)}${spread(modeGain, 2)}`, target: '', met: '' },
+    ...durableThroughputRow(r),
     { metric: 'submit + run + finish, end to end (tasks/s)', relay: n0(r.relay.submit.rps), bare: n0(r.bare.postEndToEnd.rps), result: `ratio ${endToEndRatio.toFixed(3)}`, target: '', met: '' },
     ...cpuRow('… server CPU per submit (µs), path alone', submit),
     { metric: 'status GET throughput (req/s)', relay: n0(status.relay.rps), bare: n0(status.bare.rps), result: `ratio ${statusRatio.toFixed(3)}${spread(status.ratios, 3)}`, target: '≥ 0.5', met: yes(statusRatio >= 0.5) },
@@ -104,6 +146,7 @@ export function rows(r: BenchResults): Row[] {
     { metric: other, ...latency('p50', fixedOther, fixedOther.addedP50), target: '', met: '' },
     { metric: `submit latency p99 at ${r.settings.fixedRate}/s, paced`, ...latency('p99', fixed, fixed.addedP99), target: '≤ +2 ms', met: yes(added99 <= 2) },
     { metric: other, ...latency('p99', fixedOther, fixedOther.addedP99), target: '', met: '' },
+    ...durableLatencyRows(r),
     // Every task also runs and stores its image here: this is the CPU of 1,000 tasks a second, end to end.
     ...cpuRow(`… server CPU per task at ${r.settings.fixedRate}/s (µs)`, fixed),
     // The same rate on a relay that only queues (one run, beside the median bare round): what the submit path

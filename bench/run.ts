@@ -59,6 +59,9 @@ const STUCK_PROVIDER = { AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVI
 const DEFAULT_WRITER = DEFAULT_SQLITE_WRITER;
 const OTHER_WRITER = DEFAULT_WRITER === 'thread' ? 'inline' : 'thread';
 
+/** The durable bare server's name in the paired phases. */
+const DURABLE = 'bare durable';
+
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
 const submitSpec = (relay: BenchRelay, extra: Partial<LoadSpec> = {}): LoadSpec => ({
@@ -170,14 +173,17 @@ async function main(): Promise<void> {
   const fileCreate = measureFileCreate();
   log(`creating a small file durably: ${fileCreate.cpuUsPerFile.toFixed(0)} µs of CPU, p50 ${fileCreate.wallMsP50.toFixed(2)} ms`);
   const bare = await startBare();
+  // The same server answering only once each POST is on disk (group-committed fdatasync): the durability floor.
+  const durable = await startBare({ durable: true });
   const relay = await startRelay(INSTANT);
-  const cleanup = [() => bare.stop(), () => relay.stop()];
+  const cleanup = [() => bare.stop(), () => durable.stop(), () => relay.stop()];
   try {
     const { taskId } = await prepare(relay);
     await drained(relay, 10_000); // the status phase reads a finished task
     const statusUrl = `${relay.url}/tencent-vod/v1/requests/${taskId}/status`;
     const auth = { authorization: `Bearer ${relay.devKey}` };
     const barePost: LoadSpec = { ...submitSpec(relay), url: `${bare.url}/post`, headers: { 'content-type': 'application/json', ...auth }, serverPid: bare.pid };
+    const durablePost: LoadSpec = { ...barePost, url: `${durable.url}/post`, serverPid: durable.pid };
     const bareGet: LoadSpec = { url: `${bare.url}/get`, method: 'GET', headers: auth, connections: CONNECTIONS, durationSeconds: SECONDS, warmupSeconds: WARMUP, serverPid: bare.pid };
     const phase = async (name: string, spec: LoadSpec): Promise<LoadResult> => {
       log(`${name}…`);
@@ -212,17 +218,20 @@ async function main(): Promise<void> {
     const pacedOther = await startRelay({ ...INSTANT, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER });
     let fixedRate: Paired;
     let fixedOther: Paired;
+    let fixedDurable: Paired;
     let dispatch: BenchResults['dispatch'];
     let dispatchOther: BenchResults['dispatch'];
     try {
       await prepare(pacedDefault);
       await prepare(pacedOther);
       const rates = await interleaved(phase, `POST at ${FIXED_RATE}/s`, { ...barePost, ...fixed }, {
+        [DURABLE]: { ...durablePost, ...fixed },
         [`writer ${DEFAULT_WRITER}`]: submitSpec(pacedDefault, fixed),
         [`writer ${OTHER_WRITER}`]: submitSpec(pacedOther, fixed),
       }, ROUNDS, ROUND_SECONDS);
       fixedRate = rates[`writer ${DEFAULT_WRITER}`]!;
       fixedOther = rates[`writer ${OTHER_WRITER}`]!;
+      fixedDurable = rates[DURABLE]!;
       dispatch = await dispatchLatency(pacedDefault);
       dispatchOther = await dispatchLatency(pacedOther);
     } finally {
@@ -255,6 +264,7 @@ async function main(): Promise<void> {
     let queued: BenchResults['queued'];
     let submitAlone!: Paired;
     let submitOther!: Paired;
+    let submitDurable!: Paired;
     try {
       await prepare(stuck);
       await prepare(other);
@@ -270,11 +280,13 @@ async function main(): Promise<void> {
       log(`RSS with ${c.queued ?? 0} queued: ${(rss / 2 ** 20).toFixed(0)} MiB (idle ${(idleRss / 2 ** 20).toFixed(0)} MiB)`);
       // The submit path alone (validated, authenticated, charged, durably committed, queued): nothing drains.
       const alone = await interleaved(phase, 'submit path alone (provider not draining)', barePost, {
+        [DURABLE]: durablePost,
         [`writer ${DEFAULT_WRITER}`]: submitSpec(stuck),
         [`writer ${OTHER_WRITER}`]: submitSpec(other),
       }, ROUNDS, ROUND_SECONDS);
       submitAlone = alone[`writer ${DEFAULT_WRITER}`]!;
       submitOther = alone[`writer ${OTHER_WRITER}`]!;
+      submitDurable = alone[DURABLE]!;
       queued = { queued: c.queued ?? 0, rssBytes: rss, idleRssBytes: idleRss, submit: submitAlone.relay, paced: queueing };
     } finally {
       await stuck.kill(); // its one running task would hold a graceful drain for 10 s
@@ -292,6 +304,7 @@ async function main(): Promise<void> {
       bare: { post: submitAlone.bare, postEndToEnd: bareSubmit, get: status.bare, postFixed: fixedRate.bare },
       relay: { submit: relaySubmit, status: status.relay, submitFixed: fixedRate.relay },
       pairs: { submit: submitAlone, submitOther, status, fixed: fixedRate, fixedOther },
+      durable: { submit: submitDurable, fixed: fixedDurable },
       dispatch,
       dispatchOther,
       writers: { default: DEFAULT_WRITER, other: OTHER_WRITER },
