@@ -14,6 +14,29 @@ export const MAX_INPUT_PIXELS = 100_000_000;
  */
 export const DECODES_AT_ONCE = 2;
 
+/**
+ * Uploads that may wait for a decode at once, process-wide; the next is refused (503, retry shortly). Each waiting
+ * upload holds its whole body (up to 10 MB) in memory, and every key with no `rpm` could add to the line.
+ */
+export const UPLOADS_WAITING_AT_MOST = 16;
+
+/** The line is full: thrown instead of waiting (TakeTurns.run's `maxWaiting`). */
+export class TurnsFull extends Error {
+  constructor(readonly waiting: number) {
+    super(`${waiting} waiting`);
+  }
+}
+
+/** Its turn came and nobody wanted the result any more (TakeTurns.run's `stillWanted`): the work did not run. */
+export class TurnNotWanted extends Error {}
+
+export interface TurnOptions {
+  /** Refuse with TurnsFull rather than wait behind this many. */
+  readonly maxWaiting?: number;
+  /** Asked when the turn comes; false: the work is skipped (TurnNotWanted) and the turn passes on. */
+  readonly stillWanted?: () => boolean;
+}
+
 /** A FIFO bound on concurrent async work: too small a need for a library. */
 export class TakeTurns {
   private running = 0;
@@ -21,10 +44,15 @@ export class TakeTurns {
 
   constructor(private readonly atOnce: number) {}
 
-  async run<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running >= this.atOnce) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.running++;
+  async run<T>(work: () => Promise<T>, options: TurnOptions = {}): Promise<T> {
+    if (this.running >= this.atOnce) {
+      if (options.maxWaiting !== undefined && this.waiting.length >= options.maxWaiting) throw new TurnsFull(this.waiting.length);
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.running++;
+    }
     try {
+      if (options.stillWanted && !options.stillWanted()) throw new TurnNotWanted();
       return await work();
     } finally {
       // The slot passes straight to the next in line (running stays the same), or is given back.
@@ -37,9 +65,14 @@ export class TakeTurns {
   get queued(): number {
     return this.waiting.length;
   }
+
+  get busy(): number {
+    return this.running;
+  }
 }
 
-const decodes = new TakeTurns(DECODES_AT_ONCE);
+/** Every image check in the process takes its turn here (exported for the tests that hold it). */
+export const IMAGE_DECODES = new TakeTurns(DECODES_AT_ONCE);
 
 export type ImageCheck =
   | { readonly ok: true; readonly contentType: AcceptedImageType; readonly width: number; readonly height: number }
@@ -49,14 +82,15 @@ export type ImageCheck =
  * Decides whether bytes are an acceptable input image: the format from the magic bytes (never from a name or a
  * header), then a full decode by sharp, because a truncated JPEG still has a readable header and only fails when
  * its pixels are read. `stats()` streams the pixels through libvips without keeping a decoded copy. At most
- * DECODES_AT_ONCE run at a time.
+ * DECODES_AT_ONCE run at a time; `turn` says whether to refuse rather than wait, and whether the check is still wanted
+ * when its turn comes (TakeTurns).
  */
-export async function checkInputImage(data: Buffer): Promise<ImageCheck> {
+export async function checkInputImage(data: Buffer, turn: TurnOptions = {}): Promise<ImageCheck> {
   const contentType = sniffImageType(data);
   if (!contentType) {
     return { ok: false, problem: 'unsupported', reason: `must be a ${ACCEPTED_IMAGE_NAMES} image; the content is ${describeContent(data)}` };
   }
-  return decodes.run(() => decodeAndCheck(data, contentType));
+  return IMAGE_DECODES.run(() => decodeAndCheck(data, contentType), turn);
 }
 
 async function decodeAndCheck(data: Buffer, contentType: AcceptedImageType): Promise<ImageCheck> {

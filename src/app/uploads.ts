@@ -5,7 +5,7 @@ import type { RequestRates } from '../ports/request-rates';
 import type { FileRecord, Store } from '../ports/store';
 import type { Caller } from './auth';
 import { newId } from './ids';
-import { checkInputImage, extensionOf } from './image-check';
+import { checkInputImage, extensionOf, TurnNotWanted, TurnsFull, UPLOADS_WAITING_AT_MOST, type ImageCheck } from './image-check';
 import { enforceRequestRate } from './limits';
 
 export interface FileDeps {
@@ -41,13 +41,31 @@ export async function admitUpload(deps: FileDeps, caller: Caller): Promise<void>
 }
 
 /**
+ * An upload's image check, in line with every other (image-check.ts): refused while UPLOADS_WAITING_AT_MOST wait
+ * already (a client can retry; a line without end would hold every waiting body in memory), and skipped when its
+ * turn comes if the client has hung up (`clientWaiting`), so a burst of abandoned uploads costs no decodes.
+ */
+async function checkUploadedImage(data: Buffer, clientWaiting: (() => boolean) | undefined): Promise<ImageCheck> {
+  try {
+    return await checkInputImage(data, { maxWaiting: UPLOADS_WAITING_AT_MOST, ...(clientWaiting ? { stillWanted: clientWaiting } : {}) });
+  } catch (err) {
+    if (err instanceof TurnsFull) {
+      throw new RelayError('ResourceUnavailable', `file: ${err.waiting} uploads are waiting to be checked; retry shortly`, { retryAfterSeconds: 1 });
+    }
+    // Nobody reads this answer; a 503 rather than a 500 keeps it out of the server-error counts.
+    if (err instanceof TurnNotWanted) throw new RelayError('ResourceUnavailable', 'file: the client left before the upload was checked');
+    throw err;
+  }
+}
+
+/**
  * An uploaded input image: checked by content (415 for anything but jpeg/png/webp, 400 for a truncated or corrupt
  * one), stored under a key the relay makes up, and recorded as the account's `input` file if the account's uploads
  * stay within its quota (413 otherwise, and the bytes are removed). Uploads do not expire; the owner deletes them.
  */
-export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer): Promise<FileRecord> {
+export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer, clientWaiting?: () => boolean): Promise<FileRecord> {
   if (data.length === 0) throw new FieldError('MissingParameter', 'file', 'empty; send the image bytes');
-  const check = await checkInputImage(data);
+  const check = await checkUploadedImage(data, clientWaiting);
   if (!check.ok) {
     if (check.problem === 'unsupported') throw new RelayError('UnsupportedMediaType', `file: ${check.reason}`);
     throw new FieldError('InvalidParameterValue', 'file', check.reason);

@@ -1,8 +1,12 @@
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TakeTurns } from '../../src/app/image-check';
+import { DECODES_AT_ONCE, IMAGE_DECODES, TakeTurns, TurnNotWanted, TurnsFull, UPLOADS_WAITING_AT_MOST } from '../../src/app/image-check';
+import { eventually, within } from '../helpers/eventually';
 import { apiClient } from '../helpers/api';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 
@@ -145,5 +149,104 @@ describe('TakeTurns (image decodes at once)', () => {
     release.get(5)!(false);
     release.get(6)!(false);
     await Promise.all(again);
+  });
+});
+
+describe('TakeTurns: a bounded line, and turns nobody wants', () => {
+  it('refuses with TurnsFull once maxWaiting wait, but never while a slot is free', async () => {
+    const turns = new TakeTurns(1);
+    let releaseFirst!: () => void;
+    const first = turns.run(() => new Promise<void>((resolve) => (releaseFirst = resolve)), { maxWaiting: 0 }); // a free slot: runs
+    await Promise.resolve();
+    await expect(turns.run(async () => 'never', { maxWaiting: 0 })).rejects.toBeInstanceOf(TurnsFull);
+    const waiting = turns.run(async () => 'second', { maxWaiting: 1 }); // room for one in line
+    await expect(turns.run(async () => 'never', { maxWaiting: 1 })).rejects.toThrow(TurnsFull);
+    expect(turns.queued).toBe(1);
+    releaseFirst();
+    await first;
+    expect(await waiting).toBe('second');
+    expect(turns.busy).toBe(0);
+  });
+
+  it('a turn nobody wants any more skips its work and passes the slot on', async () => {
+    const turns = new TakeTurns(1);
+    let releaseFirst!: () => void;
+    const first = turns.run(() => new Promise<void>((resolve) => (releaseFirst = resolve)));
+    let wanted = true;
+    let ran = false;
+    const abandoned = turns.run(async () => void (ran = true), { stillWanted: () => wanted });
+    const next = turns.run(async () => 'next');
+    wanted = false; // the client left while waiting
+    releaseFirst();
+    await first;
+    await expect(abandoned).rejects.toBeInstanceOf(TurnNotWanted);
+    expect(ran).toBe(false);
+    expect(await next).toBe('next');
+    expect(turns.busy).toBe(0);
+  });
+});
+
+describe('uploads waiting for a decode', () => {
+  /** Takes every decode slot of the process until the returned function is called. */
+  function holdDecodes(): () => Promise<void> {
+    const releases: Array<() => void> = [];
+    const held = Array.from({ length: DECODES_AT_ONCE }, () => IMAGE_DECODES.run(() => new Promise<void>((resolve) => releases.push(resolve))));
+    return async () => {
+      for (const release of releases) release();
+      await Promise.all(held);
+    };
+  }
+
+  it(`refuses the upload after ${UPLOADS_WAITING_AT_MOST} waiting with 503 and Retry-After; those in line then all succeed`, async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const release = holdDecodes();
+    try {
+      const inLine = Array.from({ length: UPLOADS_WAITING_AT_MOST }, () => upload(t!, png));
+      await eventually('every upload in line', 10_000, () => IMAGE_DECODES.queued === UPLOADS_WAITING_AT_MOST || undefined);
+      // Bounded: an upload that waited instead would hold this test (and the slots it holds) until the timeout.
+      const refused = await within('the refusal', 10_000, upload(t, png));
+      expect(refused.status).toBe(503);
+      expect(refused.body.Response.Error.Code).toBe('ResourceUnavailable');
+      expect(refused.body.Response.Error.Message).toMatch(/^file: 16 uploads are waiting/);
+      expect(refused.retryAfter).toBe('1');
+      await release();
+      expect((await Promise.all(inLine)).map((r) => r.status)).toEqual(inLine.map(() => 201));
+    } finally {
+      await release();
+    }
+    expect(storedInputs(t, await devAccount(t))).toHaveLength(UPLOADS_WAITING_AT_MOST);
+  });
+
+  it('an upload whose client hung up while it waited is not decoded nor kept; the next in line is', async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const release = holdDecodes();
+    try {
+      // The abandoned upload on a connection of its own, so the server's side of it can be watched closing.
+      const connected = new Promise<net.Socket>((resolve) => t!.relay.app.server.once('connection', resolve));
+      const request = http.request(`${t.url}/tencent-vod/v1/files`, {
+        method: 'POST',
+        agent: false,
+        headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png', 'content-length': png.length },
+      });
+      request.on('error', () => undefined);
+      request.end(png);
+      const serverSide = await connected;
+      await eventually('the upload in line', 10_000, () => IMAGE_DECODES.queued === 1 || undefined);
+      const closed = once(serverSide, 'close');
+      request.destroy();
+      await closed;
+      const next = upload(t, png);
+      await eventually('the next upload in line', 10_000, () => IMAGE_DECODES.queued === 2 || undefined);
+      await release();
+      const done = await next;
+      expect(done.status).toBe(201);
+      // Only the upload whose client waited was stored and recorded.
+      expect(storedInputs(t, await devAccount(t))).toEqual([expect.stringContaining(done.body.file_id)]);
+      expect(await t.relay.store.files.inputBytes(await devAccount(t))).toBe(png.length);
+    } finally {
+      await release();
+    }
   });
 });

@@ -124,6 +124,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
               'RequestSizeLimitExceeded',
               'UnsupportedMediaType',
               'RequestLimitExceeded',
+              'ResourceUnavailable',
             ),
           },
         },
@@ -137,7 +138,9 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request, reply) => {
         const data = await readUpload(request, MAX_INPUT_BYTES);
-        const file = await saveUpload(fileDeps, callerOf(request).accountId, data);
+        // A client that hangs up closes its socket; its upload then skips its decode when the turn comes.
+        const socket = request.raw.socket;
+        const file = await saveUpload(fileDeps, callerOf(request).accountId, data, () => !socket.destroyed);
         return reply.code(201).send({
           file_id: file.id,
           url: deps.signer.url(file.id, file.expiresAt),
