@@ -17,6 +17,18 @@ export interface Paired {
   readonly addedP50: number[];
   /** bare CPU per answer / relay CPU per answer, per round (when both specs named their server's pid). */
   readonly cpuRatios: number[];
+  /** Each round's two runs, so a row can show the round behind a median (absent in older results files). */
+  readonly rounds?: ReadonlyArray<{ readonly bare: LoadResult; readonly relay: LoadResult }>;
+}
+
+/**
+ * The round whose value is the median of `perRound` (the lower middle for an even count), so a table row can show
+ * that round's own two figures beside the median difference instead of medians taken separately, which need not
+ * subtract to it.
+ */
+export function medianRoundIndex(perRound: readonly number[]): number {
+  const order = perRound.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]);
+  return order[Math.floor((order.length - 1) / 2)]![1];
 }
 
 export const median = (xs: readonly number[]): number => {
@@ -69,6 +81,7 @@ export async function interleaved<Names extends string>(
         ratios: rs.map((r, i) => r.rps / bares[i]!.rps),
         addedP99: rs.map((r, i) => r.latencyMs.p99 - bares[i]!.latencyMs.p99),
         addedP50: rs.map((r, i) => r.latencyMs.p50 - bares[i]!.latencyMs.p50),
+        rounds: rs.map((r, i) => ({ bare: bares[i]!, relay: r })),
         cpuRatios: rs.flatMap((r, i) => {
           const bareCpu = bares[i]!.serverCpuUsPerOk;
           return bareCpu !== undefined && r.serverCpuUsPerOk !== undefined ? [bareCpu / r.serverCpuUsPerOk] : [];
