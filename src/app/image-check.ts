@@ -27,43 +27,86 @@ export class TurnsFull extends Error {
   }
 }
 
-/** Its turn came and nobody wanted the result any more (TakeTurns.run's `stillWanted`): the work did not run. */
+/** Nobody wants the result any more (TakeTurns.run's `signal` was aborted): the work did not run. */
 export class TurnNotWanted extends Error {}
 
 export interface TurnOptions {
-  /** Refuse with TurnsFull rather than wait behind this many. */
+  /**
+   * Refuse with TurnsFull rather than wait when this many runs that gave a `maxWaiting` already wait. Only those
+   * count: uploads are bounded, a task's URL inputs wait as long as it takes and take no upload's place.
+   */
   readonly maxWaiting?: number;
-  /** Asked when the turn comes; false: the work is skipped (TurnNotWanted) and the turn passes on. */
-  readonly stillWanted?: () => boolean;
+  /** Aborted while waiting: the run leaves the line at once; aborted before its turn starts: the work never runs. */
+  readonly signal?: AbortSignal;
+}
+
+interface Waiter {
+  readonly bounded: boolean;
+  /** Hands this waiter the slot of a run that just ended. */
+  readonly start: () => void;
 }
 
 /** A FIFO bound on concurrent async work: too small a need for a library. */
 export class TakeTurns {
   private running = 0;
-  private readonly waiting: Array<() => void> = [];
+  /** In arrival order (a Set keeps it), so that a waiter that gives up leaves from anywhere in the line. */
+  private readonly waiting = new Set<Waiter>();
+  private boundedWaiting = 0;
 
   constructor(private readonly atOnce: number) {}
 
   async run<T>(work: () => Promise<T>, options: TurnOptions = {}): Promise<T> {
+    const { maxWaiting, signal } = options;
+    if (signal?.aborted) throw new TurnNotWanted();
     if (this.running >= this.atOnce) {
-      if (options.maxWaiting !== undefined && this.waiting.length >= options.maxWaiting) throw new TurnsFull(this.waiting.length);
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      if (maxWaiting !== undefined && this.boundedWaiting >= maxWaiting) throw new TurnsFull(this.boundedWaiting);
+      await this.turn(maxWaiting !== undefined, signal);
     } else {
       this.running++;
     }
     try {
-      if (options.stillWanted && !options.stillWanted()) throw new TurnNotWanted();
+      if (signal?.aborted) throw new TurnNotWanted();
       return await work();
     } finally {
-      // The slot passes straight to the next in line (running stays the same), or is given back.
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.running--;
+      this.passOn();
     }
   }
 
+  /** Resolves when a slot is handed over; rejects (and leaves the line) if `signal` aborts first. */
+  private turn(bounded: boolean, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        bounded,
+        start: () => {
+          signal?.removeEventListener('abort', leave);
+          resolve();
+        },
+      };
+      const leave = () => {
+        if (!this.waiting.delete(waiter)) return;
+        if (bounded) this.boundedWaiting--;
+        reject(new TurnNotWanted());
+      };
+      this.waiting.add(waiter);
+      if (bounded) this.boundedWaiting++;
+      signal?.addEventListener('abort', leave, { once: true });
+    });
+  }
+
+  /** The slot passes straight to the next in line (running stays the same), or is given back. */
+  private passOn(): void {
+    const next = this.waiting.values().next();
+    if (next.done) {
+      this.running--;
+      return;
+    }
+    this.waiting.delete(next.value);
+    if (next.value.bounded) this.boundedWaiting--;
+    next.value.start();
+  }
+
   get queued(): number {
-    return this.waiting.length;
+    return this.waiting.size;
   }
 
   get busy(): number {
@@ -82,8 +125,8 @@ export type ImageCheck =
  * Decides whether bytes are an acceptable input image: the format from the magic bytes (never from a name or a
  * header), then a full decode by sharp, because a truncated JPEG still has a readable header and only fails when
  * its pixels are read. `stats()` streams the pixels through libvips without keeping a decoded copy. At most
- * DECODES_AT_ONCE run at a time; `turn` says whether to refuse rather than wait, and whether the check is still wanted
- * when its turn comes (TakeTurns).
+ * DECODES_AT_ONCE run at a time; `turn` says whether to refuse rather than wait, and when the check is no longer
+ * wanted (TakeTurns).
  */
 export async function checkInputImage(data: Buffer, turn: TurnOptions = {}): Promise<ImageCheck> {
   const contentType = sniffImageType(data);

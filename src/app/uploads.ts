@@ -41,18 +41,19 @@ export async function admitUpload(deps: FileDeps, caller: Caller): Promise<void>
 }
 
 /**
- * An upload's image check, in line with every other (image-check.ts): refused while UPLOADS_WAITING_AT_MOST wait
- * already (a client can retry; a line without end would hold every waiting body in memory), and skipped when its
- * turn comes if the client has hung up (`clientWaiting`), so a burst of abandoned uploads costs no decodes.
+ * An upload's image check, in line with every other (image-check.ts): refused while UPLOADS_WAITING_AT_MOST uploads
+ * wait already (a client can retry; a line without end would hold every waiting body in memory), and out of the
+ * line the moment `clientGone` aborts, so uploads whose clients hung up neither hold a place nor cost a decode.
  */
-async function checkUploadedImage(data: Buffer, clientWaiting: (() => boolean) | undefined): Promise<ImageCheck> {
+async function checkUploadedImage(data: Buffer, clientGone: AbortSignal | undefined): Promise<ImageCheck> {
   try {
-    return await checkInputImage(data, { maxWaiting: UPLOADS_WAITING_AT_MOST, ...(clientWaiting ? { stillWanted: clientWaiting } : {}) });
+    return await checkInputImage(data, { maxWaiting: UPLOADS_WAITING_AT_MOST, ...(clientGone ? { signal: clientGone } : {}) });
   } catch (err) {
     if (err instanceof TurnsFull) {
       throw new RelayError('ResourceUnavailable', `file: ${err.waiting} uploads are waiting to be checked; retry shortly`, { retryAfterSeconds: 1 });
     }
-    // Nobody reads this answer; a 503 rather than a 500 keeps it out of the server-error counts.
+    // Nobody is there to read it (the socket is closed, so not even the request log sees it); a 503 rather than
+    // an unexpected error in case anything ever does.
     if (err instanceof TurnNotWanted) throw new RelayError('ResourceUnavailable', 'file: the client left before the upload was checked');
     throw err;
   }
@@ -63,9 +64,9 @@ async function checkUploadedImage(data: Buffer, clientWaiting: (() => boolean) |
  * one), stored under a key the relay makes up, and recorded as the account's `input` file if the account's uploads
  * stay within its quota (413 otherwise, and the bytes are removed). Uploads do not expire; the owner deletes them.
  */
-export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer, clientWaiting?: () => boolean): Promise<FileRecord> {
+export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer, clientGone?: AbortSignal): Promise<FileRecord> {
   if (data.length === 0) throw new FieldError('MissingParameter', 'file', 'empty; send the image bytes');
-  const check = await checkUploadedImage(data, clientWaiting);
+  const check = await checkUploadedImage(data, clientGone);
   if (!check.ok) {
     if (check.problem === 'unsupported') throw new RelayError('UnsupportedMediaType', `file: ${check.reason}`);
     throw new FieldError('InvalidParameterValue', 'file', check.reason);

@@ -168,20 +168,41 @@ describe('TakeTurns: a bounded line, and turns nobody wants', () => {
     expect(turns.busy).toBe(0);
   });
 
-  it('a turn nobody wants any more skips its work and passes the slot on', async () => {
+  it('only runs that gave a bound count against it: unbounded waiters take no bounded one\'s place', async () => {
     const turns = new TakeTurns(1);
-    let releaseFirst!: () => void;
-    const first = turns.run(() => new Promise<void>((resolve) => (releaseFirst = resolve)));
-    let wanted = true;
-    let ran = false;
-    const abandoned = turns.run(async () => void (ran = true), { stillWanted: () => wanted });
-    const next = turns.run(async () => 'next');
-    wanted = false; // the client left while waiting
-    releaseFirst();
+    let release!: () => void;
+    const first = turns.run(() => new Promise<void>((resolve) => (release = resolve)));
+    const unbounded = [1, 2, 3].map((n) => turns.run(async () => n));
+    const bounded = turns.run(async () => 'bounded', { maxWaiting: 1 }); // three wait, none of them bounded
+    await expect(turns.run(async () => 'never', { maxWaiting: 1 })).rejects.toThrow(TurnsFull);
+    release();
     await first;
+    expect(await Promise.all(unbounded)).toEqual([1, 2, 3]);
+    expect(await bounded).toBe('bounded');
+  });
+
+  it('a run whose signal aborts while it waits leaves the line at once, never runs, and frees its place', async () => {
+    const turns = new TakeTurns(1);
+    let release!: () => void;
+    const first = turns.run(() => new Promise<void>((resolve) => (release = resolve)));
+    const gone = new AbortController();
+    let ran = false;
+    const abandoned = turns.run(async () => void (ran = true), { maxWaiting: 1, signal: gone.signal });
+    const after = turns.run(async () => 'after');
+    expect(turns.queued).toBe(2);
+    gone.abort(); // the client hung up while the first still runs
     await expect(abandoned).rejects.toBeInstanceOf(TurnNotWanted);
-    expect(ran).toBe(false);
+    expect(turns.queued).toBe(1);
+    // Its place in the bounded line is free again.
+    const next = turns.run(async () => 'next', { maxWaiting: 1 });
+    release();
+    await first;
+    expect(await after).toBe('after');
     expect(await next).toBe('next');
+    expect(ran).toBe(false);
+    expect(turns.busy).toBe(0);
+    // Aborted before it was even called: refused without taking a free slot.
+    await expect(turns.run(async () => 'never', { signal: gone.signal })).rejects.toBeInstanceOf(TurnNotWanted);
     expect(turns.busy).toBe(0);
   });
 });
@@ -218,29 +239,37 @@ describe('uploads waiting for a decode', () => {
     expect(storedInputs(t, await devAccount(t))).toHaveLength(UPLOADS_WAITING_AT_MOST);
   });
 
-  it('an upload whose client hung up while it waited is not decoded nor kept; the next in line is', async () => {
+  it('uploads whose clients hung up while they waited leave the line at once: not decoded, not kept, no place held', async () => {
     t = await startTestRelay();
     const png = await noisyPng(8, 8);
     const release = holdDecodes();
     try {
-      // The abandoned upload on a connection of its own, so the server's side of it can be watched closing.
-      const connected = new Promise<net.Socket>((resolve) => t!.relay.app.server.once('connection', resolve));
-      const request = http.request(`${t.url}/tencent-vod/v1/files`, {
-        method: 'POST',
-        agent: false,
-        headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png', 'content-length': png.length },
+      // A full line of uploads, each on a connection of its own so the server's side of it can be watched closing.
+      const serverSides: net.Socket[] = [];
+      const onConnection = (socket: net.Socket) => serverSides.push(socket);
+      t.relay.app.server.on('connection', onConnection);
+      const clients = Array.from({ length: UPLOADS_WAITING_AT_MOST }, () => {
+        const request = http.request(`${t!.url}/tencent-vod/v1/files`, {
+          method: 'POST',
+          agent: false,
+          headers: { authorization: `Bearer ${t!.devKey}`, 'content-type': 'image/png', 'content-length': png.length },
+        });
+        request.on('error', () => undefined);
+        request.end(png);
+        return request;
       });
-      request.on('error', () => undefined);
-      request.end(png);
-      const serverSide = await connected;
-      await eventually('the upload in line', 10_000, () => IMAGE_DECODES.queued === 1 || undefined);
-      const closed = once(serverSide, 'close');
-      request.destroy();
-      await closed;
+      await eventually('the full line', 10_000, () => IMAGE_DECODES.queued === UPLOADS_WAITING_AT_MOST || undefined);
+      t.relay.app.server.off('connection', onConnection);
+      expect(serverSides).toHaveLength(UPLOADS_WAITING_AT_MOST);
+      const closed = serverSides.map((socket) => once(socket, 'close'));
+      for (const client of clients) client.destroy();
+      await Promise.all(closed);
+      // Out of the line as their sockets closed, while the decodes are still held: a new upload waits, not 503.
+      await eventually('the line emptied', 10_000, () => IMAGE_DECODES.queued === 0 || undefined);
       const next = upload(t, png);
-      await eventually('the next upload in line', 10_000, () => IMAGE_DECODES.queued === 2 || undefined);
+      await eventually('the next upload in line', 10_000, () => IMAGE_DECODES.queued === 1 || undefined);
       await release();
-      const done = await next;
+      const done = await within('the live upload', 10_000, next);
       expect(done.status).toBe(201);
       // Only the upload whose client waited was stored and recorded.
       expect(storedInputs(t, await devAccount(t))).toEqual([expect.stringContaining(done.body.file_id)]);

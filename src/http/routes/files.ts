@@ -138,9 +138,18 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request, reply) => {
         const data = await readUpload(request, MAX_INPUT_BYTES);
-        // A client that hangs up closes its socket; its upload then skips its decode when the turn comes.
+        // A client that hangs up closes its socket: its upload leaves the line of image checks then and there.
         const socket = request.raw.socket;
-        const file = await saveUpload(fileDeps, callerOf(request).accountId, data, () => !socket.destroyed);
+        const gone = new AbortController();
+        const hungUp = () => gone.abort();
+        if (socket.destroyed) hungUp();
+        else socket.once('close', hungUp);
+        let file: FileRecord;
+        try {
+          file = await saveUpload(fileDeps, callerOf(request).accountId, data, gone.signal);
+        } finally {
+          socket.off('close', hungUp);
+        }
         return reply.code(201).send({
           file_id: file.id,
           url: deps.signer.url(file.id, file.expiresAt),
