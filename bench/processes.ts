@@ -42,13 +42,19 @@ export async function startBare(options: { durable?: boolean } = {}): Promise<Ba
   let output = '';
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  const url = await until('the bare server', 15_000, () => /listening on (http:\/\/\S+)/.exec(output)?.[1]);
-  const stop = async () => {
-    child.kill('SIGTERM');
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   };
-  return { url, pid: child.pid!, stop, ...(durableFile ? { durableFile } : {}) };
+  let url: string;
+  try {
+    url = await until('the bare server', 15_000, () => /listening on (http:\/\/\S+)/.exec(output)?.[1]);
+  } catch (error) {
+    await stop('SIGKILL'); // not listening: it would never answer a SIGTERM's server.close
+    throw error;
+  }
+  return { url, pid: child.pid!, stop: () => stop(), ...(durableFile ? { durableFile } : {}) };
 }
 
 /**

@@ -62,6 +62,8 @@ interface Row {
 
 const n0 = (x: number) => Math.round(x).toLocaleString('en-US');
 const ms = (x: number) => `${x.toFixed(2)} ms`;
+/** A difference in ms with its sign ("+1.20 ms", "−0.02 ms"): a relay can come out faster than bare Node in a round. */
+const diffMs = (x: number) => `${x < 0 ? '−' : '+'}${ms(Math.abs(x))}`;
 const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
 const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
 
@@ -107,7 +109,6 @@ const durableLatencyRows = (r: BenchResults): Row[] => {
   if (!r.durable) return [];
   const { fixed } = r.durable;
   const overDurable = r.pairs.fixed.addedP99.map((added, i) => added - fixed.addedP99[i]!);
-  const sign = (x: number) => (x >= 0 ? '+' : '−');
   const durableRound = roundOfMedian(fixed, fixed.addedP99);
   const overRound = medianRoundIndex(overDurable);
   const relayP99 = r.pairs.fixed.rounds?.[overRound]?.relay.latencyMs.p99 ?? r.pairs.fixed.relay.latencyMs.p99;
@@ -118,7 +119,7 @@ const durableLatencyRows = (r: BenchResults): Row[] => {
       relay: `${ms(durableRound.relay.latencyMs.p50)} / ${ms(durableRound.relay.latencyMs.p99)}`,
       bare: `${ms(durableRound.bare.latencyMs.p50)} / ${ms(durableRound.bare.latencyMs.p99)}`,
       // One round throughout (the p99's median one), so the columns subtract to the result.
-      result: `+${ms(durableRound.relay.latencyMs.p50 - durableRound.bare.latencyMs.p50)} / +${ms(median(fixed.addedP99))}${spread(fixed.addedP99, 2)}`,
+      result: `${diffMs(durableRound.relay.latencyMs.p50 - durableRound.bare.latencyMs.p50)} / ${diffMs(median(fixed.addedP99))}${spread(fixed.addedP99, 2)}`,
       target: '',
       met: '',
     },
@@ -126,7 +127,7 @@ const durableLatencyRows = (r: BenchResults): Row[] => {
       metric: `… relay p99 over durable bare Node`,
       relay: ms(relayP99),
       bare: ms(durableP99),
-      result: `${sign(median(overDurable))}${ms(Math.abs(median(overDurable)))}${spread(overDurable, 2)}`,
+      result: `${diffMs(median(overDurable))}${spread(overDurable, 2)}`,
       target: '',
       met: '',
     },
@@ -146,7 +147,7 @@ export function rows(r: BenchResults): Row[] {
   const added99 = median(fixed.addedP99);
   const latency = (p: 'p50' | 'p99', pair: Paired, added: number[]) => {
     const { relay, bare } = roundOfMedian(pair, added);
-    return { relay: ms(relay.latencyMs[p]), bare: ms(bare.latencyMs[p]), result: `+${ms(median(added))}${spread(added, 2)}` };
+    return { relay: ms(relay.latencyMs[p]), bare: ms(bare.latencyMs[p]), result: `${diffMs(median(added))}${spread(added, 2)}` };
   };
   const out: Row[] = [
     { metric: `submit throughput (req/s), writer ${r.writers.default}`, relay: n0(submit.relay.rps), bare: n0(submit.bare.rps), result: `ratio ${submitRatio.toFixed(3)}${spread(submit.ratios, 3)}`, target: '≥ 0.25', met: yes(submitRatio >= 0.25) },
@@ -170,7 +171,7 @@ export function rows(r: BenchResults): Row[] {
           metric: `… submit path alone at ${r.settings.fixedRate}/s, p50 / p99`,
           relay: `${ms(r.queued.paced.latencyMs.p50)} / ${ms(r.queued.paced.latencyMs.p99)}`,
           bare: `${ms(fixed.bare.latencyMs.p50)} / ${ms(fixed.bare.latencyMs.p99)}`,
-          result: `+${ms(r.queued.paced.latencyMs.p50 - fixed.bare.latencyMs.p50)} / +${ms(r.queued.paced.latencyMs.p99 - fixed.bare.latencyMs.p99)}`,
+          result: `${diffMs(r.queued.paced.latencyMs.p50 - fixed.bare.latencyMs.p50)} / ${diffMs(r.queued.paced.latencyMs.p99 - fixed.bare.latencyMs.p99)}`,
           target: '',
           met: '',
         }]

@@ -172,12 +172,16 @@ async function main(): Promise<void> {
   log(`fsync floor on this disk: p50 ${fsync.p50.toFixed(2)} ms, p99 ${fsync.p99.toFixed(2)} ms`);
   const fileCreate = measureFileCreate();
   log(`creating a small file durably: ${fileCreate.cpuUsPerFile.toFixed(0)} µs of CPU, p50 ${fileCreate.wallMsP50.toFixed(2)} ms`);
-  const bare = await startBare();
-  // The same server answering only once each POST is on disk (group-committed fdatasync): the durability floor.
-  const durable = await startBare({ durable: true });
-  const relay = await startRelay(INSTANT);
-  const cleanup = [() => bare.stop(), () => durable.stop(), () => relay.stop()];
+  // Each server's stop is registered as soon as it has started, so a start that fails leaves none behind.
+  const cleanup: Array<() => Promise<unknown>> = [];
   try {
+    const bare = await startBare();
+    cleanup.push(() => bare.stop());
+    // The same server answering only once each POST is on disk (group-committed fdatasync): the durability floor.
+    const durable = await startBare({ durable: true });
+    cleanup.push(() => durable.stop());
+    const relay = await startRelay(INSTANT);
+    cleanup.push(() => relay.stop());
     const { taskId } = await prepare(relay);
     await drained(relay, 10_000); // the status phase reads a finished task
     const statusUrl = `${relay.url}/tencent-vod/v1/requests/${taskId}/status`;
@@ -225,9 +229,10 @@ async function main(): Promise<void> {
       await prepare(pacedDefault);
       await prepare(pacedOther);
       const rates = await interleaved(phase, `POST at ${FIXED_RATE}/s`, { ...barePost, ...fixed }, {
-        [DURABLE]: { ...durablePost, ...fixed },
         [`writer ${DEFAULT_WRITER}`]: submitSpec(pacedDefault, fixed),
         [`writer ${OTHER_WRITER}`]: submitSpec(pacedOther, fixed),
+        // Last, so each relay round stays as close to its bare round as before this server was added.
+        [DURABLE]: { ...durablePost, ...fixed },
       }, ROUNDS, ROUND_SECONDS);
       fixedRate = rates[`writer ${DEFAULT_WRITER}`]!;
       fixedOther = rates[`writer ${OTHER_WRITER}`]!;
@@ -280,9 +285,9 @@ async function main(): Promise<void> {
       log(`RSS with ${c.queued ?? 0} queued: ${(rss / 2 ** 20).toFixed(0)} MiB (idle ${(idleRss / 2 ** 20).toFixed(0)} MiB)`);
       // The submit path alone (validated, authenticated, charged, durably committed, queued): nothing drains.
       const alone = await interleaved(phase, 'submit path alone (provider not draining)', barePost, {
-        [DURABLE]: durablePost,
         [`writer ${DEFAULT_WRITER}`]: submitSpec(stuck),
         [`writer ${OTHER_WRITER}`]: submitSpec(other),
+        [DURABLE]: durablePost,
       }, ROUNDS, ROUND_SECONDS);
       submitAlone = alone[`writer ${DEFAULT_WRITER}`]!;
       submitOther = alone[`writer ${OTHER_WRITER}`]!;

@@ -24,6 +24,27 @@ async function pairs<N extends string>(bare: LoadResult[], relays: Record<N, Loa
   ) as Promise<Record<N, Awaited<ReturnType<typeof interleaved>>[string]>>;
 }
 
+type Pairs = Awaited<ReturnType<typeof pairs<'thread' | 'inline' | 'durable'>>>;
+
+/** A results file around the paired phases given; the rest is filler the rows under test do not read. */
+function results(fixed: Pairs, full: Pairs, status: Awaited<ReturnType<typeof pairs<'relay'>>>): BenchResults {
+  return {
+    settings: { seconds: 6, rounds: 3, connections: 50, warmupSeconds: 1, fixedRate: 1000, threadpool: 16 },
+    fsync: { p50: 0.2, p99: 0.4 },
+    bare: { post: full.thread.bare, postEndToEnd: run(40000, 1, 4), get: status.relay.bare, postFixed: fixed.thread.bare },
+    relay: { submit: run(2000, 10, 40), status: status.relay.relay, submitFixed: fixed.thread.relay },
+    pairs: { submit: full.thread, submitOther: full.inline, status: status.relay, fixed: fixed.thread, fixedOther: fixed.inline },
+    durable: { submit: full.durable, fixed: fixed.durable },
+    dispatch: { p50: 1, p99: 5, max: 6, n: 1000 },
+    dispatchOther: { p50: 1, p99: 5, max: 6, n: 1000 },
+    writers: { default: 'thread', other: 'inline' },
+    drain: { backlog: 0, seconds: 0 },
+    afterTasks: { tasks: 100, rssBytes: 2 ** 20 },
+    queued: { queued: 10, rssBytes: 2 ** 20, idleRssBytes: 2 ** 20, submit: run(8000, 5, 10) },
+    billing: { todo: 'n/a' },
+  } as unknown as BenchResults;
+}
+
 describe('the bench table', () => {
   it('medianRoundIndex picks the round holding the median (the lower middle for an even count)', () => {
     expect(medianRoundIndex([30, 10, 20])).toBe(2);
@@ -38,22 +59,7 @@ describe('the bench table', () => {
     const fixed = await pairs(bare, { thread: [run(1000, 2, 42), run(1000, 2, 12), run(1000, 2, 25)], inline: [run(1000, 2, 5), run(1000, 2, 6), run(1000, 2, 30)], durable: [run(1000, 1.5, 9), run(1000, 1.5, 9), run(1000, 1.5, 30)] });
     const full = await pairs([run(40000, 1, 4)], { thread: [run(8000, 5, 10)], inline: [run(7000, 5, 11)], durable: [run(20000, 2, 6)] });
     const status = await pairs([run(40000, 1, 4)], { relay: [run(20000, 1, 5)] });
-    const results = {
-      settings: { seconds: 6, rounds: 3, connections: 50, warmupSeconds: 1, fixedRate: 1000, threadpool: 16 },
-      fsync: { p50: 0.2, p99: 0.4 },
-      bare: { post: full.thread.bare, postEndToEnd: run(40000, 1, 4), get: status.relay.bare, postFixed: fixed.thread.bare },
-      relay: { submit: run(2000, 10, 40), status: status.relay.relay, submitFixed: fixed.thread.relay },
-      pairs: { submit: full.thread, submitOther: full.inline, status: status.relay, fixed: fixed.thread, fixedOther: fixed.inline },
-      durable: { submit: full.durable, fixed: fixed.durable },
-      dispatch: { p50: 1, p99: 5, max: 6, n: 1000 },
-      dispatchOther: { p50: 1, p99: 5, max: 6, n: 1000 },
-      writers: { default: 'thread', other: 'inline' },
-      drain: { backlog: 0, seconds: 0 },
-      afterTasks: { tasks: 100, rssBytes: 2 ** 20 },
-      queued: { queued: 10, rssBytes: 2 ** 20, idleRssBytes: 2 ** 20, submit: run(8000, 5, 10) },
-      billing: { todo: 'n/a' },
-    } as unknown as BenchResults;
-    const table = rows(results);
+    const table = rows(results(fixed, full, status));
     const p99 = table.find((r) => r.metric.startsWith('submit latency p99'))!;
     expect(p99).toMatchObject({ relay: '12.00 ms', bare: '4.00 ms', result: '+8.00 ms (3.00–40.00)', met: 'NO' });
     // The durable server's median p99 round is round 1 or 2 (+7, +5, +8 → +7: round 1).
@@ -62,5 +68,14 @@ describe('the bench table', () => {
     // Relay over durable per round: 40−7 = 33, 8−5 = 3, 3−8 = −5 → median 3, round 2: relay 12, durable 9.
     const over = table.find((r) => r.metric.startsWith('… relay p99 over durable'))!;
     expect(over).toMatchObject({ relay: '12.00 ms', bare: '9.00 ms', result: '+3.00 ms (-5.00–33.00)' });
+  });
+
+  it('a difference below zero is printed with its own sign, not after a plus', async () => {
+    const fixed = await pairs([run(1000, 2, 9)], { thread: [run(1000, 1.5, 8)], inline: [run(1000, 2, 9)], durable: [run(1000, 2, 9)] });
+    const full = await pairs([run(40000, 1, 4)], { thread: [run(8000, 5, 10)], inline: [run(7000, 5, 11)], durable: [run(20000, 2, 6)] });
+    const status = await pairs([run(40000, 1, 4)], { relay: [run(20000, 1, 5)] });
+    const table = rows(results(fixed, full, status));
+    expect(table.find((r) => r.metric.startsWith('submit latency p50'))!.result).toBe('−0.50 ms');
+    expect(table.find((r) => r.metric.startsWith('submit latency p99'))!).toMatchObject({ result: '−1.00 ms', met: 'yes' });
   });
 });
