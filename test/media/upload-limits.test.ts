@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -275,6 +275,35 @@ describe('uploads waiting for a decode', () => {
       expect(storedInputs(t, await devAccount(t))).toEqual([expect.stringContaining(done.body.file_id)]);
       expect(await t.relay.store.files.inputBytes(await devAccount(t))).toBe(png.length);
     } finally {
+      await release();
+    }
+  });
+
+  it('pipelined uploads on one connection share one hang-up listener: no MaxListenersExceededWarning', async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const release = holdDecodes();
+    const client = net.connect(Number(new URL(t.url).port), '127.0.0.1');
+    try {
+      const serverSide = await new Promise<net.Socket>((resolve) => t!.relay.app.server.once('connection', resolve));
+      const count = 14; // past Node's default of 10 listeners, within the line's 16
+      const head = `POST /tencent-vod/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.devKey}\r\nContent-Type: image/png\r\nContent-Length: ${png.length}\r\n\r\n`;
+      let answers = '';
+      client.on('data', (chunk: Buffer) => (answers += chunk.toString('latin1')));
+      client.write(Buffer.concat(Array.from({ length: count }, () => [Buffer.from(head), png]).flat()));
+      await eventually('every pipelined upload in line', 10_000, () => IMAGE_DECODES.queued === count || undefined);
+      expect(serverSide.listenerCount('close')).toBeLessThanOrEqual(3);
+      await release();
+      await eventually('every answer', 10_000, () => (answers.match(/HTTP\/1\.1 201 /g)?.length === count ? true : undefined));
+      // A warning is emitted on the next tick after the listener that passes the limit.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      client.destroy();
+      process.off('warning', onWarning);
       await release();
     }
   });

@@ -1,13 +1,14 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticate } from '../../app/auth';
-import { MAX_INPUT_BYTES } from '../../app/image-check';
+import { MAX_INPUT_BYTES, UPLOADS_WAITING_AT_MOST } from '../../app/image-check';
 import { admitUpload, deleteOwnFile, saveUpload, type FileDeps } from '../../app/uploads';
 import { notFound, RelayError } from '../../domain/errors';
 import type { FileRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { sendStoredFile } from '../file-response';
+import { hungUpSignal } from '../hang-up';
 import { errorResponses } from '../schemas';
 import { readUpload, registerUploadParsers } from '../upload-body';
 
@@ -139,17 +140,8 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       async (request, reply) => {
         const data = await readUpload(request, MAX_INPUT_BYTES);
         // A client that hangs up closes its socket: its upload leaves the line of image checks then and there.
-        const socket = request.raw.socket;
-        const gone = new AbortController();
-        const hungUp = () => gone.abort();
-        if (socket.destroyed) hungUp();
-        else socket.once('close', hungUp);
-        let file: FileRecord;
-        try {
-          file = await saveUpload(fileDeps, callerOf(request).accountId, data, gone.signal);
-        } finally {
-          socket.off('close', hungUp);
-        }
+        const gone = hungUpSignal(request.raw.socket, UPLOADS_WAITING_AT_MOST + 1);
+        const file = await saveUpload(fileDeps, callerOf(request).accountId, data, gone);
         return reply.code(201).send({
           file_id: file.id,
           url: deps.signer.url(file.id, file.expiresAt),
