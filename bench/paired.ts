@@ -22,13 +22,13 @@ export interface Paired {
 }
 
 /**
- * The round whose value is the median of `perRound` (the lower middle for an even count), so a table row can show
- * that round's own two figures beside the median difference instead of medians taken separately, which need not
- * subtract to it.
+ * The round whose value is the median of `perRound` (for an even count the upper middle: the stricter reading of an
+ * added latency), so a table row can show that round's own two figures beside its difference instead of medians
+ * taken separately, which need not subtract to it.
  */
 export function medianRoundIndex(perRound: readonly number[]): number {
   const order = perRound.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]);
-  return order[Math.floor((order.length - 1) / 2)]![1];
+  return order[Math.floor(order.length / 2)]![1];
 }
 
 export const median = (xs: readonly number[]): number => {

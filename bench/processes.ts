@@ -18,7 +18,7 @@ export interface Server {
 }
 
 export interface BareServer extends Server {
-  /** Where a durable bare server appends the POSTs it answers (removed by `stop`). */
+  /** Where a durable bare server writes the POSTs it answers (removed by `stop`). */
   readonly durableFile?: string;
 }
 
@@ -33,7 +33,7 @@ export interface BenchRelay extends Server {
 /** Poll-with-deadline for output that has no event: the tests' helper, under the name the benchmarks use. */
 export const until = eventually;
 
-/** Bare Node (bench/bare-server.ts); `durable`: each POST answered once its body is appended and fdatasync'd. */
+/** Bare Node (bench/bare-server.ts); `durable`: each POST answered once its body is written and fdatasync'd. */
 export async function startBare(options: { durable?: boolean } = {}): Promise<BareServer> {
   const dir = options.durable ? fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bare-')) : undefined;
   const durableFile = dir && path.join(dir, 'posts.log');
@@ -64,16 +64,28 @@ export async function startBare(options: { durable?: boolean } = {}): Promise<Ba
 export async function startRelay(env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<BenchRelay> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bench-'));
   const adminToken = randomBytes(24).toString('base64url');
-  const relay = await spawnRelay(
-    { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: adminToken, AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
-    ['serve'],
-    { nodeArgs },
-  );
-  const devKey = await until('the dev key', 15_000, () => /\b(ar_key_[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43})\b/.exec(relay.output())?.[1]);
   const cleanup = (result: unknown) => {
     fs.rmSync(dataDir, { recursive: true, force: true });
     return result;
   };
+  let relay: RelayProcess;
+  let devKey: string;
+  try {
+    relay = await spawnRelay(
+      { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: adminToken, AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
+      ['serve'],
+      { nodeArgs },
+    );
+  } catch (error) {
+    cleanup(undefined);
+    throw error;
+  }
+  try {
+    devKey = await until('the dev key', 15_000, () => /\b(ar_key_[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43})\b/.exec(relay.output())?.[1]);
+  } catch (error) {
+    await relay.stop('SIGKILL').then(cleanup); // a failed start leaves no relay listening and no data dir behind
+    throw error;
+  }
   return {
     url: relay.url,
     pid: relay.child.pid!,

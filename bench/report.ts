@@ -21,7 +21,7 @@ export interface BenchResults {
    */
   readonly pairs: { submit: Paired; submitOther: Paired; status: Paired; fixed: Paired; fixedOther: Paired };
   /**
-   * Bare Node answering each POST only once it is appended and fdatasync'd (group-committed), in the same rounds as
+   * Bare Node answering each POST only once it is written and fdatasync'd (group-committed), in the same rounds as
    * `pairs.submit` and `pairs.fixed`: what durability alone costs on this disk. Absent in older files.
    */
   readonly durable?: { submit: Paired; fixed: Paired };
@@ -63,7 +63,7 @@ interface Row {
 const n0 = (x: number) => Math.round(x).toLocaleString('en-US');
 const ms = (x: number) => `${x.toFixed(2)} ms`;
 /** A difference in ms with its sign ("+1.20 ms", "−0.02 ms"): a relay can come out faster than bare Node in a round. */
-const diffMs = (x: number) => `${x < 0 ? '−' : '+'}${ms(Math.abs(x))}`;
+const diffMs = (x: number) => `${Number(x.toFixed(2)) < 0 ? '−' : '+'}${ms(Math.abs(x))}`;
 const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
 const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
 
@@ -84,8 +84,12 @@ const cpuRow = (metric: string, pair: Paired): Row[] =>
     : [];
 
 /** "0.123 (0.110–0.131)": the median round and the spread of the rounds. */
-const spread = (xs: readonly number[], digits: number) =>
-  xs.length > 1 ? ` (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : '';
+const spread = (xs: readonly number[], digits: number) => {
+  const figure = (x: number) => (Number(x.toFixed(digits)) < 0 ? `−${Math.abs(x).toFixed(digits)}` : x.toFixed(digits));
+  return xs.length > 1 ? ` (${figure(Math.min(...xs))}–${figure(Math.max(...xs))})` : '';
+};
+/** The per-round value a row reports: that of the median round (medianRoundIndex), whose runs it shows. */
+const ofMedianRound = (perRound: readonly number[]) => perRound[medianRoundIndex(perRound)]!;
 
 /**
  * The two runs of the round whose difference is the median one (older results files: the medians of each side,
@@ -98,7 +102,7 @@ const roundOfMedian = (pair: Paired, perRound: readonly number[]): { bare: LoadR
 const durableThroughputRow = (r: BenchResults): Row[] => {
   if (!r.durable) return [];
   const { submit } = r.durable;
-  return [{ metric: '… bare Node, durable (append + fdatasync)', relay: n0(submit.relay.rps), bare: n0(submit.bare.rps), result: `ratio ${median(submit.ratios).toFixed(3)}${spread(submit.ratios, 3)}`, target: '', met: '' }];
+  return [{ metric: '… bare Node, durable (write + fdatasync)', relay: n0(submit.relay.rps), bare: n0(submit.bare.rps), result: `ratio ${median(submit.ratios).toFixed(3)}${spread(submit.ratios, 3)}`, target: '', met: '' }];
 };
 
 /**
@@ -119,7 +123,7 @@ const durableLatencyRows = (r: BenchResults): Row[] => {
       relay: `${ms(durableRound.relay.latencyMs.p50)} / ${ms(durableRound.relay.latencyMs.p99)}`,
       bare: `${ms(durableRound.bare.latencyMs.p50)} / ${ms(durableRound.bare.latencyMs.p99)}`,
       // One round throughout (the p99's median one), so the columns subtract to the result.
-      result: `${diffMs(durableRound.relay.latencyMs.p50 - durableRound.bare.latencyMs.p50)} / ${diffMs(median(fixed.addedP99))}${spread(fixed.addedP99, 2)}`,
+      result: `${diffMs(durableRound.relay.latencyMs.p50 - durableRound.bare.latencyMs.p50)} / ${diffMs(ofMedianRound(fixed.addedP99))}${spread(fixed.addedP99, 2)}`,
       target: '',
       met: '',
     },
@@ -127,7 +131,7 @@ const durableLatencyRows = (r: BenchResults): Row[] => {
       metric: `… relay p99 over durable bare Node`,
       relay: ms(relayP99),
       bare: ms(durableP99),
-      result: `${diffMs(median(overDurable))}${spread(overDurable, 2)}`,
+      result: `${diffMs(ofMedianRound(overDurable))}${spread(overDurable, 2)}`,
       target: '',
       met: '',
     },
@@ -143,11 +147,10 @@ export function rows(r: BenchResults): Row[] {
   const modeGain = submit.ratios.map((x, i) => x / submitOther.ratios[i]!);
   const endToEndRatio = r.relay.submit.rps / r.bare.postEndToEnd.rps;
   const statusRatio = median(status.ratios);
-  const added50 = median(fixed.addedP50);
-  const added99 = median(fixed.addedP99);
+  const added99 = ofMedianRound(fixed.addedP99);
   const latency = (p: 'p50' | 'p99', pair: Paired, added: number[]) => {
     const { relay, bare } = roundOfMedian(pair, added);
-    return { relay: ms(relay.latencyMs[p]), bare: ms(bare.latencyMs[p]), result: `${diffMs(median(added))}${spread(added, 2)}` };
+    return { relay: ms(relay.latencyMs[p]), bare: ms(bare.latencyMs[p]), result: `${diffMs(ofMedianRound(added))}${spread(added, 2)}` };
   };
   const out: Row[] = [
     { metric: `submit throughput (req/s), writer ${r.writers.default}`, relay: n0(submit.relay.rps), bare: n0(submit.bare.rps), result: `ratio ${submitRatio.toFixed(3)}${spread(submit.ratios, 3)}`, target: '≥ 0.25', met: yes(submitRatio >= 0.25) },

@@ -17,7 +17,7 @@ import { apiClient } from '../test/helpers/api';
 import { PROMPT_BODY } from '../test/helpers/relay';
 import type { LoadResult, LoadSpec } from './load-spec';
 import { printTable, type BenchResults } from './report';
-import { rssBytes, runLoad, startBare, startRelay, until, type BenchRelay } from './processes';
+import { rssBytes, runLoad, startBare, startRelay, until, type BenchRelay, type Server } from './processes';
 import { measureFileCreate, measureFsync } from './fsync-floor';
 import { benchStores, printStoreTable } from './postgres';
 import { postgresUnavailable } from '../test/helpers/postgres';
@@ -58,6 +58,12 @@ const STUCK_PROVIDER = { AIGC_RELAY_PREVIEW_DELAY_MS: '600000', AIGC_RELAY_PREVI
 /** The relay's default SQLite writer mode and the other one, measured beside it in the same rounds. */
 const DEFAULT_WRITER = DEFAULT_SQLITE_WRITER;
 const OTHER_WRITER = DEFAULT_WRITER === 'thread' ? 'inline' : 'thread';
+
+/** For the second of two relays started together: if it fails to start, the first is stopped before the error goes on. */
+const stopFirst = (first: Server) => async (error: unknown): Promise<never> => {
+  await first.stop().catch(() => undefined);
+  throw error;
+};
 
 /** The durable bare server's name in the paired phases. */
 const DURABLE = 'bare durable';
@@ -219,7 +225,7 @@ async function main(): Promise<void> {
     // On two fresh relays, one per SQLite writer mode, in the same rounds: latency is where the modes differ most.
     const fixed = { pacedRate: FIXED_RATE, connections: CONNECTIONS, warmupSeconds: WARMUP };
     const pacedDefault = await startRelay({ ...INSTANT, AIGC_RELAY_SQLITE_WRITER: DEFAULT_WRITER });
-    const pacedOther = await startRelay({ ...INSTANT, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER });
+    const pacedOther = await startRelay({ ...INSTANT, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER }).catch(stopFirst(pacedDefault));
     let fixedRate: Paired;
     let fixedOther: Paired;
     let fixedDurable: Paired;
@@ -265,7 +271,7 @@ async function main(): Promise<void> {
     // rounds; RSS is read on the default one.
     const STUCK = { ...RELAY_ENV, ...STUCK_PROVIDER };
     const stuck = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: DEFAULT_WRITER });
-    const other = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER });
+    const other = await startRelay({ ...STUCK, AIGC_RELAY_SQLITE_WRITER: OTHER_WRITER }).catch(stopFirst(stuck));
     let queued: BenchResults['queued'];
     let submitAlone!: Paired;
     let submitOther!: Paired;

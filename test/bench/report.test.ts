@@ -46,9 +46,9 @@ function results(fixed: Pairs, full: Pairs, status: Awaited<ReturnType<typeof pa
 }
 
 describe('the bench table', () => {
-  it('medianRoundIndex picks the round holding the median (the lower middle for an even count)', () => {
+  it('medianRoundIndex picks the round holding the median (the upper middle for an even count)', () => {
     expect(medianRoundIndex([30, 10, 20])).toBe(2);
-    expect(medianRoundIndex([5, 1, 9, 7])).toBe(0);
+    expect(medianRoundIndex([5, 1, 9, 7])).toBe(3); // 7: the upper middle
     expect(medianRoundIndex([4])).toBe(0);
   });
 
@@ -67,15 +67,27 @@ describe('the bench table', () => {
     expect(durable).toMatchObject({ relay: '1.50 ms / 9.00 ms', bare: '1.00 ms / 2.00 ms', result: '+0.50 ms / +7.00 ms (5.00–8.00)' });
     // Relay over durable per round: 40−7 = 33, 8−5 = 3, 3−8 = −5 → median 3, round 2: relay 12, durable 9.
     const over = table.find((r) => r.metric.startsWith('… relay p99 over durable'))!;
-    expect(over).toMatchObject({ relay: '12.00 ms', bare: '9.00 ms', result: '+3.00 ms (-5.00–33.00)' });
+    expect(over).toMatchObject({ relay: '12.00 ms', bare: '9.00 ms', result: '+3.00 ms (−5.00–33.00)' });
   });
 
   it('a difference below zero is printed with its own sign, not after a plus', async () => {
-    const fixed = await pairs([run(1000, 2, 9)], { thread: [run(1000, 1.5, 8)], inline: [run(1000, 2, 9)], durable: [run(1000, 2, 9)] });
+    const fixed = await pairs([run(1000, 2, 9)], { thread: [run(1000, 1.5, 8)], inline: [run(1000, 1.996, 9)], durable: [run(1000, 2, 9)] });
     const full = await pairs([run(40000, 1, 4)], { thread: [run(8000, 5, 10)], inline: [run(7000, 5, 11)], durable: [run(20000, 2, 6)] });
     const status = await pairs([run(40000, 1, 4)], { relay: [run(20000, 1, 5)] });
     const table = rows(results(fixed, full, status));
     expect(table.find((r) => r.metric.startsWith('submit latency p50'))!.result).toBe('−0.50 ms');
+    // A difference that rounds to zero is not printed as a negative one.
+    expect(table.find((r) => r.metric.startsWith('… writer inline') && r.relay.endsWith(' ms') && r.result.includes('ms'))!.result).toBe('+0.00 ms');
     expect(table.find((r) => r.metric.startsWith('submit latency p99'))!).toMatchObject({ result: '−1.00 ms', met: 'yes' });
+  });
+
+  it('with an even number of rounds the columns still subtract to the result (the upper middle round)', async () => {
+    const bare = [run(1000, 1, 2), run(1000, 1, 2), run(1000, 1, 2), run(1000, 1, 2)];
+    // Added p99 per round: +1, +3, +5, +9: the median of the four would be +4, which no round has.
+    const fixed = await pairs(bare, { thread: [run(1000, 1, 3), run(1000, 1, 5), run(1000, 1, 7), run(1000, 1, 11)], inline: bare, durable: bare });
+    const full = await pairs([run(40000, 1, 4)], { thread: [run(8000, 5, 10)], inline: [run(7000, 5, 11)], durable: [run(20000, 2, 6)] });
+    const status = await pairs([run(40000, 1, 4)], { relay: [run(20000, 1, 5)] });
+    const p99 = rows(results(fixed, full, status)).find((r) => r.metric.startsWith('submit latency p99'))!;
+    expect(p99).toMatchObject({ relay: '7.00 ms', bare: '2.00 ms', result: '+5.00 ms (1.00–9.00)', met: 'NO' });
   });
 });
