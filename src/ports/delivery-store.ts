@@ -102,8 +102,14 @@ export interface WebhookStore {
   nextDueAt(after?: number): Promise<number | undefined>;
   /** Whether any of these tasks has a pending delivery (one point read for the lot). */
   anyPending(taskIds: readonly string[]): Promise<boolean>;
-  /** Clears every lease: at start-up a single node owns none, whatever a crash left. Returns how many. */
-  releaseLeases(): Promise<number>;
+  /**
+   * Clears leases; returns how many. With no argument, every lease: at start-up a single node owns none, whatever a
+   * crash left. With `leases`, only those rows, and only while each still holds the lease given (the `now + leaseMs`
+   * its claim set) and is pending: a node that stops hands back what it claimed and never attempted, so another node
+   * (and the account's cap) need not wait for the lease to run out, but a lease that did run out and was claimed
+   * again since belongs to its new holder.
+   */
+  releaseLeases(leases?: ReadonlyArray<{ readonly id: string; readonly leaseUntil: number }>): Promise<number>;
   /**
    * A new pending delivery of a finished task's event, due now: to `url` when given, else to the URL the task
    * resolves to (its own `?webhook=`, the key's, then the account's callback URL). Undefined when there is none.

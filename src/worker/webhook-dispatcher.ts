@@ -123,7 +123,8 @@ export class WebhookDispatcher {
   private pumping = false;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
-  private readonly inFlight = new Map<Promise<void>, AbortController>();
+  /** Attempts running, with how to abort each and the lease its claim took (handed back if stopping aborts it). */
+  private readonly inFlight = new Map<Promise<void>, { readonly controller: AbortController; readonly id: string; readonly leaseUntil: number }>();
   /**
    * Set when a claim came back short: every row it could see due at that time and did not claim belongs to an
    * account at its cap. Until something changes that, only rows due after it can be claimed, so only those wake a
@@ -180,15 +181,29 @@ export class WebhookDispatcher {
     void this.pump();
   }
 
-  /** Stops claiming; lets attempts in flight finish for up to `timeoutMs`, then aborts them (they stay due). */
+  /**
+   * Stops claiming; lets attempts in flight finish for up to `timeoutMs`, then aborts them: they stay due, and their
+   * leases are handed back, so another node can send them, and they stop counting against their accounts' caps, at
+   * once rather than when the leases run out (attempt timeout + 30 s).
+   */
   async stop(timeoutMs: number): Promise<void> {
     this.started = false;
     clearTimeout(this.timer);
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.inFlight.keys()]), new Promise((r) => (timeout = setTimeout(r, timeoutMs)))]);
     clearTimeout(timeout);
-    for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
+    const aborted = [...this.inFlight.values()];
+    for (const { controller } of aborted) controller.abort(new Error('shutdown'));
     await Promise.allSettled([...this.inFlight.keys()]);
+    if (aborted.length === 0) return;
+    try {
+      // Only leases still as claimed: an attempt that got its answer before the abort recorded it (and cleared its
+      // lease) itself.
+      const released = await this.deps.store.webhooks.releaseLeases(aborted.map(({ id, leaseUntil }) => ({ id, leaseUntil })));
+      if (released > 0) this.deps.log.info({ released }, 'webhook deliveries cut short by shutdown are due again');
+    } catch (err) {
+      this.deps.log.error({ err }, 'webhook dispatcher could not hand back its leases; they run out by themselves');
+    }
   }
 
   get inFlightCount(): number {
@@ -225,9 +240,10 @@ export class WebhookDispatcher {
         }
         const claimedAt = clock.now();
         const endedBefore = this.attemptsEnded;
-        const due = await store.webhooks.claimDue(claimedAt, free, policy.timeoutMs + LEASE_MARGIN_MS, policy.perAccount);
+        const leaseMs = policy.timeoutMs + LEASE_MARGIN_MS;
+        const due = await store.webhooks.claimDue(claimedAt, free, leaseMs, policy.perAccount);
         const took = clock.now() - claimedAt; // a clock step shows up here too: hence the ceiling on the spacing
-        for (const delivery of due) this.track(delivery);
+        for (const delivery of due) this.track(delivery, claimedAt + leaseMs);
         if (due.length === free) {
           this.again = true;
           this.blockedAsOf = undefined;
@@ -249,7 +265,7 @@ export class WebhookDispatcher {
     await this.schedule(nextDue);
   }
 
-  private track(delivery: WebhookDelivery): void {
+  private track(delivery: WebhookDelivery, leaseUntil: number): void {
     const controller = new AbortController();
     const run = this.deliver(delivery, controller.signal)
       .catch((err: unknown) => this.deps.log.error({ err, deliveryId: delivery.id }, 'webhook delivery failed unexpectedly'))
@@ -259,7 +275,7 @@ export class WebhookDispatcher {
         this.blockedAsOf = undefined; // a slot is free: an account at its cap may have room now
         this.pumpSoon();
       });
-    this.inFlight.set(run, controller);
+    this.inFlight.set(run, { controller, id: delivery.id, leaseUntil });
   }
 
   /**

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TaskInput } from '../../src/domain/task-input';
 import type { Clock } from '../../src/ports/clock';
 import type { DispatchQueue } from '../../src/ports/dispatch-queue';
+import type { WebhookDelivery } from '../../src/ports/delivery-store';
 import type { Completion, NewFile, NewTask, Store, TaskRecord } from '../../src/ports/store';
 
 /**
@@ -601,6 +602,26 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         // Leases that have run out (their node died) no longer count, and their rows are due again; the other node's
         // lease of noisy[2] still runs, so noisy gets one; the row due at 9000 is due by now.
         expect(await claim(store, 4000 + LEASE + 1, 10)).toEqual([noisy[1], quiet[0], late[0], quiet[1], late[1]]);
+      });
+
+      it('releaseLeases hands back only leases still as claimed: another node claims those rows at once, and no one else\'s', async () => {
+        const LEASE = 30_000;
+        const { taskIds } = await accountWithDeliveries([3000, 3001]);
+        const claimed = await store.webhooks.claimDue(4000, 10, LEASE, 10);
+        expect(claimed.map((d) => d.taskId)).toEqual(taskIds);
+        const [cutShort, answered] = claimed as [WebhookDelivery, WebhookDelivery];
+        // One attempt got its answer (a retry, due at 5000) before the node stopped: its lease is gone already.
+        await store.webhooks.recordAttempt(answered.id, { at: 4100, status: 500, latencyMs: 1 }, { state: 'pending', nextAttemptAt: 5000 });
+        const held = claimed.map((d) => ({ id: d.id, leaseUntil: 4000 + LEASE }));
+        expect(await store.webhooks.releaseLeases(held)).toBe(1);
+        // The row cut short is due again long before its lease would have run out; the answered one keeps its retry time.
+        const other = await fx.peer();
+        closers.push(() => other.close());
+        expect((await other.webhooks.claimDue(4200, 10, LEASE, 10)).map((d) => d.id)).toEqual([cutShort.id]);
+        // A second hand-back of the old lease finds the row under the other node's lease now, and leaves it there.
+        expect(await store.webhooks.releaseLeases(held)).toBe(0);
+        expect(await store.webhooks.claimDue(4300, 10, LEASE, 10)).toEqual([]);
+        expect(await store.webhooks.nextDueAt(4300)).toBe(5000);
       });
 
       it('while an account is at its cap, successive claims give every other account its turn, none twice', async () => {

@@ -18,6 +18,7 @@ interface Row {
 function memoryOutbox(options: { claimTakesMs?: number } = {}) {
   const rows: Row[] = [];
   const claims: string[][] = [];
+  const releases: string[][] = [];
   const leasedBy = (accountId: string, now: number) => rows.filter((r) => !r.ended && r.accountId === accountId && (r.leaseUntil ?? 0) > now).length;
   const webhooks: Partial<WebhookStore> = {
     async nextDueAt(after = -1) {
@@ -39,6 +40,18 @@ function memoryOutbox(options: { claimTakesMs?: number } = {}) {
     async anyPending(taskIds) {
       return rows.some((r) => !r.ended && taskIds.includes(r.id));
     },
+    async releaseLeases(leases) {
+      let released = 0;
+      for (const row of rows) {
+        const held = leases === undefined || leases.some((l) => l.id === row.id && l.leaseUntil === row.leaseUntil);
+        if (held && !row.ended && row.leaseUntil !== undefined) {
+          delete row.leaseUntil;
+          released++;
+        }
+      }
+      releases.push(leases?.map((l) => l.id) ?? ['*']);
+      return released;
+    },
     async recordAttempt(id, _attempt, step: DeliveryStep) {
       const row = rows.find((r) => r.id === id)!;
       delete row.leaseUntil;
@@ -51,7 +64,7 @@ function memoryOutbox(options: { claimTakesMs?: number } = {}) {
     tasks: { getTask: async (id: string) => ({ id }) },
     accounts: { getAccount: async (id: string) => ({ id, webhookSecret: `whsec_${Buffer.from('0123456789abcdef0123456789abcdef').toString('base64')}` }) },
   } as unknown as Store;
-  return { rows, claims, store, add: (id: string, accountId: string, dueAt = Date.now()) => rows.push({ id, accountId, dueAt }) };
+  return { rows, claims, releases, store, add: (id: string, accountId: string, dueAt = Date.now()) => rows.push({ id, accountId, dueAt }) };
 }
 
 /** Receivers by account: `hang` never answers (until shutdown aborts it); the rest answer 200 at once. */
@@ -202,5 +215,43 @@ describe('webhook dispatcher, a delivery committed just after a claim that came 
     await vi.advanceTimersByTimeAsync(100);
     expect(outbox.claims.flat()).toContain('late');
     expect(net.sent).toContain('https://healthy.test/');
+  });
+});
+
+/** stop(0) under fake timers: its grace period is a timer too. */
+async function stopNow(d: WebhookDispatcher) {
+  const stopping = d.stop(0);
+  await vi.advanceTimersByTimeAsync(1);
+  await stopping;
+  dispatcher = undefined;
+}
+
+describe('webhook dispatcher, stopping', () => {
+  it('hands back the leases of the attempts it cuts short, and only those, so they are due again at once', async () => {
+    vi.useFakeTimers();
+    const outbox = memoryOutbox();
+    outbox.add('hung-1', 'hung');
+    outbox.add('fine-1', 'fine');
+    const net = receivers(['hung']);
+    const d = await start(outbox, net.post);
+    await vi.advanceTimersByTimeAsync(0);
+    const row = (id: string) => outbox.rows.find((r) => r.id === id)!;
+    expect(row('fine-1').ended).toBe(true);
+    expect(row('hung-1').leaseUntil).toBeGreaterThan(Date.now() + DEFAULT_WEBHOOK_POLICY.timeoutMs);
+    await stopNow(d);
+    expect(outbox.releases).toEqual([['hung-1']]);
+    expect(row('hung-1').leaseUntil).toBeUndefined();
+    expect(row('hung-1').ended).toBeUndefined();
+    expect(await outbox.store.webhooks.nextDueAt()).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('hands back nothing when nothing was cut short', async () => {
+    vi.useFakeTimers();
+    const outbox = memoryOutbox();
+    outbox.add('fine-1', 'fine');
+    const d = await start(outbox, receivers([]).post);
+    await vi.advanceTimersByTimeAsync(0);
+    await stopNow(d);
+    expect(outbox.releases).toEqual([]);
   });
 });

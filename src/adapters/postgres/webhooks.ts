@@ -171,8 +171,15 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
       const row = await one(pool, "SELECT 1 AS found FROM webhook_deliveries WHERE task_id = ANY($1) AND state = 'pending' LIMIT 1", [taskIds]);
       return row !== undefined;
     },
-    async releaseLeases() {
-      return (await pool.query('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL')).rowCount ?? 0;
+    async releaseLeases(leases) {
+      if (leases === undefined) return (await pool.query('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL')).rowCount ?? 0;
+      if (leases.length === 0) return 0;
+      const result = await pool.query(
+        `UPDATE webhook_deliveries d SET lease_until = NULL FROM unnest($1::text[], $2::bigint[]) AS held(id, lease_until)
+         WHERE d.id = held.id AND d.lease_until = held.lease_until AND d.state = 'pending'`,
+        [leases.map((l) => l.id), leases.map((l) => l.leaseUntil)],
+      );
+      return result.rowCount ?? 0;
     },
     async enqueueForTask(taskId, options) {
       const row = await enqueueDelivery(pool, taskId, options.now, {

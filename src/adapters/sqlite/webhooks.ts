@@ -138,6 +138,10 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
     for (const row of claimed) lease.run(now + leaseMs, row.id);
     return claimed.map(toDelivery);
   });
+  const releaseOne = db.prepare("UPDATE webhook_deliveries SET lease_until = NULL WHERE id = ? AND lease_until = ? AND state = 'pending'");
+  const releaseHeld = db.transaction((leases: ReadonlyArray<{ readonly id: string; readonly leaseUntil: number }>) =>
+    leases.reduce((n, { id, leaseUntil }) => n + releaseOne.run(id, leaseUntil).changes, 0),
+  );
   const recordAttempt = db.transaction((deliveryId: string, attempt: Parameters<WebhookStore['recordAttempt']>[1], step: Parameters<WebhookStore['recordAttempt']>[2]) => {
     insertAttempt.run({
       deliveryId,
@@ -168,8 +172,9 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
     async anyPending(taskIds) {
       return taskIds.length > 0 && pendingOfTasks.get(JSON.stringify(taskIds)) !== undefined;
     },
-    async releaseLeases() {
-      return db.prepare('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL').run().changes;
+    async releaseLeases(leases) {
+      if (leases === undefined) return db.prepare('UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL').run().changes;
+      return releaseHeld(leases);
     },
     enqueueForTask: syncWrite((taskId: string, options: Parameters<WebhookStore['enqueueForTask']>[1]) => {
       const id = outbox(taskId, options.now, {
