@@ -121,6 +121,8 @@ export class WebhookDispatcher {
   readonly events = new EventEmitter();
   private started = false;
   private pumping = false;
+  /** The pump now running, if any: stop() waits for it, so a claim it has in flight is not left behind. */
+  private pumpRun: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   /** Attempts running, with how to abort each and the lease its claim took (handed back if stopping aborts it). */
@@ -178,7 +180,7 @@ export class WebhookDispatcher {
       this.again = true;
       return;
     }
-    void this.pump();
+    this.pumpRun = this.pump();
   }
 
   /**
@@ -189,6 +191,8 @@ export class WebhookDispatcher {
   async stop(timeoutMs: number): Promise<void> {
     this.started = false;
     clearTimeout(this.timer);
+    // A claim in flight now (a task that finished while draining woke it) must not start attempts after this returns.
+    await this.pumpRun;
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.inFlight.keys()]), new Promise((r) => (timeout = setTimeout(r, timeoutMs)))]);
     clearTimeout(timeout);
@@ -238,10 +242,16 @@ export class WebhookDispatcher {
           nextDue = { at: this.claimNotBefore };
           continue;
         }
+        if (!this.started) break;
         const claimedAt = clock.now();
         const endedBefore = this.attemptsEnded;
         const leaseMs = policy.timeoutMs + LEASE_MARGIN_MS;
         const due = await store.webhooks.claimDue(claimedAt, free, leaseMs, policy.perAccount);
+        if (!this.started) {
+          // Stopped while claiming: hand the rows back unattempted rather than start sending during a shutdown.
+          if (due.length > 0) await store.webhooks.releaseLeases(due.map((d) => ({ id: d.id, leaseUntil: claimedAt + leaseMs })));
+          break;
+        }
         const took = clock.now() - claimedAt; // a clock step shows up here too: hence the ceiling on the spacing
         for (const delivery of due) this.track(delivery, claimedAt + leaseMs);
         if (due.length === free) {

@@ -245,6 +245,34 @@ describe('webhook dispatcher, stopping', () => {
     expect(await outbox.store.webhooks.nextDueAt()).toBeLessThanOrEqual(Date.now());
   });
 
+  it('a claim in flight when stop() is called starts no attempt: its rows are handed back before stop() returns', async () => {
+    vi.useFakeTimers();
+    const outbox = memoryOutbox();
+    outbox.add('late-1', 'late');
+    const net = receivers([]);
+    // The claim is slow (a writer thread or a database round trip): stop() is called while it runs.
+    let finishClaim!: () => void;
+    const claimStarted = new Promise<void>((claiming) => {
+      const claim = outbox.store.webhooks.claimDue.bind(outbox.store.webhooks);
+      outbox.store.webhooks.claimDue = async (...args) => {
+        claiming();
+        await new Promise<void>((resolve) => (finishClaim = resolve));
+        return claim(...args);
+      };
+    });
+    const d = await start(outbox, net.post);
+    await claimStarted;
+    let stopped = false;
+    const stopping = stopNow(d).then(() => (stopped = true));
+    await vi.advanceTimersByTimeAsync(5);
+    expect(stopped).toBe(false); // it waits for the claim
+    finishClaim();
+    await stopping;
+    expect(net.sent).toEqual([]);
+    expect(outbox.releases).toEqual([['late-1']]);
+    expect(outbox.rows[0]!.leaseUntil).toBeUndefined();
+  });
+
   it('hands back nothing when nothing was cut short', async () => {
     vi.useFakeTimers();
     const outbox = memoryOutbox();

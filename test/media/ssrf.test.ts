@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
@@ -279,6 +281,27 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     const h = harness({ 'cdn.example.com': [PUBLIC] }, [], { readTimeoutMs: 150 });
     const err = await refusal(h.fetch(`http://cdn.example.com:${fixture.port}/silent`, 'u'));
     expect([err.message, err.retryable]).toEqual(['u: cdn.example.com sent nothing for 150 ms', true]);
+  });
+
+  it("the caller's abort tears the exchange down: the receiver sees its connection close, the call rejects with the caller's reason", async () => {
+    let arrived!: (socket: net.Socket) => void;
+    const serverSide = new Promise<net.Socket>((resolve) => (arrived = resolve));
+    const silent = http.createServer((req) => arrived(req.socket)); // reads the request, never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const guard = loopbackOnly({ [PUBLIC]: { address: '127.0.0.1', port: (silent.address() as AddressInfo).port } });
+      const client = createSafeHttpClient({ policy: createAddressPolicy([]), resolve: tableResolver({ 'hooks.example.com': [PUBLIC] }).resolve, connect: guard.connect });
+      const shutdown = new AbortController();
+      const outcome = client.request('http://hooks.example.com/hook', { method: 'POST', body: '{}', maxBytes: MB, signal: shutdown.signal }).catch((e: unknown) => e);
+      const closed = once(await serverSide, 'close');
+      const reason = new Error('shutdown');
+      shutdown.abort(reason);
+      await closed;
+      expect(await outcome).toBe(reason);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it('a connection that never completes hits the connect timeout', async () => {

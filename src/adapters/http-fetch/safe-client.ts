@@ -27,6 +27,8 @@ export interface SafeRequest {
   readonly maxBytes: number;
   /** Redirects to follow (GET/HEAD only; other methods never follow). Default 3. */
   readonly maxRedirects?: number;
+  /** The caller's own abort (a shutdown): the exchange is torn down, not just no longer awaited; rejects with its reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface SafeResponse {
@@ -100,11 +102,14 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
     async request(rawUrl, request) {
       const method = (request.method ?? 'GET').toUpperCase();
       const follow = method === 'GET' || method === 'HEAD' ? (request.maxRedirects ?? 3) : 0;
-      const signal = AbortSignal.timeout(totalTimeoutMs);
+      const deadline = AbortSignal.timeout(totalTimeoutMs);
+      const signal = request.signal ? AbortSignal.any([deadline, request.signal]) : deadline;
+      /** The caller's abort, not the deadline: reported as the caller's reason, not as a timeout. */
+      const callerAborted = () => request.signal?.aborted === true;
       // The system resolver has its own (long) timeouts; the overall deadline covers name resolution too.
       const boundedResolve: HostResolver = (host) =>
         new Promise((done, fail) => {
-          const onAbort = () => fail(new OutboundError('timeout', `resolving ${host} took longer than ${totalTimeoutMs} ms`, true));
+          const onAbort = () => fail(callerAborted() ? request.signal!.reason : new OutboundError('timeout', `resolving ${host} took longer than ${totalTimeoutMs} ms`, true));
           if (signal.aborted) return onAbort();
           signal.addEventListener('abort', onAbort, { once: true });
           resolve(host)
@@ -127,6 +132,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
             signal,
           });
         } catch (err) {
+          if (callerAborted()) throw request.signal!.reason;
           if (signal.aborted) throw new OutboundError('timeout', `no complete answer from ${target.hostname} within ${totalTimeoutMs} ms`, true);
           throw networkError(err, target.hostname);
         }
@@ -150,6 +156,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
           const body = await readCapped(exchange, request.maxBytes, target.hostname);
           return { status, headers: response.headers, body, url: url.href };
         } catch (err) {
+          if (callerAborted()) throw request.signal!.reason;
           if (signal.aborted && !(err instanceof OutboundError && err.kind === 'too_large')) {
             throw new OutboundError('timeout', `no complete answer from ${target.hostname} within ${totalTimeoutMs} ms`, true);
           }

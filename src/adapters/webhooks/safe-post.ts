@@ -14,24 +14,13 @@ const MAX_ANSWER_BYTES = 1024 * 1024;
  */
 export function createWebhookPost(client: SafeHttpClient): WebhookPost {
   return async (url, { headers, body, signal }) => {
-    const exchange = client.request(url, { method: 'POST', headers, body, maxBytes: MAX_ANSWER_BYTES, maxRedirects: 0 }).catch((err: unknown) => {
+    // The client has its own timeouts; the signal is a shutdown's: it tears the exchange down, so the receiver is not
+    // still being sent to once the delivery is handed back to another node.
+    const response = await client.request(url, { method: 'POST', headers, body, maxBytes: MAX_ANSWER_BYTES, maxRedirects: 0, signal }).catch((err: unknown) => {
       // A URL the outbound rules refuse stays refused: the dispatcher gives the delivery up instead of retrying it.
       if (err instanceof OutboundError && err.kind === 'refused') throw Object.assign(new Error(err.message, { cause: err }), { permanent: true });
       throw err;
     });
-    // The client has its own timeouts; the signal only lets a shutdown stop waiting (the exchange then ends on its own).
-    exchange.catch(() => undefined);
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason ?? new Error('aborted'));
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      const response = await Promise.race([exchange, aborted]);
-      return { status: response.status, body: response.body.toString('utf8') };
-    } finally {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
-    }
+    return { status: response.status, body: response.body.toString('utf8') };
   };
 }
