@@ -16,6 +16,59 @@ export interface FileDeps {
   readonly uploadQuotaBytes: number | undefined;
   /** Per-key `rpm` counts uploads as it counts submits; absent = no rate limit. */
   readonly requestRates?: RequestRates;
+  /** Uploads admitted and not yet answered (see UploadsInProgress); absent = no bound. */
+  readonly uploadsInProgress?: UploadsInProgress;
+}
+
+/** Uploads between admission and answer at once, per process; past it, 503 with Retry-After. */
+export const UPLOADS_IN_PROGRESS_AT_MOST = 64;
+/** The same for one account; past it, 429 `LimitExceeded.Concurrency`: one account cannot take every place. */
+export const UPLOADS_IN_PROGRESS_PER_ACCOUNT = 8;
+
+/**
+ * Every upload holds its body (up to 10 MB) in memory from its first byte until it is answered, and neither `rpm`
+ * (a key may have none) nor the quota bounds how many arrive at once: a few hundred slow uploads would hold gigabytes.
+ * Counting them from admission (before the body is read) to the answer bounds that memory to about 640 MB per
+ * process, and one account's share to 80 MB.
+ */
+export class UploadsInProgress {
+  private total = 0;
+  private readonly byAccount = new Map<string, number>();
+
+  constructor(
+    private readonly atMost = UPLOADS_IN_PROGRESS_AT_MOST,
+    private readonly perAccount = UPLOADS_IN_PROGRESS_PER_ACCOUNT,
+  ) {}
+
+  /** Takes a place for one more upload of the account, or refuses; the returned function gives it back (once). */
+  enter(accountId: string): () => void {
+    const mine = this.byAccount.get(accountId) ?? 0;
+    if (mine >= this.perAccount) {
+      throw new RelayError(
+        'LimitExceeded.Concurrency',
+        `file: this account has ${mine} uploads in progress, the most at once; send the next when one has been answered`,
+        { retryAfterSeconds: 1 },
+      );
+    }
+    if (this.total >= this.atMost) {
+      throw new RelayError('ResourceUnavailable', `file: ${this.total} uploads are in progress on this node, the most at once; retry shortly`, { retryAfterSeconds: 1 });
+    }
+    this.total++;
+    this.byAccount.set(accountId, mine + 1);
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      this.total--;
+      const now = this.byAccount.get(accountId)! - 1;
+      if (now === 0) this.byAccount.delete(accountId);
+      else this.byAccount.set(accountId, now);
+    };
+  }
+
+  get size(): number {
+    return this.total;
+  }
 }
 
 const megabytes = (bytes: number): string => `${Math.round((bytes / 1024 / 1024) * 10) / 10} MB`;
@@ -30,14 +83,24 @@ function quotaError(used: number, quota: number, size?: number): RelayError {
 
 /**
  * What is refused before an upload's body is read: the key's `rpm` (an upload is a request like a submit, and
- * checking one costs far more CPU), and an account whose uploads already fill its quota.
+ * checking one costs far more CPU), an account whose uploads already fill its quota, and an upload past the bound
+ * on uploads in progress. Returns the function that gives its place back, to call once it has been answered.
  */
-export async function admitUpload(deps: FileDeps, caller: Caller): Promise<void> {
-  if (deps.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.requestRates, caller.key, deps.clock.now());
-  const quota = deps.uploadQuotaBytes;
-  if (quota === undefined) return;
-  const used = await deps.store.files.inputBytes(caller.accountId);
-  if (used >= quota) throw quotaError(used, quota);
+export async function admitUpload(deps: FileDeps, caller: Caller): Promise<() => void> {
+  // The place first: a refusal for too many at once must not use up one of the key's requests of the minute.
+  const leave = deps.uploadsInProgress?.enter(caller.accountId) ?? (() => undefined);
+  try {
+    if (deps.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.requestRates, caller.key, deps.clock.now());
+    const quota = deps.uploadQuotaBytes;
+    if (quota !== undefined) {
+      const used = await deps.store.files.inputBytes(caller.accountId);
+      if (used >= quota) throw quotaError(used, quota);
+    }
+  } catch (err) {
+    leave();
+    throw err;
+  }
+  return leave;
 }
 
 /**

@@ -39,10 +39,10 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
   });
   scope.setErrorHandler((error, _request, reply) => {
     const tooBig = (error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (error instanceof RelayError && error.code === 'RequestSizeLimitExceeded');
-    const overRate = error instanceof RelayError && error.code === 'RequestLimitExceeded';
-    // The rest of an oversized body, or of one refused before it was read (rpm), is never read: the connection
-    // closes after the answer, so a client still sending learns at once, and Node does not read and discard it all.
-    if (tooBig || overRate) reply.header('Connection', 'close');
+    // The rest of an oversized body is never read: the connection closes after the answer, so a client still
+    // sending learns at once, and Node does not read and discard it all (the route's preParsing does the same for
+    // an upload refused before its body was read).
+    if (tooBig) reply.header('Connection', 'close');
     // Fastify's own limit error (image/* parser): say which limit; the app's handler then answers.
     if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(maxBytes);
     throw error;

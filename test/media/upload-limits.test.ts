@@ -7,6 +7,8 @@ import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DECODES_AT_ONCE, IMAGE_DECODES, TakeTurns, TurnNotWanted, TurnsFull, UPLOADS_WAITING_AT_MOST } from '../../src/app/image-check';
 import { eventually, within } from '../helpers/eventually';
+import { UploadsInProgress, UPLOADS_IN_PROGRESS_PER_ACCOUNT } from '../../src/app/uploads';
+import { RelayError } from '../../src/domain/errors';
 import { apiClient } from '../helpers/api';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 
@@ -35,6 +37,19 @@ const storedInputs = (relay: TestRelay, accountId: string): string[] => {
     return [];
   }
 };
+
+/** Keys of `n` new accounts (at most UPLOADS_IN_PROGRESS_PER_ACCOUNT uploads of one account are in progress at once). */
+async function keysOfNewAccounts(relay: TestRelay, n: number): Promise<string[]> {
+  const keys: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const account = await relay.admin.post('/admin/v1/accounts', { name: `uploader-${i}`, balance: 0 });
+    keys.push((await relay.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {})).body.key as string);
+  }
+  return keys;
+}
+
+/** The i-th of `keys`, round and round: uploads spread so that no account reaches its own bound. */
+const spread = (keys: readonly string[], i: number) => keys[i % keys.length]!;
 
 async function devAccount(relay: TestRelay): Promise<string> {
   return (await relay.relay.store.accounts.getKey(relay.devKey.slice(3).split('.')[0]!))!.accountId;
@@ -110,6 +125,11 @@ describe('uploads and rpm', () => {
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
     // Refused before its body was read: the connection closes rather than read and discard whatever follows.
     expect(refused.connection).toBe('close');
+    // A refusal keeps no place among the account's uploads in progress: more refusals than there are places are all
+    // about the rate, never about uploads at once.
+    const codes: string[] = [];
+    for (let i = 0; i < UPLOADS_IN_PROGRESS_PER_ACCOUNT + 2; i++) codes.push((await upload(t, png, key)).body.Response.Error.Code);
+    expect(codes).toEqual(codes.map(() => 'RequestLimitExceeded'));
     // The dev key has no rpm: unaffected.
     expect((await upload(t, png)).status).toBe(201);
   });
@@ -207,6 +227,34 @@ describe('TakeTurns: a bounded line, and turns nobody wants', () => {
   });
 });
 
+describe('UploadsInProgress', () => {
+  const codeOf = (f: () => unknown) => {
+    try {
+      f();
+    } catch (err) {
+      return err instanceof RelayError ? [err.code, err.retryAfterSeconds] : err;
+    }
+    return 'admitted';
+  };
+
+  it('bounds each account and the process; a place given back twice counts once', () => {
+    const uploads = new UploadsInProgress(3, 2);
+    const a1 = uploads.enter('a');
+    uploads.enter('a');
+    expect(codeOf(() => uploads.enter('a'))).toEqual(['LimitExceeded.Concurrency', 1]);
+    const b1 = uploads.enter('b');
+    expect(codeOf(() => uploads.enter('c'))).toEqual(['ResourceUnavailable', 1]); // the process is full
+    a1();
+    a1(); // again: no effect
+    expect(uploads.size).toBe(2);
+    expect(codeOf(() => uploads.enter('c'))).toBe('admitted');
+    expect(codeOf(() => uploads.enter('a'))).toEqual(['ResourceUnavailable', 1]);
+    b1();
+    expect(codeOf(() => uploads.enter('a'))).toBe('admitted');
+    expect(codeOf(() => uploads.enter('a'))).toEqual(['LimitExceeded.Concurrency', 1]);
+  });
+});
+
 describe('uploads waiting for a decode', () => {
   /** Takes every decode slot of the process until the returned function is called. */
   function holdDecodes(): () => Promise<void> {
@@ -223,7 +271,8 @@ describe('uploads waiting for a decode', () => {
     const png = await noisyPng(8, 8);
     const release = holdDecodes();
     try {
-      const inLine = Array.from({ length: UPLOADS_WAITING_AT_MOST }, () => upload(t!, png));
+      const keys = await keysOfNewAccounts(t, 3);
+      const inLine = Array.from({ length: UPLOADS_WAITING_AT_MOST }, (_, i) => upload(t!, png, spread(keys, i)));
       await eventually('every upload in line', 10_000, () => IMAGE_DECODES.queued === UPLOADS_WAITING_AT_MOST || undefined);
       // Bounded: an upload that waited instead would hold this test (and the slots it holds) until the timeout.
       const refused = await within('the refusal', 10_000, upload(t, png));
@@ -236,7 +285,8 @@ describe('uploads waiting for a decode', () => {
     } finally {
       await release();
     }
-    expect(storedInputs(t, await devAccount(t))).toHaveLength(UPLOADS_WAITING_AT_MOST);
+    const stored = await Promise.all((await t.admin.get('/admin/v1/accounts')).body.accounts.map((a: { id: string }) => storedInputs(t!, a.id).length));
+    expect(stored.reduce((a: number, b: number) => a + b, 0)).toBe(UPLOADS_WAITING_AT_MOST);
   });
 
   it('uploads whose clients hung up while they waited leave the line at once: not decoded, not kept, no place held', async () => {
@@ -245,14 +295,15 @@ describe('uploads waiting for a decode', () => {
     const release = holdDecodes();
     try {
       // A full line of uploads, each on a connection of its own so the server's side of it can be watched closing.
+      const keys = await keysOfNewAccounts(t, 3);
       const serverSides: net.Socket[] = [];
       const onConnection = (socket: net.Socket) => serverSides.push(socket);
       t.relay.app.server.on('connection', onConnection);
-      const clients = Array.from({ length: UPLOADS_WAITING_AT_MOST }, () => {
+      const clients = Array.from({ length: UPLOADS_WAITING_AT_MOST }, (_, i) => {
         const request = http.request(`${t!.url}/tencent-vod/v1/files`, {
           method: 'POST',
           agent: false,
-          headers: { authorization: `Bearer ${t!.devKey}`, 'content-type': 'image/png', 'content-length': png.length },
+          headers: { authorization: `Bearer ${spread(keys, i)}`, 'content-type': 'image/png', 'content-length': png.length },
         });
         request.on('error', () => undefined);
         request.end(png);
@@ -290,10 +341,13 @@ describe('uploads waiting for a decode', () => {
     try {
       const serverSide = await new Promise<net.Socket>((resolve) => t!.relay.app.server.once('connection', resolve));
       const count = 14; // past Node's default of 10 listeners, within the line's 16
-      const head = `POST /tencent-vod/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.devKey}\r\nContent-Type: image/png\r\nContent-Length: ${png.length}\r\n\r\n`;
+      // Two accounts' keys on the one connection: one account may have only 8 uploads in progress.
+      const keys = await keysOfNewAccounts(t, 2);
+      const head = (key: string) =>
+        `POST /tencent-vod/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${key}\r\nContent-Type: image/png\r\nContent-Length: ${png.length}\r\n\r\n`;
       let answers = '';
       client.on('data', (chunk: Buffer) => (answers += chunk.toString('latin1')));
-      client.write(Buffer.concat(Array.from({ length: count }, () => [Buffer.from(head), png]).flat()));
+      client.write(Buffer.concat(Array.from({ length: count }, (_, i) => [Buffer.from(head(spread(keys, i))), png]).flat()));
       await eventually('every pipelined upload in line', 10_000, () => IMAGE_DECODES.queued === count || undefined);
       expect(serverSide.listenerCount('close')).toBeLessThanOrEqual(3);
       await release();
@@ -304,6 +358,46 @@ describe('uploads waiting for a decode', () => {
     } finally {
       client.destroy();
       process.off('warning', onWarning);
+      await release();
+    }
+  });
+
+  it(`one account has at most ${UPLOADS_IN_PROGRESS_PER_ACCOUNT} uploads in progress: the next is 429 before its body is read; places come back with the answers`, async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const [busy, other] = await keysOfNewAccounts(t, 2);
+    const release = holdDecodes();
+    try {
+      // One of the account's uploads on a connection of its own, to hang up later.
+      const connected = new Promise<net.Socket>((resolve) => t!.relay.app.server.once('connection', resolve));
+      const leaving = http.request(`${t.url}/tencent-vod/v1/files`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${busy}`, 'content-type': 'image/png', 'content-length': png.length } });
+      leaving.on('error', () => undefined);
+      leaving.end(png);
+      const leavingServerSide = await connected;
+      await eventually('the first upload in line', 10_000, () => IMAGE_DECODES.queued === 1 || undefined);
+      const inLine = Array.from({ length: UPLOADS_IN_PROGRESS_PER_ACCOUNT - 1 }, () => upload(t!, png, busy));
+      await eventually("the account's uploads in line", 10_000, () => IMAGE_DECODES.queued === UPLOADS_IN_PROGRESS_PER_ACCOUNT || undefined);
+      // Not an image: a check of the body would say 415; the bound answers first, without reading it.
+      const refused = await within('the refusal', 10_000, upload(t, Buffer.from('not an image'), busy));
+      expect(refused.status).toBe(429);
+      expect(refused.body.Response.Error.Code).toBe('LimitExceeded.Concurrency');
+      expect(refused.body.Response.Error.Message).toMatch(/^file: this account has 8 uploads in progress/);
+      expect(refused.retryAfter).toBe('1');
+      expect(refused.connection).toBe('close');
+      // Another account is not held back by it.
+      const others = upload(t, png, other);
+      await eventually("the other account's upload in line", 10_000, () => IMAGE_DECODES.queued === UPLOADS_IN_PROGRESS_PER_ACCOUNT + 1 || undefined);
+      // A client that hangs up gives its place back at once: the account's next upload is admitted, decodes still held.
+      leaving.destroy();
+      await once(leavingServerSide, 'close');
+      const again = upload(t, png, busy);
+      await eventually('the next upload in line', 10_000, () => IMAGE_DECODES.queued === UPLOADS_IN_PROGRESS_PER_ACCOUNT + 1 || undefined);
+      await release();
+      expect((await Promise.all([...inLine, again])).map((r) => r.status)).toEqual([...inLine, again].map(() => 201));
+      expect((await others).status).toBe(201);
+      // Every place came back with its answer.
+      expect((await upload(t, png, busy)).status).toBe(201);
+    } finally {
       await release();
     }
   });

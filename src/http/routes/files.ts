@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticate } from '../../app/auth';
 import { MAX_INPUT_BYTES, UPLOADS_WAITING_AT_MOST } from '../../app/image-check';
-import { admitUpload, deleteOwnFile, saveUpload, type FileDeps } from '../../app/uploads';
+import { admitUpload, deleteOwnFile, saveUpload, UploadsInProgress, UPLOADS_IN_PROGRESS_PER_ACCOUNT, type FileDeps } from '../../app/uploads';
 import { notFound, RelayError } from '../../domain/errors';
 import type { FileRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
@@ -40,6 +40,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
     clock: deps.clock,
     uploadQuotaBytes: deps.config.uploadQuotaBytes,
     ...(deps.submit.requestRates ? { requestRates: deps.submit.requestRates } : {}),
+    uploadsInProgress: new UploadsInProgress(),
   };
 
   app.get<{ Params: { id: string }; Querystring: { expires?: string; signature?: string } }>(
@@ -106,7 +107,8 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
             'multipart/form-data with the image in field "file", or the image itself as an image/* body. jpeg, png ' +
             `and webp only, decided by the content (not the name or Content-Type); at most ${MAX_INPUT_BYTES} bytes. ` +
             'The file belongs to the calling account and stays until deleted. Uploads count against the key\'s rpm, ' +
-            'and one account\'s uploads together may take at most the relay\'s upload quota (413 past it).',
+            'and one account\'s uploads together may take at most the relay\'s upload quota (413 past it). At most ' +
+            `${UPLOADS_IN_PROGRESS_PER_ACCOUNT} uploads of one account are in progress at once (429 LimitExceeded.Concurrency past it).`,
           tags: ['files'],
           security: [{ bearer: [] }],
           body: {
@@ -125,13 +127,25 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
               'RequestSizeLimitExceeded',
               'UnsupportedMediaType',
               'RequestLimitExceeded',
+              'LimitExceeded.Concurrency',
               'ResourceUnavailable',
             ),
           },
         },
-        // Before a byte of the body is read: a key over its rpm, or an account whose uploads fill its quota.
-        preParsing: async (request, _reply, payload) => {
-          await admitUpload(fileDeps, callerOf(request));
+        // Before a byte of the body is read: too many uploads in progress, a key over its rpm, or an account whose
+        // uploads fill its quota. The place taken is given back when the answer has gone or the connection has closed
+        // ('close' comes once, whichever way the response ends).
+        preParsing: async (request, reply, payload) => {
+          let leave: () => void;
+          try {
+            leave = await admitUpload(fileDeps, callerOf(request));
+          } catch (err) {
+            // Nothing of the body has been read, and none of it will be: the connection closes after the answer,
+            // so a client still sending learns at once, and Node does not read and discard it all.
+            reply.header('Connection', 'close');
+            throw err;
+          }
+          reply.raw.once('close', leave);
           return payload;
         },
         // The body schema documents the form for OpenAPI; the body itself is read and checked by readUpload.
