@@ -86,8 +86,9 @@ describe('POST /tencent-vod/v1/aigc-image — errors', () => {
   });
 
   it('property: thousands of random and mutated bodies never yield a 500; every 4xx is the envelope naming a field', async () => {
-    // `<field path>: <reason>`, e.g. `output_config.resolution: …`, `file_infos[1].url: …`, `["odd key"]: unknown field`
-    const fieldNames = /^(body|\w+(\[\d+\])?(\.\w+(\[\d+\])?)*|[\w.[\]]*\[".*"\]): \S/;
+    // `<field path>: <reason>`, e.g. `output_config.resolution: …`, `file_infos[1].url: …`, `["odd key"]: unknown field`,
+    // `body[0][0]: …` (a key deep inside a body that is an array of arrays)
+    const fieldNames = /^(body(\[\d+\])*|\w+(\[\d+\])*(\.\w+(\[\d+\])*)*|[\w.[\]]*\[".*"\]): \S/;
     const mutation = fc.oneof(
       fc.jsonValue(),
       fc.record({ key: fc.constantFrom(...Object.keys(SEED_BODY), 'output_config', 'x'), value: fc.jsonValue() }).map(({ key, value }) => ({ ...SEED_BODY, [key]: value })),
@@ -117,7 +118,12 @@ describe('POST /tencent-vod/v1/aigc-image — errors', () => {
         expect(typeof error.Code).toBe('string');
         expect(error.Message).toMatch(fieldNames);
       }),
-      { numRuns: 2500 },
+      {
+        numRuns: 2500,
+        // Found by a run whose random seed was 1255522036, once in about fifteen runs: the relay answered it right
+        // (400 naming `body[0][0]`), the pattern above did not allow two indices. Kept so every run tries it.
+        examples: [[[[{ ['__proto__']: false }]]]],
+      },
     );
     expect(accepted).toBeLessThan(2500); // sanity: the generator produced invalid bodies too
   });
