@@ -401,4 +401,95 @@ describe('uploads waiting for a decode', () => {
       await release();
     }
   });
+
+  /** All of an account's places are free: as many uploads as it may have at once all get in line, then succeed. */
+  async function fillsItsPlaces(relay: TestRelay, key: string, png: Buffer) {
+    const release = holdDecodes();
+    try {
+      const before = IMAGE_DECODES.queued;
+      const all = Array.from({ length: UPLOADS_IN_PROGRESS_PER_ACCOUNT }, () => upload(relay, png, key));
+      const refusedEarly = Promise.race(all.map((p) => p.then((r) => (r.status === 201 ? new Promise<never>(() => {}) : r))));
+      await Promise.race([
+        eventually("every place's upload in line", 10_000, () => IMAGE_DECODES.queued === before + UPLOADS_IN_PROGRESS_PER_ACCOUNT || undefined),
+        refusedEarly.then((r) => expect.fail(`an upload was refused (${r.status} ${r.body.Response?.Error?.Code}): a place was never given back`)),
+      ]);
+      await release();
+      expect((await Promise.all(all)).map((r) => r.status)).toEqual(all.map(() => 201));
+    } finally {
+      await release();
+    }
+  }
+
+  /** Pipelined uploads written on one raw connection; resolves with the client socket and the server's side of it. */
+  async function pipelined(relay: TestRelay, keys: readonly string[], png: Buffer, count: number) {
+    const client = net.connect(Number(new URL(relay.url).port), '127.0.0.1');
+    client.on('error', () => undefined);
+    const serverSide = await new Promise<net.Socket>((resolve) => relay.relay.app.server.once('connection', resolve));
+    const head = (key: string) =>
+      `POST /tencent-vod/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${key}\r\nContent-Type: image/png\r\nContent-Length: ${png.length}\r\n\r\n`;
+    client.write(Buffer.concat(Array.from({ length: count }, (_, i) => [Buffer.from(head(keys[i % keys.length]!)), png]).flat()));
+    return { client, serverSide };
+  }
+
+  it('pipelined uploads on a connection that drops give back every place, answered or not', async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const [key] = await keysOfNewAccounts(t, 1);
+    const release = holdDecodes();
+    try {
+      const { client, serverSide } = await pipelined(t, [key!], png, 3);
+      await eventually('the pipelined uploads in line', 10_000, () => IMAGE_DECODES.queued === 3 || undefined);
+      const closed = once(serverSide, 'close');
+      client.destroy();
+      await closed;
+    } finally {
+      await release();
+    }
+    await fillsItsPlaces(t, key!, png);
+  });
+
+  it('an upload whose client hangs up while it is being admitted gives its place back', async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const [key] = await keysOfNewAccounts(t, 1);
+    // Admission reads the account's upload bytes (the quota): held here, as a slow database would hold it.
+    const files = t.relay.store.files;
+    const inputBytes = files.inputBytes.bind(files);
+    let admitting!: () => void;
+    const asked = new Promise<void>((resolve) => (admitting = resolve));
+    let answer!: () => void;
+    files.inputBytes = async (accountId) => {
+      admitting();
+      await new Promise<void>((resolve) => (answer = resolve));
+      files.inputBytes = inputBytes;
+      return inputBytes(accountId);
+    };
+    const { client, serverSide } = await pipelined(t, [key!], png, 1);
+    await asked;
+    const closed = once(serverSide, 'close');
+    client.destroy();
+    await closed;
+    answer();
+    await fillsItsPlaces(t, key!, png);
+  });
+
+  it('an upload refused for too many at once does not use up one of the key\'s requests of the minute', async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const account = await t.admin.post('/admin/v1/accounts', { name: 'rated', balance: 0 });
+    // Room for the account's places and one more: the refused upload below must not be the one that uses it up.
+    const key = (await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, { rpm: UPLOADS_IN_PROGRESS_PER_ACCOUNT + 1 })).body.key as string;
+    const release = holdDecodes();
+    let inLine: Array<Promise<{ status: number }>> = [];
+    try {
+      inLine = Array.from({ length: UPLOADS_IN_PROGRESS_PER_ACCOUNT }, () => upload(t!, png, key));
+      await eventually('the account\'s uploads in line', 10_000, () => IMAGE_DECODES.queued === UPLOADS_IN_PROGRESS_PER_ACCOUNT || undefined);
+      const refused = await within('the refusal', 10_000, upload(t, png, key));
+      expect(refused.body.Response.Error.Code).toBe('LimitExceeded.Concurrency');
+    } finally {
+      await release();
+    }
+    expect((await Promise.all(inLine)).map((r) => r.status)).toEqual(inLine.map(() => 201));
+    expect((await upload(t, png, key)).status).toBe(201);
+  });
 });

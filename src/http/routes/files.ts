@@ -1,8 +1,9 @@
+import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticate } from '../../app/auth';
 import { MAX_INPUT_BYTES, UPLOADS_WAITING_AT_MOST } from '../../app/image-check';
-import { admitUpload, deleteOwnFile, saveUpload, UploadsInProgress, UPLOADS_IN_PROGRESS_PER_ACCOUNT, type FileDeps } from '../../app/uploads';
+import { admitUpload, deleteOwnFile, saveUpload, UploadsInProgress, UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT, type FileDeps } from '../../app/uploads';
 import { notFound, RelayError } from '../../domain/errors';
 import type { FileRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
@@ -13,6 +14,28 @@ import { errorResponses } from '../schemas';
 import { readUpload, registerUploadParsers } from '../upload-body';
 
 const FileParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+/**
+ * Listeners one connection's hang-up signal may have: each upload in progress on it holds its place through one, and
+ * each waiting for an image check one more (Node warns past the limit it is given).
+ */
+const HANG_UP_LISTENERS = UPLOADS_IN_PROGRESS_AT_MOST + UPLOADS_WAITING_AT_MOST + 1;
+
+/**
+ * Gives an upload's place back once its response has ended or its connection has closed, whichever comes first. The
+ * response's own 'close' is not enough: a pipelined response not yet attached to the socket never gets one when the
+ * socket drops, and a socket that closed while the upload was being admitted sent it before anyone listened.
+ */
+function holdUntilAnsweredOrGone(leave: () => void, response: ServerResponse, gone: AbortSignal): void {
+  const done = () => {
+    response.off('close', done);
+    gone.removeEventListener('abort', done);
+    leave();
+  };
+  if (gone.aborted || response.destroyed) return done();
+  response.once('close', done);
+  gone.addEventListener('abort', done, { once: true });
+}
 
 /** The image formats the relay stores, as OpenAPI content: the bytes themselves. */
 const IMAGE_CONTENT = Object.fromEntries(
@@ -133,8 +156,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
           },
         },
         // Before a byte of the body is read: too many uploads in progress, a key over its rpm, or an account whose
-        // uploads fill its quota. The place taken is given back when the answer has gone or the connection has closed
-        // ('close' comes once, whichever way the response ends).
+        // uploads fill its quota.
         preParsing: async (request, reply, payload) => {
           let leave: () => void;
           try {
@@ -145,7 +167,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
             reply.header('Connection', 'close');
             throw err;
           }
-          reply.raw.once('close', leave);
+          holdUntilAnsweredOrGone(leave, reply.raw, hungUpSignal(request.raw.socket, HANG_UP_LISTENERS));
           return payload;
         },
         // The body schema documents the form for OpenAPI; the body itself is read and checked by readUpload.
@@ -154,7 +176,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       async (request, reply) => {
         const data = await readUpload(request, MAX_INPUT_BYTES);
         // A client that hangs up closes its socket: its upload leaves the line of image checks then and there.
-        const gone = hungUpSignal(request.raw.socket, UPLOADS_WAITING_AT_MOST + 1);
+        const gone = hungUpSignal(request.raw.socket, HANG_UP_LISTENERS);
         const file = await saveUpload(fileDeps, callerOf(request).accountId, data, gone);
         return reply.code(201).send({
           file_id: file.id,
