@@ -173,7 +173,8 @@ describe('uploads waiting for a decode', () => {
   });
 
   it('an upload whose client hangs up while it is being admitted gives its place back', async () => {
-    t = await startTestRelay();
+    // With a quota, admission reads the account's upload bytes: the read held below.
+    t = await startTestRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '1024' } });
     const png = await noisyPng(8, 8);
     const [key] = await keysOfNewAccounts(t, 1);
     // Admission reads the account's upload bytes (the quota): held here, as a slow database would hold it.

@@ -63,7 +63,8 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
     clock: deps.clock,
     uploadQuotaBytes: deps.config.uploadQuotaBytes,
     ...(deps.submit.requestRates ? { requestRates: deps.submit.requestRates } : {}),
-    uploadsInProgress: new UploadsInProgress(),
+    // The bound HANG_UP_LISTENERS is counted from: a connection has at most this many uploads in progress.
+    uploadsInProgress: new UploadsInProgress(UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT),
   };
 
   app.get<{ Params: { id: string }; Querystring: { expires?: string; signature?: string } }>(
