@@ -33,6 +33,8 @@ import { ADMIN_TOKEN_RULE, ConfigError, SECRET_RULE, type Config } from './confi
 import { startingPrices } from './config/prices-file';
 import { isTerminal } from './domain/task-state';
 import { buildHttpApp } from './http/app';
+import { IMAGE_DECODES } from './app/image-check';
+import { UploadsInProgress, UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT } from './app/uploads';
 import { resultBody } from './http/presenters';
 import { createMetrics } from './http/metrics';
 import { systemClock, type Clock } from './ports/clock';
@@ -187,10 +189,13 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     discardOutputs: createOutputDiscarder(storage),
     log: logger,
   });
+  const uploadsInProgress = new UploadsInProgress(UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT);
   const metrics = createMetrics({
     queueDepth: () => engine.queueDepth(),
     running: () => engine.runningCount(),
     countByState: () => store.tasks.countByState(),
+    uploadsInProgress: () => uploadsInProgress.size,
+    imageChecksWaiting: () => IMAGE_DECODES.queued,
   });
   engine.events.on('task', (event) => {
     const task = event.task;
@@ -271,6 +276,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
         box,
         runtime: { refresh: () => tencent.refresh(), health: (id) => tencent.health(id), repoll: (id) => tencent.repoll(id) },
       }),
+      uploadsInProgress,
     },
     logger,
   );

@@ -3,6 +3,7 @@ import type { FileLinkSigner } from '../app/file-links';
 import type { IdempotencyGate } from '../app/idempotency';
 import type { PriceBook } from '../app/prices';
 import type { SubmitDeps } from '../app/submit-task';
+import type { UploadsInProgress } from '../app/uploads';
 import type { Config } from '../config/env';
 import type { PriceTable } from '../domain/pricing';
 import type { Clock } from '../ports/clock';
@@ -35,4 +36,6 @@ export interface HttpDeps {
   readonly webhooks: { wake(): void };
   /** Upstream channels: /admin/v1/channels. */
   readonly channels: ChannelAdmin;
+  /** Uploads admitted and not yet answered, bounded per account and per node (also a gauge in /metrics). */
+  readonly uploadsInProgress: UploadsInProgress;
 }

@@ -1,4 +1,6 @@
 import client from 'prom-client';
+import { UPLOADS_WAITING_AT_MOST } from '../app/image-check';
+import { UPLOADS_IN_PROGRESS_AT_MOST } from '../app/uploads';
 import type { TaskState } from '../domain/task-state';
 
 /** One registry per relay instance (tests run several in one process). */
@@ -17,6 +19,8 @@ export function createMetrics(sources: {
   queueDepth: () => number;
   running: () => number;
   countByState: () => Promise<Record<TaskState, number>>;
+  uploadsInProgress: () => number;
+  imageChecksWaiting: () => number;
 }): RelayMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'aigc_relay_' }); // aigc_relay_process_cpu_seconds_total, aigc_relay_nodejs_heap_size_used_bytes, …
@@ -83,6 +87,22 @@ export function createMetrics(sources: {
     registers: [registry],
     async collect() {
       for (const [state, n] of Object.entries(await sources.countByState())) this.set({ state }, n);
+    },
+  });
+  new client.Gauge({
+    name: 'aigc_relay_uploads_in_progress',
+    help: `Uploads admitted and not yet answered on this node (at most ${UPLOADS_IN_PROGRESS_AT_MOST}; past it, 503)`,
+    registers: [registry],
+    collect() {
+      this.set(sources.uploadsInProgress());
+    },
+  });
+  new client.Gauge({
+    name: 'aigc_relay_image_checks_waiting',
+    help: `Input images waiting for a decode slot on this node (an upload finding ${UPLOADS_WAITING_AT_MOST} waiting gets 503)`,
+    registers: [registry],
+    collect() {
+      this.set(sources.imageChecksWaiting());
     },
   });
   return metrics;

@@ -217,4 +217,27 @@ describe('uploads waiting for a decode', () => {
     expect((await Promise.all(inLine)).map((r) => r.status)).toEqual(inLine.map(() => 201));
     expect((await upload(t, png, key)).status).toBe(201);
   });
+
+  it('/metrics shows the uploads in progress and the images waiting for a check, and both back at 0 after', async () => {
+    t = await startTestRelay();
+    const png = await noisyPng(8, 8);
+    const gauges = async () => {
+      const text = await (await fetch(`${t!.url}/metrics`)).text();
+      const value = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+      return { inProgress: value('aigc_relay_uploads_in_progress'), waiting: value('aigc_relay_image_checks_waiting') };
+    };
+    expect(await gauges()).toEqual({ inProgress: 0, waiting: 0 });
+    const release = holdDecodes();
+    let inLine: Array<Promise<{ status: number }>> = [];
+    try {
+      inLine = [1, 2, 3].map(() => upload(t!, png));
+      await eventually('three uploads in line', 10_000, () => IMAGE_DECODES.queued === 3 || undefined);
+      expect(await gauges()).toEqual({ inProgress: 3, waiting: 3 });
+    } finally {
+      await release();
+    }
+    expect((await Promise.all(inLine)).map((r) => r.status)).toEqual([201, 201, 201]);
+    await eventually('the places given back', 10_000, async () => ((await gauges()).inProgress === 0 ? true : undefined));
+    expect(await gauges()).toEqual({ inProgress: 0, waiting: 0 });
+  });
 });

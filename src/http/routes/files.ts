@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticate } from '../../app/auth';
 import { MAX_INPUT_BYTES, UPLOADS_WAITING_AT_MOST } from '../../app/image-check';
-import { admitUpload, deleteOwnFile, saveUpload, UploadsInProgress, UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT, type FileDeps } from '../../app/uploads';
+import { admitUpload, deleteOwnFile, saveUpload, UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT, type FileDeps } from '../../app/uploads';
 import { notFound, RelayError } from '../../domain/errors';
 import type { FileRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
@@ -17,7 +17,8 @@ const FileParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }
 
 /**
  * Listeners one connection's hang-up signal may have: each upload in progress on it holds its place through one, and
- * each waiting for an image check one more (Node warns past the limit it is given).
+ * each waiting for an image check one more (Node warns past the limit it is given). main.ts bounds uploads in
+ * progress by UPLOADS_IN_PROGRESS_AT_MOST.
  */
 const HANG_UP_LISTENERS = UPLOADS_IN_PROGRESS_AT_MOST + UPLOADS_WAITING_AT_MOST + 1;
 
@@ -63,8 +64,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
     clock: deps.clock,
     uploadQuotaBytes: deps.config.uploadQuotaBytes,
     ...(deps.submit.requestRates ? { requestRates: deps.submit.requestRates } : {}),
-    // The bound HANG_UP_LISTENERS is counted from: a connection has at most this many uploads in progress.
-    uploadsInProgress: new UploadsInProgress(UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT),
+    uploadsInProgress: deps.uploadsInProgress,
   };
 
   app.get<{ Params: { id: string }; Querystring: { expires?: string; signature?: string } }>(
