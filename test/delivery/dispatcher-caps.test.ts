@@ -67,6 +67,14 @@ function memoryOutbox(options: { claimTakesMs?: number } = {}) {
   return { rows, claims, releases, store, add: (id: string, accountId: string, dueAt = Date.now()) => rows.push({ id, accountId, dueAt }) };
 }
 
+/** Fake timers, an outbox holding `rows` (delivery id → account, all due now), and receivers that hang for `hang`. */
+function scene(rows: Record<string, string>, hang: string[], options: Parameters<typeof memoryOutbox>[0] = {}) {
+  vi.useFakeTimers();
+  const outbox = memoryOutbox(options);
+  for (const [id, accountId] of Object.entries(rows)) outbox.add(id, accountId);
+  return { outbox, net: receivers(hang) };
+}
+
 /** Receivers by account: `hang` never answers (until shutdown aborts it); the rest answer 200 at once. */
 function receivers(hang: string[]) {
   const sent: string[] = [];
@@ -107,11 +115,7 @@ async function start(outbox: ReturnType<typeof memoryOutbox>, post: WebhookPost)
 
 describe('webhook dispatcher with an account at its cap', () => {
   it('wake-ups with nothing new due claim nothing; a row of another account falling due is claimed at once', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox();
-    outbox.add('stuck-1', 'stuck');
-    outbox.add('stuck-2', 'stuck');
-    const net = receivers(['stuck']);
+    const { outbox, net } = scene({ 'stuck-1': 'stuck', 'stuck-2': 'stuck' }, ['stuck']);
     const d = await start(outbox, net.post);
     expect(outbox.claims).toEqual([['stuck-1']]);
     // Finished tasks without webhooks wake the dispatcher; stuck-2 is due but capped: each wake must stay a read.
@@ -132,12 +136,8 @@ describe('webhook dispatcher with an account at its cap', () => {
   });
 
   it('a row that falls due while a claim runs is claimed next, not at the 30 s re-check', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox({ claimTakesMs: 20 });
-    outbox.add('stuck-1', 'stuck');
-    outbox.add('stuck-2', 'stuck');
+    const { outbox, net } = scene({ 'stuck-1': 'stuck', 'stuck-2': 'stuck' }, ['stuck'], { claimTakesMs: 20 });
     outbox.add('soon', 'other', Date.now() + 10); // due 10 ms after the claim starts, 10 ms before it ends
-    const net = receivers(['stuck']);
     await start(outbox, net.post);
     expect(outbox.claims[0]).toEqual(['stuck-1']);
     await vi.advanceTimersByTimeAsync(100);
@@ -145,11 +145,8 @@ describe('webhook dispatcher with an account at its cap', () => {
   });
 
   it('an attempt that ends while a claim runs leaves nothing blocked', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox();
-    outbox.add('stuck-1', 'stuck');
-    outbox.add('stuck-2', 'stuck');
-    const net = receivers(['stuck', 'fresh']); // fresh hangs too: only stuck-1's ending can free stuck's slot
+    // fresh hangs too: only stuck-1's ending can free stuck's slot
+    const { outbox, net } = scene({ 'stuck-1': 'stuck', 'stuck-2': 'stuck' }, ['stuck', 'fresh']);
     const d = await start(outbox, net.post);
     // The next claim (woken by a new row elsewhere) runs while stuck-1's receiver answers.
     const claim = outbox.store.webhooks.claimDue.bind(outbox.store.webhooks);
@@ -173,11 +170,7 @@ describe('webhook dispatcher with an account at its cap', () => {
 
 describe('webhook dispatcher, claims that take long while an account is at its cap', () => {
   it('spaces them out by four times their length, so they take at most a fifth of the store', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox({ claimTakesMs: 100 });
-    outbox.add('stuck-1', 'stuck');
-    outbox.add('stuck-2', 'stuck');
-    const net = receivers(['stuck']);
+    const { outbox, net } = scene({ 'stuck-1': 'stuck', 'stuck-2': 'stuck' }, ['stuck'], { claimTakesMs: 100 });
     const d = await start(outbox, net.post);
     const firstEnded = Date.now(); // the first claim took 100 ms and came back short
     expect(outbox.claims).toEqual([['stuck-1']]);
@@ -193,10 +186,8 @@ describe('webhook dispatcher, claims that take long while an account is at its c
 
 describe('webhook dispatcher, a delivery committed just after a claim that came back short', () => {
   it('is claimed when its task finishes, though it is stamped before that claim', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox();
-    outbox.add('slow-1', 'slow'); // receivers that hang: slots busy, nobody passes a cap
-    const net = receivers(['slow', 'other']);
+    // Receivers that hang: slots busy, nobody passes a cap.
+    const { outbox, net } = scene({ 'slow-1': 'slow' }, ['slow', 'other']);
     const d = await start(outbox, net.post);
     // The next claim (woken by another task) comes back short; while it runs, a task finishes whose delivery is
     // stamped at the claim's time and commits after it looked (PostgreSQL's group commit does exactly this).
@@ -228,11 +219,7 @@ async function stopNow(d: WebhookDispatcher) {
 
 describe('webhook dispatcher, stopping', () => {
   it('hands back the leases of the attempts it cuts short, and only those, so they are due again at once', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox();
-    outbox.add('hung-1', 'hung');
-    outbox.add('fine-1', 'fine');
-    const net = receivers(['hung']);
+    const { outbox, net } = scene({ 'hung-1': 'hung', 'fine-1': 'fine' }, ['hung']);
     const d = await start(outbox, net.post);
     await vi.advanceTimersByTimeAsync(0);
     const row = (id: string) => outbox.rows.find((r) => r.id === id)!;
@@ -246,10 +233,7 @@ describe('webhook dispatcher, stopping', () => {
   });
 
   it('a claim in flight when stop() is called starts no attempt: its rows are handed back before stop() returns', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox();
-    outbox.add('late-1', 'late');
-    const net = receivers([]);
+    const { outbox, net } = scene({ 'late-1': 'late' }, []);
     // The claim is slow (a writer thread or a database round trip): stop() is called while it runs.
     let finishClaim!: () => void;
     const claimStarted = new Promise<void>((claiming) => {
@@ -274,10 +258,8 @@ describe('webhook dispatcher, stopping', () => {
   });
 
   it('hands back nothing when nothing was cut short', async () => {
-    vi.useFakeTimers();
-    const outbox = memoryOutbox();
-    outbox.add('fine-1', 'fine');
-    const d = await start(outbox, receivers([]).post);
+    const { outbox, net } = scene({ 'fine-1': 'fine' }, []);
+    const d = await start(outbox, net.post);
     await vi.advanceTimersByTimeAsync(0);
     await stopNow(d);
     expect(outbox.releases).toEqual([]);

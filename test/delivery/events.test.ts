@@ -1,22 +1,20 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { within } from '../helpers/eventually';
 import { body, follow, hangUpDuringRead, holdNextRead, SUBMIT } from './fixtures';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#fedcba');
 
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 describe('GET /requests/{id}/events (SSE)', () => {
   it('streams status and progress as they change, then the result, then ends', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const res = await t.api.post(SUBMIT, body('streamed'));
     const id = res.body.request_id as string;
     const run = await provider.whenStarted(id);
@@ -44,7 +42,7 @@ describe('GET /requests/{id}/events (SSE)', () => {
   });
 
   it('a finished task gives one status and the result at once', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const res = await t.api.post(SUBMIT, body('already done'));
     await waitForTask(t.relay, res.body.request_id);
     const { events } = await follow(t, res.body.request_id).done;
@@ -54,7 +52,7 @@ describe('GET /requests/{id}/events (SSE)', () => {
 
   it("another account's or an unknown task is 404; a client that hangs up leaves no listener", async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     expect((await t.api.get('/tencent-vod/v1/requests/nope/events')).status).toBe(404);
     const res = await t.api.post(SUBMIT, body('left hanging'));
     const baseline = t.relay.engine.watchEvents.listenerCount('task');
@@ -77,7 +75,7 @@ describe('GET /requests/{id}/events (SSE)', () => {
 
   it('a client that hangs up while the route reads the task leaves no listener behind', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const id = (await t.api.post(SUBMIT, body('outlives its watcher'))).body.request_id as string;
     const run = await provider.whenStarted(id); // running, and for all of the test
     const baseline = t.relay.engine.watchEvents.listenerCount('task');
@@ -92,7 +90,7 @@ describe('GET /requests/{id}/events (SSE)', () => {
 
   it('closing the relay ends open streams and held waits instead of waiting for their tasks', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const res = await t.api.post(SUBMIT, body('never finishes'));
     // Running before the stream opens: no state change can add a second status event while it is open.
     await provider.whenStarted(res.body.request_id);

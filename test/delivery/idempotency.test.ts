@@ -1,22 +1,20 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { requestFingerprint } from '../../src/app/idempotency';
 import { IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS } from '../../src/domain/delivery';
 import { apiClient } from '../helpers/api';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { body, devAccountId, SUBMIT } from './fixtures';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 const holdsOf = async (relay: TestRelay, accountId: string) =>
   (await relay.relay.store.accounts.ledger(accountId, 1000)).filter((e) => e.kind === 'hold').length;
 
 describe('Idempotency-Key', () => {
   it('replays the first response byte for byte, charging and queueing nothing new', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const accountId = await devAccountId(t);
     const headers = { 'idempotency-key': 'order-42' };
     const first = await t.api.post(SUBMIT, body('fox'), headers);
@@ -36,7 +34,7 @@ describe('Idempotency-Key', () => {
   });
 
   it('the same key with a different body (or ?webhook=) → 422 IdempotencyKeyReused', async () => {
-    t = await startTestRelay({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' } });
+    t = await startRelay({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' } });
     const headers = { 'idempotency-key': 'k-1' };
     expect((await t.api.post(SUBMIT, body('fox'), headers)).status).toBe(200);
     const other = await t.api.post(SUBMIT, body('a different fox'), headers);
@@ -48,7 +46,7 @@ describe('Idempotency-Key', () => {
   });
 
   it('20 concurrent requests with one key → one task, 20 identical answers', async () => {
-    t = await startTestRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '200' } });
+    t = await startRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '200' } });
     const accountId = await devAccountId(t);
     const results = await Promise.all(Array.from({ length: 20 }, () => t!.api.post(SUBMIT, body('race'), { 'idempotency-key': 'race-key' })));
     expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
@@ -59,7 +57,7 @@ describe('Idempotency-Key', () => {
   });
 
   it('keys are per account; a refused request does not use up its key', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const other = await t.admin.post('/admin/v1/accounts', { name: 'other', balance: 10_000 });
     const otherApi = apiClient(t.url, (await t.admin.post(`/admin/v1/accounts/${other.body.id}/keys`, {})).body.key);
     const headers = { 'idempotency-key': 'same-key' };
@@ -76,7 +74,7 @@ describe('Idempotency-Key', () => {
   });
 
   it('an unusable key is a 400 naming the header', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     for (const key of ['x'.repeat(256), 'caf\u00e9']) {
       const res = await t.api.post(SUBMIT, body('fox'), { 'idempotency-key': key });
       expect(res.status).toBe(400);
@@ -86,7 +84,7 @@ describe('Idempotency-Key', () => {
 
   it('forgets a key after 24 h', async () => {
     let offset = 0;
-    t = await startTestRelay({ overrides: { clock: { now: () => Date.now() + offset } } });
+    t = await startRelay({ overrides: { clock: { now: () => Date.now() + offset } } });
     const headers = { 'idempotency-key': 'daily' };
     const first = await t.api.post(SUBMIT, body('fox'), headers);
     offset = IDEMPOTENCY_TTL_MS + 1;
@@ -97,7 +95,7 @@ describe('Idempotency-Key', () => {
   });
 
   it('answers from the task when the request that created it died before storing its response', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const accountId = await devAccountId(t);
     const keyId = t.devKey.slice(3).split('.')[0]!;
     const payload = body('crashed mid-request');

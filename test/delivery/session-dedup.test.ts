@@ -1,14 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SESSION_DEDUP_MS } from '../../src/domain/delivery';
 import { apiClient } from '../helpers/api';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { body, devAccountId, SUBMIT } from './fixtures';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 /** Ledger rows of one kind for the account. */
 async function holds(relay: TestRelay, accountId: string): Promise<number> {
@@ -17,7 +15,7 @@ async function holds(relay: TestRelay, accountId: string): Promise<number> {
 
 describe('session_id de-duplication', () => {
   it('refuses a second request with the same session_id (409 naming the first task), charging nothing', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const accountId = await devAccountId(t);
     const first = await t.api.post(SUBMIT, body('one', { session_id: 'sess-1' }));
     expect(first.status).toBe(200);
@@ -38,7 +36,7 @@ describe('session_id de-duplication', () => {
   });
 
   it('20 concurrent submits with one session_id → exactly one task and one hold', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const accountId = await devAccountId(t);
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) => t!.api.post(SUBMIT, body(`race ${i}`, { session_id: 'race-session' }))),
@@ -56,7 +54,7 @@ describe('session_id de-duplication', () => {
 
   it('is per account, ignores an empty session_id, and lets an id be reused after 3 days', async () => {
     let offset = 0;
-    t = await startTestRelay({ overrides: { clock: { now: () => Date.now() + offset } } });
+    t = await startRelay({ overrides: { clock: { now: () => Date.now() + offset } } });
     const other = await t.admin.post('/admin/v1/accounts', { name: 'other', balance: 10_000 });
     const otherKey = await t.admin.post(`/admin/v1/accounts/${other.body.id}/keys`, {});
     const otherApi = apiClient(t.url, otherKey.body.key);
@@ -77,7 +75,7 @@ describe('session_id de-duplication', () => {
   });
 
   it('a refused submit (insufficient balance) does not use up the session_id', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const poor = await t.admin.post('/admin/v1/accounts', { name: 'poor', balance: 0 });
     const key = await t.admin.post(`/admin/v1/accounts/${poor.body.id}/keys`, {});
     const api = apiClient(t.url, key.body.key);

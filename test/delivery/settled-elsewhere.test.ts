@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { isTerminal } from '../../src/domain/task-state';
 import type { TaskEvent } from '../../src/worker/engine';
@@ -7,14 +7,12 @@ import { within } from '../helpers/eventually';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { body, follow, listenersBecome, SUBMIT } from './fixtures';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#2468ac');
 
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 /** `aigc-relay tasks fail ID` in its own process: it settles the task in the database and tells no server. */
 async function failFromCli(t: TestRelay, id: string): Promise<void> {
@@ -58,7 +56,7 @@ async function toldFailed(ended: Awaited<ReturnType<typeof watch>>['ended'], id:
 /** A relay whose settled-run sweep runs every `sweepMs`, and one task running on it, its terminal events counted. */
 async function runningTask(sweepMs: number, prompt: string) {
   const provider = new ControlledProvider('controlled', 1, PNG);
-  const relay = (t = await startTestRelay({ overrides: { providers: [provider], settledSweepMs: sweepMs } }));
+  const relay = (t = await startRelay({ overrides: { providers: [provider], settledSweepMs: sweepMs } }));
   const id = (await relay.api.post(SUBMIT, body(prompt))).body.request_id as string;
   return { relay, id, run: await provider.whenStarted(id), counted: announced(relay, id) };
 }
@@ -93,7 +91,7 @@ describe('watchers of a task failed from the command line (another process)', ()
 
   it('a queued task: they end when the engine reaches it in the queue and skips it', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const first = (await t.api.post(SUBMIT, body('holds the only slot'))).body.request_id as string;
     const run = await provider.whenStarted(first);
     const id = (await t.api.post(SUBMIT, body('queued behind it'))).body.request_id as string;

@@ -1,18 +1,16 @@
 import { getEventListeners } from 'node:events';
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { body, hangUpDuringRead, listenersBecome, SUBMIT } from './fixtures';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#345678');
 
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 /**
  * What the server-lifetime `closing` signal holds on behalf of waits: its 'abort' listeners, and the signals Node
@@ -31,7 +29,7 @@ function heldBy(signal: AbortSignal): { listeners: number; dependants: number } 
 
 describe('Prefer: wait=N', () => {
   it('submit with wait=30 on a ~1 s task answers with the finished result', async () => {
-    t = await startTestRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '1000' } });
+    t = await startRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '1000' } });
     const res = await t.api.post(SUBMIT, body('wait for me'), { prefer: 'wait=30' });
     expect(res.status).toBe(200);
     expect(res.headers.get('preference-applied')).toBe('wait=30');
@@ -40,7 +38,7 @@ describe('Prefer: wait=N', () => {
   });
 
   it('GET /requests/{id} with wait answers 200 with the result once the task finishes', async () => {
-    t = await startTestRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '1000' } });
+    t = await startRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '1000' } });
     const submitted = await t.api.post(SUBMIT, body('follow me'));
     expect(submitted.body.status).toBe('IN_QUEUE');
     const res = await t.api.get(`/tencent-vod/v1/requests/${submitted.body.request_id}`, { prefer: 'respond-async, wait=30' });
@@ -51,7 +49,7 @@ describe('Prefer: wait=N', () => {
 
   it('when the task is not done in time, answers the ordinary body', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const res = await t.api.post(SUBMIT, body('slow'), { prefer: 'wait=1' });
     expect(res.status).toBe(200);
     expect(['IN_QUEUE', 'IN_PROGRESS']).toContain(res.body.status);
@@ -62,7 +60,7 @@ describe('Prefer: wait=N', () => {
   });
 
   it('an invalid wait is a 400 naming the header', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     for (const prefer of ['wait=61', 'wait=abc', 'wait=-1', 'wait=1.5']) {
       const res = await t.api.post(SUBMIT, body('x'), { prefer });
       expect(res.status, prefer).toBe(400);
@@ -74,7 +72,7 @@ describe('Prefer: wait=N', () => {
 
   it('a client that hangs up stops the wait and leaves no engine listener behind', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const submitted = await t.api.post(SUBMIT, body('never finishes in this test'));
     const baseline = t.relay.engine.watchEvents.listenerCount('task');
     // node:http without an agent: fetch's pool opens a spare connection on abort, which only delays close().
@@ -96,7 +94,7 @@ describe('Prefer: wait=N', () => {
 
   it('a client that hangs up while the route reads the task is not waited for', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const id = (await t.api.post(SUBMIT, body('outlives its waiter'))).body.request_id as string;
     const run = await provider.whenStarted(id);
     const baseline = t.relay.engine.watchEvents.listenerCount('task');
@@ -109,7 +107,7 @@ describe('Prefer: wait=N', () => {
 
   it('waits that ended leave nothing behind on the server-lifetime closing signal', async () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider] } });
+    t = await startRelay({ overrides: { providers: [provider] } });
     const id = (await t.api.post(SUBMIT, body('waited on'))).body.request_id as string;
     const run = await provider.whenStarted(id);
     const closing = t.relay.app.closing;

@@ -1,26 +1,24 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IMAGE_DECODES, UPLOADS_WAITING_AT_MOST } from '../../src/app/image-check';
 import { UPLOADS_IN_PROGRESS_PER_ACCOUNT } from '../../src/app/uploads';
 import { eventually, within } from '../helpers/eventually';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { devAccount, fillsItsPlaces, holdDecodes, keysOfNewAccounts, noisyPng, pipelined, spread, storedInputs, upload } from './upload-helpers';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 /**
  * Uploads at once: the line of image checks (16 may wait), uploads in progress (8 per account), and what a client
  * that hangs up gives back. The tests hold the process's image checks (holdDecodes) to make uploads wait.
  */
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 describe('uploads waiting for a decode', () => {
   it(`refuses the upload after ${UPLOADS_WAITING_AT_MOST} waiting with 503 and Retry-After; those in line then all succeed`, async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const png = await noisyPng(8, 8);
     const release = holdDecodes();
     try {
@@ -43,7 +41,7 @@ describe('uploads waiting for a decode', () => {
   });
 
   it('uploads whose clients hung up while they waited leave the line at once: not decoded, not kept, no place held', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const png = await noisyPng(8, 8);
     const release = holdDecodes();
     try {
@@ -84,7 +82,7 @@ describe('uploads waiting for a decode', () => {
   });
 
   it('pipelined uploads on one connection share one hang-up listener: no MaxListenersExceededWarning', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const png = await noisyPng(8, 8);
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
@@ -116,7 +114,7 @@ describe('uploads waiting for a decode', () => {
   });
 
   it(`one account has at most ${UPLOADS_IN_PROGRESS_PER_ACCOUNT} uploads in progress: the next is 429 before its body is read; places come back with the answers`, async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const png = await noisyPng(8, 8);
     const [busy, other] = await keysOfNewAccounts(t, 2);
     const release = holdDecodes();
@@ -156,7 +154,7 @@ describe('uploads waiting for a decode', () => {
   });
 
   it('pipelined uploads on a connection that drops give back every place, answered or not', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const png = await noisyPng(8, 8);
     const [key] = await keysOfNewAccounts(t, 1);
     const release = holdDecodes();
@@ -174,7 +172,7 @@ describe('uploads waiting for a decode', () => {
 
   it('an upload whose client hangs up while it is being admitted gives its place back', async () => {
     // With a quota, admission reads the account's upload bytes: the read held below.
-    t = await startTestRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '1024' } });
+    t = await startRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '1024' } });
     const png = await noisyPng(8, 8);
     const [key] = await keysOfNewAccounts(t, 1);
     // Admission reads the account's upload bytes (the quota): held here, as a slow database would hold it.
@@ -199,7 +197,7 @@ describe('uploads waiting for a decode', () => {
   });
 
   it('an upload refused for too many at once does not use up one of the key\'s requests of the minute', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const png = await noisyPng(8, 8);
     const account = await t.admin.post('/admin/v1/accounts', { name: 'rated', balance: 0 });
     // Room for the account's places and one more: the refused upload below must not be the one that uses it up.
@@ -219,7 +217,7 @@ describe('uploads waiting for a decode', () => {
   });
 
   it('/metrics shows the uploads in progress and the images waiting for a check, and both back at 0 after', async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const png = await noisyPng(8, 8);
     const gauges = async () => {
       const text = await (await fetch(`${t!.url}/metrics`)).text();

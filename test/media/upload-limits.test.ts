@@ -1,18 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UPLOADS_IN_PROGRESS_PER_ACCOUNT } from '../../src/app/uploads';
 import { apiClient } from '../helpers/api';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { devAccount, MB, noisyPng, storedInputs, upload } from './upload-helpers';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 describe('upload quota (AIGC_RELAY_UPLOAD_QUOTA_MB)', () => {
   it("refuses an upload that would pass the account's quota with 413 naming it, keeps none of its bytes, and has room again after a delete", async () => {
-    t = await startTestRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '1' } });
+    t = await startRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '1' } });
     const accountId = await devAccount(t);
     const first = await noisyPng(400, 400); // ~450 KB
     const second = await noisyPng(480, 480);
@@ -33,7 +31,7 @@ describe('upload quota (AIGC_RELAY_UPLOAD_QUOTA_MB)', () => {
   });
 
   it('an account whose uploads fill the quota is refused before its body is read; other accounts are not', async () => {
-    t = await startTestRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '1' } });
+    t = await startRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '1' } });
     const accountId = await devAccount(t);
     await t.relay.store.files.createFile(
       { id: 'file_filler', accountId, purpose: 'input', storageKey: 'inputs/filler.png', contentType: 'image/png', size: MB, width: 1, height: 1 },
@@ -49,7 +47,7 @@ describe('upload quota (AIGC_RELAY_UPLOAD_QUOTA_MB)', () => {
   });
 
   it('0 means no quota', async () => {
-    t = await startTestRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '0' } });
+    t = await startRelay({ env: { AIGC_RELAY_UPLOAD_QUOTA_MB: '0' } });
     const accountId = await devAccount(t);
     await t.relay.store.files.createFile(
       { id: 'file_filler', accountId, purpose: 'input', storageKey: 'inputs/filler.png', contentType: 'image/png', size: 10 * 1024 * MB, width: 1, height: 1 },
@@ -61,7 +59,7 @@ describe('upload quota (AIGC_RELAY_UPLOAD_QUOTA_MB)', () => {
 
 describe('uploads and rpm', () => {
   it("uploads count against the key's rpm with submits; past it, 429 with Retry-After before the body is read", async () => {
-    t = await startTestRelay();
+    t = await startRelay();
     const account = await t.admin.post('/admin/v1/accounts', { name: 'limited', balance: 10_000 });
     const key = (await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, { rpm: 3 })).body.key as string;
     const png = await noisyPng(16, 16);

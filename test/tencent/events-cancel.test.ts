@@ -1,19 +1,17 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createVodApi } from '../../src/adapters/tencent/client';
 import { waitUntil } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 /** Completion events (PullEvents/ConfirmEvents), cancel against the upstream, and channel health. */
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
+const openHarness = closedAfterEach(startHarness);
 
 describe('completion events', () => {
   it('a channel with events completes a task from its AigcImageTaskComplete event and confirms it only after commit', async () => {
     // Polls on an events channel are at least a minute apart here: only the event can finish the task in time.
-    h = await startHarness();
+    h = await openHarness();
     const account = h.accounts[0]!;
     await h.addChannel(account, { events_enabled: true });
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity, finishAfterMs: 300 } });
@@ -31,7 +29,7 @@ describe('completion events', () => {
   });
 
   it('an event about a task the relay already settled is confirmed; one about an unknown SessionId is left alone', async () => {
-    h = await startHarness({ server: { eventLeaseMs: 200 } });
+    h = await openHarness({ server: { eventLeaseMs: 200 } });
     const account = h.accounts[0]!;
     const channel = await h.addChannel(account, { events_enabled: false });
     h.server.onCreate = (req) => ({ kind: 'accept', plan: req.SessionId === 'someone-else' ? { processingPolls: Infinity, finishAfterMs: 0 } : { processingPolls: 1 } });
@@ -49,7 +47,7 @@ describe('completion events', () => {
 
 describe('cancel against the upstream', () => {
   it('while the upstream task is WAITING: ManageTask Abort, 202, cancelled and released', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!);
     h.server.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity } });
     const id = await h.submit();
@@ -64,7 +62,7 @@ describe('cancel against the upstream', () => {
   });
 
   it('once the upstream task is PROCESSING: 400 ALREADY_COMPLETED, and it goes on to succeed', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!);
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
     const id = await h.submit();
@@ -79,7 +77,7 @@ describe('cancel against the upstream', () => {
   });
 
   it('before anything went upstream (waiting for a channel slot): cancelled at once', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!, { max_concurrency: 1 });
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
     const first = await h.submit();
@@ -94,7 +92,7 @@ describe('cancel against the upstream', () => {
   });
 
   it('a cancel answered while the submission checkpoint is being written stops the submission (no upstream task)', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!);
     let created = false;
     let markCreated!: () => void;
@@ -142,7 +140,7 @@ describe('cancel against the upstream', () => {
 
 describe('channel health', () => {
   it('a failing channel opens its circuit; GET /admin/v1/channels shows it with recent errors and in-flight counts', async () => {
-    h = await startHarness({ accounts: 2 });
+    h = await openHarness({ accounts: 2 });
     const [bad, good] = h.accounts as [typeof h.accounts[0], typeof h.accounts[0]];
     await h.addChannel(bad, { priority: 5 });
     await h.addChannel(good, { max_concurrency: 10 });
@@ -169,7 +167,7 @@ describe('channel health', () => {
 describe('operations', () => {
   it('the sweep fails and releases a task whose upstream outlived the 3-day query window', async () => {
     let skew = 0;
-    h = await startHarness({ clock: { now: () => Date.now() + skew } });
+    h = await openHarness({ clock: { now: () => Date.now() + skew } });
     await h.addChannel(h.accounts[0]!);
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
     const id = await h.submit();
@@ -182,7 +180,7 @@ describe('operations', () => {
   });
 
   it('POST /admin/v1/tasks/{id}/poll asks Tencent about a followed task at once', async () => {
-    h = await startHarness({ tencent: { follower: { pollMinMs: 60_000, pollMaxMs: 60_000 } } });
+    h = await openHarness({ tencent: { follower: { pollMinMs: 60_000, pollMaxMs: 60_000 } } });
     await h.addChannel(h.accounts[0]!);
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
     const id = await h.submit();

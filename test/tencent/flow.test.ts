@@ -1,16 +1,14 @@
 import sharp from 'sharp';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { devAccountId } from '../delivery/fixtures';
 import { waitUntil } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
 import type { Account } from './server';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 /** The Tencent VOD adapter end to end: public API → relay → signed calls to the loopback Tencent server → result. */
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
+const openHarness = closedAfterEach(startHarness);
 
 async function upload(url: string, key: string): Promise<string> {
   const png = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#345' } }).png().toBuffer();
@@ -21,7 +19,7 @@ async function upload(url: string, key: string): Promise<string> {
 
 describe('Tencent VOD upstream', () => {
   it('succeeds after N polls: request mapped, inputs linked, outputs downloaded and served, charged once', async () => {
-    h = await startHarness({ env: { AIGC_RELAY_VOD_FILE_IDS: 'on' } });
+    h = await openHarness({ env: { AIGC_RELAY_VOD_FILE_IDS: 'on' } });
     const [account] = h.accounts as [typeof h.accounts[0]];
     await h.addChannel(account);
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: 3, fetchInputs: true } });
@@ -77,7 +75,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('refuses a VOD FileId unless the operator allows them: no task, no charge, nothing sent upstream', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!);
     const account = `/admin/v1/accounts/${await devAccountId(h.t)}`;
     const before = (await h.t.admin.get(account)).body;
@@ -96,7 +94,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('routes only models a channel serves; Hunyuan gets its size through ExtInfo', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!, { models: ['Hunyuan'] });
     const gem = await h.submit();
     expect((await h.finished(gem)).provider).toBe('local-preview');
@@ -111,7 +109,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('FINISH with ErrCode: the task fails with Tencent’s code and message, and the hold is released', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!);
     h.server.onCreate = () => ({
       kind: 'accept',
@@ -130,7 +128,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('ABORTED upstream: the task is cancelled and released', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!);
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: 1, result: { kind: 'aborted' } } });
     const id = await h.submit();
@@ -145,7 +143,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('RequestLimitExceeded on create (one channel): the attempt is retried and the task completes, charged once', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!);
     let creates = 0;
     h.server.onCreate = () =>
@@ -160,7 +158,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('fails over: channel A answers RequestLimitExceeded, the task completes on channel B, charged once', async () => {
-    h = await startHarness({ accounts: 2 });
+    h = await openHarness({ accounts: 2 });
     const [a, b] = h.accounts as [typeof h.accounts[0], typeof h.accounts[0]];
     await h.addChannel(a, { priority: 10 }); // tried first
     await h.addChannel(b, { priority: 0 });
@@ -184,7 +182,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('a channel whose sub_app_id is not the account\'s is at fault, not the task: it fails over, and its circuit opens', async () => {
-    h = await startHarness({ accounts: 2 });
+    h = await openHarness({ accounts: 2 });
     const [bad, good] = h.accounts as [Account, Account];
     // Tencent (and the test server) answer InvalidParameterValue.SubAppId for a SubAppId the account does not own.
     const broken = await h.addChannel(bad, { priority: 10, sub_app_id: bad.subAppId + 1 });
@@ -202,7 +200,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('throttled on one channel, refused on the other: the attempt is retried (the busy one decides), charged once', async () => {
-    h = await startHarness({ accounts: 2 });
+    h = await openHarness({ accounts: 2 });
     const [a, b] = h.accounts as [Account, Account];
     await h.addChannel(a, { priority: 10 });
     await h.addChannel(b, { priority: 0, secret_key: 'not-the-right-key' });
@@ -215,7 +213,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('a wrong secret key: the task fails with AuthFailure.SignatureFailure carried in its error', async () => {
-    h = await startHarness();
+    h = await openHarness();
     await h.addChannel(h.accounts[0]!, { secret_key: 'not-the-right-key' });
     const id = await h.submit();
     const task = await h.finished(id);
@@ -228,7 +226,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('a content refusal on create fails at once, without retry or failover', async () => {
-    h = await startHarness({ accounts: 2 });
+    h = await openHarness({ accounts: 2 });
     await h.addChannel(h.accounts[0]!);
     await h.addChannel(h.accounts[1]!);
     h.server.onCreate = () => ({ kind: 'refuse', code: 'InvalidParameter.VoilationContent', message: 'prompt violates content policy' });
@@ -239,7 +237,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('tasks waiting for a full channel of one model do not hold up another model whose channel is free', async () => {
-    h = await startHarness({ accounts: 2 });
+    h = await openHarness({ accounts: 2 });
     const [hy, gem] = h.accounts as [Account, Account];
     await h.addChannel(hy, { models: ['Hunyuan'], max_concurrency: 1 });
     await h.addChannel(gem, { models: ['GEM'], max_concurrency: 1 });
@@ -257,7 +255,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('two models claimed for the last slot of a channel they share do not hold up a third model whose channel is free', async () => {
-    h = await startHarness({ accounts: 2 });
+    h = await openHarness({ accounts: 2 });
     const [shared, other] = h.accounts as [Account, Account];
     await h.addChannel(shared, { models: ['Hunyuan', 'GEM'], max_concurrency: 1 });
     await h.addChannel(other, { models: ['Qwen'], max_concurrency: 1 });
@@ -274,7 +272,7 @@ describe('Tencent VOD upstream', () => {
   });
 
   it('never has more upstream tasks on a channel than its max_concurrency; the rest wait in the relay queue', async () => {
-    h = await startHarness();
+    h = await openHarness();
     const account = h.accounts[0]!;
     await h.addChannel(account, { max_concurrency: 2 });
     h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });

@@ -1,8 +1,9 @@
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UpstreamTimeout } from '../../src/adapters/tencent/client';
 import { classify, describe as describeFailure } from '../../src/adapters/tencent/errors';
 import { startHarness, type Harness } from './harness';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 /** A port on loopback that nothing listens on. */
 async function closedPort(): Promise<number> {
@@ -21,13 +22,10 @@ async function closedPort(): Promise<number> {
  */
 describe('upstream failures as a client reads them', () => {
   let h: Harness | undefined;
-  afterEach(async () => {
-    await h?.close();
-    h = undefined;
-  });
+  const openHarness = closedAfterEach(startHarness);
 
   it("an unreachable channel endpoint is not named in the task's error or log; the channel's health names it", async () => {
-    h = await startHarness();
+    h = await openHarness();
     const port = await closedPort();
     const channel = await h.addChannel(h.accounts[0]!, { endpoint: `http://127.0.0.1:${port}` });
     const id = await h.submit();

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { isTerminal } from '../../src/domain/task-state';
 import { retryableError, type CancelVerdict } from '../../src/ports/provider';
@@ -7,6 +7,7 @@ import type { TaskEvent } from '../../src/worker/engine';
 import { solidPng } from '../helpers/images';
 import { waitUntil, within } from '../helpers/eventually';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 /**
  * A cancel the client was told succeeded (202) must end the task cancelled and released, even when it lands while
@@ -14,10 +15,7 @@ import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../hel
  */
 const PNG = await solidPng('#123456');
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 /** Like Tencent's ManageTask Abort: stops an upstream task once; a second Abort of it is refused ('too-late'). */
 class AbortOnce extends ControlledProvider {
@@ -29,7 +27,7 @@ class AbortOnce extends ControlledProvider {
 
 async function setUp(retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number }) {
   const provider = new ControlledProvider('controlled', 1, PNG);
-  t = await startTestRelay({ overrides: { providers: [provider], retry } });
+  t = await startRelay({ overrides: { providers: [provider], retry } });
   const res = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
   const id = res.body.request_id as string;
   return { provider, relay: t, id, run: await provider.whenStarted(id) };
@@ -82,7 +80,7 @@ describe('a cancel that meets a retry', () => {
 
   it('a cancel that read the task running while its run was handing it back: settled at once, asked upstream once, announced once', async () => {
     const provider = new AbortOnce('controlled', 1, PNG);
-    t = await startTestRelay({ overrides: { providers: [provider], retry: { maxAttempts: 3, baseDelayMs: 600_000, maxDelayMs: 600_000 } } });
+    t = await startRelay({ overrides: { providers: [provider], retry: { maxAttempts: 3, baseDelayMs: 600_000, maxDelayMs: 600_000 } } });
     const relay = t;
     const id = (await relay.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
     const run = await provider.whenStarted(id);

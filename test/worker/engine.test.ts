@@ -1,21 +1,19 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlledProvider, type ControlledRun } from '../../src/adapters/fakes/controlled-provider';
 import { permanentError, retryableError } from '../../src/ports/provider';
 import { internalErrorMessage } from '../../src/worker/settlement';
 import { solidPng } from '../helpers/images';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#123456');
 
 let t: TestRelay | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const startRelay = closedAfterEach(startTestRelay);
 
 async function relayWith(concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, settledSweepMs?: number) {
   const provider = new ControlledProvider('controlled', concurrency, PNG);
-  t = await startTestRelay({ overrides: { providers: [provider], retry, ...(settledSweepMs !== undefined ? { settledSweepMs } : {}) } });
+  t = await startRelay({ overrides: { providers: [provider], retry, ...(settledSweepMs !== undefined ? { settledSweepMs } : {}) } });
   const submit = async (priority = 0) => {
     const res = await t!.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, tasks_priority: priority });
     expect(res.status).toBe(200);
