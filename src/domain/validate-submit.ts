@@ -6,7 +6,7 @@ import {
 import { extSizeProblem, parseExtInfo } from './ext-info';
 import { explicitSize, sizeMatchesRatio } from './output-size';
 import {
-  FILE_ID_PATTERN, FileInfoSchema, LIMITS, OutputConfigSchema, SubmitBodySchema,
+  FILE_ID_PATTERN, FileInfoSchema, LIMITS, OutputConfigSchema, CanonicalSubmitSchema,
 } from './submit-schema';
 import type { InputImageRef, OutputConfig, TaskInput } from './task-input';
 
@@ -81,7 +81,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type Json = Record<string, unknown>;
 
 // The allowed keys come from the documented schema, so the docs and the unknown-field rule cannot drift apart.
-const BODY_KEYS = new Set(Object.keys(SubmitBodySchema.properties));
+const BODY_KEYS = new Set(Object.keys(CanonicalSubmitSchema.properties));
 const FILE_INFO_KEYS = new Set(Object.keys(FileInfoSchema.properties));
 const OUTPUT_KEYS = new Set(Object.keys(OutputConfigSchema.properties));
 
@@ -266,7 +266,9 @@ function optionalString(path: string, value: unknown, maxLength?: number): strin
   if (isAbsent(value) || value === '') return undefined;
   if (typeof value !== 'string') throw wrongType(path, 'a string', value);
   if (maxLength !== undefined && value.length > maxLength) {
-    throw bad(path, `longer than ${maxLength} characters (got ${value.length})`);
+    // The count is UTF-16 units (see the header); say so when it differs from what the client sees as characters.
+    const units = /[\uD800-\uDFFF]/.test(value) ? ' UTF-16 units: emoji and other characters beyond U+FFFF count as two' : '';
+    throw bad(path, `longer than ${maxLength} characters (got ${value.length}${units})`);
   }
   return value;
 }
@@ -278,11 +280,14 @@ function requiredString(path: string, value: unknown): string {
 }
 
 function matchEnum<T extends string>(path: string, value: string, allowed: readonly T[]): T {
-  const lower = value.toLowerCase();
-  const found = allowed.find((a) => a.toLowerCase() === lower);
+  // ASCII letters only: String#toLowerCase would also fold the Kelvin sign (U+212A) into "k" and take "2\u212A".
+  const lower = asciiLower(value);
+  const found = allowed.find((a) => asciiLower(a) === lower);
   if (found === undefined) throw bad(path, `${show(value)} is not one of ${allowed.join(', ')}`);
   return found;
 }
+
+const asciiLower = (text: string): string => text.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 
 function optionalEnum<T extends string>(path: string, value: unknown, allowed: readonly T[]): T | undefined {
   const text = optionalString(path, value);

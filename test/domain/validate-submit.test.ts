@@ -6,7 +6,7 @@ import {
   ASPECT_RATIOS, MODELS, MODEL_NAMES, PERSON_GENERATION, RESOLUTIONS, STORAGE_MODES, SWITCHES,
 } from '../../src/domain/models';
 import { explicitSize, sizeMatchesRatio } from '../../src/domain/output-size';
-import { SubmitBodySchema } from '../../src/domain/submit-schema';
+import { CanonicalSubmitSchema, SubmitRequestSchema } from '../../src/domain/submit-schema';
 import type { TaskInput } from '../../src/domain/task-input';
 import { validateSubmitBody } from '../../src/domain/validate-submit';
 import { seedBody } from '../helpers/seed';
@@ -55,10 +55,18 @@ function outcome(input: unknown): TaskInput | FieldError {
   }
 }
 
+/** A body the validator accepted, as the client sent it: the published request schema must accept it too. */
+function expectPublishedSchemaAccepts(raw: unknown): void {
+  if (!Value.Check(SubmitRequestSchema, raw)) {
+    const errors = [...Value.Errors(SubmitRequestSchema, raw)].map((e) => `${e.path}: ${e.message}`);
+    throw new Error(`an accepted body fails the published SubmitRequestSchema: ${errors.join('; ')}`);
+  }
+}
+
 function expectSchemaValid(result: TaskInput): void {
-  if (!Value.Check(SubmitBodySchema, result)) {
-    const errors = [...Value.Errors(SubmitBodySchema, result)].map((e) => `${e.path}: ${e.message}`);
-    throw new Error(`normalized body fails SubmitBodySchema: ${errors.join('; ')}`);
+  if (!Value.Check(CanonicalSubmitSchema, result)) {
+    const errors = [...Value.Errors(CanonicalSubmitSchema, result)].map((e) => `${e.path}: ${e.message}`);
+    throw new Error(`normalized body fails CanonicalSubmitSchema: ${errors.join('; ')}`);
   }
 }
 
@@ -77,6 +85,7 @@ describe('the seed example body', () => {
     });
     expect(result.session_context).toBe('{"user_id": "123", "scene": "profile_picture"}');
     expectSchemaValid(result);
+    expectPublishedSchemaAccepts(input);
     expect(input).toEqual(seed()); // the input is not modified
   });
 
@@ -90,10 +99,10 @@ describe('the seed example body', () => {
   });
 
   it('documents examples that the validator and the schema both accept unchanged', () => {
-    const examples = (SubmitBodySchema as { examples?: unknown[] }).examples ?? [];
+    const examples = (CanonicalSubmitSchema as { examples?: unknown[] }).examples ?? [];
     expect(examples.length).toBeGreaterThan(0);
     for (const example of examples) {
-      expect(Value.Check(SubmitBodySchema, example)).toBe(true);
+      expect(Value.Check(CanonicalSubmitSchema, example)).toBe(true);
       expect(validateSubmitBody(example)).toMatchObject(example as object);
     }
   });
@@ -314,6 +323,11 @@ describe('output_config', () => {
       'is not one of Permanent, Temporary');
   });
 
+  it('matches letter case in ASCII only: "2\u212A" (a Kelvin sign, which toLowerCase folds into "k") is not 2K', () => {
+    expect(validateSubmitBody(withOutput({ resolution: '2k' })).output_config.resolution).toBe('2K');
+    expectFieldError(withOutput({ resolution: '2\u212A' }), 'InvalidParameterValue', 'output_config.resolution', 'is not one of');
+  });
+
   it('names every allowed resolution', () => {
     expectFieldError(withOutput({ resolution: '3K' }), 'InvalidParameterValue', 'output_config.resolution',
       `"3K" is not one of ${RESOLUTIONS.join(', ')}`);
@@ -380,7 +394,10 @@ describe('session_id, session_context, ext_info', () => {
 
   it('counts UTF-16 code units (an emoji is two)', () => {
     expect(validateSubmitBody(body({ session_id: '😀'.repeat(25) })).session_id).toBe('😀'.repeat(25));
-    expectFieldError(body({ session_id: '😀'.repeat(25) + 'x' }), 'InvalidParameterValue', 'session_id');
+    expectFieldError(body({ session_id: '😀'.repeat(25) + 'x' }), 'InvalidParameterValue', 'session_id',
+      'longer than 50 characters (got 51 UTF-16 units: emoji and other characters beyond U+FFFF count as two)');
+    // Without such characters the count is the client's own.
+    expectFieldError(body({ session_id: 'é'.repeat(51) }), 'InvalidParameterValue', 'session_id', 'longer than 50 characters (got 51)');
   });
 
   it('limits session_context to 1000 characters', () => {
@@ -495,7 +512,7 @@ describe('messages', () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Properties
 
-const BODY_KEYS = Object.keys(SubmitBodySchema.properties);
+const BODY_KEYS = Object.keys(CanonicalSubmitSchema.properties);
 const mixed = (s: string) => fc.mixedCase(fc.constant(s));
 const emptyish = fc.constantFrom<'' | null>('', null);
 const enumValue = (values: readonly string[]) => fc.oneof(fc.constantFrom(...values).chain(mixed), emptyish);
@@ -611,7 +628,10 @@ describe('properties', () => {
     }, { requiredKeys: [] });
     fc.assert(fc.property(shaped, (b) => {
       const r = outcome(b);
-      if (!(r instanceof FieldError)) expectSchemaValid(r);
+      if (!(r instanceof FieldError)) {
+        expectSchemaValid(r);
+        expectPublishedSchemaAccepts(b);
+      }
     }), { numRuns: 500 });
   });
 
@@ -620,7 +640,10 @@ describe('properties', () => {
       const b = seed();
       for (const m of muts) setAt(b, m.path, m.op, m.value, m.key);
       const r = outcome(b);
-      if (!(r instanceof FieldError)) expectSchemaValid(r);
+      if (!(r instanceof FieldError)) {
+        expectSchemaValid(r);
+        expectPublishedSchemaAccepts(b);
+      }
     }), { numRuns: 1000 });
   });
 
@@ -647,9 +670,10 @@ describe('properties', () => {
     }), { numRuns: 500 });
   });
 
-  it('valid bodies in any spelling are accepted; the result fits the schema and is a fixed point', () => {
+  it('valid bodies in any spelling are accepted and fit the published schema; the result fits the canonical one and is a fixed point', () => {
     fc.assert(fc.property(validBody, (b) => {
       const r = validateSubmitBody(b);
+      expectPublishedSchemaAccepts(b);
       expectSchemaValid(r);
       expect(validateSubmitBody(r)).toEqual(r);
       expect(JSON.parse(JSON.stringify(r))).toEqual(r);

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Ajv } from 'ajv';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { seedBody } from '../helpers/seed';
 
 let t: TestRelay;
 beforeAll(async () => {
@@ -35,7 +37,8 @@ describe('operations endpoints', () => {
     const submit = doc.paths['/tencent-vod/v1/aigc-image'].post;
     const body = submit.requestBody.content['application/json'].schema;
     expect(body.properties.model_name).toBeDefined();
-    expect(body.properties.output_config.properties.resolution).toBeDefined();
+    const outputConfig = body.properties.output_config.anyOf.find((s: { type?: string }) => s.type === 'object');
+    expect(outputConfig.properties.resolution).toBeDefined();
     expect(body.additionalProperties).toBe(false);
     expect(Object.keys(submit.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '402', '413', '415', '429', '500', '503']));
     // The download's refusals come from the one code → status table too (403 for a refused link, 416 for a range).
@@ -55,6 +58,38 @@ describe('operations endpoints', () => {
     expect(detail.properties.AigcImageTask.properties.Output.properties.FileInfos.items.properties).toHaveProperty('FileUrl');
     for (const path of ['/tencent-vod/v1/requests/{id}/status', '/tencent-vod/v1/requests/{id}', '/tencent-vod/v1/requests/{id}/cancel', '/tencent-vod/v1/query/{id}', '/admin/v1/accounts']) {
       expect(doc.paths[path], path).toBeDefined();
+    }
+  });
+
+  it("/openapi.json's submit body, compiled by a client's validator, accepts what the relay accepts and refuses what it refuses", async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    const schema = doc.paths['/tencent-vod/v1/aigc-image'].post.requestBody.content['application/json'].schema;
+    // OpenAPI 3.0: `example` is its keyword and `nullable` its way of writing null.
+    const validate = new Ajv({ strict: false, allErrors: true }).compile(schema);
+    const seed = seedBody() as Record<string, unknown> & { file_infos: Array<Record<string, unknown>> };
+    const accepted: Array<Record<string, unknown>> = [
+      seed, // "type": "file" and "url": "" in its file_infos
+      { ...PROMPT_BODY, model_name: 'gem', tasks_priority: '-3', file_infos: '', output_config: null, session_id: null },
+      { ...PROMPT_BODY, output_config: { resolution: '2k', storage_mode: 'PERMANENT', aspect_ratio: '' } },
+      { ...seed, file_infos: [{ type: 'URL', url: 'HTTPS://Example.COM/a.png', file_id: '' }] },
+    ];
+    for (const example of accepted) {
+      expect(validate(example), JSON.stringify(validate.errors)).toBe(true);
+      // Sent without its input images (the seed's file_id is not this relay's, and nothing here may fetch a URL).
+      const sent = { ...example, file_infos: Array.isArray(example.file_infos) ? [] : example.file_infos, session_id: '' };
+      const res = await t.api.post('/tencent-vod/v1/aigc-image', sent);
+      expect(res.status, res.text).toBe(200);
+    }
+    const refused = [
+      { ...PROMPT_BODY, model_name: 'Gemini' },
+      { ...PROMPT_BODY, unknown: 1 },
+      { ...PROMPT_BODY, tasks_priority: 11 },
+      { ...PROMPT_BODY, output_config: { resolution: '3K' } },
+      { ...seed, file_infos: [{ ...seed.file_infos[0], type: 'Base64' }] },
+    ];
+    for (const example of refused) {
+      expect(validate(example)).toBe(false);
+      expect((await t.api.post('/tencent-vod/v1/aigc-image', example)).status).toBe(400);
     }
   });
 

@@ -5,7 +5,7 @@ import { requestFingerprint, type StoredResponse } from '../../app/idempotency';
 import { submitTask } from '../../app/submit-task';
 import { MAX_WAIT_SECONDS, readIdempotencyKey, readPreferWait } from '../../domain/delivery';
 import { FieldError, RelayError } from '../../domain/errors';
-import { SubmitBodySchema } from '../../domain/submit-schema';
+import { SubmitRequestSchema } from '../../domain/submit-schema';
 import { isTerminal } from '../../domain/task-state';
 import type { TaskRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
@@ -63,7 +63,7 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
             'optional field means the field is absent. The task is charged (held) when accepted.',
           tags: ['tasks'],
           security: [{ bearer: [] }],
-          body: SubmitBodySchema,
+          body: SubmitRequestSchema,
           headers: SubmitHeaders,
           querystring: SubmitQuery,
           response: {
