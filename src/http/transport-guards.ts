@@ -108,6 +108,16 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
 }
 
 /**
+ * An `onRequest` hook for the seed's endpoint, whose page marks Content-Type optional: a body sent without one is
+ * read as JSON (clients such as Python's `requests.post(url, data=text)` send none). A Content-Type that is present
+ * and not JSON is still a 415.
+ */
+export function readUntypedBodyAsJson(request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+  if (request.headers['content-type'] === undefined) request.headers['content-type'] = 'application/json';
+  done();
+}
+
+/**
  * U+0000 has no use in any field of this API, and PostgreSQL cannot store it in text: refused at the door in URLs
  * (`%00`; Node's parser already refuses a raw NUL) so that no store ever sees it as an id or a filter.
  */

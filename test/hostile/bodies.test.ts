@@ -89,13 +89,14 @@ describe('wrong content types', () => {
     expect(message).toMatch(/^Content-Type:/);
   });
 
-  it('answers 415 for a body sent with no Content-Type at all', async () => {
-    refused(await submit(JSON.stringify(PROMPT_BODY), {}), 415, 'UnsupportedMediaType');
+  it('reads a body sent with no Content-Type as JSON (the seed marks the header optional), and still refuses broken JSON', async () => {
+    expect((await submit(JSON.stringify(PROMPT_BODY), {})).statusCode).toBe(200);
+    expect(refused(await submit('{"model_name": ', {}), 400, 'InvalidParameter')).toBe('body: malformed JSON');
   });
 
   it('answers 400 naming the body when there is no body and no Content-Type', async () => {
     const res = await t.relay.app.inject({ method: 'POST', url: SUBMIT, headers: { authorization: `Bearer ${t.devKey}` } });
-    refused(res, 400, 'InvalidParameter');
+    expect(refused(res, 400, 'MissingParameter')).toMatch(/^body:/);
   });
 
   it('answers 400 naming the body for an empty JSON body', async () => {

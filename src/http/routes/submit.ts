@@ -12,6 +12,7 @@ import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { resultBody, submitBody } from '../presenters';
 import { errorResponses, ResultBody, SubmitResponse } from '../schemas';
+import { readUntypedBodyAsJson } from '../transport-guards';
 import { waitAsPreferred } from '../wait';
 
 /** Documentation of the optional headers and query (read by hand below: this route's validator is a no-op). */
@@ -81,6 +82,7 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         // The domain validator (domain/validate-submit.ts) checks this body against the same schema plus the
         // cross-field rules, with messages that name the field; running Ajv first would be the same work twice.
         validatorCompiler: () => (value) => ({ value }),
+        onRequest: readUntypedBodyAsJson,
       },
       async (request, reply) => {
         if (deps.isShuttingDown()) {
