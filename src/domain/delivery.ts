@@ -44,8 +44,10 @@ export function readIdempotencyKey(header: string | string[] | undefined): strin
 
 /**
  * `Prefer: wait=N` (RFC 7240 §4.3) → N, or undefined when the header asks for no wait. Other preferences in the
- * header are ignored, as RFC 7240 allows; a `wait` we cannot honour as written is a 400 naming the header, because
- * silently not waiting would turn a client's bug into polling load.
+ * header are ignored, as RFC 7240 allows. A longer wait than we hold a connection for is cut to MAX_WAIT_SECONDS (a
+ * client asking for 120 s wants as long as it can get; `Preference-Applied` tells it what it got). A `wait` that is
+ * not a whole number of seconds is a 400 naming the header, because silently not waiting would turn a client's bug
+ * into polling load.
  */
 export function readPreferWait(header: string | string[] | undefined): number | undefined {
   if (header === undefined) return undefined;
@@ -56,15 +58,11 @@ export function readPreferWait(header: string | string[] | undefined): number | 
       const [name, ...rest] = preference.split(';')[0]!.split('=');
       if (name!.trim().toLowerCase() !== 'wait') continue;
       const raw = rest.join('=').trim().replace(/^"(.*)"$/, '$1');
-      if (!/^\d{1,6}$/.test(raw) || Number(raw) > MAX_WAIT_SECONDS) {
-        throw new FieldError(
-          'InvalidParameterValue',
-          'Prefer',
-          `wait=${raw.slice(0, 20)} is not a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`,
-        );
+      if (!/^\d{1,9}$/.test(raw)) {
+        throw new FieldError('InvalidParameterValue', 'Prefer', `wait=${raw.slice(0, 20)} is not a whole number of seconds`);
       }
       if (wait !== undefined) throw new FieldError('InvalidParameterValue', 'Prefer', 'give wait= once');
-      wait = Number(raw);
+      wait = Math.min(Number(raw), MAX_WAIT_SECONDS);
     }
   }
   return wait;

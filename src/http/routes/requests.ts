@@ -70,7 +70,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: {
           ...common,
           summary: 'Task result; 202 with the status body until it is finished',
-          description: `\`Prefer: wait=N\` (N ≤ ${MAX_WAIT_SECONDS}) holds the answer until the task finishes or N seconds pass.`,
+          description: `\`Prefer: wait=N\` (at most ${MAX_WAIT_SECONDS}; a longer wait is cut to it) holds the answer until the task finishes or N seconds pass.`,
           headers: Type.Object({ prefer: Type.Optional(Type.String({ description: 'wait=N' })) }),
           response: { 200: ResultBody, 202: StatusBody, ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound') },
         },

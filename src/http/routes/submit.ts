@@ -27,7 +27,7 @@ const SubmitHeaders = Type.Object({
   ),
   prefer: Type.Optional(
     Type.String({
-      description: `\`wait=N\` (N ≤ ${MAX_WAIT_SECONDS}): hold the connection until the task finishes or N seconds pass; answers with the result body if it finished. Sets \`Preference-Applied\`.`,
+      description: `\`wait=N\` (at most ${MAX_WAIT_SECONDS}; a longer wait is cut to it): hold the connection until the task finishes or N seconds pass; answers with the result body if it finished. Sets \`Preference-Applied\`.`,
     }),
   ),
 });
