@@ -58,7 +58,7 @@ export function readPreferWait(header: string | string[] | undefined): number | 
       const [name, ...rest] = preference.split(';')[0]!.split('=');
       if (name!.trim().toLowerCase() !== 'wait') continue;
       const raw = rest.join('=').trim().replace(/^"(.*)"$/, '$1');
-      if (!/^\d{1,9}$/.test(raw)) {
+      if (!/^\d+$/.test(raw)) {
         throw new FieldError('InvalidParameterValue', 'Prefer', `wait=${raw.slice(0, 20)} is not a whole number of seconds`);
       }
       if (wait !== undefined) throw new FieldError('InvalidParameterValue', 'Prefer', 'give wait= once');

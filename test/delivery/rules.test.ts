@@ -65,8 +65,8 @@ describe('header rules', () => {
     expect(readPreferWait('respond-async, WAIT=60')).toBe(60);
     expect(readPreferWait('wait="15"; foo')).toBe(15);
     expect(readPreferWait('wait=61')).toBe(60); // as long as it can get
-    expect(readPreferWait('wait=999999999')).toBe(60);
-    for (const bad of ['wait=', 'wait=1e1', 'wait=-1', 'wait=1.5', 'wait=1234567890', 'wait=5, wait=6']) expect(() => readPreferWait(bad), bad).toThrow(/^Prefer: /);
+    expect(readPreferWait(`wait=${'9'.repeat(400)}`)).toBe(60);
+    for (const bad of ['wait=', 'wait=1e1', 'wait=-1', 'wait=1.5', 'wait=5, wait=6']) expect(() => readPreferWait(bad), bad).toThrow(/^Prefer: /);
   });
 
   it('Idempotency-Key', () => {
