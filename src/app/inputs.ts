@@ -30,6 +30,8 @@ export async function checkFileRefs(
     readonly precheckUrl?: UrlPrecheck;
     /** Ids the task's upstream resolves itself (Tencent VOD FileIds): not looked up here. */
     readonly upstreamFileId?: (fileId: string) => boolean;
+    /** Ids that an upstream would resolve, but this task goes to none that can: said so when refused. */
+    readonly upstreamOnlyFileId?: (fileId: string) => boolean;
   },
 ): Promise<void> {
   for (const [index, ref] of input.file_infos.entries()) {
@@ -40,11 +42,10 @@ export async function checkFileRefs(
     if (ref.type !== 'File' || ref.file_id === undefined || options.upstreamFileId?.(ref.file_id)) continue;
     const file = await store.files.getFile(ref.file_id);
     if (!file || file.accountId !== accountId || (file.expiresAt !== undefined && file.expiresAt <= options.now)) {
-      throw new FieldError(
-        'InvalidParameterValue',
-        `file_infos[${index}].file_id`,
-        `file ${JSON.stringify(ref.file_id)} does not exist (upload it with POST /tencent-vod/v1/files first)`,
-      );
+      const why = options.upstreamOnlyFileId?.(ref.file_id)
+        ? `is not a file of this relay, and a Tencent VOD FileId is passed upstream only to a Tencent channel; none serves ${input.model_name} ${input.model_version} now`
+        : 'does not exist (upload it with POST /tencent-vod/v1/files first)';
+      throw new FieldError('InvalidParameterValue', `file_infos[${index}].file_id`, `file ${JSON.stringify(ref.file_id)} ${why}`);
     }
   }
 }

@@ -30,6 +30,8 @@ export interface SubmitDeps {
   readonly precheckUrl?: UrlPrecheck;
   /** A `file_id` that the task's provider hands to its upstream as is (Tencent VOD FileIds), so it need not be ours. */
   readonly upstreamFileId?: (provider: string, fileId: string) => boolean;
+  /** A `file_id` that would go upstream as is if the task had gone to such a provider (for a clearer refusal). */
+  readonly upstreamOnlyFileId?: (provider: string, fileId: string) => boolean;
 }
 
 export interface SubmitOptions {
@@ -55,11 +57,12 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
   if (deps.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.requestRates, caller.key, deps.clock.now());
   const input = validateSubmitBody(body);
   const provider = deps.route(input);
-  const upstreamFileId = deps.upstreamFileId;
+  const { upstreamFileId, upstreamOnlyFileId } = deps;
   await checkFileRefs(deps.store, caller.accountId, input, {
     now: deps.clock.now(),
     ...(deps.precheckUrl ? { precheckUrl: deps.precheckUrl } : {}),
     ...(upstreamFileId ? { upstreamFileId: (id: string) => upstreamFileId(provider, id) } : {}),
+    ...(upstreamOnlyFileId ? { upstreamOnlyFileId: (id: string) => upstreamOnlyFileId(provider, id) } : {}),
   });
   const webhookUrl = options.webhookUrl === undefined ? undefined : checkWebhook(deps, options.webhookUrl);
   if (deps.queueDepth() >= deps.maxQueued) {

@@ -37,6 +37,23 @@ describe('POST /tencent-vod/v1/aigc-image — errors', () => {
     expect(await balance()).toBe(before); // nothing charged
   });
 
+  it('with VOD FileIds on but no Tencent channel for the model, the refusal of the seed\'s FileId says why', async () => {
+    const vod = await startTestRelay({ env: { AIGC_RELAY_VOD_FILE_IDS: 'on' } });
+    try {
+      const res = await vod.api.post('/tencent-vod/v1/aigc-image', SEED_BODY);
+      expect(res.status).toBe(400);
+      expect(res.body.Response.Error.Message).toBe(
+        'file_infos[0].file_id: file "387702299774574677" is not a file of this relay, and a Tencent VOD FileId is passed ' +
+          'upstream only to a Tencent channel; none serves GEM 3.0 now',
+      );
+      // An id that is no VOD FileId is simply unknown.
+      const ours = await vod.api.post('/tencent-vod/v1/aigc-image', { ...SEED_BODY, file_infos: [{ type: 'File', file_id: 'file_nope' }] });
+      expect(ours.body.Response.Error.Message).toMatch(/^file_infos\[0\]\.file_id: file "file_nope" does not exist/);
+    } finally {
+      await vod.close();
+    }
+  });
+
   it.each([
     ['unknown resolution', { ...PROMPT_BODY, output_config: { resolution: '3K' } }, 'InvalidParameterValue', /^output_config\.resolution: .*3K.*720P, 1080P/],
     ['missing model_name', { model_version: '3.0', prompt: 'x' }, 'MissingParameter', /^model_name/],
