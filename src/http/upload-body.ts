@@ -1,4 +1,4 @@
-import multipart from '@fastify/multipart';
+import multipart, { type MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FieldError, RelayError } from '../domain/errors';
 
@@ -57,22 +57,31 @@ export async function readUpload(request: FastifyRequest, maxBytes: number): Pro
   }
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes + MULTIPART_OVERHEAD) throw tooLarge(maxBytes);
-  let part;
+  // Every part is read, not only up to the first file: a form with a second file is refused (the `files: 1` limit)
+  // rather than stored with its second image silently dropped. Plain fields are skipped.
+  let image: Buffer | undefined;
   try {
-    part = await request.file({ limits: { fileSize: maxBytes }, throwFileSizeLimit: false });
+    for await (const part of request.parts({ limits: { fileSize: maxBytes } })) {
+      if (part.type !== 'file') continue;
+      if (part.fieldname !== 'file') {
+        part.file.resume();
+        throw new FieldError('InvalidParameter', part.fieldname || 'file', 'unknown field; send the image in the multipart field "file"');
+      }
+      image = await readFilePart(part.file, maxBytes);
+    }
   } catch (err) {
     throw multipartError(err, maxBytes);
   }
-  if (!part) throw new FieldError('MissingParameter', 'file', 'required; the form has no file part');
-  if (part.fieldname !== 'file') {
-    part.file.resume();
-    throw new FieldError('InvalidParameter', part.fieldname || 'file', 'unknown field; send the image in the multipart field "file"');
-  }
+  if (!image) throw new FieldError('MissingParameter', 'file', 'required; the form has no file part');
+  return image;
+}
+
+/** One file part's bytes, refused as soon as they pass `maxBytes`. */
+async function readFilePart(file: MultipartFile['file'], maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   // busboy stops delivering at fileSize but ends the part only at its closing boundary, i.e. after the client has
   // sent everything; 'limit' lets us answer at once instead.
-  const file = part.file;
   file.once('limit', () => file.destroy(tooLarge(maxBytes)));
   try {
     for await (const chunk of file) {
@@ -82,7 +91,7 @@ export async function readUpload(request: FastifyRequest, maxBytes: number): Pro
     }
   } catch (err) {
     file.destroy();
-    throw multipartError(err, maxBytes);
+    throw err;
   }
   if (file.truncated) throw tooLarge(maxBytes);
   return Buffer.concat(chunks, total);

@@ -123,6 +123,19 @@ describe('refused content', () => {
     expect(misnamed.status).toBe(400);
     expect(misnamed.body.Response.Error.Message).toMatch(/^image: unknown field/);
   });
+
+  it('a form with two images is refused, not stored with the second one dropped', async () => {
+    const accountId = (await t.relay.store.accounts.getKey(t.devKey.slice(3).split('.')[0]!))!.accountId;
+    const stored = () => t.relay.store.files.inputBytes(accountId);
+    const before = await stored();
+    const form = new FormData();
+    form.append('file', new Blob([new Uint8Array(await makeImage('png'))], { type: 'image/png' }), 'a.png');
+    form.append('file', new Blob([new Uint8Array(await makeImage('jpeg'))], { type: 'image/jpeg' }), 'b.jpg');
+    const res = await fetch(`${t.url}/tencent-vod/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${t.devKey}` }, body: form });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).Response.Error.Message).toBe('file: send one image per request, with no more than a few small fields');
+    expect(await stored()).toBe(before);
+  });
 });
 
 describe('size limit (10 MB) without buffering the body', () => {
