@@ -73,7 +73,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
       },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
-    transformObject: (doc) => ('openapiObject' in doc ? optionalNullableBodies(doc.openapiObject) : doc.swaggerObject),
+    transformObject: (doc) => ('openapiObject' in doc ? examplesAsOpenApi30(optionalNullableBodies(doc.openapiObject)) : doc.swaggerObject),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -111,5 +111,26 @@ function optionalNullableBodies<T extends { paths?: object }>(doc: T): T {
       if (body && media.length > 0 && media.every((m) => m.schema?.nullable === true)) body.required = false;
     }
   }
+  return doc;
+}
+
+/**
+ * OpenAPI 3.0 schema objects have one `example`, not JSON Schema's `examples` array. @fastify/swagger converts the
+ * arrays it finds under `properties` and `items` but not inside `anyOf`/`oneOf`/`allOf` (the submit body's optional
+ * objects are such unions), which leaves a document that OpenAPI validators refuse. Every array-valued `examples` is
+ * converted here; a media type's `examples` (a map, in 3.0) is left alone.
+ */
+function examplesAsOpenApi30<T extends object>(doc: T): T {
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(visit);
+    if (typeof node !== 'object' || node === null) return;
+    const object = node as Record<string, unknown>;
+    if (Array.isArray(object.examples)) {
+      if (object.example === undefined && object.examples.length > 0) object.example = object.examples[0];
+      delete object.examples;
+    }
+    for (const [key, value] of Object.entries(object)) if (key !== 'example' && key !== 'default' && key !== 'enum') visit(value);
+  };
+  visit(doc);
   return doc;
 }

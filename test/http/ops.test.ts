@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ajv } from 'ajv';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { seedBody } from '../helpers/seed';
+import { solidPng } from '../helpers/images';
 
 let t: TestRelay;
 beforeAll(async () => {
@@ -66,31 +67,59 @@ describe('operations endpoints', () => {
     const schema = doc.paths['/tencent-vod/v1/aigc-image'].post.requestBody.content['application/json'].schema;
     // OpenAPI 3.0: `example` is its keyword and `nullable` its way of writing null.
     const validate = new Ajv({ strict: false, allErrors: true }).compile(schema);
+    // The seed's example with an image of this relay in place of the seed's VOD FileId, so the relay takes it whole:
+    // `"type": "file"` and `"url": ""` in its file_infos.
+    const upload = await fetch(`${t.url}/tencent-vod/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png' },
+      body: new Uint8Array((await solidPng('#123456', 16, 16)).data),
+    });
+    expect(upload.status).toBe(201);
+    const fileId = ((await upload.json()) as { file_id: string }).file_id;
     const seed = seedBody() as Record<string, unknown> & { file_infos: Array<Record<string, unknown>> };
+    const seedWithOurFile = { ...seed, session_id: '', file_infos: [{ ...seed.file_infos[0], file_id: fileId }] };
+    expect(seedWithOurFile.file_infos[0]).toMatchObject({ type: 'file', url: '' });
     const accepted: Array<Record<string, unknown>> = [
-      seed, // "type": "file" and "url": "" in its file_infos
+      seedWithOurFile,
       { ...PROMPT_BODY, model_name: 'gem', tasks_priority: '-3', file_infos: '', output_config: null, session_id: null },
       { ...PROMPT_BODY, output_config: { resolution: '2k', storage_mode: 'PERMANENT', aspect_ratio: '' } },
-      { ...seed, file_infos: [{ type: 'URL', url: 'HTTPS://Example.COM/a.png', file_id: '' }] },
     ];
     for (const example of accepted) {
       expect(validate(example), JSON.stringify(validate.errors)).toBe(true);
-      // Sent without its input images (the seed's file_id is not this relay's, and nothing here may fetch a URL).
-      const sent = { ...example, file_infos: Array.isArray(example.file_infos) ? [] : example.file_infos, session_id: '' };
-      const res = await t.api.post('/tencent-vod/v1/aigc-image', sent);
+      const res = await t.api.post('/tencent-vod/v1/aigc-image', example);
       expect(res.status, res.text).toBe(200);
     }
-    const refused = [
-      { ...PROMPT_BODY, model_name: 'Gemini' },
-      { ...PROMPT_BODY, unknown: 1 },
-      { ...PROMPT_BODY, tasks_priority: 11 },
-      { ...PROMPT_BODY, output_config: { resolution: '3K' } },
-      { ...seed, file_infos: [{ ...seed.file_infos[0], type: 'Base64' }] },
+    // Not sent (nothing here may fetch a URL), only checked: a URL input in other letter cases.
+    expect(validate({ ...seed, file_infos: [{ type: 'URL', url: 'HTTPS://Example.COM/a.png', file_id: '' }] })).toBe(true);
+    const refused: Array<[Record<string, unknown>, string]> = [
+      [{ ...PROMPT_BODY, model_name: 'Gemini' }, 'model_name'],
+      [{ ...PROMPT_BODY, unknown: 1 }, 'unknown'],
+      [{ ...PROMPT_BODY, tasks_priority: 11 }, 'tasks_priority'],
+      [{ ...PROMPT_BODY, output_config: { resolution: '3K' } }, 'output_config.resolution'],
+      [{ ...seedWithOurFile, file_infos: [{ ...seedWithOurFile.file_infos[0], type: 'Base64' }] }, 'file_infos[0].type'],
     ];
-    for (const example of refused) {
-      expect(validate(example)).toBe(false);
-      expect((await t.api.post('/tencent-vod/v1/aigc-image', example)).status).toBe(400);
+    for (const [example, field] of refused) {
+      expect(validate(example), field).toBe(false);
+      const res = await t.api.post('/tencent-vod/v1/aigc-image', example);
+      expect(res.status).toBe(400);
+      expect(res.body.Response.Error.Message.startsWith(`${field}: `), res.body.Response.Error.Message).toBe(true);
     }
+  });
+
+  it('/openapi.json is OpenAPI 3.0 throughout: schema examples are `example`, never a JSON Schema `examples` array', async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    const arrays: string[] = [];
+    const visit = (node: unknown, path: string): void => {
+      if (typeof node !== 'object' || node === null) return;
+      for (const [key, value] of Object.entries(node)) {
+        if (key === 'examples' && Array.isArray(value)) arrays.push(path);
+        if (key !== 'example') visit(value, `${path}/${key}`);
+      }
+    };
+    visit(doc, '');
+    expect(arrays).toEqual([]);
+    const fileInfo = doc.paths['/tencent-vod/v1/aigc-image'].post.requestBody.content['application/json'].schema.properties.file_infos;
+    expect(fileInfo.anyOf[0].items.properties.file_id.example).toBe('387702299774574677');
   });
 
   it('/openapi.json documents a success answer for every operation (a client generated from it knows every shape)', async () => {
