@@ -215,7 +215,9 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     route: (input) => (!config.instantProvider && tencent.serves(input) ? TENCENT_VOD_ID : defaultProvider),
     // A VOD FileId can be anyone's media in the channel's app: passed through only where the operator says so.
     upstreamFileId: (provider, fileId) => config.vodFileIds && provider === TENCENT_VOD_ID && isVodFileId(fileId),
-    upstreamOnlyFileId: (provider, fileId) => config.vodFileIds && provider !== TENCENT_VOD_ID && isVodFileId(fileId),
+    // (Not in instant mode, where no task goes upstream whatever the channels: the plain refusal is the true one.)
+    upstreamOnlyFileId: (provider, fileId) =>
+      config.vodFileIds && !config.instantProvider && provider !== TENCENT_VOD_ID && isVodFileId(fileId),
     enqueue: (task) => engine.enqueue(task),
     queueDepth: () => engine.queueDepth(),
     maxQueued: config.maxQueued,

@@ -58,10 +58,17 @@ export async function readUpload(request: FastifyRequest, maxBytes: number): Pro
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes + MULTIPART_OVERHEAD) throw tooLarge(maxBytes);
   // Every part is read, not only up to the first file: a form with a second file is refused (the `files: 1` limit)
-  // rather than stored with its second image silently dropped. Plain fields are skipped.
+  // rather than stored with its second image silently dropped. Reading to the end must not mean reading without end:
+  // a chunked body (no Content-Length to refuse up front) is cut off once it passes the same bound.
+  const parts = request.parts({ limits: { fileSize: maxBytes } })[Symbol.asyncIterator]();
+  // After parts(), which pipes the body into the parser: a 'data' listener set before would start the flow alone.
+  const overLimit = bodyBound(request, maxBytes + MULTIPART_OVERHEAD, () => tooLarge(maxBytes));
   let image: Buffer | undefined;
   try {
-    for await (const part of request.parts({ limits: { fileSize: maxBytes } })) {
+    for (;;) {
+      const next = await Promise.race([parts.next(), overLimit.exceeded]);
+      if (next.done) break;
+      const part = next.value;
       if (part.type !== 'file') continue;
       if (part.fieldname !== 'file') {
         part.file.resume();
@@ -70,10 +77,37 @@ export async function readUpload(request: FastifyRequest, maxBytes: number): Pro
       image = await readFilePart(part.file, maxBytes);
     }
   } catch (err) {
+    // A plain field the parser would not take (a name like `constructor`, a JSON field that does not parse) is
+    // reported once the form ends; plain fields are not this route's business, so the image stands.
+    const code = (err as { code?: string }).code;
+    if (image && (code === 'FST_PROTO_VIOLATION' || code === 'FST_INVALID_JSON_FIELD_ERROR')) return image;
     throw multipartError(err, maxBytes);
+  } finally {
+    overLimit.stop();
   }
   if (!image) throw new FieldError('MissingParameter', 'file', 'required; the form has no file part');
   return image;
+}
+
+/**
+ * Counts the bytes of a body read straight off the request (@fastify/multipart reads `request.raw`, not the payload
+ * a preParsing hook returns): `exceeded` rejects once they pass `limit`.
+ */
+function bodyBound(request: FastifyRequest, limit: number, error: () => Error): { exceeded: Promise<never>; stop: () => void } {
+  let total = 0;
+  let fail!: (err: Error) => void;
+  const exceeded = new Promise<never>((_resolve, reject) => (fail = reject));
+  exceeded.catch(() => {}); // seen through the race, or not at all
+  const onData = (chunk: Buffer) => {
+    total += chunk.length;
+    if (total > limit) {
+      stop();
+      fail(error());
+    }
+  };
+  const stop = () => request.raw.off('data', onData);
+  request.raw.on('data', onData);
+  return { exceeded, stop };
 }
 
 /** One file part's bytes, refused as soon as they pass `maxBytes`. */

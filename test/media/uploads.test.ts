@@ -136,6 +136,17 @@ describe('refused content', () => {
     expect(((await res.json()) as any).Response.Error.Message).toBe('file: send one image per request, with no more than a few small fields');
     expect(await stored()).toBe(before);
   });
+
+  it('plain fields around the image do not matter, whatever their names', async () => {
+    const form = new FormData();
+    form.append('toString', 'before the image');
+    form.append('file', new Blob([new Uint8Array(await makeImage('png'))], { type: 'image/png' }), 'a.png');
+    form.append('constructor', 'after the image');
+    form.append('note', 'x'.repeat(5000)); // over the parser's field size: cut short, and still no matter
+    const res = await fetch(`${t.url}/tencent-vod/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${t.devKey}` }, body: form });
+    expect(res.status, await res.clone().text()).toBe(201);
+    expect(((await res.json()) as any).content_type).toBe('image/png');
+  });
 });
 
 describe('size limit (10 MB) without buffering the body', () => {
@@ -212,6 +223,26 @@ describe('size limit (10 MB) without buffering the body', () => {
     const prefix = Buffer.from(
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`,
     );
+    const total = 11 * 1024 * 1024;
+    const res = await streamUpload({
+      pauseAt: LIMIT + 512 * 1024,
+      prefix,
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+    });
+    expect(res.status).toBe(413);
+    expect(res.body.Response.Error.Message).toMatch(/^file: larger than 10 MB/);
+    expect(res.sentBeforeAnswer).toBeLessThan(total);
+    expect(res.connection).toBe('close');
+  });
+
+  it('a chunked multipart upload that goes on past its image is answered 413 once it passes the limit', async () => {
+    const boundary = 'relaytestboundary';
+    const image = await makeImage('png');
+    const prefix = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`),
+      image,
+      Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n`),
+    ]);
     const total = 11 * 1024 * 1024;
     const res = await streamUpload({
       pauseAt: LIMIT + 512 * 1024,
