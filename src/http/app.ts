@@ -114,22 +114,33 @@ function optionalNullableBodies<T extends { paths?: object }>(doc: T): T {
   return doc;
 }
 
+/** Keys whose values are data (examples, defaults, constants, extensions), not schemas or documents to walk. */
+const DATA_KEYS = new Set(['example', 'default', 'enum', 'const', 'value']);
+
 /**
  * OpenAPI 3.0 schema objects have one `example`, not JSON Schema's `examples` array. @fastify/swagger converts the
  * arrays it finds under `properties` and `items` but not inside `anyOf`/`oneOf`/`allOf` (the submit body's optional
  * objects are such unions), which leaves a document that OpenAPI validators refuse. Every array-valued `examples` is
- * converted here; a media type's `examples` (a map, in 3.0) is left alone.
+ * converted here; a media type's `examples` (a map, in 3.0) is left alone, and so is data: example values, defaults,
+ * constants and `x-` extensions are not walked, while under `properties` every key is a name, whatever it is.
  */
-function examplesAsOpenApi30<T extends object>(doc: T): T {
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) return node.forEach(visit);
+export function examplesAsOpenApi30<T extends object>(doc: T): T {
+  const visit = (node: unknown, keysAreNames = false): void => {
+    if (Array.isArray(node)) return node.forEach((item) => visit(item));
     if (typeof node !== 'object' || node === null) return;
     const object = node as Record<string, unknown>;
+    if (keysAreNames) {
+      for (const value of Object.values(object)) visit(value);
+      return;
+    }
     if (Array.isArray(object.examples)) {
       if (object.example === undefined && object.examples.length > 0) object.example = object.examples[0];
       delete object.examples;
     }
-    for (const [key, value] of Object.entries(object)) if (key !== 'example' && key !== 'default' && key !== 'enum') visit(value);
+    for (const [key, value] of Object.entries(object)) {
+      if (DATA_KEYS.has(key) || key.startsWith('x-')) continue;
+      visit(value, key === 'properties' || key === 'patternProperties');
+    }
   };
   visit(doc);
   return doc;

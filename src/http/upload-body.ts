@@ -37,12 +37,14 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
       undefined,
     );
   });
-  scope.setErrorHandler((error, _request, reply) => {
+  scope.setErrorHandler((error, request, reply) => {
     const tooBig = (error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (error instanceof RelayError && error.code === 'RequestSizeLimitExceeded');
     // The rest of an oversized body is never read: the connection closes after the answer, so a client still
     // sending learns at once, and Node does not read and discard it all (the route's preParsing does the same for
     // an upload refused before its body was read).
-    if (tooBig) reply.header('Connection', 'close');
+    // Any refusal made before the body has ended (an unknown part, a second file): the same, or Node would go on
+    // reading the rest of the body, however long, only to discard it.
+    if (tooBig || !request.raw.complete) reply.header('Connection', 'close');
     // Fastify's own limit error (image/* parser): say which limit; the app's handler then answers.
     if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(maxBytes);
     throw error;
@@ -59,28 +61,38 @@ export async function readUpload(request: FastifyRequest, maxBytes: number): Pro
   if (Number.isFinite(declared) && declared > maxBytes + MULTIPART_OVERHEAD) throw tooLarge(maxBytes);
   // Every part is read, not only up to the first file: a form with a second file is refused (the `files: 1` limit)
   // rather than stored with its second image silently dropped. Reading to the end must not mean reading without end:
-  // a chunked body (no Content-Length to refuse up front) is cut off once it passes the same bound.
+  // a chunked body (no Content-Length to refuse up front) is cut off once it passes the same bound, whatever part
+  // it is in.
   const parts = request.parts({ limits: { fileSize: maxBytes } })[Symbol.asyncIterator]();
-  // After parts(), which pipes the body into the parser: a 'data' listener set before would start the flow alone.
+  // The generator starts on its first next(), which pipes the body into the parser in the same tick; the counter is
+  // attached after it, so that it cannot set the body flowing before the parser listens.
+  let pending = parts.next();
   const overLimit = bodyBound(request, maxBytes + MULTIPART_OVERHEAD, () => tooLarge(maxBytes));
   let image: Buffer | undefined;
+  let reading: MultipartFile['file'] | undefined;
   try {
     for (;;) {
-      const next = await Promise.race([parts.next(), overLimit.exceeded]);
+      const next = await Promise.race([pending, overLimit.exceeded]);
       if (next.done) break;
       const part = next.value;
-      if (part.type !== 'file') continue;
-      if (part.fieldname !== 'file') {
-        part.file.resume();
-        throw new FieldError('InvalidParameter', part.fieldname || 'file', 'unknown field; send the image in the multipart field "file"');
+      if (part.type === 'file') {
+        if (part.fieldname !== 'file') {
+          part.file.resume();
+          throw new FieldError('InvalidParameter', part.fieldname || 'file', 'unknown field; send the image in the multipart field "file"');
+        }
+        reading = part.file;
+        image = await Promise.race([readFilePart(part.file, maxBytes), overLimit.exceeded]);
+        reading = undefined;
       }
-      image = await readFilePart(part.file, maxBytes);
+      pending = parts.next();
     }
   } catch (err) {
+    reading?.destroy();
     // A plain field the parser would not take (a name like `constructor`, a JSON field that does not parse) is
-    // reported once the form ends; plain fields are not this route's business, so the image stands.
+    // reported once the form has ended; plain fields are not this route's business, so the image stands. (Only
+    // then: a client that hung up after such a field is reported with the field's error too.)
     const code = (err as { code?: string }).code;
-    if (image && (code === 'FST_PROTO_VIOLATION' || code === 'FST_INVALID_JSON_FIELD_ERROR')) return image;
+    if (image && request.raw.complete && (code === 'FST_PROTO_VIOLATION' || code === 'FST_INVALID_JSON_FIELD_ERROR')) return image;
     throw multipartError(err, maxBytes);
   } finally {
     overLimit.stop();
@@ -91,7 +103,7 @@ export async function readUpload(request: FastifyRequest, maxBytes: number): Pro
 
 /**
  * Counts the bytes of a body read straight off the request (@fastify/multipart reads `request.raw`, not the payload
- * a preParsing hook returns): `exceeded` rejects once they pass `limit`.
+ * a preParsing hook returns): once they pass `limit`, the parser is fed no more and `exceeded` rejects.
  */
 function bodyBound(request: FastifyRequest, limit: number, error: () => Error): { exceeded: Promise<never>; stop: () => void } {
   let total = 0;
@@ -102,6 +114,7 @@ function bodyBound(request: FastifyRequest, limit: number, error: () => Error): 
     total += chunk.length;
     if (total > limit) {
       stop();
+      request.raw.unpipe();
       fail(error());
     }
   };

@@ -255,6 +255,36 @@ describe('size limit (10 MB) without buffering the body', () => {
     expect(res.connection).toBe('close');
   });
 
+  it('a chunked form that passes the limit inside its image, after a long field, is answered 413 there and then', async () => {
+    const boundary = 'relaytestboundary';
+    const prefix = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n`),
+      Buffer.alloc(5 * 1024 * 1024, 0x61),
+      Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`),
+    ]);
+    // The image alone stays under 10 MB; the body passes the limit inside it, and the client then waits.
+    const res = await streamUpload({
+      pauseAt: LIMIT + 512 * 1024,
+      prefix,
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+    });
+    expect(res.status).toBe(413);
+    expect(res.connection).toBe('close');
+  });
+
+  it('a part refused before the body has ended closes the connection, so the rest of the body is not read', async () => {
+    const boundary = 'relaytestboundary';
+    const prefix = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="other"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`);
+    const res = await streamUpload({
+      pauseAt: 1024 * 1024,
+      prefix,
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.Response.Error.Message).toMatch(/^other: unknown field/);
+    expect(res.connection).toBe('close');
+  });
+
   it('the relay still answers normally afterwards', async () => {
     expect((await uploadRaw(await makeImage('webp'), 'image/webp')).status).toBe(201);
   });
