@@ -48,12 +48,21 @@ function allowedValues(errors: readonly ValidationEntry[], first: ValidationEntr
   return values && values.length > 0 ? values.map((v) => JSON.stringify(v)).join(', ') : undefined;
 }
 
+/** What a 415 says: the type that came, and the usual way it came (`curl -d` sends a form's type by default). */
+function unsupportedMediaType(contentType: string | undefined): string {
+  const shown = contentType === undefined ? '' : ` ${JSON.stringify(contentType.slice(0, 100))} is not accepted;`;
+  const curlHint = contentType?.toLowerCase().startsWith('application/x-www-form-urlencoded')
+    ? " (curl -d sends that type: add -H 'Content-Type: application/json')"
+    : '';
+  return `Content-Type:${shown} send application/json${curlHint}`;
+}
+
 /**
  * Translates whatever was thrown into a RelayError. Client mistakes that Fastify detects itself (bad JSON, wrong
  * content type, body too large, schema failures) become the matching 4xx; a busy database a 503 with Retry-After;
  * anything unrecognised is a 500 whose details go to the log only.
  */
-export function toRelayError(error: FastifyError | Error): RelayError | undefined {
+export function toRelayError(error: FastifyError | Error, contentType?: string): RelayError | undefined {
   if (error instanceof RelayError) return error;
   // The database is busy (a lock held too long): the request may well succeed in a moment, so not a 500.
   if (isStoreUnavailable(error)) return new RelayError('ResourceUnavailable', 'the database is busy or unavailable; retry shortly', { retryAfterSeconds: 1, cause: error });
@@ -69,7 +78,7 @@ export function toRelayError(error: FastifyError | Error): RelayError | undefine
   }
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new RelayError('UnsupportedMediaType', 'Content-Type: send application/json');
+      return new RelayError('UnsupportedMediaType', unsupportedMediaType(contentType));
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new RelayError('RequestSizeLimitExceeded', 'body: larger than the limit for this route');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -92,7 +101,7 @@ export function toRelayError(error: FastifyError | Error): RelayError | undefine
 
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const relayError = toRelayError(error);
+    const relayError = toRelayError(error, request.headers['content-type']);
     if (relayError && isStoreUnavailable(error)) request.log.warn({ err: error }, 'database busy or unavailable: answered 503');
     if (relayError) return sendError(reply, relayError);
     request.log.error({ err: error }, 'unhandled error');

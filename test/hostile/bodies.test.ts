@@ -86,7 +86,15 @@ describe('wrong content types', () => {
     ['garbage', ';;;'],
   ])('answers 415 for %s', async (_name, type) => {
     const message = refused(await submit(JSON.stringify(PROMPT_BODY), { 'content-type': type }), 415, 'UnsupportedMediaType');
-    expect(message).toMatch(/^Content-Type:/);
+    expect(message).toMatch(/^Content-Type: ".*" is not accepted; send application\/json/);
+    expect(message).toContain(JSON.stringify(type));
+  });
+
+  it("tells a curl user what -d sent and how to send JSON", async () => {
+    const message = refused(await submit(JSON.stringify(PROMPT_BODY), { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'UnsupportedMediaType');
+    expect(message).toBe(
+      `Content-Type: "application/x-www-form-urlencoded" is not accepted; send application/json (curl -d sends that type: add -H 'Content-Type: application/json')`,
+    );
   });
 
   it('reads a body sent with no Content-Type as JSON (the seed marks the header optional), and still refuses broken JSON', async () => {
