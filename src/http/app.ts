@@ -116,13 +116,16 @@ function optionalNullableBodies<T extends { paths?: object }>(doc: T): T {
 
 /** Keys whose values are data (examples, defaults, constants, extensions), not schemas or documents to walk. */
 const DATA_KEYS = new Set(['example', 'default', 'enum', 'const', 'value']);
+/** Keys whose values are maps of names (a property, a status code, a schema's name), whatever each name is. */
+const NAME_MAPS = new Set(['properties', 'patternProperties', 'paths', 'responses', 'schemas', '$defs', 'definitions', 'content', 'encoding', 'headers']);
 
 /**
  * OpenAPI 3.0 schema objects have one `example`, not JSON Schema's `examples` array. @fastify/swagger converts the
  * arrays it finds under `properties` and `items` but not inside `anyOf`/`oneOf`/`allOf` (the submit body's optional
  * objects are such unions), which leaves a document that OpenAPI validators refuse. Every array-valued `examples` is
  * converted here; a media type's `examples` (a map, in 3.0) is left alone, and so is data: example values, defaults,
- * constants and `x-` extensions are not walked, while under `properties` every key is a name, whatever it is.
+ * constants and `x-` extensions are not walked, while in a map of names (`properties`, `responses`, `schemas`, …)
+ * every key is a name, whatever it is.
  */
 export function examplesAsOpenApi30<T extends object>(doc: T): T {
   const visit = (node: unknown, keysAreNames = false): void => {
@@ -139,7 +142,7 @@ export function examplesAsOpenApi30<T extends object>(doc: T): T {
     }
     for (const [key, value] of Object.entries(object)) {
       if (DATA_KEYS.has(key) || key.startsWith('x-')) continue;
-      visit(value, key === 'properties' || key === 'patternProperties');
+      visit(value, NAME_MAPS.has(key));
     }
   };
   visit(doc);

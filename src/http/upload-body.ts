@@ -42,8 +42,8 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
     // The rest of an oversized body is never read: the connection closes after the answer, so a client still
     // sending learns at once, and Node does not read and discard it all (the route's preParsing does the same for
     // an upload refused before its body was read).
-    // Any refusal made before the body has ended (an unknown part, a second file): the same, or Node would go on
-    // reading the rest of the body, however long, only to discard it.
+    // Any refusal made before the body has ended (an unknown part, a second file, a key refused before the body was
+    // read): the same, or Node would go on reading the rest of the body, however long, only to discard it.
     if (tooBig || !request.raw.complete) reply.header('Connection', 'close');
     // Fastify's own limit error (image/* parser): say which limit; the app's handler then answers.
     if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(maxBytes);

@@ -23,6 +23,15 @@ describe('examplesAsOpenApi30', () => {
     expect(body.properties.examples).toEqual({ type: 'array', items: { type: 'string' }, example: ['z'] });
   });
 
+  it('walks every map of names, whatever the names: a response called default, a schema called value', () => {
+    const doc = examplesAsOpenApi30({
+      paths: { '/x': { get: { responses: { default: { content: { 'application/json': { schema: { type: 'string', examples: ['r'] } } } } } } } },
+      components: { schemas: { value: { type: 'string', examples: ['s'] } } },
+    });
+    expect(doc.paths['/x'].get.responses.default.content['application/json'].schema).toEqual({ type: 'string', example: 'r' });
+    expect(doc.components.schemas.value).toEqual({ type: 'string', example: 's' });
+  });
+
   it('leaves data alone: constants, defaults, extensions, example values and a media type’s examples map', () => {
     const data = { examples: ['kept'], n: 1 };
     const doc = examplesAsOpenApi30({
