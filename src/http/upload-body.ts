@@ -1,12 +1,13 @@
 import multipart, { type MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FieldError, RelayError } from '../domain/errors';
+import { closeAfterAnswer } from './lingering-close';
 
 /**
  * Reading an upload (`POST /tencent-vod/v1/files`): a multipart form with the image in field `file`, or the image
  * itself as an `image/*` body. Both paths stop at `maxBytes` while streaming: a declared Content-Length over the
  * limit is refused before any body byte is read, and an undeclared (chunked) body is cut off as soon as the count
- * passes the limit; the rest of the body is discarded by Node, never kept. The Content-Type only picks the parser:
+ * passes the limit; the rest of the body is not read (lingering-close.ts), never kept. The Content-Type only picks the parser:
  * the format is decided from the bytes afterwards (app/uploads.ts).
  */
 
@@ -39,12 +40,12 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
   });
   scope.setErrorHandler((error, request, reply) => {
     const tooBig = (error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (error instanceof RelayError && error.code === 'RequestSizeLimitExceeded');
-    // The rest of an oversized body is never read: the connection closes after the answer, so a client still
-    // sending learns at once, and Node does not read and discard it all (the route's preParsing does the same for
-    // an upload refused before its body was read).
+    // The rest of an oversized body is not read: the connection closes after the answer (in stages, so that a client
+    // still sending gets the answer), and Node does not read and discard it all (the route's preParsing does the
+    // same for an upload refused before its body was read).
     // Any refusal made before the body has ended (an unknown part, a second file, a key refused before the body was
     // read): the same, or Node would go on reading the rest of the body, however long, only to discard it.
-    if (tooBig || !request.raw.complete) reply.header('Connection', 'close');
+    if (tooBig || !request.raw.complete) closeAfterAnswer(reply);
     // Fastify's own limit error (image/* parser): say which limit; the app's handler then answers.
     if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(maxBytes);
     throw error;

@@ -10,6 +10,7 @@ import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { sendStoredFile } from '../file-response';
 import { hungUpSignal } from '../hang-up';
+import { closeAfterAnswer } from '../lingering-close';
 import { errorResponses } from '../schemas';
 import { readUpload, registerUploadParsers } from '../upload-body';
 
@@ -165,7 +166,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
           } catch (err) {
             // Nothing of the body has been read, and none of it will be: the connection closes after the answer,
             // so a client still sending learns at once, and Node does not read and discard it all.
-            reply.header('Connection', 'close');
+            closeAfterAnswer(reply);
             throw err;
           }
           holdUntilAnsweredOrGone(leave, reply.raw, hungUpSignal(request.raw.socket, HANG_UP_LISTENERS));
