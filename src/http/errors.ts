@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RelayError, type ErrorCode, statusOf } from '../domain/errors';
 import { isStoreUnavailable } from '../ports/store';
+import { closeAfterAnswer } from './lingering-close';
 
 /** The one error envelope (Tencent Cloud's), used for every failure the API answers. */
 export function envelope(code: ErrorCode | string, message: string, requestId: string) {
@@ -9,7 +10,17 @@ export function envelope(code: ErrorCode | string, message: string, requestId: s
 
 export function sendError(reply: FastifyReply, error: RelayError): FastifyReply {
   if (error.retryAfterSeconds !== undefined) reply.header('Retry-After', String(error.retryAfterSeconds));
+  closeIfBodyUnread(reply);
   return reply.code(error.status).send(envelope(error.code, error.message, reply.request.id));
+}
+
+/**
+ * A refusal made before the request's body has ended (too large, a bad key or type refused before the body is
+ * read, an unknown part of an upload): the connection closes after the answer, or Node would go on reading the rest
+ * of the body, however long, only to discard it. It closes in stages, so that a client still sending gets the answer.
+ */
+function closeIfBodyUnread(reply: FastifyReply): void {
+  if (!reply.request.raw.complete) closeAfterAnswer(reply);
 }
 
 /** `/output_config/resolution` + `must be …` → `output_config.resolution: must be …` */
@@ -105,6 +116,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (relayError && isStoreUnavailable(error)) request.log.warn({ err: error }, 'database busy or unavailable: answered 503');
     if (relayError) return sendError(reply, relayError);
     request.log.error({ err: error }, 'unhandled error');
+    closeIfBodyUnread(reply);
     return reply.code(statusOf('InternalError')).send(envelope('InternalError', 'Internal error; quote the RequestId when reporting it.', request.id));
   });
   app.setNotFoundHandler((request, reply) =>

@@ -1,7 +1,6 @@
 import multipart, { type MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FieldError, RelayError } from '../domain/errors';
-import { closeAfterAnswer } from './lingering-close';
 
 /**
  * Reading an upload (`POST /tencent-vod/v1/files`): a multipart form with the image in field `file`, or the image
@@ -38,14 +37,9 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
       undefined,
     );
   });
-  scope.setErrorHandler((error, request, reply) => {
-    const tooBig = (error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (error instanceof RelayError && error.code === 'RequestSizeLimitExceeded');
-    // The rest of an oversized body is not read: the connection closes after the answer (in stages, so that a client
-    // still sending gets the answer), and Node does not read and discard it all (the route's preParsing does the
-    // same for an upload refused before its body was read).
-    // Any refusal made before the body has ended (an unknown part, a second file, a key refused before the body was
-    // read): the same, or Node would go on reading the rest of the body, however long, only to discard it.
-    if (tooBig || !request.raw.complete) closeAfterAnswer(reply);
+  // A refusal before the body has ended closes the connection after the answer (http/errors.ts sendError), so the
+  // rest of an oversized or refused upload is not read.
+  scope.setErrorHandler((error) => {
     // Fastify's own limit error (image/* parser): say which limit; the app's handler then answers.
     if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(maxBytes);
     throw error;

@@ -10,7 +10,6 @@ import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { sendStoredFile } from '../file-response';
 import { hungUpSignal } from '../hang-up';
-import { closeAfterAnswer } from '../lingering-close';
 import { errorResponses } from '../schemas';
 import { readUpload, registerUploadParsers } from '../upload-body';
 
@@ -160,15 +159,9 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
         // Before a byte of the body is read: too many uploads in progress, a key over its rpm, or an account whose
         // uploads fill its quota.
         preParsing: async (request, reply, payload) => {
-          let leave: () => void;
-          try {
-            leave = await admitUpload(fileDeps, callerOf(request));
-          } catch (err) {
-            // Nothing of the body has been read, and none of it will be: the connection closes after the answer,
-            // so a client still sending learns at once, and Node does not read and discard it all.
-            closeAfterAnswer(reply);
-            throw err;
-          }
+          // A refusal here is made before a byte of the body is read, and none of it will be: the connection closes
+          // after the answer (http/errors.ts sendError), so a client still sending learns at once.
+          const leave = await admitUpload(fileDeps, callerOf(request));
           holdUntilAnsweredOrGone(leave, reply.raw, hungUpSignal(request.raw.socket, HANG_UP_LISTENERS));
           return payload;
         },

@@ -1,6 +1,7 @@
 /**
- * A refused upload's connection closes without the relay reading the rest of the body, but in stages (RFC 9112
- * §9.6): a client still sending must get its answer, not a reset that wipes it out.
+ * A request refused before its body has ended (an upload above all) closes its connection without the relay reading
+ * the rest of the body, but in stages (RFC 9112 §9.6): a client still sending must get its answer, not a reset that
+ * wipes it out.
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,23 +76,27 @@ function exchange(head: string, opts: { bodyBytes: number; stopOnAnswer: boolean
   });
 }
 
-const uploadHead = (headers: Record<string, string>) =>
-  'POST /tencent-vod/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+const requestHead = (path: string, headers: Record<string, string>) =>
+  `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
   Object.entries({ authorization: `Bearer ${t.devKey}`, ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
   '\r\n';
+const uploadHead = (headers: Record<string, string>) => requestHead('/tencent-vod/v1/files', headers);
 
 const status = (received: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1]);
 
-describe('a refused upload whose client is still sending', () => {
+describe('a refused body whose client is still sending', () => {
+  const UPLOAD = '/tencent-vod/v1/files';
   it.each([
-    ['a declared 40 MB image', { 'content-type': 'image/png', 'content-length': String(40 * MB) }, 413],
-    ['a declared 40 MB form', { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(40 * MB) }, 413],
-    ['a chunked image past the limit', { 'content-type': 'image/png', 'transfer-encoding': 'chunked' }, 413],
-    ['a bad key', { 'content-type': 'image/png', 'content-length': String(8 * MB), authorization: 'Bearer ar_key_nope.nope' }, 401],
-  ] as const)('%s: the client reads the answer, then the connection ends without a reset', async (_name, headers, expected) => {
+    ['a declared 40 MB image', UPLOAD, { 'content-type': 'image/png', 'content-length': String(40 * MB) }, 413],
+    ['a declared 40 MB form', UPLOAD, { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(40 * MB) }, 413],
+    ['a chunked image past the limit', UPLOAD, { 'content-type': 'image/png', 'transfer-encoding': 'chunked' }, 413],
+    ['a bad key', UPLOAD, { 'content-type': 'image/png', 'content-length': String(8 * MB), authorization: 'Bearer ar_key_nope.nope' }, 401],
+    ['a type the route does not take', UPLOAD, { 'content-type': 'text/plain', 'content-length': String(8 * MB) }, 415],
+    ['a declared 40 MB submit', '/tencent-vod/v1/aigc-image', { 'content-type': 'application/json', 'content-length': String(40 * MB) }, 413],
+  ] as const)('%s: the client reads the answer, then the connection ends without a reset', async (_name, path, headers, expected) => {
     // A chunked body of one endless chunk: the relay sees only image bytes, past the limit.
     const chunked = 'transfer-encoding' in headers;
-    const result = await exchange(uploadHead(headers) + (chunked ? `${(40 * MB).toString(16)}\r\n` : ''), {
+    const result = await exchange(requestHead(path, headers) + (chunked ? `${(40 * MB).toString(16)}\r\n` : ''), {
       bodyBytes: 40 * MB,
       stopOnAnswer: true,
     });
