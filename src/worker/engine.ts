@@ -167,12 +167,20 @@ export class TaskEngine {
     return true;
   }
 
+  /**
+   * Resolves once the claims in flight now have ended, their tasks marked running and started: what `drain` waits
+   * for first. After a `kick`, it tells that the lane's look at the queue is over, whether it claimed or not.
+   */
+  async claimsSettled(): Promise<void> {
+    await Promise.allSettled([...this.claiming]);
+  }
+
   /** Stops dispatching, aborts nothing: in-flight tasks finish (or are handed back on the next start). */
   async drain(timeoutMs: number): Promise<void> {
     this.accepting = false;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
-    const all = Promise.allSettled([...this.claiming]).then(() => Promise.allSettled([...this.settled]));
+    const all = this.claimsSettled().then(() => Promise.allSettled([...this.settled]));
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((resolve) => (timeout = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timeout);

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TencentVodOverrides } from '../../src/adapters/tencent/options';
+import { TENCENT_VOD_ID } from '../../src/adapters/tencent/provider';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
 import { createTestDatabase } from '../helpers/postgres';
@@ -112,9 +113,10 @@ await describeWithPostgres('a channel shared by two nodes', 'tencent channels on
     await waitUntil(async () => (await healthOn(other)).in_flight_elsewhere === 1, 10_000, "the other node to count the holder's slot");
     const admin = apiClient(other.publicUrl(), ADMIN_TOKEN);
     const second = (await apiClient(other.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
-    // Before, the other node claimed it at once and held it as running, waiting for a slot inside itself. There is no
-    // event for "not claimed", so it is given a few of that node's slot reads (25 ms apart) to go wrong in.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Before, the other node claimed it at once and held it as running, waiting for a slot inside itself. Its lane
+    // looks at the queue again now, and that look ends (claimed or not) before the task is read.
+    other.engine.kick(TENCENT_VOD_ID);
+    await other.engine.claimsSettled();
     expect((await admin.get(`/admin/v1/tasks/${second}`)).body.state).toBe('queued');
 
     const freedAt = Date.now();
