@@ -92,7 +92,14 @@ describe('channel choice', () => {
 
 describe('slots shared by several nodes', () => {
   it('a channel full on other nodes is skipped; with none left the submission waits until a slot frees anywhere', async () => {
-    const shared = localChannelSlots(); // stands in for the database count both "nodes" see
+    // Stands in for the database count both "nodes" see; counts the looks at it.
+    const counted = localChannelSlots();
+    let looks = 0;
+    const shared: typeof counted = {
+      ...counted,
+      acquire: (...args) => (looks++, counted.acquire(...args)),
+      inUse: () => (looks++, counted.inUse()),
+    };
     const node = (channels: ChannelRecord[]) => {
       const pool = new ChannelPool({ clock, breaker: { failureThreshold: 2, cooldownMs: 1000 }, random: () => 0, slots: shared, slotRetryMs: 5 });
       pool.load(channels);
@@ -107,8 +114,10 @@ describe('slots shared by several nodes', () => {
     expect(onB!.channel.id).toBe('y');
     expect(await shared.inUse()).toEqual({ x: 2, y: 1 });
     let got: ChannelLease | undefined;
+    const looksBefore = looks;
     const waiting = b.acquire('GEM', '3.0', new Set(), signal, 't4').then((l) => (got = l));
-    await new Promise((r) => setTimeout(r, 30));
+    // Node B looks at the shared slots again and again while it waits (slotRetryMs): after a few looks, it still waits.
+    await waitUntil(() => looks >= looksBefore + 3, 10_000, "node B's looks at the shared slots");
     expect(got).toBeUndefined();
     first[0]!.release(); // node A's task ends: its shared slot frees
     await waiting;
