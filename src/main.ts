@@ -33,6 +33,7 @@ import { ADMIN_TOKEN_RULE, ConfigError, SECRET_RULE, type Config } from './confi
 import { startingPrices } from './config/prices-file';
 import { isTerminal } from './domain/task-state';
 import { buildHttpApp } from './http/app';
+import type { Linger } from './http/lingering-close';
 import { IMAGE_DECODES } from './app/image-check';
 import { UploadsInProgress, UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT } from './app/uploads';
 import { resultBody } from './http/presenters';
@@ -66,6 +67,8 @@ export interface RelayOverrides {
   readonly tencent?: TencentVodOverrides;
   /** What to do when a writer thread dies (default: log fatal and exit, see below). */
   readonly onThreadExit?: (error: Error) => void;
+  /** How long and how much a refused client may go on sending (http/lingering-close.ts; tests lengthen it). */
+  readonly linger?: Linger;
 }
 
 export interface Relay {
@@ -280,6 +283,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
         runtime: { refresh: () => tencent.refresh(), health: (id) => tencent.health(id), repoll: (id) => tencent.repoll(id) },
       }),
       uploadsInProgress,
+      ...(overrides.linger ? { linger: overrides.linger } : {}),
     },
     logger,
   );

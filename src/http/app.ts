@@ -5,6 +5,7 @@ import { newRequestId } from '../app/ids';
 import { installClosingSignal } from './closing';
 import type { HttpDeps } from './context';
 import { installErrorHandling } from './errors';
+import { installLingeringClose } from './lingering-close';
 import { adminRoutes } from './routes/admin';
 import { adminChannelRoutes } from './routes/admin-channels';
 import { adminWebhookRoutes } from './routes/admin-webhooks';
@@ -53,6 +54,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   });
   installErrorHandling(app);
   installClosingSignal(app);
+  installLingeringClose(app, deps.linger);
 
   app.addSchema(ErrorEnvelope);
   await app.register(swagger, {

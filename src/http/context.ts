@@ -13,6 +13,8 @@ import type { TaskEngine } from '../worker/engine';
 import type { RelayMetrics } from './metrics';
 
 /** Everything the HTTP layer needs, wired in main.ts. Routes read only this. */
+import type { Linger } from './lingering-close';
+
 export interface HttpDeps {
   readonly config: Config;
   readonly store: Store;
@@ -38,4 +40,6 @@ export interface HttpDeps {
   readonly channels: ChannelAdmin;
   /** Uploads admitted and not yet answered, bounded per account and per node (also a gauge in /metrics). */
   readonly uploadsInProgress: UploadsInProgress;
+  /** How long and how much a refused client may go on sending before its connection closes (lingering-close.ts). */
+  readonly linger?: Linger;
 }

@@ -15,12 +15,16 @@ export function sendError(reply: FastifyReply, error: RelayError): FastifyReply 
 }
 
 /**
- * A refusal made before the request's body has ended (too large, a bad key or type refused before the body is
+ * A refusal made while the request's body is still coming (too large, a bad key or type refused before the body is
  * read, an unknown part of an upload): the connection closes after the answer, or Node would go on reading the rest
- * of the body, however long, only to discard it. It closes in stages, so that a client still sending gets the answer.
+ * of the body, however long, only to discard it. It closes in stages, so that a client still sending gets the
+ * answer. `complete` alone does not tell: an answer given while Node is still handing the request over (a 404, a
+ * bad path) sees a request without a body as not complete yet.
  */
 function closeIfBodyUnread(reply: FastifyReply): void {
-  if (!reply.request.raw.complete) closeAfterAnswer(reply);
+  const request = reply.request.raw;
+  const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+  if (hasBody && !request.complete) closeAfterAnswer(reply);
 }
 
 /** `/output_config/resolution` + `must be …` → `output_config.resolution: must be …` */

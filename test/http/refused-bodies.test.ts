@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LINGER } from '../../src/http/lingering-close';
+import { within } from '../helpers/eventually';
 import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
 
 const MB = 1024 * 1024;
@@ -27,20 +28,25 @@ interface Exchange {
   readonly sent: number;
 }
 
-/** Whether `text` holds a whole HTTP response (headers and a Content-Length body). */
-function wholeResponse(text: string): boolean {
-  const end = text.indexOf('\r\n\r\n');
-  if (end < 0) return false;
-  const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end))?.[1] ?? 0);
-  return Buffer.byteLength(text.slice(end + 4)) >= length;
+/** How many whole HTTP responses (headers and a Content-Length body) `text` holds, one after another. */
+function wholeResponses(text: string): number {
+  let count = 0;
+  for (let at = 0; ; count++) {
+    const end = text.indexOf('\r\n\r\n', at);
+    if (end < 0) return count;
+    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(at, end))?.[1] ?? 0);
+    if (Buffer.byteLength(text.slice(end + 4), 'latin1') < length) return count;
+    at = end + 4 + length;
+  }
 }
+const wholeResponse = (text: string) => wholeResponses(text) >= 1;
 
 /**
  * A raw client that writes `head`, then body bytes as fast as the connection takes them, up to `bodyBytes`, then
- * `after`. `stopOnAnswer`: it stops writing and ends its side once it has read a whole answer, as a client that
- * reads while it sends does (fetch, curl); otherwise it goes on regardless.
+ * `after`. `stopAfter`: it stops writing and ends its side once it has read that many whole answers, as a client
+ * that reads while it sends does (fetch, curl); without it, it goes on regardless.
  */
-function exchange(head: string, opts: { bodyBytes: number; stopOnAnswer: boolean; after?: string }): Promise<Exchange> {
+function exchange(head: string, opts: { bodyBytes: number; stopAfter?: number; after?: string }): Promise<Exchange> {
   return new Promise((resolve) => {
     // allowHalfOpen: the relay's FIN does not end the client's side by itself; the client decides when it stops.
     const socket = net.connect({ port: Number(new URL(t.url).port), host: '127.0.0.1', allowHalfOpen: true });
@@ -51,13 +57,20 @@ function exchange(head: string, opts: { bodyBytes: number; stopOnAnswer: boolean
     let stopped = false;
     socket.on('data', (chunk: Buffer) => {
       received += chunk.toString('latin1');
-      if (opts.stopOnAnswer && !stopped && wholeResponse(received)) {
+      if (opts.stopAfter !== undefined && !stopped && wholeResponses(received) >= opts.stopAfter) {
         stopped = true;
         socket.end();
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code));
-    socket.on('end', () => (ended = true));
+    socket.on('end', () => {
+      ended = true;
+      // A client waiting for answers gives up on the ones that did not come, and ends its side too.
+      if (opts.stopAfter !== undefined && !stopped) {
+        stopped = true;
+        socket.end();
+      }
+    });
     socket.on('close', () => resolve({ received, error, ended, sent }));
     socket.write(head);
     const chunk = Buffer.alloc(64 * 1024, 0x5a);
@@ -96,10 +109,15 @@ describe('a refused body whose client is still sending', () => {
   ] as const)('%s: the client reads the answer, then the connection ends without a reset', async (_name, path, headers, expected) => {
     // A chunked body of one endless chunk: the relay sees only image bytes, past the limit.
     const chunked = 'transfer-encoding' in headers;
+    // Once refused, the connection is no longer HTTP's to parse: the client ending it mid-body is no client error.
+    const clientErrors: string[] = [];
+    const onClientError = (err: NodeJS.ErrnoException) => clientErrors.push(err.code ?? err.message);
+    t.relay.app.server.on('clientError', onClientError);
     const result = await exchange(requestHead(path, headers) + (chunked ? `${(40 * MB).toString(16)}\r\n` : ''), {
       bodyBytes: 40 * MB,
-      stopOnAnswer: true,
-    });
+      stopAfter: 1,
+    }).finally(() => t.relay.app.server.off('clientError', onClientError));
+    expect(clientErrors).toEqual([]);
     expect(status(result.received)).toBe(expected);
     expect(result.received).toMatch(/\r\nconnection: close\r\n/i);
     expect(result.received).toContain('"Error"');
@@ -118,7 +136,6 @@ describe('a refused body whose client is still sending', () => {
   it('a client that never stops sending is cut off: the relay does not read its body to the end', async () => {
     const result = await exchange(uploadHead({ 'content-type': 'image/png', 'content-length': String(1024 * MB) }), {
       bodyBytes: 1024 * MB,
-      stopOnAnswer: false,
     });
     expect(status(result.received)).toBe(413);
     expect(result.sent).toBeLessThan(1024 * MB);
@@ -135,11 +152,55 @@ describe('a refused body whose client is still sending', () => {
     // 12 MB declared and sent in full (the relay refuses it before reading), then a submit on the same connection.
     const result = await exchange(uploadHead({ 'content-type': 'image/png', 'content-length': String(12 * MB) }), {
       bodyBytes: 12 * MB,
-      stopOnAnswer: false,
       after: submit,
     });
     expect(status(result.received)).toBe(413);
     expect(result.received.match(/HTTP\/1\.1 \d{3}/g)).toHaveLength(1);
     expect((await t.admin.get('/admin/v1/tasks?limit=100')).body.tasks.length).toBe(before);
+  });
+});
+
+describe('requests without a body keep their connection', () => {
+  it('a 404 for a GET keeps the connection, and a submit pipelined behind it is answered', async () => {
+    const body = JSON.stringify(PROMPT_BODY);
+    const submit =
+      `POST /tencent-vod/v1/aigc-image HTTP/1.1\r\nHost: 127.0.0.1\r\nauthorization: Bearer ${t.devKey}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    // Both in one write; the client ends its side once it has both answers.
+    const result = await exchange(`GET /no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${submit}`, { bodyBytes: 0, stopAfter: 2 });
+    expect(result.received.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 404', 'HTTP/1.1 200']);
+    expect(result.received).not.toMatch(/\r\nconnection: close\r\n/i);
+    expect(result.error).toBeUndefined();
+  });
+});
+
+describe('shutting down', () => {
+  it('does not wait out a refused client that keeps its connection open', async () => {
+    // A linger far longer than the wait below: the relay must close the connection itself when it shuts down.
+    const relay = await startTestRelay({ overrides: { linger: { ms: 600_000, bytes: DEFAULT_LINGER.bytes } } });
+    let shutDown = false;
+    try {
+      const socket = net.connect({ port: Number(new URL(relay.url).port), host: '127.0.0.1', allowHalfOpen: true });
+      socket.on('error', () => undefined);
+      let received = '';
+      const answered = new Promise<void>((resolve) =>
+        socket.on('data', (chunk: Buffer) => {
+          received += chunk.toString('latin1');
+          if (wholeResponse(received)) resolve();
+        }),
+      );
+      socket.write(
+        `POST /tencent-vod/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nauthorization: Bearer ${relay.devKey}\r\n` +
+          `content-type: image/png\r\ncontent-length: ${40 * MB}\r\n\r\n`,
+      );
+      await answered;
+      expect(status(received)).toBe(413);
+      // The client neither sends nor ends its side: without the relay closing it, the server's close would wait for
+      // the linger.
+      await within('the relay to shut down', 10_000, relay.close().then(() => (shutDown = true)));
+      socket.destroy();
+    } finally {
+      if (!shutDown) await relay.close();
+    }
   });
 });
