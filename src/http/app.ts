@@ -36,6 +36,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
     routerOptions: { ignoreTrailingSlash: true },
   });
   app.decorateRequest('caller', null);
+  installLingeringClose(app, deps.linger); // its onRequest hook goes first
   // JSON only; Fastify would otherwise also parse text/plain.
   app.removeContentTypeParser('text/plain');
   installJsonBodyParser(app, JSON_BODY_LIMIT);
@@ -54,7 +55,6 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   });
   installErrorHandling(app);
   installClosingSignal(app);
-  installLingeringClose(app, deps.linger);
 
   app.addSchema(ErrorEnvelope);
   await app.register(swagger, {

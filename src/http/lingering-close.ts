@@ -56,6 +56,11 @@ class LingeringClose {
     };
   }
 
+  /** Whether this connection's answer said it closes: nothing more read on it may be served. */
+  refused(socket: Socket): boolean {
+    return this.sockets.has(socket);
+  }
+
   /** The server is closing: connections whose answer is written close now, the others as soon as it is. */
   shutDown(): void {
     this.shuttingDown = true;
@@ -67,6 +72,14 @@ class LingeringClose {
 export function installLingeringClose(app: FastifyInstance, linger: Linger = DEFAULT_LINGER): void {
   const lingering = new LingeringClose(linger);
   app.decorate('lingeringClose', lingering);
+  // A refusal answered at once (a bad path, a 404) is made while Node is still parsing the read it came in, and a
+  // request pipelined in that same read still reaches the app. The connection said it closes, so that request is not
+  // served: it gets no answer, and its client learns from the connection closing that nothing was done. Registered
+  // before every other onRequest hook.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!lingering.refused(request.raw.socket)) return done();
+    reply.hijack();
+  });
   app.addHook('preClose', (done) => {
     lingering.shutDown();
     done();

@@ -144,11 +144,13 @@ describe('a refused body whose client is still sending', () => {
   });
 
   it('a request pipelined behind the refused body is not served', async () => {
-    const before = (await t.admin.get('/admin/v1/tasks?limit=100')).body.tasks.length;
     const body = JSON.stringify(PROMPT_BODY);
+    const key = 'pipelined behind a refused upload';
+    const headers = { authorization: `Bearer ${t.devKey}`, 'content-type': 'application/json', 'idempotency-key': key };
     const submit =
-      `POST /tencent-vod/v1/aigc-image HTTP/1.1\r\nHost: 127.0.0.1\r\nauthorization: Bearer ${t.devKey}\r\n` +
-      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      'POST /tencent-vod/v1/aigc-image HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+      Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(body)) }).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
+      `\r\n${body}`;
     // 12 MB declared and sent in full (the relay refuses it before reading), then a submit on the same connection.
     const result = await exchange(uploadHead({ 'content-type': 'image/png', 'content-length': String(12 * MB) }), {
       bodyBytes: 12 * MB,
@@ -156,7 +158,35 @@ describe('a refused body whose client is still sending', () => {
     });
     expect(status(result.received)).toBe(413);
     expect(result.received.match(/HTTP\/1\.1 \d{3}/g)).toHaveLength(1);
-    expect((await t.admin.get('/admin/v1/tasks?limit=100')).body.tasks.length).toBe(before);
+    // Retried with the same Idempotency-Key: had the pipelined submit been served, this would be its replay.
+    const retry = await fetch(`${t.url}/tencent-vod/v1/aigc-image`, { method: 'POST', headers, body });
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('idempotent-replayed')).toBeNull();
+  });
+});
+
+describe('requests pipelined in the same read as a refusal answered at once', () => {
+  const body = JSON.stringify(PROMPT_BODY);
+  const submitHeaders = (key: string) => ({ authorization: `Bearer ${t.devKey}`, 'content-type': 'application/json', 'idempotency-key': key });
+  it.each([
+    ['a NUL in the path, with a small body', 'POST /a%00 HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}', 400],
+    ['a NUL in the path, with an empty chunked body', 'POST /a%00 HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', 400],
+    ['a 404 with a small body', 'GET /no-such-route HTTP/1.1\r\nHost: x\r\ncontent-length: 2\r\n\r\n{}', 404],
+  ] as const)('%s: the submit behind it is not served', async (name, refused, expected) => {
+    const key = `pipelined behind ${name}`;
+    const submit =
+      'POST /tencent-vod/v1/aigc-image HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+      Object.entries({ ...submitHeaders(key), 'content-length': String(Buffer.byteLength(body)) }).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
+      `\r\n${body}`;
+    // Both in one write; the client waits for two answers, and ends its side when the relay closes instead.
+    const result = await exchange(refused + submit, { bodyBytes: 0, stopAfter: 2 });
+    expect(result.received.match(/HTTP\/1\.1 \d{3}/g)).toEqual([`HTTP/1.1 ${expected}`]);
+    expect(result.received).toMatch(/\r\nconnection: close\r\n/i);
+    // The client retries with the same Idempotency-Key, as it should after a request it got no answer to: had the
+    // pipelined submit been served, this would be its replay (waiting for it if still under way).
+    const retry = await fetch(`${t.url}/tencent-vod/v1/aigc-image`, { method: 'POST', headers: submitHeaders(key), body });
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('idempotent-replayed')).toBeNull();
   });
 });
 
