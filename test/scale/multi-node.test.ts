@@ -130,9 +130,14 @@ await describeWithPostgres('multi-node on one PostgreSQL', 'multi-node (3 relays
     spared = true;
     await eventually('the victim running tasks, with no request of ours in flight', 60_000, async () => {
       if (inFlight[VICTIM] !== 0) return undefined;
+      // Frozen first, then counted: a stopped process finishes nothing, so the tasks it runs now are the ones the
+      // kill cuts off (counted while it ran, its 40 ms tasks could all finish before the kill on a slow host).
+      procs[VICTIM]!.child.kill('SIGSTOP');
       // A process's leases carry its node id plus a random part of its own (select-store.ts leaseOwner).
       const { rows } = await sql!.query("SELECT count(*)::int AS n FROM tasks WHERE state = 'running' AND starts_with(lease_owner, $1)", [`${NODES[VICTIM]}-`]);
-      return rows[0].n > 0 ? true : undefined;
+      if (rows[0].n > 0) return true;
+      procs[VICTIM]!.child.kill('SIGCONT');
+      return undefined;
     });
     killed = true;
     expect(await procs[VICTIM]!.stop('SIGKILL')).toBe('SIGKILL');
