@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
-import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { freezeWhen, runCli, spawnRelay, type RelayProcess } from '../helpers/child';
 import { eventually } from '../helpers/eventually';
-import { tempDir } from '../helpers/relay';
+import { countTasksOnDisk, tempDir } from '../helpers/relay';
 import { accountWithKey, promptPrice, submit } from './support';
 
 let proc: RelayProcess | undefined;
@@ -40,24 +40,16 @@ describe('billing across kill -9', () => {
 
     const statusOf = async (client: typeof api) =>
       (await Promise.all(ids.map((id) => client.get(`/tencent-vod/v1/requests/${id}/status`)))).map((r) => r.body);
-    // Kill while captures are happening: some tasks succeeded, others still queued or running.
-    await eventually('some tasks succeeded', 20_000, async () =>
-      (await statusOf(api)).filter((s) => s.outcome === 'succeeded').length >= 3 ? true : undefined,
-    );
+    // Kill while captures are happening: some tasks succeeded, others still queued or running. Frozen first, then
+    // counted from its database file, so that the tasks it counted unfinished are the ones the kill leaves so.
+    await freezeWhen(proc, 'some tasks succeeded', 20_000, () => countTasksOnDisk(dataDir, ['succeeded']) >= 3);
     expect(await proc.stop('SIGKILL')).toBe('SIGKILL');
     proc = undefined;
 
     // Consistent at the moment of the crash: unfinished tasks hold, finished ones settled, nothing in between.
     const atCrash = await runCli(['audit'], { AIGC_RELAY_DATA_DIR: dataDir });
     expect(atCrash.code, atCrash.stdout + atCrash.stderr).toBe(0);
-    const unfinishedAtCrash = (() => {
-      const db = new Database(path.join(dataDir, 'relay.db'), { readonly: true });
-      try {
-        return (db.prepare("SELECT COUNT(*) AS n FROM tasks WHERE state IN ('queued','running')").get() as { n: number }).n;
-      } finally {
-        db.close();
-      }
-    })();
+    const unfinishedAtCrash = countTasksOnDisk(dataDir, ['queued', 'running']);
     expect(unfinishedAtCrash).toBeGreaterThan(0); // otherwise the kill came too late to test anything
 
     proc = await spawnRelay(env);

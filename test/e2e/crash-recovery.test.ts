@@ -2,25 +2,15 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
-import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { freezeWhen, runCli, spawnRelay, type RelayProcess } from '../helpers/child';
 import { eventually } from '../helpers/eventually';
-import { PROMPT_BODY, tempDir } from '../helpers/relay';
+import { countTasksOnDisk, PROMPT_BODY, tempDir } from '../helpers/relay';
 
 let proc: RelayProcess | undefined;
 afterEach(async () => {
   await proc?.stop('SIGKILL');
   proc = undefined;
 });
-
-/** Tasks the relay on `dataDir` has marked running, read from its database file. */
-function countRunning(dataDir: string): number {
-  const db = new Database(path.join(dataDir, 'relay.db'), { readonly: true });
-  try {
-    return (db.prepare("SELECT COUNT(*) AS n FROM tasks WHERE state = 'running'").get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 describe('crash recovery (kill -9)', () => {
   it('loses no task: 20 queued or running tasks all complete after a restart, each charged once', async () => {
@@ -36,15 +26,7 @@ describe('crash recovery (kill -9)', () => {
       expect(res.status).toBe(200);
       ids.push(res.body.request_id);
     }
-    await eventually('tasks running', 10_000, async () => {
-      // Frozen first, then counted (from the database file): a stopped process finishes nothing, so the tasks
-      // counted are the ones the kill cuts off. Counted while it ran, they could finish before the kill.
-      proc!.child.kill('SIGSTOP');
-      const running = countRunning(dataDir);
-      if (running >= 1) return true;
-      proc!.child.kill('SIGCONT');
-      return undefined;
-    });
+    await freezeWhen(proc, 'tasks running', 10_000, () => countTasksOnDisk(dataDir, ['running']) >= 1);
     expect(await proc.stop('SIGKILL')).toBe('SIGKILL');
 
     proc = await spawnRelay(env);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { eventually } from './eventually';
 
 const BIN = fileURLToPath(new URL('../../bin/aigc-relay.js', import.meta.url));
 
@@ -49,6 +50,21 @@ export function spawnRelay(
     child.stdout!.on('data', onData);
     child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
     void exited.then((code) => reject(new Error(`relay exited (${code}) before listening:\n${output}`)));
+  });
+}
+
+/**
+ * Polls `check` with the process frozen (SIGSTOP) and leaves it frozen once `check` holds; until then it resumes
+ * it (SIGCONT) between looks. Crash tests kill "while tasks run" this way: a stopped process finishes nothing, so
+ * what `check` counted is what the kill then cuts off. Counted while it ran, short tasks could all finish between
+ * the count and the kill on a slow host, and the test would then check nothing.
+ */
+export async function freezeWhen(proc: RelayProcess, what: string, ms: number, check: () => boolean | Promise<boolean>): Promise<void> {
+  await eventually(what, ms, async () => {
+    proc.child.kill('SIGSTOP');
+    if (await check()) return true;
+    proc.child.kill('SIGCONT');
+    return undefined;
   });
 }
 

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +26,20 @@ export interface TestRelay {
 /** A fresh directory, inside the run's temporary root (test/global-setup.ts) when there is one. */
 export function tempDir(prefix = 'aigc-relay-test-'): string {
   return fs.mkdtempSync(path.join(process.env.AIGC_RELAY_TEST_TMP ?? os.tmpdir(), prefix));
+}
+
+/**
+ * How many tasks in `states` the embedded store in `dataDir` holds, read from its database file (WAL readers see
+ * what is committed): for a relay in another process, perhaps frozen or killed, that HTTP cannot ask.
+ */
+export function countTasksOnDisk(dataDir: string, states: readonly TaskState[]): number {
+  const db = new Database(path.join(dataDir, 'relay.db'), { readonly: true });
+  try {
+    const marks = states.map(() => '?').join(', ');
+    return (db.prepare(`SELECT COUNT(*) AS n FROM tasks WHERE state IN (${marks})`).get(...states) as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }
 
 /**

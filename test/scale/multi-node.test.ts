@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { apiClient, type ApiClient } from '../helpers/api';
-import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { freezeWhen, runCli, spawnRelay, type RelayProcess } from '../helpers/child';
 import { eventually } from '../helpers/eventually';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
@@ -128,16 +128,11 @@ await describeWithPostgres('multi-node on one PostgreSQL', 'multi-node (3 relays
     // Kill one node while it is running tasks (a third of the way in), then keep submitting to the others.
     await eventually('a third of the tasks submitted', 60_000, async () => (next >= TASKS / 3 ? true : undefined));
     spared = true;
-    await eventually('the victim running tasks, with no request of ours in flight', 60_000, async () => {
-      if (inFlight[VICTIM] !== 0) return undefined;
-      // Frozen first, then counted: a stopped process finishes nothing, so the tasks it runs now are the ones the
-      // kill cuts off (counted while it ran, its 40 ms tasks could all finish before the kill on a slow host).
-      procs[VICTIM]!.child.kill('SIGSTOP');
+    await freezeWhen(procs[VICTIM]!, 'the victim running tasks, with no request of ours in flight', 60_000, async () => {
+      if (inFlight[VICTIM] !== 0) return false;
       // A process's leases carry its node id plus a random part of its own (select-store.ts leaseOwner).
       const { rows } = await sql!.query("SELECT count(*)::int AS n FROM tasks WHERE state = 'running' AND starts_with(lease_owner, $1)", [`${NODES[VICTIM]}-`]);
-      if (rows[0].n > 0) return true;
-      procs[VICTIM]!.child.kill('SIGCONT');
-      return undefined;
+      return rows[0].n > 0;
     });
     killed = true;
     expect(await procs[VICTIM]!.stop('SIGKILL')).toBe('SIGKILL');
