@@ -261,12 +261,14 @@ describe('task engine — runs checked against the store', () => {
   it('a run stopped by the sweep after an operator force-failed its task is announced once, by the operator', async () => {
     const { provider, relay, submit } = await relayWith(1, undefined, 1);
     // The committed finish answers late (a writer-thread reply, a COMMIT round trip under load): meanwhile the sweep
-    // already reads the task as failed. Before, the sweep announced it too, and metrics counted it twice.
+    // already reads the task as failed. Before, the sweep announced it too, and metrics counted it twice. The answer
+    // is held here until the sweep has stopped the run (the operator stops it only once its finish has answered).
     const tasks = relay.relay.store.tasks;
     const finish = tasks.finish.bind(tasks);
     tasks.finish = async (...args) => {
       const done = await finish(...args);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      const { signal } = (await provider.whenStarted(args[0])).ctx;
+      if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
       return done;
     };
     const id = await submit();
