@@ -51,7 +51,7 @@ describe('CreateAigcImageTask mapping', () => {
     expect(map({ model_name: 'GEM', model_version: '3.0', prompt: 'p', output_config: { resolution: '4K', aspect_ratio: '9:16' } }).OutputConfig).toMatchObject({ Resolution: '4K', AspectRatio: '9:16' });
   });
 
-  it('every other field: negative prompt, enhance, checks, storage, context, priority, file inputs', () => {
+  it('every other field: negative prompt, enhance, checks, context, priority, file inputs; storage is always Temporary upstream', () => {
     const req = map({
       model_name: 'GEM',
       model_version: '3.0',
@@ -77,7 +77,8 @@ describe('CreateAigcImageTask mapping', () => {
         { Type: 'Url', Url: 'https://relay.example/tencent-vod/v1/files/file_abc?signed', Text: 'style' },
         { Type: 'File', FileId: '5285485487985271487' },
       ],
-      OutputConfig: { StorageMode: 'Permanent', InputComplianceCheck: 'Enabled', OutputComplianceCheck: 'Disabled', PersonGeneration: 'AllowAdult' },
+      // Permanent is the relay's own copy; upstream the image is only in transit.
+      OutputConfig: { StorageMode: 'Temporary', InputComplianceCheck: 'Enabled', OutputComplianceCheck: 'Disabled', PersonGeneration: 'AllowAdult' },
     });
     expect(req.OutputConfig).not.toHaveProperty('Resolution');
   });

@@ -48,7 +48,10 @@ const TOP_LEVEL: Rules<Vod.CreateAigcImageTaskRequest> = [
 ];
 
 const OUTPUT_CONFIG: Rules<Vod.AigcImageOutputConfig> = [
-  ['StorageMode', (i) => i.output_config.storage_mode],
+  // Always Temporary upstream: the relay downloads every image and keeps its own copy, for as long as the client's
+  // storage_mode says (app/outputs.ts). A Permanent copy in the operator's VOD app would be storage that nothing
+  // reads and nothing deletes, not even the client's DELETE of the file.
+  ['StorageMode', () => 'Temporary'],
   ['AspectRatio', (i) => i.output_config.aspect_ratio ?? ratioOfExplicitSize(i)],
   ['PersonGeneration', (i) => i.output_config.person_generation],
   ['InputComplianceCheck', (i) => i.output_config.input_compliance_check],
