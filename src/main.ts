@@ -8,6 +8,7 @@ import {
   createSafeHttpClient,
   createUrlInputFetcher,
   outboundUrlProblem,
+  webhookUrlProblem,
   type AddressPolicy,
   type Connector,
   type HostResolver,
@@ -225,6 +226,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     queueDepth: () => engine.queueDepth(),
     maxQueued: config.maxQueued,
     precheckUrl: (url) => outboundUrlProblem(url, urlPolicy),
+    precheckWebhookUrl: (url) => webhookUrlProblem(url, urlPolicy),
     requestRates: backend.requestRates,
     billing: config.billing,
   };

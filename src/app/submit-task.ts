@@ -23,11 +23,13 @@ export interface SubmitDeps {
   readonly requestRates?: RequestRates;
   /** AIGC_RELAY_BILLING; false = tasks are accepted at price 0 with no hold and no ledger rows. Default true. */
   readonly billing?: boolean;
-  /**
-   * Submit-time checks of `Url` inputs and `?webhook=` URLs (SSRF literal rules); the DNS-dependent ones run at
-   * fetch/delivery time. Absent = per-task webhooks are refused (nothing may be sent to an unchecked address).
-   */
+  /** Submit-time checks of `Url` inputs (SSRF literal rules); the DNS-dependent ones run at fetch time. */
   readonly precheckUrl?: UrlPrecheck;
+  /**
+   * The same for `?webhook=` and stored callback URLs, which must also be https (adapters/http-fetch
+   * `webhookUrlProblem`). Absent = per-task webhooks are refused (nothing may be sent to an unchecked address).
+   */
+  readonly precheckWebhookUrl?: UrlPrecheck;
   /** A `file_id` that the task's provider hands to its upstream as is (Tencent VOD FileIds), so it need not be ours. */
   readonly upstreamFileId?: (provider: string, fileId: string) => boolean;
   /** A `file_id` that would go upstream as is if the task had gone to such a provider (for a clearer refusal). */
@@ -91,8 +93,8 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
 
 /** `?webhook=` → the normalised URL, or a 400 naming `webhook` (same outbound rules as URL inputs). */
 function checkWebhook(deps: SubmitDeps, url: string): string {
-  if (!deps.precheckUrl) throw new FieldError('InvalidParameterValue', 'webhook', 'per-task webhooks are not enabled on this relay');
-  const problem = deps.precheckUrl(url);
+  if (!deps.precheckWebhookUrl) throw new FieldError('InvalidParameterValue', 'webhook', 'per-task webhooks are not enabled on this relay');
+  const problem = deps.precheckWebhookUrl(url);
   if (problem !== undefined) throw new FieldError('InvalidParameterValue', 'webhook', problem);
   return new URL(url).href;
 }

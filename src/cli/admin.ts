@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { createAddressPolicy, outboundUrlProblem } from '../adapters/http-fetch';
+import { createAddressPolicy, webhookUrlProblem } from '../adapters/http-fetch';
 import { openStore } from '../adapters/select-store';
 import { adjustBalance, createAccount, createApiKey, topUp } from '../app/accounts';
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
@@ -79,7 +79,7 @@ function checkCallbackUrl(config: Config, url: string): void {
   } catch (err) {
     throw new ConfigError('AIGC_RELAY_ALLOW_PRIVATE_URLS', (err as Error).message);
   }
-  const problem = url.length > 2048 ? 'longer than 2048 characters' : outboundUrlProblem(url, policy);
+  const problem = url.length > 2048 ? 'longer than 2048 characters' : webhookUrlProblem(url, policy);
   if (problem) throw new FieldError('InvalidParameterValue', 'callback_url', problem);
 }
 

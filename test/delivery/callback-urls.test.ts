@@ -33,4 +33,17 @@ describe('stored callback URLs', () => {
     expect(res.status).toBe(400);
     expect(res.body.Response.Error.Message).toMatch(/^callback_url: /);
   });
+
+  it('a plain http callback_url to a public host is refused on an account and a key; https is taken', async () => {
+    const plain = 'http://hooks.example.com/relay';
+    const https = /^callback_url: refused: webhooks are sent to https URLs only/;
+    const account = await t.admin.post('/admin/v1/accounts', { name: 'plain', callback_url: plain });
+    expect(account.status).toBe(400);
+    expect(account.body.Response.Error.Message).toMatch(https);
+    const ok = await t.admin.post('/admin/v1/accounts', { name: 'secure', callback_url: 'https://hooks.example.com/relay' });
+    expect(ok.status).toBe(201);
+    const key = await t.admin.post(`/admin/v1/accounts/${ok.body.id}/keys`, { callback_url: plain });
+    expect(key.status).toBe(400);
+    expect(key.body.Response.Error.Message).toMatch(https);
+  });
 });

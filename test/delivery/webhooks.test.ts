@@ -155,7 +155,7 @@ describe('webhooks', () => {
     const { relay, finalAttempt } = await setUp();
     // A saved URL passed the rules by its text; a name can resolve to a private address later (DNS rebinding), so
     // the rules apply again, to the resolved address, at every send.
-    const account = await relay.admin.post('/admin/v1/accounts', { name: 'private hook', balance: 10_000, callback_url: `http://${PRIVATE_NAME}/hook` });
+    const account = await relay.admin.post('/admin/v1/accounts', { name: 'private hook', balance: 10_000, callback_url: `https://${PRIVATE_NAME}/hook` });
     expect(account.status, account.text).toBe(201);
     const api = apiClient(relay.url, (await relay.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {})).body.key);
     const res = await api.post(SUBMIT, body('to a private address'));
@@ -199,6 +199,10 @@ describe('webhooks', () => {
       expect(res.status, url).toBe(400);
       expect(res.body.Response.Error.Message, url).toMatch(/^webhook: /);
     }
+    // Plain http to a public host: the webhook would carry signed image links in the clear (API.md: an https url).
+    const plain = await relay.api.post(withWebhook('http://hooks.example.com/relay'), body('plain hook'));
+    expect(plain.status).toBe(400);
+    expect(plain.body.Response.Error.Message).toMatch(/^webhook: refused: webhooks are sent to https URLs only/);
     const twice = await relay.api.post(`${withWebhook('https://example.com/a')}&webhook=${encodeURIComponent('https://example.com/b')}`, body('x'));
     expect(twice.status).toBe(400);
   });

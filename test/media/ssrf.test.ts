@@ -13,6 +13,7 @@ import {
   createSafeHttpClient,
   createUrlInputFetcher,
   OutboundError,
+  webhookUrlProblem,
   type Connector,
 } from '../../src/adapters/http-fetch';
 import { ProviderError } from '../../src/ports/provider';
@@ -174,6 +175,23 @@ describe('URL checks without DNS (what submit time runs)', () => {
   it('public names and addresses pass', () => {
     expect(checkOutboundUrl('https://images.example.com/a.png', policy).hostname).toBe('images.example.com');
     expect(checkOutboundUrl(`http://${PUBLIC}/a.png`, policy).hostname).toBe(PUBLIC);
+  });
+
+  it('a webhook URL must also be https, except to a host the operator listed', () => {
+    const listing = createAddressPolicy(['10.20.0.0/16', '127.0.0.1', 'hooks.intranet']);
+    const https = /^refused: webhooks are sent to https URLs only/;
+    expect(webhookUrlProblem('https://hooks.example.com/relay', listing)).toBeUndefined();
+    expect(webhookUrlProblem(`https://${PUBLIC}/relay`, listing)).toBeUndefined();
+    expect(webhookUrlProblem('http://hooks.example.com/relay', listing)).toMatch(https);
+    expect(webhookUrlProblem(`http://${PUBLIC}/relay`, listing)).toMatch(https);
+    // Listed: by name, by address, by range.
+    expect(webhookUrlProblem('http://hooks.intranet/relay', listing)).toBeUndefined();
+    expect(webhookUrlProblem('http://HOOKS.intranet./relay', listing)).toBeUndefined();
+    expect(webhookUrlProblem('http://127.0.0.1:9000/relay', listing)).toBeUndefined();
+    expect(webhookUrlProblem('http://10.20.3.4/relay', listing)).toBeUndefined();
+    // The outbound rules come first: an unlisted private address is refused as such, whatever the scheme.
+    expect(webhookUrlProblem('http://10.21.0.1/relay', listing)).toBe('refused: 10.21.0.1 is a private address');
+    expect(webhookUrlProblem('https://10.21.0.1/relay', listing)).toBe('refused: 10.21.0.1 is a private address');
   });
 });
 

@@ -14,6 +14,8 @@ export interface AddressPolicy {
   refusal(address: string): string | undefined;
   /** True when the operator listed this host name (lower case, IPv6 without brackets) as reachable. */
   hostAllowed(hostname: string): boolean;
+  /** True when the operator listed this host: a name as `hostAllowed`, or an IP address in a listed address or range. */
+  listed(host: string): boolean;
 }
 
 const DESCRIPTION: Record<string, string> = {
@@ -123,12 +125,14 @@ export function createAddressPolicy(allow: readonly string[]): AddressPolicy {
     const parsed = ipaddr.process(address);
     return ranges.some(([base, bits]) => base.kind() === parsed.kind() && parsed.match(base, bits));
   };
+  const hostAllowed = (hostname: string): boolean => hosts.has(hostname.toLowerCase().replace(/\.$/, ''));
   return {
     refusal(address) {
       const why = classifyAddress(address);
       if (why === undefined || why === 'not a plain IP address') return why;
       return listed(address) ? undefined : why;
     },
-    hostAllowed: (hostname) => hosts.has(hostname.toLowerCase().replace(/\.$/, '')),
+    hostAllowed,
+    listed: (host) => (net.isIP(host) ? listed(host) : hostAllowed(host)),
   };
 }

@@ -2,11 +2,12 @@
  * Outbound HTTP to client-chosen addresses, SSRF-safe. What other parts of the relay use:
  * - `createAddressPolicy(config.allowPrivateUrls)`: the address rules plus the operator's exceptions;
  * - `checkOutboundUrl(url, policy)` / `outboundUrlProblem(url, policy)`: the cheap literal check, for accept time;
+ *   `webhookUrlProblem(url, policy)`: the same for a webhook URL, which must also be https;
  * - `createSafeHttpClient({ policy })`: send-time requests with DNS pinned, redirects re-checked, caps and timeouts;
  * - `createUrlInputFetcher(client, maxBytes)`: URL inputs (`file_infos[].url`) on top of that client.
  */
 import type { AddressPolicy } from './address-policy';
-import { checkOutboundUrl, OutboundError } from './outbound-guard';
+import { bareHost, checkOutboundUrl, OutboundError } from './outbound-guard';
 
 export { classifyAddress, createAddressPolicy, type AddressPolicy } from './address-policy';
 export {
@@ -32,4 +33,20 @@ export function outboundUrlProblem(url: string, policy: AddressPolicy): string |
     if (err instanceof OutboundError) return err.message;
     throw err;
   }
+}
+
+/**
+ * Why a webhook URL (`?webhook=`, a stored `callback_url`) would be refused, or undefined: the outbound rules, and
+ * https. A webhook carries signed links to the task's images (Permanent ones never expire) and the client's
+ * session_context, which plain http would show to every hop on the way. Plain http is for the hosts the operator
+ * listed in AIGC_RELAY_ALLOW_PRIVATE_URLS (a receiver on this machine or the intranet, in development).
+ */
+export function webhookUrlProblem(url: string, policy: AddressPolicy): string | undefined {
+  const problem = outboundUrlProblem(url, policy);
+  if (problem !== undefined) return problem;
+  const parsed = new URL(url);
+  if (parsed.protocol === 'http:' && !policy.listed(bareHost(parsed))) {
+    return 'refused: webhooks are sent to https URLs only (plain http only to the hosts in AIGC_RELAY_ALLOW_PRIVATE_URLS)';
+  }
+  return undefined;
 }

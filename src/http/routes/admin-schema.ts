@@ -22,6 +22,6 @@ export const adminSchema = (summary: string, extra: { readonly response?: Record
 /** A callback URL stored for an account or key must pass the same outbound (SSRF) rules as a per-task `?webhook=`. */
 export function checkCallbackUrl(deps: Pick<HttpDeps, 'submit'>, field: string, url: string | null | undefined): void {
   if (url === undefined || url === null) return;
-  const problem = deps.submit.precheckUrl?.(url);
+  const problem = deps.submit.precheckWebhookUrl?.(url);
   if (problem) throw new FieldError('InvalidParameterValue', field, problem);
 }

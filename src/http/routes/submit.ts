@@ -33,7 +33,7 @@ const SubmitHeaders = Type.Object({
 });
 const SubmitQuery = Type.Object({
   webhook: Type.Optional(
-    Type.String({ maxLength: 2048, description: 'http(s) URL to POST the signed result to when the task finishes (overrides the key/account callback URL).' }),
+    Type.String({ maxLength: 2048, description: 'https URL to POST the signed result to when the task finishes (overrides the key/account callback URL); plain http only to hosts in AIGC_RELAY_ALLOW_PRIVATE_URLS.' }),
   ),
 });
 
