@@ -270,7 +270,6 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       clock,
       signer,
       adminToken: admin.value,
-      prices: () => priceBook.current(),
       priceBook,
       submit,
       metrics,

@@ -10,9 +10,11 @@ import type { Store } from '../ports/store';
  *      survives restarts and every node sharing the database uses it;
  *   2. the JSON file named by AIGC_RELAY_PRICES_FILE, read at start;
  *   3. the built-in DEFAULT_PRICES.
- * DELETE /admin/v1/prices (`aigc-relay prices reset`) goes back to 2/3. Submits read the table synchronously from
- * memory; a node re-reads the database at most every `refreshMs`, so a change made on another node (or by the CLI)
- * applies here within that time. A change made through this node applies at once.
+ * DELETE /admin/v1/prices (`aigc-relay prices reset`) goes back to 2/3. Submits read the table from memory while it
+ * is at most `refreshMs` old; the first submit after that waits for a re-read (shared by every submit meanwhile), so a
+ * change made on another node (or by the CLI) is charged here within `refreshMs`, however long this node was idle.
+ * (Re-reading in the background and pricing from the old table meanwhile, as before, priced the first submits after
+ * an idle spell at a table replaced any time before.) A change made through this node applies at once.
  */
 export type PriceSource = 'database' | 'file' | 'default';
 
@@ -24,8 +26,8 @@ export interface PriceBookState {
 }
 
 export interface PriceBook {
-  /** The table in force, from memory; starts a background re-read when it is older than `refreshMs`. */
-  current(): PriceTable;
+  /** The table in force: from memory, or re-read first when the one in memory is older than `refreshMs`. */
+  current(): Promise<PriceTable>;
   state(): PriceBookState;
   /** Validates and saves an operator table; applies it at once on this node. Throws 400 naming the entry. */
   set(raw: unknown): Promise<PriceBookState>;
@@ -96,11 +98,9 @@ export async function createPriceBook(
 
   await refresh();
   return {
-    current() {
-      if (clock.now() - loadedAt > refreshMs && !refreshing) {
-        // Stale-while-revalidate: this submit uses the table in memory; a failed re-read keeps it.
-        refresh().catch(() => undefined);
-      }
+    async current() {
+      // A failed re-read keeps the table in memory: a submit is not refused for it (and the next one reads again).
+      if (clock.now() - loadedAt > refreshMs) await refresh().catch(() => undefined);
       return state.prices;
     },
     state: () => state,

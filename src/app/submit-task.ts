@@ -13,7 +13,7 @@ import { enforceRequestRate, refusalError } from './limits';
 export interface SubmitDeps {
   readonly store: Store;
   readonly clock: Clock;
-  readonly prices: () => PriceTable;
+  readonly prices: () => Promise<PriceTable>;
   /** Which provider lane a validated request runs on. */
   readonly route: (input: TaskInput) => string;
   readonly enqueue: (task: TaskRecord) => void;
@@ -71,7 +71,7 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
     throw new RelayError('ResourceUnavailable', 'The queue is full; try again shortly.', { retryAfterSeconds: 5 });
   }
   const billed = deps.billing !== false;
-  const price = billed ? priceOf(deps.prices(), input) : 0;
+  const price = billed ? priceOf(await deps.prices(), input) : 0;
   const outcome = await deps.store.tasks.createTask({
     id: newTaskId(),
     accountId: caller.accountId,

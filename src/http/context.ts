@@ -5,7 +5,6 @@ import type { PriceBook } from '../app/prices';
 import type { SubmitDeps } from '../app/submit-task';
 import type { UploadsInProgress } from '../app/uploads';
 import type { Config } from '../config/env';
-import type { PriceTable } from '../domain/pricing';
 import type { Clock } from '../ports/clock';
 import type { FileStorage } from '../ports/file-storage';
 import type { Store } from '../ports/store';
@@ -23,7 +22,6 @@ export interface HttpDeps {
   readonly clock: Clock;
   readonly signer: FileLinkSigner;
   readonly adminToken: string;
-  readonly prices: () => PriceTable;
   /** The operator's price table: GET/PUT/DELETE /admin/v1/prices. */
   readonly priceBook: PriceBook;
   readonly submit: SubmitDeps;

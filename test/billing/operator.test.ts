@@ -2,11 +2,13 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { createSqliteStore } from '../../src/adapters/sqlite';
 import { forceFailTask } from '../../src/app/operator';
 import { DEFAULT_PRICES } from '../../src/domain/pricing';
 import type { Relay } from '../../src/main';
 import { systemClock } from '../../src/ports/clock';
 import { apiClient } from '../helpers/api';
+import { movableClock } from '../helpers/clock';
 import { eventually } from '../helpers/eventually';
 import { solidPng } from '../helpers/images';
 import { openRelay, PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
@@ -102,6 +104,26 @@ describe('prices', () => {
     const odd = await t.admin.put('/admin/v1/prices', { ...shown, currency: 'USD' });
     expect(odd.status).toBe(400);
     expect(odd.body.Response.Error.Message).toBe('currency: unknown field');
+  });
+
+  it('a table saved by another process prices the first submit here once 2 s have passed, however idle this node was', async () => {
+    const clock = movableClock();
+    const t = await relay({ overrides: { clock } });
+    const before = await submit(t.api);
+    expect((await t.relay.store.tasks.getTask(before.body.request_id))!.price).toBe(DEFAULT_PRICES['GEM:3.0']!['1K']);
+    // What `aigc-relay prices set` does beside a running server: it saves through a connection of its own, and this
+    // node hears nothing of it. Another PostgreSQL node's PUT is the same.
+    const cli = createSqliteStore(path.join(t.dataDir, 'relay.db'));
+    try {
+      await cli.accounts.savePrices(table(13), clock.now());
+    } finally {
+      await cli.close();
+    }
+    clock.advance(2_001);
+    // Before, this submit started a re-read and was priced from the old table meanwhile.
+    const after = await submit(t.api);
+    expect(after.status).toBe(200);
+    expect((await t.relay.store.tasks.getTask(after.body.request_id))!.price).toBe(13);
   });
 
   it('another node on the same database sees a saved table', async () => {
