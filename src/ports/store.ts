@@ -276,10 +276,11 @@ export interface TaskStore {
   /** `queued → running`, counting the attempt. Undefined if the task was no longer queued. */
   markRunning(id: string, now: number): Promise<TaskRecord | undefined>;
   /**
-   * `running → queued` for a retry, dispatchable again from `notBefore`. False (nothing changed) when the task is
-   * not running or a cancel was requested: a cancelled task must not be handed back to run again.
+   * `running → queued` for a retry of `attempt`, dispatchable again from `notBefore`. False (nothing changed) when the
+   * task is not running, is running a later attempt (this one was superseded: a lapsed lease, a crash recovery), or a
+   * cancel was requested: a cancelled task must not be handed back to run again.
    */
-  requeue(id: string, notBefore: number, now: number): Promise<boolean>;
+  requeue(id: string, attempt: number, notBefore: number, now: number): Promise<boolean>;
   /** Every `running` task back to `queued`; used at start-up by a single node. Returns the ids. */
   requeueAllRunning(now: number): Promise<string[]>;
   saveProgress(id: string, progress: number, now: number): Promise<void>;

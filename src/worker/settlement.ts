@@ -124,7 +124,7 @@ export class RunSettlement {
     if (error.retryable && task.attempts < retry.maxAttempts) {
       const notBefore = now + retryDelayMs(retry, task.attempts);
       await store.tasks.appendLog(task.id, `Attempt ${task.attempts} failed (${error.code}); retrying.`, now);
-      const handedBack = await store.tasks.requeue(task.id, notBefore, now);
+      const handedBack = await store.tasks.requeue(task.id, task.attempts, notBefore, now);
       // As stored now: the queue files it by the checkpoint the attempt left (work under way or not). Read also when
       // the hand-back was refused: it may be this settlement's own repeat after a read that failed (then the task is
       // queued here and must still reach the queue), a cancel, or a settlement made elsewhere.

@@ -273,7 +273,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
         woke();
       });
       lanes.length = 0;
-      expect(await a.tasks.requeue(created.task.id, Date.now(), Date.now())).toBe(true);
+      expect(await a.tasks.requeue(created.task.id, 1, Date.now(), Date.now())).toBe(true);
       await wakeup;
       expect(lanes).toContain('lane-r');
     });
@@ -301,7 +301,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       expect((await alive.tasks.logs(created.task.id)).map((l) => l.message).join('\n')).toMatch(/node dead stopped renewing/);
       // The old owner can no longer hand the attempt back from under the new one, nor settle the task with the outcome
       // of its own (superseded) attempt: the new owner's attempt decides.
-      expect(await dead.tasks.requeue(created.task.id, 0, Date.now())).toBe(false);
+      expect(await dead.tasks.requeue(created.task.id, 1, 0, Date.now())).toBe(false);
       const failed = { state: 'failed', error: { code: 'X', message: 'x' } } as const;
       expect(await dead.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: 1 })).toBe(false);
       expect(await alive.tasks.getTask(created.task.id)).toMatchObject({ state: 'running' });

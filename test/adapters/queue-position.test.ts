@@ -79,7 +79,7 @@ describe('queuePosition with trigger-kept counts', () => {
           const id = ids[o.pick % Math.max(1, ids.length)];
           if (id === undefined) continue;
           if (o.kind === 'run') await store.tasks.markRunning(id, now);
-          if (o.kind === 'requeue') await store.tasks.requeue(id, 0, now);
+          if (o.kind === 'requeue') await store.tasks.requeue(id, (await store.tasks.getTask(id))!.attempts, 0, now);
           if (o.kind === 'finish') await store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'x' } }, now);
           if (o.kind === 'cancel') await store.tasks.finish(id, { state: 'cancelled' }, now);
         }

@@ -382,8 +382,8 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(running).toMatchObject({ state: 'running', attempts: 1, startedAt: 2100 });
         expect(await store.tasks.markRunning(task.id, 2101)).toBeUndefined();
 
-        expect(await store.tasks.requeue(task.id, 9000, 2200)).toBe(true);
-        expect(await store.tasks.requeue(task.id, 9000, 2201)).toBe(false); // already queued
+        expect(await store.tasks.requeue(task.id, 1, 9000, 2200)).toBe(true);
+        expect(await store.tasks.requeue(task.id, 1, 9000, 2201)).toBe(false); // already queued
         expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', notBefore: 9000, attempts: 1 });
 
         const again = await store.tasks.markRunning(task.id, 9100);
@@ -393,12 +393,26 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.tasks.getTask(task.id))!.state).toBe('queued');
       });
 
+      it('an attempt superseded by a later claim cannot hand the task back; the running attempt can', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        await store.tasks.markRunning(task.id, 2100);
+        // Attempt 1 is cut off (its lease lapsed, or a crash recovery), and the task is claimed again: attempt 2 runs.
+        expect(await store.tasks.requeueAllRunning(2200)).toEqual([task.id]);
+        expect(await store.tasks.markRunning(task.id, 2300)).toMatchObject({ attempts: 2 });
+        // Attempt 1's late retry must not put attempt 2's task back in the queue, to be run a third time beside it.
+        expect(await store.tasks.requeue(task.id, 1, 9000, 2400)).toBe(false);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', attempts: 2 });
+        expect(await store.tasks.requeue(task.id, 2, 9000, 2500)).toBe(true);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', attempts: 2, notBefore: 9000 });
+      });
+
       it('a retry is not handed back once a cancel was requested; crash recovery still hands it back, flag kept', async () => {
         const owner = await account(100);
         const task = await created(newTask(owner, 1));
         await store.tasks.markRunning(task.id, 2100);
         await store.tasks.requestCancel(task.id, 2150);
-        expect(await store.tasks.requeue(task.id, 9000, 2200)).toBe(false);
+        expect(await store.tasks.requeue(task.id, 1, 9000, 2200)).toBe(false);
         expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', cancelRequested: true });
         expect(await store.tasks.requeueAllRunning(9200)).toEqual([task.id]);
         // Claimed again, it carries the flag, so the engine settles it instead of running it.
@@ -411,7 +425,7 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.saveCheckpoint(task.id, { at: 'queued' }, 2001)).toBe(true); // a resume before dispatch
         await store.tasks.markRunning(task.id, 2002);
         expect(await store.tasks.saveCheckpoint(task.id, { at: 'one' }, 2003, 1)).toBe(true);
-        expect(await store.tasks.requeue(task.id, 0, 2004)).toBe(true);
+        expect(await store.tasks.requeue(task.id, 1, 0, 2004)).toBe(true);
         await store.tasks.markRunning(task.id, 2005);
         expect(await store.tasks.saveCheckpoint(task.id, { at: 'late one' }, 2006, 1)).toBe(false);
         expect(await store.tasks.saveCheckpoint(task.id, { at: 'two' }, 2007, 2)).toBe(true);
@@ -763,7 +777,7 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         const task = await created(newTask(owner, 1));
         const q = await startQueue(store);
         expect((await q.claim('lane-a', 1)).map((t) => t.id)).toEqual([task.id]);
-        expect(await store.tasks.requeue(task.id, clock.now() + 60_000, clock.now())).toBe(true);
+        expect(await store.tasks.requeue(task.id, 1, clock.now() + 60_000, clock.now())).toBe(true);
         q.added({ ...task, notBefore: clock.now() + 60_000 });
         expect(await q.claim('lane-a', 1)).toEqual([]);
         expect((await store.tasks.getTask(task.id))!.state).toBe('queued');

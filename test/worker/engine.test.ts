@@ -292,7 +292,7 @@ describe('task engine — a task claimed again while an earlier attempt still ru
     const first = await provider.whenStarted(id);
     const task = (await relay.relay.store.tasks.getTask(id))!;
     // What a reaper does when this node's lease lapsed: the task goes back to the queue; this node claims it again.
-    expect(await relay.relay.store.tasks.requeue(id, 0, Date.now())).toBe(true);
+    expect(await relay.relay.store.tasks.requeue(id, task.attempts, 0, Date.now())).toBe(true);
     const second = new Promise<ControlledRun>((resolve) =>
       provider.events.on('started', (run: ControlledRun) => run !== first && run.job.taskId === id && resolve(run)),
     );

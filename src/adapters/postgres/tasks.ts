@@ -190,17 +190,19 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       );
       return row && toTask(row);
     },
-    async requeue(id, notBefore, now) {
-      // Only the lease holder hands an attempt back: a node whose lease lapsed (and whose task another node took
-      // over) must not pull the task from under the new owner. Not once the client asked to cancel: the engine
-      // settles it as cancelled instead. One statement: the NOTIFY commits with the update.
+    async requeue(id, attempt, notBefore, now) {
+      // Only the lease holder hands its own attempt back: a node whose lease lapsed (and whose task another node
+      // took over) must not pull the task from under the new owner, and neither may an attempt this node itself
+      // claimed again since (its lease then names this node, but the attempt is a later one). Not once the client
+      // asked to cancel: the engine settles it as cancelled instead. One statement: the NOTIFY commits with the update.
       const result = await pool.query(
         `WITH r AS (
            UPDATE tasks SET state = 'queued', not_before = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL
-           WHERE id = $1 AND state = 'running' AND (lease_owner IS NULL OR lease_owner = $4) AND NOT cancel_requested
+           WHERE id = $1 AND state = 'running' AND attempts = $7 AND (lease_owner IS NULL OR lease_owner = $4)
+             AND NOT cancel_requested
            RETURNING provider)
          SELECT pg_notify($5, $6 || provider) FROM r`,
-        [id, notBefore, now, nodeId, channel, NOTIFY_QUEUED],
+        [id, notBefore, now, nodeId, channel, NOTIFY_QUEUED, attempt],
       );
       return (result.rowCount ?? 0) > 0;
     },

@@ -57,10 +57,11 @@ export function sqliteTaskStore(db: Db): TaskStore {
     `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
      WHERE id = @id AND state = 'running'`,
   );
-  // A retry is not handed back once the client asked to cancel: the engine settles it as cancelled instead.
+  // A retry is handed back by its own attempt only (not one superseded by a crash recovery and a new claim), and not
+  // once the client asked to cancel: the engine settles it as cancelled instead.
   const requeueForRetry = db.prepare(
     `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
-     WHERE id = @id AND state = 'running' AND cancel_requested = 0`,
+     WHERE id = @id AND state = 'running' AND attempts = @attempt AND cancel_requested = 0`,
   );
   const insertFile = db.prepare(INSERT_FILE);
   const capture = db.prepare('UPDATE accounts SET balance = balance - ?, held = held - ? WHERE id = ?');
@@ -214,7 +215,7 @@ export function sqliteTaskStore(db: Db): TaskStore {
       if (markRunning.run({ id, now }).changes === 0) return undefined;
       return toTask(selectTask.get(id)!);
     }),
-    requeue: syncWrite((id: string, notBefore: number, now: number) => requeueForRetry.run({ id, notBefore, now }).changes > 0),
+    requeue: syncWrite((id: string, attempt: number, notBefore: number, now: number) => requeueForRetry.run({ id, attempt, notBefore, now }).changes > 0),
     async requeueAllRunning(now) {
       return requeueAllRunning.immediate(now);
     },
