@@ -1,10 +1,15 @@
-import type { Config } from '../config/env';
+import { lockDataDir } from '../adapters/sqlite/serve-lock';
+import { ConfigError, type Config } from '../config/env';
 import { createRelay } from '../main';
 
 const SHUTDOWN_DEADLINE_MS = 30_000;
 
 /** `aigc-relay serve` (what `npm start` runs): listen, print how to try it, drain on SIGTERM. */
 export async function serve(config: Config): Promise<void> {
+  // On SQLite, before anything reads the database: the start's crash recovery must not take another serve's tasks.
+  if (config.databaseUrl === undefined && !lockDataDir(config.dataDir)) {
+    throw new ConfigError('AIGC_RELAY_DATA_DIR', `${config.dataDir} is in use by another aigc-relay serve; stop that one, or give this one a data dir of its own`);
+  }
   const relay = await createRelay(config);
   let url: string;
   try {
