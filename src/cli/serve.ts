@@ -4,12 +4,22 @@ import { createRelay } from '../main';
 
 const SHUTDOWN_DEADLINE_MS = 30_000;
 
+function lockOrRefuse(dataDir: string): void {
+  let locked: boolean;
+  try {
+    locked = lockDataDir(dataDir);
+  } catch (err) {
+    throw new ConfigError('AIGC_RELAY_DATA_DIR', `cannot be used: ${(err as Error).message}`);
+  }
+  if (!locked) {
+    throw new ConfigError('AIGC_RELAY_DATA_DIR', `${dataDir} is in use by another aigc-relay serve; stop that one, or give this one a data dir of its own`);
+  }
+}
+
 /** `aigc-relay serve` (what `npm start` runs): listen, print how to try it, drain on SIGTERM. */
 export async function serve(config: Config): Promise<void> {
   // On SQLite, before anything reads the database: the start's crash recovery must not take another serve's tasks.
-  if (config.databaseUrl === undefined && !lockDataDir(config.dataDir)) {
-    throw new ConfigError('AIGC_RELAY_DATA_DIR', `${config.dataDir} is in use by another aigc-relay serve; stop that one, or give this one a data dir of its own`);
-  }
+  if (config.databaseUrl === undefined) lockOrRefuse(config.dataDir);
   const relay = await createRelay(config);
   let url: string;
   try {
