@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RelayError, type ErrorCode, statusOf } from '../domain/errors';
 import { isStoreUnavailable } from '../ports/store';
-import { closeAfterAnswer } from './lingering-close';
+import { closeAfterAnswer, declaresBody } from './lingering-close';
 
 /** The one error envelope (Tencent Cloud's), used for every failure the API answers. */
 export function envelope(code: ErrorCode | string, message: string, requestId: string) {
@@ -23,8 +23,7 @@ export function sendError(reply: FastifyReply, error: RelayError): FastifyReply 
  */
 function closeIfBodyUnread(reply: FastifyReply): void {
   const request = reply.request.raw;
-  const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
-  if (hasBody && !request.complete) closeAfterAnswer(reply);
+  if (declaresBody(request.headers) && !request.complete) closeAfterAnswer(reply);
 }
 
 /** `/output_config/resolution` + `must be …` → `output_config.resolution: must be …` */

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 
@@ -21,6 +22,10 @@ export interface Linger {
 }
 
 export const DEFAULT_LINGER: Linger = { ms: 2000, bytes: 16 * 1024 * 1024 };
+
+/** Whether a request's framing says a body follows (RFC 9112 §6.3): chunked, or a Content-Length over 0. */
+export const declaresBody = (headers: IncomingHttpHeaders): boolean =>
+  headers['transfer-encoding'] !== undefined || Number(headers['content-length'] ?? 0) > 0;
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -83,6 +83,13 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (request, body, done) => {
     const bytes = body as Buffer;
+    // No body is no body, whatever the Content-Type says: many clients send `Content-Type: application/json` on
+    // every call, including a cancel or a delete that has none. The request then goes on exactly as without the
+    // header (a route that needs a body says so itself).
+    if (bytes.length === 0) {
+      done(null, undefined);
+      return;
+    }
     if (!isUtf8(bytes)) {
       done(new FieldError('InvalidParameter', 'body', 'not valid UTF-8'), undefined);
       return;

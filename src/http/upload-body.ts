@@ -1,6 +1,7 @@
 import multipart, { type MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FieldError, RelayError } from '../domain/errors';
+import { declaresBody } from './lingering-close';
 
 /**
  * Reading an upload (`POST /tencent-vod/v1/files`): a multipart form with the image in field `file`, or the image
@@ -28,6 +29,12 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
     done(null, body),
   );
   scope.addContentTypeParser('*', (request, _payload, done) => {
+    // No body is no body, whatever the Content-Type says (a DELETE of a file sent with `application/json`): the
+    // route goes on as without the header.
+    if (!declaresBody(request.headers)) {
+      done(null, undefined);
+      return;
+    }
     const type = request.headers['content-type'];
     done(
       new RelayError(
