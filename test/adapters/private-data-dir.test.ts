@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/adapters/sqlite/database';
-import { openRelay, tempDir } from '../helpers/relay';
+import { openRelay, PROMPT_BODY, startTestRelay, tempDir, waitForTask } from '../helpers/relay';
 
 /** The data dir holds webhook secrets, sealed channel keys, the admin token and every client's images. */
 const modeOf = (file: string): number => fs.statSync(file).mode & 0o777;
@@ -19,6 +19,32 @@ describe('a new data dir and database are private to the user running the relay'
       expect(modeOf(dir)).toBe(0o700);
     } finally {
       db.close();
+    }
+  });
+
+  it('stored images are private even in a data dir the operator made world-readable (a container volume)', async () => {
+    const dataDir = tempDir();
+    fs.chmodSync(dataDir, 0o755);
+    const t = await startTestRelay({ env: { AIGC_RELAY_DATA_DIR: dataDir } });
+    try {
+      const res = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+      const task = await waitForTask(t.relay, res.body.request_id);
+      expect(task.state).toBe('succeeded');
+      const files = path.join(dataDir, 'files');
+      const found: string[] = [];
+      const walk = (dir: string): void => {
+        expect(modeOf(dir), dir).toBe(0o700);
+        for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+          const full = path.join(dir, entry.name);
+          if (entry.isDirectory()) walk(full);
+          else found.push(full);
+        }
+      };
+      walk(files);
+      expect(found.length).toBeGreaterThan(0);
+      for (const file of found) expect(modeOf(file), file).toBe(0o600);
+    } finally {
+      await t.close();
     }
   });
 

@@ -27,9 +27,13 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** `mkdir -p` whose new directories survive power loss: each new one is flushed in its parent. */
+/**
+ * `mkdir -p` whose new directories survive power loss: each new one is flushed in its parent. New directories are
+ * 0700 and files 0600 (writeThenRename) whatever the umask or the data dir's own mode: they hold every client's
+ * images, and a data dir the operator made (a container volume) is often 0755.
+ */
 export async function makeDirDurably(dir: string): Promise<void> {
-  const first = fs.mkdirSync(dir, { recursive: true });
+  const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (first === undefined) return;
   for (let created = dir; ; created = path.dirname(created)) {
     await syncDir(path.dirname(created));
@@ -44,7 +48,7 @@ export async function makeDirDurably(dir: string): Promise<void> {
  * side by side.
  */
 export async function writeThenRename(tmp: string, file: string, data: Uint8Array): Promise<void> {
-  const fd = fs.openSync(tmp, 'w');
+  const fd = fs.openSync(tmp, 'w', 0o600);
   try {
     try {
       fs.writeFileSync(fd, data);
