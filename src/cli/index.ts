@@ -29,7 +29,7 @@ program
 program
   .command('submit')
   .description('submit a task to a running relay over HTTP, show its progress and save the images')
-  .requiredOption('--prompt <text>', 'what to draw')
+  .option('--prompt <text>', 'what to draw (may be left out with --file)')
   .option('--model <name>', 'GEM, Qwen or Hunyuan', 'GEM')
   .option('--version <version>', `model version (${versionsHelp}; default: the model's newest)`)
   .option('--resolution <resolution>', '720P, 1080P, 2K, 4K or WxH such as 1024x1024')
@@ -39,7 +39,8 @@ program
   .option('--wait', 'wait for the result and save it', false)
   .option('--out <dir>', 'directory for the images (with --wait)', '.')
   .option('--url <url>', 'relay base URL (or AIGC_RELAY_URL)', process.env.AIGC_RELAY_URL ?? 'http://127.0.0.1:8080')
-  .option('--key <key>', 'API key (or AIGC_RELAY_KEY)', process.env.AIGC_RELAY_KEY)
+  // No default from the environment here: commander would print it in --help, and the key with it.
+  .option('--key <key>', 'API key (or AIGC_RELAY_KEY)')
   .action(async (options) => {
     process.exitCode = await runSubmit(options);
   });

@@ -1,10 +1,12 @@
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import { MODEL_NAMES, newestVersion } from '../domain/models';
 
 export interface SubmitOptions {
-  prompt: string;
+  /** Absent: none is sent (the relay needs one only when no --file is given). */
+  prompt?: string;
   model: string;
   /** Absent: the newest version of the model in the catalogue. */
   version?: string;
@@ -15,6 +17,7 @@ export interface SubmitOptions {
   wait: boolean;
   out: string;
   url: string;
+  /** Absent: AIGC_RELAY_KEY. */
   key?: string;
 }
 
@@ -72,18 +75,25 @@ export async function runSubmit(options: SubmitOptions): Promise<number> {
 }
 
 async function submitAndFollow(options: SubmitOptions): Promise<number> {
-  if (!options.key) {
+  const key = options.key ?? process.env.AIGC_RELAY_KEY;
+  if (!key) {
     process.stderr.write('aigc-relay submit: give --key or set AIGC_RELAY_KEY\n');
     return 2;
   }
-  const headers = { authorization: `Bearer ${options.key}`, 'content-type': 'application/json' };
+  // Before the task is made (and charged): a directory the images cannot be saved in is found out now, not after.
+  const outProblem = options.wait ? await outDirProblem(options.out) : undefined;
+  if (outProblem) {
+    process.stderr.write(`aigc-relay submit: --out ${options.out}: ${outProblem}\n`);
+    return 1;
+  }
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   // Model names match case-insensitively, as the API does; an unknown one is sent as is for the API to refuse by name.
   const model = MODEL_NAMES.find((m) => m.toLowerCase() === options.model.toLowerCase());
   const version = options.version ?? (model ? newestVersion(model) : undefined);
   const body = {
     model_name: options.model,
     ...(version !== undefined ? { model_version: version } : {}),
-    prompt: options.prompt,
+    ...(options.prompt !== undefined ? { prompt: options.prompt } : {}),
     ...(options.file?.length ? { file_infos: options.file.map((id) => ({ type: 'File', file_id: id })) } : {}),
     output_config: {
       ...(options.resolution ? { resolution: options.resolution } : {}),
@@ -138,7 +148,6 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     process.stderr.write(`result fetch failed: ${result.problem}\n`);
     return 1;
   }
-  await fs.mkdir(options.out, { recursive: true });
   for (const image of result.body.images) {
     const name = savedName(image);
     if (!name) {
@@ -157,6 +166,26 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     process.stdout.write(`saved ${file} (${image.width}x${image.height})\n`);
   }
   return 0;
+}
+
+/**
+ * Why the images could not be saved in `dir`, or undefined (creating it if it is missing and its parent exists).
+ * Only the last part is created: a mistyped path fails here in one line instead of growing a tree of directories.
+ */
+async function outDirProblem(dir: string): Promise<string | undefined> {
+  try {
+    const stat = await fs.stat(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      return undefined;
+    });
+    if (stat && !stat.isDirectory()) return 'not a directory';
+    if (!stat) await fs.mkdir(dir);
+    await fs.access(dir, fsConstants.W_OK);
+    return undefined;
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException;
+    return code === 'ENOENT' ? 'its parent directory does not exist' : code === 'EACCES' ? 'not writable' : message;
+  }
 }
 
 const EXTENSIONS: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp' };

@@ -142,6 +142,51 @@ describe('aigc-relay submit', () => {
     const run = await runCli(['submit', '--prompt', 'x', '--url', relay.url], { AIGC_RELAY_KEY: '' });
     expect(run.code).toBe(2);
   });
+
+  it('--help does not show the key from AIGC_RELAY_KEY', async () => {
+    const run = await runCli(['submit', '--help'], { AIGC_RELAY_KEY: 'ar_key_secret_do_not_print' });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/--key <key>/);
+    expect(run.stdout + run.stderr).not.toContain('ar_key_secret_do_not_print');
+  });
+
+  it('an --out the images cannot be saved in is refused in one line before anything is submitted (and charged)', async () => {
+    const file = path.join(tempDir(), 'a-file');
+    fs.writeFileSync(file, 'x');
+    const cases: Array<[string, RegExp]> = [
+      [file, /: not a directory\n$/],
+      [path.join(tempDir(), 'missing', 'deeper'), /: its parent directory does not exist\n$/],
+    ];
+    let requests = 0;
+    await withFakeRelay(
+      (request, root) => (requests++, request.method === 'POST' ? [200, accepted(root)] : [404, envelope('ResourceNotFound', 'x')]),
+      async (url) => {
+        for (const [out, problem] of cases) {
+          const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', out, '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+          expect(run.code, run.stderr).toBe(1);
+          expect(run.stderr).toMatch(new RegExp(`^aigc-relay submit: --out ${out.replace(/[/.]/g, '\\$&')}${problem.source}`));
+        }
+      },
+    );
+    expect(requests).toBe(0);
+  });
+
+  it('--file without --prompt submits the images with no prompt (the relay needs one only without file_infos)', async () => {
+    const bodies: unknown[] = [];
+    await withFakeRelay(
+      (request, root) => {
+        request.on('data', (chunk: Buffer) => bodies.push(JSON.parse(chunk.toString())));
+        return [200, accepted(root)];
+      },
+      async (url) => {
+        const run = await runCli(['submit', '--file', 'file_abc', '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+        expect(run.code, run.stderr).toBe(0);
+      },
+    );
+    expect(bodies).toHaveLength(1);
+    expect(bodies[0]).toMatchObject({ model_name: 'GEM', file_infos: [{ type: 'File', file_id: 'file_abc' }] });
+    expect(bodies[0]).not.toHaveProperty('prompt');
+  });
 });
 
 const accepted = (root: string) => ({ request_id: 'task_gone', status: 'IN_QUEUE', queue_position: 0, status_url: `${root}/status`, response_url: root });
