@@ -42,6 +42,13 @@ export function withSize(parts: ExtInfoParts, size: PixelSize): string {
   return JSON.stringify({ ...parts.outer, AdditionalParameters: JSON.stringify({ ...parts.additional, size: `${size.width}x${size.height}` }) });
 }
 
+/** The size `ext_info` names in its AdditionalParameters (`WIDTHxHEIGHT`), or undefined when it names none. */
+export function extInfoSize(extInfo: string | undefined): PixelSize | undefined {
+  const size = parseExtInfo(extInfo)?.additional.size;
+  const match = typeof size === 'string' ? /^(\d{1,5})x(\d{1,5})$/.exec(size) : null;
+  return match ? { width: Number(match[1]), height: Number(match[2]) } : undefined;
+}
+
 /** Why a size named in AdditionalParameters is not one the model can make, or undefined when it is. */
 export function extSizeProblem(size: unknown, limits: SizeLimits): string | undefined {
   const match = typeof size === 'string' ? /^(\d{1,5})x(\d{1,5})$/.exec(size) : null;

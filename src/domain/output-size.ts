@@ -1,4 +1,5 @@
 import { modelSpec, type AspectRatio, type Resolution, type SizeLimits } from './models';
+import { extInfoSize } from './ext-info';
 import type { TaskInput } from './task-input';
 
 /**
@@ -70,9 +71,15 @@ export function fitWithin(size: PixelSize, limits: SizeLimits): PixelSize {
   return { width, height };
 }
 
-/** The size a task's images are made at: what it asked for, fitted into its model's limits if it has any. */
+/**
+ * The size a task's images are made at: what it asked for, fitted into its model's limits if it has any. For such a
+ * model (Hunyuan, Qwen) a size named in `ext_info` is what the upstream makes, so the preview makes it too;
+ * validation has checked it against the limits, and allows it only without `output_config.resolution`.
+ */
 export function producedSize(input: TaskInput): PixelSize {
   const asked = outputSize(input.output_config.resolution, input.output_config.aspect_ratio);
   const limits = modelSpec(input.model_name, input.model_version)?.sizeLimits;
-  return limits ? fitWithin(asked, limits) : asked;
+  if (!limits) return asked;
+  const named = input.output_config.resolution === undefined ? extInfoSize(input.ext_info) : undefined;
+  return named ?? fitWithin(asked, limits);
 }

@@ -81,6 +81,11 @@ describe('pricing', () => {
       expect(priceClass(limited('Qwen', '0925', resolution))).toBe('1K');
     }
     expect(producedSize(limited('Hunyuan', '3.0', '4K'))).toEqual({ width: 1024, height: 1024 });
+    // A size named in ext_info (Tencent's way for Hunyuan) is the size made, and priced.
+    const named = { ...input(undefined), model_name: 'Hunyuan', model_version: '3.0', ext_info: JSON.stringify({ AdditionalParameters: JSON.stringify({ size: '728x1024' }) }) } as TaskInput;
+    expect(producedSize(named)).toEqual({ width: 728, height: 1024 });
+    expect(priceClass(named)).toBe('1K');
+    expect(producedSize({ ...named, ext_info: 'not json' })).toEqual({ width: 1024, height: 1024 });
     // GEM has no such limit: a 4K request is made, and priced, at 4K.
     expect(producedSize(input('4K'))).toEqual({ width: 2160, height: 2160 });
     expect(priceClass(input('4K'))).toBe('4K');

@@ -39,6 +39,17 @@ describe('POST /tencent-vod/v1/aigc-image — happy path', () => {
     expect([meta.format, meta.width, meta.height]).toEqual(['png', 1920, 1080]);
   });
 
+  it('Hunyuan with a size in ext_info (Tencent’s way to size it) gets an image of that size', async () => {
+    const ext_info = JSON.stringify({ AdditionalParameters: JSON.stringify({ size: '728x1024' }) });
+    const res = await t.api.post('/tencent-vod/v1/aigc-image', { model_name: 'Hunyuan', model_version: '3.0', prompt: 'a lighthouse', ext_info });
+    expect(res.status, res.text).toBe(200);
+    await waitForTask(t.relay, res.body.request_id);
+    const [image] = (await t.api.get(res.body.response_url)).body.images;
+    expect(image).toMatchObject({ width: 728, height: 1024 });
+    const meta = await sharp(Buffer.from(await (await fetch(image.url)).arrayBuffer())).metadata();
+    expect([meta.width, meta.height]).toEqual([728, 1024]);
+  });
+
   it('charges the price on success: held while queued, captured at the end', async () => {
     const before = await t.admin.get(`/admin/v1/accounts/${await accountId()}`);
     const res = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
