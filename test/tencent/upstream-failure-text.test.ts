@@ -58,6 +58,10 @@ describe('upstream failures as a client reads them', () => {
     expect(classify(gateway, true).message).toContain('proxy-7.intranet');
     const reset = Object.assign(new Error('socket hang up (10.8.0.3:443)'), { code: 'ECONNRESET' });
     expect(describeFailure(classify(reset, true))).toBe('Tencent VOD: the connection to the upstream failed before an answer came');
+    // What the SDK's fetch throws for an answer that is not JSON (a wrong endpoint answering 200 "ok").
+    const notJson = Object.assign(new Error('invalid json response body at https://vod.example/ reason: Unexpected token o in JSON'), { type: 'invalid-json' });
+    expect(classify(notJson, true)).toMatchObject({ kind: 'ambiguous' });
+    expect(describeFailure(classify(notJson, true))).toBe('Tencent VOD: the upstream answered something that is not JSON');
     expect(describeFailure(classify(new UpstreamTimeout('CreateAigcImageTask', 2000), true))).toBe(
       'Tencent VOD: CreateAigcImageTask: no answer within 2000 ms',
     );

@@ -59,6 +59,8 @@ interface SdkError {
   readonly httpCode?: number;
   readonly requestId?: string;
   readonly message?: string;
+  /** node-fetch's kind of failure, e.g. `invalid-json` (the SDK sends its requests through node-fetch). */
+  readonly type?: string;
 }
 
 /**
@@ -96,6 +98,11 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
   // headers came back) may have reached Tencent.
   if (NOT_SENT.test(`${e.code ?? ''} ${message}`)) {
     return { kind: 'transient', code: UNREACHABLE, message, clientMessage: 'the upstream could not be reached' };
+  }
+  // An answer came, but not one of Tencent's API (a proxy's page, a wrong endpoint): still, the request may have
+  // reached Tencent on its way.
+  if (e.type === 'invalid-json' || /invalid json response body/i.test(message)) {
+    return lost(message, 'the upstream answered something that is not JSON');
   }
   return lost(message, 'the connection to the upstream failed before an answer came');
 }
