@@ -15,7 +15,7 @@ import { opsRoutes } from './routes/ops';
 import { requestRoutes } from './routes/requests';
 import { submitRoutes } from './routes/submit';
 import { ErrorEnvelope } from './schemas';
-import { installJsonBodyParser, installNulGuard, transportOptions } from './transport-guards';
+import { installContentEncodingGuard, installJsonBodyParser, installNulGuard, transportOptions } from './transport-guards';
 import { AJV_OPTIONS, buildValidator } from './validators';
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -41,6 +41,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   app.removeContentTypeParser('text/plain');
   installJsonBodyParser(app, JSON_BODY_LIMIT);
   installNulGuard(app);
+  installContentEncodingGuard(app);
 
   // Callback-style hooks: these run on every request, and an async hook costs a promise and a microtask each.
   app.addHook('onSend', (request, reply, payload, done) => {

@@ -71,12 +71,14 @@ function unsupportedMediaType(contentType: string | undefined): string {
   return `Content-Type:${shown} send application/json${curlHint}`;
 }
 
+const mebibytes = (bytes: number): string => `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB`;
+
 /**
  * Translates whatever was thrown into a RelayError. Client mistakes that Fastify detects itself (bad JSON, wrong
  * content type, body too large, schema failures) become the matching 4xx; a busy database a 503 with Retry-After;
  * anything unrecognised is a 500 whose details go to the log only.
  */
-export function toRelayError(error: FastifyError | Error, contentType?: string): RelayError | undefined {
+export function toRelayError(error: FastifyError | Error, contentType?: string, bodyLimit?: number): RelayError | undefined {
   if (error instanceof RelayError) return error;
   // The database is busy (a lock held too long): the request may well succeed in a moment, so not a 500.
   if (isStoreUnavailable(error)) return new RelayError('ResourceUnavailable', 'the database is busy or unavailable; retry shortly', { retryAfterSeconds: 1, cause: error });
@@ -94,7 +96,7 @@ export function toRelayError(error: FastifyError | Error, contentType?: string):
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new RelayError('UnsupportedMediaType', unsupportedMediaType(contentType));
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new RelayError('RequestSizeLimitExceeded', 'body: larger than the limit for this route');
+      return new RelayError('RequestSizeLimitExceeded', `body: larger than ${bodyLimit === undefined ? 'the limit for this route' : `${bodyLimit} bytes (${mebibytes(bodyLimit)}), the limit for this route`}`);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new RelayError('MissingParameter', 'body: empty; send a JSON object');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
@@ -115,7 +117,7 @@ export function toRelayError(error: FastifyError | Error, contentType?: string):
 
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const relayError = toRelayError(error, request.headers['content-type']);
+    const relayError = toRelayError(error, request.headers['content-type'], request.routeOptions.bodyLimit);
     if (relayError && isStoreUnavailable(error)) request.log.warn({ err: error }, 'database busy or unavailable: answered 503');
     if (relayError) return sendError(reply, relayError);
     request.log.error({ err: error }, 'unhandled error');

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { newRequestId } from '../app/ids';
 import { FieldError, RelayError } from '../domain/errors';
 import { envelope, sendError } from './errors';
+import { declaresBody } from './lingering-close';
 
 /**
  * What the HTTP layer refuses before any route sees a request, always in the Tencent envelope: requests that are
@@ -122,6 +123,18 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
 export function readUntypedBodyAsJson(request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   if (request.headers['content-type'] === undefined) request.headers['content-type'] = 'application/json';
   done();
+}
+
+/**
+ * A compressed body (`Content-Encoding: gzip`) is not decoded here: read as it is, it would be refused as "not valid
+ * UTF-8" or "malformed JSON", which sends the client looking in the wrong place. It is a 415 naming the encoding.
+ */
+export function installContentEncodingGuard(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding === undefined || /^\s*identity\s*$/i.test(encoding) || !declaresBody(request.headers)) return done();
+    void sendError(reply, new RelayError('UnsupportedMediaType', `Content-Encoding: ${JSON.stringify(encoding)} is not accepted; send the body uncompressed`));
+  });
 }
 
 /**

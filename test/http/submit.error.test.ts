@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
 import { seedBody } from '../helpers/seed';
@@ -17,7 +18,7 @@ const inject = (payload: unknown, headers: Record<string, string> = {}) =>
     method: 'POST',
     url: '/tencent-vod/v1/aigc-image',
     headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'application/json', ...headers },
-    payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    payload: typeof payload === 'string' || Buffer.isBuffer(payload) ? payload : JSON.stringify(payload),
   });
 
 async function balance(): Promise<number> {
@@ -81,10 +82,30 @@ describe('POST /tencent-vod/v1/aigc-image — errors', () => {
     expect(res.json().Response.Error.Code).toBe('UnsupportedMediaType');
   });
 
-  it('body over 1 MiB → 413', async () => {
+  it('body over 1 MiB → 413 saying the limit', async () => {
     const res = await inject({ ...PROMPT_BODY, prompt: 'x'.repeat(1_100_000) });
     expect(res.statusCode).toBe(413);
-    expect(res.json().Response.Error.Code).toBe('RequestSizeLimitExceeded');
+    expect(res.json().Response.Error).toMatchObject({
+      Code: 'RequestSizeLimitExceeded',
+      Message: 'body: larger than 1048576 bytes (1 MiB), the limit for this route',
+    });
+  });
+
+  it('a compressed body → 415 naming the encoding (not "invalid UTF-8"); nothing charged', async () => {
+    const before = await balance();
+    const res = await inject(gzipSync(JSON.stringify(PROMPT_BODY)), { 'content-encoding': 'gzip' });
+    expect(res.statusCode).toBe(415);
+    expect(res.json().Response.Error).toMatchObject({ Code: 'UnsupportedMediaType', Message: 'Content-Encoding: "gzip" is not accepted; send the body uncompressed' });
+    expect((await inject(PROMPT_BODY, { 'content-encoding': 'identity' })).statusCode).toBe(200);
+    expect(await balance()).toBe(before - (await t.admin.get('/admin/v1/prices')).body.prices['GEM:3.0']['1K']);
+  });
+
+  it('status ?logs takes 1, true, 0 or false; anything else is a 400 naming it', async () => {
+    const id = (await inject(PROMPT_BODY)).json().request_id as string;
+    for (const logs of ['1', 'true', '0', 'false']) expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status?logs=${logs}`)).status).toBe(200);
+    const res = await t.api.get(`/tencent-vod/v1/requests/${id}/status?logs=yes`);
+    expect(res.status).toBe(400);
+    expect(res.body.Response.Error.Message).toMatch(/^logs: must be one of/);
   });
 
   it('insufficient balance → 402 and nothing written', async () => {

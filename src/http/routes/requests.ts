@@ -54,7 +54,10 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: {
           ...common,
           summary: 'Task status (fal-style)',
-          querystring: Type.Object({ logs: Type.Optional(Type.String({ description: '1 to include the task log' })) }),
+          querystring: Type.Object({
+            // A closed list: `?logs=yes` silently giving no log would look like a task without one.
+            logs: Type.Optional(Type.Union(['1', 'true', '0', 'false'].map((v) => Type.Literal(v)), { description: '1 (or true) to include the task log' })),
+          }),
           response: { 200: StatusBody, ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound') },
         },
       },
