@@ -64,6 +64,20 @@ export function validatePriceTable(raw: unknown, field = 'prices'): PriceTable {
   }
 }
 
+/** A price read still unanswered after this long is abandoned, and the next submit that needs one starts another. */
+const READ_GIVE_UP_MS = 30_000;
+
+/** Resolves when `promise` settles (whichever way) or after `ms`, whichever comes first. */
+function untilSettledOr(promise: Promise<unknown>, ms: number): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  return Promise.race([promise.then(() => undefined, () => undefined), late]).finally(() => clearTimeout(timer));
+}
+
 export async function createPriceBook(
   store: Store,
   clock: Clock,
@@ -73,10 +87,14 @@ export async function createPriceBook(
   let state: PriceBookState = fallback;
   let loadedAt = -Infinity;
   let refreshing: Promise<PriceBookState> | undefined;
+  let readStartedAt = -Infinity;
+  let reads = 0;
 
-  const load = async (): Promise<PriceBookState> => {
+  const load = async (read: number, startedAt: number): Promise<PriceBookState> => {
     const saved = await store.accounts.currentPrices();
-    loadedAt = clock.now();
+    // A read given up on (see refresh) that answers after a newer one must not put its older table back.
+    if (read !== reads) return state;
+    loadedAt = startedAt;
     if (!saved || saved.prices === null) {
       state = fallback;
     } else {
@@ -87,20 +105,32 @@ export async function createPriceBook(
     return state;
   };
   const refresh = (): Promise<PriceBookState> => {
-    refreshing ??= load().finally(() => (refreshing = undefined));
+    // A read that has not answered for READ_GIVE_UP_MS (a database connection lost without a reset can take many
+    // minutes to fail) is given up: the next caller starts another instead of joining it.
+    if (refreshing && clock.now() - readStartedAt > READ_GIVE_UP_MS) refreshing = undefined;
+    if (!refreshing) {
+      readStartedAt = clock.now();
+      const read = load(++reads, readStartedAt).finally(() => {
+        if (refreshing === read) refreshing = undefined;
+      });
+      refreshing = read;
+    }
     return refreshing;
   };
-  /** A read that starts after a save: one already in flight may have read the table before it. */
-  const reload = async (): Promise<PriceBookState> => {
-    await refreshing?.catch(() => undefined);
+  /** A read that starts after a save: one already in flight may have read the table before it (and is ignored). */
+  const reload = (): Promise<PriceBookState> => {
+    refreshing = undefined;
     return refresh();
   };
 
   await refresh();
   return {
     async current() {
-      // A failed re-read keeps the table in memory: a submit is not refused for it (and the next one reads again).
-      if (clock.now() - loadedAt > refreshMs) await refresh().catch(() => undefined);
+      if (clock.now() - loadedAt <= refreshMs) return state.prices;
+      // A re-read that fails, or has not answered by the time it is `refreshMs` old, leaves the table in memory in
+      // force: a submit is neither refused for it nor held up longer (and a later one reads again).
+      const read = refresh();
+      await untilSettledOr(read, readStartedAt + refreshMs - clock.now());
       return state.prices;
     },
     state: () => state,
