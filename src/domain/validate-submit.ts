@@ -32,8 +32,9 @@ import type { InputImageRef, OutputConfig, TaskInput } from './task-input';
  * - The result is built from scratch with known keys only, so nothing from the input (like `__proto__`) leaks.
  */
 export function validateSubmitBody(raw: unknown): TaskInput {
-  // No body at all (none sent, or an empty one whatever its Content-Type; Fastify hands it over as null): say so.
-  if (raw === undefined || raw === null) throw new FieldError('MissingParameter', 'body', 'empty; send a JSON object');
+  // No body at all (none sent, or an empty one whatever its Content-Type; Fastify hands that over as null, as it
+  // does the JSON text `null`): say so.
+  if (raw === undefined || raw === null) throw new FieldError('MissingParameter', 'body', 'empty or null; send a JSON object');
   const body = readObject('body', raw);
   checkKeys('', body, BODY_KEYS);
 

@@ -29,9 +29,9 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
     done(null, body),
   );
   scope.addContentTypeParser('*', (request, _payload, done) => {
-    // No body is no body, whatever the Content-Type says (a DELETE of a file sent with `application/json`): the
-    // route goes on as without the header.
-    if (!declaresBody(request.headers)) {
+    // Only the upload (the one POST here) takes a body. A DELETE of a file sent with `Content-Type: application/json`
+    // (even with an empty chunked body) goes on as without the header; so does an upload that declares no body.
+    if (request.method !== 'POST' || !declaresBody(request.headers)) {
       done(null, undefined);
       return;
     }

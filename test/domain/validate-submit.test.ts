@@ -114,7 +114,7 @@ describe('body shape and unknown fields', () => {
   });
 
   it.each([[null], [undefined]])('rejects no body (%j) as missing', (input) => {
-    expectFieldError(input, 'MissingParameter', 'body', 'empty; send a JSON object');
+    expectFieldError(input, 'MissingParameter', 'body', 'empty or null; send a JSON object');
   });
 
   it('rejects an unknown top-level field', () => {

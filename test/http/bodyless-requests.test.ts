@@ -29,10 +29,24 @@ describe('Content-Type: application/json with no body', () => {
     expect((await send('DELETE', `/admin/v1/keys/${key.body.id}`, t.adminToken)).status).toBeLessThan(300);
   });
 
+  it('a file delete with an empty chunked body and a JSON Content-Type is answered as without the header', async () => {
+    const { request } = await import('node:http');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${t.url}/tencent-vod/v1/files/file_nope`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (res) => (res.resume(), resolve(res.statusCode!)));
+      req.on('error', reject);
+      req.end(); // only the last chunk: 0\r\n\r\n
+    });
+    expect(status).toBe(404);
+  });
+
   it('a call that needs a body says it is missing, naming it', async () => {
     const submit = await send('POST', '/tencent-vod/v1/aigc-image', t.devKey);
     expect(submit.status).toBe(400);
-    expect(submit.body.Response.Error).toMatchObject({ Code: 'MissingParameter', Message: 'body: empty; send a JSON object' });
+    expect(submit.body.Response.Error).toMatchObject({ Code: 'MissingParameter', Message: 'body: empty or null; send a JSON object' });
     const upload = await send('POST', '/tencent-vod/v1/files', t.devKey);
     expect(upload.status).toBe(400);
     expect(upload.body.Response.Error.Message).toMatch(/^file: required/);
