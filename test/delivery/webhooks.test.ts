@@ -19,8 +19,14 @@ const loopbackOnly: Connector = (target) => {
 };
 /** No real DNS: one name that resolves to a private address (passes the door, refused at send); others are unknown. */
 const PRIVATE_NAME = 'hooks.rebound.example';
+/** Resolves to a public address: plain http to it is refused before connecting (the connector would refuse too). */
+const PUBLIC_NAME = 'hooks.public.example';
+/** Resolves to 127.0.0.1, which ENV lists: plain http to it is allowed. */
+const LISTED_NAME = 'hooks.loop.example';
 const testResolver: HostResolver = async (hostname) => {
   if (hostname === PRIVATE_NAME) return [{ address: '10.0.0.1', family: 4 }];
+  if (hostname === PUBLIC_NAME) return [{ address: '93.184.216.34', family: 4 }];
+  if (hostname === LISTED_NAME) return [{ address: '127.0.0.1', family: 4 }];
   throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
 };
 
@@ -165,6 +171,27 @@ describe('webhooks', () => {
     expect(final.attempt.status).toBeUndefined();
   });
 
+  it('plain http is checked on the resolved address at every send: refused to a public one (even stored before the rule), sent to a listed one', async () => {
+    const { relay, receiver, finalAttempt } = await setUp();
+    // A callback URL stored before webhooks had to be https (written to the store as it was then, unchecked).
+    const account = await relay.relay.store.accounts.createAccount({
+      id: 'acct_old_http_hook', name: 'old http hook', balance: 10_000, callbackUrl: `http://${PUBLIC_NAME}/hook`,
+      webhookSecret: `whsec_${Buffer.alloc(24, 7).toString('base64')}`, now: Date.now(),
+    });
+    const api = apiClient(relay.url, (await relay.admin.post(`/admin/v1/accounts/${account.id}/keys`, {})).body.key);
+    const old = await api.post(SUBMIT, body('to an old http hook'));
+    const refusedAttempt = await finalAttempt(old.body.request_id);
+    expect(refusedAttempt.step.state).toBe('failed');
+    expect(refusedAttempt.attempt.error).toMatch(/webhooks are sent to https URLs only/);
+
+    // A name that resolves to a listed address takes plain http (a receiver on the intranet).
+    const port = new URL(receiver.url).port;
+    const listed = await relay.api.post(withWebhook(`http://${LISTED_NAME}:${port}/hook`), body('to a listed host'));
+    expect(listed.status).toBe(200);
+    expect((await finalAttempt(listed.body.request_id)).step.state).toBe('delivered');
+    expect(receiver.received).toHaveLength(1);
+  });
+
   it('a task with no webhook URL anywhere writes no delivery', async () => {
     const { relay } = await setUp();
     const res = await relay.api.post(SUBMIT, body('no hook'));
@@ -199,8 +226,9 @@ describe('webhooks', () => {
       expect(res.status, url).toBe(400);
       expect(res.body.Response.Error.Message, url).toMatch(/^webhook: /);
     }
-    // Plain http to a public host: the webhook would carry signed image links in the clear (API.md: an https url).
-    const plain = await relay.api.post(withWebhook('http://hooks.example.com/relay'), body('plain hook'));
+    // Plain http to a public address: the webhook would carry signed image links in the clear (API.md: an https url).
+    // (A name is checked once resolved, at send time: the next test.)
+    const plain = await relay.api.post(withWebhook('http://93.184.216.34/relay'), body('plain hook'));
     expect(plain.status).toBe(400);
     expect(plain.body.Response.Error.Message).toMatch(/^webhook: refused: webhooks are sent to https URLs only/);
     const twice = await relay.api.post(`${withWebhook('https://example.com/a')}&webhook=${encodeURIComponent('https://example.com/b')}`, body('x'));

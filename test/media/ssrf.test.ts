@@ -182,8 +182,11 @@ describe('URL checks without DNS (what submit time runs)', () => {
     const https = /^refused: webhooks are sent to https URLs only/;
     expect(webhookUrlProblem('https://hooks.example.com/relay', listing)).toBeUndefined();
     expect(webhookUrlProblem(`https://${PUBLIC}/relay`, listing)).toBeUndefined();
-    expect(webhookUrlProblem('http://hooks.example.com/relay', listing)).toMatch(https);
     expect(webhookUrlProblem(`http://${PUBLIC}/relay`, listing)).toMatch(https);
+    // A name may resolve into a listed range: that is told at send time (below); with no address listed it cannot.
+    expect(webhookUrlProblem('http://hooks.example.com/relay', listing)).toBeUndefined();
+    expect(webhookUrlProblem('http://hooks.example.com/relay', createAddressPolicy(['hooks.intranet']))).toMatch(https);
+    expect(webhookUrlProblem('http://hooks.example.com/relay', createAddressPolicy([]))).toMatch(https);
     // Listed: by name, by address, by range.
     expect(webhookUrlProblem('http://hooks.intranet/relay', listing)).toBeUndefined();
     expect(webhookUrlProblem('http://HOOKS.intranet./relay', listing)).toBeUndefined();

@@ -16,6 +16,8 @@ export interface AddressPolicy {
   hostAllowed(hostname: string): boolean;
   /** True when the operator listed this host: a name as `hostAllowed`, or an IP address in a listed address or range. */
   listed(host: string): boolean;
+  /** True when the list has addresses or ranges (a name may resolve into one of them). */
+  readonly listsAddresses: boolean;
 }
 
 const DESCRIPTION: Record<string, string> = {
@@ -134,5 +136,6 @@ export function createAddressPolicy(allow: readonly string[]): AddressPolicy {
     },
     hostAllowed,
     listed: (host) => (net.isIP(host) ? listed(host) : hostAllowed(host)),
+    listsAddresses: ranges.length > 0,
   };
 }

@@ -7,7 +7,8 @@
  * - `createUrlInputFetcher(client, maxBytes)`: URL inputs (`file_infos[].url`) on top of that client.
  */
 import type { AddressPolicy } from './address-policy';
-import { bareHost, checkOutboundUrl, OutboundError } from './outbound-guard';
+import net from 'node:net';
+import { bareHost, checkOutboundUrl, OutboundError, PLAIN_HTTP_REFUSAL } from './outbound-guard';
 
 export { classifyAddress, createAddressPolicy, type AddressPolicy } from './address-policy';
 export {
@@ -39,14 +40,16 @@ export function outboundUrlProblem(url: string, policy: AddressPolicy): string |
  * Why a webhook URL (`?webhook=`, a stored `callback_url`) would be refused, or undefined: the outbound rules, and
  * https. A webhook carries signed links to the task's images (Permanent ones never expire) and the client's
  * session_context, which plain http would show to every hop on the way. Plain http is for the hosts the operator
- * listed in AIGC_RELAY_ALLOW_PRIVATE_URLS (a receiver on this machine or the intranet, in development).
+ * listed in AIGC_RELAY_ALLOW_PRIVATE_URLS (a receiver on this machine or the intranet): a listed name, a listed
+ * address, or a name that resolves into a listed range. The last can only be told at send time, where the same rule
+ * runs again on the resolved address (`SafeRequest.plainHttpOnlyToListed`), also for URLs stored before this rule.
  */
 export function webhookUrlProblem(url: string, policy: AddressPolicy): string | undefined {
   const problem = outboundUrlProblem(url, policy);
   if (problem !== undefined) return problem;
   const parsed = new URL(url);
-  if (parsed.protocol === 'http:' && !policy.listed(bareHost(parsed))) {
-    return 'refused: webhooks are sent to https URLs only (plain http only to the hosts in AIGC_RELAY_ALLOW_PRIVATE_URLS)';
-  }
-  return undefined;
+  if (parsed.protocol !== 'http:') return undefined;
+  const host = bareHost(parsed);
+  const mayBeListed = policy.listed(host) || (net.isIP(host) === 0 && policy.listsAddresses);
+  return mayBeListed ? undefined : PLAIN_HTTP_REFUSAL;
 }

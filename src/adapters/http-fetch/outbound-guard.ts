@@ -31,6 +31,9 @@ export class OutboundError extends Error {
 
 export const refused = (reason: string): OutboundError => new OutboundError('refused', `refused: ${reason}`, false);
 
+/** Why a webhook may not go over plain http (adapters/http-fetch `webhookUrlProblem`, and the client at send time). */
+export const PLAIN_HTTP_REFUSAL = 'refused: webhooks are sent to https URLs only (plain http only to the hosts in AIGC_RELAY_ALLOW_PRIVATE_URLS)';
+
 export interface ResolvedAddress {
   readonly address: string;
   readonly family: 4 | 6;

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { AddressPolicy } from './address-policy';
 import { directConnect, sendPinned, type Connector, type PinnedExchange } from './pinned-request';
-import { checkOutboundUrl, OutboundError, refused, resolveOutboundTarget, systemResolver, type HostResolver } from './outbound-guard';
+import { checkOutboundUrl, OutboundError, PLAIN_HTTP_REFUSAL, refused, resolveOutboundTarget, systemResolver, type HostResolver } from './outbound-guard';
 
 /**
  * The relay's HTTP client for addresses chosen by clients. Every hop (the first request and each redirect) goes
@@ -29,6 +29,11 @@ export interface SafeRequest {
   readonly maxRedirects?: number;
   /** The caller's own abort (a shutdown): the exchange is torn down, not just no longer awaited; rejects with its reason. */
   readonly signal?: AbortSignal;
+  /**
+   * Webhooks: plain http only to a host the operator listed (by name, or an address the name resolves to that is in
+   * a listed address or range); anything else is refused before connecting.
+   */
+  readonly plainHttpOnlyToListed?: boolean;
 }
 
 export interface SafeResponse {
@@ -120,6 +125,9 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
       let redirectedFrom: string | undefined;
       for (let hop = 0; ; hop++) {
         const target = await annotate(resolveOutboundTarget(url, options.policy, boundedResolve), redirectedFrom);
+        if (request.plainHttpOnlyToListed && url.protocol === 'http:' && !options.policy.listed(target.hostname) && !options.policy.listed(target.address)) {
+          throw new OutboundError('refused', PLAIN_HTTP_REFUSAL, false);
+        }
         let exchange: PinnedExchange;
         try {
           exchange = await sendPinned(url, target, {
