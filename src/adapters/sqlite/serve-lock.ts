@@ -18,20 +18,22 @@ export function lockDataDir(dataDir: string): boolean {
   const file = path.join(dataDir, 'serve.lock');
   if (held.has(file)) return true;
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const db = new Database(file, { timeout: 0 });
+  let db: Database.Database | undefined;
   try {
+    db = new Database(file, { timeout: 0 });
     db.pragma('locking_mode = EXCLUSIVE');
-    db.pragma('journal_mode = OFF'); // what the file holds does not matter, only its lock
     // The first write takes the exclusive lock, and exclusive locking mode keeps it after the commit.
     db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL)');
+    const write = db.prepare('INSERT INTO holder (pid) VALUES (?)');
     db.transaction(() => {
-      db.exec('DELETE FROM holder');
-      db.prepare('INSERT INTO holder (pid) VALUES (?)').run(process.pid);
+      db!.exec('DELETE FROM holder');
+      write.run(process.pid);
     })();
   } catch (err) {
-    db.close();
+    db?.close();
     if ((err as { code?: string }).code === 'SQLITE_BUSY') return false;
-    throw err;
+    // Named, so that "file is not a database" is not read as being about relay.db.
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
   }
   held.set(file, db);
   return true;
