@@ -162,7 +162,13 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     }
     const data = Buffer.from(await download.arrayBuffer());
     const file = path.join(options.out, name);
-    await fs.writeFile(file, data);
+    try {
+      await fs.writeFile(file, data);
+    } catch (err) {
+      // The task is done and paid for: say where the image still is, in one line.
+      process.stderr.write(`could not save ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the image stays at ${image.url}\n`);
+      return 1;
+    }
     process.stdout.write(`saved ${file} (${image.width}x${image.height})\n`);
   }
   return 0;
