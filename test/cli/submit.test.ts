@@ -79,6 +79,24 @@ describe('aigc-relay submit', () => {
     }
   });
 
+  it('a save that fails after the task finished is one line with where the image still is, exit 1', async () => {
+    const out = tempDir();
+    fs.mkdirSync(path.join(out, 'img_1.png')); // in the way of the file the CLI writes
+    await withFakeRelay(
+      (request, root) => {
+        if (request.method === 'POST') return [200, accepted(root)];
+        if (request.url!.endsWith('/status')) return [200, { ...accepted(root), status: 'COMPLETED', outcome: 'succeeded', progress: 100 }];
+        if (request.url!.endsWith('/img_1')) return [200, { bytes: 'of an image' }];
+        return [200, { images: [{ file_id: 'img_1', content_type: 'image/png', width: 4, height: 4, url: `${root}/img_1` }] }];
+      },
+      async (url) => {
+        const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', out, '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+        expect(run.code, run.stderr).toBe(1);
+        expect(run.stderr).toMatch(/^could not save .*img_1\.png \(EISDIR\); the image stays at http:\/\/127\.0\.0\.1:\d+\/tencent-vod\/v1\/requests\/task_gone\/img_1\n$/);
+      },
+    );
+  });
+
   it('saves only inside --out, under a name it makes itself: a file_id or content_type with a path in it is refused', async () => {
     // The names come from the relay's answer: a relay that is not what it seems (a wrong --url, a proxy, plain http
     // on a shared network) must not make the CLI write outside --out (../../.bashrc, an absolute path).
