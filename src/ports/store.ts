@@ -252,6 +252,8 @@ export type CreateTaskOutcome =
 export interface TaskFilter {
   readonly accountId?: string;
   readonly state?: TaskState;
+  /** Only tasks older than this one (its `seq`): the next page of a list, newest first. */
+  readonly beforeSeq?: number;
   readonly limit: number;
 }
 

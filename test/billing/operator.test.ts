@@ -68,6 +68,25 @@ describe('the admin task view', () => {
     expect(listed.map((x: { id: string }) => x.id)).toContain(submitted.body.request_id);
     expect(listed[0]).not.toHaveProperty('logs');
   });
+
+  it('the task list pages with next_cursor, newest first, the filters kept on every page', async () => {
+    const t = await relay();
+    const { accountId, api } = await accountWithKey(t, 10_000);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await submit(api, `page ${i}`)).body.request_id);
+    await submit(t.api, 'another account'); // newest of all, filtered out below
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = (await t.admin.get(`/admin/v1/tasks?account=${accountId}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)).body;
+      seen.push(...page.tasks.map((x: { id: string }) => x.id));
+      cursor = page.next_cursor;
+      pages++;
+    } while (cursor !== null && pages < 10);
+    expect(seen).toEqual([...ids].reverse());
+    expect(pages).toBe(3); // 2 + 2 + 1: the last page is short, so it has no cursor
+  });
 });
 
 describe('prices', () => {

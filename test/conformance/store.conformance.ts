@@ -507,6 +507,10 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.tasks.listTasks({ accountId: a.accountId, limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
         expect((await store.tasks.listTasks({ state: 'queued', limit: 10 })).map((t) => t.id)).toEqual([b1.id, a2.id]);
         expect((await store.tasks.listTasks({ limit: 1 })).map((t) => t.id)).toEqual([b1.id]);
+        // Pages: older than a task's seq, with the other filters still applied.
+        expect((await store.tasks.listTasks({ beforeSeq: b1.seq, limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
+        expect((await store.tasks.listTasks({ beforeSeq: a2.seq, limit: 10 })).map((t) => t.id)).toEqual([a1.id]);
+        expect((await store.tasks.listTasks({ state: 'queued', beforeSeq: b1.seq, limit: 10 })).map((t) => t.id)).toEqual([a2.id]);
         expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
       });
     });

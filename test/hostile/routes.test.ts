@@ -112,6 +112,8 @@ describe('the admin API with bodies it does not take', () => {
       '/admin/v1/tasks?limit=abc',
       '/admin/v1/tasks?status=exploded',
       '/admin/v1/tasks?limit=99999999999999999999',
+      '/admin/v1/tasks?cursor=abc',
+      '/admin/v1/tasks?cursor=99999999999999999999',
       '/admin/v1/tasks/..%2F..',
     ]) {
       const res = await inject('GET', url, adminHeaders());

@@ -171,11 +171,12 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       const row = await one<TaskRow>(pool, 'SELECT * FROM tasks WHERE id = $1', [id]);
       return row && toTask(row);
     },
-    async listTasks({ accountId, state, limit }) {
+    async listTasks({ accountId, state, beforeSeq, limit }) {
       const where: string[] = [];
       const params: unknown[] = [];
       if (accountId) where.push(`account_id = $${params.push(accountId)}`);
       if (state) where.push(`state = $${params.push(state)}`);
+      if (beforeSeq !== undefined) where.push(`seq < $${params.push(beforeSeq)}`);
       const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${params.push(limit)}`;
       return (await rows<TaskRow>(pool, sql, params)).map(toTask);
     },

@@ -198,12 +198,13 @@ export function sqliteTaskStore(db: Db): TaskStore {
       const row = selectTask.get(id);
       return row && toTask(row);
     },
-    async listTasks({ accountId, state, limit }) {
+    async listTasks({ accountId, state, beforeSeq, limit }) {
       const where: string[] = [];
       if (accountId) where.push('account_id = @accountId');
       if (state) where.push('state = @state');
+      if (beforeSeq !== undefined) where.push('seq < @beforeSeq');
       const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT @limit`;
-      return db.prepare<object, TaskRow>(sql).all({ accountId, state, limit }).map(toTask);
+      return db.prepare<object, TaskRow>(sql).all({ accountId, state, beforeSeq, limit }).map(toTask);
     },
     async listQueued() {
       return db

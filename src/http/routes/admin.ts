@@ -123,22 +123,36 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     );
 
-    scope.get<{ Querystring: { account?: string; status?: TaskState; limit?: number } }>(
+    scope.get<{ Querystring: { account?: string; status?: TaskState; limit?: number; cursor?: string } }>(
       '/admin/v1/tasks',
       {
-        schema: schema('List tasks, newest first', {
+        schema: schema('List tasks, newest first; `next_cursor` gives the next page', {
           querystring: Type.Object({
             account: Type.Optional(Type.String()),
             status: Type.Optional(Type.Union(['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+            cursor: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'next_cursor of the page before' })),
           }),
-          response: { 200: Type.Object({ tasks: Type.Array(TaskBody) }) },
+          response: {
+            200: Type.Object({
+              tasks: Type.Array(TaskBody),
+              next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as ?cursor= for the next page; null on the last page' }),
+            }),
+          },
         }),
       },
       async (request) => {
-        const { account, status, limit } = request.query;
-        const tasks = await store.tasks.listTasks({ limit: limit ?? 100, ...(account ? { accountId: account } : {}), ...(status ? { state: status } : {}) });
-        return { tasks: tasks.map((t) => taskView(t)) };
+        const { account, status, cursor } = request.query;
+        const limit = request.query.limit ?? 100;
+        const tasks = await store.tasks.listTasks({
+          limit,
+          ...(account ? { accountId: account } : {}),
+          ...(status ? { state: status } : {}),
+          ...(cursor ? { beforeSeq: Number(cursor) } : {}),
+        });
+        // A full page may have more behind it; the cursor is the last task's place in the list (its seq).
+        const next = tasks.length === limit ? String(tasks[tasks.length - 1]!.seq) : null;
+        return { tasks: tasks.map((t) => taskView(t)), next_cursor: next };
       },
     );
 
