@@ -79,8 +79,10 @@ describe('the admin task view', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const page = (await t.admin.get(`/admin/v1/tasks?account=${accountId}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)).body;
-      seen.push(...page.tasks.map((x: { id: string }) => x.id));
+      const page: { tasks: Array<{ id: string }>; next_cursor: string | null } = (
+        await t.admin.get(`/admin/v1/tasks?account=${accountId}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+      ).body;
+      seen.push(...page.tasks.map((x) => x.id));
       cursor = page.next_cursor;
       pages++;
     } while (cursor !== null && pages < 10);
