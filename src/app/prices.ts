@@ -92,8 +92,9 @@ export async function createPriceBook(
 
   const load = async (read: number, startedAt: number): Promise<PriceBookState> => {
     const saved = await store.accounts.currentPrices();
-    // A read given up on (see refresh) that answers after a newer one must not put its older table back.
-    if (read !== reads) return state;
+    // A read given up on, or superseded by a save's (see refresh, reload), must not put its older table back; its
+    // callers get the newer read's answer (a save's caller, the table it saved).
+    if (read !== reads) return refreshing ?? state;
     loadedAt = startedAt;
     if (!saved || saved.prices === null) {
       state = fallback;
@@ -130,7 +131,7 @@ export async function createPriceBook(
       // A re-read that fails, or has not answered by the time it is `refreshMs` old, leaves the table in memory in
       // force: a submit is neither refused for it nor held up longer (and a later one reads again).
       const read = refresh();
-      await untilSettledOr(read, readStartedAt + refreshMs - clock.now());
+      await untilSettledOr(read, Math.min(refreshMs, readStartedAt + refreshMs - clock.now()));
       return state.prices;
     },
     state: () => state,

@@ -79,3 +79,21 @@ describe('the price book', () => {
     expect(gem1k(b.prices.state().prices)).toBe(21);
   });
 });
+
+describe('the price book, saves', () => {
+  it('two saves at once: each answers with a table at least as new as its own, never the one before both', async () => {
+    const b = await book();
+    const releaseA = b.holdNext(); // the re-read after save A answers late…
+    const a = b.prices.set(table(11));
+    await new Promise((resolve) => setImmediate(resolve));
+    const releaseB = b.holdNext(); // …after save B's re-read has started, and before it answers
+    const second = b.prices.set(table(12));
+    await new Promise((resolve) => setImmediate(resolve));
+    releaseA();
+    await new Promise((resolve) => setImmediate(resolve));
+    releaseB();
+    expect(gem1k((await a).prices)).toBe(12);
+    expect(gem1k((await second).prices)).toBe(12);
+    expect(gem1k(b.prices.state().prices)).toBe(12);
+  });
+});
