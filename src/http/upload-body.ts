@@ -1,7 +1,7 @@
 import multipart, { type MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FieldError, RelayError } from '../domain/errors';
-import { declaresBody } from './lingering-close';
+import { closeAfterAnswer, declaresBody } from './lingering-close';
 
 /**
  * Reading an upload (`POST /tencent-vod/v1/files`): a multipart form with the image in field `file`, or the image
@@ -28,10 +28,18 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
   scope.addContentTypeParser(/^image\/[a-z0-9.+-]+$/i, { parseAs: 'buffer', bodyLimit: maxBytes }, (_request, body, done) =>
     done(null, body),
   );
+  // Requests here with a body that no route reads (a DELETE sent with one): the connection closes after the answer,
+  // in stages (lingering-close.ts), so the rest is discarded within its bounds rather than read to the end.
+  const unread = new WeakSet<FastifyRequest>();
+  scope.addHook('onSend', (request, reply, payload, done) => {
+    if (unread.has(request) && !request.raw.complete) closeAfterAnswer(reply);
+    done(null, payload);
+  });
   scope.addContentTypeParser('*', (request, _payload, done) => {
     // Only the upload (the one POST here) takes a body. A DELETE of a file sent with `Content-Type: application/json`
     // (even with an empty chunked body) goes on as without the header; so does an upload that declares no body.
     if (request.method !== 'POST' || !declaresBody(request.headers)) {
+      if (declaresBody(request.headers)) unread.add(request);
       done(null, undefined);
       return;
     }

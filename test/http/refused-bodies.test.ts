@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LINGER } from '../../src/http/lingering-close';
 import { within } from '../helpers/eventually';
+import { solidPng } from '../helpers/images';
 import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
 
 const MB = 1024 * 1024;
@@ -141,6 +142,19 @@ describe('a refused body whose client is still sending', () => {
     expect(result.sent).toBeLessThan(1024 * MB);
     // What the relay discards is bounded; what the client counts as sent also includes the kernels' buffers.
     expect(result.sent).toBeGreaterThan(DEFAULT_LINGER.bytes);
+  });
+
+  it('a body no route reads (a file DELETE sent with one) is not read to the end after the answer', async () => {
+    const png = (await solidPng('#123456')).data;
+    const upload = await fetch(`${t.url}/tencent-vod/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png' }, body: png });
+    const fileId = ((await upload.json()) as { file_id: string }).file_id;
+    const head = `DELETE /tencent-vod/v1/files/${fileId} HTTP/1.1\r\nHost: 127.0.0.1\r\nauthorization: Bearer ${t.devKey}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${1024 * MB}\r\n\r\n`;
+    const result = await exchange(head, { bodyBytes: 1024 * MB });
+    expect(status(result.received)).toBeLessThan(300);
+    expect(result.received).toMatch(/\r\nconnection: close\r\n/i);
+    expect(result.sent).toBeLessThan(1024 * MB);
+    expect((await t.api.get(`/tencent-vod/v1/files/${fileId}`)).status).toBe(404); // the delete did happen
   });
 
   it('a request pipelined behind the refused body is not served', async () => {
