@@ -45,6 +45,8 @@ export type DeliveryState = 'pending' | 'delivered' | 'failed' | 'gone';
 
 export interface WebhookDelivery {
   readonly id: string;
+  /** Its place among all deliveries, in the order they were written: what a list pages by. */
+  readonly seq: number;
   /** `webhook-id`: one per task event, the same on every attempt, replay and redelivery, so receivers can dedupe. */
   readonly messageId: string;
   readonly taskId: string;
@@ -82,6 +84,8 @@ export type DeliveryStep =
 export interface WebhookFilter {
   readonly taskId?: string;
   readonly state?: DeliveryState;
+  /** Only deliveries older than this one (its `seq`): the next page of a list, newest first. */
+  readonly beforeSeq?: number;
   readonly limit: number;
 }
 

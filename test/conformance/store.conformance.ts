@@ -570,6 +570,10 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
           ].sort(),
         );
         expect(await store.webhooks.nextDueAt()).toBe(3000);
+        // Newest first, and paged by seq: the page after the newest holds the other one only.
+        expect(rows[0]!.seq).toBeGreaterThan(rows[1]!.seq);
+        expect((await store.webhooks.listDeliveries({ beforeSeq: rows[0]!.seq, limit: 10 })).map((d) => d.id)).toEqual([rows[1]!.id]);
+        expect(await store.webhooks.listDeliveries({ beforeSeq: rows[1]!.seq, limit: 10 })).toEqual([]);
 
         const other = await fx.peer();
         closers.push(() => other.close());

@@ -35,7 +35,7 @@ function memoryOutbox(options: { claimTakesMs?: number } = {}) {
         taken.push(row);
       }
       claims.push(taken.map((r) => r.id));
-      return taken.map((r): WebhookDelivery => ({ id: r.id, messageId: `msg_${r.id}`, taskId: r.id, accountId: r.accountId, url: `https://${r.accountId}.test/`, state: 'pending', attempts: 0, createdAt: 0 }));
+      return taken.map((r, i): WebhookDelivery => ({ id: r.id, seq: i + 1, messageId: `msg_${r.id}`, taskId: r.id, accountId: r.accountId, url: `https://${r.accountId}.test/`, state: 'pending', attempts: 0, createdAt: 0 }));
     },
     async anyPending(taskIds) {
       return rows.some((r) => !r.ended && taskIds.includes(r.id));

@@ -252,5 +252,12 @@ describe('webhooks', () => {
     expect(redeliver.status).toBe(202);
     expect(verified(secret, await receiver.nth(3)).request_id).toBe(res.body.request_id);
     expect((await relay.admin.post('/admin/v1/webhooks/whd_nope/replay')).status).toBe(404);
+
+    // The task's three deliveries, a page of two and then the last one, newest first.
+    const list = (cursor?: string) => relay.admin.get(`/admin/v1/webhooks?task=${res.body.request_id}&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+    const page1 = (await list()).body;
+    const page2 = (await list(page1.next_cursor)).body;
+    expect([...page1.deliveries, ...page2.deliveries].map((d: { id: string }) => d.id)).toEqual([redeliver.body.id, replay.body.id, original.id]);
+    expect(page2.next_cursor).toBeNull();
   });
 });

@@ -192,11 +192,12 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
       const row = await one<DeliveryRow>(pool, 'SELECT * FROM webhook_deliveries WHERE id = $1', [id]);
       return row && toDelivery(row);
     },
-    async listDeliveries({ taskId, state, limit }) {
+    async listDeliveries({ taskId, state, beforeSeq, limit }) {
       const where: string[] = [];
       const params: unknown[] = [];
       if (taskId) where.push(`task_id = $${params.push(taskId)}`);
       if (state) where.push(`state = $${params.push(state)}`);
+      if (beforeSeq !== undefined) where.push(`seq < $${params.push(beforeSeq)}`);
       const sql = `SELECT * FROM webhook_deliveries ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${params.push(limit)}`;
       return (await rows<DeliveryRow>(pool, sql, params)).map(toDelivery);
     },

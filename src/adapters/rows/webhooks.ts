@@ -29,6 +29,7 @@ export interface AttemptRow {
 
 export const toDelivery = (r: DeliveryRow): WebhookDelivery => ({
   id: r.id,
+  seq: Number(r.seq),
   messageId: r.message_id,
   taskId: r.task_id,
   accountId: r.account_id,

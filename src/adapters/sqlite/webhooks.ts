@@ -187,12 +187,13 @@ export function sqliteWebhookStore(db: Db): WebhookStore {
       const row = selectDelivery.get(id);
       return row && toDelivery(row);
     },
-    async listDeliveries({ taskId, state, limit }) {
+    async listDeliveries({ taskId, state, beforeSeq, limit }) {
       const where: string[] = [];
       if (taskId) where.push('task_id = @taskId');
       if (state) where.push('state = @state');
+      if (beforeSeq !== undefined) where.push('seq < @beforeSeq');
       const sql = `SELECT * FROM webhook_deliveries ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT @limit`;
-      return db.prepare<object, DeliveryRow>(sql).all({ taskId, state, limit }).map(toDelivery);
+      return db.prepare<object, DeliveryRow>(sql).all({ taskId, state, beforeSeq, limit }).map(toDelivery);
     },
     async purge(before) {
       return deleteInBatches((limit) => purgeBatch.immediate(before, limit));

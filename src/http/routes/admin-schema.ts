@@ -7,6 +7,12 @@ import { errorResponses } from '../schemas';
 export const Credits = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'whole credits' });
 export const Id = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 export const Limit = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) });
+/** `?cursor=` of a list, newest first: the `next_cursor` of the page before. */
+export const Cursor = Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'next_cursor of the page before' }));
+export const NextCursor = Type.Union([Type.String(), Type.Null()], { description: 'pass as ?cursor= for the next page; null on the last page' });
+/** A full page may have more behind it; its cursor is the last item's place in the list (its seq). */
+export const nextCursor = (items: ReadonlyArray<{ readonly seq: number }>, limit: number): string | null =>
+  items.length === limit && items.length > 0 ? String(items[items.length - 1]!.seq) : null;
 
 const adminErrors = errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound');
 

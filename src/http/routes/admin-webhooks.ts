@@ -5,7 +5,7 @@ import type { DeliveryState, WebhookAttempt, WebhookDelivery } from '../../ports
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { DeliveryBody } from './admin-bodies';
-import { adminSchema, Id } from './admin-schema';
+import { adminSchema, Cursor, Id, NextCursor, nextCursor } from './admin-schema';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -41,22 +41,29 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.register(async (scope) => {
     requireAdmin(scope, deps);
 
-    scope.get<{ Querystring: { task?: string; status?: DeliveryState; limit?: number } }>(
+    scope.get<{ Querystring: { task?: string; status?: DeliveryState; limit?: number; cursor?: string } }>(
       '/admin/v1/webhooks',
       {
-        schema: adminSchema('Webhook deliveries with every attempt (status, latency, start of the answer), newest first', {
+        schema: adminSchema('Webhook deliveries with every attempt (status, latency, start of the answer), newest first; `next_cursor` gives the next page', {
           querystring: Type.Object({
             task: Type.Optional(Type.String({ maxLength: 64 })),
             status: Type.Optional(Type.Union(STATES.map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+            cursor: Cursor,
           }),
-          response: { 200: Type.Object({ deliveries: Type.Array(DeliveryBody) }) },
+          response: { 200: Type.Object({ deliveries: Type.Array(DeliveryBody), next_cursor: NextCursor }) },
         }),
       },
       async (request) => {
-        const { task, status, limit } = request.query;
-        const deliveries = await deliveriesWithAttempts(store, { limit: limit ?? 100, ...(task ? { taskId: task } : {}), ...(status ? { state: status } : {}) });
-        return { deliveries: deliveries.map((d) => deliveryView(d, d.attemptLog)) };
+        const { task, status, cursor } = request.query;
+        const limit = request.query.limit ?? 100;
+        const deliveries = await deliveriesWithAttempts(store, {
+          limit,
+          ...(task ? { taskId: task } : {}),
+          ...(status ? { state: status } : {}),
+          ...(cursor ? { beforeSeq: Number(cursor) } : {}),
+        });
+        return { deliveries: deliveries.map((d) => deliveryView(d, d.attemptLog)), next_cursor: nextCursor(deliveries, limit) };
       },
     );
 

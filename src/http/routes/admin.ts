@@ -12,7 +12,7 @@ import { errorResponses } from '../schemas';
 import { adminKeyRoutes } from './admin-keys';
 import { adminPriceRoutes } from './admin-prices';
 import { AccountBody, AuditBody, LedgerEntryBody, TaskBody } from './admin-bodies';
-import { adminSchema, checkCallbackUrl, Credits, Id, Limit } from './admin-schema';
+import { adminSchema, checkCallbackUrl, Credits, Cursor, Id, Limit, NextCursor, nextCursor } from './admin-schema';
 
 /** The operator API (`Authorization: Bearer <admin token>`): accounts, tasks, audit; keys and prices in their files. */
 export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
@@ -131,14 +131,9 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             account: Type.Optional(Type.String()),
             status: Type.Optional(Type.Union(['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-            cursor: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'next_cursor of the page before' })),
+            cursor: Cursor,
           }),
-          response: {
-            200: Type.Object({
-              tasks: Type.Array(TaskBody),
-              next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as ?cursor= for the next page; null on the last page' }),
-            }),
-          },
+          response: { 200: Type.Object({ tasks: Type.Array(TaskBody), next_cursor: NextCursor }) },
         }),
       },
       async (request) => {
@@ -150,9 +145,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
           ...(status ? { state: status } : {}),
           ...(cursor ? { beforeSeq: Number(cursor) } : {}),
         });
-        // A full page may have more behind it; the cursor is the last task's place in the list (its seq).
-        const next = tasks.length === limit ? String(tasks[tasks.length - 1]!.seq) : null;
-        return { tasks: tasks.map((t) => taskView(t)), next_cursor: next };
+        return { tasks: tasks.map((t) => taskView(t)), next_cursor: nextCursor(tasks, limit) };
       },
     );
 
