@@ -62,6 +62,15 @@ describe('upstream failures as a client reads them', () => {
     const notJson = Object.assign(new Error('invalid json response body at https://vod.example/ reason: Unexpected token o in JSON'), { type: 'invalid-json' });
     expect(classify(notJson, true)).toMatchObject({ kind: 'ambiguous' });
     expect(describeFailure(classify(notJson, true))).toBe('Tencent VOD: the upstream answered something that is not JSON');
+    // What the SDK throws for JSON without a Response in it (a wrong endpoint answering {}).
+    let shapeError: unknown;
+    try {
+      const data = JSON.parse('{}') as { Response: { Error?: unknown } };
+      void data.Response.Error;
+    } catch (err) {
+      shapeError = err;
+    }
+    expect(describeFailure(classify(shapeError, true))).toBe("Tencent VOD: the upstream answered JSON that is not Tencent's API");
     expect(describeFailure(classify(new UpstreamTimeout('CreateAigcImageTask', 2000), true))).toBe(
       'Tencent VOD: CreateAigcImageTask: no answer within 2000 ms',
     );

@@ -104,6 +104,10 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
   if (e.type === 'invalid-json' || /invalid json response body/i.test(message)) {
     return lost(message, 'the upstream answered something that is not JSON');
   }
+  // JSON without Tencent's `Response` in it: the SDK trips over it reading `data.Response.Error`.
+  if (err instanceof TypeError && /Cannot read propert/.test(message)) {
+    return lost(message, "the upstream answered JSON that is not Tencent's API");
+  }
   return lost(message, 'the connection to the upstream failed before an answer came');
 }
 
