@@ -16,6 +16,7 @@ export const FAST: TencentVodOverrides = {
   events: { pullTimeoutMs: 3_000, idleMs: 10, errorBackoffMaxMs: 100 },
   breaker: { failureThreshold: 3, cooldownMs: 60_000 },
   channelRefreshMs: 60_000,
+  download: { firstRetryMs: 10, retryForMs: 1_000 },
 };
 
 export function makeAccount(n: number): Account {

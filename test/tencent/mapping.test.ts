@@ -12,7 +12,7 @@ import { validateSubmitBody } from '../../src/domain/validate-submit';
 const map = (body: Record<string, unknown>) => {
   const input = validateSubmitBody(body);
   return toCreateRequest(input, {
-    taskId: 'task-1',
+    sessionId: 'task-1',
     subAppId: 42,
     size: outputSize(input.output_config.resolution, input.output_config.aspect_ratio),
     linkFor: (id) => `https://relay.example/tencent-vod/v1/files/${id}?signed`,

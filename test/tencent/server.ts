@@ -35,6 +35,8 @@ interface AccountState {
   readonly pullers: Set<() => void>;
   /** DescribeTasks calls that still answer with an empty list (an index that lags behind). */
   hiddenListings: number;
+  /** SessionIds of refused submissions (`refusedSessionsCount`). */
+  readonly refusedSessions: Set<string>;
 }
 
 export interface TencentTestServerOptions {
@@ -45,6 +47,11 @@ export interface TencentTestServerOptions {
   readonly eventLeaseMs?: number;
   /** Which accounts produce AigcImageTaskComplete events. Default: all. */
   readonly eventsFor?: (account: Account) => boolean;
+  /**
+   * Tencent's docs refuse a SessionId when "a request with the same SessionId" came in the last days, which may
+   * count refused requests too. When true, a SessionId refused once is refused as a duplicate ever after.
+   */
+  readonly refusedSessionsCount?: boolean;
 }
 
 export class TencentTestServer {
@@ -53,6 +60,8 @@ export class TencentTestServer {
   /** Every confirmed event handle, with the task it was about. */
   readonly confirmed: Array<{ handle: string; taskId: string; at: number }> = [];
   onCreate: (request: Record<string, any>, account: Account) => CreateOutcome = () => ({ kind: 'accept' });
+  /** The HTTP status the output images are served with (anything but 200 answers without an image). */
+  outputStatus: () => number = () => 200;
   private readonly accounts = new Map<string, AccountState>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly server: http.Server;
@@ -61,7 +70,7 @@ export class TencentTestServer {
 
   constructor(private readonly options: TencentTestServerOptions) {
     for (const account of options.accounts) {
-      this.accounts.set(account.secretId, { account, inFlight: 0, maxInFlight: 0, created: 0, events: [], pullers: new Set(), hiddenListings: 0 });
+      this.accounts.set(account.secretId, { account, inFlight: 0, maxInFlight: 0, created: 0, events: [], pullers: new Set(), hiddenListings: 0, refusedSessions: new Set() });
     }
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 60_000;
@@ -91,6 +100,11 @@ export class TencentTestServer {
 
   bySession(sessionId: string): UpstreamTask[] {
     return [...this.tasks.values()].filter((t) => t.sessionId === sessionId);
+  }
+
+  /** Upstream tasks made for one relay task under any of its SessionIds (the task id, then `<id>-r<n>`). */
+  ofTask(relayTaskId: string): UpstreamTask[] {
+    return [...this.tasks.values()].filter((t) => t.sessionId === relayTaskId || t.sessionId.startsWith(`${relayTaskId}-r`));
   }
 
   /** How often the completion event of a task was handed out by PullEvents. */
@@ -134,7 +148,9 @@ export class TencentTestServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (req.method === 'GET' && req.url?.startsWith('/outputs/')) {
-      res.writeHead(200, { 'content-type': 'image/png', 'content-length': this.png.length }).end(this.png);
+      const status = this.outputStatus();
+      if (status !== 200) res.writeHead(status, { 'content-type': 'text/plain' }).end('not now');
+      else res.writeHead(200, { 'content-type': 'image/png', 'content-length': this.png.length }).end(this.png);
       return;
     }
     const chunks: Buffer[] = [];
@@ -193,10 +209,14 @@ export class TencentTestServer {
   private async create(state: AccountState, p: Record<string, any>, send: (r: object) => void, fail: (c: string, m: string) => void) {
     if (!['GG', 'Qwen', 'Hunyuan', 'OG', 'Kling', 'Vidu'].includes(p.ModelName)) return fail('InvalidParameterValue.ModelName', `unknown ModelName ${p.ModelName}`);
     if (typeof p.ModelVersion !== 'string') return fail('MissingParameter', 'ModelVersion is required');
-    const outcome = this.onCreate(p, state.account);
-    if (outcome.kind === 'refuse') return fail(outcome.code, outcome.message);
-    if (outcome.kind === 'drop') return this.later(outcome.delayMs, () => fail('InternalError', 'lost'));
     const sessionId = typeof p.SessionId === 'string' ? p.SessionId : '';
+    if (sessionId && state.refusedSessions.has(sessionId)) return fail('InvalidParameterValue.SessionId', 'SessionId has been used in the last 3 days');
+    const outcome = this.onCreate(p, state.account);
+    if (outcome.kind === 'refuse') {
+      if (sessionId && this.options.refusedSessionsCount) state.refusedSessions.add(sessionId);
+      return fail(outcome.code, outcome.message);
+    }
+    if (outcome.kind === 'drop') return this.later(outcome.delayMs, () => fail('InternalError', 'lost'));
     if (sessionId && this.tasksOf(state.account.secretId).some((t) => t.sessionId === sessionId)) {
       return fail('InvalidParameterValue.SessionId', 'SessionId has been used in the last 3 days');
     }

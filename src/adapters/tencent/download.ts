@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { permanentError, ProviderError, retryableError, type GeneratedImage } from '../../ports/provider';
 import type { Vod } from './client';
@@ -5,14 +6,24 @@ import type { Vod } from './client';
 /**
  * Brings a finished upstream task's images into the process (the engine then stores them and captures the money
  * in one transaction). Tencent gives each image a FileUrl (Temporary storage: valid 7 days; Permanent: a VOD
- * media URL). The content decides the type, not the URL or headers. A failed download is retryable: the engine
- * hands the attempt back, the run resumes from the checkpointed upstream task id, and downloads again.
+ * media URL). The content decides the type, not the URL or headers.
+ *
+ * By now Tencent has made the images and billed the operator for them, so a download that fails for a while (the
+ * storage answering 5xx, a connection cut) is tried again here for up to `retryForMs`, not handed to the engine's
+ * retries: those are few and quick (a task is retried a couple of times within seconds), and when they ran out the
+ * client was refunded for images the operator had paid for. After that window the failure goes to the engine as
+ * retryable all the same: the next attempt resumes from the checkpointed upstream task and downloads again.
  */
 export interface DownloadOptions {
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
   readonly maxBytes: number;
+  /** How long failed downloads are tried again in place, in pauses from `firstRetryMs`, doubling up to 60 s. */
+  readonly retryForMs: number;
+  readonly firstRetryMs: number;
 }
+
+const MAX_RETRY_PAUSE_MS = 60_000;
 
 const TYPES: Record<string, GeneratedImage['contentType']> = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' };
 
@@ -52,11 +63,25 @@ export async function downloadImage(url: string, options: DownloadOptions): Prom
   return { data, contentType, width: meta.width, height: meta.height };
 }
 
-export async function downloadOutputs(task: Vod.AigcImageTask | undefined, options: DownloadOptions): Promise<GeneratedImage[]> {
+export async function downloadOutputs(
+  task: Vod.AigcImageTask | undefined,
+  options: DownloadOptions,
+  log: (message: string) => void,
+): Promise<GeneratedImage[]> {
   const files = task?.Output?.FileInfos ?? [];
   const urls = files.map((f) => f.FileUrl).filter((u): u is string => typeof u === 'string' && u.length > 0);
   if (urls.length === 0) throw permanentError('FailedOperation.Upstream', 'Tencent VOD: the task finished without output images');
-  const images: GeneratedImage[] = [];
-  for (const url of urls) images.push(await downloadImage(url, options));
-  return images;
+  let paused = 0;
+  for (let pause = options.firstRetryMs; ; pause = Math.min(pause * 2, MAX_RETRY_PAUSE_MS)) {
+    try {
+      const images: GeneratedImage[] = [];
+      for (const url of urls) images.push(await downloadImage(url, options));
+      return images;
+    } catch (err) {
+      if (!(err instanceof ProviderError) || !err.retryable || paused >= options.retryForMs) throw err;
+      log(`Downloading the images failed (${err.message}); trying again in ${Math.ceil(pause / 1000)} s.`);
+      await sleep(pause, undefined, { signal: options.signal });
+      paused += pause;
+    }
+  }
 }

@@ -111,6 +111,14 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
   return lost(message, 'the connection to the upstream failed before an answer came');
 }
 
+/**
+ * A submission answered with a server error: Tencent's API answered, so the failure is not `ambiguous`, but the
+ * error may have come after the task was made. Looked up before another channel is tried (submit.ts).
+ */
+export function mayHaveCreated(f: UpstreamFailure): boolean {
+  return /^InternalError(\.|$)/.test(f.code);
+}
+
 /** Tencent refuses a SessionId seen in the last 3 days; the exact code is not documented, so match loosely. */
 export function isDuplicateSession(f: UpstreamFailure): boolean {
   if (f.kind === 'ambiguous' || f.code === UNREACHABLE) return false;

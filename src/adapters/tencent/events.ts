@@ -3,6 +3,7 @@ import type { ChannelRecord } from '../../ports/channels';
 import type { Vod } from './client';
 import { classify } from './errors';
 import type { ChannelAccess, TaskFollower } from './follower';
+import { taskIdOfSession } from './session';
 
 /**
  * Completion events for channels that enable them: a PullEvents loop per channel (Tencent holds the request up to
@@ -26,7 +27,7 @@ export const pullsEvents = (c: ChannelRecord): boolean => c.eventsEnabled && c.e
 export interface EventPumpDeps {
   readonly follower: TaskFollower;
   readonly channel: (channelId: string) => ChannelAccess | undefined;
-  /** What the store says about one of our task ids (a SessionId). */
+  /** What the store says about one of our task ids (the task a SessionId was sent for: session.ts). */
   readonly standing: (taskId: string) => Promise<TaskStanding>;
   readonly noteError: (channelId: string, code: string, message: string) => void;
   readonly options: {
@@ -117,13 +118,13 @@ export class EventPump {
     const task = event.AigcImageCompleteEvent;
     if (event.EventType !== 'AigcImageTaskComplete' || !task || !event.EventHandle) return;
     const final = task.Status === 'FINISH' ? { status: 'FINISH' as const, detail: task } : undefined;
-    const ours = this.deps.follower.observe(task.TaskId, task.SessionId, final);
+    const ours = this.deps.follower.observe(channelId, task.TaskId, task.SessionId, final);
     if (ours) {
       this.pending.set(ours, { channelId, handle: event.EventHandle });
       return;
     }
     // Not followed right now: confirm only what is ours and already committed; anything else comes back later.
-    if (task.SessionId && (await this.deps.standing(task.SessionId)) === 'terminal') this.confirm(channelId, event.EventHandle);
+    if (task.SessionId && (await this.deps.standing(taskIdOfSession(task.SessionId))) === 'terminal') this.confirm(channelId, event.EventHandle);
   }
 
   private confirm(channelId: string, handle: string): void {

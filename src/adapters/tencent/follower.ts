@@ -3,6 +3,7 @@ import type { Clock } from '../../ports/clock';
 import { PriorityQueue, type QueueEntry } from '../../worker/priority-queue';
 import type { Vod, VodApi } from './client';
 import { classify, UNREACHABLE } from './errors';
+import { taskIdOfSession } from './session';
 
 /**
  * One poller shared by every upstream task this process follows. Each task has its own next-poll time; the delay
@@ -27,6 +28,8 @@ export const isFinal = (s: UpstreamStatus): boolean => s === 'FINISH' || s === '
 
 export interface FollowRequest {
   readonly taskId: string;
+  /** The SessionId the upstream task was made under (session.ts). */
+  readonly sessionId: string;
   readonly channelId: string;
   readonly upstreamTaskId: string;
   /** When the task was submitted upstream (start of its query window). */
@@ -80,6 +83,8 @@ interface Entry {
 interface Due extends QueueEntry {
   readonly gen: number;
 }
+
+const watchKey = (channelId: string, sessionId: string): string => `${channelId}\n${sessionId}`;
 
 export function pollDelayMs(ageMs: number, eventsEnabled: boolean, o: FollowerOptions): number {
   const doublings = Math.floor(Math.log2(1 + Math.max(0, ageMs) / o.pollAgingMs));
@@ -135,14 +140,20 @@ export class TaskFollower {
   }
 
   /**
-   * An event about an upstream task. A final one settles the follow at once; anything else triggers a poll.
-   * Returns our task id when the task is followed here.
+   * An event about an upstream task, pulled from `channelId`. A final one settles the follow at once; anything else
+   * triggers a poll. Returns our task id when the task is followed here.
+   *
+   * Matched by TaskId, or else by the SessionId of the follow on the same channel. Never by SessionId alone: an
+   * earlier round of the task (session.ts), or a SessionId used on another account, is another upstream task.
    */
-  observe(upstreamTaskId: string | undefined, sessionId: string | undefined, o: Observation | undefined): string | undefined {
-    const taskId = (upstreamTaskId && this.byUpstream.get(upstreamTaskId)) || (sessionId && this.entries.has(sessionId) ? sessionId : undefined);
-    const entry = taskId ? this.entries.get(taskId) : undefined;
+  observe(channelId: string, upstreamTaskId: string | undefined, sessionId: string | undefined, o: Observation | undefined): string | undefined {
+    let entry = upstreamTaskId ? this.entries.get(this.byUpstream.get(upstreamTaskId) ?? '') : undefined;
+    if (!entry && sessionId) {
+      const candidate = this.entries.get(taskIdOfSession(sessionId));
+      if (candidate?.req.sessionId === sessionId && candidate.req.channelId === channelId) entry = candidate;
+    }
     if (!entry) {
-      if (sessionId && upstreamTaskId) this.sessionWatchers.get(sessionId)?.(upstreamTaskId);
+      if (sessionId && upstreamTaskId) this.sessionWatchers.get(watchKey(channelId, sessionId))?.(upstreamTaskId);
       return undefined;
     }
     if (!(o && isFinal(o.status) && this.accept(entry, o))) this.pollNow(entry);
@@ -162,11 +173,12 @@ export class TaskFollower {
     return this.entries.get(taskId)?.req.upstreamTaskId;
   }
 
-  /** Lets the reconciliation of an ambiguous submission learn its TaskId from a completion event. */
-  watchSession(taskId: string, onFound: (upstreamTaskId: string) => void): () => void {
-    this.sessionWatchers.set(taskId, onFound);
+  /** Lets the reconciliation of an ambiguous submission learn its TaskId from a completion event of its channel. */
+  watchSession(channelId: string, sessionId: string, onFound: (upstreamTaskId: string) => void): () => void {
+    const key = watchKey(channelId, sessionId);
+    this.sessionWatchers.set(key, onFound);
     return () => {
-      if (this.sessionWatchers.get(taskId) === onFound) this.sessionWatchers.delete(taskId);
+      if (this.sessionWatchers.get(key) === onFound) this.sessionWatchers.delete(key);
     };
   }
 

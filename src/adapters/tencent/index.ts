@@ -16,8 +16,9 @@ import { TencentRuntime, type RuntimeLog } from './runtime';
  * engine (capacity changed → pump the queue; task settled → confirm its event).
  *
  * Files: client.ts (SDK, endpoint, credentials) · request.ts (field mapping) · errors.ts (what failures mean) ·
- * submit.ts (failover) · reconcile.ts (ambiguous submissions) · follower.ts (shared poller) · events.ts
- * (PullEvents/ConfirmEvents) · download.ts (outputs) · provider.ts (one run) · runtime.ts (shared state).
+ * session.ts (SessionId rounds) · submit.ts (failover) · reconcile.ts (ambiguous submissions) · follower.ts
+ * (shared poller) · events.ts (PullEvents/ConfirmEvents) · download.ts (outputs) · provider.ts (one run) ·
+ * runtime.ts (shared state).
  */
 export { TENCENT_VOD_ID } from './provider';
 export type { TencentVodOverrides } from './options';

@@ -17,7 +17,8 @@ export interface TencentVodOptions {
   readonly channelRefreshMs: number;
   /** How often a node reads the channel slots other nodes hold (PostgreSQL; channel-pool.ts `sharedRefreshMs`). */
   readonly sharedSlotsRefreshMs: number;
-  readonly download: { readonly timeoutMs: number; readonly maxBytes: number };
+  /** `retryForMs`: how long a finished task's images are downloaded again after failures (download.ts). */
+  readonly download: { readonly timeoutMs: number; readonly maxBytes: number; readonly retryForMs: number; readonly firstRetryMs: number };
   /** Lifetime of the signed links handed to Tencent for the client's own input files. */
   readonly inputLinkTtlMs: number;
   readonly random?: () => number;
@@ -44,7 +45,7 @@ export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
   breaker: { failureThreshold: 5, cooldownMs: 30_000 },
   channelRefreshMs: 5_000,
   sharedSlotsRefreshMs: 1_000,
-  download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024 },
+  download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024, retryForMs: 15 * 60_000, firstRetryMs: 1_000 },
   inputLinkTtlMs: 3 * DAY,
 };
 

@@ -1,5 +1,6 @@
 import { RelayError } from '../../domain/errors';
 import {
+  IDLE_CHECKPOINT,
   permanentError,
   ProviderCancelledError,
   ProviderError,
@@ -19,6 +20,7 @@ import type { TencentRuntime } from './runtime';
 import { reconcile } from './reconcile';
 import { toCreateRequest, UPSTREAM_MODELS } from './request';
 import { RunState } from './run-state';
+import { sessionIdOf } from './session';
 import { submitWithFailover } from './submit';
 
 /**
@@ -26,10 +28,11 @@ import { submitWithFailover } from './submit';
  * resume, follow until the upstream task ends, then download the images for the engine to store and capture.
  *
  * Checkpoints (persisted by the engine before the run goes on):
- *   { phase: 'submitting', channelId, submittedAt }              a CreateAigcImageTask may be on the wire
- *   { phase: 'accepted', channelId, upstreamTaskId, submittedAt } the upstream task exists
- *   { phase: 'idle' }                                            the last submission was refused: nothing upstream
+ *   { phase: 'submitting', channelId, submittedAt, round }              a CreateAigcImageTask may be on the wire
+ *   { phase: 'accepted', channelId, upstreamTaskId, submittedAt, round } the upstream task exists
+ *   { phase: 'idle', round }                                            nothing upstream: refused, or failed there
  * A run that finds 'accepted' follows that task; 'submitting' reconciles it by SessionId; never a blind resubmit.
+ * `round` is the SessionId's (session.ts); absent means 0, as checkpoints written before rounds existed.
  */
 export const TENCENT_VOD_ID = 'tencent-vod';
 
@@ -38,6 +41,7 @@ export interface TencentCheckpoint {
   readonly channelId?: string;
   readonly upstreamTaskId?: string;
   readonly submittedAt?: number;
+  readonly round?: number;
 }
 
 export function readCheckpoint(raw: Record<string, unknown> | undefined): TencentCheckpoint | undefined {
@@ -53,10 +57,16 @@ export interface ResumeStore {
 
 type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'checkpoint'>;
 
+/** How an upstream task ended, and the SessionId round it ran under. */
+interface Followed {
+  readonly final: Observation;
+  readonly round: number;
+}
+
 interface Resume {
   readonly controller: AbortController;
   readonly state: RunState;
-  readonly final: Promise<Observation>;
+  readonly final: Promise<Followed>;
 }
 
 export class TencentVodProvider implements ImageProvider {
@@ -91,9 +101,9 @@ export class TencentVodProvider implements ImageProvider {
     const state = resumed?.state ?? new RunState();
     this.runs.set(job.taskId, state);
     try {
-      const final = resumed ? await this.join(job.taskId, resumed, ctx.signal) : await this.followToEnd(job, ctx, state);
+      const followed = resumed ? await this.join(job.taskId, resumed, ctx.signal) : await this.followToEnd(job, ctx, state);
       state.enter('downloading');
-      return await this.outcome(job, ctx, final);
+      return await this.outcome(job, ctx, followed);
     } finally {
       state.enter('done');
       if (this.runs.get(job.taskId) === state) this.runs.delete(job.taskId);
@@ -162,7 +172,7 @@ export class TencentVodProvider implements ImageProvider {
     }
   }
 
-  private async join(taskId: string, resumed: Resume, signal: AbortSignal): Promise<Observation> {
+  private async join(taskId: string, resumed: Resume, signal: AbortSignal): Promise<Followed> {
     const onAbort = () => resumed.controller.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -174,15 +184,16 @@ export class TencentVodProvider implements ImageProvider {
   }
 
   /** Submit or resume, then follow until the upstream task ends; the channel slot is held exactly that long. */
-  private async followToEnd(job: FollowJob, ctx: RunContext, state: RunState): Promise<Observation> {
+  private async followToEnd(job: FollowJob, ctx: RunContext, state: RunState): Promise<Followed> {
     let lease: ChannelLease | undefined;
     try {
-      const { upstream, submittedAt, held, resumed } = await this.submitOrResume(job, ctx, state);
+      const { upstream, submittedAt, held, resumed, round } = await this.submitOrResume(job, ctx, state);
       lease = held;
       state.enter('following', { channelId: lease.channel.id, upstreamTaskId: upstream });
       if (!resumed) ctx.log(`Accepted upstream as Tencent VOD task ${upstream}; following it.`);
-      return await this.rt.follower.follow({
+      const final = await this.rt.follower.follow({
         taskId: job.taskId,
+        sessionId: sessionIdOf(job.taskId, round),
         channelId: lease.channel.id,
         upstreamTaskId: upstream,
         submittedAt,
@@ -191,6 +202,7 @@ export class TencentVodProvider implements ImageProvider {
           if (o.detail?.Progress !== undefined) ctx.progress(Math.min(90, o.detail.Progress));
         },
       });
+      return { final, round };
     } finally {
       lease?.release();
     }
@@ -198,33 +210,36 @@ export class TencentVodProvider implements ImageProvider {
 
   private async submitOrResume(job: FollowJob, ctx: RunContext, state: RunState) {
     const cp = readCheckpoint(job.checkpoint);
+    const round = cp?.round ?? 0;
     if ((cp?.phase === 'accepted' || cp?.phase === 'submitting') && cp.channelId && cp.submittedAt !== undefined) {
-      const held = this.rt.pool.adopt(cp.channelId, job.taskId);
+      const channelId = cp.channelId;
+      const held = this.rt.pool.adopt(channelId, job.taskId);
       if (!held) throw permanentError(UNREACHABLE, 'Tencent VOD: the channel this task was submitted on no longer exists');
       try {
         if (cp.phase === 'accepted' && cp.upstreamTaskId) {
           ctx.log(`Resuming: following Tencent VOD task ${cp.upstreamTaskId}.`);
-          return { upstream: cp.upstreamTaskId, submittedAt: cp.submittedAt, held, resumed: true };
+          return { upstream: cp.upstreamTaskId, submittedAt: cp.submittedAt, held, resumed: true, round };
         }
         state.enter('reconciling', { channelId: cp.channelId });
         ctx.log('Resuming after an interrupted submission: reconciling by SessionId.');
         const access = this.rt.access(held.channel);
         if (!access) throw retryableError(UNREACHABLE, 'Tencent VOD: the channel credentials could not be opened');
+        const sessionId = sessionIdOf(job.taskId, round);
         const upstream = await reconcile({
-          taskId: job.taskId,
+          sessionId,
           submittedAt: cp.submittedAt,
           api: access.api,
           subAppId: access.subAppId,
-          request: () => this.request(job, held.channel.subAppId),
-          watchSession: (id, cb) => this.rt.follower.watchSession(id, cb),
+          request: () => this.request(job, held.channel.subAppId, sessionId),
+          watchSession: (id, cb) => this.rt.follower.watchSession(channelId, id, cb),
           log: (m) => ctx.log(m),
           clock: this.rt.clock,
           options: this.rt.reconcileOptions,
           signal: ctx.signal,
         });
-        await ctx.checkpoint({ phase: 'accepted', channelId: cp.channelId, upstreamTaskId: upstream, submittedAt: cp.submittedAt });
+        await ctx.checkpoint({ phase: 'accepted', channelId, upstreamTaskId: upstream, submittedAt: cp.submittedAt, round } satisfies TencentCheckpoint);
         ctx.log(`Reconciled as Tencent VOD task ${upstream}; following it.`);
-        return { upstream, submittedAt: cp.submittedAt, held, resumed: true };
+        return { upstream, submittedAt: cp.submittedAt, held, resumed: true, round };
       } catch (err) {
         held.release();
         throw err;
@@ -233,30 +248,31 @@ export class TencentVodProvider implements ImageProvider {
     const submitted = await submitWithFailover(job, ctx, state, {
       pool: this.rt.pool,
       access: (channel) => this.rt.access(channel),
-      request: (channel) => this.request(job, channel.subAppId),
-      watchSession: (id, cb) => this.rt.follower.watchSession(id, cb),
+      request: (channel, sessionId) => this.request(job, channel.subAppId, sessionId),
+      watchSession: (channelId, id, cb) => this.rt.follower.watchSession(channelId, id, cb),
       clock: this.rt.clock,
       createTimeoutMs: this.rt.options.createTimeoutMs,
       reconcile: this.rt.reconcileOptions,
       log: (obj, msg) => this.rt.log.info(obj, msg),
-    });
+    }, round);
     try {
       await ctx.checkpoint({
         phase: 'accepted',
         channelId: submitted.lease.channel.id,
         upstreamTaskId: submitted.upstreamTaskId,
         submittedAt: submitted.submittedAt,
-      });
+        round: submitted.round,
+      } satisfies TencentCheckpoint);
     } catch (err) {
       submitted.lease.release();
       throw err;
     }
-    return { upstream: submitted.upstreamTaskId, submittedAt: submitted.submittedAt, held: submitted.lease, resumed: false };
+    return { upstream: submitted.upstreamTaskId, submittedAt: submitted.submittedAt, held: submitted.lease, resumed: false, round: submitted.round };
   }
 
-  private request(job: FollowJob, subAppId: number) {
+  private request(job: FollowJob, subAppId: number, sessionId: string) {
     return toCreateRequest(job.input, {
-      taskId: job.taskId,
+      sessionId,
       subAppId,
       size: job.size,
       linkFor: (fileId) => this.rt.linkFor(fileId),
@@ -264,18 +280,24 @@ export class TencentVodProvider implements ImageProvider {
   }
 
   /** Final upstream state → images, or the error the engine settles the task with. */
-  private async outcome(job: ProviderJob, ctx: RunContext, final: Observation): Promise<ProviderResult> {
+  private async outcome(job: ProviderJob, ctx: RunContext, { final, round }: Followed): Promise<ProviderResult> {
     if (final.status === 'ABORTED') throw new ProviderCancelledError('Tencent VOD: the upstream task was aborted');
     const detail = final.detail;
     if (!detail) throw retryableError(UNREACHABLE, 'Tencent VOD: the task finished but its details were missing; asking again');
     if ((detail.ErrCode !== undefined && detail.ErrCode !== 0) || detail.ErrCodeExt) {
       const code = detail.ErrCodeExt || UNREACHABLE;
       const message = `Tencent VOD: ${detail.Message || 'the upstream task failed'} (ErrCode ${detail.ErrCode ?? 'n/a'}${detail.ErrCodeExt ? `, ${detail.ErrCodeExt}` : ''})`;
-      // Accepted upstream, then failed: the same SessionId cannot be submitted again, so this is final.
+      // Tencent's own list for a failed AIGC image task: the model's concurrency limit, a backlog and internal errors
+      // say nothing about the request, and another submission may well succeed. It goes under a new SessionId (this
+      // one can never be sent again), through the engine's one retry path. Anything else is the request's own.
+      if (detail.ErrCodeExt && kindOfCode(detail.ErrCodeExt) === 'transient') {
+        await ctx.checkpoint({ ...IDLE_CHECKPOINT, round: round + 1 } satisfies TencentCheckpoint);
+        throw retryableError(code, message);
+      }
       throw new ProviderError(code, message, false);
     }
     ctx.log(`Upstream finished; downloading ${detail.Output?.FileInfos?.length ?? 0} image(s).`);
-    const images = await downloadOutputs(detail, { signal: ctx.signal, ...this.rt.options.download });
+    const images = await downloadOutputs(detail, { signal: ctx.signal, ...this.rt.options.download }, (m) => ctx.log(m));
     const model = UPSTREAM_MODELS[job.input.model_name];
     return {
       images,

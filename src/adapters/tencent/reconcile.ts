@@ -15,6 +15,12 @@ import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE } 
  *    first request never arrived) or is refused, which proves the task exists: keep looking it up.
  *
  * It ends only with a TaskId, a refusal that is the request's own fault, or the query window passing.
+ *
+ * A submission answered with a server error (InternalError) is the milder case: Tencent answered, but may have
+ * made the task before failing. `lookUpAfterServerError` looks for it the same way, and when the listing has not
+ * shown it after one lookup more than that it reports it absent, so the caller can try another channel under a new
+ * SessionId, instead of resubmitting on a channel that fails (maybe for hours) with the task held all along. If a
+ * lookup itself fails, nothing can be told and it carries on as `reconcile`.
  */
 export interface ReconcileOptions {
   /** Pause after each round; the last value repeats. */
@@ -28,13 +34,15 @@ export interface ReconcileOptions {
 }
 
 export interface ReconcileRequest {
-  readonly taskId: string;
+  /** The SessionId of the submission in doubt (session.ts). */
+  readonly sessionId: string;
   readonly submittedAt: number;
   readonly api: VodApi;
   readonly subAppId: number;
   /** The same request as the first submission (same SessionId). */
   readonly request: () => Vod.CreateAigcImageTaskRequest;
-  readonly watchSession: (taskId: string, onFound: (upstreamTaskId: string) => void) => () => void;
+  /** Completion events of this SessionId on this channel. */
+  readonly watchSession: (sessionId: string, onFound: (upstreamTaskId: string) => void) => () => void;
   readonly log: (message: string) => void;
   readonly clock: Clock;
   readonly options: ReconcileOptions;
@@ -76,17 +84,26 @@ export async function findBySessionId(
 }
 
 export async function reconcile(r: ReconcileRequest): Promise<string> {
+  return (await resolveSubmission(r, false))!;
+}
+
+/** The upstream task of a submission answered InternalError, or undefined when the listing shows none. */
+export function lookUpAfterServerError(r: ReconcileRequest): Promise<string | undefined> {
+  return resolveSubmission(r, true);
+}
+
+async function resolveSubmission(r: ReconcileRequest, absentIsAnAnswer: boolean): Promise<string | undefined> {
   const { options, signal } = r;
   let unwatch = (): void => undefined;
   const fromEvent = new Promise<string>((resolve) => {
-    unwatch = r.watchSession(r.taskId, resolve);
+    unwatch = r.watchSession(r.sessionId, resolve);
   });
   try {
     let lookups = 0;
     // The task can only have been created while a submission of ours was in flight: the window ends there (plus
     // the clock-skew slack), instead of growing with every round towards now and past other tasks by the thousand.
     let lastSubmittedAt = r.submittedAt;
-    for (let round = 0; ; round++) {
+    for (let pass = 0; ; pass++) {
       signal.throwIfAborted();
       const now = r.clock.now();
       if (now - r.submittedAt > options.windowMs) {
@@ -94,7 +111,7 @@ export async function reconcile(r: ReconcileRequest): Promise<string> {
       }
       try {
         const window = { from: r.submittedAt - options.slackMs, to: Math.min(now, lastSubmittedAt + options.createTimeoutMs) + options.slackMs };
-        const hit = await findBySessionId(r.api, r.subAppId, r.taskId, window, { timeoutMs: options.callTimeoutMs, signal });
+        const hit = await findBySessionId(r.api, r.subAppId, r.sessionId, window, { timeoutMs: options.callTimeoutMs, signal });
         if (hit?.TaskId) {
           r.log(`Reconciled: DescribeTasks lists upstream task ${hit.TaskId} for this SessionId.`);
           return hit.TaskId;
@@ -103,9 +120,15 @@ export async function reconcile(r: ReconcileRequest): Promise<string> {
       } catch (err) {
         signal.throwIfAborted();
         r.log(`DescribeTasks failed (${describe(classify(err, false))}); will look again.`);
+        absentIsAnAnswer = false; // a listing that was not read says nothing about absence
       }
 
-      if (lookups >= options.lookupsBeforeResubmit) {
+      // One lookup more than before a resubmission: the listing may lag the answer, and absence is acted on.
+      if (absentIsAnAnswer && lookups > options.lookupsBeforeResubmit) {
+        r.log(`DescribeTasks lists no task for this SessionId after ${lookups} lookups: the submission made nothing upstream.`);
+        return undefined;
+      }
+      if (!absentIsAnAnswer && lookups >= options.lookupsBeforeResubmit) {
         lookups = 0;
         try {
           lastSubmittedAt = r.clock.now();
@@ -123,7 +146,7 @@ export async function reconcile(r: ReconcileRequest): Promise<string> {
         }
       }
 
-      const delay = options.delaysMs[Math.min(round, options.delaysMs.length - 1)] ?? 1000;
+      const delay = options.delaysMs[Math.min(pass, options.delaysMs.length - 1)] ?? 1000;
       const found = await Promise.race([sleep(delay, undefined, { signal }).then(() => undefined), fromEvent]);
       if (found) {
         r.log(`Reconciled: a completion event names upstream task ${found} for this SessionId.`);

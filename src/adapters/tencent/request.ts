@@ -20,9 +20,9 @@ import type { Vod } from './client';
  *   into the model's limits (domain/models.ts), which is also what it is priced at.
  * - No resolution given: nothing is sent and Tencent's default applies.
  *
- * `SessionId` is always our task id: Tencent refuses a repeated SessionId for 3 days, so a resubmission after a
- * crash or a lost answer cannot create a second upstream task. The client's own `session_id` is the relay's
- * de-duplication and is not forwarded.
+ * `SessionId` is our task id (with a round after a failure: session.ts): Tencent refuses a repeated SessionId for
+ * days, so a resubmission after a crash or a lost answer cannot create a second upstream task. The client's own
+ * `session_id` is the relay's de-duplication and is not forwarded.
  */
 export interface ModelMapping {
   readonly name: string;
@@ -87,7 +87,8 @@ function ggResolution(input: TaskInput): string {
 }
 
 export interface MappingContext {
-  readonly taskId: string;
+  /** This submission's SessionId (session.ts: the task id, or the task id and a round). */
+  readonly sessionId: string;
   readonly subAppId: number;
   /** The size the client asked for (domain/output-size). */
   readonly size: PixelSize;
@@ -114,7 +115,7 @@ export function toCreateRequest(input: TaskInput, ctx: MappingContext): Vod.Crea
     SubAppId: ctx.subAppId,
     ModelName: model.name,
     ModelVersion: version,
-    SessionId: ctx.taskId,
+    SessionId: ctx.sessionId,
   };
   apply(TOP_LEVEL, input, request);
   if (input.file_infos.length > 0) request.FileInfos = input.file_infos.map((ref) => fileInfo(ref, ctx));

@@ -3,10 +3,11 @@ import type { Clock } from '../../ports/clock';
 import { IDLE_CHECKPOINT, permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
 import type { ChannelLease, ChannelPool } from '../../worker/channel-pool';
 import type { Vod } from './client';
-import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
+import { classify, describe, isDuplicateSession, mayHaveCreated, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
 import type { ChannelAccess } from './follower';
-import { reconcile, type ReconcileOptions } from './reconcile';
+import { lookUpAfterServerError, reconcile, type ReconcileOptions, type ReconcileRequest } from './reconcile';
 import type { RunState } from './run-state';
+import { sessionIdOf } from './session';
 
 /**
  * Submitting a task upstream with failover. Each try takes a slot on the best channel, checkpoints "submitting
@@ -16,13 +17,17 @@ import type { RunState } from './run-state';
  * - refused for the request's own sake (`task`): fail, no other channel would take it;
  * - refused by the channel or transient: count against the channel's circuit, try the next channel; when none is
  *   left the attempt fails (retryable for transient causes, permanent for channel faults such as bad credentials);
- * - no clear answer (`ambiguous`): reconcile on that same channel by SessionId.
+ * - no clear answer (`ambiguous`): reconcile on that same channel by SessionId;
+ * - InternalError: Tencent may have made the task before failing. Looked up on that channel by SessionId first;
+ *   only when the listing shows none is it treated as a refusal.
+ *
+ * Every try after a refusal goes under a new SessionId (session.ts): the round is in the checkpoint.
  */
 export interface SubmitDeps {
   readonly pool: ChannelPool;
   readonly access: (channel: ChannelRecord) => ChannelAccess | undefined;
-  readonly request: (channel: ChannelRecord) => Vod.CreateAigcImageTaskRequest;
-  readonly watchSession: (taskId: string, onFound: (upstreamTaskId: string) => void) => () => void;
+  readonly request: (channel: ChannelRecord, sessionId: string) => Vod.CreateAigcImageTaskRequest;
+  readonly watchSession: (channelId: string, sessionId: string, onFound: (upstreamTaskId: string) => void) => () => void;
   readonly clock: Clock;
   readonly createTimeoutMs: number;
   readonly reconcile: ReconcileOptions;
@@ -33,15 +38,25 @@ export interface Submitted {
   readonly lease: ChannelLease;
   readonly upstreamTaskId: string;
   readonly submittedAt: number;
+  /** The SessionId round the upstream task was made under. */
+  readonly round: number;
 }
 
 export interface SubmittingCheckpoint {
   readonly phase: 'submitting';
   readonly channelId: string;
   readonly submittedAt: number;
+  readonly round: number;
 }
 
-export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'input'>, ctx: RunContext, state: RunState, deps: SubmitDeps): Promise<Submitted> {
+/** `round`: the SessionId round to submit under first (the checkpoint of an earlier attempt says which). */
+export async function submitWithFailover(
+  job: Pick<ProviderJob, 'taskId' | 'input'>,
+  ctx: RunContext,
+  state: RunState,
+  deps: SubmitDeps,
+  round: number,
+): Promise<Submitted> {
   const { model_name: model, model_version: version } = job.input;
   const tried = new Set<string>();
   let last: UpstreamFailure | undefined;
@@ -67,52 +82,67 @@ export async function submitWithFailover(job: Pick<ProviderJob, 'taskId' | 'inpu
     let keep = false;
     try {
       const submittedAt = deps.clock.now();
-      await ctx.checkpoint({ phase: 'submitting', channelId: channel.id, submittedAt } satisfies SubmittingCheckpoint);
+      const sessionId = sessionIdOf(job.taskId, round);
+      await ctx.checkpoint({ phase: 'submitting', channelId: channel.id, submittedAt, round } satisfies SubmittingCheckpoint);
       // A cancel answered "not started" (provider.ts) while the checkpoint was being written. The engine aborts the
       // run only after it has recorded the request, which may still be on its way: the flag, not the signal, must
       // stop the submission. Checked and the phase entered in one step, so no cancel falls between the two.
       if (state.cancelled) throw new ProviderCancelledError('cancelled by the client before anything was sent upstream');
       state.enter('submitting', { channelId: channel.id });
-      const request = deps.request(channel);
+      const request = deps.request(channel, sessionId);
       try {
         const res = await access.api.createAigcImageTask(request, { timeoutMs: deps.createTimeoutMs, signal: ctx.signal });
         if (!res.TaskId) throw Object.assign(new Error('CreateAigcImageTask answered without a TaskId'), { httpCode: 502 });
         lease.succeeded();
         keep = true;
         deps.log({ taskId: job.taskId, channel: channel.name, upstreamTaskId: res.TaskId }, 'submitted upstream');
-        return { lease, upstreamTaskId: res.TaskId, submittedAt };
+        return { lease, upstreamTaskId: res.TaskId, submittedAt, round };
       } catch (err) {
         ctx.signal.throwIfAborted();
         const f = classify(err, true);
         deps.log({ taskId: job.taskId, channel: channel.name, code: f.code, kind: f.kind, err: f.message }, 'upstream submission failed');
+        const inDoubt: ReconcileRequest = {
+          sessionId,
+          submittedAt,
+          api: access.api,
+          subAppId: access.subAppId,
+          request: () => request,
+          watchSession: (id, onFound) => deps.watchSession(channel.id, id, onFound),
+          log: (m) => ctx.log(m),
+          clock: deps.clock,
+          options: deps.reconcile,
+          signal: ctx.signal,
+        };
         // A refused SessionId means this channel already has the task (an earlier try we could not see through):
         // reconcile it there, never fail it and never submit it elsewhere.
         if (f.kind === 'ambiguous' || isDuplicateSession(f)) {
           lease.failed(f.code, f.message);
           state.enter('reconciling', { channelId: channel.id });
           ctx.log(`No clear answer from the upstream (${describe(f)}); reconciling by SessionId before anything else.`);
-          const upstreamTaskId = await reconcile({
-            taskId: job.taskId,
-            submittedAt,
-            api: access.api,
-            subAppId: access.subAppId,
-            request: () => request,
-            watchSession: deps.watchSession,
-            log: (m) => ctx.log(m),
-            clock: deps.clock,
-            options: deps.reconcile,
-            signal: ctx.signal,
-          });
+          const upstreamTaskId = await reconcile(inDoubt);
           keep = true;
-          return { lease, upstreamTaskId, submittedAt };
+          return { lease, upstreamTaskId, submittedAt, round };
         }
-        // Definitely not created upstream: a later attempt must not mistake this for an ambiguous submission.
-        await ctx.checkpoint(IDLE_CHECKPOINT);
+        const serverError = mayHaveCreated(f);
+        if (serverError) {
+          lease.failed(f.code, f.message);
+          state.enter('reconciling', { channelId: channel.id });
+          ctx.log(`The upstream answered ${describe(f)}; looking for the task by SessionId before trying elsewhere.`);
+          const upstreamTaskId = await lookUpAfterServerError(inDoubt);
+          if (upstreamTaskId !== undefined) {
+            keep = true;
+            return { lease, upstreamTaskId, submittedAt, round };
+          }
+        }
+        // Definitely not created upstream: a later attempt must not mistake this for an ambiguous submission, and
+        // goes under a new SessionId, which Tencent may hold against a refused request too.
+        round += 1;
+        await ctx.checkpoint({ ...IDLE_CHECKPOINT, round });
         if (f.kind === 'task') {
           lease.succeeded();
           throw toProviderError(f, false);
         }
-        lease.failed(f.code, f.message);
+        if (!serverError) lease.failed(f.code, f.message);
         ctx.log(`An upstream channel refused (${describe(f)}); trying another channel.`);
         tried.add(channel.id);
         last = f;

@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest';
+import { ledgerOf, startHarness, type Harness } from './harness';
+import type { Account, UpstreamTask } from './server';
+import { closedAfterEach } from '../helpers/closed-after-each';
+
+/**
+ * Upstream failures where a task was made, or may have been, upstream: Tencent bills for what it made, so the relay
+ * must neither make a second task beside it nor give up on one that can still succeed.
+ */
+let h: Harness | undefined;
+const openHarness = closedAfterEach(startHarness);
+
+async function logsOf(id: string): Promise<string> {
+  return (await h!.t.relay.store.tasks.logs(id)).map((l) => l.message).join('\n');
+}
+
+describe('a task that failed upstream for want of capacity', () => {
+  it.each(['RequestLimitExceeded', 'FailedOperation', 'InternalError'])(
+    'ErrCodeExt %s (Tencent: the model is busy or failed inside): submitted again under a new SessionId, charged once',
+    async (errCodeExt) => {
+      h = await openHarness();
+      await h.addChannel(h.accounts[0]!);
+      let creates = 0;
+      h.server.onCreate = () =>
+        ++creates === 1
+          ? { kind: 'accept', plan: { processingPolls: 1, result: { kind: 'error', errCode: 10000, errCodeExt, message: 'the model is at its limit' } } }
+          : { kind: 'accept' };
+      const id = await h.submit();
+      const task = await h.finished(id);
+      expect(task.state).toBe('succeeded');
+      expect(task.attempts).toBe(2);
+      // The failed task's SessionId can never be sent again; the second one is the task's first round.
+      expect(h.server.ofTask(id).map((t) => [t.sessionId, t.result?.kind ?? 'success'])).toEqual([
+        [id, 'error'],
+        [`${id}-r1`, 'success'],
+      ]);
+      expect(await ledgerOf(h.t, id)).toEqual([
+        { kind: 'hold', amount: task.price },
+        { kind: 'capture', amount: task.price },
+      ]);
+    },
+  );
+
+  it('each retry takes the next round; when the attempts run out the task fails with Tencent’s code and is released', async () => {
+    h = await openHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: 1, result: { kind: 'error', errCode: 10000, errCodeExt: 'RequestLimitExceeded', message: 'busy' } } });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('failed');
+    expect(task.error!.code).toBe('RequestLimitExceeded');
+    expect(h.server.ofTask(id).map((t) => t.sessionId)).toEqual([id, `${id}-r1`, `${id}-r2`]); // harness: 3 attempts
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+  });
+});
+
+describe('a submission answered InternalError', () => {
+  it('when Tencent made the task before failing, the relay finds and follows it there: no second task elsewhere', async () => {
+    h = await openHarness({ accounts: 2 });
+    const [a, b] = h.accounts as [Account, Account];
+    await h.addChannel(a, { priority: 10 });
+    await h.addChannel(b, { priority: 0 });
+    h.server.onCreate = (request, account) => {
+      if (account.secretId !== a.secretId) return { kind: 'accept' };
+      const taskId = `1500999999-AigcImage-${h!.server.tasks.size}`;
+      const made: UpstreamTask = {
+        taskId,
+        account,
+        request,
+        sessionId: request.SessionId,
+        createdAt: Date.now(),
+        status: 'PROCESSING',
+        plan: {},
+        polls: 0,
+        waitingLeft: 0,
+        processingLeft: 1,
+      };
+      h!.server.tasks.set(taskId, made);
+      return { kind: 'refuse', code: 'InternalError', message: 'internal error' };
+    };
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.ofTask(id).map((t) => t.account.secretId)).toEqual([a.secretId]);
+    expect(h.server.count('CreateAigcImageTask', b.secretId)).toBe(0);
+    expect(h.server.count('DescribeTasks', a.secretId)).toBeGreaterThan(0);
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'capture', amount: task.price },
+    ]);
+  });
+
+  it('when the listing shows no task, it is a refusal: the next channel, under a new SessionId', async () => {
+    h = await openHarness({ accounts: 2 });
+    const [a, b] = h.accounts as [Account, Account];
+    await h.addChannel(a, { priority: 10 });
+    await h.addChannel(b, { priority: 0 });
+    h.server.onCreate = (_request, account) =>
+      account.secretId === a.secretId ? { kind: 'refuse', code: 'InternalError', message: 'internal error' } : { kind: 'accept' };
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(task.attempts).toBe(1);
+    expect(h.server.count('CreateAigcImageTask', a.secretId)).toBe(1); // looked up, never resubmitted there
+    expect(h.server.count('DescribeTasks', a.secretId)).toBeGreaterThanOrEqual(3); // FAST: 2 lookups before a resubmission, 1 more
+    expect(h.server.ofTask(id).map((t) => [t.account.secretId, t.sessionId])).toEqual([[b.secretId, `${id}-r1`]]);
+    expect(await logsOf(id)).toContain('the submission made nothing upstream');
+  });
+});
+
+describe('a refused submission', () => {
+  it('goes again under a new SessionId, so it succeeds even where Tencent holds a refused request’s SessionId against it', async () => {
+    h = await openHarness({ server: { refusedSessionsCount: true } });
+    await h.addChannel(h.accounts[0]!);
+    let creates = 0;
+    h.server.onCreate = () => (++creates === 1 ? { kind: 'refuse', code: 'RequestLimitExceeded', message: 'too many requests' } : { kind: 'accept' });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.ofTask(id).map((t) => t.sessionId)).toEqual([`${id}-r1`]);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
+  });
+});
+
+describe('downloading the images of a finished task', () => {
+  it('is tried again in place while the storage fails for a while: the task succeeds in its first attempt', async () => {
+    h = await openHarness();
+    await h.addChannel(h.accounts[0]!);
+    let failures = 4;
+    h.server.outputStatus = () => (failures-- > 0 ? 503 : 200);
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(task.attempts).toBe(1);
+    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
+    expect((await logsOf(id)).match(/Downloading the images failed \(.*HTTP 503\); trying again/g)).toHaveLength(4);
+  });
+
+  it('a download that keeps failing past the window goes to the engine’s retries, which download again from the same upstream task', async () => {
+    h = await openHarness({ tencent: { download: { firstRetryMs: 10, retryForMs: 30 } } });
+    await h.addChannel(h.accounts[0]!);
+    let failures = 4; // 10 + 20 ms of pauses in the first attempt: three tries; the fourth fails in the second attempt
+    h.server.outputStatus = () => (failures-- > 0 ? 503 : 200);
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(task.attempts).toBe(2);
+    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+  });
+});
