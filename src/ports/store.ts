@@ -293,7 +293,12 @@ export interface TaskStore {
    * starts anything new, such as a second upstream submission beside the new owner's.
    */
   saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number, ownAttempt?: number): Promise<boolean>;
-  requestCancel(id: string, now: number): Promise<void>;
+  /**
+   * Flags a running task for cancel. False, and nothing written, when the task is not running: it finished (or was
+   * handed back for a retry) first. Whichever commits first decides: a run's own outcome is refused once the flag is
+   * set (`finish` with `ownAttempt`), so a client told its cancel was taken is never charged for the task.
+   */
+  requestCancel(id: string, now: number): Promise<boolean>;
   /**
    * Moves a task to a terminal state and settles its money in the same transaction: capture on success,
    * release otherwise; output files are recorded with it. Conditional on the task not being terminal, so a
@@ -304,6 +309,8 @@ export interface TaskStore {
    * returned). A store whose claims are leases (PostgreSQL) refuses it, returning false, unless the task is running
    * under this node's lease in that very attempt: this node's lease may have lapsed (a long pause, a partition) and
    * the task been handed to another node, or back to this one as a later attempt; the current attempt decides it.
+   * Every store also refuses an attempt's own success or failure once a cancel was requested (`requestCancel`): the
+   * run then settles the task as cancelled.
    * `log`: a line for the task's log, written in the same transaction when (and only when) the finish takes effect,
    * so whoever sees the terminal state sees the line too, for one commit instead of two.
    */

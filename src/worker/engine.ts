@@ -139,25 +139,21 @@ export class TaskEngine {
     if (provider?.cancel && (task.state === 'queued' || task.state === 'running')) {
       if ((await provider.cancel(task)) === 'too-late') return false;
     }
-    if (task.state === 'queued') {
-      const done = await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now());
-      // The engine (this node's or another's) may have claimed it while we decided: stop that run too.
-      if (done) await this.stopRunsOf(task.id, 'cancelled');
-      if (done) await this.announce(task.id);
-      return done;
-    }
+    if (task.state === 'queued') return this.cancelQueued(task.id);
     if (task.state !== 'running') return false;
-    await store.tasks.requestCancel(task.id, clock.now());
+    // The flag lands only on a running task, and a run's own outcome is refused once it is there (ports/store.ts
+    // requestCancel): whichever commits first decides, so a 202 never meets a charged success.
+    if (!(await store.tasks.requestCancel(task.id, clock.now()))) {
+      // It left `running` since it was read: finished first (too late), handed back for a retry (queued: cancel it
+      // there; the provider was asked already), or cancelled by someone else.
+      const now = await store.tasks.getTask(task.id);
+      if (now?.state === 'queued') return this.cancelQueued(now.id);
+      return now?.state === 'cancelled';
+    }
     const controller = this.inFlight.get(task.id);
     if (controller) {
+      // The run settles it as cancelled: its outcome, a retry's hand-back and a finish are all refused now.
       controller.abort();
-      // The run may have handed the task back for a retry just before the flag landed: a queued task would wait for
-      // its next claim (its backoff, or its model's capacity) to be settled. Settle it now.
-      const now = await store.tasks.getTask(task.id);
-      if (now?.state === 'queued' && (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now()))) {
-        await this.announce(task.id);
-      }
-      // Settled here, or it will be: a task with the flag is cancelled, not run, when it is next claimed.
     } else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
       // Running on no provider call of ours (another node's, or between a crash and recovery): settle it here,
       // and tell the node running it to stop.
@@ -165,6 +161,15 @@ export class TaskEngine {
       await this.announce(task.id);
     }
     return true;
+  }
+
+  private async cancelQueued(id: string): Promise<boolean> {
+    const { store, clock } = this.deps;
+    const done = await store.tasks.finish(id, { state: 'cancelled', error: cancelledError }, clock.now());
+    // The engine (this node's or another's) may have claimed it while we decided: stop that run too.
+    if (done) await this.stopRunsOf(id, 'cancelled');
+    if (done) await this.announce(id);
+    return done;
   }
 
   /**

@@ -72,8 +72,13 @@ export class RunSettlement {
       if (await this.recordedAs(task.id, completion)) return this.deps.announce(task.id);
       await this.deps.discardOutputs(completion).catch((err: unknown) => this.deps.log.warn({ err, taskId: task.id }, 'discarding outputs failed'));
     }
+    const current = await store.tasks.getTask(task.id);
+    // Refused because the client's cancel came first (it was told so): the task ends cancelled, at no charge.
+    if (completion.state !== 'cancelled' && current?.state === 'running' && current.cancelRequested && current.attempts === task.attempts) {
+      return this.complete(task, { state: 'cancelled', error: cancelledError });
+    }
     // Refused: settled elsewhere meanwhile (another process, before the sweep saw it). Its watchers may not know.
-    await this.tellWatchersIfSettled(task.id);
+    if (current && isTerminal(current.state)) this.tellWatchers(current);
   }
 
   /**
@@ -83,11 +88,6 @@ export class RunSettlement {
    */
   tellWatchers(task: TaskRecord): void {
     this.deps.watchEvents.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
-  }
-
-  private async tellWatchersIfSettled(taskId: string): Promise<void> {
-    const task = await this.deps.store.tasks.getTask(taskId);
-    if (task && isTerminal(task.state)) this.tellWatchers(task);
   }
 
   /**

@@ -419,6 +419,30 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.markRunning(task.id, 9300)).toMatchObject({ state: 'running', cancelRequested: true });
       });
 
+      it('a cancel and a run\'s own outcome: whichever commits first decides, and a flagged task is never charged', async () => {
+        const owner = await account(100);
+        const queued = await created(newTask(owner, 5));
+        expect(await store.tasks.requestCancel(queued.id, 2050)).toBe(false); // only a running task is flagged
+        const cancelled = await created(newTask(owner, 5));
+        await store.tasks.markRunning(cancelled.id, 2100);
+        expect(await store.tasks.requestCancel(cancelled.id, 2150)).toBe(true);
+        const own = { ownAttempt: 1 };
+        const result = { images: [], producedBy: 'test' } as unknown as Extract<Completion, { state: 'succeeded' }>['result'];
+        // The cancel came first: the run's success and failure are refused, its cancellation is not.
+        expect(await store.tasks.finish(cancelled.id, { state: 'succeeded', result, files: [] }, 2200, own)).toBe(false);
+        expect(await store.tasks.finish(cancelled.id, { state: 'failed', error: { code: 'X', message: 'x' } }, 2201, own)).toBe(false);
+        expect(await store.tasks.getTask(cancelled.id)).toMatchObject({ state: 'running', cancelRequested: true });
+        expect(await store.tasks.finish(cancelled.id, { state: 'cancelled', error: { code: 'Cancelled', message: 'c' } }, 2202, own)).toBe(true);
+        expect(await kindsOf(owner.accountId, cancelled.id)).toEqual(['hold', 'release']);
+        // The run came first: the cancel finds nothing running to flag.
+        const done = await created(newTask(owner, 5));
+        await store.tasks.markRunning(done.id, 2300);
+        expect(await store.tasks.finish(done.id, { state: 'succeeded', result, files: [] }, 2400, own)).toBe(true);
+        expect(await store.tasks.requestCancel(done.id, 2401)).toBe(false);
+        expect(await store.tasks.getTask(done.id)).toMatchObject({ state: 'succeeded', cancelRequested: false });
+        expect(await kindsOf(owner.accountId, done.id)).toEqual(['capture', 'hold']);
+      });
+
       it('a checkpoint is refused once the task is settled, and an attempt\'s own once a later attempt has the task', async () => {
         const owner = await account(100);
         const task = await created(newTask(owner, 1));

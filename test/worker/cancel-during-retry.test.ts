@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { isTerminal } from '../../src/domain/task-state';
@@ -34,7 +36,7 @@ async function setUp(retry: { maxAttempts: number; baseDelayMs: number; maxDelay
 }
 
 /** Holds the store method `name` for `id` until `release()` once `when` matches: the window the race needs. */
-function holdAt<K extends 'appendLog' | 'requeue'>(tasks: TaskStore, name: K, id: string, when: (args: unknown[]) => boolean) {
+function holdAt<K extends 'appendLog' | 'requeue' | 'finish'>(tasks: TaskStore, name: K, id: string, when: (args: unknown[]) => boolean) {
   const original = (tasks[name] as (...args: unknown[]) => Promise<unknown>).bind(tasks);
   let entered!: () => void;
   let release!: () => void;
@@ -69,12 +71,15 @@ describe('a cancel that meets a retry', () => {
     expect(await outcome(relay, provider, id)).toEqual({ state: 'cancelled', starts: 1, ledger: ['hold', 'release'] });
   });
 
-  it('after the hand-back committed: the claim settles it cancelled instead of running it', async () => {
-    // The cancel reads the task as running, the hand-back commits, then the cancel's flag lands on a queued task.
-    const { provider, relay, id, run } = await setUp({ maxAttempts: 3, baseDelayMs: 50, maxDelayMs: 50 });
+  it('after the hand-back committed: the cancel finds it queued and settles it there instead of flagging it', async () => {
+    // The cancel read the task as running; by the time its flag is written the hand-back has committed.
+    const { provider, relay, id, run } = await setUp({ maxAttempts: 3, baseDelayMs: 600_000, maxDelayMs: 600_000 });
+    const stale = (await relay.relay.store.tasks.getTask(id))!;
     run.fail(retryableError('RequestLimitExceeded', 'busy'));
     await waitForTask(relay.relay, id, ['queued']);
-    await relay.relay.store.tasks.requestCancel(id, Date.now());
+    expect(await relay.relay.store.tasks.requestCancel(id, Date.now())).toBe(false); // nothing running to flag
+    expect(await relay.relay.engine.cancel(stale)).toBe(true);
+    // The backoff is ten minutes: only the cancel itself can have settled it.
     expect(await outcome(relay, provider, id)).toEqual({ state: 'cancelled', starts: 1, ledger: ['hold', 'release'] });
   });
 
@@ -130,5 +135,36 @@ describe('a cancel that meets a retry', () => {
     run.fail(retryableError('RequestLimitExceeded', 'busy'));
     (await within('the second attempt', 10_000, provider.whenStarted(id))).succeed();
     expect((await waitForTask(relay.relay, id)).state).toBe('succeeded');
+  });
+});
+
+/** A task's image files on disk (files/outputs/<time>/<task id>-…). */
+function outputFilesOf(relay: TestRelay, id: string): string[] {
+  const outputs = path.join(relay.dataDir, 'files', 'outputs');
+  return fs.existsSync(outputs) ? fs.readdirSync(outputs, { recursive: true }).map(String).filter((f) => f.includes(id)) : [];
+}
+
+describe('a cancel that meets the run\'s own end', () => {
+  it('taken (202) while the success was being recorded: the task ends cancelled, released, its images discarded', async () => {
+    const { provider, relay, id, run } = await setUp({ maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 10 });
+    const held = holdAt(relay.relay.store.tasks, 'finish', id, (args) => (args[1] as { state: string }).state === 'succeeded');
+    run.succeed();
+    await held.reached; // the images are stored; the success is on its way to the store
+    expect((await relay.api.put(`/tencent-vod/v1/requests/${id}/cancel`)).status).toBe(202);
+    held.release();
+    expect(await outcome(relay, provider, id)).toEqual({ state: 'cancelled', starts: 1, ledger: ['hold', 'release'] });
+    const result = await relay.api.get(`/tencent-vod/v1/requests/${id}`);
+    expect(result.body).toMatchObject({ outcome: 'cancelled' });
+    expect(outputFilesOf(relay, id)).toEqual([]); // the image stored before the cancel won is gone from the disk
+  });
+
+  it('asked once the success is recorded: 400 ALREADY_COMPLETED, and the task stays succeeded and charged', async () => {
+    const { provider, relay, id, run } = await setUp({ maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 10 });
+    const stale = (await relay.relay.store.tasks.getTask(id))!; // read running, as the cancel route read it
+    run.succeed();
+    await waitForTask(relay.relay, id);
+    expect(await relay.relay.engine.cancel(stale)).toBe(false);
+    expect(await outcome(relay, provider, id)).toEqual({ state: 'succeeded', starts: 1, ledger: ['capture', 'hold'] });
+    expect(outputFilesOf(relay, id)).toHaveLength(1);
   });
 });

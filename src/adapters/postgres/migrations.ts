@@ -498,6 +498,25 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     after_account TEXT NOT NULL
   );
   `,
+  // A cancel the client was told of wins over the run's own outcome (ports/store.ts requestCancel): once the flag is
+  // set, an attempt's success or failure is refused and the run settles the task as cancelled. The row lock taken
+  // here orders it with requestCancel's update: whichever commits first decides.
+  `
+  CREATE OR REPLACE FUNCTION aigc_finish_fenced(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
+  DECLARE
+    t record;
+  BEGIN
+    IF f->>'owner' IS NOT NULL THEN
+      SELECT state, lease_owner, attempts, cancel_requested INTO t FROM tasks WHERE id = f->>'id' FOR UPDATE;
+      IF NOT FOUND OR t.state <> 'running' OR t.lease_owner IS DISTINCT FROM f->>'owner'
+        OR (f->>'attempt' IS NOT NULL AND t.attempts <> (f->>'attempt')::int)
+        OR (t.cancel_requested AND f->>'state' <> 'cancelled') THEN
+        RETURN false;
+      END IF;
+    END IF;
+    RETURN aigc_settle_task(f, p_channel);
+  END $$;
+  `,
 ];
 
 async function inOneTransaction(client: PoolClient, sql: string, version: number): Promise<void> {

@@ -246,7 +246,8 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       return (written.rowCount ?? 0) > 0;
     },
     async requestCancel(id, now) {
-      await pool.query('UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1', [id, now]);
+      const written = await pool.query("UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 AND state = 'running'", [id, now]);
+      return (written.rowCount ?? 0) > 0;
     },
     async queuePosition(task) {
       const row = await one<{ n: number }>(

@@ -106,7 +106,8 @@ export function sqliteTaskStore(db: Db): TaskStore {
   const updateProgress = db.prepare("UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'");
   const updateCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')");
   const updateOwnCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state = 'running' AND attempts = ?");
-  const markCancelRequested = db.prepare('UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ?');
+  const markCancelRequested = db.prepare("UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ? AND state = 'running'");
+  const cancelRequestedOf = db.prepare<[string], { cancel_requested: number }>('SELECT cancel_requested FROM tasks WHERE id = ?');
   const insertLog = db.prepare('INSERT INTO task_logs (task_id, at, message) VALUES (?, ?, ?)');
   const selectLogs = db.prepare<[string], { at: number; message: string }>('SELECT at, message FROM task_logs WHERE task_id = ? ORDER BY id');
 
@@ -149,7 +150,10 @@ export function sqliteTaskStore(db: Db): TaskStore {
     return { ok: true as const, task: newTaskRecord(t, Number(lastInsertRowid), billed), queuePosition };
   });
 
-  const finish = db.transaction((id: string, c: Completion, now: number, log: string | undefined): boolean => {
+  const finish = db.transaction((id: string, c: Completion, now: number, options: FinishOptions | undefined): boolean => {
+    // An attempt's own success or failure comes too late once a cancel was requested (ports/store.ts requestCancel).
+    if (options?.ownAttempt !== undefined && c.state !== 'cancelled' && cancelRequestedOf.get(id)?.cancel_requested) return false;
+    const log = options?.log;
     const params =
       c.state === 'succeeded'
         ? { id, now, result: JSON.stringify(c.result) }
@@ -228,11 +232,9 @@ export function sqliteTaskStore(db: Db): TaskStore {
       const written = ownAttempt === undefined ? updateCheckpoint.run(json, now, id) : updateOwnCheckpoint.run(json, now, id, ownAttempt);
       return written.changes > 0;
     }),
-    requestCancel: syncWrite((id: string, now: number) => {
-      markCancelRequested.run(now, id);
-    }),
-    // ownAttempt guards leases, which only the PostgreSQL store has (ports/store.ts).
-    finish: syncWrite((id: string, completion: Completion, now: number, options?: FinishOptions) => finish.immediate(id, completion, now, options?.log)),
+    requestCancel: syncWrite((id: string, now: number) => markCancelRequested.run(now, id).changes > 0),
+    // ownAttempt: a run's own outcome (refused once a cancel was requested). Leases are PostgreSQL's alone.
+    finish: syncWrite((id: string, completion: Completion, now: number, options?: FinishOptions) => finish.immediate(id, completion, now, options)),
     async queuePosition(task) {
       return queueAhead.get({ provider: task.provider, priority: task.priority, seq: task.seq })!.n;
     },
