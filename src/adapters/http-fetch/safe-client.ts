@@ -23,8 +23,17 @@ export interface SafeRequest {
   readonly method?: string;
   readonly headers?: OutgoingHttpHeaders;
   readonly body?: Buffer | string;
-  /** Larger bodies fail with kind `too_large` (checked against Content-Length first, then while reading). */
+  /**
+   * Larger bodies fail with kind `too_large` (checked against Content-Length first, then while reading); with
+   * `bodyExcerpt`, they are cut there instead.
+   */
   readonly maxBytes: number;
+  /**
+   * The status decides, the body is only looked at (webhooks: a receiver's 2xx is a delivery whatever it sends
+   * after it): the first `maxBytes` of the body are kept, for at most `EXCERPT_WAIT_MS`; a longer, slower or broken
+   * body is cut and the connection closed, and the answer stands.
+   */
+  readonly bodyExcerpt?: boolean;
   /** Redirects to follow (GET/HEAD only; other methods never follow). Default 3. */
   readonly maxRedirects?: number;
   /** The caller's own abort (a shutdown): the exchange is torn down, not just no longer awaited; rejects with its reason. */
@@ -82,6 +91,31 @@ async function readCapped(exchange: PinnedExchange, maxBytes: number, host: stri
   }
   // A body cut short by the peer ends without an error in some Node versions; `complete` tells.
   if (!response.complete) throw exchange.failure() ?? new OutboundError('unreachable', `${host} closed the connection mid-body`, true);
+  return Buffer.concat(chunks, total);
+}
+
+/** How long a `bodyExcerpt` answer's body is waited for once the status line has come. */
+export const EXCERPT_WAIT_MS = 1_000;
+
+/** Up to `maxBytes` of the body, however it ends (see `bodyExcerpt`); never throws. */
+async function readExcerpt(exchange: PinnedExchange, maxBytes: number): Promise<Buffer> {
+  const response: IncomingMessage = exchange.response;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const cut = setTimeout(() => response.destroy(), EXCERPT_WAIT_MS);
+  try {
+    for await (const chunk of response) {
+      const kept = (chunk as Buffer).subarray(0, maxBytes - total);
+      chunks.push(kept);
+      total += kept.length;
+      if (total >= maxBytes) break;
+    }
+  } catch {
+    // Cut short (by the peer, the wait above or the deadline): what arrived is the excerpt.
+  } finally {
+    clearTimeout(cut);
+    if (!response.complete) response.destroy();
+  }
   return Buffer.concat(chunks, total);
 }
 
@@ -160,6 +194,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
           url = await annotate(Promise.resolve().then(() => checkOutboundUrl(next, options.policy)), redirectedFrom);
           continue;
         }
+        if (request.bodyExcerpt) return { status, headers: response.headers, body: await readExcerpt(exchange, request.maxBytes), url: url.href };
         try {
           const body = await readCapped(exchange, request.maxBytes, target.hostname);
           return { status, headers: response.headers, body, url: url.href };

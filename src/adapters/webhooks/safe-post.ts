@@ -1,11 +1,12 @@
 import { OutboundError, type SafeHttpClient } from '../http-fetch';
-import type { WebhookPost } from '../../worker/webhook-dispatcher';
+import { RESPONSE_EXCERPT_CHARS, type WebhookPost } from '../../worker/webhook-dispatcher';
 
 /**
- * Most of a receiver's answer the relay reads. Only the first ~1 KB is logged; the client refuses a larger answer as
- * a failed attempt, so the cap is generous enough that no sane receiver meets it.
+ * Most of a receiver's answer the relay reads: the attempt log keeps about 1 KB of it (RESPONSE_EXCERPT_CHARS).
+ * The status decides the delivery; a longer, slow or broken body after it is cut, not held against the receiver
+ * (a 2xx followed by a large page or a body that never ends was retried for a day, duplicates and all).
  */
-const MAX_ANSWER_BYTES = 1024 * 1024;
+const ANSWER_EXCERPT_BYTES = 4 * RESPONSE_EXCERPT_CHARS;
 
 /**
  * Webhook POSTs through the SSRF-safe client (adapters/http-fetch): the URL is checked again, its name resolved once
@@ -17,7 +18,7 @@ export function createWebhookPost(client: SafeHttpClient): WebhookPost {
   return async (url, { headers, body, signal }) => {
     // The client has its own timeouts; the signal is a shutdown's: it tears the exchange down, so the receiver is not
     // still being sent to once the delivery is handed back to another node.
-    const response = await client.request(url, { method: 'POST', headers, body, maxBytes: MAX_ANSWER_BYTES, maxRedirects: 0, signal, plainHttpOnlyToListed: true }).catch((err: unknown) => {
+    const response = await client.request(url, { method: 'POST', headers, body, maxBytes: ANSWER_EXCERPT_BYTES, bodyExcerpt: true, maxRedirects: 0, signal, plainHttpOnlyToListed: true }).catch((err: unknown) => {
       // A URL the outbound rules refuse stays refused: the dispatcher gives the delivery up instead of retrying it.
       if (err instanceof OutboundError && err.kind === 'refused') throw Object.assign(new Error(err.message, { cause: err }), { permanent: true });
       throw err;
