@@ -6,8 +6,11 @@ import type { FileStorage } from '../ports/file-storage';
 import { permanentError, type InputImage } from '../ports/provider';
 import type { Store, TaskRecord } from '../ports/store';
 
-/** Fetches a client-given URL safely (SSRF rules) and returns its bytes; implemented by the media adapter. */
-export type UrlFetcher = (url: string, field: string) => Promise<{ data: Buffer; contentType: string }>;
+/**
+ * Fetches a client-given URL safely (SSRF rules) and returns its bytes; implemented by the media adapter. The signal
+ * is the run's: a cancel, a force-fail or a shutdown tears the fetch down, rejecting with the signal's reason.
+ */
+export type UrlFetcher = (url: string, field: string, signal?: AbortSignal) => Promise<{ data: Buffer; contentType: string }>;
 
 /**
  * The submit-time part of the URL rules (scheme, credentials, IP literals, local-only names): the reason a URL
@@ -52,7 +55,7 @@ export async function checkFileRefs(
 
 /** At run time: the bytes of each input image, in order, for providers that work on bytes (the local renderer). */
 export function createInputResolver(store: Store, storage: FileStorage, fetchUrl: UrlFetcher) {
-  return async (task: TaskRecord): Promise<InputImage[]> => {
+  return async (task: TaskRecord, signal?: AbortSignal): Promise<InputImage[]> => {
     const images: InputImage[] = [];
     for (const [index, ref] of task.input.file_infos.entries()) {
       const field = `file_infos[${index}]`;
@@ -64,7 +67,7 @@ export function createInputResolver(store: Store, storage: FileStorage, fetchUrl
         if (!file || !data) throw permanentError('InvalidParameterValue', `${field}.file_id: the file no longer exists`);
         contentType = file.contentType;
       } else {
-        ({ data, contentType } = await fetchUrl(ref.url!, `${field}.url`));
+        ({ data, contentType } = await fetchUrl(ref.url!, `${field}.url`, signal));
         // Fetched bytes were only sniffed; decode them fully once, as an upload is, so a truncated or corrupt image
         // fails here with the field named instead of somewhere inside a provider.
         const check = await checkInputImage(data);

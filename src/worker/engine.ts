@@ -23,8 +23,11 @@ export interface EngineDeps {
   readonly queue: DispatchQueue;
   readonly providers: readonly ImageProvider[];
   readonly clock: Clock;
-  /** Loads the bytes of a task's input images (own files, URLs). Throws ProviderError for unusable inputs. */
-  readonly resolveInputs: (task: TaskRecord) => Promise<InputImage[]>;
+  /**
+   * Loads the bytes of a task's input images (own files, URLs). Throws ProviderError for unusable inputs. The signal
+   * is the run's: a cancel stops a slow download instead of waiting for its timeout with the slots held.
+   */
+  readonly resolveInputs: (task: TaskRecord, signal: AbortSignal) => Promise<InputImage[]>;
   /** Stores the produced images and describes them for the task's result. */
   readonly saveOutputs: (task: TaskRecord, result: ProviderResult) => Promise<Extract<Completion, { state: 'succeeded' }>>;
   /** Removes stored outputs of a success that lost the race to finish (cancelled or force-failed meanwhile). */
@@ -365,15 +368,6 @@ export class TaskEngine {
   private async runOnProvider(provider: ImageProvider, task: TaskRecord, controller: AbortController): Promise<Completion> {
     const { store, clock } = this.deps;
     const signal = controller.signal;
-    const inputImages = provider.wantsInputBytes === false ? [] : await this.deps.resolveInputs(task);
-    const job: ProviderJob = {
-      taskId: task.id,
-      input: task.input,
-      size: producedSize(task.input),
-      inputImages,
-      attempt: task.attempts,
-      ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}),
-    };
     let lastProgress = -1;
     const ctx: RunContext = {
       signal,
@@ -396,7 +390,18 @@ export class TaskEngine {
     };
     // Not awaited, like the provider's own lines after it: it goes in the same lane, so it keeps its place before
     // them, and it shares a group commit with the run's next write instead of holding up the provider call for one.
+    // Before the inputs are fetched, which is part of the attempt (and may be what fails it).
     ctx.log(`Attempt ${task.attempts} started on ${provider.id}.`);
+    const inputImages = provider.wantsInputBytes === false ? [] : await this.deps.resolveInputs(task, signal);
+    signal.throwIfAborted();
+    const job: ProviderJob = {
+      taskId: task.id,
+      input: task.input,
+      size: producedSize(task.input),
+      inputImages,
+      attempt: task.attempts,
+      ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}),
+    };
     const result = await provider.run(job, ctx);
     signal.throwIfAborted();
     return this.deps.saveOutputs(task, result);

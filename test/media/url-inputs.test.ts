@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, within } from '../helpers/eventually';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { loopbackOnly, makeImage, startFixture, tableResolver, type Fixture } from './support';
 
@@ -109,3 +110,41 @@ describe('configuration', () => {
     );
   });
 });
+
+describe('a URL input still downloading', () => {
+  it('is torn down by a cancel: the task ends cancelled and released at once, not when the download times out', async () => {
+    let fetching!: (signal: AbortSignal | undefined) => void;
+    const started = new Promise<AbortSignal | undefined>((resolve) => (fetching = resolve));
+    // A download that never answers: it ends only through the signal it was given.
+    const fetchUrl = (_url: string, _field: string, signal?: AbortSignal) =>
+      new Promise<never>((_resolve, reject) => {
+        fetching(signal);
+        signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+      });
+    const t = await startTestRelay({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' }, overrides: { fetchUrl } });
+    try {
+      const submit = await t.api.post('/tencent-vod/v1/aigc-image', bodyWithUrl(fixture.url('/input/slow.jpg')));
+      const id = submit.body.request_id as string;
+      const signal = await started;
+      // The attempt's first line is written before its inputs are fetched (a fetch that fails is part of it).
+      const logs = await waitForLog(t, id, 'Attempt 1 started');
+      expect(logs).toContain('Attempt 1 started on local-preview.');
+      expect((await t.api.put(`/tencent-vod/v1/requests/${id}/cancel`)).status).toBe(202);
+      const task = await within('the cancel to end the task', 5000, waitForTask(t.relay, id));
+      expect(signal?.aborted).toBe(true);
+      expect(task.state).toBe('cancelled');
+      const ledger = (await t.relay.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id).map((e) => e.kind).sort();
+      expect(ledger).toEqual(['hold', 'release']);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+/** The task's log once a line starting with `prefix` is in it (log lines are written without being awaited). */
+async function waitForLog(t: TestRelay, id: string, prefix: string): Promise<string[]> {
+  return eventually(`a log line "${prefix}…"`, 5000, async () => {
+    const lines = (await t.relay.store.tasks.logs(id)).map((l) => l.message);
+    return lines.some((l) => l.startsWith(prefix)) ? lines : undefined;
+  });
+}
