@@ -31,11 +31,14 @@ export const MAX_WAIT_SECONDS = 60;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;
 
 /** The `Idempotency-Key` header's value, or undefined when absent. A present but unusable key is a 400. */
-export function readIdempotencyKey(header: string | string[] | undefined): string | undefined {
+export function readIdempotencyKey(header: string | readonly string[] | undefined): string | undefined {
   if (header === undefined) return undefined;
-  if (Array.isArray(header)) {
+  // Each occurrence apart (Node joins repeated headers with ", ", which a key may contain: "a, b" would be one key).
+  const occurrences = typeof header === 'string' ? [header] : header;
+  if (occurrences.length !== 1) {
     throw new FieldError('InvalidParameter', 'Idempotency-Key', 'send the header once');
   }
+  header = occurrences[0]!;
   if (!IDEMPOTENCY_KEY.test(header)) {
     throw new FieldError('InvalidParameterValue', 'Idempotency-Key', 'must be 1 to 255 printable ASCII characters (a UUID is ideal)');
   }

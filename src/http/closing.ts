@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 
 declare module 'fastify' {
@@ -17,6 +18,9 @@ declare module 'fastify' {
  */
 export function installClosingSignal(app: FastifyInstance): void {
   const closing = new AbortController();
+  // One listener per open wait or event stream, removed when it ends: any number at once is expected, not a leak
+  // (Node warns past 10).
+  setMaxListeners(0, closing.signal);
   app.decorate('closing', closing.signal);
   app.addHook('preClose', async () => closing.abort());
   app.addHook('onSend', (_request, reply, payload, done) => {

@@ -13,8 +13,9 @@ export function taskUrls(base: string, id: string) {
 
 export function taskMetrics(task: TaskRecord, now: number): { queue_time?: number; inference_time?: number } {
   const metrics: { queue_time?: number; inference_time?: number } = {};
+  // Until it started; one that ended without starting (cancelled or failed in the queue) waited until it ended.
   if (task.startedAt !== undefined) metrics.queue_time = seconds(task.startedAt - task.createdAt);
-  else if (task.finishedAt === undefined) metrics.queue_time = seconds(now - task.createdAt);
+  else metrics.queue_time = seconds((task.finishedAt ?? now) - task.createdAt);
   if (task.startedAt !== undefined) metrics.inference_time = seconds((task.finishedAt ?? now) - task.startedAt);
   return metrics;
 }

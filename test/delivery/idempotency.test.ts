@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { requestFingerprint } from '../../src/app/idempotency';
 import { IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS } from '../../src/domain/delivery';
@@ -80,6 +81,28 @@ describe('Idempotency-Key', () => {
       expect(res.status).toBe(400);
       expect(res.body.Response.Error.Message).toMatch(/^Idempotency-Key: /);
     }
+  });
+
+  it('the header sent twice is a 400, not one key made of both (Node joins repeats with ", ")', async () => {
+    t = await startRelay();
+    const relay = t;
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${relay.url}${SUBMIT}`, { method: 'POST' }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      });
+      req.on('error', reject);
+      req.setHeader('authorization', `Bearer ${relay.devKey}`);
+      req.setHeader('content-type', 'application/json');
+      req.setHeader('idempotency-key', ['x1', 'y1']); // two header lines
+      req.end(JSON.stringify(body('fox')));
+    });
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body).Response.Error.Message).toBe('Idempotency-Key: send the header once');
+    expect(Object.values(await relay.relay.store.tasks.countByState()).reduce((a, b) => a + b)).toBe(0); // no task made
+    // The joined value is an ordinary key when sent as one header.
+    expect((await relay.api.post(SUBMIT, body('fox'), { 'idempotency-key': 'x1, y1' })).status).toBe(200);
   });
 
   it('forgets a key after 24 h', async () => {

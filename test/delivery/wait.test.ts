@@ -1,6 +1,8 @@
 import { getEventListeners } from 'node:events';
 import http from 'node:http';
+import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
+import { installClosingSignal } from '../../src/http/closing';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
@@ -111,6 +113,22 @@ describe('Prefer: wait=N', () => {
     );
     expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
     run.succeed();
+  });
+
+  it('any number of waits at once listen on the closing signal without a MaxListenersExceededWarning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const app = Fastify();
+      installClosingSignal(app);
+      for (let i = 0; i < 20; i++) app.closing.addEventListener('abort', () => undefined);
+      await new Promise((resolve) => setImmediate(resolve)); // Node emits the warning on the next tick
+      await app.close();
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('waits that ended leave nothing behind on the server-lifetime closing signal', async () => {

@@ -91,7 +91,7 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         const caller = callerOf(request);
         // Header and query problems are reported before anything is reserved or charged.
         const wait = readPreferWait(request.headers.prefer);
-        const key = readIdempotencyKey(request.headers['idempotency-key']);
+        const key = readIdempotencyKey(request.raw.headersDistinct?.['idempotency-key'] ?? request.headers['idempotency-key']);
         const webhook = webhookParam(request);
         // The finished result when a wait saw the task finish, else the accepted-task body (what a submit always was).
         // The position the store saw at insert is current unless the client asked to wait; then it is read again.
