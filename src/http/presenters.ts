@@ -43,11 +43,24 @@ export function statusBody(task: TaskRecord, base: string, now: number, extras: 
   };
 }
 
+/**
+ * The submit's answer (the seed's shape): Tencent's `Response` and the fal queue fields. `queue_position` is always
+ * there (the seed marks it required): 0 once nothing is ahead, i.e. the task has started or ended.
+ */
 export function submitBody(task: TaskRecord, base: string, now: number, queuePosition: number) {
   return {
     Response: { TaskId: task.id, RequestId: task.requestId },
     ...statusBody(task, base, now, { queuePosition }),
+    queue_position: task.state === 'queued' ? queuePosition : 0,
   };
+}
+
+/**
+ * A submit whose `Prefer: wait` saw the task finish: the result, still in the submit's shape, so a client written for
+ * either (the seed's `Response.TaskId`, or the result's `images`) finds its fields.
+ */
+export function finishedSubmitBody(task: TaskRecord, base: string, now: number, signer: FileLinkSigner) {
+  return { ...submitBody(task, base, now, 0), ...resultBody(task, base, now, signer) };
 }
 
 export function imagesOf(task: TaskRecord, signer: FileLinkSigner) {

@@ -92,6 +92,12 @@ export const ResultBody = Type.Object(
   { ...Open, description: 'The finished task. Before it finishes the route answers 202 with the status body.' },
 );
 
+/** A submit whose `Prefer: wait` saw the task finish (presenters.ts finishedSubmitBody): both shapes' fields. */
+export const FinishedSubmitResponse = Type.Composite(
+  [Type.Object({ Response: Type.Object({ TaskId: Type.String(), RequestId: Type.String() }) }), Type.Pick(StatusBody, ['queue_position', 'progress', 'logs']), ResultBody],
+  { ...Open, description: 'The finished task, in the submit answer\'s shape too (Response, queue_position, logs).' },
+);
+
 const MaybeTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
 
 /** Tencent VOD's DescribeTaskDetail answer for an AIGC image task (presenters.ts describeTaskDetailBody). */

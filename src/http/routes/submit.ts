@@ -10,8 +10,8 @@ import { isTerminal } from '../../domain/task-state';
 import type { TaskRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
-import { resultBody, submitBody } from '../presenters';
-import { errorResponses, ResultBody, SubmitResponse } from '../schemas';
+import { finishedSubmitBody, submitBody } from '../presenters';
+import { errorResponses, FinishedSubmitResponse, SubmitResponse } from '../schemas';
 import { readUntypedBodyAsJson } from '../transport-guards';
 import { waitAsPreferred } from '../wait';
 
@@ -68,8 +68,9 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
           headers: SubmitHeaders,
           querystring: SubmitQuery,
           response: {
-            200: Type.Union([SubmitResponse, ResultBody], {
-              description: 'The accepted task (IN_QUEUE); with `Prefer: wait=N`, the result body if it finished within N s.',
+            200: Type.Union([SubmitResponse, FinishedSubmitResponse], {
+              description:
+                'The accepted task (IN_QUEUE); with `Prefer: wait=N`, when it finished within N s, the same fields and the result body\'s with them.',
             }),
             ...errorResponses(
               'InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure',
@@ -97,7 +98,7 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         // The position the store saw at insert is current unless the client asked to wait; then it is read again.
         const answerFor = async (task: TaskRecord, knownPosition: number | undefined) =>
           isTerminal(task.state)
-            ? resultBody(task, deps.publicUrl(), deps.clock.now(), deps.signer)
+            ? finishedSubmitBody(task, deps.publicUrl(), deps.clock.now(), deps.signer)
             : submitBody(task, deps.publicUrl(), deps.clock.now(), knownPosition ?? (await deps.store.tasks.queuePosition(task)));
         const accept = async (idempotency?: { key: string; token: string }): Promise<StoredResponse> => {
           const accepted = await submitTask(deps.submit, caller, request.body, {
