@@ -1,5 +1,5 @@
 import type { FileLinkSigner } from '../app/file-links';
-import { publicStatus, tencentStatus } from '../domain/task-state';
+import { isTerminal, publicStatus, tencentStatus } from '../domain/task-state';
 import type { TaskRecord } from '../ports/store';
 
 /** Shapes a task for each way the API shows it. Pure functions of the task and what the route looked up. */
@@ -97,20 +97,22 @@ export function resultBody(task: TaskRecord, base: string, now: number, signer: 
 
 /** Tencent's DescribeTaskDetail shape, for clients written against VOD itself. */
 export function describeTaskDetailBody(task: TaskRecord, signer: FileLinkSigner, requestId: string) {
-  const status = tencentStatus(task.state);
-  const failed = task.state === 'failed';
+  const ended = isTerminal(task.state);
   const input = task.input;
   return {
     Response: {
       TaskType: 'AigcImageTask',
-      Status: status,
+      Status: tencentStatus(task.state),
+      // Tencent's types are strings: a time that has not come yet is empty, not null.
       CreateTime: iso(task.createdAt),
-      BeginProcessTime: iso(task.startedAt),
-      FinishTime: iso(task.finishedAt),
+      BeginProcessTime: iso(task.startedAt) ?? '',
+      FinishTime: iso(task.finishedAt) ?? '',
       AigcImageTask: {
         TaskId: task.id,
-        Status: status,
-        ErrCode: failed ? 1 : 0,
+        // The task's own status takes only these two (Tencent's AigcImageTask); WAITING and ABORTED are the outer one's.
+        Status: ended ? 'FINISH' : 'PROCESSING',
+        // Non-zero for any end but success (a cancelled task made nothing either), as Tencent's ErrCode/ErrCodeExt say.
+        ErrCode: ended && task.state !== 'succeeded' ? 1 : 0,
         ErrCodeExt: task.state === 'succeeded' || !task.error ? '' : task.error.code,
         Message: task.error?.message ?? '',
         Progress: task.state === 'succeeded' ? 100 : task.progress,

@@ -98,7 +98,8 @@ export const FinishedSubmitResponse = Type.Composite(
   { ...Open, description: 'The finished task, in the submit answer\'s shape too (Response, queue_position, logs).' },
 );
 
-const MaybeTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+/** Tencent's way: an ISO time, or empty until it happens. */
+const LaterTime = Type.Union([Type.String({ format: 'date-time' }), Type.Literal('')]);
 
 /** Tencent VOD's DescribeTaskDetail answer for an AIGC image task (presenters.ts describeTaskDetailBody). */
 export const DescribeTaskDetailBody = Type.Object({
@@ -106,14 +107,14 @@ export const DescribeTaskDetailBody = Type.Object({
     {
       TaskType: Type.Literal('AigcImageTask'),
       Status: Type.Union([Type.Literal('WAITING'), Type.Literal('PROCESSING'), Type.Literal('FINISH'), Type.Literal('ABORTED')]),
-      CreateTime: MaybeTime,
-      BeginProcessTime: MaybeTime,
-      FinishTime: MaybeTime,
+      CreateTime: Type.String({ format: 'date-time' }),
+      BeginProcessTime: LaterTime,
+      FinishTime: LaterTime,
       AigcImageTask: Type.Object(
         {
           TaskId: Type.String(),
-          Status: Type.String(),
-          ErrCode: Type.Integer({ description: '0, or 1 when the task failed' }),
+          Status: Type.Union([Type.Literal('PROCESSING'), Type.Literal('FINISH')], { description: 'FINISH once it ended, however it ended' }),
+          ErrCode: Type.Integer({ description: '0, or 1 when the task ended other than succeeded (failed or cancelled)' }),
           ErrCodeExt: Type.String({ description: "The failure's code; empty unless it failed or was cancelled" }),
           Message: Type.String(),
           Progress: Type.Integer({ minimum: 0, maximum: 100 }),

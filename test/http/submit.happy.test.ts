@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 
 let t: TestRelay;
@@ -75,6 +76,28 @@ describe('POST /tencent-vod/v1/aigc-image — happy path', () => {
     });
     expect(q.body.Response.AigcImageTask.Output.FileInfos[0].FileUrl).toMatch(/\/tencent-vod\/v1\/files\//);
     expect(q.body.Response.AigcImageTask.Input.ModelName).toBe('GEM');
+  });
+
+  it('GET /query/{id} of a task waiting and of one cancelled there: Tencent\'s types (times are strings, the task\'s own status PROCESSING or FINISH, a cancel is not ErrCode 0)', async () => {
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#123' } }).png().toBuffer();
+    const provider = new ControlledProvider('controlled', 1, { data: png, contentType: 'image/png', width: 8, height: 8 });
+    const own = await startTestRelay({ overrides: { providers: [provider] } });
+    try {
+      const first = (await own.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+      const run = await provider.whenStarted(first); // holds the only slot
+      const waiting = (await own.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+      const queued = (await own.api.get(`/tencent-vod/v1/query/${waiting}`)).body.Response;
+      expect(queued).toMatchObject({ Status: 'WAITING', BeginProcessTime: '', FinishTime: '', AigcImageTask: { Status: 'PROCESSING', ErrCode: 0, ErrCodeExt: '' } });
+      expect(new Date(queued.CreateTime).toISOString()).toBe(queued.CreateTime);
+      expect((await own.api.put(`/tencent-vod/v1/requests/${waiting}/cancel`)).status).toBe(202);
+      const cancelled = (await own.api.get(`/tencent-vod/v1/query/${waiting}`)).body.Response;
+      expect(cancelled).toMatchObject({ Status: 'ABORTED', BeginProcessTime: '', AigcImageTask: { Status: 'FINISH', ErrCode: 1, ErrCodeExt: 'Cancelled' } });
+      expect(new Date(cancelled.FinishTime).toISOString()).toBe(cancelled.FinishTime);
+      run.succeed();
+      await waitForTask(own.relay, first);
+    } finally {
+      await own.close();
+    }
   });
 });
 
