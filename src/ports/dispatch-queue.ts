@@ -39,12 +39,15 @@ export interface DispatchQueue {
    * instead of being kept alive by a node that will never run it.
    * `finished`: a task reached a terminal state on any node, this one included (for watchers: `Prefer: wait`, event
    * streams). A single node calls it for a queued task it finds settled by another process (the command line).
+   * `missedNews`: `finished` calls may have been lost (the connection that carries other nodes' news was down for a
+   * while): watchers must look at the store instead of waiting for an end that was announced while it was down.
    */
   start(
     wake: (lane: string) => void,
     settledElsewhere?: (taskId: string) => void,
     running?: () => readonly string[],
     finished?: (taskId: string, state: TaskState) => void,
+    missedNews?: () => void,
   ): Promise<{ recovered: number; queued: number }>;
   /**
    * Tells every node that a task was settled outside its run (a cancel or an operator's force-fail), so the node

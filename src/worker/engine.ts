@@ -8,6 +8,12 @@ import { producedSize } from '../domain/output-size';
 import type { RetryPolicy } from './retry';
 import { cancelledError, RunSettlement, STORE_RETRY_MS } from './settlement';
 
+/**
+ * On `watchEvents`: the ends of tasks on other nodes may have been announced while this node could not hear them
+ * (its connection to the shared database's notifications was down). Watchers read their task from the store again.
+ */
+export const MISSED_NEWS = 'missed-news';
+
 /** Emitted on every state or progress change; `wait`, SSE, webhooks and metrics listen here. */
 export interface TaskEvent {
   readonly id: string;
@@ -108,6 +114,7 @@ export class TaskEngine {
       (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
       () => [...this.inFlight.keys()],
       (id, state) => this.watchEvents.emit('task', { id, accountId: '', state, progress: state === 'succeeded' ? 100 : 0 } satisfies TaskEvent),
+      () => this.watchEvents.emit(MISSED_NEWS),
     );
   }
 

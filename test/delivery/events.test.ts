@@ -94,9 +94,10 @@ describe('GET /requests/{id}/events (SSE)', () => {
     const res = await t.api.post(SUBMIT, body('never finishes'));
     // Running before the stream opens: no state change can add a second status event while it is open.
     await provider.whenStarted(res.body.request_id);
-    const baseline = t.relay.engine.watchEvents.listenerCount('task');
-    const opened = new Promise<void>((resolve) => t!.relay.engine.watchEvents.on('newListener', () => setImmediate(() => {
-      if (t!.relay.engine.watchEvents.listenerCount('task') === baseline + 2) resolve();
+    const watchEvents = t.relay.engine.watchEvents;
+    const baseline = watchEvents.listenerCount('task');
+    const opened = new Promise<void>((resolve) => watchEvents.on('newListener', () => setImmediate(() => {
+      if (watchEvents.listenerCount('task') === baseline + 2) resolve();
     })));
     const stream = follow(t, res.body.request_id);
     const waited = t.api.get(`/tencent-vod/v1/requests/${res.body.request_id}`, { prefer: 'wait=60' });

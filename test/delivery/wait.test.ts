@@ -3,6 +3,8 @@ import http from 'node:http';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { installClosingSignal } from '../../src/http/closing';
+import { MISSED_NEWS } from '../../src/worker/engine';
+import { within } from '../helpers/eventually';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
@@ -62,6 +64,31 @@ describe('Prefer: wait=N', () => {
     const status = await t.api.get(`/tencent-vod/v1/requests/${res.body.request_id}`, { prefer: 'wait=0' });
     expect(status.status).toBe(202);
     (await provider.whenStarted(res.body.request_id)).succeed();
+  });
+
+  it('a wait and an event stream read the store again when the node may have missed news of the task\'s end', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startRelay({ overrides: { providers: [provider] } });
+    const relay = t;
+    const running = (await relay.api.post(SUBMIT, body('holds the slot'))).body.request_id as string;
+    const run = await provider.whenStarted(running);
+    const queued = (await relay.api.post(SUBMIT, body('waits in the queue'))).body.request_id as string;
+    // Both watchers subscribed, and so past their first read of the task (still queued): the stream has sent its
+    // first status; the wait's read is queued in the same turn as its subscription, before anything this test writes.
+    const before = relay.relay.engine.watchEvents.listenerCount('task');
+    const stream = new EventStream(relay, queued);
+    await stream.firstEvent;
+    const waited = relay.api.get(`/tencent-vod/v1/requests/${queued}`, { prefer: 'wait=60' });
+    await listenersBecome(relay, before + 2);
+    // Settled where this node heard nothing of it (another node, whose notification was lost), then the news gap.
+    expect(await relay.relay.store.tasks.finish(queued, { state: 'failed', error: { code: 'X', message: 'settled elsewhere' } }, Date.now())).toBe(true);
+    relay.relay.engine.watchEvents.emit(MISSED_NEWS);
+    const result = await within('the wait to answer', 5000, waited);
+    expect(result.status).toBe(200);
+    expect(result.body).toMatchObject({ request_id: queued, outcome: 'failed' });
+    await within('the stream to end', 5000, stream.ended);
+    expect(stream.text).toContain('event: result');
+    run.succeed();
   });
 
   it('an invalid wait is a 400 naming the header', async () => {
@@ -151,3 +178,27 @@ describe('Prefer: wait=N', () => {
     expect(heldBy(closing)).toEqual(before);
   });
 });
+
+/** An SSE client of a task's event stream. */
+class EventStream {
+  text = '';
+  readonly firstEvent: Promise<void>;
+  readonly ended: Promise<void>;
+  constructor(relay: TestRelay, id: string) {
+    let subscribed!: () => void;
+    this.firstEvent = new Promise<void>((resolve) => (subscribed = resolve));
+    const url = new URL(`${relay.url}/tencent-vod/v1/requests/${id}/events`);
+    this.ended = new Promise<void>((resolve, reject) => {
+      http
+        .get({ host: url.hostname, port: url.port, path: url.pathname, headers: { authorization: `Bearer ${relay.devKey}` }, agent: false }, (res) => {
+          res.on('data', (chunk: Buffer) => {
+            this.text += chunk.toString();
+            if (this.text.includes('event: status')) subscribed();
+          });
+          res.on('end', () => resolve());
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+  }
+}

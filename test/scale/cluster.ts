@@ -7,6 +7,8 @@ import { openRelay, tempDir } from '../helpers/relay';
 
 /** Relays in this process that share one PostgreSQL database and one data dir: what crosses nodes, tested. */
 export interface TestCluster {
+  /** The shared database (for tests that act on it behind the nodes' backs). */
+  readonly databaseUrl: string;
   /** An 8×8 PNG for the controlled providers to answer with. */
   readonly image: { data: Buffer; contentType: 'image/png'; width: number; height: number };
   /** Starts a node with this provider (concurrency 0: a node that runs nothing and only answers). */
@@ -23,6 +25,7 @@ export async function startCluster(databasePrefix: string): Promise<TestCluster>
   const adminToken = 'cluster-admin-token-0123456789abcdef';
   const nodes: Relay[] = [];
   return {
+    databaseUrl: db.url,
     image: { data, contentType: 'image/png', width: 8, height: 8 },
     async start(nodeId, provider) {
       const env = {

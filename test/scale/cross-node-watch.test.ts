@@ -1,9 +1,12 @@
 import http from 'node:http';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { PROMPT_BODY } from '../helpers/relay';
+import { within } from '../helpers/eventually';
+import { MISSED_NEWS } from '../../src/worker/engine';
 import { startCluster, type TestCluster } from './cluster';
 
 /** A watcher on one node (`Prefer: wait`, the event stream) hears of a task that ends on another node. */
@@ -46,5 +49,24 @@ await describeWithPostgres('watching a task that runs on another node', 'watchin
     const result = await waited;
     expect(result.status).toBe(200);
     expect(result.body).toMatchObject({ status: 'COMPLETED', outcome: 'succeeded' });
+  });
+
+  it('when the connection that carries other nodes\' news comes back, the node tells its watchers to look at the store', async () => {
+    const own = await startCluster('relay_missed_news');
+    const b = await own.start('node-b', new ControlledProvider('controlled', 0, own.image));
+    const told = new Promise<void>((resolve) => b.engine.watchEvents.once(MISSED_NEWS, () => resolve()));
+    const admin = new pg.Client({ connectionString: own.databaseUrl });
+    await admin.connect();
+    try {
+      // B's LISTEN connection, cut as a database restart or a network drop would: whatever was announced meanwhile is lost.
+      const { rows } = await admin.query<{ ended: boolean }>(
+        "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+      );
+      expect(rows.map((r) => r.ended)).toEqual([true]);
+      await within('the reconnected node to tell its watchers', 10_000, told);
+    } finally {
+      await admin.end();
+      await own.close();
+    }
   });
 });

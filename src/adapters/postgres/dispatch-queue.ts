@@ -134,6 +134,7 @@ export class PgDispatchQueue implements DispatchQueue {
   private settledElsewhere: ((taskId: string) => void) | undefined;
   private running: (() => readonly string[]) | undefined;
   private finished: ((taskId: string, state: TaskState) => void) | undefined;
+  private missedNews: (() => void) | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listener: NotificationListener;
   private cachedDepth = 0;
@@ -145,11 +146,16 @@ export class PgDispatchQueue implements DispatchQueue {
     private readonly options: PgQueueOptions,
   ) {
     this.listener = new NotificationListener({
-      config: clientConfig(options.url, options.schema ? { schema: options.schema } : {}),
+      // TCP keepalive: a connection that died without a word (a NAT or firewall dropping it) is found and replaced,
+      // instead of other nodes' news never arriving.
+      config: { ...clientConfig(options.url, options.schema ? { schema: options.schema } : {}), keepAlive: true, keepAliveInitialDelayMillis: 10_000 },
       channel: ctx.channel,
       onNotify: (payload) => this.onNotify(payload),
-      // Anything sent while the connection was down is lost: look at the database instead.
-      onConnected: () => void this.poll().catch((err: unknown) => this.options.log?.warn({ err }, 'looking for work failed')),
+      // Anything sent while the connection was down is lost: look at the database instead, and so must watchers.
+      onConnected: () => {
+        this.missedNews?.();
+        void this.poll().catch((err: unknown) => this.options.log?.warn({ err }, 'looking for work failed'));
+      },
       onError: (err) => this.options.log?.warn({ err }, 'LISTEN connection broke; reconnecting'),
     });
   }
@@ -159,11 +165,13 @@ export class PgDispatchQueue implements DispatchQueue {
     settledElsewhere?: (taskId: string) => void,
     running?: () => readonly string[],
     finished?: (taskId: string, state: TaskState) => void,
+    missedNews?: () => void,
   ): Promise<{ recovered: number; queued: number }> {
     this.wake = wake;
     this.settledElsewhere = settledElsewhere;
     this.running = running;
     this.finished = finished;
+    this.missedNews = missedNews;
     await this.listener.start();
     const recovered = await this.reap();
     await this.poll();
@@ -221,6 +229,7 @@ export class PgDispatchQueue implements DispatchQueue {
     this.settledElsewhere = undefined;
     this.running = undefined;
     this.finished = undefined;
+    this.missedNews = undefined;
     for (const timer of this.timers) clearInterval(timer);
     this.timers.clear();
     await this.listener.stop();

@@ -75,7 +75,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
               end();
             });
         };
-        const stopWatching = watchTask(deps.engine.watchEvents, first.id, () => refresh());
+        const stopWatching = watchTask(deps.engine.watchEvents, first.id, () => refresh(), undefined, () => refresh());
         const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
         keepAlive.unref();
         function end() {
