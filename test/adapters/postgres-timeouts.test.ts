@@ -27,8 +27,13 @@ await describeWithPostgres('postgres statement timeouts', 'postgres statement ti
     await db?.drop();
   });
 
-  const storeWithAccount = async (statementTimeoutMs?: number): Promise<{ store: PostgresStore; task: (id: string) => NewTask }> => {
-    const store = await createPostgresStore(db.url, { schema, max: 2, ...(statementTimeoutMs !== undefined ? { statementTimeoutMs } : {}) });
+  const storeWithAccount = async (statementTimeoutMs?: number, lockTimeoutMs?: number): Promise<{ store: PostgresStore; task: (id: string) => NewTask }> => {
+    const store = await createPostgresStore(db.url, {
+      schema,
+      max: 2,
+      ...(statementTimeoutMs !== undefined ? { statementTimeoutMs } : {}),
+      ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
+    });
     closers.push(() => store.close());
     await store.accounts.createAccount({ id: 'acct_t', name: 't', balance: 1000, webhookSecret: 'w', now: 1 });
     await store.accounts.createKey({ id: 'key_t', accountId: 'acct_t', secretHash: 'h', createdAt: 1 });
@@ -59,6 +64,24 @@ await describeWithPostgres('postgres statement timeouts', 'postgres statement ti
     await holder.query('ROLLBACK');
     expect((await store.tasks.createTask(task('t2'))).ok).toBe(true);
     expect((await store.accounts.getAccount('acct_t'))?.held).toBe(1);
+  });
+
+  it('a write behind a lock held elsewhere gives up at the lock timeout, long before the statement timeout: the node\'s other writes are not held for it', { timeout: 15_000 }, async () => {
+    const { store, task } = await storeWithAccount(60_000, 300);
+    await store.accounts.createAccount({ id: 'acct_o', name: 'o', balance: 1000, webhookSecret: 'w', now: 1 });
+    await store.accounts.createKey({ id: 'key_o', accountId: 'acct_o', secretHash: 'h', createdAt: 1 });
+    const holder = await otherSession();
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
+    const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: v }), (err: unknown) => ({ err }));
+    // The first batch is the held account's submit alone; the other account's waits behind it for the next one.
+    const held = outcome(store.tasks.createTask(task('h1')));
+    const other = outcome(store.tasks.createTask({ ...task('o1'), accountId: 'acct_o', keyId: 'key_o' }));
+    const [h1, o1] = await Promise.all([held, other]); // before: both waited the statement timeout (here 60 s)
+    expect(pgCode((h1 as { err: unknown }).err)).toBe('55P03'); // lock_timeout
+    expect(isStoreBusy((h1 as { err: unknown }).err)).toBe(true); // a 503 with Retry-After
+    expect(o1).toEqual({ ok: expect.objectContaining({ ok: true }) });
+    await holder.query('ROLLBACK');
   });
 
   it('behind a held lock, the first of a lost batch\'s units for that row answers for the rest: one timeout per row, not one per unit', { timeout: 15_000 }, async () => {
@@ -112,6 +135,8 @@ await describeWithPostgres('postgres statement timeouts', 'postgres statement ti
     expect(await timeoutOf(store.ctx.relaxed)).toBe('30s');
     // …and a session left idle inside a transaction (a stalled node) is ended by the server, its row locks freed.
     expect((await store.ctx.pool.query('SHOW idle_in_transaction_session_timeout')).rows[0].idle_in_transaction_session_timeout).toBe('1min');
+    // …and no lock is waited for longer than 5 s (a lock held elsewhere must not hold up the node's group commit).
+    expect((await store.ctx.pool.query('SHOW lock_timeout')).rows[0].lock_timeout).toBe('5s');
     // The dispatch queue's LISTEN client (dispatch-queue.ts) is configured like this: only the schema.
     expect(await timeoutOf(await otherSession())).toBe('0');
   });

@@ -54,6 +54,14 @@ export interface ConnectOptions {
    */
   readonly statementTimeoutMs?: number;
   /**
+   * Longest wait for any one lock on a pool's connection (PostgreSQL's `lock_timeout`; default 5 s, 0 = none).
+   * Another node's batch holds a row for milliseconds; a wait of seconds is a lock held elsewhere (an operator's
+   * psql, a stalled session). A group-commit batch stuck behind it holds every write of this node queued after it,
+   * so it gives up long before the statement timeout and its units go one by one (group-commit.ts): only the writes
+   * that need the held row wait and fail "busy" (55P03, a 503). Migrations lift it with the statement timeout.
+   */
+  readonly lockTimeoutMs?: number;
+  /**
    * How long a pool's session may sit idle inside a transaction before the server ends it (PostgreSQL's
    * `idle_in_transaction_session_timeout`; default 1 min, 0 = none). Tests shorten it.
    */
@@ -62,6 +70,7 @@ export interface ConnectOptions {
 
 const CONNECT_TIMEOUT_MS = 30_000;
 const STATEMENT_TIMEOUT_MS = 30_000;
+const LOCK_TIMEOUT_MS = 5_000;
 const IDLE_IN_TRANSACTION_MS = 60_000;
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -77,12 +86,13 @@ export function clientConfig(url: string, options: ConnectOptions = {}): pg.Clie
     connectionString: url,
     types,
     application_name: options.applicationName ?? 'aigc-relay',
-    ...(options.schema || options.relaxed || options.statementTimeoutMs !== undefined
+    ...(options.schema || options.relaxed || options.statementTimeoutMs !== undefined || options.lockTimeoutMs !== undefined
       ? {
           options: [
             options.schema ? `-c search_path=${checkIdentifier(options.schema, 'schema')}` : '',
             options.relaxed ? '-c synchronous_commit=off' : '',
             options.statementTimeoutMs !== undefined ? `-c statement_timeout=${checkMs(options.statementTimeoutMs, 'statementTimeoutMs')}` : '',
+            options.lockTimeoutMs !== undefined ? `-c lock_timeout=${checkMs(options.lockTimeoutMs, 'lockTimeoutMs')}` : '',
           ]
             .filter(Boolean)
             .join(' '),
@@ -105,7 +115,11 @@ function checkMs(value: number, what: string): number {
  */
 export function poolConfig(url: string, options: ConnectOptions = {}, max = options.max ?? 10): pg.PoolConfig {
   return {
-    ...clientConfig(url, { ...options, statementTimeoutMs: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS }),
+    ...clientConfig(url, {
+      ...options,
+      statementTimeoutMs: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS,
+      lockTimeoutMs: options.lockTimeoutMs ?? LOCK_TIMEOUT_MS,
+    }),
     max,
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     idle_in_transaction_session_timeout: checkMs(options.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS, 'idleInTransactionMs'),

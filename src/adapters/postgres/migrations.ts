@@ -571,6 +571,7 @@ export async function migrate(pool: Pool, migrations: readonly Migration[] = PG_
     // No statement timeout on this connection until it goes back to the pool (RESET below): a migration may take
     // long (an index on a large table), and so may the wait for another node's.
     await client.query('SET statement_timeout = 0');
+    await client.query('SET lock_timeout = 0'); // the wait for another node's migration, a concurrent index build
     // Scoped to the schema in use, so test runs in separate schemas of one database do not wait on each other.
     await takeMigrationLock(client);
     try {
@@ -601,6 +602,7 @@ export async function migrate(pool: Pool, migrations: readonly Migration[] = PG_
   } finally {
     // Back to the pool's own timeout; a connection that cannot say so is not handed back.
     await client.query('RESET statement_timeout').catch(() => (broken = true));
+    await client.query('RESET lock_timeout').catch(() => (broken = true));
     client.release(broken);
   }
 }
