@@ -169,6 +169,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     resumeOnStart: backend.kind === 'sqlite',
     // One node counts slots in the pool itself; several share the count in the database.
     ...(backend.kind === 'postgres' ? { slots: backend.channelSlots } : {}),
+    ...(backend.nudges ? { nudges: backend.nudges } : {}),
     ...(overrides.tencent ? { options: overrides.tencent } : {}),
   });
   const providers: readonly ImageProvider[] = localProviders.some((p) => p.id === TENCENT_VOD_ID)

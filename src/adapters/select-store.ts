@@ -6,9 +6,11 @@ import type { ChannelSlots } from '../ports/channel-slots';
 import type { Clock } from '../ports/clock';
 import type { DispatchQueue } from '../ports/dispatch-queue';
 import type { Store } from '../ports/store';
+import type { TaskNudges } from '../ports/task-nudges';
 import { LocalDispatchQueue } from '../worker/local-queue';
 import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type PostgresStore } from './postgres';
 import { createPool, withAdvisoryLock } from './postgres/database';
+import { PgTaskNudges } from './postgres/task-nudges';
 import { InProcessRates } from './in-process-rates';
 import type { RequestRates } from '../ports/request-rates';
 import { localChannelSlots } from './local-channel-slots';
@@ -35,6 +37,8 @@ export interface Backend {
   exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
   /** Upstream channel slots: in the process for one node, in the database for many (ports/channel-slots.ts). */
   readonly channelSlots: ChannelSlots;
+  /** Several nodes: tells the node following a task to look at it now. Absent for one node (nobody else to tell). */
+  readonly nudges?: TaskNudges;
   /** Per-key request rates (`rpm`): likewise (ports/request-rates.ts). */
   readonly requestRates: RequestRates;
 }
@@ -124,10 +128,12 @@ async function open(
     leaseMs: config.leaseMs,
     max: config.dbPoolSize,
   });
+  const nudges = new PgTaskNudges(store.ctx);
   return {
     kind: 'postgres',
     store,
-    queue: (clock, queueLog, options = {}) => new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, ...options }),
+    queue: (clock, queueLog, options = {}) => new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, nudges, ...options }),
+    nudges,
     exclusive: (name, fn) => withAdvisoryLock(store.ctx.pool, name, fn),
     channelSlots: store.channelSlots,
     requestRates: store.requestRates,

@@ -9,7 +9,8 @@ import { systemClock } from '../../src/ports/clock';
 import type { NewTask } from '../../src/ports/store';
 import { ChannelPool } from '../../src/worker/channel-pool';
 import { INPUT } from '../conformance/store.conformance';
-import { eventually } from '../helpers/eventually';
+import { eventually, within } from '../helpers/eventually';
+import { PgTaskNudges } from '../../src/adapters/postgres/task-nudges';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 
@@ -86,6 +87,15 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
   });
 
   describe('migrations', () => {
+    it('a nudge sent by one node reaches every node\'s listener through its LISTEN connection', async () => {
+      const [a, b] = [await node('nudge-a'), await node('nudge-b')];
+      const [fromA, toB] = [new PgTaskNudges(a.ctx), new PgTaskNudges(b.ctx)];
+      const heard = new Promise<string>((resolve) => toB.onNudge(resolve));
+      await queue(b, { nudges: toB }).start(() => undefined);
+      await fromA.send('task_nudged');
+      expect(await within('node B to hear the nudge', 5_000, heard)).toBe('task_nudged');
+    });
+
     it('nodes migrating at once apply each version exactly once', async () => {
       const pools = await Promise.all(Array.from({ length: 5 }, () => createPool(db.url, { schema, max: 1 })));
       try {

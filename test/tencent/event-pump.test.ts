@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { VodApi } from '../../src/adapters/tencent/client';
-import { EventPump } from '../../src/adapters/tencent/events';
+import { EventPump, type TaskStanding } from '../../src/adapters/tencent/events';
 import type { ChannelAccess, TaskFollower } from '../../src/adapters/tencent/follower';
 import type { ChannelRecord } from '../../src/ports/channels';
 
@@ -62,5 +62,54 @@ describe('the PullEvents loop of a channel', () => {
     pump.sync([CHANNEL]);
     expect(asked).toBe(1);
     await pump.stop();
+  });
+});
+
+describe('a completion event about a task this node does not follow', () => {
+  /** A PullEvents that hands out `events` once, then nothing until aborted. */
+  function handsOut(events: object[], confirmed: string[][], onConfirm: () => void): VodApi {
+    let given = false;
+    return {
+      pullEvents: (_request: unknown, options: { signal?: AbortSignal }) => {
+        if (!given) {
+          given = true;
+          return Promise.resolve({ EventSet: events });
+        }
+        return new Promise((_resolve, reject) => options.signal?.addEventListener('abort', () => reject(options.signal!.reason), { once: true }));
+      },
+      confirmEvents: async (request: { EventHandles: string[] }) => {
+        confirmed.push(request.EventHandles);
+        onConfirm();
+        return {};
+      },
+    } as unknown as VodApi;
+  }
+  const event = (handle: string, sessionId: string) => ({
+    EventHandle: handle,
+    EventType: 'AigcImageTaskComplete',
+    AigcImageCompleteEvent: { TaskId: `up-${handle}`, Status: 'FINISH', SessionId: sessionId },
+  });
+
+  it('is passed on to the node that follows it when the task is under way, confirmed when it is settled, left alone when unknown', async () => {
+    const nudged: string[] = [];
+    const confirmed: string[][] = [];
+    let lastConfirmed!: () => void;
+    const done = new Promise<void>((resolve) => (lastConfirmed = resolve));
+    const standing: Record<string, TaskStanding> = { 'task-active': 'active', 'task-settled': 'terminal' };
+    // Handled in order: the confirmation of the last one means all three were seen.
+    const api = handsOut([event('h3', 'someone-else'), event('h1', 'task-active-r2'), event('h2', 'task-settled')], confirmed, () => lastConfirmed());
+    const pump = new EventPump({
+      follower: { observe: () => undefined } as unknown as TaskFollower,
+      channel: () => ({ api, subAppId: 1, eventsEnabled: true }),
+      standing: async (taskId) => standing[taskId] ?? 'unknown',
+      nudge: (taskId) => nudged.push(taskId),
+      noteError: () => undefined,
+      options: { pullTimeoutMs: 1000, idleMs: 10, errorBackoffMaxMs: 100, callTimeoutMs: 1000 },
+    });
+    pump.sync([CHANNEL]);
+    await done;
+    await pump.stop();
+    expect(nudged).toEqual(['task-active']); // the relay task of a later round's SessionId
+    expect(confirmed.flat()).toEqual(['h2']);
   });
 });

@@ -24,3 +24,5 @@ export const NOTIFY_FREED = 'f:';
 export const NOTIFY_SETTLED = 's:';
 /** `d:<state>:<task id>`: a task reached a terminal state (sent by the finish itself, at its commit), for watchers on every node. */
 export const NOTIFY_DONE = 'd:';
+/** `n:<task id>`: the node following this task's upstream work should look at it now (task-nudges.ts). */
+export const NOTIFY_NUDGE = 'n:';

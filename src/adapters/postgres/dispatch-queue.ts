@@ -2,7 +2,8 @@ import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { Clock } from '../../ports/clock';
 import type { DispatchQueue, ModelQuotas, QueuedRef } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
-import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
+import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
+import type { PgTaskNudges } from './task-nudges';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
 import { NotificationListener } from './listener';
 import { toTask, type TaskRow } from '../rows/tasks';
@@ -23,6 +24,8 @@ export interface PgQueueOptions {
    * concurrency). Counted in the database under a per-lane advisory lock, so it holds however many nodes claim.
    */
   readonly laneLimit?: (lane: string) => number | undefined;
+  /** Where nudges heard on this node's LISTEN connection go (task-nudges.ts). */
+  readonly nudges?: PgTaskNudges;
   readonly log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -254,6 +257,8 @@ export class PgDispatchQueue implements DispatchQueue {
       const colon = rest.indexOf(':');
       const state = rest.slice(0, colon);
       if (colon > 0 && isTerminal(state as TaskState)) this.finished?.(rest.slice(colon + 1), state as TaskState);
+    } else if (payload.startsWith(NOTIFY_NUDGE)) {
+      this.options.nudges?.received(payload.slice(NOTIFY_NUDGE.length));
     } else if (payload.startsWith(NOTIFY_FREED)) {
       // A finished task frees a slot elsewhere only where a global limit may have held this node back.
       const lane = payload.slice(NOTIFY_FREED.length);

@@ -29,6 +29,8 @@ export interface EventPumpDeps {
   readonly channel: (channelId: string) => ChannelAccess | undefined;
   /** What the store says about one of our task ids (the task a SessionId was sent for: session.ts). */
   readonly standing: (taskId: string) => Promise<TaskStanding>;
+  /** Several nodes: asks the node that follows this task to look at it now (ports/task-nudges.ts). */
+  readonly nudge?: (taskId: string) => void;
   readonly noteError: (channelId: string, code: string, message: string) => void;
   readonly options: {
     readonly pullTimeoutMs: number;
@@ -124,7 +126,13 @@ export class EventPump {
       return;
     }
     // Not followed right now: confirm only what is ours and already committed; anything else comes back later.
-    if (task.SessionId && (await this.deps.standing(taskIdOfSession(task.SessionId))) === 'terminal') this.confirm(channelId, event.EventHandle);
+    if (!task.SessionId) return;
+    const taskId = taskIdOfSession(task.SessionId);
+    const standing = await this.deps.standing(taskId);
+    if (standing === 'terminal') this.confirm(channelId, event.EventHandle);
+    // Ours and under way: another node follows it (or will, once it claims it again). Tell it to look now, instead
+    // of the task waiting for that node's next poll or for Tencent to offer this event again.
+    else if (standing === 'active') this.deps.nudge?.(taskId);
   }
 
   private confirm(channelId: string, handle: string): void {

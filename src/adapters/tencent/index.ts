@@ -3,6 +3,7 @@ import { producedSize } from '../../domain/output-size';
 import { isTerminal } from '../../domain/task-state';
 import type { TaskInput } from '../../domain/task-input';
 import type { ChannelSlots } from '../../ports/channel-slots';
+import type { TaskNudges } from '../../ports/task-nudges';
 import type { ChannelHealth } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import type { Store } from '../../ports/store';
@@ -36,6 +37,8 @@ export interface TencentVodDeps {
   readonly resumeOnStart: boolean;
   /** Channel slots counted across nodes (PostgreSQL); the pool's own count covers one node. */
   readonly slots?: ChannelSlots;
+  /** Several nodes (PostgreSQL): how a node that pulled another's task event tells it (ports/task-nudges.ts). */
+  readonly nudges?: TaskNudges;
   readonly options?: TencentVodOverrides;
 }
 
@@ -65,6 +68,7 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
     options,
     fileLink: deps.fileLink,
     ...(deps.slots ? { slots: deps.slots } : {}),
+    ...(deps.nudges ? { nudges: deps.nudges } : {}),
     standing: async (taskId) => {
       const task = await deps.store.tasks.getTask(taskId);
       if (!task) return 'unknown';

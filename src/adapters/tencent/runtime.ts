@@ -1,5 +1,6 @@
 import type { SecretBox } from '../../app/secret-box';
 import type { ChannelSlots } from '../../ports/channel-slots';
+import type { TaskNudges } from '../../ports/task-nudges';
 import type { ChannelRecord, ChannelStore } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import { ChannelPool } from '../../worker/channel-pool';
@@ -30,6 +31,8 @@ export interface RuntimeDeps {
   readonly standing: (taskId: string) => Promise<TaskStanding>;
   /** Channel slots shared by every node (absent: counted in this process only). */
   readonly slots?: ChannelSlots;
+  /** Several nodes: the node that follows a task is asked to look at it now (events pulled elsewhere). */
+  readonly nudges?: TaskNudges;
 }
 
 export class TencentRuntime {
@@ -72,9 +75,12 @@ export class TencentRuntime {
       follower: this.follower,
       channel: channelAccess,
       standing: deps.standing,
+      ...(deps.nudges ? { nudge: (taskId: string) => void deps.nudges!.send(taskId).catch((err: unknown) => deps.log.warn({ err, taskId }, 'nudging the node that follows a task failed')) } : {}),
       noteError,
       options: { ...options.events, callTimeoutMs: options.callTimeoutMs },
     });
+    // The other side: a node that pulled this task's event asks us to look at it (a no-op unless followed here).
+    deps.nudges?.onNudge((taskId) => this.follower.repoll(taskId));
     this.reconcileOptions = {
       ...options.reconcile,
       windowMs: options.follower.windowMs,
