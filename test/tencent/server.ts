@@ -60,6 +60,8 @@ export class TencentTestServer {
   /** Every confirmed event handle, with the task it was about. */
   readonly confirmed: Array<{ handle: string; taskId: string; at: number }> = [];
   onCreate: (request: Record<string, any>, account: Account) => CreateOutcome = () => ({ kind: 'accept' });
+  /** Whether this account's DescribeTasks answers an error (a listing that is down). */
+  listingFails: (account: Account) => boolean = () => false;
   /** The HTTP status the output images are served with (anything but 200 answers without an image). */
   outputStatus: () => number = () => 200;
   private readonly accounts = new Map<string, AccountState>();
@@ -192,6 +194,7 @@ export class TencentTestServer {
       case 'DescribeTaskDetail':
         return this.describe(state, params, send, fail);
       case 'DescribeTasks':
+        if (this.listingFails(state.account)) return fail('InternalError', 'the task listing failed');
         return this.list(state, params, send);
       case 'ManageTask':
         return this.manage(state, params, send, fail);

@@ -41,6 +41,18 @@ describe('a task that failed upstream for want of capacity', () => {
     },
   );
 
+  it.each(['InvalidInput', 'ResourceUnavailable', 'SomethingNew'])('ErrCodeExt %s (not Tencent’s list for a busy model): fails at once, one upstream task', async (errCodeExt) => {
+    h = await openHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: 1, result: { kind: 'error', errCode: 10000, errCodeExt, message: 'no' } } });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('failed');
+    expect(task.error!.code).toBe(errCodeExt);
+    expect(h.server.ofTask(id)).toHaveLength(1);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+  });
+
   it('each retry takes the next round; when the attempts run out the task fails with Tencent’s code and is released', async () => {
     h = await openHarness();
     await h.addChannel(h.accounts[0]!);
@@ -105,6 +117,22 @@ describe('a submission answered InternalError', () => {
     expect(h.server.count('DescribeTasks', a.secretId)).toBeGreaterThanOrEqual(3); // FAST: 2 lookups before a resubmission, 1 more
     expect(h.server.ofTask(id).map((t) => [t.account.secretId, t.sessionId])).toEqual([[b.secretId, `${id}-r1`]]);
     expect(await logsOf(id)).toContain('the submission made nothing upstream');
+  });
+
+  it('when the channel cannot list its tasks either, the task still moves on after the same few tries, not held there for days', async () => {
+    h = await openHarness({ accounts: 2 });
+    const [a, b] = h.accounts as [Account, Account];
+    await h.addChannel(a, { priority: 10 });
+    await h.addChannel(b, { priority: 0 });
+    h.server.onCreate = (_request, account) =>
+      account.secretId === a.secretId ? { kind: 'refuse', code: 'InternalError', message: 'internal error' } : { kind: 'accept' };
+    h.server.listingFails = (account) => account.secretId === a.secretId;
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.count('CreateAigcImageTask', a.secretId)).toBe(1); // never resubmitted on the failing channel
+    expect(h.server.count('DescribeTasks', a.secretId)).toBe(3); // FAST: 2 lookups before a resubmission, 1 more
+    expect(h.server.ofTask(id).map((t) => t.account.secretId)).toEqual([b.secretId]);
   });
 });
 

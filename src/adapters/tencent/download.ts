@@ -9,10 +9,12 @@ import type { Vod } from './client';
  * media URL). The content decides the type, not the URL or headers.
  *
  * By now Tencent has made the images and billed the operator for them, so a download that fails for a while (the
- * storage answering 5xx, a connection cut) is tried again here for up to `retryForMs`, not handed to the engine's
- * retries: those are few and quick (a task is retried a couple of times within seconds), and when they ran out the
- * client was refunded for images the operator had paid for. After that window the failure goes to the engine as
- * retryable all the same: the next attempt resumes from the checkpointed upstream task and downloads again.
+ * storage answering 5xx, a connection cut) is tried again here for up to `retryForMs` (2 min), not only through the
+ * engine's retries: those are few and quick (a task is retried a couple of times within seconds), and when they ran
+ * out the client was refunded for images the operator had paid for. The window is short because the run keeps its
+ * engine slot meanwhile (a lane's slots are its channels' capacity). After it the failure goes to the engine as
+ * retryable all the same: the next attempt resumes from the checkpointed upstream task and downloads again, with a
+ * window of its own.
  */
 export interface DownloadOptions {
   readonly signal: AbortSignal;

@@ -45,7 +45,8 @@ export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
   breaker: { failureThreshold: 5, cooldownMs: 30_000 },
   channelRefreshMs: 5_000,
   sharedSlotsRefreshMs: 1_000,
-  download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024, retryForMs: 15 * 60_000, firstRetryMs: 1_000 },
+  // Two minutes in place per attempt: the run keeps its engine slot (and so the channel's share of the lane) meanwhile.
+  download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024, retryForMs: 2 * 60_000, firstRetryMs: 1_000 },
   inputLinkTtlMs: 3 * DAY,
 };
 

@@ -19,8 +19,8 @@ import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE } 
  * A submission answered with a server error (InternalError) is the milder case: Tencent answered, but may have
  * made the task before failing. `lookUpAfterServerError` looks for it the same way, and when the listing has not
  * shown it after one lookup more than that it reports it absent, so the caller can try another channel under a new
- * SessionId, instead of resubmitting on a channel that fails (maybe for hours) with the task held all along. If a
- * lookup itself fails, nothing can be told and it carries on as `reconcile`.
+ * SessionId, instead of resubmitting on a channel that fails (maybe for hours) with the task held all along. A
+ * lookup that fails counts as a pass too (see below). It is never resubmitted on that channel.
  */
 export interface ReconcileOptions {
   /** Pause after each round; the last value repeats. */
@@ -93,6 +93,7 @@ export function lookUpAfterServerError(r: ReconcileRequest): Promise<string | un
 }
 
 async function resolveSubmission(r: ReconcileRequest, absentIsAnAnswer: boolean): Promise<string | undefined> {
+  // A pass is one lookup (or a failed try at one); `lookups` counts those that read the listing.
   const { options, signal } = r;
   let unwatch = (): void => undefined;
   const fromEvent = new Promise<string>((resolve) => {
@@ -120,12 +121,18 @@ async function resolveSubmission(r: ReconcileRequest, absentIsAnAnswer: boolean)
       } catch (err) {
         signal.throwIfAborted();
         r.log(`DescribeTasks failed (${describe(classify(err, false))}); will look again.`);
-        absentIsAnAnswer = false; // a listing that was not read says nothing about absence
       }
 
-      // One lookup more than before a resubmission: the listing may lag the answer, and absence is acted on.
-      if (absentIsAnAnswer && lookups > options.lookupsBeforeResubmit) {
-        r.log(`DescribeTasks lists no task for this SessionId after ${lookups} lookups: the submission made nothing upstream.`);
+      // After one pass more than before a resubmission (the listing may lag the answer), absence is acted on. A pass
+      // whose listing failed counts too: the channel answered InternalError to the submission and cannot list its
+      // tasks either, and holding the task on it until the query window ends (days) is worse than the small chance
+      // that the failed submission did make a task there.
+      if (absentIsAnAnswer && pass >= options.lookupsBeforeResubmit) {
+        r.log(
+          lookups > 0
+            ? `DescribeTasks lists no task for this SessionId after ${lookups} lookups: the submission made nothing upstream.`
+            : `DescribeTasks could not be read after ${pass + 1} tries: taken as nothing made upstream.`,
+        );
         return undefined;
       }
       if (!absentIsAnAnswer && lookups >= options.lookupsBeforeResubmit) {
