@@ -54,8 +54,11 @@ export const StatusBody = Type.Object(
   { ...Open, description: 'fal-style status; COMPLETED whatever the outcome.' },
 );
 
+/** Always in a submit's answer (the seed marks it required): 0 once nothing is ahead. */
+const QueuePosition = Type.Object({ queue_position: Type.Integer({ minimum: 0 }) });
+
 export const SubmitResponse = Type.Composite(
-  [Type.Object({ Response: Type.Object({ TaskId: Type.String(), RequestId: Type.String() }) }), StatusBody],
+  [Type.Object({ Response: Type.Object({ TaskId: Type.String(), RequestId: Type.String() }) }), Type.Omit(StatusBody, ['queue_position']), QueuePosition],
   { ...Open, description: 'Tencent CreateAigcImageTask response plus the fal queue fields; TaskId = request_id.' },
 );
 
@@ -94,7 +97,7 @@ export const ResultBody = Type.Object(
 
 /** A submit whose `Prefer: wait` saw the task finish (presenters.ts finishedSubmitBody): both shapes' fields. */
 export const FinishedSubmitResponse = Type.Composite(
-  [Type.Object({ Response: Type.Object({ TaskId: Type.String(), RequestId: Type.String() }) }), Type.Pick(StatusBody, ['queue_position', 'progress', 'logs']), ResultBody],
+  [Type.Object({ Response: Type.Object({ TaskId: Type.String(), RequestId: Type.String() }) }), QueuePosition, Type.Pick(StatusBody, ['progress', 'logs']), ResultBody],
   { ...Open, description: 'The finished task, in the submit answer\'s shape too (Response, queue_position, logs).' },
 );
 
