@@ -46,6 +46,16 @@ await describeWithPostgres('postgres statement timeouts', 'postgres statement ti
     closers.push(() => client.end());
     return client;
   };
+  /** A second account (acct_o), and acct_t's row locked by another session (an operator's psql) until ROLLBACK. */
+  const anotherAccountAndAHeldRow = async (store: PostgresStore): Promise<pg.Client> => {
+    await store.accounts.createAccount({ id: 'acct_o', name: 'o', balance: 1000, webhookSecret: 'w', now: 1 });
+    await store.accounts.createKey({ id: 'key_o', accountId: 'acct_o', secretHash: 'h', createdAt: 1 });
+    const holder = await otherSession();
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
+    return holder;
+  };
+  const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: v }), (err: unknown) => ({ err }));
   const timeoutOf = async (client: pg.Client | pg.Pool): Promise<string> =>
     ((await client.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0]!.statement_timeout);
 
@@ -68,12 +78,7 @@ await describeWithPostgres('postgres statement timeouts', 'postgres statement ti
 
   it('a write behind a lock held elsewhere gives up at the lock timeout, long before the statement timeout: the node\'s other writes are not held for it', { timeout: 15_000 }, async () => {
     const { store, task } = await storeWithAccount(60_000, 300);
-    await store.accounts.createAccount({ id: 'acct_o', name: 'o', balance: 1000, webhookSecret: 'w', now: 1 });
-    await store.accounts.createKey({ id: 'key_o', accountId: 'acct_o', secretHash: 'h', createdAt: 1 });
-    const holder = await otherSession();
-    await holder.query('BEGIN');
-    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
-    const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: v }), (err: unknown) => ({ err }));
+    const holder = await anotherAccountAndAHeldRow(store);
     // The first batch is the held account's submit alone; the other account's waits behind it for the next one.
     const held = outcome(store.tasks.createTask(task('h1')));
     const other = outcome(store.tasks.createTask({ ...task('o1'), accountId: 'acct_o', keyId: 'key_o' }));
@@ -86,12 +91,7 @@ await describeWithPostgres('postgres statement timeouts', 'postgres statement ti
 
   it('behind a held lock, the first of a lost batch\'s units for that row answers for the rest: one timeout per row, not one per unit', { timeout: 15_000 }, async () => {
     const { store, task } = await storeWithAccount(300);
-    await store.accounts.createAccount({ id: 'acct_o', name: 'o', balance: 1000, webhookSecret: 'w', now: 1 });
-    await store.accounts.createKey({ id: 'key_o', accountId: 'acct_o', secretHash: 'h', createdAt: 1 });
-    const holder = await otherSession();
-    await holder.query('BEGIN');
-    await holder.query("SELECT 1 FROM accounts WHERE id = 'acct_t' FOR UPDATE");
-    const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: v }), (err: unknown) => ({ err }));
+    const holder = await anotherAccountAndAHeldRow(store);
     // The first goes alone at once; the others wait for it and share the next batch, which the lock makes fail.
     const first = outcome(store.tasks.createTask(task('a1')));
     const same = ['a2', 'a3', 'a4'].map((id) => outcome(store.tasks.createTask(task(id))));

@@ -66,6 +66,17 @@ describe('a task that failed upstream for want of capacity', () => {
   });
 });
 
+/** Channels A (tried first) and B; A answers every submission InternalError, B accepts. */
+async function channelAFailing(): Promise<[Account, Account]> {
+  h = await openHarness({ accounts: 2 });
+  const [a, b] = h.accounts as [Account, Account];
+  await h.addChannel(a, { priority: 10 });
+  await h.addChannel(b, { priority: 0 });
+  h.server.onCreate = (_request, account) =>
+    account.secretId === a.secretId ? { kind: 'refuse', code: 'InternalError', message: 'internal error' } : { kind: 'accept' };
+  return [a, b];
+}
+
 describe('a submission answered InternalError', () => {
   it('when Tencent made the task before failing, the relay finds and follows it there: no second task elsewhere', async () => {
     h = await openHarness({ accounts: 2 });
@@ -103,12 +114,8 @@ describe('a submission answered InternalError', () => {
   });
 
   it('when the listing shows no task, it is a refusal: the next channel, under a new SessionId', async () => {
-    h = await openHarness({ accounts: 2 });
-    const [a, b] = h.accounts as [Account, Account];
-    await h.addChannel(a, { priority: 10 });
-    await h.addChannel(b, { priority: 0 });
-    h.server.onCreate = (_request, account) =>
-      account.secretId === a.secretId ? { kind: 'refuse', code: 'InternalError', message: 'internal error' } : { kind: 'accept' };
+    const [a, b] = await channelAFailing();
+    if (!h) throw new Error('no harness');
     const id = await h.submit();
     const task = await h.finished(id);
     expect(task.state).toBe('succeeded');
@@ -120,12 +127,8 @@ describe('a submission answered InternalError', () => {
   });
 
   it('when the channel cannot list its tasks either, the task still moves on after the same few tries, not held there for days', async () => {
-    h = await openHarness({ accounts: 2 });
-    const [a, b] = h.accounts as [Account, Account];
-    await h.addChannel(a, { priority: 10 });
-    await h.addChannel(b, { priority: 0 });
-    h.server.onCreate = (_request, account) =>
-      account.secretId === a.secretId ? { kind: 'refuse', code: 'InternalError', message: 'internal error' } : { kind: 'accept' };
+    const [a, b] = await channelAFailing();
+    if (!h) throw new Error('no harness');
     h.server.listingFails = (account) => account.secretId === a.secretId;
     const id = await h.submit();
     const task = await h.finished(id);
