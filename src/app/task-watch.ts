@@ -73,10 +73,10 @@ export function awaitTerminal(
     const finish = (task: TaskRecord | undefined) => settle() && resolve(task);
     const fail = (err: unknown) => settle() && reject(err);
     const onAbort = () => finish(undefined);
-    const look = () =>
+    const look = (onError: (err: unknown) => void) =>
       tasks.getTask(id).then((task) => {
         if (task && isTerminal(task.state)) finish(task);
-      }, fail);
+      }, onError);
     const stop = watchTask(
       events,
       id,
@@ -87,11 +87,13 @@ export function awaitTerminal(
         return true;
       },
       undefined,
-      look,
+      // A look after missed news may meet a database only just back: the wait goes on (its events, its deadline)
+      // rather than failing a client whose task is fine.
+      () => look(() => undefined),
     );
     if (signal?.aborted) return finish(undefined);
     signal?.addEventListener('abort', onAbort, { once: true });
     timer = setTimeout(() => finish(undefined), timeoutMs);
-    look();
+    look(fail);
   });
 }

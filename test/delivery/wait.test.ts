@@ -91,6 +91,44 @@ describe('Prefer: wait=N', () => {
     run.succeed();
   });
 
+  it('a look after missed news that meets a failing store leaves the wait and the stream waiting, not failed', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startRelay({ overrides: { providers: [provider] } });
+    const relay = t;
+    const run = await provider.whenStarted((await relay.api.post(SUBMIT, body('holds the slot'))).body.request_id as string);
+    const queued = (await relay.api.post(SUBMIT, body('waits in the queue'))).body.request_id as string;
+    const before = relay.relay.engine.watchEvents.listenerCount('task');
+    const stream = new EventStream(relay, queued);
+    await stream.firstEvent;
+    const waited = relay.api.get(`/tencent-vod/v1/requests/${queued}`, { prefer: 'wait=60' });
+    await listenersBecome(relay, before + 2);
+    // The database only just came back: the looks that the missed news asks for fail.
+    const tasks = relay.relay.store.tasks;
+    const getTask = tasks.getTask.bind(tasks);
+    let failing = 0;
+    let bothFailed!: () => void;
+    const failedTwice = new Promise<void>((resolve) => (bothFailed = resolve));
+    tasks.getTask = async (id) => {
+      if (id === queued && failing > 0) {
+        if (--failing === 0) bothFailed();
+        throw Object.assign(new Error('the database is starting up'), { code: '57P03' });
+      }
+      return getTask(id);
+    };
+    failing = 2;
+    relay.relay.engine.watchEvents.emit(MISSED_NEWS);
+    await failedTwice;
+    // Both still waiting: the task ends (elsewhere), and the next news is heard.
+    expect(await tasks.finish(queued, { state: 'failed', error: { code: 'X', message: 'settled elsewhere' } }, Date.now())).toBe(true);
+    relay.relay.engine.watchEvents.emit(MISSED_NEWS);
+    const result = await within('the wait to answer', 5000, waited);
+    expect(result.status).toBe(200);
+    expect(result.body).toMatchObject({ request_id: queued, outcome: 'failed' });
+    await within('the stream to end', 5000, stream.ended);
+    expect(stream.text).toContain('event: result');
+    run.succeed();
+  });
+
   it('an invalid wait is a 400 naming the header', async () => {
     t = await startRelay();
     for (const prefer of ['wait=abc', 'wait=-1', 'wait=1.5']) {

@@ -64,18 +64,20 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         };
         // Events arrive faster than the store reads they trigger; chaining keeps the stream in event order.
         let chain = Promise.resolve();
-        const refresh = () => {
+        // `tolerant`: a look after missed news may meet a database only just back; the stream stays open for the
+        // events that follow instead of ending on the error.
+        const refresh = (tolerant = false) => {
           chain = chain
             .then(async () => {
               const task = await deps.store.tasks.getTask(first.id);
               if (task) await show(task);
             })
             .catch((err: unknown) => {
-              request.log.error({ err }, 'event stream failed');
-              end();
+              request.log[tolerant ? 'warn' : 'error']({ err }, 'event stream failed to read its task');
+              if (!tolerant) end();
             });
         };
-        const stopWatching = watchTask(deps.engine.watchEvents, first.id, () => refresh(), undefined, () => refresh());
+        const stopWatching = watchTask(deps.engine.watchEvents, first.id, () => refresh(), undefined, () => refresh(true));
         const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
         keepAlive.unref();
         function end() {
