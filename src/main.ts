@@ -259,7 +259,21 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   engine.events.on('task', (event) => {
     if (isTerminal(event.state)) tencent.onTaskSettled(event.id);
   });
-  tencent.onCapacityChange(() => engine.kick(TENCENT_VOD_ID));
+  // Tencent fetches the relay's own input files through signed links on the public URL: without one they are
+  // 127.0.0.1 links it cannot reach, and such tasks fail upstream. Said once, when the first channel is seen.
+  let warnedPublicUrl = false;
+  const warnIfFilesUnreachable = () => {
+    if (config.publicUrl || warnedPublicUrl || tencent.channelCount() === 0) return;
+    warnedPublicUrl = true;
+    logger.warn(
+      { localUrl },
+      'a Tencent VOD channel is configured but AIGC_RELAY_PUBLIC_URL is not set: input images uploaded to this relay are sent to Tencent as links on the local address, which it cannot fetch; set AIGC_RELAY_PUBLIC_URL to the address Tencent reaches this relay at',
+    );
+  };
+  tencent.onCapacityChange(() => {
+    engine.kick(TENCENT_VOD_ID);
+    warnIfFilesUnreachable();
+  });
   let deliveryPurge: DeliveryPurgeJob | undefined;
 
   const app = await buildHttpApp(
@@ -305,6 +319,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     localUrl: () => localUrl,
     async listen() {
       await tencent.refresh(); // routing knows the channels from the first request on
+      warnIfFilesUnreachable();
       try {
         await app.listen({ host: config.host, port: config.port });
       } catch (err) {

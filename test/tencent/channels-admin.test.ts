@@ -5,6 +5,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretBox } from '../../src/app/secret-box';
 import { runCli } from '../helpers/child';
+import { eventually } from '../helpers/eventually';
 import { PROMPT_BODY, startTestRelay, tempDir, waitForTask, type TestRelay } from '../helpers/relay';
 import { FAST, makeAccount } from './harness';
 import { TencentTestServer } from './server';
@@ -41,6 +42,18 @@ const body = (extra: Record<string, unknown> = {}) => ({
 });
 
 describe('POST/GET/PATCH/DELETE /admin/v1/channels', () => {
+  it('the first channel on a relay without AIGC_RELAY_PUBLIC_URL logs, once, that Tencent cannot fetch its files', async () => {
+    const warning = /AIGC_RELAY_PUBLIC_URL is not set/;
+    expect(logLines.filter((l) => warning.test(l))).toHaveLength(0); // no channel yet: nothing to say
+    const first = await t.admin.post('/admin/v1/channels', body({ name: 'warns' }));
+    expect(first.status).toBe(201);
+    await eventually('the warning', 5_000, () => (logLines.some((l) => warning.test(l)) ? true : undefined));
+    const second = await t.admin.post('/admin/v1/channels', body({ name: 'warns again?' }));
+    expect(second.status).toBe(201);
+    for (const created of [first, second]) expect((await t.admin.delete(`/admin/v1/channels/${created.body.id}`)).status).toBe(204);
+    expect(logLines.filter((l) => warning.test(l))).toHaveLength(1);
+  });
+
   it('creates a channel with defaults and health, and never returns the secret key', async () => {
     const res = await t.admin.post('/admin/v1/channels', body());
     expect(res.status).toBe(201);

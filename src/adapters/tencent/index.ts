@@ -55,6 +55,8 @@ export interface TencentVod {
   /** After the engine committed a task's terminal state. */
   onTaskSettled(taskId: string): void;
   onCapacityChange(listener: () => void): void;
+  /** How many channels are loaded (enabled or not). */
+  channelCount(): number;
   stop(): Promise<void>;
 }
 
@@ -119,6 +121,7 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
       runtime.events.settled(taskId);
       provider.forget(taskId);
     },
+    channelCount: () => runtime.pool.channels().length,
     onCapacityChange(listener) {
       runtime.pool.onChange(listener);
     },
