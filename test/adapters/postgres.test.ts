@@ -420,6 +420,29 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       await eventually('the slots to lapse', 10_000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', 'after', 3)) ? true : undefined));
     });
 
+    it('the slot of a dead node\'s task that is still under way upstream stays taken until a node adopts it or the task ends', async () => {
+      const [a, b] = [await node('slot-a', 300), await node('slot-b', 300)];
+      const o = await owner(a);
+      const created = await a.tasks.createTask(task(o));
+      if (!created.ok) throw new Error('refused');
+      const upstream = created.task.id;
+      await a.tasks.markRunning(upstream, Date.now());
+      await a.tasks.saveCheckpoint(upstream, { phase: 'accepted', channelId: 'ch-1', upstreamTaskId: 'U1', submittedAt: 1 }, Date.now());
+      expect(await a.channelSlots.acquire('ch-1', upstream, 1)).toBe(true);
+      // Node A dies: nobody renews its slot. Another holder's slot that lapses the same way comes free (below).
+      expect(await a.channelSlots.acquire('ch-2', 'no-such-task', 1)).toBe(true);
+      await eventually('the other lapsed slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-2', 'next', 1)) ? true : undefined));
+      // ch-1's task is still running upstream: its slot is not free, and it is counted in use.
+      expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(false);
+      expect(await b.channelSlots.inUse()).toMatchObject({ 'ch-1': 1 });
+      // The node that takes the task over adopts the very row (the channel stays at its limit) …
+      expect(await b.channelSlots.acquire('ch-1', upstream, Number.MAX_SAFE_INTEGER)).toBe(true);
+      expect(await b.channelSlots.inUse()).toMatchObject({ 'ch-1': 1 });
+      // … and once the task has ended, a row left behind by a lapsed lease no longer holds the slot.
+      expect(await a.tasks.finish(upstream, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(true);
+      await eventually('the ended task\'s slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-1', 'newcomer', 1)) ? true : undefined));
+    });
+
     it('a claim passes over models whose quota is 0, but never a task with a checkpoint', async () => {
       const a = await node('a');
       const make = await modelTasks(a);

@@ -8,14 +8,22 @@ const SLOT_LOCK = 0x736c6f74;
 /**
  * Channel slots shared by every node: one row per taken slot, leased to its node on the database clock and renewed
  * by that node's dispatch heartbeat (PgDispatchQueue). Taking a slot counts the live rows under a per-channel
- * advisory lock, so two nodes can never both take the last one; rows whose lease lapsed (a dead node) do not count.
+ * advisory lock, so two nodes can never both take the last one; rows whose lease lapsed (a dead node) do not count,
+ * except while their task still has upstream work (its checkpoint says a submission or an upstream task): that
+ * task keeps running at Tencent, and the node that takes it over adopts the same row. Before, its slot was free
+ * for another task as soon as the dead node's lease lapsed, and the adoption then put the channel one over its
+ * max_concurrency.
  */
+const STILL_HELD = `(lease_until >= now() OR EXISTS (
+  SELECT 1 FROM tasks t WHERE t.id = channel_slots.holder AND t.state IN ('queued', 'running')
+    AND t.checkpoint IS NOT NULL AND t.checkpoint->>'phase' IS DISTINCT FROM 'idle'))`;
+
 export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): ChannelSlots {
   return {
     acquire: (channelId, holder, limit) =>
       inTransaction(pool, async (c) => {
         await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [SLOT_LOCK, channelId]);
-        await c.query('DELETE FROM channel_slots WHERE channel_id = $1 AND lease_until < now()', [channelId]);
+        await c.query(`DELETE FROM channel_slots WHERE channel_id = $1 AND NOT ${STILL_HELD}`, [channelId]);
         const mine = await c.query(
           `UPDATE channel_slots SET node_id = $3, lease_until = now() + $4 * interval '1 millisecond'
            WHERE channel_id = $1 AND holder = $2`,
@@ -37,7 +45,7 @@ export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): Chan
     async inUse() {
       const found = await rows<{ channel_id: string; n: number }>(
         pool,
-        'SELECT channel_id, count(*) AS n FROM channel_slots WHERE lease_until >= now() GROUP BY channel_id',
+        `SELECT channel_id, count(*) AS n FROM channel_slots WHERE ${STILL_HELD} GROUP BY channel_id`,
       );
       return Object.fromEntries(found.map((r) => [r.channel_id, r.n]));
     },
