@@ -85,7 +85,13 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
   const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as SdkError;
   const message = e.message ?? String(err);
   const requestId = e.requestId ? { requestId: e.requestId } : {};
-  if (e.code && !SYSTEM_CODE.test(e.code)) return { kind: kindOfCode(e.code), code: e.code, message, ...requestId };
+  if (e.code && !SYSTEM_CODE.test(e.code)) {
+    const kind = kindOfCode(e.code);
+    // The channel's account at fault: Tencent's text is about the operator's account (it may name its uin, a role, a
+    // policy) and is no business of the client's. The code says enough; the whole text goes to the channel's health.
+    const forClient = kind === 'channel' ? { clientMessage: `the upstream account could not be used (${e.code})` } : {};
+    return { kind, code: e.code, message, ...requestId, ...forClient };
+  }
   if (e.httpCode !== undefined) {
     // A 5xx from a gateway may come after the request was forwarded; a 4xx means it was not accepted: throttled or
     // timed out by a gateway (429, 408) is worth another try, any other 4xx says this channel cannot be used.
