@@ -438,6 +438,9 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       // The node that takes the task over adopts the very row (the channel stays at its limit) …
       expect(await b.channelSlots.acquire('ch-1', upstream, Number.MAX_SAFE_INTEGER)).toBe(true);
       expect(await b.channelSlots.inUse()).toMatchObject({ 'ch-1': 1 });
+      // A row of the task's on a channel it has left (its release lost, its work now on ch-2) does not hold ch-3.
+      expect(await a.channelSlots.acquire('ch-3', upstream, 1)).toBe(true);
+      await eventually('the left channel\'s slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-3', 'newcomer', 1)) ? true : undefined));
       // … and once the task has ended, a row left behind by a lapsed lease no longer holds the slot.
       expect(await a.tasks.finish(upstream, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(true);
       await eventually('the ended task\'s slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-1', 'newcomer', 1)) ? true : undefined));

@@ -9,14 +9,16 @@ const SLOT_LOCK = 0x736c6f74;
  * Channel slots shared by every node: one row per taken slot, leased to its node on the database clock and renewed
  * by that node's dispatch heartbeat (PgDispatchQueue). Taking a slot counts the live rows under a per-channel
  * advisory lock, so two nodes can never both take the last one; rows whose lease lapsed (a dead node) do not count,
- * except while their task still has upstream work (its checkpoint says a submission or an upstream task): that
+ * except while their task still has upstream work on that channel (its checkpoint says a submission or an upstream
+ * task there; a row left behind on a channel the task has since left does not count): that
  * task keeps running at Tencent, and the node that takes it over adopts the same row. Before, its slot was free
  * for another task as soon as the dead node's lease lapsed, and the adoption then put the channel one over its
  * max_concurrency.
  */
 const STILL_HELD = `(lease_until >= now() OR EXISTS (
   SELECT 1 FROM tasks t WHERE t.id = channel_slots.holder AND t.state IN ('queued', 'running')
-    AND t.checkpoint IS NOT NULL AND t.checkpoint->>'phase' IS DISTINCT FROM 'idle'))`;
+    AND t.checkpoint IS NOT NULL AND t.checkpoint->>'phase' IS DISTINCT FROM 'idle'
+    AND t.checkpoint->>'channelId' = channel_slots.channel_id))`;
 
 export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): ChannelSlots {
   return {
