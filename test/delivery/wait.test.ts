@@ -67,41 +67,16 @@ describe('Prefer: wait=N', () => {
   });
 
   it('a wait and an event stream read the store again when the node may have missed news of the task\'s end', async () => {
-    const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startRelay({ overrides: { providers: [provider] } });
-    const relay = t;
-    const running = (await relay.api.post(SUBMIT, body('holds the slot'))).body.request_id as string;
-    const run = await provider.whenStarted(running);
-    const queued = (await relay.api.post(SUBMIT, body('waits in the queue'))).body.request_id as string;
-    // Both watchers subscribed, and so past their first read of the task (still queued): the stream has sent its
-    // first status; the wait's read is queued in the same turn as its subscription, before anything this test writes.
-    const before = relay.relay.engine.watchEvents.listenerCount('task');
-    const stream = new EventStream(relay, queued);
-    await stream.firstEvent;
-    const waited = relay.api.get(`/tencent-vod/v1/requests/${queued}`, { prefer: 'wait=60' });
-    await listenersBecome(relay, before + 2);
+    const watched = await watchedInTheQueue();
     // Settled where this node heard nothing of it (another node, whose notification was lost), then the news gap.
-    expect(await relay.relay.store.tasks.finish(queued, { state: 'failed', error: { code: 'X', message: 'settled elsewhere' } }, Date.now())).toBe(true);
-    relay.relay.engine.watchEvents.emit(MISSED_NEWS);
-    const result = await within('the wait to answer', 5000, waited);
-    expect(result.status).toBe(200);
-    expect(result.body).toMatchObject({ request_id: queued, outcome: 'failed' });
-    await within('the stream to end', 5000, stream.ended);
-    expect(stream.text).toContain('event: result');
-    run.succeed();
+    await watched.settleElsewhere();
+    watched.relay.relay.engine.watchEvents.emit(MISSED_NEWS);
+    await bothSeeTheEnd(watched);
   });
 
   it('a look after missed news that meets a failing store leaves the wait and the stream waiting, not failed', async () => {
-    const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startRelay({ overrides: { providers: [provider] } });
-    const relay = t;
-    const run = await provider.whenStarted((await relay.api.post(SUBMIT, body('holds the slot'))).body.request_id as string);
-    const queued = (await relay.api.post(SUBMIT, body('waits in the queue'))).body.request_id as string;
-    const before = relay.relay.engine.watchEvents.listenerCount('task');
-    const stream = new EventStream(relay, queued);
-    await stream.firstEvent;
-    const waited = relay.api.get(`/tencent-vod/v1/requests/${queued}`, { prefer: 'wait=60' });
-    await listenersBecome(relay, before + 2);
+    const watched = await watchedInTheQueue();
+    const { relay, queued } = watched;
     // The database only just came back: the looks that the missed news asks for fail.
     const tasks = relay.relay.store.tasks;
     const getTask = tasks.getTask.bind(tasks);
@@ -119,14 +94,9 @@ describe('Prefer: wait=N', () => {
     relay.relay.engine.watchEvents.emit(MISSED_NEWS);
     await failedTwice;
     // Both still waiting: the task ends (elsewhere), and the next news is heard.
-    expect(await tasks.finish(queued, { state: 'failed', error: { code: 'X', message: 'settled elsewhere' } }, Date.now())).toBe(true);
+    await watched.settleElsewhere();
     relay.relay.engine.watchEvents.emit(MISSED_NEWS);
-    const result = await within('the wait to answer', 5000, waited);
-    expect(result.status).toBe(200);
-    expect(result.body).toMatchObject({ request_id: queued, outcome: 'failed' });
-    await within('the stream to end', 5000, stream.ended);
-    expect(stream.text).toContain('event: result');
-    run.succeed();
+    await bothSeeTheEnd(watched);
   });
 
   it('an invalid wait is a 400 naming the header', async () => {
@@ -239,4 +209,36 @@ class EventStream {
         .on('error', reject);
     });
   }
+}
+
+/**
+ * A task waiting in the queue behind one that holds the only slot, watched by an event stream and a `Prefer: wait`,
+ * both subscribed and past their first read of the task (still queued): the stream has sent its first status; the
+ * wait's read is queued in the same turn as its subscription, before anything the test writes.
+ */
+async function watchedInTheQueue() {
+  const provider = new ControlledProvider('controlled', 1, PNG);
+  t = await startRelay({ overrides: { providers: [provider] } });
+  const relay = t;
+  const run = await provider.whenStarted((await relay.api.post(SUBMIT, body('holds the slot'))).body.request_id as string);
+  const queued = (await relay.api.post(SUBMIT, body('waits in the queue'))).body.request_id as string;
+  const before = relay.relay.engine.watchEvents.listenerCount('task');
+  const stream = new EventStream(relay, queued);
+  await stream.firstEvent;
+  const waited = relay.api.get(`/tencent-vod/v1/requests/${queued}`, { prefer: 'wait=60' });
+  await listenersBecome(relay, before + 2);
+  /** Fails the task in the store, as another node would, with no event on this one. */
+  const settleElsewhere = async () =>
+    expect(await relay.relay.store.tasks.finish(queued, { state: 'failed', error: { code: 'X', message: 'settled elsewhere' } }, Date.now())).toBe(true);
+  return { relay, queued, settleElsewhere, stream, waited, run };
+}
+
+/** The wait answers with the result and the stream ends with it; then the slot is let go. */
+async function bothSeeTheEnd({ queued, stream, waited, run }: Awaited<ReturnType<typeof watchedInTheQueue>>): Promise<void> {
+  const result = await within('the wait to answer', 5000, waited);
+  expect(result.status).toBe(200);
+  expect(result.body).toMatchObject({ request_id: queued, outcome: 'failed' });
+  await within('the stream to end', 5000, stream.ended);
+  expect(stream.text).toContain('event: result');
+  run.succeed();
 }
