@@ -47,29 +47,32 @@ describe('SessionId rounds', () => {
 });
 
 describe('which completion events end a followed task', () => {
-  it('one with the task’s SessionId but another channel’s TaskId does not: that is another upstream task', async () => {
+  /**
+   * Task t1 followed on channel A under `sessionId` as upstream task `upstreamTaskId`: the event `ignored` must
+   * leave the follow running, the event `ending` must end it with its observation.
+   */
+  async function endedOnlyBy(
+    follow: { sessionId: string; upstreamTaskId: string },
+    ignored: [channelId: string, upstreamTaskId: string, sessionId: string],
+    ending: [channelId: string, upstreamTaskId: string, sessionId: string],
+  ): Promise<void> {
     const f = follower();
-    const controller = new AbortController();
-    const follow = f.follow({ taskId: 't1', sessionId: 't1', channelId: 'A', upstreamTaskId: 'U1', submittedAt: Date.now(), signal: controller.signal });
-    follow.catch(() => undefined);
-    expect(f.observe('B', 'U-other', 't1', FINISHED)).toBeUndefined();
-    expect(await settled(follow)).toBe(false);
-    // The same SessionId on the same channel is the same task (Tencent makes one per SessionId per account).
-    expect(f.observe('A', 'U1-seen-by-session', 't1', FINISHED)).toBe('t1');
-    expect(await follow).toBe(FINISHED);
+    const followed = f.follow({ taskId: 't1', channelId: 'A', ...follow, submittedAt: Date.now(), signal: new AbortController().signal });
+    followed.catch(() => undefined);
+    expect(f.observe(...ignored, FINISHED)).toBeUndefined();
+    expect(await settled(followed)).toBe(false);
+    expect(f.observe(...ending, FINISHED)).toBe('t1');
+    expect(await followed).toBe(FINISHED);
     f.stop();
+  }
+
+  it('one with the task’s SessionId but another channel’s TaskId does not: that is another upstream task', async () => {
+    // The same SessionId on the same channel is the same task (Tencent makes one per SessionId per account).
+    await endedOnlyBy({ sessionId: 't1', upstreamTaskId: 'U1' }, ['B', 'U-other', 't1'], ['A', 'U1-seen-by-session', 't1']);
   });
 
   it('one of an earlier round of the task does not end the round being followed', async () => {
-    const f = follower();
-    const controller = new AbortController();
-    const follow = f.follow({ taskId: 't1', sessionId: 't1-r1', channelId: 'A', upstreamTaskId: 'U2', submittedAt: Date.now(), signal: controller.signal });
-    follow.catch(() => undefined);
-    expect(f.observe('A', 'U1', 't1', FINISHED)).toBeUndefined();
-    expect(await settled(follow)).toBe(false);
-    expect(f.observe('A', 'U2', 't1-r1', FINISHED)).toBe('t1');
-    expect(await follow).toBe(FINISHED);
-    f.stop();
+    await endedOnlyBy({ sessionId: 't1-r1', upstreamTaskId: 'U2' }, ['A', 'U1', 't1'], ['A', 'U2', 't1-r1']);
   });
 
   it('a reconciliation hears of its SessionId only from events of its own channel', () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { TencentVodOverrides } from '../../src/adapters/tencent/options';
 import { ledgerOf, startHarness, type Harness } from './harness';
 import type { Account, UpstreamTask } from './server';
 import { closedAfterEach } from '../helpers/closed-after-each';
@@ -154,13 +155,18 @@ describe('a refused submission', () => {
 });
 
 describe('downloading the images of a finished task', () => {
-  it('is tried again in place while the storage fails for a while: the task succeeds in its first attempt', async () => {
-    h = await openHarness();
+  /** A task whose images the storage answers 503 for the first `failures` downloads; its id once it has ended. */
+  async function withFailingDownloads(failures: number, tencent?: TencentVodOverrides) {
+    h = await openHarness(tencent ? { tencent } : {});
     await h.addChannel(h.accounts[0]!);
-    let failures = 4;
     h.server.outputStatus = () => (failures-- > 0 ? 503 : 200);
     const id = await h.submit();
-    const task = await h.finished(id);
+    return { id, task: await h.finished(id) };
+  }
+
+  it('is tried again in place while the storage fails for a while: the task succeeds in its first attempt', async () => {
+    const { id, task } = await withFailingDownloads(4);
+    if (!h) throw new Error('no harness');
     expect(task.state).toBe('succeeded');
     expect(task.attempts).toBe(1);
     expect(h.server.count('CreateAigcImageTask')).toBe(1);
@@ -169,12 +175,9 @@ describe('downloading the images of a finished task', () => {
   });
 
   it('a download that keeps failing past the window goes to the engine’s retries, which download again from the same upstream task', async () => {
-    h = await openHarness({ tencent: { download: { firstRetryMs: 10, retryForMs: 30 } } });
-    await h.addChannel(h.accounts[0]!);
-    let failures = 4; // 10 + 20 ms of pauses in the first attempt: three tries; the fourth fails in the second attempt
-    h.server.outputStatus = () => (failures-- > 0 ? 503 : 200);
-    const id = await h.submit();
-    const task = await h.finished(id);
+    // 10 + 20 ms of pauses in the first attempt: three tries; the fourth fails in the second attempt.
+    const { task } = await withFailingDownloads(4, { download: { firstRetryMs: 10, retryForMs: 30 } });
+    if (!h) throw new Error('no harness');
     expect(task.state).toBe('succeeded');
     expect(task.attempts).toBe(2);
     expect(h.server.count('CreateAigcImageTask')).toBe(1);
