@@ -260,10 +260,10 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     if (isTerminal(event.state)) tencent.onTaskSettled(event.id);
   });
   // Tencent fetches the relay's own input files through signed links on the public URL: without one they are
-  // 127.0.0.1 links it cannot reach, and such tasks fail upstream. Said once, when the first channel is seen.
+  // 127.0.0.1 links it cannot reach, and such tasks fail upstream. Said once, when the first channel in service is seen.
   let warnedPublicUrl = false;
   const warnIfFilesUnreachable = () => {
-    if (config.publicUrl || warnedPublicUrl || tencent.channelCount() === 0) return;
+    if (config.publicUrl || warnedPublicUrl || tencent.enabledChannelCount() === 0) return;
     warnedPublicUrl = true;
     logger.warn(
       { localUrl },

@@ -45,8 +45,11 @@ describe('POST/GET/PATCH/DELETE /admin/v1/channels', () => {
   it('the first channel on a relay without AIGC_RELAY_PUBLIC_URL logs, once, that Tencent cannot fetch its files', async () => {
     const warning = /AIGC_RELAY_PUBLIC_URL is not set/;
     expect(logLines.filter((l) => warning.test(l))).toHaveLength(0); // no channel yet: nothing to say
-    const first = await t.admin.post('/admin/v1/channels', body({ name: 'warns' }));
+    // A disabled channel sends Tencent nothing: nothing to say either, until it is put in service.
+    const first = await t.admin.post('/admin/v1/channels', body({ name: 'warns', enabled: false }));
     expect(first.status).toBe(201);
+    expect(logLines.filter((l) => warning.test(l))).toHaveLength(0); // the pool took it in before the 201
+    expect((await t.admin.request('PATCH', `/admin/v1/channels/${first.body.id}`, { enabled: true })).status).toBe(200);
     await eventually('the warning', 5_000, () => (logLines.some((l) => warning.test(l)) ? true : undefined));
     const second = await t.admin.post('/admin/v1/channels', body({ name: 'warns again?' }));
     expect(second.status).toBe(201);

@@ -55,8 +55,8 @@ export interface TencentVod {
   /** After the engine committed a task's terminal state. */
   onTaskSettled(taskId: string): void;
   onCapacityChange(listener: () => void): void;
-  /** How many channels are loaded (enabled or not). */
-  channelCount(): number;
+  /** How many channels are in service (enabled, not deleted). */
+  enabledChannelCount(): number;
   stop(): Promise<void>;
 }
 
@@ -121,7 +121,7 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
       runtime.events.settled(taskId);
       provider.forget(taskId);
     },
-    channelCount: () => runtime.pool.channels().length,
+    enabledChannelCount: () => runtime.pool.channels().filter((c) => c.enabled && c.deletedAt === undefined).length,
     onCapacityChange(listener) {
       runtime.pool.onChange(listener);
     },
