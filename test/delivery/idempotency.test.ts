@@ -34,6 +34,17 @@ describe('Idempotency-Key', () => {
     expect(await holdsOf(t, accountId)).toBe(1);
   });
 
+  it('a replay with Prefer: wait answers the first response at once and says the preference was not applied', async () => {
+    t = await startRelay({ env: { AIGC_RELAY_PREVIEW_DELAY_MS: '60000' } });
+    const headers = { 'idempotency-key': 'wait-then-retry' };
+    const first = await t.api.post(SUBMIT, body('fox'), headers);
+    expect(first.body.status).toBe('IN_QUEUE');
+    const again = await t.api.post(SUBMIT, body('fox'), { ...headers, prefer: 'wait=30' });
+    expect(again.text).toBe(first.text);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.headers.get('preference-applied')).toBeNull();
+  });
+
   it('the same key with a different body (or ?webhook=) → 422 IdempotencyKeyReused', async () => {
     t = await startRelay({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' } });
     const headers = { 'idempotency-key': 'k-1' };
