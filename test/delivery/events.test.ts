@@ -3,7 +3,7 @@ import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { within } from '../helpers/eventually';
-import { body, follow, hangUpDuringRead, holdNextRead, SUBMIT } from './fixtures';
+import { body, follow, hangUpDuringRead, holdNextRead, SUBMIT, type Sse } from './fixtures';
 import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#fedcba');
@@ -48,6 +48,44 @@ describe('GET /requests/{id}/events (SSE)', () => {
     const { events } = await follow(t, res.body.request_id).done;
     expect(events.map((e) => e.event)).toEqual(['status', 'result']);
     expect(events[1]!.data.outcome).toBe('succeeded');
+  });
+
+  it('a client reconnecting with Last-Event-ID resumes after that event, and after the result gets 204 (EventSource stops)', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startRelay({ overrides: { providers: [provider] } });
+    const id = (await t.api.post(SUBMIT, body('reconnects'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    run.ctx.progress(40);
+    // The first connection sees the task at 40 and drops, as a connection through a proxy might.
+    let dropped: Sse | undefined;
+    await follow(t, id, (e, request) => {
+      if (e.event === 'status' && e.data.progress === 40) {
+        dropped = e;
+        request.destroy();
+      }
+    }).done.catch(() => undefined);
+    expect(dropped?.id).toBeTruthy();
+    // Resumed from there: the status already seen is not sent again; the next change, the result, then the end.
+    const resumed = follow(t, id, (e) => {
+      if (e.event !== 'status') return;
+      if (e.data.progress === 60) run.ctx.progress(80);
+      else if (e.data.progress === 80) run.succeed();
+    }, dropped!.id);
+    run.ctx.progress(60);
+    const { status, events } = await resumed.done;
+    expect(status).toBe(200);
+    expect(events.map((e) => [e.event, e.event === 'status' ? e.data.progress : e.data.outcome])).toEqual([
+      ['status', 60],
+      ['status', 80],
+      ['status', 100],
+      ['result', 'succeeded'],
+    ]);
+    const result = events.at(-1)!;
+    expect(result.id).toBeTruthy();
+    // The stream ended normally; the client reconnects anyway, with the result's id: nothing more, and no replay.
+    const after = await follow(t, id, () => {}, result.id).done;
+    expect(after.status).toBe(204);
+    expect(after.events).toEqual([]);
   });
 
   it("another account's or an unknown task is 404; a client that hangs up leaves no listener", async () => {

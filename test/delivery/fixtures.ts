@@ -94,13 +94,21 @@ export function verified(secret: string, r: Received): any {
 export interface Sse {
   readonly event: string;
   readonly data: any;
+  /** The event's `id:` line, which a reconnecting client sends back as `Last-Event-ID`. */
+  readonly id?: string;
 }
 
 /** Opens the event stream; `onEvent` sees each event as it arrives; resolves with all of them when the server ends it. */
-export function follow(t: TestRelay, id: string, onEvent: (e: Sse, request: http.ClientRequest) => void = () => {}) {
+export function follow(
+  t: TestRelay,
+  id: string,
+  onEvent: (e: Sse, request: http.ClientRequest) => void = () => {},
+  lastEventId?: string,
+) {
   let request!: http.ClientRequest;
   const done = new Promise<{ status: number; type: string | undefined; events: Sse[] }>((resolve, reject) => {
-    request = http.get(`${t.url}/tencent-vod/v1/requests/${id}/events`, { agent: false, headers: { authorization: `Bearer ${t.devKey}` } }, (res) => {
+    const headers = { authorization: `Bearer ${t.devKey}`, ...(lastEventId === undefined ? {} : { 'last-event-id': lastEventId }) };
+    request = http.get(`${t.url}/tencent-vod/v1/requests/${id}/events`, { agent: false, headers }, (res) => {
       const events: Sse[] = [];
       let buffer = '';
       res.setEncoding('utf8');
@@ -112,8 +120,9 @@ export function follow(t: TestRelay, id: string, onEvent: (e: Sse, request: http
           buffer = buffer.slice(cut + 2);
           const event = /^event: (.*)$/m.exec(block)?.[1];
           const data = /^data: (.*)$/m.exec(block)?.[1];
+          const eventId = /^id: (.*)$/m.exec(block)?.[1];
           if (event && data) {
-            const e = { event, data: JSON.parse(data) };
+            const e = { event, data: JSON.parse(data), ...(eventId === undefined ? {} : { id: eventId }) };
             events.push(e);
             onEvent(e, request);
           }

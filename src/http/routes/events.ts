@@ -14,10 +14,18 @@ import { errorResponses, TaskIdParams } from '../schemas';
 /** A comment line now and then keeps proxies from closing a quiet stream (a timer for the line, not a poll). */
 const KEEP_ALIVE_MS = 15_000;
 
+/** The `id:` of the last event of a stream: a client that reconnects after it has seen everything. */
+const RESULT_EVENT_ID = 'result';
+
 /**
  * `GET /tencent-vod/v1/requests/{id}/events`: Server-Sent Events. `status` events carry the status body on every
  * state or progress change (the first one at once), then one `result` event with the result body, then the stream
  * ends. Driven by the engine's events; the store is read once per event to show the task as committed.
+ *
+ * Every event has an `id:` (the status's `state:progress`, or `result`), because SSE clients reconnect on their own
+ * whenever a stream ends, the normal end included, sending the last id as `Last-Event-ID`. A reconnect after the
+ * result gets 204, which tells an EventSource to stop (a 200 would replay the result every few seconds for ever);
+ * one after a status starts from there, without that status again.
  */
 export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.register(async (scope) => {
@@ -29,12 +37,14 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
           summary: 'Follow a task as Server-Sent Events until it finishes',
           description:
             'text/event-stream. `event: status` (the status body) on every state or progress change, then `event: result` ' +
-            '(the result body) when the task is finished, then the stream closes. Already finished: one status and the result.',
+            '(the result body) when the task is finished, then the stream closes. Already finished: one status and the result. ' +
+            'Each event has an `id:`; a reconnect with `Last-Event-ID` resumes after that event, and one after the `result` is 204.',
           tags: ['tasks'],
           security: [{ bearer: [] }],
           params: TaskIdParams,
           response: {
             200: { description: 'The event stream.', content: { 'text/event-stream': { schema: Type.String() } } },
+            204: Type.Null({ description: 'Last-Event-ID was the result: the stream has nothing more to send.' }),
             ...errorResponses('AuthFailure', 'ResourceNotFound'),
           },
         },
@@ -43,10 +53,14 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         const accountId = callerOf(request).accountId;
         const first = await deps.store.tasks.getTask(request.params.id);
         if (!first || first.accountId !== accountId) throw notFound('request', request.params.id);
+        const lastEventId = request.headers['last-event-id'];
+        if (lastEventId === RESULT_EVENT_ID) return reply.code(204).send();
 
         const stream = new PassThrough();
-        const write = (event: string, data: unknown) => stream.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-        let last = '';
+        const write = (event: string, id: string, data: unknown) =>
+          stream.write(`event: ${event}\nid: ${id}\ndata: ${JSON.stringify(data)}\n\n`);
+        // Only compared with what this route writes as ids: an id it never wrote just means "from the start".
+        let last = typeof lastEventId === 'string' ? lastEventId : '';
         let ended = false;
         const show = async (task: TaskRecord) => {
           if (ended) return;
@@ -55,10 +69,10 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
           if (seen !== last) {
             last = seen;
             const position = task.state === 'queued' ? await deps.store.tasks.queuePosition(task) : undefined;
-            write('status', statusBody(task, deps.publicUrl(), now, position === undefined ? {} : { queuePosition: position }));
+            write('status', seen, statusBody(task, deps.publicUrl(), now, position === undefined ? {} : { queuePosition: position }));
           }
           if (isTerminal(task.state)) {
-            write('result', resultBody(task, deps.publicUrl(), now, deps.signer));
+            write('result', RESULT_EVENT_ID, resultBody(task, deps.publicUrl(), now, deps.signer));
             end();
           }
         };
