@@ -52,7 +52,9 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
         ? new RelayError('RequestSizeLimitExceeded', `headers: larger than ${http.maxHeaderSize} bytes`)
         : new RelayError('InvalidParameter', `request: not well-formed HTTP/1.1 (${err.code ?? 'parse error'})`);
   const requestId = newRequestId();
-  this.log.debug({ err, requestId, status: error.status }, 'client error');
+  // Not `err` itself: Node's parser error carries `rawPacket`, the request's bytes so far, Authorization header and
+  // its API key or admin token included.
+  this.log.debug({ code: err.code, reason: err.message, requestId, status: error.status }, 'client error');
   if (socket.writable) {
     const body = JSON.stringify(envelope(error.code, error.message, requestId));
     socket.write(
