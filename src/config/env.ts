@@ -108,7 +108,8 @@ function url(env: Env, name: string, protocols: readonly string[]): string | und
   try {
     parsed = new URL(raw);
   } catch {
-    throw new ConfigError(name, `${JSON.stringify(raw)} is not a URL`);
+    // Shown without what stands before the last `@`: a database URL's user and password (this line goes to the log).
+    throw new ConfigError(name, `${JSON.stringify(raw.replace(/(\/\/).*@/s, '$1…@'))} is not a URL`);
   }
   if (!protocols.includes(parsed.protocol)) {
     throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
