@@ -63,12 +63,15 @@ const SQLITE_CODES = /^SQLITE_(CANTOPEN|NOTADB|READONLY|PERM|CORRUPT|FULL)/;
 const NET_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET']);
 // SQLSTATE classes 08 (connection), 28 (authentication), 3D (no such database), 57P03 (cannot connect now).
 const PG_CODES = /^(08|28|3D)|^57P03$/;
+// TLS asked for and not to be had: a certificate that does not verify (self-signed, expired, another name), a handshake
+// that fails.
+const TLS_CODES = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_)|^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)$/;
 
 function unusable(err: unknown): boolean {
   if (err instanceof SchemaTooNewError) return true;
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string') return err instanceof Error && /timeout exceeded when trying to connect|Connection terminated/i.test(err.message);
-  return FS_CODES.has(code) || SQLITE_CODES.test(code) || NET_CODES.has(code) || PG_CODES.test(code);
+  if (typeof code !== 'string') return err instanceof Error && /timeout exceeded when trying to connect|Connection terminated|does not support SSL/i.test(err.message);
+  return FS_CODES.has(code) || SQLITE_CODES.test(code) || NET_CODES.has(code) || PG_CODES.test(code) || TLS_CODES.test(code);
 }
 
 /**
