@@ -86,7 +86,16 @@ export function createMetrics(sources: {
     labelNames: ['state'],
     registers: [registry],
     async collect() {
-      for (const [state, n] of Object.entries(await sources.countByState())) this.set({ state }, n);
+      // The database not answering must not fail the whole scrape (its 503s and the process are what an operator
+      // needs to see then): the counts are left out rather than shown stale; /readyz says the database is down.
+      let counts: Record<TaskState, number>;
+      try {
+        counts = await sources.countByState();
+      } catch {
+        this.reset();
+        return;
+      }
+      for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
     },
   });
   new client.Gauge({
