@@ -182,12 +182,13 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   let shuttingDown = false;
   let fileCleanup: FileCleanupJob | undefined;
 
+  const retry = overrides.retry ?? DEFAULT_RETRY;
   const engine = new TaskEngine({
     store,
-    queue: backend.queue(clock, logger),
+    queue: backend.queue(clock, logger, { maxAttempts: retry.maxAttempts }),
     providers,
     clock,
-    retry: overrides.retry ?? DEFAULT_RETRY,
+    retry,
     ...(overrides.settledSweepMs !== undefined ? { settledSweepMs: overrides.settledSweepMs } : {}),
     resolveInputs: createInputResolver(store, storage, overrides.fetchUrl ?? createUrlInputFetcher(outbound, MAX_INPUT_BYTES)),
     saveOutputs: createOutputSaver(storage, clock),
