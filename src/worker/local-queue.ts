@@ -56,7 +56,7 @@ export class LocalDispatchQueue implements DispatchQueue {
     const task = await this.store.tasks.getTask(id);
     if (!task || task.attempts <= maxAttempts || task.checkpoint) return false;
     const failed = await this.store.tasks.finish(id, { state: 'failed', error: { code: 'InternalError', message: internalErrorMessage } }, now, {
-      log: `Failed: running at ${task.attempts - maxAttempts + 1} restarts of the relay, past its ${maxAttempts} attempts; not run again.`,
+      log: `Failed: the relay stopped while it ran, and restarts took it past its ${maxAttempts} attempts (${task.attempts}); not run again.`,
     });
     if (failed) {
       log?.error({ taskId: id, attempts: task.attempts, provider: task.provider }, 'task was running each time the relay stopped, past its attempts: failed (released) instead of run again; its input may be what brings the relay down');
