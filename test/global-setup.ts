@@ -9,6 +9,6 @@ import path from 'node:path';
  */
 export default function setup(): () => void {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-tests-'));
-  process.env.AIGC_RELAY_TEST_TMP = root; // inherited by the test processes, which start after this
+  process.env.AIGC_TEST_TMP = root; // inherited by the test processes, which start after this
   return () => fs.rmSync(root, { recursive: true, force: true });
 }

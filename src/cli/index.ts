@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig, type Config } from '../config/env';
+import { ConfigError, loadConfig, unknownVariables, type Config } from '../config/env';
 import { MODEL_NAMES, MODELS } from '../domain/models';
 import { runSubmit } from './submit';
 import { accountCommands } from './admin';
@@ -8,7 +8,16 @@ import { isStoreUnavailable } from '../ports/store';
 import { runMigrate } from './migrate';
 
 /** A thin layer: flags → config or arguments → library calls. No relay logic lives here. */
-const config = (): Config => loadConfig(process.env);
+let warnedUnknown = false;
+const config = (): Config => {
+  const loaded = loadConfig(process.env);
+  const unknown = unknownVariables(process.env);
+  if (unknown.length > 0 && !warnedUnknown) {
+    warnedUnknown = true; // a command may load the configuration more than once
+    process.stderr.write(`aigc-relay: warning: ignored, not a variable aigc-relay reads (misspelt?): ${unknown.join(', ')}\n`);
+  }
+  return loaded;
+};
 
 export const positiveInt = (value: string): number => {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number');

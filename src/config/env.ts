@@ -74,6 +74,50 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** Every AIGC_RELAY_* variable the server and the operator commands read (a test holds loadConfig to this list). */
+export const CONFIG_VARIABLES = [
+  'AIGC_RELAY_HOST',
+  'AIGC_RELAY_PORT',
+  'AIGC_RELAY_DATA_DIR',
+  'AIGC_RELAY_DATABASE_URL',
+  'AIGC_RELAY_ADMIN_TOKEN',
+  'AIGC_RELAY_PUBLIC_URL',
+  'AIGC_RELAY_SECRET',
+  'AIGC_RELAY_PREVIEW_DELAY_MS',
+  'AIGC_RELAY_INSTANT_PROVIDER',
+  'AIGC_RELAY_ALLOW_PRIVATE_URLS',
+  'AIGC_RELAY_LOG_LEVEL',
+  'AIGC_RELAY_PREVIEW_CONCURRENCY',
+  'AIGC_RELAY_MAX_QUEUED',
+  'AIGC_RELAY_DEV_BALANCE',
+  'AIGC_RELAY_PRICES_FILE',
+  'AIGC_RELAY_BILLING',
+  'AIGC_RELAY_VOD_FILE_IDS',
+  'AIGC_RELAY_SQLITE_WRITER',
+  'AIGC_RELAY_FILE_WRITER',
+  'AIGC_RELAY_HEADERS_TIMEOUT_MS',
+  'AIGC_RELAY_REQUEST_TIMEOUT_MS',
+  'AIGC_RELAY_LEASE_MS',
+  'AIGC_RELAY_NODE_ID',
+  'AIGC_RELAY_DB_POOL_SIZE',
+  'AIGC_RELAY_UPLOAD_QUOTA_MB',
+] as const;
+
+/** Read by `aigc-relay submit`, the HTTP client, not by the server. */
+const CLIENT_VARIABLES = ['AIGC_RELAY_URL', 'AIGC_RELAY_KEY'];
+
+/**
+ * AIGC_RELAY_* names in the environment that nothing reads: most likely a misspelling (AIGC_RELAY_DATABASE for
+ * AIGC_RELAY_DATABASE_URL), which would otherwise start the relay on its defaults without a word. Reported, not
+ * refused: an environment shared with a newer or older version may carry names this one does not know.
+ */
+export function unknownVariables(env: Env): string[] {
+  const known = new Set<string>([...CONFIG_VARIABLES, ...CLIENT_VARIABLES]);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('AIGC_RELAY_') && !known.has(name))
+    .sort();
+}
+
 /** Where the SQLite request-path writes run unless AIGC_RELAY_SQLITE_WRITER says otherwise. */
 export const DEFAULT_SQLITE_WRITER: 'thread' | 'inline' = 'thread';
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/env';
+import { CONFIG_VARIABLES, ConfigError, loadConfig, unknownVariables } from '../../src/config/env';
 import { startingPrices } from '../../src/config/prices-file';
 import { DEFAULT_PRICES } from '../../src/domain/pricing';
 import { runCli } from '../helpers/child';
@@ -43,6 +43,30 @@ describe('configuration', () => {
   ])('%s=%s is refused naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name}: `));
+  });
+
+  it('reads exactly the variables CONFIG_VARIABLES lists (the list the misspelling warning checks against)', () => {
+    const looked = new Set<string>();
+    const env = new Proxy({} as Record<string, string | undefined>, {
+      get: (_target, name) => {
+        if (typeof name === 'string') looked.add(name);
+        return undefined;
+      },
+    });
+    loadConfig(env);
+    expect([...looked].filter((n) => n.startsWith('AIGC_RELAY_')).sort()).toEqual([...CONFIG_VARIABLES].sort());
+  });
+
+  it('names the AIGC_RELAY_* variables nothing reads, and not the known ones (server or client)', () => {
+    expect(unknownVariables({ AIGC_RELAY_DATABASE: 'postgres://x', AIGC_RELAY_PORT: '1', AIGC_RELAY_URL: 'http://x', AIGC_RELAY_KEY: 'k', PATH: '/bin' })).toEqual([
+      'AIGC_RELAY_DATABASE',
+    ]);
+  });
+
+  it('a misspelt variable is named on stderr by the commands, which still run', async () => {
+    const run = await runCli(['prices', 'show'], { AIGC_RELAY_DATA_DIR: tempDir(), AIGC_RELAY_DATABASE: 'postgres://127.0.0.1:1/x' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr.trim().split('\n')).toEqual(['aigc-relay: warning: ignored, not a variable aigc-relay reads (misspelt?): AIGC_RELAY_DATABASE']);
   });
 
   it('a bad value stops `serve` with one clear line and exit code 1', async () => {

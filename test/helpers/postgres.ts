@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
 /**
- * PostgreSQL for tests (and for the bench, which runs outside vitest: nothing here may import it): the server at 127.0.0.1:5432 (user postgres, trust auth), or AIGC_RELAY_TEST_PG_URL. Each
+ * PostgreSQL for tests (and for the bench, which runs outside vitest: nothing here may import it): the server at 127.0.0.1:5432 (user postgres, trust auth), or AIGC_TEST_PG_URL. Each
  * test file makes its own database under a random name and drops it afterwards (graphile-worker style), so files
  * run in parallel without seeing each other's rows or notifications; within a file, each test takes a fresh schema.
  */
-export const PG_ADMIN_URL = process.env.AIGC_RELAY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const PG_ADMIN_URL = process.env.AIGC_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** Why PostgreSQL cannot be used here, or undefined when it answers. Tests skip (visibly) with this reason. */
 export async function postgresUnavailable(): Promise<string | undefined> {

@@ -25,7 +25,7 @@ export interface TestRelay {
 
 /** A fresh directory, inside the run's temporary root (test/global-setup.ts) when there is one. */
 export function tempDir(prefix = 'aigc-relay-test-'): string {
-  return fs.mkdtempSync(path.join(process.env.AIGC_RELAY_TEST_TMP ?? os.tmpdir(), prefix));
+  return fs.mkdtempSync(path.join(process.env.AIGC_TEST_TMP ?? os.tmpdir(), prefix));
 }
 
 /**
