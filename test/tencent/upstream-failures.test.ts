@@ -171,7 +171,20 @@ describe('downloading the images of a finished task', () => {
     expect(task.attempts).toBe(1);
     expect(h.server.count('CreateAigcImageTask')).toBe(1);
     expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
-    expect((await logsOf(id)).match(/Downloading the images failed \(.*HTTP 503\); trying again/g)).toHaveLength(4);
+    const logs = await logsOf(id);
+    expect(logs.match(/Downloading the images failed \(output image 1 of 1: HTTP 503\); trying again/g)).toHaveLength(4);
+    // The client reads this log: Tencent's signed link into the operator's storage is not in it.
+    expect(logs).not.toContain(new URL(h.server.url).host);
+  });
+
+  it('that fail for good end the task with an error that does not show the storage link', async () => {
+    const { task } = await withFailingDownloads(Number.POSITIVE_INFINITY, { download: { firstRetryMs: 10, retryForMs: 10 } });
+    if (!h) throw new Error('no harness');
+    expect(task.state).toBe('failed');
+    expect(task.error?.message).toMatch(/output image 1 of 1: HTTP 503/);
+    expect(task.error?.message).not.toContain(new URL(h.server.url).host);
+    const status = await h.t.api.get(`/tencent-vod/v1/requests/${task.id}/status?logs=1`);
+    expect(JSON.stringify(status.body)).not.toContain(new URL(h.server.url).host);
   });
 
   it('a download that keeps failing past the window goes to the engine’s retries, which download again from the same upstream task', async () => {

@@ -29,38 +29,42 @@ const MAX_RETRY_PAUSE_MS = 60_000;
 
 const TYPES: Record<string, GeneratedImage['contentType']> = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' };
 
-async function readCapped(response: Response, maxBytes: number, url: string): Promise<Buffer> {
+async function readCapped(response: Response, maxBytes: number, name: string): Promise<Buffer> {
   const declared = Number(response.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) throw permanentError('FailedOperation.Upstream', `output ${url}: ${declared} bytes is over the ${maxBytes}-byte limit`);
+  if (declared > maxBytes) throw permanentError('FailedOperation.Upstream', `${name}: ${declared} bytes is over the ${maxBytes}-byte limit`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
     size += chunk.length;
-    if (size > maxBytes) throw permanentError('FailedOperation.Upstream', `output ${url}: over the ${maxBytes}-byte limit`);
+    if (size > maxBytes) throw permanentError('FailedOperation.Upstream', `${name}: over the ${maxBytes}-byte limit`);
     chunks.push(Buffer.from(chunk));
   }
   return Buffer.concat(chunks);
 }
 
-export async function downloadImage(url: string, options: DownloadOptions): Promise<GeneratedImage> {
+/**
+ * `name` ("output image 2 of 3") is what messages say, never the URL: they reach the client (the task's log and
+ * error), and Tencent's URL is a signed link into the operator's VOD storage, naming its domain and app.
+ */
+export async function downloadImage(url: string, name: string, options: DownloadOptions): Promise<GeneratedImage> {
   const signal = AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]);
   let data: Buffer;
   try {
     const response = await fetch(url, { signal, redirect: 'follow' });
     if (!response.ok) {
       await response.body?.cancel();
-      throw retryableError('FailedOperation.Upstream', `output ${url}: HTTP ${response.status}`);
+      throw retryableError('FailedOperation.Upstream', `${name}: HTTP ${response.status}`);
     }
-    data = await readCapped(response, options.maxBytes, url);
+    data = await readCapped(response, options.maxBytes, name);
   } catch (err) {
     options.signal.throwIfAborted();
     if (err instanceof ProviderError) throw err;
-    throw retryableError('FailedOperation.Upstream', `output ${url}: download failed (${err instanceof Error ? err.message : String(err)})`);
+    throw retryableError('FailedOperation.Upstream', `${name}: download failed (${err instanceof Error ? err.message : String(err)})`);
   }
   const meta = await sharp(data).metadata().catch(() => undefined);
   const contentType = meta?.format ? TYPES[meta.format] : undefined;
   if (!meta?.width || !meta.height || !contentType) {
-    throw permanentError('FailedOperation.Upstream', `output ${url}: not a PNG, JPEG or WebP image`);
+    throw permanentError('FailedOperation.Upstream', `${name}: not a PNG, JPEG or WebP image`);
   }
   return { data, contentType, width: meta.width, height: meta.height };
 }
@@ -77,7 +81,7 @@ export async function downloadOutputs(
   for (let pause = options.firstRetryMs; ; pause = Math.min(pause * 2, MAX_RETRY_PAUSE_MS)) {
     try {
       const images: GeneratedImage[] = [];
-      for (const url of urls) images.push(await downloadImage(url, options));
+      for (const [i, url] of urls.entries()) images.push(await downloadImage(url, `output image ${i + 1} of ${urls.length}`, options));
       return images;
     } catch (err) {
       if (!(err instanceof ProviderError) || !err.retryable || paused >= options.retryForMs) throw err;
