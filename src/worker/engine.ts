@@ -200,7 +200,14 @@ export class TaskEngine {
     await Promise.race([all, new Promise((resolve) => (timeout = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timeout);
     // Whatever is still running stays `running` in the store and is handed back by the next start (or, on a shared
-    // database, by another node once its lease lapses).
+    // database, by another node once its lease lapses). Said, so an operator knows what the stop left.
+    if (this.inFlight.size > 0) {
+      const taskIds = [...this.inFlight.keys()];
+      this.deps.log.warn(
+        { taskIds: taskIds.slice(0, 100), count: taskIds.length, drainMs: timeoutMs },
+        `drain time is up: ${taskIds.length} running task(s) left for the next start (or another node, once their leases lapse)`,
+      );
+    }
     for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
     // Only now: the queue keeps renewing this node's leases while in-flight work drains, so no other node takes
     // over (and runs again) a task that is about to finish here.
