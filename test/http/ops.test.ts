@@ -16,6 +16,18 @@ describe('operations endpoints', () => {
     expect((await t.api.get('/readyz')).body).toMatchObject({ status: 'ready', database: true, accepting: true });
   });
 
+  it('/readyz answers not ready when the database does not answer, instead of hanging with it', async () => {
+    const stalled = await startTestRelay();
+    try {
+      stalled.relay.store.ping = () => new Promise<boolean>(() => {}); // a lock or a dead connection: no answer, ever
+      const res = await stalled.api.get('/readyz');
+      expect(res.status).toBe(503);
+      expect(res.body).toMatchObject({ status: 'not ready', database: false, accepting: true });
+    } finally {
+      await stalled.close();
+    }
+  });
+
   it('/metrics exposes request, task and queue metrics in Prometheus text', async () => {
     const res = await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
     await waitForTask(t.relay, res.body.request_id);
