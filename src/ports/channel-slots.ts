@@ -13,7 +13,10 @@ export interface ChannelSlots {
    * Idempotent: a holder that already has the slot keeps it (true). False when the channel is full.
    */
   acquire(channelId: string, holder: string, limit: number): Promise<boolean>;
-  /** Gives the holder's slot back; nothing when it holds none. */
+  /**
+   * Gives the holder's slot back; nothing when it holds none. Only a slot this node holds: one another node took over
+   * (its lease here lapsed and that node now runs the task) stays taken.
+   */
   release(channelId: string, holder: string): Promise<void>;
   /** Slots taken per channel, all nodes together (health views, tests). */
   inUse(): Promise<Record<string, number>>;

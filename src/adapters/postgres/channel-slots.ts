@@ -42,7 +42,9 @@ export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): Chan
         return true;
       }),
     async release(channelId, holder) {
-      await pool.query('DELETE FROM channel_slots WHERE channel_id = $1 AND holder = $2', [channelId, holder]);
+      // Only this node's row: after a lapse, another node that took the task over holds the row (adopted, or taken
+      // afresh), and the superseded run here must not give that node's slot away when it ends.
+      await pool.query('DELETE FROM channel_slots WHERE channel_id = $1 AND holder = $2 AND node_id = $3', [channelId, holder, nodeId]);
     },
     async inUse() {
       const found = await rows<{ channel_id: string; n: number }>(

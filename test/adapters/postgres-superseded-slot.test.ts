@@ -1,0 +1,65 @@
+import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
+import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
+import { INPUT } from '../conformance/store.conformance';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
+
+/**
+ * Node A runs task T on channel ch-1 (max_concurrency 1) and freezes; its lease lapses and node B takes T over,
+ * adopting the channel slot. A wakes up and its superseded run ends, giving back "T's slot": that must not be B's.
+ */
+await describeWithPostgres('a superseded run giving its channel slot back', 'superseded slot release (PostgreSQL)', () => {
+  let db: TestDatabase;
+  let schema: string;
+  const open: PostgresStore[] = [];
+  const node = async (nodeId: string, leaseMs: number) => {
+    const store = await createPostgresStore(db.url, { schema, nodeId, leaseMs, max: 4 });
+    open.push(store);
+    return store;
+  };
+  beforeEach(async () => {
+    db ??= await createTestDatabase('relay_slot_fence');
+    schema = db.schema();
+  });
+  afterEach(async () => {
+    for (const store of open.splice(0)) await store.close();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  async function runningTask(store: PostgresStore, channelId: string): Promise<string> {
+    await store.accounts.createAccount({ id: 'acct', name: 'a', balance: 1000, webhookSecret: 'w', now: 1 });
+    await store.accounts.createKey({ id: 'key', accountId: 'acct', secretHash: 'h', createdAt: 1 });
+    const created = await store.tasks.createTask({ id: 'task_t', accountId: 'acct', keyId: 'key', requestId: 'req_t', input: INPUT, price: 1, provider: 'tencent-vod', now: Date.now() });
+    if (!created.ok) throw new Error('refused');
+    await store.tasks.markRunning(created.task.id, Date.now());
+    await store.tasks.saveCheckpoint(created.task.id, { phase: 'accepted', channelId, upstreamTaskId: 'U1', submittedAt: 1 }, Date.now());
+    return created.task.id;
+  }
+  const lapse = () => new Promise((resolve) => setTimeout(resolve, 500));
+
+  it('after a takeover that adopted the slot, the old node\'s release leaves the new node\'s slot taken', async () => {
+    const [a, b] = [await node('node-a', 300), await node('node-b', 300)];
+    const t = await runningTask(a, 'ch-1');
+    expect(await a.channelSlots.acquire('ch-1', t, 1)).toBe(true);
+    await lapse(); // A froze: nothing renewed its slot
+    expect(await b.channelSlots.acquire('ch-1', t, Number.MAX_SAFE_INTEGER)).toBe(true); // B took T over: adopts the row
+    await a.channelSlots.release('ch-1', t); // A wakes; its superseded run ends
+    expect(await b.channelSlots.inUse()).toEqual({ 'ch-1': 1 });
+    expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(false); // ch-1 stays at its max_concurrency
+    await b.channelSlots.release('ch-1', t); // B's own release still frees it
+    expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(true);
+  });
+
+  it('after a takeover that submitted afresh on the same channel, the old node\'s release leaves the new slot taken', async () => {
+    const [a, b] = [await node('node-a', 300), await node('node-b', 300)];
+    const t = await runningTask(a, 'ch-1');
+    await a.tasks.saveCheckpoint(t, { phase: 'idle' }, Date.now()); // A took the slot but had not submitted yet
+    expect(await a.channelSlots.acquire('ch-1', t, 1)).toBe(true);
+    await lapse();
+    expect(await b.channelSlots.acquire('ch-1', t, 1)).toBe(true); // B's new attempt: A's lapsed row is gone, B's is new
+    await a.channelSlots.release('ch-1', t);
+    expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(false);
+  });
+});
