@@ -32,6 +32,7 @@ export interface EventPumpDeps {
   /** Several nodes: asks the node that follows this task to look at it now (ports/task-nudges.ts). */
   readonly nudge?: (taskId: string) => void;
   readonly noteError: (channelId: string, code: string, message: string) => void;
+  readonly log?: { warn(obj: object, msg: string): void };
   readonly options: {
     readonly pullTimeoutMs: number;
     readonly idleMs: number;
@@ -103,7 +104,13 @@ export class EventPump {
         const res = await access.api.pullEvents({ SubAppId: access.subAppId }, { timeoutMs: options.pullTimeoutMs, signal });
         failures = 0;
         const events = res.EventSet ?? [];
-        for (const event of events) await this.handle(channelId, event);
+        for (const event of events) {
+          // One event's store read failing is the store's trouble, not the channel's, and the rest of the answer is
+          // still to be handled: Tencent offers this event again after its confirmation window (it is unconfirmed).
+          await this.handle(channelId, event).catch((err: unknown) =>
+            this.deps.log?.warn({ err, channelId, upstreamTaskId: event.AigcImageCompleteEvent?.TaskId }, 'handling a completion event failed; Tencent offers it again later'),
+          );
+        }
         if (events.length === 0) await sleep(options.idleMs, undefined, { signal });
       } catch (err) {
         if (signal.aborted) break;

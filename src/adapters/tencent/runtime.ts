@@ -77,6 +77,7 @@ export class TencentRuntime {
       standing: deps.standing,
       ...(deps.nudges ? { nudge: (taskId: string) => void deps.nudges!.send(taskId).catch((err: unknown) => deps.log.warn({ err, taskId }, 'nudging the node that follows a task failed')) } : {}),
       noteError,
+      log: deps.log,
       options: { ...options.events, callTimeoutMs: options.callTimeoutMs },
     });
     // The other side: a node that pulled this task's event asks us to look at it (a no-op unless followed here).
