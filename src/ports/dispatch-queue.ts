@@ -41,6 +41,7 @@ export interface DispatchQueue {
    * streams). A single node calls it for a queued task it finds settled by another process (the command line).
    * `missedNews`: `finished` calls may have been lost (the connection that carries other nodes' news was down for a
    * while): watchers must look at the store instead of waiting for an end that was announced while it was down.
+   * `progressed`: a running task's progress was saved on some node (for watchers of it on the others).
    */
   start(
     wake: (lane: string) => void,
@@ -48,6 +49,7 @@ export interface DispatchQueue {
     running?: () => readonly string[],
     finished?: (taskId: string, state: TaskState) => void,
     missedNews?: () => void,
+    progressed?: (taskId: string, progress: number) => void,
   ): Promise<{ recovered: number; queued: number }>;
   /**
    * Tells every node that a task was settled outside its run (a cancel or an operator's force-fail), so the node

@@ -115,6 +115,10 @@ export class TaskEngine {
       () => [...this.inFlight.keys()],
       (id, state) => this.watchEvents.emit('task', { id, accountId: '', state, progress: state === 'succeeded' ? 100 : 0 } satisfies TaskEvent),
       () => this.watchEvents.emit(MISSED_NEWS),
+      // Progress saved on another node, for watchers here (this node's own runs have told them already).
+      (id, progress) => {
+        if (!this.inFlight.has(id)) this.watchEvents.emit('task', { id, accountId: '', state: 'running', progress } satisfies TaskEvent);
+      },
     );
   }
 

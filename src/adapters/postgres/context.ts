@@ -24,5 +24,10 @@ export const NOTIFY_FREED = 'f:';
 export const NOTIFY_SETTLED = 's:';
 /** `d:<state>:<task id>`: a task reached a terminal state (sent by the finish itself, at its commit), for watchers on every node. */
 export const NOTIFY_DONE = 'd:';
+/**
+ * `p:<progress>:<task id>`: a running task's progress was saved (sent by the batched progress write itself), for
+ * watchers on the other nodes. At most one per percent a task gains (the engine saves only increases).
+ */
+export const NOTIFY_PROGRESS = 'p:';
 /** `n:<task id>`: the node following this task's upstream work should look at it now (task-nudges.ts). */
 export const NOTIFY_NUDGE = 'n:';

@@ -2,7 +2,7 @@ import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { Clock } from '../../ports/clock';
 import type { DispatchQueue, ModelQuotas, QueuedRef } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
-import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
+import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
 import type { PgTaskNudges } from './task-nudges';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
 import { NotificationListener } from './listener';
@@ -138,6 +138,7 @@ export class PgDispatchQueue implements DispatchQueue {
   private running: (() => readonly string[]) | undefined;
   private finished: ((taskId: string, state: TaskState) => void) | undefined;
   private missedNews: (() => void) | undefined;
+  private progressed: ((taskId: string, progress: number) => void) | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listener: NotificationListener;
   private cachedDepth = 0;
@@ -169,8 +170,10 @@ export class PgDispatchQueue implements DispatchQueue {
     running?: () => readonly string[],
     finished?: (taskId: string, state: TaskState) => void,
     missedNews?: () => void,
+    progressed?: (taskId: string, progress: number) => void,
   ): Promise<{ recovered: number; queued: number }> {
     this.wake = wake;
+    this.progressed = progressed;
     this.settledElsewhere = settledElsewhere;
     this.running = running;
     this.finished = finished;
@@ -233,6 +236,7 @@ export class PgDispatchQueue implements DispatchQueue {
     this.running = undefined;
     this.finished = undefined;
     this.missedNews = undefined;
+    this.progressed = undefined;
     for (const timer of this.timers) clearInterval(timer);
     this.timers.clear();
     await this.listener.stop();
@@ -257,6 +261,11 @@ export class PgDispatchQueue implements DispatchQueue {
       const colon = rest.indexOf(':');
       const state = rest.slice(0, colon);
       if (colon > 0 && isTerminal(state as TaskState)) this.finished?.(rest.slice(colon + 1), state as TaskState);
+    } else if (payload.startsWith(NOTIFY_PROGRESS)) {
+      const rest = payload.slice(NOTIFY_PROGRESS.length);
+      const colon = rest.indexOf(':');
+      const progress = Number(rest.slice(0, colon));
+      if (colon > 0 && Number.isInteger(progress)) this.progressed?.(rest.slice(colon + 1), progress);
     } else if (payload.startsWith(NOTIFY_NUDGE)) {
       this.options.nudges?.received(payload.slice(NOTIFY_NUDGE.length));
     } else if (payload.startsWith(NOTIFY_FREED)) {

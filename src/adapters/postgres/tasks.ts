@@ -4,7 +4,7 @@ import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import type { Completion, CreateTaskOutcome, FinishOptions, NewTask, TaskRecord, TaskStore } from '../../ports/store';
 import { toTask, type TaskRow } from '../rows/tasks';
-import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_QUEUED, type PgContext } from './context';
+import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
 import { newDeliveryId } from './webhooks';
@@ -79,15 +79,19 @@ const LOG: BulkKind<{ task_id: string; at: number; message: string }, void> = {
 };
 
 /** Progress only moves forward within an attempt, so of several updates to one task in a batch the highest wins. */
-const PROGRESS: BulkKind<{ id: string; progress: number; at: number }, void> = {
+/** Each saved progress is told to every node (NOTIFY_PROGRESS) at the batch's commit, for watchers elsewhere. */
+const PROGRESS: BulkKind<{ id: string; progress: number; at: number; channel: string }, void> = {
   name: 'progress',
   run: async (c, args) => {
     await c.query(
-      `UPDATE tasks t SET progress = x.progress, updated_at = x.at
-       FROM (SELECT id, max(progress) AS progress, max(at) AS at
-             FROM jsonb_to_recordset($1::jsonb) AS r(id text, progress integer, at bigint) GROUP BY id) x
-       WHERE t.id = x.id AND t.state = 'running'`,
-      [JSON.stringify(args)],
+      `WITH saved AS (
+         UPDATE tasks t SET progress = x.progress, updated_at = x.at
+         FROM (SELECT id, max(progress) AS progress, max(at) AS at
+               FROM jsonb_to_recordset($1::jsonb) AS r(id text, progress integer, at bigint) GROUP BY id) x
+         WHERE t.id = x.id AND t.state = 'running'
+         RETURNING t.id, t.progress)
+       SELECT pg_notify($2, '${NOTIFY_PROGRESS}' || progress || ':' || id) FROM saved`,
+      [JSON.stringify(args), args[0]!.channel],
     );
     return args.map(() => undefined);
   },
@@ -233,7 +237,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
     },
     // Progress and log lines ride along in the shared transactions too: one fsync per batch, not one per line.
     async saveProgress(id, progress, now) {
-      await group.run(PROGRESS, { id, progress, at: now }, id);
+      await group.run(PROGRESS, { id, progress, at: now, channel }, id);
     },
     async saveCheckpoint(id, checkpoint, now, ownAttempt) {
       // An attempt writes only while it runs under this node's lease (like its own finish: aigc_finish_fenced).

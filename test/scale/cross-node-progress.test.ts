@@ -1,0 +1,64 @@
+import http from 'node:http';
+import { afterAll, expect, it } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { apiClient } from '../helpers/api';
+import { describeWithPostgres } from '../helpers/postgres-suite';
+import { PROMPT_BODY } from '../helpers/relay';
+import { startCluster, type TestCluster } from './cluster';
+
+/** The event stream on node B of a task that node A runs: the client should see what a stream on A shows. */
+await describeWithPostgres('an event stream on another node than the run', 'event stream progress across nodes (PostgreSQL)', () => {
+  let cluster: TestCluster | undefined;
+  afterAll(() => cluster?.close());
+
+  it('shows the progress of a task that runs on another node, before its result', async () => {
+    cluster = await startCluster('relay_cross_progress');
+    const b = await cluster.start('node-b', new ControlledProvider('controlled', 0, cluster.image)); // B runs nothing
+    const { key } = await cluster.account(b, 'p');
+    const id = (await apiClient(b.publicUrl(), key).post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+
+    const statuses: Array<{ status: string; progress: number }> = [];
+    let text = '';
+    let gotFirst!: () => void;
+    const first = new Promise<void>((resolve) => (gotFirst = resolve));
+    const url = new URL(`${b.publicUrl()}/tencent-vod/v1/requests/${id}/events`);
+    const ended = new Promise<void>((resolve, reject) => {
+      http
+        .get({ host: url.hostname, port: url.port, path: url.pathname, headers: { authorization: `Bearer ${key}` }, agent: false }, (res) => {
+          res.on('data', (chunk: Buffer) => {
+            text += chunk.toString();
+            const blocks = text.split('\n\n');
+            text = blocks.pop()!;
+            for (const block of blocks) {
+              const [event, data] = block.split('\n');
+              if (event === 'event: status') {
+                statuses.push(JSON.parse(data!.slice('data: '.length)) as { status: string; progress: number });
+                gotFirst();
+              }
+            }
+          });
+          res.on('end', () => resolve());
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+    await first; // subscribed, the task still queued
+    expect(statuses[0]).toMatchObject({ status: 'IN_QUEUE' });
+
+    // Node A starts and runs it; the run reports progress, then (a moment later) succeeds.
+    const onA = new ControlledProvider('controlled', 1, cluster.image);
+    await cluster.start('node-a', onA);
+    const run = await onA.whenStarted(id);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    run.ctx.progress(40);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    run.ctx.progress(80);
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // well beyond a NOTIFY's round trip
+    run.succeed();
+    await ended;
+    const seen = statuses.map((s) => `${s.status}:${s.progress}`);
+    expect(seen[seen.length - 1]).toBe('COMPLETED:100');
+    expect(seen).toContain('IN_PROGRESS:40');
+    expect(seen).toContain('IN_PROGRESS:80');
+  });
+});
