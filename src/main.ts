@@ -183,9 +183,11 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   let fileCleanup: FileCleanupJob | undefined;
 
   const retry = overrides.retry ?? DEFAULT_RETRY;
+  // Set once the webhook dispatcher exists (below): another node handed deliveries back, and they are due now.
+  let wakeWebhooks = (): void => undefined;
   const engine = new TaskEngine({
     store,
-    queue: backend.queue(clock, logger, { maxAttempts: retry.maxAttempts }),
+    queue: backend.queue(clock, logger, { maxAttempts: retry.maxAttempts, webhooksDue: () => wakeWebhooks() }),
     providers,
     clock,
     retry,
@@ -253,6 +255,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     releaseLeasesOnStart: backend.kind === 'sqlite',
     log: logger,
   });
+  wakeWebhooks = () => webhooks.wake();
   engine.events.on('task', (event) => {
     if (isTerminal(event.state)) webhooks.taskFinished(event.id);
   });

@@ -29,7 +29,7 @@ export interface Backend {
   readonly kind: 'sqlite' | 'postgres';
   readonly store: Store;
   /** The dispatch queue this store calls for: in-memory for one node, claims from the database for many. */
-  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined; maxAttempts?: number }): DispatchQueue;
+  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined; maxAttempts?: number; webhooksDue?: () => void }): DispatchQueue;
   /**
    * Runs `fn` while no other node of this database runs one under the same name (first-start bootstrap, so
    * several nodes starting on an empty database create one dev account, not several). One node: just runs it.
@@ -136,7 +136,8 @@ async function open(
     kind: 'postgres',
     store,
     // maxAttempts: not here; a PostgreSQL node takes over lapsed leases instead of handing back every running task.
-    queue: (clock, queueLog, { laneLimit } = {}) => new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, nudges, ...(laneLimit ? { laneLimit } : {}) }),
+    queue: (clock, queueLog, { laneLimit, webhooksDue } = {}) =>
+      new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, nudges, ...(laneLimit ? { laneLimit } : {}), ...(webhooksDue ? { webhooksDue } : {}) }),
     nudges,
     exclusive: (name, fn) => withAdvisoryLock(store.ctx.pool, name, fn),
     channelSlots: store.channelSlots,

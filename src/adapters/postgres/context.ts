@@ -29,5 +29,7 @@ export const NOTIFY_DONE = 'd:';
  * watchers on the other nodes. At most one per percent a task gains (the engine saves only increases).
  */
 export const NOTIFY_PROGRESS = 'p:';
+/** `w:`: webhook deliveries are due again at once (a stopping node handed its leases back): dispatchers look now. */
+export const NOTIFY_WEBHOOKS = 'w:';
 /** `n:<task id>`: the node following this task's upstream work should look at it now (task-nudges.ts). */
 export const NOTIFY_NUDGE = 'n:';

@@ -2,7 +2,7 @@ import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { Clock } from '../../ports/clock';
 import type { DispatchQueue, ModelQuotas, QueuedRef } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
-import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, type PgContext } from './context';
+import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, NOTIFY_WEBHOOKS, type PgContext } from './context';
 import type { PgTaskNudges } from './task-nudges';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
 import { NotificationListener } from './listener';
@@ -26,6 +26,8 @@ export interface PgQueueOptions {
   readonly laneLimit?: (lane: string) => number | undefined;
   /** Where nudges heard on this node's LISTEN connection go (task-nudges.ts). */
   readonly nudges?: PgTaskNudges;
+  /** Another node handed webhook deliveries back (it is stopping): they are due now (the webhook dispatcher's wake). */
+  readonly webhooksDue?: () => void;
   readonly log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -266,6 +268,8 @@ export class PgDispatchQueue implements DispatchQueue {
       const colon = rest.indexOf(':');
       const progress = Number(rest.slice(0, colon));
       if (colon > 0 && Number.isInteger(progress)) this.progressed?.(rest.slice(colon + 1), progress);
+    } else if (payload === NOTIFY_WEBHOOKS) {
+      this.options.webhooksDue?.();
     } else if (payload.startsWith(NOTIFY_NUDGE)) {
       this.options.nudges?.received(payload.slice(NOTIFY_NUDGE.length));
     } else if (payload.startsWith(NOTIFY_FREED)) {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { WebhookStore } from '../../ports/delivery-store';
 import { toAttempt, toDelivery, withinCaps, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
 import { deleteInBatches } from '../batched-delete';
-import type { PgContext } from './context';
+import { NOTIFY_WEBHOOKS, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 
 export const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
@@ -68,7 +68,7 @@ type FairRow = DeliveryRow & { round: number; last_account: string };
 
 const byRound = (a: FairRow, b: FairRow): number => a.round - b.round || (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.seq - b.seq;
 
-export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
+export function postgresWebhookStore({ pool, channel }: PgContext): WebhookStore {
   /**
    * The fair path, inside the claim's transaction and lock. It starts after where the last fair claim, on any node,
    * stopped looking (webhook_fair_cursor; it rolls back with a claim that fails), then wraps round, so every account
@@ -179,6 +179,8 @@ export function postgresWebhookStore({ pool }: PgContext): WebhookStore {
          WHERE d.id = held.id AND d.lease_until = held.lease_until AND d.state = 'pending'`,
         [leases.map((l) => l.id), leases.map((l) => l.leaseUntil)],
       );
+      // The other nodes' dispatchers would otherwise see these rows only at their next idle look (up to 30 s).
+      if ((result.rowCount ?? 0) > 0) await pool.query('SELECT pg_notify($1, $2)', [channel, NOTIFY_WEBHOOKS]);
       return result.rowCount ?? 0;
     },
     async enqueueForTask(taskId, options) {
