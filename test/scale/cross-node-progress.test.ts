@@ -21,6 +21,7 @@ await describeWithPostgres('an event stream on another node than the run', 'even
     let text = '';
     let gotFirst!: () => void;
     const first = new Promise<void>((resolve) => (gotFirst = resolve));
+    let onStatus: (s: { status: string; progress: number }) => void = () => {};
     const url = new URL(`${b.publicUrl()}/tencent-vod/v1/requests/${id}/events`);
     const ended = new Promise<void>((resolve, reject) => {
       http
@@ -30,10 +31,12 @@ await describeWithPostgres('an event stream on another node than the run', 'even
             const blocks = text.split('\n\n');
             text = blocks.pop()!;
             for (const block of blocks) {
-              const [event, data] = block.split('\n');
-              if (event === 'event: status') {
-                statuses.push(JSON.parse(data!.slice('data: '.length)) as { status: string; progress: number });
+              const data = /^data: (.*)$/m.exec(block)?.[1];
+              if (/^event: status$/m.test(block) && data) {
+                const status = JSON.parse(data) as { status: string; progress: number };
+                statuses.push(status);
                 gotFirst();
+                onStatus(status);
               }
             }
           });
@@ -45,16 +48,16 @@ await describeWithPostgres('an event stream on another node than the run', 'even
     await first; // subscribed, the task still queued
     expect(statuses[0]).toMatchObject({ status: 'IN_QUEUE' });
 
-    // Node A starts and runs it; the run reports progress, then (a moment later) succeeds.
+    // Node A starts and runs it. Each step is taken once B's stream has shown the one before: progress that never
+    // crosses the nodes leaves the test waiting, and failing on its timeout.
     const onA = new ControlledProvider('controlled', 1, cluster.image);
     await cluster.start('node-a', onA);
     const run = await onA.whenStarted(id);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    onStatus = (s) => {
+      if (s.progress === 40) run.ctx.progress(80);
+      else if (s.progress === 80) run.succeed();
+    };
     run.ctx.progress(40);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    run.ctx.progress(80);
-    await new Promise((resolve) => setTimeout(resolve, 1000)); // well beyond a NOTIFY's round trip
-    run.succeed();
     await ended;
     const seen = statuses.map((s) => `${s.status}:${s.progress}`);
     expect(seen[seen.length - 1]).toBe('COMPLETED:100');
