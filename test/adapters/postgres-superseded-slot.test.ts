@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { INPUT } from '../conformance/store.conformance';
+import { eventually } from '../helpers/eventually';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 
@@ -37,13 +38,18 @@ await describeWithPostgres('a superseded run giving its channel slot back', 'sup
     await store.tasks.saveCheckpoint(created.task.id, { phase: 'accepted', channelId, upstreamTaskId: 'U1', submittedAt: 1 }, Date.now());
     return created.task.id;
   }
-  const lapse = () => new Promise((resolve) => setTimeout(resolve, 500));
+  /** A froze: waits until the database's clock has passed every slot lease (nothing renews them). */
+  const lapse = (store: PostgresStore) =>
+    eventually('the slot leases to lapse', 5_000, async () => {
+      const live = await store.ctx.pool.query('SELECT 1 FROM channel_slots WHERE lease_until >= now()');
+      return live.rowCount === 0 ? true : undefined;
+    });
 
   it('after a takeover that adopted the slot, the old node\'s release leaves the new node\'s slot taken', async () => {
     const [a, b] = [await node('node-a', 300), await node('node-b', 300)];
     const t = await runningTask(a, 'ch-1');
     expect(await a.channelSlots.acquire('ch-1', t, 1)).toBe(true);
-    await lapse(); // A froze: nothing renewed its slot
+    await lapse(a); // A froze: nothing renewed its slot
     expect(await b.channelSlots.acquire('ch-1', t, Number.MAX_SAFE_INTEGER)).toBe(true); // B took T over: adopts the row
     await a.channelSlots.release('ch-1', t); // A wakes; its superseded run ends
     expect(await b.channelSlots.inUse()).toEqual({ 'ch-1': 1 });
@@ -57,7 +63,7 @@ await describeWithPostgres('a superseded run giving its channel slot back', 'sup
     const t = await runningTask(a, 'ch-1');
     await a.tasks.saveCheckpoint(t, { phase: 'idle' }, Date.now()); // A took the slot but had not submitted yet
     expect(await a.channelSlots.acquire('ch-1', t, 1)).toBe(true);
-    await lapse();
+    await lapse(a);
     expect(await b.channelSlots.acquire('ch-1', t, 1)).toBe(true); // B's new attempt: A's lapsed row is gone, B's is new
     await a.channelSlots.release('ch-1', t);
     expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(false);
