@@ -187,7 +187,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   let wakeWebhooks = (): void => undefined;
   const engine = new TaskEngine({
     store,
-    queue: backend.queue(clock, logger, { maxAttempts: retry.maxAttempts, webhooksDue: () => wakeWebhooks() }),
+    queue: backend.queue(clock, logger, { webhooksDue: () => wakeWebhooks() }),
     providers,
     clock,
     retry,

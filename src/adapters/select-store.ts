@@ -29,7 +29,7 @@ export interface Backend {
   readonly kind: 'sqlite' | 'postgres';
   readonly store: Store;
   /** The dispatch queue this store calls for: in-memory for one node, claims from the database for many. */
-  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined; maxAttempts?: number; webhooksDue?: () => void }): DispatchQueue;
+  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined; webhooksDue?: () => void }): DispatchQueue;
   /**
    * Runs `fn` while no other node of this database runs one under the same name (first-start bootstrap, so
    * several nodes starting on an empty database create one dev account, not several). One node: just runs it.
@@ -112,7 +112,7 @@ async function open(
     return {
       kind: 'sqlite',
       store,
-      queue: (clock, queueLog, options = {}) => new LocalDispatchQueue(store, clock, { log: queueLog, ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}) }),
+      queue: (clock) => new LocalDispatchQueue(store, clock),
       exclusive: (_name, fn) => fn(),
       channelSlots: localChannelSlots(),
       requestRates: new InProcessRates(),
@@ -135,7 +135,6 @@ async function open(
   return {
     kind: 'postgres',
     store,
-    // maxAttempts: not here; a PostgreSQL node takes over lapsed leases instead of handing back every running task.
     queue: (clock, queueLog, { laneLimit, webhooksDue } = {}) =>
       new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, nudges, ...(laneLimit ? { laneLimit } : {}), ...(webhooksDue ? { webhooksDue } : {}) }),
     nudges,

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../ports/clock';
-import type { ImageProvider, InputImage, ProviderJob, ProviderResult, RunContext } from '../ports/provider';
+import { ProviderError, type ImageProvider, type InputImage, type ProviderJob, type ProviderResult, type RunContext } from '../ports/provider';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import { isTerminal, type TaskState } from '../domain/task-state';
 import { producedSize } from '../domain/output-size';
 import type { RetryPolicy } from './retry';
-import { cancelledError, RunSettlement, STORE_RETRY_MS } from './settlement';
+import { cancelledError, internalErrorMessage, RunSettlement, STORE_RETRY_MS } from './settlement';
 
 /**
  * On `watchEvents`: the ends of tasks on other nodes may have been announced while this node could not hear them
@@ -370,6 +370,7 @@ export class TaskEngine {
       try {
         // Cancelled while it waited for a retry (the cancel met it between hand-back and claim): settled, not run.
         if (task.cancelRequested) controller.abort();
+        else if (this.handedBackTooOften(task)) throw this.notRunAgain(task);
         else await this.announce(task.id, task);
         controller.signal.throwIfAborted();
         outcome = { completion: await this.runOnProvider(lane.provider, task, controller) };
@@ -381,6 +382,29 @@ export class TaskEngine {
     } finally {
       if (this.inFlight.get(task.id) === controller) this.inFlight.delete(task.id);
     }
+  }
+
+  /**
+   * Claimed past its attempts: only a hand-back the retry path did not make can do that (it stops at maxAttempts),
+   * so every attempt over the budget ended with its node stopping while it ran: a crash, a kill, a lapsed lease.
+   * The task may be what brings nodes down (an input that exhausts memory in a native library), and handed back
+   * for ever it would bring down every start, or node after node. Not a task with upstream work under way (a
+   * checkpoint): that one is resumed, not run again.
+   */
+  private handedBackTooOften(task: TaskRecord): boolean {
+    return task.attempts > this.deps.retry.maxAttempts && task.checkpoint === undefined;
+  }
+
+  private notRunAgain(task: TaskRecord): ProviderError {
+    const { maxAttempts } = this.deps.retry;
+    this.deps.log.error(
+      { taskId: task.id, attempts: task.attempts, provider: task.provider },
+      'task was running each time a node stopped, past its attempts: failed (released) instead of run again; its input may be what stops the node',
+    );
+    void this.deps.store.tasks
+      .appendLog(task.id, `Not run again: a node stopped while it ran, and the restarts took it past its ${maxAttempts} attempts.`, this.deps.clock.now())
+      .catch(this.logFailure(task.id, 'appending a log line'));
+    return new ProviderError('InternalError', internalErrorMessage, false);
   }
 
   private async runOnProvider(provider: ImageProvider, task: TaskRecord, controller: AbortController): Promise<Completion> {

@@ -3,7 +3,6 @@ import type { Clock } from '../ports/clock';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Store, TaskRecord } from '../ports/store';
 import { comesFirst, PriorityQueue, type QueueEntry } from './priority-queue';
-import { internalErrorMessage } from './settlement';
 
 /**
  * The single-node dispatch queue: one in-memory priority heap per lane and model, an index of the `queued` rows of
@@ -21,7 +20,6 @@ export class LocalDispatchQueue implements DispatchQueue {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-    private readonly options: LocalQueueOptions = {},
   ) {}
 
   async start(
@@ -33,35 +31,12 @@ export class LocalDispatchQueue implements DispatchQueue {
     const now = this.clock.now();
     // Single node: anything `running` belonged to this process before it died. Hand it back.
     const recovered = await this.store.tasks.requeueAllRunning(now);
-    for (const id of recovered) {
-      if (await this.failedAsCrashLoop(id, now)) continue;
-      await this.store.tasks.appendLog(id, 'Resumed after a restart; the attempt was handed back.', now);
-    }
+    for (const id of recovered) await this.store.tasks.appendLog(id, 'Resumed after a restart; the attempt was handed back.', now);
     const queued = await this.store.tasks.listQueued();
     this.wake = wake;
     this.finished = finished;
     for (const task of queued) this.added(task);
     return { recovered: recovered.length, queued: queued.length };
-  }
-
-  /**
-   * A task running whenever the process died may be what kills it (an input that exhausts memory in a native
-   * library): handed back on every start, it would bring every start down. Once restarts have taken it past its
-   * attempts (only a restart can: the retry path stops at `maxAttempts`), it is failed and its hold released. Not a
-   * task with work under way upstream (a checkpoint): that one is followed, not run again here.
-   */
-  private async failedAsCrashLoop(id: string, now: number): Promise<boolean> {
-    const { maxAttempts, log } = this.options;
-    if (maxAttempts === undefined) return false;
-    const task = await this.store.tasks.getTask(id);
-    if (!task || task.attempts <= maxAttempts || task.checkpoint) return false;
-    const failed = await this.store.tasks.finish(id, { state: 'failed', error: { code: 'InternalError', message: internalErrorMessage } }, now, {
-      log: `Failed: the relay stopped while it ran, and restarts took it past its ${maxAttempts} attempts (${task.attempts}); not run again.`,
-    });
-    if (failed) {
-      log?.error({ taskId: id, attempts: task.attempts, provider: task.provider }, 'task was running each time the relay stopped, past its attempts: failed (released) instead of run again; its input may be what brings the relay down');
-    }
-    return failed;
   }
 
   added(task: QueuedRef): void {
@@ -162,12 +137,6 @@ export class LocalDispatchQueue implements DispatchQueue {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
   }
-}
-
-export interface LocalQueueOptions {
-  /** The retry budget (RetryPolicy.maxAttempts): a task handed back by a start past it is failed (failedAsCrashLoop). */
-  readonly maxAttempts?: number;
-  readonly log?: { error(obj: object, msg: string): void };
 }
 
 /** The heap of tasks with work under way: never in a quota map (ModelQuotas), so never held back. */
