@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import type { Socket } from 'node:net';
 import type { TestRelay } from '../helpers/relay';
+import { openEventStream, type Sse } from '../helpers/sse';
 
 /** A submit body whose prompt can vary (PROMPT_BODY is `as const`). */
 export const body = (prompt = 'a red fox in the snow', extra: Record<string, unknown> = {}) => ({
@@ -91,49 +92,17 @@ export function verified(secret: string, r: Received): any {
   return new Webhook(secret).verify(r.body, headers);
 }
 
-export interface Sse {
-  readonly event: string;
-  readonly data: any;
-  /** The event's `id:` line, which a reconnecting client sends back as `Last-Event-ID`. */
-  readonly id?: string;
-}
+export type { Sse } from '../helpers/sse';
 
-/** Opens the event stream; `onEvent` sees each event as it arrives; resolves with all of them when the server ends it. */
+/** Opens the task's event stream on `t`; `onEvent` sees each event as it arrives; resolves with all of them when the server ends it. */
 export function follow(
   t: TestRelay,
   id: string,
   onEvent: (e: Sse, request: http.ClientRequest) => void = () => {},
   lastEventId?: string,
 ) {
-  let request!: http.ClientRequest;
-  const done = new Promise<{ status: number; type: string | undefined; events: Sse[] }>((resolve, reject) => {
-    const headers = { authorization: `Bearer ${t.devKey}`, ...(lastEventId === undefined ? {} : { 'last-event-id': lastEventId }) };
-    request = http.get(`${t.url}/tencent-vod/v1/requests/${id}/events`, { agent: false, headers }, (res) => {
-      const events: Sse[] = [];
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let cut: number;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          const event = /^event: (.*)$/m.exec(block)?.[1];
-          const data = /^data: (.*)$/m.exec(block)?.[1];
-          const eventId = /^id: (.*)$/m.exec(block)?.[1];
-          if (event && data) {
-            const e = { event, data: JSON.parse(data), ...(eventId === undefined ? {} : { id: eventId }) };
-            events.push(e);
-            onEvent(e, request);
-          }
-        }
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], events }));
-      res.on('error', reject);
-    });
-    request.on('error', reject);
-  });
-  return { done, request: () => request };
+  const headers = { authorization: `Bearer ${t.devKey}`, ...(lastEventId === undefined ? {} : { 'last-event-id': lastEventId }) };
+  return openEventStream(`${t.url}/tencent-vod/v1/requests/${id}/events`, headers, onEvent);
 }
 
 /**

@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capturedLog } from '../helpers/captured-log';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 
 /**
@@ -13,15 +12,9 @@ import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../hel
  */
 describe('a task that fails inside the relay', () => {
   let t: TestRelay;
-  const logLines: string[] = [];
+  const { logger, lines: logLines } = capturedLog('warn');
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        logLines.push(String(chunk));
-        done();
-      },
-    });
-    t = await startTestRelay({ overrides: { retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 }, logger: pino({ level: 'warn' }, sink) } });
+    t = await startTestRelay({ overrides: { retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 }, logger } });
   });
   afterAll(() => t.close());
 

@@ -1,7 +1,6 @@
 import net from 'node:net';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capturedLog } from '../helpers/captured-log';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 
 /**
@@ -11,15 +10,9 @@ import { startTestRelay, type TestRelay } from '../helpers/relay';
  */
 describe('the client error log line', () => {
   let t: TestRelay;
-  const lines: string[] = [];
+  const { logger, lines } = capturedLog('trace');
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    });
-    t = await startTestRelay({ overrides: { logger: pino({ level: 'trace' }, sink) } });
+    t = await startTestRelay({ overrides: { logger } });
   });
   afterAll(() => t.close());
 

@@ -1,9 +1,9 @@
-import http from 'node:http';
 import { afterAll, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { PROMPT_BODY } from '../helpers/relay';
+import { openEventStream } from '../helpers/sse';
 import { startCluster, type TestCluster } from './cluster';
 
 /** The event stream on node B of a task that node A runs: the client should see what a stream on A shows. */
@@ -18,32 +18,14 @@ await describeWithPostgres('an event stream on another node than the run', 'even
     const id = (await apiClient(b.publicUrl(), key).post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
 
     const statuses: Array<{ status: string; progress: number }> = [];
-    let text = '';
     let gotFirst!: () => void;
     const first = new Promise<void>((resolve) => (gotFirst = resolve));
     let onStatus: (s: { status: string; progress: number }) => void = () => {};
-    const url = new URL(`${b.publicUrl()}/tencent-vod/v1/requests/${id}/events`);
-    const ended = new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: url.hostname, port: url.port, path: url.pathname, headers: { authorization: `Bearer ${key}` }, agent: false }, (res) => {
-          res.on('data', (chunk: Buffer) => {
-            text += chunk.toString();
-            const blocks = text.split('\n\n');
-            text = blocks.pop()!;
-            for (const block of blocks) {
-              const data = /^data: (.*)$/m.exec(block)?.[1];
-              if (/^event: status$/m.test(block) && data) {
-                const status = JSON.parse(data) as { status: string; progress: number };
-                statuses.push(status);
-                gotFirst();
-                onStatus(status);
-              }
-            }
-          });
-          res.on('end', () => resolve());
-          res.on('error', reject);
-        })
-        .on('error', reject);
+    const stream = openEventStream(`${b.publicUrl()}/tencent-vod/v1/requests/${id}/events`, { authorization: `Bearer ${key}` }, (e) => {
+      if (e.event !== 'status') return;
+      statuses.push(e.data);
+      gotFirst();
+      onStatus(e.data);
     });
     await first; // subscribed, the task still queued
     expect(statuses[0]).toMatchObject({ status: 'IN_QUEUE' });
@@ -58,7 +40,7 @@ await describeWithPostgres('an event stream on another node than the run', 'even
       else if (s.progress === 80) run.succeed();
     };
     run.ctx.progress(40);
-    await ended;
+    await stream.done;
     const seen = statuses.map((s) => `${s.status}:${s.progress}`);
     expect(seen[seen.length - 1]).toBe('COMPLETED:100');
     expect(seen).toContain('IN_PROGRESS:40');

@@ -1,10 +1,10 @@
-import http from 'node:http';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { PROMPT_BODY } from '../helpers/relay';
+import { openEventStream } from '../helpers/sse';
 import { within } from '../helpers/eventually';
 import { MISSED_NEWS } from '../../src/worker/engine';
 import { startCluster, type TestCluster } from './cluster';
@@ -25,27 +25,17 @@ await describeWithPostgres('watching a task that runs on another node', 'watchin
     const run = await onA.whenStarted(id);
 
     // The stream on B: its first status event means its watcher is subscribed.
-    let text = '';
     let subscribed!: () => void;
     const firstEvent = new Promise<void>((resolve) => (subscribed = resolve));
-    const url = new URL(`${b.publicUrl()}/tencent-vod/v1/requests/${id}/events`);
-    const ended = new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: url.hostname, port: url.port, path: url.pathname, headers: { authorization: `Bearer ${key}` }, agent: false }, (res) => {
-          res.on('data', (chunk: Buffer) => {
-            text += chunk.toString();
-            if (text.includes('event: status')) subscribed();
-          });
-          res.on('end', () => resolve());
-          res.on('error', reject);
-        })
-        .on('error', reject);
+    const stream = openEventStream(`${b.publicUrl()}/tencent-vod/v1/requests/${id}/events`, { authorization: `Bearer ${key}` }, (e) => {
+      if (e.event === 'status') subscribed();
     });
     await firstEvent;
     const waited = onB.get(`/tencent-vod/v1/requests/${id}`, { prefer: 'wait=60' });
     run.succeed();
-    await ended; // before the fix B never heard of the end: the stream stayed open until the client gave up
-    expect(text).toContain('event: result');
+    // Before the fix B never heard of the end: the stream stayed open until the client gave up.
+    const { events } = await stream.done;
+    expect(events.at(-1)?.event).toBe('result');
     const result = await waited;
     expect(result.status).toBe(200);
     expect(result.body).toMatchObject({ status: 'COMPLETED', outcome: 'succeeded' });

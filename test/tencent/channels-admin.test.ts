@@ -1,9 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretBox } from '../../src/app/secret-box';
+import { capturedLog } from '../helpers/captured-log';
 import { runCli } from '../helpers/child';
 import { eventually } from '../helpers/eventually';
 import { PROMPT_BODY, startTestRelay, tempDir, waitForTask, type TestRelay } from '../helpers/relay';
@@ -14,17 +13,11 @@ import { TencentTestServer } from './server';
 const account = makeAccount(7);
 let server: TencentTestServer;
 let t: TestRelay;
-const logLines: string[] = [];
+const { logger, lines: logLines } = capturedLog('trace');
 
 beforeAll(async () => {
   server = await TencentTestServer.start({ accounts: [account] });
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      logLines.push(String(chunk));
-      done();
-    },
-  });
-  t = await startTestRelay({ overrides: { logger: pino({ level: 'trace' }, sink), tencent: FAST } });
+  t = await startTestRelay({ overrides: { logger, tencent: FAST } });
 });
 afterAll(async () => {
   await t.close();

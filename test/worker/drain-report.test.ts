@@ -1,7 +1,6 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { capturedLog } from '../helpers/captured-log';
 import { solidPng } from '../helpers/images';
 import { PROMPT_BODY, startTestRelay } from '../helpers/relay';
 
@@ -11,22 +10,16 @@ import { PROMPT_BODY, startTestRelay } from '../helpers/relay';
  */
 describe('a drain that runs out of time', () => {
   it('logs how many running tasks it leaves, and which', async () => {
-    const lines: { level: number; msg: string; taskIds?: string[]; count?: number }[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        lines.push(JSON.parse(String(chunk)));
-        done();
-      },
-    });
+    const { logger, lines } = capturedLog('info');
     const provider = new ControlledProvider('local-preview', 1, await solidPng('#123456', 8, 8));
-    const t = await startTestRelay({ overrides: { providers: [provider], logger: pino({ level: 'info' }, sink) } });
+    const t = await startTestRelay({ overrides: { providers: [provider], logger } });
     let closed = false;
     try {
       const id = (await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
       await provider.whenStarted(id); // running, and it will not end by itself
       await t.relay.close(50);
       closed = true;
-      const report = lines.find((l) => /drain time is up/.test(l.msg));
+      const report = lines.map((l) => JSON.parse(l) as { msg: string }).find((l) => /drain time is up/.test(l.msg));
       expect(report).toMatchObject({ level: 40, count: 1, taskIds: [id] });
     } finally {
       if (!closed) await t.relay.close(50);
@@ -34,14 +27,8 @@ describe('a drain that runs out of time', () => {
   });
 
   it('says nothing when everything finished in time', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    });
-    const t = await startTestRelay({ overrides: { logger: pino({ level: 'info' }, sink) } });
+    const { logger, lines } = capturedLog('info');
+    const t = await startTestRelay({ overrides: { logger } });
     await t.close();
     expect(lines.filter((l) => /drain time is up/.test(l))).toEqual([]);
   });
