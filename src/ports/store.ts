@@ -262,6 +262,9 @@ export interface FinishOptions {
   readonly log?: string;
 }
 
+/** The task log line of a graceful stop's hand-back (TaskStore.handBackUnfinished). */
+export const HANDED_BACK_BY_STOP = 'The relay stopped before this attempt ended: handed back, to run again (the stop does not count as an attempt).';
+
 export interface TaskStore {
   /**
    * Inserts the task as `queued` and places its hold, in one transaction. The hold is a conditional update
@@ -285,6 +288,13 @@ export interface TaskStore {
   requeue(id: string, attempt: number, notBefore: number, now: number): Promise<boolean>;
   /** Every `running` task back to `queued`; used at start-up by a single node. Returns the ids. */
   requeueAllRunning(now: number): Promise<string[]>;
+  /**
+   * `running → queued` for `attempt`, cut short by a graceful stop of this process (its drain time ran out), with the
+   * attempt not counted: the stop is not the task's doing, and only hand-backs nobody made (a crash, a lapsed lease)
+   * may use up its attempts (the engine fails a task claimed past them). On PostgreSQL only under this node's lease,
+   * and every node is told, so another takes it at once. False when the task is not running that attempt here.
+   */
+  handBackUnfinished(id: string, attempt: number, now: number): Promise<boolean>;
   saveProgress(id: string, progress: number, now: number): Promise<void>;
   /**
    * Records where a run got to, so a later attempt can resume (e.g. an upstream task id). False, and nothing written,

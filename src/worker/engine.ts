@@ -203,16 +203,24 @@ export class TaskEngine {
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((resolve) => (timeout = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timeout);
-    // Whatever is still running stays `running` in the store and is handed back by the next start (or, on a shared
-    // database, by another node once its lease lapses). Said, so an operator knows what the stop left.
-    if (this.inFlight.size > 0) {
+    // Whatever is still running is stopped and handed back, its attempt not counted (settlement.ts): a stop is not
+    // a crash, and only crashes may use up a task's attempts (handedBackTooOften). A run that does not end in time
+    // for that stays `running`, for the next start (or, on a shared database, another node once its lease lapses).
+    // Said, so an operator knows what the stop left.
+    const left = this.inFlight.size;
+    if (left > 0) {
       const taskIds = [...this.inFlight.keys()];
       this.deps.log.warn(
         { taskIds: taskIds.slice(0, 100), count: taskIds.length, drainMs: timeoutMs },
-        `drain time is up: ${taskIds.length} running task(s) left for the next start (or another node, once their leases lapse)`,
+        `drain time is up: ${taskIds.length} running task(s) handed back, for the next start (or another node)`,
       );
     }
     for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
+    if (left > 0) {
+      let wait: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...this.settled]), new Promise((resolve) => (wait = setTimeout(resolve, HAND_BACK_WAIT_MS)))]);
+      clearTimeout(wait);
+    }
     // Only now: the queue keeps renewing this node's leases while in-flight work drains, so no other node takes
     // over (and runs again) a task that is about to finish here.
     await this.deps.queue.stop();
@@ -462,3 +470,5 @@ export class TaskEngine {
 }
 
 const SETTLED_SWEEP_MS = 5000;
+/** How long a drain whose time ran out waits for the runs it stopped to hand their tasks back. */
+const HAND_BACK_WAIT_MS = 2000;

@@ -108,8 +108,13 @@ export class RunSettlement {
       const current = await store.tasks.getTask(task.id);
       if (current?.cancelRequested) {
         await this.complete(task, { state: 'cancelled', error: cancelledError });
+      } else if (!this.deps.accepting()) {
+        // A graceful stop cut the attempt short: handed back now, and not counted (a stop is not the task's doing;
+        // only hand-backs nobody made, crashes, may use up its attempts). Refused when the attempt is no longer
+        // this run's (superseded, settled elsewhere); if the write fails, the next start (or a lapsed lease) hands
+        // it back instead.
+        await store.tasks.handBackUnfinished(task.id, task.attempts, now);
       }
-      // Otherwise this was a shutdown: the task stays `running` and the next start hands it back.
       return;
     }
     if (err instanceof ProviderCancelledError) {

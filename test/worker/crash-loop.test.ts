@@ -16,7 +16,7 @@ import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
  */
 const image = await solidPng('#336699', 8, 8);
 
-/** Starts nodes one after another (each in `dataDir()`); each "dies" while the task runs (closed without the run ending). */
+/** Starts nodes one after another (each in `dataDir()`); each "dies" while the task runs (closed without the run ending or being handed back). */
 async function crashLoop(dataDir: () => string, env: () => Record<string, string> = () => ({})) {
   let taskId: string | undefined;
   let accountId: string | undefined;
@@ -35,6 +35,8 @@ async function crashLoop(dataDir: () => string, env: () => Record<string, string
       const run = await Promise.race([provider.whenStarted(taskId), waitForTask(relay, taskId).then(() => undefined)]);
       if (!run) break;
       attempts.push(run.job.attempt);
+      // It dies: a crash writes nothing, where a graceful stop hands the task back without counting the attempt.
+      relay.store.tasks.handBackUnfinished = async () => false;
     } finally {
       await relay.close(50);
     }

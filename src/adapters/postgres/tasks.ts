@@ -2,7 +2,7 @@ import { deleteInBatches } from '../batched-delete';
 import { randomBytes } from 'node:crypto';
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import type { Completion, CreateTaskOutcome, FinishOptions, NewTask, TaskRecord, TaskStore } from '../../ports/store';
+import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
 import { toTask, type TaskRow } from '../rows/tasks';
 import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
@@ -208,6 +208,21 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
            RETURNING provider)
          SELECT pg_notify($5, $6 || provider) FROM r`,
         [id, notBefore, now, nodeId, channel, NOTIFY_QUEUED, attempt],
+      );
+      return (result.rowCount ?? 0) > 0;
+    },
+    async handBackUnfinished(id, attempt, now) {
+      // Under this node's lease only (a lapsed one may be another node's attempt by now); the attempt is given back
+      // with it, and every node is told at the commit, so one of them takes the task at once, not at the lease's end.
+      const result = await pool.query(
+        `WITH r AS (
+           UPDATE tasks SET state = 'queued', attempts = attempts - 1, not_before = NULL, updated_at = $3,
+             lease_owner = NULL, lease_until = NULL
+           WHERE id = $1 AND state = 'running' AND attempts = $2 AND lease_owner = $4 AND NOT cancel_requested
+           RETURNING id, provider),
+         logged AS (INSERT INTO task_logs (task_id, at, message) SELECT id, $3, $7 FROM r)
+         SELECT pg_notify($5, $6 || provider) FROM r`,
+        [id, attempt, now, nodeId, channel, NOTIFY_QUEUED, HANDED_BACK_BY_STOP],
       );
       return (result.rowCount ?? 0) > 0;
     },

@@ -1,5 +1,5 @@
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import type { Completion, CreateTaskOutcome, FinishOptions, NewTask, TaskStore } from '../../ports/store';
+import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskStore } from '../../ports/store';
 import type { Db } from './database';
 import { newTaskRecord } from '../new-task-record';
 import { fileParams, INSERT_FILE } from './files';
@@ -61,6 +61,11 @@ export function sqliteTaskStore(db: Db): TaskStore {
   // once the client asked to cancel: the engine settles it as cancelled instead.
   const requeueForRetry = db.prepare(
     `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
+     WHERE id = @id AND state = 'running' AND attempts = @attempt AND cancel_requested = 0`,
+  );
+  // A graceful stop's hand-back: the attempt is given back too, so the claim that runs it again has the same number.
+  const handBackUnfinished = db.prepare(
+    `UPDATE tasks SET state = 'queued', attempts = attempts - 1, not_before = NULL, updated_at = @now
      WHERE id = @id AND state = 'running' AND attempts = @attempt AND cancel_requested = 0`,
   );
   const insertFile = db.prepare(INSERT_FILE);
@@ -224,6 +229,11 @@ export function sqliteTaskStore(db: Db): TaskStore {
     async requeueAllRunning(now) {
       return requeueAllRunning.immediate(now);
     },
+    handBackUnfinished: syncWrite((id: string, attempt: number, now: number) => {
+      if (handBackUnfinished.run({ id, attempt, now }).changes === 0) return false;
+      insertLog.run(id, now, HANDED_BACK_BY_STOP);
+      return true;
+    }),
     saveProgress: syncWrite((id: string, progress: number, now: number) => {
       updateProgress.run(progress, now, id);
     }),

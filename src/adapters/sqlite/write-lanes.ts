@@ -13,6 +13,7 @@ export const GROUP_COMMITTED = {
     requestCancel: 'request',
     markRunning: 'dispatch',
     requeue: 'background',
+    handBackUnfinished: 'background',
     saveProgress: 'background',
     saveCheckpoint: 'background',
     // A client's cancel of a queued task is a finish it waits for. A run's own finish (it names its attempt) waits
