@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../ports/clock';
-import { ProviderError, type ImageProvider, type InputImage, type ProviderJob, type ProviderResult, type RunContext } from '../ports/provider';
+import { hasWorkUnderway, ProviderError, type ImageProvider, type InputImage, type ProviderJob, type ProviderResult, type RunContext } from '../ports/provider';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import { isTerminal, type TaskState } from '../domain/task-state';
@@ -397,10 +397,10 @@ export class TaskEngine {
    * so every attempt over the budget ended with its node stopping while it ran: a crash, a kill, a lapsed lease.
    * The task may be what brings nodes down (an input that exhausts memory in a native library), and handed back
    * for ever it would bring down every start, or node after node. Not a task with upstream work under way (a
-   * checkpoint): that one is resumed, not run again.
+   * checkpoint other than idle): that one is resumed, not run again.
    */
   private handedBackTooOften(task: TaskRecord): boolean {
-    return task.attempts > this.deps.retry.maxAttempts && task.checkpoint === undefined;
+    return task.attempts > this.deps.retry.maxAttempts && !hasWorkUnderway(task.checkpoint);
   }
 
   private notRunAgain(task: TaskRecord): ProviderError {
