@@ -30,7 +30,14 @@ export function createOutputSaver(storage: FileStorage, clock: Clock) {
     for (const [index, image] of result.images.entries()) {
       const id = newId('file');
       const storageKey = `outputs/${timeBucket(task.id)}/${task.id}-${index}-${id}.${EXTENSION[image.contentType] ?? 'bin'}`;
-      await storage.put(storageKey, image.data);
+      try {
+        await storage.put(storageKey, image.data);
+      } catch (err) {
+        // No row will ever name this attempt's images (the task is retried or fails): remove what was written,
+        // the failed one included (its bytes may have landed before the failure, e.g. a directory flush's EIO).
+        for (const key of [...files.map((f) => f.storageKey), storageKey]) await storage.delete(key).catch(() => undefined);
+        throw err;
+      }
       const file = {
         id,
         accountId: task.accountId,
