@@ -136,9 +136,10 @@ export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer
   }
   const id = newId('file');
   const storageKey = `inputs/${accountId}/${id}.${extensionOf(check.contentType)}`;
-  await deps.storage.put(storageKey, data);
   let outcome;
   try {
+    // Inside: a put can fail after its bytes landed (the directory flush), and no file_id is handed out for them.
+    await deps.storage.put(storageKey, data);
     outcome = await deps.store.files.createUpload(
       {
         id,
