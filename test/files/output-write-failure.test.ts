@@ -1,41 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createOutputSaver } from '../../src/app/outputs';
-import type { FileStorage } from '../../src/ports/file-storage';
 import type { ProviderResult } from '../../src/ports/provider';
 import type { TaskRecord } from '../../src/ports/store';
-
-/**
- * A directory's worth of storage in memory whose `put` fails (ENOSPC) from the `failFrom`-th call on; with
- * `landsBeforeFailing`, the failing put's bytes land under their key first (a rename done, the directory flush failing
- * with EIO), as the durable writer can do.
- */
-function faultyStorage(failFrom: number, landsBeforeFailing = false) {
-  const files = new Map<string, Buffer>();
-  let puts = 0;
-  const storage: FileStorage = {
-    async put(key, data) {
-      puts++;
-      if (puts >= failFrom) {
-        if (landsBeforeFailing) files.set(key, data);
-        throw Object.assign(new Error(landsBeforeFailing ? 'EIO: i/o error, fsync' : 'ENOSPC: no space left on device, write'), {
-          code: landsBeforeFailing ? 'EIO' : 'ENOSPC',
-        });
-      }
-      files.set(key, data);
-    },
-    async get(key) {
-      return files.get(key);
-    },
-    async stream() {
-      return undefined;
-    },
-    async delete(key) {
-      files.delete(key);
-    },
-    async close() {},
-  };
-  return { storage, files };
-}
+import { faultyStorage } from './faulty-storage';
 
 const task = {
   id: '0190a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a6b',

@@ -61,3 +61,18 @@ export async function createTestDatabase(prefix = 'relay_test'): Promise<TestDat
 export function warnSkipped(suite: string, reason: string): void {
   console.warn(`\n[skipped] ${suite}: ${reason}\n`);
 }
+
+/**
+ * The environment of relay nodes sharing `db`, one call per node start: the same admin token and secret (`name`
+ * makes them), a short lease (so a node that "dies" is taken over within a second), and node-1, node-2, … as ids.
+ */
+export function nodeEnvs(db: TestDatabase, name: string): () => Record<string, string> {
+  let n = 0;
+  const shared = {
+    AIGC_RELAY_DATABASE_URL: db.url,
+    AIGC_RELAY_LEASE_MS: '500',
+    AIGC_RELAY_ADMIN_TOKEN: `${name}-admin-token-0123456789`,
+    AIGC_RELAY_SECRET: `${name}-secret-0123456789abcdef0123456789`,
+  };
+  return () => ({ ...shared, AIGC_RELAY_NODE_ID: `node-${++n}` });
+}

@@ -3,7 +3,7 @@ import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider
 import { DEFAULT_RETRY } from '../../src/worker/retry';
 import { apiClient } from '../helpers/api';
 import { solidPng } from '../helpers/images';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, nodeEnvs, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
 
@@ -77,13 +77,6 @@ await describeWithPostgres('a task whose every attempt takes its node down', 'cr
 
   it('(several nodes) is failed and released once lapsed leases have used up its attempts, not handed on for ever', async () => {
     db = await createTestDatabase('relay_crash_loop');
-    const shared = {
-      AIGC_RELAY_DATABASE_URL: db.url,
-      AIGC_RELAY_LEASE_MS: '500',
-      AIGC_RELAY_ADMIN_TOKEN: 'crash-loop-admin-token-0123456789',
-      AIGC_RELAY_SECRET: 'crash-loop-secret-0123456789abcdef0123456789',
-    };
-    let n = 0;
-    expectFailedAfterItsAttempts(await crashLoop(tempDir, () => ({ ...shared, AIGC_RELAY_NODE_ID: `node-${++n}` })));
+    expectFailedAfterItsAttempts(await crashLoop(tempDir, nodeEnvs(db, 'crash-loop')));
   });
 });

@@ -3,7 +3,7 @@ import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider
 import { retryableError } from '../../src/ports/provider';
 import { apiClient } from '../helpers/api';
 import { solidPng } from '../helpers/images';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, nodeEnvs, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
 
@@ -63,17 +63,6 @@ await describeWithPostgres('a graceful stop of a node while a task runs its last
 
   it('(rolling restart) does not fail the task on the node that takes it over', async () => {
     db = await createTestDatabase('relay_graceful_stop');
-    const shared = {
-      AIGC_RELAY_DATABASE_URL: db.url,
-      AIGC_RELAY_LEASE_MS: '500',
-      AIGC_RELAY_ADMIN_TOKEN: 'graceful-stop-admin-token-0123456789',
-      AIGC_RELAY_SECRET: 'graceful-stop-secret-0123456789abcdef0123456789',
-    };
-    let n = 0;
-    expect(await lastAttemptRunningAtAStop(tempDir, () => ({ ...shared, AIGC_RELAY_NODE_ID: `node-${++n}` }))).toEqual({
-      ranAgain: true,
-      state: 'succeeded',
-      code: undefined,
-    });
+    expect(await lastAttemptRunningAtAStop(tempDir, nodeEnvs(db, 'graceful-stop'))).toEqual({ ranAgain: true, state: 'succeeded', code: undefined });
   });
 });
