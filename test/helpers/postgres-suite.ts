@@ -1,5 +1,5 @@
-import { describe } from 'vitest';
-import { postgresUnavailable, warnSkipped } from './postgres';
+import { afterAll, describe } from 'vitest';
+import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from './postgres';
 
 /**
  * `describe` for a suite that needs the test PostgreSQL: registered as skipped, with a visible notice naming
@@ -10,4 +10,16 @@ export async function describeWithPostgres(name: string, skipNotice: string, bod
   const unavailable = await postgresUnavailable();
   if (unavailable) warnSkipped(skipNotice, unavailable);
   (unavailable ? describe.skip : describe)(name, body);
+}
+
+/**
+ * A fresh database for the suite, made on first use (inside a test, so a skipped suite makes none) and dropped after
+ * the suite. Call at the top of a `describeWithPostgres` body; `await db()` in the tests.
+ */
+export function suiteDatabase(prefix: string): () => Promise<TestDatabase> {
+  let made: Promise<TestDatabase> | undefined;
+  afterAll(async () => {
+    await (await made?.catch(() => undefined))?.drop();
+  });
+  return () => (made ??= createTestDatabase(prefix));
 }

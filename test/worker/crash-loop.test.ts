@@ -1,10 +1,10 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { DEFAULT_RETRY } from '../../src/worker/retry';
 import { apiClient } from '../helpers/api';
 import { solidPng } from '../helpers/images';
-import { createTestDatabase, nodeEnvs, type TestDatabase } from '../helpers/postgres';
-import { describeWithPostgres } from '../helpers/postgres-suite';
+import { nodeEnvs } from '../helpers/postgres';
+import { describeWithPostgres, suiteDatabase } from '../helpers/postgres-suite';
 import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
 
 /**
@@ -70,13 +70,9 @@ describe('a task running at every crash', () => {
 });
 
 await describeWithPostgres('a task whose every attempt takes its node down', 'crash loop across nodes (PostgreSQL)', () => {
-  let db: TestDatabase | undefined;
-  afterAll(async () => {
-    await db?.drop();
-  });
+  const db = suiteDatabase('relay_crash_loop');
 
   it('(several nodes) is failed and released once lapsed leases have used up its attempts, not handed on for ever', async () => {
-    db = await createTestDatabase('relay_crash_loop');
-    expectFailedAfterItsAttempts(await crashLoop(tempDir, nodeEnvs(db, 'crash-loop')));
+    expectFailedAfterItsAttempts(await crashLoop(tempDir, nodeEnvs(await db(), 'crash-loop')));
   });
 });

@@ -1,10 +1,10 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { retryableError } from '../../src/ports/provider';
 import { apiClient } from '../helpers/api';
 import { solidPng } from '../helpers/images';
-import { createTestDatabase, nodeEnvs, type TestDatabase } from '../helpers/postgres';
-import { describeWithPostgres } from '../helpers/postgres-suite';
+import { nodeEnvs } from '../helpers/postgres';
+import { describeWithPostgres, suiteDatabase } from '../helpers/postgres-suite';
 import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
 
 /**
@@ -56,13 +56,9 @@ describe('a graceful stop while a task runs its last attempt', () => {
 });
 
 await describeWithPostgres('a graceful stop of a node while a task runs its last attempt', 'graceful stop attempts (PostgreSQL)', () => {
-  let db: TestDatabase | undefined;
-  afterAll(async () => {
-    await db?.drop();
-  });
+  const db = suiteDatabase('relay_graceful_stop');
 
   it('(rolling restart) does not fail the task on the node that takes it over', async () => {
-    db = await createTestDatabase('relay_graceful_stop');
-    expect(await lastAttemptRunningAtAStop(tempDir, nodeEnvs(db, 'graceful-stop'))).toEqual({ ranAgain: true, state: 'succeeded', code: undefined });
+    expect(await lastAttemptRunningAtAStop(tempDir, nodeEnvs(await db(), 'graceful-stop'))).toEqual({ ranAgain: true, state: 'succeeded', code: undefined });
   });
 });
