@@ -80,13 +80,17 @@ export async function sendStoredFile(
   } else {
     reply.header('Content-Length', file.size);
   }
-  // HEAD: the headers above without opening the file. Fastify's HEAD handling keeps Content-Length for a stream
-  // payload (it would reset it to 0 for an empty one), so an empty stream stands in for the body.
-  if (request.method === 'HEAD') return reply.send(Readable.from([]));
+  // Opened for HEAD too: a HEAD must answer what the GET would, and the GET of a file whose bytes are gone is a 404.
   const body = await storage.stream(file.storageKey, range);
   if (!body) {
     reply.removeHeader('Content-Range').removeHeader('Content-Length').code(404);
     throw new RelayError('ResourceNotFound', `file ${JSON.stringify(file.id)}: content is gone`);
+  }
+  if (request.method === 'HEAD') {
+    // The headers above without the body. Fastify's HEAD handling keeps Content-Length for a stream payload (it
+    // would reset it to 0 for an empty one), so an empty stream stands in for the body.
+    body.destroy();
+    return reply.send(Readable.from([]));
   }
   return reply.send(body);
 }

@@ -217,4 +217,15 @@ describe('HTTP semantics: ETag, conditional GET, ranges', () => {
     expect(head.headers.get('content-length')).toBe(String(png.length));
     expect((await head.arrayBuffer()).byteLength).toBe(0);
   });
+
+  it('a file whose bytes are gone from storage is 404 to GET and to HEAD alike', async () => {
+    const lost = await upload(await makeImage('png', 20, 20));
+    const record = await t.relay.store.files.getFile(lost.file_id);
+    fs.rmSync(path.join(t.dataDir, 'files', record!.storageKey));
+    for (const method of ['GET', 'HEAD']) {
+      const res = await fetch(`${t.url}/tencent-vod/v1/files/${lost.file_id}`, { method, headers: { authorization: `Bearer ${t.devKey}` } });
+      expect(res.status, method).toBe(404);
+      expect(res.headers.get('content-length'), method).not.toBe(String(record!.size));
+    }
+  });
 });
