@@ -152,13 +152,20 @@ function url(env: Env, name: string, protocols: readonly string[]): string | und
   try {
     parsed = new URL(raw);
   } catch {
-    // Shown without what stands before the last `@`: a database URL's user and password (this line goes to the log).
-    throw new ConfigError(name, `${JSON.stringify(raw.replace(/(\/\/).*@/s, '$1…@'))} is not a URL`);
+    throw new ConfigError(name, `${JSON.stringify(withoutCredentials(raw))} is not a URL`);
   }
   if (!protocols.includes(parsed.protocol)) {
     throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
   }
   return raw.replace(/\/+$/, '');
+}
+
+/**
+ * A URL as it may be shown (this line goes to the log): without what stands before the last `@` (a database URL's user
+ * and password) and without the value of a `password` or `sslpassword` query parameter (PostgreSQL takes both there).
+ */
+function withoutCredentials(raw: string): string {
+  return raw.replace(/(\/\/).*@/s, '$1…@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1…');
 }
 
 /** What an admin token or relay secret must be, from the environment or from its file in the data dir. */

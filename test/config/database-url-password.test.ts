@@ -25,6 +25,20 @@ describe('a malformed AIGC_RELAY_DATABASE_URL', () => {
     expect((error as Error).message).toContain('db.internal:54x2'); // still shows where it went wrong
   });
 
+  it('nor a password given as a query parameter', () => {
+    for (const raw of ['postgres://db.internal:54x2/relay?user=relay&password=Sup3rS3cret-pw', 'postgres://db.internal:54x2/relay?sslmode=require&SSLPassword=Sup3rS3cret-pw#x']) {
+      let message = '';
+      try {
+        loadConfig({ AIGC_RELAY_DATABASE_URL: raw });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toMatch(/is not a URL/);
+      expect(message).not.toContain('Sup3rS3cret');
+      expect(message).toContain('db.internal:54x2');
+    }
+  });
+
   it('from the command line: one line, never the password', async () => {
     const res = await runCli(['migrate'], { AIGC_RELAY_DATA_DIR: tempDir(), AIGC_RELAY_DATABASE_URL: bad }, { timeoutMs: 30_000 });
     expect(res.code).toBe(1);

@@ -47,10 +47,17 @@ async function readCapped(response: Response, maxBytes: number, name: string): P
  * error), and Tencent's URL is a signed link into the operator's VOD storage, naming its domain and app.
  */
 export async function downloadImage(url: string, name: string, options: DownloadOptions): Promise<GeneratedImage> {
+  // Parsed here, not by fetch: fetch's own message for a URL it cannot parse quotes the URL.
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    throw permanentError('FailedOperation.Upstream', `${name}: Tencent gave a link that is not a URL`);
+  }
   const signal = AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]);
   let data: Buffer;
   try {
-    const response = await fetch(url, { signal, redirect: 'follow' });
+    const response = await fetch(target, { signal, redirect: 'follow' });
     if (!response.ok) {
       await response.body?.cancel();
       throw retryableError('FailedOperation.Upstream', `${name}: HTTP ${response.status}`);
