@@ -2,6 +2,7 @@ import client from 'prom-client';
 import { UPLOADS_WAITING_AT_MOST } from '../app/image-check';
 import { UPLOADS_IN_PROGRESS_AT_MOST } from '../app/uploads';
 import type { TaskState } from '../domain/task-state';
+import { OPS_DATABASE_TIMEOUT_MS, readWithin } from './database-deadline';
 
 /** One registry per relay instance (tests run several in one process). */
 export interface RelayMetrics {
@@ -82,16 +83,15 @@ export function createMetrics(sources: {
   });
   new client.Gauge({
     name: 'aigc_relay_tasks',
-    help: 'Tasks in the store by state',
+    help: `Tasks in the store by state (left out when the database does not answer within ${OPS_DATABASE_TIMEOUT_MS / 1000} s)`,
     labelNames: ['state'],
     registers: [registry],
     async collect() {
-      // The database not answering must not fail the whole scrape (its 503s and the process are what an operator
-      // needs to see then): the counts are left out rather than shown stale; /readyz says the database is down.
-      let counts: Record<TaskState, number>;
-      try {
-        counts = await sources.countByState();
-      } catch {
+      // The database failing or stalling must not fail or hold the whole scrape (its 503s and the process are what
+      // an operator needs to see then): after OPS_DATABASE_TIMEOUT_MS the counts are left out rather than shown
+      // stale; /readyz says the database is down.
+      const counts = await readWithin(sources.countByState);
+      if (!counts) {
         this.reset();
         return;
       }

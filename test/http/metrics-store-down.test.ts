@@ -32,4 +32,18 @@ describe('/metrics with the database down', () => {
     const metrics = await t.api.get('/metrics');
     expect(metrics.text).toMatch(/^aigc_relay_tasks\{state="queued"\} 0/m);
   });
+
+  it('answers without the task counts when the database stalls, instead of waiting with it', async () => {
+    const tasks = t.relay.store.tasks as { countByState: TaskStore['countByState'] };
+    const real = tasks.countByState;
+    tasks.countByState = () => new Promise(() => {}); // a lock or a dead connection: no answer, ever
+    try {
+      const metrics = await t.api.get('/metrics');
+      expect(metrics.status, metrics.text).toBe(200);
+      expect(metrics.text).toMatch(/^aigc_relay_queue_depth 0/m);
+      expect(metrics.text).not.toMatch(/^aigc_relay_tasks\{state=/m);
+    } finally {
+      tasks.countByState = real;
+    }
+  });
 });
