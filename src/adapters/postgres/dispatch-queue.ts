@@ -5,6 +5,7 @@ import type { TaskRecord } from '../../ports/store';
 import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, NOTIFY_WEBHOOKS, type PgContext } from './context';
 import type { PgTaskNudges } from './task-nudges';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
+import { DatabaseContact } from './database-contact';
 import { NotificationListener } from './listener';
 import { toTask, type TaskRow } from '../rows/tasks';
 import { byDispatchOrder, START_RUNNING } from './tasks';
@@ -105,17 +106,22 @@ export function claimStatement(
   return { text: CLAIM_WITH_QUOTAS, values: [...values, [...quotas.keys()], [...quotas.values()].map((n) => Math.max(0, n))] };
 }
 
+/** Running tasks whose lease lapsed, oldest lapse first: the candidates REAP hands back. */
+const FIND_LAPSED = `
+  SELECT id FROM tasks
+  WHERE state = 'running' AND (lease_until IS NULL OR lease_until < now())
+  ORDER BY lease_until NULLS FIRST
+  LIMIT 1000`;
+
 /**
- * Hands back every running task whose lease lapsed (its node died or lost the database), oldest lapse first, and
- * tells every node. SKIP LOCKED: a task being finished or renewed right now is not waited for (and so no two
- * reapers, nor a reaper and a heartbeat, can deadlock). `$1` now, `$2` channel, `$3` the `q:` prefix.
+ * Hands back those of the tasks `$4` whose lease is still lapsed (a renewal since FIND_LAPSED wins), and tells every
+ * node. SKIP LOCKED: a task being finished or renewed right now is not waited for (and so no two reapers, nor a
+ * reaper and a heartbeat, can deadlock). `$1` now, `$2` channel, `$3` the `q:` prefix.
  */
 const REAP = `
   WITH lapsed AS MATERIALIZED (
     SELECT id, lease_owner FROM tasks
-    WHERE state = 'running' AND (lease_until IS NULL OR lease_until < now())
-    ORDER BY lease_until NULLS FIRST
-    LIMIT 1000
+    WHERE id = ANY($4) AND state = 'running' AND (lease_until IS NULL OR lease_until < now())
     FOR UPDATE SKIP LOCKED),
   handed AS (
     UPDATE tasks t SET state = 'queued', lease_owner = NULL, lease_until = NULL, not_before = NULL, updated_at = $1
@@ -143,6 +149,9 @@ export class PgDispatchQueue implements DispatchQueue {
   private progressed: ((taskId: string, progress: number) => void) | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listener: NotificationListener;
+  /** Whether lapsed leases can be trusted to mean dead nodes (database-contact.ts). */
+  private readonly contact: DatabaseContact;
+  private stallReported = false;
   private cachedDepth = 0;
   private polling = false;
 
@@ -151,6 +160,7 @@ export class PgDispatchQueue implements DispatchQueue {
     private readonly clock: Clock,
     private readonly options: PgQueueOptions,
   ) {
+    this.contact = new DatabaseContact(ctx.leaseMs);
     this.listener = new NotificationListener({
       // TCP keepalive: a connection that died without a word (a NAT or firewall dropping it) is found and replaced,
       // instead of other nodes' news never arriving.
@@ -181,7 +191,8 @@ export class PgDispatchQueue implements DispatchQueue {
     this.finished = finished;
     this.missedNews = missedNews;
     await this.listener.start();
-    const recovered = await this.reap();
+    // At start, without waiting for a steady lease: a node restarting takes over at once what a dead one left.
+    const recovered = await this.reap({ steadyOrNot: true });
     await this.poll();
     const { leaseMs } = this.ctx;
     this.every(this.options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)), () => this.heartbeat());
@@ -284,9 +295,10 @@ export class PgDispatchQueue implements DispatchQueue {
     // SKIP LOCKED: a row locked right now is being finished or handed back (it needs no lease), and waiting for it
     // while holding the others could deadlock with a batch of completions.
     // Only the runs the engine has (port: `running`); without that list, everything this node's name holds.
+    // clock_timestamp(), not now(): a renewal that waited (for a lock, a connection) renews from when it ran.
     const running = this.running?.();
     await this.ctx.relaxed.query(
-      `UPDATE tasks SET lease_until = now() + $2 * interval '1 millisecond'
+      `UPDATE tasks SET lease_until = clock_timestamp() + $2 * interval '1 millisecond'
        WHERE id IN (SELECT id FROM tasks WHERE state = 'running' AND lease_owner = $1 AND ($3::text[] IS NULL OR id = ANY($3))
                     FOR UPDATE SKIP LOCKED)`,
       [this.ctx.nodeId, this.ctx.leaseMs, running ?? null],
@@ -294,14 +306,34 @@ export class PgDispatchQueue implements DispatchQueue {
     // The upstream channel slots of those runs (adapters/postgres/channel-slots.ts; the holder is the task id). A
     // slot whose release was lost is then not renewed for ever: it lapses like a dead node's.
     await this.ctx.relaxed.query(
-      `UPDATE channel_slots SET lease_until = now() + $2 * interval '1 millisecond'
+      `UPDATE channel_slots SET lease_until = clock_timestamp() + $2 * interval '1 millisecond'
        WHERE node_id = $1 AND ($3::text[] IS NULL OR holder = ANY($3))`,
       [this.ctx.nodeId, this.ctx.leaseMs, running ?? null],
     );
   }
 
-  private async reap(): Promise<number> {
-    const handed = await rows<{ id: string; provider: string }>(this.ctx.relaxed, REAP, [this.clock.now(), this.ctx.channel, NOTIFY_QUEUED]);
+  /**
+   * Hands back lapsed leases, in two steps: it looks first, and takes only if the database has been answering this
+   * node steadily, that look included (database-contact.ts). A look held up by a stall comes back late and is
+   * dropped, so no hand-back is decided on a view from before a stall the living have not yet renewed after.
+   */
+  private async reap(options: { steadyOrNot?: boolean } = {}): Promise<number> {
+    const lapsed = await rows<{ id: string }>(this.ctx.relaxed, FIND_LAPSED);
+    this.contact.answered();
+    if (lapsed.length === 0) return 0;
+    if (!options.steadyOrNot && !this.contact.steady()) {
+      if (!this.stallReported) {
+        this.stallReported = true;
+        this.options.log?.warn(
+          { lapsed: lapsed.length, gapMs: Math.round(this.contact.gapMs), leaseMs: this.ctx.leaseMs },
+          'the database did not answer this node for a while: lapsed leases are left a lease to be renewed before any is handed back',
+        );
+      }
+      return 0;
+    }
+    this.stallReported = false;
+    const ids = lapsed.map((l) => l.id);
+    const handed = await rows<{ id: string; provider: string }>(this.ctx.relaxed, REAP, [this.clock.now(), this.ctx.channel, NOTIFY_QUEUED, ids]);
     return handed.length;
   }
 
@@ -329,6 +361,7 @@ export class PgDispatchQueue implements DispatchQueue {
       if (busy) return; // a slow database must not pile up overlapping rounds
       busy = true;
       run()
+        .then(() => this.contact.answered())
         .catch((err: unknown) => this.options.log?.warn({ err }, 'dispatch queue maintenance failed'))
         .finally(() => (busy = false));
     }, ms);

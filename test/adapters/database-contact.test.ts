@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { DatabaseContact } from '../../src/adapters/postgres/database-contact';
+
+/** The rule behind "a lapsed lease means a dead node" (adapters/postgres/database-contact.ts), on a hand-moved clock. */
+describe('DatabaseContact', () => {
+  const LEASE = 1000;
+  const at = { now: 0 };
+  const contact = () => new DatabaseContact(LEASE, () => at.now);
+  /** Answers every `step` ms until `until`. */
+  const answerEvery = (c: DatabaseContact, step: number, until: number) => {
+    while (at.now + step <= until) {
+      at.now += step;
+      c.answered();
+    }
+  };
+
+  it('is steady once the database has answered without a gap for a whole lease, not before', () => {
+    at.now = 0;
+    const c = contact();
+    expect(c.steady()).toBe(false); // never answered
+    c.answered();
+    answerEvery(c, 300, 900);
+    expect(c.steady()).toBe(false);
+    answerEvery(c, 300, 1200);
+    expect(c.steady()).toBe(true);
+  });
+
+  it('a gap of more than half a lease starts the count again, from the answer that ends it', () => {
+    at.now = 0;
+    const c = contact();
+    c.answered();
+    answerEvery(c, 400, 2000);
+    expect(c.steady()).toBe(true);
+    at.now += 1500; // a stall of a lease and a half
+    c.answered();
+    expect(c.steady()).toBe(false);
+    expect(c.gapMs).toBe(1500);
+    answerEvery(c, 400, at.now + 800);
+    expect(c.steady()).toBe(false);
+    answerEvery(c, 400, at.now + 400);
+    expect(c.steady()).toBe(true);
+  });
+
+  it('gaps up to half a lease (heartbeats a third of a lease apart, a slow round trip) keep it steady', () => {
+    at.now = 0;
+    const c = contact();
+    c.answered();
+    answerEvery(c, 500, 5000);
+    expect(c.steady()).toBe(true);
+  });
+});
