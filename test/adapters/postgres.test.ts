@@ -491,7 +491,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       );
       await a.ctx.pool.query('ANALYZE tasks');
       const quotas = new Map([['Hunyuan:3.0', 0], ['GEM:3.0', 1]]);
-      const { text, values } = claimStatement({ nodeId: 'a', leaseMs: 60_000, now: Date.now() }, 'lane-a', 10, quotas);
+      const { text, values } = claimStatement({ nodeId: 'a', leaseMs: 60_000, now: Date.now(), channel: 'unheard' }, 'lane-a', 10, quotas);
       const client = await a.ctx.pool.connect();
       try {
         await client.query('BEGIN');

@@ -10,6 +10,8 @@ import { startCluster, type TestCluster } from './cluster';
 await describeWithPostgres('an event stream on another node than the run', 'event stream progress across nodes (PostgreSQL)', () => {
   let cluster: TestCluster | undefined;
   afterAll(() => cluster?.close());
+  /** What the second test reuses of the first's cluster: node B's URL and a key, node A's provider. */
+  let reuse: { bUrl: string; key: string; onA: ControlledProvider } | undefined;
 
   it('shows the progress of a task that runs on another node, before its result', async () => {
     cluster = await startCluster('relay_cross_progress');
@@ -34,6 +36,7 @@ await describeWithPostgres('an event stream on another node than the run', 'even
     // crosses the nodes leaves the test waiting, and failing on its timeout.
     const onA = new ControlledProvider('controlled', 1, cluster.image);
     await cluster.start('node-a', onA);
+    reuse = { bUrl: b.publicUrl(), key, onA };
     const run = await onA.whenStarted(id);
     onStatus = (s) => {
       if (s.progress === 40) run.ctx.progress(80);
@@ -45,5 +48,37 @@ await describeWithPostgres('an event stream on another node than the run', 'even
     expect(seen[seen.length - 1]).toBe('COMPLETED:100');
     expect(seen).toContain('IN_PROGRESS:40');
     expect(seen).toContain('IN_PROGRESS:80');
+  });
+
+  it('shows the start of a task another node claims at once, before any progress is reported', async () => {
+    if (!reuse) throw new Error('needs the cluster of the test above');
+    const { bUrl, key, onA } = reuse;
+    const api = apiClient(bUrl, key);
+    // Node A (one slot) busy with a first task, so the second waits in the queue while B's stream opens on it.
+    const blocker = (await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+    const blockerRun = await onA.whenStarted(blocker);
+    const id = (await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+
+    const seen: string[] = [];
+    let onStatus: (s: { status: string; progress: number }) => void = () => {};
+    const stream = openEventStream(`${bUrl}/tencent-vod/v1/requests/${id}/events`, { authorization: `Bearer ${key}` }, (e) => {
+      if (e.event !== 'status') return;
+      seen.push(`${e.data.status}:${e.data.progress}`);
+      onStatus(e.data);
+    });
+    const shown = (status: string) =>
+      new Promise<void>((resolve) => {
+        if (seen.some((s) => s.startsWith(status))) return resolve();
+        onStatus = (s) => s.status === status && resolve();
+      });
+    await shown('IN_QUEUE');
+    blockerRun.succeed();
+    const run = await onA.whenStarted(id);
+    // The run reports nothing: only the claim itself can tell B's stream. (Before, B showed IN_QUEUE until the end,
+    // and this wait ran into the test's timeout.)
+    await shown('IN_PROGRESS');
+    run.succeed();
+    await stream.done;
+    expect(seen).toEqual(['IN_QUEUE:0', 'IN_PROGRESS:0', 'COMPLETED:100']);
   });
 });

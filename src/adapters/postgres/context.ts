@@ -26,7 +26,8 @@ export const NOTIFY_SETTLED = 's:';
 export const NOTIFY_DONE = 'd:';
 /**
  * `p:<progress>:<task id>`: a running task's progress was saved (sent by the batched progress write itself), for
- * watchers on the other nodes. At most one per percent a task gains (the engine saves only increases).
+ * watchers on the other nodes. At most one per percent a task gains (the engine saves only increases); `p:0:` is
+ * sent by the claim that starts a run.
  */
 export const NOTIFY_PROGRESS = 'p:';
 /** `w:`: webhook deliveries are due again at once (a stopping node handed its leases back): dispatchers look now. */

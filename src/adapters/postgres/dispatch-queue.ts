@@ -35,6 +35,18 @@ export interface PgQueueOptions {
 /** Advisory lock class for per-lane claims under a global limit ("lane" in ASCII); the second key is the lane's hash. */
 const LANE_LOCK = 0x6c616e65;
 
+/**
+ * The end of both claims: the `picked` tasks start running on this node, and every node hears of each start
+ * (`p:0:<id>`, as a progress of 0) at the claim's commit, so an event stream or a wait on another node shows the
+ * task in progress from its start, not only from its first reported progress. `$6` the channel.
+ */
+const START_PICKED = `,
+  claimed AS (
+    UPDATE tasks SET ${START_RUNNING}
+    WHERE id IN (SELECT id FROM picked)
+    RETURNING *)
+  SELECT claimed.*, pg_notify($6, '${NOTIFY_PROGRESS}0:' || claimed.id) AS announced FROM claimed`;
+
 /** Claims in dispatch order, skipping rows other nodes are claiming right now. `$1` node, `$2` lease ms, `$3` now, `$4` lane, `$5` count. */
 const CLAIM = `
   WITH picked AS MATERIALIZED (
@@ -43,9 +55,7 @@ const CLAIM = `
     ORDER BY priority DESC, seq
     LIMIT $5
     FOR UPDATE SKIP LOCKED)
-  UPDATE tasks SET ${START_RUNNING}
-  WHERE id IN (SELECT id FROM picked)
-  RETURNING *`;
+  ${START_PICKED}`;
 
 /** dispatch-queue `quotaKey`, in SQL: a task with work under way (a checkpoint other than idle) counts under none. */
 const MODEL_KEY = `((input->>'model_name') || ':' || (input->>'model_version'))`;
@@ -53,7 +63,7 @@ const UNDERWAY = `(checkpoint IS NOT NULL AND checkpoint->>'phase' IS DISTINCT F
 const READY = `state = 'queued' AND provider = $4 AND (not_before IS NULL OR not_before <= $3)`;
 
 /**
- * CLAIM with model quotas (`$6` keys, `$7` their quotas): the best `quota` of each model in the queue (unlisted
+ * CLAIM with model quotas (`$7` keys, `$8` their quotas): the best `quota` of each model in the queue (unlisted
  * models: up to `$5`) and the best tasks with work under way, each read in dispatch order; then the best `$5` of
  * those together.
  *
@@ -72,7 +82,7 @@ const CLAIM_WITH_QUOTAS = `
     FROM models m WHERE m.key IS NOT NULL),
   quotas AS (
     SELECT m.key, COALESCE(q.quota, $5) AS quota
-    FROM models m LEFT JOIN unnest($6::text[], $7::int[]) AS q(key, quota) ON q.key = m.key
+    FROM models m LEFT JOIN unnest($7::text[], $8::int[]) AS q(key, quota) ON q.key = m.key
     WHERE m.key IS NOT NULL),
   per_model AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq FROM quotas
@@ -90,18 +100,16 @@ const CLAIM_WITH_QUOTAS = `
     FOR UPDATE SKIP LOCKED),
   candidates AS (SELECT * FROM per_model UNION ALL SELECT * FROM underway),
   picked AS (SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT $5)
-  UPDATE tasks SET ${START_RUNNING}
-  WHERE id IN (SELECT id FROM picked)
-  RETURNING *`;
+  ${START_PICKED}`;
 
 /** The claim statement for a lane and its parameters (exported for the tests that read its plan). */
 export function claimStatement(
-  by: { readonly nodeId: string; readonly leaseMs: number; readonly now: number },
+  by: { readonly nodeId: string; readonly leaseMs: number; readonly now: number; readonly channel: string },
   lane: string,
   max: number,
   quotas: ModelQuotas | undefined,
 ): { text: string; values: unknown[] } {
-  const values: unknown[] = [by.nodeId, by.leaseMs, by.now, lane, max];
+  const values: unknown[] = [by.nodeId, by.leaseMs, by.now, lane, max, by.channel];
   if (!quotas) return { text: CLAIM, values };
   return { text: CLAIM_WITH_QUOTAS, values: [...values, [...quotas.keys()], [...quotas.values()].map((n) => Math.max(0, n))] };
 }
@@ -258,7 +266,7 @@ export class PgDispatchQueue implements DispatchQueue {
   }
 
   private async claimFrom(db: Queryable, lane: string, max: number, quotas: ModelQuotas | undefined): Promise<TaskRecord[]> {
-    const { text, values } = claimStatement({ nodeId: this.ctx.nodeId, leaseMs: this.ctx.leaseMs, now: this.clock.now() }, lane, max, quotas);
+    const { text, values } = claimStatement({ nodeId: this.ctx.nodeId, leaseMs: this.ctx.leaseMs, now: this.clock.now(), channel: this.ctx.channel }, lane, max, quotas);
     const found = await rows<TaskRow>(db, text, values);
     // RETURNING has no order: restore dispatch order for the engine.
     return found.map(toTask).sort(byDispatchOrder);
