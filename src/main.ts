@@ -183,11 +183,12 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   let fileCleanup: FileCleanupJob | undefined;
 
   const retry = overrides.retry ?? DEFAULT_RETRY;
-  // Set once the webhook dispatcher exists (below): another node handed deliveries back, and they are due now.
-  let wakeWebhooks = (): void => undefined;
+  // Set once the webhook dispatcher exists (below): another node handed deliveries back (due now), or some node
+  // scheduled a retry (due at `at`).
+  let wakeWebhooks = (_at?: number): void => undefined;
   const engine = new TaskEngine({
     store,
-    queue: backend.queue(clock, logger, { webhooksDue: () => wakeWebhooks() }),
+    queue: backend.queue(clock, logger, { webhooksDue: (at) => wakeWebhooks(at) }),
     providers,
     clock,
     retry,
@@ -255,7 +256,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     releaseLeasesOnStart: backend.kind === 'sqlite',
     log: logger,
   });
-  wakeWebhooks = () => webhooks.wake();
+  wakeWebhooks = (at) => (at === undefined ? webhooks.wake() : webhooks.dueAt(at));
   engine.events.on('task', (event) => {
     if (isTerminal(event.state)) webhooks.taskFinished(event.id);
   });

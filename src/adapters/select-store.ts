@@ -29,7 +29,7 @@ export interface Backend {
   readonly kind: 'sqlite' | 'postgres';
   readonly store: Store;
   /** The dispatch queue this store calls for: in-memory for one node, claims from the database for many. */
-  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined; webhooksDue?: () => void }): DispatchQueue;
+  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined; webhooksDue?: (at?: number) => void }): DispatchQueue;
   /**
    * Runs `fn` while no other node of this database runs one under the same name (first-start bootstrap, so
    * several nodes starting on an empty database create one dev account, not several). One node: just runs it.

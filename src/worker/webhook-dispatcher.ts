@@ -125,6 +125,10 @@ export class WebhookDispatcher {
   private pumpRun: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires (clock time); undefined when none is armed. */
+  private timerAt: number | undefined;
+  /** The earliest due time other nodes told of (`dueAt`) that the next schedule must not look past. */
+  private heardDueAt: number | undefined;
   /** Attempts running, with how to abort each and the lease its claim took (handed back if stopping aborts it). */
   private readonly inFlight = new Map<Promise<void>, { readonly controller: AbortController; readonly id: string; readonly leaseUntil: number }>();
   /**
@@ -174,6 +178,17 @@ export class WebhookDispatcher {
     this.pumpSoon();
   }
 
+  /**
+   * A delivery comes due at `at` (some node scheduled a retry; PostgreSQL tells every node). Looks then if this node
+   * would otherwise look later: the node that scheduled it may stop or die before. No claim now, only the timer.
+   */
+  dueAt(at: number): void {
+    this.heardDueAt = Math.min(this.heardDueAt ?? at, at);
+    // While a pump runs, it arms the timer when it ends (schedule reads heardDueAt).
+    if (!this.started || this.pumping || this.timerAt === undefined || this.timerAt <= at) return;
+    this.arm(Math.max(5, at - this.deps.clock.now()));
+  }
+
   private pumpSoon(): void {
     if (!this.started) return;
     if (this.pumping) {
@@ -191,6 +206,7 @@ export class WebhookDispatcher {
   async stop(timeoutMs: number): Promise<void> {
     this.started = false;
     clearTimeout(this.timer);
+    this.timerAt = undefined;
     // A claim in flight now (a task that finished while draining woke it) must not start attempts after this returns.
     await this.pumpRun;
     let timeout: NodeJS.Timeout | undefined;
@@ -294,6 +310,7 @@ export class WebhookDispatcher {
    */
   private async schedule(known?: { at: number | undefined }): Promise<void> {
     clearTimeout(this.timer);
+    this.timerAt = undefined;
     if (!this.started || this.inFlight.size >= this.deps.policy.concurrency) return;
     let delay = IDLE_RECHECK_MS;
     try {
@@ -302,8 +319,21 @@ export class WebhookDispatcher {
     } catch (err) {
       this.deps.log.error({ err }, 'webhook dispatcher could not read the next due time');
     }
+    // A due time heard of while the pump ran may not have been committed when it read (the notice follows the commit).
+    const now = this.deps.clock.now();
+    if (this.heardDueAt !== undefined && this.heardDueAt <= now) this.heardDueAt = undefined;
+    if (this.heardDueAt !== undefined) delay = Math.min(delay, Math.max(5, this.heardDueAt - now));
     if (!this.started) return;
-    this.timer = setTimeout(() => this.pumpSoon(), delay);
+    this.arm(delay);
+  }
+
+  private arm(delay: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = this.deps.clock.now() + delay;
+    this.timer = setTimeout(() => {
+      this.timerAt = undefined;
+      this.pumpSoon();
+    }, delay);
     this.timer.unref();
   }
 

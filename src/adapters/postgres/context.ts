@@ -30,7 +30,11 @@ export const NOTIFY_DONE = 'd:';
  * sent by the claim that starts a run.
  */
 export const NOTIFY_PROGRESS = 'p:';
-/** `w:`: webhook deliveries are due again at once (a stopping node handed its leases back): dispatchers look now. */
+/**
+ * `w:`: webhook deliveries are due again at once (a stopping node handed its leases back): dispatchers look now.
+ * `w:<epoch ms>`: a failed attempt scheduled its retry for then (sent by the store at its commit): every dispatcher
+ * looks by then, so the retry goes out on time even if the node that scheduled it has stopped or died.
+ */
 export const NOTIFY_WEBHOOKS = 'w:';
 /** `n:<task id>`: the node following this task's upstream work should look at it now (task-nudges.ts). */
 export const NOTIFY_NUDGE = 'n:';

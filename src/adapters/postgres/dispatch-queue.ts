@@ -27,8 +27,11 @@ export interface PgQueueOptions {
   readonly laneLimit?: (lane: string) => number | undefined;
   /** Where nudges heard on this node's LISTEN connection go (task-nudges.ts). */
   readonly nudges?: PgTaskNudges;
-  /** Another node handed webhook deliveries back (it is stopping): they are due now (the webhook dispatcher's wake). */
-  readonly webhooksDue?: () => void;
+  /**
+   * Webhook deliveries are due: now (`at` undefined: another node handed its leases back as it stopped) or at `at`
+   * (a retry some node scheduled). The webhook dispatcher's `wake` and `dueAt`.
+   */
+  readonly webhooksDue?: (at?: number) => void;
   readonly log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -287,8 +290,9 @@ export class PgDispatchQueue implements DispatchQueue {
       const colon = rest.indexOf(':');
       const progress = Number(rest.slice(0, colon));
       if (colon > 0 && Number.isInteger(progress)) this.progressed?.(rest.slice(colon + 1), progress);
-    } else if (payload === NOTIFY_WEBHOOKS) {
-      this.options.webhooksDue?.();
+    } else if (payload.startsWith(NOTIFY_WEBHOOKS)) {
+      const at = payload.length > NOTIFY_WEBHOOKS.length ? Number(payload.slice(NOTIFY_WEBHOOKS.length)) : undefined;
+      if (at === undefined || Number.isFinite(at)) this.options.webhooksDue?.(at);
     } else if (payload.startsWith(NOTIFY_NUDGE)) {
       this.options.nudges?.received(payload.slice(NOTIFY_NUDGE.length));
     } else if (payload.startsWith(NOTIFY_FREED)) {

@@ -151,6 +151,7 @@ export function postgresWebhookStore({ pool, channel }: PgContext): WebhookStore
             step.state === 'pending' ? null : attempt.at,
           ],
         );
+        if (step.state === 'pending') await c.query('SELECT pg_notify($1, $2)', [channel, `${NOTIFY_WEBHOOKS}${step.nextAttemptAt}`]);
       });
     },
     async nextDueAt(after = -1) {
