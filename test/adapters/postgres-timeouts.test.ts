@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPostgresStore, migrate, type PostgresStore } from '../../src/adapters/postgres';
-import { clientConfig, createPool, inTransaction, pgCode } from '../../src/adapters/postgres/database';
+import { clientConfig, createPool, inTransaction, pgCode, withAdvisoryLock } from '../../src/adapters/postgres/database';
 import { isStoreBusy, type NewTask } from '../../src/ports/store';
 import { INPUT } from '../conformance/store.conformance';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
@@ -234,5 +234,32 @@ await describeWithPostgres('postgres statement timeouts', 'postgres statement ti
     closers.push(() => pool.end());
     expect(await migrate(pool, ['CREATE TABLE slow (x int); SELECT pg_sleep(0.3)'])).toEqual([1]);
     expect(await timeoutOf(pool)).toBe('100ms'); // the pool's only connection, the one that migrated
+  });
+
+  it('a one-at-a-time section (the first start\'s dev account) waits for its turn past the lock timeout, and gives the timeout back', async () => {
+    const pool = await createPool(db.url, { schema, max: 1, lockTimeoutMs: 100 });
+    closers.push(() => pool.end());
+    const other = await createPool(db.url, { schema, max: 1, lockTimeoutMs: 100 });
+    closers.push(() => other.end());
+    let release!: () => void;
+    const holding = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const first = withAdvisoryLock(other, 'bootstrap', async () => {
+      entered();
+      await holding;
+    });
+    await inside;
+    const second = outcome(withAdvisoryLock(pool, 'bootstrap', async () => 'ran'));
+    // Until the second is waiting for the lock, then three lock timeouts more: the holder takes longer than that.
+    const watcher = await otherSession();
+    const waiting = async () =>
+      (await watcher.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows[0]!.n;
+    while ((await waiting()) === 0) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    release();
+    await first;
+    expect(await second).toEqual({ ok: 'ran' });
+    expect((await pool.query<{ lock_timeout: string }>('SHOW lock_timeout')).rows[0]!.lock_timeout).toBe('100ms');
   });
 });

@@ -203,12 +203,19 @@ const EXCLUSIVE_LOCK = 0x6578636c;
 
 /**
  * Runs `fn` holding a session advisory lock named `name` (per schema): nodes doing the same thing at the same time
- * take turns. The lock lives on a dedicated connection and ends with it, so a node that dies mid-way frees it.
+ * take turns. The lock lives on a dedicated connection and ends with it, so a node that dies mid-way frees it. The
+ * wait for it is bounded by the statement timeout, not by the pool's lock timeout (5 s), which is for row locks:
+ * a turn may take longer than that (nodes starting together on a busy database), and giving up stopped the start.
  */
 export async function withAdvisoryLock<T>(pool: Pool, name: string, fn: () => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('SELECT pg_advisory_lock($1, hashtext(current_schema() || $2))', [EXCLUSIVE_LOCK, name]);
+    await client.query('SET lock_timeout = 0');
+    try {
+      await client.query('SELECT pg_advisory_lock($1, hashtext(current_schema() || $2))', [EXCLUSIVE_LOCK, name]);
+    } finally {
+      await client.query('RESET lock_timeout'); // back to the pool's, for `fn` and whoever uses the connection next
+    }
     try {
       return await fn();
     } finally {
