@@ -2,21 +2,13 @@ import type { Clock } from '../ports/clock';
 import type { FileStorage } from '../ports/file-storage';
 import type { ProviderResult } from '../ports/provider';
 import type { Completion, NewFile, StoredImage, TaskRecord } from '../ports/store';
+import { outputKey } from './file-keys';
 import { newId } from './ids';
 
 /** Temporary outputs stay reachable for 7 days, as Tencent's own Temporary storage does. */
 export const TEMPORARY_TTL_MS = 7 * 24 * 3600 * 1000;
 
 const EXTENSION: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp' };
-
-/**
- * Output directories by creation time: the first 9 hex digits of a UUIDv7 task id (app/ids.ts) change every 4.096 s,
- * so one directory holds a few seconds of images. A directory per task cost a second new inode per image, which on
- * a slow disk was half the time of writing it (BENCHMARKS.md).
- */
-function timeBucket(taskId: string): string {
-  return taskId.slice(0, 8) + taskId.slice(9, 10);
-}
 
 /**
  * Puts every produced image into the relay's own storage before the task is marked succeeded, and describes them
@@ -29,7 +21,7 @@ export function createOutputSaver(storage: FileStorage, clock: Clock) {
     const images: StoredImage[] = [];
     for (const [index, image] of result.images.entries()) {
       const id = newId('file');
-      const storageKey = `outputs/${timeBucket(task.id)}/${task.id}-${index}-${id}.${EXTENSION[image.contentType] ?? 'bin'}`;
+      const storageKey = outputKey(task.id, index, id, EXTENSION[image.contentType] ?? 'bin');
       try {
         await storage.put(storageKey, image.data);
       } catch (err) {

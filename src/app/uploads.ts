@@ -4,6 +4,7 @@ import type { FileStorage } from '../ports/file-storage';
 import type { RequestRates } from '../ports/request-rates';
 import type { FileRecord, Store } from '../ports/store';
 import type { Caller } from './auth';
+import { uploadKey } from './file-keys';
 import { newId } from './ids';
 import { checkInputImage, extensionOf, TurnNotWanted, TurnsFull, UPLOADS_WAITING_AT_MOST, type ImageCheck } from './image-check';
 import { enforceRequestRate } from './limits';
@@ -135,7 +136,7 @@ export async function saveUpload(deps: FileDeps, accountId: string, data: Buffer
     throw new FieldError('InvalidParameterValue', 'file', check.reason);
   }
   const id = newId('file');
-  const storageKey = `inputs/${accountId}/${id}.${extensionOf(check.contentType)}`;
+  const storageKey = uploadKey(deps.clock.now(), id, extensionOf(check.contentType));
   let outcome;
   try {
     // Inside: a put can fail after its bytes landed (the directory flush), and no file_id is handed out for them.

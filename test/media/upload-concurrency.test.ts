@@ -36,7 +36,7 @@ describe('uploads waiting for a decode', () => {
     } finally {
       await release();
     }
-    const stored = await Promise.all((await t.admin.get('/admin/v1/accounts')).body.accounts.map((a: { id: string }) => storedInputs(t!, a.id).length));
+    const stored = await Promise.all((await t.admin.get('/admin/v1/accounts')).body.accounts.map(async (a: { id: string }) => (await storedInputs(t!, a.id)).length));
     expect(stored.reduce((a: number, b: number) => a + b, 0)).toBe(UPLOADS_WAITING_AT_MOST);
   });
 
@@ -74,7 +74,7 @@ describe('uploads waiting for a decode', () => {
       const done = await within('the live upload', 10_000, next);
       expect(done.status).toBe(201);
       // Only the upload whose client waited was stored and recorded.
-      expect(storedInputs(t, await devAccount(t))).toEqual([expect.stringContaining(done.body.file_id)]);
+      expect(await storedInputs(t, await devAccount(t))).toEqual([expect.stringContaining(done.body.file_id)]);
       expect(await t.relay.store.files.inputBytes(await devAccount(t))).toBe(png.length);
     } finally {
       await release();

@@ -21,13 +21,24 @@ export async function upload(relay: TestRelay, data: Buffer, key = relay.devKey,
   return { status: res.status, retryAfter: res.headers.get('retry-after'), connection: res.headers.get('connection'), body: (await res.json()) as any };
 }
 
-export const storedInputs = (relay: TestRelay, accountId: string): string[] => {
+/**
+ * The upload files on disk that are the account's by their rows, or nobody's: bytes no row names, which a refused or
+ * failed upload must never leave behind. Uploads sit in time buckets (app/file-keys.ts), not in a folder per account.
+ */
+export async function storedInputs(relay: TestRelay, accountId: string): Promise<string[]> {
+  let entries;
   try {
-    return readdirSync(path.join(relay.dataDir, 'files', 'inputs', accountId));
+    entries = readdirSync(path.join(relay.dataDir, 'files', 'inputs'), { recursive: true, withFileTypes: true });
   } catch {
     return [];
   }
-};
+  const found: string[] = [];
+  for (const entry of entries.filter((e) => e.isFile())) {
+    const row = await relay.relay.store.files.getFile(entry.name.split('.')[0]!);
+    if (!row || row.accountId === accountId) found.push(entry.name);
+  }
+  return found;
+}
 
 /** Keys of `n` new accounts (at most UPLOADS_IN_PROGRESS_PER_ACCOUNT uploads of one account are in progress at once). */
 export async function keysOfNewAccounts(relay: TestRelay, n: number): Promise<string[]> {

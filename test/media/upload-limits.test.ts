@@ -23,7 +23,7 @@ describe('upload quota (AIGC_RELAY_UPLOAD_QUOTA_MB)', () => {
     expect(refused.body.Response.Error.Code).toBe('RequestSizeLimitExceeded');
     expect(refused.body.Response.Error.Message).toMatch(/^file: this account's uploads take 0\.\d MB of its 1 MB quota; this file \(0\.\d MB\) would pass it\./);
     expect(await t.relay.store.files.inputBytes(accountId)).toBe(first.length);
-    expect(storedInputs(t, accountId)).toHaveLength(1);
+    expect(await storedInputs(t, accountId)).toHaveLength(1);
 
     expect((await t.api.delete(`/tencent-vod/v1/files/${kept.body.file_id}`)).status).toBe(204);
     expect((await upload(t, second)).status).toBe(201);
