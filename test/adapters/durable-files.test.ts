@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DirectorySyncs } from '../../src/adapters/fs/durable-files';
-import { DurableWriter } from '../../src/adapters/fs/durable-writer';
+import { DurableWriter, fileOfTemporary } from '../../src/adapters/fs/durable-writer';
 import { tempDir } from '../helpers/relay';
 
 afterEach(() => vi.restoreAllMocks());
@@ -59,6 +59,22 @@ describe('durable writes', () => {
     events.length = 0;
     await writer.put(path.join(path.dirname(file), 'b.png'), Buffer.from('two'));
     expect(events.map((e) => e.split(' ')[0])).toEqual(['fdatasync', 'rename', 'fsync']); // the directory is known now
+  });
+
+  it('a put cut off before its rename (a crash) leaves a temporary that fileOfTemporary names the file of', async () => {
+    const root = tempDir('aigc-relay-durable-');
+    const file = path.join(root, 'outputs', 'b3', 'a.png');
+    // The crash: the process stops between the write and the rename, so neither the rename nor the clean-up runs.
+    vi.spyOn(fs, 'renameSync').mockImplementation(() => {
+      throw new Error('crashed here');
+    });
+    vi.spyOn(fs, 'rmSync').mockImplementation(() => undefined);
+    for (const tag of ['i', 'w']) await expect(new DurableWriter(tag).put(file, Buffer.from('half'))).rejects.toThrow('crashed here');
+    const left = fs.readdirSync(path.dirname(file));
+    expect(left).toHaveLength(2);
+    for (const name of left) expect(fileOfTemporary(name), name).toBe('a.png');
+    expect(fileOfTemporary('a.png')).toBeUndefined();
+    expect(() => new DurableWriter('W1')).toThrow(/lower-case letters/);
   });
 
   it('makes a known directory again when it was removed behind its back', async () => {

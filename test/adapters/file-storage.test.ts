@@ -41,6 +41,25 @@ describe.each(['thread', 'inline'] as const)('fs file storage (%s writer)', (wri
     expect(fs.existsSync(path.join(root, '..', 'outside.png'))).toBe(false);
   });
 
+  it('lists the files directly in a folder, with their write times, and marks a put that never finished', async () => {
+    const root = tempDir('aigc-relay-files-');
+    const storage = open(root);
+    const before = Date.now();
+    await storage.put('outputs/b/one.png', Buffer.from('1'));
+    await storage.put('outputs/b/deeper/two.png', Buffer.from('2'));
+    // What a crash in the middle of a put leaves: the durable writer's temporary, never renamed.
+    fs.writeFileSync(path.join(root, 'outputs/b/one.png.4242-w7.tmp'), 'half');
+    const listed = (await storage.list('outputs/b')).sort((a, b) => a.key.localeCompare(b.key));
+    expect(listed.map(({ key, unfinishedPutOf }) => ({ key, unfinishedPutOf }))).toEqual([
+      { key: 'outputs/b/one.png', unfinishedPutOf: undefined },
+      { key: 'outputs/b/one.png.4242-w7.tmp', unfinishedPutOf: 'outputs/b/one.png' },
+    ]);
+    for (const entry of listed) expect(entry.modifiedAt).toBeGreaterThanOrEqual(before - 1000);
+    expect(await storage.list('outputs/missing')).toEqual([]);
+    expect(await storage.list('outputs/b/one.png')).toEqual([]); // a file, not a folder
+    await expect(storage.list('../elsewhere')).rejects.toThrow(/escapes the root/);
+  });
+
   it('close() waits for writes already made', async () => {
     const root = tempDir('aigc-relay-files-');
     const storage = createFsFileStorage(root, { writer });

@@ -9,6 +9,16 @@ const POOL_SIZE = Number(process.env.UV_THREADPOOL_SIZE) || 4;
 const MAX_WRITES_IN_FLIGHT = Math.max(1, POOL_SIZE - 1);
 
 /**
+ * The temporary a put writes before renaming it to `file`: `<file>.<pid>-<tag><n>.tmp`, unique per process, writer and
+ * put. A crash between its creation and the rename leaves it behind (the leftover sweep removes it: `fileOfTemporary`).
+ */
+const temporaryOf = (file: string, tag: string, n: number): string => `${file}.${process.pid}-${tag}${n}.tmp`;
+const TEMPORARY = /^(.+)\.[0-9]+-[a-z]+[0-9]+\.tmp$/;
+
+/** The file a name made by `temporaryOf` was the temporary of; undefined for any other name. */
+export const fileOfTemporary = (name: string): string | undefined => TEMPORARY.exec(name)?.[1];
+
+/**
  * Puts that are durable when they resolve (durable-files.ts), for the file-writer thread and the inline writer
  * alike. Directories are made once: output keys share directories (app/outputs.ts), so an image costs one new
  * inode, not two, and every put into a directory waits until that directory itself is durable, also when another
@@ -22,11 +32,13 @@ export class DurableWriter {
   private inFlight = 0;
   private tmpSeq = 0;
 
-  /** `tag` keeps temporary names of two writers in one process apart. */
+  /** `tag` (lower-case letters: `fileOfTemporary` recognises them) keeps temporary names of two writers in one process apart. */
   constructor(
     private readonly tag: string,
     private readonly maxInFlight = MAX_WRITES_IN_FLIGHT,
-  ) {}
+  ) {
+    if (!/^[a-z]+$/.test(tag)) throw new Error(`writer tag must be lower-case letters: ${tag}`);
+  }
 
   async put(file: string, data: Uint8Array): Promise<void> {
     const dir = path.dirname(file);
@@ -62,7 +74,7 @@ export class DurableWriter {
     if (this.inFlight < this.maxInFlight) this.inFlight++;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
     try {
-      await writeThenRename(`${file}.${process.pid}-${this.tag}${++this.tmpSeq}.tmp`, file, data);
+      await writeThenRename(temporaryOf(file, this.tag, ++this.tmpSeq), file, data);
     } finally {
       const next = this.waiting.shift();
       if (next) next();

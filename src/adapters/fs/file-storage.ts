@@ -1,8 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { FileStorage } from '../../ports/file-storage';
+import type { Dirent } from 'node:fs';
+import type { FileStorage, StoredEntry } from '../../ports/file-storage';
 import { ThreadCalls } from '../threads/thread-calls';
-import { DurableWriter } from './durable-writer';
+import { DurableWriter, fileOfTemporary } from './durable-writer';
 
 /**
  * Where writes run: `thread`, on a file-writer thread (file-writer-thread.ts); `inline`, on this thread. The same
@@ -60,6 +61,33 @@ export function createFsFileStorage(
     },
     async delete(key) {
       await fs.rm(resolve(key), { force: true });
+    },
+    async list(prefix) {
+      const dir = resolve(prefix);
+      let entries: Dirent[];
+      try {
+        entries = await fs.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+        throw err;
+      }
+      const found: StoredEntry[] = [];
+      // One at a time: a sweep is background work, and a burst of stats would queue ahead of the puts' flushes on
+      // libuv's pool.
+      for (const entry of entries) {
+        if (!entry.isFile()) continue; // folders and links: nothing a put makes
+        let modifiedAt: number;
+        try {
+          modifiedAt = (await fs.lstat(path.join(dir, entry.name))).mtimeMs;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // deleted or renamed meanwhile
+          throw err;
+        }
+        const unfinished = fileOfTemporary(entry.name);
+        found.push({ key: `${prefix}/${entry.name}`, modifiedAt, ...(unfinished !== undefined ? { unfinishedPutOf: `${prefix}/${unfinished}` } : {}) });
+      }
+      return found;
     },
     async close() {
       await thread?.close();
