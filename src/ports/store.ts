@@ -330,6 +330,8 @@ export interface TaskStore {
   /** Tasks queued ahead of this one in its lane (higher priority, or same priority and earlier). */
   queuePosition(task: TaskRecord): Promise<number>;
   countByState(): Promise<Record<TaskState, number>>;
+  /** When the first task still stored was created (the lowest `seq`); undefined with none. Where the leftover sweep starts. */
+  firstTaskCreatedAt(): Promise<number | undefined>;
   appendLog(id: string, message: string, now: number): Promise<void>;
   logs(id: string): Promise<Array<{ at: number; message: string }>>;
 }
@@ -350,6 +352,8 @@ export interface FileStore {
   deleteFile(id: string): Promise<boolean>;
   /** Files whose `expiresAt` is at or before `now`, oldest expiry first, at most `limit` (the cleanup job's batch). */
   listExpiredFiles(now: number, limit: number): Promise<FileRecord[]>;
+  /** Those of `ids` that have a row, in no particular order: the leftover sweep keeps every file a row names. */
+  existingFileIds(ids: readonly string[]): Promise<string[]>;
 }
 
 export interface Store {

@@ -537,6 +537,14 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.tasks.listTasks({ state: 'queued', beforeSeq: b1.seq, limit: 10 })).map((t) => t.id)).toEqual([a2.id]);
         expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
       });
+
+      it('firstTaskCreatedAt is the creation time of the first task inserted; undefined with none', async () => {
+        expect(await store.tasks.firstTaskCreatedAt()).toBeUndefined();
+        const owner = await account(100);
+        await created(newTask(owner, 1, { now: 7000 }));
+        await created(newTask(owner, 1, { now: 5000 })); // inserted second: the first stays first
+        expect(await store.tasks.firstTaskCreatedAt()).toBe(7000);
+      });
     });
 
     describe('delivery guarantees', () => {
@@ -777,6 +785,20 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         );
         expect(outcomes.filter((o) => o.ok)).toHaveLength(3);
         expect(await store.files.inputBytes(racer)).toBe(90);
+      });
+
+      it('existingFileIds names exactly the ids that have a row: a deleted one, an unknown one and an empty batch have none', async () => {
+        const { accountId } = await account(0);
+        const base = { accountId, purpose: 'output' as const, contentType: 'image/png', size: 3, width: 1, height: 1 };
+        const made = Array.from({ length: 5 }, (_, n) => id(`file_e${n}`));
+        for (const fileId of made) await store.files.createFile({ ...base, id: fileId, storageKey: `out/${fileId}.png` }, 10);
+        await store.files.deleteFile(made[4]!);
+        const asked = [made[0]!, 'file_unknown', made[2]!, made[4]!, made[3]!, "file_'quoted\"", made[0]!];
+        expect((await store.files.existingFileIds(asked)).sort()).toEqual([made[0]!, made[2]!, made[3]!].sort());
+        expect(await store.files.existingFileIds([])).toEqual([]);
+        // A sweep's batch: hundreds at once, in one call.
+        const many = [...Array.from({ length: 500 }, (_, n) => `file_none${n}`), made[1]!];
+        expect(await store.files.existingFileIds(many)).toEqual([made[1]!]);
       });
     });
 

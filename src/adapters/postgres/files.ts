@@ -48,5 +48,9 @@ export function postgresFileStore({ pool }: PgContext): FileStore {
       const found = await rows<FileRow>(pool, 'SELECT * FROM files WHERE expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2', [now, limit]);
       return found.map(toFile);
     },
+    async existingFileIds(ids) {
+      if (ids.length === 0) return [];
+      return (await rows<{ id: string }>(pool, 'SELECT id FROM files WHERE id = ANY($1::text[])', [ids])).map((row) => row.id);
+    },
   };
 }

@@ -284,6 +284,10 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       }
       return counts;
     },
+    async firstTaskCreatedAt() {
+      // The first entry of the unique index on seq: one step, however many tasks there are.
+      return (await one<{ created_at: number }>(pool, 'SELECT created_at FROM tasks ORDER BY seq LIMIT 1'))?.created_at;
+    },
     async appendLog(id, message, now) {
       await group.run(LOG, { task_id: id, at: now, message }, id);
     },

@@ -32,6 +32,8 @@ export function sqliteFileStore(db: Db): FileStore {
   const usedByInputs = db.prepare<[string], { used: number }>(
     "SELECT COALESCE(SUM(size), 0) AS used FROM files WHERE account_id = ? AND purpose = 'input'",
   );
+  // One statement for a whole batch: the ids travel as one JSON array parameter.
+  const selectExisting = db.prepare<[string], { id: string }>('SELECT id FROM files WHERE id IN (SELECT value FROM json_each(?))');
   const createUpload = db.transaction((file: NewFile, now: number, quotaBytes: number | undefined): CreateUploadOutcome => {
     const used = usedByInputs.get(file.accountId)!.used;
     if (quotaBytes !== undefined && used + file.size > quotaBytes) return { ok: false, used };
@@ -59,6 +61,9 @@ export function sqliteFileStore(db: Db): FileStore {
     async listExpiredFiles(now, limit) {
       // Served by the partial index files_expiry.
       return selectExpired.all(now, limit).map(toFile);
+    },
+    async existingFileIds(ids) {
+      return ids.length === 0 ? [] : selectExisting.all(JSON.stringify(ids)).map((row) => row.id);
     },
   };
 }

@@ -253,6 +253,10 @@ export function sqliteTaskStore(db: Db): TaskStore {
       for (const row of stateCounts.all()) counts[row.state] = row.n;
       return counts;
     },
+    async firstTaskCreatedAt() {
+      // The first row of the primary key (seq): one step, however many tasks there are.
+      return db.prepare<[], { created_at: number }>('SELECT created_at FROM tasks ORDER BY seq LIMIT 1').get()?.created_at;
+    },
     appendLog: syncWrite((id: string, message: string, now: number) => {
       insertLog.run(id, now, message);
     }),
