@@ -2,17 +2,19 @@ import type { Logger } from 'pino';
 import type { Clock } from '../ports/clock';
 import type { FileStorage } from '../ports/file-storage';
 import type { Store } from '../ports/store';
+import { sweepLeftovers } from './leftover-sweep';
 
 /**
  * Removes files whose expiry has passed (Temporary outputs, 7 days after they were made): bytes first, then the
  * row, so an interrupted pass leaves a row that the next pass finds again rather than bytes nothing points to.
  * Both steps are idempotent, so two nodes cleaning at once do no harm. Files without an expiry are never touched.
+ * The same job then sweeps up files a crash left behind, which no row names (leftover-sweep.ts).
  */
 export interface FileCleanupDeps {
   readonly store: Store;
   readonly storage: FileStorage;
   readonly clock: Clock;
-  readonly log?: Pick<Logger, 'info' | 'error'>;
+  readonly log?: Pick<Logger, 'info' | 'warn' | 'error'>;
   readonly batchSize?: number;
 }
 
@@ -33,25 +35,39 @@ export async function removeExpiredFiles(deps: FileCleanupDeps): Promise<number>
   return removed;
 }
 
+/** What a pass removed: expired files, and files a crash left behind (worker/leftover-sweep.ts). */
+export interface FileCleanupPass {
+  readonly expired: number;
+  readonly leftovers: number;
+}
+
 export interface FileCleanupJob {
-  /** Runs a pass now (unless one is running) and resolves when it is done. */
-  runOnce(): Promise<number>;
+  /** Runs a pass now (unless one is running: then waits for that one) and resolves when it is done. */
+  runOnce(): Promise<FileCleanupPass>;
   /** Stops the timer and waits for a pass under way. */
   stop(): Promise<void>;
 }
 
-/** Runs a pass at once and then every `intervalMs`; passes never overlap. The timer does not keep the process up. */
+/**
+ * Runs a pass at once and then every `intervalMs`; passes never overlap. Each part of a pass fails alone: its error
+ * is logged, and the next pass tries again (the leftover sweep from where its cursor was last saved). The timer does
+ * not keep the process up.
+ */
 export function startFileCleanup(deps: FileCleanupDeps, intervalMs: number): FileCleanupJob {
-  let running: Promise<number> | undefined;
-  const runOnce = (): Promise<number> => {
-    running ??= removeExpiredFiles(deps)
-      .catch((err: unknown) => {
-        deps.log?.error({ err }, 'file cleanup failed; will try again');
-        return 0;
-      })
-      .finally(() => {
-        running = undefined;
-      });
+  let running: Promise<FileCleanupPass> | undefined;
+  const attempt = (what: string, work: () => Promise<number>): Promise<number> =>
+    work().catch((err: unknown) => {
+      deps.log?.error({ err }, `${what} failed; will try again`);
+      return 0;
+    });
+  const pass = async (): Promise<FileCleanupPass> => ({
+    expired: await attempt('file cleanup', () => removeExpiredFiles(deps)),
+    leftovers: await attempt('leftover file sweep', () => sweepLeftovers(deps)),
+  });
+  const runOnce = (): Promise<FileCleanupPass> => {
+    running ??= pass().finally(() => {
+      running = undefined;
+    });
     return running;
   };
   const timer = setInterval(() => void runOnce(), intervalMs);

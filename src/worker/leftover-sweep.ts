@@ -1,0 +1,141 @@
+import type { Logger } from 'pino';
+import { BUCKET_MS, bucketAt, bucketName, relayFileId } from '../app/file-keys';
+import type { Clock } from '../ports/clock';
+import type { FileStorage } from '../ports/file-storage';
+import type { Store } from '../ports/store';
+
+/**
+ * Removes what a crash left in the storage: an output image or an upload is written before the transaction that
+ * records its row, so a crash between the two leaves bytes that no row names; a crash in the middle of a put leaves
+ * the storage's temporary (`unfinishedPutOf`). Failures short of a crash already delete what they wrote.
+ *
+ * The sweep reads only what is new since the last pass: both kinds of files sit in time buckets of 4.096 s whose
+ * names are computed from time (app/file-keys.ts), so a pass visits the buckets from a persisted cursor up to the
+ * grace by name, never listing `outputs/` itself (it gains about 21,600 directories a day); a bucket with no folder
+ * costs one failed readdir. Uploads stored before uploads were bucketed (`inputs/<account id>/`) are not swept.
+ *
+ * What it deletes, and only that: a key the relay makes (`relayFileId`) whose file id has no row, or the temporary of
+ * a put of such a key, in either case written longer than the grace ago. Anything else in a bucket is left alone.
+ * Deleting is idempotent and the cursor only moves forward, so nodes sharing the data dir and database may sweep at
+ * once; at worst they read the same buckets twice.
+ */
+
+/**
+ * How long a file must have existed, by its bucket and by its own write time, before a missing row means a leftover.
+ * A row is committed after the bytes are written, and that commit can be late: the settlement retries a failing
+ * store (worker/settlement.ts), a PostgreSQL failover or a stalled disk takes minutes. A day is far past any of
+ * those, so a write whose row is still to come can never be mistaken for a leftover. The file's own write time
+ * counts as well as its bucket's because an output's bucket is its task's creation time, and a task may wait in the
+ * queue for longer than the grace before it runs.
+ */
+export const LEFTOVER_GRACE_MS = 24 * 3600 * 1000;
+
+/**
+ * Where the sweep got to: the next bucket to visit, in a small file in the storage itself, written durably. It lives
+ * with the files it describes (a data dir moved or restored keeps its own place), every node sharing the data dir
+ * shares it, and it needs no table: a schema change would stop nodes of the previous version from starting during a
+ * rolling upgrade (adapters/schema-too-new.ts).
+ */
+export const SWEEP_CURSOR_KEY = 'leftover-sweep.json';
+
+/** The two kinds of bucketed files, by folder; the same bucket names in both. */
+const SWEPT_FOLDERS = ['outputs', 'inputs'] as const;
+/** At most this many buckets per pass (57 h of time): a first pass over a long history is spread over several. */
+const BUCKETS_PER_PASS = 50_000;
+/** The cursor is saved this often during a long pass (about 68 min of time), so a crash re-reads little. */
+const SAVE_EVERY_BUCKETS = 1_000;
+/** File ids asked about in one query. */
+const IDS_PER_QUERY = 500;
+
+export interface LeftoverSweepDeps {
+  readonly store: Store;
+  readonly storage: FileStorage;
+  readonly clock: Clock;
+  readonly log?: Pick<Logger, 'info' | 'warn'>;
+  readonly bucketsPerPass?: number;
+}
+
+/** One pass: visits the buckets from the cursor up to the grace (at most `bucketsPerPass`); returns how many files it removed. */
+export async function sweepLeftovers(deps: LeftoverSweepDeps): Promise<number> {
+  const writtenBefore = deps.clock.now() - LEFTOVER_GRACE_MS;
+  // Exclusive: the bucket holding `writtenBefore` may hold files younger than the grace.
+  const end = bucketAt(writtenBefore);
+  const cursor = await readCursor(deps);
+  const start = cursor ?? (await firstBucket(deps.store, end));
+  const stop = Math.min(end, start + (deps.bucketsPerPass ?? BUCKETS_PER_PASS));
+  let saved = cursor;
+  let removed = 0;
+  let next = start;
+  while (next < stop) {
+    for (const folder of SWEPT_FOLDERS) removed += await sweepBucket(deps, `${folder}/${bucketName(next)}`, writtenBefore);
+    next++;
+    if (next - (saved ?? start) >= SAVE_EVERY_BUCKETS) {
+      saved = await saveCursor(deps.storage, next);
+      next = Math.max(next, saved); // another node's pass got further: no need to read what it read
+    }
+  }
+  // Also on a first pass with nothing to visit: the next one must start here, not from the store again.
+  if (saved === undefined || next > saved) await saveCursor(deps.storage, next);
+  if (removed > 0) deps.log?.info({ removed, swept_to: bucketName(next) }, 'files left behind by a crash removed');
+  return removed;
+}
+
+/**
+ * With no cursor (the first pass ever): the first task's bucket, one early for the moment between the task id's
+ * clock reading and its `created_at`'s. No output is older than the first task; uploads were not bucketed before
+ * this sweep existed. With no task, there is nothing before the grace to look at.
+ */
+async function firstBucket(store: Store, end: number): Promise<number> {
+  const first = await store.tasks.firstTaskCreatedAt();
+  return first === undefined ? end : Math.min(end, bucketAt(first) - 1);
+}
+
+async function sweepBucket(deps: LeftoverSweepDeps, folder: string, writtenBefore: number): Promise<number> {
+  const doomed: string[] = [];
+  const byFileId = new Map<string, string>();
+  for (const entry of await deps.storage.list(folder)) {
+    if (!(entry.modifiedAt < writtenBefore)) continue; // written within the grace: its row may be on its way
+    if (entry.unfinishedPutOf !== undefined) {
+      if (relayFileId(entry.unfinishedPutOf) !== undefined) doomed.push(entry.key);
+      continue;
+    }
+    const fileId = relayFileId(entry.key);
+    if (fileId !== undefined) byFileId.set(fileId, entry.key);
+  }
+  const ids = [...byFileId.keys()];
+  for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
+    const batch = ids.slice(i, i + IDS_PER_QUERY);
+    const named = new Set(await deps.store.files.existingFileIds(batch));
+    for (const id of batch) if (!named.has(id)) doomed.push(byFileId.get(id)!);
+  }
+  for (const key of doomed) await deps.storage.delete(key);
+  return doomed.length;
+}
+
+const CURSOR_BUCKET = /^[0-9a-f]{9}$/;
+
+/** The saved cursor; undefined when there is none, or (logged) when it is unreadable: the first-pass start then. */
+async function readCursor(deps: Pick<LeftoverSweepDeps, 'storage' | 'log'>): Promise<number | undefined> {
+  const data = await deps.storage.get(SWEEP_CURSOR_KEY);
+  if (data === undefined) return undefined;
+  try {
+    const next = (JSON.parse(data.toString('utf8')) as { next_bucket?: unknown }).next_bucket;
+    if (typeof next === 'string' && CURSOR_BUCKET.test(next)) return parseInt(next, 16);
+  } catch {
+    // below
+  }
+  deps.log?.warn({ key: SWEEP_CURSOR_KEY }, 'leftover sweep cursor unreadable; starting over from the first task');
+  return undefined;
+}
+
+/**
+ * Saves `next` unless another node's pass saved a later bucket meanwhile: the cursor never moves back. (Two nodes
+ * saving at the same moment can still leave the earlier one: the next pass re-reads those buckets, harmlessly.)
+ */
+async function saveCursor(storage: FileStorage, next: number): Promise<number> {
+  const stored = await readCursor({ storage });
+  if (stored !== undefined && stored >= next) return stored;
+  const cursor = { next_bucket: bucketName(next), starts_at: new Date(next * BUCKET_MS).toISOString() };
+  await storage.put(SWEEP_CURSOR_KEY, Buffer.from(`${JSON.stringify(cursor)}\n`));
+  return next;
+}
