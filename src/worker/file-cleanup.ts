@@ -44,7 +44,7 @@ export interface FileCleanupPass {
 export interface FileCleanupJob {
   /** Runs a pass now (unless one is running: then waits for that one) and resolves when it is done. */
   runOnce(): Promise<FileCleanupPass>;
-  /** Stops the timer and waits for a pass under way. */
+  /** Stops the timer and waits for a pass under way, which a long sweep cuts short (it resumes next time). */
   stop(): Promise<void>;
 }
 
@@ -55,6 +55,7 @@ export interface FileCleanupJob {
  */
 export function startFileCleanup(deps: FileCleanupDeps, intervalMs: number): FileCleanupJob {
   let running: Promise<FileCleanupPass> | undefined;
+  let stopping = false;
   const attempt = (what: string, work: () => Promise<number>): Promise<number> =>
     work().catch((err: unknown) => {
       deps.log?.error({ err }, `${what} failed; will try again`);
@@ -62,7 +63,7 @@ export function startFileCleanup(deps: FileCleanupDeps, intervalMs: number): Fil
     });
   const pass = async (): Promise<FileCleanupPass> => ({
     expired: await attempt('file cleanup', () => removeExpiredFiles(deps)),
-    leftovers: await attempt('leftover file sweep', () => sweepLeftovers(deps)),
+    leftovers: await attempt('leftover file sweep', () => sweepLeftovers({ ...deps, stopping: () => stopping })),
   });
   const runOnce = (): Promise<FileCleanupPass> => {
     running ??= pass().finally(() => {
@@ -77,6 +78,7 @@ export function startFileCleanup(deps: FileCleanupDeps, intervalMs: number): Fil
     runOnce,
     async stop() {
       clearInterval(timer);
+      stopping = true;
       await running;
     },
   };

@@ -53,6 +53,8 @@ export interface LeftoverSweepDeps {
   readonly clock: Clock;
   readonly log?: Pick<Logger, 'info' | 'warn'>;
   readonly bucketsPerPass?: number;
+  /** True once the process is stopping: the pass saves where it got to and ends, rather than hold up the stop. */
+  readonly stopping?: () => boolean;
 }
 
 /** One pass: visits the buckets from the cursor up to the grace (at most `bucketsPerPass`); returns how many files it removed. */
@@ -66,7 +68,7 @@ export async function sweepLeftovers(deps: LeftoverSweepDeps): Promise<number> {
   let saved = cursor;
   let removed = 0;
   let next = start;
-  while (next < stop) {
+  while (next < stop && !deps.stopping?.()) {
     for (const folder of SWEPT_FOLDERS) removed += await sweepBucket(deps, `${folder}/${bucketName(next)}`, writtenBefore);
     next++;
     if (next - (saved ?? start) >= SAVE_EVERY_BUCKETS) {

@@ -232,6 +232,31 @@ describe('sweeping up files a crash left behind', () => {
     expect(lines.join('')).toContain('files left behind by a crash removed');
   });
 
+  it('stopping the job cuts a long pass short; the cursor keeps what it swept, and the next job goes on from there', async () => {
+    const first = T0 - LEFTOVER_GRACE_MS - 3 * HOUR; // about 2,640 buckets to sweep
+    await firstTaskAt(first);
+    let job: FileCleanupJob | undefined;
+    let stopped: Promise<void> | undefined;
+    const stoppingMidway: FileStorage = {
+      ...counting,
+      list: (prefix) => {
+        if (listed.length === 2 * 1500) stopped ??= job!.stop(); // the process is told to stop, 1,500 buckets in
+        return counting.list(prefix);
+      },
+    };
+    job = startFileCleanup({ store, storage: stoppingMidway, clock }, 3600_000);
+    await job.runOnce();
+    await stopped;
+    expect(listed.length).toBeLessThan(2 * 1510); // not all of them
+    const swept = bucketAt(first) - 1 + listed.length / 2;
+    expect(await cursor()).toBe(bucketName(swept));
+    listed = [];
+    const next = startFileCleanup({ store, storage: counting, clock }, 3600_000);
+    jobs.push(next);
+    await next.runOnce();
+    expect(listed[0]).toBe(`outputs/${bucketName(swept)}`);
+  });
+
   it('two nodes sweeping the same storage at once remove each leftover and nothing else, without an error', async () => {
     const old = T0 - LEFTOVER_GRACE_MS - HOUR;
     await firstTaskAt(old - MINUTE);
