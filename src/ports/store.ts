@@ -330,7 +330,7 @@ export interface TaskStore {
   /** Tasks queued ahead of this one in its lane (higher priority, or same priority and earlier). */
   queuePosition(task: TaskRecord): Promise<number>;
   countByState(): Promise<Record<TaskState, number>>;
-  /** When the first task still stored was created (the lowest `seq`); undefined with none. Where the leftover sweep starts. */
+  /** When the first task was created (the lowest `seq`), undefined with none: where a first leftover sweep starts. */
   firstTaskCreatedAt(): Promise<number | undefined>;
   appendLog(id: string, message: string, now: number): Promise<void>;
   logs(id: string): Promise<Array<{ at: number; message: string }>>;

@@ -57,7 +57,7 @@ export interface LeftoverSweepDeps {
   readonly stopping?: () => boolean;
 }
 
-/** One pass: visits the buckets from the cursor up to the grace (at most `bucketsPerPass`); returns how many files it removed. */
+/** One pass: at most `bucketsPerPass` buckets, from the cursor to the grace. Returns how many files it removed. */
 export async function sweepLeftovers(deps: LeftoverSweepDeps): Promise<number> {
   const writtenBefore = deps.clock.now() - LEFTOVER_GRACE_MS;
   // Exclusive: the bucket holding `writtenBefore` may hold files younger than the grace.

@@ -32,7 +32,10 @@ export class DurableWriter {
   private inFlight = 0;
   private tmpSeq = 0;
 
-  /** `tag` (lower-case letters: `fileOfTemporary` recognises them) keeps temporary names of two writers in one process apart. */
+  /**
+   * `tag` keeps temporary names of two writers in one process apart; lower-case letters, which `fileOfTemporary`
+   * recognises.
+   */
   constructor(
     private readonly tag: string,
     private readonly maxInFlight = MAX_WRITES_IN_FLIGHT,
