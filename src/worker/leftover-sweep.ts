@@ -62,22 +62,34 @@ export async function sweepLeftovers(deps: LeftoverSweepDeps): Promise<number> {
   const writtenBefore = deps.clock.now() - LEFTOVER_GRACE_MS;
   // Exclusive: the bucket holding `writtenBefore` may hold files younger than the grace.
   const end = bucketAt(writtenBefore);
+  const firstTaskAt = await deps.store.tasks.firstTaskCreatedAt();
   const cursor = await readCursor(deps);
-  const start = cursor ?? (await firstBucket(deps.store, end));
+  if (cursor?.firstTaskAt !== undefined && cursor.firstTaskAt !== firstTaskAt) {
+    // The data dir was swept for a database whose first task was another: this one (a mistyped database URL, a
+    // test database beside production files) has no rows for its files, and every one would look left behind.
+    deps.log?.warn(
+      { key: SWEEP_CURSOR_KEY, swept_for_first_task_at: cursor.firstTaskAt, first_task_at: firstTaskAt ?? null },
+      'leftover sweep skipped: this data dir was swept for another database (its first task differs); if the database is the right one, delete the cursor file',
+    );
+    return 0;
+  }
+  const start = cursor?.next ?? firstBucket(firstTaskAt, end);
   const stop = Math.min(end, start + (deps.bucketsPerPass ?? BUCKETS_PER_PASS));
-  let saved = cursor;
+  let saved = cursor?.next;
   let removed = 0;
   let next = start;
   while (next < stop && !deps.stopping?.()) {
     for (const folder of SWEPT_FOLDERS) removed += await sweepBucket(deps, `${folder}/${bucketName(next)}`, writtenBefore);
     next++;
     if (next - (saved ?? start) >= SAVE_EVERY_BUCKETS) {
-      saved = await saveCursor(deps.storage, next);
+      saved = await saveCursor(deps.storage, next, firstTaskAt);
       next = Math.max(next, saved); // another node's pass got further: no need to read what it read
     }
   }
   // Also on a first pass with nothing to visit: the next one must start here, not from the store again.
-  if (saved === undefined || next > saved) await saveCursor(deps.storage, next);
+  if (saved === undefined || next > saved || (cursor?.firstTaskAt === undefined && firstTaskAt !== undefined)) {
+    await saveCursor(deps.storage, next, firstTaskAt);
+  }
   if (removed > 0) deps.log?.info({ removed, swept_to: bucketName(next) }, 'files left behind by a crash removed');
   return removed;
 }
@@ -87,9 +99,8 @@ export async function sweepLeftovers(deps: LeftoverSweepDeps): Promise<number> {
  * clock reading and its `created_at`'s. No output is older than the first task; uploads were not bucketed before
  * this sweep existed. With no task, there is nothing before the grace to look at.
  */
-async function firstBucket(store: Store, end: number): Promise<number> {
-  const first = await store.tasks.firstTaskCreatedAt();
-  return first === undefined ? end : Math.min(end, bucketAt(first) - 1);
+function firstBucket(firstTaskAt: number | undefined, end: number): number {
+  return firstTaskAt === undefined ? end : Math.min(end, bucketAt(firstTaskAt) - 1);
 }
 
 async function sweepBucket(deps: LeftoverSweepDeps, folder: string, writtenBefore: number): Promise<number> {
@@ -116,13 +127,26 @@ async function sweepBucket(deps: LeftoverSweepDeps, folder: string, writtenBefor
 
 const CURSOR_BUCKET = /^[0-9a-f]{9}$/;
 
+/**
+ * What the cursor file holds: the next bucket to visit, and the creation time of the first task of the database the
+ * sweep runs for (undefined until it has one): the data dir's tie to its database.
+ */
+interface SweepCursor {
+  readonly next: number;
+  readonly firstTaskAt?: number;
+}
+
 /** The saved cursor; undefined when there is none, or (logged) when it is unreadable: the first-pass start then. */
-async function readCursor(deps: Pick<LeftoverSweepDeps, 'storage' | 'log'>): Promise<number | undefined> {
+async function readCursor(deps: Pick<LeftoverSweepDeps, 'storage' | 'log'>): Promise<SweepCursor | undefined> {
   const data = await deps.storage.get(SWEEP_CURSOR_KEY);
   if (data === undefined) return undefined;
   try {
-    const next = (JSON.parse(data.toString('utf8')) as { next_bucket?: unknown }).next_bucket;
-    if (typeof next === 'string' && CURSOR_BUCKET.test(next)) return parseInt(next, 16);
+    const saved = JSON.parse(data.toString('utf8')) as { next_bucket?: unknown; first_task_at?: unknown };
+    const next = saved.next_bucket;
+    if (typeof next === 'string' && CURSOR_BUCKET.test(next)) {
+      const firstTaskAt = Number.isSafeInteger(saved.first_task_at) ? (saved.first_task_at as number) : undefined;
+      return { next: parseInt(next, 16), ...(firstTaskAt !== undefined ? { firstTaskAt } : {}) };
+    }
   } catch {
     // below
   }
@@ -134,10 +158,11 @@ async function readCursor(deps: Pick<LeftoverSweepDeps, 'storage' | 'log'>): Pro
  * Saves `next` unless another node's pass saved a later bucket meanwhile: the cursor never moves back. (Two nodes
  * saving at the same moment can still leave the earlier one: the next pass re-reads those buckets, harmlessly.)
  */
-async function saveCursor(storage: FileStorage, next: number): Promise<number> {
+async function saveCursor(storage: FileStorage, next: number, firstTaskAt: number | undefined): Promise<number> {
   const stored = await readCursor({ storage });
-  if (stored !== undefined && stored >= next) return stored;
-  const cursor = { next_bucket: bucketName(next), starts_at: new Date(next * BUCKET_MS).toISOString() };
+  if (stored !== undefined && stored.next >= next && (stored.firstTaskAt !== undefined || firstTaskAt === undefined)) return stored.next;
+  const at = Math.max(next, stored?.next ?? next);
+  const cursor = { next_bucket: bucketName(at), starts_at: new Date(at * BUCKET_MS).toISOString(), first_task_at: firstTaskAt ?? null };
   await storage.put(SWEEP_CURSOR_KEY, Buffer.from(`${JSON.stringify(cursor)}\n`));
-  return next;
+  return at;
 }

@@ -191,6 +191,33 @@ describe('sweeping up files a crash left behind', () => {
     expect(onDisk(before)).toBe(true);
   });
 
+  it('a data dir swept for one database is not swept for another (a mistyped database URL): nothing deleted, a warning', async () => {
+    await firstTaskAt(T0 - LEFTOVER_GRACE_MS - 2 * HOUR);
+    await sweep(); // the cursor now belongs to this database
+    now += HOUR;
+    const recorded = await output(now - LEFTOVER_GRACE_MS - MINUTE, { row: true });
+
+    const other = createSqliteStore(path.join(root, '..', `${path.basename(root)}-other.db`));
+    try {
+      await other.accounts.createAccount({ id: 'acct_other', name: 'other', balance: 1, webhookSecret: 'w', now: T0 });
+      await other.accounts.createKey({ id: 'key_other', accountId: 'acct_other', secretHash: 'h', createdAt: T0 });
+      const task = { id: newTaskId(T0), accountId: 'acct_other', keyId: 'key_other', requestId: 'req_o', input: INPUT, price: 1, provider: 'p', now: T0 };
+      expect((await other.tasks.createTask(task)).ok).toBe(true);
+      const log = capturedLog('warn');
+      listed = [];
+      expect(await sweepLeftovers({ store: other, storage: counting, clock, log: log.logger })).toBe(0);
+      expect(onDisk(recorded)).toBe(true); // no row in `other`, and still kept
+      expect(listed).toEqual([]);
+      expect(log.lines.join('')).toMatch(/swept for another database/);
+    } finally {
+      await other.close();
+    }
+    // Back on its own database, the sweep goes on where it was.
+    expect(await sweep()).toBe(0);
+    expect(onDisk(recorded)).toBe(true);
+    expect(listed.length).toBeGreaterThan(0);
+  });
+
   it('a restarted job (a new instance on the same storage and store) resumes from the saved cursor', async () => {
     await firstTaskAt(T0 - LEFTOVER_GRACE_MS - HOUR);
     const job = startFileCleanup({ store, storage: counting, clock }, 3600_000);
