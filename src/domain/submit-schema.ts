@@ -86,10 +86,10 @@ function schemas(form: 'request' | 'canonical') {
 
   const FileInfo = Type.Object(
     {
-      type: Enum(FILE_TYPES, {
-        description: `Where the input image comes from: File (a file_id from POST /tencent-vod/v1/files, or a Tencent VOD FileId) or Url (an http(s) URL). ${CASE_NOTE}`,
+      type: Optional(Enum(FILE_TYPES, {
+        description: `Where the input image comes from: File (a file_id from POST /tencent-vod/v1/files, or a Tencent VOD FileId) or Url (an http(s) URL). ${CASE_NOTE} Optional: without it, whichever of file_id and url is given decides (required when both are).`,
         examples: ['File'],
-      }),
+      })),
       file_id: Optional(Type.String({
         description: `Required when type is File; must be absent or empty when type is Url. At most ${LIMITS.fileId} characters, no whitespace or control characters.`,
         maxLength: LIMITS.fileId,

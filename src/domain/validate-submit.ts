@@ -117,10 +117,11 @@ function readFileInfos(value: unknown, model: ModelName, version: string, spec: 
 function readFileInfo(path: string, value: unknown, model: ModelName, spec: ModelVersionSpec): InputImageRef {
   const item = readObject(path, value);
   checkKeys(path, item, FILE_INFO_KEYS);
-  const type = matchEnum(`${path}.type`, requiredString(`${path}.type`, get(item, 'type')), FILE_TYPES);
+  const givenType = optionalString(`${path}.type`, get(item, 'type'));
   const fileId = optionalString(`${path}.file_id`, get(item, 'file_id'));
   const url = optionalString(`${path}.url`, get(item, 'url'));
   const text = optionalString(`${path}.text`, get(item, 'text'), LIMITS.imageText);
+  const type = givenType !== undefined ? matchEnum(`${path}.type`, givenType, FILE_TYPES) : impliedType(path, fileId, url);
 
   const ref: Mutable<InputImageRef> = { type };
   if (type === 'File') {
@@ -137,6 +138,17 @@ function readFileInfo(path: string, value: unknown, model: ModelName, spec: Mode
     ref.text = text;
   }
   return ref;
+}
+
+/**
+ * `type` is optional on the seed page (and in Tencent's FileInfo): without it, the one of `file_id` and `url` that is
+ * given says which it is. Both or neither cannot be read either way.
+ */
+function impliedType(path: string, fileId: string | undefined, url: string | undefined): (typeof FILE_TYPES)[number] {
+  if (fileId !== undefined && url === undefined) return 'File';
+  if (url !== undefined && fileId === undefined) return 'Url';
+  if (fileId !== undefined) throw bad(`${path}.type`, 'is required when both file_id and url are given (File or Url)');
+  throw new FieldError('MissingParameter', `${path}.file_id`, 'or url is required (with type File or Url)');
 }
 
 function checkFileId(path: string, id: string): string {

@@ -225,8 +225,16 @@ describe('file_infos', () => {
       'file_infos[0].base64', 'unknown field');
   });
 
-  it('requires a type, File or Url in any case', () => {
-    expectFieldError(body({ file_infos: [{ file_id: 'a' }] }), 'MissingParameter', 'file_infos[0].type');
+  it('takes a type, File or Url in any case; without one (optional on the seed page), file_id or url decides', () => {
+    const implied = validateSubmitBody(body({ file_infos: [{ file_id: 'a' }, { url: 'https://example.com/a.png' }, { type: '', file_id: 'b' }] }));
+    expect(implied.file_infos).toEqual([
+      { type: 'File', file_id: 'a' },
+      { type: 'Url', url: 'https://example.com/a.png' },
+      { type: 'File', file_id: 'b' },
+    ]);
+    expectFieldError(body({ file_infos: [{ file_id: 'a', url: 'https://example.com/a.png' }] }), 'InvalidParameterValue', 'file_infos[0].type',
+      'is required when both file_id and url are given');
+    expectFieldError(body({ file_infos: [{ text: 'what' }] }), 'MissingParameter', 'file_infos[0].file_id', 'or url is required');
     expectFieldError(body({ file_infos: [{ type: 'Base64' }] }), 'InvalidParameterValue', 'file_infos[0].type',
       '"Base64" is not one of File, Url');
     const result = validateSubmitBody(body({
@@ -495,7 +503,7 @@ describe('empty strings and null mean absent in optional fields', () => {
 
   it('reports null in a required field as missing', () => {
     expectFieldError(body({ model_version: null }), 'MissingParameter', 'model_version');
-    expectFieldError(body({ file_infos: [{ type: null, file_id: 'a' }] }), 'MissingParameter', 'file_infos[0].type');
+    expectFieldError(body({ file_infos: [{ type: 'File', file_id: null }] }), 'MissingParameter', 'file_infos[0].file_id');
   });
 });
 
