@@ -45,7 +45,8 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
 
   // Callback-style hooks: these run on every request, and an async hook costs a promise and a microtask each.
   app.addHook('onSend', (request, reply, payload, done) => {
-    reply.header('X-Request-Id', request.id);
+    // A route may have set it already: an idempotent replay answers with the first response's RequestId.
+    if (!reply.hasHeader('x-request-id')) reply.header('X-Request-Id', request.id);
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {

@@ -29,7 +29,10 @@ describe('Idempotency-Key', () => {
       expect(again.status).toBe(first.status);
       expect(again.text).toBe(first.text);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
+      // The header repeats the body's RequestId, the first request's, as on every answer.
+      expect(again.headers.get('x-request-id')).toBe(first.body.Response.RequestId);
     }
+    expect(first.headers.get('x-request-id')).toBe(first.body.Response.RequestId);
     expect(await t.relay.store.tasks.listTasks({ accountId, limit: 10 })).toHaveLength(1);
     expect(await holdsOf(t, accountId)).toBe(1);
   });

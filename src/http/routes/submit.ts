@@ -46,6 +46,16 @@ function webhookParam(request: FastifyRequest): string | undefined {
   return value;
 }
 
+/** `Response.RequestId` of a stored answer (every answer of the submit route carries one), if it can be read. */
+function firstRequestId(body: string): string | undefined {
+  try {
+    const id = (JSON.parse(body) as { Response?: { RequestId?: unknown } }).Response?.RequestId;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
   // A string body with a JSON type is sent as is, so a replay is byte-identical to what was first sent.
   return reply.code(response.status).type('application/json; charset=utf-8').send(response.body);
@@ -118,7 +128,16 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
             return task && task.accountId === caller.accountId ? { status: 200, body: JSON.stringify(await answerFor(task, undefined)) } : undefined;
           },
         });
-        if (replayed) reply.header('Idempotent-Replayed', 'true');
+        if (replayed) {
+          // The first response, whole: its RequestId is the first request's, and so is the header that repeats it.
+          // This request's own id is logged beside it, to find the replay in the log.
+          const first = firstRequestId(response.body);
+          if (first !== undefined) {
+            reply.header('X-Request-Id', first);
+            request.log.info({ replayOf: first }, 'idempotent replay');
+          }
+          reply.header('Idempotent-Replayed', 'true');
+        }
         return send(reply, response);
       },
     );
