@@ -10,6 +10,8 @@ export function envelope(code: ErrorCode | string, message: string, requestId: s
 
 export function sendError(reply: FastifyReply, error: RelayError): FastifyReply {
   if (error.retryAfterSeconds !== undefined) reply.header('Retry-After', String(error.retryAfterSeconds));
+  // RFC 9110: a 401 says which scheme it wants (the API key, or the admin token, as a bearer token).
+  if (error.status === 401) reply.header('WWW-Authenticate', 'Bearer');
   closeIfBodyUnread(reply);
   return reply.code(error.status).send(envelope(error.code, error.message, reply.request.id));
 }

@@ -45,5 +45,7 @@ export function itRejectsBadApiKeys(relay: () => TestRelay, route: () => RouteUn
     expect(res.statusCode).toBe(401);
     expect(res.json().Response.Error.Code).toBe('AuthFailure');
     expect(res.json().Response.Error.Message).toMatch(/^Authorization: /);
+    // RFC 9110: a 401 names the scheme it wants.
+    expect(res.headers['www-authenticate']).toBe('Bearer');
   });
 }
