@@ -16,13 +16,19 @@ export const ErrorEnvelope = Type.Object(
 /** Documented error responses for a route, derived from the one code → status table. */
 export function errorResponses(...codes: ErrorCode[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {};
-  for (const code of [...codes, 'InternalError' as const]) {
+  // Any route may meet these: a database busy or unavailable (a lock past its timeout, PostgreSQL restarting) or a
+  // relay shutting down is a 503 with Retry-After, whatever the route; a fault of the relay's own a 500.
+  for (const code of [...codes, 'ResourceUnavailable' as const, 'InternalError' as const]) {
     const status = ERROR_STATUS[code];
     const known = codes.filter((c) => ERROR_STATUS[c] === status);
-    out[status] = Type.Ref('ErrorEnvelope', { description: known.length ? known.join(', ') : code });
+    out[status] = Type.Ref('ErrorEnvelope', { description: known.length ? known.join(', ') : UNLISTED[code] ?? code });
   }
   return out;
 }
+
+const UNLISTED: Partial<Record<ErrorCode, string>> = {
+  ResourceUnavailable: 'ResourceUnavailable: the database is busy or unavailable, or the relay is shutting down; retry after Retry-After seconds',
+};
 
 const Open = { additionalProperties: true } as const;
 

@@ -72,6 +72,12 @@ describe('operations endpoints', () => {
     for (const path of ['/tencent-vod/v1/requests/{id}/status', '/tencent-vod/v1/requests/{id}', '/tencent-vod/v1/requests/{id}/cancel', '/tencent-vod/v1/query/{id}', '/admin/v1/accounts']) {
       expect(doc.paths[path], path).toBeDefined();
     }
+    // A busy or unavailable database is a 503 on any route that reads or writes it: every route with errors says so.
+    for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, unknown> }>>)) {
+      for (const [method, operation] of Object.entries(methods)) {
+        if (operation.responses['500']) expect(operation.responses, `${method} ${path}`).toHaveProperty('503');
+      }
+    }
   });
 
   it("/openapi.json's submit body, compiled by a client's validator, accepts what the relay accepts and refuses what it refuses", async () => {
