@@ -294,6 +294,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       submit,
       metrics,
       publicUrl: () => baseUrl,
+      ...(config.publicUrl ? { announcedUrl: config.publicUrl } : {}),
       isShuttingDown: () => shuttingDown,
       idempotency: new IdempotencyGate({ store: store.idempotency, clock, soleNode: backend.kind === 'sqlite' }),
       webhooks,

@@ -77,7 +77,10 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
       },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
-    transformObject: (doc) => ('openapiObject' in doc ? examplesAsOpenApi30(optionalNullableBodies(doc.openapiObject)) : doc.swaggerObject),
+    transformObject: (doc) =>
+      'openapiObject' in doc
+        ? examplesAsOpenApi30(optionalNullableBodies({ ...doc.openapiObject, ...(deps.announcedUrl ? { servers: [{ url: deps.announcedUrl }] } : {}) }))
+        : doc.swaggerObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

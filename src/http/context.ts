@@ -28,6 +28,12 @@ export interface HttpDeps {
   readonly metrics: RelayMetrics;
   /** Base of every URL the API returns; known once the server listens. */
   readonly publicUrl: () => string;
+  /**
+   * AIGC_RELAY_PUBLIC_URL when the operator set one: the OpenAPI document's server, so that a path prefix there
+   * (`https://host/api`) reaches generated clients and the docs' "Try it out". Unset, the document names none, and
+   * clients use the address they fetched it from.
+   */
+  readonly announcedUrl?: string;
   /** True while the process drains on SIGTERM: new work gets 503. */
   readonly isShuttingDown: () => boolean;
   /** Idempotency-Key handling for the submit route. */

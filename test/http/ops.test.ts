@@ -80,6 +80,17 @@ describe('operations endpoints', () => {
     }
   });
 
+  it('/openapi.json names AIGC_RELAY_PUBLIC_URL as its server (a path prefix there reaches clients), and no server without one', async () => {
+    expect((await t.api.get('/openapi.json')).body.servers).toBeUndefined();
+    const behindProxy = await startTestRelay({ env: { AIGC_RELAY_PUBLIC_URL: 'https://relay.example.com/api' } });
+    try {
+      const doc = (await behindProxy.relay.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+      expect(doc.servers).toEqual([{ url: 'https://relay.example.com/api' }]);
+    } finally {
+      await behindProxy.close();
+    }
+  });
+
   it("/openapi.json's submit body, compiled by a client's validator, accepts what the relay accepts and refuses what it refuses", async () => {
     const doc = (await t.api.get('/openapi.json')).body;
     const schema = doc.paths['/tencent-vod/v1/aigc-image'].post.requestBody.content['application/json'].schema;
