@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import sharp, { type Metadata } from 'sharp';
 import { ACCEPTED_IMAGE_NAMES, describeContent, sniffImageType, type AcceptedImageType } from '../domain/image-format';
 
 /** Input images (uploads and URL inputs) may be at most this big, on the wire and in the relay's storage. */
@@ -8,9 +8,27 @@ export const MAX_INPUT_BYTES = 10 * 1024 * 1024;
 export const MAX_INPUT_PIXELS = 100_000_000;
 
 /**
+ * Decoded size cap (width × height × bytes a pixel) for the images that libvips cannot decode as a stream and holds
+ * whole in memory while it checks them: WebP (libwebp decodes the whole frame at once, into an RGBA canvas, so it
+ * counts 4 bytes a pixel whatever its channels), progressive JPEG (libjpeg keeps every DCT coefficient until the
+ * last scan) and interlaced PNG (Adam7 passes cover the whole image). A baseline JPEG or a non-interlaced PNG is
+ * read a few rows at a time and needs no cap beyond MAX_INPUT_PIXELS.
+ *
+ * Why 128 MiB: it is just above an 8K UHD RGBA image at 8 bits (7680 × 4320 × 4 = 132.7 MB), larger than any input
+ * a generation model plausibly takes (Tencent's models output at most 4K and take at most 7 MB of input files);
+ * a 16-bit or larger-than-8K image still passes as a baseline JPEG or a non-interlaced PNG. Measured with sharp
+ * 0.35.5 (libvips 8.18): a whole decode takes about 8 bytes a pixel for WebP (two RGBA canvases), 6 for a 4:4:4
+ * progressive JPEG and 1× the decoded size for an interlaced PNG, so one check at this cap peaks at about 270 MiB
+ * and DECODES_AT_ONCE of them at about twice that, where a 100-megapixel WebP of a few bytes took 770 MiB each.
+ */
+export const MAX_WHOLE_DECODE_BYTES = 128 * 1024 * 1024;
+
+/**
  * Decodes at once, process-wide. A decode runs on libuv's thread pool, which file writes, reads and DNS lookups share,
- * and one of a 100-megapixel image takes seconds of CPU: without a bound, a few such uploads at the same moment
- * would take every pool thread and stall the relay's other work. The rest wait their turn, first come first served.
+ * and one of a 100-megapixel image takes a few hundred milliseconds of CPU (one of a WebP, progressive JPEG or
+ * interlaced PNG up to about 270 MiB of memory, MAX_WHOLE_DECODE_BYTES): without a bound, a few such uploads at the
+ * same moment would take every pool thread and stall the relay's other work. The rest wait their turn, first come
+ * first served.
  */
 export const DECODES_AT_ONCE = 2;
 
@@ -123,10 +141,10 @@ export type ImageCheck =
 
 /**
  * Decides whether bytes are an acceptable input image: the format from the magic bytes (never from a name or a
- * header), then a full decode by sharp, because a truncated JPEG still has a readable header and only fails when
- * its pixels are read. `stats()` streams the pixels through libvips without keeping a decoded copy. At most
- * DECODES_AT_ONCE run at a time; `turn` says whether to refuse rather than wait, and when the check is no longer
- * wanted (TakeTurns).
+ * header), the size from the header (MAX_INPUT_PIXELS; MAX_WHOLE_DECODE_BYTES for a format that decodes whole),
+ * then a full decode by sharp, because a truncated JPEG still has a readable header and only fails when its pixels
+ * are read. At most DECODES_AT_ONCE run at a time; `turn` says whether to refuse rather than wait, and when the
+ * check is no longer wanted (TakeTurns).
  */
 export async function checkInputImage(data: Buffer, turn: TurnOptions = {}): Promise<ImageCheck> {
   const contentType = sniffImageType(data);
@@ -136,22 +154,59 @@ export async function checkInputImage(data: Buffer, turn: TurnOptions = {}): Pro
   return IMAGE_DECODES.run(() => decodeAndCheck(data, contentType), turn);
 }
 
+const BYTES_PER_SAMPLE: Record<string, number> = { uchar: 1, char: 1, ushort: 2, short: 2, uint: 4, int: 4, float: 4, complex: 8, double: 8, dpcomplex: 16 };
+
+const MiB = 1024 * 1024;
+
+/**
+ * What a whole decode of this image holds in memory, or undefined when libvips reads it as a stream (a few rows at
+ * a time, tens of MiB whatever its size). `isProgressive` is libvips' "interlaced": a JPEG with more than one scan,
+ * a PNG with Adam7 interlacing.
+ */
+function wholeDecode(meta: Metadata, contentType: AcceptedImageType): { kind: string; bytesPerPixel: number } | undefined {
+  const format = contentType.slice(6);
+  if (contentType === 'image/webp') return { kind: 'a webp image', bytesPerPixel: 4 };
+  if (!meta.isProgressive) return undefined;
+  const bytesPerPixel = meta.channels * (BYTES_PER_SAMPLE[meta.depth] ?? 8);
+  return { kind: contentType === 'image/png' ? `an interlaced ${format} image` : `a progressive ${format} image`, bytesPerPixel };
+}
+
 async function decodeAndCheck(data: Buffer, contentType: AcceptedImageType): Promise<ImageCheck> {
-  const image = sharp(data, { failOn: 'truncated', limitInputPixels: MAX_INPUT_PIXELS });
-  let width: number | undefined;
-  let height: number | undefined;
+  // sequentialRead (sharp's default, said here because the memory bound depends on it) lets libvips decode a
+  // baseline JPEG or a non-interlaced PNG a strip at a time.
+  const image = sharp(data, { failOn: 'truncated', limitInputPixels: MAX_INPUT_PIXELS, sequentialRead: true });
+  const unreadable = `not a readable ${contentType.slice(6)} image (truncated or corrupt)`;
+  let meta: Metadata;
   try {
-    const meta = await image.metadata();
-    ({ width, height } = meta);
-    await image.stats();
+    meta = await image.metadata(); // the header only
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     if (/pixel limit/i.test(message)) {
       return { ok: false, problem: 'corrupt', reason: `image is larger than ${MAX_INPUT_PIXELS / 1_000_000} megapixels` };
     }
-    return { ok: false, problem: 'corrupt', reason: `not a readable ${contentType.slice(6)} image (truncated or corrupt)` };
+    return { ok: false, problem: 'corrupt', reason: unreadable };
   }
+  const { width, height } = meta;
   if (!width || !height) return { ok: false, problem: 'corrupt', reason: `not a readable ${contentType.slice(6)} image (no dimensions)` };
+  const whole = wholeDecode(meta, contentType);
+  if (whole && width * height * whole.bytesPerPixel > MAX_WHOLE_DECODE_BYTES) {
+    const decoded = Math.ceil((width * height * whole.bytesPerPixel) / MiB);
+    return {
+      ok: false,
+      problem: 'corrupt',
+      reason:
+        `${whole.kind} is decoded whole in memory, so it may decode to at most ${MAX_WHOLE_DECODE_BYTES / MiB} MiB; this one is ` +
+        `${width} × ${height} pixels × ${whole.bytesPerPixel} bytes = ${decoded} MiB (send it smaller, or as a baseline jpeg or a non-interlaced png)`,
+    };
+  }
+  try {
+    // Every pixel is decoded, once, and dropped: the bottom-right pixel of a sequential read comes after all the
+    // rows above it, and only that pixel is kept. (`stats()` would open the image for random access, which makes
+    // libvips decode all of it into memory first: 600 MiB for a 10,000 × 10,000 16-bit PNG of 1 MB.)
+    await image.extract({ left: width - 1, top: height - 1, width: 1, height: 1 }).raw().toBuffer();
+  } catch {
+    return { ok: false, problem: 'corrupt', reason: unreadable };
+  }
   return { ok: true, contentType, width, height };
 }
 

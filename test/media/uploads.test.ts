@@ -1,4 +1,5 @@
 import http from 'node:http';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, type ApiClient } from '../helpers/api';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
@@ -106,6 +107,14 @@ describe('refused content', () => {
     expect(res.status).toBe(400);
     expect(res.body.Response.Error.Code).toBe('InvalidParameterValue');
     expect(res.body.Response.Error.Message).toMatch(/^file: not a readable jpeg image/);
+  });
+
+  it('an image too large to decode whole is 400 naming the field and the limit', async () => {
+    const webp = await sharp({ create: { width: 6000, height: 6000, channels: 3, background: '#2878c8' } }).webp({ lossless: true, effort: 0 }).toBuffer();
+    const res = await uploadForm(webp, 'huge.webp', 'image/webp');
+    expect(res.status).toBe(400);
+    expect(res.body.Response.Error.Code).toBe('InvalidParameterValue');
+    expect(res.body.Response.Error.Message).toMatch(/^file: a webp image is decoded whole in memory, so it may decode to at most 128 MiB; this one is 6000 × 6000 pixels/);
   });
 
   it('JSON is 415; a form without a file is 400; a file under another name is 400 naming it', async () => {
