@@ -41,6 +41,16 @@ describe('DatabaseContact', () => {
     expect(c.steady()).toBe(true);
   });
 
+  it('is not steady while a gap is still under way, before the answer that ends it (a look that came back first)', () => {
+    at.now = 0;
+    const c = contact();
+    c.answered();
+    answerEvery(c, 300, 3000);
+    expect(c.steady()).toBe(true);
+    at.now += 600; // no answer for more than half a lease, so far
+    expect(c.steady()).toBe(false);
+  });
+
   it('gaps up to half a lease (heartbeats a third of a lease apart, a slow round trip) keep it steady', () => {
     at.now = 0;
     const c = contact();

@@ -19,7 +19,7 @@ export class DatabaseContact {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** A round trip to the database has just been answered. */
+  /** A renewal has just been answered by the database. */
   answered(): void {
     const now = this.now();
     if (this.lastAnswerAt === undefined || now - this.lastAnswerAt > this.leaseMs / 2) {
@@ -29,9 +29,14 @@ export class DatabaseContact {
     this.lastAnswerAt = now;
   }
 
-  /** The database has answered this node without a gap of half a lease for at least a whole lease. */
+  /**
+   * The database has answered this node without a gap of half a lease for at least a whole lease, the time since its
+   * last answer included: a gap still under way (a stall not yet over) is a gap.
+   */
   steady(): boolean {
-    return this.steadySince !== undefined && this.now() - this.steadySince >= this.leaseMs;
+    if (this.steadySince === undefined || this.lastAnswerAt === undefined) return false;
+    const now = this.now();
+    return now - this.lastAnswerAt <= this.leaseMs / 2 && now - this.steadySince >= this.leaseMs;
   }
 
   /** How long the gap was that last restarted the count (0: none yet, only the first answer); for the log. */

@@ -202,8 +202,10 @@ export class PgDispatchQueue implements DispatchQueue {
     this.finished = finished;
     this.missedNews = missedNews;
     await this.listener.start();
-    // At start, without waiting for a steady lease: a node restarting takes over at once what a dead one left.
-    const recovered = await this.reap({ steadyOrNot: true });
+    // Not at once for every lapsed lease: a node starting during or just after a stall (restarted by its supervisor
+    // because the database was down) would take the living's leases before they renew. It waits for a steady lease,
+    // like any node after a gap; a dead node's tasks wait at most that much longer.
+    const recovered = await this.reap();
     await this.poll();
     const { leaseMs } = this.ctx;
     this.every(this.options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)), () => this.heartbeat());
@@ -315,6 +317,10 @@ export class PgDispatchQueue implements DispatchQueue {
                     FOR UPDATE SKIP LOCKED)`,
       [this.ctx.nodeId, this.ctx.leaseMs, running ?? null],
     );
+    // Contact is counted on renewals only, writes that were answered: a round that returned without asking (a poll
+    // while one is running) or a read that went through while writes were stuck says nothing about renewals.
+    this.contact.answered();
+    if (this.contact.steady()) this.stallReported = false;
     // The upstream channel slots of those runs (adapters/postgres/channel-slots.ts; the holder is the task id). A
     // slot whose release was lost is then not renewed for ever: it lapses like a dead node's.
     await this.ctx.relaxed.query(
@@ -325,25 +331,25 @@ export class PgDispatchQueue implements DispatchQueue {
   }
 
   /**
-   * Hands back lapsed leases, in two steps: it looks first, and takes only if the database has been answering this
-   * node steadily, that look included (database-contact.ts). A look held up by a stall comes back late and is
-   * dropped, so no hand-back is decided on a view from before a stall the living have not yet renewed after.
+   * Hands back lapsed leases, in two steps: it looks first, and takes only if this node's renewals have been answered
+   * steadily for a lease, up to now (database-contact.ts). A look held up by a stall comes back to a node that has
+   * not heard from the database since before it, and is dropped, so no hand-back is decided on a view from before a
+   * stall the living have not yet renewed after.
    */
-  private async reap(options: { steadyOrNot?: boolean } = {}): Promise<number> {
+  private async reap(): Promise<number> {
     const lapsed = await rows<{ id: string }>(this.ctx.relaxed, FIND_LAPSED);
-    this.contact.answered();
     if (lapsed.length === 0) return 0;
-    if (!options.steadyOrNot && !this.contact.steady()) {
+    if (!this.contact.steady()) {
+      // Once per spell (the heartbeat re-arms it when contact is steady again), or a slow database fills the log.
       if (!this.stallReported) {
         this.stallReported = true;
         this.options.log?.warn(
           { lapsed: lapsed.length, gapMs: Math.round(this.contact.gapMs), leaseMs: this.ctx.leaseMs },
-          'the database did not answer this node for a while: lapsed leases are left a lease to be renewed before any is handed back',
+          'lapsed leases are left a lease to be renewed before any is handed back: this node has not had its renewals answered steadily for a lease (it has just started, or the database went quiet)',
         );
       }
       return 0;
     }
-    this.stallReported = false;
     const ids = lapsed.map((l) => l.id);
     const handed = await rows<{ id: string; provider: string }>(this.ctx.relaxed, REAP, [this.clock.now(), this.ctx.channel, NOTIFY_QUEUED, ids]);
     return handed.length;
@@ -373,7 +379,6 @@ export class PgDispatchQueue implements DispatchQueue {
       if (busy) return; // a slow database must not pile up overlapping rounds
       busy = true;
       run()
-        .then(() => this.contact.answered())
         .catch((err: unknown) => this.options.log?.warn({ err }, 'dispatch queue maintenance failed'))
         .finally(() => (busy = false));
     }, ms);
