@@ -18,4 +18,15 @@ describe('a Tencent output link that is not a URL', () => {
     expect((error as Error).message).not.toContain('vod-secret-bucket');
     expect((error as Error).message).not.toContain('0123456789abcdef');
   });
+
+  it('a link with credentials in it, or one that cannot be reached, is named the same way', async () => {
+    const options = { signal: new AbortController().signal, timeoutMs: 5_000, maxBytes: 1024, retryForMs: 0, firstRetryMs: 0 };
+    for (const link of ['https://user:pass@vod-secret-bucket.example.com/out.png?sign=0123456789abcdef', 'http://127.0.0.1:1/vod-secret-bucket/out.png?sign=0123456789abcdef']) {
+      const error = await downloadImage(link, 'output image 2 of 2', options).catch((err: unknown) => err);
+      expect(error, link).toBeInstanceOf(ProviderError);
+      expect((error as Error).message).toContain('output image 2 of 2');
+      expect((error as Error).message).not.toContain('vod-secret-bucket');
+      expect((error as Error).message).not.toContain('0123456789abcdef');
+    }
+  });
 });

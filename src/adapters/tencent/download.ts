@@ -54,6 +54,8 @@ export async function downloadImage(url: string, name: string, options: Download
   } catch {
     throw permanentError('FailedOperation.Upstream', `${name}: Tencent gave a link that is not a URL`);
   }
+  // fetch refuses a link with credentials in it, and its message quotes the link.
+  if (target.username || target.password) throw permanentError('FailedOperation.Upstream', `${name}: Tencent gave a link with credentials in it`);
   const signal = AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]);
   let data: Buffer;
   try {
@@ -66,7 +68,7 @@ export async function downloadImage(url: string, name: string, options: Download
   } catch (err) {
     options.signal.throwIfAborted();
     if (err instanceof ProviderError) throw err;
-    throw retryableError('FailedOperation.Upstream', `${name}: download failed (${err instanceof Error ? err.message : String(err)})`);
+    throw retryableError('FailedOperation.Upstream', `${name}: download failed (${whyFetchFailed(err)})`);
   }
   const meta = await sharp(data).metadata().catch(() => undefined);
   const contentType = meta?.format ? TYPES[meta.format] : undefined;
@@ -74,6 +76,17 @@ export async function downloadImage(url: string, name: string, options: Download
     throw permanentError('FailedOperation.Upstream', `${name}: not a PNG, JPEG or WebP image`);
   }
   return { data, contentType, width: meta.width, height: meta.height };
+}
+
+/**
+ * What went wrong, without the link: the network's error code (ECONNRESET, a timeout) rather than a message, since
+ * fetch's messages may quote the URL they were given.
+ */
+function whyFetchFailed(err: unknown): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'timed out';
+  const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  return err instanceof Error ? err.name : 'unknown error';
 }
 
 export async function downloadOutputs(
