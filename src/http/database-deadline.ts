@@ -18,3 +18,18 @@ export async function readWithin<T>(read: () => Promise<T>, ms: number = OPS_DAT
     clearTimeout(timer);
   }
 }
+
+/**
+ * `read`, but never twice at once: a call while one is in flight shares it. An ops read given up on by `readWithin`
+ * still holds a pool connection until the database answers or the statement timeout ends it; without this, a probe
+ * every few seconds through a stall would leave one such read per probe and could take the whole pool.
+ */
+export function oneAtATime<T>(read: () => Promise<T>): () => Promise<T> {
+  let inFlight: Promise<T> | undefined;
+  return () => {
+    inFlight ??= read().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
+}

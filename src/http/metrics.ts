@@ -2,7 +2,7 @@ import client from 'prom-client';
 import { UPLOADS_WAITING_AT_MOST } from '../app/image-check';
 import { UPLOADS_IN_PROGRESS_AT_MOST } from '../app/uploads';
 import type { TaskState } from '../domain/task-state';
-import { OPS_DATABASE_TIMEOUT_MS, readWithin } from './database-deadline';
+import { oneAtATime, OPS_DATABASE_TIMEOUT_MS, readWithin } from './database-deadline';
 
 /** One registry per relay instance (tests run several in one process). */
 export interface RelayMetrics {
@@ -24,6 +24,7 @@ export function createMetrics(sources: {
   imageChecksWaiting: () => number;
 }): RelayMetrics {
   const registry = new client.Registry();
+  const countByState = oneAtATime(sources.countByState);
   client.collectDefaultMetrics({ register: registry, prefix: 'aigc_relay_' }); // aigc_relay_process_cpu_seconds_total, aigc_relay_nodejs_heap_size_used_bytes, …
   const metrics: RelayMetrics = {
     observeRequest(route, method, status, seconds) {
@@ -90,7 +91,7 @@ export function createMetrics(sources: {
       // The database failing or stalling must not fail or hold the whole scrape (its 503s and the process are what
       // an operator needs to see then): after OPS_DATABASE_TIMEOUT_MS the counts are left out rather than shown
       // stale; /readyz says the database is down.
-      const counts = await readWithin(sources.countByState);
+      const counts = await readWithin(countByState);
       if (!counts) {
         this.reset();
         return;

@@ -36,12 +36,16 @@ describe('/metrics with the database down', () => {
   it('answers without the task counts when the database stalls, instead of waiting with it', async () => {
     const tasks = t.relay.store.tasks as { countByState: TaskStore['countByState'] };
     const real = tasks.countByState;
-    tasks.countByState = () => new Promise(() => {}); // a lock or a dead connection: no answer, ever
+    let reads = 0;
+    tasks.countByState = () => (reads++, new Promise(() => {})); // a lock or a dead connection: no answer, ever
     try {
       const metrics = await t.api.get('/metrics');
       expect(metrics.status, metrics.text).toBe(200);
       expect(metrics.text).toMatch(/^aigc_relay_queue_depth 0/m);
       expect(metrics.text).not.toMatch(/^aigc_relay_tasks\{state=/m);
+      // The next scrape shares the read still in flight (each would hold a connection until the statement timeout).
+      expect((await t.api.get('/metrics')).status).toBe(200);
+      expect(reads).toBe(1);
     } finally {
       tasks.countByState = real;
     }

@@ -19,10 +19,14 @@ describe('operations endpoints', () => {
   it('/readyz answers not ready when the database does not answer, instead of hanging with it', async () => {
     const stalled = await startTestRelay();
     try {
-      stalled.relay.store.ping = () => new Promise<boolean>(() => {}); // a lock or a dead connection: no answer, ever
+      let pings = 0;
+      stalled.relay.store.ping = () => (pings++, new Promise<boolean>(() => {})); // a lock or a dead connection: no answer, ever
       const res = await stalled.api.get('/readyz');
       expect(res.status).toBe(503);
       expect(res.body).toMatchObject({ status: 'not ready', database: false, accepting: true });
+      // Probes that follow wait on the ping still in flight rather than start one each (each would hold a connection).
+      expect((await stalled.api.get('/readyz')).status).toBe(503);
+      expect(pings).toBe(1);
     } finally {
       await stalled.close();
     }

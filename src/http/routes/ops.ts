@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { HttpDeps } from '../context';
-import { OPS_DATABASE_TIMEOUT_MS, readWithin } from '../database-deadline';
+import { oneAtATime, OPS_DATABASE_TIMEOUT_MS, readWithin } from '../database-deadline';
 
 /** Liveness, readiness and Prometheus metrics; unauthenticated, as orchestrators expect. */
 export function opsRoutes(app: FastifyInstance, deps: HttpDeps): void {
@@ -16,8 +16,9 @@ export function opsRoutes(app: FastifyInstance, deps: HttpDeps): void {
       503: Readiness('not ready', `The database does not answer (within ${OPS_DATABASE_TIMEOUT_MS / 1000} s), or the relay is shutting down (draining).`),
     },
   };
+  const ping = oneAtATime(() => deps.store.ping());
   app.get('/readyz', { schema: readyz }, async (_request, reply) => {
-    const database = (await readWithin(() => deps.store.ping())) === true;
+    const database = (await readWithin(ping)) === true;
     const accepting = !deps.isShuttingDown();
     return reply.code(database && accepting ? 200 : 503).send({ status: database && accepting ? 'ready' : 'not ready', database, accepting });
   });
