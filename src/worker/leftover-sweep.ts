@@ -57,6 +57,24 @@ export interface LeftoverSweepDeps {
   readonly stopping?: () => boolean;
 }
 
+/**
+ * The breaker: leftovers come from crashes, a few files each, so a pass that finds more than LEFTOVER_ALARM_FILES
+ * files without a row, and more than LEFTOVER_ALARM_SHARE of the relay's files it looked at, is not looking at
+ * leftovers but at a database that is not this data dir's (a clone or a restore of it beside the production files:
+ * it passes the first-task tie, and it has no rows for anything made since). It deletes nothing, holds the cursor
+ * there and says so; while held, any share over LEFTOVER_ALARM_SHARE keeps it held (no few-files-a-pass leak).
+ * A pass whose share is back under it (the right database again, or the files removed by hand) releases it.
+ */
+export const LEFTOVER_ALARM_FILES = 20;
+export const LEFTOVER_ALARM_SHARE = 0.05;
+
+/** What a stretch of buckets holds past the grace: relay files without a row, unfinished puts, relay files seen. */
+interface Scan {
+  readonly leftovers: string[];
+  readonly temporaries: string[];
+  seen: number;
+}
+
 /** One pass: at most `bucketsPerPass` buckets, from the cursor to the grace. Returns how many files it removed. */
 export async function sweepLeftovers(deps: LeftoverSweepDeps): Promise<number> {
   const writtenBefore = deps.clock.now() - LEFTOVER_GRACE_MS;
@@ -75,20 +93,41 @@ export async function sweepLeftovers(deps: LeftoverSweepDeps): Promise<number> {
   }
   const start = cursor?.next ?? firstBucket(firstTaskAt, end);
   const stop = Math.min(end, start + (deps.bucketsPerPass ?? BUCKETS_PER_PASS));
+  const pass: Scan = { leftovers: [], temporaries: [], seen: 0 };
+  let held = cursor?.held === true;
   let saved = cursor?.next;
   let removed = 0;
   let next = start;
+  // A stretch at a time: scanned, weighed against the breaker with all the pass has seen, then removed and saved.
   while (next < stop && !deps.stopping?.()) {
-    for (const folder of SWEPT_FOLDERS) removed += await sweepBucket(deps, `${folder}/${bucketName(next)}`, writtenBefore);
-    next++;
-    if (next - (saved ?? start) >= SAVE_EVERY_BUCKETS) {
-      saved = await saveCursor(deps.storage, next, firstTaskAt);
-      next = Math.max(next, saved); // another node's pass got further: no need to read what it read
+    const chunk: Scan = { leftovers: [], temporaries: [], seen: 0 };
+    let to = next;
+    // Cut short by a stop: what was scanned is still weighed, removed and saved.
+    while (to < Math.min(stop, next + SAVE_EVERY_BUCKETS) && !(to > next && deps.stopping?.())) {
+      for (const folder of SWEPT_FOLDERS) await scanBucket(deps, `${folder}/${bucketName(to)}`, writtenBefore, chunk);
+      to++;
     }
+    const rowless = pass.leftovers.length + chunk.leftovers.length;
+    const share = rowless / Math.max(1, pass.seen + chunk.seen);
+    if (share > LEFTOVER_ALARM_SHARE && (held || rowless > LEFTOVER_ALARM_FILES)) {
+      if (!held || saved !== next) await saveCursor(deps.storage, next, firstTaskAt, true);
+      deps.log?.warn(
+        { rowless, seen: pass.seen + chunk.seen, from_bucket: bucketName(next), examples: chunk.leftovers.slice(0, 5) },
+        'leftover sweep held: far more files without a row than crashes leave; is this the data dir of another database (a clone, a restore)? Nothing is deleted. If these files are truly left behind, delete them by hand and the sweep goes on',
+      );
+      return removed;
+    }
+    for (const key of [...chunk.leftovers, ...chunk.temporaries]) await deps.storage.delete(key);
+    removed += chunk.leftovers.length + chunk.temporaries.length;
+    pass.leftovers.push(...chunk.leftovers);
+    pass.seen += chunk.seen;
+    held = false;
+    saved = await saveCursor(deps.storage, to, firstTaskAt, false);
+    next = Math.max(to, saved); // another node's pass got further: no need to read what it read
   }
   // Also on a first pass with nothing to visit: the next one must start here, not from the store again.
   if (saved === undefined || next > saved || (cursor?.firstTaskAt === undefined && firstTaskAt !== undefined)) {
-    await saveCursor(deps.storage, next, firstTaskAt);
+    await saveCursor(deps.storage, next, firstTaskAt, held);
   }
   if (removed > 0) deps.log?.info({ removed, swept_to: bucketName(next) }, 'files left behind by a crash removed');
   return removed;
@@ -103,37 +142,37 @@ function firstBucket(firstTaskAt: number | undefined, end: number): number {
   return firstTaskAt === undefined ? end : Math.min(end, bucketAt(firstTaskAt) - 1);
 }
 
-async function sweepBucket(deps: LeftoverSweepDeps, folder: string, writtenBefore: number): Promise<number> {
-  const doomed: string[] = [];
+/** Adds to `scan` what one bucket folder holds past the grace. */
+async function scanBucket(deps: LeftoverSweepDeps, folder: string, writtenBefore: number, scan: Scan): Promise<void> {
   const byFileId = new Map<string, string>();
   for (const entry of await deps.storage.list(folder)) {
     if (!(entry.modifiedAt < writtenBefore)) continue; // written within the grace: its row may be on its way
     if (entry.unfinishedPutOf !== undefined) {
-      if (relayFileId(entry.unfinishedPutOf) !== undefined) doomed.push(entry.key);
+      if (relayFileId(entry.unfinishedPutOf) !== undefined) scan.temporaries.push(entry.key);
       continue;
     }
     const fileId = relayFileId(entry.key);
     if (fileId !== undefined) byFileId.set(fileId, entry.key);
   }
+  scan.seen += byFileId.size;
   const ids = [...byFileId.keys()];
   for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
     const batch = ids.slice(i, i + IDS_PER_QUERY);
     const named = new Set(await deps.store.files.existingFileIds(batch));
-    for (const id of batch) if (!named.has(id)) doomed.push(byFileId.get(id)!);
+    for (const id of batch) if (!named.has(id)) scan.leftovers.push(byFileId.get(id)!);
   }
-  for (const key of doomed) await deps.storage.delete(key);
-  return doomed.length;
 }
 
 const CURSOR_BUCKET = /^[0-9a-f]{9}$/;
 
 /**
- * What the cursor file holds: the next bucket to visit, and the creation time of the first task of the database the
- * sweep runs for (undefined until it has one): the data dir's tie to its database.
+ * What the cursor file holds: the next bucket to visit, the creation time of the first task of the database the
+ * sweep runs for (undefined until it has one: the data dir's tie to its database), and whether the breaker holds it.
  */
 interface SweepCursor {
   readonly next: number;
   readonly firstTaskAt?: number;
+  readonly held?: boolean;
 }
 
 /** The saved cursor; undefined when there is none, or (logged) when it is unreadable: the first-pass start then. */
@@ -141,11 +180,11 @@ async function readCursor(deps: Pick<LeftoverSweepDeps, 'storage' | 'log'>): Pro
   const data = await deps.storage.get(SWEEP_CURSOR_KEY);
   if (data === undefined) return undefined;
   try {
-    const saved = JSON.parse(data.toString('utf8')) as { next_bucket?: unknown; first_task_at?: unknown };
+    const saved = JSON.parse(data.toString('utf8')) as { next_bucket?: unknown; first_task_at?: unknown; held?: unknown };
     const next = saved.next_bucket;
     if (typeof next === 'string' && CURSOR_BUCKET.test(next)) {
       const firstTaskAt = Number.isSafeInteger(saved.first_task_at) ? (saved.first_task_at as number) : undefined;
-      return { next: parseInt(next, 16), ...(firstTaskAt !== undefined ? { firstTaskAt } : {}) };
+      return { next: parseInt(next, 16), ...(firstTaskAt !== undefined ? { firstTaskAt } : {}), ...(saved.held === true ? { held: true } : {}) };
     }
   } catch {
     // below
@@ -156,13 +195,15 @@ async function readCursor(deps: Pick<LeftoverSweepDeps, 'storage' | 'log'>): Pro
 
 /**
  * Saves `next` unless another node's pass saved a later bucket meanwhile: the cursor never moves back. (Two nodes
- * saving at the same moment can still leave the earlier one: the next pass re-reads those buckets, harmlessly.)
+ * saving at the same moment can still leave the earlier one: the next pass re-reads those buckets, harmlessly.) A
+ * hold is saved where it is; a later bucket saved by another node without a hold stands.
  */
-async function saveCursor(storage: FileStorage, next: number, firstTaskAt: number | undefined): Promise<number> {
+async function saveCursor(storage: FileStorage, next: number, firstTaskAt: number | undefined, held: boolean): Promise<number> {
   const stored = await readCursor({ storage });
-  if (stored !== undefined && stored.next >= next && (stored.firstTaskAt !== undefined || firstTaskAt === undefined)) return stored.next;
-  const at = Math.max(next, stored?.next ?? next);
-  const cursor = { next_bucket: bucketName(at), starts_at: new Date(at * BUCKET_MS).toISOString(), first_task_at: firstTaskAt ?? null };
+  const unchanged = stored !== undefined && stored.next === next && (stored.held === true) === held && (stored.firstTaskAt !== undefined || firstTaskAt === undefined);
+  if (unchanged || (stored !== undefined && stored.next > next && !held)) return stored!.next;
+  const at = held ? next : Math.max(next, stored?.next ?? next);
+  const cursor = { next_bucket: bucketName(at), starts_at: new Date(at * BUCKET_MS).toISOString(), first_task_at: firstTaskAt ?? null, ...(held ? { held } : {}) };
   await storage.put(SWEEP_CURSOR_KEY, Buffer.from(`${JSON.stringify(cursor)}\n`));
   return at;
 }

@@ -10,7 +10,7 @@ import { saveUpload } from '../../src/app/uploads';
 import type { FileStorage } from '../../src/ports/file-storage';
 import type { Store, TaskRecord } from '../../src/ports/store';
 import { startFileCleanup, type FileCleanupJob } from '../../src/worker/file-cleanup';
-import { LEFTOVER_GRACE_MS, SWEEP_CURSOR_KEY, sweepLeftovers } from '../../src/worker/leftover-sweep';
+import { LEFTOVER_ALARM_FILES, LEFTOVER_GRACE_MS, SWEEP_CURSOR_KEY, sweepLeftovers } from '../../src/worker/leftover-sweep';
 import { INPUT } from '../conformance/store.conformance';
 import { capturedLog } from '../helpers/captured-log';
 import { solidPng } from '../helpers/images';
@@ -216,6 +216,36 @@ describe('sweeping up files a crash left behind', () => {
     expect(await sweep()).toBe(0);
     expect(onDisk(recorded)).toBe(true);
     expect(listed.length).toBeGreaterThan(0);
+  });
+
+  it('holds, deleting nothing, when far more files lack a row than crashes leave (a clone of the database beside these files)', async () => {
+    const old = T0 - LEFTOVER_GRACE_MS - HOUR;
+    await firstTaskAt(old - MINUTE); // the same first task: a clone passes the tie
+    // Made after the clone point: real files of the production relay, with no row in this database.
+    const unknown = await Promise.all(Array.from({ length: LEFTOVER_ALARM_FILES + 5 }, (_, i) => output(old + i * 1000, { row: false })));
+    const log = capturedLog('warn');
+    const sweepLogged = () => sweepLeftovers({ store, storage: counting, clock, log: log.logger });
+    const startedAt = await cursor().catch(() => undefined);
+    expect(await sweepLogged()).toBe(0);
+    for (const key of unknown) expect(onDisk(key), key).toBe(true);
+    expect(log.lines.join('')).toMatch(/leftover sweep held/);
+    const heldAt = await cursor();
+    expect(startedAt).toBeUndefined();
+    now += HOUR; // later passes, with more buckets past the grace: still held where it was
+    expect(await sweepLogged()).toBe(0);
+    expect(await cursor()).toBe(heldAt);
+    for (const key of unknown) expect(onDisk(key), key).toBe(true);
+
+    // While held, even a few files without a row among many with one do not pass (no few-a-pass leak)...
+    for (const key of unknown.slice(3)) fs.rmSync(path.join(root, key)); // the operator removes most by hand
+    const recorded = await Promise.all(Array.from({ length: 20 }, (_, i) => output(old + i * 1000, { row: true })));
+    expect(await sweepLogged()).toBe(0);
+    for (const key of unknown.slice(0, 3)) expect(onDisk(key), key).toBe(true);
+    // ...until the share is back under the alarm's: then the sweep goes on, and the hold is lifted.
+    await Promise.all(Array.from({ length: 60 }, (_, i) => output(old + i * 1000, { row: true })));
+    expect(await sweepLogged()).toBe(3);
+    for (const key of recorded) expect(onDisk(key), key).toBe(true);
+    expect(JSON.parse((await storage.get(SWEEP_CURSOR_KEY))!.toString()).held).toBeUndefined();
   });
 
   it('a restarted job (a new instance on the same storage and store) resumes from the saved cursor', async () => {
