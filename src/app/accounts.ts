@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { FieldError, notFound, RelayError } from '../domain/errors';
 import type { Clock } from '../ports/clock';
+import type { BalanceChangeReservation } from '../ports/delivery-store';
 import type { Account, ApiKeyRecord, Store } from '../ports/store';
 import { issueKey } from './api-keys';
 import { newId } from './ids';
@@ -45,8 +46,23 @@ export async function createApiKey(
   return { record, plaintext: issued.plaintext };
 }
 
-export async function topUp(store: Store, clock: Clock, accountId: string, amount: number, reference?: string): Promise<number> {
-  const balance = await store.accounts.topUp(accountId, amount, reference, clock.now());
+/** The reservation was taken over after its lease ran out (app/idempotency.ts); nothing was written. */
+const reservationLost = () =>
+  new RelayError('ResourceUnavailable', 'Idempotency-Key: the reservation expired before the balance was changed; nothing was written; retry.', {
+    retryAfterSeconds: 1,
+  });
+
+/** Adds credits; with `idempotency`, the answer is stored on the reservation with the credit (ports/delivery-store.ts). */
+export async function topUp(
+  store: Store,
+  clock: Clock,
+  accountId: string,
+  amount: number,
+  reference?: string,
+  idempotency?: BalanceChangeReservation,
+): Promise<number> {
+  const balance = await store.accounts.topUp(accountId, amount, reference, clock.now(), idempotency);
+  if (balance === 'idempotency_lost') throw reservationLost();
   if (balance !== undefined) return balance;
   const account = await store.accounts.getAccount(accountId);
   if (!account) throw notFound('account', accountId);
@@ -61,15 +77,24 @@ export const ADJUSTMENT_REASON_MAX = 200;
  * `adjust` with its reason. A negative amount may take only what is available: credits held by unfinished tasks
  * stay theirs. Returns the new balance.
  */
-export async function adjustBalance(store: Store, clock: Clock, accountId: string, amount: number, reason: string): Promise<number> {
+export async function adjustBalance(
+  store: Store,
+  clock: Clock,
+  accountId: string,
+  amount: number,
+  reason: string,
+  idempotency?: BalanceChangeReservation,
+): Promise<number> {
   if (!Number.isSafeInteger(amount)) throw new FieldError('InvalidParameterValue', 'amount', 'must be a whole number of credits');
   if (amount === 0) throw new FieldError('InvalidParameterValue', 'amount', 'must not be 0 (positive adds credits, negative takes them away)');
   // Kept on the ledger for ever: the only record of why the balance moved.
   if (!reason.trim()) throw new FieldError('InvalidParameterValue', 'reason', 'must not be empty');
   if ([...reason].length > ADJUSTMENT_REASON_MAX) throw new FieldError('InvalidParameterValue', 'reason', `must be at most ${ADJUSTMENT_REASON_MAX} characters`);
-  const outcome = await store.accounts.adjust(accountId, amount, reason, clock.now());
+  const outcome = await store.accounts.adjust(accountId, amount, reason, clock.now(), idempotency);
   if (outcome.ok) return outcome.balance;
   switch (outcome.reason) {
+    case 'idempotency_lost':
+      throw reservationLost();
     case 'unknown_account':
       throw notFound('account', accountId);
     case 'insufficient_balance':

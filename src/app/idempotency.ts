@@ -17,6 +17,13 @@ export interface IdempotentRun {
   readonly recover: (taskId: string) => Promise<StoredResponse | undefined>;
 }
 
+/**
+ * Where an operator's Idempotency-Key for an account's balance (top-ups, adjustments) lives: apart from the keys the
+ * account's own clients send (reserved under the bare account id), so neither can replay or block the other. Account
+ * ids never contain `:` (app/ids.ts), so no account's own scope can be one of these.
+ */
+export const operatorKeyScope = (accountId: string): string => `admin:${accountId}`;
+
 /** JSON with object keys sorted, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are the same request. */
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;

@@ -1,4 +1,4 @@
-import { notFound } from '../domain/errors';
+import { FieldError, notFound } from '../domain/errors';
 import type { Account, ApiKeyRecord, KeyPatch, Store } from '../ports/store';
 
 /**
@@ -6,8 +6,12 @@ import type { Account, ApiKeyRecord, KeyPatch, Store } from '../ports/store';
  * both call these. Limits are read by the store on every submit, so a change applies to the key's next request on
  * every node; a revoked key is refused from its next request on (nothing caches keys).
  */
-export async function listAccounts(store: Store, limit = 100): Promise<Account[]> {
-  return store.accounts.listAccounts(limit);
+/** Newest first; `after`: the last account of the page before (its id), whose successors are the next page. */
+export async function listAccounts(store: Store, limit = 100, after?: string): Promise<Account[]> {
+  if (after !== undefined && !(await store.accounts.getAccount(after))) {
+    throw new FieldError('InvalidParameterValue', 'cursor', 'names no account: pass the next_cursor of the page before');
+  }
+  return store.accounts.listAccounts(limit, after);
 }
 
 export async function getAccount(store: Store, accountId: string): Promise<Account> {

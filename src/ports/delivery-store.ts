@@ -39,6 +39,24 @@ export interface IdempotencyStore {
   purge(before: number): Promise<number>;
 }
 
+/**
+ * The Idempotency-Key reservation an operator's balance change (top-up, adjustment) runs under. The store checks
+ * that the reservation is still this token's and records the answer on it (`status`, body `balanceAnswer(new
+ * balance)`) in the transaction that moves the money: a committed change always has its answer stored, so a retry
+ * replays it and never credits twice. When the reservation is no longer this token's (its lease ran out and another
+ * request took the key), nothing is written and the store says `idempotency_lost`.
+ */
+export interface BalanceChangeReservation {
+  /** Where the key lives (`reserve`'s accountId): operator keys have a scope of their own (app/idempotency.ts). */
+  readonly scope: string;
+  readonly key: string;
+  readonly token: string;
+  readonly status: number;
+}
+
+/** The answer of a top-up or adjustment, as sent and as stored for replays. */
+export const balanceAnswer = (balance: number): string => JSON.stringify({ balance });
+
 // ---------------------------------------------------------------------------------------------- webhooks
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed' | 'gone';

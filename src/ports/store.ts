@@ -1,7 +1,7 @@
 import type { TaskInput } from '../domain/task-input';
 import type { TaskState, TerminalState } from '../domain/task-state';
 import type { ChannelStore } from './channels';
-import type { IdempotencyStore, WebhookStore } from './delivery-store';
+import type { BalanceChangeReservation, IdempotencyStore, WebhookStore } from './delivery-store';
 
 /**
  * The persistence port, phrased as the operations the relay needs rather than as tables, so SQLite and PostgreSQL
@@ -95,7 +95,9 @@ export type AdjustOutcome =
   /** What the account had available (`balance - held`) when the adjustment was refused. */
   | { readonly ok: false; readonly reason: 'insufficient_balance'; readonly available: number }
   /** The balance would pass Number.MAX_SAFE_INTEGER. */
-  | { readonly ok: false; readonly reason: 'balance_limit'; readonly balance: number };
+  | { readonly ok: false; readonly reason: 'balance_limit'; readonly balance: number }
+  /** The Idempotency-Key reservation was no longer this request's (BalanceChangeReservation). */
+  | { readonly ok: false; readonly reason: 'idempotency_lost' };
 
 export interface AccountStore {
   createAccount(input: {
@@ -115,24 +117,36 @@ export interface AccountStore {
   /**
    * Adds credits and writes the ledger row; returns the new balance. Undefined, and nothing written, for an unknown
    * account or when the balance would pass Number.MAX_SAFE_INTEGER (money must stay exact as a JS number).
+   * With `idempotency`, its answer is recorded in the same transaction; `idempotency_lost`, nothing written, when
+   * the reservation is no longer its token's.
    */
-  topUp(accountId: string, amount: number, reference: string | undefined, now: number): Promise<number | undefined>;
+  topUp(
+    accountId: string,
+    amount: number,
+    reference: string | undefined,
+    now: number,
+    idempotency?: BalanceChangeReservation,
+  ): Promise<number | undefined | 'idempotency_lost'>;
   /**
    * An operator's correction: adds `amount` (a non-zero safe integer; negative takes credits away) to the balance and
    * writes the ledger row (kind `adjust`, `reason` as its reference), in one transaction with the account's row
    * locked. Refused, with nothing written, for an unknown account, when a negative amount would leave less than
    * nothing available (`balance - held`: credits held by unfinished tasks cannot be taken back), or when the balance
-   * would pass Number.MAX_SAFE_INTEGER.
+   * would pass Number.MAX_SAFE_INTEGER. `idempotency` as for `topUp`.
    */
-  adjust(accountId: string, amount: number, reason: string, now: number): Promise<AdjustOutcome>;
-  ledger(accountId: string, limit: number): Promise<LedgerEntry[]>;
+  adjust(accountId: string, amount: number, reason: string, now: number, idempotency?: BalanceChangeReservation): Promise<AdjustOutcome>;
+  /** Newest first (by id); `beforeId`: only older rows, the next page after the row with that id. */
+  ledger(accountId: string, limit: number, beforeId?: number): Promise<LedgerEntry[]>;
   /**
    * Recomputes every account's balance and held from the ledger and checks each task's ledger rows against its
    * state; returns every disagreement (empty when the books are clean).
    */
   audit(): Promise<AuditDifference[]>;
-  /** Newest first. */
-  listAccounts(limit: number): Promise<Account[]>;
+  /**
+   * Newest first (created_at, then id, both descending: a total order); `afterId`: only accounts after that one in
+   * this order, the next page. An unknown `afterId` gives nothing (accounts are never deleted).
+   */
+  listAccounts(limit: number, afterId?: string): Promise<Account[]>;
   /** The account's keys, revoked ones included, oldest first. */
   listKeys(accountId: string): Promise<ApiKeyRecord[]>;
   /** Applies the patch; undefined for an unknown key. Takes effect on the key's next request. */

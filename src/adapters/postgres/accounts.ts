@@ -3,6 +3,7 @@ import { AUDIT_SQL, reconcileBooks, type AccountTotalsRow, type KeySpentRow, typ
 import { KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 import type { PgContext } from './context';
 import { inTransaction, one, rows } from './database';
+import { pgBalanceAnswers } from './idempotency';
 import { insertLedger } from './tasks';
 
 export function postgresAccountStore({ pool }: PgContext): AccountStore {
@@ -45,16 +46,19 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
       const result = await pool.query('UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL', [id, now]);
       return (result.rowCount ?? 0) > 0;
     },
-    async topUp(accountId, amount, reference, now) {
+    async topUp(accountId, amount, reference, now, idempotency) {
       return inTransaction(pool, async (c) => {
+        if (idempotency && !(await pgBalanceAnswers.own(c, idempotency))) return 'idempotency_lost' as const;
         const row = await one<{ balance: number }>(c, `UPDATE accounts SET balance = balance + $2 WHERE id = $1 AND balance + $2 <= ${Number.MAX_SAFE_INTEGER} RETURNING balance`, [accountId, amount]);
         if (!row) return undefined;
         await insertLedger(c, accountId, null, 'topup', amount, now, reference);
+        if (idempotency) await pgBalanceAnswers.answer(c, idempotency, row.balance, now);
         return row.balance;
       });
     },
-    async adjust(accountId, amount, reason, now) {
+    async adjust(accountId, amount, reason, now, idempotency) {
       return inTransaction(pool, async (c): Promise<AdjustOutcome> => {
+        if (idempotency && !(await pgBalanceAnswers.own(c, idempotency))) return { ok: false, reason: 'idempotency_lost' };
         // The row lock holds off holds and captures on this account until the adjustment commits or rolls back.
         const row = await one<{ balance: number; held: number }>(c, 'SELECT balance, held FROM accounts WHERE id = $1 FOR UPDATE', [accountId]);
         if (!row) return { ok: false, reason: 'unknown_account' };
@@ -63,11 +67,13 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
         if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
         const updated = await one<{ balance: number }>(c, 'UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance', [accountId, amount]);
         await insertLedger(c, accountId, null, 'adjust', amount, now, reason);
+        if (idempotency) await pgBalanceAnswers.answer(c, idempotency, updated!.balance, now);
         return { ok: true, balance: updated!.balance };
       });
     },
-    async ledger(accountId, limit) {
-      return (await rows<LedgerRow>(pool, 'SELECT * FROM ledger WHERE account_id = $1 ORDER BY id DESC LIMIT $2', [accountId, limit])).map(toLedger);
+    async ledger(accountId, limit, beforeId) {
+      const sql = 'SELECT * FROM ledger WHERE account_id = $1 AND id < $3 ORDER BY id DESC LIMIT $2';
+      return (await rows<LedgerRow>(pool, sql, [accountId, limit, beforeId ?? Number.MAX_SAFE_INTEGER])).map(toLedger);
     },
     async audit() {
       // One REPEATABLE READ snapshot: nodes writing meanwhile cannot make consistent books look inconsistent.
@@ -92,8 +98,13 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
         client.release();
       }
     },
-    async listAccounts(limit) {
-      return (await rows<AccountRow>(pool, 'SELECT * FROM accounts ORDER BY created_at DESC, id DESC LIMIT $1', [limit])).map(toAccount);
+    async listAccounts(limit, afterId) {
+      const sql =
+        afterId === undefined
+          ? 'SELECT * FROM accounts ORDER BY created_at DESC, id DESC LIMIT $1'
+          : `SELECT * FROM accounts WHERE (created_at, id) < (SELECT created_at, id FROM accounts WHERE id = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $1`;
+      return (await rows<AccountRow>(pool, sql, afterId === undefined ? [limit] : [limit, afterId])).map(toAccount);
     },
     async listKeys(accountId) {
       return (await rows<KeyRow>(pool, 'SELECT * FROM api_keys WHERE account_id = $1 ORDER BY created_at, id', [accountId])).map(toKey);

@@ -1,8 +1,8 @@
 import { deleteInBatches } from '../batched-delete';
 import { randomBytes } from 'node:crypto';
-import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
+import { balanceAnswer, type BalanceChangeReservation, type IdempotencyReservation, type IdempotencyStore } from '../../ports/delivery-store';
 import type { PgContext } from './context';
-import { inTransaction, one } from './database';
+import { inTransaction, one, type Queryable } from './database';
 
 /**
  * Idempotency-Key reservations: a row under a primary key, inserted with ON CONFLICT DO NOTHING, so of any number of
@@ -63,3 +63,25 @@ export function postgresIdempotencyStore({ pool }: PgContext): IdempotencyStore 
     },
   };
 }
+
+/**
+ * An operator's balance change under a reservation (BalanceChangeReservation), inside the accounts store's
+ * transaction: `own` locks the reservation row (a takeover's DELETE waits for this transaction, and finds the answer
+ * stored) and says whether it is still this token's, before anything is written; `answer` records the answer.
+ */
+export const pgBalanceAnswers = {
+  async own(c: Queryable, r: BalanceChangeReservation): Promise<boolean> {
+    const row = await one(
+      c,
+      'SELECT 1 FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND token = $3 AND task_id IS NULL AND status IS NULL FOR UPDATE',
+      [r.scope, r.key, r.token],
+    );
+    return row !== undefined;
+  },
+  async answer(c: Queryable, r: BalanceChangeReservation, balance: number, now: number): Promise<void> {
+    await c.query(
+      'UPDATE idempotency_keys SET status = $4, response = $5, completed_at = $6 WHERE account_id = $1 AND key = $2 AND token = $3',
+      [r.scope, r.key, r.token, r.status, balanceAnswer(balance), now],
+    );
+  },
+};

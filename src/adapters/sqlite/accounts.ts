@@ -1,6 +1,8 @@
 import type { Account, AccountStore, AdjustOutcome, KeyPatch } from '../../ports/store';
 import { auditBooks } from './audit';
 import type { Db } from './database';
+import { sqliteBalanceAnswers } from './idempotency';
+import type { BalanceChangeReservation } from '../../ports/delivery-store';
 import { KEY_COLUMNS, KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, keyRowFromValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 
 export function sqliteAccountStore(db: Db): AccountStore {
@@ -33,14 +35,21 @@ export function sqliteAccountStore(db: Db): AccountStore {
     },
   );
 
-  const topUp = db.transaction((accountId: string, amount: number, reference: string | undefined, now: number) => {
+  const answers = sqliteBalanceAnswers(db);
+
+  // Under the write lock (`.immediate`): the reservation checked first is still ours when its answer is written.
+  const topUp = db.transaction((accountId: string, amount: number, reference: string | undefined, now: number, idem?: BalanceChangeReservation) => {
+    if (idem && !answers.owned(idem)) return 'idempotency_lost' as const;
     if (addBalance.run({ amount, accountId }).changes === 0) return undefined;
     insertLedger.run(accountId, null, 'topup', amount, reference ?? null, now);
-    return selectAccount.get(accountId)!.balance;
+    const balance = selectAccount.get(accountId)!.balance;
+    if (idem) answers.answer(idem, balance, now);
+    return balance;
   });
 
   // Read and written under the write lock (`.immediate`), so no hold can be placed between the check and the update.
-  const adjust = db.transaction((accountId: string, amount: number, reason: string, now: number): AdjustOutcome => {
+  const adjust = db.transaction((accountId: string, amount: number, reason: string, now: number, idem?: BalanceChangeReservation): AdjustOutcome => {
+    if (idem && !answers.owned(idem)) return { ok: false, reason: 'idempotency_lost' };
     const row = selectMoney.get(accountId);
     if (!row) return { ok: false, reason: 'unknown_account' };
     const available = row.balance - row.held;
@@ -48,6 +57,7 @@ export function sqliteAccountStore(db: Db): AccountStore {
     if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
     changeBalance.run(amount, accountId);
     insertLedger.run(accountId, null, 'adjust', amount, reason, now);
+    if (idem) answers.answer(idem, row.balance + amount, now);
     return { ok: true, balance: row.balance + amount };
   });
 
@@ -73,26 +83,32 @@ export function sqliteAccountStore(db: Db): AccountStore {
     async revokeKey(id, now) {
       return db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes > 0;
     },
-    async topUp(accountId, amount, reference, now) {
-      return topUp.immediate(accountId, amount, reference, now);
+    async topUp(accountId, amount, reference, now, idempotency) {
+      return topUp.immediate(accountId, amount, reference, now, idempotency);
     },
-    async adjust(accountId, amount, reason, now) {
-      return adjust.immediate(accountId, amount, reason, now);
+    async adjust(accountId, amount, reason, now, idempotency) {
+      return adjust.immediate(accountId, amount, reason, now, idempotency);
     },
-    async ledger(accountId, limit) {
+    async ledger(accountId, limit, beforeId) {
       return db
-        .prepare<[string, number], LedgerRow>('SELECT * FROM ledger WHERE account_id = ? ORDER BY id DESC LIMIT ?')
-        .all(accountId, limit)
+        .prepare<[string, number, number], LedgerRow>('SELECT * FROM ledger WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?')
+        .all(accountId, beforeId ?? Number.MAX_SAFE_INTEGER, limit)
         .map(toLedger);
     },
     async audit() {
       return auditBooks(db);
     },
-    async listAccounts(limit) {
-      return db
-        .prepare<[number], AccountRow>('SELECT * FROM accounts ORDER BY created_at DESC, id DESC LIMIT ?')
-        .all(limit)
-        .map(toAccount);
+    async listAccounts(limit, afterId) {
+      const rows =
+        afterId === undefined
+          ? db.prepare<[number], AccountRow>('SELECT * FROM accounts ORDER BY created_at DESC, id DESC LIMIT ?').all(limit)
+          : db
+              .prepare<[string, number], AccountRow>(
+                `SELECT * FROM accounts WHERE (created_at, id) < (SELECT created_at, id FROM accounts WHERE id = ?)
+                 ORDER BY created_at DESC, id DESC LIMIT ?`,
+              )
+              .all(afterId, limit);
+      return rows.map(toAccount);
     },
     async listKeys(accountId) {
       return db

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { IdempotencyReservation, IdempotencyStore } from '../../ports/delivery-store';
+import { balanceAnswer, type BalanceChangeReservation, type IdempotencyReservation, type IdempotencyStore } from '../../ports/delivery-store';
 import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 import { syncWrite } from './group-commit';
@@ -75,4 +75,23 @@ export function sqliteIdempotencyBinder(db: Db) {
   );
   return (accountId: string, reservation: { key: string; token: string }, taskId: string): boolean =>
     bind.run({ accountId, key: reservation.key, token: reservation.token, taskId }).changes > 0;
+}
+
+/**
+ * An operator's balance change under a reservation (BalanceChangeReservation), for the accounts store's
+ * transactions, which run under the write lock (`.immediate`): `owned` before anything is written, `answer` after.
+ */
+export function sqliteBalanceAnswers(db: Db) {
+  const owned = db.prepare(
+    'SELECT 1 FROM idempotency_keys WHERE account_id = ? AND key = ? AND token = ? AND task_id IS NULL AND status IS NULL',
+  );
+  const answer = db.prepare(
+    'UPDATE idempotency_keys SET status = ?, response = ?, completed_at = ? WHERE account_id = ? AND key = ? AND token = ?',
+  );
+  return {
+    owned: (r: BalanceChangeReservation): boolean => owned.get(r.scope, r.key, r.token) !== undefined,
+    answer: (r: BalanceChangeReservation, balance: number, now: number): void => {
+      answer.run(r.status, balanceAnswer(balance), now, r.scope, r.key, r.token);
+    },
+  };
 }
