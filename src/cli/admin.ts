@@ -150,7 +150,10 @@ export function accountCommands(program: Command, config: () => Config): void {
   accounts
     .command('list')
     .option('--limit <n>', 'how many, newest first', positive, 100)
-    .action(async (o: { limit: number }) => withStore(config(), async (store) => print((await listAccounts(store, o.limit)).map(accountView))));
+    .option('--cursor <accountId>', 'the next page: the accounts after this one (the last id listed)')
+    .action(async (o: { limit: number; cursor?: string }) =>
+      withStore(config(), async (store) => print((await listAccounts(store, o.limit, o.cursor)).map(accountView))),
+    );
   accounts
     .command('top-up')
     .argument('<id>')
@@ -172,10 +175,11 @@ export function accountCommands(program: Command, config: () => Config): void {
   accounts
     .command('ledger <id>')
     .option('--limit <n>', 'how many rows, newest first', positive, 100)
-    .action(async (id: string, o: { limit: number }) =>
+    .option('--cursor <entryId>', 'the next page: the rows older than this one (the last id listed)', positive)
+    .action(async (id: string, o: { limit: number; cursor?: number }) =>
       withStore(config(), async (store) => {
         await getAccount(store, id);
-        print((await store.accounts.ledger(id, o.limit)).map(ledgerView));
+        print((await store.accounts.ledger(id, o.limit, o.cursor)).map(ledgerView));
       }),
     );
 

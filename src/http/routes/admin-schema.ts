@@ -10,9 +10,11 @@ export const Limit = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 
 /** `?cursor=` of a list, newest first: the `next_cursor` of the page before. */
 export const Cursor = Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'next_cursor of the page before' }));
 export const NextCursor = Type.Union([Type.String(), Type.Null()], { description: 'pass as ?cursor= for the next page; null on the last page' });
-/** A full page may have more behind it; its cursor is the last item's place in the list (its seq). */
+/** A full page may have more behind it; its cursor is the last item's place in the list (`place`: e.g. its seq). */
+export const nextCursorBy = <T>(items: readonly T[], limit: number, place: (item: T) => string | number): string | null =>
+  items.length === limit && items.length > 0 ? String(place(items[items.length - 1]!)) : null;
 export const nextCursor = (items: ReadonlyArray<{ readonly seq: number }>, limit: number): string | null =>
-  items.length === limit && items.length > 0 ? String(items[items.length - 1]!.seq) : null;
+  nextCursorBy(items, limit, (item) => item.seq);
 
 const adminErrors = errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound');
 

@@ -1,18 +1,18 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { ADJUSTMENT_REASON_MAX, adjustBalance, createAccount, topUp } from '../../app/accounts';
-import { accountView, auditView, ledgerView, taskView } from '../../app/admin-views';
+import { createAccount } from '../../app/accounts';
+import { accountView, auditView, taskView } from '../../app/admin-views';
 import { getAccount, listAccounts } from '../../app/keys';
 import { forceFailTask } from '../../app/operator';
 import { notFound } from '../../domain/errors';
 import type { TaskState } from '../../domain/task-state';
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
-import { errorResponses } from '../schemas';
 import { adminKeyRoutes } from './admin-keys';
+import { adminMoneyRoutes } from './admin-money';
 import { adminPriceRoutes } from './admin-prices';
-import { AccountBody, AuditBody, LedgerEntryBody, TaskBody } from './admin-bodies';
-import { adminSchema, checkCallbackUrl, Credits, Cursor, Id, Limit, NextCursor, nextCursor } from './admin-schema';
+import { AccountBody, AuditBody, TaskBody } from './admin-bodies';
+import { adminSchema, checkCallbackUrl, Credits, Cursor, Id, Limit, NextCursor, nextCursor, nextCursorBy } from './admin-schema';
 
 /** The operator API (`Authorization: Bearer <admin token>`): accounts, tasks, audit; keys and prices in their files. */
 export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
@@ -23,6 +23,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
     requireAdmin(scope, deps);
     adminKeyRoutes(scope, deps);
     adminPriceRoutes(scope, deps);
+    adminMoneyRoutes(scope, deps);
 
     scope.post<{ Body: { name: string; balance?: number; callback_url?: string } }>(
       '/admin/v1/accounts',
@@ -47,80 +48,26 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     );
 
-    scope.get<{ Querystring: { limit?: number } }>(
+    scope.get<{ Querystring: { limit?: number; cursor?: string } }>(
       '/admin/v1/accounts',
-      { schema: schema('List accounts, newest first', { querystring: Limit, response: { 200: Type.Object({ accounts: Type.Array(AccountBody) }) } }) },
-      async (request) => ({ accounts: (await listAccounts(store, request.query.limit ?? 100)).map(accountView) }),
+      {
+        schema: schema('List accounts, newest first (then by id); `next_cursor` gives the next page', {
+          querystring: Type.Object({
+            ...Limit.properties,
+            cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'next_cursor of the page before (the id of its last account)' })),
+          }),
+          response: { 200: Type.Object({ accounts: Type.Array(AccountBody), next_cursor: NextCursor }) },
+        }),
+      },
+      async (request) => {
+        const limit = request.query.limit ?? 100;
+        const accounts = await listAccounts(store, limit, request.query.cursor);
+        return { accounts: accounts.map(accountView), next_cursor: nextCursorBy(accounts, limit, (a) => a.id) };
+      },
     );
 
     scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { params: Id, response: { 200: AccountBody } }) }, async (request) =>
       accountView(await getAccount(store, request.params.id)),
-    );
-
-    scope.post<{ Params: { id: string }; Body: { amount: number; reference?: string } }>(
-      '/admin/v1/accounts/:id/top-ups',
-      {
-        schema: schema('Add credits to an account', {
-          params: Id,
-          body: Type.Object(
-            { amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), reference: Type.Optional(Type.String({ maxLength: 200 })) },
-            { additionalProperties: false },
-          ),
-          response: { 201: Type.Object({ balance: Credits }, { description: 'The balance after the top-up' }) },
-        }),
-      },
-      async (request, reply) => {
-        const balance = await topUp(store, clock, request.params.id, request.body.amount, request.body.reference);
-        return reply.code(201).send({ balance });
-      },
-    );
-
-    scope.post<{ Params: { id: string }; Body: { amount: number; reason: string } }>(
-      '/admin/v1/accounts/:id/adjustments',
-      {
-        schema: schema(
-          'Correct a balance: add credits (positive amount) or take them away (negative), with a reason kept on the ' +
-            'ledger row (kind `adjust`). Only available credits can be taken (balance less what unfinished tasks ' +
-            'hold): 402 otherwise, and nothing is changed.',
-          {
-            params: Id,
-            body: Type.Object(
-              {
-                amount: Type.Integer({
-                  minimum: -Number.MAX_SAFE_INTEGER,
-                  maximum: Number.MAX_SAFE_INTEGER,
-                  description: 'whole credits, not 0: positive adds, negative takes away',
-                }),
-                reason: Type.String({ minLength: 1, maxLength: ADJUSTMENT_REASON_MAX, description: 'why; kept on the ledger row' }),
-              },
-              { additionalProperties: false },
-            ),
-            response: {
-              201: Type.Object({ balance: Credits }, { description: 'The balance after the adjustment' }),
-              ...errorResponses('FailedOperation.InsufficientBalance'),
-            },
-          },
-        ),
-      },
-      async (request, reply) => {
-        const balance = await adjustBalance(store, clock, request.params.id, request.body.amount, request.body.reason);
-        return reply.code(201).send({ balance });
-      },
-    );
-
-    scope.get<{ Params: { id: string }; Querystring: { limit?: number } }>(
-      '/admin/v1/accounts/:id/ledger',
-      {
-        schema: schema("An account's ledger (append-only: top-ups, holds, captures, releases, adjustments), newest first", {
-          params: Id,
-          querystring: Limit,
-          response: { 200: Type.Object({ entries: Type.Array(LedgerEntryBody) }) },
-        }),
-      },
-      async (request) => {
-        await getAccount(store, request.params.id);
-        return { entries: (await store.accounts.ledger(request.params.id, request.query.limit ?? 100)).map(ledgerView) };
-      },
     );
 
     scope.get<{ Querystring: { account?: string; status?: TaskState; limit?: number; cursor?: string } }>(
