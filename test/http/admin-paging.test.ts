@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient, type ApiClient } from '../helpers/api';
+import { apiClient, type ApiClient, type ApiResponse } from '../helpers/api';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 
 /**
@@ -19,7 +19,7 @@ async function allPages(client: ApiClient, path: string, field: string, limit: n
   let cursor: string | null = null;
   do {
     const sep = path.includes('?') ? '&' : '?';
-    const res = await client.get(`${path}${sep}limit=${limit}${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`);
+    const res: ApiResponse = await client.get(`${path}${sep}limit=${limit}${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`);
     expect(res.status).toBe(200);
     pages.push(res.body[field]);
     cursor = res.body.next_cursor;
