@@ -43,6 +43,22 @@ describe('aigc-relay accounts | keys | prices', () => {
     expect(await cli('prices', 'reset')).toMatchObject({ source: 'default', prices: DEFAULT_PRICES });
   });
 
+  it('accounts list and ledger page with --cursor (the last id printed): every row once; an unknown account cursor exits 1', async () => {
+    const { env, cli } = freshCli();
+    const account = await cli('accounts', 'create', '--name', 'acme', '--balance', '10');
+    await cli('accounts', 'create', '--name', 'beta');
+    for (const amount of ['1', '2', '3']) await cli('accounts', 'top-up', account.id, amount);
+    const first = await cli('accounts', 'ledger', account.id, '--limit', '3');
+    const rest = await cli('accounts', 'ledger', account.id, '--limit', '3', '--cursor', String(first[2].id));
+    expect([...first, ...rest].map((e: { amount: number }) => e.amount)).toEqual([3, 2, 1, 10]);
+    const [newest] = await cli('accounts', 'list', '--limit', '1');
+    const older = await cli('accounts', 'list', '--cursor', newest.id);
+    expect([newest, ...older].map((a: { name: string }) => a.name).sort()).toEqual(['acme', 'beta']);
+    const unknown = await runCli(['accounts', 'list', '--cursor', 'acct_nope'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/cursor: names no account/);
+  });
+
   it('accounts adjust takes a negative amount (-500) with a reason, and a positive one; each is an adjust row on the ledger', async () => {
     const { env, cli } = freshCli();
     const account = await cli('accounts', 'create', '--name', 'acme', '--balance', '1200');
