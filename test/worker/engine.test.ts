@@ -265,14 +265,17 @@ describe('task engine — runs checked against the store', () => {
     // is held here until the sweep has stopped the run (the operator stops it only once its finish has answered).
     const tasks = relay.relay.store.tasks;
     const finish = tasks.finish.bind(tasks);
+    // The run's signal, taken when it starts: looking the run up at the finish could miss it (a run the abort has
+    // already ended is no longer listed as running, and waiting for it to start again waited for ever under load).
+    let signal: AbortSignal | undefined;
     tasks.finish = async (...args) => {
       const done = await finish(...args);
-      const { signal } = (await provider.whenStarted(args[0])).ctx;
-      if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      if (signal && !signal.aborted) await new Promise((resolve) => signal!.addEventListener('abort', resolve, { once: true }));
       return done;
     };
     const id = await submit();
     const run = await provider.whenStarted(id);
+    signal = run.ctx.signal;
     const terminal: string[] = [];
     relay.relay.engine.events.on('task', (e: { id: string; state: string }) => e.id === id && e.state === 'failed' && terminal.push(e.state));
     expect((await relay.admin.post(`/admin/v1/tasks/${id}/fail`, { reason: 'stuck' })).status).toBe(200);
