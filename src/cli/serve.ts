@@ -18,6 +18,8 @@ function lockOrRefuse(dataDir: string): void {
 
 /** `aigc-relay serve` (what `npm start` runs): listen, print how to try it, drain on SIGTERM. */
 export async function serve(config: Config): Promise<void> {
+  // Taken first: whoever stops `npm start` may do it as soon as the banner is out (see below).
+  const parent = process.ppid;
   // On SQLite, before anything reads the database: the start's crash recovery must not take another serve's tasks.
   if (config.databaseUrl === undefined) lockOrRefuse(config.dataDir);
   const relay = await createRelay(config);
@@ -86,7 +88,17 @@ export async function serve(config: Config): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Under `npm start`, npm passes a SIGTERM to the shell it ran this under, and a shell like dash passes it on to
+  // nothing: the shell exits, and this process would go on serving, orphaned, holding the data dir, under whatever
+  // stopped it. So there, the parent going away is the stop. (Only under npm: a relay started with `nohup … &`
+  // outlives its shell on purpose.)
+  if (process.env.npm_lifecycle_event !== undefined) {
+    setInterval(() => process.ppid !== parent && stop('parent exited'), PARENT_CHECK_MS).unref();
+  }
 }
+
+/** How often a relay run by npm looks whether its parent is still there. */
+const PARENT_CHECK_MS = 500;
 
 const adminTokenLines = (config: Config, token: string): string[] => [
   `Admin token (shown once; also kept in ${config.dataDir}/admin-token):`,

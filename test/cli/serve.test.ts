@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -69,5 +70,47 @@ describe('aigc-relay serve', () => {
       expect(banner).toMatch(/^ {2}public: +https:\/\/relay\.example\.com /m);
       expect(banner).toContain('https://relay.example.com/docs');
     });
+  });
+
+  it.skipIf(process.platform !== 'linux')('run by npm (npm start), stops with its parent: a SIGTERM to npm ends the shell, and the relay drains and exits too', async () => {
+    // What `npm start` makes: npm → sh -c → node. npm passes the signal to the shell; dash passes it to nothing.
+    const shell = spawn('/bin/sh', ['-c', '"$RELAY_NODE" "$RELAY_BIN" serve & echo "pid $!"; wait'], {
+      env: {
+        ...process.env,
+        RELAY_NODE: process.execPath,
+        RELAY_BIN: BIN,
+        npm_lifecycle_event: 'start',
+        AIGC_RELAY_DATA_DIR: tempDir(),
+        AIGC_RELAY_HOST: '127.0.0.1',
+        AIGC_RELAY_PORT: '0',
+        AIGC_RELAY_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const ready = new Promise<number>((resolve) =>
+      shell.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        const pid = /^pid (\d+)$/m.exec(out);
+        if (pid && out.includes('docs:')) resolve(Number(pid[1]));
+      }),
+    );
+    const relayPid = await ready;
+    // Gone, or a zombie (exited; whoever it was handed to has not reaped it yet).
+    const alive = () => {
+      try {
+        return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${relayPid}/status`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    try {
+      shell.kill('SIGTERM');
+      // Until the relay's process is gone (it drains first); before, it served on for ever and this timed out.
+      while (alive()) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(alive()).toBe(false);
+    } finally {
+      if (alive()) process.kill(relayPid, 'SIGKILL');
+    }
   });
 });
