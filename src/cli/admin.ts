@@ -37,12 +37,16 @@ export const print = (value: unknown): void => {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 };
 
-const credits = (value: string): number => {
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a whole number of credits');
-  return Number(value);
-};
+/** A whole number, 0 or more; `what` is what the number counts, for the message. */
+const wholeNumber =
+  (what: string) =>
+  (value: string): number => {
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError(`must be a whole number${what ? ` of ${what}` : ''}`);
+    return Number(value);
+  };
+const credits = wholeNumber('credits');
 const positive = (value: string): number => {
-  const n = credits(value);
+  const n = wholeNumber('')(value);
   if (n < 1) throw new InvalidArgumentError('must be at least 1');
   return n;
 };

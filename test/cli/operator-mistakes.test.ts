@@ -92,6 +92,9 @@ describe('operator mistakes on the command line', () => {
 
   it('keys create and update with a limit past what the admin API takes: refused, naming the bound', async () => {
     await refused(['keys', 'create', accountId, '--rpm', '1000001'], /rpm.*must be at most 1000000/);
+    // A limit is not an amount of money: its message does not say credits.
+    await refused(['keys', 'create', accountId, '--rpm', 'abc'], /rpm.*must be a whole number'?$/m);
+    await refused(['keys', 'create', accountId, '--max-concurrency', '1.5'], /max-concurrency.*must be a whole number'?$/m);
     await refused(['keys', 'create', accountId, '--max-concurrency', '100001'], /max-concurrency.*must be at most 100000/);
     const key = JSON.parse((await runCli(['keys', 'create', accountId, '--rpm', '1000000'], env)).stdout);
     await refused(['keys', 'update', key.id, '--max-concurrency', '100001'], /max-concurrency.*must be at most 100000/);
