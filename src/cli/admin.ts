@@ -84,6 +84,10 @@ function checkCallbackUrl(config: Config, url: string): void {
     throw new ConfigError('AIGC_RELAY_ALLOW_PRIVATE_URLS', (err as Error).message);
   }
   const problem = url.length > 2048 ? 'longer than 2048 characters' : webhookUrlProblem(url, policy);
+  if (problem?.startsWith('refused:') && config.allowPrivateUrls.length === 0) {
+    // The command reads the allowance from its own environment, not from the running server's.
+    throw new FieldError('InvalidParameterValue', 'callback_url', `${problem} (to allow it, set AIGC_RELAY_ALLOW_PRIVATE_URLS for this command as for the server)`);
+  }
   if (problem) throw new FieldError('InvalidParameterValue', 'callback_url', problem);
 }
 

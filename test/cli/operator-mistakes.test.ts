@@ -51,7 +51,7 @@ describe('operator mistakes on the command line', () => {
 
   it('accounts create with a callback URL the admin API refuses, or an empty name: refused, no account made', async () => {
     await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'not a url'], /^aigc-relay: callback_url: /);
-    await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'http://127.0.0.1:9/hook'], /^aigc-relay: callback_url: refused: 127\.0\.0\.1 is a loopback/);
+    await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'http://127.0.0.1:9/hook'], /^aigc-relay: callback_url: refused: 127\.0\.0\.1 is a loopback.*set AIGC_RELAY_ALLOW_PRIVATE_URLS for this command/);
     await refused(['accounts', 'create', '--name', ''], /^aigc-relay: name: must not be empty/);
     await refused(['accounts', 'create', '--name', '   '], /^aigc-relay: name: must not be empty/);
     expect(JSON.parse((await runCli(['accounts', 'list'], env)).stdout)).toHaveLength(1);
