@@ -20,6 +20,13 @@ export async function getAccount(store: Store, accountId: string): Promise<Accou
   return account;
 }
 
+/** Renames an account or sets its callback URL (`null` removes it); 404 for an unknown account. */
+export async function updateAccount(store: Store, accountId: string, patch: { name?: string; callbackUrl?: string | null }): Promise<Account> {
+  const account = await store.accounts.updateAccount(accountId, patch);
+  if (!account) throw notFound('account', accountId);
+  return account;
+}
+
 export async function listKeys(store: Store, accountId: string): Promise<ApiKeyRecord[]> {
   await getAccount(store, accountId);
   return store.accounts.listKeys(accountId);

@@ -4,7 +4,7 @@ import { createAddressPolicy, webhookUrlProblem } from '../adapters/http-fetch';
 import { openStore } from '../adapters/select-store';
 import { adjustBalance, createAccount, createApiKey, topUp } from '../app/accounts';
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
-import { getAccount, listAccounts, listKeys, revokeKey, updateKey } from '../app/keys';
+import { getAccount, listAccounts, listKeys, revokeKey, updateAccount, updateKey } from '../app/keys';
 import { forceFailTask } from '../app/operator';
 import { createPriceBook, type PriceBookState } from '../app/prices';
 import { ConfigError, type Config } from '../config/env';
@@ -150,6 +150,19 @@ export function accountCommands(program: Command, config: () => Config): void {
       withStore(config(), async (store) => {
         if (o.callbackUrl !== undefined) checkCallbackUrl(config(), o.callbackUrl);
         print(accountView(await createAccount(store, systemClock, { name: o.name, balance: o.balance, ...(o.callbackUrl ? { callbackUrl: o.callbackUrl } : {}) })));
+      }),
+    );
+  accounts
+    .command('update <id>')
+    .description("rename an account or change its callback URL ('none' removes it)")
+    .option('--name <name>')
+    .option('--callback-url <url>', "default webhook URL for its tasks; 'none' removes it")
+    .action(async (id: string, o: { name?: string; callbackUrl?: string }) =>
+      withStore(config(), async (store) => {
+        const callbackUrl = o.callbackUrl === NONE ? null : o.callbackUrl;
+        if (callbackUrl) checkCallbackUrl(config(), callbackUrl);
+        const patch = { ...(o.name !== undefined ? { name: o.name } : {}), ...(callbackUrl !== undefined ? { callbackUrl } : {}) };
+        print(accountView(await updateAccount(store, id, patch)));
       }),
     );
   accounts

@@ -109,6 +109,8 @@ export interface AccountStore {
     now: number;
   }): Promise<Account>;
   getAccount(id: string): Promise<Account | undefined>;
+  /** Changes what is given (`callbackUrl: null` removes it); the account as it now is, undefined if there is none. */
+  updateAccount(id: string, patch: { readonly name?: string; readonly callbackUrl?: string | null }): Promise<Account | undefined>;
   countAccounts(): Promise<number>;
   createKey(input: Omit<ApiKeyRecord, 'revokedAt' | 'spent'>): Promise<ApiKeyRecord>;
   getKey(id: string): Promise<ApiKeyRecord | undefined>;

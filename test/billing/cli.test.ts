@@ -26,6 +26,9 @@ describe('aigc-relay accounts | keys | prices', () => {
     expect(await cli('accounts', 'top-up', account.id, '250')).toEqual({ balance: 750 });
     expect(await cli('accounts', 'get', account.id)).toMatchObject({ id: account.id, balance: 750 });
     expect((await cli('accounts', 'list')).map((a: { id: string }) => a.id)).toContain(account.id);
+    const hooked = await cli('accounts', 'update', account.id, '--name', 'acme inc', '--callback-url', 'https://hooks.example.com/acme');
+    expect(hooked).toMatchObject({ name: 'acme inc', callback_url: 'https://hooks.example.com/acme', balance: 750 });
+    expect((await cli('accounts', 'update', account.id, '--callback-url', 'none')).callback_url ?? null).toBeNull();
 
     const key = await cli('keys', 'create', account.id, '--name', 'ci', '--rpm', '30', '--max-concurrency', '4', '--spend-cap', '100');
     expect(key).toMatchObject({ name: 'ci', rpm: 30, max_concurrency: 4, spend_cap: 100, spent: 0 });

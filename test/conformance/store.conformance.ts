@@ -114,6 +114,17 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.accounts.ledger('acct_1', 10)).map((l) => [l.kind, l.amount])).toEqual([['topup', 500]]);
       });
 
+      it('updates only the fields given: a name, a callback URL set or removed (null); an unknown account is undefined', async () => {
+        const a = await store.accounts.createAccount({ id: 'acct_u', name: 'before', balance: 5, callbackUrl: 'https://example.test/a', webhookSecret: 'w', now: 1 });
+        expect(await store.accounts.updateAccount('acct_u', { callbackUrl: 'https://example.test/b' })).toEqual({ ...a, callbackUrl: 'https://example.test/b' });
+        expect(await store.accounts.updateAccount('acct_u', { name: 'after' })).toEqual({ ...a, name: 'after', callbackUrl: 'https://example.test/b' });
+        const cleared = await store.accounts.updateAccount('acct_u', { callbackUrl: null });
+        expect(cleared).toMatchObject({ name: 'after', balance: 5 });
+        expect(cleared?.callbackUrl).toBeUndefined();
+        expect(await store.accounts.getAccount('acct_u')).toEqual(cleared);
+        expect(await store.accounts.updateAccount('acct_nope', { name: 'x' })).toBeUndefined();
+      });
+
       it('tops up an account (ledger row included) and refuses an unknown one without writing', async () => {
         const { accountId } = await account(100);
         expect(await store.accounts.topUp(accountId, 50, 'invoice 7', 3)).toBe(150);

@@ -21,7 +21,32 @@ describe('stored callback URLs', () => {
     expect(cleared.body.callback_url).toBeNull();
   });
 
+  it("an account's callback_url (and name) is changed and cleared with PATCH; other fields stay; unknown account 404; admin only", async () => {
+    const account = await t.admin.post('/admin/v1/accounts', { name: 'acct-hooks', balance: 10, callback_url: 'https://hooks.example.com/a' });
+    const path = `/admin/v1/accounts/${account.body.id}`;
+    const set = await t.admin.request('PATCH', path, { callback_url: 'https://hooks.example.com/b' });
+    expect(set.status).toBe(200);
+    expect(set.body).toMatchObject({ name: 'acct-hooks', balance: 10, callback_url: 'https://hooks.example.com/b' });
+    const renamed = await t.admin.request('PATCH', path, { name: 'renamed' });
+    expect(renamed.body).toMatchObject({ name: 'renamed', callback_url: 'https://hooks.example.com/b' });
+    const cleared = await t.admin.request('PATCH', path, { callback_url: null });
+    expect(cleared.body.callback_url ?? null).toBeNull();
+    expect((await t.admin.get(path)).body).toMatchObject({ name: 'renamed', balance: 10 });
+    const unknown = await t.admin.request('PATCH', '/admin/v1/accounts/acct_nope', { name: 'x' });
+    expect(unknown.status).toBe(404);
+    const badField = await t.admin.request('PATCH', path, { balance: 1_000_000 }); // money moves only by top-ups and adjustments
+    expect(badField.status).toBe(400);
+    expect(badField.body.Response.Error.Message).toMatch(/^balance: unknown field/);
+    const asClient = await t.api.request('PATCH', path, { name: 'mine now' });
+    expect(asClient.status).toBe(401);
+    expect((await t.admin.get(path)).body.name).toBe('renamed');
+  });
+
   it.each([
+    ['an account, changed', async () => {
+      const account = await t.admin.post('/admin/v1/accounts', { name: 'p', balance: 10 });
+      return t.admin.request('PATCH', `/admin/v1/accounts/${account.body.id}`, { callback_url: 'http://127.0.0.1/hook' });
+    }],
     ['a key', async () => {
       const account = await t.admin.post('/admin/v1/accounts', { name: 'k', balance: 10 });
       const key = await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {});

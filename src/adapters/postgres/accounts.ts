@@ -27,6 +27,16 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
       const row = await selectAccount(id);
       return row && toAccount(row);
     },
+    async updateAccount(id, patch) {
+      // One statement: a field not given keeps its value (the flags say which were given, as null is a value).
+      const row = await one<AccountRow>(
+        pool,
+        `UPDATE accounts SET name = CASE WHEN $2 THEN $3 ELSE name END, callback_url = CASE WHEN $4 THEN $5 ELSE callback_url END
+         WHERE id = $1 RETURNING *`,
+        [id, patch.name !== undefined, patch.name ?? null, patch.callbackUrl !== undefined, patch.callbackUrl ?? null],
+      );
+      return row && toAccount(row);
+    },
     async countAccounts() {
       return (await one<{ n: number }>(pool, 'SELECT count(*) AS n FROM accounts'))!.n;
     },

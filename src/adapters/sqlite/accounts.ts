@@ -69,6 +69,15 @@ export function sqliteAccountStore(db: Db): AccountStore {
       const row = selectAccount.get(id);
       return row && toAccount(row);
     },
+    async updateAccount(id, patch) {
+      // One statement: a field not given keeps its value (the flags say which were given, as null is a value).
+      db.prepare(
+        `UPDATE accounts SET name = CASE WHEN @setName THEN @name ELSE name END,
+           callback_url = CASE WHEN @setUrl THEN @url ELSE callback_url END WHERE id = @id`,
+      ).run({ id, setName: patch.name !== undefined ? 1 : 0, name: patch.name ?? null, setUrl: patch.callbackUrl !== undefined ? 1 : 0, url: patch.callbackUrl ?? null });
+      const row = selectAccount.get(id);
+      return row && toAccount(row);
+    },
     async countAccounts() {
       return (db.prepare('SELECT COUNT(*) AS n FROM accounts').get() as { n: number }).n;
     },

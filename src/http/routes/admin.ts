@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { createAccount } from '../../app/accounts';
 import { accountView, auditView, taskView } from '../../app/admin-views';
-import { getAccount, listAccounts } from '../../app/keys';
+import { getAccount, listAccounts, updateAccount } from '../../app/keys';
 import { forceFailTask } from '../../app/operator';
 import { notFound } from '../../domain/errors';
 import type { TaskState } from '../../domain/task-state';
@@ -68,6 +68,30 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { params: Id, response: { 200: AccountBody } }) }, async (request) =>
       accountView(await getAccount(store, request.params.id)),
+    );
+
+    scope.patch<{ Params: { id: string }; Body: { name?: string; callback_url?: string | null } }>(
+      '/admin/v1/accounts/:id',
+      {
+        schema: schema("Rename an account or change its callback URL (the webhook target of its tasks when neither the task nor its key names one); null removes the URL", {
+          params: Id,
+          body: Type.Object(
+            {
+              name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+              callback_url: Type.Optional(Type.Unsafe<string | null>({ type: 'string', format: 'uri', maxLength: 2048, nullable: true })),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: AccountBody },
+        }),
+      },
+      async (request) => {
+        const { name, callback_url: callbackUrl } = request.body ?? {};
+        checkCallbackUrl(deps, 'callback_url', callbackUrl);
+        return accountView(
+          await updateAccount(store, request.params.id, { ...(name !== undefined ? { name } : {}), ...(callbackUrl !== undefined ? { callbackUrl } : {}) }),
+        );
+      },
     );
 
     scope.get<{ Querystring: { account?: string; status?: TaskState; limit?: number; cursor?: string } }>(
