@@ -125,10 +125,17 @@ const limitOrNone =
   (value: string): number | typeof NONE =>
     value === NONE ? NONE : limitUpTo(max)(value);
 const creditsOrNone = (value: string): number | typeof NONE => (value === NONE ? NONE : credits(value));
-const patchOf = (o: { name?: string; rpm?: number | typeof NONE; maxConcurrency?: number | typeof NONE; spendCap?: number | typeof NONE }): KeyPatch => {
+const patchOf = (o: {
+  name?: string;
+  rpm?: number | typeof NONE;
+  maxConcurrency?: number | typeof NONE;
+  spendCap?: number | typeof NONE;
+  callbackUrl?: string;
+}): KeyPatch => {
   const value = (v: number | typeof NONE | undefined) => (v === NONE ? null : v);
   return {
     ...(o.name !== undefined ? { name: o.name } : {}),
+    ...(o.callbackUrl !== undefined ? { callbackUrl: o.callbackUrl === NONE ? null : o.callbackUrl } : {}),
     ...(o.rpm !== undefined ? { rpm: value(o.rpm) } : {}),
     ...(o.maxConcurrency !== undefined ? { maxConcurrency: value(o.maxConcurrency) } : {}),
     ...(o.spendCap !== undefined ? { spendCap: value(o.spendCap) } : {}),
@@ -211,8 +218,10 @@ export function accountCommands(program: Command, config: () => Config): void {
     .option('--rpm <n>', 'submits per minute (all nodes together on PostgreSQL)', limitUpTo(MAX_KEY_RPM))
     .option('--max-concurrency <n>', 'tasks queued or running at once', limitUpTo(MAX_KEY_CONCURRENCY))
     .option('--spend-cap <credits>', 'most credits held + captured by this key', credits)
-    .action(async (accountId: string, o: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number }) =>
+    .option('--callback-url <url>', "webhook URL for this key's tasks (before the account's)")
+    .action(async (accountId: string, o: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number; callbackUrl?: string }) =>
       withStore(config(), async (store) => {
+        if (o.callbackUrl !== undefined) checkCallbackUrl(config(), o.callbackUrl);
         const { record, plaintext } = await createApiKey(store, systemClock, accountId, o);
         print({ ...keyView(record), key: plaintext });
       }),
@@ -228,8 +237,12 @@ export function accountCommands(program: Command, config: () => Config): void {
     .option('--rpm <n|none>', 'submits per minute', limitOrNone(MAX_KEY_RPM))
     .option('--max-concurrency <n|none>', 'tasks queued or running at once', limitOrNone(MAX_KEY_CONCURRENCY))
     .option('--spend-cap <credits|none>', 'most credits held + captured', creditsOrNone)
+    .option('--callback-url <url|none>', "webhook URL for this key's tasks; 'none' removes it")
     .action(async (keyId: string, o: Parameters<typeof patchOf>[0]) =>
-      withStore(config(), async (store) => print(keyView(await updateKey(store, keyId, patchOf(o))))),
+      withStore(config(), async (store) => {
+        if (o.callbackUrl !== undefined && o.callbackUrl !== NONE) checkCallbackUrl(config(), o.callbackUrl);
+        print(keyView(await updateKey(store, keyId, patchOf(o))));
+      }),
     );
   keys
     .command('revoke <keyId>')

@@ -35,10 +35,14 @@ describe('aigc-relay accounts | keys | prices', () => {
     expect(key.key).toMatch(/^ar_key_/);
     const updated = await cli('keys', 'update', key.id, '--rpm', 'none', '--max-concurrency', '9');
     expect(updated).toMatchObject({ rpm: null, max_concurrency: 9, spend_cap: 100 });
+    expect(await cli('keys', 'update', key.id, '--callback-url', 'https://hooks.example.com/ci')).toMatchObject({ callback_url: 'https://hooks.example.com/ci' });
+    expect((await cli('keys', 'update', key.id, '--callback-url', 'none')).callback_url ?? null).toBeNull();
     expect(await cli('keys', 'revoke', key.id)).toEqual({ revoked: key.id });
     const listed = await cli('keys', 'list', account.id);
     expect(listed).toEqual([expect.objectContaining({ id: key.id, rpm: null, max_concurrency: 9, revoked_at: expect.any(String) })]);
     expect(JSON.stringify(listed)).not.toContain(key.key.split('.')[1]);
+    const hookedKey = await cli('keys', 'create', account.id, '--callback-url', 'https://hooks.example.com/k2');
+    expect(hookedKey).toMatchObject({ callback_url: 'https://hooks.example.com/k2' });
 
     const file = path.join(env.AIGC_RELAY_DATA_DIR, 'prices.json');
     fs.writeFileSync(file, JSON.stringify({ ...DEFAULT_PRICES, 'Qwen:0925': { '1K': 1, '2K': 2, '4K': 3 } }));
