@@ -1,4 +1,4 @@
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { ACCEPTED_IMAGE_NAMES, describeContent, sniffImageType, type AcceptedImageType } from '../domain/image-format';
 
 /** Input images (uploads and URL inputs) may be at most this big, on the wire and in the relay's storage. */
@@ -18,8 +18,9 @@ export const MAX_INPUT_PIXELS = 100_000_000;
  * a generation model plausibly takes (Tencent's models output at most 4K and take at most 7 MB of input files);
  * a 16-bit or larger-than-8K image still passes as a baseline JPEG or a non-interlaced PNG. Measured with sharp
  * 0.35.5 (libvips 8.18): a whole decode takes about 8 bytes a pixel for WebP (two RGBA canvases), 6 for a 4:4:4
- * progressive JPEG and 1× the decoded size for an interlaced PNG, so one check at this cap peaks at about 270 MiB
- * and DECODES_AT_ONCE of them at about twice that, where a 100-megapixel WebP of a few bytes took 770 MiB each.
+ * progressive JPEG and 1× the decoded size for an interlaced PNG, so one check at this cap peaks at about 270 MiB;
+ * such a check takes every decode turn (checkInputImage), so there is one at a time, where a 100-megapixel WebP of a
+ * few bytes took 770 MiB each, two at once.
  */
 export const MAX_WHOLE_DECODE_BYTES = 128 * 1024 * 1024;
 
@@ -56,15 +57,21 @@ export interface TurnOptions {
   readonly maxWaiting?: number;
   /** Aborted while waiting: the run leaves the line at once; aborted before its turn starts: the work never runs. */
   readonly signal?: AbortSignal;
+  /** How many of the turns this run takes at once (1 to `atOnce`; default 1): a heavy run may need them all. */
+  readonly weight?: number;
 }
 
 interface Waiter {
   readonly bounded: boolean;
-  /** Hands this waiter the slot of a run that just ended. */
+  readonly weight: number;
+  /** Starts this waiter: its weight is already counted as running. */
   readonly start: () => void;
 }
 
-/** A FIFO bound on concurrent async work: too small a need for a library. */
+/**
+ * A FIFO bound on concurrent async work, in units: too small a need for a library. Strictly first come first served:
+ * a light run does not pass a heavy one waiting at the head of the line (it would never get its turns otherwise).
+ */
 export class TakeTurns {
   private running = 0;
   /** In arrival order (a Set keeps it), so that a waiter that gives up leaves from anywhere in the line. */
@@ -75,26 +82,29 @@ export class TakeTurns {
 
   async run<T>(work: () => Promise<T>, options: TurnOptions = {}): Promise<T> {
     const { maxWaiting, signal } = options;
+    const weight = Math.min(this.atOnce, Math.max(1, options.weight ?? 1));
     if (signal?.aborted) throw new TurnNotWanted();
-    if (this.running >= this.atOnce) {
+    if (this.waiting.size > 0 || this.running + weight > this.atOnce) {
       if (maxWaiting !== undefined && this.boundedWaiting >= maxWaiting) throw new TurnsFull(this.boundedWaiting);
-      await this.turn(maxWaiting !== undefined, signal);
+      await this.turn(maxWaiting !== undefined, weight, signal);
     } else {
-      this.running++;
+      this.running += weight;
     }
     try {
       if (signal?.aborted) throw new TurnNotWanted();
       return await work();
     } finally {
-      this.passOn();
+      this.running -= weight;
+      this.startWaiters();
     }
   }
 
-  /** Resolves when a slot is handed over; rejects (and leaves the line) if `signal` aborts first. */
-  private turn(bounded: boolean, signal: AbortSignal | undefined): Promise<void> {
+  /** Resolves when this waiter's turns are handed over; rejects (and leaves the line) if `signal` aborts first. */
+  private turn(bounded: boolean, weight: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         bounded,
+        weight,
         start: () => {
           signal?.removeEventListener('abort', leave);
           resolve();
@@ -104,6 +114,7 @@ export class TakeTurns {
         if (!this.waiting.delete(waiter)) return;
         if (bounded) this.boundedWaiting--;
         reject(new TurnNotWanted());
+        this.startWaiters(); // a heavy waiter leaving the head may let lighter ones behind it start
       };
       this.waiting.add(waiter);
       if (bounded) this.boundedWaiting++;
@@ -111,16 +122,15 @@ export class TakeTurns {
     });
   }
 
-  /** The slot passes straight to the next in line (running stays the same), or is given back. */
-  private passOn(): void {
-    const next = this.waiting.values().next();
-    if (next.done) {
-      this.running--;
-      return;
+  /** Starts waiters from the head of the line while the next one's weight fits. */
+  private startWaiters(): void {
+    for (const next of this.waiting) {
+      if (this.running + next.weight > this.atOnce) return;
+      this.waiting.delete(next);
+      if (next.bounded) this.boundedWaiting--;
+      this.running += next.weight;
+      next.start();
     }
-    this.waiting.delete(next.value);
-    if (next.value.bounded) this.boundedWaiting--;
-    next.value.start();
   }
 
   get queued(): number {
@@ -151,7 +161,14 @@ export async function checkInputImage(data: Buffer, turn: TurnOptions = {}): Pro
   if (!contentType) {
     return { ok: false, problem: 'unsupported', reason: `must be a ${ACCEPTED_IMAGE_NAMES} image; the content is ${describeContent(data)}` };
   }
-  return IMAGE_DECODES.run(() => decodeAndCheck(data, contentType), turn);
+  const checked = await IMAGE_DECODES.run(async () => {
+    const header = await readHeader(data, contentType);
+    return 'image' in header && !header.whole ? decodeEvery(header, contentType) : header;
+  }, turn);
+  if (!('image' in checked)) return checked;
+  // A format decoded whole waits for every turn, in a turn of its own, so that at most one such decode (up to about
+  // 270 MiB) is in memory at a time, never two.
+  return IMAGE_DECODES.run(() => decodeEvery(checked, contentType), { ...turn, weight: DECODES_AT_ONCE });
 }
 
 const BYTES_PER_SAMPLE: Record<string, number> = { uchar: 1, char: 1, ushort: 2, short: 2, uint: 4, int: 4, float: 4, complex: 8, double: 8, dpcomplex: 16 };
@@ -171,7 +188,16 @@ function wholeDecode(meta: Metadata, contentType: AcceptedImageType): { kind: st
   return { kind: contentType === 'image/png' ? `an interlaced ${format} image` : `a progressive ${format} image`, bytesPerPixel };
 }
 
-async function decodeAndCheck(data: Buffer, contentType: AcceptedImageType): Promise<ImageCheck> {
+interface Header {
+  readonly image: Sharp;
+  readonly width: number;
+  readonly height: number;
+  /** libvips decodes this one whole in memory (wholeDecode). */
+  readonly whole: boolean;
+}
+
+/** The header's verdict: the size caps, from the header alone; a Header when the pixels are still to be checked. */
+async function readHeader(data: Buffer, contentType: AcceptedImageType): Promise<ImageCheck | Header> {
   // sequentialRead (sharp's default, said here because the memory bound depends on it) lets libvips decode a
   // baseline JPEG or a non-interlaced PNG a strip at a time.
   const image = sharp(data, { failOn: 'truncated', limitInputPixels: MAX_INPUT_PIXELS, sequentialRead: true });
@@ -199,13 +225,18 @@ async function decodeAndCheck(data: Buffer, contentType: AcceptedImageType): Pro
         `${width} × ${height} pixels × ${whole.bytesPerPixel} bytes = ${decoded} MiB (send it smaller, or as a baseline jpeg or a non-interlaced png)`,
     };
   }
+  return { image, width, height, whole: whole !== undefined };
+}
+
+/** The full decode, which a truncated or corrupt image fails. */
+async function decodeEvery({ image, width, height }: Header, contentType: AcceptedImageType): Promise<ImageCheck> {
   try {
     // Every pixel is decoded, once, and dropped: the bottom-right pixel of a sequential read comes after all the
     // rows above it, and only that pixel is kept. (`stats()` would open the image for random access, which makes
     // libvips decode all of it into memory first: 600 MiB for a 10,000 × 10,000 16-bit PNG of 1 MB.)
     await image.extract({ left: width - 1, top: height - 1, width: 1, height: 1 }).raw().toBuffer();
   } catch {
-    return { ok: false, problem: 'corrupt', reason: unreadable };
+    return { ok: false, problem: 'corrupt', reason: `not a readable ${contentType.slice(6)} image (truncated or corrupt)` };
   }
   return { ok: true, contentType, width, height };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { checkInputImage, MAX_WHOLE_DECODE_BYTES } from '../../src/app/image-check';
+import { checkInputImage, IMAGE_DECODES, MAX_WHOLE_DECODE_BYTES } from '../../src/app/image-check';
 
 /** One colour: a huge image compresses to almost nothing and encodes in well under a second. */
 const uniform = (width: number, height: number, channels: 3 | 4) =>
@@ -15,6 +15,23 @@ const reasonOf = async (data: Buffer) => {
   const check = await checkInputImage(data);
   return check.ok ? 'accepted' : `${check.problem}: ${check.reason}`;
 };
+
+describe('checkInputImage: an image decoded whole in memory is decoded alone', () => {
+  it('a webp (decoded whole) waits for every decode turn: never two whole decodes, nor one beside another check', async () => {
+    const webp = await uniform(64, 64, 4).webp().toBuffer();
+    let releaseHeld!: () => void;
+    const held = IMAGE_DECODES.run(() => new Promise<void>((resolve) => (releaseHeld = resolve))); // another check, decoding
+    const check = checkInputImage(webp);
+    const waiting = new Promise<string>((resolve) => {
+      const look = () => (IMAGE_DECODES.queued > 0 ? resolve('waiting for the turns') : setImmediate(look));
+      look();
+    });
+    expect(await Promise.race([waiting, check.then(() => 'decoded beside the other')])).toBe('waiting for the turns');
+    releaseHeld();
+    await held;
+    expect(await check).toMatchObject({ ok: true, contentType: 'image/webp', width: 64, height: 64 });
+  });
+});
 
 describe('checkInputImage: an image decoded whole in memory is capped from its header', () => {
   it('MAX_WHOLE_DECODE_BYTES lets an 8-bit RGBA 8K image through', () => {

@@ -4,6 +4,45 @@ import { UploadsInProgress } from '../../src/app/uploads';
 import { RelayError } from '../../src/domain/errors';
 
 describe('TakeTurns (image decodes at once)', () => {
+  it('a run of weight N takes N turns: it waits for them all, and a lighter run behind it does not pass it', async () => {
+    const turns = new TakeTurns(2);
+    const started: string[] = [];
+    const release = new Map<string, () => void>();
+    const job = (name: string, weight?: number) =>
+      turns.run(() => new Promise<void>((resolve) => (started.push(name), release.set(name, resolve))), weight ? { weight } : {});
+    const light = job('light');
+    const heavy = job('heavy', 2);
+    const behind = job('behind');
+    await Promise.resolve();
+    expect(started).toEqual(['light']); // one turn free, but the heavy run needs two; the one behind it waits too
+    release.get('light')!();
+    await light;
+    expect(started).toEqual(['light', 'heavy']);
+    expect(turns.busy).toBe(2);
+    release.get('heavy')!();
+    await heavy;
+    expect(started).toEqual(['light', 'heavy', 'behind']);
+    release.get('behind')!();
+    await behind;
+    expect(turns.busy).toBe(0);
+  });
+
+  it('a heavy waiter that gives up lets the lighter ones behind it start', async () => {
+    const turns = new TakeTurns(2);
+    let releaseFirst!: () => void;
+    const first = turns.run(() => new Promise<void>((resolve) => (releaseFirst = resolve)));
+    const abort = new AbortController();
+    const heavy = turns.run(async () => 'ran', { weight: 2, signal: abort.signal });
+    let lightRan = false;
+    const light = turns.run(async () => (lightRan = true));
+    abort.abort();
+    await expect(heavy).rejects.toBeInstanceOf(TurnNotWanted);
+    await light;
+    expect(lightRan).toBe(true);
+    releaseFirst();
+    await first;
+  });
+
   it('runs at most N at a time, the rest first come first served; a failure passes its turn on', async () => {
     const turns = new TakeTurns(2);
     const started: number[] = [];
