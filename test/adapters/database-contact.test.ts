@@ -5,7 +5,6 @@ import { DatabaseContact } from '../../src/adapters/postgres/database-contact';
 describe('DatabaseContact', () => {
   const LEASE = 1000;
   const at = { now: 0 };
-  const contact = () => new DatabaseContact(LEASE, () => at.now);
   /** Answers every `step` ms until `until`. */
   const answerEvery = (c: DatabaseContact, step: number, until: number) => {
     while (at.now + step <= until) {
@@ -13,23 +12,26 @@ describe('DatabaseContact', () => {
       c.answered();
     }
   };
+  /** A fresh contact at time 0, answered then and every `step` ms until `until` (none after 0 when `until` is 0). */
+  const answeredFrom0 = (step: number, until: number) => {
+    at.now = 0;
+    const c = new DatabaseContact(LEASE, () => at.now);
+    c.answered();
+    answerEvery(c, step, until);
+    return c;
+  };
 
   it('is steady once the database has answered without a gap for a whole lease, not before', () => {
     at.now = 0;
-    const c = contact();
-    expect(c.steady()).toBe(false); // never answered
-    c.answered();
-    answerEvery(c, 300, 900);
+    expect(new DatabaseContact(LEASE, () => at.now).steady()).toBe(false); // never answered
+    const c = answeredFrom0(300, 900);
     expect(c.steady()).toBe(false);
     answerEvery(c, 300, 1200);
     expect(c.steady()).toBe(true);
   });
 
   it('a gap of more than half a lease starts the count again, from the answer that ends it', () => {
-    at.now = 0;
-    const c = contact();
-    c.answered();
-    answerEvery(c, 400, 2000);
+    const c = answeredFrom0(400, 2000);
     expect(c.steady()).toBe(true);
     at.now += 1500; // a stall of a lease and a half
     c.answered();
@@ -42,20 +44,13 @@ describe('DatabaseContact', () => {
   });
 
   it('is not steady while a gap is still under way, before the answer that ends it (a look that came back first)', () => {
-    at.now = 0;
-    const c = contact();
-    c.answered();
-    answerEvery(c, 300, 3000);
+    const c = answeredFrom0(300, 3000);
     expect(c.steady()).toBe(true);
     at.now += 600; // no answer for more than half a lease, so far
     expect(c.steady()).toBe(false);
   });
 
   it('gaps up to half a lease (heartbeats a third of a lease apart, a slow round trip) keep it steady', () => {
-    at.now = 0;
-    const c = contact();
-    c.answered();
-    answerEvery(c, 500, 5000);
-    expect(c.steady()).toBe(true);
+    expect(answeredFrom0(500, 5000).steady()).toBe(true);
   });
 });
