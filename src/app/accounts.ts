@@ -2,26 +2,46 @@ import { randomBytes } from 'node:crypto';
 import { FieldError, notFound, RelayError } from '../domain/errors';
 import type { Clock } from '../ports/clock';
 import type { BalanceChangeReservation } from '../ports/delivery-store';
-import type { Account, ApiKeyRecord, Store } from '../ports/store';
+import type { Account, ApiKeyRecord, NewAccount, Store } from '../ports/store';
 import { issueKey } from './api-keys';
 import { newId } from './ids';
 
-/** Operator use cases over accounts and keys; the admin HTTP routes and the CLI both call these. */
+/** The reservation was taken over after its lease ran out (app/idempotency.ts); nothing was written. */
+const reservationLost = () =>
+  new RelayError('ResourceUnavailable', 'Idempotency-Key: the reservation expired before the change was made; nothing was written; retry.', {
+    retryAfterSeconds: 1,
+  });
+
+/**
+ * Operator use cases over accounts and keys; the admin HTTP routes and the CLI both call these.
+ *
+ * With `idempotency` (an operator's Idempotency-Key: an opening balance is money, so a retried creation must not
+ * fund a second account), `answer` renders the account as the route sends it; the store records that answer in the
+ * transaction that creates the account. The account is known in full before it is written (its id, secret and time
+ * are made here), so the answer is too.
+ */
 export async function createAccount(
   store: Store,
   clock: Clock,
   input: { name: string; balance?: number; callbackUrl?: string },
+  idempotency?: { readonly reservation: BalanceChangeReservation; readonly answer: (account: Account) => string },
 ): Promise<Account> {
   // The operator's only way to tell accounts apart in listings (the API and the CLI both come through here).
   if (!input.name.trim()) throw new FieldError('InvalidParameterValue', 'name', 'must not be empty');
-  return store.accounts.createAccount({
+  const account: NewAccount = {
     id: newId('acct'),
     name: input.name,
     balance: input.balance ?? 0,
     webhookSecret: `whsec_${randomBytes(24).toString('base64')}`,
     now: clock.now(),
     ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
-  });
+  };
+  if (!idempotency) return store.accounts.createAccount(account);
+  const { now, ...fields } = account;
+  const body = idempotency.answer({ ...fields, held: 0, createdAt: now });
+  const created = await store.accounts.createAccount(account, { ...idempotency.reservation, body });
+  if (created === 'idempotency_lost') throw reservationLost();
+  return created;
 }
 
 export async function createApiKey(
@@ -45,12 +65,6 @@ export async function createApiKey(
   });
   return { record, plaintext: issued.plaintext };
 }
-
-/** The reservation was taken over after its lease ran out (app/idempotency.ts); nothing was written. */
-const reservationLost = () =>
-  new RelayError('ResourceUnavailable', 'Idempotency-Key: the reservation expired before the balance was changed; nothing was written; retry.', {
-    retryAfterSeconds: 1,
-  });
 
 /** Adds credits; with `idempotency`, the answer is stored on the reservation with the credit (ports/delivery-store.ts). */
 export async function topUp(

@@ -24,6 +24,9 @@ export interface IdempotentRun {
  */
 export const operatorKeyScope = (accountId: string): string => `admin:${accountId}`;
 
+/** Where an operator's Idempotency-Key for creating an account lives (account ids are `acct_…`, never `accounts`). */
+export const NEW_ACCOUNTS_SCOPE = 'admin:accounts';
+
 /** JSON with object keys sorted, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are the same request. */
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;

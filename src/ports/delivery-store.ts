@@ -54,6 +54,15 @@ export interface BalanceChangeReservation {
   readonly status: number;
 }
 
+/**
+ * An account created under an operator's Idempotency-Key (`POST /admin/v1/accounts`, whose opening balance is money):
+ * its answer is known before the transaction (the route builds the account's id, secret and time itself), so the
+ * store records `body` on the reservation in the transaction that creates the account.
+ */
+export interface AccountCreationReservation extends BalanceChangeReservation {
+  readonly body: string;
+}
+
 /** The answer of a top-up or adjustment, as sent and as stored for replays. */
 export const balanceAnswer = (balance: number): string => JSON.stringify({ balance });
 

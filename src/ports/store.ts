@@ -1,7 +1,7 @@
 import type { TaskInput } from '../domain/task-input';
 import type { TaskState, TerminalState } from '../domain/task-state';
 import type { ChannelStore } from './channels';
-import type { BalanceChangeReservation, IdempotencyStore, WebhookStore } from './delivery-store';
+import type { AccountCreationReservation, BalanceChangeReservation, IdempotencyStore, WebhookStore } from './delivery-store';
 
 /**
  * The persistence port, phrased as the operations the relay needs rather than as tables, so SQLite and PostgreSQL
@@ -99,15 +99,22 @@ export type AdjustOutcome =
   /** The Idempotency-Key reservation was no longer this request's (BalanceChangeReservation). */
   | { readonly ok: false; readonly reason: 'idempotency_lost' };
 
+export interface NewAccount {
+  readonly id: string;
+  readonly name: string;
+  readonly balance: number;
+  readonly callbackUrl?: string;
+  readonly webhookSecret: string;
+  readonly now: number;
+}
+
 export interface AccountStore {
-  createAccount(input: {
-    id: string;
-    name: string;
-    balance: number;
-    callbackUrl?: string;
-    webhookSecret: string;
-    now: number;
-  }): Promise<Account>;
+  /**
+   * The account and its opening-balance ledger row. With `idempotency`, its answer is recorded in the same
+   * transaction; `idempotency_lost`, nothing written, when the reservation is no longer its token's.
+   */
+  createAccount(input: NewAccount): Promise<Account>;
+  createAccount(input: NewAccount, idempotency: AccountCreationReservation): Promise<Account | 'idempotency_lost'>;
   getAccount(id: string): Promise<Account | undefined>;
   /** Changes what is given (`callbackUrl: null` removes it); the account as it now is, undefined if there is none. */
   updateAccount(id: string, patch: { readonly name?: string; readonly callbackUrl?: string | null }): Promise<Account | undefined>;

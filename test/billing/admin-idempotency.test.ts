@@ -153,6 +153,55 @@ describe('POST /admin/v1/accounts/{id}/adjustments with Idempotency-Key', () => 
   });
 });
 
+describe('POST /admin/v1/accounts with Idempotency-Key', () => {
+  const accountIds = async (): Promise<string[]> => (await t.admin.get('/admin/v1/accounts?limit=1000')).body.accounts.map((a: { id: string }) => a.id);
+
+  it('a retried creation makes one funded account and replays the first answer, secret included, byte for byte', async () => {
+    const before = await accountIds();
+    const headers = { 'idempotency-key': 'onboard-customer-42' };
+    const first = await t.admin.post('/admin/v1/accounts', { name: 'customer 42', balance: 500 }, headers);
+    expect(first).toMatchObject({ status: 201, body: { name: 'customer 42', balance: 500, held: 0, available: 500 } });
+    expect(first.body.webhook_secret).toMatch(/^whsec_/);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    const again = await t.admin.post('/admin/v1/accounts', { balance: 500, name: 'customer 42' }, headers);
+    expect(again.status).toBe(201);
+    expect(again.text).toBe(first.text);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect((await accountIds()).filter((id) => !before.includes(id))).toEqual([first.body.id]);
+    expect(await ledgerOf(first.body.id)).toEqual([expect.objectContaining({ kind: 'topup', amount: 500, reference: 'opening balance' })]);
+    // What the replay says is what was stored: the account as it is read back.
+    const stored = (await t.admin.get(`/admin/v1/accounts/${first.body.id}`)).body;
+    expect(first.body).toEqual(stored);
+    expect((await t.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('5 concurrent sends of one key: one account; another body with the key is 422; a refused one keeps the key free', async () => {
+    const before = await accountIds();
+    const sends = await Promise.all(
+      Array.from({ length: 5 }, () => t.admin.post('/admin/v1/accounts', { name: 'burst', balance: 3 }, { 'idempotency-key': 'burst' })),
+    );
+    expect(new Set(sends.map((r) => `${r.status} ${r.text}`)).size).toBe(1);
+    expect((await accountIds()).filter((id) => !before.includes(id))).toHaveLength(1);
+    const reused = await t.admin.post('/admin/v1/accounts', { name: 'burst', balance: 4 }, { 'idempotency-key': 'burst' });
+    expect(reused.status).toBe(422);
+    expect(reused.body.Response.Error.Code).toBe('FailedOperation.IdempotencyKeyReused');
+    // A blank name is refused (400) before anything is written; the key stays usable.
+    const blank = await t.admin.post('/admin/v1/accounts', { name: '  ', balance: 9 }, { 'idempotency-key': 'fix-and-retry' });
+    expect(blank.status).toBe(400);
+    expect((await t.admin.post('/admin/v1/accounts', { name: 'fixed', balance: 9 }, { 'idempotency-key': 'fix-and-retry' })).status).toBe(201);
+    expect((await accountIds()).filter((id) => !before.includes(id))).toHaveLength(2);
+  });
+
+  it('without a key two equal creations are two accounts (names need not be unique); an API key gets 401', async () => {
+    const before = await accountIds();
+    await t.admin.post('/admin/v1/accounts', { name: 'twin' });
+    await t.admin.post('/admin/v1/accounts', { name: 'twin' });
+    expect((await accountIds()).filter((id) => !before.includes(id))).toHaveLength(2);
+    const res = await apiClient(t.url, t.devKey).post('/admin/v1/accounts', { name: 'mine', balance: 1000 }, { 'idempotency-key': 'k' });
+    expect(res.status).toBe(401);
+  });
+});
+
 describe('/openapi.json', () => {
   it('documents the cursors, next_cursor and the Idempotency-Key header of the money routes', async () => {
     const doc = (await t.api.get('/openapi.json')).body;
@@ -161,6 +210,7 @@ describe('/openapi.json', () => {
     expect(params('/admin/v1/accounts', 'get')).toEqual(expect.arrayContaining(['query:limit', 'query:cursor']));
     expect(params('/admin/v1/accounts/{id}/top-ups', 'post')).toContain('header:idempotency-key');
     expect(params('/admin/v1/accounts/{id}/adjustments', 'post')).toContain('header:idempotency-key');
+    expect(params('/admin/v1/accounts', 'post')).toContain('header:idempotency-key');
     const ok = (path: string) => doc.paths[path].get.responses['200'].content['application/json'].schema;
     expect(Object.keys(ok('/admin/v1/accounts/{id}/ledger').properties)).toEqual(['entries', 'next_cursor']);
     expect(Object.keys(ok('/admin/v1/accounts').properties)).toEqual(['accounts', 'next_cursor']);

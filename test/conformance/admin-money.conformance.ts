@@ -104,6 +104,27 @@ export function adminMoneyConformance(adapter: string, factory: FixtureFactory |
       expect((await store.accounts.ledger('acct_j', 10)).map((e) => e.amount)).toEqual([-30, 100]);
     });
 
+    it('an account created under a reservation stores the given answer with it; a reservation not ours writes nothing', async () => {
+      const input = { id: 'acct_new', name: 'new', balance: 250, webhookSecret: 'w', now: 6000 };
+      const scope = 'admin:accounts';
+      const r = await store.idempotency.reserve({ accountId: scope, key: 'onboard-1', bodyHash: 'h', now: 5000, ...TTL });
+      if (r.state !== 'reserved') throw new Error(`expected a reservation, got ${r.state}`);
+      const reservation = { scope, key: 'onboard-1', token: r.token, status: 201, body: '{"id":"acct_new"}' };
+      expect(await store.accounts.createAccount(input, { ...reservation, token: 'not-the-token' })).toBe('idempotency_lost');
+      expect(await store.accounts.getAccount('acct_new')).toBeUndefined();
+      expect(await store.accounts.createAccount(input, reservation)).toMatchObject({ id: 'acct_new', balance: 250, held: 0 });
+      expect(await store.idempotency.reserve({ accountId: scope, key: 'onboard-1', bodyHash: 'h', now: 6001, ...TTL })).toEqual({
+        state: 'done',
+        status: 201,
+        body: '{"id":"acct_new"}',
+      });
+      // Used once: the same token cannot create (and fund) a second account.
+      expect(await store.accounts.createAccount({ ...input, id: 'acct_twice' }, reservation)).toBe('idempotency_lost');
+      expect(await store.accounts.getAccount('acct_twice')).toBeUndefined();
+      expect((await store.accounts.ledger('acct_new', 10)).map((e) => [e.kind, e.amount, e.reference])).toEqual([['topup', 250, 'opening balance']]);
+      expect(await store.accounts.audit()).toEqual([]);
+    });
+
     it('a reservation taken over after its lease ran out: the first holder credits nothing, the new one once', async () => {
       await newAccount('acct_l', 0);
       const first = await reserve('acct_l', 'k', 5000);

@@ -1,4 +1,5 @@
-import type { AccountStore, AdjustOutcome, KeyPatch } from '../../ports/store';
+import { balanceAnswer, type AccountCreationReservation } from '../../ports/delivery-store';
+import type { AccountStore, AdjustOutcome, KeyPatch, NewAccount } from '../../ports/store';
 import { AUDIT_SQL, reconcileBooks, type AccountTotalsRow, type KeySpentRow, type StrayLedgerRow, type TaskLedgerRow } from '../audit-books';
 import { KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 import type { PgContext } from './context';
@@ -11,8 +12,9 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
   const selectKey = (id: string) => one<KeyRow>(pool, 'SELECT * FROM api_keys WHERE id = $1', [id]);
 
   return {
-    async createAccount(input) {
-      return inTransaction(pool, async (c) => {
+    createAccount: (async (input: NewAccount, idempotency?: AccountCreationReservation) =>
+      inTransaction(pool, async (c) => {
+        if (idempotency && !(await pgBalanceAnswers.own(c, idempotency))) return 'idempotency_lost' as const;
         const row = await one<AccountRow>(
           c,
           `INSERT INTO accounts (id, name, balance, held, callback_url, webhook_secret, created_at)
@@ -20,9 +22,9 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
           [input.id, input.name, input.balance, input.callbackUrl ?? null, input.webhookSecret, input.now],
         );
         if (input.balance > 0) await insertLedger(c, input.id, null, 'topup', input.balance, input.now, 'opening balance');
+        if (idempotency) await pgBalanceAnswers.answer(c, idempotency, idempotency.body, input.now);
         return toAccount(row!);
-      });
-    },
+      })) as AccountStore['createAccount'],
     async getAccount(id) {
       const row = await selectAccount(id);
       return row && toAccount(row);
@@ -62,7 +64,7 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
         const row = await one<{ balance: number }>(c, `UPDATE accounts SET balance = balance + $2 WHERE id = $1 AND balance + $2 <= ${Number.MAX_SAFE_INTEGER} RETURNING balance`, [accountId, amount]);
         if (!row) return undefined;
         await insertLedger(c, accountId, null, 'topup', amount, now, reference);
-        if (idempotency) await pgBalanceAnswers.answer(c, idempotency, row.balance, now);
+        if (idempotency) await pgBalanceAnswers.answer(c, idempotency, balanceAnswer(row.balance), now);
         return row.balance;
       });
     },
@@ -77,7 +79,7 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
         if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
         const updated = await one<{ balance: number }>(c, 'UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance', [accountId, amount]);
         await insertLedger(c, accountId, null, 'adjust', amount, now, reason);
-        if (idempotency) await pgBalanceAnswers.answer(c, idempotency, updated!.balance, now);
+        if (idempotency) await pgBalanceAnswers.answer(c, idempotency, balanceAnswer(updated!.balance), now);
         return { ok: true, balance: updated!.balance };
       });
     },

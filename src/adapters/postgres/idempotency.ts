@@ -1,6 +1,6 @@
 import { deleteInBatches } from '../batched-delete';
 import { randomBytes } from 'node:crypto';
-import { balanceAnswer, type BalanceChangeReservation, type IdempotencyReservation, type IdempotencyStore } from '../../ports/delivery-store';
+import { type BalanceChangeReservation, type IdempotencyReservation, type IdempotencyStore } from '../../ports/delivery-store';
 import type { PgContext } from './context';
 import { inTransaction, one, type Queryable } from './database';
 
@@ -78,10 +78,11 @@ export const pgBalanceAnswers = {
     );
     return row !== undefined;
   },
-  async answer(c: Queryable, r: BalanceChangeReservation, balance: number, now: number): Promise<void> {
+  /** `body` as sent: `balanceAnswer(balance)` for a balance change, the account for a creation. */
+  async answer(c: Queryable, r: BalanceChangeReservation, body: string, now: number): Promise<void> {
     await c.query(
       'UPDATE idempotency_keys SET status = $4, response = $5, completed_at = $6 WHERE account_id = $1 AND key = $2 AND token = $3',
-      [r.scope, r.key, r.token, r.status, balanceAnswer(balance), now],
+      [r.scope, r.key, r.token, r.status, body, now],
     );
   },
 };

@@ -1,8 +1,8 @@
-import type { Account, AccountStore, AdjustOutcome, KeyPatch } from '../../ports/store';
+import type { Account, AccountStore, AdjustOutcome, KeyPatch, NewAccount } from '../../ports/store';
 import { auditBooks } from './audit';
 import type { Db } from './database';
 import { sqliteBalanceAnswers } from './idempotency';
-import type { BalanceChangeReservation } from '../../ports/delivery-store';
+import { balanceAnswer, type AccountCreationReservation, type BalanceChangeReservation } from '../../ports/delivery-store';
 import { KEY_COLUMNS, KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, keyRowFromValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
 
 export function sqliteAccountStore(db: Db): AccountStore {
@@ -27,15 +27,15 @@ export function sqliteAccountStore(db: Db): AccountStore {
   const selectMoney = db.prepare<[string], { balance: number; held: number }>('SELECT balance, held FROM accounts WHERE id = ?');
   const changeBalance = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
 
-  const createAccount = db.transaction(
-    (input: Parameters<AccountStore['createAccount']>[0]): Account => {
-      insertAccount.run({ ...input, callbackUrl: input.callbackUrl ?? null });
-      if (input.balance > 0) insertLedger.run(input.id, null, 'topup', input.balance, 'opening balance', input.now);
-      return toAccount(selectAccount.get(input.id)!);
-    },
-  );
-
   const answers = sqliteBalanceAnswers(db);
+
+  const createAccount = db.transaction((input: NewAccount, idem?: AccountCreationReservation): Account | 'idempotency_lost' => {
+    if (idem && !answers.owned(idem)) return 'idempotency_lost';
+    insertAccount.run({ ...input, callbackUrl: input.callbackUrl ?? null });
+    if (input.balance > 0) insertLedger.run(input.id, null, 'topup', input.balance, 'opening balance', input.now);
+    if (idem) answers.answer(idem, idem.body, input.now);
+    return toAccount(selectAccount.get(input.id)!);
+  });
 
   // Under the write lock (`.immediate`): the reservation checked first is still ours when its answer is written.
   const topUp = db.transaction((accountId: string, amount: number, reference: string | undefined, now: number, idem?: BalanceChangeReservation) => {
@@ -43,7 +43,7 @@ export function sqliteAccountStore(db: Db): AccountStore {
     if (addBalance.run({ amount, accountId }).changes === 0) return undefined;
     insertLedger.run(accountId, null, 'topup', amount, reference ?? null, now);
     const balance = selectAccount.get(accountId)!.balance;
-    if (idem) answers.answer(idem, balance, now);
+    if (idem) answers.answer(idem, balanceAnswer(balance), now);
     return balance;
   });
 
@@ -57,14 +57,12 @@ export function sqliteAccountStore(db: Db): AccountStore {
     if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
     changeBalance.run(amount, accountId);
     insertLedger.run(accountId, null, 'adjust', amount, reason, now);
-    if (idem) answers.answer(idem, row.balance + amount, now);
+    if (idem) answers.answer(idem, balanceAnswer(row.balance + amount), now);
     return { ok: true, balance: row.balance + amount };
   });
 
   return {
-    async createAccount(input) {
-      return createAccount.immediate(input);
-    },
+    createAccount: (async (input: NewAccount, idem?: AccountCreationReservation) => createAccount.immediate(input, idem)) as AccountStore['createAccount'],
     async getAccount(id) {
       const row = selectAccount.get(id);
       return row && toAccount(row);

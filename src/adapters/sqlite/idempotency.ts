@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { balanceAnswer, type BalanceChangeReservation, type IdempotencyReservation, type IdempotencyStore } from '../../ports/delivery-store';
+import { type BalanceChangeReservation, type IdempotencyReservation, type IdempotencyStore } from '../../ports/delivery-store';
 import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 import { syncWrite } from './group-commit';
@@ -90,8 +90,9 @@ export function sqliteBalanceAnswers(db: Db) {
   );
   return {
     owned: (r: BalanceChangeReservation): boolean => owned.get(r.scope, r.key, r.token) !== undefined,
-    answer: (r: BalanceChangeReservation, balance: number, now: number): void => {
-      answer.run(r.status, balanceAnswer(balance), now, r.scope, r.key, r.token);
+    /** `body` as sent: `balanceAnswer(balance)` for a balance change, the account for a creation. */
+    answer: (r: BalanceChangeReservation, body: string, now: number): void => {
+      answer.run(r.status, body, now, r.scope, r.key, r.token);
     },
   };
 }

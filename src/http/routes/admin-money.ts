@@ -2,58 +2,30 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ADJUSTMENT_REASON_MAX, adjustBalance, topUp } from '../../app/accounts';
 import { ledgerView } from '../../app/admin-views';
-import { operatorKeyScope, requestFingerprint } from '../../app/idempotency';
+import { operatorKeyScope } from '../../app/idempotency';
 import { getAccount } from '../../app/keys';
-import { readIdempotencyKey } from '../../domain/delivery';
 import { balanceAnswer, type BalanceChangeReservation } from '../../ports/delivery-store';
 import type { HttpDeps } from '../context';
 import { errorResponses } from '../schemas';
+import { IdempotencyKeyHeader, idempotencyErrors, operatorOnce } from './admin-idempotency';
 import { LedgerEntryBody } from './admin-bodies';
 import { adminSchema as schema, Credits, Cursor, Id, Limit, NextCursor, nextCursorBy } from './admin-schema';
 
-/** Documented here; read by hand (readIdempotencyKey), as on the submit route, so a bad key is its 400. */
-const IdempotencyKeyHeader = Type.Object({
-  'idempotency-key': Type.Optional(
-    Type.String({
-      description:
-        'Retry safely: 1 to 255 printable ASCII characters (a UUID is ideal). Same key + same body on this account within ' +
-        '24 h → the first response again, byte for byte, with `Idempotent-Replayed: true`; nothing is changed again. ' +
-        'Same key + a different body (or the other balance route) → 422. Separate from the keys the account’s own ' +
-        'clients send. A refused request (400, 402, 404) does not use up its key.',
-    }),
-  ),
-});
-
 const BalanceAnswer = (what: string) => Type.Object({ balance: Credits }, { description: `The balance after the ${what}` });
-const keyErrors = errorResponses('FailedOperation.IdempotencyKeyReused', 'ResourceUnavailable');
 
 type BalanceRequest = FastifyRequest<{ Params: { id: string }; Body: object }>;
 
-/**
- * A top-up or adjustment, under its Idempotency-Key when one is sent: the gate reserves the key (app/idempotency.ts)
- * and the store writes the answer on the reservation in the transaction that moves the money, so a change that
- * committed is always answered from the stored answer on a retry, never made twice. (Nothing is ever left to
- * `recover`: no reservation can hold a committed change without its answer.)
- */
-async function balanceChange(
+/** A top-up or adjustment (operatorOnce): keys live in the account's operator scope, apart from its clients'. */
+const balanceChange = (
   deps: HttpDeps,
   request: BalanceRequest,
   reply: FastifyReply,
   operation: 'top-up' | 'adjustment',
   change: (idempotency?: BalanceChangeReservation) => Promise<number>,
-): Promise<FastifyReply> {
-  const key = readIdempotencyKey(request.raw.headersDistinct?.['idempotency-key'] ?? request.headers['idempotency-key']);
-  if (key === undefined) return reply.code(201).send({ balance: await change() });
-  const scope = operatorKeyScope(request.params.id);
-  const fingerprint = requestFingerprint({ operation, body: request.body });
-  const { response, replayed } = await deps.idempotency.run(scope, key, fingerprint, {
-    produce: async ({ key, token }) => ({ status: 201, body: balanceAnswer(await change({ scope, key, token, status: 201 })) }),
-    recover: async () => undefined,
-  });
-  if (replayed) reply.header('Idempotent-Replayed', 'true');
-  // A string body with a JSON type is sent as is: a replay is byte for byte the first answer.
-  return reply.code(response.status).type('application/json; charset=utf-8').send(response.body);
-}
+): Promise<FastifyReply> =>
+  operatorOnce(deps, request, reply, { scope: operatorKeyScope(request.params.id), operation, status: 201 }, async (idempotency) =>
+    balanceAnswer(await change(idempotency)),
+  );
 
 /** What moves an account's credits, and its ledger. Registered in the admin scope. */
 export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
@@ -72,7 +44,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
             { amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), reference: Type.Optional(Type.String({ maxLength: 200 })) },
             { additionalProperties: false },
           ),
-          response: { 201: BalanceAnswer('top-up'), ...keyErrors },
+          response: { 201: BalanceAnswer('top-up'), ...idempotencyErrors },
         },
       ),
     },
@@ -106,7 +78,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
           response: {
             201: BalanceAnswer('adjustment'),
             ...errorResponses('FailedOperation.InsufficientBalance'),
-            ...keyErrors,
+            ...idempotencyErrors,
           },
         },
       ),

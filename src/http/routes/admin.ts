@@ -1,14 +1,17 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { createAccount } from '../../app/accounts';
+import { NEW_ACCOUNTS_SCOPE } from '../../app/idempotency';
 import { accountView, auditView, taskView } from '../../app/admin-views';
 import { getAccount, listAccounts, updateAccount } from '../../app/keys';
 import { forceFailTask } from '../../app/operator';
 import { notFound } from '../../domain/errors';
 import type { TaskState } from '../../domain/task-state';
+import type { Account } from '../../ports/store';
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { adminKeyRoutes } from './admin-keys';
+import { IdempotencyKeyHeader, idempotencyErrors, operatorOnce } from './admin-idempotency';
 import { adminMoneyRoutes } from './admin-money';
 import { adminPriceRoutes } from './admin-prices';
 import { AccountBody, AuditBody, TaskBody } from './admin-bodies';
@@ -28,23 +31,31 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
     scope.post<{ Body: { name: string; balance?: number; callback_url?: string } }>(
       '/admin/v1/accounts',
       {
-        schema: schema('Create an account', {
-          body: Type.Object(
-            {
-              name: Type.String({ minLength: 1, maxLength: 100 }),
-              balance: Type.Optional(Credits),
-              callback_url: Type.Optional(Type.String({ format: 'uri', maxLength: 2048 })),
-            },
-            { additionalProperties: false },
-          ),
-          response: { 201: AccountBody },
-        }),
+        schema: schema(
+          'Create an account, with an opening balance if given (a `topup` ledger row, reference `opening balance`); ' +
+            'to retry safely after a timeout, send an `Idempotency-Key`.',
+          {
+            headers: IdempotencyKeyHeader,
+            body: Type.Object(
+              {
+                name: Type.String({ minLength: 1, maxLength: 100 }),
+                balance: Type.Optional(Credits),
+                callback_url: Type.Optional(Type.String({ format: 'uri', maxLength: 2048 })),
+              },
+              { additionalProperties: false },
+            ),
+            response: { 201: AccountBody, ...idempotencyErrors },
+          },
+        ),
       },
       async (request, reply) => {
         const { name, balance, callback_url: callbackUrl } = request.body;
         checkCallbackUrl(deps, 'callback_url', callbackUrl);
-        const account = await createAccount(store, clock, { name, ...(balance !== undefined ? { balance } : {}), ...(callbackUrl ? { callbackUrl } : {}) });
-        return reply.code(201).send(accountView(account));
+        const input = { name, ...(balance !== undefined ? { balance } : {}), ...(callbackUrl ? { callbackUrl } : {}) };
+        const answer = (account: Account) => JSON.stringify(accountView(account));
+        return operatorOnce(deps, request, reply, { scope: NEW_ACCOUNTS_SCOPE, operation: 'create-account', status: 201 }, async (reservation) =>
+          answer(await createAccount(store, clock, input, reservation && { reservation, answer })),
+        );
       },
     );
 
