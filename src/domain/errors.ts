@@ -15,6 +15,9 @@ export const ERROR_STATUS = {
   'AuthFailure.SignatureFailure': 403,
   'AuthFailure.SignatureExpire': 403,
   ResourceNotFound: 404,
+  // A path the API has, with a method it does not take there (GET on the submit route); `Allow` lists the ones it
+  // does. Tencent's family for an operation the resource does not support.
+  'UnsupportedOperation.Method': 405,
   // The client did not send its request in time (slow-loris guard, AIGC_RELAY_HEADERS/REQUEST_TIMEOUT_MS).
   RequestTimeout: 408,
   'FailedOperation.DuplicateSession': 409,

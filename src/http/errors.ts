@@ -126,7 +126,15 @@ export function installErrorHandling(app: FastifyInstance): void {
     closeIfBodyUnread(reply);
     return reply.code(statusOf('InternalError')).send(envelope('InternalError', 'Internal error; quote the RequestId when reporting it.', request.id));
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new RelayError('ResourceNotFound', `No route ${request.method} ${request.url.split('?')[0]}`)),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    // The router is the whole app's: a path some route serves with another method is a 405, not a 404 (RFC 9110).
+    const allowed = ROUTE_METHODS.filter((method) => method !== request.method && app.findRoute({ method, url: path }) !== null);
+    if (allowed.length === 0) return sendError(reply, new RelayError('ResourceNotFound', `No route ${request.method} ${path}`));
+    reply.header('Allow', allowed.join(', '));
+    return sendError(reply, new RelayError('UnsupportedOperation.Method', `${request.method} ${path}: not supported here; use ${allowed.join(' or ')}`));
+  });
 }
+
+/** The methods the API's routes use (HEAD comes with every GET). */
+const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;

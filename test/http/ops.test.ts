@@ -189,4 +189,27 @@ describe('operations endpoints', () => {
     expect(res.body.Response.Error.Code).toBe('ResourceNotFound');
     expect(res.body.Response.RequestId).toBe(res.headers.get('x-request-id'));
   });
+
+  it('a known path with a method it does not take is 405 with Allow, in the envelope; an unknown one stays 404', async () => {
+    const cases: Array<[string, string, string]> = [
+      ['GET', '/tencent-vod/v1/aigc-image', 'POST'],
+      ['DELETE', '/tencent-vod/v1/requests/some-id/status', 'GET, HEAD'],
+      ['POST', '/tencent-vod/v1/requests/some-id/cancel', 'PUT'],
+      ['PUT', '/admin/v1/accounts', 'GET, HEAD, POST'],
+    ];
+    for (const [method, url, allow] of cases) {
+      const res = await t.relay.app.inject({ method: method as 'GET', url: `${url}?x=1` });
+      expect(res.statusCode, `${method} ${url}`).toBe(405);
+      expect(res.headers.allow).toBe(allow);
+      const body = res.json();
+      expect(body.Response.Error.Code).toBe('UnsupportedOperation.Method');
+      expect(body.Response.Error.Message).toBe(`${method} ${url}: not supported here; use ${allow.split(', ').join(' or ')}`);
+      expect(body.Response.RequestId).toBe(res.headers['x-request-id']);
+    }
+    for (const [method, url] of [['DELETE', '/nope'], ['GET', '/tencent-vod/v1/requests/a/b/c']]) {
+      const res = await t.relay.app.inject({ method: method as 'GET', url });
+      expect(res.statusCode).toBe(404);
+      expect(res.headers.allow).toBeUndefined();
+    }
+  });
 });
