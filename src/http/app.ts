@@ -100,10 +100,34 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
  * Query parameters whose values are credentials: a signed link's `signature` (an upload's link never expires) and a
  * `webhook` URL (many receivers are secret by their path). Whoever reads the logs must not be able to use them.
  */
-const SECRET_QUERY_VALUES = /([?&](?:signature|webhook)=)[^&#]*/g;
+const SECRET_QUERY_NAMES = new Set(['signature', 'webhook']);
 
-/** The request URL as the request log line shows it. */
-export const loggableUrl = (url: string): string => (url.includes('=') ? url.replace(SECRET_QUERY_VALUES, '$1[redacted]') : url);
+/** A query parameter's name as the query parser reads it: `+` is a space, `%xx` is decoded (`%73ignature`). */
+function decodedName(name: string): string {
+  const spaced = name.replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    return spaced;
+  }
+}
+
+/**
+ * The request URL as the request log line shows it. Names are compared decoded, as the router's query parser reads
+ * them: `?%73ignature=…` is a working signature too, and its value must not reach the log either.
+ */
+export const loggableUrl = (url: string): string => {
+  const start = url.indexOf('?');
+  if (start < 0 || !url.includes('=', start)) return url;
+  const query = url
+    .slice(start + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      return eq >= 0 && SECRET_QUERY_NAMES.has(decodedName(pair.slice(0, eq))) ? `${pair.slice(0, eq)}=[redacted]` : pair;
+    });
+  return `${url.slice(0, start)}?${query.join('&')}`;
+};
 
 /**
  * @fastify/swagger marks every request body required, but a body schema that admits null also admits no body at all

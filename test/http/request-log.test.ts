@@ -44,6 +44,31 @@ describe('the request log line', () => {
     expect(JSON.stringify(lines)).not.toContain(signature);
   });
 
+  it('does not carry a signature or webhook URL whose parameter name is percent-encoded', async () => {
+    // The query parser decodes names, so `%73ignature` is the signature (the download works) and `web%68ook` the
+    // webhook (the task gets it): the log must not show either value because its name was spelled differently.
+    const upload = await fetch(`${t.url}/tencent-vod/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png' },
+      body: new Uint8Array((await solidPng('#654321', 16, 16)).data),
+    });
+    const link = new URL(((await upload.json()) as { url: string }).url);
+    const signature = link.searchParams.get('signature')!;
+    const res = await fetch(`${t.url}${link.pathname}?expires=0&%73ignature=${signature}`);
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const line = await logged(res.headers.get('x-request-id'));
+    expect(line?.url).toBe(`${link.pathname}?expires=0&%73ignature=[redacted]`);
+
+    const hook = 'http://127.0.0.1:9/services/T0002/B0002/an0th3rT0ken';
+    const submitted = await t.api.post(`/tencent-vod/v1/aigc-image?web%68ook=${encodeURIComponent(hook)}`, PROMPT_BODY);
+    expect(submitted.status, submitted.text).toBe(200);
+    const submitLine = await logged(submitted.headers.get('x-request-id'));
+    expect(submitLine?.url).toBe('/tencent-vod/v1/aigc-image?web%68ook=[redacted]');
+    expect(JSON.stringify(lines)).not.toContain(signature);
+    expect(JSON.stringify(lines)).not.toContain('an0th3rT0ken');
+  });
+
   it('does not carry a webhook URL', async () => {
     const hook = 'http://127.0.0.1:9/services/T0001/B0001/s3cr3tT0ken';
     const res = await t.api.post(`/tencent-vod/v1/aigc-image?webhook=${encodeURIComponent(hook)}`, PROMPT_BODY);
