@@ -205,6 +205,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     countByState: () => store.tasks.countByState(),
     uploadsInProgress: () => uploadsInProgress.size,
     imageChecksWaiting: () => IMAGE_DECODES.queued,
+    taskWatchers: () => engine.watchers.count(),
   });
   engine.events.on('task', (event) => {
     const task = event.task;

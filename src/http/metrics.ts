@@ -22,6 +22,7 @@ export function createMetrics(sources: {
   countByState: () => Promise<Record<TaskState, number>>;
   uploadsInProgress: () => number;
   imageChecksWaiting: () => number;
+  taskWatchers: () => number;
 }): RelayMetrics {
   const registry = new client.Registry();
   const countByState = oneAtATime(sources.countByState);
@@ -113,6 +114,14 @@ export function createMetrics(sources: {
     registers: [registry],
     collect() {
       this.set(sources.imageChecksWaiting());
+    },
+  });
+  new client.Gauge({
+    name: 'aigc_relay_task_watchers',
+    help: 'Event streams and Prefer: wait requests open on this node, each watching one task',
+    registers: [registry],
+    collect() {
+      this.set(sources.taskWatchers());
     },
   });
   return metrics;

@@ -25,7 +25,7 @@ export async function waitAsPreferred(deps: HttpDeps, reply: FastifyReply, task:
   reply.raw.once('close', onStop);
   closing.addEventListener('abort', onStop, { once: true });
   try {
-    const done = await awaitTerminal(deps.engine.watchEvents, deps.store.tasks, task.id, waitSeconds * 1000, stop.signal);
+    const done = await awaitTerminal(deps.engine.watchers, deps.store.tasks, task.id, waitSeconds * 1000, stop.signal);
     return done ?? (await deps.store.tasks.getTask(task.id)) ?? task;
   } finally {
     reply.raw.off('close', onStop);

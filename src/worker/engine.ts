@@ -7,21 +7,9 @@ import { isTerminal, type TaskState } from '../domain/task-state';
 import { producedSize } from '../domain/output-size';
 import type { RetryPolicy } from './retry';
 import { cancelledError, internalErrorMessage, RunSettlement, STORE_RETRY_MS } from './settlement';
+import { TaskWatchers, type TaskEvent } from '../app/task-watch';
 
-/**
- * On `watchEvents`: the ends of tasks on other nodes may have been announced while this node could not hear them
- * (its connection to the shared database's notifications was down). Watchers read their task from the store again.
- */
-export const MISSED_NEWS = 'missed-news';
-
-/** Emitted on every state or progress change; `wait`, SSE, webhooks and metrics listen here. */
-export interface TaskEvent {
-  readonly id: string;
-  readonly accountId: string;
-  readonly state: TaskState;
-  readonly progress: number;
-  readonly task?: TaskRecord;
-}
+export type { TaskEvent } from '../app/task-watch';
 
 export interface EngineDeps {
   readonly store: Store;
@@ -77,7 +65,7 @@ export class TaskEngine {
    * every other node that shares the queue (those carry no record: a watcher reads the store), and tasks found
    * settled by another process (tellWatchers). A terminal event may come twice; a watcher stops at the first.
    */
-  readonly watchEvents = new EventEmitter();
+  readonly watchers = new TaskWatchers();
   private readonly lanes = new Map<string, Lane>();
   private readonly inFlight = new Map<string, AbortController>();
   /** Runs that are recording their own end: a terminal state the sweep sees then is theirs, not someone else's. */
@@ -91,8 +79,7 @@ export class TaskEngine {
 
   constructor(private readonly deps: EngineDeps) {
     this.events.setMaxListeners(0);
-    this.watchEvents.setMaxListeners(0);
-    this.events.on('task', (event: TaskEvent) => this.watchEvents.emit('task', event));
+    this.events.on('task', (event: TaskEvent) => this.watchers.tell(event));
     for (const provider of deps.providers) {
       this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false, runningByModel: new Map() });
     }
@@ -100,7 +87,7 @@ export class TaskEngine {
       ...deps,
       announce: (id, known) => this.announce(id, known),
       requeued: (task) => this.enqueue(task),
-      watchEvents: this.watchEvents,
+      watchers: this.watchers,
       accepting: () => this.accepting,
     });
   }
@@ -113,11 +100,11 @@ export class TaskEngine {
       (lane) => this.wake(lane),
       (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
       () => [...this.inFlight.keys()],
-      (id, state) => this.watchEvents.emit('task', { id, accountId: '', state, progress: state === 'succeeded' ? 100 : 0 } satisfies TaskEvent),
-      () => this.watchEvents.emit(MISSED_NEWS),
+      (id, state) => this.watchers.tell({ id, accountId: '', state, progress: state === 'succeeded' ? 100 : 0 }),
+      () => this.watchers.missedNews(),
       // Progress saved on another node, for watchers here (this node's own runs have told them already).
       (id, progress) => {
-        if (!this.inFlight.has(id)) this.watchEvents.emit('task', { id, accountId: '', state: 'running', progress } satisfies TaskEvent);
+        if (!this.inFlight.has(id)) this.watchers.tell({ id, accountId: '', state: 'running', progress });
       },
     );
   }
@@ -244,7 +231,7 @@ export class TaskEngine {
    * announced on `events`: whoever settled it may have announced it already (an operator's force-fail, another node
    * that took over a lapsed attempt), and a second terminal event would be counted twice. Its webhook goes out from
    * the outbox either way. Its watchers (`Prefer: wait`, event streams) may have heard nothing, though (the command
-   * line is another process): they are told on `watchEvents` alone, where a repeated terminal event is harmless.
+   * line is another process): they are told on `watchers` alone, where a repeated terminal event is harmless.
    */
   private sweepSettledEvery(ms: number): void {
     this.later(ms, () => {

@@ -1,10 +1,9 @@
-import type { EventEmitter } from 'node:events';
 import { isTerminal } from '../domain/task-state';
 import type { Clock } from '../ports/clock';
 import type { QueuedRef } from '../ports/dispatch-queue';
 import { ProviderCancelledError, ProviderError } from '../ports/provider';
 import type { Completion, Store, TaskRecord } from '../ports/store';
-import type { TaskEvent } from './engine';
+import type { TaskWatchers } from '../app/task-watch';
 import { retryDelayMs, type RetryPolicy } from './retry';
 
 /** How long to wait before trying the store again after it failed (a claim, or recording a run's end). */
@@ -26,8 +25,8 @@ export interface SettlementDeps {
   readonly announce: (id: string, known?: TaskRecord) => Promise<void>;
   /** A task handed back for a retry, to dispatch again from its `notBefore`. */
   readonly requeued: (task: QueuedRef) => void;
-  /** Where only watchers listen (`Prefer: wait`, event streams): engine.watchEvents. */
-  readonly watchEvents: EventEmitter;
+  /** Where only watchers listen (`Prefer: wait`, event streams): engine.watchers. */
+  readonly watchers: TaskWatchers;
   /** False once the engine drains: a failing store is then not waited for. */
   readonly accepting: () => boolean;
 }
@@ -83,11 +82,11 @@ export class RunSettlement {
 
   /**
    * A task settled where this process did not hear it (`aigc-relay tasks fail` in another process): its watchers
-   * (`Prefer: wait`, event streams) are told on `watchEvents` alone. Not on `events`: whoever settled it may have
+   * (`Prefer: wait`, event streams) are told on `watchers` alone. Not on `events`: whoever settled it may have
    * announced it, and metrics and webhooks must count it once; a watcher stops at its first terminal event.
    */
   tellWatchers(task: TaskRecord): void {
-    this.deps.watchEvents.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
+    this.deps.watchers.tell({ id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task });
   }
 
   /**

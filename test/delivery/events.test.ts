@@ -3,7 +3,7 @@ import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { within } from '../helpers/eventually';
-import { body, follow, hangUpDuringRead, holdNextRead, SUBMIT, type Sse } from './fixtures';
+import { body, follow, hangUpDuringRead, holdNextRead, listenersBecome, SUBMIT, type Sse } from './fixtures';
 import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#fedcba');
@@ -93,21 +93,14 @@ describe('GET /requests/{id}/events (SSE)', () => {
     t = await startRelay({ overrides: { providers: [provider] } });
     expect((await t.api.get('/tencent-vod/v1/requests/nope/events')).status).toBe(404);
     const res = await t.api.post(SUBMIT, body('left hanging'));
-    const baseline = t.relay.engine.watchEvents.listenerCount('task');
-    const removed = new Promise<void>((resolve) => {
-      t!.relay.engine.watchEvents.on('removeListener', function check() {
-        if (t!.relay.engine.watchEvents.listenerCount('task') !== baseline) return;
-        t!.relay.engine.watchEvents.off('removeListener', check);
-        resolve();
-      });
-    });
+    const baseline = t.relay.engine.watchers.count();
     const stream = follow(t, res.body.request_id, (e, request) => {
-      expect(t!.relay.engine.watchEvents.listenerCount('task')).toBe(baseline + 1);
+      expect(t!.relay.engine.watchers.count()).toBe(baseline + 1);
       if (e.event === 'status') request.destroy();
     });
     await stream.done.catch(() => undefined);
-    await removed;
-    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
+    await listenersBecome(t, baseline);
+    expect(t.relay.engine.watchers.count()).toBe(baseline);
     (await provider.whenStarted(res.body.request_id)).succeed();
   });
 
@@ -116,13 +109,13 @@ describe('GET /requests/{id}/events (SSE)', () => {
     t = await startRelay({ overrides: { providers: [provider] } });
     const id = (await t.api.post(SUBMIT, body('outlives its watcher'))).body.request_id as string;
     const run = await provider.whenStarted(id); // running, and for all of the test
-    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const baseline = t.relay.engine.watchers.count();
     await hangUpDuringRead(t, id, () => {
       const stream = follow(t!, id);
       stream.done.catch(() => undefined);
       return stream.request();
     });
-    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
+    expect(t.relay.engine.watchers.count()).toBe(baseline);
     run.succeed();
   });
 
@@ -132,14 +125,13 @@ describe('GET /requests/{id}/events (SSE)', () => {
     const res = await t.api.post(SUBMIT, body('never finishes'));
     // Running before the stream opens: no state change can add a second status event while it is open.
     await provider.whenStarted(res.body.request_id);
-    const watchEvents = t.relay.engine.watchEvents;
-    const baseline = watchEvents.listenerCount('task');
-    const opened = new Promise<void>((resolve) => watchEvents.on('newListener', () => setImmediate(() => {
-      if (watchEvents.listenerCount('task') === baseline + 2) resolve();
-    })));
+    const baseline = t.relay.engine.watchers.count();
+    const opened = listenersBecome(t, baseline + 2);
     const stream = follow(t, res.body.request_id);
     const waited = t.api.get(`/tencent-vod/v1/requests/${res.body.request_id}`, { prefer: 'wait=60' });
     await opened;
+    // What an operator sees of them.
+    expect((await t.api.get('/metrics')).text).toMatch(new RegExp(`^aigc_relay_task_watchers ${baseline + 2}$`, 'm'));
     const closing = t.close();
     t = undefined;
     const [{ events }, answer] = await Promise.all([stream.done, waited, closing]);

@@ -157,21 +157,16 @@ export async function hangUpDuringRead(t: TestRelay, id: string, open: () => htt
   await read.answered;
 }
 
-/** Resolves when the engine's listener count for 'task' changes to `n` (driven by newListener/removeListener). */
+/** Resolves when the engine's count of open task watchers becomes `n`. */
 export function listenersBecome(t: TestRelay, n: number): Promise<void> {
-  const events = t.relay.engine.watchEvents;
+  const watchers = t.relay.engine.watchers;
   return new Promise((resolve) => {
     const check = () => {
-      // newListener fires before the listener is added, removeListener after it is removed: re-check on the next tick.
-      setImmediate(() => {
-        if (events.listenerCount('task') !== n) return;
-        events.off('newListener', check);
-        events.off('removeListener', check);
-        resolve();
-      });
+      if (watchers.count() !== n) return;
+      watchers.changes.off('count', check);
+      resolve();
     };
-    events.on('newListener', check);
-    events.on('removeListener', check);
+    watchers.changes.on('count', check);
     check();
   });
 }

@@ -29,7 +29,7 @@ function announced(t: TestRelay, id: string): string[] {
 
 /** An event stream and a `Prefer: wait=60` on task `id`, both open once this resolves; `ended` is when both ended. */
 async function watch(t: TestRelay, id: string) {
-  const baseline = t.relay.engine.watchEvents.listenerCount('task');
+  const baseline = t.relay.engine.watchers.count();
   let firstStatus!: () => void;
   const shown = new Promise<void>((resolve) => (firstStatus = resolve));
   const stream = follow(t, id, (e) => e.event === 'status' && firstStatus());
@@ -66,10 +66,10 @@ describe('watchers of a task failed from the command line (another process)', ()
     const { relay, id, run, counted } = await runningTask(50, 'stuck upstream');
     // Every terminal event comes twice, as on PostgreSQL where the queue echoes it: a watcher answers once.
     const told: string[] = [];
-    relay.relay.engine.watchEvents.on('task', (e: TaskEvent) => {
-      if (e.id !== id || !isTerminal(e.state)) return;
+    relay.relay.engine.watchers.watch(id, (e: TaskEvent) => {
+      if (!isTerminal(e.state)) return;
       if (told.push(e.state) > 1) return;
-      relay.relay.engine.watchEvents.emit('task', { id, accountId: '', state: e.state, progress: 0 } satisfies TaskEvent);
+      relay.relay.engine.watchers.tell({ id, accountId: '', state: e.state, progress: 0 });
     });
     const { ended } = await watch(relay, id);
     await failFromCli(relay, id);

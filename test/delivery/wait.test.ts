@@ -3,7 +3,6 @@ import http from 'node:http';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { installClosingSignal } from '../../src/http/closing';
-import { MISSED_NEWS } from '../../src/worker/engine';
 import { within } from '../helpers/eventually';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
@@ -70,7 +69,7 @@ describe('Prefer: wait=N', () => {
     const watched = await watchedInTheQueue();
     // Settled where this node heard nothing of it (another node, whose notification was lost), then the news gap.
     await watched.settleElsewhere();
-    watched.relay.relay.engine.watchEvents.emit(MISSED_NEWS);
+    watched.relay.relay.engine.watchers.missedNews();
     await bothSeeTheEnd(watched);
   });
 
@@ -91,11 +90,11 @@ describe('Prefer: wait=N', () => {
       return getTask(id);
     };
     failing = 2;
-    relay.relay.engine.watchEvents.emit(MISSED_NEWS);
+    relay.relay.engine.watchers.missedNews();
     await failedTwice;
     // Both still waiting: the task ends (elsewhere), and the next news is heard.
     await watched.settleElsewhere();
-    relay.relay.engine.watchEvents.emit(MISSED_NEWS);
+    relay.relay.engine.watchers.missedNews();
     await bothSeeTheEnd(watched);
   });
 
@@ -122,7 +121,7 @@ describe('Prefer: wait=N', () => {
     const provider = new ControlledProvider('controlled', 1, PNG);
     t = await startRelay({ overrides: { providers: [provider] } });
     const submitted = await t.api.post(SUBMIT, body('never finishes in this test'));
-    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const baseline = t.relay.engine.watchers.count();
     // node:http without an agent: fetch's pool opens a spare connection on abort, which only delays close().
     const request = http.get(`${t.url}/tencent-vod/v1/requests/${submitted.body.request_id}`, {
       agent: false,
@@ -136,7 +135,7 @@ describe('Prefer: wait=N', () => {
     request.destroy();
     expect(await answered).toBe('hung up');
     await listenersBecome(t, baseline);
-    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
+    expect(t.relay.engine.watchers.count()).toBe(baseline);
     (await provider.whenStarted(submitted.body.request_id)).succeed();
   });
 
@@ -145,11 +144,11 @@ describe('Prefer: wait=N', () => {
     t = await startRelay({ overrides: { providers: [provider] } });
     const id = (await t.api.post(SUBMIT, body('outlives its waiter'))).body.request_id as string;
     const run = await provider.whenStarted(id);
-    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const baseline = t.relay.engine.watchers.count();
     await hangUpDuringRead(t, id, () =>
       http.get(`${t!.url}/tencent-vod/v1/requests/${id}`, { agent: false, headers: { authorization: `Bearer ${t!.devKey}`, prefer: 'wait=60' } }),
     );
-    expect(t.relay.engine.watchEvents.listenerCount('task')).toBe(baseline);
+    expect(t.relay.engine.watchers.count()).toBe(baseline);
     run.succeed();
   });
 
@@ -178,7 +177,7 @@ describe('Prefer: wait=N', () => {
     const before = heldBy(closing);
     // A wait that runs out, and waits that end when the task does.
     expect((await t.api.get(`/tencent-vod/v1/requests/${id}`, { prefer: 'wait=1' })).status).toBe(202);
-    const baseline = t.relay.engine.watchEvents.listenerCount('task');
+    const baseline = t.relay.engine.watchers.count();
     const held = Array.from({ length: 3 }, () => t!.api.get(`/tencent-vod/v1/requests/${id}`, { prefer: 'wait=30' }));
     await listenersBecome(t, baseline + 3);
     run.succeed();
@@ -222,7 +221,7 @@ async function watchedInTheQueue() {
   const relay = t;
   const run = await provider.whenStarted((await relay.api.post(SUBMIT, body('holds the slot'))).body.request_id as string);
   const queued = (await relay.api.post(SUBMIT, body('waits in the queue'))).body.request_id as string;
-  const before = relay.relay.engine.watchEvents.listenerCount('task');
+  const before = relay.relay.engine.watchers.count();
   const stream = new EventStream(relay, queued);
   await stream.firstEvent;
   const waited = relay.api.get(`/tencent-vod/v1/requests/${queued}`, { prefer: 'wait=60' });

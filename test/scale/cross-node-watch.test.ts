@@ -6,7 +6,6 @@ import { describeWithPostgres } from '../helpers/postgres-suite';
 import { PROMPT_BODY } from '../helpers/relay';
 import { openEventStream } from '../helpers/sse';
 import { within } from '../helpers/eventually';
-import { MISSED_NEWS } from '../../src/worker/engine';
 import { startCluster, type TestCluster } from './cluster';
 
 /** A watcher on one node (`Prefer: wait`, the event stream) hears of a task that ends on another node. */
@@ -44,7 +43,7 @@ await describeWithPostgres('watching a task that runs on another node', 'watchin
   it('when the connection that carries other nodes\' news comes back, the node tells its watchers to look at the store', async () => {
     const own = await startCluster('relay_missed_news');
     const b = await own.start('node-b', new ControlledProvider('controlled', 0, own.image));
-    const told = new Promise<void>((resolve) => b.engine.watchEvents.once(MISSED_NEWS, () => resolve()));
+    const told = new Promise<void>((resolve) => b.engine.watchers.onMissedNews(() => resolve()));
     const admin = new pg.Client({ connectionString: own.databaseUrl });
     await admin.connect();
     try {

@@ -91,7 +91,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
               if (!tolerant) end();
             });
         };
-        const stopWatching = watchTask(deps.engine.watchEvents, first.id, () => refresh(), undefined, () => refresh(true));
+        const stopWatching = watchTask(deps.engine.watchers, first.id, () => refresh(), undefined, () => refresh(true));
         const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
         keepAlive.unref();
         function end() {
