@@ -1,6 +1,4 @@
-import { FieldError } from '../domain/errors';
-import { MODELS } from '../domain/models';
-import { parsePriceTable, PRICE_CLASSES, type PriceTable } from '../domain/pricing';
+import { parsePriceTable, type PriceTable } from '../domain/pricing';
 import type { Clock } from '../ports/clock';
 import type { Store } from '../ports/store';
 
@@ -35,33 +33,6 @@ export interface PriceBook {
   reset(): Promise<PriceBookState>;
   /** Re-reads the database now. */
   refresh(): Promise<PriceBookState>;
-}
-
-const KNOWN_ROWS = new Set(Object.entries(MODELS).flatMap(([model, versions]) => Object.keys(versions).map((v) => `${model}:${v}`)));
-
-/**
- * An operator's table, checked strictly: every catalogued version with every class (parsePriceTable), and nothing
- * else, so a typo such as "GEM:3" is an error rather than a silently ignored row.
- */
-export function validatePriceTable(raw: unknown, field = 'prices'): PriceTable {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new FieldError('InvalidParameterValue', field, 'must be an object like {"GEM:3.0": {"1K": 40, "2K": 60, "4K": 100}, …}');
-  }
-  for (const [row, classes] of Object.entries(raw)) {
-    if (!KNOWN_ROWS.has(row)) {
-      throw new FieldError('InvalidParameter', `${field}.${row}`, `not a model version; expected ${[...KNOWN_ROWS].join(', ')}`);
-    }
-    if (typeof classes === 'object' && classes !== null) {
-      const extra = Object.keys(classes).find((c) => !(PRICE_CLASSES as readonly string[]).includes(c));
-      if (extra) throw new FieldError('InvalidParameter', `${field}.${row}.${extra}`, `not a resolution class; expected ${PRICE_CLASSES.join(', ')}`);
-    }
-  }
-  try {
-    return parsePriceTable(raw);
-  } catch (err) {
-    const reason = (err as Error).message.replace(/^price table:\s*/, '');
-    throw new FieldError('InvalidParameterValue', field, reason);
-  }
 }
 
 /** A price read still unanswered after this long is abandoned, and the next submit that needs one starts another. */
@@ -101,7 +72,7 @@ export async function createPriceBook(
     } else {
       // Merged over the fallback: a model version catalogued after the table was saved gets the file's price
       // instead of making the saved table unusable.
-      state = { prices: parsePriceTable({ ...fallback.prices, ...(saved.prices as object) }), source: 'database', updatedAt: saved.updatedAt };
+      state = { prices: parsePriceTable({ ...fallback.prices, ...(saved.prices as object) }, { unknownRows: 'ignore' }), source: 'database', updatedAt: saved.updatedAt };
     }
     return state;
   };
@@ -136,7 +107,7 @@ export async function createPriceBook(
     },
     state: () => state,
     async set(raw) {
-      const table = validatePriceTable(raw);
+      const table = parsePriceTable(raw);
       await store.accounts.savePrices(table, clock.now());
       return reload();
     },

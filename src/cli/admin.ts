@@ -91,16 +91,8 @@ function checkCallbackUrl(config: Config, url: string): void {
   if (problem) throw new FieldError('InvalidParameterValue', 'callback_url', problem);
 }
 
-/** A price table file, or a one-line error naming it (never a stack trace). */
 /** The table in a price file: the table itself, or what `prices show` or the API printed (priceTableOf). */
-function priceTableIn(file: string): unknown {
-  try {
-    return priceTableOf(readJsonFile(file));
-  } catch (err) {
-    if (err instanceof RelayError) throw err;
-    throw new FieldError('InvalidParameter', file, (err as Error).message.replace(/^price table:\s*/, ''));
-  }
-}
+const priceTableIn = (file: string): unknown => priceTableOf(readJsonFile(file));
 
 function readJsonFile(file: string): unknown {
   let text: string;

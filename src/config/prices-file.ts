@@ -33,6 +33,7 @@ export function startingPrices(config: Pick<Config, 'pricesFile'>): { prices: Pr
   try {
     return { prices: parsePriceTable(priceTableOf(raw)), source: 'file' };
   } catch (err) {
+    // A FieldError names the entry (`prices.GEM:3: not a model version; …`), as PUT /admin/v1/prices does.
     throw problem((err as Error).message);
   }
 }

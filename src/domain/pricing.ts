@@ -1,4 +1,5 @@
-import { MODELS, modelSpec, type ModelName } from './models';
+import { FieldError } from './errors';
+import { MODELS, modelSpec } from './models';
 import { megapixels, outputSize, producedSize } from './output-size';
 import type { TaskInput } from './task-input';
 
@@ -60,33 +61,47 @@ export function priceTableOf(raw: unknown): unknown {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.hasOwn(raw, 'prices')) return raw;
   const other = Object.keys(raw).find((k) => k !== 'prices' && !READ_ONLY_PRICE_FIELDS.includes(k));
   if (other !== undefined) {
-    throw new Error(`price table: unknown field "${other}" beside "prices" (a price document is the table, or {"prices": table})`);
+    throw new FieldError('InvalidParameter', other, 'unknown field beside "prices" (a price document is the table, or {"prices": table})');
   }
   return (raw as { prices: unknown }).prices;
 }
 
+const KNOWN_ROWS = new Set(Object.entries(MODELS).flatMap(([model, versions]) => Object.keys(versions).map((v) => `${model}:${v}`)));
+
 /**
- * Checks an operator's price table: every catalogued model version present, every price a non-negative safe
- * integer. Returns the table or throws an Error naming the offending entry.
+ * Checks an operator's price table, wherever it comes from (the admin API, the CLI, AIGC_RELAY_PRICES_FILE): every
+ * catalogued model version present with every class, each price a non-negative safe integer, and nothing else, so
+ * a typo such as "GEM:3" is an error rather than a silently ignored row. Throws a FieldError naming the entry under
+ * `field`. `unknownRows: 'ignore'` drops rows the catalogue does not have, for a table saved before a model version
+ * was retired (nothing may then stop the relay from reading its own database).
  */
-export function parsePriceTable(raw: unknown): PriceTable {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error('price table must be an object');
-  const table: Record<string, Record<PriceClass, number>> = {};
-  for (const model of Object.keys(MODELS) as ModelName[]) {
-    for (const version of Object.keys(MODELS[model])) {
-      const key = `${model}:${version}`;
-      const row = (raw as Record<string, unknown>)[key];
-      if (typeof row !== 'object' || row === null) throw new Error(`price table: missing "${key}"`);
-      const parsed = {} as Record<PriceClass, number>;
-      for (const cls of PRICE_CLASSES) {
-        const price = (row as Record<string, unknown>)[cls];
-        if (typeof price !== 'number' || !Number.isSafeInteger(price) || price < 0) {
-          throw new Error(`price table: "${key}".${cls} must be a whole number of credits ≥ 0`);
-        }
-        parsed[cls] = price;
-      }
-      table[key] = parsed;
+export function parsePriceTable(raw: unknown, options: { field?: string; unknownRows?: 'refuse' | 'ignore' } = {}): PriceTable {
+  const field = options.field ?? 'prices';
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new FieldError('InvalidParameterValue', field, 'must be an object like {"GEM:3.0": {"1K": 40, "2K": 60, "4K": 100}, …}');
+  }
+  if (options.unknownRows !== 'ignore') {
+    for (const row of Object.keys(raw)) {
+      if (!KNOWN_ROWS.has(row)) throw new FieldError('InvalidParameter', `${field}.${row}`, `not a model version; expected ${[...KNOWN_ROWS].join(', ')}`);
     }
+  }
+  const table: Record<string, Record<PriceClass, number>> = {};
+  for (const key of KNOWN_ROWS) {
+    const row = (raw as Record<string, unknown>)[key];
+    if (typeof row !== 'object' || row === null || Array.isArray(row)) {
+      throw new FieldError('MissingParameter', field, `missing "${key}" (every model version needs a row: ${PRICE_CLASSES.join(', ')})`);
+    }
+    const extra = Object.keys(row).find((c) => !(PRICE_CLASSES as readonly string[]).includes(c));
+    if (extra !== undefined) throw new FieldError('InvalidParameter', `${field}.${key}.${extra}`, `not a resolution class; expected ${PRICE_CLASSES.join(', ')}`);
+    const parsed = {} as Record<PriceClass, number>;
+    for (const cls of PRICE_CLASSES) {
+      const price = (row as Record<string, unknown>)[cls];
+      if (typeof price !== 'number' || !Number.isSafeInteger(price) || price < 0) {
+        throw new FieldError('InvalidParameterValue', `${field}.${key}.${cls}`, 'must be a whole number of credits ≥ 0');
+      }
+      parsed[cls] = price;
+    }
+    table[key] = parsed;
   }
   return table;
 }

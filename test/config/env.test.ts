@@ -111,8 +111,11 @@ describe('configuration', () => {
     for (const [pricesFile, reason] of [
       [dir, 'cannot read it (is a directory)'],
       [file('broken.json', '{\n"GEM:3.0": \n'), 'not valid JSON'],
-      [file('short.json', '{}'), 'price table: missing "GEM:2.5"'],
-      [file('extra.json', JSON.stringify({ prices: DEFAULT_PRICES, currency: 'USD' })), 'price table: unknown field "currency" beside "prices"'],
+      [file('short.json', '{}'), 'prices: missing "GEM:2.5"'],
+      [file('extra.json', JSON.stringify({ prices: DEFAULT_PRICES, currency: 'USD' })), 'currency: unknown field beside "prices"'],
+      // As strict as PUT /admin/v1/prices: a typo'd row is an error, not a row silently ignored.
+      [file('typo.json', JSON.stringify({ ...DEFAULT_PRICES, 'GEM:3': { '1K': 1, '2K': 1, '4K': 1 } })), 'prices.GEM:3: not a model version; expected GEM:2.5'],
+      [file('class.json', JSON.stringify({ ...DEFAULT_PRICES, 'GEM:2.5': { ...DEFAULT_PRICES['GEM:2.5'], '8K': 1 } })), 'prices.GEM:2.5.8K: not a resolution class'],
     ] as const) {
       expect(() => startingPrices({ pricesFile })).toThrow(ConfigError);
       expect(() => startingPrices({ pricesFile })).toThrow(`AIGC_RELAY_PRICES_FILE: ${pricesFile}: ${reason}`);

@@ -93,9 +93,13 @@ describe('pricing', () => {
 
   it('a price table must cover every model version with whole, non-negative credits', () => {
     expect(parsePriceTable(JSON.parse(JSON.stringify(DEFAULT_PRICES)))).toEqual(DEFAULT_PRICES);
-    expect(() => parsePriceTable({ ...DEFAULT_PRICES, 'GEM:3.0': { '1K': 1.5, '2K': 2, '4K': 3 } })).toThrow(/"GEM:3.0".1K must be a whole number/);
+    expect(() => parsePriceTable({ ...DEFAULT_PRICES, 'GEM:3.0': { '1K': 1.5, '2K': 2, '4K': 3 } })).toThrow(/^prices\.GEM:3\.0\.1K: must be a whole number/);
     const missing: Record<string, unknown> = { ...DEFAULT_PRICES };
     delete missing['Qwen:0925'];
     expect(() => parsePriceTable(missing)).toThrow(/missing "Qwen:0925"/);
+    // A row the catalogue does not have: refused, unless reading a table saved before a version was retired.
+    const retired = { ...DEFAULT_PRICES, 'GEM:1.0': { '1K': 1, '2K': 1, '4K': 1 } };
+    expect(() => parsePriceTable(retired)).toThrow(/^prices\.GEM:1\.0: not a model version/);
+    expect(parsePriceTable(retired, { unknownRows: 'ignore' })).toEqual(DEFAULT_PRICES);
   });
 });
