@@ -88,6 +88,22 @@ describe('ambiguous submissions', () => {
     expect(await logText(h.t.relay, id)).toContain('the first submission never arrived');
   });
 
+  it('the lost answer was a refusal that spent the SessionId: after the listing lag it goes on under a new one, not held for the 3-day window', async () => {
+    // Tencent holds a refused request's SessionId against later ones (refusedSessionsCount): every resubmission under
+    // it is refused as a duplicate of a task that does not exist. Before, the task stayed running (held, and a cancel
+    // answered "too late") until the query window passed, then failed.
+    h = await startHarness({ server: { refusedSessionsCount: true }, tencent: { createTimeoutMs: 200, reconcile: { ...FAST.reconcile, listingLagMs: 300 } } });
+    await h.addChannel(h.accounts[0]!);
+    let creates = 0;
+    h.server.onCreate = () => (++creates === 1 ? { kind: 'refuse-late', code: 'RequestLimitExceeded', message: 'too many requests', delayMs: 1_000 } : { kind: 'accept' });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.ofTask(id).map((t) => t.sessionId)).toEqual([`${id}-r1`]);
+    expect(await logText(h.t.relay, id)).toMatch(/Tencent already has a task with this SessionId[\s\S]*spent by a request Tencent refused/);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
+  });
+
   it('a restart while following resumes the same upstream task instead of submitting again', async () => {
     h = await startHarness();
     await h.addChannel(h.accounts[0]!);

@@ -25,6 +25,8 @@ export interface TaskPlan {
 export type CreateOutcome =
   | { readonly kind: 'accept'; readonly plan?: TaskPlan }
   | { readonly kind: 'refuse'; readonly code: string; readonly message: string }
+  /** Refuses (nothing is created), but the answer comes only after `delayMs`: the caller cannot tell it was refused. */
+  | { readonly kind: 'refuse-late'; readonly code: string; readonly message: string; readonly delayMs: number }
   /** Creates the task, then answers only after `delayMs` (longer than the caller waits: an ambiguous submission). */
   | { readonly kind: 'accept-late'; readonly delayMs: number; readonly plan?: TaskPlan }
   /** The request is lost before Tencent acts on it: nothing is created, and the caller hears nothing in time. */

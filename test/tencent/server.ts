@@ -215,8 +215,9 @@ export class TencentTestServer {
     const sessionId = typeof p.SessionId === 'string' ? p.SessionId : '';
     if (sessionId && state.refusedSessions.has(sessionId)) return fail('InvalidParameterValue.SessionId', 'SessionId has been used in the last 3 days');
     const outcome = this.onCreate(p, state.account);
-    if (outcome.kind === 'refuse') {
+    if (outcome.kind === 'refuse' || outcome.kind === 'refuse-late') {
       if (sessionId && this.options.refusedSessionsCount) state.refusedSessions.add(sessionId);
+      if (outcome.kind === 'refuse-late') return this.later(outcome.delayMs, () => fail(outcome.code, outcome.message));
       return fail(outcome.code, outcome.message);
     }
     if (outcome.kind === 'drop') return this.later(outcome.delayMs, () => fail('InternalError', 'lost'));

@@ -244,6 +244,11 @@ export class TencentVodProvider implements ImageProvider {
           options: this.rt.reconcileOptions,
           signal: ctx.signal,
         });
+        if (upstream === undefined) {
+          // Nothing was made (the interrupted submission was refused and its SessionId spent): a new round, from scratch.
+          await ctx.checkpoint({ ...IDLE_CHECKPOINT, round: round + 1 } satisfies TencentCheckpoint);
+          throw retryableError(UNREACHABLE, 'Tencent VOD: the interrupted submission made nothing upstream; submitting again');
+        }
         await ctx.checkpoint({ phase: 'accepted', channelId, upstreamTaskId: upstream, submittedAt: cp.submittedAt, round } satisfies TencentCheckpoint);
         ctx.log(`Reconciled as Tencent VOD task ${upstream}; following it.`);
         return { upstream, submittedAt: cp.submittedAt, held, resumed: true, round };

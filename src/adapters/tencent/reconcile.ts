@@ -14,7 +14,12 @@ import { classify, describe, isDuplicateSession, toProviderError, UNREACHABLE } 
  *    channel. Tencent refuses a SessionId it has seen in 3 days, so this either creates the one and only task (the
  *    first request never arrived) or is refused, which proves the task exists: keep looking it up.
  *
- * It ends only with a TaskId, a refusal that is the request's own fault, or the query window passing.
+ * It ends with a TaskId, a refusal that is the request's own fault, the query window passing, or (undefined) the
+ * conclusion that nothing exists: Tencent may hold a SessionId against a request it refused (session.ts), so when
+ * the lost answer was a refusal every resubmission is refused as a duplicate of a task that is not there. Once
+ * resubmissions have been refused so for `listingLagMs` while every listing read in between showed nothing, the
+ * SessionId is taken as spent by a refusal and the caller goes on under a new one, instead of holding the task
+ * (and the client's credits, with no way to cancel) for the whole 3-day window.
  *
  * A submission answered with a server error (InternalError) is the milder case: Tencent answered, but may have
  * made the task before failing. `lookUpAfterServerError` looks for it the same way, and when the listing has not
@@ -31,6 +36,11 @@ export interface ReconcileOptions {
   readonly windowMs: number;
   /** Margin around the submission time for the CreateTime filter (clock skew). */
   readonly slackMs: number;
+  /**
+   * How long the listing may lag behind a task that exists: resubmissions refused as duplicates for this long, with
+   * the listing read empty in between, mean the SessionId was spent by a refused request (see above).
+   */
+  readonly listingLagMs: number;
 }
 
 export interface ReconcileRequest {
@@ -83,8 +93,9 @@ export async function findBySessionId(
   return undefined;
 }
 
-export async function reconcile(r: ReconcileRequest): Promise<string> {
-  return (await resolveSubmission(r, false))!;
+/** The upstream task of a submission in doubt, or undefined when it is known that none was made (see above). */
+export function reconcile(r: ReconcileRequest): Promise<string | undefined> {
+  return resolveSubmission(r, false);
 }
 
 /** The upstream task of a submission answered InternalError, or undefined when the listing shows none. */
@@ -104,6 +115,8 @@ async function resolveSubmission(r: ReconcileRequest, absentIsAnAnswer: boolean)
     // The task can only have been created while a submission of ours was in flight: the window ends there (plus
     // the clock-skew slack), instead of growing with every round towards now and past other tasks by the thousand.
     let lastSubmittedAt = r.submittedAt;
+    // When a resubmission was first refused as a duplicate while the listing showed nothing.
+    let firstDuplicateAt: number | undefined;
     for (let pass = 0; ; pass++) {
       signal.throwIfAborted();
       const now = r.clock.now();
@@ -147,8 +160,18 @@ async function resolveSubmission(r: ReconcileRequest, absentIsAnAnswer: boolean)
         } catch (err) {
           signal.throwIfAborted();
           const f = classify(err, true);
-          if (isDuplicateSession(f)) r.log('Tencent already has a task with this SessionId; looking it up again.');
-          else if (f.kind === 'task') throw toProviderError(f, false);
+          if (isDuplicateSession(f)) {
+            const now = r.clock.now();
+            firstDuplicateAt ??= now;
+            if (now - firstDuplicateAt >= options.listingLagMs) {
+              r.log(
+                `Tencent refuses this SessionId as used, yet has listed no task for it for ${Math.round((now - firstDuplicateAt) / 1000)} s: ` +
+                  'it was spent by a request Tencent refused. Nothing was made upstream.',
+              );
+              return undefined;
+            }
+            r.log('Tencent already has a task with this SessionId; looking it up again.');
+          } else if (f.kind === 'task') throw toProviderError(f, false);
           else r.log(`Resubmission with the same SessionId failed (${f.code}); will look again.`);
         }
       }

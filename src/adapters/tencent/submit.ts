@@ -17,7 +17,8 @@ import { sessionIdOf } from './session';
  * - refused for the request's own sake (`task`): fail, no other channel would take it;
  * - refused by the channel or transient: count against the channel's circuit, try the next channel; when none is
  *   left the attempt fails (retryable for transient causes, permanent for channel faults such as bad credentials);
- * - no clear answer (`ambiguous`): reconcile on that same channel by SessionId;
+ * - no clear answer (`ambiguous`): reconcile on that same channel by SessionId; when that proves nothing was made
+ *   (the lost answer was a refusal: reconcile.ts), it is a transient refusal like any other;
  * - InternalError: Tencent may have made the task before failing. Looked up on that channel by SessionId first;
  *   only when the listing shows none is it treated as a refusal.
  *
@@ -99,7 +100,7 @@ export async function submitWithFailover(
         return { lease, upstreamTaskId: res.TaskId, submittedAt, round };
       } catch (err) {
         ctx.signal.throwIfAborted();
-        const f = classify(err, true);
+        let f = classify(err, true);
         deps.log({ taskId: job.taskId, channel: channel.name, code: f.code, kind: f.kind, err: f.message }, 'upstream submission failed');
         const inDoubt: ReconcileRequest = {
           sessionId,
@@ -115,15 +116,20 @@ export async function submitWithFailover(
         };
         // A refused SessionId means this channel already has the task (an earlier try we could not see through):
         // reconcile it there, never fail it and never submit it elsewhere.
-        if (f.kind === 'ambiguous' || isDuplicateSession(f)) {
+        const inDoubtFirst = f.kind === 'ambiguous' || isDuplicateSession(f);
+        if (inDoubtFirst) {
           lease.failed(f.code, f.message);
           state.enter('reconciling', { channelId: channel.id });
           ctx.log(`No clear answer from the upstream (${describe(f)}); reconciling by SessionId before anything else.`);
           const upstreamTaskId = await reconcile(inDoubt);
-          keep = true;
-          return { lease, upstreamTaskId, submittedAt, round };
+          if (upstreamTaskId !== undefined) {
+            keep = true;
+            return { lease, upstreamTaskId, submittedAt, round };
+          }
+          // Nothing was made: the SessionId went to a request Tencent refused. Worth another try, under a new one.
+          f = { ...f, kind: 'transient' };
         }
-        const serverError = mayHaveCreated(f);
+        const serverError = !inDoubtFirst && mayHaveCreated(f);
         if (serverError) {
           lease.failed(f.code, f.message);
           state.enter('reconciling', { channelId: channel.id });
@@ -142,7 +148,7 @@ export async function submitWithFailover(
           lease.succeeded();
           throw toProviderError(f, false);
         }
-        if (!serverError) lease.failed(f.code, f.message);
+        if (!serverError && !inDoubtFirst) lease.failed(f.code, f.message);
         ctx.log(`An upstream channel refused (${describe(f)}); trying another channel.`);
         tried.add(channel.id);
         last = f;
