@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { FieldError, notFound, RelayError } from '../domain/errors';
+import { TEXT_MAX, withinLength } from '../domain/operator-limits';
 import type { Clock } from '../ports/clock';
 import type { BalanceChangeReservation } from '../ports/delivery-store';
 import type { Account, ApiKeyRecord, NewAccount, Store } from '../ports/store';
@@ -28,6 +29,8 @@ export async function createAccount(
 ): Promise<Account> {
   // The operator's only way to tell accounts apart in listings (the API and the CLI both come through here).
   if (!input.name.trim()) throw new FieldError('InvalidParameterValue', 'name', 'must not be empty');
+  withinLength('name', input.name, TEXT_MAX.name);
+  if (input.callbackUrl !== undefined) withinLength('callback_url', input.callbackUrl, TEXT_MAX.callbackUrl);
   const account: NewAccount = {
     id: newId('acct'),
     name: input.name,
@@ -50,6 +53,8 @@ export async function createApiKey(
   accountId: string,
   input: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number; callbackUrl?: string },
 ): Promise<{ record: ApiKeyRecord; plaintext: string }> {
+  if (input.name !== undefined) withinLength('name', input.name, TEXT_MAX.name);
+  if (input.callbackUrl !== undefined) withinLength('callback_url', input.callbackUrl, TEXT_MAX.callbackUrl);
   if (!(await store.accounts.getAccount(accountId))) throw notFound('account', accountId);
   const issued = issueKey();
   const record = await store.accounts.createKey({
@@ -75,6 +80,7 @@ export async function topUp(
   reference?: string,
   idempotency?: BalanceChangeReservation,
 ): Promise<number> {
+  if (reference !== undefined) withinLength('reference', reference, TEXT_MAX.reference);
   const balance = await store.accounts.topUp(accountId, amount, reference, clock.now(), idempotency);
   if (balance === 'idempotency_lost') throw reservationLost();
   if (balance !== undefined) return balance;
@@ -82,9 +88,6 @@ export async function topUp(
   if (!account) throw notFound('account', accountId);
   throw new FieldError('InvalidParameterValue', 'amount', `the balance (${account.balance}) would pass ${Number.MAX_SAFE_INTEGER}`);
 }
-
-/** Longest reason an adjustment takes (the admin API's schema says the same). */
-export const ADJUSTMENT_REASON_MAX = 200;
 
 /**
  * An operator's signed correction of a balance (a wrong top-up, a claw-back, a goodwill credit): a ledger row of kind
@@ -103,7 +106,7 @@ export async function adjustBalance(
   if (amount === 0) throw new FieldError('InvalidParameterValue', 'amount', 'must not be 0 (positive adds credits, negative takes them away)');
   // Kept on the ledger for ever: the only record of why the balance moved.
   if (!reason.trim()) throw new FieldError('InvalidParameterValue', 'reason', 'must not be empty');
-  if ([...reason].length > ADJUSTMENT_REASON_MAX) throw new FieldError('InvalidParameterValue', 'reason', `must be at most ${ADJUSTMENT_REASON_MAX} characters`);
+  withinLength('reason', reason, TEXT_MAX.adjustmentReason);
   const outcome = await store.accounts.adjust(accountId, amount, reason, clock.now(), idempotency);
   if (outcome.ok) return outcome.balance;
   switch (outcome.reason) {

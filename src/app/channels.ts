@@ -1,4 +1,5 @@
 import { FieldError, notFound } from '../domain/errors';
+import { CHANNEL_RANGES, TEXT_MAX, withinLength, withinRange } from '../domain/operator-limits';
 import { MODEL_NAMES, MODELS, type ModelName } from '../domain/models';
 import type { ChannelHealth, ChannelPatch, ChannelProvider, ChannelRecord, ChannelStore } from '../ports/channels';
 import type { Clock } from '../ports/clock';
@@ -113,10 +114,11 @@ export function canonicalEndpoint(raw: string): string {
   return `${url.protocol}//${url.host}`;
 }
 
-function nonBlank(field: string, value: string): string {
+/** Trimmed, not empty, and within `max` characters. */
+function nonBlank(field: string, value: string, max: number): string {
   const trimmed = value.trim();
   if (!trimmed) throw new FieldError('InvalidParameterValue', field, 'must not be empty');
-  return trimmed;
+  return withinLength(field, trimmed, max);
 }
 
 /**
@@ -124,8 +126,8 @@ function nonBlank(field: string, value: string): string {
  * spaces. Checked when it is given: one pasted from a page with an ellipsis ("AKID…") was stored, and every call
  * on the channel then failed ("not a legal HTTP header value") until an operator found out why.
  */
-function credential(field: string, value: string): string {
-  const trimmed = nonBlank(field, value);
+function credential(field: string, value: string, max: number): string {
+  const trimmed = nonBlank(field, value, max);
   const bad = [...trimmed].find((ch) => ch < '!' || ch > '~');
   if (bad !== undefined) {
     throw new FieldError('InvalidParameterValue', field, `must be printable ASCII without spaces (a Tencent Cloud credential); found ${JSON.stringify(bad)}`);
@@ -143,18 +145,18 @@ export function createChannelAdmin(deps: ChannelAdminDeps) {
       const channel = await deps.channels.createChannel({
         id,
         provider: input.provider,
-        name: nonBlank('name', input.name),
-        secretId: credential('secret_id', input.secret_id),
-        secretKeySealed: deps.box.seal(credential('secret_key', input.secret_key), id),
-        subAppId: input.sub_app_id,
+        name: nonBlank('name', input.name, TEXT_MAX.name),
+        secretId: credential('secret_id', input.secret_id, TEXT_MAX.secretId),
+        secretKeySealed: deps.box.seal(credential('secret_key', input.secret_key, TEXT_MAX.secretKey), id),
+        subAppId: withinRange('sub_app_id', input.sub_app_id, CHANNEL_RANGES.subAppId),
         models: canonicalModels(input.models ?? MODEL_NAMES),
-        priority: input.priority ?? CHANNEL_DEFAULTS.priority,
-        weight: input.weight ?? CHANNEL_DEFAULTS.weight,
-        maxConcurrency: input.max_concurrency ?? CHANNEL_DEFAULTS.maxConcurrency,
+        priority: withinRange('priority', input.priority ?? CHANNEL_DEFAULTS.priority, CHANNEL_RANGES.priority),
+        weight: withinRange('weight', input.weight ?? CHANNEL_DEFAULTS.weight, CHANNEL_RANGES.weight),
+        maxConcurrency: withinRange('max_concurrency', input.max_concurrency ?? CHANNEL_DEFAULTS.maxConcurrency, CHANNEL_RANGES.maxConcurrency),
         enabled: input.enabled ?? CHANNEL_DEFAULTS.enabled,
         eventsEnabled: input.events_enabled ?? CHANNEL_DEFAULTS.eventsEnabled,
         createdAt: deps.clock.now(),
-        ...(input.region ? { region: nonBlank('region', input.region) } : {}),
+        ...(input.region ? { region: nonBlank('region', input.region, TEXT_MAX.region) } : {}),
         ...(input.endpoint ? { endpoint: canonicalEndpoint(input.endpoint) } : {}),
       });
       await changed();
@@ -173,16 +175,16 @@ export function createChannelAdmin(deps: ChannelAdminDeps) {
 
     async update(id: string, input: ChannelUpdate): Promise<ChannelView> {
       const patch: { -readonly [K in keyof ChannelPatch]: ChannelPatch[K] } = {};
-      if (input.name !== undefined) patch.name = nonBlank('name', input.name);
-      if (input.secret_id !== undefined) patch.secretId = credential('secret_id', input.secret_id);
-      if (input.secret_key !== undefined) patch.secretKeySealed = deps.box.seal(credential('secret_key', input.secret_key), id);
-      if (input.sub_app_id !== undefined) patch.subAppId = input.sub_app_id;
-      if (input.region !== undefined) patch.region = input.region === null || input.region.trim() === '' ? null : input.region.trim();
+      if (input.name !== undefined) patch.name = nonBlank('name', input.name, TEXT_MAX.name);
+      if (input.secret_id !== undefined) patch.secretId = credential('secret_id', input.secret_id, TEXT_MAX.secretId);
+      if (input.secret_key !== undefined) patch.secretKeySealed = deps.box.seal(credential('secret_key', input.secret_key, TEXT_MAX.secretKey), id);
+      if (input.sub_app_id !== undefined) patch.subAppId = withinRange('sub_app_id', input.sub_app_id, CHANNEL_RANGES.subAppId);
+      if (input.region !== undefined) patch.region = input.region === null || input.region.trim() === '' ? null : nonBlank('region', input.region, TEXT_MAX.region);
       if (input.endpoint !== undefined) patch.endpoint = input.endpoint === null || input.endpoint === '' ? null : canonicalEndpoint(input.endpoint);
       if (input.models !== undefined) patch.models = canonicalModels(input.models);
-      if (input.priority !== undefined) patch.priority = input.priority;
-      if (input.weight !== undefined) patch.weight = input.weight;
-      if (input.max_concurrency !== undefined) patch.maxConcurrency = input.max_concurrency;
+      if (input.priority !== undefined) patch.priority = withinRange('priority', input.priority, CHANNEL_RANGES.priority);
+      if (input.weight !== undefined) patch.weight = withinRange('weight', input.weight, CHANNEL_RANGES.weight);
+      if (input.max_concurrency !== undefined) patch.maxConcurrency = withinRange('max_concurrency', input.max_concurrency, CHANNEL_RANGES.maxConcurrency);
       if (input.enabled !== undefined) patch.enabled = input.enabled;
       if (input.events_enabled !== undefined) patch.eventsEnabled = input.events_enabled;
       const channel = await deps.channels.updateChannel(id, patch, deps.clock.now());

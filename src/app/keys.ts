@@ -1,4 +1,5 @@
 import { FieldError, notFound } from '../domain/errors';
+import { TEXT_MAX, withinLength } from '../domain/operator-limits';
 import type { Account, ApiKeyRecord, KeyPatch, Store } from '../ports/store';
 
 /**
@@ -22,6 +23,11 @@ export async function getAccount(store: Store, accountId: string): Promise<Accou
 
 /** Renames an account or sets its callback URL (`null` removes it); 404 for an unknown account. */
 export async function updateAccount(store: Store, accountId: string, patch: { name?: string; callbackUrl?: string | null }): Promise<Account> {
+  if (patch.name !== undefined) {
+    if (!patch.name.trim()) throw new FieldError('InvalidParameterValue', 'name', 'must not be empty');
+    withinLength('name', patch.name, TEXT_MAX.name);
+  }
+  if (patch.callbackUrl) withinLength('callback_url', patch.callbackUrl, TEXT_MAX.callbackUrl);
   const account = await store.accounts.updateAccount(accountId, patch);
   if (!account) throw notFound('account', accountId);
   return account;
@@ -39,6 +45,8 @@ export async function getKey(store: Store, keyId: string): Promise<ApiKeyRecord>
 }
 
 export async function updateKey(store: Store, keyId: string, patch: KeyPatch): Promise<ApiKeyRecord> {
+  if (patch.name) withinLength('name', patch.name, TEXT_MAX.name);
+  if (patch.callbackUrl) withinLength('callback_url', patch.callbackUrl, TEXT_MAX.callbackUrl);
   const key = await store.accounts.updateKey(keyId, patch);
   if (!key) throw notFound('key', keyId);
   return key;

@@ -1,4 +1,5 @@
 import { notFound, RelayError } from '../domain/errors';
+import { TEXT_MAX, withinLength } from '../domain/operator-limits';
 import { isTerminal } from '../domain/task-state';
 import type { Clock } from '../ports/clock';
 import type { Store, TaskRecord } from '../ports/store';
@@ -16,6 +17,7 @@ export async function forceFailTask(
   taskId: string,
   reason?: string,
 ): Promise<TaskRecord> {
+  if (reason !== undefined) withinLength('reason', reason, TEXT_MAX.failReason);
   const task = await deps.store.tasks.getTask(taskId);
   if (!task) throw notFound('task', taskId);
   const alreadyDone = (state: string) =>

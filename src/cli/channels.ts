@@ -5,6 +5,7 @@ import { createChannelAdmin, type ChannelAdmin } from '../app/channels';
 import { createSecretBox, type SecretBox } from '../app/secret-box';
 import { loadOrCreateSecret } from '../app/secrets';
 import { ConfigError, SECRET_RULE, type Config } from '../config/env';
+import { CHANNEL_RANGES } from '../domain/operator-limits';
 import { systemClock } from '../ports/clock';
 import { print, withStore } from './admin';
 
@@ -71,13 +72,13 @@ export function channelCommands(program: Command, config: () => Config): void {
     .requiredOption('--name <name>')
     .requiredOption('--secret-id <id>', 'Tencent Cloud SecretId')
     .option('--secret-key <key>', 'Tencent Cloud SecretKey (or TENCENTCLOUD_SECRET_KEY, which keeps it out of the process list)')
-    .requiredOption('--sub-app-id <n>', 'VOD SubAppId', integer(0, Number.MAX_SAFE_INTEGER))
+    .requiredOption('--sub-app-id <n>', 'VOD SubAppId', integer(CHANNEL_RANGES.subAppId.min, CHANNEL_RANGES.subAppId.max))
     .option('--region <region>')
     .option('--endpoint <url>', 'API base override, e.g. http://127.0.0.1:9000')
     .option('--models <list>', 'comma-separated: GEM, Qwen, Hunyuan or NAME:VERSION (default all)')
-    .option('--priority <n>', 'tier, higher first (default 0)', integer(-1000, 1000))
-    .option('--weight <n>', 'share within the tier (default 1)', integer(1, 10_000))
-    .option('--max-concurrency <n>', 'upstream tasks at once (default 1)', integer(1, 100_000))
+    .option('--priority <n>', 'tier, higher first (default 0)', integer(CHANNEL_RANGES.priority.min, CHANNEL_RANGES.priority.max))
+    .option('--weight <n>', 'share within the tier (default 1)', integer(CHANNEL_RANGES.weight.min, CHANNEL_RANGES.weight.max))
+    .option('--max-concurrency <n>', 'upstream tasks at once (default 1)', integer(CHANNEL_RANGES.maxConcurrency.min, CHANNEL_RANGES.maxConcurrency.max))
     .option('--events', 'also follow completions with PullEvents/ConfirmEvents', false)
     .option('--disabled', 'add it disabled', false)
     .action(async (o: AddOptions) => {

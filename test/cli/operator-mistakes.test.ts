@@ -57,6 +57,21 @@ describe('operator mistakes on the command line', () => {
     expect(JSON.parse((await runCli(['accounts', 'list'], env)).stdout)).toHaveLength(1);
   });
 
+  it('text past the limits the admin API sets: refused the same way on the command line, nothing written', async () => {
+    const long = (n: number) => 'x'.repeat(n);
+    await refused(['accounts', 'create', '--name', long(101)], /^aigc-relay: name: must be at most 100 characters/);
+    await refused(['accounts', 'update', accountId, '--name', long(101)], /^aigc-relay: name: must be at most 100 characters/);
+    await refused(['accounts', 'top-up', accountId, '5', '--reference', long(201)], /^aigc-relay: reference: must be at most 200 characters/);
+    await refused(['keys', 'create', accountId, '--name', long(101)], /^aigc-relay: name: must be at most 100 characters/);
+    // At the limit is fine: characters, not bytes (a name in Chinese is as long as one in English).
+    const named = await runCli(['accounts', 'create', '--name', '名'.repeat(100)], env);
+    expect(named.code, named.stderr).toBe(0);
+    const accounts = JSON.parse((await runCli(['accounts', 'list'], env)).stdout) as Array<{ id: string; name: string }>;
+    expect(accounts.map((a) => a.name)).toEqual(['名'.repeat(100), 'acme']);
+    expect(JSON.parse((await runCli(['accounts', 'ledger', accountId], env)).stdout)).toHaveLength(1);
+    expect(JSON.parse((await runCli(['keys', 'list', accountId], env)).stdout)).toHaveLength(0);
+  });
+
   it('prices set with a file that is missing or not JSON: one line naming the file', async () => {
     const missing = path.join(env.AIGC_RELAY_DATA_DIR!, 'missing.json');
     await refused(['prices', 'set', missing], new RegExp(`^aigc-relay: ${missing}: cannot be read \\(ENOENT\\)`));

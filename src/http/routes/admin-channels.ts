@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ChannelInput, ChannelUpdate } from '../../app/channels';
 import { notFound } from '../../domain/errors';
 import { MODEL_NAMES } from '../../domain/models';
+import { CHANNEL_RANGES, TEXT_MAX } from '../../domain/operator-limits';
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { NoContent } from './admin-bodies';
@@ -13,20 +14,20 @@ import { adminSchema, Id } from './admin-schema';
  * accepted, sealed, and never returned (no response schema even has the field); GET adds each channel's health.
  * Also the operator's "re-poll upstream" for a task: `POST /admin/v1/tasks/{id}/poll`.
  */
-const Name = Type.String({ minLength: 1, maxLength: 100 });
-const SecretId = Type.String({ minLength: 1, maxLength: 128, description: 'Tencent Cloud SecretId' });
-const SecretKey = Type.String({ minLength: 1, maxLength: 256, description: 'Tencent Cloud SecretKey: stored encrypted, never returned' });
-const SubAppId = Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1, description: 'VOD SubAppId' });
-const Region = Type.String({ maxLength: 64, pattern: '^[a-z0-9-]*$', description: 'e.g. ap-guangzhou; VOD needs none' });
-const Endpoint = Type.String({ maxLength: 300, description: 'API base override, e.g. http://127.0.0.1:9000 for a test server' });
+const Name = Type.String({ minLength: 1, maxLength: TEXT_MAX.name });
+const SecretId = Type.String({ minLength: 1, maxLength: TEXT_MAX.secretId, description: 'Tencent Cloud SecretId' });
+const SecretKey = Type.String({ minLength: 1, maxLength: TEXT_MAX.secretKey, description: 'Tencent Cloud SecretKey: stored encrypted, never returned' });
+const SubAppId = Type.Integer({ minimum: CHANNEL_RANGES.subAppId.min, maximum: CHANNEL_RANGES.subAppId.max, description: 'VOD SubAppId' });
+const Region = Type.String({ maxLength: TEXT_MAX.region, pattern: '^[a-z0-9-]*$', description: 'e.g. ap-guangzhou; VOD needs none' });
+const Endpoint = Type.String({ maxLength: TEXT_MAX.endpoint, description: 'API base override, e.g. http://127.0.0.1:9000 for a test server' });
 const Models = Type.Array(Type.String({ minLength: 1, maxLength: 40 }), {
   minItems: 1,
   maxItems: 20,
   description: `model names (${MODEL_NAMES.join(', ')}) or NAME:VERSION; default all`,
 });
-const Priority = Type.Integer({ minimum: -1000, maximum: 1000, description: 'higher tiers are tried first (default 0)' });
-const Weight = Type.Integer({ minimum: 1, maximum: 10_000, description: 'share of the load within a tier (default 1)' });
-const MaxConcurrency = Type.Integer({ minimum: 1, maximum: 100_000, description: 'upstream tasks at once (default 1, as Tencent allows by default)' });
+const Priority = Type.Integer({ minimum: CHANNEL_RANGES.priority.min, maximum: CHANNEL_RANGES.priority.max, description: 'higher tiers are tried first (default 0)' });
+const Weight = Type.Integer({ minimum: CHANNEL_RANGES.weight.min, maximum: CHANNEL_RANGES.weight.max, description: 'share of the load within a tier (default 1)' });
+const MaxConcurrency = Type.Integer({ minimum: CHANNEL_RANGES.maxConcurrency.min, maximum: CHANNEL_RANGES.maxConcurrency.max, description: 'upstream tasks at once (default 1, as Tencent allows by default)' });
 const EventsEnabled = Type.Boolean({ description: 'also follow completions with PullEvents/ConfirmEvents (default false)' });
 
 /** Who the channel is (required to create one) and how it is used (optional); the PATCH body is all of it, optional. */

@@ -7,11 +7,12 @@ import type { KeyPatch } from '../../ports/store';
 import type { HttpDeps } from '../context';
 import { CreatedKeyBody, KeyBody as KeyAnswer, NoContent } from './admin-bodies';
 import { MAX_KEY_CONCURRENCY, MAX_KEY_RPM } from '../../domain/key-limits';
+import { TEXT_MAX } from '../../domain/operator-limits';
 import { adminSchema as schema, checkCallbackUrl, Credits, Id } from './admin-schema';
 
 const Rpm = Type.Integer({ minimum: 1, maximum: MAX_KEY_RPM, description: 'submits per minute (all nodes together on PostgreSQL)' });
 const MaxConcurrency = Type.Integer({ minimum: 1, maximum: MAX_KEY_CONCURRENCY, description: 'tasks of this key queued or running at once' });
-const CallbackUrl = Type.String({ format: 'uri', maxLength: 2048, description: "webhook target for this key's tasks (before the account's)" });
+const CallbackUrl = Type.String({ format: 'uri', maxLength: TEXT_MAX.callbackUrl, description: "webhook target for this key's tasks (before the account's)" });
 const SpendCap = { ...Credits, description: 'most credits this key may have held + captured; released credits do not count' };
 /**
  * `integer | null` as one schema (`nullable`, which both Ajv and OpenAPI 3.0 understand), not a union: with Ajv's
@@ -57,7 +58,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         body: Type.Unsafe<NewKey | null>({
           ...Type.Object(
             {
-              name: Type.Optional(Type.String({ maxLength: 100 })),
+              name: Type.Optional(Type.String({ maxLength: TEXT_MAX.name })),
               rpm: Type.Optional(Rpm),
               max_concurrency: Type.Optional(MaxConcurrency),
               spend_cap: Type.Optional(SpendCap),
@@ -101,7 +102,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         params: Id,
         body: Type.Object(
           {
-            name: Type.Optional(Type.Union([Type.String({ maxLength: 100 }), Type.Null()])),
+            name: Type.Optional(Type.Union([Type.String({ maxLength: TEXT_MAX.name }), Type.Null()])),
             rpm: orNull(Rpm),
             max_concurrency: orNull(MaxConcurrency),
             spend_cap: orNull(SpendCap),

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ADJUSTMENT_REASON_MAX, adjustBalance, topUp } from '../../app/accounts';
+import { adjustBalance, topUp } from '../../app/accounts';
+import { TEXT_MAX } from '../../domain/operator-limits';
 import { ledgerView } from '../../app/admin-views';
 import { operatorKeyScope } from '../../app/idempotency';
 import { getAccount } from '../../app/keys';
@@ -41,7 +42,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
           params: Id,
           headers: IdempotencyKeyHeader,
           body: Type.Object(
-            { amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), reference: Type.Optional(Type.String({ maxLength: 200 })) },
+            { amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), reference: Type.Optional(Type.String({ maxLength: TEXT_MAX.reference })) },
             { additionalProperties: false },
           ),
           response: { 201: BalanceAnswer('top-up'), ...idempotencyErrors },
@@ -71,7 +72,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
                 maximum: Number.MAX_SAFE_INTEGER,
                 description: 'whole credits, not 0: positive adds, negative takes away',
               }),
-              reason: Type.String({ minLength: 1, maxLength: ADJUSTMENT_REASON_MAX, description: 'why; kept on the ledger row' }),
+              reason: Type.String({ minLength: 1, maxLength: TEXT_MAX.adjustmentReason, description: 'why; kept on the ledger row' }),
             },
             { additionalProperties: false },
           ),

@@ -6,6 +6,7 @@ import { accountView, auditView, taskView } from '../../app/admin-views';
 import { getAccount, listAccounts, updateAccount } from '../../app/keys';
 import { forceFailTask } from '../../app/operator';
 import { notFound } from '../../domain/errors';
+import { TEXT_MAX } from '../../domain/operator-limits';
 import type { TaskState } from '../../domain/task-state';
 import type { Account } from '../../ports/store';
 import { requireAdmin } from '../auth-hooks';
@@ -38,9 +39,9 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             headers: IdempotencyKeyHeader,
             body: Type.Object(
               {
-                name: Type.String({ minLength: 1, maxLength: 100 }),
+                name: Type.String({ minLength: 1, maxLength: TEXT_MAX.name }),
                 balance: Type.Optional(Credits),
-                callback_url: Type.Optional(Type.String({ format: 'uri', maxLength: 2048 })),
+                callback_url: Type.Optional(Type.String({ format: 'uri', maxLength: TEXT_MAX.callbackUrl })),
               },
               { additionalProperties: false },
             ),
@@ -88,8 +89,8 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
           params: Id,
           body: Type.Object(
             {
-              name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-              callback_url: Type.Optional(Type.Unsafe<string | null>({ type: 'string', format: 'uri', maxLength: 2048, nullable: true })),
+              name: Type.Optional(Type.String({ minLength: 1, maxLength: TEXT_MAX.name })),
+              callback_url: Type.Optional(Type.Unsafe<string | null>({ type: 'string', format: 'uri', maxLength: TEXT_MAX.callbackUrl, nullable: true })),
             },
             { additionalProperties: false },
           ),
@@ -147,7 +148,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             params: Id,
             // `null` admits a POST with no body at all (Fastify validates an absent body as null).
             body: Type.Unsafe<{ reason?: string } | null>({
-              ...Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false }),
+              ...Type.Object({ reason: Type.Optional(Type.String({ maxLength: TEXT_MAX.failReason })) }, { additionalProperties: false }),
               nullable: true,
             }),
             response: {
