@@ -6,7 +6,7 @@ import { adjustBalance, createAccount, createApiKey, topUp } from '../app/accoun
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
 import { getAccount, listAccounts, listKeys, revokeKey, updateAccount, updateKey } from '../app/keys';
 import { forceFailTask } from '../app/operator';
-import { createPriceBook, type PriceBookState } from '../app/prices';
+import { createPriceBook } from '../app/prices';
 import { ConfigError, type Config } from '../config/env';
 import { startingPrices } from '../config/prices-file';
 import { FieldError, RelayError } from '../domain/errors';

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { ConfigError, loadConfig, unknownVariables, type Config } from '../config/env';
 import { MODEL_NAMES, MODELS } from '../domain/models';
 import { runSubmit } from './submit';
@@ -17,11 +17,6 @@ const config = (): Config => {
     process.stderr.write(`aigc-relay: warning: ignored, not a variable aigc-relay reads (misspelt?): ${unknown.join(', ')}\n`);
   }
   return loaded;
-};
-
-export const positiveInt = (value: string): number => {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number');
-  return Number(value);
 };
 
 const versionsHelp = MODEL_NAMES.map((m) => `${m}: ${Object.keys(MODELS[m]).join(' or ')}`).join(', ');

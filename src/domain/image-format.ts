@@ -6,9 +6,6 @@ export type AcceptedImageType = 'image/jpeg' | 'image/png' | 'image/webp';
 
 export const ACCEPTED_IMAGE_NAMES = 'jpeg, png or webp';
 
-/** Bytes needed to tell the accepted formats apart (the WebP signature ends at offset 12). */
-export const SNIFF_BYTES = 12;
-
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 const startsWith = (data: Uint8Array, bytes: readonly number[], at = 0): boolean =>

@@ -5,8 +5,6 @@
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export type TerminalState = 'succeeded' | 'failed' | 'cancelled';
 
-export const TERMINAL_STATES: readonly TerminalState[] = ['succeeded', 'failed', 'cancelled'];
-
 const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   queued: ['running', 'failed', 'cancelled'],
   // running → queued is the crash/retry path: the attempt is handed back and the task waits its turn again.

@@ -3,7 +3,7 @@ import type { Clock } from '../ports/clock';
 import { hasWorkUnderway, ProviderError, type ImageProvider, type InputImage, type ProviderJob, type ProviderResult, type RunContext } from '../ports/provider';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, Store, TaskRecord } from '../ports/store';
-import { isTerminal, type TaskState } from '../domain/task-state';
+import { isTerminal } from '../domain/task-state';
 import { producedSize } from '../domain/output-size';
 import type { RetryPolicy } from './retry';
 import { cancelledError, internalErrorMessage, RunSettlement, STORE_RETRY_MS } from './settlement';

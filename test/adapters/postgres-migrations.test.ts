@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, expect, it } from 'vitest';
 import { migrate } from '../../src/adapters/postgres';
 import { clientConfig, createPool } from '../../src/adapters/postgres/database';
 import { eventually } from '../helpers/eventually';

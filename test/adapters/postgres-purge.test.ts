@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { PURGE_BATCH } from '../../src/adapters/batched-delete';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import { createPostgresStore, migrate, type PostgresStore } from '../../src/adapters/postgres';
 import { clientConfig, createPool, inTransaction, pgCode, withAdvisoryLock } from '../../src/adapters/postgres/database';
 import { isStoreBusy, type NewTask } from '../../src/ports/store';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { PG_MIGRATIONS } from '../../src/adapters/postgres';
 import { createPool } from '../../src/adapters/postgres/database';
 import { runCli } from '../helpers/child';

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';

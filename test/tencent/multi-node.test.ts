@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import type { TencentVodOverrides } from '../../src/adapters/tencent/options';
 import { TENCENT_VOD_ID } from '../../src/adapters/tencent/provider';
 import type { Relay } from '../../src/main';

@@ -4,7 +4,7 @@ import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
 import { toTask, type TaskRow } from '../rows/tasks';
-import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
+import { NOTIFY_DONE, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
 import { newDeliveryId } from './webhooks';

@@ -139,8 +139,3 @@ export function describe(f: UpstreamFailure): string {
 export function toProviderError(f: UpstreamFailure, retryable: boolean): ProviderError {
   return new ProviderError(f.code, describe(f), retryable);
 }
-
-/** True when `err` is our own abort (cancel or shutdown), which must never be mapped to an upstream failure. */
-export function isAbort(err: unknown, signal: AbortSignal): boolean {
-  return signal.aborted || (err instanceof Error && err.name === 'AbortError');
-}

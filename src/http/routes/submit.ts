@@ -1,6 +1,5 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Caller } from '../../app/auth';
 import { requestFingerprint, type StoredResponse } from '../../app/idempotency';
 import { submitTask } from '../../app/submit-task';
 import { MAX_WAIT_SECONDS, readIdempotencyKey, readPreferWait } from '../../domain/delivery';
