@@ -1,35 +1,22 @@
 import { EventEmitter } from 'node:events';
-import type { Clock } from '../ports/clock';
-import { hasWorkUnderway, ProviderError, type ImageProvider, type InputImage, type ProviderJob, type ProviderResult, type RunContext } from '../ports/provider';
+import type { ImageProvider } from '../ports/provider';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
-import type { Completion, Store, TaskRecord } from '../ports/store';
+import type { Completion, TaskRecord } from '../ports/store';
 import { isTerminal } from '../domain/task-state';
-import { producedSize } from '../domain/output-size';
-import type { RetryPolicy } from './retry';
-import { cancelledError, internalErrorMessage, RunSettlement, STORE_RETRY_MS } from './settlement';
+import { handedBackTooOften, notRunAgain, runAttempt, type AttemptDeps } from './attempt';
+import { cancelledError, RunSettlement, STORE_RETRY_MS } from './settlement';
 import { TaskWatchers, type TaskEvent } from '../app/task-watch';
 
 export type { TaskEvent } from '../app/task-watch';
 
-export interface EngineDeps {
-  readonly store: Store;
+export interface EngineDeps extends AttemptDeps {
   /** Where claimable work comes from (in-memory index for one node, the shared database for many). */
   readonly queue: DispatchQueue;
   readonly providers: readonly ImageProvider[];
-  readonly clock: Clock;
-  /**
-   * Loads the bytes of a task's input images (own files, URLs). Throws ProviderError for unusable inputs. The signal
-   * is the run's: a cancel stops a slow download instead of waiting for its timeout with the slots held.
-   */
-  readonly resolveInputs: (task: TaskRecord, signal: AbortSignal) => Promise<InputImage[]>;
-  /** Stores the produced images and describes them for the task's result. */
-  readonly saveOutputs: (task: TaskRecord, result: ProviderResult) => Promise<Extract<Completion, { state: 'succeeded' }>>;
   /** Removes stored outputs of a success that lost the race to finish (cancelled or force-failed meanwhile). */
   readonly discardOutputs: (completion: Extract<Completion, { state: 'succeeded' }>) => Promise<void>;
-  readonly retry: RetryPolicy;
   /** How often the runs in flight are checked against the store for a task settled outside them (default 5 s). */
   readonly settledSweepMs?: number;
-  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
 interface Lane {
@@ -219,7 +206,7 @@ export class TaskEngine {
    * then finds the task terminal and changes nothing.
    */
   settledElsewhere(task: TaskRecord): void {
-    void this.stopRunsOf(task.id, 'settled elsewhere').catch(this.logFailure(task.id, 'telling other nodes to stop'));
+    void this.stopRunsOf(task.id, 'settled elsewhere').catch((err: unknown) => this.deps.log.warn({ err, taskId: task.id }, 'telling other nodes to stop failed'));
     this.events.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
   }
 
@@ -365,10 +352,12 @@ export class TaskEngine {
       try {
         // Cancelled while it waited for a retry (the cancel met it between hand-back and claim): settled, not run.
         if (task.cancelRequested) controller.abort();
-        else if (this.handedBackTooOften(task)) throw this.notRunAgain(task);
+        else if (handedBackTooOften(task, this.deps.retry.maxAttempts)) throw notRunAgain(this.deps, task);
         else await this.announce(task.id, task);
         controller.signal.throwIfAborted();
-        outcome = { completion: await this.runOnProvider(lane.provider, task, controller) };
+        const progressSaved = (progress: number) =>
+          this.events.emit('task', { id: task.id, accountId: task.accountId, state: 'running', progress } satisfies TaskEvent);
+        outcome = { completion: await runAttempt(this.deps, lane.provider, task, controller, progressSaved) };
       } catch (error) {
         outcome = { error };
       }
@@ -377,76 +366,6 @@ export class TaskEngine {
     } finally {
       if (this.inFlight.get(task.id) === controller) this.inFlight.delete(task.id);
     }
-  }
-
-  /**
-   * Claimed past its attempts: only a hand-back the retry path did not make can do that (it stops at maxAttempts),
-   * so every attempt over the budget ended with its node stopping while it ran: a crash, a kill, a lapsed lease.
-   * The task may be what brings nodes down (an input that exhausts memory in a native library), and handed back
-   * for ever it would bring down every start, or node after node. Not a task with upstream work under way (a
-   * checkpoint other than idle): that one is resumed, not run again.
-   */
-  private handedBackTooOften(task: TaskRecord): boolean {
-    return task.attempts > this.deps.retry.maxAttempts && !hasWorkUnderway(task.checkpoint);
-  }
-
-  private notRunAgain(task: TaskRecord): ProviderError {
-    const { maxAttempts } = this.deps.retry;
-    this.deps.log.error(
-      { taskId: task.id, attempts: task.attempts, provider: task.provider },
-      'task was running each time a node stopped, past its attempts: failed (released) instead of run again; its input may be what stops the node',
-    );
-    void this.deps.store.tasks
-      .appendLog(task.id, `Not run again: a node stopped while it ran, and the restarts took it past its ${maxAttempts} attempts.`, this.deps.clock.now())
-      .catch(this.logFailure(task.id, 'appending a log line'));
-    return new ProviderError('InternalError', internalErrorMessage, false);
-  }
-
-  private async runOnProvider(provider: ImageProvider, task: TaskRecord, controller: AbortController): Promise<Completion> {
-    const { store, clock } = this.deps;
-    const signal = controller.signal;
-    let lastProgress = -1;
-    const ctx: RunContext = {
-      signal,
-      progress: (percent) => {
-        const p = Math.max(0, Math.min(100, Math.round(percent)));
-        if (p <= lastProgress || signal.aborted) return;
-        lastProgress = p;
-        store.tasks
-          .saveProgress(task.id, p, clock.now())
-          .then(() => this.events.emit('task', { id: task.id, accountId: task.accountId, state: 'running', progress: p } satisfies TaskEvent))
-          .catch(this.logFailure(task.id, 'saving progress'));
-      },
-      log: (message) => void store.tasks.appendLog(task.id, message, clock.now()).catch(this.logFailure(task.id, 'appending a log line')),
-      checkpoint: async (data) => {
-        if (await store.tasks.saveCheckpoint(task.id, data, clock.now(), task.attempts)) return;
-        // Settled elsewhere, or a later attempt (another node's) has the task: this run must start nothing more.
-        controller.abort(new Error('the task is no longer this attempt\'s to run'));
-        signal.throwIfAborted();
-      },
-    };
-    // Not awaited, like the provider's own lines after it: it goes in the same lane, so it keeps its place before
-    // them, and it shares a group commit with the run's next write instead of holding up the provider call for one.
-    // Before the inputs are fetched, which is part of the attempt (and may be what fails it).
-    ctx.log(`Attempt ${task.attempts} started on ${provider.id}.`);
-    const inputImages = provider.wantsInputBytes === false ? [] : await this.deps.resolveInputs(task, signal);
-    signal.throwIfAborted();
-    const job: ProviderJob = {
-      taskId: task.id,
-      input: task.input,
-      size: producedSize(task.input),
-      inputImages,
-      attempt: task.attempts,
-      ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}),
-    };
-    const result = await provider.run(job, ctx);
-    signal.throwIfAborted();
-    return this.deps.saveOutputs(task, result);
-  }
-
-  /** Side writes (progress, log lines) must never become unhandled rejections that take the process down. */
-  private logFailure(taskId: string, what: string) {
-    return (err: unknown) => this.deps.log.warn({ err, taskId }, `${what} failed`);
   }
 
   private async announce(id: string, known?: TaskRecord): Promise<void> {
