@@ -28,8 +28,13 @@ export interface ChannelLease {
   readonly channel: ChannelRecord;
   /** The channel answered properly: closes its circuit. */
   succeeded(): void;
-  /** The channel failed this submission (network, throttling, credentials): counts towards opening its circuit. */
+  /** The channel failed this submission (network, server errors, credentials): counts towards opening its circuit. */
   failed(code: string, message: string): void;
+  /**
+   * The upstream asked us to slow down (a rate limit): shown in the channel's recent errors, but no verdict on the
+   * channel, whose circuit stays as it is. A burst is paced, not a fault worth taking the channel out for.
+   */
+  throttled(code: string, message: string): void;
   /** Hands the slot back (the upstream task ended, or was never created). Idempotent. */
   release(): void;
 }
@@ -364,6 +369,10 @@ export class ChannelPool {
         judged = true;
         this.remember(slot, code, message);
         if (slot.breaker.failure()) this.armReopen(slot);
+        this.changed();
+      },
+      throttled: (code, message) => {
+        this.remember(slot, code, message);
         this.changed();
       },
       release: () => {

@@ -131,6 +131,9 @@ export function isDuplicateSession(f: UpstreamFailure): boolean {
   return /SessionId/i.test(f.code) || (/session\s*id/i.test(f.message) && /exist|duplicat|used|repeat|重复/i.test(f.message));
 }
 
+/** Tencent's rate limit (`RequestLimitExceeded`, `RequestLimitExceeded.*`): slow down, nothing wrong with the channel. */
+export const isThrottled = (f: UpstreamFailure): boolean => /^RequestLimitExceeded(\.|$)/.test(f.code);
+
 /** The failure as a client reads it (task log, task error): Tencent's answer, or only what kind of failure it was. */
 export function describe(f: UpstreamFailure): string {
   return `Tencent VOD: ${f.clientMessage ?? f.message}${f.requestId ? ` (RequestId ${f.requestId})` : ''}`;

@@ -13,6 +13,8 @@ export interface TencentVodOptions {
   readonly reconcile: Omit<ReconcileOptions, 'windowMs' | 'createTimeoutMs' | 'callTimeoutMs'>;
   readonly events: { readonly pullTimeoutMs: number; readonly idleMs: number; readonly errorBackoffMaxMs: number };
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
+  /** CreateAigcImageTask calls per channel in any `windowMs`, on each node (pacer.ts). */
+  readonly submissions: { readonly limit: number; readonly windowMs: number };
   /** How often the channel cache reloads from the database (changes made by the CLI beside a running server). */
   readonly channelRefreshMs: number;
   /** How often a node reads the channel slots other nodes hold (PostgreSQL; channel-pool.ts `sharedRefreshMs`). */
@@ -43,6 +45,7 @@ export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
   reconcile: { delaysMs: [1_000, 2_000, 5_000, 10_000, 30_000], lookupsBeforeResubmit: 3, slackMs: 5 * 60_000, listingLagMs: 10 * 60_000 },
   events: { pullTimeoutMs: 10_000, idleMs: 1_000, errorBackoffMaxMs: 30_000 },
   breaker: { failureThreshold: 5, cooldownMs: 30_000 },
+  submissions: { limit: 20, windowMs: 1_000 },
   channelRefreshMs: 5_000,
   sharedSlotsRefreshMs: 1_000,
   // Two minutes in place per attempt: the run keeps its engine slot (and so the channel's share of the lane) meanwhile.
@@ -58,6 +61,7 @@ export interface TencentVodOverrides {
   readonly reconcile?: Partial<TencentVodOptions['reconcile']>;
   readonly events?: Partial<TencentVodOptions['events']>;
   readonly breaker?: Partial<TencentVodOptions['breaker']>;
+  readonly submissions?: Partial<TencentVodOptions['submissions']>;
   readonly channelRefreshMs?: number;
   readonly sharedSlotsRefreshMs?: number;
   readonly download?: Partial<TencentVodOptions['download']>;
@@ -74,6 +78,7 @@ export function resolveOptions(overrides: TencentVodOverrides = {}): TencentVodO
     reconcile: { ...o.reconcile, ...overrides.reconcile },
     events: { ...o.events, ...overrides.events },
     breaker: { ...o.breaker, ...overrides.breaker },
+    submissions: { ...o.submissions, ...overrides.submissions },
     download: { ...o.download, ...overrides.download },
   };
 }

@@ -5,6 +5,7 @@ import type { ChannelRecord, ChannelStore } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import { ChannelPool } from '../../worker/channel-pool';
 import { createVodApi, type VodApi } from './client';
+import { SubmissionPacer } from './pacer';
 import { EventPump, pullsEvents, type TaskStanding } from './events';
 import { TaskFollower, type ChannelAccess } from './follower';
 import type { TencentVodOptions } from './options';
@@ -41,9 +42,12 @@ export class TencentRuntime {
   readonly events: EventPump;
   readonly reconcileOptions: ReconcileOptions;
   private readonly clients = new Map<string, { updatedAt: number; access: ChannelAccess }>();
+  /** Kept across clients: a channel whose settings change is still the same upstream account. */
+  private readonly pacer: SubmissionPacer;
 
   constructor(private readonly deps: RuntimeDeps) {
     const { options, clock } = deps;
+    this.pacer = new SubmissionPacer(options.submissions);
     this.pool = new ChannelPool({
       clock,
       breaker: options.breaker,
@@ -111,6 +115,7 @@ export class TencentRuntime {
     const channels = await this.deps.channels.listChannels({ includeDeleted: true });
     this.pool.load(channels);
     this.events.sync(channels);
+    this.pacer.prune();
     for (const [id, cached] of this.clients) {
       const current = this.pool.channel(id);
       if (!current || current.updatedAt !== cached.updatedAt) {
@@ -134,12 +139,21 @@ export class TencentRuntime {
       return undefined;
     }
     if (cached) setTimeout(() => cached.access.api.close(), 60_000).unref();
-    const api: VodApi = createVodApi({
+    const client = createVodApi({
       secretId: channel.secretId,
       secretKey,
       ...(channel.region ? { region: channel.region } : {}),
       ...(channel.endpoint ? { endpoint: channel.endpoint } : {}),
     });
+    // Every CreateAigcImageTask of the channel waits its turn (pacer.ts): submissions and reconciliation's resubmissions.
+    const api: VodApi = {
+      ...client,
+      close: () => client.close(),
+      createAigcImageTask: async (req, o) => {
+        await this.pacer.take(channel.id, o.signal);
+        return client.createAigcImageTask(req, o);
+      },
+    };
     const access: ChannelAccess = { api, subAppId: channel.subAppId, eventsEnabled: pullsEvents(channel) };
     this.clients.set(channel.id, { updatedAt: channel.updatedAt, access });
     return access;

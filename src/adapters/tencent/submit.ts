@@ -3,7 +3,7 @@ import type { Clock } from '../../ports/clock';
 import { IDLE_CHECKPOINT, permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
 import type { ChannelLease, ChannelPool } from '../../worker/channel-pool';
 import type { Vod } from './client';
-import { classify, describe, isDuplicateSession, mayHaveCreated, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
+import { classify, describe, isDuplicateSession, isThrottled, mayHaveCreated, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
 import type { ChannelAccess } from './follower';
 import { lookUpAfterServerError, reconcile, type ReconcileOptions, type ReconcileRequest } from './reconcile';
 import type { RunState } from './run-state';
@@ -148,7 +148,8 @@ export async function submitWithFailover(
           lease.succeeded();
           throw toProviderError(f, false);
         }
-        if (!serverError && !inDoubtFirst) lease.failed(f.code, f.message);
+        if (isThrottled(f)) lease.throttled(f.code, f.message);
+        else if (!serverError && !inDoubtFirst) lease.failed(f.code, f.message);
         ctx.log(`An upstream channel refused (${describe(f)}); trying another channel.`);
         tried.add(channel.id);
         last = f;

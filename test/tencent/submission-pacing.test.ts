@@ -1,0 +1,140 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { SubmissionPacer } from '../../src/adapters/tencent/pacer';
+import { ChannelPool, type ChannelLease } from '../../src/worker/channel-pool';
+import type { ChannelRecord } from '../../src/ports/channels';
+import type { CreateOutcome } from './server';
+import { startHarness, type Harness } from './harness';
+
+/**
+ * Tencent allows an account 20 CreateAigcImageTask calls a second. A burst larger than that, on a channel with room
+ * for it, used to go out at once: the surplus was refused with RequestLimitExceeded, the refusals opened the
+ * channel's circuit, and tasks failed over or used up their attempts for nothing but their number. Calls are now
+ * paced per channel, and a rate-limit refusal is no verdict on the channel.
+ */
+describe('SubmissionPacer', () => {
+  /** A pacer on a hand-moved clock whose waits are recorded instead of slept. */
+  function pacer(limit: number, windowMs: number) {
+    const clock = { t: 0 };
+    const waits: Array<[string, number]> = [];
+    let channel = '';
+    const p = new SubmissionPacer({ limit, windowMs }, () => clock.t, async (ms) => void waits.push([channel, ms]));
+    const take = async (id: string, signal?: AbortSignal) => {
+      channel = id;
+      await p.take(id, signal);
+    };
+    return { p, clock, waits, take };
+  }
+
+  it('lets `limit` calls go at once, then one per freed place in the window, in order; each channel on its own', async () => {
+    const { clock, waits, take } = pacer(3, 1000);
+    for (let i = 0; i < 7; i++) await take('a');
+    await take('b');
+    expect(waits).toEqual([['a', 1000], ['a', 1000], ['a', 1000], ['a', 2000]]);
+    // Later, with the window moved on: of the last three starts (1000, 1000, 2000) two have left it at 2500, so two
+    // calls go at once and a third waits for the one of 2000 to leave.
+    clock.t = 2500;
+    waits.length = 0;
+    for (let i = 0; i < 3; i++) await take('a');
+    expect(waits).toEqual([['a', 500]]);
+  });
+
+  it('never lets more than `limit` start in any window, whatever the arrival times', async () => {
+    const { clock, waits, take } = pacer(4, 1000);
+    const arrivals = [0, 0, 10, 10, 10, 300, 950, 960, 1500, 1500, 1500, 1500, 1500, 3000, 3001];
+    const starts: number[] = [];
+    for (const at of arrivals) {
+      clock.t = at;
+      const before = waits.length;
+      await take('a');
+      starts.push(at + (waits.length > before ? waits[waits.length - 1]![1] : 0));
+    }
+    for (const [i, start] of starts.entries()) {
+      expect(starts.filter((s) => s >= start && s < start + 1000).length, `window from call ${i}`).toBeLessThanOrEqual(4);
+      if (i > 0) expect(start).toBeGreaterThanOrEqual(starts[i - 1]!); // in order
+    }
+    // Never later than needed: the fifth call starts exactly when the first leaves the window.
+    expect(starts.slice(0, 6)).toEqual([0, 0, 10, 10, 1000, 1000]);
+  });
+
+  it('a wait its run gave up on rejects with the abort; an aborted signal is refused before anything is counted', async () => {
+    const gate = new SubmissionPacer({ limit: 1, windowMs: 60_000 });
+    await gate.take('a');
+    const cancelled = new AbortController();
+    const waiting = gate.take('a', cancelled.signal);
+    cancelled.abort(new Error('cancelled by the client'));
+    await expect(waiting).rejects.toThrow('cancelled by the client');
+    await expect(gate.take('b', cancelled.signal)).rejects.toThrow('cancelled by the client');
+    // Channel b counted nothing: its first call goes at once.
+    await gate.take('b');
+  });
+});
+
+describe('a rate-limit refusal is no verdict on the channel', () => {
+  it('RequestLimitExceeded, however often, leaves the circuit closed and shows in the recent errors', () => {
+    const channel: ChannelRecord = {
+      id: 'a', provider: 'tencent-vod', name: 'a', secretId: 'AKID', secretKeySealed: 'v1.x', subAppId: 1, models: ['GEM'],
+      priority: 0, weight: 1, maxConcurrency: 5, enabled: true, eventsEnabled: false, createdAt: 0, updatedAt: 0,
+    };
+    const pool = new ChannelPool({ clock: { now: () => 1 }, breaker: { failureThreshold: 2, cooldownMs: 1000 } });
+    pool.load([channel]);
+    for (let i = 0; i < 5; i++) {
+      const lease = pool.tryAcquire('GEM', '3.0') as ChannelLease;
+      lease.throttled('RequestLimitExceeded', 'too many requests');
+      lease.release();
+    }
+    expect(pool.health('a')).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
+    expect(JSON.stringify(pool.health('a'))).toContain('RequestLimitExceeded');
+    expect((pool.tryAcquire('GEM', '3.0') as ChannelLease).channel.id).toBe('a');
+  });
+});
+
+describe('a burst on one channel, against an upstream that enforces its rate', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  /** Refuses a create when `limit` were accepted in the last `windowMs` (Tencent's per-account rate), real time. */
+  function rateLimited(limit: number, windowMs: number) {
+    const accepted: number[] = [];
+    let refused = 0;
+    const onCreate = (): CreateOutcome => {
+      const now = performance.now();
+      while (accepted.length > 0 && accepted[0]! <= now - windowMs) accepted.shift();
+      if (accepted.length >= limit) {
+        refused++;
+        return { kind: 'refuse', code: 'RequestLimitExceeded', message: 'request rate exceeded' };
+      }
+      accepted.push(now);
+      return { kind: 'accept' };
+    };
+    return { onCreate, refused: () => refused };
+  }
+
+  it('paced: every task of a burst three times the rate is made upstream at the first try, none refused', async () => {
+    // The relay paces 4 per 600 ms; the upstream allows 4 per 300 ms (the margin absorbs loopback jitter).
+    h = await startHarness({ tencent: { submissions: { limit: 4, windowMs: 600 } } });
+    const upstream = rateLimited(4, 300);
+    h.server.onCreate = upstream.onCreate;
+    await h.addChannel(h.accounts[0]!, { max_concurrency: 50 });
+    const ids = await Promise.all(Array.from({ length: 12 }, () => h!.submit()));
+    const tasks = await Promise.all(ids.map((id) => h!.finished(id)));
+    expect(tasks.map((t) => t.state)).toEqual(ids.map(() => 'succeeded'));
+    expect(tasks.map((t) => t.attempts)).toEqual(ids.map(() => 1));
+    expect(upstream.refused()).toBe(0);
+    expect(h.server.tasksOf(h.accounts[0]!.secretId)).toHaveLength(12);
+  });
+
+  it('unpaced (the upstream stricter than the relay): the refusals happen, and the channel is not taken out for them', async () => {
+    h = await startHarness({ tencent: { submissions: { limit: 1000, windowMs: 1000 }, breaker: { failureThreshold: 2, cooldownMs: 60_000 } } });
+    const upstream = rateLimited(4, 300);
+    h.server.onCreate = upstream.onCreate;
+    const { id: channelId } = await h.addChannel(h.accounts[0]!, { max_concurrency: 50 });
+    const ids = await Promise.all(Array.from({ length: 12 }, () => h!.submit()));
+    await Promise.all(ids.map((id) => h!.finished(id)));
+    expect(upstream.refused()).toBeGreaterThan(0); // what the pacer spares a real account
+    const channel = (await h.t.admin.get(`/admin/v1/channels/${channelId}`)).body;
+    expect(channel.health.circuit).toBe('closed');
+  });
+});
