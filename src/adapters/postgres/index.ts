@@ -10,7 +10,7 @@ import type { PgContext } from './context';
 import { createPool, newPool, poolConfig, type ConnectOptions } from './database';
 import { postgresFileStore } from './files';
 import { postgresIdempotencyStore } from './idempotency';
-import { migrate } from './migrations';
+import { migrate } from './migrate';
 import { postgresTaskStore } from './tasks';
 import { postgresWebhookStore } from './webhooks';
 
@@ -79,4 +79,5 @@ export async function createPostgresStore(url: string, options: PostgresStoreOpt
 }
 
 export { PgDispatchQueue, type PgQueueOptions } from './dispatch-queue';
-export { migrate, PG_MIGRATIONS } from './migrations';
+export { migrate } from './migrate';
+export { PG_MIGRATIONS } from './migrations';
