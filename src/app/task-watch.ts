@@ -14,6 +14,13 @@ export interface TaskEvent {
 type Watcher = (event: TaskEvent) => void;
 
 /**
+ * Event streams and held waits one account may have open at once on a node. Each holds a connection and a watcher;
+ * without a bound one key could hold tens of thousands open, at no cost to itself, and take the node's memory and
+ * file descriptors from every other account. Past it a stream is refused (429) and a wait is answered at once.
+ */
+export const MAX_WATCHES_PER_ACCOUNT = 200;
+
+/**
  * Where the watchers of single tasks (`Prefer: wait`, event streams) are told of their task: each task has its own
  * list, so an event costs only its own task's watchers. (One listener per watcher on one shared event made every
  * event of the node cost every open watcher: with 10,000 streams open on one task, about 0.25 ms per event of any
@@ -23,6 +30,7 @@ type Watcher = (event: TaskEvent) => void;
 export class TaskWatchers {
   private readonly byTask = new Map<string, Set<Watcher>>();
   private readonly missed = new Set<() => void>();
+  private readonly perAccount = new Map<string, number>();
   /** 'count' after every watcher added or removed (tests wait on it; nothing in the relay listens). */
   readonly changes = new EventEmitter();
 
@@ -54,6 +62,29 @@ export class TaskWatchers {
     return () => {
       this.missed.delete(listener);
     };
+  }
+
+  /**
+   * Counts one open stream or wait of `accountId` if it has fewer than `limit`: returns the function that gives the
+   * place back (call it once, when the stream or wait ends), or undefined when the account has none left.
+   */
+  admit(accountId: string, limit = MAX_WATCHES_PER_ACCOUNT): (() => void) | undefined {
+    const open = this.perAccount.get(accountId) ?? 0;
+    if (open >= limit) return undefined;
+    this.perAccount.set(accountId, open + 1);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const left = this.perAccount.get(accountId)! - 1;
+      if (left === 0) this.perAccount.delete(accountId);
+      else this.perAccount.set(accountId, left);
+    };
+  }
+
+  /** Streams and waits `accountId` has open (admit). */
+  admitted(accountId: string): number {
+    return this.perAccount.get(accountId) ?? 0;
   }
 
   /** Open watchers: of task `id`, or of every task. */

@@ -20,6 +20,13 @@ export async function waitAsPreferred(deps: HttpDeps, reply: FastifyReply, task:
   const closing = reply.server.closing;
   // The client may have hung up, or closing begun, while the route read the task: their events do not come again.
   if (closing.aborted || reply.raw.destroyed) return task;
+  // The account has as many streams and waits open as it may (MAX_WATCHES_PER_ACCOUNT): answered now, as a server
+  // may do with any preference (RFC 7240), and without Preference-Applied, so the client can tell.
+  const release = deps.engine.watchers.admit(task.accountId);
+  if (!release) {
+    reply.removeHeader('Preference-Applied');
+    return task;
+  }
   const stop = new AbortController();
   const onStop = () => stop.abort();
   reply.raw.once('close', onStop);
@@ -28,6 +35,7 @@ export async function waitAsPreferred(deps: HttpDeps, reply: FastifyReply, task:
     const done = await awaitTerminal(deps.engine.watchers, deps.store.tasks, task.id, waitSeconds * 1000, stop.signal);
     return done ?? (await deps.store.tasks.getTask(task.id)) ?? task;
   } finally {
+    release();
     reply.raw.off('close', onStop);
     closing.removeEventListener('abort', onStop);
   }

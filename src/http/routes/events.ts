@@ -1,8 +1,8 @@
 import { PassThrough } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { watchTask } from '../../app/task-watch';
-import { notFound } from '../../domain/errors';
+import { MAX_WATCHES_PER_ACCOUNT, watchTask } from '../../app/task-watch';
+import { notFound, RelayError } from '../../domain/errors';
 import { isTerminal } from '../../domain/task-state';
 import type { TaskRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
@@ -45,7 +45,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
           response: {
             200: { description: 'The event stream.', content: { 'text/event-stream': { schema: Type.String() } } },
             204: Type.Null({ description: 'Last-Event-ID was the result: the stream has nothing more to send.' }),
-            ...errorResponses('AuthFailure', 'ResourceNotFound'),
+            ...errorResponses('AuthFailure', 'ResourceNotFound', 'LimitExceeded.Concurrency'),
           },
         },
       },
@@ -55,6 +55,14 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         if (!first || first.accountId !== accountId) throw notFound('request', request.params.id);
         const lastEventId = request.headers['last-event-id'];
         if (lastEventId === RESULT_EVENT_ID) return reply.code(204).send();
+        const release = deps.engine.watchers.admit(accountId);
+        if (!release) {
+          throw new RelayError(
+            'LimitExceeded.Concurrency',
+            `This account has ${MAX_WATCHES_PER_ACCOUNT} event streams and waits open on this server, the most it may; close one, or poll the status.`,
+            { retryAfterSeconds: 5 },
+          );
+        }
 
         const stream = new PassThrough();
         const write = (event: string, id: string, data: unknown) =>
@@ -97,6 +105,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         function end() {
           if (ended) return;
           ended = true;
+          release!();
           stopWatching();
           clearInterval(keepAlive);
           reply.server.closing.removeEventListener('abort', end);
