@@ -4,7 +4,7 @@ import { isStoreUnavailable } from '../ports/store';
 import { closeAfterAnswer, declaresBody } from './lingering-close';
 
 /** The one error envelope (Tencent Cloud's), used for every failure the API answers. */
-export function envelope(code: ErrorCode | string, message: string, requestId: string) {
+export function envelope(code: ErrorCode, message: string, requestId: string) {
   return { Response: { Error: { Code: code, Message: message }, RequestId: requestId } };
 }
 

@@ -83,7 +83,7 @@ export async function sendStoredFile(
   // Opened for HEAD too: a HEAD must answer what the GET would, and the GET of a file whose bytes are gone is a 404.
   const body = await storage.stream(file.storageKey, range);
   if (!body) {
-    reply.removeHeader('Content-Range').removeHeader('Content-Length').code(404);
+    reply.removeHeader('Content-Range').removeHeader('Content-Length');
     throw new RelayError('ResourceNotFound', `file ${JSON.stringify(file.id)}: content is gone`);
   }
   if (request.method === 'HEAD') {

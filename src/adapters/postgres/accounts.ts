@@ -1,3 +1,4 @@
+import { adjustmentRefusal } from '../../domain/balance-rules';
 import { balanceAnswer, type AccountCreationReservation } from '../../ports/delivery-store';
 import type { AccountStore, AdjustOutcome, KeyPatch, NewAccount } from '../../ports/store';
 import { AUDIT_SQL, reconcileBooks, type AccountTotalsRow, type KeySpentRow, type StrayLedgerRow, type TaskLedgerRow } from '../audit-books';
@@ -74,9 +75,8 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
         // The row lock holds off holds and captures on this account until the adjustment commits or rolls back.
         const row = await one<{ balance: number; held: number }>(c, 'SELECT balance, held FROM accounts WHERE id = $1 FOR UPDATE', [accountId]);
         if (!row) return { ok: false, reason: 'unknown_account' };
-        const available = row.balance - row.held;
-        if (available + amount < 0) return { ok: false, reason: 'insufficient_balance', available };
-        if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
+        const refused = adjustmentRefusal(row, amount);
+        if (refused) return { ok: false, ...refused };
         const updated = await one<{ balance: number }>(c, 'UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance', [accountId, amount]);
         await insertLedger(c, accountId, null, 'adjust', amount, now, reason);
         if (idempotency) await pgBalanceAnswers.answer(c, idempotency, balanceAnswer(updated!.balance), now);

@@ -7,7 +7,7 @@ import { toTask, type TaskRow } from '../rows/tasks';
 import { NOTIFY_DONE, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
-import { newDeliveryId } from './webhooks';
+import { newDeliveryId } from '../delivery-ids';
 
 const newFinishToken = (): string => randomBytes(12).toString('base64url');
 

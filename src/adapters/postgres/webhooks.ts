@@ -1,11 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { newDeliveryId } from '../delivery-ids';
 import type { WebhookStore } from '../../ports/delivery-store';
 import { toAttempt, toDelivery, withinCaps, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
 import { deleteInBatches } from '../batched-delete';
 import { NOTIFY_WEBHOOKS, type PgContext } from './context';
 import { inTransaction, one, rows, type Queryable } from './database';
-
-export const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
 
 /** The outbox insert (aigc_enqueue_delivery, migrations.ts: the same SQL finish uses); undefined when the task has no URL. */
 export async function enqueueDelivery(

@@ -1,3 +1,4 @@
+import { adjustmentRefusal } from '../../domain/balance-rules';
 import type { Account, AccountStore, AdjustOutcome, KeyPatch, NewAccount } from '../../ports/store';
 import { auditBooks } from './audit';
 import type { Db } from './database';
@@ -52,9 +53,8 @@ export function sqliteAccountStore(db: Db): AccountStore {
     if (idem && !answers.owned(idem)) return { ok: false, reason: 'idempotency_lost' };
     const row = selectMoney.get(accountId);
     if (!row) return { ok: false, reason: 'unknown_account' };
-    const available = row.balance - row.held;
-    if (available + amount < 0) return { ok: false, reason: 'insufficient_balance', available };
-    if (row.balance + amount > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'balance_limit', balance: row.balance };
+    const refused = adjustmentRefusal(row, amount);
+    if (refused) return { ok: false, ...refused };
     changeBalance.run(amount, accountId);
     insertLedger.run(accountId, null, 'adjust', amount, reason, now);
     if (idem) answers.answer(idem, balanceAnswer(row.balance + amount), now);

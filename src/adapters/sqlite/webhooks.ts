@@ -1,11 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { newDeliveryId } from '../delivery-ids';
 import type { WebhookStore } from '../../ports/delivery-store';
 import { deleteInBatches } from '../batched-delete';
 import type { Db } from './database';
 import { syncWrite } from './group-commit';
 import { takeRoundRobin, toAttempt, toDelivery, withinCaps, type AttemptRow, type DeliveryRow } from '../rows/webhooks';
-
-const newDeliveryId = (): string => `whd_${randomBytes(12).toString('base64url')}`;
 
 /**
  * The outbox insert for a task's terminal event. The URL is resolved here, in SQL, from the task's own `?webhook=`,

@@ -131,6 +131,14 @@ export function isDuplicateSession(f: UpstreamFailure): boolean {
   return /SessionId/i.test(f.code) || (/session\s*id/i.test(f.message) && /exist|duplicat|used|repeat|重复/i.test(f.message));
 }
 
+/**
+ * The failures of an accepted task that are submitted again: exactly those Tencent lists for a busy or failing model
+ * (AigcImageTask.ErrCodeExt: concurrency limit, task backlog, internal error). Any other code, known or not, is the
+ * request's own or unknown, and another upstream task (billed to the operator) would most likely fail the same way.
+ * (CODE_RULES above sorts the codes of refused API calls; these are the codes of tasks that ran and failed.)
+ */
+export const isRetriedTaskFailure = (errCodeExt: string): boolean => /^(RequestLimitExceeded|FailedOperation|InternalError)(\.|$)/.test(errCodeExt);
+
 /** Tencent's rate limit (`RequestLimitExceeded`, `RequestLimitExceeded.*`): slow down, nothing wrong with the channel. */
 export const isThrottled = (f: UpstreamFailure): boolean => /^RequestLimitExceeded(\.|$)/.test(f.code);
 

@@ -14,7 +14,7 @@ import {
 } from '../../ports/provider';
 import type { ChannelLease } from '../../worker/channel-pool';
 import { downloadOutputs } from './download';
-import { kindOfCode, classify, UNREACHABLE } from './errors';
+import { classify, isRetriedTaskFailure, kindOfCode, UNREACHABLE } from './errors';
 import type { Observation } from './follower';
 import type { TencentRuntime } from './runtime';
 import { reconcile } from './reconcile';
@@ -56,13 +56,6 @@ export interface ResumeStore {
 }
 
 type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'checkpoint'>;
-
-/**
- * The failures of an accepted task that are submitted again: exactly those Tencent lists for a busy or failing model
- * (AigcImageTask.ErrCodeExt: concurrency limit, task backlog, internal error). Any other code, known or not, is the
- * request's own or unknown, and another upstream task (billed to the operator) would most likely fail the same way.
- */
-const RETRIED_UPSTREAM_FAILURES = /^(RequestLimitExceeded|FailedOperation|InternalError)(\.|$)/;
 
 /** How an upstream task ended, and the SessionId round it ran under. */
 interface Followed {
@@ -302,7 +295,7 @@ export class TencentVodProvider implements ImageProvider {
       // Tencent's own list for a failed AIGC image task: the model's concurrency limit, a backlog and internal errors
       // say nothing about the request, and another submission may well succeed. It goes under a new SessionId (this
       // one can never be sent again), through the engine's one retry path. Anything else is the request's own.
-      if (detail.ErrCodeExt && RETRIED_UPSTREAM_FAILURES.test(detail.ErrCodeExt)) {
+      if (detail.ErrCodeExt && isRetriedTaskFailure(detail.ErrCodeExt)) {
         await ctx.checkpoint({ ...IDLE_CHECKPOINT, round: round + 1 } satisfies TencentCheckpoint);
         throw retryableError(code, message);
       }
