@@ -3,8 +3,7 @@ import { FieldError, notFound, RelayError } from '../domain/errors';
 import { TEXT_MAX, withinLength } from '../domain/operator-limits';
 import type { Clock } from '../ports/clock';
 import type { BalanceChangeReservation } from '../ports/delivery-store';
-import type { Account, ApiKeyRecord, NewAccount, Store } from '../ports/store';
-import { issueKey } from './api-keys';
+import type { Account, NewAccount, Store } from '../ports/store';
 import { newId } from './ids';
 
 /** The reservation was taken over after its lease ran out (app/idempotency.ts); nothing was written. */
@@ -14,7 +13,7 @@ const reservationLost = () =>
   });
 
 /**
- * Operator use cases over accounts and keys; the admin HTTP routes and the CLI both call these.
+ * Operator use cases over accounts (keys: api-keys.ts); the admin HTTP routes and the CLI both call these.
  *
  * With `idempotency` (an operator's Idempotency-Key: an opening balance is money, so a retried creation must not
  * fund a second account), `answer` renders the account as the route sends it; the store records that answer in the
@@ -45,30 +44,6 @@ export async function createAccount(
   const created = await store.accounts.createAccount(account, { ...idempotency.reservation, body });
   if (created === 'idempotency_lost') throw reservationLost();
   return created;
-}
-
-export async function createApiKey(
-  store: Store,
-  clock: Clock,
-  accountId: string,
-  input: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number; callbackUrl?: string },
-): Promise<{ record: ApiKeyRecord; plaintext: string }> {
-  if (input.name !== undefined) withinLength('name', input.name, TEXT_MAX.name);
-  if (input.callbackUrl !== undefined) withinLength('callback_url', input.callbackUrl, TEXT_MAX.callbackUrl);
-  if (!(await store.accounts.getAccount(accountId))) throw notFound('account', accountId);
-  const issued = issueKey();
-  const record = await store.accounts.createKey({
-    id: issued.keyId,
-    accountId,
-    secretHash: issued.secretHash,
-    createdAt: clock.now(),
-    ...(input.name !== undefined ? { name: input.name } : {}),
-    ...(input.rpm !== undefined ? { rpm: input.rpm } : {}),
-    ...(input.maxConcurrency !== undefined ? { maxConcurrency: input.maxConcurrency } : {}),
-    ...(input.spendCap !== undefined ? { spendCap: input.spendCap } : {}),
-    ...(input.callbackUrl !== undefined ? { callbackUrl: input.callbackUrl } : {}),
-  });
-  return { record, plaintext: issued.plaintext };
 }
 
 /** Adds credits; with `idempotency`, the answer is stored on the reservation with the credit (ports/delivery-store.ts). */
@@ -122,4 +97,30 @@ export async function adjustBalance(
     case 'balance_limit':
       throw new FieldError('InvalidParameterValue', 'amount', `the balance (${outcome.balance}) would pass ${Number.MAX_SAFE_INTEGER}`);
   }
+}
+
+/** Newest first; `after`: the last account of the page before (its id), whose successors are the next page. */
+export async function listAccounts(store: Store, limit = 100, after?: string): Promise<Account[]> {
+  if (after !== undefined && !(await store.accounts.getAccount(after))) {
+    throw new FieldError('InvalidParameterValue', 'cursor', 'names no account: pass the next_cursor of the page before');
+  }
+  return store.accounts.listAccounts(limit, after);
+}
+
+export async function getAccount(store: Store, accountId: string): Promise<Account> {
+  const account = await store.accounts.getAccount(accountId);
+  if (!account) throw notFound('account', accountId);
+  return account;
+}
+
+/** Renames an account or sets its callback URL (`null` removes it); 404 for an unknown account. */
+export async function updateAccount(store: Store, accountId: string, patch: { name?: string; callbackUrl?: string | null }): Promise<Account> {
+  if (patch.name !== undefined) {
+    if (!patch.name.trim()) throw new FieldError('InvalidParameterValue', 'name', 'must not be empty');
+    withinLength('name', patch.name, TEXT_MAX.name);
+  }
+  if (patch.callbackUrl) withinLength('callback_url', patch.callbackUrl, TEXT_MAX.callbackUrl);
+  const account = await store.accounts.updateAccount(accountId, patch);
+  if (!account) throw notFound('account', accountId);
+  return account;
 }

@@ -1,47 +1,60 @@
-import crypto, { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { newId } from './ids';
+import { notFound } from '../domain/errors';
+import { TEXT_MAX, withinLength } from '../domain/operator-limits';
+import type { Clock } from '../ports/clock';
+import type { ApiKeyRecord, KeyPatch, Store } from '../ports/store';
+import { getAccount } from './accounts';
+import { issueKey } from './key-secrets';
 
 /**
- * API keys look like `ar_<keyId>.<secret>`. The key id is public and indexes the row; only SHA-256 of the secret
- * is stored, and it is compared in constant time. A stolen database therefore yields no usable key.
+ * Operator use cases over API keys; the admin routes and the CLI both call these (key secrets: key-secrets.ts).
+ * Limits are read by the store on every submit, so a change applies to the key's next request on every node; a
+ * revoked key is refused from its next request on (nothing caches keys).
  */
-const KEY_PATTERN = /^ar_(key_[A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{43})$/;
-
-export interface IssuedKey {
-  readonly keyId: string;
-  readonly plaintext: string;
-  readonly secretHash: string;
+export async function createApiKey(
+  store: Store,
+  clock: Clock,
+  accountId: string,
+  input: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number; callbackUrl?: string },
+): Promise<{ record: ApiKeyRecord; plaintext: string }> {
+  if (input.name !== undefined) withinLength('name', input.name, TEXT_MAX.name);
+  if (input.callbackUrl !== undefined) withinLength('callback_url', input.callbackUrl, TEXT_MAX.callbackUrl);
+  if (!(await store.accounts.getAccount(accountId))) throw notFound('account', accountId);
+  const issued = issueKey();
+  const record = await store.accounts.createKey({
+    id: issued.keyId,
+    accountId,
+    secretHash: issued.secretHash,
+    createdAt: clock.now(),
+    ...(input.name !== undefined ? { name: input.name } : {}),
+    ...(input.rpm !== undefined ? { rpm: input.rpm } : {}),
+    ...(input.maxConcurrency !== undefined ? { maxConcurrency: input.maxConcurrency } : {}),
+    ...(input.spendCap !== undefined ? { spendCap: input.spendCap } : {}),
+    ...(input.callbackUrl !== undefined ? { callbackUrl: input.callbackUrl } : {}),
+  });
+  return { record, plaintext: issued.plaintext };
 }
 
-/**
- * SHA-256, one-shot where Node has it (20.12+): every authenticated request hashes its key's secret, and the
- * one-shot call costs about 60% of a Hash object's (measured).
- */
-const sha256 = (data: string): Buffer =>
-  typeof crypto.hash === 'function' ? crypto.hash('sha256', data, 'buffer') : createHash('sha256').update(data).digest();
-
-export const hashSecret = (secret: string): string => sha256(secret).toString('hex');
-
-export function issueKey(): IssuedKey {
-  const keyId = newId('key');
-  const secret = randomBytes(32).toString('base64url');
-  return { keyId, plaintext: `ar_${keyId}.${secret}`, secretHash: hashSecret(secret) };
+export async function listKeys(store: Store, accountId: string): Promise<ApiKeyRecord[]> {
+  await getAccount(store, accountId);
+  return store.accounts.listKeys(accountId);
 }
 
-export function parseKey(plaintext: string): { keyId: string; secret: string } | undefined {
-  const match = KEY_PATTERN.exec(plaintext);
-  return match ? { keyId: match[1]!, secret: match[2]! } : undefined;
+export async function getKey(store: Store, keyId: string): Promise<ApiKeyRecord> {
+  const key = await store.accounts.getKey(keyId);
+  if (!key) throw notFound('key', keyId);
+  return key;
 }
 
-export function secretMatches(secret: string, storedHash: string): boolean {
-  const given = sha256(secret);
-  const stored = Buffer.from(storedHash, 'hex');
-  return given.length === stored.length && timingSafeEqual(given, stored);
+export async function updateKey(store: Store, keyId: string, patch: KeyPatch): Promise<ApiKeyRecord> {
+  if (patch.name) withinLength('name', patch.name, TEXT_MAX.name);
+  if (patch.callbackUrl) withinLength('callback_url', patch.callbackUrl, TEXT_MAX.callbackUrl);
+  const key = await store.accounts.updateKey(keyId, patch);
+  if (!key) throw notFound('key', keyId);
+  return key;
 }
 
-/** Constant-time comparison of two tokens of any length (the admin token). */
-export function tokensMatch(given: string, expected: string): boolean {
-  const a = sha256(given);
-  const b = sha256(expected);
-  return timingSafeEqual(a, b);
+/** Idempotent, as a DELETE is: revoking a revoked key is done already (it keeps its first revocation time). */
+export async function revokeKey(store: Store, keyId: string, now: number): Promise<void> {
+  if (await store.accounts.revokeKey(keyId, now)) return;
+  if (!(await store.accounts.getKey(keyId))) throw notFound('key', keyId);
 }

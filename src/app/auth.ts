@@ -1,6 +1,6 @@
 import { RelayError } from '../domain/errors';
 import type { ApiKeyRecord, Store } from '../ports/store';
-import { parseKey, secretMatches, tokensMatch } from './api-keys';
+import { parseKey, secretMatches, tokensMatch } from './key-secrets';
 
 /**
  * Who is calling: the key and the account it belongs to. Only the account's id is carried: every route needs just

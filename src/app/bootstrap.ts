@@ -1,6 +1,7 @@
 import type { Clock } from '../ports/clock';
 import type { Store } from '../ports/store';
-import { createAccount, createApiKey } from './accounts';
+import { createAccount } from './accounts';
+import { createApiKey } from './api-keys';
 
 /**
  * On an empty database: a `dev` account with a starting balance and one key, so the first `npm start` can be

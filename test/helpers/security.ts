@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { issueKey } from '../../src/app/api-keys';
+import { issueKey } from '../../src/app/key-secrets';
 import type { TestRelay } from './relay';
 
 export interface RouteUnderTest {

@@ -1,8 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { createApiKey } from '../../app/accounts';
+import { createApiKey, getKey, listKeys, revokeKey, updateKey } from '../../app/api-keys';
 import { keyView } from '../../app/admin-views';
-import { getKey, listKeys, revokeKey, updateKey } from '../../app/keys';
 import type { KeyPatch } from '../../ports/store';
 import type { HttpDeps } from '../context';
 import { CreatedKeyBody, KeyBody as KeyAnswer, NoContent } from './admin-bodies';

@@ -1,10 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { adjustBalance, topUp } from '../../app/accounts';
+import { adjustBalance, getAccount, topUp } from '../../app/accounts';
 import { TEXT_MAX } from '../../domain/operator-limits';
 import { ledgerView } from '../../app/admin-views';
 import { operatorKeyScope } from '../../app/idempotency';
-import { getAccount } from '../../app/keys';
 import { balanceAnswer, type BalanceChangeReservation } from '../../ports/delivery-store';
 import type { HttpDeps } from '../context';
 import { errorResponses } from '../schemas';

@@ -1,9 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { createAccount } from '../../app/accounts';
+import { createAccount, getAccount, listAccounts, updateAccount } from '../../app/accounts';
 import { NEW_ACCOUNTS_SCOPE } from '../../app/idempotency';
 import { accountView, auditView, taskView } from '../../app/admin-views';
-import { getAccount, listAccounts, updateAccount } from '../../app/keys';
 import { forceFailTask } from '../../app/operator';
 import { notFound } from '../../domain/errors';
 import { TEXT_MAX } from '../../domain/operator-limits';
