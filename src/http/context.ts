@@ -18,7 +18,8 @@ export interface HttpDeps {
   readonly config: Config;
   readonly store: Store;
   readonly storage: FileStorage;
-  readonly engine: TaskEngine;
+  /** What the routes ask of the engine: cancels, operator settlements, and the watchers of single tasks. */
+  readonly engine: Pick<TaskEngine, 'cancel' | 'settledElsewhere' | 'watchers'>;
   readonly clock: Clock;
   readonly signer: FileLinkSigner;
   readonly adminToken: string;
