@@ -4,7 +4,7 @@
  * look: in the shared database. One node (SQLite) keeps the count in the process; PostgreSQL keeps one row per
  * slot, leased to the node holding it, so the slots of a node that died come free when its lease lapses.
  *
- * The channel pool (worker/channel-pool.ts) takes a slot here after choosing a channel and before submitting
+ * The channel pool (adapters/upstream-channels/channel-pool.ts) takes a slot here after choosing a channel and before submitting
  * upstream, and gives it back when the upstream task ends.
  */
 export interface ChannelSlots {

@@ -7,7 +7,7 @@ import { ensureDevAccount } from '../../src/app/bootstrap';
 import type { ChannelRecord } from '../../src/ports/channels';
 import { systemClock } from '../../src/ports/clock';
 import type { NewTask } from '../../src/ports/store';
-import { ChannelPool } from '../../src/worker/channel-pool';
+import { ChannelPool } from '../../src/adapters/upstream-channels/channel-pool';
 import { INPUT } from '../conformance/store.conformance';
 import { eventually, within } from '../helpers/eventually';
 import { PgTaskNudges } from '../../src/adapters/postgres/task-nudges';

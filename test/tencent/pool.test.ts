@@ -6,8 +6,8 @@ import type { ChannelRecord } from '../../src/ports/channels';
 import { localChannelSlots } from '../../src/adapters/local-channel-slots';
 import { createSqliteStore } from '../../src/adapters/sqlite';
 import { createTencentVod } from '../../src/adapters/tencent';
-import { ChannelPool, type ChannelLease } from '../../src/worker/channel-pool';
-import { CircuitBreaker } from '../../src/worker/circuit-breaker';
+import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-channels/channel-pool';
+import { CircuitBreaker } from '../../src/adapters/upstream-channels/circuit-breaker';
 import { waitUntil, within } from '../helpers/eventually';
 
 /** Channel choice, capacity, circuit breakers, sealing, poll pacing: no network, a fake clock. */

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SubmissionPacer } from '../../src/adapters/tencent/pacer';
-import { ChannelPool, type ChannelLease } from '../../src/worker/channel-pool';
+import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-channels/channel-pool';
 import type { ChannelRecord } from '../../src/ports/channels';
 import type { CreateOutcome } from './server';
 import { startHarness, type Harness } from './harness';

@@ -12,7 +12,7 @@ import {
   type ProviderResult,
   type RunContext,
 } from '../../ports/provider';
-import type { ChannelLease } from '../../worker/channel-pool';
+import type { ChannelLease } from '../upstream-channels/channel-pool';
 import { downloadOutputs } from './download';
 import { classify, isRetriedTaskFailure, kindOfCode, UNREACHABLE } from './errors';
 import type { Observation } from './follower';

@@ -3,7 +3,7 @@ import type { ChannelSlots } from '../../ports/channel-slots';
 import type { TaskNudges } from '../../ports/task-nudges';
 import type { ChannelRecord, ChannelStore } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
-import { ChannelPool } from '../../worker/channel-pool';
+import { ChannelPool } from '../upstream-channels/channel-pool';
 import { createVodApi, type VodApi } from './client';
 import { SubmissionPacer } from './pacer';
 import { EventPump, pullsEvents, type TaskStanding } from './events';

@@ -1,7 +1,7 @@
 import type { ChannelRecord } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import { IDLE_CHECKPOINT, permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
-import type { ChannelLease, ChannelPool } from '../../worker/channel-pool';
+import type { ChannelLease, ChannelPool } from '../upstream-channels/channel-pool';
 import type { Vod } from './client';
 import { classify, describe, isDuplicateSession, isThrottled, mayHaveCreated, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
 import type { ChannelAccess } from './follower';

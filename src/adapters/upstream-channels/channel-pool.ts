@@ -1,8 +1,10 @@
-import { MODEL_KEYS, modelKey } from '../domain/models';
-import type { ChannelSlots } from '../ports/channel-slots';
-import type { ModelCapacity } from '../ports/provider';
-import type { ChannelError, ChannelHealth, ChannelRecord } from '../ports/channels';
-import type { Clock } from '../ports/clock';
+import { MODEL_KEYS, modelKey } from '../../domain/models';
+import type { ChannelSlots } from '../../ports/channel-slots';
+import type { ModelCapacity } from '../../ports/provider';
+import type { ChannelError, ChannelHealth, ChannelRecord } from '../../ports/channels';
+import type { Clock } from '../../ports/clock';
+import { ChangeSignal } from './change-signal';
+import { channelServes, drawByWeight, usable } from './choice';
 import { CircuitBreaker, type BreakerOptions } from './circuit-breaker';
 
 /**
@@ -76,16 +78,11 @@ interface Slot {
 
 export type Acquired = ChannelLease | 'busy' | 'none';
 
-export function channelServes(channel: ChannelRecord, model: string, version: string): boolean {
-  return channel.models.includes(model) || channel.models.includes(`${model}:${version}`);
-}
-
-const usable = (c: ChannelRecord): boolean => c.enabled && c.deletedAt === undefined;
+export { channelServes } from './choice';
 
 export class ChannelPool {
   private readonly slots = new Map<string, Slot>();
-  private readonly listeners = new Set<() => void>();
-  private readonly waiters = new Set<() => void>();
+  private readonly signal = new ChangeSignal();
   /** Submissions waiting in `acquire` for a slot, per model key: the slots they will take are not free to others. */
   private readonly seeking = new Map<string, number>();
   private readonly random: () => number;
@@ -235,7 +232,7 @@ export class ChannelPool {
     if (ready.length === 0) return 'busy';
     const top = Math.max(...ready.map((s) => s.channel.priority));
     const tier = ready.filter((s) => s.channel.priority === top);
-    const slot = this.draw(tier);
+    const slot = drawByWeight(tier, this.random);
     slot.leases++;
     const probe = slot.breaker.begin();
     return this.lease(slot, probe, holder);
@@ -258,11 +255,11 @@ export class ChannelPool {
         this.seeking.set(key, (this.seeking.get(key) ?? 0) + 1);
         // A run waiting here holds no slot: the engine may now have room for another model's task (not the waiters:
         // nothing was freed, and waking them would only bring them back here).
-        for (const listener of this.listeners) listener();
+        this.signal.tellListeners();
         // Slots held on other nodes: nothing here tells us when they free, so look again shortly, reading afresh.
         const othersHold = elsewhere.size > 0 || this.heldElsewhere(model, version);
         try {
-          await this.nextChange(signal, othersHold ? (this.options.slotRetryMs ?? 1000) : undefined);
+          await this.signal.next(signal, othersHold ? (this.options.slotRetryMs ?? 1000) : undefined);
           if (othersHold) await this.refreshShared();
         } finally {
           this.seeking.set(key, this.seeking.get(key)! - 1);
@@ -319,14 +316,13 @@ export class ChannelPool {
 
   /** Called whenever capacity may have grown or shrunk. */
   onChange(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.signal.onChange(listener);
   }
 
   close(): void {
     clearInterval(this.refreshTimer);
     for (const slot of this.slots.values()) clearTimeout(slot.timer);
-    this.listeners.clear();
+    this.signal.clear();
   }
 
   /** Whether some channel serving the model has slots taken on other nodes (as last read). */
@@ -343,16 +339,6 @@ export class ChannelPool {
     if (slot.unread || !usable(slot.channel) || !slot.breaker.canSubmit()) return 0;
     const room = Math.max(0, slot.channel.maxConcurrency - this.inFlight(slot) - slot.elsewhere);
     return slot.breaker.state === 'half-open' ? Math.min(1, room) : room;
-  }
-
-  private draw(tier: Slot[]): Slot {
-    const total = tier.reduce((sum, s) => sum + Math.max(1, s.channel.weight), 0);
-    let point = this.random() * total;
-    for (const slot of tier) {
-      point -= Math.max(1, slot.channel.weight);
-      if (point < 0) return slot;
-    }
-    return tier[tier.length - 1]!;
   }
 
   private lease(slot: Slot, probe: boolean, holder: string | undefined, sharedTaken?: Promise<unknown>): ChannelLease {
@@ -417,29 +403,6 @@ export class ChannelPool {
   }
 
   private changed(): void {
-    const waiters = [...this.waiters];
-    this.waiters.clear();
-    for (const wake of waiters) wake();
-    for (const listener of this.listeners) listener();
-  }
-
-  private nextChange(signal: AbortSignal, timeoutMs?: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => {
-        this.waiters.delete(wake);
-        clearTimeout(timer);
-        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-      };
-      const wake = () => {
-        this.waiters.delete(wake);
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      this.waiters.add(wake);
-      signal.addEventListener('abort', onAbort, { once: true });
-      if (timeoutMs !== undefined) timer = setTimeout(wake, timeoutMs);
-    });
+    this.signal.changed();
   }
 }
