@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { waitUntil, within } from '../helpers/eventually';
 import { SubmissionPacer } from '../../src/adapters/tencent/pacer';
 import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-channels/channel-pool';
 import type { ChannelRecord } from '../../src/ports/channels';
@@ -137,4 +138,38 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
     const channel = (await h.t.admin.get(`/admin/v1/channels/${channelId}`)).body;
     expect(channel.health.circuit).toBe('closed');
   });
+});
+
+describe('a cancel while a submission waits its turn in the pacer', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await h?.close();
+    h = undefined;
+  });
+
+  it('is answered at once, and the task is cancelled without ever being made upstream', async () => {
+    // One call a minute on the channel: the second task's submission waits a minute for its turn.
+    h = await startHarness({ tencent: { submissions: { limit: 1, windowMs: 60_000 } } });
+    await h.addChannel(h.accounts[0]!, { max_concurrency: 4 });
+    h.server.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity } });
+    const take = SubmissionPacer.prototype.take;
+    let turns = 0;
+    let secondWaits!: () => void;
+    const secondWaiting = new Promise<void>((resolve) => (secondWaits = resolve));
+    vi.spyOn(SubmissionPacer.prototype, 'take').mockImplementation(function (this: SubmissionPacer, ...args) {
+      const taken = take.apply(this, args);
+      if (++turns === 2) secondWaits();
+      return taken;
+    });
+    const first = await h.submit();
+    await waitUntil(() => h!.server.bySession(first).length === 1);
+    const second = await h.submit();
+    await within('the second submission reaching the pacer', 10_000, secondWaiting);
+    // Nothing of the second task went upstream yet: a cancel must not wait out the pacer, nor let the call go.
+    const res = await within('the cancel answer', 10_000, h.t.api.put(`/tencent-vod/v1/requests/${second}/cancel`));
+    expect(res.status).toBe(202);
+    expect((await h.finished(second)).state).toBe('cancelled');
+    expect(h.server.bySession(second)).toHaveLength(0);
+  }, 30_000);
 });

@@ -53,9 +53,15 @@ export interface FollowerOptions {
 }
 
 export interface ChannelAccess {
+  /** Its CreateAigcImageTask waits the channel's turn (pacer.ts) when it has one. */
   readonly api: VodApi;
   readonly subAppId: number;
   readonly eventsEnabled: boolean;
+  /**
+   * Waits the channel's turn for one CreateAigcImageTask and returns the call, which does not wait again. A first
+   * submission takes its turn before it counts as on the wire (submit.ts), so a cancel meanwhile stops it there.
+   */
+  readonly turn?: (signal: AbortSignal) => Promise<VodApi['createAigcImageTask']>;
 }
 
 export interface FollowerDeps {

@@ -154,7 +154,15 @@ export class TencentRuntime {
         return client.createAigcImageTask(req, o);
       },
     };
-    const access: ChannelAccess = { api, subAppId: channel.subAppId, eventsEnabled: pullsEvents(channel) };
+    const access: ChannelAccess = {
+      api,
+      subAppId: channel.subAppId,
+      eventsEnabled: pullsEvents(channel),
+      turn: async (signal) => {
+        await this.pacer.take(channel.id, signal);
+        return (req, o) => client.createAigcImageTask(req, o);
+      },
+    };
     this.clients.set(channel.id, { updatedAt: channel.updatedAt, access });
     return access;
   }

@@ -2,7 +2,7 @@ import type { ChannelRecord } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import { IDLE_CHECKPOINT, permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
 import type { ChannelLease, ChannelPool } from '../upstream-channels/channel-pool';
-import type { Vod } from './client';
+import type { Vod, VodApi } from './client';
 import { classify, describe, isDuplicateSession, isThrottled, mayHaveCreated, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
 import type { ChannelAccess } from './follower';
 import { lookUpAfterServerError, reconcile, type ReconcileOptions, type ReconcileRequest } from './reconcile';
@@ -82,6 +82,9 @@ export async function submitWithFailover(
     }
     let keep = false;
     try {
+      // The channel's turn (pacer.ts) is waited for while still selecting: nothing is on the wire yet, so a cancel
+      // meanwhile is answered at once (provider.ts) and stops the submission, instead of waiting out the pacer.
+      const create: VodApi['createAigcImageTask'] = access.turn ? await access.turn(ctx.signal) : (req, o) => access.api.createAigcImageTask(req, o);
       const submittedAt = deps.clock.now();
       const sessionId = sessionIdOf(job.taskId, round);
       await ctx.checkpoint({ phase: 'submitting', channelId: channel.id, submittedAt, round } satisfies SubmittingCheckpoint);
@@ -92,7 +95,7 @@ export async function submitWithFailover(
       state.enter('submitting', { channelId: channel.id });
       const request = deps.request(channel, sessionId);
       try {
-        const res = await access.api.createAigcImageTask(request, { timeoutMs: deps.createTimeoutMs, signal: ctx.signal });
+        const res = await create(request, { timeoutMs: deps.createTimeoutMs, signal: ctx.signal });
         if (!res.TaskId) throw Object.assign(new Error('CreateAigcImageTask answered without a TaskId'), { httpCode: 502 });
         lease.succeeded();
         keep = true;
