@@ -129,7 +129,11 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? '';
     // The router is the whole app's: a path some route serves with another method is a 405, not a 404 (RFC 9110).
-    const allowed = ROUTE_METHODS.filter((method) => method !== request.method && app.findRoute({ method, url: path }) !== null);
+    // Not for a segment past the router's parameter length: its lookup then "finds" a placeholder for every method
+    // with a parametric route, and the Allow header would list methods that are not served there.
+    const maxParamLength = app.initialConfig.maxParamLength ?? 100;
+    const askable = !path.split('/').some((segment) => segment.length > maxParamLength);
+    const allowed = askable ? ROUTE_METHODS.filter((method) => method !== request.method && app.findRoute({ method, url: path }) !== null) : [];
     if (allowed.length === 0) return sendError(reply, new RelayError('ResourceNotFound', `No route ${request.method} ${path}`));
     reply.header('Allow', allowed.join(', '));
     return sendError(reply, new RelayError('UnsupportedOperation.Method', `${request.method} ${path}: not supported here; use ${allowed.join(' or ')}`));
