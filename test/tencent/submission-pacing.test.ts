@@ -127,6 +127,19 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
     expect(h.server.tasksOf(h.accounts[0]!.secretId)).toHaveLength(12);
   });
 
+  it('two channels of one upstream account (one SecretId, two VOD apps) share its rate', async () => {
+    h = await startHarness({ tencent: { submissions: { limit: 4, windowMs: 600 } } });
+    const upstream = rateLimited(4, 300);
+    h.server.onCreate = upstream.onCreate;
+    const account = h.accounts[0]!;
+    await h.addChannel(account, { name: 'first app', max_concurrency: 50 });
+    await h.addChannel(account, { name: 'second app', max_concurrency: 50 });
+    const ids = await Promise.all(Array.from({ length: 12 }, () => h!.submit()));
+    const tasks = await Promise.all(ids.map((id) => h!.finished(id)));
+    expect(tasks.map((t) => t.state)).toEqual(ids.map(() => 'succeeded'));
+    expect(upstream.refused()).toBe(0);
+  });
+
   it('unpaced (the upstream stricter than the relay): the refusals happen, and the channel is not taken out for them', async () => {
     h = await startHarness({ tencent: { submissions: { limit: 1000, windowMs: 1000 }, breaker: { failureThreshold: 2, cooldownMs: 60_000 } } });
     const upstream = rateLimited(4, 300);

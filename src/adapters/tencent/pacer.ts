@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
- * Paces CreateAigcImageTask per channel: at most `limit` calls in any `windowMs` on this node (Tencent allows an
- * account 20 a second). Without it a burst larger than that, on a channel with room for it, was refused upstream
+ * Paces CreateAigcImageTask per upstream account (the runtime's key: endpoint and SecretId, so two channels on one
+ * account share it): at most `limit` calls in any `windowMs` on this node (Tencent allows an account 20 a second). Without it a burst larger than that, on a channel with room for it, was refused upstream
  * with RequestLimitExceeded; those refusals opened the channel's circuit, and tasks then failed over, or used up
  * their attempts, for nothing but their number.
  *
@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * abandoned (its run was cancelled) keeps its place in the window: the count stays on the safe side.
  */
 export class SubmissionPacer {
-  /** Per channel, the start times of its last `limit` calls, in order. */
+  /** Per key (an upstream account), the start times of its last `limit` calls, in order. */
   private readonly starts = new Map<string, number[]>();
 
   constructor(
@@ -22,12 +22,12 @@ export class SubmissionPacer {
     private readonly wait: (ms: number, signal?: AbortSignal) => Promise<unknown> = (ms, signal) => sleep(ms, undefined, signal ? { signal } : {}),
   ) {}
 
-  /** Resolves when a call on `channelId` may start; rejects if `signal` aborts first. */
-  async take(channelId: string, signal?: AbortSignal): Promise<void> {
+  /** Resolves when a call under `key` may start; rejects if `signal` aborts first. */
+  async take(key: string, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     const { limit, windowMs } = this.options;
-    let starts = this.starts.get(channelId);
-    if (!starts) this.starts.set(channelId, (starts = []));
+    let starts = this.starts.get(key);
+    if (!starts) this.starts.set(key, (starts = []));
     const now = this.now();
     const at = starts.length < limit ? now : Math.max(now, starts[starts.length - limit]! + windowMs);
     starts.push(at);
@@ -40,7 +40,7 @@ export class SubmissionPacer {
     }
   }
 
-  /** Forgets channels idle for a whole window (called now and then, so deleted channels leave nothing behind). */
+  /** Forgets keys idle for a whole window (called now and then, so deleted channels leave nothing behind). */
   prune(): void {
     const cutoff = this.now() - this.options.windowMs;
     for (const [id, starts] of this.starts) if (starts[starts.length - 1]! <= cutoff) this.starts.delete(id);

@@ -145,12 +145,14 @@ export class TencentRuntime {
       ...(channel.region ? { region: channel.region } : {}),
       ...(channel.endpoint ? { endpoint: channel.endpoint } : {}),
     });
-    // Every CreateAigcImageTask of the channel waits its turn (pacer.ts): submissions and reconciliation's resubmissions.
+    // Every CreateAigcImageTask waits its turn (pacer.ts): submissions and reconciliation's resubmissions. Turns are
+    // the upstream account's, which two channels may share (one SecretId, two VOD apps): Tencent counts the account.
+    const paceKey = `${channel.endpoint ?? ''} ${channel.secretId}`;
     const api: VodApi = {
       ...client,
       close: () => client.close(),
       createAigcImageTask: async (req, o) => {
-        await this.pacer.take(channel.id, o.signal);
+        await this.pacer.take(paceKey, o.signal);
         return client.createAigcImageTask(req, o);
       },
     };
@@ -159,7 +161,7 @@ export class TencentRuntime {
       subAppId: channel.subAppId,
       eventsEnabled: pullsEvents(channel),
       turn: async (signal) => {
-        await this.pacer.take(channel.id, signal);
+        await this.pacer.take(paceKey, signal);
         return (req, o) => client.createAigcImageTask(req, o);
       },
     };
