@@ -51,8 +51,10 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   });
   app.addHook('onResponse', (request, reply, done) => {
     deps.metrics.observeRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
-    // One line per request; the reqId binding ties it to the RequestId the client saw.
-    request.log.info({ method: request.method, url: loggableUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
+    // One line per request; the reqId binding ties it to the RequestId the client saw. Built only when it is written.
+    if (INFO_OR_FINER.has(request.log.level)) {
+      request.log.info({ method: request.method, url: loggableUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
+    }
     done();
   });
   installErrorHandling(app);
@@ -95,6 +97,9 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   adminChannelRoutes(app, deps);
   return app;
 }
+
+/** Log levels at which the per-request line is written. */
+const INFO_OR_FINER = new Set(['trace', 'debug', 'info']);
 
 /**
  * Query parameters whose values are credentials: a signed link's `signature` (an upload's link never expires) and a
