@@ -9,7 +9,6 @@ import {
   createUrlInputFetcher,
   outboundUrlProblem,
   webhookUrlProblem,
-  type AddressPolicy,
   type Connector,
   type HostResolver,
 } from './adapters/http-fetch';
@@ -111,18 +110,10 @@ function listenError(config: Config, err: unknown): unknown {
   return err;
 }
 
-function outboundPolicy(config: Config): AddressPolicy {
-  try {
-    return createAddressPolicy(config.allowPrivateUrls);
-  } catch (err) {
-    throw new ConfigError('AIGC_RELAY_ALLOW_PRIVATE_URLS', (err as Error).message);
-  }
-}
-
 export async function createRelay(config: Config, overrides: RelayOverrides = {}): Promise<Relay> {
-  // One SSRF policy for every request to a client-chosen address (URL inputs; webhooks can use `outbound` too).
-  // Built first, like the price file below: a bad setting stops start-up before anything is opened.
-  const urlPolicy = outboundPolicy(config);
+  // One SSRF policy for every request to a client-chosen address (URL inputs; webhooks can use `outbound` too); its
+  // allow list was checked with the rest of the configuration (config/env.ts).
+  const urlPolicy = createAddressPolicy(config.allowPrivateUrls);
   const startPrices = startingPrices(config);
   const outbound = createSafeHttpClient({ policy: urlPolicy, ...overrides.outbound });
   const clock = overrides.clock ?? systemClock;

@@ -7,9 +7,10 @@ import { createApiKey, listKeys, revokeKey, updateKey } from '../app/api-keys';
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
 import { forceFailTask } from '../app/operator';
 import { createPriceBook } from '../app/prices';
-import { ConfigError, type Config } from '../config/env';
+import type { Config } from '../config/env';
 import { startingPrices } from '../config/prices-file';
 import { FieldError, RelayError } from '../domain/errors';
+import { TEXT_MAX } from '../domain/operator-limits';
 import { MAX_KEY_CONCURRENCY, MAX_KEY_RPM } from '../domain/key-limits';
 import { priceTableOf } from '../domain/pricing';
 import { systemClock } from '../ports/clock';
@@ -77,13 +78,7 @@ export const signedCredits = (value: string): number => {
  * typo or an internal address would otherwise be stored and every webhook to it would fail later, unseen.
  */
 function checkCallbackUrl(config: Config, url: string): void {
-  let policy;
-  try {
-    policy = createAddressPolicy(config.allowPrivateUrls);
-  } catch (err) {
-    throw new ConfigError('AIGC_RELAY_ALLOW_PRIVATE_URLS', (err as Error).message);
-  }
-  const problem = url.length > 2048 ? 'longer than 2048 characters' : webhookUrlProblem(url, policy);
+  const problem = url.length > TEXT_MAX.callbackUrl ? `longer than ${TEXT_MAX.callbackUrl} characters` : webhookUrlProblem(url, createAddressPolicy(config.allowPrivateUrls));
   if (problem?.startsWith('refused:') && config.allowPrivateUrls.length === 0) {
     // The command reads the allowance from its own environment, not from the running server's.
     throw new FieldError('InvalidParameterValue', 'callback_url', `${problem} (to allow it, set AIGC_RELAY_ALLOW_PRIVATE_URLS for this command as for the server)`);

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { createAddressPolicy } from '../adapters/http-fetch/address-policy';
 
 /**
  * Configuration comes from the environment, parsed and checked once at start-up. A bad value stops the process
@@ -223,16 +224,23 @@ export function loadConfig(env: Env = process.env): Config {
   const secretProblem = secret === undefined ? undefined : credentialProblem(secret, SECRET_RULE);
   if (secretProblem) throw new ConfigError('AIGC_RELAY_SECRET', secretProblem);
 
+  const allowPrivateUrls = (read(env, 'AIGC_RELAY_ALLOW_PRIVATE_URLS') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  try {
+    createAddressPolicy(allowPrivateUrls); // checked here, once: what uses it later may assume it parses
+  } catch (err) {
+    throw new ConfigError('AIGC_RELAY_ALLOW_PRIVATE_URLS', (err as Error).message);
+  }
+
   const config: Config = {
     host,
     port: integer(env, 'AIGC_RELAY_PORT', 8080, 0, 65535),
     dataDir: path.resolve(read(env, 'AIGC_RELAY_DATA_DIR') ?? './data'),
     previewDelayMs: integer(env, 'AIGC_RELAY_PREVIEW_DELAY_MS', 1500, 0, 600_000),
     instantProvider: instant === '1' || instant === 'true',
-    allowPrivateUrls: (read(env, 'AIGC_RELAY_ALLOW_PRIVATE_URLS') ?? '')
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
+    allowPrivateUrls,
     logLevel,
     previewConcurrency: integer(env, 'AIGC_RELAY_PREVIEW_CONCURRENCY', 2, 1, 256),
     maxQueued: integer(env, 'AIGC_RELAY_MAX_QUEUED', 100_000, 1, 10_000_000),

@@ -82,6 +82,9 @@ describe('configuration', () => {
     expect(run.stderr.trim().split('\n')).toEqual([
       'aigc-relay: invalid configuration: AIGC_RELAY_ALLOW_PRIVATE_URLS: "10.0.0.0/99" is not a CIDR range',
     ]);
+    // Checked with the rest of the configuration, once: so every command refuses it alike, not only those that fetch.
+    expect(() => loadConfig({ AIGC_RELAY_ALLOW_PRIVATE_URLS: 'db.internal, 10.0.0.0/99' })).toThrow('AIGC_RELAY_ALLOW_PRIVATE_URLS: "10.0.0.0/99" is not a CIDR range');
+    expect(loadConfig({ AIGC_RELAY_ALLOW_PRIVATE_URLS: 'db.internal, 10.0.0.0/8' }).allowPrivateUrls).toEqual(['db.internal', '10.0.0.0/8']);
   });
 
   it('an unusable AIGC_RELAY_PRICES_FILE stops `serve` (and `prices show`) with one line naming the variable', async () => {
