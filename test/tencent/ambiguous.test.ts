@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { TencentVodOverrides } from '../../src/adapters/tencent';
 import type { Relay } from '../../src/main';
-import { waitUntil } from '../helpers/eventually';
+import type { TaskEvent } from '../../src/worker/engine';
+import { waitUntil, within } from '../helpers/eventually';
 import { openRelay, waitForTask } from '../helpers/relay';
 import { FAST, ledgerOf, startHarness, type Harness } from './harness';
 
@@ -20,8 +22,8 @@ afterEach(async () => {
 const logText = async (relay: Relay, id: string) => (await relay.store.tasks.logs(id)).map((l) => l.message).join('\n');
 
 /** A second relay process on the same data dir (same secret, same channels), as after a crash. */
-async function restart(dataDir: string): Promise<Relay> {
-  return (await openRelay(dataDir, {}, { tencent: FAST, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 } })).relay;
+async function restart(dataDir: string, tencent: TencentVodOverrides = FAST): Promise<Relay> {
+  return (await openRelay(dataDir, {}, { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 } })).relay;
 }
 
 describe('ambiguous submissions', () => {
@@ -141,5 +143,60 @@ describe('ambiguous submissions', () => {
     expect(h.server.bySession(id)).toHaveLength(1);
     expect(h.server.count('CreateAigcImageTask')).toBe(1);
     expect(await logText(restarted, id)).toMatch(/interrupted submission[\s\S]*DescribeTasks lists upstream task/);
+  });
+
+  it('a restart during a submission whose lost answer was a refusal (SessionId spent): the attempt is handed back retryable and runs again under the next round', async () => {
+    // Tencent refuses the first submission but answers only after the relay is gone, and holds the refused SessionId
+    // against later requests (refusedSessionsCount). The restarted relay reconciles by that SessionId: nothing listed,
+    // every resubmission refused as a duplicate. After listingLagMs it must hand the attempt back (retryable, round+1)
+    // rather than follow a task that does not exist or hold the task for the query window.
+    h = await startHarness({ server: { refusedSessionsCount: true }, tencent: { createTimeoutMs: 10_000 } });
+    await h.addChannel(h.accounts[0]!);
+    const created: string[] = [];
+    let firstArrived!: () => void;
+    const firstSubmission = new Promise<void>((resolve) => (firstArrived = resolve));
+    h.server.onCreate = (p) => {
+      created.push(String(p.SessionId));
+      if (created.length === 1) {
+        firstArrived();
+        return { kind: 'refuse-late', code: 'RequestLimitExceeded', message: 'too many requests', delayMs: 5_000 };
+      }
+      return { kind: 'accept' };
+    };
+    const id = await h.submit();
+    await within('the first CreateAigcImageTask', 5_000, firstSubmission);
+    const before = (await h.t.relay.store.tasks.getTask(id))!;
+    expect(before.checkpoint).toMatchObject({ phase: 'submitting', round: 0 });
+    await h.stopRelay(50); // cut off while the call is on the wire: the relay never hears the refusal
+
+    restarted = await restart(h.t.dataDir, { ...FAST, reconcile: { ...FAST.reconcile, listingLagMs: 300 } });
+    const states: string[] = [];
+    restarted.engine.events.on('task', (e: TaskEvent) => {
+      if (e.id === id) states.push(e.state);
+    });
+    const task = await within('the task to settle after the restart', 8_000, waitForTask(restarted, id));
+
+    expect(task.state).toBe('succeeded');
+    expect(task.error).toBeFalsy();
+    // Exactly one upstream task, made under the next round's SessionId; the spent one was only ever refused.
+    expect(created).toEqual([id, `${id}-r1`]);
+    expect(h.server.tasks.size).toBe(1);
+    expect(h.server.ofTask(id).map((t) => t.sessionId)).toEqual([`${id}-r1`]);
+    expect(h.server.calls.filter((c) => c.action === 'CreateAigcImageTask' && c.error === 'InvalidParameterValue.SessionId').length).toBeGreaterThanOrEqual(1);
+    expect(task.checkpoint).toMatchObject({ phase: 'accepted', round: 1, upstreamTaskId: h.server.ofTask(id)[0]!.taskId });
+    // Handed back for a retry (one more attempt), not failed.
+    expect(task.attempts).toBe(before.attempts + 1);
+    expect(states).toContain('queued');
+    const log = await logText(restarted, id);
+    expect(log).toMatch(
+      new RegExp(
+        'Resuming after an interrupted submission[\\s\\S]*spent by a request Tencent refused[\\s\\S]*' +
+          `Attempt ${before.attempts} failed \\(FailedOperation\\.Upstream\\); retrying\\.[\\s\\S]*` +
+          `Attempt ${before.attempts + 1} started[\\s\\S]*Accepted upstream as Tencent VOD task`,
+      ),
+    );
+    // Charged once: one hold, one capture, nothing released or held twice.
+    const entries = (await restarted.store.accounts.ledger(task.accountId, 100)) as Array<{ taskId?: string; kind: string; id: number }>;
+    expect(entries.filter((e) => e.taskId === id).sort((a, b) => a.id - b.id).map((e) => e.kind)).toEqual(['hold', 'capture']);
   });
 });
