@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
-import type { Account, CreateOutcome, TaskPlan, TaskResult, UpstreamTask } from './server-types';
+import type { Account, CreateOutcome, TaskResult, UpstreamTask } from './server-types';
 import { verifyTc3 } from './tc3';
 
 export type { Account, CreateOutcome, TaskPlan, TaskResult, UpstreamTask } from './server-types';
