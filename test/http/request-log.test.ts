@@ -28,14 +28,19 @@ describe('the request log line', () => {
   const logged = (requestId: string | null) =>
     eventually('the request log line', 5_000, () => lines.find((l) => l.reqId === requestId && l.msg === 'request'));
 
-  it("does not carry a signed link's signature", async () => {
+  /** An upload's signed link, and its signature. */
+  async function uploadedLink(colour: string) {
     const upload = await fetch(`${t.url}/tencent-vod/v1/files`, {
       method: 'POST',
       headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png' },
-      body: new Uint8Array((await solidPng('#123456', 16, 16)).data),
+      body: new Uint8Array((await solidPng(colour, 16, 16)).data),
     });
     const link = new URL(((await upload.json()) as { url: string }).url);
-    const signature = link.searchParams.get('signature')!;
+    return { link, signature: link.searchParams.get('signature')! };
+  }
+
+  it("does not carry a signed link's signature", async () => {
+    const { link, signature } = await uploadedLink('#123456');
     const res = await fetch(link);
     expect(res.status).toBe(200);
     await res.arrayBuffer();
@@ -47,13 +52,7 @@ describe('the request log line', () => {
   it('does not carry a signature or webhook URL whose parameter name is percent-encoded', async () => {
     // The query parser decodes names, so `%73ignature` is the signature (the download works) and `web%68ook` the
     // webhook (the task gets it): the log must not show either value because its name was spelled differently.
-    const upload = await fetch(`${t.url}/tencent-vod/v1/files`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'image/png' },
-      body: new Uint8Array((await solidPng('#654321', 16, 16)).data),
-    });
-    const link = new URL(((await upload.json()) as { url: string }).url);
-    const signature = link.searchParams.get('signature')!;
+    const { link, signature } = await uploadedLink('#654321');
     const res = await fetch(`${t.url}${link.pathname}?expires=0&%73ignature=${signature}`);
     expect(res.status).toBe(200);
     await res.arrayBuffer();
