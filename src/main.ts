@@ -161,7 +161,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     // One node counts slots in the pool itself; several share the count in the database.
     ...(backend.kind === 'postgres' ? { slots: backend.channelSlots } : {}),
     ...(backend.nudges ? { nudges: backend.nudges } : {}),
-    ...(overrides.tencent ? { options: overrides.tencent } : {}),
+    // The configured rate, unless a test's overrides set their own pacing.
+    options: { submissions: { limit: config.tencentSubmitsPerSecond, windowMs: 1_000 }, ...overrides.tencent },
   });
   const providers: readonly ImageProvider[] = localProviders.some((p) => p.id === TENCENT_VOD_ID)
     ? localProviders

@@ -57,6 +57,11 @@ export interface Config {
    * (AIGC_RELAY_NODE_ID, default host-pid-random) and its connection pool size (AIGC_RELAY_DB_POOL_SIZE).
    */
   readonly leaseMs: number;
+  /**
+   * AIGC_RELAY_TENCENT_SUBMITS_PER_SECOND (default 20, Tencent's default per account): CreateAigcImageTask calls this
+   * node sends one upstream account in any second. With N nodes on one account, give each 1/N of the account's rate.
+   */
+  readonly tencentSubmitsPerSecond: number;
   readonly nodeId?: string;
   readonly dbPoolSize: number;
   /** AIGC_RELAY_UPLOAD_QUOTA_MB (default 1024; 0 = none): what one account's uploads may take, in bytes. */
@@ -102,6 +107,7 @@ export const CONFIG_VARIABLES = [
   'AIGC_RELAY_NODE_ID',
   'AIGC_RELAY_DB_POOL_SIZE',
   'AIGC_RELAY_UPLOAD_QUOTA_MB',
+  'AIGC_RELAY_TENCENT_SUBMITS_PER_SECOND',
 ] as const;
 
 /** Read by `aigc-relay submit`, the HTTP client, not by the server. */
@@ -252,6 +258,7 @@ export function loadConfig(env: Env = process.env): Config {
     headersTimeoutMs: integer(env, 'AIGC_RELAY_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: integer(env, 'AIGC_RELAY_REQUEST_TIMEOUT_MS', 120_000, 100, 3_600_000),
     leaseMs: integer(env, 'AIGC_RELAY_LEASE_MS', 30_000, 500, 3_600_000),
+    tencentSubmitsPerSecond: integer(env, 'AIGC_RELAY_TENCENT_SUBMITS_PER_SECOND', 20, 1, 10_000),
     dbPoolSize: integer(env, 'AIGC_RELAY_DB_POOL_SIZE', 10, 2, 1000),
     uploadQuotaBytes: megabytesOrNone(integer(env, 'AIGC_RELAY_UPLOAD_QUOTA_MB', 1024, 0, 1_000_000_000)),
   };

@@ -127,6 +127,17 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
     expect(h.server.tasksOf(h.accounts[0]!.secretId)).toHaveLength(12);
   });
 
+  it('AIGC_RELAY_TENCENT_SUBMITS_PER_SECOND sets the rate (an account whose limit is lower, or shared by nodes)', async () => {
+    h = await startHarness({ env: { AIGC_RELAY_TENCENT_SUBMITS_PER_SECOND: '3' } });
+    const upstream = rateLimited(3, 700);
+    h.server.onCreate = upstream.onCreate;
+    await h.addChannel(h.accounts[0]!, { max_concurrency: 50 });
+    const ids = await Promise.all(Array.from({ length: 6 }, () => h!.submit()));
+    const tasks = await Promise.all(ids.map((id) => h!.finished(id)));
+    expect(tasks.map((t) => t.state)).toEqual(ids.map(() => 'succeeded'));
+    expect(upstream.refused()).toBe(0); // at the default 20 a second, all six would go at once and three be refused
+  });
+
   it('two channels of one upstream account (one SecretId, two VOD apps) share its rate', async () => {
     h = await startHarness({ tencent: { submissions: { limit: 4, windowMs: 600 } } });
     const upstream = rateLimited(4, 300);
