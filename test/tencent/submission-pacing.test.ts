@@ -113,16 +113,21 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
     return { onCreate, refused: () => refused };
   }
 
+  /** `n` tasks submitted at once, as they ended. */
+  async function burst(n: number) {
+    const ids = await Promise.all(Array.from({ length: n }, () => h!.submit()));
+    return Promise.all(ids.map((id) => h!.finished(id)));
+  }
+
   it('paced: every task of a burst three times the rate is made upstream at the first try, none refused', async () => {
     // The relay paces 4 per 600 ms; the upstream allows 4 per 300 ms (the margin absorbs loopback jitter).
     h = await startHarness({ tencent: { submissions: { limit: 4, windowMs: 600 } } });
     const upstream = rateLimited(4, 300);
     h.server.onCreate = upstream.onCreate;
     await h.addChannel(h.accounts[0]!, { max_concurrency: 50 });
-    const ids = await Promise.all(Array.from({ length: 12 }, () => h!.submit()));
-    const tasks = await Promise.all(ids.map((id) => h!.finished(id)));
-    expect(tasks.map((t) => t.state)).toEqual(ids.map(() => 'succeeded'));
-    expect(tasks.map((t) => t.attempts)).toEqual(ids.map(() => 1));
+    const tasks = await burst(12);
+    expect(tasks.map((t) => t.state)).toEqual(tasks.map(() => 'succeeded'));
+    expect(tasks.map((t) => t.attempts)).toEqual(tasks.map(() => 1));
     expect(upstream.refused()).toBe(0);
     expect(h.server.tasksOf(h.accounts[0]!.secretId)).toHaveLength(12);
   });
@@ -132,9 +137,8 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
     const upstream = rateLimited(3, 700);
     h.server.onCreate = upstream.onCreate;
     await h.addChannel(h.accounts[0]!, { max_concurrency: 50 });
-    const ids = await Promise.all(Array.from({ length: 6 }, () => h!.submit()));
-    const tasks = await Promise.all(ids.map((id) => h!.finished(id)));
-    expect(tasks.map((t) => t.state)).toEqual(ids.map(() => 'succeeded'));
+    const tasks = await burst(6);
+    expect(tasks.map((t) => t.state)).toEqual(tasks.map(() => 'succeeded'));
     expect(upstream.refused()).toBe(0); // at the default 20 a second, all six would go at once and three be refused
   });
 
@@ -145,9 +149,8 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
     const account = h.accounts[0]!;
     await h.addChannel(account, { name: 'first app', max_concurrency: 50 });
     await h.addChannel(account, { name: 'second app', max_concurrency: 50 });
-    const ids = await Promise.all(Array.from({ length: 12 }, () => h!.submit()));
-    const tasks = await Promise.all(ids.map((id) => h!.finished(id)));
-    expect(tasks.map((t) => t.state)).toEqual(ids.map(() => 'succeeded'));
+    const tasks = await burst(12);
+    expect(tasks.map((t) => t.state)).toEqual(tasks.map(() => 'succeeded'));
     expect(upstream.refused()).toBe(0);
   });
 
@@ -156,8 +159,7 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
     const upstream = rateLimited(4, 300);
     h.server.onCreate = upstream.onCreate;
     const { id: channelId } = await h.addChannel(h.accounts[0]!, { max_concurrency: 50 });
-    const ids = await Promise.all(Array.from({ length: 12 }, () => h!.submit()));
-    await Promise.all(ids.map((id) => h!.finished(id)));
+    await burst(12);
     expect(upstream.refused()).toBeGreaterThan(0); // what the pacer spares a real account
     const channel = (await h.t.admin.get(`/admin/v1/channels/${channelId}`)).body;
     expect(channel.health.circuit).toBe('closed');
