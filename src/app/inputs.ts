@@ -53,32 +53,53 @@ export async function checkFileRefs(
   }
 }
 
+/**
+ * URL inputs fetched at once per task. A task may name 14 inputs and each fetch may take up to its timeout (30 s):
+ * one after another, one slow host held a provider lane for minutes per task.
+ */
+export const CONCURRENT_INPUT_FETCHES = 4;
+
 /** At run time: the bytes of each input image, in order, for providers that work on bytes (the local renderer). */
 export function createInputResolver(store: Store, storage: FileStorage, fetchUrl: UrlFetcher) {
-  return async (task: TaskRecord, signal?: AbortSignal): Promise<InputImage[]> => {
-    const images: InputImage[] = [];
-    for (const [index, ref] of task.input.file_infos.entries()) {
-      const field = `file_infos[${index}]`;
-      let data: Buffer | undefined;
-      let contentType = 'application/octet-stream';
-      if (ref.type === 'File') {
-        const file = ref.file_id === undefined ? undefined : await store.files.getFile(ref.file_id);
-        data = file && (await storage.get(file.storageKey));
-        if (!file || !data) throw permanentError('InvalidParameterValue', `${field}.file_id: the file no longer exists`);
-        contentType = file.contentType;
-      } else {
-        ({ data, contentType } = await fetchUrl(ref.url!, `${field}.url`, signal));
-        // Fetched bytes were only sniffed; decode them fully once, as an upload is, so a truncated or corrupt image
-        // fails here with the field named instead of somewhere inside a provider.
-        const check = await checkInputImage(data);
-        if (!check.ok) throw permanentError('InvalidParameterValue', `${field}.url: ${check.reason}`);
-        images.push({ data, contentType: check.contentType, width: check.width, height: check.height });
-        continue;
-      }
-      const meta = await sharp(data).metadata().catch(() => undefined);
-      if (!meta?.width || !meta.height) throw permanentError('InvalidParameterValue', `${field}: not a readable image`);
-      images.push({ data, contentType, width: meta.width, height: meta.height });
+  const resolveOne = async (ref: TaskInput['file_infos'][number], field: string, signal: AbortSignal): Promise<InputImage> => {
+    if (ref.type !== 'File') {
+      const { data } = await fetchUrl(ref.url!, `${field}.url`, signal);
+      // Fetched bytes were only sniffed; decode them fully once, as an upload is, so a truncated or corrupt image
+      // fails here with the field named instead of somewhere inside a provider.
+      const check = await checkInputImage(data);
+      if (!check.ok) throw permanentError('InvalidParameterValue', `${field}.url: ${check.reason}`);
+      return { data, contentType: check.contentType, width: check.width, height: check.height };
     }
+    const file = ref.file_id === undefined ? undefined : await store.files.getFile(ref.file_id);
+    const data = file && (await storage.get(file.storageKey));
+    if (!file || !data) throw permanentError('InvalidParameterValue', `${field}.file_id: the file no longer exists`);
+    const meta = await sharp(data).metadata().catch(() => undefined);
+    if (!meta?.width || !meta.height) throw permanentError('InvalidParameterValue', `${field}: not a readable image`);
+    return { data, contentType: file.contentType, width: meta.width, height: meta.height };
+  };
+
+  return async (task: TaskRecord, signal?: AbortSignal): Promise<InputImage[]> => {
+    const refs = task.input.file_infos;
+    // The first input that fails fails the task, so the fetches still going are torn down with it (and with the
+    // run's own signal: a cancel, a force-fail, a shutdown).
+    const failed = new AbortController();
+    const inputSignal = signal ? AbortSignal.any([signal, failed.signal]) : failed.signal;
+    const images = new Array<InputImage>(refs.length);
+    let next = 0;
+    const takeTurns = async (): Promise<void> => {
+      while (next < refs.length && !inputSignal.aborted) {
+        const index = next++;
+        images[index] = await resolveOne(refs[index]!, `file_infos[${index}]`, inputSignal);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(CONCURRENT_INPUT_FETCHES, refs.length) }, takeTurns));
+    } catch (err) {
+      failed.abort(err);
+      throw err;
+    }
+    // A run aborted between two inputs stops taking turns without an error of its own: say why, as a fetch would.
+    signal?.throwIfAborted();
     return images;
   };
 }
