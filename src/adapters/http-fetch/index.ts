@@ -15,7 +15,6 @@ export {
   checkOutboundUrl,
   OutboundError,
   resolveOutboundTarget,
-  systemResolver,
   type HostResolver,
   type OutboundErrorKind,
   type PinnedTarget,

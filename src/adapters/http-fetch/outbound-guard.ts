@@ -1,4 +1,3 @@
-import dns from 'node:dns';
 import net from 'node:net';
 import type { AddressPolicy } from './address-policy';
 
@@ -39,13 +38,11 @@ export interface ResolvedAddress {
   readonly family: 4 | 6;
 }
 
-/** Name → addresses. Injected in tests; the default asks the system resolver (hosts file + DNS) once. */
-export type HostResolver = (hostname: string) => Promise<readonly ResolvedAddress[]>;
-
-export const systemResolver: HostResolver = async (hostname) => {
-  const answers = await dns.promises.lookup(hostname, { all: true, verbatim: true });
-  return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
-};
+/**
+ * Name → addresses. Injected in tests; the default (system-resolver.ts) asks the system resolver (hosts file + DNS).
+ * `signal`: the caller gives up (a deadline, a cancel); a resolver may then stop waiting for the answer.
+ */
+export type HostResolver = (hostname: string, signal?: AbortSignal) => Promise<readonly ResolvedAddress[]>;
 
 /** Where a request will go: the URL's host name (for Host and TLS SNI) pinned to one checked address. */
 export interface PinnedTarget {

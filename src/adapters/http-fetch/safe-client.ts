@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { AddressPolicy } from './address-policy';
 import { directConnect, sendPinned, type Connector, type PinnedExchange } from './pinned-request';
-import { checkOutboundUrl, OutboundError, PLAIN_HTTP_REFUSAL, refused, resolveOutboundTarget, systemResolver, type HostResolver } from './outbound-guard';
+import { checkOutboundUrl, OutboundError, PLAIN_HTTP_REFUSAL, refused, resolveOutboundTarget, type HostResolver } from './outbound-guard';
+import { systemResolver } from './system-resolver';
 
 /**
  * The relay's HTTP client for addresses chosen by clients. Every hop (the first request and each redirect) goes
@@ -151,7 +152,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
           const onAbort = () => fail(callerAborted() ? request.signal!.reason : new OutboundError('timeout', `resolving ${host} took longer than ${totalTimeoutMs} ms`, true));
           if (signal.aborted) return onAbort();
           signal.addEventListener('abort', onAbort, { once: true });
-          resolve(host)
+          resolve(host, signal)
             .then(done, fail)
             .finally(() => signal.removeEventListener('abort', onAbort));
         });

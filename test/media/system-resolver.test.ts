@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { limitedSystemResolver, type SystemLookup } from '../../src/adapters/http-fetch/system-resolver';
+import type { ResolvedAddress } from '../../src/adapters/http-fetch';
+
+/**
+ * The bound on system lookups of client-chosen names: they run on libuv's thread pool beside file I/O, and cannot
+ * be cancelled. A lookup the test answers by hand stands in for the system's (no real DNS is asked).
+ */
+function handLookup() {
+  const asked: Array<{ hostname: string; answer(a: readonly ResolvedAddress[]): void; fail(e: Error): void }> = [];
+  const lookup: SystemLookup = (hostname) =>
+    new Promise((answer, fail) => {
+      asked.push({ hostname, answer, fail });
+    });
+  return { lookup, asked };
+}
+
+const address = (a: string): readonly ResolvedAddress[] => [{ address: a, family: 4 }];
+/** Lets every settled promise's reactions run (the resolver's bookkeeping is promise reactions, no timers). */
+const settle = () => new Promise<void>((done) => setImmediate(done));
+
+describe('limited system resolver', () => {
+  it('asks at most 2 names at once, the rest in order as turns free', async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 2);
+    const outcomes = Promise.allSettled(['a', 'b', 'c', 'd'].map((n) => resolve(`${n}.example.com`)));
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a.example.com', 'b.example.com']);
+    asked[1]!.answer(address('203.0.113.2'));
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a.example.com', 'b.example.com', 'c.example.com']);
+    asked[0]!.fail(Object.assign(new Error('getaddrinfo ENOTFOUND a.example.com'), { code: 'ENOTFOUND' }));
+    await settle();
+    expect(asked).toHaveLength(4);
+    asked[2]!.answer(address('203.0.113.3'));
+    asked[3]!.answer(address('203.0.113.4'));
+    expect((await outcomes).map((o) => (o.status === 'fulfilled' ? o.value[0]!.address : (o.reason as { code?: string }).code))).toEqual([
+      'ENOTFOUND',
+      '203.0.113.2',
+      '203.0.113.3',
+      '203.0.113.4',
+    ]);
+  });
+
+  it('callers of a name already being asked share its one lookup', async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 2);
+    const answers = Array.from({ length: 50 }, () => resolve('hooks.example.com'));
+    await settle();
+    expect(asked).toHaveLength(1);
+    asked[0]!.answer(address('203.0.113.9'));
+    expect((await Promise.all(answers)).every((a) => a[0]!.address === '203.0.113.9')).toBe(true);
+    // Asked again once the answer is in (nothing is cached past the question).
+    void resolve('hooks.example.com');
+    await settle();
+    expect(asked).toHaveLength(2);
+  });
+
+  it('a caller that gives up leaves at once, and a name nobody waits for any more is never asked', async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 1);
+    const first = resolve('slow.example.com');
+    const giveUp = new AbortController();
+    const abandoned = resolve('abandoned.example.com', giveUp.signal);
+    const kept = resolve('kept.example.com', new AbortController().signal);
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['slow.example.com']);
+    const reason = new Error('deadline');
+    giveUp.abort(reason);
+    await expect(abandoned).rejects.toBe(reason);
+    asked[0]!.answer(address('203.0.113.1'));
+    await first;
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['slow.example.com', 'kept.example.com']);
+    asked[1]!.answer(address('203.0.113.7'));
+    expect((await kept)[0]!.address).toBe('203.0.113.7');
+  });
+
+  it('a name shared by a caller that gives up and one that stays is still asked, for the one that stays', async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 1);
+    const first = resolve('slow.example.com');
+    const giveUp = new AbortController();
+    const leaving = resolve('shared.example.com', giveUp.signal);
+    const staying = resolve('shared.example.com');
+    giveUp.abort(new Error('deadline'));
+    await expect(leaving).rejects.toThrow('deadline');
+    asked[0]!.answer(address('203.0.113.1'));
+    await first;
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['slow.example.com', 'shared.example.com']);
+    asked[1]!.answer(address('203.0.113.5'));
+    expect((await staying)[0]!.address).toBe('203.0.113.5');
+  });
+});
