@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { limitedSystemResolver, type SystemLookup } from '../../src/adapters/http-fetch/system-resolver';
+import { limitedSystemResolver, lookupsForPool, type SystemLookup } from '../../src/adapters/http-fetch/system-resolver';
 import type { ResolvedAddress } from '../../src/adapters/http-fetch';
 
 /**
@@ -91,5 +91,9 @@ describe('limited system resolver', () => {
     expect(asked.map((q) => q.hostname)).toEqual(['slow.example.com', 'shared.example.com']);
     asked[1]!.answer(address('203.0.113.5'));
     expect((await staying)[0]!.address).toBe('203.0.113.5');
+  });
+
+  it('takes half the thread pool, as Node reads UV_THREADPOOL_SIZE', () => {
+    expect([undefined, '', 'x', '0', '1', '4', '16', '17', '17 threads', '5000'].map(lookupsForPool)).toEqual([2, 1, 1, 1, 1, 2, 8, 8, 8, 512]);
   });
 });

@@ -11,7 +11,14 @@ export type SystemLookup = (hostname: string) => Promise<readonly ResolvedAddres
  * thread until the resolver's own timeouts end it. Without a bound, a client whose webhook names sit behind a slow
  * name server could hold every thread, and uploads and downloads would wait behind its lookups.
  */
-export const SYSTEM_LOOKUPS_AT_ONCE = 2;
+export const SYSTEM_LOOKUPS_AT_ONCE = lookupsForPool(process.env.UV_THREADPOOL_SIZE);
+
+/** Half the pool's threads, at least 1. The pool's size is read as libuv reads it: 4 when unset, else atoi, 0 → 1. */
+export function lookupsForPool(uvThreadpoolSize: string | undefined): number {
+  const asked = uvThreadpoolSize === undefined ? 4 : Number.parseInt(uvThreadpoolSize, 10);
+  const threads = Number.isFinite(asked) && asked > 0 ? Math.min(asked, 1024) : 1;
+  return Math.max(1, Math.floor(threads / 2));
+}
 
 const lookupAll: SystemLookup = async (hostname) => {
   const answers = await dns.promises.lookup(hostname, { all: true, verbatim: true });
