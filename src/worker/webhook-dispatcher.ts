@@ -4,6 +4,7 @@ import { signedHeaders } from '../app/webhook-signature';
 import type { Clock } from '../ports/clock';
 import type { DeliveryStep, NewWebhookAttempt, WebhookDelivery } from '../ports/delivery-store';
 import type { Store, TaskRecord } from '../ports/store';
+import { RESPONSE_EXCERPT_CHARS, WebhookRefused, type WebhookPost } from '../ports/webhook-post';
 import { retryDelayMs, type RetryPolicy } from './retry';
 
 /**
@@ -38,24 +39,12 @@ export const DEFAULT_WEBHOOK_POLICY: WebhookPolicy = {
   perAccount: 16,
 };
 
-/**
- * Sends one signed POST. Resolves with whatever the receiver answered; throws when no answer came. An error with
- * `permanent: true` (e.g. the URL is refused by the outbound rules) ends the delivery instead of retrying it.
- */
-export type WebhookPost = (
-  url: string,
-  request: { headers: Record<string, string>; body: string; timeoutMs: number; signal: AbortSignal },
-) => Promise<{ status: number; body: string }>;
-
 /** Emitted as 'attempt' after each attempt is recorded (tests and metrics listen). */
 export interface WebhookAttemptEvent {
   readonly delivery: WebhookDelivery;
   readonly attempt: NewWebhookAttempt;
   readonly step: DeliveryStep;
 }
-
-/** How much of a receiver's answer the attempt log keeps. */
-export const RESPONSE_EXCERPT_CHARS = 1024;
 
 /**
  * The start of a text the receiver chose (its answer, or an error about it), as text every store can hold: U+0000
@@ -82,7 +71,7 @@ const MAX_CLAIM_SPACING_MS = 1_000;
 const LEASE_MARGIN_MS = 30_000;
 
 /**
- * The outcome of an attempt, as a rule: 2xx delivered, 410 gone (stop), a permanent refusal failed, else retry
+ * The outcome of an attempt, as a rule: 2xx delivered, 410 gone (stop), a refused URL failed, else retry
  * until old enough.
  */
 export function nextStep(
@@ -90,11 +79,11 @@ export function nextStep(
   delivery: Pick<WebhookDelivery, 'attempts' | 'createdAt'>,
   status: number | undefined,
   now: number,
-  permanent = false,
+  refused = false,
 ): DeliveryStep {
   if (status !== undefined && status >= 200 && status < 300) return { state: 'delivered' };
   if (status === 410) return { state: 'gone' };
-  if (permanent) return { state: 'failed' };
+  if (refused) return { state: 'failed' };
   const attempt = delivery.attempts + 1;
   if (now - delivery.createdAt >= policy.maxAgeMs || attempt >= policy.maxAttempts) return { state: 'failed' };
   return { state: 'pending', nextAttemptAt: now + retryDelayMs(policy, attempt) };
@@ -357,7 +346,7 @@ export class WebhookDispatcher {
     let status: number | undefined;
     let responseBody: string | undefined;
     let error: string | undefined;
-    let permanent = false;
+    let refused = false;
     try {
       const answer = await this.deps.post(delivery.url, { headers, body, timeoutMs: policy.timeoutMs, signal });
       status = answer.status;
@@ -366,10 +355,10 @@ export class WebhookDispatcher {
       // Shutting down is not the receiver's failure: record nothing; the row stays due for the next start.
       if (signal.aborted) return;
       error = excerpt(err instanceof Error ? err.message : String(err));
-      permanent = (err as { permanent?: unknown }).permanent === true;
+      refused = err instanceof WebhookRefused;
     }
     const latencyMs = Math.round(performance.now() - started);
-    const step = nextStep(policy, delivery, status, clock.now(), permanent);
+    const step = nextStep(policy, delivery, status, clock.now(), refused);
     const attempt: NewWebhookAttempt = {
       at,
       latencyMs,

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DeliveryStep, WebhookDelivery, WebhookStore } from '../../src/ports/delivery-store';
 import type { Store } from '../../src/ports/store';
-import { DEFAULT_WEBHOOK_POLICY, WebhookDispatcher, type WebhookPost } from '../../src/worker/webhook-dispatcher';
+import { DEFAULT_WEBHOOK_POLICY, WebhookDispatcher } from '../../src/worker/webhook-dispatcher';
+import type { WebhookPost } from '../../src/ports/webhook-post';
 
 /**
  * The dispatcher against an in-memory outbox with the store contract's claim rules (due, unleased, at most

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { directConnect, type Connector } from '../../src/adapters/http-fetch';
-import { RESPONSE_EXCERPT_CHARS } from '../../src/worker/webhook-dispatcher';
+import { RESPONSE_EXCERPT_CHARS } from '../../src/ports/webhook-post';
 import { within } from '../helpers/eventually';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { body, SUBMIT } from './fixtures';

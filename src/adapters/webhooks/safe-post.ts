@@ -1,5 +1,5 @@
 import { OutboundError, type SafeHttpClient } from '../http-fetch';
-import { RESPONSE_EXCERPT_CHARS, type WebhookPost } from '../../worker/webhook-dispatcher';
+import { RESPONSE_EXCERPT_CHARS, WebhookRefused, type WebhookPost } from '../../ports/webhook-post';
 
 /**
  * Most of a receiver's answer the relay reads: the attempt log keeps about 1 KB of it (RESPONSE_EXCERPT_CHARS).
@@ -20,7 +20,7 @@ export function createWebhookPost(client: SafeHttpClient): WebhookPost {
     // still being sent to once the delivery is handed back to another node.
     const response = await client.request(url, { method: 'POST', headers, body, maxBytes: ANSWER_EXCERPT_BYTES, bodyExcerpt: true, maxRedirects: 0, signal, plainHttpOnlyToListed: true }).catch((err: unknown) => {
       // A URL the outbound rules refuse stays refused: the dispatcher gives the delivery up instead of retrying it.
-      if (err instanceof OutboundError && err.kind === 'refused') throw Object.assign(new Error(err.message, { cause: err }), { permanent: true });
+      if (err instanceof OutboundError && err.kind === 'refused') throw new WebhookRefused(err.message, { cause: err });
       throw err;
     });
     return { status: response.status, body: response.body.toString('utf8') };
