@@ -158,8 +158,10 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     log: logger,
     fileLink: (fileId, expiresAt) => signer.url(fileId, expiresAt),
     resumeOnStart: backend.kind === 'sqlite',
-    // One node counts slots in the pool itself; several share the count in the database.
+    // One node counts slots in the pool itself; several share the count in the database. Submissions are paced
+    // likewise: per node, or by every node together.
     ...(backend.kind === 'postgres' ? { slots: backend.channelSlots } : {}),
+    pace: backend.submissionPace,
     ...(backend.nudges ? { nudges: backend.nudges } : {}),
     // The configured rate, unless a test's overrides set their own pacing.
     options: { submissions: { limit: config.tencentSubmitsPerSecond, windowMs: 1_000 }, ...overrides.tencent },

@@ -13,6 +13,9 @@ import { createPool, withAdvisoryLock } from './postgres/database';
 import { PgTaskNudges } from './postgres/task-nudges';
 import { InProcessRates } from './in-process-rates';
 import type { RequestRates } from '../ports/request-rates';
+import type { PaceRule, SubmissionPace } from '../ports/submission-pace';
+import { SubmissionPacer } from './in-process-pace';
+import { postgresSubmissionPace } from './postgres/submission-pace';
 import { localChannelSlots } from './local-channel-slots';
 import { SchemaTooNewError } from './schema-too-new';
 import { createSqliteStore } from './sqlite';
@@ -41,6 +44,8 @@ export interface Backend {
   readonly nudges?: TaskNudges;
   /** Per-key request rates (`rpm`): likewise (ports/request-rates.ts). */
   readonly requestRates: RequestRates;
+  /** Upstream submission turns, paced by a rule: likewise (ports/submission-pace.ts). */
+  readonly submissionPace: (rule: PaceRule) => SubmissionPace;
 }
 
 /** Who this process is in `tasks.lease_owner`: readable for operators, unique per start. */
@@ -116,6 +121,7 @@ async function open(
       exclusive: (_name, fn) => fn(),
       channelSlots: localChannelSlots(),
       requestRates: new InProcessRates(),
+      submissionPace: (rule) => new SubmissionPacer(rule),
     };
   }
   if (!config.secret || !config.adminToken) {
@@ -141,6 +147,7 @@ async function open(
     exclusive: (name, fn) => withAdvisoryLock(store.ctx.pool, name, fn),
     channelSlots: store.channelSlots,
     requestRates: store.requestRates,
+    submissionPace: (rule) => postgresSubmissionPace(store.ctx, rule),
   };
 }
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { waitUntil, within } from '../helpers/eventually';
-import { SubmissionPacer } from '../../src/adapters/tencent/pacer';
+import { SubmissionPacer } from '../../src/adapters/in-process-pace';
 import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-channels/channel-pool';
 import type { ChannelRecord } from '../../src/ports/channels';
 import type { CreateOutcome } from './server';

@@ -34,6 +34,7 @@ export const CURRENT_FUNCTION_VERSIONS: Readonly<Record<string, number>> = {
   aigc_finish_task: 8,
   aigc_finish_fenced: 15,
   aigc_take_rate: 10,
+  aigc_take_turn: 16,
 };
 
 export const PG_MIGRATIONS: readonly Migration[] = [
@@ -530,6 +531,33 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       END IF;
     END IF;
     RETURN aigc_settle_task(f, p_channel);
+  END $$;
+  `,
+  // Upstream submission turns shared by every node (submission-pace.ts): the start times reserved per upstream
+  // account, on the database's clock, so N nodes on one Tencent account send its rate together, not N times it.
+  `
+  CREATE TABLE upstream_turns (
+    pace_key TEXT NOT NULL,
+    at_ms BIGINT NOT NULL
+  );
+  CREATE INDEX upstream_turns_key ON upstream_turns(pace_key, at_ms DESC);
+  -- The wait in ms before the caller's turn, which it reserves: the earliest start that keeps every window of
+  -- p_window ms at p_limit starts (the start p_limit places before it, plus the window), as in-process-pace.ts does in memory.
+  -- Starts a window older than the new one can no longer hold any later call back, so they go.
+  CREATE FUNCTION aigc_take_turn(p_key text, p_limit integer, p_window bigint) RETURNS bigint
+  LANGUAGE plpgsql AS $$
+  DECLARE
+    v_now bigint;
+    v_before bigint;
+    v_at bigint;
+  BEGIN
+    PERFORM pg_advisory_xact_lock(1953854062, hashtext(p_key)); -- "turn"
+    v_now := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+    SELECT at_ms INTO v_before FROM upstream_turns WHERE pace_key = p_key ORDER BY at_ms DESC OFFSET GREATEST(p_limit, 1) - 1 LIMIT 1;
+    v_at := GREATEST(v_now, COALESCE(v_before + p_window, v_now));
+    DELETE FROM upstream_turns WHERE pace_key = p_key AND at_ms <= v_at - p_window;
+    INSERT INTO upstream_turns (pace_key, at_ms) VALUES (p_key, v_at);
+    RETURN v_at - v_now;
   END $$;
   `,
 ];

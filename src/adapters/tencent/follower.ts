@@ -53,7 +53,7 @@ export interface FollowerOptions {
 }
 
 export interface ChannelAccess {
-  /** Its CreateAigcImageTask waits the channel's turn (pacer.ts) when it has one. */
+  /** Its CreateAigcImageTask waits the channel's turn (ports/submission-pace.ts) when it has one. */
   readonly api: VodApi;
   readonly subAppId: number;
   readonly eventsEnabled: boolean;

@@ -1,3 +1,4 @@
+import type { PaceRule, SubmissionPace } from '../../ports/submission-pace';
 import type { SecretBox } from '../../app/secret-box';
 import { producedSize } from '../../domain/output-size';
 import { isTerminal } from '../../domain/task-state';
@@ -39,6 +40,8 @@ export interface TencentVodDeps {
   readonly slots?: ChannelSlots;
   /** Several nodes (PostgreSQL): how a node that pulled another's task event tells it (ports/task-nudges.ts). */
   readonly nudges?: TaskNudges;
+  /** Where submission turns are kept (ports/submission-pace.ts): shared by the nodes on PostgreSQL; default this process. */
+  readonly pace?: (rule: PaceRule) => SubmissionPace;
   readonly options?: TencentVodOverrides;
 }
 
@@ -71,6 +74,7 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
     fileLink: deps.fileLink,
     ...(deps.slots ? { slots: deps.slots } : {}),
     ...(deps.nudges ? { nudges: deps.nudges } : {}),
+    ...(deps.pace ? { pace: deps.pace } : {}),
     standing: async (taskId) => {
       const task = await deps.store.tasks.getTask(taskId);
       if (!task) return 'unknown';

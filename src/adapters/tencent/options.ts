@@ -13,7 +13,7 @@ export interface TencentVodOptions {
   readonly reconcile: Omit<ReconcileOptions, 'windowMs' | 'createTimeoutMs' | 'callTimeoutMs'>;
   readonly events: { readonly pullTimeoutMs: number; readonly idleMs: number; readonly errorBackoffMaxMs: number };
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
-  /** CreateAigcImageTask calls per channel in any `windowMs`, on each node (pacer.ts). */
+  /** CreateAigcImageTask calls per upstream account in any `windowMs`: on this node, or on all nodes together on PostgreSQL (ports/submission-pace.ts). */
   readonly submissions: { readonly limit: number; readonly windowMs: number };
   /** How often the channel cache reloads from the database (changes made by the CLI beside a running server). */
   readonly channelRefreshMs: number;

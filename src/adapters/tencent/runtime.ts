@@ -5,7 +5,8 @@ import type { ChannelRecord, ChannelStore } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import { ChannelPool } from '../upstream-channels/channel-pool';
 import { createVodApi, type VodApi } from './client';
-import { SubmissionPacer } from './pacer';
+import { SubmissionPacer } from '../in-process-pace';
+import type { PaceRule, SubmissionPace } from '../../ports/submission-pace';
 import { EventPump, pullsEvents, type TaskStanding } from './events';
 import { TaskFollower, type ChannelAccess } from './follower';
 import type { TencentVodOptions } from './options';
@@ -32,6 +33,8 @@ export interface RuntimeDeps {
   readonly standing: (taskId: string) => Promise<TaskStanding>;
   /** Channel slots shared by every node (absent: counted in this process only). */
   readonly slots?: ChannelSlots;
+  /** Where submission turns are kept, for the configured rule (absent: in this process). */
+  readonly pace?: (rule: PaceRule) => SubmissionPace;
   /** Several nodes: the node that follows a task is asked to look at it now (events pulled elsewhere). */
   readonly nudges?: TaskNudges;
 }
@@ -43,11 +46,11 @@ export class TencentRuntime {
   readonly reconcileOptions: ReconcileOptions;
   private readonly clients = new Map<string, { updatedAt: number; access: ChannelAccess }>();
   /** Kept across clients: a channel whose settings change is still the same upstream account. */
-  private readonly pacer: SubmissionPacer;
+  private readonly pacer: SubmissionPace;
 
   constructor(private readonly deps: RuntimeDeps) {
     const { options, clock } = deps;
-    this.pacer = new SubmissionPacer(options.submissions);
+    this.pacer = deps.pace?.(options.submissions) ?? new SubmissionPacer(options.submissions);
     this.pool = new ChannelPool({
       clock,
       breaker: options.breaker,
@@ -145,7 +148,7 @@ export class TencentRuntime {
       ...(channel.region ? { region: channel.region } : {}),
       ...(channel.endpoint ? { endpoint: channel.endpoint } : {}),
     });
-    // Every CreateAigcImageTask waits its turn (pacer.ts): submissions and reconciliation's resubmissions. Turns are
+    // Every CreateAigcImageTask waits its turn (ports/submission-pace.ts): submissions and reconciliation's resubmissions. Turns are
     // the upstream account's, which two channels may share (one SecretId, two VOD apps): Tencent counts the account.
     const paceKey = `${channel.endpoint ?? ''} ${channel.secretId}`;
     const api: VodApi = {

@@ -82,7 +82,7 @@ export async function submitWithFailover(
     }
     let keep = false;
     try {
-      // The channel's turn (pacer.ts) is waited for while still selecting: nothing is on the wire yet, so a cancel
+      // The channel's turn (ports/submission-pace.ts) is waited for while still selecting: nothing is on the wire yet, so a cancel
       // meanwhile is answered at once (provider.ts) and stops the submission, instead of waiting out the pacer.
       const create: VodApi['createAigcImageTask'] = access.turn ? await access.turn(ctx.signal) : (req, o) => access.api.createAigcImageTask(req, o);
       const submittedAt = deps.clock.now();
