@@ -46,27 +46,26 @@ export function readIdempotencyKey(header: string | readonly string[] | undefine
 }
 
 /**
- * `Prefer: wait=N` (RFC 7240 §4.3) → N, or undefined when the header asks for no wait. Other preferences in the
- * header are ignored, as RFC 7240 allows. A longer wait than we hold a connection for is cut to MAX_WAIT_SECONDS (a
- * client asking for 120 s wants as long as it can get; `Preference-Applied` tells it what it got). A `wait` that is
- * not a whole number of seconds is a 400 naming the header, because silently not waiting would turn a client's bug
- * into polling load.
+ * `Prefer: wait=N` (RFC 7240 §4.3) → N, or undefined when the header asks for no wait. RFC 7240 §2 decides the rest:
+ * a preference the server cannot use is ignored, never an error (a 400 here broke clients that send a preference
+ * their other servers understand), and of a preference given twice only the first counts. So a `wait` that is not
+ * a number of seconds is ignored (the answer then has no `Preference-Applied`, which is how the client can tell), a
+ * fraction is rounded up (a client asking for 1.5 s wants to wait), and a longer wait than we hold a connection for
+ * is cut to MAX_WAIT_SECONDS (a client asking for 120 s wants as long as it can get; `Preference-Applied` tells it
+ * what it got).
  */
 export function readPreferWait(header: string | string[] | undefined): number | undefined {
   if (header === undefined) return undefined;
   const values = Array.isArray(header) ? header : [header];
-  let wait: number | undefined;
   for (const value of values) {
     for (const preference of value.split(',')) {
       const [name, ...rest] = preference.split(';')[0]!.split('=');
       if (name!.trim().toLowerCase() !== 'wait') continue;
       const raw = rest.join('=').trim().replace(/^"(.*)"$/, '$1');
-      if (!/^\d+$/.test(raw)) {
-        throw new FieldError('InvalidParameterValue', 'Prefer', `wait=${raw.slice(0, 20)} is not a whole number of seconds`);
-      }
-      if (wait !== undefined) throw new FieldError('InvalidParameterValue', 'Prefer', 'give wait= once');
-      wait = Math.min(Number(raw), MAX_WAIT_SECONDS);
+      // The first `wait` decides, even when it cannot be used: a later one is not a fallback (RFC 7240 §2).
+      if (!/^\d+(\.\d+)?$/.test(raw)) return undefined;
+      return Math.min(Math.ceil(Number(raw)), MAX_WAIT_SECONDS);
     }
   }
-  return wait;
+  return undefined;
 }

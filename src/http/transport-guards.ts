@@ -93,6 +93,12 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
       done(null, undefined);
       return;
     }
+    const charset = declaredCharset(request.headers['content-type']);
+    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+      // Read as UTF-8 anyway, a latin1 body's accents would turn into U+FFFD or garbage in the prompt, silently.
+      done(new RelayError('UnsupportedMediaType', `Content-Type: charset=${charset.slice(0, 40)} is not accepted; JSON is sent as UTF-8 (RFC 8259)`), undefined);
+      return;
+    }
     if (!isUtf8(bytes)) {
       done(new FieldError('InvalidParameter', 'body', 'not valid UTF-8'), undefined);
       return;
@@ -115,6 +121,12 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
       }
     });
   });
+}
+
+/** The `charset` parameter of a Content-Type (RFC 9110 §8.3: case-insensitive, possibly quoted), or undefined. */
+export function declaredCharset(contentType: string | undefined): string | undefined {
+  const match = contentType === undefined ? null : /;\s*charset\s*=\s*("([^"]*)"|[^;\s]*)/i.exec(contentType);
+  return match ? (match[2] ?? match[1]!) : undefined;
 }
 
 /**

@@ -66,7 +66,12 @@ describe('header rules', () => {
     expect(readPreferWait('wait="15"; foo')).toBe(15);
     expect(readPreferWait('wait=61')).toBe(60); // as long as it can get
     expect(readPreferWait(`wait=${'9'.repeat(400)}`)).toBe(60);
-    for (const bad of ['wait=', 'wait=1e1', 'wait=-1', 'wait=1.5', 'wait=5, wait=6']) expect(() => readPreferWait(bad), bad).toThrow(/^Prefer: /);
+    // RFC 7240 §2: what cannot be used is ignored, never an error; of a preference given twice only the first counts.
+    for (const unusable of ['wait=', 'wait=abc', 'wait=1e1', 'wait=-1', 'wait=.5', 'wait=5s']) expect(readPreferWait(unusable), unusable).toBeUndefined();
+    expect(readPreferWait('wait=1.5')).toBe(2); // rounded up: the client wants to wait
+    expect(readPreferWait('wait=5, wait=6')).toBe(5);
+    expect(readPreferWait(['wait=7', 'wait=6'])).toBe(7);
+    expect(readPreferWait('wait=abc, wait=6')).toBeUndefined();
   });
 
   it('Idempotency-Key', () => {

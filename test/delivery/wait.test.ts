@@ -98,15 +98,17 @@ describe('Prefer: wait=N', () => {
     await bothSeeTheEnd(watched);
   });
 
-  it('an invalid wait is a 400 naming the header', async () => {
+  it('a wait it cannot use is ignored, as RFC 7240 asks: answered at once, without Preference-Applied', async () => {
     t = await startRelay();
-    for (const prefer of ['wait=abc', 'wait=-1', 'wait=1.5']) {
+    for (const prefer of ['wait=abc', 'wait=-1', 'wait=1e3']) {
       const res = await t.api.post(SUBMIT, body('x'), { prefer });
-      expect(res.status, prefer).toBe(400);
-      expect(res.body.Response.Error.Message).toMatch(/^Prefer: wait=/);
+      expect(res.status, prefer).toBe(200);
+      expect(res.body.status, prefer).toBe('IN_QUEUE');
+      expect(res.headers.get('preference-applied'), prefer).toBeNull();
     }
-    const get = await t.api.get('/tencent-vod/v1/requests/whatever', { prefer: 'wait=1e3' });
-    expect(get.status).toBe(400);
+    const fraction = await t.api.post(SUBMIT, body('x'), { prefer: 'wait=0.2' });
+    expect(fraction.status).toBe(200);
+    expect(fraction.headers.get('preference-applied')).toBe('wait=1');
   });
 
   it('a wait longer than 60 s is cut to 60, and the answer says so', async () => {

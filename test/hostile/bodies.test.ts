@@ -90,6 +90,18 @@ describe('wrong content types', () => {
     expect(message).toContain(JSON.stringify(type));
   });
 
+  it.each([
+    ['latin1', 'application/json; charset=latin1'],
+    ['a quoted UTF-16', 'application/json; Charset="UTF-16"'],
+  ])('answers 415 for JSON declared in %s, naming the charset, rather than reading it as UTF-8', async (_name, type) => {
+    const message = refused(await submit(JSON.stringify(PROMPT_BODY), { 'content-type': type }), 415, 'UnsupportedMediaType');
+    expect(message).toMatch(/^Content-Type: charset=(latin1|UTF-16) is not accepted; JSON is sent as UTF-8/);
+  });
+
+  it.each(['application/json; charset=utf-8', 'application/json;charset="UTF8"', 'application/json; foo=bar'])('takes %s', async (type) => {
+    expect((await submit(JSON.stringify(PROMPT_BODY), { 'content-type': type })).statusCode).toBe(200);
+  });
+
   it("tells a curl user what -d sent and how to send JSON", async () => {
     const message = refused(await submit(JSON.stringify(PROMPT_BODY), { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'UnsupportedMediaType');
     expect(message).toBe(
