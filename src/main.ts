@@ -16,7 +16,6 @@ import { createInstantProvider } from './adapters/instant/provider';
 import { createTencentVod, TENCENT_VOD_ID, type TencentVodOverrides } from './adapters/tencent';
 import { isVodFileId } from './adapters/tencent/request';
 import { createLocalPreviewProvider } from './adapters/local';
-import { openBackend } from './adapters/select-store';
 import { createWebhookPost } from './adapters/webhooks/safe-post';
 import { ensureDevAccount } from './app/bootstrap';
 import { createChannelAdmin } from './app/channels';
@@ -27,9 +26,8 @@ import { createInputResolver, type UrlFetcher } from './app/inputs';
 import { createOutputDiscarder, createOutputSaver } from './app/outputs';
 import { createPriceBook } from './app/prices';
 import { loadOrCreateSecret } from './app/secrets';
-import { createSecretBox } from './app/secret-box';
 import type { SubmitDeps } from './app/submit-task';
-import { ADMIN_TOKEN_RULE, ConfigError, SECRET_RULE, type Config } from './config/env';
+import { ADMIN_TOKEN_RULE, ConfigError, type Config } from './config/env';
 import { startingPrices } from './config/prices-file';
 import { isTerminal } from './domain/task-state';
 import { buildHttpApp } from './http/app';
@@ -37,6 +35,7 @@ import type { Linger } from './http/lingering-close';
 import { IMAGE_DECODES } from './app/image-check';
 import { UploadsInProgress, UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT } from './app/uploads';
 import { resultBody } from './http/presenters';
+import { openRelayBase } from './relay-base';
 import { createMetrics } from './http/metrics';
 import { systemClock, type Clock } from './ports/clock';
 import type { ImageProvider } from './ports/provider';
@@ -48,8 +47,9 @@ import { DEFAULT_RETRY, type RetryPolicy } from './worker/retry';
 import { DEFAULT_WEBHOOK_POLICY, WebhookDispatcher, type WebhookPolicy } from './worker/webhook-dispatcher';
 
 /**
- * All wiring lives here: config → adapters → use cases → engine and HTTP. Tests build a relay through the same
- * function with a few parts swapped (clock, providers, logger).
+ * All wiring lives here: config → adapters → use cases → engine and HTTP. The part the operator commands share (the
+ * store and the relay secret) is opened by relay-base.ts, for both. Tests build a relay through the same function
+ * with a few parts swapped (clock, providers, logger).
  */
 export interface RelayOverrides {
   readonly clock?: Clock;
@@ -132,11 +132,12 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       logger.fatal({ err }, 'a writer thread died; exiting so the relay restarts and recovers its queue');
       process.exit(1);
     });
-  // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set.
-  const backend = await openBackend(config, logger, { onThreadExit });
-  const store = backend.store;
+  // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set, and the relay
+  // secret: opened as every operator command opens them (relay-base.ts), so that both find the same.
+  const base = await openRelayBase(config, { log: logger, onThreadExit, secret: 'at-open' });
+  const { backend, store, box } = base;
+  const secret = base.secret();
   const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter, onThreadExit });
-  const secret = loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
   const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24, ADMIN_TOKEN_RULE);
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
   const signer = createFileLinkSigner(secret.value, () => baseUrl);
@@ -148,9 +149,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       ? createInstantProvider()
       : createLocalPreviewProvider({ delayMs: config.previewDelayMs, concurrency: config.previewConcurrency }),
   ];
-  // The Tencent VOD upstream: its channels (SecretKeys sealed under a key derived from the relay secret) decide
-  // which models go upstream; the lane's concurrency is their total capacity.
-  const box = createSecretBox(secret.value);
+  // The Tencent VOD upstream: its channels (SecretKeys sealed in `box`, under a key derived from the relay secret)
+  // decide which models go upstream; the lane's concurrency is their total capacity.
   const tencent = createTencentVod({
     store,
     box,
@@ -352,7 +352,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       await app.close();
       await fileCleanup?.stop();
       await storage.close();
-      await store.close();
+      await base.close();
     },
   };
 }

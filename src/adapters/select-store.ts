@@ -22,7 +22,7 @@ import { createSqliteStore } from './sqlite';
 import { openAndMigrate } from './sqlite/database';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations';
 
-type Log = { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+export type BackendLog = { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 
 /**
  * The one place that picks the store: PostgreSQL when AIGC_RELAY_DATABASE_URL is set (several nodes share it),
@@ -32,7 +32,7 @@ export interface Backend {
   readonly kind: 'sqlite' | 'postgres';
   readonly store: Store;
   /** The dispatch queue this store calls for: in-memory for one node, claims from the database for many. */
-  queue(clock: Clock, log: Log, options?: { laneLimit?: (lane: string) => number | undefined; webhooksDue?: (at?: number) => void }): DispatchQueue;
+  queue(clock: Clock, log: BackendLog, options?: { laneLimit?: (lane: string) => number | undefined; webhooksDue?: (at?: number) => void }): DispatchQueue;
   /**
    * Runs `fn` while no other node of this database runs one under the same name (first-start bootstrap, so
    * several nodes starting on an empty database create one dev account, not several). One node: just runs it.
@@ -98,7 +98,7 @@ async function namingTheDatabase<T>(config: Config, open: () => Promise<T>): Pro
 
 export async function openBackend(
   config: Config,
-  log?: Log,
+  log?: BackendLog,
   options: { sqliteWriter?: Config['sqliteWriter']; onThreadExit?: (error: Error) => void } = {},
 ): Promise<Backend> {
   return namingTheDatabase(config, () => open(config, log, options));
@@ -106,7 +106,7 @@ export async function openBackend(
 
 async function open(
   config: Config,
-  log: Log | undefined,
+  log: BackendLog | undefined,
   options: { sqliteWriter?: Config['sqliteWriter']; onThreadExit?: (error: Error) => void },
 ): Promise<Backend> {
   if (!config.databaseUrl) {
@@ -124,11 +124,12 @@ async function open(
       submissionPace: (rule) => new SubmissionPacer(rule),
     };
   }
-  if (!config.secret || !config.adminToken) {
-    // Signed file links and the admin token must be the same on every node; generated ones live in each node's data dir.
+  if (!config.adminToken) {
+    // The admin token must be the same on every node; a generated one lives in each node's data dir. (A missing
+    // relay secret is not warned about here: it stops the start, see app/secrets.ts `relaySecret`.)
     log?.warn(
-      { missing: [!config.secret && 'AIGC_RELAY_SECRET', !config.adminToken && 'AIGC_RELAY_ADMIN_TOKEN'].filter(Boolean) },
-      'several nodes share this database: give every node the same AIGC_RELAY_SECRET and AIGC_RELAY_ADMIN_TOKEN (or one shared data dir)',
+      { missing: ['AIGC_RELAY_ADMIN_TOKEN'] },
+      'several nodes share this database: give every node the same AIGC_RELAY_ADMIN_TOKEN (or one shared data dir)',
     );
   }
   const url = config.databaseUrl;
@@ -149,14 +150,6 @@ async function open(
     requestRates: store.requestRates,
     submissionPace: (rule) => postgresSubmissionPace(store.ctx, rule),
   };
-}
-
-/**
- * A store for a CLI command (no queue): the same database as the server. SQLite writes inline: a command makes a
- * write or two, where a writer thread would only add its start-up.
- */
-export async function openStore(config: Config): Promise<Store> {
-  return (await openBackend(config, undefined, { sqliteWriter: 'inline' })).store;
 }
 
 /**

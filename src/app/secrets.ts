@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, credentialProblem, type CredentialRule } from '../config/env';
+import { ConfigError, credentialProblem, SECRET_RULE, type Config, type CredentialRule } from '../config/env';
 
 /**
  * The admin token and the relay secret: from the environment when given, else generated once and kept in the
@@ -12,14 +12,33 @@ export interface Secret {
   readonly created: boolean;
 }
 
+/**
+ * The relay secret, under the one rule the server and every operator command follow (src/relay-base.ts opens it for
+ * both): AIGC_RELAY_SECRET, else `<data dir>/secret`. The file is generated only on SQLite, where the data dir holds
+ * the database the secret belongs to, so `npm start` and a command on the same data dir find the same one whichever
+ * ran first. On PostgreSQL the database is shared by nodes that each have a data dir: a secret one of them made up
+ * (a node, or `channels add` on an operator's machine) would sign links and seal channel keys the others cannot check
+ * or open, failing later and elsewhere; so there a missing secret stops the start or the command at once.
+ */
+export function relaySecret(config: Pick<Config, 'dataDir' | 'databaseUrl' | 'secret'>): Secret {
+  if (!config.databaseUrl) return loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
+  if (config.secret) return { value: config.secret, created: false };
+  const file = path.join(config.dataDir, 'secret');
+  const kept = readKept(file, SECRET_RULE);
+  if (kept === undefined) {
+    throw new ConfigError(
+      SECRET_RULE.variable,
+      `not set and no ${file}: with AIGC_RELAY_DATABASE_URL every node and operator command must use the same secret; set AIGC_RELAY_SECRET to it (or put it in that file)`,
+    );
+  }
+  return { value: kept, created: false };
+}
+
 export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: string | undefined, bytes: number, rule: CredentialRule): Secret {
   if (fromEnv) return { value: fromEnv, created: false };
   const file = path.join(dataDir, fileName);
-  try {
-    return { value: checked(file, fs.readFileSync(file, 'utf8'), rule), created: false };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  const kept = readKept(file, rule);
+  if (kept !== undefined) return { value: kept, created: false };
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const value = randomBytes(bytes).toString('base64url');
   // Written whole and flushed under a name of its own, then linked into place: the link fails if another process
@@ -87,6 +106,16 @@ function syncDirectory(dir: string): void {
     // not supported here (some platforms and file systems)
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** The value kept in `file`, checked; undefined when there is no such file. */
+function readKept(file: string, rule: CredentialRule): string | undefined {
+  try {
+    return checked(file, fs.readFileSync(file, 'utf8'), rule);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }
 

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createAddressPolicy, webhookUrlProblem } from '../adapters/http-fetch';
-import { openStore } from '../adapters/select-store';
 import { adjustBalance, createAccount, getAccount, listAccounts, topUp, updateAccount } from '../app/accounts';
 import { createApiKey, listKeys, revokeKey, updateKey } from '../app/api-keys';
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
@@ -15,24 +14,28 @@ import { MAX_KEY_CONCURRENCY, MAX_KEY_RPM } from '../domain/key-limits';
 import { priceTableOf } from '../domain/pricing';
 import { systemClock } from '../ports/clock';
 import type { KeyPatch, Store } from '../ports/store';
+import { openRelayBase, type RelayBase } from '../relay-base';
 
 /**
  * Operator commands: a thin layer over the same use cases as the admin API, on the database directly (the server
- * may be running beside them: SQLite WAL and the busy timeout allow it). A use-case error (unknown id, bad value)
- * prints one line and exits 1.
+ * may be running beside them: SQLite WAL and the busy timeout allow it), opened as the server opens it
+ * (relay-base.ts): the same store and the same relay secret. A use-case error (unknown id, bad value) prints one
+ * line and exits 1.
  */
-export async function withStore(config: Config, run: (store: Store) => Promise<void>): Promise<void> {
-  const store = await openStore(config); // SQLite in the data dir, or the shared PostgreSQL
+export async function withRelayBase(config: Config, run: (base: RelayBase) => Promise<void>): Promise<void> {
+  const base = await openRelayBase(config, { sqliteWriter: 'inline', secret: 'when-used' });
   try {
-    await run(store);
+    await run(base);
   } catch (err) {
     if (!(err instanceof RelayError)) throw err;
     process.stderr.write(`aigc-relay: ${err.message}\n`);
     process.exitCode = 1;
   } finally {
-    await store.close();
+    await base.close();
   }
 }
+
+export const withStore = (config: Config, run: (store: Store) => Promise<void>): Promise<void> => withRelayBase(config, (base) => run(base.store));
 
 export const print = (value: unknown): void => {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

@@ -1,17 +1,14 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createChannelAdmin, type ChannelAdmin } from '../app/channels';
-import { createSecretBox, type SecretBox } from '../app/secret-box';
-import { loadOrCreateSecret } from '../app/secrets';
-import { ConfigError, SECRET_RULE, type Config } from '../config/env';
+import type { Config } from '../config/env';
 import { CHANNEL_RANGES } from '../domain/operator-limits';
 import { systemClock } from '../ports/clock';
-import { print, withStore } from './admin';
+import { print, withRelayBase } from './admin';
 
 /**
  * `aigc-relay channels add|list|disable|enable`: the admin API's channel use cases on the database directly. The
- * SecretKey is sealed with the same relay secret the server uses (AIGC_RELAY_SECRET or the data dir's). A running
+ * SecretKey is sealed with the relay secret the server uses, found under the same rule (app/secrets.ts `relaySecret`:
+ * on a shared PostgreSQL database, never one made up here) and only when a key is sealed. A running
  * server picks the change up within its channel refresh interval (5 s). Health is runtime state: see
  * GET /admin/v1/channels on the server.
  */
@@ -23,29 +20,7 @@ const integer = (min: number, max: number) => (value: string): number => {
 };
 
 async function withChannels(config: Config, run: (channels: ChannelAdmin) => Promise<void>): Promise<void> {
-  await withStore(config, (store) => run(createChannelAdmin({ channels: store.channels, clock: systemClock, box: sealingBox(config) })));
-}
-
-/** The relay secret's box, read only when a command seals a key (listing or disabling needs none). */
-function sealingBox(config: Config): SecretBox {
-  let box: SecretBox | undefined;
-  const get = () => (box ??= createSecretBox(relaySecret(config)));
-  return { seal: (plaintext, context) => get().seal(plaintext, context), open: (sealed, context) => get().open(sealed, context) };
-}
-
-/**
- * On a database several nodes share, the servers' secret: AIGC_RELAY_SECRET, or a data dir they share. One made up
- * here would seal a key that no server can open, and the channel would fail every task long after `add` said it
- * was added; so it is never generated for a shared database.
- */
-function relaySecret(config: Config): string {
-  if (config.databaseUrl && !config.secret && !fs.existsSync(path.join(config.dataDir, 'secret'))) {
-    throw new ConfigError(
-      'AIGC_RELAY_SECRET',
-      `not set and no ${path.join(config.dataDir, 'secret')}: with AIGC_RELAY_DATABASE_URL, give the servers' secret so that they can open the key sealed here`,
-    );
-  }
-  return loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE).value;
+  await withRelayBase(config, (base) => run(createChannelAdmin({ channels: base.store.channels, clock: systemClock, box: base.box })));
 }
 
 interface AddOptions {
