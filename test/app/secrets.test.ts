@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { loadOrCreateSecret } from '../../src/app/secrets';
+import { loadOrCreateSecret, relaySecret } from '../../src/app/secrets';
 import { ConfigError, loadConfig } from '../../src/config/env';
 import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
@@ -134,5 +134,25 @@ describe('admin token and relay secret', () => {
     expect(res.code, res.stderr).toBe(1);
     expect(res.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: .*secret: empty/);
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  /** One rule for the server and every command (relay-base.ts opens it for both; end to end in test/cli/relay-secret.test.ts). */
+  it('relaySecret: the variable first; else the data dir file, generated only on SQLite', () => {
+    const databaseUrl = 'postgres://relay@127.0.0.1:1/relay';
+    const given = 'a-relay-secret-from-the-environment-0123';
+    expect(relaySecret({ dataDir: tempDir(), secret: given, databaseUrl })).toEqual({ value: given, created: false });
+
+    const sqlite = tempDir();
+    const made = relaySecret({ dataDir: sqlite });
+    expect(made.created).toBe(true);
+    expect(relaySecret({ dataDir: sqlite })).toEqual({ value: made.value, created: false });
+    // The same file serves a node on PostgreSQL (one shared data dir, or a node that kept the secret it had).
+    expect(relaySecret({ dataDir: sqlite, databaseUrl })).toEqual({ value: made.value, created: false });
+
+    const shared = tempDir();
+    expect(() => relaySecret({ dataDir: shared, databaseUrl })).toThrow(/^AIGC_RELAY_SECRET: not set and no .*secret: with AIGC_RELAY_DATABASE_URL/);
+    expect(fs.readdirSync(shared)).toEqual([]);
+    fs.writeFileSync(path.join(shared, 'secret'), 'short\n');
+    expect(() => relaySecret({ dataDir: shared, databaseUrl })).toThrow(/^AIGC_RELAY_SECRET: .*secret: must be at least 32 characters/);
   });
 });

@@ -1,0 +1,135 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { apiClient } from '../helpers/api';
+import { runCli } from '../helpers/child';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { describeWithPostgres } from '../helpers/postgres-suite';
+import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
+import type { Relay } from '../../src/main';
+import { FAST, makeAccount } from '../tencent/harness';
+import { TencentTestServer, type Account } from '../tencent/server';
+
+/**
+ * The relay secret seals channel SecretKeys, and `aigc-relay channels add` seals on the database directly: the server
+ * and the command must agree on the secret, under one rule (app/secrets.ts `relaySecret`). Proved end to end: a key
+ * sealed by one side is opened by the other and signs a call the Tencent test server checks (TC3), and where there
+ * is no secret to agree on, both stop the same way.
+ */
+const account: Account = makeAccount(1);
+let tencent: TencentTestServer;
+const relays: Relay[] = [];
+
+afterEach(async () => {
+  for (const relay of relays.splice(0)) await relay.close(500);
+});
+afterAll(async () => {
+  await tencent?.close();
+});
+
+async function tencentServer(): Promise<TencentTestServer> {
+  tencent ??= await TencentTestServer.start({ accounts: [account], pullWaitMs: 300 });
+  return tencent;
+}
+
+/** `channels add` for the test account, against the loopback Tencent server, with `env`'s data dir and database. */
+async function addChannelFromCli(env: Record<string, string>) {
+  const server = await tencentServer();
+  return runCli(
+    ['channels', 'add', '--name', 'cli', '--secret-id', account.secretId, '--sub-app-id', String(account.subAppId), '--endpoint', server.url],
+    { AIGC_RELAY_LOG_LEVEL: 'silent', TENCENTCLOUD_SECRET_KEY: account.secretKey, ...env },
+  );
+}
+
+/** A server on `dataDir` (+ `env`) with the test's Tencent timing; closed after the test. */
+async function startServer(dataDir: string, env: Record<string, string> = {}) {
+  const started = await openRelay(dataDir, env, { tencent: FAST, retry: { maxAttempts: 1, baseDelayMs: 5, maxDelayMs: 5 } });
+  relays.push(started.relay);
+  return started;
+}
+
+/** Submits a GEM task with `key` (default: the dev key of a first start) and resolves with it finished. */
+async function runTask({ relay, url }: { relay: Relay; url: string }, key = relay.firstStart.devKey) {
+  if (!key) throw new Error('expected a fresh database with a dev key');
+  const submitted = await apiClient(url, key).post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+  expect(submitted.status, submitted.text).toBe(200);
+  return waitForTask(relay, submitted.body.request_id as string);
+}
+
+describe('the relay secret on SQLite, with AIGC_RELAY_SECRET unset: the data dir is the whole relay', () => {
+  it('a channel added by the command before the first start (which made data/secret) runs tasks on the server', async () => {
+    const dataDir = tempDir();
+    const add = await addChannelFromCli({ AIGC_RELAY_DATA_DIR: dataDir });
+    expect(add.code, add.stderr).toBe(0);
+    expect(fs.existsSync(path.join(dataDir, 'secret'))).toBe(true);
+
+    const task = await runTask(await startServer(dataDir));
+    expect(task).toMatchObject({ state: 'succeeded', provider: 'tencent-vod' });
+  });
+
+  it('npm start first (which made data/secret), then a channel added by the command: the restarted server runs tasks on it', async () => {
+    const dataDir = tempDir();
+    const first = await startServer(dataDir);
+    const devKey = first.relay.firstStart.devKey;
+    await first.relay.close(500);
+    relays.splice(relays.indexOf(first.relay), 1);
+    expect(fs.existsSync(path.join(dataDir, 'secret'))).toBe(true);
+
+    const add = await addChannelFromCli({ AIGC_RELAY_DATA_DIR: dataDir });
+    expect(add.code, add.stderr).toBe(0);
+    const task = await runTask(await startServer(dataDir), devKey);
+    expect(task).toMatchObject({ state: 'succeeded', provider: 'tencent-vod' });
+  });
+});
+
+await describeWithPostgres('the relay secret on a shared PostgreSQL database', 'relay secret on PostgreSQL', () => {
+  const dbs: TestDatabase[] = [];
+  const database = async () => {
+    const db = await createTestDatabase('relay_secret');
+    dbs.push(db);
+    return db;
+  };
+  afterAll(async () => {
+    for (const db of dbs) await db.drop();
+  });
+
+  /**
+   * Each node has its own data dir, so a secret generated in one (by a node, or by a command on the operator's
+   * machine) would sign links and seal keys the others cannot check or open. Before this was one rule, `serve`
+   * generated one with a warning while `channels add` refused: the same environment, two behaviours.
+   */
+  it('without AIGC_RELAY_SECRET or data/secret, serve and channels add stop alike: one line naming the variable, nothing generated', async () => {
+    const db = await database();
+    const dataDir = tempDir();
+    const env = {
+      AIGC_RELAY_DATABASE_URL: db.url,
+      AIGC_RELAY_DATA_DIR: dataDir,
+      AIGC_RELAY_SECRET: '',
+      AIGC_RELAY_HOST: '127.0.0.1',
+      AIGC_RELAY_PORT: '0',
+      AIGC_RELAY_LOG_LEVEL: 'silent',
+    };
+    // A serve that starts does not exit: the timeout turns that into a failure instead of a hung test.
+    const serve = await runCli(['serve'], env, { timeoutMs: 30_000 });
+    const add = await addChannelFromCli(env);
+    for (const [what, res] of [['serve', serve], ['channels add', add]] as const) {
+      expect(res.code, `${what}: ${res.stdout}${res.stderr}`).toBe(1);
+      expect(res.stderr, what).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: not set and no .*secret/);
+      expect(res.stderr.trim().split('\n'), what).toHaveLength(1);
+    }
+    expect(serve.stderr).toBe(add.stderr);
+    expect(fs.existsSync(path.join(dataDir, 'secret'))).toBe(false);
+  });
+
+  it("a data dir's secret (a node's, or one shared) is used by both: a channel the command adds runs tasks on the server", async () => {
+    const db = await database();
+    const dataDir = tempDir();
+    fs.writeFileSync(path.join(dataDir, 'secret'), 'the-nodes-shared-secret-0123456789abcdef\n', { mode: 0o600 });
+    const env = { AIGC_RELAY_DATABASE_URL: db.url, AIGC_RELAY_SECRET: '' };
+    const add = await addChannelFromCli({ ...env, AIGC_RELAY_DATA_DIR: dataDir });
+    expect(add.code, add.stderr).toBe(0);
+
+    const task = await runTask(await startServer(dataDir, { ...env, AIGC_RELAY_ADMIN_TOKEN: 'secret-test-admin-token-0123456789' }));
+    expect(task).toMatchObject({ state: 'succeeded', provider: 'tencent-vod' });
+  });
+});
