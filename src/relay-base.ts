@@ -1,8 +1,12 @@
 import { openBackend, type Backend, type BackendLog } from './adapters/select-store';
+
 import { createSecretBox, type SecretBox } from './app/secret-box';
 import { relaySecret, type Secret } from './app/secrets';
 import type { Config } from './config/env';
 import type { Store } from './ports/store';
+
+/** `aigc-relay migrate`: the same migrations the store runs on opening, without opening the rest. */
+export { migrateDatabase } from './adapters/select-store';
 
 /**
  * What the server (main.ts) and every operator command (cli/) open from the configuration, here and only here, so

@@ -1,4 +1,4 @@
-import { migrateDatabase } from '../adapters/select-store';
+import { migrateDatabase } from '../relay-base';
 import type { Config } from '../config/env';
 
 /** `aigc-relay migrate`: apply pending schema versions and say what was done (servers also do this at start). */
