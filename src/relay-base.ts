@@ -1,5 +1,4 @@
 import { openBackend, type Backend, type BackendLog } from './adapters/select-store';
-
 import { createSecretBox, type SecretBox } from './app/secret-box';
 import { relaySecret, type Secret } from './app/secrets';
 import type { Config } from './config/env';
