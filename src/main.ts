@@ -135,8 +135,9 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set, and the relay
   // secret: opened as every operator command opens them (relay-base.ts), so that both find the same.
   const base = await openRelayBase(config, { log: logger, onThreadExit, secret: 'at-open' });
-  const { backend, store, box } = base;
-  const secret = base.secret();
+  const { backend, store } = base;
+  const secret = await base.secret();
+  const box = await base.sealingBox();
   const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter, onThreadExit });
   const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24, ADMIN_TOKEN_RULE);
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.

@@ -1,7 +1,8 @@
+import path from 'node:path';
 import { openBackend, type Backend, type BackendLog } from './adapters/select-store';
 import { createSecretBox, type SecretBox } from './app/secret-box';
-import { relaySecret, type Secret } from './app/secrets';
-import type { Config } from './config/env';
+import { checkSecretAgainst, relaySecret, type Secret } from './app/secrets';
+import { SECRET_RULE, type Config } from './config/env';
 import type { Store } from './ports/store';
 
 /** `aigc-relay migrate`: the same migrations the store runs on opening, without opening the rest. */
@@ -17,10 +18,14 @@ export { migrateDatabase } from './adapters/select-store';
 export interface RelayBase {
   readonly backend: Backend;
   readonly store: Store;
-  /** The relay secret (see `RelayBaseOptions.secret` for when it is looked for). */
-  secret(): Secret;
-  /** Seals and opens channel SecretKeys under the relay secret. */
-  readonly box: SecretBox;
+  /**
+   * The relay secret, checked against the fingerprint the database keeps of it (app/secrets.ts): looked for on the
+   * first call (and generated in the data dir if there is none), then the same answer. A secret that is not the
+   * database's rejects with a ConfigError naming AIGC_RELAY_SECRET.
+   */
+  secret(): Promise<Secret>;
+  /** Seals and opens channel SecretKeys under the checked relay secret. */
+  sealingBox(): Promise<SecretBox>;
   close(): Promise<void>;
 }
 
@@ -33,27 +38,47 @@ export interface RelayBaseOptions {
   readonly sqliteWriter?: Config['sqliteWriter'];
   readonly onThreadExit?: (error: Error) => void;
   /**
-   * 'at-open' (the server, which signs links from its first answer): a secret that cannot be had stops it before the
-   * database is touched. 'when-used' (commands): looked for on first use, so that listing accounts on a shared
-   * database needs none; a command that seals a channel key stops there, as the server would.
+   * 'at-open' (the server, which signs links from its first answer): the secret is found and checked before the
+   * base is handed over, and one that cannot serve stops the start. 'when-used' (commands): on first use, so that
+   * listing accounts needs none; a command that seals a channel key stops there, as the server would.
    */
   readonly secret?: 'at-open' | 'when-used';
+  /** Epoch milliseconds, for the fingerprint's record. */
+  readonly now?: () => number;
 }
 
 export async function openRelayBase(config: Config, options: RelayBaseOptions = {}): Promise<RelayBase> {
-  let secret = options.secret === 'at-open' ? relaySecret(config) : undefined;
+  // Found (or generated) before the database is touched: a secret file that cannot be read or written stops a start
+  // that has changed nothing yet.
+  const found = options.secret === 'at-open' ? relaySecret(config) : undefined;
   const backend = await openBackend(config, options.log, {
     ...(options.sqliteWriter ? { sqliteWriter: options.sqliteWriter } : {}),
     ...(options.onThreadExit ? { onThreadExit: options.onThreadExit } : {}),
   });
-  const theSecret = (): Secret => (secret ??= relaySecret(config));
-  let box: SecretBox | undefined;
-  const theBox = (): SecretBox => (box ??= createSecretBox(theSecret().value));
-  return {
+  const now = options.now ?? Date.now;
+  let checked: Promise<Secret> | undefined;
+  const secret = (): Promise<Secret> =>
+    (checked ??= (async () => {
+      const value = found ?? relaySecret(config);
+      const from = config.secret ? SECRET_RULE.variable : path.join(config.dataDir, 'secret');
+      await checkSecretAgainst(backend.store.channels, { ...value, from }, now());
+      return value;
+    })());
+  let box: Promise<SecretBox> | undefined;
+  const base: RelayBase = {
     backend,
     store: backend.store,
-    secret: theSecret,
-    box: { seal: (plaintext, context) => theBox().seal(plaintext, context), open: (sealed, context) => theBox().open(sealed, context) },
+    secret,
+    sealingBox: () => (box ??= secret().then((s) => createSecretBox(s.value))),
     close: () => backend.store.close(),
   };
+  if (found) {
+    try {
+      await secret();
+    } catch (err) {
+      await base.close();
+      throw err;
+    }
+  }
+  return base;
 }

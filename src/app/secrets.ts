@@ -1,7 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, credentialProblem, SECRET_RULE, type Config, type CredentialRule } from '../config/env';
+import type { ChannelStore } from '../ports/channels';
 
 /**
  * The admin token and the relay secret: from the environment when given, else generated once and kept in the
@@ -14,24 +15,39 @@ export interface Secret {
 
 /**
  * The relay secret, under the one rule the server and every operator command follow (src/relay-base.ts opens it for
- * both): AIGC_RELAY_SECRET, else `<data dir>/secret`. The file is generated only on SQLite, where the data dir holds
- * the database the secret belongs to, so `npm start` and a command on the same data dir find the same one whichever
- * ran first. On PostgreSQL the database is shared by nodes that each have a data dir: a secret one of them made up
- * (a node, or `channels add` on an operator's machine) would sign links and seal channel keys the others cannot check
- * or open, failing later and elsewhere; so there a missing secret stops the start or the command at once.
+ * both): AIGC_RELAY_SECRET, else `<data dir>/secret`, generated there by whichever runs first, so `npm start` and a
+ * command on the same data dir find the same one. On PostgreSQL the nodes share the database but each has a data
+ * dir, which they share too or not: a secret one of them made up would sign links and seal channel keys the others
+ * cannot check or open. The database therefore keeps the secret's fingerprint (`checkSecretAgainst`), and a process
+ * whose secret is not the recorded one stops at once, naming the variable, instead of failing later and elsewhere.
  */
-export function relaySecret(config: Pick<Config, 'dataDir' | 'databaseUrl' | 'secret'>): Secret {
-  if (!config.databaseUrl) return loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
-  if (config.secret) return { value: config.secret, created: false };
-  const file = path.join(config.dataDir, 'secret');
-  const kept = readKept(file, SECRET_RULE);
-  if (kept === undefined) {
-    throw new ConfigError(
-      SECRET_RULE.variable,
-      `not set and no ${file}: with AIGC_RELAY_DATABASE_URL every node and operator command must use the same secret; set AIGC_RELAY_SECRET to it (or put it in that file)`,
-    );
-  }
-  return { value: kept, created: false };
+export function relaySecret(config: Pick<Config, 'dataDir' | 'secret'>): Secret {
+  return loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
+}
+
+/** What the database keeps of the relay secret: a keyed hash that tells secrets apart and reveals nothing of them. */
+export function secretFingerprint(secret: string): string {
+  return createHmac('sha256', secret).update('aigc-relay relay secret fingerprint v1').digest('base64url').slice(0, 22);
+}
+
+/**
+ * Records the secret's fingerprint in the database if none is (the first process to open it), else checks that it is
+ * the recorded one: a ConfigError naming AIGC_RELAY_SECRET (and where this secret came from) when it is not.
+ */
+export async function checkSecretAgainst(
+  channels: Pick<ChannelStore, 'adoptSecretFingerprint'>,
+  secret: Secret & { readonly from: string },
+  now: number,
+): Promise<void> {
+  const mine = secretFingerprint(secret.value);
+  const recorded = await channels.adoptSecretFingerprint(mine, now);
+  if (recorded === mine) return;
+  throw new ConfigError(
+    SECRET_RULE.variable,
+    `the secret from ${secret.from} is not the one this database was set up with (fingerprint ${recorded}, this one ${mine}): ` +
+      'every node and operator command on one database must use the same secret (set AIGC_RELAY_SECRET to it, or share the data dir that holds it); ' +
+      'channel keys sealed and links signed under another could not be opened or checked',
+  );
 }
 
 export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: string | undefined, bytes: number, rule: CredentialRule): Secret {

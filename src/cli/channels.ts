@@ -4,11 +4,12 @@ import type { Config } from '../config/env';
 import { CHANNEL_RANGES } from '../domain/operator-limits';
 import { systemClock } from '../ports/clock';
 import { print, withRelayBase } from './admin';
+import type { SecretBox } from '../app/secret-box';
 
 /**
  * `aigc-relay channels add|list|disable|enable`: the admin API's channel use cases on the database directly. The
- * SecretKey is sealed with the relay secret the server uses, found under the same rule (app/secrets.ts `relaySecret`:
- * on a shared PostgreSQL database, never one made up here) and only when a key is sealed. A running
+ * SecretKey is sealed with the relay secret the server uses, found under the same rule (app/secrets.ts `relaySecret`,
+ * checked against the database's fingerprint of it) and only when a key is sealed. A running
  * server picks the change up within its channel refresh interval (5 s). Health is runtime state: see
  * GET /admin/v1/channels on the server.
  */
@@ -19,8 +20,21 @@ const integer = (min: number, max: number) => (value: string): number => {
   return n;
 };
 
-async function withChannels(config: Config, run: (channels: ChannelAdmin) => Promise<void>): Promise<void> {
-  await withRelayBase(config, (base) => run(createChannelAdmin({ channels: base.store.channels, clock: systemClock, box: base.box })));
+/** For commands that seal no key (list, enable, disable): they need no relay secret, so none is looked for. */
+const SEALS_NOTHING: SecretBox = {
+  seal: () => {
+    throw new Error('this command seals no channel key (withChannels: say it seals)');
+  },
+  open: () => {
+    throw new Error('this command opens no channel key');
+  },
+};
+
+async function withChannels(config: Config, run: (channels: ChannelAdmin) => Promise<void>, seals = false): Promise<void> {
+  await withRelayBase(config, async (base) => {
+    const box = seals ? await base.sealingBox() : SEALS_NOTHING;
+    await run(createChannelAdmin({ channels: base.store.channels, clock: systemClock, box }));
+  });
 }
 
 interface AddOptions {
@@ -81,6 +95,7 @@ export function channelCommands(program: Command, config: () => Config): void {
             ...(o.maxConcurrency !== undefined ? { max_concurrency: o.maxConcurrency } : {}),
           }),
         ),
+        true,
       );
     });
 

@@ -79,4 +79,9 @@ export interface ChannelStore {
   updateChannel(id: string, patch: ChannelPatch, now: number): Promise<ChannelRecord | undefined>;
   /** Soft delete (and disable); false when unknown or already deleted. */
   deleteChannel(id: string, now: number): Promise<boolean>;
+  /**
+   * The fingerprint of the relay secret this database's channel keys are sealed under: `fingerprint` is recorded
+   * if none is yet (the first process to open the database with a secret), and the recorded one is returned.
+   */
+  adoptSecretFingerprint(fingerprint: string, now: number): Promise<string>;
 }

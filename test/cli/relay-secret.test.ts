@@ -94,31 +94,33 @@ await describeWithPostgres('the relay secret on a shared PostgreSQL database', '
   });
 
   /**
-   * Each node has its own data dir, so a secret generated in one (by a node, or by a command on the operator's
+   * Each node may have its own data dir, so a secret generated in one (by a node, or by a command on the operator's
    * machine) would sign links and seal keys the others cannot check or open. Before this was one rule, `serve`
-   * generated one with a warning while `channels add` refused: the same environment, two behaviours.
+   * generated one with a warning while `channels add` refused: the same environment, two behaviours. Now both
+   * generate one where there is none (the contract's default), and the database's fingerprint of the first tells a
+   * different one apart at once.
    */
-  it('without AIGC_RELAY_SECRET or data/secret, serve and channels add stop alike: one line naming the variable, nothing generated', async () => {
+  it('without AIGC_RELAY_SECRET: the first node generates one; a command or a node with another data dir stops, naming the variable, having sealed nothing', async () => {
     const db = await database();
-    const dataDir = tempDir();
-    const env = {
-      AIGC_RELAY_DATABASE_URL: db.url,
-      AIGC_RELAY_DATA_DIR: dataDir,
-      AIGC_RELAY_SECRET: '',
-      AIGC_RELAY_HOST: '127.0.0.1',
-      AIGC_RELAY_PORT: '0',
-      AIGC_RELAY_LOG_LEVEL: 'silent',
-    };
-    // A serve that starts does not exit: the timeout turns that into a failure instead of a hung test.
-    const serve = await runCli(['serve'], env, { timeoutMs: 30_000 });
-    const add = await addChannelFromCli(env);
-    for (const [what, res] of [['serve', serve], ['channels add', add]] as const) {
-      expect(res.code, `${what}: ${res.stdout}${res.stderr}`).toBe(1);
-      expect(res.stderr, what).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: not set and no .*secret/);
-      expect(res.stderr.trim().split('\n'), what).toHaveLength(1);
-    }
-    expect(serve.stderr).toBe(add.stderr);
-    expect(fs.existsSync(path.join(dataDir, 'secret'))).toBe(false);
+    const env = { AIGC_RELAY_DATABASE_URL: db.url, AIGC_RELAY_SECRET: '', AIGC_RELAY_ADMIN_TOKEN: 'secret-test-admin-token-0123456789' };
+    const first = tempDir();
+    await startServer(first, env);
+    expect(fs.existsSync(path.join(first, 'secret'))).toBe(true);
+
+    const elsewhere = tempDir();
+    const add = await addChannelFromCli({ ...env, AIGC_RELAY_DATA_DIR: elsewhere });
+    expect(add.code, add.stderr).toBe(1);
+    expect(add.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: the secret from .*secret is not the one this database was set up with/);
+    expect(add.stderr.trim().split('\n')).toHaveLength(1);
+    const list = await runCli(['channels', 'list'], { ...env, AIGC_RELAY_DATA_DIR: elsewhere, AIGC_RELAY_LOG_LEVEL: 'silent' });
+    expect(list.code, list.stderr).toBe(0);
+    expect(JSON.parse(list.stdout).channels).toEqual([]);
+
+    await expect(startServer(tempDir(), env)).rejects.toThrow(/^AIGC_RELAY_SECRET: the secret from .*secret is not the one this database was set up with/);
+    // The first node's own secret, given by the variable, is the database's: a node and a command with it work.
+    const shared = { ...env, AIGC_RELAY_SECRET: fs.readFileSync(path.join(first, 'secret'), 'utf8').trim() };
+    const added = await addChannelFromCli({ ...shared, AIGC_RELAY_DATA_DIR: tempDir() });
+    expect(added.code, added.stderr).toBe(0);
   });
 
   it("a data dir's secret (a node's, or one shared) is used by both: a channel the command adds runs tasks on the server", async () => {

@@ -8,6 +8,16 @@ const PATCH_COLUMNS = channelPatchColumns((v) => v);
 /** The channel port on PostgreSQL; same rules as the SQLite one (soft delete, sealed SecretKey stored as given). */
 export function postgresChannelStore({ pool }: PgContext): ChannelStore {
   return {
+    async adoptSecretFingerprint(fingerprint, now) {
+      // One statement: the row is ours if none was, else the existing one comes back through the update-to-itself.
+      const row = await one<{ fingerprint: string }>(
+        pool,
+        `INSERT INTO relay_secret_fingerprint (fingerprint, created_at) VALUES ($1, $2)
+         ON CONFLICT (only_row) DO UPDATE SET fingerprint = relay_secret_fingerprint.fingerprint RETURNING fingerprint`,
+        [fingerprint, now],
+      );
+      return row!.fingerprint;
+    },
     async createChannel(c: NewChannel) {
       const row = await one<ChannelRow>(
         pool,

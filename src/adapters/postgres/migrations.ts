@@ -560,4 +560,13 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     RETURN v_at - v_now;
   END $$;
   `,
+  // The relay secret's fingerprint (app/secrets.ts), as on SQLite: the nodes and operator commands of one database
+  // must share one secret, and one whose fingerprint differs stops at start instead of failing later, elsewhere.
+  `
+  CREATE TABLE relay_secret_fingerprint (
+    only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+    fingerprint TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];

@@ -13,8 +13,14 @@ export function sqliteChannelStore(db: Db): ChannelStore {
        @weight, @maxConcurrency, @enabled, @eventsEnabled, @now, @now)`,
   );
   const remove = db.prepare('UPDATE channels SET deleted_at = ?, enabled = 0, updated_at = ? WHERE id = ? AND deleted_at IS NULL');
+  const recordFingerprint = db.prepare('INSERT INTO relay_secret_fingerprint (only_row, fingerprint, created_at) VALUES (1, ?, ?) ON CONFLICT DO NOTHING');
+  const recordedFingerprint = db.prepare<[], { fingerprint: string }>('SELECT fingerprint FROM relay_secret_fingerprint');
 
   return {
+    async adoptSecretFingerprint(fingerprint, now) {
+      recordFingerprint.run(fingerprint, now);
+      return recordedFingerprint.get()!.fingerprint;
+    },
     async createChannel(c: NewChannel) {
       insert.run({
         id: c.id,

@@ -258,4 +258,13 @@ export const MIGRATIONS: readonly string[] = [
     after_account TEXT NOT NULL
   );
   `,
+  // The relay secret's fingerprint (app/secrets.ts): every process that opens the database with a secret checks its
+  // own against it, so a secret that is not the one this database's channel keys were sealed under stops the start.
+  `
+  CREATE TABLE relay_secret_fingerprint (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    fingerprint TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
