@@ -9,15 +9,28 @@
  */
 export interface ChannelSlots {
   /**
-   * Takes a slot of `channelId` for `holder` (a task id) if fewer than `limit` are taken on all nodes together.
-   * Idempotent: a holder that already has the slot keeps it (true). False when the channel is full.
+   * Takes a slot of `channelId` for `holder` if fewer than `limit` are taken on all nodes together. A task has at
+   * most one slot per channel: an attempt whose task already has one there takes that slot over (true, counted
+   * once), unless a later attempt of the task holds it (false: a superseded attempt gets none). Idempotent.
+   * False when the channel is full.
    */
-  acquire(channelId: string, holder: string, limit: number): Promise<boolean>;
+  acquire(channelId: string, holder: SlotHolder, limit: number): Promise<boolean>;
   /**
-   * Gives the holder's slot back; nothing when it holds none. Only a slot this node holds: one another node took over
-   * (its lease here lapsed and that node now runs the task) stays taken.
+   * Gives back the slot `holder` took; nothing when it holds none. Only that attempt's, on this node: a slot a later
+   * attempt took over (on another node after a lapse, or on this one after a reclaim) stays taken, or the channel
+   * would count one slot fewer than its upstream tasks use, and let another task over its limit.
    */
-  release(channelId: string, holder: string): Promise<void>;
+  release(channelId: string, holder: SlotHolder): Promise<void>;
   /** Slots taken per channel, all nodes together (health views, tests). */
   inUse(): Promise<Record<string, number>>;
+}
+
+/**
+ * Who holds a slot: one attempt of a task. `attempt` is the task's attempt count at the claim that started it
+ * (ProviderJob.attempt), so a later claim of the same task, on this node or another, is told apart from the one
+ * it superseded.
+ */
+export interface SlotHolder {
+  readonly taskId: string;
+  readonly attempt: number;
 }

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
+import { firstAttempt } from '../conformance/channel-slots.conformance';
 import { INPUT } from '../conformance/store.conformance';
 import { eventually } from '../helpers/eventually';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
@@ -48,24 +49,27 @@ await describeWithPostgres('a superseded run giving its channel slot back', 'sup
   it('after a takeover that adopted the slot, the old node\'s release leaves the new node\'s slot taken', async () => {
     const [a, b] = [await node('node-a', 300), await node('node-b', 300)];
     const t = await runningTask(a, 'ch-1');
-    expect(await a.channelSlots.acquire('ch-1', t, 1)).toBe(true);
+    const [onA, onB] = [{ taskId: t, attempt: 1 }, { taskId: t, attempt: 2 }];
+    expect(await a.channelSlots.acquire('ch-1', onA, 1)).toBe(true);
     await lapse(a); // A froze: nothing renewed its slot
-    expect(await b.channelSlots.acquire('ch-1', t, Number.MAX_SAFE_INTEGER)).toBe(true); // B took T over: adopts the row
-    await a.channelSlots.release('ch-1', t); // A wakes; its superseded run ends
+    expect(await b.channelSlots.acquire('ch-1', onB, Number.MAX_SAFE_INTEGER)).toBe(true); // B took T over: adopts the row
     expect(await b.channelSlots.inUse()).toEqual({ 'ch-1': 1 });
-    expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(false); // ch-1 stays at its max_concurrency
-    await b.channelSlots.release('ch-1', t); // B's own release still frees it
-    expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(true);
+    await a.channelSlots.release('ch-1', onA); // A wakes; its superseded run ends
+    expect(await b.channelSlots.inUse()).toEqual({ 'ch-1': 1 });
+    expect(await b.channelSlots.acquire('ch-1', firstAttempt('newcomer'), 1)).toBe(false); // ch-1 stays at its max_concurrency
+    await b.channelSlots.release('ch-1', onB); // B's own release still frees it
+    expect(await b.channelSlots.acquire('ch-1', firstAttempt('newcomer'), 1)).toBe(true);
   });
 
   it('after a takeover that submitted afresh on the same channel, the old node\'s release leaves the new slot taken', async () => {
     const [a, b] = [await node('node-a', 300), await node('node-b', 300)];
     const t = await runningTask(a, 'ch-1');
     await a.tasks.saveCheckpoint(t, { phase: 'idle' }, Date.now()); // A took the slot but had not submitted yet
-    expect(await a.channelSlots.acquire('ch-1', t, 1)).toBe(true);
+    const [onA, onB] = [{ taskId: t, attempt: 1 }, { taskId: t, attempt: 2 }];
+    expect(await a.channelSlots.acquire('ch-1', onA, 1)).toBe(true);
     await lapse(a);
-    expect(await b.channelSlots.acquire('ch-1', t, 1)).toBe(true); // B's new attempt: A's lapsed row is gone, B's is new
-    await a.channelSlots.release('ch-1', t);
-    expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(false);
+    expect(await b.channelSlots.acquire('ch-1', onB, 1)).toBe(true); // B's new attempt: A's lapsed row is gone, B's is new
+    await a.channelSlots.release('ch-1', onA);
+    expect(await b.channelSlots.acquire('ch-1', firstAttempt('newcomer'), 1)).toBe(false);
   });
 });

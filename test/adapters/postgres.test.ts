@@ -13,6 +13,7 @@ import { eventually, within } from '../helpers/eventually';
 import { PgTaskNudges } from '../../src/adapters/postgres/task-nudges';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
+import { firstAttempt } from '../conformance/channel-slots.conformance';
 
 /**
  * What only the PostgreSQL adapter has: migrations under an advisory lock, wake-ups by LISTEN/NOTIFY, leases
@@ -405,19 +406,19 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       // Leases long enough that the checks below run inside them on a loaded 2-core machine (400 ms lapsed once
       // between the grants and the first check), short enough that the lapse at the end comes quickly.
       const nodes = await Promise.all(['a', 'b', 'c'].map((id) => node(id, 2000)));
-      const tries = Array.from({ length: 12 }, (_, i) => nodes[i % 3]!.channelSlots.acquire('ch-1', `task-${i}`, 3));
+      const tries = Array.from({ length: 12 }, (_, i) => nodes[i % 3]!.channelSlots.acquire('ch-1', firstAttempt(`task-${i}`), 3));
       const granted = await Promise.all(tries);
       expect(granted.filter(Boolean)).toHaveLength(3);
       expect(await nodes[0]!.channelSlots.inUse()).toEqual({ 'ch-1': 3 });
       const holder = `task-${granted.indexOf(true)}`;
       const owner = nodes[granted.indexOf(true) % 3]!;
-      expect(await owner.channelSlots.acquire('ch-1', holder, 3)).toBe(true); // the holder keeps its slot
-      expect(await nodes[1]!.channelSlots.acquire('ch-2', 'other', 1)).toBe(true); // channels count apart
-      await owner.channelSlots.release('ch-1', holder);
-      expect(await nodes[2]!.channelSlots.acquire('ch-1', 'late', 3)).toBe(true);
-      expect(await nodes[2]!.channelSlots.acquire('ch-1', 'later', 3)).toBe(false);
+      expect(await owner.channelSlots.acquire('ch-1', firstAttempt(holder), 3)).toBe(true); // the holder keeps its slot
+      expect(await nodes[1]!.channelSlots.acquire('ch-2', firstAttempt('other'), 1)).toBe(true); // channels count apart
+      await owner.channelSlots.release('ch-1', firstAttempt(holder));
+      expect(await nodes[2]!.channelSlots.acquire('ch-1', firstAttempt('late'), 3)).toBe(true);
+      expect(await nodes[2]!.channelSlots.acquire('ch-1', firstAttempt('later'), 3)).toBe(false);
       // Nobody renews (no queue heartbeats here): once the leases lapse, the slots are free again.
-      await eventually('the slots to lapse', 10_000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', 'after', 3)) ? true : undefined));
+      await eventually('the slots to lapse', 10_000, async () => ((await nodes[0]!.channelSlots.acquire('ch-1', firstAttempt('after'), 3)) ? true : undefined));
     });
 
     it('the slot of a dead node\'s task that is still under way upstream stays taken until a node adopts it or the task ends', async () => {
@@ -428,22 +429,22 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const upstream = created.task.id;
       await a.tasks.markRunning(upstream, Date.now());
       await a.tasks.saveCheckpoint(upstream, { phase: 'accepted', channelId: 'ch-1', upstreamTaskId: 'U1', submittedAt: 1 }, Date.now());
-      expect(await a.channelSlots.acquire('ch-1', upstream, 1)).toBe(true);
+      expect(await a.channelSlots.acquire('ch-1', firstAttempt(upstream), 1)).toBe(true);
       // Node A dies: nobody renews its slot. Another holder's slot that lapses the same way comes free (below).
-      expect(await a.channelSlots.acquire('ch-2', 'no-such-task', 1)).toBe(true);
-      await eventually('the other lapsed slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-2', 'next', 1)) ? true : undefined));
+      expect(await a.channelSlots.acquire('ch-2', firstAttempt('no-such-task'), 1)).toBe(true);
+      await eventually('the other lapsed slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-2', firstAttempt('next'), 1)) ? true : undefined));
       // ch-1's task is still running upstream: its slot is not free, and it is counted in use.
-      expect(await b.channelSlots.acquire('ch-1', 'newcomer', 1)).toBe(false);
+      expect(await b.channelSlots.acquire('ch-1', firstAttempt('newcomer'), 1)).toBe(false);
       expect(await b.channelSlots.inUse()).toMatchObject({ 'ch-1': 1 });
       // The node that takes the task over adopts the very row (the channel stays at its limit) …
-      expect(await b.channelSlots.acquire('ch-1', upstream, Number.MAX_SAFE_INTEGER)).toBe(true);
+      expect(await b.channelSlots.acquire('ch-1', firstAttempt(upstream), Number.MAX_SAFE_INTEGER)).toBe(true);
       expect(await b.channelSlots.inUse()).toMatchObject({ 'ch-1': 1 });
       // A row of the task's on a channel it has left (its release lost, its work now on ch-2) does not hold ch-3.
-      expect(await a.channelSlots.acquire('ch-3', upstream, 1)).toBe(true);
-      await eventually('the left channel\'s slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-3', 'newcomer', 1)) ? true : undefined));
+      expect(await a.channelSlots.acquire('ch-3', firstAttempt(upstream), 1)).toBe(true);
+      await eventually('the left channel\'s slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-3', firstAttempt('newcomer'), 1)) ? true : undefined));
       // … and once the task has ended, a row left behind by a lapsed lease no longer holds the slot.
       expect(await a.tasks.finish(upstream, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(true);
-      await eventually('the ended task\'s slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-1', 'newcomer', 1)) ? true : undefined));
+      await eventually('the ended task\'s slot to come free', 10_000, async () => ((await b.channelSlots.acquire('ch-1', firstAttempt('newcomer'), 1)) ? true : undefined));
     });
 
     it('a claim passes over models whose quota is 0, but never a task with a checkpoint', async () => {
@@ -509,8 +510,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
 
     it('the heartbeat renews the channel slots of the engine\'s runs only: a slot whose release was lost lapses', async () => {
       const a = await node('a', 1000);
-      expect(await a.channelSlots.acquire('ch-1', 'task-running', 5)).toBe(true);
-      expect(await a.channelSlots.acquire('ch-1', 'task-gone', 5)).toBe(true);
+      expect(await a.channelSlots.acquire('ch-1', firstAttempt('task-running'), 5)).toBe(true);
+      expect(await a.channelSlots.acquire('ch-1', firstAttempt('task-gone'), 5)).toBe(true);
       const q = queue(a, { heartbeatMs: 50, reapMs: 60_000 });
       await q.start(() => undefined, undefined, () => ['task-running']);
       await eventually('the orphaned slot to lapse', 10_000, async () => {
@@ -526,8 +527,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       // Warm connections, as on a node in service: the release's one DELETE then overtakes adopt's acquire.
       await Promise.all(Array.from({ length: 4 }, () => a.ctx.pool.query('SELECT pg_sleep(0.05)')));
       // The release is made before adopt's own acquire has committed (it is not awaited): it must wait for it.
-      pool.adopt(CHANNEL.id, 'task-1')!.release();
-      await eventually('the slot to be free again', 5000, async () => ((await a.channelSlots.acquire(CHANNEL.id, 'task-2', 1)) ? true : undefined));
+      pool.adopt(CHANNEL.id, firstAttempt('task-1'))!.release();
+      await eventually('the slot to be free again', 5000, async () => ((await a.channelSlots.acquire(CHANNEL.id, firstAttempt('task-2'), 1)) ? true : undefined));
       expect(await a.channelSlots.inUse()).toEqual({ [CHANNEL.id]: 1 });
       pool.close(); // its timer reads the shared slots
     });

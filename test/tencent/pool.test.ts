@@ -4,6 +4,7 @@ import { DEFAULT_TENCENT_OPTIONS } from '../../src/adapters/tencent/options';
 import { createSecretBox } from '../../src/app/secret-box';
 import type { ChannelRecord } from '../../src/ports/channels';
 import { localChannelSlots } from '../../src/adapters/local-channel-slots';
+import { firstAttempt } from '../conformance/channel-slots.conformance';
 import { createSqliteStore } from '../../src/adapters/sqlite';
 import { createTencentVod } from '../../src/adapters/tencent';
 import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-channels/channel-pool';
@@ -70,7 +71,7 @@ describe('channel choice', () => {
   it('capacity is in-flight plus free submission slots; following an existing task may exceed the limit', () => {
     const pool = poolOf([channel('a', { maxConcurrency: 2 }), channel('b', { maxConcurrency: 3 })]);
     expect(pool.capacity).toBe(5);
-    const adopted = [pool.adopt('a', 't1')!, pool.adopt('a', 't2')!, pool.adopt('a', 't3')!];
+    const adopted = [pool.adopt('a', firstAttempt('t1'))!, pool.adopt('a', firstAttempt('t2'))!, pool.adopt('a', firstAttempt('t3'))!];
     expect(pool.health('a')!.inFlight).toBe(3);
     expect(pool.capacity).toBe(6); // three followed on a (one over its limit), three free on b
     expect(idOf(pool.tryAcquire('GEM', '3.0'))).toBe('b');
@@ -108,14 +109,14 @@ describe('slots shared by several nodes', () => {
     const a = node([channel('x', { maxConcurrency: 2, priority: 1 }), channel('y', { maxConcurrency: 1 })]);
     const b = node([channel('x', { maxConcurrency: 2, priority: 1 }), channel('y', { maxConcurrency: 1 })]);
     const signal = new AbortController().signal;
-    const first = [await a.acquire('GEM', '3.0', new Set(), signal, 't1'), await a.acquire('GEM', '3.0', new Set(), signal, 't2')];
+    const first = [await a.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t1')), await a.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t2'))];
     expect(first.map((l) => l!.channel.id)).toEqual(['x', 'x']);
-    const onB = await b.acquire('GEM', '3.0', new Set(), signal, 't3'); // x is full on node A
+    const onB = await b.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t3')); // x is full on node A
     expect(onB!.channel.id).toBe('y');
     expect(await shared.inUse()).toEqual({ x: 2, y: 1 });
     let got: ChannelLease | undefined;
     const looksBefore = looks;
-    const waiting = b.acquire('GEM', '3.0', new Set(), signal, 't4').then((l) => (got = l));
+    const waiting = b.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t4')).then((l) => (got = l));
     // Node B looks at the shared slots again and again while it waits (slotRetryMs): after a few looks, it still waits.
     await waitUntil(() => looks >= looksBefore + 3, 10_000, "node B's looks at the shared slots");
     expect(got).toBeUndefined();
@@ -144,14 +145,14 @@ describe("other nodes' slots in this node's capacity", () => {
 
   it('slots another node holds are not free here: the engine is not told it can start tasks that would only wait', async () => {
     const { a, b, signal } = twoNodes();
-    const onA = [await a.acquire('GEM', '3.0', new Set(), signal, 't1'), await a.acquire('GEM', '3.0', new Set(), signal, 't2')];
+    const onA = [await a.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t1')), await a.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t2'))];
     await b.refreshShared();
     expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 1 });
     expect(b.capacity).toBe(1);
     // Node A's own figures are unchanged by the read: its leases are its own.
     await a.refreshShared();
     expect(a.modelCapacity().get('GEM:3.0')).toEqual({ total: 3, free: 1 });
-    const onB = await b.acquire('GEM', '3.0', new Set(), signal, 't3');
+    const onB = await b.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t3'));
     await b.refreshShared();
     expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 0 });
     await a.refreshShared();
@@ -161,7 +162,7 @@ describe("other nodes' slots in this node's capacity", () => {
 
   it("a slot freed on another node is noticed by this node's next read, which wakes the engine", async () => {
     const { a, b, signal } = twoNodes({ sharedRefreshMs: 5 });
-    const onA = await Promise.all(['t1', 't2', 't3'].map((t) => a.acquire('GEM', '3.0', new Set(), signal, t)));
+    const onA = await Promise.all(['t1', 't2', 't3'].map((t) => a.acquire('GEM', '3.0', new Set(), signal, firstAttempt(t))));
     await b.refreshShared();
     expect(b.capacity).toBe(0);
     const woken = new Promise<void>((resolve) => b.onChange(resolve));
@@ -174,11 +175,11 @@ describe("other nodes' slots in this node's capacity", () => {
   it('a channel found full elsewhere corrects the figures at once, without waiting for the timer', async () => {
     // Neither the timer nor a waiting submission's retry reads again within the test: only the refusal can.
     const { a, b, signal } = twoNodes({ sharedRefreshMs: 3_600_000, slotRetryMs: 3_600_000 });
-    await Promise.all(['t1', 't2'].map((t) => a.acquire('GEM', '3.0', new Set(), signal, t)));
+    await Promise.all(['t1', 't2'].map((t) => a.acquire('GEM', '3.0', new Set(), signal, firstAttempt(t))));
     expect(b.capacity).toBe(3); // read when it loaded the channel, before node A took its two
-    const third = await b.acquire('GEM', '3.0', new Set(), signal, 't3');
+    const third = await b.acquire('GEM', '3.0', new Set(), signal, firstAttempt('t3'));
     const stop = new AbortController();
-    const refused = b.acquire('GEM', '3.0', new Set(), stop.signal, 't4');
+    const refused = b.acquire('GEM', '3.0', new Set(), stop.signal, firstAttempt('t4'));
     void refused.catch(() => undefined);
     await waitUntil(() => b.capacity === 1, 5000, "node B's capacity to count node A's slots");
     expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 1, free: 0 });
@@ -195,7 +196,7 @@ describe("other nodes' slots in this node's capacity", () => {
     pools.push(pool);
     pool.load([channel('x', { maxConcurrency: 3 })]);
     await pool.refreshShared(); // the read load() started
-    await shared.acquire('x', 'elsewhere-1', 3);
+    await shared.acquire('x', firstAttempt('elsewhere-1'), 3);
     await pool.refreshShared();
     expect(pool.capacity).toBe(2);
     down = true;
@@ -217,8 +218,8 @@ describe("other nodes' slots in this node's capacity", () => {
     await b.refreshShared();
     expect(b.modelCapacity().get('GEM:3.0')).toEqual({ total: 3, free: 3 });
     // Node A loaded channel y first (an operator created it there) and already runs two tasks on it.
-    await shared.acquire('y', 'on-a-1', 3);
-    await shared.acquire('y', 'on-a-2', 3);
+    await shared.acquire('y', firstAttempt('on-a-1'), 3);
+    await shared.acquire('y', firstAttempt('on-a-2'), 3);
     const capacities: number[] = [];
     const read = new Promise<void>((resolve) => b.onChange(() => (capacities.push(b.capacity), b.health('y')!.inFlightElsewhere === 2 && resolve())));
     b.load([channel('x', { maxConcurrency: 3, models: ['GEM'] }), channel('y', { maxConcurrency: 3, models: ['GEM'] })]);
@@ -231,8 +232,8 @@ describe("other nodes' slots in this node's capacity", () => {
 
   it("a node starting beside others has counted their slots when its engine starts claiming (main.ts: tencent.start(), then engine.start())", async () => {
     const shared = localChannelSlots();
-    await shared.acquire('x', 'on-another-node-1', 3);
-    await shared.acquire('x', 'on-another-node-2', 3);
+    await shared.acquire('x', firstAttempt('on-another-node-1'), 3);
+    await shared.acquire('x', firstAttempt('on-another-node-2'), 3);
     const store = createSqliteStore(':memory:');
     const box = createSecretBox('s'.repeat(32));
     await store.channels.createChannel({ ...channel('x', { maxConcurrency: 3 }), secretKeySealed: box.seal('SecretKey', 'x') });
@@ -293,11 +294,11 @@ describe('circuit breaker', () => {
   it('wakes waiters when capacity frees', async () => {
     const pool = poolOf([channel('a', { maxConcurrency: 1 })]);
     const first = pool.tryAcquire('GEM', '3.0') as ChannelLease;
-    const waiting = pool.acquire('GEM', '3.0', new Set(), new AbortController().signal, 't2');
+    const waiting = pool.acquire('GEM', '3.0', new Set(), new AbortController().signal, firstAttempt('t2'));
     first.release();
     expect((await waiting)!.channel.id).toBe('a');
     const aborted = new AbortController();
-    const never = pool.acquire('GEM', '3.0', new Set(), aborted.signal, 't3');
+    const never = pool.acquire('GEM', '3.0', new Set(), aborted.signal, firstAttempt('t3'));
     aborted.abort();
     await expect(never).rejects.toThrow();
   });

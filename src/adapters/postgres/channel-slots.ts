@@ -6,8 +6,9 @@ import { inTransaction, rows } from './database';
 const SLOT_LOCK = 0x736c6f74;
 
 /**
- * Channel slots shared by every node: one row per taken slot, leased to its node on the database clock and renewed
- * by that node's dispatch heartbeat (PgDispatchQueue). Taking a slot counts the live rows under a per-channel
+ * Channel slots shared by every node: one row per taken slot, held by one attempt of a task (`holder` the task id,
+ * `attempt` its number: ports/channel-slots.ts), leased to its node on the database clock and renewed by that node's
+ * dispatch heartbeat (PgDispatchQueue). Taking a slot counts the live rows under a per-channel
  * advisory lock, so two nodes can never both take the last one; rows whose lease lapsed (a dead node) do not count,
  * except while their task still has upstream work on that channel (its checkpoint says a submission or an upstream
  * task there; a row left behind on a channel the task has since left does not count): that
@@ -22,29 +23,43 @@ const STILL_HELD = `(lease_until >= now() OR EXISTS (
 
 export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): ChannelSlots {
   return {
-    acquire: (channelId, holder, limit) =>
+    acquire: (channelId, { taskId, attempt }, limit) =>
       inTransaction(pool, async (c) => {
         await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [SLOT_LOCK, channelId]);
         await c.query(`DELETE FROM channel_slots WHERE channel_id = $1 AND NOT ${STILL_HELD}`, [channelId]);
+        // The task's row here, if it has one, becomes this attempt's (an adoption, or a retry on the same channel):
+        // one slot per task, never counted twice. Not from a later attempt: a superseded run asking now must not
+        // take back the row its successor holds, whose release would then be the old run's to make.
         const mine = await c.query(
-          `UPDATE channel_slots SET node_id = $3, lease_until = now() + $4 * interval '1 millisecond'
-           WHERE channel_id = $1 AND holder = $2`,
-          [channelId, holder, nodeId, leaseMs],
+          `UPDATE channel_slots SET node_id = $3, lease_until = now() + $4 * interval '1 millisecond', attempt = $5
+           WHERE channel_id = $1 AND holder = $2 AND attempt <= $5`,
+          [channelId, taskId, nodeId, leaseMs, attempt],
         );
         if (mine.rowCount === 1) return true;
-        const taken = (await rows<{ n: number }>(c, 'SELECT count(*) AS n FROM channel_slots WHERE channel_id = $1', [channelId]))[0]!.n;
-        if (taken >= limit) return false;
+        const { taken, heldByLater } = (await rows<{ taken: number; heldByLater: number }>(
+          c,
+          'SELECT count(*) AS taken, count(*) FILTER (WHERE holder = $2) AS "heldByLater" FROM channel_slots WHERE channel_id = $1',
+          [channelId, taskId],
+        ))[0]!;
+        if (heldByLater > 0 || taken >= limit) return false;
         await c.query(
-          `INSERT INTO channel_slots (channel_id, holder, node_id, lease_until)
-           VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')`,
-          [channelId, holder, nodeId, leaseMs],
+          `INSERT INTO channel_slots (channel_id, holder, attempt, node_id, lease_until)
+           VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')`,
+          [channelId, taskId, attempt, nodeId, leaseMs],
         );
         return true;
       }),
-    async release(channelId, holder) {
-      // Only this node's row: after a lapse, another node that took the task over holds the row (adopted, or taken
-      // afresh), and the superseded run here must not give that node's slot away when it ends.
-      await pool.query('DELETE FROM channel_slots WHERE channel_id = $1 AND holder = $2 AND node_id = $3', [channelId, holder, nodeId]);
+    async release(channelId, { taskId, attempt }) {
+      // Only the row this attempt took here. A later attempt that took the task over holds the same row (adopted, or
+      // taken afresh): on another node after a lapse, or on this one when its dispatcher claimed the task again, and
+      // the superseded run must not give that slot away when it ends. The node too, because an attempt handed back
+      // by a stopping node is not counted (task-store.ts handBackUnfinished), so the next claim has its number.
+      await pool.query('DELETE FROM channel_slots WHERE channel_id = $1 AND holder = $2 AND attempt = $3 AND node_id = $4', [
+        channelId,
+        taskId,
+        attempt,
+        nodeId,
+      ]);
     },
     async inUse() {
       const found = await rows<{ channel_id: string; n: number }>(

@@ -321,8 +321,9 @@ export class PgDispatchQueue implements DispatchQueue {
     // while one is running) or a read that went through while writes were stuck says nothing about renewals.
     this.contact.answered();
     if (this.contact.steady()) this.stallReported = false;
-    // The upstream channel slots of those runs (adapters/postgres/channel-slots.ts; the holder is the task id). A
-    // slot whose release was lost is then not renewed for ever: it lapses like a dead node's.
+    // The upstream channel slots of those runs (adapters/postgres/channel-slots.ts; the holder is the task id, each
+    // row also naming the attempt that took it). A slot whose release was lost is then not renewed for ever: it
+    // lapses like a dead node's once its task no longer runs here.
     await this.ctx.relaxed.query(
       `UPDATE channel_slots SET lease_until = clock_timestamp() + $2 * interval '1 millisecond'
        WHERE node_id = $1 AND ($3::text[] IS NULL OR holder = ANY($3))`,

@@ -569,4 +569,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     created_at BIGINT NOT NULL
   );
   `,
+  // Channel slots are held by an attempt of a task, not by the task (ports/channel-slots.ts): by the task, the end of
+  // a superseded attempt (its lease lapsed and the task was claimed again, on the same node or another) gave away
+  // the slot its successor had adopted, and the channel then let one task more than its max_concurrency in. Rows
+  // from before have attempt 0: the next attempt of their task takes them over.
+  `
+  ALTER TABLE channel_slots ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

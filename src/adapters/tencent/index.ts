@@ -107,7 +107,7 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
         for (const task of unfinished) {
           if (task.provider !== TENCENT_VOD_ID) continue;
           const size = producedSize(task.input);
-          if (provider.resumeInBackground({ id: task.id, input: task.input, size, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) })) resumed++;
+          if (provider.resumeInBackground({ id: task.id, input: task.input, size, attempts: task.attempts, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) })) resumed++;
         }
         if (resumed > 0) deps.log.info({ resumed }, 'following upstream tasks left by the previous run');
       }

@@ -55,7 +55,7 @@ export interface ResumeStore {
   saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number): Promise<boolean>;
 }
 
-type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'checkpoint'>;
+type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'attempt' | 'checkpoint'>;
 
 /** How an upstream task ended, and the SessionId round it ran under. */
 interface Followed {
@@ -116,7 +116,7 @@ export class TencentVodProvider implements ImageProvider {
    * those slots taken, so a restart never pushes a channel over `max_concurrency`, and no new task can wait for a
    * slot that only a task stuck behind it in the queue would free.
    */
-  resumeInBackground(task: { id: string; input: ProviderJob['input']; size: ProviderJob['size']; checkpoint?: Record<string, unknown> }): boolean {
+  resumeInBackground(task: { id: string; input: ProviderJob['input']; size: ProviderJob['size']; attempts: number; checkpoint?: Record<string, unknown> }): boolean {
     const cp = readCheckpoint(task.checkpoint);
     if (!cp || cp.phase === 'idle' || this.resumes.has(task.id)) return false;
     const controller = new AbortController();
@@ -132,7 +132,8 @@ export class TencentVodProvider implements ImageProvider {
         controller.signal.throwIfAborted();
       },
     };
-    const job: FollowJob = { taskId: task.id, input: task.input, size: task.size, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) };
+    // The attempt that left the upstream task: the engine's next one joins this follow (run) rather than starting its own.
+    const job: FollowJob = { taskId: task.id, input: task.input, size: task.size, attempt: task.attempts, ...(task.checkpoint ? { checkpoint: task.checkpoint } : {}) };
     const final = this.followToEnd(job, ctx, state);
     final.catch(() => undefined); // observed when the engine dispatches the task
     this.resumes.set(task.id, { controller, state, final });
@@ -213,7 +214,7 @@ export class TencentVodProvider implements ImageProvider {
     const round = cp?.round ?? 0;
     if ((cp?.phase === 'accepted' || cp?.phase === 'submitting') && cp.channelId && cp.submittedAt !== undefined) {
       const channelId = cp.channelId;
-      const held = this.rt.pool.adopt(channelId, job.taskId);
+      const held = this.rt.pool.adopt(channelId, { taskId: job.taskId, attempt: job.attempt });
       if (!held) throw permanentError(UNREACHABLE, 'Tencent VOD: the channel this task was submitted on no longer exists');
       try {
         if (cp.phase === 'accepted' && cp.upstreamTaskId) {

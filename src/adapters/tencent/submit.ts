@@ -52,7 +52,7 @@ export interface SubmittingCheckpoint {
 
 /** `round`: the SessionId round to submit under first (the checkpoint of an earlier attempt says which). */
 export async function submitWithFailover(
-  job: Pick<ProviderJob, 'taskId' | 'input'>,
+  job: Pick<ProviderJob, 'taskId' | 'input' | 'attempt'>,
   ctx: RunContext,
   state: RunState,
   deps: SubmitDeps,
@@ -65,7 +65,7 @@ export async function submitWithFailover(
   let transient: UpstreamFailure | undefined;
   for (;;) {
     state.enter('selecting');
-    const lease = await deps.pool.acquire(model, version, tried, ctx.signal, job.taskId);
+    const lease = await deps.pool.acquire(model, version, tried, ctx.signal, { taskId: job.taskId, attempt: job.attempt });
     if (!lease) {
       if (transient) throw toProviderError(transient, true);
       if (!last) throw permanentError(UNREACHABLE, `Tencent VOD: no enabled upstream channel serves ${model} ${version}`);

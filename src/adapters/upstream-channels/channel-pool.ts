@@ -1,5 +1,5 @@
 import { MODEL_KEYS, modelKey } from '../../domain/models';
-import type { ChannelSlots } from '../../ports/channel-slots';
+import type { ChannelSlots, SlotHolder } from '../../ports/channel-slots';
 import type { ModelCapacity } from '../../ports/provider';
 import type { ChannelError, ChannelHealth, ChannelRecord } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
@@ -223,7 +223,7 @@ export class ChannelPool {
   }
 
   /** Takes a submission slot on the best channel for the model, or says why none is available now. */
-  tryAcquire(model: string, version: string, exclude: ReadonlySet<string> = new Set(), holder?: string): Acquired {
+  tryAcquire(model: string, version: string, exclude: ReadonlySet<string> = new Set(), holder?: SlotHolder): Acquired {
     const candidates = [...this.slots.values()].filter(
       (s) => usable(s.channel) && channelServes(s.channel, model, version) && !exclude.has(s.channel.id),
     );
@@ -240,9 +240,9 @@ export class ChannelPool {
 
   /**
    * Like tryAcquire, waiting while every candidate is full or has its circuit open, and taking the shared slot
-   * for `holder` (the task id) when slots are counted across nodes. Undefined: no candidate at all.
+   * for `holder` (the task's attempt) when slots are counted across nodes. Undefined: no candidate at all.
    */
-  async acquire(model: string, version: string, exclude: ReadonlySet<string>, signal: AbortSignal, holder: string): Promise<ChannelLease | undefined> {
+  async acquire(model: string, version: string, exclude: ReadonlySet<string>, signal: AbortSignal, holder: SlotHolder): Promise<ChannelLease | undefined> {
     const elsewhere = new Set<string>();
     for (;;) {
       signal.throwIfAborted();
@@ -283,7 +283,7 @@ export class ChannelPool {
   }
 
   /** A slot for following an upstream task that already exists; undefined when the channel is unknown. */
-  adopt(channelId: string, holder: string): ChannelLease | undefined {
+  adopt(channelId: string, holder: SlotHolder): ChannelLease | undefined {
     const slot = this.slots.get(channelId);
     if (!slot) return undefined;
     slot.leases++;
@@ -341,7 +341,7 @@ export class ChannelPool {
     return slot.breaker.state === 'half-open' ? Math.min(1, room) : room;
   }
 
-  private lease(slot: Slot, probe: boolean, holder: string | undefined, sharedTaken?: Promise<unknown>): ChannelLease {
+  private lease(slot: Slot, probe: boolean, holder: SlotHolder | undefined, sharedTaken?: Promise<unknown>): ChannelLease {
     let released = false;
     let judged = false;
     return {
@@ -380,10 +380,10 @@ export class ChannelPool {
    * Retried a few times; a row left behind anyway is no longer renewed once its task is not running here (the
    * PostgreSQL heartbeat renews only the slots of the engine's runs), so it lapses with its lease.
    */
-  private releaseShared(channelId: string, holder: string, attempt: number): void {
+  private releaseShared(channelId: string, holder: SlotHolder, tries: number): void {
     this.options.slots?.release(channelId, holder).catch(() => {
-      if (attempt >= 5) return;
-      setTimeout(() => this.releaseShared(channelId, holder, attempt + 1), 1000 * 2 ** attempt).unref();
+      if (tries >= 5) return;
+      setTimeout(() => this.releaseShared(channelId, holder, tries + 1), 1000 * 2 ** tries).unref();
     });
   }
 
