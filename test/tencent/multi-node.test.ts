@@ -1,74 +1,15 @@
 import { afterAll, expect, it } from 'vitest';
-import type { TencentVodOverrides } from '../../src/adapters/tencent/options';
 import { TENCENT_VOD_ID } from '../../src/adapters/tencent/provider';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
-import { createTestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { waitUntil } from '../helpers/eventually';
-import { openRelay, tempDir, waitForTask } from '../helpers/relay';
-import { FAST, makeAccount } from './harness';
-import { TencentTestServer } from './server';
+import { ADMIN_TOKEN, finishedOnSomeNode, twoNodes } from './two-nodes';
 
 /**
  * Two relay nodes on one PostgreSQL share a channel: its max_concurrency holds for both together (the slots are
  * counted in the database), and every task completes once.
  */
-const ADMIN_TOKEN = 'two-node-admin-token-0123456789';
-
-/**
- * A PostgreSQL database of its own, a Tencent protocol server with one account whose tasks stay PROCESSING until
- * finished by hand, node A with one channel of `maxConcurrency` on it, and node B beside it; closed by `close`.
- */
-async function twoNodes(dbName: string, accountNumber: number, maxConcurrency: number, tencent: TencentVodOverrides) {
-  const db = await createTestDatabase(dbName);
-  const account = makeAccount(accountNumber);
-  const server = await TencentTestServer.start({ accounts: [account] });
-  server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
-  const nodes: Relay[] = [];
-  const dataDir = tempDir(); // shared, as the nodes of one deployment share their stored files
-  const start = async (nodeId: string) => {
-    const env = {
-      AIGC_RELAY_DATABASE_URL: db.url,
-      AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
-      AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN,
-      AIGC_RELAY_NODE_ID: nodeId,
-    };
-    const { relay } = await openRelay(dataDir, env, { tencent: { ...FAST, channelRefreshMs: 100, ...tencent } });
-    nodes.push(relay);
-    return relay;
-  };
-  const close = async () => {
-    for (const node of nodes) await node.close(500);
-    await server.close();
-    await db.drop();
-  };
-  try {
-    const a = await start('node-a');
-    const admin = apiClient(a.publicUrl(), ADMIN_TOKEN);
-    const channel = await admin.post('/admin/v1/channels', {
-      provider: 'tencent-vod',
-      name: 'shared',
-      secret_id: account.secretId,
-      secret_key: account.secretKey,
-      sub_app_id: account.subAppId,
-      endpoint: server.url,
-      max_concurrency: maxConcurrency,
-    });
-    expect(channel.status, channel.text).toBe(201);
-    const b = await start('node-b');
-    const owner = await admin.post('/admin/v1/accounts', { name: 'load', balance: 1_000_000 });
-    const key = (await admin.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
-    return { a, b, nodes, server, account, channelId: channel.body.id as string, key, close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
-}
-
-const finishedOnSomeNode = (nodes: Relay[], ids: string[]) =>
-  Promise.all(ids.map(async (id) => (await Promise.race(nodes.map((n) => waitForTask(n, id)))).state));
-
 await describeWithPostgres('a channel shared by two nodes', 'tencent channels on two nodes (PostgreSQL)', () => {
   const closers: Array<() => Promise<void>> = [];
   afterAll(async () => {

@@ -5,6 +5,9 @@ import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-chan
 import type { ChannelRecord } from '../../src/ports/channels';
 import type { CreateOutcome } from './server';
 import { startHarness, type Harness } from './harness';
+import { apiClient } from '../helpers/api';
+import { describeWithPostgres } from '../helpers/postgres-suite';
+import { finishedOnSomeNode, twoNodes } from './two-nodes';
 
 /**
  * Tencent allows an account 20 CreateAigcImageTask calls a second. A burst larger than that, on a channel with room
@@ -89,29 +92,29 @@ describe('a rate-limit refusal is no verdict on the channel', () => {
   });
 });
 
+/** Refuses a create when `limit` were accepted in the last `windowMs` (Tencent's per-account rate), real time. */
+function rateLimited(limit: number, windowMs: number) {
+  const accepted: number[] = [];
+  let refused = 0;
+  const onCreate = (): CreateOutcome => {
+    const now = performance.now();
+    while (accepted.length > 0 && accepted[0]! <= now - windowMs) accepted.shift();
+    if (accepted.length >= limit) {
+      refused++;
+      return { kind: 'refuse', code: 'RequestLimitExceeded', message: 'request rate exceeded' };
+    }
+    accepted.push(now);
+    return { kind: 'accept' };
+  };
+  return { onCreate, refused: () => refused };
+}
+
 describe('a burst on one channel, against an upstream that enforces its rate', () => {
   let h: Harness | undefined;
   afterEach(async () => {
     await h?.close();
     h = undefined;
   });
-
-  /** Refuses a create when `limit` were accepted in the last `windowMs` (Tencent's per-account rate), real time. */
-  function rateLimited(limit: number, windowMs: number) {
-    const accepted: number[] = [];
-    let refused = 0;
-    const onCreate = (): CreateOutcome => {
-      const now = performance.now();
-      while (accepted.length > 0 && accepted[0]! <= now - windowMs) accepted.shift();
-      if (accepted.length >= limit) {
-        refused++;
-        return { kind: 'refuse', code: 'RequestLimitExceeded', message: 'request rate exceeded' };
-      }
-      accepted.push(now);
-      return { kind: 'accept' };
-    };
-    return { onCreate, refused: () => refused };
-  }
 
   /** `n` tasks submitted at once, as they ended. */
   async function burst(n: number) {
@@ -198,4 +201,27 @@ describe('a cancel while a submission waits its turn in the pacer', () => {
     expect((await h.finished(second)).state).toBe('cancelled');
     expect(h.server.bySession(second)).toHaveLength(0);
   }, 30_000);
+});
+
+await describeWithPostgres('two nodes on one upstream account', 'tencent submission pacing on two nodes (PostgreSQL)', () => {
+  it("share its rate (the turns are kept in the database): a burst over both nodes is paced as one, none refused upstream", async () => {
+    // Each node alone would send 4 per 600 ms, both together 8: twice what the upstream takes (4 per 300 ms).
+    const { a, b, nodes, server, key, close } = await twoNodes('relay_tencent_pace', 5, 50, { submissions: { limit: 4, windowMs: 600 } });
+    try {
+      const upstream = rateLimited(4, 300);
+      server.onCreate = upstream.onCreate;
+      const clients = [apiClient(a.publicUrl(), key), apiClient(b.publicUrl(), key)];
+      const ids = await Promise.all(
+        Array.from({ length: 12 }, async (_, i) => {
+          const res = await clients[i % 2]!.post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt: `burst ${i}` });
+          expect(res.status, res.text).toBe(200);
+          return res.body.request_id as string;
+        }),
+      );
+      expect(await finishedOnSomeNode(nodes, ids)).toEqual(ids.map(() => 'succeeded'));
+      expect(upstream.refused()).toBe(0);
+    } finally {
+      await close();
+    }
+  });
 });
