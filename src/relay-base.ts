@@ -1,8 +1,7 @@
-import path from 'node:path';
 import { openBackend, type Backend, type BackendLog } from './adapters/select-store';
 import { createSecretBox, type SecretBox } from './app/secret-box';
-import { checkSecretAgainst, relaySecret, type Secret } from './app/secrets';
-import { SECRET_RULE, type Config } from './config/env';
+import { openRelaySecret, type Secret } from './app/secrets';
+import type { Config } from './config/env';
 import type { Store } from './ports/store';
 
 /** `aigc-relay migrate`: the same migrations the store runs on opening, without opening the rest. */
@@ -38,8 +37,8 @@ export interface RelayBaseOptions {
   readonly sqliteWriter?: Config['sqliteWriter'];
   readonly onThreadExit?: (error: Error) => void;
   /**
-   * 'at-open' (the server, which signs links from its first answer): the secret is found and checked before the
-   * base is handed over, and one that cannot serve stops the start. 'when-used' (commands): on first use, so that
+   * 'at-open' (the server, which signs links from its first answer): the secret is found and checked against the
+   * database before the base is handed over, and one that cannot serve stops the start. 'when-used' (commands): on first use, so that
    * listing accounts needs none; a command that seals a channel key stops there, as the server would.
    */
   readonly secret?: 'at-open' | 'when-used';
@@ -48,33 +47,23 @@ export interface RelayBaseOptions {
 }
 
 export async function openRelayBase(config: Config, options: RelayBaseOptions = {}): Promise<RelayBase> {
-  // Found (or generated) before the database is touched: a secret file that cannot be read or written stops a start
-  // that has changed nothing yet.
-  const found = options.secret === 'at-open' ? relaySecret(config) : undefined;
   const backend = await openBackend(config, options.log, {
     ...(options.sqliteWriter ? { sqliteWriter: options.sqliteWriter } : {}),
     ...(options.onThreadExit ? { onThreadExit: options.onThreadExit } : {}),
   });
   const now = options.now ?? Date.now;
-  let checked: Promise<Secret> | undefined;
-  const secret = (): Promise<Secret> =>
-    (checked ??= (async () => {
-      const value = found ?? relaySecret(config);
-      const from = config.secret ? SECRET_RULE.variable : path.join(config.dataDir, 'secret');
-      await checkSecretAgainst(backend.store.channels, { ...value, from }, now());
-      return value;
-    })());
+  let secret: Promise<Secret> | undefined;
   let box: Promise<SecretBox> | undefined;
   const base: RelayBase = {
     backend,
     store: backend.store,
-    secret,
-    sealingBox: () => (box ??= secret().then((s) => createSecretBox(s.value))),
+    secret: () => (secret ??= openRelaySecret(config, backend.store.channels, now())),
+    sealingBox: () => (box ??= base.secret().then((s) => createSecretBox(s.value))),
     close: () => backend.store.close(),
   };
-  if (found) {
+  if (options.secret === 'at-open') {
     try {
-      await secret();
+      await base.secret();
     } catch (err) {
       await base.close();
       throw err;

@@ -15,12 +15,47 @@ export interface Secret {
 
 /**
  * The relay secret, under the one rule the server and every operator command follow (src/relay-base.ts opens it for
- * both): AIGC_RELAY_SECRET, else `<data dir>/secret`, generated there by whichever runs first, so `npm start` and a
- * command on the same data dir find the same one. On PostgreSQL the nodes share the database but each has a data
- * dir, which they share too or not: a secret one of them made up would sign links and seal channel keys the others
- * cannot check or open. The database therefore keeps the secret's fingerprint (`checkSecretAgainst`), and a process
- * whose secret is not the recorded one stops at once, naming the variable, instead of failing later and elsewhere.
+ * both): AIGC_RELAY_SECRET, else `<data dir>/secret`, generated there by whichever needs it first, so `npm start`
+ * and a command on the same data dir find the same one. With PostgreSQL the nodes share the database but each has a
+ * data dir, which they may or may not share: a secret one of them made up would sign links and seal channel keys
+ * the others cannot check or open, failing later and elsewhere. So the database keeps the fingerprint of the first
+ * secret it was opened with, and:
+ * - with no secret here and one on record, nothing is generated: one line says to set AIGC_RELAY_SECRET to it;
+ * - a secret here that is not the recorded one stops the start or the command, naming the variable.
  */
+export async function openRelaySecret(
+  config: Pick<Config, 'dataDir' | 'secret'>,
+  channels: Pick<ChannelStore, 'secretFingerprint' | 'adoptSecretFingerprint'>,
+  now: number,
+): Promise<Secret> {
+  const file = path.join(config.dataDir, 'secret');
+  const from = config.secret ? SECRET_RULE.variable : file;
+  let secret: Secret | undefined = config.secret ? { value: config.secret, created: false } : undefined;
+  const kept = secret ?? (() => {
+    const value = readKept(file, SECRET_RULE);
+    return value === undefined ? undefined : { value, created: false };
+  })();
+  if (kept === undefined && (await channels.secretFingerprint()) !== undefined) {
+    throw new ConfigError(
+      SECRET_RULE.variable,
+      `not set and no ${file}, and this database was set up with a secret: set ${SECRET_RULE.variable} to it (every node and operator command on one database uses the same one), or use the data dir that holds it`,
+    );
+  }
+  secret = kept ?? relaySecret(config);
+  const mine = secretFingerprint(secret.value);
+  const recorded = await channels.adoptSecretFingerprint(mine, now);
+  if (recorded !== mine) {
+    throw new ConfigError(
+      SECRET_RULE.variable,
+      `the secret from ${from} is not the one this database was set up with (fingerprint ${recorded}, this one ${mine}): ` +
+        'every node and operator command on one database must use the same secret (set AIGC_RELAY_SECRET to it, or share the data dir that holds it); ' +
+        'channel keys sealed and links signed under another could not be opened or checked',
+    );
+  }
+  return secret;
+}
+
+/** The relay secret from the variable, else the data dir's file, generated if there is none (no database check). */
 export function relaySecret(config: Pick<Config, 'dataDir' | 'secret'>): Secret {
   return loadOrCreateSecret(config.dataDir, 'secret', config.secret, 32, SECRET_RULE);
 }
@@ -28,26 +63,6 @@ export function relaySecret(config: Pick<Config, 'dataDir' | 'secret'>): Secret 
 /** What the database keeps of the relay secret: a keyed hash that tells secrets apart and reveals nothing of them. */
 export function secretFingerprint(secret: string): string {
   return createHmac('sha256', secret).update('aigc-relay relay secret fingerprint v1').digest('base64url').slice(0, 22);
-}
-
-/**
- * Records the secret's fingerprint in the database if none is (the first process to open it), else checks that it is
- * the recorded one: a ConfigError naming AIGC_RELAY_SECRET (and where this secret came from) when it is not.
- */
-export async function checkSecretAgainst(
-  channels: Pick<ChannelStore, 'adoptSecretFingerprint'>,
-  secret: Secret & { readonly from: string },
-  now: number,
-): Promise<void> {
-  const mine = secretFingerprint(secret.value);
-  const recorded = await channels.adoptSecretFingerprint(mine, now);
-  if (recorded === mine) return;
-  throw new ConfigError(
-    SECRET_RULE.variable,
-    `the secret from ${secret.from} is not the one this database was set up with (fingerprint ${recorded}, this one ${mine}): ` +
-      'every node and operator command on one database must use the same secret (set AIGC_RELAY_SECRET to it, or share the data dir that holds it); ' +
-      'channel keys sealed and links signed under another could not be opened or checked',
-  );
 }
 
 export function loadOrCreateSecret(dataDir: string, fileName: string, fromEnv: string | undefined, bytes: number, rule: CredentialRule): Secret {

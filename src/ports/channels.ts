@@ -84,4 +84,6 @@ export interface ChannelStore {
    * if none is yet (the first process to open the database with a secret), and the recorded one is returned.
    */
   adoptSecretFingerprint(fingerprint: string, now: number): Promise<string>;
+  /** The recorded fingerprint of the relay secret, if a process has opened the database with one. */
+  secretFingerprint(): Promise<string | undefined>;
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { checkSecretAgainst, loadOrCreateSecret, relaySecret, secretFingerprint } from '../../src/app/secrets';
+import { loadOrCreateSecret, openRelaySecret, relaySecret, secretFingerprint } from '../../src/app/secrets';
 import { ConfigError, loadConfig } from '../../src/config/env';
 import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
@@ -149,18 +149,31 @@ describe('admin token and relay secret', () => {
     expect(() => relaySecret({ dataDir })).toThrow(/^AIGC_RELAY_SECRET: .*secret: must be at least 32 characters/);
   });
 
-  it("checkSecretAgainst: the first secret's fingerprint is recorded; the same secret passes, another stops naming the variable", async () => {
+  it('openRelaySecret: the first secret is recorded (by fingerprint); the same passes, another stops, and none is generated against a record', async () => {
     let recorded: string | undefined;
-    const channels = { adoptSecretFingerprint: async (fingerprint: string) => (recorded ??= fingerprint) };
-    const first = { value: 'the-first-relay-secret-0123456789abcdef', created: true, from: '/data/a/secret' };
-    await checkSecretAgainst(channels, first, 1);
+    const channels = {
+      adoptSecretFingerprint: async (fingerprint: string) => (recorded ??= fingerprint),
+      secretFingerprint: async () => recorded,
+    };
+    const firstDir = tempDir();
+    const first = await openRelaySecret({ dataDir: firstDir }, channels, 1);
+    expect(first.created).toBe(true);
     expect(recorded).toBe(secretFingerprint(first.value));
     expect(recorded).not.toContain(first.value.slice(0, 8));
-    await checkSecretAgainst(channels, { ...first, created: false, from: 'AIGC_RELAY_SECRET' }, 2);
-    const other = { value: 'another-relay-secret-0123456789abcdef00', created: true, from: '/data/b/secret' };
-    await expect(checkSecretAgainst(channels, other, 3)).rejects.toThrow(
-      /^AIGC_RELAY_SECRET: the secret from \/data\/b\/secret is not the one this database was set up with/,
+    // The same secret, from the file or from the variable.
+    expect((await openRelaySecret({ dataDir: firstDir }, channels, 2)).value).toBe(first.value);
+    expect((await openRelaySecret({ dataDir: tempDir(), secret: first.value }, channels, 3)).value).toBe(first.value);
+
+    const other = tempDir();
+    fs.writeFileSync(path.join(other, 'secret'), 'another-relay-secret-0123456789abcdef00\n');
+    await expect(openRelaySecret({ dataDir: other }, channels, 4)).rejects.toThrow(
+      /^AIGC_RELAY_SECRET: the secret from .*secret is not the one this database was set up with/,
     );
+    const fresh = tempDir();
+    await expect(openRelaySecret({ dataDir: fresh }, channels, 5)).rejects.toThrow(
+      /^AIGC_RELAY_SECRET: not set and no .*secret, and this database was set up with a secret: set AIGC_RELAY_SECRET to it/,
+    );
+    expect(fs.readdirSync(fresh)).toEqual([]);
     expect(recorded).toBe(secretFingerprint(first.value));
   });
 });

@@ -45,20 +45,21 @@ await describeWithPostgres('commands on a shared PostgreSQL database', 'commands
    * A secret the command made up in its own data dir would seal a key no server can open, and the channel would
    * fail every task long after the command said it was added.
    */
-  it('channels add without AIGC_RELAY_SECRET or a secret file: one line naming the variable, exit 1, nothing added or generated', async () => {
+  it('channels add without AIGC_RELAY_SECRET on a database set up with a secret: one line naming the variable, exit 1, nothing added or generated', async () => {
     const db = await database();
-    const dataDir = tempDir();
-    const env = { AIGC_RELAY_DATABASE_URL: db.url, AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_SECRET: '', TENCENTCLOUD_SECRET_KEY: 'sk-not-shown' };
-    const add = await runCli(['channels', 'add', '--name', 'main', '--secret-id', 'AKID1', '--sub-app-id', '1'], env);
-    expect(add.code, add.stderr).toBe(1);
-    expect(add.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: /);
-    expect(add.stderr.trim().split('\n')).toHaveLength(1);
-    expect(fs.existsSync(path.join(dataDir, 'secret'))).toBe(false);
-
+    const env = { AIGC_RELAY_DATABASE_URL: db.url, AIGC_RELAY_DATA_DIR: tempDir(), AIGC_RELAY_SECRET: '', TENCENTCLOUD_SECRET_KEY: 'sk-not-shown' };
     const shared = { ...env, AIGC_RELAY_SECRET: 'the-servers-shared-secret-0123456789abcdef' };
-    expect(JSON.parse((await runCli(['channels', 'list'], shared)).stdout).channels).toEqual([]);
     const added = await runCli(['channels', 'add', '--name', 'main', '--secret-id', 'AKID1', '--sub-app-id', '1'], shared);
     expect(added.code, added.stderr).toBe(0);
     expect(JSON.parse(added.stdout)).toMatchObject({ name: 'main', secret_id: 'AKID1' });
+
+    // Another operator machine: its own data dir, no variable. A secret it made up would seal a key no server opens.
+    const dataDir = tempDir();
+    const add = await runCli(['channels', 'add', '--name', 'second', '--secret-id', 'AKID2', '--sub-app-id', '1'], { ...env, AIGC_RELAY_DATA_DIR: dataDir });
+    expect(add.code, add.stderr).toBe(1);
+    expect(add.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: not set and no .*secret, and this database was set up with a secret/);
+    expect(add.stderr.trim().split('\n')).toHaveLength(1);
+    expect(fs.existsSync(path.join(dataDir, 'secret'))).toBe(false);
+    expect(JSON.parse((await runCli(['channels', 'list'], { ...env, AIGC_RELAY_DATA_DIR: dataDir })).stdout).channels.map((c: { name: string }) => c.name)).toEqual(['main']);
   });
 });

@@ -100,7 +100,7 @@ await describeWithPostgres('the relay secret on a shared PostgreSQL database', '
    * generate one where there is none (the contract's default), and the database's fingerprint of the first tells a
    * different one apart at once.
    */
-  it('without AIGC_RELAY_SECRET: the first node generates one; a command or a node with another data dir stops, naming the variable, having sealed nothing', async () => {
+  it('without AIGC_RELAY_SECRET: the first node generates one; a command or a node with another data dir, or another secret, stops naming the variable, having sealed or generated nothing', async () => {
     const db = await database();
     const env = { AIGC_RELAY_DATABASE_URL: db.url, AIGC_RELAY_SECRET: '', AIGC_RELAY_ADMIN_TOKEN: 'secret-test-admin-token-0123456789' };
     const first = tempDir();
@@ -110,13 +110,17 @@ await describeWithPostgres('the relay secret on a shared PostgreSQL database', '
     const elsewhere = tempDir();
     const add = await addChannelFromCli({ ...env, AIGC_RELAY_DATA_DIR: elsewhere });
     expect(add.code, add.stderr).toBe(1);
-    expect(add.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: the secret from .*secret is not the one this database was set up with/);
+    expect(add.stderr).toMatch(/^aigc-relay: invalid configuration: AIGC_RELAY_SECRET: not set and no .*secret, and this database was set up with a secret/);
     expect(add.stderr.trim().split('\n')).toHaveLength(1);
     const list = await runCli(['channels', 'list'], { ...env, AIGC_RELAY_DATA_DIR: elsewhere, AIGC_RELAY_LOG_LEVEL: 'silent' });
     expect(list.code, list.stderr).toBe(0);
     expect(JSON.parse(list.stdout).channels).toEqual([]);
 
-    await expect(startServer(tempDir(), env)).rejects.toThrow(/^AIGC_RELAY_SECRET: the secret from .*secret is not the one this database was set up with/);
+    expect(fs.existsSync(path.join(elsewhere, 'secret'))).toBe(false); // nothing made up that could be used later
+    await expect(startServer(tempDir(), env)).rejects.toThrow(/^AIGC_RELAY_SECRET: not set and no .*secret, and this database was set up with a secret/);
+    await expect(startServer(tempDir(), { ...env, AIGC_RELAY_SECRET: 'a-secret-of-its-own-0123456789abcdefgh' })).rejects.toThrow(
+      /^AIGC_RELAY_SECRET: the secret from AIGC_RELAY_SECRET is not the one this database was set up with/,
+    );
     // The first node's own secret, given by the variable, is the database's: a node and a command with it work.
     const shared = { ...env, AIGC_RELAY_SECRET: fs.readFileSync(path.join(first, 'secret'), 'utf8').trim() };
     const added = await addChannelFromCli({ ...shared, AIGC_RELAY_DATA_DIR: tempDir() });

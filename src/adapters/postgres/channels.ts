@@ -18,6 +18,9 @@ export function postgresChannelStore({ pool }: PgContext): ChannelStore {
       );
       return row!.fingerprint;
     },
+    async secretFingerprint() {
+      return (await one<{ fingerprint: string }>(pool, 'SELECT fingerprint FROM relay_secret_fingerprint'))?.fingerprint;
+    },
     async createChannel(c: NewChannel) {
       const row = await one<ChannelRow>(
         pool,

@@ -21,6 +21,9 @@ export function sqliteChannelStore(db: Db): ChannelStore {
       recordFingerprint.run(fingerprint, now);
       return recordedFingerprint.get()!.fingerprint;
     },
+    async secretFingerprint() {
+      return recordedFingerprint.get()?.fingerprint;
+    },
     async createChannel(c: NewChannel) {
       insert.run({
         id: c.id,
