@@ -7,58 +7,52 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 
 /**
- * One conformance suite for every place submission turns are kept (ports/submission-pace.ts), on real time with
- * long windows: each turn's wait is recorded instead of slept, so a wait of about one window says "the next window",
- * and the test's own duration (well under a window) is the only slack.
+ * One conformance suite for every place submission turns are kept (ports/submission-pace.ts), on a hand-moved clock
+ * (the PostgreSQL pace takes the test's time instead of the database's): each turn's wait is recorded, not slept.
  */
-const WINDOW_MS = 60_000;
-/** Generous: the test runs in well under this; a wait is "about a window" within it. */
-const SLACK_MS = 10_000;
+type MakePace = (rule: PaceRule, wait: TurnWait, now: () => number) => Promise<SubmissionPace>;
 
-type MakePace = (rule: PaceRule, wait: TurnWait) => Promise<SubmissionPace>;
-
-/** A pace whose waits are recorded (key, ms) and not slept. */
+/** A pace on a hand-moved clock whose waits are recorded (key, ms) instead of slept. */
 async function recorded(make: MakePace, rule: PaceRule) {
+  const clock = { t: 1_000_000 };
   const waits: Array<[string, number]> = [];
   let key = '';
-  const pace = await make(rule, async (ms) => void waits.push([key, ms]));
+  const pace = await make(rule, async (ms) => void waits.push([key, ms]), () => clock.t);
   const take = async (k: string, signal?: AbortSignal) => {
     key = k;
     await pace.take(k, signal);
   };
-  return { pace, waits, take };
+  return { pace, waits, take, clock };
 }
-
-/** Waits rounded to whole windows (0 = at once, 1 = about one window, …). */
-const inWindows = (waits: Array<[string, number]>) =>
-  waits.map(([key, ms]) => {
-    const windows = Math.round(ms / WINDOW_MS);
-    expect(Math.abs(ms - windows * WINDOW_MS), `a wait of ${ms} ms is within ${SLACK_MS} ms of whole windows`).toBeLessThan(SLACK_MS);
-    return [key, windows] as const;
-  });
 
 function submissionPaceConformance(name: string, make: MakePace) {
   describe(`${name}: sliding window of starts per key`, () => {
     it('lets `limit` go at once, then one per freed place a window later, in order; keys are independent', async () => {
-      const { waits, take } = await recorded(make, { limit: 3, windowMs: WINDOW_MS });
+      const { waits, take, clock } = await recorded(make, { limit: 3, windowMs: 1000 });
       for (let i = 0; i < 7; i++) await take('account-a');
       await take('account-b');
-      expect(inWindows(waits)).toEqual([
-        ['account-a', 1],
-        ['account-a', 1],
-        ['account-a', 1],
-        ['account-a', 2],
+      expect(waits).toEqual([
+        ['account-a', 1000],
+        ['account-a', 1000],
+        ['account-a', 1000],
+        ['account-a', 2000],
       ]);
+      // Later, with the window moved on: of the last three starts (+1000, +1000, +2000) two have left it at +2500,
+      // so two calls go at once and a third waits for the one of +2000 to leave.
+      clock.t += 2500;
+      waits.length = 0;
+      for (let i = 0; i < 3; i++) await take('account-a');
+      expect(waits).toEqual([['account-a', 500]]);
     });
 
-    it('concurrent takes of one key: exactly `limit` go at once', async () => {
-      const { waits, take } = await recorded(make, { limit: 4, windowMs: WINDOW_MS });
+    it('takes at the same instant (ties at the edge of the window): exactly `limit` go at once', async () => {
+      const { waits, take } = await recorded(make, { limit: 4, windowMs: 1000 });
       await Promise.all(Array.from({ length: 10 }, () => take('busy')));
-      expect(inWindows(waits).map(([, w]) => w).sort()).toEqual([1, 1, 1, 1, 2, 2]);
+      expect(waits.map(([, ms]) => ms).sort((x, y) => x - y)).toEqual([1000, 1000, 1000, 1000, 2000, 2000]);
     });
 
     it('an aborted signal is refused before anything is counted', async () => {
-      const { waits, take } = await recorded(make, { limit: 1, windowMs: WINDOW_MS });
+      const { waits, take } = await recorded(make, { limit: 1, windowMs: 1000 });
       const cancelled = new AbortController();
       cancelled.abort(new Error('cancelled by the client'));
       await expect(take('k', cancelled.signal)).rejects.toThrow('cancelled by the client');
@@ -68,11 +62,11 @@ function submissionPaceConformance(name: string, make: MakePace) {
   });
 }
 
-submissionPaceConformance('in-process', async (rule, wait) => new SubmissionPacer(rule, undefined, wait));
+submissionPaceConformance('in-process', async (rule, wait, now) => new SubmissionPacer(rule, now, wait));
 
 describe('in-process pace', () => {
   it('is per process: a second pacer (another node) does not see the first one\'s turns', async () => {
-    const rule = { limit: 1, windowMs: WINDOW_MS };
+    const rule = { limit: 1, windowMs: 1000 };
     const waits: number[] = [];
     const nodes = [0, 1].map(() => new SubmissionPacer(rule, undefined, async (ms) => void waits.push(ms)));
     for (const node of nodes) await node.take('shared account');
@@ -100,32 +94,36 @@ await describeWithPostgres('postgres submission pace', 'postgres submission pace
     await db?.drop();
   });
 
-  submissionPaceConformance('postgres', async (rule, wait) => postgresSubmissionPace((await open()).ctx, rule, wait));
+  submissionPaceConformance('postgres', async (rule, wait, now) => postgresSubmissionPace((await open()).ctx, rule, { wait, now }));
 
   it('two nodes on one database share an account\'s turns: `limit` a window between them, not `limit` each', async () => {
-    const rule = { limit: 3, windowMs: WINDOW_MS };
+    const rule = { limit: 3, windowMs: 1000 };
     const waits: Array<[string, number]> = [];
+    const now = () => 1_000_000; // both nodes at one instant: the database's turns, not either node's, decide
     const nodes = await Promise.all(
-      ['node-a', 'node-b'].map(async (node) => postgresSubmissionPace((await open()).ctx, rule, async (ms) => void waits.push([node, ms]))),
+      ['node-a', 'node-b'].map(async (node) => postgresSubmissionPace((await open()).ctx, rule, { wait: async (ms) => void waits.push([node, ms]), now })),
     );
     for (let i = 0; i < 8; i++) await nodes[i % 2]!.take('shared account');
-    expect(inWindows(waits)).toEqual([
-      ['node-b', 1], // the 4th start, a window after the 1st
-      ['node-a', 1],
-      ['node-b', 1],
-      ['node-a', 2],
-      ['node-b', 2],
+    expect(waits).toEqual([
+      ['node-b', 1000], // the 4th start, a window after the 1st
+      ['node-a', 1000],
+      ['node-b', 1000],
+      ['node-a', 2000],
+      ['node-b', 2000],
     ]);
   });
 
-  it('prune forgets old starts of every key, and a key\'s own takes keep only the starts that can still hold one back', async () => {
+  it("a key's own take drops its starts that can no longer hold a call back; prune drops every key's old ones", async () => {
     const store = await open();
-    const pace = postgresSubmissionPace(store.ctx, { limit: 2, windowMs: 50 }, async () => undefined);
-    for (let i = 0; i < 20; i++) await pace.take('busy');
+    const clock = { t: 1_000_000 };
+    const pace = postgresSubmissionPace(store.ctx, { limit: 2, windowMs: 50 }, { wait: async () => undefined, now: () => clock.t });
     const count = async () => Number((await store.ctx.pool.query('SELECT count(*) AS n FROM upstream_turns')).rows[0].n);
-    // 20 turns reserved (waits not slept), 2 per 50 ms: only those in the newest turn's window are kept.
-    expect(await count()).toBeLessThanOrEqual(4);
-    await store.ctx.pool.query("UPDATE upstream_turns SET at_ms = at_ms - 3600000");
+    for (let i = 0; i < 20; i++) await pace.take('busy');
+    expect(await count()).toBe(20); // reserved, up to 450 ms ahead: each still holds a later call back
+    clock.t += 10_000;
+    await pace.take('busy');
+    expect(await count()).toBe(1);
+    // The test's clock is in 1970: a minute before the database's now, so prune (on the database's clock) takes it.
     pace.prune();
     await expect.poll(count).toBe(0);
   });

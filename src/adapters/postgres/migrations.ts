@@ -542,9 +542,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   );
   CREATE INDEX upstream_turns_key ON upstream_turns(pace_key, at_ms DESC);
   -- The wait in ms before the caller's turn, which it reserves: the earliest start that keeps every window of
-  -- p_window ms at p_limit starts (the start p_limit places before it, plus the window), as in-process-pace.ts does in memory.
-  -- Starts a window older than the new one can no longer hold any later call back, so they go.
-  CREATE FUNCTION aigc_take_turn(p_key text, p_limit integer, p_window bigint) RETURNS bigint
+  -- p_window ms at p_limit starts (the start p_limit places before it, plus the window), as in-process-pace.ts does
+  -- in memory. p_now: the database's clock when null (tests pass their own). Starts a window before now can hold
+  -- no later call back (that call's own now is later), so they go; not by the new start's time, which may be in the
+  -- future and would take reserved starts with it (and ties at the limit's edge).
+  CREATE FUNCTION aigc_take_turn(p_key text, p_limit integer, p_window bigint, p_now bigint) RETURNS bigint
   LANGUAGE plpgsql AS $$
   DECLARE
     v_now bigint;
@@ -552,10 +554,10 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     v_at bigint;
   BEGIN
     PERFORM pg_advisory_xact_lock(1953854062, hashtext(p_key)); -- "turn"
-    v_now := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+    v_now := COALESCE(p_now, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint);
+    DELETE FROM upstream_turns WHERE pace_key = p_key AND at_ms <= v_now - p_window;
     SELECT at_ms INTO v_before FROM upstream_turns WHERE pace_key = p_key ORDER BY at_ms DESC OFFSET GREATEST(p_limit, 1) - 1 LIMIT 1;
     v_at := GREATEST(v_now, COALESCE(v_before + p_window, v_now));
-    DELETE FROM upstream_turns WHERE pace_key = p_key AND at_ms <= v_at - p_window;
     INSERT INTO upstream_turns (pace_key, at_ms) VALUES (p_key, v_at);
     RETURN v_at - v_now;
   END $$;

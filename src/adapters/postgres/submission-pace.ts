@@ -15,11 +15,25 @@ const FORGET_AFTER_MS = 60_000;
  * On the plain pool, not the relaxed one: that one's 3 connections carry the claims, which must not wait behind
  * submissions.
  */
-export function postgresSubmissionPace(ctx: PgContext, rule: PaceRule, wait: TurnWait = sleepUntilTurn): SubmissionPace {
+export function postgresSubmissionPace(
+  ctx: PgContext,
+  rule: PaceRule,
+  options: {
+    readonly wait?: TurnWait;
+    /** Epoch ms for each take, instead of the database's clock (tests of the window arithmetic). */
+    readonly now?: () => number;
+  } = {},
+): SubmissionPace {
+  const wait = options.wait ?? sleepUntilTurn;
   return {
     async take(key, signal) {
       signal?.throwIfAborted();
-      const { rows } = await ctx.pool.query<{ wait: string }>('SELECT aigc_take_turn($1, $2, $3) AS wait', [key, rule.limit, rule.windowMs]);
+      const { rows } = await ctx.pool.query<{ wait: string }>('SELECT aigc_take_turn($1, $2, $3, $4) AS wait', [
+        key,
+        rule.limit,
+        rule.windowMs,
+        options.now?.() ?? null,
+      ]);
       const ms = Number(rows[0]!.wait);
       if (ms > 0) await wait(ms, signal);
     },
