@@ -1,11 +1,9 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { InProcessRates } from '../../src/adapters/in-process-rates';
-import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { postgresRequestRates } from '../../src/adapters/postgres/request-rates';
 import type { RequestRates } from '../../src/ports/request-rates';
 import { eventually } from '../helpers/eventually';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { describeWithPostgres } from '../helpers/postgres-suite';
+import { describeWithPostgres, storesPerTest } from '../helpers/postgres-suite';
 
 /** One conformance suite for every request-rate log (ports/request-rates.ts), with explicit times. */
 function requestRatesConformance(name: string, make: (windowMs: number) => Promise<RequestRates>) {
@@ -62,24 +60,7 @@ describe('in-process request rates', () => {
 
 
 await describeWithPostgres('postgres request rates', 'postgres request rates', () => {
-  let db: TestDatabase;
-  let schema: string;
-  const stores: PostgresStore[] = [];
-  const open = async () => {
-    const store = await createPostgresStore(db.url, { schema, max: 4 });
-    stores.push(store);
-    return store;
-  };
-  beforeEach(async () => {
-    db ??= await createTestDatabase('relay_pgrates');
-    schema = db.schema(); // a fresh schema per test; every node of a test opens the same one
-  });
-  afterEach(async () => {
-    for (const store of stores.splice(0)) await store.close();
-  });
-  afterAll(async () => {
-    await db?.drop();
-  });
+  const open = storesPerTest('relay_pgrates');
 
     // Explicit times (the caller's clock): the window arithmetic. Servers use the database's clock (below).
   requestRatesConformance('postgres', async (windowMs) => postgresRequestRates((await open()).ctx, windowMs, 'caller'));

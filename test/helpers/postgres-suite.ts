@@ -1,4 +1,5 @@
-import { afterAll, describe } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe } from 'vitest';
+import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { createTestDatabase, postgresUnavailable, warnSkipped, type TestDatabase } from './postgres';
 
 /**
@@ -22,4 +23,30 @@ export function suiteDatabase(prefix: string): () => Promise<TestDatabase> {
     await (await made?.catch(() => undefined))?.drop();
   });
   return () => (made ??= createTestDatabase(prefix));
+}
+
+/**
+ * Stores on a fresh schema per test (one database for the suite): `open()` is one more node on the current test's
+ * schema; every store opened is closed after its test, and the database dropped after the suite. Call at the top of
+ * a `describeWithPostgres` body.
+ */
+export function storesPerTest(prefix: string): () => Promise<PostgresStore> {
+  let db: TestDatabase | undefined;
+  let schema: string;
+  const stores: PostgresStore[] = [];
+  beforeEach(async () => {
+    db ??= await createTestDatabase(prefix);
+    schema = db.schema(); // a fresh schema per test; every node of a test opens the same one
+  });
+  afterEach(async () => {
+    for (const store of stores.splice(0)) await store.close();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  return async () => {
+    const store = await createPostgresStore(db!.url, { schema, max: 4 });
+    stores.push(store);
+    return store;
+  };
 }

@@ -1,10 +1,8 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SubmissionPacer, type TurnWait } from '../../src/adapters/in-process-pace';
-import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { postgresSubmissionPace } from '../../src/adapters/postgres/submission-pace';
 import type { PaceRule, SubmissionPace } from '../../src/ports/submission-pace';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { describeWithPostgres } from '../helpers/postgres-suite';
+import { describeWithPostgres, storesPerTest } from '../helpers/postgres-suite';
 
 /**
  * One conformance suite for every place submission turns are kept (ports/submission-pace.ts), on a hand-moved clock
@@ -75,24 +73,7 @@ describe('in-process pace', () => {
 });
 
 await describeWithPostgres('postgres submission pace', 'postgres submission pace', () => {
-  let db: TestDatabase;
-  let schema: string;
-  const stores: PostgresStore[] = [];
-  const open = async () => {
-    const store = await createPostgresStore(db.url, { schema, max: 4 });
-    stores.push(store);
-    return store;
-  };
-  beforeEach(async () => {
-    db ??= await createTestDatabase('relay_pgpace');
-    schema = db.schema(); // a fresh schema per test; every node of a test opens the same one
-  });
-  afterEach(async () => {
-    for (const store of stores.splice(0)) await store.close();
-  });
-  afterAll(async () => {
-    await db?.drop();
-  });
+  const open = storesPerTest('relay_pgpace');
 
   submissionPaceConformance('postgres', async (rule, wait, now) => postgresSubmissionPace((await open()).ctx, rule, { wait, now }));
 
