@@ -2,7 +2,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, credentialProblem, SECRET_RULE, type Config, type CredentialRule } from '../config/env';
-import type { ChannelStore } from '../ports/channels';
+import type { ChannelRecord, ChannelStore } from '../ports/channels';
+import { createSecretBox } from './secret-box';
 
 /**
  * The admin token and the relay secret: from the environment when given, else generated once and kept in the
@@ -19,13 +20,13 @@ export interface Secret {
  * and a command on the same data dir find the same one. With PostgreSQL the nodes share the database but each has a
  * data dir, which they may or may not share: a secret one of them made up would sign links and seal channel keys
  * the others cannot check or open, failing later and elsewhere. So the database keeps the fingerprint of the first
- * secret it was opened with, and:
- * - with no secret here and one on record, nothing is generated: one line says to set AIGC_RELAY_SECRET to it;
+ * secret it was opened with (on a database from before, the first secret recorded must open its channel keys), and:
+ * - with no secret here and one on record (or sealed keys), nothing is generated: one line says to set it;
  * - a secret here that is not the recorded one stops the start or the command, naming the variable.
  */
 export async function openRelaySecret(
   config: Pick<Config, 'dataDir' | 'secret'>,
-  channels: Pick<ChannelStore, 'secretFingerprint' | 'adoptSecretFingerprint'>,
+  channels: Pick<ChannelStore, 'secretFingerprint' | 'adoptSecretFingerprint' | 'listChannels'>,
   now: number,
 ): Promise<Secret> {
   const file = path.join(config.dataDir, 'secret');
@@ -35,13 +36,23 @@ export async function openRelaySecret(
     const value = readKept(file, SECRET_RULE);
     return value === undefined ? undefined : { value, created: false };
   })();
-  if (kept === undefined && (await channels.secretFingerprint()) !== undefined) {
+  // A database from before fingerprints were kept has none on record, but may hold channel keys sealed under the
+  // secret its servers use: that secret, not one made up here, must become the record.
+  const onRecord = await channels.secretFingerprint();
+  const sealed = onRecord === undefined ? await channels.listChannels({ includeDeleted: true }) : [];
+  if (kept === undefined && (onRecord !== undefined || sealed.length > 0)) {
     throw new ConfigError(
       SECRET_RULE.variable,
       `not set and no ${file}, and this database was set up with a secret: set ${SECRET_RULE.variable} to it (every node and operator command on one database uses the same one), or use the data dir that holds it`,
     );
   }
   secret = kept ?? relaySecret(config);
+  if (sealed.length > 0 && !sealed.some((c) => opens(secret!.value, c))) {
+    throw new ConfigError(
+      SECRET_RULE.variable,
+      `the secret from ${from} opens none of the ${sealed.length} channel key(s) this database holds: every node and operator command on one database must use the secret they were sealed under (set ${SECRET_RULE.variable} to it, or share the data dir that holds it)`,
+    );
+  }
   const mine = secretFingerprint(secret.value);
   const recorded = await channels.adoptSecretFingerprint(mine, now);
   if (recorded !== mine) {
@@ -53,6 +64,16 @@ export async function openRelaySecret(
     );
   }
   return secret;
+}
+
+/** Whether `secret` opens the channel's sealed SecretKey (it was sealed under it). */
+function opens(secret: string, channel: ChannelRecord): boolean {
+  try {
+    createSecretBox(secret).open(channel.secretKeySealed, channel.id);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The relay secret from the variable, else the data dir's file, generated if there is none (no database check). */

@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { loadOrCreateSecret, openRelaySecret, relaySecret, secretFingerprint } from '../../src/app/secrets';
+import { createSecretBox } from '../../src/app/secret-box';
+import type { ChannelRecord } from '../../src/ports/channels';
 import { ConfigError, loadConfig } from '../../src/config/env';
 import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
@@ -154,6 +156,7 @@ describe('admin token and relay secret', () => {
     const channels = {
       adoptSecretFingerprint: async (fingerprint: string) => (recorded ??= fingerprint),
       secretFingerprint: async () => recorded,
+      listChannels: async () => [],
     };
     const firstDir = tempDir();
     const first = await openRelaySecret({ dataDir: firstDir }, channels, 1);
@@ -175,5 +178,28 @@ describe('admin token and relay secret', () => {
     );
     expect(fs.readdirSync(fresh)).toEqual([]);
     expect(recorded).toBe(secretFingerprint(first.value));
+  });
+
+  it('openRelaySecret on a database from before fingerprints (channel keys sealed, none recorded): only the secret that opens them becomes the record', async () => {
+    const servers = 'the-servers-relay-secret-0123456789abcdef';
+    const channel = { id: 'ch-1', secretKeySealed: createSecretBox(servers).seal('tencent-secret-key', 'ch-1') } as ChannelRecord;
+    let recorded: string | undefined;
+    const channels = {
+      adoptSecretFingerprint: async (fingerprint: string) => (recorded ??= fingerprint),
+      secretFingerprint: async () => recorded,
+      listChannels: async () => [channel],
+    };
+    // A command on an operator's machine, no variable, a fresh data dir: nothing generated, nothing recorded.
+    const fresh = tempDir();
+    await expect(openRelaySecret({ dataDir: fresh }, channels, 1)).rejects.toThrow(/^AIGC_RELAY_SECRET: not set and no .*secret, and this database was set up with a secret/);
+    expect(fs.readdirSync(fresh)).toEqual([]);
+    // A secret of its own (a stale data/secret, a typo in the variable): refused, nothing recorded.
+    await expect(openRelaySecret({ dataDir: tempDir(), secret: 'not-the-servers-secret-0123456789abcdef' }, channels, 2)).rejects.toThrow(
+      /^AIGC_RELAY_SECRET: the secret from AIGC_RELAY_SECRET opens none of the 1 channel key\(s\) this database holds/,
+    );
+    expect(recorded).toBeUndefined();
+    // The servers' own secret is recorded.
+    await openRelaySecret({ dataDir: tempDir(), secret: servers }, channels, 3);
+    expect(recorded).toBe(secretFingerprint(servers));
   });
 });
