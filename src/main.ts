@@ -132,6 +132,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       logger.fatal({ err }, 'a writer thread died; exiting so the relay restarts and recovers its queue');
       process.exit(1);
     });
+  // Before the store is opened: a damaged admin-token file stops the start with nothing left open.
+  const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24, ADMIN_TOKEN_RULE);
   // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set, and the relay
   // secret: opened as every operator command opens them (relay-base.ts), so that both find the same.
   const base = await openRelayBase(config, { log: logger, onThreadExit, secret: 'at-open' });
@@ -139,7 +141,6 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   const secret = await base.secret();
   const box = await base.sealingBox();
   const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter, onThreadExit });
-  const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24, ADMIN_TOKEN_RULE);
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
   const signer = createFileLinkSigner(secret.value, () => baseUrl);
   // The file (or built-in) table is the fallback; an operator's PUT /admin/v1/prices, kept in the database, wins.
