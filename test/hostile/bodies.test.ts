@@ -98,7 +98,7 @@ describe('wrong content types', () => {
     expect(message).toMatch(/^Content-Type: charset=(latin1|UTF-16) is not accepted; JSON is sent as UTF-8/);
   });
 
-  it.each(['application/json; charset=utf-8', 'application/json;charset="UTF8"', 'application/json; foo=bar'])('takes %s', async (type) => {
+  it.each(['application/json; charset=utf-8', 'application/json;charset="UTF8"', 'application/json; charset=US-ASCII', 'application/json; foo=bar'])('takes %s', async (type) => {
     expect((await submit(JSON.stringify(PROMPT_BODY), { 'content-type': type })).statusCode).toBe(200);
   });
 
