@@ -95,7 +95,8 @@ export function installJsonBodyParser(app: FastifyInstance, bodyLimit: number): 
     }
     const charset = declaredCharset(request.headers['content-type']);
     if (charset !== undefined && !/^(utf-?8|us-ascii|ascii)$/i.test(charset)) {
-      // ASCII is UTF-8 already. Read as UTF-8 anyway, a latin1 body's accents would turn into U+FFFD or garbage in the prompt, silently.
+      // ASCII is UTF-8 already. Another charset read as UTF-8 anyway: a latin1 body's accents would turn into U+FFFD
+      // or garbage in the prompt, silently.
       done(new RelayError('UnsupportedMediaType', `Content-Type: charset=${charset.slice(0, 40)} is not accepted; JSON is sent as UTF-8 (RFC 8259)`), undefined);
       return;
     }
