@@ -520,6 +520,24 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       });
     });
 
+    it("the heartbeat does not renew a superseded attempt's slot whose release was lost, beside its successor's", async () => {
+      const a = await node('a', 1000);
+      const o = await owner(a);
+      const created = await a.tasks.createTask(task(o));
+      if (!created.ok) throw new Error('refused');
+      const id = created.task.id;
+      // Attempt 1 took ch-1 and its release was lost; attempt 2 (this node claimed the task again) runs on ch-2.
+      expect(await a.channelSlots.acquire('ch-1', { taskId: id, attempt: 1 }, 5)).toBe(true);
+      await a.ctx.pool.query("UPDATE tasks SET state = 'running', attempts = 2 WHERE id = $1", [id]);
+      expect(await a.channelSlots.acquire('ch-2', { taskId: id, attempt: 2 }, 5)).toBe(true);
+      const q = queue(a, { heartbeatMs: 50, reapMs: 60_000 });
+      await q.start(() => undefined, undefined, () => [id]);
+      await eventually("the superseded attempt's slot to lapse", 10_000, async () => {
+        const held = await a.ctx.pool.query<{ channel_id: string }>('SELECT channel_id FROM channel_slots WHERE lease_until >= now() ORDER BY channel_id');
+        return held.rows.map((r) => r.channel_id).join() === 'ch-2' ? true : undefined;
+      });
+    });
+
     it('a followed task released right after adopt() leaves no shared slot behind', async () => {
       const a = await node('a');
       const pool = new ChannelPool({ clock: systemClock, breaker: { failureThreshold: 5, cooldownMs: 1000 }, slots: a.channelSlots });

@@ -323,10 +323,12 @@ export class PgDispatchQueue implements DispatchQueue {
     if (this.contact.steady()) this.stallReported = false;
     // The upstream channel slots of those runs (adapters/postgres/channel-slots.ts; the holder is the task id, each
     // row also naming the attempt that took it). A slot whose release was lost is then not renewed for ever: it
-    // lapses like a dead node's once its task no longer runs here.
+    // lapses like a dead node's once its task no longer runs here, or once a later attempt of its task runs (a
+    // superseded attempt's row on a channel its successor left would otherwise stay renewed beside the new one).
     await this.ctx.relaxed.query(
       `UPDATE channel_slots SET lease_until = clock_timestamp() + $2 * interval '1 millisecond'
-       WHERE node_id = $1 AND ($3::text[] IS NULL OR holder = ANY($3))`,
+       WHERE node_id = $1 AND ($3::text[] IS NULL OR holder = ANY($3))
+         AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = channel_slots.holder AND t.attempts > channel_slots.attempt)`,
       [this.ctx.nodeId, this.ctx.leaseMs, running ?? null],
     );
   }
