@@ -132,14 +132,21 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       logger.fatal({ err }, 'a writer thread died; exiting so the relay restarts and recovers its queue');
       process.exit(1);
     });
-  // Before the store is opened: a damaged admin-token file stops the start with nothing left open.
-  const admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24, ADMIN_TOKEN_RULE);
   // SQLite in the data dir, or PostgreSQL shared by several nodes when AIGC_RELAY_DATABASE_URL is set, and the relay
   // secret: opened as every operator command opens them (relay-base.ts), so that both find the same.
   const base = await openRelayBase(config, { log: logger, onThreadExit, secret: 'at-open' });
   const { backend, store } = base;
   const secret = await base.secret();
   const box = await base.sealingBox();
+  // After the secret: a start that the secret stops must not have generated a token it never prints (only a start
+  // that gets as far as listening, or fails to, prints it: cli/serve.ts). A damaged admin-token file closes the store.
+  let admin: ReturnType<typeof loadOrCreateSecret>;
+  try {
+    admin = loadOrCreateSecret(config.dataDir, 'admin-token', config.adminToken, 24, ADMIN_TOKEN_RULE);
+  } catch (err) {
+    await base.close();
+    throw err;
+  }
   const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter, onThreadExit });
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
   const signer = createFileLinkSigner(secret.value, () => baseUrl);

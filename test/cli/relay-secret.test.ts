@@ -117,7 +117,12 @@ await describeWithPostgres('the relay secret on a shared PostgreSQL database', '
     expect(JSON.parse(list.stdout).channels).toEqual([]);
 
     expect(fs.existsSync(path.join(elsewhere, 'secret'))).toBe(false); // nothing made up that could be used later
-    await expect(startServer(tempDir(), env)).rejects.toThrow(/^AIGC_RELAY_SECRET: not set and no .*secret, and this database was set up with a secret/);
+    // A start the secret stops leaves no admin token behind that no later start would print.
+    const refused = tempDir();
+    await expect(startServer(refused, { ...env, AIGC_RELAY_ADMIN_TOKEN: '' })).rejects.toThrow(
+      /^AIGC_RELAY_SECRET: not set and no .*secret, and this database was set up with a secret/,
+    );
+    expect(fs.readdirSync(refused)).not.toContain('admin-token');
     await expect(startServer(tempDir(), { ...env, AIGC_RELAY_SECRET: 'a-secret-of-its-own-0123456789abcdefgh' })).rejects.toThrow(
       /^AIGC_RELAY_SECRET: the secret from AIGC_RELAY_SECRET is not the one this database was set up with/,
     );
