@@ -36,6 +36,7 @@ import { IMAGE_DECODES } from './app/image-check';
 import { UploadsInProgress, UPLOADS_IN_PROGRESS_AT_MOST, UPLOADS_IN_PROGRESS_PER_ACCOUNT } from './app/uploads';
 import { resultBody } from './http/presenters';
 import { openRelayBase } from './relay-base';
+import { checkSharedFilesDir } from './app/shared-files';
 import { createMetrics } from './http/metrics';
 import { systemClock, type Clock } from './ports/clock';
 import type { ImageProvider } from './ports/provider';
@@ -147,7 +148,14 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     await base.close();
     throw err;
   }
-  const storage = createFsFileStorage(path.join(config.dataDir, 'files'), { writer: config.fileWriter, onThreadExit });
+  const filesDir = path.join(config.dataDir, 'files');
+  // Several nodes: their stored files must be in one place (a warning names a node whose data dir is its own).
+  if (backend.kind === 'postgres') {
+    await checkSharedFilesDir(filesDir, store.files, clock.now(), (fields, message) => logger.warn(fields, message), {
+      adminTokenSet: config.adminToken !== undefined,
+    });
+  }
+  const storage = createFsFileStorage(filesDir, { writer: config.fileWriter, onThreadExit });
   // Signs file links in API answers, webhook bodies and upstream file references; URLs use the base known at call time.
   const signer = createFileLinkSigner(secret.value, () => baseUrl);
   // The file (or built-in) table is the fallback; an operator's PUT /admin/v1/prices, kept in the database, wins.

@@ -124,14 +124,6 @@ async function open(
       submissionPace: (rule) => new SubmissionPacer(rule),
     };
   }
-  if (!config.adminToken) {
-    // The admin token must be the same on every node; a generated one lives in each node's data dir. (A missing
-    // relay secret is not warned about here: it stops the start, see app/secrets.ts `relaySecret`.)
-    log?.warn(
-      { missing: ['AIGC_RELAY_ADMIN_TOKEN'] },
-      'several nodes share this database: give every node the same AIGC_RELAY_ADMIN_TOKEN (or one shared data dir)',
-    );
-  }
   const url = config.databaseUrl;
   const store: PostgresStore = await createPostgresStore(url, {
     nodeId: leaseOwner(config.nodeId),

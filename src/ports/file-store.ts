@@ -23,6 +23,11 @@ export type CreateUploadOutcome = { readonly ok: true; readonly file: FileRecord
 export interface FileStore {
   createFile(file: NewFile, now: number): Promise<FileRecord>;
   /**
+   * The marker of the data dir that holds this database's stored files: `marker` is recorded if none is yet (the
+   * first node to start), and the recorded one is returned (app/shared-files.ts).
+   */
+  adoptFilesDirMarker(marker: string, now: number): Promise<string>;
+  /**
    * Records an upload (`purpose: 'input'`) if the account's uploads, with it, take at most `quotaBytes` (no quota:
    * undefined). The sum and the insert are one step, so uploads racing each other cannot pass the quota together.
    */

@@ -25,6 +25,16 @@ async function usedByInputs(db: Queryable, accountId: string): Promise<number> {
 
 export function postgresFileStore({ pool }: PgContext): FileStore {
   return {
+    async adoptFilesDirMarker(marker, now) {
+      // One statement: the row is ours if none was, else the existing one comes back through the update-to-itself.
+      const row = await one<{ marker: string }>(
+        pool,
+        `INSERT INTO files_dir_marker (marker, created_at) VALUES ($1, $2)
+         ON CONFLICT (only_row) DO UPDATE SET marker = files_dir_marker.marker RETURNING marker`,
+        [marker, now],
+      );
+      return row!.marker;
+    },
     createFile: (file, now) => insertFile(pool, file, now),
     async createUpload(file, now, quotaBytes) {
       return inTransaction(pool, async (c): Promise<CreateUploadOutcome> => {

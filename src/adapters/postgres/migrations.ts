@@ -578,4 +578,13 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE channel_slots ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
   `,
+  // Which data dir holds this database's stored files (app/shared-files.ts), as on SQLite: every node must see the
+  // same one, and a node whose data dir carries another marker says so at start.
+  `
+  CREATE TABLE files_dir_marker (
+    only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+    marker TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];

@@ -25,6 +25,8 @@ export function fileParams(f: NewFile, now: number) {
 export function sqliteFileStore(db: Db): FileStore {
   const select = db.prepare<[string], FileRow>('SELECT * FROM files WHERE id = ?');
   const insert = db.prepare(INSERT_FILE);
+  const recordMarker = db.prepare('INSERT INTO files_dir_marker (only_row, marker, created_at) VALUES (1, ?, ?) ON CONFLICT DO NOTHING');
+  const recordedMarker = db.prepare<[], { marker: string }>('SELECT marker FROM files_dir_marker');
   const selectExpired = db.prepare<[number, number], FileRow>(
     'SELECT * FROM files WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?',
   );
@@ -41,6 +43,10 @@ export function sqliteFileStore(db: Db): FileStore {
     return { ok: true, file: toFile(select.get(file.id)!) };
   });
   return {
+    async adoptFilesDirMarker(marker, now) {
+      recordMarker.run(marker, now);
+      return recordedMarker.get()!.marker;
+    },
     async createFile(file, now) {
       insert.run(fileParams(file, now));
       return toFile(select.get(file.id)!);

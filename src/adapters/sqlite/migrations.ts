@@ -267,4 +267,13 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // Which data dir holds this database's stored files (app/shared-files.ts): a node whose own data dir carries
+  // another marker serves none of the others' images, and says so at start.
+  `
+  CREATE TABLE files_dir_marker (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    marker TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
