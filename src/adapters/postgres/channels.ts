@@ -1,23 +1,14 @@
 import type { ChannelPatch, ChannelStore, NewChannel } from '../../ports/channels';
 import { channelPatchColumns, toChannel, type ChannelRow } from '../rows/channels';
 import type { PgContext } from './context';
-import { one, rows } from './database';
+import { adoptFirst, one, rows } from './database';
 
 const PATCH_COLUMNS = channelPatchColumns((v) => v);
 
 /** The channel port on PostgreSQL; same rules as the SQLite one (soft delete, sealed SecretKey stored as given). */
 export function postgresChannelStore({ pool }: PgContext): ChannelStore {
   return {
-    async adoptSecretFingerprint(fingerprint, now) {
-      // One statement: the row is ours if none was, else the existing one comes back through the update-to-itself.
-      const row = await one<{ fingerprint: string }>(
-        pool,
-        `INSERT INTO relay_secret_fingerprint (fingerprint, created_at) VALUES ($1, $2)
-         ON CONFLICT (only_row) DO UPDATE SET fingerprint = relay_secret_fingerprint.fingerprint RETURNING fingerprint`,
-        [fingerprint, now],
-      );
-      return row!.fingerprint;
-    },
+    adoptSecretFingerprint: (fingerprint, now) => adoptFirst(pool, 'relay_secret_fingerprint', 'fingerprint', fingerprint, now),
     async secretFingerprint() {
       return (await one<{ fingerprint: string }>(pool, 'SELECT fingerprint FROM relay_secret_fingerprint'))?.fingerprint;
     },

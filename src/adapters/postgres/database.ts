@@ -225,3 +225,24 @@ export async function withAdvisoryLock<T>(pool: Pool, name: string, fn: () => Pr
     client.release();
   }
 }
+
+/**
+ * One-row records that the first process to start writes and every later one compares with (the relay secret's
+ * fingerprint, the files dir's marker): `value` is recorded if the table has no row yet, and the recorded value is
+ * returned. One statement: the row is ours if none was, else the existing one comes back through an update to itself.
+ */
+export async function adoptFirst(
+  db: Queryable,
+  table: 'relay_secret_fingerprint' | 'files_dir_marker',
+  column: 'fingerprint' | 'marker',
+  value: string,
+  now: number,
+): Promise<string> {
+  const row = await one<Record<string, string>>(
+    db,
+    `INSERT INTO ${table} (${column}, created_at) VALUES ($1, $2)
+     ON CONFLICT (only_row) DO UPDATE SET ${column} = ${table}.${column} RETURNING ${column} AS value`,
+    [value, now],
+  );
+  return row!.value!;
+}

@@ -1,7 +1,7 @@
 import type { CreateUploadOutcome, FileRecord, FileStore, NewFile } from '../../ports/store';
 import { toFile, type FileRow } from '../rows/files';
 import type { PgContext } from './context';
-import { inTransaction, one, rows, type Queryable } from './database';
+import { adoptFirst, inTransaction, one, rows, type Queryable } from './database';
 
 /** Used on its own and inside `finish`, which records a task's outputs in the transaction that settles it. */
 export async function insertFile(db: Queryable, f: NewFile, now: number): Promise<FileRecord> {
@@ -25,16 +25,7 @@ async function usedByInputs(db: Queryable, accountId: string): Promise<number> {
 
 export function postgresFileStore({ pool }: PgContext): FileStore {
   return {
-    async adoptFilesDirMarker(marker, now) {
-      // One statement: the row is ours if none was, else the existing one comes back through the update-to-itself.
-      const row = await one<{ marker: string }>(
-        pool,
-        `INSERT INTO files_dir_marker (marker, created_at) VALUES ($1, $2)
-         ON CONFLICT (only_row) DO UPDATE SET marker = files_dir_marker.marker RETURNING marker`,
-        [marker, now],
-      );
-      return row!.marker;
-    },
+    adoptFilesDirMarker: (marker, now) => adoptFirst(pool, 'files_dir_marker', 'marker', marker, now),
     createFile: (file, now) => insertFile(pool, file, now),
     async createUpload(file, now, quotaBytes) {
       return inTransaction(pool, async (c): Promise<CreateUploadOutcome> => {
