@@ -6,7 +6,7 @@ import { leaseOwner } from '../../src/adapters/select-store';
 import { ensureDevAccount } from '../../src/app/bootstrap';
 import type { ChannelRecord } from '../../src/ports/channels';
 import { systemClock } from '../../src/ports/clock';
-import type { NewTask } from '../../src/ports/store';
+import type { NewTask, TaskRecord } from '../../src/ports/store';
 import { ChannelPool } from '../../src/adapters/upstream-channels/channel-pool';
 import { INPUT } from '../conformance/store.conformance';
 import { eventually, within } from '../helpers/eventually';
@@ -55,6 +55,12 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
     await store.accounts.createKey({ id: `key_${n}`, accountId, secretHash: 'h', createdAt: 1 });
     return { accountId, keyId: `key_${n}` };
   }
+  /** The task `t`, created on `store` (a refusal fails the test). */
+  async function accepted(store: PostgresStore, t: NewTask): Promise<TaskRecord> {
+    const created = await store.tasks.createTask(t);
+    if (!created.ok) throw new Error(`refused: ${created.reason}`);
+    return created.task;
+  }
   const task = (o: { accountId: string; keyId: string }, extra: Partial<NewTask> = {}): NewTask => ({
     id: `task_${++n}`,
     ...o,
@@ -70,9 +76,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
   async function modelTasks(store: PostgresStore) {
     const o = await owner(store);
     return async (model_name: string, model_version: string, priority: number) => {
-      const created = await store.tasks.createTask(task(o, { input: { ...INPUT, model_name, model_version, tasks_priority: priority } as NewTask['input'] }));
-      if (!created.ok) throw new Error('refused');
-      return created.task.id;
+      const created = await accepted(store, task(o, { input: { ...INPUT, model_name, model_version, tasks_priority: priority } as NewTask['input'] }));
+      return created.id;
     };
   }
 
@@ -142,9 +147,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       expect(await code(pool.query('UPDATE accounts SET balance = -1, held = 0 WHERE id = $1', [o.accountId]))).toBe('23514');
       expect(await code(pool.query('UPDATE ledger SET amount = 99'))).toBe('P0001');
       expect(await code(pool.query('DELETE FROM ledger'))).toBe('P0001');
-      const created = await store.tasks.createTask(task(o));
-      expect(created.ok).toBe(true);
-      const hold = [o.accountId, created.ok ? created.task.id : '', 'hold', 1, 1];
+      const created = await accepted(store, task(o));
+      const hold = [o.accountId, created.id, 'hold', 1, 1];
       expect(await code(pool.query('INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES ($1, $2, $3, $4, $5)', hold))).toBe('23505');
     });
 
@@ -223,10 +227,9 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const o = await owner(a, 100);
       const ids: string[] = [];
       for (let i = 0; i < 2; i++) {
-        const created = await a.tasks.createTask(task(o, { price: 10 }));
-        if (!created.ok) throw new Error('refused');
-        await a.tasks.markRunning(created.task.id, Date.now());
-        ids.push(created.task.id);
+        const created = await accepted(a, task(o, { price: 10 }));
+        await a.tasks.markRunning(created.id, Date.now());
+        ids.push(created.id);
       }
       loseNextCommitAfter(a, 'aigc_finish_task');
       const busy = a.tasks.appendLog(ids[0]!, 'occupies the group commit', 1); // the finishes then share one batch
@@ -273,9 +276,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const a = await node('a');
       const b = await node('b');
       const o = await owner(a);
-      const created = await a.tasks.createTask(task(o, { provider: 'lane-r' }));
-      if (!created.ok) throw new Error('refused');
-      await a.tasks.markRunning(created.task.id, Date.now());
+      const created = await accepted(a, task(o, { provider: 'lane-r' }));
+      await a.tasks.markRunning(created.id, Date.now());
       const lanes: string[] = [];
       let woke!: () => void;
       const wakeup = new Promise<void>((resolve) => (woke = resolve));
@@ -284,7 +286,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
         woke();
       });
       lanes.length = 0;
-      expect(await a.tasks.requeue(created.task.id, 1, Date.now(), Date.now())).toBe(true);
+      expect(await a.tasks.requeue(created.id, 1, Date.now(), Date.now())).toBe(true);
       await wakeup;
       expect(lanes).toContain('lane-r');
     });
@@ -293,11 +295,10 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const dead = await node('dead', 300);
       const alive = await node('alive', 300);
       const o = await owner(dead);
-      const created = await dead.tasks.createTask(task(o));
-      if (!created.ok) throw new Error('refused');
+      const created = await accepted(dead, task(o));
       // The dead node claimed it and then stopped renewing (its queue never started a heartbeat).
       const [claimed] = await queue(dead).claim('lane-a', 1);
-      expect(claimed).toMatchObject({ id: created.task.id, attempts: 1 });
+      expect(claimed).toMatchObject({ id: created.id, attempts: 1 });
 
       let woke!: () => void;
       const wakeup = new Promise<void>((resolve) => (woke = resolve));
@@ -308,15 +309,15 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
         const got = await survivor.claim('lane-a', 1);
         return got.length ? got : undefined;
       });
-      expect(taken).toMatchObject({ id: created.task.id, attempts: 2, state: 'running' });
-      expect((await alive.tasks.logs(created.task.id)).map((l) => l.message).join('\n')).toMatch(/node dead stopped renewing/);
+      expect(taken).toMatchObject({ id: created.id, attempts: 2, state: 'running' });
+      expect((await alive.tasks.logs(created.id)).map((l) => l.message).join('\n')).toMatch(/node dead stopped renewing/);
       // The old owner can no longer hand the attempt back from under the new one, nor settle the task with the outcome
       // of its own (superseded) attempt: the new owner's attempt decides.
-      expect(await dead.tasks.requeue(created.task.id, 1, 0, Date.now())).toBe(false);
+      expect(await dead.tasks.requeue(created.id, 1, 0, Date.now())).toBe(false);
       const failed = { state: 'failed', error: { code: 'X', message: 'x' } } as const;
-      expect(await dead.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: 1 })).toBe(false);
-      expect(await alive.tasks.getTask(created.task.id)).toMatchObject({ state: 'running' });
-      expect(await alive.tasks.finish(created.task.id, failed, Date.now(), { ownAttempt: 2 })).toBe(true);
+      expect(await dead.tasks.finish(created.id, failed, Date.now(), { ownAttempt: 1 })).toBe(false);
+      expect(await alive.tasks.getTask(created.id)).toMatchObject({ state: 'running' });
+      expect(await alive.tasks.finish(created.id, failed, Date.now(), { ownAttempt: 2 })).toBe(true);
       // Handed back but not yet taken again: the old attempt cannot settle it either (it is to run again).
       const second = await dead.tasks.createTask(task(o));
       if (!second.ok) throw new Error('refused');
@@ -324,7 +325,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       await dead.ctx.pool.query("UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until = NULL WHERE id = $1", [second.task.id]);
       expect(await dead.tasks.finish(second.task.id, failed, Date.now(), { ownAttempt: 1 })).toBe(false);
       expect(await dead.tasks.getTask(second.task.id)).toMatchObject({ state: 'queued' });
-      expect(await dead.tasks.finish(created.task.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(false);
+      expect(await dead.tasks.finish(created.id, { state: 'failed', error: { code: 'X', message: 'x' } }, Date.now())).toBe(false);
       expect(await alive.accounts.audit()).toEqual([]);
     });
 
@@ -336,8 +337,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const crashed = await node(crashedName, 300);
       const restarted = await node(restartedName, 300);
       const o = await owner(crashed);
-      const created = await crashed.tasks.createTask(task(o));
-      if (!created.ok) throw new Error('refused');
+      const created = await accepted(crashed, task(o));
       expect(await queue(crashed).claim('lane-a', 1)).toHaveLength(1); // then killed: it never renews
       const successor = queue(restarted, { reapMs: 50 });
       await successor.start(() => undefined); // its heartbeat renews what it owns: not the crashed process's task
@@ -345,7 +345,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
         const got = await successor.claim('lane-a', 1);
         return got.length ? got : undefined;
       });
-      expect(taken).toMatchObject({ id: created.task.id, attempts: 2 });
+      expect(taken).toMatchObject({ id: created.id, attempts: 2 });
     });
 
     it('a task a node claimed but has no run of (its claim\'s answer was lost) is not renewed: it lapses and comes back', async () => {
@@ -370,9 +370,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
     it('a lapsed attempt cannot settle a task its own node has since claimed again as a later attempt', async () => {
       const a = await node('a', 1000);
       const o = await owner(a);
-      const created = await a.tasks.createTask(task(o));
-      if (!created.ok) throw new Error('refused');
-      const id = created.task.id;
+      const created = await accepted(a, task(o));
+      const id = created.id;
       expect((await queue(a).claim('lane-a', 1))[0]).toMatchObject({ id, attempts: 1 });
       // Attempt 1's lease lapsed and the task was handed back (as the reaper does); the same node claimed it again.
       await a.ctx.pool.query("UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until = NULL WHERE id = $1", [id]);
@@ -388,17 +387,16 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
     it('a live node renews its leases, so nobody takes its tasks', async () => {
       const a = await node('a', 1000);
       const o = await owner(a);
-      const created = await a.tasks.createTask(task(o));
-      if (!created.ok) throw new Error('refused');
+      const created = await accepted(a, task(o));
       const q = queue(a, { heartbeatMs: 50, reapMs: 50 });
       await q.start(() => {});
       const [claimed] = await q.claim('lane-a', 1);
-      expect(claimed!.id).toBe(created.task.id);
+      expect(claimed!.id).toBe(created.id);
       const leaseOf = async () =>
-        (await a.ctx.pool.query<{ until: Date }>('SELECT lease_until AS until FROM tasks WHERE id = $1', [created.task.id])).rows[0]!.until.getTime();
+        (await a.ctx.pool.query<{ until: Date }>('SELECT lease_until AS until FROM tasks WHERE id = $1', [created.id])).rows[0]!.until.getTime();
       const first = await leaseOf();
       await eventually('a renewal past the first lease', 5000, async () => ((await leaseOf()) > first + 300 ? true : undefined));
-      const after = (await a.tasks.getTask(created.task.id))!;
+      const after = (await a.tasks.getTask(created.id))!;
       expect(after).toMatchObject({ state: 'running', attempts: 1 }); // never reaped in between
     });
 
@@ -424,9 +422,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
     it('the slot of a dead node\'s task that is still under way upstream stays taken until a node adopts it or the task ends', async () => {
       const [a, b] = [await node('slot-a', 300), await node('slot-b', 300)];
       const o = await owner(a);
-      const created = await a.tasks.createTask(task(o));
-      if (!created.ok) throw new Error('refused');
-      const upstream = created.task.id;
+      const created = await accepted(a, task(o));
+      const upstream = created.id;
       await a.tasks.markRunning(upstream, Date.now());
       await a.tasks.saveCheckpoint(upstream, { phase: 'accepted', channelId: 'ch-1', upstreamTaskId: 'U1', submittedAt: 1 }, Date.now());
       expect(await a.channelSlots.acquire('ch-1', firstAttempt(upstream), 1)).toBe(true);
@@ -523,9 +520,8 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
     it("the heartbeat does not renew a superseded attempt's slot whose release was lost, beside its successor's", async () => {
       const a = await node('a', 1000);
       const o = await owner(a);
-      const created = await a.tasks.createTask(task(o));
-      if (!created.ok) throw new Error('refused');
-      const id = created.task.id;
+      const created = await accepted(a, task(o));
+      const id = created.id;
       // Attempt 1 took ch-1 and its release was lost; attempt 2 (this node claimed the task again) runs on ch-2.
       expect(await a.channelSlots.acquire('ch-1', { taskId: id, attempt: 1 }, 5)).toBe(true);
       await a.ctx.pool.query("UPDATE tasks SET state = 'running', attempts = 2 WHERE id = $1", [id]);

@@ -1,24 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { PG_MIGRATIONS } from '../../src/adapters/postgres';
 import { createPool } from '../../src/adapters/postgres/database';
 import { runCli } from '../helpers/child';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { describeWithPostgres } from '../helpers/postgres-suite';
+import { databasePerTest, describeWithPostgres } from '../helpers/postgres-suite';
 import { tempDir } from '../helpers/relay';
 
 /** Operator commands against a PostgreSQL database that several relay nodes share (each test: its own database). */
 await describeWithPostgres('commands on a shared PostgreSQL database', 'commands on a shared PostgreSQL database', () => {
-  const dbs: TestDatabase[] = [];
-  const database = async () => {
-    const db = await createTestDatabase('relay_cli');
-    dbs.push(db);
-    return db;
-  };
-  afterAll(async () => {
-    for (const db of dbs) await db.drop();
-  });
+  const database = databasePerTest('relay_cli');
 
   it('aigc-relay migrate reports what it applied, and on a newer database prints one line naming it and exits 1', async () => {
     const db = await database();

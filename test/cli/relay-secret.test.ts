@@ -3,8 +3,7 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { runCli } from '../helpers/child';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { describeWithPostgres } from '../helpers/postgres-suite';
+import { databasePerTest, describeWithPostgres } from '../helpers/postgres-suite';
 import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
 import type { Relay } from '../../src/main';
 import { FAST, makeAccount } from '../tencent/harness';
@@ -83,15 +82,7 @@ describe('the relay secret on SQLite, with AIGC_RELAY_SECRET unset: the data dir
 });
 
 await describeWithPostgres('the relay secret on a shared PostgreSQL database', 'relay secret on PostgreSQL', () => {
-  const dbs: TestDatabase[] = [];
-  const database = async () => {
-    const db = await createTestDatabase('relay_secret');
-    dbs.push(db);
-    return db;
-  };
-  afterAll(async () => {
-    for (const db of dbs) await db.drop();
-  });
+  const database = databasePerTest('relay_secret');
 
   /**
    * Each node may have its own data dir, so a secret generated in one (by a node, or by a command on the operator's

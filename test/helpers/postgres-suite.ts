@@ -26,6 +26,22 @@ export function suiteDatabase(prefix: string): () => Promise<TestDatabase> {
 }
 
 /**
+ * A fresh database for each call (tests that start relay processes or commands on a database of their own), all
+ * dropped after the suite. Call at the top of a `describeWithPostgres` body; `await database()` in the tests.
+ */
+export function databasePerTest(prefix: string): () => Promise<TestDatabase> {
+  const made: TestDatabase[] = [];
+  afterAll(async () => {
+    for (const db of made) await db.drop();
+  });
+  return async () => {
+    const db = await createTestDatabase(prefix);
+    made.push(db);
+    return db;
+  };
+}
+
+/**
  * Stores on a fresh schema per test (one database for the suite): `open()` is one more node on the current test's
  * schema; every store opened is closed after its test, and the database dropped after the suite. Call at the top of
  * a `describeWithPostgres` body.
