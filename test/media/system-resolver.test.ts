@@ -19,6 +19,13 @@ const address = (a: string): readonly ResolvedAddress[] => [{ address: a, family
 /** Lets every settled promise's reactions run (the resolver's bookkeeping is promise reactions, no timers). */
 const settle = () => new Promise<void>((done) => setImmediate(done));
 
+/** One lookup at a time, taken by a slow name: what is asked next waits; `giveUp` is a caller's signal to abort. */
+function oneSlotTakenBySlowName() {
+  const { lookup, asked } = handLookup();
+  const resolve = limitedSystemResolver(lookup, 1);
+  return { asked, resolve, first: resolve('slow.example.com'), giveUp: new AbortController() };
+}
+
 describe('limited system resolver', () => {
   it('asks at most 2 names at once, the rest in order as turns free', async () => {
     const { lookup, asked } = handLookup();
@@ -57,10 +64,7 @@ describe('limited system resolver', () => {
   });
 
   it('a caller that gives up leaves at once, and a name nobody waits for any more is never asked', async () => {
-    const { lookup, asked } = handLookup();
-    const resolve = limitedSystemResolver(lookup, 1);
-    const first = resolve('slow.example.com');
-    const giveUp = new AbortController();
+    const { asked, resolve, first, giveUp } = oneSlotTakenBySlowName();
     const abandoned = resolve('abandoned.example.com', giveUp.signal);
     const kept = resolve('kept.example.com', new AbortController().signal);
     await settle();
@@ -77,10 +81,7 @@ describe('limited system resolver', () => {
   });
 
   it('a name shared by a caller that gives up and one that stays is still asked, for the one that stays', async () => {
-    const { lookup, asked } = handLookup();
-    const resolve = limitedSystemResolver(lookup, 1);
-    const first = resolve('slow.example.com');
-    const giveUp = new AbortController();
+    const { asked, resolve, first, giveUp } = oneSlotTakenBySlowName();
     const leaving = resolve('shared.example.com', giveUp.signal);
     const staying = resolve('shared.example.com');
     giveUp.abort(new Error('deadline'));
