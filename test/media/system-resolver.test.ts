@@ -23,7 +23,14 @@ const settle = () => new Promise<void>((done) => setImmediate(done));
 function oneSlotTakenBySlowName() {
   const { lookup, asked } = handLookup();
   const resolve = limitedSystemResolver(lookup, 1);
-  return { asked, resolve, first: resolve('slow.example.com'), giveUp: new AbortController() };
+  const first = resolve('slow.example.com');
+  /** The slow name answers, and its slot goes to whoever is next. */
+  const slowAnswered = async () => {
+    asked[0]!.answer(address('203.0.113.1'));
+    await first;
+    await settle();
+  };
+  return { asked, resolve, slowAnswered, giveUp: new AbortController() };
 }
 
 describe('limited system resolver', () => {
@@ -64,7 +71,7 @@ describe('limited system resolver', () => {
   });
 
   it('a caller that gives up leaves at once, and a name nobody waits for any more is never asked', async () => {
-    const { asked, resolve, first, giveUp } = oneSlotTakenBySlowName();
+    const { asked, resolve, slowAnswered, giveUp } = oneSlotTakenBySlowName();
     const abandoned = resolve('abandoned.example.com', giveUp.signal);
     const kept = resolve('kept.example.com', new AbortController().signal);
     await settle();
@@ -72,23 +79,19 @@ describe('limited system resolver', () => {
     const reason = new Error('deadline');
     giveUp.abort(reason);
     await expect(abandoned).rejects.toBe(reason);
-    asked[0]!.answer(address('203.0.113.1'));
-    await first;
-    await settle();
+    await slowAnswered();
     expect(asked.map((q) => q.hostname)).toEqual(['slow.example.com', 'kept.example.com']);
     asked[1]!.answer(address('203.0.113.7'));
     expect((await kept)[0]!.address).toBe('203.0.113.7');
   });
 
   it('a name shared by a caller that gives up and one that stays is still asked, for the one that stays', async () => {
-    const { asked, resolve, first, giveUp } = oneSlotTakenBySlowName();
+    const { asked, resolve, slowAnswered, giveUp } = oneSlotTakenBySlowName();
     const leaving = resolve('shared.example.com', giveUp.signal);
     const staying = resolve('shared.example.com');
     giveUp.abort(new Error('deadline'));
     await expect(leaving).rejects.toThrow('deadline');
-    asked[0]!.answer(address('203.0.113.1'));
-    await first;
-    await settle();
+    await slowAnswered();
     expect(asked.map((q) => q.hostname)).toEqual(['slow.example.com', 'shared.example.com']);
     asked[1]!.answer(address('203.0.113.5'));
     expect((await staying)[0]!.address).toBe('203.0.113.5');
