@@ -18,6 +18,7 @@ export function newTaskRecord(task: NewTask, seq: number, billed: boolean): Task
     billed,
     provider: task.provider,
     attempts: 0,
+    handedBack: 0,
     progress: 0,
     cancelRequested: false,
     createdAt: task.now,

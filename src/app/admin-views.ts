@@ -1,3 +1,4 @@
+import { attemptsUsed } from '../domain/task-state';
 import type { Account, ApiKeyRecord, AuditDifference, LedgerEntry, TaskRecord } from '../ports/store';
 import type { PriceBookState } from './prices';
 
@@ -78,7 +79,7 @@ export const taskView = (t: TaskRecord, logs?: ReadonlyArray<{ readonly at: numb
   priority: t.priority,
   price: t.price,
   billed: t.billed,
-  attempts: t.attempts,
+  attempts: attemptsUsed(t),
   progress: t.progress,
   cancel_requested: t.cancelRequested,
   webhook_url: t.webhookUrl ?? null,

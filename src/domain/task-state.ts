@@ -27,6 +27,14 @@ export function statesAllowing(to: TaskState): TaskState[] {
   return (Object.keys(TRANSITIONS) as TaskState[]).filter((from) => canTransition(from, to));
 }
 
+/**
+ * The attempts a task has used of its retry budget: its claims, less those a graceful stop handed back (the stop was
+ * not the task's doing). The number its log lines and views show; `attempts` itself numbers the runs, for fencing.
+ */
+export function attemptsUsed(task: { readonly attempts: number; readonly handedBack: number }): number {
+  return task.attempts - task.handedBack;
+}
+
 /** fal-style status words: clients poll until COMPLETED, whatever the outcome. */
 export type PublicStatus = 'IN_QUEUE' | 'IN_PROGRESS' | 'COMPLETED';
 

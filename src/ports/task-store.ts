@@ -41,7 +41,14 @@ export interface TaskRecord {
   readonly billed: boolean;
   /** Dispatch lane: the provider id the task runs on. */
   readonly provider: string;
+  /**
+   * How many times the task was claimed to run. Every claim counts one, so the number names one run of the task:
+   * a run's writes, its outcome and its channel slot are fenced by it, and a later claim (after a lapsed lease, a
+   * crash or a stop) is always told apart from the run it replaced. The retry budget counts fewer: `attemptsUsed`.
+   */
   readonly attempts: number;
+  /** Of those claims, how many a graceful stop handed back (handBackUnfinished): they use none of the retries. */
+  readonly handedBack: number;
   readonly progress: number;
   readonly checkpoint?: Record<string, unknown>;
   readonly result?: TaskResult;
@@ -133,8 +140,9 @@ export interface TaskStore {
   requeueAllRunning(now: number): Promise<string[]>;
   /**
    * `running → queued` for `attempt`, cut short by a graceful stop of this process (its drain time ran out), with the
-   * attempt not counted: the stop is not the task's doing, and only hand-backs nobody made (a crash, a lapsed lease)
-   * may use up its attempts (the engine fails a task claimed past them). On PostgreSQL only under this node's lease,
+   * attempt not counted (`handedBack` goes up by one; `attempts` stays, so the next claim has a number of its own):
+   * the stop is not the task's doing, and only hand-backs nobody made (a crash, a lapsed lease) may use up its
+   * attempts (the engine fails a task claimed past them). On PostgreSQL only under this node's lease,
    * and every node is told, so another takes it at once. False when the task is not running that attempt here.
    */
   handBackUnfinished(id: string, attempt: number, now: number): Promise<boolean>;

@@ -2,6 +2,7 @@ import type { Clock } from '../ports/clock';
 import { hasWorkUnderway, ProviderError, type ImageProvider, type InputImage, type ProviderJob, type ProviderResult, type RunContext } from '../ports/provider';
 import type { Completion, Store, TaskRecord } from '../ports/store';
 import { producedSize } from '../domain/output-size';
+import { attemptsUsed } from '../domain/task-state';
 import type { RetryPolicy } from './retry';
 import { internalErrorMessage } from './settlement';
 
@@ -31,14 +32,14 @@ const sideWriteFailed = (deps: AttemptDeps, taskId: string, what: string) => (er
  * checkpoint other than idle): that one is resumed, not run again.
  */
 export function handedBackTooOften(task: TaskRecord, maxAttempts: number): boolean {
-  return task.attempts > maxAttempts && !hasWorkUnderway(task.checkpoint);
+  return attemptsUsed(task) > maxAttempts && !hasWorkUnderway(task.checkpoint);
 }
 
 /** The failure a task handed back too often ends with (logged, and a line in the task's log saying why). */
 export function notRunAgain(deps: AttemptDeps, task: TaskRecord): ProviderError {
   const { maxAttempts } = deps.retry;
   deps.log.error(
-    { taskId: task.id, attempts: task.attempts, provider: task.provider },
+    { taskId: task.id, attempts: attemptsUsed(task), provider: task.provider },
     'task was running each time a node stopped, past its attempts: failed (released) instead of run again; its input may be what stops the node',
   );
   void deps.store.tasks
@@ -84,7 +85,7 @@ export async function runAttempt(
   // Not awaited, like the provider's own lines after it: it goes in the same lane, so it keeps its place before
   // them, and it shares a group commit with the run's next write instead of holding up the provider call for one.
   // Before the inputs are fetched, which is part of the attempt (and may be what fails it).
-  ctx.log(`Attempt ${task.attempts} started on ${provider.id}.`);
+  ctx.log(`Attempt ${attemptsUsed(task)} started on ${provider.id}.`);
   const inputImages = provider.wantsInputBytes === false ? [] : await deps.resolveInputs(task, signal);
   signal.throwIfAborted();
   const job: ProviderJob = {

@@ -1,4 +1,4 @@
-import { isTerminal } from '../domain/task-state';
+import { attemptsUsed, isTerminal } from '../domain/task-state';
 import type { Clock } from '../ports/clock';
 import type { QueuedRef } from '../ports/dispatch-queue';
 import { ProviderCancelledError, ProviderError } from '../ports/provider';
@@ -124,10 +124,11 @@ export class RunSettlement {
     // bug), whose message may name paths or SQL: the client is told no more than the envelope of a 500 tells, and
     // the cause goes to the log below, with the task id.
     const error = err instanceof ProviderError ? err : new ProviderError('InternalError', internalErrorMessage, true, { cause: err });
-    log.warn({ taskId: task.id, code: error.code, retryable: error.retryable, attempt: task.attempts, err }, 'attempt failed');
-    if (error.retryable && task.attempts < retry.maxAttempts) {
-      const notBefore = now + retryDelayMs(retry, task.attempts);
-      await store.tasks.appendLog(task.id, `Attempt ${task.attempts} failed (${error.code}); retrying.`, now);
+    const used = attemptsUsed(task);
+    log.warn({ taskId: task.id, code: error.code, retryable: error.retryable, attempt: used, err }, 'attempt failed');
+    if (error.retryable && used < retry.maxAttempts) {
+      const notBefore = now + retryDelayMs(retry, used);
+      await store.tasks.appendLog(task.id, `Attempt ${used} failed (${error.code}); retrying.`, now);
       const handedBack = await store.tasks.requeue(task.id, task.attempts, notBefore, now);
       // As stored now: the queue files it by the checkpoint the attempt left (work under way or not). Read also when
       // the hand-back was refused: it may be this settlement's own repeat after a read that failed (then the task is

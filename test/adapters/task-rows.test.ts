@@ -5,7 +5,7 @@ const row = (extra: Partial<TaskRow> = {}): TaskRow => ({
   seq: 1, id: 'task_1', account_id: 'acct_1', key_id: 'key_1', request_id: 'req_1', state: 'succeeded', provider: 'local',
   priority: 0, price: 10, billed: 1, input: '{"prompt":"a fox","file_infos":[]}', attempts: 1, progress: 100,
   checkpoint: null, result: '{"images":[],"seed":7}', error_code: null, error_message: null, cancel_requested: 0,
-  webhook_url: null, created_at: 1, started_at: 2, finished_at: 3, not_before: null,
+  webhook_url: null, created_at: 1, started_at: 2, finished_at: 3, not_before: null, handed_back: 0,
   ...extra,
 });
 
@@ -27,7 +27,7 @@ describe('toTask', () => {
     expect(JSON.parse(JSON.stringify(task))).toEqual(plain);
     expect(task).toEqual({
       id: 'task_1', seq: 1, accountId: 'acct_1', keyId: 'key_1', requestId: 'req_1', state: 'succeeded', priority: 0,
-      price: 10, billed: true, provider: 'local', attempts: 1, progress: 100, cancelRequested: false, createdAt: 1,
+      price: 10, billed: true, provider: 'local', attempts: 1, handedBack: 0, progress: 100, cancelRequested: false, createdAt: 1,
       startedAt: 2, finishedAt: 3, input: { prompt: 'a fox', file_infos: [] }, result: { images: [], seed: 7 },
     });
   });

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TaskInput } from '../../src/domain/task-input';
+import { attemptsUsed } from '../../src/domain/task-state';
 import type { Clock } from '../../src/ports/clock';
 import type { DispatchQueue } from '../../src/ports/dispatch-queue';
 import type { WebhookDelivery } from '../../src/ports/delivery-store';
-import type { Completion, NewFile, NewTask, Store, TaskRecord } from '../../src/ports/store';
+import { HANDED_BACK_BY_STOP, type Completion, type NewFile, type NewTask, type Store, type TaskRecord } from '../../src/ports/store';
 
 /**
  * The store contract, run against every adapter (BullMQ-style: one suite, one fixture per adapter). A fixture hands
@@ -418,6 +419,26 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', attempts: 2, notBefore: 9000 });
       });
 
+
+      it("a stop's hand-back uses no retry, yet the next claim has a number of its own that fences the stopped run out", async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        await store.tasks.markRunning(task.id, 2100);
+        expect(await store.tasks.handBackUnfinished(task.id, 1, 2200)).toBe(true);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', attempts: 1, handedBack: 1 });
+        expect(await store.tasks.logs(task.id)).toEqual([{ at: 2200, message: HANDED_BACK_BY_STOP }]);
+        expect(await store.tasks.handBackUnfinished(task.id, 1, 2201)).toBe(false); // already queued
+
+        const again = (await store.tasks.markRunning(task.id, 2300))!;
+        expect(again).toMatchObject({ attempts: 2, handedBack: 1 });
+        expect(attemptsUsed(again)).toBe(1);
+        // The stopped run, late: none of its writes may land on the run that replaced it.
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'stopped run' }, 2400, 1)).toBe(false);
+        expect(await store.tasks.handBackUnfinished(task.id, 1, 2401)).toBe(false);
+        expect(await store.tasks.requeue(task.id, 1, 9000, 2402)).toBe(false);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', attempts: 2 });
+        expect(await store.tasks.saveCheckpoint(task.id, { at: 'new run' }, 2500, 2)).toBe(true);
+      });
       it('a retry is not handed back once a cancel was requested; crash recovery still hands it back, flag kept', async () => {
         const owner = await account(100);
         const task = await created(newTask(owner, 1));

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TencentVodOverrides } from '../../src/adapters/tencent';
+import { attemptsUsed } from '../../src/domain/task-state';
 import type { Relay } from '../../src/main';
 import type { TaskEvent } from '../../src/worker/engine';
 import { waitUntil, within } from '../helpers/eventually';
@@ -184,15 +185,15 @@ describe('ambiguous submissions', () => {
     expect(h.server.ofTask(id).map((t) => t.sessionId)).toEqual([`${id}-r1`]);
     expect(h.server.calls.filter((c) => c.action === 'CreateAigcImageTask' && c.error === 'InvalidParameterValue.SessionId').length).toBeGreaterThanOrEqual(1);
     expect(task.checkpoint).toMatchObject({ phase: 'accepted', round: 1, upstreamTaskId: h.server.ofTask(id)[0]!.taskId });
-    // Handed back for a retry (one more attempt), not failed.
-    expect(task.attempts).toBe(before.attempts + 1);
+    // Handed back for a retry (one more attempt), not failed; the stop's own hand-back used none.
+    expect(attemptsUsed(task)).toBe(attemptsUsed(before) + 1);
     expect(states).toContain('queued');
     const log = await logText(restarted, id);
     expect(log).toMatch(
       new RegExp(
         'Resuming after an interrupted submission[\\s\\S]*spent by a request Tencent refused[\\s\\S]*' +
-          `Attempt ${before.attempts} failed \\(FailedOperation\\.Upstream\\); retrying\\.[\\s\\S]*` +
-          `Attempt ${before.attempts + 1} started[\\s\\S]*Accepted upstream as Tencent VOD task`,
+          `Attempt ${attemptsUsed(before)} failed \\(FailedOperation\\.Upstream\\); retrying\\.[\\s\\S]*` +
+          `Attempt ${attemptsUsed(before) + 1} started[\\s\\S]*Accepted upstream as Tencent VOD task`,
       ),
     );
     // Charged once: one hold, one capture, nothing released or held twice.

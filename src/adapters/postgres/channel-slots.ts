@@ -52,8 +52,8 @@ export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): Chan
     async release(channelId, { taskId, attempt }) {
       // Only the row this attempt took here. A later attempt that took the task over holds the same row (adopted, or
       // taken afresh): on another node after a lapse, or on this one when its dispatcher claimed the task again, and
-      // the superseded run must not give that slot away when it ends. The node too, because an attempt handed back
-      // by a stopping node is not counted (task-store.ts handBackUnfinished), so the next claim has its number.
+      // the superseded run must not give that slot away when it ends. (The node is checked as well; since every
+      // claim has a number of its own, the attempt alone tells the runs apart.)
       await pool.query('DELETE FROM channel_slots WHERE channel_id = $1 AND holder = $2 AND attempt = $3 AND node_id = $4', [
         channelId,
         taskId,

@@ -587,4 +587,10 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     created_at BIGINT NOT NULL
   );
   `,
+  // How many of a task's claims a stopping node handed back, as on SQLite. Before, the hand-back took one off
+  // `attempts`, so the next claim, on another node, had the number of the run it replaced: a late slot request of
+  // the stopped run then took over its successor's channel slot (both were "attempt N" of the task).
+  `
+  ALTER TABLE tasks ADD COLUMN handed_back INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -212,11 +212,12 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       return (result.rowCount ?? 0) > 0;
     },
     async handBackUnfinished(id, attempt, now) {
-      // Under this node's lease only (a lapsed one may be another node's attempt by now); the attempt is given back
-      // with it, and every node is told at the commit, so one of them takes the task at once, not at the lease's end.
+      // Under this node's lease only (a lapsed one may be another node's attempt by now); counted as handed back, so
+      // it uses none of the task's retries, and every node is told at the commit, so one of them takes the task at
+      // once, not at the lease's end.
       const result = await pool.query(
         `WITH r AS (
-           UPDATE tasks SET state = 'queued', attempts = attempts - 1, not_before = NULL, updated_at = $3,
+           UPDATE tasks SET state = 'queued', handed_back = handed_back + 1, not_before = NULL, updated_at = $3,
              lease_owner = NULL, lease_until = NULL
            WHERE id = $1 AND state = 'running' AND attempts = $2 AND lease_owner = $4 AND NOT cancel_requested
            RETURNING id, provider),

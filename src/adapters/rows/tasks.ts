@@ -27,17 +27,18 @@ export interface TaskRow {
   started_at: number | null;
   finished_at: number | null;
   not_before: number | null;
+  handed_back: number;
 }
 
 /**
  * TaskRow's columns in a fixed order, and the row built from values in that order: better-sqlite3 builds a row
- * object property by property, which for this 23-column row cost as much as the lookup itself (8 µs vs 4.9 µs as an
+ * object property by property, which for this 24-column row cost as much as the lookup itself (8 µs vs 4.9 µs as an
  * array, measured), and the task row is read on every status poll.
  */
 export const TASK_COLUMNS = [
   'seq', 'id', 'account_id', 'key_id', 'request_id', 'state', 'provider', 'priority', 'price', 'billed', 'input', 'attempts',
   'progress', 'checkpoint', 'result', 'error_code', 'error_message', 'cancel_requested', 'webhook_url', 'created_at',
-  'started_at', 'finished_at', 'not_before',
+  'started_at', 'finished_at', 'not_before', 'handed_back',
 ] as const satisfies ReadonlyArray<keyof TaskRow>;
 
 /** Fails to compile when TaskRow gains a column TASK_COLUMNS lacks. */
@@ -49,7 +50,7 @@ export function taskRowFromValues(v: readonly unknown[]): TaskRow {
     seq: v[0], id: v[1], account_id: v[2], key_id: v[3], request_id: v[4], state: v[5], provider: v[6], priority: v[7],
     price: v[8], billed: v[9], input: v[10], attempts: v[11], progress: v[12], checkpoint: v[13], result: v[14],
     error_code: v[15], error_message: v[16], cancel_requested: v[17], webhook_url: v[18], created_at: v[19],
-    started_at: v[20], finished_at: v[21], not_before: v[22],
+    started_at: v[20], finished_at: v[21], not_before: v[22], handed_back: v[23],
   } as TaskRow;
 }
 
@@ -82,6 +83,7 @@ export function toTask(r: TaskRow): TaskRecord {
     billed: flag(r.billed),
     provider: r.provider,
     attempts: r.attempts,
+    handedBack: r.handed_back,
     progress: r.progress,
     cancelRequested: flag(r.cancel_requested),
     createdAt: r.created_at,

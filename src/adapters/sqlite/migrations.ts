@@ -276,4 +276,10 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // How many of a task's claims a graceful stop handed back (TaskStore.handBackUnfinished). Those do not count
+  // against its retries; before, the hand-back took one off `attempts`, so the next claim had the number of the run
+  // it replaced, and that number could not tell the two runs apart (ports/task-store.ts TaskRecord.attempts).
+  `
+  ALTER TABLE tasks ADD COLUMN handed_back INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -63,9 +63,9 @@ export function sqliteTaskStore(db: Db): TaskStore {
     `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
      WHERE id = @id AND state = 'running' AND attempts = @attempt AND cancel_requested = 0`,
   );
-  // A graceful stop's hand-back: the attempt is given back too, so the claim that runs it again has the same number.
+  // A graceful stop's hand-back: counted as handed back, so that it uses none of the task's retries.
   const handBackUnfinished = db.prepare(
-    `UPDATE tasks SET state = 'queued', attempts = attempts - 1, not_before = NULL, updated_at = @now
+    `UPDATE tasks SET state = 'queued', handed_back = handed_back + 1, not_before = NULL, updated_at = @now
      WHERE id = @id AND state = 'running' AND attempts = @attempt AND cancel_requested = 0`,
   );
   const insertFile = db.prepare(INSERT_FILE);
