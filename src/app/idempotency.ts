@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS } from '../domain/delivery';
+import { IDEMPOTENCY_ANSWER_WINDOW_MS, IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS } from '../domain/delivery';
 import { RelayError } from '../domain/errors';
 import type { Clock } from '../ports/clock';
 import type { IdempotencyStore } from '../ports/delivery-store';
@@ -62,8 +62,10 @@ export class IdempotencyGate {
       readonly clock: Clock;
       /**
        * True when this process is the only one serving the database (SQLite): a key pending with nobody here
-       * holding it can only be a request that died. With several nodes it may be running on another one, so it
-       * is answered from its task only once its reservation lease has run out.
+       * holding it can only be a request that died, and is taken over (no task yet) or answered from its task at
+       * once. With several nodes it may be running on another one: taken over only once its reservation lease has
+       * run out (IDEMPOTENCY_LEASE_MS), and answered from its task without storing that answer until the holder
+       * must have given up (IDEMPOTENCY_ANSWER_WINDOW_MS).
        */
       readonly soleNode: boolean;
     },
@@ -89,15 +91,21 @@ export class IdempotencyGate {
   }
 
   private async once(accountId: string, key: string, fingerprint: string, request: IdempotentRun) {
-    const { store, clock } = this.deps;
-    const reserve = () =>
-      store.reserve({ accountId, key, bodyHash: fingerprint, now: clock.now(), ttlMs: IDEMPOTENCY_TTL_MS, leaseMs: IDEMPOTENCY_LEASE_MS });
+    const { store, clock, soleNode } = this.deps;
+    // One node: the key is not held in this process (`run`), so a reservation without a task is a dead request's.
+    const leaseMs = soleNode ? 0 : IDEMPOTENCY_LEASE_MS;
+    const reserve = () => store.reserve({ accountId, key, bodyHash: fingerprint, now: clock.now(), ttlMs: IDEMPOTENCY_TTL_MS, leaseMs });
     let reservation = await reserve();
-    const holderGone = (reservedAt: number) => this.deps.soleNode || clock.now() - reservedAt >= IDEMPOTENCY_LEASE_MS;
-    if (reservation.state === 'pending' && reservation.taskId !== undefined && holderGone(reservation.reservedAt)) {
-      // Nobody holds the key any more, yet its task exists: the request that made it died before answering.
-      // Answer from the task (first writer wins, so every later replay agrees).
+    if (reservation.state === 'pending' && reservation.taskId !== undefined) {
+      // The task exists and its answer was not stored: its request died before answering, or (several nodes) is
+      // still answering on another node, perhaps holding its answer for a `Prefer: wait`.
       const recovered = await request.recover(reservation.taskId);
+      if (recovered && !soleNode && clock.now() - reservation.reservedAt < IDEMPOTENCY_ANSWER_WINDOW_MS) {
+        // The holder may still store its own: the client learns its task now, and nothing is stored in its place.
+        return { response: recovered, replayed: true };
+      }
+      // Nobody holds the key any more: answered from the task, and stored (first writer wins, so every later
+      // replay agrees).
       if (recovered) await store.complete({ accountId, key, ...recovered, now: clock.now() });
       reservation = await reserve();
     }

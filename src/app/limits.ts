@@ -49,7 +49,8 @@ export function refusalError(outcome: Extract<CreateTaskOutcome, { ok: false }>,
         `session_id: already used by this account in the last 3 days, for task ${outcome.taskId}; nothing was charged.`,
       );
     case 'idempotency_lost':
-      // Only after this request held its key for over a minute without creating anything; a retry is safe.
+      // Only after this request held its key past its lease (IDEMPOTENCY_LEASE_MS) without creating anything, on a
+      // node that is not the only one; a retry is safe.
       return new RelayError('ResourceUnavailable', 'Idempotency-Key: the reservation expired before the task was created; retry.', {
         retryAfterSeconds: 1,
       });

@@ -19,13 +19,24 @@ export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 export const WEBHOOK_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
 /**
- * A reservation that never got a task after this long belongs to a process that died mid-request; it may be taken
- * over. A submit takes milliseconds, so a minute is far beyond any live request's reservation-to-insert gap.
+ * With several nodes, a reservation that never got a task after this long belongs to a process that died
+ * mid-request, and may be taken over. A submit goes from its reservation to its task in milliseconds; a live one
+ * slower than this (a database stall) loses the key at its insert, writes nothing, and is told to retry, which is
+ * safe. Meanwhile a retry of the key is answered 503 `Retry-After: 1`, so this is how long a client whose node died
+ * at that moment waits to learn the task was never made. (One node knows its own requests: it waits for none.)
  */
-export const IDEMPOTENCY_LEASE_MS = 60 * 1000;
+export const IDEMPOTENCY_LEASE_MS = 10 * 1000;
 
 /** `Prefer: wait=N` is honoured up to this many seconds (the contract's N ≤ 60). */
 export const MAX_WAIT_SECONDS = 60;
+
+/**
+ * With several nodes, a reservation that has its task but no stored response after this long belongs to a request
+ * that died before answering; its answer is then rebuilt from the task and stored in its place. Longer than the
+ * longest `Prefer: wait`, so a live request holding its answer for that wait stores its own first. Before that, a
+ * retry is answered from the task too (the client learns its task at once), without storing anything.
+ */
+export const IDEMPOTENCY_ANSWER_WINDOW_MS = (MAX_WAIT_SECONDS + 30) * 1000;
 
 /** Printable ASCII without spaces at the ends, like Stripe's and the IETF draft's keys; 255 is Stripe's limit. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;

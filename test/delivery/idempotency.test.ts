@@ -131,6 +131,21 @@ describe('Idempotency-Key', () => {
     expect(await t.relay.store.idempotency.purge(Date.now() + offset)).toBe(1); // the old row went with the reuse
   });
 
+  it('a reservation a crash left without its task (between the two) does not hold the key: a retry creates the task at once', async () => {
+    t = await startRelay();
+    const accountId = await devAccountId(t);
+    const payload = body('crashed before its task');
+    await reserveAsADeadRequest(t, accountId, 'no-task', payload);
+
+    const retry = await t.api.post(SUBMIT, payload, { 'idempotency-key': 'no-task' });
+    expect(retry.status, retry.text).toBe(200);
+    expect(retry.headers.get('idempotent-replayed')).toBeNull();
+    expect(await t.relay.store.tasks.listTasks({ accountId, limit: 10 })).toMatchObject([{ id: retry.body.request_id }]);
+    expect(await holdsOf(t, accountId)).toBe(1);
+    const again = await t.api.post(SUBMIT, payload, { 'idempotency-key': 'no-task' });
+    expect(again.text).toBe(retry.text);
+  });
+
   it('answers from the task when the request that created it died before storing its response', async () => {
     t = await startRelay();
     const accountId = await devAccountId(t);
@@ -138,11 +153,7 @@ describe('Idempotency-Key', () => {
     const payload = body('crashed mid-request');
     const now = Date.now();
     // What a request that crashed after its commit leaves behind: the reservation, bound to its task, no response.
-    const reservation = await t.relay.store.idempotency.reserve({
-      accountId, key: 'crashed', bodyHash: requestFingerprint({ body: payload, webhook: null }), now, ttlMs: IDEMPOTENCY_TTL_MS, leaseMs: IDEMPOTENCY_LEASE_MS,
-    });
-    expect(reservation.state).toBe('reserved');
-    const token = reservation.state === 'reserved' ? reservation.token : '';
+    const token = await reserveAsADeadRequest(t, accountId, 'crashed', payload);
     const created = await t.relay.store.tasks.createTask({
       id: 'crashed-task', accountId, keyId, requestId: 'req-crashed', price: 1, provider: 'local-preview', now,
       input: { model_name: 'GEM', model_version: '3.0', prompt: payload.prompt, file_infos: [], output_config: { storage_mode: 'Temporary' }, tasks_priority: 0 },
@@ -159,3 +170,12 @@ describe('Idempotency-Key', () => {
     expect(await t.relay.store.tasks.listTasks({ accountId, limit: 10 })).toHaveLength(1);
   });
 });
+
+/** The reservation a request makes before its task, as one that then died leaves it; its token. */
+async function reserveAsADeadRequest(relay: TestRelay, accountId: string, key: string, payload: unknown): Promise<string> {
+  const reservation = await relay.relay.store.idempotency.reserve({
+    accountId, key, bodyHash: requestFingerprint({ body: payload, webhook: null }), now: Date.now(), ttlMs: IDEMPOTENCY_TTL_MS, leaseMs: IDEMPOTENCY_LEASE_MS,
+  });
+  expect(reservation.state).toBe('reserved');
+  return reservation.state === 'reserved' ? reservation.token : '';
+}
