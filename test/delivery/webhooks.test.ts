@@ -27,6 +27,8 @@ const testResolver: HostResolver = async (hostname) => {
   if (hostname === PRIVATE_NAME) return [{ address: '10.0.0.1', family: 4 }];
   if (hostname === PUBLIC_NAME) return [{ address: '93.184.216.34', family: 4 }];
   if (hostname === LISTED_NAME) return [{ address: '127.0.0.1', family: 4 }];
+  // As many hosts files have it; ENV lists only the IPv4 one.
+  if (hostname === 'localhost') return [{ address: '::1', family: 6 }, { address: '127.0.0.1', family: 4 }];
   throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
 };
 
@@ -71,6 +73,13 @@ function recordAttempts(relay: TestRelay) {
 }
 
 describe('webhooks', () => {
+  it('go to http://localhost when its address is listed (AIGC_RELAY_ALLOW_PRIVATE_URLS=127.0.0.1), to that address only', async () => {
+    const { relay, receiver, secret } = await setUp();
+    const res = await relay.api.post(withWebhook(receiver.url.replace('127.0.0.1', 'localhost')), body('hooked on localhost'));
+    expect(res.status, res.text).toBe(200);
+    expect(verified(secret, await receiver.nth(1))).toMatchObject({ request_id: res.body.request_id, status: 'COMPLETED' });
+  });
+
   it('POSTs the signed result to ?webhook=; the signature verifies with the standardwebhooks package', async () => {
     const { relay, receiver, secret } = await setUp();
     const res = await relay.api.post(withWebhook(receiver.url), body('hooked', { session_context: 'ctx-7' }));

@@ -354,6 +354,25 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     expect(h.guard.attempts.map((a) => a.address)).toEqual(['127.0.0.1']);
     expect((await refusal(h.fetch('http://10.0.0.1/', 'u'))).message).toBe('u: refused: 10.0.0.1 is a private address');
   });
+
+  it('a local-only name (localhost, a dotless name) may resolve into the listed addresses, and nowhere else', async () => {
+    const h = harness({ localhost: ['::1', '127.0.0.1'], intranet: [PUBLIC], 'other.localhost': ['::1', '10.0.0.1'] }, ['127.0.0.1']);
+    // Passed at submit time: only its resolution can tell.
+    expect(checkOutboundUrl('http://localhost/', createAddressPolicy(['127.0.0.1'])).hostname).toBe('localhost');
+    // Connected to the listed address only (never ::1, which is not listed).
+    const got = await h.fetch(`http://localhost:${fixture.port}/image.png`, 'u');
+    expect(got.data.equals(png)).toBe(true);
+    // What a local-only name names is local, public-looking address or not: only the listed ones are reachable.
+    expect((await refusal(h.fetch(`http://intranet:${fixture.port}/image.png`, 'u'))).message).toBe(
+      `u: refused: intranet is a local-only host name, and resolves to ${PUBLIC}, which AIGC_RELAY_ALLOW_PRIVATE_URLS does not list`,
+    );
+    expect((await refusal(h.fetch(`http://other.localhost:${fixture.port}/image.png`, 'u'))).message).toBe(
+      'u: refused: other.localhost is a local-only host name, and resolves to ::1, which AIGC_RELAY_ALLOW_PRIVATE_URLS does not list',
+    );
+    expect(h.guard.attempts.map((a) => a.address)).toEqual(['127.0.0.1']);
+    // Listing a name opens only that name.
+    expect(() => checkOutboundUrl('http://localhost/', createAddressPolicy(['hooks.intranet']))).toThrow('refused: localhost is a local-only host name');
+  });
 });
 
 describe('https with the address pinned', () => {

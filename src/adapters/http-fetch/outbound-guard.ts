@@ -60,6 +60,13 @@ export function bareHost(url: URL): string {
 const LOCAL_NAMES = /(^|\.)(localhost|localdomain|local|internal|home\.arpa)$/;
 
 /**
+ * A name only this machine or its network can resolve (`localhost`, `*.internal`, a dotless name completed by the
+ * resolver's search domains): what it names is local whatever its addresses look like, so it may only resolve into
+ * the addresses and ranges the operator listed, never to a public address.
+ */
+const isLocalOnlyName = (host: string): boolean => LOCAL_NAMES.test(host) || !host.includes('.');
+
+/**
  * Step 1 (no I/O). Returns the parsed URL or throws OutboundError('refused'). WHATWG URL parsing has already turned
  * `2130706433`, `0x7f.1`, `0177.0.0.1` and `127.1` into `127.0.0.1`, so IP literals are judged in canonical form;
  * a host that is still all digits and dots but not a valid IPv4 is refused rather than passed to a resolver that
@@ -84,7 +91,8 @@ export function checkOutboundUrl(input: string | URL, policy: AddressPolicy): UR
     return url;
   }
   if (/^[0-9a-fx.]+$/i.test(host) && /^[0-9.]|^0x/i.test(host)) throw refused(`${host} is not a plain IP address or host name`);
-  if (LOCAL_NAMES.test(host) || !host.includes('.')) throw refused(`${host} is a local-only host name`);
+  // With listed addresses, such a name may resolve into them (step 2 decides: `localhost` with 127.0.0.1 listed).
+  if (isLocalOnlyName(host) && !policy.listsAddresses) throw refused(`${host} is a local-only host name`);
   return url;
 }
 
@@ -117,6 +125,17 @@ export async function resolveOutboundTarget(url: URL, policy: AddressPolicy, res
   if (answers.length === 0) throw new OutboundError('unreachable', `${hostname} has no addresses`, false);
   for (const answer of answers) {
     if (!net.isIP(answer.address)) throw refused(`${hostname} resolves to ${JSON.stringify(answer.address)}, not an IP address`);
+  }
+  if (!allowedHost && isLocalOnlyName(hostname)) {
+    // Only a listed address is ever connected to, so the others need not refuse the name (`localhost` is often
+    // ::1 as well as 127.0.0.1, and the operator listed one).
+    const listed = answers.find((answer) => policy.listed(answer.address));
+    if (!listed) {
+      throw refused(`${hostname} is a local-only host name, and resolves to ${answers[0]!.address}, which AIGC_RELAY_ALLOW_PRIVATE_URLS does not list`);
+    }
+    return { hostname, address: listed.address, family: net.isIP(listed.address) === 6 ? 6 : 4, port };
+  }
+  for (const answer of answers) {
     const why = allowedHost ? undefined : policy.refusal(answer.address);
     if (why) throw refused(`${hostname} resolves to ${answer.address}, ${why}`);
   }
