@@ -299,12 +299,19 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       // The dead node claimed it and then stopped renewing (its queue never started a heartbeat).
       const [claimed] = await queue(dead).claim('lane-a', 1);
       expect(claimed).toMatchObject({ id: created.id, attempts: 1 });
+      await dead.tasks.saveProgress(created.id, 30, 1500);
 
       let woke!: () => void;
       const wakeup = new Promise<void>((resolve) => (woke = resolve));
       const survivor = queue(alive, { reapMs: 50 });
       await survivor.start(() => woke());
       await wakeup;
+      // Handed back: queued, without the dead run's progress.
+      const handed = await eventually('the task to be handed back', 5000, async () => {
+        const now = await alive.tasks.getTask(created.id);
+        return now?.state === 'queued' ? now : undefined;
+      });
+      expect(handed.progress).toBe(0);
       const [taken] = await eventually('the task to be claimable again', 5000, async () => {
         const got = await survivor.claim('lane-a', 1);
         return got.length ? got : undefined;

@@ -393,16 +393,19 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         const running = await store.tasks.markRunning(task.id, 2100);
         expect(running).toMatchObject({ state: 'running', attempts: 1, startedAt: 2100 });
         expect(await store.tasks.markRunning(task.id, 2101)).toBeUndefined();
+        await store.tasks.saveProgress(task.id, 30, 2150);
 
+        // Back in the queue, the task has no run, so no progress (a status poll must not show IN_QUEUE at 30%).
         expect(await store.tasks.requeue(task.id, 1, 9000, 2200)).toBe(true);
         expect(await store.tasks.requeue(task.id, 1, 9000, 2201)).toBe(false); // already queued
-        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', notBefore: 9000, attempts: 1 });
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', notBefore: 9000, attempts: 1, progress: 0 });
 
         const again = await store.tasks.markRunning(task.id, 9100);
         expect(again).toMatchObject({ attempts: 2, startedAt: 2100 });
         expect(again!.notBefore).toBeUndefined();
+        await store.tasks.saveProgress(task.id, 40, 9150);
         expect(await store.tasks.requeueAllRunning(9200)).toEqual([task.id]);
-        expect((await store.tasks.getTask(task.id))!.state).toBe('queued');
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', progress: 0 });
       });
 
       it('an attempt superseded by a later claim cannot hand the task back; the running attempt can', async () => {
@@ -424,8 +427,9 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         const owner = await account(100);
         const task = await created(newTask(owner, 1));
         await store.tasks.markRunning(task.id, 2100);
+        await store.tasks.saveProgress(task.id, 30, 2150);
         expect(await store.tasks.handBackUnfinished(task.id, 1, 2200)).toBe(true);
-        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', attempts: 1, handedBack: 1 });
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'queued', attempts: 1, handedBack: 1, progress: 0 });
         expect(await store.tasks.logs(task.id)).toEqual([{ at: 2200, message: HANDED_BACK_BY_STOP }]);
         expect(await store.tasks.handBackUnfinished(task.id, 1, 2201)).toBe(false); // already queued
 

@@ -135,7 +135,7 @@ const REAP = `
     WHERE id = ANY($4) AND state = 'running' AND (lease_until IS NULL OR lease_until < now())
     FOR UPDATE SKIP LOCKED),
   handed AS (
-    UPDATE tasks t SET state = 'queued', lease_owner = NULL, lease_until = NULL, not_before = NULL, updated_at = $1
+    UPDATE tasks t SET state = 'queued', progress = 0, lease_owner = NULL, lease_until = NULL, not_before = NULL, updated_at = $1
     FROM lapsed WHERE t.id = lapsed.id
     RETURNING t.id, t.provider, lapsed.lease_owner AS owner),
   logged AS (

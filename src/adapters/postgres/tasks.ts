@@ -202,7 +202,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       // asked to cancel: the engine settles it as cancelled instead. One statement: the NOTIFY commits with the update.
       const result = await pool.query(
         `WITH r AS (
-           UPDATE tasks SET state = 'queued', not_before = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL
+           UPDATE tasks SET state = 'queued', progress = 0, not_before = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL
            WHERE id = $1 AND state = 'running' AND attempts = $7 AND (lease_owner IS NULL OR lease_owner = $4)
              AND NOT cancel_requested
            RETURNING provider)
@@ -217,7 +217,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       // once, not at the lease's end.
       const result = await pool.query(
         `WITH r AS (
-           UPDATE tasks SET state = 'queued', handed_back = handed_back + 1, not_before = NULL, updated_at = $3,
+           UPDATE tasks SET state = 'queued', progress = 0, handed_back = handed_back + 1, not_before = NULL, updated_at = $3,
              lease_owner = NULL, lease_until = NULL
            WHERE id = $1 AND state = 'running' AND attempts = $2 AND lease_owner = $4 AND NOT cancel_requested
            RETURNING id, provider),
@@ -232,7 +232,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       return inTransaction(pool, async (c) => {
         const handed = await rows<{ id: string; provider: string }>(
           c,
-          `UPDATE tasks SET state = 'queued', not_before = NULL, updated_at = $1, lease_owner = NULL, lease_until = NULL
+          `UPDATE tasks SET state = 'queued', progress = 0, not_before = NULL, updated_at = $1, lease_owner = NULL, lease_until = NULL
            WHERE state = 'running' RETURNING id, provider`,
           [now],
         );

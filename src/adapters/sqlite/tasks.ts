@@ -54,18 +54,18 @@ export function sqliteTaskStore(db: Db): TaskStore {
      WHERE id = @id AND state IN (${inList(statesAllowing('running'))})`,
   );
   const requeue = db.prepare(
-    `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
+    `UPDATE tasks SET state = 'queued', progress = 0, not_before = @notBefore, updated_at = @now
      WHERE id = @id AND state = 'running'`,
   );
   // A retry is handed back by its own attempt only (not one superseded by a crash recovery and a new claim), and not
   // once the client asked to cancel: the engine settles it as cancelled instead.
   const requeueForRetry = db.prepare(
-    `UPDATE tasks SET state = 'queued', not_before = @notBefore, updated_at = @now
+    `UPDATE tasks SET state = 'queued', progress = 0, not_before = @notBefore, updated_at = @now
      WHERE id = @id AND state = 'running' AND attempts = @attempt AND cancel_requested = 0`,
   );
   // A graceful stop's hand-back: counted as handed back, so that it uses none of the task's retries.
   const handBackUnfinished = db.prepare(
-    `UPDATE tasks SET state = 'queued', handed_back = handed_back + 1, not_before = NULL, updated_at = @now
+    `UPDATE tasks SET state = 'queued', progress = 0, handed_back = handed_back + 1, not_before = NULL, updated_at = @now
      WHERE id = @id AND state = 'running' AND attempts = @attempt AND cancel_requested = 0`,
   );
   const insertFile = db.prepare(INSERT_FILE);
