@@ -158,7 +158,9 @@ function multipartError(err: unknown, maxBytes: number): RelayError {
   if (err instanceof RelayError) return err;
   const code = (err as { code?: string }).code;
   if (code === 'FST_REQ_FILE_TOO_LARGE') return tooLarge(maxBytes);
-  if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
+  // A second file is a malformed upload, not a large one: the client fixes it by splitting, not by shrinking.
+  if (code === 'FST_FILES_LIMIT') return new FieldError('InvalidParameter', 'file', 'one image per request; this form has more than one file part');
+  if (code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
     return new RelayError('RequestSizeLimitExceeded', 'file: send one image per request, with no more than a few small fields');
   }
   const message = err instanceof Error ? err.message : String(err);

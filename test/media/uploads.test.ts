@@ -141,8 +141,8 @@ describe('refused content', () => {
     form.append('file', new Blob([new Uint8Array(await makeImage('png'))], { type: 'image/png' }), 'a.png');
     form.append('file', new Blob([new Uint8Array(await makeImage('jpeg'))], { type: 'image/jpeg' }), 'b.jpg');
     const res = await fetch(`${t.url}/tencent-vod/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${t.devKey}` }, body: form });
-    expect(res.status).toBe(413);
-    expect(((await res.json()) as any).Response.Error.Message).toBe('file: send one image per request, with no more than a few small fields');
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).Response.Error).toEqual({ Code: 'InvalidParameter', Message: 'file: one image per request; this form has more than one file part' });
     expect(await stored()).toBe(before);
   });
 
