@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { retryableError } from '../../src/ports/provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { within } from '../helpers/eventually';
@@ -86,6 +87,41 @@ describe('GET /requests/{id}/events (SSE)', () => {
     const after = await follow(t, id, () => {}, result.id).done;
     expect(after.status).toBe(204);
     expect(after.events).toEqual([]);
+  });
+
+  it('event ids never repeat in a stream, also when a retry runs the task again through the same progress', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startRelay({ overrides: { providers: [provider], retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 } } });
+    const id = (await t.api.post(SUBMIT, body('runs twice'))).body.request_id as string;
+    const seen: Sse[] = [];
+    const waiters: Array<{ wanted: (e: Sse) => boolean; resolve: () => void }> = [];
+    const stream = follow(t, id, (e) => {
+      seen.push(e);
+      for (const w of waiters.filter((w) => w.wanted(e))) w.resolve();
+    });
+    const shown = (wanted: (e: Sse) => boolean) =>
+      seen.some(wanted) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ wanted, resolve }));
+    const atProgress = (n: number, after: number) => (e: Sse) => e.event === 'status' && e.data.progress === n && seen.indexOf(e) >= after;
+
+    const first = await provider.whenStarted(id);
+    first.ctx.progress(40);
+    await within('attempt 1 at 40% on the stream', 5_000, shown(atProgress(40, 0)));
+    const mark = seen.length;
+    first.fail(retryableError('RequestLimitExceeded', 'busy'));
+    const second = await within('attempt 2', 5_000, (async () => {
+      for (;;) {
+        const run = await provider.whenStarted(id);
+        if (run.job.attempt === 2) return run;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })());
+    second.ctx.progress(40);
+    await within('attempt 2 at 40% on the stream', 5_000, shown(atProgress(40, mark)));
+    second.succeed();
+    const { events } = await stream.done;
+    expect(events.filter((e) => e.event === 'status' && e.data.progress === 40)).toHaveLength(2);
+    const ids = events.map((e) => e.id);
+    expect(new Set(ids).size).toBe(ids.length);
   });
 
   it("another account's or an unknown task is 404; a client that hangs up leaves no listener", async () => {

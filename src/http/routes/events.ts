@@ -22,7 +22,7 @@ const RESULT_EVENT_ID = 'result';
  * state or progress change (the first one at once), then one `result` event with the result body, then the stream
  * ends. Driven by the engine's events; the store is read once per event to show the task as committed.
  *
- * Every event has an `id:` (the status's `state:progress`, or `result`), because SSE clients reconnect on their own
+ * Every event has an `id:` (the status's `state:run:progress`, or `result`), because SSE clients reconnect on their own
  * whenever a stream ends, the normal end included, sending the last id as `Last-Event-ID`. A reconnect after the
  * result gets 204, which tells an EventSource to stop (a 200 would replay the result every few seconds for ever);
  * one after a status starts from there, without that status again.
@@ -72,7 +72,8 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         let ended = false;
         const show = async (task: TaskRecord) => {
           if (ended) return;
-          const seen = `${task.state}:${task.progress}`;
+          // The run's number too: a retry goes through the same progress again, and an id must name one event.
+          const seen = `${task.state}:${task.attempts}:${task.progress}`;
           const now = deps.clock.now();
           if (seen !== last) {
             last = seen;
