@@ -59,6 +59,10 @@ export class TencentTestServer {
   readonly calls: Array<{ action: string; secretId?: string; error?: string }> = [];
   /** Every confirmed event handle, with the task it was about. */
   readonly confirmed: Array<{ handle: string; taskId: string; at: number }> = [];
+  /** Every handle a ConfirmEvents call was refused for (unknown, or past its window). */
+  readonly staleConfirms: string[] = [];
+  /** While set, output image downloads wait for it (a slow download). */
+  outputsHeld: Promise<void> | undefined;
   onCreate: (request: Record<string, any>, account: Account) => CreateOutcome = () => ({ kind: 'accept' });
   /** Whether this account's DescribeTasks answers an error (a listing that is down). */
   listingFails: (account: Account) => boolean = () => false;
@@ -150,6 +154,7 @@ export class TencentTestServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (req.method === 'GET' && req.url?.startsWith('/outputs/')) {
+      await this.outputsHeld;
       const status = this.outputStatus();
       if (status !== 200) res.writeHead(status, { 'content-type': 'text/plain' }).end('not now');
       else res.writeHead(200, { 'content-type': 'image/png', 'content-length': this.png.length }).end(this.png);
@@ -201,7 +206,7 @@ export class TencentTestServer {
       case 'PullEvents':
         return this.pull(state, send);
       case 'ConfirmEvents':
-        return this.confirmEvents(state, params, send);
+        return this.confirmEvents(state, params, send, fail);
       default:
         fail('InvalidAction', `action ${action} is not served here`);
     }
@@ -339,12 +344,25 @@ export class TencentTestServer {
     state.pullers.add(wake);
   }
 
-  private confirmEvents(state: AccountState, p: Record<string, any>, send: (r: object) => void) {
-    for (const handle of (p.EventHandles ?? []) as string[]) {
-      const event = state.events.find((e) => e.handle === handle && e.confirmedAt === undefined);
-      if (!event) continue;
-      event.confirmedAt = Date.now();
-      this.confirmed.push({ handle, taskId: event.taskId, at: event.confirmedAt });
+  /**
+   * Tencent: at most 16 handles a call, and a handle is valid for 30 s after the pull that gave it out ("the validity
+   * period of waiting for confirmation is 30 seconds; past it, a parameter error is reported"). Which of a call's
+   * handles then count is not documented: here a stale or unknown handle fails the whole call, the harder case.
+   */
+  private confirmEvents(state: AccountState, p: Record<string, any>, send: (r: object) => void, fail: (c: string, m: string) => void) {
+    const handles = (p.EventHandles ?? []) as string[];
+    if (handles.length === 0 || handles.length > 16) return fail('InvalidParameter', `EventHandles: 1 to 16 handles, not ${handles.length}`);
+    const now = Date.now();
+    const events = handles.map((handle) => state.events.find((e) => e.handle === handle && (e.confirmedAt !== undefined || e.leasedUntil > now)));
+    const stale = handles.find((_, i) => events[i] === undefined);
+    if (stale !== undefined) {
+      this.staleConfirms.push(stale);
+      return fail('InvalidParameter', `EventHandle ${stale} is unknown or past its 30-second confirmation window`);
+    }
+    for (const event of events) {
+      if (!event || event.confirmedAt !== undefined) continue;
+      event.confirmedAt = now;
+      this.confirmed.push({ handle: event.handle, taskId: event.taskId, at: event.confirmedAt });
     }
     send({});
   }

@@ -10,10 +10,14 @@ import { taskIdOfSession } from './session';
  * a few seconds when there is nothing to say). An AigcImageTaskComplete event about a task followed here settles
  * its follow at once, without waiting for the next poll.
  *
- * An event is confirmed (ConfirmEvents) only once the task's result is committed: `settled(taskId)` is called
- * after the engine has written the terminal state. Until then Tencent keeps the event and offers it again after
- * its 30-second confirmation window, so a crash between event and commit loses nothing. Events that are not ours
- * (another type, or a SessionId the relay does not know) are never confirmed: some other consumer may want them.
+ * An event about a task followed here is confirmed (ConfirmEvents) at once. Tencent takes a confirmation only within
+ * 30 seconds of the pull, and committing the result can take longer (its images are downloaded first). Nothing is
+ * lost by it: a task is followed only once its upstream task id is in its checkpoint, so after a crash the next
+ * start resumes it and polls DescribeTaskDetail for the same answer. An event about a task of ours that is already
+ * settled is confirmed too. One about a task of ours under way elsewhere (another node follows it, or will once it
+ * claims it again) is passed on, not confirmed, and so is offered again until it meets its follower or the task is
+ * settled. Events that are not ours (another type, or a SessionId the relay does not know) are never confirmed:
+ * some other consumer may want them.
  */
 export type TaskStanding = 'unknown' | 'active' | 'terminal';
 
@@ -45,8 +49,6 @@ const CONFIRM_BATCH = 16;
 
 export class EventPump {
   private readonly loops = new Map<string, { controller: AbortController; done: Promise<void> }>();
-  /** Latest unconfirmed handle per task (an older one is superseded when Tencent offers the event again). */
-  private readonly pending = new Map<string, { channelId: string; handle: string }>();
   private readonly toConfirm = new Map<string, string[]>();
   private flushing: NodeJS.Immediate | undefined;
 
@@ -66,14 +68,6 @@ export class EventPump {
       const controller = new AbortController();
       this.loops.set(id, { controller, done: this.loop(id, controller.signal) });
     }
-  }
-
-  /** The task's terminal state is committed: its event can be confirmed. */
-  settled(taskId: string): void {
-    const pending = this.pending.get(taskId);
-    if (!pending) return;
-    this.pending.delete(taskId);
-    this.confirm(pending.channelId, pending.handle);
   }
 
   async stop(): Promise<void> {
@@ -127,9 +121,8 @@ export class EventPump {
     const task = event.AigcImageCompleteEvent;
     if (event.EventType !== 'AigcImageTaskComplete' || !task || !event.EventHandle) return;
     const final = task.Status === 'FINISH' ? { status: 'FINISH' as const, detail: task } : undefined;
-    const ours = this.deps.follower.observe(channelId, task.TaskId, task.SessionId, final);
-    if (ours) {
-      this.pending.set(ours, { channelId, handle: event.EventHandle });
+    if (this.deps.follower.observe(channelId, task.TaskId, task.SessionId, final)) {
+      this.confirm(channelId, event.EventHandle);
       return;
     }
     // Not followed right now: confirm only what is ours and already committed; anything else comes back later.

@@ -122,7 +122,6 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
       return { upstreamTaskId, lastStatus: runtime.follower.status(taskId) ?? null };
     },
     onTaskSettled(taskId) {
-      runtime.events.settled(taskId);
       provider.forget(taskId);
     },
     enabledChannelCount: () => runtime.pool.channels().filter((c) => c.enabled && c.deletedAt === undefined).length,
