@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UpstreamTimeout } from '../../src/adapters/tencent/client';
-import { classify, isDuplicateSession, kindOfCode } from '../../src/adapters/tencent/errors';
+import { classify, isDuplicateSession, isThrottled, kindOfCode } from '../../src/adapters/tencent/errors';
 import { extInfoWithSize, toCreateRequest } from '../../src/adapters/tencent/request';
 import { EXT_SIZE_LIMITS } from '../../src/domain/models';
 import { fitWithin } from '../../src/domain/output-size';
@@ -134,8 +134,26 @@ describe('upstream failures', () => {
     ['ResourceNotFound.UserNotExist', 'channel'],
     ['FailedOperation.InvalidVodUser', 'channel'],
     ['SomethingNew', 'transient'],
+    // This node's clock, not the account: no channel to blame.
+    ['AuthFailure.SignatureExpire', 'transient'],
+    // Where and how the channel calls, not the request.
+    ['UnsupportedRegion', 'channel'],
+    ['InvalidAction', 'channel'],
+    ['NoSuchVersion', 'channel'],
+    ['IpNotInWhitelist', 'channel'],
+    ['RequestSizeLimitExceeded', 'task'],
   ])('%s is %s', (code, kind) => {
     expect(kindOfCode(code)).toBe(kind);
+  });
+
+  it.each([
+    ['RequestLimitExceeded', true],
+    ['RequestLimitExceeded.UinLimitExceeded', true],
+    ['LimitExceeded.ConcurrentTasks', true],
+    ['InternalError', false],
+    ['AuthFailure.SecretIdNotFound', false],
+  ])('%s is throttling (slow down, the channel is not failing): %s', (code, throttled) => {
+    expect(isThrottled(classify(Object.assign(new Error('x'), { code }), true))).toBe(throttled);
   });
 
   it('a lost answer is ambiguous for a submission and transient for a read; a refused connection never is', () => {

@@ -31,7 +31,14 @@ export interface UpstreamFailure {
 
 /** Tencent error code prefixes, first match wins; anything unlisted is transient. */
 const CODE_RULES: ReadonlyArray<readonly [RegExp, FailureKind]> = [
+  // A signature past its 5 minutes: this node's clock is off, which no channel can help and none is to blame for.
+  [/^AuthFailure\.SignatureExpire$/, 'transient'],
   [/^(AuthFailure|UnauthorizedOperation|OperationDenied)(\.|$)/, 'channel'],
+  // Tencent's common errors about where and how the channel calls (endpoint, region, API version, the account's IP
+  // lists), not about the request: another channel may be set up right.
+  [/^(UnsupportedRegion|UnsupportedProtocol|InvalidAction|ActionOffline|NoSuchProduct|NoSuchVersion|IpNotInWhitelist|IpInBlacklist|InvalidRequest)(\.|$)/, 'channel'],
+  // The request itself is too large for any channel.
+  [/^RequestSizeLimitExceeded(\.|$)/, 'task'],
   // The account, not the request, despite their prefixes: a SubAppId the account does not own, VOD not activated.
   // Another channel may well take the task.
   [/^(InvalidParameterValue\.SubAppId|InvalidParameter\.SubAppId|ResourceNotFound\.UserNotExist|FailedOperation\.InvalidVodUser|FailedOperation\.InvalidAccount)$/, 'channel'],
@@ -139,8 +146,11 @@ export function isDuplicateSession(f: UpstreamFailure): boolean {
  */
 export const isRetriedTaskFailure = (errCodeExt: string): boolean => /^(RequestLimitExceeded|FailedOperation|InternalError)(\.|$)/.test(errCodeExt);
 
-/** Tencent's rate limit (`RequestLimitExceeded`, `RequestLimitExceeded.*`): slow down, nothing wrong with the channel. */
-export const isThrottled = (f: UpstreamFailure): boolean => /^RequestLimitExceeded(\.|$)/.test(f.code);
+/**
+ * Tencent's rate limit (`RequestLimitExceeded*`) or a quota of the account's (`LimitExceeded*`, e.g. concurrent AIGC
+ * tasks): slow down, nothing wrong with the channel.
+ */
+export const isThrottled = (f: UpstreamFailure): boolean => /^(RequestLimitExceeded|LimitExceeded)(\.|$)/.test(f.code);
 
 /** The failure as a client reads it (task log, task error): Tencent's answer, or only what kind of failure it was. */
 export function describe(f: UpstreamFailure): string {
