@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createVodApi } from '../../src/adapters/tencent/client';
-import { waitUntil, within } from '../helpers/eventually';
+import { eventually, waitUntil, within } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
 import { closedAfterEach } from '../helpers/closed-after-each';
 
@@ -194,6 +194,26 @@ describe('operations', () => {
     const task = await h.finished(id);
     expect(task.state).toBe('failed');
     expect(task.error).toEqual({ code: 'FailedOperation.Upstream', message: expect.stringContaining('72-hour query window') });
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+  });
+
+  it('a task the upstream account no longer knows is failed and released after a while, not polled for 3 days', async () => {
+    let skew = 0;
+    h = await openHarness({ clock: { now: () => Date.now() + skew } });
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const id = await h.submit();
+    const upstream = await eventually('the upstream task', 5_000, async () => h!.server.bySession(id)[0]);
+    await waitUntil(() => upstream.polls >= 1);
+    // As when the channel's SubAppId or keys were changed under a running task: DescribeTaskDetail says it does not exist.
+    h.server.tasks.delete(upstream.taskId);
+    const refusals = () => h!.server.calls.filter((c) => c.action === 'DescribeTaskDetail' && c.error === 'InvalidParameterValue.TaskId').length;
+    await waitUntil(() => refusals() >= 2);
+    expect((await h.t.relay.store.tasks.getTask(id))!.state).toBe('running'); // one refusal is not enough (an index may lag)
+    skew = 10 * 60_000 + 1_000;
+    const task = await h.finished(id);
+    expect(task.state).toBe('failed');
+    expect(task.error).toEqual({ code: 'FailedOperation.Upstream', message: expect.stringContaining(`no longer knows task ${upstream.taskId}`) });
     expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
   });
 

@@ -12,6 +12,7 @@ const OPTIONS: FollowerOptions = {
   pollTimeoutMs: 1_000,
   windowMs: 3 * 24 * 3600 * 1000,
   sweepEveryMs: 60_000,
+  unknownTaskMs: 600_000,
 };
 
 /** DescribeTaskDetail always answers PROCESSING: only an event can end a follow. */

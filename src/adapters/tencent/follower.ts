@@ -2,7 +2,7 @@ import { permanentError } from '../../ports/provider';
 import type { Clock } from '../../ports/clock';
 import { PriorityQueue, type QueueEntry } from '../../worker/priority-queue';
 import type { Vod, VodApi } from './client';
-import { classify, UNREACHABLE } from './errors';
+import { classify, UNREACHABLE, type UpstreamFailure } from './errors';
 import { taskIdOfSession } from './session';
 
 /**
@@ -50,6 +50,13 @@ export interface FollowerOptions {
   readonly pollTimeoutMs: number;
   readonly windowMs: number;
   readonly sweepEveryMs: number;
+  /**
+   * How long every poll may be refused as about an unknown task (a `task`-kind error: the TaskId does not exist for
+   * this account) before the follow fails and the hold is released. Not at the first refusal: an index may lag just
+   * after a submission. Without it, a task the account cannot see (its SubAppId or keys changed while it ran) was
+   * polled for the whole 3-day window, holding the client's credits and a channel slot.
+   */
+  readonly unknownTaskMs: number;
 }
 
 export interface ChannelAccess {
@@ -79,6 +86,8 @@ interface Entry {
   readonly reject: (e: unknown) => void;
   gen: number;
   errors: number;
+  /** Since when every poll was refused as about an unknown task (FollowerOptions.unknownTaskMs). */
+  unknownSince?: number;
   leased: boolean;
   /** An event asked for a poll while one was in flight: poll again right after. */
   again: boolean;
@@ -213,6 +222,23 @@ export class TaskFollower {
     return true;
   }
 
+  /** A `task`-kind refusal of a poll; true when such refusals have lasted long enough to give up (the follow fails). */
+  private unknownTooLong(entry: Entry, f: UpstreamFailure): boolean {
+    const now = this.deps.clock.now();
+    entry.unknownSince ??= now;
+    if (now - entry.unknownSince < this.deps.options.unknownTaskMs) return false;
+    const minutes = Math.round((now - entry.unknownSince) / 60_000);
+    this.settle(entry, () =>
+      entry.reject(
+        permanentError(
+          UNREACHABLE,
+          `Tencent VOD: the upstream account no longer knows task ${entry.req.upstreamTaskId} (${f.code}, for ${minutes} min); the hold is released`,
+        ),
+      ),
+    );
+    return true;
+  }
+
   private settle(entry: Entry, action: () => void): void {
     if (entry.done) return;
     entry.done = true;
@@ -321,12 +347,15 @@ export class TaskFollower {
       const o = observationOf(res);
       if (!o) throw Object.assign(new Error(`DescribeTaskDetail: unexpected Status ${JSON.stringify(res.Status)}`), { code: 'InternalError' });
       entry.errors = 0;
+      entry.unknownSince = undefined;
       if (!this.accept(entry, o)) this.schedule(entry, this.delayFor(entry));
     } catch (err) {
       if (entry.done) return;
       entry.errors++;
       const f = classify(err, false);
       this.deps.noteError(req.channelId, f.code, `DescribeTaskDetail ${req.upstreamTaskId}: ${f.message}`);
+      if (f.kind !== 'task') entry.unknownSince = undefined;
+      else if (this.unknownTooLong(entry, f)) return;
       const backoff = Math.min(this.deps.options.pollMaxMs, this.deps.options.pollMinMs * 2 ** Math.min(entry.errors, 10));
       this.schedule(entry, backoff);
     }

@@ -41,6 +41,7 @@ export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
     pollTimeoutMs: 10_000,
     windowMs: 3 * DAY,
     sweepEveryMs: 60_000,
+    unknownTaskMs: 10 * 60_000,
   },
   reconcile: { delaysMs: [1_000, 2_000, 5_000, 10_000, 30_000], lookupsBeforeResubmit: 3, slackMs: 5 * 60_000, listingLagMs: 10 * 60_000 },
   events: { pullTimeoutMs: 10_000, idleMs: 1_000, errorBackoffMaxMs: 30_000 },
