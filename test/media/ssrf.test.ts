@@ -357,8 +357,10 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
 
   it('a local-only name (localhost, a dotless name) may resolve into the listed addresses, and nowhere else', async () => {
     const h = harness({ localhost: ['::1', '127.0.0.1'], intranet: [PUBLIC], 'other.localhost': ['::1', '10.0.0.1'] }, ['127.0.0.1']);
-    // Passed at submit time: only its resolution can tell.
-    expect(checkOutboundUrl('http://localhost/', createAddressPolicy(['127.0.0.1'])).hostname).toBe('localhost');
+    // Passed before the lookup where this relay resolves it (only its resolution can tell); refused where someone
+    // else may resolve it (a URL input an upstream fetches itself).
+    expect(checkOutboundUrl('http://localhost/', createAddressPolicy(['127.0.0.1']), 'resolved-here').hostname).toBe('localhost');
+    expect(() => checkOutboundUrl('http://localhost/', createAddressPolicy(['127.0.0.1']))).toThrow('refused: localhost is a local-only host name');
     // Connected to the listed address only (never ::1, which is not listed).
     const got = await h.fetch(`http://localhost:${fixture.port}/image.png`, 'u');
     expect(got.data.equals(png)).toBe(true);
@@ -371,7 +373,7 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     );
     expect(h.guard.attempts.map((a) => a.address)).toEqual(['127.0.0.1']);
     // Listing a name opens only that name.
-    expect(() => checkOutboundUrl('http://localhost/', createAddressPolicy(['hooks.intranet']))).toThrow('refused: localhost is a local-only host name');
+    expect(() => checkOutboundUrl('http://localhost/', createAddressPolicy(['hooks.intranet']), 'resolved-here')).toThrow('refused: localhost is a local-only host name');
   });
 });
 

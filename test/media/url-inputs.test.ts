@@ -55,6 +55,15 @@ describe('with AIGC_RELAY_ALLOW_PRIVATE_URLS=127.0.0.1', () => {
     expect(res.status).toBe(400);
     expect(res.body.Response.Error.Message).toBe('file_infos[0].url: refused: 10.0.0.1 is a private address');
   });
+
+  it.each(['http://localhost/a.png', 'http://metadata.google.internal/computeMetadata/v1/x.png'])(
+    'a local-only name (%s) stays refused at submit: an upstream may fetch it from its own network, where nothing checks it',
+    async (url) => {
+      const res = await t.api.post('/tencent-vod/v1/aigc-image', bodyWithUrl(url));
+      expect(res.status).toBe(400);
+      expect(res.body.Response.Error.Message).toMatch(/^file_infos\[0\]\.url: refused: [a-z.]+ is a local-only host name$/);
+    },
+  );
 });
 
 describe('without an allow list', () => {

@@ -8,7 +8,7 @@
  */
 import type { AddressPolicy } from './address-policy';
 import net from 'node:net';
-import { bareHost, checkOutboundUrl, OutboundError, PLAIN_HTTP_REFUSAL } from './outbound-guard';
+import { bareHost, checkOutboundUrl, OutboundError, PLAIN_HTTP_REFUSAL, type OutboundUse } from './outbound-guard';
 
 export { classifyAddress, createAddressPolicy, type AddressPolicy } from './address-policy';
 export {
@@ -24,10 +24,13 @@ export { directConnect, type ConnectTarget, type Connector } from './pinned-requ
 export { createSafeHttpClient, DEFAULT_TIMEOUTS, type SafeHttpClient, type SafeHttpClientOptions, type SafeRequest, type SafeResponse } from './safe-client';
 export { createUrlInputFetcher } from './image-fetcher';
 
-/** Why `url` would be refused before any DNS lookup (e.g. `refused: 10.0.0.1 is a private address`), or undefined. */
-export function outboundUrlProblem(url: string, policy: AddressPolicy): string | undefined {
+/**
+ * Why `url` would be refused before any DNS lookup (e.g. `refused: 10.0.0.1 is a private address`), or undefined.
+ * `use`: whether only this relay will resolve it (a webhook), or someone else may (a URL input: outbound-guard.ts).
+ */
+export function outboundUrlProblem(url: string, policy: AddressPolicy, use: OutboundUse = 'elsewhere'): string | undefined {
   try {
-    checkOutboundUrl(url, policy);
+    checkOutboundUrl(url, policy, use);
     return undefined;
   } catch (err) {
     if (err instanceof OutboundError) return err.message;
@@ -44,7 +47,7 @@ export function outboundUrlProblem(url: string, policy: AddressPolicy): string |
  * runs again on the resolved address (`SafeRequest.plainHttpOnlyToListed`), also for URLs stored before this rule.
  */
 export function webhookUrlProblem(url: string, policy: AddressPolicy): string | undefined {
-  const problem = outboundUrlProblem(url, policy);
+  const problem = outboundUrlProblem(url, policy, 'resolved-here');
   if (problem !== undefined) return problem;
   const parsed = new URL(url);
   if (parsed.protocol !== 'http:') return undefined;

@@ -67,12 +67,19 @@ const LOCAL_NAMES = /(^|\.)(localhost|localdomain|local|internal|home\.arpa)$/;
 const isLocalOnlyName = (host: string): boolean => LOCAL_NAMES.test(host) || !host.includes('.');
 
 /**
+ * Who will resolve and fetch a URL: `resolved-here`, this relay, through step 2 (webhooks, and the fetches of the
+ * safe client), or possibly someone `elsewhere` (a URL input, which an upstream such as Tencent may fetch itself from
+ * its own network, where step 2 never runs).
+ */
+export type OutboundUse = 'resolved-here' | 'elsewhere';
+
+/**
  * Step 1 (no I/O). Returns the parsed URL or throws OutboundError('refused'). WHATWG URL parsing has already turned
  * `2130706433`, `0x7f.1`, `0177.0.0.1` and `127.1` into `127.0.0.1`, so IP literals are judged in canonical form;
  * a host that is still all digits and dots but not a valid IPv4 is refused rather than passed to a resolver that
  * might read it the old BSD way.
  */
-export function checkOutboundUrl(input: string | URL, policy: AddressPolicy): URL {
+export function checkOutboundUrl(input: string | URL, policy: AddressPolicy, use: OutboundUse = 'elsewhere'): URL {
   let url: URL;
   try {
     url = typeof input === 'string' ? new URL(input) : input;
@@ -91,8 +98,9 @@ export function checkOutboundUrl(input: string | URL, policy: AddressPolicy): UR
     return url;
   }
   if (/^[0-9a-fx.]+$/i.test(host) && /^[0-9.]|^0x/i.test(host)) throw refused(`${host} is not a plain IP address or host name`);
-  // With listed addresses, such a name may resolve into them (step 2 decides: `localhost` with 127.0.0.1 listed).
-  if (isLocalOnlyName(host) && !policy.listsAddresses) throw refused(`${host} is a local-only host name`);
+  // With listed addresses, such a name may resolve into them (step 2 decides: `localhost` with 127.0.0.1 listed), but
+  // only where this relay resolves it: anywhere else it would be resolved in another network, unchecked.
+  if (isLocalOnlyName(host) && !(use === 'resolved-here' && policy.listsAddresses)) throw refused(`${host} is a local-only host name`);
   return url;
 }
 

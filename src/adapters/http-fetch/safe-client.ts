@@ -156,7 +156,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
             .then(done, fail)
             .finally(() => signal.removeEventListener('abort', onAbort));
         });
-      let url = checkOutboundUrl(rawUrl, options.policy);
+      let url = checkOutboundUrl(rawUrl, options.policy, 'resolved-here');
       let redirectedFrom: string | undefined;
       for (let hop = 0; ; hop++) {
         const target = await annotate(resolveOutboundTarget(url, options.policy, boundedResolve), redirectedFrom);
@@ -192,7 +192,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
             throw refused(`${target.hostname} redirected to an invalid URL`);
           }
           redirectedFrom = target.hostname;
-          url = await annotate(Promise.resolve().then(() => checkOutboundUrl(next, options.policy)), redirectedFrom);
+          url = await annotate(Promise.resolve().then(() => checkOutboundUrl(next, options.policy, 'resolved-here')), redirectedFrom);
           continue;
         }
         if (request.bodyExcerpt) return { status, headers: response.headers, body: await readExcerpt(exchange, request.maxBytes), url: url.href };
