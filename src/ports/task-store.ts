@@ -146,7 +146,8 @@ export interface TaskStore {
    * and every node is told, so another takes it at once. False when the task is not running that attempt here.
    */
   handBackUnfinished(id: string, attempt: number, now: number): Promise<boolean>;
-  saveProgress(id: string, progress: number, now: number): Promise<void>;
+  /** Of a running task; with `ownAttempt`, only while that attempt runs it (a stopped run's late write is dropped). */
+  saveProgress(id: string, progress: number, now: number, ownAttempt?: number): Promise<void>;
   /**
    * Records where a run got to, so a later attempt can resume (e.g. an upstream task id). False, and nothing written,
    * when the task is settled already, or, with `ownAttempt`, when the task is no longer that attempt's to run (a

@@ -70,7 +70,7 @@ export async function runAttempt(
       if (p <= lastProgress || signal.aborted) return;
       lastProgress = p;
       store.tasks
-        .saveProgress(task.id, p, clock.now())
+        .saveProgress(task.id, p, clock.now(), task.attempts)
         .then(() => progressSaved(p))
         .catch(sideWriteFailed(deps, task.id, 'saving progress'));
     },

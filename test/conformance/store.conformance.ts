@@ -440,8 +440,11 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.saveCheckpoint(task.id, { at: 'stopped run' }, 2400, 1)).toBe(false);
         expect(await store.tasks.handBackUnfinished(task.id, 1, 2401)).toBe(false);
         expect(await store.tasks.requeue(task.id, 1, 9000, 2402)).toBe(false);
-        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', attempts: 2 });
+        await store.tasks.saveProgress(task.id, 80, 2404, 1);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', attempts: 2, progress: 0 });
         expect(await store.tasks.saveCheckpoint(task.id, { at: 'new run' }, 2500, 2)).toBe(true);
+        await store.tasks.saveProgress(task.id, 20, 2501, 2);
+        expect((await store.tasks.getTask(task.id))!.progress).toBe(20);
       });
       it('a retry is not handed back once a cancel was requested; crash recovery still hands it back, flag kept', async () => {
         const owner = await account(100);

@@ -80,15 +80,16 @@ const LOG: BulkKind<{ task_id: string; at: number; message: string }, void> = {
 
 /** Progress only moves forward within an attempt, so of several updates to one task in a batch the highest wins. */
 /** Each saved progress is told to every node (NOTIFY_PROGRESS) at the batch's commit, for watchers elsewhere. */
-const PROGRESS: BulkKind<{ id: string; progress: number; at: number; channel: string }, void> = {
+/** An update naming its attempt counts only while that attempt runs the task (a stopped run's late write does not). */
+const PROGRESS: BulkKind<{ id: string; progress: number; at: number; attempt: number | null; channel: string }, void> = {
   name: 'progress',
   run: async (c, args) => {
     await c.query(
       `WITH saved AS (
          UPDATE tasks t SET progress = x.progress, updated_at = x.at
-         FROM (SELECT id, max(progress) AS progress, max(at) AS at
-               FROM jsonb_to_recordset($1::jsonb) AS r(id text, progress integer, at bigint) GROUP BY id) x
-         WHERE t.id = x.id AND t.state = 'running'
+         FROM (SELECT id, attempt, max(progress) AS progress, max(at) AS at
+               FROM jsonb_to_recordset($1::jsonb) AS r(id text, attempt integer, progress integer, at bigint) GROUP BY id, attempt) x
+         WHERE t.id = x.id AND t.state = 'running' AND (x.attempt IS NULL OR t.attempts = x.attempt)
          RETURNING t.id, t.progress)
        SELECT pg_notify($2, '${NOTIFY_PROGRESS}' || progress || ':' || id) FROM saved`,
       [JSON.stringify(args), args[0]!.channel],
@@ -252,8 +253,8 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       );
     },
     // Progress and log lines ride along in the shared transactions too: one fsync per batch, not one per line.
-    async saveProgress(id, progress, now) {
-      await group.run(PROGRESS, { id, progress, at: now, channel }, id);
+    async saveProgress(id, progress, now, ownAttempt) {
+      await group.run(PROGRESS, { id, progress, at: now, attempt: ownAttempt ?? null, channel }, id);
     },
     async saveCheckpoint(id, checkpoint, now, ownAttempt) {
       // An attempt writes only while it runs under this node's lease (like its own finish: aigc_finish_fenced).

@@ -108,7 +108,9 @@ export function sqliteTaskStore(db: Db): TaskStore {
   );
 
   // Prepared once: these run several times per task (every log line, every progress step).
-  const updateProgress = db.prepare("UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'");
+  const updateProgress = db.prepare(
+    "UPDATE tasks SET progress = @progress, updated_at = @now WHERE id = @id AND state = 'running' AND (@attempt IS NULL OR attempts = @attempt)",
+  );
   const updateCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')");
   const updateOwnCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state = 'running' AND attempts = ?");
   const markCancelRequested = db.prepare("UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ? AND state = 'running'");
@@ -234,8 +236,8 @@ export function sqliteTaskStore(db: Db): TaskStore {
       insertLog.run(id, now, HANDED_BACK_BY_STOP);
       return true;
     }),
-    saveProgress: syncWrite((id: string, progress: number, now: number) => {
-      updateProgress.run(progress, now, id);
+    saveProgress: syncWrite((id: string, progress: number, now: number, ownAttempt?: number) => {
+      updateProgress.run({ id, progress, now, attempt: ownAttempt ?? null });
     }),
     saveCheckpoint: syncWrite((id: string, checkpoint: Record<string, unknown>, now: number, ownAttempt?: number) => {
       const json = JSON.stringify(checkpoint);
