@@ -49,8 +49,9 @@ export function refusalError(outcome: Extract<CreateTaskOutcome, { ok: false }>,
         `session_id: already used by this account in the last 3 days, for task ${outcome.taskId}; nothing was charged.`,
       );
     case 'idempotency_lost':
-      // Only after this request held its key past its lease (IDEMPOTENCY_LEASE_MS) without creating anything, on a
-      // node that is not the only one; a retry is safe.
+      // The reservation was taken over before the task was inserted: its lease ran out (IDEMPOTENCY_LEASE_MS, several
+      // nodes), or (one node) a reservation write that failed after committing left it to the next request. Nothing
+      // was written; a retry is safe.
       return new RelayError('ResourceUnavailable', 'Idempotency-Key: the reservation expired before the task was created; retry.', {
         retryAfterSeconds: 1,
       });

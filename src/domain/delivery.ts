@@ -20,9 +20,9 @@ export const WEBHOOK_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
 /**
  * With several nodes, a reservation that never got a task after this long belongs to a process that died
- * mid-request, and may be taken over. A submit goes from its reservation to its task in milliseconds; a live one
- * slower than this (a database stall) loses the key at its insert, writes nothing, and is told to retry, which is
- * safe. Meanwhile a retry of the key is answered 503 `Retry-After: 1`, so this is how long a client whose node died
+ * mid-request, and may be taken over. A submit usually goes from its reservation to its task in milliseconds (its
+ * rate check, file and price reads, the insert); a live one slower than this (a database stall, a pool wait) loses
+ * the key at its insert, writes nothing, and is told to retry, which is safe. Meanwhile a retry of the key is answered 503 `Retry-After: 1`, so this is how long a client whose node died
  * at that moment waits to learn the task was never made. (One node knows its own requests: it waits for none.)
  */
 export const IDEMPOTENCY_LEASE_MS = 10 * 1000;

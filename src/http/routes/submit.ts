@@ -21,7 +21,8 @@ const SubmitHeaders = Type.Object({
       maxLength: 255,
       description:
         'Same key + same body (and ?webhook=) within 24 h → the first response again, byte for byte, with ' +
-        '`Idempotent-Replayed: true`; nothing new is charged or queued. Same key + different body → 422. Per account.',
+        '`Idempotent-Replayed: true`; nothing new is charged or queued (if the first request died before answering, or is ' +
+        'still answering on another node, the answer is built from its task as it is then). Same key + different body → 422. Per account.',
     }),
   ),
   prefer: Type.Optional(
