@@ -183,38 +183,39 @@ describe('channel health', () => {
 });
 
 describe('operations', () => {
-  it('the sweep fails and releases a task whose upstream outlived the 3-day query window', async () => {
+  /** A task accepted upstream that never finishes there, polled at least once, on a relay clock the test moves on. */
+  async function runningOnAMovableClock() {
     let skew = 0;
-    h = await openHarness({ clock: { now: () => Date.now() + skew } });
-    await h.addChannel(h.accounts[0]!);
-    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
-    const id = await h.submit();
-    await waitUntil(() => (h!.server.bySession(id)[0]?.polls ?? 0) >= 1);
-    skew = 3 * 24 * 3600 * 1000 + 60_000;
-    const task = await h.finished(id);
+    const harness = (h = await openHarness({ clock: { now: () => Date.now() + skew } }));
+    await harness.addChannel(harness.accounts[0]!);
+    harness.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const id = await harness.submit();
+    const upstream = await eventually('the upstream task', 5_000, async () => harness.server.bySession(id)[0]);
+    await waitUntil(() => upstream.polls >= 1);
+    return { harness, id, upstream, moveClockBy: (ms: number) => (skew = ms) };
+  }
+
+  it('the sweep fails and releases a task whose upstream outlived the 3-day query window', async () => {
+    const { harness, id, moveClockBy } = await runningOnAMovableClock();
+    moveClockBy(3 * 24 * 3600 * 1000 + 60_000);
+    const task = await harness.finished(id);
     expect(task.state).toBe('failed');
     expect(task.error).toEqual({ code: 'FailedOperation.Upstream', message: expect.stringContaining('72-hour query window') });
-    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+    expect((await ledgerOf(harness.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
   });
 
   it('a task the upstream account no longer knows is failed and released after a while, not polled for 3 days', async () => {
-    let skew = 0;
-    h = await openHarness({ clock: { now: () => Date.now() + skew } });
-    await h.addChannel(h.accounts[0]!);
-    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
-    const id = await h.submit();
-    const upstream = await eventually('the upstream task', 5_000, async () => h!.server.bySession(id)[0]);
-    await waitUntil(() => upstream.polls >= 1);
+    const { harness, id, upstream, moveClockBy } = await runningOnAMovableClock();
     // As when the channel's SubAppId or keys were changed under a running task: DescribeTaskDetail says it does not exist.
-    h.server.tasks.delete(upstream.taskId);
-    const refusals = () => h!.server.calls.filter((c) => c.action === 'DescribeTaskDetail' && c.error === 'InvalidParameterValue.TaskId').length;
+    harness.server.tasks.delete(upstream.taskId);
+    const refusals = () => harness.server.calls.filter((c) => c.action === 'DescribeTaskDetail' && c.error === 'InvalidParameterValue.TaskId').length;
     await waitUntil(() => refusals() >= 2);
-    expect((await h.t.relay.store.tasks.getTask(id))!.state).toBe('running'); // one refusal is not enough (an index may lag)
-    skew = 10 * 60_000 + 1_000;
-    const task = await h.finished(id);
+    expect((await harness.t.relay.store.tasks.getTask(id))!.state).toBe('running'); // one refusal is not enough (an index may lag)
+    moveClockBy(10 * 60_000 + 1_000);
+    const task = await harness.finished(id);
     expect(task.state).toBe('failed');
     expect(task.error).toEqual({ code: 'FailedOperation.Upstream', message: expect.stringContaining(`no longer knows task ${upstream.taskId}`) });
-    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
+    expect((await ledgerOf(harness.t, id)).map((e) => e.kind)).toEqual(['hold', 'release']);
   });
 
   it('POST /admin/v1/tasks/{id}/poll asks Tencent about a followed task at once', async () => {
