@@ -8,9 +8,10 @@ import type { Store, TaskRecord } from '../ports/store';
 
 /**
  * Fetches a client-given URL safely (SSRF rules) and returns its bytes; implemented by the media adapter. The signal
- * is the run's: a cancel, a force-fail or a shutdown tears the fetch down, rejecting with the signal's reason.
+ * is the run's: a cancel, a force-fail or a shutdown tears the fetch down, rejecting with the signal's reason. The
+ * owner is the task's account, whose turn the URL's name lookup waits in.
  */
-export type UrlFetcher = (url: string, field: string, signal?: AbortSignal) => Promise<{ data: Buffer; contentType: string }>;
+export type UrlFetcher = (url: string, field: string, signal?: AbortSignal, owner?: string) => Promise<{ data: Buffer; contentType: string }>;
 
 /**
  * The submit-time part of the URL rules (scheme, credentials, IP literals, local-only names): the reason a URL
@@ -61,9 +62,9 @@ export const CONCURRENT_INPUT_FETCHES = 4;
 
 /** At run time: the bytes of each input image, in order, for providers that work on bytes (the local renderer). */
 export function createInputResolver(store: Store, storage: FileStorage, fetchUrl: UrlFetcher) {
-  const resolveOne = async (ref: TaskInput['file_infos'][number], field: string, signal: AbortSignal): Promise<InputImage> => {
+  const resolveOne = async (ref: TaskInput['file_infos'][number], field: string, signal: AbortSignal, owner: string): Promise<InputImage> => {
     if (ref.type !== 'File') {
-      const { data } = await fetchUrl(ref.url!, `${field}.url`, signal);
+      const { data } = await fetchUrl(ref.url!, `${field}.url`, signal, owner);
       // Fetched bytes were only sniffed; decode them fully once, as an upload is, so a truncated or corrupt image
       // fails here with the field named instead of somewhere inside a provider.
       const check = await checkInputImage(data);
@@ -89,7 +90,7 @@ export function createInputResolver(store: Store, storage: FileStorage, fetchUrl
     const takeTurns = async (): Promise<void> => {
       while (next < refs.length && !inputSignal.aborted) {
         const index = next++;
-        images[index] = await resolveOne(refs[index]!, `file_infos[${index}]`, inputSignal);
+        images[index] = await resolveOne(refs[index]!, `file_infos[${index}]`, inputSignal, task.accountId);
       }
     };
     try {

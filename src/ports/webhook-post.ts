@@ -5,7 +5,8 @@
  */
 export type WebhookPost = (
   url: string,
-  request: { headers: Record<string, string>; body: string; timeoutMs: number; signal: AbortSignal },
+  /** `owner`: the account the delivery is for, whose turn its name lookup waits in. */
+  request: { headers: Record<string, string>; body: string; timeoutMs: number; signal: AbortSignal; owner?: string },
 ) => Promise<{ status: number; body: string }>;
 
 /** The one webhook failure that no retry can help: the URL is not one the relay may send to (now). */

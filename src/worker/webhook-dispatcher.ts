@@ -348,7 +348,7 @@ export class WebhookDispatcher {
     let error: string | undefined;
     let refused = false;
     try {
-      const answer = await this.deps.post(delivery.url, { headers, body, timeoutMs: policy.timeoutMs, signal });
+      const answer = await this.deps.post(delivery.url, { headers, body, timeoutMs: policy.timeoutMs, signal, owner: delivery.accountId });
       status = answer.status;
       responseBody = excerpt(answer.body);
     } catch (err) {

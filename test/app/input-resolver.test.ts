@@ -13,17 +13,19 @@ import { makeImage } from '../media/support';
 interface PendingFetch {
   readonly url: string;
   readonly signal: AbortSignal | undefined;
+  readonly owner: string | undefined;
   answer(data: Buffer): void;
   fail(error: Error): void;
 }
 
 function handFetcher() {
   const pending: PendingFetch[] = [];
-  const fetchUrl: UrlFetcher = (url, _field, signal) =>
+  const fetchUrl: UrlFetcher = (url, _field, signal, owner) =>
     new Promise((resolve, reject) => {
       pending.push({
         url,
         signal,
+        owner,
         answer: (data) => resolve({ data, contentType: 'application/octet-stream' }),
         fail: reject,
       });
@@ -33,7 +35,7 @@ function handFetcher() {
 }
 
 const taskWithUrls = (count: number): TaskRecord =>
-  ({ id: 'task-1', input: { file_infos: Array.from({ length: count }, (_, i) => ({ type: 'Url', url: `https://img.example/${i}.png` })) } }) as unknown as TaskRecord;
+  ({ id: 'task-1', accountId: 'acct-1', input: { file_infos: Array.from({ length: count }, (_, i) => ({ type: 'Url', url: `https://img.example/${i}.png` })) } }) as unknown as TaskRecord;
 
 // Only URL inputs here: neither is reached.
 const noStore = {} as Store;
@@ -58,6 +60,8 @@ describe('input resolver', () => {
     const resolved = await resolving;
     expect(resolved.map((image) => image.width)).toEqual([64, 80, 96, 112, 128, 144]);
     expect(resolved.every((image) => image.contentType === 'image/png' && image.height === 32)).toBe(true);
+    // Each fetch is the task's account's, whose turn its name lookup waits in.
+    expect(new Set(pending.map((p) => p.owner))).toEqual(new Set(['acct-1']));
   });
 
   it('the first failure fails the whole resolve, names its field, and aborts the fetches still under way', async () => {

@@ -79,16 +79,19 @@ function scene(rows: Record<string, string>, hang: string[], options: Parameters
 /** Receivers by account: `hang` never answers (until shutdown aborts it); the rest answer 200 at once. */
 function receivers(hang: string[]) {
   const sent: string[] = [];
+  /** Whose each POST was (`owner`), in the same order. */
+  const owners: Array<string | undefined> = [];
   const release: Array<() => void> = [];
-  const post: WebhookPost = (url, { signal }) => {
+  const post: WebhookPost = (url, { signal, owner }) => {
     sent.push(url);
+    owners.push(owner);
     if (!hang.some((a) => url.includes(a))) return Promise.resolve({ status: 200, body: '' });
     return new Promise((resolve, reject) => {
       release.push(() => resolve({ status: 200, body: '' }));
       signal.addEventListener('abort', () => reject(signal.reason));
     });
   };
-  return { post, sent, answerHeld: () => release.shift()!() };
+  return { post, sent, owners, answerHeld: () => release.shift()!() };
 }
 
 const silent = { info() {}, warn() {}, error() {} };
@@ -128,6 +131,8 @@ describe('webhook dispatcher with an account at its cap', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(outbox.claims[1]).toEqual(['fresh-1']);
     expect(net.sent).toEqual(['https://stuck.test/', 'https://fresh.test/']);
+    // Each POST is its delivery's account's, whose turn its name lookup waits in.
+    expect(net.owners).toEqual(['stuck', 'fresh']);
     // fresh-1's attempt ended: a slot freed, so one claim looks again (the cap may have room), and finds none.
     expect(outbox.claims.slice(2)).toEqual([[]]);
     // The stuck receiver answers: its slot frees, and stuck-2 goes out.

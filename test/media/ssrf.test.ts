@@ -16,6 +16,7 @@ import {
   webhookUrlProblem,
   type Connector,
 } from '../../src/adapters/http-fetch';
+import { createWebhookPost } from '../../src/adapters/webhooks/safe-post';
 import { ProviderError } from '../../src/ports/provider';
 import { loopbackOnly, makeImage, startFixture, tableResolver, type Fixture } from './support';
 
@@ -206,6 +207,16 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     expect(got.data.equals(png)).toBe(true);
     expect(h.dns.asked).toEqual(['images.example.com']);
     expect(h.guard.attempts.map((a) => a.address)).toEqual([PUBLIC]);
+  });
+
+  it("each name lookup is its owner's: a URL input's the task's account, a webhook's the delivery's account", async () => {
+    const h = harness({ 'images.example.com': [PUBLIC], 'hooks.example.com': [PUBLIC] }, ['hooks.example.com']);
+    await h.fetch(`http://images.example.com:${fixture.port}/image.png`, 'file_infos[0].url', undefined, 'acct-input');
+    const post = createWebhookPost(h.client);
+    const answer = await post(`http://hooks.example.com:${fixture.port}/hook`, { headers: {}, body: '{}', timeoutMs: 5_000, signal: new AbortController().signal, owner: 'acct-hook' });
+    expect(answer.status).toBe(200);
+    expect(h.dns.asked).toEqual(['images.example.com', 'hooks.example.com']);
+    expect(h.dns.owners).toEqual(['acct-input', 'acct-hook']);
   });
 
   it.each([

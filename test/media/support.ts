@@ -34,13 +34,16 @@ export function loopbackOnly(remap: Record<string, { address: string; port?: num
 /** A resolver that answers from a table (and never asks real DNS), counting the questions. */
 export function tableResolver(table: Record<string, string[]>) {
   const asked: string[] = [];
-  const resolve: HostResolver = async (hostname) => {
+  /** Whose lookup each was (`owner`), in the same order. */
+  const owners: Array<string | undefined> = [];
+  const resolve: HostResolver = async (hostname, _signal, owner) => {
     asked.push(hostname);
+    owners.push(owner);
     const addresses = table[hostname];
     if (!addresses) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
     return addresses.map((address) => ({ address, family: net.isIP(address) === 6 ? 6 : 4 }) as const);
   };
-  return { resolve, asked };
+  return { resolve, asked, owners };
 }
 
 export interface Fixture {

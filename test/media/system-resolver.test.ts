@@ -97,6 +97,51 @@ describe('limited system resolver', () => {
     expect((await staying)[0]!.address).toBe('203.0.113.5');
   });
 
+  it("one owner runs at most half the lookups at once: another owner's name is asked while the first's still wait", async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 2);
+    const slowOwner = ['a', 'b', 'c', 'd'].map((n) => resolve(`${n}.slow.example`, undefined, 'acct-slow'));
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a.slow.example']);
+    const other = resolve('hooks.example.com', undefined, 'acct-other');
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a.slow.example', 'hooks.example.com']);
+    asked[1]!.answer(address('203.0.113.8'));
+    expect((await other)[0]!.address).toBe('203.0.113.8');
+    // The other owner's slot is free, but the slow owner still has its one lookup running: its next ones wait.
+    await settle();
+    expect(asked).toHaveLength(2);
+    asked[0]!.answer(address('203.0.113.1'));
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a.slow.example', 'hooks.example.com', 'b.slow.example']);
+    // Its others follow one at a time, each as the one before ends.
+    for (let i = 2; i < 5; i++) {
+      await settle();
+      expect(asked).toHaveLength(i + 1);
+      asked[i]!.answer(address('203.0.113.1'));
+    }
+    expect(await Promise.all(slowOwner)).toHaveLength(4);
+  });
+
+  it('a free turn goes to the owner kept waiting longest, not to the one that just had one', async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 1, 1);
+    const all = [
+      resolve('a1.example', undefined, 'acct-a'),
+      resolve('a2.example', undefined, 'acct-a'),
+      resolve('a3.example', undefined, 'acct-a'),
+      resolve('b1.example', undefined, 'acct-b'),
+      resolve('c1.example', undefined, 'acct-c'),
+      resolve('b2.example', undefined, 'acct-b'),
+    ];
+    for (let turn = 0; turn < all.length; turn++) {
+      await settle();
+      asked[turn]!.answer(address('203.0.113.1'));
+    }
+    await Promise.all(all);
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'b1.example', 'c1.example', 'a2.example', 'b2.example', 'a3.example']);
+  });
+
   it('takes half the thread pool, as Node reads UV_THREADPOOL_SIZE', () => {
     expect([undefined, '', 'x', '0', '1', '4', '16', '17', '17 threads', '5000'].map(lookupsForPool)).toEqual([2, 1, 1, 1, 1, 2, 8, 8, 8, 512]);
   });

@@ -11,7 +11,7 @@ import type { SafeHttpClient } from './safe-client';
  * 4xx answers and wrong content are permanent, network trouble and 5xx are retryable.
  */
 export function createUrlInputFetcher(client: SafeHttpClient, maxBytes: number): UrlFetcher {
-  return async (url, field, signal) => {
+  return async (url, field, signal, owner) => {
     const fail = (err: OutboundError): ProviderError =>
       new ProviderError('InvalidParameterValue', `${field}: ${err.message}`, err.retryable, { cause: err });
     let response;
@@ -20,6 +20,7 @@ export function createUrlInputFetcher(client: SafeHttpClient, maxBytes: number):
         maxBytes,
         headers: { accept: 'image/jpeg, image/png, image/webp', 'accept-encoding': 'identity' },
         ...(signal ? { signal } : {}),
+        ...(owner !== undefined ? { owner } : {}),
       });
     } catch (err) {
       if (err instanceof OutboundError) throw fail(err);

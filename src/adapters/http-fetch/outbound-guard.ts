@@ -41,8 +41,9 @@ export interface ResolvedAddress {
 /**
  * Name → addresses. Injected in tests; the default (system-resolver.ts) asks the system resolver (hosts file + DNS).
  * `signal`: the caller gives up (a deadline, a cancel); a resolver may then stop waiting for the answer.
+ * `owner`: whose lookup it is (an account id), for a resolver that shares its turns among owners.
  */
-export type HostResolver = (hostname: string, signal?: AbortSignal) => Promise<readonly ResolvedAddress[]>;
+export type HostResolver = (hostname: string, signal?: AbortSignal, owner?: string) => Promise<readonly ResolvedAddress[]>;
 
 /** Where a request will go: the URL's host name (for Host and TLS SNI) pinned to one checked address. */
 export interface PinnedTarget {

@@ -44,6 +44,8 @@ export interface SafeRequest {
    * a listed address or range); anything else is refused before connecting.
    */
   readonly plainHttpOnlyToListed?: boolean;
+  /** Whose request it is (an account id): name lookups are shared fairly among owners (system-resolver.ts). */
+  readonly owner?: string;
 }
 
 export interface SafeResponse {
@@ -152,7 +154,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
           const onAbort = () => fail(callerAborted() ? request.signal!.reason : new OutboundError('timeout', `resolving ${host} took longer than ${totalTimeoutMs} ms`, true));
           if (signal.aborted) return onAbort();
           signal.addEventListener('abort', onAbort, { once: true });
-          resolve(host, signal)
+          resolve(host, signal, request.owner)
             .then(done, fail)
             .finally(() => signal.removeEventListener('abort', onAbort));
         });

@@ -34,25 +34,73 @@ interface Question {
   drop(): void;
 }
 
+const NO_OWNER = '';
+
+/** Lookups one owner may have running at once: half the bound, so no one owner can hold every thread. */
+export function lookupsPerOwner(atOnce: number): number {
+  return Math.max(1, Math.floor(atOnce / 2));
+}
+
 /**
- * A resolver over the system's lookup that asks at most `atOnce` questions at a time, first come first served, and
- * asks each name once while a question about it is open (a thousand webhooks to one host are one lookup). A caller
- * that gives up (its signal aborts) leaves at once; a question no caller waits for any more is never asked.
+ * A resolver over the system's lookup that asks at most `atOnce` questions at a time and asks each name once while
+ * a question about it is open (a thousand webhooks to one host are one lookup). A caller that gives up (its signal
+ * aborts) leaves at once; a question no caller waits for any more is never asked.
+ *
+ * Turns are shared among owners (the account a webhook or an input URL belongs to), not first come first served: a
+ * lookup cannot be cancelled, so one account whose names sit behind a slow name server would otherwise hold every
+ * running lookup and have its next ones queued ahead of everyone else's. Each owner waits in its own line, a free
+ * turn goes to the owner with the fewest lookups running and then the one kept waiting longest, and one owner runs
+ * at most `perOwner` lookups at once, so the others always have a thread. Callers that name no owner share one line,
+ * with no such cap (the relay names an owner for every client-chosen name).
  */
-export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce = SYSTEM_LOOKUPS_AT_ONCE): HostResolver {
+export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce = SYSTEM_LOOKUPS_AT_ONCE, perOwner = lookupsPerOwner(atOnce)): HostResolver {
   const open = new Map<string, Question>();
-  const waiting: Question[] = [];
+  /** Each owner's questions not yet started, in order. */
+  const lines = new Map<string, Question[]>();
+  const runningFor = new Map<string, number>();
+  /** When each owner with questions open last had a turn (a count of turns), to serve the longest kept waiting. */
+  const lastTurnOf = new Map<string, number>();
+  let turns = 0;
   let running = 0;
 
+  /**
+   * The next question to ask: of the owners below `perOwner` with a question waiting, the one with the fewest
+   * running, then the one whose last turn is longest ago (an owner new to the line first). Questions nobody wants
+   * any more are dropped on the way.
+   */
+  const takeTurn = (): Question | undefined => {
+    let chosen: { owner: string; line: Question[]; running: number; lastTurn: number } | undefined;
+    for (const [owner, line] of lines) {
+      while (line.length > 0 && line[0]!.wanted === 0) line.shift()!.drop();
+      if (line.length === 0) {
+        lines.delete(owner);
+        if (!runningFor.has(owner)) lastTurnOf.delete(owner);
+        continue;
+      }
+      const ownerRunning = runningFor.get(owner) ?? 0;
+      if (owner !== NO_OWNER && ownerRunning >= perOwner) continue;
+      const lastTurn = lastTurnOf.get(owner) ?? -1;
+      if (!chosen || ownerRunning < chosen.running || (ownerRunning === chosen.running && lastTurn < chosen.lastTurn)) {
+        chosen = { owner, line, running: ownerRunning, lastTurn };
+      }
+    }
+    if (!chosen) return undefined;
+    lastTurnOf.set(chosen.owner, turns++);
+    const question = chosen.line.shift()!;
+    if (chosen.line.length === 0) lines.delete(chosen.owner);
+    return question;
+  };
+
   const next = (): void => {
-    while (running < atOnce && waiting.length > 0) {
-      const question = waiting.shift()!;
-      if (question.wanted > 0) question.start();
-      else question.drop();
+    while (running < atOnce) {
+      const question = takeTurn();
+      if (!question) return;
+      question.start();
     }
   };
 
-  const ask = (hostname: string): Question => {
+  /** A new question about `hostname`, in the line of `owner`, the caller that asks it first. */
+  const ask = (hostname: string, owner: string): Question => {
     let settle!: { resolve: (a: readonly ResolvedAddress[]) => void; reject: (e: unknown) => void };
     const answer = new Promise<readonly ResolvedAddress[]>((resolve, reject) => (settle = { resolve, reject }));
     const question: Question = {
@@ -61,10 +109,17 @@ export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce =
       answer,
       start() {
         running++;
+        runningFor.set(owner, (runningFor.get(owner) ?? 0) + 1);
         lookup(hostname)
           .then(settle.resolve, settle.reject)
           .finally(() => {
             running--;
+            const left = runningFor.get(owner)! - 1;
+            if (left > 0) runningFor.set(owner, left);
+            else {
+              runningFor.delete(owner);
+              if (!lines.has(owner)) lastTurnOf.delete(owner);
+            }
             open.delete(hostname);
             next();
           });
@@ -77,13 +132,15 @@ export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce =
       },
     };
     open.set(hostname, question);
-    waiting.push(question);
+    const line = lines.get(owner);
+    if (line) line.push(question);
+    else lines.set(owner, [question]);
     return question;
   };
 
-  return (hostname, signal) => {
+  return (hostname, signal, owner = NO_OWNER) => {
     signal?.throwIfAborted();
-    const question = open.get(hostname) ?? ask(hostname);
+    const question = open.get(hostname) ?? ask(hostname, owner);
     question.wanted++;
     // Asked after the caller joined it, so a question is never dropped before its first caller counts.
     next();

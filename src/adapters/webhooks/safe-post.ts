@@ -15,10 +15,10 @@ const ANSWER_EXCERPT_BYTES = 4 * RESPONSE_EXCERPT_CHARS;
  * (webhookUrlProblem), checked on the resolved address too. Redirects are not followed (a 3xx is a failed attempt).
  */
 export function createWebhookPost(client: SafeHttpClient): WebhookPost {
-  return async (url, { headers, body, signal }) => {
+  return async (url, { headers, body, signal, owner }) => {
     // The client has its own timeouts; the signal is a shutdown's: it tears the exchange down, so the receiver is not
     // still being sent to once the delivery is handed back to another node.
-    const response = await client.request(url, { method: 'POST', headers, body, maxBytes: ANSWER_EXCERPT_BYTES, bodyExcerpt: true, maxRedirects: 0, signal, plainHttpOnlyToListed: true }).catch((err: unknown) => {
+    const response = await client.request(url, { method: 'POST', headers, body, maxBytes: ANSWER_EXCERPT_BYTES, bodyExcerpt: true, maxRedirects: 0, signal, plainHttpOnlyToListed: true, ...(owner !== undefined ? { owner } : {}) }).catch((err: unknown) => {
       // A URL the outbound rules refuse stays refused: the dispatcher gives the delivery up instead of retrying it.
       if (err instanceof OutboundError && err.kind === 'refused') throw new WebhookRefused(err.message, { cause: err });
       throw err;
