@@ -30,27 +30,41 @@ export function quotaKey(task: Pick<QueuedRef, 'input' | 'checkpoint'>): string 
   return hasWorkUnderway(task.checkpoint) ? undefined : modelKey(task.input);
 }
 
+/** What a queue tells the engine, and asks it; only `wake` is needed by every queue. */
+export interface QueueListeners {
+  /** A lane may have claimable work. */
+  readonly wake: (lane: string) => void;
+  /**
+   * A task was settled outside its run (a cancel, an operator's force-fail) on another node: stop its provider call
+   * here (announceSettled's other end).
+   */
+  readonly settledElsewhere?: (taskId: string) => void;
+  /**
+   * The tasks this node has a run of now. A queue whose claims are leases renews only those, so a task this node
+   * claimed but lost track of (the claim's answer lost, its end never recorded) lapses to the others instead of being
+   * kept alive by a node that will never run it.
+   */
+  readonly running?: () => readonly string[];
+  /**
+   * A task reached a terminal state on any node, this one included (for watchers: `Prefer: wait`, event streams). A
+   * single node calls it for a queued task it finds settled by another process (the command line).
+   */
+  readonly finished?: (taskId: string, state: TaskState) => void;
+  /**
+   * `finished` calls may have been lost (the connection that carries other nodes' news was down for a while):
+   * watchers must look at the store instead of waiting for an end that was announced while it was down.
+   */
+  readonly missedNews?: () => void;
+  /** A running task's progress was saved on some node (for watchers of it on the others). */
+  readonly progressed?: (taskId: string, progress: number) => void;
+}
+
 export interface DispatchQueue {
   /**
-   * Recovers what a crash left behind, loads what is waiting and starts calling `wake(lane)` whenever a lane may
-   * have claimable work. Returns how many tasks were recovered and how many are waiting.
-   * `running`: the tasks this node has a run of now. A queue whose claims are leases renews only those, so a task
-   * this node claimed but lost track of (the claim's answer lost, its end never recorded) lapses to the others
-   * instead of being kept alive by a node that will never run it.
-   * `finished`: a task reached a terminal state on any node, this one included (for watchers: `Prefer: wait`, event
-   * streams). A single node calls it for a queued task it finds settled by another process (the command line).
-   * `missedNews`: `finished` calls may have been lost (the connection that carries other nodes' news was down for a
-   * while): watchers must look at the store instead of waiting for an end that was announced while it was down.
-   * `progressed`: a running task's progress was saved on some node (for watchers of it on the others).
+   * Recovers what a crash left behind, loads what is waiting and starts telling `listeners` (`wake` whenever a lane
+   * may have claimable work). Returns how many tasks were recovered and how many are waiting.
    */
-  start(
-    wake: (lane: string) => void,
-    settledElsewhere?: (taskId: string) => void,
-    running?: () => readonly string[],
-    finished?: (taskId: string, state: TaskState) => void,
-    missedNews?: () => void,
-    progressed?: (taskId: string, progress: number) => void,
-  ): Promise<{ recovered: number; queued: number }>;
+  start(listeners: QueueListeners): Promise<{ recovered: number; queued: number }>;
   /**
    * Tells every node that a task was settled outside its run (a cancel or an operator's force-fail), so the node
    * running it stops its provider call: `settledElsewhere(taskId)` is called there. A single node needs no message.

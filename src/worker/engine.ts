@@ -83,17 +83,17 @@ export class TaskEngine {
   async start(): Promise<{ recovered: number; queued: number }> {
     this.accepting = true;
     this.sweepSettledEvery(this.deps.settledSweepMs ?? SETTLED_SWEEP_MS);
-    return this.deps.queue.start(
-      (lane) => this.wake(lane),
-      (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
-      () => [...this.inFlight.keys()],
-      (id, state) => this.watchers.tell({ id, accountId: '', state, progress: state === 'succeeded' ? 100 : 0 }),
-      () => this.watchers.missedNews(),
+    return this.deps.queue.start({
+      wake: (lane) => this.wake(lane),
+      settledElsewhere: (taskId) => this.inFlight.get(taskId)?.abort(new Error('settled on another node')),
+      running: () => [...this.inFlight.keys()],
+      finished: (id, state) => this.watchers.tell({ id, accountId: '', state, progress: state === 'succeeded' ? 100 : 0 }),
+      missedNews: () => this.watchers.missedNews(),
       // Progress saved on another node, for watchers here (this node's own runs have told them already).
-      (id, progress) => {
+      progressed: (id, progress) => {
         if (!this.inFlight.has(id)) this.watchers.tell({ id, accountId: '', state: 'running', progress });
       },
-    );
+    });
   }
 
   /** Makes a committed `queued` task dispatchable. */

@@ -1,6 +1,6 @@
 import { isTerminal, type TaskState } from '../domain/task-state';
 import type { Clock } from '../ports/clock';
-import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
+import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef, type QueueListeners } from '../ports/dispatch-queue';
 import type { Store, TaskRecord } from '../ports/store';
 import { comesFirst, PriorityQueue, type QueueEntry } from './priority-queue';
 
@@ -22,12 +22,7 @@ export class LocalDispatchQueue implements DispatchQueue {
     private readonly clock: Clock,
   ) {}
 
-  async start(
-    wake: (lane: string) => void,
-    _settledElsewhere?: (taskId: string) => void,
-    _running?: () => readonly string[],
-    finished?: (taskId: string, state: TaskState) => void,
-  ) {
+  async start({ wake, finished }: QueueListeners) {
     const now = this.clock.now();
     // Single node: anything `running` belonged to this process before it died. Hand it back.
     const recovered = await this.store.tasks.requeueAllRunning(now);

@@ -97,7 +97,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const [a, b] = [await node('nudge-a'), await node('nudge-b')];
       const [fromA, toB] = [new PgTaskNudges(a.ctx), new PgTaskNudges(b.ctx)];
       const heard = new Promise<string>((resolve) => toB.onNudge(resolve));
-      await queue(b, { nudges: toB }).start(() => undefined);
+      await queue(b, { nudges: toB }).start({ wake: () => undefined });
       await fromA.send('task_nudged');
       expect(await within('node B to hear the nudge', 5_000, heard)).toBe('task_nudged');
     });
@@ -256,7 +256,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const o = await owner(a);
       let woke!: (lane: string) => void;
       const wakeup = new Promise<string>((resolve) => (woke = resolve));
-      await queue(b).start((lane) => woke(lane)); // pollMs 60 s: only a notification can wake it in time
+      await queue(b).start({ wake: (lane) => woke(lane) }); // pollMs 60 s: only a notification can wake it in time
       const t = await a.tasks.createTask(task(o, { provider: 'lane-x' }));
       expect(t.ok).toBe(true);
       expect(await wakeup).toBe('lane-x');
@@ -267,7 +267,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const b = await node('b');
       let settled!: (taskId: string) => void;
       const heard = new Promise<string>((resolve) => (settled = resolve));
-      await queue(b).start(() => undefined, (taskId) => settled(taskId));
+      await queue(b).start({ wake: () => undefined, settledElsewhere: (taskId) => settled(taskId) });
       await queue(a).announceSettled('task-settled-elsewhere');
       expect(await heard).toBe('task-settled-elsewhere');
     });
@@ -281,9 +281,11 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const lanes: string[] = [];
       let woke!: () => void;
       const wakeup = new Promise<void>((resolve) => (woke = resolve));
-      await queue(b).start((lane) => {
-        lanes.push(lane);
-        woke();
+      await queue(b).start({
+        wake: (lane) => {
+          lanes.push(lane);
+          woke();
+        },
       });
       lanes.length = 0;
       expect(await a.tasks.requeue(created.id, 1, Date.now(), Date.now())).toBe(true);
@@ -304,7 +306,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       let woke!: () => void;
       const wakeup = new Promise<void>((resolve) => (woke = resolve));
       const survivor = queue(alive, { reapMs: 50 });
-      await survivor.start(() => woke());
+      await survivor.start({ wake: () => woke() });
       await wakeup;
       // Handed back: queued, without the dead run's progress.
       const handed = await eventually('the task to be handed back', 5000, async () => {
@@ -347,7 +349,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const created = await accepted(crashed, task(o));
       expect(await queue(crashed).claim('lane-a', 1)).toHaveLength(1); // then killed: it never renews
       const successor = queue(restarted, { reapMs: 50 });
-      await successor.start(() => undefined); // its heartbeat renews what it owns: not the crashed process's task
+      await successor.start({ wake: () => undefined }); // its heartbeat renews what it owns: not the crashed process's task
       const [taken] = await eventually('the task to be claimable again', 5000, async () => {
         const got = await successor.claim('lane-a', 1);
         return got.length ? got : undefined;
@@ -363,7 +365,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       if (!lost.ok || !kept.ok) throw new Error('refused');
       const q = queue(a, { reapMs: 50, heartbeatMs: 50 });
       // The engine runs `kept` only: `lost` was claimed in the database, but the answer never reached the engine.
-      await q.start(() => undefined, undefined, () => [kept.task.id]);
+      await q.start({ wake: () => undefined, running: () => [kept.task.id] });
       expect((await q.claim('lane-a', 2)).map((t) => t.id).sort()).toEqual([lost.task.id, kept.task.id].sort());
       const [back] = await eventually('the lost claim to be claimable again', 5000, async () => {
         const got = await q.claim('lane-a', 1);
@@ -396,7 +398,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       const o = await owner(a);
       const created = await accepted(a, task(o));
       const q = queue(a, { heartbeatMs: 50, reapMs: 50 });
-      await q.start(() => {});
+      await q.start({ wake: () => {} });
       const [claimed] = await q.claim('lane-a', 1);
       expect(claimed!.id).toBe(created.id);
       const leaseOf = async () =>
@@ -517,7 +519,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       expect(await a.channelSlots.acquire('ch-1', firstAttempt('task-running'), 5)).toBe(true);
       expect(await a.channelSlots.acquire('ch-1', firstAttempt('task-gone'), 5)).toBe(true);
       const q = queue(a, { heartbeatMs: 50, reapMs: 60_000 });
-      await q.start(() => undefined, undefined, () => ['task-running']);
+      await q.start({ wake: () => undefined, running: () => ['task-running'] });
       await eventually('the orphaned slot to lapse', 10_000, async () => {
         const held = await a.ctx.pool.query<{ holder: string }>('SELECT holder FROM channel_slots WHERE lease_until >= now() ORDER BY holder');
         return held.rows.map((r) => r.holder).join() === 'task-running' ? true : undefined;
@@ -534,7 +536,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       await a.ctx.pool.query("UPDATE tasks SET state = 'running', attempts = 2 WHERE id = $1", [id]);
       expect(await a.channelSlots.acquire('ch-2', { taskId: id, attempt: 2 }, 5)).toBe(true);
       const q = queue(a, { heartbeatMs: 50, reapMs: 60_000 });
-      await q.start(() => undefined, undefined, () => [id]);
+      await q.start({ wake: () => undefined, running: () => [id] });
       await eventually("the superseded attempt's slot to lapse", 10_000, async () => {
         const held = await a.ctx.pool.query<{ channel_id: string }>('SELECT channel_id FROM channel_slots WHERE lease_until >= now() ORDER BY channel_id');
         return held.rows.map((r) => r.channel_id).join() === 'ch-2' ? true : undefined;
@@ -565,7 +567,7 @@ await describeWithPostgres('postgres adapter', 'postgres adapter', () => {
       expect((await nodes[0]!.tasks.countByState()).running).toBe(3);
       expect(await queues[1]!.claim('tencent', 10)).toEqual([]);
 
-      const woken = new Promise<string>((resolve) => void queues[2]!.start(resolve));
+      const woken = new Promise<string>((resolve) => void queues[2]!.start({ wake: resolve }));
       await nodes[0]!.tasks.finish(claimed[0]!.id, { state: 'cancelled' }, Date.now());
       expect(await woken).toBe('tencent');
       expect(await queues[2]!.claim('tencent', 10)).toHaveLength(1);

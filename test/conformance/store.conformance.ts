@@ -844,7 +844,7 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
     describe('dispatch queue', () => {
       async function startQueue(s: Store): Promise<DispatchQueue> {
         const q = fx.queue(s, clock);
-        await q.start(() => {});
+        await q.start({ wake: () => {} });
         closers.push(() => q.stop());
         return q;
       }

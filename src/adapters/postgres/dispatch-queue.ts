@@ -1,6 +1,6 @@
 import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { Clock } from '../../ports/clock';
-import type { DispatchQueue, ModelQuotas, QueuedRef } from '../../ports/dispatch-queue';
+import type { DispatchQueue, ModelQuotas, QueuedRef, QueueListeners } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
 import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, NOTIFY_WEBHOOKS, type PgContext } from './context';
 import type { PgTaskNudges } from './task-nudges';
@@ -152,12 +152,8 @@ const REAP = `
  * the safety net, so dispatch latency does not depend on the poll interval.
  */
 export class PgDispatchQueue implements DispatchQueue {
-  private wake: ((lane: string) => void) | undefined;
-  private settledElsewhere: ((taskId: string) => void) | undefined;
-  private running: (() => readonly string[]) | undefined;
-  private finished: ((taskId: string, state: TaskState) => void) | undefined;
-  private missedNews: (() => void) | undefined;
-  private progressed: ((taskId: string, progress: number) => void) | undefined;
+  /** The engine's, from start to stop. */
+  private listeners: QueueListeners | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listener: NotificationListener;
   /** Whether lapsed leases can be trusted to mean dead nodes (database-contact.ts). */
@@ -180,27 +176,15 @@ export class PgDispatchQueue implements DispatchQueue {
       onNotify: (payload) => this.onNotify(payload),
       // Anything sent while the connection was down is lost: look at the database instead, and so must watchers.
       onConnected: () => {
-        this.missedNews?.();
+        this.listeners?.missedNews?.();
         void this.poll().catch((err: unknown) => this.options.log?.warn({ err }, 'looking for work failed'));
       },
       onError: (err) => this.options.log?.warn({ err }, 'LISTEN connection broke; reconnecting'),
     });
   }
 
-  async start(
-    wake: (lane: string) => void,
-    settledElsewhere?: (taskId: string) => void,
-    running?: () => readonly string[],
-    finished?: (taskId: string, state: TaskState) => void,
-    missedNews?: () => void,
-    progressed?: (taskId: string, progress: number) => void,
-  ): Promise<{ recovered: number; queued: number }> {
-    this.wake = wake;
-    this.progressed = progressed;
-    this.settledElsewhere = settledElsewhere;
-    this.running = running;
-    this.finished = finished;
-    this.missedNews = missedNews;
+  async start(listeners: QueueListeners): Promise<{ recovered: number; queued: number }> {
+    this.listeners = listeners;
     await this.listener.start();
     // Not at once for every lapsed lease: a node starting during or just after a stall (restarted by its supervisor
     // because the database was down) would take the living's leases before they renew. It waits for a steady lease,
@@ -218,13 +202,13 @@ export class PgDispatchQueue implements DispatchQueue {
     this.cachedDepth++;
     const delay = (task.notBefore ?? 0) - this.clock.now();
     if (delay <= 0) {
-      this.wake?.(task.provider);
+      this.listeners?.wake(task.provider);
       return;
     }
     // A retry on this node: wake when it comes due. Were this node to die first, another's poll finds it.
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      this.wake?.(task.provider);
+      this.listeners?.wake(task.provider);
     }, delay);
     timer.unref();
     this.timers.add(timer);
@@ -257,12 +241,7 @@ export class PgDispatchQueue implements DispatchQueue {
   }
 
   async stop(): Promise<void> {
-    this.wake = undefined;
-    this.settledElsewhere = undefined;
-    this.running = undefined;
-    this.finished = undefined;
-    this.missedNews = undefined;
-    this.progressed = undefined;
+    this.listeners = undefined;
     for (const timer of this.timers) clearInterval(timer);
     this.timers.clear();
     await this.listener.stop();
@@ -279,19 +258,19 @@ export class PgDispatchQueue implements DispatchQueue {
 
   private onNotify(payload: string): void {
     if (payload.startsWith(NOTIFY_QUEUED)) {
-      this.wake?.(payload.slice(NOTIFY_QUEUED.length));
+      this.listeners?.wake(payload.slice(NOTIFY_QUEUED.length));
     } else if (payload.startsWith(NOTIFY_SETTLED)) {
-      this.settledElsewhere?.(payload.slice(NOTIFY_SETTLED.length));
+      this.listeners?.settledElsewhere?.(payload.slice(NOTIFY_SETTLED.length));
     } else if (payload.startsWith(NOTIFY_DONE)) {
       const rest = payload.slice(NOTIFY_DONE.length);
       const colon = rest.indexOf(':');
       const state = rest.slice(0, colon);
-      if (colon > 0 && isTerminal(state as TaskState)) this.finished?.(rest.slice(colon + 1), state as TaskState);
+      if (colon > 0 && isTerminal(state as TaskState)) this.listeners?.finished?.(rest.slice(colon + 1), state as TaskState);
     } else if (payload.startsWith(NOTIFY_PROGRESS)) {
       const rest = payload.slice(NOTIFY_PROGRESS.length);
       const colon = rest.indexOf(':');
       const progress = Number(rest.slice(0, colon));
-      if (colon > 0 && Number.isInteger(progress)) this.progressed?.(rest.slice(colon + 1), progress);
+      if (colon > 0 && Number.isInteger(progress)) this.listeners?.progressed?.(rest.slice(colon + 1), progress);
     } else if (payload.startsWith(NOTIFY_WEBHOOKS)) {
       const at = payload.length > NOTIFY_WEBHOOKS.length ? Number(payload.slice(NOTIFY_WEBHOOKS.length)) : undefined;
       if (at === undefined || Number.isFinite(at)) this.options.webhooksDue?.(at);
@@ -300,7 +279,7 @@ export class PgDispatchQueue implements DispatchQueue {
     } else if (payload.startsWith(NOTIFY_FREED)) {
       // A finished task frees a slot elsewhere only where a global limit may have held this node back.
       const lane = payload.slice(NOTIFY_FREED.length);
-      if (this.options.laneLimit?.(lane) !== undefined) this.wake?.(lane);
+      if (this.options.laneLimit?.(lane) !== undefined) this.listeners?.wake(lane);
     }
   }
 
@@ -310,7 +289,7 @@ export class PgDispatchQueue implements DispatchQueue {
     // while holding the others could deadlock with a batch of completions.
     // Only the runs the engine has (port: `running`); without that list, everything this node's name holds.
     // clock_timestamp(), not now(): a renewal that waited (for a lock, a connection) renews from when it ran.
-    const running = this.running?.();
+    const running = this.listeners?.running?.();
     await this.ctx.relaxed.query(
       `UPDATE tasks SET lease_until = clock_timestamp() + $2 * interval '1 millisecond'
        WHERE id IN (SELECT id FROM tasks WHERE state = 'running' AND lease_owner = $1 AND ($3::text[] IS NULL OR id = ANY($3))
@@ -370,7 +349,7 @@ export class PgDispatchQueue implements DispatchQueue {
         [this.clock.now()],
       );
       this.cachedDepth = lanes.reduce((sum, l) => sum + l.n, 0);
-      for (const lane of lanes) if (lane.ready > 0) this.wake?.(lane.provider);
+      for (const lane of lanes) if (lane.ready > 0) this.listeners?.wake(lane.provider);
     } finally {
       this.polling = false;
     }
