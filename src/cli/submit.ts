@@ -117,6 +117,15 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     return 0;
   }
 
+  // The task is followed at the relay given with --url, not at the status_url and response_url its answer names: those
+  // come from the relay's AIGC_RELAY_PUBLIC_URL (or, without one, the answering node's own address), and the key goes
+  // with every poll. A public URL that is wrong, plain http behind an https proxy, or a node's inner address would
+  // take the key to another origin, in clear or to whatever listens there.
+  if (typeof accepted.request_id !== 'string' || accepted.request_id === '') {
+    process.stderr.write(`aigc-relay submit: the answer names no request_id: ${JSON.stringify(accepted).slice(0, 200)}\n`);
+    return 1;
+  }
+  const taskUrl = `${base}/tencent-vod/v1/requests/${encodeURIComponent(accepted.request_id)}`;
   const bar = new SingleBar({ format: ' {bar} {percentage}% | {state}', hideCursor: true }, Presets.shades_classic);
   bar.start(100, 0, { state: 'IN_QUEUE' });
   let status: StatusBody = accepted;
@@ -124,8 +133,8 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
   while (status.status !== 'COMPLETED') {
     await new Promise((resolve) => setTimeout(resolve, delay));
     delay = Math.min(delay * 1.5, 2000);
-    // An error answer is no status: read as one, it never says COMPLETED and has no status_url to poll next.
-    const polled = await relayAnswer<StatusBody>(await call(accepted.status_url, { headers }));
+    // An error answer is no status: read as one, it would never say COMPLETED.
+    const polled = await relayAnswer<StatusBody>(await call(`${taskUrl}/status`, { headers }));
     if (!polled.ok || !STATUSES.includes(polled.body.status)) {
       bar.stop();
       process.stderr.write(`status poll failed: ${polled.ok ? `no status in ${JSON.stringify(polled.body).slice(0, 200)}` : polled.problem}\n`);
@@ -143,7 +152,7 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
   }
   const result = await relayAnswer<{
     images: Array<{ url: string; file_id: string; content_type: string; width: number; height: number }>;
-  }>(await call(status.response_url, { headers }));
+  }>(await call(taskUrl, { headers }));
   if (!result.ok) {
     process.stderr.write(`result fetch failed: ${result.problem}\n`);
     return 1;

@@ -205,6 +205,33 @@ describe('aigc-relay submit', () => {
     expect(bodies[0]).toMatchObject({ model_name: 'GEM', file_infos: [{ type: 'File', file_id: 'file_abc' }] });
     expect(bodies[0]).not.toHaveProperty('prompt');
   });
+  it('sends the API key only to the relay given with --url, never to the status or result URL an answer names elsewhere', async () => {
+    // The URLs in an answer come from the relay's AIGC_RELAY_PUBLIC_URL (or, without one, the node's own address):
+    // a missing or wrong setting, a proxy in front, or a hostile answer must not take the key to another origin
+    // (another host or port, or plain http where --url is https).
+    const seen: Array<string | undefined> = [];
+    const elsewhere = http.createServer((request, response) => {
+      seen.push(request.headers.authorization);
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...accepted('x'), status: 'COMPLETED', outcome: 'failed', error: { code: 'X', message: 'x' } }));
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+    const other = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}/tencent-vod/v1/requests/task_gone`;
+    try {
+      await withFakeRelay(
+        (request) =>
+          request.method === 'POST'
+            ? [200, { ...accepted(other) }]
+            : [200, { ...accepted(other), status: 'COMPLETED', outcome: 'failed', error: { code: 'X', message: 'x' } }],
+        async (url) => {
+          const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', tempDir(), '--url', url], { AIGC_RELAY_KEY: 'ar_key_secret' }, { timeoutMs: 20_000 });
+          expect(run.stderr).toMatch(/task failed/);
+        },
+      );
+    } finally {
+      await new Promise((resolve) => elsewhere.close(resolve));
+    }
+    expect(seen.filter((header) => header !== undefined)).toEqual([]);
+  });
 });
 
 const accepted = (root: string) => ({ request_id: 'task_gone', status: 'IN_QUEUE', queue_position: 0, status_url: `${root}/status`, response_url: root });
