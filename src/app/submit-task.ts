@@ -8,7 +8,7 @@ import type { Caller } from './auth';
 import { newTaskId } from './ids';
 import { checkFileRefs, type UrlPrecheck } from './inputs';
 import type { RequestRates } from '../ports/request-rates';
-import { enforceRequestRate, refusalError } from './limits';
+import { refusalError } from './limits';
 
 export interface SubmitDeps {
   readonly store: Store;
@@ -55,8 +55,7 @@ export interface Accepted {
 }
 
 export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown, options: SubmitOptions): Promise<Accepted> {
-  // Every authenticated submit counts against rpm, valid or not, except one refused by rpm itself.
-  if (deps.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.requestRates, caller.key, deps.clock.now());
+  // The key's rpm was taken by the route, before its Idempotency-Key was reserved (http/routes/submit.ts).
   const input = validateSubmitBody(body);
   const provider = deps.route(input);
   const { upstreamFileId, upstreamOnlyFileId } = deps;

@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { apiClient } from '../helpers/api';
 import { movableClock } from '../helpers/clock';
 import { solidPng } from '../helpers/images';
-import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { accountWithKey, promptPrice, submit } from './support';
 
 const PNG = await solidPng('#345678');
@@ -59,6 +59,29 @@ describe('per-key rpm', () => {
     expect((await submit(api)).status).toBe(429);
     expect((await t.admin.request('PATCH', `/admin/v1/keys/${keyId}`, { rpm: null })).body.rpm).toBeNull();
     expect((await submit(api)).status).toBe(200);
+  });
+});
+
+describe('per-key rpm and Idempotency-Key', () => {
+  it('every submit counts, a replay too, and one past the rpm is refused before its key is reserved (nothing written)', async () => {
+    const { t } = await blockingRelay(movableClock());
+    const { api } = await accountWithKey(t, 1_000_000, { rpm: 2 });
+    const first = await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY, { 'idempotency-key': 'rpm-replay' });
+    expect(first.status).toBe(200);
+    // A client looping on one Idempotency-Key: README says every authenticated submit counts against rpm.
+    const replays = [];
+    for (let i = 0; i < 10; i++) replays.push((await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY, { 'idempotency-key': 'rpm-replay' })).status);
+    expect(replays.filter((status) => status === 429).length).toBeGreaterThan(0);
+    expect((await submit(api, 'after the replays')).status).toBe(429);
+
+    // Past the rpm, a fresh key per request: refused before anything is written (no reservation made and dropped).
+    const reserve = vi.spyOn(t.relay.store.idempotency, 'reserve');
+    for (let i = 0; i < 5; i++) {
+      const refused = await api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, prompt: `fresh ${i}` }, { 'idempotency-key': `fresh-${i}` });
+      expect(refused.status).toBe(429);
+      expect(refused.body.Response.Error.Code).toBe('RequestLimitExceeded');
+    }
+    expect(reserve).not.toHaveBeenCalled();
   });
 });
 

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestFingerprint, type StoredResponse } from '../../app/idempotency';
+import { enforceRequestRate } from '../../app/limits';
 import { submitTask } from '../../app/submit-task';
 import { MAX_WAIT_SECONDS, readIdempotencyKey, readPreferWait } from '../../domain/delivery';
 import { FieldError, RelayError } from '../../domain/errors';
@@ -100,6 +101,9 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
           throw new RelayError('ResourceUnavailable', 'The relay is shutting down; retry on another node.', { retryAfterSeconds: 5 });
         }
         const caller = callerOf(request);
+        // Every authenticated submit counts against the key's rpm (README), an idempotent replay included, and one
+        // past it is refused here, before its Idempotency-Key is reserved: a key over its rate writes nothing.
+        if (deps.submit.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.submit.requestRates, caller.key, deps.clock.now());
         // Header and query problems are reported before anything is reserved or charged.
         const wait = readPreferWait(request.headers.prefer);
         const key = readIdempotencyKey(request.raw.headersDistinct?.['idempotency-key'] ?? request.headers['idempotency-key']);
