@@ -225,9 +225,9 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     ['http://169.254.169.254/latest/meta-data/', 'refused: 169.254.169.254 is a link-local address (cloud metadata service)'],
     ['http://10.0.0.1/', 'refused: 10.0.0.1 is a private address'],
     ['http://2130706433/', 'refused: 127.0.0.1 is a loopback address'],
-    ['http://loopback.example.com:PORT/image.png', 'refused: loopback.example.com resolves to 127.0.0.1, a loopback address'],
-    ['http://mapped.example.com:PORT/', 'refused: mapped.example.com resolves to ::ffff:127.0.0.1, an IPv4-mapped IPv6 address (of 127.0.0.1)'],
-    ['http://mixed.example.com:PORT/', 'refused: mixed.example.com resolves to 10.1.2.3, a private address'],
+    ['http://loopback.example.com:PORT/image.png', 'refused: loopback.example.com resolves to a loopback address'],
+    ['http://mapped.example.com:PORT/', 'refused: mapped.example.com resolves to an IPv4-mapped IPv6 address (of 127.0.0.1)'],
+    ['http://mixed.example.com:PORT/', 'refused: mixed.example.com resolves to a private address'],
   ])('%s is refused before any connection', async (template, reason) => {
     const h = harness({
       'loopback.example.com': ['127.0.0.1'],
@@ -244,7 +244,7 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
   it.each([
     ['to a private IP literal', 'http://10.0.0.1/secret', 'refused: 10.0.0.1 is a private address'],
     ['to the loopback fixture itself', 'http://127.0.0.1:PORT/image.png', 'refused: 127.0.0.1 is a loopback address'],
-    ['to a name resolving to a private address', 'http://internal.example.com/x', 'refused: internal.example.com resolves to 10.9.8.7, a private address'],
+    ['to a name resolving to a private address', 'http://internal.example.com/x', 'refused: internal.example.com resolves to a private address'],
     ['to a metadata address', 'http://169.254.169.254/latest/meta-data/', 'refused: 169.254.169.254 is a link-local address (cloud metadata service)'],
     ['to another scheme', 'file:///etc/passwd', 'refused: only http and https URLs are fetched, not file'],
   ])('a public name that redirects %s is refused at the redirect', async (_name, target, reason) => {
@@ -377,10 +377,10 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     expect(got.data.equals(png)).toBe(true);
     // What a local-only name names is local, public-looking address or not: only the listed ones are reachable.
     expect((await refusal(h.fetch(`http://intranet:${fixture.port}/image.png`, 'u'))).message).toBe(
-      `u: refused: intranet is a local-only host name, and resolves to ${PUBLIC}, which AIGC_RELAY_ALLOW_PRIVATE_URLS does not list`,
+      `u: refused: intranet is a local-only host name, and none of its addresses is listed in AIGC_RELAY_ALLOW_PRIVATE_URLS`,
     );
     expect((await refusal(h.fetch(`http://other.localhost:${fixture.port}/image.png`, 'u'))).message).toBe(
-      'u: refused: other.localhost is a local-only host name, and resolves to ::1, which AIGC_RELAY_ALLOW_PRIVATE_URLS does not list',
+      'u: refused: other.localhost is a local-only host name, and none of its addresses is listed in AIGC_RELAY_ALLOW_PRIVATE_URLS',
     );
     expect(h.guard.attempts.map((a) => a.address)).toEqual(['127.0.0.1']);
     // Listing a name opens only that name.

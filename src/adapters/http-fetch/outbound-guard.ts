@@ -140,13 +140,15 @@ export async function resolveOutboundTarget(url: URL, policy: AddressPolicy, res
     // ::1 as well as 127.0.0.1, and the operator listed one).
     const listed = answers.find((answer) => policy.listed(answer.address));
     if (!listed) {
-      throw refused(`${hostname} is a local-only host name, and resolves to ${answers[0]!.address}, which AIGC_RELAY_ALLOW_PRIVATE_URLS does not list`);
+      throw refused(`${hostname} is a local-only host name, and none of its addresses is listed in AIGC_RELAY_ALLOW_PRIVATE_URLS`);
     }
     return { hostname, address: listed.address, family: net.isIP(listed.address) === 6 ? 6 : 4, port };
   }
+  // The refusal names the kind of address, not the address: it reaches the client (a task's error), and the relay's
+  // resolver answers from inside the operator's network, so the address would map its internal names for any key.
   for (const answer of answers) {
     const why = allowedHost ? undefined : policy.refusal(answer.address);
-    if (why) throw refused(`${hostname} resolves to ${answer.address}, ${why}`);
+    if (why) throw refused(`${hostname} resolves to ${why}`);
   }
   const chosen = answers[0]!;
   return { hostname, address: chosen.address, family: net.isIP(chosen.address) === 6 ? 6 : 4, port };
