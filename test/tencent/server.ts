@@ -68,6 +68,19 @@ export class TencentTestServer {
   listingFails: (account: Account) => boolean = () => false;
   /** The HTTP status the output images are served with (anything but 200 answers without an image). */
   outputStatus: () => number = () => 200;
+  /**
+   * A broken or hostile upstream: called for every signed, parsed API call before the server acts on it. Return true
+   * when it answered (or cut) `res` itself; the call is then recorded and nothing else happens.
+   */
+  rawAnswer: (action: string, params: Record<string, any>, res: http.ServerResponse) => boolean = () => false;
+  /** Every GET of an output path: its path and the Host it was asked of. */
+  readonly outputRequests: Array<{ path: string; host: string }> = [];
+  /** Answers an output GET itself (a redirect, an odd body) when it returns true. */
+  rawOutput: (req: http.IncomingMessage, res: http.ServerResponse) => boolean = () => false;
+  /** What a task's output image `i` is served as (FileUrl); default: this server's own /outputs/ path. */
+  outputUrl: ((task: UpstreamTask, i: number) => string) | undefined;
+  /** Rewrites the AigcImageTask a task is described with (DescribeTaskDetail and events): a broken upstream's detail. */
+  rewriteDetail: ((detail: Record<string, any>, task: UpstreamTask) => Record<string, any>) | undefined;
   private readonly accounts = new Map<string, AccountState>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly server: http.Server;
@@ -154,6 +167,8 @@ export class TencentTestServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (req.method === 'GET' && req.url?.startsWith('/outputs/')) {
+      this.outputRequests.push({ path: req.url, host: String(req.headers.host ?? '') });
+      if (this.rawOutput(req, res)) return;
       await this.outputsHeld;
       const status = this.outputStatus();
       if (status !== 200) res.writeHead(status, { 'content-type': 'text/plain' }).end('not now');
@@ -185,6 +200,7 @@ export class TencentTestServer {
     }
     const call = { action, secretId: verdict.secretId } as { action: string; secretId: string; error?: string };
     this.calls.push(call);
+    if (this.rawAnswer(action, params, res)) return;
     const fail = (code: string, message: string) => {
       call.error = code;
       send({ Error: { Code: code, Message: message } });
@@ -390,6 +406,11 @@ export class TencentTestServer {
   }
 
   private detail(task: UpstreamTask) {
+    const base = this.baseDetail(task);
+    return this.rewriteDetail ? { ...base, AigcImageTask: this.rewriteDetail(base.AigcImageTask, task) } : base;
+  }
+
+  private baseDetail(task: UpstreamTask) {
     const result = task.result;
     const failed = result?.kind === 'error';
     const images = result?.kind === 'success' ? (result.images ?? 1) : 0;
@@ -417,7 +438,7 @@ export class TencentTestServer {
           FileInfos: Array.from({ length: images }, (_, i) => ({
             StorageMode: task.request.OutputConfig?.StorageMode ?? 'Temporary',
             FileType: 'png',
-            FileUrl: `${this.url}/outputs/${task.taskId}/${i}.png`,
+            FileUrl: this.outputUrl?.(task, i) ?? `${this.url}/outputs/${task.taskId}/${i}.png`,
             FileId: '',
           })),
         },

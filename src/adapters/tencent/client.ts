@@ -51,6 +51,68 @@ export interface VodApi {
   close(): void;
 }
 
+/**
+ * The most an API answer may hold. Tencent's largest (a DescribeTasks page of 100, a PullEvents answer of 16 events
+ * with their tasks' prompts) are well under 1 MB; the SDK itself reads any answer whole into memory, however long, for
+ * as long as the call's deadline lets a broken endpoint or gateway stream it.
+ */
+export const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
+
+/** The part of node-fetch's Response (the SDK's fetch) that the answer guard below touches. */
+interface FetchResponse {
+  readonly status: number;
+  readonly url: string;
+  readonly headers: { get(name: string): string | null };
+  readonly body: NodeJS.ReadableStream & { destroy(error?: Error): void };
+  json(): Promise<unknown>;
+}
+
+async function readAnswer(res: FetchResponse, maxBytes: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      res.body.destroy();
+      throw Object.assign(new Error(`the answer is over the ${maxBytes}-byte limit`), { type: 'max-size' });
+    }
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    // node-fetch's own failure for the same (errors.ts tells it by `type`).
+    throw Object.assign(new Error(`invalid json response body at ${res.url} reason: ${(err as Error).message}`), { type: 'invalid-json' });
+  }
+}
+
+/**
+ * Every answer passes here before the SDK reads it (its private `parseResponse`, which stays in charge of what the
+ * answer means):
+ * - `text/event-stream` is refused. The SDK hands such an answer back as a stream model in place of `Response`, and
+ *   that model re-emits the body's errors on an emitter nobody listens to: a gateway answering so, then cutting the
+ *   body or letting our deadline end it, took the process down with an uncaught 'error'.
+ * - The body is read up to MAX_ANSWER_BYTES (see there).
+ * - A non-200 answer's body, which the SDK never reads, is let go at once instead of holding its socket.
+ */
+function guardAnswers(client: object, maxBytes: number): void {
+  const sdk = client as { parseResponse(res: FetchResponse): Promise<unknown> };
+  const parse = sdk.parseResponse.bind(client);
+  sdk.parseResponse = async (res) => {
+    if (res.status !== 200) {
+      res.body.destroy();
+      return parse(res);
+    }
+    if (/^\s*text\/event-stream/i.test(res.headers.get('content-type') ?? '')) {
+      res.body.destroy();
+      throw Object.assign(new Error('invalid json response body: the upstream answered text/event-stream'), { type: 'invalid-json' });
+    }
+    Object.defineProperty(res, 'json', { value: () => readAnswer(res, maxBytes) });
+    return parse(res);
+  };
+}
+
 export function splitEndpoint(endpoint: string | undefined): { protocol: 'http://' | 'https://'; host: string } {
   const url = new URL(endpoint ?? DEFAULT_ENDPOINT);
   return { protocol: url.protocol === 'http:' ? 'http://' : 'https://', host: url.host };
@@ -69,16 +131,22 @@ export function createVodApi(credentials: ChannelCredentials): VodApi {
     ...(credentials.region ? { region: credentials.region } : {}),
     profile: { httpProfile: { endpoint: host, protocol, reqTimeout: 600, agent } },
   });
+  guardAnswers(client, MAX_ANSWER_BYTES);
 
   const call = async <Res>(action: string, req: object, o: CallOptions): Promise<Res> => {
     const deadline = AbortSignal.timeout(o.timeoutMs);
-    const signal = o.signal ? AbortSignal.any([o.signal, deadline]) : deadline;
+    // Aborted once the call is over: an answer left partly unread (refused, over its bound) lets its socket go now,
+    // not when the deadline passes. A no-op after an answer read to its end.
+    const over = new AbortController();
+    const signal = AbortSignal.any([over.signal, deadline, ...(o.signal ? [o.signal] : [])]);
     try {
       return (await client.request(action, req, { signal })) as Res;
     } catch (err) {
       o.signal?.throwIfAborted();
       if (deadline.aborted) throw new UpstreamTimeout(action, o.timeoutMs);
       throw err;
+    } finally {
+      over.abort();
     }
   };
 

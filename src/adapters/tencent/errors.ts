@@ -112,6 +112,8 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
   if (NOT_SENT.test(`${e.code ?? ''} ${message}`)) {
     return { kind: 'transient', code: UNREACHABLE, message, clientMessage: 'the upstream could not be reached' };
   }
+  // An answer too long for any of Tencent's (client.ts MAX_ANSWER_BYTES): cut off unread.
+  if (e.type === 'max-size') return lost(message, 'the upstream answered more than any Tencent answer holds');
   // An answer came, but not one of Tencent's API (a proxy's page, a wrong endpoint): still, the request may have
   // reached Tencent on its way.
   if (e.type === 'invalid-json' || /invalid json response body/i.test(message)) {

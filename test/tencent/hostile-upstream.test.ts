@@ -1,0 +1,90 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createVodApi, MAX_ANSWER_BYTES } from '../../src/adapters/tencent/client';
+import { classify, describe as describeFailure } from '../../src/adapters/tencent/errors';
+import { closedAfterEach } from '../helpers/closed-after-each';
+import { within } from '../helpers/eventually';
+import { ledgerOf, startHarness, type Harness } from './harness';
+
+/**
+ * A broken or hostile upstream: Tencent's endpoint (or a gateway in front of it) answering what the API never
+ * answers. Whatever it says, the relay keeps running, every task ends (or retries within its budget) and the client's
+ * hold is captured once on success or released on failure.
+ */
+let h: Harness | undefined;
+const openHarness = closedAfterEach(startHarness);
+
+/** Errors nobody caught: one would have taken the relay's process down (serve.ts handles no uncaughtException). */
+const uncaught: unknown[] = [];
+const onUncaught = (err: unknown) => uncaught.push(err);
+beforeEach(() => {
+  uncaught.length = 0;
+  process.on('uncaughtException', onUncaught);
+});
+afterEach(() => {
+  process.off('uncaughtException', onUncaught);
+});
+
+/** Answers with a Server-Sent Events head and one line, then cuts the connection (or, `open`, leaves it hanging). */
+function eventStream(res: http.ServerResponse, open: boolean): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  res.write('data: {"Response":{}}\n');
+  if (!open) setImmediate(() => res.socket?.destroy());
+}
+
+describe('a hostile or broken Tencent upstream', () => {
+  it('an answer served as text/event-stream, cut or left hanging, neither crashes the relay nor loses the task', async () => {
+    h = await openHarness();
+    await h.addChannel(h.accounts[0]!);
+    let broken = 0;
+    h.server.rawAnswer = (action, _params, res) => {
+      if (action !== 'DescribeTaskDetail' || broken >= 2) return false;
+      eventStream(res, broken++ === 1);
+      return true;
+    };
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(broken).toBe(2);
+    expect(uncaught).toEqual([]);
+    expect(task.state).toBe('succeeded');
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'capture', amount: task.price },
+    ]);
+  });
+
+  it('an endless JSON answer is cut off at a bound, not read into memory until the deadline', async () => {
+    let sent = 0;
+    let closed!: () => void;
+    const connectionClosed = new Promise<void>((resolve) => (closed = resolve));
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.on('close', closed);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"Response":{"RequestId":"r","Pad":"');
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const api = createVodApi({ secretId: 'AKIDx', secretKey: 'k', endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+    try {
+      const err = await api.describeTaskDetail({ TaskId: 't' }, { timeoutMs: 20_000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await within('the connection closing', 3_000, connectionClosed);
+      expect(sent).toBeLessThan(2 * MAX_ANSWER_BYTES);
+      expect(describeFailure(classify(err, true))).toBe('Tencent VOD: the upstream answered more than any Tencent answer holds');
+      expect(classify(err, true).kind).toBe('ambiguous');
+    } finally {
+      api.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
