@@ -83,7 +83,7 @@ async function runMode(events: boolean): Promise<ModeResult> {
   server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-tencent-bench-'));
   const relay = await spawnRelay(
-    { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN, AIGC_RELAY_LOG_LEVEL: 'error' },
+    { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN, AIGC_RELAY_LOG_LEVEL: 'error', AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' },
     ['serve'],
     process.env.BENCH_PROFILE_DIR ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] } : {},
   );

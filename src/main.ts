@@ -182,6 +182,8 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     ...(backend.nudges ? { nudges: backend.nudges } : {}),
     // The configured rate, unless a test's overrides set their own pacing.
     options: { submissions: { limit: config.tencentSubmitsPerSecond, windowMs: 1_000 }, ...overrides.tencent },
+    // Output links are the upstream's choice: the same SSRF rules as any address the relay did not choose itself.
+    outputs: { policy: urlPolicy, ...overrides.outbound },
   });
   const providers: readonly ImageProvider[] = localProviders.some((p) => p.id === TENCENT_VOD_ID)
     ? localProviders

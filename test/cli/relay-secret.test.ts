@@ -6,7 +6,7 @@ import { runCli } from '../helpers/child';
 import { databasePerTest, describeWithPostgres } from '../helpers/postgres-suite';
 import { openRelay, PROMPT_BODY, tempDir, waitForTask } from '../helpers/relay';
 import type { Relay } from '../../src/main';
-import { FAST, makeAccount } from '../tencent/harness';
+import { FAST, LOOPBACK_OUTPUTS, makeAccount } from '../tencent/harness';
 import { TencentTestServer, type Account } from '../tencent/server';
 
 /**
@@ -42,7 +42,7 @@ async function addChannelFromCli(env: Record<string, string>) {
 
 /** A server on `dataDir` (+ `env`) with the test's Tencent timing; closed after the test. */
 async function startServer(dataDir: string, env: Record<string, string> = {}) {
-  const started = await openRelay(dataDir, env, { tencent: FAST, retry: { maxAttempts: 1, baseDelayMs: 5, maxDelayMs: 5 } });
+  const started = await openRelay(dataDir, { ...LOOPBACK_OUTPUTS, ...env }, { tencent: FAST, retry: { maxAttempts: 1, baseDelayMs: 5, maxDelayMs: 5 } });
   relays.push(started.relay);
   return started;
 }

@@ -5,7 +5,7 @@ import type { Relay } from '../../src/main';
 import type { TaskEvent } from '../../src/worker/engine';
 import { waitUntil, within } from '../helpers/eventually';
 import { openRelay, waitForTask } from '../helpers/relay';
-import { FAST, ledgerOf, startHarness, type Harness } from './harness';
+import { FAST, LOOPBACK_OUTPUTS, ledgerOf, startHarness, type Harness } from './harness';
 
 /**
  * Submissions whose outcome is not known (no answer in time, or a crash while the call was on the wire) are
@@ -24,7 +24,7 @@ const logText = async (relay: Relay, id: string) => (await relay.store.tasks.log
 
 /** A second relay process on the same data dir (same secret, same channels), as after a crash. */
 async function restart(dataDir: string, tencent: TencentVodOverrides = FAST): Promise<Relay> {
-  return (await openRelay(dataDir, {}, { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 } })).relay;
+  return (await openRelay(dataDir, { ...LOOPBACK_OUTPUTS }, { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 } })).relay;
 }
 
 describe('ambiguous submissions', () => {

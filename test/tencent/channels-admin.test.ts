@@ -6,7 +6,7 @@ import { capturedLog } from '../helpers/captured-log';
 import { runCli } from '../helpers/child';
 import { eventually } from '../helpers/eventually';
 import { PROMPT_BODY, startTestRelay, tempDir, waitForTask, type TestRelay } from '../helpers/relay';
-import { FAST, makeAccount } from './harness';
+import { FAST, LOOPBACK_OUTPUTS, makeAccount } from './harness';
 import { TencentTestServer } from './server';
 
 /** /admin/v1/channels as the contract has it, the SecretKey sealed at rest and never shown, and the CLI. */
@@ -17,7 +17,7 @@ const { logger, lines: logLines } = capturedLog('trace');
 
 beforeAll(async () => {
   server = await TencentTestServer.start({ accounts: [account] });
-  t = await startTestRelay({ overrides: { logger, tencent: FAST } });
+  t = await startTestRelay({ env: LOOPBACK_OUTPUTS, overrides: { logger, tencent: FAST } });
 });
 afterAll(async () => {
   await t.close();

@@ -19,6 +19,9 @@ export const FAST: TencentVodOverrides = {
   download: { firstRetryMs: 10, retryForMs: 1_000 },
 };
 
+/** The test server's output links are on 127.0.0.1: listed, as an operator lists an intranet image store. */
+export const LOOPBACK_OUTPUTS = { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' } as const;
+
 export function makeAccount(n: number): Account {
   return { secretId: `AKIDtest${n}${randomBytes(4).toString('hex')}`, secretKey: randomBytes(20).toString('base64url'), subAppId: 1_500_000_000 + n };
 }
@@ -49,7 +52,8 @@ export async function startHarness(
   const server = await TencentTestServer.start({ accounts, pullWaitMs: 300, ...options.server });
   const tencent = { ...FAST, ...options.tencent, follower: { ...FAST.follower, ...options.tencent?.follower } };
   const t = await startTestRelay({
-    ...(options.env ? { env: options.env } : {}),
+    // The test server serves its output images on loopback, which the relay fetches from only when listed.
+    env: { ...LOOPBACK_OUTPUTS, ...options.env },
     overrides: { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 }, ...(options.clock ? { clock: options.clock } : {}) },
   });
   let relayOpen = true;

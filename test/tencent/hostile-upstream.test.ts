@@ -88,3 +88,57 @@ describe('a hostile or broken Tencent upstream', () => {
     }
   });
 });
+
+describe("a Tencent task's output links", () => {
+  it('a link to a loopback address is not fetched unless the operator listed it: the task fails, released', async () => {
+    h = await openHarness({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '' } });
+    await h.addChannel(h.accounts[0]!);
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(h.server.outputRequests).toEqual([]);
+    expect(task.state).toBe('failed');
+    expect(task.error?.code).toBe('FailedOperation.Upstream');
+    expect(task.error?.message).toMatch(/^output image 1 of 1: refused: /);
+    expect(task.error?.message).not.toContain('127.0.0.1');
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'release', amount: task.price },
+    ]);
+  });
+
+  it('a redirect from a listed address to an unlisted one is not followed', async () => {
+    h = await openHarness({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' } });
+    await h.addChannel(h.accounts[0]!);
+    const port = new URL(h.server.url).port;
+    h.server.rawOutput = (req, res) => {
+      if (!req.url?.endsWith('/0.png')) return false;
+      // 0.0.0.0 reaches this very server on Linux: a redirect the relay followed would show up with that Host.
+      res.writeHead(302, { location: `http://0.0.0.0:${port}/outputs/followed.png` }).end();
+      return true;
+    };
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(h.server.outputRequests.filter((r) => r.host.startsWith('0.0.0.0'))).toEqual([]);
+    expect(task.state).toBe('failed');
+    expect(task.error?.message).toMatch(/refused/);
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'release', amount: task.price },
+    ]);
+  });
+
+  it('a finished task that lists hundreds of images has only a bounded number downloaded and kept', async () => {
+    h = await openHarness({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' } });
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { result: { kind: 'success', images: 300 } } });
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.outputRequests.length).toBeLessThanOrEqual(9);
+    expect(task.result!.images.length).toBeLessThanOrEqual(9);
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'capture', amount: task.price },
+    ]);
+  });
+});

@@ -4,7 +4,7 @@ import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
 import { createTestDatabase } from '../helpers/postgres';
 import { openRelay, tempDir, waitForTask } from '../helpers/relay';
-import { FAST, makeAccount } from './harness';
+import { FAST, LOOPBACK_OUTPUTS, makeAccount } from './harness';
 import { TencentTestServer } from './server';
 
 /** Two relay nodes on one PostgreSQL sharing one Tencent channel (multi-node.test.ts, submission-pacing.test.ts). */
@@ -27,6 +27,7 @@ export async function twoNodes(dbName: string, accountNumber: number, maxConcurr
       AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
       AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN,
       AIGC_RELAY_NODE_ID: nodeId,
+      ...LOOPBACK_OUTPUTS,
     };
     const { relay } = await openRelay(dataDir, env, { tencent: { ...FAST, channelRefreshMs: 100, ...tencent } });
     nodes.push(relay);

@@ -1,5 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
+import { createAddressPolicy } from '../http-fetch/address-policy';
+import { OutboundError } from '../http-fetch/outbound-guard';
+import { createSafeHttpClient } from '../http-fetch/safe-client';
 import { permanentError, ProviderError, retryableError, type GeneratedImage } from '../../ports/provider';
 import type { Vod } from './client';
 
@@ -15,7 +18,30 @@ import type { Vod } from './client';
  * engine slot meanwhile (a lane's slots are its channels' capacity). After it the failure goes to the engine as
  * retryable all the same: the next attempt resumes from the checkpointed upstream task and downloads again, with a
  * window of its own.
+ *
+ * The links are the upstream's to choose, so they go through the SSRF-safe client like every other address the relay
+ * did not choose itself (URL inputs, webhooks): public addresses only, each redirect checked again, unless the
+ * operator listed the address in AIGC_RELAY_ALLOW_PRIVATE_URLS. A broken or hostile endpoint (or whatever answers in
+ * its place) cannot have the relay fetch from its own network (a metadata service, an admin port on loopback). At most
+ * MAX_OUTPUT_IMAGES are fetched: the models the relay uses make one image a task, and each is held in memory
+ * until it is stored.
  */
+/** The most images any of Tencent's AIGC image models makes in one task (Kling: 9); the relay's models make one. */
+export const MAX_OUTPUT_IMAGES = 9;
+
+/** One GET of an output link: the status and the body, read up to `maxBytes`. Throws OutboundError. */
+export type OutputFetch = (url: string, o: { readonly maxBytes: number; readonly signal: AbortSignal }) => Promise<{ status: number; body: Buffer }>;
+
+/** Output links through the SSRF-safe client, under `policy` (the relay's AIGC_RELAY_ALLOW_PRIVATE_URLS). */
+export function createOutputFetch(client: ReturnType<typeof createSafeHttpClient>): OutputFetch {
+  return async (url, o) => {
+    const res = await client.request(url, { maxBytes: o.maxBytes, signal: o.signal, headers: { accept: 'image/png, image/jpeg, image/webp', 'accept-encoding': 'identity' } });
+    return { status: res.status, body: res.body };
+  };
+}
+
+/** What a fetch without the relay's configuration uses: public addresses only. */
+const publicOnly = (timeoutMs: number): OutputFetch => createOutputFetch(createSafeHttpClient({ policy: createAddressPolicy([]), totalTimeoutMs: timeoutMs }));
 export interface DownloadOptions {
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
@@ -23,24 +49,13 @@ export interface DownloadOptions {
   /** How long failed downloads are tried again in place, in pauses from `firstRetryMs`, doubling up to 60 s. */
   readonly retryForMs: number;
   readonly firstRetryMs: number;
+  /** How links are fetched (createOutputFetch); public addresses only when absent. */
+  readonly fetch?: OutputFetch;
 }
 
 const MAX_RETRY_PAUSE_MS = 60_000;
 
 const TYPES: Record<string, GeneratedImage['contentType']> = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' };
-
-async function readCapped(response: Response, maxBytes: number, name: string): Promise<Buffer> {
-  const declared = Number(response.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) throw permanentError('FailedOperation.Upstream', `${name}: ${declared} bytes is over the ${maxBytes}-byte limit`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > maxBytes) throw permanentError('FailedOperation.Upstream', `${name}: over the ${maxBytes}-byte limit`);
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks);
-}
 
 /**
  * `name` ("output image 2 of 3") is what messages say, never the URL: they reach the client (the task's log and
@@ -56,18 +71,20 @@ export async function downloadImage(url: string, name: string, options: Download
   }
   // fetch refuses a link with credentials in it, and its message quotes the link.
   if (target.username || target.password) throw permanentError('FailedOperation.Upstream', `${name}: Tencent gave a link with credentials in it`);
-  const signal = AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]);
+  const fetchOutput = options.fetch ?? publicOnly(options.timeoutMs);
   let data: Buffer;
   try {
-    const response = await fetch(target, { signal, redirect: 'follow' });
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw retryableError('FailedOperation.Upstream', `${name}: HTTP ${response.status}`);
-    }
-    data = await readCapped(response, options.maxBytes, name);
+    const response = await fetchOutput(target.href, { maxBytes: options.maxBytes, signal: options.signal });
+    if (response.status < 200 || response.status > 299) throw retryableError('FailedOperation.Upstream', `${name}: HTTP ${response.status}`);
+    data = response.body;
   } catch (err) {
     options.signal.throwIfAborted();
     if (err instanceof ProviderError) throw err;
+    if (err instanceof OutboundError && err.kind === 'refused') {
+      // The refusal's own text names the host and address: the operator's VOD domain, or whatever the link pointed at.
+      throw permanentError('FailedOperation.Upstream', `${name}: refused: Tencent's link leads to an address the relay does not fetch from (not a public one)`);
+    }
+    if (err instanceof OutboundError && err.kind === 'too_large') throw permanentError('FailedOperation.Upstream', `${name}: over the ${options.maxBytes}-byte limit`);
     throw retryableError('FailedOperation.Upstream', `${name}: download failed (${whyFetchFailed(err)})`);
   }
   const meta = await sharp(data).metadata().catch(() => undefined);
@@ -84,8 +101,11 @@ export async function downloadImage(url: string, name: string, options: Download
  */
 function whyFetchFailed(err: unknown): string {
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'timed out';
+  if (err instanceof OutboundError && err.kind === 'timeout') return 'timed out';
   const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
   if (typeof cause?.code === 'string') return cause.code;
+  // Its message names the host; its kind says enough (a body cut short: `unreachable`).
+  if (err instanceof OutboundError) return err.kind;
   return err instanceof Error ? err.name : 'unknown error';
 }
 
@@ -95,13 +115,16 @@ export async function downloadOutputs(
   log: (message: string) => void,
 ): Promise<GeneratedImage[]> {
   const files = task?.Output?.FileInfos ?? [];
-  const urls = files.map((f) => f.FileUrl).filter((u): u is string => typeof u === 'string' && u.length > 0);
-  if (urls.length === 0) throw permanentError('FailedOperation.Upstream', 'Tencent VOD: the task finished without output images');
+  const listed = (Array.isArray(files) ? files : []).map((f) => f?.FileUrl).filter((u): u is string => typeof u === 'string' && u.length > 0);
+  if (listed.length === 0) throw permanentError('FailedOperation.Upstream', 'Tencent VOD: the task finished without output images');
+  if (listed.length > MAX_OUTPUT_IMAGES) log(`Tencent listed ${listed.length} output images; only the first ${MAX_OUTPUT_IMAGES} are kept.`);
+  const urls = listed.slice(0, MAX_OUTPUT_IMAGES);
+  const fetchOutput = options.fetch ?? publicOnly(options.timeoutMs);
   let paused = 0;
   for (let pause = options.firstRetryMs; ; pause = Math.min(pause * 2, MAX_RETRY_PAUSE_MS)) {
     try {
       const images: GeneratedImage[] = [];
-      for (const [i, url] of urls.entries()) images.push(await downloadImage(url, `output image ${i + 1} of ${urls.length}`, options));
+      for (const [i, url] of urls.entries()) images.push(await downloadImage(url, `output image ${i + 1} of ${urls.length}`, { ...options, fetch: fetchOutput }));
       return images;
     } catch (err) {
       if (!(err instanceof ProviderError) || !err.retryable || paused >= options.retryForMs) throw err;

@@ -8,6 +8,11 @@ import type { TaskNudges } from '../../ports/task-nudges';
 import type { ChannelHealth } from '../../ports/channels';
 import type { Clock } from '../../ports/clock';
 import type { Store } from '../../ports/store';
+import { createAddressPolicy, type AddressPolicy } from '../http-fetch/address-policy';
+import type { HostResolver } from '../http-fetch/outbound-guard';
+import type { Connector } from '../http-fetch/pinned-request';
+import { createSafeHttpClient } from '../http-fetch/safe-client';
+import { createOutputFetch } from './download';
 import { resolveOptions, type TencentVodOverrides } from './options';
 import { TencentVodProvider, TENCENT_VOD_ID } from './provider';
 import { TencentRuntime, type RuntimeLog } from './runtime';
@@ -43,6 +48,11 @@ export interface TencentVodDeps {
   /** Where submission turns are kept (ports/submission-pace.ts): shared by the nodes on PostgreSQL; default this process. */
   readonly pace?: (rule: PaceRule) => SubmissionPace;
   readonly options?: TencentVodOverrides;
+  /**
+   * Where output links may lead (download.ts): the relay's SSRF policy (AIGC_RELAY_ALLOW_PRIVATE_URLS), and how names
+   * resolve and connections are made (tests pin these). Public addresses only when absent.
+   */
+  readonly outputs?: { readonly policy: AddressPolicy; readonly resolve?: HostResolver; readonly connect?: Connector };
 }
 
 export interface TencentVod {
@@ -72,6 +82,14 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
     log: deps.log,
     options,
     fileLink: deps.fileLink,
+    fetchOutput: createOutputFetch(
+      createSafeHttpClient({
+        policy: deps.outputs?.policy ?? createAddressPolicy([]),
+        ...(deps.outputs?.resolve ? { resolve: deps.outputs.resolve } : {}),
+        ...(deps.outputs?.connect ? { connect: deps.outputs.connect } : {}),
+        totalTimeoutMs: options.download.timeoutMs,
+      }),
+    ),
     ...(deps.slots ? { slots: deps.slots } : {}),
     ...(deps.nudges ? { nudges: deps.nudges } : {}),
     ...(deps.pace ? { pace: deps.pace } : {}),

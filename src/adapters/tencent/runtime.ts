@@ -7,6 +7,7 @@ import { ChannelPool } from '../upstream-channels/channel-pool';
 import { createVodApi, type VodApi } from './client';
 import { SubmissionPacer } from '../in-process-pace';
 import type { PaceRule, SubmissionPace } from '../../ports/submission-pace';
+import type { OutputFetch } from './download';
 import { EventPump, pullsEvents, type TaskStanding } from './events';
 import { TaskFollower, type ChannelAccess } from './follower';
 import type { TencentVodOptions } from './options';
@@ -37,6 +38,8 @@ export interface RuntimeDeps {
   readonly pace?: (rule: PaceRule) => SubmissionPace;
   /** Several nodes: the node that follows a task is asked to look at it now (events pulled elsewhere). */
   readonly nudges?: TaskNudges;
+  /** How output links are fetched (download.ts): SSRF-safe, under the relay's address policy. */
+  readonly fetchOutput: OutputFetch;
 }
 
 export class TencentRuntime {
@@ -99,6 +102,10 @@ export class TencentRuntime {
 
   get options(): TencentVodOptions {
     return this.deps.options;
+  }
+
+  get fetchOutput(): OutputFetch {
+    return this.deps.fetchOutput;
   }
 
   get clock(): Clock {
