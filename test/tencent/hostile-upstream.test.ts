@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createVodApi, MAX_ANSWER_BYTES } from '../../src/adapters/tencent/client';
 import { classify, describe as describeFailure } from '../../src/adapters/tencent/errors';
 import { closedAfterEach } from '../helpers/closed-after-each';
-import { within } from '../helpers/eventually';
+import { waitUntil, within } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
 
 /**
@@ -139,6 +139,47 @@ describe("a Tencent task's output links", () => {
     expect(await ledgerOf(h.t, id)).toEqual([
       { kind: 'hold', amount: task.price },
       { kind: 'capture', amount: task.price },
+    ]);
+  });
+});
+
+describe('contradictory answers about upstream tasks', () => {
+  it("the same TaskId answered for two submissions: the second task is not handed the first one's images", async () => {
+    h = await openHarness();
+    await h.addChannel(h.accounts[0]!);
+    // Both stay in progress until the test ends them, so the second follows while the first is still running.
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    let firstTaskId: string | undefined;
+    h.server.rawAnswer = (action, _params, res) => {
+      if (action !== 'CreateAigcImageTask' || firstTaskId === undefined) return false;
+      // The second submission: nothing is made, and the first one's TaskId comes back.
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Response: { TaskId: firstTaskId, RequestId: 'r-2' } }));
+      return true;
+    };
+    const first = await h.submit({ model_name: 'GEM', model_version: '3.0', prompt: 'the first client' });
+    firstTaskId = await new Promise<string>((resolve) => {
+      const look = () => {
+        const [task] = h!.server.bySession(first);
+        if (task) resolve(task.taskId);
+        else setImmediate(look);
+      };
+      look();
+    });
+    const second = await h.submit({ model_name: 'GEM', model_version: '3.0', prompt: 'the second client' });
+    // The second is followed (its answer is checkpointed) before the upstream task ends.
+    await waitUntil(async () => (await h!.t.relay.store.tasks.getTask(second))?.checkpoint?.phase === 'accepted');
+    h.server.finish(firstTaskId);
+    const [a, b] = [await h.finished(first), await h.finished(second)];
+    expect(a.state).toBe('succeeded');
+    expect(b.state).not.toBe('succeeded');
+    expect(b.error?.message).toMatch(/Tencent VOD/);
+    expect(await ledgerOf(h.t, second)).toEqual([
+      { kind: 'hold', amount: b.price },
+      { kind: 'release', amount: b.price },
+    ]);
+    expect(await ledgerOf(h.t, first)).toEqual([
+      { kind: 'hold', amount: a.price },
+      { kind: 'capture', amount: a.price },
     ]);
   });
 });

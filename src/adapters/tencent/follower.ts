@@ -163,6 +163,12 @@ export class TaskFollower {
    */
   observe(channelId: string, upstreamTaskId: string | undefined, sessionId: string | undefined, o: Observation | undefined): string | undefined {
     let entry = upstreamTaskId ? this.entries.get(this.byUpstream.get(upstreamTaskId) ?? '') : undefined;
+    if (entry && sessionId && entry.req.sessionId !== sessionId) {
+      // The TaskId is followed here, but for another SessionId: Tencent answered one TaskId for two submissions. The
+      // event is not that follow's to end; its next poll sees the same (`foreign`) and fails it.
+      this.pollNow(entry);
+      entry = undefined;
+    }
     if (!entry && sessionId) {
       const candidate = this.entries.get(taskIdOfSession(sessionId));
       if (candidate?.req.sessionId === sessionId && candidate.req.channelId === channelId) entry = candidate;
@@ -234,6 +240,25 @@ export class TaskFollower {
           UNREACHABLE,
           `Tencent VOD: the upstream account no longer knows task ${entry.req.upstreamTaskId} (${f.code}, for ${minutes} min); the hold is released`,
         ),
+      ),
+    );
+    return true;
+  }
+
+  /**
+   * Whether the upstream task turned out to be another submission's: its detail names a SessionId other than the one
+   * this task was submitted under (Tencent answered the same TaskId twice, or a gateway mixed up answers). Following
+   * it would hand this client another's images and charge for them; the follow fails instead and the hold is
+   * released. The other SessionId (another task's id) is for the operator only. True when it ended the follow.
+   */
+  private foreign(entry: Entry, o: Observation): boolean {
+    const echoed: unknown = o.detail?.SessionId;
+    if (typeof echoed !== 'string' || echoed === '' || echoed === entry.req.sessionId) return false;
+    const { req } = entry;
+    this.deps.noteError(req.channelId, UNREACHABLE, `DescribeTaskDetail ${req.upstreamTaskId}: the task is SessionId ${echoed}'s, not ${req.sessionId}'s`);
+    this.settle(entry, () =>
+      entry.reject(
+        permanentError(UNREACHABLE, `Tencent VOD: upstream task ${req.upstreamTaskId} belongs to another submission (Tencent answered its TaskId for this one too); the hold is released`),
       ),
     );
     return true;
@@ -346,6 +371,7 @@ export class TaskFollower {
       if (entry.done) return;
       const o = observationOf(res);
       if (!o) throw Object.assign(new Error(`DescribeTaskDetail: unexpected Status ${JSON.stringify(res.Status)}`), { code: 'InternalError' });
+      if (this.foreign(entry, o)) return;
       entry.errors = 0;
       entry.unknownSince = undefined;
       if (!this.accept(entry, o)) this.schedule(entry, this.delayFor(entry));
