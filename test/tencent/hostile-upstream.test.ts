@@ -183,3 +183,38 @@ describe('contradictory answers about upstream tasks', () => {
     ]);
   });
 });
+
+describe('fields of unexpected types', () => {
+  it('a failed task whose ErrCodeExt is not a string fails with a code the store can keep, released', async () => {
+    h = await openHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { result: { kind: 'error', errCode: 70000, errCodeExt: 'x', message: 'm' } } });
+    h.server.rewriteDetail = (d) => (d.Status === 'FINISH' ? { ...d, ErrCodeExt: { Code: 'InvalidParameter' }, Message: ['not', 'text'] } : d);
+    const id = await h.submit();
+    const task = await within('the task to end', 8_000, h.finished(id));
+    expect(task.state).toBe('failed');
+    expect(typeof task.error?.code).toBe('string');
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'release', amount: task.price },
+    ]);
+  });
+
+  it('a refusal whose Error.Code is not a string fails with a code the store can keep, released', async () => {
+    h = await openHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.rawAnswer = (action, _params, res) => {
+      if (action !== 'CreateAigcImageTask') return false;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Response: { Error: { Code: { Nested: 1 }, Message: 'odd' }, RequestId: 'r' } }));
+      return true;
+    };
+    const id = await h.submit();
+    const task = await within('the task to end', 8_000, h.finished(id));
+    expect(task.state).toBe('failed');
+    expect(typeof task.error?.code).toBe('string');
+    expect(await ledgerOf(h.t, id)).toEqual([
+      { kind: 'hold', amount: task.price },
+      { kind: 'release', amount: task.price },
+    ]);
+  });
+});

@@ -89,9 +89,23 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
   });
   // Our own text ("CreateAigcImageTask: no answer within 30000 ms"): nothing in it but the action and our deadline.
   if (err instanceof UpstreamTimeout) return lost(err.message, err.message);
-  const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as SdkError;
+  const raw = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as SdkError;
+  // `Response.Error.Code` and `RequestId` as Tencent types them (strings), whatever a broken endpoint sent: a code
+  // that is not a string became the task's error code, which the store could not keep (the task stayed running).
+  const oddCode = raw.code !== undefined && raw.code !== null && typeof raw.code !== 'string';
+  const e: SdkError = {
+    ...(typeof raw.code === 'string' ? { code: raw.code } : typeof raw.code === 'number' ? { code: String(raw.code) } : {}),
+    ...(typeof raw.requestId === 'string' ? { requestId: raw.requestId.slice(0, 100) } : {}),
+    ...(raw.httpCode !== undefined ? { httpCode: raw.httpCode } : {}),
+    ...(raw.message !== undefined ? { message: raw.message } : {}),
+    ...(raw.type !== undefined ? { type: raw.type } : {}),
+  };
   const message = e.message ?? String(err);
   const requestId = e.requestId ? { requestId: e.requestId } : {};
+  // An error answered in a shape that is not Tencent's: refused (nothing to reconcile), worth another try elsewhere.
+  if (oddCode && typeof raw.code !== 'number') {
+    return { kind: 'transient', code: UNREACHABLE, message, clientMessage: "the upstream answered an error that is not in Tencent's form" };
+  }
   if (e.code && !SYSTEM_CODE.test(e.code)) {
     const kind = kindOfCode(e.code);
     // The channel's account at fault: Tencent's text is about the operator's account (it may name its uin, a role, a

@@ -290,13 +290,21 @@ export class TencentVodProvider implements ImageProvider {
     if (final.status === 'ABORTED') throw new ProviderCancelledError('Tencent VOD: the upstream task was aborted');
     const detail = final.detail;
     if (!detail) throw retryableError(UNREACHABLE, 'Tencent VOD: the task finished but its details were missing; asking again');
-    if ((detail.ErrCode !== undefined && detail.ErrCode !== 0) || detail.ErrCodeExt) {
-      const code = detail.ErrCodeExt || UNREACHABLE;
-      const message = `Tencent VOD: ${detail.Message || 'the upstream task failed'} (ErrCode ${detail.ErrCode ?? 'n/a'}${detail.ErrCodeExt ? `, ${detail.ErrCodeExt}` : ''})`;
+    // Read as the API types them, whatever came: a code that is not a string (an object, a list) became the task's
+    // error code, which the store cannot bind, and the task stayed running with its hold, settlement after settlement.
+    const errCode: unknown = detail.ErrCode;
+    const rawExt: unknown = detail.ErrCodeExt;
+    const ext = typeof rawExt === 'string' ? rawExt.slice(0, 100) : '';
+    const oddExt = rawExt !== undefined && rawExt !== null && typeof rawExt !== 'string';
+    if ((errCode !== undefined && errCode !== null && Number(errCode) !== 0) || ext || oddExt) {
+      const code = ext || UNREACHABLE;
+      const text = typeof detail.Message === 'string' && detail.Message ? detail.Message.slice(0, 1000) : 'the upstream task failed';
+      const shownCode = typeof errCode === 'number' || typeof errCode === 'string' ? String(errCode).slice(0, 20) : 'n/a';
+      const message = `Tencent VOD: ${text} (ErrCode ${shownCode}${ext ? `, ${ext}` : ''})`;
       // Tencent's own list for a failed AIGC image task: the model's concurrency limit, a backlog and internal errors
       // say nothing about the request, and another submission may well succeed. It goes under a new SessionId (this
       // one can never be sent again), through the engine's one retry path. Anything else is the request's own.
-      if (detail.ErrCodeExt && isRetriedTaskFailure(detail.ErrCodeExt)) {
+      if (ext && isRetriedTaskFailure(ext)) {
         await ctx.checkpoint({ ...IDLE_CHECKPOINT, round: round + 1 } satisfies TencentCheckpoint);
         throw retryableError(code, message);
       }
