@@ -97,7 +97,9 @@ async function readAnswer(res: FetchResponse, maxBytes: number): Promise<unknown
  * - A non-200 answer's body, which the SDK never reads, is let go at once instead of holding its socket.
  */
 function guardAnswers(client: object, maxBytes: number): void {
-  const sdk = client as { parseResponse(res: FetchResponse): Promise<unknown> };
+  const sdk = client as { parseResponse?(res: FetchResponse): Promise<unknown> };
+  // A private method of the SDK's: an upgrade that drops it must fail loudly here, not run unguarded.
+  if (typeof sdk.parseResponse !== 'function') throw new Error('tencentcloud-sdk-nodejs-common no longer has AbstractClient.parseResponse: update guardAnswers (adapters/tencent/client.ts)');
   const parse = sdk.parseResponse.bind(client);
   sdk.parseResponse = async (res) => {
     if (res.status !== 200) {
