@@ -42,6 +42,7 @@ import { systemClock, type Clock } from './ports/clock';
 import type { ImageProvider } from './ports/provider';
 import type { Store } from './ports/store';
 import { TaskEngine } from './worker/engine';
+import type { SettleTiming } from './worker/settlement';
 import { startFileCleanup, type FileCleanupJob } from './worker/file-cleanup';
 import { startDeliveryPurge, type DeliveryPurgeJob } from './worker/delivery-purge';
 import { DEFAULT_RETRY, type RetryPolicy } from './worker/retry';
@@ -62,6 +63,8 @@ export interface RelayOverrides {
   readonly retry?: RetryPolicy;
   /** How often runs in flight are checked for a task settled outside them (engine.ts; tests use milliseconds). */
   readonly settledSweepMs?: number;
+  /** How a run's end is recorded against a failing store (worker/settlement.ts; tests use milliseconds). */
+  readonly settleTiming?: SettleTiming;
   /** Webhook backoff and timeouts (tests use millisecond delays). */
   readonly webhookPolicy?: Partial<WebhookPolicy>;
   /** Tencent VOD adapter timing (tests use millisecond polls and short timeouts). */
@@ -206,6 +209,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     clock,
     retry,
     ...(overrides.settledSweepMs !== undefined ? { settledSweepMs: overrides.settledSweepMs } : {}),
+    ...(overrides.settleTiming ? { settleTiming: overrides.settleTiming } : {}),
     resolveInputs: createInputResolver(store, storage, overrides.fetchUrl ?? createUrlInputFetcher(outbound, MAX_INPUT_BYTES)),
     saveOutputs: createOutputSaver(storage, clock),
     discardOutputs: createOutputDiscarder(storage),

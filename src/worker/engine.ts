@@ -4,7 +4,7 @@ import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '
 import type { Completion, TaskRecord } from '../ports/store';
 import { isTerminal } from '../domain/task-state';
 import { handedBackTooOften, notRunAgain, runAttempt, type AttemptDeps } from './attempt';
-import { cancelledError, RunSettlement, STORE_RETRY_MS } from './settlement';
+import { cancelledError, RunSettlement, STORE_RETRY_MS, type SettleTiming } from './settlement';
 import { TaskWatchers, type TaskEvent } from '../app/task-watch';
 
 export type { TaskEvent } from '../app/task-watch';
@@ -17,6 +17,8 @@ export interface EngineDeps extends AttemptDeps {
   readonly discardOutputs: (completion: Extract<Completion, { state: 'succeeded' }>) => Promise<void>;
   /** How often the runs in flight are checked against the store for a task settled outside them (default 5 s). */
   readonly settledSweepMs?: number;
+  /** How a run's end is recorded against a failing store (settlement.ts; tests use milliseconds). */
+  readonly settleTiming?: SettleTiming;
 }
 
 interface Lane {

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { attemptsUsed, isTerminal } from '../domain/task-state';
 import type { Clock } from '../ports/clock';
 import type { QueuedRef } from '../ports/dispatch-queue';
@@ -6,14 +7,32 @@ import type { Completion, Store, TaskRecord } from '../ports/store';
 import type { TaskWatchers } from '../app/task-watch';
 import { retryDelayMs, type RetryPolicy } from './retry';
 
-/** How long to wait before trying the store again after it failed (a claim, or recording a run's end). */
-export const STORE_RETRY_MS = 1000;
-const SETTLE_ATTEMPTS = 5;
-
 export const cancelledError = { code: 'Cancelled', message: 'The task was cancelled by the client before it finished.' };
 
 /** What a client reads when a run failed inside the relay rather than at its provider. */
 export const internalErrorMessage = 'The relay could not complete this task (an internal error); quote the request_id when reporting it.';
+
+/** How long to wait before trying the store again after it failed (a claim, or recording a run's end). */
+export const STORE_RETRY_MS = 1000;
+
+/**
+ * How a run's end is recorded against a failing store: its own outcome is tried for `outcomeForMs`, with pauses from
+ * `firstDelayMs` doubling to `maxDelayMs`; after that the task is failed with an internal error instead (the plainest
+ * write there is: a state, an error and the hold's release), tried the same way for as long as the engine runs. A
+ * store that fails for minutes would otherwise leave the task `running` with the client's credits held until a
+ * restart, and one that refuses this outcome's data for good (a value it cannot bind) would do so even then.
+ */
+export interface SettleTiming {
+  readonly outcomeForMs: number;
+  readonly firstDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+// Pauses of at most 5 s: a drain finds a settlement asleep for no longer than that before it stops.
+export const DEFAULT_SETTLE_TIMING: SettleTiming = { outcomeForMs: 120_000, firstDelayMs: STORE_RETRY_MS, maxDelayMs: 5_000 };
+
+/** What a task is failed with when its own outcome could not be recorded. */
+const unrecordedOutcome = { state: 'failed', error: { code: 'InternalError', message: internalErrorMessage } } as const;
 
 export interface SettlementDeps {
   readonly store: Store;
@@ -29,6 +48,8 @@ export interface SettlementDeps {
   readonly watchers: TaskWatchers;
   /** False once the engine drains: a failing store is then not waited for. */
   readonly accepting: () => boolean;
+  /** Default DEFAULT_SETTLE_TIMING (tests use milliseconds). */
+  readonly settleTiming?: SettleTiming;
 }
 
 /**
@@ -40,20 +61,33 @@ export class RunSettlement {
   constructor(private readonly deps: SettlementDeps) {}
 
   /**
-   * Records how a run ended. If the store fails meanwhile (a busy lock, a dropped connection), the task would stay
-   * `running` with its credits held until a restart, so the settlement is tried again with backoff; finish and
-   * requeue are conditional, so a repeat that already took effect changes nothing.
+   * Records how a run ended. If the store fails meanwhile (a busy lock, a dropped connection, a full disk), the task
+   * would stay `running` with its credits held, so the settlement is tried again with backoff, and failed instead once
+   * its own outcome has kept failing (SettleTiming); finish and requeue are conditional, so a repeat that already took
+   * effect changes nothing, and a failure written after a lost success's commit is refused. The outputs of a success
+   * given up so are left to the leftover sweep (worker/leftover-sweep.ts): its commit may have gone through unseen.
    */
   async settle(task: TaskRecord, outcome: { completion: Completion } | { error: unknown }, signal: AbortSignal): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
+    const timing = this.deps.settleTiming ?? DEFAULT_SETTLE_TIMING;
+    const began = performance.now();
+    let recording = outcome;
+    let pause = timing.firstDelayMs;
+    for (;;) {
       try {
-        if ('completion' in outcome) await this.complete(task, outcome.completion);
-        else await this.handleFailure(task, outcome.error, signal);
+        if ('completion' in recording) await this.complete(task, recording.completion);
+        else await this.handleFailure(task, recording.error, signal);
         return;
       } catch (err) {
-        if (attempt >= SETTLE_ATTEMPTS || !this.deps.accepting()) throw err;
-        this.deps.log.error({ err, taskId: task.id, attempt }, 'recording the end of a run failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_MS * attempt).unref());
+        if (!this.deps.accepting()) throw err;
+        if (recording === outcome && performance.now() - began >= timing.outcomeForMs) {
+          this.deps.log.error({ err, taskId: task.id }, 'recording the end of a run kept failing; failing the task instead, to release its hold');
+          recording = { completion: unrecordedOutcome };
+          pause = timing.firstDelayMs;
+          continue;
+        }
+        this.deps.log.error({ err, taskId: task.id }, 'recording the end of a run failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, pause).unref());
+        pause = Math.min(pause * 2, timing.maxDelayMs);
       }
     }
   }

@@ -11,9 +11,12 @@ const PNG = await solidPng('#123456');
 let t: TestRelay | undefined;
 const startRelay = closedAfterEach(startTestRelay);
 
+/** Recording a run's end against a failing store, in milliseconds (settlement.ts SettleTiming). */
+const FAST_SETTLE = { outcomeForMs: 50, firstDelayMs: 1, maxDelayMs: 10 };
+
 async function relayWith(concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, settledSweepMs?: number) {
   const provider = new ControlledProvider('controlled', concurrency, PNG);
-  t = await startRelay({ overrides: { providers: [provider], retry, ...(settledSweepMs !== undefined ? { settledSweepMs } : {}) } });
+  t = await startRelay({ overrides: { providers: [provider], retry, settleTiming: FAST_SETTLE, ...(settledSweepMs !== undefined ? { settledSweepMs } : {}) } });
   const submit = async (priority = 0) => {
     const res = await t!.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, tasks_priority: priority });
     expect(res.status).toBe(200);
@@ -223,6 +226,28 @@ describe('task engine — store failures and stale reads', () => {
     const task = await waitForTask(relay.relay, id);
     expect(task.state).toBe('succeeded');
     expect(failures).toBe(2);
+    expect((await relay.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('a success the store never takes (a value it cannot bind) fails the task instead, releasing its hold', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const tasks = relay.relay.store.tasks;
+    const original = tasks.finish.bind(tasks);
+    let refusedSuccesses = 0;
+    tasks.finish = async (id, completion, now, options) => {
+      if (completion.state === 'succeeded') {
+        refusedSuccesses++;
+        throw new TypeError('SQLite3 can only bind numbers, strings, bigints, buffers, and null');
+      }
+      return original(id, completion, now, options);
+    };
+    const id = await submit();
+    (await provider.whenStarted(id)).succeed();
+    const task = await waitForTask(relay.relay, id);
+    expect(task).toMatchObject({ state: 'failed', error: { code: 'InternalError', message: internalErrorMessage } });
+    expect(refusedSuccesses).toBeGreaterThan(1);
+    expect((await relay.relay.store.accounts.getAccount(task.accountId))!.held).toBe(0);
+    expect((await relay.relay.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id).map((e) => e.kind).sort()).toEqual(['hold', 'release']);
     expect((await relay.admin.get('/admin/v1/audit')).body.ok).toBe(true);
   });
 
