@@ -34,7 +34,7 @@ export async function createAccount(
     id: newId('acct'),
     name: input.name,
     balance: input.balance ?? 0,
-    webhookSecret: `whsec_${randomBytes(24).toString('base64')}`,
+    webhookSecret: newWebhookSecret(),
     now: clock.now(),
     ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
   };
@@ -45,6 +45,28 @@ export async function createAccount(
   if (created === 'idempotency_lost') throw reservationLost();
   return created;
 }
+
+/** The longest a rotated-out webhook secret may keep signing: a week, for receivers that deploy slowly. */
+export const MAX_PREVIOUS_SECRET_SECONDS = 7 * 24 * 3600;
+/** How long it signs when the operator does not say: a day, as Standard Webhooks' reference services keep it. */
+export const DEFAULT_PREVIOUS_SECRET_SECONDS = 24 * 3600;
+
+/**
+ * A new webhook secret for the account. The one it replaces keeps signing beside it for `previousValidSeconds`
+ * (default a day) so the account's receivers can switch without refusing a delivery meanwhile; 0 stops it at once,
+ * for a secret that leaked.
+ */
+export async function rotateWebhookSecret(store: Store, clock: Clock, accountId: string, previousValidSeconds = DEFAULT_PREVIOUS_SECRET_SECONDS): Promise<Account> {
+  if (!Number.isSafeInteger(previousValidSeconds) || previousValidSeconds < 0 || previousValidSeconds > MAX_PREVIOUS_SECRET_SECONDS) {
+    throw new FieldError('InvalidParameterValue', 'previous_valid_seconds', `must be a whole number of seconds from 0 to ${MAX_PREVIOUS_SECRET_SECONDS}`);
+  }
+  const until = previousValidSeconds > 0 ? clock.now() + previousValidSeconds * 1000 : undefined;
+  const account = await store.accounts.rotateWebhookSecret(accountId, newWebhookSecret(), until);
+  if (!account) throw notFound('account', accountId);
+  return account;
+}
+
+const newWebhookSecret = (): string => `whsec_${randomBytes(24).toString('base64')}`;
 
 /** Adds credits; with `idempotency`, the answer is stored on the reservation with the credit (ports/delivery-store.ts). */
 export async function topUp(

@@ -16,6 +16,8 @@ export const accountView = (a: Account) => ({
   available: a.balance - a.held,
   callback_url: a.callbackUrl ?? null,
   webhook_secret: a.webhookSecret,
+  /** Until when the secret a rotation replaced signs beside it (null: there is none; a past time: it no longer does). */
+  previous_webhook_secret_until: a.previousWebhookSecret ? iso(a.previousWebhookSecret.until) : null,
   created_at: iso(a.createdAt),
 });
 

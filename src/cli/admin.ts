@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createAddressPolicy, webhookUrlProblem } from '../adapters/http-fetch';
-import { adjustBalance, createAccount, getAccount, listAccounts, topUp, updateAccount } from '../app/accounts';
+import { adjustBalance, createAccount, getAccount, listAccounts, MAX_PREVIOUS_SECRET_SECONDS, rotateWebhookSecret, topUp, updateAccount } from '../app/accounts';
 import { createApiKey, listKeys, revokeKey, updateKey } from '../app/api-keys';
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
 import { forceFailTask } from '../app/operator';
@@ -59,6 +59,14 @@ const limitUpTo =
   (max: number) =>
   (value: string): number => {
     const n = positive(value);
+    if (n > max) throw new InvalidArgumentError(`must be at most ${max}`);
+    return n;
+  };
+/** Seconds, 0 to `max`. */
+const secondsUpTo =
+  (max: number) =>
+  (value: string): number => {
+    const n = wholeNumber('seconds')(value);
     if (n > max) throw new InvalidArgumentError(`must be at most ${max}`);
     return n;
   };
@@ -161,6 +169,13 @@ export function accountCommands(program: Command, config: () => Config): void {
         const patch = { ...(o.name !== undefined ? { name: o.name } : {}), ...(callbackUrl !== undefined ? { callbackUrl } : {}) };
         print(accountView(await updateAccount(store, id, patch)));
       }),
+    );
+  accounts
+    .command('rotate-webhook-secret <id>')
+    .description('a new webhook secret; the one it replaces signs beside it for a day (or --previous-valid-seconds; 0: stops at once)')
+    .option('--previous-valid-seconds <n>', `how long the replaced secret still signs, 0 to ${MAX_PREVIOUS_SECRET_SECONDS}`, secondsUpTo(MAX_PREVIOUS_SECRET_SECONDS))
+    .action(async (id: string, o: { previousValidSeconds?: number }) =>
+      withStore(config(), async (store) => print(accountView(await rotateWebhookSecret(store, systemClock, id, o.previousValidSeconds)))),
     );
   accounts
     .command('get <id>')

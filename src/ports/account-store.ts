@@ -13,6 +13,8 @@ export interface Account {
   readonly callbackUrl?: string;
   /** Signs this account's webhooks (Standard Webhooks, `whsec_…`). */
   readonly webhookSecret: string;
+  /** The secret a rotation replaced: deliveries are signed with it too until `until` (epoch ms). */
+  readonly previousWebhookSecret?: { readonly secret: string; readonly until: number };
   readonly createdAt: number;
 }
 
@@ -108,6 +110,12 @@ export interface AccountStore {
   getAccount(id: string): Promise<Account | undefined>;
   /** Changes what is given (`callbackUrl: null` removes it); the account as it now is, undefined if there is none. */
   updateAccount(id: string, patch: { readonly name?: string; readonly callbackUrl?: string | null }): Promise<Account | undefined>;
+  /**
+   * Makes `secret` the account's webhook secret. The one it replaces signs beside it until `previousUntil` (epoch
+   * ms); with no `previousUntil` it stops at once (a secret that leaked). A secret that an earlier rotation kept is
+   * dropped either way: at most two sign at once. The account as it now is, undefined if there is none.
+   */
+  rotateWebhookSecret(id: string, secret: string, previousUntil: number | undefined): Promise<Account | undefined>;
   countAccounts(): Promise<number>;
   createKey(input: Omit<ApiKeyRecord, 'revokedAt' | 'spent'>): Promise<ApiKeyRecord>;
   getKey(id: string): Promise<ApiKeyRecord | undefined>;

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { signedHeaders } from '../app/webhook-signature';
+import { secretsAt, signedHeaders } from '../app/webhook-signature';
 import type { Clock } from '../ports/clock';
 import type { DeliveryStep, NewWebhookAttempt, WebhookDelivery } from '../ports/delivery-store';
 import type { Store, TaskRecord } from '../ports/store';
@@ -340,7 +340,7 @@ export class WebhookDispatcher {
     const headers = {
       'content-type': 'application/json',
       'user-agent': 'aigc-relay-webhooks/1',
-      ...signedHeaders(account.webhookSecret, delivery.messageId, Math.floor(at / 1000), body),
+      ...signedHeaders(secretsAt(account, at), delivery.messageId, Math.floor(at / 1000), body),
     };
     const started = performance.now();
     let status: number | undefined;

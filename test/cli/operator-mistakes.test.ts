@@ -49,6 +49,18 @@ describe('operator mistakes on the command line', () => {
     expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).balance).toBe(100);
   });
 
+  it('accounts rotate-webhook-secret: past a week or not seconds refused, secret unchanged; then rotated, the old one kept as asked', async () => {
+    const before = JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).webhook_secret;
+    for (const seconds of ['604801', '1.5', '-1', 'a day']) await refused(['accounts', 'rotate-webhook-secret', accountId, '--previous-valid-seconds', seconds], /previous-valid-seconds/);
+    await refused(['accounts', 'rotate-webhook-secret', 'acct_nope'], /^aigc-relay: account "acct_nope" does not exist/);
+    expect(JSON.parse((await runCli(['accounts', 'get', accountId], env)).stdout).webhook_secret).toBe(before);
+    const rotated = JSON.parse((await runCli(['accounts', 'rotate-webhook-secret', accountId, '--previous-valid-seconds', '60'], env)).stdout);
+    expect(rotated.webhook_secret).toMatch(/^whsec_/);
+    expect(rotated.webhook_secret).not.toBe(before);
+    expect(Date.parse(rotated.previous_webhook_secret_until) - Date.now()).toBeLessThanOrEqual(60_000);
+    expect(Date.parse(rotated.previous_webhook_secret_until) - Date.now()).toBeGreaterThan(0);
+  });
+
   it('accounts create with a callback URL the admin API refuses, or an empty name: refused, no account made', async () => {
     await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'not a url'], /^aigc-relay: callback_url: /);
     await refused(['accounts', 'create', '--name', 'x', '--callback-url', 'http://127.0.0.1:9/hook'], /^aigc-relay: callback_url: refused: 127\.0\.0\.1 is a loopback.*set AIGC_RELAY_ALLOW_PRIVATE_URLS for this command/);

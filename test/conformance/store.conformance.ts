@@ -126,6 +126,21 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.accounts.updateAccount('acct_nope', { name: 'x' })).toBeUndefined();
       });
 
+      it('rotates the webhook secret: the replaced one kept until a time, or dropped at once; never more than two', async () => {
+        const a = await store.accounts.createAccount({ id: 'acct_r', name: 'r', balance: 0, webhookSecret: 'whsec_one', now: 1 });
+        expect(a.previousWebhookSecret).toBeUndefined();
+        const once = await store.accounts.rotateWebhookSecret('acct_r', 'whsec_two', 5_000);
+        expect(once).toEqual({ ...a, webhookSecret: 'whsec_two', previousWebhookSecret: { secret: 'whsec_one', until: 5_000 } });
+        expect(await store.accounts.getAccount('acct_r')).toEqual(once);
+        // Again within the window: the oldest goes, the one just replaced is kept.
+        const twice = await store.accounts.rotateWebhookSecret('acct_r', 'whsec_three', 9_000);
+        expect(twice).toMatchObject({ webhookSecret: 'whsec_three', previousWebhookSecret: { secret: 'whsec_two', until: 9_000 } });
+        // A leaked secret: replaced with none kept.
+        const leaked = await store.accounts.rotateWebhookSecret('acct_r', 'whsec_four', undefined);
+        expect(leaked).toEqual({ ...a, webhookSecret: 'whsec_four' });
+        expect(await store.accounts.rotateWebhookSecret('acct_nope', 'whsec_x', undefined)).toBeUndefined();
+      });
+
       it('tops up an account (ledger row included) and refuses an unknown one without writing', async () => {
         const { accountId } = await account(100);
         expect(await store.accounts.topUp(accountId, 50, 'invoice 7', 3)).toBe(150);

@@ -1,7 +1,7 @@
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { requestFingerprint } from '../../src/app/idempotency';
-import { signedHeaders } from '../../src/app/webhook-signature';
+import { secretsAt, signedHeaders } from '../../src/app/webhook-signature';
 import { readIdempotencyKey, readPreferWait } from '../../src/domain/delivery';
 import { DEFAULT_WEBHOOK_POLICY, nextStep } from '../../src/worker/webhook-dispatcher';
 
@@ -54,6 +54,15 @@ describe('webhook signature', () => {
     expect(() => new Webhook(secret).verify(body, { ...headers, 'webhook-id': 'msg_r2' })).toThrow();
     expect(() => new Webhook(secret).verify(body, { ...headers, 'webhook-timestamp': String(now + 1) })).toThrow();
     expect(() => new Webhook(secret).verify(`${body} `, headers)).toThrow();
+  });
+
+  it('a rotated-out secret signs beside the new one until its time, and not from then on', () => {
+    const account = { webhookSecret: 'whsec_new', previousWebhookSecret: { secret: 'whsec_old', until: 10_000 } };
+    expect(secretsAt(account, 9_999)).toEqual(['whsec_new', 'whsec_old']);
+    expect(secretsAt(account, 10_000)).toEqual(['whsec_new']);
+    expect(secretsAt({ webhookSecret: 'whsec_new' }, 0)).toEqual(['whsec_new']);
+    const signature = signedHeaders(['whsec_AAAA', 'whsec_BBBB'], 'msg_1', 1, '{}')['webhook-signature'];
+    expect(signature.split(' ')).toEqual([signedHeaders('whsec_AAAA', 'msg_1', 1, '{}')['webhook-signature'], signedHeaders('whsec_BBBB', 'msg_1', 1, '{}')['webhook-signature']]);
   });
 });
 

@@ -97,6 +97,35 @@ describe('webhooks', () => {
     expect(() => verified(secret, { ...got, body: got.body.replace('ctx-7', 'ctx-8') })).toThrow();
   });
 
+  it('after a rotation both secrets sign until the old one ends; rotated with 0, only the new one does', async () => {
+    const { relay, receiver, secret: first } = await setUp();
+    const accountId = await devAccountId(relay);
+    const rotate = (body?: object) => relay.admin.post(`/admin/v1/accounts/${accountId}/webhook-secret`, body);
+    const rotated = await rotate();
+    expect(rotated.status).toBe(200);
+    const second = rotated.body.webhook_secret as string;
+    expect(second).toMatch(/^whsec_/);
+    expect(second).not.toBe(first);
+    const until = Date.parse(rotated.body.previous_webhook_secret_until);
+    expect(until - Date.now()).toBeGreaterThan(23 * 3600_000);
+    expect(until - Date.now()).toBeLessThanOrEqual(24 * 3600_000);
+
+    await relay.api.post(withWebhook(receiver.url), body('during the switch'));
+    const during = await receiver.nth(1);
+    expect(String(during.headers['webhook-signature']).split(' ')).toHaveLength(2);
+    expect(verified(first, during).outcome).toBe('succeeded');
+    expect(verified(second, during).outcome).toBe('succeeded');
+
+    // A leaked secret: rotated again with nothing kept, only the newest signs.
+    const third = (await rotate({ previous_valid_seconds: 0 })).body;
+    expect(third.previous_webhook_secret_until).toBeNull();
+    await relay.api.post(withWebhook(receiver.url), body('after the leak'));
+    const after = await receiver.nth(2);
+    expect(String(after.headers['webhook-signature']).split(' ')).toHaveLength(1);
+    expect(verified(third.webhook_secret, after).outcome).toBe('succeeded');
+    for (const old of [first, second]) expect(() => verified(old, after)).toThrow();
+  });
+
   it('a receiver that fails 3 times then succeeds gets exactly one successful delivery; every attempt is logged', async () => {
     const { relay, receiver, secret, finalAttempt } = await setUp((r) => (r.n <= 3 ? 500 : 200));
     const res = await relay.api.post(withWebhook(receiver.url), body('flaky receiver'));

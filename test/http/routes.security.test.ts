@@ -65,10 +65,32 @@ describe('admin routes', () => {
     ['a wrong token', () => 'x'.repeat(32)],
   ])('401 with %s', async (_name, token) => {
     const client = apiClient(t.url, token?.());
-    for (const res of [await client.get('/admin/v1/prices'), await client.post('/admin/v1/accounts', { name: 'x' })]) {
+    const accountId = (await t.relay.store.accounts.getKey(t.devKey.slice(3).split('.')[0]!))!.accountId;
+    const before = (await t.relay.store.accounts.getAccount(accountId))!.webhookSecret;
+    for (const res of [
+      await client.get('/admin/v1/prices'),
+      await client.post('/admin/v1/accounts', { name: 'x' }),
+      await client.post(`/admin/v1/accounts/${accountId}/webhook-secret`),
+    ]) {
       expect(res.status).toBe(401);
       expect(res.body.Response.Error.Code).toBe('AuthFailure');
     }
+    expect((await t.relay.store.accounts.getAccount(accountId))!.webhookSecret).toBe(before);
+  });
+
+  it('rotates a webhook secret with no body (the replaced one kept a day); 400 naming the field, 404 for no such account', async () => {
+    const account = await t.admin.post('/admin/v1/accounts', { name: 'rotating' });
+    const rotated = await t.admin.post(`/admin/v1/accounts/${account.body.id}/webhook-secret`);
+    expect(rotated.status).toBe(200);
+    expect(rotated.body).toMatchObject({ id: account.body.id, webhook_secret: expect.stringMatching(/^whsec_/) });
+    expect(rotated.body.webhook_secret).not.toBe(account.body.webhook_secret);
+    expect(Date.parse(rotated.body.previous_webhook_secret_until)).toBeGreaterThan(Date.now());
+    const tooLong = await t.admin.post(`/admin/v1/accounts/${account.body.id}/webhook-secret`, { previous_valid_seconds: 8 * 24 * 3600 });
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.body.Response.Error.Message).toMatch(/^previous_valid_seconds: /);
+    const unknown = await t.admin.post('/admin/v1/accounts/acct_nope/webhook-secret', { previous_valid_seconds: 0 });
+    expect(unknown.status).toBe(404);
+    expect((await t.admin.get(`/admin/v1/accounts/${account.body.id}`)).body.webhook_secret).toBe(rotated.body.webhook_secret);
   });
 
   it('creates an account and a key; the key works and is stored only as a hash', async () => {

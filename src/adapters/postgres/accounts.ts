@@ -40,6 +40,15 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
       );
       return row && toAccount(row);
     },
+    async rotateWebhookSecret(id, secret, previousUntil) {
+      const row = await one<AccountRow>(
+        pool,
+        `UPDATE accounts SET previous_webhook_secret = CASE WHEN $3::bigint IS NULL THEN NULL ELSE webhook_secret END,
+           previous_secret_until = $3::bigint, webhook_secret = $2 WHERE id = $1 RETURNING *`,
+        [id, secret, previousUntil ?? null],
+      );
+      return row && toAccount(row);
+    },
     async countAccounts() {
       return (await one<{ n: number }>(pool, 'SELECT count(*) AS n FROM accounts'))!.n;
     },

@@ -593,4 +593,9 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE tasks ADD COLUMN handed_back INTEGER NOT NULL DEFAULT 0;
   `,
+  // A rotated webhook secret, as on SQLite: the one it replaced signs beside it until `previous_secret_until`.
+  `
+  ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
+  ALTER TABLE accounts ADD COLUMN previous_secret_until BIGINT;
+  `,
 ];

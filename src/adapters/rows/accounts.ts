@@ -8,6 +8,8 @@ export interface AccountRow {
   held: number;
   callback_url: string | null;
   webhook_secret: string;
+  previous_webhook_secret: string | null;
+  previous_secret_until: number | null;
   created_at: number;
 }
 
@@ -59,6 +61,9 @@ export const toAccount = (r: AccountRow): Account => ({
   webhookSecret: r.webhook_secret,
   createdAt: r.created_at,
   ...optional('callbackUrl', r.callback_url),
+  ...(r.previous_webhook_secret !== null && r.previous_secret_until !== null
+    ? { previousWebhookSecret: { secret: r.previous_webhook_secret, until: Number(r.previous_secret_until) } }
+    : {}),
 });
 
 export const toKey = (r: KeyRow): ApiKeyRecord => ({

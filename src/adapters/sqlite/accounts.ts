@@ -76,6 +76,14 @@ export function sqliteAccountStore(db: Db): AccountStore {
       const row = selectAccount.get(id);
       return row && toAccount(row);
     },
+    async rotateWebhookSecret(id, secret, previousUntil) {
+      db.prepare(
+        `UPDATE accounts SET previous_webhook_secret = CASE WHEN @until IS NULL THEN NULL ELSE webhook_secret END,
+           previous_secret_until = @until, webhook_secret = @secret WHERE id = @id`,
+      ).run({ id, secret, until: previousUntil ?? null });
+      const row = selectAccount.get(id);
+      return row && toAccount(row);
+    },
     async countAccounts() {
       return (db.prepare('SELECT COUNT(*) AS n FROM accounts').get() as { n: number }).n;
     },

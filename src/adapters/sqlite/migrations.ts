@@ -282,4 +282,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE tasks ADD COLUMN handed_back INTEGER NOT NULL DEFAULT 0;
   `,
+  // A rotated webhook secret (AccountStore.rotateWebhookSecret): the one it replaced keeps signing beside it until
+  // `previous_secret_until`, so receivers can move to the new one without rejecting a delivery meanwhile.
+  `
+  ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
+  ALTER TABLE accounts ADD COLUMN previous_secret_until INTEGER;
+  `,
 ];

@@ -18,6 +18,12 @@ export const AccountBody = Type.Object({
   available: Credits,
   callback_url: Nullable(Type.String()),
   webhook_secret: Type.String({ description: 'whsec_<base64>: the key of the webhook signatures (Standard Webhooks)' }),
+  previous_webhook_secret_until: Nullable(
+    Type.String({
+      format: 'date-time',
+      description: 'After a rotation: until when the secret it replaced signs beside `webhook_secret` (null: there is none; a past time: it no longer does)',
+    }),
+  ),
   created_at: Time,
 });
 

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { createAccount, getAccount, listAccounts, updateAccount } from '../../app/accounts';
+import { createAccount, getAccount, listAccounts, MAX_PREVIOUS_SECRET_SECONDS, rotateWebhookSecret, updateAccount } from '../../app/accounts';
 import { NEW_ACCOUNTS_SCOPE } from '../../app/idempotency';
 import { accountView, auditView, taskView } from '../../app/admin-views';
 import { forceFailTask } from '../../app/operator';
@@ -103,6 +103,31 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
           await updateAccount(store, request.params.id, { ...(name !== undefined ? { name } : {}), ...(callbackUrl !== undefined ? { callbackUrl } : {}) }),
         );
       },
+    );
+
+    scope.post<{ Params: { id: string }; Body: { previous_valid_seconds?: number } | null | undefined }>(
+      '/admin/v1/accounts/:id/webhook-secret',
+      {
+        schema: schema(
+          'Rotate the webhook secret: a new `webhook_secret` signs from now on, and the one it replaces signs beside it (two ' +
+            'signatures in `webhook-signature`) for `previous_valid_seconds` (default a day, at most a week; 0 stops it at ' +
+            'once, for a secret that leaked), so receivers can switch without refusing a delivery. A secret kept by an ' +
+            'earlier rotation stops.',
+          {
+            params: Id,
+            // `null` admits a POST with no body at all (Fastify validates an absent body as null).
+            body: Type.Unsafe<{ previous_valid_seconds?: number } | null>({
+              ...Type.Object(
+                { previous_valid_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PREVIOUS_SECRET_SECONDS })) },
+                { additionalProperties: false },
+              ),
+              nullable: true,
+            }),
+            response: { 200: AccountBody },
+          },
+        ),
+      },
+      async (request) => accountView(await rotateWebhookSecret(store, clock, request.params.id, request.body?.previous_valid_seconds)),
     );
 
     scope.get<{ Querystring: { account?: string; status?: TaskState; limit?: number; cursor?: string } }>(
