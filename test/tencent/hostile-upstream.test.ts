@@ -12,8 +12,23 @@ import { ledgerOf, startHarness, type Harness } from './harness';
  * answers. Whatever it says, the relay keeps running, every task ends (or retries within its budget) and the client's
  * hold is captured once on success or released on failure.
  */
+
 let h: Harness | undefined;
 const openHarness = closedAfterEach(startHarness);
+
+/** The task's ledger: its hold, and that hold released (it failed or was cancelled) or captured (it succeeded). */
+async function expectReleased(taskId: string, price: number): Promise<void> {
+  expect(await ledgerOf(h!.t, taskId)).toEqual([
+    { kind: 'hold', amount: price },
+    { kind: 'release', amount: price },
+  ]);
+}
+async function expectCaptured(taskId: string, price: number): Promise<void> {
+  expect(await ledgerOf(h!.t, taskId)).toEqual([
+    { kind: 'hold', amount: price },
+    { kind: 'capture', amount: price },
+  ]);
+}
 
 /** Errors nobody caught: one would have taken the relay's process down (serve.ts handles no uncaughtException). */
 const uncaught: unknown[] = [];
@@ -48,10 +63,7 @@ describe('a hostile or broken Tencent upstream', () => {
     expect(broken).toBe(2);
     expect(uncaught).toEqual([]);
     expect(task.state).toBe('succeeded');
-    expect(await ledgerOf(h.t, id)).toEqual([
-      { kind: 'hold', amount: task.price },
-      { kind: 'capture', amount: task.price },
-    ]);
+    await expectCaptured(id, task.price);
   });
 
   it('an endless JSON answer is cut off at a bound, not read into memory until the deadline', async () => {
@@ -100,10 +112,7 @@ describe("a Tencent task's output links", () => {
     expect(task.error?.code).toBe('FailedOperation.Upstream');
     expect(task.error?.message).toMatch(/^output image 1 of 1: refused: /);
     expect(task.error?.message).not.toContain('127.0.0.1');
-    expect(await ledgerOf(h.t, id)).toEqual([
-      { kind: 'hold', amount: task.price },
-      { kind: 'release', amount: task.price },
-    ]);
+    await expectReleased(id, task.price);
   });
 
   it('a redirect from a listed address to an unlisted one is not followed', async () => {
@@ -121,10 +130,7 @@ describe("a Tencent task's output links", () => {
     expect(h.server.outputRequests.filter((r) => r.host.startsWith('0.0.0.0'))).toEqual([]);
     expect(task.state).toBe('failed');
     expect(task.error?.message).toMatch(/refused/);
-    expect(await ledgerOf(h.t, id)).toEqual([
-      { kind: 'hold', amount: task.price },
-      { kind: 'release', amount: task.price },
-    ]);
+    await expectReleased(id, task.price);
   });
 
   it('a finished task that lists hundreds of images has only a bounded number downloaded and kept', async () => {
@@ -136,10 +142,7 @@ describe("a Tencent task's output links", () => {
     expect(task.state).toBe('succeeded');
     expect(h.server.outputRequests.length).toBeLessThanOrEqual(9);
     expect(task.result!.images.length).toBeLessThanOrEqual(9);
-    expect(await ledgerOf(h.t, id)).toEqual([
-      { kind: 'hold', amount: task.price },
-      { kind: 'capture', amount: task.price },
-    ]);
+    await expectCaptured(id, task.price);
   });
 });
 
@@ -173,14 +176,8 @@ describe('contradictory answers about upstream tasks', () => {
     expect(a.state).toBe('succeeded');
     expect(b.state).not.toBe('succeeded');
     expect(b.error?.message).toMatch(/Tencent VOD/);
-    expect(await ledgerOf(h.t, second)).toEqual([
-      { kind: 'hold', amount: b.price },
-      { kind: 'release', amount: b.price },
-    ]);
-    expect(await ledgerOf(h.t, first)).toEqual([
-      { kind: 'hold', amount: a.price },
-      { kind: 'capture', amount: a.price },
-    ]);
+    await expectReleased(second, b.price);
+    await expectCaptured(first, a.price);
   });
 });
 
@@ -194,10 +191,7 @@ describe('fields of unexpected types', () => {
     const task = await within('the task to end', 8_000, h.finished(id));
     expect(task.state).toBe('failed');
     expect(typeof task.error?.code).toBe('string');
-    expect(await ledgerOf(h.t, id)).toEqual([
-      { kind: 'hold', amount: task.price },
-      { kind: 'release', amount: task.price },
-    ]);
+    await expectReleased(id, task.price);
   });
 
   it('a refusal whose Error.Code is not a string fails with a code the store can keep, released', async () => {
@@ -212,9 +206,6 @@ describe('fields of unexpected types', () => {
     const task = await within('the task to end', 8_000, h.finished(id));
     expect(task.state).toBe('failed');
     expect(typeof task.error?.code).toBe('string');
-    expect(await ledgerOf(h.t, id)).toEqual([
-      { kind: 'hold', amount: task.price },
-      { kind: 'release', amount: task.price },
-    ]);
+    await expectReleased(id, task.price);
   });
 });
