@@ -81,9 +81,17 @@ export class TencentVodProvider implements ImageProvider {
     private readonly tasks: ResumeStore,
   ) {}
 
-  /** Total upstream capacity of the channels (at least 1, so tasks of a model that lost its channels still fail). */
+  /**
+   * Total upstream capacity of the channels, plus one spare slot, for the tasks that need no free channel slot:
+   * - a task with work under way upstream (handed back by a node that died or stopped) adopts its own slot. On
+   *   PostgreSQL that slot is still counted as another node's until it is adopted, so without the spare a node whose
+   *   own tasks filled the rest left it in the queue until one of them ended, though it had finished at Tencent;
+   * - a queued task of a model no channel serves any more (its channels disabled or deleted) must be dispatched to
+   *   fail at once, not wait for the tasks still running on those channels (they count in `capacity`).
+   * The per-model quotas (`modelCapacity`) keep the spare slot from new submissions of the models that are served.
+   */
   get concurrency(): number {
-    return Math.max(1, this.rt.pool.capacity);
+    return this.rt.pool.capacity + 1;
   }
 
   /** Per model: its channels' capacity (the engine passes over models whose channels are full). */
