@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { TencentVodOverrides } from '../../src/adapters/tencent';
 import type { Clock } from '../../src/ports/clock';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
@@ -46,6 +47,8 @@ export async function startHarness(
     tencent?: TencentVodOverrides;
     env?: Record<string, string>;
     clock?: Clock;
+    /** Where the relay logs (silent by default): for tests that read the server log (helpers/captured-log.ts). */
+    logger?: Logger;
   } = {},
 ): Promise<Harness> {
   const accounts = Array.from({ length: options.accounts ?? 1 }, (_, i) => makeAccount(i + 1));
@@ -54,7 +57,7 @@ export async function startHarness(
   const t = await startTestRelay({
     // The test server serves its output images on loopback, which the relay fetches from only when listed.
     env: { ...LOOPBACK_OUTPUTS, ...options.env },
-    overrides: { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 }, ...(options.clock ? { clock: options.clock } : {}) },
+    overrides: { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 }, ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) },
   });
   let relayOpen = true;
   return {

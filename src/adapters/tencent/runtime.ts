@@ -42,12 +42,16 @@ export interface RuntimeDeps {
   readonly fetchOutput: OutputFetch;
 }
 
+const FOLLOW_WARNING_EVERY_MS = 60_000;
+
 export class TencentRuntime {
   readonly pool: ChannelPool;
   readonly follower: TaskFollower;
   readonly events: EventPump;
   readonly reconcileOptions: ReconcileOptions;
   private readonly clients = new Map<string, { updatedAt: number; access: ChannelAccess }>();
+  /** When each channel's failures of each code were last logged (warnOf). */
+  private readonly warned = new Map<string, number>();
   /** Kept across clients: a channel whose settings change is still the same upstream account. */
   private readonly pacer: SubmissionPace;
 
@@ -73,7 +77,10 @@ export class TencentRuntime {
       const channel = this.pool.channel(id);
       return channel && this.access(channel);
     };
-    const noteError = (id: string, code: string, message: string) => this.pool.noteError(id, code, message);
+    const noteError = (id: string, code: string, message: string) => {
+      this.pool.noteError(id, code, message);
+      this.warnOf(id, code, message);
+    };
     this.follower = new TaskFollower({
       channel: channelAccess,
       clock,
@@ -98,6 +105,25 @@ export class TencentRuntime {
       createTimeoutMs: options.createTimeoutMs,
       callTimeoutMs: options.callTimeoutMs,
     };
+  }
+
+  /**
+   * Failed follow-up calls (DescribeTaskDetail, PullEvents, ConfirmEvents) in the server log, not only in the channel's
+   * health: a channel whose keys were revoked or mistyped, or whose endpoint is unreachable, keeps its tasks (their
+   * credits and slots) while every call fails, and a deleted channel has no health view at all. Once a minute at
+   * most per channel and code, so a run of failures is one line a minute, not one per call.
+   */
+  private warnOf(channelId: string, code: string, message: string): void {
+    const key = `${channelId}\n${code}`;
+    const now = this.deps.clock.now();
+    const last = this.warned.get(key);
+    if (last !== undefined && now - last < FOLLOW_WARNING_EVERY_MS) return;
+    this.warned.set(key, now);
+    const channel = this.pool.channel(channelId);
+    this.deps.log.warn(
+      { channel: channel?.name, channelId, ...(channel?.deletedAt !== undefined ? { deleted: true } : {}), code, err: message },
+      'an upstream call following a channel\'s tasks failed (the same code on this channel is logged once a minute at most)',
+    );
   }
 
   get options(): TencentVodOptions {
