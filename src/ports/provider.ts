@@ -102,16 +102,21 @@ export type CancelVerdict = 'not-started' | 'cancelled' | 'too-late';
 /**
  * Typed failures steer the engine's one retry path: a retryable error hands the attempt back (with backoff) until
  * the attempt budget is spent; a permanent one fails the task at once. Anything untyped counts as retryable.
+ * `retryAfterMs`: the provider knows the next attempt cannot help sooner (an upstream that is throttling): the
+ * engine waits at least that long, its own backoff if longer.
  */
 export class ProviderError extends Error {
+  readonly retryAfterMs?: number;
+
   constructor(
     readonly code: string,
     message: string,
     readonly retryable: boolean,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
     this.name = 'ProviderError';
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 

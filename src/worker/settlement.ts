@@ -161,7 +161,7 @@ export class RunSettlement {
     const used = attemptsUsed(task);
     log.warn({ taskId: task.id, code: error.code, retryable: error.retryable, attempt: used, err }, 'attempt failed');
     if (error.retryable && used < retry.maxAttempts) {
-      const notBefore = now + retryDelayMs(retry, used);
+      const notBefore = now + Math.max(retryDelayMs(retry, used), error.retryAfterMs ?? 0);
       await store.tasks.appendLog(task.id, `Attempt ${used} failed (${error.code}); retrying.`, now);
       const handedBack = await store.tasks.requeue(task.id, task.attempts, notBefore, now);
       // As stored now: the queue files it by the checkpoint the attempt left (work under way or not). Read also when

@@ -158,6 +158,26 @@ describe('Tencent VOD upstream', () => {
     expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
   });
 
+  it('every channel throttling: the next attempt waits out the spell (throttledRetry), not the engine\'s milliseconds', async () => {
+    h = await openHarness({ accounts: 2, tencent: { throttledRetry: { firstMs: 400, maxMs: 400 } } });
+    await h.addChannel(h.accounts[0]!);
+    await h.addChannel(h.accounts[1]!);
+    const creates: number[] = [];
+    h.server.onCreate = () => {
+      creates.push(performance.now());
+      return creates.length <= 2 ? { kind: 'refuse', code: 'LimitExceeded.AigcConcurrency', message: 'too many tasks' } : { kind: 'accept' };
+    };
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(task.attempts).toBe(2);
+    // Both channels refused in the first attempt, one after the other; the second attempt came no sooner than asked
+    // (the engine's own backoff here is 5–20 ms).
+    expect(creates).toHaveLength(3);
+    expect(creates[2]! - creates[1]!).toBeGreaterThanOrEqual(400);
+    expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
+  });
+
   it('fails over: channel A answers RequestLimitExceeded, the task completes on channel B, charged once', async () => {
     h = await openHarness({ accounts: 2 });
     const [a, b] = h.accounts as [typeof h.accounts[0], typeof h.accounts[0]];

@@ -18,6 +18,7 @@ export const FAST: TencentVodOverrides = {
   breaker: { failureThreshold: 3, cooldownMs: 60_000 },
   channelRefreshMs: 60_000,
   download: { firstRetryMs: 10, retryForMs: 1_000 },
+  throttledRetry: { firstMs: 20, maxMs: 80 },
 };
 
 /** The test server's output links are on 127.0.0.1: listed, as an operator lists an intranet image store. */

@@ -173,6 +173,16 @@ export function describe(f: UpstreamFailure): string {
   return `Tencent VOD: ${f.clientMessage ?? f.message}${f.requestId ? ` (RequestId ${f.requestId})` : ''}`;
 }
 
-export function toProviderError(f: UpstreamFailure, retryable: boolean): ProviderError {
-  return new ProviderError(f.code, describe(f), retryable);
+/**
+ * The least wait before the next attempt when every channel refused and one was throttling (isThrottled), after
+ * attempt number `attempt` (1-based): `firstMs` doubling to `maxMs` (by default 10 s to a minute, options.ts). Tencent's account quotas (`LimitExceeded*`, concurrent AIGC tasks)
+ * free up as tasks end, in seconds to minutes; the engine's own backoff (1 s, 2 s) would spend a task's attempts on
+ * a throttling spell in 3 seconds and fail it.
+ */
+export function throttledRetryAfterMs(attempt: number, wait: { readonly firstMs: number; readonly maxMs: number }): number {
+  return Math.min(wait.maxMs, wait.firstMs * 2 ** Math.max(0, attempt - 1));
+}
+
+export function toProviderError(f: UpstreamFailure, retryable: boolean, retryAfterMs?: number): ProviderError {
+  return new ProviderError(f.code, describe(f), retryable, retryAfterMs === undefined ? undefined : { retryAfterMs });
 }

@@ -23,6 +23,11 @@ export interface TencentVodOptions {
   readonly download: { readonly timeoutMs: number; readonly maxBytes: number; readonly retryForMs: number; readonly firstRetryMs: number };
   /** Lifetime of the signed links handed to Tencent for the client's own input files. */
   readonly inputLinkTtlMs: number;
+  /**
+   * The least wait before the next attempt when every channel refused a submission and one was throttling: `firstMs`
+   * after the first attempt, doubling to `maxMs` (errors.ts throttledRetryAfterMs).
+   */
+  readonly throttledRetry: { readonly firstMs: number; readonly maxMs: number };
   readonly random?: () => number;
 }
 
@@ -52,6 +57,7 @@ export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
   // Two minutes in place per attempt: the run keeps its engine slot (and so the channel's share of the lane) meanwhile.
   download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024, retryForMs: 2 * 60_000, firstRetryMs: 1_000 },
   inputLinkTtlMs: 3 * DAY,
+  throttledRetry: { firstMs: 10_000, maxMs: 60_000 },
 };
 
 /** Any subset of the options; grouped settings merge one level deep. */
@@ -67,6 +73,7 @@ export interface TencentVodOverrides {
   readonly sharedSlotsRefreshMs?: number;
   readonly download?: Partial<TencentVodOptions['download']>;
   readonly inputLinkTtlMs?: number;
+  readonly throttledRetry?: Partial<TencentVodOptions['throttledRetry']>;
   readonly random?: () => number;
 }
 
@@ -81,5 +88,6 @@ export function resolveOptions(overrides: TencentVodOverrides = {}): TencentVodO
     breaker: { ...o.breaker, ...overrides.breaker },
     submissions: { ...o.submissions, ...overrides.submissions },
     download: { ...o.download, ...overrides.download },
+    throttledRetry: { ...o.throttledRetry, ...overrides.throttledRetry },
   };
 }

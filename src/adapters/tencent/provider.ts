@@ -266,6 +266,7 @@ export class TencentVodProvider implements ImageProvider {
       watchSession: (channelId, id, cb) => this.rt.follower.watchSession(channelId, id, cb),
       clock: this.rt.clock,
       createTimeoutMs: this.rt.options.createTimeoutMs,
+      throttledRetry: this.rt.options.throttledRetry,
       reconcile: this.rt.reconcileOptions,
       log: (obj, msg) => this.rt.log.info(obj, msg),
     }, round);

@@ -3,7 +3,7 @@ import type { Clock } from '../../ports/clock';
 import { IDLE_CHECKPOINT, permanentError, ProviderCancelledError, type ProviderJob, type RunContext } from '../../ports/provider';
 import type { ChannelLease, ChannelPool } from '../upstream-channels/channel-pool';
 import type { Vod, VodApi } from './client';
-import { classify, describe, isDuplicateSession, isThrottled, mayHaveCreated, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
+import { classify, describe, isDuplicateSession, isThrottled, mayHaveCreated, throttledRetryAfterMs, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
 import type { ChannelAccess } from './follower';
 import { lookUpAfterServerError, reconcile, type ReconcileOptions, type ReconcileRequest } from './reconcile';
 import type { RunState } from './run-state';
@@ -31,6 +31,8 @@ export interface SubmitDeps {
   readonly watchSession: (channelId: string, sessionId: string, onFound: (upstreamTaskId: string) => void) => () => void;
   readonly clock: Clock;
   readonly createTimeoutMs: number;
+  /** TencentVodOptions.throttledRetry. */
+  readonly throttledRetry: { readonly firstMs: number; readonly maxMs: number };
   readonly reconcile: ReconcileOptions;
   readonly log: (obj: object, msg: string) => void;
 }
@@ -63,11 +65,13 @@ export async function submitWithFailover(
   let last: UpstreamFailure | undefined;
   // When every channel refused, one that was only busy decides: the attempt is worth retrying whatever the others said.
   let transient: UpstreamFailure | undefined;
+  let throttled = false;
   for (;;) {
     state.enter('selecting');
     const lease = await deps.pool.acquire(model, version, tried, ctx.signal, { taskId: job.taskId, attempt: job.attempt });
     if (!lease) {
-      if (transient) throw toProviderError(transient, true);
+      // Throttled: its attempt waits out the spell (throttledRetryAfterMs) instead of the engine's seconds.
+      if (transient) throw toProviderError(transient, true, throttled ? throttledRetryAfterMs(job.attempt, deps.throttledRetry) : undefined);
       if (!last) throw permanentError(UNREACHABLE, `Tencent VOD: no enabled upstream channel serves ${model} ${version}`);
       throw toProviderError(last, false);
     }
@@ -157,6 +161,7 @@ export async function submitWithFailover(
         tried.add(channel.id);
         last = f;
         if (f.kind === 'transient') transient ??= f;
+        if (isThrottled(f)) throttled = true;
       }
     } finally {
       if (!keep) lease.release();
