@@ -241,7 +241,7 @@ describe('Tencent VOD upstream', () => {
     expect(task.state).toBe('failed');
     expect(task.error!.code).toBe('AuthFailure.SignatureFailure');
     // The text is about the operator's account (it may name its uin or a policy): the client gets the code alone.
-    expect(task.error!.message).toMatch(/^Tencent VOD: the upstream account could not be used \(AuthFailure\.SignatureFailure\)/);
+    expect(task.error!.message).toMatch(/^Tencent VOD: the relay's upstream account could not be used \(AuthFailure\.SignatureFailure\); this is for the relay's operator to fix, not a fault of the request or its key/);
     expect(task.error!.message).not.toMatch(/signature does not match/);
     const health = (await h.t.admin.get(`/admin/v1/channels/${channel.id}`)).body.health;
     expect(health.recent_errors[0].message).toMatch(/signature does not match/);

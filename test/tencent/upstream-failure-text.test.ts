@@ -45,7 +45,7 @@ describe('upstream failures as a client reads them', () => {
     const status = seen[0]!.body;
     expect(status.error).toEqual({ code: 'FailedOperation.Upstream', message: 'Tencent VOD: the upstream could not be reached' });
     expect(status.logs.map((l: { message: string }) => l.message)).toContain(
-      'An upstream channel refused (Tencent VOD: the upstream could not be reached); trying another channel.',
+      'An upstream channel refused (Tencent VOD: the upstream could not be reached); another channel is tried if one serves this model.',
     );
 
     const health = (await h.t.admin.get(`/admin/v1/channels/${channel.id}`)).body.health;

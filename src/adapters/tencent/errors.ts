@@ -110,7 +110,8 @@ export function classify(err: unknown, submission: boolean): UpstreamFailure {
     const kind = kindOfCode(e.code);
     // The channel's account at fault: Tencent's text is about the operator's account (it may name its uin, a role, a
     // policy) and is no business of the client's. The code says enough; the whole text goes to the channel's health.
-    const forClient = kind === 'channel' ? { clientMessage: `the upstream account could not be used (${e.code})` } : {};
+    // Said to be the relay's: a client reading `AuthFailure.*` in its task's error would otherwise suspect its own key.
+    const forClient = kind === 'channel' ? { clientMessage: `the relay's upstream account could not be used (${e.code}); this is for the relay's operator to fix, not a fault of the request or its key` } : {};
     return { kind, code: e.code, message, ...requestId, ...forClient };
   }
   if (e.httpCode !== undefined) {

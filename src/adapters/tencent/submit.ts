@@ -157,7 +157,7 @@ export async function submitWithFailover(
         }
         if (isThrottled(f)) lease.throttled(f.code, f.message);
         else if (!serverError && !inDoubtFirst) lease.failed(f.code, f.message);
-        ctx.log(`An upstream channel refused (${describe(f)}); trying another channel.`);
+        ctx.log(`An upstream channel refused (${describe(f)}); another channel is tried if one serves this model.`);
         tried.add(channel.id);
         last = f;
         if (f.kind === 'transient') transient ??= f;
