@@ -65,6 +65,7 @@ export function channelView(c: ChannelRecord, health: ChannelHealth | undefined)
     events_enabled: c.eventsEnabled,
     created_at: new Date(c.createdAt).toISOString(),
     updated_at: new Date(c.updatedAt).toISOString(),
+    deleted_at: c.deletedAt === undefined ? null : new Date(c.deletedAt).toISOString(),
     health: health
       ? {
           circuit: health.circuit,
@@ -167,9 +168,10 @@ export function createChannelAdmin(deps: ChannelAdminDeps) {
       return (await deps.channels.listChannels()).map(view);
     },
 
+    /** A deleted channel too (`deleted_at` set): its tasks already upstream are still followed, and its health tells how. */
     async get(id: string): Promise<ChannelView> {
       const channel = await deps.channels.getChannel(id);
-      if (!channel || channel.deletedAt !== undefined) throw notFound('channel', id);
+      if (!channel) throw notFound('channel', id);
       return view(channel);
     },
 

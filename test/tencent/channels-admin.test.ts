@@ -98,15 +98,20 @@ describe('POST/GET/PATCH/DELETE /admin/v1/channels', () => {
     expect(logLines.join('')).not.toContain(account.secretKey);
   });
 
-  it('PATCH changes what it names; models are canonicalised; DELETE removes it from routing', async () => {
+  it('PATCH changes what it names; models are canonicalised; DELETE removes it from the list and routing, GET by id shows it deleted', async () => {
     const created = (await t.admin.post('/admin/v1/channels', body({ name: 'temp', priority: -5 }))).body;
     const patched = await t.admin.request('PATCH', `/admin/v1/channels/${created.id}`, { models: ['gem:3.0', 'hunyuan'], enabled: false, region: 'ap-guangzhou' });
     expect(patched.body).toMatchObject({ models: ['GEM:3.0', 'Hunyuan'], enabled: false, region: 'ap-guangzhou', priority: -5, name: 'temp' });
     const cleared = await t.admin.request('PATCH', `/admin/v1/channels/${created.id}`, { region: null });
     expect(cleared.body.region).toBeNull();
+    expect(cleared.body.deleted_at).toBeNull();
     expect((await t.admin.delete(`/admin/v1/channels/${created.id}`)).status).toBe(204);
-    expect((await t.admin.get(`/admin/v1/channels/${created.id}`)).status).toBe(404);
+    // Still shown by id, marked deleted: tasks already upstream on it are followed to their end.
+    const deleted = await t.admin.get(`/admin/v1/channels/${created.id}`);
+    expect(deleted.status).toBe(200);
+    expect(Date.parse(deleted.body.deleted_at)).toBeGreaterThan(0);
     expect((await t.admin.delete(`/admin/v1/channels/${created.id}`)).status).toBe(404);
+    expect((await t.admin.get('/admin/v1/channels/ch_nope')).status).toBe(404);
     const list = await t.admin.get('/admin/v1/channels');
     expect(list.body.channels.map((c: { id: string }) => c.id)).not.toContain(created.id);
   });

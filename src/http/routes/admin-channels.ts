@@ -89,6 +89,7 @@ const ChannelBody = Type.Object({
   events_enabled: Type.Boolean(),
   created_at: Type.String(),
   updated_at: Type.String(),
+  deleted_at: Type.Union([Type.String(), Type.Null()], { description: 'Set once deleted: out of routing, its tasks already upstream still followed' }),
   health: Health,
 });
 
@@ -113,7 +114,7 @@ export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.get<{ Params: { id: string } }>(
       '/admin/v1/channels/:id',
-      { schema: schema('Get an upstream channel with its health', { params: Id, response: { 200: ChannelBody } }) },
+      { schema: schema('Get an upstream channel with its health; a deleted one too (`deleted_at` set), whose tasks already upstream are still followed', { params: Id, response: { 200: ChannelBody } }) },
       async (request) => channels.get(request.params.id),
     );
 
