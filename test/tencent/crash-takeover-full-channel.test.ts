@@ -6,7 +6,7 @@ import { eventually, waitUntil } from '../helpers/eventually';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { tempDir } from '../helpers/relay';
-import { LOOPBACK_OUTPUTS, makeAccount } from './harness';
+import { addSharedChannel, LOOPBACK_OUTPUTS, makeAccount } from './harness';
 import { TencentTestServer } from './server';
 
 /**
@@ -48,16 +48,7 @@ await describeWithPostgres('a crashed node’s upstream task on a channel the ne
     const first = await spawnRelay(env);
     procs.push(first);
     const admin = apiClient(first.url, adminToken);
-    const channel = await admin.post('/admin/v1/channels', {
-      provider: 'tencent-vod',
-      name: 'shared',
-      secret_id: account.secretId,
-      secret_key: account.secretKey,
-      sub_app_id: account.subAppId,
-      endpoint: server.url,
-      max_concurrency: 2,
-    });
-    expect(channel.status, channel.text).toBe(201);
+    await addSharedChannel(admin, account, server.url, 2);
     const owner = await admin.post('/admin/v1/accounts', { name: 'takeover', balance: 10_000 });
     const key = (await admin.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
     const body = { model_name: 'GEM', model_version: '3.0', prompt: 'crash takeover' };

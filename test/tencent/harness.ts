@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { TencentVodOverrides } from '../../src/adapters/tencent';
+import { expect } from 'vitest';
 import type { Clock } from '../../src/ports/clock';
+import type { ApiClient } from '../helpers/api';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { TencentTestServer, type Account, type TencentTestServerOptions } from './server';
 
@@ -23,6 +25,21 @@ export const FAST: TencentVodOverrides = {
 
 /** The test server's output links are on 127.0.0.1: listed, as an operator lists an intranet image store. */
 export const LOOPBACK_OUTPUTS = { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' } as const;
+
+/** Adds a channel named `shared` for `account` on the test server at `endpoint`, through the admin API; its id. */
+export async function addSharedChannel(admin: ApiClient, account: Account, endpoint: string, maxConcurrency: number): Promise<string> {
+  const channel = await admin.post('/admin/v1/channels', {
+    provider: 'tencent-vod',
+    name: 'shared',
+    secret_id: account.secretId,
+    secret_key: account.secretKey,
+    sub_app_id: account.subAppId,
+    endpoint,
+    max_concurrency: maxConcurrency,
+  });
+  expect(channel.status, channel.text).toBe(201);
+  return channel.body.id as string;
+}
 
 export function makeAccount(n: number): Account {
   return { secretId: `AKIDtest${n}${randomBytes(4).toString('hex')}`, secretKey: randomBytes(20).toString('base64url'), subAppId: 1_500_000_000 + n };

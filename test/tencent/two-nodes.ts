@@ -1,10 +1,9 @@
-import { expect } from 'vitest';
 import type { TencentVodOverrides } from '../../src/adapters/tencent/options';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
 import { createTestDatabase } from '../helpers/postgres';
 import { openRelay, tempDir, waitForTask } from '../helpers/relay';
-import { FAST, LOOPBACK_OUTPUTS, makeAccount } from './harness';
+import { addSharedChannel, FAST, LOOPBACK_OUTPUTS, makeAccount } from './harness';
 import { TencentTestServer } from './server';
 
 /** Two relay nodes on one PostgreSQL sharing one Tencent channel (multi-node.test.ts, submission-pacing.test.ts). */
@@ -41,20 +40,11 @@ export async function twoNodes(dbName: string, accountNumber: number, maxConcurr
   try {
     const a = await start('node-a');
     const admin = apiClient(a.publicUrl(), ADMIN_TOKEN);
-    const channel = await admin.post('/admin/v1/channels', {
-      provider: 'tencent-vod',
-      name: 'shared',
-      secret_id: account.secretId,
-      secret_key: account.secretKey,
-      sub_app_id: account.subAppId,
-      endpoint: server.url,
-      max_concurrency: maxConcurrency,
-    });
-    expect(channel.status, channel.text).toBe(201);
+    const channelId = await addSharedChannel(admin, account, server.url, maxConcurrency);
     const b = await start('node-b');
     const owner = await admin.post('/admin/v1/accounts', { name: 'load', balance: 1_000_000 });
     const key = (await admin.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
-    return { a, b, nodes, server, account, channelId: channel.body.id as string, key, close };
+    return { a, b, nodes, server, account, channelId, key, close };
   } catch (err) {
     await close();
     throw err;
