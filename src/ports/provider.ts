@@ -57,6 +57,13 @@ export interface ImageProvider {
   readonly id: string;
   /** How many tasks the engine may run on this provider at once (may change over time, e.g. a getter). */
   readonly concurrency: number;
+  /**
+   * Slots of `concurrency` kept for tasks that need no new capacity: tasks with work under way (they resume an
+   * upstream task, which holds its capacity already) and tasks of models `modelCapacity` does not list (no capacity
+   * serves them any more: they run only to fail at once). The engine never starts a new submission of a listed model
+   * in them, however its per-model quotas add up: those overlap when capacity serves several models.
+   */
+  readonly spareSlots?: number;
   /** False when the provider reads `input.file_infos` itself (e.g. hands links upstream): the engine skips loading bytes. */
   readonly wantsInputBytes?: boolean;
   /**

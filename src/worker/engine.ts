@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { ImageProvider } from '../ports/provider';
+import type { ImageProvider, ModelCapacity } from '../ports/provider';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, TaskRecord } from '../ports/store';
 import { isTerminal } from '../domain/task-state';
@@ -263,12 +263,20 @@ export class TaskEngine {
     // Models whose own capacity is taken are passed over: their tasks wait in the queue, not in the lane, where they
     // would hold up other models' tasks. A lane with quotas has one claim in flight at a time, so each claim's
     // quotas count what the one before it started.
-    const quotas = this.quotasOf(lane);
-    if (lane.claims >= (quotas ? 1 : CLAIMS_IN_FLIGHT)) return;
+    const capacity = lane.provider.modelCapacity?.();
+    if (lane.claims >= (capacity ? 1 : CLAIMS_IN_FLIGHT)) return;
     const holding = lane.running - (lane.provider.waitingForCapacity?.() ?? 0);
     const free = lane.provider.concurrency - holding - lane.reserved;
+    // New submissions of listed models may use only the slots that are not spare (ImageProvider.spareSlots).
+    const forNew = Math.max(0, free - (lane.provider.spareSlots ?? 0));
+    const quotas = capacity && this.quotasOf(lane, capacity, forNew);
+    // The quotas of models that share capacity add up to more than it has: such a claim may take only what new
+    // submissions may use, or two models would both be started for one slot, one of them then waiting inside the
+    // provider (shown running) ahead of queued tasks of higher priority. The spare slots are taken by the claims
+    // that come after it, with every quota at 0 then.
+    const cap = quotas && sum(quotas.values()) > forNew ? forNew : free;
     // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
-    const want = Math.min(free, this.deps.queue.waiting?.(lane.provider.id, quotas) ?? free);
+    const want = Math.min(cap, this.deps.queue.waiting?.(lane.provider.id, quotas) ?? cap);
     if (want <= 0) return;
     const claim = this.claim(lane, want, quotas);
     this.claiming.add(claim);
@@ -277,14 +285,15 @@ export class TaskEngine {
 
   /**
    * What the lane may claim of each model: no more than is free now, nor than the model's capacity less the runs
-   * the lane already has of it. The second bound covers runs just started that have not taken their slot yet (the
-   * provider cannot count them); the first, capacity that other models share or that is not this node's.
+   * the lane already has of it, nor than the lane's slots for new submissions (`forNew`). The second bound covers
+   * runs just started that have not taken their slot yet (the provider cannot count them); the first, capacity that
+   * other models share or that is not this node's.
    */
-  private quotasOf(lane: Lane): ModelQuotas | undefined {
-    const capacity = lane.provider.modelCapacity?.();
-    if (!capacity) return undefined;
+  private quotasOf(lane: Lane, capacity: ReadonlyMap<string, ModelCapacity>, forNew: number): ModelQuotas {
     const quotas = new Map<string, number>();
-    for (const [key, { total, free }] of capacity) quotas.set(key, Math.max(0, Math.min(free, total - (lane.runningByModel.get(key) ?? 0))));
+    for (const [key, { total, free }] of capacity) {
+      quotas.set(key, Math.max(0, Math.min(free, total - (lane.runningByModel.get(key) ?? 0), forNew)));
+    }
     return quotas;
   }
 
@@ -378,5 +387,11 @@ export class TaskEngine {
 }
 
 const SETTLED_SWEEP_MS = 5000;
+
+function sum(values: Iterable<number>): number {
+  let total = 0;
+  for (const value of values) total += value;
+  return total;
+}
 /** How long a drain whose time ran out waits for the runs it stopped to hand their tasks back. */
 const HAND_BACK_WAIT_MS = 2000;

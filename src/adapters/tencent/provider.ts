@@ -88,11 +88,13 @@ export class TencentVodProvider implements ImageProvider {
    *   own tasks filled the rest left it in the queue until one of them ended, though it had finished at Tencent;
    * - a queued task of a model no channel serves any more (its channels disabled or deleted) must be dispatched to
    *   fail at once, not wait for the tasks still running on those channels (they count in `capacity`).
-   * The per-model quotas (`modelCapacity`) keep the spare slot from new submissions of the models that are served.
+   * `spareSlots` keeps it from new submissions of the models that are served.
    */
   get concurrency(): number {
-    return this.rt.pool.capacity + 1;
+    return this.rt.pool.capacity + this.spareSlots;
   }
+
+  readonly spareSlots = 1;
 
   /** Per model: its channels' capacity (the engine passes over models whose channels are full). */
   modelCapacity(): ReadonlyMap<string, ModelCapacity> {
