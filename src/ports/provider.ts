@@ -36,6 +36,13 @@ export interface RunContext {
    * later attempt): the provider must then start nothing more.
    */
   checkpoint(data: Record<string, unknown>): Promise<void>;
+  /**
+   * Aborted when the node begins a graceful stop. A run that loses nothing by ending now, because it only waits on
+   * upstream work its checkpoint already names, may reject with `stopping.reason` at once: the engine hands its task
+   * back, the attempt not counted, and the next start (or another node) takes the work up from the checkpoint. Any
+   * other run goes on until it ends or the drain time is up.
+   */
+  readonly stopping?: AbortSignal;
 }
 
 export interface GeneratedImage {

@@ -59,12 +59,14 @@ export async function runAttempt(
   task: TaskRecord,
   controller: AbortController,
   progressSaved: (percent: number) => void,
+  stopping?: AbortSignal,
 ): Promise<Completion> {
   const { store, clock } = deps;
   const signal = controller.signal;
   let lastProgress = -1;
   const ctx: RunContext = {
     signal,
+    ...(stopping ? { stopping } : {}),
     progress: (percent) => {
       const p = Math.max(0, Math.min(100, Math.round(percent)));
       if (p <= lastProgress || signal.aborted) return;

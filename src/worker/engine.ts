@@ -64,6 +64,8 @@ export class TaskEngine {
   /** Claims in flight on any lane: drain waits for them, so the runs they start are among those it waits for. */
   private readonly claiming = new Set<Promise<void>>();
   private accepting = false;
+  /** Aborted when a drain begins: runs that lose nothing by ending at once do so (RunContext.stopping). */
+  private stopping = new AbortController();
   private readonly settlement: RunSettlement;
 
   constructor(private readonly deps: EngineDeps) {
@@ -84,6 +86,7 @@ export class TaskEngine {
   /** Recovers what a crash left, loads the queue and starts dispatching. */
   async start(): Promise<{ recovered: number; queued: number }> {
     this.accepting = true;
+    this.stopping = new AbortController();
     this.sweepSettledEvery(this.deps.settledSweepMs ?? SETTLED_SWEEP_MS);
     return this.deps.queue.start({
       wake: (lane) => this.wake(lane),
@@ -170,9 +173,13 @@ export class TaskEngine {
     await Promise.allSettled([...this.claiming]);
   }
 
-  /** Stops dispatching, aborts nothing: in-flight tasks finish (or are handed back on the next start). */
+  /**
+   * Stops dispatching; in-flight tasks finish, for up to `timeoutMs`, except runs that lose nothing by ending now
+   * (RunContext.stopping: a run that only follows an upstream task), which are handed back at once.
+   */
   async drain(timeoutMs: number): Promise<void> {
     this.accepting = false;
+    this.stopping.abort(new Error('shutdown'));
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     const all = this.claimsSettled().then(() => Promise.allSettled([...this.settled]));
@@ -368,8 +375,11 @@ export class TaskEngine {
         controller.signal.throwIfAborted();
         const progressSaved = (progress: number) =>
           this.events.emit('task', { id: task.id, accountId: task.accountId, state: 'running', progress } satisfies TaskEvent);
-        outcome = { completion: await runAttempt(this.deps, lane.provider, task, controller, progressSaved) };
+        outcome = { completion: await runAttempt(this.deps, lane.provider, task, controller, progressSaved, this.stopping.signal) };
       } catch (error) {
+        // The run ended itself for the stop (RunContext.stopping): stopped as the drain stops the others, so it is
+        // handed back, its attempt not counted.
+        if (error === this.stopping.signal.reason) controller.abort(error);
         outcome = { error };
       }
       this.settling.add(controller);

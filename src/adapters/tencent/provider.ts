@@ -19,7 +19,7 @@ import type { Observation } from './follower';
 import type { TencentRuntime } from './runtime';
 import { reconcile } from './reconcile';
 import { toCreateRequest, UPSTREAM_MODELS } from './request';
-import { RunState } from './run-state';
+import { RunState, unlessStopping } from './run-state';
 import { sessionIdOf } from './session';
 import { submitWithFailover } from './submit';
 
@@ -111,7 +111,8 @@ export class TencentVodProvider implements ImageProvider {
     const state = resumed?.state ?? new RunState();
     this.runs.set(job.taskId, state);
     try {
-      const followed = resumed ? await this.join(job.taskId, resumed, ctx.signal) : await this.followToEnd(job, ctx, state);
+      const work = resumed ? this.join(job.taskId, resumed, ctx.signal) : this.followToEnd(job, ctx, state);
+      const followed = await unlessStopping(work, state, ctx);
       state.enter('downloading');
       return await this.outcome(job, ctx, followed);
     } finally {

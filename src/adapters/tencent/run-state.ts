@@ -1,3 +1,5 @@
+import type { RunContext } from '../../ports/provider';
+
 /**
  * Where one run of a task stands, kept in memory so a client's cancel can be answered correctly: before anything
  * was sent upstream it simply stops the run; while a submission is on the wire it waits for the answer; while the
@@ -26,4 +28,45 @@ export class RunState {
   changed(): Promise<void> {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
+}
+
+/**
+ * A graceful stop (`ctx.stopping`) ends a run that is only following its upstream task at once: the checkpoint
+ * names that task, and the next start (or another node) follows it again, so waiting out the drain time for it
+ * would only delay the stop. A run that is choosing a channel, submitting or reconciling goes on (what it is
+ * doing is not in its checkpoint yet), and stops when it reaches `following`.
+ */
+export function unlessStopping<T>(work: Promise<T>, state: RunState, ctx: RunContext): Promise<T> {
+  const stopping = ctx.stopping;
+  if (!stopping) return work;
+  return new Promise<T>((resolve, reject) => {
+    let ended = false;
+    const end = () => {
+      ended = true;
+      stopping.removeEventListener('abort', onStop);
+    };
+    const onStop = (): void => {
+      if (ended) return;
+      if (state.phase !== 'following') {
+        void state.changed().then(onStop);
+        return;
+      }
+      end();
+      ctx.log(`The relay is stopping: Tencent VOD task ${state.upstreamTaskId} goes on upstream, and is followed again from the next start.`);
+      work.catch(() => undefined); // it ends when the engine aborts the run, which it does for this rejection
+      reject(stopping.reason);
+    };
+    work.then(
+      (value) => {
+        end();
+        resolve(value);
+      },
+      (err: unknown) => {
+        end();
+        reject(err);
+      },
+    );
+    if (stopping.aborted) onStop();
+    else stopping.addEventListener('abort', onStop, { once: true });
+  });
 }
