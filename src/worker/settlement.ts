@@ -70,18 +70,19 @@ export class RunSettlement {
   async settle(task: TaskRecord, outcome: { completion: Completion } | { error: unknown }, signal: AbortSignal): Promise<void> {
     const timing = this.deps.settleTiming ?? DEFAULT_SETTLE_TIMING;
     const began = performance.now();
-    let recording = outcome;
+    let givenUp = false;
     let pause = timing.firstDelayMs;
     for (;;) {
       try {
-        if ('completion' in recording) await this.complete(task, recording.completion);
-        else await this.handleFailure(task, recording.error, signal);
+        if (givenUp) await this.complete(task, unrecordedOutcome, 'completion' in outcome ? outcome.completion : undefined);
+        else if ('completion' in outcome) await this.complete(task, outcome.completion);
+        else await this.handleFailure(task, outcome.error, signal);
         return;
       } catch (err) {
         if (!this.deps.accepting()) throw err;
-        if (recording === outcome && performance.now() - began >= timing.outcomeForMs) {
+        if (!givenUp && performance.now() - began >= timing.outcomeForMs) {
           this.deps.log.error({ err, taskId: task.id }, 'recording the end of a run kept failing; failing the task instead, to release its hold');
-          recording = { completion: unrecordedOutcome };
+          givenUp = true;
           pause = timing.firstDelayMs;
           continue;
         }
@@ -92,7 +93,13 @@ export class RunSettlement {
     }
   }
 
-  private async complete(task: TaskRecord, completion: Completion): Promise<void> {
+  /**
+   * `givenUp`: the run's own outcome, when `completion` is the failure that replaces it (SettleTiming). A success
+   * whose commit went through unseen makes that failure refused; the task is then this run's success after all, and
+   * is announced as such (metrics, the webhook's wake-up, the upstream event's confirmation), not merely told to its
+   * watchers as a settlement made elsewhere.
+   */
+  private async complete(task: TaskRecord, completion: Completion, givenUp?: Completion): Promise<void> {
     const { store, clock } = this.deps;
     // ownAttempt: if our lease lapsed and the task was taken over (by another node, or by this one as a later
     // attempt), the current attempt decides, not ours.
@@ -110,6 +117,7 @@ export class RunSettlement {
     if (completion.state !== 'cancelled' && current?.state === 'running' && current.cancelRequested && current.attempts === task.attempts) {
       return this.complete(task, { state: 'cancelled', error: cancelledError });
     }
+    if (givenUp?.state === 'succeeded' && sameSuccess(current, givenUp)) return this.deps.announce(task.id, current);
     // Refused: settled elsewhere meanwhile (another process, before the sweep saw it). Its watchers may not know.
     if (current && isTerminal(current.state)) this.tellWatchers(current);
   }
@@ -128,9 +136,7 @@ export class RunSettlement {
    * lost (a dropped connection) is retried and then refused. Its files belong to a charged task and must stay.
    */
   private async recordedAs(taskId: string, completion: Extract<Completion, { state: 'succeeded' }>): Promise<boolean> {
-    const current = await this.deps.store.tasks.getTask(taskId);
-    const first = completion.result.images[0]?.file_id;
-    return current?.state === 'succeeded' && first !== undefined && current.result?.images[0]?.file_id === first;
+    return sameSuccess(await this.deps.store.tasks.getTask(taskId), completion);
   }
 
   /** The one retry path: cancel, permanent failure, or hand the attempt back with backoff. */
@@ -181,4 +187,10 @@ export class RunSettlement {
     }
     await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });
   }
+}
+
+/** Whether the store holds this very success (its first image's file id is this run's). */
+function sameSuccess(current: TaskRecord | undefined, completion: Extract<Completion, { state: 'succeeded' }>): boolean {
+  const first = completion.result.images[0]?.file_id;
+  return current?.state === 'succeeded' && first !== undefined && current.result?.images[0]?.file_id === first;
 }

@@ -5,6 +5,7 @@ import { internalErrorMessage } from '../../src/worker/settlement';
 import { solidPng } from '../helpers/images';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { closedAfterEach } from '../helpers/closed-after-each';
+import { waitUntil } from '../helpers/eventually';
 
 const PNG = await solidPng('#123456');
 
@@ -249,6 +250,28 @@ describe('task engine — store failures and stale reads', () => {
     expect((await relay.relay.store.accounts.getAccount(task.accountId))!.held).toBe(0);
     expect((await relay.relay.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id).map((e) => e.kind).sort()).toEqual(['hold', 'release']);
     expect((await relay.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it('a success whose commit went through unseen, then kept failing, is announced as a success when its fallback is refused', async () => {
+    const { provider, relay, submit } = await relayWith(1);
+    const tasks = relay.relay.store.tasks;
+    const original = tasks.finish.bind(tasks);
+    let successTries = 0;
+    tasks.finish = async (id, completion, now, options) => {
+      if (completion.state !== 'succeeded') return original(id, completion, now, options);
+      // The first try commits and its answer is lost; every later one fails until the outcome is given up.
+      if (++successTries === 1) await original(id, completion, now, options);
+      throw new Error('connection reset');
+    };
+    const announced: string[] = [];
+    relay.relay.engine.events.on('task', (event: { id: string; state: string }) => announced.push(`${event.id}:${event.state}`));
+    const id = await submit();
+    (await provider.whenStarted(id)).succeed();
+    await waitUntil(() => announced.includes(`${id}:succeeded`), 5_000, 'the success announced');
+    const task = await waitForTask(relay.relay, id);
+    expect(task.state).toBe('succeeded');
+    expect(successTries).toBeGreaterThan(1);
+    expect((await relay.relay.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id).map((e) => e.kind).sort()).toEqual(['capture', 'hold']);
   });
 
   it('a cancel decided on a stale "queued" read still stops the run that started meanwhile', async () => {
