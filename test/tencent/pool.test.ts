@@ -274,6 +274,29 @@ describe('circuit breaker', () => {
     expect(pool.capacity).toBe(5);
   });
 
+  it("is judged afresh when the channel's account changes (new keys), not when only its settings do", () => {
+    const pool = poolOf([channel('a', { maxConcurrency: 5 })]);
+    const before = pool.tryAcquire('GEM', '3.0') as ChannelLease; // sent with the old keys, answers after the change
+    for (let i = 0; i < 2; i++) {
+      const lease = pool.tryAcquire('GEM', '3.0') as ChannelLease;
+      lease.failed('AuthFailure.SecretIdNotFound', 'bad keys');
+      lease.release();
+    }
+    expect(pool.health('a')).toMatchObject({ circuit: 'open', consecutiveFailures: 2 });
+    pool.load([channel('a', { maxConcurrency: 5, name: 'renamed', priority: 3 })]);
+    expect(pool.health('a')).toMatchObject({ circuit: 'open', consecutiveFailures: 2 });
+    expect(pool.tryAcquire('GEM', '3.0')).toBe('busy');
+
+    pool.load([channel('a', { maxConcurrency: 5, secretId: 'AKIDnew', secretKeySealed: 'v1.y' })]);
+    expect(pool.health('a')).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
+    expect(pool.capacity).toBe(5); // open to submissions again (the one still out counts in it)
+    // The old keys' late verdict is not the new account's.
+    before.failed('AuthFailure.SecretIdNotFound', 'bad keys');
+    before.release();
+    expect(pool.health('a')).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
+    expect(idOf(pool.tryAcquire('GEM', '3.0'))).toBe('a');
+  });
+
   it('a failed probe opens the circuit for another cooldown; an abandoned one frees the probe slot', () => {
     const breaker = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 100 }, () => clock.t);
     breaker.failure();

@@ -62,7 +62,8 @@ export interface PoolOptions {
 
 interface Slot {
   channel: ChannelRecord;
-  readonly breaker: CircuitBreaker;
+  /** Replaced when the channel's account changes (load): the failures of the old one say nothing of the new. */
+  breaker: CircuitBreaker;
   leases: number;
   /** Slots other nodes held when last read (refreshShared): not free here either. */
   elsewhere: number;
@@ -142,11 +143,18 @@ export class ChannelPool {
     for (const channel of channels) {
       seen.add(channel.id);
       const slot = this.slots.get(channel.id);
-      if (slot) slot.channel = channel;
-      else {
+      if (slot) {
+        // New keys, app or endpoint (an operator fixing what opened the circuit): judged afresh, at once, rather
+        // than left closed to submissions until the cooldown ends and then probed one submission at a time.
+        if (!sameAccount(slot.channel, channel)) {
+          slot.breaker = this.newBreaker();
+          clearTimeout(slot.timer);
+        }
+        slot.channel = channel;
+      } else {
         this.slots.set(channel.id, {
           channel,
-          breaker: new CircuitBreaker(this.options.breaker, () => this.options.clock.now()),
+          breaker: this.newBreaker(),
           leases: 0,
           elsewhere: 0,
           unread: this.options.slots !== undefined,
@@ -163,6 +171,10 @@ export class ChannelPool {
     }
     this.changed();
     if (added) void this.refreshShared(); // its end reports the new channels' room
+  }
+
+  private newBreaker(): CircuitBreaker {
+    return new CircuitBreaker(this.options.breaker, () => this.options.clock.now());
   }
 
   channel(id: string): ChannelRecord | undefined {
@@ -344,17 +356,20 @@ export class ChannelPool {
   private lease(slot: Slot, probe: boolean, holder: SlotHolder | undefined, sharedTaken?: Promise<unknown>): ChannelLease {
     let released = false;
     let judged = false;
+    // The breaker of the account this submission went to: if the channel's account changes meanwhile, its verdict
+    // belongs to the old one.
+    const breaker = slot.breaker;
     return {
       channel: slot.channel,
       succeeded: () => {
         judged = true;
-        slot.breaker.success();
+        breaker.success();
         this.changed();
       },
       failed: (code, message) => {
         judged = true;
         this.remember(slot, code, message);
-        if (slot.breaker.failure()) this.armReopen(slot);
+        if (breaker.failure() && breaker === slot.breaker) this.armReopen(slot);
         this.changed();
       },
       throttled: (code, message) => {
@@ -364,7 +379,7 @@ export class ChannelPool {
       release: () => {
         if (released) return;
         released = true;
-        if (!judged) slot.breaker.abandon(probe);
+        if (!judged) breaker.abandon(probe);
         slot.leases--;
         if (!this.slots.has(slot.channel.id) && this.inFlight(slot) === 0) clearTimeout(slot.timer);
         if (holder !== undefined) {
@@ -405,4 +420,9 @@ export class ChannelPool {
   private changed(): void {
     this.signal.changed();
   }
+}
+
+/** Whether two versions of a channel send to the same upstream account with the same keys. */
+function sameAccount(a: ChannelRecord, b: ChannelRecord): boolean {
+  return a.secretId === b.secretId && a.secretKeySealed === b.secretKeySealed && a.subAppId === b.subAppId && a.region === b.region && a.endpoint === b.endpoint;
 }
