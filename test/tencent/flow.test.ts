@@ -233,13 +233,14 @@ describe('Tencent VOD upstream', () => {
     expect((await ledgerOf(h.t, id)).map((e) => e.kind)).toEqual(['hold', 'capture']);
   });
 
-  it('a wrong secret key: the task fails with AuthFailure.SignatureFailure carried in its error; Tencent\'s text goes to the operator only', async () => {
+  it('a wrong secret key: the task fails with FailedOperation.Upstream, Tencent\'s code in its message and its text for the operator only', async () => {
     h = await openHarness();
     const channel = await h.addChannel(h.accounts[0]!, { secret_key: 'not-the-right-key' });
     const id = await h.submit();
     const task = await h.finished(id);
     expect(task.state).toBe('failed');
-    expect(task.error!.code).toBe('AuthFailure.SignatureFailure');
+    // Not the client's key, nor anything the client can fix: the contract's code for that, not Tencent's.
+    expect(task.error!.code).toBe('FailedOperation.Upstream');
     // The text is about the operator's account (it may name its uin or a policy): the client gets the code alone.
     expect(task.error!.message).toMatch(/^Tencent VOD: the relay's upstream account could not be used \(AuthFailure\.SignatureFailure\); this is for the relay's operator to fix, not a fault of the request or its key/);
     expect(task.error!.message).not.toMatch(/signature does not match/);

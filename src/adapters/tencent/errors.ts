@@ -184,6 +184,13 @@ export function throttledRetryAfterMs(attempt: number, wait: { readonly firstMs:
   return Math.min(wait.maxMs, wait.firstMs * 2 ** Math.max(0, attempt - 1));
 }
 
+/**
+ * The failure as the task's error. A refusal of the channel's account carries the contract's
+ * `FailedOperation.Upstream` (failed in a way the client cannot fix), Tencent's code only in the message: as a task's
+ * code, `AuthFailure.SignatureFailure` reads as the client's key refused, `InvalidParameterValue.SubAppId` as a bad
+ * request field, and a client's code that retries or fixes by code would act on the wrong thing.
+ */
 export function toProviderError(f: UpstreamFailure, retryable: boolean, retryAfterMs?: number): ProviderError {
-  return new ProviderError(f.code, describe(f), retryable, retryAfterMs === undefined ? undefined : { retryAfterMs });
+  const code = f.kind === 'channel' ? UNREACHABLE : f.code;
+  return new ProviderError(code, describe(f), retryable, retryAfterMs === undefined ? undefined : { retryAfterMs });
 }
