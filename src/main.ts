@@ -73,6 +73,8 @@ export interface RelayOverrides {
   readonly onThreadExit?: (error: Error) => void;
   /** How long and how much a refused client may go on sending (http/lingering-close.ts; tests lengthen it). */
   readonly linger?: Linger;
+  /** How often an open event stream sends a keep-alive and checks its key (routes/events.ts; tests use milliseconds). */
+  readonly eventStreamTickMs?: number;
 }
 
 export interface Relay {
@@ -324,6 +326,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       }),
       uploadsInProgress,
       ...(overrides.linger ? { linger: overrides.linger } : {}),
+      ...(overrides.eventStreamTickMs ? { eventStreamTickMs: overrides.eventStreamTickMs } : {}),
     },
     logger,
   );

@@ -47,4 +47,6 @@ export interface HttpDeps {
   readonly uploadsInProgress: UploadsInProgress;
   /** How long and how much a refused client may go on sending before its connection closes (lingering-close.ts). */
   readonly linger?: Linger;
+  /** How often an open event stream sends a keep-alive and checks that its key still holds (default 15 s). */
+  readonly eventStreamTickMs?: number;
 }

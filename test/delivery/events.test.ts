@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { parseKey } from '../../src/app/key-secrets';
 import { retryableError } from '../../src/ports/provider';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
@@ -40,6 +41,26 @@ describe('GET /requests/{id}/events (SSE)', () => {
     expect(last.event).toBe('result');
     expect(last.data).toMatchObject({ request_id: id, status: 'COMPLETED', outcome: 'succeeded' });
     expect(last.data.images).toHaveLength(1);
+  });
+
+  it('a key revoked while its stream is open ends the stream with an AuthFailure error event', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startRelay({ overrides: { providers: [provider], eventStreamTickMs: 20 } });
+    const id = (await t.api.post(SUBMIT, body('revoked mid-stream'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    const keyId = parseKey(t.devKey)!.keyId;
+    const stream = follow(t, id, (e) => {
+      // Revoked once the stream is seen open, as by an operator in another process: the store alone knows.
+      if (e.event === 'status') void t!.relay.store.accounts.revokeKey(keyId, Date.now());
+    });
+    const { status, events } = await within('the stream ending', 10_000, stream.done);
+    expect(status).toBe(200);
+    expect(events.map((e) => e.event)).toEqual(['status', 'error']);
+    expect(events[1]!.data.Response.Error).toEqual({ Code: 'AuthFailure', Message: 'Authorization: this API key was revoked' });
+    // The task itself goes on: revoking a key stops its reads, not the work already paid for.
+    run.succeed();
+    expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
+    expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).status).toBe(401);
   });
 
   it('a finished task gives one status and the result at once', async () => {

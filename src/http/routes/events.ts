@@ -11,7 +11,11 @@ import type { HttpDeps } from '../context';
 import { resultBody, statusBody } from '../presenters';
 import { errorResponses, TaskIdParams } from '../schemas';
 
-/** A comment line now and then keeps proxies from closing a quiet stream (a timer for the line, not a poll). */
+/**
+ * A comment line now and then keeps proxies from closing a quiet stream (a timer for the line, not a poll). On the
+ * same tick the stream's key is looked up again: a stream outlives its request's authentication by as long as the
+ * task runs (minutes upstream), and a key revoked meanwhile, on any node or from the command line, must stop reading.
+ */
 const KEEP_ALIVE_MS = 15_000;
 
 /** The `id:` of the last event of a stream: a client that reconnects after it has seen everything. */
@@ -38,7 +42,8 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
           description:
             'text/event-stream. `event: status` (the status body) on every state or progress change, then `event: result` ' +
             '(the result body) when the task is finished, then the stream closes. Already finished: one status and the result. ' +
-            'Each event has an `id:`; a reconnect with `Last-Event-ID` resumes after that event, and one after the `result` is 204.',
+            'Each event has an `id:`; a reconnect with `Last-Event-ID` resumes after that event, and one after the `result` is 204. ' +
+            'A key revoked while its stream is open ends it within 15 s with `event: error` (the AuthFailure envelope).',
           tags: ['tasks'],
           security: [{ bearer: [] }],
           params: TaskIdParams,
@@ -50,7 +55,8 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async (request, reply) => {
-        const accountId = callerOf(request).accountId;
+        const caller = callerOf(request);
+        const accountId = caller.accountId;
         const first = await deps.store.tasks.getTask(request.params.id);
         if (!first || first.accountId !== accountId) throw notFound('request', request.params.id);
         const lastEventId = request.headers['last-event-id'];
@@ -101,7 +107,23 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
             });
         };
         const stopWatching = watchTask(deps.engine.watchers, first.id, () => refresh(), undefined, () => refresh(true));
-        const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
+        const keyStillHolds = async () => {
+          try {
+            const key = await deps.store.accounts.getKey(caller.key.id);
+            if (key && key.revokedAt === undefined) return;
+            if (ended) return;
+            // In the contract's envelope, as the 401 a new request with this key gets (and the reconnect will).
+            const refusal = new RelayError('AuthFailure', 'Authorization: this API key was revoked');
+            write('error', 'revoked', { Response: { Error: { Code: refusal.code, Message: refusal.message }, RequestId: request.id } });
+            end();
+          } catch (err) {
+            request.log.warn({ err }, 'event stream could not look up its key; checked again on the next tick');
+          }
+        };
+        const keepAlive = setInterval(() => {
+          stream.write(': keep-alive\n\n');
+          void keyStillHolds();
+        }, deps.eventStreamTickMs ?? KEEP_ALIVE_MS);
         keepAlive.unref();
         function end() {
           if (ended) return;
