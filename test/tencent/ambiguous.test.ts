@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { TencentVodOverrides } from '../../src/adapters/tencent';
 import { attemptsUsed } from '../../src/domain/task-state';
 import type { Relay } from '../../src/main';
+import { HANDED_BACK_BY_STOP } from '../../src/ports/task-store';
 import type { TaskEvent } from '../../src/worker/engine';
 import { waitUntil, within } from '../helpers/eventually';
 import { openRelay, waitForTask } from '../helpers/relay';
@@ -127,6 +128,35 @@ describe('ambiguous submissions', () => {
     expect(log).toContain('handed back');
     const entries = (await restarted.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id);
     expect(entries.map((e) => e.kind).sort()).toEqual(['capture', 'hold']);
+  });
+
+  it('a graceful stop while following hands the tasks back at once, not after the drain time (10 s by default, while an upstream task runs for minutes); the next start follows the same upstream tasks', async () => {
+    h = await startHarness();
+    await h.addChannel(h.accounts[0]!);
+    h.server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const ids = [await h.submit(), await h.submit()];
+    for (const id of ids) await waitUntil(async () => (await h!.t.relay.store.tasks.getTask(id))?.checkpoint?.phase === 'accepted');
+
+    // A drain time far longer than the test may take: the stop must not wait it out.
+    await within('the graceful stop', 20_000, h.stopRelay(10 * 60_000));
+
+    restarted = await restart(h.t.dataDir);
+    for (const id of ids) {
+      const upstream = h.server.bySession(id);
+      expect(upstream).toHaveLength(1);
+      const log = await logText(restarted, id);
+      expect(log).toContain(`The relay is stopping: Tencent VOD task ${upstream[0]!.taskId} goes on upstream`);
+      expect(log).toContain(HANDED_BACK_BY_STOP);
+      h.server.finish(upstream[0]!.taskId);
+    }
+    for (const id of ids) {
+      const task = await waitForTask(restarted, id);
+      expect(task.state).toBe('succeeded');
+      expect(attemptsUsed(task)).toBe(1); // the stop did not count as an attempt
+      const entries = (await restarted.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id);
+      expect(entries.map((e) => e.kind).sort()).toEqual(['capture', 'hold']);
+    }
+    expect(h.server.count('CreateAigcImageTask')).toBe(2);
   });
 
   it('a restart during the submission call reconciles by SessionId rather than resubmitting blindly', async () => {
