@@ -3,7 +3,7 @@ import { TENCENT_VOD_ID } from '../../src/adapters/tencent/provider';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
 import { describeWithPostgres } from '../helpers/postgres-suite';
-import { waitUntil } from '../helpers/eventually';
+import { waitUntil, within } from '../helpers/eventually';
 import { ADMIN_TOKEN, finishedOnSomeNode, twoNodes } from './two-nodes';
 
 /**
@@ -68,5 +68,25 @@ await describeWithPostgres('a channel shared by two nodes', 'tencent channels on
     upstream.finish(upstream.tasksOf(account.secretId)[1]!.taskId);
     expect(await finishedOnSomeNode(nodes, [first, second])).toEqual(['succeeded', 'succeeded']);
     expect(upstream.stats(account.secretId)).toMatchObject({ maxInFlight: 1, created: 2 });
+  });
+
+  it('a node stopping gracefully hands the tasks it follows to the other node at once, which follows the same upstream tasks', async () => {
+    const { a, b, server: upstream, account, key, close } = await twoNodes('relay_tencent_handoff', 5, 3, {});
+    closers.push(close);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt: `hand-off ${i}` });
+      expect(res.status, res.text).toBe(200);
+      ids.push(res.body.request_id as string);
+    }
+    await waitUntil(() => upstream.tasksOf(account.secretId).filter((t) => t.status === 'PROCESSING').length === 3, 15_000, 'three upstream tasks');
+    await waitUntil(() => a.engine.runningCount() + b.engine.runningCount() === 3, 15_000, 'every task running on a node');
+    // The node that follows more of them stops, with a drain time far longer than the test may take.
+    const [leaving, staying] = a.engine.runningCount() >= 2 ? [a, b] : [b, a];
+    await within('the graceful stop', 20_000, leaving.close(10 * 60_000));
+    await waitUntil(() => staying.engine.runningCount() === 3, 15_000, 'the other node following all three');
+    for (const task of upstream.tasksOf(account.secretId)) upstream.finish(task.taskId);
+    expect(await finishedOnSomeNode([staying], ids)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(upstream.stats(account.secretId)).toMatchObject({ created: 3 });
   });
 });
