@@ -142,6 +142,93 @@ describe('limited system resolver', () => {
     expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'b1.example', 'c1.example', 'a2.example', 'b2.example', 'a3.example']);
   });
 
+  it("a name still waiting in the line of an owner at its cap is asked on a later asker's turn, and counts against that asker", async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 4, 1);
+    const aRunning = resolve('a1.example', undefined, 'acct-a');
+    const aShared = resolve('shared.example', undefined, 'acct-a');
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example']);
+    // acct-b has every turn free: the shared name is asked now, not once acct-a's own lookup ends.
+    const bShared = resolve('shared.example', undefined, 'acct-b');
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'shared.example']);
+    // It runs on acct-b's turn: acct-b's next name waits behind it, while acct-a, once its own lookup ends, has its
+    // turn again although the shared name it asked first is still running.
+    const bNext = resolve('b2.example', undefined, 'acct-b');
+    const aNext = resolve('a2.example', undefined, 'acct-a');
+    await settle();
+    expect(asked).toHaveLength(2);
+    asked[0]!.answer(address('203.0.113.1'));
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'shared.example', 'a2.example']);
+    asked[1]!.answer(address('203.0.113.2'));
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'shared.example', 'a2.example', 'b2.example']);
+    asked[2]!.answer(address('203.0.113.3'));
+    asked[3]!.answer(address('203.0.113.4'));
+    expect((await Promise.all([aRunning, aShared, bShared, aNext, bNext])).map((a) => a[0]!.address)).toEqual([
+      '203.0.113.1',
+      '203.0.113.2',
+      '203.0.113.2',
+      '203.0.113.3',
+      '203.0.113.4',
+    ]);
+  });
+
+  it('a shared name dropped from one line and asked anew is asked once: the old question, still in another line, does not close the new one', async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 4, 1);
+    const held = ['a1', 'b1'].map((n) => resolve(`${n}.example`, undefined, `acct-${n[0]}`));
+    const bWaiting = resolve('b2.example', undefined, 'acct-b');
+    const [aGivesUp, bGivesUp] = [new AbortController(), new AbortController()];
+    const abandoned = [resolve('shared.example', aGivesUp.signal, 'acct-a'), resolve('shared.example', bGivesUp.signal, 'acct-b')];
+    aGivesUp.abort(new Error('deadline'));
+    bGivesUp.abort(new Error('deadline'));
+    await Promise.all(abandoned.map((a) => expect(a).rejects.toThrow('deadline')));
+    // acct-a's turn drops the old question; in acct-b's line it still stands behind b2.
+    asked[0]!.answer(address('203.0.113.1'));
+    await settle();
+    const cShared = resolve('shared.example', undefined, 'acct-c');
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'b1.example', 'shared.example']);
+    // acct-b's line reaches the old question only after b2 is asked and answered.
+    asked[1]!.answer(address('203.0.113.2'));
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'b1.example', 'shared.example', 'b2.example']);
+    asked[3]!.answer(address('203.0.113.3'));
+    await settle();
+    // The new question is still the open one: a later caller shares its lookup.
+    const dShared = resolve('shared.example', undefined, 'acct-d');
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'b1.example', 'shared.example', 'b2.example']);
+    asked[2]!.answer(address('203.0.113.9'));
+    expect((await Promise.all([cShared, dShared])).map((a) => a[0]!.address)).toEqual(['203.0.113.9', '203.0.113.9']);
+    await Promise.all([...held, bWaiting]);
+  });
+
+  it('a shared name started on one owner\'s turn and then abandoned stays open until answered: its place in the other line is passed over', async () => {
+    const { lookup, asked } = handLookup();
+    const resolve = limitedSystemResolver(lookup, 4, 1);
+    const aHeld = resolve('a1.example', undefined, 'acct-a');
+    const [aGivesUp, bGivesUp] = [new AbortController(), new AbortController()];
+    const abandoned = [resolve('shared.example', aGivesUp.signal, 'acct-a'), resolve('shared.example', bGivesUp.signal, 'acct-b')];
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'shared.example']);
+    aGivesUp.abort(new Error('deadline'));
+    bGivesUp.abort(new Error('deadline'));
+    await Promise.all(abandoned.map((a) => expect(a).rejects.toThrow('deadline')));
+    // acct-a's turn comes back and finds the running question at the head of its line: passed over, not dropped.
+    asked[0]!.answer(address('203.0.113.1'));
+    await settle();
+    const later = resolve('shared.example', undefined, 'acct-c');
+    await settle();
+    expect(asked.map((q) => q.hostname)).toEqual(['a1.example', 'shared.example']);
+    asked[1]!.answer(address('203.0.113.9'));
+    expect((await later)[0]!.address).toBe('203.0.113.9');
+    await aHeld;
+  });
+
   it('takes half the thread pool, as Node reads UV_THREADPOOL_SIZE', () => {
     expect([undefined, '', 'x', '0', '1', '4', '16', '17', '17 threads', '5000'].map(lookupsForPool)).toEqual([2, 1, 1, 1, 1, 2, 8, 8, 8, 512]);
   });

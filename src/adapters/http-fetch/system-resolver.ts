@@ -29,8 +29,13 @@ interface Question {
   readonly hostname: string;
   /** Callers still waiting for it; at 0 before its turn it is dropped (they all gave up). */
   wanted: number;
+  /** Started or dropped: either way it has left every line for good, wherever it still sits in one. */
+  settled: boolean;
+  /** The owners whose lines hold it, so each later asker's line gets it once. */
+  readonly inLinesOf: Set<string>;
   readonly answer: Promise<readonly ResolvedAddress[]>;
-  start(): void;
+  /** Asked on `owner`'s turn: its running lookup counts against that owner, whoever asked first. */
+  start(owner: string): void;
   drop(): void;
 }
 
@@ -52,6 +57,11 @@ export function lookupsPerOwner(atOnce: number): number {
  * turn goes to the owner with the fewest lookups running and then the one kept waiting longest, and one owner runs
  * at most `perOwner` lookups at once, so the others always have a thread. Callers that name no owner share one line,
  * with no such cap (the relay names an owner for every client-chosen name).
+ *
+ * A question not yet started stands in the line of every owner that asks it (once each), and whichever of those
+ * owners' turns comes first starts it, counted against that owner: joining a name that an owner at its cap asked
+ * first must not make the later asker wait behind that owner's lookups. Lines pass over questions already started or
+ * dropped from another line.
  */
 export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce = SYSTEM_LOOKUPS_AT_ONCE, perOwner = lookupsPerOwner(atOnce)): HostResolver {
   const open = new Map<string, Question>();
@@ -68,10 +78,11 @@ export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce =
    * running, then the one whose last turn is longest ago (an owner new to the line first). Questions nobody wants
    * any more are dropped on the way.
    */
-  const takeTurn = (): Question | undefined => {
+  const takeTurn = (): { question: Question; owner: string } | undefined => {
     let chosen: { owner: string; line: Question[]; running: number; lastTurn: number } | undefined;
     for (const [owner, line] of lines) {
-      while (line.length > 0 && line[0]!.wanted === 0) line.shift()!.drop();
+      // Started or dropped from another owner's line, or wanted by nobody (dropped here, once).
+      while (line.length > 0 && (line[0]!.settled || line[0]!.wanted === 0)) line.shift()!.drop();
       if (line.length === 0) {
         lines.delete(owner);
         if (!runningFor.has(owner)) lastTurnOf.delete(owner);
@@ -88,26 +99,43 @@ export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce =
     lastTurnOf.set(chosen.owner, turns++);
     const question = chosen.line.shift()!;
     if (chosen.line.length === 0) lines.delete(chosen.owner);
-    return question;
+    return { question, owner: chosen.owner };
   };
 
   const next = (): void => {
     while (running < atOnce) {
-      const question = takeTurn();
-      if (!question) return;
-      question.start();
+      const turn = takeTurn();
+      if (!turn) return;
+      turn.question.start(turn.owner);
     }
   };
 
-  /** A new question about `hostname`, in the line of `owner`, the caller that asks it first. */
-  const ask = (hostname: string, owner: string): Question => {
+  /** `question` joins `owner`'s line, unless it stands there already. */
+  const queue = (question: Question, owner: string): void => {
+    if (question.inLinesOf.has(owner)) return;
+    question.inLinesOf.add(owner);
+    const line = lines.get(owner);
+    if (line) line.push(question);
+    else lines.set(owner, [question]);
+  };
+
+  /** Forgets `question` as the open one about its name, unless a newer question about that name has taken its place. */
+  const close = (question: Question): void => {
+    if (open.get(question.hostname) === question) open.delete(question.hostname);
+  };
+
+  /** A new question about `hostname`, open for every caller of that name until it is answered or dropped. */
+  const ask = (hostname: string): Question => {
     let settle!: { resolve: (a: readonly ResolvedAddress[]) => void; reject: (e: unknown) => void };
     const answer = new Promise<readonly ResolvedAddress[]>((resolve, reject) => (settle = { resolve, reject }));
     const question: Question = {
       hostname,
       wanted: 0,
+      settled: false,
+      inLinesOf: new Set(),
       answer,
-      start() {
+      start(owner) {
+        question.settled = true;
         running++;
         runningFor.set(owner, (runningFor.get(owner) ?? 0) + 1);
         lookup(hostname)
@@ -120,27 +148,29 @@ export function limitedSystemResolver(lookup: SystemLookup = lookupAll, atOnce =
               runningFor.delete(owner);
               if (!lines.has(owner)) lastTurnOf.delete(owner);
             }
-            open.delete(hostname);
+            close(question);
             next();
           });
       },
       drop() {
-        open.delete(hostname);
+        // Reached again from another owner's line once started or dropped: nothing more to do.
+        if (question.settled) return;
+        question.settled = true;
+        close(question);
         // Nobody listens any more; settled only so that nothing is left pending.
         answer.catch(() => undefined);
         settle.reject(new Error(`lookup of ${hostname} abandoned by every caller`));
       },
     };
     open.set(hostname, question);
-    const line = lines.get(owner);
-    if (line) line.push(question);
-    else lines.set(owner, [question]);
     return question;
   };
 
   return (hostname, signal, owner = NO_OWNER) => {
     signal?.throwIfAborted();
-    const question = open.get(hostname) ?? ask(hostname, owner);
+    const question = open.get(hostname) ?? ask(hostname);
+    // A question already running is simply shared; one still waiting waits in this caller's line too.
+    if (!question.settled) queue(question, owner);
     question.wanted++;
     // Asked after the caller joined it, so a question is never dropped before its first caller counts.
     next();
