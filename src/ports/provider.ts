@@ -14,6 +14,11 @@ export interface InputImage {
 
 export interface ProviderJob {
   readonly taskId: string;
+  /**
+   * The task's account: the owner the provider names for requests to addresses it did not choose (an upstream's
+   * output links), so their name lookups wait in that account's turn, as its webhooks and URL inputs do.
+   */
+  readonly accountId: string;
   readonly input: TaskInput;
   /** Pixel size the client asked for, from `output_config` (see domain/output-size). */
   readonly size: PixelSize;

@@ -92,6 +92,7 @@ export async function runAttempt(
   signal.throwIfAborted();
   const job: ProviderJob = {
     taskId: task.id,
+    accountId: task.accountId,
     input: task.input,
     size: producedSize(task.input),
     inputImages,

@@ -5,6 +5,7 @@ import type { ProviderJob, RunContext } from '../../src/ports/provider';
 
 const job: ProviderJob = {
   taskId: 'bench-1',
+  accountId: 'acct-bench',
   input: {
     model_name: 'GEM',
     model_version: '3.0',

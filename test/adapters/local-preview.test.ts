@@ -19,6 +19,7 @@ const baseInput: TaskInput = {
 function job(over: { input?: Partial<TaskInput>; size?: PixelSize; inputImages?: InputImage[]; taskId?: string } = {}): ProviderJob {
   return {
     taskId: over.taskId ?? 'task-1',
+    accountId: 'acct-1',
     input: { ...baseInput, ...over.input },
     size: over.size ?? { width: 320, height: 180 },
     inputImages: over.inputImages ?? [],

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { HostResolver } from '../../src/adapters/http-fetch';
 import type { TencentVodOverrides } from '../../src/adapters/tencent';
 import { expect } from 'vitest';
 import type { Clock } from '../../src/ports/clock';
@@ -67,6 +68,8 @@ export async function startHarness(
     clock?: Clock;
     /** Where the relay logs (silent by default): for tests that read the server log (helpers/captured-log.ts). */
     logger?: Logger;
+    /** How names in client-chosen and upstream-chosen links resolve (the system's resolver by default). */
+    resolve?: HostResolver;
   } = {},
 ): Promise<Harness> {
   const accounts = Array.from({ length: options.accounts ?? 1 }, (_, i) => makeAccount(i + 1));
@@ -75,7 +78,13 @@ export async function startHarness(
   const t = await startTestRelay({
     // The test server serves its output images on loopback, which the relay fetches from only when listed.
     env: { ...LOOPBACK_OUTPUTS, ...options.env },
-    overrides: { tencent, retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 }, ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) },
+    overrides: {
+      tencent,
+      retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.resolve ? { outbound: { resolve: options.resolve } } : {}),
+    },
   });
   let relayOpen = true;
   return {

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createVodApi, MAX_ANSWER_BYTES } from '../../src/adapters/tencent/client';
 import { classify, describe as describeFailure } from '../../src/adapters/tencent/errors';
+import type { HostResolver } from '../../src/adapters/http-fetch';
 import { closedAfterEach } from '../helpers/closed-after-each';
 import { waitUntil, within } from '../helpers/eventually';
 import { ledgerOf, startHarness, type Harness } from './harness';
@@ -131,6 +132,24 @@ describe("a Tencent task's output links", () => {
     expect(task.state).toBe('failed');
     expect(task.error?.message).toMatch(/refused/);
     await expectReleased(id, task.price);
+  });
+
+  it("a link's name is looked up in the turn of the task's account, as its webhooks and URL inputs are", async () => {
+    const lookups: Array<{ hostname: string; owner: string | undefined }> = [];
+    // The link's name stands for the operator's VOD domain; it leads to the test server, on listed loopback.
+    const resolve: HostResolver = async (hostname, _signal, owner) => {
+      lookups.push({ hostname, owner });
+      return [{ address: '127.0.0.1', family: 4 }];
+    };
+    h = await openHarness({ env: { AIGC_RELAY_ALLOW_PRIVATE_URLS: '127.0.0.1' }, resolve });
+    await h.addChannel(h.accounts[0]!);
+    const port = new URL(h.server.url).port;
+    h.server.outputUrl = (task, i) => `http://vod-outputs.example:${port}/outputs/${task.taskId}/${i}.png`;
+    const id = await h.submit();
+    const task = await h.finished(id);
+    expect(task.state).toBe('succeeded');
+    expect(h.server.outputRequests.map((r) => r.host)).toEqual([`vod-outputs.example:${port}`]);
+    expect(lookups).toEqual([{ hostname: 'vod-outputs.example', owner: task.accountId }]);
   });
 
   it('a finished task that lists hundreds of images has only a bounded number downloaded and kept', async () => {

@@ -92,7 +92,7 @@ await describeWithPostgres('a superseded attempt on the node that claimed its ta
           if (!(await store.tasks.saveCheckpoint('task_t', data, Date.now(), attempt))) throw new Error('not this attempt\'s task any more');
         },
       };
-      const job: ProviderJob = { taskId: 'task_t', input: INPUT, size: producedSize(INPUT), inputImages: [], attempt, ...(checkpoint ? { checkpoint } : {}) };
+      const job: ProviderJob = { taskId: 'task_t', accountId: 'acct_t', input: INPUT, size: producedSize(INPUT), inputImages: [], attempt, ...(checkpoint ? { checkpoint } : {}) };
       const ended = tencent.provider.run(job, ctx).then(
         () => 'finished',
         () => 'stopped',

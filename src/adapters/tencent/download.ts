@@ -29,13 +29,24 @@ import type { Vod } from './client';
 /** The most images any of Tencent's AIGC image models makes in one task (Kling: 9); the relay's models make one. */
 export const MAX_OUTPUT_IMAGES = 9;
 
-/** One GET of an output link: the status and the body, read up to `maxBytes`. Throws OutboundError. */
-export type OutputFetch = (url: string, o: { readonly maxBytes: number; readonly signal: AbortSignal }) => Promise<{ status: number; body: Buffer }>;
+/**
+ * One GET of an output link: the status and the body, read up to `maxBytes`. Throws OutboundError. `owner`: the
+ * task's account, whose turn the link's name lookup waits in (system-resolver.ts).
+ */
+export type OutputFetch = (
+  url: string,
+  o: { readonly maxBytes: number; readonly signal: AbortSignal; readonly owner?: string },
+) => Promise<{ status: number; body: Buffer }>;
 
 /** Output links through the SSRF-safe client, under `policy` (the relay's AIGC_RELAY_ALLOW_PRIVATE_URLS). */
 export function createOutputFetch(client: ReturnType<typeof createSafeHttpClient>): OutputFetch {
   return async (url, o) => {
-    const res = await client.request(url, { maxBytes: o.maxBytes, signal: o.signal, headers: { accept: 'image/png, image/jpeg, image/webp', 'accept-encoding': 'identity' } });
+    const res = await client.request(url, {
+      maxBytes: o.maxBytes,
+      signal: o.signal,
+      headers: { accept: 'image/png, image/jpeg, image/webp', 'accept-encoding': 'identity' },
+      ...(o.owner !== undefined ? { owner: o.owner } : {}),
+    });
     return { status: res.status, body: res.body };
   };
 }
@@ -51,6 +62,11 @@ export interface DownloadOptions {
   readonly firstRetryMs: number;
   /** How links are fetched (createOutputFetch); public addresses only when absent. */
   readonly fetch?: OutputFetch;
+  /**
+   * The task's account. Without it every task's links would share the resolver's one line with no cap, and an
+   * upstream whose links name a slow name server could hold every lookup thread.
+   */
+  readonly owner?: string;
 }
 
 const MAX_RETRY_PAUSE_MS = 60_000;
@@ -74,7 +90,7 @@ export async function downloadImage(url: string, name: string, options: Download
   const fetchOutput = options.fetch ?? publicOnly(options.timeoutMs);
   let data: Buffer;
   try {
-    const response = await fetchOutput(target.href, { maxBytes: options.maxBytes, signal: options.signal });
+    const response = await fetchOutput(target.href, { maxBytes: options.maxBytes, signal: options.signal, ...(options.owner !== undefined ? { owner: options.owner } : {}) });
     if (response.status < 200 || response.status > 299) throw retryableError('FailedOperation.Upstream', `${name}: HTTP ${response.status}`);
     data = response.body;
   } catch (err) {

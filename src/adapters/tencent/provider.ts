@@ -323,7 +323,7 @@ export class TencentVodProvider implements ImageProvider {
       throw new ProviderError(code, message, false);
     }
     ctx.log(`Upstream finished; downloading ${detail.Output?.FileInfos?.length ?? 0} image(s).`);
-    const images = await downloadOutputs(detail, { signal: ctx.signal, ...this.rt.options.download, fetch: this.rt.fetchOutput }, (m) => ctx.log(m));
+    const images = await downloadOutputs(detail, { signal: ctx.signal, ...this.rt.options.download, fetch: this.rt.fetchOutput, owner: job.accountId }, (m) => ctx.log(m));
     const model = UPSTREAM_MODELS[job.input.model_name];
     return {
       images,
