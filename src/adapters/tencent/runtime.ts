@@ -10,6 +10,7 @@ import type { PaceRule, SubmissionPace } from '../../ports/submission-pace';
 import type { OutputFetch } from './download';
 import { EventPump, pullsEvents, type TaskStanding } from './events';
 import { TaskFollower, type ChannelAccess } from './follower';
+import { OncePerWindow } from './once-per-window';
 import type { TencentVodOptions } from './options';
 import type { ReconcileOptions } from './reconcile';
 
@@ -43,6 +44,8 @@ export interface RuntimeDeps {
 }
 
 const FOLLOW_WARNING_EVERY_MS = 60_000;
+/** Channel and code pairs remembered for that minute: far more than a real run of failures names (once-per-window.ts). */
+const FOLLOW_WARNING_KEYS = 1_000;
 
 export class TencentRuntime {
   readonly pool: ChannelPool;
@@ -50,8 +53,8 @@ export class TencentRuntime {
   readonly events: EventPump;
   readonly reconcileOptions: ReconcileOptions;
   private readonly clients = new Map<string, { updatedAt: number; access: ChannelAccess }>();
-  /** When each channel's failures of each code were last logged (warnOf). */
-  private readonly warned = new Map<string, number>();
+  /** Which channel's failures of which code were logged within the last minute (warnOf). */
+  private readonly warned = new OncePerWindow(FOLLOW_WARNING_EVERY_MS, FOLLOW_WARNING_KEYS);
   /** Kept across clients: a channel whose settings change is still the same upstream account. */
   private readonly pacer: SubmissionPace;
 
@@ -114,11 +117,7 @@ export class TencentRuntime {
    * most per channel and code, so a run of failures is one line a minute, not one per call.
    */
   private warnOf(channelId: string, code: string, message: string): void {
-    const key = `${channelId}\n${code}`;
-    const now = this.deps.clock.now();
-    const last = this.warned.get(key);
-    if (last !== undefined && now - last < FOLLOW_WARNING_EVERY_MS) return;
-    this.warned.set(key, now);
+    if (!this.warned.admit(`${channelId}\n${code}`, this.deps.clock.now())) return;
     const channel = this.pool.channel(channelId);
     this.deps.log.warn(
       { channel: channel?.name, channelId, ...(channel?.deletedAt !== undefined ? { deleted: true } : {}), code, err: message },
