@@ -33,6 +33,8 @@ export const keyView = (k: ApiKeyRecord) => ({
   spent: k.spent,
   created_at: iso(k.createdAt),
   revoked_at: iso(k.revokedAt),
+  /** From then on the key is refused (401), as a revoked one is; null: it never expires. */
+  expires_at: iso(k.expiresAt),
 });
 
 export const ledgerView = (e: LedgerEntry) => ({

@@ -21,13 +21,31 @@ export function bearerToken(header: string | undefined): string {
   return match[1]!;
 }
 
-export async function authenticate(store: Store, header: string | undefined): Promise<Caller> {
+/** Why a key that exists and matches its secret is refused, in the AuthFailure message. */
+export type KeyRefusal = 'revoked' | 'expired';
+const REFUSALS: Readonly<Record<KeyRefusal, string>> = { revoked: 'this API key was revoked', expired: 'this API key expired' };
+export const keyRefused = (why: KeyRefusal): RelayError => unauthorized(REFUSALS[why]);
+
+/**
+ * Whether a key that exists and matches its secret is refused at `now`: revoked first, then expired
+ * (`expiresAt <= now`); undefined while it is usable. Every place that lets a key in, or keeps it in (an open event
+ * stream), asks this.
+ */
+export function keyRefusal(key: ApiKeyRecord, now: number): KeyRefusal | undefined {
+  if (key.revokedAt !== undefined) return 'revoked';
+  if (key.expiresAt !== undefined && key.expiresAt <= now) return 'expired';
+  return undefined;
+}
+
+/** `now`: the relay's clock (deps.clock), against which a key's expiry is judged. */
+export async function authenticate(store: Store, header: string | undefined, now: number): Promise<Caller> {
   const parsed = parseKey(bearerToken(header));
   if (!parsed) throw unauthorized('malformed API key');
   const key = await store.accounts.getKey(parsed.keyId);
   // Same message for unknown and wrong-secret keys: the answer must not reveal which key ids exist.
   if (!key || !secretMatches(parsed.secret, key.secretHash)) throw unauthorized('unknown API key');
-  if (key.revokedAt !== undefined) throw unauthorized('this API key was revoked');
+  const refusal = keyRefusal(key, now);
+  if (refusal) throw keyRefused(refusal);
   return { accountId: key.accountId, key };
 }
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createAddressPolicy, webhookUrlProblem } from '../adapters/http-fetch';
 import { adjustBalance, createAccount, getAccount, listAccounts, MAX_PREVIOUS_SECRET_SECONDS, rotateWebhookSecret, topUp, updateAccount } from '../app/accounts';
-import { createApiKey, listKeys, revokeKey, updateKey } from '../app/api-keys';
+import { createApiKey, listKeys, revokeKey, updateKey, type KeyChanges } from '../app/api-keys';
 import { accountView, auditView, keyView, ledgerView, priceBookView } from '../app/admin-views';
 import { forceFailTask } from '../app/operator';
 import { createPriceBook } from '../app/prices';
@@ -13,7 +13,7 @@ import { TEXT_MAX } from '../domain/operator-limits';
 import { MAX_KEY_CONCURRENCY, MAX_KEY_RPM } from '../domain/key-limits';
 import { priceTableOf } from '../domain/pricing';
 import { systemClock } from '../ports/clock';
-import type { KeyPatch, Store } from '../ports/store';
+import type { Store } from '../ports/store';
 import { openRelayBase, type RelayBase } from '../relay-base';
 
 /**
@@ -129,11 +129,13 @@ const patchOf = (o: {
   maxConcurrency?: number | typeof NONE;
   spendCap?: number | typeof NONE;
   callbackUrl?: string;
-}): KeyPatch => {
+  expiresAt?: string;
+}): KeyChanges => {
   const value = (v: number | typeof NONE | undefined) => (v === NONE ? null : v);
   return {
     ...(o.name !== undefined ? { name: o.name } : {}),
     ...(o.callbackUrl !== undefined ? { callbackUrl: o.callbackUrl === NONE ? null : o.callbackUrl } : {}),
+    ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt === NONE ? null : o.expiresAt } : {}),
     ...(o.rpm !== undefined ? { rpm: value(o.rpm) } : {}),
     ...(o.maxConcurrency !== undefined ? { maxConcurrency: value(o.maxConcurrency) } : {}),
     ...(o.spendCap !== undefined ? { spendCap: value(o.spendCap) } : {}),
@@ -224,7 +226,8 @@ export function accountCommands(program: Command, config: () => Config): void {
     .option('--max-concurrency <n>', 'tasks queued or running at once', limitUpTo(MAX_KEY_CONCURRENCY))
     .option('--spend-cap <credits>', 'most credits held + captured by this key', credits)
     .option('--callback-url <url>', "webhook URL for this key's tasks (before the account's)")
-    .action(async (accountId: string, o: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number; callbackUrl?: string }) =>
+    .option('--expires-at <date-time>', 'RFC 3339, in the future (e.g. 2030-01-31T00:00:00Z): from then on the key is refused')
+    .action(async (accountId: string, o: { name?: string; rpm?: number; maxConcurrency?: number; spendCap?: number; callbackUrl?: string; expiresAt?: string }) =>
       withStore(config(), async (store) => {
         if (o.callbackUrl !== undefined) checkCallbackUrl(config(), o.callbackUrl);
         const { record, plaintext } = await createApiKey(store, systemClock, accountId, o);
@@ -237,16 +240,17 @@ export function accountCommands(program: Command, config: () => Config): void {
     .action(async (accountId: string) => withStore(config(), async (store) => print((await listKeys(store, accountId)).map(keyView))));
   keys
     .command('update <keyId>')
-    .description('change limits; `none` removes one')
+    .description('change limits or the expiry; `none` removes one')
     .option('--name <name>')
     .option('--rpm <n|none>', 'submits per minute', limitOrNone(MAX_KEY_RPM))
     .option('--max-concurrency <n|none>', 'tasks queued or running at once', limitOrNone(MAX_KEY_CONCURRENCY))
     .option('--spend-cap <credits|none>', 'most credits held + captured', creditsOrNone)
     .option('--callback-url <url|none>', "webhook URL for this key's tasks; 'none' removes it")
+    .option('--expires-at <date-time|none>', "RFC 3339, in the future: from then on the key is refused; 'none': it never expires")
     .action(async (keyId: string, o: Parameters<typeof patchOf>[0]) =>
       withStore(config(), async (store) => {
         if (o.callbackUrl !== undefined && o.callbackUrl !== NONE) checkCallbackUrl(config(), o.callbackUrl);
-        print(keyView(await updateKey(store, keyId, patchOf(o))));
+        print(keyView(await updateKey(store, systemClock, keyId, patchOf(o))));
       }),
     );
   keys

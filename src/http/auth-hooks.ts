@@ -12,7 +12,7 @@ declare module 'fastify' {
 export function requireApiKey(scope: FastifyInstance, deps: HttpDeps): void {
   // Callback style: it runs on every authenticated request, and an async hook adds a promise and a turn of its own.
   scope.addHook('onRequest', (request, _reply, done) => {
-    authenticate(deps.store, request.headers.authorization).then((caller) => {
+    authenticate(deps.store, request.headers.authorization, deps.clock.now()).then((caller) => {
       request.caller = caller;
       done();
     }, done);

@@ -34,6 +34,8 @@ export interface ApiKeyRecord {
   readonly callbackUrl?: string;
   readonly createdAt: number;
   readonly revokedAt?: number;
+  /** From this time on (epoch ms) the key is refused, as a revoked one is; unlike a revocation, a PATCH can move it. */
+  readonly expiresAt?: number;
 }
 
 /** A change to a key's settings: a value sets it, `null` removes the limit, absent leaves it as it is. */
@@ -44,6 +46,8 @@ export interface KeyPatch {
   readonly spendCap?: number | null;
   /** The key's webhook URL (checked against the outbound rules by the caller); null removes it. */
   readonly callbackUrl?: string | null;
+  /** When the key stops working (epoch ms; checked to be in the future by the caller); null: it never expires. */
+  readonly expiresAt?: number | null;
 }
 
 /** The operator's price table as stored (PUT /admin/v1/prices); `prices: null` means "back to the file/default". */

@@ -237,6 +237,28 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.accounts.getKey(keyId))!.revokedAt).toBe(5);
       });
 
+      it('keys: an expiry is stored at creation, read back, listed, set, moved and cleared (null) by a patch, and left when absent', async () => {
+        const { accountId, keyId } = await account(0);
+        expect((await store.accounts.getKey(keyId))!.expiresAt).toBeUndefined();
+        const later = 2 ** 41 + 7; // past 2^32 ms: a 32-bit column would not hold it
+        const expiring = await store.accounts.createKey({ id: id('key'), accountId, secretHash: 'h2', createdAt: 2000, expiresAt: later });
+        expect(expiring.expiresAt).toBe(later);
+        expect((await store.accounts.getKey(expiring.id))!.expiresAt).toBe(later);
+        expect((await store.accounts.listKeys(accountId)).map((k) => k.expiresAt)).toEqual([undefined, later]);
+
+        expect((await store.accounts.updateKey(keyId, { expiresAt: 5000 }))!.expiresAt).toBe(5000);
+        expect(await store.accounts.updateKey(keyId, { rpm: 5 })).toMatchObject({ rpm: 5, expiresAt: 5000 });
+        expect((await store.accounts.updateKey(keyId, { expiresAt: null }))!.expiresAt).toBeUndefined();
+        expect((await store.accounts.getKey(keyId))!.expiresAt).toBeUndefined();
+        // A revocation keeps the expiry, and the expiry does not revoke.
+        expect(await store.accounts.revokeKey(expiring.id, 9)).toBe(true);
+        expect(await store.accounts.getKey(expiring.id)).toMatchObject({ revokedAt: 9, expiresAt: later });
+        // Another handle (node) reads what this one wrote.
+        const peer = await fx.peer();
+        closers.push(() => peer.close());
+        expect((await peer.accounts.getKey(expiring.id))!.expiresAt).toBe(later);
+      });
+
       it('lists accounts newest first and keeps price tables newest-wins', async () => {
         await store.accounts.createAccount({ id: 'acct_old', name: 'old', balance: 0, webhookSecret: 'w', now: 1 });
         await store.accounts.createAccount({ id: 'acct_new', name: 'new', balance: 0, webhookSecret: 'w', now: 2 });

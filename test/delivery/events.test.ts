@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { parseKey } from '../../src/app/key-secrets';
 import { retryableError } from '../../src/ports/provider';
+import { movableClock } from '../helpers/clock';
 import { solidPng } from '../helpers/images';
 import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { within } from '../helpers/eventually';
@@ -61,6 +62,32 @@ describe('GET /requests/{id}/events (SSE)', () => {
     run.succeed();
     expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
     expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).status).toBe(401);
+  });
+
+  it('a key whose expires_at passes while its stream is open ends the stream the same way, saying it expired', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    const clock = movableClock();
+    t = await startRelay({ overrides: { providers: [provider], eventStreamTickMs: 20, clock } });
+    const keyId = parseKey(t.devKey)!.keyId;
+    const expiresAt = new Date(clock.now() + 3_600_000).toISOString();
+    expect((await t.admin.request('PATCH', `/admin/v1/keys/${keyId}`, { expires_at: expiresAt })).status).toBe(200);
+    const id = (await t.api.post(SUBMIT, body('expires mid-stream'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    let opened!: () => void;
+    const seenOpen = new Promise<void>((resolve) => (opened = resolve));
+    const stream = follow(t, id, (e) => {
+      if (e.event === 'status') opened();
+    });
+    // The stream is seen open with its key still good (ticks pass meanwhile); then its hour passes.
+    await within('the first status', 10_000, seenOpen);
+    clock.advance(3_600_000);
+    const { status, events } = await within('the stream ending', 10_000, stream.done);
+    expect(status).toBe(200);
+    expect(events.map((e) => e.event)).toEqual(['status', 'error']);
+    expect(events[1]!.data.Response.Error).toEqual({ Code: 'AuthFailure', Message: 'Authorization: this API key expired' });
+    run.succeed();
+    expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
+    expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).body.Response.Error.Message).toBe('Authorization: this API key expired');
   });
 
   it('a finished task gives one status and the result at once', async () => {

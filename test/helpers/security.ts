@@ -10,8 +10,8 @@ export interface RouteUnderTest {
 
 /**
  * The standard authentication cases, run against any route given only how to call it (Unkey's common-tests idea):
- * no header, wrong scheme, empty bearer, malformed key, well-formed unknown key, revoked key, and the admin token
- * used as an API key. Each must be 401 in the envelope, before the body is even looked at.
+ * no header, wrong scheme, empty bearer, malformed key, well-formed unknown key, revoked key, expired key, and the
+ * admin token used as an API key. Each must be 401 in the envelope, before the body is even looked at.
  */
 export function itRejectsBadApiKeys(relay: () => TestRelay, route: () => RouteUnderTest): void {
   const cases: Array<[string, (t: TestRelay) => Promise<string | undefined>]> = [
@@ -29,6 +29,16 @@ export function itRejectsBadApiKeys(relay: () => TestRelay, route: () => RouteUn
         const key = await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {});
         expect((await t.admin.delete(`/admin/v1/keys/${key.body.id}`)).status).toBe(204);
         return `Bearer ${key.body.key}`;
+      },
+    ],
+    [
+      'an expired key',
+      async (t) => {
+        // Written to the store as it is once its expires_at has passed (the API takes only future ones).
+        const account = await t.admin.post('/admin/v1/accounts', { name: 'expired', balance: 1000 });
+        const issued = issueKey();
+        await t.relay.store.accounts.createKey({ id: issued.keyId, accountId: account.body.id, secretHash: issued.secretHash, createdAt: 1, expiresAt: 2 });
+        return `Bearer ${issued.plaintext}`;
       },
     ],
   ];

@@ -55,7 +55,7 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
     async createKey(key) {
       const row = await one<KeyRow>(
         pool,
-        `INSERT INTO api_keys (${KEY_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+        `INSERT INTO api_keys (${KEY_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
         keyInsertValues(key),
       );
       return toKey(row!);

@@ -598,4 +598,9 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
   ALTER TABLE accounts ADD COLUMN previous_secret_until BIGINT;
   `,
+  // A key's expiry, as on SQLite: from then on it is refused as a revoked key is; null, it never expires. A node
+  // still on the version before reads the column with SELECT * and ignores it (its keys then do not expire there).
+  `
+  ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
+  `,
 ];

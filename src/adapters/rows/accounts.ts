@@ -25,11 +25,12 @@ export interface KeyRow {
   callback_url: string | null;
   created_at: number;
   revoked_at: number | null;
+  expires_at: number | null;
 }
 
 /** KeyRow's columns in a fixed order and the row from values in that order (why: rows/tasks.ts, TASK_COLUMNS). */
 export const KEY_COLUMNS = [
-  'id', 'account_id', 'name', 'secret_hash', 'rpm', 'max_concurrency', 'spend_cap', 'spent', 'callback_url', 'created_at', 'revoked_at',
+  'id', 'account_id', 'name', 'secret_hash', 'rpm', 'max_concurrency', 'spend_cap', 'spent', 'callback_url', 'created_at', 'revoked_at', 'expires_at',
 ] as const satisfies ReadonlyArray<keyof KeyRow>;
 
 /** Fails to compile when KeyRow gains a column KEY_COLUMNS lacks. */
@@ -39,7 +40,7 @@ export const KEY_COLUMNS_COMPLETE: [MissingKeyColumn] extends [never] ? true : M
 export function keyRowFromValues(v: readonly unknown[]): KeyRow {
   return {
     id: v[0], account_id: v[1], name: v[2], secret_hash: v[3], rpm: v[4], max_concurrency: v[5], spend_cap: v[6],
-    spent: v[7], callback_url: v[8], created_at: v[9], revoked_at: v[10],
+    spent: v[7], callback_url: v[8], created_at: v[9], revoked_at: v[10], expires_at: v[11],
   } as KeyRow;
 }
 
@@ -78,6 +79,7 @@ export const toKey = (r: KeyRow): ApiKeyRecord => ({
   ...optional('spendCap', r.spend_cap),
   ...optional('callbackUrl', r.callback_url),
   ...optional('revokedAt', r.revoked_at),
+  ...optional('expiresAt', r.expires_at),
 });
 
 export const toLedger = (r: LedgerRow): LedgerEntry => ({
@@ -97,10 +99,11 @@ export const KEY_PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
   maxConcurrency: 'max_concurrency',
   spendCap: 'spend_cap',
   callbackUrl: 'callback_url',
+  expiresAt: 'expires_at',
 };
 
 /** The columns an API key is inserted with, and its values in that order (both stores; placeholders differ). */
-export const KEY_INSERT_COLUMNS = 'id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, callback_url, created_at';
+export const KEY_INSERT_COLUMNS = 'id, account_id, name, secret_hash, rpm, max_concurrency, spend_cap, callback_url, created_at, expires_at';
 export const keyInsertValues = (key: Omit<ApiKeyRecord, 'revokedAt' | 'spent'>): unknown[] => [
   key.id,
   key.accountId,
@@ -111,4 +114,5 @@ export const keyInsertValues = (key: Omit<ApiKeyRecord, 'revokedAt' | 'spent'>):
   key.spendCap ?? null,
   key.callbackUrl ?? null,
   key.createdAt,
+  key.expiresAt ?? null,
 ];

@@ -88,7 +88,7 @@ export function sqliteAccountStore(db: Db): AccountStore {
       return (db.prepare('SELECT COUNT(*) AS n FROM accounts').get() as { n: number }).n;
     },
     async createKey(key) {
-      db.prepare(`INSERT INTO api_keys (${KEY_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...keyInsertValues(key));
+      db.prepare(`INSERT INTO api_keys (${KEY_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...keyInsertValues(key));
       return toKey(selectKey.get(key.id)!);
     },
     async getKey(id) {

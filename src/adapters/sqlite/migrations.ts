@@ -288,4 +288,8 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
   ALTER TABLE accounts ADD COLUMN previous_secret_until INTEGER;
   `,
+  // A key's expiry (ApiKeyRecord.expiresAt): from then on it is refused as a revoked key is; null, it never expires.
+  `
+  ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
+  `,
 ];

@@ -38,6 +38,7 @@ export const KeyBody = Type.Object({
   spent: Type.Integer({ description: 'Credits committed by this key: held by its unfinished tasks + captured by its succeeded ones' }),
   created_at: Time,
   revoked_at: Nullable(Time),
+  expires_at: Nullable(Type.String({ format: 'date-time', description: 'From this time on the key is refused (401 AuthFailure); null: it never expires' })),
 });
 
 export const CreatedKeyBody = Type.Composite([KeyBody, Type.Object({ key: Type.String({ description: 'The API key; shown only here' }) })]);

@@ -1,8 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { createApiKey, getKey, listKeys, revokeKey, updateKey } from '../../app/api-keys';
+import { createApiKey, getKey, listKeys, revokeKey, updateKey, type KeyChanges } from '../../app/api-keys';
 import { keyView } from '../../app/admin-views';
-import type { KeyPatch } from '../../ports/store';
 import type { HttpDeps } from '../context';
 import { CreatedKeyBody, KeyBody as KeyAnswer, NoContent } from './admin-bodies';
 import { MAX_KEY_CONCURRENCY, MAX_KEY_RPM } from '../../domain/key-limits';
@@ -12,6 +11,10 @@ import { adminSchema as schema, checkCallbackUrl, Credits, Id } from './admin-sc
 const Rpm = Type.Integer({ minimum: 1, maximum: MAX_KEY_RPM, description: 'submits per minute (all nodes together on PostgreSQL)' });
 const MaxConcurrency = Type.Integer({ minimum: 1, maximum: MAX_KEY_CONCURRENCY, description: 'tasks of this key queued or running at once' });
 const CallbackUrl = Type.String({ format: 'uri', maxLength: TEXT_MAX.callbackUrl, description: "webhook target for this key's tasks (before the account's)" });
+const ExpiresAt = Type.String({
+  format: 'date-time',
+  description: 'RFC 3339; must be in the future. From then on the key is refused (401 AuthFailure), as a revoked one is',
+});
 const SpendCap = { ...Credits, description: 'most credits this key may have held + captured; released credits do not count' };
 /**
  * `integer | null` as one schema (`nullable`, which both Ajv and OpenAPI 3.0 understand), not a union: with Ajv's
@@ -25,6 +28,7 @@ interface NewKey {
   max_concurrency?: number;
   spend_cap?: number;
   callback_url?: string;
+  expires_at?: string;
 }
 
 interface KeyBody {
@@ -33,18 +37,20 @@ interface KeyBody {
   max_concurrency?: number | null;
   spend_cap?: number | null;
   callback_url?: string | null;
+  expires_at?: string | null;
 }
 
 /** `null` clears a limit; an absent field leaves it. */
-const toPatch = (b: KeyBody): KeyPatch => ({
+const toPatch = (b: KeyBody): KeyChanges => ({
   ...(b.name !== undefined ? { name: b.name } : {}),
   ...(b.rpm !== undefined ? { rpm: b.rpm } : {}),
   ...(b.max_concurrency !== undefined ? { maxConcurrency: b.max_concurrency } : {}),
   ...(b.spend_cap !== undefined ? { spendCap: b.spend_cap } : {}),
   ...(b.callback_url !== undefined ? { callbackUrl: b.callback_url } : {}),
+  ...(b.expires_at !== undefined ? { expiresAt: b.expires_at } : {}),
 });
 
-/** API keys: create (the secret is shown once), list (never the secret), limits, revoke. Registered in the admin scope. */
+/** API keys: create (the secret is shown once), list (never the secret), limits, expiry, revoke. Registered in the admin scope. */
 export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
   const { store, clock } = deps;
 
@@ -62,6 +68,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
               max_concurrency: Type.Optional(MaxConcurrency),
               spend_cap: Type.Optional(SpendCap),
               callback_url: Type.Optional(CallbackUrl),
+              expires_at: Type.Optional(ExpiresAt),
             },
             { additionalProperties: false },
           ),
@@ -71,7 +78,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
       }),
     },
     async (request, reply) => {
-      const { name, rpm, max_concurrency: maxConcurrency, spend_cap: spendCap, callback_url: callbackUrl } = request.body ?? {};
+      const { name, rpm, max_concurrency: maxConcurrency, spend_cap: spendCap, callback_url: callbackUrl, expires_at: expiresAt } = request.body ?? {};
       checkCallbackUrl(deps, 'callback_url', callbackUrl);
       const { record, plaintext } = await createApiKey(store, clock, request.params.id, {
         ...(name !== undefined ? { name } : {}),
@@ -79,6 +86,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         ...(maxConcurrency !== undefined ? { maxConcurrency } : {}),
         ...(spendCap !== undefined ? { spendCap } : {}),
         ...(callbackUrl !== undefined ? { callbackUrl } : {}),
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
       });
       return reply.code(201).send({ ...keyView(record), key: plaintext });
     },
@@ -97,7 +105,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
   scope.patch<{ Params: { id: string }; Body: KeyBody }>(
     '/admin/v1/keys/:id',
     {
-      schema: schema("Change a key's name or limits; null removes a limit. Applies from the key's next request.", {
+      schema: schema("Change a key's name, limits or expiry; null removes a limit or the expiry. Applies from the key's next request.", {
         params: Id,
         body: Type.Object(
           {
@@ -106,6 +114,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
             max_concurrency: orNull(MaxConcurrency),
             spend_cap: orNull(SpendCap),
             callback_url: Type.Optional(Type.Unsafe<string | null>({ ...CallbackUrl, nullable: true })),
+            expires_at: Type.Optional(Type.Unsafe<string | null>({ ...ExpiresAt, nullable: true, description: `${ExpiresAt.description}; null: it never expires` })),
           },
           { additionalProperties: false },
         ),
@@ -114,7 +123,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     },
     async (request) => {
       checkCallbackUrl(deps, 'callback_url', request.body?.callback_url);
-      return keyView(await updateKey(store, request.params.id, toPatch(request.body ?? {})));
+      return keyView(await updateKey(store, clock, request.params.id, toPatch(request.body ?? {})));
     },
   );
 

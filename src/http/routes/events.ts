@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { keyRefusal, keyRefused } from '../../app/auth';
 import { MAX_WATCHES_PER_ACCOUNT, watchTask } from '../../app/task-watch';
 import { notFound, RelayError } from '../../domain/errors';
 import { isTerminal } from '../../domain/task-state';
@@ -14,7 +15,8 @@ import { errorResponses, TaskIdParams } from '../schemas';
 /**
  * A comment line now and then keeps proxies from closing a quiet stream (a timer for the line, not a poll). On the
  * same tick the stream's key is looked up again: a stream outlives its request's authentication by as long as the
- * task runs (minutes upstream), and a key revoked meanwhile, on any node or from the command line, must stop reading.
+ * task runs (minutes upstream), and a key revoked meanwhile, on any node or from the command line, or one whose
+ * expiry passes, must stop reading.
  */
 const KEEP_ALIVE_MS = 15_000;
 
@@ -43,7 +45,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
             'text/event-stream. `event: status` (the status body) on every state or progress change, then `event: result` ' +
             '(the result body) when the task is finished, then the stream closes. Already finished: one status and the result. ' +
             'Each event has an `id:`; a reconnect with `Last-Event-ID` resumes after that event, and one after the `result` is 204. ' +
-            'A key revoked while its stream is open ends it within 15 s with `event: error` (the AuthFailure envelope).',
+            'A key revoked, or whose `expires_at` passes, while its stream is open ends it within 15 s with `event: error` (the AuthFailure envelope).',
           tags: ['tasks'],
           security: [{ bearer: [] }],
           params: TaskIdParams,
@@ -110,11 +112,12 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
         const keyStillHolds = async () => {
           try {
             const key = await deps.store.accounts.getKey(caller.key.id);
-            if (key && key.revokedAt === undefined) return;
-            if (ended) return;
+            // Keys are never deleted; one gone all the same is read as revoked.
+            const why = key ? keyRefusal(key, deps.clock.now()) : 'revoked';
+            if (why === undefined || ended) return;
             // In the contract's envelope, as the 401 a new request with this key gets (and the reconnect will).
-            const refusal = new RelayError('AuthFailure', 'Authorization: this API key was revoked');
-            write('error', 'revoked', { Response: { Error: { Code: refusal.code, Message: refusal.message }, RequestId: request.id } });
+            const refusal = keyRefused(why);
+            write('error', why, { Response: { Error: { Code: refusal.code, Message: refusal.message }, RequestId: request.id } });
             end();
           } catch (err) {
             request.log.warn({ err }, 'event stream could not look up its key; checked again on the next tick');

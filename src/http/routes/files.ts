@@ -109,7 +109,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       if (verdict !== 'ok') throw new RelayError('AuthFailure.SignatureFailure', 'signature: invalid for this file and expiry');
       file = await deps.store.files.getFile(id);
     } else {
-      const caller = await authenticate(deps.store, request.headers.authorization);
+      const caller = await authenticate(deps.store, request.headers.authorization, now);
       file = await deps.store.files.getFile(id);
       if (file && file.accountId !== caller.accountId) file = undefined;
     }
