@@ -3,7 +3,7 @@ import { FieldError, notFound, RelayError } from '../domain/errors';
 import { TEXT_MAX, withinLength } from '../domain/operator-limits';
 import type { Clock } from '../ports/clock';
 import type { BalanceChangeReservation } from '../ports/delivery-store';
-import type { Account, NewAccount, Store } from '../ports/store';
+import type { Account, AccountPatch, NewAccount, Store } from '../ports/store';
 import { newId } from './ids';
 
 /** The reservation was taken over after its lease ran out (app/idempotency.ts); nothing was written. */
@@ -135,13 +135,27 @@ export async function getAccount(store: Store, accountId: string): Promise<Accou
   return account;
 }
 
-/** Renames an account or sets its callback URL (`null` removes it); 404 for an unknown account. */
-export async function updateAccount(store: Store, accountId: string, patch: { name?: string; callbackUrl?: string | null }): Promise<Account> {
-  if (patch.name !== undefined) {
-    if (!patch.name.trim()) throw new FieldError('InvalidParameterValue', 'name', 'must not be empty');
-    withinLength('name', patch.name, TEXT_MAX.name);
+/** An account's changes as the operator gives them: `suspended` true suspends it (from now), false resumes it. */
+export interface AccountChanges {
+  readonly name?: string;
+  readonly callbackUrl?: string | null;
+  readonly suspended?: boolean;
+}
+
+/**
+ * Renames an account, sets its callback URL (`null` removes it), or suspends or resumes it; 404 for an unknown
+ * account. A suspended account's keys are all refused (auth.ts, keyRefusal) from their next request on, on every
+ * node; suspending one already suspended keeps its first time, resuming one that is not changes nothing. Tasks already
+ * accepted run on and settle, and the operator may still credit the account.
+ */
+export async function updateAccount(store: Store, clock: Clock, accountId: string, changes: AccountChanges): Promise<Account> {
+  if (changes.name !== undefined) {
+    if (!changes.name.trim()) throw new FieldError('InvalidParameterValue', 'name', 'must not be empty');
+    withinLength('name', changes.name, TEXT_MAX.name);
   }
-  if (patch.callbackUrl) withinLength('callback_url', patch.callbackUrl, TEXT_MAX.callbackUrl);
+  if (changes.callbackUrl) withinLength('callback_url', changes.callbackUrl, TEXT_MAX.callbackUrl);
+  const { suspended, ...rest } = changes;
+  const patch: AccountPatch = suspended === undefined ? rest : { ...rest, suspendedAt: suspended ? clock.now() : null };
   const account = await store.accounts.updateAccount(accountId, patch);
   if (!account) throw notFound('account', accountId);
   return account;

@@ -19,6 +19,8 @@ export const accountView = (a: Account) => ({
   /** Until when the secret a rotation replaced signs beside it (null: there is none; a past time: it no longer does). */
   previous_webhook_secret_until: a.previousWebhookSecret ? iso(a.previousWebhookSecret.until) : null,
   created_at: iso(a.createdAt),
+  /** Since when the account is suspended (every key of it refused, 401); null: it is not. */
+  suspended_at: iso(a.suspendedAt),
 });
 
 export const keyView = (k: ApiKeyRecord) => ({

@@ -1,10 +1,11 @@
 import { RelayError } from '../domain/errors';
-import type { ApiKeyRecord, Store } from '../ports/store';
+import type { ApiKeyRecord, KeyWithAccount, Store } from '../ports/store';
 import { parseKey, secretMatches, tokensMatch } from './key-secrets';
 
 /**
  * Who is calling: the key and the account it belongs to. Only the account's id is carried: every route needs just
- * that, and a key's account always exists (accounts are never deleted), so authenticating is one lookup.
+ * that, and a key's account always exists (accounts are never deleted), so authenticating is one lookup (the
+ * account's suspension is read with the key, in the same query: AccountStore.getKey).
  */
 export interface Caller {
   readonly accountId: string;
@@ -22,18 +23,25 @@ export function bearerToken(header: string | undefined): string {
 }
 
 /** Why a key that exists and matches its secret is refused, in the AuthFailure message. */
-export type KeyRefusal = 'revoked' | 'expired';
-const REFUSALS: Readonly<Record<KeyRefusal, string>> = { revoked: 'this API key was revoked', expired: 'this API key expired' };
+export type KeyRefusal = 'revoked' | 'expired' | 'suspended';
+const REFUSALS: Readonly<Record<KeyRefusal, string>> = {
+  revoked: 'this API key was revoked',
+  expired: 'this API key expired',
+  suspended: 'this account is suspended',
+};
 export const keyRefused = (why: KeyRefusal): RelayError => unauthorized(REFUSALS[why]);
 
 /**
  * Whether a key that exists and matches its secret is refused at `now`: revoked first, then expired
- * (`expiresAt <= now`); undefined while it is usable. Every place that lets a key in, or keeps it in (an open event
- * stream), asks this.
+ * (`expiresAt <= now`), then its account suspended; undefined while it is usable. Every place that lets a key in, or
+ * keeps it in (an open event stream), asks this. The key's own states come before its account's: they outlast a
+ * resume (a revoked key stays refused, an expired one until it is given a new expiry), so the message names the
+ * refusal that resuming the account would not lift.
  */
-export function keyRefusal(key: ApiKeyRecord, now: number): KeyRefusal | undefined {
+export function keyRefusal(key: KeyWithAccount, now: number): KeyRefusal | undefined {
   if (key.revokedAt !== undefined) return 'revoked';
   if (key.expiresAt !== undefined && key.expiresAt <= now) return 'expired';
+  if (key.accountSuspended) return 'suspended';
   return undefined;
 }
 

@@ -169,9 +169,17 @@ export function accountCommands(program: Command, config: () => Config): void {
         const callbackUrl = o.callbackUrl === NONE ? null : o.callbackUrl;
         if (callbackUrl) checkCallbackUrl(config(), callbackUrl);
         const patch = { ...(o.name !== undefined ? { name: o.name } : {}), ...(callbackUrl !== undefined ? { callbackUrl } : {}) };
-        print(accountView(await updateAccount(store, id, patch)));
+        print(accountView(await updateAccount(store, systemClock, id, patch)));
       }),
     );
+  accounts
+    .command('suspend <id>')
+    .description('refuse every API key of the account until it is resumed (tasks already accepted run on)')
+    .action(async (id: string) => withStore(config(), async (store) => print(accountView(await updateAccount(store, systemClock, id, { suspended: true })))));
+  accounts
+    .command('resume <id>')
+    .description("let a suspended account's keys in again")
+    .action(async (id: string) => withStore(config(), async (store) => print(accountView(await updateAccount(store, systemClock, id, { suspended: false })))));
   accounts
     .command('rotate-webhook-secret <id>')
     .description('a new webhook secret; the one it replaces signs beside it for a day (or --previous-valid-seconds; 0: stops at once)')

@@ -16,6 +16,8 @@ export interface Account {
   /** The secret a rotation replaced: deliveries are signed with it too until `until` (epoch ms). */
   readonly previousWebhookSecret?: { readonly secret: string; readonly until: number };
   readonly createdAt: number;
+  /** Since when (epoch ms) the account is suspended: every key of it is refused until an operator resumes it. */
+  readonly suspendedAt?: number;
 }
 
 export interface ApiKeyRecord {
@@ -36,6 +38,15 @@ export interface ApiKeyRecord {
   readonly revokedAt?: number;
   /** From this time on (epoch ms) the key is refused, as a revoked one is; unlike a revocation, a PATCH can move it. */
   readonly expiresAt?: number;
+}
+
+/**
+ * A key as authentication reads it: with its account's suspension, read in the same query (a join), so that letting
+ * a key in stays one store lookup per request.
+ */
+export interface KeyWithAccount extends ApiKeyRecord {
+  /** The key's account is suspended (Account.suspendedAt): the key is refused until the account is resumed. */
+  readonly accountSuspended: boolean;
 }
 
 /** A change to a key's settings: a value sets it, `null` removes the limit, absent leaves it as it is. */
@@ -104,6 +115,13 @@ export interface NewAccount {
   readonly now: number;
 }
 
+/** A change to an account: a value sets it, `null` removes it, absent leaves it as it is. */
+export interface AccountPatch {
+  readonly name?: string;
+  readonly callbackUrl?: string | null;
+  readonly suspendedAt?: number | null;
+}
+
 export interface AccountStore {
   /**
    * The account and its opening-balance ledger row. With `idempotency`, its answer is recorded in the same
@@ -112,8 +130,12 @@ export interface AccountStore {
   createAccount(input: NewAccount): Promise<Account>;
   createAccount(input: NewAccount, idempotency: AccountCreationReservation): Promise<Account | 'idempotency_lost'>;
   getAccount(id: string): Promise<Account | undefined>;
-  /** Changes what is given (`callbackUrl: null` removes it); the account as it now is, undefined if there is none. */
-  updateAccount(id: string, patch: { readonly name?: string; readonly callbackUrl?: string | null }): Promise<Account | undefined>;
+  /**
+   * Changes what is given (`callbackUrl: null` removes it); the account as it now is, undefined if there is none.
+   * `suspendedAt`: a time suspends the account from then, unless it is suspended already (it keeps its first time);
+   * null resumes it.
+   */
+  updateAccount(id: string, patch: AccountPatch): Promise<Account | undefined>;
   /**
    * Makes `secret` the account's webhook secret. The one it replaces signs beside it until `previousUntil` (epoch
    * ms); with no `previousUntil` it stops at once (a secret that leaked). A secret that an earlier rotation kept is
@@ -122,7 +144,8 @@ export interface AccountStore {
   rotateWebhookSecret(id: string, secret: string, previousUntil: number | undefined): Promise<Account | undefined>;
   countAccounts(): Promise<number>;
   createKey(input: Omit<ApiKeyRecord, 'revokedAt' | 'spent'>): Promise<ApiKeyRecord>;
-  getKey(id: string): Promise<ApiKeyRecord | undefined>;
+  /** The key with its account's suspension, in one query: every authenticated request makes it. */
+  getKey(id: string): Promise<KeyWithAccount | undefined>;
   /** False when the key does not exist or was already revoked. */
   revokeKey(id: string, now: number): Promise<boolean>;
   /**

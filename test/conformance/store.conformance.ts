@@ -259,6 +259,41 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await peer.accounts.getKey(expiring.id))!.expiresAt).toBe(later);
       });
 
+      it('accounts: a suspension is stored (keeping its first time), listed, cleared by null, left when absent, and read with the key by getKey', async () => {
+        const { accountId, keyId } = await account(100);
+        const other = await account(100);
+        expect((await store.accounts.getAccount(accountId))!.suspendedAt).toBeUndefined();
+        expect(await store.accounts.getKey(keyId)).toMatchObject({ id: keyId, accountId, accountSuspended: false });
+
+        const at = 2 ** 41 + 3; // past 2^32 ms: a 32-bit column would not hold it
+        expect((await store.accounts.updateAccount(accountId, { suspendedAt: at }))!.suspendedAt).toBe(at);
+        expect(await store.accounts.getKey(keyId)).toMatchObject({ id: keyId, accountId, accountSuspended: true, spent: 0 });
+        // Only that account's keys; a key created while suspended is read as suspended too.
+        expect((await store.accounts.getKey(other.keyId))!.accountSuspended).toBe(false);
+        const later = await store.accounts.createKey({ id: id('key'), accountId, secretHash: 'h3', createdAt: 3000 });
+        expect((await store.accounts.getKey(later.id))!.accountSuspended).toBe(true);
+        // Suspending again keeps the first time; other changes leave it.
+        expect((await store.accounts.updateAccount(accountId, { suspendedAt: at + 50 }))!.suspendedAt).toBe(at);
+        expect(await store.accounts.updateAccount(accountId, { name: 'renamed' })).toMatchObject({ name: 'renamed', suspendedAt: at });
+        expect((await store.accounts.listAccounts(1000)).find((a) => a.id === accountId)!.suspendedAt).toBe(at);
+        // Money still moves: a suspended account can be credited.
+        expect(await store.accounts.topUp(accountId, 5, 'while suspended', 4000)).toBe(105);
+        // Another handle (node) reads what this one wrote.
+        const peer = await fx.peer();
+        closers.push(() => peer.close());
+        expect((await peer.accounts.getKey(keyId))!.accountSuspended).toBe(true);
+
+        const resumed = await store.accounts.updateAccount(accountId, { suspendedAt: null });
+        expect(resumed).toMatchObject({ name: 'renamed', balance: 105 });
+        expect(resumed!.suspendedAt).toBeUndefined();
+        expect((await store.accounts.getKey(keyId))!.accountSuspended).toBe(false);
+        expect((await peer.accounts.getKey(keyId))!.accountSuspended).toBe(false);
+        // Resuming one not suspended changes nothing; a new suspension takes its own time.
+        expect((await store.accounts.updateAccount(accountId, { suspendedAt: null }))!.suspendedAt).toBeUndefined();
+        expect((await store.accounts.updateAccount(accountId, { suspendedAt: at + 100 }))!.suspendedAt).toBe(at + 100);
+        expect(await store.accounts.getKey('key_nope')).toBeUndefined();
+      });
+
       it('lists accounts newest first and keeps price tables newest-wins', async () => {
         await store.accounts.createAccount({ id: 'acct_old', name: 'old', balance: 0, webhookSecret: 'w', now: 1 });
         await store.accounts.createAccount({ id: 'acct_new', name: 'new', balance: 0, webhookSecret: 'w', now: 2 });

@@ -90,6 +90,26 @@ describe('GET /requests/{id}/events (SSE)', () => {
     expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).body.Response.Error.Message).toBe('Authorization: this API key expired');
   });
 
+  it("a key whose account is suspended while its stream is open ends the stream the same way, saying the account is suspended", async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startRelay({ overrides: { providers: [provider], eventStreamTickMs: 20 } });
+    const id = (await t.api.post(SUBMIT, body('suspended mid-stream'))).body.request_id as string;
+    const run = await provider.whenStarted(id);
+    const accountId = (await t.relay.store.tasks.getTask(id))!.accountId;
+    const stream = follow(t, id, (e) => {
+      // Suspended once the stream is seen open, by the operator's API.
+      if (e.event === 'status') void t!.admin.request('PATCH', `/admin/v1/accounts/${accountId}`, { suspended: true });
+    });
+    const { status, events } = await within('the stream ending', 10_000, stream.done);
+    expect(status).toBe(200);
+    expect(events.map((e) => e.event)).toEqual(['status', 'error']);
+    expect(events[1]!.data.Response.Error).toEqual({ Code: 'AuthFailure', Message: 'Authorization: this account is suspended' });
+    // The task itself goes on and settles: it was accepted (and held for) before the suspension.
+    run.succeed();
+    expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
+    expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).body.Response.Error.Message).toBe('Authorization: this account is suspended');
+  });
+
   it('a finished task gives one status and the result at once', async () => {
     t = await startRelay();
     const res = await t.api.post(SUBMIT, body('already done'));

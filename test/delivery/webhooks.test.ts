@@ -176,6 +176,30 @@ describe('webhooks', () => {
     expect(verified(account.body.webhook_secret, await receiver.nth(2))).toMatchObject({ request_id: running.body.request_id, outcome: 'succeeded' });
   });
 
+  it('a task accepted before its account was suspended finishes, is charged, and its webhook still goes out', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    const { relay, receiver } = await setUp(undefined, [provider]);
+    const account = await relay.admin.post('/admin/v1/accounts', { name: 'suspended later', balance: 10_000, callback_url: receiver.url });
+    const accountId = account.body.id as string;
+    const api = apiClient(relay.url, (await relay.admin.post(`/admin/v1/accounts/${accountId}/keys`, {})).body.key);
+    const res = await api.post(SUBMIT, body('accepted, then the account is suspended'));
+    expect(res.status, res.text).toBe(200);
+    const id = res.body.request_id as string;
+    const run = await provider.whenStarted(id);
+    const suspended = await relay.admin.request('PATCH', `/admin/v1/accounts/${accountId}`, { suspended: true });
+    expect(suspended.body.suspended_at).not.toBeNull();
+    expect((await api.post(SUBMIT, body('refused'))).status).toBe(401);
+    run.succeed();
+    const task = await waitForTask(relay.relay, id);
+    expect(task.state).toBe('succeeded');
+    expect(verified(account.body.webhook_secret, await receiver.nth(1))).toMatchObject({ request_id: id, outcome: 'succeeded' });
+    const after = (await relay.admin.get(`/admin/v1/accounts/${accountId}`)).body;
+    expect(after).toMatchObject({ balance: 10_000 - task.price, held: 0, suspended_at: suspended.body.suspended_at });
+    expect(task.price).toBeGreaterThan(0);
+    const ledger = (await relay.admin.get(`/admin/v1/accounts/${accountId}/ledger`)).body.entries;
+    expect(ledger[0]).toMatchObject({ kind: 'capture', task_id: id, amount: task.price });
+  });
+
   it("an account whose receiver hangs holds perAccount slots, not all: another account's webhook goes out meanwhile", async () => {
     const { relay, receiver: hanging, finalAttempt } = await setUp(() => 'hold', undefined, { concurrency: 4, perAccount: 2, timeoutMs: 60_000 });
     for (let i = 0; i < 6; i++) expect((await relay.api.post(withWebhook(hanging.url), body(`hangs ${i}`))).status).toBe(200);

@@ -10,8 +10,8 @@ export interface RouteUnderTest {
 
 /**
  * The standard authentication cases, run against any route given only how to call it (Unkey's common-tests idea):
- * no header, wrong scheme, empty bearer, malformed key, well-formed unknown key, revoked key, expired key, and the
- * admin token used as an API key. Each must be 401 in the envelope, before the body is even looked at.
+ * no header, wrong scheme, empty bearer, malformed key, well-formed unknown key, revoked key, expired key, a key of a
+ * suspended account, and the admin token used as an API key. Each must be 401 in the envelope, before the body is even looked at.
  */
 export function itRejectsBadApiKeys(relay: () => TestRelay, route: () => RouteUnderTest): void {
   const cases: Array<[string, (t: TestRelay) => Promise<string | undefined>]> = [
@@ -39,6 +39,15 @@ export function itRejectsBadApiKeys(relay: () => TestRelay, route: () => RouteUn
         const issued = issueKey();
         await t.relay.store.accounts.createKey({ id: issued.keyId, accountId: account.body.id, secretHash: issued.secretHash, createdAt: 1, expiresAt: 2 });
         return `Bearer ${issued.plaintext}`;
+      },
+    ],
+    [
+      'a key of a suspended account',
+      async (t) => {
+        const account = await t.admin.post('/admin/v1/accounts', { name: 'suspended', balance: 1000 });
+        const key = await t.admin.post(`/admin/v1/accounts/${account.body.id}/keys`, {});
+        expect((await t.admin.request('PATCH', `/admin/v1/accounts/${account.body.id}`, { suspended: true })).status).toBe(200);
+        return `Bearer ${key.body.key}`;
       },
     ],
   ];

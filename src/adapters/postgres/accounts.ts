@@ -2,7 +2,10 @@ import { adjustmentRefusal } from '../../domain/balance-rules';
 import { balanceAnswer, type AccountCreationReservation } from '../../ports/delivery-store';
 import type { AccountStore, AdjustOutcome, KeyPatch, NewAccount } from '../../ports/store';
 import { AUDIT_SQL, reconcileBooks, type AccountTotalsRow, type KeySpentRow, type StrayLedgerRow, type TaskLedgerRow } from '../audit-books';
-import { KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
+import {
+  KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, KEY_WITH_ACCOUNT_COLUMNS, keyInsertValues, toAccount, toKey, toKeyWithAccount, toLedger, type AccountRow, type KeyRow,
+  type KeyWithAccountRow, type LedgerRow,
+} from '../rows/accounts';
 import type { PgContext } from './context';
 import { inTransaction, one, rows } from './database';
 import { pgBalanceAnswers } from './idempotency';
@@ -32,11 +35,13 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
     },
     async updateAccount(id, patch) {
       // One statement: a field not given keeps its value (the flags say which were given, as null is a value).
+      // A suspension keeps its first time (COALESCE); null resumes.
       const row = await one<AccountRow>(
         pool,
-        `UPDATE accounts SET name = CASE WHEN $2 THEN $3 ELSE name END, callback_url = CASE WHEN $4 THEN $5 ELSE callback_url END
+        `UPDATE accounts SET name = CASE WHEN $2 THEN $3 ELSE name END, callback_url = CASE WHEN $4 THEN $5 ELSE callback_url END,
+           suspended_at = CASE WHEN NOT $6 THEN suspended_at WHEN $7::bigint IS NULL THEN NULL ELSE COALESCE(suspended_at, $7::bigint) END
          WHERE id = $1 RETURNING *`,
-        [id, patch.name !== undefined, patch.name ?? null, patch.callbackUrl !== undefined, patch.callbackUrl ?? null],
+        [id, patch.name !== undefined, patch.name ?? null, patch.callbackUrl !== undefined, patch.callbackUrl ?? null, patch.suspendedAt !== undefined, patch.suspendedAt ?? null],
       );
       return row && toAccount(row);
     },
@@ -61,8 +66,13 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
       return toKey(row!);
     },
     async getKey(id) {
-      const row = await selectKey(id);
-      return row && toKey(row);
+      // One query, as on SQLite: the key with its account's suspension.
+      const row = await one<KeyWithAccountRow>(
+        pool,
+        `SELECT ${KEY_WITH_ACCOUNT_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1`,
+        [id],
+      );
+      return row && toKeyWithAccount(row);
     },
     async revokeKey(id, now) {
       const result = await pool.query('UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL', [id, now]);

@@ -603,4 +603,9 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
   `,
+  // An account's suspension, as on SQLite: while set, every key of the account is refused; null resumes it. A node
+  // still on the version before ignores the column (keys of a suspended account still work there).
+  `
+  ALTER TABLE accounts ADD COLUMN suspended_at BIGINT;
+  `,
 ];

@@ -1,4 +1,4 @@
-import type { Account, ApiKeyRecord, KeyPatch, LedgerEntry, LedgerKind } from '../../ports/store';
+import type { Account, ApiKeyRecord, KeyPatch, KeyWithAccount, LedgerEntry, LedgerKind } from '../../ports/store';
 import { optional } from './common';
 
 export interface AccountRow {
@@ -11,6 +11,7 @@ export interface AccountRow {
   previous_webhook_secret: string | null;
   previous_secret_until: number | null;
   created_at: number;
+  suspended_at: number | null;
 }
 
 export interface KeyRow {
@@ -44,6 +45,20 @@ export function keyRowFromValues(v: readonly unknown[]): KeyRow {
   } as KeyRow;
 }
 
+/** A key row with its account's `suspended_at`, as getKey reads it (one query, a join on accounts). */
+export interface KeyWithAccountRow extends KeyRow {
+  account_suspended_at: number | null;
+}
+
+/** The SELECT list of that query: the key's columns (table alias `k`), then the account's (alias `a`) suspension. */
+export const KEY_WITH_ACCOUNT_COLUMNS = `${KEY_COLUMNS.map((c) => `k.${c}`).join(', ')}, a.suspended_at AS account_suspended_at`;
+
+export function keyWithAccountRowFromValues(v: readonly unknown[]): KeyWithAccountRow {
+  const row = keyRowFromValues(v) as KeyWithAccountRow; // a fresh object: the column is added to it, not copied
+  row.account_suspended_at = v[KEY_COLUMNS.length] as number | null;
+  return row;
+}
+
 export interface LedgerRow {
   id: number;
   account_id: string;
@@ -65,6 +80,7 @@ export const toAccount = (r: AccountRow): Account => ({
   ...(r.previous_webhook_secret !== null && r.previous_secret_until !== null
     ? { previousWebhookSecret: { secret: r.previous_webhook_secret, until: Number(r.previous_secret_until) } }
     : {}),
+  ...(r.suspended_at !== null && r.suspended_at !== undefined ? { suspendedAt: Number(r.suspended_at) } : {}),
 });
 
 export const toKey = (r: KeyRow): ApiKeyRecord => ({
@@ -80,6 +96,11 @@ export const toKey = (r: KeyRow): ApiKeyRecord => ({
   ...optional('callbackUrl', r.callback_url),
   ...optional('revokedAt', r.revoked_at),
   ...optional('expiresAt', r.expires_at),
+});
+
+export const toKeyWithAccount = (r: KeyWithAccountRow): KeyWithAccount => ({
+  ...toKey(r),
+  accountSuspended: r.account_suspended_at !== null && r.account_suspended_at !== undefined,
 });
 
 export const toLedger = (r: LedgerRow): LedgerEntry => ({

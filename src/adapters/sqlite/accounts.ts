@@ -4,7 +4,10 @@ import { auditBooks } from './audit';
 import type { Db } from './database';
 import { sqliteBalanceAnswers } from './idempotency';
 import { balanceAnswer, type AccountCreationReservation, type BalanceChangeReservation } from '../../ports/delivery-store';
-import { KEY_COLUMNS, KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, keyInsertValues, keyRowFromValues, toAccount, toKey, toLedger, type AccountRow, type KeyRow, type LedgerRow } from '../rows/accounts';
+import {
+  KEY_COLUMNS, KEY_INSERT_COLUMNS, KEY_PATCH_COLUMNS, KEY_WITH_ACCOUNT_COLUMNS, keyInsertValues, keyRowFromValues, keyWithAccountRowFromValues, toAccount, toKey,
+  toKeyWithAccount, toLedger, type AccountRow, type KeyRow, type LedgerRow,
+} from '../rows/accounts';
 
 export function sqliteAccountStore(db: Db): AccountStore {
   const insertAccount = db.prepare(
@@ -24,6 +27,10 @@ export function sqliteAccountStore(db: Db): AccountStore {
       return values && keyRowFromValues(values);
     },
   };
+  // What authentication reads: the key with its account's suspension, one statement (a join on the account's key).
+  const selectKeyWithAccountValues = db
+    .prepare<[string], unknown[]>(`SELECT ${KEY_WITH_ACCOUNT_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?`)
+    .raw();
   const addBalance = db.prepare(`UPDATE accounts SET balance = balance + @amount WHERE id = @accountId AND balance + @amount <= ${Number.MAX_SAFE_INTEGER}`);
   const selectMoney = db.prepare<[string], { balance: number; held: number }>('SELECT balance, held FROM accounts WHERE id = ?');
   const changeBalance = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
@@ -69,10 +76,21 @@ export function sqliteAccountStore(db: Db): AccountStore {
     },
     async updateAccount(id, patch) {
       // One statement: a field not given keeps its value (the flags say which were given, as null is a value).
+      // A suspension keeps its first time (COALESCE); null resumes.
       db.prepare(
         `UPDATE accounts SET name = CASE WHEN @setName THEN @name ELSE name END,
-           callback_url = CASE WHEN @setUrl THEN @url ELSE callback_url END WHERE id = @id`,
-      ).run({ id, setName: patch.name !== undefined ? 1 : 0, name: patch.name ?? null, setUrl: patch.callbackUrl !== undefined ? 1 : 0, url: patch.callbackUrl ?? null });
+           callback_url = CASE WHEN @setUrl THEN @url ELSE callback_url END,
+           suspended_at = CASE WHEN NOT @setSuspended THEN suspended_at WHEN @suspendedAt IS NULL THEN NULL ELSE COALESCE(suspended_at, @suspendedAt) END
+         WHERE id = @id`,
+      ).run({
+        id,
+        setName: patch.name !== undefined ? 1 : 0,
+        name: patch.name ?? null,
+        setUrl: patch.callbackUrl !== undefined ? 1 : 0,
+        url: patch.callbackUrl ?? null,
+        setSuspended: patch.suspendedAt !== undefined ? 1 : 0,
+        suspendedAt: patch.suspendedAt ?? null,
+      });
       const row = selectAccount.get(id);
       return row && toAccount(row);
     },
@@ -92,8 +110,8 @@ export function sqliteAccountStore(db: Db): AccountStore {
       return toKey(selectKey.get(key.id)!);
     },
     async getKey(id) {
-      const row = selectKey.get(id);
-      return row && toKey(row);
+      const values = selectKeyWithAccountValues.get(id);
+      return values && toKeyWithAccount(keyWithAccountRowFromValues(values));
     },
     async revokeKey(id, now) {
       return db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes > 0;

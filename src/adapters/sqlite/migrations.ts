@@ -292,4 +292,8 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
   `,
+  // An account's suspension (Account.suspendedAt): while set, every key of the account is refused; null resumes it.
+  `
+  ALTER TABLE accounts ADD COLUMN suspended_at INTEGER;
+  `,
 ];

@@ -25,6 +25,9 @@ export const AccountBody = Type.Object({
     }),
   ),
   created_at: Time,
+  suspended_at: Nullable(
+    Type.String({ format: 'date-time', description: "Since when the account is suspended: every key of it is refused (401 AuthFailure); null: it is not" }),
+  ),
 });
 
 export const KeyBody = Type.Object({

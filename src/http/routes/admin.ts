@@ -81,26 +81,38 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       accountView(await getAccount(store, request.params.id)),
     );
 
-    scope.patch<{ Params: { id: string }; Body: { name?: string; callback_url?: string | null } }>(
+    scope.patch<{ Params: { id: string }; Body: { name?: string; callback_url?: string | null; suspended?: boolean } }>(
       '/admin/v1/accounts/:id',
       {
-        schema: schema("Rename an account or change its callback URL (the webhook target of its tasks when neither the task nor its key names one); null removes the URL", {
-          params: Id,
-          body: Type.Object(
-            {
-              name: Type.Optional(Type.String({ minLength: 1, maxLength: TEXT_MAX.name })),
-              callback_url: Type.Optional(Type.Unsafe<string | null>({ type: 'string', format: 'uri', maxLength: TEXT_MAX.callbackUrl, nullable: true })),
-            },
-            { additionalProperties: false },
-          ),
-          response: { 200: AccountBody },
-        }),
+        schema: schema(
+          'Rename an account, change its callback URL (the webhook target of its tasks when neither the task nor its key names one; ' +
+            'null removes it), or suspend or resume it: `suspended: true` refuses every key of the account (401 AuthFailure) from ' +
+            "its next request on, until `suspended: false`; tasks already accepted run on and settle, and an open event stream ends",
+          {
+            params: Id,
+            body: Type.Object(
+              {
+                name: Type.Optional(Type.String({ minLength: 1, maxLength: TEXT_MAX.name })),
+                callback_url: Type.Optional(Type.Unsafe<string | null>({ type: 'string', format: 'uri', maxLength: TEXT_MAX.callbackUrl, nullable: true })),
+                suspended: Type.Optional(
+                  Type.Boolean({ description: 'true: suspend (keeps the first `suspended_at` if it is already); false: resume' }),
+                ),
+              },
+              { additionalProperties: false },
+            ),
+            response: { 200: AccountBody },
+          },
+        ),
       },
       async (request) => {
-        const { name, callback_url: callbackUrl } = request.body ?? {};
+        const { name, callback_url: callbackUrl, suspended } = request.body ?? {};
         checkCallbackUrl(deps, 'callback_url', callbackUrl);
         return accountView(
-          await updateAccount(store, request.params.id, { ...(name !== undefined ? { name } : {}), ...(callbackUrl !== undefined ? { callbackUrl } : {}) }),
+          await updateAccount(store, clock, request.params.id, {
+            ...(name !== undefined ? { name } : {}),
+            ...(callbackUrl !== undefined ? { callbackUrl } : {}),
+            ...(suspended !== undefined ? { suspended } : {}),
+          }),
         );
       },
     );

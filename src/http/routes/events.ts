@@ -15,8 +15,8 @@ import { errorResponses, TaskIdParams } from '../schemas';
 /**
  * A comment line now and then keeps proxies from closing a quiet stream (a timer for the line, not a poll). On the
  * same tick the stream's key is looked up again: a stream outlives its request's authentication by as long as the
- * task runs (minutes upstream), and a key revoked meanwhile, on any node or from the command line, or one whose
- * expiry passes, must stop reading.
+ * task runs (minutes upstream), and a key revoked meanwhile, on any node or from the command line, one whose
+ * expiry passes, or one whose account is suspended, must stop reading.
  */
 const KEEP_ALIVE_MS = 15_000;
 
@@ -45,7 +45,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
             'text/event-stream. `event: status` (the status body) on every state or progress change, then `event: result` ' +
             '(the result body) when the task is finished, then the stream closes. Already finished: one status and the result. ' +
             'Each event has an `id:`; a reconnect with `Last-Event-ID` resumes after that event, and one after the `result` is 204. ' +
-            'A key revoked, or whose `expires_at` passes, while its stream is open ends it within 15 s with `event: error` (the AuthFailure envelope).',
+            'A key revoked, whose `expires_at` passes, or whose account is suspended while its stream is open ends it within 15 s with `event: error` (the AuthFailure envelope).',
           tags: ['tasks'],
           security: [{ bearer: [] }],
           params: TaskIdParams,
