@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { runCli } from '../helpers/child';
+import { expectCliRefused } from '../helpers/cli-refusal';
 import { movableClock } from '../helpers/clock';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 
@@ -25,13 +26,7 @@ async function cli(...args: string[]) {
   expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0);
   return JSON.parse(res.stdout);
 }
-const refused = async (args: string[], mentions: RegExp) => {
-  const res = await runCli(args, env);
-  expect(res.code, res.stderr).toBe(1);
-  expect(res.stdout).toBe('');
-  expect(res.stderr).toMatch(mentions);
-  expect(res.stderr, 'a stack trace').not.toMatch(/\n\s+at /);
-};
+const refused = (args: string[], mentions: RegExp) => expectCliRefused(env, args, mentions);
 // The command runs on the real clock; the server's is moved only forward, so "in an hour" is ahead of both.
 const inAnHour = () => new Date(clock.now() + HOUR).toISOString();
 const status = async (key: string) => (await apiClient(t.url, key).get('/tencent-vod/v1/requests/nope/status')).body.Response.Error.Message;

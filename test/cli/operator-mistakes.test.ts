@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from 'commander';
 import { signedCredits } from '../../src/cli/admin';
 import { runCli } from '../helpers/child';
+import { expectCliRefused } from '../helpers/cli-refusal';
 import { tempDir } from '../helpers/relay';
 
 /**
@@ -19,13 +20,7 @@ beforeAll(async () => {
   accountId = JSON.parse(created.stdout).id;
 });
 
-const refused = async (args: string[], mentions: RegExp) => {
-  const res = await runCli(args, env);
-  expect(res.code, res.stderr).toBe(1);
-  expect(res.stdout).toBe('');
-  expect(res.stderr).toMatch(mentions);
-  expect(res.stderr, 'a stack trace').not.toMatch(/\n\s+at /);
-};
+const refused = (args: string[], mentions: RegExp) => expectCliRefused(env, args, mentions);
 
 describe('operator mistakes on the command line', () => {
   it('accounts top-up with an amount that is not a whole number of credits, at least 1: refused, balance and ledger unchanged', async () => {

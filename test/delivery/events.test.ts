@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { ControlledProvider, type ControlledRun } from '../../src/adapters/fakes/controlled-provider';
 import { parseKey } from '../../src/app/key-secrets';
 import { retryableError } from '../../src/ports/provider';
 import { movableClock } from '../helpers/clock';
@@ -13,6 +13,21 @@ const PNG = await solidPng('#fedcba');
 
 let t: TestRelay | undefined;
 const startRelay = closedAfterEach(startTestRelay);
+
+/**
+ * A stream whose key stopped holding while it was open: it ended with one status and an `error` event carrying the
+ * AuthFailure `message`; the task itself goes on and settles (it was accepted and held for before), and the key's
+ * next request is refused with the same message.
+ */
+async function refusedMidStream(done: ReturnType<typeof follow>['done'], run: ControlledRun, id: string, message: string) {
+  const { status, events } = await within('the stream ending', 10_000, done);
+  expect(status).toBe(200);
+  expect(events.map((e) => e.event)).toEqual(['status', 'error']);
+  expect(events[1]!.data.Response.Error).toEqual({ Code: 'AuthFailure', Message: message });
+  run.succeed();
+  expect((await waitForTask(t!.relay, id)).state).toBe('succeeded');
+  expect((await t!.api.get(`/tencent-vod/v1/requests/${id}/status`)).body.Response.Error.Message).toBe(message);
+}
 
 describe('GET /requests/{id}/events (SSE)', () => {
   it('streams status and progress as they change, then the result, then ends', async () => {
@@ -54,14 +69,8 @@ describe('GET /requests/{id}/events (SSE)', () => {
       // Revoked once the stream is seen open, as by an operator in another process: the store alone knows.
       if (e.event === 'status') void t!.relay.store.accounts.revokeKey(keyId, Date.now());
     });
-    const { status, events } = await within('the stream ending', 10_000, stream.done);
-    expect(status).toBe(200);
-    expect(events.map((e) => e.event)).toEqual(['status', 'error']);
-    expect(events[1]!.data.Response.Error).toEqual({ Code: 'AuthFailure', Message: 'Authorization: this API key was revoked' });
     // The task itself goes on: revoking a key stops its reads, not the work already paid for.
-    run.succeed();
-    expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
-    expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).status).toBe(401);
+    await refusedMidStream(stream.done, run, id, 'Authorization: this API key was revoked');
   });
 
   it('a key whose expires_at passes while its stream is open ends the stream the same way, saying it expired', async () => {
@@ -81,13 +90,7 @@ describe('GET /requests/{id}/events (SSE)', () => {
     // The stream is seen open with its key still good (ticks pass meanwhile); then its hour passes.
     await within('the first status', 10_000, seenOpen);
     clock.advance(3_600_000);
-    const { status, events } = await within('the stream ending', 10_000, stream.done);
-    expect(status).toBe(200);
-    expect(events.map((e) => e.event)).toEqual(['status', 'error']);
-    expect(events[1]!.data.Response.Error).toEqual({ Code: 'AuthFailure', Message: 'Authorization: this API key expired' });
-    run.succeed();
-    expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
-    expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).body.Response.Error.Message).toBe('Authorization: this API key expired');
+    await refusedMidStream(stream.done, run, id, 'Authorization: this API key expired');
   });
 
   it("a key whose account is suspended while its stream is open ends the stream the same way, saying the account is suspended", async () => {
@@ -100,14 +103,8 @@ describe('GET /requests/{id}/events (SSE)', () => {
       // Suspended once the stream is seen open, by the operator's API.
       if (e.event === 'status') void t!.admin.request('PATCH', `/admin/v1/accounts/${accountId}`, { suspended: true });
     });
-    const { status, events } = await within('the stream ending', 10_000, stream.done);
-    expect(status).toBe(200);
-    expect(events.map((e) => e.event)).toEqual(['status', 'error']);
-    expect(events[1]!.data.Response.Error).toEqual({ Code: 'AuthFailure', Message: 'Authorization: this account is suspended' });
     // The task itself goes on and settles: it was accepted (and held for) before the suspension.
-    run.succeed();
-    expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
-    expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status`)).body.Response.Error.Message).toBe('Authorization: this account is suspended');
+    await refusedMidStream(stream.done, run, id, 'Authorization: this account is suspended');
   });
 
   it('a finished task gives one status and the result at once', async () => {

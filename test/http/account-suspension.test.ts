@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { movableClock } from '../helpers/clock';
-import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
 import { expectEnvelope } from '../hostile/envelope';
+import { finishedTaskWithFile } from './task-with-file';
 
 /**
  * `PATCH /admin/v1/accounts/{id} {suspended}`: true suspends the account (its view shows `suspended_at`), and every
@@ -95,12 +96,7 @@ describe('a suspended account', () => {
   it('every key of it is refused 401 on submit, status, result and download; resuming lets them in again', async () => {
     const { accountId, keyId, api } = await newAccount();
     const second = apiClient(t.url, (await t.admin.post(`/admin/v1/accounts/${accountId}/keys`, {})).body.key as string);
-    const submitted = await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
-    expect(submitted.status, submitted.text).toBe(200);
-    const taskId = submitted.body.request_id as string;
-    await waitForTask(t.relay, taskId);
-    const fileId = (await api.get(`/tencent-vod/v1/requests/${taskId}`)).body.images[0].file_id as string;
-    expect((await api.get(`/tencent-vod/v1/files/${fileId}`)).status).toBe(200);
+    const { taskId, fileId } = await finishedTaskWithFile(t, api);
 
     expect((await patch(accountId, { suspended: true })).status).toBe(200);
     expectSuspended(await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY));

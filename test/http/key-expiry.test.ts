@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { movableClock } from '../helpers/clock';
-import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
+import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
 import { expectEnvelope } from '../hostile/envelope';
+import { finishedTaskWithFile } from './task-with-file';
 
 /**
  * A key's `expires_at`: set when it is created or by a PATCH (null removes it), shown in its view, and from then on
@@ -93,12 +94,7 @@ describe('key expiry on the admin API', () => {
 describe('an expired key', () => {
   it('works until its expires_at, then is refused 401 on submit, status, result and download; a later expiry (or none) lets it in again', async () => {
     const { id, api } = await newKey({ expires_at: inAnHour() });
-    const submitted = await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
-    expect(submitted.status, submitted.text).toBe(200);
-    const taskId = submitted.body.request_id as string;
-    await waitForTask(t.relay, taskId);
-    const fileId = (await api.get(`/tencent-vod/v1/requests/${taskId}`)).body.images[0].file_id as string;
-    expect((await api.get(`/tencent-vod/v1/files/${fileId}`)).status).toBe(200);
+    const { taskId, fileId } = await finishedTaskWithFile(t, api);
 
     clock.advance(HOUR - 1000);
     expect((await api.get(`/tencent-vod/v1/requests/${taskId}/status`)).status).toBe(200);
