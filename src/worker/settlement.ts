@@ -72,17 +72,21 @@ export class RunSettlement {
     const began = performance.now();
     let givenUp = false;
     let pause = timing.firstDelayMs;
+    // One time per outcome, kept through its retries: a finish whose commit went through but whose answer was lost
+    // is then recognised by the time it wrote (`ownCommit`).
+    let at = this.deps.clock.now();
     for (;;) {
       try {
-        if (givenUp) await this.complete(task, unrecordedOutcome, 'completion' in outcome ? outcome.completion : undefined);
-        else if ('completion' in outcome) await this.complete(task, outcome.completion);
-        else await this.handleFailure(task, outcome.error, signal);
+        if (givenUp) await this.complete(task, unrecordedOutcome, at, 'completion' in outcome ? outcome.completion : undefined);
+        else if ('completion' in outcome) await this.complete(task, outcome.completion, at);
+        else await this.handleFailure(task, outcome.error, signal, at);
         return;
       } catch (err) {
         if (!this.deps.accepting()) throw err;
         if (!givenUp && performance.now() - began >= timing.outcomeForMs) {
           this.deps.log.error({ err, taskId: task.id }, 'recording the end of a run kept failing; failing the task instead, to release its hold');
           givenUp = true;
+          at = this.deps.clock.now();
           pause = timing.firstDelayMs;
           continue;
         }
@@ -94,30 +98,35 @@ export class RunSettlement {
   }
 
   /**
-   * `givenUp`: the run's own outcome, when `completion` is the failure that replaces it (SettleTiming). A success
-   * whose commit went through unseen makes that failure refused; the task is then this run's success after all, and
-   * is announced as such (metrics, the webhook's wake-up, the upstream event's confirmation), not merely told to its
-   * watchers as a settlement made elsewhere.
+   * `at`: the time this outcome is recorded with, the same on every retry. `givenUp`: the run's own outcome, when
+   * `completion` is the failure that replaces it (SettleTiming). A refused finish may be this settlement's own earlier
+   * commit whose answer was lost, or (for `givenUp`) the success it replaces, committed unseen; either way the task
+   * ended as this run recorded it and is announced (metrics, the webhook's wake-up, the upstream event's
+   * confirmation), not merely told to its watchers as a settlement made elsewhere.
    */
-  private async complete(task: TaskRecord, completion: Completion, givenUp?: Completion): Promise<void> {
-    const { store, clock } = this.deps;
+  private async complete(task: TaskRecord, completion: Completion, at: number, givenUp?: Completion): Promise<void> {
+    const { store } = this.deps;
     // ownAttempt: if our lease lapsed and the task was taken over (by another node, or by this one as a later
     // attempt), the current attempt decides, not ours.
     const finished = { ownAttempt: task.attempts, log: `Finished: ${completion.state}.` };
-    if (await store.tasks.finish(task.id, completion, clock.now(), finished)) {
+    if (await store.tasks.finish(task.id, completion, at, finished)) {
       await this.deps.announce(task.id);
       return;
     }
+    const current = await store.tasks.getTask(task.id);
+    if (ownCommit(current, completion, at) || (givenUp?.state === 'succeeded' && ownCommit(current, givenUp))) {
+      return this.deps.announce(task.id, current);
+    }
+    // Its files belong to no task now (those of a charged task were kept just above).
     if (completion.state === 'succeeded') {
-      if (await this.recordedAs(task.id, completion)) return this.deps.announce(task.id);
       await this.deps.discardOutputs(completion).catch((err: unknown) => this.deps.log.warn({ err, taskId: task.id }, 'discarding outputs failed'));
     }
-    const current = await store.tasks.getTask(task.id);
+    // The cancel made below on an earlier try, committed unseen.
+    if (ownCommit(current, { state: 'cancelled', error: cancelledError }, at)) return this.deps.announce(task.id, current);
     // Refused because the client's cancel came first (it was told so): the task ends cancelled, at no charge.
     if (completion.state !== 'cancelled' && current?.state === 'running' && current.cancelRequested && current.attempts === task.attempts) {
-      return this.complete(task, { state: 'cancelled', error: cancelledError });
+      return this.complete(task, { state: 'cancelled', error: cancelledError }, at);
     }
-    if (givenUp?.state === 'succeeded' && sameSuccess(current, givenUp)) return this.deps.announce(task.id, current);
     // Refused: settled elsewhere meanwhile (another process, before the sweep saw it). Its watchers may not know.
     if (current && isTerminal(current.state)) this.tellWatchers(current);
   }
@@ -131,22 +140,13 @@ export class RunSettlement {
     this.deps.watchers.tell({ id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task });
   }
 
-  /**
-   * Whether the store already holds this very success: a `finish` whose commit went through but whose answer was
-   * lost (a dropped connection) is retried and then refused. Its files belong to a charged task and must stay.
-   */
-  private async recordedAs(taskId: string, completion: Extract<Completion, { state: 'succeeded' }>): Promise<boolean> {
-    return sameSuccess(await this.deps.store.tasks.getTask(taskId), completion);
-  }
-
   /** The one retry path: cancel, permanent failure, or hand the attempt back with backoff. */
-  private async handleFailure(task: TaskRecord, err: unknown, signal: AbortSignal): Promise<void> {
-    const { store, clock, retry, log } = this.deps;
-    const now = clock.now();
+  private async handleFailure(task: TaskRecord, err: unknown, signal: AbortSignal, now: number): Promise<void> {
+    const { store, retry, log } = this.deps;
     if (signal.aborted) {
       const current = await store.tasks.getTask(task.id);
       if (current?.cancelRequested) {
-        await this.complete(task, { state: 'cancelled', error: cancelledError });
+        await this.complete(task, { state: 'cancelled', error: cancelledError }, now);
       } else if (!this.deps.accepting()) {
         // A graceful stop cut the attempt short: handed back now, and not counted (a stop is not the task's doing;
         // only hand-backs nobody made, crashes, may use up its attempts). Refused when the attempt is no longer
@@ -157,7 +157,7 @@ export class RunSettlement {
       return;
     }
     if (err instanceof ProviderCancelledError) {
-      await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } });
+      await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } }, now);
       return;
     }
     // A provider's errors are written for the client. Anything else is the relay's own failure (a disk, the store, a
@@ -179,18 +179,27 @@ export class RunSettlement {
         this.deps.requeued(current);
       } else if (current?.state === 'running' && current.cancelRequested) {
         // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
-        await this.complete(task, { state: 'cancelled', error: cancelledError });
+        await this.complete(task, { state: 'cancelled', error: cancelledError }, now);
       } else if (current && isTerminal(current.state)) {
         this.tellWatchers(current); // settled meanwhile (a cancel that met the hand-back announced it)
       }
       return;
     }
-    await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } });
+    await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } }, now);
   }
 }
 
-/** Whether the store holds this very success (its first image's file id is this run's). */
-function sameSuccess(current: TaskRecord | undefined, completion: Extract<Completion, { state: 'succeeded' }>): boolean {
-  const first = completion.result.images[0]?.file_id;
-  return current?.state === 'succeeded' && first !== undefined && current.result?.images[0]?.file_id === first;
+/**
+ * Whether the store holds this very outcome: a `finish` whose commit went through but whose answer was lost (a dropped
+ * connection) is retried and then refused. A success is known by its first image's file id (its files belong to a
+ * charged task and must stay); a failure or cancel by its state, error and the time it was written with (`at`, kept
+ * through the retries), which a settlement made elsewhere would not share.
+ */
+function ownCommit(current: TaskRecord | undefined, completion: Completion, at?: number): boolean {
+  if (current?.state !== completion.state) return false;
+  if (completion.state === 'succeeded') {
+    const first = completion.result.images[0]?.file_id;
+    return first !== undefined && current.result?.images[0]?.file_id === first;
+  }
+  return at !== undefined && current.finishedAt === at && current.error?.code === completion.error?.code && current.error?.message === completion.error?.message;
 }

@@ -1,30 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ControlledProvider, type ControlledRun } from '../../src/adapters/fakes/controlled-provider';
+import type { ControlledRun } from '../../src/adapters/fakes/controlled-provider';
 import { permanentError, retryableError } from '../../src/ports/provider';
 import { internalErrorMessage } from '../../src/worker/settlement';
-import { solidPng } from '../helpers/images';
-import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
-import { closedAfterEach } from '../helpers/closed-after-each';
-import { waitUntil } from '../helpers/eventually';
+import { waitForTask } from '../helpers/relay';
+import { engineRelays } from './engine-relay';
 
-const PNG = await solidPng('#123456');
-
-let t: TestRelay | undefined;
-const startRelay = closedAfterEach(startTestRelay);
-
-/** Recording a run's end against a failing store, in milliseconds (settlement.ts SettleTiming). */
-const FAST_SETTLE = { outcomeForMs: 50, firstDelayMs: 1, maxDelayMs: 10 };
-
-async function relayWith(concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, settledSweepMs?: number) {
-  const provider = new ControlledProvider('controlled', concurrency, PNG);
-  t = await startRelay({ overrides: { providers: [provider], retry, settleTiming: FAST_SETTLE, ...(settledSweepMs !== undefined ? { settledSweepMs } : {}) } });
-  const submit = async (priority = 0) => {
-    const res = await t!.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, tasks_priority: priority });
-    expect(res.status).toBe(200);
-    return res.body.request_id as string;
-  };
-  return { provider, relay: t, submit };
-}
+const relayWith = engineRelays();
 
 describe('task engine', () => {
   it('dispatches higher tasks_priority first, FIFO within a priority', async () => {
@@ -252,28 +233,6 @@ describe('task engine — store failures and stale reads', () => {
     expect((await relay.admin.get('/admin/v1/audit')).body.ok).toBe(true);
   });
 
-  it('a success whose commit went through unseen, then kept failing, is announced as a success when its fallback is refused', async () => {
-    const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
-    let successTries = 0;
-    tasks.finish = async (id, completion, now, options) => {
-      if (completion.state !== 'succeeded') return original(id, completion, now, options);
-      // The first try commits and its answer is lost; every later one fails until the outcome is given up.
-      if (++successTries === 1) await original(id, completion, now, options);
-      throw new Error('connection reset');
-    };
-    const announced: string[] = [];
-    relay.relay.engine.events.on('task', (event: { id: string; state: string }) => announced.push(`${event.id}:${event.state}`));
-    const id = await submit();
-    (await provider.whenStarted(id)).succeed();
-    await waitUntil(() => announced.includes(`${id}:succeeded`), 5_000, 'the success announced');
-    const task = await waitForTask(relay.relay, id);
-    expect(task.state).toBe('succeeded');
-    expect(successTries).toBeGreaterThan(1);
-    expect((await relay.relay.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id).map((e) => e.kind).sort()).toEqual(['capture', 'hold']);
-  });
-
   it('a cancel decided on a stale "queued" read still stops the run that started meanwhile', async () => {
     const { provider, relay, submit } = await relayWith(1);
     const id = await submit();
@@ -355,31 +314,5 @@ describe('task engine — a task claimed again while an earlier attempt still ru
     expect((await relay.api.put(`/tencent-vod/v1/requests/${id}/cancel`)).status).toBe(202);
     expect(retry.ctx.signal.aborted).toBe(true);
     expect((await waitForTask(relay.relay, id)).state).toBe('cancelled');
-  });
-});
-
-describe('task engine — a success whose commit answer was lost', () => {
-  it('keeps the output files when the refused finish was its own earlier, committed success', async () => {
-    const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
-    let calls = 0;
-    // The first finish commits but its answer is "lost"; the engine's retry is then refused by the conditional update.
-    tasks.finish = async (id, completion, now) => {
-      const done = await original(id, completion, now);
-      if (calls++ === 0) throw new Error('connection lost after COMMIT');
-      return done;
-    };
-    const id = await submit();
-    (await provider.whenStarted(id)).succeed();
-    const task = await waitForTask(relay.relay, id);
-    expect(task.state).toBe('succeeded');
-    await new Promise<void>((resolve) => {
-      const check = () => (relay.relay.engine.runningCount() === 0 ? resolve() : setImmediate(check));
-      check();
-    });
-    const file = await relay.relay.store.files.getFile(task.result!.images[0]!.file_id);
-    const fs = await import('node:fs');
-    expect(fs.existsSync(`${relay.dataDir}/files/${file!.storageKey}`)).toBe(true);
   });
 });

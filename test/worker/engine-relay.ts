@@ -1,0 +1,29 @@
+import { expect } from 'vitest';
+import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { solidPng } from '../helpers/images';
+import { PROMPT_BODY, startTestRelay } from '../helpers/relay';
+import { closedAfterEach } from '../helpers/closed-after-each';
+
+const PNG = await solidPng('#123456');
+
+/** Recording a run's end against a failing store, in milliseconds (settlement.ts SettleTiming). */
+export const FAST_SETTLE = { outcomeForMs: 50, firstDelayMs: 1, maxDelayMs: 10 };
+
+/**
+ * For engine tests: a relay (closed after each test) whose only provider is a ControlledProvider, with fast retries
+ * and settlement timing, and `submit(priority)` that asserts the 200 and returns the request id.
+ */
+export function engineRelays() {
+  const startRelay = closedAfterEach(startTestRelay);
+  return async (concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, settledSweepMs?: number) => {
+    const provider = new ControlledProvider('controlled', concurrency, PNG);
+    const sweep = settledSweepMs !== undefined ? { settledSweepMs } : {};
+    const relay = await startRelay({ overrides: { providers: [provider], retry, settleTiming: FAST_SETTLE, ...sweep } });
+    const submit = async (priority = 0) => {
+      const res = await relay.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, tasks_priority: priority });
+      expect(res.status).toBe(200);
+      return res.body.request_id as string;
+    };
+    return { provider, relay, submit };
+  };
+}
