@@ -42,7 +42,7 @@ function fieldOf(instancePath: string, params: Record<string, unknown> | undefin
 }
 
 /** `.name` for a visible key (`.GEM:3.0` too); `["odd key"]` for an empty, spaced, bracketed or very long one. */
-function keyPart(key: string): string {
+export function keyPart(key: string): string {
   if (/^[^\s"[\]\u0000-\u001f\u007f]{1,60}$/.test(key)) return `.${key}`;
   return `[${JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key)}]`;
 }

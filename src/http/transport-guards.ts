@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { newRequestId } from '../app/ids';
 import { FieldError, RelayError } from '../domain/errors';
-import { envelope, sendError } from './errors';
+import { envelope, keyPart, sendError } from './errors';
 import { declaresBody } from './lingering-close';
 
 /**
@@ -225,7 +225,8 @@ function findInJson(value: unknown, judge: JsonJudge): { field: string; reason: 
     for (const [key, child] of entries.reverse()) {
       const keyReason = Array.isArray(node) ? undefined : judge.key?.(key, child);
       if (keyReason) return { field: path, reason: keyReason };
-      const childPath = Array.isArray(node) ? `${path}${key}` : path === 'body' ? key : `${path}.${key}`;
+      // Named as the schema's errors name fields (errors.ts keyPart): `a.b`, and `a[""]` for an empty or odd key.
+      const childPath = Array.isArray(node) ? `${path}${key}` : path === 'body' ? keyPart(key).replace(/^\./, '') : `${path}${keyPart(key)}`;
       stack.push({ node: child, path: childPath });
     }
   }

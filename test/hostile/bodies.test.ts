@@ -158,4 +158,12 @@ describe('malformed JSON', () => {
       expect(refused(await submit(payload), 400, 'InvalidParameter')).toMatch(/^(body|output_config): a key named "(__proto__|constructor)" is not allowed/);
     },
   );
+
+  it.each([
+    ['{"output_config":{"storage_mode":{"":{"__proto__":null}}}}', 'output_config.storage_mode[""]'],
+    ['{"":{"__proto__":1}}', '[""]'],
+    ['{"output_config":{"odd key":{"constructor":{"prototype":{}}}}}', 'output_config["odd key"]'],
+  ])('names an empty or odd key above a poisoning one as the schema errors do: %j → %s', async (payload, field) => {
+    expect(refused(await submit(payload), 400, 'InvalidParameter')).toBe(`${field}: a key named ${payload.includes('__proto__') ? '"__proto__"' : '"constructor"'} is not allowed (prototype poisoning)`);
+  });
 });
