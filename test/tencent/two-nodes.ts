@@ -14,6 +14,20 @@ export const ADMIN_TOKEN = 'two-node-admin-token-0123456789';
  * finished by hand, node A with one channel of `maxConcurrency` on it, and node B beside it; closed by `close`.
  */
 export async function twoNodes(dbName: string, accountNumber: number, maxConcurrency: number, tencent: TencentVodOverrides) {
+  const setup = await firstNode(dbName, accountNumber, maxConcurrency, tencent);
+  try {
+    return { ...setup, b: await setup.start('node-b') };
+  } catch (err) {
+    await setup.close();
+    throw err;
+  }
+}
+
+/**
+ * As twoNodes, with node A alone: `start(nodeId)` starts another node on the same database when the test wants it
+ * (e.g. only after A has stopped, so nothing adopts A's tasks meanwhile). `db` is the database, for direct reads.
+ */
+export async function firstNode(dbName: string, accountNumber: number, maxConcurrency: number, tencent: TencentVodOverrides) {
   const db = await createTestDatabase(dbName);
   const account = makeAccount(accountNumber);
   const server = await TencentTestServer.start({ accounts: [account] });
@@ -41,10 +55,9 @@ export async function twoNodes(dbName: string, accountNumber: number, maxConcurr
     const a = await start('node-a');
     const admin = apiClient(a.publicUrl(), ADMIN_TOKEN);
     const channelId = await addSharedChannel(admin, account, server.url, maxConcurrency);
-    const b = await start('node-b');
     const owner = await admin.post('/admin/v1/accounts', { name: 'load', balance: 1_000_000 });
     const key = (await admin.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
-    return { a, b, nodes, server, account, channelId, key, close };
+    return { a, start, db, nodes, server, account, channelId, ownerId: owner.body.id as string, key, close };
   } catch (err) {
     await close();
     throw err;
