@@ -198,7 +198,9 @@ export class TaskEngine {
         `drain time is up: ${taskIds.length} running task(s) handed back, for the next start (or another node)`,
       );
     }
-    for (const controller of this.inFlight.values()) controller.abort(new Error('shutdown'));
+    // With the stop's own reason, so a run tells this from a cancel or a settlement elsewhere (RunContext.stopping):
+    // upstream work it leaves goes on, and its upstream channel slot stays taken for whoever takes the task up.
+    for (const controller of this.inFlight.values()) controller.abort(this.stopping.signal.reason);
     if (left > 0) {
       let wait: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...this.settled]), new Promise((resolve) => (wait = setTimeout(resolve, HAND_BACK_WAIT_MS)))]);

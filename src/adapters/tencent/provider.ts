@@ -19,7 +19,7 @@ import type { Observation } from './follower';
 import type { TencentRuntime } from './runtime';
 import { reconcile } from './reconcile';
 import { toCreateRequest, UPSTREAM_MODELS } from './request';
-import { RunState, unlessStopping } from './run-state';
+import { letGo, RunState, unlessStopping } from './run-state';
 import { sessionIdOf } from './session';
 import { submitWithFailover } from './submit';
 
@@ -216,7 +216,7 @@ export class TencentVodProvider implements ImageProvider {
       });
       return { final, round };
     } finally {
-      lease?.release();
+      if (lease) letGo(lease, ctx);
     }
   }
 
@@ -258,7 +258,7 @@ export class TencentVodProvider implements ImageProvider {
         ctx.log(`Reconciled as Tencent VOD task ${upstream}; following it.`);
         return { upstream, submittedAt: cp.submittedAt, held, resumed: true, round };
       } catch (err) {
-        held.release();
+        letGo(held, ctx); // a stop may cut off the reconciling: the submission it looks for may exist upstream
         throw err;
       }
     }

@@ -1,4 +1,5 @@
 import type { RunContext } from '../../ports/provider';
+import type { ChannelLease } from '../upstream-channels/channel-pool';
 
 /**
  * Where one run of a task stands, kept in memory so a client's cancel can be answered correctly: before anything
@@ -69,4 +70,14 @@ export function unlessStopping<T>(work: Promise<T>, state: RunState, ctx: RunCon
     if (stopping.aborted) onStop();
     else stopping.addEventListener('abort', onStop, { once: true });
   });
+}
+
+/**
+ * Ends a run's hold on its channel slot. A run the graceful stop ended (its signal aborted with the stop's own
+ * reason: unlessStopping, or the drain time running out) leaves upstream work its checkpoint names, which the next
+ * node adopts: its shared slot is handed over, not released, so no node sees the channel free meanwhile.
+ */
+export function letGo(lease: ChannelLease, ctx: RunContext): void {
+  if (ctx.stopping && ctx.signal.aborted && ctx.signal.reason === ctx.stopping.reason) lease.handOver();
+  else lease.release();
 }

@@ -6,7 +6,7 @@ import type { Vod, VodApi } from './client';
 import { classify, describe, isDuplicateSession, isThrottled, mayHaveCreated, throttledRetryAfterMs, toProviderError, UNREACHABLE, type UpstreamFailure } from './errors';
 import type { ChannelAccess } from './follower';
 import { lookUpAfterServerError, reconcile, type ReconcileOptions, type ReconcileRequest } from './reconcile';
-import type { RunState } from './run-state';
+import { letGo, type RunState } from './run-state';
 import { sessionIdOf } from './session';
 
 /**
@@ -164,7 +164,12 @@ export async function submitWithFailover(
         if (isThrottled(f)) throttled = true;
       }
     } finally {
-      if (!keep) lease.release();
+      // Cut off while a submission was on the wire or being reconciled: it may exist upstream (the checkpoint says
+      // so), so a stop hands its slot over. Before that (choosing, pacing), nothing was sent: released.
+      if (!keep) {
+        if (state.phase === 'submitting' || state.phase === 'reconciling') letGo(lease, ctx);
+        else lease.release();
+      }
     }
   }
 }

@@ -39,6 +39,12 @@ export interface ChannelLease {
   throttled(code: string, message: string): void;
   /** Hands the slot back (the upstream task ended, or was never created). Idempotent. */
   release(): void;
+  /**
+   * Instead of release, when a graceful stop handed the task back while its upstream task goes on: this node's
+   * count frees, but the shared slot (ports/channel-slots.ts) stays taken for the node that adopts the task next.
+   * Released, every node would see the channel one slot emptier than it is until then, and could overbook it.
+   */
+  handOver(): void;
 }
 
 export interface PoolOptions {
@@ -359,6 +365,18 @@ export class ChannelPool {
     // The breaker of the account this submission went to: if the channel's account changes meanwhile, its verdict
     // belongs to the old one.
     const breaker = slot.breaker;
+    const end = (keepShared: boolean): void => {
+      if (released) return;
+      released = true;
+      if (!judged) breaker.abandon(probe);
+      slot.leases--;
+      if (!this.slots.has(slot.channel.id) && this.inFlight(slot) === 0) clearTimeout(slot.timer);
+      if (holder !== undefined && !keepShared) {
+        if (sharedTaken) void sharedTaken.then(() => this.releaseShared(slot.channel.id, holder, 0));
+        else this.releaseShared(slot.channel.id, holder, 0);
+      }
+      this.changed();
+    };
     return {
       channel: slot.channel,
       succeeded: () => {
@@ -376,18 +394,8 @@ export class ChannelPool {
         this.remember(slot, code, message);
         this.changed();
       },
-      release: () => {
-        if (released) return;
-        released = true;
-        if (!judged) breaker.abandon(probe);
-        slot.leases--;
-        if (!this.slots.has(slot.channel.id) && this.inFlight(slot) === 0) clearTimeout(slot.timer);
-        if (holder !== undefined) {
-          if (sharedTaken) void sharedTaken.then(() => this.releaseShared(slot.channel.id, holder, 0));
-          else this.releaseShared(slot.channel.id, holder, 0);
-        }
-        this.changed();
-      },
+      release: () => end(false),
+      handOver: () => end(true),
     };
   }
 
