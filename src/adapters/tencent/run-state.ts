@@ -12,14 +12,29 @@ export class RunState {
   phase: RunPhase = 'selecting';
   channelId: string | undefined;
   upstreamTaskId: string | undefined;
-  /** A cancel decided the run must not submit: checked right before sending. */
+  /** A cancel, or a stop that handed the run back, decided the run must not submit: checked before sending. */
   cancelled = false;
+  /**
+   * The run waits in the channel pool for a slot (submit.ts): it holds none and has sent nothing, so a graceful stop
+   * hands it back at once (unlessStopping) rather than let it wait out the drain time for a slot.
+   */
+  waitingForSlot = false;
   private waiters: Array<() => void> = [];
 
   enter(phase: RunPhase, info: { channelId?: string; upstreamTaskId?: string } = {}): void {
     this.phase = phase;
     if (info.channelId !== undefined) this.channelId = info.channelId;
     if (info.upstreamTaskId !== undefined) this.upstreamTaskId = info.upstreamTaskId;
+    this.wake();
+  }
+
+  /** Sets `waitingForSlot`, telling a stop that waits for the run to reach a point where it may end it. */
+  waitForSlot(waiting: boolean): void {
+    this.waitingForSlot = waiting;
+    this.wake();
+  }
+
+  private wake(): void {
     const waiters = this.waiters;
     this.waiters = [];
     for (const wake of waiters) wake();
@@ -34,8 +49,9 @@ export class RunState {
 /**
  * A graceful stop (`ctx.stopping`) ends a run that is only following its upstream task at once: the checkpoint
  * names that task, and the next start (or another node) follows it again, so waiting out the drain time for it
- * would only delay the stop. A run that is choosing a channel, submitting or reconciling goes on (what it is
- * doing is not in its checkpoint yet), and stops when it reaches `following`.
+ * would only delay the stop. So is a run waiting for a channel slot: it has sent nothing, and its task simply goes
+ * back to the queue. A run that is otherwise choosing a channel, submitting or reconciling goes on (what it is
+ * doing is not in its checkpoint yet), and stops when it reaches `following` (or waits for a slot again).
  */
 export function unlessStopping<T>(work: Promise<T>, state: RunState, ctx: RunContext): Promise<T> {
   const stopping = ctx.stopping;
@@ -48,12 +64,19 @@ export function unlessStopping<T>(work: Promise<T>, state: RunState, ctx: RunCon
     };
     const onStop = (): void => {
       if (ended) return;
-      if (state.phase !== 'following') {
+      const following = state.phase === 'following';
+      if (!following && !state.waitingForSlot) {
         void state.changed().then(onStop);
         return;
       }
       end();
-      ctx.log(`The relay is stopping: Tencent VOD task ${state.upstreamTaskId} goes on upstream, and is followed again from the next start.`);
+      if (following) {
+        ctx.log(`The relay is stopping: Tencent VOD task ${state.upstreamTaskId} goes on upstream, and is followed again from the next start.`);
+      } else {
+        // A slot it gets before the engine has aborted the run must not be used: the task is queued again.
+        state.cancelled = true;
+        ctx.log('The relay is stopping: nothing was sent upstream yet (the task waited for a channel slot); it goes back to the queue.');
+      }
       work.catch(() => undefined); // it ends when the engine aborts the run, which it does for this rejection
       reject(stopping.reason);
     };

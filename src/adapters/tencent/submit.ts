@@ -68,7 +68,18 @@ export async function submitWithFailover(
   let throttled = false;
   for (;;) {
     state.enter('selecting');
-    const lease = await deps.pool.acquire(model, version, tried, ctx.signal, { taskId: job.taskId, attempt: job.attempt });
+    state.waitForSlot(true);
+    let lease: ChannelLease | undefined;
+    try {
+      lease = await deps.pool.acquire(model, version, tried, ctx.signal, { taskId: job.taskId, attempt: job.attempt });
+    } finally {
+      state.waitForSlot(false);
+    }
+    // A cancel or a stop handed the run back while it waited (provider.ts cancel, unlessStopping): nothing is sent.
+    if (lease && state.cancelled) {
+      lease.release();
+      throw new ProviderCancelledError('cancelled before anything was sent upstream');
+    }
     if (!lease) {
       // Throttled: its attempt waits out the spell (throttledRetryAfterMs) instead of the engine's seconds.
       if (transient) throw toProviderError(transient, true, throttled ? throttledRetryAfterMs(job.attempt, deps.throttledRetry) : undefined);
