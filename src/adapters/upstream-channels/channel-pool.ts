@@ -6,6 +6,7 @@ import type { Clock } from '../../ports/clock';
 import { ChangeSignal } from './change-signal';
 import { channelServes, drawByWeight, usable } from './choice';
 import { CircuitBreaker, type BreakerOptions } from './circuit-breaker';
+import type { Acquired, ChannelLease } from './channel-lease';
 
 /**
  * The runtime view of the upstream channels: a cached copy of their configuration plus what only this process
@@ -26,27 +27,6 @@ import { CircuitBreaker, type BreakerOptions } from './circuit-breaker';
  * that can start: otherwise each node counted every slot it did not hold itself as free, and claimed tasks that
  * then waited inside it, shown as running, while another node had the room to run them.
  */
-export interface ChannelLease {
-  readonly channel: ChannelRecord;
-  /** The channel answered properly: closes its circuit. */
-  succeeded(): void;
-  /** The channel failed this submission (network, server errors, credentials): counts towards opening its circuit. */
-  failed(code: string, message: string): void;
-  /**
-   * The upstream asked us to slow down (a rate limit): shown in the channel's recent errors, but no verdict on the
-   * channel, whose circuit stays as it is. A burst is paced, not a fault worth taking the channel out for.
-   */
-  throttled(code: string, message: string): void;
-  /** Hands the slot back (the upstream task ended, or was never created). Idempotent. */
-  release(): void;
-  /**
-   * Instead of release, when a graceful stop handed the task back while its upstream task goes on: this node's
-   * count frees, but the shared slot (ports/channel-slots.ts) stays taken for the node that adopts the task next.
-   * Released, every node would see the channel one slot emptier than it is until then, and could overbook it.
-   */
-  handOver(): void;
-}
-
 export interface PoolOptions {
   readonly clock: Clock;
   readonly breaker: BreakerOptions;
@@ -83,9 +63,8 @@ interface Slot {
   timer?: NodeJS.Timeout;
 }
 
-export type Acquired = ChannelLease | 'busy' | 'none';
-
 export { channelServes } from './choice';
+export type { Acquired, ChannelLease } from './channel-lease';
 
 export class ChannelPool {
   private readonly slots = new Map<string, Slot>();
