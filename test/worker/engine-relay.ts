@@ -1,7 +1,8 @@
 import { expect } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
-import { PROMPT_BODY, startTestRelay } from '../helpers/relay';
+import type { TaskStore } from '../../src/ports/task-store';
+import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
 import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#123456');
@@ -27,3 +28,18 @@ export function engineRelays() {
     return { provider, relay, submit };
   };
 }
+
+type Finish = TaskStore['finish'];
+
+/**
+ * Puts `wrapper` in front of the relay's `TaskStore.finish` (how a run's end is written), to make it fail, lose its
+ * answer or answer late; the wrapper gets the real finish first, then the call's arguments.
+ */
+export function wrapFinish(relay: TestRelay, wrapper: (finish: Finish, ...args: Parameters<Finish>) => ReturnType<Finish>): void {
+  const tasks = relay.relay.store.tasks;
+  const finish: Finish = tasks.finish.bind(tasks);
+  tasks.finish = (...args) => wrapper(finish, ...args);
+}
+
+/** A commit whose answer is lost (a connection dropped after COMMIT): what a wrapper throws after the real finish. */
+export const lostAnswer = (): Error => new Error('connection lost after COMMIT');

@@ -3,7 +3,7 @@ import type { ControlledRun } from '../../src/adapters/fakes/controlled-provider
 import { permanentError, retryableError } from '../../src/ports/provider';
 import { internalErrorMessage } from '../../src/worker/settlement';
 import { waitForTask } from '../helpers/relay';
-import { engineRelays } from './engine-relay';
+import { engineRelays, wrapFinish } from './engine-relay';
 
 const relayWith = engineRelays();
 
@@ -196,13 +196,11 @@ describe('task engine — store failures and stale reads', () => {
 
   it('recording the end of a run is retried when the store fails, so the task does not stay running', async () => {
     const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
     let failures = 0;
-    tasks.finish = async (id, completion, now) => {
+    wrapFinish(relay, async (finish, ...args) => {
       if (failures++ === 0) throw new Error('connection reset');
-      return original(id, completion, now);
-    };
+      return finish(...args);
+    });
     const id = await submit();
     (await provider.whenStarted(id)).succeed();
     const task = await waitForTask(relay.relay, id);
@@ -213,16 +211,14 @@ describe('task engine — store failures and stale reads', () => {
 
   it('a success the store never takes (a value it cannot bind) fails the task instead, releasing its hold', async () => {
     const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
     let refusedSuccesses = 0;
-    tasks.finish = async (id, completion, now, options) => {
+    wrapFinish(relay, async (finish, id, completion, ...rest) => {
       if (completion.state === 'succeeded') {
         refusedSuccesses++;
         throw new TypeError('SQLite3 can only bind numbers, strings, bigints, buffers, and null');
       }
-      return original(id, completion, now, options);
-    };
+      return finish(id, completion, ...rest);
+    });
     const id = await submit();
     (await provider.whenStarted(id)).succeed();
     const task = await waitForTask(relay.relay, id);
@@ -270,16 +266,14 @@ describe('task engine — runs checked against the store', () => {
     // The committed finish answers late (a writer-thread reply, a COMMIT round trip under load): meanwhile the sweep
     // already reads the task as failed. Before, the sweep announced it too, and metrics counted it twice. The answer
     // is held here until the sweep has stopped the run (the operator stops it only once its finish has answered).
-    const tasks = relay.relay.store.tasks;
-    const finish = tasks.finish.bind(tasks);
     // The run's signal, taken when it starts: looking the run up at the finish could miss it (a run the abort has
     // already ended is no longer listed as running, and waiting for it to start again waited for ever under load).
     let signal: AbortSignal | undefined;
-    tasks.finish = async (...args) => {
+    wrapFinish(relay, async (finish, ...args) => {
       const done = await finish(...args);
       if (signal && !signal.aborted) await new Promise((resolve) => signal!.addEventListener('abort', resolve, { once: true }));
       return done;
-    };
+    });
     const id = await submit();
     const run = await provider.whenStarted(id);
     signal = run.ctx.signal;

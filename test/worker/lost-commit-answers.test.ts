@@ -3,7 +3,8 @@ import { permanentError } from '../../src/ports/provider';
 import { internalErrorMessage } from '../../src/worker/settlement';
 import { waitForTask, type TestRelay } from '../helpers/relay';
 import { waitUntil } from '../helpers/eventually';
-import { engineRelays } from './engine-relay';
+import type { Completion } from '../../src/ports/task-store';
+import { engineRelays, lostAnswer, wrapFinish } from './engine-relay';
 
 /**
  * A run's end is written by a conditional `finish`. When that commit goes through but its answer is lost (a dropped
@@ -19,18 +20,26 @@ function announcements(relay: TestRelay): string[] {
   return seen;
 }
 
+/**
+ * Every finish commits, but the answer of the first is lost. `before` runs first on each call and may throw instead
+ * (a completion the store refuses). `calls` counts the finishes that reached the store.
+ */
+function loseFirstAnswer(relay: TestRelay, before?: (completion: Completion) => void): { calls: number } {
+  const counted = { calls: 0 };
+  wrapFinish(relay, async (finish, id, completion, ...rest) => {
+    before?.(completion);
+    const done = await finish(id, completion, ...rest);
+    if (counted.calls++ === 0) throw lostAnswer();
+    return done;
+  });
+  return counted;
+}
+
 describe('task engine — a commit whose answer was lost', () => {
   it('keeps the output files when the refused finish was its own earlier, committed success', async () => {
     const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
-    let calls = 0;
     // The first finish commits but its answer is "lost"; the engine's retry is then refused by the conditional update.
-    tasks.finish = async (id, completion, now) => {
-      const done = await original(id, completion, now);
-      if (calls++ === 0) throw new Error('connection lost after COMMIT');
-      return done;
-    };
+    loseFirstAnswer(relay);
     const id = await submit();
     (await provider.whenStarted(id)).succeed();
     const task = await waitForTask(relay.relay, id);
@@ -46,20 +55,17 @@ describe('task engine — a commit whose answer was lost', () => {
 
   it('a success whose commit went through unseen, then kept failing, is announced as a success when its fallback is refused', async () => {
     const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
     let successTries = 0;
-    tasks.finish = async (id, completion, now, options) => {
-      if (completion.state !== 'succeeded') return original(id, completion, now, options);
+    wrapFinish(relay, async (finish, id, completion, ...rest) => {
+      if (completion.state !== 'succeeded') return finish(id, completion, ...rest);
       // The first try commits and its answer is lost; every later one fails until the outcome is given up.
-      if (++successTries === 1) await original(id, completion, now, options);
+      if (++successTries === 1) await finish(id, completion, ...rest);
       throw new Error('connection reset');
-    };
-    const announced: string[] = [];
-    relay.relay.engine.events.on('task', (event: { id: string; state: string }) => announced.push(`${event.id}:${event.state}`));
+    });
+    const announced = announcements(relay);
     const id = await submit();
     (await provider.whenStarted(id)).succeed();
-    await waitUntil(() => announced.includes(`${id}:succeeded`), 5_000, 'the success announced');
+    await waitUntil(() => announced.includes(`${id}:succeeded`), 20_000, 'the success announced');
     const task = await waitForTask(relay.relay, id);
     expect(task.state).toBe('succeeded');
     expect(successTries).toBeGreaterThan(1);
@@ -68,46 +74,33 @@ describe('task engine — a commit whose answer was lost', () => {
 
   it('a failure whose commit answer was lost is announced once, as failed', async () => {
     const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
-    let tries = 0;
-    tasks.finish = async (id, completion, now, options) => {
-      const done = await original(id, completion, now, options);
-      if (tries++ === 0) throw new Error('connection lost after COMMIT');
-      return done;
-    };
+    const tries = loseFirstAnswer(relay);
     const announced = announcements(relay);
     const id = await submit();
     (await provider.whenStarted(id)).fail(permanentError('Refused', 'the prompt was refused'));
-    await waitUntil(() => announced.includes(`${id}:failed`), 5_000, 'the failure announced');
-    await waitUntil(() => relay.relay.engine.runningCount() === 0, 5_000, 'the settlement done');
-    expect(tries).toBe(2);
+    await waitUntil(() => announced.includes(`${id}:failed`), 20_000, 'the failure announced');
+    await waitUntil(() => relay.relay.engine.runningCount() === 0, 20_000, 'the settlement done');
+    expect(tries.calls).toBe(2);
     expect(announced.filter((a) => a === `${id}:failed`)).toHaveLength(1);
     expect(await waitForTask(relay.relay, id)).toMatchObject({ state: 'failed', error: { code: 'Refused' } });
   });
 
   it('the fallback failure of an outcome the store kept refusing is announced when its own commit answer was lost', async () => {
     const { provider, relay, submit } = await relayWith(1);
-    const tasks = relay.relay.store.tasks;
-    const original = tasks.finish.bind(tasks);
-    let fallbackTries = 0;
-    tasks.finish = async (id, completion, now, options) => {
-      // The success is never taken (a value the store cannot bind); the failure that replaces it commits, but the
-      // answer of its first try is lost.
+    // The success is never taken (a value the store cannot bind); the failure that replaces it commits, but the
+    // answer of its first try is lost.
+    const fallbackTries = loseFirstAnswer(relay, (completion) => {
       if (completion.state === 'succeeded') throw new TypeError('SQLite3 can only bind numbers, strings, bigints, buffers, and null');
-      const done = await original(id, completion, now, options);
-      if (fallbackTries++ === 0) throw new Error('connection lost after COMMIT');
-      return done;
-    };
+    });
     const announced = announcements(relay);
     const id = await submit();
     (await provider.whenStarted(id)).succeed();
-    await waitUntil(() => announced.includes(`${id}:failed`), 5_000, 'the fallback failure announced');
-    await waitUntil(() => relay.relay.engine.runningCount() === 0, 5_000, 'the settlement done');
-    expect(fallbackTries).toBe(2);
+    await waitUntil(() => announced.includes(`${id}:failed`), 20_000, 'the fallback failure announced');
+    await waitUntil(() => relay.relay.engine.runningCount() === 0, 20_000, 'the settlement done');
+    expect(fallbackTries.calls).toBe(2);
     expect(announced.filter((a) => a === `${id}:failed`)).toHaveLength(1);
     expect(await waitForTask(relay.relay, id)).toMatchObject({ state: 'failed', error: { code: 'InternalError', message: internalErrorMessage } });
-    expect((await relay.relay.store.accounts.getAccount((await tasks.getTask(id))!.accountId))!.held).toBe(0);
+    expect((await relay.relay.store.accounts.getAccount((await relay.relay.store.tasks.getTask(id))!.accountId))!.held).toBe(0);
   });
 
   it('a failure settled elsewhere with the same error is not announced again by the refused run', async () => {
@@ -118,7 +111,7 @@ describe('task engine — a commit whose answer was lost', () => {
     expect(await relay.relay.store.tasks.finish(id, { state: 'failed', error: { code: 'Refused', message: 'no' } }, Date.now() - 1000)).toBe(true);
     const announced = announcements(relay);
     run.fail(permanentError('Refused', 'no'));
-    await waitUntil(() => relay.relay.engine.runningCount() === 0, 5_000, 'the settlement done');
+    await waitUntil(() => relay.relay.engine.runningCount() === 0, 20_000, 'the settlement done');
     expect(announced.filter((a) => a === `${id}:failed`)).toHaveLength(0);
   });
 });
