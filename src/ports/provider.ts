@@ -85,7 +85,9 @@ export interface ImageProvider {
    * (upstream channels that serve some models only): `total`, the capacity serving the model (in use or not), and
    * `free`, what is free right now. The engine claims no more of a listed model than it can start, so tasks of a
    * model whose capacity is taken wait in the queue instead of in the lane, where they would hold up other models'
-   * tasks. Unlisted models: no limit of their own.
+   * tasks. Unlisted models: no limit of their own. A run takes its capacity, or starts waiting for it, before it
+   * waits on any I/O: where models share capacity the engine starts one run, then reads these figures again on
+   * setImmediate, and relies on them to show which capacity that run took (worker/claim-bounds.ts).
    */
   modelCapacity?(): ReadonlyMap<string, ModelCapacity>;
   /**

@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
-import type { ImageProvider, ModelCapacity } from '../ports/provider';
+import type { ImageProvider } from '../ports/provider';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, TaskRecord } from '../ports/store';
 import { isTerminal } from '../domain/task-state';
 import { handedBackTooOften, notRunAgain, runAttempt, type AttemptDeps } from './attempt';
 import { cancelledError, RunSettlement, STORE_RETRY_MS, type SettleTiming } from './settlement';
 import { TaskWatchers, type TaskEvent } from '../app/task-watch';
+import { claimBounds } from './claim-bounds';
 
 export type { TaskEvent } from '../app/task-watch';
 
@@ -31,6 +32,8 @@ interface Lane {
   wokenDuringClaim: boolean;
   /** Runs per quota key (dispatch-queue `quotaKey`): what the lane has started of each model, slotted or not yet. */
   readonly runningByModel: Map<string, number>;
+  /** A look at the queue is due once the run a one-task claim started has taken its slot (lookAgainSoon). */
+  lookPending: boolean;
 }
 
 /**
@@ -61,7 +64,10 @@ export class TaskEngine {
   private readonly settling = new WeakSet<AbortController>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly settled = new Set<Promise<void>>();
-  /** Claims in flight on any lane: drain waits for them, so the runs they start are among those it waits for. */
+  /**
+   * Claims in flight on any lane, and the looks due after one-task claims: drain waits for them, so the runs they
+   * start are among those it waits for.
+   */
   private readonly claiming = new Set<Promise<void>>();
   private accepting = false;
   /** Aborted when a drain begins: runs that lose nothing by ending at once do so (RunContext.stopping). */
@@ -72,7 +78,7 @@ export class TaskEngine {
     this.events.setMaxListeners(0);
     this.events.on('task', (event: TaskEvent) => this.watchers.tell(event));
     for (const provider of deps.providers) {
-      this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false, runningByModel: new Map() });
+      this.lanes.set(provider.id, { provider, running: 0, claims: 0, reserved: 0, wokenDuringClaim: false, runningByModel: new Map(), lookPending: false });
     }
     this.settlement = new RunSettlement({
       ...deps,
@@ -166,11 +172,12 @@ export class TaskEngine {
   }
 
   /**
-   * Resolves once the claims in flight now have ended, their tasks marked running and started: what `drain` waits
-   * for first. After a `kick`, it tells that the lane's look at the queue is over, whether it claimed or not.
+   * Resolves once no claim is in flight nor look due, their tasks marked running and started: what `drain` waits
+   * for first. After a `kick`, it tells that the lane's look at the queue is over, whether it claimed or not. It
+   * waits for what those lead to as well: a one-task claim ends before the look it leaves due (lookAgainSoon).
    */
   async claimsSettled(): Promise<void> {
-    await Promise.allSettled([...this.claiming]);
+    while (this.claiming.size > 0) await Promise.allSettled([...this.claiming]);
   }
 
   /**
@@ -270,43 +277,38 @@ export class TaskEngine {
     if (!this.accepting) return;
     if (lane.claims > 0) lane.wokenDuringClaim = true;
     // Models whose own capacity is taken are passed over: their tasks wait in the queue, not in the lane, where they
-    // would hold up other models' tasks. A lane with quotas has one claim in flight at a time, so each claim's
-    // quotas count what the one before it started.
+    // would hold up other models' tasks. A lane with quotas has one claim in flight at a time, and none while a look
+    // is due (that look comes anyway), so each claim's quotas count what the one before it started.
     const capacity = lane.provider.modelCapacity?.();
-    if (lane.claims >= (capacity ? 1 : CLAIMS_IN_FLIGHT)) return;
-    const holding = lane.running - (lane.provider.waitingForCapacity?.() ?? 0);
-    const free = lane.provider.concurrency - holding - lane.reserved;
-    // New submissions of listed models may use only the slots that are not spare (ImageProvider.spareSlots).
-    const forNew = Math.max(0, free - (lane.provider.spareSlots ?? 0));
-    const quotas = capacity && this.quotasOf(lane, capacity, forNew);
-    // The quotas of models that share capacity add up to more than it has: such a claim may take only what new
-    // submissions may use, or two models would both be started for one slot, one of them then waiting inside the
-    // provider (shown running) ahead of queued tasks of higher priority. The spare slots are taken by the claims
-    // that come after it, with every quota at 0 then.
-    const cap = quotas && sum(quotas.values()) > forNew ? forNew : free;
+    if (lane.lookPending || lane.claims >= (capacity ? 1 : CLAIMS_IN_FLIGHT)) return;
+    const { max, quotas, oneByOne } = claimBounds(lane.provider, lane, capacity);
     // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
-    const want = Math.min(cap, this.deps.queue.waiting?.(lane.provider.id, quotas) ?? cap);
+    const want = Math.min(max, this.deps.queue.waiting?.(lane.provider.id, quotas) ?? max);
     if (want <= 0) return;
-    const claim = this.claim(lane, want, quotas);
+    this.track(this.claim(lane, want, quotas, oneByOne));
+  }
+
+  private track(claim: Promise<void>): void {
     this.claiming.add(claim);
     void claim.finally(() => this.claiming.delete(claim));
   }
 
   /**
-   * What the lane may claim of each model: no more than is free now, nor than the model's capacity less the runs
-   * the lane already has of it, nor than the lane's slots for new submissions (`forNew`). The second bound covers
-   * runs just started that have not taken their slot yet (the provider cannot count them); the first, capacity that
-   * other models share or that is not this node's.
+   * The look after a one-task claim (claimBounds `oneByOne`) waits for setImmediate: by then the run it started has
+   * taken its slot or begun waiting for one (a provider with model capacity gets there without waiting on I/O, the
+   * engine's part before it too), so the quotas read next see which shared capacity the run used. Looking at once,
+   * they would offer the same slot to another model.
    */
-  private quotasOf(lane: Lane, capacity: ReadonlyMap<string, ModelCapacity>, forNew: number): ModelQuotas {
-    const quotas = new Map<string, number>();
-    for (const [key, { total, free }] of capacity) {
-      quotas.set(key, Math.max(0, Math.min(free, total - (lane.runningByModel.get(key) ?? 0), forNew)));
-    }
-    return quotas;
+  private lookAgainSoon(lane: Lane): void {
+    lane.lookPending = true;
+    const look = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      lane.lookPending = false;
+      this.pump(lane);
+    });
+    this.track(look);
   }
 
-  private async claim(lane: Lane, free: number, quotas: ModelQuotas | undefined): Promise<void> {
+  private async claim(lane: Lane, free: number, quotas: ModelQuotas | undefined, oneByOne: boolean): Promise<void> {
     lane.claims++;
     lane.reserved += free;
     lane.wokenDuringClaim = false;
@@ -324,7 +326,8 @@ export class TaskEngine {
     }
     for (const task of tasks) this.startRun(lane, task);
     // A short answer means the lane was empty when it was read; look again only if something arrived meanwhile.
-    if (tasks.length > 0 || lane.wokenDuringClaim) this.pump(lane);
+    if (oneByOne && tasks.length > 0) this.lookAgainSoon(lane);
+    else if (tasks.length > 0 || lane.wokenDuringClaim) this.pump(lane);
   }
 
   /** Stops the provider call of a task settled outside its run, on this node at once and on others by message. */
@@ -399,11 +402,5 @@ export class TaskEngine {
 }
 
 const SETTLED_SWEEP_MS = 5000;
-
-function sum(values: Iterable<number>): number {
-  let total = 0;
-  for (const value of values) total += value;
-  return total;
-}
 /** How long a drain whose time ran out waits for the runs it stopped to hand their tasks back. */
 const HAND_BACK_WAIT_MS = 2000;
