@@ -32,7 +32,7 @@ interface Lane {
   wokenDuringClaim: boolean;
   /** Runs per quota key (dispatch-queue `quotaKey`): what the lane has started of each model, slotted or not yet. */
   readonly runningByModel: Map<string, number>;
-  /** A look at the queue is due once the run a one-task claim started has taken its slot (lookAgainSoon). */
+  /** A look at the queue is due once the runs a stepwise claim started have taken their slots (lookAgainSoon). */
   lookPending: boolean;
 }
 
@@ -65,7 +65,7 @@ export class TaskEngine {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly settled = new Set<Promise<void>>();
   /**
-   * Claims in flight on any lane, and the looks due after one-task claims: drain waits for them, so the runs they
+   * Claims in flight on any lane, and the looks due after stepwise claims: drain waits for them, so the runs they
    * start are among those it waits for.
    */
   private readonly claiming = new Set<Promise<void>>();
@@ -174,7 +174,7 @@ export class TaskEngine {
   /**
    * Resolves once no claim is in flight nor look due, their tasks marked running and started: what `drain` waits
    * for first. After a `kick`, it tells that the lane's look at the queue is over, whether it claimed or not. It
-   * waits for what those lead to as well: a one-task claim ends before the look it leaves due (lookAgainSoon).
+   * waits for what those lead to as well: a stepwise claim ends before the look it leaves due (lookAgainSoon).
    */
   async claimsSettled(): Promise<void> {
     while (this.claiming.size > 0) await Promise.allSettled([...this.claiming]);
@@ -281,11 +281,11 @@ export class TaskEngine {
     // is due (that look comes anyway), so each claim's quotas count what the one before it started.
     const capacity = lane.provider.modelCapacity?.();
     if (lane.lookPending || lane.claims >= (capacity ? 1 : CLAIMS_IN_FLIGHT)) return;
-    const { max, quotas, oneByOne } = claimBounds(lane.provider, lane, capacity);
+    const { max, quotas, stepwise } = claimBounds(lane.provider, lane, capacity);
     // Set aside only what the claim can get, so a claim for one task leaves the other free slots to the next.
     const want = Math.min(max, this.deps.queue.waiting?.(lane.provider.id, quotas) ?? max);
     if (want <= 0) return;
-    this.track(this.claim(lane, want, quotas, oneByOne));
+    this.track(this.claim(lane, want, quotas, stepwise));
   }
 
   private track(claim: Promise<void>): void {
@@ -294,9 +294,9 @@ export class TaskEngine {
   }
 
   /**
-   * The look after a one-task claim (claimBounds `oneByOne`) waits for setImmediate: by then the run it started has
-   * taken its slot or begun waiting for one (a provider with model capacity gets there without waiting on I/O, the
-   * engine's part before it too), so the quotas read next see which shared capacity the run used. Looking at once,
+   * The look after a stepwise claim (claimBounds `stepwise`) waits for setImmediate: by then the runs it started have
+   * taken their slots or begun waiting for them (a provider with model capacity gets there without waiting on I/O, the
+   * engine's part before it too), so the quotas read next see which shared capacity the runs used. Looking at once,
    * they would offer the same slot to another model.
    */
   private lookAgainSoon(lane: Lane): void {
@@ -308,7 +308,7 @@ export class TaskEngine {
     this.track(look);
   }
 
-  private async claim(lane: Lane, free: number, quotas: ModelQuotas | undefined, oneByOne: boolean): Promise<void> {
+  private async claim(lane: Lane, free: number, quotas: ModelQuotas | undefined, stepwise: boolean): Promise<void> {
     lane.claims++;
     lane.reserved += free;
     lane.wokenDuringClaim = false;
@@ -326,7 +326,7 @@ export class TaskEngine {
     }
     for (const task of tasks) this.startRun(lane, task);
     // A short answer means the lane was empty when it was read; look again only if something arrived meanwhile.
-    if (oneByOne && tasks.length > 0) this.lookAgainSoon(lane);
+    if (stepwise && tasks.length > 0) this.lookAgainSoon(lane);
     else if (tasks.length > 0 || lane.wokenDuringClaim) this.pump(lane);
   }
 

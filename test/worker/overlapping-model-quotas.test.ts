@@ -19,12 +19,13 @@ interface Channel {
 }
 
 /**
- * Two upstream channels of one slot each, as the Tencent channel pool sees them: A serves X and Y, B serves Y only.
- * The per-model figures overlap (X total 1, Y total 2, for 2 slots in all). Like the pool, a run takes its slot when
- * it starts, or waits inside the provider for one, holding none (waitingForCapacity) and taken off its model's
- * `free`. Y takes A when both are free: the pool's weighted draw may do so, and it is the draw that leaves X nothing.
+ * Upstream channels of one slot each, as the Tencent channel pool sees them, e.g. A serving X and Y, B serving Y
+ * only: the per-model figures overlap (X total 1, Y total 2, for 2 slots in all). Like the pool, a run takes its slot
+ * when it starts, or waits inside the provider for one, holding none (waitingForCapacity) and taken off its model's
+ * `free`. A run takes the first free channel listed that serves its model: with A first, Y takes A when both are
+ * free, as the pool's weighted draw may, and it is the draw that leaves X nothing.
  */
-class TwoOverlappingChannels extends ControlledProvider {
+class OverlappingChannels extends ControlledProvider {
   readonly spareSlots = 1;
   /** As the Tencent provider: the engine loads no input bytes, so a run reaches its slot without waiting on I/O. */
   readonly wantsInputBytes = false;
@@ -35,14 +36,16 @@ class TwoOverlappingChannels extends ControlledProvider {
   queueDepth: () => number = () => 0;
   /** Told when a run starts waiting, as the pool tells its listeners (the engine may have room for another model). */
   capacityChanged: () => void = () => undefined;
-  private readonly channels: Channel[] = [
-    { id: 'A', serves: [X, Y] },
-    { id: 'B', serves: [Y] },
-  ];
+  /** The claim each run came from, told apart by the event-loop turn its run started in (a claim starts its runs in one). */
+  readonly turnOf = new Map<string, number>();
+  private turn = 0;
+  private turnEnding = false;
+  private readonly channels: Channel[];
   private readonly seeking = new Map<string, number>();
 
-  constructor() {
-    super('two-channels', 2 + 1, PNG);
+  constructor(channels: readonly Omit<Channel, 'holder'>[]) {
+    super('overlapping-channels', channels.length + 1, PNG);
+    this.channels = channels.map((c) => ({ ...c }));
   }
 
   modelCapacity(): ReadonlyMap<string, ModelCapacity> {
@@ -62,6 +65,14 @@ class TwoOverlappingChannels extends ControlledProvider {
   }
 
   override async run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult> {
+    if (!this.turnEnding) {
+      this.turnEnding = true;
+      setImmediate(() => {
+        this.turn++;
+        this.turnEnding = false;
+      });
+    }
+    this.turnOf.set(job.taskId, this.turn);
     const key = modelKey(job.input);
     let channel = this.take(key, job.taskId);
     if (!channel) {
@@ -92,18 +103,26 @@ class TwoOverlappingChannels extends ControlledProvider {
   }
 }
 
+async function relayWith(channels: readonly Omit<Channel, 'holder'>[]) {
+  const provider = new OverlappingChannels(channels);
+  const t = await startRelay({ overrides: { providers: [provider] } });
+  provider.queueDepth = () => t.relay.engine.queueDepth();
+  provider.capacityChanged = () => t.relay.engine.kick(provider.id);
+  const submit = async (key: string, priority: number) => {
+    const [name, version] = key.split(':');
+    const res = await t.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, model_name: name, model_version: version, tasks_priority: priority });
+    expect(res.status).toBe(200);
+    return res.body.request_id as string;
+  };
+  return { provider, t, submit };
+}
+
 describe('per-model quotas that overlap (a channel serving several models)', () => {
   it('start no run that must wait inside the provider for a slot another model took', async () => {
-    const provider = new TwoOverlappingChannels();
-    const t = await startRelay({ overrides: { providers: [provider] } });
-    provider.queueDepth = () => t.relay.engine.queueDepth();
-    provider.capacityChanged = () => t.relay.engine.kick(provider.id);
-    const submit = async (key: string, priority: number) => {
-      const [name, version] = key.split(':');
-      const res = await t.api.post('/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, model_name: name, model_version: version, tasks_priority: priority });
-      expect(res.status).toBe(200);
-      return res.body.request_id as string;
-    };
+    const { provider, t, submit } = await relayWith([
+      { id: 'A', serves: [X, Y] },
+      { id: 'B', serves: [Y] },
+    ]);
     const y1 = await submit(Y, 9);
     const x1 = await submit(X, 5);
     const y2 = await submit(Y, 1);
@@ -128,5 +147,23 @@ describe('per-model quotas that overlap (a channel serving several models)', () 
     expect(provider.started).toEqual([y1, y2, x1]);
     expect(provider.waitedInside).toEqual([]);
     expect(provider.maxSeenConcurrency).toBe(2);
+  });
+
+  it('still claim a whole batch when every model can use every free slot (one account serving all models)', async () => {
+    const { provider, t, submit } = await relayWith([
+      { id: 'A1', serves: [X, Y] },
+      { id: 'A2', serves: [X, Y] },
+    ]);
+    // Quotas X 2, Y 2 for 2 slots: they overlap, yet any two runs each find a slot, so one claim may take both.
+    const y = await submit(Y, 9);
+    const x = await submit(X, 5);
+    provider.open = true;
+    t.relay.engine.kick(provider.id);
+    const runs = [await provider.whenStarted(y), await provider.whenStarted(x)];
+    await t.relay.engine.claimsSettled();
+    expect(provider.waitedInside).toEqual([]);
+    expect(provider.turnOf.get(x)).toBe(provider.turnOf.get(y));
+    for (const run of runs) run.succeed();
+    for (const id of [y, x]) expect((await waitForTask(t.relay, id)).state).toBe('succeeded');
   });
 });
