@@ -19,6 +19,15 @@ export type UrlFetcher = (url: string, field: string, signal?: AbortSignal, owne
  */
 export type UrlPrecheck = (url: string) => string | undefined;
 
+/** The rules of `checkFileRefs` (SubmitDeps carries them under these names); absent = not applied. */
+export interface FileRefRules {
+  readonly precheckUrl?: UrlPrecheck;
+  /** Ids the task's upstream (`provider`) resolves itself (Tencent VOD FileIds): not looked up here. */
+  readonly upstreamFileId?: (provider: string, fileId: string) => boolean;
+  /** Ids that an upstream would resolve, but this task's `provider` is none that can: said so when refused. */
+  readonly upstreamOnlyFileId?: (provider: string, fileId: string) => boolean;
+}
+
 /**
  * At submit time: every `File` input must be a file this account owns and that has not expired (an expired
  * Temporary output is gone for downloads, and the cleanup job removes its bytes at any moment). Unknown, foreign
@@ -29,24 +38,19 @@ export async function checkFileRefs(
   store: Store,
   accountId: string,
   input: TaskInput,
-  options: {
-    readonly now: number;
-    readonly precheckUrl?: UrlPrecheck;
-    /** Ids the task's upstream resolves itself (Tencent VOD FileIds): not looked up here. */
-    readonly upstreamFileId?: (fileId: string) => boolean;
-    /** Ids that an upstream would resolve, but this task goes to none that can: said so when refused. */
-    readonly upstreamOnlyFileId?: (fileId: string) => boolean;
-  },
+  provider: string,
+  now: number,
+  rules: FileRefRules,
 ): Promise<void> {
   for (const [index, ref] of input.file_infos.entries()) {
-    if (ref.type === 'Url' && ref.url !== undefined && options.precheckUrl) {
-      const problem = options.precheckUrl(ref.url);
+    if (ref.type === 'Url' && ref.url !== undefined && rules.precheckUrl) {
+      const problem = rules.precheckUrl(ref.url);
       if (problem) throw new FieldError('InvalidParameterValue', `file_infos[${index}].url`, problem);
     }
-    if (ref.type !== 'File' || ref.file_id === undefined || options.upstreamFileId?.(ref.file_id)) continue;
+    if (ref.type !== 'File' || ref.file_id === undefined || rules.upstreamFileId?.(provider, ref.file_id)) continue;
     const file = await store.files.getFile(ref.file_id);
-    if (!file || file.accountId !== accountId || (file.expiresAt !== undefined && file.expiresAt <= options.now)) {
-      const why = options.upstreamOnlyFileId?.(ref.file_id)
+    if (!file || file.accountId !== accountId || (file.expiresAt !== undefined && file.expiresAt <= now)) {
+      const why = rules.upstreamOnlyFileId?.(provider, ref.file_id)
         ? `is not a file of this relay, and a Tencent VOD FileId is passed upstream only to a Tencent channel; none serves ${input.model_name} ${input.model_version} now`
         : 'does not exist (upload it with POST /tencent-vod/v1/files first)';
       throw new FieldError('InvalidParameterValue', `file_infos[${index}].file_id`, `file ${JSON.stringify(ref.file_id)} ${why}`);

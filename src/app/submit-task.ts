@@ -58,13 +58,9 @@ export async function submitTask(deps: SubmitDeps, caller: Caller, body: unknown
   // The key's rpm was taken by the route, before its Idempotency-Key was reserved (http/routes/submit.ts).
   const input = validateSubmitBody(body);
   const provider = deps.route(input);
-  const { upstreamFileId, upstreamOnlyFileId } = deps;
-  await checkFileRefs(deps.store, caller.accountId, input, {
-    now: deps.clock.now(),
-    ...(deps.precheckUrl ? { precheckUrl: deps.precheckUrl } : {}),
-    ...(upstreamFileId ? { upstreamFileId: (id: string) => upstreamFileId(provider, id) } : {}),
-    ...(upstreamOnlyFileId ? { upstreamOnlyFileId: (id: string) => upstreamOnlyFileId(provider, id) } : {}),
-  });
+  // The deps carry the rules under checkFileRefs' names, two-argument, so no closure over `provider` is made per
+  // request (under tsx each would also be wrapped in a keepNames `__name(…)` call).
+  await checkFileRefs(deps.store, caller.accountId, input, provider, deps.clock.now(), deps);
   const webhookUrl = options.webhookUrl === undefined ? undefined : checkWebhook(deps, options.webhookUrl);
   if (deps.queueDepth() >= deps.maxQueued) {
     throw new RelayError('ResourceUnavailable', 'The queue is full; try again shortly.', { retryAfterSeconds: 5 });

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { requestFingerprint, type StoredResponse } from '../../app/idempotency';
+import type { Caller } from '../../app/auth';
+import { requestFingerprint, type IdempotentRun, type StoredResponse } from '../../app/idempotency';
 import { enforceRequestRate } from '../../app/limits';
 import { submitTask } from '../../app/submit-task';
 import { MAX_WAIT_SECONDS, readIdempotencyKey, readPreferWait } from '../../domain/delivery';
@@ -62,6 +63,61 @@ function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
   return reply.code(response.status).type('application/json; charset=utf-8').send(response.body);
 }
 
+/**
+ * The finished result when a wait saw the task finish, else the accepted-task body (what a submit always was). The
+ * position the store saw at insert is current unless the client asked to wait; then it is read again.
+ *
+ * This and `acceptSubmit` live at module level, not as closures in the handler: the relay runs under tsx, whose
+ * esbuild output wraps every named function expression in a `__name(…)` call (keepNames), paid per request.
+ */
+async function answerFor(deps: HttpDeps, task: TaskRecord, knownPosition: number | undefined): Promise<unknown> {
+  return isTerminal(task.state)
+    ? finishedSubmitBody(task, deps.publicUrl(), deps.clock.now(), deps.signer)
+    : submitBody(task, deps.publicUrl(), deps.clock.now(), knownPosition ?? (await deps.store.tasks.queuePosition(task)));
+}
+
+/** Accepts the task (under the Idempotency-Key reservation, if any), waits as the client preferred, answers. */
+async function acceptSubmit(
+  deps: HttpDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  caller: Caller,
+  wait: number | undefined,
+  webhook: string | undefined,
+  idempotency?: { key: string; token: string },
+): Promise<StoredResponse> {
+  const accepted = await submitTask(deps.submit, caller, request.body, {
+    requestId: request.id,
+    ...(webhook !== undefined ? { webhookUrl: webhook } : {}),
+    ...(idempotency ? { idempotency } : {}),
+  });
+  const task = await waitAsPreferred(deps, reply, accepted.task, wait);
+  return { status: 200, body: JSON.stringify(await answerFor(deps, task, wait === undefined ? accepted.queuePosition : undefined)) };
+}
+
+/** A submit with an Idempotency-Key, as app/idempotency.ts runs it: methods, so no closure is made per request. */
+class IdempotentSubmit implements IdempotentRun {
+  constructor(
+    private readonly deps: HttpDeps,
+    private readonly request: FastifyRequest,
+    private readonly reply: FastifyReply,
+    private readonly caller: Caller,
+    private readonly wait: number | undefined,
+    private readonly webhook: string | undefined,
+  ) {}
+
+  produce(reservation: { key: string; token: string }): Promise<StoredResponse> {
+    return acceptSubmit(this.deps, this.request, this.reply, this.caller, this.wait, this.webhook, reservation);
+  }
+
+  async recover(taskId: string): Promise<StoredResponse | undefined> {
+    const task = await this.deps.store.tasks.getTask(taskId);
+    return task && task.accountId === this.caller.accountId
+      ? { status: 200, body: JSON.stringify(await answerFor(this.deps, task, undefined)) }
+      : undefined;
+  }
+}
+
 export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.register(async (scope) => {
     requireApiKey(scope, deps);
@@ -108,30 +164,14 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         const wait = readPreferWait(request.headers.prefer);
         const key = readIdempotencyKey(request.raw.headersDistinct?.['idempotency-key'] ?? request.headers['idempotency-key']);
         const webhook = webhookParam(request);
-        // The finished result when a wait saw the task finish, else the accepted-task body (what a submit always was).
-        // The position the store saw at insert is current unless the client asked to wait; then it is read again.
-        const answerFor = async (task: TaskRecord, knownPosition: number | undefined) =>
-          isTerminal(task.state)
-            ? finishedSubmitBody(task, deps.publicUrl(), deps.clock.now(), deps.signer)
-            : submitBody(task, deps.publicUrl(), deps.clock.now(), knownPosition ?? (await deps.store.tasks.queuePosition(task)));
-        const accept = async (idempotency?: { key: string; token: string }): Promise<StoredResponse> => {
-          const accepted = await submitTask(deps.submit, caller, request.body, {
-            requestId: request.id,
-            ...(webhook !== undefined ? { webhookUrl: webhook } : {}),
-            ...(idempotency ? { idempotency } : {}),
-          });
-          const task = await waitAsPreferred(deps, reply, accepted.task, wait);
-          return { status: 200, body: JSON.stringify(await answerFor(task, wait === undefined ? accepted.queuePosition : undefined)) };
-        };
-        if (key === undefined) return send(reply, await accept());
+        if (key === undefined) return send(reply, await acceptSubmit(deps, request, reply, caller, wait, webhook));
         const fingerprint = requestFingerprint({ body: request.body ?? null, webhook: webhook ?? null });
-        const { response, replayed } = await deps.idempotency.run(caller.accountId, key, fingerprint, {
-          produce: accept,
-          recover: async (taskId) => {
-            const task = await deps.store.tasks.getTask(taskId);
-            return task && task.accountId === caller.accountId ? { status: 200, body: JSON.stringify(await answerFor(task, undefined)) } : undefined;
-          },
-        });
+        const { response, replayed } = await deps.idempotency.run(
+          caller.accountId,
+          key,
+          fingerprint,
+          new IdempotentSubmit(deps, request, reply, caller, wait, webhook),
+        );
         if (replayed) {
           // The first response, whole: its RequestId is the first request's, and so is the header that repeats it.
           // This request's own id is logged beside it, to find the replay in the log.
