@@ -38,7 +38,7 @@ export function validateSubmitBody(raw: unknown): TaskInput {
   const body = readObject('body', raw);
   checkKeys('', body, BODY_KEYS);
 
-  const model_name = matchEnum('model_name', requiredString('model_name', get(body, 'model_name')), MODEL_NAMES);
+  const model_name = matchEnum('model_name', requiredString('model_name', get(body, 'model_name')), MODEL_NAME_ENUM);
   const model_version = requiredString('model_version', get(body, 'model_version'));
   const spec = MODELS[model_name][model_version];
   if (!Object.hasOwn(MODELS[model_name], model_version) || spec === undefined) {
@@ -56,7 +56,7 @@ export function validateSubmitBody(raw: unknown): TaskInput {
   }
 
   const negative_prompt = optionalString('negative_prompt', get(body, 'negative_prompt'), LIMITS.negativePrompt);
-  const enhance_prompt = optionalEnum('enhance_prompt', get(body, 'enhance_prompt'), SWITCHES);
+  const enhance_prompt = optionalEnum('enhance_prompt', get(body, 'enhance_prompt'), SWITCH_ENUM);
   const output_config = readOutputConfig(get(body, 'output_config'), model_name, spec);
   const session_id = optionalString('session_id', get(body, 'session_id'), LIMITS.sessionId);
   const session_context = optionalString('session_context', get(body, 'session_context'), LIMITS.sessionContext);
@@ -121,7 +121,7 @@ function readFileInfo(path: string, value: unknown, model: ModelName, spec: Mode
   const fileId = optionalString(`${path}.file_id`, get(item, 'file_id'));
   const url = optionalString(`${path}.url`, get(item, 'url'));
   const text = optionalString(`${path}.text`, get(item, 'text'), LIMITS.imageText);
-  const type = givenType !== undefined ? matchEnum(`${path}.type`, givenType, FILE_TYPES) : impliedType(path, fileId, url);
+  const type = givenType !== undefined ? matchEnum(`${path}.type`, givenType, FILE_TYPE_ENUM) : impliedType(path, fileId, url);
 
   const ref: Mutable<InputImageRef> = { type };
   if (type === 'File') {
@@ -177,14 +177,14 @@ function readOutputConfig(value: unknown, model: ModelName, spec: ModelVersionSp
   const config = readObject(p, value);
   checkKeys(p, config, OUTPUT_KEYS);
 
-  out.storage_mode = optionalEnum(`${p}.storage_mode`, get(config, 'storage_mode'), STORAGE_MODES) ?? 'Temporary';
-  const resolution = optionalEnum(`${p}.resolution`, get(config, 'resolution'), RESOLUTIONS);
+  out.storage_mode = optionalEnum(`${p}.storage_mode`, get(config, 'storage_mode'), STORAGE_MODE_ENUM) ?? 'Temporary';
+  const resolution = optionalEnum(`${p}.resolution`, get(config, 'resolution'), RESOLUTION_ENUM);
   put(out, 'resolution', resolution);
 
   const ratioText = optionalString(`${p}.aspect_ratio`, get(config, 'aspect_ratio'));
   if (ratioText !== undefined) {
     if (!spec.acceptsAspectRatio) throw bad(`${p}.aspect_ratio`, `not supported by ${model} (only by ${ASPECT_RATIO_MODELS})`);
-    const ratio = matchEnum(`${p}.aspect_ratio`, ratioText, ASPECT_RATIOS);
+    const ratio = matchEnum(`${p}.aspect_ratio`, ratioText, ASPECT_RATIO_ENUM);
     const size = resolution === undefined ? undefined : explicitSize(resolution);
     if (size && !sizeMatchesRatio(size, ratio)) {
       const fits = ASPECT_RATIOS.filter((r) => sizeMatchesRatio(size, r));
@@ -194,9 +194,9 @@ function readOutputConfig(value: unknown, model: ModelName, spec: ModelVersionSp
     out.aspect_ratio = ratio;
   }
 
-  put(out, 'person_generation', optionalEnum(`${p}.person_generation`, get(config, 'person_generation'), PERSON_GENERATION));
-  put(out, 'input_compliance_check', optionalEnum(`${p}.input_compliance_check`, get(config, 'input_compliance_check'), SWITCHES));
-  put(out, 'output_compliance_check', optionalEnum(`${p}.output_compliance_check`, get(config, 'output_compliance_check'), SWITCHES));
+  put(out, 'person_generation', optionalEnum(`${p}.person_generation`, get(config, 'person_generation'), PERSON_GENERATION_ENUM));
+  put(out, 'input_compliance_check', optionalEnum(`${p}.input_compliance_check`, get(config, 'input_compliance_check'), SWITCH_ENUM));
+  put(out, 'output_compliance_check', optionalEnum(`${p}.output_compliance_check`, get(config, 'output_compliance_check'), SWITCH_ENUM));
   return out;
 }
 
@@ -294,17 +294,48 @@ function requiredString(path: string, value: unknown): string {
   return text;
 }
 
-function matchEnum<T extends string>(path: string, value: string, allowed: readonly T[]): T {
+/**
+ * An enum's values by spelling, built once per enum: each value under itself and under its ASCII-lowercased
+ * spelling, so a value sent as documented is found without lowercasing it, and any other case by one lowercasing.
+ * Where two values lowercase alike the first wins, as a scan in order would pick it (no enum here has two).
+ */
+interface EnumIndex<T extends string> {
+  readonly bySpelling: ReadonlyMap<string, T>;
+  /** The values for the refusal message, in order. */
+  readonly list: string;
+}
+
+function enumIndex<T extends string>(values: readonly T[]): EnumIndex<T> {
+  const bySpelling = new Map<string, T>();
+  for (const value of values) {
+    const lower = asciiLower(value);
+    if (!bySpelling.has(lower)) bySpelling.set(lower, value);
+  }
+  // Exact spellings after: a value that is not all lowercase has A-Z in it, so it cannot be one of the lowercased keys.
+  for (const value of values) if (bySpelling.get(asciiLower(value)) === value) bySpelling.set(value, value);
+  return { bySpelling, list: values.join(', ') };
+}
+
+function matchEnum<T extends string>(path: string, value: string, allowed: EnumIndex<T>): T {
   // ASCII letters only: String#toLowerCase would also fold the Kelvin sign (U+212A) into "k" and take "2\u212A".
-  const lower = asciiLower(value);
-  const found = allowed.find((a) => asciiLower(a) === lower);
-  if (found === undefined) throw bad(path, `${show(value)} is not one of ${allowed.join(', ')}`);
+  const found = allowed.bySpelling.get(value) ?? allowed.bySpelling.get(asciiLower(value));
+  if (found === undefined) throw bad(path, `${show(value)} is not one of ${allowed.list}`);
   return found;
 }
 
-const asciiLower = (text: string): string => text.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+const asciiLower = (text: string): string => text.replace(ASCII_UPPER_RE, lowerAsciiLetter);
+const ASCII_UPPER_RE = /[A-Z]/g;
+const lowerAsciiLetter = (c: string): string => String.fromCharCode(c.charCodeAt(0) + 32);
 
-function optionalEnum<T extends string>(path: string, value: unknown, allowed: readonly T[]): T | undefined {
+const MODEL_NAME_ENUM = enumIndex(MODEL_NAMES);
+const FILE_TYPE_ENUM = enumIndex(FILE_TYPES);
+const STORAGE_MODE_ENUM = enumIndex(STORAGE_MODES);
+const RESOLUTION_ENUM = enumIndex(RESOLUTIONS);
+const ASPECT_RATIO_ENUM = enumIndex(ASPECT_RATIOS);
+const PERSON_GENERATION_ENUM = enumIndex(PERSON_GENERATION);
+const SWITCH_ENUM = enumIndex(SWITCHES);
+
+function optionalEnum<T extends string>(path: string, value: unknown, allowed: EnumIndex<T>): T | undefined {
   const text = optionalString(path, value);
   return text === undefined ? undefined : matchEnum(path, text, allowed);
 }
