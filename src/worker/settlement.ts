@@ -114,7 +114,7 @@ export class RunSettlement {
       return;
     }
     const current = await store.tasks.getTask(task.id);
-    if (ownCommit(current, completion, at) || (givenUp?.state === 'succeeded' && ownCommit(current, givenUp))) {
+    if (ownCommit(current, task, completion, at) || (givenUp?.state === 'succeeded' && ownCommit(current, task, givenUp))) {
       return this.deps.announce(task.id, current);
     }
     // Its files belong to no task now (those of a charged task were kept just above).
@@ -122,7 +122,7 @@ export class RunSettlement {
       await this.deps.discardOutputs(completion).catch((err: unknown) => this.deps.log.warn({ err, taskId: task.id }, 'discarding outputs failed'));
     }
     // The cancel made below on an earlier try, committed unseen.
-    if (ownCommit(current, { state: 'cancelled', error: cancelledError }, at)) return this.deps.announce(task.id, current);
+    if (ownCommit(current, task, { state: 'cancelled', error: cancelledError }, at)) return this.deps.announce(task.id, current);
     // Refused because the client's cancel came first (it was told so): the task ends cancelled, at no charge.
     if (completion.state !== 'cancelled' && current?.state === 'running' && current.cancelRequested && current.attempts === task.attempts) {
       return this.complete(task, { state: 'cancelled', error: cancelledError }, at);
@@ -141,12 +141,15 @@ export class RunSettlement {
   }
 
   /** The one retry path: cancel, permanent failure, or hand the attempt back with backoff. */
-  private async handleFailure(task: TaskRecord, err: unknown, signal: AbortSignal, now: number): Promise<void> {
-    const { store, retry, log } = this.deps;
+  private async handleFailure(task: TaskRecord, err: unknown, signal: AbortSignal, at: number): Promise<void> {
+    const { store, clock, retry, log } = this.deps;
+    // `at` is for the finish alone (it identifies its own commit); a hand-back's backoff counts from now, or a store
+    // that failed for a minute would have the retry skip its wait.
+    const now = clock.now();
     if (signal.aborted) {
       const current = await store.tasks.getTask(task.id);
       if (current?.cancelRequested) {
-        await this.complete(task, { state: 'cancelled', error: cancelledError }, now);
+        await this.complete(task, { state: 'cancelled', error: cancelledError }, at);
       } else if (!this.deps.accepting()) {
         // A graceful stop cut the attempt short: handed back now, and not counted (a stop is not the task's doing;
         // only hand-backs nobody made, crashes, may use up its attempts). Refused when the attempt is no longer
@@ -157,7 +160,7 @@ export class RunSettlement {
       return;
     }
     if (err instanceof ProviderCancelledError) {
-      await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } }, now);
+      await this.complete(task, { state: 'cancelled', error: { code: err.code, message: err.message } }, at);
       return;
     }
     // A provider's errors are written for the client. Anything else is the relay's own failure (a disk, the store, a
@@ -179,27 +182,28 @@ export class RunSettlement {
         this.deps.requeued(current);
       } else if (current?.state === 'running' && current.cancelRequested) {
         // A cancel landed after the run ended and before the hand-back: the client was told it is cancelled.
-        await this.complete(task, { state: 'cancelled', error: cancelledError }, now);
+        await this.complete(task, { state: 'cancelled', error: cancelledError }, at);
       } else if (current && isTerminal(current.state)) {
         this.tellWatchers(current); // settled meanwhile (a cancel that met the hand-back announced it)
       }
       return;
     }
-    await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } }, now);
+    await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } }, at);
   }
 }
 
 /**
  * Whether the store holds this very outcome: a `finish` whose commit went through but whose answer was lost (a dropped
  * connection) is retried and then refused. A success is known by its first image's file id (its files belong to a
- * charged task and must stay); a failure or cancel by its state, error and the time it was written with (`at`, kept
- * through the retries), which a settlement made elsewhere would not share.
+ * charged task and must stay); a failure or cancel by its state, error, attempt and the time it was written with
+ * (`at`, kept through the retries), which a settlement made elsewhere would not share.
  */
-function ownCommit(current: TaskRecord | undefined, completion: Completion, at?: number): boolean {
+function ownCommit(current: TaskRecord | undefined, run: TaskRecord, completion: Completion, at?: number): boolean {
   if (current?.state !== completion.state) return false;
   if (completion.state === 'succeeded') {
     const first = completion.result.images[0]?.file_id;
     return first !== undefined && current.result?.images[0]?.file_id === first;
   }
-  return at !== undefined && current.finishedAt === at && current.error?.code === completion.error?.code && current.error?.message === completion.error?.message;
+  // The same attempt too: a superseded one, or another node's settlement, could match the rest in the same millisecond.
+  return at !== undefined && current.attempts === run.attempts && current.finishedAt === at && current.error?.code === completion.error?.code && current.error?.message === completion.error?.message;
 }

@@ -2,6 +2,7 @@ import { expect } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
 import { solidPng } from '../helpers/images';
 import type { TaskStore } from '../../src/ports/task-store';
+import type { RetryPolicy } from '../../src/worker/retry';
 import { PROMPT_BODY, startTestRelay, type TestRelay } from '../helpers/relay';
 import { closedAfterEach } from '../helpers/closed-after-each';
 
@@ -16,7 +17,7 @@ export const FAST_SETTLE = { outcomeForMs: 50, firstDelayMs: 1, maxDelayMs: 10 }
  */
 export function engineRelays() {
   const startRelay = closedAfterEach(startTestRelay);
-  return async (concurrency: number, retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, settledSweepMs?: number) => {
+  return async (concurrency: number, retry: RetryPolicy = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, settledSweepMs?: number) => {
     const provider = new ControlledProvider('controlled', concurrency, PNG);
     const sweep = settledSweepMs !== undefined ? { settledSweepMs } : {};
     const relay = await startRelay({ overrides: { providers: [provider], retry, settleTiming: FAST_SETTLE, ...sweep } });

@@ -3,6 +3,7 @@ import type { ControlledRun } from '../../src/adapters/fakes/controlled-provider
 import { permanentError, retryableError } from '../../src/ports/provider';
 import { internalErrorMessage } from '../../src/worker/settlement';
 import { waitForTask } from '../helpers/relay';
+import { waitUntil } from '../helpers/eventually';
 import { engineRelays, wrapFinish } from './engine-relay';
 
 const relayWith = engineRelays();
@@ -207,6 +208,28 @@ describe('task engine — store failures and stale reads', () => {
     expect(task.state).toBe('succeeded');
     expect(failures).toBe(2);
     expect((await relay.admin.get('/admin/v1/audit')).body.ok).toBe(true);
+  });
+
+  it("a retry's backoff counts from when its hand-back is written, not from when the failing store was first tried", async () => {
+    const { provider, relay, submit } = await relayWith(1, { maxAttempts: 3, baseDelayMs: 60_000, maxDelayMs: 60_000, random: () => 1 });
+    const tasks = relay.relay.store.tasks;
+    const requeue = tasks.requeue.bind(tasks);
+    let failures = 0;
+    let lastFailureAt = 0;
+    let notBefore: number | undefined;
+    tasks.requeue = async (id, attempt, after, now) => {
+      if (failures++ < 2) {
+        lastFailureAt = Date.now();
+        throw new Error('connection reset');
+      }
+      notBefore = after;
+      return requeue(id, attempt, after, now);
+    };
+    const id = await submit();
+    (await provider.whenStarted(id)).fail(retryableError('Busy', 'try later'));
+    await waitUntil(async () => notBefore !== undefined && (await tasks.getTask(id))?.state === 'queued', 20_000, 'the hand-back written');
+    // The tries are a pause (a millisecond at least) apart: a backoff counted from the first would end before this.
+    expect(notBefore!).toBeGreaterThanOrEqual(lastFailureAt + 60_000);
   });
 
   it('a success the store never takes (a value it cannot bind) fails the task instead, releasing its hold', async () => {
