@@ -96,6 +96,8 @@ export async function submitWithFailover(
       continue;
     }
     let keep = false;
+    // From sending until known not created: the submission may exist upstream, and a stop must not free its slot.
+    let mayExist = false;
     try {
       // The channel's turn (ports/submission-pace.ts) is waited for while still selecting: nothing is on the wire yet, so a cancel
       // meanwhile is answered at once (provider.ts) and stops the submission, instead of waiting out the pacer.
@@ -108,6 +110,7 @@ export async function submitWithFailover(
       // stop the submission. Checked and the phase entered in one step, so no cancel falls between the two.
       if (state.cancelled) throw new ProviderCancelledError('cancelled by the client before anything was sent upstream');
       state.enter('submitting', { channelId: channel.id });
+      mayExist = true;
       const request = deps.request(channel, sessionId);
       try {
         const res = await create(request, { timeoutMs: deps.createTimeoutMs, signal: ctx.signal });
@@ -160,6 +163,7 @@ export async function submitWithFailover(
         }
         // Definitely not created upstream: a later attempt must not mistake this for an ambiguous submission, and
         // goes under a new SessionId, which Tencent may hold against a refused request too.
+        mayExist = false;
         round += 1;
         await ctx.checkpoint({ ...IDLE_CHECKPOINT, round });
         if (f.kind === 'task') {
@@ -176,9 +180,9 @@ export async function submitWithFailover(
       }
     } finally {
       // Cut off while a submission was on the wire or being reconciled: it may exist upstream (the checkpoint says
-      // so), so a stop hands its slot over. Before that (choosing, pacing), nothing was sent: released.
+      // so), so a stop hands its slot over. Before that (choosing, pacing), or once found not made, released.
       if (!keep) {
-        if (state.phase === 'submitting' || state.phase === 'reconciling') letGo(lease, ctx);
+        if (mayExist) letGo(lease, ctx);
         else lease.release();
       }
     }
