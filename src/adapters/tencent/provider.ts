@@ -17,7 +17,7 @@ import { downloadOutputs } from './download';
 import { classify, isRetriedTaskFailure, kindOfCode, UNREACHABLE } from './errors';
 import type { Observation } from './follower';
 import type { TencentRuntime } from './runtime';
-import { reconcile } from './reconcile';
+import { reconcile, type ReconcileRequest } from './reconcile';
 import { toCreateRequest, UPSTREAM_MODELS } from './request';
 import { letGo, RunState, unlessStopping } from './run-state';
 import { sessionIdOf } from './session';
@@ -237,7 +237,7 @@ export class TencentVodProvider implements ImageProvider {
         const access = this.rt.access(held.channel);
         if (!access) throw retryableError(UNREACHABLE, 'Tencent VOD: the channel credentials could not be opened');
         const sessionId = sessionIdOf(job.taskId, round);
-        const upstream = await reconcile({
+        const inDoubt: ReconcileRequest = {
           sessionId,
           submittedAt: cp.submittedAt,
           api: access.api,
@@ -248,7 +248,10 @@ export class TencentVodProvider implements ImageProvider {
           clock: this.rt.clock,
           options: this.rt.reconcileOptions,
           signal: ctx.signal,
-        });
+        };
+        // The checkpoint this run was given says "submitting on this channel": a stop hands the run back while it
+        // looks (unlessStopping), and whoever takes the task up next reconciles it the same way.
+        const upstream = await state.whileReconcilingInDoubt(() => reconcile(inDoubt));
         if (upstream === undefined) {
           // Nothing was made (the interrupted submission was refused and its SessionId spent): a new round, from scratch.
           await ctx.checkpoint({ ...IDLE_CHECKPOINT, round: round + 1 } satisfies TencentCheckpoint);
@@ -258,7 +261,7 @@ export class TencentVodProvider implements ImageProvider {
         ctx.log(`Reconciled as Tencent VOD task ${upstream}; following it.`);
         return { upstream, submittedAt: cp.submittedAt, held, resumed: true, round };
       } catch (err) {
-        letGo(held, ctx); // a stop may cut off the reconciling: the submission it looks for may exist upstream
+        letGo(held, ctx); // a stop may end the reconciling (at once): the submission it looks for may exist upstream
         throw err;
       }
     }

@@ -142,7 +142,9 @@ export async function submitWithFailover(
           lease.failed(f.code, f.message);
           state.enter('reconciling', { channelId: channel.id });
           ctx.log(`No clear answer from the upstream (${describe(f)}); reconciling by SessionId before anything else.`);
-          const upstreamTaskId = await reconcile(inDoubt);
+          // The checkpoint written before sending says "submitting on this channel": a stop hands the run back while
+          // it looks (unlessStopping), and whoever takes the task up reconciles it the same way.
+          const upstreamTaskId = await state.whileReconcilingInDoubt(() => reconcile(inDoubt));
           if (upstreamTaskId !== undefined) {
             keep = true;
             return { lease, upstreamTaskId, submittedAt, round };
@@ -155,6 +157,8 @@ export async function submitWithFailover(
           lease.failed(f.code, f.message);
           state.enter('reconciling', { channelId: channel.id });
           ctx.log(`The upstream answered ${describe(f)}; looking for the task by SessionId before trying elsewhere.`);
+          // A stop lets this lookup go on (unlessStopping): its answer is a few lookups away, while whoever took the
+          // task up would reconcile it in full (the checkpoint cannot say Tencent answered), resubmitting here.
           const upstreamTaskId = await lookUpAfterServerError(inDoubt);
           if (upstreamTaskId !== undefined) {
             keep = true;
@@ -179,8 +183,9 @@ export async function submitWithFailover(
         if (isThrottled(f)) throttled = true;
       }
     } finally {
-      // Cut off while a submission was on the wire or being reconciled: it may exist upstream (the checkpoint says
-      // so), so a stop hands its slot over. Before that (choosing, pacing), or once found not made, released.
+      // Cut off while a submission was on the wire or being looked up (a stop hands a reconcile back at once, one
+      // on the wire or after a server error when the drain time ends): it may exist upstream, as the checkpoint says,
+      // so a stop hands its slot over. Before that (choosing, pacing), or once found not made, released.
       if (!keep) {
         if (mayExist) letGo(lease, ctx);
         else lease.release();
