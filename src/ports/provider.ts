@@ -43,9 +43,9 @@ export interface RunContext {
   checkpoint(data: Record<string, unknown>): Promise<void>;
   /**
    * Aborted when the node begins a graceful stop. A run that loses nothing by ending now, because it only waits on
-   * upstream work its checkpoint already names (or for capacity, with nothing sent), may reject with `stopping.reason`
-   * at once: the engine hands its task back, the attempt not counted, and the next start (or another node) takes the
-   * work up from the checkpoint. Any other run goes on until it ends or the drain time is up. Either way a run the
+   * upstream work its checkpoint already names (an upstream task it follows, a submission in doubt it looks up), or
+   * for capacity with nothing sent, may reject with `stopping.reason` at once: the engine hands its task back, the
+   * attempt not counted, and the next start (or another node) takes the work up from the checkpoint. Any other run goes on until it ends or the drain time is up. Either way a run the
    * stop ended has `signal` aborted with `stopping.reason`, so it can tell that from a cancel: the upstream work it
    * leaves is to be taken up, not dropped.
    */

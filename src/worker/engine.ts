@@ -182,7 +182,7 @@ export class TaskEngine {
 
   /**
    * Stops dispatching; in-flight tasks finish, for up to `timeoutMs`, except runs that lose nothing by ending now
-   * (RunContext.stopping: a run that only follows an upstream task), which are handed back at once.
+   * (RunContext.stopping: e.g. a run that only follows an upstream task), which are handed back at once.
    */
   async drain(timeoutMs: number): Promise<void> {
     this.accepting = false;

@@ -112,6 +112,7 @@ export class TencentVodProvider implements ImageProvider {
     this.runs.set(job.taskId, state);
     try {
       const work = resumed ? this.join(job.taskId, resumed, ctx.signal) : this.followToEnd(job, ctx, state);
+      // A graceful stop ends the run at once while it follows, reconciles a submission in doubt or waits for a slot.
       const followed = await unlessStopping(work, state, ctx);
       state.enter('downloading');
       return await this.outcome(job, ctx, followed);

@@ -4,7 +4,8 @@ import type { ChannelLease } from '../upstream-channels/channel-pool';
 /**
  * Where one run of a task stands, kept in memory so a client's cancel can be answered correctly: before anything
  * was sent upstream it simply stops the run; while a submission is on the wire it waits for the answer; while the
- * upstream task is WAITING it aborts it there; after that it is too late.
+ * upstream task is WAITING it aborts it there; after that it is too late. A graceful stop reads it too, to tell
+ * whether the run may end at once (unlessStopping).
  */
 export type RunPhase = 'selecting' | 'submitting' | 'reconciling' | 'following' | 'downloading' | 'done';
 

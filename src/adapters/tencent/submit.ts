@@ -11,16 +11,18 @@ import { sessionIdOf } from './session';
 
 /**
  * Submitting a task upstream with failover. Each try takes a slot on the best channel, checkpoints "submitting
- * on channel X" (so a crash mid-call is reconciled, never resubmitted elsewhere), then calls CreateAigcImageTask:
+ * on channel X" (so a crash mid-call, or a stop while the call's outcome is being reconciled, leaves a submission
+ * that whoever takes the task up reconciles there, never resubmitted elsewhere), then calls CreateAigcImageTask:
  *
  * - accepted: the slot stays taken until the upstream task ends;
  * - refused for the request's own sake (`task`): fail, no other channel would take it;
  * - refused by the channel or transient: count against the channel's circuit, try the next channel; when none is
  *   left the attempt fails (retryable for transient causes, permanent for channel faults such as bad credentials);
- * - no clear answer (`ambiguous`): reconcile on that same channel by SessionId; when that proves nothing was made
- *   (the lost answer was a refusal: reconcile.ts), it is a transient refusal like any other;
- * - InternalError: Tencent may have made the task before failing. Looked up on that channel by SessionId first;
- *   only when the listing shows none is it treated as a refusal.
+ * - no clear answer (`ambiguous`): reconcile on that same channel by SessionId (a graceful stop hands the run back
+ *   meanwhile, its slot handed over: run-state.ts); when that proves nothing was made (the lost answer was a
+ *   refusal: reconcile.ts), it is a transient refusal like any other;
+ * - InternalError: Tencent may have made the task before failing. Looked up on that channel by SessionId first (a
+ *   stop waits for that lookup, up to the drain time); only when the listing shows none is it treated as a refusal.
  *
  * Every try after a refusal goes under a new SessionId (session.ts): the round is in the checkpoint.
  */
