@@ -95,6 +95,25 @@ describe('group commit', () => {
     expect(committedIds()).toEqual([1, 3]);
   });
 
+  it('keeps its savepoints\' journal in memory; a unit that changed more pages than it once held there still rolls back alone', async () => {
+    // SQLite's default moved the sub-journal to a temporary file past 64 KiB, every later page copy a pwrite.
+    expect(db.pragma('temp_store', { simple: true })).toBe(2); // MEMORY
+    const big = 'v'.repeat(2000);
+    db.transaction(() => {
+      for (let id = 1; id <= 100; id++) db.prepare('INSERT INTO items (id, value) VALUES (?, ?)').run(id, big); // ~50 pages
+    })();
+    const results = await Promise.allSettled([
+      commits.run(() => {
+        db.prepare("UPDATE items SET value = 'changed'").run(); // every page: far more than 64 KiB to journal
+        throw new RangeError('after the writes');
+      }),
+      commits.run(insert(101)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+    expect(other.prepare("SELECT COUNT(*) AS n FROM items WHERE value = 'changed'").get()).toEqual({ n: 0 });
+    expect(committedIds()).toHaveLength(101);
+  });
+
   it('refuses a unit that returns a promise: its savepoint is rolled back, not released with a rejection in it', async () => {
     // An async function's throw is a rejected promise, not a throw: the unit "returned", and its writes would have
     // been committed while its caller was told it failed.

@@ -128,6 +128,16 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   const budgetMs = options.budgetMs ?? 2;
   const minPerLane = options.minPerLane ?? 16;
   const now = options.now ?? (() => performance.now());
+  // Every unit runs in a SAVEPOINT, so SQLite copies each page a unit changes first into the statement sub-journal.
+  // With the default temp_store that journal moves to a temporary file once one unit's copies pass 64 KiB (a
+  // createTask that splits a page does: 61 of 100 transactions of 35 submits), and from then until the COMMIT every
+  // copy is a pwrite: a fifth of the writer thread's CPU on the submit path (BENCHMARKS.md, session 23). The journal
+  // only ever serves a ROLLBACK TO within the open transaction and is deleted with it, so keeping it in memory
+  // changes nothing that survives a crash; it holds one unit's pages at most (it is emptied at each RELEASE). The
+  // pragma also keeps this connection's sorts and temporary b-trees in memory rather than in temporary files: on
+  // the writer thread its statements are point writes and bounded claims; on an inline store's connection (CLI
+  // commands, `:memory:`) the listings and the audit hold what they read anyway.
+  db.pragma('temp_store = MEMORY');
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
   const rollback = db.prepare('ROLLBACK');
