@@ -1,4 +1,4 @@
-import type { Store } from '../../ports/store';
+import type { Store, TaskStore } from '../../ports/store';
 import { sqliteAccountStore } from './accounts';
 import { sqliteChannelStore } from './channels';
 import { openDatabase } from './database';
@@ -7,7 +7,7 @@ import { batchWrites, createGroupCommit, redirectMethods, type LaneRule } from '
 import { createReadBatch } from './read-batch';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteWebhookStore } from './webhooks';
-import { sqliteTaskStore } from './tasks';
+import { createdTask, sqliteTaskStore, taskInsert, type SqliteTaskStore, type TaskInserted } from './tasks';
 import { ThreadCalls } from '../threads/thread-calls';
 import { GROUP_COMMITTED, type WriterStoreName } from './write-lanes';
 
@@ -34,13 +34,23 @@ export function createSqliteStore(file: string, options: { writer?: SqliteWriter
       ? redirectMethods(target, Object.keys(lanes) as Array<keyof T>, (name, args) => writer.call(store, String(name), args))
       : batchWrites(commits!, target, lanes);
   };
+  // On the writer thread createTask takes and answers its wire form (tasks.ts: TaskInsert, TaskInserted); the record
+  // is built here from the caller's own NewTask. insertTask is the thread's; it is not part of the store.
+  const tasksOf = (store: SqliteTaskStore): TaskStore => {
+    const { insertTask: _threadOnly, ...routed } = route('tasks', store);
+    if (!writer) return routed;
+    return {
+      ...routed,
+      createTask: (t) => writer.call('tasks', 'createTask', [taskInsert(t)]).then((inserted) => createdTask(t, inserted as TaskInserted)),
+    };
+  };
   // The point reads every request makes (read-batch.ts); listings and operator reads stay direct.
   const reads = createReadBatch(db);
   const batchReads = <T extends object>(target: T, methods: ReadonlyArray<keyof T>): T =>
     redirectMethods(target, methods, (name, args) => reads.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args)));
   return {
     accounts: batchReads(sqliteAccountStore(db), ['getKey']),
-    tasks: batchReads(route('tasks', sqliteTaskStore(db)), ['getTask', 'queuePosition']),
+    tasks: batchReads(tasksOf(sqliteTaskStore(db)), ['getTask', 'queuePosition']),
     files: batchReads(sqliteFileStore(db), ['getFile']),
     idempotency: route('idempotency', sqliteIdempotencyStore(db)),
     webhooks: route('webhooks', sqliteWebhookStore(db)),

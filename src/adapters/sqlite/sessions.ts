@@ -26,8 +26,8 @@ export function sqliteSessionClaims(db: Db) {
 
   return {
     /** Claims the task's session id; returns the id of the task that already holds it, if any. Call in a transaction. */
-    claim(t: NewTask): string | undefined {
-      const sessionId = t.input.session_id;
+    claim(t: Pick<NewTask, 'id' | 'accountId' | 'now'> & { readonly sessionId?: string | undefined }): string | undefined {
+      const sessionId = t.sessionId;
       if (!sessionId) return undefined; // "" never reaches here (validation drops it), but absent = no dedup
       const key = { accountId: t.accountId, sessionId };
       dropStale.run({ ...key, staleBefore: t.now - SESSION_DEDUP_MS });
