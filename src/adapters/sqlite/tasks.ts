@@ -74,10 +74,13 @@ class Refused {
 }
 
 export function sqliteTaskStore(db: Db): SqliteTaskStore {
-  const placeHold = db.prepare('UPDATE accounts SET held = held + @price WHERE id = @accountId AND balance - held >= @price');
-  const insertTaskRow = db.prepare(
+  // createTask's statements take positional parameters: better-sqlite3 binds a named one by looking its name up on
+  // the object passed, and for the task row's eleven that cost as much as a third of the insert (1.1 of 2.6 µs in
+  // isolation). (price, accountId, price):
+  const placeHold = db.prepare<[number, string, number]>('UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ?');
+  const insertTaskRow = db.prepare<[string, string, string, string, string, number, number, number, string, string | null, number, number]>(
     `INSERT INTO tasks (id, account_id, key_id, request_id, state, provider, priority, price, billed, input, webhook_url, created_at, updated_at)
-     VALUES (@id, @accountId, @keyId, @requestId, 'queued', @provider, @priority, @price, @billed, @input, @webhookUrl, @now, @now)`,
+     VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   // Key limits are read inside the transaction, so a PATCH applies to the very next submit and 50 concurrent
   // submits are serialised by the write lock: none can see a stale count.
@@ -88,8 +91,9 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   const inFlightOfKey = db.prepare<[string, number], { n: number }>(
     "SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE key_id = ? AND state IN ('queued','running') LIMIT ?)",
   );
-  const commitToKey = db.prepare(
-    'UPDATE api_keys SET spent = spent + @price WHERE id = @keyId AND (spend_cap IS NULL OR spent + @price <= spend_cap)',
+  // (price, keyId, price):
+  const commitToKey = db.prepare<[number, string, number]>(
+    'UPDATE api_keys SET spent = spent + ? WHERE id = ? AND (spend_cap IS NULL OR spent + ? <= spend_cap)',
   );
   // MAX(0, …): a counter that drifted (the audit reports it) must never make a task impossible to finish.
   const uncommitFromKey = db.prepare('UPDATE api_keys SET spent = MAX(0, spent - ?) WHERE id = ?');
@@ -153,9 +157,9 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
 
   // Inside createTask, right after the insert: every queued task at this priority or above except the new one is
   // ahead of it (nothing was inserted behind it yet), so the position is one lookup in the trigger-kept counts.
-  const queuedAtOrAbove = db.prepare<{ provider: string; priority: number }, { n: number }>(
-    'SELECT COALESCE(SUM(n), 0) AS n FROM queue_counts WHERE provider = @provider AND priority >= @priority',
-  );
+  const queuedAtOrAbove = db
+    .prepare<[string, number], number>('SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE provider = ? AND priority >= ?')
+    .pluck();
 
   // Trigger-kept counts (migrations.ts) and the running tasks' partial index: no scan of the tasks table.
   const stateCounts = db.prepare<[], { state: TaskState; n: number }>(
@@ -188,29 +192,19 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
     if (key?.max_concurrency != null && inFlightOfKey.get(t.keyId, key.max_concurrency)!.n >= key.max_concurrency) {
       throw new Refused({ ok: false, reason: 'concurrency_limit', limit: key.max_concurrency });
     }
-    if (billed && key && commitToKey.run({ price: t.price, keyId: t.keyId }).changes === 0) {
+    if (billed && key && commitToKey.run(t.price, t.keyId, t.price).changes === 0) {
       throw new Refused({ ok: false, reason: 'spend_cap', cap: key.spend_cap ?? 0, spent: key.spent });
     }
-    if (billed && placeHold.run({ price: t.price, accountId: t.accountId }).changes === 0) {
+    if (billed && placeHold.run(t.price, t.accountId, t.price).changes === 0) {
       // Throwing (not returning) rolls back the key's counter updated just above.
       throw new Refused({ ok: false, reason: 'insufficient_balance', available: availableOf.get(t.accountId)?.available ?? 0 });
     }
-    const { lastInsertRowid } = insertTaskRow.run({
-      id: t.id,
-      accountId: t.accountId,
-      keyId: t.keyId,
-      requestId: t.requestId,
-      provider: t.provider,
-      priority: t.priority,
-      price: t.price,
-      billed: billed ? 1 : 0,
-      input: t.inputJson,
-      webhookUrl: t.webhookUrl ?? null,
-      now: t.now,
-    });
+    const { lastInsertRowid } = insertTaskRow.run(
+      t.id, t.accountId, t.keyId, t.requestId, t.provider, t.priority, t.price, billed ? 1 : 0, t.inputJson, t.webhookUrl ?? null, t.now, t.now,
+    );
     if (billed) insertLedger.run(t.accountId, t.id, 'hold', t.price, t.now);
     if (t.idempotency && !bindIdempotency(t.accountId, t.idempotency, t.id)) throw new Refused({ ok: false, reason: 'idempotency_lost' });
-    const queuePosition = queuedAtOrAbove.get({ provider: t.provider, priority: t.priority })!.n - 1;
+    const queuePosition = queuedAtOrAbove.get(t.provider, t.priority)! - 1;
     return { ok: true, seq: Number(lastInsertRowid), queuePosition };
   });
   const insertNewTask = (t: TaskInsert): TaskInserted => {
