@@ -4,7 +4,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { batchWrites, createGroupCommit, LaneQueue, syncWrite, type GroupCommit } from '../../src/adapters/sqlite/group-commit';
 import { openDatabase, type Db } from '../../src/adapters/sqlite/database';
 import { tempDir } from '../helpers/relay';
-import { laneOf } from '../../src/adapters/sqlite/write-lanes';
+import { GROUP_COMMITTED, laneOf } from '../../src/adapters/sqlite/write-lanes';
+import { sqliteTaskStore } from '../../src/adapters/sqlite/tasks';
+import { sqliteAccountStore } from '../../src/adapters/sqlite/accounts';
+import type { NewTask } from '../../src/ports/store';
+import { INPUT } from '../conformance/store.conformance';
 
 let file: string;
 let db: Db;
@@ -61,7 +65,7 @@ describe('group commit', () => {
     const calls = [1, 2, 3, 4, 5].map((id) => commits.run(insert(id)).then((v) => (seenAtSettle.push(committedIds()), v)));
     expect(committedIds()).toEqual([]); // nothing is written at call time
     expect(await Promise.all(calls)).toEqual([1, 1, 1, 1, 1]);
-    expect(commits.stats).toEqual({ batches: 1, units: 5 });
+    expect(commits.stats).toEqual({ batches: 1, units: 5, reruns: 0 });
     // Every caller, when its promise settled, could already read all five rows from another connection.
     for (const seen of seenAtSettle) expect(seen).toEqual([1, 2, 3, 4, 5]);
   });
@@ -78,7 +82,40 @@ describe('group commit', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/CHECK constraint/);
     expect(committedIds()).toEqual([1, 4]); // row 2 of the failed unit was rolled back with it
-    expect(commits.stats.batches).toBe(1);
+    expect(commits.stats).toEqual({ batches: 1, units: 3, reruns: 1 }); // still one transaction, one fsync
+  });
+
+  it('runs its units bare, with no savepoint each, until one fails; then the batch runs again with one each', async () => {
+    const savepoints = { count: 0 };
+    const counted = new Proxy(db, {
+      get(real, prop) {
+        if (prop !== 'prepare') return Reflect.get(real, prop, real);
+        return (sql: string) => {
+          const statement = real.prepare(sql);
+          if (!sql.startsWith('SAVEPOINT')) return statement;
+          return { run: () => (savepoints.count++, statement.run()) };
+        };
+      },
+    });
+    const bareCommits = createGroupCommit(counted);
+    await Promise.all([1, 2, 3].map((id) => bareCommits.run(insert(id))));
+    expect(savepoints.count).toBe(0);
+    expect(bareCommits.stats).toEqual({ batches: 1, units: 3, reruns: 0 });
+    // The third of five fails after its write: the first two run again, each in a savepoint, and so do the rest.
+    const results = await Promise.allSettled([
+      bareCommits.run(insert(4)),
+      bareCommits.run(insert(5)),
+      bareCommits.run(() => {
+        insert(6)();
+        throw new RangeError('after a write');
+      }),
+      bareCommits.run(insert(7)),
+      bareCommits.run(insert(8)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect(savepoints.count).toBe(5);
+    expect(bareCommits.stats).toEqual({ batches: 2, units: 8, reruns: 1 });
+    expect(committedIds()).toEqual([1, 2, 3, 4, 5, 7, 8]);
   });
 
   it('rolls back a unit that throws a non-SQLite error after its writes, alone', async () => {
@@ -229,7 +266,7 @@ describe('group commit', () => {
   it('splits a very large burst into bounded batches', async () => {
     const small = createGroupCommit(db, { maxBatch: 4 });
     await Promise.all(Array.from({ length: 10 }, (_, i) => small.run(insert(i + 1))));
-    expect(small.stats).toEqual({ batches: 3, units: 10 });
+    expect(small.stats).toEqual({ batches: 3, units: 10, reruns: 0 });
     expect(committedIds()).toHaveLength(10);
   });
 
@@ -261,7 +298,7 @@ describe('group commit', () => {
     await lanes.run(insert(100), 'request').then(() => (committedWhenAnswered = committedIds()));
     expect(committedWhenAnswered).toEqual([1, 2, 100]);
     await Promise.all(background);
-    expect(lanes.stats).toEqual({ batches: 2, units: 11 }); // the second, with no client waiting, took the other 8
+    expect(lanes.stats).toEqual({ batches: 2, units: 11, reruns: 0 }); // the second, with no client waiting, took the other 8
   });
 
   it('starves no lane: background writes get their share of every transaction however many requests wait', async () => {
@@ -274,7 +311,7 @@ describe('group commit', () => {
     // Over budget from the first unit, each transaction still took 3 of each lane: the background writes were done
     // in the first two transactions, not after the ten the requests needed.
     expect(batchOf).toEqual([1, 1, 1, 2, 2, 2]);
-    expect(lanes.stats).toEqual({ batches: 10, units: 36 });
+    expect(lanes.stats).toEqual({ batches: 10, units: 36, reruns: 0 });
   });
 
   it('keeps room for the later lanes when the count, not the budget, fills a transaction', async () => {
@@ -284,7 +321,7 @@ describe('group commit', () => {
     const background = [lanes.run(insert(100), 'background').then(() => batchOf.push(lanes.stats.batches))];
     await Promise.all([...requests, ...background]);
     expect(batchOf).toEqual([1]); // 9 requests and the background write in the first transaction of 10
-    expect(lanes.stats).toEqual({ batches: 4, units: 31 });
+    expect(lanes.stats).toEqual({ batches: 4, units: 31, reruns: 0 });
   });
 
   it('flush() commits what is queued at once (used before close)', async () => {
@@ -336,9 +373,27 @@ describe('batchWrites', () => {
     const results = await Promise.allSettled([wrapped.add(1), wrapped.addBad(2), wrapped.add(3)]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(await wrapped.count()).toBe(2);
-    expect(commits.stats).toEqual({ batches: 1, units: 3 });
+    expect(commits.stats).toEqual({ batches: 1, units: 3, reruns: 1 }); // the failing one made the batch run again, unit by unit
     // Called directly, a syncWrite is still the port's async method: a throw is a rejection.
     await expect(store.addBad(9)).rejects.toThrow(/CHECK constraint/);
+  });
+
+  it("batches the relay's submits bare: a refusal is an answer, not a throw, so it costs its batch no rerun", async () => {
+    const relayDb = openDatabase(path.join(tempDir('aigc-relay-gc-'), 'relay.db'));
+    try {
+      const relayCommits = createGroupCommit(relayDb);
+      const tasks = batchWrites(relayCommits, sqliteTaskStore(relayDb), GROUP_COMMITTED.tasks);
+      const accounts = sqliteAccountStore(relayDb);
+      await accounts.createAccount({ id: 'acct_gc', name: 'gc', balance: 25, webhookSecret: 'whsec_x', now: 1 });
+      await accounts.createKey({ id: 'key_gc', accountId: 'acct_gc', secretHash: 'h', createdAt: 1 });
+      const task = (id: string, price: number): NewTask => ({ id, accountId: 'acct_gc', keyId: 'key_gc', requestId: `req-${id}`, input: INPUT, price, provider: 'local', now: 2 });
+      const outcomes = await Promise.all([tasks.createTask(task('a', 10)), tasks.createTask(task('b', 20)), tasks.createTask(task('c', 10))]);
+      expect(outcomes.map((o) => (o.ok ? 'ok' : o.reason))).toEqual(['ok', 'insufficient_balance', 'ok']);
+      expect(relayCommits.stats).toEqual({ batches: 1, units: 3, reruns: 0 });
+      expect(relayDb.prepare("SELECT balance, held FROM accounts WHERE id = 'acct_gc'").get()).toEqual({ balance: 25, held: 20 });
+    } finally {
+      relayDb.close();
+    }
   });
 
   it('refuses, when the store is built, a method without a synchronous body', () => {

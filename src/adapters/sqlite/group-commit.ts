@@ -8,16 +8,22 @@ import type { Db } from './database';
  * With `synchronous = FULL`, every commit waits for the disk; better-sqlite3 is synchronous, so that wait also
  * stops the event loop, and at a few hundred submits a second the process spends most of its time in fsync. Here a
  * write is not run when it is called: it is queued, and at `setImmediate` (after the poll phase has handed every
- * request that arrived to its handler) one `BEGIN IMMEDIATE … COMMIT` runs the queued writes, each inside its own
- * SAVEPOINT, taking them lane by lane (below) until the queue, a count or a time budget runs out; what is left
+ * request that arrived to its handler) one `BEGIN IMMEDIATE … COMMIT` runs the queued writes one after another,
+ * taking them lane by lane (below) until the queue, a count or a time budget runs out; what is left
  * goes into the next transaction, at the next `setImmediate`. Durability is unchanged: a caller's promise settles only after the COMMIT that contains its write
  * returned, so a 200 is never sent for a task that is not on disk. An idle relay pays nothing extra: a lone
  * write is flushed in the same loop iteration it was made.
  *
- * Each write still fails alone: a unit that throws is rolled back to its savepoint and only its caller sees the
- * error (the adapters' own `db.transaction` functions nest as savepoints, so their atomicity is unchanged). A unit
- * must be synchronous: one that returns a promise is refused and rolled back (an async function's throw is a
- * rejection, not a throw, and what it does after an `await` runs after its savepoint is gone). If SQLite itself
+ * Each write still fails alone. The units run bare, with no SAVEPOINT each: a savepoint makes SQLite copy every page
+ * a unit changes into its sub-journal, and for a submit that was a tenth of the relay's CPU (BENCHMARKS.md, session
+ * 23). When a unit throws, the batch is rolled back whole and its units run again, each in its own SAVEPOINT, so
+ * that the one that fails is rolled back to its savepoint alone and only its caller sees the error; the others
+ * commit (units are synchronous work on the database only, so running one again after a rollback does the same
+ * thing; the adapters' own `db.transaction` functions nest as savepoints, so their atomicity is unchanged). A unit
+ * must therefore not fail in the ordinary course: a refusal is an answer, decided before anything is written
+ * (sqlite/tasks.ts createTask), not a throw. A unit must be synchronous: one that returns a promise is refused and
+ * rolled back (an async function's throw is a rejection, not a throw, and what it does after an `await` runs after
+ * its savepoint is gone). If SQLite itself
  * abandons the outer transaction, or BEGIN or COMMIT fails (disk full), nothing of the batch was committed and
  * every unit is run again on its own, as it was before batching, so one bad write cannot fail its neighbours.
  * Except for a busy lock (another process, a CLI command, holding the write lock past the busy timeout): that is
@@ -64,8 +70,8 @@ export interface GroupCommit {
   run<T>(work: () => T, lane?: WriteLane): Promise<Awaited<T>>;
   /** Commits whatever is queued now (before the database is closed). */
   flush(): void;
-  /** Transactions committed and units run in them, for the benchmark notes. */
-  readonly stats: { batches: number; units: number };
+  /** Transactions committed and units run in them, for the benchmark notes; `reruns`: batches run again unit by unit. */
+  readonly stats: { batches: number; units: number; reruns: number };
 }
 
 interface Unit {
@@ -78,6 +84,9 @@ type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: f
 
 /** The outer transaction is gone (SQLite rolled it back): the batch must be redone unit by unit. */
 class BatchLost extends Error {}
+
+/** A unit run bare failed: the batch is rolled back and its units run again, each in its own savepoint. */
+class UnitFailed extends Error {}
 
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
@@ -128,12 +137,13 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   const budgetMs = options.budgetMs ?? 2;
   const minPerLane = options.minPerLane ?? 16;
   const now = options.now ?? (() => performance.now());
-  // Every unit runs in a SAVEPOINT, so SQLite copies each page a unit changes first into the statement sub-journal.
-  // With the default temp_store that journal moves to a temporary file once one unit's copies pass 64 KiB (a
-  // createTask that splits a page does: 61 of 100 transactions of 35 submits), and from then until the COMMIT every
-  // copy is a pwrite: a fifth of the writer thread's CPU on the submit path (BENCHMARKS.md, session 23). The journal
-  // only ever serves a ROLLBACK TO within the open transaction and is deleted with it, so keeping it in memory
-  // changes nothing that survives a crash; it holds one unit's pages at most (it is emptied at each RELEASE). The
+  // Under a savepoint (an adapter's own transaction nested in the batch, a rerun's unit, a statement that may fail
+  // halfway) SQLite copies each page first changed into the sub-journal. With the default temp_store that journal
+  // moves to a temporary file once it passes 64 KiB (when every unit had a savepoint, a createTask that split a page
+  // did: 61 of 100 transactions of 35 submits), and from then until the COMMIT every copy is a pwrite: a fifth of
+  // the writer thread's CPU on the submit path (BENCHMARKS.md, session 23). The journal only ever serves a ROLLBACK
+  // TO within the open transaction and is deleted with it, so keeping it in memory changes nothing that survives a
+  // crash; it holds one unit's pages at most (it is emptied whenever no savepoint is left open). The
   // pragma also keeps this connection's sorts and temporary b-trees in memory rather than in temporary files: on
   // the writer thread its statements are point writes and bounded claims; on an inline store's connection (CLI
   // commands, `:memory:`) the listings and the audit hold what they read anyway.
@@ -144,10 +154,27 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   const savepoint = db.prepare('SAVEPOINT aigc_group_unit');
   const release = db.prepare('RELEASE aigc_group_unit');
   const rollbackTo = db.prepare('ROLLBACK TO aigc_group_unit');
-  const stats = { batches: 0, units: 0 };
+  const stats = { batches: 0, units: 0, reruns: 0 };
   const lanes = new Map<WriteLane, LaneQueue>(LANES.map((lane) => [lane, new LaneQueue<Unit>()]));
   let queued = 0;
   let scheduled = false;
+
+  /** A unit in an optimistic batch: no savepoint; a throw (or a promise) ends the batch's optimism (runBatch). */
+  const bare = (unit: Unit): Outcome => {
+    let value: unknown;
+    try {
+      value = unit.work();
+    } catch {
+      if (!db.inTransaction) throw new BatchLost();
+      throw new UnitFailed();
+    }
+    if (!db.inTransaction) throw new BatchLost();
+    if (isThenable(value)) {
+      ignore(value);
+      throw new UnitFailed();
+    }
+    return { ok: true, value };
+  };
 
   const inSavepoint = (unit: Unit): Outcome => {
     savepoint.run();
@@ -193,7 +220,7 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   /**
    * Takes units lane by lane, running each as it is taken, until the lanes, the count or the budget run out. A
    * transaction that carries request writes takes only `minPerLane` from each later lane: a client is waiting on
-   * its COMMIT, and background work can wait for the next transaction.
+   * its COMMIT, and background work can wait for the next transaction. Without `outcomes`, the units are only taken.
    */
   const fill = (taken: Unit[], outcomes: Outcome[] | undefined): void => {
     const started = now();
@@ -212,15 +239,40 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
         queued--;
         fromLane++;
         taken.push(unit);
-        outcomes?.push(inSavepoint(unit));
+        outcomes?.push(runTaken(unit, taken, outcomes));
       }
       if (i === 0 && fromLane > 0) urgent = true;
     });
   };
 
+  /** Whether the batch being filled runs its units in savepoints, since one of them failed bare. */
+  let careful = false;
+
+  /** Runs the unit just taken (the last of `taken`): bare, or in its savepoint once the batch has turned careful. */
+  const runTaken = (unit: Unit, taken: readonly Unit[], outcomes: Outcome[]): Outcome => {
+    if (careful) return inSavepoint(unit);
+    try {
+      return bare(unit);
+    } catch (failed) {
+      if (!(failed instanceof UnitFailed)) throw failed;
+    }
+    // A unit failed, its writes mixed with its neighbours'. Nothing of the batch is kept: the units taken so far run
+    // again, each in its own savepoint, so that the failing one is rolled back alone, and so does the rest of the
+    // batch. A unit is work on the database only, which is as it was, so each does the same again (one whose failure
+    // does not recur simply commits).
+    rollback.run();
+    stats.reruns++;
+    careful = true;
+    begin.run();
+    outcomes.length = 0;
+    for (const earlier of taken.slice(0, -1)) outcomes.push(inSavepoint(earlier));
+    return inSavepoint(unit);
+  };
+
   const runBatch = (): { taken: Unit[]; outcomes: Outcome[] } => {
     const taken: Unit[] = [];
     const outcomes: Outcome[] = [];
+    careful = false;
     try {
       begin.run();
       fill(taken, outcomes);

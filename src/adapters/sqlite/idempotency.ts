@@ -67,14 +67,23 @@ export function sqliteIdempotencyStore(db: Db): IdempotencyStore {
   };
 }
 
-/** Records the task on its reservation, inside createTask's transaction; false when the reservation is not ours. */
+/**
+ * A submit's reservation, inside createTask's transaction: `owned` (still ours: not lost to a takeover) is read
+ * before anything is written, `bind` records the task on it after.
+ */
 export function sqliteIdempotencyBinder(db: Db) {
+  const owned = db.prepare<[string, string, string]>(
+    'SELECT 1 FROM idempotency_keys WHERE account_id = ? AND key = ? AND token = ? AND task_id IS NULL AND status IS NULL',
+  );
   const bind = db.prepare(
     `UPDATE idempotency_keys SET task_id = @taskId
      WHERE account_id = @accountId AND key = @key AND token = @token AND task_id IS NULL AND status IS NULL`,
   );
-  return (accountId: string, reservation: { key: string; token: string }, taskId: string): boolean =>
-    bind.run({ accountId, key: reservation.key, token: reservation.token, taskId }).changes > 0;
+  return {
+    owned: (accountId: string, reservation: { key: string; token: string }): boolean => owned.get(accountId, reservation.key, reservation.token) !== undefined,
+    bind: (accountId: string, reservation: { key: string; token: string }, taskId: string) =>
+      bind.run({ accountId, key: reservation.key, token: reservation.token, taskId }),
+  };
 }
 
 /**

@@ -11,6 +11,11 @@ import { syncWrite } from './group-commit';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
 
+/** A write that the checks before it guarantee: one that changed nothing means they were wrong, and is an error. */
+function written(result: { changes: number }, what: string): void {
+  if (result.changes === 0) throw new Error(`createTask: ${what} was not written, though the checks before it passed`);
+}
+
 /**
  * A new task as createTask's transaction takes it: the input as the JSON text its column stores, with the two fields
  * the transaction reads from it beside it. This is what crosses to the writer thread (index.ts, writer-thread.ts): a
@@ -68,11 +73,6 @@ export interface SqliteTaskStore extends TaskStore {
   readonly insertTask: (t: TaskInsert) => TaskInserted;
 }
 
-/** Thrown inside createTask's transaction to roll back everything it wrote and answer with the refusal. */
-class Refused {
-  constructor(readonly outcome: Extract<CreateTaskOutcome, { ok: false }>) {}
-}
-
 export function sqliteTaskStore(db: Db): SqliteTaskStore {
   // createTask's statements take positional parameters: better-sqlite3 binds a named one by looking its name up on
   // the object passed, and for the task row's eleven that cost as much as a third of the insert (1.1 of 2.6 µs in
@@ -83,9 +83,10 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
      VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   // Key limits are read inside the transaction, so a PATCH applies to the very next submit and 50 concurrent
-  // submits are serialised by the write lock: none can see a stale count.
-  const keyLimits = db.prepare<[string], { max_concurrency: number | null; spend_cap: number | null; spent: number }>(
-    'SELECT max_concurrency, spend_cap, spent FROM api_keys WHERE id = ?',
+  // submits are serialised by the write lock: none can see a stale count. The account's available balance comes
+  // with them (accountId, keyId): every refusal is decided by these reads before anything is written.
+  const keyLimits = db.prepare<[string, string], { max_concurrency: number | null; spend_cap: number | null; spent: number; available: number | null }>(
+    'SELECT max_concurrency, spend_cap, spent, (SELECT balance - held FROM accounts WHERE id = ?) AS available FROM api_keys WHERE id = ?',
   );
   // Counts at most `limit` rows, through the partial index tasks_key_inflight (same WHERE).
   const inFlightOfKey = db.prepare<[string, number], { n: number }>(
@@ -180,41 +181,50 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   const selectLogs = db.prepare<[string], { at: number; message: string }>('SELECT at, message FROM task_logs WHERE task_id = ? ORDER BY id');
 
   const sessions = sqliteSessionClaims(db);
-  const bindIdempotency = sqliteIdempotencyBinder(db);
+  const idempotency = sqliteIdempotencyBinder(db);
   const outbox = sqliteOutbox(db);
 
-  const createTask = db.transaction((t: TaskInsert): TaskInserted => {
-    // First, so a duplicate is told so (409) rather than about a limit; the claim is rolled back with any refusal.
-    const sessionHolder = sessions.claim(t);
-    if (sessionHolder !== undefined) throw new Refused({ ok: false, reason: 'duplicate_session', taskId: sessionHolder });
+  /**
+   * Every refusal is decided by reads before anything is written, so a refusal is an answer that leaves nothing to
+   * undo, and the writes after the checks cannot be refused (the write lock holds what was read). That lets the
+   * body run with no savepoint of its own inside a group commit, which runs its units bare (group-commit.ts): a
+   * savepoint makes SQLite copy every page the task's rows touch into its sub-journal. A write that fails after the
+   * checks (a constraint, the disk) throws, and its unit is rolled back.
+   */
+  const createTaskBody = (t: TaskInsert): TaskInserted => {
+    // First, so a duplicate is told so (409) rather than about a limit.
+    const sessionHolder = sessions.holder(t);
+    if (sessionHolder !== undefined) return { ok: false, reason: 'duplicate_session', taskId: sessionHolder };
     const billed = t.billed !== false;
-    const key = keyLimits.get(t.keyId);
+    const key = keyLimits.get(t.accountId, t.keyId);
     if (key?.max_concurrency != null && inFlightOfKey.get(t.keyId, key.max_concurrency)!.n >= key.max_concurrency) {
-      throw new Refused({ ok: false, reason: 'concurrency_limit', limit: key.max_concurrency });
+      return { ok: false, reason: 'concurrency_limit', limit: key.max_concurrency };
     }
-    if (billed && key && commitToKey.run(t.price, t.keyId, t.price).changes === 0) {
-      throw new Refused({ ok: false, reason: 'spend_cap', cap: key.spend_cap ?? 0, spent: key.spent });
+    if (billed && key && key.spend_cap !== null && key.spent + t.price > key.spend_cap) {
+      return { ok: false, reason: 'spend_cap', cap: key.spend_cap, spent: key.spent };
     }
-    if (billed && placeHold.run(t.price, t.accountId, t.price).changes === 0) {
-      // Throwing (not returning) rolls back the key's counter updated just above.
-      throw new Refused({ ok: false, reason: 'insufficient_balance', available: availableOf.get(t.accountId)?.available ?? 0 });
+    if (billed) {
+      const available = (key ? key.available : availableOf.get(t.accountId)?.available) ?? 0;
+      if (available < t.price) return { ok: false, reason: 'insufficient_balance', available };
     }
+    if (t.idempotency && !idempotency.owned(t.accountId, t.idempotency)) return { ok: false, reason: 'idempotency_lost' };
+
+    sessions.claim(t);
+    // Still guarded as before; with the checks above under the write lock they always apply.
+    if (billed && key) written(commitToKey.run(t.price, t.keyId, t.price), "the key's spend");
+    if (billed) written(placeHold.run(t.price, t.accountId, t.price), 'the hold');
     const { lastInsertRowid } = insertTaskRow.run(
       t.id, t.accountId, t.keyId, t.requestId, t.provider, t.priority, t.price, billed ? 1 : 0, t.inputJson, t.webhookUrl ?? null, t.now, t.now,
     );
     if (billed) insertLedger.run(t.accountId, t.id, 'hold', t.price, t.now);
-    if (t.idempotency && !bindIdempotency(t.accountId, t.idempotency, t.id)) throw new Refused({ ok: false, reason: 'idempotency_lost' });
+    if (t.idempotency) written(idempotency.bind(t.accountId, t.idempotency, t.id), 'the Idempotency-Key reservation');
     const queuePosition = queuedAtOrAbove.get(t.provider, t.priority)! - 1;
     return { ok: true, seq: Number(lastInsertRowid), queuePosition };
-  });
-  const insertNewTask = (t: TaskInsert): TaskInserted => {
-    try {
-      return createTask.immediate(t);
-    } catch (err) {
-      if (err instanceof Refused) return err.outcome;
-      throw err;
-    }
   };
+  const createTaskAlone = db.transaction(createTaskBody);
+  // Inside a transaction (a group-commit unit, rolled back with its batch or its savepoint if it throws) the body runs
+  // as it is; called outside one, in a transaction of its own.
+  const insertNewTask = (t: TaskInsert): TaskInserted => (db.inTransaction ? createTaskBody(t) : createTaskAlone.immediate(t));
 
   const finish = db.transaction((id: string, c: Completion, now: number, options: FinishOptions | undefined): boolean => {
     // An attempt's own success or failure comes too late once a cancel was requested (ports/store.ts requestCancel).
