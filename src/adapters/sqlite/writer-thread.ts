@@ -14,7 +14,7 @@ import { GROUP_COMMITTED, laneOf, type WriterStoreName } from './write-lanes';
 
 const db = openDatabase((workerData as { file: string }).file);
 const commits = createGroupCommit(db);
-// The synchronous bodies of the group-committed methods, which the group commit runs inside their savepoints.
+// The synchronous bodies of the group-committed methods, which the group commit runs as its units.
 const writes = <T extends object>(store: WriterStoreName, target: T) =>
   syncBodies(target, Object.keys(GROUP_COMMITTED[store]) as Array<keyof T>);
 const tasks = sqliteTaskStore(db);
