@@ -125,3 +125,42 @@ describe('audit', () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, differences: expect.arrayContaining([expect.objectContaining({ task_id: b.succeeded })]) });
   });
 });
+
+describe('audit on a group-committed (inline) connection', () => {
+  it('sorts the ledger with temporary files, not all in memory: temp_store = MEMORY (group-commit.ts) is not in force while it runs', async () => {
+    // The accounts query GROUPs every ledger row (EXPLAIN: USE TEMP B-TREE FOR GROUP BY). Under temp_store = MEMORY
+    // SQLite's sorter never spills (vdbesort.c sets no PMA size when temp storage is in memory), so the whole ledger
+    // was sorted in RAM: 3 million rows took +160 MB of RSS against +33 MB with the default.
+    const { openDatabase } = await import('../../src/adapters/sqlite/database');
+    const { createGroupCommit } = await import('../../src/adapters/sqlite/group-commit');
+    const { auditBooks } = await import('../../src/adapters/sqlite/audit');
+    const db = openDatabase(path.join(tempDir('aigc-relay-audit-'), 'relay.db'));
+    open.push(db);
+    createGroupCommit(db); // what an inline store (CLI commands, AIGC_RELAY_SQLITE_WRITER=inline) does to its connection
+    expect(db.pragma('temp_store', { simple: true })).toBe(2);
+    const seen: unknown[] = [];
+    const watched = new Proxy(db, {
+      get(real, prop) {
+        if (prop !== 'prepare') return Reflect.get(real, prop, real);
+        return (sql: string) => {
+          const statement = real.prepare(sql);
+          if (!/GROUP BY/.test(sql)) return statement;
+          return new Proxy(statement, {
+            get(s, p) {
+              const value = Reflect.get(s, p, s);
+              if (typeof value !== 'function') return value;
+              return (...args: unknown[]) => {
+                seen.push(real.pragma('temp_store', { simple: true }));
+                return value.apply(s, args);
+              };
+            },
+          });
+        };
+      },
+    });
+    expect(auditBooks(watched)).toEqual([]);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((mode) => mode !== 2)).toBe(true);
+    expect(db.pragma('temp_store', { simple: true })).toBe(2); // and the group commit's setting is back afterwards
+  });
+});
