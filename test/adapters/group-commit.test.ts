@@ -167,6 +167,26 @@ describe('group commit', () => {
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/synchronous/);
   });
 
+  it('runs a refused async unit once: its rerun does not call it again (what follows its await would run twice, outside any transaction)', async () => {
+    let started = 0;
+    let continued = 0;
+    const results = await Promise.allSettled([
+      commits.run(insert(1)),
+      commits.run(async () => {
+        started++;
+        insert(2)();
+        await null;
+        continued++; // e.g. a write after an await: outside the batch, so it must not happen twice
+      }),
+      commits.run(insert(3)),
+    ]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/synchronous/);
+    expect(committedIds()).toEqual([1, 3]);
+    expect({ started, continued }).toEqual({ started: 1, continued: 1 });
+  });
+
   it('keeps an adapter transaction atomic when it nests inside the batch', async () => {
     const pair = db.transaction((a: number, b: number) => {
       insert(a)();
