@@ -85,8 +85,15 @@ type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: f
 /** The outer transaction is gone (SQLite rolled it back): the batch must be redone unit by unit. */
 class BatchLost extends Error {}
 
-/** A unit run bare failed: the batch is rolled back and its units run again, each in its own savepoint. */
-class UnitFailed extends Error {}
+/**
+ * A unit run bare failed: the batch is rolled back and its units run again, each in its own savepoint. `refused`:
+ * it returned a promise, so it is not called again (what it does after an await would run twice) but fails as such.
+ */
+class UnitFailed extends Error {
+  constructor(readonly refused?: Outcome) {
+    super();
+  }
+}
 
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
@@ -171,7 +178,7 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
     if (!db.inTransaction) throw new BatchLost();
     if (isThenable(value)) {
       ignore(value);
-      throw new UnitFailed();
+      throw new UnitFailed({ ok: false, error: asyncUnit() });
     }
     return { ok: true, value };
   };
@@ -251,10 +258,12 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   /** Runs the unit just taken (the last of `taken`): bare, or in its savepoint once the batch has turned careful. */
   const runTaken = (unit: Unit, taken: readonly Unit[], outcomes: Outcome[]): Outcome => {
     if (careful) return inSavepoint(unit);
+    let refused: Outcome | undefined;
     try {
       return bare(unit);
     } catch (failed) {
       if (!(failed instanceof UnitFailed)) throw failed;
+      refused = failed.refused;
     }
     // A unit failed, its writes mixed with its neighbours'. Nothing of the batch is kept: the units taken so far run
     // again, each in its own savepoint, so that the failing one is rolled back alone, and so does the rest of the
@@ -266,7 +275,7 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
     begin.run();
     outcomes.length = 0;
     for (const earlier of taken.slice(0, -1)) outcomes.push(inSavepoint(earlier));
-    return inSavepoint(unit);
+    return refused ?? inSavepoint(unit);
   };
 
   const runBatch = (): { taken: Unit[]; outcomes: Outcome[] } => {
