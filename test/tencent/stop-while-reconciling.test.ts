@@ -77,12 +77,7 @@ describe('a graceful stop while a submission in doubt is reconciled', () => {
     expect(h.server.count('CreateAigcImageTask')).toBe(1);
 
     lookups.answer();
-    const next = await restart(h.t.dataDir);
-    const task = await waitForTask(next, id);
-    expect(task.state).toBe('succeeded');
-    expect(attemptsUsed(task)).toBe(1);
-    expect(h.server.bySession(id)).toHaveLength(1);
-    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+    const next = await finishesOnceAfterRestart(id);
     expect(await logText(next, id)).toMatch(
       new RegExp(
         `reconciling by SessionId[\\s\\S]*The relay is stopping: the submission in doubt on channel ${channelId}[\\s\\S]*` +
@@ -112,16 +107,22 @@ describe('a graceful stop while a submission in doubt is reconciled', () => {
     expect(left.ledger).toEqual(['hold']);
 
     lookups.answer();
-    const next = await restart(h.t.dataDir);
-    const task = await waitForTask(next, id);
-    expect(task.state).toBe('succeeded');
-    expect(attemptsUsed(task)).toBe(1);
-    expect(h.server.bySession(id)).toHaveLength(1);
-    expect(h.server.count('CreateAigcImageTask')).toBe(1);
+    const next = await finishesOnceAfterRestart(id);
     expect(await logText(next, id)).toContain(`The relay is stopping: the submission in doubt on channel ${channelId}`);
     expect(await ledgerOfRelay(next, id)).toEqual(['hold', 'capture']);
   });
 });
+
+/** The next start, lookups answered, reconciles the task and runs it to success once: one attempt, one create. */
+async function finishesOnceAfterRestart(id: string): Promise<Relay> {
+  const next = await restart(h!.t.dataDir);
+  const task = await waitForTask(next, id);
+  expect(task.state).toBe('succeeded');
+  expect(attemptsUsed(task)).toBe(1);
+  expect(h!.server.bySession(id)).toHaveLength(1);
+  expect(h!.server.count('CreateAigcImageTask')).toBe(1);
+  return next;
+}
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
