@@ -1,9 +1,8 @@
-import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { waitUntil, within } from '../helpers/eventually';
 import { describeWithPostgres } from '../helpers/postgres-suite';
-import { finishedOnSomeNode, firstNode } from './two-nodes';
+import { channelSlotRows, finishedOnSomeNode, firstNode } from './two-nodes';
 
 /**
  * A submission the drain time cuts off (a stop does not hand it back early: what it is doing is not in its
@@ -29,15 +28,7 @@ await describeWithPostgres('a graceful stop cutting a submission off', 'tencent 
     });
     closers.push(close);
     upstream.onCreate = () => ({ kind: 'accept-late', delayMs: 10 * 60_000, plan: { processingPolls: 2 } });
-    const slots = async () => {
-      const client = new pg.Client({ connectionString: db.url });
-      await client.connect();
-      try {
-        return (await client.query<{ holder: string; node_id: string }>('SELECT holder, node_id FROM channel_slots WHERE channel_id = $1 ORDER BY holder', [channelId])).rows;
-      } finally {
-        await client.end();
-      }
-    };
+    const slots = () => channelSlotRows(db.url, channelId);
     const body = { model_name: 'GEM', model_version: '3.0', prompt: 'cut off' };
     const post = async () => (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
     const onTheWire = await post();

@@ -1,10 +1,9 @@
-import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
 import { TENCENT_VOD_ID } from '../../src/adapters/tencent/provider';
 import { apiClient } from '../helpers/api';
 import { waitUntil, within } from '../helpers/eventually';
 import { describeWithPostgres } from '../helpers/postgres-suite';
-import { finishedOnSomeNode, firstNode } from './two-nodes';
+import { channelSlotRows, finishedOnSomeNode, firstNode } from './two-nodes';
 
 /**
  * A node stopping gracefully hands back the tasks it only follows; their upstream tasks go on at Tencent, so their
@@ -35,15 +34,7 @@ await describeWithPostgres('a graceful stop keeps the shared slot of a task it h
     // drain time is far longer than the test may take: a run that only follows is handed back at once.
     await within('the graceful stop', 20_000, a.close(10 * 60_000));
     // The database names a node by its id and a suffix of its own (select-store.ts leaseOwner).
-    const slots = async () => {
-      const client = new pg.Client({ connectionString: db.url });
-      await client.connect();
-      try {
-        return (await client.query<{ holder: string; node_id: string }>('SELECT holder, node_id FROM channel_slots WHERE channel_id = $1', [channelId])).rows;
-      } finally {
-        await client.end();
-      }
-    };
+    const slots = () => channelSlotRows(db.url, channelId);
     // The upstream task still runs at Tencent: its slot is still taken.
     expect(upstream.tasksOf(account.secretId).map((t) => t.status)).toEqual(['PROCESSING']);
     expect(await slots()).toEqual([{ holder: first, node_id: expect.stringMatching(/^node-a/) }]);

@@ -1,10 +1,9 @@
-import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
 import { attemptsUsed } from '../../src/domain/task-state';
 import { apiClient } from '../helpers/api';
 import { waitUntil, within } from '../helpers/eventually';
 import { describeWithPostgres } from '../helpers/postgres-suite';
-import { finishedOnSomeNode, firstNode } from './two-nodes';
+import { channelSlotRows, finishedOnSomeNode, firstNode, queryRows } from './two-nodes';
 import { withholdLookups } from './withheld-lookups';
 
 /**
@@ -28,19 +27,10 @@ await describeWithPostgres('a graceful stop while reconciling keeps the shared s
     closers.push(close);
     upstream.onCreate = () => ({ kind: 'accept-late', delayMs: 10 * 60_000, plan: { processingPolls: 2 } });
     const lookups = withholdLookups(upstream);
-    const query = async <Row extends pg.QueryResultRow>(sql: string, params: unknown[]) => {
-      const client = new pg.Client({ connectionString: db.url });
-      await client.connect();
-      try {
-        return (await client.query<Row>(sql, params)).rows;
-      } finally {
-        await client.end();
-      }
-    };
-    const slots = () => query<{ holder: string; node_id: string }>('SELECT holder, node_id FROM channel_slots WHERE channel_id = $1', [channelId]);
+    const slots = () => channelSlotRows(db.url, channelId);
     const body = { model_name: 'GEM', model_version: '3.0', prompt: 'in doubt' };
     const id = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', body)).body.request_id as string;
-    const handedBack = async () => (await query<{ state: string; checkpoint: Record<string, unknown> }>('SELECT state, checkpoint FROM tasks WHERE id = $1', [id]))[0];
+    const handedBack = async () => (await queryRows<{ state: string; checkpoint: Record<string, unknown> }>(db.url, 'SELECT state, checkpoint FROM tasks WHERE id = $1', [id]))[0];
     await within('node A looking the submission up', 10_000, lookups.arrived(1));
 
     // Node A stops while no other node runs: nothing can take the task up before the slots are read.

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import type { TencentVodOverrides } from '../../src/adapters/tencent/options';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
@@ -67,3 +68,18 @@ export async function firstNode(dbName: string, accountNumber: number, maxConcur
 export const finishedOnSomeNode = (nodes: Relay[], ids: string[]) =>
   Promise.all(ids.map(async (id) => (await Promise.race(nodes.map((n) => waitForTask(n, id)))).state));
 
+
+/** Rows of one query, on a connection of its own (a test reads what the nodes wrote, beside their pools). */
+export async function queryRows<Row extends pg.QueryResultRow>(url: string, sql: string, params: unknown[]): Promise<Row[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<Row>(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** The shared slot rows of a channel: which task holds each, and which node (its id and a suffix: select-store.ts). */
+export const channelSlotRows = (url: string, channelId: string) =>
+  queryRows<{ holder: string; node_id: string }>(url, 'SELECT holder, node_id FROM channel_slots WHERE channel_id = $1 ORDER BY holder', [channelId]);
