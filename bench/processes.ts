@@ -61,7 +61,7 @@ export async function startBare(options: { durable?: boolean } = {}): Promise<Ba
  * `aigc-relay serve` on a fresh data dir (on the same disk as the repo's temp dir: fsync is real there), with a
  * known admin token; resolves once the dev key it prints on first start has been read.
  */
-export async function startRelay(env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<BenchRelay> {
+export async function startRelay(env: Record<string, string>, nodeArgs: readonly string[] = [], bin?: string): Promise<BenchRelay> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bench-'));
   const adminToken = randomBytes(24).toString('base64url');
   const cleanup = (result: unknown) => {
@@ -74,7 +74,7 @@ export async function startRelay(env: Record<string, string>, nodeArgs: readonly
     relay = await spawnRelay(
       { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: adminToken, AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
       ['serve'],
-      { nodeArgs },
+      { nodeArgs, ...(bin === undefined ? {} : { bin }) },
     );
   } catch (error) {
     cleanup(undefined);

@@ -20,10 +20,10 @@ export interface RelayProcess {
 export function spawnRelay(
   env: Record<string, string>,
   args: string[] = ['serve'],
-  options: { nodeArgs?: readonly string[] } = {},
+  options: { nodeArgs?: readonly string[]; bin?: string } = {},
 ): Promise<RelayProcess> {
-  // nodeArgs: flags for node itself, e.g. the benchmark's `--cpu-prof`.
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], {
+  // nodeArgs: flags for node itself, e.g. the benchmark's `--cpu-prof`; bin: another checkout's (bench/ab.ts).
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.bin ?? BIN, ...args], {
     env: { ...process.env, AIGC_RELAY_HOST: '127.0.0.1', AIGC_RELAY_PORT: '0', AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
