@@ -4,11 +4,13 @@
  * reverse their order every other round); what is compared is CPU per answer, which a neighbour taking a core
  * hardly moves, beside the throughput.
  *
- *   node --import tsx bench/ab.ts [--path=alone|status|paced] [--rounds=8] [--seconds=5] <checkout> <checkout> …
+ *   node --import tsx bench/ab.ts [--path=alone|status|paced] [--rate=1000] [--rounds=8] [--seconds=5] <checkout> …
  *
  * A checkout is a directory holding bin/aigc-relay.js (a git worktree of the commit to measure, with node_modules).
  * `alone`: the submit path with nothing running (the bench's submit ratio); `status`: GET of a finished task's status;
- * `paced`: submits at a fixed 1,000/s with the instant provider running every task (CPU per task end to end).
+ * `paced`: submits at a fixed rate (1,000/s) with the instant provider running every task; a round's CPU is counted
+ * until its tasks have all finished, so it is CPU per task end to end, and a relay that fell behind does not drain
+ * its backlog during the next relay's round.
  * Prints per round and the means; asserts nothing.
  */
 import path from 'node:path';
@@ -16,12 +18,13 @@ import fs from 'node:fs';
 import { apiClient } from '../test/helpers/api';
 import { PROMPT_BODY } from '../test/helpers/relay';
 import type { LoadResult, LoadSpec } from './load-spec';
-import { runLoad, startRelay, type BenchRelay } from './processes';
+import { drained, runLoad, startRelay, type BenchRelay } from './processes';
 
 const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
 const PATH = arg('path', 'alone');
 const ROUNDS = Number(arg('rounds', '8'));
 const SECONDS = Number(arg('seconds', '5'));
+const RATE = Number(arg('rate', '1000'));
 const CHECKOUTS = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const SUBMIT = '/tencent-vod/v1/aigc-image';
 const BASE = { UV_THREADPOOL_SIZE: '16', AIGC_RELAY_MAX_QUEUED: '10000000' };
@@ -68,7 +71,7 @@ async function prepare(relay: BenchRelay): Promise<LoadSpec> {
         headers: { 'content-type': 'application/json', ...auth },
         connections: 50,
         serverPid: relay.pid,
-        ...(PATH === 'paced' ? { pacedRate: 1000 } : {}),
+        ...(PATH === 'paced' ? { pacedRate: RATE } : {}),
       };
 }
 
@@ -80,10 +83,13 @@ interface Round {
 async function measure(relay: BenchRelay, spec: LoadSpec, warmup: boolean): Promise<Round> {
   const before = threadCpu(relay.pid);
   const result = await runLoad({ ...spec, durationSeconds: SECONDS, warmupSeconds: warmup ? 2 : 0 });
+  if (PATH === 'paced') await drained(relay, 120_000);
   const after = threadCpu(relay.pid);
   const answered = result.ok + (result.warmupOk ?? 0);
+  const cpu = [...after.values()].reduce((a, b) => a + b, 0) - [...before.values()].reduce((a, b) => a + b, 0);
   const threads = new Map([...after].map(([name, us]) => [name, (us - (before.get(name) ?? 0)) / answered]));
-  return { result, threads };
+  // (runLoad's own figure stops at the last answer; this one includes the drain.)
+  return { result: { ...result, serverCpuUsPerOk: cpu / answered }, threads };
 }
 
 async function main(): Promise<void> {

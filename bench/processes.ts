@@ -138,3 +138,24 @@ export function rssBytes(pid: number): number {
   if (!kb) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(kb) * 1024;
 }
+
+/** Task counts by state, from the relay's Prometheus gauge. */
+export async function taskCounts(relay: BenchRelay): Promise<Record<string, number>> {
+  const text = await (await fetch(`${relay.url}/metrics`)).text();
+  const counts: Record<string, number> = {};
+  for (const m of text.matchAll(/^aigc_relay_tasks\{state="(\w+)"\} (\d+)/gm)) counts[m[1]!] = Number(m[2]);
+  return counts;
+}
+
+/** Waits until nothing is queued or running (polled gently: each /metrics scrape counts the tasks table). */
+export async function drained(relay: BenchRelay, ms: number): Promise<Record<string, number>> {
+  return until(
+    'the queue to drain',
+    ms,
+    async () => {
+      const c = await taskCounts(relay);
+      return (c.queued ?? 0) + (c.running ?? 0) === 0 ? c : undefined;
+    },
+    250,
+  );
+}

@@ -18,7 +18,7 @@ import { apiClient } from '../test/helpers/api';
 import { PROMPT_BODY } from '../test/helpers/relay';
 import type { LoadResult, LoadSpec } from './load-spec';
 import { printTable, type BenchResults } from './report';
-import { rssBytes, runLoad, startBare, startRelay, until, type BenchRelay, type Server } from './processes';
+import { drained, rssBytes, runLoad, startBare, startRelay, taskCounts, type BenchRelay, type Server } from './processes';
 import { measureFileCreate, measureFsync } from './fsync-floor';
 import { benchStores, printStoreTable } from './postgres';
 import { postgresUnavailable } from '../test/helpers/postgres';
@@ -113,27 +113,6 @@ async function prepare(relay: BenchRelay): Promise<{ taskId: string }> {
   const topUp = await admin.post(`/admin/v1/accounts/${task.body.account_id}/top-ups`, { amount: 1_000_000_000_000, reference: 'bench' });
   if (topUp.status !== 201) throw new Error(`top-up failed: ${topUp.status} ${topUp.text}`);
   return { taskId };
-}
-
-/** Task counts by state, from the relay's Prometheus gauge. */
-async function taskCounts(relay: BenchRelay): Promise<Record<string, number>> {
-  const text = await (await fetch(`${relay.url}/metrics`)).text();
-  const counts: Record<string, number> = {};
-  for (const m of text.matchAll(/^aigc_relay_tasks\{state="(\w+)"\} (\d+)/gm)) counts[m[1]!] = Number(m[2]);
-  return counts;
-}
-
-/** Waits until nothing is queued or running (polled gently: each /metrics scrape counts the tasks table). */
-async function drained(relay: BenchRelay, ms: number): Promise<Record<string, number>> {
-  return until(
-    'the queue to drain',
-    ms,
-    async () => {
-      const c = await taskCounts(relay);
-      return (c.queued ?? 0) + (c.running ?? 0) === 0 ? c : undefined;
-    },
-    250,
-  );
 }
 
 /** started_at − created_at of the newest tasks (the admin API lists at most 1000). */
