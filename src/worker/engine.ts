@@ -65,8 +65,8 @@ export class TaskEngine {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly settled = new Set<Promise<void>>();
   /**
-   * Claims in flight on any lane, and the looks due after stepwise claims: drain waits for them, so the runs they
-   * start are among those it waits for.
+   * Claims in flight on any lane, and the looks due after stepwise claims: drain waits for them, so the tasks they
+   * took are handed back (dispatch: a stopping node starts no run) before the queue stops.
    */
   private readonly claiming = new Set<Promise<void>>();
   private accepting = false;
@@ -376,6 +376,9 @@ export class TaskEngine {
         // Cancelled while it waited for a retry (the cancel met it between hand-back and claim): settled, not run.
         if (task.cancelRequested) controller.abort();
         else if (handedBackTooOften(task, this.deps.retry.maxAttempts)) throw notRunAgain(this.deps, task);
+        // Taken by a claim in flight when a graceful stop began: a stopping node starts nothing (it may be the task the
+        // stop just handed back). Stopped as the drain stops its runs, it is handed back at once, uncounted.
+        else if (!this.accepting) controller.abort(this.stopping.signal.reason);
         else await this.announce(task.id, task);
         controller.signal.throwIfAborted();
         const progressSaved = (progress: number) =>
