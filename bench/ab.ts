@@ -6,7 +6,9 @@
  *
  *   node --import tsx bench/ab.ts [--path=alone|status|paced] [--rate=1000] [--rounds=8] [--seconds=5] <checkout> …
  *
- * A checkout is a directory holding bin/aigc-relay.js (a git worktree of the commit to measure, with node_modules).
+ * A checkout is a directory holding bin/aigc-relay.js (a git worktree of the commit to measure, with node_modules),
+ * optionally followed by settings for its relay: `dir@NAME=value,NAME=value` (the same checkout twice with different
+ * environments, e.g. `.@NODE_OPTIONS=--max-semi-space-size=64`).
  * `alone`: the submit path with nothing running (the bench's submit ratio); `status`: GET of a finished task's status;
  * `paced`: submits at a fixed rate (1,000/s) with the instant provider running every task; a round's CPU is counted
  * until its tasks have all finished, so it is CPU per task end to end, and a relay that fell behind does not drain
@@ -94,10 +96,14 @@ async function measure(relay: BenchRelay, spec: LoadSpec, warmup: boolean): Prom
 
 async function main(): Promise<void> {
   if (CHECKOUTS.length < 1) throw new Error('usage: bench/ab.ts [--path=alone|status] [--rounds=N] [--seconds=S] <checkout>…');
-  const bins = CHECKOUTS.map((dir) => path.resolve(dir, 'bin/aigc-relay.js'));
+  const arms = CHECKOUTS.map((arm) => {
+    const [dir, settings] = arm.split('@') as [string, string | undefined];
+    const env = Object.fromEntries((settings ? settings.split(',') : []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    return { bin: path.resolve(dir, 'bin/aigc-relay.js'), env };
+  });
   const relays: BenchRelay[] = [];
   try {
-    for (const bin of bins) relays.push(await startRelay(ENV, [], bin));
+    for (const arm of arms) relays.push(await startRelay({ ...ENV, ...arm.env }, [], arm.bin));
     const specs = await Promise.all(relays.map(prepare));
     const rounds: Round[][] = relays.map(() => []);
     for (let i = 0; i < ROUNDS; i++) {
