@@ -17,10 +17,9 @@
  */
 import path from 'node:path';
 import fs from 'node:fs';
-import { apiClient } from '../test/helpers/api';
 import { PROMPT_BODY } from '../test/helpers/relay';
 import type { LoadResult, LoadSpec } from './load-spec';
-import { drained, runLoad, startRelay, type BenchRelay } from './processes';
+import { drained, prepare, runLoad, startRelay, type BenchRelay } from './processes';
 
 const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
 const PATH = arg('path', 'alone');
@@ -55,14 +54,8 @@ function threadCpu(pid: number): Map<string, number> {
   return byName;
 }
 
-async function prepare(relay: BenchRelay): Promise<LoadSpec> {
-  const api = apiClient(relay.url, relay.devKey);
-  const admin = apiClient(relay.url, relay.adminToken);
-  const submitted = await api.post(SUBMIT, PROMPT_BODY);
-  if (submitted.status !== 200) throw new Error(`warm-up submit failed: ${submitted.status} ${submitted.text}`);
-  const taskId = submitted.body.request_id as string;
-  const task = await admin.get(`/admin/v1/tasks/${taskId}`);
-  await admin.post(`/admin/v1/accounts/${task.body.account_id}/top-ups`, { amount: 1_000_000_000_000, reference: 'ab' });
+async function loadSpec(relay: BenchRelay): Promise<LoadSpec> {
+  const { taskId } = await prepare(relay);
   const auth = { authorization: `Bearer ${relay.devKey}` };
   return PATH === 'status'
     ? { url: `${relay.url}/tencent-vod/v1/requests/${taskId}/status`, method: 'GET', headers: auth, connections: 50, serverPid: relay.pid }
@@ -104,7 +97,7 @@ async function main(): Promise<void> {
   const relays: BenchRelay[] = [];
   try {
     for (const arm of arms) relays.push(await startRelay({ ...ENV, ...arm.env }, [], arm.bin));
-    const specs = await Promise.all(relays.map(prepare));
+    const specs = await Promise.all(relays.map(loadSpec));
     const rounds: Round[][] = relays.map(() => []);
     for (let i = 0; i < ROUNDS; i++) {
       const order = relays.map((_, j) => j);

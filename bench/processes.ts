@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { spawnRelay, type RelayProcess } from '../test/helpers/child';
 import { eventually } from '../test/helpers/eventually';
 import type { LoadResult, LoadSpec } from './load-spec';
+import { apiClient } from '../test/helpers/api';
+import { PROMPT_BODY } from '../test/helpers/relay';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -158,4 +160,18 @@ export async function drained(relay: BenchRelay, ms: number): Promise<Record<str
     },
     250,
   );
+}
+
+/** One submit through the API (a task id for the status phase), then a top-up of its account via the admin API. */
+export async function prepare(relay: BenchRelay): Promise<{ taskId: string }> {
+  const api = apiClient(relay.url, relay.devKey);
+  const admin = apiClient(relay.url, relay.adminToken);
+  const submitted = await api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY);
+  if (submitted.status !== 200) throw new Error(`warm-up submit failed: ${submitted.status} ${submitted.text}`);
+  const taskId = submitted.body.request_id as string;
+  const task = await admin.get(`/admin/v1/tasks/${taskId}`);
+  // Enough credits that no phase ever meets a 402.
+  const topUp = await admin.post(`/admin/v1/accounts/${task.body.account_id}/top-ups`, { amount: 1_000_000_000_000, reference: 'bench' });
+  if (topUp.status !== 201) throw new Error(`top-up failed: ${topUp.status} ${topUp.text}`);
+  return { taskId };
 }

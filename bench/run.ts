@@ -18,7 +18,7 @@ import { apiClient } from '../test/helpers/api';
 import { PROMPT_BODY } from '../test/helpers/relay';
 import type { LoadResult, LoadSpec } from './load-spec';
 import { printTable, type BenchResults } from './report';
-import { drained, rssBytes, runLoad, startBare, startRelay, taskCounts, type BenchRelay, type Server } from './processes';
+import { drained, prepare, rssBytes, runLoad, startBare, startRelay, taskCounts, type BenchRelay, type Server } from './processes';
 import { measureFileCreate, measureFsync } from './fsync-floor';
 import { benchStores, printStoreTable } from './postgres';
 import { postgresUnavailable } from '../test/helpers/postgres';
@@ -100,20 +100,6 @@ const submitSpec = (relay: BenchRelay, extra: Partial<LoadSpec> = {}): LoadSpec 
   serverPid: relay.pid,
   ...extra,
 });
-
-/** One submit through the API (a task id for the status phase), then a top-up of its account via the admin API. */
-async function prepare(relay: BenchRelay): Promise<{ taskId: string }> {
-  const api = apiClient(relay.url, relay.devKey);
-  const admin = apiClient(relay.url, relay.adminToken);
-  const submitted = await api.post(SUBMIT, PROMPT_BODY);
-  if (submitted.status !== 200) throw new Error(`warm-up submit failed: ${submitted.status} ${submitted.text}`);
-  const taskId = submitted.body.request_id as string;
-  const task = await admin.get(`/admin/v1/tasks/${taskId}`);
-  // Enough credits that no phase ever meets a 402.
-  const topUp = await admin.post(`/admin/v1/accounts/${task.body.account_id}/top-ups`, { amount: 1_000_000_000_000, reference: 'bench' });
-  if (topUp.status !== 201) throw new Error(`top-up failed: ${topUp.status} ${topUp.text}`);
-  return { taskId };
-}
 
 /** started_at − created_at of the newest tasks (the admin API lists at most 1000). */
 async function dispatchLatency(relay: BenchRelay): Promise<{ p50: number; p99: number; max: number; n: number }> {
