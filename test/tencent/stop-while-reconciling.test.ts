@@ -98,8 +98,10 @@ describe('a graceful stop while a submission in doubt is reconciled', () => {
     const lookups = withholdLookups(h.server);
     const resumed = await restart(h.t.dataDir);
     await within('the lookup by SessionId after the restart', 10_000, lookups.arrived(1));
-    // The engine's run has joined the reconcile the start began (provider.ts resumeInBackground).
-    await waitUntil(async () => (await resumed.store.tasks.getTask(id))?.state === 'running', 10_000, 'the task running again');
+    // The engine's run has begun (its "Attempt started" line, the second in the log), and so joins the reconcile the
+    // start began (provider.ts resumeInBackground). Not just the task `running`: that is the claim's commit, and a
+    // claim whose answer arrives after the stop began starts no run (engine.ts), which a loaded host once showed here.
+    await waitUntil(async () => (await logText(resumed, id)).split('Attempt 1 started on').length - 1 === 2, 10_000, 'the run started again');
     await within('the graceful stop', 20_000, resumed.close(DRAIN_MS));
     const left = onDisk(h.t.dataDir, id);
     expect(left.task).toMatchObject({ state: 'queued', checkpoint: { phase: 'submitting', channelId, round: 0 } });
