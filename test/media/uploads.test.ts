@@ -61,6 +61,16 @@ describe('accepted formats', () => {
     expect(res.body.content_type).toBe('image/png');
   });
 
+  // RFC 9110 §8.3.1: parameters do not change the media type; `file --mime` and some HTTP libraries add them.
+  it.each(['image/png; charset=binary', 'IMAGE/PNG;name="cat.png"', 'image/jpeg ; q=1'])(
+    'a raw body declared %s is an image/* body like any other',
+    async (type) => {
+      const res = await uploadRaw(await makeImage('png'), type);
+      expect(res.status).toBe(201);
+      expect(res.body.content_type).toBe('image/png');
+    },
+  );
+
   it('an uploaded file is usable as a File input by its owner', async () => {
     const up = await uploadForm(await makeImage('jpeg', 40, 40), 'in.jpg', 'image/jpeg');
     const submit = await t.api.post('/tencent-vod/v1/aigc-image', {
