@@ -25,7 +25,9 @@ export async function registerUploadParsers(scope: FastifyInstance, maxBytes: nu
   await scope.register(multipart, {
     limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 1024, parts: 12, headerPairs: 50 },
   });
-  scope.addContentTypeParser(/^image\/[a-z0-9.+-]+$/i, { parseAs: 'buffer', bodyLimit: maxBytes }, (_request, body, done) =>
+  // Fastify tests a RegExp parser against the normalised header, parameters included (`image/png; charset="binary"`):
+  // the pattern ends at the subtype or its first `;`, since parameters do not change the media type (RFC 9110 §8.3.1).
+  scope.addContentTypeParser(/^image\/[a-z0-9.+-]+(?:;|$)/i, { parseAs: 'buffer', bodyLimit: maxBytes }, (_request, body, done) =>
     done(null, body),
   );
   // Requests here with a body that no route reads (a DELETE sent with one): the connection closes after the answer,
