@@ -208,11 +208,15 @@ describe('NUL characters, which no field takes and PostgreSQL cannot store', () 
     expect(pair.statusCode, pair.body).toBe(200);
   });
 
-  it('in a URL (an id, a query parameter): 400 before any store is asked', async () => {
+  it('in a URL (an id, a query parameter): 400 before any store is asked, naming the path or the parameter', async () => {
     const auth = { authorization: `Bearer ${t.devKey}` };
-    await nulIn('GET', '/tencent-vod/v1/requests/a%00b/status', auth);
-    await nulIn('PUT', '/tencent-vod/v1/requests/a%00b/cancel', auth);
-    await nulIn('GET', '/admin/v1/tasks/a%00b', { authorization: `Bearer ${t.adminToken}` });
-    await nulIn('GET', `/admin/v1/tasks?account_id=${accountId}%00`, { authorization: `Bearer ${t.adminToken}` });
+    const admin = { authorization: `Bearer ${t.adminToken}` };
+    expect(await nulIn('GET', '/tencent-vod/v1/requests/a%00b/status', auth)).toMatch(/^path: /);
+    expect(await nulIn('PUT', '/tencent-vod/v1/requests/a%00b/cancel', auth)).toMatch(/^path: /);
+    expect(await nulIn('GET', '/admin/v1/tasks/a%00b', admin)).toMatch(/^path: /);
+    // A NUL in the query is in a parameter, not the path: the message names the parameter a client has to fix.
+    expect(await nulIn('GET', `/admin/v1/tasks?limit=5&account=${accountId}%00`, admin)).toMatch(/^account: /);
+    expect(await nulIn('GET', '/admin/v1/webhooks?ta%73k=x%00', admin)).toMatch(/^task: /);
+    expect(await nulIn('POST', '/tencent-vod/v1/aigc-image?webhook=https://example.com/%00', auth, '{}')).toMatch(/^webhook: /);
   });
 });
