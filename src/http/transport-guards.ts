@@ -159,8 +159,28 @@ export function installContentEncodingGuard(app: FastifyInstance): void {
 export function installNulGuard(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
     if (!request.url.includes('%00')) return done();
-    void sendError(reply, new RelayError('InvalidParameterValue', 'path: contains a NUL character (%00)'));
+    void sendError(reply, new RelayError('InvalidParameterValue', `${nulField(request.url)}: contains a NUL character (%00)`));
   });
+}
+
+/**
+ * What a client must fix for a `%00` in `url`: the path, or the query parameter that holds it, named as the query
+ * parser decodes it (`?ta%73k=` is `task`), since that is the name the route's own errors use.
+ */
+function nulField(url: string): string {
+  const query = url.indexOf('?');
+  if (query < 0 || url.slice(0, query).includes('%00')) return 'path';
+  for (const pair of url.slice(query + 1).split('&')) {
+    if (!pair.includes('%00')) continue;
+    const rawName = pair.split('=', 1)[0]!;
+    if (rawName.includes('%00')) return 'query';
+    try {
+      return decodeURIComponent(rawName.replace(/\+/g, ' ')) || 'query';
+    } catch {
+      return 'query';
+    }
+  }
+  return 'query';
 }
 
 /** Where well-formed JSON holds a prototype-poisoning key (undefined for JSON that is not well-formed). */
