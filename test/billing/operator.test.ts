@@ -241,7 +241,8 @@ describe('force-fail', () => {
 
     const again = await t.admin.post(`/admin/v1/tasks/${running.body.request_id}/fail`, {});
     expect(again.status).toBe(400);
-    expect(again.body.Response.Error.Message).toMatch(/already failed/);
+    // Named like every other 400 (and like /poll's refusal): the path's `id`, then the reason.
+    expect(again.body.Response.Error.Message).toMatch(/^id: task "[^"]+" is already failed/);
 
     // The aborted call ends in the engine without touching the task: wait (with a deadline) for the lane to be idle.
     await eventually('the engine to finish the run', 10_000, async () => (t.relay.engine.runningCount() === 0 ? true : undefined));
