@@ -21,7 +21,7 @@ export async function forceFailTask(
   const task = await deps.store.tasks.getTask(taskId);
   if (!task) throw notFound('task', taskId);
   const alreadyDone = (state: string) =>
-    new RelayError('InvalidParameterValue', `task ${JSON.stringify(taskId)} is already ${state}; only a queued or running task can be failed`);
+    new RelayError('InvalidParameterValue', `id: task ${JSON.stringify(taskId)} is already ${state}; only a queued or running task can be failed`);
   if (isTerminal(task.state)) throw alreadyDone(task.state);
   const message = `Failed by the operator${reason ? `: ${reason}` : ''}. ${task.billed ? 'The held credits were released.' : ''}`.trim();
   const now = deps.clock.now();
