@@ -169,6 +169,24 @@ describe('operations endpoints', () => {
     expect(Object.keys(task.properties)).toEqual(expect.arrayContaining(['account_id', 'created_at', 'started_at', 'input', 'result', 'logs']));
   });
 
+  it('/openapi.json lists the 400 an operation answers for an id over the router’s length, or a query parameter given twice', async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    const longId = 'x'.repeat(200);
+    const undocumented: string[] = [];
+    const check = async (method: string, path: string, url: string) => {
+      const operation = doc.paths[path][method];
+      const admin = JSON.stringify(operation.security ?? []).includes('admin');
+      const res = await (admin ? t.admin : t.api).request(method.toUpperCase(), url, ['post', 'patch', 'put'].includes(method) ? {} : undefined);
+      if (!(String(res.status) in operation.responses)) undocumented.push(`${method.toUpperCase()} ${path} → ${res.status}`);
+    };
+    for (const [path, operations] of Object.entries<Record<string, unknown>>(doc.paths)) {
+      if (!path.includes('{')) continue;
+      for (const method of Object.keys(operations)) await check(method, path, path.replace(/\{[^}]+\}/g, longId));
+    }
+    await check('get', '/tencent-vod/v1/files/{id}', '/tencent-vod/v1/files/file_x?expires=0&expires=1&signature=s');
+    expect(undocumented).toEqual([]);
+  });
+
   it('/openapi.json documents a body that may be left out as optional, and only such a body', async () => {
     const doc = (await t.api.get('/openapi.json')).body;
     expect(doc.paths['/admin/v1/accounts/{id}/keys'].post.requestBody.required).toBe(false);
