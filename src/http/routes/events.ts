@@ -52,7 +52,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
           response: {
             200: { description: 'The event stream.', content: { 'text/event-stream': { schema: Type.String() } } },
             204: Type.Null({ description: 'Last-Event-ID was the result: the stream has nothing more to send.' }),
-            ...errorResponses('AuthFailure', 'ResourceNotFound', 'LimitExceeded.Concurrency'),
+            ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound', 'LimitExceeded.Concurrency'),
           },
         },
       },

@@ -86,7 +86,15 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
           200: { description: 'The image.', content: IMAGE_CONTENT },
           206: { description: 'The requested byte range of the image (Content-Range).', content: IMAGE_CONTENT },
           304: Type.Null({ description: 'Not modified (If-None-Match matched the ETag).' }),
-          ...errorResponses('AuthFailure', 'AuthFailure.SignatureFailure', 'AuthFailure.SignatureExpire', 'ResourceNotFound', 'InvalidParameterValue.Range'),
+          // 400: an id over the router's length, or `expires`/`signature` given twice.
+          ...errorResponses(
+            'InvalidParameterValue',
+            'AuthFailure',
+            'AuthFailure.SignatureFailure',
+            'AuthFailure.SignatureExpire',
+            'ResourceNotFound',
+            'InvalidParameterValue.Range',
+          ),
         },
       },
     },
@@ -192,7 +200,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
           tags: ['files'],
           security: [{ bearer: [] }],
           params: FileParams,
-          response: { 204: Type.Null({ description: 'Deleted.' }), ...errorResponses('AuthFailure', 'ResourceNotFound') },
+          response: { 204: Type.Null({ description: 'Deleted.' }), ...errorResponses('InvalidParameterValue', 'AuthFailure', 'ResourceNotFound') },
         },
       },
       async (request, reply) => {
