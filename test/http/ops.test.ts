@@ -164,6 +164,16 @@ describe('operations endpoints', () => {
       }
     }
     expect(undocumented).toEqual([]);
+    // Every success that has a body says what it is (only 204 and 304 have none): /healthz and /metrics included.
+    const shapeless: string[] = [];
+    for (const [path, operations] of Object.entries<Record<string, { responses: Record<string, { content?: unknown }> }>>(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        for (const [code, response] of Object.entries(operation.responses)) {
+          if (/^[23]\d\d$/.test(code) && code !== '204' && code !== '304' && !response.content) shapeless.push(`${method.toUpperCase()} ${path} ${code}`);
+        }
+      }
+    }
+    expect(shapeless).toEqual([]);
     // The admin answers are described field by field, in the API's style.
     const task = doc.paths['/admin/v1/tasks/{id}'].get.responses['200'].content['application/json'].schema;
     expect(Object.keys(task.properties)).toEqual(expect.arrayContaining(['account_id', 'created_at', 'started_at', 'input', 'result', 'logs']));
