@@ -5,7 +5,8 @@ import { oneAtATime, OPS_DATABASE_TIMEOUT_MS, readWithin } from '../database-dea
 
 /** Liveness, readiness and Prometheus metrics; unauthenticated, as orchestrators expect. */
 export function opsRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  app.get('/healthz', { schema: { tags: ['ops'], summary: 'The process is up' } }, async () => ({ status: 'ok' }));
+  const alive = { tags: ['ops'], summary: 'The process is up', response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'Up.' }) } };
+  app.get('/healthz', { schema: alive }, async () => ({ status: 'ok' }));
   const Readiness = (status: 'ready' | 'not ready', description: string) =>
     Type.Object({ status: Type.Literal(status), database: Type.Boolean(), accepting: Type.Boolean() }, { description });
   const readyz = {
@@ -22,7 +23,13 @@ export function opsRoutes(app: FastifyInstance, deps: HttpDeps): void {
     const accepting = !deps.isShuttingDown();
     return reply.code(database && accepting ? 200 : 503).send({ status: database && accepting ? 'ready' : 'not ready', database, accepting });
   });
-  app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics', hide: false } }, async (_request, reply) => {
+  // A `content` entry rather than a schema: the text is sent as it is, not serialised, and the document names its type.
+  const metrics = {
+    tags: ['ops'],
+    summary: 'Prometheus metrics',
+    response: { 200: { description: 'Prometheus text exposition format 0.0.4.', content: { 'text/plain': { schema: Type.String() } } } },
+  };
+  app.get('/metrics', { schema: metrics }, async (_request, reply) => {
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 }
