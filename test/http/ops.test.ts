@@ -139,6 +139,27 @@ describe('operations endpoints', () => {
     }
   });
 
+  it("/openapi.json's Idempotency-Key, compiled by a client's validator, accepts the keys the relay takes and refuses the rest", async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    const cases: Array<[string, boolean]> = [['a', true], ['a b', true], ['k'.repeat(255), true], ['', false], ['ü', false], ['k'.repeat(256), false]];
+    const routes: Array<[string, string, unknown]> = [
+      ['/tencent-vod/v1/aigc-image', '/tencent-vod/v1/aigc-image', { ...PROMPT_BODY, model_name: 'nope' }],
+      ['/admin/v1/accounts/{id}/top-ups', '/admin/v1/accounts/acct_missing/top-ups', { amount: 1 }],
+    ];
+    for (const [path, url, body] of routes) {
+      const parameter = doc.paths[path].post.parameters.find((p: { name: string }) => p.name === 'idempotency-key');
+      const validate = new Ajv({ strict: false }).compile(parameter.schema);
+      // Only checked (fetch trims a header's ends): the relay refuses spaces there, so the schema must too.
+      expect([validate(' a'), validate('a ')]).toEqual([false, false]);
+      for (const [key, taken] of cases) {
+        expect(validate(key), `${path} ${JSON.stringify(key)}`).toBe(taken);
+        // Each request is refused later for its body or account (400 naming model_name, 404), never for its key.
+        const res = await (path.startsWith('/admin') ? t.admin : t.api).post(url, body, { 'idempotency-key': key });
+        expect(res.body.Response.Error.Message.startsWith('Idempotency-Key: '), `${path} ${JSON.stringify(key)}`).toBe(!taken);
+      }
+    }
+  });
+
   it('/openapi.json is OpenAPI 3.0 throughout: schema examples are `example`, never a JSON Schema `examples` array', async () => {
     const doc = (await t.api.get('/openapi.json')).body;
     const arrays: string[] = [];
