@@ -41,6 +41,9 @@ export const IDEMPOTENCY_ANSWER_WINDOW_MS = (MAX_WAIT_SECONDS + 30) * 1000;
 /** Printable ASCII without spaces at the ends, like Stripe's and the IETF draft's keys; 255 is Stripe's limit. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;
 
+/** The same rule as a JSON Schema, for the OpenAPI document: a client validating against it refuses what the relay does. */
+export const IDEMPOTENCY_KEY_SCHEMA = { minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY.source } as const;
+
 /** The `Idempotency-Key` header's value, or undefined when absent. A present but unusable key is a 400. */
 export function readIdempotencyKey(header: string | readonly string[] | undefined): string | undefined {
   if (header === undefined) return undefined;
