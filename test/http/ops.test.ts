@@ -218,6 +218,26 @@ describe('operations endpoints', () => {
     expect(undocumented).toEqual([]);
   });
 
+  it('/openapi.json names the headers the relay answers with: X-Request-Id, Retry-After, Idempotent-Replayed, Preference-Applied', async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    const missing: string[] = [];
+    type Operation = { parameters?: Array<{ in: string; name: string }>; responses: Record<string, { headers?: object; content?: object }> };
+    for (const [path, operations] of Object.entries<Record<string, Operation>>(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const asked = (operation.parameters ?? []).filter((p) => p.in === 'header').map((p) => p.name);
+        for (const [code, response] of Object.entries(operation.responses)) {
+          const want = ['x-request-id'];
+          if ((code === '429' || code === '503') && JSON.stringify(response.content ?? {}).includes('ErrorEnvelope')) want.push('retry-after');
+          if (code.startsWith('2') && asked.includes('idempotency-key')) want.push('idempotent-replayed');
+          if (code === '200' && asked.includes('prefer')) want.push('preference-applied');
+          const documented = Object.keys(response.headers ?? {}).map((name) => name.toLowerCase());
+          for (const name of want) if (!documented.includes(name)) missing.push(`${method.toUpperCase()} ${path} ${code} ${name}`);
+        }
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
   it('/openapi.json documents a body that may be left out as optional, and only such a body', async () => {
     const doc = (await t.api.get('/openapi.json')).body;
     expect(doc.paths['/admin/v1/accounts/{id}/keys'].post.requestBody.required).toBe(false);
