@@ -2,11 +2,11 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { newRequestId } from '../app/ids';
-import { IDEMPOTENCY_KEY_SCHEMA } from '../domain/delivery';
 import { installClosingSignal } from './closing';
 import type { HttpDeps } from './context';
 import { installErrorHandling } from './errors';
 import { installLingeringClose } from './lingering-close';
+import { documentHeaders } from './openapi-headers';
 import { adminRoutes } from './routes/admin';
 import { adminChannelRoutes } from './routes/admin-channels';
 import { adminWebhookRoutes } from './routes/admin-webhooks';
@@ -83,7 +83,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
     transformObject: (doc) =>
       'openapiObject' in doc
         ? examplesAsOpenApi30(
-            idempotencyKeyRule(optionalNullableBodies({ ...doc.openapiObject, ...(deps.announcedUrl ? { servers: [{ url: deps.announcedUrl }] } : {}) })),
+            documentHeaders(optionalNullableBodies({ ...doc.openapiObject, ...(deps.announcedUrl ? { servers: [{ url: deps.announcedUrl }] } : {}) })),
           )
         : doc.swaggerObject,
   });
@@ -148,22 +148,6 @@ function optionalNullableBodies<T extends { paths?: object }>(doc: T): T {
       const body = (operation as { requestBody?: { required?: boolean; content?: Record<string, { schema?: { nullable?: boolean } }> } })?.requestBody;
       const media = Object.values(body?.content ?? {});
       if (body && media.length > 0 && media.every((m) => m.schema?.nullable === true)) body.required = false;
-    }
-  }
-  return doc;
-}
-
-/**
- * Every route reads `Idempotency-Key` by hand (readIdempotencyKey), so that a bad key is refused in its own words; the
- * route schemas only describe it. Its rule is written into the document here, where no validator sees it, so that a
- * client validating against the document refuses the keys the relay refuses (empty, spaces at the ends, non-ASCII).
- */
-function idempotencyKeyRule<T extends { paths?: object }>(doc: T): T {
-  for (const item of Object.values(doc.paths ?? {}) as Array<Record<string, { parameters?: Array<{ in?: string; name?: string; schema?: object }> }>>) {
-    for (const operation of Object.values(item ?? {})) {
-      for (const parameter of operation?.parameters ?? []) {
-        if (parameter.in === 'header' && parameter.name === 'idempotency-key') parameter.schema = { ...parameter.schema, ...IDEMPOTENCY_KEY_SCHEMA };
-      }
     }
   }
   return doc;
