@@ -5,6 +5,8 @@ import type { TaskRecord } from '../ports/store';
 /** Shapes a task for each way the API shows it. Pure functions of the task and what the route looked up. */
 const seconds = (ms: number): number => Math.round(ms) / 1000;
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+/** Tencent's own time format: UTC to the whole second (`2019-07-16T17:36:10Z`); a time not come yet is empty. */
+const tencentTime = (ms: number | undefined): string => (ms === undefined ? '' : new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z'));
 
 export function taskUrls(base: string, id: string) {
   const root = `${base}/tencent-vod/v1/requests/${id}`;
@@ -104,9 +106,9 @@ export function describeTaskDetailBody(task: TaskRecord, signer: FileLinkSigner,
       TaskType: 'AigcImageTask',
       Status: tencentStatus(task.state),
       // Tencent's types are strings: a time that has not come yet is empty, not null.
-      CreateTime: iso(task.createdAt),
-      BeginProcessTime: iso(task.startedAt) ?? '',
-      FinishTime: iso(task.finishedAt) ?? '',
+      CreateTime: tencentTime(task.createdAt),
+      BeginProcessTime: tencentTime(task.startedAt),
+      FinishTime: tencentTime(task.finishedAt),
       AigcImageTask: {
         TaskId: task.id,
         // The task's own status takes only these two (Tencent's AigcImageTask); WAITING and ABORTED are the outer one's.
@@ -133,12 +135,13 @@ export function describeTaskDetailBody(task: TaskRecord, signer: FileLinkSigner,
           },
         },
         Output: {
-          FileInfos: imagesOf(task, signer).map((image) => ({
+          FileInfos: imagesOf(task, signer).map((image, i) => ({
             FileType: image.content_type.replace('image/', '').replace('jpeg', 'jpg'),
             FileUrl: image.url,
             FileId: image.file_id,
             StorageMode: input.output_config.storage_mode,
-            ExpireTime: image.expires_at ?? '',
+            // Rounded down, as Tencent's format has no fraction: never later than the link's own expiry.
+            ExpireTime: tencentTime(task.result?.images[i]?.expires_at),
           })),
         },
         SessionId: input.session_id ?? '',

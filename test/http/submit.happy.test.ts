@@ -76,6 +76,13 @@ describe('POST /tencent-vod/v1/aigc-image — happy path', () => {
     });
     expect(q.body.Response.AigcImageTask.Output.FileInfos[0].FileUrl).toMatch(/\/tencent-vod\/v1\/files\//);
     expect(q.body.Response.AigcImageTask.Input.ModelName).toBe('GEM');
+    const { CreateTime, BeginProcessTime, FinishTime } = q.body.Response;
+    for (const time of [CreateTime, BeginProcessTime, FinishTime]) expect(time).toMatch(WHOLE_SECONDS);
+    // The link's expiry to the second, rounded down: the link still works at the time it names.
+    const result = (await t.api.get(`/tencent-vod/v1/requests/${res.body.request_id}`)).body;
+    const expires = q.body.Response.AigcImageTask.Output.FileInfos[0].ExpireTime as string;
+    expect(expires).toMatch(WHOLE_SECONDS);
+    expect(Date.parse(expires)).toBe(Math.floor(Date.parse(result.images[0].expires_at) / 1000) * 1000);
   });
 
   it('GET /query/{id} of a task waiting and of one cancelled there: Tencent\'s types (times are strings, the task\'s own status PROCESSING or FINISH, a cancel is not ErrCode 0)', async () => {
@@ -85,14 +92,19 @@ describe('POST /tencent-vod/v1/aigc-image — happy path', () => {
     try {
       const first = (await own.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
       const run = await provider.whenStarted(first); // holds the only slot
+      const submittedFrom = Date.now();
       const waiting = (await own.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+      const submittedBy = Date.now();
       const queued = (await own.api.get(`/tencent-vod/v1/query/${waiting}`)).body.Response;
       expect(queued).toMatchObject({ Status: 'WAITING', BeginProcessTime: '', FinishTime: '', AigcImageTask: { Status: 'PROCESSING', ErrCode: 0, ErrCodeExt: '' } });
-      expect(new Date(queued.CreateTime).toISOString()).toBe(queued.CreateTime);
+      // Tencent writes whole seconds in UTC (2019-07-16T17:36:10Z): a client parsing VOD's own format reads these.
+      expect(queued.CreateTime).toMatch(WHOLE_SECONDS);
+      expect(Date.parse(queued.CreateTime)).toBeGreaterThanOrEqual(Math.floor(submittedFrom / 1000) * 1000);
+      expect(Date.parse(queued.CreateTime)).toBeLessThanOrEqual(submittedBy);
       expect((await own.api.put(`/tencent-vod/v1/requests/${waiting}/cancel`)).status).toBe(202);
       const cancelled = (await own.api.get(`/tencent-vod/v1/query/${waiting}`)).body.Response;
       expect(cancelled).toMatchObject({ Status: 'ABORTED', BeginProcessTime: '', AigcImageTask: { Status: 'FINISH', ErrCode: 1, ErrCodeExt: 'Cancelled' } });
-      expect(new Date(cancelled.FinishTime).toISOString()).toBe(cancelled.FinishTime);
+      expect(cancelled.FinishTime).toMatch(WHOLE_SECONDS);
       run.succeed();
       await waitForTask(own.relay, first);
     } finally {
@@ -100,6 +112,8 @@ describe('POST /tencent-vod/v1/aigc-image — happy path', () => {
     }
   });
 });
+
+const WHOLE_SECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 
 async function accountId(): Promise<string> {
   const key = await t.relay.store.accounts.getKey(t.devKey.slice(3).split('.')[0]!);
