@@ -226,7 +226,15 @@ export class TencentVodProvider implements ImageProvider {
     const round = cp?.round ?? 0;
     if ((cp?.phase === 'accepted' || cp?.phase === 'submitting') && cp.channelId && cp.submittedAt !== undefined) {
       const channelId = cp.channelId;
-      const held = this.rt.pool.adopt(channelId, { taskId: job.taskId, attempt: job.attempt });
+      const holder = { taskId: job.taskId, attempt: job.attempt };
+      // The pool's channels are a copy, read again every `channelRefreshMs`: a channel another node added since is not
+      // in it yet (deleted ones stay). Failed on that copy, the task's upstream task went on at Tencent unfollowed, and
+      // its slot row stopped counting once its lease lapsed: the channel took a task more than its max_concurrency.
+      let held = this.rt.pool.adopt(channelId, holder);
+      if (!held) {
+        await this.rt.refresh();
+        held = this.rt.pool.adopt(channelId, holder);
+      }
       if (!held) throw permanentError(UNREACHABLE, 'Tencent VOD: the channel this task was submitted on no longer exists');
       try {
         if (cp.phase === 'accepted' && cp.upstreamTaskId) {
@@ -271,6 +279,7 @@ export class TencentVodProvider implements ImageProvider {
       access: (channel) => this.rt.access(channel),
       request: (channel, sessionId) => this.request(job, channel.subAppId, sessionId),
       watchSession: (channelId, id, cb) => this.rt.follower.watchSession(channelId, id, cb),
+      reloadChannels: () => this.rt.refresh(),
       clock: this.rt.clock,
       createTimeoutMs: this.rt.options.createTimeoutMs,
       throttledRetry: this.rt.options.throttledRetry,

@@ -31,6 +31,8 @@ export interface SubmitDeps {
   readonly access: (channel: ChannelRecord) => ChannelAccess | undefined;
   readonly request: (channel: ChannelRecord, sessionId: string) => Vod.CreateAigcImageTaskRequest;
   readonly watchSession: (channelId: string, sessionId: string, onFound: (upstreamTaskId: string) => void) => () => void;
+  /** Reads the channels from the store into the pool again (TencentRuntime.refresh). */
+  readonly reloadChannels: () => Promise<void>;
   readonly clock: Clock;
   readonly createTimeoutMs: number;
   /** TencentVodOptions.throttledRetry. */
@@ -68,6 +70,7 @@ export async function submitWithFailover(
   // When every channel refused, one that was only busy decides: the attempt is worth retrying whatever the others said.
   let transient: UpstreamFailure | undefined;
   let throttled = false;
+  let reloaded = false;
   for (;;) {
     state.enter('selecting');
     state.waitForSlot(true);
@@ -85,6 +88,13 @@ export async function submitWithFailover(
     if (!lease) {
       // Throttled: its attempt waits out the spell (throttledRetryAfterMs) instead of the engine's seconds.
       if (transient) throw toProviderError(transient, true, throttled ? throttledRetryAfterMs(job.attempt, deps.throttledRetry) : undefined);
+      if (!last && !reloaded) {
+        // No channel in the pool's copy serves the model, but the task was accepted by a node that knew one: a channel
+        // added there since this node last read the channels (every `channelRefreshMs`). Read them before failing it.
+        reloaded = true;
+        await deps.reloadChannels();
+        continue;
+      }
       if (!last) throw permanentError(UNREACHABLE, `Tencent VOD: no enabled upstream channel serves ${model} ${version}`);
       throw toProviderError(last, false);
     }
