@@ -57,6 +57,9 @@ export class TencentRuntime {
   private readonly warned = new OncePerWindow(FOLLOW_WARNING_EVERY_MS, FOLLOW_WARNING_KEYS);
   /** Kept across clients: a channel whose settings change is still the same upstream account. */
   private readonly pacer: SubmissionPace;
+  /** Channel listings asked for, and the latest one loaded (refresh). */
+  private listings = 0;
+  private loadedListing = 0;
 
   constructor(private readonly deps: RuntimeDeps) {
     const { options, clock } = deps;
@@ -145,9 +148,17 @@ export class TencentRuntime {
     return this.deps.fileLink(fileId, this.deps.clock.now() + this.deps.options.inputLinkTtlMs);
   }
 
-  /** Reloads channels from the store into the pool and the event pumps. */
+  /**
+   * Reloads channels from the store into the pool and the event pumps. Reloads overlap (the periodic one, an
+   * operator's change, a run that misses a channel: provider.ts), and a listing that answers after a later one was
+   * loaded is older than the pool: loaded, it took a channel added meanwhile out again, and a run waiting for that
+   * channel's slot found none serving its model. It is dropped.
+   */
   async refresh(): Promise<void> {
+    const listing = ++this.listings;
     const channels = await this.deps.channels.listChannels({ includeDeleted: true });
+    if (listing < this.loadedListing) return;
+    this.loadedListing = listing;
     this.pool.load(channels);
     this.events.sync(channels);
     this.pacer.prune();
