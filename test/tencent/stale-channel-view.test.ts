@@ -1,4 +1,5 @@
 import { afterAll, expect, it } from 'vitest';
+import { isTerminal } from '../../src/domain/task-state';
 import type { Relay } from '../../src/main';
 import { apiClient } from '../helpers/api';
 import { waitUntil, within } from '../helpers/eventually';
@@ -134,5 +135,19 @@ await describeWithPostgres('a node whose view of the channels is older than its 
     s.server.finish(s.server.ofTask(s.h)[0]!.taskId);
     expect(await finishedOnSomeNode(s.nodes, [x, y, s.h])).toEqual(['succeeded', 'succeeded', 'succeeded']);
     expect(s.server.stats(s.onC.secretId)).toMatchObject({ maxInFlight: 1, created: 2 });
+  });
+
+  it('a burst right after the channel was added: no task fails, and the channel never has more than its max_concurrency', { timeout: 90_000 }, async () => {
+    const s = await staleNodeB('relay_stale_view_burst', 65);
+    // Both nodes claim from the shared queue; only A knows C (max_concurrency 1), the one channel serving GEM.
+    const ids = await Promise.all(Array.from({ length: 6 }, () => s.submit(s.a, 'GEM')));
+    const states = () => Promise.all(ids.map((id) => s.stateOf(id)));
+    await waitUntil(async () => {
+      // Tencent's part: each upstream task on C ends as soon as it is seen, so the next one can start.
+      for (const task of s.server.tasksOf(s.onC.secretId).filter((t) => t.status === 'PROCESSING')) s.server.finish(task.taskId);
+      return (await states()).every((state) => state !== undefined && isTerminal(state));
+    }, 30_000, 'every task of the burst to end');
+    expect(await states()).toEqual(Array(ids.length).fill('succeeded'));
+    expect(s.server.stats(s.onC.secretId)).toMatchObject({ maxInFlight: 1, created: ids.length });
   });
 });
