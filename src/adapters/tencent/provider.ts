@@ -295,7 +295,9 @@ export class TencentVodProvider implements ImageProvider {
         round: submitted.round,
       } satisfies TencentCheckpoint);
     } catch (err) {
-      submitted.lease.release();
+      // The upstream task exists, and the checkpoint still says "submitting on this channel": whoever runs the task
+      // next adopts it there. Released, its shared slot freed at once, and another task was submitted beside it.
+      submitted.lease.handOver();
       throw err;
     }
     return { upstream: submitted.upstreamTaskId, submittedAt: submitted.submittedAt, held: submitted.lease, resumed: false, round: submitted.round };
