@@ -1,0 +1,53 @@
+import { afterAll, expect, it } from 'vitest';
+import { apiClient } from '../helpers/api';
+import { waitUntil } from '../helpers/eventually';
+import { describeWithPostgres } from '../helpers/postgres-suite';
+import { channelSlotRows, finishedOnSomeNode, firstNode } from './two-nodes';
+
+/**
+ * PostgreSQL, as accepted-checkpoint-lost.test.ts one step further: the first attempt made the upstream task and
+ * could not write "accepted", so the second resumes from "submitting on C" and reconciles it by SessionId, finds it,
+ * and cannot write "accepted" either. That run too must hand its slot over for the third attempt, which adopts the
+ * upstream task: it released it (provider.ts, the resumed reconcile's catch), its row was deleted, and a queued
+ * task was submitted on C beside the one still running at Tencent, one over C's max_concurrency.
+ */
+await describeWithPostgres('a resumed run whose accepted checkpoint was not written', 'tencent resumed accepted checkpoint lost (PostgreSQL)', () => {
+  const closers: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const close of closers) await close();
+  });
+
+  it('keeps its channel slot for the attempt after it', { timeout: 60_000 }, async () => {
+    const { a, db, nodes, server, account, channelId, key, close } = await firstNode('relay_tencent_resumed_ckpt_lost', 72, 1, { sharedSlotsRefreshMs: 25 });
+    closers.push(close);
+    const tasks = a.store.tasks;
+    const save = tasks.saveCheckpoint.bind(tasks);
+    // The first two "accepted" writes fail: the first submission's, then the resumed reconcile's.
+    let failed = 0;
+    tasks.saveCheckpoint = async (id, checkpoint, now, ownAttempt) => {
+      if (failed < 2 && checkpoint.phase === 'accepted') {
+        failed++;
+        throw new Error('Connection terminated unexpectedly');
+      }
+      return save(id, checkpoint, now, ownAttempt);
+    };
+    const submit = async (prompt: string) =>
+      (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt })).body.request_id as string;
+    const x = await submit('x');
+    await waitUntil(() => server.ofTask(x).length === 1 && failed === 1, 15_000, "X upstream, and its first 'accepted' write failed");
+    const y = await submit('y');
+    await waitUntil(() => failed === 2, 20_000, "X's second attempt reconciled X upstream, and its 'accepted' write failed");
+    const phaseOf = async (id: string) => (await tasks.getTask(id))?.checkpoint?.phase;
+    // Y goes upstream only if C's slot looked free; X's third attempt finds X upstream by SessionId and follows it.
+    await waitUntil(async () => server.ofTask(y).length > 0 || (await phaseOf(x)) === 'accepted', 20_000, 'Y upstream, or X adopted by its third attempt');
+    expect(server.ofTask(x)).toHaveLength(1); // reconciled, never submitted anew
+    expect(server.stats(account.secretId).maxInFlight).toBe(1);
+    expect(await channelSlotRows(db.url, channelId)).toEqual([{ holder: x, node_id: expect.stringMatching(/^node-a/) }]);
+
+    server.finish(server.ofTask(x)[0]!.taskId);
+    await waitUntil(() => server.ofTask(y).length === 1, 15_000, 'Y upstream once X has ended');
+    server.finish(server.ofTask(y)[0]!.taskId);
+    expect(await finishedOnSomeNode(nodes, [x, y])).toEqual(['succeeded', 'succeeded']);
+    expect(server.stats(account.secretId)).toMatchObject({ maxInFlight: 1, created: 2 });
+  });
+});
