@@ -115,7 +115,8 @@ await describeWithPostgres('a superseded attempt on the node that claimed its ta
     await settled("attempt 2's adoption of the slot", acquires);
     expect(await shared.inUse()).toEqual({ 'ch-1': 1 }); // adopted: the same slot, not a second one
 
-    // The engine stops the superseded attempt 1 (engine.ts startRun); it ends and gives its slot back.
+    // The engine stops the superseded attempt 1 (engine.ts startRun); it ends and lets go of its slot (handed over:
+    // T goes on upstream), which must not take attempt 2's with it.
     attempt1.controller.abort(new Error('superseded by attempt 2'));
     expect(await within('attempt 1 to end', 10_000, attempt1.ended)).toBe('stopped');
     letReleasesGo();
@@ -123,9 +124,10 @@ await describeWithPostgres('a superseded attempt on the node that claimed its ta
     // T still runs upstream under attempt 2: ch-1's one slot stays taken, so no other task can have it.
     expect(await shared.inUse()).toEqual({ 'ch-1': 1 });
 
-    attempt2.controller.abort(new Error('test over'));
+    // …and T's end upstream frees it (attempt 2's release waits for its adoption's write, so it is not awaited above).
+    // Not an abort: a run cut off while its upstream task goes on hands the slot over to the task's next attempt (letGo).
+    server.finish(server.ofTask('task_t')[0]!.taskId);
     await within('attempt 2 to end', 10_000, attempt2.ended);
-    // …and attempt 2's own end frees it (its release waits for its adoption's write, so it is not awaited above).
     await waitUntil(async () => Object.keys(await shared.inUse()).length === 0, 10_000, "attempt 2's slot to come free");
   });
 });

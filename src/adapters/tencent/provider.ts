@@ -178,7 +178,10 @@ export class TencentVodProvider implements ImageProvider {
       case 'following': {
         const status = this.rt.follower.status(task.id);
         if (status !== undefined && status !== 'WAITING') return 'too-late';
-        return this.abortUpstream(state.channelId!, state.upstreamTaskId!);
+        const verdict = await this.abortUpstream(state.channelId!, state.upstreamTaskId!);
+        // Over upstream: the run, which the engine now aborts, frees its slot at once rather than hand it over (letGo).
+        if (verdict === 'cancelled') state.upstreamAborted = true;
+        return verdict;
       }
       default:
         return 'too-late';
@@ -215,9 +218,13 @@ export class TencentVodProvider implements ImageProvider {
           if (o.detail?.Progress !== undefined) ctx.progress(Math.min(90, o.detail.Progress));
         },
       });
+      lease.release(); // the upstream task ended
       return { final, round };
-    } finally {
-      if (lease) letGo(lease, ctx);
+    } catch (err) {
+      // The follow failed or was cut off: the upstream task goes on unless the follower gave it up for good or a cancel
+      // aborted it (letGo). submitOrResume lets go of its own slot when it fails (lease still unset).
+      if (lease) letGo(lease, err, state);
+      throw err;
     }
   }
 
@@ -236,6 +243,7 @@ export class TencentVodProvider implements ImageProvider {
         held = this.rt.pool.adopt(channelId, holder);
       }
       if (!held) throw permanentError(UNREACHABLE, 'Tencent VOD: the channel this task was submitted on no longer exists');
+      let madeNothing = false;
       try {
         if (cp.phase === 'accepted' && cp.upstreamTaskId) {
           ctx.log(`Resuming: following Tencent VOD task ${cp.upstreamTaskId}.`);
@@ -262,6 +270,7 @@ export class TencentVodProvider implements ImageProvider {
         // looks (unlessStopping), and whoever takes the task up next reconciles it the same way.
         const upstream = await state.whileReconcilingInDoubt(() => reconcile(inDoubt));
         if (upstream === undefined) {
+          madeNothing = true;
           // Nothing was made (the interrupted submission was refused and its SessionId spent): a new round, from scratch.
           await ctx.checkpoint({ ...IDLE_CHECKPOINT, round: round + 1 } satisfies TencentCheckpoint);
           throw retryableError(UNREACHABLE, 'Tencent VOD: the interrupted submission made nothing upstream; submitting again');
@@ -270,7 +279,12 @@ export class TencentVodProvider implements ImageProvider {
         ctx.log(`Reconciled as Tencent VOD task ${upstream}; following it.`);
         return { upstream, submittedAt: cp.submittedAt, held, resumed: true, round };
       } catch (err) {
-        letGo(held, ctx); // a stop may end the reconciling (at once): the submission it looks for may exist upstream
+        // Ended while the submission it looks for may exist upstream (a stop, credentials that do not open, the
+        // 'accepted' checkpoint not written after the reconcile found it): the checkpoint still says "submitting on
+        // this channel", and the next attempt reconciles it there, so the slot is handed over (letGo). Released
+        // only once that submission is known to have made nothing (`madeNothing`), or the task fails for good.
+        if (madeNothing) held.release();
+        else letGo(held, err, state);
         throw err;
       }
     }

@@ -1,4 +1,4 @@
-import type { RunContext } from '../../ports/provider';
+import { ProviderError, type RunContext } from '../../ports/provider';
 import type { ChannelLease } from '../upstream-channels/channel-pool';
 
 /**
@@ -27,6 +27,8 @@ export class RunState {
    * answered, the run writes what it found, and a stop lets it finish that.
    */
   reconcilingInDoubt = false;
+  /** A cancel aborted the upstream task (ManageTask Abort): the run ends knowing it is over, and releases its slot (letGo). */
+  upstreamAborted = false;
   private waiters: Array<() => void> = [];
 
   enter(phase: RunPhase, info: { channelId?: string; upstreamTaskId?: string } = {}): void {
@@ -128,12 +130,27 @@ function handedBackBecause(state: RunState): string | undefined {
 }
 
 /**
- * Ends a run's hold on its channel slot. A run the graceful stop ended (its signal aborted with the stop's own
- * reason: unlessStopping, or the drain time running out) leaves upstream work its checkpoint names (a task it
- * follows, or a submission that may have made one), which the next node adopts: its shared slot is handed over, not
- * released, so no node sees the channel free meanwhile. Callers use it only while that work may exist.
+ * Ends a run's hold on its channel slot when the run ends by `err` while upstream work it was given may exist (a
+ * submission that may have made a task, or the task it follows). Released, the shared slot (PostgreSQL's
+ * channel_slots row) is deleted at once; handed over, it stays, and counts for as long as the task is queued or
+ * running with a checkpoint naming the channel, until the attempt that takes the task up adopts it.
+ *
+ * Released only when that work is known over, or the task is not run again:
+ * - `err` is a ProviderError that is not retryable: the task fails for good (the query window passed, the account
+ *   no longer knows the task, it is another submission's, the request refused for its own sake), so nothing adopts
+ *   the work;
+ * - a cancel aborted the upstream task (`upstreamAborted`).
+ * Anything else hands it over: a stop, a retryable failure (a channel whose credentials do not open, a checkpoint
+ * that could not be written), a store error, an attempt superseded by a later one. The task's next attempt adopts
+ * the upstream work on that channel, as its checkpoint says; released, every node saw the channel one slot emptier
+ * than Tencent does until then, and one submitted another task beside it, one over max_concurrency.
+ *
+ * A task that ends anyway after a hand-over (its last attempt, an operator's force-fail) leaves its row to lapse with
+ * its lease: no longer renewed once the run has ended, it stops counting within AIGC_RELAY_LEASE_MS (30 s by
+ * default), the channel one slot short until then. One node (SQLite) keeps no shared slots: both free the slot.
  */
-export function letGo(lease: ChannelLease, ctx: RunContext): void {
-  if (ctx.stopping && ctx.signal.aborted && ctx.signal.reason === ctx.stopping.reason) lease.handOver();
-  else lease.release();
+export function letGo(lease: ChannelLease, err: unknown, state: RunState): void {
+  const failsForGood = err instanceof ProviderError && !err.retryable;
+  if (failsForGood || state.upstreamAborted) lease.release();
+  else lease.handOver();
 }

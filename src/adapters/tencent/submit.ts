@@ -108,8 +108,10 @@ export async function submitWithFailover(
       continue;
     }
     let keep = false;
-    // From sending until known not created: the submission may exist upstream, and a stop must not free its slot.
+    // From sending until known not created: the submission may exist upstream, and a run that ends meanwhile hands its
+    // slot over unless the task fails for good (letGo).
     let mayExist = false;
+    let ended: unknown;
     try {
       // The channel's turn (ports/submission-pace.ts) is waited for while still selecting: nothing is on the wire yet, so a cancel
       // meanwhile is answered at once (provider.ts) and stops the submission, instead of waiting out the pacer.
@@ -194,12 +196,16 @@ export async function submitWithFailover(
         if (f.kind === 'transient') transient ??= f;
         if (isThrottled(f)) throttled = true;
       }
+    } catch (err) {
+      ended = err;
+      throw err;
     } finally {
       // Cut off while a submission was on the wire or being looked up (a stop hands a reconcile back at once, one
-      // on the wire or after a server error when the drain time ends): it may exist upstream, as the checkpoint says,
-      // so a stop hands its slot over. Before that (choosing, pacing), or once found not made, released.
+      // on the wire or after a server error when the drain time ends; a later attempt supersedes this one): it may
+      // exist upstream, as the checkpoint says, and the next attempt reconciles it there, so its slot is handed over
+      // (letGo). Before that (choosing, pacing), or once found not made, released.
       if (!keep) {
-        if (mayExist) letGo(lease, ctx);
+        if (mayExist) letGo(lease, ended, state);
         else lease.release();
       }
     }

@@ -15,9 +15,9 @@ export interface ChannelLease {
   /** Hands the slot back (the upstream task ended, or was never created). Idempotent. */
   release(): void;
   /**
-   * Instead of release, when the run ends while its upstream work goes on for whoever takes the task up next (a
-   * graceful stop handed the task back, or the run could not record that its submission was accepted): this node's
-   * count frees, but the shared slot (ports/channel-slots.ts) stays taken for the attempt that adopts the task next.
+   * Instead of release, when the run ends while its upstream work may go on for whoever takes the task up next (a
+   * graceful stop, a retryable failure, a superseded attempt: tencent/run-state.ts letGo): this node's count frees,
+   * but the shared slot (ports/channel-slots.ts) stays taken for the attempt that adopts the task next.
    * Released, every node would see the channel one slot emptier than it is until then, and could overbook it.
    */
   handOver(): void;
