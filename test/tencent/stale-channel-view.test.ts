@@ -5,10 +5,9 @@ import { apiClient } from '../helpers/api';
 import { waitUntil, within } from '../helpers/eventually';
 import { createTestDatabase } from '../helpers/postgres';
 import { describeWithPostgres } from '../helpers/postgres-suite';
-import { openRelay, tempDir } from '../helpers/relay';
-import { addSharedChannel, FAST, LOOPBACK_OUTPUTS, makeAccount } from './harness';
+import { addSharedChannel, makeAccount } from './harness';
 import { TencentTestServer } from './server';
-import { ADMIN_TOKEN, finishedOnSomeNode, queryRows } from './two-nodes';
+import { ADMIN_TOKEN, finishedOnSomeNode, nodesOn, queryRows } from './two-nodes';
 
 /**
  * PostgreSQL: channel C is added through node A's admin API, and node B has not re-read the channels yet (it does so
@@ -37,21 +36,8 @@ await describeWithPostgres('a node whose view of the channels is older than its 
     const [onD, onC] = [makeAccount(n), makeAccount(n + 1)];
     const server = await TencentTestServer.start({ accounts: [onD, onC] });
     server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
-    const nodes: Relay[] = [];
-    const dataDir = tempDir();
-    const start = async (nodeId: string) => {
-      const env = {
-        AIGC_RELAY_DATABASE_URL: db.url,
-        AIGC_RELAY_SECRET: 'stale-view-secret-0123456789abcdef0123456789',
-        AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN,
-        AIGC_RELAY_NODE_ID: nodeId,
-        AIGC_RELAY_LEASE_MS: '1500', // a slot row that is no longer renewed lapses within the test
-        ...LOOPBACK_OUTPUTS,
-      };
-      const { relay } = await openRelay(dataDir, env, { tencent: { ...FAST, channelRefreshMs: 60_000, sharedSlotsRefreshMs: 25 } });
-      nodes.push(relay);
-      return relay;
-    };
+    // A slot row that is no longer renewed lapses within the test (AIGC_RELAY_LEASE_MS).
+    const { start, nodes } = nodesOn(db.url, { AIGC_RELAY_LEASE_MS: '1500' }, { channelRefreshMs: 60_000, sharedSlotsRefreshMs: 25 });
     closers.push(async () => {
       for (const node of nodes) await node.close(500);
       await server.close();

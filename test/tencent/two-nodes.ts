@@ -33,20 +33,7 @@ export async function firstNode(dbName: string, accountNumber: number, maxConcur
   const account = makeAccount(accountNumber);
   const server = await TencentTestServer.start({ accounts: [account] });
   server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
-  const nodes: Relay[] = [];
-  const dataDir = tempDir(); // shared, as the nodes of one deployment share their stored files
-  const start = async (nodeId: string) => {
-    const env = {
-      AIGC_RELAY_DATABASE_URL: db.url,
-      AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
-      AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN,
-      AIGC_RELAY_NODE_ID: nodeId,
-      ...LOOPBACK_OUTPUTS,
-    };
-    const { relay } = await openRelay(dataDir, env, { tencent: { ...FAST, channelRefreshMs: 100, ...tencent } });
-    nodes.push(relay);
-    return relay;
-  };
+  const { start, nodes } = nodesOn(db.url, {}, { channelRefreshMs: 100, ...tencent });
   const close = async () => {
     for (const node of nodes) await node.close(500);
     await server.close();
@@ -63,6 +50,33 @@ export async function firstNode(dbName: string, accountNumber: number, maxConcur
     await close();
     throw err;
   }
+}
+
+/**
+ * Relay nodes of one deployment: `start(nodeId)` opens another on the database at `url`, with the same secret, admin
+ * token and stored files (one data dir, as the nodes of a deployment share them); `nodes` holds those started, for
+ * the caller to close. `env` adds settings (a lease length), `tencent` overrides the fast test options.
+ */
+export function nodesOn(url: string, env: Record<string, string>, tencent: TencentVodOverrides) {
+  const nodes: Relay[] = [];
+  const dataDir = tempDir();
+  const start = async (nodeId: string) => {
+    const { relay } = await openRelay(
+      dataDir,
+      {
+        AIGC_RELAY_DATABASE_URL: url,
+        AIGC_RELAY_SECRET: 'two-node-secret-0123456789abcdef0123456789',
+        AIGC_RELAY_ADMIN_TOKEN: ADMIN_TOKEN,
+        AIGC_RELAY_NODE_ID: nodeId,
+        ...LOOPBACK_OUTPUTS,
+        ...env,
+      },
+      { tencent: { ...FAST, ...tencent } },
+    );
+    nodes.push(relay);
+    return relay;
+  };
+  return { start, nodes };
 }
 
 export const finishedOnSomeNode = (nodes: Relay[], ids: string[]) =>
