@@ -3,12 +3,12 @@
  * directory the relays keep their databases in. A submit that is on disk before its 200 cannot be faster than this.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { scratchDir } from './scratch-dirs';
 import { percentile } from './stats';
 
 export function measureFsync(samples = 300): { p50: number; p99: number } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-fsync-'));
+  const dir = scratchDir('aigc-relay-fsync-');
   const fd = fs.openSync(path.join(dir, 'probe'), 'w');
   const page = Buffer.alloc(4096, 1);
   const times: number[] = [];
@@ -25,7 +25,6 @@ export function measureFsync(samples = 300): { p50: number; p99: number } {
     }
   } finally {
     fs.closeSync(fd);
-    fs.rmSync(dir, { recursive: true, force: true });
   }
   times.sort((a, b) => a - b);
   return { p50: percentile(times, 0.5), p99: percentile(times, 0.99) };
@@ -38,23 +37,20 @@ export function measureFsync(samples = 300): { p50: number; p99: number } {
  * 1,000 tasks a second it is this many ms of CPU every second, on a machine with two cores to share.
  */
 export function measureFileCreate(samples = 200): { cpuUsPerFile: number; wallMsP50: number } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-files-'));
+  const dir = scratchDir('aigc-relay-files-');
   const data = Buffer.alloc(3000, 1); // about the size of an instant-provider image
   const times: number[] = [];
   const cpu = process.cpuUsage();
-  try {
-    for (let i = 0; i < samples; i++) {
-      const t = process.hrtime.bigint();
-      const file = path.join(dir, `f${i}`);
-      const fd = fs.openSync(`${file}.tmp`, 'w');
-      fs.writeFileSync(fd, data);
-      fs.fdatasyncSync(fd);
-      fs.closeSync(fd);
-      fs.renameSync(`${file}.tmp`, file);
-      times.push(Number(process.hrtime.bigint() - t) / 1e6);
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+  // The files stay until the run exits (scratch-dirs.ts): removing them here would slow the next phase's.
+  for (let i = 0; i < samples; i++) {
+    const t = process.hrtime.bigint();
+    const file = path.join(dir, `f${i}`);
+    const fd = fs.openSync(`${file}.tmp`, 'w');
+    fs.writeFileSync(fd, data);
+    fs.fdatasyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(`${file}.tmp`, file);
+    times.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
   const used = process.cpuUsage(cpu);
   times.sort((a, b) => a - b);

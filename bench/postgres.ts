@@ -10,8 +10,6 @@
  * The provider is the instant stand-in, so the store and the queue are what is measured.
  */
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiClient } from '../test/helpers/api';
@@ -20,6 +18,7 @@ import { createTestDatabase, postgresUnavailable } from '../test/helpers/postgre
 import { PROMPT_BODY } from '../test/helpers/relay';
 import type { LoadResult, LoadSpec } from './load-spec';
 import { runLoad, until } from './processes';
+import { scratchDir } from './scratch-dirs';
 import { percentile } from './stats';
 
 export interface StoreBenchOptions {
@@ -57,7 +56,7 @@ interface Cluster {
 
 /** `nodes` relays on one store (the first one bootstraps), and a funded key made through the admin API. */
 async function startCluster(env: Record<string, string>, nodes: number): Promise<Cluster> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bench-store-'));
+  const dataDir = scratchDir('aigc-relay-bench-store-');
   const adminToken = randomBytes(24).toString('base64url');
   const common = {
     ...env,
@@ -82,7 +81,6 @@ async function startCluster(env: Record<string, string>, nodes: number): Promise
       adminToken,
       async stop() {
         await Promise.all(procs.map((p) => p.stop('SIGTERM')));
-        fs.rmSync(dataDir, { recursive: true, force: true });
       },
     };
   } catch (err) {

@@ -2,7 +2,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnRelay, type RelayProcess } from '../test/helpers/child';
@@ -10,6 +9,7 @@ import { eventually } from '../test/helpers/eventually';
 import type { LoadResult, LoadSpec } from './load-spec';
 import { apiClient } from '../test/helpers/api';
 import { PROMPT_BODY } from '../test/helpers/relay';
+import { scratchDir } from './scratch-dirs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -20,7 +20,7 @@ export interface Server {
 }
 
 export interface BareServer extends Server {
-  /** Where a durable bare server writes the POSTs it answers (removed by `stop`). */
+  /** Where a durable bare server writes the POSTs it answers (removed when the run exits: scratch-dirs.ts). */
   readonly durableFile?: string;
 }
 
@@ -37,7 +37,7 @@ export const until = eventually;
 
 /** Bare Node (bench/bare-server.ts); `durable`: each POST answered once its body is written and fdatasync'd. */
 export async function startBare(options: { durable?: boolean } = {}): Promise<BareServer> {
-  const dir = options.durable ? fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bare-')) : undefined;
+  const dir = options.durable ? scratchDir('aigc-relay-bare-') : undefined;
   const durableFile = dir && path.join(dir, 'posts.log');
   const args = durableFile ? ['--durable', durableFile] : [];
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'bare-server.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -47,7 +47,6 @@ export async function startBare(options: { durable?: boolean } = {}): Promise<Ba
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   };
   let url: string;
   try {
@@ -60,32 +59,22 @@ export async function startBare(options: { durable?: boolean } = {}): Promise<Ba
 }
 
 /**
- * `aigc-relay serve` on a fresh data dir (on the same disk as the repo's temp dir: fsync is real there), with a
- * known admin token; resolves once the dev key it prints on first start has been read.
+ * `aigc-relay serve` on a fresh data dir (a scratch dir: removed when the run exits, not when the relay stops), with
+ * a known admin token; resolves once the dev key it prints on first start has been read.
  */
 export async function startRelay(env: Record<string, string>, nodeArgs: readonly string[] = [], bin?: string): Promise<BenchRelay> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aigc-relay-bench-'));
+  const dataDir = scratchDir('aigc-relay-bench-');
   const adminToken = randomBytes(24).toString('base64url');
-  const cleanup = (result: unknown) => {
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    return result;
-  };
-  let relay: RelayProcess;
+  const relay: RelayProcess = await spawnRelay(
+    { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: adminToken, AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
+    ['serve'],
+    { nodeArgs, ...(bin === undefined ? {} : { bin }) },
+  );
   let devKey: string;
-  try {
-    relay = await spawnRelay(
-      { AIGC_RELAY_DATA_DIR: dataDir, AIGC_RELAY_ADMIN_TOKEN: adminToken, AIGC_RELAY_LOG_LEVEL: 'warn', ...env },
-      ['serve'],
-      { nodeArgs, ...(bin === undefined ? {} : { bin }) },
-    );
-  } catch (error) {
-    cleanup(undefined);
-    throw error;
-  }
   try {
     devKey = await until('the dev key', 15_000, () => /\b(ar_key_[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43})\b/.exec(relay.output())?.[1]);
   } catch (error) {
-    await relay.stop('SIGKILL').then(cleanup); // a failed start leaves no relay listening and no data dir behind
+    await relay.stop('SIGKILL'); // a failed start leaves no relay listening
     throw error;
   }
   return {
@@ -95,8 +84,8 @@ export async function startRelay(env: Record<string, string>, nodeArgs: readonly
     devKey,
     adminToken,
     process: relay,
-    stop: () => relay.stop('SIGTERM').then(cleanup),
-    kill: () => relay.stop('SIGKILL').then(cleanup),
+    stop: () => relay.stop('SIGTERM'),
+    kill: () => relay.stop('SIGKILL'),
   };
 }
 
