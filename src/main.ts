@@ -206,7 +206,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   let wakeWebhooks = (_at?: number): void => undefined;
   const engine = new TaskEngine({
     store,
-    queue: backend.queue(clock, logger, { webhooksDue: (at) => wakeWebhooks(at) }),
+    queue: backend.queue(clock, logger, { webhooksDue: (at) => wakeWebhooks(at), channelsChanged: () => tencent.channelsChanged() }),
     providers,
     clock,
     retry,

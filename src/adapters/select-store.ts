@@ -22,6 +22,13 @@ import { createSqliteStore } from './sqlite';
 import { openAndMigrate } from './sqlite/database';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations';
 
+export interface QueueOptions {
+  readonly laneLimit?: (lane: string) => number | undefined;
+  readonly webhooksDue?: (at?: number) => void;
+  /** Several nodes: some node added, changed or deleted a channel. (One node: its own changes reload it directly.) */
+  readonly channelsChanged?: () => void;
+}
+
 export type BackendLog = { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 
 /**
@@ -31,8 +38,11 @@ export type BackendLog = { info(obj: object, msg: string): void; warn(obj: objec
 export interface Backend {
   readonly kind: 'sqlite' | 'postgres';
   readonly store: Store;
-  /** The dispatch queue this store calls for: in-memory for one node, claims from the database for many. */
-  queue(clock: Clock, log: BackendLog, options?: { laneLimit?: (lane: string) => number | undefined; webhooksDue?: (at?: number) => void }): DispatchQueue;
+  /**
+   * The dispatch queue this store calls for: in-memory for one node, claims from the database for many. On many, its
+   * LISTEN connection also carries the other nodes' news: webhook deliveries due, channels changed.
+   */
+  queue(clock: Clock, log: BackendLog, options?: QueueOptions): DispatchQueue;
   /**
    * Runs `fn` while no other node of this database runs one under the same name (first-start bootstrap, so
    * several nodes starting on an empty database create one dev account, not several). One node: just runs it.
@@ -134,8 +144,7 @@ async function open(
   return {
     kind: 'postgres',
     store,
-    queue: (clock, queueLog, { laneLimit, webhooksDue } = {}) =>
-      new PgDispatchQueue(store.ctx, clock, { url, log: queueLog, nudges, ...(laneLimit ? { laneLimit } : {}), ...(webhooksDue ? { webhooksDue } : {}) }),
+    queue: (clock, queueLog, options = {}) => new PgDispatchQueue(store.ctx, clock, { ...options, url, log: queueLog, nudges }),
     nudges,
     exclusive: (name, fn) => withAdvisoryLock(store.ctx.pool, name, fn),
     channelSlots: store.channelSlots,

@@ -19,7 +19,8 @@ import { ADMIN_TOKEN, finishedOnSomeNode, nodesOn, queryRows } from './two-nodes
  *   no more once its lease lapsed (its task was terminal), and the next node to look submitted another task there:
  *   one over C's max_concurrency;
  * - a new task of a model only C serves failed with "no enabled upstream channel serves" it.
- * B must look at the store before it concludes that a channel is missing.
+ * B must look at the store before it concludes that a channel is missing. (A node hears of a channel added elsewhere
+ * at once, by NOTIFY, unless that notice is lost: the last case shows it heard, the others that the lost one is safe.)
  */
 await describeWithPostgres('a node whose view of the channels is older than its task', 'tencent stale channel view (PostgreSQL)', () => {
   const closers: Array<() => Promise<void>> = [];
@@ -37,7 +38,8 @@ await describeWithPostgres('a node whose view of the channels is older than its 
     const server = await TencentTestServer.start({ accounts: [onD, onC] });
     server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
     // A slot row that is no longer renewed lapses within the test (AIGC_RELAY_LEASE_MS).
-    const { start, nodes } = nodesOn(db.url, { AIGC_RELAY_LEASE_MS: '1500' }, { channelRefreshMs: 60_000, sharedSlotsRefreshMs: 25 });
+    // B does not hear A's notice of the new channel either (the notice can be lost: the LISTEN connection reconnecting).
+    const { start, nodes } = nodesOn(db.url, { AIGC_RELAY_LEASE_MS: '1500' }, { channelRefreshMs: 60_000, channelNotices: false, sharedSlotsRefreshMs: 25 });
     closers.push(async () => {
       for (const node of nodes) await node.close(500);
       await server.close();
@@ -135,5 +137,34 @@ await describeWithPostgres('a node whose view of the channels is older than its 
     }, 30_000, 'every task of the burst to end');
     expect(await states()).toEqual(Array(ids.length).fill('succeeded'));
     expect(s.server.stats(s.onC.secretId)).toMatchObject({ maxInFlight: 1, created: ids.length });
+  });
+
+  it("hears of a channel added through another node at once, not at its next periodic read, and routes that channel's model upstream", { timeout: 60_000 }, async () => {
+    const db = await createTestDatabase('relay_channel_notice');
+    const account = makeAccount(67);
+    const server = await TencentTestServer.start({ accounts: [account] });
+    server.onCreate = () => ({ kind: 'accept', plan: { processingPolls: Infinity } });
+    const { start, nodes } = nodesOn(db.url, {}, { channelRefreshMs: 60_000 });
+    closers.push(async () => {
+      for (const node of nodes) await node.close(500);
+      await server.close();
+      await db.drop();
+    });
+    const b = await start('node-b');
+    const a = await start('node-a');
+    const adminB = apiClient(b.publicUrl(), ADMIN_TOKEN);
+    const owner = await adminB.post('/admin/v1/accounts', { name: 'notice', balance: 1_000_000 });
+    const key = (await adminB.post(`/admin/v1/accounts/${owner.body.id}/keys`, {})).body.key as string;
+
+    const channelId = await addSharedChannel(apiClient(a.publicUrl(), ADMIN_TOKEN), account, server.url, 2);
+    // Well inside B's minute between reads: only the notice can have told it.
+    await waitUntil(async () => (await adminB.get(`/admin/v1/channels/${channelId}`)).body.health !== null, 10_000, 'node B reading the new channel');
+    const res = await apiClient(b.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt: 'heard at once' });
+    expect(res.status, res.text).toBe(200);
+    const id = res.body.request_id as string;
+    expect((await b.store.tasks.getTask(id))?.provider).toBe('tencent-vod');
+    await waitUntil(() => server.ofTask(id).length === 1, 15_000, 'the task upstream');
+    server.finish(server.ofTask(id)[0]!.taskId);
+    expect(await finishedOnSomeNode(nodes, [id])).toEqual(['succeeded']);
   });
 });

@@ -38,3 +38,9 @@ export const NOTIFY_PROGRESS = 'p:';
 export const NOTIFY_WEBHOOKS = 'w:';
 /** `n:<task id>`: the node following this task's upstream work should look at it now (task-nudges.ts). */
 export const NOTIFY_NUDGE = 'n:';
+/**
+ * `c:`: a channel was added, changed or deleted (sent by the store with the change, at its commit): every node reads
+ * the channels again now rather than at its next periodic read, so a new channel takes its model's tasks upstream on
+ * every node at once, and a disabled one stops taking them.
+ */
+export const NOTIFY_CHANNELS = 'c:';

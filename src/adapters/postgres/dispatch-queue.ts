@@ -2,7 +2,7 @@ import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { Clock } from '../../ports/clock';
 import type { DispatchQueue, ModelQuotas, QueuedRef, QueueListeners } from '../../ports/dispatch-queue';
 import type { TaskRecord } from '../../ports/store';
-import { NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, NOTIFY_WEBHOOKS, type PgContext } from './context';
+import { NOTIFY_CHANNELS, NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, NOTIFY_WEBHOOKS, type PgContext } from './context';
 import type { PgTaskNudges } from './task-nudges';
 import { clientConfig, inTransaction, rows, type Queryable } from './database';
 import { DatabaseContact } from './database-contact';
@@ -32,6 +32,8 @@ export interface PgQueueOptions {
    * (a retry some node scheduled). The webhook dispatcher's `wake` and `dueAt`.
    */
   readonly webhooksDue?: (at?: number) => void;
+  /** Some node added, changed or deleted a channel (`NOTIFY_CHANNELS`): read the channels again. */
+  readonly channelsChanged?: () => void;
   readonly log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -274,6 +276,8 @@ export class PgDispatchQueue implements DispatchQueue {
     } else if (payload.startsWith(NOTIFY_WEBHOOKS)) {
       const at = payload.length > NOTIFY_WEBHOOKS.length ? Number(payload.slice(NOTIFY_WEBHOOKS.length)) : undefined;
       if (at === undefined || Number.isFinite(at)) this.options.webhooksDue?.(at);
+    } else if (payload === NOTIFY_CHANNELS) {
+      this.options.channelsChanged?.();
     } else if (payload.startsWith(NOTIFY_NUDGE)) {
       this.options.nudges?.received(payload.slice(NOTIFY_NUDGE.length));
     } else if (payload.startsWith(NOTIFY_FREED)) {

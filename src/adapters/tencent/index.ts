@@ -62,6 +62,8 @@ export interface TencentVod {
   /** Loads channels and resumes following this node's upstream tasks; call before the engine starts. */
   start(): Promise<void>;
   refresh(): Promise<void>;
+  /** Another node announced a channel change (PostgreSQL): read the channels again now. */
+  channelsChanged(): void;
   health(channelId: string): ChannelHealth | undefined;
   /** Operator action: ask Tencent about a followed task now. Undefined when this process does not follow it. */
   repoll(taskId: string): { upstreamTaskId: string; lastStatus: string | null } | undefined;
@@ -133,6 +135,9 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
       refresher.unref();
     },
     refresh,
+    channelsChanged() {
+      if (options.channelNotices) void refresh();
+    },
     health: (channelId) => runtime.pool.health(channelId),
     repoll(taskId) {
       const upstreamTaskId = runtime.follower.upstreamOf(taskId);

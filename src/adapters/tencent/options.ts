@@ -15,8 +15,16 @@ export interface TencentVodOptions {
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
   /** CreateAigcImageTask calls per upstream account in any `windowMs`: on this node, or on all nodes together on PostgreSQL (ports/submission-pace.ts). */
   readonly submissions: { readonly limit: number; readonly windowMs: number };
-  /** How often the channel cache reloads from the database (changes made by the CLI beside a running server). */
+  /**
+   * How often the channel cache reloads from the database: changes made by the CLI beside a running server, and, on
+   * PostgreSQL, another node's changes whose notice was lost.
+   */
   readonly channelRefreshMs: number;
+  /**
+   * On PostgreSQL, reload as soon as another node announces a channel change (`NOTIFY_CHANNELS`). Turned off only by
+   * tests that need a node whose view of the channels is older than the database's.
+   */
+  readonly channelNotices: boolean;
   /** How often a node reads the channel slots other nodes hold (PostgreSQL; channel-pool.ts `sharedRefreshMs`). */
   readonly sharedSlotsRefreshMs: number;
   /** `retryForMs`: how long a finished task's images are downloaded again after failures (download.ts). */
@@ -53,6 +61,7 @@ export const DEFAULT_TENCENT_OPTIONS: TencentVodOptions = {
   breaker: { failureThreshold: 5, cooldownMs: 30_000 },
   submissions: { limit: 20, windowMs: 1_000 },
   channelRefreshMs: 5_000,
+  channelNotices: true,
   sharedSlotsRefreshMs: 1_000,
   // Two minutes in place per attempt: the run keeps its engine slot (and so the channel's share of the lane) meanwhile.
   download: { timeoutMs: 60_000, maxBytes: 50 * 1024 * 1024, retryForMs: 2 * 60_000, firstRetryMs: 1_000 },
@@ -70,6 +79,7 @@ export interface TencentVodOverrides {
   readonly breaker?: Partial<TencentVodOptions['breaker']>;
   readonly submissions?: Partial<TencentVodOptions['submissions']>;
   readonly channelRefreshMs?: number;
+  readonly channelNotices?: boolean;
   readonly sharedSlotsRefreshMs?: number;
   readonly download?: Partial<TencentVodOptions['download']>;
   readonly inputLinkTtlMs?: number;
