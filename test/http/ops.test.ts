@@ -200,6 +200,62 @@ describe('operations endpoints', () => {
     expect(Object.keys(task.properties)).toEqual(expect.arrayContaining(['account_id', 'created_at', 'started_at', 'input', 'result', 'logs']));
   });
 
+  it('/openapi.json gives every operation a unique camelCase operationId, and keeps the ones clients already use', async () => {
+    const doc = (await t.api.get('/openapi.json')).body;
+    const ids: Record<string, string | undefined> = {};
+    for (const [path, operations] of Object.entries<Record<string, { operationId?: string }>>(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) ids[`${method.toUpperCase()} ${path}`] = operation.operationId;
+    }
+    expect(Object.entries(ids).filter(([, id]) => id === undefined).map(([operation]) => operation)).toEqual([]);
+    expect(Object.values(ids).filter((id) => !/^[a-z][A-Za-z0-9]+$/.test(id ?? ''))).toEqual([]);
+    const values = Object.values(ids);
+    expect(values.filter((id, i) => values.indexOf(id) !== i)).toEqual([]);
+    // Generated clients name their methods after these: renaming one breaks them. New operations may be added.
+    expect(ids).toMatchObject({
+      'GET /healthz': 'getHealth',
+      'GET /readyz': 'getReadiness',
+      'GET /metrics': 'getMetrics',
+      'POST /tencent-vod/v1/aigc-image': 'submitImageTask',
+      'GET /tencent-vod/v1/requests/{id}/status': 'getRequestStatus',
+      'GET /tencent-vod/v1/requests/{id}': 'getRequestResult',
+      'PUT /tencent-vod/v1/requests/{id}/cancel': 'cancelRequest',
+      'GET /tencent-vod/v1/query/{id}': 'describeTaskDetail',
+      'GET /tencent-vod/v1/requests/{id}/events': 'streamRequestEvents',
+      'GET /tencent-vod/v1/files/{id}': 'downloadFile',
+      'POST /tencent-vod/v1/files': 'uploadFile',
+      'DELETE /tencent-vod/v1/files/{id}': 'deleteFile',
+      'POST /admin/v1/accounts': 'createAccount',
+      'GET /admin/v1/accounts': 'listAccounts',
+      'GET /admin/v1/accounts/{id}': 'getAccount',
+      'PATCH /admin/v1/accounts/{id}': 'updateAccount',
+      'POST /admin/v1/accounts/{id}/webhook-secret': 'rotateWebhookSecret',
+      'POST /admin/v1/accounts/{id}/keys': 'createApiKey',
+      'GET /admin/v1/accounts/{id}/keys': 'listApiKeys',
+      'GET /admin/v1/keys/{id}': 'getApiKey',
+      'PATCH /admin/v1/keys/{id}': 'updateApiKey',
+      'DELETE /admin/v1/keys/{id}': 'revokeApiKey',
+      'POST /admin/v1/accounts/{id}/top-ups': 'topUpAccount',
+      'POST /admin/v1/accounts/{id}/adjustments': 'adjustBalance',
+      'GET /admin/v1/accounts/{id}/ledger': 'listLedgerEntries',
+      'GET /admin/v1/prices': 'getPrices',
+      'PUT /admin/v1/prices': 'replacePrices',
+      'DELETE /admin/v1/prices': 'resetPrices',
+      'GET /admin/v1/tasks': 'listTasks',
+      'GET /admin/v1/tasks/{id}': 'getTask',
+      'POST /admin/v1/tasks/{id}/fail': 'forceFailTask',
+      'POST /admin/v1/tasks/{id}/poll': 'repollTask',
+      'POST /admin/v1/tasks/{id}/redeliver': 'redeliverTaskWebhook',
+      'GET /admin/v1/audit': 'runAudit',
+      'GET /admin/v1/webhooks': 'listWebhookDeliveries',
+      'POST /admin/v1/webhooks/{id}/replay': 'replayWebhookDelivery',
+      'POST /admin/v1/channels': 'createChannel',
+      'GET /admin/v1/channels': 'listChannels',
+      'GET /admin/v1/channels/{id}': 'getChannel',
+      'PATCH /admin/v1/channels/{id}': 'updateChannel',
+      'DELETE /admin/v1/channels/{id}': 'deleteChannel',
+    });
+  });
+
   it('/openapi.json lists the 400 an operation answers for an id over the router’s length, or a query parameter given twice', async () => {
     const doc = (await t.api.get('/openapi.json')).body;
     const longId = 'x'.repeat(200);

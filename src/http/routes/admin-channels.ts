@@ -102,25 +102,25 @@ export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.post<{ Body: Static<typeof CreateBody> }>(
       '/admin/v1/channels',
-      { schema: schema('Add an upstream channel (the secret key is never returned)', { body: CreateBody, response: { 201: ChannelBody } }) },
+      { schema: schema('Add an upstream channel (the secret key is never returned)', { operationId: 'createChannel', body: CreateBody, response: { 201: ChannelBody } }) },
       async (request, reply) => reply.code(201).send(await channels.create(request.body as ChannelInput)),
     );
 
     scope.get(
       '/admin/v1/channels',
-      { schema: schema('List upstream channels with their health', { response: { 200: Type.Object({ channels: Type.Array(ChannelBody) }) } }) },
+      { schema: schema('List upstream channels with their health', { operationId: 'listChannels', response: { 200: Type.Object({ channels: Type.Array(ChannelBody) }) } }) },
       async () => ({ channels: await channels.list() }),
     );
 
     scope.get<{ Params: { id: string } }>(
       '/admin/v1/channels/:id',
-      { schema: schema('Get an upstream channel with its health; a deleted one too (`deleted_at` set), whose tasks already upstream are still followed', { params: Id, response: { 200: ChannelBody } }) },
+      { schema: schema('Get an upstream channel with its health; a deleted one too (`deleted_at` set), whose tasks already upstream are still followed', { operationId: 'getChannel', params: Id, response: { 200: ChannelBody } }) },
       async (request) => channels.get(request.params.id),
     );
 
     scope.patch<{ Params: { id: string }; Body: Static<typeof PatchBody> }>(
       '/admin/v1/channels/:id',
-      { schema: schema('Change an upstream channel (null clears region or endpoint)', { params: Id, body: PatchBody, response: { 200: ChannelBody } }) },
+      { schema: schema('Change an upstream channel (null clears region or endpoint)', { operationId: 'updateChannel', params: Id, body: PatchBody, response: { 200: ChannelBody } }) },
       async (request) => channels.update(request.params.id, request.body as ChannelUpdate),
     );
 
@@ -128,6 +128,7 @@ export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/admin/v1/tasks/:id/poll',
       {
         schema: schema('Re-poll upstream: ask Tencent about a followed task now (the answer is applied as any poll)', {
+          operationId: 'repollTask',
           params: Id,
           response: { 202: Type.Object({ upstream_task_id: Type.String(), last_status: Type.Union([Type.String(), Type.Null()]) }) },
         }),
@@ -140,7 +141,7 @@ export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.delete<{ Params: { id: string } }>(
       '/admin/v1/channels/:id',
-      { schema: schema('Delete an upstream channel (its running tasks are still followed to the end)', { params: Id, response: { 204: NoContent } }) },
+      { schema: schema('Delete an upstream channel (its running tasks are still followed to the end)', { operationId: 'deleteChannel', params: Id, response: { 204: NoContent } }) },
       async (request, reply) => {
         await channels.remove(request.params.id);
         return reply.code(204).send();

@@ -58,6 +58,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     '/admin/v1/accounts/:id/keys',
     {
       schema: schema('Create an API key (the key is shown only in this response). Every field is optional; so is the body.', {
+        operationId: 'createApiKey',
         params: Id,
         // Every field is optional, so no body at all is a complete request (Fastify validates an absent body as null).
         body: Type.Unsafe<NewKey | null>({
@@ -94,11 +95,11 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 
   scope.get<{ Params: { id: string } }>(
     '/admin/v1/accounts/:id/keys',
-    { schema: schema("An account's API keys, revoked ones included (never the secret)", { params: Id, response: { 200: Type.Object({ keys: Type.Array(KeyAnswer) }) } }) },
+    { schema: schema("An account's API keys, revoked ones included (never the secret)", { operationId: 'listApiKeys', params: Id, response: { 200: Type.Object({ keys: Type.Array(KeyAnswer) }) } }) },
     async (request) => ({ keys: (await listKeys(store, request.params.id)).map(keyView) }),
   );
 
-  scope.get<{ Params: { id: string } }>('/admin/v1/keys/:id', { schema: schema('Get an API key (never the secret)', { params: Id, response: { 200: KeyAnswer } }) }, async (request) =>
+  scope.get<{ Params: { id: string } }>('/admin/v1/keys/:id', { schema: schema('Get an API key (never the secret)', { operationId: 'getApiKey', params: Id, response: { 200: KeyAnswer } }) }, async (request) =>
     keyView(await getKey(store, request.params.id)),
   );
 
@@ -106,6 +107,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     '/admin/v1/keys/:id',
     {
       schema: schema("Change a key's name, limits or expiry; null removes a limit or the expiry. Applies from the key's next request.", {
+        operationId: 'updateApiKey',
         params: Id,
         body: Type.Object(
           {
@@ -129,7 +131,7 @@ export function adminKeyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 
   scope.delete<{ Params: { id: string } }>(
     '/admin/v1/keys/:id',
-    { schema: schema('Revoke an API key: refused (401) from its next request on', { params: Id, response: { 204: NoContent } }) },
+    { schema: schema('Revoke an API key: refused (401) from its next request on', { operationId: 'revokeApiKey', params: Id, response: { 204: NoContent } }) },
     async (request, reply) => {
       await revokeKey(store, request.params.id, clock.now());
       return reply.code(204).send();

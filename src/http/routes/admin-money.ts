@@ -38,6 +38,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         'Add credits to an account. `reference` is kept on the ledger row and need not be unique (two real top-ups may ' +
           'share an invoice); to retry safely after a timeout, send an `Idempotency-Key`.',
         {
+          operationId: 'topUpAccount',
           params: Id,
           headers: IdempotencyKeyHeader,
           body: Type.Object(
@@ -62,6 +63,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
           'ledger row (kind `adjust`). Only available credits can be taken (balance less what unfinished tasks ' +
           'hold): 402 otherwise, and nothing is changed. To retry safely, send an `Idempotency-Key`.',
         {
+          operationId: 'adjustBalance',
           params: Id,
           headers: IdempotencyKeyHeader,
           body: Type.Object(
@@ -95,6 +97,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
       schema: schema(
         "An account's ledger (append-only: top-ups, holds, captures, releases, adjustments), newest first; `next_cursor` gives the next page",
         {
+          operationId: 'listLedgerEntries',
           params: Id,
           querystring: Type.Object({ ...Limit.properties, cursor: Cursor }),
           response: { 200: Type.Object({ entries: Type.Array(LedgerEntryBody), next_cursor: NextCursor }) },

@@ -12,7 +12,7 @@ import { adminSchema as schema } from './admin-schema';
 export function adminPriceRoutes(scope: FastifyInstance, deps: HttpDeps): void {
   const view = (s: PriceBookState) => priceBookView(s, deps.config.billing);
 
-  scope.get('/admin/v1/prices', { schema: schema('The price table in credits per model version and resolution class', { response: { 200: PricesBody } }) }, async () =>
+  scope.get('/admin/v1/prices', { schema: schema('The price table in credits per model version and resolution class', { operationId: 'getPrices', response: { 200: PricesBody } }) }, async () =>
     view(await deps.priceBook.refresh()),
   );
 
@@ -23,6 +23,7 @@ export function adminPriceRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         'Replace the price table (every model version, every class, whole credits). Kept in the database: survives ' +
           'restarts and applies on every node within 2 s. Running tasks keep the price they were accepted at.',
         {
+          operationId: 'replacePrices',
           // What GET answers may be sent back as it is: its read-only fields are ignored.
           body: Type.Object(
             {
@@ -40,7 +41,7 @@ export function adminPriceRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 
   scope.delete(
     '/admin/v1/prices',
-    { schema: schema('Go back to the table of AIGC_RELAY_PRICES_FILE, or the built-in one', { response: { 200: PricesBody } }) },
+    { schema: schema('Go back to the table of AIGC_RELAY_PRICES_FILE, or the built-in one', { operationId: 'resetPrices', response: { 200: PricesBody } }) },
     async () => view(await deps.priceBook.reset()),
   );
 }

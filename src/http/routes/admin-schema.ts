@@ -18,8 +18,14 @@ export const nextCursor = (items: ReadonlyArray<{ readonly seq: number }>, limit
 
 const adminErrors = errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound');
 
-/** An admin route's schema: `extra.response` holds its success answers; the admin errors are added to them. */
-export const adminSchema = (summary: string, extra: { readonly response?: Record<number, unknown> } & Record<string, unknown> = {}) => ({
+/**
+ * An admin route's schema: `extra.response` holds its success answers; the admin errors are added to them.
+ * `extra.operationId` is required: generated clients name their methods after it, so it is chosen, never derived.
+ */
+export const adminSchema = (
+  summary: string,
+  extra: { readonly operationId: string; readonly response?: Record<number, unknown> } & Record<string, unknown>,
+) => ({
   summary,
   tags: ['admin'],
   security: [{ admin: [] }],

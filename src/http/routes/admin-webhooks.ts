@@ -45,6 +45,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/admin/v1/webhooks',
       {
         schema: adminSchema('Webhook deliveries with every attempt (status, latency, start of the answer), newest first; `next_cursor` gives the next page', {
+          operationId: 'listWebhookDeliveries',
           querystring: Type.Object({
             task: Type.Optional(Type.String({ maxLength: 64 })),
             status: Type.Optional(Type.Union(STATES.map((s) => Type.Literal(s)))),
@@ -69,7 +70,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.post<{ Params: { id: string } }>(
       '/admin/v1/webhooks/:id/replay',
-      { schema: adminSchema('Send a delivery again now, to the same URL, as a new delivery (same webhook-id)', { params: Id, response: { 202: DeliveryBody } }) },
+      { schema: adminSchema('Send a delivery again now, to the same URL, as a new delivery (same webhook-id)', { operationId: 'replayWebhookDelivery', params: Id, response: { 202: DeliveryBody } }) },
       async (request, reply) => {
         const delivery = await replayDelivery(store, clock, request.params.id);
         deps.webhooks.wake();
@@ -81,6 +82,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/admin/v1/tasks/:id/redeliver',
       {
         schema: adminSchema("Send a finished task's webhook again, to the URL it resolves to now; 400 if it has not finished or has no URL", {
+          operationId: 'redeliverTaskWebhook',
           params: Id,
           response: { 202: DeliveryBody },
         }),

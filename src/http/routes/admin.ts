@@ -35,6 +35,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
           'Create an account, with an opening balance if given (a `topup` ledger row, reference `opening balance`); ' +
             'to retry safely after a timeout, send an `Idempotency-Key`.',
           {
+            operationId: 'createAccount',
             headers: IdempotencyKeyHeader,
             body: Type.Object(
               {
@@ -63,6 +64,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/admin/v1/accounts',
       {
         schema: schema('List accounts, newest first (then by id); `next_cursor` gives the next page', {
+          operationId: 'listAccounts',
           querystring: Type.Object({
             ...Limit.properties,
             cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'next_cursor of the page before (the id of its last account)' })),
@@ -77,7 +79,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     );
 
-    scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { params: Id, response: { 200: AccountBody } }) }, async (request) =>
+    scope.get<{ Params: { id: string } }>('/admin/v1/accounts/:id', { schema: schema('Get an account', { operationId: 'getAccount', params: Id, response: { 200: AccountBody } }) }, async (request) =>
       accountView(await getAccount(store, request.params.id)),
     );
 
@@ -89,6 +91,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             'null removes it), or suspend or resume it: `suspended: true` refuses every key of the account (401 AuthFailure) from ' +
             "its next request on, until `suspended: false`; tasks already accepted run on and settle, and an open event stream ends",
           {
+            operationId: 'updateAccount',
             params: Id,
             body: Type.Object(
               {
@@ -126,6 +129,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
             'once, for a secret that leaked), so receivers can switch without refusing a delivery. A secret kept by an ' +
             'earlier rotation stops.',
           {
+            operationId: 'rotateWebhookSecret',
             params: Id,
             // `null` admits a POST with no body at all (Fastify validates an absent body as null).
             body: Type.Unsafe<{ previous_valid_seconds?: number } | null>({
@@ -146,6 +150,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/admin/v1/tasks',
       {
         schema: schema('List tasks, newest first; `next_cursor` gives the next page', {
+          operationId: 'listTasks',
           querystring: Type.Object({
             account: Type.Optional(Type.String()),
             status: Type.Optional(Type.Union(['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
@@ -168,7 +173,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     );
 
-    scope.get<{ Params: { id: string } }>('/admin/v1/tasks/:id', { schema: schema('Get a task, with its log', { params: Id, response: { 200: TaskBody } }) }, async (request) => {
+    scope.get<{ Params: { id: string } }>('/admin/v1/tasks/:id', { schema: schema('Get a task, with its log', { operationId: 'getTask', params: Id, response: { 200: TaskBody } }) }, async (request) => {
       const task = await store.tasks.getTask(request.params.id);
       if (!task) throw notFound('task', request.params.id);
       return taskView(task, await store.tasks.logs(task.id));
@@ -181,6 +186,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
           'Force-fail a stuck queued or running task and release its hold (exactly once; a provider call still running ' +
             'cannot succeed it afterwards). 400 if the task has already finished.',
           {
+            operationId: 'forceFailTask',
             params: Id,
             // `null` admits a POST with no body at all (Fastify validates an absent body as null).
             body: Type.Unsafe<{ reason?: string } | null>({
@@ -218,7 +224,7 @@ export function adminRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: schema(
           'Recompute balances and holds from the ledger and check every task has exactly the ledger rows its state ' +
             'requires; `ok` is false and `differences` lists each problem otherwise',
-          { response: { 200: AuditBody } },
+          { operationId: 'runAudit', response: { 200: AuditBody } },
         ),
       },
       async () => auditView(await store.accounts.audit()),

@@ -40,6 +40,7 @@ export function eventRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/tencent-vod/v1/requests/:id/events',
       {
         schema: {
+          operationId: 'streamRequestEvents',
           summary: 'Follow a task as Server-Sent Events until it finishes',
           description:
             'text/event-stream. `event: status` (the status body) on every state or progress change, then `event: result` ' +

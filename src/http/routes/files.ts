@@ -71,6 +71,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
     '/tencent-vod/v1/files/:id',
     {
       schema: {
+        operationId: 'downloadFile',
         summary: 'Download a stored image (signed link, or Bearer key of the owner)',
         description:
           'Sends Content-Type, Content-Length, a strong ETag, Last-Modified and Cache-Control; honours If-None-Match ' +
@@ -134,6 +135,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/tencent-vod/v1/files',
       {
         schema: {
+          operationId: 'uploadFile',
           summary: 'Upload an input image',
           description:
             'multipart/form-data with the image in field "file", or the image itself as an image/* body. jpeg, png ' +
@@ -196,6 +198,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/tencent-vod/v1/files/:id',
       {
         schema: {
+          operationId: 'deleteFile',
           summary: 'Delete one of your files (an upload or a Permanent output)',
           tags: ['files'],
           security: [{ bearer: [] }],

@@ -5,11 +5,12 @@ import { oneAtATime, OPS_DATABASE_TIMEOUT_MS, readWithin } from '../database-dea
 
 /** Liveness, readiness and Prometheus metrics; unauthenticated, as orchestrators expect. */
 export function opsRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  const alive = { tags: ['ops'], summary: 'The process is up', response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'Up.' }) } };
+  const alive = { operationId: 'getHealth', tags: ['ops'], summary: 'The process is up', response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'Up.' }) } };
   app.get('/healthz', { schema: alive }, async () => ({ status: 'ok' }));
   const Readiness = (status: 'ready' | 'not ready', description: string) =>
     Type.Object({ status: Type.Literal(status), database: Type.Boolean(), accepting: Type.Boolean() }, { description });
   const readyz = {
+    operationId: 'getReadiness',
     tags: ['ops'],
     summary: 'The database answers and the queue accepts work',
     response: {
@@ -25,6 +26,7 @@ export function opsRoutes(app: FastifyInstance, deps: HttpDeps): void {
   });
   // A `content` entry rather than a schema: the text is sent as it is, not serialised, and the document names its type.
   const metrics = {
+    operationId: 'getMetrics',
     tags: ['ops'],
     summary: 'Prometheus metrics',
     response: { 200: { description: 'Prometheus text exposition format 0.0.4.', content: { 'text/plain': { schema: Type.String() } } } },

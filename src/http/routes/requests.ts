@@ -53,6 +53,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
       {
         schema: {
           ...common,
+          operationId: 'getRequestStatus',
           summary: 'Task status (fal-style)',
           querystring: Type.Object({
             // A closed list: `?logs=yes` silently giving no log would look like a task without one.
@@ -72,6 +73,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
       {
         schema: {
           ...common,
+          operationId: 'getRequestResult',
           summary: 'Task result; 202 with the status body until it is finished',
           description: `\`Prefer: wait=N\` (at most ${MAX_WAIT_SECONDS}; a longer wait is cut to it) holds the answer until the task finishes or N seconds pass.`,
           headers: Type.Object({ prefer: Type.Optional(Type.String({ description: 'wait=N' })) }),
@@ -91,6 +93,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
       {
         schema: {
           ...common,
+          operationId: 'cancelRequest',
           summary: 'Cancel a task that has not finished; a cancelled task costs nothing',
           response: {
             202: Type.Object({ status: Type.Literal('CANCELLATION_REQUESTED') }),
@@ -117,6 +120,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
       {
         schema: {
           ...common,
+          operationId: 'describeTaskDetail',
           summary: "The task in Tencent's DescribeTaskDetail shape",
           response: {
             200: DescribeTaskDetailBody,

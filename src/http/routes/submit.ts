@@ -125,6 +125,7 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
       '/tencent-vod/v1/aigc-image',
       {
         schema: {
+          operationId: 'submitImageTask',
           summary: 'Create an AIGC image task',
           description:
             'Body exactly as the Tencent VOD relay documents it. Enum values are case-insensitive; an empty string in an ' +
