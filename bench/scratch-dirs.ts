@@ -17,7 +17,16 @@ const made: string[] = [];
 
 /** A new empty directory under the temp dir (on the repo's disk: fsync is real there), removed at process exit. */
 export function scratchDir(prefix: string): string {
-  if (made.length === 0) process.once('exit', removeScratchDirs);
+  if (made.length === 0) {
+    process.once('exit', removeScratchDirs);
+    // A run stopped by Ctrl-C or a kill would otherwise leave them all: 'exit' does not run on a signal's default end.
+    for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      process.once(signal, () => {
+        removeScratchDirs();
+        process.exit(code);
+      });
+    }
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   made.push(dir);
   return dir;
