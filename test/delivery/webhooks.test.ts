@@ -322,4 +322,23 @@ describe('webhooks', () => {
     expect([...page1.deliveries, ...page2.deliveries].map((d: { id: string }) => d.id)).toEqual([redeliver.body.id, replay.body.id, original.id]);
     expect(page2.next_cursor).toBeNull();
   });
+
+  it('replay and redeliver take no body: a field sent with either is a 400 naming it, not silently ignored, and nothing is sent again', async () => {
+    const { relay, receiver } = await setUp();
+    const id = (await relay.api.post(withWebhook(receiver.url), body('no body expected'))).body.request_id as string;
+    await receiver.nth(1);
+    const [original] = (await relay.admin.get(`/admin/v1/webhooks?task=${id}`)).body.deliveries;
+    // An operator who thinks the re-send can go elsewhere: it cannot, and is told so rather than sent to the old URL.
+    const elsewhere = { url: 'https://hooks.example.com/new' };
+    for (const path of [`/admin/v1/webhooks/${original.id}/replay`, `/admin/v1/tasks/${id}/redeliver`]) {
+      const refused = await relay.admin.post(path, elsewhere);
+      expect(refused.status, path).toBe(400);
+      expect(refused.body.Response.Error, path).toEqual({ Code: 'InvalidParameter', Message: 'url: unknown field' });
+    }
+    expect((await relay.admin.get(`/admin/v1/webhooks?task=${id}`)).body.deliveries).toHaveLength(1);
+    // No body, or an empty object, is the action as documented.
+    expect((await relay.admin.post(`/admin/v1/webhooks/${original.id}/replay`, {})).status).toBe(202);
+    expect((await relay.admin.post(`/admin/v1/tasks/${id}/redeliver`)).status).toBe(202);
+    await receiver.nth(3);
+  });
 });

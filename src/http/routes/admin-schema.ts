@@ -9,6 +9,12 @@ export const Id = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 })
 export const Limit = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) });
 /** `?cursor=` of a list, newest first: the `next_cursor` of the page before. */
 export const Cursor = Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'next_cursor of the page before' }));
+/**
+ * The body of an action that takes none (a replay, a redelivery): absent, `null` or `{}`. A field in it is a 400
+ * naming the field, as on every other admin body, not silently ignored (`{"url": …}` would otherwise look like a
+ * re-send elsewhere and go to the old URL). `null` admits a POST with no body (Fastify validates it as null).
+ */
+export const NoFields = Type.Unsafe<Record<string, never> | null>({ ...Type.Object({}, { additionalProperties: false }), nullable: true });
 export const NextCursor = Type.Union([Type.String(), Type.Null()], { description: 'pass as ?cursor= for the next page; null on the last page' });
 /** A full page may have more behind it; its cursor is the last item's place in the list (`place`: e.g. its seq). */
 export const nextCursorBy = <T>(items: readonly T[], limit: number, place: (item: T) => string | number): string | null =>

@@ -5,7 +5,7 @@ import type { DeliveryState, WebhookAttempt, WebhookDelivery } from '../../ports
 import { requireAdmin } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { DeliveryBody } from './admin-bodies';
-import { adminSchema, Cursor, Id, NextCursor, nextCursor } from './admin-schema';
+import { adminSchema, Cursor, Id, NextCursor, nextCursor, NoFields } from './admin-schema';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -70,7 +70,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
     scope.post<{ Params: { id: string } }>(
       '/admin/v1/webhooks/:id/replay',
-      { schema: adminSchema('Send a delivery again now, to the same URL, as a new delivery (same webhook-id)', { operationId: 'replayWebhookDelivery', params: Id, response: { 202: DeliveryBody } }) },
+      { schema: adminSchema('Send a delivery again now, to the same URL, as a new delivery (same webhook-id)', { operationId: 'replayWebhookDelivery', params: Id, body: NoFields, response: { 202: DeliveryBody } }) },
       async (request, reply) => {
         const delivery = await replayDelivery(store, clock, request.params.id);
         deps.webhooks.wake();
@@ -84,6 +84,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: HttpDeps): void {
         schema: adminSchema("Send a finished task's webhook again, to the URL it resolves to now; 400 if it has not finished or has no URL", {
           operationId: 'redeliverTaskWebhook',
           params: Id,
+          body: NoFields,
           response: { 202: DeliveryBody },
         }),
       },
