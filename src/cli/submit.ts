@@ -126,8 +126,8 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     return 1;
   }
   const taskUrl = `${base}/tencent-vod/v1/requests/${encodeURIComponent(accepted.request_id)}`;
-  const bar = new SingleBar({ format: ' {bar} {percentage}% | {state}', hideCursor: true }, Presets.shades_classic);
-  bar.start(100, 0, { state: 'IN_QUEUE' });
+  const progress = showProgress();
+  progress.update(0, `IN_QUEUE (position ${accepted.queue_position ?? 0})`);
   let status: StatusBody = accepted;
   let delay = 250;
   while (status.status !== 'COMPLETED') {
@@ -136,16 +136,17 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     // An error answer is no status: read as one, it would never say COMPLETED.
     const polled = await relayAnswer<StatusBody>(await call(`${taskUrl}/status`, { headers }));
     if (!polled.ok || !STATUSES.includes(polled.body.status)) {
-      bar.stop();
+      progress.stop();
       process.stderr.write(`status poll failed: ${polled.ok ? `no status in ${JSON.stringify(polled.body).slice(0, 200)}` : polled.problem}\n`);
       return 1;
     }
     status = polled.body;
     const state = status.status === 'IN_QUEUE' ? `IN_QUEUE (position ${status.queue_position ?? 0})` : status.status;
-    bar.update(status.progress ?? 0, { state });
+    // The end is shown once, with its outcome, below.
+    if (status.status !== 'COMPLETED') progress.update(status.progress ?? 0, state);
   }
-  bar.update(100, { state: status.outcome ?? 'COMPLETED' });
-  bar.stop();
+  progress.update(100, status.outcome ?? 'COMPLETED');
+  progress.stop();
   if (status.outcome !== 'succeeded') {
     process.stderr.write(`task ${status.outcome}: ${status.error ? `${status.error.code}: ${status.error.message}` : ''}\n`);
     return 1;
@@ -181,6 +182,35 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     process.stdout.write(`saved ${file} (${image.width}x${image.height})\n`);
   }
   return 0;
+}
+
+/**
+ * The task's progress on stderr: a bar on a terminal; elsewhere (a pipe, CI, a log file), where the bar draws nothing,
+ * one line per change (`IN_PROGRESS 40%`), so `--wait` shows its progress wherever it runs.
+ */
+function showProgress(): { update(percent: number, state: string): void; stop(): void } {
+  if (process.stderr.isTTY) {
+    const bar = new SingleBar({ format: ' {bar} {percentage}% | {state}', hideCursor: true }, Presets.shades_classic);
+    let started = false;
+    return {
+      update(percent, state) {
+        if (!started) bar.start(100, percent, { state });
+        else bar.update(percent, { state });
+        started = true;
+      },
+      stop: () => bar.stop(),
+    };
+  }
+  let last = '';
+  return {
+    update(percent, state) {
+      const line = `${state} ${Math.round(percent)}%`;
+      if (line === last) return;
+      last = line;
+      process.stderr.write(`${line}\n`);
+    },
+    stop() {},
+  };
 }
 
 /**

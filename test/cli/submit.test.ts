@@ -24,6 +24,12 @@ describe('aigc-relay submit', () => {
     );
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/accepted: [0-9a-f-]{36}/);
+    // With progress (API.md) also when stderr is no terminal (a pipe, CI, a log): one line per change, from the
+    // accepted state to the outcome, where a terminal gets the bar.
+    const progress = run.stderr.trim().split('\n');
+    expect(progress[0]).toBe('IN_QUEUE (position 0) 0%');
+    expect(progress.at(-1)).toBe('succeeded 100%');
+    for (const line of progress) expect(line).toMatch(/^(IN_QUEUE \(position \d+\)|IN_PROGRESS|succeeded) \d{1,3}%$/);
     const files = fs.readdirSync(out);
     expect(files).toHaveLength(1);
     const meta = await sharp(path.join(out, files[0]!)).metadata();
@@ -92,7 +98,7 @@ describe('aigc-relay submit', () => {
       async (url) => {
         const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', out, '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
         expect(run.code, run.stderr).toBe(1);
-        expect(run.stderr).toMatch(/^could not save .*img_1\.png \(EISDIR\); the image stays at http:\/\/127\.0\.0\.1:\d+\/tencent-vod\/v1\/requests\/task_gone\/img_1\n$/);
+        expect(run.stderr).toMatch(/(^|\n)could not save .*img_1\.png \(EISDIR\); the image stays at http:\/\/127\.0\.0\.1:\d+\/tencent-vod\/v1\/requests\/task_gone\/img_1\n$/);
       },
     );
   });
