@@ -2,6 +2,7 @@ import { afterAll, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { waitUntil } from '../helpers/eventually';
 import { describeWithPostgres } from '../helpers/postgres-suite';
+import { loseAcceptedWrites } from './harness';
 import { channelSlotRows, finishedOnSomeNode, firstNode } from './two-nodes';
 
 /**
@@ -26,21 +27,13 @@ await describeWithPostgres('a run whose accepted checkpoint was not written', 't
     const { a, db, nodes, server, account, channelId, key, close } = await firstNode(dbName, seed, 1, { sharedSlotsRefreshMs: 25 });
     closers.push(close);
     const tasks = a.store.tasks;
-    const save = tasks.saveCheckpoint.bind(tasks);
-    let failed = 0;
-    tasks.saveCheckpoint = async (id, checkpoint, now, ownAttempt) => {
-      if (failed < lost && checkpoint.phase === 'accepted') {
-        failed++;
-        throw new Error('Connection terminated unexpectedly');
-      }
-      return save(id, checkpoint, now, ownAttempt);
-    };
+    const failed = loseAcceptedWrites(tasks, lost, 'Connection terminated unexpectedly');
     const submit = async (prompt: string) =>
       (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt })).body.request_id as string;
     const x = await submit('x');
-    await waitUntil(() => server.ofTask(x).length === 1 && failed >= 1, 15_000, "X upstream, and its first 'accepted' write failed");
+    await waitUntil(() => server.ofTask(x).length === 1 && failed() >= 1, 15_000, "X upstream, and its first 'accepted' write failed");
     const y = await submit('y');
-    if (lost === 2) await waitUntil(() => failed === 2, 20_000, "X's second attempt reconciled X upstream, and its 'accepted' write failed");
+    if (lost === 2) await waitUntil(() => failed() === 2, 20_000, "X's second attempt reconciled X upstream, and its 'accepted' write failed");
     const phaseOf = async (id: string) => (await tasks.getTask(id))?.checkpoint?.phase;
     // Y goes upstream only if C's slot looked free; X's next attempt finds X upstream by SessionId and follows it.
     await waitUntil(async () => server.ofTask(y).length > 0 || (await phaseOf(x)) === 'accepted', 20_000, 'Y upstream, or X adopted by its next attempt');

@@ -4,6 +4,8 @@ import type { HostResolver } from '../../src/adapters/http-fetch';
 import type { TencentVodOverrides } from '../../src/adapters/tencent';
 import { expect } from 'vitest';
 import type { Clock } from '../../src/ports/clock';
+import type { TaskStore } from '../../src/ports/task-store';
+import type { RetryPolicy } from '../../src/worker/retry';
 import type { ApiClient } from '../helpers/api';
 import { PROMPT_BODY, startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { TencentTestServer, type Account, type TencentTestServerOptions } from './server';
@@ -70,6 +72,8 @@ export async function startHarness(
     logger?: Logger;
     /** How names in client-chosen and upstream-chosen links resolve (the system's resolver by default). */
     resolve?: HostResolver;
+    /** The engine's retries (fast by default: 5-20 ms between attempts). */
+    retry?: RetryPolicy;
   } = {},
 ): Promise<Harness> {
   const accounts = Array.from({ length: options.accounts ?? 1 }, (_, i) => makeAccount(i + 1));
@@ -80,7 +84,7 @@ export async function startHarness(
     env: { ...LOOPBACK_OUTPUTS, ...options.env },
     overrides: {
       tencent,
-      retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+      retry: options.retry ?? { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.resolve ? { outbound: { resolve: options.resolve } } : {}),
@@ -121,6 +125,23 @@ export async function startHarness(
       await server.close();
     },
   };
+}
+
+/**
+ * Makes the first `lost` writes of an "accepted" checkpoint to `tasks` fail with `message`, as a store out of reach
+ * for a moment would, after the upstream task was made; gives how many failed so far.
+ */
+export function loseAcceptedWrites(tasks: TaskStore, lost: number, message: string): () => number {
+  const save = tasks.saveCheckpoint.bind(tasks);
+  let failed = 0;
+  tasks.saveCheckpoint = async (id, checkpoint, now, ownAttempt) => {
+    if (failed < lost && checkpoint.phase === 'accepted') {
+      failed++;
+      throw new Error(message);
+    }
+    return save(id, checkpoint, now, ownAttempt);
+  };
+  return () => failed;
 }
 
 /** The dev account's ledger rows for one task, oldest first. */
