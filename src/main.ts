@@ -180,9 +180,13 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     log: logger,
     fileLink: (fileId, expiresAt) => signer.url(fileId, expiresAt),
     resumeOnStart: backend.kind === 'sqlite',
-    // One node counts slots in the pool itself; several share the count in the database. Submissions are paced
-    // likewise: per node, or by every node together.
-    ...(backend.kind === 'postgres' ? { slots: backend.channelSlots } : {}),
+    // Slots are counted in the process (one node) or in the database (several), either way beside the pool's own
+    // count of its runs: a run that ends while its upstream task goes on (a retryable failure, a stop) hands its slot
+    // over there (tencent/run-state.ts letGo), kept taken until the task's next attempt adopts the upstream task.
+    // Counted by the pool alone, a hand-over freed the slot at once, and another task could go upstream on the
+    // channel beside the one still running there, over its max_concurrency. Submissions are paced per node, or by
+    // every node together.
+    slots: backend.channelSlots,
     pace: backend.submissionPace,
     ...(backend.nudges ? { nudges: backend.nudges } : {}),
     // The configured rate, unless a test's overrides set their own pacing.

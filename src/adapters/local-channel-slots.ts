@@ -18,6 +18,10 @@ export function localChannelSlots(): ChannelSlots {
       const holders = taken.get(channelId);
       if (holders?.get(taskId) === attempt) holders.delete(taskId);
     },
+    async settled(taskId) {
+      // Kept after a hand-over, a slot would otherwise stay taken for as long as the process runs: no lease lapses here.
+      for (const holders of taken.values()) holders.delete(taskId);
+    },
     async inUse() {
       return Object.fromEntries([...taken].filter(([, h]) => h.size > 0).map(([id, h]) => [id, h.size]));
     },

@@ -23,6 +23,12 @@ export interface ChannelSlots {
   release(channelId: string, holder: SlotHolder): Promise<void>;
   /** Slots taken per channel, all nodes together (health views, tests). */
   inUse(): Promise<Record<string, number>>;
+  /**
+   * The task reached a terminal state (called once it is committed): a slot kept for its next attempt (handed over:
+   * channel-lease.ts) has no attempt to adopt it now. One node frees it here, having nothing else that would;
+   * PostgreSQL leaves the row to lapse with its lease (run-state.ts letGo).
+   */
+  settled(taskId: string): Promise<void>;
 }
 
 /**

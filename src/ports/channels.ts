@@ -64,7 +64,10 @@ export interface ChannelHealth {
   readonly consecutiveFailures: number;
   readonly openedAt?: number;
   readonly inFlight: number;
-  /** Upstream tasks other nodes had on the channel when last read (several nodes on PostgreSQL; 0 on one). */
+  /**
+   * Slots of the channel taken but not by this node's runs, when last read: other nodes' upstream tasks (PostgreSQL),
+   * and slots kept for a task's next attempt (handed over: upstream-channels/channel-lease.ts), on one node too.
+   */
   readonly inFlightElsewhere: number;
   readonly recentErrors: readonly ChannelError[];
 }

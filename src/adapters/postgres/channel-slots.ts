@@ -61,6 +61,9 @@ export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): Chan
         nodeId,
       ]);
     },
+    async settled() {
+      // Nothing to do: the row of a task no longer queued or running stops counting once its lease lapses (STILL_HELD).
+    },
     async inUse() {
       const found = await rows<{ channel_id: string; n: number }>(
         pool,

@@ -41,7 +41,7 @@ export interface TencentVodDeps {
    * upstream task are followed at once. Not with a shared database, where other nodes own their running tasks.
    */
   readonly resumeOnStart: boolean;
-  /** Channel slots counted across nodes (PostgreSQL); the pool's own count covers one node. */
+  /** Channel slots counted across nodes (PostgreSQL) or in the process (one node): where hand-overs keep a slot taken. */
   readonly slots?: ChannelSlots;
   /** Several nodes (PostgreSQL): how a node that pulled another's task event tells it (ports/task-nudges.ts). */
   readonly nudges?: TaskNudges;
@@ -145,6 +145,8 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
       return { upstreamTaskId, lastStatus: runtime.follower.status(taskId) ?? null };
     },
     onTaskSettled(taskId) {
+      // Its slots kept for a next attempt (hand-overs) are not needed any more; a follow resumed at start is stopped.
+      runtime.pool.taskSettled(taskId);
       provider.forget(taskId);
     },
     enabledChannelCount: () => runtime.pool.channels().filter((c) => c.enabled && c.deletedAt === undefined).length,

@@ -33,7 +33,7 @@ export interface RuntimeDeps {
   /** A signed link to one of our files that the upstream can fetch. */
   readonly fileLink: (fileId: string, expiresAtMs: number) => string;
   readonly standing: (taskId: string) => Promise<TaskStanding>;
-  /** Channel slots shared by every node (absent: counted in this process only). */
+  /** Channel slots shared by every node, or this process's on one (absent: the pool's own count only, hand-overs free). */
   readonly slots?: ChannelSlots;
   /** Where submission turns are kept, for the configured rule (absent: in this process). */
   readonly pace?: (rule: PaceRule) => SubmissionPace;

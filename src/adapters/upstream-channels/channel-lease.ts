@@ -17,7 +17,8 @@ export interface ChannelLease {
   /**
    * Instead of release, when the run ends while its upstream work may go on for whoever takes the task up next (a
    * graceful stop, a retryable failure, a superseded attempt: tencent/run-state.ts letGo): this node's count frees,
-   * but the shared slot (ports/channel-slots.ts) stays taken for the attempt that adopts the task next.
+   * but the shared slot (ports/channel-slots.ts; on one node, the process's count) stays taken for the attempt that
+   * adopts the task next.
    * Released, every node would see the channel one slot emptier than it is until then, and could overbook it.
    */
   handOver(): void;

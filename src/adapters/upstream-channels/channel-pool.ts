@@ -26,6 +26,9 @@ import type { Acquired, ChannelLease } from './channel-lease';
  * elsewhere) and left out of `capacity` and `modelCapacity`, so a node claims from the shared queue only the tasks
  * that can start: otherwise each node counted every slot it did not hold itself as free, and claimed tasks that
  * then waited inside it, shown as running, while another node had the room to run them.
+ *
+ * One node (SQLite) counts in `slots` too (in the process): the slots kept there after a hand-over, for a task's next
+ * attempt, are read and left out the same way ("elsewhere": not held by this node's runs).
  */
 export interface PoolOptions {
   readonly clock: Clock;
@@ -33,7 +36,10 @@ export interface PoolOptions {
   readonly random?: () => number;
   /** How many recent errors each channel keeps for its health view. */
   readonly recentErrors?: number;
-  /** Slots counted across nodes (ports/channel-slots.ts); absent = this process is the whole relay. */
+  /**
+   * Slots counted across nodes, or in the process on one (ports/channel-slots.ts): where a hand-over keeps a slot
+   * taken. Absent (tests of the pool alone), a hand-over frees the slot like a release.
+   */
   readonly slots?: ChannelSlots;
   /** How long to wait before asking again when every candidate channel is full on other nodes. */
   readonly slotRetryMs?: number;
@@ -51,7 +57,7 @@ interface Slot {
   /** Replaced when the channel's account changes (load): the failures of the old one say nothing of the new. */
   breaker: CircuitBreaker;
   leases: number;
-  /** Slots other nodes held when last read (refreshShared): not free here either. */
+  /** Slots other nodes held when last read (refreshShared), and those kept for a task's next attempt: not free here either. */
   elsewhere: number;
   /**
    * With `slots`: the channel is new to this pool and what other nodes hold on it was not read yet. It offers no
@@ -289,6 +295,19 @@ export class ChannelPool {
     // could delete the row before the row is written and leave it behind.
     const taken = this.options.slots?.acquire(channelId, holder, Number.MAX_SAFE_INTEGER).catch(() => undefined);
     return this.lease(slot, false, holder, taken);
+  }
+
+  /**
+   * The task reached a terminal state: the slots kept for its next attempt (handed over) are freed where the count
+   * keeps them for ever (one node: ports/channel-slots.ts `settled`), and the room they leave is read at once.
+   */
+  taskSettled(taskId: string): void {
+    const slots = this.options.slots;
+    if (!slots) return;
+    void slots
+      .settled(taskId)
+      .then(() => this.refreshShared())
+      .catch(() => undefined); // the next periodic read (refreshShared) corrects the figures
   }
 
   /** Records an error for the health view without judging the circuit (e.g. a failed poll). */

@@ -66,7 +66,8 @@ const Health = Type.Union([
     opened_at: Type.Union([Type.String(), Type.Null()]),
     in_flight: Type.Integer({ description: 'upstream tasks of this relay node on the channel now' }),
     in_flight_elsewhere: Type.Integer({
-      description: "upstream tasks other nodes had on the channel when this node last looked (about once a second; several nodes on PostgreSQL, 0 on one): not free to this node's tasks",
+      description:
+        "slots of the channel taken but not by this node's runs, when it last looked (about once a second): other nodes' upstream tasks (PostgreSQL), and slots kept for a task whose run ended while its upstream task went on (a retryable failure, a stop), until its next attempt follows that task or the task ends. Not free to this node's tasks",
     }),
     recent_errors: Type.Array(Type.Object({ at: Type.String(), code: Type.String(), message: Type.String() })),
   }),
