@@ -2,10 +2,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, type Config } from '../config/env';
+import { isTerminal } from '../domain/task-state';
 import type { ChannelSlots } from '../ports/channel-slots';
 import type { Clock } from '../ports/clock';
 import type { DispatchQueue } from '../ports/dispatch-queue';
-import type { Store } from '../ports/store';
+import type { Store, TaskRecord } from '../ports/store';
 import type { TaskNudges } from '../ports/task-nudges';
 import { LocalDispatchQueue } from '../worker/local-queue';
 import { createPostgresStore, migrate, PG_MIGRATIONS, PgDispatchQueue, type PostgresStore } from './postgres';
@@ -129,7 +130,8 @@ async function open(
       store,
       queue: (clock) => new LocalDispatchQueue(store, clock),
       exclusive: (_name, fn) => fn(),
-      channelSlots: localChannelSlots(),
+      // A task failed by the command line (another process) frees the slot kept for its next attempt within seconds.
+      channelSlots: localChannelSlots({ isOver: async (taskId) => isOver(await store.tasks.getTask(taskId)) }),
       requestRates: new InProcessRates(),
       submissionPace: (rule) => new SubmissionPacer(rule),
     };
@@ -172,3 +174,6 @@ export async function migrateDatabase(config: Config): Promise<{ kind: Backend['
     }
   });
 }
+
+/** A task that has ended, or is not there at all. */
+const isOver = (task: TaskRecord | undefined): boolean => !task || isTerminal(task.state);

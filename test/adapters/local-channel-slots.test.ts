@@ -19,4 +19,29 @@ describe('local channel slots', () => {
     expect(await slots.inUse()).toEqual({ other: 1 });
     expect(await slots.acquire('ch', firstAttempt('newcomer'), 1)).toBe(true);
   });
+
+  it('drops, when read, the slots of tasks that ended where it heard nothing of it (the command line), at most every checkEveryMs', async () => {
+    let now = 0;
+    const over = new Set<string>();
+    const asked: string[] = [];
+    const slots = localChannelSlots({
+      isOver: async (taskId) => {
+        asked.push(taskId);
+        return over.has(taskId);
+      },
+      checkEveryMs: 5_000,
+      now: () => now,
+    });
+    expect(await slots.acquire('ch', firstAttempt('kept'), 2)).toBe(true);
+    expect(await slots.acquire('ch', firstAttempt('running'), 2)).toBe(true);
+    expect(await slots.inUse()).toEqual({ ch: 2 });
+    expect(asked.sort()).toEqual(['kept', 'running']);
+    over.add('kept');
+    now = 4_999;
+    expect(await slots.inUse()).toEqual({ ch: 2 }); // not looked at again yet
+    expect(asked).toHaveLength(2);
+    now = 5_000;
+    expect(await slots.inUse()).toEqual({ ch: 1 });
+    expect(await slots.acquire('ch', firstAttempt('newcomer'), 2)).toBe(true);
+  });
 });

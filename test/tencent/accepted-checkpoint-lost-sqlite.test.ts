@@ -1,4 +1,6 @@
 import { afterEach, expect, it } from 'vitest';
+import { forceFailTask } from '../../src/app/operator';
+import { systemClock } from '../../src/ports/clock';
 import type { RetryPolicy } from '../../src/worker/retry';
 import { waitUntil } from '../helpers/eventually';
 import { loseAcceptedWrites, startHarness, type Harness } from './harness';
@@ -89,6 +91,19 @@ it('SQLite: the slot kept for a task queued for its retry shows as held elsewher
   expect(fail.status, fail.text).toBe(200);
   expect((await h.finished(x)).state).toBe('failed');
   await waitUntil(() => h.server.ofTask(y).length === 1, 10_000, 'Y upstream on the freed slot');
+  expect(await health()).toMatchObject({ in_flight: 1, in_flight_elsewhere: 0 });
+  expect(maxInFlight()).toBe(1);
+});
+
+it('SQLite: the slot kept for a task queued for its retry is freed when the task is failed from the command line (another process)', { timeout: 30_000 }, async () => {
+  const { h, x, health, maxInFlight } = await xHandedOver({ maxAttempts: 3, baseDelayMs: 60_000, maxDelayMs: 60_000 }, 1);
+  await waitUntil(async () => (await h.t.relay.store.tasks.getTask(x))?.state === 'queued', 10_000, 'X queued for its retry');
+  await waitUntil(async () => (await health()).in_flight_elsewhere === 1, 5_000, 'the kept slot read');
+  h.server.finish(h.server.ofTask(x)[0]!.taskId);
+  // As `aigc-relay tasks fail` does it: through the store alone, so this relay's engine hears nothing of it.
+  await forceFailTask({ store: h.t.relay.store, clock: systemClock }, x, 'given up');
+  const y = await h.submit(prompt('y'));
+  await waitUntil(() => h.server.ofTask(y).length === 1, 15_000, 'Y upstream on the slot freed once its task was seen failed');
   expect(await health()).toMatchObject({ in_flight: 1, in_flight_elsewhere: 0 });
   expect(maxInFlight()).toBe(1);
 });
