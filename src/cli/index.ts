@@ -41,12 +41,13 @@ program
   .option('--file <file_id...>', 'input image file ids (uploaded with POST /tencent-vod/v1/files)')
   .option('--priority <n>', 'tasks_priority, -10…10')
   .option('--wait', 'wait for the result and save it', false)
-  .option('--out <dir>', 'directory for the images (with --wait)', '.')
+  .option('--out <dir>', 'directory for the images (implies --wait)', '.')
   .option('--url <url>', 'relay base URL (or AIGC_RELAY_URL)', process.env.AIGC_RELAY_URL ?? 'http://127.0.0.1:8080')
   // No default from the environment here: commander would print it in --help, and the key with it.
   .option('--key <key>', 'API key (or AIGC_RELAY_KEY)')
-  .action(async (options) => {
-    process.exitCode = await runSubmit(options);
+  .action(async (options, command: Command) => {
+    // An --out given on its own asks for the images: it waits for them (it saved nothing, silently, and exited 0).
+    process.exitCode = await runSubmit({ ...options, wait: options.wait || command.getOptionValueSource('out') === 'cli' });
   });
 
 program

@@ -36,6 +36,14 @@ describe('aigc-relay submit', () => {
     expect([meta.width, meta.height]).toEqual([720, 1280]);
   });
 
+  it('--out on its own waits for the images and saves them (without --wait it saved nothing and exited 0)', async () => {
+    const out = tempDir();
+    const run = await runCli(['submit', '--prompt', 'a tiny robot', '--out', out, '--url', relay.url], { AIGC_RELAY_KEY: key });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr.trim().split('\n').at(-1)).toBe('succeeded 100%');
+    expect(fs.readdirSync(out)).toHaveLength(1);
+  });
+
   it('--model without --version submits with that model’s newest version (Qwen has only 0925)', async () => {
     for (const model of ['Qwen', 'hunyuan']) {
       const run = await runCli(['submit', '--prompt', 'x', '--model', model, '--url', relay.url], { AIGC_RELAY_KEY: key });
