@@ -215,6 +215,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     clock,
     retry,
     ...(overrides.settledSweepMs !== undefined ? { settledSweepMs: overrides.settledSweepMs } : {}),
+    sweepWatchedTasks: backend.kind === 'sqlite',
     ...(overrides.settleTiming ? { settleTiming: overrides.settleTiming } : {}),
     resolveInputs: createInputResolver(store, storage, overrides.fetchUrl ?? createUrlInputFetcher(outbound, MAX_INPUT_BYTES)),
     saveOutputs: createOutputSaver(storage, clock),

@@ -87,6 +87,11 @@ export class TaskWatchers {
     return this.perAccount.get(accountId) ?? 0;
   }
 
+  /** The tasks that have watchers now. */
+  watchedTasks(): IterableIterator<string> {
+    return this.byTask.keys();
+  }
+
   /** Open watchers: of task `id`, or of every task. */
   count(id?: string): number {
     if (id !== undefined) return this.byTask.get(id)?.size ?? 0;

@@ -18,6 +18,12 @@ export interface EngineDeps extends AttemptDeps {
   readonly discardOutputs: (completion: Extract<Completion, { state: 'succeeded' }>) => Promise<void>;
   /** How often the runs in flight are checked against the store for a task settled outside them (default 5 s). */
   readonly settledSweepMs?: number;
+  /**
+   * Whether that check also reads the watched tasks that are not running here (a queued task's event stream or
+   * `Prefer: wait`). Only where nothing else would tell this process of another process's finish: one node on
+   * SQLite, where `aigc-relay tasks fail` runs beside the server. On PostgreSQL every finish is announced (NOTIFY).
+   */
+  readonly sweepWatchedTasks?: boolean;
   /** How a run's end is recorded against a failing store (settlement.ts; tests use milliseconds). */
   readonly settleTiming?: SettleTiming;
 }
@@ -255,6 +261,14 @@ export class TaskEngine {
         controller.abort(new Error('settled elsewhere'));
         this.settlement.tellWatchers(task);
       }
+    }
+    if (!this.deps.sweepWatchedTasks) return;
+    // A queued task failed from the command line: its watchers would otherwise hear of it only when the queue
+    // reached it, minutes away behind a long queue. One read per watched task that is not running here.
+    for (const id of [...this.watchers.watchedTasks()]) {
+      if (this.inFlight.has(id)) continue;
+      const task = await this.deps.store.tasks.getTask(id);
+      if (task && isTerminal(task.state)) this.settlement.tellWatchers(task);
     }
   }
 

@@ -103,4 +103,20 @@ describe('watchers of a task failed from the command line (another process)', ()
     expect(provider.started).toEqual([first]);
     expect(counted).toEqual([]);
   });
+
+  it('a queued task whose queue does not move: they end once the engine looks, not when the queue reaches it', async () => {
+    const provider = new ControlledProvider('controlled', 1, PNG);
+    t = await startRelay({ overrides: { providers: [provider], settledSweepMs: 50 } });
+    const first = (await t.api.post(SUBMIT, body('holds the only slot'))).body.request_id as string;
+    const run = await provider.whenStarted(first);
+    const id = (await t.api.post(SUBMIT, body('queued behind it'))).body.request_id as string;
+    const counted = announced(t, id);
+    const { ended } = await watch(t, id);
+    await failFromCli(t, id);
+    // The slot stays taken throughout: only the engine's own look at the watched task can tell them.
+    await toldFailed(ended, id, 'IN_QUEUE');
+    expect(provider.started).toEqual([first]);
+    expect(counted).toEqual([]);
+    run.succeed();
+  });
 });
