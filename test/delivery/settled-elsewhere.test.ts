@@ -11,7 +11,6 @@ import { closedAfterEach } from '../helpers/closed-after-each';
 
 const PNG = await solidPng('#2468ac');
 
-let t: TestRelay | undefined;
 const startRelay = closedAfterEach(startTestRelay);
 
 /** `aigc-relay tasks fail ID` in its own process: it settles the task in the database and tells no server. */
@@ -56,7 +55,7 @@ async function toldFailed(ended: Awaited<ReturnType<typeof watch>>['ended'], id:
 /** A relay whose settled-run sweep runs every `sweepMs`, and one task running on it, its terminal events counted. */
 async function runningTask(sweepMs: number, prompt: string) {
   const provider = new ControlledProvider('controlled', 1, PNG);
-  const relay = (t = await startRelay({ overrides: { providers: [provider], settledSweepMs: sweepMs } }));
+  const relay = await startRelay({ overrides: { providers: [provider], settledSweepMs: sweepMs } });
   const id = (await relay.api.post(SUBMIT, body(prompt))).body.request_id as string;
   return { relay, id, run: await provider.whenStarted(id), counted: announced(relay, id) };
 }
@@ -89,15 +88,24 @@ describe('watchers of a task failed from the command line (another process)', ()
     expect(counted).toEqual([]);
   });
 
-  it('a queued task: they end when the engine reaches it in the queue and skips it', async () => {
+  /**
+   * A relay whose one slot a first task holds, a second task queued behind it and watched, failed from the command
+   * line; `run` is the first task's run. Resolves with the watchers' end still to come.
+   */
+  async function queuedTaskFailed(overrides: { settledSweepMs?: number } = {}) {
     const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startRelay({ overrides: { providers: [provider] } });
-    const first = (await t.api.post(SUBMIT, body('holds the only slot'))).body.request_id as string;
+    const relay = await startRelay({ overrides: { providers: [provider], ...overrides } });
+    const first = (await relay.api.post(SUBMIT, body('holds the only slot'))).body.request_id as string;
     const run = await provider.whenStarted(first);
-    const id = (await t.api.post(SUBMIT, body('queued behind it'))).body.request_id as string;
-    const counted = announced(t, id);
-    const { ended } = await watch(t, id);
-    await failFromCli(t, id);
+    const id = (await relay.api.post(SUBMIT, body('queued behind it'))).body.request_id as string;
+    const counted = announced(relay, id);
+    const { ended } = await watch(relay, id);
+    await failFromCli(relay, id);
+    return { provider, first, run, id, counted, ended };
+  }
+
+  it('a queued task: they end when the engine reaches it in the queue and skips it', async () => {
+    const { provider, first, run, id, counted, ended } = await queuedTaskFailed();
     run.succeed(); // the slot frees; the claim finds the task failed and skips it
     await toldFailed(ended, id, 'IN_QUEUE');
     expect(provider.started).toEqual([first]);
@@ -105,14 +113,7 @@ describe('watchers of a task failed from the command line (another process)', ()
   });
 
   it('a queued task whose queue does not move: they end once the engine looks, not when the queue reaches it', async () => {
-    const provider = new ControlledProvider('controlled', 1, PNG);
-    t = await startRelay({ overrides: { providers: [provider], settledSweepMs: 50 } });
-    const first = (await t.api.post(SUBMIT, body('holds the only slot'))).body.request_id as string;
-    const run = await provider.whenStarted(first);
-    const id = (await t.api.post(SUBMIT, body('queued behind it'))).body.request_id as string;
-    const counted = announced(t, id);
-    const { ended } = await watch(t, id);
-    await failFromCli(t, id);
+    const { provider, first, run, id, counted, ended } = await queuedTaskFailed({ settledSweepMs: 50 });
     // The slot stays taken throughout: only the engine's own look at the watched task can tell them.
     await toldFailed(ended, id, 'IN_QUEUE');
     expect(provider.started).toEqual([first]);

@@ -79,31 +79,34 @@ it('SQLite: the slot kept by a run that was the task’s last attempt is freed w
   expect(maxInFlight()).toBe(1);
 });
 
-it('SQLite: the slot kept for a task queued for its retry shows as held elsewhere, and is freed when an operator fails the task', { timeout: 30_000 }, async () => {
+/**
+ * X queued for its retry (a minute away), its slot kept and read as held elsewhere; X then ends upstream and is failed
+ * by `failX`, and Y, queued behind it, must go upstream on the freed slot.
+ */
+async function keptSlotFreedWhenFailed(failX: (h: Harness, x: string) => Promise<void>): Promise<void> {
   const { h, x, health, maxInFlight } = await xHandedOver({ maxAttempts: 3, baseDelayMs: 60_000, maxDelayMs: 60_000 }, 1);
   await waitUntil(async () => (await h.t.relay.store.tasks.getTask(x))?.state === 'queued', 10_000, 'X queued for its retry');
   await waitUntil(async () => (await health()).in_flight_elsewhere === 1, 5_000, 'the kept slot read');
   expect((await health()).in_flight).toBe(0);
   h.server.finish(h.server.ofTask(x)[0]!.taskId);
   const y = await h.submit(prompt('y'));
-  // (Not a client's cancel: refused while the submission may have made a task upstream, as here.)
-  const fail = await h.t.admin.post(`/admin/v1/tasks/${x}/fail`, { reason: 'given up' });
-  expect(fail.status, fail.text).toBe(200);
-  expect((await h.finished(x)).state).toBe('failed');
-  await waitUntil(() => h.server.ofTask(y).length === 1, 10_000, 'Y upstream on the freed slot');
+  await failX(h, x);
+  expect((await h.t.relay.store.tasks.getTask(x))?.state).toBe('failed');
+  await waitUntil(() => h.server.ofTask(y).length === 1, 15_000, 'Y upstream on the freed slot');
   expect(await health()).toMatchObject({ in_flight: 1, in_flight_elsewhere: 0 });
   expect(maxInFlight()).toBe(1);
-});
+}
 
-it('SQLite: the slot kept for a task queued for its retry is freed when the task is failed from the command line (another process)', { timeout: 30_000 }, async () => {
-  const { h, x, health, maxInFlight } = await xHandedOver({ maxAttempts: 3, baseDelayMs: 60_000, maxDelayMs: 60_000 }, 1);
-  await waitUntil(async () => (await h.t.relay.store.tasks.getTask(x))?.state === 'queued', 10_000, 'X queued for its retry');
-  await waitUntil(async () => (await health()).in_flight_elsewhere === 1, 5_000, 'the kept slot read');
-  h.server.finish(h.server.ofTask(x)[0]!.taskId);
-  // As `aigc-relay tasks fail` does it: through the store alone, so this relay's engine hears nothing of it.
-  await forceFailTask({ store: h.t.relay.store, clock: systemClock }, x, 'given up');
-  const y = await h.submit(prompt('y'));
-  await waitUntil(() => h.server.ofTask(y).length === 1, 15_000, 'Y upstream on the slot freed once its task was seen failed');
-  expect(await health()).toMatchObject({ in_flight: 1, in_flight_elsewhere: 0 });
-  expect(maxInFlight()).toBe(1);
-});
+it('SQLite: the slot kept for a task queued for its retry shows as held elsewhere, and is freed when an operator fails the task', { timeout: 30_000 }, () =>
+  keptSlotFreedWhenFailed(async (h, x) => {
+    // (Not a client's cancel: refused while the submission may have made a task upstream, as here.)
+    const fail = await h.t.admin.post(`/admin/v1/tasks/${x}/fail`, { reason: 'given up' });
+    expect(fail.status, fail.text).toBe(200);
+  }));
+
+it('SQLite: the slot kept for a task queued for its retry is freed when the task is failed from the command line (another process)', { timeout: 30_000 }, () =>
+  // As `aigc-relay tasks fail` does it: through the store alone, so this relay's engine hears nothing of it; the
+  // slot is freed once the count sees the task failed.
+  keptSlotFreedWhenFailed(async (h, x) => {
+    await forceFailTask({ store: h.t.relay.store, clock: systemClock }, x, 'given up');
+  }));
