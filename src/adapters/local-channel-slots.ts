@@ -42,7 +42,9 @@ export function localChannelSlots(options: LocalSlotOptions = {}): ChannelSlots 
     },
     async settled(taskId) {
       // Kept after a hand-over, a slot would otherwise stay taken for as long as the process runs: no lease lapses here.
-      for (const holders of taken.values()) holders.delete(taskId);
+      let freed = false;
+      for (const holders of taken.values()) freed = holders.delete(taskId) || freed;
+      return freed;
     },
     async inUse() {
       if (options.isOver && now() - checkedAt >= (options.checkEveryMs ?? 5_000)) await dropEnded(options.isOver);

@@ -26,9 +26,10 @@ export interface ChannelSlots {
   /**
    * The task reached a terminal state (called once it is committed): a slot kept for its next attempt (handed over:
    * channel-lease.ts) has no attempt to adopt it now. One node frees it here, having nothing else that would;
-   * PostgreSQL leaves the row to lapse with its lease (run-state.ts letGo).
+   * PostgreSQL leaves the row to lapse with its lease (run-state.ts letGo). True when it freed a slot: only then is
+   * the count worth reading again (this is called for every task that ends, of any provider).
    */
-  settled(taskId: string): Promise<void>;
+  settled(taskId: string): Promise<boolean>;
 }
 
 /**

@@ -63,6 +63,7 @@ export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): Chan
     },
     async settled() {
       // Nothing to do: the row of a task no longer queued or running stops counting once its lease lapses (STILL_HELD).
+      return false;
     },
     async inUse() {
       const found = await rows<{ channel_id: string; n: number }>(

@@ -306,7 +306,7 @@ export class ChannelPool {
     if (!slots) return;
     void slots
       .settled(taskId)
-      .then(() => this.refreshShared())
+      .then((freed) => (freed ? this.refreshShared() : undefined))
       .catch(() => undefined); // the next periodic read (refreshShared) corrects the figures
   }
 
