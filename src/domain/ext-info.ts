@@ -37,6 +37,20 @@ export function parseExtInfo(extInfo: string | undefined): ExtInfoParts | undefi
   return isObject(additional) ? { outer, additional } : undefined;
 }
 
+/**
+ * Why an `ext_info` that is a JSON object carries an `AdditionalParameters` nobody can read a size from (an object,
+ * or a string that is no JSON object: Tencent's form is a JSON object in a string), or undefined when it does not.
+ */
+export function additionalParametersProblem(extInfo: string | undefined): string | undefined {
+  if (extInfo === undefined) return undefined;
+  const outer = parseJson(extInfo);
+  if (!isObject(outer) || outer.AdditionalParameters === undefined) return undefined;
+  const additional = outer.AdditionalParameters;
+  if (typeof additional === 'string' && isObject(parseJson(additional))) return undefined;
+  const got = typeof additional === 'string' ? 'a string that is not a JSON object' : Array.isArray(additional) ? 'an array' : additional === null ? 'null' : typeof additional === 'object' ? 'an object' : typeof additional;
+  return `AdditionalParameters must be a JSON object in a string, as in {"AdditionalParameters": "{\\"size\\":\\"728x1024\\"}"}; got ${got}`;
+}
+
 /** `ext_info` with `size` set in its AdditionalParameters; `parts` from parseExtInfo. */
 export function withSize(parts: ExtInfoParts, size: PixelSize): string {
   return JSON.stringify({ ...parts.outer, AdditionalParameters: JSON.stringify({ ...parts.additional, size: `${size.width}x${size.height}` }) });

@@ -3,7 +3,7 @@ import {
   ASPECT_RATIOS, FILE_TYPES, MODELS, MODEL_NAMES, PERSON_GENERATION, RESOLUTIONS, STORAGE_MODES, SWITCHES,
   type ModelName, type ModelVersionSpec, type SizeLimits,
 } from './models';
-import { extSizeProblem, parseExtInfo } from './ext-info';
+import { additionalParametersProblem, extSizeProblem, parseExtInfo } from './ext-info';
 import { explicitSize, sizeMatchesRatio } from './output-size';
 import {
   FILE_ID_PATTERN, FileInfoSchema, LIMITS, OutputConfigSchema, CanonicalSubmitSchema,
@@ -206,6 +206,10 @@ function readOutputConfig(value: unknown, model: ModelName, spec: ModelVersionSp
  * refused upstream, or made at the upstream's default size instead of the one asked for.
  */
 function checkExtInfoSize(extInfo: string | undefined, hasResolution: boolean, model: string, limits: SizeLimits): void {
+  // An AdditionalParameters in another form than Tencent's names a size nothing checks, and the task would be
+  // charged, then refused upstream or made at the default size: refused whether or not a resolution is given.
+  const unreadable = additionalParametersProblem(extInfo);
+  if (unreadable) throw bad('ext_info', `${unreadable} (${model} reads its size there)`);
   const parts = parseExtInfo(extInfo);
   if (!parts) {
     if (hasResolution) {

@@ -449,6 +449,25 @@ describe('session_id, session_context, ext_info', () => {
       // Without a resolution any string goes as it is, as for GEM.
       expect(validateSubmitBody(hunyuan({ ext_info: 'myextinfo' })).ext_info).toBe('myextinfo');
     });
+
+    it('an AdditionalParameters the size cannot be read from is a 400 with or without a resolution (it was made at the default size, its size never checked)', () => {
+      // Tencent's form is JSON in a string; an object, or a string that is no JSON object, names a size nobody checks.
+      for (const ext of [
+        '{"AdditionalParameters":{"size":"9999x9999"}}',
+        '{"AdditionalParameters":{"size":"728x1024"}}',
+        '{"AdditionalParameters":"size=728x1024"}',
+        '{"AdditionalParameters":"[1]"}',
+        '{"AdditionalParameters":7}',
+      ]) {
+        expectFieldError(hunyuan({ ext_info: ext }), 'InvalidParameterValue', 'ext_info', 'AdditionalParameters');
+        expectFieldError({ ...hunyuan({ ext_info: ext }), model_name: 'Qwen', model_version: '0925' }, 'InvalidParameterValue', 'ext_info', 'AdditionalParameters');
+      }
+      // GEM's ext_info is not read by the relay: it goes as it is.
+      expect(validateSubmitBody(body({ ext_info: '{"AdditionalParameters":{"size":"9999x9999"}}' })).ext_info).toContain('9999x9999');
+      // A JSON object without AdditionalParameters, or with it in Tencent's form, still goes.
+      expect(validateSubmitBody(hunyuan({ ext_info: '{"x":1}' })).ext_info).toBe('{"x":1}');
+      expect(validateSubmitBody(hunyuan({ ext_info: '{"AdditionalParameters":"{\\"seed\\":7}"}' })).ext_info).toBeDefined();
+    });
   });
 });
 
