@@ -29,7 +29,7 @@ export function refusalError(outcome: Extract<CreateTaskOutcome, { ok: false }>,
     case 'concurrency_limit':
       return new RelayError(
         'LimitExceeded.Concurrency',
-        `This API key allows ${outcome.limit} tasks queued or running at once; retry when one finishes.`,
+        `This API key allows ${outcome.limit} ${outcome.limit === 1 ? 'task' : 'tasks'} queued or running at once; retry when one finishes.`,
         { retryAfterSeconds: CONCURRENCY_RETRY_AFTER_SECONDS },
       );
     case 'spend_cap':

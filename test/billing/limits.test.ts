@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ControlledProvider } from '../../src/adapters/fakes/controlled-provider';
+import { refusalError } from '../../src/app/limits';
 import { apiClient } from '../helpers/api';
 import { movableClock } from '../helpers/clock';
 import { solidPng } from '../helpers/images';
@@ -98,6 +99,7 @@ describe('per-key max_concurrency', () => {
     expect(refused).toHaveLength(48);
     for (const r of refused) {
       expect(r.body.Response.Error.Code).toBe('LimitExceeded.Concurrency');
+      expect(r.body.Response.Error.Message).toMatch(/^This API key allows 2 tasks queued or running at once/);
       expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     }
     expect((await t.admin.get(`/admin/v1/accounts/${accountId}`)).body).toMatchObject({ held: 2 * price });
@@ -209,5 +211,13 @@ describe('keys', () => {
     expect(negative.status).toBe(400);
     expect(negative.body.Response.Error.Message).toMatch(/^spend_cap/);
     expect((await t.admin.request('PATCH', '/admin/v1/keys/key_nope', { rpm: 5 })).status).toBe(404);
+  });
+});
+
+describe('the concurrency refusal', () => {
+  it('counts in the right number', () => {
+    const refused = (limit: number) => refusalError({ ok: false, reason: 'concurrency_limit', limit } as Parameters<typeof refusalError>[0], 10).message;
+    expect(refused(1)).toMatch(/^This API key allows 1 task queued or running at once;/);
+    expect(refused(3)).toMatch(/^This API key allows 3 tasks queued/);
   });
 });
