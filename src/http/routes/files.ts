@@ -199,7 +199,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
       {
         schema: {
           operationId: 'deleteFile',
-          summary: 'Delete one of your files (an upload or a Permanent output)',
+          summary: 'Delete one of your files: an upload, or an output (Temporary or Permanent; its links answer 404 from then on)',
           tags: ['files'],
           security: [{ bearer: [] }],
           params: FileParams,
