@@ -100,7 +100,8 @@ export interface ImageProvider {
   /**
    * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream yet, cancel
    * as usual. `cancelled`: the upstream work was stopped, cancel as usual. `too-late`: upstream work has started
-   * and cannot be stopped; the task goes on (the client gets ALREADY_COMPLETED).
+   * and cannot be stopped; the task goes on (the client gets ALREADY_COMPLETED). A RelayError thrown reaches the
+   * client as it is: the answer cannot be given now (the upstream out of reach, or a submission in doubt), try again.
    */
   cancel?(task: { readonly id: string; readonly state: string; readonly checkpoint?: Record<string, unknown> }): Promise<CancelVerdict>;
 }

@@ -14,10 +14,10 @@ import {
 } from '../../ports/provider';
 import type { ChannelLease } from '../upstream-channels/channel-pool';
 import { downloadOutputs } from './download';
-import { classify, isRetriedTaskFailure, kindOfCode, UNREACHABLE } from './errors';
+import { classify, describe, isRetriedTaskFailure, kindOfCode, UNREACHABLE } from './errors';
 import type { Observation } from './follower';
 import type { TencentRuntime } from './runtime';
-import { reconcile, type ReconcileRequest } from './reconcile';
+import { lookUpSubmission, reconcile, type ReconcileRequest } from './reconcile';
 import { toCreateRequest, UPSTREAM_MODELS } from './request';
 import { letGo, RunState, unlessStopping } from './run-state';
 import { sessionIdOf } from './session';
@@ -35,6 +35,9 @@ import { submitWithFailover } from './submit';
  * `round` is the SessionId's (session.ts); absent means 0, as checkpoints written before rounds existed.
  */
 export const TENCENT_VOD_ID = 'tencent-vod';
+
+/** Retry-After of a cancel that cannot be decided while a submission is in doubt (cancelInDoubt). */
+const CANCEL_IN_DOUBT_RETRY_SECONDS = 5;
 
 export interface TencentCheckpoint {
   readonly phase: 'submitting' | 'accepted' | 'idle';
@@ -361,12 +364,44 @@ export class TencentVodProvider implements ImageProvider {
     };
   }
 
-  /** Cancel of a task with no run in this process (queued after a restart, or between dispatch and run). */
+  /** Cancel of a task with no run in this process (queued after a restart or for a retry, or run by another node). */
   private async cancelNotRunning(task: { id: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
     const cp = readCheckpoint(task.checkpoint);
-    if (cp?.phase === 'submitting') return 'too-late';
+    if (cp?.phase === 'submitting') return this.cancelInDoubt(task.id, cp);
     if (cp?.phase !== 'accepted' || !cp.channelId || !cp.upstreamTaskId) return 'not-started';
     return this.abortUpstream(cp.channelId, cp.upstreamTaskId);
+  }
+
+  /**
+   * Cancel of a task whose last submission got no clear answer: its checkpoint still says "submitting on channel X"
+   * (it waits for the retry that reconciles it, or another node is sending it). One lookup by SessionId tells: listed,
+   * the upstream task is aborted if it is still WAITING (too late otherwise). Not listed, nothing can be promised
+   * yet (the listing may lag, or the submission never arrived; only the task's next attempt finds out): neither a 202
+   * whose task might still run upstream, nor ALREADY_COMPLETED for a task that has not finished, but a 503 to try
+   * again.
+   */
+  private async cancelInDoubt(taskId: string, cp: TencentCheckpoint): Promise<CancelVerdict> {
+    const undecided = (why: string) =>
+      new RelayError('ResourceUnavailable', `Whether Tencent VOD received this task's submission is not known yet (${why}); try the cancel again shortly.`, {
+        retryAfterSeconds: CANCEL_IN_DOUBT_RETRY_SECONDS,
+      });
+    const channel = cp.channelId === undefined ? undefined : this.rt.pool.channel(cp.channelId);
+    const access = channel && this.rt.access(channel);
+    if (!channel || !access || cp.submittedAt === undefined) throw undecided('its channel cannot be asked');
+    let upstreamTaskId: string | undefined;
+    try {
+      upstreamTaskId = await lookUpSubmission({
+        api: access.api,
+        subAppId: access.subAppId,
+        sessionId: sessionIdOf(taskId, cp.round ?? 0),
+        submittedAt: cp.submittedAt,
+        options: this.rt.reconcileOptions,
+      });
+    } catch (err) {
+      throw undecided(`DescribeTasks failed: ${describe(classify(err, false))}`);
+    }
+    if (upstreamTaskId === undefined) throw undecided('DescribeTasks does not list it');
+    return this.abortUpstream(channel.id, upstreamTaskId);
   }
 
   /** ManageTask Abort: Tencent stops a task only while it is WAITING and refuses otherwise. */

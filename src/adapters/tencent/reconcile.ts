@@ -93,6 +93,17 @@ export async function findBySessionId(
   return undefined;
 }
 
+/**
+ * One look at the listing for a submission in doubt (a client's cancel asks it): the upstream task's id, or undefined
+ * when it is not listed, which does not tell that none was made. Bounded by one call's timeout in all.
+ */
+export async function lookUpSubmission(r: Pick<ReconcileRequest, 'api' | 'subAppId' | 'sessionId' | 'submittedAt' | 'options'>): Promise<string | undefined> {
+  const { options } = r;
+  const window = { from: r.submittedAt - options.slackMs, to: r.submittedAt + options.createTimeoutMs + options.slackMs };
+  const signal = AbortSignal.timeout(options.callTimeoutMs);
+  return (await findBySessionId(r.api, r.subAppId, r.sessionId, window, { timeoutMs: options.callTimeoutMs, signal }))?.TaskId || undefined;
+}
+
 /** The upstream task of a submission in doubt, or undefined when it is known that none was made (see above). */
 export function reconcile(r: ReconcileRequest): Promise<string | undefined> {
   return resolveSubmission(r, false);

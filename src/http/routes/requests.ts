@@ -101,8 +101,9 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
             400: Type.Union([Type.Object({ status: Type.Literal('ALREADY_COMPLETED') }), Type.Ref('ErrorEnvelope')], {
               description: 'ALREADY_COMPLETED; or InvalidParameterValue in the error envelope',
             }),
-            // 502: the upstream could not be asked whether its task can still be stopped (try again).
-            ...errorResponses('AuthFailure', 'ResourceNotFound', 'FailedOperation.Upstream'),
+            // 502: the upstream could not be asked whether its task can still be stopped (try again). 503: its
+            // submission upstream is in doubt, not yet known to have arrived (try again after Retry-After).
+            ...errorResponses('AuthFailure', 'ResourceNotFound', 'FailedOperation.Upstream', 'ResourceUnavailable'),
           },
         },
       },
