@@ -7,9 +7,12 @@ import {
   type KeyWithAccountRow, type LedgerRow,
 } from '../rows/accounts';
 import type { PgContext } from './context';
-import { inTransaction, one, rows } from './database';
+import { inTransaction, one, prepared, rows } from './database';
 import { pgBalanceAnswers } from './idempotency';
 import { insertLedger } from './tasks';
+
+/** A key with its account's suspension: read by every authenticated request (prepared: its planning cost more than its run). */
+const GET_KEY = prepared('aigc_get_key', `SELECT ${KEY_WITH_ACCOUNT_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1`);
 
 export function postgresAccountStore({ pool }: PgContext): AccountStore {
   const selectAccount = (id: string) => one<AccountRow>(pool, 'SELECT * FROM accounts WHERE id = $1', [id]);
@@ -67,11 +70,7 @@ export function postgresAccountStore({ pool }: PgContext): AccountStore {
     },
     async getKey(id) {
       // One query, as on SQLite: the key with its account's suspension.
-      const row = await one<KeyWithAccountRow>(
-        pool,
-        `SELECT ${KEY_WITH_ACCOUNT_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1`,
-        [id],
-      );
+      const row = await one<KeyWithAccountRow>(pool, GET_KEY, [id]);
       return row && toKeyWithAccount(row);
     },
     async revokeKey(id, now) {

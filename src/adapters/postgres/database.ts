@@ -183,13 +183,26 @@ export async function inTransaction<T>(pool: Pool, fn: (client: pg.PoolClient) =
   }
 }
 
+/**
+ * A statement each connection prepares once, by name, and then only runs: PostgreSQL parses and plans an unnamed one
+ * every time, which for a hot statement can cost more than running it (BENCHMARKS.md, session 27). Only for
+ * statements that name their result columns: a prepared `SELECT *` fails with "cached plan must not change result
+ * type" once a migration adds a column, as one does while other nodes still run (a rolling upgrade).
+ */
+export interface Prepared {
+  readonly name: string;
+  readonly text: string;
+}
+
+export const prepared = (name: string, text: string): Prepared => ({ name, text });
+
 /** Rows of a query, typed by the caller. */
-export async function rows<T>(db: Queryable, sql: string, params: readonly unknown[] = []): Promise<T[]> {
-  const result = await db.query(sql, params as unknown[]);
+export async function rows<T>(db: Queryable, sql: string | Prepared, params: readonly unknown[] = []): Promise<T[]> {
+  const result = typeof sql === 'string' ? await db.query(sql, params as unknown[]) : await db.query({ ...sql, values: params as unknown[] });
   return result.rows as T[];
 }
 
-export async function one<T>(db: Queryable, sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+export async function one<T>(db: Queryable, sql: string | Prepared, params: readonly unknown[] = []): Promise<T | undefined> {
   return (await rows<T>(db, sql, params))[0];
 }
 

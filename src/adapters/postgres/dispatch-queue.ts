@@ -20,6 +20,8 @@ export interface PgQueueOptions {
   readonly heartbeatMs?: number;
   /** How often this node looks for lapsed leases of any node. Default: half the lease. */
   readonly reapMs?: number;
+  /** How often this node folds the queue counters of ended database sessions (aigc_compact_queue_counts). Default: a minute. */
+  readonly compactCountsMs?: number;
   /**
    * Most tasks of a lane running at once across all nodes (undefined: no global limit, only each node's own lane
    * concurrency). Counted in the database under a per-lane advisory lock, so it holds however many nodes claim.
@@ -197,6 +199,9 @@ export class PgDispatchQueue implements DispatchQueue {
     this.every(this.options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)), () => this.heartbeat());
     this.every(this.options.reapMs ?? Math.max(50, Math.floor(leaseMs / 2)), () => this.reap());
     this.every(this.options.pollMs ?? 2000, () => this.poll());
+    // Every pool connection that ends leaves its queue counters behind (migrations.ts, 24): without this, the sum a
+    // queue position reads would grow by a row per connection the database ever had.
+    this.every(this.options.compactCountsMs ?? 60_000, () => this.ctx.relaxed.query('SELECT aigc_compact_queue_counts()'));
     return { recovered, queued: this.cachedDepth };
   }
 

@@ -5,7 +5,7 @@ import { statesAllowing, type TaskState } from '../../domain/task-state';
 import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
 import { toTask, type TaskRow } from '../rows/tasks';
 import { NOTIFY_DONE, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
-import { inTransaction, one, rows, type Queryable } from './database';
+import { inTransaction, one, prepared, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
 import { newDeliveryId } from '../delivery-ids';
 
@@ -97,6 +97,30 @@ const PROGRESS: BulkKind<{ id: string; progress: number; at: number; attempt: nu
     return args.map(() => undefined);
   },
 };
+
+/**
+ * How many queued tasks are ahead of a queued task ($1 lane, $2 priority, $3 seq): those of higher priorities from the
+ * trigger-kept counts (migrations.ts, 24), those of its own priority counted from the nearer end of its run. Behind
+ * it first, up to $4 (a task just submitted, the common case, has next to none behind it): then the position is the
+ * priority's count less those; if there are more, the ones ahead are counted instead (a task near the front). One
+ * statement, so the counts and the rows are of one snapshot.
+ */
+export const QUEUE_POSITION_SQL = `
+  WITH counts AS (
+    SELECT COALESCE(SUM(n) FILTER (WHERE priority > $2), 0) AS higher, COALESCE(SUM(n) FILTER (WHERE priority = $2), 0) AS same
+    FROM queue_counts WHERE provider = $1 AND priority >= $2),
+  behind AS (
+    SELECT count(*) AS n FROM (
+      SELECT 1 FROM tasks WHERE state = 'queued' AND provider = $1 AND priority = $2 AND seq >= $3 LIMIT $4) b)
+  SELECT (counts.higher + CASE
+    WHEN behind.n < $4 THEN GREATEST(counts.same - behind.n, 0)
+    ELSE (SELECT count(*) FROM tasks WHERE state = 'queued' AND provider = $1 AND priority = $2 AND seq < $3)
+  END)::int AS n
+  FROM counts, behind`;
+/** Prepared: planning it took longer than running it, on every submit. */
+const QUEUE_POSITION = prepared('aigc_queue_position', QUEUE_POSITION_SQL);
+/** Rows a queue position reads from the far end of its task's priority before it counts from the near end instead. */
+export const POSITION_COUNT_LIMIT = 1000;
 
 export function postgresTaskStore(ctx: PgContext): TaskStore {
   const { pool, nodeId, leaseMs, channel } = ctx;
@@ -271,13 +295,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       return (written.rowCount ?? 0) > 0;
     },
     async queuePosition(task) {
-      const row = await one<{ n: number }>(
-        pool,
-        `SELECT count(*) AS n FROM tasks WHERE state = 'queued' AND provider = $1
-           AND (priority > $2 OR (priority = $2 AND seq < $3))`,
-        [task.provider, task.priority, task.seq],
-      );
-      return row!.n;
+      return (await one<{ n: number }>(pool, QUEUE_POSITION, [task.provider, task.priority, task.seq, POSITION_COUNT_LIMIT]))!.n;
     },
     async countByState() {
       const counts: Record<TaskState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
