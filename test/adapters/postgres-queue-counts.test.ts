@@ -6,9 +6,10 @@ import { migrate } from '../../src/adapters/postgres/migrate';
 import { PG_MIGRATIONS } from '../../src/adapters/postgres/migrations';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
 import { POSITION_COUNT_LIMIT, QUEUE_POSITION_SQL as QUEUE_POSITION } from '../../src/adapters/postgres/tasks';
-import type { NewTask, TaskRecord } from '../../src/ports/store';
+import type { TaskRecord } from '../../src/ports/store';
 import { waitUntil } from '../helpers/eventually';
 import { describeWithPostgres, suiteDatabase } from '../helpers/postgres-suite';
+import { applyQueueOp, queuedTask, queueOp } from '../helpers/queue-ops';
 
 /**
  * PostgreSQL keeps queued tasks counted by lane and priority, each database session in rows of its own
@@ -50,37 +51,21 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
     return client;
   }
   const countAhead = async (plain: pg.Client, t: TaskRecord) => (await plain.query(COUNT_AHEAD, [t.provider, t.priority, t.seq])).rows[0].n as number;
-  const newTask = (id: string, provider: string, priority: number, now: number): NewTask => ({
-    id,
-    accountId: ACCOUNT,
-    keyId: 'key_none',
-    requestId: id,
-    input: { model_name: 'GEM', model_version: '3.0', prompt: 'p', file_infos: [], output_config: { storage_mode: 'Temporary' }, tasks_priority: priority },
-    price: 1,
-    provider,
-    now,
-  });
   const funded = async (store: PostgresStore) =>
     store.accounts.createAccount({ id: ACCOUNT, name: 'q', balance: 1_000_000_000, webhookSecret: 'whsec_x', now: 1 });
-
-  type Op = { kind: 'create'; provider: string; priority: number } | { kind: 'run' | 'finish' | 'requeue' | 'cancel'; pick: number };
-  const op: fc.Arbitrary<Op> = fc.oneof(
-    fc.record({ kind: fc.constant('create' as const), provider: fc.constantFrom('a', 'b'), priority: fc.integer({ min: -2, max: 2 }) }),
-    fc.record({ kind: fc.constantFrom('run' as const, 'finish' as const, 'requeue' as const, 'cancel' as const), pick: fc.nat() }),
-  );
 
   it('a queue position equals a plain count of the tasks ahead, after any sequence of submits, runs, retries and ends', { timeout: 120_000 }, async () => {
     const { store, plain } = await open();
     await funded(store);
     let n = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
+      fc.asyncProperty(fc.array(queueOp, { minLength: 1, maxLength: 30 }), async (ops) => {
         const ids: string[] = [];
         for (const o of ops) {
           const now = ++n;
           if (o.kind === 'create') {
             // Submitted together, as concurrent requests are: they share one group commit.
-            const created = await Promise.all([0, 1].map((k) => store.tasks.createTask(newTask(`task-${now}-${k}`, o.provider, o.priority, now))));
+            const created = await Promise.all([0, 1].map((k) => store.tasks.createTask(queuedTask(`task-${now}-${k}`, ACCOUNT, o.provider, o.priority, now))));
             for (const c of created) {
               if (!c.ok) continue;
               ids.push(c.task.id);
@@ -91,12 +76,7 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
           // Two at once where there are two: they go over different connections of the pool.
           const picked = [ids[o.pick % Math.max(1, ids.length)], ids[(o.pick + 1) % Math.max(1, ids.length)]].filter((id) => id !== undefined);
           await Promise.all(
-            [...new Set(picked)].map(async (id) => {
-              if (o.kind === 'run') await store.tasks.markRunning(id, now);
-              if (o.kind === 'requeue') await store.tasks.requeue(id, (await store.tasks.getTask(id))!.attempts, 0, now);
-              if (o.kind === 'finish') await store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'x' } }, now);
-              if (o.kind === 'cancel') await store.tasks.finish(id, { state: 'cancelled' }, now);
-            }),
+            [...new Set(picked)].map((id) => applyQueueOp(store, o.kind, id, now)),
           );
         }
         for (const id of ids) {
@@ -114,7 +94,7 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
     await funded(store);
     const tasks: TaskRecord[] = [];
     for (let batch = 0; batch < 30; batch++) {
-      const made = await Promise.all(Array.from({ length: 100 }, (_, i) => store.tasks.createTask(newTask(`t-${batch}-${i}`, 'a', 0, batch))));
+      const made = await Promise.all(Array.from({ length: 100 }, (_, i) => store.tasks.createTask(queuedTask(`t-${batch}-${i}`, ACCOUNT, 'a', 0, batch))));
       for (const m of made) if (m.ok) tasks.push(m.task);
     }
     await plain.query('ANALYZE tasks');

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSqliteStore } from '../../src/adapters/sqlite';
 import type { Store, TaskRecord } from '../../src/ports/store';
+import { applyQueueOp, queuedTask, queueOp } from '../helpers/queue-ops';
 import { tempDir } from '../helpers/relay';
 
 /**
@@ -36,20 +37,11 @@ afterAll(async () => {
   await store.close();
 });
 
-type Op =
-  | { kind: 'create'; provider: string; priority: number }
-  | { kind: 'run' | 'finish' | 'requeue' | 'cancel'; pick: number };
-
-const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant('create' as const), provider: fc.constantFrom('a', 'b'), priority: fc.integer({ min: -2, max: 2 }) }),
-  fc.record({ kind: fc.constantFrom('run' as const, 'finish' as const, 'requeue' as const, 'cancel' as const), pick: fc.nat() }),
-);
-
 describe('queuePosition with trigger-kept counts', () => {
   it('equals a plain count of the tasks ahead, after any sequence of submits, runs, retries and ends', async () => {
     let n = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
+      fc.asyncProperty(fc.array(queueOp, { minLength: 1, maxLength: 40 }), async (ops) => {
         const ids: string[] = [];
         for (const o of ops) {
           const now = ++n;
@@ -57,16 +49,7 @@ describe('queuePosition with trigger-kept counts', () => {
             const id = `task-${n}`;
             // Submitted together, as concurrent requests are: they share one group commit.
             const created = await Promise.all([0, 1].map((k) =>
-              store.tasks.createTask({
-                id: `${id}-${k}`,
-                accountId: ACCOUNT,
-                keyId: 'key_none',
-                requestId: id,
-                input: { model_name: 'GEM', model_version: '3.0', prompt: 'p', file_infos: [], output_config: { storage_mode: 'Temporary' }, tasks_priority: o.priority },
-                price: 1,
-                provider: o.provider,
-                now,
-              }),
+              store.tasks.createTask(queuedTask(`${id}-${k}`, ACCOUNT, o.provider, o.priority, now)),
             ));
             for (const c of created) {
               if (!c.ok) continue;
@@ -78,10 +61,7 @@ describe('queuePosition with trigger-kept counts', () => {
           }
           const id = ids[o.pick % Math.max(1, ids.length)];
           if (id === undefined) continue;
-          if (o.kind === 'run') await store.tasks.markRunning(id, now);
-          if (o.kind === 'requeue') await store.tasks.requeue(id, (await store.tasks.getTask(id))!.attempts, 0, now);
-          if (o.kind === 'finish') await store.tasks.finish(id, { state: 'failed', error: { code: 'X', message: 'x' } }, now);
-          if (o.kind === 'cancel') await store.tasks.finish(id, { state: 'cancelled' }, now);
+          await applyQueueOp(store, o.kind, id, now);
         }
         for (const id of ids) {
           const task = (await store.tasks.getTask(id))!;
