@@ -4,10 +4,10 @@ import type { DispatchQueue, ModelQuotas, QueuedRef, QueueListeners } from '../.
 import type { TaskRecord } from '../../ports/store';
 import { NOTIFY_CHANNELS, NOTIFY_DONE, NOTIFY_FREED, NOTIFY_NUDGE, NOTIFY_PROGRESS, NOTIFY_QUEUED, NOTIFY_SETTLED, NOTIFY_WEBHOOKS, type PgContext } from './context';
 import type { PgTaskNudges } from './task-nudges';
-import { clientConfig, inTransaction, rows, type Queryable } from './database';
+import { clientConfig, inTransaction, prepared, rows, type Queryable } from './database';
 import { DatabaseContact } from './database-contact';
 import { NotificationListener } from './listener';
-import { toTask, type TaskRow } from '../rows/tasks';
+import { TASK_COLUMNS, toTask, type TaskRow } from '../rows/tasks';
 import { byDispatchOrder, START_RUNNING } from './tasks';
 
 export interface PgQueueOptions {
@@ -51,7 +51,7 @@ const START_PICKED = `,
   claimed AS (
     UPDATE tasks SET ${START_RUNNING}
     WHERE id IN (SELECT id FROM picked)
-    RETURNING *)
+    RETURNING ${TASK_COLUMNS.join(', ')})
   SELECT claimed.*, pg_notify($6, '${NOTIFY_PROGRESS}0:' || claimed.id) AS announced FROM claimed`;
 
 /** Claims in dispatch order, skipping rows other nodes are claiming right now. `$1` node, `$2` lease ms, `$3` now, `$4` lane, `$5` count. */
@@ -115,10 +115,10 @@ export function claimStatement(
   lane: string,
   max: number,
   quotas: ModelQuotas | undefined,
-): { text: string; values: unknown[] } {
+): { name: string; text: string; values: unknown[] } {
   const values: unknown[] = [by.nodeId, by.leaseMs, by.now, lane, max, by.channel];
-  if (!quotas) return { text: CLAIM, values };
-  return { text: CLAIM_WITH_QUOTAS, values: [...values, [...quotas.keys()], [...quotas.values()].map((n) => Math.max(0, n))] };
+  if (!quotas) return { name: 'aigc_claim', text: CLAIM, values };
+  return { name: 'aigc_claim_quotas', text: CLAIM_WITH_QUOTAS, values: [...values, [...quotas.keys()], [...quotas.values()].map((n) => Math.max(0, n))] };
 }
 
 /** Running tasks whose lease lapsed, oldest lapse first: the candidates REAP hands back. */
@@ -257,8 +257,9 @@ export class PgDispatchQueue implements DispatchQueue {
   }
 
   private async claimFrom(db: Queryable, lane: string, max: number, quotas: ModelQuotas | undefined): Promise<TaskRecord[]> {
-    const { text, values } = claimStatement({ nodeId: this.ctx.nodeId, leaseMs: this.ctx.leaseMs, now: this.clock.now(), channel: this.ctx.channel }, lane, max, quotas);
-    const found = await rows<TaskRow>(db, text, values);
+    const { name, text, values } = claimStatement({ nodeId: this.ctx.nodeId, leaseMs: this.ctx.leaseMs, now: this.clock.now(), channel: this.ctx.channel }, lane, max, quotas);
+    // Prepared (database.ts): planning a claim took longer than running it, and every dispatch makes one.
+    const found = await rows<TaskRow>(db, prepared(name, text), values);
     // RETURNING has no order: restore dispatch order for the engine.
     return found.map(toTask).sort(byDispatchOrder);
   }
