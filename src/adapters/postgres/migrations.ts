@@ -20,22 +20,23 @@ export type Migration = string | { readonly concurrentIndexes: ReadonlyArray<{ r
 /**
  * Where each SQL function's current body is: the version (1-based) whose migration last defined it. The finish has
  * been wrapped twice, by renaming the function and defining a new one of the old name that calls it, so the body a
- * reader finds first under a name is not always the one that runs: `aigc_finish_task` (8: the token of the finish
- * that settled a task) → `aigc_finish_fenced` (15: lease, attempt and cancel fences) → `aigc_settle_task` (4, the
- * settlement itself, defined there as `aigc_finish_task` and renamed in 6). A test reads the migrations and holds
- * this table to them.
+ * reader finds first under a name is not always the one that runs: `aigc_finish_task` (8, restated by 25: the token
+ * of the finish that settled a task) → `aigc_finish_fenced` (15: lease, attempt and cancel fences) → `aigc_settle_task` (4, the
+ * settlement itself, defined there as `aigc_finish_task` and renamed in 6). 25 restates the bodies of 8, 10 and 16
+ * for databases that applied those versions before they were edited. A test reads the migrations and holds this
+ * table to them.
  */
 export const CURRENT_FUNCTION_VERSIONS: Readonly<Record<string, number>> = {
   ledger_append_only: 1,
   aigc_enqueue_delivery: 4,
   aigc_create_task: 4,
   aigc_settle_task: 4,
-  aigc_finish_task: 8,
+  aigc_finish_task: 25,
   aigc_finish_fenced: 15,
-  aigc_take_rate: 10,
-  aigc_take_turn: 16,
   aigc_count_queue: 24,
   aigc_compact_queue_counts: 24,
+  aigc_take_rate: 25,
+  aigc_take_turn: 25,
 };
 
 export const PG_MIGRATIONS: readonly Migration[] = [
@@ -662,5 +663,85 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   SELECT provider, priority, 0, count(*) FROM tasks WHERE state = 'queued' GROUP BY provider, priority;
   CREATE TRIGGER tasks_queue_counts AFTER INSERT OR DELETE OR UPDATE OF state, provider, priority ON tasks
   FOR EACH ROW EXECUTE FUNCTION aigc_count_queue();
+  `,
+  // What three shipped versions left behind: each was later edited in place (8 by f3624eb; 10 by 7e17b0a, c75478e
+  // and 45c74b6; 16 by d1fc308), and a database a relay of the time migrated keeps its version recorded with the
+  // text as it shipped, so the edit never ran there. This restates, idempotently, what those edits made, for every
+  // database: on one migrated since, it changes nothing.
+  // - 8 as 88b10f5 shipped it restated the fence itself, with no aigc_finish_fenced to wrap: 15's cancel fence (a
+  //   cancel the client was told of wins over the run's own outcome) never ran, and such a task was charged.
+  // - 10 as dc2c294 shipped it took the caller's time and kept no per-key counts: this relay passes none (the
+  //   database's clock), and every take inserted a NULL time, a 500 for every submit of a key with an rpm. The counts
+  //   are made from the log under a lock that holds every take and sweep off until they are (a count behind its log
+  //   would go below zero).
+  // - 16 as 781900b shipped it had three arguments: this relay's four-argument call found no function, and every
+  //   Tencent submission failed. The three-argument function stays for nodes of that time still running.
+  `
+  CREATE OR REPLACE FUNCTION aigc_finish_task(f jsonb, p_channel text) RETURNS boolean LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NOT aigc_finish_fenced(f, p_channel) THEN
+      RETURN false;
+    END IF;
+    UPDATE tasks SET finish_token = f->>'token' WHERE id = f->>'id';
+    RETURN true;
+  END $$;
+  LOCK TABLE request_rates IN SHARE ROW EXCLUSIVE MODE;
+  CREATE TABLE IF NOT EXISTS request_rate_counts (
+    key_id TEXT PRIMARY KEY,
+    n INTEGER NOT NULL CHECK (n >= 0)
+  );
+  DELETE FROM request_rate_counts;
+  INSERT INTO request_rate_counts (key_id, n) SELECT key_id, count(*) FROM request_rates GROUP BY key_id;
+  CREATE OR REPLACE FUNCTION aigc_take_rate(p_key text, p_limit integer, p_now bigint, p_window bigint) RETURNS bigint
+  LANGUAGE plpgsql AS $$
+  DECLARE
+    v_now bigint;
+    v_gone integer;
+    v_counted integer;
+    v_leaves bigint;
+  BEGIN
+    PERFORM pg_advisory_xact_lock(1918989413, hashtext(p_key)); -- "rate"
+    v_now := COALESCE(p_now, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint);
+    WITH gone AS (DELETE FROM request_rates WHERE key_id = p_key AND at <= v_now - p_window RETURNING 1)
+    SELECT count(*) INTO v_gone FROM gone;
+    UPDATE request_rate_counts SET n = n - v_gone WHERE key_id = p_key RETURNING n INTO v_counted;
+    v_counted := COALESCE(v_counted, 0);
+    IF v_counted >= p_limit THEN
+      -- The oldest requests leave the window first: one more fits once the limit-th newest has left, that is the
+      -- (counted - limit)-th oldest (0-based), which is the oldest itself unless the limit was lowered.
+      SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at OFFSET v_counted - GREATEST(p_limit, 1) LIMIT 1;
+      IF v_leaves IS NULL THEN
+        -- The count ran ahead of the log (rows deleted by something that did not count them, e.g. by hand): count
+        -- again and go on with the true figure, rather than refuse the key for ever.
+        SELECT count(*) INTO v_counted FROM request_rates WHERE key_id = p_key;
+        UPDATE request_rate_counts SET n = v_counted WHERE key_id = p_key;
+        IF v_counted >= p_limit THEN
+          SELECT at INTO v_leaves FROM request_rates WHERE key_id = p_key ORDER BY at OFFSET v_counted - GREATEST(p_limit, 1) LIMIT 1;
+        END IF;
+      END IF;
+      IF v_leaves IS NOT NULL THEN
+        RETURN LEAST(p_window, GREATEST(1, v_leaves + p_window - v_now));
+      END IF;
+    END IF;
+    INSERT INTO request_rates (key_id, at) VALUES (p_key, v_now);
+    INSERT INTO request_rate_counts (key_id, n) VALUES (p_key, 1)
+      ON CONFLICT (key_id) DO UPDATE SET n = request_rate_counts.n + 1;
+    RETURN 0;
+  END $$;
+  CREATE OR REPLACE FUNCTION aigc_take_turn(p_key text, p_limit integer, p_window bigint, p_now bigint) RETURNS bigint
+  LANGUAGE plpgsql AS $$
+  DECLARE
+    v_now bigint;
+    v_before bigint;
+    v_at bigint;
+  BEGIN
+    PERFORM pg_advisory_xact_lock(1953854062, hashtext(p_key)); -- "turn"
+    v_now := COALESCE(p_now, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint);
+    DELETE FROM upstream_turns WHERE pace_key = p_key AND at_ms <= v_now - p_window;
+    SELECT at_ms INTO v_before FROM upstream_turns WHERE pace_key = p_key ORDER BY at_ms DESC OFFSET GREATEST(p_limit, 1) - 1 LIMIT 1;
+    v_at := GREATEST(v_now, COALESCE(v_before + p_window, v_now));
+    INSERT INTO upstream_turns (pace_key, at_ms) VALUES (p_key, v_at);
+    RETURN v_at - v_now;
+  END $$;
   `,
 ];
