@@ -287,7 +287,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
   });
   // Completion events are confirmed upstream only once the terminal state is committed (this event follows the commit).
   engine.events.on('task', (event) => {
-    if (isTerminal(event.state)) tencent.onTaskSettled(event.id);
+    if (isTerminal(event.state)) tencent.onTaskSettled(event.id, event.state);
   });
   // Tencent fetches the relay's own input files through signed links on the public URL: without one they are
   // 127.0.0.1 links it cannot reach, and such tasks fail upstream. Said once, when the first channel in service is seen.

@@ -1,3 +1,5 @@
+import type { TaskState } from '../domain/task-state';
+
 /**
  * Upstream channel slots counted across every relay node. A channel's `max_concurrency` is a promise to the
  * upstream account (e.g. Tencent's concurrent-task quota), so with several nodes it must be counted where they all
@@ -24,12 +26,15 @@ export interface ChannelSlots {
   /** Slots taken per channel, all nodes together (health views, tests). */
   inUse(): Promise<Record<string, number>>;
   /**
-   * The task reached a terminal state (called once it is committed): a slot kept for its next attempt (handed over:
-   * channel-lease.ts) has no attempt to adopt it now. One node frees it here, having nothing else that would;
-   * PostgreSQL leaves the row to lapse with its lease (run-state.ts letGo). True when it freed a slot: only then is
-   * the count worth reading again (this is called for every task that ends, of any provider).
+   * The task reached the terminal `state` (called once it is committed): a slot kept for its next attempt (handed
+   * over: channel-lease.ts) has no attempt to adopt it now. One node frees it here, having nothing else that would.
+   * PostgreSQL frees it here when the task was cancelled (its upstream work is over: aborted there, or never sent),
+   * wherever the run that handed it over was (a cancel answered by another node stops that run as "settled
+   * elsewhere", which cannot tell it was a cancel); any other ending leaves the row to lapse with its lease
+   * (run-state.ts letGo). True when it freed a slot: only then is the count worth reading again (this is called for
+   * every task that ends, of any provider).
    */
-  settled(taskId: string): Promise<boolean>;
+  settled(taskId: string, state: TaskState): Promise<boolean>;
 }
 
 /**

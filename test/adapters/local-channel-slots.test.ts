@@ -15,8 +15,8 @@ describe('local channel slots', () => {
     expect(await slots.acquire('ch', { taskId: 't', attempt: 2 }, 1)).toBe(true);
     expect(await slots.acquire('other', firstAttempt('t'), 1)).toBe(true);
     expect(await slots.acquire('other', firstAttempt('u'), 2)).toBe(true);
-    expect(await slots.settled('t')).toBe(true);
-    expect(await slots.settled('t')).toBe(false); // nothing left to free: the pool does not read the count again
+    expect(await slots.settled('t', 'failed')).toBe(true);
+    expect(await slots.settled('t', 'failed')).toBe(false); // nothing left to free: the pool does not read the count again
     expect(await slots.inUse()).toEqual({ other: 1 });
     expect(await slots.acquire('ch', firstAttempt('newcomer'), 1)).toBe(true);
   });

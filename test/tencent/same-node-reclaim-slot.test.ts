@@ -132,7 +132,7 @@ await describeWithPostgres('a superseded attempt on the node that claimed its ta
         acquire: (...args) => track(acquires, shared.acquire(...args)),
         release: (...args) => track(releases, held ? held.then(() => shared.release(...args)) : shared.release(...args)),
         inUse: () => shared.inUse(),
-        settled: (taskId) => shared.settled(taskId),
+        settled: (taskId, state) => shared.settled(taskId, state),
       }),
       acquires,
       releases,

@@ -61,9 +61,15 @@ export function postgresChannelSlots({ pool, nodeId, leaseMs }: PgContext): Chan
         nodeId,
       ]);
     },
-    async settled() {
-      // Nothing to do: the row of a task no longer queued or running stops counting once its lease lapses (STILL_HELD).
-      return false;
+    async settled(taskId, state) {
+      // A cancelled task's upstream work is over (aborted there, or never sent), and nothing adopts its slot: freed
+      // now, whichever node's row it is. The node that ran it may have handed it over, stopped by a cancel another
+      // node answered, and the channel was then one slot short until the lease lapsed. Any other ending (an
+      // operator's force-fail, whose upstream task may go on) leaves the row to lapse with its lease (STILL_HELD):
+      // no query for the tasks that end every second.
+      if (state !== 'cancelled') return false;
+      const freed = await pool.query('DELETE FROM channel_slots WHERE holder = $1', [taskId]);
+      return (freed.rowCount ?? 0) > 0;
     },
     async inUse() {
       const found = await rows<{ channel_id: string; n: number }>(

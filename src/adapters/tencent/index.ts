@@ -1,7 +1,7 @@
 import type { PaceRule, SubmissionPace } from '../../ports/submission-pace';
 import type { SecretBox } from '../../app/secret-box';
 import { producedSize } from '../../domain/output-size';
-import { isTerminal } from '../../domain/task-state';
+import { isTerminal, type TaskState } from '../../domain/task-state';
 import type { TaskInput } from '../../domain/task-input';
 import type { ChannelSlots } from '../../ports/channel-slots';
 import type { TaskNudges } from '../../ports/task-nudges';
@@ -67,8 +67,8 @@ export interface TencentVod {
   health(channelId: string): ChannelHealth | undefined;
   /** Operator action: ask Tencent about a followed task now. Undefined when this process does not follow it. */
   repoll(taskId: string): { upstreamTaskId: string; lastStatus: string | null } | undefined;
-  /** After the engine committed a task's terminal state. */
-  onTaskSettled(taskId: string): void;
+  /** After the engine committed a task's terminal `state`. */
+  onTaskSettled(taskId: string, state: TaskState): void;
   onCapacityChange(listener: () => void): void;
   /** How many channels are in service (enabled, not deleted). */
   enabledChannelCount(): number;
@@ -144,9 +144,9 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
       if (!upstreamTaskId || !runtime.follower.repoll(taskId)) return undefined;
       return { upstreamTaskId, lastStatus: runtime.follower.status(taskId) ?? null };
     },
-    onTaskSettled(taskId) {
+    onTaskSettled(taskId, state) {
       // Its slots kept for a next attempt (hand-overs) are not needed any more; a follow resumed at start is stopped.
-      runtime.pool.taskSettled(taskId);
+      runtime.pool.taskSettled(taskId, state);
       provider.forget(taskId);
     },
     enabledChannelCount: () => runtime.pool.channels().filter((c) => c.enabled && c.deletedAt === undefined).length,

@@ -1,4 +1,5 @@
 import { MODEL_KEYS, modelKey } from '../../domain/models';
+import type { TaskState } from '../../domain/task-state';
 import type { ChannelSlots, SlotHolder } from '../../ports/channel-slots';
 import type { ModelCapacity } from '../../ports/provider';
 import type { ChannelError, ChannelHealth, ChannelRecord } from '../../ports/channels';
@@ -301,11 +302,11 @@ export class ChannelPool {
    * The task reached a terminal state: the slots kept for its next attempt (handed over) are freed where the count
    * keeps them for ever (one node: ports/channel-slots.ts `settled`), and the room they leave is read at once.
    */
-  taskSettled(taskId: string): void {
+  taskSettled(taskId: string, state: TaskState): void {
     const slots = this.options.slots;
     if (!slots) return;
     void slots
-      .settled(taskId)
+      .settled(taskId, state)
       .then((freed) => (freed ? this.refreshShared() : undefined))
       .catch(() => undefined); // the next periodic read (refreshShared) corrects the figures
   }
