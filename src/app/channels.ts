@@ -36,7 +36,7 @@ export type ChannelUpdate = Partial<Omit<ChannelInput, 'provider' | 'region' | '
 export interface ChannelRuntime {
   refresh(): Promise<void>;
   health(channelId: string): ChannelHealth | undefined;
-  repoll?(taskId: string): { upstreamTaskId: string; lastStatus: string | null } | undefined;
+  repoll?(taskId: string): Promise<{ upstreamTaskId: string; lastStatus: string | null } | undefined>;
 }
 
 export interface ChannelAdminDeps {
@@ -196,8 +196,8 @@ export function createChannelAdmin(deps: ChannelAdminDeps) {
     },
 
     /** Operator's re-poll: the followed task's upstream state is asked for at once. */
-    repoll(taskId: string): { upstream_task_id: string; last_status: string | null } {
-      const polled = deps.runtime?.repoll?.(taskId);
+    async repoll(taskId: string): Promise<{ upstream_task_id: string; last_status: string | null }> {
+      const polled = await deps.runtime?.repoll?.(taskId);
       if (!polled) throw new FieldError('InvalidParameterValue', 'id', `task ${JSON.stringify(taskId)} is not being followed upstream by this relay`);
       return { upstream_task_id: polled.upstreamTaskId, last_status: polled.lastStatus };
     },

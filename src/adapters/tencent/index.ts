@@ -14,7 +14,7 @@ import type { Connector } from '../http-fetch/pinned-request';
 import { createSafeHttpClient } from '../http-fetch/safe-client';
 import { createOutputFetch } from './download';
 import { resolveOptions, type TencentVodOverrides } from './options';
-import { TencentVodProvider, TENCENT_VOD_ID } from './provider';
+import { readCheckpoint, TencentVodProvider, TENCENT_VOD_ID } from './provider';
 import { TencentRuntime, type RuntimeLog } from './runtime';
 
 /**
@@ -65,8 +65,12 @@ export interface TencentVod {
   /** Another node announced a channel change (PostgreSQL): read the channels again now. */
   channelsChanged(): void;
   health(channelId: string): ChannelHealth | undefined;
-  /** Operator action: ask Tencent about a followed task now. Undefined when this process does not follow it. */
-  repoll(taskId: string): { upstreamTaskId: string; lastStatus: string | null } | undefined;
+  /**
+   * Operator action: ask Tencent about a followed task now. Undefined when no node follows it. A task another node
+   * follows (PostgreSQL) is passed to that node (a nudge, as for an event pulled here), which asks at once; its
+   * `lastStatus` is then unknown here (null).
+   */
+  repoll(taskId: string): Promise<{ upstreamTaskId: string; lastStatus: string | null } | undefined>;
   /** After the engine committed a task's terminal `state`. */
   onTaskSettled(taskId: string, state: TaskState): void;
   onCapacityChange(listener: () => void): void;
@@ -139,10 +143,18 @@ export function createTencentVod(deps: TencentVodDeps): TencentVod {
       if (options.channelNotices) void refresh();
     },
     health: (channelId) => runtime.pool.health(channelId),
-    repoll(taskId) {
+    async repoll(taskId) {
       const upstreamTaskId = runtime.follower.upstreamOf(taskId);
-      if (!upstreamTaskId || !runtime.follower.repoll(taskId)) return undefined;
-      return { upstreamTaskId, lastStatus: runtime.follower.status(taskId) ?? null };
+      if (upstreamTaskId && runtime.follower.repoll(taskId)) return { upstreamTaskId, lastStatus: runtime.follower.status(taskId) ?? null };
+      // Behind a load balancer the operator's call reaches any node: one that does not follow the task tells the one
+      // that does (every node hears the nudge; only the follower acts on it). Before, this was a 400 saying the relay
+      // did not follow the task, about every other time.
+      if (!deps.nudges) return undefined;
+      const task = await deps.store.tasks.getTask(taskId);
+      const cp = readCheckpoint(task?.checkpoint);
+      if (task?.state !== 'running' || task.provider !== TENCENT_VOD_ID || cp?.phase !== 'accepted' || !cp.upstreamTaskId) return undefined;
+      await deps.nudges.send(taskId);
+      return { upstreamTaskId: cp.upstreamTaskId, lastStatus: null };
     },
     onTaskSettled(taskId, state) {
       // Its slots kept for a next attempt (hand-overs) are not needed any more; a follow resumed at start is stopped.

@@ -136,7 +136,7 @@ export function adminChannelRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request, reply) => {
         if (!(await deps.store.tasks.getTask(request.params.id))) throw notFound('task', request.params.id);
-        return reply.code(202).send(channels.repoll(request.params.id));
+        return reply.code(202).send(await channels.repoll(request.params.id));
       },
     );
 
