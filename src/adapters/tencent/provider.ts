@@ -56,7 +56,14 @@ export function readCheckpoint(raw: Record<string, unknown> | undefined): Tencen
 export interface ResumeStore {
   appendLog(id: string, message: string, now: number): Promise<void>;
   saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number): Promise<boolean>;
+  /** A task's state and checkpoint now (a cancel of a submission another node sends: cancelNotRunning). */
+  getTask(id: string): Promise<{ readonly state: string; readonly checkpoint?: Record<string, unknown> } | undefined>;
 }
+
+/** How often a cancel reads again the checkpoint of a submission another node has on the wire. */
+const SUBMISSION_RECHECK_MS = 100;
+/** Past a submission's create timeout, for its node to write what it made (or that it is in doubt). */
+const SUBMISSION_ANSWER_SLACK_MS = 2_000;
 
 type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'attempt' | 'checkpoint'>;
 
@@ -169,7 +176,7 @@ export class TencentVodProvider implements ImageProvider {
     for (const id of [...this.resumes.keys()]) this.forget(id);
   }
 
-  async cancel(task: { id: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
+  async cancel(task: { id: string; state?: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
     const state = this.runs.get(task.id);
     if (!state) return this.cancelNotRunning(task);
     while (state.phase === 'submitting') await state.changed();
@@ -364,9 +371,20 @@ export class TencentVodProvider implements ImageProvider {
     };
   }
 
-  /** Cancel of a task with no run in this process (queued after a restart or for a retry, or run by another node). */
-  private async cancelNotRunning(task: { id: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
-    const cp = readCheckpoint(task.checkpoint);
+  /**
+   * Cancel of a task with no run in this process (queued after a restart or for a retry, between dispatch and run, or
+   * running on another node). A submission another node has on the wire (running, checkpoint "submitting") is waited
+   * for, as `cancel` waits for one of its own: once answered, the checkpoint says what it made, and a WAITING
+   * upstream task is aborted. Before, that was ALREADY_COMPLETED at once on every node but the sending one, and the
+   * task ran and was charged. Still "submitting" after a submission's time: in doubt (cancelInDoubt).
+   */
+  private async cancelNotRunning(task: { id: string; state?: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
+    let cp = readCheckpoint(task.checkpoint);
+    if (cp?.phase === 'submitting' && task.state === 'running') {
+      const answered = await this.submissionAnswered(task.id, cp);
+      if (answered === 'ended') return 'too-late';
+      cp = answered;
+    }
     if (cp?.phase === 'submitting') return this.cancelInDoubt(task.id, cp);
     if (cp?.phase !== 'accepted' || !cp.channelId || !cp.upstreamTaskId) return 'not-started';
     return this.abortUpstream(cp.channelId, cp.upstreamTaskId);
@@ -402,6 +420,25 @@ export class TencentVodProvider implements ImageProvider {
     }
     if (upstreamTaskId === undefined) throw undecided('DescribeTasks does not list it');
     return this.abortUpstream(channel.id, upstreamTaskId);
+  }
+
+  /**
+   * The task's checkpoint once the submission another node sends has its answer (no longer "submitting"), or as it
+   * is once that submission's create timeout has passed (`submittedAt`, the sending node's clock; never longer than
+   * one timeout from now, whatever the clocks say): a submission in doubt, looked up by SessionId for minutes, is
+   * not waited for (cancelInDoubt). 'ended' when the task was settled meanwhile. Wall-clock time: the wait is for
+   * another process.
+   */
+  private async submissionAnswered(taskId: string, submitting: TencentCheckpoint): Promise<TencentCheckpoint | undefined | 'ended'> {
+    const deadline = Math.min(submitting.submittedAt ?? 0, Date.now()) + this.rt.options.createTimeoutMs + SUBMISSION_ANSWER_SLACK_MS;
+    if (Date.now() >= deadline) return submitting;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, SUBMISSION_RECHECK_MS));
+      const now = await this.tasks.getTask(taskId);
+      if (!now || (now.state !== 'running' && now.state !== 'queued')) return 'ended';
+      const cp = readCheckpoint(now.checkpoint);
+      if (cp?.phase !== 'submitting' || now.state !== 'running' || Date.now() >= deadline) return cp;
+    }
   }
 
   /** ManageTask Abort: Tencent stops a task only while it is WAITING and refuses otherwise. */

@@ -1,0 +1,39 @@
+import { afterAll, expect, it } from 'vitest';
+import { apiClient } from '../helpers/api';
+import { waitUntil } from '../helpers/eventually';
+import { describeWithPostgres } from '../helpers/postgres-suite';
+import { finishedOnSomeNode, twoNodes } from './two-nodes';
+
+/**
+ * A cancel that arrives while the task's CreateAigcImageTask is on the wire: the node sending it waits for the answer
+ * and aborts the new upstream task while it is WAITING (202, nothing charged). Answered by another node (a load
+ * balancer picks either), it was 400 ALREADY_COMPLETED at once, from the checkpoint alone ("submitting": too late),
+ * and the task then ran and was charged. That node now waits, as long as a submission may take, for the checkpoint
+ * to say what the submission made, and decides as the sending node would.
+ */
+await describeWithPostgres('a cancel during a submission, answered by another node', 'tencent cross-node cancel during a submission (PostgreSQL)', () => {
+  const closers: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const close of closers) await close();
+  });
+
+  it('waits for the submission on the other node and aborts the upstream task while it is WAITING: 202, cancelled, nothing charged', async () => {
+    const { a, b, nodes, server: upstream, account, ownerId, key, close } = await twoNodes('relay_tencent_cancel_submit', 9, 1, {});
+    closers.push(close);
+    // The upstream task is made at once but answered a second later (within the relay's 2 s create timeout), and
+    // stays WAITING: abortable.
+    upstream.onCreate = () => ({ kind: 'accept-late', delayMs: 1_000, plan: { waitingPolls: Infinity, processingPolls: Infinity } });
+    const id = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt: 'cancel me' })).body.request_id as string;
+    await waitUntil(() => upstream.bySession(id).length === 1, 15_000, 'the submission on the wire');
+    expect((await a.store.tasks.getTask(id))?.checkpoint?.phase).toBe('submitting');
+    const other = a.engine.runningCount() === 1 ? b : a;
+    expect(other.engine.runningCount()).toBe(0);
+
+    const cancel = await apiClient(other.publicUrl(), key).put(`/tencent-vod/v1/requests/${id}/cancel`);
+    expect([cancel.status, cancel.body]).toEqual([202, { status: 'CANCELLATION_REQUESTED' }]);
+    expect(await finishedOnSomeNode(nodes, [id])).toEqual(['cancelled']);
+    expect(upstream.tasksOf(account.secretId).map((t) => t.status)).toEqual(['ABORTED']);
+    const owner = await a.store.accounts.getAccount(ownerId);
+    expect({ balance: owner?.balance, held: owner?.held }).toEqual({ balance: 1_000_000, held: 0 });
+  });
+});
