@@ -101,6 +101,8 @@ export interface Relay {
   /** Stops accepting, lets in-flight work finish for up to `drainMs`, closes everything. */
   close(drainMs?: number): Promise<void>;
   publicUrl(): string;
+  /** Upstream channels in service (enabled, not deleted) as this node last read them: the start-up banner names them. */
+  channelsInService(): number;
 }
 
 /** Expired Temporary files are removed this often (and once at start). */
@@ -349,6 +351,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
     adminToken: admin.value,
     publicUrl: () => baseUrl,
     localUrl: () => localUrl,
+    channelsInService: () => tencent.enabledChannelCount(),
     async listen() {
       await tencent.refresh(); // routing knows the channels from the first request on
       warnIfFilesUnreachable();

@@ -16,6 +16,18 @@ function lockOrRefuse(dataDir: string): void {
   }
 }
 
+/**
+ * Where tasks go, as the banner says it. With upstream channels in service, the tasks of the models they serve go
+ * to Tencent: the banner said "local preview renderer (… no cloud account needed)" whatever the channels, on every
+ * node of a deployment that had them.
+ */
+function providerLine(config: Config, channels: number): string {
+  if (config.instantProvider) return 'INSTANT (fixed 64x64 PNG; benchmark stand-in, not for real use)';
+  const preview = `local preview renderer (${config.previewDelayMs} ms per image`;
+  if (channels === 0) return `${preview}; no cloud account needed)`;
+  return `Tencent VOD (${channels} upstream channel${channels === 1 ? '' : 's'} in service); ${preview}) for the models no channel serves`;
+}
+
 /** `aigc-relay serve` (what `npm start` runs): listen, print how to try it, drain on SIGTERM. */
 export async function serve(config: Config): Promise<void> {
   // Taken first: whoever stops `npm start` may do it as soon as the banner is out (see below).
@@ -38,7 +50,7 @@ export async function serve(config: Config): Promise<void> {
   // The bound address always: with port 0 it is the only place the chosen port appears.
   out(`aigc-relay listening on ${relay.localUrl()}`);
   if (config.publicUrl) out(`  public:   ${url} (AIGC_RELAY_PUBLIC_URL: the base of every URL the API returns)`);
-  out(`  provider: ${config.instantProvider ? 'INSTANT (fixed 64x64 PNG; benchmark stand-in, not for real use)' : `local preview renderer (${config.previewDelayMs} ms per image; no cloud account needed)`}`);
+  out(`  provider: ${providerLine(config, relay.channelsInService())}`);
   out(`  data:     ${config.dataDir}`);
   out(`  docs:     ${url}/docs   openapi: ${url}/openapi.json   metrics: ${url}/metrics`);
   if (config.instantProvider) out('  WARNING: AIGC_RELAY_INSTANT_PROVIDER=1: every task answers at once with a fixed small PNG.');

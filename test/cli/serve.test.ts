@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/child';
 import { tempDir } from '../helpers/relay';
+import { TencentTestServer } from '../tencent/server';
 
 const BIN = fileURLToPath(new URL('../../bin/aigc-relay.js', import.meta.url));
 
@@ -70,6 +71,26 @@ describe('aigc-relay serve', () => {
       expect(banner).toMatch(/^ {2}public: +https:\/\/relay\.example\.com /m);
       expect(banner).toContain('https://relay.example.com/docs');
     });
+  });
+
+  it('names the upstream channels in service in its provider line, not the local preview alone', async () => {
+    const dataDir = tempDir();
+    const upstream = await TencentTestServer.start({ accounts: [] });
+    try {
+      await withBanner({ AIGC_RELAY_DATA_DIR: dataDir }, async (banner) => {
+        expect(banner).toMatch(/^ {2}provider: local preview renderer \(\d+ ms per image; no cloud account needed\)$/m);
+      });
+      const added = await runCli(
+        ['channels', 'add', '--name', 'main', '--secret-id', 'AKIDbanner', '--sub-app-id', '1500000001', '--endpoint', upstream.url],
+        { AIGC_RELAY_DATA_DIR: dataDir, TENCENTCLOUD_SECRET_KEY: 'banner-secret-key' },
+      );
+      expect(added.code, added.stderr).toBe(0);
+      await withBanner({ AIGC_RELAY_DATA_DIR: dataDir }, async (banner) => {
+        expect(banner).toMatch(/^ {2}provider: Tencent VOD \(1 upstream channel in service\); local preview renderer \(\d+ ms per image\) for the models no channel serves$/m);
+      });
+    } finally {
+      await upstream.close();
+    }
   });
 
   it.skipIf(process.platform !== 'linux')('run by npm (npm start), stops with its parent: a SIGTERM to npm ends the shell, and the relay drains and exits too', async () => {
