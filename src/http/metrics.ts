@@ -69,7 +69,8 @@ export function createMetrics(sources: {
   };
   new client.Gauge({
     name: 'aigc_relay_queue_depth',
-    help: 'Tasks waiting for a provider slot on this node',
+    help:
+      'Tasks queued, waiting to be claimed: on one node (SQLite) its queue; on PostgreSQL the queue all nodes share, as this node last read it (every 2 s or so): the same on every node, not to be summed across them',
     registers: [registry],
     collect() {
       this.set(sources.queueDepth());
