@@ -62,6 +62,17 @@ export function channelSlotsContract(open: () => Promise<SlotNodes>): void {
     expect(await a.inUse()).toEqual({});
   });
 
+  it("a cancelled task's slot is freed by `settled` on any node, whichever node holds it (its upstream work is over)", async () => {
+    const nodes = await open();
+    const a = await nodes.node('a');
+    const b = await nodes.node('b');
+    expect(await a.acquire('ch', firstAttempt('cancelled'), 1)).toBe(true);
+    expect(await b.acquire('ch', firstAttempt('next'), 1)).toBe(false);
+    expect(await b.settled('cancelled', 'cancelled')).toBe(true);
+    expect(await b.acquire('ch', firstAttempt('next'), 1)).toBe(true);
+    expect(await b.settled('cancelled', 'cancelled')).toBe(false); // nothing left to free: the count is not read again
+  });
+
   it("a release by a holder without a slot there changes nothing (another task's, another channel's)", async () => {
     const slots = await (await open()).node('a');
     expect(await slots.acquire('ch', firstAttempt('t1'), 1)).toBe(true);
