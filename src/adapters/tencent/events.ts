@@ -61,6 +61,9 @@ export class EventPump {
       if (!wanted.has(id)) {
         loop.controller.abort();
         this.loops.delete(id);
+        // No event will complete its tasks now: polled at once, then at the ordinary pace (not a poll up to
+        // eventsPollMinMs away, given while events came).
+        this.deps.follower.pollChannelNow(id);
       }
     }
     for (const id of wanted) {

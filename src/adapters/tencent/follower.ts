@@ -189,6 +189,15 @@ export class TaskFollower {
     return true;
   }
 
+  /**
+   * Polls at once every task followed on `channelId`: its events stopped (the channel disabled, deleted or its events
+   * turned off), and the polls it was given while events came are up to `eventsPollMinMs` away; from this poll on,
+   * they follow the ordinary pace.
+   */
+  pollChannelNow(channelId: string): void {
+    for (const entry of this.entries.values()) if (entry.req.channelId === channelId) this.pollNow(entry);
+  }
+
   /** The upstream task a followed task is on. */
   upstreamOf(taskId: string): string | undefined {
     return this.entries.get(taskId)?.req.upstreamTaskId;
