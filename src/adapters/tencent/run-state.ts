@@ -148,8 +148,9 @@ function handedBackBecause(state: RunState): string | undefined {
  * A task that ends anyway after a hand-over (its last attempt, an operator's force-fail) leaves its row to lapse with
  * its lease: no longer renewed once the run has ended, it stops counting within AIGC_RELAY_LEASE_MS (30 s by
  * default), the channel one slot short until then. A cancelled one frees it at once (ChannelSlots.settled): a cancel
- * answered by another node aborts the upstream task there and stops this run as "settled elsewhere", a hand-over here. One node (SQLite) has no leases: its count (local-channel-slots.ts)
- * frees the slots a task kept once the task's terminal state is committed (TencentVod.onTaskSettled).
+ * answered by another node aborts the upstream task there and stops this run as "settled elsewhere", a hand-over
+ * here. One node (SQLite) has no leases: its count (local-channel-slots.ts) frees the slots a task kept once the
+ * task's terminal state is committed (TencentVod.onTaskSettled).
  */
 export function letGo(lease: ChannelLease, err: unknown, state: RunState): void {
   const failsForGood = err instanceof ProviderError && !err.retryable;
