@@ -14,7 +14,8 @@ import type { Connector } from '../http-fetch/pinned-request';
 import { createSafeHttpClient } from '../http-fetch/safe-client';
 import { createOutputFetch } from './download';
 import { resolveOptions, type TencentVodOverrides } from './options';
-import { readCheckpoint, TencentVodProvider, TENCENT_VOD_ID } from './provider';
+import { readCheckpoint } from './checkpoint';
+import { TencentVodProvider, TENCENT_VOD_ID } from './provider';
 import { TencentRuntime, type RuntimeLog } from './runtime';
 
 /**
