@@ -71,3 +71,27 @@ it('not listed yet: 503 with Retry-After, nothing changed; once listed, the canc
   expect((await h.finished(x)).state).toBe('cancelled');
   expect(upstream().status).toBe('ABORTED');
 });
+
+it('in doubt on the node running it (its run reconciling by SessionId): decided by the same lookup, not ALREADY_COMPLETED', { timeout: 30_000 }, async () => {
+  // The create times out (2 s here) with the task made upstream, so the run reconciles it; the listing hides it, so
+  // the run goes on looking. The same task queued for its retry, or running on another node, is looked up by the
+  // cancel (above); on the node running it the cancel said 400 ALREADY_COMPLETED, and the task ran and was charged.
+  h = await startHarness();
+  const { server, accounts, t } = h;
+  server.onCreate = () => ({ kind: 'accept-late', delayMs: 5_000, plan: { waitingPolls: Infinity } });
+  await h.addChannel(accounts[0]!, { max_concurrency: 1 });
+  server.hideListings(accounts[0]!.secretId, 1_000_000);
+  const x = await h.submit();
+  await waitUntil(() => server.count('DescribeTasks') >= 1, 15_000, 'the run reconciling X by SessionId');
+  const cancel = () => t.api.put(`/tencent-vod/v1/requests/${x}/cancel`);
+
+  const undecided = await cancel();
+  expect([undecided.status, undecided.headers.get('retry-after')]).toEqual([503, '5']);
+  expect(await t.relay.store.tasks.getTask(x)).toMatchObject({ state: 'running', checkpoint: { phase: 'submitting' } });
+
+  server.hideListings(accounts[0]!.secretId, 0);
+  expect((await cancel()).status).toBe(202);
+  expect((await h.finished(x)).state).toBe('cancelled');
+  expect(server.ofTask(x).map((u) => u.status)).toEqual(['ABORTED']);
+  expect((await ledgerOf(t, x)).map((e) => e.kind).sort()).toEqual(['hold', 'release']);
+});

@@ -42,6 +42,16 @@ export class UpstreamCancel {
         if (verdict === 'cancelled') state.upstreamAborted = true;
         return verdict;
       }
+      case 'reconciling': {
+        // The submission is in doubt and the run looks it up by SessionId (for minutes, maybe): decided as a cancel
+        // on any other node decides it for this same task (notRunning), by one lookup of its own. Before, this was
+        // ALREADY_COMPLETED here while the upstream task could still be aborted, and it ran and was charged.
+        const cp = readCheckpoint((await this.tasks.getTask(taskId))?.checkpoint);
+        if (cp?.phase !== 'submitting') return 'too-late';
+        const verdict = await this.cancelInDoubt(taskId, cp);
+        if (verdict === 'cancelled') state.upstreamAborted = true;
+        return verdict;
+      }
       default:
         return 'too-late';
     }
