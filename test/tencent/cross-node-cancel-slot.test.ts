@@ -2,6 +2,7 @@ import { afterAll, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { waitUntil } from '../helpers/eventually';
 import { describeWithPostgres } from '../helpers/postgres-suite';
+import { FAST } from './harness';
 import { channelSlotRows, finishedOnSomeNode, twoNodes } from './two-nodes';
 
 /**
@@ -19,7 +20,11 @@ await describeWithPostgres('a cancel answered by another node frees the channel 
   });
 
   it('a task cancelled through the node that does not run it gives its channel slot back at once, not after a lease', async () => {
-    const { a, b, db, nodes, server: upstream, account, channelId, key, close } = await twoNodes('relay_tencent_cancel_slot', 7, 1, { sharedSlotsRefreshMs: 25 });
+    // Polled every 3 s, not every 150 ms: the running node's own poll must not see the upstream task ABORTED before
+    // the stop reaches it, which ends its run as failed for good and frees the slot whatever settled does (the test
+    // then passed with the slot left to its lease).
+    const follower = { ...FAST.follower, pollMinMs: 3_000, pollMaxMs: 3_000 };
+    const { a, b, db, nodes, server: upstream, account, channelId, key, close } = await twoNodes('relay_tencent_cancel_slot', 7, 1, { sharedSlotsRefreshMs: 25, follower });
     closers.push(close);
     // Upstream tasks stay WAITING (abortable) until the test finishes them.
     upstream.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity, processingPolls: Infinity } });
