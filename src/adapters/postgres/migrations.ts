@@ -644,16 +644,23 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     END IF;
     RETURN NULL;
   END $$;
-  -- Folds the rows of backends that have ended into row 0 (no live backend has pid 0, so only this touches it).
+  -- Folds the rows of backends that have ended into row 0 (no live backend has pid 0, so only folds touch it).
   -- A pid the system has given to a new backend since is alive again and left alone: it goes on adding to its row.
+  -- SKIP LOCKED: a row locked by someone else belongs to a live backend (one given an ended backend's pid after
+  -- pg_stat_activity was read) or to another fold; waiting for it, while holding rows that backend may want next,
+  -- could deadlock. Row 0 is taken in one order (provider, priority), so two folds queue rather than deadlock.
   CREATE FUNCTION aigc_compact_queue_counts() RETURNS integer LANGUAGE sql AS $$
-    WITH gone AS (
-      DELETE FROM queue_counts q
+    WITH ended AS (
+      SELECT provider, priority, backend FROM queue_counts q
       WHERE q.backend <> 0 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = q.backend)
-      RETURNING provider, priority, n),
+      FOR UPDATE SKIP LOCKED),
+    gone AS (
+      DELETE FROM queue_counts q USING ended e
+      WHERE q.provider = e.provider AND q.priority = e.priority AND q.backend = e.backend
+      RETURNING q.provider, q.priority, q.n),
     folded AS (
       INSERT INTO queue_counts (provider, priority, backend, n)
-      SELECT provider, priority, 0, sum(n) FROM gone GROUP BY provider, priority
+      SELECT provider, priority, 0, sum(n) FROM gone GROUP BY provider, priority ORDER BY provider, priority
       ON CONFLICT (provider, priority, backend) DO UPDATE SET n = queue_counts.n + EXCLUDED.n
       RETURNING 1)
     SELECT count(*)::integer FROM gone;
