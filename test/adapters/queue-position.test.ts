@@ -99,4 +99,22 @@ describe('queuePosition with trigger-kept counts', () => {
     expect(counts).toEqual(plainCounts());
     expect(counts.succeeded + counts.failed + counts.cancelled).toBeGreaterThan(0);
   });
+
+  it('a long run of one priority: a task with over 1,000 behind it is counted from the front, and agrees with a plain count', async () => {
+    // The properties above never have 1,000 tasks behind one: this is the other way of counting (tasks.ts queueAhead).
+    const run: TaskRecord[] = [];
+    for (let batch = 0; batch < 6; batch++) {
+      const made = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => store.tasks.createTask(queuedTask(`long-${batch}-${i}`, ACCOUNT, 'long', 0, 20_000 + batch))),
+      );
+      for (const m of made) if (m.ok) run.push(m.task);
+    }
+    run.sort((x, y) => x.seq - y.seq);
+    await store.tasks.finish(run[3]!.id, { state: 'cancelled' }, 30_000); // a gap ahead of the tasks after it
+    for (const index of [0, 10, 1_500, 1_999, 2_000, 2_001, 2_999]) {
+      const task = run[index]!;
+      expect(await store.tasks.queuePosition(task), `task ${index}`).toBe(countAhead(task));
+    }
+    expect(await store.tasks.queuePosition(run[10]!)).toBe(9);
+  });
 });

@@ -11,6 +11,9 @@ import { syncWrite } from './group-commit';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
 
+/** Rows a queue position reads behind its task before it counts the ones ahead instead (queueAhead below). */
+const POSITION_COUNT_LIMIT = 1000;
+
 /** A write that the checks before it guarantee: one that changed nothing means they were wrong, and is an error. */
 function written(result: { changes: number }, what: string): void {
   if (result.changes === 0) throw new Error(`createTask: ${what} was not written, though the checks before it passed`);
@@ -147,13 +150,22 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
        WHERE id = @id AND state IN (${inList(statesAllowing('cancelled'))})`,
     ),
   };
-  // Queued at this priority or above (queue_counts, kept by triggers) minus those at this priority from this task
-  // on: the same number as counting everything ahead, but the count runs over the tasks behind, which for a task
-  // just submitted are only the ones committed with it in the same group commit.
+  // Queued at higher priorities (queue_counts, kept by triggers), plus those of this task's priority ahead of it,
+  // counted from the nearer end of its run: behind it first, up to the limit (a task just submitted has only the ones
+  // committed with it in its group commit behind it), the priority's count less those; with more behind it, the ones
+  // ahead instead (a task near the front of a long queue). Counting the ones behind a task at the front of 100,000
+  // took 3 ms of the main thread on every status poll (BENCHMARKS.md, session 27). The limit is written into the
+  // statement: bound as a parameter, the LIMIT made the count of one row cost twice as much.
   const queueAhead = db.prepare<{ provider: string; priority: number; seq: number }, { n: number }>(
-    `SELECT (SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE provider = @provider AND priority >= @priority)
-          - (SELECT COUNT(*) FROM tasks WHERE state = 'queued' AND provider = @provider AND priority = @priority AND seq >= @seq)
-          AS n`,
+    `SELECT c.higher + CASE
+       WHEN b.n < ${POSITION_COUNT_LIMIT} THEN MAX(c.same - b.n, 0)
+       ELSE (SELECT COUNT(*) FROM tasks WHERE state = 'queued' AND provider = @provider AND priority = @priority AND seq < @seq)
+     END AS n
+     FROM (SELECT COALESCE(SUM(n) FILTER (WHERE priority > @priority), 0) AS higher,
+                  COALESCE(SUM(n) FILTER (WHERE priority = @priority), 0) AS same
+           FROM queue_counts WHERE provider = @provider AND priority >= @priority) c,
+          (SELECT COUNT(*) AS n FROM (
+             SELECT 1 FROM tasks WHERE state = 'queued' AND provider = @provider AND priority = @priority AND seq >= @seq LIMIT ${POSITION_COUNT_LIMIT})) b`,
   );
 
   // Inside createTask, right after the insert: every queued task at this priority or above except the new one is
