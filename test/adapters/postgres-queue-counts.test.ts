@@ -9,7 +9,7 @@ import { POSITION_COUNT_LIMIT, QUEUE_POSITION_SQL as QUEUE_POSITION } from '../.
 import type { TaskRecord } from '../../src/ports/store';
 import { waitUntil } from '../helpers/eventually';
 import { describeWithPostgres, suiteDatabase } from '../helpers/postgres-suite';
-import { applyQueueOp, queuedTask, queueOp } from '../helpers/queue-ops';
+import { queuedTask, queueOp, replayQueueHistory } from '../helpers/queue-ops';
 
 /**
  * PostgreSQL keeps queued tasks counted by lane and priority, each database session in rows of its own
@@ -60,25 +60,13 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
     let n = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(queueOp, { minLength: 1, maxLength: 30 }), async (ops) => {
-        const ids: string[] = [];
-        for (const o of ops) {
-          const now = ++n;
-          if (o.kind === 'create') {
-            // Submitted together, as concurrent requests are: they share one group commit.
-            const created = await Promise.all([0, 1].map((k) => store.tasks.createTask(queuedTask(`task-${now}-${k}`, ACCOUNT, o.provider, o.priority, now))));
-            for (const c of created) {
-              if (!c.ok) continue;
-              ids.push(c.task.id);
-              expect(await store.tasks.queuePosition(c.task)).toBe(await countAhead(plain, c.task));
-            }
-            continue;
-          }
-          // Two at once where there are two: they go over different connections of the pool.
-          const picked = [ids[o.pick % Math.max(1, ids.length)], ids[(o.pick + 1) % Math.max(1, ids.length)]].filter((id) => id !== undefined);
-          await Promise.all(
-            [...new Set(picked)].map((id) => applyQueueOp(store, o.kind, id, now)),
-          );
-        }
+        const ids = await replayQueueHistory(store, ACCOUNT, ops, {
+          now: () => ++n,
+          pairs: true,
+          created: async (c) => {
+            if (c.ok) expect(await store.tasks.queuePosition(c.task)).toBe(await countAhead(plain, c.task));
+          },
+        });
         for (const id of ids) {
           const task = (await store.tasks.getTask(id))!;
           if (task.state === 'queued') expect(await store.tasks.queuePosition(task)).toBe(await countAhead(plain, task));

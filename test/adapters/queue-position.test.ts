@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSqliteStore } from '../../src/adapters/sqlite';
 import type { Store, TaskRecord } from '../../src/ports/store';
-import { applyQueueOp, queuedTask, queueOp } from '../helpers/queue-ops';
+import { queuedTask, queueOp, replayQueueHistory } from '../helpers/queue-ops';
 import { tempDir } from '../helpers/relay';
 
 /**
@@ -42,27 +42,13 @@ describe('queuePosition with trigger-kept counts', () => {
     let n = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(queueOp, { minLength: 1, maxLength: 40 }), async (ops) => {
-        const ids: string[] = [];
-        for (const o of ops) {
-          const now = ++n;
-          if (o.kind === 'create') {
-            const id = `task-${n}`;
-            // Submitted together, as concurrent requests are: they share one group commit.
-            const created = await Promise.all([0, 1].map((k) =>
-              store.tasks.createTask(queuedTask(`${id}-${k}`, ACCOUNT, o.provider, o.priority, now)),
-            ));
-            for (const c of created) {
-              if (!c.ok) continue;
-              ids.push(c.task.id);
-              // The position reported with the insert is the one a count right after gives.
-              expect(c.queuePosition).toBe(countAhead(c.task));
-            }
-            continue;
-          }
-          const id = ids[o.pick % Math.max(1, ids.length)];
-          if (id === undefined) continue;
-          await applyQueueOp(store, o.kind, id, now);
-        }
+        const ids = await replayQueueHistory(store, ACCOUNT, ops, {
+          now: () => ++n,
+          // The position reported with the insert is the one a count right after gives.
+          created: (c) => {
+            if (c.ok) expect(c.queuePosition).toBe(countAhead(c.task));
+          },
+        });
         for (const id of ids) {
           const task = (await store.tasks.getTask(id))!;
           expect(await store.tasks.queuePosition(task)).toBe(countAhead(task));
