@@ -98,10 +98,14 @@ export interface ImageProvider {
   waitingForCapacity?(): number;
   run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult>;
   /**
-   * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream yet, cancel
-   * as usual. `cancelled`: the upstream work was stopped, cancel as usual. `too-late`: upstream work has started
-   * and cannot be stopped; the task goes on (the client gets ALREADY_COMPLETED). A RelayError thrown reaches the
-   * client as it is: the answer cannot be given now (the upstream out of reach, or a submission in doubt), try again.
+   * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream, and this
+   * process's run of the task was stopped before it could send anything; cancel as usual. `not-started-as-read`:
+   * nothing upstream as far as the task's record tells (`state` and `checkpoint` as passed here), with no run of it in
+   * this process to stop: that holds only while the record stays so (another node's run may be about to submit), and
+   * the engine applies the cancel on that condition, deciding again if the task moved on meanwhile. `cancelled`: the
+   * upstream work was stopped, cancel as usual. `too-late`: upstream work has started and cannot be stopped; the task
+   * goes on (the client gets ALREADY_COMPLETED). A RelayError thrown reaches the client as it is: the answer cannot
+   * be given now (the upstream out of reach, or a submission in doubt), try again.
    */
   cancel?(task: { readonly id: string; readonly state: string; readonly checkpoint?: Record<string, unknown> }): Promise<CancelVerdict>;
 }
@@ -121,7 +125,7 @@ export function hasWorkUnderway(checkpoint: unknown): boolean {
   return typeof checkpoint === 'object' && checkpoint !== null && (checkpoint as { phase?: unknown }).phase !== IDLE_CHECKPOINT.phase;
 }
 
-export type CancelVerdict = 'not-started' | 'cancelled' | 'too-late';
+export type CancelVerdict = 'not-started' | 'not-started-as-read' | 'cancelled' | 'too-late';
 
 /**
  * Typed failures steer the engine's one retry path: a retryable error hands the attempt back (with backoff) until

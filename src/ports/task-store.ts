@@ -110,6 +110,19 @@ export interface TaskFilter {
 export interface FinishOptions {
   readonly ownAttempt?: number;
   readonly log?: string;
+  /**
+   * Only a task still `queued` (false, nothing written, once it was claimed): a cancel decided on the queued task it
+   * read, when nothing but that record said nothing had started (CancelVerdict `not-started-as-read`).
+   */
+  readonly whileQueued?: boolean;
+}
+
+/**
+ * The condition of a cancel decided on a task's record alone (CancelVerdict `not-started-as-read`): the checkpoint it
+ * read, null for none. Another node's run may write a new one (e.g. "submitting") in the meantime.
+ */
+export interface CheckpointAsRead {
+  readonly checkpoint: Record<string, unknown> | null;
 }
 
 /** The task log line of a graceful stop's hand-back (TaskStore.handBackUnfinished). */
@@ -150,17 +163,22 @@ export interface TaskStore {
   saveProgress(id: string, progress: number, now: number, ownAttempt?: number): Promise<void>;
   /**
    * Records where a run got to, so a later attempt can resume (e.g. an upstream task id). False, and nothing written,
-   * when the task is settled already, or, with `ownAttempt`, when the task is no longer that attempt's to run (a
-   * later attempt has it; on PostgreSQL, also when this node's lease on it lapsed): the run must then stop before it
-   * starts anything new, such as a second upstream submission beside the new owner's.
+   * when the task is settled already, when a cancel was requested (`requestCancel`: a run must not start upstream
+   * work the client was told will not happen), or, with `ownAttempt`, when the task is no longer that attempt's to
+   * run (a later attempt has it; on PostgreSQL, also when this node's lease on it lapsed): the run must then stop
+   * before it starts anything new, such as a second upstream submission beside the new owner's.
    */
   saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number, ownAttempt?: number): Promise<boolean>;
   /**
    * Flags a running task for cancel. False, and nothing written, when the task is not running: it finished (or was
    * handed back for a retry) first. Whichever commits first decides: a run's own outcome is refused once the flag is
-   * set (`finish` with `ownAttempt`), so a client told its cancel was taken is never charged for the task.
+   * set (`finish` with `ownAttempt`), so a client told its cancel was taken is never charged for the task; and a
+   * checkpoint is refused too (`saveCheckpoint`), so no run starts upstream work after it.
+   * `asRead`: only while the task's checkpoint is still the one the cancel was decided on (false, nothing written,
+   * once a run wrote another): with the checkpoint refused after the flag, either the cancel lands before a run's
+   * "submitting" and nothing is sent, or the submission is on record first and the cancel is decided again on it.
    */
-  requestCancel(id: string, now: number): Promise<boolean>;
+  requestCancel(id: string, now: number, asRead?: CheckpointAsRead): Promise<boolean>;
   /**
    * Moves a task to a terminal state and settles its money in the same transaction: capture on success,
    * release otherwise; output files are recorded with it. Conditional on the task not being terminal, so a

@@ -4,7 +4,8 @@ import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '
 import type { Completion, TaskRecord } from '../ports/store';
 import { isTerminal } from '../domain/task-state';
 import { handedBackTooOften, notRunAgain, runAttempt, type AttemptDeps } from './attempt';
-import { cancelledError, RunSettlement, STORE_RETRY_MS, type SettleTiming } from './settlement';
+import { cancelTask } from './client-cancel';
+import { RunSettlement, STORE_RETRY_MS, type SettleTiming } from './settlement';
 import { TaskWatchers, type TaskEvent } from '../app/task-watch';
 import { claimBounds } from './claim-bounds';
 
@@ -133,48 +134,19 @@ export class TaskEngine {
     return running;
   }
 
-  /**
-   * Cancels a task: a queued one at once (its hold released), a running one by aborting its provider call.
-   * Returns false when the task is already terminal.
-   */
-  async cancel(task: TaskRecord): Promise<boolean> {
-    const { store, clock } = this.deps;
-    // A provider with upstream work asks the upstream first: once the work has started there, it cannot be stopped.
-    const provider = this.lanes.get(task.provider)?.provider;
-    if (provider?.cancel && (task.state === 'queued' || task.state === 'running')) {
-      if ((await provider.cancel(task)) === 'too-late') return false;
-    }
-    if (task.state === 'queued') return this.cancelQueued(task.id);
-    if (task.state !== 'running') return false;
-    // The flag lands only on a running task, and a run's own outcome is refused once it is there (ports/store.ts
-    // requestCancel): whichever commits first decides, so a 202 never meets a charged success.
-    if (!(await store.tasks.requestCancel(task.id, clock.now()))) {
-      // It left `running` since it was read: finished first (too late), handed back for a retry (queued: cancel it
-      // there; the provider was asked already), or cancelled by someone else.
-      const now = await store.tasks.getTask(task.id);
-      if (now?.state === 'queued') return this.cancelQueued(now.id);
-      return now?.state === 'cancelled';
-    }
-    const controller = this.inFlight.get(task.id);
-    if (controller) {
-      // The run settles it as cancelled: its outcome, a retry's hand-back and a finish are all refused now.
-      controller.abort();
-    } else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
-      // Running on no provider call of ours (another node's, or between a crash and recovery): settle it here,
-      // and tell the node running it to stop.
-      await this.stopRunsOf(task.id, 'cancelled');
-      await this.announce(task.id);
-    }
-    return true;
-  }
-
-  private async cancelQueued(id: string): Promise<boolean> {
-    const { store, clock } = this.deps;
-    const done = await store.tasks.finish(id, { state: 'cancelled', error: cancelledError }, clock.now());
-    // The engine (this node's or another's) may have claimed it while we decided: stop that run too.
-    if (done) await this.stopRunsOf(id, 'cancelled');
-    if (done) await this.announce(id);
-    return done;
+  /** A client's cancel (client-cancel.ts). False when the task is already terminal or its upstream work has started. */
+  cancel(task: TaskRecord): Promise<boolean> {
+    return cancelTask(
+      {
+        store: this.deps.store,
+        clock: this.deps.clock,
+        providerOf: (name) => this.lanes.get(name)?.provider,
+        runOf: (taskId) => this.inFlight.get(taskId),
+        stopRunsOf: (taskId, why) => this.stopRunsOf(taskId, why),
+        announce: (taskId) => this.announce(taskId),
+      },
+      task,
+    );
   }
 
   /**

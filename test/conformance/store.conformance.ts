@@ -570,6 +570,42 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.tasks.getTask(task.id))!.checkpoint).toEqual({ at: 'two' });
       });
 
+      it('a cancel decided on the record as read lands only while its checkpoint stands; a flagged task takes no checkpoint', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        await store.tasks.markRunning(task.id, 2001);
+        // Another node's run wrote "submitting" after the cancel read the task with no checkpoint: refused, unflagged.
+        expect(await store.tasks.saveCheckpoint(task.id, { phase: 'submitting', channelId: 'c', round: 0 }, 2002, 1)).toBe(true);
+        expect(await store.tasks.requestCancel(task.id, 2003, { checkpoint: null })).toBe(false);
+        expect(await store.tasks.requestCancel(task.id, 2004, { checkpoint: { phase: 'idle' } })).toBe(false);
+        expect((await store.tasks.getTask(task.id))!.cancelRequested).toBe(false);
+        // Decided again on the checkpoint as it now reads, as read back from the store: it lands.
+        const now = (await store.tasks.getTask(task.id))!;
+        expect(await store.tasks.requestCancel(task.id, 2005, { checkpoint: now.checkpoint ?? null })).toBe(true);
+        // Once flagged, no run writes a checkpoint (with or without its attempt): nothing new is sent upstream.
+        expect(await store.tasks.saveCheckpoint(task.id, { phase: 'accepted', channelId: 'c', upstreamTaskId: 'u' }, 2006, 1)).toBe(false);
+        expect(await store.tasks.saveCheckpoint(task.id, { phase: 'idle' }, 2007)).toBe(false);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ cancelRequested: true, checkpoint: { phase: 'submitting', channelId: 'c', round: 0 } });
+
+        // With no checkpoint at all, as read: lands.
+        const bare = await created(newTask(owner, 1));
+        await store.tasks.markRunning(bare.id, 2100);
+        expect(await store.tasks.requestCancel(bare.id, 2101, { checkpoint: null })).toBe(true);
+      });
+
+      it('a cancel while queued, as read: refused once the task was claimed, and nothing settled', async () => {
+        const owner = await account(100);
+        const cancelled = { state: 'cancelled' as const, error: { code: 'Cancelled', message: 'c' } };
+        const claimed = await created(newTask(owner, 5));
+        await store.tasks.markRunning(claimed.id, 2001);
+        expect(await store.tasks.finish(claimed.id, cancelled, 2002, { whileQueued: true })).toBe(false);
+        expect(await store.tasks.getTask(claimed.id)).toMatchObject({ state: 'running' });
+        expect(await kindsOf(owner.accountId, claimed.id)).toEqual(['hold']);
+        const queued = await created(newTask(owner, 5));
+        expect(await store.tasks.finish(queued.id, cancelled, 2003, { whileQueued: true })).toBe(true);
+        expect(await kindsOf(owner.accountId, queued.id)).toEqual(['hold', 'release']);
+      });
+
       it('progress (running only), checkpoints, cancel requests and log lines are kept', async () => {
         const owner = await account(100);
         const task = await created(newTask(owner, 1));

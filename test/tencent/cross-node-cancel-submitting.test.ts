@@ -36,4 +36,27 @@ await describeWithPostgres('a cancel during a submission, answered by another no
     const owner = await a.store.accounts.getAccount(ownerId);
     expect({ balance: owner?.balance, held: owner?.held }).toEqual({ balance: 1_000_000, held: 0 });
   });
+
+  // What the other node read a moment too early: the task running while its run still chose a channel, nothing on
+  // record yet; or still queued, before the claim. Its "not started" held for that record only: it used to flag or
+  // settle the task (202) while the create went out, and the upstream task then ran unfollowed, at the operator's cost.
+  it.each([
+    ['running, nothing on record yet', 'running', 11],
+    ['still queued', 'queued', 12],
+  ] as const)('decided on a record read a moment before the other node wrote "submitting" (%s): decided again on the submission, the upstream task aborted', async (_, stateAsRead, accountNumber) => {
+    const { a, b, nodes, server: upstream, account, ownerId, key, close } = await twoNodes(`relay_tencent_cancel_stale_${stateAsRead}`, accountNumber, 1, {});
+    closers.push(close);
+    upstream.onCreate = () => ({ kind: 'accept-late', delayMs: 1_000, plan: { waitingPolls: Infinity, processingPolls: Infinity } });
+    const id = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt: 'cancel me too' })).body.request_id as string;
+    await waitUntil(() => upstream.bySession(id).length === 1, 15_000, 'the submission on the wire');
+    const running = (await a.store.tasks.getTask(id))!;
+    expect(running.checkpoint?.phase).toBe('submitting');
+    const other = a.engine.runningCount() === 1 ? b : a;
+    const { checkpoint: _submitting, ...readTooEarly } = running;
+    expect(await other.engine.cancel({ ...readTooEarly, state: stateAsRead })).toBe(true);
+    expect(await finishedOnSomeNode(nodes, [id])).toEqual(['cancelled']);
+    expect(upstream.tasksOf(account.secretId).map((t) => t.status)).toEqual(['ABORTED']);
+    const owner = await a.store.accounts.getAccount(ownerId);
+    expect({ balance: owner?.balance, held: owner?.held }).toEqual({ balance: 1_000_000, held: 0 });
+  });
 });

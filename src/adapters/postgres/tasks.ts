@@ -184,7 +184,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
         attempt: options?.ownAttempt ?? null,
         log: options?.log ?? null,
         state: c.state,
-        from: statesAllowing(c.state),
+        from: options?.whileQueued ? ['queued'] : statesAllowing(c.state),
         now,
         deliveryId: newDeliveryId(),
         channel,
@@ -283,17 +283,23 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       await group.run(PROGRESS, { id, progress, at: now, attempt: ownAttempt ?? null, channel }, id);
     },
     async saveCheckpoint(id, checkpoint, now, ownAttempt) {
-      // An attempt writes only while it runs under this node's lease (like its own finish: aigc_finish_fenced).
+      // An attempt writes only while it runs under this node's lease (like its own finish: aigc_finish_fenced), and
+      // nobody once a cancel was requested: a run must start no upstream work after it (ports/task-store.ts).
       const written = await pool.query(
         `UPDATE tasks SET checkpoint = $2, updated_at = $3
-         WHERE id = $1 AND state IN ('queued', 'running')
+         WHERE id = $1 AND state IN ('queued', 'running') AND NOT cancel_requested
            AND ($4::int IS NULL OR (state = 'running' AND attempts = $4 AND lease_owner = $5))`,
         [id, JSON.stringify(checkpoint), now, ownAttempt ?? null, nodeId],
       );
       return (written.rowCount ?? 0) > 0;
     },
-    async requestCancel(id, now) {
-      const written = await pool.query("UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 AND state = 'running'", [id, now]);
+    async requestCancel(id, now, asRead) {
+      // With asRead, only while the checkpoint is the one the cancel was decided on (jsonb equality, null for none).
+      const written = await pool.query(
+        `UPDATE tasks SET cancel_requested = TRUE, updated_at = $2
+         WHERE id = $1 AND state = 'running' AND (NOT $3::boolean OR checkpoint IS NOT DISTINCT FROM $4::jsonb)`,
+        [id, now, asRead !== undefined, asRead?.checkpoint ? JSON.stringify(asRead.checkpoint) : null],
+      );
       return (written.rowCount ?? 0) > 0;
     },
     async queuePosition(task) {

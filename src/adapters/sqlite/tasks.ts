@@ -1,5 +1,5 @@
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskStore } from '../../ports/store';
+import { HANDED_BACK_BY_STOP, type CheckpointAsRead, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskStore } from '../../ports/store';
 import type { Db } from './database';
 import { newTaskRecord } from '../new-task-record';
 import { fileParams, INSERT_FILE } from './files';
@@ -185,9 +185,20 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   const updateProgress = db.prepare(
     "UPDATE tasks SET progress = @progress, updated_at = @now WHERE id = @id AND state = 'running' AND (@attempt IS NULL OR attempts = @attempt)",
   );
-  const updateCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')");
-  const updateOwnCheckpoint = db.prepare("UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state = 'running' AND attempts = ?");
-  const markCancelRequested = db.prepare("UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ? AND state = 'running'");
+  // Not once a cancel was requested: a run must start no upstream work after it (ports/task-store.ts requestCancel).
+  const updateCheckpoint = db.prepare(
+    "UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running') AND cancel_requested = 0",
+  );
+  const updateOwnCheckpoint = db.prepare(
+    "UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND state = 'running' AND attempts = ? AND cancel_requested = 0",
+  );
+  // @asRead: the checkpoint the cancel was decided on, as saveCheckpoint wrote it (JSON.stringify of what was read
+  // back from that text gives the text again), or null for none; @conditional 0 flags it whatever the checkpoint.
+  const markCancelRequested = db.prepare(
+    `UPDATE tasks SET cancel_requested = 1, updated_at = @now
+     WHERE id = @id AND state = 'running' AND (@conditional = 0 OR checkpoint IS @asRead)`,
+  );
+  const stateOf = db.prepare<[string], { state: TaskState }>('SELECT state FROM tasks WHERE id = ?');
   const cancelRequestedOf = db.prepare<[string], { cancel_requested: number }>('SELECT cancel_requested FROM tasks WHERE id = ?');
   const insertLog = db.prepare('INSERT INTO task_logs (task_id, at, message) VALUES (?, ?, ?)');
   const selectLogs = db.prepare<[string], { at: number; message: string }>('SELECT at, message FROM task_logs WHERE task_id = ? ORDER BY id');
@@ -241,6 +252,7 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   const finish = db.transaction((id: string, c: Completion, now: number, options: FinishOptions | undefined): boolean => {
     // An attempt's own success or failure comes too late once a cancel was requested (ports/store.ts requestCancel).
     if (options?.ownAttempt !== undefined && c.state !== 'cancelled' && cancelRequestedOf.get(id)?.cancel_requested) return false;
+    if (options?.whileQueued && stateOf.get(id)?.state !== 'queued') return false;
     const log = options?.log;
     const params =
       c.state === 'succeeded'
@@ -319,7 +331,15 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
       const written = ownAttempt === undefined ? updateCheckpoint.run(json, now, id) : updateOwnCheckpoint.run(json, now, id, ownAttempt);
       return written.changes > 0;
     }),
-    requestCancel: syncWrite((id: string, now: number) => markCancelRequested.run(now, id).changes > 0),
+    requestCancel: syncWrite(
+      (id: string, now: number, asRead?: CheckpointAsRead) =>
+        markCancelRequested.run({
+          id,
+          now,
+          conditional: asRead ? 1 : 0,
+          asRead: asRead?.checkpoint ? JSON.stringify(asRead.checkpoint) : null,
+        }).changes > 0,
+    ),
     // ownAttempt: a run's own outcome (refused once a cancel was requested). Leases are PostgreSQL's alone.
     finish: syncWrite((id: string, completion: Completion, now: number, options?: FinishOptions) => finish.immediate(id, completion, now, options)),
     async queuePosition(task) {

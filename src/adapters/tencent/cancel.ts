@@ -72,7 +72,9 @@ export class UpstreamCancel {
       cp = answered;
     }
     if (cp?.phase === 'submitting') return this.cancelInDoubt(task.id, cp);
-    if (cp?.phase !== 'accepted' || !cp.channelId || !cp.upstreamTaskId) return 'not-started';
+    // Nothing upstream as the record reads: another node's run may be about to submit, so the engine cancels only
+    // while the checkpoint stays as read (worker/client-cancel.ts).
+    if (cp?.phase !== 'accepted' || !cp.channelId || !cp.upstreamTaskId) return 'not-started-as-read';
     return this.abortUpstream(cp.channelId, cp.upstreamTaskId);
   }
 
