@@ -5,7 +5,7 @@ import { createPool } from '../../src/adapters/postgres/database';
 import { migrate } from '../../src/adapters/postgres/migrate';
 import { PG_MIGRATIONS } from '../../src/adapters/postgres/migrations';
 import { createPostgresStore, type PostgresStore } from '../../src/adapters/postgres';
-import { POSITION_COUNT_LIMIT, QUEUE_POSITION_SQL as QUEUE_POSITION } from '../../src/adapters/postgres/tasks';
+import { POSITION_COUNT_LIMIT, QUEUE_POSITION_SQL as QUEUE_POSITION, STATE_COUNTS_SQL } from '../../src/adapters/postgres/tasks';
 import type { TaskRecord } from '../../src/ports/store';
 import { waitUntil } from '../helpers/eventually';
 import { describeWithPostgres, suiteDatabase } from '../helpers/postgres-suite';
@@ -13,7 +13,8 @@ import { queuedTask, queueOp, replayQueueHistory } from '../helpers/queue-ops';
 
 /**
  * PostgreSQL keeps queued tasks counted by lane and priority, each database session in rows of its own
- * (migrations.ts, 24), and a queue position reads those counts instead of counting every queued task ahead. Whatever
+ * (migrations.ts, 24), and a queue position reads those counts instead of counting every queued task ahead; finished
+ * tasks are counted by state the same way (27), for /metrics. Whatever
  * happens to tasks, on whichever connections, the position must be what a plain count of the queue says, the
  * counters must sum to the queue, and folding the rows of ended sessions must change no sum.
  */
@@ -75,9 +76,10 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
       { numRuns: 25 },
     );
     expect((await plain.query(DRIFT)).rows).toEqual([]);
+    expect(await store.tasks.countByState()).toEqual(await plainStateCounts(plain));
   });
 
-  it('a position near either end of a long run of its priority reads at most about the limit of rows, not the whole queue', { timeout: 60_000 }, async () => {
+  it('a position near either end of a long run of its priority reads at most about the limit of rows, not the whole queue; the counts by state read none', { timeout: 60_000 }, async () => {
     const { store, plain } = await open();
     await funded(store);
     const tasks: TaskRecord[] = [];
@@ -92,8 +94,13 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
       // Rows the statement took from the tasks table, by its plan: the ones behind (itself included), up to the
       // limit, then, for a task with more behind it than that, the ones ahead. Never all 3,000 for a task at either end.
       const behind = sorted.length - ahead;
-      expect(await rowsRead(plain, task), `position ${ahead}`).toBeLessThanOrEqual(behind < POSITION_COUNT_LIMIT ? behind : POSITION_COUNT_LIMIT + ahead);
+      expect(await rowsRead(plain, QUEUE_POSITION, [task.provider, task.priority, task.seq, POSITION_COUNT_LIMIT]), `position ${ahead}`).toBeLessThanOrEqual(
+        behind < POSITION_COUNT_LIMIT ? behind : POSITION_COUNT_LIMIT + ahead,
+      );
     }
+    // The counts by state of /metrics read counters, and the tasks table only for the running ones (none here).
+    expect(await store.tasks.countByState()).toEqual({ queued: 3000, running: 0, succeeded: 0, failed: 0, cancelled: 0 });
+    expect(await rowsRead(plain, STATE_COUNTS_SQL, [])).toBe(0);
   });
 
   it('folding the counters of ended sessions changes no sum; a live session keeps its own', { timeout: 30_000 }, async () => {
@@ -111,17 +118,24 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
       );
     }
     await other.query("UPDATE tasks SET state = 'running' WHERE id = 'x1'");
+    // And one finished over it: its session's finished counter says +1 succeeded.
+    await other.query("UPDATE tasks SET state = 'succeeded' WHERE id = 'x1'");
     const otherPid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
     const rowsOf = async () => (await plain.query("SELECT backend, n::int FROM queue_counts WHERE provider = 'c' ORDER BY backend")).rows;
+    const finishedOf = async () => (await plain.query("SELECT backend, n::int FROM finished_counts WHERE state = 'succeeded' ORDER BY backend")).rows;
     expect(await rowsOf()).toEqual([{ backend: otherPid, n: 1 }]);
+    expect(await finishedOf()).toEqual([{ backend: otherPid, n: 1 }]);
 
-    await plain.query('SELECT aigc_compact_queue_counts()');
+    await plain.query('SELECT aigc_compact_counts()');
     expect(await rowsOf()).toEqual([{ backend: otherPid, n: 1 }]); // alive: left alone
+    expect(await finishedOf()).toEqual([{ backend: otherPid, n: 1 }]);
 
     await other.end();
     await waitForExit(plain, otherPid);
-    expect((await plain.query('SELECT aigc_compact_queue_counts() AS folded')).rows[0].folded).toBe(1);
+    expect((await plain.query('SELECT aigc_compact_counts() AS folded')).rows[0].folded).toBe(2);
     expect(await rowsOf()).toEqual([{ backend: 0, n: 1 }]);
+    expect(await finishedOf()).toEqual([{ backend: 0, n: 1 }]);
+    expect(await store.tasks.countByState()).toEqual(await plainStateCounts(plain));
     const x2 = (await store.tasks.getTask('x2'))!;
     expect(await store.tasks.queuePosition(x2)).toBe(0);
     expect((await plain.query(DRIFT)).rows).toEqual([]);
@@ -150,11 +164,12 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
     const store = await createPostgresStore(url, { schema, max: 2 });
     opened.push(store);
     expect(await store.tasks.queuePosition((await store.tasks.getTask('old-1'))!)).toBe(2);
+    expect(await store.tasks.countByState()).toEqual({ queued: 3, running: 1, succeeded: 1, failed: 0, cancelled: 0 });
   });
 
-  /** Rows read from `tasks` by the queue position's plan for `task` (EXPLAIN ANALYZE, summed over its scans). */
-  async function rowsRead(plain: pg.Client, task: TaskRecord): Promise<number> {
-    const plan = (await plain.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${QUEUE_POSITION}`, [task.provider, task.priority, task.seq, POSITION_COUNT_LIMIT])).rows[0]['QUERY PLAN'];
+  /** Rows read from `tasks` by the plan of `sql` (EXPLAIN ANALYZE, summed over its scans). */
+  async function rowsRead(plain: pg.Client, sql: string, params: unknown[]): Promise<number> {
+    const plan = (await plain.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params)).rows[0]['QUERY PLAN'];
     let read = 0;
     const visit = (node: Record<string, unknown>) => {
       if (node['Relation Name'] === 'tasks') read += Number(node['Actual Rows']) * Number(node['Actual Loops']);
@@ -164,6 +179,13 @@ await describeWithPostgres('PostgreSQL queue counts', 'PostgreSQL queue counts',
     return read;
   }
 });
+
+/** Tasks by state, counted row by row: what the counters must sum to. */
+async function plainStateCounts(plain: pg.Client): Promise<Record<string, number>> {
+  const counts: Record<string, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
+  for (const r of (await plain.query('SELECT state, count(*)::int AS n FROM tasks GROUP BY state')).rows) counts[r.state] = r.n;
+  return counts;
+}
 
 /** Until the backend of a client that has ended has left pg_stat_activity (it exits on its own, nothing to await). */
 async function waitForExit(plain: pg.Client, pid: number): Promise<void> {

@@ -54,6 +54,16 @@ const START_PICKED = `,
     RETURNING ${TASK_COLUMNS.join(', ')})
   SELECT claimed.*, pg_notify($6, '${NOTIFY_PROGRESS}0:' || claimed.id) AS announced FROM claimed`;
 
+/**
+ * Each lane's queued tasks, from the queue counters (migrations.ts, 24), and whether one of them is due now: the
+ * first due task in dispatch order ends the look. It counted every queued task, every 2 s on every node.
+ */
+const LANE_DEPTHS = `
+  SELECT c.provider, c.n, EXISTS (
+    SELECT 1 FROM tasks t WHERE t.state = 'queued' AND t.provider = c.provider AND (t.not_before IS NULL OR t.not_before <= $1)
+  ) AS ready
+  FROM (SELECT provider, sum(n)::int AS n FROM queue_counts GROUP BY provider) c WHERE c.n > 0`;
+
 /** Claims in dispatch order, skipping rows other nodes are claiming right now. `$1` node, `$2` lease ms, `$3` now, `$4` lane, `$5` count. */
 const CLAIM = `
   WITH picked AS MATERIALIZED (
@@ -199,9 +209,9 @@ export class PgDispatchQueue implements DispatchQueue {
     this.every(this.options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)), () => this.heartbeat());
     this.every(this.options.reapMs ?? Math.max(50, Math.floor(leaseMs / 2)), () => this.reap());
     this.every(this.options.pollMs ?? 2000, () => this.poll());
-    // Every pool connection that ends leaves its queue counters behind (migrations.ts, 24): without this, the sum a
-    // queue position reads would grow by a row per connection the database ever had.
-    this.every(this.options.compactCountsMs ?? 60_000, () => this.ctx.relaxed.query('SELECT aigc_compact_queue_counts()'));
+    // Every pool connection that ends leaves its task counters behind (migrations.ts, 24 and 27): without this, the
+    // sums a queue position and /metrics read would grow by a row per connection the database ever had.
+    this.every(this.options.compactCountsMs ?? 60_000, () => this.ctx.relaxed.query('SELECT aigc_compact_counts()'));
     return { recovered, queued: this.cachedDepth };
   }
 
@@ -352,14 +362,9 @@ export class PgDispatchQueue implements DispatchQueue {
     if (this.polling) return;
     this.polling = true;
     try {
-      const lanes = await rows<{ provider: string; ready: number; n: number }>(
-        this.ctx.pool,
-        `SELECT provider, count(*) FILTER (WHERE not_before IS NULL OR not_before <= $1) AS ready, count(*) AS n
-         FROM tasks WHERE state = 'queued' GROUP BY provider`,
-        [this.clock.now()],
-      );
+      const lanes = await rows<{ provider: string; ready: boolean; n: number }>(this.ctx.pool, LANE_DEPTHS, [this.clock.now()]);
       this.cachedDepth = lanes.reduce((sum, l) => sum + l.n, 0);
-      for (const lane of lanes) if (lane.ready > 0) this.listeners?.wake(lane.provider);
+      for (const lane of lanes) if (lane.ready) this.listeners?.wake(lane.provider);
     } finally {
       this.polling = false;
     }
