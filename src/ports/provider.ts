@@ -107,7 +107,7 @@ export interface ImageProvider {
    * goes on (the client gets ALREADY_COMPLETED). A RelayError thrown reaches the client as it is: the answer cannot
    * be given now (the upstream out of reach, or a submission in doubt), try again.
    */
-  cancel?(task: { readonly id: string; readonly state: string; readonly checkpoint?: Record<string, unknown> }): Promise<CancelVerdict>;
+  cancel?(task: { readonly id: string; readonly state: string; readonly attempts?: number; readonly checkpoint?: Record<string, unknown> }): Promise<CancelVerdict>;
 }
 
 export interface ModelCapacity {

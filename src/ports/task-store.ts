@@ -110,11 +110,6 @@ export interface TaskFilter {
 export interface FinishOptions {
   readonly ownAttempt?: number;
   readonly log?: string;
-  /**
-   * Only a task still `queued` (false, nothing written, once it was claimed): a cancel decided on the queued task it
-   * read, when nothing but that record said nothing had started (CancelVerdict `not-started-as-read`).
-   */
-  readonly whileQueued?: boolean;
 }
 
 /**
@@ -177,6 +172,8 @@ export interface TaskStore {
    * `asRead`: only while the task's checkpoint is still the one the cancel was decided on (false, nothing written,
    * once a run wrote another): with the checkpoint refused after the flag, either the cancel lands before a run's
    * "submitting" and nothing is sent, or the submission is on record first and the cancel is decided again on it.
+   * With `asRead` a queued task is flagged too (then settled by the caller): one claimed, submitted and handed back
+   * queued since it was read has another checkpoint; a flagged task claimed meanwhile is aborted at its dispatch.
    */
   requestCancel(id: string, now: number, asRead?: CheckpointAsRead): Promise<boolean>;
   /**

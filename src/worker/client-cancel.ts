@@ -28,11 +28,12 @@ export interface ClientCancelDeps {
  *
  * A provider's "not started" read from the task's record alone (`not-started-as-read`: no run of it here) holds only
  * while the record stays so: another node may have claimed the task, or its run be about to write "submitting" and
- * send the work upstream. So the cancel lands on that condition only (a queued task still queued; a running task's
- * checkpoint unchanged), and a run's checkpoint is refused once the flag is set (ports/task-store.ts): either the
- * cancel comes first and nothing is sent, or the submission is on record first, and the cancel is decided again on
- * it (waited for, and aborted upstream while it is WAITING). Before, such a cancel was answered 202 on a record read
- * a moment too early, and the task then ran upstream unfollowed, at the operator's cost.
+ * send the work upstream. So the cancel is flagged on that condition only (the task's checkpoint unchanged, queued or
+ * running), and a run's checkpoint is refused once the flag is set (ports/task-store.ts): either the cancel comes
+ * first and nothing is sent, or the submission is on record first, and the cancel is decided again on it (waited
+ * for, and aborted upstream while it is WAITING). Before, such a cancel was answered 202 on a record read a moment
+ * too early, and the task then ran upstream unfollowed, at the operator's cost. A provider's run of an earlier
+ * attempt of the task does not answer for it (tencent/provider.ts `cancel`).
  */
 export async function cancelTask(deps: ClientCancelDeps, read: TaskRecord): Promise<boolean> {
   let task = read;
@@ -65,7 +66,11 @@ function verdictOf(deps: ClientCancelDeps, task: TaskRecord): Promise<CancelVerd
 async function applyCancel(deps: ClientCancelDeps, task: TaskRecord, onlyAsRead: boolean): Promise<boolean> {
   const { store, clock } = deps;
   if (task.state === 'queued') {
-    if (!(await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now(), onlyAsRead ? { whileQueued: true } : undefined))) {
+    // As read: flagged first, only while still queued (or claimed since) with the checkpoint read. A task claimed,
+    // submitted and handed back queued meanwhile has another checkpoint, and is decided again on it. A flagged task
+    // claimed before the finish below is aborted at its dispatch, and takes no checkpoint.
+    if (onlyAsRead && !(await store.tasks.requestCancel(task.id, clock.now(), { checkpoint: task.checkpoint ?? null }))) return false;
+    if (!(await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now()))) {
       return false;
     }
     // The engine (this node's or another's) may have claimed it while we decided: stop that run too.

@@ -593,17 +593,27 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.requestCancel(bare.id, 2101, { checkpoint: null })).toBe(true);
       });
 
-      it('a cancel while queued, as read: refused once the task was claimed, and nothing settled', async () => {
+      it('a cancel while queued, as read: flagged only while the checkpoint stands, whether still queued or claimed since', async () => {
         const owner = await account(100);
-        const cancelled = { state: 'cancelled' as const, error: { code: 'Cancelled', message: 'c' } };
+        // Claimed, submitted and handed back queued since the cancel read it with nothing on record: refused.
+        const again = await created(newTask(owner, 5));
+        await store.tasks.markRunning(again.id, 2001);
+        expect(await store.tasks.saveCheckpoint(again.id, { phase: 'accepted', channelId: 'c', upstreamTaskId: 'u' }, 2002, 1)).toBe(true);
+        expect(await store.tasks.requeue(again.id, 1, 0, 2003)).toBe(true);
+        expect(await store.tasks.requestCancel(again.id, 2004, { checkpoint: null })).toBe(false);
+        expect(await store.tasks.getTask(again.id)).toMatchObject({ state: 'queued', cancelRequested: false });
+        // On the checkpoint as it reads now: flagged while queued, and then no run may write one.
+        expect(await store.tasks.requestCancel(again.id, 2005, { checkpoint: { phase: 'accepted', channelId: 'c', upstreamTaskId: 'u' } })).toBe(true);
+        expect(await store.tasks.getTask(again.id)).toMatchObject({ state: 'queued', cancelRequested: true });
+        expect(await store.tasks.saveCheckpoint(again.id, { phase: 'idle' }, 2006)).toBe(false);
+        // Claimed since it was read, nothing on record yet: flagged too (its run is aborted at dispatch).
         const claimed = await created(newTask(owner, 5));
-        await store.tasks.markRunning(claimed.id, 2001);
-        expect(await store.tasks.finish(claimed.id, cancelled, 2002, { whileQueued: true })).toBe(false);
-        expect(await store.tasks.getTask(claimed.id)).toMatchObject({ state: 'running' });
-        expect(await kindsOf(owner.accountId, claimed.id)).toEqual(['hold']);
-        const queued = await created(newTask(owner, 5));
-        expect(await store.tasks.finish(queued.id, cancelled, 2003, { whileQueued: true })).toBe(true);
-        expect(await kindsOf(owner.accountId, queued.id)).toEqual(['hold', 'release']);
+        await store.tasks.markRunning(claimed.id, 2007);
+        expect(await store.tasks.requestCancel(claimed.id, 2008, { checkpoint: null })).toBe(true);
+        expect(await store.tasks.saveCheckpoint(claimed.id, { phase: 'submitting', channelId: 'c' }, 2009, 1)).toBe(false);
+        // Unconditional, a queued task is not flagged (the caller settles it at once instead).
+        const plain = await created(newTask(owner, 5));
+        expect(await store.tasks.requestCancel(plain.id, 2010)).toBe(false);
       });
 
       it('progress (running only), checkpoints, cancel requests and log lines are kept', async () => {

@@ -59,4 +59,28 @@ await describeWithPostgres('a cancel during a submission, answered by another no
     const owner = await a.store.accounts.getAccount(ownerId);
     expect({ balance: owner?.balance, held: owner?.held }).toEqual({ balance: 1_000_000, held: 0 });
   });
+
+  // The review's case: read queued with nothing on record, then claimed, accepted upstream and handed back queued for
+  // a retry before the cancel lands. Queued again, it looked as read, and the cancel settled it while its upstream
+  // task went on: it must be decided on the checkpoint it has now.
+  it('decided on a queued record, the task since accepted upstream and handed back queued: decided again, the upstream task aborted', async () => {
+    const { a, b, nodes, server: upstream, account, ownerId, key, close } = await twoNodes('relay_tencent_cancel_requeued', 13, 1, {});
+    closers.push(close);
+    upstream.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity, processingPolls: Infinity } });
+    const id = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt: 'handed back' })).body.request_id as string;
+    await waitUntil(async () => (await a.store.tasks.getTask(id))?.checkpoint?.phase === 'accepted', 15_000, 'accepted upstream');
+    const running = (await a.store.tasks.getTask(id))!;
+    const owner = a.engine.runningCount() === 1 ? a : b;
+    const other = owner === a ? b : a;
+    // Handed back for a retry, as the settlement's requeue does, not due for ten minutes: nobody claims it meanwhile.
+    expect(await owner.store.tasks.requeue(id, running.attempts, Date.now() + 600_000, Date.now())).toBe(true);
+    expect(await other.store.tasks.getTask(id)).toMatchObject({ state: 'queued', checkpoint: { phase: 'accepted' } });
+
+    const { checkpoint: _accepted, ...readBefore } = running;
+    expect(await other.engine.cancel({ ...readBefore, state: 'queued' })).toBe(true);
+    expect(await finishedOnSomeNode(nodes, [id])).toEqual(['cancelled']);
+    expect(upstream.tasksOf(account.secretId).map((t) => t.status)).toEqual(['ABORTED']);
+    const books = await a.store.accounts.getAccount(ownerId);
+    expect({ balance: books?.balance, held: books?.held }).toEqual({ balance: 1_000_000, held: 0 });
+  });
 });

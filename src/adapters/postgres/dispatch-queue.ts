@@ -62,7 +62,7 @@ const LANE_DEPTHS = `
   SELECT c.provider, c.n, EXISTS (
     SELECT 1 FROM tasks t WHERE t.state = 'queued' AND t.provider = c.provider AND (t.not_before IS NULL OR t.not_before <= $1)
   ) AS ready
-  FROM (SELECT provider, sum(n)::int AS n FROM queue_counts GROUP BY provider) c WHERE c.n > 0`;
+  FROM (SELECT provider, sum(n)::bigint AS n FROM queue_counts GROUP BY provider) c WHERE c.n > 0`;
 
 /** Claims in dispatch order, skipping rows other nodes are claiming right now. `$1` node, `$2` lease ms, `$3` now, `$4` lane, `$5` count. */
 const CLAIM = `

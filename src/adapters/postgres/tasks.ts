@@ -44,9 +44,9 @@ const CREATE: BulkKind<CreateArg, CreateOutcome> = {
 
 /** Tasks by state for /metrics (exported for its test: it must not read the tasks table beyond the running ones). */
 export const STATE_COUNTS_SQL = `
-  SELECT 'queued' AS state, coalesce(sum(n), 0)::int AS n FROM queue_counts
-  UNION ALL SELECT 'running', count(*)::int FROM tasks WHERE state = 'running'
-  UNION ALL SELECT state, sum(n)::int FROM finished_counts GROUP BY state`;
+  SELECT 'queued' AS state, coalesce(sum(n), 0)::bigint AS n FROM queue_counts
+  UNION ALL SELECT 'running', count(*) FROM tasks WHERE state = 'running'
+  UNION ALL SELECT state, sum(n)::bigint FROM finished_counts GROUP BY state`;
 
 type FinishArg = { id: string; channel: string; owner: string | null; attempt: number | null; now: number; log: string | null } & Record<string, unknown>;
 // The log line of a finish that took effect is inserted by the same statement, so it commits with the terminal state;
@@ -190,7 +190,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
         attempt: options?.ownAttempt ?? null,
         log: options?.log ?? null,
         state: c.state,
-        from: options?.whileQueued ? ['queued'] : statesAllowing(c.state),
+        from: statesAllowing(c.state),
         now,
         deliveryId: newDeliveryId(),
         channel,
@@ -303,7 +303,8 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
       // With asRead, only while the checkpoint is the one the cancel was decided on (jsonb equality, null for none).
       const written = await pool.query(
         `UPDATE tasks SET cancel_requested = TRUE, updated_at = $2
-         WHERE id = $1 AND state = 'running' AND (NOT $3::boolean OR checkpoint IS NOT DISTINCT FROM $4::jsonb)`,
+         WHERE id = $1 AND (state = 'running' OR ($3::boolean AND state = 'queued'))
+           AND (NOT $3::boolean OR checkpoint IS NOT DISTINCT FROM $4::jsonb)`,
         [id, now, asRead !== undefined, asRead?.checkpoint ? JSON.stringify(asRead.checkpoint) : null],
       );
       return (written.rowCount ?? 0) > 0;

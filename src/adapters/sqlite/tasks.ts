@@ -196,9 +196,8 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   // back from that text gives the text again), or null for none; @conditional 0 flags it whatever the checkpoint.
   const markCancelRequested = db.prepare(
     `UPDATE tasks SET cancel_requested = 1, updated_at = @now
-     WHERE id = @id AND state = 'running' AND (@conditional = 0 OR checkpoint IS @asRead)`,
+     WHERE id = @id AND (state = 'running' OR (@conditional = 1 AND state = 'queued')) AND (@conditional = 0 OR checkpoint IS @asRead)`,
   );
-  const stateOf = db.prepare<[string], { state: TaskState }>('SELECT state FROM tasks WHERE id = ?');
   const cancelRequestedOf = db.prepare<[string], { cancel_requested: number }>('SELECT cancel_requested FROM tasks WHERE id = ?');
   const insertLog = db.prepare('INSERT INTO task_logs (task_id, at, message) VALUES (?, ?, ?)');
   const selectLogs = db.prepare<[string], { at: number; message: string }>('SELECT at, message FROM task_logs WHERE task_id = ? ORDER BY id');
@@ -252,7 +251,6 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   const finish = db.transaction((id: string, c: Completion, now: number, options: FinishOptions | undefined): boolean => {
     // An attempt's own success or failure comes too late once a cancel was requested (ports/store.ts requestCancel).
     if (options?.ownAttempt !== undefined && c.state !== 'cancelled' && cancelRequestedOf.get(id)?.cancel_requested) return false;
-    if (options?.whileQueued && stateOf.get(id)?.state !== 'queued') return false;
     const log = options?.log;
     const params =
       c.state === 'succeeded'

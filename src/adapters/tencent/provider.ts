@@ -97,6 +97,7 @@ export class TencentVodProvider implements ImageProvider {
     ctx.signal.throwIfAborted();
     const resumed = this.resumes.get(job.taskId);
     const state = resumed?.state ?? new RunState();
+    state.attempt = job.attempt;
     this.runs.set(job.taskId, state);
     try {
       const work = resumed ? this.join(job.taskId, resumed, ctx.signal) : this.followToEnd(job, ctx, state);
@@ -121,6 +122,7 @@ export class TencentVodProvider implements ImageProvider {
     if (!cp || cp.phase === 'idle' || this.resumes.has(task.id)) return false;
     const controller = new AbortController();
     const state = new RunState();
+    state.attempt = task.attempts;
     const now = () => this.rt.clock.now();
     const ctx: RunContext = {
       signal: controller.signal,
@@ -155,9 +157,11 @@ export class TencentVodProvider implements ImageProvider {
   }
 
   /** A client's cancel of an unfinished task: whether its upstream work can still be stopped (cancel.ts). */
-  cancel(task: { id: string; state?: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
+  cancel(task: { id: string; state?: string; attempts?: number; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
     const state = this.runs.get(task.id);
-    return state ? this.canceller.ofRun(task.id, state) : this.canceller.notRunning(task);
+    // A run of an earlier attempt (superseded: its lease lapsed and another node runs the task now) says nothing of it.
+    const current = state && (task.attempts === undefined || state.attempt === undefined || state.attempt === task.attempts);
+    return current ? this.canceller.ofRun(task.id, state) : this.canceller.notRunning(task);
   }
 
   private async join(taskId: string, resumed: Resume, signal: AbortSignal): Promise<Followed> {
@@ -206,6 +210,10 @@ export class TencentVodProvider implements ImageProvider {
     if ((cp?.phase === 'accepted' || cp?.phase === 'submitting') && cp.channelId && cp.submittedAt !== undefined) {
       const channelId = cp.channelId;
       const holder = { taskId: job.taskId, attempt: job.attempt };
+      // Before anything awaits (the refresh below): a client's cancel meanwhile is decided on the work under way
+      // (cancel.ts ofRun), not answered "not started" from the phase a new run begins in.
+      if (cp.phase === 'accepted' && cp.upstreamTaskId) state.enter('following', { channelId, upstreamTaskId: cp.upstreamTaskId });
+      else state.enter('reconciling', { channelId });
       // The pool's channels are a copy, read again every `channelRefreshMs`: a channel another node added since is not
       // in it yet (deleted ones stay). Failed on that copy, the task's upstream task went on at Tencent unfollowed, and
       // its slot row stopped counting once its lease lapsed: the channel took a task more than its max_concurrency.
@@ -221,7 +229,6 @@ export class TencentVodProvider implements ImageProvider {
           ctx.log(`Resuming: following Tencent VOD task ${cp.upstreamTaskId}.`);
           return { upstream: cp.upstreamTaskId, submittedAt: cp.submittedAt, held, resumed: true, round };
         }
-        state.enter('reconciling', { channelId: cp.channelId });
         ctx.log('Resuming after an interrupted submission: reconciling by SessionId.');
         const access = this.rt.access(held.channel);
         if (!access) throw retryableError(UNREACHABLE, 'Tencent VOD: the channel credentials could not be opened');

@@ -11,6 +11,8 @@ export type RunPhase = 'selecting' | 'submitting' | 'reconciling' | 'following' 
 
 export class RunState {
   phase: RunPhase = 'selecting';
+  /** The attempt of the task this run is (a superseded one, whose task another node took over, must not decide a cancel). */
+  attempt: number | undefined;
   channelId: string | undefined;
   upstreamTaskId: string | undefined;
   /** A cancel, or a stop that handed the run back, decided the run must not submit: checked before sending. */
