@@ -60,7 +60,9 @@ await describeWithPostgres('a graceful stop while reconciling keeps the shared s
     const log = (await c.store.tasks.logs(id)).map((l) => l.message).join('\n');
     // Each stop said so, once: a third line was a stopping node running the task again, taken by a claim (a channel
     // re-read starts one beside the run) that reached the database after the stop had handed it back
-    // (stop-reclaim-during-drain.test.ts).
+    // (stop-reclaim-during-drain.test.ts). A missing one was the line lost as the stopping node closed its store: it
+    // is written unawaited, and was still queued behind a slow commit when the pool ended (postgres-close.test.ts).
+    // Its place in the log is not asserted: on PostgreSQL it may land after the hand-back's own line.
     expect(log.match(/The relay is stopping: the submission in doubt/g)?.length ?? 0, log).toBe(2);
     await waitUntil(async () => (await slots()).length === 0, 15_000, 'the slot given back');
   });

@@ -50,6 +50,8 @@ const TRANSIENT = new Set(['40P01', '40001']); // deadlock detected, serializati
 export class PgGroupCommit {
   private queue: Unit[] = [];
   private running = false;
+  /** One promise per unit queued and not yet committed or refused (`settled`). */
+  private readonly unsettled = new Set<Promise<void>>();
   readonly stats = { batches: 0, units: 0 };
 
   constructor(
@@ -65,10 +67,41 @@ export class PgGroupCommit {
   ) {}
 
   run<A, R>(kind: BulkKind<A, R>, arg: A, order: string): Promise<R> {
+    // Tracked apart from the caller's promise: a handler on that one would hide a refusal its caller ignores.
+    let settle!: () => void;
+    const tracked = new Promise<void>((resolve) => (settle = resolve));
+    this.unsettled.add(tracked);
+    const done = () => {
+      this.unsettled.delete(tracked);
+      settle();
+    };
     return new Promise<R>((resolve, reject) => {
-      this.queue.push({ kind: kind as BulkKind<unknown, unknown>, arg, order, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({
+        kind: kind as BulkKind<unknown, unknown>,
+        arg,
+        order,
+        resolve: (value) => {
+          done();
+          resolve(value as R);
+        },
+        reject: (error) => {
+          done();
+          reject(error);
+        },
+      });
       if (!this.running) void this.drain();
     });
+  }
+
+  /**
+   * Resolves once every unit queued so far has been committed or refused. The store's close waits for it before it
+   * ends the pool: a write nobody awaits (a task's log line, a progress step) queued behind a batch still committing
+   * otherwise met an ended pool when its turn came ("Cannot use a pool after calling end on the pool") and was lost.
+   * A graceful stop's "The relay is stopping" line, written as its run is handed back, went missing from the task's
+   * log so on a slow database. Units queued after the call are not waited for.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.unsettled]);
   }
 
   private async drain(): Promise<void> {

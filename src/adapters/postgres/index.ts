@@ -52,13 +52,14 @@ export async function createPostgresStore(url: string, options: PostgresStoreOpt
     leaseMs: options.leaseMs ?? 30_000,
     channel: options.schema ? `aigc_relay_tasks_${options.schema}` : 'aigc_relay_tasks',
   };
+  const tasks = postgresTaskStore(ctx);
   let closed = false;
   return {
     ctx,
     channelSlots: postgresChannelSlots(ctx),
     requestRates: postgresRequestRates(ctx),
     accounts: postgresAccountStore(ctx),
-    tasks: postgresTaskStore(ctx),
+    tasks,
     files: postgresFileStore(ctx),
     idempotency: postgresIdempotencyStore(ctx),
     webhooks: postgresWebhookStore(ctx),
@@ -73,6 +74,9 @@ export async function createPostgresStore(url: string, options: PostgresStoreOpt
     async close() {
       if (closed) return;
       closed = true;
+      // The group-committed writes queued so far go in first (as the SQLite store's close flushes its own): nobody
+      // awaits a task's log line or progress step, and one still queued when the pool ended was lost.
+      await tasks.writesSettled();
       await Promise.all([pool.end(), relaxed.end()]);
     },
   };

@@ -130,7 +130,12 @@ const QUEUE_POSITION = prepared('aigc_queue_position', QUEUE_POSITION_SQL);
 /** Rows a queue position reads from the far end of its task's priority before it counts from the near end instead. */
 export const POSITION_COUNT_LIMIT = 1000;
 
-export function postgresTaskStore(ctx: PgContext): TaskStore {
+/** The task store, and what the store's close waits for before it ends the pool (PgGroupCommit.settled). */
+export interface PgTaskStore extends TaskStore {
+  readonly writesSettled: () => Promise<void>;
+}
+
+export function postgresTaskStore(ctx: PgContext): PgTaskStore {
   const { pool, nodeId, leaseMs, channel } = ctx;
   const notify = (db: Queryable, kind: string, lane: string) => db.query('SELECT pg_notify($1, $2)', [channel, kind + lane]);
   // Submits and completions update the account row: they share transactions (group-commit.ts). Every batch first
@@ -202,6 +207,7 @@ export function postgresTaskStore(ctx: PgContext): TaskStore {
   };
 
   return {
+    writesSettled: () => group.settled(),
     createTask,
     finish,
     async getTask(id) {
