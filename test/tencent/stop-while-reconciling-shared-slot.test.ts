@@ -1,5 +1,6 @@
 import { afterAll, expect, it } from 'vitest';
 import { attemptsUsed } from '../../src/domain/task-state';
+import { HANDED_BACK_BY_STOP } from '../../src/ports/task-store';
 import { apiClient } from '../helpers/api';
 import { waitUntil, within } from '../helpers/eventually';
 import { describeWithPostgres } from '../helpers/postgres-suite';
@@ -62,8 +63,13 @@ await describeWithPostgres('a graceful stop while reconciling keeps the shared s
     // re-read starts one beside the run) that reached the database after the stop had handed it back
     // (stop-reclaim-during-drain.test.ts). A missing one was the line lost as the stopping node closed its store: it
     // is written unawaited, and was still queued behind a slow commit when the pool ended (postgres-close.test.ts).
-    // Its place in the log is not asserted: on PostgreSQL it may land after the hand-back's own line.
     expect(log.match(/The relay is stopping: the submission in doubt/g)?.length ?? 0, log).toBe(2);
+    // And each comes before its hand-back's line (that line overtook it on a slow database: postgres-close.test.ts).
+    // A claim that took the task again on the stopping node adds a hand-back line of its own, without a run.
+    const stops = (await c.store.tasks.logs(id))
+      .map((l) => (l.message.startsWith('The relay is stopping') ? 'stopping ' : l.message === HANDED_BACK_BY_STOP ? 'handed back ' : ''))
+      .join('');
+    expect(stops, log).toMatch(/^(stopping (handed back )+){2}$/);
     await waitUntil(async () => (await slots()).length === 0, 15_000, 'the slot given back');
   });
 });

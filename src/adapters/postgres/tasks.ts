@@ -251,6 +251,10 @@ export function postgresTaskStore(ctx: PgContext): PgTaskStore {
       return (result.rowCount ?? 0) > 0;
     },
     async handBackUnfinished(id, attempt, now) {
+      // The run's own log lines first: written unawaited through the group commit (a stop's "The relay is stopping"
+      // line comes just before this), they may still be queued behind a batch, and the line this statement writes
+      // overtook them in the task's log. Only the writes queued so far are waited for, on the stop's path alone.
+      await group.settled();
       // Under this node's lease only (a lapsed one may be another node's attempt by now); counted as handed back, so
       // it uses none of the task's retries, and every node is told at the commit, so one of them takes the task at
       // once, not at the lease's end.
