@@ -1,5 +1,6 @@
 import { adjustmentRefusal } from '../../domain/balance-rules';
-import type { Account, AccountStore, AdjustOutcome, KeyPatch, NewAccount } from '../../ports/store';
+import type { Account, AccountStore, AdjustOutcome, KeyPatch, KeyWithAccount, NewAccount } from '../../ports/store';
+import { syncRead } from './group-commit';
 import { auditBooks } from './audit';
 import type { Db } from './database';
 import { sqliteBalanceAnswers } from './idempotency';
@@ -109,10 +110,10 @@ export function sqliteAccountStore(db: Db): AccountStore {
       db.prepare(`INSERT INTO api_keys (${KEY_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...keyInsertValues(key));
       return toKey(selectKey.get(key.id)!);
     },
-    async getKey(id) {
+    getKey: syncRead((id: string): KeyWithAccount | undefined => {
       const values = selectKeyWithAccountValues.get(id);
       return values && toKeyWithAccount(keyWithAccountRowFromValues(values));
-    },
+    }),
     async revokeKey(id, now) {
       return db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes > 0;
     },

@@ -1,4 +1,5 @@
-import type { CreateUploadOutcome, FileStore, NewFile } from '../../ports/store';
+import type { CreateUploadOutcome, FileRecord, FileStore, NewFile } from '../../ports/store';
+import { syncRead } from './group-commit';
 import type { Db } from './database';
 import { toFile, type FileRow } from '../rows/files';
 
@@ -57,10 +58,10 @@ export function sqliteFileStore(db: Db): FileStore {
     async inputBytes(accountId) {
       return usedByInputs.get(accountId)!.used;
     },
-    async getFile(id) {
+    getFile: syncRead((id: string): FileRecord | undefined => {
       const row = select.get(id);
       return row && toFile(row);
-    },
+    }),
     async deleteFile(id) {
       return db.prepare('DELETE FROM files WHERE id = ?').run(id).changes > 0;
     },

@@ -374,14 +374,25 @@ export function syncWrite<A extends unknown[], R>(body: (...args: A) => R): (...
 }
 
 /**
- * The synchronous bodies (syncWrite) of `target`'s named methods. Throws when one has none: a write that could run
- * partly outside its savepoint is refused when the store is built, not found out after a lost write.
+ * A point read whose work is synchronous, as the async method the port wants: the read batch (read-batch.ts) runs
+ * the synchronous body itself and settles its caller's promise with the value. Run through the async method, every
+ * read made a promise of its own and resolved the batch's promise with it, which costs two more microtask turns.
  */
-export function syncBodies<T extends object>(target: T, methods: ReadonlyArray<keyof T>): Record<string, (...args: unknown[]) => unknown> {
+export const syncRead = syncWrite;
+
+/**
+ * The synchronous bodies (syncWrite, syncRead) of `target`'s named methods. Throws when one has none: a write that
+ * could run partly outside its savepoint is refused when the store is built, not found out after a lost write.
+ */
+export function syncBodies<T extends object>(
+  target: T,
+  methods: ReadonlyArray<keyof T>,
+  use: { batched: string; declare: string } = { batched: 'group-committed', declare: 'syncWrite' },
+): Record<string, (...args: unknown[]) => unknown> {
   const bodies: Record<string, (...args: unknown[]) => unknown> = {};
   for (const name of methods) {
     const body = (target[name] as { [SYNC_BODY]?: Body } | undefined)?.[SYNC_BODY];
-    if (typeof body !== 'function') throw new TypeError(`${String(name)} is group-committed but has no synchronous body (declare it with syncWrite)`);
+    if (typeof body !== 'function') throw new TypeError(`${String(name)} is ${use.batched} but has no synchronous body (declare it with ${use.declare})`);
     bodies[String(name)] = body as (...args: unknown[]) => unknown;
   }
   return bodies;

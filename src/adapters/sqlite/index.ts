@@ -3,7 +3,7 @@ import { sqliteAccountStore } from './accounts';
 import { sqliteChannelStore } from './channels';
 import { openDatabase } from './database';
 import { sqliteFileStore } from './files';
-import { batchWrites, createGroupCommit, redirectMethods, type LaneRule } from './group-commit';
+import { batchWrites, createGroupCommit, redirectMethods, syncBodies, type LaneRule } from './group-commit';
 import { createReadBatch } from './read-batch';
 import { sqliteIdempotencyStore } from './idempotency';
 import { sqliteWebhookStore } from './webhooks';
@@ -46,8 +46,11 @@ export function createSqliteStore(file: string, options: { writer?: SqliteWriter
   };
   // The point reads every request makes (read-batch.ts); listings and operator reads stay direct.
   const reads = createReadBatch(db);
-  const batchReads = <T extends object>(target: T, methods: ReadonlyArray<keyof T>): T =>
-    redirectMethods(target, methods, (name, args) => reads.run(() => (target[name] as (...a: unknown[]) => unknown).apply(target, args)));
+  // Each read's synchronous body (syncRead) runs in the batch, so its value settles the caller's promise directly.
+  const batchReads = <T extends object>(target: T, methods: ReadonlyArray<keyof T>): T => {
+    const bodies = syncBodies(target, methods, { batched: 'a batched read', declare: 'syncRead' });
+    return redirectMethods(target, methods, (name, args) => reads.run(() => bodies[String(name)]!(...args)));
+  };
   return {
     accounts: batchReads(sqliteAccountStore(db), ['getKey']),
     tasks: batchReads(tasksOf(sqliteTaskStore(db)), ['getTask', 'queuePosition']),

@@ -1,5 +1,5 @@
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import { HANDED_BACK_BY_STOP, type CheckpointAsRead, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskStore } from '../../ports/store';
+import { HANDED_BACK_BY_STOP, type CheckpointAsRead, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
 import type { Db } from './database';
 import { newTaskRecord } from '../new-task-record';
 import { fileParams, INSERT_FILE } from './files';
@@ -7,7 +7,7 @@ import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
 import { sqliteOutbox } from './webhooks';
 import { TASK_COLUMNS, taskRowFromValues, toTask, type TaskRow } from '../rows/tasks';
-import { syncWrite } from './group-commit';
+import { syncRead, syncWrite } from './group-commit';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
 
@@ -290,10 +290,10 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
     async purgeSessions(before) {
       return sessions.purge(before);
     },
-    async getTask(id) {
+    getTask: syncRead((id: string): TaskRecord | undefined => {
       const row = selectTask.get(id);
       return row && toTask(row);
-    },
+    }),
     async listTasks({ accountId, state, beforeSeq, limit }) {
       const where: string[] = [];
       if (accountId) where.push('account_id = @accountId');
@@ -340,9 +340,7 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
     ),
     // ownAttempt: a run's own outcome (refused once a cancel was requested). Leases are PostgreSQL's alone.
     finish: syncWrite((id: string, completion: Completion, now: number, options?: FinishOptions) => finish.immediate(id, completion, now, options)),
-    async queuePosition(task) {
-      return queueAhead.get({ provider: task.provider, priority: task.priority, seq: task.seq })!.n;
-    },
+    queuePosition: syncRead((task: TaskRecord): number => queueAhead.get({ provider: task.provider, priority: task.priority, seq: task.seq })!.n),
     async countByState() {
       const counts: Record<TaskState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
       for (const row of stateCounts.all()) counts[row.state] = row.n;
