@@ -1,6 +1,6 @@
 import type { FileLinkSigner } from '../app/file-links';
 import { isTerminal, publicStatus, tencentStatus } from '../domain/task-state';
-import type { TaskRecord } from '../ports/store';
+import type { TaskRecord, TaskStatusView } from '../ports/store';
 
 /** Shapes a task for each way the API shows it. Pure functions of the task and what the route looked up. */
 const seconds = (ms: number): number => Math.round(ms) / 1000;
@@ -13,7 +13,7 @@ export function taskUrls(base: string, id: string) {
   return { response_url: root, status_url: `${root}/status`, cancel_url: `${root}/cancel` };
 }
 
-export function taskMetrics(task: TaskRecord, now: number): { queue_time?: number; inference_time?: number } {
+export function taskMetrics(task: Pick<TaskRecord, 'createdAt' | 'startedAt' | 'finishedAt'>, now: number): { queue_time?: number; inference_time?: number } {
   const metrics: { queue_time?: number; inference_time?: number } = {};
   // Until it started; one that ended without starting (cancelled or failed in the queue) waited until it ended.
   if (task.startedAt !== undefined) metrics.queue_time = seconds(task.startedAt - task.createdAt);
@@ -22,7 +22,7 @@ export function taskMetrics(task: TaskRecord, now: number): { queue_time?: numbe
   return metrics;
 }
 
-export function outcomeOf(task: TaskRecord) {
+export function outcomeOf(task: Pick<TaskRecord, 'state' | 'error'>) {
   if (task.state !== 'succeeded' && task.state !== 'failed' && task.state !== 'cancelled') return {};
   return { outcome: task.state, error: task.error ? { code: task.error.code, message: task.error.message } : null };
 }
@@ -32,7 +32,7 @@ export interface StatusExtras {
   readonly logs?: ReadonlyArray<{ at: number; message: string }>;
 }
 
-export function statusBody(task: TaskRecord, base: string, now: number, extras: StatusExtras) {
+export function statusBody(task: TaskStatusView, base: string, now: number, extras: StatusExtras) {
   return {
     status: publicStatus(task.state),
     request_id: task.id,

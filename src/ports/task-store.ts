@@ -62,6 +62,16 @@ export interface TaskRecord {
   readonly notBefore?: number;
 }
 
+/**
+ * What a status poll shows of a task, and what its queue position is counted from: the record's fields for that and
+ * no more. Read without the rest (the input, the result, the checkpoint, …), it costs a status poll about half the
+ * reading of the whole row (BENCHMARKS.md, session 28).
+ */
+export type TaskStatusView = Pick<
+  TaskRecord,
+  'id' | 'seq' | 'accountId' | 'state' | 'provider' | 'priority' | 'progress' | 'error' | 'createdAt' | 'startedAt' | 'finishedAt'
+>;
+
 export interface NewTask {
   readonly id: string;
   readonly accountId: string;
@@ -133,6 +143,8 @@ export interface TaskStore {
    */
   createTask(task: NewTask): Promise<CreateTaskOutcome>;
   getTask(id: string): Promise<TaskRecord | undefined>;
+  /** The task's fields that its status shows (TaskStatusView), as getTask would read them. */
+  getTaskStatus(id: string): Promise<TaskStatusView | undefined>;
   listTasks(filter: TaskFilter): Promise<TaskRecord[]>;
   /** Queued tasks in dispatch order (priority desc, seq asc): what the engine loads on start. */
   listQueued(): Promise<TaskRecord[]>;
@@ -195,7 +207,7 @@ export interface TaskStore {
   /** Forgets `session_id` uses recorded at or before `before`; returns how many. */
   purgeSessions(before: number): Promise<number>;
   /** Tasks queued ahead of this one in its lane (higher priority, or same priority and earlier). */
-  queuePosition(task: TaskRecord): Promise<number>;
+  queuePosition(task: Pick<TaskRecord, 'provider' | 'priority' | 'seq'>): Promise<number>;
   countByState(): Promise<Record<TaskState, number>>;
   /** When the first task was created (the lowest `seq`), undefined with none: where a first leftover sweep starts. */
   firstTaskCreatedAt(): Promise<number | undefined>;

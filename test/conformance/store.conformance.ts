@@ -695,6 +695,29 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
       });
 
+      it('getTaskStatus reads exactly the status view of what getTask reads, in every state; undefined for an unknown id', async () => {
+        const owner = await account(100);
+        const queued = await created(newTask(owner, 1));
+        const running = await created(newTask(owner, 1));
+        const failed = await created(newTask(owner, 1));
+        const succeeded = await created(newTask(owner, 1));
+        const cancelled = await created(newTask(owner, 1));
+        for (const task of [running, failed, succeeded]) await store.tasks.markRunning(task.id, 2500);
+        await store.tasks.saveProgress(running.id, 40, 2600);
+        await store.tasks.finish(failed.id, { state: 'failed', error: { code: 'Boom', message: 'upstream' } }, 3000);
+        await store.tasks.finish(succeeded.id, success(succeeded), 3000);
+        await store.tasks.finish(cancelled.id, { state: 'cancelled' }, 3000);
+        const fields = ['id', 'seq', 'accountId', 'state', 'provider', 'priority', 'progress', 'error', 'createdAt', 'startedAt', 'finishedAt'] as const;
+        for (const task of [queued, running, failed, succeeded, cancelled]) {
+          const whole = (await store.tasks.getTask(task.id))!;
+          const view = Object.fromEntries(fields.filter((f) => whole[f] !== undefined).map((f) => [f, whole[f]]));
+          expect(await store.tasks.getTaskStatus(task.id)).toStrictEqual(view);
+        }
+        expect((await store.tasks.getTaskStatus(running.id))!.progress).toBe(40);
+        expect((await store.tasks.getTaskStatus(failed.id))!.error).toEqual({ code: 'Boom', message: 'upstream' });
+        expect(await store.tasks.getTaskStatus('nope')).toBeUndefined();
+      });
+
       it('firstTaskCreatedAt is the creation time of the first task inserted; undefined with none', async () => {
         expect(await store.tasks.firstTaskCreatedAt()).toBeUndefined();
         const owner = await account(100);

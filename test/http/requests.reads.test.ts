@@ -13,6 +13,7 @@ function holdKeyLookups() {
   const tasks = t.relay.store.tasks;
   const getKey = accounts.getKey.bind(accounts);
   const getTask = tasks.getTask.bind(tasks);
+  const getTaskStatus = tasks.getTaskStatus.bind(tasks);
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
   const taskReadsWhileHeld: string[] = [];
@@ -28,6 +29,10 @@ function holdKeyLookups() {
     if (holding) taskReadsWhileHeld.push(id);
     return getTask(id);
   };
+  tasks.getTaskStatus = (id) => {
+    if (holding) taskReadsWhileHeld.push(`status of ${id}`);
+    return getTaskStatus(id);
+  };
   return {
     keyLookup,
     taskReadsWhileHeld,
@@ -38,6 +43,7 @@ function holdKeyLookups() {
     restore: () => {
       accounts.getKey = getKey;
       tasks.getTask = getTask;
+      tasks.getTaskStatus = getTaskStatus;
     },
   };
 }
@@ -51,7 +57,8 @@ describe('task routes: the task read', () => {
     try {
       const poll = t.api.get(`/tencent-vod/v1/requests/${id}/status`);
       await hold.keyLookup;
-      expect(hold.taskReadsWhileHeld).toEqual([id]);
+      // A status poll reads only what its answer shows.
+      expect(hold.taskReadsWhileHeld).toEqual([`status of ${id}`]);
       hold.release();
       const res = await poll;
       expect(res.status).toBe(200);
@@ -61,20 +68,45 @@ describe('task routes: the task read', () => {
     }
   });
 
+  it('is the whole task for the result route', async () => {
+    const id = (await t.api.post('/tencent-vod/v1/aigc-image', PROMPT_BODY)).body.request_id as string;
+    await waitForTask(t.relay, id);
+    const hold = holdKeyLookups();
+    try {
+      const poll = t.api.get(`/tencent-vod/v1/requests/${id}`);
+      await hold.keyLookup;
+      expect(hold.taskReadsWhileHeld).toEqual([id]);
+      hold.release();
+      const res = await poll;
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ images: [expect.objectContaining({ content_type: 'image/png' })] });
+    } finally {
+      hold.restore();
+    }
+  });
+
   it('is not made for a request with no credentials', async () => {
     const tasks = t.relay.store.tasks;
     const getTask = tasks.getTask.bind(tasks);
+    const getTaskStatus = tasks.getTaskStatus.bind(tasks);
     const reads: string[] = [];
     tasks.getTask = (id) => {
       reads.push(id);
       return getTask(id);
     };
+    tasks.getTaskStatus = (id) => {
+      reads.push(id);
+      return getTaskStatus(id);
+    };
     try {
-      const res = await fetch(`${t.url}/tencent-vod/v1/requests/some-task/status`);
-      expect(res.status).toBe(401);
+      for (const route of ['some-task/status', 'some-task']) {
+        const res = await fetch(`${t.url}/tencent-vod/v1/requests/${route}`);
+        expect(res.status).toBe(401);
+      }
       expect(reads).toEqual([]);
     } finally {
       tasks.getTask = getTask;
+      tasks.getTaskStatus = getTaskStatus;
     }
   });
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
-import { TASK_COLUMNS, toTask, type TaskRow } from '../rows/tasks';
+import { TASK_COLUMNS, TASK_STATUS_COLUMNS, toTask, toTaskStatus, type TaskRow, type TaskStatusRow } from '../rows/tasks';
 import { NOTIFY_DONE, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, prepared, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
@@ -125,6 +125,7 @@ export const QUEUE_POSITION_SQL = `
   FROM counts, behind`;
 /** A task by id: every status poll, claim and run reads one. Prepared, so named columns (database.ts, `prepared`). */
 const GET_TASK = prepared('aigc_get_task', `SELECT ${TASK_COLUMNS.join(', ')} FROM tasks WHERE id = $1`);
+const GET_TASK_STATUS = prepared('aigc_get_task_status', `SELECT ${TASK_STATUS_COLUMNS.join(', ')} FROM tasks WHERE id = $1`);
 /** Prepared: planning it took longer than running it, on every submit. */
 const QUEUE_POSITION = prepared('aigc_queue_position', QUEUE_POSITION_SQL);
 /** Rows a queue position reads from the far end of its task's priority before it counts from the near end instead. */
@@ -213,6 +214,10 @@ export function postgresTaskStore(ctx: PgContext): PgTaskStore {
     async getTask(id) {
       const row = await one<TaskRow>(pool, GET_TASK, [id]);
       return row && toTask(row);
+    },
+    async getTaskStatus(id) {
+      const row = await one<TaskStatusRow>(pool, GET_TASK_STATUS, [id]);
+      return row && toTaskStatus(id, row);
     },
     async listTasks({ accountId, state, beforeSeq, limit }) {
       const where: string[] = [];

@@ -1,6 +1,6 @@
 import type { TaskInput } from '../../domain/task-input';
 import type { TaskState } from '../../domain/task-state';
-import type { TaskRecord, TaskResult } from '../../ports/store';
+import type { TaskRecord, TaskResult, TaskStatusView } from '../../ports/store';
 import { flag, json, type Flag, type Json } from './common';
 
 export interface TaskRow {
@@ -52,6 +52,43 @@ export function taskRowFromValues(v: readonly unknown[]): TaskRow {
     error_code: v[15], error_message: v[16], cancel_requested: v[17], webhook_url: v[18], created_at: v[19],
     started_at: v[20], finished_at: v[21], not_before: v[22], handed_back: v[23],
   } as TaskRow;
+}
+
+/**
+ * The columns of a task's status (TaskStatusView; the id is the one asked for), in a fixed order: a status poll reads
+ * these and not the whole row, each column read costing about as much again (BENCHMARKS.md, session 28).
+ */
+export const TASK_STATUS_COLUMNS = [
+  'seq', 'account_id', 'state', 'provider', 'priority', 'progress', 'error_code', 'error_message', 'created_at', 'started_at',
+  'finished_at',
+] as const satisfies ReadonlyArray<keyof TaskRow>;
+
+export type TaskStatusRow = Pick<TaskRow, (typeof TASK_STATUS_COLUMNS)[number]>;
+
+/** The status view of task `id` from its TASK_STATUS_COLUMNS values, in that order (as toTask builds those fields). */
+export function taskStatusFromValues(id: string, v: readonly unknown[]): TaskStatusView {
+  return toTaskStatus(id, {
+    seq: v[0], account_id: v[1], state: v[2], provider: v[3], priority: v[4], progress: v[5], error_code: v[6],
+    error_message: v[7], created_at: v[8], started_at: v[9], finished_at: v[10],
+  } as TaskStatusRow);
+}
+
+/** The status view of task `id` from its row's TASK_STATUS_COLUMNS; the same fields, built the same way, as toTask. */
+export function toTaskStatus(id: string, r: TaskStatusRow): TaskStatusView {
+  const task: { -readonly [K in keyof TaskStatusView]: TaskStatusView[K] } = {
+    id,
+    seq: r.seq,
+    accountId: r.account_id,
+    state: r.state,
+    priority: r.priority,
+    provider: r.provider,
+    progress: r.progress,
+    createdAt: r.created_at,
+  };
+  if (r.error_code !== null) task.error = { code: r.error_code, message: r.error_message ?? '' };
+  if (r.started_at !== null) task.startedAt = r.started_at;
+  if (r.finished_at !== null) task.finishedAt = r.finished_at;
+  return task;
 }
 
 /**

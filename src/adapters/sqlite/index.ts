@@ -53,7 +53,7 @@ export function createSqliteStore(file: string, options: { writer?: SqliteWriter
   };
   return {
     accounts: batchReads(sqliteAccountStore(db), ['getKey']),
-    tasks: batchReads(tasksOf(sqliteTaskStore(db)), ['getTask', 'queuePosition']),
+    tasks: batchReads(tasksOf(sqliteTaskStore(db)), ['getTask', 'getTaskStatus', 'queuePosition']),
     files: batchReads(sqliteFileStore(db), ['getFile']),
     idempotency: route('idempotency', sqliteIdempotencyStore(db)),
     webhooks: route('webhooks', sqliteWebhookStore(db)),

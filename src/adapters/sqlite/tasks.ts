@@ -1,12 +1,12 @@
 import { statesAllowing, type TaskState } from '../../domain/task-state';
-import { HANDED_BACK_BY_STOP, type CheckpointAsRead, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
+import { HANDED_BACK_BY_STOP, type CheckpointAsRead, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStatusView, type TaskStore } from '../../ports/store';
 import type { Db } from './database';
 import { newTaskRecord } from '../new-task-record';
 import { fileParams, INSERT_FILE } from './files';
 import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
 import { sqliteOutbox } from './webhooks';
-import { TASK_COLUMNS, taskRowFromValues, toTask, type TaskRow } from '../rows/tasks';
+import { TASK_COLUMNS, TASK_STATUS_COLUMNS, taskRowFromValues, taskStatusFromValues, toTask, type TaskRow } from '../rows/tasks';
 import { syncRead, syncWrite } from './group-commit';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
@@ -112,6 +112,7 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
       return values && taskRowFromValues(values);
     },
   };
+  const selectTaskStatusValues = db.prepare<[string], unknown[]>(`SELECT ${TASK_STATUS_COLUMNS.join(', ')} FROM tasks WHERE id = ?`).raw();
   const availableOf = db.prepare<[string], { available: number }>('SELECT balance - held AS available FROM accounts WHERE id = ?');
   const markRunning = db.prepare(
     `UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, @now),
@@ -294,6 +295,10 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
       const row = selectTask.get(id);
       return row && toTask(row);
     }),
+    getTaskStatus: syncRead((id: string): TaskStatusView | undefined => {
+      const values = selectTaskStatusValues.get(id);
+      return values && taskStatusFromValues(id, values);
+    }),
     async listTasks({ accountId, state, beforeSeq, limit }) {
       const where: string[] = [];
       if (accountId) where.push('account_id = @accountId');
@@ -340,7 +345,7 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
     ),
     // ownAttempt: a run's own outcome (refused once a cancel was requested). Leases are PostgreSQL's alone.
     finish: syncWrite((id: string, completion: Completion, now: number, options?: FinishOptions) => finish.immediate(id, completion, now, options)),
-    queuePosition: syncRead((task: TaskRecord): number => queueAhead.get({ provider: task.provider, priority: task.priority, seq: task.seq })!.n),
+    queuePosition: syncRead((task: Pick<TaskRecord, 'provider' | 'priority' | 'seq'>): number => queueAhead.get({ provider: task.provider, priority: task.priority, seq: task.seq })!.n),
     async countByState() {
       const counts: Record<TaskState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
       for (const row of stateCounts.all()) counts[row.state] = row.n;

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MAX_WAIT_SECONDS, readPreferWait } from '../../domain/delivery';
 import { notFound } from '../../domain/errors';
 import { isTerminal } from '../../domain/task-state';
-import type { TaskRecord } from '../../ports/store';
+import type { TaskRecord, TaskStatusView } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { describeTaskDetailBody, resultBody, statusBody } from '../presenters';
@@ -14,19 +14,32 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The task of a `/requests/:id…` route, read beside the key check (requestRoutes). */
     taskRead?: Promise<TaskRecord | undefined>;
+    /** …and for the status route, only what its answer shows (TaskStatusView). */
+    taskStatusRead?: Promise<TaskStatusView | undefined>;
   }
 }
 
+const STATUS_ROUTE = '/tencent-vod/v1/requests/:id/status';
+
 /** Following a task: status, result, cancel, and Tencent's DescribeTaskDetail view. Other accounts' tasks are 404. */
 export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  const ownTask = async (request: FastifyRequest<{ Params: { id: string } }>): Promise<TaskRecord> => {
+  const own = async <T extends { readonly accountId: string }>(
+    request: FastifyRequest<{ Params: { id: string } }>,
+    read: (id: string) => Promise<T | undefined>,
+    made: Promise<T | undefined> | undefined,
+  ): Promise<T> => {
     const id = request.params.id;
     const accountId = callerOf(request).accountId;
-    const task = await (request.taskRead ?? deps.store.tasks.getTask(id));
+    const task = await (made ?? read(id));
     if (!task || task.accountId !== accountId) throw notFound('request', id);
     return task;
   };
-  const status = async (task: TaskRecord, withLogs: boolean) =>
+  const getTask = (id: string) => deps.store.tasks.getTask(id);
+  const getTaskStatus = (id: string) => deps.store.tasks.getTaskStatus(id);
+  const ownTask = (request: FastifyRequest<{ Params: { id: string } }>): Promise<TaskRecord> => own(request, getTask, request.taskRead);
+  const ownTaskStatus = (request: FastifyRequest<{ Params: { id: string } }>): Promise<TaskStatusView> =>
+    own(request, getTaskStatus, request.taskStatusRead);
+  const status = async (task: TaskStatusView, withLogs: boolean) =>
     statusBody(task, deps.publicUrl(), deps.clock.now(), {
       ...(task.state === 'queued' ? { queuePosition: await deps.store.tasks.queuePosition(task) } : {}),
       ...(withLogs ? { logs: await deps.store.tasks.logs(task.id) } : {}),
@@ -36,20 +49,21 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.register(async (scope) => {
     // Registered before the key check, so the task's read is made in the same turn as the key's and both share one
     // read batch (one hop instead of two per poll). Its result is used only once the caller is authenticated, and
-    // only for a task of the caller's own account.
+    // only for a task of the caller's own account. A status poll reads only what its answer shows.
     scope.addHook('onRequest', (request, _reply, done) => {
       const id = (request.params as { id?: unknown } | undefined)?.id;
       // Not for a request with no credentials at all: it is refused without touching the store.
       if (typeof id === 'string' && request.headers.authorization !== undefined) {
-        request.taskRead = deps.store.tasks.getTask(id);
-        request.taskRead.catch(() => undefined); // an unauthenticated request never awaits it
+        // An unauthenticated request never awaits its read.
+        if (request.routeOptions.url === STATUS_ROUTE) (request.taskStatusRead = getTaskStatus(id)).catch(() => undefined);
+        else (request.taskRead = getTask(id)).catch(() => undefined);
       }
       done();
     });
     requireApiKey(scope, deps);
 
     scope.get<{ Params: { id: string }; Querystring: { logs?: string } }>(
-      '/tencent-vod/v1/requests/:id/status',
+      STATUS_ROUTE,
       {
         schema: {
           ...common,
@@ -63,7 +77,7 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async (request) => {
-        const task = await ownTask(request);
+        const task = await ownTaskStatus(request);
         return status(task, request.query.logs === '1' || request.query.logs === 'true');
       },
     );
