@@ -20,6 +20,7 @@ declare module 'fastify' {
 }
 
 const STATUS_ROUTE = '/tencent-vod/v1/requests/:id/status';
+type StatusBodyValue = ReturnType<typeof statusBody>;
 
 /** Following a task: status, result, cancel, and Tencent's DescribeTaskDetail view. Other accounts' tasks are 404. */
 export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
@@ -39,13 +40,21 @@ export function requestRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const ownTask = (request: FastifyRequest<{ Params: { id: string } }>): Promise<TaskRecord> => own(request, getTask, request.taskRead);
   const ownTaskStatus = (request: FastifyRequest<{ Params: { id: string } }>): Promise<TaskStatusView> =>
     own(request, getTaskStatus, request.taskStatusRead);
-  const status = async (task: TaskStatusView, withLogs: boolean) =>
+  const statusWithReads = async (task: TaskStatusView, withLogs: boolean) =>
     statusBody(task, deps.publicUrl(), deps.clock.now(), {
       ...(task.state === 'queued' ? { queuePosition: await deps.store.tasks.queuePosition(task) } : {}),
       ...(withLogs ? { logs: await deps.store.tasks.logs(task.id) } : {}),
     });
+  // A task that is not queued, asked for without its log, needs no other read: its status is built at once, without a
+  // promise and the turns that resolving the handler's with it would take.
+  const status = (task: TaskStatusView, withLogs: boolean): StatusBodyValue | Promise<StatusBodyValue> =>
+    task.state !== 'queued' && !withLogs ? statusBody(task, deps.publicUrl(), deps.clock.now(), {}) : statusWithReads(task, withLogs);
   const common = { tags: ['tasks'], security: [{ bearer: [] }], params: TaskIdParams };
 
+  // Declared, so that every request has the same shape whether or not it sets them (Fastify's advice for per-request
+  // properties; the hook below sets one on each poll).
+  app.decorateRequest('taskRead', undefined);
+  app.decorateRequest('taskStatusRead', undefined);
   app.register(async (scope) => {
     // Registered before the key check, so the task's read is made in the same turn as the key's and both share one
     // read batch (one hop instead of two per poll). Its result is used only once the caller is authenticated, and
