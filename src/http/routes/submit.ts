@@ -163,7 +163,12 @@ export function submitRoutes(app: FastifyInstance, deps: HttpDeps): void {
         if (deps.submit.requestRates && caller.key.rpm !== undefined) await enforceRequestRate(deps.submit.requestRates, caller.key, deps.clock.now());
         // Header and query problems are reported before anything is reserved or charged.
         const wait = readPreferWait(request.headers.prefer);
-        const key = readIdempotencyKey(request.raw.headersDistinct?.['idempotency-key'] ?? request.headers['idempotency-key']);
+        // Node builds headersDistinct (every header again, each as an array) when it is first read: only for a request
+        // that sent the header, which it then holds whenever it was sent at all.
+        const key =
+          request.headers['idempotency-key'] === undefined
+            ? undefined
+            : readIdempotencyKey(request.raw.headersDistinct?.['idempotency-key'] ?? request.headers['idempotency-key']);
         const webhook = webhookParam(request);
         if (key === undefined) return send(reply, await acceptSubmit(deps, request, reply, caller, wait, webhook));
         const fingerprint = requestFingerprint({ body: request.body ?? null, webhook: webhook ?? null });
