@@ -75,9 +75,11 @@ export class RunSettlement {
     // One time per outcome, kept through its retries: a finish whose commit went through but whose answer was lost
     // is then recognised by the time it wrote (`ownCommit`).
     let at = this.deps.clock.now();
+    // The time the run's own outcome was written with, kept once it is given up: its commit may have gone through.
+    const ownAt = at;
     for (;;) {
       try {
-        if (givenUp) await this.complete(task, unrecordedOutcome, at, 'completion' in outcome ? outcome.completion : undefined);
+        if (givenUp) await this.complete(task, unrecordedOutcome, at, ownAt);
         else if ('completion' in outcome) await this.complete(task, outcome.completion, at);
         else await this.handleFailure(task, outcome.error, signal, at);
         return;
@@ -98,13 +100,15 @@ export class RunSettlement {
   }
 
   /**
-   * `at`: the time this outcome is recorded with, the same on every retry. `givenUp`: the run's own outcome, when
-   * `completion` is the failure that replaces it (SettleTiming). A refused finish may be this settlement's own earlier
-   * commit whose answer was lost, or (for `givenUp`) the success it replaces, committed unseen; either way the task
-   * ended as this run recorded it and is announced (metrics, the webhook's wake-up, the upstream event's
-   * confirmation), not merely told to its watchers as a settlement made elsewhere.
+   * `at`: the time this outcome is recorded with, the same on every retry. `givenUpAt`: when `completion` is the
+   * failure that replaces the run's own outcome (SettleTiming), the time that outcome was written with. A refused
+   * finish may be this settlement's own earlier commit whose answer was lost, or (for `givenUpAt`) whatever the run's
+   * own outcome wrote, committed unseen: a success, a failure or a cancel of this attempt, finished at that time.
+   * Either way the task ended as this run recorded it and is announced (metrics, the webhook's wake-up, the upstream
+   * event's confirmation), not merely told to its watchers as a settlement made elsewhere. Only a success was
+   * recognised so before: a failure committed unseen was told to the watchers alone, and never counted.
    */
-  private async complete(task: TaskRecord, completion: Completion, at: number, givenUp?: Completion): Promise<void> {
+  private async complete(task: TaskRecord, completion: Completion, at: number, givenUpAt?: number): Promise<void> {
     const { store } = this.deps;
     // ownAttempt: if our lease lapsed and the task was taken over (by another node, or by this one as a later
     // attempt), the current attempt decides, not ours.
@@ -114,7 +118,7 @@ export class RunSettlement {
       return;
     }
     const current = await store.tasks.getTask(task.id);
-    if (ownCommit(current, task, completion, at) || (givenUp?.state === 'succeeded' && ownCommit(current, task, givenUp))) {
+    if (ownCommit(current, task, completion, at) || (givenUpAt !== undefined && finishedByAttemptAt(current, task, givenUpAt))) {
       return this.deps.announce(task.id, current);
     }
     // Its files belong to no task now (those of a charged task were kept just above).
@@ -190,6 +194,11 @@ export class RunSettlement {
     }
     await this.complete(task, { state: 'failed', error: { code: error.code, message: error.message } }, at);
   }
+}
+
+/** Whether the task ended in `run`'s attempt at `at`: the time a settlement writes every outcome of the run with. */
+function finishedByAttemptAt(current: TaskRecord | undefined, run: TaskRecord, at: number): boolean {
+  return current !== undefined && isTerminal(current.state) && current.attempts === run.attempts && current.finishedAt === at;
 }
 
 /**

@@ -73,6 +73,26 @@ describe('task engine — a commit whose answer was lost', () => {
     expect((await relay.relay.store.accounts.ledger(task.accountId, 100)).filter((e) => e.taskId === id).map((e) => e.kind).sort()).toEqual(['capture', 'hold']);
   });
 
+  it('a failure whose commit went through unseen, then kept failing, is announced as failed when its fallback is refused', async () => {
+    // As the success above: the run's own failure commits on its first try, then every try fails until the outcome
+    // is given up, and the fallback failure is refused by the task the first try settled. It was told to watchers
+    // only, as a settlement made elsewhere: never announced (metrics, the webhook's wake-up).
+    const { provider, relay, submit } = await relayWith(1);
+    let failureTries = 0;
+    wrapFinish(relay, async (finish, id, completion, ...rest) => {
+      if (completion.state !== 'failed' || completion.error?.code !== 'Refused') return finish(id, completion, ...rest);
+      if (++failureTries === 1) await finish(id, completion, ...rest);
+      throw new Error('connection reset');
+    });
+    const announced = announcements(relay);
+    const id = await submit();
+    (await provider.whenStarted(id)).fail(permanentError('Refused', 'the prompt was refused'));
+    await waitUntil(() => announced.includes(`${id}:failed`), 20_000, 'the failure announced');
+    await waitUntil(() => relay.relay.engine.runningCount() === 0, 20_000, 'the settlement done');
+    expect(announced.filter((a) => a === `${id}:failed`)).toHaveLength(1);
+    expect(await waitForTask(relay.relay, id)).toMatchObject({ state: 'failed', error: { code: 'Refused' } });
+  });
+
   it('a failure whose commit answer was lost is announced once, as failed', async () => {
     const { provider, relay, submit } = await relayWith(1);
     const tries = loseFirstAnswer(relay);
