@@ -1,7 +1,7 @@
 import { afterEach, expect, it, vi } from 'vitest';
-import { SubmissionPacer } from '../../src/adapters/in-process-pace';
 import { within } from '../helpers/eventually';
-import { startHarness, type Harness } from './harness';
+import type { Harness } from './harness';
+import { secondWaitingItsTurn } from './pacer-turns';
 
 /**
  * A run of an earlier attempt still in this process (superseded: on PostgreSQL its lease lapsed and another node took
@@ -18,28 +18,16 @@ afterEach(async () => {
 });
 
 it("a cancel is not decided by a superseded run of the task: another attempt's submission on record is looked up, not answered 202", async () => {
-  // One call a minute on the channel: the second task's first attempt waits for its turn, in "selecting".
-  h = await startHarness({ tencent: { submissions: { limit: 1, windowMs: 60_000 } } });
-  const channel = await h.addChannel(h.accounts[0]!, { max_concurrency: 4 });
-  h.server.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity } });
-  const take = SubmissionPacer.prototype.take;
-  let turns = 0;
-  let secondWaits!: () => void;
-  const secondWaiting = new Promise<void>((resolve) => (secondWaits = resolve));
-  vi.spyOn(SubmissionPacer.prototype, 'take').mockImplementation(function (this: SubmissionPacer, ...args) {
-    const taken = take.apply(this, args);
-    if (++turns === 2) secondWaits();
-    return taken;
-  });
-  await h.submit();
-  const second = await h.submit();
-  await within('the second submission reaching the pacer', 10_000, secondWaiting);
+  // The second task's first attempt waits for its turn to submit, in "selecting".
+  const waiting = await secondWaitingItsTurn();
+  h = waiting.h;
+  const { second, channelId } = waiting;
 
   // As another claimer would leave it: attempt 1 handed back, attempt 2 claimed, its submission on record.
   const tasks = h.t.relay.store.tasks;
   expect(await tasks.requeue(second, 1, Date.now() + 600_000, Date.now())).toBe(true);
   expect(await tasks.markRunning(second, Date.now())).toMatchObject({ attempts: 2 });
-  const submitting = { phase: 'submitting', channelId: channel.id as string, submittedAt: Date.now(), round: 0 };
+  const submitting = { phase: 'submitting', channelId, submittedAt: Date.now(), round: 0 };
   expect(await tasks.saveCheckpoint(second, submitting, Date.now(), 2)).toBe(true);
 
   // Decided on that submission: waited for (it never answers here), then looked up by SessionId, not listed: 503.

@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { waitUntil, within } from '../helpers/eventually';
+import { within } from '../helpers/eventually';
 import { SubmissionPacer } from '../../src/adapters/in-process-pace';
 import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-channels/channel-pool';
 import type { ChannelRecord } from '../../src/ports/channels';
 import type { CreateOutcome } from './server';
 import { startHarness, type Harness } from './harness';
+import { secondWaitingItsTurn } from './pacer-turns';
 import { apiClient } from '../helpers/api';
 import { describeWithPostgres } from '../helpers/postgres-suite';
 import { finishedOnSomeNode, twoNodes } from './two-nodes';
@@ -180,23 +181,9 @@ describe('a cancel while a submission waits its turn in the pacer', () => {
   });
 
   it('is answered at once, and the task is cancelled without ever being made upstream', async () => {
-    // One call a minute on the channel: the second task's submission waits a minute for its turn.
-    h = await startHarness({ tencent: { submissions: { limit: 1, windowMs: 60_000 } } });
-    await h.addChannel(h.accounts[0]!, { max_concurrency: 4 });
-    h.server.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity } });
-    const take = SubmissionPacer.prototype.take;
-    let turns = 0;
-    let secondWaits!: () => void;
-    const secondWaiting = new Promise<void>((resolve) => (secondWaits = resolve));
-    vi.spyOn(SubmissionPacer.prototype, 'take').mockImplementation(function (this: SubmissionPacer, ...args) {
-      const taken = take.apply(this, args);
-      if (++turns === 2) secondWaits();
-      return taken;
-    });
-    const first = await h.submit();
-    await waitUntil(() => h!.server.bySession(first).length === 1);
-    const second = await h.submit();
-    await within('the second submission reaching the pacer', 10_000, secondWaiting);
+    const waiting = await secondWaitingItsTurn();
+    h = waiting.h;
+    const { second } = waiting;
     // Nothing of the second task went upstream yet: a cancel must not wait out the pacer, nor let the call go.
     const res = await within('the cancel answer', 10_000, h.t.api.put(`/tencent-vod/v1/requests/${second}/cancel`));
     expect(res.status).toBe(202);

@@ -1,0 +1,34 @@
+import { vi } from 'vitest';
+import { SubmissionPacer } from '../../src/adapters/in-process-pace';
+import { waitUntil, within } from '../helpers/eventually';
+import { startHarness, type Harness } from './harness';
+
+/**
+ * One relay whose one channel allows one submission a minute, two tasks submitted: the first made upstream, the
+ * second's submission waiting for its turn in the pacer (its run in "selecting", nothing sent). The caller closes
+ * `h` and restores the pacer's spy (`vi.restoreAllMocks()`).
+ */
+export async function secondWaitingItsTurn(): Promise<{ h: Harness; channelId: string; first: string; second: string }> {
+  const h = await startHarness({ tencent: { submissions: { limit: 1, windowMs: 60_000 } } });
+  try {
+    const channel = await h.addChannel(h.accounts[0]!, { max_concurrency: 4 });
+    h.server.onCreate = () => ({ kind: 'accept', plan: { waitingPolls: Infinity } });
+    const take = SubmissionPacer.prototype.take;
+    let turns = 0;
+    let secondWaits!: () => void;
+    const secondWaiting = new Promise<void>((resolve) => (secondWaits = resolve));
+    vi.spyOn(SubmissionPacer.prototype, 'take').mockImplementation(function (this: SubmissionPacer, ...args) {
+      const taken = take.apply(this, args);
+      if (++turns === 2) secondWaits();
+      return taken;
+    });
+    const first = await h.submit();
+    await waitUntil(() => h.server.bySession(first).length === 1, 10_000, 'the first submission made upstream');
+    const second = await h.submit();
+    await within('the second submission reaching the pacer', 10_000, secondWaiting);
+    return { h, channelId: channel.id as string, first, second };
+  } catch (err) {
+    await h.close();
+    throw err;
+  }
+}
