@@ -1,6 +1,5 @@
-import { afterEach, expect, it, vi } from 'vitest';
+import { expect, it } from 'vitest';
 import { within } from '../helpers/eventually';
-import type { Harness } from './harness';
 import { secondWaitingItsTurn } from './pacer-turns';
 
 /**
@@ -10,18 +9,11 @@ import { secondWaitingItsTurn } from './pacer-turns';
  * current attempt's "submitting" was on record and its create on the wire (the review of the session's commits).
  * Now a cancel asks a run only of the attempt it runs, and decides any other from the record.
  */
-let h: Harness | undefined;
-afterEach(async () => {
-  vi.restoreAllMocks();
-  await h?.close();
-  h = undefined;
-});
+const secondWaiting = secondWaitingItsTurn();
 
 it("a cancel is not decided by a superseded run of the task: another attempt's submission on record is looked up, not answered 202", async () => {
   // The second task's first attempt waits for its turn to submit, in "selecting".
-  const waiting = await secondWaitingItsTurn();
-  h = waiting.h;
-  const { second, channelId } = waiting;
+  const { h, second, channelId } = await secondWaiting();
 
   // As another claimer would leave it: attempt 1 handed back, attempt 2 claimed, its submission on record.
   const tasks = h.t.relay.store.tasks;

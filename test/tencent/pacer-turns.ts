@@ -1,14 +1,17 @@
 import { vi } from 'vitest';
 import { SubmissionPacer } from '../../src/adapters/in-process-pace';
+import { closedAfterEach } from '../helpers/closed-after-each';
 import { waitUntil, within } from '../helpers/eventually';
 import { startHarness, type Harness } from './harness';
 
 /**
  * One relay whose one channel allows one submission a minute, two tasks submitted: the first made upstream, the
- * second's submission waiting for its turn in the pacer (its run in "selecting", nothing sent). The caller closes
- * `h` and restores the pacer's spy (`vi.restoreAllMocks()`).
+ * second's submission waiting for its turn in the pacer (its run in "selecting", nothing sent). Call at a test
+ * file's top level: each one it opens is closed, and the pacer's spy removed, after its test (closedAfterEach).
  */
-export async function secondWaitingItsTurn(): Promise<{ h: Harness; channelId: string; first: string; second: string }> {
+export const secondWaitingItsTurn = () => closedAfterEach(openSecondWaitingItsTurn);
+
+async function openSecondWaitingItsTurn(): Promise<{ h: Harness; channelId: string; first: string; second: string; close(): Promise<void> }> {
   const h = await startHarness({ tencent: { submissions: { limit: 1, windowMs: 60_000 } } });
   try {
     const channel = await h.addChannel(h.accounts[0]!, { max_concurrency: 4 });
@@ -26,8 +29,13 @@ export async function secondWaitingItsTurn(): Promise<{ h: Harness; channelId: s
     await waitUntil(() => h.server.bySession(first).length === 1, 10_000, 'the first submission made upstream');
     const second = await h.submit();
     await within('the second submission reaching the pacer', 10_000, secondWaiting);
-    return { h, channelId: channel.id as string, first, second };
+    const close = async () => {
+      vi.restoreAllMocks();
+      await h.close();
+    };
+    return { h, channelId: channel.id as string, first, second, close };
   } catch (err) {
+    vi.restoreAllMocks();
     await h.close();
     throw err;
   }

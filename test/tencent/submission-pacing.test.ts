@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { within } from '../helpers/eventually';
 import { SubmissionPacer } from '../../src/adapters/in-process-pace';
 import { ChannelPool, type ChannelLease } from '../../src/adapters/upstream-channels/channel-pool';
@@ -173,17 +173,10 @@ describe('a burst on one channel, against an upstream that enforces its rate', (
 });
 
 describe('a cancel while a submission waits its turn in the pacer', () => {
-  let h: Harness | undefined;
-  afterEach(async () => {
-    vi.restoreAllMocks();
-    await h?.close();
-    h = undefined;
-  });
+  const secondWaiting = secondWaitingItsTurn();
 
   it('is answered at once, and the task is cancelled without ever being made upstream', async () => {
-    const waiting = await secondWaitingItsTurn();
-    h = waiting.h;
-    const { second } = waiting;
+    const { h, second } = await secondWaiting();
     // Nothing of the second task went upstream yet: a cancel must not wait out the pacer, nor let the call go.
     const res = await within('the cancel answer', 10_000, h.t.api.put(`/tencent-vod/v1/requests/${second}/cancel`));
     expect(res.status).toBe(202);
