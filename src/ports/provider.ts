@@ -99,9 +99,10 @@ export interface ImageProvider {
   run(job: ProviderJob, ctx: RunContext): Promise<ProviderResult>;
   /**
    * Asked before a client's cancel is applied to an unfinished task. `not-started`: nothing upstream, and this
-   * process's run of the task was stopped before it could send anything; cancel as usual. `not-started-as-read`:
-   * nothing upstream as far as the task's record tells (`state` and `checkpoint` as passed here), with no run of it in
-   * this process to stop: that holds only while the record stays so (another node's run may be about to submit), and
+   * process's run of the task was stopped before it could send anything; cancel as usual. `{ notStartedAsRead }`:
+   * nothing upstream as far as the task's record tells, with no run of it in this process to stop: that holds only
+   * while the record stays as the provider last read it (another node's run may be about to submit), so it returns
+   * that record (the one passed here, or a newer one it read, e.g. after waiting for another node's submission), and
    * the engine applies the cancel on that condition, deciding again if the task moved on meanwhile. `cancelled`: the
    * upstream work was stopped, cancel as usual. `too-late`: upstream work has started and cannot be stopped; the task
    * goes on (the client gets ALREADY_COMPLETED). A RelayError thrown reaches the client as it is: the answer cannot
@@ -125,7 +126,13 @@ export function hasWorkUnderway(checkpoint: unknown): boolean {
   return typeof checkpoint === 'object' && checkpoint !== null && (checkpoint as { phase?: unknown }).phase !== IDLE_CHECKPOINT.phase;
 }
 
-export type CancelVerdict = 'not-started' | 'not-started-as-read' | 'cancelled' | 'too-late';
+export type CancelVerdict = 'not-started' | { readonly notStartedAsRead: TaskAsRead } | 'cancelled' | 'too-late';
+
+/** The record a provider's "not started" was decided on (CancelVerdict): its state and checkpoint, as it read them. */
+export interface TaskAsRead {
+  readonly state: 'queued' | 'running';
+  readonly checkpoint?: Record<string, unknown>;
+}
 
 /**
  * Typed failures steer the engine's one retry path: a retryable error hands the attempt back (with backoff) until

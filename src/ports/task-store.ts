@@ -123,7 +123,7 @@ export interface FinishOptions {
 }
 
 /**
- * The condition of a cancel decided on a task's record alone (CancelVerdict `not-started-as-read`): the checkpoint it
+ * The condition of a cancel decided on a task's record alone (CancelVerdict `notStartedAsRead`): the checkpoint it
  * read, null for none. Another node's run may write a new one (e.g. "submitting") in the meantime.
  */
 export interface CheckpointAsRead {

@@ -26,7 +26,7 @@ export interface ClientCancelDeps {
  * A client's cancel of a task: a queued one is settled at once (its hold released), a running one is flagged and its
  * run aborted. False when the task is already terminal, or its upstream work can no longer be stopped.
  *
- * A provider's "not started" read from the task's record alone (`not-started-as-read`: no run of it here) holds only
+ * A provider's "not started" read from the task's record alone (`notStartedAsRead`: no run of it here) holds only
  * while the record stays so: another node may have claimed the task, or its run be about to write "submitting" and
  * send the work upstream. So the cancel is flagged on that condition only (the task's checkpoint unchanged, queued or
  * running), and a run's checkpoint is refused once the flag is set (ports/task-store.ts): either the cancel comes
@@ -44,7 +44,11 @@ export async function cancelTask(deps: ClientCancelDeps, read: TaskRecord): Prom
     const verdict: CancelVerdict = stoppedUpstream ? 'cancelled' : await verdictOf(deps, task);
     if (verdict === 'too-late') return false;
     stoppedUpstream = verdict === 'cancelled';
-    if (await applyCancel(deps, task, verdict === 'not-started-as-read')) return true;
+    // Applied to the task as the provider last read it: after waiting for another node's submission, that is newer
+    // than `task`, and a cancel on `task`'s checkpoint would only fail, to be decided once more for nothing.
+    const asRead = typeof verdict === 'object' ? verdict.notStartedAsRead : undefined;
+    const decidedOn: TaskRecord = asRead ? { ...task, state: asRead.state, checkpoint: asRead.checkpoint } : task;
+    if (await applyCancel(deps, decidedOn, asRead !== undefined)) return true;
     // The task moved on since it was read: settled (by someone else's cancel, which is what the client asked for,
     // or by its own end, which came first), or claimed, handed back, or checkpointed: decided again on what it is now.
     const now = await deps.store.tasks.getTask(task.id);

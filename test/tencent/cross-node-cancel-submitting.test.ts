@@ -1,4 +1,4 @@
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, it, vi } from 'vitest';
 import { apiClient } from '../helpers/api';
 import { waitUntil } from '../helpers/eventually';
 import { describeWithPostgres } from '../helpers/postgres-suite';
@@ -82,5 +82,31 @@ await describeWithPostgres('a cancel during a submission, answered by another no
     expect(upstream.tasksOf(account.secretId).map((t) => t.status)).toEqual(['ABORTED']);
     const books = await a.store.accounts.getAccount(ownerId);
     expect({ balance: books?.balance, held: books?.held }).toEqual({ balance: 1_000_000, held: 0 });
+  });
+
+  // The review's wasted decision: the other node waited for the submission, saw it refused (the task handed back
+  // queued, nothing upstream) and decided "not started" on that record, but the cancel was applied on the checkpoint
+  // it first read ("submitting"): refused, re-read, decided once more. A task failing over from channel to channel
+  // reached the 503 (four decisions) sooner than it had to. The cancel now lands on the record the verdict read.
+  it('waits for the submission on the other node, which is refused: cancelled on the first decision, nothing upstream, nothing charged', async () => {
+    // Throttled, the refused attempt is handed back to wait a minute: the record the waiting node reads stands.
+    const { a, b, nodes, server: upstream, account, ownerId, key, close } = await twoNodes('relay_tencent_cancel_refused', 14, 1, {
+      throttledRetry: { firstMs: 60_000, maxMs: 60_000 },
+    });
+    closers.push(close);
+    upstream.onCreate = () => ({ kind: 'refuse-late', code: 'RequestLimitExceeded', message: 'too many requests', delayMs: 1_000 });
+    const id = (await apiClient(a.publicUrl(), key).post('/tencent-vod/v1/aigc-image', { model_name: 'GEM', model_version: '3.0', prompt: 'refused' })).body.request_id as string;
+    await waitUntil(async () => (await a.store.tasks.getTask(id))?.checkpoint?.phase === 'submitting', 15_000, 'the submission on the wire');
+    const other = a.engine.runningCount() === 1 ? b : a;
+    const read = (await other.store.tasks.getTask(id))!;
+    expect([read.state, read.checkpoint?.phase]).toEqual(['running', 'submitting']);
+    const flags = vi.spyOn(other.store.tasks, 'requestCancel');
+
+    expect(await other.engine.cancel(read)).toBe(true);
+    expect(flags).toHaveBeenCalledTimes(1);
+    expect(await finishedOnSomeNode(nodes, [id])).toEqual(['cancelled']);
+    expect(upstream.tasksOf(account.secretId)).toEqual([]);
+    const owner = await a.store.accounts.getAccount(ownerId);
+    expect({ balance: owner?.balance, held: owner?.held }).toEqual({ balance: 1_000_000, held: 0 });
   });
 });

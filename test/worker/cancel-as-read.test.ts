@@ -17,9 +17,9 @@ const startRelay = closedAfterEach(startTestRelay);
 /** Says what another node would say of a task it does not run: nothing started, as far as the record reads. */
 class ReadFromRecord extends ControlledProvider {
   asked = 0;
-  async cancel(): Promise<CancelVerdict> {
+  async cancel(task: { state: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
     this.asked++;
-    return 'not-started-as-read';
+    return { notStartedAsRead: { state: task.state === 'queued' ? 'queued' : 'running', checkpoint: task.checkpoint } };
   }
 }
 

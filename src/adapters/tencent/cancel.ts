@@ -7,6 +7,12 @@ import type { RunState } from './run-state';
 import type { TencentRuntime } from './runtime';
 import { sessionIdOf } from './session';
 
+/** What a cancel reads of a task: its state and checkpoint. */
+interface TaskRead {
+  readonly state?: string;
+  readonly checkpoint?: Record<string, unknown>;
+}
+
 /** Retry-After of a cancel that cannot be decided while a submission is in doubt (cancelInDoubt). */
 const CANCEL_IN_DOUBT_RETRY_SECONDS = 5;
 /** How often a cancel reads again the checkpoint of a submission another node has on the wire. */
@@ -23,7 +29,7 @@ const SUBMISSION_ANSWER_SLACK_MS = 2_000;
 export class UpstreamCancel {
   constructor(
     private readonly rt: TencentRuntime,
-    private readonly tasks: { getTask(id: string): Promise<{ readonly state: string; readonly checkpoint?: Record<string, unknown> } | undefined> },
+    private readonly tasks: { getTask(id: string): Promise<(TaskRead & { readonly state: string }) | undefined> },
   ) {}
 
   /** Cancel of a task with a run in this process, by where the run stands (run-state.ts). */
@@ -65,17 +71,20 @@ export class UpstreamCancel {
    * task ran and was charged. Still "submitting" after a submission's time: in doubt (cancelInDoubt).
    */
   async notRunning(task: { id: string; state?: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
-    let cp = readCheckpoint(task.checkpoint);
-    if (cp?.phase === 'submitting' && task.state === 'running') {
-      const answered = await this.submissionAnswered(task.id, cp);
+    let record: TaskRead = task;
+    const submitting = readCheckpoint(task.checkpoint);
+    if (submitting?.phase === 'submitting' && task.state === 'running') {
+      const answered = await this.submissionAnswered(task, submitting);
       if (answered === 'ended') return 'too-late';
-      cp = answered;
+      record = answered;
     }
+    const cp = readCheckpoint(record.checkpoint);
     if (cp?.phase === 'submitting') return this.cancelInDoubt(task.id, cp);
+    if (cp?.phase === 'accepted' && cp.channelId && cp.upstreamTaskId) return this.abortUpstream(cp.channelId, cp.upstreamTaskId);
     // Nothing upstream as the record reads: another node's run may be about to submit, so the engine cancels only
-    // while the checkpoint stays as read (worker/client-cancel.ts).
-    if (cp?.phase !== 'accepted' || !cp.channelId || !cp.upstreamTaskId) return 'not-started-as-read';
-    return this.abortUpstream(cp.channelId, cp.upstreamTaskId);
+    // while the task stays as read here (worker/client-cancel.ts): after a wait for a refused submission, as read
+    // after it, so the cancel is not decided again for nothing.
+    return { notStartedAsRead: { state: record.state === 'queued' ? 'queued' : 'running', checkpoint: record.checkpoint } };
   }
 
   /**
@@ -111,21 +120,20 @@ export class UpstreamCancel {
   }
 
   /**
-   * The task's checkpoint once the submission another node sends has its answer (no longer "submitting"), or as it
-   * is once that submission's create timeout has passed (`submittedAt`, the sending node's clock; never longer than
-   * one timeout from now, whatever the clocks say): a submission in doubt, looked up by SessionId for minutes, is
-   * not waited for (cancelInDoubt). 'ended' when the task was settled meanwhile. Wall-clock time: the wait is for
-   * another process.
+   * The task (its state and checkpoint) once the submission another node sends has its answer (no longer
+   * "submitting"), or as it is once that submission's create timeout has passed (`submittedAt`, the sending node's
+   * clock; never longer than one timeout from now, whatever the clocks say): a submission in doubt, looked up by
+   * SessionId for minutes, is not waited for (cancelInDoubt). 'ended' when the task was settled meanwhile. Wall-clock
+   * time: the wait is for another process.
    */
-  private async submissionAnswered(taskId: string, submitting: TencentCheckpoint): Promise<TencentCheckpoint | undefined | 'ended'> {
+  private async submissionAnswered(task: TaskRead & { readonly id: string }, submitting: TencentCheckpoint): Promise<TaskRead | 'ended'> {
     const deadline = Math.min(submitting.submittedAt ?? 0, Date.now()) + this.rt.options.createTimeoutMs + SUBMISSION_ANSWER_SLACK_MS;
-    if (Date.now() >= deadline) return submitting;
+    if (Date.now() >= deadline) return task;
     for (;;) {
       await new Promise((resolve) => setTimeout(resolve, SUBMISSION_RECHECK_MS));
-      const now = await this.tasks.getTask(taskId);
+      const now = await this.tasks.getTask(task.id);
       if (!now || (now.state !== 'running' && now.state !== 'queued')) return 'ended';
-      const cp = readCheckpoint(now.checkpoint);
-      if (cp?.phase !== 'submitting' || now.state !== 'running' || Date.now() >= deadline) return cp;
+      if (readCheckpoint(now.checkpoint)?.phase !== 'submitting' || now.state !== 'running' || Date.now() >= deadline) return now;
     }
   }
 
