@@ -15,10 +15,13 @@ export interface ClientCancelDeps {
   readonly store: AttemptDeps['store'];
   readonly clock: AttemptDeps['clock'];
   providerOf(name: string): ImageProvider | undefined;
-  /** The abort of this node's run of the task, if it has one in flight. */
-  runOf(taskId: string): AbortController | undefined;
-  /** Stops a run of a task settled here: this node's, or (told through the store) another node's. */
-  stopRunsOf(taskId: string, why: string): Promise<void>;
+  /** The abort of this node's run of the task's attempt as read, if it has one in flight (not a superseded one). */
+  runOf(read: Pick<TaskRecord, 'id' | 'attempts'>): AbortController | undefined;
+  /**
+   * Stops the runs of a task settled here: this node's, and (told through the queue) another node's, unless this
+   * node's is the run of `attempt`, the task's current one.
+   */
+  stopRunsOf(taskId: string, why: string, attempt?: number): Promise<void>;
   announce(taskId: string): Promise<void>;
 }
 
@@ -85,14 +88,15 @@ async function applyCancel(deps: ClientCancelDeps, task: TaskRecord, onlyAsRead:
   // The flag lands only on a running task, and a run's own outcome is refused once it is there (ports/store.ts
   // requestCancel): whichever commits first decides, so a 202 never meets a charged success.
   if (!(await store.tasks.requestCancel(task.id, clock.now(), onlyAsRead ? { checkpoint: task.checkpoint ?? null } : undefined))) return false;
-  const run = deps.runOf(task.id);
+  const run = deps.runOf(task);
   if (run) {
     // The run settles it as cancelled: its outcome, a retry's hand-back and a finish are all refused now.
     run.abort();
   } else if (await store.tasks.finish(task.id, { state: 'cancelled', error: cancelledError }, clock.now())) {
-    // Running on no provider call of ours (another node's, or between a crash and recovery): settle it here, and
-    // tell the node running it to stop.
-    await deps.stopRunsOf(task.id, 'cancelled');
+    // Running on no provider call of ours (another node's, or between a crash and recovery; a superseded run here
+    // counts as none, as its lease lapsed and another node took the task): settle it here, and tell the node running
+    // it to stop.
+    await deps.stopRunsOf(task.id, 'cancelled', task.attempts);
     await deps.announce(task.id);
   }
   return true;

@@ -67,6 +67,8 @@ export class TaskEngine {
   readonly watchers = new TaskWatchers();
   private readonly lanes = new Map<string, Lane>();
   private readonly inFlight = new Map<string, AbortController>();
+  /** The attempt each run in `inFlight` runs (the claimed record's `attempts`): a cancel or a settlement tells a superseded run by it. */
+  private readonly attemptOf = new WeakMap<AbortController, number>();
   /** Runs that are recording their own end: a terminal state the sweep sees then is theirs, not someone else's. */
   private readonly settling = new WeakSet<AbortController>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -141,8 +143,8 @@ export class TaskEngine {
         store: this.deps.store,
         clock: this.deps.clock,
         providerOf: (name) => this.lanes.get(name)?.provider,
-        runOf: (taskId) => this.inFlight.get(taskId),
-        stopRunsOf: (taskId, why) => this.stopRunsOf(taskId, why),
+        runOf: (read) => this.currentRunOf(read),
+        stopRunsOf: (taskId, why, attempt) => this.stopRunsOf(taskId, why, attempt),
         announce: (taskId) => this.announce(taskId),
       },
       task,
@@ -202,7 +204,7 @@ export class TaskEngine {
    * then finds the task terminal and changes nothing.
    */
   settledElsewhere(task: TaskRecord): void {
-    void this.stopRunsOf(task.id, 'settled elsewhere').catch((err: unknown) => this.deps.log.warn({ err, taskId: task.id }, 'telling other nodes to stop failed'));
+    void this.stopRunsOf(task.id, 'settled elsewhere', task.attempts).catch((err: unknown) => this.deps.log.warn({ err, taskId: task.id }, 'telling other nodes to stop failed'));
     this.events.emit('task', { id: task.id, accountId: task.accountId, state: task.state, progress: task.progress, task } satisfies TaskEvent);
   }
 
@@ -316,11 +318,21 @@ export class TaskEngine {
     else if (tasks.length > 0 || lane.wokenDuringClaim) this.pump(lane);
   }
 
-  /** Stops the provider call of a task settled outside its run, on this node at once and on others by message. */
-  private async stopRunsOf(taskId: string, why: string): Promise<void> {
+  /** This node's run of the task's attempt as read, if it has one in flight (not a superseded one). */
+  private currentRunOf(read: Pick<TaskRecord, 'id' | 'attempts'>): AbortController | undefined {
+    const run = this.inFlight.get(read.id);
+    return run && this.attemptOf.get(run) === read.attempts ? run : undefined;
+  }
+
+  /**
+   * Stops the provider call of a task settled outside its run, on this node at once and on others by message. A run
+   * here of another attempt than `attempt` (the task's current one, when known) is superseded: the task's current
+   * run is on another node, which is told too, rather than left to find out when its run ends.
+   */
+  private async stopRunsOf(taskId: string, why: string, attempt?: number): Promise<void> {
     const local = this.inFlight.get(taskId);
-    if (local) local.abort(new Error(why));
-    else await this.deps.queue.announceSettled(taskId);
+    local?.abort(new Error(why));
+    if (!local || this.attemptOf.get(local) !== attempt) await this.deps.queue.announceSettled(taskId);
   }
 
   /** A timer that never keeps the process alive and is dropped on drain. */
@@ -344,6 +356,7 @@ export class TaskEngine {
     // was handed back and claimed again. It must stop, and it must not take the new attempt's entry with it.
     this.inFlight.get(task.id)?.abort(new Error(`superseded by attempt ${task.attempts}`));
     this.inFlight.set(task.id, controller);
+    this.attemptOf.set(controller, task.attempts);
     const run = this.dispatch(lane, task, controller)
       .catch((err: unknown) => this.deps.log.error({ err, taskId: task.id }, 'dispatch failed'))
       .finally(() => {
