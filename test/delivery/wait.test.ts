@@ -1,4 +1,3 @@
-import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
@@ -9,26 +8,12 @@ import { solidPng } from '../helpers/images';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { body, hangUpDuringRead, listenersBecome, SUBMIT } from './fixtures';
 import { closedAfterEach } from '../helpers/closed-after-each';
+import { heldBy } from '../helpers/abort-signals';
 
 const PNG = await solidPng('#345678');
 
 let t: TestRelay | undefined;
 const startRelay = closedAfterEach(startTestRelay);
-
-/**
- * What the server-lifetime `closing` signal holds on behalf of waits: its 'abort' listeners, and the signals Node
- * keeps on it for every AbortSignal.any() over it (Node's own bookkeeping, read through its internal symbol; found on
- * a signal of our own first, so a Node that keeps them elsewhere fails here instead of passing unseen).
- */
-function heldBy(signal: AbortSignal): { listeners: number; dependants: number } {
-  const dependantsKey = (s: AbortSignal) => Object.getOwnPropertySymbols(s).find((sym) => sym.description === 'kDependantSignals');
-  const probe = new AbortController().signal;
-  AbortSignal.any([probe]);
-  const key = dependantsKey(probe);
-  expect(key, 'where Node keeps the signals derived from another').toBeDefined();
-  const dependants = (signal as unknown as Record<symbol, Set<unknown> | undefined>)[key!];
-  return { listeners: getEventListeners(signal, 'abort').length, dependants: dependants?.size ?? 0 };
-}
 
 describe('Prefer: wait=N', () => {
   it('submit with wait=30 on a ~1 s task answers with the finished result', async () => {
