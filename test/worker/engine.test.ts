@@ -4,7 +4,7 @@ import { permanentError, retryableError } from '../../src/ports/provider';
 import { internalErrorMessage } from '../../src/worker/settlement';
 import { waitForTask } from '../helpers/relay';
 import { waitUntil } from '../helpers/eventually';
-import { engineRelays, wrapFinish } from './engine-relay';
+import { engineRelays, PATIENT_SETTLE, wrapFinish } from './engine-relay';
 
 const relayWith = engineRelays();
 
@@ -196,7 +196,7 @@ describe('task engine — store failures and stale reads', () => {
   });
 
   it('recording the end of a run is retried when the store fails, so the task does not stay running', async () => {
-    const { provider, relay, submit } = await relayWith(1);
+    const { provider, relay, submit } = await relayWith(1, undefined, undefined, PATIENT_SETTLE);
     let failures = 0;
     wrapFinish(relay, async (finish, ...args) => {
       if (failures++ === 0) throw new Error('connection reset');
@@ -211,7 +211,8 @@ describe('task engine — store failures and stale reads', () => {
   });
 
   it("a retry's backoff counts from when its hand-back is written, not from when the failing store was first tried", async () => {
-    const { provider, relay, submit } = await relayWith(1, { maxAttempts: 3, baseDelayMs: 60_000, maxDelayMs: 60_000, random: () => 1 });
+    const retry = { maxAttempts: 3, baseDelayMs: 60_000, maxDelayMs: 60_000, random: () => 1 };
+    const { provider, relay, submit } = await relayWith(1, retry, undefined, PATIENT_SETTLE);
     const tasks = relay.relay.store.tasks;
     const requeue = tasks.requeue.bind(tasks);
     let failures = 0;
