@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient } from '../helpers/api';
-import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { startTestRelay, waitForTask, type TestRelay } from '../helpers/relay';
 import { body, devAccountId, SUBMIT } from '../delivery/fixtures';
 
 /**
@@ -100,10 +100,13 @@ describe('POST /admin/v1/accounts/{id}/top-ups with Idempotency-Key', () => {
 
   it("security: an operator's key and the account's own clients' keys never meet; API keys cannot top up", async () => {
     const accountId = await devAccountId(t);
-    const before = await balanceOf(accountId);
     const key = { 'idempotency-key': 'same-key-both-sides' };
     const submitted = await t.api.post(SUBMIT, body('fox'), key);
     expect(submitted.status).toBe(200);
+    // The task captures its price when it finishes, in the background: the balance is read once it has, so that only
+    // the top-ups below move it (read before, it raced the capture, and lost on a loaded host).
+    await waitForTask(t.relay, submitted.body.request_id as string);
+    const before = await balanceOf(accountId);
     const credited = await t.admin.post(topUps(accountId), { amount: 1000 }, key);
     expect(credited.status).toBe(201);
     expect(credited.headers.get('idempotent-replayed')).toBeNull();
