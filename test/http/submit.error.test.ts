@@ -21,9 +21,11 @@ const inject = (payload: unknown, headers: Record<string, string> = {}) =>
     payload: typeof payload === 'string' || Buffer.isBuffer(payload) ? payload : JSON.stringify(payload),
   });
 
+/** What the dev account can still spend, from one read: a capture between two reads would count its price twice. */
 async function balance(): Promise<number> {
   const key = await t.relay.store.accounts.getKey(t.devKey.slice(3).split('.')[0]!);
-  return (await t.relay.store.accounts.getAccount(key!.accountId))!.balance - (await t.relay.store.accounts.getAccount(key!.accountId))!.held;
+  const account = (await t.relay.store.accounts.getAccount(key!.accountId))!;
+  return account.balance - account.held;
 }
 
 describe('POST /tencent-vod/v1/aigc-image — errors', () => {
