@@ -148,7 +148,9 @@ describe(`${RUNS} random submit bodies`, () => {
     const grown = process.memoryUsage().heapUsed - heapAfterWarmup;
     expect(grown).toBeLessThan(64 * 1024 * 1024);
     expect((await t.api.get('/healthz')).status).toBe(200);
-    // Bounded in time, with room: about 20 s alone, but one at a time each accepted submit waits for a writer-thread
-    // round trip, and beside the other test files on 2 cores that came to just over a minute.
-  }, 180_000);
+    // The time limit guards against a hang; it is not what this test measures (npm run bench does). About 20 s alone,
+    // but one at a time each accepted submit waits for a writer-thread round trip, and the run needs some 35 s of CPU:
+    // beside the other test files and other work on 2 cores (load 10 to 15), where this process got a quarter of a
+    // core or less, it took 135 s to 185 s, and once ran past the 180 s it had here.
+  }, 600_000);
 });
