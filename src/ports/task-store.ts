@@ -186,8 +186,12 @@ export interface TaskStore {
    * "submitting" and nothing is sent, or the submission is on record first and the cancel is decided again on it.
    * With `asRead` a queued task is flagged too (then settled by the caller): one claimed, submitted and handed back
    * queued since it was read has another checkpoint; a flagged task claimed meanwhile is aborted at its dispatch.
+   * `attempt`: only while the task runs that attempt (false, nothing written, once another claim has it). A cancel
+   * decided by a run of the task (its provider's run in this process: "not started", stopped before it sent anything)
+   * holds for that run's attempt alone: a later claim (a lapsed lease, another node) may have its submission on the
+   * wire already.
    */
-  requestCancel(id: string, now: number, asRead?: CheckpointAsRead): Promise<boolean>;
+  requestCancel(id: string, now: number, asRead?: CheckpointAsRead, attempt?: number): Promise<boolean>;
   /**
    * Moves a task to a terminal state and settles its money in the same transaction: capture on success,
    * release otherwise; output files are recorded with it. Conditional on the task not being terminal, so a

@@ -86,8 +86,14 @@ async function applyCancel(deps: ClientCancelDeps, task: TaskRecord, onlyAsRead:
     return true;
   }
   // The flag lands only on a running task, and a run's own outcome is refused once it is there (ports/store.ts
-  // requestCancel): whichever commits first decides, so a 202 never meets a charged success.
-  if (!(await store.tasks.requestCancel(task.id, clock.now(), onlyAsRead ? { checkpoint: task.checkpoint ?? null } : undefined))) return false;
+  // requestCancel): whichever commits first decides, so a 202 never meets a charged success. A verdict not read from
+  // the record alone (a run here said "not started", or an upstream task was aborted) lands only on the attempt it
+  // was decided on: another claim since (this node's lease lapsed) may have its submission on the wire, and the run
+  // stopped here is then a superseded one, not the task's.
+  const flagged = onlyAsRead
+    ? await store.tasks.requestCancel(task.id, clock.now(), { checkpoint: task.checkpoint ?? null })
+    : await store.tasks.requestCancel(task.id, clock.now(), undefined, task.attempts);
+  if (!flagged) return false;
   const run = deps.runOf(task);
   if (run) {
     // The run settles it as cancelled: its outcome, a retry's hand-back and a finish are all refused now.

@@ -554,6 +554,19 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await kindsOf(owner.accountId, done.id)).toEqual(['capture', 'hold']);
       });
 
+      it('a cancel decided on one attempt is flagged only while that attempt runs the task', async () => {
+        const owner = await account(100);
+        const task = await created(newTask(owner, 1));
+        expect(await store.tasks.requestCancel(task.id, 2050, undefined, 0)).toBe(false); // queued: nothing runs it
+        await store.tasks.markRunning(task.id, 2100);
+        expect(await store.tasks.requeue(task.id, 1, 2100, 2150)).toBe(true);
+        await store.tasks.markRunning(task.id, 2200);
+        expect(await store.tasks.requestCancel(task.id, 2250, undefined, 1)).toBe(false); // superseded by attempt 2
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', attempts: 2, cancelRequested: false });
+        expect(await store.tasks.requestCancel(task.id, 2260, undefined, 2)).toBe(true);
+        expect(await store.tasks.getTask(task.id)).toMatchObject({ state: 'running', attempts: 2, cancelRequested: true });
+      });
+
       it('a checkpoint is refused once the task is settled, and an attempt\'s own once a later attempt has the task', async () => {
         const owner = await account(100);
         const task = await created(newTask(owner, 1));

@@ -314,13 +314,15 @@ export function postgresTaskStore(ctx: PgContext): PgTaskStore {
       );
       return (written.rowCount ?? 0) > 0;
     },
-    async requestCancel(id, now, asRead) {
-      // With asRead, only while the checkpoint is the one the cancel was decided on (jsonb equality, null for none).
+    async requestCancel(id, now, asRead, attempt) {
+      // With asRead, only while the checkpoint is the one the cancel was decided on (jsonb equality, null for none);
+      // with attempt, only while that attempt runs the task.
       const written = await pool.query(
         `UPDATE tasks SET cancel_requested = TRUE, updated_at = $2
          WHERE id = $1 AND (state = 'running' OR ($3::boolean AND state = 'queued'))
-           AND (NOT $3::boolean OR checkpoint IS NOT DISTINCT FROM $4::jsonb)`,
-        [id, now, asRead !== undefined, asRead?.checkpoint ? JSON.stringify(asRead.checkpoint) : null],
+           AND (NOT $3::boolean OR checkpoint IS NOT DISTINCT FROM $4::jsonb)
+           AND ($5::int IS NULL OR (state = 'running' AND attempts = $5))`,
+        [id, now, asRead !== undefined, asRead?.checkpoint ? JSON.stringify(asRead.checkpoint) : null, attempt ?? null],
       );
       return (written.rowCount ?? 0) > 0;
     },

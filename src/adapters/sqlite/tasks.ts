@@ -197,7 +197,8 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   // back from that text gives the text again), or null for none; @conditional 0 flags it whatever the checkpoint.
   const markCancelRequested = db.prepare(
     `UPDATE tasks SET cancel_requested = 1, updated_at = @now
-     WHERE id = @id AND (state = 'running' OR (@conditional = 1 AND state = 'queued')) AND (@conditional = 0 OR checkpoint IS @asRead)`,
+     WHERE id = @id AND (state = 'running' OR (@conditional = 1 AND state = 'queued')) AND (@conditional = 0 OR checkpoint IS @asRead)
+       AND (@attempt IS NULL OR (state = 'running' AND attempts = @attempt))`,
   );
   const cancelRequestedOf = db.prepare<[string], { cancel_requested: number }>('SELECT cancel_requested FROM tasks WHERE id = ?');
   const insertLog = db.prepare('INSERT INTO task_logs (task_id, at, message) VALUES (?, ?, ?)');
@@ -335,12 +336,13 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
       return written.changes > 0;
     }),
     requestCancel: syncWrite(
-      (id: string, now: number, asRead?: CheckpointAsRead) =>
+      (id: string, now: number, asRead?: CheckpointAsRead, attempt?: number) =>
         markCancelRequested.run({
           id,
           now,
           conditional: asRead ? 1 : 0,
           asRead: asRead?.checkpoint ? JSON.stringify(asRead.checkpoint) : null,
+          attempt: attempt ?? null,
         }).changes > 0,
     ),
     // ownAttempt: a run's own outcome (refused once a cancel was requested). Leases are PostgreSQL's alone.
