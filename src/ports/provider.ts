@@ -131,6 +131,11 @@ export type CancelVerdict = 'not-started' | { readonly notStartedAsRead: TaskAsR
 /** The record a provider's "not started" was decided on (CancelVerdict): its state and checkpoint, as it read them. */
 export interface TaskAsRead {
   readonly state: 'queued' | 'running';
+  /**
+   * The attempt it read, when it read the record anew (the task may have been handed back and claimed again since the
+   * cancel read it, here too): the engine tells the task's run here by it, not by the cancel's first read.
+   */
+  readonly attempts?: number;
   readonly checkpoint?: Record<string, unknown>;
 }
 

@@ -50,7 +50,9 @@ export async function cancelTask(deps: ClientCancelDeps, read: TaskRecord): Prom
     // Applied to the task as the provider last read it: after waiting for another node's submission, that is newer
     // than `task`, and a cancel on `task`'s checkpoint would only fail, to be decided once more for nothing.
     const asRead = typeof verdict === 'object' ? verdict.notStartedAsRead : undefined;
-    const decidedOn: TaskRecord = asRead ? { ...task, state: asRead.state, checkpoint: asRead.checkpoint } : task;
+    const decidedOn: TaskRecord = asRead
+      ? { ...task, state: asRead.state, attempts: asRead.attempts ?? task.attempts, checkpoint: asRead.checkpoint }
+      : task;
     if (await applyCancel(deps, decidedOn, asRead !== undefined)) return true;
     // The task moved on since it was read: settled (by someone else's cancel, which is what the client asked for,
     // or by its own end, which came first), or claimed, handed back, or checkpointed: decided again on what it is now.

@@ -7,9 +7,10 @@ import type { RunState } from './run-state';
 import type { TencentRuntime } from './runtime';
 import { sessionIdOf } from './session';
 
-/** What a cancel reads of a task: its state and checkpoint. */
+/** What a cancel reads of a task: its state, attempt and checkpoint. */
 interface TaskRead {
   readonly state?: string;
+  readonly attempts?: number;
   readonly checkpoint?: Record<string, unknown>;
 }
 
@@ -70,7 +71,7 @@ export class UpstreamCancel {
    * upstream task is aborted. Before, that was ALREADY_COMPLETED at once on every node but the sending one, and the
    * task ran and was charged. Still "submitting" after a submission's time: in doubt (cancelInDoubt).
    */
-  async notRunning(task: { id: string; state?: string; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
+  async notRunning(task: { id: string; state?: string; attempts?: number; checkpoint?: Record<string, unknown> }): Promise<CancelVerdict> {
     let record: TaskRead = task;
     const submitting = readCheckpoint(task.checkpoint);
     if (submitting?.phase === 'submitting' && task.state === 'running') {
@@ -84,7 +85,13 @@ export class UpstreamCancel {
     // Nothing upstream as the record reads: another node's run may be about to submit, so the engine cancels only
     // while the task stays as read here (worker/client-cancel.ts): after a wait for a refused submission, as read
     // after it, so the cancel is not decided again for nothing.
-    return { notStartedAsRead: { state: record.state === 'queued' ? 'queued' : 'running', checkpoint: record.checkpoint } };
+    return {
+      notStartedAsRead: {
+        state: record.state === 'queued' ? 'queued' : 'running',
+        ...(record.attempts !== undefined ? { attempts: record.attempts } : {}),
+        checkpoint: record.checkpoint,
+      },
+    };
   }
 
   /**

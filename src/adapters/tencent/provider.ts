@@ -35,8 +35,8 @@ export const TENCENT_VOD_ID = 'tencent-vod';
 export interface ResumeStore {
   appendLog(id: string, message: string, now: number): Promise<void>;
   saveCheckpoint(id: string, checkpoint: Record<string, unknown>, now: number): Promise<boolean>;
-  /** A task's state and checkpoint now (a cancel of a submission another node sends: cancel.ts). */
-  getTask(id: string): Promise<{ readonly state: string; readonly checkpoint?: Record<string, unknown> } | undefined>;
+  /** A task's state, attempt and checkpoint now (a cancel of a submission another node sends: cancel.ts). */
+  getTask(id: string): Promise<{ readonly state: string; readonly attempts?: number; readonly checkpoint?: Record<string, unknown> } | undefined>;
 }
 
 type FollowJob = Pick<ProviderJob, 'taskId' | 'input' | 'size' | 'attempt' | 'checkpoint'>;
