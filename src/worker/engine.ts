@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { ImageProvider } from '../ports/provider';
 import { quotaKey, type DispatchQueue, type ModelQuotas, type QueuedRef } from '../ports/dispatch-queue';
 import type { Completion, TaskRecord } from '../ports/store';
@@ -102,6 +102,10 @@ export class TaskEngine {
   async start(): Promise<{ recovered: number; queued: number }> {
     this.accepting = true;
     this.stopping = new AbortController();
+    // Each run in flight may listen on it (the Tencent provider's, while it follows its upstream task: run-state.ts
+    // unlessStopping) and removes its listener when it ends: as many at once as the providers' slots, not a leak
+    // (Node warns past 10).
+    setMaxListeners(0, this.stopping.signal);
     this.sweepSettledEvery(this.deps.settledSweepMs ?? SETTLED_SWEEP_MS);
     return this.deps.queue.start({
       wake: (lane) => this.wake(lane),
