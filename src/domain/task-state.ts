@@ -18,6 +18,9 @@ export function isTerminal(state: TaskState): state is TerminalState {
   return TRANSITIONS[state].length === 0;
 }
 
+/** The states a task ends in (every one a client's status route calls COMPLETED). */
+export const TERMINAL_STATES: readonly TerminalState[] = (Object.keys(TRANSITIONS) as TaskState[]).filter(isTerminal);
+
 export function canTransition(from: TaskState, to: TaskState): boolean {
   return TRANSITIONS[from].includes(to);
 }

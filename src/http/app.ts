@@ -14,6 +14,7 @@ import { eventRoutes } from './routes/events';
 import { fileRoutes } from './routes/files';
 import { opsRoutes } from './routes/ops';
 import { requestRoutes } from './routes/requests';
+import { accountRoutes } from './routes/account';
 import { submitRoutes } from './routes/submit';
 import { ErrorEnvelope } from './schemas';
 import { installContentEncodingGuard, installJsonBodyParser, installNulGuard, transportOptions } from './transport-guards';
@@ -93,6 +94,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   opsRoutes(app, deps);
   submitRoutes(app, deps);
   requestRoutes(app, deps);
+  accountRoutes(app, deps);
   fileRoutes(app, deps);
   adminRoutes(app, deps);
   eventRoutes(app, deps);

@@ -97,6 +97,30 @@ export function resultBody(task: TaskRecord, base: string, now: number, signer: 
   };
 }
 
+/**
+ * A task in the client's list of its own tasks: what it is, where it stands and what it costs, without its images
+ * (a list signs no links; `response_url` gives the result) and without a queue position (each would be a read).
+ * `charged`: the credits captured (its price once it succeeded with billing on; 0 before, and if it did not).
+ */
+export function requestListItem(task: TaskRecord, base: string, now: number) {
+  return {
+    request_id: task.id,
+    status: publicStatus(task.state),
+    ...outcomeOf(task),
+    progress: task.state === 'succeeded' ? 100 : task.progress,
+    model_name: task.input.model_name,
+    model_version: task.input.model_version,
+    session_id: task.input.session_id ?? null,
+    price: task.billed ? task.price : 0,
+    charged: task.billed && task.state === 'succeeded' ? task.price : 0,
+    metrics: taskMetrics(task, now),
+    created_at: iso(task.createdAt),
+    started_at: iso(task.startedAt),
+    finished_at: iso(task.finishedAt),
+    ...taskUrls(base, task.id),
+  };
+}
+
 /** Tencent's DescribeTaskDetail shape, for clients written against VOD itself. */
 export function describeTaskDetailBody(task: TaskRecord, signer: FileLinkSigner, requestId: string) {
   const ended = isTerminal(task.state);

@@ -111,7 +111,8 @@ export type CreateTaskOutcome =
 
 export interface TaskFilter {
   readonly accountId?: string;
-  readonly state?: TaskState;
+  /** One state, or any of several (a client's `COMPLETED`: succeeded, failed or cancelled). */
+  readonly state?: TaskState | readonly TaskState[];
   /** Only tasks older than this one (its `seq`): the next page of a list, newest first. */
   readonly beforeSeq?: number;
   readonly limit: number;

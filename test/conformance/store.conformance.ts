@@ -705,6 +705,11 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.tasks.listTasks({ beforeSeq: b1.seq, limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
         expect((await store.tasks.listTasks({ beforeSeq: a2.seq, limit: 10 })).map((t) => t.id)).toEqual([a1.id]);
         expect((await store.tasks.listTasks({ state: 'queued', beforeSeq: b1.seq, limit: 10 })).map((t) => t.id)).toEqual([a2.id]);
+        // Any of several states (a client's COMPLETED), with the account; none of none.
+        expect((await store.tasks.listTasks({ state: ['succeeded', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([a1.id]);
+        expect((await store.tasks.listTasks({ accountId: a.accountId, state: ['queued', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
+        expect((await store.tasks.listTasks({ accountId: b.accountId, state: ['succeeded', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([]);
+        expect(await store.tasks.listTasks({ state: [], limit: 10 })).toEqual([]);
         expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
       });
 

@@ -22,9 +22,13 @@ const customerRoutes = () => [
   { method: 'GET', path: `/tencent-vod/v1/requests/${taskId}` },
   { method: 'PUT', path: `/tencent-vod/v1/requests/${taskId}/cancel` },
   { method: 'GET', path: `/tencent-vod/v1/query/${taskId}` },
+  { method: 'GET', path: '/tencent-vod/v1/account' },
+  { method: 'GET', path: '/tencent-vod/v1/account/ledger' },
+  { method: 'GET', path: '/tencent-vod/v1/prices' },
+  { method: 'GET', path: '/tencent-vod/v1/requests' },
 ];
 
-describe.each([0, 1, 2, 3, 4])('customer route #%i rejects bad keys', (index) => {
+describe.each([0, 1, 2, 3, 4, 5, 6, 7, 8])('customer route #%i rejects bad keys', (index) => {
   itRejectsBadApiKeys(() => t, () => customerRoutes()[index]!);
 });
 

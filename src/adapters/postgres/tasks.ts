@@ -223,7 +223,7 @@ export function postgresTaskStore(ctx: PgContext): PgTaskStore {
       const where: string[] = [];
       const params: unknown[] = [];
       if (accountId) where.push(`account_id = $${params.push(accountId)}`);
-      if (state) where.push(`state = $${params.push(state)}`);
+      if (state !== undefined) where.push(`state = ANY($${params.push([state].flat())}::text[])`);
       if (beforeSeq !== undefined) where.push(`seq < $${params.push(beforeSeq)}`);
       const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${params.push(limit)}`;
       return (await rows<TaskRow>(pool, sql, params)).map(toTask);

@@ -302,11 +302,13 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
     }),
     async listTasks({ accountId, state, beforeSeq, limit }) {
       const where: string[] = [];
+      const states = state === undefined ? [] : [state].flat();
+      const params: Record<string, unknown> = { accountId, beforeSeq, limit, ...Object.fromEntries(states.map((s, i) => [`state${i}`, s])) };
       if (accountId) where.push('account_id = @accountId');
-      if (state) where.push('state = @state');
+      if (state !== undefined) where.push(`state IN (${states.map((_, i) => `@state${i}`).join(', ')})`); // none of none: `IN ()`
       if (beforeSeq !== undefined) where.push('seq < @beforeSeq');
       const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT @limit`;
-      return db.prepare<object, TaskRow>(sql).all({ accountId, state, beforeSeq, limit }).map(toTask);
+      return db.prepare<object, TaskRow>(sql).all(params).map(toTask);
     },
     async listQueued() {
       return db

@@ -35,8 +35,8 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     '/admin/v1/accounts/:id/top-ups',
     {
       schema: schema(
-        'Add credits to an account. `reference` is kept on the ledger row and need not be unique (two real top-ups may ' +
-          'share an invoice); to retry safely after a timeout, send an `Idempotency-Key`.',
+        'Add credits to an account. `reference` is kept on the ledger row (which the account reads with its keys) and ' +
+          'need not be unique (two real top-ups may share an invoice); to retry safely after a timeout, send an `Idempotency-Key`.',
         {
           operationId: 'topUpAccount',
           params: Id,
@@ -73,7 +73,7 @@ export function adminMoneyRoutes(scope: FastifyInstance, deps: HttpDeps): void {
                 maximum: Number.MAX_SAFE_INTEGER,
                 description: 'whole credits, not 0: positive adds, negative takes away',
               }),
-              reason: Type.String({ minLength: 1, maxLength: TEXT_MAX.adjustmentReason, description: 'why; kept on the ledger row' }),
+              reason: Type.String({ minLength: 1, maxLength: TEXT_MAX.adjustmentReason, description: 'why; kept on the ledger row, which the account can read with its keys (GET /tencent-vod/v1/account/ledger)' }),
             },
             { additionalProperties: false },
           ),
