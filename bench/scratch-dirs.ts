@@ -5,9 +5,9 @@
  * Why not at once: on ext4 without a journal (this project's machines: `/proc/fs/jbd2` is empty) the kernel will not
  * reuse an inode freed in the last seconds, or minutes while its inode-table block is not yet written back, and
  * allocating a new one walks past each of them. Removing a stopped relay's tens of thousands of output files made
- * every file created in the next minute cost 300–950 µs of CPU instead of about 130 µs (BENCHMARKS.md, session 26),
- * which the next phase then measured as the relay's cost. A run's scratch files take some hundreds of MiB of disk
- * until it ends.
+ * every file created in the next minute cost 300–950 µs of CPU instead of about 130 µs (docs/benchmarks-history.md,
+ * session 26), which the next phase then measured as the relay's cost. A run's scratch files take some hundreds of MiB
+ * of disk until it ends.
  */
 import fs from 'node:fs';
 import os from 'node:os';

@@ -65,7 +65,7 @@ export interface TaskRecord {
 /**
  * What a status poll shows of a task, and what its queue position is counted from: the record's fields for that and
  * no more. Read without the rest (the input, the result, the checkpoint, …), it costs a status poll about half the
- * reading of the whole row (BENCHMARKS.md, session 28).
+ * reading of the whole row (docs/benchmarks-history.md, session 28).
  */
 export type TaskStatusView = Pick<
   TaskRecord,

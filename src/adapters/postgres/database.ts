@@ -185,8 +185,8 @@ export async function inTransaction<T>(pool: Pool, fn: (client: pg.PoolClient) =
 
 /**
  * A statement each connection prepares once, by name, and then only runs: PostgreSQL parses and plans an unnamed one
- * every time, which for a hot statement can cost more than running it (BENCHMARKS.md, session 27). Only for
- * statements that name their result columns: a prepared `SELECT *` fails with "cached plan must not change result
+ * every time, which for a hot statement can cost more than running it (docs/benchmarks-history.md, session 27). Only
+ * for statements that name their result columns: a prepared `SELECT *` fails with "cached plan must not change result
  * type" once a migration adds a column, as one does while other nodes still run (a rolling upgrade).
  */
 export interface Prepared {

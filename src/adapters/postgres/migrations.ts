@@ -614,8 +614,8 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   `,
   // Queued tasks counted by lane and priority, as on SQLite (5), so that a queue position is a sum of a few counters
   // instead of a count of every queued task ahead: at the back of a deep queue, where every submit lands, that was
-  // 0.23 µs of database CPU per queued task, 2.3 ms per submit at 10,000 (BENCHMARKS.md, session 27). Each database
-  // session (backend) keeps counters of its own (`backend` = its pid), so no two sessions ever wait for one
+  // 0.23 µs of database CPU per queued task, 2.3 ms per submit at 10,000 (docs/benchmarks-history.md, session 27). Each
+  // database session (backend) keeps counters of its own (`backend` = its pid), so no two sessions ever wait for one
   // another's counter row: one shared row per lane and priority would be locked by every submit batch and claim of
   // every node until its commit is flushed, and two of them taking two such rows in opposite orders would deadlock.
   // A count is the sum over every backend's row, exact in any one snapshot since each row changes in the same
@@ -760,7 +760,7 @@ export const PG_MIGRATIONS: readonly Migration[] = [
   `,
   // The webhook outbox insert, the same, in PL/pgSQL: as a LANGUAGE sql function that cannot be inlined (it inserts),
   // PostgreSQL planned its body again on every call, 0.14 ms of each task's finish, where PL/pgSQL keeps the plan
-  // for the session (0.015 ms; BENCHMARKS.md, session 27).
+  // for the session (0.015 ms; docs/benchmarks-history.md, session 27).
   `
   CREATE OR REPLACE FUNCTION aigc_enqueue_delivery(p_delivery_id text, p_task_id text, p_now bigint, p_url text, p_replay_of text)
   RETURNS SETOF webhook_deliveries LANGUAGE plpgsql AS $$

@@ -56,8 +56,8 @@ export function taskRowFromValues(v: readonly unknown[]): TaskRow {
 
 /**
  * The columns of a task's status (TaskStatusView; the id is the one asked for), in a fixed order: a status poll reads
- * these and not the whole row, since better-sqlite3 pays a V8 Set for every column it returns (BENCHMARKS.md,
- * session 28: the whole row took a poll's read about twice as long).
+ * these and not the whole row, since better-sqlite3 pays a V8 Set for every column it returns
+ * (docs/benchmarks-history.md, session 28: the whole row took a poll's read about twice as long).
  */
 export const TASK_STATUS_COLUMNS = [
   'seq', 'account_id', 'state', 'provider', 'priority', 'progress', 'error_code', 'error_message', 'created_at', 'started_at',

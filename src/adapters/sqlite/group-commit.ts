@@ -15,8 +15,9 @@ import type { Db } from './database';
  * write is flushed in the same loop iteration it was made.
  *
  * Each write still fails alone. The units run bare, with no SAVEPOINT each: a savepoint makes SQLite copy every page
- * a unit changes into its sub-journal, and for a submit that was a tenth of the relay's CPU (BENCHMARKS.md, session
- * 23). When a unit throws, the batch is rolled back whole and its units run again, each in its own SAVEPOINT, so
+ * a unit changes into its sub-journal, and for a submit that was a tenth of the relay's CPU
+ * (docs/benchmarks-history.md, session 23). When a unit throws, the batch is rolled back whole and its units run
+ * again, each in its own SAVEPOINT, so
  * that the one that fails is rolled back to its savepoint alone and only its caller sees the error; the others
  * commit (units are synchronous work on the database only, so running one again after a rollback does the same
  * thing; the adapters' own `db.transaction` functions nest as savepoints, so their atomicity is unchanged). A unit
@@ -148,9 +149,9 @@ export function createGroupCommit(db: Db, options: GroupCommitOptions = {}): Gro
   // halfway) SQLite copies each page first changed into the sub-journal. With the default temp_store that journal
   // moves to a temporary file once it passes 64 KiB (when every unit had a savepoint, a createTask that split a page
   // did: 61 of 100 transactions of 35 submits), and from then until the COMMIT every copy is a pwrite: a fifth of
-  // the writer thread's CPU on the submit path (BENCHMARKS.md, session 23). The journal only ever serves a ROLLBACK
-  // TO within the open transaction and is deleted with it, so keeping it in memory changes nothing that survives a
-  // crash; it holds one unit's pages at most (it is emptied whenever no savepoint is left open). The
+  // the writer thread's CPU on the submit path (docs/benchmarks-history.md, session 23). The journal only ever serves a
+  // ROLLBACK TO within the open transaction and is deleted with it, so keeping it in memory changes nothing that
+  // survives a crash; it holds one unit's pages at most (it is emptied whenever no savepoint is left open). The
   // pragma also keeps this connection's sorts and temporary b-trees in memory rather than in temporary files: on
   // the writer thread its statements are point writes and bounded claims; on an inline store's connection (CLI
   // commands, `:memory:`) the listings and the audit hold what they read anyway.

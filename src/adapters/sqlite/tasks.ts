@@ -23,7 +23,7 @@ function written(result: { changes: number }, what: string): void {
  * A new task as createTask's transaction takes it: the input as the JSON text its column stores, with the two fields
  * the transaction reads from it beside it. This is what crosses to the writer thread (index.ts, writer-thread.ts): a
  * string is copied as bytes, where the input's object graph was walked by the structured clone on both sides, and
- * the writer no longer serialises it (BENCHMARKS.md, session 23).
+ * the writer no longer serialises it (docs/benchmarks-history.md, session 23).
  */
 export interface TaskInsert extends Record<Exclude<keyof NewTask, 'input'>, unknown> {
   // (The Record names every other field of NewTask: one added there must be carried here too, or taskInsert fails to
@@ -155,8 +155,8 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
   // counted from the nearer end of its run: behind it first, up to the limit (a task just submitted has only the ones
   // committed with it in its group commit behind it), the priority's count less those; with more behind it, the ones
   // ahead instead (a task near the front of a long queue). Counting the ones behind a task at the front of 100,000
-  // took 3 ms of the main thread on every status poll (BENCHMARKS.md, session 27). The limit is written into the
-  // statement: bound as a parameter, the LIMIT made the count of one row cost twice as much.
+  // took 3 ms of the main thread on every status poll (docs/benchmarks-history.md, session 27). The limit is written
+  // into the statement: bound as a parameter, the LIMIT made the count of one row cost twice as much.
   const queueAhead = db.prepare<{ provider: string; priority: number; seq: number }, { n: number }>(
     `SELECT c.higher + CASE
        WHEN b.n < ${POSITION_COUNT_LIMIT} THEN MAX(c.same - b.n, 0)
