@@ -710,6 +710,10 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect((await store.tasks.listTasks({ accountId: a.accountId, state: ['queued', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
         expect((await store.tasks.listTasks({ accountId: b.accountId, state: ['succeeded', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([]);
         expect(await store.tasks.listTasks({ state: [], limit: 10 })).toEqual([]);
+        // An account's unfinished tasks (read through its keys' in-flight index), paged like the rest.
+        expect((await store.tasks.listTasks({ accountId: a.accountId, state: 'queued', limit: 10 })).map((t) => t.id)).toEqual([a2.id]);
+        expect((await store.tasks.listTasks({ accountId: b.accountId, state: ['queued', 'running'], limit: 10 })).map((t) => t.id)).toEqual([b1.id]);
+        expect((await store.tasks.listTasks({ accountId: a.accountId, state: 'queued', beforeSeq: a2.seq, limit: 10 })).map((t) => t.id)).toEqual([]);
         expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
       });
 

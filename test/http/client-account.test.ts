@@ -111,7 +111,8 @@ describe('a relay whose tasks finish at once', () => {
     ['/tencent-vod/v1/requests?status=done', 'status'],
     ['/tencent-vod/v1/requests?limit=0', 'limit'],
     ['/tencent-vod/v1/requests?cursor=abc', 'cursor'],
-    ['/tencent-vod/v1/account/ledger?limit=1001', 'limit'],
+    ['/tencent-vod/v1/account/ledger?limit=101', 'limit'],
+    ['/tencent-vod/v1/requests?limit=101', 'limit'],
   ])('%s is a 400 naming %s', async (path, field) => {
     const res = await second.api.get(path);
     expect(res.status).toBe(400);

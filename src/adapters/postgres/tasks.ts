@@ -4,6 +4,7 @@ import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
 import { TASK_COLUMNS, TASK_STATUS_COLUMNS, toTask, toTaskStatus, type TaskRow, type TaskStatusRow } from '../rows/tasks';
+import { taskListSql } from '../rows/task-list';
 import { NOTIFY_DONE, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, prepared, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
@@ -219,13 +220,9 @@ export function postgresTaskStore(ctx: PgContext): PgTaskStore {
       const row = await one<TaskStatusRow>(pool, GET_TASK_STATUS, [id]);
       return row && toTaskStatus(id, row);
     },
-    async listTasks({ accountId, state, beforeSeq, limit }) {
-      const where: string[] = [];
+    async listTasks(filter) {
       const params: unknown[] = [];
-      if (accountId) where.push(`account_id = $${params.push(accountId)}`);
-      if (state !== undefined) where.push(`state = ANY($${params.push([state].flat())}::text[])`);
-      if (beforeSeq !== undefined) where.push(`seq < $${params.push(beforeSeq)}`);
-      const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${params.push(limit)}`;
+      const sql = taskListSql(filter, (value) => `$${params.push(value)}`);
       return (await rows<TaskRow>(pool, sql, params)).map(toTask);
     },
     async listQueued() {

@@ -7,6 +7,7 @@ import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
 import { sqliteOutbox } from './webhooks';
 import { TASK_COLUMNS, TASK_STATUS_COLUMNS, taskRowFromValues, taskStatusFromValues, toTask, type TaskRow } from '../rows/tasks';
+import { taskListSql } from '../rows/task-list';
 import { syncRead, syncWrite } from './group-commit';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
@@ -300,15 +301,10 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
       const values = selectTaskStatusValues.get(id);
       return values && taskStatusFromValues(id, values);
     }),
-    async listTasks({ accountId, state, beforeSeq, limit }) {
-      const where: string[] = [];
-      const states = state === undefined ? [] : [state].flat();
-      const params: Record<string, unknown> = { accountId, beforeSeq, limit, ...Object.fromEntries(states.map((s, i) => [`state${i}`, s])) };
-      if (accountId) where.push('account_id = @accountId');
-      if (state !== undefined) where.push(`state IN (${states.map((_, i) => `@state${i}`).join(', ')})`); // none of none: `IN ()`
-      if (beforeSeq !== undefined) where.push('seq < @beforeSeq');
-      const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT @limit`;
-      return db.prepare<object, TaskRow>(sql).all(params).map(toTask);
+    async listTasks(filter) {
+      const params: unknown[] = [];
+      const sql = taskListSql(filter, (value) => (params.push(value), '?'));
+      return db.prepare<unknown[], TaskRow>(sql).all(...params).map(toTask);
     },
     async listQueued() {
       return db
