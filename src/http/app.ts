@@ -16,6 +16,7 @@ import { opsRoutes } from './routes/ops';
 import { requestRoutes } from './routes/requests';
 import { accountRoutes } from './routes/account';
 import { submitRoutes } from './routes/submit';
+import { logRequest } from './request-log';
 import { ErrorEnvelope } from './schemas';
 import { installContentEncodingGuard, installJsonBodyParser, installNulGuard, transportOptions } from './transport-guards';
 import { AJV_OPTIONS, buildValidator } from './validators';
@@ -53,10 +54,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   });
   app.addHook('onResponse', (request, reply, done) => {
     deps.metrics.observeRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
-    // One line per request; the reqId binding ties it to the RequestId the client saw. Built only when it is written.
-    if (INFO_OR_FINER.has(request.log.level)) {
-      request.log.info({ method: request.method, url: loggableUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
-    }
+    logRequest(request, reply);
     done();
   });
   installErrorHandling(app);
@@ -102,42 +100,6 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
   adminChannelRoutes(app, deps);
   return app;
 }
-
-/** Log levels at which the per-request line is written. */
-const INFO_OR_FINER = new Set(['trace', 'debug', 'info']);
-
-/**
- * Query parameters whose values are credentials: a signed link's `signature` (an upload's link never expires) and a
- * `webhook` URL (many receivers are secret by their path). Whoever reads the logs must not be able to use them.
- */
-const SECRET_QUERY_NAMES = new Set(['signature', 'webhook']);
-
-/** A query parameter's name as the query parser reads it: `+` is a space, `%xx` is decoded (`%73ignature`). */
-function decodedName(name: string): string {
-  const spaced = name.replace(/\+/g, ' ');
-  try {
-    return decodeURIComponent(spaced);
-  } catch {
-    return spaced;
-  }
-}
-
-/**
- * The request URL as the request log line shows it. Names are compared decoded, as the router's query parser reads
- * them: `?%73ignature=…` is a working signature too, and its value must not reach the log either.
- */
-export const loggableUrl = (url: string): string => {
-  const start = url.indexOf('?');
-  if (start < 0 || !url.includes('=', start)) return url;
-  const query = url
-    .slice(start + 1)
-    .split('&')
-    .map((pair) => {
-      const eq = pair.indexOf('=');
-      return eq >= 0 && SECRET_QUERY_NAMES.has(decodedName(pair.slice(0, eq))) ? `${pair.slice(0, eq)}=[redacted]` : pair;
-    });
-  return `${url.slice(0, start)}?${query.join('&')}`;
-};
 
 /**
  * @fastify/swagger marks every request body required, but a body schema that admits null also admits no body at all

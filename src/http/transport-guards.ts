@@ -6,6 +6,7 @@ import { newRequestId } from '../app/ids';
 import { FieldError, RelayError } from '../domain/errors';
 import { envelope, keyPart, sendError } from './errors';
 import { declaresBody } from './lingering-close';
+import { logRequest } from './request-log';
 
 /**
  * What the HTTP layer refuses before any route sees a request, always in the Tencent envelope: requests that are
@@ -54,7 +55,8 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
   const requestId = newRequestId();
   // Not `err` itself: Node's parser error carries `rawPacket`, the request's bytes so far, Authorization header and
   // its API key or admin token included.
-  this.log.debug({ code: err.code, reason: err.message, requestId, status: error.status }, 'client error');
+  // Logged as every answer is, under the RequestId the client gets (`reqId`, as on a request's own line).
+  this.log.info({ reqId: requestId, status: error.status, code: err.code, reason: err.message }, 'client error');
   if (socket.writable) {
     const body = JSON.stringify(envelope(error.code, error.message, requestId));
     socket.write(
@@ -66,14 +68,18 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
 }
 
 /** The router could not take the URL apart: bad percent-encoding, or a path segment over its length limit. */
-function frameworkErrors(error: Error & { code?: string }, _request: FastifyRequest, reply: FastifyReply): void {
+function frameworkErrors(error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
   const relayError =
     error.code === 'FST_ERR_MAX_PARAM_LENGTH'
       ? new RelayError('InvalidParameterValue', 'path: a path parameter (such as an id) is too long')
       : error.code === 'FST_ERR_BAD_URL'
         ? new RelayError('InvalidParameter', 'path: not a valid URL (bad percent-encoding)')
         : new RelayError('InvalidParameter', `request: ${error.message}`);
+  // Answered before any hook runs (no route was found to run them): the RequestId header and the request's log line,
+  // which the hooks give every other answer, are given here.
+  reply.header('X-Request-Id', request.id);
   void sendError(reply, relayError);
+  logRequest(request, reply);
 }
 
 /**

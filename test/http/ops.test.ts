@@ -76,6 +76,13 @@ describe('operations endpoints', () => {
     for (const path of ['/tencent-vod/v1/requests/{id}/status', '/tencent-vod/v1/requests/{id}', '/tencent-vod/v1/requests/{id}/cancel', '/tencent-vod/v1/query/{id}', '/admin/v1/accounts']) {
       expect(doc.paths[path], path).toBeDefined();
     }
+    // An admin route that reads a body answers a body's refusals too; one that reads none, not.
+    expect(Object.keys(doc.paths['/admin/v1/accounts'].post.responses)).toEqual(expect.arrayContaining(['201', '400', '401', '413', '415']));
+    expect(Object.keys(doc.paths['/admin/v1/prices'].get.responses)).not.toContain('415');
+    // The client's own account, ledger, prices and tasks.
+    for (const path of ['/tencent-vod/v1/account', '/tencent-vod/v1/account/ledger', '/tencent-vod/v1/prices', '/tencent-vod/v1/requests']) {
+      expect(doc.paths[path]?.get?.security, path).toEqual([{ bearer: [] }]);
+    }
     // A busy or unavailable database is a 503 on any route that reads or writes it: every route with errors says so.
     for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, unknown> }>>)) {
       for (const [method, operation] of Object.entries(methods)) {

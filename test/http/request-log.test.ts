@@ -1,3 +1,5 @@
+import http from 'node:http';
+import net from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +68,46 @@ describe('the request log line', () => {
     expect(submitLine?.url).toBe('/tencent-vod/v1/aigc-image?web%68ook=[redacted]');
     expect(JSON.stringify(lines)).not.toContain(signature);
     expect(JSON.stringify(lines)).not.toContain('an0th3rT0ken');
+  });
+
+  /** A GET with its path sent as it is (fetch would normalise it), the answer's status and X-Request-Id. */
+  const rawGet = (path: string) =>
+    new Promise<{ status: number; requestId: string | undefined }>((resolve, reject) => {
+      const url = new URL(t.url);
+      http
+        .get({ host: url.hostname, port: url.port, path, headers: { authorization: `Bearer ${t.devKey}` } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, requestId: res.headers['x-request-id'] as string | undefined }));
+        })
+        .on('error', reject);
+    });
+
+  // The router refuses these before any hook runs, and the hooks were what gave every answer its header and line.
+  it.each([
+    ['a path parameter over its length limit', `/tencent-vod/v1/requests/${'a'.repeat(101)}/status`],
+    ['bad percent-encoding', '/tencent-vod/v1/requests/%ZZ'],
+  ])('is written, and the X-Request-Id header sent, for %s', async (_what, path) => {
+    const res = await rawGet(path);
+    expect(res.status).toBe(400);
+    expect(res.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const line = await logged(res.requestId!);
+    expect(line).toMatchObject({ method: 'GET', status: 400 });
+  });
+
+  it('is written for bytes that are not HTTP, under the RequestId the client is sent', async () => {
+    const url = new URL(t.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(url.port), url.hostname, () => socket.write('GARBAGE\r\n\r\n'));
+      let text = '';
+      socket.on('data', (chunk) => (text += String(chunk)));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    const requestId = /X-Request-Id: (\S+)/.exec(answer)?.[1];
+    expect(requestId).toBeDefined();
+    const line = await eventually('the client error line', 5_000, () => lines.find((l) => l.reqId === requestId));
+    expect(line).toMatchObject({ msg: 'client error', status: 400 });
   });
 
   it('does not carry a webhook URL', async () => {

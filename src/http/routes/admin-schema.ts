@@ -23,9 +23,14 @@ export const nextCursor = (items: ReadonlyArray<{ readonly seq: number }>, limit
   nextCursorBy(items, limit, (item) => item.seq);
 
 const adminErrors = errorResponses('InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound');
+/** …and those of a route that reads a body: one over the JSON limit, or not JSON. */
+const adminBodyErrors = errorResponses(
+  'InvalidParameter', 'InvalidParameterValue', 'MissingParameter', 'AuthFailure', 'ResourceNotFound', 'RequestSizeLimitExceeded', 'UnsupportedMediaType',
+);
 
 /**
- * An admin route's schema: `extra.response` holds its success answers; the admin errors are added to them.
+ * An admin route's schema: `extra.response` holds its success answers; the admin errors (with a body's, for a route
+ * that has one) are added to them.
  * `extra.operationId` is required: generated clients name their methods after it, so it is chosen, never derived.
  */
 export const adminSchema = (
@@ -36,7 +41,7 @@ export const adminSchema = (
   tags: ['admin'],
   security: [{ admin: [] }],
   ...extra,
-  response: { ...extra.response, ...adminErrors },
+  response: { ...extra.response, ...('body' in extra ? adminBodyErrors : adminErrors) },
 });
 
 /** A callback URL stored for an account or key must pass the same outbound (SSRF) rules as a per-task `?webhook=`. */
