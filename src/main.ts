@@ -19,6 +19,7 @@ import { createLocalPreviewProvider } from './adapters/local';
 import { createWebhookPost } from './adapters/webhooks/safe-post';
 import { ensureDevAccount } from './app/bootstrap';
 import { createChannelAdmin } from './app/channels';
+import { createListCursors } from './app/list-cursors';
 import { createFileLinkSigner } from './app/file-links';
 import { IdempotencyGate } from './app/idempotency';
 import { MAX_INPUT_BYTES } from './app/image-check';
@@ -316,6 +317,7 @@ export async function createRelay(config: Config, overrides: RelayOverrides = {}
       engine,
       clock,
       signer,
+      cursors: createListCursors(secret.value),
       adminToken: admin.value,
       priceBook,
       submit,

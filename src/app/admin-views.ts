@@ -8,13 +8,18 @@ import type { PriceBookState } from './prices';
  */
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
-export const accountView = (a: Account) => ({
+/** What both the operator and the account's own keys see of an account. */
+const accountBasics = (a: Account) => ({
   id: a.id,
   name: a.name,
   balance: a.balance,
   held: a.held,
   available: a.balance - a.held,
   callback_url: a.callbackUrl ?? null,
+});
+
+export const accountView = (a: Account) => ({
+  ...accountBasics(a),
   webhook_secret: a.webhookSecret,
   /** Until when the secret a rotation replaced signs beside it (null: there is none; a past time: it no longer does). */
   previous_webhook_secret_until: a.previousWebhookSecret ? iso(a.previousWebhookSecret.until) : null,
@@ -38,6 +43,24 @@ export const keyView = (k: ApiKeyRecord) => ({
   /** From then on the key is refused (401), as a revoked one is; null: it never expires. */
   expires_at: iso(k.expiresAt),
 });
+
+/**
+ * An account as its own keys see it (GET /tencent-vod/v1/account): without its webhook secrets, which the operator
+ * hands over (a leaked API key would otherwise also sign the webhooks its owner trusts), and with the calling key.
+ */
+export const ownAccountView = (a: Account, key: ApiKeyRecord) => {
+  const { account_id: _account, revoked_at: _revoked, ...ownKey } = keyView(key);
+  return { ...accountBasics(a), created_at: iso(a.createdAt), key: ownKey };
+};
+
+/**
+ * A ledger row as the account's own keys see it: without its id, which counts every account's rows (two apart would
+ * tell how many the others made meanwhile).
+ */
+export const ownLedgerView = (e: LedgerEntry) => {
+  const { id: _id, account_id: _account, ...own } = ledgerView(e);
+  return own;
+};
 
 export const ledgerView = (e: LedgerEntry) => ({
   id: e.id,

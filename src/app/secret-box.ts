@@ -18,12 +18,15 @@ const VERSION = 'v1';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-export function deriveSealingKey(relaySecret: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', Buffer.from(relaySecret, 'utf8'), 'aigc-relay', 'channel-secrets/aes-256-gcm/v1', 32));
+/** What a box seals, as its key's HKDF info: each purpose has a key of its own. */
+export type SealingPurpose = 'channel-secrets/aes-256-gcm/v1' | 'list-cursors/aes-256-gcm/v1';
+
+export function deriveSealingKey(relaySecret: string, purpose: SealingPurpose = 'channel-secrets/aes-256-gcm/v1'): Buffer {
+  return Buffer.from(hkdfSync('sha256', Buffer.from(relaySecret, 'utf8'), 'aigc-relay', purpose, 32));
 }
 
-export function createSecretBox(relaySecret: string): SecretBox {
-  const key = deriveSealingKey(relaySecret);
+export function createSecretBox(relaySecret: string, purpose?: SealingPurpose): SecretBox {
+  const key = deriveSealingKey(relaySecret, purpose);
   return {
     seal(plaintext, context) {
       const iv = randomBytes(IV_BYTES);

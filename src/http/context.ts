@@ -1,6 +1,7 @@
 import type { ChannelAdmin } from '../app/channels';
 import type { FileLinkSigner } from '../app/file-links';
 import type { IdempotencyGate } from '../app/idempotency';
+import type { ListCursors } from '../app/list-cursors';
 import type { PriceBook } from '../app/prices';
 import type { SubmitDeps } from '../app/submit-task';
 import type { UploadsInProgress } from '../app/uploads';
@@ -22,6 +23,8 @@ export interface HttpDeps {
   readonly engine: Pick<TaskEngine, 'cancel' | 'settledElsewhere' | 'watchers'>;
   readonly clock: Clock;
   readonly signer: FileLinkSigner;
+  /** Seals the cursors of a client's own lists (app/list-cursors.ts). */
+  readonly cursors: ListCursors;
   readonly adminToken: string;
   /** The operator's price table: GET/PUT/DELETE /admin/v1/prices. */
   readonly priceBook: PriceBook;

@@ -717,6 +717,29 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
       });
 
+      it('lists an account\'s unfinished tasks whichever of its keys made them, paged, none of another account\'s', async () => {
+        const a = await account(100);
+        const k2 = await store.accounts.createKey({ id: id('key'), accountId: a.accountId, secretHash: 'h', createdAt: 1000 });
+        const a2owner = { accountId: a.accountId, keyId: k2.id };
+        const b = await account(100);
+        const t1 = await created(newTask(a, 1));
+        const t2 = await created(newTask(a2owner, 1));
+        const bq = await created(newTask(b, 1));
+        const t3 = await created(newTask(a, 1));
+        const t4 = await created(newTask(a2owner, 1));
+        await store.tasks.markRunning(t2.id, 2100);
+        await store.tasks.markRunning(bq.id, 2100);
+        await store.tasks.finish(t3.id, { state: 'cancelled' }, 2200);
+        const ids = async (f: Parameters<typeof store.tasks.listTasks>[0]) => (await store.tasks.listTasks(f)).map((t) => t.id);
+        expect(await ids({ accountId: a.accountId, state: ['queued', 'running'], limit: 10 })).toEqual([t4.id, t2.id, t1.id]);
+        expect(await ids({ accountId: a.accountId, state: 'running', limit: 10 })).toEqual([t2.id]);
+        expect(await ids({ accountId: a.accountId, state: ['queued', 'running'], limit: 2 })).toEqual([t4.id, t2.id]);
+        expect(await ids({ accountId: a.accountId, state: ['queued', 'running'], beforeSeq: t2.seq, limit: 2 })).toEqual([t1.id]);
+        expect(await ids({ accountId: b.accountId, state: ['queued', 'running'], limit: 10 })).toEqual([bq.id]);
+        expect(await ids({ accountId: a.accountId, state: ['succeeded', 'failed', 'cancelled'], limit: 10 })).toEqual([t3.id]);
+        expect(await ids({ accountId: a.accountId, limit: 10 })).toEqual([t4.id, t3.id, t2.id, t1.id]);
+      });
+
       it('getTaskStatus reads exactly the status view of what getTask reads, in every state; undefined for an unknown id', async () => {
         const owner = await account(100);
         const queued = await created(newTask(owner, 1));

@@ -75,7 +75,7 @@ describe('a relay whose tasks finish at once', () => {
   it('pages with limit and next_cursor, and filters by the status word in any case', async () => {
     const first = await second.api.get('/tencent-vod/v1/requests?limit=1');
     expect(first.body.requests.map((r: { request_id: string }) => r.request_id)).toEqual([qwen]);
-    const next = await second.api.get(`/tencent-vod/v1/requests?limit=1&cursor=${first.body.next_cursor}`);
+    const next = await second.api.get(`/tencent-vod/v1/requests?limit=1&cursor=${encodeURIComponent(first.body.next_cursor)}`);
     expect(next.body.requests.map((r: { request_id: string }) => r.request_id)).toEqual([gem]);
     expect((await second.api.get('/tencent-vod/v1/requests?status=completed')).body.requests).toHaveLength(2);
     expect((await second.api.get('/tencent-vod/v1/requests?status=IN_QUEUE')).body.requests).toEqual([]);
@@ -93,10 +93,28 @@ describe('a relay whose tasks finish at once', () => {
       ['topup', null],
     ]);
     expect(res.body.entries[4]).toMatchObject({ amount: 1000, reference: 'opening balance' });
-    expect(Object.keys(res.body.entries[0])).not.toContain('account_id');
+    // Neither the account nor the row's id, which counts every account's rows.
+    expect(Object.keys(res.body.entries[0]).sort()).toEqual(['amount', 'created_at', 'kind', 'reference', 'task_id']);
     const page = await second.api.get('/tencent-vod/v1/account/ledger?limit=2');
-    const rest = await second.api.get(`/tencent-vod/v1/account/ledger?limit=2&cursor=${page.body.next_cursor}`);
-    expect([...page.body.entries, ...rest.body.entries].map((e: { id: number }) => e.id)).toEqual(res.body.entries.slice(0, 4).map((e: { id: number }) => e.id));
+    const rest = await second.api.get(`/tencent-vod/v1/account/ledger?limit=2&cursor=${encodeURIComponent(page.body.next_cursor)}`);
+    expect([...page.body.entries, ...rest.body.entries]).toEqual(res.body.entries.slice(0, 4));
+  });
+
+  it("a cursor tells nothing of other accounts' rows, and works only for its own list and account", async () => {
+    const page = (await second.api.get('/tencent-vod/v1/requests?limit=1')).body.next_cursor as string;
+    const ledger = (await second.api.get('/tencent-vod/v1/account/ledger?limit=1')).body.next_cursor as string;
+    // Not the task's seq or the ledger row's id, which count every account's rows.
+    for (const cursor of [page, ledger]) expect(cursor).not.toMatch(/^\d+$/);
+    const refused = [
+      await other.get(`/tencent-vod/v1/requests?cursor=${encodeURIComponent(page)}`), // another account's
+      await second.api.get(`/tencent-vod/v1/requests?cursor=${encodeURIComponent(ledger)}`), // another list's
+      await second.api.get(`/tencent-vod/v1/requests?cursor=${encodeURIComponent(`${page.slice(0, -2)}AA`)}`), // altered
+      await second.api.get('/tencent-vod/v1/requests?cursor=2'), // a seq, as the operator's lists take
+    ];
+    for (const res of refused) {
+      expect(res.status).toBe(400);
+      expect(res.body.Response.Error.Message).toMatch(/^cursor: /);
+    }
   });
 
   it('GET /prices: the table the operator sees, without where it came from', async () => {

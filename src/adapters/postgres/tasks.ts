@@ -4,7 +4,7 @@ import { SESSION_DEDUP_MS } from '../../domain/delivery';
 import { statesAllowing, type TaskState } from '../../domain/task-state';
 import { HANDED_BACK_BY_STOP, type Completion, type CreateTaskOutcome, type FinishOptions, type NewTask, type TaskRecord, type TaskStore } from '../../ports/store';
 import { TASK_COLUMNS, TASK_STATUS_COLUMNS, toTask, toTaskStatus, type TaskRow, type TaskStatusRow } from '../rows/tasks';
-import { taskListSql } from '../rows/task-list';
+import { POSTGRES_UNFINISHED_OF_ACCOUNT, taskListSql } from '../rows/task-list';
 import { NOTIFY_DONE, NOTIFY_PROGRESS, NOTIFY_QUEUED, type PgContext } from './context';
 import { inTransaction, one, prepared, rows, type Queryable } from './database';
 import { PgGroupCommit, type BulkKind } from './group-commit';
@@ -222,7 +222,7 @@ export function postgresTaskStore(ctx: PgContext): PgTaskStore {
     },
     async listTasks(filter) {
       const params: unknown[] = [];
-      const sql = taskListSql(filter, (value) => `$${params.push(value)}`);
+      const sql = taskListSql(filter, (value) => `$${params.push(value)}`, POSTGRES_UNFINISHED_OF_ACCOUNT);
       return (await rows<TaskRow>(pool, sql, params)).map(toTask);
     },
     async listQueued() {

@@ -7,7 +7,7 @@ import { sqliteIdempotencyBinder } from './idempotency';
 import { sqliteSessionClaims } from './sessions';
 import { sqliteOutbox } from './webhooks';
 import { TASK_COLUMNS, TASK_STATUS_COLUMNS, taskRowFromValues, taskStatusFromValues, toTask, type TaskRow } from '../rows/tasks';
-import { taskListSql } from '../rows/task-list';
+import { SQLITE_UNFINISHED_OF_ACCOUNT, taskListSql } from '../rows/task-list';
 import { syncRead, syncWrite } from './group-commit';
 
 const inList = (states: readonly TaskState[]): string => states.map((s) => `'${s}'`).join(',');
@@ -303,7 +303,7 @@ export function sqliteTaskStore(db: Db): SqliteTaskStore {
     }),
     async listTasks(filter) {
       const params: unknown[] = [];
-      const sql = taskListSql(filter, (value) => (params.push(value), '?'));
+      const sql = taskListSql(filter, (value) => (params.push(value), '?'), SQLITE_UNFINISHED_OF_ACCOUNT);
       return db.prepare<unknown[], TaskRow>(sql).all(...params).map(toTask);
     },
     async listQueued() {

@@ -1,15 +1,15 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { getAccount } from '../../app/accounts';
-import { keyView, ledgerView, priceBookView } from '../../app/admin-views';
+import { ownAccountView, ownLedgerView, priceBookView } from '../../app/admin-views';
 import { FieldError } from '../../domain/errors';
 import { TERMINAL_STATES, type TaskState } from '../../domain/task-state';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
 import { requestListItem } from '../presenters';
 import { errorResponses, TaskError } from '../schemas';
-import { KeyBody, LedgerEntryBody, PricesBody } from './admin-bodies';
-import { Credits, Cursor, NextCursor, nextCursor, nextCursorBy } from './admin-schema';
+import { KeyBody, LedgerEntryBody, Nullable, PricesBody, Time } from './admin-bodies';
+import { Credits, NextCursor } from './admin-schema';
 
 /**
  * What a client sees of its own account with any of its API keys: its balance, the key it called with, its ledger,
@@ -17,9 +17,6 @@ import { Credits, Cursor, NextCursor, nextCursor, nextCursorBy } from './admin-s
  * account's webhook secret is not shown here: it comes from the operator (a leaked API key would otherwise also let
  * its holder sign webhooks its owner trusts).
  */
-const Time = Type.String({ format: 'date-time' });
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
-
 const ClientKeyBody = Type.Omit(KeyBody, ['account_id', 'revoked_at']);
 const ClientAccountBody = Type.Object({
   id: Type.String(),
@@ -32,7 +29,7 @@ const ClientAccountBody = Type.Object({
   /** The API key this request was made with (never its secret). */
   key: ClientKeyBody,
 });
-const ClientLedgerEntry = Type.Omit(LedgerEntryBody, ['account_id']);
+const ClientLedgerEntry = Type.Omit(LedgerEntryBody, ['id', 'account_id']);
 const ClientPricesBody = Type.Omit(PricesBody, ['source']);
 const RequestListItem = Type.Object({
   request_id: Type.String(),
@@ -69,6 +66,11 @@ const errors = errorResponses('InvalidParameterValue', 'AuthFailure');
  */
 const PAGE_MAX = 100;
 const Limit = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: PAGE_MAX, description: `at most ${PAGE_MAX} (the default)` })) });
+const Cursor = Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'next_cursor of the page before' }));
+
+/** The next page's cursor, sealed (app/list-cursors.ts): a full page may have more behind it; null after a short one. */
+const nextCursorOf = <T>(items: readonly T[], limit: number, seal: (position: number) => string, position: (item: T) => number): string | null =>
+  items.length === limit && items.length > 0 ? seal(position(items[items.length - 1]!)) : null;
 
 export function accountRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const { store } = deps;
@@ -89,18 +91,7 @@ export function accountRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       async (request) => {
         const { accountId, key } = callerOf(request);
-        const account = await getAccount(store, accountId);
-        const { account_id: _account, revoked_at: _revoked, ...ownKey } = keyView(key);
-        return {
-          id: account.id,
-          name: account.name,
-          balance: account.balance,
-          held: account.held,
-          available: account.balance - account.held,
-          callback_url: account.callbackUrl ?? null,
-          created_at: new Date(account.createdAt).toISOString(),
-          key: ownKey,
-        };
+        return ownAccountView(await getAccount(store, accountId), key);
       },
     );
 
@@ -111,22 +102,19 @@ export function accountRoutes(app: FastifyInstance, deps: HttpDeps): void {
           ...common,
           operationId: 'listOwnLedgerEntries',
           summary: "The caller's ledger, newest first: top-ups, each task's hold and its capture or release, adjustments",
-          description: '`next_cursor` gives the next page (null on the last). A task has a `hold`, then a `capture` if it succeeded or a `release` otherwise.',
+          description: '`next_cursor` gives the next page (null on the last; opaque, for this list of this account only). A task has a `hold`, then a `capture` if it succeeded or a `release` otherwise.',
           querystring: Type.Object({ ...Limit.properties, cursor: Cursor }),
           response: { 200: Type.Object({ entries: Type.Array(ClientLedgerEntry), next_cursor: NextCursor }), ...errors },
         },
       },
       async (request) => {
+        const { accountId } = callerOf(request);
         const { cursor } = request.query;
         const limit = request.query.limit ?? PAGE_MAX;
-        const entries = await store.accounts.ledger(callerOf(request).accountId, limit, cursor ? Number(cursor) : undefined);
-        return {
-          entries: entries.map((entry) => {
-            const { account_id: _account, ...own } = ledgerView(entry);
-            return own;
-          }),
-          next_cursor: nextCursorBy(entries, limit, (e) => e.id),
-        };
+        const before = cursor ? deps.cursors.open(cursor, 'ledger', accountId) : undefined;
+        const entries = await store.accounts.ledger(accountId, limit, before);
+        const seal = (id: number) => deps.cursors.seal(id, 'ledger', accountId);
+        return { entries: entries.map(ownLedgerView), next_cursor: nextCursorOf(entries, limit, seal, (e) => e.id) };
       },
     );
 
@@ -141,7 +129,9 @@ export function accountRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       },
       async () => {
-        const { source: _source, ...prices } = priceBookView(await deps.priceBook.refresh(), deps.config.billing);
+        // The table submits are charged from (at most its refresh interval old), not a read of the database per call.
+        await deps.priceBook.current();
+        const { source: _source, ...prices } = priceBookView(deps.priceBook.state(), deps.config.billing);
         return prices;
       },
     );
@@ -170,15 +160,17 @@ export function accountRoutes(app: FastifyInstance, deps: HttpDeps): void {
         if (status && !states) {
           throw new FieldError('InvalidParameterValue', 'status', `${JSON.stringify(status)} is not one of ${Object.keys(STATES_OF).join(', ')}`);
         }
+        const { accountId } = callerOf(request);
         const tasks = await store.tasks.listTasks({
-          accountId: callerOf(request).accountId,
+          accountId,
           limit,
           ...(states ? { state: states } : {}),
-          ...(cursor ? { beforeSeq: Number(cursor) } : {}),
+          ...(cursor ? { beforeSeq: deps.cursors.open(cursor, 'requests', accountId) } : {}),
         });
         const base = deps.publicUrl();
         const now = deps.clock.now();
-        return { requests: tasks.map((task) => requestListItem(task, base, now)), next_cursor: nextCursor(tasks, limit) };
+        const seal = (seq: number) => deps.cursors.seal(seq, 'requests', accountId);
+        return { requests: tasks.map((task) => requestListItem(task, base, now)), next_cursor: nextCursorOf(tasks, limit, seal, (t) => t.seq) };
       },
     );
   });

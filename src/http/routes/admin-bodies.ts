@@ -6,8 +6,8 @@ import { Credits } from './admin-schema';
  * What the admin routes answer (app/admin-views.ts builds them): the OpenAPI document's success responses, and the
  * serializers Fastify compiles from them. A field the view adds must be listed here too, or it is not sent.
  */
-const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
-const Time = Type.String({ format: 'date-time' });
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+export const Time = Type.String({ format: 'date-time' });
 const Open = { additionalProperties: true } as const;
 
 export const AccountBody = Type.Object({
