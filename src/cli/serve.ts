@@ -71,7 +71,8 @@ export async function serve(config: Config): Promise<void> {
     out();
     out('Try it:');
     out(`  curl -sS ${url}/tencent-vod/v1/aigc-image -H 'Authorization: Bearer ${relay.firstStart.devKey}' -H 'Content-Type: application/json' -d '${body}'`);
-    out(`  then poll the status_url it returns with the same Authorization header.`);
+    out(`  then poll the status_url it returns with the same Authorization header;`);
+    out(`  the key's balance, prices and tasks: ${url}/tencent-vod/v1/account, …/prices, …/requests`);
   }
   out();
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -62,6 +62,24 @@ describe('aigc-relay serve', () => {
     });
   });
 
+  it("a first start's curl line works as printed, and the account link it prints answers the dev key's balance", async () => {
+    await withBanner({ AIGC_RELAY_DATA_DIR: tempDir() }, async (banner) => {
+      const curl = /curl -sS (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application\/json' -d '([^']+)'/.exec(banner);
+      expect(curl, banner).not.toBeNull();
+      const [, url, key, body] = curl!;
+      const submitted = await fetch(url!, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+      expect(submitted.status).toBe(200);
+      const account = /balance, prices and tasks: (\S+),/.exec(banner);
+      expect(account, banner).not.toBeNull();
+      const res = await fetch(account![1]!, { headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(200);
+      const own = (await res.json()) as { name: string; available: number; key: { spent: number } };
+      expect(own.name).toBe('dev');
+      expect(own.key.spent).toBeGreaterThan(0); // the task just submitted: held, or captured if it has finished
+      expect(own.available).toBeGreaterThan(0);
+    });
+  });
+
   it('prints the address it bound (the port AIGC_RELAY_PORT=0 chose) even when AIGC_RELAY_PUBLIC_URL is set', async () => {
     await withBanner({ AIGC_RELAY_DATA_DIR: tempDir(), AIGC_RELAY_PUBLIC_URL: 'https://relay.example.com' }, async (banner) => {
       const bound = /listening on (http:\/\/127\.0\.0\.1:\d+)\n/.exec(banner);
