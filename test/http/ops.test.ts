@@ -83,6 +83,9 @@ describe('operations endpoints', () => {
     for (const path of ['/tencent-vod/v1/account', '/tencent-vod/v1/account/ledger', '/tencent-vod/v1/prices', '/tencent-vod/v1/requests']) {
       expect(doc.paths[path]?.get?.security, path).toEqual([{ bearer: [] }]);
     }
+    // The client's status words, listed for generated clients (matched in any case all the same: client-account.test.ts).
+    const statusParam = doc.paths['/tencent-vod/v1/requests'].get.parameters.find((p: { name: string }) => p.name === 'status');
+    expect(statusParam.schema.anyOf.flatMap((s: { enum: string[] }) => s.enum)).toEqual(['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED']);
     // A busy or unavailable database is a 503 on any route that reads or writes it: every route with errors says so.
     for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, unknown> }>>)) {
       for (const [method, operation] of Object.entries(methods)) {

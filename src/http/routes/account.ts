@@ -2,7 +2,6 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { getAccount } from '../../app/accounts';
 import { ownAccountView, ownLedgerView, priceBookView } from '../../app/admin-views';
-import { FieldError } from '../../domain/errors';
 import { TERMINAL_STATES, type TaskState } from '../../domain/task-state';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
@@ -146,20 +145,26 @@ export function accountRoutes(app: FastifyInstance, deps: HttpDeps): void {
           summary: "The caller's account's tasks, newest first, with what each costs",
           description: '`status` filters by the word the status route answers (`COMPLETED`: whatever the outcome); `next_cursor` gives the next page (null on the last).',
           querystring: Type.Object({
-            status: Type.Optional(Type.String({ maxLength: 32, description: `${Object.keys(STATES_OF).join(', ')} (any case)` })),
+            status: Type.Optional(Type.Union(Object.keys(STATES_OF).map((word) => Type.Literal(word)), { description: 'in any case' })),
             ...Limit.properties,
             cursor: Cursor,
           }),
           response: { 200: Type.Object({ requests: Type.Array(RequestListItem), next_cursor: NextCursor }), ...errors },
         },
+        // The status words are matched in any case, as the API's other enums are: the document lists them as the
+        // status route spells them, and the query is brought to that spelling before it is checked (an empty one
+        // is no filter).
+        preValidation: (request, _reply, done) => {
+          const query = request.query as { status?: unknown };
+          if (query.status === '') delete query.status;
+          else if (typeof query.status === 'string') query.status = query.status.toUpperCase();
+          done();
+        },
       },
       async (request) => {
         const { status, cursor } = request.query;
         const limit = request.query.limit ?? PAGE_MAX;
-        const states = status === undefined || status === '' ? undefined : STATES_OF[status.toUpperCase()];
-        if (status && !states) {
-          throw new FieldError('InvalidParameterValue', 'status', `${JSON.stringify(status)} is not one of ${Object.keys(STATES_OF).join(', ')}`);
-        }
+        const states = status === undefined ? undefined : STATES_OF[status];
         const { accountId } = callerOf(request);
         const tasks = await store.tasks.listTasks({
           accountId,
