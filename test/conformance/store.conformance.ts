@@ -69,6 +69,16 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
       if (!outcome.ok) throw new Error(`createTask refused: ${outcome.reason}`);
       return outcome.task;
     }
+    /** One task each for `owners`, created one after another (so in this order of `seq`). */
+    async function createdInTurn(owners: ReadonlyArray<Parameters<typeof newTask>[0]>): Promise<TaskRecord[]> {
+      const tasks: TaskRecord[] = [];
+      for (const owner of owners) tasks.push(await created(newTask(owner, 1)));
+      return tasks;
+    }
+    /** The ids of a task list, in its order. */
+    async function listedIds(filter: Parameters<Store['tasks']['listTasks']>[0]): Promise<string[]> {
+      return (await store.tasks.listTasks(filter)).map((t) => t.id);
+    }
     /**
      * An account with a callback URL and a key, and one finished task per time in `finishedAt`: a pending webhook
      * delivery due at that time each. Returns the account's id and the tasks' ids.
@@ -698,22 +708,22 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         const a2 = await created(newTask(a, 1));
         const b1 = await created(newTask(b, 1));
         await store.tasks.finish(a1.id, { state: 'cancelled' }, 3000);
-        expect((await store.tasks.listTasks({ accountId: a.accountId, limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
-        expect((await store.tasks.listTasks({ state: 'queued', limit: 10 })).map((t) => t.id)).toEqual([b1.id, a2.id]);
-        expect((await store.tasks.listTasks({ limit: 1 })).map((t) => t.id)).toEqual([b1.id]);
+        expect(await listedIds({ accountId: a.accountId, limit: 10 })).toEqual([a2.id, a1.id]);
+        expect(await listedIds({ state: 'queued', limit: 10 })).toEqual([b1.id, a2.id]);
+        expect(await listedIds({ limit: 1 })).toEqual([b1.id]);
         // Pages: older than a task's seq, with the other filters still applied.
-        expect((await store.tasks.listTasks({ beforeSeq: b1.seq, limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
-        expect((await store.tasks.listTasks({ beforeSeq: a2.seq, limit: 10 })).map((t) => t.id)).toEqual([a1.id]);
-        expect((await store.tasks.listTasks({ state: 'queued', beforeSeq: b1.seq, limit: 10 })).map((t) => t.id)).toEqual([a2.id]);
+        expect(await listedIds({ beforeSeq: b1.seq, limit: 10 })).toEqual([a2.id, a1.id]);
+        expect(await listedIds({ beforeSeq: a2.seq, limit: 10 })).toEqual([a1.id]);
+        expect(await listedIds({ state: 'queued', beforeSeq: b1.seq, limit: 10 })).toEqual([a2.id]);
         // Any of several states (a client's COMPLETED), with the account; none of none.
-        expect((await store.tasks.listTasks({ state: ['succeeded', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([a1.id]);
-        expect((await store.tasks.listTasks({ accountId: a.accountId, state: ['queued', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([a2.id, a1.id]);
-        expect((await store.tasks.listTasks({ accountId: b.accountId, state: ['succeeded', 'cancelled'], limit: 10 })).map((t) => t.id)).toEqual([]);
+        expect(await listedIds({ state: ['succeeded', 'cancelled'], limit: 10 })).toEqual([a1.id]);
+        expect(await listedIds({ accountId: a.accountId, state: ['queued', 'cancelled'], limit: 10 })).toEqual([a2.id, a1.id]);
+        expect(await listedIds({ accountId: b.accountId, state: ['succeeded', 'cancelled'], limit: 10 })).toEqual([]);
         expect(await store.tasks.listTasks({ state: [], limit: 10 })).toEqual([]);
         // An account's unfinished tasks (read through its keys' in-flight index), paged like the rest.
-        expect((await store.tasks.listTasks({ accountId: a.accountId, state: 'queued', limit: 10 })).map((t) => t.id)).toEqual([a2.id]);
-        expect((await store.tasks.listTasks({ accountId: b.accountId, state: ['queued', 'running'], limit: 10 })).map((t) => t.id)).toEqual([b1.id]);
-        expect((await store.tasks.listTasks({ accountId: a.accountId, state: 'queued', beforeSeq: a2.seq, limit: 10 })).map((t) => t.id)).toEqual([]);
+        expect(await listedIds({ accountId: a.accountId, state: 'queued', limit: 10 })).toEqual([a2.id]);
+        expect(await listedIds({ accountId: b.accountId, state: ['queued', 'running'], limit: 10 })).toEqual([b1.id]);
+        expect(await listedIds({ accountId: a.accountId, state: 'queued', beforeSeq: a2.seq, limit: 10 })).toEqual([]);
         expect(await store.tasks.countByState()).toEqual({ queued: 2, running: 0, succeeded: 0, failed: 0, cancelled: 1 });
       });
 
@@ -722,22 +732,17 @@ export function storeConformance(adapter: string, factory: FixtureFactory | unde
         const k2 = await store.accounts.createKey({ id: id('key'), accountId: a.accountId, secretHash: 'h', createdAt: 1000 });
         const a2owner = { accountId: a.accountId, keyId: k2.id };
         const b = await account(100);
-        const t1 = await created(newTask(a, 1));
-        const t2 = await created(newTask(a2owner, 1));
-        const bq = await created(newTask(b, 1));
-        const t3 = await created(newTask(a, 1));
-        const t4 = await created(newTask(a2owner, 1));
+        const [t1, t2, bq, t3, t4] = (await createdInTurn([a, a2owner, b, a, a2owner])) as [TaskRecord, TaskRecord, TaskRecord, TaskRecord, TaskRecord];
         await store.tasks.markRunning(t2.id, 2100);
         await store.tasks.markRunning(bq.id, 2100);
         await store.tasks.finish(t3.id, { state: 'cancelled' }, 2200);
-        const ids = async (f: Parameters<typeof store.tasks.listTasks>[0]) => (await store.tasks.listTasks(f)).map((t) => t.id);
-        expect(await ids({ accountId: a.accountId, state: ['queued', 'running'], limit: 10 })).toEqual([t4.id, t2.id, t1.id]);
-        expect(await ids({ accountId: a.accountId, state: 'running', limit: 10 })).toEqual([t2.id]);
-        expect(await ids({ accountId: a.accountId, state: ['queued', 'running'], limit: 2 })).toEqual([t4.id, t2.id]);
-        expect(await ids({ accountId: a.accountId, state: ['queued', 'running'], beforeSeq: t2.seq, limit: 2 })).toEqual([t1.id]);
-        expect(await ids({ accountId: b.accountId, state: ['queued', 'running'], limit: 10 })).toEqual([bq.id]);
-        expect(await ids({ accountId: a.accountId, state: ['succeeded', 'failed', 'cancelled'], limit: 10 })).toEqual([t3.id]);
-        expect(await ids({ accountId: a.accountId, limit: 10 })).toEqual([t4.id, t3.id, t2.id, t1.id]);
+        expect(await listedIds({ accountId: a.accountId, state: ['queued', 'running'], limit: 10 })).toEqual([t4.id, t2.id, t1.id]);
+        expect(await listedIds({ accountId: a.accountId, state: 'running', limit: 10 })).toEqual([t2.id]);
+        expect(await listedIds({ accountId: a.accountId, state: ['queued', 'running'], limit: 2 })).toEqual([t4.id, t2.id]);
+        expect(await listedIds({ accountId: a.accountId, state: ['queued', 'running'], beforeSeq: t2.seq, limit: 2 })).toEqual([t1.id]);
+        expect(await listedIds({ accountId: b.accountId, state: ['queued', 'running'], limit: 10 })).toEqual([bq.id]);
+        expect(await listedIds({ accountId: a.accountId, state: ['succeeded', 'failed', 'cancelled'], limit: 10 })).toEqual([t3.id]);
+        expect(await listedIds({ accountId: a.accountId, limit: 10 })).toEqual([t4.id, t3.id, t2.id, t1.id]);
       });
 
       it('getTaskStatus reads exactly the status view of what getTask reads, in every state; undefined for an unknown id', async () => {
