@@ -5,8 +5,9 @@
  *   alternating bare/relay rounds of SECONDS / ROUNDS each, bench/paired.ts)
  *   BENCH_STORE_SECONDS=3   seconds per phase of the SQLite vs PostgreSQL comparison (0 skips it)
  *   BENCH_BUDGET_SECONDS=280   the whole run's aim; the fill towards BENCH_TASKS (100,000) tasks, last, gets what is left
- *   npm run bench -- --profile[=submit|alone|status]   one phase only, the relay under --cpu-prof (profiles in
- *   bench/profiles/): submit with tasks running (default), the submit path alone (nothing drains), or status GET
+ *   npm run bench -- --profile[=submit|alone|status|paced]   one phase only, the relay under --cpu-prof (profiles in
+ *   bench/profiles/): submit with tasks running (default), the submit path alone (nothing drains), status GET, or
+ *   submits at the fixed rate (1,000/s, paced) with tasks running: the fixed-rate latency row's load
  *
  * Everything is reported, nothing is asserted: the figures depend on the machine.
  */
@@ -120,14 +121,16 @@ async function profileOnly(): Promise<void> {
   // BENCH_PROFILE_ENV (JSON) adds relay settings, e.g. '{"AIGC_RELAY_BILLING":"off"}'.
   const extra = JSON.parse(process.env.BENCH_PROFILE_ENV ?? '{}') as Record<string, string>;
   const phase = PROFILE!;
-  if (!['submit', 'alone', 'status'].includes(phase)) throw new Error(`--profile=${phase}: submit, alone or status`);
+  if (!['submit', 'alone', 'status', 'paced'].includes(phase)) throw new Error(`--profile=${phase}: submit, alone, status or paced`);
   const base = phase === 'alone' ? { ...RELAY_ENV, ...STUCK_PROVIDER } : INSTANT;
   const relay = await startRelay({ ...base, ...extra }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
   const { taskId } = await prepare(relay);
   const spec =
     phase === 'status'
       ? { ...submitSpec(relay), method: 'GET' as const, body: undefined, url: `${relay.url}/tencent-vod/v1/requests/${taskId}/status` }
-      : submitSpec(relay);
+      : phase === 'paced'
+        ? { ...submitSpec(relay), pacedRate: FIXED_RATE }
+        : submitSpec(relay);
   if (phase === 'status') await drained(relay, 10_000);
   const result = await runLoad(spec);
   log(`${phase} under --cpu-prof: ${result.rps.toFixed(0)} req/s`);
