@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { newRequestId } from '../app/ids';
 import { installClosingSignal } from './closing';
 import type { HttpDeps } from './context';
@@ -25,6 +25,12 @@ const JSON_BODY_LIMIT = 1024 * 1024;
 
 /** The HTTP surface. Knows nothing of SQLite or providers: it talks to use cases and ports through `deps`. */
 export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): Promise<FastifyInstance> {
+  // Every answer's metrics and log line: given by the onResponse hook below, and by the router's own refusals, which
+  // no hook sees (transport-guards.ts).
+  const recordAnswer = (request: FastifyRequest, reply: FastifyReply): void => {
+    deps.metrics.observeRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+    logRequest(request, reply);
+  };
   const app = Fastify({
     loggerInstance: logger,
     // Fastify's two lines per request are replaced by the one in onResponse below.
@@ -32,7 +38,10 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
     genReqId: () => newRequestId(),
     bodyLimit: JSON_BODY_LIMIT,
     // Slow-loris and malformed-HTTP guards: timeouts from AIGC_RELAY_*_TIMEOUT_MS, errors in the envelope.
-    ...transportOptions(deps.config),
+    ...transportOptions(deps.config, {
+      routerRefused: recordAnswer,
+      notHttp: (status) => deps.metrics.httpRequests.inc({ route: 'not-http', method: '', status: String(status) }),
+    }),
     ajv: { customOptions: AJV_OPTIONS },
     // Bodies without type coercion, query strings and path parameters with it (validators.ts: why).
     schemaController: { compilersFactory: { buildValidator: buildValidator() } },
@@ -53,8 +62,7 @@ export async function buildHttpApp(deps: HttpDeps, logger: FastifyBaseLogger): P
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {
-    deps.metrics.observeRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
-    logRequest(request, reply);
+    recordAnswer(request, reply);
     done();
   });
   installErrorHandling(app);

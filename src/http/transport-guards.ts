@@ -6,7 +6,6 @@ import { newRequestId } from '../app/ids';
 import { FieldError, RelayError } from '../domain/errors';
 import { envelope, keyPart, sendError } from './errors';
 import { declaresBody } from './lingering-close';
-import { logRequest } from './request-log';
 
 /**
  * What the HTTP layer refuses before any route sees a request, always in the Tencent envelope: requests that are
@@ -24,8 +23,16 @@ export interface TransportTimeouts {
   readonly requestTimeoutMs: number;
 }
 
+/** What is recorded of an answer that no route's hooks see (the onResponse hook records every other). */
+export interface UnroutedAnswers {
+  /** The router's refusals: a Fastify request exists, its metrics and log line are as any other's. */
+  readonly routerRefused: (request: FastifyRequest, reply: FastifyReply) => void;
+  /** Bytes that were not HTTP, or came too slowly: no request exists, only the status is known. */
+  readonly notHttp: (status: number) => void;
+}
+
 /** Fastify options for the timeouts, the raw-HTTP error answer and the router's own errors. */
-export function transportOptions(timeouts: TransportTimeouts) {
+export function transportOptions(timeouts: TransportTimeouts, record: UnroutedAnswers) {
   return {
     requestTimeout: timeouts.requestTimeoutMs,
     connectionTimeout: 0,
@@ -35,17 +42,24 @@ export function transportOptions(timeouts: TransportTimeouts) {
       // to 30 s past its deadline.
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.headersTimeoutMs / 4))),
     } as object,
-    clientErrorHandler,
-    frameworkErrors,
+    clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket) {
+      const status = answerNotHttp(this, err, socket);
+      if (status !== undefined) record.notHttp(status);
+    },
+    frameworkErrors: (error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply) => {
+      answerRouterRefusal(error, reply);
+      record.routerRefused(request, reply);
+    },
   };
 }
 
 /**
  * Node's parser rejected the bytes (bad request line, CR/LF where none may be, headers over 16 KiB) or the client
  * was too slow. No Fastify request exists yet, so the envelope is written to the socket by hand, then it closes.
+ * Returns the answer's status; undefined when there was no one left to answer (the client had gone).
  */
-function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+function answerNotHttp(app: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): number | undefined {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return undefined;
   const error =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? new RelayError('RequestTimeout', 'request: not received in time; send the headers and body without pausing')
@@ -56,7 +70,7 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
   // Not `err` itself: Node's parser error carries `rawPacket`, the request's bytes so far, Authorization header and
   // its API key or admin token included.
   // Logged as every answer is, under the RequestId the client gets (`reqId`, as on a request's own line).
-  this.log.info({ reqId: requestId, status: error.status, code: err.code, reason: err.message }, 'client error');
+  app.log.info({ reqId: requestId, status: error.status, code: err.code, reason: err.message }, 'client error');
   if (socket.writable) {
     const body = JSON.stringify(envelope(error.code, error.message, requestId));
     socket.write(
@@ -65,21 +79,23 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
     );
   }
   socket.destroy();
+  return error.status;
 }
 
-/** The router could not take the URL apart: bad percent-encoding, or a path segment over its length limit. */
-function frameworkErrors(error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+/**
+ * The router could not take the URL apart: bad percent-encoding, or a path segment over its length limit. Answered
+ * before any hook runs (no route was found to run them), so the RequestId header, which the hooks give every other
+ * answer, is given here.
+ */
+function answerRouterRefusal(error: Error & { code?: string }, reply: FastifyReply): void {
   const relayError =
     error.code === 'FST_ERR_MAX_PARAM_LENGTH'
       ? new RelayError('InvalidParameterValue', 'path: a path parameter (such as an id) is too long')
       : error.code === 'FST_ERR_BAD_URL'
         ? new RelayError('InvalidParameter', 'path: not a valid URL (bad percent-encoding)')
         : new RelayError('InvalidParameter', `request: ${error.message}`);
-  // Answered before any hook runs (no route was found to run them): the RequestId header and the request's log line,
-  // which the hooks give every other answer, are given here.
-  reply.header('X-Request-Id', request.id);
+  reply.header('X-Request-Id', reply.request.id);
   void sendError(reply, relayError);
-  logRequest(request, reply);
 }
 
 /**

@@ -86,15 +86,26 @@ describe('the request log line', () => {
   it.each([
     ['a path parameter over its length limit', `/tencent-vod/v1/requests/${'a'.repeat(101)}/status`],
     ['bad percent-encoding', '/tencent-vod/v1/requests/%ZZ'],
-  ])('is written, and the X-Request-Id header sent, for %s', async (_what, path) => {
+  ])('is written, the X-Request-Id header sent and the answer counted in /metrics, for %s', async (_what, path) => {
+    const before = await answersCounted('unmatched', 'GET');
     const res = await rawGet(path);
     expect(res.status).toBe(400);
     expect(res.requestId).toMatch(/^[0-9a-f-]{36}$/);
     const line = await logged(res.requestId!);
     expect(line).toMatchObject({ method: 'GET', status: 400 });
+    expect(await answersCounted('unmatched', 'GET')).toBe(before + 1);
   });
 
-  it('is written for bytes that are not HTTP, under the RequestId the client is sent', async () => {
+  /** 400 answers under this route label and method, as /metrics counts them. */
+  async function answersCounted(route: string, method: string): Promise<number> {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const line = `aigc_relay_http_requests_total{route="${route}",method="${method}",status="400"} `;
+    return Number(text.split('\n').find((l) => l.startsWith(line))?.slice(line.length) ?? 0);
+  }
+
+  it('is written for bytes that are not HTTP, under the RequestId the client is sent, and counted in /metrics', async () => {
+    const counted = () => answersCounted('not-http', '');
+    const before = await counted();
     const url = new URL(t.url);
     const answer = await new Promise<string>((resolve, reject) => {
       const socket = net.connect(Number(url.port), url.hostname, () => socket.write('GARBAGE\r\n\r\n'));
@@ -108,6 +119,7 @@ describe('the request log line', () => {
     expect(requestId).toBeDefined();
     const line = await eventually('the client error line', 5_000, () => lines.find((l) => l.reqId === requestId));
     expect(line).toMatchObject({ msg: 'client error', status: 400 });
+    expect(await counted()).toBe(before + 1);
   });
 
   it('does not carry a webhook URL', async () => {
