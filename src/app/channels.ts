@@ -90,7 +90,8 @@ export function canonicalModels(models: readonly string[]): string[] {
       throw new FieldError('InvalidParameterValue', `models[${index}]`, `${JSON.stringify(raw)} is not one of ${MODEL_NAMES.join(', ')} (optionally NAME:VERSION)`);
     }
     if (version === undefined) out.add(model);
-    else if (MODELS[model as ModelName][version]) out.add(`${model}:${version}`);
+    // Own keys only: `GEM:constructor` is not a version.
+    else if (Object.hasOwn(MODELS[model as ModelName], version)) out.add(`${model}:${version}`);
     else {
       throw new FieldError('InvalidParameterValue', `models[${index}]`, `${model} has no version ${JSON.stringify(version)} (${Object.keys(MODELS[model]).join(', ')})`);
     }

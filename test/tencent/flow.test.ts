@@ -57,6 +57,8 @@ describe('Tencent VOD upstream', () => {
     expect(vod).toEqual({ Type: 'File', FileId: '5285485487985271487' });
     expect(upstream!.inputStatuses).toEqual([200]); // the signed link works for the upstream
     expect(upstream!.polls).toBeGreaterThanOrEqual(3);
+    // Every call asks for English messages: they reach the task log and the client (Tencent's default is Chinese).
+    expect(new Set(h.server.calls.map((c) => c.language))).toEqual(new Set(['en-US']));
 
     const result = await h.t.api.get(`/tencent-vod/v1/requests/${id}`);
     expect(result.body).toMatchObject({ outcome: 'succeeded', produced_by: 'tencent-vod GG 3.0', session_context: 'ctx-42' });

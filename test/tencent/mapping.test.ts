@@ -184,6 +184,11 @@ describe('upstream failures', () => {
     const f = (code: string, message: string) => classify(Object.assign(new Error(message), { code }), true);
     expect(isDuplicateSession(f('InvalidParameterValue.SessionId', 'used'))).toBe(true);
     expect(isDuplicateSession(f('FailedOperation', 'SessionId already exists'))).toBe(true);
+    // In Chinese, Tencent's default language, under a code that does not name the field.
+    expect(isDuplicateSession(f('InvalidParameterValue', 'SessionId已存在'))).toBe(true);
+    expect(isDuplicateSession(f('FailedOperation', 'SessionId 三天内已使用'))).toBe(true);
+    expect(isDuplicateSession(f('InvalidParameter', '会话ID重复'))).toBe(true);
+    expect(isDuplicateSession(f('ResourceNotFound', '文件不存在'))).toBe(false);
     expect(isDuplicateSession(f('InvalidParameterValue.Prompt', 'bad prompt'))).toBe(false);
     expect(isDuplicateSession(classify(new UpstreamTimeout('x', 1), true))).toBe(false);
   });

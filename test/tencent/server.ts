@@ -56,7 +56,8 @@ export interface TencentTestServerOptions {
 
 export class TencentTestServer {
   readonly tasks = new Map<string, UpstreamTask>();
-  readonly calls: Array<{ action: string; secretId?: string; error?: string }> = [];
+  /** Every API call: its action, the account that signed it, its error code if refused, and its X-TC-Language. */
+  readonly calls: Array<{ action: string; secretId?: string; error?: string; language?: string }> = [];
   /** Every confirmed event handle, with the task it was about. */
   readonly confirmed: Array<{ handle: string; taskId: string; at: number }> = [];
   /** Every handle a ConfirmEvents call was refused for (unknown, or past its window). */
@@ -184,9 +185,10 @@ export class TencentTestServer {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Response: { ...response, RequestId: requestId } }));
     };
     const action = String(req.headers['x-tc-action'] ?? '');
+    const language = req.headers['x-tc-language'] as string | undefined;
     const verdict = verifyTc3({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body }, (id) => this.accounts.get(id)?.account.secretKey);
     if (!verdict.ok) {
-      this.calls.push({ action, error: verdict.code });
+      this.calls.push({ action, error: verdict.code, language });
       send({ Error: { Code: verdict.code, Message: verdict.message } });
       return;
     }
@@ -198,7 +200,7 @@ export class TencentTestServer {
       send({ Error: { Code: 'InvalidParameter', Message: 'body is not JSON' } });
       return;
     }
-    const call = { action, secretId: verdict.secretId } as { action: string; secretId: string; error?: string };
+    const call = { action, secretId: verdict.secretId, language } as { action: string; secretId: string; error?: string; language?: string };
     this.calls.push(call);
     if (this.rawAnswer(action, params, res)) return;
     const fail = (code: string, message: string) => {

@@ -131,7 +131,9 @@ export function createVodApi(credentials: ChannelCredentials): VodApi {
   const client = new vod.v20180717.Client({
     credential: { secretId: credentials.secretId, secretKey: credentials.secretKey },
     ...(credentials.region ? { region: credentials.region } : {}),
-    profile: { httpProfile: { endpoint: host, protocol, reqTimeout: 600, agent } },
+    // English error messages (Tencent's default is Chinese): they reach the task log, the client's error message and
+    // isDuplicateSession's reading of a refusal.
+    profile: { language: 'en-US', httpProfile: { endpoint: host, protocol, reqTimeout: 600, agent } },
   });
   guardAnswers(client, MAX_ANSWER_BYTES);
 

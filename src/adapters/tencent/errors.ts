@@ -149,10 +149,14 @@ export function mayHaveCreated(f: UpstreamFailure): boolean {
   return /^InternalError(\.|$)/.test(f.code);
 }
 
-/** Tencent refuses a SessionId seen in the last 3 days; the exact code is not documented, so match loosely. */
+/**
+ * Tencent refuses a SessionId seen in the last 3 days; the exact code is not documented, so match loosely. The client
+ * asks for English messages (client.ts), but an account or endpoint may still answer in Chinese: 重复 (repeated),
+ * 已存在 (already exists), 已使用 / 已被使用 (already used).
+ */
 export function isDuplicateSession(f: UpstreamFailure): boolean {
   if (f.kind === 'ambiguous' || f.code === UNREACHABLE) return false;
-  return /SessionId/i.test(f.code) || (/session\s*id/i.test(f.message) && /exist|duplicat|used|repeat|重复/i.test(f.message));
+  return /SessionId/i.test(f.code) || (/session\s*id|会话/i.test(f.message) && /exist|duplicat|used|repeat|重复|存在|使用/i.test(f.message));
 }
 
 /**
