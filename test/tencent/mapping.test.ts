@@ -3,10 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { UpstreamTimeout } from '../../src/adapters/tencent/client';
 import { classify, isDuplicateSession, isThrottled, kindOfCode } from '../../src/adapters/tencent/errors';
 import { extInfoWithSize, toCreateRequest } from '../../src/adapters/tencent/request';
-import { EXT_SIZE_LIMITS } from '../../src/domain/models';
+import { ASPECT_RATIOS, EXT_SIZE_LIMITS, MODELS, MODEL_NAMES, PERSON_GENERATION, RESOLUTIONS, STORAGE_MODES, SWITCHES } from '../../src/domain/models';
 import { fitWithin } from '../../src/domain/output-size';
 import { outputSize } from '../../src/domain/output-size';
 import { validateSubmitBody } from '../../src/domain/validate-submit';
+import { refusalOfCreate } from './create-rules';
 
 /** Pure parts of the adapter: the request mapping and what upstream failures mean. */
 const map = (body: Record<string, unknown>) => {
@@ -20,6 +21,60 @@ const map = (body: Record<string, unknown>) => {
 };
 
 describe('CreateAigcImageTask mapping', () => {
+  it('turns every body the relay accepts into a request Tencent documents as valid', () => {
+    const option = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+    const body = fc
+      .constantFrom(...MODEL_NAMES.flatMap((m) => Object.keys(MODELS[m]).map((v) => [m, v] as const)))
+      .chain(([model, version]) =>
+        fc.record({
+          model_name: fc.constant(model),
+          model_version: fc.constant(version),
+          prompt: fc.string({ minLength: 1, maxLength: 20 }),
+          file_infos: fc.array(
+            fc.record({ type: fc.constant('Url'), url: fc.constant('https://images.example/a.png'), text: model === 'GEM' ? option(fc.string({ maxLength: 10 })) : fc.constant(undefined) }),
+            { maxLength: MODELS[model][version]!.maxImages },
+          ),
+          session_context: option(fc.string({ maxLength: 1000 })),
+          tasks_priority: option(fc.integer({ min: -10, max: 10 })),
+          enhance_prompt: option(fc.constantFrom(...SWITCHES)),
+          output_config: fc.record({
+            resolution: option(fc.constantFrom(...RESOLUTIONS)),
+            aspect_ratio: model === 'GEM' ? option(fc.constantFrom(...ASPECT_RATIOS)) : fc.constant(undefined),
+            storage_mode: option(fc.constantFrom(...STORAGE_MODES)),
+            person_generation: option(fc.constantFrom(...PERSON_GENERATION)),
+            input_compliance_check: option(fc.constantFrom(...SWITCHES)),
+            output_compliance_check: option(fc.constantFrom(...SWITCHES)),
+          }),
+        }),
+      );
+    let mapped = 0;
+    fc.assert(
+      fc.property(body, (b) => {
+        const plain = JSON.parse(JSON.stringify(b)) as Record<string, unknown>;
+        let request: object;
+        try {
+          request = map(plain);
+        } catch {
+          return; // refused by validation (an explicit size whose ratio is not the one asked for): never sent
+        }
+        mapped++;
+        expect(refusalOfCreate(request as Record<string, unknown>)).toBeUndefined();
+      }),
+      { numRuns: 500 },
+    );
+    expect(mapped).toBeGreaterThan(250);
+    // …and the rules it is checked against do refuse what Tencent documents as invalid.
+    const refused = (p: Record<string, unknown>) => refusalOfCreate({ ModelName: 'GG', ModelVersion: '2.5', Prompt: 'p', ...p })?.[0];
+    expect(refused({ ModelName: 'Hunyuan', ModelVersion: '3.0', OutputConfig: { AspectRatio: '1:1' } })).toBe('InvalidParameterValue.AspectRatio');
+    expect(refused({ ModelName: 'Qwen', ModelVersion: '0925', OutputConfig: { Resolution: '1K' } })).toBe('InvalidParameterValue.Resolution');
+    expect(refused({ FileInfos: Array(4).fill({ Type: 'Url', Url: 'https://images.example/a.png' }) })).toBe('InvalidParameterValue.FileInfos');
+    expect(refused({ ModelName: 'Hunyuan', ModelVersion: '3.0', FileInfos: [{ Type: 'Url', Url: 'u', Text: 't' }] })).toBe('InvalidParameterValue.Text');
+    expect(refused({ ModelName: 'Hunyuan', ModelVersion: '3.0', ExtInfo: JSON.stringify({ AdditionalParameters: '{"size":"2048x1024"}' }) })).toBe('InvalidParameterValue.ExtInfo');
+    expect(refused({ ModelName: 'Hunyuan', ModelVersion: '3.0', ExtInfo: JSON.stringify({ AdditionalParameters: '{"size":"512x2048"}' }) })).toBeUndefined();
+    expect(refused({ TasksPriority: 11 })).toBe('InvalidParameterValue.TasksPriority');
+    expect(refused({ SessionId: 'x'.repeat(51) })).toBe('InvalidParameterValue.SessionId');
+  });
+
   it('GEM → GG with its version; our task id is the SessionId; the client session_id stays with the relay', () => {
     expect(map({ model_name: 'GEM', model_version: '2.5', prompt: 'p', session_id: 'client-dedupe' })).toEqual({
       SubAppId: 42,

@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import type { Account, CreateOutcome, TaskResult, UpstreamTask } from './server-types';
+import { refusalOfCreate } from './create-rules';
 import { verifyTc3 } from './tc3';
 
 export type { Account, CreateOutcome, TaskPlan, TaskResult, UpstreamTask } from './server-types';
@@ -235,6 +236,8 @@ export class TencentTestServer {
   private async create(state: AccountState, p: Record<string, any>, send: (r: object) => void, fail: (c: string, m: string) => void) {
     if (!['GG', 'Qwen', 'Hunyuan', 'OG', 'Kling', 'Vidu'].includes(p.ModelName)) return fail('InvalidParameterValue.ModelName', `unknown ModelName ${p.ModelName}`);
     if (typeof p.ModelVersion !== 'string') return fail('MissingParameter', 'ModelVersion is required');
+    const refusal = refusalOfCreate(p);
+    if (refusal) return fail(...refusal);
     const sessionId = typeof p.SessionId === 'string' ? p.SessionId : '';
     if (sessionId && state.refusedSessions.has(sessionId)) return fail('InvalidParameterValue.SessionId', 'SessionId has been used in the last 3 days');
     const outcome = this.onCreate(p, state.account);
