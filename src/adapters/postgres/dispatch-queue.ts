@@ -154,7 +154,7 @@ const REAP = `
     RETURNING t.id, t.provider, lapsed.lease_owner AS owner),
   logged AS (
     INSERT INTO task_logs (task_id, at, message)
-    SELECT id, $1, 'Handed back: node ' || COALESCE(owner, '(none)') || ' stopped renewing its lease; the attempt will run again.'
+    SELECT id, $1, 'Handed back: node ' || COALESCE(owner, '(none)') || ' stopped renewing its lease; back in the queue.'
     FROM handed)
   SELECT id, provider, pg_notify($2, $3 || provider) FROM handed`;
 
