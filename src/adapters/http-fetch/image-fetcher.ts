@@ -8,12 +8,17 @@ import type { SafeHttpClient } from './safe-client';
  * URL inputs (`file_infos[].url`): fetched through the SSRF-safe client, at most `maxBytes`, and kept only if the
  * bytes are a jpeg, png or webp, whatever the server's Content-Type says. Every failure becomes a ProviderError
  * whose message starts with the field, e.g. `file_infos[0].url: refused: 10.0.0.1 is a private address`; refusals,
- * 4xx answers and wrong content are permanent, network trouble and 5xx are retryable.
+ * 4xx answers and wrong content are permanent, a failed connection and 5xx are retryable.
+ *
+ * A timeout is permanent too: the fetch runs inside the task's attempt, which holds a render slot meanwhile, and a
+ * server that sends no whole image within the deadline (one trickling a byte a second) held a slot for the whole
+ * deadline on every attempt, three in all, while other accounts' tasks waited, for a task that then failed and cost
+ * its client nothing. A server that is down or answers 5xx fails fast, and is often back by the next attempt.
  */
 export function createUrlInputFetcher(client: SafeHttpClient, maxBytes: number): UrlFetcher {
   return async (url, field, signal, owner) => {
     const fail = (err: OutboundError): ProviderError =>
-      new ProviderError('InvalidParameterValue', `${field}: ${err.message}`, err.retryable, { cause: err });
+      new ProviderError('InvalidParameterValue', `${field}: ${err.message}`, err.retryable && err.kind !== 'timeout', { cause: err });
     let response;
     try {
       response = await client.request(url, {
