@@ -51,6 +51,18 @@ export function additionalParametersProblem(extInfo: string | undefined): string
   return `AdditionalParameters must be a JSON object in a string, as in {"AdditionalParameters": "{\\"size\\":\\"728x1024\\"}"}; got ${got}`;
 }
 
+/**
+ * `ext_info` as its parse reads it, written out again, or the text unchanged when it is no JSON object (then nothing
+ * in it was read). What validation checked is then exactly what is stored and sent upstream: JSON.parse keeps the
+ * last of two equal keys, and Tencent's parser may keep the first, so a size checked as `728x1024` could otherwise
+ * have reached it as `9999x9999`.
+ */
+export function canonicalExtInfo(extInfo: string | undefined): string | undefined {
+  const parts = extInfo === undefined ? undefined : parseExtInfo(extInfo);
+  if (!parts) return extInfo;
+  return JSON.stringify('AdditionalParameters' in parts.outer ? { ...parts.outer, AdditionalParameters: JSON.stringify(parts.additional) } : parts.outer);
+}
+
 /** `ext_info` with `size` set in its AdditionalParameters; `parts` from parseExtInfo. */
 export function withSize(parts: ExtInfoParts, size: PixelSize): string {
   return JSON.stringify({ ...parts.outer, AdditionalParameters: JSON.stringify({ ...parts.additional, size: `${size.width}x${size.height}` }) });

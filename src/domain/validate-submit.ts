@@ -3,7 +3,7 @@ import {
   ASPECT_RATIOS, FILE_TYPES, MODELS, MODEL_NAMES, PERSON_GENERATION, RESOLUTIONS, STORAGE_MODES, SWITCHES,
   type ModelName, type ModelVersionSpec, type SizeLimits,
 } from './models';
-import { additionalParametersProblem, extSizeProblem, parseExtInfo } from './ext-info';
+import { additionalParametersProblem, canonicalExtInfo, extSizeProblem, parseExtInfo } from './ext-info';
 import { explicitSize, sizeMatchesRatio } from './output-size';
 import {
   FILE_ID_PATTERN, FileInfoSchema, LIMITS, OutputConfigSchema, CanonicalSubmitSchema,
@@ -61,8 +61,10 @@ export function validateSubmitBody(raw: unknown): TaskInput {
   const session_id = optionalString('session_id', get(body, 'session_id'), LIMITS.sessionId);
   const session_context = optionalString('session_context', get(body, 'session_context'), LIMITS.sessionContext);
   const tasks_priority = readPriority(get(body, 'tasks_priority'));
-  const ext_info = optionalString('ext_info', get(body, 'ext_info'), LIMITS.extInfo);
-  if (spec.sizeLimits) checkExtInfoSize(ext_info, output_config.resolution !== undefined, `${model_name} ${model_version}`, spec.sizeLimits);
+  const given_ext_info = optionalString('ext_info', get(body, 'ext_info'), LIMITS.extInfo);
+  if (spec.sizeLimits) checkExtInfoSize(given_ext_info, output_config.resolution !== undefined, `${model_name} ${model_version}`, spec.sizeLimits);
+  // Where the relay reads a size in it, it is kept as read (a repeated key once, with the value that was checked).
+  const ext_info = spec.sizeLimits ? canonicalExtInfo(given_ext_info) : given_ext_info;
 
   // A fresh object in schema order; optional keys only when present.
   return {

@@ -440,6 +440,18 @@ describe('session_id, session_context, ext_info', () => {
         'InvalidParameterValue', 'ext_info', 'for Qwen 0925');
     });
 
+    it('is kept as it was read: a key given twice goes on once, with the value that was checked', () => {
+      // JSON.parse keeps the last of two equal keys; an upstream parser may keep the first.
+      const twice = (first: string, last: string) => `{"AdditionalParameters":"{\\"size\\":\\"${first}\\"}","AdditionalParameters":"{\\"size\\":\\"${last}\\"}"}`;
+      expect(validateSubmitBody(hunyuan({ ext_info: twice('9999x9999', '728x1024') })).ext_info).toBe(sized('728x1024'));
+      expectFieldError(hunyuan({ ext_info: twice('728x1024', '9999x9999') }), 'InvalidParameterValue', 'ext_info', 'AdditionalParameters.size');
+      const inner = '{"AdditionalParameters":"{\\"size\\":\\"9999x9999\\",\\"size\\":\\"728x1024\\"}","x":1}';
+      expect(validateSubmitBody(hunyuan({ ext_info: inner })).ext_info).toBe('{"AdditionalParameters":"{\\"size\\":\\"728x1024\\"}","x":1}');
+      // Text the relay does not read goes as it is, and so does GEM's (the relay reads no size there).
+      expect(validateSubmitBody(hunyuan({ ext_info: 'myextinfo' })).ext_info).toBe('myextinfo');
+      expect(validateSubmitBody(body({ ext_info: twice('9999x9999', '728x1024') })).ext_info).toBe(twice('9999x9999', '728x1024'));
+    });
+
     it('with a resolution, ext_info must be able to carry the size, and must not name another', () => {
       const r = { output_config: { resolution: '2560x1440' } };
       expect(validateSubmitBody(hunyuan({ ...r, ext_info: '{"AdditionalParameters":"{\\"seed\\":7}","x":1}' })).ext_info).toBeDefined();
