@@ -102,6 +102,19 @@ describe('POST /tencent-vod/v1/aigc-image — errors', () => {
     expect(await balance()).toBe(before - (await t.admin.get('/admin/v1/prices')).body.prices['GEM:3.0']['1K']);
   });
 
+  it('an unknown query parameter (a misspelt ?webhook=) → 400 naming it; nothing charged', async () => {
+    const before = await balance();
+    const res = await t.relay.app.inject({
+      method: 'POST',
+      url: '/tencent-vod/v1/aigc-image?webhok=https%3A%2F%2Fhooks.example%2Fdone',
+      headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(PROMPT_BODY),
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().Response.Error).toMatchObject({ Code: 'InvalidParameter', Message: 'webhok: unknown query parameter (the only one is webhook)' });
+    expect(await balance()).toBe(before);
+  });
+
   it('status ?logs takes 1, true, 0 or false; anything else is a 400 naming it', async () => {
     const id = (await inject(PROMPT_BODY)).json().request_id as string;
     for (const logs of ['1', 'true', '0', 'false']) expect((await t.api.get(`/tencent-vod/v1/requests/${id}/status?logs=${logs}`)).status).toBe(200);

@@ -33,15 +33,24 @@ const SubmitHeaders = Type.Object({
     }),
   ),
 });
-const SubmitQuery = Type.Object({
-  webhook: Type.Optional(
-    Type.String({ maxLength: 2048, description: 'https URL to POST the signed result to when the task finishes (overrides the key/account callback URL); plain http only to hosts in AIGC_RELAY_ALLOW_PRIVATE_URLS.' }),
-  ),
-});
+const SubmitQuery = Type.Object(
+  {
+    webhook: Type.Optional(
+      Type.String({ maxLength: 2048, description: 'https URL to POST the signed result to when the task finishes (overrides the key/account callback URL); plain http only to hosts in AIGC_RELAY_ALLOW_PRIVATE_URLS.' }),
+    ),
+  },
+  { additionalProperties: false }, // webhookParam
+);
 
-/** `?webhook=` as given ("" = absent), or a 400 when repeated. */
+/**
+ * `?webhook=` as given ("" = absent), or a 400 when repeated. The query is closed, as the body is: a misspelt
+ * `?webhok=…` silently ignored would be a task whose end nobody is told of.
+ */
 function webhookParam(request: FastifyRequest): string | undefined {
-  const value = (request.query as Record<string, unknown> | undefined)?.webhook;
+  const query = (request.query ?? {}) as Record<string, unknown>;
+  const unknown = Object.keys(query).find((name) => !Object.hasOwn(SubmitQuery.properties, name));
+  if (unknown !== undefined) throw new FieldError('InvalidParameter', unknown, 'unknown query parameter (the only one is webhook)');
+  const value = query.webhook;
   if (value === undefined || value === '') return undefined;
   if (typeof value !== 'string') throw new FieldError('InvalidParameter', 'webhook', 'give the query parameter once');
   if (value.length > 2048) throw new FieldError('InvalidParameterValue', 'webhook', 'longer than 2048 characters');
