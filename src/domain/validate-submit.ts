@@ -230,6 +230,8 @@ function readPriority(value: unknown): number {
   if (isAbsent(value) || value === '') return 0;
   let n: number;
   if (typeof value === 'number') {
+    // JSON numbers past 1.8e308 parse as ±Infinity: "Infinity is not an integer" would name nothing the client sent.
+    if (!Number.isFinite(value)) throw bad(path, `a number that large is out of range ${LIMITS.minPriority}…${LIMITS.maxPriority}`);
     if (!Number.isInteger(value)) throw bad(path, `${String(value)} is not an integer`);
     n = value;
   } else if (typeof value === 'string') {

@@ -502,6 +502,12 @@ describe('tasks_priority', () => {
       expectFieldError(body({ tasks_priority: given }), 'InvalidParameterValue', 'tasks_priority', reason);
     });
 
+  it('rejects a JSON number past the largest double (1e400 parses as Infinity) as out of range, not as "Infinity"', () => {
+    for (const text of ['1e400', '-1e400', '9'.repeat(400)]) {
+      expectFieldError(body({ tasks_priority: JSON.parse(text) as number }), 'InvalidParameterValue', 'tasks_priority', 'a number that large is out of range -10…10');
+    }
+  });
+
   it.each([[true], [[1]], [{ n: 1 }]])('rejects the JSON type of %j', (given) => {
     expectFieldError(body({ tasks_priority: given }), 'InvalidParameter', 'tasks_priority',
       'expected an integer or a numeric string');
