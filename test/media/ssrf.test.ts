@@ -57,6 +57,12 @@ beforeAll(async () => {
       };
       res.write(png);
       pump();
+    } else if (url.pathname === '/trickle') {
+      // A byte now and then, never the whole image: no pause is long enough for the read timeout.
+      res.writeHead(200, { 'content-type': 'image/png', 'content-length': String(png.length + 1000) });
+      res.write(png.subarray(0, 8));
+      const timer = setInterval(() => res.write(Buffer.from([0])), 20);
+      res.on('close', () => clearInterval(timer));
     } else if (url.pathname === '/silent') {
       // Accepts and never answers.
     } else if (url.pathname === '/missing') {
@@ -71,7 +77,7 @@ beforeAll(async () => {
 afterAll(() => fixture.close());
 
 /** A fetcher with the test's resolver and the loopback-only connect guard; PUBLIC is served by the fixture. */
-function harness(table: Record<string, string[]> = {}, allow: string[] = [], extra: { readTimeoutMs?: number; connect?: Connector } = {}) {
+function harness(table: Record<string, string[]> = {}, allow: string[] = [], extra: { readTimeoutMs?: number; totalTimeoutMs?: number; connect?: Connector } = {}) {
   const guard = loopbackOnly({ [PUBLIC]: { address: '127.0.0.1', port: fixture.port } });
   const dns = tableResolver(table);
   const client = createSafeHttpClient({
@@ -79,6 +85,7 @@ function harness(table: Record<string, string[]> = {}, allow: string[] = [], ext
     resolve: dns.resolve,
     connect: extra.connect ?? guard.connect,
     readTimeoutMs: extra.readTimeoutMs ?? 5_000,
+    ...(extra.totalTimeoutMs !== undefined ? { totalTimeoutMs: extra.totalTimeoutMs } : {}),
   });
   return { client, guard, dns, fetch: createUrlInputFetcher(client, 10 * MB) };
 }
@@ -309,10 +316,16 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     expect([unknown.message, unknown.retryable]).toEqual(['u: nowhere.example.com could not be resolved (ENOTFOUND)', false]);
   });
 
-  it('a server that never answers hits the read timeout', async () => {
+  it('a server that never answers hits the read timeout, and is tried again with the next attempt', async () => {
     const h = harness({ 'cdn.example.com': [PUBLIC] }, [], { readTimeoutMs: 150 });
     const err = await refusal(h.fetch(`http://cdn.example.com:${fixture.port}/silent`, 'u'));
     expect([err.message, err.retryable]).toEqual(['u: cdn.example.com sent nothing for 150 ms', true]);
+  });
+
+  it('a server that trickles its bytes hits the overall deadline, and is not tried again (each attempt would hold its slot as long)', async () => {
+    const h = harness({ 'cdn.example.com': [PUBLIC] }, [], { readTimeoutMs: 5_000, totalTimeoutMs: 300 });
+    const err = await refusal(h.fetch(`http://cdn.example.com:${fixture.port}/trickle`, 'u'));
+    expect([err.message, err.retryable]).toEqual(['u: no complete answer from cdn.example.com within 300 ms', false]);
   });
 
   it("the caller's abort tears the exchange down: the receiver sees its connection close, the call rejects with the caller's reason", async () => {
@@ -347,6 +360,7 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     const err = await client.request('http://cdn.example.com/a.png', { maxBytes: MB }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboundError);
     expect((err as OutboundError).message).toBe('connecting to cdn.example.com timed out after 100 ms');
+    expect([(err as OutboundError).retryable, (err as OutboundError).tookWholeDeadline]).toEqual([true, false]);
   });
 
   it('a resolver that never answers is bounded by the overall deadline', async () => {
@@ -354,7 +368,11 @@ describe('fetching with DNS pinned and the connect step guarded', () => {
     const client = createSafeHttpClient({ policy: createAddressPolicy([]), resolve: () => new Promise(() => {}), connect: guard.connect, totalTimeoutMs: 100 });
     const err = await client.request('http://slow-dns.example.com/a.png', { maxBytes: MB }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboundError);
-    expect([(err as OutboundError).message, (err as OutboundError).retryable]).toEqual(['resolving slow-dns.example.com took longer than 100 ms', true]);
+    expect([(err as OutboundError).message, (err as OutboundError).retryable, (err as OutboundError).tookWholeDeadline]).toEqual([
+      'resolving slow-dns.example.com took longer than 100 ms',
+      true,
+      true,
+    ]);
     expect(guard.attempts).toEqual([]);
   });
 

@@ -9,8 +9,8 @@ import { ProviderError } from '../../src/ports/provider';
  * its render slot, so a failure that took the whole deadline is not tried again; one that failed fast may be.
  */
 describe('a URL input that cannot be fetched', () => {
-  const failingWith = (kind: OutboundErrorKind, retryable: boolean) => {
-    const client: SafeHttpClient = { request: () => Promise.reject(new OutboundError(kind, `the ${kind} failure`, retryable)) };
+  const failingWith = (kind: OutboundErrorKind, retryable: boolean, tookWholeDeadline = false) => {
+    const client: SafeHttpClient = { request: () => Promise.reject(new OutboundError(kind, `the ${kind} failure`, retryable, { tookWholeDeadline })) };
     return createUrlInputFetcher(client, 1024);
   };
   const failure = async (fetch: ReturnType<typeof createUrlInputFetcher>): Promise<ProviderError> => {
@@ -22,9 +22,13 @@ describe('a URL input that cannot be fetched', () => {
     return error as ProviderError;
   };
 
-  it('fails for good after a timeout (a server trickling its bytes held the slot for the whole deadline), naming the field', async () => {
-    const error = await failure(failingWith('timeout', true));
+  it('fails for good after its whole deadline (a server trickling its bytes held the slot all that time), naming the field', async () => {
+    const error = await failure(failingWith('timeout', true, true));
     expect([error.code, error.retryable, error.message]).toEqual(['InvalidParameterValue', false, 'file_infos[0].url: the timeout failure']);
+  });
+
+  it('is tried again after a step of it timed out (connecting, or a pause in the answer), which ends sooner', async () => {
+    expect((await failure(failingWith('timeout', true))).retryable).toBe(true);
   });
 
   it('is tried again after a failed connection, which fails fast', async () => {

@@ -10,15 +10,16 @@ import type { SafeHttpClient } from './safe-client';
  * whose message starts with the field, e.g. `file_infos[0].url: refused: 10.0.0.1 is a private address`; refusals,
  * 4xx answers and wrong content are permanent, a failed connection and 5xx are retryable.
  *
- * A timeout is permanent too: the fetch runs inside the task's attempt, which holds a render slot meanwhile, and a
- * server that sends no whole image within the deadline (one trickling a byte a second) held a slot for the whole
- * deadline on every attempt, three in all, while other accounts' tasks waited, for a task that then failed and cost
- * its client nothing. A server that is down or answers 5xx fails fast, and is often back by the next attempt.
+ * A download that took its whole deadline is permanent too: the fetch runs inside the task's attempt, which holds a
+ * render slot meanwhile, and a server that sends no whole image within the deadline (one trickling a byte a second)
+ * held a slot for the whole deadline on every attempt, three in all, while other accounts' tasks waited, for a task
+ * that then failed and cost its client nothing. A connection that fails or times out (5 s), a server that stops
+ * sending (10 s) or answers 5xx fails sooner, and is often back by the next attempt.
  */
 export function createUrlInputFetcher(client: SafeHttpClient, maxBytes: number): UrlFetcher {
   return async (url, field, signal, owner) => {
     const fail = (err: OutboundError): ProviderError =>
-      new ProviderError('InvalidParameterValue', `${field}: ${err.message}`, err.retryable && err.kind !== 'timeout', { cause: err });
+      new ProviderError('InvalidParameterValue', `${field}: ${err.message}`, err.retryable && !err.tookWholeDeadline, { cause: err });
     let response;
     try {
       response = await client.request(url, {

@@ -16,15 +16,22 @@ export type OutboundErrorKind = 'refused' | 'unreachable' | 'timeout' | 'too_lar
 
 /** A failed outbound request, with a message fit for a client (no field name: the caller adds it). */
 export class OutboundError extends Error {
+  /**
+   * A timeout of the whole exchange (its total deadline), not of one step of it (connecting, or a pause in the
+   * answer): the request took all the time it was given, and trying again takes as long again.
+   */
+  readonly tookWholeDeadline: boolean;
+
   constructor(
     readonly kind: OutboundErrorKind,
     message: string,
     /** Whether trying again later could help (timeouts, connection failures, 5xx); refusals never do. */
     readonly retryable: boolean,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; tookWholeDeadline?: boolean },
   ) {
     super(message, options);
     this.name = 'OutboundError';
+    this.tookWholeDeadline = options?.tookWholeDeadline === true;
   }
 }
 

@@ -60,6 +60,8 @@ export interface SafeHttpClient {
   request(url: string, request: SafeRequest): Promise<SafeResponse>;
 }
 
+const WHOLE_DEADLINE = { tookWholeDeadline: true } as const;
+
 export const DEFAULT_TIMEOUTS = { connectTimeoutMs: 5_000, readTimeoutMs: 10_000, totalTimeoutMs: 30_000 } as const;
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -151,7 +153,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
       // The system resolver has its own (long) timeouts; the overall deadline covers name resolution too.
       const boundedResolve: HostResolver = (host) =>
         new Promise((done, fail) => {
-          const onAbort = () => fail(callerAborted() ? request.signal!.reason : new OutboundError('timeout', `resolving ${host} took longer than ${totalTimeoutMs} ms`, true));
+          const onAbort = () => fail(callerAborted() ? request.signal!.reason : new OutboundError('timeout', `resolving ${host} took longer than ${totalTimeoutMs} ms`, true, WHOLE_DEADLINE));
           if (signal.aborted) return onAbort();
           signal.addEventListener('abort', onAbort, { once: true });
           resolve(host, signal, request.owner)
@@ -178,7 +180,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
           });
         } catch (err) {
           if (callerAborted()) throw request.signal!.reason;
-          if (signal.aborted) throw new OutboundError('timeout', `no complete answer from ${target.hostname} within ${totalTimeoutMs} ms`, true);
+          if (signal.aborted) throw new OutboundError('timeout', `no complete answer from ${target.hostname} within ${totalTimeoutMs} ms`, true, WHOLE_DEADLINE);
           throw networkError(err, target.hostname);
         }
         const { response } = exchange;
@@ -204,7 +206,7 @@ export function createSafeHttpClient(options: SafeHttpClientOptions): SafeHttpCl
         } catch (err) {
           if (callerAborted()) throw request.signal!.reason;
           if (signal.aborted && !(err instanceof OutboundError && err.kind === 'too_large')) {
-            throw new OutboundError('timeout', `no complete answer from ${target.hostname} within ${totalTimeoutMs} ms`, true);
+            throw new OutboundError('timeout', `no complete answer from ${target.hostname} within ${totalTimeoutMs} ms`, true, WHOLE_DEADLINE);
           }
           throw err;
         }
