@@ -52,15 +52,41 @@ export function additionalParametersProblem(extInfo: string | undefined): string
 }
 
 /**
- * `ext_info` as its parse reads it, written out again, or the text unchanged when it is no JSON object (then nothing
- * in it was read). What validation checked is then exactly what is stored and sent upstream: JSON.parse keeps the
- * last of two equal keys, and Tencent's parser may keep the first, so a size checked as `728x1024` could otherwise
- * have reached it as `9999x9999`.
+ * The first key that an object in `text` (a JSON document JSON.parse has read) holds twice, compared without case, or
+ * undefined. JSON.parse keeps the last of two equal keys, another parser may keep the first, and a case-insensitive
+ * one (Go's encoding/json) reads `SIZE` as `size`: a size checked here could then reach Tencent as another.
  */
-export function canonicalExtInfo(extInfo: string | undefined): string | undefined {
-  const parts = extInfo === undefined ? undefined : parseExtInfo(extInfo);
-  if (!parts) return extInfo;
-  return JSON.stringify('AdditionalParameters' in parts.outer ? { ...parts.outer, AdditionalParameters: JSON.stringify(parts.additional) } : parts.outer);
+export function repeatedJsonKey(text: string): string | undefined {
+  // A set of the keys so far for each open object, null for each open array.
+  const open: Array<Set<string> | null> = [];
+  let expectingKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      const keys = open.at(-1);
+      if (expectingKey && keys) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string; // escapes read as JSON.parse reads them
+        if (keys.has(key.toLowerCase())) return key;
+        keys.add(key.toLowerCase());
+        expectingKey = false;
+      }
+      i = end;
+    } else if (c === '{') {
+      open.push(new Set());
+      expectingKey = true;
+    } else if (c === '[') {
+      open.push(null);
+      expectingKey = false;
+    } else if (c === '}' || c === ']') {
+      open.pop();
+      expectingKey = false;
+    } else if (c === ',') {
+      expectingKey = open.at(-1) instanceof Set;
+    }
+  }
+  return undefined;
 }
 
 /** `ext_info` with `size` set in its AdditionalParameters; `parts` from parseExtInfo. */

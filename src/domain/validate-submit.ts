@@ -3,7 +3,7 @@ import {
   ASPECT_RATIOS, FILE_TYPES, MODELS, MODEL_NAMES, PERSON_GENERATION, RESOLUTIONS, STORAGE_MODES, SWITCHES,
   type ModelName, type ModelVersionSpec, type SizeLimits,
 } from './models';
-import { additionalParametersProblem, canonicalExtInfo, extSizeProblem, parseExtInfo } from './ext-info';
+import { additionalParametersProblem, extSizeProblem, parseExtInfo, repeatedJsonKey } from './ext-info';
 import { explicitSize, sizeMatchesRatio } from './output-size';
 import {
   FILE_ID_PATTERN, FileInfoSchema, LIMITS, OutputConfigSchema, CanonicalSubmitSchema,
@@ -61,10 +61,8 @@ export function validateSubmitBody(raw: unknown): TaskInput {
   const session_id = optionalString('session_id', get(body, 'session_id'), LIMITS.sessionId);
   const session_context = optionalString('session_context', get(body, 'session_context'), LIMITS.sessionContext);
   const tasks_priority = readPriority(get(body, 'tasks_priority'));
-  const given_ext_info = optionalString('ext_info', get(body, 'ext_info'), LIMITS.extInfo);
-  if (spec.sizeLimits) checkExtInfoSize(given_ext_info, output_config.resolution !== undefined, `${model_name} ${model_version}`, spec.sizeLimits);
-  // Where the relay reads a size in it, it is kept as read (a repeated key once, with the value that was checked).
-  const ext_info = spec.sizeLimits ? canonicalExtInfo(given_ext_info) : given_ext_info;
+  const ext_info = optionalString('ext_info', get(body, 'ext_info'), LIMITS.extInfo);
+  if (spec.sizeLimits) checkExtInfoSize(ext_info, output_config.resolution !== undefined, `${model_name} ${model_version}`, spec.sizeLimits);
 
   // A fresh object in schema order; optional keys only when present.
   return {
@@ -219,6 +217,12 @@ function checkExtInfoSize(extInfo: string | undefined, hasResolution: boolean, m
     }
     return;
   }
+  // Forwarded as given, so it must read the same to any parser: no key twice, none that is a known one in another case.
+  const additionalText = parts.outer.AdditionalParameters;
+  const repeated = extInfo === undefined ? undefined : (repeatedJsonKey(extInfo) ?? (typeof additionalText === 'string' ? repeatedJsonKey(additionalText) : undefined));
+  if (repeated !== undefined) throw bad('ext_info', `the key ${JSON.stringify(repeated)} is given twice (keys are compared without case); give it once`);
+  const misspelt = [...Object.keys(parts.outer), ...Object.keys(parts.additional)].find((k) => ['additionalparameters', 'size'].includes(k.toLowerCase()) && k !== 'AdditionalParameters' && k !== 'size');
+  if (misspelt !== undefined) throw bad('ext_info', `${JSON.stringify(misspelt)}: write it ${misspelt.toLowerCase() === 'size' ? 'size' : 'AdditionalParameters'}, as Tencent does (${model} reads its size there)`);
   if (!('size' in parts.additional)) return;
   const problem = extSizeProblem(parts.additional.size, limits);
   if (problem) throw bad('ext_info', `${problem} for ${model}`);

@@ -440,15 +440,23 @@ describe('session_id, session_context, ext_info', () => {
         'InvalidParameterValue', 'ext_info', 'for Qwen 0925');
     });
 
-    it('is kept as it was read: a key given twice goes on once, with the value that was checked', () => {
-      // JSON.parse keeps the last of two equal keys; an upstream parser may keep the first.
+    it('a key given twice, or a known one in another case, is refused: it goes upstream as given, and another parser may read the other value', () => {
+      // JSON.parse keeps the last of two equal keys; an upstream parser may keep the first, or match keys without case.
       const twice = (first: string, last: string) => `{"AdditionalParameters":"{\\"size\\":\\"${first}\\"}","AdditionalParameters":"{\\"size\\":\\"${last}\\"}"}`;
-      expect(validateSubmitBody(hunyuan({ ext_info: twice('9999x9999', '728x1024') })).ext_info).toBe(sized('728x1024'));
-      expectFieldError(hunyuan({ ext_info: twice('728x1024', '9999x9999') }), 'InvalidParameterValue', 'ext_info', 'AdditionalParameters.size');
-      const inner = '{"AdditionalParameters":"{\\"size\\":\\"9999x9999\\",\\"size\\":\\"728x1024\\"}","x":1}';
-      expect(validateSubmitBody(hunyuan({ ext_info: inner })).ext_info).toBe('{"AdditionalParameters":"{\\"size\\":\\"728x1024\\"}","x":1}');
-      // Text the relay does not read goes as it is, and so does GEM's (the relay reads no size there).
-      expect(validateSubmitBody(hunyuan({ ext_info: 'myextinfo' })).ext_info).toBe('myextinfo');
+      for (const [first, last] of [['9999x9999', '728x1024'], ['728x1024', '9999x9999']]) {
+        expectFieldError(hunyuan({ ext_info: twice(first!, last!) }), 'InvalidParameterValue', 'ext_info', 'the key "AdditionalParameters" is given twice');
+      }
+      const inner = '{"AdditionalParameters":"{\\"size\\":\\"9999x9999\\",\\"SIZE\\":\\"728x1024\\"}"}';
+      expectFieldError(hunyuan({ ext_info: inner }), 'InvalidParameterValue', 'ext_info', 'the key "SIZE" is given twice');
+      // A key spelt with an escape is the same key.
+      expectFieldError(hunyuan({ ext_info: '{"x":1,"\\u0078":2}' }), 'InvalidParameterValue', 'ext_info', 'the key "x" is given twice');
+      expectFieldError(hunyuan({ ext_info: '{"additionalParameters":"{\\"size\\":\\"9999x9999\\"}"}' }), 'InvalidParameterValue', 'ext_info',
+        '"additionalParameters": write it AdditionalParameters');
+      expectFieldError(hunyuan({ ext_info: '{"AdditionalParameters":"{\\"Size\\":\\"9999x9999\\"}"}' }), 'InvalidParameterValue', 'ext_info', '"Size": write it size');
+      // The same key in two different objects is no repeat; what is accepted goes on exactly as given.
+      const nested = '{"a":{"k":1},"b":{"k":1e20},"AdditionalParameters":"{\\"size\\":\\"728x1024\\",\\"seed\\":12345678901234567890}"}';
+      expect(validateSubmitBody(hunyuan({ ext_info: nested })).ext_info).toBe(nested);
+      // GEM's ext_info is not read by the relay: it goes as it is.
       expect(validateSubmitBody(body({ ext_info: twice('9999x9999', '728x1024') })).ext_info).toBe(twice('9999x9999', '728x1024'));
     });
 
