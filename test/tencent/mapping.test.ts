@@ -244,6 +244,12 @@ describe('upstream failures', () => {
     expect(isDuplicateSession(f('FailedOperation', 'SessionId 三天内已使用'))).toBe(true);
     expect(isDuplicateSession(f('InvalidParameter', '会话ID重复'))).toBe(true);
     expect(isDuplicateSession(f('ResourceNotFound', '文件不存在'))).toBe(false);
+    expect(isDuplicateSession(f('FailedOperation', 'SessionId has been used in the last 3 days'))).toBe(true);
+    expect(isDuplicateSession(f('InvalidParameterValue', 'Duplicate SessionId'))).toBe(true);
+    // About the SessionId, but not a repeat: a definite refusal, not one to look up as a task that may exist.
+    for (const message of ['SessionId不存在', 'SessionId长度超过50个字符，请使用更短的识别码', 'SessionId 未使用', 'SessionId does not exist', 'SessionId is too long; use at most 50 characters']) {
+      expect(isDuplicateSession(f('InvalidParameterValue', message)), message).toBe(false);
+    }
     expect(isDuplicateSession(f('InvalidParameterValue.Prompt', 'bad prompt'))).toBe(false);
     expect(isDuplicateSession(classify(new UpstreamTimeout('x', 1), true))).toBe(false);
   });

@@ -149,6 +149,9 @@ export function mayHaveCreated(f: UpstreamFailure): boolean {
   return /^InternalError(\.|$)/.test(f.code);
 }
 
+/** "Already exists", "already used", "duplicate", "repeated": not "does not exist", "not used" or "please use". */
+const DUPLICATE_WORDING = /already\s+exist|duplicat|(?:has|have|been|already)\s+(?:been\s+)?used|repeat|已存在|已被?使用|重复/i;
+
 /**
  * Tencent refuses a SessionId seen in the last 3 days; the exact code is not documented, so match loosely. The client
  * asks for English messages (client.ts), but an account or endpoint may still answer in Chinese: 重复 (repeated),
@@ -156,7 +159,7 @@ export function mayHaveCreated(f: UpstreamFailure): boolean {
  */
 export function isDuplicateSession(f: UpstreamFailure): boolean {
   if (f.kind === 'ambiguous' || f.code === UNREACHABLE) return false;
-  return /SessionId/i.test(f.code) || (/session\s*id|会话/i.test(f.message) && /exist|duplicat|used|repeat|重复|存在|使用/i.test(f.message));
+  return /SessionId/i.test(f.code) || (/session\s*id|会话/i.test(f.message) && DUPLICATE_WORDING.test(f.message));
 }
 
 /**
