@@ -283,7 +283,8 @@ function checkKeys(parent: string, obj: Json, allowed: ReadonlySet<string>): voi
 
 const squash = (key: string): string => key.toLowerCase().replace(/[-_\s]/g, '');
 
-function childPath(parent: string, key: string): string {
+/** How an error names the key `key` of `parent` ('' for the top level): as written when plain, else quoted and cut. */
+export function childPath(parent: string, key: string): string {
   if (/^[A-Za-z0-9_]{1,60}$/.test(key)) return parent === '' ? key : `${parent}.${key}`;
   return `${parent}[${show(key)}]`;
 }

@@ -112,6 +112,15 @@ describe('POST /tencent-vod/v1/aigc-image — errors', () => {
     });
     expect(res.statusCode).toBe(400);
     expect(res.json().Response.Error).toMatchObject({ Code: 'InvalidParameter', Message: 'webhok: unknown query parameter (the only one is webhook)' });
+    // A name that is not plain is quoted and cut, as an unknown body field's is.
+    const odd = await t.relay.app.inject({
+      method: 'POST',
+      url: `/tencent-vod/v1/aigc-image?${'x'.repeat(500)}%0A=1`,
+      headers: { authorization: `Bearer ${t.devKey}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(PROMPT_BODY),
+    });
+    expect(odd.statusCode).toBe(400);
+    expect(odd.json().Response.Error.Message).toMatch(/^\["x{50,70}…"\]: unknown query parameter/);
     expect(await balance()).toBe(before);
   });
 

@@ -8,6 +8,7 @@ import { MAX_WAIT_SECONDS, readIdempotencyKey, readPreferWait } from '../../doma
 import { FieldError, RelayError } from '../../domain/errors';
 import { SubmitRequestSchema } from '../../domain/submit-schema';
 import { isTerminal } from '../../domain/task-state';
+import { childPath } from '../../domain/validate-submit';
 import type { TaskRecord } from '../../ports/store';
 import { callerOf, requireApiKey } from '../auth-hooks';
 import type { HttpDeps } from '../context';
@@ -49,7 +50,7 @@ const SubmitQuery = Type.Object(
 function webhookParam(request: FastifyRequest): string | undefined {
   const query = (request.query ?? {}) as Record<string, unknown>;
   const unknown = Object.keys(query).find((name) => !Object.hasOwn(SubmitQuery.properties, name));
-  if (unknown !== undefined) throw new FieldError('InvalidParameter', unknown, 'unknown query parameter (the only one is webhook)');
+  if (unknown !== undefined) throw new FieldError('InvalidParameter', childPath('', unknown), 'unknown query parameter (the only one is webhook)');
   const value = query.webhook;
   if (value === undefined || value === '') return undefined;
   if (typeof value !== 'string') throw new FieldError('InvalidParameter', 'webhook', 'give the query parameter once');
