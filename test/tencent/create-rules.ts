@@ -1,7 +1,8 @@
 /**
  * What Tencent's CreateAigcImageTask documents about its parameters (../shared/reference/tencent-vod-aigc-image.md),
  * for the models the relay sends, checked by the protocol test server (server.ts) before a test's script sees the
- * call: a relay that sends what Tencent would refuse fails the test's task, whatever the test was about.
+ * call: a relay that sends what Tencent would refuse fails the test's task, whatever the test was about. Only the
+ * relay's models are described (GG 3.1 with 2.5's and 3.0's resolutions and ratios, though Tencent lists more for it).
  */
 const VERSIONS: Record<string, readonly string[]> = { GG: ['2.5', '3.0', '3.1'], Hunyuan: ['3.0'], Qwen: ['0925'] };
 /** Most reference images per model version; Qwen's is not documented. */
@@ -24,6 +25,8 @@ export function refusalOfCreate(p: Record<string, any>): [string, string] | unde
     if (f.Type === 'File' ? typeof f.FileId !== 'string' : f.Type === 'Url' ? typeof f.Url !== 'string' : f.Type !== 'Base64') {
       return ['InvalidParameterValue.FileInfos', `FileInfos: Type ${String(f.Type)} without its FileId, Url or Base64`];
     }
+    // The reference says Text "only takes effect" for GEM 2.5 and 3.0 (仅…有效), not that Tencent refuses it elsewhere:
+    // refused here because the relay must never send what would be ignored.
     if (f.Text !== undefined && !(gg && ['2.5', '3.0'].includes(version))) return ['InvalidParameterValue.Text', 'Text is for GG 2.5 and 3.0 only'];
   }
   if (files.length === 0 && !(typeof p.Prompt === 'string' && p.Prompt !== '')) return ['MissingParameter.Prompt', 'Prompt is required without FileInfos'];

@@ -6,12 +6,13 @@ import { extInfoWithSize, toCreateRequest } from '../../src/adapters/tencent/req
 import { ASPECT_RATIOS, EXT_SIZE_LIMITS, MODELS, MODEL_NAMES, PERSON_GENERATION, RESOLUTIONS, STORAGE_MODES, SWITCHES } from '../../src/domain/models';
 import { fitWithin } from '../../src/domain/output-size';
 import { outputSize } from '../../src/domain/output-size';
+import { FieldError } from '../../src/domain/errors';
 import { validateSubmitBody } from '../../src/domain/validate-submit';
 import { refusalOfCreate } from './create-rules';
 
 /** Pure parts of the adapter: the request mapping and what upstream failures mean. */
-const map = (body: Record<string, unknown>) => {
-  const input = validateSubmitBody(body);
+const map = (body: Record<string, unknown>) => mapInput(validateSubmitBody(body));
+const mapInput = (input: ReturnType<typeof validateSubmitBody>) => {
   return toCreateRequest(input, {
     sessionId: 'task-1',
     subAppId: 42,
@@ -51,14 +52,16 @@ describe('CreateAigcImageTask mapping', () => {
     fc.assert(
       fc.property(body, (b) => {
         const plain = JSON.parse(JSON.stringify(b)) as Record<string, unknown>;
-        let request: object;
+        let input: ReturnType<typeof validateSubmitBody>;
         try {
-          request = map(plain);
-        } catch {
-          return; // refused by validation (an explicit size whose ratio is not the one asked for): never sent
+          input = validateSubmitBody(plain);
+        } catch (error) {
+          if (error instanceof FieldError) return; // refused (an explicit size whose ratio is not the one asked for): never sent
+          throw error;
         }
+        const request = mapInput(input);
         mapped++;
-        expect(refusalOfCreate(request as Record<string, unknown>)).toBeUndefined();
+        expect(refusalOfCreate(request as unknown as Record<string, unknown>)).toBeUndefined();
       }),
       { numRuns: 500 },
     );
