@@ -22,6 +22,9 @@ export const ERROR_STATUS = {
   RequestTimeout: 408,
   'FailedOperation.DuplicateSession': 409,
   RequestSizeLimitExceeded: 413,
+  // Headers (the URL among them) over Node's limit: 431 (RFC 6585), not 413, which says the body was too large. A
+  // sub-code of the same family, so a client that matches the `RequestSizeLimitExceeded` prefix still reads it.
+  'RequestSizeLimitExceeded.Headers': 431,
   UnsupportedMediaType: 415,
   // A byte Range outside the file (RFC 9110). Tencent has no code for it: a sub-code of the bad-value family, so a
   // client that matches the `InvalidParameterValue` prefix still reads it as a bad value.

@@ -64,7 +64,7 @@ function answerNotHttp(app: FastifyInstance, err: NodeJS.ErrnoException, socket:
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? new RelayError('RequestTimeout', 'request: not received in time; send the headers and body without pausing')
       : err.code === 'HPE_HEADER_OVERFLOW'
-        ? new RelayError('RequestSizeLimitExceeded', `headers: larger than ${http.maxHeaderSize} bytes`)
+        ? new RelayError('RequestSizeLimitExceeded.Headers', `headers: larger than ${http.maxHeaderSize} bytes (the URL counts too)`)
         : new RelayError('InvalidParameter', `request: not well-formed HTTP/1.1 (${err.code ?? 'parse error'})`);
   const requestId = newRequestId();
   // Not `err` itself: Node's parser error carries `rawPacket`, the request's bytes so far, Authorization header and

@@ -20,11 +20,15 @@ afterAll(() => t.close());
 const raw = (lines: string[], body = '') => rawRequest(t.url, `${lines.join('\r\n')}\r\n\r\n${body}`);
 
 describe('headers', () => {
-  it('answers 413 in the envelope for headers over 16 KiB', async () => {
-    const res = await raw([`GET /healthz HTTP/1.1`, `Host: ${host}`, `X-Big: ${'a'.repeat(20_000)}`, 'Connection: close']);
+  it.each([
+    ['a header', [`GET /healthz HTTP/1.1`, `X-Big: ${'a'.repeat(20_000)}`]],
+    ['the URL', [`GET /healthz?${'a'.repeat(20_000)} HTTP/1.1`]],
+  ])('answers 431 in the envelope when %s takes the headers over 16 KiB (413 would say the body was too large)', async (_what, lines) => {
+    const res = await raw([...lines, `Host: ${host}`, 'Connection: close']);
     const body = expectEnvelope(res.status, res.body, res.headers['x-request-id']);
-    expect(res.status).toBe(413);
-    expect(body.Response.Error.Message).toMatch(/^headers: larger than \d+ bytes$/);
+    expect(res.status).toBe(431);
+    expect(body.Response.Error.Code).toBe('RequestSizeLimitExceeded.Headers');
+    expect(body.Response.Error.Message).toMatch(/^headers: larger than \d+ bytes \(the URL counts too\)$/);
   });
 
   it('serves a request that carries a thousand small headers', async () => {
