@@ -38,7 +38,7 @@ program
   .option('--version <version>', `model version (${versionsHelp}; default: the model's newest)`)
   .option('--resolution <resolution>', '720P, 1080P, 2K, 4K or WxH such as 1024x1024')
   .option('--aspect-ratio <ratio>', 'GEM only: 1:1, 16:9, 9:16, …')
-  .option('--file <file_id...>', 'input image file ids (uploaded with POST /tencent-vod/v1/files)')
+  .option('--file <image...>', 'input images: a local jpeg/png/webp (uploaded first), an http(s) URL, or a file id from POST /tencent-vod/v1/files')
   .option('--priority <n>', 'tasks_priority, -10…10')
   .option('--wait', 'wait for the result and save it', false)
   .option('--out <dir>', 'directory for the images (implies --wait)', '.')

@@ -2,6 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
+import { sniffImageType } from '../domain/image-format';
 import { MODEL_NAMES, newestVersion } from '../domain/models';
 
 export interface SubmitOptions {
@@ -12,6 +13,7 @@ export interface SubmitOptions {
   version?: string;
   resolution?: string;
   aspectRatio?: string;
+  /** Input images: file ids, local paths (uploaded first) or http(s) URLs (inputImage). */
   file?: string[];
   priority?: string;
   wait: boolean;
@@ -87,6 +89,17 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     return 1;
   }
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  const base = options.url.replace(/\/+$/, '');
+  // Before the task is made (and charged) too: a local image is uploaded first, and one that cannot be stops here.
+  const inputs: InputImage[] = [];
+  for (const given of options.file ?? []) {
+    const input = await inputImage(given, base, key);
+    if ('problem' in input) {
+      process.stderr.write(`aigc-relay submit: --file ${given}: ${input.problem}\n`);
+      return 1;
+    }
+    inputs.push(input);
+  }
   // Model names match case-insensitively, as the API does; an unknown one is sent as is for the API to refuse by name.
   const model = MODEL_NAMES.find((m) => m.toLowerCase() === options.model.toLowerCase());
   const version = options.version ?? (model ? newestVersion(model) : undefined);
@@ -94,14 +107,13 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     model_name: options.model,
     ...(version !== undefined ? { model_version: version } : {}),
     ...(options.prompt !== undefined ? { prompt: options.prompt } : {}),
-    ...(options.file?.length ? { file_infos: options.file.map((id) => ({ type: 'File', file_id: id })) } : {}),
+    ...(inputs.length ? { file_infos: inputs } : {}),
     output_config: {
       ...(options.resolution ? { resolution: options.resolution } : {}),
       ...(options.aspectRatio ? { aspect_ratio: options.aspectRatio } : {}),
     },
     ...(options.priority !== undefined ? { tasks_priority: options.priority } : {}),
   };
-  const base = options.url.replace(/\/+$/, '');
   // Read like every other answer: a proxy's HTML error page in front of the relay is a refusal, not a crash.
   const submitted = await relayAnswer<StatusBody & { request_id: string }>(
     await call(`${base}/tencent-vod/v1/aigc-image`, { method: 'POST', headers, body: JSON.stringify(body) }),
@@ -211,6 +223,31 @@ function showProgress(): { update(percent: number, state: string): void; stop():
     },
     stop() {},
   };
+}
+
+type InputImage = { type: 'File'; file_id: string } | { type: 'Url'; url: string };
+
+/**
+ * What a `--file` names, as a `file_infos` entry: an http(s) URL is a URL input (the relay fetches it when the task
+ * runs); a path to a local file is uploaded first (`POST /tencent-vod/v1/files`, checked by its bytes there) and
+ * sent as the file id the upload answers with; anything else is a file id already uploaded.
+ */
+async function inputImage(given: string, base: string, key: string): Promise<InputImage | { problem: string }> {
+  if (/^https?:\/\//i.test(given)) return { type: 'Url', url: given };
+  const stat = await fs.stat(given).catch(() => undefined);
+  if (!stat) return { type: 'File', file_id: given };
+  if (!stat.isFile()) return { problem: 'not a file' };
+  const data = await fs.readFile(given);
+  // The relay judges the bytes, not this header; a type it does not take is refused there by name.
+  const type = sniffImageType(data) ?? 'application/octet-stream';
+  const uploaded = await relayAnswer<{ file_id?: unknown }>(
+    await call(`${base}/tencent-vod/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': type }, body: data }),
+  );
+  if (!uploaded.ok) return { problem: `upload refused ${uploaded.problem}` };
+  const id = uploaded.body.file_id;
+  if (typeof id !== 'string' || id === '') return { problem: `the upload's answer names no file_id: ${JSON.stringify(uploaded.body).slice(0, 200)}` };
+  process.stdout.write(`uploaded: ${given} as ${id}\n`);
+  return { type: 'File', file_id: id };
 }
 
 /**

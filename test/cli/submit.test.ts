@@ -5,6 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, spawnRelay, type RelayProcess } from '../helpers/child';
+import { solidPng } from '../helpers/images';
 import { tempDir } from '../helpers/relay';
 
 let relay: RelayProcess;
@@ -219,6 +220,52 @@ describe('aigc-relay submit', () => {
     expect(bodies[0]).toMatchObject({ model_name: 'GEM', file_infos: [{ type: 'File', file_id: 'file_abc' }] });
     expect(bodies[0]).not.toHaveProperty('prompt');
   });
+  it('--file with a local image uploads it first and submits its file id; the task runs on it', async () => {
+    const dir = tempDir();
+    const image = path.join(dir, 'input.png');
+    fs.writeFileSync(image, (await solidPng('#3366cc', 40, 30)).data);
+    const out = tempDir();
+    const run = await runCli(['submit', '--file', image, '--prompt', 'brighter', '--wait', '--out', out, '--url', relay.url], { AIGC_RELAY_KEY: key });
+    expect(run.code, run.stderr).toBe(0);
+    const uploaded = new RegExp(`^uploaded: ${image.replace(/[/.]/g, '\\$&')} as (file_\\S+)$`, 'm').exec(run.stdout);
+    expect(uploaded, run.stdout).not.toBeNull();
+    const id = /accepted: (\S+)/.exec(run.stdout)![1]!;
+    const task = (await fetch(`${relay.url}/tencent-vod/v1/query/${id}`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.json())) as {
+      Response: { AigcImageTask: { Input: unknown } };
+    };
+    expect(JSON.stringify(task.Response.AigcImageTask.Input)).toContain(uploaded![1]!);
+    expect(fs.readdirSync(out)).toHaveLength(1);
+  });
+
+  it('--file with an http(s) URL sends a URL input, and one the upload refuses stops before anything is submitted', async () => {
+    const bodies: Array<{ url: string; body: string }> = [];
+    const dir = tempDir();
+    const notAnImage = path.join(dir, 'notes.txt');
+    fs.writeFileSync(notAnImage, 'not a picture');
+    await withFakeRelay(
+      (request, root) => {
+        const chunks: Buffer[] = [];
+        request.on('data', (chunk: Buffer) => chunks.push(chunk));
+        request.on('end', () => bodies.push({ url: request.url!, body: Buffer.concat(chunks).toString() }));
+        return request.url === '/tencent-vod/v1/files'
+          ? [415, { Response: { Error: { Code: 'UnsupportedMediaType', Message: 'file: not a jpeg, png or webp image' }, RequestId: 'r' } }]
+          : [200, accepted(root)];
+      },
+      async (url) => {
+        const sent = await runCli(['submit', '--file', 'https://images.example/a.png', '--file', 'file_abc', '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+        expect(sent.code, sent.stderr).toBe(0);
+        const refused = await runCli(['submit', '--file', notAnImage, '--prompt', 'x', '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain(`aigc-relay submit: --file ${notAnImage}: upload refused (415) UnsupportedMediaType: file: not a jpeg, png or webp image`);
+      },
+    );
+    expect(bodies.map((b) => b.url)).toEqual(['/tencent-vod/v1/aigc-image', '/tencent-vod/v1/files']); // the refused one submitted nothing
+    expect(JSON.parse(bodies[0]!.body).file_infos).toEqual([
+      { type: 'Url', url: 'https://images.example/a.png' },
+      { type: 'File', file_id: 'file_abc' },
+    ]);
+  });
+
   it('sends the API key only to the relay given with --url, never to the status or result URL an answer names elsewhere', async () => {
     // The URLs in an answer come from the relay's AIGC_RELAY_PUBLIC_URL (or, without one, the node's own address):
     // a missing or wrong setting, a proxy in front, or a hostile answer must not take the key to another origin
