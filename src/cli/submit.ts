@@ -157,7 +157,8 @@ async function submitAndFollow(options: SubmitOptions): Promise<number> {
     // The end is shown once, with its outcome, below.
     if (status.status !== 'COMPLETED') progress.update(status.progress ?? 0, state);
   }
-  progress.update(100, status.outcome ?? 'COMPLETED');
+  // A task that failed or was cancelled stopped where it was: "failed 100%" read as if it had got to the end.
+  progress.update(status.outcome === 'succeeded' ? 100 : (status.progress ?? 0), status.outcome ?? 'COMPLETED');
   progress.stop();
   if (status.outcome !== 'succeeded') {
     process.stderr.write(`task ${status.outcome}: ${status.error ? `${status.error.code}: ${status.error.message}` : ''}\n`);

@@ -266,6 +266,21 @@ describe('aigc-relay submit', () => {
     ]);
   });
 
+  it('a task that failed ends its progress where it stopped, not at 100%, then says why, exit 1', async () => {
+    await withFakeRelay(
+      (request, root) =>
+        request.method === 'POST'
+          ? [200, accepted(root)]
+          : [200, { ...accepted(root), status: 'COMPLETED', outcome: 'failed', progress: 40, error: { code: 'InvalidParameterValue', message: 'file_infos[0].url: the server answered HTTP 404' } }],
+      async (url) => {
+        const run = await runCli(['submit', '--prompt', 'x', '--wait', '--out', tempDir(), '--url', url], { AIGC_RELAY_KEY: 'ar_key_x' }, { timeoutMs: 20_000 });
+        expect(run.code).toBe(1);
+        const lines = run.stderr.trim().split('\n');
+        expect(lines.slice(-2)).toEqual(['failed 40%', 'task failed: InvalidParameterValue: file_infos[0].url: the server answered HTTP 404']);
+      },
+    );
+  });
+
   it('sends the API key only to the relay given with --url, never to the status or result URL an answer names elsewhere', async () => {
     // The URLs in an answer come from the relay's AIGC_RELAY_PUBLIC_URL (or, without one, the node's own address):
     // a missing or wrong setting, a proxy in front, or a hostile answer must not take the key to another origin
