@@ -64,6 +64,58 @@ function allowedValues(errors: readonly ValidationEntry[], first: ValidationEntr
   return values && values.length > 0 ? values.map((v) => JSON.stringify(v)).join(', ') : undefined;
 }
 
+const TYPE_NAMES: Record<string, string> = {
+  integer: 'a whole number',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'a list',
+  null: 'null',
+};
+const FORMAT_NAMES: Record<string, string> = {
+  uri: 'a URL (https://…)',
+  'date-time': 'a date and time (ISO 8601, e.g. 2026-12-01T00:00:00Z)',
+  email: 'an email address',
+};
+
+/**
+ * Why a value failed its schema, in the words the submit route's own validator uses, not Ajv's ("must NOT have fewer
+ * than 1 characters"); a keyword without a rewrite keeps Ajv's message.
+ */
+function readableReason(entry: ValidationEntry, context: string | undefined): string {
+  const params = (entry.params ?? {}) as Record<string, unknown>;
+  const limit = Number(params.limit);
+  switch (entry.keyword) {
+    case 'type': {
+      const types = String(params.type).split(',');
+      // A query string's values are text, coerced to the type asked for: one that is still not a string was given twice.
+      if (context === 'querystring' && types.includes('string')) return 'given more than once; give it once';
+      return `expected ${types.map((t) => TYPE_NAMES[t] ?? t).join(' or ')}`;
+    }
+    case 'minLength':
+      return limit === 1 ? 'must not be empty' : `must be at least ${limit} characters`;
+    case 'maxLength':
+      return `must be at most ${limit} characters`;
+    case 'minimum':
+      return `must be at least ${limit}`;
+    case 'maximum':
+      return `must be at most ${limit}`;
+    case 'exclusiveMinimum':
+      return `must be more than ${limit}`;
+    case 'minItems':
+      return limit === 1 ? 'must not be empty' : `must have at least ${limit} items`;
+    case 'maxItems':
+      return `must have at most ${limit} items`;
+    case 'minProperties':
+      return 'give at least one field';
+    case 'format':
+      return `must be ${FORMAT_NAMES[String(params.format)] ?? `in the format ${String(params.format)}`}`;
+    default:
+      return entry.message ?? 'invalid';
+  }
+}
+
 /** What a 415 says: the type that came, and the usual way it came (`curl -d` sends a form's type by default). */
 function unsupportedMediaType(contentType: string | undefined): string {
   const shown = contentType === undefined ? '' : ` ${JSON.stringify(contentType.slice(0, 100))} is not accepted;`;
@@ -92,7 +144,7 @@ export function toRelayError(error: FastifyError | Error, contentType?: string, 
     if (params?.missingProperty) return new RelayError('MissingParameter', `${field}: required`);
     if (params?.additionalProperty) return new RelayError('InvalidParameter', `${field}: unknown field`);
     const allowed = allowedValues(fastifyError.validation, first);
-    return new RelayError('InvalidParameterValue', `${field}: ${allowed ? `must be one of ${allowed}` : (first.message ?? 'invalid')}`);
+    return new RelayError('InvalidParameterValue', `${field}: ${allowed ? `must be one of ${allowed}` : readableReason(first, fastifyError.validationContext)}`);
   }
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':

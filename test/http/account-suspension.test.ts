@@ -68,7 +68,7 @@ describe('suspending an account on the admin API', () => {
     const res = await patch(accountId, { suspended: value });
     const body = expectEnvelope(res.status, res.text);
     expect(res.status, res.text).toBe(400);
-    expect(body.Response.Error).toEqual({ Code: 'InvalidParameterValue', Message: 'suspended: must be boolean' });
+    expect(body.Response.Error).toEqual({ Code: 'InvalidParameterValue', Message: 'suspended: expected true or false' });
     expect((await accountOf(accountId)).suspended_at).toBeNull();
     expect((await api.get('/tencent-vod/v1/requests/nope/status')).status).toBe(404);
   });
