@@ -58,8 +58,8 @@ export interface Config {
    */
   readonly leaseMs: number;
   /**
-   * AIGC_RELAY_TENCENT_SUBMITS_PER_SECOND (default 20, Tencent's default per account): CreateAigcImageTask calls this
-   * node sends one upstream account in any second. With N nodes on one account, give each 1/N of the account's rate.
+   * AIGC_RELAY_TENCENT_SUBMITS_PER_SECOND (default 20, Tencent's default per account): CreateAigcImageTask calls the relay
+   * sends one upstream account in any second; on PostgreSQL the nodes share it (give every node the same value).
    */
   readonly tencentSubmitsPerSecond: number;
   readonly nodeId?: string;
